@@ -1,0 +1,4 @@
+//! One module per subcommand.
+pub mod catalog;
+pub mod model;
+pub mod schema;

@@ -1,0 +1,126 @@
+//! `moeplan model`: the accounting of one model.
+use crate::args::ModelArgs;
+use crate::output::{self, Failure};
+use moeplan::report::{model_report, ModelReport};
+use moeplan::units::{Bytes, Flop, Params};
+use std::fmt::Write;
+
+pub fn run(a: &ModelArgs) -> Result<(), Failure> {
+    let model = moeplan::catalog::resolve_model(&a.model)
+        .map_err(|e| Failure::Input(Box::new(e), a.output.json))?;
+    let report = model_report(&model);
+    if a.output.json {
+        output::json(&report);
+    } else {
+        output::print(&render(&report, a.output.explain));
+    }
+    Ok(())
+}
+
+fn render(r: &ModelReport, explain: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{} ({})", r.name, r.architecture);
+    let _ = writeln!(
+        s,
+        "  {} parameters, {} active per token; {} of weights",
+        Params(r.params_total),
+        Params(r.params_active),
+        Bytes(r.weight_bytes)
+    );
+    let mut t = output::table(&["component", "parameters", "active", "dtype", "bytes"]);
+    for (name, c) in &r.params_by_component {
+        t.add_row(vec![
+            name.clone(),
+            Params(c.total).to_string(),
+            Params(c.active).to_string(),
+            c.dtype.to_string(),
+            Bytes(c.bytes).to_string(),
+        ]);
+    }
+    let _ = writeln!(s, "{t}");
+    let _ = writeln!(s, "Layers ({}; {} MoE):", r.n_layers, r.n_moe_layers);
+    for line in layer_lines(r) {
+        let _ = writeln!(s, "  {line}");
+    }
+    if r.n_routed_experts > 0 {
+        let _ = writeln!(
+            s,
+            "MoE: {} routed experts, top-{}, {} shared",
+            r.n_routed_experts, r.experts_per_token, r.n_shared_experts
+        );
+    }
+    let _ = writeln!(
+        s,
+        "KV cache: {} per token of context ({}); at fp8: {}",
+        Bytes(r.kv_cache_bytes_per_token),
+        r.kv_cache_dtype,
+        Bytes(r.kv_cache_bytes_per_token_by_dtype.get("fp8").copied().unwrap_or(0.0))
+    );
+    if r.linear_state_bytes_per_sequence > 0.0 {
+        let _ = writeln!(
+            s,
+            "Linear-attention state: {} per sequence, whatever its length",
+            Bytes(r.linear_state_bytes_per_sequence)
+        );
+    }
+    let _ = writeln!(s, "FLOP per token: {} in linear layers, plus attention:", Flop(r.linear_flop_per_token));
+    let mut t = output::table(&["context", "attention FLOP/token", "KV cache/sequence"]);
+    for c in &r.attention_by_context {
+        t.add_row(vec![c.context.to_string(), Flop(c.flop).to_string(), Bytes(c.kv_cache_bytes).to_string()]);
+    }
+    let _ = writeln!(s, "{t}");
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    for a in &r.assumptions {
+        let _ = writeln!(s, "assumption: {a}");
+    }
+    if explain {
+        let _ = writeln!(s, "\nDerivations:");
+        for (name, d) in &r.explain {
+            let _ = writeln!(s, "  {name} = {}", d.formula);
+            for (k, v) in &d.inputs {
+                let _ = writeln!(s, "      {k} = {v}");
+            }
+        }
+    }
+    s
+}
+
+/// Layer runs as lines; a long alternating pattern (gpt-oss, Llama 4,
+/// Qwen3.5) is folded into its repeating period.
+fn layer_lines(r: &ModelReport) -> Vec<String> {
+    let describe = |run: &moeplan::report::LayerRun| format!("{} attention + {} FFN", run.mixer, run.ffn);
+    let line = |run: &moeplan::report::LayerRun| {
+        let range = if run.first == run.last { format!("{}", run.first) } else { format!("{}-{}", run.first, run.last) };
+        format!("{range:>7}  {}", describe(run))
+    };
+    let runs = &r.layers;
+    if runs.len() <= 6 {
+        return runs.iter().map(line).collect();
+    }
+    for period in 2..=8 {
+        for start in 0..3.min(runs.len()) {
+            let body = &runs[start..];
+            if body.len() < 2 * period {
+                continue;
+            }
+            let same = |a: &moeplan::report::LayerRun, b: &moeplan::report::LayerRun| {
+                a.mixer == b.mixer && a.ffn == b.ffn && a.last - a.first == b.last - b.first
+            };
+            let whole = body.len() / period * period;
+            if (period..whole).all(|i| same(&body[i], &body[i - period])) {
+                let mut out: Vec<String> = runs[..start].iter().map(line).collect();
+                let pattern: Vec<String> = body[..period]
+                    .iter()
+                    .map(|run| format!("{}× {}", run.last - run.first + 1, describe(run)))
+                    .collect();
+                let last = body[whole - 1].last;
+                out.push(format!("{:>7}  repeating [{}]", format!("{}-{}", body[0].first, last), pattern.join(", ")));
+                out.extend(body[whole..].iter().map(line));
+                return out;
+            }
+        }
+    }
+    runs.iter().map(line).collect()
+}

@@ -1,0 +1,25 @@
+//! Runs a parsed command and maps its outcome to an exit code.
+use crate::args::{Cli, Command};
+use crate::commands;
+use crate::output::{self, Failure};
+use std::process::ExitCode;
+
+/// Runs the command; all output goes through `output`.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Model(a) => commands::model::run(&a),
+        Command::Catalog(a) => commands::catalog::run(&a),
+        Command::Schema(a) => commands::schema::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => output::failure(f),
+    }
+}
+
+/// Convenience for commands: a spec error is bad input.
+impl From<moeplan::spec::SpecError> for Failure {
+    fn from(e: moeplan::spec::SpecError) -> Self {
+        Failure::Input(Box::new(e), false)
+    }
+}

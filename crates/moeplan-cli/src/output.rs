@@ -1,0 +1,83 @@
+//! The one place that writes to stdout and stderr.
+//!
+//! Results go to stdout (a table or JSON); diagnostics go to stderr as
+//! miette reports, or to stdout as JSON when `--json` was asked for, so a
+//! script always gets parseable output.
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
+use serde::Serialize;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Exit code when the input is fine but the answer is negative.
+pub const EXIT_NEGATIVE: u8 = 1;
+/// Exit code for bad input.
+pub const EXIT_INPUT: u8 = 2;
+
+/// Why a command did not succeed.
+pub enum Failure {
+    /// Unreadable or invalid input (exit 2); the flag says whether to print JSON.
+    Input(Box<dyn Diagnostic + Send + Sync>, bool),
+    /// Valid input, negative answer (exit 1), already reported by the command.
+    Negative,
+}
+
+/// Writes text to stdout (ignoring a closed pipe).
+pub fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+}
+
+/// Writes a value as pretty JSON to stdout.
+pub fn json<T: Serialize>(value: &T) {
+    print(&serde_json::to_string_pretty(value).expect("reports serialise"));
+}
+
+/// Writes a line to stderr.
+pub fn note(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Renders a diagnostic as miette would, without colour when not on a terminal.
+pub fn render(diag: &dyn Diagnostic) -> String {
+    let theme = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none() {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let mut s = String::new();
+    let _ = GraphicalReportHandler::new_themed(theme).with_width(100).render_report(&mut s, diag);
+    s
+}
+
+/// Reports a failure and returns its exit code.
+pub fn failure(f: Failure) -> ExitCode {
+    match f {
+        Failure::Input(diag, as_json) => {
+            if as_json {
+                let related: Vec<String> = diag.help().map(|h| h.to_string()).into_iter().collect();
+                json(&serde_json::json!({
+                    "error": {
+                        "kind": "input",
+                        "message": diag.to_string(),
+                        "help": related,
+                    }
+                }));
+            } else {
+                note(&render(diag.as_ref()));
+            }
+            ExitCode::from(EXIT_INPUT)
+        }
+        Failure::Negative => ExitCode::from(EXIT_NEGATIVE),
+    }
+}
+
+/// A table in the house style with the given header.
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(header.to_vec());
+    t
+}

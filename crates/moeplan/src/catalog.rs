@@ -1,0 +1,141 @@
+//! The built-in catalog: model configs and GPU datasheets embedded in the
+//! binary. Models are the published Hugging Face `config.json` files (facts,
+//! not derived figures) plus the seed documents' model as a native spec;
+//! they go through the same importers as user files, so the catalog cannot
+//! drift from what a user's file would give. GPUs are spec files citing
+//! their datasheets.
+//!
+//! To add a model: drop its `config.json` in `catalog/models/<id>.json` and
+//! add a line below. To add a GPU: write `catalog/gpus/<id>.toml`.
+
+use crate::hardware::Gpu;
+use crate::model::Model;
+use crate::spec::source::{Format, Source};
+use crate::spec::{Problem, SpecError};
+use std::path::Path;
+
+/// Embedded model files by catalog id.
+pub const MODELS: &[(&str, &str)] = &[
+    ("deepseek-r1", include_str!("../catalog/models/deepseek-r1.json")),
+    ("deepseek-v3", include_str!("../catalog/models/deepseek-v3.json")),
+    ("glm-5-fp8", include_str!("../catalog/models/glm-5-fp8.json")),
+    ("glm-5", include_str!("../catalog/models/glm-5.json")),
+    ("gpt-oss-120b", include_str!("../catalog/models/gpt-oss-120b.json")),
+    ("gpt-oss-20b", include_str!("../catalog/models/gpt-oss-20b.json")),
+    ("kimi-k2.5", include_str!("../catalog/models/kimi-k2.5.json")),
+    ("kimi-k2", include_str!("../catalog/models/kimi-k2.json")),
+    ("llama-3.1-70b", include_str!("../catalog/models/llama-3.1-70b.json")),
+    ("llama-3.1-8b", include_str!("../catalog/models/llama-3.1-8b.json")),
+    ("llama-4-maverick", include_str!("../catalog/models/llama-4-maverick.json")),
+    ("llama-4-scout", include_str!("../catalog/models/llama-4-scout.json")),
+    ("minimax-m2.5", include_str!("../catalog/models/minimax-m2.5.json")),
+    ("mixtral-8x22b", include_str!("../catalog/models/mixtral-8x22b.json")),
+    ("mixtral-8x7b", include_str!("../catalog/models/mixtral-8x7b.json")),
+    ("qwen3-235b-a22b-fp8", include_str!("../catalog/models/qwen3-235b-a22b-fp8.json")),
+    ("qwen3-235b-a22b", include_str!("../catalog/models/qwen3-235b-a22b.json")),
+    ("qwen3-30b-a3b", include_str!("../catalog/models/qwen3-30b-a3b.json")),
+    ("qwen3-32b", include_str!("../catalog/models/qwen3-32b.json")),
+    ("qwen3.5-35b-a3b", include_str!("../catalog/models/qwen3.5-35b-a3b.json")),
+    ("qwen3.5-397b-a17b", include_str!("../catalog/models/qwen3.5-397b-a17b.json")),
+    ("seed-moe", include_str!("../catalog/models/seed-moe.toml")),
+];
+
+/// Embedded GPU files by catalog id.
+pub const GPUS: &[(&str, &str)] = &[
+    ("a100-sxm-80g", include_str!("../catalog/gpus/a100-sxm-80g.toml")),
+    ("b200", include_str!("../catalog/gpus/b200.toml")),
+    ("gb200", include_str!("../catalog/gpus/gb200.toml")),
+    ("h100-sxm", include_str!("../catalog/gpus/h100-sxm.toml")),
+    ("h200-sxm", include_str!("../catalog/gpus/h200-sxm.toml")),
+    ("h800", include_str!("../catalog/gpus/h800.toml")),
+    ("l40s", include_str!("../catalog/gpus/l40s.toml")),
+    ("mi300x", include_str!("../catalog/gpus/mi300x.toml")),
+    ("seed-gpu", include_str!("../catalog/gpus/seed-gpu.toml")),
+];
+
+/// Other names users type for catalog entries.
+const MODEL_ALIASES: &[(&str, &str)] = &[
+    ("minimax-m2", "minimax-m2.5"),
+    ("kimi-k2-instruct", "kimi-k2"),
+    ("qwen3-235b", "qwen3-235b-a22b"),
+    ("qwen3-30b", "qwen3-30b-a3b"),
+];
+const GPU_ALIASES: &[(&str, &str)] = &[
+    ("h100", "h100-sxm"),
+    ("h200", "h200-sxm"),
+    ("a100", "a100-sxm-80g"),
+    ("a100-80g", "a100-sxm-80g"),
+];
+
+fn format_of(id: &str, text: &str) -> Format {
+    if text.trim_start().starts_with('{') {
+        Format::Json
+    } else {
+        let _ = id;
+        Format::Toml
+    }
+}
+
+fn lookup<'a>(table: &'a [(&'a str, &'a str)], aliases: &[(&str, &str)], id: &str) -> Option<(&'a str, &'a str)> {
+    let id = id.to_ascii_lowercase();
+    let id = aliases.iter().find(|(a, _)| *a == id).map_or(id.as_str(), |(_, t)| t).to_string();
+    table.iter().find(|(k, _)| *k == id).copied()
+}
+
+/// A catalog model by id.
+pub fn model(id: &str) -> Option<Result<Model, SpecError>> {
+    let (key, text) = lookup(MODELS, MODEL_ALIASES, id)?;
+    let source = Source::from_text(&format!("catalog:{key}"), text, format_of(key, text));
+    Some(load_model_source(&source).map(|mut m| {
+        m.name = key.to_string();
+        m
+    }))
+}
+
+/// A catalog GPU by id.
+pub fn gpu(id: &str) -> Option<Result<Gpu, SpecError>> {
+    let (key, text) = lookup(GPUS, GPU_ALIASES, id)?;
+    let source = Source::from_text(&format!("{key}.toml"), text, Format::Toml);
+    Some(crate::spec::gpu::load(&source).map(|mut g| {
+        g.id = key.to_string();
+        g
+    }))
+}
+
+/// Reads a model from a source: a Hugging Face config when it names
+/// `architectures`, a native spec otherwise.
+pub fn load_model_source(source: &Source) -> Result<Model, SpecError> {
+    if source.format == Format::Json {
+        let value = source.parse()?;
+        if value.get("architectures").is_some() || value.get("model_type").is_some() {
+            return crate::hf::load(source);
+        }
+    }
+    crate::spec::model::load(source)
+}
+
+/// Resolves what a user typed for a model: a catalog id or a file path.
+pub fn resolve_model(arg: &str) -> Result<Model, SpecError> {
+    if let Some(m) = model(arg) {
+        return m;
+    }
+    if Path::new(arg).exists() || arg.contains('/') || arg.contains('.') {
+        return load_model_source(&Source::read(Path::new(arg))?);
+    }
+    let ids: Vec<&str> = MODELS.iter().map(|(k, _)| *k).collect();
+    Err(SpecError::new(arg, String::new(), vec![Problem::at("", format!("`{arg}` is neither a catalog model nor a file"))
+        .hint(format!("catalog models: {}; or pass a config.json / model spec path", ids.join(", ")))]))
+}
+
+/// Resolves what a user typed for a GPU: a catalog id or a spec file path.
+pub fn resolve_gpu(arg: &str) -> Result<Gpu, SpecError> {
+    if let Some(g) = gpu(arg) {
+        return g;
+    }
+    if Path::new(arg).exists() || arg.contains('/') || arg.contains('.') {
+        return crate::spec::gpu::load(&Source::read(Path::new(arg))?);
+    }
+    let ids: Vec<&str> = GPUS.iter().map(|(k, _)| *k).collect();
+    Err(SpecError::new(arg, String::new(), vec![Problem::at("", format!("`{arg}` is neither a catalog GPU nor a file"))
+        .hint(format!("catalog GPUs: {}; or pass a GPU spec file path", ids.join(", ")))]))
+}

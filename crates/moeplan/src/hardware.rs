@@ -1,0 +1,75 @@
+//! GPUs and the nodes they sit in.
+//!
+//! A `Gpu` holds datasheet facts (peak dense FLOP/s per precision, HBM
+//! bandwidth and capacity, links) and the efficiency curves the cost model
+//! applies to them. Catalog GPUs are spec files embedded in the binary; a
+//! custom card is the same kind of file.
+
+use crate::calibration::Calibration;
+use crate::dtype::Precision;
+use crate::units::{Bytes, BytesPerSecond, FlopPerSecond, Seconds};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A GPU model with the node it comes in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gpu {
+    /// Catalog id or file stem.
+    pub id: String,
+    /// Full name.
+    pub name: String,
+    /// HBM capacity.
+    pub memory: Bytes,
+    /// HBM bandwidth.
+    pub memory_bandwidth: BytesPerSecond,
+    /// Dense (no sparsity) tensor-core peak per precision.
+    pub peak: BTreeMap<Precision, FlopPerSecond>,
+    /// GPUs in one NVLink domain (node).
+    pub gpus_per_node: u32,
+    /// NVLink (scale-up) bandwidth per GPU, one direction.
+    pub nvlink_bandwidth: BytesPerSecond,
+    /// Scale-out network bandwidth per GPU, one direction.
+    pub network_bandwidth: BytesPerSecond,
+    /// One-way latency of a small NVLink transfer.
+    pub nvlink_latency: Seconds,
+    /// One-way latency of a small network transfer.
+    pub network_latency: Seconds,
+    /// Efficiency curves applied by the cost model.
+    pub calibration: Calibration,
+    /// Datasheet citation and notes.
+    pub notes: String,
+}
+
+impl Gpu {
+    /// Peak for a precision; falls back to the fastest supported precision
+    /// at or above it in width (fp4 → fp8 → bf16), since weights are then
+    /// up-converted for the math.
+    pub fn peak_for(&self, wanted: Precision) -> (Precision, FlopPerSecond) {
+        let order = [Precision::Fp4, Precision::Fp8, Precision::Int8, Precision::Bf16];
+        let start = order.iter().position(|p| *p == wanted).unwrap_or(3);
+        for p in &order[start..] {
+            if *p == Precision::Int8 && wanted != Precision::Int8 {
+                continue;
+            }
+            if let Some(f) = self.peak.get(p) {
+                return (*p, *f);
+            }
+        }
+        (
+            Precision::Bf16,
+            self.peak.get(&Precision::Bf16).copied().unwrap_or(FlopPerSecond(1.0)),
+        )
+    }
+
+    /// The 16-bit peak (what MFU is quoted against).
+    pub fn peak_bf16(&self) -> FlopPerSecond {
+        self.peak_for(Precision::Bf16).1
+    }
+
+    /// The same GPU with flat efficiency assumptions replacing the curves.
+    pub fn with_flat_efficiency(&self, mfu: Option<f64>, bandwidth: Option<f64>) -> Gpu {
+        let mut g = self.clone();
+        g.calibration = self.calibration.flat(mfu, bandwidth);
+        g
+    }
+}

@@ -1,0 +1,633 @@
+//! Import of Hugging Face `config.json` files.
+//!
+//! One function per architecture family turns the config's keys into a
+//! `Model`; shared readers collect every missing or mistyped key with its
+//! path, so a broken config is reported whole. Multimodal wrappers keep the
+//! language model under `text_config`; `quantization_config` (at either
+//! level) decides the stored type of each weight group.
+
+use crate::dtype::DType;
+use crate::model::{
+    Attention, Dtypes, Ffn, Layer, LinearAttention, Mixer, Model, Moe, SparseIndexer,
+    VisionEncoder,
+};
+use crate::spec::source::Source;
+use crate::spec::{Problem, Problems, SpecError};
+use serde_json::{Map, Value};
+
+/// Architectures the importer reads, with the family each belongs to.
+pub const SUPPORTED: &[&str] = &[
+    "MixtralForCausalLM",
+    "Qwen2MoeForCausalLM",
+    "Qwen3MoeForCausalLM",
+    "Qwen3NextForCausalLM",
+    "Qwen3_5MoeForConditionalGeneration",
+    "Qwen3_5MoeForCausalLM",
+    "DeepseekV2ForCausalLM",
+    "DeepseekV3ForCausalLM",
+    "DeepseekV32ForCausalLM",
+    "KimiK25ForConditionalGeneration",
+    "GlmMoeDsaForCausalLM",
+    "Glm4MoeForCausalLM",
+    "GptOssForCausalLM",
+    "MiniMaxM2ForCausalLM",
+    "Llama4ForConditionalGeneration",
+    "Llama4ForCausalLM",
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+];
+
+/// Typed access to a config object, collecting problems with their paths.
+struct Cfg<'a> {
+    obj: &'a Map<String, Value>,
+    prefix: &'a str,
+}
+
+impl Cfg<'_> {
+    fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+    fn has(&self, key: &str) -> bool {
+        self.obj.get(key).is_some_and(|v| !v.is_null())
+    }
+    fn opt_u64(&self, key: &str, pr: &mut Problems) -> Option<u64> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(0) => {
+                    pr.push(Problem::at(self.path(key), "must be greater than 0"));
+                    Some(1)
+                }
+                Some(x) => Some(x),
+                None => {
+                    pr.push(
+                        Problem::at(self.path(key), format!("expected a positive integer, found {v}"))
+                            .hint("config.json sizes are whole numbers"),
+                    );
+                    Some(1)
+                }
+            },
+        }
+    }
+    fn u64(&self, key: &str, pr: &mut Problems) -> u64 {
+        self.opt_u64(key, pr).unwrap_or_else(|| {
+            pr.push(
+                Problem::at(self.prefix, format!("missing key `{}`", self.path(key)))
+                    .hint("this architecture's config.json always has it; is the file complete?"),
+            );
+            1
+        })
+    }
+    /// The first of several alias keys that is present.
+    fn u64_any(&self, keys: &[&str], pr: &mut Problems) -> u64 {
+        for k in keys {
+            if self.has(k) {
+                return self.u64(k, pr);
+            }
+        }
+        self.u64(keys[0], pr)
+    }
+    fn bool(&self, key: &str, default: bool) -> bool {
+        self.obj.get(key).and_then(Value::as_bool).unwrap_or(default)
+    }
+    fn str(&self, key: &str) -> Option<&str> {
+        self.obj.get(key).and_then(Value::as_str)
+    }
+    fn array(&self, key: &str) -> Option<&Vec<Value>> {
+        self.obj.get(key).and_then(Value::as_array)
+    }
+}
+
+/// Reads a `config.json`.
+pub fn load(source: &Source) -> Result<Model, SpecError> {
+    let value = source.parse()?;
+    let name = model_name(&source.name);
+    let mut pr = Problems::default();
+    let model = from_value(&value, &name, &mut pr);
+    match model {
+        Some(m) if pr.is_empty() => Ok(m),
+        _ => Err(SpecError::in_source(source, pr.0)),
+    }
+}
+
+/// The model's name from its path: the parent folder for `.../Name/config.json`.
+fn model_name(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    if stem == "config" {
+        if let Some(parent) = p.parent().and_then(|d| d.file_name()).and_then(|s| s.to_str()) {
+            return parent.to_string();
+        }
+    }
+    stem.to_string()
+}
+
+/// Builds a model from a parsed config, collecting problems.
+pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model> {
+    let Some(root) = value.as_object() else {
+        pr.push(Problem::at("", "config.json must be a JSON object").hint("a Hugging Face config is {\"architectures\": [...], ...}"));
+        return None;
+    };
+    let arch = root
+        .get("architectures")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str);
+    let Some(arch) = arch else {
+        pr.push(
+            Problem::at("architectures", "no `architectures` entry names the model class")
+                .hint("a Hugging Face config.json lists e.g. \"architectures\": [\"MixtralForCausalLM\"]"),
+        );
+        return None;
+    };
+    if !SUPPORTED.contains(&arch) {
+        pr.push(
+            Problem::at("architectures", format!("unsupported architecture `{arch}`"))
+                .hint(format!(
+                    "supported: {}. For another model, write a native model spec (moeplan schema model) with its dimensions",
+                    SUPPORTED.join(", ")
+                )),
+        );
+        return None;
+    }
+    let (text, prefix) = match root.get("text_config").and_then(Value::as_object) {
+        Some(t) => (t, "text_config"),
+        None => (root, ""),
+    };
+    let c = Cfg { obj: text, prefix };
+    let quant = text
+        .get("quantization_config")
+        .or_else(|| root.get("quantization_config"))
+        .and_then(Value::as_object);
+    let torch_dtype = c
+        .str("torch_dtype")
+        .or_else(|| c.str("dtype"))
+        .or_else(|| root.get("torch_dtype").and_then(Value::as_str))
+        .or_else(|| root.get("dtype").and_then(Value::as_str))
+        .and_then(|s| s.parse::<DType>().ok())
+        .unwrap_or(DType::Bf16);
+
+    let mut m = match arch {
+        "MixtralForCausalLM" | "MiniMaxM2ForCausalLM" => mixtral_like(&c, arch, pr),
+        "Qwen2MoeForCausalLM" | "Qwen3MoeForCausalLM" => qwen_moe(&c, arch, pr),
+        "Qwen3NextForCausalLM" | "Qwen3_5MoeForConditionalGeneration" | "Qwen3_5MoeForCausalLM" => {
+            qwen_next(&c, arch, pr)
+        }
+        "DeepseekV2ForCausalLM" | "DeepseekV3ForCausalLM" | "DeepseekV32ForCausalLM"
+        | "KimiK25ForConditionalGeneration" | "GlmMoeDsaForCausalLM" => deepseek(&c, arch, pr),
+        "Glm4MoeForCausalLM" => glm4_moe(&c, arch, pr),
+        "GptOssForCausalLM" => gpt_oss(&c, arch, pr),
+        "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(&c, root, arch, pr),
+        _ => dense(&c, arch, pr),
+    };
+    m.name = name.to_string();
+    m.tie_word_embeddings = c.bool("tie_word_embeddings", root.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false));
+    m.dtypes = dtypes(torch_dtype, quant, &m);
+    check_shapes(&m, &c, pr);
+    Some(m)
+}
+
+fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let hidden = c.u64("hidden_size", pr);
+    let n_layers = c.u64("num_hidden_layers", pr);
+    Model {
+        name: String::new(),
+        architecture: arch.to_string(),
+        hidden_size: hidden,
+        vocab_size: c.u64("vocab_size", pr),
+        tie_word_embeddings: false,
+        attention: gqa(c, hidden, pr),
+        indexer: None,
+        linear_attention: None,
+        moe: None,
+        dense_intermediate_size: c.opt_u64("intermediate_size", pr).unwrap_or(0),
+        layers: vec![
+            Layer {
+                mixer: Mixer::Full,
+                ffn: Ffn::Dense
+            };
+            n_layers as usize
+        ],
+        vision: None,
+        dtypes: Dtypes::uniform(DType::Bf16),
+        declared_params: None,
+        assumptions: Vec::new(),
+    }
+}
+
+fn gqa(c: &Cfg, hidden: u64, pr: &mut Problems) -> Attention {
+    let n_heads = c.u64("num_attention_heads", pr);
+    let n_kv_heads = c.opt_u64("num_key_value_heads", pr).unwrap_or(n_heads);
+    let head_dim = c.opt_u64("head_dim", pr).unwrap_or((hidden / n_heads.max(1)).max(1));
+    Attention::Gqa {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        qkv_bias: c.bool("attention_bias", false),
+        o_bias: false,
+        qk_norm: false,
+        sinks: false,
+        output_gate: false,
+    }
+}
+
+fn set_gqa(m: &mut Model, f: impl FnOnce(&mut bool, &mut bool, &mut bool, &mut bool, &mut bool)) {
+    if let Attention::Gqa {
+        qkv_bias,
+        o_bias,
+        qk_norm,
+        sinks,
+        output_gate,
+        ..
+    } = &mut m.attention
+    {
+        f(qkv_bias, o_bias, qk_norm, sinks, output_gate);
+    }
+}
+
+fn all_moe(m: &mut Model) {
+    for l in &mut m.layers {
+        l.ffn = Ffn::Moe;
+    }
+}
+
+fn mixtral_like(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let inter = c.u64("intermediate_size", pr);
+    let shared = c.obj.get("shared_intermediate_size").and_then(Value::as_u64).unwrap_or(0);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("num_local_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: inter,
+        n_shared_experts: u64::from(shared > 0),
+        shared_intermediate_size: shared,
+        shared_expert_gate: false,
+        router_bias: c.bool("use_routing_bias", false),
+        expert_bias: false,
+    });
+    m.dense_intermediate_size = 0;
+    all_moe(&mut m);
+    let qk_norm = c.bool("use_qk_norm", false);
+    set_gqa(&mut m, |_, _, q, _, _| *q = qk_norm);
+    if let Some(w) = c.opt_u64("sliding_window", pr) {
+        if c.bool("use_sliding_window", true) {
+            for l in &mut m.layers {
+                l.mixer = Mixer::Sliding { window: w };
+            }
+        }
+    }
+    m
+}
+
+fn qwen_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let shared = c.opt_u64("shared_expert_intermediate_size", pr).unwrap_or(0);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("num_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: c.u64("moe_intermediate_size", pr),
+        n_shared_experts: u64::from(shared > 0),
+        shared_intermediate_size: shared,
+        shared_expert_gate: shared > 0,
+        router_bias: false,
+        expert_bias: false,
+    });
+    let step = c.opt_u64("decoder_sparse_step", pr).unwrap_or(1);
+    let mlp_only: Vec<u64> = c
+        .array("mlp_only_layers")
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        let i = i as u64;
+        if !mlp_only.contains(&i) && (i + 1) % step == 0 {
+            l.ffn = Ffn::Moe;
+        }
+    }
+    let qwen3 = arch.starts_with("Qwen3");
+    let bias = !qwen3 || c.bool("attention_bias", false);
+    set_gqa(&mut m, |qkv, _, q, _, _| {
+        *qkv = bias;
+        *q = qwen3;
+    });
+    m
+}
+
+fn qwen_next(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = qwen_moe(c, arch, pr);
+    let gate = c.bool("attn_output_gate", true);
+    set_gqa(&mut m, |qkv, _, q, _, g| {
+        *qkv = false;
+        *q = true;
+        *g = gate;
+    });
+    m.linear_attention = Some(LinearAttention {
+        n_key_heads: c.u64("linear_num_key_heads", pr),
+        n_value_heads: c.u64("linear_num_value_heads", pr),
+        key_head_dim: c.u64("linear_key_head_dim", pr),
+        value_head_dim: c.u64("linear_value_head_dim", pr),
+        conv_kernel: c.u64("linear_conv_kernel_dim", pr),
+    });
+    let n = m.layers.len();
+    let types = c.array("layer_types");
+    let interval = c.opt_u64("full_attention_interval", pr).unwrap_or(4);
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        let kind = types.and_then(|t| t.get(i)).and_then(Value::as_str);
+        l.mixer = match kind {
+            Some("linear_attention") => Mixer::Linear,
+            Some(_) => Mixer::Full,
+            None if (i as u64 + 1) % interval == 0 => Mixer::Full,
+            None => Mixer::Linear,
+        };
+    }
+    if let Some(t) = types {
+        if t.len() != n {
+            pr.push(Problem::at(c.path("layer_types"), format!("{} entries for {n} layers", t.len())));
+        }
+    }
+    m.vision = None;
+    m
+}
+
+fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n_heads = c.u64("num_attention_heads", pr);
+    m.attention = Attention::Mla {
+        n_heads,
+        q_lora_rank: c.opt_u64("q_lora_rank", pr),
+        kv_lora_rank: c.u64("kv_lora_rank", pr),
+        qk_nope_head_dim: c.u64("qk_nope_head_dim", pr),
+        qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
+        v_head_dim: c.u64("v_head_dim", pr),
+    };
+    if c.has("index_topk") {
+        m.indexer = Some(SparseIndexer {
+            n_heads: c.u64("index_n_heads", pr),
+            head_dim: c.u64("index_head_dim", pr),
+            topk: c.u64("index_topk", pr),
+        });
+    }
+    let inter = c.u64("moe_intermediate_size", pr);
+    let noaux = c.str("topk_method") == Some("noaux_tc");
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("n_routed_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: inter,
+        n_shared_experts: c.opt_u64("n_shared_experts", pr).unwrap_or(0),
+        shared_intermediate_size: inter,
+        shared_expert_gate: false,
+        router_bias: noaux,
+        expert_bias: false,
+    });
+    m.dense_intermediate_size = c.u64("intermediate_size", pr);
+    let first_dense = c.obj.get("first_k_dense_replace").and_then(Value::as_u64).unwrap_or(0);
+    let freq = c.opt_u64("moe_layer_freq", pr).unwrap_or(1);
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        let i = i as u64;
+        if i >= first_dense && i % freq == 0 {
+            l.ffn = Ffn::Moe;
+        }
+    }
+    if c.obj.get("num_nextn_predict_layers").and_then(Value::as_u64).unwrap_or(0) > 0 {
+        m.assumptions.push("the multi-token-prediction (MTP) module is not counted: published totals exclude it and engines load it only for speculative decoding".into());
+    }
+    m
+}
+
+fn glm4_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = deepseek_free_moe(c, arch, pr);
+    let qk_norm = c.bool("use_qk_norm", false);
+    set_gqa(&mut m, |_, _, q, _, _| *q = qk_norm);
+    m
+}
+
+/// GLM-4.5 style: GQA attention with a DeepSeek-style MoE block.
+fn deepseek_free_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let inter = c.u64("moe_intermediate_size", pr);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("n_routed_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: inter,
+        n_shared_experts: c.opt_u64("n_shared_experts", pr).unwrap_or(0),
+        shared_intermediate_size: inter,
+        shared_expert_gate: false,
+        router_bias: true,
+        expert_bias: false,
+    });
+    let first_dense = c.obj.get("first_k_dense_replace").and_then(Value::as_u64).unwrap_or(0);
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        if i as u64 >= first_dense {
+            l.ffn = Ffn::Moe;
+        }
+    }
+    m
+}
+
+fn gpt_oss(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64_any(&["num_local_experts", "num_experts"], pr),
+        experts_per_token: c.u64_any(&["num_experts_per_tok", "experts_per_token"], pr),
+        expert_intermediate_size: c.u64("intermediate_size", pr),
+        n_shared_experts: 0,
+        shared_intermediate_size: 0,
+        shared_expert_gate: false,
+        router_bias: true,
+        expert_bias: true,
+    });
+    m.dense_intermediate_size = 0;
+    all_moe(&mut m);
+    set_gqa(&mut m, |qkv, o, _, s, _| {
+        *qkv = true;
+        *o = true;
+        *s = true;
+    });
+    let window = c.opt_u64("sliding_window", pr).unwrap_or(128);
+    let types = c.array("layer_types");
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        let sliding = match types.and_then(|t| t.get(i)).and_then(Value::as_str) {
+            Some(t) => t == "sliding_attention",
+            None => i % 2 == 0,
+        };
+        if sliding {
+            l.mixer = Mixer::Sliding { window };
+        }
+    }
+    m
+}
+
+fn llama4(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let inter = c.u64("intermediate_size", pr);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("num_local_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: inter,
+        n_shared_experts: 1,
+        shared_intermediate_size: inter,
+        shared_expert_gate: false,
+        router_bias: false,
+        expert_bias: false,
+    });
+    m.dense_intermediate_size = c.opt_u64("intermediate_size_mlp", pr).unwrap_or(inter);
+    let step = c.opt_u64("interleave_moe_layer_step", pr).unwrap_or(1);
+    let chunk = c.opt_u64("attention_chunk_size", pr);
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        let i = i as u64;
+        if (i + 1) % step == 0 {
+            l.ffn = Ffn::Moe;
+        }
+        // Three of every four layers use chunked local attention with RoPE;
+        // the fourth is global attention without RoPE (iRoPE).
+        if let Some(w) = chunk {
+            if (i + 1) % 4 != 0 {
+                l.mixer = Mixer::Sliding { window: w };
+            }
+        }
+    }
+    let qk_norm = c.bool("use_qk_norm", false);
+    set_gqa(&mut m, |_, _, q, _, _| *q = qk_norm);
+    if let Some(v) = root.get("vision_config").and_then(Value::as_object) {
+        let vc = Cfg { obj: v, prefix: "vision_config" };
+        m.vision = Some(VisionEncoder {
+            n_layers: vc.u64("num_hidden_layers", pr),
+            hidden_size: vc.u64("hidden_size", pr),
+            intermediate_size: vc.u64("intermediate_size", pr),
+            out_hidden_size: m.hidden_size,
+        });
+    }
+    m
+}
+
+fn dense(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    m.dense_intermediate_size = c.u64("intermediate_size", pr);
+    let qwen2 = arch == "Qwen2ForCausalLM";
+    let qwen3 = arch == "Qwen3ForCausalLM";
+    set_gqa(&mut m, |qkv, _, q, _, _| {
+        *qkv = *qkv || qwen2;
+        *q = qwen3;
+    });
+    m
+}
+
+/// Semantic checks every family shares.
+fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
+    if let Attention::Gqa { n_heads, n_kv_heads, .. } = m.attention {
+        if n_kv_heads > 0 && n_heads % n_kv_heads != 0 {
+            pr.push(
+                Problem::at(c.path("num_key_value_heads"), format!("{n_heads} attention heads are not divisible by {n_kv_heads} KV heads"))
+                    .hint("each KV head serves a whole group of query heads"),
+            );
+        }
+    }
+    if let Some(moe) = &m.moe {
+        if moe.experts_per_token > moe.n_routed_experts {
+            pr.push(Problem::at(
+                c.path("num_experts_per_tok"),
+                format!("top-{} routing over {} experts is impossible", moe.experts_per_token, moe.n_routed_experts),
+            ));
+        }
+    }
+    if m.layers.iter().any(|l| l.ffn == Ffn::Dense) && m.dense_intermediate_size == 0 {
+        pr.push(Problem::at(c.path("intermediate_size"), "dense layers need `intermediate_size`"));
+    }
+}
+
+/// Representative module names of each weight group, to test against a
+/// quantisation config's exclusion list.
+const ATTN_MODULES: &[&str] = &["model.layers.10.self_attn.o_proj", "model.layers.10.self_attn.q_proj", "model.layers.10.self_attn.kv_b_proj"];
+const EXPERT_MODULES: &[&str] = &["model.layers.10.mlp.experts.3.down_proj", "model.layers.10.block_sparse_moe.experts.3.w2", "model.layers.10.mlp.experts"];
+const DENSE_MODULES: &[&str] = &["model.layers.10.mlp.shared_experts.down_proj", "model.layers.10.mlp.shared_expert.down_proj", "model.layers.0.mlp.down_proj"];
+
+fn excluded(patterns: &[String], modules: &[&str]) -> bool {
+    patterns.iter().any(|p| {
+        let re_src = match p.strip_prefix("re:") {
+            Some(r) => format!("^(?:{r})"),
+            None => format!("^{}(\\..*)?$", regex_lite::escape(p).replace("\\*", "[^.]*")),
+        };
+        match regex_lite::Regex::new(&re_src) {
+            Ok(re) => modules.iter().any(|m| re.is_match(m)),
+            Err(_) => modules.iter().any(|m| m.contains(p.as_str())),
+        }
+    })
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// The stored type of each weight group from `torch_dtype` and the quantisation config.
+fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes {
+    let mut d = Dtypes::uniform(base);
+    let Some(q) = quant else { return d };
+    let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("");
+    let (qtype, ignore) = match method {
+        "fp8" => (DType::Fp8, string_list(q.get("modules_to_not_convert"))),
+        "mxfp4" => (DType::Mxfp4, string_list(q.get("modules_to_not_convert"))),
+        "modelopt" => {
+            let algo = q.get("quant_algo").and_then(Value::as_str).unwrap_or("");
+            let t = if algo.contains("FP4") { DType::Nvfp4 } else { DType::Fp8 };
+            if q.get("kv_cache_quant_algo").and_then(Value::as_str) == Some("FP8") {
+                d.kv_cache = DType::Fp8;
+            }
+            (t, string_list(q.get("exclude_modules")))
+        }
+        "compressed-tensors" => {
+            let w = q
+                .get("config_groups")
+                .and_then(Value::as_object)
+                .and_then(|g| g.values().next())
+                .and_then(|g| g.get("weights"));
+            let bits = w.and_then(|w| w.get("num_bits")).and_then(Value::as_u64).unwrap_or(16);
+            let kind = w.and_then(|w| w.get("type")).and_then(Value::as_str).unwrap_or("int");
+            let t = match (bits, kind) {
+                (4, "float") => DType::Nvfp4,
+                (4, _) => DType::Int4,
+                (8, "float") => DType::Fp8,
+                (8, _) => DType::Int8,
+                _ => base,
+            };
+            if q.get("kv_cache_scheme").is_some_and(|k| !k.is_null()) {
+                d.kv_cache = DType::Fp8;
+            }
+            (t, string_list(q.get("ignore")))
+        }
+        _ => return d,
+    };
+    if !excluded(&ignore, ATTN_MODULES) {
+        d.attention = qtype;
+    }
+    if !excluded(&ignore, EXPERT_MODULES) {
+        d.experts = qtype;
+    }
+    // Shared experts and dense MLPs: quantised unless either is excluded.
+    if !excluded(&ignore, DENSE_MODULES) && m.moe.as_ref().is_none_or(|_| true) {
+        d.dense = qtype;
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusion_patterns() {
+        let ignore = vec!["lm_head".to_string(), "re:.*self_attn.*".to_string(), "re:.*shared_experts.*".to_string()];
+        assert!(excluded(&ignore, ATTN_MODULES));
+        assert!(!excluded(&ignore, EXPERT_MODULES));
+        assert!(excluded(&ignore, DENSE_MODULES));
+        let glob = vec!["model.layers.*.self_attn".to_string()];
+        assert!(excluded(&glob, ATTN_MODULES));
+        assert!(!excluded(&glob, EXPERT_MODULES));
+    }
+}

@@ -1,0 +1,20 @@
+//! moeplan: plan, check and explain parallel deployments of Mixture-of-Experts
+//! inference from first principles.
+//!
+//! Data flows one way: `spec`/`hf`/`catalog` read what the user brings into
+//! validated domain types (`model`, `hardware`); `layout` and `memory` place
+//! the model on GPUs; later stages cost and search those placements. The
+//! library never prints: the CLI owns all output.
+#![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod calibration;
+pub mod catalog;
+pub mod dtype;
+pub mod hardware;
+pub mod hf;
+pub mod model;
+pub mod quantity;
+pub mod report;
+pub mod spec;
+pub mod units;

@@ -1,0 +1,701 @@
+//! The validated model: architecture facts every later stage relies on.
+//!
+//! A `Model` is built either from a native spec (`spec::model`) or from a
+//! Hugging Face `config.json` (`hf`). Its invariants (non-zero sizes, heads
+//! divisible by KV heads, top-k not above the expert count, one entry per
+//! layer) are checked where it is built, so the accounting below can divide
+//! without checking again.
+//!
+//! Parameter counts are exact for the modules each family's modelling code
+//! defines (projections, biases, norms, routers). Published totals count the
+//! same modules; see the tests for the hand derivations.
+
+use crate::dtype::DType;
+use crate::units::{Bytes, Flop, Params};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How a layer mixes tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Mixer {
+    /// Full causal softmax attention.
+    Full,
+    /// Sliding-window (or chunked local) attention over the last `window` tokens.
+    Sliding {
+        /// Tokens a query attends to, and the KV tokens the layer keeps.
+        window: u64,
+    },
+    /// Linear attention with a fixed-size recurrent state (no KV cache).
+    Linear,
+}
+
+/// What follows the mixer in a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ffn {
+    /// A dense (SwiGLU) MLP of `Model::dense_intermediate_size`.
+    Dense,
+    /// The MoE block of `Model::moe`.
+    Moe,
+}
+
+/// One decoder layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    /// Token mixing.
+    pub mixer: Mixer,
+    /// Feed-forward block.
+    pub ffn: Ffn,
+}
+
+/// The softmax attention of the model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Attention {
+    /// Multi-head / grouped-query attention (MHA when kv heads = heads).
+    Gqa {
+        /// Query heads.
+        n_heads: u64,
+        /// Key/value heads.
+        n_kv_heads: u64,
+        /// Dimension of one head.
+        head_dim: u64,
+        /// Biases on the q, k, v projections.
+        qkv_bias: bool,
+        /// Bias on the output projection.
+        o_bias: bool,
+        /// RMSNorm on q and k per head.
+        qk_norm: bool,
+        /// One learned sink logit per head (gpt-oss).
+        sinks: bool,
+        /// The q projection also produces a sigmoid output gate (Qwen3.5).
+        output_gate: bool,
+    },
+    /// DeepSeek multi-head latent attention.
+    Mla {
+        /// Query heads.
+        n_heads: u64,
+        /// Rank of the query down-projection (None: q projected directly).
+        q_lora_rank: Option<u64>,
+        /// Rank of the compressed KV latent (what the cache stores).
+        kv_lora_rank: u64,
+        /// Per-head query/key dimension without rotary part.
+        qk_nope_head_dim: u64,
+        /// Rotary part shared through the cache.
+        qk_rope_head_dim: u64,
+        /// Per-head value dimension.
+        v_head_dim: u64,
+    },
+}
+
+impl Attention {
+    /// Query heads.
+    pub fn n_heads(&self) -> u64 {
+        match self {
+            Attention::Gqa { n_heads, .. } | Attention::Mla { n_heads, .. } => *n_heads,
+        }
+    }
+    /// Key/value heads that TP can split (MLA's latent is one shared "head").
+    pub fn n_kv_heads(&self) -> u64 {
+        match self {
+            Attention::Gqa { n_kv_heads, .. } => *n_kv_heads,
+            Attention::Mla { .. } => 1,
+        }
+    }
+}
+
+/// The sparse top-k token selector of DeepSeek-V3.2-style attention (DSA).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SparseIndexer {
+    /// Indexer heads.
+    pub n_heads: u64,
+    /// Indexer head dimension (also its cached key size).
+    pub head_dim: u64,
+    /// Tokens the main attention reads per query.
+    pub topk: u64,
+}
+
+/// Gated-DeltaNet style linear attention (Qwen3-Next / Qwen3.5).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LinearAttention {
+    /// Key heads.
+    pub n_key_heads: u64,
+    /// Value heads.
+    pub n_value_heads: u64,
+    /// Key head dimension.
+    pub key_head_dim: u64,
+    /// Value head dimension.
+    pub value_head_dim: u64,
+    /// Causal convolution width.
+    pub conv_kernel: u64,
+}
+
+/// The MoE block.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Moe {
+    /// Routed experts per MoE layer.
+    pub n_routed_experts: u64,
+    /// Routed experts each token is sent to (top-k).
+    pub experts_per_token: u64,
+    /// Intermediate width of one routed expert.
+    pub expert_intermediate_size: u64,
+    /// Shared (always-active) experts.
+    pub n_shared_experts: u64,
+    /// Intermediate width of one shared expert.
+    pub shared_intermediate_size: u64,
+    /// A sigmoid gate scales the shared expert output (Qwen2-MoE).
+    pub shared_expert_gate: bool,
+    /// The router has a bias (gpt-oss) or a selection bias (DeepSeek-V3 noaux).
+    pub router_bias: bool,
+    /// The experts' projections carry biases (gpt-oss).
+    pub expert_bias: bool,
+}
+
+/// A vision encoder shipped in the same checkpoint (multimodal models). It
+/// counts towards the total and the first stage's weights, not per text token.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VisionEncoder {
+    /// Transformer blocks.
+    pub n_layers: u64,
+    /// Width.
+    pub hidden_size: u64,
+    /// MLP width.
+    pub intermediate_size: u64,
+    /// Width of the language model it projects into.
+    pub out_hidden_size: u64,
+}
+
+/// Stored precision of each weight group and of the caches.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Dtypes {
+    /// Attention (and linear-attention) projections.
+    pub attention: DType,
+    /// Routed experts.
+    pub experts: DType,
+    /// Shared experts and dense MLPs.
+    pub dense: DType,
+    /// Token embedding.
+    pub embedding: DType,
+    /// Output projection.
+    pub lm_head: DType,
+    /// KV cache.
+    pub kv_cache: DType,
+    /// Recurrent state of linear-attention layers.
+    pub state: DType,
+}
+
+impl Dtypes {
+    /// Every group in one precision (KV cache too; state in fp32).
+    pub fn uniform(d: DType) -> Self {
+        Dtypes {
+            attention: d,
+            experts: d,
+            dense: d,
+            embedding: d,
+            lm_head: d,
+            kv_cache: d,
+            state: DType::Fp32,
+        }
+    }
+}
+
+/// A validated model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Model {
+    /// Short name (catalog id or file stem).
+    pub name: String,
+    /// The architecture it was read as (HF class name, or `native`).
+    pub architecture: String,
+    /// Residual width.
+    pub hidden_size: u64,
+    /// Vocabulary size.
+    pub vocab_size: u64,
+    /// Embedding and LM head share one matrix.
+    pub tie_word_embeddings: bool,
+    /// Softmax attention shape.
+    pub attention: Attention,
+    /// DSA sparse indexer, if any.
+    pub indexer: Option<SparseIndexer>,
+    /// Linear attention shape, if any layer uses it.
+    pub linear_attention: Option<LinearAttention>,
+    /// The MoE block, if any layer uses it.
+    pub moe: Option<Moe>,
+    /// Intermediate width of dense MLP layers.
+    pub dense_intermediate_size: u64,
+    /// Every decoder layer in order.
+    pub layers: Vec<Layer>,
+    /// A vision encoder in the checkpoint, if any.
+    pub vision: Option<VisionEncoder>,
+    /// Stored precisions.
+    pub dtypes: Dtypes,
+    /// The total the user's source declares, if it does.
+    pub declared_params: Option<f64>,
+    /// Assumptions made where the source was silent (shown to the user).
+    pub assumptions: Vec<String>,
+}
+
+/// The components parameters are reported by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    /// Token embedding.
+    Embedding,
+    /// Softmax attention projections, biases, sinks, indexer.
+    Attention,
+    /// Linear-attention projections, convolution and gates.
+    LinearAttention,
+    /// Router (gate) weights.
+    Router,
+    /// Routed experts.
+    RoutedExperts,
+    /// Shared experts (and their gate).
+    SharedExperts,
+    /// Dense MLP layers.
+    DenseMlp,
+    /// Normalisation weights.
+    Norms,
+    /// Output projection.
+    LmHead,
+    /// Vision encoder and projector.
+    VisionEncoder,
+}
+
+impl Component {
+    /// Every component in report order.
+    pub const ALL: [Component; 10] = [
+        Component::Embedding,
+        Component::Attention,
+        Component::LinearAttention,
+        Component::Router,
+        Component::RoutedExperts,
+        Component::SharedExperts,
+        Component::DenseMlp,
+        Component::Norms,
+        Component::LmHead,
+        Component::VisionEncoder,
+    ];
+
+    /// The snake_case name used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Embedding => "embedding",
+            Component::Attention => "attention",
+            Component::LinearAttention => "linear_attention",
+            Component::Router => "router",
+            Component::RoutedExperts => "routed_experts",
+            Component::SharedExperts => "shared_experts",
+            Component::DenseMlp => "dense_mlp",
+            Component::Norms => "norms",
+            Component::LmHead => "lm_head",
+            Component::VisionEncoder => "vision_encoder",
+        }
+    }
+}
+
+/// Parameters of one layer, split by how parallelism shards them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LayerParams {
+    /// Attention weights split by TP across heads (q, o, MLA up-projections, sinks).
+    pub attn_sharded: f64,
+    /// GQA k and v projections: split by TP up to the KV head count, replicated beyond.
+    pub attn_kv: f64,
+    /// Attention weights every TP rank holds whole (MLA down-projections, indexer).
+    pub attn_replicated: f64,
+    /// Linear-attention weights (split by TP across heads).
+    pub linear_attn: f64,
+    /// Router weights (replicated).
+    pub router: f64,
+    /// All routed experts of the layer.
+    pub routed_experts: f64,
+    /// One routed expert.
+    pub per_expert: f64,
+    /// Shared experts (split by TP).
+    pub shared: f64,
+    /// Dense MLP (split by TP).
+    pub dense: f64,
+    /// Norm weights (replicated).
+    pub norms: f64,
+}
+
+/// Totals for one component.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ComponentParams {
+    /// Parameters stored.
+    pub total: Params,
+    /// Parameters a token uses.
+    pub active: Params,
+    /// Stored precision.
+    pub dtype: DType,
+    /// Bytes stored.
+    pub bytes: Bytes,
+}
+
+/// Parameter accounting of the whole model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParamReport {
+    /// Per component, in report order (components with no parameters omitted).
+    pub by_component: BTreeMap<Component, ComponentParams>,
+    /// Sum of all components.
+    pub total: Params,
+    /// Parameters a token uses (embedding row and LM head included, as published figures do).
+    pub active: Params,
+    /// Bytes of all weights at their stored precision.
+    pub weight_bytes: Bytes,
+}
+
+impl Model {
+    /// Layers of the model.
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Layers whose FFN is the MoE block.
+    pub fn n_moe_layers(&self) -> usize {
+        self.layers.iter().filter(|l| l.ffn == Ffn::Moe).count()
+    }
+
+    /// Parameters of one layer, by sharding class.
+    pub fn layer_params(&self, layer: &Layer) -> LayerParams {
+        let h = self.hidden_size as f64;
+        let mut p = LayerParams {
+            norms: 2.0 * h,
+            ..LayerParams::default()
+        };
+        match layer.mixer {
+            Mixer::Full | Mixer::Sliding { .. } => self.softmax_attention_params(&mut p),
+            Mixer::Linear => {
+                let la = self
+                    .linear_attention
+                    .as_ref()
+                    .expect("validated: linear layers imply a linear-attention shape");
+                let (nk, nv) = (la.n_key_heads as f64, la.n_value_heads as f64);
+                let (dk, dv) = (la.key_head_dim as f64, la.value_head_dim as f64);
+                let qkv = 2.0 * nk * dk + nv * dv;
+                // in_proj for q, k, v and the output gate z; b and a gates per value head;
+                // depthwise causal conv over q, k, v; dt bias and A per value head;
+                // gated RMSNorm over the value head dim; output projection.
+                p.linear_attn = h * (qkv + nv * dv)
+                    + h * 2.0 * nv
+                    + qkv * la.conv_kernel as f64
+                    + 2.0 * nv
+                    + dv
+                    + nv * dv * h;
+            }
+        }
+        match layer.ffn {
+            Ffn::Dense => p.dense = 3.0 * h * self.dense_intermediate_size as f64,
+            Ffn::Moe => {
+                let moe = self.moe.as_ref().expect("validated: MoE layers imply a MoE shape");
+                let e = moe.n_routed_experts as f64;
+                let inter = moe.expert_intermediate_size as f64;
+                let bias = if moe.expert_bias { 2.0 * inter + h } else { 0.0 };
+                p.per_expert = 3.0 * h * inter + bias;
+                p.routed_experts = e * p.per_expert;
+                p.router = h * e + if moe.router_bias { e } else { 0.0 };
+                let shared_inter = moe.shared_intermediate_size as f64;
+                p.shared = moe.n_shared_experts as f64 * 3.0 * h * shared_inter
+                    + if moe.shared_expert_gate { h } else { 0.0 };
+            }
+        }
+        p
+    }
+
+    fn softmax_attention_params(&self, p: &mut LayerParams) {
+        let h = self.hidden_size as f64;
+        match &self.attention {
+            Attention::Gqa {
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                qkv_bias,
+                o_bias,
+                qk_norm,
+                sinks,
+                output_gate,
+            } => {
+                let q = (*n_heads * *head_dim) as f64;
+                let kv = (*n_kv_heads * *head_dim) as f64;
+                let q_out = if *output_gate { 2.0 * q } else { q };
+                p.attn_sharded = h * q_out
+                    + q * h
+                    + if *qkv_bias { q } else { 0.0 }
+                    + if *sinks { *n_heads as f64 } else { 0.0 };
+                p.attn_kv = 2.0 * h * kv + if *qkv_bias { 2.0 * kv } else { 0.0 };
+                p.attn_replicated = if *o_bias { h } else { 0.0 };
+                if *qk_norm {
+                    p.norms += 2.0 * *head_dim as f64;
+                }
+            }
+            Attention::Mla {
+                n_heads,
+                q_lora_rank,
+                kv_lora_rank,
+                qk_nope_head_dim,
+                qk_rope_head_dim,
+                v_head_dim,
+            } => {
+                let nh = *n_heads as f64;
+                let qk_head = (*qk_nope_head_dim + *qk_rope_head_dim) as f64;
+                let (kvr, rope) = (*kv_lora_rank as f64, *qk_rope_head_dim as f64);
+                match q_lora_rank {
+                    Some(r) => {
+                        let r = *r as f64;
+                        p.attn_replicated += h * r; // q_a_proj
+                        p.norms += r; // q_a_layernorm
+                        p.attn_sharded += r * nh * qk_head; // q_b_proj
+                    }
+                    None => p.attn_sharded += h * nh * qk_head,
+                }
+                p.attn_replicated += h * (kvr + rope); // kv_a_proj_with_mqa
+                p.norms += kvr; // kv_a_layernorm
+                p.attn_sharded += kvr * nh * (*qk_nope_head_dim + *v_head_dim) as f64; // kv_b_proj
+                p.attn_sharded += nh * *v_head_dim as f64 * h; // o_proj
+                if let Some(ix) = &self.indexer {
+                    // wq_b from the q latent, wk from the hidden state, k LayerNorm
+                    // (weight and bias), per-head weights projection.
+                    let q_in = q_lora_rank.map(|r| r as f64).unwrap_or(h);
+                    let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
+                    p.attn_replicated += q_in * ih * id + h * id + 2.0 * id + h * ih;
+                }
+            }
+        }
+    }
+
+    /// Parameter accounting by component.
+    pub fn params(&self) -> ParamReport {
+        let h = self.hidden_size as f64;
+        let v = self.vocab_size as f64;
+        let mut total: BTreeMap<Component, f64> = BTreeMap::new();
+        let mut active: BTreeMap<Component, f64> = BTreeMap::new();
+        let mut add = |c: Component, t: f64, a: f64| {
+            *total.entry(c).or_default() += t;
+            *active.entry(c).or_default() += a;
+        };
+        add(Component::Embedding, v * h, v * h);
+        if !self.tie_word_embeddings {
+            add(Component::LmHead, v * h, v * h);
+        }
+        add(Component::Norms, h, h); // final norm
+        for layer in &self.layers {
+            let p = self.layer_params(layer);
+            let attn = p.attn_sharded + p.attn_kv + p.attn_replicated;
+            add(Component::Attention, attn, attn);
+            add(Component::LinearAttention, p.linear_attn, p.linear_attn);
+            add(Component::Router, p.router, p.router);
+            let k = self.moe.as_ref().map_or(0, |m| m.experts_per_token) as f64;
+            add(Component::RoutedExperts, p.routed_experts, k * p.per_expert);
+            add(Component::SharedExperts, p.shared, p.shared);
+            add(Component::DenseMlp, p.dense, p.dense);
+            add(Component::Norms, p.norms, p.norms);
+        }
+        if let Some(vis) = &self.vision {
+            let vp = vision_params(vis);
+            add(Component::VisionEncoder, vp, 0.0);
+        }
+        let mut by_component = BTreeMap::new();
+        for c in Component::ALL {
+            let t = total.get(&c).copied().unwrap_or(0.0);
+            if t == 0.0 {
+                continue;
+            }
+            let dtype = self.component_dtype(c);
+            by_component.insert(
+                c,
+                ComponentParams {
+                    total: Params(t),
+                    active: Params(active.get(&c).copied().unwrap_or(0.0)),
+                    dtype,
+                    bytes: Bytes(t * dtype.bytes()),
+                },
+            );
+        }
+        ParamReport {
+            total: by_component.values().map(|c| c.total).sum(),
+            active: by_component.values().map(|c| c.active).sum(),
+            weight_bytes: by_component.values().map(|c| c.bytes).sum(),
+            by_component,
+        }
+    }
+
+    /// The stored precision of a component.
+    pub fn component_dtype(&self, c: Component) -> DType {
+        let d = &self.dtypes;
+        match c {
+            Component::Embedding => d.embedding,
+            Component::LmHead => d.lm_head,
+            Component::Attention | Component::LinearAttention => d.attention,
+            Component::RoutedExperts => d.experts,
+            Component::SharedExperts | Component::DenseMlp => d.dense,
+            // Routers, norms and vision towers stay in 16 bits in every
+            // quantised checkpoint we import (they are in the exclusion lists).
+            Component::Router | Component::Norms | Component::VisionEncoder => {
+                if d.embedding.bits() >= 16.0 {
+                    d.embedding
+                } else {
+                    DType::Bf16
+                }
+            }
+        }
+    }
+
+    /// Bytes of KV cache one token adds in one layer (0 for linear attention).
+    pub fn kv_bytes_per_token_layer(&self, layer: &Layer) -> Bytes {
+        if layer.mixer == Mixer::Linear {
+            return Bytes::ZERO;
+        }
+        let b = self.dtypes.kv_cache.bytes();
+        let elems = match &self.attention {
+            Attention::Gqa {
+                n_kv_heads,
+                head_dim,
+                ..
+            } => 2 * n_kv_heads * head_dim,
+            Attention::Mla {
+                kv_lora_rank,
+                qk_rope_head_dim,
+                ..
+            } => kv_lora_rank + qk_rope_head_dim + self.indexer.as_ref().map_or(0, |i| i.head_dim),
+        };
+        Bytes(elems as f64 * b)
+    }
+
+    /// KV cache bytes per token of context summed over all layers, for a
+    /// context short enough that no sliding window has filled.
+    pub fn kv_bytes_per_token(&self) -> Bytes {
+        self.layers
+            .iter()
+            .map(|l| self.kv_bytes_per_token_layer(l))
+            .sum()
+    }
+
+    /// KV cache of one sequence of `context` tokens over all layers
+    /// (sliding-window layers keep at most their window).
+    pub fn kv_bytes_for_context(&self, context: u64) -> Bytes {
+        self.layers
+            .iter()
+            .map(|l| self.kv_bytes_per_token_layer(l) * l.kept_tokens(context) as f64)
+            .sum()
+    }
+
+    /// Fixed recurrent state of one sequence in one linear-attention layer:
+    /// the per-value-head dk×dv state matrix plus the convolution window.
+    pub fn linear_state_bytes_per_layer(&self) -> Bytes {
+        match &self.linear_attention {
+            None => Bytes::ZERO,
+            Some(la) => {
+                let state = (la.n_value_heads * la.key_head_dim * la.value_head_dim) as f64
+                    * self.dtypes.state.bytes();
+                let conv = ((2 * la.n_key_heads * la.key_head_dim
+                    + la.n_value_heads * la.value_head_dim)
+                    * (la.conv_kernel.saturating_sub(1))) as f64
+                    * self.dtypes.attention.bytes().max(2.0);
+                Bytes(state + conv)
+            }
+        }
+    }
+
+    /// Fixed state of one sequence over all linear-attention layers.
+    pub fn linear_state_bytes_per_sequence(&self) -> Bytes {
+        let n = self
+            .layers
+            .iter()
+            .filter(|l| l.mixer == Mixer::Linear)
+            .count();
+        self.linear_state_bytes_per_layer() * n as f64
+    }
+
+    /// FLOP per token of the linear layers: 2 per active parameter a token
+    /// multiplies (the embedding is a lookup, not a matmul; the LM head counts).
+    pub fn linear_flop_per_token(&self) -> Flop {
+        let r = self.params();
+        let embedding = r
+            .by_component
+            .get(&Component::Embedding)
+            .map_or(0.0, |c| c.active.0);
+        let norms = r
+            .by_component
+            .get(&Component::Norms)
+            .map_or(0.0, |c| c.active.0);
+        let mut flop = 2.0 * (r.active.0 - embedding - norms);
+        if self.tie_word_embeddings {
+            flop += 2.0 * (self.vocab_size * self.hidden_size) as f64;
+        }
+        Flop(flop)
+    }
+
+    /// Attention-core FLOP (scores and weighted sum) for one new token that
+    /// attends to `context` earlier tokens, summed over layers. Sliding
+    /// layers see at most their window; DSA reads at most its top-k tokens
+    /// after a cheap index pass over all of them; linear layers cost a
+    /// constant state update.
+    pub fn attention_flop_per_token(&self, context: u64) -> Flop {
+        self.layers
+            .iter()
+            .map(|l| self.attention_flop_layer(l, context))
+            .sum()
+    }
+
+    /// Attention-core FLOP of one layer for one token at `context`.
+    pub fn attention_flop_layer(&self, layer: &Layer, context: u64) -> Flop {
+        match layer.mixer {
+            Mixer::Linear => {
+                let la = self.linear_attention.as_ref().expect("validated");
+                // State decay, rank-1 update k^T v and read q·S per value head: ~6·dk·dv.
+                Flop(6.0 * (la.n_value_heads * la.key_head_dim * la.value_head_dim) as f64)
+            }
+            Mixer::Full | Mixer::Sliding { .. } => {
+                let seen = layer.kept_tokens(context) as f64;
+                match &self.attention {
+                    Attention::Gqa {
+                        n_heads, head_dim, ..
+                    } => Flop(4.0 * (*n_heads * *head_dim) as f64 * seen),
+                    Attention::Mla {
+                        n_heads,
+                        kv_lora_rank,
+                        qk_rope_head_dim,
+                        ..
+                    } => {
+                        // Absorbed form (what decode kernels run): scores over the
+                        // latent plus rope part, weighted sum over the latent.
+                        let read = match &self.indexer {
+                            Some(ix) => seen.min(ix.topk as f64),
+                            None => seen,
+                        };
+                        let index = self
+                            .indexer
+                            .as_ref()
+                            .map_or(0.0, |ix| 2.0 * (ix.n_heads * ix.head_dim) as f64 * seen);
+                        Flop(
+                            2.0 * *n_heads as f64
+                                * (2 * kv_lora_rank + qk_rope_head_dim) as f64
+                                * read
+                                + index,
+                        )
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Layer {
+    /// Tokens of a `context`-token sequence this layer keeps in its cache.
+    pub fn kept_tokens(&self, context: u64) -> u64 {
+        match self.mixer {
+            Mixer::Full => context,
+            Mixer::Sliding { window } => context.min(window),
+            Mixer::Linear => 0,
+        }
+    }
+}
+
+/// Parameters of a ViT-style encoder: per block q, k, v, o (4h²+4h biases),
+/// a two-matrix MLP (2·h·i + h + i biases), two LayerNorms (4h); plus a
+/// projector into the language model (h·out).
+fn vision_params(v: &VisionEncoder) -> f64 {
+    let h = v.hidden_size as f64;
+    let i = v.intermediate_size as f64;
+    v.n_layers as f64 * (4.0 * h * h + 4.0 * h + 2.0 * h * i + h + i + 4.0 * h)
+        + h * v.out_hidden_size as f64
+}

@@ -1,0 +1,320 @@
+//! Derived figures with their derivations.
+//!
+//! Every figure a user sees is a `Figure`: its value, its unit, and the
+//! formula with the inputs it came from, so `--explain` and the JSON output
+//! show the same derivation. `ModelReport` is the accounting of one model
+//! (`moeplan model`).
+
+use crate::dtype::DType;
+use crate::model::{Attention, Component, Ffn, Mixer, Model};
+use crate::units::{Bytes, Flop, Params};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How a figure was derived.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Derivation {
+    /// The formula, in words and symbols.
+    pub formula: String,
+    /// The inputs by name, with their values as shown.
+    pub inputs: Vec<(String, String)>,
+}
+
+impl Derivation {
+    /// A formula with its inputs.
+    pub fn new(formula: impl Into<String>, inputs: &[(&str, String)]) -> Self {
+        Derivation {
+            formula: formula.into(),
+            inputs: inputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        }
+    }
+}
+
+/// Parameters of one component as reported.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ComponentReport {
+    /// Parameters stored.
+    pub total: f64,
+    /// Parameters a token uses.
+    pub active: f64,
+    /// Stored precision.
+    pub dtype: DType,
+    /// Bytes stored.
+    pub bytes: f64,
+}
+
+/// A run of consecutive layers of one kind.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerRun {
+    /// First layer (0-based).
+    pub first: usize,
+    /// Last layer (inclusive).
+    pub last: usize,
+    /// `full`, `sliding(W)` or `linear`.
+    pub mixer: String,
+    /// `moe` or `dense`.
+    pub ffn: String,
+}
+
+/// Attention FLOP for a token at one context length.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ContextFlop {
+    /// Tokens already in context.
+    pub context: u64,
+    /// Attention-core FLOP of one new token, all layers.
+    pub flop: f64,
+    /// KV cache of one sequence at this context, all layers.
+    pub kv_cache_bytes: f64,
+}
+
+/// The accounting of one model (`moeplan model --json`; keys are stable).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelReport {
+    /// Model name.
+    pub name: String,
+    /// Architecture read.
+    pub architecture: String,
+    /// Total parameters.
+    pub params_total: f64,
+    /// Parameters used per token (embedding row and LM head included).
+    pub params_active: f64,
+    /// Per component.
+    pub params_by_component: BTreeMap<String, ComponentReport>,
+    /// Weight bytes at stored precision.
+    pub weight_bytes: f64,
+    /// KV cache bytes per token of context, all layers (before any window fills).
+    pub kv_cache_bytes_per_token: f64,
+    /// The same at each KV precision an engine offers.
+    pub kv_cache_bytes_per_token_by_dtype: BTreeMap<String, f64>,
+    /// KV cache precision of the model's config.
+    pub kv_cache_dtype: DType,
+    /// Fixed recurrent state of one sequence (linear-attention layers).
+    pub linear_state_bytes_per_sequence: f64,
+    /// Decoder layers.
+    pub n_layers: usize,
+    /// MoE layers.
+    pub n_moe_layers: usize,
+    /// Routed experts per MoE layer (0 for dense).
+    pub n_routed_experts: u64,
+    /// Top-k (0 for dense).
+    pub experts_per_token: u64,
+    /// Shared experts.
+    pub n_shared_experts: u64,
+    /// Residual width.
+    pub hidden_size: u64,
+    /// Vocabulary size.
+    pub vocab_size: u64,
+    /// Layer structure as runs.
+    pub layers: Vec<LayerRun>,
+    /// FLOP per token of the linear layers.
+    pub linear_flop_per_token: f64,
+    /// Attention FLOP per token of context at full attention (slope, before windows fill).
+    pub attention_flop_per_token_per_context_token: f64,
+    /// Attention FLOP and KV bytes at sample context lengths.
+    pub attention_by_context: Vec<ContextFlop>,
+    /// The parameter total the source declares, if any.
+    pub declared_params: Option<f64>,
+    /// Problems a reviewer should see (declared vs derived, ...).
+    pub warnings: Vec<String>,
+    /// Assumptions made where the source was silent.
+    pub assumptions: Vec<String>,
+    /// How each figure was derived.
+    pub explain: BTreeMap<String, Derivation>,
+}
+
+/// Context lengths the report samples.
+pub const SAMPLE_CONTEXTS: [u64; 5] = [128, 1024, 8192, 32768, 131072];
+
+/// Builds the accounting report of a model.
+pub fn model_report(m: &Model) -> ModelReport {
+    let p = m.params();
+    let mut warnings = Vec::new();
+    if let Some(d) = m.declared_params {
+        let ratio = d / p.total.0;
+        if !(0.95..=1.05).contains(&ratio) {
+            warnings.push(format!(
+                "declared parameters ({}) disagree with the {} derived from the architecture: the declaration is {:.2}x the derived count",
+                Params(d),
+                p.total,
+                ratio
+            ));
+        }
+    }
+    let mut explain = BTreeMap::new();
+    let h = m.hidden_size;
+    let first_moe = m.layers.iter().position(|l| l.ffn == Ffn::Moe);
+    if let Some(i) = first_moe {
+        let lp = m.layer_params(&m.layers[i]);
+        let moe = m.moe.as_ref().expect("MoE layer implies MoE");
+        explain.insert(
+            "params_routed_experts".into(),
+            Derivation::new(
+                "MoE layers × experts × (3 × hidden × expert_intermediate [gate, up, down] + biases)",
+                &[
+                    ("moe_layers", m.n_moe_layers().to_string()),
+                    ("experts", moe.n_routed_experts.to_string()),
+                    ("hidden", h.to_string()),
+                    ("expert_intermediate", moe.expert_intermediate_size.to_string()),
+                    ("per_expert", format!("{:.0}", lp.per_expert)),
+                ],
+            ),
+        );
+    }
+    let attn_formula = match &m.attention {
+        Attention::Gqa { n_heads, n_kv_heads, head_dim, .. } => (
+            "per layer: hidden × heads × head_dim (q) + 2 × hidden × kv_heads × head_dim (k, v) + heads × head_dim × hidden (o) (+ biases, norms, sinks, gates)".to_string(),
+            vec![("heads", n_heads.to_string()), ("kv_heads", n_kv_heads.to_string()), ("head_dim", head_dim.to_string()), ("hidden", h.to_string())],
+        ),
+        Attention::Mla { n_heads, q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim } => (
+            "per layer: hidden × q_lora + q_lora × heads × (nope + rope) + hidden × (kv_lora + rope) + kv_lora × heads × (nope + v) + heads × v × hidden (+ indexer, norms)".to_string(),
+            vec![
+                ("heads", n_heads.to_string()),
+                ("q_lora", q_lora_rank.map_or("none".into(), |r| r.to_string())),
+                ("kv_lora", kv_lora_rank.to_string()),
+                ("nope", qk_nope_head_dim.to_string()),
+                ("rope", qk_rope_head_dim.to_string()),
+                ("v", v_head_dim.to_string()),
+                ("hidden", h.to_string()),
+            ],
+        ),
+    };
+    explain.insert("params_attention".into(), Derivation::new(attn_formula.0, &attn_formula.1));
+    explain.insert(
+        "params_embedding".into(),
+        Derivation::new(
+            "vocab × hidden (the LM head as much again unless tied)",
+            &[("vocab", m.vocab_size.to_string()), ("hidden", h.to_string()), ("tied", m.tie_word_embeddings.to_string())],
+        ),
+    );
+    explain.insert(
+        "params_active".into(),
+        Derivation::new(
+            "all non-expert parameters + MoE layers × top-k × per-expert parameters",
+            &[("top_k", m.moe.as_ref().map_or(0, |x| x.experts_per_token).to_string()), ("params_total", p.total.to_string())],
+        ),
+    );
+    let kv_elems = match &m.attention {
+        Attention::Gqa { n_kv_heads, head_dim, .. } => (
+            "softmax layers × 2 (k, v) × kv_heads × head_dim × bytes".to_string(),
+            vec![("kv_heads", n_kv_heads.to_string()), ("head_dim", head_dim.to_string())],
+        ),
+        Attention::Mla { kv_lora_rank, qk_rope_head_dim, .. } => (
+            "softmax layers × (kv_lora + rope [+ indexer key]) × bytes (the latent is shared by all heads)".to_string(),
+            vec![("kv_lora", kv_lora_rank.to_string()), ("rope", qk_rope_head_dim.to_string())],
+        ),
+    };
+    let softmax_layers = m.layers.iter().filter(|l| l.mixer != Mixer::Linear).count();
+    let mut kv_inputs = kv_elems.1;
+    kv_inputs.push(("softmax_layers", softmax_layers.to_string()));
+    kv_inputs.push(("bytes", format!("{} ({})", m.dtypes.kv_cache.bytes(), m.dtypes.kv_cache)));
+    explain.insert("kv_cache_bytes_per_token".into(), Derivation::new(kv_elems.0, &kv_inputs));
+    let linear_flop = m.linear_flop_per_token();
+    explain.insert(
+        "linear_flop_per_token".into(),
+        Derivation::new(
+            "2 FLOP × (active parameters − embedding − norms) (a multiply and an add per weight)",
+            &[("params_active", p.active.to_string())],
+        ),
+    );
+    let slope = full_attention_slope(m);
+    explain.insert(
+        "attention_flop_per_token".into(),
+        Derivation::new(
+            "Σ layers 4 × heads × head_dim × min(context, window) (QKᵀ and PV, 2 FLOP per MAC); MLA: 2 × heads × (2 kv_lora + rope) × tokens read; linear layers: 6 × v_heads × dk × dv",
+            &[("per_context_token_full_attention", Flop(slope).to_string())],
+        ),
+    );
+    let mut by_dtype = BTreeMap::new();
+    for d in [DType::Bf16, DType::Fp8] {
+        let mut mm = m.clone();
+        mm.dtypes.kv_cache = d;
+        by_dtype.insert(d.name().to_string(), mm.kv_bytes_per_token().0);
+    }
+    let moe = m.moe.as_ref();
+    ModelReport {
+        name: m.name.clone(),
+        architecture: m.architecture.clone(),
+        params_total: p.total.0,
+        params_active: p.active.0,
+        params_by_component: p
+            .by_component
+            .iter()
+            .map(|(c, v)| {
+                (
+                    c.name().to_string(),
+                    ComponentReport { total: v.total.0, active: v.active.0, dtype: v.dtype, bytes: v.bytes.0 },
+                )
+            })
+            .collect(),
+        weight_bytes: p.weight_bytes.0,
+        kv_cache_bytes_per_token: m.kv_bytes_per_token().0,
+        kv_cache_bytes_per_token_by_dtype: by_dtype,
+        kv_cache_dtype: m.dtypes.kv_cache,
+        linear_state_bytes_per_sequence: m.linear_state_bytes_per_sequence().0,
+        n_layers: m.n_layers(),
+        n_moe_layers: m.n_moe_layers(),
+        n_routed_experts: moe.map_or(0, |x| x.n_routed_experts),
+        experts_per_token: moe.map_or(0, |x| x.experts_per_token),
+        n_shared_experts: moe.map_or(0, |x| x.n_shared_experts),
+        hidden_size: h,
+        vocab_size: m.vocab_size,
+        layers: layer_runs(m),
+        linear_flop_per_token: linear_flop.0,
+        attention_flop_per_token_per_context_token: slope,
+        attention_by_context: SAMPLE_CONTEXTS
+            .iter()
+            .map(|&c| ContextFlop {
+                context: c,
+                flop: m.attention_flop_per_token(c).0,
+                kv_cache_bytes: m.kv_bytes_for_context(c).0,
+            })
+            .collect(),
+        declared_params: m.declared_params,
+        warnings,
+        assumptions: m.assumptions.clone(),
+        explain,
+    }
+}
+
+/// Attention FLOP per extra context token when no window has filled.
+fn full_attention_slope(m: &Model) -> f64 {
+    let at = |c: u64| m.attention_flop_per_token(c).0;
+    at(2) - at(1)
+}
+
+fn layer_runs(m: &Model) -> Vec<LayerRun> {
+    let describe = |i: usize| {
+        let l = &m.layers[i];
+        let mixer = match l.mixer {
+            Mixer::Full => "full".to_string(),
+            Mixer::Sliding { window } => format!("sliding({window})"),
+            Mixer::Linear => "linear".to_string(),
+        };
+        let ffn = match l.ffn {
+            Ffn::Moe => "moe",
+            Ffn::Dense => "dense",
+        };
+        (mixer, ffn.to_string())
+    };
+    let mut runs: Vec<LayerRun> = Vec::new();
+    for i in 0..m.layers.len() {
+        let (mixer, ffn) = describe(i);
+        match runs.last_mut() {
+            Some(r) if r.mixer == mixer && r.ffn == ffn && r.last + 1 == i => r.last = i,
+            _ => runs.push(LayerRun { first: i, last: i, mixer, ffn }),
+        }
+    }
+    // Alternating patterns (gpt-oss, Llama 4) produce one run per layer;
+    // fold a repeating period into a single description.
+    runs
+}
+
+/// Reported component name to enum, for tests and the CLI.
+pub fn component_named(name: &str) -> Option<Component> {
+    Component::ALL.iter().copied().find(|c| c.name() == name)
+}
+
+/// Bytes helper for display.
+pub fn bytes(v: f64) -> Bytes {
+    Bytes(v)
+}

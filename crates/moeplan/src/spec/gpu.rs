@@ -1,0 +1,191 @@
+//! The GPU spec: a catalog card or a custom one, in TOML, YAML or JSON.
+//!
+//! ```toml
+//! name = "Seed custom card"
+//! memory = "64 GB"
+//! memory_bandwidth = "1.8 TB/s"
+//! gpus_per_node = 8
+//! [peak]
+//! bf16 = "400 TFLOP/s"
+//! [links]
+//! nvlink_bandwidth = "450 GB/s"     # per GPU, one direction
+//! network_bandwidth = "50 GB/s"     # per GPU, one direction
+//! ```
+
+use super::{Problem, Problems, SpecError};
+use crate::calibration;
+use crate::dtype::Precision;
+use crate::hardware::Gpu;
+use crate::quantity::{parse_bandwidth, parse_bytes, parse_flop_rate, parse_time};
+use crate::spec::source::Source;
+use crate::units::{Bytes, BytesPerSecond, FlopPerSecond, Seconds};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A GPU as written in a spec file.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGpu {
+    /// Short id; defaults to the file stem.
+    pub id: Option<String>,
+    /// Full name.
+    pub name: String,
+    /// HBM capacity, e.g. "80 GiB".
+    pub memory: String,
+    /// HBM bandwidth, e.g. "3.35 TB/s".
+    pub memory_bandwidth: String,
+    /// GPUs in one NVLink domain (default 8).
+    pub gpus_per_node: Option<u32>,
+    /// Dense tensor-core peak per precision (bf16 required; fp8, int8, fp4 where supported).
+    pub peak: RawPeak,
+    /// Interconnect.
+    pub links: Option<RawLinks>,
+    /// Overrides of the efficiency curves (fractions, µs).
+    pub efficiency: Option<RawEfficiency>,
+    /// Datasheet citation and notes.
+    pub notes: Option<String>,
+}
+
+/// Dense peaks per precision.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeak {
+    /// FP16/BF16 dense, e.g. "989.4 TFLOP/s".
+    pub bf16: String,
+    /// FP8 dense.
+    pub fp8: Option<String>,
+    /// INT8 dense.
+    pub int8: Option<String>,
+    /// FP4 dense.
+    pub fp4: Option<String>,
+}
+
+/// Interconnect figures.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLinks {
+    /// Scale-up bandwidth per GPU per direction (default 450 GB/s).
+    pub nvlink_bandwidth: Option<String>,
+    /// Scale-out bandwidth per GPU per direction (default 50 GB/s).
+    pub network_bandwidth: Option<String>,
+    /// Small-message NVLink latency (default 3 µs).
+    pub nvlink_latency: Option<String>,
+    /// Small-message network latency (default 10 µs).
+    pub network_latency: Option<String>,
+}
+
+/// Efficiency overrides; each absent field keeps the calibrated default.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEfficiency {
+    /// Fraction of peak a large GEMM reaches (all GEMM precisions).
+    pub gemm_max: Option<f64>,
+    /// Fraction of HBM bandwidth a streaming kernel reaches.
+    pub memory: Option<f64>,
+    /// Fraction of the network bandwidth an inter-node transfer reaches.
+    pub network: Option<f64>,
+    /// Where these figures come from.
+    pub source: Option<String>,
+}
+
+/// Reads a GPU spec file.
+pub fn load(source: &Source) -> Result<Gpu, SpecError> {
+    let raw: RawGpu = super::parse_raw(source)?;
+    let stem = std::path::Path::new(&source.name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("gpu")
+        .to_string();
+    let mut pr = Problems::default();
+    let gpu = convert(&raw, &stem, &mut pr);
+    pr.into_result(source, gpu)
+}
+
+fn positive<T>(pr: &mut Problems, path: &str, r: Result<T, String>, value: fn(&T) -> f64, default: T) -> T {
+    match r {
+        Ok(v) if value(&v) > 0.0 => v,
+        Ok(_) => {
+            pr.push(Problem::at(path, "must be greater than 0"));
+            default
+        }
+        Err(e) => {
+            pr.push(Problem::at(path, e));
+            default
+        }
+    }
+}
+
+/// Converts a raw GPU into the domain type, collecting problems.
+pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
+    let memory = positive(pr, "memory", parse_bytes(&raw.memory), |b| b.0, Bytes(1.0));
+    let memory_bandwidth = positive(pr, "memory_bandwidth", parse_bandwidth(&raw.memory_bandwidth), |b| b.0, BytesPerSecond(1.0));
+    let mut peak = BTreeMap::new();
+    peak.insert(Precision::Bf16, positive(pr, "peak.bf16", parse_flop_rate(&raw.peak.bf16), |f| f.0, FlopPerSecond(1.0)));
+    for (p, s, key) in [
+        (Precision::Fp8, &raw.peak.fp8, "peak.fp8"),
+        (Precision::Int8, &raw.peak.int8, "peak.int8"),
+        (Precision::Fp4, &raw.peak.fp4, "peak.fp4"),
+    ] {
+        if let Some(s) = s {
+            peak.insert(p, positive(pr, key, parse_flop_rate(s), |f| f.0, FlopPerSecond(1.0)));
+        }
+    }
+    let links = raw.links.clone().unwrap_or_default();
+    let bw = |pr: &mut Problems, key: &str, s: &Option<String>, d: f64| match s {
+        Some(s) => positive(pr, key, parse_bandwidth(s), |b| b.0, BytesPerSecond(d)),
+        None => BytesPerSecond(d),
+    };
+    let lat = |pr: &mut Problems, key: &str, s: &Option<String>, d: f64| match s {
+        Some(s) => positive(pr, key, parse_time(s), |t| t.0, Seconds(d)),
+        None => Seconds(d),
+    };
+    let gpus_per_node = raw.gpus_per_node.unwrap_or(8);
+    if gpus_per_node == 0 {
+        pr.push(Problem::at("gpus_per_node", "must be greater than 0"));
+    }
+    let mut cal = calibration::hopper();
+    cal.source = calibration::derived_source(default_id);
+    if let Some(e) = &raw.efficiency {
+        let mut frac = |key: &str, v: Option<f64>| -> Option<f64> {
+            let v = v?;
+            if v > 0.0 && v <= 1.0 {
+                Some(v)
+            } else {
+                pr.push(Problem::at(key, format!("{v} is not a fraction in (0, 1]")).hint("0.6 means 60%"));
+                None
+            }
+        };
+        if let Some(m) = frac("efficiency.gemm_max", e.gemm_max) {
+            cal.gemm_bf16.eff_max = m;
+            cal.gemm_fp8.eff_max = m * cal.gemm_fp8.eff_max / hopper_gemm_max();
+        }
+        if let Some(m) = frac("efficiency.memory", e.memory) {
+            cal = cal.flat(None, Some(m));
+        }
+        if let Some(n) = frac("efficiency.network", e.network) {
+            cal.network_eff = n;
+        }
+        if let Some(s) = &e.source {
+            cal.source = s.clone();
+        }
+    }
+    Gpu {
+        id: raw.id.clone().unwrap_or_else(|| default_id.to_string()),
+        name: raw.name.clone(),
+        memory,
+        memory_bandwidth,
+        peak,
+        gpus_per_node: gpus_per_node.max(1),
+        nvlink_bandwidth: bw(pr, "links.nvlink_bandwidth", &links.nvlink_bandwidth, 450e9),
+        network_bandwidth: bw(pr, "links.network_bandwidth", &links.network_bandwidth, 50e9),
+        nvlink_latency: lat(pr, "links.nvlink_latency", &links.nvlink_latency, 3e-6),
+        network_latency: lat(pr, "links.network_latency", &links.network_latency, 10e-6),
+        calibration: cal,
+        notes: raw.notes.clone().unwrap_or_default(),
+    }
+}
+
+fn hopper_gemm_max() -> f64 {
+    calibration::hopper().gemm_bf16.eff_max
+}

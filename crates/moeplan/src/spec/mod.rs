@@ -1,0 +1,466 @@
+//! What the user brings, read in two stages.
+//!
+//! Stage one (`source`) reads a file into a generic tree; stage two checks
+//! the tree against the JSON Schema generated from the raw serde structs
+//! (collecting every unknown field, wrong type and missing key at once),
+//! deserialises the raw struct, and converts it into a validated domain type
+//! while collecting every semantic problem (zero sizes, heads not divisible,
+//! top-k above the expert count...). A user sees all problems of a file in
+//! one diagnostic, each at its location.
+
+pub mod gpu;
+pub mod model;
+pub mod source;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use source::{locate, Source};
+use std::fmt;
+
+/// One problem found in an input, with where it is.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Problem {
+    /// Dotted path of the offending key (`attention.n_heads`); empty for the whole file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+    /// Byte offset and length in the source text, when known.
+    #[serde(skip)]
+    pub span: Option<(usize, usize)>,
+}
+
+impl Problem {
+    /// A problem at a path, located later against the source text.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            hint: None,
+            span: None,
+        }
+    }
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Every problem found in one input file; renders as one miette diagnostic
+/// with a label per located problem.
+#[derive(Debug)]
+pub struct SpecError {
+    /// The file (or catalog entry) name.
+    pub file: String,
+    /// The problems, in the order they were found.
+    pub problems: Vec<Problem>,
+    src: NamedSource<String>,
+}
+
+impl SpecError {
+    /// Builds the error, locating each problem's path in `text`.
+    pub fn new(file: &str, text: String, mut problems: Vec<Problem>) -> Self {
+        for p in &mut problems {
+            if p.span.is_none() {
+                p.span = locate(&text, &p.path);
+            }
+        }
+        SpecError {
+            file: file.to_string(),
+            problems,
+            src: NamedSource::new(file, text),
+        }
+    }
+
+    /// A problem with the file as a whole (unreadable, too large...).
+    pub fn whole_file(file: &str, message: String, hint: &str) -> Self {
+        Self::new(file, String::new(), vec![Problem::at("", message).hint(hint)])
+    }
+
+    /// Problems against a source, located in its text.
+    pub fn in_source(source: &Source, problems: Vec<Problem>) -> Self {
+        Self::new(&source.name, source.text.clone(), problems)
+    }
+
+    pub(crate) fn text_len(&self) -> usize {
+        self.src.inner().len()
+    }
+
+    /// 1-based line and column of each problem (None where unlocated), for JSON output.
+    pub fn positions(&self) -> Vec<Option<(usize, usize)>> {
+        let text = self.src.inner();
+        self.problems
+            .iter()
+            .map(|p| {
+                p.span.map(|(off, _)| {
+                    let before = &text[..off.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    (line, col)
+                })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{} problem{} in {}",
+            n,
+            if n == 1 { "" } else { "s" },
+            self.file
+        )?;
+        for (i, (p, pos)) in self.problems.iter().zip(self.positions()).enumerate() {
+            write!(f, "\n  {}. ", i + 1)?;
+            if let Some((line, col)) = pos {
+                write!(f, "{}:{}:{}: ", self.file, line, col)?;
+            }
+            if !p.path.is_empty() {
+                write!(f, "`{}`: ", p.path)?;
+            }
+            write!(f, "{}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+impl Diagnostic for SpecError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new("moeplan::input"))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        let hints: Vec<String> = self
+            .problems
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.hint.as_ref().map(|h| format!("{}. {}", i + 1, h)))
+            .collect();
+        if hints.is_empty() {
+            None
+        } else {
+            Some(Box::new(hints.join("\n")))
+        }
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        if self.src.inner().is_empty() {
+            None
+        } else {
+            Some(&self.src)
+        }
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.src.inner().is_empty() {
+            return None;
+        }
+        Some(Box::new(self.problems.iter().enumerate().filter_map(
+            |(i, p)| {
+                p.span
+                    .map(|(off, len)| LabeledSpan::new(Some(format!("{}", i + 1)), off, len))
+            },
+        )))
+    }
+}
+
+/// The JSON Schema of a raw spec type, as a JSON tree.
+pub fn schema_of<T: JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).expect("schemas serialise")
+}
+
+/// Parses a source into the raw type `T`, collecting every structural
+/// problem (syntax, unknown field, wrong type, missing key) first.
+pub fn parse_raw<T: DeserializeOwned + JsonSchema>(source: &Source) -> Result<T, SpecError> {
+    let value = source.parse()?;
+    raw_from_value(source, &value)
+}
+
+/// Checks a tree against `T`'s schema and deserialises it.
+pub fn raw_from_value<T: DeserializeOwned + JsonSchema>(
+    source: &Source,
+    value: &Value,
+) -> Result<T, SpecError> {
+    let schema = schema_of::<T>();
+    let problems = check_schema(value, &schema);
+    if !problems.is_empty() {
+        return Err(SpecError::in_source(source, problems));
+    }
+    serde_json::from_value(value.clone()).map_err(|e| {
+        // The schema check passed, so this is a constraint the schema cannot
+        // express (e.g. a number too large for its integer type).
+        SpecError::in_source(source, vec![Problem::at("", e.to_string())])
+    })
+}
+
+/// Walks `value` against a JSON Schema and lists every violation.
+///
+/// Supports the subset schemars generates for our raw types: `$ref` into
+/// `$defs`, `type` (single or list), `properties`, `required`,
+/// `additionalProperties: false`, `anyOf`/`oneOf`, `enum`, `const`,
+/// `minimum`, `items`.
+pub fn check_schema(value: &Value, schema: &Value) -> Vec<Problem> {
+    let mut out = Vec::new();
+    walk(value, schema, schema, "", &mut out);
+    out
+}
+
+fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let name = r.rsplit('/').next().unwrap_or(r);
+            root.get("$defs")
+                .and_then(|d| d.get(name))
+                .or_else(|| root.get("definitions").and_then(|d| d.get(name)))
+                .map(|s| resolve(s, root))
+                .unwrap_or(schema)
+        }
+        None => schema,
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table/object",
+    }
+}
+
+fn type_matches(v: &Value, t: &str) -> bool {
+    match t {
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "number" => v.is_number(),
+        "string" => v.is_string(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        _ => true,
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Problem>) {
+    let s = resolve(schema, root);
+    if s.as_bool() == Some(true) {
+        return;
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(options) = s.get(key).and_then(Value::as_array) {
+            let tries: Vec<Vec<Problem>> = options
+                .iter()
+                .map(|o| {
+                    let mut p = Vec::new();
+                    walk(v, o, root, path, &mut p);
+                    p
+                })
+                .collect();
+            if tries.iter().any(Vec::is_empty) {
+                return;
+            }
+            // Report the branch that got furthest (fewest problems), but for
+            // plain value choices (enums) list the allowed values instead.
+            let consts: Vec<String> = options
+                .iter()
+                .filter_map(|o| resolve(o, root).get("const").or_else(|| resolve(o, root).get("enum")))
+                .map(|c| c.to_string())
+                .collect();
+            if !consts.is_empty() && consts.len() == options.len() {
+                out.push(
+                    Problem::at(path, format!("{v} is not one of the accepted values"))
+                        .hint(format!("use one of: {}", consts.join(", "))),
+                );
+                return;
+            }
+            let best = tries.into_iter().min_by_key(Vec::len).unwrap_or_default();
+            out.extend(best);
+            return;
+        }
+    }
+    if let Some(types) = s.get("type") {
+        let list: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if !list.is_empty() && !list.iter().any(|t| type_matches(v, t)) {
+            let wanted: Vec<&str> = list.iter().copied().filter(|t| *t != "null").collect();
+            out.push(
+                Problem::at(
+                    path,
+                    format!("expected {}, found {}", wanted.join(" or "), type_name(v)),
+                )
+                .hint(match wanted.first().copied() {
+                    Some("string") => "quantities are strings with their unit, e.g. \"80 GB\"",
+                    Some("integer") => "write a whole number without quotes",
+                    Some("object") => "this key holds a table of fields",
+                    _ => "check the schema (moeplan schema)",
+                }),
+            );
+            return;
+        }
+    }
+    if let Some(allowed) = s.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(v) {
+            let names: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            out.push(
+                Problem::at(path, format!("{v} is not one of the accepted values"))
+                    .hint(format!("use one of: {}", names.join(", "))),
+            );
+            return;
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if c != v {
+            out.push(Problem::at(path, format!("expected {c}, found {v}")));
+            return;
+        }
+    }
+    if let (Some(min), Some(x)) = (s.get("minimum").and_then(Value::as_f64), v.as_f64()) {
+        if x < min {
+            out.push(
+                Problem::at(path, format!("{x} is below the minimum {min}"))
+                    .hint("sizes and counts cannot be negative"),
+            );
+        }
+    }
+    if let (Some(items), Some(arr)) = (s.get("items"), v.as_array()) {
+        for (i, item) in arr.iter().enumerate() {
+            walk(item, items, root, &format!("{path}[{i}]"), out);
+        }
+    }
+    if let Some(obj) = v.as_object() {
+        let props = s.get("properties").and_then(Value::as_object);
+        if let Some(required) = s.get("required").and_then(Value::as_array) {
+            for r in required.iter().filter_map(Value::as_str) {
+                if !obj.contains_key(r) {
+                    out.push(
+                        Problem::at(path, format!("missing required key `{}`", join(path, r)))
+                            .hint(format!("add `{r}`")),
+                    );
+                }
+            }
+        }
+        for (k, child) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(cs) => walk(child, cs, root, &join(path, k), out),
+                None => {
+                    if s.get("additionalProperties") == Some(&Value::Bool(false)) {
+                        let known: Vec<&str> = props
+                            .map(|p| p.keys().map(String::as_str).collect())
+                            .unwrap_or_default();
+                        let mut problem =
+                            Problem::at(join(path, k), format!("unknown key `{k}`"));
+                        problem = match closest(k, &known) {
+                            Some(c) => problem.hint(format!("did you mean `{c}`?")),
+                            None => problem.hint(format!("known keys here: {}", known.join(", "))),
+                        };
+                        out.push(problem);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The known key nearest to `key` by edit distance, if it is close.
+pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Collects semantic problems while converting a raw spec.
+#[derive(Default, Debug)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// Records a problem.
+    pub fn push(&mut self, p: Problem) {
+        self.0.push(p);
+    }
+    /// Requires a positive value.
+    pub fn positive(&mut self, path: &str, v: u64) -> u64 {
+        if v == 0 {
+            self.push(Problem::at(path, "must be greater than 0").hint("sizes and counts start at 1"));
+        }
+        v.max(1)
+    }
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Turns collected problems into an error against `source`.
+    pub fn into_result<T>(self, source: &Source, value: T) -> Result<T, SpecError> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(SpecError::in_source(source, self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn schema_walk_collects_every_problem() {
+        let schema = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["a", "b"],
+            "properties": {"a": {"type": "integer", "minimum": 0}, "c": {"type": "string"}}
+        });
+        let problems = check_schema(&json!({"a": -1, "c": 3, "d": 1}), &schema);
+        let msgs: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(problems.len(), 4, "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("missing required key `b`")));
+        assert!(msgs.iter().any(|m| m.contains("below the minimum")));
+        assert!(msgs.iter().any(|m| m.contains("expected string")));
+        assert!(msgs.iter().any(|m| m.contains("unknown key `d`")));
+    }
+
+    #[test]
+    fn suggestions_for_typos() {
+        assert_eq!(closest("hiden_size", &["hidden_size", "vocab_size"]), Some("hidden_size"));
+        assert_eq!(closest("zzz", &["hidden_size"]), None);
+    }
+}

@@ -1,0 +1,348 @@
+//! The native model spec: a hand-written model in TOML, YAML or JSON.
+//!
+//! ```toml
+//! name = "seed-moe"
+//! declared_params = "10B"
+//! hidden_size = 512
+//! n_layers = 16
+//! vocab_size = 32000
+//! [attention]
+//! kind = "mha"          # mha | gqa | mla
+//! n_heads = 16
+//! head_dim = 32
+//! [moe]
+//! n_routed_experts = 16
+//! experts_per_token = 2
+//! expert_intermediate_size = 1024
+//! [dtypes]
+//! weights = "fp16"
+//! ```
+
+use super::{Problem, Problems, SpecError};
+use crate::dtype::DType;
+use crate::model::{Attention, Dtypes, Ffn, Layer, Mixer, Model, Moe};
+use crate::quantity::parse_params;
+use crate::spec::source::Source;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// A model as written in a native spec file.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Short name; defaults to the file stem.
+    pub name: Option<String>,
+    /// The parameter total the source claims, e.g. "10B"; checked against the derived count.
+    pub declared_params: Option<String>,
+    /// Residual width.
+    pub hidden_size: u64,
+    /// Decoder layers.
+    pub n_layers: u64,
+    /// Vocabulary size.
+    pub vocab_size: u64,
+    /// Embedding and LM head share weights (default false).
+    pub tie_word_embeddings: Option<bool>,
+    /// Attention shape.
+    pub attention: RawAttention,
+    /// MoE shape; absent for a dense model.
+    pub moe: Option<RawMoe>,
+    /// Intermediate width of dense MLP layers (required when any layer is dense).
+    pub dense_intermediate_size: Option<u64>,
+    /// 0-based indices of layers with a dense MLP instead of the MoE block.
+    pub dense_layers: Option<Vec<u64>>,
+    /// Sliding-window size, for the layers in `sliding_window_layers`.
+    pub sliding_window: Option<u64>,
+    /// 0-based indices of sliding-window layers (default: all, when `sliding_window` is set).
+    pub sliding_window_layers: Option<Vec<u64>>,
+    /// Stored precisions.
+    pub dtypes: Option<RawDtypes>,
+    /// Assumptions the author made where the source was silent; shown in reports.
+    pub assumptions: Option<Vec<String>>,
+}
+
+/// Attention kinds a native spec can state.
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionKind {
+    /// Multi-head attention (kv heads = heads).
+    Mha,
+    /// Grouped-query attention.
+    Gqa,
+    /// Multi-head latent attention.
+    Mla,
+}
+
+/// Attention shape.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttention {
+    /// mha, gqa or mla.
+    pub kind: AttentionKind,
+    /// Query heads.
+    pub n_heads: u64,
+    /// Key/value heads (gqa; mha uses n_heads).
+    pub n_kv_heads: Option<u64>,
+    /// Head dimension (mha/gqa; default hidden_size / n_heads).
+    pub head_dim: Option<u64>,
+    /// Biases on q, k, v projections.
+    pub qkv_bias: Option<bool>,
+    /// Per-head RMSNorm on q and k.
+    pub qk_norm: Option<bool>,
+    /// MLA: query low-rank dimension (omit for a direct q projection).
+    pub q_lora_rank: Option<u64>,
+    /// MLA: KV latent rank.
+    pub kv_lora_rank: Option<u64>,
+    /// MLA: non-rotary q/k head dim.
+    pub qk_nope_head_dim: Option<u64>,
+    /// MLA: rotary q/k head dim.
+    pub qk_rope_head_dim: Option<u64>,
+    /// MLA: value head dim.
+    pub v_head_dim: Option<u64>,
+}
+
+/// MoE shape.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMoe {
+    /// Routed experts per MoE layer.
+    pub n_routed_experts: u64,
+    /// Top-k.
+    pub experts_per_token: u64,
+    /// Intermediate width of one expert (SwiGLU: gate, up, down).
+    pub expert_intermediate_size: u64,
+    /// Shared experts (default 0).
+    pub n_shared_experts: Option<u64>,
+    /// Intermediate width of one shared expert (default: the expert width).
+    pub shared_intermediate_size: Option<u64>,
+}
+
+/// Stored precisions: `weights` sets every weight group; the others override it.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDtypes {
+    /// Every weight group (default bf16).
+    pub weights: Option<DType>,
+    /// Attention projections.
+    pub attention: Option<DType>,
+    /// Routed experts.
+    pub experts: Option<DType>,
+    /// Shared experts and dense MLPs.
+    pub dense: Option<DType>,
+    /// Embedding.
+    pub embedding: Option<DType>,
+    /// LM head.
+    pub lm_head: Option<DType>,
+    /// KV cache (default: the weights' type when 16-bit, else bf16).
+    pub kv_cache: Option<DType>,
+}
+
+/// Reads a native model spec.
+pub fn load(source: &Source) -> Result<Model, SpecError> {
+    let raw: RawModel = super::parse_raw(source)?;
+    let stem = std::path::Path::new(&source.name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model")
+        .to_string();
+    let mut problems = Problems::default();
+    let model = convert(&raw, &stem, &mut problems);
+    problems.into_result(source, model)
+}
+
+/// Converts a raw model into the domain type, collecting problems.
+pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
+    let hidden = pr.positive("hidden_size", raw.hidden_size);
+    let n_layers = pr.positive("n_layers", raw.n_layers);
+    let vocab = pr.positive("vocab_size", raw.vocab_size);
+    let a = &raw.attention;
+    let n_heads = pr.positive("attention.n_heads", a.n_heads);
+    let attention = match a.kind {
+        AttentionKind::Mha | AttentionKind::Gqa => {
+            let n_kv = match (a.kind, a.n_kv_heads) {
+                (AttentionKind::Mha, Some(kv)) if kv != a.n_heads => {
+                    pr.push(
+                        Problem::at("attention.n_kv_heads", format!("mha has as many kv heads as heads ({}), not {kv}", a.n_heads))
+                            .hint("use kind = \"gqa\" for grouped-query attention"),
+                    );
+                    n_heads
+                }
+                (AttentionKind::Gqa, None) => {
+                    pr.push(Problem::at("attention", "gqa needs `n_kv_heads`").hint("add n_kv_heads"));
+                    n_heads
+                }
+                (_, Some(kv)) => pr.positive("attention.n_kv_heads", kv),
+                (_, None) => n_heads,
+            };
+            if n_heads % n_kv != 0 {
+                pr.push(
+                    Problem::at("attention.n_kv_heads", format!("{n_heads} heads are not divisible by {n_kv} kv heads"))
+                        .hint("each kv head serves a whole group of query heads: pick a divisor of n_heads"),
+                );
+            }
+            let head_dim = match a.head_dim {
+                Some(d) => pr.positive("attention.head_dim", d),
+                None => {
+                    if hidden % n_heads != 0 {
+                        pr.push(
+                            Problem::at("attention.n_heads", format!("hidden_size {hidden} is not divisible by {n_heads} heads"))
+                                .hint("state head_dim explicitly"),
+                        );
+                    }
+                    (hidden / n_heads).max(1)
+                }
+            };
+            for k in ["q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"] {
+                let set = match k {
+                    "q_lora_rank" => a.q_lora_rank.is_some(),
+                    "kv_lora_rank" => a.kv_lora_rank.is_some(),
+                    "qk_nope_head_dim" => a.qk_nope_head_dim.is_some(),
+                    "qk_rope_head_dim" => a.qk_rope_head_dim.is_some(),
+                    _ => a.v_head_dim.is_some(),
+                };
+                if set {
+                    pr.push(Problem::at(format!("attention.{k}"), format!("`{k}` only applies to kind = \"mla\"")));
+                }
+            }
+            Attention::Gqa {
+                n_heads,
+                n_kv_heads: n_kv,
+                head_dim,
+                qkv_bias: a.qkv_bias.unwrap_or(false),
+                o_bias: false,
+                qk_norm: a.qk_norm.unwrap_or(false),
+                sinks: false,
+                output_gate: false,
+            }
+        }
+        AttentionKind::Mla => {
+            let mut need = |k: &str, v: Option<u64>| match v {
+                Some(x) => pr.positive(&format!("attention.{k}"), x),
+                None => {
+                    pr.push(Problem::at("attention", format!("mla needs `{k}`")).hint(format!("add {k}")));
+                    1
+                }
+            };
+            let kv_lora_rank = need("kv_lora_rank", a.kv_lora_rank);
+            let qk_nope_head_dim = need("qk_nope_head_dim", a.qk_nope_head_dim);
+            let qk_rope_head_dim = need("qk_rope_head_dim", a.qk_rope_head_dim);
+            let v_head_dim = need("v_head_dim", a.v_head_dim);
+            Attention::Mla {
+                n_heads,
+                q_lora_rank: a.q_lora_rank.map(|r| pr.positive("attention.q_lora_rank", r)),
+                kv_lora_rank,
+                qk_nope_head_dim,
+                qk_rope_head_dim,
+                v_head_dim,
+            }
+        }
+    };
+    let moe = raw.moe.as_ref().map(|m| {
+        let e = pr.positive("moe.n_routed_experts", m.n_routed_experts);
+        let k = pr.positive("moe.experts_per_token", m.experts_per_token);
+        if k > e {
+            pr.push(
+                Problem::at("moe.experts_per_token", format!("top-{k} routing needs at least {k} experts, the model has {e}"))
+                    .hint("experts_per_token cannot exceed n_routed_experts"),
+            );
+        }
+        let inter = pr.positive("moe.expert_intermediate_size", m.expert_intermediate_size);
+        Moe {
+            n_routed_experts: e,
+            experts_per_token: k.min(e),
+            expert_intermediate_size: inter,
+            n_shared_experts: m.n_shared_experts.unwrap_or(0),
+            shared_intermediate_size: m.shared_intermediate_size.unwrap_or(inter),
+            shared_expert_gate: false,
+            router_bias: false,
+            expert_bias: false,
+        }
+    });
+    let mut layers = vec![
+        Layer {
+            mixer: Mixer::Full,
+            ffn: if moe.is_some() { Ffn::Moe } else { Ffn::Dense },
+        };
+        n_layers as usize
+    ];
+    let index_list = |key: &str, list: &[u64], pr: &mut Problems| -> Vec<usize> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, &l)| {
+                if l >= n_layers {
+                    pr.push(
+                        Problem::at(format!("{key}[{i}]"), format!("layer {l} does not exist; layers are 0..{}", n_layers - 1))
+                            .hint("layer indices are 0-based"),
+                    );
+                    None
+                } else {
+                    Some(l as usize)
+                }
+            })
+            .collect()
+    };
+    if let Some(dense) = &raw.dense_layers {
+        for l in index_list("dense_layers", dense, pr) {
+            layers[l].ffn = Ffn::Dense;
+        }
+    }
+    let any_dense = layers.iter().any(|l| l.ffn == Ffn::Dense);
+    let dense_intermediate_size = match raw.dense_intermediate_size {
+        Some(d) => pr.positive("dense_intermediate_size", d),
+        None if any_dense => {
+            pr.push(
+                Problem::at("dense_intermediate_size", "some layers have a dense MLP but its width is not given")
+                    .hint("add dense_intermediate_size"),
+            );
+            1
+        }
+        None => 0,
+    };
+    if let Some(w) = raw.sliding_window {
+        let w = pr.positive("sliding_window", w);
+        let which: Vec<usize> = match &raw.sliding_window_layers {
+            Some(list) => index_list("sliding_window_layers", list, pr),
+            None => (0..n_layers as usize).collect(),
+        };
+        for l in which {
+            layers[l].mixer = Mixer::Sliding { window: w };
+        }
+    } else if raw.sliding_window_layers.is_some() {
+        pr.push(Problem::at("sliding_window_layers", "sliding_window_layers needs sliding_window").hint("add sliding_window"));
+    }
+    let d = raw.dtypes.clone().unwrap_or_default();
+    let w = d.weights.unwrap_or(DType::Bf16);
+    let kv_default = if w.bits() >= 16.0 && w != DType::Fp32 { w } else { DType::Bf16 };
+    let dtypes = Dtypes {
+        attention: d.attention.unwrap_or(w),
+        experts: d.experts.unwrap_or(w),
+        dense: d.dense.unwrap_or(w),
+        embedding: d.embedding.unwrap_or(if w.bits() >= 16.0 { w } else { DType::Bf16 }),
+        lm_head: d.lm_head.unwrap_or(if w.bits() >= 16.0 { w } else { DType::Bf16 }),
+        kv_cache: d.kv_cache.unwrap_or(kv_default),
+        state: DType::Fp32,
+    };
+    let declared_params = raw.declared_params.as_ref().and_then(|s| match parse_params(s) {
+        Ok(p) => Some(p.0),
+        Err(e) => {
+            pr.push(Problem::at("declared_params", e));
+            None
+        }
+    });
+    Model {
+        name: raw.name.clone().unwrap_or_else(|| default_name.to_string()),
+        architecture: "native".into(),
+        hidden_size: hidden,
+        vocab_size: vocab,
+        tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
+        attention,
+        indexer: None,
+        linear_attention: None,
+        moe,
+        dense_intermediate_size,
+        layers,
+        vision: None,
+        dtypes,
+        declared_params,
+        assumptions: raw.assumptions.clone().unwrap_or_default(),
+    }
+}

@@ -1,0 +1,298 @@
+//! Reading an input file and turning it into a generic JSON tree.
+//!
+//! All three native formats (TOML, YAML, JSON) and Hugging Face configs go
+//! through here: size and encoding checks, then a syntax parse into a
+//! `serde_json::Value`. Syntax errors carry their location. Everything after
+//! this stage (schema checks, semantic checks) works on the tree and uses
+//! `locate` to point back into the text.
+
+use super::{Problem, SpecError};
+use serde_json::Value;
+use std::path::Path;
+
+/// The largest input file accepted. The largest real config we know
+/// (GLM-5-FP8, with its per-module exclusion list) is 36 kB.
+pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The text format of an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// TOML.
+    Toml,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+impl Format {
+    /// The format a file name's extension says, if any.
+    pub fn from_path(path: &str) -> Option<Format> {
+        let ext = Path::new(path)
+            .extension()?
+            .to_str()?
+            .to_ascii_lowercase();
+        match ext.as_str() {
+            "toml" => Some(Format::Toml),
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// An input's text with the name it is reported under.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// The path (or catalog name) shown in diagnostics.
+    pub name: String,
+    /// The whole text.
+    pub text: String,
+    /// Its format.
+    pub format: Format,
+}
+
+impl Source {
+    /// Reads a file, checking size, encoding and extension.
+    pub fn read(path: &Path) -> Result<Source, SpecError> {
+        let name = path.display().to_string();
+        let fail = |msg: String, hint: &str| SpecError::whole_file(&name, msg, hint);
+        let format = Format::from_path(&name).ok_or_else(|| {
+            fail(
+                "the file has no .toml, .yaml, .yml or .json extension".into(),
+                "name the file after its format: model.toml, plan.yaml, config.json",
+            )
+        })?;
+        let meta = std::fs::metadata(path).map_err(|e| {
+            fail(
+                format!("cannot read the file: {e}"),
+                "check the path and permissions",
+            )
+        })?;
+        if meta.is_dir() {
+            return Err(fail(
+                "this is a directory, not a file".into(),
+                "for a Hugging Face model, pass the config.json inside it",
+            ));
+        }
+        if meta.len() > MAX_INPUT_BYTES {
+            return Err(fail(
+                format!(
+                    "the file is {:.1} MB; spec files are at most {} MB",
+                    meta.len() as f64 / 1e6,
+                    MAX_INPUT_BYTES / (1024 * 1024)
+                ),
+                "a model config or plan is a few kB: pass config.json, not the weights",
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            fail(
+                format!("cannot read the file: {e}"),
+                "check the path and permissions",
+            )
+        })?;
+        Self::from_bytes(&name, bytes, format)
+    }
+
+    /// Builds a source from raw bytes (checks UTF-8).
+    pub fn from_bytes(name: &str, bytes: Vec<u8>, format: Format) -> Result<Source, SpecError> {
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Source {
+                name: name.to_string(),
+                text,
+                format,
+            }),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let line = lossy[..at.min(lossy.len())].matches('\n').count() + 1;
+                let mut err = SpecError::new(
+                    name,
+                    lossy,
+                    vec![Problem {
+                        path: String::new(),
+                        message: format!(
+                            "the file is not valid UTF-8 (first bad byte at offset {at}, line {line})"
+                        ),
+                        hint: Some("save the file as UTF-8 text".into()),
+                        span: None,
+                    }],
+                );
+                err.problems[0].span = Some((at.min(err.text_len()), 1));
+                Err(err)
+            }
+        }
+    }
+
+    /// Builds a source from text already in memory (catalog entries, tests).
+    pub fn from_text(name: &str, text: &str, format: Format) -> Source {
+        Source {
+            name: name.to_string(),
+            text: text.to_string(),
+            format,
+        }
+    }
+
+    /// Parses the text into a generic tree, reporting a syntax error with its location.
+    pub fn parse(&self) -> Result<Value, SpecError> {
+        let syntax = |offset: usize, message: String, hint: &str| {
+            SpecError::new(
+                &self.name,
+                self.text.clone(),
+                vec![Problem {
+                    path: String::new(),
+                    message,
+                    hint: Some(hint.into()),
+                    span: Some((offset.min(self.text.len()), 1)),
+                }],
+            )
+        };
+        match self.format {
+            Format::Json => serde_json::from_str::<Value>(&self.text).map_err(|e| {
+                let offset = offset_of(&self.text, e.line(), e.column());
+                let hint = if e.is_eof() {
+                    "the file ends early: is it truncated, or is a closing bracket missing?"
+                } else {
+                    "fix the JSON syntax at the marked position"
+                };
+                syntax(offset, format!("invalid JSON: {}", strip_position(&e.to_string())), hint)
+            }),
+            Format::Toml => toml::from_str::<toml::Value>(&self.text)
+                .map(|v| serde_json::to_value(v).expect("TOML values are JSON-representable"))
+                .map_err(|e| {
+                    let offset = e.span().map_or(0, |s| s.start);
+                    syntax(
+                        offset,
+                        format!("invalid TOML: {}", e.message()),
+                        "fix the TOML syntax at the marked position",
+                    )
+                }),
+            Format::Yaml => serde_saphyr::from_str::<Value>(&self.text).map_err(|e| {
+                let msg = e.to_string();
+                let offset = yaml_offset(&self.text, &msg);
+                syntax(
+                    offset,
+                    format!("invalid YAML: {}", first_line(&msg)),
+                    "fix the YAML syntax at the marked position",
+                )
+            }),
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn strip_position(s: &str) -> String {
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// Byte offset of a 1-based line and column.
+pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            return (offset + column.saturating_sub(1)).min(text.len());
+        }
+        offset += l.len();
+    }
+    text.len()
+}
+
+/// Pulls "line N column M" out of a YAML error message.
+fn yaml_offset(text: &str, msg: &str) -> usize {
+    let nums: Vec<usize> = msg
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let lower = msg.to_ascii_lowercase();
+    if let Some(i) = lower.find("line") {
+        let after: Vec<usize> = lower[i..]
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        if after.len() >= 2 {
+            return offset_of(text, after[0], after[1]);
+        }
+        if let Some(l) = after.first() {
+            return offset_of(text, *l, 1);
+        }
+    }
+    let _ = nums;
+    0
+}
+
+/// Finds where the value at a dotted path is written, for diagnostics. The
+/// search follows the path key by key through the text, so it works the
+/// same for TOML, YAML and JSON; it falls back to the last key it found.
+pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    if path.is_empty() {
+        return None;
+    }
+    let mut from = 0;
+    let mut found = None;
+    for key in path.split('.') {
+        let key = key.split('[').next().unwrap_or(key);
+        match find_key(text, key, from) {
+            Some(pos) => {
+                found = Some((pos, key.len()));
+                from = pos + key.len();
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+/// The first occurrence of `key` at or after `from` written as a key: a whole
+/// word, optionally quoted, followed by `=`, `:`, `]` or `.` (TOML headers).
+fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut start = from;
+    while let Some(rel) = text.get(start..)?.find(key) {
+        let pos = start + rel;
+        let before = if pos == 0 { b'\n' } else { bytes[pos - 1] };
+        let end = pos + key.len();
+        let mut after = end;
+        if after < bytes.len() && (bytes[after] == b'"' || bytes[after] == b'\'') {
+            after += 1;
+        }
+        while after < bytes.len() && (bytes[after] == b' ' || bytes[after] == b'\t') {
+            after += 1;
+        }
+        let word_before = before.is_ascii_alphanumeric() || before == b'_';
+        let key_after = after < bytes.len() && matches!(bytes[after], b'=' | b':' | b']' | b'.');
+        if !word_before && key_after {
+            return Some(pos);
+        }
+        start = end;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_follows_paths_in_each_format() {
+        let toml = "name = \"x\"\n[attention]\nn_heads = 0\n";
+        let (at, _) = locate(toml, "attention.n_heads").unwrap();
+        assert_eq!(&toml[at..at + 7], "n_heads");
+        let json = "{\"attention\": {\"head_dim\": 1, \"n_heads\": 0}}";
+        let (at, _) = locate(json, "attention.n_heads").unwrap();
+        assert_eq!(&json[at..at + 7], "n_heads");
+        let yaml = "attention:\n  n_kv_heads: 3\n  n_heads: 0\n";
+        let (at, _) = locate(yaml, "attention.n_heads").unwrap();
+        assert_eq!(&yaml[at..at + 7], "n_heads");
+    }
+
+    #[test]
+    fn offsets_from_line_and_column() {
+        assert_eq!(offset_of("ab\ncd\n", 2, 2), 4);
+    }
+}

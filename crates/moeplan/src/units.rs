@@ -1,0 +1,347 @@
+//! Physical units as types.
+//!
+//! Most errors in hand-written deployment plans are unit errors: a per-layer
+//! figure used per token, tokens per millisecond written as tokens per
+//! second, GB against GiB. Every quantity that reaches a user is one of the
+//! newtypes below; they only combine in ways that are dimensionally right
+//! (`Flop / FlopPerSecond = Seconds`, `Bytes / BytesPerSecond = Seconds`), and
+//! `Display` picks a readable scale. JSON carries the plain number in base
+//! units (bytes, FLOP, seconds, per second).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Div, Mul, Sub};
+
+/// Formats `value` with an SI prefix chosen so the mantissa is in [1, 1000).
+fn si(f: &mut fmt::Formatter<'_>, value: f64, unit: &str) -> fmt::Result {
+    if unit.is_empty() {
+        return count(f, value);
+    }
+    const PREFIXES: [(f64, &str); 7] = [
+        (1e18, "E"),
+        (1e15, "P"),
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+        (1.0, ""),
+    ];
+    let abs = value.abs();
+    let (scale, prefix) = PREFIXES
+        .iter()
+        .copied()
+        .find(|(s, _)| abs >= *s)
+        .unwrap_or((1.0, ""));
+    let mantissa = value / scale;
+    let precision = f.precision().unwrap_or(if mantissa.abs() >= 100.0 {
+        1
+    } else if mantissa.abs() >= 10.0 {
+        2
+    } else {
+        3
+    });
+    write!(f, "{mantissa:.precision$} {prefix}{unit}")
+}
+
+/// A plain count with K/M/B/T suffixes (B = billion, as model sizes are quoted).
+fn count(f: &mut fmt::Formatter<'_>, value: f64) -> fmt::Result {
+    const SUFFIXES: [(f64, &str); 4] = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")];
+    let (scale, suffix) = SUFFIXES
+        .iter()
+        .copied()
+        .find(|(s, _)| value.abs() >= *s)
+        .unwrap_or((1.0, ""));
+    let m = value / scale;
+    let precision = f.precision().unwrap_or(if m.abs() >= 100.0 { 1 } else if m.abs() >= 10.0 { 2 } else { 3 });
+    write!(f, "{m:.precision$}{suffix}")
+}
+
+macro_rules! quantity {
+    ($(#[$doc:meta])* $name:ident, $unit:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub f64);
+
+        impl $name {
+            /// Zero of this unit.
+            pub const ZERO: Self = Self(0.0);
+            /// The plain number in base units.
+            pub fn value(self) -> f64 {
+                self.0
+            }
+            /// The larger of two quantities.
+            pub fn max(self, other: Self) -> Self {
+                Self(self.0.max(other.0))
+            }
+            /// The smaller of two quantities.
+            pub fn min(self, other: Self) -> Self {
+                Self(self.0.min(other.0))
+            }
+        }
+        impl Add for $name {
+            type Output = Self;
+            fn add(self, rhs: Self) -> Self {
+                Self(self.0 + rhs.0)
+            }
+        }
+        impl AddAssign for $name {
+            fn add_assign(&mut self, rhs: Self) {
+                self.0 += rhs.0;
+            }
+        }
+        impl Sub for $name {
+            type Output = Self;
+            fn sub(self, rhs: Self) -> Self {
+                Self(self.0 - rhs.0)
+            }
+        }
+        impl Mul<f64> for $name {
+            type Output = Self;
+            fn mul(self, rhs: f64) -> Self {
+                Self(self.0 * rhs)
+            }
+        }
+        impl Div<f64> for $name {
+            type Output = Self;
+            fn div(self, rhs: f64) -> Self {
+                Self(self.0 / rhs)
+            }
+        }
+        /// The ratio of two quantities of the same unit is a plain number.
+        impl Div for $name {
+            type Output = f64;
+            fn div(self, rhs: Self) -> f64 {
+                self.0 / rhs.0
+            }
+        }
+        impl Sum for $name {
+            fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+                Self(iter.map(|q| q.0).sum())
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                si(f, self.0, $unit)
+            }
+        }
+    };
+}
+
+quantity!(
+    /// A size in bytes (decimal prefixes: 1 GB = 10^9 bytes).
+    Bytes,
+    "B"
+);
+quantity!(
+    /// An amount of floating-point work.
+    Flop,
+    "FLOP"
+);
+quantity!(
+    /// Floating-point operations per second.
+    FlopPerSecond,
+    "FLOP/s"
+);
+quantity!(
+    /// A transfer rate in bytes per second.
+    BytesPerSecond,
+    "B/s"
+);
+quantity!(
+    /// Tokens per second. There is deliberately no tokens-per-millisecond
+    /// type: a figure given per millisecond is converted on the way in.
+    TokensPerSecond,
+    "tokens/s"
+);
+quantity!(
+    /// A count of model parameters (displayed as 452.3M, 116.8B, 1.03T).
+    Params,
+    ""
+);
+
+/// A duration in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seconds(pub f64);
+
+impl Seconds {
+    /// Zero seconds.
+    pub const ZERO: Self = Self(0.0);
+    /// From milliseconds.
+    pub fn from_ms(ms: f64) -> Self {
+        Self(ms / 1e3)
+    }
+    /// From microseconds.
+    pub fn from_us(us: f64) -> Self {
+        Self(us / 1e6)
+    }
+    /// The plain number of seconds.
+    pub fn value(self) -> f64 {
+        self.0
+    }
+    /// In milliseconds.
+    pub fn ms(self) -> f64 {
+        self.0 * 1e3
+    }
+    /// In microseconds.
+    pub fn us(self) -> f64 {
+        self.0 * 1e6
+    }
+    /// The larger of two durations.
+    pub fn max(self, other: Self) -> Self {
+        Self(self.0.max(other.0))
+    }
+    /// The smaller of two durations.
+    pub fn min(self, other: Self) -> Self {
+        Self(self.0.min(other.0))
+    }
+}
+
+impl Add for Seconds {
+    type Output = Self;
+    fn add(self, rhs: Self) -> Self {
+        Self(self.0 + rhs.0)
+    }
+}
+impl AddAssign for Seconds {
+    fn add_assign(&mut self, rhs: Self) {
+        self.0 += rhs.0;
+    }
+}
+impl Sub for Seconds {
+    type Output = Self;
+    fn sub(self, rhs: Self) -> Self {
+        Self(self.0 - rhs.0)
+    }
+}
+impl Mul<f64> for Seconds {
+    type Output = Self;
+    fn mul(self, rhs: f64) -> Self {
+        Self(self.0 * rhs)
+    }
+}
+impl Div<f64> for Seconds {
+    type Output = Self;
+    fn div(self, rhs: f64) -> Self {
+        Self(self.0 / rhs)
+    }
+}
+impl Div for Seconds {
+    type Output = f64;
+    fn div(self, rhs: Self) -> f64 {
+        self.0 / rhs.0
+    }
+}
+impl Sum for Seconds {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        Self(iter.map(|q| q.0).sum())
+    }
+}
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let abs = s.abs();
+        let (v, unit) = if abs >= 1.0 || abs == 0.0 {
+            (s, "s")
+        } else if abs >= 1e-3 {
+            (s * 1e3, "ms")
+        } else if abs >= 1e-6 {
+            (s * 1e6, "µs")
+        } else {
+            (s * 1e9, "ns")
+        };
+        let precision = f.precision().unwrap_or(if v.abs() >= 100.0 {
+            1
+        } else if v.abs() >= 10.0 {
+            2
+        } else {
+            3
+        });
+        write!(f, "{v:.precision$} {unit}")
+    }
+}
+
+impl Div<FlopPerSecond> for Flop {
+    type Output = Seconds;
+    fn div(self, rhs: FlopPerSecond) -> Seconds {
+        Seconds(self.0 / rhs.0)
+    }
+}
+impl Div<BytesPerSecond> for Bytes {
+    type Output = Seconds;
+    fn div(self, rhs: BytesPerSecond) -> Seconds {
+        Seconds(self.0 / rhs.0)
+    }
+}
+impl Div<Seconds> for Flop {
+    type Output = FlopPerSecond;
+    fn div(self, rhs: Seconds) -> FlopPerSecond {
+        FlopPerSecond(self.0 / rhs.0)
+    }
+}
+impl Div<Seconds> for Bytes {
+    type Output = BytesPerSecond;
+    fn div(self, rhs: Seconds) -> BytesPerSecond {
+        BytesPerSecond(self.0 / rhs.0)
+    }
+}
+impl Mul<Seconds> for BytesPerSecond {
+    type Output = Bytes;
+    fn mul(self, rhs: Seconds) -> Bytes {
+        Bytes(self.0 * rhs.0)
+    }
+}
+impl Mul<Seconds> for FlopPerSecond {
+    type Output = Flop;
+    fn mul(self, rhs: Seconds) -> Flop {
+        Flop(self.0 * rhs.0)
+    }
+}
+
+impl TokensPerSecond {
+    /// `tokens` produced in `time`.
+    pub fn from_tokens(tokens: f64, time: Seconds) -> Self {
+        Self(tokens / time.0)
+    }
+    /// The same rate per millisecond, for comparison with plans that quote it.
+    pub fn per_ms(self) -> f64 {
+        self.0 / 1e3
+    }
+}
+
+/// Binary gibibytes, for the few places where a vendor states capacity in GiB.
+pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_picks_readable_scale() {
+        assert_eq!(Bytes(1.25e9).to_string(), "1.250 GB");
+        assert_eq!(Flop(2.0e10).to_string(), "20.00 GFLOP");
+        assert_eq!(Seconds(0.0305).to_string(), "30.50 ms");
+        assert_eq!(Seconds(6.0).to_string(), "6.000 s");
+        assert_eq!(FlopPerSecond(989.4e12).to_string(), "989.4 TFLOP/s");
+        assert_eq!(TokensPerSecond(32_550.0).to_string(), "32.55 ktokens/s");
+        assert_eq!(Params(46.7e9).to_string(), "46.70B");
+        assert_eq!(Params(452.3e6).to_string(), "452.3M");
+    }
+
+    #[test]
+    fn division_gives_time() {
+        // 20 GFLOP at 240 TFLOP/s is 83.3 µs.
+        let t = Flop(20e9) / FlopPerSecond(240e12);
+        assert!((t.us() - 83.333).abs() < 1e-3);
+        // 1.44 TB/s reads 2 GB in 1.389 ms.
+        let t = Bytes(2e9) / BytesPerSecond(1.44e12);
+        assert!((t.ms() - 1.3889).abs() < 1e-4);
+    }
+
+    #[test]
+    fn per_ms_is_a_thousandth_of_per_s() {
+        assert_eq!(TokensPerSecond(32_550.0).per_ms(), 32.55);
+    }
+}
