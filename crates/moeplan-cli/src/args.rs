@@ -20,6 +20,8 @@ pub enum Command {
     Model(ModelArgs),
     /// List the built-in models and GPUs.
     Catalog(CatalogArgs),
+    /// Predict TTFT, TPOT, throughput and memory of one deployment.
+    Estimate(EstimateArgs),
     /// Print the JSON Schema of a native spec file (model or gpu).
     Schema(SchemaArgs),
 }
@@ -55,4 +57,70 @@ pub struct SchemaArgs {
     /// Which spec: model or gpu.
     #[arg(value_parser = ["model", "gpu"])]
     pub kind: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EstimateArgs {
+    /// Model: a catalog id, a config.json, or a native model spec.
+    #[arg(long)]
+    pub model: String,
+    /// GPU: a catalog id or a GPU spec file.
+    #[arg(long)]
+    pub gpu: String,
+    /// GPUs per node (NVLink domain), overriding the GPU's.
+    #[arg(long)]
+    pub gpus_per_node: Option<u32>,
+    /// Prompt tokens per request.
+    #[arg(long)]
+    pub isl: u64,
+    /// Output tokens per request.
+    #[arg(long)]
+    pub osl: u64,
+    /// Requests in flight on the whole replica (each attention-DP rank serves 1/dp of them).
+    #[arg(long)]
+    pub concurrency: u64,
+    /// Pipeline stages.
+    #[arg(long, default_value_t = 1)]
+    pub pp: u32,
+    /// Tensor parallel degree (attention, dense MLP).
+    #[arg(long, default_value_t = 1)]
+    pub tp: u32,
+    /// Context parallel degree.
+    #[arg(long, default_value_t = 1)]
+    pub cp: u32,
+    /// Attention data parallel degree inside the replica.
+    #[arg(long, default_value_t = 1)]
+    pub dp: u32,
+    /// Expert parallel degree.
+    #[arg(long, default_value_t = 1)]
+    pub ep: u32,
+    /// Expert tensor parallel degree.
+    #[arg(long, default_value_t = 1)]
+    pub etp: u32,
+    /// Store attention, expert and dense weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4, nvfp4).
+    #[arg(long)]
+    pub weight_dtype: Option<String>,
+    /// KV cache type (bf16, fp16, fp8).
+    #[arg(long)]
+    pub kv_dtype: Option<String>,
+    /// Redundant expert slots (EPLB).
+    #[arg(long, default_value_t = 0)]
+    pub redundant_experts: u32,
+    /// Power-law exponent of expert popularity (0 = uniform routing).
+    #[arg(long, default_value_t = 0.0)]
+    pub routing_skew: f64,
+    /// Flat compute efficiency (fraction of peak) instead of the calibrated curves.
+    #[arg(long)]
+    pub mfu: Option<f64>,
+    /// Flat memory-bandwidth efficiency instead of the calibrated curves.
+    #[arg(long)]
+    pub bandwidth_utilization: Option<f64>,
+    /// Tokens per scheduler step per attention-DP rank (chunked prefill budget).
+    #[arg(long, default_value_t = 8192)]
+    pub max_step_tokens: u64,
+    /// Fraction of GPU memory the engine may use.
+    #[arg(long, default_value_t = 0.9)]
+    pub max_memory_fraction: f64,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }

@@ -10,6 +10,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Model(a) => commands::model::run(&a),
         Command::Catalog(a) => commands::catalog::run(&a),
         Command::Schema(a) => commands::schema::run(&a),
+        Command::Estimate(a) => commands::estimate::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

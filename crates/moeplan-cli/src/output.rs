@@ -42,13 +42,17 @@ pub fn note(text: &str) {
 
 /// Renders a diagnostic as miette would, without colour when not on a terminal.
 pub fn render(diag: &dyn Diagnostic) -> String {
-    let theme = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none() {
+    let theme = if std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none()
+    {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
     };
     let mut s = String::new();
-    let _ = GraphicalReportHandler::new_themed(theme).with_width(100).render_report(&mut s, diag);
+    let _ = GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .render_report(&mut s, diag);
     s
 }
 
@@ -80,4 +84,23 @@ pub fn table(header: &[&str]) -> comfy_table::Table {
     t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
     t.set_header(header.to_vec());
     t
+}
+
+/// A problem with the command line itself (a flag's value, a layout).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(moeplan::arguments))]
+pub struct ArgError {
+    /// What is wrong (may list several problems).
+    pub message: String,
+    /// How to fix it.
+    #[help]
+    pub help: Option<String>,
+}
+
+impl ArgError {
+    /// A failure for bad arguments.
+    pub fn failure(message: String, help: Option<String>, as_json: bool) -> Failure {
+        Failure::Input(Box::new(ArgError { message, help }), as_json)
+    }
 }

@@ -170,7 +170,10 @@ impl Calibration {
             c.attn_prefill.isl_half = 0.0;
             c.attn_prefill.cta_half = 0.0;
             c.attn_decode.eff_compute = m;
-            parts.push(format!("compute at a flat {:.0}% of peak (--mfu)", m * 100.0));
+            parts.push(format!(
+                "compute at a flat {:.0}% of peak (--mfu)",
+                m * 100.0
+            ));
         }
         if let Some(b) = bandwidth {
             for g in [&mut c.gemm_bf16, &mut c.gemm_fp8] {
@@ -181,7 +184,10 @@ impl Calibration {
             }
             c.attn_decode.mem_eff = b;
             c.attn_decode.p_half = 0.0;
-            parts.push(format!("memory at a flat {:.0}% of bandwidth (--bandwidth-utilization)", b * 100.0));
+            parts.push(format!(
+                "memory at a flat {:.0}% of bandwidth (--bandwidth-utilization)",
+                b * 100.0
+            ));
         }
         if !parts.is_empty() {
             c.source = format!("{}; everything else: {}", parts.join(", "), self.source);

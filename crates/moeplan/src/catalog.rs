@@ -16,33 +16,93 @@ use std::path::Path;
 
 /// Embedded model files by catalog id.
 pub const MODELS: &[(&str, &str)] = &[
-    ("deepseek-r1", include_str!("../catalog/models/deepseek-r1.json")),
-    ("deepseek-v3", include_str!("../catalog/models/deepseek-v3.json")),
-    ("glm-5-fp8", include_str!("../catalog/models/glm-5-fp8.json")),
+    (
+        "deepseek-r1",
+        include_str!("../catalog/models/deepseek-r1.json"),
+    ),
+    (
+        "deepseek-v3",
+        include_str!("../catalog/models/deepseek-v3.json"),
+    ),
+    (
+        "glm-5-fp8",
+        include_str!("../catalog/models/glm-5-fp8.json"),
+    ),
     ("glm-5", include_str!("../catalog/models/glm-5.json")),
-    ("gpt-oss-120b", include_str!("../catalog/models/gpt-oss-120b.json")),
-    ("gpt-oss-20b", include_str!("../catalog/models/gpt-oss-20b.json")),
-    ("kimi-k2.5", include_str!("../catalog/models/kimi-k2.5.json")),
+    (
+        "gpt-oss-120b",
+        include_str!("../catalog/models/gpt-oss-120b.json"),
+    ),
+    (
+        "gpt-oss-20b",
+        include_str!("../catalog/models/gpt-oss-20b.json"),
+    ),
+    (
+        "kimi-k2.5",
+        include_str!("../catalog/models/kimi-k2.5.json"),
+    ),
     ("kimi-k2", include_str!("../catalog/models/kimi-k2.json")),
-    ("llama-3.1-70b", include_str!("../catalog/models/llama-3.1-70b.json")),
-    ("llama-3.1-8b", include_str!("../catalog/models/llama-3.1-8b.json")),
-    ("llama-4-maverick", include_str!("../catalog/models/llama-4-maverick.json")),
-    ("llama-4-scout", include_str!("../catalog/models/llama-4-scout.json")),
-    ("minimax-m2.5", include_str!("../catalog/models/minimax-m2.5.json")),
-    ("mixtral-8x22b", include_str!("../catalog/models/mixtral-8x22b.json")),
-    ("mixtral-8x7b", include_str!("../catalog/models/mixtral-8x7b.json")),
-    ("qwen3-235b-a22b-fp8", include_str!("../catalog/models/qwen3-235b-a22b-fp8.json")),
-    ("qwen3-235b-a22b", include_str!("../catalog/models/qwen3-235b-a22b.json")),
-    ("qwen3-30b-a3b", include_str!("../catalog/models/qwen3-30b-a3b.json")),
-    ("qwen3-32b", include_str!("../catalog/models/qwen3-32b.json")),
-    ("qwen3.5-35b-a3b", include_str!("../catalog/models/qwen3.5-35b-a3b.json")),
-    ("qwen3.5-397b-a17b", include_str!("../catalog/models/qwen3.5-397b-a17b.json")),
+    (
+        "llama-3.1-70b",
+        include_str!("../catalog/models/llama-3.1-70b.json"),
+    ),
+    (
+        "llama-3.1-8b",
+        include_str!("../catalog/models/llama-3.1-8b.json"),
+    ),
+    (
+        "llama-4-maverick",
+        include_str!("../catalog/models/llama-4-maverick.json"),
+    ),
+    (
+        "llama-4-scout",
+        include_str!("../catalog/models/llama-4-scout.json"),
+    ),
+    (
+        "minimax-m2.5",
+        include_str!("../catalog/models/minimax-m2.5.json"),
+    ),
+    (
+        "mixtral-8x22b",
+        include_str!("../catalog/models/mixtral-8x22b.json"),
+    ),
+    (
+        "mixtral-8x7b",
+        include_str!("../catalog/models/mixtral-8x7b.json"),
+    ),
+    (
+        "qwen3-235b-a22b-fp8",
+        include_str!("../catalog/models/qwen3-235b-a22b-fp8.json"),
+    ),
+    (
+        "qwen3-235b-a22b",
+        include_str!("../catalog/models/qwen3-235b-a22b.json"),
+    ),
+    (
+        "qwen3-30b-a3b",
+        include_str!("../catalog/models/qwen3-30b-a3b.json"),
+    ),
+    (
+        "qwen3-32b",
+        include_str!("../catalog/models/qwen3-32b.json"),
+    ),
+    (
+        "qwen3.5-35b-a3b",
+        include_str!("../catalog/models/qwen3.5-35b-a3b.json"),
+    ),
+    (
+        "qwen3.5-397b-a17b",
+        include_str!("../catalog/models/qwen3.5-397b-a17b.json"),
+    ),
     ("seed-moe", include_str!("../catalog/models/seed-moe.toml")),
 ];
 
 /// Embedded GPU files by catalog id.
 pub const GPUS: &[(&str, &str)] = &[
-    ("a100-sxm-80g", include_str!("../catalog/gpus/a100-sxm-80g.toml")),
+    (
+        "a100-sxm-80g",
+        include_str!("../catalog/gpus/a100-sxm-80g.toml"),
+    ),
     ("b200", include_str!("../catalog/gpus/b200.toml")),
     ("gb200", include_str!("../catalog/gpus/gb200.toml")),
     ("h100-sxm", include_str!("../catalog/gpus/h100-sxm.toml")),
@@ -76,9 +136,17 @@ fn format_of(id: &str, text: &str) -> Format {
     }
 }
 
-fn lookup<'a>(table: &'a [(&'a str, &'a str)], aliases: &[(&str, &str)], id: &str) -> Option<(&'a str, &'a str)> {
+fn lookup<'a>(
+    table: &'a [(&'a str, &'a str)],
+    aliases: &[(&str, &str)],
+    id: &str,
+) -> Option<(&'a str, &'a str)> {
     let id = id.to_ascii_lowercase();
-    let id = aliases.iter().find(|(a, _)| *a == id).map_or(id.as_str(), |(_, t)| t).to_string();
+    let id = aliases
+        .iter()
+        .find(|(a, _)| *a == id)
+        .map_or(id.as_str(), |(_, t)| t)
+        .to_string();
     table.iter().find(|(k, _)| *k == id).copied()
 }
 
@@ -123,8 +191,18 @@ pub fn resolve_model(arg: &str) -> Result<Model, SpecError> {
         return load_model_source(&Source::read(Path::new(arg))?);
     }
     let ids: Vec<&str> = MODELS.iter().map(|(k, _)| *k).collect();
-    Err(SpecError::new(arg, String::new(), vec![Problem::at("", format!("`{arg}` is neither a catalog model nor a file"))
-        .hint(format!("catalog models: {}; or pass a config.json / model spec path", ids.join(", ")))]))
+    Err(SpecError::new(
+        arg,
+        String::new(),
+        vec![
+            Problem::at("", format!("`{arg}` is neither a catalog model nor a file")).hint(
+                format!(
+                    "catalog models: {}; or pass a config.json / model spec path",
+                    ids.join(", ")
+                ),
+            ),
+        ],
+    ))
 }
 
 /// Resolves what a user typed for a GPU: a catalog id or a spec file path.
@@ -136,6 +214,14 @@ pub fn resolve_gpu(arg: &str) -> Result<Gpu, SpecError> {
         return crate::spec::gpu::load(&Source::read(Path::new(arg))?);
     }
     let ids: Vec<&str> = GPUS.iter().map(|(k, _)| *k).collect();
-    Err(SpecError::new(arg, String::new(), vec![Problem::at("", format!("`{arg}` is neither a catalog GPU nor a file"))
-        .hint(format!("catalog GPUs: {}; or pass a GPU spec file path", ids.join(", ")))]))
+    Err(SpecError::new(
+        arg,
+        String::new(),
+        vec![
+            Problem::at("", format!("`{arg}` is neither a catalog GPU nor a file")).hint(format!(
+                "catalog GPUs: {}; or pass a GPU spec file path",
+                ids.join(", ")
+            )),
+        ],
+    ))
 }

@@ -45,7 +45,12 @@ impl Gpu {
     /// at or above it in width (fp4 → fp8 → bf16), since weights are then
     /// up-converted for the math.
     pub fn peak_for(&self, wanted: Precision) -> (Precision, FlopPerSecond) {
-        let order = [Precision::Fp4, Precision::Fp8, Precision::Int8, Precision::Bf16];
+        let order = [
+            Precision::Fp4,
+            Precision::Fp8,
+            Precision::Int8,
+            Precision::Bf16,
+        ];
         let start = order.iter().position(|p| *p == wanted).unwrap_or(3);
         for p in &order[start..] {
             if *p == Precision::Int8 && wanted != Precision::Int8 {
@@ -57,7 +62,10 @@ impl Gpu {
         }
         (
             Precision::Bf16,
-            self.peak.get(&Precision::Bf16).copied().unwrap_or(FlopPerSecond(1.0)),
+            self.peak
+                .get(&Precision::Bf16)
+                .copied()
+                .unwrap_or(FlopPerSecond(1.0)),
         )
     }
 

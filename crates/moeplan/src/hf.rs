@@ -8,8 +8,7 @@
 
 use crate::dtype::DType;
 use crate::model::{
-    Attention, Dtypes, Ffn, Layer, LinearAttention, Mixer, Model, Moe, SparseIndexer,
-    VisionEncoder,
+    Attention, Dtypes, Ffn, Layer, LinearAttention, Mixer, Model, Moe, SparseIndexer, VisionEncoder,
 };
 use crate::spec::source::Source;
 use crate::spec::{Problem, Problems, SpecError};
@@ -67,8 +66,11 @@ impl Cfg<'_> {
                 Some(x) => Some(x),
                 None => {
                     pr.push(
-                        Problem::at(self.path(key), format!("expected a positive integer, found {v}"))
-                            .hint("config.json sizes are whole numbers"),
+                        Problem::at(
+                            self.path(key),
+                            format!("expected a positive integer, found {v}"),
+                        )
+                        .hint("config.json sizes are whole numbers"),
                     );
                     Some(1)
                 }
@@ -94,7 +96,10 @@ impl Cfg<'_> {
         self.u64(keys[0], pr)
     }
     fn bool(&self, key: &str, default: bool) -> bool {
-        self.obj.get(key).and_then(Value::as_bool).unwrap_or(default)
+        self.obj
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
     }
     fn str(&self, key: &str) -> Option<&str> {
         self.obj.get(key).and_then(Value::as_str)
@@ -121,7 +126,11 @@ fn model_name(path: &str) -> String {
     let p = std::path::Path::new(path);
     let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
     if stem == "config" {
-        if let Some(parent) = p.parent().and_then(|d| d.file_name()).and_then(|s| s.to_str()) {
+        if let Some(parent) = p
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|s| s.to_str())
+        {
             return parent.to_string();
         }
     }
@@ -131,7 +140,10 @@ fn model_name(path: &str) -> String {
 /// Builds a model from a parsed config, collecting problems.
 pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model> {
     let Some(root) = value.as_object() else {
-        pr.push(Problem::at("", "config.json must be a JSON object").hint("a Hugging Face config is {\"architectures\": [...], ...}"));
+        pr.push(
+            Problem::at("", "config.json must be a JSON object")
+                .hint("a Hugging Face config is {\"architectures\": [...], ...}"),
+        );
         return None;
     };
     let arch = root
@@ -141,8 +153,13 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
         .and_then(Value::as_str);
     let Some(arch) = arch else {
         pr.push(
-            Problem::at("architectures", "no `architectures` entry names the model class")
-                .hint("a Hugging Face config.json lists e.g. \"architectures\": [\"MixtralForCausalLM\"]"),
+            Problem::at(
+                "architectures",
+                "no `architectures` entry names the model class",
+            )
+            .hint(
+                "a Hugging Face config.json lists e.g. \"architectures\": [\"MixtralForCausalLM\"]",
+            ),
         );
         return None;
     };
@@ -179,15 +196,23 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
         "Qwen3NextForCausalLM" | "Qwen3_5MoeForConditionalGeneration" | "Qwen3_5MoeForCausalLM" => {
             qwen_next(&c, arch, pr)
         }
-        "DeepseekV2ForCausalLM" | "DeepseekV3ForCausalLM" | "DeepseekV32ForCausalLM"
-        | "KimiK25ForConditionalGeneration" | "GlmMoeDsaForCausalLM" => deepseek(&c, arch, pr),
+        "DeepseekV2ForCausalLM"
+        | "DeepseekV3ForCausalLM"
+        | "DeepseekV32ForCausalLM"
+        | "KimiK25ForConditionalGeneration"
+        | "GlmMoeDsaForCausalLM" => deepseek(&c, arch, pr),
         "Glm4MoeForCausalLM" => glm4_moe(&c, arch, pr),
         "GptOssForCausalLM" => gpt_oss(&c, arch, pr),
         "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(&c, root, arch, pr),
         _ => dense(&c, arch, pr),
     };
     m.name = name.to_string();
-    m.tie_word_embeddings = c.bool("tie_word_embeddings", root.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false));
+    m.tie_word_embeddings = c.bool(
+        "tie_word_embeddings",
+        root.get("tie_word_embeddings")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    );
     m.dtypes = dtypes(torch_dtype, quant, &m);
     check_shapes(&m, &c, pr);
     Some(m)
@@ -224,7 +249,9 @@ fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
 fn gqa(c: &Cfg, hidden: u64, pr: &mut Problems) -> Attention {
     let n_heads = c.u64("num_attention_heads", pr);
     let n_kv_heads = c.opt_u64("num_key_value_heads", pr).unwrap_or(n_heads);
-    let head_dim = c.opt_u64("head_dim", pr).unwrap_or((hidden / n_heads.max(1)).max(1));
+    let head_dim = c
+        .opt_u64("head_dim", pr)
+        .unwrap_or((hidden / n_heads.max(1)).max(1));
     Attention::Gqa {
         n_heads,
         n_kv_heads,
@@ -260,7 +287,11 @@ fn all_moe(m: &mut Model) {
 fn mixtral_like(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base(c, arch, pr);
     let inter = c.u64("intermediate_size", pr);
-    let shared = c.obj.get("shared_intermediate_size").and_then(Value::as_u64).unwrap_or(0);
+    let shared = c
+        .obj
+        .get("shared_intermediate_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     m.moe = Some(Moe {
         n_routed_experts: c.u64("num_local_experts", pr),
         experts_per_token: c.u64("num_experts_per_tok", pr),
@@ -287,7 +318,9 @@ fn mixtral_like(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
 
 fn qwen_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base(c, arch, pr);
-    let shared = c.opt_u64("shared_expert_intermediate_size", pr).unwrap_or(0);
+    let shared = c
+        .opt_u64("shared_expert_intermediate_size", pr)
+        .unwrap_or(0);
     m.moe = Some(Moe {
         n_routed_experts: c.u64("num_experts", pr),
         experts_per_token: c.u64("num_experts_per_tok", pr),
@@ -347,7 +380,10 @@ fn qwen_next(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     }
     if let Some(t) = types {
         if t.len() != n {
-            pr.push(Problem::at(c.path("layer_types"), format!("{} entries for {n} layers", t.len())));
+            pr.push(Problem::at(
+                c.path("layer_types"),
+                format!("{} entries for {n} layers", t.len()),
+            ));
         }
     }
     m.vision = None;
@@ -385,7 +421,11 @@ fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         expert_bias: false,
     });
     m.dense_intermediate_size = c.u64("intermediate_size", pr);
-    let first_dense = c.obj.get("first_k_dense_replace").and_then(Value::as_u64).unwrap_or(0);
+    let first_dense = c
+        .obj
+        .get("first_k_dense_replace")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     let freq = c.opt_u64("moe_layer_freq", pr).unwrap_or(1);
     for (i, l) in m.layers.iter_mut().enumerate() {
         let i = i as u64;
@@ -393,7 +433,12 @@ fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
             l.ffn = Ffn::Moe;
         }
     }
-    if c.obj.get("num_nextn_predict_layers").and_then(Value::as_u64).unwrap_or(0) > 0 {
+    if c.obj
+        .get("num_nextn_predict_layers")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        > 0
+    {
         m.assumptions.push("the multi-token-prediction (MTP) module is not counted: published totals exclude it and engines load it only for speculative decoding".into());
     }
     m
@@ -420,7 +465,11 @@ fn deepseek_free_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         router_bias: true,
         expert_bias: false,
     });
-    let first_dense = c.obj.get("first_k_dense_replace").and_then(Value::as_u64).unwrap_or(0);
+    let first_dense = c
+        .obj
+        .get("first_k_dense_replace")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     for (i, l) in m.layers.iter_mut().enumerate() {
         if i as u64 >= first_dense {
             l.ffn = Ffn::Moe;
@@ -494,7 +543,10 @@ fn llama4(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> 
     let qk_norm = c.bool("use_qk_norm", false);
     set_gqa(&mut m, |_, _, q, _, _| *q = qk_norm);
     if let Some(v) = root.get("vision_config").and_then(Value::as_object) {
-        let vc = Cfg { obj: v, prefix: "vision_config" };
+        let vc = Cfg {
+            obj: v,
+            prefix: "vision_config",
+        };
         m.vision = Some(VisionEncoder {
             n_layers: vc.u64("num_hidden_layers", pr),
             hidden_size: vc.u64("hidden_size", pr),
@@ -519,11 +571,19 @@ fn dense(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
 
 /// Semantic checks every family shares.
 fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
-    if let Attention::Gqa { n_heads, n_kv_heads, .. } = m.attention {
+    if let Attention::Gqa {
+        n_heads,
+        n_kv_heads,
+        ..
+    } = m.attention
+    {
         if n_kv_heads > 0 && n_heads % n_kv_heads != 0 {
             pr.push(
-                Problem::at(c.path("num_key_value_heads"), format!("{n_heads} attention heads are not divisible by {n_kv_heads} KV heads"))
-                    .hint("each KV head serves a whole group of query heads"),
+                Problem::at(
+                    c.path("num_key_value_heads"),
+                    format!("{n_heads} attention heads are not divisible by {n_kv_heads} KV heads"),
+                )
+                .hint("each KV head serves a whole group of query heads"),
             );
         }
     }
@@ -531,26 +591,47 @@ fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
         if moe.experts_per_token > moe.n_routed_experts {
             pr.push(Problem::at(
                 c.path("num_experts_per_tok"),
-                format!("top-{} routing over {} experts is impossible", moe.experts_per_token, moe.n_routed_experts),
+                format!(
+                    "top-{} routing over {} experts is impossible",
+                    moe.experts_per_token, moe.n_routed_experts
+                ),
             ));
         }
     }
     if m.layers.iter().any(|l| l.ffn == Ffn::Dense) && m.dense_intermediate_size == 0 {
-        pr.push(Problem::at(c.path("intermediate_size"), "dense layers need `intermediate_size`"));
+        pr.push(Problem::at(
+            c.path("intermediate_size"),
+            "dense layers need `intermediate_size`",
+        ));
     }
 }
 
 /// Representative module names of each weight group, to test against a
 /// quantisation config's exclusion list.
-const ATTN_MODULES: &[&str] = &["model.layers.10.self_attn.o_proj", "model.layers.10.self_attn.q_proj", "model.layers.10.self_attn.kv_b_proj"];
-const EXPERT_MODULES: &[&str] = &["model.layers.10.mlp.experts.3.down_proj", "model.layers.10.block_sparse_moe.experts.3.w2", "model.layers.10.mlp.experts"];
-const DENSE_MODULES: &[&str] = &["model.layers.10.mlp.shared_experts.down_proj", "model.layers.10.mlp.shared_expert.down_proj", "model.layers.0.mlp.down_proj"];
+const ATTN_MODULES: &[&str] = &[
+    "model.layers.10.self_attn.o_proj",
+    "model.layers.10.self_attn.q_proj",
+    "model.layers.10.self_attn.kv_b_proj",
+];
+const EXPERT_MODULES: &[&str] = &[
+    "model.layers.10.mlp.experts.3.down_proj",
+    "model.layers.10.block_sparse_moe.experts.3.w2",
+    "model.layers.10.mlp.experts",
+];
+const DENSE_MODULES: &[&str] = &[
+    "model.layers.10.mlp.shared_experts.down_proj",
+    "model.layers.10.mlp.shared_expert.down_proj",
+    "model.layers.0.mlp.down_proj",
+];
 
 fn excluded(patterns: &[String], modules: &[&str]) -> bool {
     patterns.iter().any(|p| {
         let re_src = match p.strip_prefix("re:") {
             Some(r) => format!("^(?:{r})"),
-            None => format!("^{}(\\..*)?$", regex_lite::escape(p).replace("\\*", "[^.]*")),
+            None => format!(
+                "^{}(\\..*)?$",
+                regex_lite::escape(p).replace("\\*", "[^.]*")
+            ),
         };
         match regex_lite::Regex::new(&re_src) {
             Ok(re) => modules.iter().any(|m| re.is_match(m)),
@@ -561,7 +642,11 @@ fn excluded(patterns: &[String], modules: &[&str]) -> bool {
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -575,7 +660,11 @@ fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes 
         "mxfp4" => (DType::Mxfp4, string_list(q.get("modules_to_not_convert"))),
         "modelopt" => {
             let algo = q.get("quant_algo").and_then(Value::as_str).unwrap_or("");
-            let t = if algo.contains("FP4") { DType::Nvfp4 } else { DType::Fp8 };
+            let t = if algo.contains("FP4") {
+                DType::Nvfp4
+            } else {
+                DType::Fp8
+            };
             if q.get("kv_cache_quant_algo").and_then(Value::as_str) == Some("FP8") {
                 d.kv_cache = DType::Fp8;
             }
@@ -587,8 +676,14 @@ fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes 
                 .and_then(Value::as_object)
                 .and_then(|g| g.values().next())
                 .and_then(|g| g.get("weights"));
-            let bits = w.and_then(|w| w.get("num_bits")).and_then(Value::as_u64).unwrap_or(16);
-            let kind = w.and_then(|w| w.get("type")).and_then(Value::as_str).unwrap_or("int");
+            let bits = w
+                .and_then(|w| w.get("num_bits"))
+                .and_then(Value::as_u64)
+                .unwrap_or(16);
+            let kind = w
+                .and_then(|w| w.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("int");
             let t = match (bits, kind) {
                 (4, "float") => DType::Nvfp4,
                 (4, _) => DType::Int4,
@@ -622,7 +717,11 @@ mod tests {
 
     #[test]
     fn exclusion_patterns() {
-        let ignore = vec!["lm_head".to_string(), "re:.*self_attn.*".to_string(), "re:.*shared_experts.*".to_string()];
+        let ignore = vec![
+            "lm_head".to_string(),
+            "re:.*self_attn.*".to_string(),
+            "re:.*shared_experts.*".to_string(),
+        ];
         assert!(excluded(&ignore, ATTN_MODULES));
         assert!(!excluded(&ignore, EXPERT_MODULES));
         assert!(excluded(&ignore, DENSE_MODULES));

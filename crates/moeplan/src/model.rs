@@ -386,10 +386,17 @@ impl Model {
         match layer.ffn {
             Ffn::Dense => p.dense = 3.0 * h * self.dense_intermediate_size as f64,
             Ffn::Moe => {
-                let moe = self.moe.as_ref().expect("validated: MoE layers imply a MoE shape");
+                let moe = self
+                    .moe
+                    .as_ref()
+                    .expect("validated: MoE layers imply a MoE shape");
                 let e = moe.n_routed_experts as f64;
                 let inter = moe.expert_intermediate_size as f64;
-                let bias = if moe.expert_bias { 2.0 * inter + h } else { 0.0 };
+                let bias = if moe.expert_bias {
+                    2.0 * inter + h
+                } else {
+                    0.0
+                };
                 p.per_expert = 3.0 * h * inter + bias;
                 p.routed_experts = e * p.per_expert;
                 p.router = h * e + if moe.router_bias { e } else { 0.0 };

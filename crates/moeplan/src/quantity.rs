@@ -36,7 +36,9 @@ impl Dimension {
             Dimension::Bytes => "B, kB, MB, GB, TB, KiB, MiB, GiB, TiB (e.g. \"80 GB\")",
             Dimension::Bandwidth => "B/s, MB/s, GB/s, TB/s, GiB/s, Gb/s (e.g. \"3.35 TB/s\")",
             Dimension::Flop => "FLOP, MFLOP, GFLOP, TFLOP, PFLOP (e.g. \"20 GFLOP\")",
-            Dimension::FlopRate => "FLOP/s, GFLOP/s, TFLOP/s, TFLOPS, PFLOP/s (e.g. \"989 TFLOP/s\")",
+            Dimension::FlopRate => {
+                "FLOP/s, GFLOP/s, TFLOP/s, TFLOPS, PFLOP/s (e.g. \"989 TFLOP/s\")"
+            }
             Dimension::Params => "K, M, B, T (e.g. \"10B\", \"46.7B\")",
             Dimension::Time => "ns, us, µs, ms, s, min (e.g. \"30 ms\")",
             Dimension::TokenRate => "tokens/s, tokens/ms (e.g. \"35 tokens/ms\")",
@@ -83,13 +85,21 @@ fn prefix(p: &str) -> Option<f64> {
 }
 
 fn unit_error(s: &str, dim: Dimension) -> String {
-    format!("`{s}` is not a valid quantity; accepted units: {}", dim.accepted())
+    format!(
+        "`{s}` is not a valid quantity; accepted units: {}",
+        dim.accepted()
+    )
 }
 
 /// Parses a size in bytes.
 pub fn parse_bytes(s: &str) -> Result<Bytes, String> {
     let (v, unit) = split(s)?;
-    let binary = [("KiB", 1024f64), ("MiB", 1024f64.powi(2)), ("GiB", 1024f64.powi(3)), ("TiB", 1024f64.powi(4))];
+    let binary = [
+        ("KiB", 1024f64),
+        ("MiB", 1024f64.powi(2)),
+        ("GiB", 1024f64.powi(3)),
+        ("TiB", 1024f64.powi(4)),
+    ];
     if let Some((_, m)) = binary.iter().find(|(u, _)| *u == unit) {
         return Ok(Bytes(v * m));
     }

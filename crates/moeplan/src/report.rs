@@ -25,7 +25,10 @@ impl Derivation {
     pub fn new(formula: impl Into<String>, inputs: &[(&str, String)]) -> Self {
         Derivation {
             formula: formula.into(),
-            inputs: inputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            inputs: inputs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
         }
     }
 }
@@ -178,19 +181,35 @@ pub fn model_report(m: &Model) -> ModelReport {
             ],
         ),
     };
-    explain.insert("params_attention".into(), Derivation::new(attn_formula.0, &attn_formula.1));
+    explain.insert(
+        "params_attention".into(),
+        Derivation::new(attn_formula.0, &attn_formula.1),
+    );
     explain.insert(
         "params_embedding".into(),
         Derivation::new(
             "vocab × hidden (the LM head as much again unless tied)",
-            &[("vocab", m.vocab_size.to_string()), ("hidden", h.to_string()), ("tied", m.tie_word_embeddings.to_string())],
+            &[
+                ("vocab", m.vocab_size.to_string()),
+                ("hidden", h.to_string()),
+                ("tied", m.tie_word_embeddings.to_string()),
+            ],
         ),
     );
     explain.insert(
         "params_active".into(),
         Derivation::new(
             "all non-expert parameters + MoE layers × top-k × per-expert parameters",
-            &[("top_k", m.moe.as_ref().map_or(0, |x| x.experts_per_token).to_string()), ("params_total", p.total.to_string())],
+            &[
+                (
+                    "top_k",
+                    m.moe
+                        .as_ref()
+                        .map_or(0, |x| x.experts_per_token)
+                        .to_string(),
+                ),
+                ("params_total", p.total.to_string()),
+            ],
         ),
     );
     let kv_elems = match &m.attention {
@@ -206,8 +225,14 @@ pub fn model_report(m: &Model) -> ModelReport {
     let softmax_layers = m.layers.iter().filter(|l| l.mixer != Mixer::Linear).count();
     let mut kv_inputs = kv_elems.1;
     kv_inputs.push(("softmax_layers", softmax_layers.to_string()));
-    kv_inputs.push(("bytes", format!("{} ({})", m.dtypes.kv_cache.bytes(), m.dtypes.kv_cache)));
-    explain.insert("kv_cache_bytes_per_token".into(), Derivation::new(kv_elems.0, &kv_inputs));
+    kv_inputs.push((
+        "bytes",
+        format!("{} ({})", m.dtypes.kv_cache.bytes(), m.dtypes.kv_cache),
+    ));
+    explain.insert(
+        "kv_cache_bytes_per_token".into(),
+        Derivation::new(kv_elems.0, &kv_inputs),
+    );
     let linear_flop = m.linear_flop_per_token();
     explain.insert(
         "linear_flop_per_token".into(),
@@ -242,7 +267,12 @@ pub fn model_report(m: &Model) -> ModelReport {
             .map(|(c, v)| {
                 (
                     c.name().to_string(),
-                    ComponentReport { total: v.total.0, active: v.active.0, dtype: v.dtype, bytes: v.bytes.0 },
+                    ComponentReport {
+                        total: v.total.0,
+                        active: v.active.0,
+                        dtype: v.dtype,
+                        bytes: v.bytes.0,
+                    },
                 )
             })
             .collect(),
@@ -301,7 +331,12 @@ fn layer_runs(m: &Model) -> Vec<LayerRun> {
         let (mixer, ffn) = describe(i);
         match runs.last_mut() {
             Some(r) if r.mixer == mixer && r.ffn == ffn && r.last + 1 == i => r.last = i,
-            _ => runs.push(LayerRun { first: i, last: i, mixer, ffn }),
+            _ => runs.push(LayerRun {
+                first: i,
+                last: i,
+                mixer,
+                ffn,
+            }),
         }
     }
     // Alternating patterns (gpt-oss, Llama 4) produce one run per layer;

@@ -53,7 +53,13 @@ fn count(f: &mut fmt::Formatter<'_>, value: f64) -> fmt::Result {
         .find(|(s, _)| value.abs() >= *s)
         .unwrap_or((1.0, ""));
     let m = value / scale;
-    let precision = f.precision().unwrap_or(if m.abs() >= 100.0 { 1 } else if m.abs() >= 10.0 { 2 } else { 3 });
+    let precision = f.precision().unwrap_or(if m.abs() >= 100.0 {
+        1
+    } else if m.abs() >= 10.0 {
+        2
+    } else {
+        3
+    });
     write!(f, "{m:.precision$}{suffix}")
 }
 

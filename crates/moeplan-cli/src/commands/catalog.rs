@@ -8,13 +8,23 @@ use serde_json::json;
 pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
     let mut models = Vec::new();
     for (id, _) in moeplan::catalog::MODELS {
-        let m = moeplan::catalog::model(id).expect("listed").map_err(|e| Failure::Input(Box::new(e), a.json))?;
+        let m = moeplan::catalog::model(id)
+            .expect("listed")
+            .map_err(|e| Failure::Input(Box::new(e), a.json))?;
         let p = m.params();
-        models.push((id.to_string(), m.architecture.clone(), p.total.0, p.active.0, p.weight_bytes.0));
+        models.push((
+            id.to_string(),
+            m.architecture.clone(),
+            p.total.0,
+            p.active.0,
+            p.weight_bytes.0,
+        ));
     }
     let mut gpus = Vec::new();
     for (id, _) in moeplan::catalog::GPUS {
-        let g = moeplan::catalog::gpu(id).expect("listed").map_err(|e| Failure::Input(Box::new(e), a.json))?;
+        let g = moeplan::catalog::gpu(id)
+            .expect("listed")
+            .map_err(|e| Failure::Input(Box::new(e), a.json))?;
         gpus.push(g);
     }
     if a.json {
@@ -26,10 +36,26 @@ pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
     }
     let mut t = output::table(&["model", "architecture", "parameters", "active", "weights"]);
     for (id, arch, total, active, bytes) in &models {
-        t.add_row(vec![id.clone(), arch.clone(), Params(*total).to_string(), Params(*active).to_string(), Bytes(*bytes).to_string()]);
+        t.add_row(vec![
+            id.clone(),
+            arch.clone(),
+            Params(*total).to_string(),
+            Params(*active).to_string(),
+            Bytes(*bytes).to_string(),
+        ]);
     }
     output::print(&t.to_string());
-    let mut t = output::table(&["gpu", "name", "memory", "HBM bandwidth", "bf16 dense", "fp8 dense", "fp4 dense", "per node", "scale-up link"]);
+    let mut t = output::table(&[
+        "gpu",
+        "name",
+        "memory",
+        "HBM bandwidth",
+        "bf16 dense",
+        "fp8 dense",
+        "fp4 dense",
+        "per node",
+        "scale-up link",
+    ]);
     for g in &gpus {
         let peak = |p| g.peak.get(&p).map_or("-".to_string(), |f| f.to_string());
         t.add_row(vec![

@@ -54,7 +54,12 @@ fn render(r: &ModelReport, explain: bool) -> String {
         "KV cache: {} per token of context ({}); at fp8: {}",
         Bytes(r.kv_cache_bytes_per_token),
         r.kv_cache_dtype,
-        Bytes(r.kv_cache_bytes_per_token_by_dtype.get("fp8").copied().unwrap_or(0.0))
+        Bytes(
+            r.kv_cache_bytes_per_token_by_dtype
+                .get("fp8")
+                .copied()
+                .unwrap_or(0.0)
+        )
     );
     if r.linear_state_bytes_per_sequence > 0.0 {
         let _ = writeln!(
@@ -63,10 +68,18 @@ fn render(r: &ModelReport, explain: bool) -> String {
             Bytes(r.linear_state_bytes_per_sequence)
         );
     }
-    let _ = writeln!(s, "FLOP per token: {} in linear layers, plus attention:", Flop(r.linear_flop_per_token));
+    let _ = writeln!(
+        s,
+        "FLOP per token: {} in linear layers, plus attention:",
+        Flop(r.linear_flop_per_token)
+    );
     let mut t = output::table(&["context", "attention FLOP/token", "KV cache/sequence"]);
     for c in &r.attention_by_context {
-        t.add_row(vec![c.context.to_string(), Flop(c.flop).to_string(), Bytes(c.kv_cache_bytes).to_string()]);
+        t.add_row(vec![
+            c.context.to_string(),
+            Flop(c.flop).to_string(),
+            Bytes(c.kv_cache_bytes).to_string(),
+        ]);
     }
     let _ = writeln!(s, "{t}");
     for w in &r.warnings {
@@ -90,9 +103,14 @@ fn render(r: &ModelReport, explain: bool) -> String {
 /// Layer runs as lines; a long alternating pattern (gpt-oss, Llama 4,
 /// Qwen3.5) is folded into its repeating period.
 fn layer_lines(r: &ModelReport) -> Vec<String> {
-    let describe = |run: &moeplan::report::LayerRun| format!("{} attention + {} FFN", run.mixer, run.ffn);
+    let describe =
+        |run: &moeplan::report::LayerRun| format!("{} attention + {} FFN", run.mixer, run.ffn);
     let line = |run: &moeplan::report::LayerRun| {
-        let range = if run.first == run.last { format!("{}", run.first) } else { format!("{}-{}", run.first, run.last) };
+        let range = if run.first == run.last {
+            format!("{}", run.first)
+        } else {
+            format!("{}-{}", run.first, run.last)
+        };
         format!("{range:>7}  {}", describe(run))
     };
     let runs = &r.layers;
@@ -116,7 +134,11 @@ fn layer_lines(r: &ModelReport) -> Vec<String> {
                     .map(|run| format!("{}× {}", run.last - run.first + 1, describe(run)))
                     .collect();
                 let last = body[whole - 1].last;
-                out.push(format!("{:>7}  repeating [{}]", format!("{}-{}", body[0].first, last), pattern.join(", ")));
+                out.push(format!(
+                    "{:>7}  repeating [{}]",
+                    format!("{}-{}", body[0].first, last),
+                    pattern.join(", ")
+                ));
                 out.extend(body[whole..].iter().map(line));
                 return out;
             }

@@ -102,7 +102,13 @@ pub fn load(source: &Source) -> Result<Gpu, SpecError> {
     pr.into_result(source, gpu)
 }
 
-fn positive<T>(pr: &mut Problems, path: &str, r: Result<T, String>, value: fn(&T) -> f64, default: T) -> T {
+fn positive<T>(
+    pr: &mut Problems,
+    path: &str,
+    r: Result<T, String>,
+    value: fn(&T) -> f64,
+    default: T,
+) -> T {
     match r {
         Ok(v) if value(&v) > 0.0 => v,
         Ok(_) => {
@@ -119,16 +125,34 @@ fn positive<T>(pr: &mut Problems, path: &str, r: Result<T, String>, value: fn(&T
 /// Converts a raw GPU into the domain type, collecting problems.
 pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
     let memory = positive(pr, "memory", parse_bytes(&raw.memory), |b| b.0, Bytes(1.0));
-    let memory_bandwidth = positive(pr, "memory_bandwidth", parse_bandwidth(&raw.memory_bandwidth), |b| b.0, BytesPerSecond(1.0));
+    let memory_bandwidth = positive(
+        pr,
+        "memory_bandwidth",
+        parse_bandwidth(&raw.memory_bandwidth),
+        |b| b.0,
+        BytesPerSecond(1.0),
+    );
     let mut peak = BTreeMap::new();
-    peak.insert(Precision::Bf16, positive(pr, "peak.bf16", parse_flop_rate(&raw.peak.bf16), |f| f.0, FlopPerSecond(1.0)));
+    peak.insert(
+        Precision::Bf16,
+        positive(
+            pr,
+            "peak.bf16",
+            parse_flop_rate(&raw.peak.bf16),
+            |f| f.0,
+            FlopPerSecond(1.0),
+        ),
+    );
     for (p, s, key) in [
         (Precision::Fp8, &raw.peak.fp8, "peak.fp8"),
         (Precision::Int8, &raw.peak.int8, "peak.int8"),
         (Precision::Fp4, &raw.peak.fp4, "peak.fp4"),
     ] {
         if let Some(s) = s {
-            peak.insert(p, positive(pr, key, parse_flop_rate(s), |f| f.0, FlopPerSecond(1.0)));
+            peak.insert(
+                p,
+                positive(pr, key, parse_flop_rate(s), |f| f.0, FlopPerSecond(1.0)),
+            );
         }
     }
     let links = raw.links.clone().unwrap_or_default();
@@ -152,7 +176,10 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
             if v > 0.0 && v <= 1.0 {
                 Some(v)
             } else {
-                pr.push(Problem::at(key, format!("{v} is not a fraction in (0, 1]")).hint("0.6 means 60%"));
+                pr.push(
+                    Problem::at(key, format!("{v} is not a fraction in (0, 1]"))
+                        .hint("0.6 means 60%"),
+                );
                 None
             }
         };
@@ -178,7 +205,12 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
         peak,
         gpus_per_node: gpus_per_node.max(1),
         nvlink_bandwidth: bw(pr, "links.nvlink_bandwidth", &links.nvlink_bandwidth, 450e9),
-        network_bandwidth: bw(pr, "links.network_bandwidth", &links.network_bandwidth, 50e9),
+        network_bandwidth: bw(
+            pr,
+            "links.network_bandwidth",
+            &links.network_bandwidth,
+            50e9,
+        ),
         nvlink_latency: lat(pr, "links.nvlink_latency", &links.nvlink_latency, 3e-6),
         network_latency: lat(pr, "links.network_latency", &links.network_latency, 10e-6),
         calibration: cal,

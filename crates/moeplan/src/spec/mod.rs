@@ -79,7 +79,11 @@ impl SpecError {
 
     /// A problem with the file as a whole (unreadable, too large...).
     pub fn whole_file(file: &str, message: String, hint: &str) -> Self {
-        Self::new(file, String::new(), vec![Problem::at("", message).hint(hint)])
+        Self::new(
+            file,
+            String::new(),
+            vec![Problem::at("", message).hint(hint)],
+        )
     }
 
     /// Problems against a source, located in its text.
@@ -281,7 +285,11 @@ fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Probl
             // plain value choices (enums) list the allowed values instead.
             let consts: Vec<String> = options
                 .iter()
-                .filter_map(|o| resolve(o, root).get("const").or_else(|| resolve(o, root).get("enum")))
+                .filter_map(|o| {
+                    resolve(o, root)
+                        .get("const")
+                        .or_else(|| resolve(o, root).get("enum"))
+                })
                 .map(|c| c.to_string())
                 .collect();
             if !consts.is_empty() && consts.len() == options.len() {
@@ -368,8 +376,7 @@ fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Probl
                         let known: Vec<&str> = props
                             .map(|p| p.keys().map(String::as_str).collect())
                             .unwrap_or_default();
-                        let mut problem =
-                            Problem::at(join(path, k), format!("unknown key `{k}`"));
+                        let mut problem = Problem::at(join(path, k), format!("unknown key `{k}`"));
                         problem = match closest(k, &known) {
                             Some(c) => problem.hint(format!("did you mean `{c}`?")),
                             None => problem.hint(format!("known keys here: {}", known.join(", "))),
@@ -418,7 +425,9 @@ impl Problems {
     /// Requires a positive value.
     pub fn positive(&mut self, path: &str, v: u64) -> u64 {
         if v == 0 {
-            self.push(Problem::at(path, "must be greater than 0").hint("sizes and counts start at 1"));
+            self.push(
+                Problem::at(path, "must be greater than 0").hint("sizes and counts start at 1"),
+            );
         }
         v.max(1)
     }
@@ -460,7 +469,10 @@ mod tests {
 
     #[test]
     fn suggestions_for_typos() {
-        assert_eq!(closest("hiden_size", &["hidden_size", "vocab_size"]), Some("hidden_size"));
+        assert_eq!(
+            closest("hiden_size", &["hidden_size", "vocab_size"]),
+            Some("hidden_size")
+        );
         assert_eq!(closest("zzz", &["hidden_size"]), None);
     }
 }

@@ -161,13 +161,21 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
             let n_kv = match (a.kind, a.n_kv_heads) {
                 (AttentionKind::Mha, Some(kv)) if kv != a.n_heads => {
                     pr.push(
-                        Problem::at("attention.n_kv_heads", format!("mha has as many kv heads as heads ({}), not {kv}", a.n_heads))
-                            .hint("use kind = \"gqa\" for grouped-query attention"),
+                        Problem::at(
+                            "attention.n_kv_heads",
+                            format!(
+                                "mha has as many kv heads as heads ({}), not {kv}",
+                                a.n_heads
+                            ),
+                        )
+                        .hint("use kind = \"gqa\" for grouped-query attention"),
                     );
                     n_heads
                 }
                 (AttentionKind::Gqa, None) => {
-                    pr.push(Problem::at("attention", "gqa needs `n_kv_heads`").hint("add n_kv_heads"));
+                    pr.push(
+                        Problem::at("attention", "gqa needs `n_kv_heads`").hint("add n_kv_heads"),
+                    );
                     n_heads
                 }
                 (_, Some(kv)) => pr.positive("attention.n_kv_heads", kv),
@@ -184,14 +192,23 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
                 None => {
                     if hidden % n_heads != 0 {
                         pr.push(
-                            Problem::at("attention.n_heads", format!("hidden_size {hidden} is not divisible by {n_heads} heads"))
-                                .hint("state head_dim explicitly"),
+                            Problem::at(
+                                "attention.n_heads",
+                                format!("hidden_size {hidden} is not divisible by {n_heads} heads"),
+                            )
+                            .hint("state head_dim explicitly"),
                         );
                     }
                     (hidden / n_heads).max(1)
                 }
             };
-            for k in ["q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"] {
+            for k in [
+                "q_lora_rank",
+                "kv_lora_rank",
+                "qk_nope_head_dim",
+                "qk_rope_head_dim",
+                "v_head_dim",
+            ] {
                 let set = match k {
                     "q_lora_rank" => a.q_lora_rank.is_some(),
                     "kv_lora_rank" => a.kv_lora_rank.is_some(),
@@ -200,7 +217,10 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
                     _ => a.v_head_dim.is_some(),
                 };
                 if set {
-                    pr.push(Problem::at(format!("attention.{k}"), format!("`{k}` only applies to kind = \"mla\"")));
+                    pr.push(Problem::at(
+                        format!("attention.{k}"),
+                        format!("`{k}` only applies to kind = \"mla\""),
+                    ));
                 }
             }
             Attention::Gqa {
@@ -218,7 +238,10 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
             let mut need = |k: &str, v: Option<u64>| match v {
                 Some(x) => pr.positive(&format!("attention.{k}"), x),
                 None => {
-                    pr.push(Problem::at("attention", format!("mla needs `{k}`")).hint(format!("add {k}")));
+                    pr.push(
+                        Problem::at("attention", format!("mla needs `{k}`"))
+                            .hint(format!("add {k}")),
+                    );
                     1
                 }
             };
@@ -228,7 +251,9 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
             let v_head_dim = need("v_head_dim", a.v_head_dim);
             Attention::Mla {
                 n_heads,
-                q_lora_rank: a.q_lora_rank.map(|r| pr.positive("attention.q_lora_rank", r)),
+                q_lora_rank: a
+                    .q_lora_rank
+                    .map(|r| pr.positive("attention.q_lora_rank", r)),
                 kv_lora_rank,
                 qk_nope_head_dim,
                 qk_rope_head_dim,
@@ -241,8 +266,11 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         let k = pr.positive("moe.experts_per_token", m.experts_per_token);
         if k > e {
             pr.push(
-                Problem::at("moe.experts_per_token", format!("top-{k} routing needs at least {k} experts, the model has {e}"))
-                    .hint("experts_per_token cannot exceed n_routed_experts"),
+                Problem::at(
+                    "moe.experts_per_token",
+                    format!("top-{k} routing needs at least {k} experts, the model has {e}"),
+                )
+                .hint("experts_per_token cannot exceed n_routed_experts"),
             );
         }
         let inter = pr.positive("moe.expert_intermediate_size", m.expert_intermediate_size);
@@ -270,8 +298,11 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
             .filter_map(|(i, &l)| {
                 if l >= n_layers {
                     pr.push(
-                        Problem::at(format!("{key}[{i}]"), format!("layer {l} does not exist; layers are 0..{}", n_layers - 1))
-                            .hint("layer indices are 0-based"),
+                        Problem::at(
+                            format!("{key}[{i}]"),
+                            format!("layer {l} does not exist; layers are 0..{}", n_layers - 1),
+                        )
+                        .hint("layer indices are 0-based"),
                     );
                     None
                 } else {
@@ -290,8 +321,11 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         Some(d) => pr.positive("dense_intermediate_size", d),
         None if any_dense => {
             pr.push(
-                Problem::at("dense_intermediate_size", "some layers have a dense MLP but its width is not given")
-                    .hint("add dense_intermediate_size"),
+                Problem::at(
+                    "dense_intermediate_size",
+                    "some layers have a dense MLP but its width is not given",
+                )
+                .hint("add dense_intermediate_size"),
             );
             1
         }
@@ -307,27 +341,44 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
             layers[l].mixer = Mixer::Sliding { window: w };
         }
     } else if raw.sliding_window_layers.is_some() {
-        pr.push(Problem::at("sliding_window_layers", "sliding_window_layers needs sliding_window").hint("add sliding_window"));
+        pr.push(
+            Problem::at(
+                "sliding_window_layers",
+                "sliding_window_layers needs sliding_window",
+            )
+            .hint("add sliding_window"),
+        );
     }
     let d = raw.dtypes.clone().unwrap_or_default();
     let w = d.weights.unwrap_or(DType::Bf16);
-    let kv_default = if w.bits() >= 16.0 && w != DType::Fp32 { w } else { DType::Bf16 };
+    let kv_default = if w.bits() >= 16.0 && w != DType::Fp32 {
+        w
+    } else {
+        DType::Bf16
+    };
     let dtypes = Dtypes {
         attention: d.attention.unwrap_or(w),
         experts: d.experts.unwrap_or(w),
         dense: d.dense.unwrap_or(w),
-        embedding: d.embedding.unwrap_or(if w.bits() >= 16.0 { w } else { DType::Bf16 }),
-        lm_head: d.lm_head.unwrap_or(if w.bits() >= 16.0 { w } else { DType::Bf16 }),
+        embedding: d
+            .embedding
+            .unwrap_or(if w.bits() >= 16.0 { w } else { DType::Bf16 }),
+        lm_head: d
+            .lm_head
+            .unwrap_or(if w.bits() >= 16.0 { w } else { DType::Bf16 }),
         kv_cache: d.kv_cache.unwrap_or(kv_default),
         state: DType::Fp32,
     };
-    let declared_params = raw.declared_params.as_ref().and_then(|s| match parse_params(s) {
-        Ok(p) => Some(p.0),
-        Err(e) => {
-            pr.push(Problem::at("declared_params", e));
-            None
-        }
-    });
+    let declared_params = raw
+        .declared_params
+        .as_ref()
+        .and_then(|s| match parse_params(s) {
+            Ok(p) => Some(p.0),
+            Err(e) => {
+                pr.push(Problem::at("declared_params", e));
+                None
+            }
+        });
     Model {
         name: raw.name.clone().unwrap_or_else(|| default_name.to_string()),
         architecture: "native".into(),

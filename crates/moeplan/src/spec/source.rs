@@ -28,10 +28,7 @@ pub enum Format {
 impl Format {
     /// The format a file name's extension says, if any.
     pub fn from_path(path: &str) -> Option<Format> {
-        let ext = Path::new(path)
-            .extension()?
-            .to_str()?
-            .to_ascii_lowercase();
+        let ext = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "toml" => Some(Format::Toml),
             "yaml" | "yml" => Some(Format::Yaml),
@@ -155,7 +152,11 @@ impl Source {
                 } else {
                     "fix the JSON syntax at the marked position"
                 };
-                syntax(offset, format!("invalid JSON: {}", strip_position(&e.to_string())), hint)
+                syntax(
+                    offset,
+                    format!("invalid JSON: {}", strip_position(&e.to_string())),
+                    hint,
+                )
             }),
             Format::Toml => toml::from_str::<toml::Value>(&self.text)
                 .map(|v| serde_json::to_value(v).expect("TOML values are JSON-representable"))

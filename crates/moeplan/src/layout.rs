@@ -1,0 +1,294 @@
+//! Parallel layouts of one replica, and their validity.
+//!
+//! Attention and MoE run on the same GPUs of a pipeline stage, each with its
+//! own split ("parallel folding"): `tp · cp · dp = etp · ep · edp` GPUs per
+//! stage, `pp` stages. GPUs are *not* the product of every degree: EP=8 with
+//! TP=8 on one node is 8 GPUs, not 64.
+
+use crate::hardware::Gpu;
+use crate::model::{Attention, Ffn, Mixer, Model};
+use serde::Serialize;
+use std::fmt;
+use std::ops::Range;
+
+/// Degrees of one replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Layout {
+    /// Pipeline stages.
+    pub pp: u32,
+    /// Tensor parallel (attention heads, dense/shared MLP columns).
+    pub tp: u32,
+    /// Context parallel (the sequence of one request, for attention).
+    pub cp: u32,
+    /// Attention data parallel inside the replica.
+    pub dp: u32,
+    /// Expert parallel.
+    pub ep: u32,
+    /// Expert tensor parallel (each expert's matrices).
+    pub etp: u32,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            pp: 1,
+            tp: 1,
+            cp: 1,
+            dp: 1,
+            ep: 1,
+            etp: 1,
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        for (name, v) in [
+            ("pp", self.pp),
+            ("tp", self.tp),
+            ("cp", self.cp),
+            ("dp", self.dp),
+            ("ep", self.ep),
+            ("etp", self.etp),
+        ] {
+            if v > 1 {
+                parts.push(format!("{name}{v}"));
+            }
+        }
+        if parts.is_empty() {
+            f.write_str("single GPU")
+        } else {
+            f.write_str(&parts.join(" "))
+        }
+    }
+}
+
+/// Why a layout is invalid.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayoutProblem {
+    /// The rule (stable code).
+    pub rule: &'static str,
+    /// The degree concerned (`tp`, `ep`, ...).
+    pub field: &'static str,
+    /// What is wrong, with the numbers.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl Layout {
+    /// GPUs of one pipeline stage.
+    pub fn gpus_per_stage(&self) -> u32 {
+        self.tp * self.cp * self.dp
+    }
+    /// GPUs of the replica.
+    pub fn gpus(&self) -> u32 {
+        self.pp * self.gpus_per_stage()
+    }
+    /// Expert data parallel: copies of the expert set inside a stage.
+    pub fn edp(&self) -> u32 {
+        (self.gpus_per_stage() / (self.ep * self.etp).max(1)).max(1)
+    }
+
+    /// Checks every rule of `../shared/domain.md` §2; returns all violations
+    /// (empty = valid) and warnings (valid but costly).
+    pub fn check(
+        &self,
+        m: &Model,
+        gpu: &Gpu,
+        redundant_experts: u32,
+    ) -> (Vec<LayoutProblem>, Vec<String>) {
+        let mut bad = Vec::new();
+        let mut warn = Vec::new();
+        for (name, v) in [
+            ("pp", self.pp),
+            ("tp", self.tp),
+            ("cp", self.cp),
+            ("dp", self.dp),
+            ("ep", self.ep),
+            ("etp", self.etp),
+        ] {
+            if v == 0 {
+                bad.push(LayoutProblem {
+                    rule: "degree_zero",
+                    field: name,
+                    message: format!("{name} = 0"),
+                    hint: "every degree is at least 1".into(),
+                });
+            }
+        }
+        if !bad.is_empty() {
+            return (bad, warn);
+        }
+        let mut push = |rule, field, message: String, hint: String| {
+            bad.push(LayoutProblem {
+                rule,
+                field,
+                message,
+                hint,
+            })
+        };
+        let stage = self.gpus_per_stage();
+        if stage % (self.ep * self.etp) != 0 {
+            push(
+                "folding",
+                "ep",
+                format!("a stage has tp·cp·dp = {}·{}·{} = {stage} GPUs, which ep·etp = {}·{} = {} does not divide", self.tp, self.cp, self.dp, self.ep, self.etp, self.ep * self.etp),
+                format!("the MoE split must fold onto the same GPUs as attention: choose ep·etp dividing {stage}"),
+            );
+        }
+        let heads = m.attention.n_heads() as u32;
+        if heads % self.tp != 0 {
+            push(
+                "heads_tp",
+                "tp",
+                format!(
+                    "{heads} attention heads cannot be split evenly over tp = {}",
+                    self.tp
+                ),
+                format!("use a tp that divides {heads}"),
+            );
+        }
+        if let Attention::Gqa { n_kv_heads, .. } = m.attention {
+            let kv = n_kv_heads as u32;
+            let ok = if self.tp <= kv {
+                kv % self.tp == 0
+            } else {
+                self.tp % kv == 0
+            };
+            if !ok {
+                push("kv_heads_tp", "tp", format!("{kv} KV heads cannot be split or replicated evenly over tp = {}", self.tp), "tp must divide the KV heads, or be a multiple of them (KV heads are then replicated)".into());
+            } else if self.tp > kv {
+                warn.push(format!("tp = {} exceeds the {kv} KV heads: each KV head is replicated on {} GPUs (its cache too)", self.tp, self.tp / kv));
+            }
+        }
+        if let Some(la) = &m.linear_attention {
+            if la.n_value_heads as u32 % self.tp != 0 || la.n_key_heads as u32 % self.tp != 0 {
+                push(
+                    "linear_heads_tp",
+                    "tp",
+                    format!(
+                        "linear attention has {} key / {} value heads, not divisible by tp = {}",
+                        la.n_key_heads, la.n_value_heads, self.tp
+                    ),
+                    "use a tp dividing both".into(),
+                );
+            }
+        }
+        match &m.moe {
+            Some(moe) => {
+                let slots = moe.n_routed_experts as u32 + redundant_experts;
+                if slots % self.ep != 0 {
+                    push("experts_ep", "ep", format!("{} expert slots ({} experts + {redundant_experts} redundant) cannot be split evenly over ep = {}", slots, moe.n_routed_experts, self.ep), "choose ep dividing the expert slots, or add redundant expert slots (EPLB)".into());
+                }
+                if self.ep > slots {
+                    push("ep_exceeds_experts", "ep", format!("ep = {} exceeds the {slots} expert slots: some GPUs would hold no expert", self.ep), "ep at most the number of expert slots".into());
+                }
+                if moe.expert_intermediate_size % self.etp as u64 != 0 {
+                    push(
+                        "expert_width_etp",
+                        "etp",
+                        format!(
+                            "expert width {} is not divisible by etp = {}",
+                            moe.expert_intermediate_size, self.etp
+                        ),
+                        "choose etp dividing the expert intermediate size".into(),
+                    );
+                }
+            }
+            None => {
+                if self.ep > 1 {
+                    push(
+                        "ep_dense",
+                        "ep",
+                        format!(
+                            "ep = {} on a dense model: it has no experts to split",
+                            self.ep
+                        ),
+                        "use ep = 1 (tp or dp instead)".into(),
+                    );
+                }
+            }
+        }
+        if redundant_experts > 0 && m.moe.is_none() {
+            push(
+                "redundant_dense",
+                "redundant_experts",
+                "redundant expert slots on a dense model".into(),
+                "remove redundant_experts".into(),
+            );
+        }
+        let n_layers = m.n_layers() as u32;
+        if self.pp > n_layers {
+            push(
+                "layers_pp",
+                "pp",
+                format!("pp = {} stages for {n_layers} layers", self.pp),
+                "at most one stage per layer".into(),
+            );
+        }
+        let node = gpu.gpus_per_node;
+        if self.tp > node {
+            warn.push(format!("the TP group ({} GPUs) is wider than a node ({node} GPUs): its all-reduces cross the network", self.tp));
+        }
+        if self.ep * self.etp > node {
+            warn.push(format!("the EP group ({} GPUs) is wider than a node ({node} GPUs): part of each all-to-all crosses the network", self.ep * self.etp));
+        }
+        if stage > node && stage % node != 0 {
+            warn.push(format!(
+                "a stage of {stage} GPUs does not fill whole nodes of {node}"
+            ));
+        }
+        (bad, warn)
+    }
+
+    /// Layers of each stage, split so stages carry balanced weight (MoE
+    /// layers weigh more than dense ones); contiguous, in order.
+    pub fn stages(&self, m: &Model) -> Vec<Range<usize>> {
+        let n = m.n_layers();
+        let pp = (self.pp as usize).clamp(1, n.max(1));
+        let w: Vec<f64> = m
+            .layers
+            .iter()
+            .map(|l| {
+                let p = m.layer_params(l);
+                let k = m.moe.as_ref().map_or(0, |x| x.experts_per_token) as f64;
+                // Per-token work of the layer, plus a constant so that
+                // attention-only differences still spread layers.
+                1.0 + (p.attn_sharded
+                    + p.attn_kv
+                    + p.attn_replicated
+                    + p.linear_attn
+                    + p.dense
+                    + p.shared
+                    + k * p.per_expert)
+                    / 1e9
+                    + if l.mixer == Mixer::Linear { 0.0 } else { 0.1 }
+                    + if l.ffn == Ffn::Moe { 0.1 } else { 0.0 }
+            })
+            .collect();
+        let total: f64 = w.iter().sum();
+        let mut out = Vec::with_capacity(pp);
+        let mut start = 0;
+        let mut acc = 0.0;
+        for s in 0..pp {
+            let remaining_stages = pp - s;
+            if remaining_stages == 1 {
+                out.push(start..n);
+                break;
+            }
+            let target = total * (s + 1) as f64 / pp as f64;
+            let mut end = start;
+            // Leave at least one layer for each later stage.
+            while end < n - (remaining_stages - 1) && (end == start || acc + w[end] / 2.0 <= target)
+            {
+                acc += w[end];
+                end += 1;
+            }
+            out.push(start..end);
+            start = end;
+        }
+        out
+    }
+}

@@ -1,0 +1,316 @@
+//! Memory of one GPU under a layout (inference: no gradients, no optimizer).
+//!
+//! Weights: attention and dense/shared MLP ÷ TP (GQA k/v ÷ min(TP, KV
+//! heads), MLA down-projections whole), routed experts ÷ (EP × ETP) with
+//! redundant slots, only this stage's layers, embedding on the first stage
+//! and LM head on the last (vocab-parallel over TP). KV cache: per token per
+//! layer 2 × kv_heads/TP × head_dim × bytes (GQA) or the MLA latent (not
+//! split by TP), × tokens resident (each attention-DP rank holds its own
+//! requests, CP splits a sequence's tokens). Then activations for the
+//! largest step, communication buffers, and a runtime reserve.
+
+use crate::hardware::Gpu;
+use crate::layout::Layout;
+use crate::model::{Attention, Component, Ffn, Mixer, Model};
+use crate::units::{Bytes, GIB};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Engine-side settings that size memory.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct EngineConfig {
+    /// Tokens one scheduler step may process per attention-DP rank
+    /// (vLLM `max_num_batched_tokens`, SGLang `chunked_prefill_size`).
+    pub max_step_tokens: u64,
+    /// CUDA context, library workspaces and CUDA-graph pool per GPU.
+    pub runtime_reserve: Bytes,
+    /// Fraction of the GPU's memory the engine may use (vLLM
+    /// `gpu_memory_utilization`; the seeds' "< 90%").
+    pub max_memory_fraction: f64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_step_tokens: 8192,
+            runtime_reserve: Bytes(1.5 * GIB),
+            max_memory_fraction: 0.9,
+        }
+    }
+}
+
+/// Memory of the fullest GPU of a layout (`memory_per_gpu` in JSON).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemoryBreakdown {
+    /// Weights held.
+    pub weights_bytes: Bytes,
+    /// Weights by component.
+    pub weights_by_component: BTreeMap<String, Bytes>,
+    /// KV cache (and linear-attention state) of the resident requests.
+    pub kv_cache_bytes: Bytes,
+    /// Activations and workspace of the largest step.
+    pub activation_bytes: Bytes,
+    /// Communication buffers and runtime reserve.
+    pub other_bytes: Bytes,
+    /// Sum of the above.
+    pub total_bytes: Bytes,
+    /// The GPU's capacity.
+    pub capacity_bytes: Bytes,
+    /// Capacity × the allowed fraction.
+    pub usable_bytes: Bytes,
+    /// Pipeline stage of this GPU (the fullest).
+    pub stage: usize,
+    /// KV bytes one more request (at the full context) adds on this GPU, per attention-DP rank.
+    pub kv_bytes_per_request: Bytes,
+}
+
+impl MemoryBreakdown {
+    /// Whether the total fits in the usable memory.
+    pub fn fits(&self) -> bool {
+        self.total_bytes.0 <= self.usable_bytes.0
+    }
+}
+
+/// KV cache bytes one token adds on one GPU in one layer, after the TP split.
+pub fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mixer) -> Bytes {
+    if mixer == Mixer::Linear {
+        return Bytes::ZERO;
+    }
+    let full = m.kv_bytes_per_token_layer(&crate::model::Layer {
+        mixer,
+        ffn: Ffn::Dense,
+    });
+    match m.attention {
+        Attention::Gqa { n_kv_heads, .. } => {
+            let tp = layout.tp as u64;
+            let local = if tp <= n_kv_heads { n_kv_heads / tp } else { 1 };
+            full * (local as f64 / n_kv_heads as f64)
+        }
+        Attention::Mla { .. } => full,
+    }
+}
+
+/// Weight bytes on one GPU of `stage`, by component.
+pub fn weights_on_gpu(
+    m: &Model,
+    layout: &Layout,
+    stage: usize,
+    redundant_experts: u32,
+) -> BTreeMap<Component, Bytes> {
+    let stages = layout.stages(m);
+    let range = stages[stage.min(stages.len() - 1)].clone();
+    let tp = layout.tp as f64;
+    let d = |c: Component| m.component_dtype(c).bytes();
+    let mut w: BTreeMap<Component, f64> = BTreeMap::new();
+    let mut add = |c: Component, params: f64| *w.entry(c).or_default() += params * d(c);
+    let kv_split = match m.attention {
+        Attention::Gqa { n_kv_heads, .. } => tp.min(n_kv_heads as f64),
+        Attention::Mla { .. } => 1.0,
+    };
+    for layer in &m.layers[range] {
+        let p = m.layer_params(layer);
+        add(
+            Component::Attention,
+            p.attn_sharded / tp + p.attn_kv / kv_split + p.attn_replicated,
+        );
+        add(Component::LinearAttention, p.linear_attn / tp);
+        add(Component::Router, p.router);
+        if let Some(moe) = &m.moe {
+            let slots = moe.n_routed_experts as f64 + redundant_experts as f64;
+            let per_gpu_experts = slots / layout.ep as f64;
+            add(
+                Component::RoutedExperts,
+                p.per_expert * per_gpu_experts * (p.routed_experts > 0.0) as u8 as f64
+                    / layout.etp as f64,
+            );
+        }
+        add(Component::SharedExperts, p.shared / tp);
+        add(Component::DenseMlp, p.dense / tp);
+        add(Component::Norms, p.norms);
+    }
+    let vh = (m.vocab_size * m.hidden_size) as f64;
+    let last = stages.len() - 1;
+    if stage == 0 {
+        add(Component::Embedding, vh / tp);
+        if let Some(v) = &m.vision {
+            let _ = v;
+            let total = m
+                .params()
+                .by_component
+                .get(&Component::VisionEncoder)
+                .map_or(0.0, |c| c.total.0);
+            add(Component::VisionEncoder, total);
+        }
+    }
+    if stage == last {
+        if m.tie_word_embeddings {
+            if stage != 0 {
+                add(Component::Embedding, vh / tp);
+            }
+        } else {
+            add(Component::LmHead, vh / tp);
+        }
+        add(Component::Norms, m.hidden_size as f64);
+    }
+    w.into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(c, v)| (c, Bytes(v)))
+        .collect()
+}
+
+/// KV cache (and linear state) of one request of `context` tokens on one GPU of `stage`.
+pub fn kv_bytes_per_request(m: &Model, layout: &Layout, stage: usize, context: u64) -> Bytes {
+    let stages = layout.stages(m);
+    let range = stages[stage.min(stages.len() - 1)].clone();
+    let mut b = Bytes::ZERO;
+    for layer in &m.layers[range] {
+        match layer.mixer {
+            Mixer::Linear => b += m.linear_state_bytes_per_layer() / layout.tp as f64,
+            mixer => {
+                b += kv_bytes_per_token_layer_gpu(m, layout, mixer)
+                    * (layer.kept_tokens(context) as f64 / layout.cp as f64).ceil()
+            }
+        }
+    }
+    b
+}
+
+/// Activations and workspace of the largest step on one GPU: residual
+/// stream buffers (4 × hidden), local q/k/v, the routed rows' expert
+/// intermediate (gate and up), and fp32 logits of the sequences sampled.
+pub fn activation_bytes(
+    m: &Model,
+    layout: &Layout,
+    cfg: &EngineConfig,
+    seqs_per_rank: f64,
+) -> Bytes {
+    let t = cfg.max_step_tokens as f64 / layout.cp as f64;
+    let h = m.hidden_size as f64;
+    let tp = layout.tp as f64;
+    let qkv = match &m.attention {
+        Attention::Gqa {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ..
+        } => ((n_heads + 2 * n_kv_heads) * head_dim) as f64 / tp,
+        Attention::Mla {
+            n_heads,
+            qk_nope_head_dim,
+            qk_rope_head_dim,
+            v_head_dim,
+            kv_lora_rank,
+            ..
+        } => {
+            (*n_heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim)) as f64 / tp
+                + (kv_lora_rank + qk_rope_head_dim) as f64
+        }
+    };
+    let ffn_rows = match &m.moe {
+        Some(moe) => {
+            t * moe.experts_per_token as f64 * 2.0 * moe.expert_intermediate_size as f64
+                / layout.etp as f64
+        }
+        None => t * 2.0 * m.dense_intermediate_size as f64 / tp,
+    };
+    let logits = seqs_per_rank.max(1.0).min(t) * m.vocab_size as f64 / tp * 4.0;
+    Bytes(t * (4.0 * h + qkv) * 2.0 + ffn_rows * 2.0 + logits)
+}
+
+/// Communication buffers: expert-parallel dispatch/combine buffers sized for
+/// the largest step, plus the all-reduce workspace.
+pub fn comm_buffer_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
+    let mut b = 0.0;
+    if layout.ep > 1 {
+        if let Some(moe) = &m.moe {
+            let t = cfg.max_step_tokens as f64 / layout.cp as f64;
+            b += 2.0 * t * moe.experts_per_token as f64 * m.hidden_size as f64 * 2.0;
+        }
+    }
+    if layout.tp > 1 {
+        b += 64.0 * 1024.0 * 1024.0;
+    }
+    Bytes(b)
+}
+
+/// Memory of the fullest GPU with `concurrency` requests of `context`
+/// tokens in flight on the replica.
+pub fn memory(
+    m: &Model,
+    gpu: &Gpu,
+    layout: &Layout,
+    cfg: &EngineConfig,
+    redundant_experts: u32,
+    concurrency: u64,
+    context: u64,
+) -> MemoryBreakdown {
+    let n_stages = layout.stages(m).len();
+    let seqs_per_rank = (concurrency as f64 / layout.dp as f64).ceil();
+    let mut worst: Option<MemoryBreakdown> = None;
+    for stage in 0..n_stages {
+        let weights = weights_on_gpu(m, layout, stage, redundant_experts);
+        let weights_bytes: Bytes = weights.values().copied().sum();
+        let per_request = kv_bytes_per_request(m, layout, stage, context);
+        let kv = per_request * seqs_per_rank;
+        let act = activation_bytes(m, layout, cfg, seqs_per_rank);
+        let other = comm_buffer_bytes(m, layout, cfg) + cfg.runtime_reserve;
+        let total = weights_bytes + kv + act + other;
+        let b = MemoryBreakdown {
+            weights_bytes,
+            weights_by_component: weights
+                .iter()
+                .map(|(c, v)| (c.name().to_string(), *v))
+                .collect(),
+            kv_cache_bytes: kv,
+            activation_bytes: act,
+            other_bytes: other,
+            total_bytes: total,
+            capacity_bytes: gpu.memory,
+            usable_bytes: gpu.memory * cfg.max_memory_fraction,
+            stage,
+            kv_bytes_per_request: per_request,
+        };
+        if worst
+            .as_ref()
+            .is_none_or(|w| b.total_bytes.0 > w.total_bytes.0)
+        {
+            worst = Some(b);
+        }
+    }
+    worst.expect("a layout has at least one stage")
+}
+
+/// The most requests of `context` tokens the replica can hold in flight.
+pub fn max_concurrency(
+    m: &Model,
+    gpu: &Gpu,
+    layout: &Layout,
+    cfg: &EngineConfig,
+    redundant_experts: u32,
+    context: u64,
+) -> u64 {
+    let n_stages = layout.stages(m).len();
+    let mut best = u64::MAX;
+    for stage in 0..n_stages {
+        let weights: Bytes = weights_on_gpu(m, layout, stage, redundant_experts)
+            .values()
+            .copied()
+            .sum();
+        let per_request = kv_bytes_per_request(m, layout, stage, context);
+        let fixed = weights
+            + activation_bytes(m, layout, cfg, 1.0)
+            + comm_buffer_bytes(m, layout, cfg)
+            + cfg.runtime_reserve;
+        let free = gpu.memory.0 * cfg.max_memory_fraction - fixed.0;
+        if free <= 0.0 {
+            return 0;
+        }
+        let per_rank = if per_request.0 > 0.0 {
+            (free / per_request.0).floor()
+        } else {
+            1e9
+        };
+        best = best.min((per_rank as u64).saturating_mul(layout.dp as u64));
+    }
+    best
+}

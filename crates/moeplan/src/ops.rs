@@ -1,0 +1,978 @@
+//! The operators of one forward step on one GPU, with their cost.
+//!
+//! This is the single source of truth for step time: `serving` sums it, the
+//! explain view prints it. A step is described per attention-DP rank: some
+//! decode sequences at a context, and some prefill tokens of prompts. For
+//! each pipeline stage the ops of identical layers are costed once and
+//! counted. Each op is a roofline with the calibrated efficiencies:
+//! `max(FLOP / (peak × eff), bytes / (bandwidth × eff)) + fixed cost`, and
+//! collectives are `latency + algorithm factor × bytes / link bandwidth`.
+
+use crate::calibration::{Calibration, GemmCurve, MoeCurve};
+use crate::dtype::{DType, Precision};
+use crate::hardware::Gpu;
+use crate::layout::Layout;
+use crate::memory::kv_bytes_per_token_layer_gpu;
+use crate::model::{Attention, Ffn, Layer, Mixer, Model};
+use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
+use serde::Serialize;
+
+/// What limits an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// Tensor-core throughput.
+    Compute,
+    /// HBM bandwidth.
+    Memory,
+    /// A link (NVLink or network).
+    Communication,
+    /// Fixed per-kernel cost (launch, synchronisation, small kernels).
+    Overhead,
+}
+
+/// One operator of a step, per occurrence, on one GPU.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Op {
+    /// Name, e.g. `qkv_proj`, `moe_experts`, `tp_all_reduce`.
+    pub name: &'static str,
+    /// Layers (or occurrences) it runs in on this stage.
+    pub count: u32,
+    /// FLOP per occurrence.
+    pub flop: Flop,
+    /// HBM bytes (or link bytes for communication) per occurrence.
+    pub bytes: Bytes,
+    /// Time per occurrence.
+    pub time: Seconds,
+    /// The roofline term that won (fixed cost excluded).
+    pub bound: Bound,
+    /// The fixed part of `time`.
+    pub overhead: Seconds,
+}
+
+impl Op {
+    /// Time of all occurrences.
+    pub fn total(&self) -> Seconds {
+        self.time * self.count as f64
+    }
+}
+
+/// The work of one step on one attention-DP rank.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StepShape {
+    /// Sequences generating one token each.
+    pub decode_seqs: f64,
+    /// Context (KV tokens) of each decode sequence.
+    pub decode_context: f64,
+    /// Prompts being prefilled in this step.
+    pub prefill_seqs: f64,
+    /// New prompt tokens of each prefill sequence in this step.
+    pub prefill_tokens_per_seq: f64,
+    /// Tokens of each prompt already in the cache before this step (chunked prefill).
+    pub prefill_offset: f64,
+}
+
+impl StepShape {
+    /// A pure decode step.
+    pub fn decode(seqs: f64, context: f64) -> Self {
+        StepShape {
+            decode_seqs: seqs,
+            decode_context: context,
+            prefill_seqs: 0.0,
+            prefill_tokens_per_seq: 0.0,
+            prefill_offset: 0.0,
+        }
+    }
+    /// A pure prefill step of whole prompts.
+    pub fn prefill(seqs: f64, prompt: f64) -> Self {
+        StepShape {
+            decode_seqs: 0.0,
+            decode_context: 0.0,
+            prefill_seqs: seqs,
+            prefill_tokens_per_seq: prompt,
+            prefill_offset: 0.0,
+        }
+    }
+    /// New tokens in the step.
+    pub fn tokens(&self) -> f64 {
+        self.decode_seqs + self.prefill_seqs * self.prefill_tokens_per_seq
+    }
+    /// Sequences whose next token is sampled (decode, and prompts finishing).
+    pub fn sampled(&self) -> f64 {
+        self.decode_seqs + self.prefill_seqs
+    }
+}
+
+/// The cost of a step: per stage, and the ops of the slowest stage.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepCost {
+    /// Time of each pipeline stage.
+    pub stage_times: Vec<Seconds>,
+    /// The slowest stage.
+    pub slowest_stage: usize,
+    /// Ops of the slowest stage.
+    pub ops: Vec<Op>,
+    /// Point-to-point time between consecutive stages (0 without PP).
+    pub stage_transfer: Seconds,
+}
+
+impl StepCost {
+    /// Time of the slowest stage (what limits a filled pipeline).
+    pub fn stage_time(&self) -> Seconds {
+        self.stage_times[self.slowest_stage]
+    }
+    /// Time for one micro-batch to cross every stage.
+    pub fn traversal(&self) -> Seconds {
+        self.stage_times.iter().copied().sum::<Seconds>()
+            + self.stage_transfer * (self.stage_times.len() - 1) as f64
+    }
+    /// Time of the slowest stage by bound (fixed costs as `Overhead`).
+    pub fn by_bound(&self) -> [(Bound, Seconds); 4] {
+        let mut t = [Seconds::ZERO; 4];
+        for op in &self.ops {
+            let idx = op.bound as usize;
+            t[idx] += (op.time - op.overhead) * op.count as f64;
+            t[Bound::Overhead as usize] += op.overhead * op.count as f64;
+        }
+        [
+            (Bound::Compute, t[0]),
+            (Bound::Memory, t[1]),
+            (Bound::Communication, t[2]),
+            (Bound::Overhead, t[3]),
+        ]
+    }
+    /// The largest of compute, memory and communication time.
+    pub fn bottleneck(&self) -> Bound {
+        let b = self.by_bound();
+        b[..3]
+            .iter()
+            .max_by(|a, c| a.1 .0.total_cmp(&c.1 .0))
+            .map(|x| x.0)
+            .unwrap_or(Bound::Compute)
+    }
+}
+
+/// Everything the cost of a step depends on besides its shape.
+pub struct CostContext<'a> {
+    /// The model.
+    pub model: &'a Model,
+    /// The GPU.
+    pub gpu: &'a Gpu,
+    /// The layout of the replica.
+    pub layout: Layout,
+    /// Redundant expert slots (EPLB).
+    pub redundant_experts: u32,
+    /// Expected max/mean − 1 of the EP ranks' routed load.
+    pub load_imbalance: f64,
+    /// The curves in use (calibrated, or flat).
+    pub cal: &'a Calibration,
+    stages: Vec<Vec<(Layer, u32)>>,
+}
+
+impl<'a> CostContext<'a> {
+    /// Prepares the per-stage layer classes once (the planner reuses this).
+    pub fn new(
+        model: &'a Model,
+        gpu: &'a Gpu,
+        layout: Layout,
+        redundant_experts: u32,
+        load_imbalance: f64,
+        cal: &'a Calibration,
+    ) -> Self {
+        let stages = layout
+            .stages(model)
+            .into_iter()
+            .map(|r| {
+                let mut classes: Vec<(Layer, u32)> = Vec::new();
+                for l in &model.layers[r] {
+                    match classes.iter_mut().find(|(c, _)| c == l) {
+                        Some((_, n)) => *n += 1,
+                        None => classes.push((*l, 1)),
+                    }
+                }
+                classes
+            })
+            .collect();
+        CostContext {
+            model,
+            gpu,
+            layout,
+            redundant_experts,
+            load_imbalance,
+            cal,
+            stages,
+        }
+    }
+
+    /// Costs one step.
+    pub fn step(&self, shape: &StepShape) -> StepCost {
+        let n = self.stages.len();
+        let mut stage_times = Vec::with_capacity(n);
+        let mut worst: (usize, Vec<Op>) = (0, Vec::new());
+        let mut worst_time = Seconds(-1.0);
+        for (s, classes) in self.stages.iter().enumerate() {
+            let mut ops = Vec::with_capacity(24);
+            for (layer, count) in classes {
+                self.layer_ops(layer, *count, shape, &mut ops);
+            }
+            if s == 0 {
+                self.embedding_ops(shape, &mut ops);
+            }
+            if s == n - 1 {
+                self.lm_head_ops(shape, &mut ops);
+            }
+            let t: Seconds = ops.iter().map(Op::total).sum();
+            stage_times.push(t);
+            if t.0 > worst_time.0 {
+                worst_time = t;
+                worst = (s, ops);
+            }
+        }
+        let transfer = if n > 1 {
+            let bytes =
+                Bytes(shape.tokens() / self.layout.cp as f64 * self.model.hidden_size as f64 * 2.0);
+            let cross_node = self.layout.gpus() > self.gpu.gpus_per_node;
+            let (lat, bw) = if cross_node {
+                (
+                    self.gpu.network_latency,
+                    self.gpu.network_bandwidth * self.cal.network_eff,
+                )
+            } else {
+                (self.gpu.nvlink_latency, self.gpu.nvlink_bandwidth * 0.7)
+            };
+            lat + bytes / bw
+        } else {
+            Seconds::ZERO
+        };
+        StepCost {
+            stage_times,
+            slowest_stage: worst.0,
+            ops: worst.1,
+            stage_transfer: transfer,
+        }
+    }
+
+    fn bw(&self) -> BytesPerSecond {
+        self.gpu.memory_bandwidth
+    }
+
+    /// A GEMM of m rows against an n×k weight stored as `w`.
+    fn gemm(
+        &self,
+        name: &'static str,
+        count: u32,
+        m: f64,
+        n: f64,
+        k: f64,
+        w: DType,
+        charge_overhead: bool,
+    ) -> Op {
+        let (precision, peak) = self.gpu.peak_for(w.preferred_compute());
+        let curve: &GemmCurve = if matches!(precision, Precision::Fp8 | Precision::Fp4) {
+            &self.cal.gemm_fp8
+        } else {
+            &self.cal.gemm_bf16
+        };
+        let act_bytes = if precision == Precision::Bf16 {
+            2.0
+        } else {
+            1.0
+        };
+        let flop = Flop(2.0 * m * n * k);
+        let bytes = Bytes(n * k * w.bytes() + m * k * act_bytes + m * n * 2.0);
+        let eff = if curve.m_half > 0.0 {
+            curve.eff_max * m / (m + curve.m_half)
+        } else {
+            curve.eff_max
+        };
+        let tc = flop / (peak * eff.max(1e-6));
+        let tm = bytes / (self.bw() * curve.mem_eff);
+        let quant = if curve.quant_eff > 0.0 && precision != Precision::Bf16 {
+            Bytes(m * k * 3.0) / (self.bw() * curve.quant_eff)
+        } else {
+            Seconds::ZERO
+        };
+        let overhead = if charge_overhead {
+            curve.overhead
+        } else {
+            Seconds::ZERO
+        };
+        let (t, bound) = if tc.0 >= tm.0 {
+            (tc, Bound::Compute)
+        } else {
+            (tm, Bound::Memory)
+        };
+        Op {
+            name,
+            count,
+            flop,
+            bytes,
+            time: t + quant + overhead,
+            bound,
+            overhead,
+        }
+    }
+
+    /// A collective over `n` ranks moving `factor × bytes` per rank.
+    fn collective(
+        &self,
+        name: &'static str,
+        count: u32,
+        n: u32,
+        bytes: Bytes,
+        factor: f64,
+        allreduce: bool,
+    ) -> Op {
+        let curve = if allreduce {
+            &self.cal.allreduce
+        } else {
+            &self.cal.allgather
+        };
+        let (lat, eff) = curve.at(n);
+        let node = self.gpu.gpus_per_node;
+        let moved = bytes * factor;
+        let (lat, t) = if n > node {
+            // Hierarchical: the part leaving the node rides the network.
+            let cross = moved * ((n - node) as f64 / n as f64);
+            let inside = moved - cross;
+            (
+                lat + self.gpu.network_latency,
+                (inside / (self.gpu.nvlink_bandwidth * eff))
+                    .max(cross / (self.gpu.network_bandwidth * self.cal.network_eff)),
+            )
+        } else {
+            (lat, moved / (self.gpu.nvlink_bandwidth * eff))
+        };
+        Op {
+            name,
+            count,
+            flop: Flop::ZERO,
+            bytes: moved,
+            time: lat + t,
+            bound: Bound::Communication,
+            overhead: lat,
+        }
+    }
+
+    fn elementwise(&self, name: &'static str, count: u32, bytes: Bytes, kernels: f64) -> Op {
+        let overhead = self.cal.elementwise_overhead * kernels;
+        Op {
+            name,
+            count,
+            flop: Flop::ZERO,
+            bytes,
+            time: bytes / (self.bw() * self.cal.gemm_bf16.mem_eff) + overhead,
+            bound: Bound::Memory,
+            overhead,
+        }
+    }
+
+    fn layer_ops(&self, layer: &Layer, count: u32, s: &StepShape, ops: &mut Vec<Op>) {
+        let m = self.model;
+        let l = &self.layout;
+        let tp = l.tp as f64;
+        let h = m.hidden_size as f64;
+        // Tokens on one GPU of this DP rank (TP ranks see the same tokens; CP splits them).
+        let t = s.tokens() / l.cp as f64;
+        if t <= 0.0 {
+            return;
+        }
+        ops.push(self.elementwise("norms_residual", count, Bytes(t * h * 2.0 * 6.0), 4.0));
+        match layer.mixer {
+            Mixer::Linear => self.linear_attention_ops(count, s, t, ops),
+            mixer => match &m.attention {
+                Attention::Gqa {
+                    n_heads,
+                    n_kv_heads,
+                    head_dim,
+                    output_gate,
+                    ..
+                } => {
+                    let q = (*n_heads * *head_dim) as f64 / tp;
+                    let kv_local = if l.tp as u64 <= *n_kv_heads {
+                        *n_kv_heads / l.tp as u64
+                    } else {
+                        1
+                    };
+                    let kv = (kv_local * *head_dim) as f64;
+                    let qo = if *output_gate { 2.0 * q } else { q };
+                    ops.push(self.gemm(
+                        "qkv_proj",
+                        count,
+                        t,
+                        qo + 2.0 * kv,
+                        h,
+                        m.dtypes.attention,
+                        true,
+                    ));
+                    self.attention_core(
+                        count,
+                        s,
+                        mixer,
+                        *n_heads as f64 / tp,
+                        kv_local as f64,
+                        *head_dim as f64,
+                        ops,
+                    );
+                    ops.push(self.gemm("o_proj", count, t, h, q, m.dtypes.attention, true));
+                }
+                Attention::Mla {
+                    n_heads,
+                    q_lora_rank,
+                    kv_lora_rank,
+                    qk_nope_head_dim,
+                    qk_rope_head_dim,
+                    v_head_dim,
+                } => {
+                    let nh = *n_heads as f64 / tp;
+                    let (nope, rope, v, kvl) = (
+                        *qk_nope_head_dim as f64,
+                        *qk_rope_head_dim as f64,
+                        *v_head_dim as f64,
+                        *kv_lora_rank as f64,
+                    );
+                    let w = m.dtypes.attention;
+                    let mut parts: Vec<Op> = Vec::with_capacity(8);
+                    let q_in = match q_lora_rank {
+                        Some(r) => {
+                            parts.push(self.gemm(
+                                "mla_q_a_kv_a_proj",
+                                count,
+                                t,
+                                *r as f64 + kvl + rope,
+                                h,
+                                w,
+                                false,
+                            ));
+                            *r as f64
+                        }
+                        None => {
+                            parts.push(self.gemm(
+                                "mla_kv_a_proj",
+                                count,
+                                t,
+                                kvl + rope,
+                                h,
+                                w,
+                                false,
+                            ));
+                            h
+                        }
+                    };
+                    parts.push(self.gemm(
+                        "mla_q_b_proj",
+                        count,
+                        t,
+                        nh * (nope + rope),
+                        q_in,
+                        w,
+                        false,
+                    ));
+                    let decode = s.decode_seqs;
+                    let prefill_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
+                    if prefill_tokens > 0.0 {
+                        parts.push(self.gemm(
+                            "mla_kv_b_proj",
+                            count,
+                            prefill_tokens,
+                            nh * (nope + v),
+                            kvl,
+                            w,
+                            false,
+                        ));
+                    }
+                    if decode > 0.0 {
+                        // Absorbed W_UK and W_UV: per head, bf16 batched GEMMs.
+                        parts.push(self.gemm(
+                            "mla_absorb",
+                            count,
+                            decode * nh,
+                            nope + v,
+                            kvl,
+                            DType::Bf16,
+                            false,
+                        ));
+                    }
+                    if let Some(ix) = &m.indexer {
+                        let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
+                        parts.push(self.gemm(
+                            "dsa_indexer_proj",
+                            count,
+                            t,
+                            ih * id + id + ih,
+                            q_in.max(h),
+                            w,
+                            false,
+                        ));
+                    }
+                    let before = parts.len();
+                    self.attention_core(count, s, mixer, nh, 1.0, 0.0, &mut parts);
+                    let _ = before;
+                    parts.push(self.gemm("o_proj", count, t, h, nh * v, w, false));
+                    let scale = if prefill_tokens > decode {
+                        self.cal.mla_prefill_scale
+                    } else {
+                        1.0
+                    };
+                    for mut p in parts {
+                        p.time = p.time * scale;
+                        ops.push(p);
+                    }
+                    ops.push(Op {
+                        name: "mla_fixed",
+                        count,
+                        flop: Flop::ZERO,
+                        bytes: Bytes::ZERO,
+                        time: self.cal.mla_overhead,
+                        bound: Bound::Overhead,
+                        overhead: self.cal.mla_overhead,
+                    });
+                }
+            },
+        }
+        if l.tp > 1 {
+            ops.push(self.collective(
+                "tp_all_reduce_attn",
+                count,
+                l.tp,
+                Bytes(t * h * 2.0),
+                2.0 * (tp - 1.0) / tp,
+                true,
+            ));
+        }
+        match layer.ffn {
+            Ffn::Dense => {
+                let i = m.dense_intermediate_size as f64 / tp;
+                ops.push(self.gemm("mlp_gate_up", count, t, 2.0 * i, h, m.dtypes.dense, true));
+                ops.push(self.gemm("mlp_down", count, t, h, i, m.dtypes.dense, true));
+                if l.tp > 1 {
+                    ops.push(self.collective(
+                        "tp_all_reduce_mlp",
+                        count,
+                        l.tp,
+                        Bytes(t * h * 2.0),
+                        2.0 * (tp - 1.0) / tp,
+                        true,
+                    ));
+                }
+            }
+            Ffn::Moe => self.moe_ops(count, t, ops),
+        }
+    }
+
+    /// Attention core over `heads` local query heads and `kv_heads` local KV heads.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_core(
+        &self,
+        count: u32,
+        s: &StepShape,
+        mixer: Mixer,
+        heads: f64,
+        kv_heads: f64,
+        head_dim: f64,
+        ops: &mut Vec<Op>,
+    ) {
+        let m = self.model;
+        let peak = self.gpu.peak_bf16();
+        let l = &self.layout;
+        let mla = matches!(m.attention, Attention::Mla { .. });
+        let kv_tok = kv_bytes_per_token_layer_gpu(m, l, mixer);
+        let window = match mixer {
+            Mixer::Sliding { window } => window as f64,
+            _ => f64::INFINITY,
+        };
+        // Per query token: FLOP per attended key.
+        let (flop_per_pair, qk_dim) = match &m.attention {
+            Attention::Gqa { .. } => (4.0 * heads * head_dim, head_dim),
+            Attention::Mla {
+                kv_lora_rank,
+                qk_rope_head_dim,
+                qk_nope_head_dim,
+                v_head_dim,
+                ..
+            } => {
+                if s.prefill_seqs > 0.0 && s.decode_seqs == 0.0 {
+                    (
+                        2.0 * heads * (*qk_nope_head_dim + *qk_rope_head_dim + *v_head_dim) as f64,
+                        (*qk_nope_head_dim + *qk_rope_head_dim) as f64,
+                    )
+                } else {
+                    (
+                        2.0 * heads * (2 * kv_lora_rank + qk_rope_head_dim) as f64,
+                        (*kv_lora_rank + *qk_rope_head_dim) as f64,
+                    )
+                }
+            }
+        };
+        let topk = m
+            .indexer
+            .as_ref()
+            .map_or(f64::INFINITY, |ix| ix.topk as f64);
+        if s.decode_seqs > 0.0 {
+            let b = s.decode_seqs;
+            let ctx = (s.decode_context / l.cp as f64).min(window);
+            let read = ctx.min(topk);
+            let c = &self.cal.attn_decode;
+            let mut flop = Flop(b * flop_per_pair * read);
+            let mut bytes = Bytes(kv_tok.0 * b * read + b * heads * qk_dim.max(head_dim) * 4.0);
+            if let Some(ix) = &m.indexer {
+                flop += Flop(b * 2.0 * (ix.n_heads * ix.head_dim) as f64 * ctx);
+                bytes += Bytes(b * ctx * ix.head_dim as f64);
+            }
+            let p = b * if mla { 1.0 } else { kv_heads };
+            let mem = if c.p_half > 0.0 {
+                c.mem_eff * p / (p + c.p_half)
+            } else {
+                c.mem_eff
+            };
+            let tc = flop / (peak * c.eff_compute);
+            let tm = bytes / (self.bw() * mem);
+            let overhead = c.overhead + c.per_sequence * b;
+            let (t, bound) = if tc.0 >= tm.0 {
+                (tc, Bound::Compute)
+            } else {
+                (tm, Bound::Memory)
+            };
+            let mut cp_comm = Seconds::ZERO;
+            if l.cp > 1 {
+                // Partial softmax results merged across CP ranks.
+                cp_comm = self.cal.allgather.at(l.cp).0;
+            }
+            ops.push(Op {
+                name: "attention_decode",
+                count,
+                flop,
+                bytes,
+                time: t + overhead + cp_comm,
+                bound,
+                overhead: overhead + cp_comm,
+            });
+        }
+        if s.prefill_seqs > 0.0 {
+            let b = s.prefill_seqs;
+            let n = s.prefill_tokens_per_seq / l.cp as f64;
+            let s0 = s.prefill_offset;
+            // Attended pairs of n new tokens after s0 cached ones, window-limited
+            // (CP ranks split the query tokens, each attending the whole prefix).
+            let full = s.prefill_tokens_per_seq;
+            let pairs_total = if window.is_finite() {
+                let w = window;
+                let causal = |x: f64| {
+                    if x <= w {
+                        x * (x + 1.0) / 2.0
+                    } else {
+                        w * (w + 1.0) / 2.0 + (x - w) * w
+                    }
+                };
+                causal(s0 + full) - causal(s0)
+            } else {
+                full * s0 + full * (full + 1.0) / 2.0
+            };
+            let pairs = (pairs_total / l.cp as f64).min(n * topk.max(1.0));
+            let c = &self.cal.attn_prefill;
+            let flop = Flop(b * flop_per_pair * pairs);
+            let bytes =
+                Bytes(b * n * (2.0 * heads * qk_dim.max(head_dim) * 2.0) + b * n * kv_tok.0);
+            let ctas = b * heads * (n / 128.0).ceil();
+            let isl = s0 + full;
+            let eff = c.eff_max
+                * if c.isl_half > 0.0 {
+                    isl / (isl + c.isl_half)
+                } else {
+                    1.0
+                }
+                * if c.cta_half > 0.0 {
+                    ctas / (ctas + c.cta_half)
+                } else {
+                    1.0
+                };
+            let tc = flop / (peak * eff.max(1e-6));
+            let tm = bytes / (self.bw() * c.mem_eff);
+            let (t, bound) = if tc.0 >= tm.0 {
+                (tc, Bound::Compute)
+            } else {
+                (tm, Bound::Memory)
+            };
+            let mut comm = Seconds::ZERO;
+            if l.cp > 1 {
+                // Ring exchange of KV chunks, overlapped with compute.
+                let kv_bytes = Bytes(b * n * kv_tok.0 * (l.cp - 1) as f64);
+                comm = (kv_bytes / (self.gpu.nvlink_bandwidth * 0.7) - t).max(Seconds::ZERO);
+            }
+            ops.push(Op {
+                name: "attention_prefill",
+                count,
+                flop,
+                bytes,
+                time: t + c.overhead + comm,
+                bound,
+                overhead: c.overhead,
+            });
+        }
+    }
+
+    fn linear_attention_ops(&self, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
+        let m = self.model;
+        let la = m
+            .linear_attention
+            .as_ref()
+            .expect("linear layers imply a shape");
+        let tp = self.layout.tp as f64;
+        let h = m.hidden_size as f64;
+        let (nk, nv) = (la.n_key_heads as f64 / tp, la.n_value_heads as f64 / tp);
+        let (dk, dv) = (la.key_head_dim as f64, la.value_head_dim as f64);
+        ops.push(self.gemm(
+            "linear_attn_in_proj",
+            count,
+            t,
+            2.0 * nk * dk + 2.0 * nv * dv + 2.0 * nv,
+            h,
+            m.dtypes.attention,
+            true,
+        ));
+        let state = m.linear_state_bytes_per_layer() / tp;
+        let per_token = 6.0 * nv * dk * dv;
+        let seqs = s.decode_seqs + s.prefill_seqs;
+        // Chunked delta rule for prefill costs about 4× the recurrent form per token.
+        let flop =
+            Flop(per_token * (s.decode_seqs + 4.0 * s.prefill_seqs * s.prefill_tokens_per_seq));
+        let bytes = state * (2.0 * seqs) + Bytes(t * (2.0 * nk * dk + 2.0 * nv * dv) * 2.0);
+        let tc = flop / (self.gpu.peak_bf16() * self.cal.attn_decode.eff_compute);
+        let tm = bytes / (self.bw() * self.cal.attn_decode.mem_eff);
+        let (time, bound) = if tc.0 >= tm.0 {
+            (tc, Bound::Compute)
+        } else {
+            (tm, Bound::Memory)
+        };
+        let overhead = self.cal.attn_decode.overhead;
+        ops.push(Op {
+            name: "linear_attn_state",
+            count,
+            flop,
+            bytes,
+            time: time + overhead,
+            bound,
+            overhead,
+        });
+        ops.push(self.gemm(
+            "linear_attn_out_proj",
+            count,
+            t,
+            h,
+            nv * dv,
+            m.dtypes.attention,
+            true,
+        ));
+    }
+
+    fn moe_ops(&self, count: u32, t: f64, ops: &mut Vec<Op>) {
+        let m = self.model;
+        let moe = m.moe.as_ref().expect("MoE layer implies MoE");
+        let l = &self.layout;
+        let h = m.hidden_size as f64;
+        let tp = l.tp as f64;
+        let k = moe.experts_per_token as f64;
+        let e = moe.n_routed_experts as f64;
+        ops.push(self.gemm("router", count, t, e, h, DType::Bf16, true));
+        // Distinct tokens of the stage, and of one expert replica (EDP group).
+        let stage_tokens = t * (l.dp * l.cp) as f64;
+        let group_tokens = stage_tokens / l.edp() as f64;
+        let replicated = l.dp * l.cp == 1;
+        let slots = e + self.redundant_experts as f64;
+        let e_local = slots / l.ep as f64;
+        let i_local = moe.expert_intermediate_size as f64 / l.etp as f64;
+        let rows_mean = group_tokens * k / l.ep as f64;
+        let rows = rows_mean * (1.0 + self.load_imbalance);
+        // Rows physically present on this GPU for permutation: every token
+        // when tokens are replicated over the TP group, else the dispatched ones.
+        let present = if replicated { t * k } else { rows };
+        let w = m.dtypes.experts;
+        let (precision, peak) = self.gpu.peak_for(w.preferred_compute());
+        let curve: &MoeCurve = match w {
+            DType::Fp8 => &self.cal.moe_fp8,
+            DType::Int4 | DType::Mxfp4 | DType::Nvfp4 => &self.cal.moe_w4,
+            _ => &self.cal.moe_bf16,
+        };
+        let _ = precision;
+        let touched = e_local * (1.0 - (1.0 - 1.0 / e).powf(group_tokens * k));
+        let tpe = group_tokens * k / e;
+        let flop = Flop(6.0 * h * i_local * rows);
+        let bytes =
+            Bytes(touched * 3.0 * h * i_local * w.bytes() + rows * (2.0 * h + 2.0 * i_local) * 2.0);
+        let eff = curve.eff_max
+            * if curve.tpe_half > 0.0 {
+                tpe / (tpe + curve.tpe_half)
+            } else {
+                1.0
+            };
+        let tc = flop / (peak * eff.max(1e-6));
+        let tm = bytes / (self.bw() * curve.mem_eff);
+        let rows_pass = Bytes(present * (h + i_local) * 2.0) / (self.bw() * curve.rows_eff);
+        let (time, bound) = if tc.0 >= tm.0 {
+            (tc, Bound::Compute)
+        } else {
+            (tm, Bound::Memory)
+        };
+        ops.push(Op {
+            name: "moe_experts",
+            count,
+            flop,
+            bytes,
+            time: time + rows_pass + curve.overhead,
+            bound,
+            overhead: curve.overhead,
+        });
+        if moe.n_shared_experts > 0 && moe.shared_intermediate_size > 0 {
+            let i = moe.n_shared_experts as f64 * moe.shared_intermediate_size as f64 / tp;
+            ops.push(self.gemm(
+                "shared_expert_gate_up",
+                count,
+                t,
+                2.0 * i,
+                h,
+                m.dtypes.dense,
+                true,
+            ));
+            ops.push(self.gemm("shared_expert_down", count, t, h, i, m.dtypes.dense, true));
+        }
+        // Communication around the experts.
+        if replicated {
+            if l.tp > 1 {
+                ops.push(self.collective(
+                    "tp_all_reduce_moe",
+                    count,
+                    l.tp,
+                    Bytes(t * h * 2.0),
+                    2.0 * (tp - 1.0) / tp,
+                    true,
+                ));
+            }
+        } else if l.ep > 1 {
+            // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
+            let own = t / tp;
+            let payload = Bytes(own * k * h * 2.0 * (l.ep - 1) as f64 / l.ep as f64);
+            let ll = own <= 256.0;
+            let c = if ll {
+                &self.cal.alltoall_ll
+            } else {
+                &self.cal.alltoall_ht
+            };
+            let group = l.ep * l.etp;
+            let node = self.gpu.gpus_per_node;
+            let link = if group > node {
+                let cross = (group - node) as f64 / group as f64;
+                // The slower of the two paths sets the time.
+                (self.gpu.nvlink_bandwidth * c.eff)
+                    .min(self.gpu.network_bandwidth * (self.cal.network_eff / cross.max(1e-9)))
+            } else {
+                self.gpu.nvlink_bandwidth * c.eff
+            };
+            let extra = if group > node {
+                self.gpu.network_latency
+            } else {
+                Seconds::ZERO
+            };
+            ops.push(Op {
+                name: "ep_dispatch",
+                count,
+                flop: Flop::ZERO,
+                bytes: payload,
+                time: c.dispatch_latency + extra + payload / link,
+                bound: Bound::Communication,
+                overhead: c.dispatch_latency + extra,
+            });
+            ops.push(Op {
+                name: "ep_combine",
+                count,
+                flop: Flop::ZERO,
+                bytes: payload,
+                time: c.combine_latency + extra + payload / link,
+                bound: Bound::Communication,
+                overhead: c.combine_latency + extra,
+            });
+            if l.tp > 1 {
+                ops.push(self.collective(
+                    "tp_all_gather_moe",
+                    count,
+                    l.tp,
+                    Bytes(t * h * 2.0),
+                    (tp - 1.0) / tp,
+                    false,
+                ));
+            }
+        } else if l.etp > 1 {
+            // Experts split across the attention-DP ranks: gather tokens, reduce-scatter results.
+            let g = l.etp;
+            let bytes = Bytes(stage_tokens * h * 2.0 / l.edp() as f64);
+            ops.push(self.collective(
+                "dp_all_gather",
+                count,
+                g,
+                bytes,
+                (g - 1) as f64 / g as f64,
+                false,
+            ));
+            ops.push(self.collective(
+                "dp_reduce_scatter",
+                count,
+                g,
+                bytes,
+                (g - 1) as f64 / g as f64,
+                false,
+            ));
+        }
+    }
+
+    fn embedding_ops(&self, s: &StepShape, ops: &mut Vec<Op>) {
+        let h = self.model.hidden_size as f64;
+        let t = s.tokens() / self.layout.cp as f64;
+        ops.push(self.elementwise("embedding", 1, Bytes(t * h * 2.0 * 2.0), 1.0));
+        if self.layout.tp > 1 {
+            let tp = self.layout.tp as f64;
+            ops.push(self.collective(
+                "tp_all_reduce_embedding",
+                1,
+                self.layout.tp,
+                Bytes(t * h * 2.0),
+                2.0 * (tp - 1.0) / tp,
+                true,
+            ));
+        }
+    }
+
+    fn lm_head_ops(&self, s: &StepShape, ops: &mut Vec<Op>) {
+        let m = self.model;
+        let tp = self.layout.tp as f64;
+        let rows = s.sampled().max(1.0);
+        ops.push(self.gemm(
+            "lm_head",
+            1,
+            rows,
+            m.vocab_size as f64 / tp,
+            m.hidden_size as f64,
+            m.dtypes.lm_head,
+            true,
+        ));
+        if self.layout.tp > 1 {
+            ops.push(self.collective(
+                "logits_all_gather",
+                1,
+                self.layout.tp,
+                Bytes(rows * m.vocab_size as f64 * 4.0 / tp),
+                tp - 1.0,
+                false,
+            ));
+        }
+        ops.push(self.elementwise(
+            "sampling",
+            1,
+            Bytes(rows * m.vocab_size as f64 * 4.0 / tp),
+            2.0,
+        ));
+    }
+}
+
+/// Peak used for a GEMM with weights `w` on `gpu` (for explanations).
+pub fn gemm_peak(gpu: &Gpu, w: DType) -> (Precision, FlopPerSecond) {
+    gpu.peak_for(w.preferred_compute())
+}
