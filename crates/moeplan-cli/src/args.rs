@@ -91,12 +91,12 @@ pub struct EstimateArgs {
     /// Attention data parallel degree inside the replica.
     #[arg(long, default_value_t = 1)]
     pub dp: u32,
-    /// Expert parallel degree.
-    #[arg(long, default_value_t = 1)]
-    pub ep: u32,
-    /// Expert tensor parallel degree.
-    #[arg(long, default_value_t = 1)]
-    pub etp: u32,
+    /// Expert parallel degree (default: 1, or the stage's GPUs / etp).
+    #[arg(long)]
+    pub ep: Option<u32>,
+    /// Expert tensor parallel degree (default: the stage's GPUs / ep, so experts are split over every GPU of a stage as engines do).
+    #[arg(long)]
+    pub etp: Option<u32>,
     /// Store attention, expert and dense weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4, nvfp4).
     #[arg(long)]
     pub weight_dtype: Option<String>,

@@ -45,6 +45,11 @@ impl Gpu {
     /// at or above it in width (fp4 → fp8 → bf16), since weights are then
     /// up-converted for the math.
     pub fn peak_for(&self, wanted: Precision) -> (Precision, FlopPerSecond) {
+        // 4-bit weights on a GPU without FP4 tensor cores run weight-only
+        // kernels (Marlin, Triton) that compute in 16 bits, not in FP8.
+        if wanted == Precision::Fp4 && !self.peak.contains_key(&Precision::Fp4) {
+            return (Precision::Bf16, self.peak_bf16_raw());
+        }
         let order = [
             Precision::Fp4,
             Precision::Fp8,
@@ -67,6 +72,13 @@ impl Gpu {
                 .copied()
                 .unwrap_or(FlopPerSecond(1.0)),
         )
+    }
+
+    fn peak_bf16_raw(&self) -> FlopPerSecond {
+        self.peak
+            .get(&Precision::Bf16)
+            .copied()
+            .unwrap_or(FlopPerSecond(1.0))
     }
 
     /// The 16-bit peak (what MFU is quoted against).

@@ -220,7 +220,17 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
 
 fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let hidden = c.u64("hidden_size", pr);
-    let n_layers = c.u64("num_hidden_layers", pr);
+    let mut n_layers = c.u64("num_hidden_layers", pr);
+    if n_layers > crate::spec::model::MAX_LAYERS {
+        pr.push(
+            Problem::at(
+                c.path("num_hidden_layers"),
+                format!("{n_layers} layers is not a real model"),
+            )
+            .hint(format!("at most {} layers", crate::spec::model::MAX_LAYERS)),
+        );
+        n_layers = 1;
+    }
     Model {
         name: String::new(),
         architecture: arch.to_string(),
@@ -338,7 +348,7 @@ fn qwen_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         .unwrap_or_default();
     for (i, l) in m.layers.iter_mut().enumerate() {
         let i = i as u64;
-        if !mlp_only.contains(&i) && (i + 1) % step == 0 {
+        if !mlp_only.contains(&i) && (i + 1).is_multiple_of(step) {
             l.ffn = Ffn::Moe;
         }
     }
@@ -374,7 +384,7 @@ fn qwen_next(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         l.mixer = match kind {
             Some("linear_attention") => Mixer::Linear,
             Some(_) => Mixer::Full,
-            None if (i as u64 + 1) % interval == 0 => Mixer::Full,
+            None if (i as u64 + 1).is_multiple_of(interval) => Mixer::Full,
             None => Mixer::Linear,
         };
     }
@@ -429,7 +439,7 @@ fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let freq = c.opt_u64("moe_layer_freq", pr).unwrap_or(1);
     for (i, l) in m.layers.iter_mut().enumerate() {
         let i = i as u64;
-        if i >= first_dense && i % freq == 0 {
+        if i >= first_dense && i.is_multiple_of(freq) {
             l.ffn = Ffn::Moe;
         }
     }
@@ -529,13 +539,13 @@ fn llama4(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> 
     let chunk = c.opt_u64("attention_chunk_size", pr);
     for (i, l) in m.layers.iter_mut().enumerate() {
         let i = i as u64;
-        if (i + 1) % step == 0 {
+        if (i + 1).is_multiple_of(step) {
             l.ffn = Ffn::Moe;
         }
         // Three of every four layers use chunked local attention with RoPE;
         // the fourth is global attention without RoPE (iRoPE).
         if let Some(w) = chunk {
-            if (i + 1) % 4 != 0 {
+            if !(i + 1).is_multiple_of(4) {
                 l.mixer = Mixer::Sliding { window: w };
             }
         }

@@ -130,7 +130,7 @@ impl Layout {
             })
         };
         let stage = self.gpus_per_stage();
-        if stage % (self.ep * self.etp) != 0 {
+        if !stage.is_multiple_of(self.ep * self.etp) {
             push(
                 "folding",
                 "ep",

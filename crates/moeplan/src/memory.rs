@@ -298,7 +298,7 @@ pub fn max_concurrency(
             .sum();
         let per_request = kv_bytes_per_request(m, layout, stage, context);
         let fixed = weights
-            + activation_bytes(m, layout, cfg, 1.0)
+            + activation_bytes(m, layout, cfg, cfg.max_step_tokens as f64)
             + comm_buffer_bytes(m, layout, cfg)
             + cfg.runtime_reserve;
         let free = gpu.memory.0 * cfg.max_memory_fraction - fixed.0;

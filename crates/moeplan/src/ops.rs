@@ -257,7 +257,8 @@ impl<'a> CostContext<'a> {
     }
 
     /// A GEMM of m rows against an n×k weight stored as `w`.
-    fn gemm(
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
         &self,
         name: &'static str,
         count: u32,
@@ -314,7 +315,8 @@ impl<'a> CostContext<'a> {
     }
 
     /// A collective over `n` ranks moving `factor × bytes` per rank.
-    fn collective(
+    #[allow(clippy::too_many_arguments)]
+    pub fn collective(
         &self,
         name: &'static str,
         count: u32,
@@ -562,7 +564,7 @@ impl<'a> CostContext<'a> {
 
     /// Attention core over `heads` local query heads and `kv_heads` local KV heads.
     #[allow(clippy::too_many_arguments)]
-    fn attention_core(
+    pub fn attention_core(
         &self,
         count: u32,
         s: &StepShape,
@@ -765,7 +767,8 @@ impl<'a> CostContext<'a> {
         ));
     }
 
-    fn moe_ops(&self, count: u32, t: f64, ops: &mut Vec<Op>) {
+    /// The MoE block of one layer for `t` tokens on this GPU.
+    pub fn moe_ops(&self, count: u32, t: f64, ops: &mut Vec<Op>) {
         let m = self.model;
         let moe = m.moe.as_ref().expect("MoE layer implies MoE");
         let l = &self.layout;

@@ -136,6 +136,10 @@ pub struct RawDtypes {
     pub kv_cache: Option<DType>,
 }
 
+/// The most decoder layers a spec may declare (real models have at most a
+/// few hundred); beyond this a typo would allocate without bound.
+pub const MAX_LAYERS: u64 = 4096;
+
 /// Reads a native model spec.
 pub fn load(source: &Source) -> Result<Model, SpecError> {
     let raw: RawModel = super::parse_raw(source)?;
@@ -152,7 +156,17 @@ pub fn load(source: &Source) -> Result<Model, SpecError> {
 /// Converts a raw model into the domain type, collecting problems.
 pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
     let hidden = pr.positive("hidden_size", raw.hidden_size);
-    let n_layers = pr.positive("n_layers", raw.n_layers);
+    let mut n_layers = pr.positive("n_layers", raw.n_layers);
+    if n_layers > MAX_LAYERS {
+        pr.push(
+            Problem::at(
+                "n_layers",
+                format!("{n_layers} layers is not a real model (the largest have about 100)"),
+            )
+            .hint(format!("moeplan accepts at most {MAX_LAYERS} layers")),
+        );
+        n_layers = 1;
+    }
     let vocab = pr.positive("vocab_size", raw.vocab_size);
     let a = &raw.attention;
     let n_heads = pr.positive("attention.n_heads", a.n_heads);

@@ -192,12 +192,17 @@ fn strip_position(s: &str) -> String {
     }
 }
 
-/// Byte offset of a 1-based line and column.
+/// Byte offset of a 1-based line and column (the column counts
+/// characters, so the offset always falls on a character boundary).
 pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
     let mut offset = 0;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            return (offset + column.saturating_sub(1)).min(text.len());
+            let within = l
+                .char_indices()
+                .nth(column.saturating_sub(1))
+                .map_or(l.len(), |(b, _)| b);
+            return offset + within;
         }
         offset += l.len();
     }

@@ -1,0 +1,594 @@
+//! Integration tests of the `moeplan` binary.
+//!
+//! The invalid-input tests are data-first: every file in
+//! `tests/fixtures/invalid/` is run through `moeplan model <file>` and must
+//! give exit code 2 and a diagnostic naming the file, with a `line:col`
+//! location where the problem has one, a hint, and no panic. Each
+//! diagnostic is snapshotted (`tests/snapshots/`). To add a case, drop a
+//! file in the folder and accept its snapshot.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Exit code for bad input (see `moeplan --help`).
+const EXIT_INPUT: i32 = 2;
+
+/// The folder of invalid inputs, relative to the crate directory.
+const INVALID_DIR: &str = "tests/fixtures/invalid";
+
+/// Fixtures whose problems concern the file as a whole or a key that is not
+/// written in it (empty file, missing keys, wrong extension), so the
+/// diagnostic has no `line:col` to point at.
+const NO_LOCATION: &[&str] = &[
+    "empty.toml",
+    "hf-missing-keys.json",
+    "json-top-level-array.json",
+    "no-extension.txt",
+];
+
+/// Fixtures whose diagnostic has no hint because of a known library gap:
+/// `spec::model::convert` reports an unparsable `declared_params` without a
+/// hint. Remove the entry once the library adds one.
+const KNOWN_MISSING_HINT: &[&str] = &["declared-params-bad-unit.toml"];
+
+/// Text each listed fixture's diagnostic must contain, beyond the generic
+/// checks. Every problem of the multi-problem fixtures is listed, so a
+/// regression to "first problem only" fails here.
+const EXPECTED: &[(&str, &[&str])] = &[
+    (
+        "attention-kind-unknown.toml",
+        &[
+            "`attention.kind`",
+            "\"mqa\" is not one of the accepted values",
+            "use one of: \"mha\", \"gqa\", \"mla\"",
+        ],
+    ),
+    (
+        "declared-params-bad-unit.toml",
+        &["`declared_params`", "`10 bananas` is not a valid quantity"],
+    ),
+    (
+        "dense-layer-out-of-range.toml",
+        &[
+            "`dense_layers[1]`: layer 4 does",
+            "`dense_layers[2]`: layer 9 does",
+            "layer indices are 0-based",
+        ],
+    ),
+    (
+        "dtype-unknown.yaml",
+        &[
+            "`dtypes.weights`",
+            "\"fp12\" is not one of the accepted values",
+            "\"bf16\"",
+        ],
+    ),
+    (
+        "empty.toml",
+        &[
+            "missing required key `hidden_size`",
+            "missing required key `n_layers`",
+            "missing required key `vocab_size`",
+            "missing required key `attention`",
+        ],
+    ),
+    (
+        "heads-not-divisible.toml",
+        &[
+            "1 problem in",
+            "16 heads are",
+            "not divisible by 3 kv heads",
+            "pick a divisor of n_heads",
+        ],
+    ),
+    (
+        "hf-missing-keys.json",
+        &[
+            "missing key `num_hidden_layers`",
+            "missing key `intermediate_size`",
+            "missing key `num_local_experts`",
+            "missing key `num_experts_per_tok`",
+        ],
+    ),
+    (
+        "hf-unknown-architecture.json",
+        &[
+            "unsupported",
+            "`FalconMambaForCausalLM`",
+            "supported: MixtralForCausalLM",
+            "native model spec",
+        ],
+    ),
+    (
+        "hf-zero-and-negative.json",
+        &[
+            "`num_key_value_heads`: must be",
+            "`num_local_experts`: expected a",
+            "found -8",
+        ],
+    ),
+    (
+        "json-syntax-error.json",
+        &[
+            "json-syntax-error.json:4:18",
+            "invalid JSON: key must be a string",
+        ],
+    ),
+    (
+        "json-top-level-array.json",
+        &["expected object, found an array"],
+    ),
+    (
+        "json-truncated.json",
+        &["json-truncated.json:7:9", "EOF while parsing", "truncated"],
+    ),
+    (
+        "multiple-problems.toml",
+        &[
+            "3 problems in",
+            "`hidden_size`: -512 is below the",
+            "`tie_word_embedding`: unknown key",
+            "did you mean `tie_word_embeddings`?",
+            "`vocab_size`: expected integer, found",
+            "a string",
+        ],
+    ),
+    (
+        "multiple-semantic-problems.toml",
+        &[
+            "4 problems in",
+            "`vocab_size`: must be greater",
+            "not divisible by 5 kv heads",
+            "top-6 routing needs at least 6 experts",
+            "layer 7",
+            "does not exist",
+        ],
+    ),
+    (
+        "negative-sizes.json",
+        &[
+            "`hidden_size`: -512 is below the minimum",
+            "`attention.n_heads`: -4 is below the",
+            "sizes and counts cannot be negative",
+        ],
+    ),
+    (
+        "no-extension.txt",
+        &["no .toml, .yaml, .yml or .json extension"],
+    ),
+    (
+        "non-utf8.toml",
+        &[
+            "non-utf8.toml:1:12",
+            "not valid UTF-8",
+            "offset 11",
+            "save the file as UTF-8",
+        ],
+    ),
+    (
+        "toml-syntax-error.toml",
+        &["toml-syntax-error.toml:3:12", "invalid TOML"],
+    ),
+    (
+        "topk-above-experts.yaml",
+        &[
+            "`moe.experts_per_token`",
+            "top-8",
+            "routing needs at least 8 experts, the model has 4",
+        ],
+    ),
+    (
+        "unknown-field-typo.toml",
+        &["unknown key", "`hiden_size`", "did you mean `hidden_size`?"],
+    ),
+    (
+        "wrong-type-integer-for-string.toml",
+        &[
+            "`declared_params`",
+            "expected string, found an integer",
+            "quantities are strings with their unit",
+        ],
+    ),
+    (
+        "wrong-type-string-for-integer.yaml",
+        &[
+            "`hidden_size`: expected",
+            "integer, found a string",
+            "write a whole number without quotes",
+        ],
+    ),
+    (
+        "yaml-syntax-error.yaml",
+        &["yaml-syntax-error.yaml:6:11", "invalid YAML"],
+    ),
+    (
+        "zero-sizes.toml",
+        &[
+            "`hidden_size`: must be greater than 0",
+            "`vocab_size`: must be greater than 0",
+            "`moe.expert_intermediate_size`: must be",
+            "sizes and counts start at 1",
+        ],
+    ),
+];
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the binary from the crate directory with colour off.
+fn moeplan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moeplan"))
+        .args(args)
+        .current_dir(crate_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the moeplan binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Diagnostics wrap long lines (` │ ` continuations); join them so expected
+/// texts can be matched regardless of where the wrap falls.
+fn unwrapped(text: &str) -> String {
+    text.lines()
+        .map(|l| l.trim_start_matches([' ', '│']).trim_end())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The fixture files, sorted.
+fn invalid_fixtures() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(crate_dir().join(INVALID_DIR))
+        .expect("the fixtures folder exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 20,
+        "expected the invalid fixtures, found {files:?}"
+    );
+    files
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_str().unwrap().to_string()
+}
+
+/// `name:LINE:COL` appears in `text`.
+fn has_location(text: &str, name: &str) -> bool {
+    text.match_indices(&format!("{name}:")).any(|(i, m)| {
+        let rest = &text[i + m.len()..];
+        let line: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if line.is_empty() || !rest[line.len()..].starts_with(':') {
+            return false;
+        }
+        rest[line.len() + 1..].starts_with(|c: char| c.is_ascii_digit())
+    })
+}
+
+fn snapshot_name(file: &str) -> String {
+    format!("invalid-{}", file.replace('.', "_"))
+}
+
+#[test]
+fn every_invalid_fixture_gives_exit_2_and_a_located_diagnostic() {
+    let mut failures = Vec::new();
+    for path in invalid_fixtures() {
+        let name = file_name(&path);
+        let rel = format!("{INVALID_DIR}/{name}");
+        let out = moeplan(&["model", &rel]);
+        let err = stderr(&out);
+        let flat = unwrapped(&err);
+        let mut fail = |why: String| failures.push(format!("{name}: {why}\n{err}"));
+        if out.status.code() != Some(EXIT_INPUT) {
+            fail(format!(
+                "exit code {:?}, expected {EXIT_INPUT}",
+                out.status.code()
+            ));
+        }
+        if err.trim().is_empty() {
+            fail("empty stderr".into());
+        }
+        if err.contains("panicked") {
+            fail("panicked".into());
+        }
+        if !err.contains(&rel) {
+            fail(format!("stderr does not name `{rel}`"));
+        }
+        if !NO_LOCATION.contains(&name.as_str()) && !has_location(&err, &rel) {
+            fail("no `file:line:col` location".into());
+        }
+        if !KNOWN_MISSING_HINT.contains(&name.as_str()) && !err.contains("help:") {
+            fail("no hint (`help:`)".into());
+        }
+        if !stdout(&out).is_empty() {
+            fail(format!("unexpected stdout: {}", stdout(&out)));
+        }
+        if let Some((_, texts)) = EXPECTED.iter().find(|(f, _)| *f == name) {
+            for t in *texts {
+                if !flat.contains(t) {
+                    fail(format!("diagnostic lacks `{t}`"));
+                }
+            }
+        }
+        insta::assert_snapshot!(snapshot_name(&name), err);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn expectation_tables_name_existing_fixtures() {
+    let names: Vec<String> = invalid_fixtures().iter().map(|p| file_name(p)).collect();
+    let listed = EXPECTED
+        .iter()
+        .map(|(f, _)| *f)
+        .chain(NO_LOCATION.iter().copied())
+        .chain(KNOWN_MISSING_HINT.iter().copied());
+    for f in listed {
+        assert!(
+            names.iter().any(|n| n == f),
+            "`{f}` is listed but not in {INVALID_DIR}"
+        );
+    }
+    for n in &names {
+        assert!(
+            EXPECTED.iter().any(|(f, _)| f == n),
+            "fixture `{n}` has no entry in EXPECTED"
+        );
+    }
+}
+
+/// The multi-problem fixture mixes structural problems (reported) with
+/// semantic ones (a zero head count, heads not divisible by kv heads).
+///
+/// Library bug: `spec::parse_raw` returns as soon as the schema check finds
+/// anything, so the semantic checks in `spec::model::convert` never run and
+/// these two problems are not reported until the structural ones are fixed.
+#[test]
+#[ignore = "library bug: semantic problems are not reported alongside structural ones"]
+fn multiple_problems_reports_structural_and_semantic_problems_together() {
+    let out = moeplan(&["model", "tests/fixtures/invalid/multiple-problems.toml"]);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT));
+    let flat = unwrapped(&stderr(&out));
+    for t in [
+        "`hidden_size`: -512 is below the",
+        "`tie_word_embedding`: unknown key",
+        "`vocab_size`: expected integer",
+        "`attention.n_heads`: must be greater than 0",
+        "not divisible by 5 kv heads",
+    ] {
+        assert!(flat.contains(t), "diagnostic lacks `{t}`:\n{flat}");
+    }
+}
+
+/// A unique path in the temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(stem: &str, ext: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(
+            "moeplan-cli-test-{stem}-{}-{nanos}.{ext}",
+            std::process::id()
+        );
+        TempFile(std::env::temp_dir().join(name))
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("temp path is UTF-8")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_50_mb_file_is_rejected_with_the_size_limit() {
+    let tmp = TempFile::new("huge", "json");
+    let f = fs::File::create(&tmp.0).expect("create temp file");
+    f.set_len(50 * 1000 * 1000).expect("grow temp file");
+    drop(f);
+    let out = moeplan(&["model", tmp.path()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let flat = unwrapped(&err);
+    assert!(flat.contains("the file is 50.0 MB"), "{err}");
+    assert!(flat.contains("spec files are at most 16 MB"), "{err}");
+    assert!(flat.contains("help:"), "{err}");
+}
+
+/// Library bug: a layer count that passes the schema but is absurdly large
+/// reaches `vec![...; n_layers as usize]` (spec/model.rs, hf.rs) and the
+/// process panics with "capacity overflow" (exit 101); a smaller but still
+/// huge count (1e12) aborts on a failed allocation (exit 134).
+#[test]
+fn an_absurd_layer_count_is_a_diagnostic_not_a_panic() {
+    let tmp = TempFile::new("layers", "toml");
+    fs::write(
+        &tmp.0,
+        "hidden_size = 512\nn_layers = 9000000000000000000\nvocab_size = 32000\n[attention]\nkind = \"mha\"\nn_heads = 16\n",
+    )
+    .unwrap();
+    let out = moeplan(&["model", tmp.path()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(has_location(&err, tmp.path()), "{err}");
+}
+
+/// Library bug: `512.0` passes the schema's integer check (`type_matches`
+/// in spec/mod.rs accepts whole floats) but then fails serde's `u64`
+/// deserialisation in `raw_from_value`, which reports it with no path, no
+/// location and no hint (and would drop any other problem in the file).
+#[test]
+#[ignore = "library bug: a whole-number float for an integer gives an unlocated diagnostic"]
+fn a_float_where_an_integer_is_expected_is_located() {
+    let tmp = TempFile::new("float", "json");
+    fs::write(
+        &tmp.0,
+        "{\n  \"hidden_size\": 512.0,\n  \"n_layers\": 4,\n  \"vocab_size\": 100,\n  \"attention\": {\"kind\": \"mha\", \"n_heads\": 4}\n}\n",
+    )
+    .unwrap();
+    let out = moeplan(&["model", tmp.path()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT), "{err}");
+    assert!(has_location(&err, tmp.path()), "{err}");
+    assert!(err.contains("`hidden_size`"), "{err}");
+    assert!(err.contains("help:"), "{err}");
+}
+
+#[test]
+fn json_flag_reports_input_errors_as_json_on_stdout() {
+    let out = moeplan(&[
+        "model",
+        "tests/fixtures/invalid/multiple-semantic-problems.toml",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is JSON");
+    let e = v.get("error").expect("an `error` key");
+    assert_eq!(e["kind"], "input");
+    let msg = e["message"].as_str().expect("a message");
+    assert!(msg.contains("multiple-semantic-problems.toml:4:1"), "{msg}");
+    assert!(msg.contains("4 problems"), "{msg}");
+    insta::assert_snapshot!("invalid-json-output", stdout(&out));
+}
+
+#[test]
+fn unknown_model_name_is_bad_input() {
+    let out = moeplan(&["model", "no-such-model"]);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT));
+    let err = stderr(&out);
+    assert!(err.contains("neither a catalog model nor a file"), "{err}");
+    assert!(err.contains("seed-moe"), "{err}");
+}
+
+#[test]
+fn missing_file_is_bad_input() {
+    let out = moeplan(&["model", "tests/fixtures/does-not-exist.toml"]);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT));
+    let err = stderr(&out);
+    assert!(err.contains("tests/fixtures/does-not-exist.toml"), "{err}");
+    assert!(err.contains("cannot read the file"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn seed_moe_warns_about_its_declared_parameters() {
+    let out = moeplan(&["model", "seed-moe"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("warning: declared parameters"))
+        .unwrap_or_else(|| panic!("no declared-params warning in:\n{text}"));
+    // "... the declaration is 22.11x the derived count"
+    let ratio: f64 = line
+        .split("the declaration is ")
+        .nth(1)
+        .and_then(|r| r.split('x').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ratio in `{line}`"));
+    assert!(ratio > 20.0, "{line}");
+    insta::assert_snapshot!("seed-moe-text", text);
+}
+
+#[test]
+fn seed_moe_json_snapshot() {
+    let out = moeplan(&["model", "seed-moe", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    serde_json::from_str::<serde_json::Value>(&text).expect("stdout is JSON");
+    insta::assert_snapshot!("seed-moe-json", text);
+}
+
+#[test]
+fn model_json_has_the_stable_keys() {
+    let out = moeplan(&["model", "mixtral-8x7b", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is JSON");
+    for key in [
+        "params_total",
+        "params_active",
+        "params_by_component",
+        "weight_bytes",
+        "kv_cache_bytes_per_token",
+        "n_layers",
+        "n_routed_experts",
+        "experts_per_token",
+        "hidden_size",
+        "warnings",
+    ] {
+        assert!(v.get(key).is_some(), "missing `{key}` in {v}");
+    }
+    assert_eq!(v["n_routed_experts"], 8);
+    assert_eq!(v["experts_per_token"], 2);
+    assert!(v["warnings"].is_array());
+    assert!(v["params_by_component"].is_object() || v["params_by_component"].is_array());
+}
+
+#[test]
+fn catalog_lists_every_model() {
+    let out = moeplan(&["catalog"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for (id, _) in moeplan::catalog::MODELS {
+        let listed = text
+            .lines()
+            .any(|l| l.split(['│', '┆']).nth(1).map(str::trim) == Some(*id));
+        assert!(listed, "`{id}` not listed:\n{text}");
+    }
+    for (id, _) in moeplan::catalog::GPUS {
+        assert!(text.contains(id), "`{id}` not listed:\n{text}");
+    }
+}
+
+#[test]
+fn catalog_json_lists_every_model() {
+    let out = moeplan(&["catalog", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is JSON");
+    let ids: Vec<&str> = v["models"]
+        .as_array()
+        .expect("a models array")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    let expected: Vec<&str> = moeplan::catalog::MODELS.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn model_output_is_deterministic() {
+    let a = moeplan(&["model", "deepseek-v3", "--json"]);
+    let b = moeplan(&["model", "deepseek-v3", "--json"]);
+    assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+    assert_eq!(b.status.code(), Some(0));
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout, "two runs differ");
+}
+
+#[test]
+fn schema_commands_print_json() {
+    for kind in ["model", "gpu"] {
+        let out = moeplan(&["schema", kind]);
+        assert_eq!(out.status.code(), Some(0));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("schema is JSON");
+        assert!(v.get("properties").is_some(), "{kind}: {v}");
+    }
+}
