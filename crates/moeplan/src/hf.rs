@@ -60,7 +60,10 @@ impl Cfg<'_> {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
                 Some(0) => {
-                    pr.push(Problem::at(self.path(key), "must be greater than 0"));
+                    pr.push(
+                        Problem::at(self.path(key), "must be greater than 0")
+                            .hint("sizes and counts in config.json start at 1"),
+                    );
                     Some(1)
                 }
                 Some(x) => Some(x),
@@ -390,10 +393,13 @@ fn qwen_next(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     }
     if let Some(t) = types {
         if t.len() != n {
-            pr.push(Problem::at(
-                c.path("layer_types"),
-                format!("{} entries for {n} layers", t.len()),
-            ));
+            pr.push(
+                Problem::at(
+                    c.path("layer_types"),
+                    format!("{} entries for {n} layers", t.len()),
+                )
+                .hint("layer_types lists one entry per hidden layer"),
+            );
         }
     }
     m.vision = None;
@@ -598,21 +604,39 @@ fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
         }
     }
     if let Some(moe) = &m.moe {
-        if moe.experts_per_token > moe.n_routed_experts {
-            pr.push(Problem::at(
-                c.path("num_experts_per_tok"),
-                format!(
-                    "top-{} routing over {} experts is impossible",
-                    moe.experts_per_token, moe.n_routed_experts
-                ),
-            ));
+        // Compare only values that were themselves valid (an invalid count
+        // was already reported and replaced by 1).
+        let reported = |key: &str| pr.0.iter().any(|p| p.path.ends_with(key));
+        let counts_valid = ![
+            "num_local_experts",
+            "n_routed_experts",
+            "num_experts",
+            "num_experts_per_tok",
+            "experts_per_token",
+        ]
+        .iter()
+        .any(|k| reported(k));
+        if counts_valid && moe.experts_per_token > moe.n_routed_experts {
+            pr.push(
+                Problem::at(
+                    c.path("num_experts_per_tok"),
+                    format!(
+                        "top-{} routing over {} experts is impossible",
+                        moe.experts_per_token, moe.n_routed_experts
+                    ),
+                )
+                .hint("num_experts_per_tok cannot exceed the number of routed experts"),
+            );
         }
     }
     if m.layers.iter().any(|l| l.ffn == Ffn::Dense) && m.dense_intermediate_size == 0 {
-        pr.push(Problem::at(
-            c.path("intermediate_size"),
-            "dense layers need `intermediate_size`",
-        ));
+        pr.push(
+            Problem::at(
+                c.path("intermediate_size"),
+                "dense layers need `intermediate_size`",
+            )
+            .hint("add the dense MLP width as intermediate_size"),
+        );
     }
 }
 

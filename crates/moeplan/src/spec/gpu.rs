@@ -91,15 +91,8 @@ pub struct RawEfficiency {
 
 /// Reads a GPU spec file.
 pub fn load(source: &Source) -> Result<Gpu, SpecError> {
-    let raw: RawGpu = super::parse_raw(source)?;
-    let stem = std::path::Path::new(&source.name)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("gpu")
-        .to_string();
-    let mut pr = Problems::default();
-    let gpu = convert(&raw, &stem, &mut pr);
-    pr.into_result(source, gpu)
+    let stem = source.stem("gpu");
+    super::load_spec(source, |raw: &RawGpu, pr| convert(raw, &stem, pr))
 }
 
 fn positive<T>(
@@ -112,11 +105,15 @@ fn positive<T>(
     match r {
         Ok(v) if value(&v) > 0.0 => v,
         Ok(_) => {
-            pr.push(Problem::at(path, "must be greater than 0"));
+            pr.push(
+                Problem::at(path, "must be greater than 0").hint("datasheet figures are positive"),
+            );
             default
         }
         Err(e) => {
-            pr.push(Problem::at(path, e));
+            pr.push(
+                Problem::at(path, e).hint("write the figure with its unit, as the datasheet does"),
+            );
             default
         }
     }
@@ -166,7 +163,10 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
     };
     let gpus_per_node = raw.gpus_per_node.unwrap_or(8);
     if gpus_per_node == 0 {
-        pr.push(Problem::at("gpus_per_node", "must be greater than 0"));
+        pr.push(
+            Problem::at("gpus_per_node", "must be greater than 0")
+                .hint("GPUs in one NVLink domain, e.g. 8"),
+        );
     }
     let mut cal = calibration::hopper();
     cal.source = calibration::derived_source(default_id);

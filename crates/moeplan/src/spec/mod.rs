@@ -70,6 +70,8 @@ impl SpecError {
                 p.span = locate(&text, &p.path);
             }
         }
+        // File order; unlocated problems (whole file) first, stable otherwise.
+        problems.sort_by_key(|p| p.span.map_or(0, |(off, _)| off + 1));
         SpecError {
             file: file.to_string(),
             problems,
@@ -104,7 +106,10 @@ impl SpecError {
                 p.span.map(|(off, _)| {
                     let before = &text[..off.min(text.len())];
                     let line = before.matches('\n').count() + 1;
-                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+                        .chars()
+                        .count()
+                        + 1;
                     (line, col)
                 })
             })
@@ -180,28 +185,123 @@ pub fn schema_of<T: JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).expect("schemas serialise")
 }
 
-/// Parses a source into the raw type `T`, collecting every structural
-/// problem (syntax, unknown field, wrong type, missing key) first.
-pub fn parse_raw<T: DeserializeOwned + JsonSchema>(source: &Source) -> Result<T, SpecError> {
+/// Reads a spec: syntax, then `T`'s schema (every unknown key, wrong type
+/// and missing key), then the semantic checks of `convert`. Keys with
+/// structural problems are set aside so the semantic checks still run on
+/// the rest of the file: a user sees every problem at once.
+pub fn load_spec<T, D>(
+    source: &Source,
+    convert: impl FnOnce(&T, &mut Problems) -> D,
+) -> Result<D, SpecError>
+where
+    T: DeserializeOwned + JsonSchema,
+{
     let value = source.parse()?;
-    raw_from_value(source, &value)
+    let schema = schema_of::<T>();
+    let mut problems = check_schema(&value, &schema);
+    let pruned_paths: Vec<String> = problems
+        .iter()
+        .filter(|p| !p.message.starts_with("missing required key"))
+        .map(|p| p.path.split('[').next().unwrap_or(&p.path).to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut pruned = value.clone();
+    for path in &pruned_paths {
+        remove_path(&mut pruned, path);
+        // A required key cannot be left out: stand in a value of its type so
+        // the semantic checks can run on everything else.
+        if let Some(placeholder) = required_placeholder(&schema, path) {
+            set_path(&mut pruned, path, placeholder);
+        }
+    }
+    match serde_json::from_value::<T>(pruned) {
+        Ok(raw) => {
+            let mut semantic = Problems::default();
+            let out = convert(&raw, &mut semantic);
+            problems.extend(semantic.0.into_iter().filter(|p| {
+                !pruned_paths
+                    .iter()
+                    .any(|q| p.path == *q || p.path.starts_with(&format!("{q}.")))
+            }));
+            if problems.is_empty() {
+                return Ok(out);
+            }
+        }
+        Err(e) => {
+            if problems.is_empty() {
+                problems.push(
+                    Problem::at("", e.to_string()).hint("check the value against `moeplan schema`"),
+                );
+            }
+        }
+    }
+    Err(SpecError::in_source(source, problems))
 }
 
-/// Checks a tree against `T`'s schema and deserialises it.
-pub fn raw_from_value<T: DeserializeOwned + JsonSchema>(
-    source: &Source,
-    value: &Value,
-) -> Result<T, SpecError> {
-    let schema = schema_of::<T>();
-    let problems = check_schema(value, &schema);
-    if !problems.is_empty() {
-        return Err(SpecError::in_source(source, problems));
+/// A stand-in value for `path` when the schema requires it there.
+fn required_placeholder(root: &Value, path: &str) -> Option<Value> {
+    let mut s = resolve(root, root);
+    let mut parts = path.split('.').peekable();
+    while let Some(key) = parts.next() {
+        let required = s
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|r| r.iter().any(|x| x == key));
+        let child = resolve(s.get("properties")?.get(key)?, root);
+        if parts.peek().is_none() {
+            if !required {
+                return None;
+            }
+            let t = match child.get("type") {
+                Some(Value::String(t)) => t.clone(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .find(|t| *t != "null")?
+                    .to_string(),
+                _ => return None,
+            };
+            return Some(match t.as_str() {
+                "integer" | "number" => Value::from(1),
+                "string" => Value::from(""),
+                "boolean" => Value::from(false),
+                "array" => Value::Array(Vec::new()),
+                _ => return None,
+            });
+        }
+        s = child;
     }
-    serde_json::from_value(value.clone()).map_err(|e| {
-        // The schema check passed, so this is a constraint the schema cannot
-        // express (e.g. a number too large for its integer type).
-        SpecError::in_source(source, vec![Problem::at("", e.to_string())])
-    })
+    None
+}
+
+fn set_path(v: &mut Value, path: &str, new: Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut cur = v;
+    for p in parts {
+        match cur.get_mut(p) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Some(obj) = cur.as_object_mut() {
+        obj.insert(last.to_string(), new);
+    }
+}
+
+fn remove_path(v: &mut Value, path: &str) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut cur = v;
+    for p in parts {
+        match cur.get_mut(p) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Some(obj) = cur.as_object_mut() {
+        obj.remove(last);
+    }
 }
 
 /// Walks `value` against a JSON Schema and lists every violation.
@@ -246,7 +346,7 @@ fn type_matches(v: &Value, t: &str) -> bool {
     match t {
         "null" => v.is_null(),
         "boolean" => v.is_boolean(),
-        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "integer" => v.is_i64() || v.is_u64(),
         "number" => v.is_number(),
         "string" => v.is_string(),
         "array" => v.is_array(),
@@ -319,7 +419,7 @@ fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Probl
                 )
                 .hint(match wanted.first().copied() {
                     Some("string") => "quantities are strings with their unit, e.g. \"80 GB\"",
-                    Some("integer") => "write a whole number without quotes",
+                    Some("integer") => "write a whole number: no quotes, no decimal point",
                     Some("object") => "this key holds a table of fields",
                     _ => "check the schema (moeplan schema)",
                 }),
@@ -434,14 +534,6 @@ impl Problems {
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-    /// Turns collected problems into an error against `source`.
-    pub fn into_result<T>(self, source: &Source, value: T) -> Result<T, SpecError> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(SpecError::in_source(source, self.0))
-        }
     }
 }
 

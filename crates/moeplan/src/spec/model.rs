@@ -142,15 +142,8 @@ pub const MAX_LAYERS: u64 = 4096;
 
 /// Reads a native model spec.
 pub fn load(source: &Source) -> Result<Model, SpecError> {
-    let raw: RawModel = super::parse_raw(source)?;
-    let stem = std::path::Path::new(&source.name)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("model")
-        .to_string();
-    let mut problems = Problems::default();
-    let model = convert(&raw, &stem, &mut problems);
-    problems.into_result(source, model)
+    let stem = source.stem("model");
+    super::load_spec(source, |raw: &RawModel, pr| convert(raw, &stem, pr))
 }
 
 /// Converts a raw model into the domain type, collecting problems.
@@ -195,7 +188,7 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
                 (_, Some(kv)) => pr.positive("attention.n_kv_heads", kv),
                 (_, None) => n_heads,
             };
-            if n_heads % n_kv != 0 {
+            if a.n_heads > 0 && a.n_kv_heads != Some(0) && n_heads % n_kv != 0 {
                 pr.push(
                     Problem::at("attention.n_kv_heads", format!("{n_heads} heads are not divisible by {n_kv} kv heads"))
                         .hint("each kv head serves a whole group of query heads: pick a divisor of n_heads"),
@@ -231,10 +224,13 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
                     _ => a.v_head_dim.is_some(),
                 };
                 if set {
-                    pr.push(Problem::at(
-                        format!("attention.{k}"),
-                        format!("`{k}` only applies to kind = \"mla\""),
-                    ));
+                    pr.push(
+                        Problem::at(
+                            format!("attention.{k}"),
+                            format!("`{k}` only applies to kind = \"mla\""),
+                        )
+                        .hint("remove it, or set kind = \"mla\""),
+                    );
                 }
             }
             Attention::Gqa {
@@ -278,7 +274,7 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
     let moe = raw.moe.as_ref().map(|m| {
         let e = pr.positive("moe.n_routed_experts", m.n_routed_experts);
         let k = pr.positive("moe.experts_per_token", m.experts_per_token);
-        if k > e {
+        if m.n_routed_experts > 0 && m.experts_per_token > 0 && k > e {
             pr.push(
                 Problem::at(
                     "moe.experts_per_token",
@@ -389,7 +385,10 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         .and_then(|s| match parse_params(s) {
             Ok(p) => Some(p.0),
             Err(e) => {
-                pr.push(Problem::at("declared_params", e));
+                pr.push(
+                    Problem::at("declared_params", e)
+                        .hint("a count with its suffix, in quotes: \"10B\", \"46.7B\", \"300M\""),
+                );
                 None
             }
         });

@@ -130,6 +130,15 @@ impl Source {
         }
     }
 
+    /// The file name without directory and extension (`default` when there is none).
+    pub fn stem(&self, default: &str) -> String {
+        Path::new(&self.name)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(default)
+            .to_string()
+    }
+
     /// Parses the text into a generic tree, reporting a syntax error with its location.
     pub fn parse(&self) -> Result<Value, SpecError> {
         let syntax = |offset: usize, message: String, hint: &str| {
@@ -146,7 +155,7 @@ impl Source {
         };
         match self.format {
             Format::Json => serde_json::from_str::<Value>(&self.text).map_err(|e| {
-                let offset = offset_of(&self.text, e.line(), e.column());
+                let offset = byte_offset_of(&self.text, e.line(), e.column());
                 let hint = if e.is_eof() {
                     "the file ends early: is it truncated, or is a closing bracket missing?"
                 } else {
@@ -209,6 +218,17 @@ pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
     text.len()
 }
 
+/// Byte offset of a 1-based line and a 1-based byte column (serde_json's
+/// convention), moved back to a character boundary.
+fn byte_offset_of(text: &str, line: usize, column: usize) -> usize {
+    let start = offset_of(text, line, 1);
+    let mut at = (start + column.saturating_sub(1)).min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// Pulls "line N column M" out of a YAML error message.
 fn yaml_offset(text: &str, msg: &str) -> usize {
     let nums: Vec<usize> = msg
@@ -257,6 +277,10 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
 /// The first occurrence of `key` at or after `from` written as a key: a whole
 /// word, optionally quoted, followed by `=`, `:`, `]` or `.` (TOML headers).
 fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
+    if key.is_empty() {
+        // An empty key (`"": 1`) matches everywhere; there is nothing to point at.
+        return None;
+    }
     let bytes = text.as_bytes();
     let mut start = from;
     while let Some(rel) = text.get(start..)?.find(key) {
