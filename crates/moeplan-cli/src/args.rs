@@ -22,7 +22,7 @@ pub enum Command {
     Catalog(CatalogArgs),
     /// Predict TTFT, TPOT, throughput and memory of one deployment.
     Estimate(EstimateArgs),
-    /// Print the JSON Schema of a native spec file (model or gpu).
+    /// Print the JSON Schema of a native spec file (model, gpu or scenario).
     Schema(SchemaArgs),
 }
 
@@ -54,8 +54,8 @@ pub struct CatalogArgs {
 
 #[derive(Args, Debug)]
 pub struct SchemaArgs {
-    /// Which spec: model or gpu.
-    #[arg(value_parser = ["model", "gpu"])]
+    /// Which spec: model, gpu or scenario.
+    #[arg(value_parser = ["model", "gpu", "scenario"])]
     pub kind: String,
 }
 

@@ -10,6 +10,7 @@
 
 pub mod gpu;
 pub mod model;
+pub mod scenario;
 pub mod source;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};

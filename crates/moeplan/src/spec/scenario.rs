@@ -1,0 +1,673 @@
+//! The scenario spec: model + hardware + workload + service levels.
+//!
+//! ```toml
+//! [model]
+//! catalog = "qwen3-30b-a3b"     # or hf_config = "config.json", spec = "model.toml", or inline native fields
+//! [hardware]
+//! gpu = "h100-sxm"              # or an inline [hardware.gpu] table
+//! gpus = 8                      # GPUs available
+//! [workload]
+//! isl = 4000                    # or isl_min / isl_max for a range
+//! osl = 500
+//! concurrency = 64              # requests in flight (or batch_size)
+//! [slo]
+//! ttft = "2 s"
+//! tpot = "30 ms"
+//! ```
+//!
+//! The section types are public so the plan file of `moeplan audit` reuses them.
+
+use super::{Problem, Problems, SpecError};
+use crate::catalog;
+use crate::hardware::Gpu;
+use crate::model::Model;
+use crate::quantity::{parse_fraction, parse_time, parse_token_rate};
+use crate::spec::gpu::RawGpu;
+use crate::spec::model::RawModel;
+use crate::spec::source::Source;
+use crate::units::{Seconds, TokensPerSecond};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A scenario as written.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    /// A name for reports (default: the file stem).
+    pub name: Option<String>,
+    /// The model.
+    pub model: RawModelSection,
+    /// The hardware.
+    pub hardware: RawHardware,
+    /// The requests.
+    pub workload: RawWorkload,
+    /// Service levels (all optional).
+    pub slo: Option<RawSlo>,
+    /// Assumptions the author made where the source was silent.
+    pub assumptions: Option<Vec<String>>,
+}
+
+/// The model: a reference, or the native fields inline.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawModelSection {
+    /// A catalog id or a file.
+    Ref(RawModelRef),
+    /// Native model fields written in place.
+    Inline(Box<RawModel>),
+}
+
+/// A reference to a model: exactly one of `catalog`, `hf_config`, `spec`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelRef {
+    /// Catalog id (`moeplan catalog`).
+    pub catalog: Option<String>,
+    /// Path to a Hugging Face config.json (relative to this file).
+    pub hf_config: Option<String>,
+    /// Path to a native model spec (relative to this file).
+    pub spec: Option<String>,
+    /// The parameter total the plan or document states, e.g. "10B".
+    pub declared_params: Option<String>,
+}
+
+/// The GPU: a catalog id or a path, or an inline GPU spec.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawGpuSection {
+    /// A catalog id or a spec file path.
+    Id(String),
+    /// GPU fields written in place.
+    Inline(Box<RawGpu>),
+}
+
+/// Hardware.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHardware {
+    /// The GPU.
+    pub gpu: RawGpuSection,
+    /// GPUs per node (NVLink domain), overriding the GPU's.
+    pub gpus_per_node: Option<u32>,
+    /// GPUs available to the deployment (the planner's budget).
+    pub gpus: Option<u32>,
+    /// A flat compute efficiency the scenario assumes (fraction of peak), replacing the calibrated curves.
+    pub mfu: Option<f64>,
+    /// A flat memory-bandwidth efficiency the scenario assumes.
+    pub bandwidth_utilization: Option<f64>,
+}
+
+/// The requests.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    /// Prompt tokens per request.
+    pub isl: Option<u64>,
+    /// Shortest prompt of a range.
+    pub isl_min: Option<u64>,
+    /// Longest prompt of a range.
+    pub isl_max: Option<u64>,
+    /// Output tokens per request.
+    pub osl: Option<u64>,
+    /// Shortest output of a range.
+    pub osl_min: Option<u64>,
+    /// Longest output of a range.
+    pub osl_max: Option<u64>,
+    /// Requests in flight (per replica when a layout is given).
+    pub concurrency: Option<u64>,
+    /// The same as concurrency, as plans often say it.
+    pub batch_size: Option<u64>,
+    /// Arriving requests per second the deployment must serve.
+    pub request_rate: Option<f64>,
+}
+
+/// Service levels.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    /// Longest time to first token, e.g. "2 s".
+    pub ttft: Option<String>,
+    /// Longest time per output token, e.g. "30 ms".
+    pub tpot: Option<String>,
+    /// Least output tokens/s per GPU, e.g. "15 tokens/ms".
+    pub min_throughput_per_gpu: Option<String>,
+    /// Least output tokens/s each request sees.
+    pub min_throughput_per_user: Option<String>,
+    /// Largest fraction of GPU memory used (default 0.9).
+    pub max_memory_fraction: Option<serde_json::Value>,
+    /// Largest expert load imbalance (max/mean − 1), e.g. "10%".
+    pub max_load_imbalance: Option<serde_json::Value>,
+}
+
+/// A length, or a range of lengths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Lengths {
+    /// Shortest.
+    pub min: u64,
+    /// Longest.
+    pub max: u64,
+}
+
+impl Lengths {
+    /// The midpoint, used for throughput (the mean of a uniform range).
+    pub fn mean(&self) -> u64 {
+        (self.min + self.max) / 2
+    }
+    /// True when min = max.
+    pub fn is_fixed(&self) -> bool {
+        self.min == self.max
+    }
+}
+
+/// The validated workload.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkloadSpec {
+    /// Prompt lengths.
+    pub isl: Lengths,
+    /// Output lengths.
+    pub osl: Lengths,
+    /// Requests in flight, if fixed.
+    pub concurrency: Option<u64>,
+    /// Arriving requests per second, if stated.
+    pub request_rate: Option<f64>,
+}
+
+/// The validated service levels.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Slo {
+    /// Longest TTFT.
+    pub ttft: Option<Seconds>,
+    /// Longest TPOT.
+    pub tpot: Option<Seconds>,
+    /// Least output tokens/s per GPU.
+    pub min_throughput_per_gpu: Option<TokensPerSecond>,
+    /// Least output tokens/s per request.
+    pub min_throughput_per_user: Option<TokensPerSecond>,
+    /// Largest memory fraction.
+    pub max_memory_fraction: f64,
+    /// Largest expert load imbalance.
+    pub max_load_imbalance: Option<f64>,
+}
+
+impl Default for Slo {
+    fn default() -> Self {
+        Slo {
+            ttft: None,
+            tpot: None,
+            min_throughput_per_gpu: None,
+            min_throughput_per_user: None,
+            max_memory_fraction: 0.9,
+            max_load_imbalance: None,
+        }
+    }
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Name for reports.
+    pub name: String,
+    /// The model.
+    pub model: Model,
+    /// The GPU (with the node size applied).
+    pub gpu: Gpu,
+    /// GPUs available, if limited.
+    pub gpus_available: Option<u32>,
+    /// Flat compute efficiency, if assumed.
+    pub mfu: Option<f64>,
+    /// Flat bandwidth efficiency, if assumed.
+    pub bandwidth_utilization: Option<f64>,
+    /// The requests.
+    pub workload: WorkloadSpec,
+    /// Service levels.
+    pub slo: Slo,
+    /// Assumptions to show.
+    pub assumptions: Vec<String>,
+}
+
+/// Reads a scenario file.
+pub fn load(source: &Source, dir: &Path) -> Result<Scenario, SpecError> {
+    let stem = source.stem("scenario");
+    let mut nested: Vec<SpecError> = Vec::new();
+    let out = super::load_spec(source, |raw: &RawScenario, pr| {
+        let mut nest = |e: SpecError| nested.push(e);
+        convert(raw, &stem, dir, pr, &mut nest)
+    })?;
+    match (out, nested.pop()) {
+        (_, Some(e)) => Err(e),
+        (Some(s), None) => Ok(s),
+        (None, None) => Err(SpecError::in_source(
+            source,
+            vec![Problem::at("", "the scenario could not be built")],
+        )),
+    }
+}
+
+/// Resolves the model section. Errors inside a referenced file are reported
+/// against that file (`nested`); problems of the section itself go to `pr`.
+pub fn resolve_model(
+    sec: &RawModelSection,
+    dir: &Path,
+    pr: &mut Problems,
+    nested: &mut dyn FnMut(SpecError),
+) -> Option<Model> {
+    let mut m = match sec {
+        RawModelSection::Inline(raw) => Some(super::model::convert(
+            raw,
+            "model",
+            &mut prefixed(pr, "model"),
+        )),
+        RawModelSection::Ref(r) => {
+            let given = [r.catalog.is_some(), r.hf_config.is_some(), r.spec.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if given != 1 {
+                pr.push(
+                    Problem::at("model", format!("{given} model sources given"))
+                        .hint("give exactly one of catalog = \"id\", hf_config = \"path/config.json\", spec = \"model.toml\", or the model's fields inline"),
+                );
+                return None;
+            }
+            let res = if let Some(id) = &r.catalog {
+                match catalog::model(id) {
+                    Some(m) => m,
+                    None => {
+                        let ids: Vec<&str> = catalog::MODELS.iter().map(|(k, _)| *k).collect();
+                        pr.push(
+                            Problem::at("model.catalog", format!("`{id}` is not in the catalog"))
+                                .hint(format!("catalog models: {}", ids.join(", "))),
+                        );
+                        return None;
+                    }
+                }
+            } else {
+                let rel = r
+                    .hf_config
+                    .as_ref()
+                    .or(r.spec.as_ref())
+                    .expect("one is set");
+                let path: PathBuf = dir.join(rel);
+                Source::read(&path).and_then(|s| catalog::load_model_source(&s))
+            };
+            match res {
+                Ok(mut m) => {
+                    if let Some(d) = &r.declared_params {
+                        match crate::quantity::parse_params(d) {
+                            Ok(p) => m.declared_params = Some(p.0),
+                            Err(e) => pr
+                                .push(Problem::at("model.declared_params", e).hint("e.g. \"10B\"")),
+                        }
+                    }
+                    Some(m)
+                }
+                Err(e) => {
+                    nested(e);
+                    None
+                }
+            }
+        }
+    };
+    if let Some(m) = &mut m {
+        if m.name.is_empty() {
+            m.name = "model".into();
+        }
+    }
+    m
+}
+
+/// Resolves the hardware section's GPU.
+pub fn resolve_gpu(
+    h: &RawHardware,
+    dir: &Path,
+    pr: &mut Problems,
+    nested: &mut dyn FnMut(SpecError),
+) -> Option<Gpu> {
+    let mut g = match &h.gpu {
+        RawGpuSection::Inline(raw) => Some(super::gpu::convert(
+            raw,
+            "custom-gpu",
+            &mut prefixed(pr, "hardware.gpu"),
+        )),
+        RawGpuSection::Id(id) => match catalog::gpu(id) {
+            Some(Ok(g)) => Some(g),
+            Some(Err(e)) => {
+                nested(e);
+                None
+            }
+            None => {
+                let path = dir.join(id);
+                if path.exists() {
+                    match Source::read(&path).and_then(|s| super::gpu::load(&s)) {
+                        Ok(g) => Some(g),
+                        Err(e) => {
+                            nested(e);
+                            None
+                        }
+                    }
+                } else {
+                    let ids: Vec<&str> = catalog::GPUS.iter().map(|(k, _)| *k).collect();
+                    pr.push(
+                        Problem::at(
+                            "hardware.gpu",
+                            format!("`{id}` is neither a catalog GPU nor a file"),
+                        )
+                        .hint(format!("catalog GPUs: {}", ids.join(", "))),
+                    );
+                    None
+                }
+            }
+        },
+    };
+    if let (Some(g), Some(n)) = (&mut g, h.gpus_per_node) {
+        if n == 0 {
+            pr.push(
+                Problem::at("hardware.gpus_per_node", "must be greater than 0")
+                    .hint("GPUs in one NVLink domain, e.g. 8"),
+            );
+        } else {
+            g.gpus_per_node = n;
+        }
+    }
+    g
+}
+
+/// Problems recorded under a path prefix (inline sections).
+struct Prefixed<'a> {
+    inner: &'a mut Problems,
+    prefix: &'static str,
+    local: Problems,
+}
+
+impl std::ops::Deref for Prefixed<'_> {
+    type Target = Problems;
+    fn deref(&self) -> &Problems {
+        &self.local
+    }
+}
+impl std::ops::DerefMut for Prefixed<'_> {
+    fn deref_mut(&mut self) -> &mut Problems {
+        &mut self.local
+    }
+}
+impl Drop for Prefixed<'_> {
+    fn drop(&mut self) {
+        for mut p in std::mem::take(&mut self.local.0) {
+            p.path = if p.path.is_empty() {
+                self.prefix.to_string()
+            } else {
+                format!("{}.{}", self.prefix, p.path)
+            };
+            self.inner.push(p);
+        }
+    }
+}
+
+fn prefixed<'a>(inner: &'a mut Problems, prefix: &'static str) -> Prefixed<'a> {
+    Prefixed {
+        inner,
+        prefix,
+        local: Problems::default(),
+    }
+}
+
+fn fraction_value(v: &serde_json::Value, path: &str, pr: &mut Problems) -> Option<f64> {
+    let f = match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => match parse_fraction(s) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                pr.push(Problem::at(path, e).hint("a fraction, e.g. 0.9 or \"90%\""));
+                return None;
+            }
+        },
+        other => {
+            pr.push(
+                Problem::at(path, format!("expected a fraction, found {other}"))
+                    .hint("e.g. 0.9 or \"90%\""),
+            );
+            return None;
+        }
+    }?;
+    if !(0.0..=1.0).contains(&f) || f == 0.0 {
+        pr.push(
+            Problem::at(path, format!("{f} is not a fraction in (0, 1]"))
+                .hint("e.g. 0.9 or \"90%\""),
+        );
+        return None;
+    }
+    Some(f)
+}
+
+/// Validates the workload section.
+pub fn workload(w: &RawWorkload, pr: &mut Problems) -> WorkloadSpec {
+    let lengths = |pr: &mut Problems,
+                   name: &str,
+                   fixed: Option<u64>,
+                   min: Option<u64>,
+                   max: Option<u64>|
+     -> Lengths {
+        let l = match (fixed, min, max) {
+            (Some(v), None, None) => Lengths { min: v, max: v },
+            (None, Some(a), Some(b)) => Lengths { min: a, max: b },
+            (None, None, None) => {
+                pr.push(
+                    Problem::at("workload", format!("no {name} given"))
+                        .hint(format!("add {name} = N, or {name}_min and {name}_max")),
+                );
+                Lengths { min: 1, max: 1 }
+            }
+            _ => {
+                pr.push(
+                    Problem::at(
+                        format!("workload.{name}"),
+                        format!("give either {name}, or both {name}_min and {name}_max"),
+                    )
+                    .hint("a fixed length or a range, not a mix"),
+                );
+                Lengths { min: 1, max: 1 }
+            }
+        };
+        if l.min == 0 {
+            pr.push(
+                Problem::at(format!("workload.{name}"), "lengths start at 1 token")
+                    .hint("a request has at least one token"),
+            );
+        }
+        if l.min > l.max {
+            pr.push(
+                Problem::at(
+                    format!("workload.{name}_min"),
+                    format!("{name}_min {} is above {name}_max {}", l.min, l.max),
+                )
+                .hint("swap them"),
+            );
+        }
+        Lengths {
+            min: l.min.max(1),
+            max: l.max.max(l.min).max(1),
+        }
+    };
+    let isl = lengths(pr, "isl", w.isl, w.isl_min, w.isl_max);
+    let osl = lengths(pr, "osl", w.osl, w.osl_min, w.osl_max);
+    let concurrency = match (w.concurrency, w.batch_size) {
+        (Some(_), Some(_)) => {
+            pr.push(
+                Problem::at(
+                    "workload.batch_size",
+                    "both concurrency and batch_size given",
+                )
+                .hint("they mean the same: keep one"),
+            );
+            w.concurrency
+        }
+        (c, b) => c.or(b),
+    };
+    if concurrency == Some(0) {
+        pr.push(
+            Problem::at("workload.concurrency", "must be greater than 0")
+                .hint("requests in flight, e.g. 64"),
+        );
+    }
+    if let Some(r) = w.request_rate {
+        if !(r > 0.0 && r.is_finite()) {
+            pr.push(
+                Problem::at(
+                    "workload.request_rate",
+                    format!("{r} is not a positive rate"),
+                )
+                .hint("requests per second, e.g. 10"),
+            );
+        }
+    }
+    WorkloadSpec {
+        isl,
+        osl,
+        concurrency: concurrency.filter(|c| *c > 0),
+        request_rate: w.request_rate.filter(|r| *r > 0.0),
+    }
+}
+
+/// Validates the service-level section.
+pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
+    let time = |pr: &mut Problems, key: &str, v: &Option<String>| {
+        v.as_ref().and_then(|s| match parse_time(s) {
+            Ok(t) if t.0 > 0.0 => Some(t),
+            Ok(_) => {
+                pr.push(
+                    Problem::at(format!("slo.{key}"), "must be greater than 0")
+                        .hint("e.g. \"2 s\" or \"30 ms\""),
+                );
+                None
+            }
+            Err(e) => {
+                pr.push(
+                    Problem::at(format!("slo.{key}"), e)
+                        .hint("a time with its unit, e.g. \"2 s\" or \"30 ms\""),
+                );
+                None
+            }
+        })
+    };
+    let rate = |pr: &mut Problems, key: &str, v: &Option<String>| {
+        v.as_ref().and_then(|s| match parse_token_rate(s) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                pr.push(
+                    Problem::at(format!("slo.{key}"), e)
+                        .hint("output tokens per second or per millisecond, e.g. \"15 tokens/ms\""),
+                );
+                None
+            }
+        })
+    };
+    Slo {
+        ttft: time(pr, "ttft", &s.ttft),
+        tpot: time(pr, "tpot", &s.tpot),
+        min_throughput_per_gpu: rate(pr, "min_throughput_per_gpu", &s.min_throughput_per_gpu),
+        min_throughput_per_user: rate(pr, "min_throughput_per_user", &s.min_throughput_per_user),
+        max_memory_fraction: s
+            .max_memory_fraction
+            .as_ref()
+            .and_then(|v| fraction_value(v, "slo.max_memory_fraction", pr))
+            .unwrap_or(0.9),
+        max_load_imbalance: s.max_load_imbalance.as_ref().and_then(|v| match v {
+            serde_json::Value::String(st) => match parse_fraction(st) {
+                Ok(f) if f >= 0.0 => Some(f),
+                Ok(f) => {
+                    pr.push(
+                        Problem::at("slo.max_load_imbalance", format!("{f} is negative"))
+                            .hint("e.g. \"10%\""),
+                    );
+                    None
+                }
+                Err(e) => {
+                    pr.push(Problem::at("slo.max_load_imbalance", e).hint("e.g. \"10%\" or 0.1"));
+                    None
+                }
+            },
+            serde_json::Value::Number(n) => n.as_f64(),
+            other => {
+                pr.push(
+                    Problem::at(
+                        "slo.max_load_imbalance",
+                        format!("expected a fraction, found {other}"),
+                    )
+                    .hint("e.g. \"10%\" or 0.1"),
+                );
+                None
+            }
+        }),
+    }
+}
+
+/// Validates the flat efficiency assumptions of a hardware section.
+pub fn efficiencies(h: &RawHardware, pr: &mut Problems) -> (Option<f64>, Option<f64>) {
+    let frac = |pr: &mut Problems, key: &str, v: Option<f64>| {
+        v.and_then(|x| {
+            if x > 0.0 && x <= 1.0 {
+                Some(x)
+            } else {
+                pr.push(
+                    Problem::at(
+                        format!("hardware.{key}"),
+                        format!("{x} is not a fraction in (0, 1]"),
+                    )
+                    .hint("0.6 means 60%"),
+                );
+                None
+            }
+        })
+    };
+    (
+        frac(pr, "mfu", h.mfu),
+        frac(pr, "bandwidth_utilization", h.bandwidth_utilization),
+    )
+}
+
+fn convert(
+    raw: &RawScenario,
+    stem: &str,
+    dir: &Path,
+    pr: &mut Problems,
+    nested: &mut dyn FnMut(SpecError),
+) -> Option<Scenario> {
+    let model = resolve_model(&raw.model, dir, pr, nested);
+    let gpu = resolve_gpu(&raw.hardware, dir, pr, nested);
+    let (mfu, bandwidth_utilization) = efficiencies(&raw.hardware, pr);
+    if raw.hardware.gpus == Some(0) {
+        pr.push(
+            Problem::at("hardware.gpus", "must be greater than 0").hint("GPUs available, e.g. 8"),
+        );
+    }
+    let workload = workload(&raw.workload, pr);
+    let slo = slo(&raw.slo.clone().unwrap_or_default(), pr);
+    Some(Scenario {
+        name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
+        model: model?,
+        gpu: gpu?,
+        gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
+        mfu,
+        bandwidth_utilization,
+        workload,
+        slo,
+        assumptions: raw.assumptions.clone().unwrap_or_default(),
+    })
+}
+
+/// Reads a scenario from a path; relative model/GPU paths resolve against its folder.
+pub fn read(path: &Path) -> Result<Scenario, SpecError> {
+    let source = Source::read(path)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load(&source, &dir)
+}
+
+/// The embedded default scenario (the seed documents').
+pub const SEED: &str = include_str!("../../../../examples/seed.toml");
+
+/// Reads the embedded default scenario.
+pub fn seed() -> Scenario {
+    let source = Source::from_text("examples/seed.toml", SEED, super::source::Format::Toml);
+    load(&source, Path::new(".")).expect("the embedded seed scenario is valid")
+}

@@ -1,0 +1,63 @@
+//! The JSON Schemas in `schemas/` are generated from the raw spec types.
+//! This test fails when they are stale; regenerate with
+//! `MOEPLAN_UPDATE_SCHEMAS=1 cargo test -p moeplan --test schemas`.
+
+use moeplan::spec::{gpu::RawGpu, model::RawModel, scenario::RawScenario, schema_of};
+use std::path::PathBuf;
+
+fn check(name: &str, schema: serde_json::Value) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schemas")
+        .join(format!("{name}.schema.json"));
+    let fresh = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+    if std::env::var_os("MOEPLAN_UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "{} is stale: run MOEPLAN_UPDATE_SCHEMAS=1 cargo test -p moeplan --test schemas",
+        path.display()
+    );
+}
+
+#[test]
+fn model_schema_is_current() {
+    check("model", schema_of::<RawModel>());
+}
+
+#[test]
+fn gpu_schema_is_current() {
+    check("gpu", schema_of::<RawGpu>());
+}
+
+#[test]
+fn scenario_schema_is_current() {
+    check("scenario", schema_of::<RawScenario>());
+}
+
+/// Every shipped example and catalog entry validates against the loaders.
+#[test]
+fn examples_load() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let s =
+            moeplan::spec::scenario::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(!s.name.is_empty());
+        n += 1;
+    }
+    assert!(n >= 4);
+    let seed = moeplan::spec::scenario::seed();
+    assert_eq!(seed.model.name, "seed-moe");
+    assert_eq!(seed.workload.isl.max, 10240);
+    assert_eq!(seed.slo.min_throughput_per_gpu.unwrap().0, 100_000.0);
+}
