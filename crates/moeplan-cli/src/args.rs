@@ -20,6 +20,8 @@ pub enum Command {
     Model(ModelArgs),
     /// List the built-in models and GPUs.
     Catalog(CatalogArgs),
+    /// Search every valid layout and recommend the best deployment (default: the seed documents' scenario).
+    Plan(PlanArgs),
     /// Predict TTFT, TPOT, throughput and memory of one deployment.
     Estimate(EstimateArgs),
     /// Print the JSON Schema of a native spec file (model, gpu or scenario).
@@ -121,6 +123,71 @@ pub struct EstimateArgs {
     /// Fraction of GPU memory the engine may use.
     #[arg(long, default_value_t = 0.9)]
     pub max_memory_fraction: f64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// A scenario file (TOML/YAML/JSON; `moeplan schema scenario`). Without one, the embedded seed scenario (examples/seed.toml).
+    pub scenario: Option<String>,
+    /// Model: a catalog id, a config.json or a native spec (overrides the scenario's).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// GPU: a catalog id or a spec file (overrides the scenario's).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// GPUs available.
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// GPUs per node.
+    #[arg(long)]
+    pub gpus_per_node: Option<u32>,
+    /// Prompt tokens (a fixed length).
+    #[arg(long)]
+    pub isl: Option<u64>,
+    /// Output tokens (a fixed length).
+    #[arg(long)]
+    pub osl: Option<u64>,
+    /// Requests in flight per replica (default: searched).
+    #[arg(long)]
+    pub concurrency: Option<u64>,
+    /// Requests per second the deployment must serve.
+    #[arg(long)]
+    pub request_rate: Option<f64>,
+    /// TTFT limit in milliseconds.
+    #[arg(long)]
+    pub ttft_ms: Option<f64>,
+    /// TPOT limit in milliseconds.
+    #[arg(long)]
+    pub tpot_ms: Option<f64>,
+    /// Least output throughput per GPU, with its unit (e.g. "15 tokens/ms").
+    #[arg(long)]
+    pub min_throughput_per_gpu: Option<String>,
+    /// Largest fraction of GPU memory used.
+    #[arg(long)]
+    pub max_memory_fraction: Option<f64>,
+    /// Flat compute efficiency instead of the calibrated curves.
+    #[arg(long)]
+    pub mfu: Option<f64>,
+    /// Flat memory-bandwidth efficiency instead of the calibrated curves.
+    #[arg(long)]
+    pub bandwidth_utilization: Option<f64>,
+    /// What to optimise: throughput (tokens/s per GPU), fewest-gpus (for the request rate), pareto.
+    #[arg(long, default_value = "throughput", value_parser = ["throughput", "fewest-gpus", "pareto"])]
+    pub objective: String,
+    /// Serving modes to search.
+    #[arg(long, default_value = "both", value_parser = ["both", "aggregated", "disaggregated"])]
+    pub mode: String,
+    /// Candidates shown per mode.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Write a Markdown deployment plan to this file.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
+    /// Write the Pareto front (tokens/s per GPU vs per user) as SVG to this file.
+    #[arg(long)]
+    pub pareto: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

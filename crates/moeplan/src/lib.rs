@@ -21,6 +21,7 @@ pub mod model;
 pub mod ops;
 pub mod quantity;
 pub mod report;
+pub mod search;
 pub mod serving;
 pub mod spec;
 pub mod units;

@@ -2,4 +2,5 @@
 pub mod catalog;
 pub mod estimate;
 pub mod model;
+pub mod plan;
 pub mod schema;

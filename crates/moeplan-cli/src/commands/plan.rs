@@ -1,0 +1,645 @@
+//! `moeplan plan`: search every valid layout and recommend the best.
+use crate::args::PlanArgs;
+use crate::output::{self, ArgError, Failure};
+use moeplan::search::{self, describe, Candidate, Modes, Objective, PlanOptions, PlanResult};
+use moeplan::spec::scenario::{self, Lengths, Scenario};
+use moeplan::units::{Bytes, Seconds};
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+/// The scenario the flags describe: a file or the embedded seed, with overrides.
+fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
+    let json = a.output.json;
+    let mut s = match &a.scenario {
+        Some(p) => scenario::read(std::path::Path::new(p))
+            .map_err(|e| Failure::Input(Box::new(e), json))?,
+        None => scenario::seed(),
+    };
+    if let Some(m) = &a.model {
+        s.model =
+            moeplan::catalog::resolve_model(m).map_err(|e| Failure::Input(Box::new(e), json))?;
+    }
+    if let Some(g) = &a.gpu {
+        s.gpu = moeplan::catalog::resolve_gpu(g).map_err(|e| Failure::Input(Box::new(e), json))?;
+    }
+    let positive = |flag: &str, v: Option<u64>| -> Result<Option<u64>, Failure> {
+        match v {
+            Some(0) => Err(ArgError::failure(
+                format!("--{flag} must be at least 1"),
+                None,
+                json,
+            )),
+            v => Ok(v),
+        }
+    };
+    if let Some(n) = positive("gpus-per-node", a.gpus_per_node.map(u64::from))? {
+        s.gpu.gpus_per_node = n as u32;
+    }
+    if let Some(n) = positive("gpus", a.gpus.map(u64::from))? {
+        s.gpus_available = Some(n as u32);
+    }
+    if let Some(v) = positive("isl", a.isl)? {
+        s.workload.isl = Lengths { min: v, max: v };
+    }
+    if let Some(v) = positive("osl", a.osl)? {
+        s.workload.osl = Lengths { min: v, max: v };
+    }
+    if let Some(v) = positive("concurrency", a.concurrency)? {
+        s.workload.concurrency = Some(v);
+    }
+    if let Some(r) = a.request_rate {
+        if !(r > 0.0 && r.is_finite()) {
+            return Err(ArgError::failure(
+                format!("--request-rate {r} is not a positive rate"),
+                None,
+                json,
+            ));
+        }
+        s.workload.request_rate = Some(r);
+    }
+    for (flag, v, slot) in [
+        ("ttft-ms", a.ttft_ms, &mut s.slo.ttft),
+        ("tpot-ms", a.tpot_ms, &mut s.slo.tpot),
+    ] {
+        if let Some(ms) = v {
+            if ms.is_nan() || ms <= 0.0 {
+                return Err(ArgError::failure(
+                    format!("--{flag} must be positive"),
+                    None,
+                    json,
+                ));
+            }
+            *slot = Some(Seconds::from_ms(ms));
+        }
+    }
+    if let Some(t) = &a.min_throughput_per_gpu {
+        let r = moeplan::quantity::parse_token_rate(t)
+            .map_err(|e| ArgError::failure(format!("--min-throughput-per-gpu: {e}"), None, json))?;
+        s.slo.min_throughput_per_gpu = Some(r);
+    }
+    for (flag, v) in [
+        ("max-memory-fraction", a.max_memory_fraction),
+        ("mfu", a.mfu),
+        ("bandwidth-utilization", a.bandwidth_utilization),
+    ] {
+        if let Some(x) = v {
+            if !(x > 0.0 && x <= 1.0) {
+                return Err(ArgError::failure(
+                    format!("--{flag} {x} is not a fraction in (0, 1]"),
+                    Some("0.6 means 60%".into()),
+                    json,
+                ));
+            }
+        }
+    }
+    if let Some(f) = a.max_memory_fraction {
+        s.slo.max_memory_fraction = f;
+    }
+    if a.mfu.is_some() {
+        s.mfu = a.mfu;
+    }
+    if a.bandwidth_utilization.is_some() {
+        s.bandwidth_utilization = a.bandwidth_utilization;
+    }
+    if a.objective == "fewest-gpus" && s.workload.request_rate.is_none() {
+        return Err(ArgError::failure(
+            "--objective fewest-gpus needs a request rate".into(),
+            Some("add --request-rate N (requests/s) or workload.request_rate".into()),
+            json,
+        ));
+    }
+    Ok(s)
+}
+
+pub fn run(a: &PlanArgs) -> Result<(), Failure> {
+    let s = scenario(a)?;
+    let opts = PlanOptions {
+        objective: match a.objective.as_str() {
+            "fewest-gpus" => Objective::FewestGpus,
+            "pareto" => Objective::Pareto,
+            _ => Objective::ThroughputPerGpu,
+        },
+        modes: Modes {
+            aggregated: a.mode != "disaggregated",
+            disaggregated: a.mode != "aggregated",
+        },
+        top_n: a.top.max(1),
+        ..PlanOptions::default()
+    };
+    let start = Instant::now();
+    let bar = indicatif::ProgressBar::hidden();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = |done: usize, total: usize| {
+        if terminal && start.elapsed() > Duration::from_secs(1) {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_message("layouts");
+            }
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    };
+    let result = search::plan(&s, &opts, &progress);
+    bar.finish_and_clear();
+    let elapsed = start.elapsed();
+    if let Some(path) = &a.report {
+        std::fs::write(path, markdown(&s, &result)).map_err(|e| {
+            ArgError::failure(
+                format!("cannot write {}: {e}", path.display()),
+                None,
+                a.output.json,
+            )
+        })?;
+    }
+    if let Some(path) = &a.pareto {
+        pareto_svg(path, &result).map_err(|e| {
+            ArgError::failure(
+                format!("cannot write {}: {e}", path.display()),
+                None,
+                a.output.json,
+            )
+        })?;
+    }
+    if a.output.json {
+        output::json(&serde_json::json!({
+            "scenario": scenario_json(&s),
+            "recommended": result.recommended,
+            "rationale": result.rationale,
+            "candidates": result.candidates,
+            "pareto": result.pareto,
+            "rejected": result.rejected,
+            "binding": result.binding,
+            "gpu_budget": result.gpu_budget,
+        }));
+    } else {
+        output::print(&render(&s, &result, a.output.explain));
+        output::note(&format!(
+            "searched {} layouts ({} estimates) in {:.2} s",
+            result.rejected.layouts,
+            result.rejected.estimates,
+            elapsed.as_secs_f64()
+        ));
+    }
+    match &result.recommended {
+        Some(c) if c.meets() => Ok(()),
+        _ => Err(Failure::Negative),
+    }
+}
+
+fn scenario_json(s: &Scenario) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name,
+        "model": s.model.name,
+        "gpu": s.gpu.id,
+        "gpus_per_node": s.gpu.gpus_per_node,
+        "gpus_available": s.gpus_available,
+        "workload": s.workload,
+        "slo": s.slo,
+        "mfu": s.mfu,
+        "bandwidth_utilization": s.bandwidth_utilization,
+        "assumptions": s.assumptions,
+    })
+}
+
+fn lengths(l: &Lengths) -> String {
+    if l.is_fixed() {
+        l.min.to_string()
+    } else {
+        format!("{}–{}", l.min, l.max)
+    }
+}
+
+fn slo_line(s: &Scenario) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = s.slo.ttft {
+        parts.push(format!("TTFT ≤ {t}"));
+    }
+    if let Some(t) = s.slo.tpot {
+        parts.push(format!("TPOT ≤ {t}"));
+    }
+    if let Some(r) = s.slo.min_throughput_per_gpu {
+        parts.push(format!("≥ {:.1} output tokens/ms per GPU", r.per_ms()));
+    }
+    if let Some(r) = s.slo.min_throughput_per_user {
+        parts.push(format!("≥ {:.1} tokens/s per user", r.0));
+    }
+    parts.push(format!(
+        "memory ≤ {:.0}%",
+        s.slo.max_memory_fraction * 100.0
+    ));
+    if let Some(l) = s.slo.max_load_imbalance {
+        parts.push(format!("load imbalance ≤ {:.0}%", l * 100.0));
+    }
+    parts.join(", ")
+}
+
+fn table(cands: &[&Candidate]) -> String {
+    let mut t = output::table(&[
+        "#",
+        "mode",
+        "layout per phase (workers × [degrees] c=concurrency)",
+        "GPUs",
+        "tok/s/GPU",
+        "tok/s/user",
+        "TTFT",
+        "TPOT",
+        "mem/GPU",
+        "imbalance",
+        "meets",
+    ]);
+    for (i, c) in cands.iter().enumerate() {
+        t.add_row(vec![
+            (i + 1).to_string(),
+            format!("{:?}", c.mode).to_lowercase(),
+            describe(c),
+            c.gpus.to_string(),
+            format!("{:.0}", c.output_tokens_per_s_per_gpu),
+            format!("{:.1}", c.output_tokens_per_s_per_user),
+            Seconds::from_ms(c.ttft_ms).to_string(),
+            Seconds::from_ms(c.tpot_ms).to_string(),
+            format!(
+                "{} ({:.0}%)",
+                Bytes(c.memory_per_gpu_bytes),
+                c.memory_fraction * 100.0
+            ),
+            format!("{:.1}%", c.load_imbalance * 100.0),
+            if c.meets() {
+                "yes".to_string()
+            } else {
+                c.violations
+                    .iter()
+                    .map(|v| v.constraint)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+        ]);
+    }
+    t.to_string()
+}
+
+fn render(s: &Scenario, r: &PlanResult, explain: bool) -> String {
+    let mut o = String::new();
+    let w = &s.workload;
+    let _ = writeln!(
+        o,
+        "{}: {} on up to {} × {} ({} per node); prompts {} tokens, outputs {} tokens{}",
+        s.name,
+        s.model.name,
+        r.gpu_budget,
+        s.gpu.id,
+        s.gpu.gpus_per_node,
+        lengths(&w.isl),
+        lengths(&w.osl),
+        w.concurrency.map_or(String::new(), |c| format!(
+            ", {c} requests in flight per replica"
+        ))
+    );
+    let _ = writeln!(o, "service levels: {}", slo_line(s));
+    if let (Some(m), Some(b)) = (s.mfu, s.bandwidth_utilization) {
+        let _ = writeln!(
+            o,
+            "efficiency assumed by the scenario: {:.0}% MFU, {:.0}% bandwidth",
+            m * 100.0,
+            b * 100.0
+        );
+    }
+    for a in s.model.assumptions.iter().chain(s.assumptions.iter()) {
+        let _ = writeln!(o, "assumption: {a}");
+    }
+    for mode in [search::Mode::Aggregated, search::Mode::Disaggregated] {
+        let c: Vec<&Candidate> = r.candidates.iter().filter(|c| c.mode == mode).collect();
+        if c.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "\n{} (best {}):\n{}",
+            format!("{mode:?}").to_lowercase(),
+            c.len(),
+            table(&c)
+        );
+    }
+    match &r.recommended {
+        Some(rec) => {
+            let _ = writeln!(
+                o,
+                "\nRecommendation{}: {} — {} GPUs, {:.0} output tokens/s per GPU ({:.2} per ms), {:.1} per user, TTFT {}, TPOT {}",
+                if rec.meets() { "" } else { " (misses service levels)" },
+                describe(rec),
+                rec.gpus,
+                rec.output_tokens_per_s_per_gpu,
+                rec.output_tokens_per_s_per_gpu / 1e3,
+                rec.output_tokens_per_s_per_user,
+                Seconds::from_ms(rec.ttft_ms),
+                Seconds::from_ms(rec.tpot_ms)
+            );
+            for why in &r.rationale {
+                let _ = writeln!(o, "  - {why}");
+            }
+        }
+        None => {
+            let _ = writeln!(o, "\nNo layout fits the model on the GPUs available.");
+        }
+    }
+    if let Some(b) = &r.binding {
+        let _ = writeln!(
+            o,
+            "\nNothing meets every service level; the binding constraint is {}:",
+            b.constraint
+        );
+        for a in &b.advice {
+            let _ = writeln!(o, "  - {a}");
+        }
+    }
+    let j = &r.rejected;
+    let _ = writeln!(
+        o,
+        "\nSearched {} layouts: {} invalid splits (heads, KV heads, experts, expert width, layers, folding), {} TP groups wider than a node; of the rest, {} do not fit in memory, {} cannot meet TTFT, {} cannot meet TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} need more GPUs than available.",
+        j.layouts, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget
+    );
+    if explain {
+        if let Some(rec) = &r.recommended {
+            if let Some(ex) = rec.estimate.get("explain") {
+                let _ = writeln!(
+                    o,
+                    "\n{}",
+                    serde_json::to_string_pretty(ex).unwrap_or_default()
+                );
+            }
+            let _ = writeln!(
+                o,
+                "\nRecommended worker estimate:\n{}",
+                serde_json::to_string_pretty(&rec.estimate).unwrap_or_default()
+            );
+        }
+    }
+    o
+}
+
+/// A Markdown deployment plan: every number comes from the search result.
+fn markdown(s: &Scenario, r: &PlanResult) -> String {
+    let mut o = String::new();
+    let m = &s.model;
+    let p = m.params();
+    let _ = writeln!(o, "# Deployment plan: {}\n", s.name);
+    let _ = writeln!(o, "Generated by moeplan from the scenario; every figure below is derived, none is typed in.\n");
+    let _ = writeln!(o, "## Model analysis\n");
+    let _ = writeln!(o, "| quantity | value |\n|---|---|");
+    let _ = writeln!(o, "| model | {} ({}) |", m.name, m.architecture);
+    let _ = writeln!(o, "| parameters (derived) | {} |", p.total);
+    if let Some(d) = m.declared_params {
+        let _ = writeln!(
+            o,
+            "| parameters (declared) | {} ({:.2}× the derived count{}) |",
+            moeplan::units::Params(d),
+            d / p.total.0,
+            if (d / p.total.0 - 1.0).abs() > 0.05 {
+                ": inconsistent with the architecture"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(o, "| active per token | {} |", p.active);
+    let _ = writeln!(o, "| weights | {} |", p.weight_bytes);
+    let _ = writeln!(
+        o,
+        "| linear FLOP per token | {} |",
+        m.linear_flop_per_token()
+    );
+    let _ = writeln!(o, "| KV cache per token | {} |", m.kv_bytes_per_token());
+    let _ = writeln!(
+        o,
+        "| layers / MoE layers | {} / {} |",
+        m.n_layers(),
+        m.n_moe_layers()
+    );
+    for a in m.assumptions.iter().chain(s.assumptions.iter()) {
+        let _ = writeln!(o, "\n- Assumption: {a}");
+    }
+    let g = &s.gpu;
+    let _ = writeln!(o, "\n## Hardware\n\n{} ({}): {} HBM at {}, {} dense BF16, {} GPUs per node, scale-up {} per direction, network {} per GPU. Budget: {} GPUs.", g.name, g.id, g.memory, g.memory_bandwidth, g.peak_bf16(), g.gpus_per_node, g.nvlink_bandwidth, g.network_bandwidth, r.gpu_budget);
+    let _ = writeln!(
+        o,
+        "Efficiencies: {}.",
+        g.calibration.flat(s.mfu, s.bandwidth_utilization).source
+    );
+    let _ = writeln!(
+        o,
+        "\n## Requirements\n\nPrompts {} tokens, outputs {} tokens. {}.",
+        lengths(&s.workload.isl),
+        lengths(&s.workload.osl),
+        slo_line(s)
+    );
+    let Some(rec) = &r.recommended else {
+        let _ = writeln!(
+            o,
+            "\n## Result\n\nNo layout fits the model on the GPUs available."
+        );
+        return o;
+    };
+    let _ = writeln!(
+        o,
+        "\n## Chosen strategy\n\n**{}** ({} GPUs).\n",
+        describe(rec),
+        rec.gpus
+    );
+    for why in &r.rationale {
+        let _ = writeln!(o, "- {why}");
+    }
+    let _ = writeln!(o, "\n## GPU allocation by role\n\n| role | workers | PP | TP | CP | attention DP | EP | ETP | GPUs | requests in flight per worker |\n|---|---|---|---|---|---|---|---|---|---|");
+    for pool in &rec.pools {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            pool.role,
+            pool.workers,
+            pool.pp,
+            pool.tp,
+            pool.cp,
+            pool.dp,
+            pool.ep,
+            pool.etp,
+            pool.gpus,
+            pool.concurrency
+        );
+    }
+    if let Some(mem) = rec.estimate.get("memory_per_gpu") {
+        let f = |k: &str| Bytes(mem.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0)).to_string();
+        let _ = writeln!(o, "\n## Memory per GPU (fullest GPU, mean lengths)\n\n| component | bytes |\n|---|---|\n| weights | {} |\n| KV cache | {} |\n| activations | {} |\n| buffers and runtime | {} |\n| total | {} of {} |", f("weights_bytes"), f("kv_cache_bytes"), f("activation_bytes"), f("other_bytes"), f("total_bytes"), f("capacity_bytes"));
+    }
+    let _ = writeln!(o, "\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |", rec.output_tokens_per_s_per_gpu, rec.output_tokens_per_s_per_gpu / 1e3, rec.output_tokens_per_s_per_user, rec.requests_per_s, Seconds::from_ms(rec.ttft_ms), Seconds::from_ms(rec.tpot_ms), rec.bottleneck, rec.load_imbalance * 100.0);
+    if let Some(ce) = rec.estimate.get("ceilings") {
+        let d = ce
+            .get("decode_tokens_per_s_per_gpu")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        let pf = ce
+            .get("prefill_tokens_per_s_per_gpu")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        let _ = writeln!(o, "| decode ceiling per GPU (HBM) | {d:.0} tokens/s |\n| prefill ceiling per GPU (peak FLOP/s) | {pf:.0} tokens/s |");
+    }
+    let _ = writeln!(o, "\n## Validation checklist\n\n| requirement | limit | predicted | pass |\n|---|---|---|---|");
+    let check = |name: &str, limit: String, value: String, ok: bool| {
+        format!(
+            "| {name} | {limit} | {value} | {} |\n",
+            if ok { "pass" } else { "FAIL" }
+        )
+    };
+    let failed = |c: &str| rec.violations.iter().any(|v| v.constraint == c);
+    if let Some(t) = s.slo.ttft {
+        o += &check(
+            "TTFT",
+            t.to_string(),
+            Seconds::from_ms(rec.ttft_ms).to_string(),
+            !failed("ttft"),
+        );
+    }
+    if let Some(t) = s.slo.tpot {
+        o += &check(
+            "TPOT",
+            t.to_string(),
+            Seconds::from_ms(rec.tpot_ms).to_string(),
+            !failed("tpot"),
+        );
+    }
+    if let Some(t) = s.slo.min_throughput_per_gpu {
+        o += &check(
+            "throughput per GPU",
+            format!("{:.1} tokens/ms", t.per_ms()),
+            format!("{:.2} tokens/ms", rec.output_tokens_per_s_per_gpu / 1e3),
+            !failed("throughput_per_gpu"),
+        );
+    }
+    o += &check(
+        "memory",
+        format!("{:.0}%", s.slo.max_memory_fraction * 100.0),
+        format!("{:.1}%", rec.memory_fraction * 100.0),
+        !failed("memory"),
+    );
+    if let Some(l) = s.slo.max_load_imbalance {
+        o += &check(
+            "load imbalance",
+            format!("{:.0}%", l * 100.0),
+            format!("{:.1}%", rec.load_imbalance * 100.0),
+            !failed("load_imbalance"),
+        );
+    }
+    let _ = writeln!(o, "\n## Risks\n");
+    if let Some(b) = &r.binding {
+        for a in &b.advice {
+            let _ = writeln!(o, "- Binding constraint `{}`: {a}", b.constraint);
+        }
+    }
+    if let Some(ws) = rec.estimate.get("warnings").and_then(|w| w.as_array()) {
+        for w in ws {
+            let _ = writeln!(o, "- {}", w.as_str().unwrap_or_default());
+        }
+    }
+    let _ = writeln!(o, "- Expert routing is assumed uniform; skewed routing raises the load imbalance (see `moeplan estimate --routing-skew`).");
+    let _ = writeln!(o, "- Predictions use efficiency curves fitted on H100 kernels (vLLM 0.24); other GPUs and engines differ.");
+    let j = &r.rejected;
+    let _ = writeln!(o, "\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.", j.layouts, j.estimates, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget);
+    o
+}
+
+fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
+    use plotters::prelude::*;
+    let pts: Vec<&Candidate> = r.candidates.iter().chain(r.pareto.iter()).collect();
+    if pts.is_empty() {
+        return Err("no candidate to plot".into());
+    }
+    let max_x = pts
+        .iter()
+        .map(|c| c.output_tokens_per_s_per_user)
+        .fold(1.0, f64::max)
+        * 1.1;
+    let max_y = pts
+        .iter()
+        .map(|c| c.output_tokens_per_s_per_gpu)
+        .fold(1.0, f64::max)
+        * 1.1;
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Pareto front: throughput per GPU vs per user",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..max_x, 0.0..max_y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("output tokens/s per user")
+        .y_desc("output tokens/s per GPU")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let mut front: Vec<(f64, f64)> = r
+        .pareto
+        .iter()
+        .map(|c| {
+            (
+                c.output_tokens_per_s_per_user,
+                c.output_tokens_per_s_per_gpu,
+            )
+        })
+        .collect();
+    front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    chart
+        .draw_series(LineSeries::new(front, &BLACK))
+        .map_err(|e| e.to_string())?
+        .label("Pareto front")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    let agg: Vec<(f64, f64)> = pts
+        .iter()
+        .filter(|c| c.mode == search::Mode::Aggregated)
+        .map(|c| {
+            (
+                c.output_tokens_per_s_per_user,
+                c.output_tokens_per_s_per_gpu,
+            )
+        })
+        .collect();
+    let dis: Vec<(f64, f64)> = pts
+        .iter()
+        .filter(|c| c.mode == search::Mode::Disaggregated)
+        .map(|c| {
+            (
+                c.output_tokens_per_s_per_user,
+                c.output_tokens_per_s_per_gpu,
+            )
+        })
+        .collect();
+    chart
+        .draw_series(agg.iter().map(|p| Circle::new(*p, 5, BLUE.filled())))
+        .map_err(|e| e.to_string())?
+        .label("aggregated")
+        .legend(|(x, y)| Circle::new((x + 10, y), 5, BLUE.filled()));
+    chart
+        .draw_series(dis.iter().map(|p| TriangleMarker::new(*p, 7, RED.filled())))
+        .map_err(|e| e.to_string())?
+        .label("disaggregated")
+        .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, RED.filled()));
+    if let Some(rec) = &r.recommended {
+        let p = (
+            rec.output_tokens_per_s_per_user,
+            rec.output_tokens_per_s_per_gpu,
+        );
+        chart
+            .draw_series(std::iter::once(Circle::new(p, 11, GREEN.stroke_width(3))))
+            .map_err(|e| e.to_string())?
+            .label("recommended")
+            .legend(|(x, y)| Circle::new((x + 10, y), 7, GREEN.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}

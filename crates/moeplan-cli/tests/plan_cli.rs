@@ -1,0 +1,107 @@
+//! `moeplan plan` end to end: exit codes, and snapshots of the table, the
+//! JSON and the Markdown report for the seed scenario and a real model.
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn moeplan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moeplan"))
+        .args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn seed_scenario_explains_why_nothing_meets_the_seeds_requirements() {
+    let out = moeplan(&["plan"]);
+    // The seeds ask for 100 tokens/ms per GPU, above the KV-read ceiling: a
+    // negative answer (exit 1) with the binding constraint.
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("the binding constraint is throughput_per_gpu"),
+        "{text}"
+    );
+    insta::assert_snapshot!("plan-seed-table", text);
+}
+
+#[test]
+fn seed_scenario_json_has_the_stable_keys() {
+    let out = moeplan(&["plan", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["recommended", "candidates", "rejected", "scenario"] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    let c = &v["candidates"][0];
+    for k in [
+        "mode",
+        "pools",
+        "gpus",
+        "ttft_ms",
+        "tpot_ms",
+        "output_tokens_per_s_per_gpu",
+        "estimate",
+    ] {
+        assert!(c.get(k).is_some(), "candidate lacks {k}");
+    }
+    for k in ["pp", "tp", "cp", "dp", "ep", "etp", "workers", "gpus"] {
+        assert!(c["pools"][0].get(k).is_some(), "pool lacks {k}");
+    }
+    insta::assert_snapshot!("plan-seed-json", serde_json::to_string_pretty(&v).unwrap());
+}
+
+#[test]
+fn mixtral_plan_meets_its_levels_and_writes_a_report_and_plot() {
+    let dir = std::env::temp_dir().join(format!("moeplan-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join("plan.md");
+    let svg = dir.join("pareto.svg");
+    let out = moeplan(&[
+        "plan",
+        "examples/mixtral-2xh100.yaml",
+        "--report",
+        report.to_str().unwrap(),
+        "--pareto",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    insta::assert_snapshot!("plan-mixtral-table", stdout(&out));
+    let md = std::fs::read_to_string(&report).unwrap();
+    for section in [
+        "## Model analysis",
+        "## Hardware",
+        "## Requirements",
+        "## Chosen strategy",
+        "## GPU allocation by role",
+        "## Memory per GPU",
+        "## Performance",
+        "## Validation checklist",
+        "## Risks",
+    ] {
+        assert!(md.contains(section), "report lacks {section}");
+    }
+    insta::assert_snapshot!("plan-mixtral-report", md);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("recommended"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_flags_are_input_errors() {
+    let out = moeplan(&["plan", "--objective", "fewest-gpus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("request rate"));
+    let out = moeplan(&["plan", "examples/does-not-exist.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
