@@ -15,11 +15,13 @@
 use crate::layout::Layout;
 use crate::memory::{self, EngineConfig};
 use crate::ops::{CostContext, StepShape};
+use crate::report::Derivation;
 use crate::serving::{estimate, load_imbalance, Estimate, EstimateInput, Workload};
 use crate::spec::scenario::Scenario;
 use crate::units::{Bytes, Seconds};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the planner maximises.
@@ -178,6 +180,9 @@ pub struct Candidate {
     pub violations: Vec<Violation>,
     /// The estimate of the (aggregated or decode) worker at the mean lengths, as `moeplan estimate --json` gives it.
     pub estimate: serde_json::Value,
+    /// How the headline figures were derived (filled for the recommendation).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub explain: BTreeMap<String, Derivation>,
 }
 
 impl Candidate {
@@ -491,6 +496,7 @@ impl Eval<'_> {
                 bottleneck: format!("{:?}", mean.bottleneck.decode).to_lowercase(),
                 violations: v,
                 estimate: summary_json(&mean),
+                explain: BTreeMap::new(),
             };
             if cand.meets() {
                 points.push(cand.clone());
@@ -715,7 +721,23 @@ pub fn plan(
     let pareto = pareto_front(agg_points.iter().chain(disagg.iter()).filter(|c| c.meets()));
     let mut all: Vec<Candidate> = agg.iter().chain(disagg.iter()).cloned().collect();
     all.sort_by(|a, b| rank(a, b, opts.objective));
-    let recommended = all.first().cloned();
+    let recommended = all.first().cloned().map(|mut r| {
+        if r.mode == Mode::Aggregated {
+            let pool = &r.pools[0];
+            let w = &s.workload;
+            if let Some(e) = eval.estimate(pool.layout(), w.isl.mean(), w.osl.mean(), pool.concurrency) {
+                r.explain = e.explain.clone();
+                r.explain.insert(
+                    "gpus".into(),
+                    Derivation::new(
+                        "replicas × GPUs per replica (pp · tp · cp · dp; EP and ETP fold onto the same GPUs)",
+                        &[("replicas", pool.workers.to_string()), ("gpus_per_replica", pool.layout().gpus().to_string())],
+                    ),
+                );
+            }
+        }
+        r
+    });
     let binding = if recommended.as_ref().is_some_and(Candidate::meets) {
         None
     } else {
@@ -895,12 +917,63 @@ fn disaggregated(
                     .estimate
                     .as_ref()
                     .map_or(serde_json::Value::Null, summary_json),
+                explain: disagg_explain(
+                    p,
+                    d,
+                    np,
+                    nd,
+                    transfer(p, &d.layout),
+                    kv_bytes,
+                    served_rps,
+                    gpus,
+                ),
             });
         }
     }
     out.sort_by(|a, b| rank(a, b, objective));
     out.truncate(64);
     out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn disagg_explain(
+    p: &PhaseWorker,
+    d: &PhaseWorker,
+    np: u32,
+    nd: u32,
+    transfer: Seconds,
+    kv: Bytes,
+    rps: f64,
+    gpus: u32,
+) -> BTreeMap<String, Derivation> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "workers".into(),
+        Derivation::new(
+            "decode workers fill the budget; prefill workers = ⌈decode workers × decode requests/s ÷ prefill prompts/s⌉ so prompts keep up",
+            &[
+                ("decode_requests_per_s_per_worker", format!("{:.2}", d.requests_per_s)),
+                ("prefill_prompts_per_s_per_worker", format!("{:.2}", p.requests_per_s)),
+                ("decode_workers", nd.to_string()),
+                ("prefill_workers", np.to_string()),
+            ],
+        ),
+    );
+    m.insert(
+        "ttft".into(),
+        Derivation::new(
+            "prefill of the longest prompt + KV transfer (latency + KV bytes ÷ (network bandwidth × lanes)) + one decode step",
+            &[("prefill", p.latency.to_string()), ("kv_bytes", kv.to_string()), ("transfer", transfer.to_string()), ("decode_step", d.latency.to_string())],
+        ),
+    );
+    m.insert(
+        "output_tokens_per_s_per_gpu".into(),
+        Derivation::new(
+            "min(decode and prefill pools' requests/s) × mean output length ÷ all GPUs of both pools",
+            &[("requests_per_s", format!("{rps:.2}")), ("gpus", gpus.to_string())],
+        ),
+    );
+    m
 }
 
 /// Candidates not dominated in (tokens/s per GPU, tokens/s per user).

@@ -156,7 +156,7 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
+pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

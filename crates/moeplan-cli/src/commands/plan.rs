@@ -359,18 +359,40 @@ fn render(s: &Scenario, r: &PlanResult, explain: bool) -> String {
     );
     if explain {
         if let Some(rec) = &r.recommended {
-            if let Some(ex) = rec.estimate.get("explain") {
+            let _ = writeln!(o, "\nDerivations of the recommendation:");
+            for (name, d) in &rec.explain {
+                let _ = writeln!(o, "  {name} = {}", d.formula);
+                for (k, v) in &d.inputs {
+                    let _ = writeln!(o, "      {k} = {v}");
+                }
+            }
+            let pool = rec.pools.last().expect("a candidate has a pool");
+            let w = &s.workload;
+            let input = moeplan::serving::EstimateInput {
+                model: &s.model,
+                gpu: &s.gpu,
+                calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
+                layout: pool.layout(),
+                workload: moeplan::serving::Workload {
+                    isl: w.isl.mean(),
+                    osl: w.osl.mean(),
+                    concurrency: pool.concurrency,
+                },
+                engine: moeplan::memory::EngineConfig {
+                    max_memory_fraction: s.slo.max_memory_fraction,
+                    ..Default::default()
+                },
+                redundant_experts: 0,
+                routing_skew: 0.0,
+            };
+            if let Ok(e) = moeplan::serving::estimate(&input) {
                 let _ = writeln!(
                     o,
-                    "\n{}",
-                    serde_json::to_string_pretty(ex).unwrap_or_default()
+                    "\nThe {} worker at the mean lengths:\n{}",
+                    pool.role,
+                    super::estimate::render(&e, &s.model.name, &s.gpu.id, true)
                 );
             }
-            let _ = writeln!(
-                o,
-                "\nRecommended worker estimate:\n{}",
-                serde_json::to_string_pretty(&rec.estimate).unwrap_or_default()
-            );
         }
     }
     o
