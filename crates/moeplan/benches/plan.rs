@@ -3,7 +3,7 @@
 //! aggregated and disaggregated), and DeepSeek-V3 on up to 512 H200 GPUs.
 use criterion::{criterion_group, criterion_main, Criterion};
 use moeplan::search::{plan, PlanOptions};
-use moeplan::spec::scenario::{Lengths, Scenario};
+use moeplan::spec::scenario::Scenario;
 use moeplan::units::Seconds;
 use std::hint::black_box;
 
@@ -16,19 +16,11 @@ fn scenario(
     ttft_ms: f64,
     tpot_ms: f64,
 ) -> Scenario {
-    let mut s = moeplan::spec::scenario::seed();
-    s.model = moeplan::catalog::model(model).unwrap().unwrap();
-    s.gpu = moeplan::catalog::gpu(gpu).unwrap().unwrap();
-    s.mfu = None;
-    s.bandwidth_utilization = None;
-    s.gpus_available = Some(gpus);
-    s.workload.isl = Lengths { min: isl, max: isl };
-    s.workload.osl = Lengths { min: osl, max: osl };
-    s.workload.concurrency = None;
+    let model = moeplan::catalog::model(model).unwrap().unwrap();
+    let gpu = moeplan::catalog::gpu(gpu).unwrap().unwrap();
+    let mut s = Scenario::fixed("bench", model, gpu, gpus, isl, osl);
     s.slo.ttft = Some(Seconds::from_ms(ttft_ms));
     s.slo.tpot = Some(Seconds::from_ms(tpot_ms));
-    s.slo.min_throughput_per_gpu = None;
-    s.slo.max_load_imbalance = None;
     s
 }
 

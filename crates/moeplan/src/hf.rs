@@ -406,26 +406,12 @@ fn qwen_next(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     m
 }
 
-fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+/// The DeepSeek MoE block (routed + shared experts of one width, the first
+/// `first_k_dense_replace` layers dense, then every `moe_layer_freq`-th),
+/// which DeepSeek-V2/V3, Kimi, GLM-4.5 and GLM-5 share.
+fn deepseek_moe_model(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base(c, arch, pr);
-    let n_heads = c.u64("num_attention_heads", pr);
-    m.attention = Attention::Mla {
-        n_heads,
-        q_lora_rank: c.opt_u64("q_lora_rank", pr),
-        kv_lora_rank: c.u64("kv_lora_rank", pr),
-        qk_nope_head_dim: c.u64("qk_nope_head_dim", pr),
-        qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
-        v_head_dim: c.u64("v_head_dim", pr),
-    };
-    if c.has("index_topk") {
-        m.indexer = Some(SparseIndexer {
-            n_heads: c.u64("index_n_heads", pr),
-            head_dim: c.u64("index_head_dim", pr),
-            topk: c.u64("index_topk", pr),
-        });
-    }
     let inter = c.u64("moe_intermediate_size", pr);
-    let noaux = c.str("topk_method") == Some("noaux_tc");
     m.moe = Some(Moe {
         n_routed_experts: c.u64("n_routed_experts", pr),
         experts_per_token: c.u64("num_experts_per_tok", pr),
@@ -433,10 +419,10 @@ fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         n_shared_experts: c.opt_u64("n_shared_experts", pr).unwrap_or(0),
         shared_intermediate_size: inter,
         shared_expert_gate: false,
-        router_bias: noaux,
+        // noaux_tc routing adds a per-expert selection bias (GLM-4.5 always has it).
+        router_bias: c.str("topk_method").is_none_or(|t| t == "noaux_tc"),
         expert_bias: false,
     });
-    m.dense_intermediate_size = c.u64("intermediate_size", pr);
     let first_dense = c
         .obj
         .get("first_k_dense_replace")
@@ -460,37 +446,34 @@ fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     m
 }
 
-fn glm4_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
-    let mut m = deepseek_free_moe(c, arch, pr);
-    let qk_norm = c.bool("use_qk_norm", false);
-    set_gqa(&mut m, |_, _, q, _, _| *q = qk_norm);
+/// DeepSeek-V2/V3/V3.2, Kimi K2/K2.5, GLM-5: MLA attention (with the DSA
+/// indexer when the config has one) over the DeepSeek MoE block.
+fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = deepseek_moe_model(c, arch, pr);
+    m.attention = Attention::Mla {
+        n_heads: c.u64("num_attention_heads", pr),
+        q_lora_rank: c.opt_u64("q_lora_rank", pr),
+        kv_lora_rank: c.u64("kv_lora_rank", pr),
+        qk_nope_head_dim: c.u64("qk_nope_head_dim", pr),
+        qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
+        v_head_dim: c.u64("v_head_dim", pr),
+    };
+    if c.has("index_topk") {
+        m.indexer = Some(SparseIndexer {
+            n_heads: c.u64("index_n_heads", pr),
+            head_dim: c.u64("index_head_dim", pr),
+            topk: c.u64("index_topk", pr),
+        });
+    }
+    m.dense_intermediate_size = c.u64("intermediate_size", pr);
     m
 }
 
-/// GLM-4.5 style: GQA attention with a DeepSeek-style MoE block.
-fn deepseek_free_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
-    let mut m = base(c, arch, pr);
-    let inter = c.u64("moe_intermediate_size", pr);
-    m.moe = Some(Moe {
-        n_routed_experts: c.u64("n_routed_experts", pr),
-        experts_per_token: c.u64("num_experts_per_tok", pr),
-        expert_intermediate_size: inter,
-        n_shared_experts: c.opt_u64("n_shared_experts", pr).unwrap_or(0),
-        shared_intermediate_size: inter,
-        shared_expert_gate: false,
-        router_bias: true,
-        expert_bias: false,
-    });
-    let first_dense = c
-        .obj
-        .get("first_k_dense_replace")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    for (i, l) in m.layers.iter_mut().enumerate() {
-        if i as u64 >= first_dense {
-            l.ffn = Ffn::Moe;
-        }
-    }
+/// GLM-4.5: GQA attention over the DeepSeek MoE block.
+fn glm4_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = deepseek_moe_model(c, arch, pr);
+    let qk_norm = c.bool("use_qk_norm", false);
+    set_gqa(&mut m, |_, _, q, _, _| *q = qk_norm);
     m
 }
 

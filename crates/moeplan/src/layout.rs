@@ -44,14 +44,7 @@ impl Default for Layout {
 impl fmt::Display for Layout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
-        for (name, v) in [
-            ("pp", self.pp),
-            ("tp", self.tp),
-            ("cp", self.cp),
-            ("dp", self.dp),
-            ("ep", self.ep),
-            ("etp", self.etp),
-        ] {
+        for (name, v) in self.degrees() {
             if v > 1 {
                 parts.push(format!("{name}{v}"));
             }
@@ -78,6 +71,18 @@ pub struct LayoutProblem {
 }
 
 impl Layout {
+    /// Each degree with its name, in the fixed order pp, tp, cp, dp, ep, etp.
+    pub fn degrees(&self) -> [(&'static str, u32); 6] {
+        [
+            ("pp", self.pp),
+            ("tp", self.tp),
+            ("cp", self.cp),
+            ("dp", self.dp),
+            ("ep", self.ep),
+            ("etp", self.etp),
+        ]
+    }
+
     /// GPUs of one pipeline stage.
     pub fn gpus_per_stage(&self) -> u32 {
         self.tp * self.cp * self.dp
@@ -101,14 +106,7 @@ impl Layout {
     ) -> (Vec<LayoutProblem>, Vec<String>) {
         let mut bad = Vec::new();
         let mut warn = Vec::new();
-        for (name, v) in [
-            ("pp", self.pp),
-            ("tp", self.tp),
-            ("cp", self.cp),
-            ("dp", self.dp),
-            ("ep", self.ep),
-            ("etp", self.etp),
-        ] {
+        for (name, v) in self.degrees() {
             if v == 0 {
                 bad.push(LayoutProblem {
                     rule: "degree_zero",

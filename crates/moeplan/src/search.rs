@@ -90,18 +90,9 @@ pub enum Mode {
 pub struct Pool {
     /// `aggregated`, `prefill` or `decode`.
     pub role: &'static str,
-    /// Pipeline stages.
-    pub pp: u32,
-    /// Tensor parallel.
-    pub tp: u32,
-    /// Context parallel.
-    pub cp: u32,
-    /// Attention data parallel.
-    pub dp: u32,
-    /// Expert parallel.
-    pub ep: u32,
-    /// Expert tensor parallel.
-    pub etp: u32,
+    /// The layout of one worker (pp, tp, cp, dp, ep, etp in JSON).
+    #[serde(flatten)]
+    pub layout: Layout,
     /// Workers (replicas) in the pool.
     pub workers: u32,
     /// GPUs of the pool.
@@ -111,28 +102,12 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The layout of one worker.
-    pub fn layout(&self) -> Layout {
-        Layout {
-            pp: self.pp,
-            tp: self.tp,
-            cp: self.cp,
-            dp: self.dp,
-            ep: self.ep,
-            etp: self.etp,
-        }
-    }
-    fn new(role: &'static str, l: Layout, workers: u32, concurrency: u64) -> Pool {
+    fn new(role: &'static str, layout: Layout, workers: u32, concurrency: u64) -> Pool {
         Pool {
             role,
-            pp: l.pp,
-            tp: l.tp,
-            cp: l.cp,
-            dp: l.dp,
-            ep: l.ep,
-            etp: l.etp,
+            layout,
             workers,
-            gpus: workers * l.gpus(),
+            gpus: workers * layout.gpus(),
             concurrency,
         }
     }
@@ -434,19 +409,7 @@ impl Eval<'_> {
             rej.memory += 1;
             return (None, points);
         }
-        let levels: Vec<u64> = match w.concurrency {
-            Some(c) => vec![c],
-            None => {
-                let mut v: Vec<u64> = (0..16)
-                    .map(|i| (l.dp as u64) << i)
-                    .take_while(|c| *c <= limit.min(4096 * l.dp as u64))
-                    .collect();
-                if v.is_empty() {
-                    v.push(limit.max(1));
-                }
-                v
-            }
-        };
+        let levels = concurrency_levels(&l, limit, w.concurrency);
         let replicas_for = |per_replica_rps: f64| -> u32 {
             match w.request_rate {
                 Some(rate) => ((rate / per_replica_rps).ceil() as u32).max(1),
@@ -527,6 +490,23 @@ impl Eval<'_> {
     }
 }
 
+/// Requests in flight tried per worker: the scenario's when it fixes one,
+/// else doublings from one per attention-DP rank up to what memory holds.
+fn concurrency_levels(l: &Layout, limit: u64, fixed: Option<u64>) -> Vec<u64> {
+    if let Some(c) = fixed {
+        return vec![c];
+    }
+    let v: Vec<u64> = (0..16)
+        .map(|i| (l.dp as u64) << i)
+        .take_while(|c| *c <= limit.min(4096 * l.dp as u64))
+        .collect();
+    if v.is_empty() {
+        vec![limit.max(1)]
+    } else {
+        v
+    }
+}
+
 /// The fields of an estimate a candidate carries (without the per-op breakdown).
 fn summary_json(e: &Estimate) -> serde_json::Value {
     let mut j = e.to_json();
@@ -579,7 +559,7 @@ fn rank(a: &Candidate, b: &Candidate, objective: Objective) -> std::cmp::Orderin
 fn layout_key(c: &Candidate) -> Vec<(Layout, u32, u64)> {
     c.pools
         .iter()
-        .map(|p| (p.layout(), p.workers, p.concurrency))
+        .map(|p| (p.layout, p.workers, p.concurrency))
         .collect()
 }
 
@@ -725,13 +705,13 @@ pub fn plan(
         if r.mode == Mode::Aggregated {
             let pool = &r.pools[0];
             let w = &s.workload;
-            if let Some(e) = eval.estimate(pool.layout(), w.isl.mean(), w.osl.mean(), pool.concurrency) {
+            if let Some(e) = eval.estimate(pool.layout, w.isl.mean(), w.osl.mean(), pool.concurrency) {
                 r.explain = e.explain.clone();
                 r.explain.insert(
                     "gpus".into(),
                     Derivation::new(
                         "replicas × GPUs per replica (pp · tp · cp · dp; EP and ETP fold onto the same GPUs)",
-                        &[("replicas", pool.workers.to_string()), ("gpus_per_replica", pool.layout().gpus().to_string())],
+                        &[("replicas", pool.workers.to_string()), ("gpus_per_replica", pool.layout.gpus().to_string())],
                     ),
                 );
             }
@@ -801,13 +781,7 @@ fn disaggregated(
         .flat_map_iter(|l| {
             let limit =
                 memory::max_concurrency(&s.model, &s.gpu, l, &e.engine, 0, w.isl.max + w.osl.max);
-            let levels: Vec<u64> = match w.concurrency {
-                Some(c) => vec![c],
-                None => (0..16)
-                    .map(|i| (l.dp as u64) << i)
-                    .take_while(|c| *c <= limit.min(4096 * l.dp as u64))
-                    .collect(),
-            };
+            let levels = concurrency_levels(l, limit, w.concurrency);
             levels
                 .into_iter()
                 .filter_map(move |c| decode_worker(e, *l, c))
@@ -1092,7 +1066,7 @@ fn rationale(all: &[Candidate], rec: Option<&Candidate>) -> Vec<String> {
     }
     // The runner-up differs in what matters: the mode, or the layout of the
     // pool that produces the tokens (aggregated or decode).
-    let main = |c: &Candidate| (c.mode, c.pools.last().map(Pool::layout));
+    let main = |c: &Candidate| (c.mode, c.pools.last().map(|p| p.layout));
     let runner = all
         .iter()
         .skip(1)
@@ -1129,7 +1103,7 @@ pub fn describe(c: &Candidate) -> String {
     c.pools
         .iter()
         .map(|p| {
-            let l = p.layout();
+            let l = p.layout;
             format!("{} {}×[{}] c{}", p.role, p.workers, l, p.concurrency)
         })
         .collect::<Vec<_>>()

@@ -4,7 +4,7 @@ use moeplan::layout::Layout;
 use moeplan::memory::EngineConfig;
 use moeplan::search::{plan, Mode, Modes, PlanOptions};
 use moeplan::serving::{estimate, EstimateInput, Workload};
-use moeplan::spec::scenario::{seed, Lengths, Scenario};
+use moeplan::spec::scenario::{seed, Scenario};
 use moeplan::units::Seconds;
 use proptest::prelude::*;
 
@@ -89,19 +89,11 @@ fn recommendation_beats_every_seed_plan() {
 }
 
 fn small(isl: u64, osl: u64, ttft_ms: f64, tpot_ms: f64, gpus: u32) -> Scenario {
-    let mut s = seed();
-    s.model = moeplan::catalog::model("qwen3-30b-a3b").unwrap().unwrap();
-    s.gpu = moeplan::catalog::gpu("h100-sxm").unwrap().unwrap();
-    s.mfu = None;
-    s.bandwidth_utilization = None;
-    s.gpus_available = Some(gpus);
-    s.workload.isl = Lengths { min: isl, max: isl };
-    s.workload.osl = Lengths { min: osl, max: osl };
-    s.workload.concurrency = None;
+    let model = moeplan::catalog::model("qwen3-30b-a3b").unwrap().unwrap();
+    let gpu = moeplan::catalog::gpu("h100-sxm").unwrap().unwrap();
+    let mut s = Scenario::fixed("small", model, gpu, gpus, isl, osl);
     s.slo.ttft = Some(Seconds::from_ms(ttft_ms));
     s.slo.tpot = Some(Seconds::from_ms(tpot_ms));
-    s.slo.min_throughput_per_gpu = None;
-    s.slo.max_load_imbalance = None;
     s
 }
 
@@ -118,7 +110,7 @@ proptest! {
             prop_assert!(c.gpus <= gpus);
             prop_assert_eq!(c.mode, Mode::Aggregated);
             let pool = &c.pools[0];
-            let l = pool.layout();
+            let l = pool.layout;
             prop_assert!(l.check(&s.model, &s.gpu, 0).0.is_empty());
             prop_assert_eq!(pool.gpus, pool.workers * l.gpus());
             if c.meets() {

@@ -372,7 +372,7 @@ fn render(s: &Scenario, r: &PlanResult, explain: bool) -> String {
                 model: &s.model,
                 gpu: &s.gpu,
                 calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
-                layout: pool.layout(),
+                layout: pool.layout,
                 workload: moeplan::serving::Workload {
                     isl: w.isl.mean(),
                     osl: w.osl.mean(),
@@ -476,12 +476,12 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             pool.role,
             pool.workers,
-            pool.pp,
-            pool.tp,
-            pool.cp,
-            pool.dp,
-            pool.ep,
-            pool.etp,
+            pool.layout.pp,
+            pool.layout.tp,
+            pool.layout.cp,
+            pool.layout.dp,
+            pool.layout.ep,
+            pool.layout.etp,
             pool.gpus,
             pool.concurrency
         );

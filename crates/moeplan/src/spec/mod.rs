@@ -275,33 +275,31 @@ fn required_placeholder(root: &Value, path: &str) -> Option<Value> {
     None
 }
 
-fn set_path(v: &mut Value, path: &str, new: Value) {
-    let mut parts: Vec<&str> = path.split('.').collect();
-    let Some(last) = parts.pop() else { return };
+/// The object holding the last key of a dotted path, and that key.
+fn parent_mut<'v>(
+    v: &'v mut Value,
+    path: &'v str,
+) -> Option<(&'v mut serde_json::Map<String, Value>, &'v str)> {
+    let (parents, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, path),
+    };
     let mut cur = v;
-    for p in parts {
-        match cur.get_mut(p) {
-            Some(next) => cur = next,
-            None => return,
-        }
+    for p in parents.into_iter().flat_map(|p| p.split('.')) {
+        cur = cur.get_mut(p)?;
     }
-    if let Some(obj) = cur.as_object_mut() {
-        obj.insert(last.to_string(), new);
+    Some((cur.as_object_mut()?, last))
+}
+
+fn set_path(v: &mut Value, path: &str, new: Value) {
+    if let Some((obj, key)) = parent_mut(v, path) {
+        obj.insert(key.to_string(), new);
     }
 }
 
 fn remove_path(v: &mut Value, path: &str) {
-    let mut parts: Vec<&str> = path.split('.').collect();
-    let Some(last) = parts.pop() else { return };
-    let mut cur = v;
-    for p in parts {
-        match cur.get_mut(p) {
-            Some(next) => cur = next,
-            None => return,
-        }
-    }
-    if let Some(obj) = cur.as_object_mut() {
-        obj.remove(last);
+    if let Some((obj, key)) = parent_mut(v, path) {
+        obj.remove(key);
     }
 }
 

@@ -226,6 +226,29 @@ pub struct Scenario {
     pub assumptions: Vec<String>,
 }
 
+impl Scenario {
+    /// A scenario of fixed lengths with no service level but the memory
+    /// limit, for programs that build scenarios rather than read them.
+    pub fn fixed(name: &str, model: Model, gpu: Gpu, gpus: u32, isl: u64, osl: u64) -> Scenario {
+        Scenario {
+            name: name.to_string(),
+            model,
+            gpu,
+            gpus_available: Some(gpus),
+            mfu: None,
+            bandwidth_utilization: None,
+            workload: WorkloadSpec {
+                isl: Lengths { min: isl, max: isl },
+                osl: Lengths { min: osl, max: osl },
+                concurrency: None,
+                request_rate: None,
+            },
+            slo: Slo::default(),
+            assumptions: Vec::new(),
+        }
+    }
+}
+
 /// Reads a scenario file.
 pub fn load(source: &Source, dir: &Path) -> Result<Scenario, SpecError> {
     let stem = source.stem("scenario");
