@@ -643,6 +643,15 @@ const DENSE_MODULES: &[&str] = &[
 
 fn excluded(patterns: &[String], modules: &[&str]) -> bool {
     patterns.iter().any(|p| {
+        // Most entries are plain module names (GLM-5-FP8 lists hundreds):
+        // compare them as text, and compile only real patterns.
+        if !p.starts_with("re:") && !p.contains('*') {
+            return modules.iter().any(|m| {
+                *m == p
+                    || m.strip_prefix(p.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            });
+        }
         let re_src = match p.strip_prefix("re:") {
             Some(r) => format!("^(?:{r})"),
             None => format!(

@@ -172,7 +172,12 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
             "gpu_budget": result.gpu_budget,
         }));
     } else {
-        output::print(&render(&s, &result, a.output.explain));
+        output::print(&render(
+            &s,
+            &result,
+            a.output.explain,
+            opts.objective == Objective::Pareto,
+        ));
         output::note(&format!(
             "searched {} layouts ({} estimates) in {:.2} s",
             result.rejected.layouts,
@@ -277,7 +282,7 @@ fn table(cands: &[&Candidate]) -> String {
     t.to_string()
 }
 
-fn render(s: &Scenario, r: &PlanResult, explain: bool) -> String {
+fn render(s: &Scenario, r: &PlanResult, explain: bool, pareto: bool) -> String {
     let mut o = String::new();
     let w = &s.workload;
     let _ = writeln!(
@@ -318,6 +323,10 @@ fn render(s: &Scenario, r: &PlanResult, explain: bool) -> String {
             c.len(),
             table(&c)
         );
+    }
+    if pareto {
+        let front: Vec<&Candidate> = r.pareto.iter().collect();
+        let _ = writeln!(o, "\nPareto front (no point is beaten on both tokens/s per GPU and per user; {} points):\n{}", front.len(), table(&front));
     }
     match &r.recommended {
         Some(rec) => {
