@@ -31,6 +31,18 @@ pub enum Bound {
     Overhead,
 }
 
+impl Bound {
+    /// The snake_case name used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bound::Compute => "compute",
+            Bound::Memory => "memory",
+            Bound::Communication => "communication",
+            Bound::Overhead => "overhead",
+        }
+    }
+}
+
 /// One operator of a step, per occurrence, on one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Op {
