@@ -335,10 +335,12 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
     let (uniform, skewed, used) = match &m.moe {
         Some(moe) => {
             let rows = (b + p) * dp * l.cp as f64 / l.edp() as f64 * moe.experts_per_token as f64;
+            // The reported skew: the user's, or REFERENCE_SKEW (which the
+            // output names), not a different exponent.
             let skew_ref = if inp.routing_skew > 0.0 {
                 inp.routing_skew
             } else {
-                1.0
+                REFERENCE_SKEW
             };
             let u = load_imbalance(moe.n_routed_experts, l.ep, inp.redundant_experts, rows, 0.0);
             let s = load_imbalance(
