@@ -3,7 +3,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use moeplan::layout::Layout;
 use moeplan::memory::EngineConfig;
-use moeplan::serving::{estimate, EstimateInput, Workload};
+use moeplan::serving::{estimate, estimate_summary, EstimateInput, Workload};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
@@ -29,6 +29,28 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function("estimate deepseek-v3 dp8 ep8 on h200", |b| {
         b.iter(|| estimate(black_box(&inp)).unwrap())
+    });
+    c.bench_function("estimate_summary deepseek-v3 dp8 ep8 on h200", |b| {
+        b.iter(|| estimate_summary(black_box(&inp)).unwrap())
+    });
+    // A planner's sweep: a different EP degree (and so expert placement) each call.
+    let layouts: Vec<Layout> = [1u32, 2, 4, 8]
+        .iter()
+        .map(|&ep| Layout {
+            dp: 8,
+            ep,
+            etp: 8 / ep,
+            ..Layout::default()
+        })
+        .collect();
+    c.bench_function("estimate deepseek-v3 dp8, ep 1/2/4/8 in turn", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let mut x = inp.clone();
+            x.layout = layouts[i % layouts.len()];
+            i += 1;
+            estimate(black_box(&x)).unwrap()
+        })
     });
     c.bench_function("model report deepseek-v3", |b| {
         b.iter(|| moeplan::report::model_report(black_box(&m)))

@@ -10,7 +10,7 @@
 //! and the fit errors. Other GPUs use the same fractions of their own
 //! datasheet peaks, which every estimate says.
 
-use crate::units::Seconds;
+use crate::units::{Bytes, Seconds};
 use serde::Serialize;
 
 /// A GEMM: `eff(m) = eff_max · m / (m + m_half)`.
@@ -30,7 +30,7 @@ pub struct GemmCurve {
 }
 
 /// A fused MoE layer: grouped GEMMs whose efficiency saturates in tokens
-/// per expert, plus a routing/permutation pass over every routed row.
+/// per expert, plus a routing/permutation pass over the routed rows.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct MoeCurve {
     /// Fraction of peak at many tokens per expert.
@@ -41,10 +41,12 @@ pub struct MoeCurve {
     pub mem_eff: f64,
     /// Fixed cost per MoE layer.
     pub overhead: Seconds,
+    /// Fixed cost per expert held on the GPU (per-expert problem setup of
+    /// grouped-GEMM kernels that launch every local expert).
+    pub per_local_expert: Seconds,
     /// HBM fraction of the sort/activation/reduce pass over routed rows.
     pub rows_eff: f64,
 }
-
 /// Causal prefill attention: efficiency saturates in prompt length and in
 /// the number of thread blocks `b · heads · ⌈isl/128⌉`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -77,26 +79,26 @@ pub struct AttentionDecodeCurve {
     pub per_sequence: Seconds,
 }
 
-/// A collective on the scale-up link: `latency + factor · bytes / (link · eff)`.
+/// A collective on the scale-up link: `latency + factor · bytes / (link · eff)`,
+/// with latency and bandwidth fraction measured at 2, 4 and 8 ranks and
+/// interpolated in log2(ranks) (extrapolated along the 4→8 slope beyond).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct CollectiveCurve {
-    /// Latency at 2 ranks.
-    pub latency_2: Seconds,
-    /// Extra latency per doubling of ranks.
-    pub latency_per_doubling: Seconds,
-    /// Fraction of per-direction link bandwidth at 2 ranks.
-    pub eff_2: f64,
-    /// Extra fraction per doubling of ranks (rings use more links).
-    pub eff_per_doubling: f64,
+    /// Latency at 2, 4 and 8 ranks.
+    pub latency: [Seconds; 3],
+    /// Bus bandwidth as a fraction of per-direction link bandwidth at 2, 4 and 8 ranks.
+    pub eff: [f64; 3],
 }
 
 impl CollectiveCurve {
     /// Latency and bandwidth fraction for `n` ranks.
     pub fn at(&self, n: u32) -> (Seconds, f64) {
-        let doublings = (n.max(2) as f64).log2() - 1.0;
+        let x = (n.max(2) as f64).log2() - 1.0; // 0 at 2 ranks, 1 at 4, 2 at 8
+        let (i, f) = if x <= 1.0 { (0, x) } else { (1, x - 1.0) };
+        let lerp = |a: f64, b: f64| a + (b - a) * f;
         (
-            self.latency_2 + self.latency_per_doubling * doublings,
-            (self.eff_2 + self.eff_per_doubling * doublings).min(0.95),
+            Seconds(lerp(self.latency[i].0, self.latency[i + 1].0)),
+            lerp(self.eff[i], self.eff[i + 1]).min(0.95),
         )
     }
 }
@@ -108,8 +110,10 @@ pub struct AllToAllCurve {
     pub dispatch_latency: Seconds,
     /// Fixed cost of one combine.
     pub combine_latency: Seconds,
-    /// Fraction of per-direction link bandwidth reached.
-    pub eff: f64,
+    /// Fraction of per-direction link bandwidth a dispatch reaches.
+    pub dispatch_eff: f64,
+    /// Fraction of per-direction link bandwidth a combine reaches.
+    pub combine_eff: f64,
 }
 
 /// Every fitted curve of one GPU.
@@ -119,12 +123,22 @@ pub struct Calibration {
     pub gemm_bf16: GemmCurve,
     /// FP8 (block-scaled) GEMMs.
     pub gemm_fp8: GemmCurve,
-    /// BF16 fused MoE.
+    /// BF16 fused MoE (vLLM Triton).
     pub moe_bf16: MoeCurve,
-    /// FP8 fused MoE.
+    /// FP8 block-scaled fused MoE, vLLM Triton kernel (tokens replicated
+    /// over a TP group, no expert parallelism).
     pub moe_fp8: MoeCurve,
-    /// 4-bit weight-only fused MoE (int4 / mxfp4 / nvfp4 on Hopper).
-    pub moe_w4: MoeCurve,
+    /// FP8 block-scaled grouped GEMM of the FlashInfer/TensorRT-LLM Cutlass
+    /// MoE, what engines run under expert parallelism.
+    pub moe_fp8_cutlass: MoeCurve,
+    /// INT4 weight-only fused MoE (Marlin).
+    pub moe_int4: MoeCurve,
+    /// MXFP4 weight-only fused MoE on GPUs without FP4 tensor cores (OAI
+    /// Triton `matmul_ogs`, vLLM's gpt-oss path on Hopper).
+    pub moe_mxfp4: MoeCurve,
+    /// NVFP4 weights on GPUs without FP4 tensor cores (FP4 Marlin; the
+    /// mxfp4 Marlin fit stands for it).
+    pub moe_fp4_marlin: MoeCurve,
     /// Prefill attention.
     pub attn_prefill: AttentionPrefillCurve,
     /// Decode attention.
@@ -133,8 +147,14 @@ pub struct Calibration {
     pub mla_overhead: Seconds,
     /// MLA prefill runs this much slower than the sum of its parts.
     pub mla_prefill_scale: f64,
-    /// All-reduce (graph-captured custom all-reduce).
+    /// All-reduce up to `custom_allreduce_max`: vLLM's custom all-reduce
+    /// captured in a CUDA graph.
     pub allreduce: CollectiveCurve,
+    /// All-reduce above `custom_allreduce_max`: NCCL ring/tree.
+    pub allreduce_nccl: CollectiveCurve,
+    /// Largest message the custom all-reduce takes (vLLM: 8 MiB); larger
+    /// ones go to NCCL.
+    pub custom_allreduce_max: Bytes,
     /// All-gather / reduce-scatter (NCCL).
     pub allgather: CollectiveCurve,
     /// Low-latency all-to-all (decode-sized batches).
@@ -151,6 +171,17 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    fn moe_curves_mut(&mut self) -> [&mut MoeCurve; 6] {
+        [
+            &mut self.moe_bf16,
+            &mut self.moe_fp8,
+            &mut self.moe_fp8_cutlass,
+            &mut self.moe_int4,
+            &mut self.moe_mxfp4,
+            &mut self.moe_fp4_marlin,
+        ]
+    }
+
     /// Replaces compute and memory efficiencies with flat fractions, as a
     /// plan's "60% MFU, 80% bandwidth utilisation" states them. Fixed
     /// per-kernel costs stay: they are not efficiencies.
@@ -162,7 +193,7 @@ impl Calibration {
                 g.eff_max = m;
                 g.m_half = 0.0;
             }
-            for g in [&mut c.moe_bf16, &mut c.moe_fp8, &mut c.moe_w4] {
+            for g in c.moe_curves_mut() {
                 g.eff_max = m;
                 g.tpe_half = 0.0;
             }
@@ -179,7 +210,7 @@ impl Calibration {
             for g in [&mut c.gemm_bf16, &mut c.gemm_fp8] {
                 g.mem_eff = b;
             }
-            for g in [&mut c.moe_bf16, &mut c.moe_fp8, &mut c.moe_w4] {
+            for g in c.moe_curves_mut() {
                 g.mem_eff = b;
             }
             c.attn_decode.mem_eff = b;
@@ -198,8 +229,11 @@ impl Calibration {
 
 /// The H100 SXM fit (docs/calibration-h100.md). Fit errors, median / p90
 /// absolute: GEMM bf16 8.8/27%, fp8-block 6.0/21%; MoE bf16 9.0/39%,
-/// fp8-block 6.9/24%, 4-bit 14.6/44%; prefill attention 14.6/40%; decode
-/// attention 15.4/41%; MLA decode module 10.2/30%; all-reduce 10/25%.
+/// fp8-block Triton 6.9/24%, fp8-block Cutlass 8.9/29%, int4 Marlin
+/// 16.0/31%, mxfp4 OAI Triton 14.6/44%, mxfp4 Marlin 17.1/34%; prefill
+/// attention 14.6/40%; decode attention 15.4/41%; MLA decode module
+/// 10.2/30%; custom all-reduce 2-16/19-32%, NCCL all-reduce 10-11/21-30%
+/// per n; DeepEP 10-17/22-53% per backend and phase.
 pub fn hopper() -> Calibration {
     Calibration {
         gemm_bf16: GemmCurve {
@@ -219,26 +253,62 @@ pub fn hopper() -> Calibration {
             overhead: Seconds::from_us(3.1),
             quant_eff: 0.466,
         },
+        // Fused MoE fits (docs/calibration-h100.md §2), balanced routing,
+        // median / p90 error of the fit: bf16 Triton 9.0/39%.
         moe_bf16: MoeCurve {
             eff_max: 0.575,
             tpe_half: 1.55,
             mem_eff: 0.85,
             overhead: Seconds::from_us(41.9),
+            per_local_expert: Seconds::ZERO,
             rows_eff: 0.25,
         },
+        // fp8_block, vLLM Triton (ep = 1 rows): 6.9/24%.
         moe_fp8: MoeCurve {
             eff_max: 0.325,
             tpe_half: 1.58,
             mem_eff: 0.813,
             overhead: Seconds::from_us(42.0),
+            per_local_expert: Seconds::ZERO,
             rows_eff: 0.209,
         },
-        moe_w4: MoeCurve {
+        // fp8_block, FlashInfer-Cutlass (ep > 1 rows): 8.9/29%. The fit
+        // (tools/calibration/fit.py) charges the rows pass on every routed
+        // row of the tokens the GPU holds, T·k, like the Triton fits.
+        moe_fp8_cutlass: MoeCurve {
+            eff_max: 0.255,
+            tpe_half: 1.92,
+            mem_eff: 0.746,
+            overhead: Seconds::from_us(27.2),
+            per_local_expert: Seconds::from_us(0.148),
+            rows_eff: 1.47,
+        },
+        // int4 weight-only, Marlin: 16.0/31%.
+        moe_int4: MoeCurve {
+            eff_max: 0.280,
+            tpe_half: 0.68,
+            mem_eff: 0.613,
+            overhead: Seconds::from_us(55.4),
+            per_local_expert: Seconds::ZERO,
+            rows_eff: 0.222,
+        },
+        // mxfp4 weight-only, OAI Triton: 14.6/44%.
+        moe_mxfp4: MoeCurve {
             eff_max: 0.575,
             tpe_half: 6.72,
             mem_eff: 0.645,
             overhead: Seconds::from_us(61.0),
+            per_local_expert: Seconds::ZERO,
             rows_eff: 0.944,
+        },
+        // mxfp4 weight-only, Marlin: 17.1/34%.
+        moe_fp4_marlin: MoeCurve {
+            eff_max: 0.208,
+            tpe_half: 0.42,
+            mem_eff: 0.629,
+            overhead: Seconds::from_us(82.1),
+            per_local_expert: Seconds::ZERO,
+            rows_eff: 0.207,
         },
         attn_prefill: AttentionPrefillCurve {
             eff_max: 0.579,
@@ -259,31 +329,48 @@ pub fn hopper() -> Calibration {
         // vLLM custom all-reduce, CUDA-graph: 4.3/4.8/5.4 µs and 262/288/351
         // GB/s bus bandwidth at 2/4/8 GPUs (of 450 GB/s per direction).
         allreduce: CollectiveCurve {
-            latency_2: Seconds::from_us(4.3),
-            latency_per_doubling: Seconds::from_us(0.55),
-            eff_2: 0.58,
-            eff_per_doubling: 0.10,
+            latency: [
+                Seconds::from_us(4.3),
+                Seconds::from_us(4.8),
+                Seconds::from_us(5.4),
+            ],
+            eff: [262.0 / 450.0, 288.0 / 450.0, 351.0 / 450.0],
         },
+        // NCCL all-reduce: 7.3/10.8/17.6 µs, 246/300/325 GB/s at 2/4/8
+        // (fit error 10-11 / 21-30% per n).
+        allreduce_nccl: CollectiveCurve {
+            latency: [
+                Seconds::from_us(7.3),
+                Seconds::from_us(10.8),
+                Seconds::from_us(17.6),
+            ],
+            eff: [246.0 / 450.0, 300.0 / 450.0, 325.0 / 450.0],
+        },
+        custom_allreduce_max: Bytes(8.0 * 1024.0 * 1024.0),
         // NCCL all-gather: 6.3/8.4/12.1 µs, 201/259/287 GB/s at 2/4/8.
         allgather: CollectiveCurve {
-            latency_2: Seconds::from_us(6.3),
-            latency_per_doubling: Seconds::from_us(2.9),
-            eff_2: 0.45,
-            eff_per_doubling: 0.095,
+            latency: [
+                Seconds::from_us(6.3),
+                Seconds::from_us(8.4),
+                Seconds::from_us(12.1),
+            ],
+            eff: [201.0 / 450.0, 259.0 / 450.0, 287.0 / 450.0],
         },
         // DeepEP low-latency at ep=8: 61.7 µs + bytes at 205 GB/s dispatch,
         // 46.6 µs + 223 GB/s combine (bf16 payloads).
         alltoall_ll: AllToAllCurve {
             dispatch_latency: Seconds::from_us(61.7),
             combine_latency: Seconds::from_us(46.6),
-            eff: 0.475,
+            dispatch_eff: 205.0 / 450.0,
+            combine_eff: 223.0 / 450.0,
         },
         // DeepEP normal (high-throughput): 252 µs + 346 GB/s dispatch,
         // 86.5 µs + 251 GB/s combine.
         alltoall_ht: AllToAllCurve {
             dispatch_latency: Seconds::from_us(252.0),
             combine_latency: Seconds::from_us(86.5),
-            eff: 0.66,
+            dispatch_eff: 346.0 / 450.0,
+            combine_eff: 251.0 / 450.0,
         },
         network_eff: 0.8,
         elementwise_overhead: Seconds::from_us(2.0),

@@ -6,7 +6,7 @@
 //! TP=8 on one node is 8 GPUs, not 64.
 
 use crate::hardware::Gpu;
-use crate::model::{Attention, Ffn, Mixer, Model};
+use crate::model::{Attention, Ffn, LayerParamsMemo, Mixer, Model};
 use serde::Serialize;
 use std::fmt;
 use std::ops::Range;
@@ -246,11 +246,16 @@ impl Layout {
     pub fn stages(&self, m: &Model) -> Vec<Range<usize>> {
         let n = m.n_layers();
         let pp = (self.pp as usize).clamp(1, n.max(1));
+        if pp == 1 {
+            // One stage holds every layer; no weights to balance.
+            return std::iter::once(0..n).collect();
+        }
+        let mut memo = LayerParamsMemo::new(m);
         let w: Vec<f64> = m
             .layers
             .iter()
             .map(|l| {
-                let p = m.layer_params(l);
+                let p = memo.get(l);
                 let k = m.moe.as_ref().map_or(0, |x| x.experts_per_token) as f64;
                 // Per-token work of the layer, plus a constant so that
                 // attention-only differences still spread layers.

@@ -11,10 +11,11 @@
 
 use crate::hardware::Gpu;
 use crate::layout::Layout;
-use crate::model::{Attention, Component, Ffn, Mixer, Model};
+use crate::model::{Attention, Component, Ffn, LayerParamsMemo, Mixer, Model};
 use crate::units::{Bytes, GIB};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// Engine-side settings that size memory.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -98,17 +99,35 @@ pub fn weights_on_gpu(
     redundant_experts: u32,
 ) -> BTreeMap<Component, Bytes> {
     let stages = layout.stages(m);
+    let w = stage_weights(m, layout, &stages, stage, redundant_experts);
+    Component::ALL
+        .iter()
+        .filter(|c| w[**c as usize] > 0.0)
+        .map(|c| (*c, Bytes(w[*c as usize])))
+        .collect()
+}
+
+/// Weight bytes per component (indexed by `Component as usize`) on one GPU
+/// of `stage` of `stages`.
+fn stage_weights(
+    m: &Model,
+    layout: &Layout,
+    stages: &[Range<usize>],
+    stage: usize,
+    redundant_experts: u32,
+) -> [f64; 10] {
     let range = stages[stage.min(stages.len() - 1)].clone();
     let tp = layout.tp as f64;
-    let d = |c: Component| m.component_dtype(c).bytes();
-    let mut w: BTreeMap<Component, f64> = BTreeMap::new();
-    let mut add = |c: Component, params: f64| *w.entry(c).or_default() += params * d(c);
+    let mut w = [0.0f64; 10];
+    let mut add =
+        |c: Component, params: f64| w[c as usize] += params * m.component_dtype(c).bytes();
     let kv_split = match m.attention {
         Attention::Gqa { n_kv_heads, .. } => tp.min(n_kv_heads as f64),
         Attention::Mla { .. } => 1.0,
     };
+    let mut memo = LayerParamsMemo::new(m);
     for layer in &m.layers[range] {
-        let p = m.layer_params(layer);
+        let p = memo.get(layer);
         add(
             Component::Attention,
             p.attn_sharded / tp + p.attn_kv / kv_split + p.attn_replicated,
@@ -132,14 +151,8 @@ pub fn weights_on_gpu(
     let last = stages.len() - 1;
     if stage == 0 {
         add(Component::Embedding, vh / tp);
-        if let Some(v) = &m.vision {
-            let _ = v;
-            let total = m
-                .params()
-                .by_component
-                .get(&Component::VisionEncoder)
-                .map_or(0.0, |c| c.total.0);
-            add(Component::VisionEncoder, total);
+        if m.vision.is_some() {
+            add(Component::VisionEncoder, m.vision_params());
         }
     }
     if stage == last {
@@ -152,16 +165,28 @@ pub fn weights_on_gpu(
         }
         add(Component::Norms, m.hidden_size as f64);
     }
-    w.into_iter()
-        .filter(|(_, v)| *v > 0.0)
-        .map(|(c, v)| (c, Bytes(v)))
-        .collect()
+    w
+}
+
+/// Sum of the components with weights, in report order (what
+/// `weights_on_gpu(..).values().sum()` gives).
+fn weights_total(w: &[f64; 10]) -> Bytes {
+    Component::ALL
+        .iter()
+        .map(|c| w[*c as usize])
+        .filter(|v| *v > 0.0)
+        .map(Bytes)
+        .sum()
 }
 
 /// KV cache (and linear state) of one request of `context` tokens on one GPU of `stage`.
 pub fn kv_bytes_per_request(m: &Model, layout: &Layout, stage: usize, context: u64) -> Bytes {
     let stages = layout.stages(m);
     let range = stages[stage.min(stages.len() - 1)].clone();
+    kv_bytes_per_request_in(m, layout, range, context)
+}
+
+fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, context: u64) -> Bytes {
     let mut b = Bytes::ZERO;
     for layer in &m.layers[range] {
         match layer.mixer {
@@ -244,40 +269,7 @@ pub fn memory(
     concurrency: u64,
     context: u64,
 ) -> MemoryBreakdown {
-    let n_stages = layout.stages(m).len();
-    let seqs_per_rank = (concurrency as f64 / layout.dp as f64).ceil();
-    let mut worst: Option<MemoryBreakdown> = None;
-    for stage in 0..n_stages {
-        let weights = weights_on_gpu(m, layout, stage, redundant_experts);
-        let weights_bytes: Bytes = weights.values().copied().sum();
-        let per_request = kv_bytes_per_request(m, layout, stage, context);
-        let kv = per_request * seqs_per_rank;
-        let act = activation_bytes(m, layout, cfg, seqs_per_rank);
-        let other = comm_buffer_bytes(m, layout, cfg) + cfg.runtime_reserve;
-        let total = weights_bytes + kv + act + other;
-        let b = MemoryBreakdown {
-            weights_bytes,
-            weights_by_component: weights
-                .iter()
-                .map(|(c, v)| (c.name().to_string(), *v))
-                .collect(),
-            kv_cache_bytes: kv,
-            activation_bytes: act,
-            other_bytes: other,
-            total_bytes: total,
-            capacity_bytes: gpu.memory,
-            usable_bytes: gpu.memory * cfg.max_memory_fraction,
-            stage,
-            kv_bytes_per_request: per_request,
-        };
-        if worst
-            .as_ref()
-            .is_none_or(|w| b.total_bytes.0 > w.total_bytes.0)
-        {
-            worst = Some(b);
-        }
-    }
-    worst.expect("a layout has at least one stage")
+    memory_and_max_concurrency(m, gpu, layout, cfg, redundant_experts, concurrency, context).0
 }
 
 /// The most requests of `context` tokens the replica can hold in flight.
@@ -289,21 +281,44 @@ pub fn max_concurrency(
     redundant_experts: u32,
     context: u64,
 ) -> u64 {
-    let n_stages = layout.stages(m).len();
+    memory_and_max_concurrency(m, gpu, layout, cfg, redundant_experts, 1, context).1
+}
+
+/// `memory` and `max_concurrency` at once, computing each stage's weights
+/// and per-request KV once (what `serving::estimate` needs).
+pub fn memory_and_max_concurrency(
+    m: &Model,
+    gpu: &Gpu,
+    layout: &Layout,
+    cfg: &EngineConfig,
+    redundant_experts: u32,
+    concurrency: u64,
+    context: u64,
+) -> (MemoryBreakdown, u64) {
+    let stages = layout.stages(m);
+    let seqs_per_rank = (concurrency as f64 / layout.dp as f64).ceil();
+    let act = activation_bytes(m, layout, cfg, seqs_per_rank);
+    let act_full = activation_bytes(m, layout, cfg, cfg.max_step_tokens as f64);
+    let comm = comm_buffer_bytes(m, layout, cfg);
+    let other = comm + cfg.runtime_reserve;
+    let usable = gpu.memory.0 * cfg.max_memory_fraction;
+    // (stage, weights, total, per_request) of the fullest GPU so far.
+    let mut worst: Option<(usize, [f64; 10], Bytes, Bytes, Bytes)> = None;
     let mut best = u64::MAX;
-    for stage in 0..n_stages {
-        let weights: Bytes = weights_on_gpu(m, layout, stage, redundant_experts)
-            .values()
-            .copied()
-            .sum();
-        let per_request = kv_bytes_per_request(m, layout, stage, context);
-        let fixed = weights
-            + activation_bytes(m, layout, cfg, cfg.max_step_tokens as f64)
-            + comm_buffer_bytes(m, layout, cfg)
-            + cfg.runtime_reserve;
-        let free = gpu.memory.0 * cfg.max_memory_fraction - fixed.0;
+    for (stage, range) in stages.iter().enumerate() {
+        let weights = stage_weights(m, layout, &stages, stage, redundant_experts);
+        let weights_bytes = weights_total(&weights);
+        let per_request = kv_bytes_per_request_in(m, layout, range.clone(), context);
+        let kv = per_request * seqs_per_rank;
+        let total = weights_bytes + kv + act + other;
+        if worst.as_ref().is_none_or(|w| total.0 > w.2 .0) {
+            worst = Some((stage, weights, total, per_request, weights_bytes));
+        }
+        let fixed = weights_bytes + act_full + comm + cfg.runtime_reserve;
+        let free = usable - fixed.0;
         if free <= 0.0 {
-            return 0;
+            best = 0;
+            continue;
         }
         let per_rank = if per_request.0 > 0.0 {
             (free / per_request.0).floor()
@@ -312,5 +327,23 @@ pub fn max_concurrency(
         };
         best = best.min((per_rank as u64).saturating_mul(layout.dp as u64));
     }
-    best
+    let (stage, weights, total, per_request, weights_bytes) =
+        worst.expect("a layout has at least one stage");
+    let breakdown = MemoryBreakdown {
+        weights_bytes,
+        weights_by_component: Component::ALL
+            .iter()
+            .filter(|c| weights[**c as usize] > 0.0)
+            .map(|c| (c.name().to_string(), Bytes(weights[*c as usize])))
+            .collect(),
+        kv_cache_bytes: per_request * seqs_per_rank,
+        activation_bytes: act,
+        other_bytes: other,
+        total_bytes: total,
+        capacity_bytes: gpu.memory,
+        usable_bytes: gpu.memory * cfg.max_memory_fraction,
+        stage,
+        kv_bytes_per_request: per_request,
+    };
+    (breakdown, best)
 }

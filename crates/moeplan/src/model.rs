@@ -469,40 +469,52 @@ impl Model {
         }
     }
 
-    /// Parameter accounting by component.
-    pub fn params(&self) -> ParamReport {
+    /// Stored and active parameters per component (indexed by
+    /// `Component as usize`), summed layer by layer in model order.
+    fn component_sums(&self) -> ([f64; 10], [f64; 10]) {
         let h = self.hidden_size as f64;
         let v = self.vocab_size as f64;
-        let mut total: BTreeMap<Component, f64> = BTreeMap::new();
-        let mut active: BTreeMap<Component, f64> = BTreeMap::new();
+        let mut total = [0.0f64; 10];
+        let mut active = [0.0f64; 10];
         let mut add = |c: Component, t: f64, a: f64| {
-            *total.entry(c).or_default() += t;
-            *active.entry(c).or_default() += a;
+            total[c as usize] += t;
+            active[c as usize] += a;
         };
         add(Component::Embedding, v * h, v * h);
         if !self.tie_word_embeddings {
             add(Component::LmHead, v * h, v * h);
         }
         add(Component::Norms, h, h); // final norm
+        let k = self.moe.as_ref().map_or(0, |m| m.experts_per_token) as f64;
+        let mut memo = LayerParamsMemo::new(self);
         for layer in &self.layers {
-            let p = self.layer_params(layer);
+            let p = memo.get(layer);
             let attn = p.attn_sharded + p.attn_kv + p.attn_replicated;
             add(Component::Attention, attn, attn);
             add(Component::LinearAttention, p.linear_attn, p.linear_attn);
             add(Component::Router, p.router, p.router);
-            let k = self.moe.as_ref().map_or(0, |m| m.experts_per_token) as f64;
             add(Component::RoutedExperts, p.routed_experts, k * p.per_expert);
             add(Component::SharedExperts, p.shared, p.shared);
             add(Component::DenseMlp, p.dense, p.dense);
             add(Component::Norms, p.norms, p.norms);
         }
         if let Some(vis) = &self.vision {
-            let vp = vision_params(vis);
-            add(Component::VisionEncoder, vp, 0.0);
+            add(Component::VisionEncoder, vision_params(vis), 0.0);
         }
+        (total, active)
+    }
+
+    /// Parameters of the vision encoder and projector (0 without one).
+    pub fn vision_params(&self) -> f64 {
+        self.vision.as_ref().map_or(0.0, vision_params)
+    }
+
+    /// Parameter accounting by component.
+    pub fn params(&self) -> ParamReport {
+        let (total, active) = self.component_sums();
         let mut by_component = BTreeMap::new();
         for c in Component::ALL {
-            let t = total.get(&c).copied().unwrap_or(0.0);
+            let t = total[c as usize];
             if t == 0.0 {
                 continue;
             }
@@ -511,7 +523,7 @@ impl Model {
                 c,
                 ComponentParams {
                     total: Params(t),
-                    active: Params(active.get(&c).copied().unwrap_or(0.0)),
+                    active: Params(active[c as usize]),
                     dtype,
                     bytes: Bytes(t * dtype.bytes()),
                 },
@@ -615,16 +627,23 @@ impl Model {
     /// FLOP per token of the linear layers: 2 per active parameter a token
     /// multiplies (the embedding is a lookup, not a matmul; the LM head counts).
     pub fn linear_flop_per_token(&self) -> Flop {
-        let r = self.params();
-        let embedding = r
-            .by_component
-            .get(&Component::Embedding)
-            .map_or(0.0, |c| c.active.0);
-        let norms = r
-            .by_component
-            .get(&Component::Norms)
-            .map_or(0.0, |c| c.active.0);
-        let mut flop = 2.0 * (r.active.0 - embedding - norms);
+        // The same sums as `params()` (components with parameters, in
+        // report order), without building the report.
+        let (total, active) = self.component_sums();
+        let present = |c: Component| total[c as usize] != 0.0;
+        let active_sum: f64 = Component::ALL
+            .iter()
+            .filter(|c| present(**c))
+            .map(|c| active[*c as usize])
+            .sum();
+        let of = |c: Component| {
+            if present(c) {
+                active[c as usize]
+            } else {
+                0.0
+            }
+        };
+        let mut flop = 2.0 * (active_sum - of(Component::Embedding) - of(Component::Norms));
         if self.tie_word_embeddings {
             flop += 2.0 * (self.vocab_size * self.hidden_size) as f64;
         }
@@ -683,6 +702,33 @@ impl Model {
                 }
             }
         }
+    }
+}
+
+/// `Model::layer_params` by layer class: models repeat a few layer kinds
+/// (dense/MoE, full/sliding/linear), so each is computed once.
+pub struct LayerParamsMemo<'a> {
+    model: &'a Model,
+    seen: Vec<(Layer, LayerParams)>,
+}
+
+impl<'a> LayerParamsMemo<'a> {
+    /// An empty memo for `model`.
+    pub fn new(model: &'a Model) -> Self {
+        LayerParamsMemo {
+            model,
+            seen: Vec::with_capacity(4),
+        }
+    }
+
+    /// The parameters of `layer` (identical to `Model::layer_params`).
+    pub fn get(&mut self, layer: &Layer) -> LayerParams {
+        if let Some((_, p)) = self.seen.iter().find(|(l, _)| l == layer) {
+            return *p;
+        }
+        let p = self.model.layer_params(layer);
+        self.seen.push((*layer, p));
+        p
     }
 }
 

@@ -8,7 +8,7 @@
 //! `max(FLOP / (peak × eff), bytes / (bandwidth × eff)) + fixed cost`, and
 //! collectives are `latency + algorithm factor × bytes / link bandwidth`.
 
-use crate::calibration::{Calibration, GemmCurve, MoeCurve};
+use crate::calibration::{Calibration, CollectiveCurve, GemmCurve, MoeCurve};
 use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::layout::Layout;
@@ -29,6 +29,18 @@ pub enum Bound {
     Communication,
     /// Fixed per-kernel cost (launch, synchronisation, small kernels).
     Overhead,
+}
+
+impl Bound {
+    /// The snake_case name used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bound::Compute => "compute",
+            Bound::Memory => "memory",
+            Bound::Communication => "communication",
+            Bound::Overhead => "overhead",
+        }
+    }
 }
 
 /// One operator of a step, per occurrence, on one GPU.
@@ -325,11 +337,28 @@ impl<'a> CostContext<'a> {
         factor: f64,
         allreduce: bool,
     ) -> Op {
-        let curve = if allreduce {
+        let node = self.gpu.gpus_per_node;
+        let curve = if !allreduce {
+            &self.cal.allgather
+        } else if bytes.0 <= self.cal.custom_allreduce_max.0 && n <= node {
+            // vLLM's custom all-reduce (one node, messages up to its buffer).
             &self.cal.allreduce
         } else {
-            &self.cal.allgather
+            &self.cal.allreduce_nccl
         };
+        self.collective_on(curve, name, count, n, bytes, factor)
+    }
+
+    /// A collective with an explicit curve (the calibration check uses it).
+    pub fn collective_on(
+        &self,
+        curve: &CollectiveCurve,
+        name: &'static str,
+        count: u32,
+        n: u32,
+        bytes: Bytes,
+        factor: f64,
+    ) -> Op {
         let (lat, eff) = curve.at(n);
         let node = self.gpu.gpus_per_node;
         let moved = bytes * factor;
@@ -786,17 +815,9 @@ impl<'a> CostContext<'a> {
         let i_local = moe.expert_intermediate_size as f64 / l.etp as f64;
         let rows_mean = group_tokens * k / l.ep as f64;
         let rows = rows_mean * (1.0 + self.load_imbalance);
-        // Rows physically present on this GPU for permutation: every token
-        // when tokens are replicated over the TP group, else the dispatched ones.
-        let present = if replicated { t * k } else { rows };
         let w = m.dtypes.experts;
         let (precision, peak) = self.gpu.peak_for(w.preferred_compute());
-        let curve: &MoeCurve = match w {
-            DType::Fp8 => &self.cal.moe_fp8,
-            DType::Int4 | DType::Mxfp4 | DType::Nvfp4 => &self.cal.moe_w4,
-            _ => &self.cal.moe_bf16,
-        };
-        let _ = precision;
+        let curve: &MoeCurve = self.moe_curve(w, precision);
         let touched = e_local * (1.0 - (1.0 - 1.0 / e).powf(group_tokens * k));
         let tpe = group_tokens * k / e;
         let flop = Flop(6.0 * h * i_local * rows);
@@ -810,7 +831,13 @@ impl<'a> CostContext<'a> {
             };
         let tc = flop / (peak * eff.max(1e-6));
         let tm = bytes / (self.bw() * curve.mem_eff);
+        // Rows the permutation pass covers: every routed row of the tokens
+        // this GPU holds when they are replicated over the TP group (the
+        // fits charge it on T·k whatever the EP size), else the rows
+        // dispatched to it.
+        let present = if replicated { t * k } else { rows };
         let rows_pass = Bytes(present * (h + i_local) * 2.0) / (self.bw() * curve.rows_eff);
+        let fixed = curve.overhead + curve.per_local_expert * e_local;
         let (time, bound) = if tc.0 >= tm.0 {
             (tc, Bound::Compute)
         } else {
@@ -821,9 +848,9 @@ impl<'a> CostContext<'a> {
             count,
             flop,
             bytes,
-            time: time + rows_pass + curve.overhead,
+            time: time + rows_pass + fixed,
             bound,
-            overhead: curve.overhead,
+            overhead: fixed,
         });
         if moe.n_shared_experts > 0 && moe.shared_intermediate_size > 0 {
             let i = moe.n_shared_experts as f64 * moe.shared_intermediate_size as f64 / tp;
@@ -862,13 +889,15 @@ impl<'a> CostContext<'a> {
             };
             let group = l.ep * l.etp;
             let node = self.gpu.gpus_per_node;
-            let link = if group > node {
-                let cross = (group - node) as f64 / group as f64;
-                // The slower of the two paths sets the time.
-                (self.gpu.nvlink_bandwidth * c.eff)
-                    .min(self.gpu.network_bandwidth * (self.cal.network_eff / cross.max(1e-9)))
-            } else {
-                self.gpu.nvlink_bandwidth * c.eff
+            let link = |eff: f64| {
+                if group > node {
+                    let cross = (group - node) as f64 / group as f64;
+                    // The slower of the two paths sets the time.
+                    (self.gpu.nvlink_bandwidth * eff)
+                        .min(self.gpu.network_bandwidth * (self.cal.network_eff / cross.max(1e-9)))
+                } else {
+                    self.gpu.nvlink_bandwidth * eff
+                }
             };
             let extra = if group > node {
                 self.gpu.network_latency
@@ -880,7 +909,7 @@ impl<'a> CostContext<'a> {
                 count,
                 flop: Flop::ZERO,
                 bytes: payload,
-                time: c.dispatch_latency + extra + payload / link,
+                time: c.dispatch_latency + extra + payload / link(c.dispatch_eff),
                 bound: Bound::Communication,
                 overhead: c.dispatch_latency + extra,
             });
@@ -889,7 +918,7 @@ impl<'a> CostContext<'a> {
                 count,
                 flop: Flop::ZERO,
                 bytes: payload,
-                time: c.combine_latency + extra + payload / link,
+                time: c.combine_latency + extra + payload / link(c.combine_eff),
                 bound: Bound::Communication,
                 overhead: c.combine_latency + extra,
             });
@@ -923,6 +952,30 @@ impl<'a> CostContext<'a> {
                 (g - 1) as f64 / g as f64,
                 false,
             ));
+        }
+    }
+
+    /// The fused-MoE kernel an engine runs for experts stored as `w`
+    /// (computing in `precision`) under this layout:
+    /// - fp8: vLLM's Triton kernel without expert parallelism; with EP the
+    ///   FlashInfer/TensorRT-LLM Cutlass grouped GEMM fed by the all-to-all
+    ///   (the calibration measured Cutlass at every ep > 1, Triton at ep = 1);
+    /// - int4: Marlin;
+    /// - mxfp4 on GPUs without FP4 tensor cores: OAI Triton (vLLM's gpt-oss
+    ///   path on Hopper); nvfp4 there: FP4 Marlin (the mxfp4 Marlin fit);
+    /// - 4-bit on GPUs with FP4 tensor cores: a Cutlass grouped GEMM (the fp8
+    ///   Cutlass fit at the FP4 peak, not measured);
+    /// - anything else: the bf16 Triton kernel.
+    pub fn moe_curve(&self, w: DType, precision: Precision) -> &MoeCurve {
+        let cal = self.cal;
+        match w {
+            DType::Fp8 if self.layout.ep > 1 => &cal.moe_fp8_cutlass,
+            DType::Fp8 => &cal.moe_fp8,
+            DType::Int4 => &cal.moe_int4,
+            DType::Mxfp4 | DType::Nvfp4 if precision == Precision::Fp4 => &cal.moe_fp8_cutlass,
+            DType::Mxfp4 => &cal.moe_mxfp4,
+            DType::Nvfp4 => &cal.moe_fp4_marlin,
+            _ => &cal.moe_bf16,
         }
     }
 

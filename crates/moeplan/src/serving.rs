@@ -163,23 +163,74 @@ pub fn load_imbalance(n_experts: u64, ep: u32, redundant: u32, rows: f64, skew: 
     if ep <= 1 || n_experts == 0 {
         return 0.0;
     }
+    let systematic = systematic_imbalance(n_experts, ep, redundant, skew);
+    let mu = rows / ep as f64;
+    let statistical = if mu > 0.0 {
+        (mu * (1.0 - 1.0 / ep as f64)).sqrt() * (2.0 * (ep as f64).ln()).sqrt() / mu
+    } else {
+        0.0
+    };
+    (1.0 + systematic) * (1.0 + statistical) - 1.0
+}
+
+/// Key of a memoised placement: experts, ep, redundant slots, skew bits.
+type PlacementKey = (u64, u32, u32, u64);
+
+thread_local! {
+    /// The last placements computed on this thread: a planner evaluates
+    /// many layouts of one model, so a handful of (ep, redundant, skew)
+    /// combinations recur. Pure function of its key, so results are
+    /// identical with or without the memo.
+    static PLACEMENTS: std::cell::RefCell<Vec<(PlacementKey, f64)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// max/mean − 1 of the popularity placed on the busiest rank (no sampling noise).
+fn systematic_imbalance(n_experts: u64, ep: u32, redundant: u32, skew: f64) -> f64 {
+    let key = (n_experts, ep, redundant, skew.to_bits());
+    if let Some(v) = PLACEMENTS.with(|c| c.borrow().iter().find(|(k, _)| *k == key).map(|x| x.1)) {
+        return v;
+    }
+    let v = placement_imbalance(n_experts, ep, redundant, skew);
+    PLACEMENTS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 32 {
+            c.remove(0);
+        }
+        c.push((key, v));
+    });
+    v
+}
+
+fn placement_imbalance(n_experts: u64, ep: u32, redundant: u32, skew: f64) -> f64 {
     let e = n_experts as usize;
     let ep_us = ep as usize;
-    let mut pop: Vec<f64> = (0..e).map(|i| ((i + 1) as f64).powf(-skew)).collect();
+    // x^0 = 1 exactly: uniform routing needs no powers.
+    let mut pop: Vec<f64> = if skew == 0.0 {
+        vec![1.0; e]
+    } else {
+        (0..e).map(|i| ((i + 1) as f64).powf(-skew)).collect()
+    };
     let sum: f64 = pop.iter().sum();
     pop.iter_mut().for_each(|p| *p /= sum);
     let slots = e + redundant as usize;
     let per_rank = slots.div_ceil(ep_us);
     let mut load = vec![0.0f64; ep_us];
     if redundant == 0 {
-        // Contiguous blocks of expert ids, popularity order scrambled.
+        // Contiguous blocks of expert ids, popularity order scrambled:
+        // expert `id` has popularity rank `id · stride mod e`.
         let start = ((e as f64) * 0.618).round() as usize;
         let stride = (start.max(1)..e.max(2))
             .find(|s| gcd(*s, e) == 1)
-            .unwrap_or(1);
+            .unwrap_or(1)
+            % e.max(1);
+        let mut rank_by_pop = 0usize;
         for id in 0..e {
-            let rank_by_pop = (id * stride) % e;
             load[(id / per_rank).min(ep_us - 1)] += pop[rank_by_pop];
+            rank_by_pop += stride;
+            if rank_by_pop >= e {
+                rank_by_pop -= e;
+            }
         }
     } else {
         let mut items: Vec<f64> = Vec::with_capacity(slots);
@@ -205,14 +256,7 @@ pub fn load_imbalance(n_experts: u64, ep: u32, redundant: u32, rows: f64, skew: 
     }
     let mean = 1.0 / ep as f64;
     let max = load.iter().copied().fold(0.0, f64::max);
-    let systematic = max / mean - 1.0;
-    let mu = rows / ep as f64;
-    let statistical = if mu > 0.0 {
-        (mu * (1.0 - 1.0 / ep as f64)).sqrt() * (2.0 * (ep as f64).ln()).sqrt() / mu
-    } else {
-        0.0
-    };
-    (1.0 + systematic) * (1.0 + statistical) - 1.0
+    max / mean - 1.0
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -230,23 +274,41 @@ fn phase(description: String, c: &StepCost, time: Seconds) -> PhaseCost {
         by_bound: c
             .by_bound()
             .iter()
-            .map(|(b, t)| {
-                (
-                    serde_json::to_value(b)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
-                    *t,
-                )
-            })
+            .map(|(b, t)| (b.name().to_string(), *t))
             .collect(),
         ops: c.ops.clone(),
         bottleneck: c.bottleneck(),
     }
 }
 
+fn phase_summary(c: &StepCost, time: Seconds) -> PhaseCost {
+    PhaseCost {
+        description: String::new(),
+        time,
+        by_bound: c
+            .by_bound()
+            .iter()
+            .map(|(b, t)| (b.name().to_string(), *t))
+            .collect(),
+        ops: Vec::new(),
+        bottleneck: c.bottleneck(),
+    }
+}
+
 /// Predicts one deployment. Fails only for an invalid layout.
 pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
+    estimate_with(inp, true)
+}
+
+/// The same prediction without the explanation: `explain` is empty, and
+/// `prefill`/`decode` carry their time, bounds and bottleneck but no op
+/// list or description. Every figure is identical to `estimate`'s; this is
+/// the entry point for a planner that calls it thousands of times.
+pub fn estimate_summary(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
+    estimate_with(inp, false)
+}
+
+fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<LayoutProblem>> {
     let m = inp.model;
     let l = inp.layout;
     let (problems, mut warnings) = l.check(m, inp.gpu, inp.redundant_experts);
@@ -273,10 +335,12 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
     let (uniform, skewed, used) = match &m.moe {
         Some(moe) => {
             let rows = (b + p) * dp * l.cp as f64 / l.edp() as f64 * moe.experts_per_token as f64;
+            // The reported skew: the user's, or REFERENCE_SKEW (which the
+            // output names), not a different exponent.
             let skew_ref = if inp.routing_skew > 0.0 {
                 inp.routing_skew
             } else {
-                1.0
+                REFERENCE_SKEW
             };
             let u = load_imbalance(moe.n_routed_experts, l.ep, inp.redundant_experts, rows, 0.0);
             let s = load_imbalance(
@@ -333,7 +397,7 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
     let per_gpu = out_rate / gpus as f64;
     let in_per_gpu = TokensPerSecond(per_gpu.0 * isl / osl);
 
-    let mem = memory::memory(
+    let (mem, max_concurrency) = memory::memory_and_max_concurrency(
         m,
         inp.gpu,
         &l,
@@ -342,8 +406,6 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
         w.concurrency,
         context,
     );
-    let max_concurrency =
-        memory::max_concurrency(m, inp.gpu, &l, &inp.engine, inp.redundant_experts, context);
     if !mem.fits() {
         warnings.push(format!(
             "does not fit: the fullest GPU needs {} of {} usable ({:.0}% of {}); at most {} requests of {} tokens fit",
@@ -380,7 +442,8 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
     );
 
     let mut explain = BTreeMap::new();
-    explain.insert(
+    if detail {
+        explain.insert(
         "tpot".into(),
         Derivation::new(
             "time of one steady-state step (each decoding request gets one token per step); with PP: max(traversal of all stages, micro-batches × slowest stage)",
@@ -393,7 +456,7 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
             ],
         ),
     );
-    explain.insert(
+        explain.insert(
         "ttft".into(),
         Derivation::new(
             "half a step of waiting + chunks × (step with one chunk of the prompt and the running decodes) + queueing when prefill-bound",
@@ -405,46 +468,57 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
             ],
         ),
     );
-    explain.insert(
-        "output_tokens_per_s_per_gpu".into(),
-        Derivation::new(
-            "decoding requests × attention-DP ranks / TPOT / GPUs of the replica",
-            &[
-                ("decoding", format!("{:.1}", b * dp)),
-                ("tpot", tpot.to_string()),
-                ("gpus", gpus.to_string()),
-            ],
-        ),
-    );
-    explain.insert(
+        explain.insert(
+            "output_tokens_per_s_per_gpu".into(),
+            Derivation::new(
+                "decoding requests × attention-DP ranks / TPOT / GPUs of the replica",
+                &[
+                    ("decoding", format!("{:.1}", b * dp)),
+                    ("tpot", tpot.to_string()),
+                    ("gpus", gpus.to_string()),
+                ],
+            ),
+        );
+        explain.insert(
         "decode_ceiling".into(),
         Derivation::new(
             "decoding sequences per GPU / (HBM bytes read per decode step / HBM bandwidth): the most a GPU could decode if nothing but memory traffic cost time",
             &[("bytes_per_step", decode_bytes.to_string()), ("of_which_kv_cache", kv_bytes.to_string()), ("bandwidth", inp.gpu.memory_bandwidth.to_string())],
         ),
     );
-    explain.insert(
+        explain.insert(
         "prefill_ceiling".into(),
         Derivation::new(
             "dense peak / FLOP per prompt token (linear layers + mean attention over the prompt)",
             &[("flop_per_token", flop_per_token.to_string())],
         ),
     );
-    explain.insert(
+        explain.insert(
         "load_imbalance".into(),
         Derivation::new(
             "max/mean − 1 of EP ranks' routed rows: popularity ∝ rank^−skew placed on ranks (EPLB greedy with redundant slots), times the busiest-of-ep fluctuation σ·√(2 ln ep)",
             &[("ep", l.ep.to_string()), ("redundant_slots", inp.redundant_experts.to_string()), ("skew", format!("{}", inp.routing_skew))],
         ),
     );
-    explain.insert(
+        explain.insert(
         "memory".into(),
         Derivation::new(
             "weights (this stage; attention and dense ÷ TP, experts ÷ EP·ETP) + KV (requests per DP rank × per-request cache at isl+osl) + activations of the largest step + buffers and runtime reserve",
             &[("stage", mem.stage.to_string()), ("kv_per_request", mem.kv_bytes_per_request.to_string()), ("requests_per_rank", format!("{c_rank:.0}"))],
         ),
     );
-
+    }
+    let (prefill, decode) = if detail {
+        (
+            phase(format!("one prompt chunk of {chunk:.0} tokens with {b:.1} decoding requests per rank"), &chunk_step, chunk_step.traversal()),
+            phase(format!("{b:.1} decoding requests per rank at context {avg_ctx:.0} plus {p:.0} prompt tokens"), &step, tpot),
+        )
+    } else {
+        (
+            phase_summary(&chunk_step, chunk_step.traversal()),
+            phase_summary(&step, tpot),
+        )
+    };
     Ok(Estimate {
         layout: l,
         gpus,
@@ -459,8 +533,20 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
         fits: mem.fits(),
         max_concurrency,
         memory: mem,
-        load_imbalance: LoadImbalance { uniform, skewed, skew: if inp.routing_skew > 0.0 { inp.routing_skew } else { REFERENCE_SKEW }, used },
-        bottleneck: Bottlenecks { prefill: pure_prefill.bottleneck(), decode: pure_decode.bottleneck() },
+        load_imbalance: LoadImbalance {
+            uniform,
+            skewed,
+            skew: if inp.routing_skew > 0.0 {
+                inp.routing_skew
+            } else {
+                REFERENCE_SKEW
+            },
+            used,
+        },
+        bottleneck: Bottlenecks {
+            prefill: pure_prefill.bottleneck(),
+            decode: pure_decode.bottleneck(),
+        },
         ceilings: Ceilings {
             decode_tokens_per_s_per_gpu: decode_ceiling,
             prefill_tokens_per_s_per_gpu: prefill_ceiling,
@@ -468,8 +554,8 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
             decode_kv_bytes_per_step_per_gpu: kv_bytes,
             prefill_flop_per_token: flop_per_token,
         },
-        prefill: phase(format!("one prompt chunk of {chunk:.0} tokens with {b:.1} decoding requests per rank"), &chunk_step, chunk_step.traversal()),
-        decode: phase(format!("{b:.1} decoding requests per rank at context {avg_ctx:.0} plus {p:.0} prompt tokens"), &step, tpot),
+        prefill,
+        decode,
         efficiency_source: inp.calibration.source.clone(),
         warnings,
         explain,

@@ -387,14 +387,30 @@ fn attention(dir: &Path, gpu: &Gpu, rep: &mut Report, decode: bool) -> usize {
 fn collectives(dir: &Path, gpu: &Gpu, rep: &mut Report) -> (usize, usize) {
     let model = base_model("mixtral-8x7b");
     let ctx = CostContext::new(&model, gpu, single(), 0, 0.0, &gpu.calibration);
-    let predict = |op: &str, n: u32, bytes: f64| {
+    let cal = &gpu.calibration;
+    // Each file against the curve fitted to it, and all-reduce rows also
+    // against what the model picks by size (custom below 8 MiB, NCCL above).
+    let predict = |op: &str, n: u32, bytes: f64, custom: bool| {
         let nf = n as f64;
-        let (factor, ar) = if op == "all_reduce" {
-            (2.0 * (nf - 1.0) / nf, true)
+        if op == "all_reduce" {
+            let curve = if custom {
+                &cal.allreduce
+            } else {
+                &cal.allreduce_nccl
+            };
+            let f = 2.0 * (nf - 1.0) / nf;
+            ctx.collective_on(curve, "x", 1, n, Bytes(bytes), f).time.0
         } else {
-            ((nf - 1.0) / nf, false)
-        };
-        ctx.collective("x", 1, n, Bytes(bytes), factor, ar).time.0
+            ctx.collective("x", 1, n, Bytes(bytes), (nf - 1.0) / nf, false)
+                .time
+                .0
+        }
+    };
+    let picked = |n: u32, bytes: f64| {
+        let nf = n as f64;
+        ctx.collective("x", 1, n, Bytes(bytes), 2.0 * (nf - 1.0) / nf, true)
+            .time
+            .0
     };
     let t = Table::read(&dir.join("nccl.csv"));
     let mut nccl_rows = 0;
@@ -408,10 +424,17 @@ fn collectives(dir: &Path, gpu: &Gpu, rep: &mut Report) -> (usize, usize) {
             2.0
         };
         let bytes = r.f("message_size") * elem;
-        let pred = predict(op, n, bytes);
+        let pred = predict(op, n, bytes, false);
         let meas = r.f("latency") * 1e-3;
+        if op == "all_reduce" {
+            nccl.push((
+                "all_reduce all n (as picked: custom <= 8 MiB, else NCCL)".to_string(),
+                picked(n, bytes),
+                meas,
+            ));
+        }
         let curve = match op {
-            "all_reduce" => "allreduce curve",
+            "all_reduce" => "NCCL allreduce curve",
             "alltoall" => "allgather curve, proxy",
             _ => "allgather curve",
         };
@@ -429,8 +452,15 @@ fn collectives(dir: &Path, gpu: &Gpu, rep: &mut Report) -> (usize, usize) {
     for r in rows(&t) {
         let n = r.f("num_gpus") as u32;
         let bytes = r.f("message_size") * 2.0;
-        let pred = predict("all_reduce", n, bytes);
+        let pred = predict("all_reduce", n, bytes, true);
         let meas = r.f("latency") * 1e-3;
+        if r.s("backend") == "vllm_graph" {
+            ca.push((
+                "all_reduce vllm_graph all n (as picked by size)".to_string(),
+                picked(n, bytes),
+                meas,
+            ));
+        }
         ca.push((format!("all_reduce {} n={n}", r.s("backend")), pred, meas));
         ca.push((format!("all_reduce {} all n", r.s("backend")), pred, meas));
         ca_rows += 1;

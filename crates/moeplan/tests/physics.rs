@@ -351,3 +351,103 @@ proptest! {
         }
     }
 }
+
+/// The planner's entry point drops only the explanation: every figure of
+/// `estimate_summary` equals `estimate`'s, bit for bit, across PP, vision,
+/// sliding-window and EPLB cases; and the memoised expert placement gives
+/// the same imbalance on a second call.
+#[test]
+fn summary_equals_full_estimate() {
+    use moeplan::serving::estimate_summary;
+    let cases = [
+        (
+            "deepseek-v3",
+            "h200-sxm",
+            Layout {
+                dp: 8,
+                ep: 8,
+                ..Layout::default()
+            },
+            3u32,
+        ),
+        (
+            "deepseek-v3",
+            "h100-sxm",
+            Layout {
+                tp: 8,
+                pp: 2,
+                ..Layout::default()
+            },
+            0,
+        ),
+        (
+            "gpt-oss-120b",
+            "h100-sxm",
+            Layout {
+                tp: 2,
+                ep: 2,
+                ..Layout::default()
+            },
+            0,
+        ),
+        (
+            "llama-4-scout",
+            "h100-sxm",
+            Layout {
+                tp: 4,
+                pp: 2,
+                ..Layout::default()
+            },
+            0,
+        ),
+    ];
+    for (id, gpu_id, layout, redundant) in cases {
+        let m = model(id);
+        let gpu = catalog::gpu(gpu_id).unwrap().unwrap();
+        let inp = EstimateInput {
+            model: &m,
+            gpu: &gpu,
+            calibration: gpu.calibration.clone(),
+            layout,
+            workload: Workload {
+                isl: 1000,
+                osl: 1000,
+                concurrency: 256,
+            },
+            engine: EngineConfig::default(),
+            redundant_experts: redundant * 8,
+            routing_skew: 0.0,
+        };
+        let full = estimate(&inp).unwrap();
+        let fast = estimate_summary(&inp).unwrap();
+        assert!(fast.explain.is_empty() && fast.decode.ops.is_empty());
+        assert_eq!(full.ttft.0.to_bits(), fast.ttft.0.to_bits(), "{id}");
+        assert_eq!(full.tpot.0.to_bits(), fast.tpot.0.to_bits(), "{id}");
+        assert_eq!(full.memory, fast.memory, "{id}");
+        assert_eq!(full.max_concurrency, fast.max_concurrency, "{id}");
+        assert_eq!(full.load_imbalance, fast.load_imbalance, "{id}");
+        assert_eq!(full.ceilings, fast.ceilings, "{id}");
+        assert_eq!(full.bottleneck, fast.bottleneck, "{id}");
+        assert_eq!(full.decode.by_bound, fast.decode.by_bound, "{id}");
+        assert_eq!(full.warnings, fast.warnings, "{id}");
+        // memory() and max_concurrency() agree with the combined pass.
+        let ctx = 2000;
+        let mem = memory::memory(
+            &m,
+            &gpu,
+            &layout,
+            &inp.engine,
+            inp.redundant_experts,
+            256,
+            ctx,
+        );
+        assert_eq!(mem, full.memory, "{id}");
+        assert_eq!(
+            memory::max_concurrency(&m, &gpu, &layout, &inp.engine, inp.redundant_experts, ctx),
+            full.max_concurrency
+        );
+    }
+    let a = moeplan::serving::load_imbalance(256, 8, 0, 1000.0, 0.5);
+    let b = moeplan::serving::load_imbalance(256, 8, 0, 1000.0, 0.5);
+    assert_eq!(a.to_bits(), b.to_bits());
+}
