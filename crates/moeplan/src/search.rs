@@ -16,7 +16,9 @@ use crate::layout::Layout;
 use crate::memory::{self, EngineConfig};
 use crate::ops::{CostContext, StepShape};
 use crate::report::Derivation;
-use crate::serving::{estimate, load_imbalance, Estimate, EstimateInput, Workload};
+use crate::serving::{
+    estimate, estimate_summary, load_imbalance, Estimate, EstimateInput, Workload,
+};
 use crate::spec::scenario::Scenario;
 use crate::units::{Bytes, Seconds};
 use rayon::prelude::*;
@@ -299,9 +301,8 @@ struct Eval<'a> {
 }
 
 impl Eval<'_> {
-    fn estimate(&self, l: Layout, isl: u64, osl: u64, concurrency: u64) -> Option<Estimate> {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        estimate(&EstimateInput {
+    fn input(&self, l: Layout, isl: u64, osl: u64, concurrency: u64) -> EstimateInput<'_> {
+        EstimateInput {
             model: &self.s.model,
             gpu: &self.s.gpu,
             calibration: self.cal.clone(),
@@ -314,8 +315,19 @@ impl Eval<'_> {
             engine: self.engine,
             redundant_experts: 0,
             routing_skew: 0.0,
-        })
-        .ok()
+        }
+    }
+
+    /// The figures of one deployment, without the explanation (the hot path).
+    fn estimate(&self, l: Layout, isl: u64, osl: u64, concurrency: u64) -> Option<Estimate> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        estimate_summary(&self.input(l, isl, osl, concurrency)).ok()
+    }
+
+    /// The same with every derivation (for the recommendation).
+    fn explained(&self, l: Layout, isl: u64, osl: u64, concurrency: u64) -> Option<Estimate> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        estimate(&self.input(l, isl, osl, concurrency)).ok()
     }
 
     /// Service levels missed by a worst-case and a mean-case estimate.
@@ -705,7 +717,7 @@ pub fn plan(
         if r.mode == Mode::Aggregated {
             let pool = &r.pools[0];
             let w = &s.workload;
-            if let Some(e) = eval.estimate(pool.layout, w.isl.mean(), w.osl.mean(), pool.concurrency) {
+            if let Some(e) = eval.explained(pool.layout, w.isl.mean(), w.osl.mean(), pool.concurrency) {
                 r.explain = e.explain.clone();
                 r.explain.insert(
                     "gpus".into(),
