@@ -11,6 +11,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Catalog(a) => commands::catalog::run(&a),
         Command::Schema(a) => commands::schema::run(&a),
         Command::Estimate(a) => commands::estimate::run(&a),
+        Command::Audit(a) => commands::audit::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
