@@ -468,6 +468,19 @@ pub fn corrected_tree(original: &serde_json::Value, c: &Corrected) -> serde_json
         }
     );
     if let Some(obj) = v.as_object_mut() {
+        // A declared size the architecture does not have is corrected too
+        // (a catalog model may carry one even when the plan does not).
+        if let Some(model) = obj.get_mut("model").and_then(|m| m.as_object_mut()) {
+            let is_ref = ["catalog", "hf_config", "spec"]
+                .iter()
+                .any(|k| model.contains_key(*k));
+            if is_ref || model.contains_key("declared_params") {
+                model.insert(
+                    "declared_params".into(),
+                    k.params_total.to_string().into(),
+                );
+            }
+        }
         obj.insert("deployment".into(), deployment);
         obj.insert("claims".into(), claims);
         let mut assumptions: Vec<serde_json::Value> = obj
@@ -497,8 +510,12 @@ pub fn render(original: &Source, c: &Corrected) -> Result<String, String> {
     let tree = original.parse().map_err(|e| e.to_string())?;
     let v = corrected_tree(&tree, c);
     let header = format!(
-        "# Corrected by moeplan audit from {} ({:?}). Comments of the original are not kept.\n",
-        original.name, c.source
+        "# Corrected by moeplan audit from {} ({}). Comments of the original are not kept.\n",
+        original.name,
+        serde_json::to_value(c.source)
+            .ok()
+            .and_then(|s| s.as_str().map(String::from))
+            .unwrap_or_default()
     );
     match original.format {
         Format::Json => serde_json::to_string_pretty(&v)
