@@ -115,14 +115,20 @@ fn seed_plans_snapshot() {
     assert_eq!(plans.len(), 8);
     for p in plans {
         let a = run(&p);
-        assert!(a.has_errors(), "{}: every seed plan has errors", p.display());
+        assert!(
+            a.has_errors(),
+            "{}: every seed plan has errors",
+            p.display()
+        );
         let name = p.file_stem().unwrap().to_str().unwrap().to_string();
         insta::assert_snapshot!(format!("seed-{name}"), compact(&a));
     }
 }
 
 fn has(a: &Audit, field: &str, code: &str) -> bool {
-    a.findings.iter().any(|f| f.field == field && f.code == code)
+    a.findings
+        .iter()
+        .any(|f| f.field == field && f.code == code)
 }
 
 /// The headline mistakes of each seed (domain.md §6) are found where they are.
@@ -132,7 +138,11 @@ fn seed_headline_mistakes_are_found() {
     let a = seed("000-proposed.toml");
     assert!(has(&a, "claims.total_gpus", "gpus_product_of_degrees"));
     assert!(has(&a, "claims.flops_per_token", "unit_slip"));
-    assert!(has(&a, "claims.optimizer_per_gpu", "training_state_in_inference"));
+    assert!(has(
+        &a,
+        "claims.optimizer_per_gpu",
+        "training_state_in_inference"
+    ));
     assert!(has(&a, "claims.kv_cache_per_gpu", "kv_cache_omitted"));
     assert!(has(&a, "claims.weights_per_gpu", "declared_params_used"));
     assert!(has(&a, "model.declared_params", "declared_params_mismatch"));
@@ -140,14 +150,26 @@ fn seed_headline_mistakes_are_found() {
     assert!(has(&a, "claims.throughput_per_gpu", "above_ceiling"));
     assert!(has(&a, "claims.activations_per_gpu", "claim_mismatch"));
     let a = seed("001-original.toml");
-    assert!(has(&a, "claims.bandwidth_bound_throughput_per_gpu", "unit_slip"));
+    assert!(has(
+        &a,
+        "claims.bandwidth_bound_throughput_per_gpu",
+        "unit_slip"
+    ));
     assert!(has(&a, "claims.throughput_per_gpu", "claims_contradict"));
     assert!(has(&a, "claims.prefill.gpus", "gpus_product_of_degrees"));
     assert!(has(&a, "deployment.prefill.replicas", "idle_gpus"));
-    assert!(has(&a, "claims.prefill.weights_per_gpu", "declared_params_used"));
+    assert!(has(
+        &a,
+        "claims.prefill.weights_per_gpu",
+        "declared_params_used"
+    ));
     let a = seed("003-proposed.toml");
     assert!(has(&a, "claims.flops_per_token", "per_layer_as_per_token"));
-    assert!(has(&a, "claims.compute_bound_throughput_per_gpu", "unit_slip"));
+    assert!(has(
+        &a,
+        "claims.compute_bound_throughput_per_gpu",
+        "unit_slip"
+    ));
     assert!(has(&a, "claims.meets_slo", "slo_claimed_pass"));
     let a = seed("004-proposed.toml");
     assert!(has(&a, "claims.total_gpus", "gpus_one_per_expert"));
@@ -207,7 +229,8 @@ fn corrected_plans_round_trip_in_their_format() {
             assert!(!b.has_errors(), "{}: {:?}\n{text}", p.display(), errors(&b));
         }
         assert_eq!(
-            b.computed.gpus, c.gpus,
+            b.computed.gpus,
+            c.gpus,
             "{}: the corrected plan holds the GPUs it says",
             p.display()
         );
@@ -215,7 +238,10 @@ fn corrected_plans_round_trip_in_their_format() {
 }
 
 fn load_text(text: &str) -> Result<plan::Plan, moeplan::spec::SpecError> {
-    plan::load(&Source::from_text("t.toml", text, Format::Toml), Path::new("."))
+    plan::load(
+        &Source::from_text("t.toml", text, Format::Toml),
+        Path::new("."),
+    )
 }
 
 const MINIMAL: &str = r#"
@@ -255,7 +281,14 @@ fn unknown_keys_and_bad_sections_are_all_reported() {
 
 #[test]
 fn degenerate_layouts_do_not_panic() {
-    for deg in ["pp = 0", "tp = 64", "ep = 7", "pp = 1000", "dp = 3\nep = 3", "etp = 5"] {
+    for deg in [
+        "pp = 0",
+        "tp = 64",
+        "ep = 7",
+        "pp = 1000",
+        "dp = 3\nep = 3",
+        "etp = 5",
+    ] {
         let text = MINIMAL.replace("tp = 2", deg);
         if let Ok(p) = load_text(&text) {
             let a = audit(&p, &AuditOptions::default());

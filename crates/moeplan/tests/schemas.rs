@@ -2,7 +2,9 @@
 //! This test fails when they are stale; regenerate with
 //! `MOEPLAN_UPDATE_SCHEMAS=1 cargo test -p moeplan --test schemas`.
 
-use moeplan::spec::{gpu::RawGpu, model::RawModel, plan::RawPlan, scenario::RawScenario, schema_of};
+use moeplan::spec::{
+    gpu::RawGpu, model::RawModel, plan::RawPlan, scenario::RawScenario, schema_of,
+};
 use std::path::PathBuf;
 
 fn check(name: &str, schema: serde_json::Value) {

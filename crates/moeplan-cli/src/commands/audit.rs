@@ -17,8 +17,13 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
     if let Some(path) = &a.fix {
         match &result.corrected {
             Some(c) => {
-                let text = moeplan::audit::fix::render(&source, c)
-                    .map_err(|e| ArgError::failure(format!("cannot render the corrected plan: {e}"), None, a.json))?;
+                let text = moeplan::audit::fix::render(&source, c).map_err(|e| {
+                    ArgError::failure(
+                        format!("cannot render the corrected plan: {e}"),
+                        None,
+                        a.json,
+                    )
+                })?;
                 write(path, &text, a.json)?;
             }
             None => output::note("note: no corrected plan could be built (no valid layout found)"),
@@ -79,7 +84,11 @@ fn computed_lines(r: &Audit) -> Vec<String> {
             }
         }
         if let (Some(m), Some(fits)) = (p.memory_per_gpu, p.fits) {
-            let _ = write!(line, ", memory {m} per GPU{}", if fits { "" } else { " (does not fit)" });
+            let _ = write!(
+                line,
+                ", memory {m} per GPU{}",
+                if fits { "" } else { " (does not fit)" }
+            );
         }
         lines.push(line);
     }
@@ -98,7 +107,10 @@ fn computed_lines(r: &Audit) -> Vec<String> {
         ));
     }
     if !perf.is_empty() {
-        lines.push(format!("computed (longest prompt; throughput at the mean): {}", perf.join(", ")));
+        lines.push(format!(
+            "computed (longest prompt; throughput at the mean): {}",
+            perf.join(", ")
+        ));
     }
     lines
 }
@@ -189,7 +201,13 @@ fn markdown(r: &Audit) -> String {
     let s0 = &r.summary;
     let mut s = String::new();
     let _ = writeln!(s, "# Review of plan `{}`\n", s0.plan);
-    let _ = writeln!(s, "Model `{}` on `{}`. **{}**\n", s0.model, s0.gpu, headline(r));
+    let _ = writeln!(
+        s,
+        "Model `{}` on `{}`. **{}**\n",
+        s0.model,
+        s0.gpu,
+        headline(r)
+    );
     let _ = writeln!(s, "## What moeplan computes\n");
     for l in computed_lines(r) {
         let _ = writeln!(s, "- {l}");
@@ -202,7 +220,10 @@ fn markdown(r: &Audit) -> String {
         let mut t = title.to_string();
         t[..1].make_ascii_uppercase();
         let _ = writeln!(s, "\n## {t} ({})\n", group.len());
-        let _ = writeln!(s, "| field | code | claimed | computed |\n|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| field | code | claimed | computed |\n|---|---|---|---|"
+        );
         for f in &group {
             let _ = writeln!(
                 s,

@@ -324,7 +324,9 @@ fn layout(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 Some(r) => message.push_str(&format!(
                     "; per-GPU figures below are computed for the nearest valid layout, {r}"
                 )),
-                None => message.push_str("; no valid layout nearby: per-GPU figures cannot be checked"),
+                None => {
+                    message.push_str("; no valid layout nearby: per-GPU figures cannot be checked")
+                }
             }
             out.push(finding(
                 Severity::Error,
@@ -395,8 +397,11 @@ fn gpus(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             return;
         }
         let per_replica = product / replicas.max(1) as u64;
-        let one_per_expert = experts.is_some_and(|n| claimed == n || claimed == n * replicas as u64);
-        let (code, message) = if one_per_expert && experts.is_some_and(|n| evals.iter().any(|e| e.pool.layout.ep as u64 == n)) {
+        let one_per_expert =
+            experts.is_some_and(|n| claimed == n || claimed == n * replicas as u64);
+        let (code, message) = if one_per_expert
+            && experts.is_some_and(|n| evals.iter().any(|e| e.pool.layout.ep as u64 == n))
+        {
             (
                 "gpus_one_per_expert",
                 format!("{claimed} GPUs counts one GPU per expert; experts are placed on the GPUs of a stage (ep divides tp·cp·dp), so the layout holds {computed}"),
@@ -541,7 +546,8 @@ fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
         if let Some(f) = out.last_mut() {
             if f.field == "model.declared_params" && f.code == "claim_mismatch" {
                 f.code = "declared_params_mismatch";
-                f.message.push_str(": the stated dimensions cannot give the declared size");
+                f.message
+                    .push_str(": the stated dimensions cannot give the declared size");
             }
         }
     }
@@ -557,8 +563,16 @@ fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 fmt: params,
                 tol: PARAMS,
                 causes: vec![
-                    cause(active, "active_as_total", "the active (per-token) parameters, not the total"),
-                    cause(declared, "declared_params_used", "the declared count, which the architecture does not support"),
+                    cause(
+                        active,
+                        "active_as_total",
+                        "the active (per-token) parameters, not the total",
+                    ),
+                    cause(
+                        declared,
+                        "declared_params_used",
+                        "the declared count, which the architecture does not support",
+                    ),
                 ],
                 evidence: ev_params.clone(),
                 fix: format!("params_total = \"{}\"", params(total)),
@@ -726,7 +740,10 @@ fn memory(
                 cause(
                     weights * l.pp as f64,
                     "missing_pp_division",
-                    format!("the weights not divided by the {} pipeline stages (missing PP division)", l.pp),
+                    format!(
+                        "the weights not divided by the {} pipeline stages (missing PP division)",
+                        l.pp
+                    ),
                 ),
             );
             causes.insert(
@@ -783,7 +800,8 @@ fn memory(
                     field("kv_cache_per_gpu"),
                     Some(ck.to_string()),
                     Some(range(mt.kv_cache_bytes.0, mw.kv_cache_bytes.0, bytes)),
-                    "the plan puts no KV cache on the GPUs, yet every running request keeps one".into(),
+                    "the plan puts no KV cache on the GPUs, yet every running request keeps one"
+                        .into(),
                     kv_ev.clone(),
                     format!("kv_cache_per_gpu = \"{}\"", mw.kv_cache_bytes),
                 ));
@@ -798,9 +816,21 @@ fn memory(
                         fmt: bytes,
                         tol: KV,
                         causes: vec![
-                            cause(mw.kv_bytes_per_request.0, "kv_one_request", "the cache of one request, not of every request in flight"),
-                            cause(mw.kv_cache_bytes.0 * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
-                            cause(mt.kv_cache_bytes.0 * 1e-3, "unit_slip", "a factor of 1000: MB and GB confused"),
+                            cause(
+                                mw.kv_bytes_per_request.0,
+                                "kv_one_request",
+                                "the cache of one request, not of every request in flight",
+                            ),
+                            cause(
+                                mw.kv_cache_bytes.0 * 1e3,
+                                "unit_slip",
+                                "a factor of 1000: MB and GB confused",
+                            ),
+                            cause(
+                                mt.kv_cache_bytes.0 * 1e-3,
+                                "unit_slip",
+                                "a factor of 1000: MB and GB confused",
+                            ),
                         ],
                         evidence: kv_ev.clone(),
                         fix: format!("kv_cache_per_gpu = \"{}\"", mw.kv_cache_bytes),
@@ -809,10 +839,15 @@ fn memory(
                 );
             }
         } else {
-            let stated = [c.weights_per_gpu, c.activations_per_gpu, c.comm_buffers_per_gpu, c.optimizer_per_gpu]
-                .iter()
-                .filter(|x| x.is_some())
-                .count();
+            let stated = [
+                c.weights_per_gpu,
+                c.activations_per_gpu,
+                c.comm_buffers_per_gpu,
+                c.optimizer_per_gpu,
+            ]
+            .iter()
+            .filter(|x| x.is_some())
+            .count();
             if (c.memory_per_gpu.is_some() && stated >= 1 || stated >= 2)
                 && mw.kv_cache_bytes.0 > 0.1 * mw.total_bytes.0
             {
@@ -892,9 +927,21 @@ fn memory(
                 fmt: bytes,
                 tol: MEMORY,
                 causes: vec![
-                    cause(mw.total_bytes.0 - kv_hi, "kv_cache_omitted", "the KV cache is left out"),
-                    cause(mt.total_bytes.0 - mt.kv_cache_bytes.0, "kv_cache_omitted", "the KV cache is left out"),
-                    cause(mw.total_bytes.0 * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
+                    cause(
+                        mw.total_bytes.0 - kv_hi,
+                        "kv_cache_omitted",
+                        "the KV cache is left out",
+                    ),
+                    cause(
+                        mt.total_bytes.0 - mt.kv_cache_bytes.0,
+                        "kv_cache_omitted",
+                        "the KV cache is left out",
+                    ),
+                    cause(
+                        mw.total_bytes.0 * 1e3,
+                        "unit_slip",
+                        "a factor of 1000: MB and GB confused",
+                    ),
                 ],
                 evidence: mem_ev.clone(),
                 fix: format!("memory_per_gpu = \"{}\"", mw.total_bytes),
@@ -922,8 +969,20 @@ fn memory(
                     field("memory_per_gpu"),
                     Some(cm.to_string()),
                     Some(sum.to_string()),
-                    format!("the plan's memory components add up to {sum}, not to the {cm} it states"),
-                    Derivation::new("sum of the stated components", &[("components", parts.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" + "))]),
+                    format!(
+                        "the plan's memory components add up to {sum}, not to the {cm} it states"
+                    ),
+                    Derivation::new(
+                        "sum of the stated components",
+                        &[(
+                            "components",
+                            parts
+                                .iter()
+                                .map(|b| b.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" + "),
+                        )],
+                    ),
                     "make the total the sum of its parts",
                 ));
             }
@@ -939,8 +998,19 @@ fn memory(
                     field("memory_utilization"),
                     Some(pct(u)),
                     Some(pct(implied)),
-                    format!("the plan says {} of memory but also {cm} of a {} GPU ({})", pct(u), mw.capacity_bytes, pct(implied)),
-                    Derivation::new("memory_per_gpu / capacity", &[("memory_per_gpu", cm.to_string()), ("capacity", mw.capacity_bytes.to_string())]),
+                    format!(
+                        "the plan says {} of memory but also {cm} of a {} GPU ({})",
+                        pct(u),
+                        mw.capacity_bytes,
+                        pct(implied)
+                    ),
+                    Derivation::new(
+                        "memory_per_gpu / capacity",
+                        &[
+                            ("memory_per_gpu", cm.to_string()),
+                            ("capacity", mw.capacity_bytes.to_string()),
+                        ],
+                    ),
                     "state one figure and derive the other",
                 ));
             }
@@ -956,7 +1026,10 @@ fn memory(
                 tol: MEMORY,
                 causes: vec![],
                 evidence: mem_ev,
-                fix: format!("memory_utilization = \"{}\"", pct(mw.total_bytes.0 / capacity)),
+                fix: format!(
+                    "memory_utilization = \"{}\"",
+                    pct(mw.total_bytes.0 / capacity)
+                ),
             },
             out,
         );
@@ -964,7 +1037,10 @@ fn memory(
 }
 
 /// Output tokens/s per GPU of the whole deployment at the worst and typical prompt, with its derivation.
-pub(super) fn overall_throughput(plan: &Plan, evals: &[PoolEval]) -> Option<(f64, f64, Derivation)> {
+pub(super) fn overall_throughput(
+    plan: &Plan,
+    evals: &[PoolEval],
+) -> Option<(f64, f64, Derivation)> {
     match plan.deployment {
         Deployment::Aggregated { .. } => {
             let e = evals.first()?;
@@ -1026,10 +1102,18 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     let c = &plan.claims;
     let isl = plan.workload.isl.mean().max(1) as f64;
     let osl = plan.workload.osl.mean().max(1) as f64;
-    if let (Some(claim), Some((lo, hi, ev))) = (c.overall.throughput_per_gpu, overall_throughput(plan, evals)) {
+    if let (Some(claim), Some((lo, hi, ev))) = (
+        c.overall.throughput_per_gpu,
+        overall_throughput(plan, evals),
+    ) {
         let (lo, hi, what, other) = match c.throughput_tokens {
             TokenKind::Output => (lo, hi, "output tokens/s per GPU", isl / osl),
-            TokenKind::Input => (lo * isl / osl, hi * isl / osl, "prompt tokens/s per GPU", osl / isl),
+            TokenKind::Input => (
+                lo * isl / osl,
+                hi * isl / osl,
+                "prompt tokens/s per GPU",
+                osl / isl,
+            ),
         };
         let gpus_per_replica = decode_eval(evals).map_or(1.0, |e| e.pool.layout.gpus() as f64);
         compare(
@@ -1042,10 +1126,26 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 fmt: rate,
                 tol: THROUGHPUT,
                 causes: vec![
-                    cause(hi * 1e3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused"),
-                    cause(lo * 1e-3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused"),
-                    cause(hi * other, "input_output_confused", "prompt and output tokens confused (a factor of isl/osl)"),
-                    cause(hi * gpus_per_replica, "per_replica_as_per_gpu", "the throughput of a replica, not of one GPU"),
+                    cause(
+                        hi * 1e3,
+                        "unit_slip",
+                        "a factor of 1000: tokens/ms and tokens/s confused",
+                    ),
+                    cause(
+                        lo * 1e-3,
+                        "unit_slip",
+                        "a factor of 1000: tokens/ms and tokens/s confused",
+                    ),
+                    cause(
+                        hi * other,
+                        "input_output_confused",
+                        "prompt and output tokens confused (a factor of isl/osl)",
+                    ),
+                    cause(
+                        hi * gpus_per_replica,
+                        "per_replica_as_per_gpu",
+                        "the throughput of a replica, not of one GPU",
+                    ),
                 ],
                 evidence: ev,
                 fix: format!("throughput_per_gpu = \"{:.1} tokens/s\"", hi),
@@ -1055,8 +1155,14 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
         // Physical ceiling: HBM for output tokens, tensor cores for prompt tokens.
         if let Some(t) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
             let (ceiling, d) = match c.throughput_tokens {
-                TokenKind::Output => (t.ceilings.decode_tokens_per_s_per_gpu.0, t.explain.get("decode_ceiling")),
-                TokenKind::Input => (t.ceilings.prefill_tokens_per_s_per_gpu.0, t.explain.get("prefill_ceiling")),
+                TokenKind::Output => (
+                    t.ceilings.decode_tokens_per_s_per_gpu.0,
+                    t.explain.get("decode_ceiling"),
+                ),
+                TokenKind::Input => (
+                    t.ceilings.prefill_tokens_per_s_per_gpu.0,
+                    t.explain.get("prefill_ceiling"),
+                ),
             };
             if claim.0 > ceiling {
                 out.push(finding(
@@ -1079,9 +1185,20 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     }
     // Prefill throughput: prompt tokens/s a GPU can prefill.
     let prefill_claims = [
-        ("claims.prefill_throughput_per_gpu", c.overall.prefill_throughput_per_gpu),
-        ("claims.prefill.throughput_per_gpu", c.prefill.as_ref().and_then(|p| p.throughput_per_gpu)),
-        ("claims.prefill.prefill_throughput_per_gpu", c.prefill.as_ref().and_then(|p| p.prefill_throughput_per_gpu)),
+        (
+            "claims.prefill_throughput_per_gpu",
+            c.overall.prefill_throughput_per_gpu,
+        ),
+        (
+            "claims.prefill.throughput_per_gpu",
+            c.prefill.as_ref().and_then(|p| p.throughput_per_gpu),
+        ),
+        (
+            "claims.prefill.prefill_throughput_per_gpu",
+            c.prefill
+                .as_ref()
+                .and_then(|p| p.prefill_throughput_per_gpu),
+        ),
     ];
     if prefill_claims.iter().any(|(_, v)| v.is_some()) {
         if let Some(pe) = prefill_eval(evals) {
@@ -1123,8 +1240,15 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                             field,
                             Some(rate(claim.0)),
                             Some(rate(ceiling)),
-                            format!("{} is above the compute ceiling of {} per GPU", rate(claim.0), rate(ceiling)),
-                            p.explain.get("prefill_ceiling").cloned().unwrap_or_else(|| Derivation::new("peak / FLOP per token", &[])),
+                            format!(
+                                "{} is above the compute ceiling of {} per GPU",
+                                rate(claim.0),
+                                rate(ceiling)
+                            ),
+                            p.explain
+                                .get("prefill_ceiling")
+                                .cloned()
+                                .unwrap_or_else(|| Derivation::new("peak / FLOP per token", &[])),
                             format!("claim at most {}", rate(v)),
                         ));
                     }
@@ -1133,7 +1257,10 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
         }
     }
     // Decode pool throughput (disaggregated).
-    if let (Some(claim), Some(de)) = (c.decode.as_ref().and_then(|d| d.throughput_per_gpu), decode_eval(evals)) {
+    if let (Some(claim), Some(de)) = (
+        c.decode.as_ref().and_then(|d| d.throughput_per_gpu),
+        decode_eval(evals),
+    ) {
         if let Some(t) = &de.typical {
             let v = t.output_tokens_per_s_per_gpu.0;
             compare(
@@ -1145,16 +1272,31 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     hi: v,
                     fmt: rate,
                     tol: THROUGHPUT,
-                    causes: vec![cause(v * 1e3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused")],
-                    evidence: t.explain.get("output_tokens_per_s_per_gpu").cloned().unwrap_or_else(|| Derivation::new("estimate", &[])),
+                    causes: vec![cause(
+                        v * 1e3,
+                        "unit_slip",
+                        "a factor of 1000: tokens/ms and tokens/s confused",
+                    )],
+                    evidence: t
+                        .explain
+                        .get("output_tokens_per_s_per_gpu")
+                        .cloned()
+                        .unwrap_or_else(|| Derivation::new("estimate", &[])),
                     fix: format!("throughput_per_gpu = \"{v:.1} tokens/s\""),
                 },
                 out,
             );
         }
     }
-    let latency = |field: &str, what: &str, claim: Option<Seconds>, r: Option<(f64, f64)>, key: &str, out: &mut Vec<Finding>| {
-        let (Some(claim), Some((lo, hi))) = (claim, r) else { return };
+    let latency = |field: &str,
+                   what: &str,
+                   claim: Option<Seconds>,
+                   r: Option<(f64, f64)>,
+                   key: &str,
+                   out: &mut Vec<Finding>| {
+        let (Some(claim), Some((lo, hi))) = (claim, r) else {
+            return;
+        };
         let ev = decode_eval(evals)
             .and_then(|e| e.typical.as_ref())
             .and_then(|t| t.explain.get(key).cloned())
@@ -1169,21 +1311,57 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 fmt: time,
                 tol: LATENCY,
                 causes: vec![
-                    cause(lo * 1e-3, "unit_slip", "a factor of 1000: ms and s confused"),
+                    cause(
+                        lo * 1e-3,
+                        "unit_slip",
+                        "a factor of 1000: ms and s confused",
+                    ),
                     cause(hi * 1e3, "unit_slip", "a factor of 1000: ms and s confused"),
                 ],
                 evidence: ev,
-                fix: format!("{} = \"{}\"", field.rsplit('.').next().unwrap_or(field), time(hi)),
+                fix: format!(
+                    "{} = \"{}\"",
+                    field.rsplit('.').next().unwrap_or(field),
+                    time(hi)
+                ),
             },
             out,
         );
     };
     let ttft = ttft_range(plan, evals);
     let tpot = tpot_range(evals);
-    latency("claims.ttft", "time to first token", c.overall.ttft, ttft, "ttft", out);
-    latency("claims.tpot", "time per output token", c.overall.tpot, tpot, "tpot", out);
-    latency("claims.prefill.ttft", "time to first token", c.prefill.as_ref().and_then(|p| p.ttft), ttft, "ttft", out);
-    latency("claims.decode.tpot", "time per output token", c.decode.as_ref().and_then(|p| p.tpot), tpot, "tpot", out);
+    latency(
+        "claims.ttft",
+        "time to first token",
+        c.overall.ttft,
+        ttft,
+        "ttft",
+        out,
+    );
+    latency(
+        "claims.tpot",
+        "time per output token",
+        c.overall.tpot,
+        tpot,
+        "tpot",
+        out,
+    );
+    latency(
+        "claims.prefill.ttft",
+        "time to first token",
+        c.prefill.as_ref().and_then(|p| p.ttft),
+        ttft,
+        "ttft",
+        out,
+    );
+    latency(
+        "claims.decode.tpot",
+        "time per output token",
+        c.decode.as_ref().and_then(|p| p.tpot),
+        tpot,
+        "tpot",
+        out,
+    );
     // Soft figures: communication share, imbalance, utilisation.
     if let Some(t) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
         if let Some(claim) = c.comm_overhead {
@@ -1196,8 +1374,19 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     "claims.comm_overhead",
                     Some(pct(claim)),
                     Some(pct(share)),
-                    format!("communication is {} of a steady-state step, not {}", pct(share), pct(claim)),
-                    Derivation::new("communication time of the step / step time", &[("communication", Seconds(comm).to_string()), ("step", t.decode.time.to_string()), ("layout", t.layout.to_string())]),
+                    format!(
+                        "communication is {} of a steady-state step, not {}",
+                        pct(share),
+                        pct(claim)
+                    ),
+                    Derivation::new(
+                        "communication time of the step / step time",
+                        &[
+                            ("communication", Seconds(comm).to_string()),
+                            ("step", t.decode.time.to_string()),
+                            ("layout", t.layout.to_string()),
+                        ],
+                    ),
                     format!("comm_overhead = \"{}\"", pct(share)),
                 ));
             }
@@ -1218,9 +1407,18 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             }
         }
         let gu: Vec<(String, f64)> = [
-            ("claims.gpu_utilization".to_string(), c.overall.gpu_utilization),
-            ("claims.prefill.gpu_utilization".to_string(), c.prefill.as_ref().and_then(|p| p.gpu_utilization)),
-            ("claims.decode.gpu_utilization".to_string(), c.decode.as_ref().and_then(|p| p.gpu_utilization)),
+            (
+                "claims.gpu_utilization".to_string(),
+                c.overall.gpu_utilization,
+            ),
+            (
+                "claims.prefill.gpu_utilization".to_string(),
+                c.prefill.as_ref().and_then(|p| p.gpu_utilization),
+            ),
+            (
+                "claims.decode.gpu_utilization".to_string(),
+                c.decode.as_ref().and_then(|p| p.gpu_utilization),
+            ),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -1240,8 +1438,13 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     ));
                 }
             }
-            let peak = plan.gpu.peak_for(plan.model.dtypes.experts.preferred_compute()).1 .0;
-            let achieved = t.output_tokens_per_s_per_gpu.0 * plan.model.linear_flop_per_token().0 / peak
+            let peak = plan
+                .gpu
+                .peak_for(plan.model.dtypes.experts.preferred_compute())
+                .1
+                 .0;
+            let achieved = t.output_tokens_per_s_per_gpu.0 * plan.model.linear_flop_per_token().0
+                / peak
                 + t.input_tokens_per_s_per_gpu.0 * plan.model.linear_flop_per_token().0 / peak;
             if claim > 3.0 * achieved && claim - achieved > 0.1 {
                 out.push(finding(
@@ -1262,18 +1465,31 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
 /// Throughput bounds the plan derives itself, against its own inputs and against the computed ceilings.
 fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     let c = &plan.claims;
-    let peak = plan.gpu.peak_for(plan.model.dtypes.experts.preferred_compute()).1 .0;
+    let peak = plan
+        .gpu
+        .peak_for(plan.model.dtypes.experts.preferred_compute())
+        .1
+         .0;
     let mfu = plan.mfu.unwrap_or(1.0);
     let bw = plan.gpu.memory_bandwidth.0;
     let bwu = plan.bandwidth_utilization.unwrap_or(1.0);
     let t = decode_eval(evals).and_then(|e| e.typical.as_ref());
-    let own = |claim: TokensPerSecond, field: &str, implied: f64, formula: &str, inputs: &[(&str, String)], out: &mut Vec<Finding>| {
+    let own = |claim: TokensPerSecond,
+               field: &str,
+               implied: f64,
+               formula: &str,
+               inputs: &[(&str, String)],
+               out: &mut Vec<Finding>| {
         let f = factor(claim.0 / implied);
         if f > 1.2 {
             let slip = (f.ln() - 1e3f64.ln()).abs() < 1.2f64.ln();
             out.push(finding(
                 Severity::Error,
-                if slip { "unit_slip" } else { "claims_contradict" },
+                if slip {
+                    "unit_slip"
+                } else {
+                    "claims_contradict"
+                },
                 field,
                 Some(rate(claim.0)),
                 Some(rate(implied)),
@@ -1281,16 +1497,35 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     "the plan's own inputs give {}, not {}{}",
                     rate(implied),
                     rate(claim.0),
-                    if slip { ": a factor of 1000, tokens/s written as tokens/ms or the reverse" } else { "" }
+                    if slip {
+                        ": a factor of 1000, tokens/s written as tokens/ms or the reverse"
+                    } else {
+                        ""
+                    }
                 ),
                 Derivation::new(formula, inputs),
-                format!("{} = \"{:.1} tokens/s\"", field.rsplit('.').next().unwrap_or(field), implied),
+                format!(
+                    "{} = \"{:.1} tokens/s\"",
+                    field.rsplit('.').next().unwrap_or(field),
+                    implied
+                ),
             ));
         }
     };
     if let Some(cb) = c.compute_bound_throughput_per_gpu {
         if let Some(f) = c.flops_per_token {
-            own(cb, "claims.compute_bound_throughput_per_gpu", peak * mfu / f.0, "peak × mfu / flops_per_token (both from the plan)", &[("peak", crate::units::FlopPerSecond(peak).to_string()), ("mfu", pct(mfu)), ("flops_per_token", f.to_string())], out);
+            own(
+                cb,
+                "claims.compute_bound_throughput_per_gpu",
+                peak * mfu / f.0,
+                "peak × mfu / flops_per_token (both from the plan)",
+                &[
+                    ("peak", crate::units::FlopPerSecond(peak).to_string()),
+                    ("mfu", pct(mfu)),
+                    ("flops_per_token", f.to_string()),
+                ],
+                out,
+            );
         }
         if let Some(t) = t {
             let v = peak * mfu / t.ceilings.prefill_flop_per_token.0;
@@ -1303,8 +1538,22 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     hi: v,
                     fmt: rate,
                     tol: BOUND,
-                    causes: vec![cause(v * 1e-3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused")],
-                    evidence: Derivation::new("peak × mfu / computed FLOP per token", &[("peak", crate::units::FlopPerSecond(peak).to_string()), ("mfu", pct(mfu)), ("flop_per_token", t.ceilings.prefill_flop_per_token.to_string())]),
+                    causes: vec![cause(
+                        v * 1e-3,
+                        "unit_slip",
+                        "a factor of 1000: tokens/ms and tokens/s confused",
+                    )],
+                    evidence: Derivation::new(
+                        "peak × mfu / computed FLOP per token",
+                        &[
+                            ("peak", crate::units::FlopPerSecond(peak).to_string()),
+                            ("mfu", pct(mfu)),
+                            (
+                                "flop_per_token",
+                                t.ceilings.prefill_flop_per_token.to_string(),
+                            ),
+                        ],
+                    ),
                     fix: format!("compute_bound_throughput_per_gpu = \"{v:.0} tokens/s\""),
                 },
                 out,
@@ -1313,7 +1562,18 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     }
     if let Some(bb) = c.bandwidth_bound_throughput_per_gpu {
         if let Some(b) = c.bytes_read_per_token {
-            own(bb, "claims.bandwidth_bound_throughput_per_gpu", bw * bwu / b.0, "bandwidth × bandwidth_utilization / bytes_read_per_token (both from the plan)", &[("bandwidth", plan.gpu.memory_bandwidth.to_string()), ("bandwidth_utilization", pct(bwu)), ("bytes_read_per_token", b.to_string())], out);
+            own(
+                bb,
+                "claims.bandwidth_bound_throughput_per_gpu",
+                bw * bwu / b.0,
+                "bandwidth × bandwidth_utilization / bytes_read_per_token (both from the plan)",
+                &[
+                    ("bandwidth", plan.gpu.memory_bandwidth.to_string()),
+                    ("bandwidth_utilization", pct(bwu)),
+                    ("bytes_read_per_token", b.to_string()),
+                ],
+                out,
+            );
         }
         if let Some(t) = t {
             let v = t.ceilings.decode_tokens_per_s_per_gpu.0 * bwu;
@@ -1326,8 +1586,16 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     hi: v,
                     fmt: rate,
                     tol: BOUND,
-                    causes: vec![cause(v * 1e3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused")],
-                    evidence: t.explain.get("decode_ceiling").cloned().unwrap_or_else(|| Derivation::new("roofline", &[])),
+                    causes: vec![cause(
+                        v * 1e3,
+                        "unit_slip",
+                        "a factor of 1000: tokens/ms and tokens/s confused",
+                    )],
+                    evidence: t
+                        .explain
+                        .get("decode_ceiling")
+                        .cloned()
+                        .unwrap_or_else(|| Derivation::new("roofline", &[])),
                     fix: format!("bandwidth_bound_throughput_per_gpu = \"{v:.0} tokens/s\""),
                 },
                 out,
@@ -1363,15 +1631,31 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     let c = &plan.claims;
     let mut missed: Vec<String> = Vec::new();
     // (field, requirement, computed, claimed, higher-is-worse, evidence key)
-    let mut check = |field: &str, what: &str, limit: f64, computed: f64, claimed: Option<f64>, upper: bool, fmt: fn(f64) -> String, ev: Derivation, out: &mut Vec<Finding>| {
-        let fails = if upper { computed > limit } else { computed < limit };
+    let mut check = |field: &str,
+                     what: &str,
+                     limit: f64,
+                     computed: f64,
+                     claimed: Option<f64>,
+                     upper: bool,
+                     fmt: fn(f64) -> String,
+                     ev: Derivation,
+                     out: &mut Vec<Finding>| {
+        let fails = if upper {
+            computed > limit
+        } else {
+            computed < limit
+        };
         let claimed_fails = claimed.map(|v| if upper { v > limit } else { v < limit });
         let req = format!("{} {}", if upper { "≤" } else { "≥" }, fmt(limit));
         if fails {
             missed.push(format!("{field} {req}"));
             let admitted = claimed_fails == Some(true) || c.meets_slo == Some(false);
             out.push(finding(
-                if admitted { Severity::Warning } else { Severity::Error },
+                if admitted {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
                 "slo_missed",
                 field,
                 claimed.map(fmt),
@@ -1381,8 +1665,10 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     fmt(computed),
                     match (claimed, admitted) {
                         (_, true) => " (the plan admits it)".to_string(),
-                        (Some(v), false) => format!(", while the plan claims {} and a pass", fmt(v)),
-                        (None, false) => ", and the plan presents its layout as meeting it".to_string(),
+                        (Some(v), false) =>
+                            format!(", while the plan claims {} and a pass", fmt(v)),
+                        (None, false) =>
+                            ", and the plan presents its layout as meeting it".to_string(),
                     }
                 ),
                 ev,
@@ -1408,21 +1694,76 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             .unwrap_or_else(|| Derivation::new("estimate", &[]))
     };
     if let (Some(limit), Some((_, hi))) = (s.ttft, ttft_range(plan, evals)) {
-        check("slo.ttft", "TTFT", limit.0, hi, c.overall.ttft.or(c.prefill.as_ref().and_then(|p| p.ttft)).map(|v| v.0), true, time, derive("ttft"), out);
+        check(
+            "slo.ttft",
+            "TTFT",
+            limit.0,
+            hi,
+            c.overall
+                .ttft
+                .or(c.prefill.as_ref().and_then(|p| p.ttft))
+                .map(|v| v.0),
+            true,
+            time,
+            derive("ttft"),
+            out,
+        );
     }
     if let (Some(limit), Some((_, hi))) = (s.tpot, tpot_range(evals)) {
-        check("slo.tpot", "TPOT", limit.0, hi, c.overall.tpot.or(c.decode.as_ref().and_then(|p| p.tpot)).map(|v| v.0), true, time, derive("tpot"), out);
+        check(
+            "slo.tpot",
+            "TPOT",
+            limit.0,
+            hi,
+            c.overall
+                .tpot
+                .or(c.decode.as_ref().and_then(|p| p.tpot))
+                .map(|v| v.0),
+            true,
+            time,
+            derive("tpot"),
+            out,
+        );
     }
-    if let (Some(limit), Some((_, hi, ev))) = (s.min_throughput_per_gpu, overall_throughput(plan, evals)) {
+    if let (Some(limit), Some((_, hi, ev))) =
+        (s.min_throughput_per_gpu, overall_throughput(plan, evals))
+    {
         let claimed = match c.throughput_tokens {
             TokenKind::Output => c.overall.throughput_per_gpu.map(|v| v.0),
             TokenKind::Input => None,
         };
-        check("slo.min_throughput_per_gpu", "output throughput per GPU", limit.0, hi, claimed, false, rate, ev, out);
+        check(
+            "slo.min_throughput_per_gpu",
+            "output throughput per GPU",
+            limit.0,
+            hi,
+            claimed,
+            false,
+            rate,
+            ev,
+            out,
+        );
     }
-    if let (Some(limit), Some(t)) = (s.max_load_imbalance, decode_eval(evals).and_then(|e| e.typical.as_ref())) {
-        let ev = t.explain.get("load_imbalance").cloned().unwrap_or_else(|| Derivation::new("estimate", &[]));
-        check("slo.max_load_imbalance", "expert load imbalance (uniform routing)", limit, t.load_imbalance.uniform, c.load_imbalance, true, pct, ev, out);
+    if let (Some(limit), Some(t)) = (
+        s.max_load_imbalance,
+        decode_eval(evals).and_then(|e| e.typical.as_ref()),
+    ) {
+        let ev = t
+            .explain
+            .get("load_imbalance")
+            .cloned()
+            .unwrap_or_else(|| Derivation::new("estimate", &[]));
+        check(
+            "slo.max_load_imbalance",
+            "expert load imbalance (uniform routing)",
+            limit,
+            t.load_imbalance.uniform,
+            c.load_imbalance,
+            true,
+            pct,
+            ev,
+            out,
+        );
     }
     for e in evals {
         let Some(w) = &e.worst else { continue };
@@ -1455,8 +1796,14 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             "claims.meets_slo",
             Some("true".into()),
             Some("false".into()),
-            format!("the plan says it meets its requirements; it misses {}", missed.join(", ")),
-            Derivation::new("every service level of [slo] against the recomputed figures", &[("missed", missed.join("; "))]),
+            format!(
+                "the plan says it meets its requirements; it misses {}",
+                missed.join(", ")
+            ),
+            Derivation::new(
+                "every service level of [slo] against the recomputed figures",
+                &[("missed", missed.join("; "))],
+            ),
             "meets_slo = false, or adopt the corrected plan",
         )),
         Some(false) if missed.is_empty() => out.push(finding(
@@ -1465,8 +1812,12 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             "claims.meets_slo",
             Some("false".into()),
             Some("true".into()),
-            "the plan says it misses its requirements, but the recomputed figures meet every one".into(),
-            Derivation::new("every service level of [slo] against the recomputed figures", &[]),
+            "the plan says it misses its requirements, but the recomputed figures meet every one"
+                .into(),
+            Derivation::new(
+                "every service level of [slo] against the recomputed figures",
+                &[],
+            ),
             "meets_slo = true",
         )),
         _ => {}
@@ -1476,7 +1827,12 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
 /// Idle and surplus GPUs: a prefill pool its decode pool cannot absorb, a
 /// replica far larger than the smallest layout meeting the requirements,
 /// more replicas than the request rate needs.
-pub(super) fn waste(plan: &Plan, evals: &[PoolEval], corrected: &Corrected, out: &mut Vec<Finding>) {
+pub(super) fn waste(
+    plan: &Plan,
+    evals: &[PoolEval],
+    corrected: &Corrected,
+    out: &mut Vec<Finding>,
+) {
     let isl = plan.workload.isl.mean().max(1) as f64;
     let osl = plan.workload.osl.mean().max(1) as f64;
     if let Deployment::Disaggregated { prefill, decode } = plan.deployment {
@@ -1521,7 +1877,9 @@ pub(super) fn waste(plan: &Plan, evals: &[PoolEval], corrected: &Corrected, out:
             }
         }
     }
-    if let (Some(min), Deployment::Aggregated { pool }) = (corrected.min_gpus_per_replica, plan.deployment) {
+    if let (Some(min), Deployment::Aggregated { pool }) =
+        (corrected.min_gpus_per_replica, plan.deployment)
+    {
         let have = pool.layout.gpus();
         if have >= 2 * min && evals.first().is_some_and(|e| e.valid) {
             out.push(finding(
@@ -1536,12 +1894,18 @@ pub(super) fn waste(plan: &Plan, evals: &[PoolEval], corrected: &Corrected, out:
             ));
         }
     }
-    if let (Some(rr), Some((_, per_gpu, _))) = (plan.workload.request_rate, overall_throughput(plan, evals)) {
+    if let (Some(rr), Some((_, per_gpu, _))) =
+        (plan.workload.request_rate, overall_throughput(plan, evals))
+    {
         let need = rr * osl;
         let have = per_gpu * plan.deployment.gpus() as f64;
         let ev = Derivation::new(
             "requests/s × osl output tokens vs the deployment's output tokens/s",
-            &[("request_rate", format!("{rr}")), ("osl", format!("{osl:.0}")), ("deployment_output_tokens_per_s", format!("{have:.0}"))],
+            &[
+                ("request_rate", format!("{rr}")),
+                ("osl", format!("{osl:.0}")),
+                ("deployment_output_tokens_per_s", format!("{have:.0}")),
+            ],
         );
         if have < need {
             out.push(finding(
@@ -1561,7 +1925,10 @@ pub(super) fn waste(plan: &Plan, evals: &[PoolEval], corrected: &Corrected, out:
                 "deployment.replicas",
                 Some(format!("{have:.0} tokens/s")),
                 Some(format!("{need:.0} tokens/s needed")),
-                format!("the deployment produces {:.1}× the output the request rate needs", have / need),
+                format!(
+                    "the deployment produces {:.1}× the output the request rate needs",
+                    have / need
+                ),
                 ev,
                 "fewer replicas",
             ));

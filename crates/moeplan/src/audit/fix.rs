@@ -194,18 +194,12 @@ fn unmet(plan: &Plan, typical: &Estimate, worst: &Estimate) -> (Vec<String>, f64
     }
     if let Some(t) = s.ttft {
         if worst.ttft.0 > t.0 {
-            miss(
-                format!("ttft: {} > {}", worst.ttft, t),
-                worst.ttft / t,
-            );
+            miss(format!("ttft: {} > {}", worst.ttft, t), worst.ttft / t);
         }
     }
     if let Some(t) = s.tpot {
         if worst.tpot.0 > t.0 {
-            miss(
-                format!("tpot: {} > {}", worst.tpot, t),
-                worst.tpot / t,
-            );
+            miss(format!("tpot: {} > {}", worst.tpot, t), worst.tpot / t);
         }
     }
     if let Some(r) = s.min_throughput_per_gpu {
@@ -246,7 +240,10 @@ pub fn correct(
 ) -> Option<Corrected> {
     let (origin, replicas) = match plan.deployment {
         Deployment::Aggregated { pool } => (
-            evals.first().and_then(|e| e.reference).unwrap_or(pool.layout),
+            evals
+                .first()
+                .and_then(|e| e.reference)
+                .unwrap_or(pool.layout),
             pool.replicas,
         ),
         Deployment::Disaggregated { decode, .. } => (
@@ -263,10 +260,7 @@ pub fn correct(
         Deployment::Disaggregated { .. } => None,
     };
     // The GPUs a replica may use: what the plan holds, states or has available.
-    let per_replica_claim = plan
-        .claims
-        .total_gpus
-        .map_or(0, |t| t / replicas.max(1));
+    let per_replica_claim = plan.claims.total_gpus.map_or(0, |t| t / replicas.max(1));
     let budget = [
         plan.deployment.gpus().min(u32::MAX as u64) as u32 / replicas.max(1),
         per_replica_claim,
@@ -331,7 +325,12 @@ pub fn correct(
         Some(c) => {
             let same = written.is_some_and(|p| p.layout == c.layout);
             if same {
-                (c, CorrectionSource::Unchanged, "the plan's layout meets every requirement; only its figures are recomputed".into())
+                (
+                    c,
+                    CorrectionSource::Unchanged,
+                    "the plan's layout meets every requirement; only its figures are recomputed"
+                        .into(),
+                )
             } else {
                 (c, CorrectionSource::NearestLayout, format!(
                     "the nearest valid layout to {origin} that meets every requirement, among {n} valid layouts of at most {budget} GPUs per replica"
@@ -355,7 +354,18 @@ pub fn correct(
             ))
         }
     };
-    Some(build(plan, chosen.layout, replicas, source, reason, &chosen.typical, &chosen.worst, chosen.unmet.clone(), min_gpus, n))
+    Some(build(
+        plan,
+        chosen.layout,
+        replicas,
+        source,
+        reason,
+        &chosen.typical,
+        &chosen.worst,
+        chosen.unmet.clone(),
+        min_gpus,
+        n,
+    ))
 }
 
 fn planned(plan: &Plan, l: Layout, replicas: u32, n: usize) -> Option<Corrected> {
@@ -475,10 +485,7 @@ pub fn corrected_tree(original: &serde_json::Value, c: &Corrected) -> serde_json
                 .iter()
                 .any(|k| model.contains_key(*k));
             if is_ref || model.contains_key("declared_params") {
-                model.insert(
-                    "declared_params".into(),
-                    k.params_total.to_string().into(),
-                );
+                model.insert("declared_params".into(), k.params_total.to_string().into());
             }
         }
         obj.insert("deployment".into(), deployment);

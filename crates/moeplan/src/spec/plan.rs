@@ -448,9 +448,17 @@ fn deployment(raw: &RawDeployment, pr: &mut Problems) -> Deployment {
         etp: raw.etp,
         replicas: raw.replicas,
     };
-    let any_top = [raw.pp, raw.tp, raw.dp, raw.cp, raw.ep, raw.etp, raw.replicas]
-        .iter()
-        .any(Option::is_some);
+    let any_top = [
+        raw.pp,
+        raw.tp,
+        raw.dp,
+        raw.cp,
+        raw.ep,
+        raw.etp,
+        raw.replicas,
+    ]
+    .iter()
+    .any(Option::is_some);
     match raw.mode.unwrap_or_default() {
         Mode::Aggregated => {
             for (key, sec) in [("prefill", &raw.prefill), ("decode", &raw.decode)] {
@@ -458,9 +466,13 @@ fn deployment(raw: &RawDeployment, pr: &mut Problems) -> Deployment {
                     pr.push(
                         Problem::at(
                             format!("deployment.{key}"),
-                            format!("[deployment.{key}] is only read when mode = \"disaggregated\""),
+                            format!(
+                                "[deployment.{key}] is only read when mode = \"disaggregated\""
+                            ),
                         )
-                        .hint("set mode = \"disaggregated\", or move the degrees into [deployment]"),
+                        .hint(
+                            "set mode = \"disaggregated\", or move the degrees into [deployment]",
+                        ),
                     );
                 }
             }
@@ -482,8 +494,9 @@ fn deployment(raw: &RawDeployment, pr: &mut Problems) -> Deployment {
                 Some(p) => pool(p, &format!("deployment.{key}"), pr),
                 None => {
                     pr.push(
-                        Problem::at("deployment", format!("no [deployment.{key}] table"))
-                            .hint("a disaggregated deployment needs both a prefill and a decode pool"),
+                        Problem::at("deployment", format!("no [deployment.{key}] table")).hint(
+                            "a disaggregated deployment needs both a prefill and a decode pool",
+                        ),
                     );
                     pool(&RawPool::default(), "deployment", pr)
                 }
@@ -507,9 +520,7 @@ fn quantity<T>(
     match parse(s) {
         Ok(x) => Some(x),
         Err(e) => {
-            pr.push(
-                Problem::at(path, e).hint(format!("write the unit: {}", dim.accepted())),
-            );
+            pr.push(Problem::at(path, e).hint(format!("write the unit: {}", dim.accepted())));
             None
         }
     }
@@ -575,7 +586,13 @@ fn claims(raw: &RawClaims, pr: &mut Problems) -> Claims {
         gpu_utilization: raw.gpu_utilization.clone(),
     };
     let rate = |pr: &mut Problems, k: &str, v: &Option<String>| {
-        quantity(pr, &format!("claims.{k}"), v, Dimension::TokenRate, parse_token_rate)
+        quantity(
+            pr,
+            &format!("claims.{k}"),
+            v,
+            Dimension::TokenRate,
+            parse_token_rate,
+        )
     };
     if raw.total_gpus == Some(0) {
         pr.push(Problem::at("claims.total_gpus", "must be at least 1").hint("GPUs the plan uses"));
