@@ -104,7 +104,7 @@ fn cause(value: f64, code: &'static str, why: impl Into<String>) -> Cause {
 }
 
 /// The cause whose predicted value is within 20% of the claim (closest wins).
-fn likely<'a>(claimed: f64, causes: &'a [Cause]) -> Option<&'a Cause> {
+fn likely(claimed: f64, causes: &[Cause]) -> Option<&Cause> {
     causes
         .iter()
         .filter(|c| c.value > 0.0 && c.value.is_finite())
