@@ -24,8 +24,12 @@ pub enum Command {
     Plan(PlanArgs),
     /// Predict TTFT, TPOT, throughput and memory of one deployment.
     Estimate(EstimateArgs),
-    /// Print the JSON Schema of a native spec file (model, gpu or scenario).
+    /// Print the JSON Schema of a native spec file (model, gpu, scenario or plan).
     Schema(SchemaArgs),
+    /// Check a deployment plan: every error with its evidence, and the corrected plan.
+    ///
+    /// Exit 0 when no finding is an error, 1 when one is, 2 for unreadable input.
+    Audit(AuditArgs),
 }
 
 /// Output options shared by every command.
@@ -56,8 +60,8 @@ pub struct CatalogArgs {
 
 #[derive(Args, Debug)]
 pub struct SchemaArgs {
-    /// Which spec: model, gpu or scenario.
-    #[arg(value_parser = ["model", "gpu", "scenario"])]
+    /// Which spec: model, gpu, scenario or plan.
+    #[arg(value_parser = ["model", "gpu", "scenario", "plan"])]
     pub kind: String,
 }
 
@@ -190,4 +194,19 @@ pub struct PlanArgs {
     pub pareto: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The plan file (.toml, .yaml or .json; `moeplan schema plan`).
+    pub plan: String,
+    /// Print `{"findings": [...], "summary": {...}, "corrected": {...}}` instead of the report.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a Markdown review document to this file.
+    #[arg(long, value_name = "FILE.md")]
+    pub report: Option<String>,
+    /// Write the corrected plan (same format as the input) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub fix: Option<String>,
 }

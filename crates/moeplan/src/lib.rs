@@ -10,6 +10,7 @@
 // Divisibility rules (heads by TP, experts by EP) read as the domain states them.
 #![allow(clippy::manual_is_multiple_of)]
 
+pub mod audit;
 pub mod calibration;
 pub mod catalog;
 pub mod dtype;

@@ -2,7 +2,9 @@
 //! This test fails when they are stale; regenerate with
 //! `MOEPLAN_UPDATE_SCHEMAS=1 cargo test -p moeplan --test schemas`.
 
-use moeplan::spec::{gpu::RawGpu, model::RawModel, scenario::RawScenario, schema_of};
+use moeplan::spec::{
+    gpu::RawGpu, model::RawModel, plan::RawPlan, scenario::RawScenario, schema_of,
+};
 use std::path::PathBuf;
 
 fn check(name: &str, schema: serde_json::Value) {
@@ -30,6 +32,11 @@ fn model_schema_is_current() {
 #[test]
 fn gpu_schema_is_current() {
     check("gpu", schema_of::<RawGpu>());
+}
+
+#[test]
+fn plan_schema_is_current() {
+    check("plan", schema_of::<RawPlan>());
 }
 
 #[test]

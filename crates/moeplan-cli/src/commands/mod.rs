@@ -1,4 +1,5 @@
 //! One module per subcommand.
+pub mod audit;
 pub mod catalog;
 pub mod estimate;
 pub mod model;

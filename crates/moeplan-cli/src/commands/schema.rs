@@ -5,6 +5,7 @@ use crate::output::{self, Failure};
 pub fn run(a: &SchemaArgs) -> Result<(), Failure> {
     let schema = match a.kind.as_str() {
         "gpu" => moeplan::spec::schema_of::<moeplan::spec::gpu::RawGpu>(),
+        "plan" => moeplan::spec::schema_of::<moeplan::spec::plan::RawPlan>(),
         "scenario" => moeplan::spec::schema_of::<moeplan::spec::scenario::RawScenario>(),
         _ => moeplan::spec::schema_of::<moeplan::spec::model::RawModel>(),
     };

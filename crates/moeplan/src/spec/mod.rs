@@ -10,6 +10,7 @@
 
 pub mod gpu;
 pub mod model;
+pub mod plan;
 pub mod scenario;
 pub mod source;
 

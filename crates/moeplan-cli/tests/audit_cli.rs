@@ -1,0 +1,149 @@
+//! `moeplan audit` end to end: exit codes (0 clean, 1 an error finding, 2
+//! unreadable input), the JSON shape, the review document, and `--fix`
+//! writing a plan in the input's format that reads back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn moeplan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moeplan"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("moeplan-audit-{name}-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&d);
+        Scratch(d)
+    }
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_correct_plan_exits_0() {
+    let o = moeplan(&["audit", "examples/audit/mixtral-8x7b-tp2-2xh100.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("PASS: 0 errors"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_plan_with_errors_exits_1_and_groups_by_severity() {
+    let o = moeplan(&["audit", "examples/seeds/000-proposed.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    let e = text.find("\nerrors (").expect("an errors group");
+    let w = text.find("\nwarnings (").expect("a warnings group");
+    assert!(e < w);
+    assert!(text.contains("corrected plan (best_effort)"));
+    insta::assert_snapshot!("seed-000-proposed-terminal", text);
+}
+
+#[test]
+fn unreadable_or_invalid_plans_exit_2() {
+    let o = moeplan(&["audit", "examples/audit/missing.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let s = Scratch::new("invalid");
+    let path = s.file("bad.toml");
+    std::fs::write(
+        &path,
+        "[model]\ncatalog = \"mixtral-8x7b\"\n[hardware]\ngpu = \"h100-sxm\"\n[workload]\nisl = 10\nosl = 10\n[deployment]\ntp = 2\nreplicaz = 1\n[claims]\nmemory_per_gpu = \"40\"\n",
+    )
+    .unwrap();
+    let o = moeplan(&["audit", &path]);
+    assert_eq!(o.status.code(), Some(2));
+    // miette wraps long lines: compare with the wrapping removed.
+    let err: String = stderr(&o)
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(err.contains("unknown key `replicaz`"), "{err}");
+    assert!(err.contains("accepted units"), "{err}");
+    let o = moeplan(&["audit", &path, "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["error"]["kind"], "input");
+}
+
+#[test]
+fn json_has_findings_summary_and_corrected() {
+    let o = moeplan(&["audit", "examples/seeds/001-original.toml", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let f = &v["findings"][0];
+    for key in [
+        "severity", "code", "field", "claimed", "computed", "message", "evidence", "fix",
+    ] {
+        assert!(f.get(key).is_some(), "finding without {key}: {f}");
+    }
+    assert_eq!(v["summary"]["verdict"], "fail");
+    assert!(v["corrected"]["layout"].is_object());
+    assert!(v["corrected"]["source"].is_string());
+}
+
+#[test]
+fn report_and_fix_are_written_in_the_input_format() {
+    let s = Scratch::new("fix");
+    for (input, ext) in [
+        (
+            "examples/audit/broken/deployment.ep__invalid_layout.toml",
+            "toml",
+        ),
+        ("examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml", "yaml"),
+        (
+            "examples/audit/broken/claims.total_gpus__gpus_mismatch.json",
+            "json",
+        ),
+    ] {
+        let fixed = s.file(&format!("fixed.{ext}"));
+        let report = s.file("review.md");
+        let o = moeplan(&["audit", input, "--fix", &fixed, "--report", &report]);
+        assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+        let md = std::fs::read_to_string(&report).unwrap();
+        assert!(md.starts_with("# Review of plan"), "{md}");
+        assert!(md.contains("## Corrected plan"));
+        // The corrected plan needs the catalog ids only, so it audits from anywhere.
+        let o = moeplan(&["audit", &fixed]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{input}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn schema_plan_prints_the_plan_schema() {
+    let o = moeplan(&["schema", "plan"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(v["properties"]["claims"].is_object());
+    assert!(v["properties"]["deployment"].is_object());
+}

@@ -1,0 +1,338 @@
+//! `moeplan audit`: check a deployment plan someone wrote.
+//!
+//! The audit recomputes everything a plan states or implies with the same
+//! code `moeplan estimate` uses (`layout`, `memory`, `serving`), and turns
+//! every disagreement into a [`Finding`]: a severity, a stable code, the
+//! dotted key of the plan file it concerns, the claimed and computed values,
+//! the evidence (formula and inputs) and a fix. Then it proposes a corrected
+//! plan (`fix`).
+//!
+//! Where things live:
+//! - `evaluate` (here): the plan's pools estimated at the typical (mean) and
+//!   worst (longest) prompt; an invalid layout is read as its nearest valid
+//!   layout so per-GPU claims can still be checked, and the findings say so.
+//! - `checks`: one function per family of checks (layout and GPU accounting,
+//!   model figures, memory, throughput and latency, ceilings, contradictions,
+//!   service levels, waste). A new check is a function there, called from
+//!   `checks::all`, with a new stable code.
+//! - `fix`: the corrected plan (nearest valid layout meeting the plan's own
+//!   requirements, the planner's recommendation, or a best effort) and its
+//!   rendering back into the plan's file format.
+//!
+//! Tolerances depend on what a claim can know: weights are exact, memory
+//! depends on the context the author assumed, activations on engine
+//! settings, throughput and latency on a cost model with its own error.
+
+mod checks;
+pub mod fix;
+
+use crate::layout::Layout;
+use crate::memory::EngineConfig;
+use crate::report::Derivation;
+use crate::serving::{estimate, Estimate, EstimateInput, Workload};
+use crate::spec::plan::{Deployment, Plan, Pool};
+use crate::units::{Seconds, TokensPerSecond};
+use serde::Serialize;
+
+pub use fix::{Corrected, CorrectionSource, Planner};
+
+/// How serious a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The plan is wrong: a figure off by a factor, an impossible layout, a requirement missed.
+    Error,
+    /// Doubtful or wasteful, but not wrong by itself.
+    Warning,
+    /// Worth knowing.
+    Info,
+}
+
+impl Severity {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// One result of the audit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    /// How serious.
+    pub severity: Severity,
+    /// Stable code (`gpus_product_of_degrees`, `claim_off`, ...).
+    pub code: &'static str,
+    /// The dotted key of the plan file (`claims.memory_per_gpu`, `deployment.ep`;
+    /// `deployment` for the whole layout).
+    pub field: String,
+    /// What the plan says, with its unit.
+    pub claimed: Option<String>,
+    /// What moeplan computes, with its unit.
+    pub computed: Option<String>,
+    /// What is wrong, for a reviewer.
+    pub message: String,
+    /// Formula and inputs behind `computed`.
+    pub evidence: Derivation,
+    /// What to change.
+    pub fix: String,
+}
+
+/// The recomputed figures of one pool of the plan.
+#[derive(Clone, Debug)]
+pub struct PoolEval {
+    /// Key prefix in the plan file (`deployment`, `deployment.prefill`, `deployment.decode`).
+    pub prefix: &'static str,
+    /// The pool as written.
+    pub pool: Pool,
+    /// Whether the written layout is valid.
+    pub valid: bool,
+    /// The layout the figures were computed for: the written one when
+    /// valid, else its nearest valid layout (None when there is none).
+    pub reference: Option<Layout>,
+    /// Estimate at the mean prompt length (throughput).
+    pub typical: Option<Estimate>,
+    /// Estimate at the longest prompt length (memory, TTFT, TPOT).
+    pub worst: Option<Estimate>,
+}
+
+/// Headline figures of the plan as moeplan computes them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Computed {
+    /// GPUs the written layout holds (replicas × pp × tp × cp × dp, summed over pools).
+    pub gpus: u64,
+    /// Per pool: prefix, layout used, GPUs.
+    pub pools: Vec<PoolFigures>,
+    /// TTFT at the longest prompt.
+    pub ttft: Option<Seconds>,
+    /// TPOT at the longest prompt.
+    pub tpot: Option<Seconds>,
+    /// Output tokens/s per GPU of the whole deployment at the mean prompt.
+    pub throughput_per_gpu: Option<TokensPerSecond>,
+}
+
+/// Figures of one pool.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PoolFigures {
+    /// Key prefix.
+    pub prefix: String,
+    /// The layout as written.
+    pub written: Layout,
+    /// Replicas.
+    pub replicas: u32,
+    /// Whether the written layout is valid.
+    pub valid: bool,
+    /// The layout the figures were computed for.
+    pub reference: Option<Layout>,
+    /// GPUs of the pool as written.
+    pub gpus: u64,
+    /// Memory of the fullest GPU at the longest prompt.
+    pub memory_per_gpu: Option<crate::units::Bytes>,
+    /// Whether it fits.
+    pub fits: Option<bool>,
+}
+
+/// Counts and verdict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// The plan's name.
+    pub plan: String,
+    /// Model name.
+    pub model: String,
+    /// GPU id.
+    pub gpu: String,
+    /// Error findings.
+    pub errors: usize,
+    /// Warning findings.
+    pub warnings: usize,
+    /// Info findings.
+    pub infos: usize,
+    /// `pass` (no error) or `fail`.
+    pub verdict: &'static str,
+    /// GPUs the plan claims, if it does.
+    pub gpus_claimed: Option<u32>,
+    /// GPUs the written layout holds.
+    pub gpus_computed: u64,
+}
+
+/// The result of auditing one plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Audit {
+    /// Findings, sorted by severity, then field, then code.
+    pub findings: Vec<Finding>,
+    /// Counts and verdict.
+    pub summary: Summary,
+    /// The plan's figures as recomputed.
+    pub computed: Computed,
+    /// The corrected plan.
+    pub corrected: Option<Corrected>,
+}
+
+impl Audit {
+    /// True when some finding is an error.
+    pub fn has_errors(&self) -> bool {
+        self.summary.errors > 0
+    }
+
+    /// The stable JSON form (`moeplan audit --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "findings": self.findings,
+            "summary": self.summary,
+            "computed": self.computed,
+            "corrected": self.corrected,
+        })
+    }
+}
+
+/// Options of an audit.
+#[derive(Default)]
+pub struct AuditOptions<'a> {
+    /// The planner to ask for a layout when the plan's own is hopeless
+    /// (`search`); without one, a local search over aggregated layouts.
+    pub planner: Option<&'a dyn Planner>,
+}
+
+/// Requests in flight per replica when the plan does not say.
+pub const DEFAULT_CONCURRENCY: u64 = 64;
+
+/// Which phase a pool serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Both,
+    Prefill,
+    Decode,
+}
+
+/// The estimate input for a layout of the plan.
+pub(crate) fn input<'a>(plan: &'a Plan, layout: Layout, workload: Workload) -> EstimateInput<'a> {
+    EstimateInput {
+        model: &plan.model,
+        gpu: &plan.gpu,
+        calibration: plan
+            .gpu
+            .calibration
+            .flat(plan.mfu, plan.bandwidth_utilization),
+        layout,
+        workload,
+        engine: EngineConfig {
+            max_memory_fraction: plan.slo.max_memory_fraction,
+            ..EngineConfig::default()
+        },
+        redundant_experts: 0,
+        routing_skew: 0.0,
+    }
+}
+
+pub(crate) fn concurrency(plan: &Plan) -> u64 {
+    plan.workload.concurrency.unwrap_or(DEFAULT_CONCURRENCY)
+}
+
+/// Estimates a layout for a phase at the typical and the worst prompt.
+pub(crate) fn evaluate_layout(
+    plan: &Plan,
+    layout: Layout,
+    phase: Phase,
+) -> (Option<Estimate>, Option<Estimate>) {
+    let w = &plan.workload;
+    let c = concurrency(plan);
+    let (osl, c_worst) = match phase {
+        Phase::Prefill => (1, 1),
+        _ => (w.osl.mean().max(1), c),
+    };
+    let typical = estimate(&input(
+        plan,
+        layout,
+        Workload {
+            isl: w.isl.mean().max(1),
+            osl,
+            concurrency: c,
+        },
+    ))
+    .ok();
+    let worst = if w.isl.is_fixed() && phase != Phase::Prefill {
+        typical.clone()
+    } else {
+        estimate(&input(
+            plan,
+            layout,
+            Workload {
+                isl: w.isl.max.max(1),
+                osl,
+                concurrency: c_worst,
+            },
+        ))
+        .ok()
+    };
+    (typical, worst)
+}
+
+/// Estimates every pool of the plan.
+pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
+    plan.deployment
+        .pools()
+        .into_iter()
+        .map(|(prefix, pool)| {
+            let phase = match (&plan.deployment, prefix) {
+                (Deployment::Aggregated { .. }, _) => Phase::Both,
+                (_, "deployment.prefill") => Phase::Prefill,
+                _ => Phase::Decode,
+            };
+            let (problems, _) = pool.layout.check(&plan.model, &plan.gpu, 0);
+            let valid = problems.is_empty();
+            let reference = if valid {
+                Some(pool.layout)
+            } else {
+                fix::nearest_valid(plan, &pool)
+            };
+            let (typical, worst) = match reference {
+                Some(l) => evaluate_layout(plan, l, phase),
+                None => (None, None),
+            };
+            PoolEval {
+                prefix,
+                pool,
+                valid,
+                reference,
+                typical,
+                worst,
+            }
+        })
+        .collect()
+}
+
+/// Audits a plan.
+pub fn audit(plan: &Plan, options: &AuditOptions) -> Audit {
+    let evals = evaluate(plan);
+    let mut findings = checks::all(plan, &evals);
+    let corrected = fix::correct(plan, &evals, options);
+    if let Some(c) = &corrected {
+        checks::waste(plan, &evals, c, &mut findings);
+    }
+    findings.sort_by(|a, b| {
+        (a.severity, &a.field, a.code, &a.message).cmp(&(b.severity, &b.field, b.code, &b.message))
+    });
+    findings.dedup();
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let errors = count(Severity::Error);
+    let computed = checks::headline(plan, &evals);
+    Audit {
+        summary: Summary {
+            plan: plan.name.clone(),
+            model: plan.model.name.clone(),
+            gpu: plan.gpu.id.clone(),
+            errors,
+            warnings: count(Severity::Warning),
+            infos: count(Severity::Info),
+            verdict: if errors == 0 { "pass" } else { "fail" },
+            gpus_claimed: plan.claims.total_gpus,
+            gpus_computed: plan.deployment.gpus(),
+        },
+        findings,
+        computed,
+        corrected,
+    }
+}
