@@ -83,6 +83,34 @@ impl Layout {
         ]
     }
 
+    /// A layout with unset `ep`/`etp` folded over the GPUs of a stage
+    /// (edp = 1), as engines do with `--tp N` or `--dp N`: expert weights are
+    /// sharded, not replicated.
+    pub fn folded(pp: u32, tp: u32, cp: u32, dp: u32, ep: Option<u32>, etp: Option<u32>) -> Layout {
+        let stage = tp.max(1) * cp.max(1) * dp.max(1);
+        let rest = |d: u32| {
+            if d > 0 && stage % d == 0 {
+                stage / d
+            } else {
+                1
+            }
+        };
+        let (ep, etp) = match (ep, etp) {
+            (Some(ep), Some(etp)) => (ep, etp),
+            (Some(ep), None) => (ep, rest(ep)),
+            (None, Some(etp)) => (rest(etp), etp),
+            (None, None) => (1, stage),
+        };
+        Layout {
+            pp,
+            tp,
+            cp,
+            dp,
+            ep,
+            etp,
+        }
+    }
+
     /// GPUs of one pipeline stage.
     pub fn gpus_per_stage(&self) -> u32 {
         self.tp * self.cp * self.dp

@@ -1121,3 +1121,25 @@ pub fn describe(c: &Candidate) -> String {
         .collect::<Vec<_>>()
         .join(" + ")
 }
+
+/// The planner as the audit's fallback when a plan's own layout is hopeless:
+/// the best aggregated layout (the corrected plan keeps the plan's form)
+/// meeting every requirement, with its replica count.
+pub struct SearchPlanner;
+
+impl crate::audit::fix::Planner for SearchPlanner {
+    fn recommend(&self, plan: &crate::spec::plan::Plan) -> Option<(Layout, u32)> {
+        let s = plan.scenario();
+        let opts = PlanOptions {
+            modes: Modes {
+                aggregated: true,
+                disaggregated: false,
+            },
+            ..PlanOptions::default()
+        };
+        let r = self::plan(&s, &opts, &|_, _| {});
+        let rec = r.recommended.filter(Candidate::meets)?;
+        let pool = rec.pools.first()?;
+        Some((pool.layout, pool.workers))
+    }
+}

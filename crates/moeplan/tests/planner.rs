@@ -140,3 +140,18 @@ fn search_is_deterministic() {
     let b = serde_json::to_string(&plan(&s, &PlanOptions::default(), &quiet)).unwrap();
     assert_eq!(a, b);
 }
+
+/// The audit's fallback planner recommends, for a plan whose requirements
+/// can be met, a valid layout within the plan's GPUs that meets them.
+#[test]
+fn search_planner_serves_the_audit() {
+    use moeplan::audit::fix::Planner;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/audit/mixtral-8x7b-tp2-2xh100.toml");
+    let (p, _) = moeplan::spec::plan::read(&path).unwrap();
+    let (l, replicas) = moeplan::search::SearchPlanner
+        .recommend(&p)
+        .expect("Mixtral fits on two H100");
+    assert!(l.check(&p.model, &p.gpu, 0).0.is_empty());
+    assert!(replicas * l.gpus() <= p.gpus_available.unwrap_or(u32::MAX));
+}

@@ -10,7 +10,15 @@ use std::path::Path;
 pub fn run(a: &AuditArgs) -> Result<(), Failure> {
     let (plan, source) = moeplan::spec::plan::read(Path::new(&a.plan))
         .map_err(|e| Failure::Input(Box::new(e), a.json))?;
-    let result = audit(&plan, &AuditOptions::default());
+    // A hopeless plan's correction comes from the planner.
+    let planner = moeplan::search::SearchPlanner;
+    let result = audit(
+        &plan,
+        &AuditOptions {
+            planner: Some(&planner),
+            ..AuditOptions::default()
+        },
+    );
     if let Some(path) = &a.report {
         write(path, &markdown(&result), a.json)?;
     }

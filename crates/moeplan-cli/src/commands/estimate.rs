@@ -29,42 +29,6 @@ fn fraction(v: Option<f64>, flag: &str, json: bool) -> Result<Option<f64>, Failu
     }
 }
 
-/// The layout the flags describe. Unset `ep`/`etp` fold the experts over
-/// every GPU of a stage (edp = 1), which is what engines do with `--tp N`
-/// (and `--dp N` without expert parallelism): expert weights are sharded,
-/// not replicated.
-pub fn fold(a: &EstimateArgs) -> Layout {
-    let stage = a.tp.max(1) * a.cp.max(1) * a.dp.max(1);
-    let (ep, etp) = match (a.ep, a.etp) {
-        (Some(ep), Some(etp)) => (ep, etp),
-        (Some(ep), None) => (
-            ep,
-            if ep > 0 && stage.is_multiple_of(ep) {
-                stage / ep
-            } else {
-                1
-            },
-        ),
-        (None, Some(etp)) => (
-            if etp > 0 && stage.is_multiple_of(etp) {
-                stage / etp
-            } else {
-                1
-            },
-            etp,
-        ),
-        (None, None) => (1, stage),
-    };
-    Layout {
-        pp: a.pp,
-        tp: a.tp,
-        cp: a.cp,
-        dp: a.dp,
-        ep,
-        etp,
-    }
-}
-
 pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     let json = a.output.json;
     let mut model =
@@ -110,7 +74,7 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
         model: &model,
         gpu: &gpu,
         calibration: gpu.calibration.flat(mfu, bw),
-        layout: fold(a),
+        layout: Layout::folded(a.pp, a.tp, a.cp, a.dp, a.ep, a.etp),
         workload: Workload {
             isl: a.isl,
             osl: a.osl,

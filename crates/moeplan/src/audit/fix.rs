@@ -349,8 +349,13 @@ pub fn correct(
                     .then(a.distance.total_cmp(&b.distance))
                     .then(a.layout.cmp(&b.layout))
             })?;
+            let searched = if options.planner.is_some() {
+                "the planner's full search found none either"
+            } else {
+                "no planner was available to search further"
+            };
             (best, CorrectionSource::BestEffort, format!(
-                "no valid layout of at most {budget} GPUs per replica ({n} estimated) meets every requirement: this one misses the fewest, by the least; the requirements themselves need revisiting (no planner was available to search further)"
+                "no valid layout of at most {budget} GPUs per replica ({n} estimated) meets every requirement: this one misses the fewest, by the least; the requirements themselves need revisiting ({searched})"
             ))
         }
     };

@@ -371,40 +371,6 @@ pub struct Plan {
     pub assumptions: Vec<String>,
 }
 
-/// Folds unset `ep`/`etp` over the GPUs of a stage (edp = 1), as engines
-/// do with `--tp N`: experts are sharded, not replicated.
-pub fn fold(pp: u32, tp: u32, cp: u32, dp: u32, ep: Option<u32>, etp: Option<u32>) -> Layout {
-    let stage = tp.max(1) * cp.max(1) * dp.max(1);
-    let (ep, etp) = match (ep, etp) {
-        (Some(ep), Some(etp)) => (ep, etp),
-        (Some(ep), None) => (
-            ep,
-            if ep > 0 && stage % ep == 0 {
-                stage / ep
-            } else {
-                1
-            },
-        ),
-        (None, Some(etp)) => (
-            if etp > 0 && stage % etp == 0 {
-                stage / etp
-            } else {
-                1
-            },
-            etp,
-        ),
-        (None, None) => (1, stage),
-    };
-    Layout {
-        pp,
-        tp,
-        cp,
-        dp,
-        ep,
-        etp,
-    }
-}
-
 fn pool(raw: &RawPool, prefix: &str, pr: &mut Problems) -> Pool {
     let mut deg = |key: &str, v: Option<u32>| -> u32 {
         match v {
@@ -432,7 +398,7 @@ fn pool(raw: &RawPool, prefix: &str, pr: &mut Problems) -> Pool {
             .map(|d| *d as u64)
             .product::<u64>();
     Pool {
-        layout: fold(pp, tp, cp, dp, ep, etp),
+        layout: Layout::folded(pp, tp, cp, dp, ep, etp),
         replicas,
         written_product,
     }
@@ -717,4 +683,22 @@ pub fn read(path: &Path) -> Result<(Plan, Source), SpecError> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let plan = load(&source, &dir)?;
     Ok((plan, source))
+}
+
+impl Plan {
+    /// The plan's model, hardware, workload and requirements as a scenario
+    /// (what the planner searches when the plan's own layout is hopeless).
+    pub fn scenario(&self) -> crate::spec::scenario::Scenario {
+        crate::spec::scenario::Scenario {
+            name: self.name.clone(),
+            model: self.model.clone(),
+            gpu: self.gpu.clone(),
+            gpus_available: self.gpus_available,
+            mfu: self.mfu,
+            bandwidth_utilization: self.bandwidth_utilization,
+            workload: self.workload.clone(),
+            slo: self.slo.clone(),
+            assumptions: self.assumptions.clone(),
+        }
+    }
 }
