@@ -16,7 +16,6 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
         &plan,
         &AuditOptions {
             planner: Some(&planner),
-            ..AuditOptions::default()
         },
     );
     if let Some(path) = &a.report {
