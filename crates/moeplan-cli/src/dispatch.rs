@@ -12,6 +12,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema(a) => commands::schema::run(&a),
         Command::Estimate(a) => commands::estimate::run(&a),
         Command::Plan(a) => commands::plan::run(&a),
+        Command::Dag(a) => commands::dag::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@
 
 pub mod calibration;
 pub mod catalog;
+pub mod dag;
 pub mod dtype;
 pub mod hardware;
 pub mod hf;

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 pub mod catalog;
+pub mod dag;
 pub mod estimate;
 pub mod model;
 pub mod plan;
