@@ -302,9 +302,9 @@ fn label_lines(dag: &Dag, node: &Node, layers: Option<(u32, u32)>) -> Vec<String
         NodeKind::Communication => {
             let collective = node
                 .collective
-                .map(|c| format!("{c:?}"))
-                .unwrap_or_default()
-                .to_lowercase();
+                .and_then(|c| serde_json::to_value(c).ok())
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
             let groups: Vec<String> = node
                 .groups
                 .iter()
@@ -341,7 +341,7 @@ fn dot_escape(s: &str) -> String {
 fn style(node: &Node) -> &'static str {
     match (node.kind, node.role, node.bound) {
         (_, Role::PpTransfer, _) => {
-            "shape=cds, style=\"filled,bold\", fillcolor=\"#f4c7c3\", color=\"#b03a2e\""
+            "shape=box, peripheries=2, style=\"filled,bold\", fillcolor=\"#f4c7c3\", color=\"#b03a2e\""
         }
         (NodeKind::Communication, _, _) => {
             "shape=box, style=\"rounded,filled,dashed,bold\", fillcolor=\"#fde2c4\", color=\"#d9822b\""
@@ -602,7 +602,15 @@ pub fn summary(dag: &Dag, report: &Report) -> String {
             r.critical_path_s,
             r.path.len(),
             r.model_time_s,
-            (r.critical_path_s.0 / r.model_time_s.0.max(f64::MIN_POSITIVE) - 1.0) * 100.0,
+            {
+                let d = (r.critical_path_s.0 / r.model_time_s.0.max(f64::MIN_POSITIVE) - 1.0) * 100.0;
+                // No "-0.00%" for a rounding-level difference.
+                if d.abs() < 0.005 {
+                    0.0
+                } else {
+                    d
+                }
+            },
             pct(r.path_by_bound.compute_s),
             pct(r.path_by_bound.memory_s),
             pct(r.path_by_bound.communication_s),

@@ -457,8 +457,13 @@ pub fn phase_shape(
             (
                 StepShape::decode(b / mb, ctx),
                 format!(
-                    "decode step: {:.1} sequences per attention-DP rank (one of {mb:.0} micro-batches) at context {ctx:.0}",
-                    b / mb
+                    "decode step: {:.1} sequences per attention-DP rank{} at context {ctx:.0}",
+                    b / mb,
+                    if mb > 1.0 {
+                        format!(" (one of {mb:.0} micro-batches)")
+                    } else {
+                        String::new()
+                    }
                 ),
             )
         }
