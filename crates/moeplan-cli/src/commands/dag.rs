@@ -199,10 +199,12 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Deployment, Failure> {
         }
     };
     let origin = format!(
-        "the planner's recommendation for {}: {} (the {} pool{})",
+        "the planner's recommendation for {}: {} (one worker of the {} pool, {} × {} GPUs{})",
         s.name,
         search::describe(&rec),
         pool.role,
+        pool.workers,
+        pool.layout().gpus(),
         if pool.role == "aggregated" {
             String::new()
         } else {

@@ -388,7 +388,6 @@ fn check_idle(dag: &Dag, d: &mut Diags) {
 }
 
 fn check_groups(dag: &Dag, d: &mut Diags) {
-    let l = dag.layout;
     let by_id: BTreeMap<&str, usize> = dag
         .groups
         .iter()
@@ -494,7 +493,6 @@ fn check_groups(dag: &Dag, d: &mut Diags) {
             );
         }
     }
-    let _ = l;
 }
 
 /// Why a group's GPUs are not the group the layout gives them, if they are not.
@@ -634,7 +632,8 @@ fn critical_paths(dag: &Dag, d: &mut Diags) -> Vec<PhaseReport> {
         } else {
             cp.0.abs()
         };
-        if !(rel <= TOLERANCE) {
+        // NaN (a broken time) fails too.
+        if rel.is_nan() || rel > TOLERANCE {
             d.error(
                 "critical_path",
                 Some(&dag.nodes[end].id),

@@ -410,7 +410,7 @@ pub fn to_dot(dag: &Dag, opts: ViewOptions) -> String {
             .join("\\n");
         let _ = writeln!(s, "{indent}n{i} [label=\"{label}\", {}];", style(node));
     };
-    for (pi, p) in dag.phases.iter().enumerate() {
+    for p in &dag.phases {
         let _ = writeln!(s, "  subgraph cluster_{} {{", p.phase.name());
         let _ = writeln!(
             s,
@@ -474,7 +474,6 @@ pub fn to_dot(dag: &Dag, opts: ViewOptions) -> String {
             node_line(&mut s, "    ", i);
         }
         let _ = writeln!(s, "  }}");
-        let _ = pi;
     }
     for (a, b, bytes) in &v.edges {
         let _ = writeln!(s, "  n{a} -> n{b} [label=\"{bytes}\"];");

@@ -1013,6 +1013,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The ops of one part (a layer, the embedding, the head) as steps.
+    #[allow(clippy::too_many_arguments)]
     fn part(
         &mut self,
         prefix: &str,
