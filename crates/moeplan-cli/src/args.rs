@@ -27,6 +27,10 @@ pub enum Command {
     /// Print the JSON Schema of a native spec file (model, gpu or scenario).
     Schema(SchemaArgs),
     /// The operator and communication graph of a deployment: validated, timed, exported.
+    ///
+    /// The deployment comes from the `estimate` flags or from a scenario file
+    /// (the planner's recommended layout). Hand-written plan files are not read
+    /// by `dag` yet: their format arrives with `moeplan audit`.
     Dag(DagArgs),
 }
 
@@ -195,8 +199,7 @@ pub struct PlanArgs {
 }
 
 /// `moeplan dag`: the deployment comes from the `estimate` flags or from a
-/// scenario's recommended plan. (Plan files written by hand are read by the
-/// audit; `dag` takes a scenario or flags.)
+/// scenario's recommended plan.
 #[derive(Args, Debug)]
 pub struct DagArgs {
     /// A scenario file: draw the planner's recommended layout (aggregated, or one pool of a disaggregated plan). Without it, --model, --gpu, --isl, --osl and --concurrency describe the deployment.

@@ -390,7 +390,7 @@ pub fn to_dot(dag: &Dag, opts: ViewOptions) -> String {
     let _ = writeln!(s, "digraph moeplan {{");
     let _ = writeln!(
         s,
-        "  graph [fontname=\"Helvetica\", fontsize=12, rankdir=TB, nodesep=0.3, ranksep=0.35, labelloc=t, labeljust=l, label=\"{}\"];",
+        "  graph [fontname=\"Helvetica\", fontsize=12, rankdir=TB, newrank=true, nodesep=0.3, ranksep=0.35, labelloc=t, labeljust=l, label=\"{}\"];",
         dot_escape(&title(dag))
     );
     let _ = writeln!(
@@ -621,11 +621,13 @@ pub fn summary(dag: &Dag, report: &Report) -> String {
             "    busiest GPU     {} (node {}, local {}, stage {}): busy {} of the {} path",
             d.id, d.node, d.local, d.stage, r.busiest_gpu_time_s, r.critical_path_s
         );
-        let _ = writeln!(
-            s,
-            "    graph           {} nodes, {} edges",
-            r.nodes, r.edges
-        );
+        if report.phases.len() > 1 {
+            let _ = writeln!(
+                s,
+                "    graph           {} nodes, {} edges",
+                r.nodes, r.edges
+            );
+        }
     }
     for d in &report.diagnostics {
         let sev = match d.severity {
