@@ -30,6 +30,12 @@ pub enum Command {
     ///
     /// Exit 0 when no finding is an error, 1 when one is, 2 for unreadable input.
     Audit(AuditArgs),
+    /// The operator and communication graph of a deployment: validated, timed, exported.
+    ///
+    /// The deployment comes from the `estimate` flags or from a scenario file
+    /// (the planner's recommended layout). Hand-written plan files are not read
+    /// by `dag` yet: their format arrives with `moeplan audit`.
+    Dag(DagArgs),
 }
 
 /// Output options shared by every command.
@@ -209,4 +215,94 @@ pub struct AuditArgs {
     /// Write the corrected plan (same format as the input) to this file.
     #[arg(long, value_name = "FILE")]
     pub fix: Option<String>,
+}
+
+/// `moeplan dag`: the deployment comes from the `estimate` flags or from a
+/// scenario's recommended plan.
+#[derive(Args, Debug)]
+pub struct DagArgs {
+    /// A scenario file: draw the planner's recommended layout (aggregated, or one pool of a disaggregated plan). Without it, --model, --gpu, --isl, --osl and --concurrency describe the deployment.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// With --scenario and a disaggregated recommendation: which pool to draw.
+    #[arg(long, default_value = "decode", value_parser = ["prefill", "decode"])]
+    pub pool: String,
+    /// Model: a catalog id, a config.json, or a native model spec.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// GPU: a catalog id or a GPU spec file.
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// GPUs per node (NVLink domain), overriding the GPU's.
+    #[arg(long)]
+    pub gpus_per_node: Option<u32>,
+    /// Prompt tokens per request.
+    #[arg(long)]
+    pub isl: Option<u64>,
+    /// Output tokens per request.
+    #[arg(long)]
+    pub osl: Option<u64>,
+    /// Requests in flight on the whole replica.
+    #[arg(long)]
+    pub concurrency: Option<u64>,
+    /// Pipeline stages.
+    #[arg(long, default_value_t = 1)]
+    pub pp: u32,
+    /// Tensor parallel degree (attention, dense MLP).
+    #[arg(long, default_value_t = 1)]
+    pub tp: u32,
+    /// Context parallel degree.
+    #[arg(long, default_value_t = 1)]
+    pub cp: u32,
+    /// Attention data parallel degree inside the replica.
+    #[arg(long, default_value_t = 1)]
+    pub dp: u32,
+    /// Expert parallel degree (default as in `estimate`).
+    #[arg(long)]
+    pub ep: Option<u32>,
+    /// Expert tensor parallel degree (default as in `estimate`).
+    #[arg(long)]
+    pub etp: Option<u32>,
+    /// Store attention, expert and dense weights in this type.
+    #[arg(long)]
+    pub weight_dtype: Option<String>,
+    /// KV cache type.
+    #[arg(long)]
+    pub kv_dtype: Option<String>,
+    /// Redundant expert slots (EPLB).
+    #[arg(long, default_value_t = 0)]
+    pub redundant_experts: u32,
+    /// Power-law exponent of expert popularity (0 = uniform routing).
+    #[arg(long, default_value_t = 0.0)]
+    pub routing_skew: f64,
+    /// Flat compute efficiency instead of the calibrated curves.
+    #[arg(long)]
+    pub mfu: Option<f64>,
+    /// Flat memory-bandwidth efficiency instead of the calibrated curves.
+    #[arg(long)]
+    pub bandwidth_utilization: Option<f64>,
+    /// Tokens per scheduler step per attention-DP rank (the prefill chunk).
+    #[arg(long, default_value_t = 8192)]
+    pub max_step_tokens: u64,
+    /// Which step to draw.
+    #[arg(long, default_value = "both", value_parser = ["prefill", "decode", "both"])]
+    pub phase: String,
+    /// One node per layer, or per operator.
+    #[arg(long, default_value = "op", value_parser = ["layer", "op"])]
+    pub granularity: String,
+    /// One node per GPU (and per group) instead of collapsing identical ranks.
+    #[arg(long)]
+    pub expand: bool,
+    /// In dot, mermaid and SVG output, draw every layer instead of folding runs of identical layers.
+    #[arg(long)]
+    pub all_layers: bool,
+    /// Print the graph in this format instead of the summary (the summary then goes to stderr).
+    #[arg(long, value_parser = ["json", "dot", "mermaid"])]
+    pub format: Option<String>,
+    /// Also render the graph as SVG to this file with Graphviz `dot`.
+    #[arg(long)]
+    pub svg: Option<std::path::PathBuf>,
+    /// Validate the graph and print every violation; exit 1 if any.
+    #[arg(long)]
+    pub check: bool,
 }

@@ -13,6 +13,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Estimate(a) => commands::estimate::run(&a),
         Command::Plan(a) => commands::plan::run(&a),
         Command::Audit(a) => commands::audit::run(&a),
+        Command::Dag(a) => commands::dag::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

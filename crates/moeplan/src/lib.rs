@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod calibration;
 pub mod catalog;
+pub mod dag;
 pub mod dtype;
 pub mod hardware;
 pub mod hf;

@@ -1026,6 +1026,33 @@ impl<'a> CostContext<'a> {
             2.0,
         ));
     }
+
+    /// The ops of pipeline stage `stage` for `shape`, by part, in the order
+    /// `step` sums them: one entry per class of identical layers, `(Some(layer),
+    /// ops)` with `count` = the layers of the class; then `(None, ops)` for the
+    /// embedding on the first stage and `(None, ops)` for the LM head and
+    /// sampling on the last. The DAG (`crate::dag`) draws its nodes from this,
+    /// and checks that their critical path equals `step(shape).traversal()`.
+    pub fn stage_parts(&self, stage: usize, shape: &StepShape) -> Vec<(Option<Layer>, Vec<Op>)> {
+        let n = self.stages.len();
+        let mut parts = Vec::new();
+        for (layer, count) in &self.stages[stage] {
+            let mut ops = Vec::new();
+            self.layer_ops(layer, *count, shape, &mut ops);
+            parts.push((Some(*layer), ops));
+        }
+        if stage == 0 {
+            let mut ops = Vec::new();
+            self.embedding_ops(shape, &mut ops);
+            parts.push((None, ops));
+        }
+        if stage == n - 1 {
+            let mut ops = Vec::new();
+            self.lm_head_ops(shape, &mut ops);
+            parts.push((None, ops));
+        }
+        parts
+    }
 }
 
 /// Peak used for a GEMM with weights `w` on `gpu` (for explanations).

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 pub mod audit;
 pub mod catalog;
+pub mod dag;
 pub mod estimate;
 pub mod model;
 pub mod plan;

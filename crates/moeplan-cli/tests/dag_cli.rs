@@ -1,0 +1,131 @@
+//! `moeplan dag` end to end: exit codes, where each format goes, the
+//! scenario input, and the message when Graphviz is missing.
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn moeplan_env(args: &[&str], path: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_moeplan"));
+    c.args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .env("NO_COLOR", "1");
+    if let Some(p) = path {
+        c.env("PATH", p);
+    }
+    c.output().expect("the binary runs")
+}
+
+fn moeplan(args: &[&str]) -> Output {
+    moeplan_env(args, None)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+const SEED: &[&str] = &[
+    "dag",
+    "--model",
+    "seed-moe",
+    "--gpu",
+    "seed-gpu",
+    "--isl",
+    "1024",
+    "--osl",
+    "256",
+    "--concurrency",
+    "64",
+    "--pp",
+    "2",
+    "--tp",
+    "2",
+    "--ep",
+    "2",
+];
+
+fn seed_with(extra: &[&str]) -> Output {
+    let mut a = SEED.to_vec();
+    a.extend_from_slice(extra);
+    moeplan(&a)
+}
+
+#[test]
+fn check_passes_and_prints_the_summary() {
+    let out = seed_with(&["--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("check             ok (0 errors"), "{s}");
+    assert!(s.contains("critical path"), "{s}");
+    assert!(s.contains("busiest GPU"), "{s}");
+}
+
+#[test]
+fn json_goes_to_stdout_and_the_summary_to_stderr() {
+    let out = seed_with(&["--format", "json", "--phase", "decode", "--expand"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "moeplan-dag/1");
+    for k in ["nodes", "edges", "devices", "groups", "phases", "check"] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(v["check"]["ok"], true);
+    assert!(text(&out.stderr).contains("critical path"));
+}
+
+#[test]
+fn dot_and_mermaid() {
+    let out = seed_with(&["--format", "dot", "--granularity", "layer"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("digraph moeplan {"));
+    let out = seed_with(&["--format", "mermaid", "--all-layers"]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("flowchart TD") && s.contains("L15 norms_residual"),
+        "{s}"
+    );
+}
+
+#[test]
+fn svg_without_graphviz_says_how_to_get_it() {
+    let dir = std::env::temp_dir().join("moeplan-dag-no-graphviz");
+    let _ = std::fs::create_dir_all(&dir);
+    let svg = dir.join("out.svg");
+    let mut a = SEED.to_vec();
+    let svg_s = svg.to_string_lossy().to_string();
+    a.extend_from_slice(&["--svg", &svg_s]);
+    let out = moeplan_env(&a, Some(&dir.to_string_lossy()));
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("Graphviz") && e.contains("apt-get install graphviz"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_flags_and_invalid_layouts_are_bad_input() {
+    let out = moeplan(&["dag", "--model", "seed-moe"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--gpu, --isl, --osl, --concurrency"));
+    let out = seed_with(&["--etp", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("expert_width_etp"));
+}
+
+#[test]
+fn scenario_draws_the_recommendation() {
+    let out = moeplan(&[
+        "dag",
+        "--scenario",
+        "examples/seed.toml",
+        "--granularity",
+        "layer",
+        "--check",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.starts_with("from the planner's recommendation for seed"),
+        "{s}"
+    );
+}

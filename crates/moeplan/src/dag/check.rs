@@ -1,0 +1,697 @@
+//! Validation of a deployment graph (`moeplan dag --check`), and the
+//! figures of its summary (critical path, busiest GPU).
+//!
+//! Every rule yields diagnostics naming the node (or GPU, or group) at
+//! fault; nothing here panics on a malformed graph. Rules:
+//!
+//! - `cycle`: the graph is acyclic;
+//! - `layer_missing`, `layer_stages`, `wrong_stage`: every layer has nodes,
+//!   all on one stage, and a node's GPUs belong to its stage;
+//! - `expert_slots`, `expert_missing`, `expert_rank`: in every MoE layer,
+//!   for every copy of the expert set (expert-DP rank) and every expert-TP
+//!   shard, each slot is hosted exactly once, each expert at least once, and
+//!   on the EP rank the node says;
+//! - `idle_gpu`: every GPU computes in every phase drawn;
+//! - `group_shape`, `group_kind`, `group_cover`, `group_straddles`: each
+//!   collective spans exactly the group the layout gives it (TP: same stage,
+//!   dp and cp ranks, every tp rank once; EP: same stage and expert-DP rank,
+//!   every (ep, etp) pair once; PP: the same (dp, cp, tp) ranks on
+//!   consecutive stages), its groups cover its GPUs, and a group that fits in
+//!   a node sits in one (warning: the cost model priced NVLink);
+//! - `critical_path`, `stage_time`: the longest path of each phase (one
+//!   micro-batch through every stage, PP transfers included) equals the cost
+//!   model's `StepCost::traversal` within 1%, and its part in each stage the
+//!   stage's time;
+//! - `unknown_op`: an op of `ops.rs` this module does not place yet (warning).
+
+use super::{Collective, Dag, GroupKind, NodeKind, Phase, Role, TimeByBound};
+use crate::units::Seconds;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How bad a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The graph is wrong: `--check` fails.
+    Error,
+    /// Valid but suspicious.
+    Warning,
+}
+
+/// One violated rule.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Stable rule code.
+    pub rule: &'static str,
+    /// The node at fault (its id), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// What is wrong, with the numbers.
+    pub message: String,
+}
+
+/// The figures of one phase.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PhaseReport {
+    /// Phase.
+    pub phase: Phase,
+    /// Nodes of the phase.
+    pub nodes: usize,
+    /// Edges of the phase.
+    pub edges: usize,
+    /// Time of the longest path.
+    pub critical_path_s: Seconds,
+    /// The cost model's step time (`traversal`).
+    pub model_time_s: Seconds,
+    /// Node ids of the longest path, in order.
+    pub path: Vec<String>,
+    /// The longest path's time by bound.
+    pub path_by_bound: TimeByBound,
+    /// The GPU with the most busy time (lowest id on ties).
+    pub busiest_gpu: u32,
+    /// Its busy time (sum of the nodes it takes part in).
+    pub busiest_gpu_time_s: Seconds,
+}
+
+/// The outcome of `check`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Every violation, errors first, in a fixed order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Per phase.
+    pub phases: Vec<PhaseReport>,
+}
+
+impl Report {
+    /// No errors (warnings allowed).
+    pub fn ok(&self) -> bool {
+        self.errors() == 0
+    }
+    /// Number of errors.
+    pub fn errors(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+    /// Number of warnings.
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+}
+
+/// Relative tolerance between the graph's critical path and the cost model.
+pub const TOLERANCE: f64 = 0.01;
+
+struct Diags(Vec<Diagnostic>);
+
+impl Diags {
+    fn error(&mut self, rule: &'static str, node: Option<&str>, message: String) {
+        self.0.push(Diagnostic {
+            severity: Severity::Error,
+            rule,
+            node: node.map(String::from),
+            message,
+        });
+    }
+    fn warning(&mut self, rule: &'static str, node: Option<&str>, message: String) {
+        self.0.push(Diagnostic {
+            severity: Severity::Warning,
+            rule,
+            node: node.map(String::from),
+            message,
+        });
+    }
+}
+
+/// Checks every rule and computes the summary figures.
+pub fn check(dag: &Dag) -> Report {
+    let mut d = Diags(Vec::new());
+    let n = dag.nodes.len();
+    let n_gpus = dag.devices.len();
+    for node in &dag.nodes {
+        if let Some(g) = node.gpus.iter().find(|g| **g as usize >= n_gpus) {
+            d.error(
+                "unknown_gpu",
+                Some(&node.id),
+                format!("GPU {g} is not one of the {n_gpus} GPUs of the layout"),
+            );
+        }
+        if node.role == Role::Other {
+            d.warning(
+                "unknown_op",
+                Some(&node.id),
+                format!(
+                    "op `{}` of the cost model has no place in the graph yet: drawn as compute on every GPU of the stage",
+                    node.op
+                ),
+            );
+        }
+    }
+    for e in &dag.edges {
+        if e.from >= n || e.to >= n {
+            d.error(
+                "edge",
+                None,
+                format!("edge {} → {} names a missing node", e.from, e.to),
+            );
+        }
+    }
+    if d.0.iter().any(|x| x.severity == Severity::Error) {
+        return finish(d, Vec::new());
+    }
+    check_layers(dag, &mut d);
+    check_experts(dag, &mut d);
+    check_idle(dag, &mut d);
+    check_groups(dag, &mut d);
+    let phases = critical_paths(dag, &mut d);
+    finish(d, phases)
+}
+
+fn finish(mut d: Diags, phases: Vec<PhaseReport>) -> Report {
+    // Stable: errors first, then by rule, keeping discovery order within.
+    d.0.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.rule.cmp(b.rule)));
+    Report {
+        diagnostics: d.0,
+        phases,
+    }
+}
+
+fn check_layers(dag: &Dag, d: &mut Diags) {
+    for p in &dag.phases {
+        let mut stage_of: Vec<Option<(u32, usize)>> = vec![None; dag.n_layers as usize];
+        for (i, node) in dag.nodes.iter().enumerate() {
+            if node.phase != p.phase {
+                continue;
+            }
+            if node.role != Role::PpTransfer {
+                if let Some(g) = node
+                    .gpus
+                    .iter()
+                    .find(|g| dag.devices[**g as usize].stage != node.stage)
+                {
+                    d.error(
+                        "wrong_stage",
+                        Some(&node.id),
+                        format!(
+                            "runs on GPU {g}, which belongs to stage {}, not to its stage {}",
+                            dag.devices[*g as usize].stage, node.stage
+                        ),
+                    );
+                }
+            }
+            let Some(l) = node.layer else { continue };
+            let Some(slot) = stage_of.get_mut(l as usize) else {
+                d.error(
+                    "layer_missing",
+                    Some(&node.id),
+                    format!("layer {l} does not exist (the model has {})", dag.n_layers),
+                );
+                continue;
+            };
+            match slot {
+                None => *slot = Some((node.stage, i)),
+                Some((s, first)) if *s != node.stage => d.error(
+                    "layer_stages",
+                    Some(&node.id),
+                    format!(
+                        "layer {l} is on stage {} here and on stage {s} at {}",
+                        node.stage, dag.nodes[*first].id
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        for (l, s) in stage_of.iter().enumerate() {
+            if s.is_none() {
+                d.error(
+                    "layer_missing",
+                    None,
+                    format!("layer {l} has no node in the {} step", p.phase.name()),
+                );
+            }
+        }
+    }
+}
+
+fn check_experts(dag: &Dag, d: &mut Diags) {
+    if dag.n_slots == 0 || dag.moe_layers.is_empty() {
+        return;
+    }
+    let l = dag.layout;
+    let shards = (l.edp() * l.etp) as usize;
+    let key = |g: u32| {
+        let dev = &dag.devices[g as usize];
+        (dev.edp * l.etp + dev.etp) as usize
+    };
+    let n_slots = dag.n_slots as usize;
+    let n_experts = dag.n_experts.max(1);
+    let verify = |d: &mut Diags, counts: &[Vec<u32>], layer: u32, what: &str, at: Option<&str>| {
+        for (k, c) in counts.iter().enumerate() {
+            let (edp, etp) = (k as u32 / l.etp, k as u32 % l.etp);
+            for (slot, n) in c.iter().enumerate() {
+                if *n != 1 {
+                    d.error(
+                        "expert_slots",
+                        at,
+                        format!(
+                            "{what}: layer {layer}, expert copy edp{edp} shard etp{etp}: slot {slot} is hosted {n} times, not once"
+                        ),
+                    );
+                }
+            }
+            let mut hosted = vec![false; n_experts as usize];
+            for (slot, n) in c.iter().enumerate() {
+                if *n > 0 {
+                    hosted[slot % n_experts as usize] = true;
+                }
+            }
+            if let Some(e) = hosted.iter().position(|h| !h) {
+                d.error(
+                    "expert_missing",
+                    at,
+                    format!("{what}: layer {layer}, expert copy edp{edp} shard etp{etp}: expert {e} is hosted nowhere"),
+                );
+            }
+        }
+    };
+    let op_level = dag.nodes.iter().any(|x| x.role == Role::Experts);
+    for p in &dag.phases {
+        for &layer in &dag.moe_layers {
+            let mut counts = vec![vec![0u32; n_slots]; shards];
+            let mut at: Option<&str> = None;
+            if op_level {
+                for node in dag.nodes.iter().filter(|x| {
+                    x.phase == p.phase && x.layer == Some(layer) && x.role == Role::Experts
+                }) {
+                    at.get_or_insert(&node.id);
+                    if node.slots.len() != node.experts.len() {
+                        d.error(
+                            "expert_slots",
+                            Some(&node.id),
+                            format!(
+                                "lists {} slots but {} experts",
+                                node.slots.len(),
+                                node.experts.len()
+                            ),
+                        );
+                    }
+                    for (s, e) in node.slots.iter().zip(&node.experts) {
+                        if *e >= n_experts || *e != s % n_experts {
+                            d.error(
+                                "expert_slots",
+                                Some(&node.id),
+                                format!("slot {s} holds expert {e}, not expert {}", s % n_experts),
+                            );
+                        }
+                    }
+                    for &g in &node.gpus {
+                        if node.ep_rank != Some(dag.devices[g as usize].ep) {
+                            d.error(
+                                "expert_rank",
+                                Some(&node.id),
+                                format!(
+                                    "GPU {g} is EP rank {} but the node is EP rank {:?}",
+                                    dag.devices[g as usize].ep, node.ep_rank
+                                ),
+                            );
+                        }
+                        for &s in &node.slots {
+                            if let Some(c) = counts[key(g)].get_mut(s as usize) {
+                                *c += 1;
+                            }
+                        }
+                    }
+                }
+                if at.is_none() {
+                    d.error(
+                        "expert_missing",
+                        None,
+                        format!(
+                            "MoE layer {layer} has no expert node in the {} step",
+                            p.phase.name()
+                        ),
+                    );
+                    continue;
+                }
+            } else {
+                let Some(stage) = dag
+                    .stages
+                    .iter()
+                    .find(|s| (s.first_layer..s.end_layer).contains(&layer))
+                else {
+                    continue;
+                };
+                for &g in &stage.gpus {
+                    for &s in &dag.devices[g as usize].slots {
+                        if let Some(c) = counts[key(g)].get_mut(s as usize) {
+                            *c += 1;
+                        }
+                    }
+                }
+            }
+            verify(d, &counts, layer, p.phase.name(), at);
+        }
+        if !op_level {
+            // Layer nodes share one placement (`devices`): once is enough.
+            break;
+        }
+    }
+}
+
+fn check_idle(dag: &Dag, d: &mut Diags) {
+    for p in &dag.phases {
+        let mut busy = vec![false; dag.devices.len()];
+        for node in dag
+            .nodes
+            .iter()
+            .filter(|x| x.phase == p.phase && x.kind == NodeKind::Compute)
+        {
+            for &g in &node.gpus {
+                busy[g as usize] = true;
+            }
+        }
+        for (g, b) in busy.iter().enumerate() {
+            if !b {
+                d.error(
+                    "idle_gpu",
+                    None,
+                    format!("GPU {g} computes nothing in the {} step", p.phase.name()),
+                );
+            }
+        }
+    }
+}
+
+fn check_groups(dag: &Dag, d: &mut Diags) {
+    let by_id: BTreeMap<&str, usize> = dag
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.id.as_str(), i))
+        .collect();
+    let mut shape_checked = vec![false; dag.groups.len()];
+    for node in dag
+        .nodes
+        .iter()
+        .filter(|x| x.kind == NodeKind::Communication)
+    {
+        let want = match node.role {
+            Role::TpCollective => GroupKind::Tp,
+            Role::EpDispatch | Role::EpCombine | Role::DpGather | Role::DpScatter => GroupKind::Ep,
+            Role::PpTransfer => GroupKind::Pp,
+            _ => {
+                d.error(
+                    "group_kind",
+                    Some(&node.id),
+                    format!("a {:?} node should not communicate", node.role),
+                );
+                continue;
+            }
+        };
+        if want == GroupKind::Ep && node.collective == Some(Collective::AllReduce) {
+            d.error(
+                "group_kind",
+                Some(&node.id),
+                "an expert exchange is an all-to-all or gather/scatter, not an all-reduce".into(),
+            );
+        }
+        let mut cover: Vec<u32> = Vec::new();
+        for gid in &node.groups {
+            let Some(&gi) = by_id.get(gid.as_str()) else {
+                d.error(
+                    "group_shape",
+                    Some(&node.id),
+                    format!("group {gid} does not exist"),
+                );
+                continue;
+            };
+            let g = &dag.groups[gi];
+            cover.extend(&g.gpus);
+            if g.kind != want {
+                d.error(
+                    "group_kind",
+                    Some(&node.id),
+                    format!(
+                        "runs over {} group {gid}, expected a {:?} group",
+                        format!("{:?}", g.kind).to_lowercase(),
+                        want
+                    ),
+                );
+                continue;
+            }
+            if node.role != Role::PpTransfer && g.stage != node.stage {
+                d.error(
+                    "group_shape",
+                    Some(&node.id),
+                    format!(
+                        "group {gid} is on stage {}, the node on stage {}",
+                        g.stage, node.stage
+                    ),
+                );
+            }
+            if shape_checked[gi] {
+                continue;
+            }
+            shape_checked[gi] = true;
+            if let Some(msg) = group_shape(dag, g.kind, &g.gpus, g.stage) {
+                d.error("group_shape", Some(&node.id), format!("group {gid}: {msg}"));
+            }
+            let nodes_of: Vec<u32> = g
+                .gpus
+                .iter()
+                .map(|x| dag.devices[*x as usize].node)
+                .collect();
+            let straddles = nodes_of.iter().any(|x| *x != nodes_of[0]);
+            if straddles && (g.gpus.len() as u32) <= dag.gpus_per_node && g.kind != GroupKind::Pp {
+                d.warning(
+                    "group_straddles",
+                    Some(&node.id),
+                    format!(
+                        "group {gid} ({} GPUs) would fit in a node of {} but spans nodes {:?}: the cost model priced it on NVLink",
+                        g.gpus.len(),
+                        dag.gpus_per_node,
+                        { let mut v = nodes_of.clone(); v.dedup(); v }
+                    ),
+                );
+            }
+        }
+        cover.sort_unstable();
+        cover.dedup();
+        if cover != node.gpus {
+            d.error(
+                "group_cover",
+                Some(&node.id),
+                format!(
+                    "its groups cover GPUs {cover:?}, the node runs on {:?}",
+                    node.gpus
+                ),
+            );
+        }
+    }
+}
+
+/// Why a group's GPUs are not the group the layout gives them, if they are not.
+fn group_shape(dag: &Dag, kind: GroupKind, gpus: &[u32], stage: u32) -> Option<String> {
+    let l = dag.layout;
+    let devs: Vec<&super::Device> = gpus.iter().map(|g| &dag.devices[*g as usize]).collect();
+    let first = devs.first()?;
+    match kind {
+        GroupKind::Tp => {
+            if devs.len() as u32 != l.tp {
+                return Some(format!("{} GPUs, but tp = {}", devs.len(), l.tp));
+            }
+            if let Some(x) = devs
+                .iter()
+                .find(|x| x.stage != stage || x.dp != first.dp || x.cp != first.cp)
+            {
+                return Some(format!(
+                    "GPU {} (stage {}, dp {}, cp {}) is not in the TP group of GPU {} (stage {stage}, dp {}, cp {})",
+                    x.id, x.stage, x.dp, x.cp, first.id, first.dp, first.cp
+                ));
+            }
+            let mut r: Vec<u32> = devs.iter().map(|x| x.tp).collect();
+            r.sort_unstable();
+            (r != (0..l.tp).collect::<Vec<_>>()).then(|| format!("tp ranks {r:?}, not 0..{}", l.tp))
+        }
+        GroupKind::Ep => {
+            if devs.len() as u32 != l.ep * l.etp {
+                return Some(format!(
+                    "{} GPUs, but ep·etp = {}",
+                    devs.len(),
+                    l.ep * l.etp
+                ));
+            }
+            if let Some(x) = devs.iter().find(|x| x.stage != stage || x.edp != first.edp) {
+                return Some(format!(
+                    "GPU {} (stage {}, edp {}) is not in the EP group of GPU {} (stage {stage}, edp {})",
+                    x.id, x.stage, x.edp, first.id, first.edp
+                ));
+            }
+            let mut r: Vec<u32> = devs.iter().map(|x| x.ep * l.etp + x.etp).collect();
+            r.sort_unstable();
+            (r != (0..l.ep * l.etp).collect::<Vec<_>>())
+                .then(|| "each (ep, etp) rank pair must appear once".to_string())
+        }
+        GroupKind::Pp => {
+            if devs.len() != 2 {
+                return Some(format!("{} GPUs, a send/recv pairs 2", devs.len()));
+            }
+            let (a, b) = (devs[0], devs[1]);
+            let same = a.dp == b.dp && a.cp == b.cp && a.tp == b.tp;
+            (!(same && a.stage == stage && b.stage == stage + 1)).then(|| {
+                format!(
+                    "GPU {} (stage {}) and GPU {} (stage {}) are not the same rank on consecutive stages",
+                    a.id, a.stage, b.id, b.stage
+                )
+            })
+        }
+    }
+}
+
+fn critical_paths(dag: &Dag, d: &mut Diags) -> Vec<PhaseReport> {
+    let n = dag.nodes.len();
+    let mut g: DiGraph<(), ()> = DiGraph::with_capacity(n, dag.edges.len());
+    for _ in 0..n {
+        g.add_node(());
+    }
+    for e in &dag.edges {
+        if dag.nodes[e.from].phase != dag.nodes[e.to].phase {
+            d.error(
+                "phase_edge",
+                Some(&dag.nodes[e.from].id),
+                format!(
+                    "has an edge into {}, a node of another phase",
+                    dag.nodes[e.to].id
+                ),
+            );
+        }
+        g.add_edge(NodeIndex::new(e.from), NodeIndex::new(e.to), ());
+    }
+    let order = match petgraph::algo::toposort(&g, None) {
+        Ok(o) => o,
+        Err(c) => {
+            d.error(
+                "cycle",
+                Some(&dag.nodes[c.node_id().index()].id),
+                "lies on a cycle: the graph is not a DAG".into(),
+            );
+            return Vec::new();
+        }
+    };
+    // Longest path ending at each node (node-weighted).
+    let mut finish = vec![Seconds::ZERO; n];
+    let mut pred = vec![usize::MAX; n];
+    for v in order {
+        let i = v.index();
+        let mut best = Seconds::ZERO;
+        for u in g.neighbors_directed(v, petgraph::Direction::Incoming) {
+            let j = u.index();
+            let better = pred[i] == usize::MAX
+                || finish[j].0 > best.0
+                || (finish[j].0 == best.0 && j < pred[i]);
+            if better {
+                best = finish[j];
+                pred[i] = j;
+            }
+        }
+        finish[i] = best + dag.nodes[i].time_s;
+    }
+    let mut out = Vec::new();
+    for p in &dag.phases {
+        let members: Vec<usize> = (0..n).filter(|i| dag.nodes[*i].phase == p.phase).collect();
+        let edges = dag
+            .edges
+            .iter()
+            .filter(|e| dag.nodes[e.from].phase == p.phase)
+            .count();
+        let Some(&end) = members
+            .iter()
+            .max_by(|a, b| finish[**a].0.total_cmp(&finish[**b].0).then(b.cmp(a)))
+        else {
+            d.error(
+                "critical_path",
+                None,
+                format!("the {} step has no nodes", p.phase.name()),
+            );
+            continue;
+        };
+        let mut path = vec![end];
+        while pred[*path.last().expect("non-empty")] != usize::MAX {
+            path.push(pred[*path.last().expect("non-empty")]);
+        }
+        path.reverse();
+        let cp = finish[end];
+        let model = p.step_time_s;
+        let rel = if model.0 > 0.0 {
+            (cp.0 - model.0).abs() / model.0
+        } else {
+            cp.0.abs()
+        };
+        // NaN (a broken time) fails too.
+        if rel.is_nan() || rel > TOLERANCE {
+            d.error(
+                "critical_path",
+                Some(&dag.nodes[end].id),
+                format!(
+                    "the {} step's critical path is {cp}, the cost model's step {model} ({:+.2}%)",
+                    p.phase.name(),
+                    (cp.0 / model.0 - 1.0) * 100.0
+                ),
+            );
+            for (s, want) in p.stage_times_s.iter().enumerate() {
+                let on: Vec<usize> = path
+                    .iter()
+                    .copied()
+                    .filter(|i| {
+                        dag.nodes[*i].stage == s as u32 && dag.nodes[*i].role != Role::PpTransfer
+                    })
+                    .collect();
+                let got: Seconds = on.iter().map(|i| dag.nodes[*i].time_s).sum();
+                if want.0 > 0.0 && ((got.0 - want.0) / want.0).abs() > TOLERANCE {
+                    d.error(
+                        "stage_time",
+                        on.first().map(|i| dag.nodes[*i].id.as_str()),
+                        format!("stage {s}: the path spends {got} there, the cost model {want}"),
+                    );
+                }
+            }
+        }
+        let mut by_bound = TimeByBound::default();
+        for i in &path {
+            by_bound.add(&dag.nodes[*i].time_by_bound);
+        }
+        let mut busy = vec![Seconds::ZERO; dag.devices.len()];
+        for i in &members {
+            for &gpu in &dag.nodes[*i].gpus {
+                busy[gpu as usize] += dag.nodes[*i].time_s;
+            }
+        }
+        let (busiest, busiest_time) =
+            busy.iter()
+                .enumerate()
+                .fold((0usize, Seconds(-1.0)), |b, (i, t)| {
+                    if t.0 > b.1 .0 {
+                        (i, *t)
+                    } else {
+                        b
+                    }
+                });
+        out.push(PhaseReport {
+            phase: p.phase,
+            nodes: members.len(),
+            edges,
+            critical_path_s: cp,
+            model_time_s: model,
+            path: path.iter().map(|i| dag.nodes[*i].id.clone()).collect(),
+            path_by_bound: by_bound,
+            busiest_gpu: busiest as u32,
+            busiest_gpu_time_s: busiest_time.max(Seconds::ZERO),
+        });
+    }
+    out
+}

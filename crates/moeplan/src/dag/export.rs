@@ -1,0 +1,647 @@
+//! Renderings of a deployment graph: JSON, Graphviz DOT, Mermaid, and the
+//! text summary.
+//!
+//! # JSON (`moeplan dag --format json`, schema `moeplan-dag/1`)
+//!
+//! Base units throughout (seconds, FLOP, bytes).
+//!
+//! - `schema`, `model`, `gpu`, `layout` (`pp tp cp dp ep etp`), `gpus_per_node`,
+//!   `granularity` (`layer`|`op`), `expanded`, `rank_order` (the formula),
+//!   `load_imbalance` (applied to the expert GEMMs), `n_experts`, `n_slots`;
+//! - `stages`: `{stage, first_layer, end_layer, gpus}`;
+//! - `phases`: `{phase, description, shape, step_time_s, stage_times_s,
+//!   stage_transfer_s, critical_path_s, path, path_by_bound, busiest_gpu,
+//!   busiest_gpu_time_s, nodes, edges}`: the cost model's figures and the
+//!   graph's;
+//! - `devices`: `{id, node, local, stage, dp, cp, tp, edp, ep, etp, slots}`;
+//! - `groups`: `{id, kind (tp|ep|pp), stage, gpus, crosses_nodes}`;
+//! - `nodes`: `{id, phase, stage, layer?, op, kind (compute|communication),
+//!   role, gpus, multiplicity, collective?, groups?, ep_rank?, slots?,
+//!   experts?, time_s, flop, bytes, bound, time_by_bound}`; time, FLOP and
+//!   bytes are those of one instance (one GPU, or one group);
+//! - `edges`: `{from, to, bytes}` with node ids; bytes handed over per GPU
+//!   (the bf16 hidden state of its tokens; routed rows into and out of the
+//!   experts; logits after the LM head);
+//! - `check`: `{ok, errors, warnings, diagnostics: [{severity, rule, node?, message}]}`.
+//!
+//! # DOT and Mermaid
+//!
+//! Clustered by phase and stage (and GPU when expanded); communication is
+//! orange with a dashed border, PP transfers are arrows between stages.
+//! Unless `fold_layers` is off, consecutive identical layers of a stage are
+//! drawn once and labelled with their range (`L3–L60 ×58`): the graph's
+//! JSON always has every layer.
+
+use super::{Dag, Node, NodeKind, Phase, Report, Role};
+use crate::ops::Bound;
+use crate::units::Bytes;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// The rank order, as written in the JSON.
+pub const RANK_ORDER: &str = "global id = node * gpus_per_node + local; in a replica id = ((stage*dp + dp_rank)*cp + cp_rank)*tp + tp_rank; MoE: id - stage*gpus_per_stage = (edp_rank*ep + ep_rank)*etp + etp_rank; slot j on EP rank j / (slots/ep) holds expert j mod n_experts";
+
+/// The JSON form (schema `moeplan-dag/1`).
+pub fn to_json(dag: &Dag, report: &Report) -> serde_json::Value {
+    let phases: Vec<serde_json::Value> = dag
+        .phases
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).expect("serialises");
+            if let (Some(obj), Some(r)) = (
+                v.as_object_mut(),
+                report.phases.iter().find(|r| r.phase == p.phase),
+            ) {
+                if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(r) {
+                    for (k, x) in extra {
+                        if k != "phase" {
+                            obj.insert(k, x);
+                        }
+                    }
+                }
+            }
+            v
+        })
+        .collect();
+    let edges: Vec<serde_json::Value> = dag
+        .edges
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "from": dag.nodes[e.from].id,
+                "to": dag.nodes[e.to].id,
+                "bytes": e.bytes,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "schema": "moeplan-dag/1",
+        "model": dag.model,
+        "gpu": dag.gpu,
+        "layout": dag.layout,
+        "gpus_per_node": dag.gpus_per_node,
+        "granularity": dag.granularity,
+        "expanded": dag.expanded,
+        "rank_order": RANK_ORDER,
+        "load_imbalance": dag.load_imbalance,
+        "n_experts": dag.n_experts,
+        "n_slots": dag.n_slots,
+        "stages": dag.stages,
+        "phases": phases,
+        "devices": dag.devices,
+        "groups": dag.groups,
+        "nodes": dag.nodes,
+        "edges": edges,
+        "check": {
+            "ok": report.ok(),
+            "errors": report.errors(),
+            "warnings": report.warnings(),
+            "diagnostics": report.diagnostics,
+        },
+    })
+}
+
+/// Options of the drawn formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewOptions {
+    /// Draw runs of identical consecutive layers once.
+    pub fold_layers: bool,
+}
+
+/// The nodes and edges drawn.
+struct View {
+    /// Dag node indices drawn, in order.
+    nodes: Vec<usize>,
+    /// For each dag node: the layer range it stands for.
+    layers: Vec<Option<(u32, u32)>>,
+    /// Edges between drawn nodes.
+    edges: Vec<(usize, usize, Bytes)>,
+}
+
+fn view(dag: &Dag, opts: ViewOptions) -> View {
+    let n = dag.nodes.len();
+    let identity = || View {
+        nodes: (0..n).collect(),
+        layers: dag
+            .nodes
+            .iter()
+            .map(|x| x.layer.map(|l| (l, l + 1)))
+            .collect(),
+        edges: dag.edges.iter().map(|e| (e.from, e.to, e.bytes)).collect(),
+    };
+    if !opts.fold_layers {
+        return identity();
+    }
+    // Runs of identical consecutive layers inside a stage, from the nodes
+    // themselves: a layer joins the previous one's run when its op sequence
+    // is the same.
+    let n_layers = dag.n_layers as usize;
+    let mut first: Vec<Vec<usize>> = vec![vec![usize::MAX; n_layers + 1]; dag.phases.len()];
+    let phase_idx = |p: Phase| dag.phases.iter().position(|x| x.phase == p).unwrap_or(0);
+    for (i, node) in dag.nodes.iter().enumerate() {
+        if let Some(l) = node.layer {
+            let slot = &mut first[phase_idx(node.phase)][l as usize];
+            if *slot == usize::MAX {
+                *slot = i;
+            }
+        }
+    }
+    let layer_nodes = |p: usize, l: usize| -> &[Node] {
+        let start = first[p][l];
+        if start == usize::MAX {
+            return &[];
+        }
+        let len = dag.nodes[start..]
+            .iter()
+            .take_while(|x| x.layer == Some(l as u32) && x.phase == dag.phases[p].phase)
+            .count();
+        &dag.nodes[start..start + len]
+    };
+    let same = |a: &[Node], b: &[Node]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x.op == y.op && x.gpus == y.gpus && x.time_s == y.time_s && x.stage == y.stage
+            })
+    };
+    // run_start[p][l]
+    let mut run_start = vec![vec![0usize; n_layers]; dag.phases.len()];
+    for (p, starts) in run_start.iter_mut().enumerate() {
+        for l in 0..n_layers {
+            starts[l] = if l > 0 && same(layer_nodes(p, l - 1), layer_nodes(p, l)) {
+                starts[l - 1]
+            } else {
+                l
+            };
+        }
+    }
+    let mut run_end = vec![vec![0usize; n_layers]; dag.phases.len()];
+    for p in 0..dag.phases.len() {
+        for l in (0..n_layers).rev() {
+            run_end[p][l] = if l + 1 < n_layers && run_start[p][l + 1] == run_start[p][l] {
+                run_end[p][l + 1]
+            } else {
+                l + 1
+            };
+        }
+    }
+    let rep = |i: usize| -> usize {
+        let node = &dag.nodes[i];
+        match node.layer {
+            None => i,
+            Some(l) => {
+                let p = phase_idx(node.phase);
+                let s = run_start[p][l as usize];
+                first[p][s] + (i - first[p][l as usize])
+            }
+        }
+    };
+    let mut layers = vec![None; n];
+    let mut nodes = Vec::new();
+    for (i, node) in dag.nodes.iter().enumerate() {
+        if rep(i) == i {
+            nodes.push(i);
+            layers[i] = node.layer.map(|l| {
+                let p = phase_idx(node.phase);
+                (l, run_end[p][l as usize] as u32)
+            });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut edges = Vec::new();
+    for e in &dag.edges {
+        let (a, b) = (rep(e.from), rep(e.to));
+        let (la, lb) = (dag.nodes[e.from].layer, dag.nodes[e.to].layer);
+        let folded_back = match (la, lb) {
+            (Some(x), Some(y)) => x != y && dag.nodes[a].layer == dag.nodes[b].layer,
+            _ => false,
+        };
+        if a == b || folded_back {
+            continue;
+        }
+        if seen.insert((a, b)) {
+            edges.push((a, b, e.bytes));
+        }
+    }
+    View {
+        nodes,
+        layers,
+        edges,
+    }
+}
+
+/// `0–7, 16, 18–19`.
+fn ranges(v: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if j == i {
+            v[i].to_string()
+        } else {
+            format!("{}–{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
+fn layer_label(r: Option<(u32, u32)>) -> Option<String> {
+    r.map(|(a, b)| {
+        if b > a + 1 {
+            format!("L{a}–L{} ×{}", b - 1, b - a)
+        } else {
+            format!("L{a}")
+        }
+    })
+}
+
+fn bound_name(b: Bound) -> &'static str {
+    match b {
+        Bound::Compute => "compute",
+        Bound::Memory => "memory",
+        Bound::Communication => "communication",
+        Bound::Overhead => "overhead",
+    }
+}
+
+/// The lines of a node's label.
+fn label_lines(dag: &Dag, node: &Node, layers: Option<(u32, u32)>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut head = node.op.clone();
+    if let Some(l) = layer_label(layers) {
+        head = format!("{l} {head}");
+    }
+    lines.push(head);
+    if node.role == Role::Experts {
+        let n_exp = dag.n_experts as usize;
+        let (own, extra): (Vec<u32>, Vec<u32>) = node.slots.iter().zip(&node.experts).fold(
+            (Vec::new(), Vec::new()),
+            |mut acc, (s, e)| {
+                if (*s as usize) < n_exp {
+                    acc.0.push(*e);
+                } else {
+                    acc.1.push(*e);
+                }
+                acc
+            },
+        );
+        let mut s = format!(
+            "EP rank {}: experts {}",
+            node.ep_rank.unwrap_or(0),
+            ranges(&own)
+        );
+        if !extra.is_empty() {
+            let _ = write!(s, " + redundant {}", ranges(&extra));
+        }
+        lines.push(s);
+    }
+    match node.kind {
+        NodeKind::Communication => {
+            let collective = node
+                .collective
+                .and_then(|c| serde_json::to_value(c).ok())
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let groups: Vec<String> = node
+                .groups
+                .iter()
+                .filter_map(|id| dag.groups.iter().find(|g| &g.id == id))
+                .map(|g| format!("[{}]", ranges(&g.gpus)))
+                .collect();
+            let shown = if groups.len() <= 4 {
+                groups.join(" ")
+            } else {
+                format!(
+                    "{} groups of {}",
+                    groups.len(),
+                    node.gpus.len() / groups.len().max(1)
+                )
+            };
+            lines.push(format!("{collective} GPUs {shown}"));
+        }
+        NodeKind::Compute => {
+            lines.push(if node.gpus.len() == 1 {
+                format!("GPU {}", node.gpus[0])
+            } else {
+                format!("GPUs {} (×{})", ranges(&node.gpus), node.multiplicity)
+            });
+        }
+    }
+    lines.push(format!("{} · {}", node.time_s, bound_name(node.bound)));
+    lines
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn style(node: &Node) -> &'static str {
+    match (node.kind, node.role, node.bound) {
+        (_, Role::PpTransfer, _) => {
+            "shape=box, peripheries=2, style=\"filled,bold\", fillcolor=\"#f4c7c3\", color=\"#b03a2e\""
+        }
+        (NodeKind::Communication, _, _) => {
+            "shape=box, style=\"rounded,filled,dashed,bold\", fillcolor=\"#fde2c4\", color=\"#d9822b\""
+        }
+        (_, Role::Experts, _) => "style=\"rounded,filled\", fillcolor=\"#e4d7f5\", color=\"#7a4fb0\"",
+        (_, _, Bound::Compute) => "style=\"rounded,filled\", fillcolor=\"#cfe0f5\", color=\"#4a7fb0\"",
+        (_, _, Bound::Memory) => "style=\"rounded,filled\", fillcolor=\"#d5ecd4\", color=\"#4a8a4a\"",
+        _ => "style=\"rounded,filled\", fillcolor=\"#eeeeee\", color=\"#888888\"",
+    }
+}
+
+fn stage_title(dag: &Dag, s: usize) -> String {
+    let st = &dag.stages[s];
+    format!(
+        "stage {} · layers {}–{} · GPUs {}",
+        st.stage,
+        st.first_layer,
+        st.end_layer.saturating_sub(1),
+        ranges(&st.gpus)
+    )
+}
+
+fn title(dag: &Dag) -> String {
+    format!(
+        "{} on {} × {}, layout {} ({} granularity{})",
+        dag.model,
+        dag.devices.len(),
+        dag.gpu,
+        dag.layout,
+        match dag.granularity {
+            super::Granularity::Layer => "layer",
+            super::Granularity::Op => "op",
+        },
+        if dag.expanded {
+            ", every rank"
+        } else {
+            ", identical ranks collapsed"
+        }
+    )
+}
+
+/// Graphviz DOT.
+pub fn to_dot(dag: &Dag, opts: ViewOptions) -> String {
+    let v = view(dag, opts);
+    let mut s = String::new();
+    let _ = writeln!(s, "digraph moeplan {{");
+    let _ = writeln!(
+        s,
+        "  graph [fontname=\"Helvetica\", fontsize=12, rankdir=TB, newrank=true, nodesep=0.3, ranksep=0.35, labelloc=t, labeljust=l, label=\"{}\"];",
+        dot_escape(&title(dag))
+    );
+    let _ = writeln!(
+        s,
+        "  node [fontname=\"Helvetica\", fontsize=10, shape=box];"
+    );
+    let _ = writeln!(
+        s,
+        "  edge [fontname=\"Helvetica\", fontsize=8, color=\"#777777\", fontcolor=\"#555555\"];"
+    );
+    let node_line = |s: &mut String, indent: &str, i: usize| {
+        let node = &dag.nodes[i];
+        let label = label_lines(dag, node, v.layers[i])
+            .iter()
+            .map(|l| dot_escape(l))
+            .collect::<Vec<_>>()
+            .join("\\n");
+        let _ = writeln!(s, "{indent}n{i} [label=\"{label}\", {}];", style(node));
+    };
+    for p in &dag.phases {
+        let _ = writeln!(s, "  subgraph cluster_{} {{", p.phase.name());
+        let _ = writeln!(
+            s,
+            "    label=\"{} ({} per micro-batch through every stage)\"; style=rounded; color=\"#999999\";",
+            dot_escape(&p.description),
+            p.step_time_s
+        );
+        for st in 0..dag.stages.len() {
+            let _ = writeln!(s, "    subgraph cluster_{}_s{st} {{", p.phase.name());
+            let _ = writeln!(
+                s,
+                "      label=\"{}\"; style=\"rounded,filled\"; fillcolor=\"#f8f8f8\"; color=\"#bbbbbb\";",
+                dot_escape(&stage_title(dag, st))
+            );
+            let mine: Vec<usize> = v
+                .nodes
+                .iter()
+                .copied()
+                .filter(|i| {
+                    let x = &dag.nodes[*i];
+                    x.phase == p.phase && x.stage == st as u32 && x.role != Role::PpTransfer
+                })
+                .collect();
+            if dag.expanded {
+                for &g in &dag.stages[st].gpus {
+                    let on: Vec<usize> = mine
+                        .iter()
+                        .copied()
+                        .filter(|i| dag.nodes[*i].gpus == [g])
+                        .collect();
+                    if on.is_empty() {
+                        continue;
+                    }
+                    let d = &dag.devices[g as usize];
+                    let _ = writeln!(s, "      subgraph cluster_{}_g{g} {{", p.phase.name());
+                    let _ = writeln!(
+                        s,
+                        "        label=\"GPU {g} (node {} · local {})\"; style=rounded; color=\"#cccccc\";",
+                        d.node, d.local
+                    );
+                    for i in on {
+                        node_line(&mut s, "        ", i);
+                    }
+                    let _ = writeln!(s, "      }}");
+                }
+                for &i in mine.iter().filter(|i| dag.nodes[**i].gpus.len() != 1) {
+                    node_line(&mut s, "      ", i);
+                }
+            } else {
+                for &i in &mine {
+                    node_line(&mut s, "      ", i);
+                }
+            }
+            let _ = writeln!(s, "    }}");
+        }
+        for &i in v
+            .nodes
+            .iter()
+            .filter(|i| dag.nodes[**i].phase == p.phase && dag.nodes[**i].role == Role::PpTransfer)
+        {
+            node_line(&mut s, "    ", i);
+        }
+        let _ = writeln!(s, "  }}");
+    }
+    for (a, b, bytes) in &v.edges {
+        let _ = writeln!(s, "  n{a} -> n{b} [label=\"{bytes}\"];");
+    }
+    let _ = writeln!(s, "}}");
+    s
+}
+
+fn mermaid_escape(s: &str) -> String {
+    s.replace('"', "#quot;")
+}
+
+/// Mermaid flowchart.
+pub fn to_mermaid(dag: &Dag, opts: ViewOptions) -> String {
+    let v = view(dag, opts);
+    let mut s = String::new();
+    let _ = writeln!(s, "---\ntitle: \"{}\"\n---", mermaid_escape(&title(dag)));
+    let _ = writeln!(s, "flowchart TD");
+    let node_line = |s: &mut String, indent: &str, i: usize| {
+        let node = &dag.nodes[i];
+        let label = mermaid_escape(&label_lines(dag, node, v.layers[i]).join("<br/>"));
+        let (open, close) = match (node.kind, node.role) {
+            (_, Role::PpTransfer) => (">", "]"),
+            (NodeKind::Communication, _) => ("{{", "}}"),
+            _ => ("[", "]"),
+        };
+        let _ = writeln!(s, "{indent}n{i}{open}\"{label}\"{close}");
+    };
+    for p in &dag.phases {
+        let name = p.phase.name();
+        let _ = writeln!(
+            s,
+            "  subgraph {name}[\"{} · {}\"]",
+            mermaid_escape(&p.description),
+            p.step_time_s
+        );
+        let _ = writeln!(s, "    direction TB");
+        for st in 0..dag.stages.len() {
+            let _ = writeln!(
+                s,
+                "    subgraph {name}_s{st}[\"{}\"]",
+                mermaid_escape(&stage_title(dag, st))
+            );
+            let _ = writeln!(s, "      direction TB");
+            for &i in v.nodes.iter().filter(|i| {
+                let x = &dag.nodes[**i];
+                x.phase == p.phase && x.stage == st as u32 && x.role != Role::PpTransfer
+            }) {
+                node_line(&mut s, "      ", i);
+            }
+            let _ = writeln!(s, "    end");
+        }
+        for &i in v
+            .nodes
+            .iter()
+            .filter(|i| dag.nodes[**i].phase == p.phase && dag.nodes[**i].role == Role::PpTransfer)
+        {
+            node_line(&mut s, "    ", i);
+        }
+        let _ = writeln!(s, "  end");
+    }
+    for (a, b, bytes) in &v.edges {
+        let _ = writeln!(s, "  n{a} -->|\"{bytes}\"| n{b}");
+    }
+    let _ = writeln!(
+        s,
+        "  classDef comm fill:#fde2c4,stroke:#d9822b,stroke-dasharray:4 2"
+    );
+    let _ = writeln!(s, "  classDef experts fill:#e4d7f5,stroke:#7a4fb0");
+    let _ = writeln!(s, "  classDef compute fill:#cfe0f5,stroke:#4a7fb0");
+    for (class, pick) in [
+        (
+            "comm",
+            &(|x: &Node| x.kind == NodeKind::Communication) as &dyn Fn(&Node) -> bool,
+        ),
+        ("experts", &|x: &Node| x.role == Role::Experts),
+        ("compute", &|x: &Node| {
+            x.kind == NodeKind::Compute && x.role != Role::Experts
+        }),
+    ] {
+        let ids: Vec<String> = v
+            .nodes
+            .iter()
+            .filter(|i| pick(&dag.nodes[**i]))
+            .map(|i| format!("n{i}"))
+            .collect();
+        if !ids.is_empty() {
+            let _ = writeln!(s, "  class {} {class}", ids.join(","));
+        }
+    }
+    s
+}
+
+/// The text summary: counts, check outcome, and per phase the critical
+/// path with its share of compute, memory, communication and fixed costs,
+/// and the busiest GPU.
+pub fn summary(dag: &Dag, report: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", title(dag));
+    let _ = writeln!(
+        s,
+        "  nodes {}, edges {}, devices {}, groups {}",
+        dag.nodes.len(),
+        dag.edges.len(),
+        dag.devices.len(),
+        dag.groups.len()
+    );
+    let _ = writeln!(
+        s,
+        "  check             {} ({} errors, {} warnings)",
+        if report.ok() { "ok" } else { "FAILED" },
+        report.errors(),
+        report.warnings()
+    );
+    for r in &report.phases {
+        let Some(p) = dag.phases.iter().find(|p| p.phase == r.phase) else {
+            continue;
+        };
+        let total = r.path_by_bound.total().0.max(f64::MIN_POSITIVE);
+        let pct = |x: crate::units::Seconds| x.0 / total * 100.0;
+        let _ = writeln!(s, "  {}: {}", p.phase.name(), p.description);
+        let _ = writeln!(
+            s,
+            "    critical path   {} over {} nodes (cost model {}, {:+.2}%): compute {:.0}%, memory {:.0}%, communication {:.0}%, fixed costs {:.0}%",
+            r.critical_path_s,
+            r.path.len(),
+            r.model_time_s,
+            {
+                let d = (r.critical_path_s.0 / r.model_time_s.0.max(f64::MIN_POSITIVE) - 1.0) * 100.0;
+                // No "-0.00%" for a rounding-level difference.
+                if d.abs() < 0.005 {
+                    0.0
+                } else {
+                    d
+                }
+            },
+            pct(r.path_by_bound.compute_s),
+            pct(r.path_by_bound.memory_s),
+            pct(r.path_by_bound.communication_s),
+            pct(r.path_by_bound.overhead_s),
+        );
+        let d = &dag.devices[r.busiest_gpu as usize];
+        let _ = writeln!(
+            s,
+            "    busiest GPU     {} (node {}, local {}, stage {}): busy {} of the {} path",
+            d.id, d.node, d.local, d.stage, r.busiest_gpu_time_s, r.critical_path_s
+        );
+        if report.phases.len() > 1 {
+            let _ = writeln!(
+                s,
+                "    graph           {} nodes, {} edges",
+                r.nodes, r.edges
+            );
+        }
+    }
+    for d in &report.diagnostics {
+        let sev = match d.severity {
+            super::Severity::Error => "error",
+            super::Severity::Warning => "warning",
+        };
+        match &d.node {
+            Some(n) => {
+                let _ = writeln!(s, "{sev}[{}] {n}: {}", d.rule, d.message);
+            }
+            None => {
+                let _ = writeln!(s, "{sev}[{}] {}", d.rule, d.message);
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,1182 @@
+//! The operator and communication graph of a deployment (`moeplan dag`).
+//!
+//! The graph is drawn from the op list of `ops.rs`, the same one the
+//! estimate sums (`CostContext::stage_parts`), so every node carries the
+//! cost model's own time, FLOP and bytes, and `check` can demand that the
+//! graph's critical path equals the cost model's step time.
+//!
+//! # What a graph holds
+//!
+//! One replica of a layout, for one or both phases (a prefill step and a
+//! decode step, each a separate connected component). For each pipeline
+//! stage and layer, every op of `ops.rs` becomes a node placed on GPUs
+//! (`Granularity::Op`), or each layer becomes one node (`Granularity::Layer`):
+//! norms, attention projections and core, router, EP dispatch, the expert
+//! GEMMs of each EP rank (with the expert slots it hosts, redundant ones
+//! included), EP combine, shared experts or dense MLP, TP collectives,
+//! attention-DP gather/scatter, then the PP send/recv to the next stage;
+//! the embedding on the first stage and the LM head and sampling on the
+//! last. Edges are data dependencies labelled with the bytes handed over.
+//!
+//! Ops on one GPU run one after another in stream order: the cost model
+//! assumes no overlap inside a GPU, so the graph chains them, and the only
+//! parallelism is across GPUs (ranks doing the same op at the same time).
+//! Every rank of a step does the same work except the expert GEMMs (each EP
+//! rank hosts different experts; its time is the busiest rank's, load
+//! imbalance included, as in the cost model). Ranks doing identical work
+//! are collapsed into one node with a multiplicity unless `expand` is set.
+//!
+//! # Rank order
+//!
+//! Global GPU id = node × gpus_per_node + local GPU. The graph shows
+//! replica 0 (GPUs `0..layout.gpus()`; replica r is offset by r × that).
+//! Inside a replica ids are pipeline-stage-major, then attention DP, then
+//! CP, then TP: `id = ((stage·dp + dp_rank)·cp + cp_rank)·tp + tp_rank`.
+//! The MoE block folds onto the same GPUs of a stage with ETP fastest, then
+//! EP, then expert DP: `id − stage·gpus_per_stage = (edp_rank·ep +
+//! ep_rank)·etp + etp_rank` (Megatron's order; vLLM and SGLang use the same
+//! TP-fastest order for their ranks). Expert slot `j` lives on EP rank
+//! `j / (slots / ep)` and holds expert `j mod n_experts`: slots past the
+//! expert count are the redundant (EPLB) replicas, whose experts the
+//! balancer picks at run time.
+//!
+//! # Groups
+//!
+//! `tp` groups: the GPUs of a stage with the same (dp, cp) ranks. `ep`
+//! groups: the GPUs of a stage with the same expert-DP rank (`ep × etp`
+//! GPUs: the all-to-all spans them, and the attention-DP gather/scatter of
+//! an expert-TP layout too). `pp` groups: a GPU and the GPU with the same
+//! (dp, cp, tp) ranks on the next stage.
+
+pub mod check;
+pub mod export;
+
+use crate::layout::{Layout, LayoutProblem};
+use crate::model::{Ffn, Model};
+use crate::ops::{Bound, CostContext, Op, StepCost, StepShape};
+use crate::serving::{estimate, EstimateInput};
+use crate::units::{Bytes, Flop, Seconds};
+use serde::Serialize;
+
+pub use check::{check, Diagnostic, PhaseReport, Report, Severity};
+
+/// A step drawn as a graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// One chunk of prompt tokens per attention-DP rank.
+    Prefill,
+    /// One decode step of the running batch.
+    Decode,
+}
+
+impl Phase {
+    /// The name used in ids and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Prefill => "prefill",
+            Phase::Decode => "decode",
+        }
+    }
+}
+
+/// Level of detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// One node per layer (communication inside it).
+    Layer,
+    /// One node per operator of `ops.rs`.
+    Op,
+}
+
+/// What to draw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DagOptions {
+    /// Phases, each its own component of the graph.
+    pub phases: Vec<Phase>,
+    /// Layer or op nodes.
+    pub granularity: Granularity,
+    /// One node per GPU (compute) or per group (communication).
+    pub expand: bool,
+}
+
+/// Compute or communication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// Work on the GPU's own units and memory.
+    Compute,
+    /// A collective or point-to-point transfer.
+    Communication,
+}
+
+/// What part of the model a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Token embedding lookup (first stage).
+    Embedding,
+    /// Norms and residual adds.
+    Norm,
+    /// Q/K/V/O (or MLA, linear-attention) projections.
+    AttentionProjection,
+    /// Attention over the KV cache (or the linear-attention state).
+    AttentionCore,
+    /// MoE gate.
+    Router,
+    /// All-to-all sending tokens to their experts.
+    EpDispatch,
+    /// Routed expert GEMMs of one EP rank.
+    Experts,
+    /// All-to-all bringing expert outputs back.
+    EpCombine,
+    /// Shared expert GEMMs.
+    SharedExpert,
+    /// Dense MLP GEMMs.
+    DenseMlp,
+    /// A collective over the TP group.
+    TpCollective,
+    /// Attention-DP all-gather of tokens before the experts (expert TP).
+    DpGather,
+    /// Attention-DP reduce-scatter of expert outputs (expert TP).
+    DpScatter,
+    /// Activations to the next pipeline stage.
+    PpTransfer,
+    /// LM head GEMM (last stage).
+    LmHead,
+    /// Sampling (last stage).
+    Sampling,
+    /// A whole layer (`Granularity::Layer`).
+    Layer,
+    /// An op `ops.rs` has and this module does not know yet (drawn as compute).
+    Other,
+}
+
+/// The collective a communication node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Collective {
+    /// Sum over the group, result everywhere.
+    AllReduce,
+    /// Concatenate over the group, result everywhere.
+    AllGather,
+    /// Sum over the group, each rank keeping its part.
+    ReduceScatter,
+    /// Every rank sends a different part to every other.
+    AllToAll,
+    /// Point to point.
+    SendRecv,
+}
+
+/// Kinds of communication group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    /// GPUs of a stage with the same (dp, cp) ranks.
+    Tp,
+    /// GPUs of a stage with the same expert-DP rank (ep × etp GPUs).
+    Ep,
+    /// A GPU and its peer on the next stage.
+    Pp,
+}
+
+/// A node's time split by what limits it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct TimeByBound {
+    /// Tensor-core bound time.
+    pub compute_s: Seconds,
+    /// HBM bound time.
+    pub memory_s: Seconds,
+    /// Link bound time.
+    pub communication_s: Seconds,
+    /// Fixed costs (launch, latency).
+    pub overhead_s: Seconds,
+}
+
+impl TimeByBound {
+    fn of(op: &Op) -> Self {
+        let mut t = TimeByBound::default();
+        let work = op.time - op.overhead;
+        match op.bound {
+            Bound::Compute => t.compute_s = work,
+            Bound::Memory => t.memory_s = work,
+            Bound::Communication => t.communication_s = work,
+            Bound::Overhead => t.overhead_s = work,
+        }
+        t.overhead_s += op.overhead;
+        t
+    }
+    /// Adds another split.
+    pub fn add(&mut self, o: &TimeByBound) {
+        self.compute_s += o.compute_s;
+        self.memory_s += o.memory_s;
+        self.communication_s += o.communication_s;
+        self.overhead_s += o.overhead_s;
+    }
+    /// The sum.
+    pub fn total(&self) -> Seconds {
+        self.compute_s + self.memory_s + self.communication_s + self.overhead_s
+    }
+    /// The largest of compute, memory and communication.
+    pub fn dominant(&self) -> Bound {
+        let c = [
+            (Bound::Compute, self.compute_s),
+            (Bound::Memory, self.memory_s),
+            (Bound::Communication, self.communication_s),
+        ];
+        c.iter()
+            .fold((Bound::Overhead, Seconds::ZERO), |best, x| {
+                if x.1 .0 > best.1 .0 {
+                    *x
+                } else {
+                    best
+                }
+            })
+            .0
+    }
+}
+
+/// One GPU of the replica and its ranks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Device {
+    /// Global GPU id (node × gpus_per_node + local).
+    pub id: u32,
+    /// Node.
+    pub node: u32,
+    /// GPU within the node.
+    pub local: u32,
+    /// Pipeline stage.
+    pub stage: u32,
+    /// Attention-DP rank.
+    pub dp: u32,
+    /// CP rank.
+    pub cp: u32,
+    /// TP rank.
+    pub tp: u32,
+    /// Expert-DP rank.
+    pub edp: u32,
+    /// EP rank.
+    pub ep: u32,
+    /// Expert-TP rank.
+    pub etp: u32,
+    /// Expert slots hosted in each MoE layer (a 1/etp shard of each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<u32>,
+}
+
+/// The ranks of GPU `id` of a replica in the documented order.
+pub fn device(layout: &Layout, gpus_per_node: u32, id: u32) -> Device {
+    let per_stage = layout.gpus_per_stage().max(1);
+    let i = id % per_stage;
+    let (ep, etp) = (layout.ep.max(1), layout.etp.max(1));
+    Device {
+        id,
+        node: id / gpus_per_node.max(1),
+        local: id % gpus_per_node.max(1),
+        stage: id / per_stage,
+        dp: i / (layout.tp * layout.cp).max(1),
+        cp: (i / layout.tp.max(1)) % layout.cp.max(1),
+        tp: i % layout.tp.max(1),
+        edp: i / (ep * etp),
+        ep: (i / etp) % ep,
+        etp: i % etp,
+        slots: Vec::new(),
+    }
+}
+
+/// A communication group.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Group {
+    /// Stable id, e.g. `tp.s0.dp1.cp0`, `ep.s1.edp0`, `pp.s0.r3`.
+    pub id: String,
+    /// Kind.
+    pub kind: GroupKind,
+    /// Stage (the sending stage for `pp`).
+    pub stage: u32,
+    /// GPU ids, ascending.
+    pub gpus: Vec<u32>,
+    /// Whether its GPUs span more than one node.
+    pub crosses_nodes: bool,
+}
+
+/// An operator placed on GPUs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Node {
+    /// Stable id: `phase/sS/L<layer>/<op>[/epR][/gG | /<group>]`.
+    pub id: String,
+    /// Phase.
+    pub phase: Phase,
+    /// Pipeline stage (the sending one for a PP transfer).
+    pub stage: u32,
+    /// Layer index in the model, if the node belongs to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<u32>,
+    /// The op's name in `ops.rs` (`layer` for a whole layer, `pp_send_recv`).
+    pub op: String,
+    /// Compute or communication.
+    pub kind: NodeKind,
+    /// Part of the model.
+    pub role: Role,
+    /// The GPUs it runs on.
+    pub gpus: Vec<u32>,
+    /// Identical instances it stands for: GPUs (compute) or groups (communication).
+    pub multiplicity: u32,
+    /// The collective (communication nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collective: Option<Collective>,
+    /// Ids of the groups taking part (communication nodes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// EP rank (expert nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ep_rank: Option<u32>,
+    /// Expert slots of the EP rank (expert nodes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<u32>,
+    /// The expert each slot holds (same order as `slots`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub experts: Vec<u32>,
+    /// Predicted time of one instance.
+    pub time_s: Seconds,
+    /// FLOP of one instance.
+    pub flop: Flop,
+    /// HBM bytes (link bytes for communication) of one instance.
+    pub bytes: Bytes,
+    /// What limits it.
+    pub bound: Bound,
+    /// Its time by bound.
+    pub time_by_bound: TimeByBound,
+    /// Bytes handed to each successor (per GPU).
+    #[serde(skip)]
+    pub out_bytes: Bytes,
+    /// Position of the node within its layer (for folding identical layers).
+    #[serde(skip)]
+    pub layer_pos: u32,
+}
+
+/// A data dependency.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Edge {
+    /// Index of the producing node.
+    pub from: usize,
+    /// Index of the consuming node.
+    pub to: usize,
+    /// Bytes handed over, per GPU.
+    pub bytes: Bytes,
+}
+
+/// One phase as the cost model sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PhaseInfo {
+    /// Phase.
+    pub phase: Phase,
+    /// The step drawn.
+    pub description: String,
+    /// Its shape per attention-DP rank.
+    pub shape: StepShape,
+    /// `CostContext::step(shape).traversal()`: one micro-batch through every stage.
+    pub step_time_s: Seconds,
+    /// Time of each stage.
+    pub stage_times_s: Vec<Seconds>,
+    /// PP send/recv between consecutive stages.
+    pub stage_transfer_s: Seconds,
+}
+
+/// A pipeline stage.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StageInfo {
+    /// Index.
+    pub stage: u32,
+    /// First layer.
+    pub first_layer: u32,
+    /// One past the last layer.
+    pub end_layer: u32,
+    /// Its GPUs.
+    pub gpus: Vec<u32>,
+}
+
+/// The graph of one replica.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Dag {
+    /// Model name.
+    pub model: String,
+    /// GPU id.
+    pub gpu: String,
+    /// Layout of the replica.
+    pub layout: Layout,
+    /// GPUs per node.
+    pub gpus_per_node: u32,
+    /// Level of detail.
+    pub granularity: Granularity,
+    /// Whether identical ranks were kept apart.
+    pub expanded: bool,
+    /// Layers of the model.
+    pub n_layers: u32,
+    /// MoE layers.
+    pub moe_layers: Vec<u32>,
+    /// Routed experts per MoE layer (0 for a dense model).
+    pub n_experts: u32,
+    /// Expert slots per MoE layer (experts + redundant).
+    pub n_slots: u32,
+    /// Load imbalance applied to the expert GEMMs.
+    pub load_imbalance: f64,
+    /// Stages.
+    pub stages: Vec<StageInfo>,
+    /// Phases drawn.
+    pub phases: Vec<PhaseInfo>,
+    /// GPUs.
+    pub devices: Vec<Device>,
+    /// Communication groups.
+    pub groups: Vec<Group>,
+    /// Nodes.
+    pub nodes: Vec<Node>,
+    /// Edges.
+    pub edges: Vec<Edge>,
+}
+
+/// The step shape of a phase for a workload, and its description.
+///
+/// Decode: the steady-state running batch of one attention-DP rank
+/// (`Estimate::decoding_requests / dp`), split into `min(pp, batch)`
+/// micro-batches as the serving model does, at the mean context
+/// `isl + osl/2`. Prefill: one chunk of `min(isl, max_step_tokens)` prompt
+/// tokens per attention-DP rank.
+pub fn phase_shape(
+    phase: Phase,
+    inp: &EstimateInput,
+    decoding_requests: f64,
+) -> (StepShape, String) {
+    let l = inp.layout;
+    let w = inp.workload;
+    match phase {
+        Phase::Decode => {
+            let b = (decoding_requests / l.dp.max(1) as f64).max(1.0);
+            let mb = (l.pp as f64).min(b.ceil()).max(1.0);
+            let ctx = w.isl as f64 + w.osl as f64 / 2.0;
+            (
+                StepShape::decode(b / mb, ctx),
+                format!(
+                    "decode step: {:.1} sequences per attention-DP rank{} at context {ctx:.0}",
+                    b / mb,
+                    if mb > 1.0 {
+                        format!(" (one of {mb:.0} micro-batches)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        }
+        Phase::Prefill => {
+            let chunk = w.isl.min(inp.engine.max_step_tokens).max(1) as f64;
+            (
+                StepShape::prefill(1.0, chunk),
+                format!(
+                    "prefill step: one prompt chunk of {chunk:.0} tokens per attention-DP rank"
+                ),
+            )
+        }
+    }
+}
+
+/// Builds the graph of a deployment. Fails only for an invalid layout.
+pub fn build(inp: &EstimateInput, opts: &DagOptions) -> Result<Dag, Vec<LayoutProblem>> {
+    let est = estimate(inp)?;
+    let m = inp.model;
+    let l = inp.layout;
+    let ctx = CostContext::new(
+        m,
+        inp.gpu,
+        l,
+        inp.redundant_experts,
+        est.load_imbalance.used,
+        &inp.calibration,
+    );
+    let mut b = Builder::new(m, inp.gpu.gpus_per_node, l, inp.redundant_experts, opts);
+    b.dag.gpu = inp.gpu.id.clone();
+    b.dag.load_imbalance = est.load_imbalance.used;
+    let mut seen = Vec::new();
+    for &phase in &opts.phases {
+        if seen.contains(&phase) {
+            continue;
+        }
+        seen.push(phase);
+        let (shape, description) = phase_shape(phase, inp, est.decoding_requests);
+        let step = ctx.step(&shape);
+        b.phase(&ctx, phase, &shape, &step);
+        b.dag.phases.push(PhaseInfo {
+            phase,
+            description,
+            shape,
+            step_time_s: step.traversal(),
+            stage_times_s: step.stage_times.clone(),
+            stage_transfer_s: step.stage_transfer,
+        });
+    }
+    Ok(b.dag)
+}
+
+/// What an op of `ops.rs` is in the graph.
+enum Class {
+    Compute(Role),
+    Experts,
+    Comm(Role, Collective, GroupKind),
+}
+
+fn classify(name: &str) -> Class {
+    use Class::*;
+    match name {
+        "norms_residual" => Compute(Role::Norm),
+        "qkv_proj"
+        | "o_proj"
+        | "mla_q_a_kv_a_proj"
+        | "mla_kv_a_proj"
+        | "mla_q_b_proj"
+        | "mla_kv_b_proj"
+        | "mla_absorb"
+        | "dsa_indexer_proj"
+        | "linear_attn_in_proj"
+        | "linear_attn_out_proj" => Compute(Role::AttentionProjection),
+        "attention_decode" | "attention_prefill" | "linear_attn_state" | "mla_fixed" => {
+            Compute(Role::AttentionCore)
+        }
+        "router" => Compute(Role::Router),
+        "moe_experts" => Experts,
+        "shared_expert_gate_up" | "shared_expert_down" => Compute(Role::SharedExpert),
+        "mlp_gate_up" | "mlp_down" => Compute(Role::DenseMlp),
+        "tp_all_reduce_attn"
+        | "tp_all_reduce_mlp"
+        | "tp_all_reduce_moe"
+        | "tp_all_reduce_embedding" => {
+            Comm(Role::TpCollective, Collective::AllReduce, GroupKind::Tp)
+        }
+        "tp_all_gather_moe" | "logits_all_gather" => {
+            Comm(Role::TpCollective, Collective::AllGather, GroupKind::Tp)
+        }
+        "ep_dispatch" => Comm(Role::EpDispatch, Collective::AllToAll, GroupKind::Ep),
+        "ep_combine" => Comm(Role::EpCombine, Collective::AllToAll, GroupKind::Ep),
+        "dp_all_gather" => Comm(Role::DpGather, Collective::AllGather, GroupKind::Ep),
+        "dp_reduce_scatter" => Comm(Role::DpScatter, Collective::ReduceScatter, GroupKind::Ep),
+        "embedding" => Compute(Role::Embedding),
+        "lm_head" => Compute(Role::LmHead),
+        "sampling" => Compute(Role::Sampling),
+        _ => Compute(Role::Other),
+    }
+}
+
+/// The ops of one layer in data order: the token exchange of the MoE block
+/// wraps the expert GEMMs (`ops.rs` lists it after them).
+fn data_order(ops: &[Op]) -> Vec<&Op> {
+    let before = |n: &str| matches!(n, "ep_dispatch" | "dp_all_gather");
+    let after = |n: &str| matches!(n, "ep_combine" | "dp_reduce_scatter");
+    if !ops.iter().any(|o| o.name == "moe_experts") {
+        return ops.iter().collect();
+    }
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        if before(op.name) || after(op.name) {
+            continue;
+        }
+        if op.name == "moe_experts" {
+            out.extend(ops.iter().filter(|o| before(o.name)));
+            out.push(op);
+            out.extend(ops.iter().filter(|o| after(o.name)));
+        } else {
+            out.push(op);
+        }
+    }
+    out
+}
+
+struct Builder<'a> {
+    model: &'a Model,
+    opts: &'a DagOptions,
+    per_stage: u32,
+    /// Group indices: tp[stage][dp·cp + cp], ep[stage][edp], pp[stage][position].
+    tp_groups: Vec<Vec<usize>>,
+    ep_groups: Vec<Vec<usize>>,
+    pp_groups: Vec<Vec<usize>>,
+    /// Node indices of the previous step of the chain.
+    prev: Vec<usize>,
+    /// GPU → node of the step being connected.
+    owner: Vec<usize>,
+    dag: Dag,
+}
+
+impl<'a> Builder<'a> {
+    fn new(
+        m: &'a Model,
+        gpus_per_node: u32,
+        l: Layout,
+        redundant: u32,
+        opts: &'a DagOptions,
+    ) -> Self {
+        let ranges = l.stages(m);
+        let per_stage = l.gpus_per_stage();
+        let n_gpus = per_stage * ranges.len() as u32;
+        let n_experts = m.moe.as_ref().map_or(0, |x| x.n_routed_experts as u32);
+        let n_slots = if n_experts > 0 {
+            n_experts + redundant
+        } else {
+            0
+        };
+        let per_rank = n_slots / l.ep.max(1);
+        let devices: Vec<Device> = (0..n_gpus)
+            .map(|id| {
+                let mut d = device(&l, gpus_per_node, id);
+                if n_slots > 0 {
+                    d.slots = (d.ep * per_rank..(d.ep + 1) * per_rank).collect();
+                }
+                d
+            })
+            .collect();
+        let mut groups = Vec::new();
+        let mut group = |id: String, kind, stage: u32, gpus: Vec<u32>| {
+            let first = gpus[0] / gpus_per_node.max(1);
+            let crosses_nodes = gpus.iter().any(|g| g / gpus_per_node.max(1) != first);
+            groups.push(Group {
+                id,
+                kind,
+                stage,
+                gpus,
+                crosses_nodes,
+            });
+            groups.len() - 1
+        };
+        let stage_devs = |s: u32| devices.iter().filter(move |d| d.stage == s);
+        let mut tp_groups = Vec::new();
+        let mut ep_groups = Vec::new();
+        let mut pp_groups = Vec::new();
+        for s in 0..ranges.len() as u32 {
+            let mut tp = Vec::new();
+            for dp in 0..l.dp {
+                for cp in 0..l.cp {
+                    let gpus = stage_devs(s)
+                        .filter(|d| d.dp == dp && d.cp == cp)
+                        .map(|d| d.id)
+                        .collect();
+                    tp.push(group(
+                        format!("tp.s{s}.dp{dp}.cp{cp}"),
+                        GroupKind::Tp,
+                        s,
+                        gpus,
+                    ));
+                }
+            }
+            tp_groups.push(tp);
+            let mut ep = Vec::new();
+            for edp in 0..l.edp() {
+                let gpus = stage_devs(s)
+                    .filter(|d| d.edp == edp)
+                    .map(|d| d.id)
+                    .collect();
+                ep.push(group(format!("ep.s{s}.edp{edp}"), GroupKind::Ep, s, gpus));
+            }
+            ep_groups.push(ep);
+            let mut pp = Vec::new();
+            if (s as usize) + 1 < ranges.len() {
+                for r in 0..per_stage {
+                    let a = s * per_stage + r;
+                    pp.push(group(
+                        format!("pp.s{s}.r{r}"),
+                        GroupKind::Pp,
+                        s,
+                        vec![a, a + per_stage],
+                    ));
+                }
+            }
+            pp_groups.push(pp);
+        }
+        let stages = ranges
+            .iter()
+            .enumerate()
+            .map(|(s, r)| StageInfo {
+                stage: s as u32,
+                first_layer: r.start as u32,
+                end_layer: r.end as u32,
+                gpus: (s as u32 * per_stage..(s as u32 + 1) * per_stage).collect(),
+            })
+            .collect();
+        let moe_layers = m
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.ffn == Ffn::Moe)
+            .map(|(i, _)| i as u32)
+            .collect();
+        Builder {
+            model: m,
+            opts,
+            per_stage,
+            tp_groups,
+            ep_groups,
+            pp_groups,
+            prev: Vec::new(),
+            owner: vec![usize::MAX; n_gpus as usize],
+            dag: Dag {
+                model: m.name.clone(),
+                gpu: String::new(),
+                layout: l,
+                gpus_per_node,
+                granularity: opts.granularity,
+                expanded: opts.expand,
+                n_layers: m.n_layers() as u32,
+                moe_layers,
+                n_experts,
+                n_slots,
+                load_imbalance: 0.0,
+                stages,
+                phases: Vec::new(),
+                devices,
+                groups,
+                nodes: Vec::new(),
+                edges: Vec::new(),
+            },
+        }
+    }
+
+    fn stage_gpus(&self, s: u32) -> Vec<u32> {
+        (s * self.per_stage..(s + 1) * self.per_stage).collect()
+    }
+
+    /// Connects the previous step to `next` wherever they share a GPU.
+    fn link(&mut self, next: Vec<usize>) {
+        if next.is_empty() {
+            return;
+        }
+        for &n in &next {
+            for &g in &self.dag.nodes[n].gpus {
+                self.owner[g as usize] = n;
+            }
+        }
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for &p in &self.prev {
+            for &g in &self.dag.nodes[p].gpus {
+                let n = self.owner[g as usize];
+                if n != usize::MAX {
+                    pairs.push((p, n));
+                }
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        for (from, to) in pairs {
+            let bytes = self.dag.nodes[from].out_bytes;
+            self.dag.edges.push(Edge { from, to, bytes });
+        }
+        for &n in &next {
+            for &g in &self.dag.nodes[n].gpus {
+                self.owner[g as usize] = usize::MAX;
+            }
+        }
+        self.prev = next;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        id: String,
+        phase: Phase,
+        stage: u32,
+        layer: Option<u32>,
+        op: &str,
+        role: Role,
+        gpus: Vec<u32>,
+        comm: Option<(Collective, Vec<usize>)>,
+        cost: (Seconds, Flop, Bytes, TimeByBound),
+        out_bytes: Bytes,
+        layer_pos: u32,
+    ) -> usize {
+        let (collective, groups) = match comm {
+            Some((c, g)) => (
+                Some(c),
+                g.iter()
+                    .map(|i| self.dag.groups[*i].id.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            None => (None, Vec::new()),
+        };
+        let multiplicity = if collective.is_some() {
+            groups.len() as u32
+        } else {
+            gpus.len() as u32
+        };
+        let (time_s, flop, bytes, split) = cost;
+        self.dag.nodes.push(Node {
+            id,
+            phase,
+            stage,
+            layer,
+            op: op.to_string(),
+            kind: if collective.is_some() {
+                NodeKind::Communication
+            } else {
+                NodeKind::Compute
+            },
+            role,
+            gpus,
+            multiplicity,
+            collective,
+            groups,
+            ep_rank: None,
+            slots: Vec::new(),
+            experts: Vec::new(),
+            time_s,
+            flop,
+            bytes,
+            bound: split.dominant(),
+            time_by_bound: split,
+            out_bytes,
+            layer_pos,
+        });
+        self.dag.nodes.len() - 1
+    }
+
+    /// One step of the chain run by every GPU of stage `s` (one node, or one per GPU).
+    #[allow(clippy::too_many_arguments)]
+    fn compute_step(
+        &mut self,
+        prefix: &str,
+        phase: Phase,
+        s: u32,
+        layer: Option<u32>,
+        op: &str,
+        role: Role,
+        cost: (Seconds, Flop, Bytes, TimeByBound),
+        out_bytes: Bytes,
+        pos: u32,
+    ) {
+        let gpus = self.stage_gpus(s);
+        let ids: Vec<usize> = if self.opts.expand {
+            gpus.iter()
+                .map(|&g| {
+                    self.push(
+                        format!("{prefix}/{op}/g{g}"),
+                        phase,
+                        s,
+                        layer,
+                        op,
+                        role,
+                        vec![g],
+                        None,
+                        cost,
+                        out_bytes,
+                        pos,
+                    )
+                })
+                .collect()
+        } else {
+            vec![self.push(
+                format!("{prefix}/{op}"),
+                phase,
+                s,
+                layer,
+                op,
+                role,
+                gpus,
+                None,
+                cost,
+                out_bytes,
+                pos,
+            )]
+        };
+        self.link(ids);
+    }
+
+    fn groups_of(&self, kind: GroupKind, s: u32) -> Vec<usize> {
+        match kind {
+            GroupKind::Tp => self.tp_groups[s as usize].clone(),
+            GroupKind::Ep => self.ep_groups[s as usize].clone(),
+            GroupKind::Pp => self.pp_groups[s as usize].clone(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn comm_step(
+        &mut self,
+        prefix: &str,
+        phase: Phase,
+        s: u32,
+        layer: Option<u32>,
+        op: &str,
+        role: Role,
+        collective: Collective,
+        kind: GroupKind,
+        cost: (Seconds, Flop, Bytes, TimeByBound),
+        out_bytes: Bytes,
+        pos: u32,
+    ) {
+        let groups = self.groups_of(kind, s);
+        let sets: Vec<Vec<usize>> = if self.opts.expand {
+            groups.iter().map(|g| vec![*g]).collect()
+        } else {
+            vec![groups]
+        };
+        let mut ids = Vec::with_capacity(sets.len());
+        for set in sets {
+            let mut gpus: Vec<u32> = set
+                .iter()
+                .flat_map(|g| self.dag.groups[*g].gpus.iter().copied())
+                .collect();
+            gpus.sort_unstable();
+            gpus.dedup();
+            let id = if self.opts.expand {
+                format!("{prefix}/{op}/{}", self.dag.groups[set[0]].id)
+            } else {
+                format!("{prefix}/{op}")
+            };
+            ids.push(self.push(
+                id,
+                phase,
+                s,
+                layer,
+                op,
+                role,
+                gpus,
+                Some((collective, set)),
+                cost,
+                out_bytes,
+                pos,
+            ));
+        }
+        self.link(ids);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn expert_step(
+        &mut self,
+        prefix: &str,
+        phase: Phase,
+        s: u32,
+        layer: Option<u32>,
+        op: &str,
+        cost: (Seconds, Flop, Bytes, TimeByBound),
+        out_bytes: Bytes,
+        pos: u32,
+    ) {
+        let l = self.dag.layout;
+        let per_rank = self.dag.n_slots / l.ep.max(1);
+        let n_experts = self.dag.n_experts.max(1);
+        let mut ids = Vec::new();
+        for r in 0..l.ep {
+            let gpus: Vec<u32> = self
+                .stage_gpus(s)
+                .into_iter()
+                .filter(|g| self.dag.devices[*g as usize].ep == r)
+                .collect();
+            let sets: Vec<Vec<u32>> = if self.opts.expand {
+                gpus.iter().map(|g| vec![*g]).collect()
+            } else {
+                vec![gpus]
+            };
+            for set in sets {
+                let id = if self.opts.expand {
+                    format!("{prefix}/{op}/ep{r}/g{}", set[0])
+                } else {
+                    format!("{prefix}/{op}/ep{r}")
+                };
+                let n = self.push(
+                    id,
+                    phase,
+                    s,
+                    layer,
+                    op,
+                    Role::Experts,
+                    set,
+                    None,
+                    cost,
+                    out_bytes,
+                    pos,
+                );
+                let slots: Vec<u32> = (r * per_rank..(r + 1) * per_rank).collect();
+                let node = &mut self.dag.nodes[n];
+                node.ep_rank = Some(r);
+                node.experts = slots.iter().map(|x| x % n_experts).collect();
+                node.slots = slots;
+                ids.push(n);
+            }
+        }
+        self.link(ids);
+    }
+
+    /// Bytes of the hidden state of the tokens on one GPU, and of the rows
+    /// one EP rank's experts receive.
+    fn activations(&self, shape: &StepShape) -> (Bytes, Bytes) {
+        let m = self.model;
+        let l = self.dag.layout;
+        let h = m.hidden_size as f64;
+        let t = shape.tokens() / l.cp as f64;
+        let k = m.moe.as_ref().map_or(0, |x| x.experts_per_token) as f64;
+        let group_tokens = t * (l.dp * l.cp) as f64 / l.edp() as f64;
+        let rows = group_tokens * k / l.ep as f64;
+        (Bytes(t * h * 2.0), Bytes(rows * h * 2.0))
+    }
+
+    /// The ops of one part (a layer, the embedding, the head) as steps.
+    #[allow(clippy::too_many_arguments)]
+    fn part(
+        &mut self,
+        prefix: &str,
+        phase: Phase,
+        s: u32,
+        layer: Option<u32>,
+        ops: &[Op],
+        label: &str,
+        shape: &StepShape,
+    ) {
+        let (hidden, rows) = self.activations(shape);
+        let cost_of = |op: &Op| (op.time, op.flop, op.bytes, TimeByBound::of(op));
+        if self.opts.granularity == Granularity::Layer {
+            let mut split = TimeByBound::default();
+            let (mut time, mut flop, mut bytes) = (Seconds::ZERO, Flop::ZERO, Bytes::ZERO);
+            for op in ops {
+                time += op.time;
+                flop += op.flop;
+                bytes += op.bytes;
+                split.add(&TimeByBound::of(op));
+            }
+            let role = match label {
+                "embedding" => Role::Embedding,
+                "lm_head" => Role::LmHead,
+                _ => Role::Layer,
+            };
+            self.compute_step(
+                prefix,
+                phase,
+                s,
+                layer,
+                label,
+                role,
+                (time, flop, bytes, split),
+                hidden,
+                0,
+            );
+            return;
+        }
+        let vocab = self.model.vocab_size as f64;
+        let tp = self.dag.layout.tp as f64;
+        for (pos, op) in data_order(ops).into_iter().enumerate() {
+            let pos = pos as u32;
+            let rows_sampled = if phase == Phase::Decode {
+                shape.decode_seqs
+            } else {
+                shape.sampled()
+            }
+            .max(1.0);
+            let out = match op.name {
+                "ep_dispatch" | "dp_all_gather" | "moe_experts" => rows,
+                "lm_head" => Bytes(rows_sampled * vocab / tp * 4.0),
+                "logits_all_gather" => Bytes(rows_sampled * vocab * 4.0),
+                _ => hidden,
+            };
+            match classify(op.name) {
+                Class::Compute(role) => self.compute_step(
+                    prefix,
+                    phase,
+                    s,
+                    layer,
+                    op.name,
+                    role,
+                    cost_of(op),
+                    out,
+                    pos,
+                ),
+                Class::Experts => {
+                    self.expert_step(prefix, phase, s, layer, op.name, cost_of(op), out, pos)
+                }
+                Class::Comm(role, c, kind) => self.comm_step(
+                    prefix,
+                    phase,
+                    s,
+                    layer,
+                    op.name,
+                    role,
+                    c,
+                    kind,
+                    cost_of(op),
+                    out,
+                    pos,
+                ),
+            }
+        }
+    }
+
+    fn phase(&mut self, ctx: &CostContext, phase: Phase, shape: &StepShape, step: &StepCost) {
+        self.prev.clear();
+        let n = self.dag.stages.len();
+        let p = phase.name();
+        for s in 0..n {
+            let parts = ctx.stage_parts(s, shape);
+            let extra: Vec<&Vec<Op>> = parts
+                .iter()
+                .filter(|x| x.0.is_none())
+                .map(|x| &x.1)
+                .collect();
+            let (emb, head) = match (s == 0, s + 1 == n) {
+                (true, true) => (extra.first(), extra.get(1)),
+                (true, false) => (extra.first(), None),
+                (false, true) => (None, extra.first()),
+                (false, false) => (None, None),
+            };
+            let st = s as u32;
+            if let Some(ops) = emb {
+                self.part(
+                    &format!("{p}/s{st}"),
+                    phase,
+                    st,
+                    None,
+                    ops,
+                    "embedding",
+                    shape,
+                );
+            }
+            let range = self.dag.stages[s].first_layer..self.dag.stages[s].end_layer;
+            for li in range {
+                let layer = self.model.layers[li as usize];
+                if let Some((_, ops)) = parts.iter().find(|x| x.0 == Some(layer)) {
+                    self.part(
+                        &format!("{p}/s{st}/L{li}"),
+                        phase,
+                        st,
+                        Some(li),
+                        ops,
+                        "layer",
+                        shape,
+                    );
+                }
+            }
+            if let Some(ops) = head {
+                self.part(
+                    &format!("{p}/s{st}"),
+                    phase,
+                    st,
+                    None,
+                    ops,
+                    "lm_head",
+                    shape,
+                );
+            }
+            if s + 1 < n {
+                let (hidden, _) = self.activations(shape);
+                let t = step.stage_transfer;
+                let split = TimeByBound {
+                    communication_s: t,
+                    ..TimeByBound::default()
+                };
+                self.comm_step(
+                    &format!("{p}/s{st}"),
+                    phase,
+                    st,
+                    None,
+                    "pp_send_recv",
+                    Role::PpTransfer,
+                    Collective::SendRecv,
+                    GroupKind::Pp,
+                    (t, Flop::ZERO, hidden, split),
+                    hidden,
+                    0,
+                );
+            }
+        }
+    }
+}
