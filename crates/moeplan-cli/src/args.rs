@@ -71,26 +71,27 @@ pub struct SchemaArgs {
     pub kind: String,
 }
 
-#[derive(Args, Debug)]
-pub struct EstimateArgs {
+/// The deployment of one replica (shared by `estimate` and `dag`).
+#[derive(Args, Debug, Clone)]
+pub struct DeploymentArgs {
     /// Model: a catalog id, a config.json, or a native model spec.
     #[arg(long)]
-    pub model: String,
+    pub model: Option<String>,
     /// GPU: a catalog id or a GPU spec file.
     #[arg(long)]
-    pub gpu: String,
+    pub gpu: Option<String>,
     /// GPUs per node (NVLink domain), overriding the GPU's.
     #[arg(long)]
     pub gpus_per_node: Option<u32>,
     /// Prompt tokens per request.
     #[arg(long)]
-    pub isl: u64,
+    pub isl: Option<u64>,
     /// Output tokens per request.
     #[arg(long)]
-    pub osl: u64,
+    pub osl: Option<u64>,
     /// Requests in flight on the whole replica (each attention-DP rank serves 1/dp of them).
     #[arg(long)]
-    pub concurrency: u64,
+    pub concurrency: Option<u64>,
     /// Pipeline stages.
     #[arg(long, default_value_t = 1)]
     pub pp: u32,
@@ -133,6 +134,12 @@ pub struct EstimateArgs {
     /// Fraction of GPU memory the engine may use.
     #[arg(long, default_value_t = 0.9)]
     pub max_memory_fraction: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct EstimateArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -227,63 +234,8 @@ pub struct DagArgs {
     /// With --scenario and a disaggregated recommendation: which pool to draw.
     #[arg(long, default_value = "decode", value_parser = ["prefill", "decode"])]
     pub pool: String,
-    /// Model: a catalog id, a config.json, or a native model spec.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// GPU: a catalog id or a GPU spec file.
-    #[arg(long)]
-    pub gpu: Option<String>,
-    /// GPUs per node (NVLink domain), overriding the GPU's.
-    #[arg(long)]
-    pub gpus_per_node: Option<u32>,
-    /// Prompt tokens per request.
-    #[arg(long)]
-    pub isl: Option<u64>,
-    /// Output tokens per request.
-    #[arg(long)]
-    pub osl: Option<u64>,
-    /// Requests in flight on the whole replica.
-    #[arg(long)]
-    pub concurrency: Option<u64>,
-    /// Pipeline stages.
-    #[arg(long, default_value_t = 1)]
-    pub pp: u32,
-    /// Tensor parallel degree (attention, dense MLP).
-    #[arg(long, default_value_t = 1)]
-    pub tp: u32,
-    /// Context parallel degree.
-    #[arg(long, default_value_t = 1)]
-    pub cp: u32,
-    /// Attention data parallel degree inside the replica.
-    #[arg(long, default_value_t = 1)]
-    pub dp: u32,
-    /// Expert parallel degree (default as in `estimate`).
-    #[arg(long)]
-    pub ep: Option<u32>,
-    /// Expert tensor parallel degree (default as in `estimate`).
-    #[arg(long)]
-    pub etp: Option<u32>,
-    /// Store attention, expert and dense weights in this type.
-    #[arg(long)]
-    pub weight_dtype: Option<String>,
-    /// KV cache type.
-    #[arg(long)]
-    pub kv_dtype: Option<String>,
-    /// Redundant expert slots (EPLB).
-    #[arg(long, default_value_t = 0)]
-    pub redundant_experts: u32,
-    /// Power-law exponent of expert popularity (0 = uniform routing).
-    #[arg(long, default_value_t = 0.0)]
-    pub routing_skew: f64,
-    /// Flat compute efficiency instead of the calibrated curves.
-    #[arg(long)]
-    pub mfu: Option<f64>,
-    /// Flat memory-bandwidth efficiency instead of the calibrated curves.
-    #[arg(long)]
-    pub bandwidth_utilization: Option<f64>,
-    /// Tokens per scheduler step per attention-DP rank (the prefill chunk).
-    #[arg(long, default_value_t = 8192)]
-    pub max_step_tokens: u64,
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
     /// Which step to draw.
     #[arg(long, default_value = "both", value_parser = ["prefill", "decode", "both"])]
     pub phase: String,

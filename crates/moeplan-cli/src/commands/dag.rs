@@ -1,14 +1,13 @@
 //! `moeplan dag`: the operator and communication graph of a deployment,
 //! validated against the layout and the cost model, and exported.
-use crate::args::{DagArgs, EstimateArgs, OutputArgs};
+use crate::args::DagArgs;
+use crate::commands::deployment::{self, Deployment};
 
 use crate::output::{self, ArgError, Failure};
 use moeplan::dag::{self, export, DagOptions, Granularity, Phase};
-use moeplan::dtype::DType;
 use moeplan::memory::EngineConfig;
 use moeplan::search::{self, PlanOptions};
-use moeplan::serving::{EstimateInput, Workload};
-use std::fmt::Write as _;
+use moeplan::serving::Workload;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,36 +16,9 @@ fn bad(message: String, help: Option<String>) -> Failure {
     ArgError::failure(message, help, false)
 }
 
-fn fraction(v: Option<f64>, flag: &str) -> Result<Option<f64>, Failure> {
-    match v {
-        Some(x) if !(x > 0.0 && x <= 1.0) => Err(bad(
-            format!("--{flag} {x} is not a fraction in (0, 1]"),
-            Some("0.6 means 60%".into()),
-        )),
-        v => Ok(v),
-    }
-}
-
-fn dtype(s: &Option<String>, flag: &str) -> Result<Option<DType>, Failure> {
-    match s {
-        None => Ok(None),
-        Some(s) => s
-            .parse::<DType>()
-            .map(Some)
-            .map_err(|e| bad(format!("--{flag}: {e}"), None)),
-    }
-}
-
-/// What to draw: the model, GPU, calibration, layout and workload, and the phases.
-struct Deployment {
-    model: moeplan::model::Model,
-    gpu: moeplan::hardware::Gpu,
-    calibration: moeplan::calibration::Calibration,
-    layout: moeplan::layout::Layout,
-    workload: Workload,
-    engine: EngineConfig,
-    redundant_experts: u32,
-    routing_skew: f64,
+/// What to draw: one replica and the phases, and where it came from.
+struct Drawing {
+    d: Deployment,
     phases: Vec<Phase>,
     origin: Option<String>,
 }
@@ -59,114 +31,19 @@ fn phases(a: &DagArgs) -> Vec<Phase> {
     }
 }
 
-fn from_flags(a: &DagArgs) -> Result<Deployment, Failure> {
-    let missing: Vec<&str> = [
-        ("--model", a.model.is_none()),
-        ("--gpu", a.gpu.is_none()),
-        ("--isl", a.isl.is_none()),
-        ("--osl", a.osl.is_none()),
-        ("--concurrency", a.concurrency.is_none()),
-    ]
-    .iter()
-    .filter(|x| x.1)
-    .map(|x| x.0)
-    .collect();
-    if !missing.is_empty() {
-        return Err(bad(
-            format!("moeplan dag needs {} (or --scenario FILE)", missing.join(", ")),
-            Some("describe the deployment as for `moeplan estimate`, or give a scenario to draw the planner's recommendation".into()),
-        ));
-    }
-    let est_args = EstimateArgs {
-        model: a.model.clone().unwrap_or_default(),
-        gpu: a.gpu.clone().unwrap_or_default(),
-        gpus_per_node: a.gpus_per_node,
-        isl: a.isl.unwrap_or(1),
-        osl: a.osl.unwrap_or(1),
-        concurrency: a.concurrency.unwrap_or(1),
-        pp: a.pp,
-        tp: a.tp,
-        cp: a.cp,
-        dp: a.dp,
-        ep: a.ep,
-        etp: a.etp,
-        weight_dtype: a.weight_dtype.clone(),
-        kv_dtype: a.kv_dtype.clone(),
-        redundant_experts: a.redundant_experts,
-        routing_skew: a.routing_skew,
-        mfu: a.mfu,
-        bandwidth_utilization: a.bandwidth_utilization,
-        max_step_tokens: a.max_step_tokens,
-        max_memory_fraction: 0.9,
-        output: OutputArgs {
-            json: false,
-            explain: false,
-        },
-    };
-    for (flag, v) in [
-        ("isl", est_args.isl),
-        ("osl", est_args.osl),
-        ("concurrency", est_args.concurrency),
-        ("max-step-tokens", est_args.max_step_tokens),
-    ] {
-        if v == 0 {
-            return Err(bad(format!("--{flag} must be at least 1"), None));
-        }
-    }
-    let mut model = moeplan::catalog::resolve_model(&est_args.model)
-        .map_err(|e| Failure::Input(Box::new(e), false))?;
-    let mut gpu = moeplan::catalog::resolve_gpu(&est_args.gpu)
-        .map_err(|e| Failure::Input(Box::new(e), false))?;
-    if let Some(w) = dtype(&a.weight_dtype, "weight-dtype")? {
-        model.dtypes.attention = w;
-        model.dtypes.experts = w;
-        model.dtypes.dense = w;
-    }
-    if let Some(k) = dtype(&a.kv_dtype, "kv-dtype")? {
-        model.dtypes.kv_cache = k;
-    }
-    if let Some(n) = a.gpus_per_node {
-        if n == 0 {
-            return Err(bad("--gpus-per-node must be at least 1".into(), None));
-        }
-        gpu.gpus_per_node = n;
-    }
-    let calibration = gpu.calibration.flat(
-        fraction(a.mfu, "mfu")?,
-        fraction(a.bandwidth_utilization, "bandwidth-utilization")?,
-    );
-    Ok(Deployment {
-        layout: moeplan::layout::Layout::folded(
-            est_args.pp,
-            est_args.tp,
-            est_args.cp,
-            est_args.dp,
-            est_args.ep,
-            est_args.etp,
-        ),
-        workload: Workload {
-            isl: est_args.isl,
-            osl: est_args.osl,
-            concurrency: est_args.concurrency,
-        },
-        engine: EngineConfig {
-            max_step_tokens: a.max_step_tokens,
-            ..EngineConfig::default()
-        },
-        model,
-        gpu,
-        calibration,
-        redundant_experts: a.redundant_experts,
-        routing_skew: a.routing_skew.max(0.0),
+fn from_flags(a: &DagArgs) -> Result<Drawing, Failure> {
+    let d = deployment::resolve(&a.deployment, "dag", false)?;
+    Ok(Drawing {
+        d,
         phases: phases(a),
         origin: None,
     })
 }
 
-fn from_scenario(a: &DagArgs, path: &str) -> Result<Deployment, Failure> {
+fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
     let mut s = moeplan::spec::scenario::read(Path::new(path))
         .map_err(|e| Failure::Input(Box::new(e), false))?;
-    if let Some(n) = a.gpus_per_node {
+    if let Some(n) = a.deployment.gpus_per_node {
         if n == 0 {
             return Err(bad("--gpus-per-node must be at least 1".into(), None));
         }
@@ -174,7 +51,7 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Deployment, Failure> {
     }
     let opts = PlanOptions {
         engine: EngineConfig {
-            max_step_tokens: a.max_step_tokens,
+            max_step_tokens: a.deployment.max_step_tokens,
             ..EngineConfig::default()
         },
         ..PlanOptions::default()
@@ -218,23 +95,25 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Deployment, Failure> {
             format!(", which runs only the {} step", pool.role)
         }
     );
-    Ok(Deployment {
-        calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
-        layout: pool.layout,
-        workload: Workload {
-            isl: s.workload.isl.mean().max(1),
-            osl: s.workload.osl.mean().max(1),
-            concurrency: pool.concurrency.max(1),
+    Ok(Drawing {
+        d: Deployment {
+            calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
+            layout: pool.layout,
+            workload: Workload {
+                isl: s.workload.isl.mean().max(1),
+                osl: s.workload.osl.mean().max(1),
+                concurrency: pool.concurrency.max(1),
+            },
+            engine: EngineConfig {
+                max_step_tokens: a.deployment.max_step_tokens,
+                max_memory_fraction: s.slo.max_memory_fraction,
+                ..EngineConfig::default()
+            },
+            model: s.model,
+            gpu: s.gpu,
+            redundant_experts: 0,
+            routing_skew: 0.0,
         },
-        engine: EngineConfig {
-            max_step_tokens: a.max_step_tokens,
-            max_memory_fraction: s.slo.max_memory_fraction,
-            ..EngineConfig::default()
-        },
-        model: s.model,
-        gpu: s.gpu,
-        redundant_experts: 0,
-        routing_skew: 0.0,
         phases,
         origin: Some(origin),
     })
@@ -283,22 +162,13 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
 }
 
 pub fn run(a: &DagArgs) -> Result<(), Failure> {
-    let d = match &a.scenario {
+    let Drawing { d, phases, origin } = match &a.scenario {
         Some(p) => from_scenario(a, p)?,
         None => from_flags(a)?,
     };
-    let input = EstimateInput {
-        model: &d.model,
-        gpu: &d.gpu,
-        calibration: d.calibration.clone(),
-        layout: d.layout,
-        workload: d.workload,
-        engine: d.engine,
-        redundant_experts: d.redundant_experts,
-        routing_skew: d.routing_skew,
-    };
+    let input = d.input();
     let opts = DagOptions {
-        phases: d.phases.clone(),
+        phases: phases.clone(),
         granularity: if a.granularity == "layer" {
             Granularity::Layer
         } else {
@@ -309,24 +179,18 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
     let graph = match dag::build(&input, &opts) {
         Ok(g) => g,
         Err(problems) => {
-            let mut msg = format!(
-                "invalid layout {} for {} on {}:",
-                d.layout, d.model.name, d.gpu.id
-            );
-            for p in &problems {
-                let _ = write!(msg, "\n  - [{}] {}: {}", p.rule, p.field, p.message);
-            }
-            let help = problems
-                .iter()
-                .map(|p| p.hint.clone())
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Err(bad(msg, Some(help)));
+            return Err(deployment::invalid_layout(
+                &d.layout,
+                &d.model.name,
+                &d.gpu.id,
+                &problems,
+                false,
+            ))
         }
     };
     let report = dag::check(&graph);
     let mut summary = export::summary(&graph, &report);
-    if let Some(o) = &d.origin {
+    if let Some(o) = &origin {
         summary = format!("from {o}\n{summary}");
     }
     let view = export::ViewOptions {

@@ -1,115 +1,22 @@
 //! `moeplan estimate`: TTFT, TPOT, throughput and memory of one deployment.
 use crate::args::EstimateArgs;
-use crate::output::{self, ArgError, Failure};
-use moeplan::dtype::DType;
-use moeplan::layout::Layout;
-use moeplan::memory::EngineConfig;
-use moeplan::serving::{estimate, Estimate, EstimateInput, PhaseCost, Workload};
+use crate::commands::deployment;
+use crate::output::{self, Failure};
+use moeplan::serving::{estimate, Estimate, PhaseCost};
 use moeplan::units::{Bytes, Flop, Seconds};
 use std::fmt::Write;
 
-fn dtype(s: &Option<String>, flag: &str, json: bool) -> Result<Option<DType>, Failure> {
-    match s {
-        None => Ok(None),
-        Some(s) => s
-            .parse::<DType>()
-            .map(Some)
-            .map_err(|e| ArgError::failure(format!("--{flag}: {e}"), None, json)),
-    }
-}
-
-fn fraction(v: Option<f64>, flag: &str, json: bool) -> Result<Option<f64>, Failure> {
-    match v {
-        Some(x) if !(x > 0.0 && x <= 1.0) => Err(ArgError::failure(
-            format!("--{flag} {x} is not a fraction in (0, 1]"),
-            Some("0.6 means 60%".into()),
-            json,
-        )),
-        v => Ok(v),
-    }
-}
-
 pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     let json = a.output.json;
-    let mut model =
-        moeplan::catalog::resolve_model(&a.model).map_err(|e| Failure::Input(Box::new(e), json))?;
-    let mut gpu =
-        moeplan::catalog::resolve_gpu(&a.gpu).map_err(|e| Failure::Input(Box::new(e), json))?;
-    if let Some(w) = dtype(&a.weight_dtype, "weight-dtype", json)? {
-        model.dtypes.attention = w;
-        model.dtypes.experts = w;
-        model.dtypes.dense = w;
-    }
-    if let Some(k) = dtype(&a.kv_dtype, "kv-dtype", json)? {
-        model.dtypes.kv_cache = k;
-    }
-    if let Some(n) = a.gpus_per_node {
-        if n == 0 {
-            return Err(ArgError::failure(
-                "--gpus-per-node must be at least 1".into(),
-                None,
-                json,
-            ));
-        }
-        gpu.gpus_per_node = n;
-    }
-    let mfu = fraction(a.mfu, "mfu", json)?;
-    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)?;
-    let mmf = fraction(Some(a.max_memory_fraction), "max-memory-fraction", json)?.unwrap_or(0.9);
-    for (flag, v) in [
-        ("isl", a.isl),
-        ("osl", a.osl),
-        ("concurrency", a.concurrency),
-        ("max-step-tokens", a.max_step_tokens),
-    ] {
-        if v == 0 {
-            return Err(ArgError::failure(
-                format!("--{flag} must be at least 1"),
-                None,
-                json,
-            ));
-        }
-    }
-    let input = EstimateInput {
-        model: &model,
-        gpu: &gpu,
-        calibration: gpu.calibration.flat(mfu, bw),
-        layout: Layout::folded(a.pp, a.tp, a.cp, a.dp, a.ep, a.etp),
-        workload: Workload {
-            isl: a.isl,
-            osl: a.osl,
-            concurrency: a.concurrency,
-        },
-        engine: EngineConfig {
-            max_step_tokens: a.max_step_tokens,
-            max_memory_fraction: mmf,
-            ..EngineConfig::default()
-        },
-        redundant_experts: a.redundant_experts,
-        routing_skew: a.routing_skew.max(0.0),
-    };
-    let est = match estimate(&input) {
-        Ok(e) => e,
-        Err(problems) => {
-            let mut msg = format!(
-                "invalid layout {} for {} on {}:",
-                input.layout, model.name, gpu.id
-            );
-            for p in &problems {
-                let _ = write!(msg, "\n  - [{}] {}: {}", p.rule, p.field, p.message);
-            }
-            let help = problems
-                .iter()
-                .map(|p| p.hint.clone())
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Err(ArgError::failure(msg, Some(help), json));
-        }
-    };
+    let d = deployment::resolve(&a.deployment, "estimate", json)?;
+    let input = d.input();
+    let est = estimate(&input).map_err(|problems| {
+        deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, json)
+    })?;
     if json {
         output::json(&est.to_json());
     } else {
-        output::print(&render(&est, &model.name, &gpu.id, a.output.explain));
+        output::print(&render(&est, &d.model.name, &d.gpu.id, a.output.explain));
     }
     if !est.fits {
         if !json {

@@ -2,6 +2,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod dag;
+pub mod deployment;
 pub mod estimate;
 pub mod model;
 pub mod plan;
