@@ -128,12 +128,18 @@ pub struct DeploymentArgs {
     /// Flat memory-bandwidth efficiency instead of the calibrated curves.
     #[arg(long)]
     pub bandwidth_utilization: Option<f64>,
-    /// Tokens per scheduler step per attention-DP rank (chunked prefill budget).
-    #[arg(long, default_value_t = 8192)]
-    pub max_step_tokens: u64,
-    /// Fraction of GPU memory the engine may use.
-    #[arg(long, default_value_t = 0.9)]
-    pub max_memory_fraction: f64,
+    /// The serving engine whose scheduler defaults to assume (step budget, running-request cap, memory share); the flags below override them.
+    #[arg(long, default_value = "neutral", value_parser = ["neutral", "vllm", "sglang", "trtllm"])]
+    pub engine: String,
+    /// Tokens per scheduler step per attention-DP rank (chunked prefill budget; default: the engine's).
+    #[arg(long)]
+    pub max_step_tokens: Option<u64>,
+    /// Requests one attention-DP rank runs at once; more wait for a slot (default: the engine's).
+    #[arg(long)]
+    pub max_running_requests: Option<u64>,
+    /// Fraction of GPU memory the engine may use (default: the engine's).
+    #[arg(long)]
+    pub max_memory_fraction: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +196,9 @@ pub struct PlanArgs {
     /// Flat memory-bandwidth efficiency instead of the calibrated curves.
     #[arg(long)]
     pub bandwidth_utilization: Option<f64>,
+    /// The serving engine whose scheduler defaults to assume.
+    #[arg(long, default_value = "neutral", value_parser = ["neutral", "vllm", "sglang", "trtllm"])]
+    pub engine: String,
     /// What to optimise: throughput (tokens/s per GPU), fewest-gpus (for the request rate), pareto.
     #[arg(long, default_value = "throughput", value_parser = ["throughput", "fewest-gpus", "pareto"])]
     pub objective: String,

@@ -17,12 +17,100 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-/// Engine-side settings that size memory.
+/// A serving engine whose scheduler defaults an estimate can assume.
+///
+/// The engines run the same kinds of kernels here (the curves are fitted to
+/// vLLM's); what differs, and changes what a user measures, is their
+/// scheduler: the tokens one step may carry, how many requests may run at
+/// once (the rest wait for a slot, and their wait is part of TTFT), and the
+/// share of memory they take. Each preset is the engine's documented
+/// default; every figure can be overridden by a flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// No engine assumed: an 8192-token step budget, no running-request cap, 90% of memory.
+    Neutral,
+    /// vLLM V1 API server: `max_num_batched_tokens` 8192 and `max_num_seqs`
+    /// 1024 on GPUs of at least 70 GiB (2048 and 256 below), `gpu_memory_utilization` 0.9.
+    Vllm,
+    /// SGLang: `chunked_prefill_size` 4096 under 60 GiB, 8192 up to 160 GiB,
+    /// 16384 above; `mem_fraction_static` about 0.88; running requests bounded by memory only.
+    Sglang,
+    /// TensorRT-LLM (`trtllm-serve`): `max_num_tokens` 8192, `max_batch_size` 2048, 90% of memory for weights and KV cache.
+    Trtllm,
+}
+
+impl Engine {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Neutral => "neutral",
+            Engine::Vllm => "vllm",
+            Engine::Sglang => "sglang",
+            Engine::Trtllm => "trtllm",
+        }
+    }
+
+    /// The engine's defaults on a GPU of `memory` bytes.
+    pub fn config(self, memory: Bytes) -> EngineConfig {
+        let gib = memory.0 / GIB;
+        let base = EngineConfig {
+            engine: self,
+            ..EngineConfig::default()
+        };
+        match self {
+            Engine::Neutral => base,
+            Engine::Vllm => EngineConfig {
+                max_step_tokens: if gib >= 70.0 { 8192 } else { 2048 },
+                max_running_requests: Some(if gib >= 70.0 { 1024 } else { 256 }),
+                ..base
+            },
+            Engine::Sglang => EngineConfig {
+                max_step_tokens: if gib < 60.0 {
+                    4096
+                } else if gib <= 160.0 {
+                    8192
+                } else {
+                    16384
+                },
+                max_memory_fraction: 0.88,
+                ..base
+            },
+            Engine::Trtllm => EngineConfig {
+                max_step_tokens: 8192,
+                max_running_requests: Some(2048),
+                ..base
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "neutral" => Ok(Engine::Neutral),
+            "vllm" => Ok(Engine::Vllm),
+            "sglang" => Ok(Engine::Sglang),
+            "trtllm" | "tensorrt-llm" => Ok(Engine::Trtllm),
+            other => Err(format!(
+                "unknown engine `{other}`; expected neutral, vllm, sglang or trtllm"
+            )),
+        }
+    }
+}
+
+/// Engine-side settings that size steps and memory.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct EngineConfig {
+    /// The engine these settings describe.
+    pub engine: Engine,
     /// Tokens one scheduler step may process per attention-DP rank
     /// (vLLM `max_num_batched_tokens`, SGLang `chunked_prefill_size`).
     pub max_step_tokens: u64,
+    /// Requests one attention-DP rank runs at once (vLLM `max_num_seqs`,
+    /// TensorRT-LLM `max_batch_size`); more wait for a slot. None: memory decides.
+    pub max_running_requests: Option<u64>,
     /// CUDA context, library workspaces and CUDA-graph pool per GPU.
     pub runtime_reserve: Bytes,
     /// Fraction of the GPU's memory the engine may use (vLLM
@@ -33,7 +121,9 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            engine: Engine::Neutral,
             max_step_tokens: 8192,
+            max_running_requests: None,
             runtime_reserve: Bytes(1.5 * GIB),
             max_memory_fraction: 0.9,
         }

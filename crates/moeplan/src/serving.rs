@@ -129,10 +129,16 @@ pub struct Estimate {
     pub decoding_requests: f64,
     /// `decode` when every request decodes each step; `prefill` when the step budget cannot keep up with arriving prompts.
     pub regime: &'static str,
+    /// The engine settings assumed.
+    pub engine: crate::memory::EngineConfig,
     /// Whether the memory of the fullest GPU fits.
     pub fits: bool,
-    /// Most requests of isl + osl tokens the replica holds.
+    /// Most requests the replica holds at `memory_context` tokens each.
     pub max_concurrency: u64,
+    /// Tokens of KV cache per request that memory is sized for: isl + osl
+    /// (engine-neutral, every request at its end), or isl + osl/2 (an
+    /// engine's steady state).
+    pub memory_context: u64,
     /// Memory of the fullest GPU.
     pub memory: MemoryBreakdown,
     /// Expert load imbalance.
@@ -319,16 +325,38 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
     let (isl, osl) = (w.isl.max(1) as f64, w.osl.max(1) as f64);
     let dp = l.dp as f64;
     let c_rank = (w.concurrency.max(1) as f64 / dp).max(1.0);
-    let budget = inp.engine.max_step_tokens as f64;
-    let context = w.isl + w.osl;
     let avg_ctx = isl + osl / 2.0;
+    // Memory: the engine-neutral estimate holds every request at its full
+    // length (isl + osl), the conservative answer; a real engine fills its
+    // memory with requests at their current lengths, on average isl + osl/2.
+    let neutral = inp.engine.engine == crate::memory::Engine::Neutral;
+    let context = if neutral {
+        w.isl + w.osl
+    } else {
+        w.isl + w.osl / 2
+    };
+    // Requests above the engine's running cap wait for a slot: they hold no
+    // KV cache and their wait is part of TTFT.
+    let mut cap = inp
+        .engine
+        .max_running_requests
+        .map_or(f64::INFINITY, |c| c.max(1) as f64);
+    // A real engine also admits only the requests whose KV cache fits; the
+    // engine-neutral estimate reports a deployment that does not fit instead.
+    if !neutral {
+        let fit =
+            memory::max_concurrency(m, inp.gpu, &l, &inp.engine, inp.redundant_experts, context);
+        cap = cap.min(((fit as f64) / dp).floor().max(1.0));
+    }
+    let running = c_rank.min(cap);
+    let budget = inp.engine.max_step_tokens as f64;
 
     // Steady state per DP rank.
-    let needed = c_rank * isl / osl;
-    let (regime, b, p) = if c_rank + needed <= budget {
-        ("decode", c_rank, needed)
+    let needed = running * isl / osl;
+    let (regime, b, p) = if running + needed <= budget {
+        ("decode", running, needed)
     } else {
-        let b = (budget * osl / (isl + osl)).clamp(1.0, c_rank);
+        let b = (budget * osl / (isl + osl)).clamp(1.0, running);
         ("prefill", b, (budget - b).max(0.0))
     };
     // Imbalance at the MoE's routed rows of a decode-dominated step.
@@ -384,11 +412,15 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
     };
     let chunk_step = ctx.step(&chunk_shape);
     let prefill_time = chunk_step.traversal() * n_chunks;
-    let queue = if regime == "prefill" {
-        tpot * ((c_rank - b) * osl / b)
-    } else {
-        Seconds::ZERO
-    };
+    // Little's law: requests not decoding (waiting for prefill, or for a
+    // running slot) leave at the completion rate of b / osl per step.
+    let queue = tpot * ((c_rank - b).max(0.0) * osl / b);
+    if c_rank > cap {
+        warnings.push(format!(
+            "{c_rank:.0} requests per attention-DP rank exceed the {cap:.0} that {} runs at once (its request limit, or what fits in memory): the rest wait for a slot, which adds {queue} to TTFT",
+            inp.engine.engine.name()
+        ));
+    }
     let ttft = tpot / 2.0 + prefill_time + queue;
     let request_latency = ttft + tpot * (osl - 1.0);
 
@@ -403,7 +435,7 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
         &l,
         &inp.engine,
         inp.redundant_experts,
-        w.concurrency,
+        (running * dp).round() as u64,
         context,
     );
     if !mem.fits() {
@@ -530,8 +562,10 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
         input_tokens_per_s_per_gpu: in_per_gpu,
         decoding_requests: b * dp,
         regime,
+        engine: inp.engine,
         fits: mem.fits(),
         max_concurrency,
+        memory_context: context,
         memory: mem,
         load_imbalance: LoadImbalance {
             uniform,
@@ -578,8 +612,10 @@ impl Estimate {
             "input_tokens_per_s_per_gpu": self.input_tokens_per_s_per_gpu.0,
             "decoding_requests": self.decoding_requests,
             "regime": self.regime,
+            "engine": self.engine,
             "fits": self.fits,
             "max_concurrency": self.max_concurrency,
+            "memory_context": self.memory_context,
             "memory_per_gpu": {
                 "weights_bytes": mem.weights_bytes.0,
                 "kv_cache_bytes": mem.kv_cache_bytes.0,

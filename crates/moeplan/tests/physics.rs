@@ -451,3 +451,71 @@ fn summary_equals_full_estimate() {
     let b = moeplan::serving::load_imbalance(256, 8, 0, 1000.0, 0.5);
     assert_eq!(a.to_bits(), b.to_bits());
 }
+
+/// An engine runs at most `max_running_requests` per attention-DP rank; the
+/// others wait for a slot. With 128 requests in flight and a cap of 64, 64
+/// decode and 64 wait; requests leave at 64 / osl per step, so by Little's
+/// law the wait is (128 − 64) × osl / 64 steps: with osl = 100, 100 × TPOT on
+/// top of the TTFT of the same 64 running requests alone.
+#[test]
+fn running_cap_queues_the_rest() {
+    use moeplan::memory::Engine;
+    let m = model("qwen3-30b-a3b");
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let mut engine = Engine::Vllm.config(gpu.memory);
+    assert_eq!(engine.max_running_requests, Some(1024));
+    engine.max_running_requests = Some(64);
+    let run = |concurrency| {
+        estimate(&EstimateInput {
+            model: &m,
+            gpu: &gpu,
+            calibration: gpu.calibration.clone(),
+            layout: Layout::default(),
+            workload: Workload {
+                isl: 1000,
+                osl: 100,
+                concurrency,
+            },
+            engine,
+            redundant_experts: 0,
+            routing_skew: 0.0,
+        })
+        .unwrap()
+    };
+    let alone = run(64);
+    let queued = run(128);
+    assert_eq!(queued.decoding_requests, 64.0);
+    assert!(within(queued.tpot.0, alone.tpot.0, 1e-12));
+    let extra = queued.ttft.0 - alone.ttft.0;
+    assert!(
+        within(extra, 100.0 * alone.tpot.0, 1e-9),
+        "{extra} vs {}",
+        100.0 * alone.tpot.0
+    );
+    // The waiting requests hold no KV cache.
+    assert!(within(
+        queued.memory.kv_cache_bytes.0,
+        alone.memory.kv_cache_bytes.0,
+        1e-12
+    ));
+    // The engine-neutral estimate has no cap: all 128 decode.
+    let neutral = estimate(&EstimateInput {
+        engine: EngineConfig::default(),
+        ..EstimateInput {
+            model: &m,
+            gpu: &gpu,
+            calibration: gpu.calibration.clone(),
+            layout: Layout::default(),
+            workload: Workload {
+                isl: 1000,
+                osl: 100,
+                concurrency: 128,
+            },
+            engine,
+            redundant_experts: 0,
+            routing_skew: 0.0,
+        }
+    })
+    .unwrap();
+    assert_eq!(neutral.decoding_requests, 128.0);
+}

@@ -9,7 +9,7 @@
 
 use moeplan::dtype::DType;
 use moeplan::layout::Layout;
-use moeplan::memory::EngineConfig;
+use moeplan::memory::Engine;
 use moeplan::serving::{estimate, EstimateInput, Workload};
 use std::path::PathBuf;
 
@@ -94,17 +94,25 @@ fn published_figures() {
             etp: stage / ep.max(1),
             ..Layout::default()
         };
-        let engine = EngineConfig::default();
-        let load = get("load");
-        let concurrency = load
+        // The engine the figure was measured on sets the scheduler: its step
+        // budget, running-request cap and memory share.
+        let engine_name = get("engine");
+        let kind = if engine_name.starts_with("trtllm") {
+            Engine::Trtllm
+        } else if engine_name.starts_with("sglang") {
+            Engine::Sglang
+        } else if engine_name.starts_with("vllm") {
+            Engine::Vllm
+        } else {
+            Engine::Neutral
+        };
+        let engine = kind.config(gpu.memory);
+        // Offline peak throughput: the engine runs as many requests as its
+        // cap and memory admit; more only wait.
+        let concurrency = get("load")
             .strip_prefix("concurrency ")
             .and_then(|c| c.parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                // Offline peak throughput: as many requests as memory holds, capped
-                // at the engines' default batch limits (1024 per rank... per replica).
-                moeplan::memory::max_concurrency(&m, &gpu, &layout, &engine, 0, isl + osl)
-                    .clamp(1, 2048)
-            });
+            .unwrap_or(8192 * layout.dp as u64);
         let inp = EstimateInput {
             model: &m,
             gpu: &gpu,

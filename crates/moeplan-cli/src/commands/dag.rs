@@ -50,10 +50,7 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
         s.gpu.gpus_per_node = n;
     }
     let opts = PlanOptions {
-        engine: EngineConfig {
-            max_step_tokens: a.deployment.max_step_tokens,
-            ..EngineConfig::default()
-        },
+        engine: deployment::engine(&a.deployment, &s.gpu, false)?,
         ..PlanOptions::default()
     };
     let result = search::plan(&s, &opts, &|_, _| {});
@@ -105,9 +102,8 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
                 concurrency: pool.concurrency.max(1),
             },
             engine: EngineConfig {
-                max_step_tokens: a.deployment.max_step_tokens,
                 max_memory_fraction: s.slo.max_memory_fraction,
-                ..EngineConfig::default()
+                ..deployment::engine(&a.deployment, &s.gpu, false)?
             },
             model: s.model,
             gpu: s.gpu,

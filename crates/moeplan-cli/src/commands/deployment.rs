@@ -7,7 +7,7 @@ use moeplan::calibration::Calibration;
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::{Layout, LayoutProblem};
-use moeplan::memory::EngineConfig;
+use moeplan::memory::{Engine, EngineConfig};
 use moeplan::model::Model;
 use moeplan::serving::{EstimateInput, Workload};
 use std::fmt::Write;
@@ -96,7 +96,8 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
         ("isl", isl),
         ("osl", osl),
         ("concurrency", concurrency),
-        ("max-step-tokens", a.max_step_tokens),
+        ("max-step-tokens", a.max_step_tokens.unwrap_or(1)),
+        ("max-running-requests", a.max_running_requests.unwrap_or(1)),
     ] {
         if v == 0 {
             return Err(ArgError::failure(
@@ -131,8 +132,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
     }
     let mfu = fraction(a.mfu, "mfu", json)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)?;
-    let max_memory_fraction =
-        fraction(Some(a.max_memory_fraction), "max-memory-fraction", json)?.unwrap_or(0.9);
+    let engine = engine(a, &gpu, json)?;
     Ok(Deployment {
         calibration: gpu.calibration.flat(mfu, bw),
         layout: Layout::folded(a.pp, a.tp, a.cp, a.dp, a.ep, a.etp),
@@ -141,16 +141,31 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
             osl,
             concurrency,
         },
-        engine: EngineConfig {
-            max_step_tokens: a.max_step_tokens,
-            max_memory_fraction,
-            ..EngineConfig::default()
-        },
+        engine,
         redundant_experts: a.redundant_experts,
         routing_skew: a.routing_skew.max(0.0),
         model,
         gpu,
     })
+}
+
+/// The engine preset for this GPU, with the explicit flags applied.
+pub fn engine(a: &DeploymentArgs, gpu: &Gpu, json: bool) -> Result<EngineConfig, Failure> {
+    let e: Engine = a
+        .engine
+        .parse()
+        .map_err(|m| ArgError::failure(m, None, json))?;
+    let mut c = e.config(gpu.memory);
+    if let Some(t) = a.max_step_tokens {
+        c.max_step_tokens = t;
+    }
+    if let Some(r) = a.max_running_requests {
+        c.max_running_requests = Some(r);
+    }
+    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", json)? {
+        c.max_memory_fraction = f;
+    }
+    Ok(c)
 }
 
 /// An invalid layout as an input error naming every rule it breaks.

@@ -67,8 +67,8 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
     );
     let _ = writeln!(
         s,
-        "  max concurrency   {} requests at isl+osl",
-        e.max_concurrency
+        "  max concurrency   {} requests of {} tokens each",
+        e.max_concurrency, e.memory_context
     );
     let _ = writeln!(
         s,
@@ -91,6 +91,14 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
         e.ceilings.decode_kv_bytes_per_step_per_gpu,
         e.ceilings.prefill_tokens_per_s_per_gpu.0,
         e.ceilings.prefill_flop_per_token
+    );
+    let _ = writeln!(
+        s,
+        "  engine            {}: {} tokens per step, {} running requests per rank, {:.0}% of memory",
+        e.engine.engine.name(),
+        e.engine.max_step_tokens,
+        e.engine.max_running_requests.map_or("unlimited".to_string(), |r| r.to_string()),
+        e.engine.max_memory_fraction * 100.0
     );
     let _ = writeln!(s, "  efficiencies      {}", e.efficiency_source);
     for w in &e.warnings {

@@ -124,6 +124,11 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
             disaggregated: a.mode != "aggregated",
         },
         top_n: a.top.max(1),
+        engine: a
+            .engine
+            .parse::<moeplan::memory::Engine>()
+            .map_err(|m| ArgError::failure(m, None, a.output.json))?
+            .config(s.gpu.memory),
         ..PlanOptions::default()
     };
     let start = Instant::now();
