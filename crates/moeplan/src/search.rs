@@ -1129,7 +1129,7 @@ pub struct SearchPlanner;
 
 impl crate::audit::fix::Planner for SearchPlanner {
     fn recommend(&self, plan: &crate::spec::plan::Plan) -> Option<(Layout, u32)> {
-        let s = plan.scenario();
+        let s = plan.scenario.clone();
         let opts = PlanOptions {
             modes: Modes {
                 aggregated: true,

@@ -152,6 +152,6 @@ fn search_planner_serves_the_audit() {
     let (l, replicas) = moeplan::search::SearchPlanner
         .recommend(&p)
         .expect("Mixtral fits on two H100");
-    assert!(l.check(&p.model, &p.gpu, 0).0.is_empty());
-    assert!(replicas * l.gpus() <= p.gpus_available.unwrap_or(u32::MAX));
+    assert!(l.check(&p.scenario.model, &p.scenario.gpu, 0).0.is_empty());
+    assert!(replicas * l.gpus() <= p.scenario.gpus_available.unwrap_or(u32::MAX));
 }

@@ -279,7 +279,7 @@ pub(super) fn all(plan: &Plan, evals: &[PoolEval]) -> Vec<Finding> {
     performance(plan, evals, &mut out);
     bounds(plan, evals, &mut out);
     slo(plan, evals, &mut out);
-    if plan.workload.concurrency.is_none() {
+    if plan.scenario.workload.concurrency.is_none() {
         out.push(finding(
             Severity::Info,
             "assumed_concurrency",
@@ -299,7 +299,10 @@ pub(super) fn all(plan: &Plan, evals: &[PoolEval]) -> Vec<Finding> {
 
 fn layout(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     for e in evals {
-        let (problems, warnings) = e.pool.layout.check(&plan.model, &plan.gpu, 0);
+        let (problems, warnings) = e
+            .pool
+            .layout
+            .check(&plan.scenario.model, &plan.scenario.gpu, 0);
         let l = e.pool.layout;
         let ev = Derivation::new(
             "gpus_per_stage = tp·cp·dp = ep·etp·edp; heads divisible by tp; experts by ep; expert width by etp; pp ≤ layers (domain.md §2)",
@@ -307,10 +310,10 @@ fn layout(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 ("written", l.to_string()),
                 ("gpus_per_stage", l.gpus_per_stage().to_string()),
                 ("ep·etp", (l.ep * l.etp).to_string()),
-                ("heads", plan.model.attention.n_heads().to_string()),
+                ("heads", plan.scenario.model.attention.n_heads().to_string()),
                 (
                     "routed_experts",
-                    plan.model
+                    plan.scenario.model
                         .moe
                         .as_ref()
                         .map_or("none".into(), |m| m.n_routed_experts.to_string()),
@@ -369,7 +372,7 @@ fn degree(l: &crate::layout::Layout, field: &str) -> u32 {
 fn gpus(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     let folded = plan.deployment.gpus();
     let product: u64 = evals.iter().map(|e| e.pool.written_product).sum();
-    let experts = plan.model.moe.as_ref().map(|m| m.n_routed_experts);
+    let experts = plan.scenario.model.moe.as_ref().map(|m| m.n_routed_experts);
     let expr: Vec<String> = evals
         .iter()
         .map(|e| {
@@ -479,7 +482,7 @@ fn gpus(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             }
         }
     }
-    if let Some(avail) = plan.gpus_available {
+    if let Some(avail) = plan.scenario.gpus_available {
         if folded > avail as u64 {
             out.push(finding(
                 Severity::Error,
@@ -497,9 +500,9 @@ fn gpus(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
 
 /// FLOP per token: linear layers + attention at a context.
 fn flop_range(plan: &Plan) -> (f64, f64) {
-    let m = &plan.model;
+    let m = &plan.scenario.model;
     let linear = m.linear_flop_per_token().0;
-    let w = &plan.workload;
+    let w = &plan.scenario.workload;
     (
         linear + m.attention_flop_per_token(w.isl.min).0,
         linear + m.attention_flop_per_token(w.isl.max + w.osl.max).0,
@@ -507,7 +510,7 @@ fn flop_range(plan: &Plan) -> (f64, f64) {
 }
 
 fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
-    let m = &plan.model;
+    let m = &plan.scenario.model;
     let report = m.params();
     let total = report.total.0;
     let active = report.active.0;
@@ -591,7 +594,7 @@ fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
         &[
             ("active_params", params(active)),
             ("linear_flop_per_token", flop(m.linear_flop_per_token().0)),
-            ("context", format!("{} – {}", plan.workload.isl.min, plan.workload.isl.max + plan.workload.osl.max)),
+            ("context", format!("{} – {}", plan.scenario.workload.isl.min, plan.scenario.workload.isl.max + plan.scenario.workload.osl.max)),
         ],
     );
     if let Some(f) = plan.claims.flops_per_token {
@@ -622,7 +625,7 @@ fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     }
     if let Some(b) = plan.claims.bytes_read_per_token {
         if let Some(e) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
-            let bw = plan.gpu.memory_bandwidth.0;
+            let bw = plan.scenario.gpu.memory_bandwidth.0;
             let per_token = bw / e.ceilings.decode_tokens_per_s_per_gpu.0;
             compare(
                 Claim {
@@ -712,7 +715,7 @@ fn memory(
     let (Some(t), Some(w)) = (&e.typical, &e.worst) else {
         return;
     };
-    let m = &plan.model;
+    let m = &plan.scenario.model;
     let l = e.pool.layout;
     let mt = &t.memory;
     let mw = &w.memory;
@@ -787,7 +790,7 @@ fn memory(
             ("requests", super::concurrency(plan).to_string()),
             ("dp", l.dp.to_string()),
             ("kv_per_request_at_longest", mw.kv_bytes_per_request.to_string()),
-            ("context", format!("{} – {}", plan.workload.isl.mean() + plan.workload.osl.mean(), plan.workload.isl.max + plan.workload.osl.mean())),
+            ("context", format!("{} – {}", plan.scenario.workload.isl.mean() + plan.scenario.workload.osl.mean(), plan.scenario.workload.isl.max + plan.scenario.workload.osl.mean())),
             li.clone(),
         ],
     );
@@ -1059,8 +1062,8 @@ pub(super) fn overall_throughput(
             let pe = prefill_eval(evals)?;
             let de = decode_eval(evals)?;
             let (pt, dt) = (pe.typical.as_ref()?, de.typical.as_ref()?);
-            let isl = plan.workload.isl.mean().max(1) as f64;
-            let osl = plan.workload.osl.mean().max(1) as f64;
+            let isl = plan.scenario.workload.isl.mean().max(1) as f64;
+            let osl = plan.scenario.workload.osl.mean().max(1) as f64;
             let gpus = (prefill.gpus() + decode.gpus()) as f64;
             let decode_rate = dt.output_tokens_per_s_per_gpu.0 * decode.gpus() as f64;
             let prefill_cap = pt.input_tokens_per_s_per_gpu.0 * prefill.gpus() as f64;
@@ -1100,8 +1103,8 @@ fn tpot_range(evals: &[PoolEval]) -> Option<(f64, f64)> {
 
 fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     let c = &plan.claims;
-    let isl = plan.workload.isl.mean().max(1) as f64;
-    let osl = plan.workload.osl.mean().max(1) as f64;
+    let isl = plan.scenario.workload.isl.mean().max(1) as f64;
+    let osl = plan.scenario.workload.osl.mean().max(1) as f64;
     if let (Some(claim), Some((lo, hi, ev))) = (
         c.overall.throughput_per_gpu,
         overall_throughput(plan, evals),
@@ -1424,7 +1427,7 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect();
         for (field, claim) in gu {
-            if let Some(mfu) = plan.mfu {
+            if let Some(mfu) = plan.scenario.mfu {
                 if claim > mfu + 1e-9 {
                     out.push(finding(
                         Severity::Warning,
@@ -1439,13 +1442,16 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 }
             }
             let peak = plan
+                .scenario
                 .gpu
-                .peak_for(plan.model.dtypes.experts.preferred_compute())
+                .peak_for(plan.scenario.model.dtypes.experts.preferred_compute())
                 .1
                  .0;
-            let achieved = t.output_tokens_per_s_per_gpu.0 * plan.model.linear_flop_per_token().0
+            let achieved = t.output_tokens_per_s_per_gpu.0
+                * plan.scenario.model.linear_flop_per_token().0
                 / peak
-                + t.input_tokens_per_s_per_gpu.0 * plan.model.linear_flop_per_token().0 / peak;
+                + t.input_tokens_per_s_per_gpu.0 * plan.scenario.model.linear_flop_per_token().0
+                    / peak;
             if claim > 3.0 * achieved && claim - achieved > 0.1 {
                 out.push(finding(
                     Severity::Warning,
@@ -1466,13 +1472,14 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
 fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     let c = &plan.claims;
     let peak = plan
+        .scenario
         .gpu
-        .peak_for(plan.model.dtypes.experts.preferred_compute())
+        .peak_for(plan.scenario.model.dtypes.experts.preferred_compute())
         .1
          .0;
-    let mfu = plan.mfu.unwrap_or(1.0);
-    let bw = plan.gpu.memory_bandwidth.0;
-    let bwu = plan.bandwidth_utilization.unwrap_or(1.0);
+    let mfu = plan.scenario.mfu.unwrap_or(1.0);
+    let bw = plan.scenario.gpu.memory_bandwidth.0;
+    let bwu = plan.scenario.bandwidth_utilization.unwrap_or(1.0);
     let t = decode_eval(evals).and_then(|e| e.typical.as_ref());
     let own = |claim: TokensPerSecond,
                field: &str,
@@ -1568,7 +1575,7 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 bw * bwu / b.0,
                 "bandwidth × bandwidth_utilization / bytes_read_per_token (both from the plan)",
                 &[
-                    ("bandwidth", plan.gpu.memory_bandwidth.to_string()),
+                    ("bandwidth", plan.scenario.gpu.memory_bandwidth.to_string()),
                     ("bandwidth_utilization", pct(bwu)),
                     ("bytes_read_per_token", b.to_string()),
                 ],
@@ -1627,7 +1634,7 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
 }
 
 fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
-    let s = &plan.slo;
+    let s = &plan.scenario.slo;
     let c = &plan.claims;
     let mut missed: Vec<String> = Vec::new();
     // (field, requirement, computed, claimed, higher-is-worse, evidence key)
@@ -1780,7 +1787,7 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     "at the longest prompt the fullest GPU needs {} of the {} allowed ({} of {}); at most {} requests fit",
                     m.total_bytes,
                     m.usable_bytes,
-                    pct(plan.slo.max_memory_fraction),
+                    pct(plan.scenario.slo.max_memory_fraction),
                     m.capacity_bytes,
                     w.max_concurrency
                 ),
@@ -1833,8 +1840,8 @@ pub(super) fn waste(
     corrected: &Corrected,
     out: &mut Vec<Finding>,
 ) {
-    let isl = plan.workload.isl.mean().max(1) as f64;
-    let osl = plan.workload.osl.mean().max(1) as f64;
+    let isl = plan.scenario.workload.isl.mean().max(1) as f64;
+    let osl = plan.scenario.workload.osl.mean().max(1) as f64;
     if let Deployment::Disaggregated { prefill, decode } = plan.deployment {
         if let (Some(pt), Some(dt)) = (
             prefill_eval(evals).and_then(|e| e.typical.as_ref()),
@@ -1894,9 +1901,10 @@ pub(super) fn waste(
             ));
         }
     }
-    if let (Some(rr), Some((_, per_gpu, _))) =
-        (plan.workload.request_rate, overall_throughput(plan, evals))
-    {
+    if let (Some(rr), Some((_, per_gpu, _))) = (
+        plan.scenario.workload.request_rate,
+        overall_throughput(plan, evals),
+    ) {
         let need = rr * osl;
         let have = per_gpu * plan.deployment.gpus() as f64;
         let ev = Derivation::new(

@@ -101,7 +101,7 @@ const POW2: [u32; 7] = [1, 2, 4, 8, 16, 32, 64];
 /// Valid aggregated layouts with experts folded over every GPU of a stage
 /// (edp = 1), in a fixed order, of at most `max_gpus` GPUs.
 pub fn candidates(plan: &Plan, cp: u32, max_gpus: u32) -> Vec<Layout> {
-    let m = &plan.model;
+    let m = &plan.scenario.model;
     let n_layers = m.n_layers() as u32;
     let mut out = Vec::new();
     for pp in POW2.iter().copied().filter(|p| *p <= n_layers.min(16)) {
@@ -125,7 +125,7 @@ pub fn candidates(plan: &Plan, cp: u32, max_gpus: u32) -> Vec<Layout> {
                         ep,
                         etp: stage / ep,
                     };
-                    if l.check(m, &plan.gpu, 0).0.is_empty() {
+                    if l.check(m, &plan.scenario.gpu, 0).0.is_empty() {
                         out.push(l);
                     }
                 }
@@ -176,7 +176,7 @@ pub fn nearest_valid(plan: &Plan, pool: &Pool) -> Option<Layout> {
 
 /// Requirements a layout misses, with how badly (sum of log factors).
 fn unmet(plan: &Plan, typical: &Estimate, worst: &Estimate) -> (Vec<String>, f64) {
-    let s = &plan.slo;
+    let s = &plan.scenario.slo;
     let mut out = Vec::new();
     let mut by = 0.0;
     let mut miss = |what: String, f: f64| {
@@ -264,7 +264,7 @@ pub fn correct(
     let budget = [
         plan.deployment.gpus().min(u32::MAX as u64) as u32 / replicas.max(1),
         per_replica_claim,
-        plan.gpus_available.unwrap_or(0) / replicas.max(1),
+        plan.scenario.gpus_available.unwrap_or(0) / replicas.max(1),
         origin.gpus(),
     ]
     .into_iter()
@@ -405,8 +405,8 @@ fn build(
     min_gpus: Option<u32>,
     n: usize,
 ) -> Corrected {
-    let m = &plan.model;
-    let mean_ctx = plan.workload.isl.mean();
+    let m = &plan.scenario.model;
+    let mean_ctx = plan.scenario.workload.isl.mean();
     let comm = typical
         .decode
         .by_bound

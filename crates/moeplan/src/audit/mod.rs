@@ -210,16 +210,17 @@ pub(crate) enum Phase {
 /// The estimate input for a layout of the plan.
 pub(crate) fn input<'a>(plan: &'a Plan, layout: Layout, workload: Workload) -> EstimateInput<'a> {
     EstimateInput {
-        model: &plan.model,
-        gpu: &plan.gpu,
+        model: &plan.scenario.model,
+        gpu: &plan.scenario.gpu,
         calibration: plan
+            .scenario
             .gpu
             .calibration
-            .flat(plan.mfu, plan.bandwidth_utilization),
+            .flat(plan.scenario.mfu, plan.scenario.bandwidth_utilization),
         layout,
         workload,
         engine: EngineConfig {
-            max_memory_fraction: plan.slo.max_memory_fraction,
+            max_memory_fraction: plan.scenario.slo.max_memory_fraction,
             ..EngineConfig::default()
         },
         redundant_experts: 0,
@@ -228,7 +229,10 @@ pub(crate) fn input<'a>(plan: &'a Plan, layout: Layout, workload: Workload) -> E
 }
 
 pub(crate) fn concurrency(plan: &Plan) -> u64 {
-    plan.workload.concurrency.unwrap_or(DEFAULT_CONCURRENCY)
+    plan.scenario
+        .workload
+        .concurrency
+        .unwrap_or(DEFAULT_CONCURRENCY)
 }
 
 /// Estimates a layout for a phase at the typical and the worst prompt.
@@ -237,7 +241,7 @@ pub(crate) fn evaluate_layout(
     layout: Layout,
     phase: Phase,
 ) -> (Option<Estimate>, Option<Estimate>) {
-    let w = &plan.workload;
+    let w = &plan.scenario.workload;
     let c = concurrency(plan);
     let (osl, c_worst) = match phase {
         Phase::Prefill => (1, 1),
@@ -281,7 +285,9 @@ pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
                 (_, "deployment.prefill") => Phase::Prefill,
                 _ => Phase::Decode,
             };
-            let (problems, _) = pool.layout.check(&plan.model, &plan.gpu, 0);
+            let (problems, _) = pool
+                .layout
+                .check(&plan.scenario.model, &plan.scenario.gpu, 0);
             let valid = problems.is_empty();
             let reference = if valid {
                 Some(pool.layout)
@@ -321,9 +327,9 @@ pub fn audit(plan: &Plan, options: &AuditOptions) -> Audit {
     let computed = checks::headline(plan, &evals);
     Audit {
         summary: Summary {
-            plan: plan.name.clone(),
-            model: plan.model.name.clone(),
-            gpu: plan.gpu.id.clone(),
+            plan: plan.scenario.name.clone(),
+            model: plan.scenario.model.name.clone(),
+            gpu: plan.scenario.gpu.id.clone(),
             errors,
             warnings: count(Severity::Warning),
             infos: count(Severity::Info),

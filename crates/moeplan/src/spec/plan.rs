@@ -33,14 +33,13 @@
 //! strings with their unit; a bare number where a unit is needed is a
 //! diagnostic naming the accepted units, never a guess.
 
-use super::scenario::{self, RawHardware, RawModelSection, RawSlo, RawWorkload, Slo, WorkloadSpec};
+use super::scenario::{self, RawHardware, RawModelSection, RawSlo, RawWorkload};
 use super::{Problem, Problems, SpecError};
-use crate::hardware::Gpu;
 use crate::layout::Layout;
-use crate::model::Model;
 use crate::quantity::{
     parse_bytes, parse_flop, parse_fraction, parse_params, parse_time, parse_token_rate, Dimension,
 };
+use crate::spec::scenario::Scenario;
 use crate::spec::source::Source;
 use crate::units::{Bytes, Flop, Params, Seconds, TokensPerSecond};
 use schemars::JsonSchema;
@@ -344,31 +343,16 @@ pub struct Claims {
     pub decode: Option<PhaseClaims>,
 }
 
-/// A validated plan.
+/// A validated plan: its scenario (model, hardware, workload, requirements)
+/// and what the plan says about deploying it.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// Name for reports.
-    pub name: String,
-    /// The model.
-    pub model: Model,
-    /// The GPU (node size applied).
-    pub gpu: Gpu,
-    /// GPUs available (`hardware.gpus`), if stated.
-    pub gpus_available: Option<u32>,
-    /// The plan's flat compute efficiency, if stated.
-    pub mfu: Option<f64>,
-    /// The plan's flat bandwidth efficiency, if stated.
-    pub bandwidth_utilization: Option<f64>,
-    /// The requests.
-    pub workload: WorkloadSpec,
-    /// The plan's requirements.
-    pub slo: Slo,
+    /// Model, hardware, workload, requirements, name and assumptions.
+    pub scenario: Scenario,
     /// The layout.
     pub deployment: Deployment,
     /// The figures the plan states.
     pub claims: Claims,
-    /// Assumptions made while transcribing.
-    pub assumptions: Vec<String>,
 }
 
 fn pool(raw: &RawPool, prefix: &str, pr: &mut Problems) -> Pool {
@@ -645,17 +629,19 @@ fn convert(
         }
     }
     Some(Plan {
-        name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
-        model: model?,
-        gpu: gpu?,
-        gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
-        mfu,
-        bandwidth_utilization,
-        workload,
-        slo,
+        scenario: Scenario {
+            name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
+            model: model?,
+            gpu: gpu?,
+            gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
+            mfu,
+            bandwidth_utilization,
+            workload,
+            slo,
+            assumptions: raw.assumptions.clone().unwrap_or_default(),
+        },
         deployment,
         claims,
-        assumptions: raw.assumptions.clone().unwrap_or_default(),
     })
 }
 
@@ -683,22 +669,4 @@ pub fn read(path: &Path) -> Result<(Plan, Source), SpecError> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let plan = load(&source, &dir)?;
     Ok((plan, source))
-}
-
-impl Plan {
-    /// The plan's model, hardware, workload and requirements as a scenario
-    /// (what the planner searches when the plan's own layout is hopeless).
-    pub fn scenario(&self) -> crate::spec::scenario::Scenario {
-        crate::spec::scenario::Scenario {
-            name: self.name.clone(),
-            model: self.model.clone(),
-            gpu: self.gpu.clone(),
-            gpus_available: self.gpus_available,
-            mfu: self.mfu,
-            bandwidth_utilization: self.bandwidth_utilization,
-            workload: self.workload.clone(),
-            slo: self.slo.clone(),
-            assumptions: self.assumptions.clone(),
-        }
-    }
 }
