@@ -20,7 +20,7 @@ use crate::serving::{
     estimate, estimate_summary, load_imbalance, Estimate, EstimateInput, Workload,
 };
 use crate::spec::scenario::Scenario;
-use crate::units::{Bytes, Seconds};
+use crate::units::{Bytes, Seconds, TokensPerSecond};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -115,6 +115,10 @@ impl Pool {
     }
 }
 
+fn as_ms<S: serde::Serializer>(t: &Seconds, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(t.ms())
+}
+
 /// A service level a candidate misses, and by how much.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Violation {
@@ -136,17 +140,20 @@ pub struct Candidate {
     /// GPUs of the whole deployment.
     pub gpus: u32,
     /// Output tokens/s of the deployment divided by all its GPUs (at the mean lengths).
-    pub output_tokens_per_s_per_gpu: f64,
+    pub output_tokens_per_s_per_gpu: TokensPerSecond,
     /// Output tokens/s one request sees.
-    pub output_tokens_per_s_per_user: f64,
+    pub output_tokens_per_s_per_user: TokensPerSecond,
     /// Requests/s the deployment completes.
     pub requests_per_s: f64,
-    /// TTFT at the longest prompt.
-    pub ttft_ms: f64,
-    /// TPOT at the longest context.
-    pub tpot_ms: f64,
+    /// TTFT at the longest prompt (`ttft_ms` in JSON).
+    #[serde(rename = "ttft_ms", serialize_with = "as_ms")]
+    pub ttft: Seconds,
+    /// TPOT at the longest context (`tpot_ms` in JSON).
+    #[serde(rename = "tpot_ms", serialize_with = "as_ms")]
+    pub tpot: Seconds,
     /// Memory of the fullest GPU at the longest context.
-    pub memory_per_gpu_bytes: f64,
+    #[serde(rename = "memory_per_gpu_bytes")]
+    pub memory_per_gpu: Bytes,
     /// That memory as a fraction of capacity.
     pub memory_fraction: f64,
     /// Expert load imbalance (max/mean − 1).
@@ -460,12 +467,12 @@ impl Eval<'_> {
                 mode: Mode::Aggregated,
                 pools: vec![Pool::new("aggregated", l, replicas, c)],
                 gpus: replicas * l.gpus(),
-                output_tokens_per_s_per_gpu: per_gpu,
-                output_tokens_per_s_per_user: per_user,
+                output_tokens_per_s_per_gpu: TokensPerSecond(per_gpu),
+                output_tokens_per_s_per_user: TokensPerSecond(per_user),
                 requests_per_s: rps * replicas as f64,
-                ttft_ms: worst.ttft.ms(),
-                tpot_ms: worst.tpot.ms(),
-                memory_per_gpu_bytes: worst.memory.total_bytes.0,
+                ttft: worst.ttft,
+                tpot: worst.tpot,
+                memory_per_gpu: worst.memory.total_bytes,
                 memory_fraction: worst.memory.total_bytes.0 / worst.memory.capacity_bytes.0,
                 load_imbalance: mean.load_imbalance.used,
                 bottleneck: format!("{:?}", mean.bottleneck.decode).to_lowercase(),
@@ -563,7 +570,7 @@ fn rank(a: &Candidate, b: &Candidate, objective: Objective) -> std::cmp::Orderin
             .then(a.gpus.cmp(&b.gpus)),
     };
     primary
-        .then(a.ttft_ms.total_cmp(&b.ttft_ms))
+        .then(a.ttft.total_cmp(&b.ttft))
         .then(a.mode.cmp(&b.mode))
         .then_with(|| layout_key(a).cmp(&layout_key(b)))
 }
@@ -887,12 +894,12 @@ fn disaggregated(
                     Pool::new("decode", d.layout, nd, d.concurrency),
                 ],
                 gpus,
-                output_tokens_per_s_per_gpu: per_gpu,
-                output_tokens_per_s_per_user: 1.0 / d.latency.0,
+                output_tokens_per_s_per_gpu: TokensPerSecond(per_gpu),
+                output_tokens_per_s_per_user: TokensPerSecond(1.0 / d.latency.0),
                 requests_per_s: served_rps,
-                ttft_ms: ttft.ms(),
-                tpot_ms: d.latency.ms(),
-                memory_per_gpu_bytes: mem.0,
+                ttft,
+                tpot: d.latency,
+                memory_per_gpu: mem,
                 memory_fraction: p.memory_fraction.max(d.memory_fraction),
                 load_imbalance: imb,
                 bottleneck: d.estimate.as_ref().map_or(String::new(), |e| {
@@ -976,8 +983,8 @@ fn pareto_front<'a>(cands: impl Iterator<Item = &'a Candidate>) -> Vec<Candidate
     let mut front: Vec<Candidate> = Vec::new();
     let mut best_gpu = f64::NEG_INFINITY;
     for c in v {
-        if c.output_tokens_per_s_per_gpu > best_gpu {
-            best_gpu = c.output_tokens_per_s_per_gpu;
+        if c.output_tokens_per_s_per_gpu.0 > best_gpu {
+            best_gpu = c.output_tokens_per_s_per_gpu.0;
             front.push(c.clone());
         }
     }
@@ -997,10 +1004,10 @@ fn binding(s: &Scenario, all: &[Candidate]) -> Option<Binding> {
     let best = all
         .iter()
         .filter_map(|x| match v.constraint {
-            "throughput_per_gpu" => Some(x.output_tokens_per_s_per_gpu),
-            "throughput_per_user" => Some(x.output_tokens_per_s_per_user),
-            "ttft" => Some(-x.ttft_ms),
-            "tpot" => Some(-x.tpot_ms),
+            "throughput_per_gpu" => Some(x.output_tokens_per_s_per_gpu.0),
+            "throughput_per_user" => Some(x.output_tokens_per_s_per_user.0),
+            "ttft" => Some(-x.ttft.ms()),
+            "tpot" => Some(-x.tpot.ms()),
             "memory" => Some(-x.memory_fraction),
             "load_imbalance" => Some(-x.load_imbalance),
             _ => None,
@@ -1084,22 +1091,24 @@ fn rationale(all: &[Candidate], rec: Option<&Candidate>) -> Vec<String> {
         .skip(1)
         .find(|c| c.meets() == r.meets() && main(c) != main(r));
     if let Some(u) = runner {
-        let gain = r.output_tokens_per_s_per_gpu / u.output_tokens_per_s_per_gpu.max(1e-12) - 1.0;
+        let gain =
+            r.output_tokens_per_s_per_gpu.0 / u.output_tokens_per_s_per_gpu.0.max(1e-12) - 1.0;
         out.push(format!(
             "{:.1}% more output tokens/s per GPU than the runner-up ({}: {:.0} vs {:.0})",
             gain * 100.0,
             describe(u),
-            r.output_tokens_per_s_per_gpu,
-            u.output_tokens_per_s_per_gpu
+            r.output_tokens_per_s_per_gpu.0,
+            u.output_tokens_per_s_per_gpu.0
         ));
-        if u.ttft_ms < r.ttft_ms {
+        if u.ttft < r.ttft {
             out.push(format!(
                 "the runner-up has a shorter TTFT ({:.0} vs {:.0} ms), but both meet the limit",
-                u.ttft_ms, r.ttft_ms
+                u.ttft.ms(),
+                r.ttft.ms()
             ));
         }
         if u.output_tokens_per_s_per_user > r.output_tokens_per_s_per_user {
-            out.push(format!("the runner-up is faster per user ({:.1} vs {:.1} tokens/s): see the Pareto front for that trade-off", u.output_tokens_per_s_per_user, r.output_tokens_per_s_per_user));
+            out.push(format!("the runner-up is faster per user ({:.1} vs {:.1} tokens/s): see the Pareto front for that trade-off", u.output_tokens_per_s_per_user.0, r.output_tokens_per_s_per_user.0));
         }
     }
     out.push(format!(

@@ -85,6 +85,10 @@ macro_rules! quantity {
             pub fn min(self, other: Self) -> Self {
                 Self(self.0.min(other.0))
             }
+            /// A total order (for sorting).
+            pub fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.0.total_cmp(&other.0)
+            }
         }
         impl Add for $name {
             type Output = Self;
@@ -202,6 +206,10 @@ impl Seconds {
     /// The smaller of two durations.
     pub fn min(self, other: Self) -> Self {
         Self(self.0.min(other.0))
+    }
+    /// A total order (for sorting).
+    pub fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
     }
 }
 

@@ -263,15 +263,11 @@ fn table(cands: &[&Candidate]) -> String {
             format!("{:?}", c.mode).to_lowercase(),
             describe(c),
             c.gpus.to_string(),
-            format!("{:.0}", c.output_tokens_per_s_per_gpu),
-            format!("{:.1}", c.output_tokens_per_s_per_user),
-            Seconds::from_ms(c.ttft_ms).to_string(),
-            Seconds::from_ms(c.tpot_ms).to_string(),
-            format!(
-                "{} ({:.0}%)",
-                Bytes(c.memory_per_gpu_bytes),
-                c.memory_fraction * 100.0
-            ),
+            format!("{:.0}", c.output_tokens_per_s_per_gpu.0),
+            format!("{:.1}", c.output_tokens_per_s_per_user.0),
+            c.ttft.to_string(),
+            c.tpot.to_string(),
+            format!("{} ({:.0}%)", c.memory_per_gpu, c.memory_fraction * 100.0),
             format!("{:.1}%", c.load_imbalance * 100.0),
             if c.meets() {
                 "yes".to_string()
@@ -341,11 +337,11 @@ fn render(s: &Scenario, r: &PlanResult, explain: bool, pareto: bool) -> String {
                 if rec.meets() { "" } else { " (misses service levels)" },
                 describe(rec),
                 rec.gpus,
-                rec.output_tokens_per_s_per_gpu,
-                rec.output_tokens_per_s_per_gpu / 1e3,
-                rec.output_tokens_per_s_per_user,
-                Seconds::from_ms(rec.ttft_ms),
-                Seconds::from_ms(rec.tpot_ms)
+                rec.output_tokens_per_s_per_gpu.0,
+                rec.output_tokens_per_s_per_gpu.0 / 1e3,
+                rec.output_tokens_per_s_per_user.0,
+                rec.ttft,
+                rec.tpot
             );
             for why in &r.rationale {
                 let _ = writeln!(o, "  - {why}");
@@ -504,7 +500,7 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
         let f = |k: &str| Bytes(mem.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0)).to_string();
         let _ = writeln!(o, "\n## Memory per GPU (fullest GPU, mean lengths)\n\n| component | bytes |\n|---|---|\n| weights | {} |\n| KV cache | {} |\n| activations | {} |\n| buffers and runtime | {} |\n| total | {} of {} |", f("weights_bytes"), f("kv_cache_bytes"), f("activation_bytes"), f("other_bytes"), f("total_bytes"), f("capacity_bytes"));
     }
-    let _ = writeln!(o, "\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |", rec.output_tokens_per_s_per_gpu, rec.output_tokens_per_s_per_gpu / 1e3, rec.output_tokens_per_s_per_user, rec.requests_per_s, Seconds::from_ms(rec.ttft_ms), Seconds::from_ms(rec.tpot_ms), rec.bottleneck, rec.load_imbalance * 100.0);
+    let _ = writeln!(o, "\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |", rec.output_tokens_per_s_per_gpu.0, rec.output_tokens_per_s_per_gpu.0 / 1e3, rec.output_tokens_per_s_per_user.0, rec.requests_per_s, rec.ttft, rec.tpot, rec.bottleneck, rec.load_imbalance * 100.0);
     if let Some(ce) = rec.estimate.get("ceilings") {
         let d = ce
             .get("decode_tokens_per_s_per_gpu")
@@ -525,26 +521,16 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
     };
     let failed = |c: &str| rec.violations.iter().any(|v| v.constraint == c);
     if let Some(t) = s.slo.ttft {
-        o += &check(
-            "TTFT",
-            t.to_string(),
-            Seconds::from_ms(rec.ttft_ms).to_string(),
-            !failed("ttft"),
-        );
+        o += &check("TTFT", t.to_string(), rec.ttft.to_string(), !failed("ttft"));
     }
     if let Some(t) = s.slo.tpot {
-        o += &check(
-            "TPOT",
-            t.to_string(),
-            Seconds::from_ms(rec.tpot_ms).to_string(),
-            !failed("tpot"),
-        );
+        o += &check("TPOT", t.to_string(), rec.tpot.to_string(), !failed("tpot"));
     }
     if let Some(t) = s.slo.min_throughput_per_gpu {
         o += &check(
             "throughput per GPU",
             format!("{:.1} tokens/ms", t.per_ms()),
-            format!("{:.2} tokens/ms", rec.output_tokens_per_s_per_gpu / 1e3),
+            format!("{:.2} tokens/ms", rec.output_tokens_per_s_per_gpu.0 / 1e3),
             !failed("throughput_per_gpu"),
         );
     }
@@ -588,12 +574,12 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
     }
     let max_x = pts
         .iter()
-        .map(|c| c.output_tokens_per_s_per_user)
+        .map(|c| c.output_tokens_per_s_per_user.0)
         .fold(1.0, f64::max)
         * 1.1;
     let max_y = pts
         .iter()
-        .map(|c| c.output_tokens_per_s_per_gpu)
+        .map(|c| c.output_tokens_per_s_per_gpu.0)
         .fold(1.0, f64::max)
         * 1.1;
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
@@ -619,8 +605,8 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
         .iter()
         .map(|c| {
             (
-                c.output_tokens_per_s_per_user,
-                c.output_tokens_per_s_per_gpu,
+                c.output_tokens_per_s_per_user.0,
+                c.output_tokens_per_s_per_gpu.0,
             )
         })
         .collect();
@@ -635,8 +621,8 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
         .filter(|c| c.mode == search::Mode::Aggregated)
         .map(|c| {
             (
-                c.output_tokens_per_s_per_user,
-                c.output_tokens_per_s_per_gpu,
+                c.output_tokens_per_s_per_user.0,
+                c.output_tokens_per_s_per_gpu.0,
             )
         })
         .collect();
@@ -645,8 +631,8 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
         .filter(|c| c.mode == search::Mode::Disaggregated)
         .map(|c| {
             (
-                c.output_tokens_per_s_per_user,
-                c.output_tokens_per_s_per_gpu,
+                c.output_tokens_per_s_per_user.0,
+                c.output_tokens_per_s_per_gpu.0,
             )
         })
         .collect();
@@ -662,8 +648,8 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
         .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, RED.filled()));
     if let Some(rec) = &r.recommended {
         let p = (
-            rec.output_tokens_per_s_per_user,
-            rec.output_tokens_per_s_per_gpu,
+            rec.output_tokens_per_s_per_user.0,
+            rec.output_tokens_per_s_per_gpu.0,
         );
         chart
             .draw_series(std::iter::once(Circle::new(p, 11, GREEN.stroke_width(3))))
