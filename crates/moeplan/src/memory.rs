@@ -291,14 +291,10 @@ fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, cont
 }
 
 /// Activations and workspace of the largest step on one GPU: residual
-/// stream buffers (4 × hidden), local q/k/v, the routed rows' expert
-/// intermediate (gate and up), and fp32 logits of the sequences sampled.
-pub fn activation_bytes(
-    m: &Model,
-    layout: &Layout,
-    cfg: &EngineConfig,
-    seqs_per_rank: f64,
-) -> Bytes {
+/// stream buffers (4 × hidden), local q/k/v, and the routed rows' expert
+/// intermediate (gate and up). The fp32 logits are per sampled request and
+/// counted with the requests (`logits_bytes_per_request`).
+pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
     let t = cfg.max_step_tokens as f64 / layout.cp as f64;
     let h = m.hidden_size as f64;
     let tp = layout.tp as f64;
@@ -328,8 +324,13 @@ pub fn activation_bytes(
         }
         None => t * 2.0 * m.dense_intermediate_size as f64 / tp,
     };
-    let logits = seqs_per_rank.max(1.0).min(t) * m.vocab_size as f64 / tp * 4.0;
-    Bytes(t * (4.0 * h + qkv) * 2.0 + ffn_rows * 2.0 + logits)
+    Bytes(t * (4.0 * h + qkv) * 2.0 + ffn_rows * 2.0)
+}
+
+/// The fp32 logits row one running request needs on the last stage each
+/// step (vocab-parallel over TP): an engine samples one token per request.
+pub fn logits_bytes_per_request(m: &Model, layout: &Layout) -> Bytes {
+    Bytes(m.vocab_size as f64 / layout.tp as f64 * 4.0)
 }
 
 /// Communication buffers: expert-parallel dispatch/combine buffers sized for
@@ -387,37 +388,45 @@ pub fn memory_and_max_concurrency(
 ) -> (MemoryBreakdown, u64) {
     let stages = layout.stages(m);
     let seqs_per_rank = (concurrency as f64 / layout.dp as f64).ceil();
-    let act = activation_bytes(m, layout, cfg, seqs_per_rank);
-    let act_full = activation_bytes(m, layout, cfg, cfg.max_step_tokens as f64);
+    let act_step = activation_bytes(m, layout, cfg);
+    let logits_row = logits_bytes_per_request(m, layout);
     let comm = comm_buffer_bytes(m, layout, cfg);
     let other = comm + cfg.runtime_reserve;
     let usable = gpu.memory.0 * cfg.max_memory_fraction;
-    // (stage, weights, total, per_request) of the fullest GPU so far.
-    let mut worst: Option<(usize, [f64; 10], Bytes, Bytes, Bytes)> = None;
+    // (stage, weights, total, per_request, weights_bytes, activations) of the fullest GPU so far.
+    let mut worst: Option<(usize, [f64; 10], Bytes, Bytes, Bytes, Bytes)> = None;
     let mut best = u64::MAX;
+    let last = stages.len() - 1;
     for (stage, range) in stages.iter().enumerate() {
         let weights = stage_weights(m, layout, &stages, stage, redundant_experts);
         let weights_bytes = weights_total(&weights);
         let per_request = kv_bytes_per_request_in(m, layout, range.clone(), context);
+        let logits = if stage == last {
+            logits_row
+        } else {
+            Bytes::ZERO
+        };
         let kv = per_request * seqs_per_rank;
+        let act = act_step + logits * seqs_per_rank;
         let total = weights_bytes + kv + act + other;
         if worst.as_ref().is_none_or(|w| total.0 > w.2 .0) {
-            worst = Some((stage, weights, total, per_request, weights_bytes));
+            worst = Some((stage, weights, total, per_request, weights_bytes, act));
         }
-        let fixed = weights_bytes + act_full + comm + cfg.runtime_reserve;
+        let fixed = weights_bytes + act_step + comm + cfg.runtime_reserve;
         let free = usable - fixed.0;
         if free <= 0.0 {
             best = 0;
             continue;
         }
-        let per_rank = if per_request.0 > 0.0 {
-            (free / per_request.0).floor()
+        let per_rank_cost = per_request + logits;
+        let per_rank = if per_rank_cost.0 > 0.0 {
+            (free / per_rank_cost.0).floor()
         } else {
             1e9
         };
         best = best.min((per_rank as u64).saturating_mul(layout.dp as u64));
     }
-    let (stage, weights, total, per_request, weights_bytes) =
+    let (stage, weights, total, per_request, weights_bytes, act) =
         worst.expect("a layout has at least one stage");
     let breakdown = MemoryBreakdown {
         weights_bytes,
