@@ -82,12 +82,18 @@ pub struct StepShape {
     pub prefill_tokens_per_seq: f64,
     /// Tokens of each prompt already in the cache before this step (chunked prefill).
     pub prefill_offset: f64,
+    /// Tokens each *other* attention-DP rank brings to the MoE in this step;
+    /// None when every rank runs this same shape (the steady state). One
+    /// prompt's prefill chunk lands on one rank while the others run their
+    /// usual steps, and the experts see the sum.
+    pub peer_tokens: Option<f64>,
 }
 
 impl StepShape {
     /// A pure decode step.
     pub fn decode(seqs: f64, context: f64) -> Self {
         StepShape {
+            peer_tokens: None,
             decode_seqs: seqs,
             decode_context: context,
             prefill_seqs: 0.0,
@@ -98,6 +104,7 @@ impl StepShape {
     /// A pure prefill step of whole prompts.
     pub fn prefill(seqs: f64, prompt: f64) -> Self {
         StepShape {
+            peer_tokens: None,
             decode_seqs: 0.0,
             decode_context: 0.0,
             prefill_seqs: seqs,
@@ -587,7 +594,7 @@ impl<'a> CostContext<'a> {
                     ));
                 }
             }
-            Ffn::Moe => self.moe_ops(count, t, ops),
+            Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
         }
     }
 
@@ -798,6 +805,12 @@ impl<'a> CostContext<'a> {
 
     /// The MoE block of one layer for `t` tokens on this GPU.
     pub fn moe_ops(&self, count: u32, t: f64, ops: &mut Vec<Op>) {
+        self.moe_ops_with(count, t, None, ops)
+    }
+
+    /// The MoE block when the other attention-DP ranks bring `peer_tokens`
+    /// each (None: as many as this GPU's rank).
+    pub fn moe_ops_with(&self, count: u32, t: f64, peer_tokens: Option<f64>, ops: &mut Vec<Op>) {
         let m = self.model;
         let moe = m.moe.as_ref().expect("MoE layer implies MoE");
         let l = &self.layout;
@@ -807,7 +820,8 @@ impl<'a> CostContext<'a> {
         let e = moe.n_routed_experts as f64;
         ops.push(self.gemm("router", count, t, e, h, DType::Bf16, true));
         // Distinct tokens of the stage, and of one expert replica (EDP group).
-        let stage_tokens = t * (l.dp * l.cp) as f64;
+        let peers = (l.dp - 1) as f64 * peer_tokens.map_or(t, |p| p / l.cp as f64);
+        let stage_tokens = (t + peers) * l.cp as f64;
         let group_tokens = stage_tokens / l.edp() as f64;
         let replicated = l.dp * l.cp == 1;
         let slots = e + self.redundant_experts as f64;

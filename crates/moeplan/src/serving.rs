@@ -387,6 +387,7 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
     // Pipeline: micro-batches keep stages busy.
     let mb = (l.pp as f64).min(b.ceil()).max(1.0);
     let mix = StepShape {
+        peer_tokens: None,
         decode_seqs: b / mb,
         decode_context: avg_ctx,
         prefill_seqs: p / isl / mb,
@@ -403,14 +404,48 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
     // TTFT: the prompt's chunks ride along with the running decodes.
     let chunk = (budget - b).max(1.0).min(isl);
     let n_chunks = (isl / chunk).ceil();
+    // The prompt's chunk lands on one attention-DP rank; the others run
+    // their steady-state steps (b decode + p prompt tokens per micro-batch).
     let chunk_shape = StepShape {
+        peer_tokens: Some((b + p) / mb),
         decode_seqs: b / mb,
         decode_context: avg_ctx,
         prefill_seqs: 1.0,
         prefill_tokens_per_seq: chunk,
         prefill_offset: (n_chunks - 1.0) * chunk / 2.0,
     };
-    let chunk_step = ctx.step(&chunk_shape);
+    // Its routed rows (this chunk plus the peers' steady-state tokens) set
+    // the expert load imbalance of that step, not the steady state's.
+    let chunk_ctx;
+    let chunk_ctx_ref = match &m.moe {
+        Some(moe) if l.ep > 1 => {
+            let tokens = b / mb + chunk + (dp - 1.0) * (b + p) / mb;
+            let rows = tokens * l.cp as f64 / l.edp() as f64 * moe.experts_per_token as f64;
+            let skew = if inp.routing_skew > 0.0 {
+                inp.routing_skew
+            } else {
+                0.0
+            };
+            let imbalance = load_imbalance(
+                moe.n_routed_experts,
+                l.ep,
+                inp.redundant_experts,
+                rows,
+                skew,
+            );
+            chunk_ctx = CostContext::new(
+                m,
+                inp.gpu,
+                l,
+                inp.redundant_experts,
+                imbalance,
+                &inp.calibration,
+            );
+            &chunk_ctx
+        }
+        _ => &ctx,
+    };
+    let chunk_step = chunk_ctx_ref.step(&chunk_shape);
     let prefill_time = chunk_step.traversal() * n_chunks;
     // Little's law: requests not decoding (waiting for prefill, or for a
     // running slot) leave at the completion rate of b / osl per step.
