@@ -32,9 +32,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// The operator and communication graph of a deployment: validated, timed, exported.
     ///
-    /// The deployment comes from the `estimate` flags or from a scenario file
-    /// (the planner's recommended layout). Hand-written plan files are not read
-    /// by `dag` yet: their format arrives with `moeplan audit`.
+    /// The deployment comes from the `estimate` flags, a plan file (the
+    /// format `moeplan audit` reads), or a scenario file (the planner's
+    /// recommended layout).
     Dag(DagArgs),
 }
 
@@ -238,9 +238,12 @@ pub struct AuditArgs {
 #[derive(Args, Debug)]
 pub struct DagArgs {
     /// A scenario file: draw the planner's recommended layout (aggregated, or one pool of a disaggregated plan). Without it, --model, --gpu, --isl, --osl and --concurrency describe the deployment.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plan")]
     pub scenario: Option<String>,
-    /// With --scenario and a disaggregated recommendation: which pool to draw.
+    /// A plan file (`moeplan schema plan`): draw one replica of its layout (for a disaggregated plan, the --pool).
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// With --scenario or --plan and a disaggregated deployment: which pool to draw.
     #[arg(long, default_value = "decode", value_parser = ["prefill", "decode"])]
     pub pool: String,
     #[command(flatten)]

@@ -129,3 +129,40 @@ fn scenario_draws_the_recommendation() {
         "{s}"
     );
 }
+
+#[test]
+fn plan_files_draw_their_layout_or_are_rejected() {
+    // A correct plan (the audit's format) draws one replica of its layout.
+    let out = moeplan(&[
+        "dag",
+        "--plan",
+        "examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml",
+        "--check",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("from the plan")
+            && s.contains("layout dp8 ep8")
+            && s.contains("check             ok"),
+        "{s}"
+    );
+    // Seed 001's layout (tp2 with ep4) cannot fold onto its GPUs: no valid
+    // graph exists, which is an input error naming the rule.
+    let out = moeplan(&["dag", "--plan", "examples/seeds/001-original.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("[folding]"),
+        "{}",
+        text(&out.stderr)
+    );
+    // --plan and --scenario are exclusive.
+    let out = moeplan(&[
+        "dag",
+        "--plan",
+        "examples/seeds/001-original.toml",
+        "--scenario",
+        "examples/seed.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -40,6 +40,61 @@ fn from_flags(a: &DagArgs) -> Result<Drawing, Failure> {
     })
 }
 
+fn from_plan(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
+    use moeplan::spec::plan::Deployment as Written;
+    let (plan, _) = moeplan::spec::plan::read(Path::new(path))
+        .map_err(|e| Failure::Input(Box::new(e), false))?;
+    let mut s = plan.scenario.clone();
+    if let Some(n) = a.deployment.gpus_per_node {
+        if n == 0 {
+            return Err(bad("--gpus-per-node must be at least 1".into(), None));
+        }
+        s.gpu.gpus_per_node = n;
+    }
+    let (pool, role, phases) = match &plan.deployment {
+        Written::Aggregated { pool } => (pool, "aggregated", phases(a)),
+        Written::Disaggregated { prefill, .. } if a.pool == "prefill" => {
+            (prefill, "prefill", vec![Phase::Prefill])
+        }
+        Written::Disaggregated { decode, .. } => (decode, "decode", vec![Phase::Decode]),
+    };
+    let concurrency = s
+        .workload
+        .concurrency
+        .unwrap_or(moeplan::audit::DEFAULT_CONCURRENCY);
+    let origin = format!(
+        "the plan {path}: one replica of the {role} pool, {} × {} GPUs{}",
+        pool.replicas,
+        pool.layout.gpus(),
+        if s.workload.concurrency.is_none() {
+            format!(" ({concurrency} requests in flight assumed: the plan states none)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(Drawing {
+        d: Deployment {
+            calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
+            layout: pool.layout,
+            workload: Workload {
+                isl: s.workload.isl.mean().max(1),
+                osl: s.workload.osl.mean().max(1),
+                concurrency: concurrency.max(1),
+            },
+            engine: EngineConfig {
+                max_memory_fraction: s.slo.max_memory_fraction,
+                ..deployment::engine(&a.deployment, &s.gpu, false)?
+            },
+            model: s.model,
+            gpu: s.gpu,
+            redundant_experts: 0,
+            routing_skew: 0.0,
+        },
+        phases,
+        origin: Some(origin),
+    })
+}
+
 fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
     let mut s = moeplan::spec::scenario::read(Path::new(path))
         .map_err(|e| Failure::Input(Box::new(e), false))?;
@@ -158,9 +213,10 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
 }
 
 pub fn run(a: &DagArgs) -> Result<(), Failure> {
-    let Drawing { d, phases, origin } = match &a.scenario {
-        Some(p) => from_scenario(a, p)?,
-        None => from_flags(a)?,
+    let Drawing { d, phases, origin } = match (&a.plan, &a.scenario) {
+        (Some(p), _) => from_plan(a, p)?,
+        (None, Some(p)) => from_scenario(a, p)?,
+        (None, None) => from_flags(a)?,
     };
     let input = d.input();
     let opts = DagOptions {
