@@ -105,3 +105,41 @@ fn bad_flags_are_input_errors() {
     let out = moeplan(&["plan", "examples/does-not-exist.toml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Flags alone describe a whole scenario: none of the seed documents'
+/// requirements or efficiency assumptions carries over to another model.
+#[test]
+fn flags_alone_make_a_scenario_without_the_seed_requirements() {
+    let out = moeplan(&[
+        "plan",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "h100-sxm",
+        "--isl",
+        "1000",
+        "--osl",
+        "100",
+        "--tpot-ms",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sc = &v["scenario"];
+    assert_eq!(sc["model"], "llama-3.1-8b");
+    assert!(sc["mfu"].is_null() && sc["bandwidth_utilization"].is_null());
+    assert!(
+        sc["slo"]["min_throughput_per_gpu"].is_null() && sc["slo"]["max_load_imbalance"].is_null()
+    );
+    assert_eq!(sc["gpus_available"], 8);
+    // A missing required flag is bad input.
+    let out = moeplan(&["plan", "--model", "llama-3.1-8b"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--gpu, --isl, --osl"));
+}

@@ -266,7 +266,8 @@ pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout>
                         }
                         // Experts sharded over the whole stage (edp = 1), or, without
                         // EP, replicated per attention-DP rank (etp = tp·cp).
-                        let mut etps = vec![stage / ep];
+                        // A dense model has no experts to split: etp stays 1.
+                        let mut etps = vec![if m.moe.is_some() { stage / ep } else { 1 }];
                         if ep == 1 && dp > 1 && m.moe.is_some() {
                             etps.push(tp * cp);
                         }

@@ -135,7 +135,15 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
     let engine = engine(a, &gpu, json)?;
     Ok(Deployment {
         calibration: gpu.calibration.flat(mfu, bw),
-        layout: Layout::folded(a.pp, a.tp, a.cp, a.dp, a.ep, a.etp),
+        layout: {
+            let mut l = Layout::folded(a.pp, a.tp, a.cp, a.dp, a.ep, a.etp);
+            // A dense model has no experts: unless the user wrote an expert
+            // split (which the layout check then rejects), there is none.
+            if model.moe.is_none() && a.ep.is_none() && a.etp.is_none() {
+                l.etp = 1;
+            }
+            l
+        },
         workload: Workload {
             isl,
             osl,

@@ -7,13 +7,53 @@ use moeplan::units::{Bytes, Seconds};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
+/// A scenario from flags alone: model, GPU and lengths are required; the
+/// budget defaults to one node; service levels are only those given.
+fn from_flags(a: &PlanArgs) -> Result<Scenario, Failure> {
+    let json = a.output.json;
+    let missing: Vec<&str> = [
+        ("--model", a.model.is_none()),
+        ("--gpu", a.gpu.is_none()),
+        ("--isl", a.isl.is_none()),
+        ("--osl", a.osl.is_none()),
+    ]
+    .iter()
+    .filter(|x| x.1)
+    .map(|x| x.0)
+    .collect();
+    if !missing.is_empty() {
+        return Err(ArgError::failure(
+            format!("moeplan plan without a scenario file needs {}", missing.join(", ")),
+            Some("give them all (e.g. --model qwen3-30b-a3b --gpu h100-sxm --isl 4000 --osl 500), write a scenario file, or run `moeplan plan` alone for the seed scenario".into()),
+            json,
+        ));
+    }
+    let model = moeplan::catalog::resolve_model(a.model.as_deref().unwrap_or_default())
+        .map_err(|e| Failure::Input(Box::new(e), json))?;
+    let gpu = moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default())
+        .map_err(|e| Failure::Input(Box::new(e), json))?;
+    let node = gpu.gpus_per_node;
+    let name = format!("{}-on-{}", model.name, gpu.id);
+    Ok(Scenario::fixed(
+        &name,
+        model,
+        gpu,
+        node,
+        a.isl.unwrap_or(1).max(1),
+        a.osl.unwrap_or(1).max(1),
+    ))
+}
+
 /// The scenario the flags describe: a file or the embedded seed, with overrides.
 fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
     let json = a.output.json;
-    let mut s = match &a.scenario {
-        Some(p) => scenario::read(std::path::Path::new(p))
+    let mut s = match (&a.scenario, a.model.is_some() || a.gpu.is_some()) {
+        (Some(p), _) => scenario::read(std::path::Path::new(p))
             .map_err(|e| Failure::Input(Box::new(e), json))?,
-        None => scenario::seed(),
+        // Flags alone describe a whole scenario: no requirement of the seed
+        // documents (nor their flat efficiencies) leaks into another model.
+        (None, true) => from_flags(a)?,
+        (None, false) => scenario::seed(),
     };
     if let Some(m) = &a.model {
         s.model =
