@@ -903,27 +903,51 @@ impl<'a> CostContext<'a> {
             };
             let group = l.ep * l.etp;
             let node = self.gpu.gpus_per_node;
-            let link = |eff: f64| {
-                if group > node {
-                    let cross = (group - node) as f64 / group as f64;
-                    // The slower of the two paths sets the time.
-                    (self.gpu.nvlink_bandwidth * eff)
-                        .min(self.gpu.network_bandwidth * (self.cal.network_eff / cross.max(1e-9)))
-                } else {
-                    self.gpu.nvlink_bandwidth * eff
-                }
-            };
-            let extra = if group > node {
-                self.gpu.network_latency
+            // Inside one node: the fitted DeepEP curves (bytes = routed copies
+            // in bf16, as the calibration was fitted).
+            let nvlink = |eff: f64, bytes: Bytes| bytes / (self.gpu.nvlink_bandwidth * eff);
+            let (dispatch_t, combine_t, dispatch_bytes, combine_bytes, extra) = if group <= node {
+                (
+                    nvlink(c.dispatch_eff, payload),
+                    nvlink(c.combine_eff, payload),
+                    payload,
+                    payload,
+                    Seconds::ZERO,
+                )
             } else {
-                Seconds::ZERO
+                // Across nodes DeepEP sends each token once per destination
+                // node over the network (then forwards it on NVLink), and
+                // dispatches in FP8 (1 byte + a 4-byte scale per 128) when the
+                // experts compute in FP8; the combine returns bf16. With k
+                // experts drawn over N nodes a token reaches N(1 − (1 − 1/N)^k)
+                // distinct nodes, of which (N − 1)/N are remote on average.
+                let nodes = (group as f64 / node as f64).ceil();
+                let reached = nodes * (1.0 - (1.0 - 1.0 / nodes).powf(k));
+                let remote = reached * (nodes - 1.0) / nodes;
+                let fp8 = matches!(
+                    self.gpu.peak_for(m.dtypes.experts.preferred_compute()).0,
+                    Precision::Fp8 | Precision::Fp4
+                );
+                let dispatch_elem = if fp8 { 1.0 + 4.0 / 128.0 } else { 2.0 };
+                let net = self.gpu.network_bandwidth * self.cal.network_eff;
+                let net_dispatch = Bytes(own * remote * h * dispatch_elem);
+                let net_combine = Bytes(own * remote * h * 2.0);
+                // The local part still rides NVLink, overlapped with the network.
+                let local = payload * ((node - 1) as f64 / (group - 1).max(1) as f64);
+                (
+                    (net_dispatch / net).max(nvlink(c.dispatch_eff, local)),
+                    (net_combine / net).max(nvlink(c.combine_eff, local)),
+                    net_dispatch + local,
+                    net_combine + local,
+                    self.gpu.network_latency,
+                )
             };
             ops.push(Op {
                 name: "ep_dispatch",
                 count,
                 flop: Flop::ZERO,
-                bytes: payload,
-                time: c.dispatch_latency + extra + payload / link(c.dispatch_eff),
+                bytes: dispatch_bytes,
+                time: c.dispatch_latency + extra + dispatch_t,
                 bound: Bound::Communication,
                 overhead: c.dispatch_latency + extra,
             });
@@ -931,8 +955,8 @@ impl<'a> CostContext<'a> {
                 name: "ep_combine",
                 count,
                 flop: Flop::ZERO,
-                bytes: payload,
-                time: c.combine_latency + extra + payload / link(c.combine_eff),
+                bytes: combine_bytes,
+                time: c.combine_latency + extra + combine_t,
                 bound: Bound::Communication,
                 overhead: c.combine_latency + extra,
             });

@@ -180,3 +180,97 @@ fn published_figures() {
         );
     }
 }
+
+/// The disaggregated rows measure one phase at scale (EP across nodes): prompt
+/// tokens/s per node of a prefill pool, output tokens/s per node of a decode
+/// pool at its batch and KV length. The phase's step is costed directly
+/// (the cost model's `step`), with the published layout, batch and length.
+#[test]
+fn published_phases_at_scale() {
+    use moeplan::ops::{CostContext, StepShape};
+    use moeplan::serving::load_imbalance;
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/validation/published.csv");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        println!("skipped: {} is absent", path.display());
+        return;
+    };
+    let model = moeplan::catalog::model("deepseek-v3").unwrap().unwrap();
+    let mut errors = Vec::new();
+    println!(
+        "{:<36} {:>10} {:>10} {:>8}  assumptions",
+        "id", "predicted", "published", "error"
+    );
+    for line in text.lines().filter(|l| l.contains(",disagg-")) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (id, gpu_id, gpus, mode, ep, isl, load, value) =
+            (f[0], f[3], f[4], f[6], f[10], f[12], f[14], f[16]);
+        let (Ok(gpus), Ok(ep), Ok(value)) =
+            (gpus.parse::<u32>(), ep.parse::<u32>(), value.parse::<f64>())
+        else {
+            continue;
+        };
+        let Some(Ok(gpu)) = moeplan::catalog::gpu(gpu_id) else {
+            continue;
+        };
+        // Production rows state no prompt length; their average KV length is in the load column.
+        let kv_len: f64 = isl
+            .parse()
+            .ok()
+            .or_else(|| {
+                load.split("KV length ")
+                    .nth(1)
+                    .and_then(|r| r.trim_end_matches(')').parse().ok())
+            })
+            .unwrap_or(2000.0);
+        let layout = Layout {
+            dp: gpus,
+            ep,
+            ..Layout::default()
+        };
+        let node = gpu.gpus_per_node as f64;
+        let k = 8.0;
+        let (predicted, note) = if mode == "disagg-prefill" {
+            // Each GPU fills its steps with whole prompts: 16384 tokens per device (the 4k row states it).
+            let per_rank = (16384.0 / kv_len).floor().max(1.0);
+            let rows = per_rank * kv_len * gpus as f64 * k;
+            let imb = load_imbalance(256, ep, 0, rows, 0.0);
+            let ctx = CostContext::new(&model, &gpu, layout, 0, imb, &gpu.calibration);
+            let step = ctx.step(&StepShape::prefill(per_rank, kv_len));
+            (
+                per_rank * kv_len * node / step.stage_time().0,
+                format!("{per_rank:.0} prompts of {kv_len:.0} per GPU per step"),
+            )
+        } else {
+            let batch = load
+                .strip_prefix("batch ")
+                .and_then(|b| b.split(' ').next())
+                .and_then(|b| b.parse::<f64>().ok());
+            // Production decode: 20-22 tokens/s per user at 14.8k tokens/s per node is about 86 sequences per GPU.
+            let batch = batch.unwrap_or((value / node / 21.0).round());
+            let rows = batch * gpus as f64 * k;
+            let imb = load_imbalance(256, ep, 0, rows, 0.0);
+            let ctx = CostContext::new(&model, &gpu, layout, 0, imb, &gpu.calibration);
+            let step = ctx.step(&StepShape::decode(batch, kv_len));
+            (
+                batch * node / step.stage_time().0,
+                format!("batch {batch:.0} per GPU at KV length {kv_len:.0}"),
+            )
+        };
+        assert!(predicted.is_finite() && predicted > 0.0);
+        let err = predicted / value - 1.0;
+        errors.push(err.abs());
+        println!(
+            "{id:<36} {predicted:>10.0} {value:>10.0} {:>+7.1}%  {note}",
+            err * 100.0
+        );
+    }
+    errors.sort_by(f64::total_cmp);
+    if !errors.is_empty() {
+        println!(
+            "rows: {}, median |error| {:.1}%",
+            errors.len(),
+            errors[errors.len() / 2] * 100.0
+        );
+    }
+}
