@@ -91,6 +91,31 @@ pub struct Bottlenecks {
     pub decode: Bound,
 }
 
+/// A phase on its own: one kind of work per step, no mixing.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PurePhase {
+    /// Sequences per attention-DP rank in the step.
+    pub sequences_per_rank: f64,
+    /// Prompt length (prefill) or context (decode) of each.
+    pub tokens_per_sequence: f64,
+    /// Time for the step's batch to cross every pipeline stage (for decode:
+    /// the cycle after which every sequence has its next token).
+    pub step_time: Seconds,
+    /// Tokens the replica processes per second in such steps with its
+    /// pipeline kept full (prompt tokens for prefill, output tokens for
+    /// decode), divided by its GPUs.
+    pub tokens_per_s_per_gpu: TokensPerSecond,
+}
+
+/// The pure phases of a deployment (`pure_prefill`, `pure_decode` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PurePhases {
+    /// A step of whole prompts filling the step budget (at least one prompt per rank).
+    pub prefill: PurePhase,
+    /// A step of the steady-state decoding batch at the mean context.
+    pub decode: PurePhase,
+}
+
 /// Physical ceilings per GPU, to check any claim against.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Ceilings {
@@ -147,6 +172,8 @@ pub struct Estimate {
     pub bottleneck: Bottlenecks,
     /// Physical ceilings.
     pub ceilings: Ceilings,
+    /// The prefill and decode phases on their own.
+    pub pure: PurePhases,
     /// Prefill of one prompt (chunked by the step budget) with the running decodes.
     pub prefill: PhaseCost,
     /// A steady-state step (decode plus the prefill share).
@@ -488,6 +515,29 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
     // Pure phases for bottlenecks and ceilings.
     let pure_decode = ctx.step(&StepShape::decode(b / mb, avg_ctx));
     let pure_prefill = ctx.step(&StepShape::prefill(1.0, chunk));
+    // The pure phases a user benchmarks: a batch of whole prompts filling
+    // the step budget, and the decoding batch alone.
+    let prompts = (budget / isl).floor().max(1.0);
+    let prefill_batch = ctx.step(&StepShape::prefill(prompts, isl));
+    let prefill_time = prefill_batch.traversal();
+    let decode_time = pure_decode.traversal().max(pure_decode.stage_time() * mb);
+    let gpus_f = l.gpus() as f64;
+    let pure = PurePhases {
+        prefill: PurePhase {
+            sequences_per_rank: prompts,
+            tokens_per_sequence: isl,
+            step_time: prefill_time,
+            tokens_per_s_per_gpu: TokensPerSecond(
+                prompts * isl * dp / prefill_batch.stage_time().0 / gpus_f,
+            ),
+        },
+        decode: PurePhase {
+            sequences_per_rank: b,
+            tokens_per_sequence: avg_ctx,
+            step_time: decode_time,
+            tokens_per_s_per_gpu: TokensPerSecond(b * dp / decode_time.0 / gpus_f),
+        },
+    };
     let decode_bytes: Bytes = pure_decode
         .ops
         .iter()
@@ -616,6 +666,7 @@ fn estimate_with(inp: &EstimateInput, detail: bool) -> Result<Estimate, Vec<Layo
             prefill: pure_prefill.bottleneck(),
             decode: pure_decode.bottleneck(),
         },
+        pure,
         ceilings: Ceilings {
             decode_tokens_per_s_per_gpu: decode_ceiling,
             prefill_tokens_per_s_per_gpu: prefill_ceiling,
@@ -665,6 +716,8 @@ impl Estimate {
             "load_imbalance": self.load_imbalance,
             "bottleneck": self.bottleneck,
             "ceilings": self.ceilings,
+            "pure_prefill": self.pure.prefill,
+            "pure_decode": self.pure.decode,
             "prefill": self.prefill,
             "decode": self.decode,
             "efficiency_source": self.efficiency_source,

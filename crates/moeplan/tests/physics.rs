@@ -519,3 +519,68 @@ fn running_cap_queues_the_rest() {
     .unwrap();
     assert_eq!(neutral.decoding_requests, 128.0);
 }
+
+/// The pure phases bound the mixed step: a step of the decoding batch alone
+/// is no slower than the steady-state step, which carries the same decodes
+/// plus prompt tokens; prefill throughput stays under the compute ceiling;
+/// and the decode rate is the batch over the step.
+#[test]
+fn pure_phases_bound_the_mixed_step() {
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    for (id, layout) in [
+        (
+            "deepseek-v3",
+            Layout {
+                dp: 8,
+                ep: 8,
+                ..Layout::default()
+            },
+        ),
+        (
+            "qwen3-30b-a3b",
+            Layout {
+                tp: 2,
+                etp: 2,
+                ..Layout::default()
+            },
+        ),
+        (
+            "mixtral-8x7b",
+            Layout {
+                pp: 2,
+                tp: 2,
+                etp: 2,
+                ..Layout::default()
+            },
+        ),
+    ] {
+        let m = model(id);
+        let e = estimate(&EstimateInput {
+            model: &m,
+            gpu: &gpu,
+            calibration: gpu.calibration.clone(),
+            layout,
+            workload: Workload {
+                isl: 2000,
+                osl: 500,
+                concurrency: 64,
+            },
+            engine: EngineConfig::default(),
+            redundant_experts: 0,
+            routing_skew: 0.0,
+        })
+        .unwrap();
+        assert!(e.pure.decode.step_time.0 <= e.tpot.0 * (1.0 + 1e-9), "{id}");
+        assert!(
+            e.pure.prefill.tokens_per_s_per_gpu.0 <= e.ceilings.prefill_tokens_per_s_per_gpu.0,
+            "{id}"
+        );
+        let rate = e.pure.decode.sequences_per_rank * layout.dp as f64
+            / e.pure.decode.step_time.0
+            / layout.gpus() as f64;
+        assert!(
+            within(e.pure.decode.tokens_per_s_per_gpu.0, rate, 1e-9),
+            "{id}"
+        );
+    }
+}

@@ -80,6 +80,18 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
     );
     let _ = writeln!(
         s,
+        "  pure phases       prefill of {:.0} prompt(s) of {:.0} tokens per rank: {} ({:.0} prompt tokens/s per GPU); decode of {:.1} sequences at context {:.0}: {} per step ({:.0} output tokens/s per GPU)",
+        e.pure.prefill.sequences_per_rank,
+        e.pure.prefill.tokens_per_sequence,
+        e.pure.prefill.step_time,
+        e.pure.prefill.tokens_per_s_per_gpu.0,
+        e.pure.decode.sequences_per_rank,
+        e.pure.decode.tokens_per_sequence,
+        e.pure.decode.step_time,
+        e.pure.decode.tokens_per_s_per_gpu.0
+    );
+    let _ = writeln!(
+        s,
         "  bottleneck        prefill {:?}, decode {:?}",
         e.bottleneck.prefill, e.bottleneck.decode
     );
