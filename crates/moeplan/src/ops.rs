@@ -392,6 +392,16 @@ impl<'a> CostContext<'a> {
         }
     }
 
+    /// The TP all-reduce of `t` tokens' bf16 hidden states (ring: 2(n−1)/n
+    /// of the message per rank); nothing without TP.
+    fn tp_all_reduce(&self, name: &'static str, count: u32, t: f64, ops: &mut Vec<Op>) {
+        let n = self.layout.tp;
+        if n > 1 {
+            let bytes = Bytes(t * self.model.hidden_size as f64 * 2.0);
+            ops.push(self.collective(name, count, n, bytes, 2.0 * (n - 1) as f64 / n as f64, true));
+        }
+    }
+
     fn elementwise(&self, name: &'static str, count: u32, bytes: Bytes, kernels: f64) -> Op {
         let overhead = self.cal.elementwise_overhead * kernels;
         Op {
@@ -568,31 +578,13 @@ impl<'a> CostContext<'a> {
                 }
             },
         }
-        if l.tp > 1 {
-            ops.push(self.collective(
-                "tp_all_reduce_attn",
-                count,
-                l.tp,
-                Bytes(t * h * 2.0),
-                2.0 * (tp - 1.0) / tp,
-                true,
-            ));
-        }
+        self.tp_all_reduce("tp_all_reduce_attn", count, t, ops);
         match layer.ffn {
             Ffn::Dense => {
                 let i = m.dense_intermediate_size as f64 / tp;
                 ops.push(self.gemm("mlp_gate_up", count, t, 2.0 * i, h, m.dtypes.dense, true));
                 ops.push(self.gemm("mlp_down", count, t, h, i, m.dtypes.dense, true));
-                if l.tp > 1 {
-                    ops.push(self.collective(
-                        "tp_all_reduce_mlp",
-                        count,
-                        l.tp,
-                        Bytes(t * h * 2.0),
-                        2.0 * (tp - 1.0) / tp,
-                        true,
-                    ));
-                }
+                self.tp_all_reduce("tp_all_reduce_mlp", count, t, ops);
             }
             Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
         }
@@ -881,16 +873,7 @@ impl<'a> CostContext<'a> {
         }
         // Communication around the experts.
         if replicated {
-            if l.tp > 1 {
-                ops.push(self.collective(
-                    "tp_all_reduce_moe",
-                    count,
-                    l.tp,
-                    Bytes(t * h * 2.0),
-                    2.0 * (tp - 1.0) / tp,
-                    true,
-                ));
-            }
+            self.tp_all_reduce("tp_all_reduce_moe", count, t, ops);
         } else if l.ep > 1 {
             // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
             let own = t / tp;
@@ -1021,17 +1004,7 @@ impl<'a> CostContext<'a> {
         let h = self.model.hidden_size as f64;
         let t = s.tokens() / self.layout.cp as f64;
         ops.push(self.elementwise("embedding", 1, Bytes(t * h * 2.0 * 2.0), 1.0));
-        if self.layout.tp > 1 {
-            let tp = self.layout.tp as f64;
-            ops.push(self.collective(
-                "tp_all_reduce_embedding",
-                1,
-                self.layout.tp,
-                Bytes(t * h * 2.0),
-                2.0 * (tp - 1.0) / tp,
-                true,
-            ));
-        }
+        self.tp_all_reduce("tp_all_reduce_embedding", 1, t, ops);
     }
 
     fn lm_head_ops(&self, s: &StepShape, ops: &mut Vec<Op>) {
