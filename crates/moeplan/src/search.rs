@@ -673,12 +673,11 @@ pub fn plan(
     let budget = s.gpus_available.unwrap_or(opts.default_gpus);
     let mut rej = Rejections::default();
     let layouts = enumerate(s, budget, &mut rej);
-    let mut engine = opts.engine;
-    engine.max_memory_fraction = s.slo.max_memory_fraction;
+    let engine = s.engine(opts.engine);
     let count = AtomicUsize::new(0);
     let eval = Eval {
         s,
-        cal: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
+        cal: s.calibration(),
         engine,
         objective: opts.objective,
         count: &count,

@@ -5,9 +5,7 @@ use crate::commands::deployment::{self, Deployment};
 
 use crate::output::{self, ArgError, Failure};
 use moeplan::dag::{self, export, DagOptions, Granularity, Phase};
-use moeplan::memory::EngineConfig;
 use moeplan::search::{self, PlanOptions};
-use moeplan::serving::Workload;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -40,17 +38,23 @@ fn from_flags(a: &DagArgs) -> Result<Drawing, Failure> {
     })
 }
 
-fn from_plan(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
-    use moeplan::spec::plan::Deployment as Written;
-    let (plan, _) = moeplan::spec::plan::read(Path::new(path))
-        .map_err(|e| Failure::Input(Box::new(e), false))?;
-    let mut s = plan.scenario.clone();
+/// Applies --gpus-per-node to a scenario read from a file.
+fn node_size(a: &DagArgs, s: &mut moeplan::spec::scenario::Scenario) -> Result<(), Failure> {
     if let Some(n) = a.deployment.gpus_per_node {
         if n == 0 {
             return Err(bad("--gpus-per-node must be at least 1".into(), None));
         }
         s.gpu.gpus_per_node = n;
     }
+    Ok(())
+}
+
+fn from_plan(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
+    use moeplan::spec::plan::Deployment as Written;
+    let (plan, _) = moeplan::spec::plan::read(Path::new(path))
+        .map_err(|e| Failure::Input(Box::new(e), false))?;
+    let mut s = plan.scenario.clone();
+    node_size(a, &mut s)?;
     let (pool, role, phases) = match &plan.deployment {
         Written::Aggregated { pool } => (pool, "aggregated", phases(a)),
         Written::Disaggregated { prefill, .. } if a.pool == "prefill" => {
@@ -72,24 +76,9 @@ fn from_plan(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
             String::new()
         }
     );
+    let engine = deployment::engine(&a.deployment, &s.gpu, false)?;
     Ok(Drawing {
-        d: Deployment {
-            calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
-            layout: pool.layout,
-            workload: Workload {
-                isl: s.workload.isl.mean().max(1),
-                osl: s.workload.osl.mean().max(1),
-                concurrency: concurrency.max(1),
-            },
-            engine: EngineConfig {
-                max_memory_fraction: s.slo.max_memory_fraction,
-                ..deployment::engine(&a.deployment, &s.gpu, false)?
-            },
-            model: s.model,
-            gpu: s.gpu,
-            redundant_experts: 0,
-            routing_skew: 0.0,
-        },
+        d: Deployment::from_scenario(s, pool.layout, concurrency, engine),
         phases,
         origin: Some(origin),
     })
@@ -98,12 +87,7 @@ fn from_plan(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
 fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
     let mut s = moeplan::spec::scenario::read(Path::new(path))
         .map_err(|e| Failure::Input(Box::new(e), false))?;
-    if let Some(n) = a.deployment.gpus_per_node {
-        if n == 0 {
-            return Err(bad("--gpus-per-node must be at least 1".into(), None));
-        }
-        s.gpu.gpus_per_node = n;
-    }
+    node_size(a, &mut s)?;
     let opts = PlanOptions {
         engine: deployment::engine(&a.deployment, &s.gpu, false)?,
         ..PlanOptions::default()
@@ -147,24 +131,9 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
             format!(", which runs only the {} step", pool.role)
         }
     );
+    let engine = deployment::engine(&a.deployment, &s.gpu, false)?;
     Ok(Drawing {
-        d: Deployment {
-            calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
-            layout: pool.layout,
-            workload: Workload {
-                isl: s.workload.isl.mean().max(1),
-                osl: s.workload.osl.mean().max(1),
-                concurrency: pool.concurrency.max(1),
-            },
-            engine: EngineConfig {
-                max_memory_fraction: s.slo.max_memory_fraction,
-                ..deployment::engine(&a.deployment, &s.gpu, false)?
-            },
-            model: s.model,
-            gpu: s.gpu,
-            redundant_experts: 0,
-            routing_skew: 0.0,
-        },
+        d: Deployment::from_scenario(s, pool.layout, pool.concurrency, engine),
         phases,
         origin: Some(origin),
     })

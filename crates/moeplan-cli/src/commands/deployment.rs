@@ -10,6 +10,7 @@ use moeplan::layout::{Layout, LayoutProblem};
 use moeplan::memory::{Engine, EngineConfig};
 use moeplan::model::Model;
 use moeplan::serving::{EstimateInput, Workload};
+use moeplan::spec::scenario::Scenario;
 use std::fmt::Write;
 
 /// One replica ready to be estimated or drawn.
@@ -25,6 +26,30 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// One replica of `layout` serving a scenario's workload at its mean
+    /// lengths, with the scenario's efficiencies and memory limit on `engine`.
+    pub fn from_scenario(
+        s: Scenario,
+        layout: Layout,
+        concurrency: u64,
+        engine: EngineConfig,
+    ) -> Deployment {
+        Deployment {
+            calibration: s.calibration(),
+            layout,
+            workload: Workload {
+                isl: s.workload.isl.mean().max(1),
+                osl: s.workload.osl.mean().max(1),
+                concurrency: concurrency.max(1),
+            },
+            engine: s.engine(engine),
+            redundant_experts: 0,
+            routing_skew: 0.0,
+            model: s.model,
+            gpu: s.gpu,
+        }
+    }
+
     /// The estimate's input.
     pub fn input(&self) -> EstimateInput<'_> {
         EstimateInput {

@@ -1,6 +1,7 @@
 //! `moeplan plan`: search every valid layout and recommend the best.
 use crate::args::PlanArgs;
 use crate::output::{self, ArgError, Failure};
+use moeplan::memory::EngineConfig;
 use moeplan::search::{self, describe, Candidate, Modes, Objective, PlanOptions, PlanResult};
 use moeplan::spec::scenario::{self, Lengths, Scenario};
 use moeplan::units::{Bytes, Seconds};
@@ -220,6 +221,7 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
         output::print(&render(
             &s,
             &result,
+            opts.engine,
             a.output.explain,
             opts.objective == Objective::Pareto,
         ));
@@ -323,7 +325,13 @@ fn table(cands: &[&Candidate]) -> String {
     t.to_string()
 }
 
-fn render(s: &Scenario, r: &PlanResult, explain: bool, pareto: bool) -> String {
+fn render(
+    s: &Scenario,
+    r: &PlanResult,
+    engine: EngineConfig,
+    explain: bool,
+    pareto: bool,
+) -> String {
     let mut o = String::new();
     let w = &s.workload;
     let _ = writeln!(
@@ -417,24 +425,14 @@ fn render(s: &Scenario, r: &PlanResult, explain: bool, pareto: bool) -> String {
                 }
             }
             let pool = rec.pools.last().expect("a candidate has a pool");
-            let w = &s.workload;
-            let input = moeplan::serving::EstimateInput {
-                model: &s.model,
-                gpu: &s.gpu,
-                calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
-                layout: pool.layout,
-                workload: moeplan::serving::Workload {
-                    isl: w.isl.mean(),
-                    osl: w.osl.mean(),
-                    concurrency: pool.concurrency,
-                },
-                engine: moeplan::memory::EngineConfig {
-                    max_memory_fraction: s.slo.max_memory_fraction,
-                    ..Default::default()
-                },
-                redundant_experts: 0,
-                routing_skew: 0.0,
-            };
+            // The same engine the search ranked with.
+            let d = super::deployment::Deployment::from_scenario(
+                s.clone(),
+                pool.layout,
+                pool.concurrency,
+                engine,
+            );
+            let input = d.input();
             if let Ok(e) = moeplan::serving::estimate(&input) {
                 let _ = writeln!(
                     o,
@@ -491,11 +489,7 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
     }
     let g = &s.gpu;
     let _ = writeln!(o, "\n## Hardware\n\n{} ({}): {} HBM at {}, {} dense BF16, {} GPUs per node, scale-up {} per direction, network {} per GPU. Budget: {} GPUs.", g.name, g.id, g.memory, g.memory_bandwidth, g.peak_bf16(), g.gpus_per_node, g.nvlink_bandwidth, g.network_bandwidth, r.gpu_budget);
-    let _ = writeln!(
-        o,
-        "Efficiencies: {}.",
-        g.calibration.flat(s.mfu, s.bandwidth_utilization).source
-    );
+    let _ = writeln!(o, "Efficiencies: {}.", s.calibration().source);
     let _ = writeln!(
         o,
         "\n## Requirements\n\nPrompts {} tokens, outputs {} tokens. {}.",

@@ -212,17 +212,10 @@ pub(crate) fn input<'a>(plan: &'a Plan, layout: Layout, workload: Workload) -> E
     EstimateInput {
         model: &plan.scenario.model,
         gpu: &plan.scenario.gpu,
-        calibration: plan
-            .scenario
-            .gpu
-            .calibration
-            .flat(plan.scenario.mfu, plan.scenario.bandwidth_utilization),
+        calibration: plan.scenario.calibration(),
         layout,
         workload,
-        engine: EngineConfig {
-            max_memory_fraction: plan.scenario.slo.max_memory_fraction,
-            ..EngineConfig::default()
-        },
+        engine: plan.scenario.engine(EngineConfig::default()),
         redundant_experts: 0,
         routing_skew: 0.0,
     }

@@ -227,6 +227,22 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The GPU's efficiency curves with the scenario's flat assumptions
+    /// (`mfu`, `bandwidth_utilization`) applied, when it states any.
+    pub fn calibration(&self) -> crate::calibration::Calibration {
+        self.gpu
+            .calibration
+            .flat(self.mfu, self.bandwidth_utilization)
+    }
+
+    /// Engine settings with the scenario's memory limit.
+    pub fn engine(&self, base: crate::memory::EngineConfig) -> crate::memory::EngineConfig {
+        crate::memory::EngineConfig {
+            max_memory_fraction: self.slo.max_memory_fraction,
+            ..base
+        }
+    }
+
     /// A scenario of fixed lengths with no service level but the memory
     /// limit, for programs that build scenarios rather than read them.
     pub fn fixed(name: &str, model: Model, gpu: Gpu, gpus: u32, isl: u64, osl: u64) -> Scenario {
