@@ -128,6 +128,26 @@ pub struct Violation {
     pub limit: f64,
     /// The predicted value.
     pub value: f64,
+    /// The unit of `limit` and `value`.
+    pub unit: &'static str,
+}
+
+impl Violation {
+    fn new(constraint: &'static str, limit: f64, value: f64) -> Violation {
+        let unit = match constraint {
+            "ttft" | "tpot" => "ms",
+            "throughput_per_gpu" | "throughput_per_user" => "output tokens/s",
+            "gpus" => "GPUs",
+            // memory and load imbalance
+            _ => "fraction",
+        };
+        Violation {
+            constraint,
+            limit,
+            value,
+            unit,
+        }
+    }
 }
 
 /// A costed deployment.
@@ -350,56 +370,32 @@ impl Eval<'_> {
         let mut v = Vec::new();
         let mem_frac = worst.memory.total_bytes.0 / worst.memory.capacity_bytes.0;
         if mem_frac > slo.max_memory_fraction {
-            v.push(Violation {
-                constraint: "memory",
-                limit: slo.max_memory_fraction,
-                value: mem_frac,
-            });
+            v.push(Violation::new("memory", slo.max_memory_fraction, mem_frac));
         }
         if let Some(t) = slo.ttft {
             if worst.ttft.0 > t.0 {
-                v.push(Violation {
-                    constraint: "ttft",
-                    limit: t.ms(),
-                    value: worst.ttft.ms(),
-                });
+                v.push(Violation::new("ttft", t.ms(), worst.ttft.ms()));
             }
         }
         if let Some(t) = slo.tpot {
             if worst.tpot.0 > t.0 {
-                v.push(Violation {
-                    constraint: "tpot",
-                    limit: t.ms(),
-                    value: worst.tpot.ms(),
-                });
+                v.push(Violation::new("tpot", t.ms(), worst.tpot.ms()));
             }
         }
         if let Some(r) = slo.min_throughput_per_gpu {
             if per_gpu < r.0 {
-                v.push(Violation {
-                    constraint: "throughput_per_gpu",
-                    limit: r.0,
-                    value: per_gpu,
-                });
+                v.push(Violation::new("throughput_per_gpu", r.0, per_gpu));
             }
         }
         if let Some(r) = slo.min_throughput_per_user {
             if per_user < r.0 {
-                v.push(Violation {
-                    constraint: "throughput_per_user",
-                    limit: r.0,
-                    value: per_user,
-                });
+                v.push(Violation::new("throughput_per_user", r.0, per_user));
             }
         }
         if let Some(li) = slo.max_load_imbalance {
             let used = mean.load_imbalance.used.max(worst.load_imbalance.used);
             if used > li {
-                v.push(Violation {
-                    constraint: "load_imbalance",
-                    limit: li,
-                    value: used,
-                });
+                v.push(Violation::new("load_imbalance", li, used));
             }
         }
         v
@@ -441,11 +437,16 @@ impl Eval<'_> {
             let Some(worst) = self.estimate(l, isl_w, osl_w, c) else {
                 break;
             };
-            let mean = if w.isl.is_fixed() && w.osl.is_fixed() {
-                worst.clone()
+            // Fixed lengths: the worst case is the mean case (no second estimate, no copy).
+            let mean_owned;
+            let mean: &Estimate = if w.isl.is_fixed() && w.osl.is_fixed() {
+                &worst
             } else {
                 match self.estimate(l, isl_m, osl_m, c) {
-                    Some(m) => m,
+                    Some(m) => {
+                        mean_owned = m;
+                        &mean_owned
+                    }
                     None => break,
                 }
             };
@@ -453,13 +454,13 @@ impl Eval<'_> {
             let per_user = mean.output_tokens_per_s_per_user.0;
             let rps = per_gpu * l.gpus() as f64 / osl_m as f64;
             let replicas = replicas_for(rps);
-            let mut v = self.violations(&worst, &mean, per_gpu, per_user);
+            let mut v = self.violations(&worst, mean, per_gpu, per_user);
             if replicas * l.gpus() > budget {
-                v.push(Violation {
-                    constraint: "gpus",
-                    limit: budget as f64,
-                    value: (replicas * l.gpus()) as f64,
-                });
+                v.push(Violation::new(
+                    "gpus",
+                    budget as f64,
+                    (replicas * l.gpus()) as f64,
+                ));
             }
             let latency_fails = v
                 .iter()
@@ -478,7 +479,7 @@ impl Eval<'_> {
                 load_imbalance: mean.load_imbalance.used,
                 bottleneck: format!("{:?}", mean.bottleneck.decode).to_lowercase(),
                 violations: v,
-                estimate: summary_json(&mean),
+                estimate: summary_json(mean),
                 explain: BTreeMap::new(),
             };
             if cand.meets() {
@@ -843,47 +844,31 @@ fn disaggregated(
             let ttft = p.latency + transfer(p, &d.layout) + d.latency;
             let mut v = Vec::new();
             if gpus > budget {
-                v.push(Violation {
-                    constraint: "gpus",
-                    limit: budget as f64,
-                    value: gpus as f64,
-                });
+                v.push(Violation::new("gpus", budget as f64, gpus as f64));
             }
             if let Some(t) = s.slo.ttft {
                 if ttft.0 > t.0 {
-                    v.push(Violation {
-                        constraint: "ttft",
-                        limit: t.ms(),
-                        value: ttft.ms(),
-                    });
+                    v.push(Violation::new("ttft", t.ms(), ttft.ms()));
                 }
             }
             if let Some(r) = s.slo.min_throughput_per_gpu {
                 if per_gpu < r.0 {
-                    v.push(Violation {
-                        constraint: "throughput_per_gpu",
-                        limit: r.0,
-                        value: per_gpu,
-                    });
+                    v.push(Violation::new("throughput_per_gpu", r.0, per_gpu));
                 }
             }
             if let Some(r) = s.slo.min_throughput_per_user {
                 if 1.0 / d.latency.0 < r.0 {
-                    v.push(Violation {
-                        constraint: "throughput_per_user",
-                        limit: r.0,
-                        value: 1.0 / d.latency.0,
-                    });
+                    v.push(Violation::new(
+                        "throughput_per_user",
+                        r.0,
+                        1.0 / d.latency.0,
+                    ));
                 }
             }
             let imb = p.imbalance.max(d.imbalance);
             if let Some(li) = s.slo.max_load_imbalance {
                 if imb > li {
-                    v.push(Violation {
-                        constraint: "load_imbalance",
-                        limit: li,
-                        value: imb,
-                    });
+                    v.push(Violation::new("load_imbalance", li, imb));
                 }
             }
             let mem = p.memory.max(d.memory);
