@@ -118,29 +118,15 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
             .map_err(|e| ArgError::failure(format!("--min-throughput-per-gpu: {e}"), None, json))?;
         s.slo.min_throughput_per_gpu = Some(r);
     }
-    for (flag, v) in [
-        ("max-memory-fraction", a.max_memory_fraction),
-        ("mfu", a.mfu),
-        ("bandwidth-utilization", a.bandwidth_utilization),
-    ] {
-        if let Some(x) = v {
-            if !(x > 0.0 && x <= 1.0) {
-                return Err(ArgError::failure(
-                    format!("--{flag} {x} is not a fraction in (0, 1]"),
-                    Some("0.6 means 60%".into()),
-                    json,
-                ));
-            }
-        }
-    }
-    if let Some(f) = a.max_memory_fraction {
+    use super::deployment::fraction;
+    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", json)? {
         s.slo.max_memory_fraction = f;
     }
-    if a.mfu.is_some() {
-        s.mfu = a.mfu;
+    if let Some(m) = fraction(a.mfu, "mfu", json)? {
+        s.mfu = Some(m);
     }
-    if a.bandwidth_utilization.is_some() {
-        s.bandwidth_utilization = a.bandwidth_utilization;
+    if let Some(b) = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)? {
+        s.bandwidth_utilization = Some(b);
     }
     if a.objective == "fewest-gpus" && s.workload.request_rate.is_none() {
         return Err(ArgError::failure(
