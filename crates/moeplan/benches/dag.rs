@@ -14,7 +14,7 @@ fn bench(c: &mut Criterion) {
     let inp = EstimateInput {
         model: &m,
         gpu: &gpu,
-        calibration: gpu.calibration.clone(),
+        calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
         layout: Layout {
             dp: 64,
             ep: 64,

@@ -12,7 +12,7 @@ fn bench(c: &mut Criterion) {
     let inp = EstimateInput {
         model: &m,
         gpu: &gpu,
-        calibration: gpu.calibration.clone(),
+        calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
         layout: Layout {
             dp: 8,
             ep: 8,

@@ -1,9 +1,10 @@
 //! GPUs and the nodes they sit in.
 //!
 //! A `Gpu` holds datasheet facts (peak dense FLOP/s per precision, HBM
-//! bandwidth and capacity, links) and the efficiency curves the cost model
-//! applies to them. Catalog GPUs are spec files embedded in the binary; a
-//! custom card is the same kind of file.
+//! bandwidth and capacity, links) and any efficiency overrides its spec
+//! states. The efficiency curves themselves come from a calibration profile
+//! (`crate::profile`), chosen by GPU and engine. Catalog GPUs are spec files
+//! embedded in the binary; a custom card is the same kind of file.
 
 use crate::calibration::Calibration;
 use crate::dtype::Precision;
@@ -34,8 +35,8 @@ pub struct Gpu {
     pub nvlink_latency: Seconds,
     /// One-way latency of a small network transfer.
     pub network_latency: Seconds,
-    /// Efficiency curves applied by the cost model.
-    pub calibration: Calibration,
+    /// Efficiency overrides stated by the spec, applied on top of the profile.
+    pub efficiency: EfficiencyOverrides,
     /// Datasheet citation and notes.
     pub notes: String,
 }
@@ -85,11 +86,38 @@ impl Gpu {
     pub fn peak_bf16(&self) -> FlopPerSecond {
         self.peak_for(Precision::Bf16).1
     }
+}
 
-    /// The same GPU with flat efficiency assumptions replacing the curves.
-    pub fn with_flat_efficiency(&self, mfu: Option<f64>, bandwidth: Option<f64>) -> Gpu {
-        let mut g = self.clone();
-        g.calibration = self.calibration.flat(mfu, bandwidth);
-        g
+/// Efficiencies a GPU spec states (`[efficiency]`), overriding its profile's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EfficiencyOverrides {
+    /// Fraction of the 16-bit peak a large GEMM reaches (FP8 GEMMs keep
+    /// their profile's ratio to it).
+    pub gemm_max: Option<f64>,
+    /// A flat fraction of HBM bandwidth for every memory-bound kernel.
+    pub memory: Option<f64>,
+    /// Fraction of the network bandwidth an inter-node transfer reaches.
+    pub network: Option<f64>,
+    /// Where the overrides come from.
+    pub source: Option<String>,
+}
+
+impl EfficiencyOverrides {
+    /// Applies the overrides to a profile's curves.
+    pub fn apply(&self, cal: &mut Calibration) {
+        if let Some(m) = self.gemm_max {
+            let ratio = cal.gemm_fp8.eff_max / cal.gemm_bf16.eff_max;
+            cal.gemm_bf16.eff_max = m;
+            cal.gemm_fp8.eff_max = m * ratio;
+        }
+        if let Some(m) = self.memory {
+            *cal = cal.flat(None, Some(m));
+        }
+        if let Some(n) = self.network {
+            cal.network_eff = n;
+        }
+        if let Some(s) = &self.source {
+            cal.source = s.clone();
+        }
     }
 }

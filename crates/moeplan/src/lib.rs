@@ -21,6 +21,7 @@ pub mod layout;
 pub mod memory;
 pub mod model;
 pub mod ops;
+pub mod profile;
 pub mod quantity;
 pub mod report;
 pub mod search;

@@ -25,7 +25,7 @@ use std::ops::Range;
 /// once (the rest wait for a slot, and their wait is part of TTFT), and the
 /// share of memory they take. Each preset is the engine's documented
 /// default; every figure can be overridden by a flag.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// No engine assumed: an 8192-token step budget, no running-request cap, 90% of memory.

@@ -33,7 +33,7 @@ fn build(
     let inp = EstimateInput {
         model: m,
         gpu: g,
-        calibration: g.calibration.clone(),
+        calibration: moeplan::profile::resolve(&g, moeplan::memory::Engine::Neutral).kernels,
         layout,
         workload,
         engine: EngineConfig::default(),

@@ -145,7 +145,9 @@ fn seed_model_by_hand() {
 fn seed_decode_is_kv_bound_at_long_context() {
     let m = model("seed-moe");
     let gpu = catalog::gpu("seed-gpu").unwrap().unwrap();
-    let cal = gpu.calibration.flat(Some(0.6), Some(0.8));
+    let cal = moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral)
+        .kernels
+        .flat(Some(0.6), Some(0.8));
     let ctx = CostContext::new(&m, &gpu, Layout::default(), 0, 0.0, &cal);
     for (l, kv_ms) in [(128.0, 0.373), (1024.0, 2.983), (10240.0, 29.83)] {
         let step = ctx.step(&StepShape::decode(128.0, l));
@@ -341,7 +343,7 @@ proptest! {
         let m = model("qwen3-30b-a3b");
         let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
         let l = Layout { pp: 1 << pp, tp: 1 << tp, dp: 1 << dp, ep: 1 << ep, ..Layout::default() };
-        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: gpu.calibration.clone(), layout: l, workload: Workload { isl: 2000, osl: 200, concurrency: conc }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0 };
+        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: 2000, osl: 200, concurrency: conc }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0 };
         if let Ok(e) = estimate(&inp) {
             prop_assert_eq!(e.gpus, l.pp * l.tp * l.cp * l.dp);
             for v in [e.ttft.0, e.tpot.0, e.output_tokens_per_s_per_gpu.0] {
@@ -407,7 +409,7 @@ fn summary_equals_full_estimate() {
         let inp = EstimateInput {
             model: &m,
             gpu: &gpu,
-            calibration: gpu.calibration.clone(),
+            calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout,
             workload: Workload {
                 isl: 1000,
@@ -469,7 +471,7 @@ fn running_cap_queues_the_rest() {
         estimate(&EstimateInput {
             model: &m,
             gpu: &gpu,
-            calibration: gpu.calibration.clone(),
+            calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout: Layout::default(),
             workload: Workload {
                 isl: 1000,
@@ -504,7 +506,7 @@ fn running_cap_queues_the_rest() {
         ..EstimateInput {
             model: &m,
             gpu: &gpu,
-            calibration: gpu.calibration.clone(),
+            calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout: Layout::default(),
             workload: Workload {
                 isl: 1000,
@@ -558,7 +560,7 @@ fn pure_phases_bound_the_mixed_step() {
         let e = estimate(&EstimateInput {
             model: &m,
             gpu: &gpu,
-            calibration: gpu.calibration.clone(),
+            calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout,
             workload: Workload {
                 isl: 2000,

@@ -42,7 +42,9 @@ fn per_gpu(s: &Scenario, l: Layout) -> f64 {
     let inp = EstimateInput {
         model: &s.model,
         gpu: &s.gpu,
-        calibration: s.gpu.calibration.flat(s.mfu, s.bandwidth_utilization),
+        calibration: moeplan::profile::resolve(&s.gpu, moeplan::memory::Engine::Neutral)
+            .kernels
+            .flat(s.mfu, s.bandwidth_utilization),
         layout: l,
         workload: Workload {
             isl: s.workload.isl.mean(),
@@ -117,7 +119,7 @@ proptest! {
                 let e = estimate(&EstimateInput {
                     model: &s.model,
                     gpu: &s.gpu,
-                    calibration: s.gpu.calibration.clone(),
+                    calibration: moeplan::profile::resolve(&s.gpu, moeplan::memory::Engine::Neutral).kernels,
                     layout: l,
                     workload: Workload { isl, osl, concurrency: pool.concurrency },
                     engine: EngineConfig::default(),

@@ -118,7 +118,7 @@ fn published_figures() {
         let inp = EstimateInput {
             model: &m,
             gpu: &gpu,
-            calibration: gpu.calibration.clone(),
+            calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout,
             workload: Workload {
                 isl,
@@ -235,7 +235,8 @@ fn published_phases_at_scale() {
             let per_rank = (16384.0 / kv_len).floor().max(1.0);
             let rows = per_rank * kv_len * gpus as f64 * k;
             let imb = load_imbalance(256, ep, 0, rows, 0.0);
-            let ctx = CostContext::new(&model, &gpu, layout, 0, imb, &gpu.calibration);
+            let cal_k = moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels;
+            let ctx = CostContext::new(&model, &gpu, layout, 0, imb, &cal_k);
             let step = ctx.step(&StepShape::prefill(per_rank, kv_len));
             (
                 per_rank * kv_len * node / step.stage_time().0,
@@ -250,7 +251,8 @@ fn published_phases_at_scale() {
             let batch = batch.unwrap_or((value / node / 21.0).round());
             let rows = batch * gpus as f64 * k;
             let imb = load_imbalance(256, ep, 0, rows, 0.0);
-            let ctx = CostContext::new(&model, &gpu, layout, 0, imb, &gpu.calibration);
+            let cal_k = moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels;
+            let ctx = CostContext::new(&model, &gpu, layout, 0, imb, &cal_k);
             let step = ctx.step(&StepShape::decode(batch, kv_len));
             (
                 batch * node / step.stage_time().0,

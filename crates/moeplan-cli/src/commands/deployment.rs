@@ -159,7 +159,9 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)?;
     let engine = engine(a, &gpu, json)?;
     Ok(Deployment {
-        calibration: gpu.calibration.flat(mfu, bw),
+        calibration: moeplan::profile::resolve(&gpu, engine.engine)
+            .kernels
+            .flat(mfu, bw),
         layout: {
             let mut l = Layout::folded(a.pp, a.tp, a.cp, a.dp, a.ep, a.etp);
             // A dense model has no experts: unless the user wrote an expert

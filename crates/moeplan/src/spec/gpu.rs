@@ -13,7 +13,6 @@
 //! ```
 
 use super::{Problem, Problems, SpecError};
-use crate::calibration;
 use crate::dtype::Precision;
 use crate::hardware::Gpu;
 use crate::quantity::{parse_bandwidth, parse_bytes, parse_flop_rate, parse_time};
@@ -168,8 +167,7 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
                 .hint("GPUs in one NVLink domain, e.g. 8"),
         );
     }
-    let mut cal = calibration::hopper();
-    cal.source = calibration::derived_source(default_id);
+    let mut efficiency = crate::hardware::EfficiencyOverrides::default();
     if let Some(e) = &raw.efficiency {
         let mut frac = |key: &str, v: Option<f64>| -> Option<f64> {
             let v = v?;
@@ -183,19 +181,10 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
                 None
             }
         };
-        if let Some(m) = frac("efficiency.gemm_max", e.gemm_max) {
-            cal.gemm_bf16.eff_max = m;
-            cal.gemm_fp8.eff_max = m * cal.gemm_fp8.eff_max / hopper_gemm_max();
-        }
-        if let Some(m) = frac("efficiency.memory", e.memory) {
-            cal = cal.flat(None, Some(m));
-        }
-        if let Some(n) = frac("efficiency.network", e.network) {
-            cal.network_eff = n;
-        }
-        if let Some(s) = &e.source {
-            cal.source = s.clone();
-        }
+        efficiency.gemm_max = frac("efficiency.gemm_max", e.gemm_max);
+        efficiency.memory = frac("efficiency.memory", e.memory);
+        efficiency.network = frac("efficiency.network", e.network);
+        efficiency.source = e.source.clone();
     }
     Gpu {
         id: raw.id.clone().unwrap_or_else(|| default_id.to_string()),
@@ -213,11 +202,7 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
         ),
         nvlink_latency: lat(pr, "links.nvlink_latency", &links.nvlink_latency, 3e-6),
         network_latency: lat(pr, "links.network_latency", &links.network_latency, 10e-6),
-        calibration: cal,
+        efficiency,
         notes: raw.notes.clone().unwrap_or_default(),
     }
-}
-
-fn hopper_gemm_max() -> f64 {
-    calibration::hopper().gemm_bf16.eff_max
 }

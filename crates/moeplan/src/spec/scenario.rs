@@ -230,8 +230,8 @@ impl Scenario {
     /// The GPU's efficiency curves with the scenario's flat assumptions
     /// (`mfu`, `bandwidth_utilization`) applied, when it states any.
     pub fn calibration(&self) -> crate::calibration::Calibration {
-        self.gpu
-            .calibration
+        crate::profile::resolve(&self.gpu, crate::memory::Engine::Neutral)
+            .kernels
             .flat(self.mfu, self.bandwidth_utilization)
     }
 
