@@ -36,6 +36,27 @@ pub enum Command {
     /// format `moeplan audit` reads), or a scenario file (the planner's
     /// recommended layout).
     Dag(DagArgs),
+    /// Compare predictions with measured benchmark runs: median and p90 error of TTFT and TPOT.
+    ///
+    /// Reads CSV files of runs (the native format, or AIConfigurator's
+    /// silicon CSV as it is) and estimates each run as it was deployed.
+    Accuracy(AccuracyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AccuracyArgs {
+    /// CSV files of measured runs.
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Print the report as Markdown (what docs/accuracy.md holds).
+    #[arg(long)]
+    pub markdown: bool,
+    /// List every run with its prediction and error.
+    #[arg(long)]
+    pub runs: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Output options shared by every command.

@@ -14,6 +14,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(a) => commands::plan::run(&a),
         Command::Audit(a) => commands::audit::run(&a),
         Command::Dag(a) => commands::dag::run(&a),
+        Command::Accuracy(a) => commands::accuracy::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 //! To add a model: drop its `config.json` in `catalog/models/<id>.json` and
 //! add a line below. To add a GPU: write `catalog/gpus/<id>.toml`.
 
+use crate::dtype::DType;
 use crate::hardware::Gpu;
 use crate::model::Model;
 use crate::spec::source::{Format, Source};
@@ -113,6 +114,115 @@ pub const GPUS: &[(&str, &str)] = &[
     ("seed-gpu", include_str!("../catalog/gpus/seed-gpu.toml")),
 ];
 
+/// Hugging Face ids of the catalog's checkpoints, and of checkpoints
+/// published with the same architecture under other ids, with the weight
+/// type they store where it differs from the catalog config's (quantised
+/// re-releases store routed experts and dense MLPs in it).
+pub const HF_IDS: &[(&str, &str, Option<DType>)] = &[
+    ("deepseek-ai/DeepSeek-R1", "deepseek-r1", None),
+    ("deepseek-ai/DeepSeek-R1-0528", "deepseek-r1", None),
+    (
+        "nvidia/DeepSeek-R1-NVFP4",
+        "deepseek-r1",
+        Some(DType::Nvfp4),
+    ),
+    (
+        "nvidia/DeepSeek-R1-0528-NVFP4",
+        "deepseek-r1",
+        Some(DType::Nvfp4),
+    ),
+    ("deepseek-ai/DeepSeek-V3", "deepseek-v3", None),
+    ("deepseek-ai/DeepSeek-V3-0324", "deepseek-v3", None),
+    ("deepseek-ai/DeepSeek-V3.1", "deepseek-v3", None),
+    (
+        "nvidia/DeepSeek-V3.1-NVFP4",
+        "deepseek-v3",
+        Some(DType::Nvfp4),
+    ),
+    ("zai-org/GLM-5", "glm-5", None),
+    ("zhipuai/GLM-5", "glm-5", None),
+    ("zai-org/GLM-5-FP8", "glm-5-fp8", None),
+    ("openai/gpt-oss-120b", "gpt-oss-120b", None),
+    ("openai/gpt-oss-20b", "gpt-oss-20b", None),
+    ("moonshotai/Kimi-K2.5", "kimi-k2.5", None),
+    ("moonshotai/Kimi-K2-Instruct", "kimi-k2", None),
+    ("meta-llama/Llama-3.1-70B", "llama-3.1-70b", None),
+    ("meta-llama/Llama-3.1-70B-Instruct", "llama-3.1-70b", None),
+    ("meta-llama/Meta-Llama-3.1-70B", "llama-3.1-70b", None),
+    (
+        "meta-llama/Meta-Llama-3.1-70B-Instruct",
+        "llama-3.1-70b",
+        None,
+    ),
+    (
+        "nvidia/Llama-3.1-70B-Instruct-FP8",
+        "llama-3.1-70b",
+        Some(DType::Fp8),
+    ),
+    ("meta-llama/Llama-3.1-8B", "llama-3.1-8b", None),
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b", None),
+    ("meta-llama/Meta-Llama-3.1-8B", "llama-3.1-8b", None),
+    (
+        "meta-llama/Meta-Llama-3.1-8B-Instruct",
+        "llama-3.1-8b",
+        None,
+    ),
+    (
+        "nvidia/Llama-3.1-8B-Instruct-FP8",
+        "llama-3.1-8b",
+        Some(DType::Fp8),
+    ),
+    (
+        "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
+        "llama-4-maverick",
+        None,
+    ),
+    (
+        "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+        "llama-4-scout",
+        None,
+    ),
+    ("MiniMaxAI/MiniMax-M2.5", "minimax-m2.5", None),
+    (
+        "nvidia/MiniMax-M2.5-NVFP4",
+        "minimax-m2.5",
+        Some(DType::Nvfp4),
+    ),
+    ("mistralai/Mixtral-8x22B-v0.1", "mixtral-8x22b", None),
+    ("mistralai/Mixtral-8x7B-v0.1", "mixtral-8x7b", None),
+    ("Qwen/Qwen3-235B-A22B", "qwen3-235b-a22b", None),
+    ("Qwen/Qwen3-235B-A22B-FP8", "qwen3-235b-a22b-fp8", None),
+    (
+        "nvidia/Qwen3-235B-A22B-NVFP4",
+        "qwen3-235b-a22b",
+        Some(DType::Nvfp4),
+    ),
+    ("Qwen/Qwen3-30B-A3B", "qwen3-30b-a3b", None),
+    ("Qwen/Qwen3-32B", "qwen3-32b", None),
+    ("Qwen/Qwen3-32B-FP8", "qwen3-32b", Some(DType::Fp8)),
+    ("nvidia/Qwen3-32B-NVFP4", "qwen3-32b", Some(DType::Nvfp4)),
+    ("Qwen/Qwen3.5-35B-A3B", "qwen3.5-35b-a3b", None),
+    ("Qwen/Qwen3.5-397B-A17B", "qwen3.5-397b-a17b", None),
+    (
+        "nvidia/Qwen3.5-397B-A17B-NVFP4",
+        "qwen3.5-397b-a17b",
+        Some(DType::Nvfp4),
+    ),
+];
+
+/// A catalog model by Hugging Face id (case-insensitive), with the weight
+/// type of a quantised re-release applied to its experts and dense MLPs.
+pub fn model_by_hf_id(id: &str) -> Option<Result<Model, SpecError>> {
+    let (_, key, dtype) = HF_IDS.iter().find(|(h, _, _)| h.eq_ignore_ascii_case(id))?;
+    Some(model(key)?.map(|mut m| {
+        if let Some(d) = dtype {
+            m.dtypes.experts = *d;
+            m.dtypes.dense = *d;
+        }
+        m
+    }))
+}
+
 /// Other names users type for catalog entries.
 const MODEL_ALIASES: &[(&str, &str)] = &[
     ("minimax-m2", "minimax-m2.5"),
@@ -182,10 +292,16 @@ pub fn load_model_source(source: &Source) -> Result<Model, SpecError> {
     crate::spec::model::load(source)
 }
 
-/// Resolves what a user typed for a model: a catalog id or a file path.
+/// Resolves what a user typed for a model: a catalog id, a Hugging Face id
+/// of a catalog checkpoint, or a file path.
 pub fn resolve_model(arg: &str) -> Result<Model, SpecError> {
     if let Some(m) = model(arg) {
         return m;
+    }
+    if !Path::new(arg).exists() {
+        if let Some(m) = model_by_hf_id(arg) {
+            return m;
+        }
     }
     if Path::new(arg).exists() || arg.contains('/') || arg.contains('.') {
         return load_model_source(&Source::read(Path::new(arg))?);

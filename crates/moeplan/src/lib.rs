@@ -10,6 +10,7 @@
 // Divisibility rules (heads by TP, experts by EP) read as the domain states them.
 #![allow(clippy::manual_is_multiple_of)]
 
+pub mod accuracy;
 pub mod audit;
 pub mod calibration;
 pub mod catalog;
@@ -23,7 +24,9 @@ pub mod model;
 pub mod ops;
 pub mod profile;
 pub mod quantity;
+pub mod replica;
 pub mod report;
+pub mod runs;
 pub mod search;
 pub mod serving;
 pub mod spec;

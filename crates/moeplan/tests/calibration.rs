@@ -391,7 +391,7 @@ fn collectives(dir: &Path, gpu: &Gpu, rep: &mut Report) -> (usize, usize) {
     let model = base_model("mixtral-8x7b");
     let cal_k = moeplan::profile::resolve(gpu, moeplan::memory::Engine::Neutral).kernels;
     let ctx = CostContext::new(&model, gpu, single(), 0, 0.0, &cal_k);
-    let cal = &moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels;
+    let cal = &moeplan::profile::resolve(gpu, moeplan::memory::Engine::Neutral).kernels;
     // Each file against the curve fitted to it, and all-reduce rows also
     // against what the model picks by size (custom below 8 MiB, NCCL above).
     let predict = |op: &str, n: u32, bytes: f64, custom: bool| {

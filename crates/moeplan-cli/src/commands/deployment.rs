@@ -3,67 +3,13 @@
 //! the layout folded, every flag checked.
 use crate::args::DeploymentArgs;
 use crate::output::{ArgError, Failure};
-use moeplan::calibration::Calibration;
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::{Layout, LayoutProblem};
 use moeplan::memory::{Engine, EngineConfig};
-use moeplan::model::Model;
-use moeplan::serving::{EstimateInput, Workload};
-use moeplan::spec::scenario::Scenario;
+pub use moeplan::replica::Replica as Deployment;
+use moeplan::serving::Workload;
 use std::fmt::Write;
-
-/// One replica ready to be estimated or drawn.
-pub struct Deployment {
-    pub model: Model,
-    pub gpu: Gpu,
-    pub calibration: Calibration,
-    pub layout: Layout,
-    pub workload: Workload,
-    pub engine: EngineConfig,
-    pub redundant_experts: u32,
-    pub routing_skew: f64,
-}
-
-impl Deployment {
-    /// One replica of `layout` serving a scenario's workload at its mean
-    /// lengths, with the scenario's efficiencies and memory limit on `engine`.
-    pub fn from_scenario(
-        s: Scenario,
-        layout: Layout,
-        concurrency: u64,
-        engine: EngineConfig,
-    ) -> Deployment {
-        Deployment {
-            calibration: s.calibration(),
-            layout,
-            workload: Workload {
-                isl: s.workload.isl.mean().max(1),
-                osl: s.workload.osl.mean().max(1),
-                concurrency: concurrency.max(1),
-            },
-            engine: s.engine(engine),
-            redundant_experts: 0,
-            routing_skew: 0.0,
-            model: s.model,
-            gpu: s.gpu,
-        }
-    }
-
-    /// The estimate's input.
-    pub fn input(&self) -> EstimateInput<'_> {
-        EstimateInput {
-            model: &self.model,
-            gpu: &self.gpu,
-            calibration: self.calibration.clone(),
-            layout: self.layout,
-            workload: self.workload,
-            engine: self.engine,
-            redundant_experts: self.redundant_experts,
-            routing_skew: self.routing_skew,
-        }
-    }
-}
 
 fn dtype(s: &Option<String>, flag: &str, json: bool) -> Result<Option<DType>, Failure> {
     match s {

@@ -1,4 +1,5 @@
 //! One module per subcommand.
+pub mod accuracy;
 pub mod audit;
 pub mod catalog;
 pub mod dag;

@@ -93,32 +93,34 @@ impl Source {
 
     /// Builds a source from raw bytes (checks UTF-8).
     pub fn from_bytes(name: &str, bytes: Vec<u8>, format: Format) -> Result<Source, SpecError> {
-        match String::from_utf8(bytes) {
-            Ok(text) => Ok(Source {
-                name: name.to_string(),
-                text,
-                format,
-            }),
-            Err(e) => {
-                let at = e.utf8_error().valid_up_to();
-                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                let line = lossy[..at.min(lossy.len())].matches('\n').count() + 1;
-                let mut err = SpecError::new(
-                    name,
-                    lossy,
-                    vec![Problem {
-                        path: String::new(),
-                        message: format!(
-                            "the file is not valid UTF-8 (first bad byte at offset {at}, line {line})"
-                        ),
-                        hint: Some("save the file as UTF-8 text".into()),
-                        span: None,
-                    }],
-                );
-                err.problems[0].span = Some((at.min(err.text_len()), 1));
-                Err(err)
-            }
-        }
+        Ok(Source {
+            name: name.to_string(),
+            text: Self::decode_utf8(name, bytes)?,
+            format,
+        })
+    }
+
+    /// The text of raw bytes, or a diagnostic at the first byte that is not UTF-8.
+    pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, SpecError> {
+        String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let line = lossy[..at.min(lossy.len())].matches('\n').count() + 1;
+            let mut err = SpecError::new(
+                name,
+                lossy,
+                vec![Problem {
+                    path: String::new(),
+                    message: format!(
+                        "the file is not valid UTF-8 (first bad byte at offset {at}, line {line})"
+                    ),
+                    hint: Some("save the file as UTF-8 text".into()),
+                    span: None,
+                }],
+            );
+            err.problems[0].span = Some((at.min(err.text_len()), 1));
+            err
+        })
     }
 
     /// Builds a source from text already in memory (catalog entries, tests).

@@ -1,0 +1,163 @@
+//! `moeplan accuracy`: predictions against measured benchmark runs.
+use crate::args::AccuracyArgs;
+use crate::output::{self, Failure};
+use moeplan::accuracy::{self, Outcome, Summary};
+use moeplan::runs::{self, Run};
+use std::fmt::Write;
+
+pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
+    let mut all = Vec::new();
+    for f in &a.files {
+        all.extend(runs::read(f).map_err(|e| Failure::Input(Box::new(e), a.json))?);
+    }
+    let outcomes = accuracy::evaluate(&all);
+    let report = accuracy::report(&all, &outcomes);
+    if a.json {
+        output::json(&serde_json::json!({
+            "summaries": report,
+            "runs": if a.runs { Some(run_rows(&all, &outcomes)) } else { None },
+        }));
+    } else if a.markdown {
+        output::print(&markdown(&report, &all, &outcomes));
+    } else {
+        output::print(&table(&report).to_string());
+        if a.runs {
+            output::print(&runs_table(&all, &outcomes));
+        }
+    }
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn signed(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+fn table(report: &[Summary]) -> comfy_table::Table {
+    let mut t = output::table(&[
+        "group",
+        "runs",
+        "answered",
+        "TTFT median",
+        "p90",
+        "bias",
+        "TPOT median",
+        "p90",
+        "bias",
+    ]);
+    for s in report {
+        t.add_row(summary_cells(s));
+    }
+    t
+}
+
+fn summary_cells(s: &Summary) -> Vec<String> {
+    vec![
+        s.group.clone(),
+        s.runs.to_string(),
+        s.answered.to_string(),
+        pct(s.ttft.median),
+        pct(s.ttft.p90),
+        signed(s.ttft.signed_median),
+        pct(s.tpot.median),
+        pct(s.tpot.p90),
+        signed(s.tpot.signed_median),
+    ]
+}
+
+fn markdown(report: &[Summary], runs: &[Run], outcomes: &[Outcome]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "| group | runs | answered | TTFT median | TTFT p90 | TTFT bias | TPOT median | TPOT p90 | TPOT bias |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for s in report {
+        let _ = writeln!(o, "| {} |", summary_cells(s).join(" | "));
+    }
+    let mut reasons: Vec<(String, usize)> = Vec::new();
+    for out in outcomes {
+        if let Err(e) = &out.predicted {
+            let key = reason_kind(e);
+            match reasons.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => reasons.push((key, 1)),
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nUnanswered runs ({} of {}):\n",
+            outcomes.iter().filter(|x| x.predicted.is_err()).count(),
+            runs.len()
+        );
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (k, n) in reasons {
+            let _ = writeln!(o, "- {n}: {k}");
+        }
+    }
+    o
+}
+
+/// The reason of an unanswered run without its run-specific figures.
+fn reason_kind(e: &str) -> String {
+    match e.find(':') {
+        Some(i) if e.starts_with("predicted not to fit") => e[..i].to_string(),
+        _ => e.to_string(),
+    }
+}
+
+fn run_rows(runs: &[Run], outcomes: &[Outcome]) -> Vec<serde_json::Value> {
+    outcomes
+        .iter()
+        .map(|o| {
+            let r = &runs[o.run];
+            serde_json::json!({
+                "id": r.id,
+                "measured_ttft_ms": r.ttft.ms(),
+                "measured_tpot_ms": r.tpot.ms(),
+                "predicted_ttft_ms": o.predicted.as_ref().ok().map(|p| p.ttft.ms()),
+                "predicted_tpot_ms": o.predicted.as_ref().ok().map(|p| p.tpot.ms()),
+                "unanswered": o.predicted.as_ref().err(),
+            })
+        })
+        .collect()
+}
+
+fn runs_table(runs: &[Run], outcomes: &[Outcome]) -> String {
+    let mut t = output::table(&[
+        "run",
+        "TTFT ms",
+        "predicted",
+        "error",
+        "TPOT ms",
+        "predicted",
+        "error",
+    ]);
+    for o in outcomes {
+        let r = &runs[o.run];
+        let (pt, et, pp, ep) = match (&o.predicted, o.errors(r)) {
+            (Ok(p), Some((et, ep))) => (
+                format!("{:.1}", p.ttft.ms()),
+                signed(et),
+                format!("{:.2}", p.tpot.ms()),
+                signed(ep),
+            ),
+            (Err(e), _) => (e.clone(), String::new(), String::new(), String::new()),
+            (Ok(_), None) => Default::default(),
+        };
+        t.add_row(vec![
+            r.id.clone(),
+            format!("{:.1}", r.ttft.ms()),
+            pt,
+            et,
+            format!("{:.2}", r.tpot.ms()),
+            pp,
+            ep,
+        ]);
+    }
+    t.to_string()
+}

@@ -1,0 +1,217 @@
+//! How far moeplan's predictions are from measured runs (`moeplan accuracy`).
+//!
+//! Each run is estimated as it was deployed (its model, GPU, engine, weight
+//! types, layout and concurrency) and compared on the two figures a
+//! benchmark client reports: mean TTFT and mean TPOT. The error of a figure
+//! is `predicted / measured − 1`; summaries give the median and 90th
+//! percentile of its absolute value, by group. A run moeplan cannot answer
+//! (an unknown model, a layout it calls invalid, a deployment it says does
+//! not fit although it ran) is counted as unanswered, with the reason.
+
+use crate::runs::{Run, RunDeployment};
+use crate::serving::estimate_summary;
+use crate::units::Seconds;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// The prediction for one run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Predicted {
+    /// Mean time to first token.
+    pub ttft: Seconds,
+    /// Mean time per output token.
+    pub tpot: Seconds,
+}
+
+/// A run and what moeplan says of it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    /// Index of the run in the input.
+    pub run: usize,
+    /// The prediction, or why there is none.
+    pub predicted: Result<Predicted, String>,
+    /// Whether the run's model has routed experts (None: model unknown).
+    pub moe: Option<bool>,
+}
+
+impl Outcome {
+    /// Relative errors (TTFT, TPOT) against the run, when answered.
+    pub fn errors(&self, run: &Run) -> Option<(f64, f64)> {
+        let p = self.predicted.as_ref().ok()?;
+        Some((p.ttft / run.ttft - 1.0, p.tpot / run.tpot - 1.0))
+    }
+}
+
+/// Predicts one run as it was deployed.
+pub fn predict(run: &Run) -> Result<Predicted, String> {
+    match run.deployment {
+        RunDeployment::Aggregated { .. } => {
+            let replica = run.replica().expect("aggregated")?;
+            let e = estimate_summary(&replica.input()).map_err(|problems| {
+                let rules: Vec<&str> = problems.iter().map(|p| p.rule).collect();
+                format!("invalid layout {} ({})", replica.layout, rules.join(", "))
+            })?;
+            if !e.fits {
+                return Err(format!(
+                    "predicted not to fit: {} of {} usable on the fullest GPU",
+                    e.memory.total_bytes, e.memory.usable_bytes
+                ));
+            }
+            Ok(Predicted {
+                ttft: e.ttft,
+                tpot: e.tpot,
+            })
+        }
+        RunDeployment::Disaggregated { .. } => {
+            Err("disaggregated runs are not estimated yet".to_string())
+        }
+    }
+}
+
+/// Predicts every run (in parallel; the order of the input is kept).
+pub fn evaluate(runs: &[Run]) -> Vec<Outcome> {
+    runs.par_iter()
+        .enumerate()
+        .map(|(i, r)| Outcome {
+            run: i,
+            predicted: predict(r),
+            moe: r.model().ok().map(|m| m.moe.is_some()),
+        })
+        .collect()
+}
+
+/// Median and 90th percentile of |error|, and the median signed error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ErrorStats {
+    /// Median |predicted/measured − 1|.
+    pub median: f64,
+    /// 90th percentile of the same.
+    pub p90: f64,
+    /// Median predicted/measured − 1 (the bias).
+    pub signed_median: f64,
+}
+
+impl ErrorStats {
+    /// Statistics of relative errors (empty: all zero).
+    pub fn of(errors: &[f64]) -> ErrorStats {
+        let abs: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
+        ErrorStats {
+            median: quantile(&abs, 0.5),
+            p90: quantile(&abs, 0.9),
+            signed_median: quantile(errors, 0.5),
+        }
+    }
+}
+
+/// The `q` quantile (linear interpolation) of `v`; 0 for an empty slice.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return 0.0;
+    }
+    s.sort_by(f64::total_cmp);
+    let pos = q * (s.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+/// The errors of one group of runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// What the group is (`all`, `engine vllm`, ...).
+    pub group: String,
+    /// Runs in the group.
+    pub runs: usize,
+    /// Of which answered.
+    pub answered: usize,
+    /// TTFT errors of the answered runs.
+    pub ttft: ErrorStats,
+    /// TPOT errors of the answered runs.
+    pub tpot: ErrorStats,
+}
+
+/// Summarises the outcomes of the runs `members` selects.
+pub fn summarize(
+    group: &str,
+    runs: &[Run],
+    outcomes: &[Outcome],
+    members: impl Fn(&Run, &Outcome) -> bool,
+) -> Summary {
+    let mut ttft = Vec::new();
+    let mut tpot = Vec::new();
+    let mut total = 0;
+    for o in outcomes {
+        let run = &runs[o.run];
+        if !members(run, o) {
+            continue;
+        }
+        total += 1;
+        if let Some((t, p)) = o.errors(run) {
+            ttft.push(t);
+            tpot.push(p);
+        }
+    }
+    Summary {
+        group: group.to_string(),
+        runs: total,
+        answered: ttft.len(),
+        ttft: ErrorStats::of(&ttft),
+        tpot: ErrorStats::of(&tpot),
+    }
+}
+
+/// Whether a run is aggregated.
+pub fn is_aggregated(r: &Run) -> bool {
+    matches!(r.deployment, RunDeployment::Aggregated { .. })
+}
+
+/// The standard report: the headline slices, then by mode, engine, GPU and model.
+pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
+    let hopper = |r: &Run| r.gpu == "h100-sxm" || r.gpu == "h200-sxm";
+    let blackwell = |r: &Run| r.gpu == "b200" || r.gpu == "gb200";
+    let mut out = vec![
+        summarize("all", runs, outcomes, |_, _| true),
+        summarize("aggregated MoE on H100/H200", runs, outcomes, |r, o| {
+            is_aggregated(r) && hopper(r) && o.moe == Some(true)
+        }),
+        summarize("aggregated on B200/GB200", runs, outcomes, |r, _| {
+            is_aggregated(r) && blackwell(r)
+        }),
+        summarize("disaggregated", runs, outcomes, |r, _| !is_aggregated(r)),
+    ];
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in runs {
+        let mode = if is_aggregated(r) { "agg" } else { "disagg" };
+        for k in [
+            ("mode", mode.to_string()),
+            ("engine", r.engine.name().to_string()),
+            ("gpu", r.gpu.clone()),
+            ("model", r.model.clone()),
+        ] {
+            let key = (k.0.to_string(), k.1);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    let order = |k: &str| {
+        ["mode", "engine", "gpu", "model"]
+            .iter()
+            .position(|x| *x == k)
+    };
+    keys.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.1.cmp(&b.1)));
+    for (kind, value) in keys {
+        let group = format!("{kind} {value}");
+        out.push(summarize(&group, runs, outcomes, |r, _| {
+            let mode = if is_aggregated(r) { "agg" } else { "disagg" };
+            match kind.as_str() {
+                "mode" => mode == value,
+                "engine" => r.engine.name() == value,
+                "gpu" => r.gpu == value,
+                _ => r.model == value,
+            }
+        }));
+    }
+    out
+}

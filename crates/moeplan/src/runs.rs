@@ -1,0 +1,652 @@
+//! Measured benchmark runs: what a user measured on real engines, read so
+//! that moeplan's predictions can be compared with it (`moeplan accuracy`)
+//! and fitted to it.
+//!
+//! Each run is one benchmark at a fixed concurrency: the client keeps
+//! `concurrency` requests in flight (a new one starts when one finishes),
+//! every request has exactly `isl` prompt and `osl` output tokens, and the
+//! figures are means over the run. Two CSV formats are read, recognised by
+//! their header:
+//! - **native**: `model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms`
+//!   (`concurrency`: requests in flight on one replica; `model` a catalog id,
+//!   a Hugging Face id or a `config.json` path relative to the CSV);
+//! - **silicon**: the columns of AIConfigurator's `silicon_sample.csv`
+//!   (`id,silicon_data_source,backend,backend_version,model_path,system,...`),
+//!   aggregated and disaggregated rows.
+//!
+//! Every bad cell is reported at once, with its line and column.
+
+use crate::catalog;
+use crate::dtype::DType;
+use crate::layout::Layout;
+use crate::memory::Engine;
+use crate::model::Model;
+use crate::profile;
+use crate::replica::Replica;
+use crate::serving::Workload;
+use crate::spec::source::Source;
+use crate::spec::{Problem, SpecError};
+use crate::units::Seconds;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Largest measurement file read (the shared training set is 1.5 MB).
+const MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How one pool of a run was laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PoolRun {
+    /// Degrees of one worker (replica).
+    pub layout: Layout,
+    /// Workers in the pool.
+    pub workers: u32,
+    /// Requests in flight per attention-DP rank of one worker, as the run
+    /// states it (the decode pool's batch; the prefill pool's batch of prompts).
+    pub batch_per_rank: u64,
+}
+
+/// The deployment a run measured.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum RunDeployment {
+    /// One pool of identical replicas.
+    Aggregated {
+        /// Degrees of one replica.
+        layout: Layout,
+        /// Requests in flight on one replica.
+        concurrency: u64,
+        /// Replicas sharing the client's requests.
+        replicas: u32,
+    },
+    /// Separate prefill and decode pools.
+    Disaggregated {
+        /// The prefill pool.
+        prefill: PoolRun,
+        /// The decode pool.
+        decode: PoolRun,
+        /// Requests in flight on the whole deployment.
+        concurrency: u64,
+    },
+}
+
+/// One measured benchmark run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Run {
+    /// The file it was read from.
+    pub file: String,
+    /// 1-based line in that file.
+    pub line: usize,
+    /// The run's id (the file's `id` column, else `file:line`).
+    pub id: String,
+    /// The model as written: catalog id, Hugging Face id or config path
+    /// (made absolute against the CSV's folder when it is a relative path).
+    pub model: String,
+    /// Catalog GPU id.
+    pub gpu: String,
+    /// The engine.
+    pub engine: Engine,
+    /// Its version as written (may be empty).
+    pub engine_version: String,
+    /// Weight type of the dense GEMMs (attention, dense MLPs), when stated.
+    pub gemm_dtype: Option<DType>,
+    /// Weight type of the routed experts, when stated.
+    pub moe_dtype: Option<DType>,
+    /// Prompt tokens per request.
+    pub isl: u64,
+    /// Output tokens per request.
+    pub osl: u64,
+    /// The layout and load.
+    pub deployment: RunDeployment,
+    /// Measured mean time to first token.
+    pub ttft: Seconds,
+    /// Measured mean time per output token.
+    pub tpot: Seconds,
+}
+
+/// Reads the runs of one CSV file; every problem of the file in one error.
+pub fn read(path: &Path) -> Result<Vec<Run>, SpecError> {
+    let name = path.display().to_string();
+    let fail = |msg: String, hint: &str| SpecError::whole_file(&name, msg, hint);
+    let meta = std::fs::metadata(path).map_err(|e| {
+        fail(
+            format!("cannot read the file: {e}"),
+            "check the path and permissions",
+        )
+    })?;
+    if meta.is_dir() || meta.len() > MAX_BYTES {
+        return Err(fail(
+            "not a measurement file (a directory, or larger than 256 MB)".into(),
+            "pass the CSV of benchmark runs",
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        fail(
+            format!("cannot read the file: {e}"),
+            "check the path and permissions",
+        )
+    })?;
+    let text = Source::decode_utf8(&name, bytes)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&name, &text, &base)
+}
+
+/// Parses CSV text (`name` for diagnostics, `base` the folder relative
+/// model paths are resolved against).
+pub fn parse(name: &str, text: &str, base: &Path) -> Result<Vec<Run>, SpecError> {
+    let rows = csv_rows(text);
+    let Some(header) = rows.first() else {
+        return Err(SpecError::whole_file(
+            name,
+            "the file is empty".into(),
+            "the first line is the header, e.g. model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms",
+        ));
+    };
+    let cols: Vec<&str> = header.cells.iter().map(|c| c.text.trim()).collect();
+    let format = if cols.contains(&"silicon_ttft_ms") {
+        Format::Silicon
+    } else if NATIVE.iter().all(|c| cols.contains(c)) {
+        Format::Native
+    } else {
+        let missing: Vec<&str> = NATIVE
+            .iter()
+            .copied()
+            .filter(|c| !cols.contains(c))
+            .collect();
+        return Err(SpecError::new(
+            name,
+            text.to_string(),
+            vec![Problem {
+                path: String::new(),
+                message: format!(
+                    "unknown header: missing column{} {}",
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing.join(", ")
+                ),
+                hint: Some(format!(
+                    "the native header is {}; AIConfigurator's silicon CSV is read as it is",
+                    NATIVE.join(",")
+                )),
+                span: Some((0, header.end)),
+            }],
+        ));
+    };
+    let mut problems = Vec::new();
+    let mut runs = Vec::new();
+    for row in &rows[1..] {
+        if row.cells.iter().all(|c| c.text.trim().is_empty()) {
+            continue;
+        }
+        let mut cells = Cells {
+            cols: &cols,
+            row,
+            problems: &mut problems,
+        };
+        let run = match format {
+            Format::Native => cells.native(name, base),
+            Format::Silicon => cells.silicon(name),
+        };
+        if let Some(run) = run {
+            runs.push(run);
+        }
+    }
+    if problems.is_empty() {
+        Ok(runs)
+    } else {
+        Err(SpecError::new(name, text.to_string(), problems))
+    }
+}
+
+/// The native format's columns.
+pub const NATIVE: [&str; 15] = [
+    "model",
+    "gpu",
+    "engine",
+    "engine_version",
+    "weight_dtype",
+    "isl",
+    "osl",
+    "concurrency",
+    "tp",
+    "pp",
+    "dp",
+    "ep",
+    "etp",
+    "ttft_ms",
+    "tpot_ms",
+];
+
+#[derive(Clone, Copy)]
+enum Format {
+    Native,
+    Silicon,
+}
+
+/// The catalog GPU of a silicon `system` name.
+pub fn gpu_of_system(system: &str) -> Option<&'static str> {
+    Some(match system {
+        "h100_sxm" => "h100-sxm",
+        "h200_sxm" => "h200-sxm",
+        "b200_sxm" => "b200",
+        "b300_sxm" => "b300",
+        "gb200" | "gb200_nvl72" => "gb200",
+        "gb300" | "gb300_nvl72" => "gb300",
+        "a100_sxm" => "a100-sxm-80g",
+        "h800" | "h800_sxm" => "h800",
+        "l40s" => "l40s",
+        _ => return None,
+    })
+}
+
+/// A weight type as the silicon quant columns write it.
+fn quant_dtype(s: &str) -> Result<Option<DType>, String> {
+    Ok(Some(match s {
+        "" | "bfloat16" | "bf16" | "float16" => return Ok(None),
+        "fp8" | "fp8_block" | "fp8_static" | "fp8_per_tensor" => DType::Fp8,
+        "nvfp4" | "fp4" => DType::Nvfp4,
+        "mxfp4" | "w4a16_mxfp4" | "w4a8_mxfp4_fp8" => DType::Mxfp4,
+        "int4_wo" | "int4" | "w4a16" | "w4a8" => DType::Int4,
+        "int8_wo" | "int8" => DType::Int8,
+        other => return Err(format!("unknown quantisation `{other}`")),
+    }))
+}
+
+struct Cell {
+    text: String,
+    start: usize,
+    end: usize,
+}
+
+struct CsvRow {
+    line: usize,
+    end: usize,
+    cells: Vec<Cell>,
+}
+
+/// Splits CSV text into rows of cells with their byte spans (RFC 4180
+/// quoting; a quoted cell may not span lines).
+fn csv_rows(text: &str) -> Vec<CsvRow> {
+    let mut rows = Vec::new();
+    let mut offset = 0;
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let mut cells = Vec::new();
+        let mut cur = String::new();
+        let mut start = 0;
+        let mut quoted = false;
+        let mut chars = line.char_indices().peekable();
+        while let Some((j, c)) = chars.next() {
+            match c {
+                '"' if quoted && chars.peek().map(|x| x.1) == Some('"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    cells.push(Cell {
+                        text: std::mem::take(&mut cur),
+                        start: offset + start,
+                        end: offset + j,
+                    });
+                    start = j + 1;
+                }
+                c => cur.push(c),
+            }
+        }
+        cells.push(Cell {
+            text: cur,
+            start: offset + start,
+            end: offset + line.len(),
+        });
+        if !(line.trim().is_empty() && i > 0) {
+            rows.push(CsvRow {
+                line: i + 1,
+                end: offset + line.len(),
+                cells,
+            });
+        }
+        offset += raw.len() + 1;
+    }
+    rows
+}
+
+/// Typed access to the cells of one row, collecting problems.
+struct Cells<'a> {
+    cols: &'a [&'a str],
+    row: &'a CsvRow,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Cells<'_> {
+    fn cell(&self, col: &str) -> Option<&Cell> {
+        let i = self.cols.iter().position(|c| *c == col)?;
+        self.row.cells.get(i)
+    }
+
+    fn s(&self, col: &str) -> &str {
+        self.cell(col).map_or("", |c| c.text.trim())
+    }
+
+    fn problem(&mut self, col: &str, message: String, hint: &str) {
+        let span = match self.cell(col) {
+            Some(c) => (c.start, (c.end - c.start).max(1)),
+            None => (self.row.end.saturating_sub(1), 1),
+        };
+        self.problems.push(Problem {
+            path: format!("line {} column `{col}`", self.row.line),
+            message,
+            hint: Some(hint.to_string()),
+            span: Some(span),
+        });
+    }
+
+    /// A positive integer; `default` when blank or 0 and a default is given.
+    fn count(&mut self, col: &str, default: Option<u64>) -> Option<u64> {
+        let s = self.s(col).to_string();
+        match (s.parse::<u64>(), default) {
+            (Ok(v), _) if v > 0 => Some(v),
+            (Ok(0), Some(d)) | (Err(_), Some(d)) if s.is_empty() || s == "0" => Some(d),
+            _ => {
+                self.problem(
+                    col,
+                    format!("`{s}` is not a positive whole number"),
+                    "write a count such as 1, 8 or 64",
+                );
+                None
+            }
+        }
+    }
+
+    fn millis(&mut self, col: &str) -> Option<Seconds> {
+        let s = self.s(col).to_string();
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Some(Seconds(v / 1e3)),
+            _ => {
+                self.problem(
+                    col,
+                    format!("`{s}` is not a positive time in milliseconds"),
+                    "write the measured mean in ms, e.g. 182.5",
+                );
+                None
+            }
+        }
+    }
+
+    fn engine(&mut self, col: &str) -> Option<Engine> {
+        let s = self.s(col).to_ascii_lowercase();
+        match s.parse::<Engine>() {
+            Ok(Engine::Neutral) | Err(_) => {
+                self.problem(
+                    col,
+                    format!("unknown engine `{s}`"),
+                    "one of vllm, sglang, trtllm",
+                );
+                None
+            }
+            Ok(e) => Some(e),
+        }
+    }
+
+    fn dtype(&mut self, col: &str) -> Option<Option<DType>> {
+        let s = self.s(col).to_ascii_lowercase();
+        match quant_dtype(&s) {
+            Ok(d) => Some(d),
+            Err(m) => {
+                self.problem(
+                    col,
+                    m,
+                    "one of bf16, fp8, fp8_block, nvfp4, mxfp4, int4_wo (blank: the checkpoint's)",
+                );
+                None
+            }
+        }
+    }
+
+    /// A layout from degree columns (`prefix` + tp/pp/...), folding unstated
+    /// expert degrees as engines do.
+    fn layout(&mut self, names: [&str; 5]) -> Option<Layout> {
+        let [tp, pp, dp, ep, etp] = names;
+        let t = self.count(tp, Some(1))? as u32;
+        let p = self.count(pp, Some(1))? as u32;
+        let e = self.count(ep, Some(1))? as u32;
+        let x = self.count(etp, Some(0)).unwrap_or(0) as u32;
+        let d = match self.s(dp) {
+            // Unstated attention DP: the MoE degrees tell the GPUs per stage.
+            "" | "0" if x > 0 && (e * x) % t == 0 && e * x > t => e * x / t,
+            _ => self.count(dp, Some(1))? as u32,
+        };
+        let etp_v = if x > 0 { x } else { (t * d / e).max(1) };
+        Some(Layout {
+            pp: p,
+            tp: t,
+            cp: 1,
+            dp: d,
+            ep: e,
+            etp: etp_v,
+        })
+    }
+
+    fn native(&mut self, name: &str, base: &Path) -> Option<Run> {
+        let model = model_ref(self.s("model"), base);
+        let gpu = self.s("gpu").to_string();
+        let engine = self.engine("engine");
+        let version = self.s("engine_version").to_string();
+        let weights = self.dtype("weight_dtype");
+        let isl = self.count("isl", None);
+        let osl = self.count("osl", None);
+        let concurrency = self.count("concurrency", None);
+        let layout = self.layout(["tp", "pp", "dp", "ep", "etp"]);
+        let ttft = self.millis("ttft_ms");
+        let tpot = self.millis("tpot_ms");
+        if model.is_empty() {
+            self.problem(
+                "model",
+                "no model".into(),
+                "a catalog id, a Hugging Face id or a config.json path",
+            );
+        }
+        let (weights, layout) = (weights?, layout?);
+        Some(Run {
+            file: name.to_string(),
+            line: self.row.line,
+            id: format!("{name}:{}", self.row.line),
+            model,
+            gpu,
+            engine: engine?,
+            engine_version: version,
+            gemm_dtype: weights,
+            moe_dtype: weights,
+            isl: isl?,
+            osl: osl?,
+            deployment: RunDeployment::Aggregated {
+                layout,
+                concurrency: concurrency?,
+                replicas: 1,
+            },
+            ttft: ttft?,
+            tpot: tpot?,
+        })
+    }
+
+    fn silicon(&mut self, name: &str) -> Option<Run> {
+        let system = self.s("system").to_string();
+        let gpu = gpu_of_system(&system).map(str::to_string);
+        if gpu.is_none() {
+            self.problem(
+                "system",
+                format!("unknown system `{system}`"),
+                "one of h100_sxm, h200_sxm, b200_sxm, b300_sxm, gb200, gb300",
+            );
+        }
+        let engine = self.engine("backend");
+        let gemm = self.dtype("gemm_quant_mode");
+        let moe = self.dtype("moe_quant_mode");
+        let isl = self.count("isl", None);
+        let osl = self.count("osl", None);
+        let client = self
+            .s("silicon_data_source")
+            .split(';')
+            .find_map(|kv| kv.trim().strip_prefix("silicon_concurrency="))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let deployment = match self.s("mode") {
+            "disagg" => self.silicon_disagg(client),
+            _ => self.silicon_agg(client),
+        };
+        let ttft = self.millis("silicon_ttft_ms");
+        let tpot = self.millis("silicon_tpot_ms");
+        let id = match self.s("id") {
+            "" => format!("{name}:{}", self.row.line),
+            s => s.to_string(),
+        };
+        Some(Run {
+            file: name.to_string(),
+            line: self.row.line,
+            id,
+            model: self.s("model_path").to_string(),
+            gpu: gpu?,
+            engine: engine?,
+            engine_version: self.s("backend_version").to_string(),
+            gemm_dtype: gemm?,
+            moe_dtype: moe?,
+            isl: isl?,
+            osl: osl?,
+            deployment: deployment?,
+            ttft: ttft?,
+            tpot: tpot?,
+        })
+    }
+
+    fn silicon_agg(&mut self, client: Option<u64>) -> Option<RunDeployment> {
+        let layout = self.layout([
+            "tp_size",
+            "pp_size",
+            "attention_dp_size",
+            "moe_ep_size",
+            "moe_tp_size",
+        ])?;
+        let batch = self.count("batch_size", None)?;
+        let per_replica = batch * layout.dp as u64;
+        let total = client.unwrap_or(per_replica).max(per_replica);
+        Some(RunDeployment::Aggregated {
+            layout,
+            concurrency: per_replica,
+            replicas: total.div_ceil(per_replica) as u32,
+        })
+    }
+
+    fn silicon_pool(&mut self, p: &str) -> Option<PoolRun> {
+        let col = |s: &str| format!("{p}_{s}");
+        let names = [
+            col("tp_size"),
+            col("pp_size"),
+            col("attention_dp_size"),
+            col("moe_ep_size"),
+            col("moe_tp_size"),
+        ];
+        let layout = self.layout([&names[0], &names[1], &names[2], &names[3], &names[4]]);
+        let workers = self.count(&col("num_workers"), Some(1));
+        let batch = self.count(&col("batch_size"), Some(1));
+        Some(PoolRun {
+            layout: layout?,
+            workers: workers? as u32,
+            batch_per_rank: batch?,
+        })
+    }
+
+    fn silicon_disagg(&mut self, client: Option<u64>) -> Option<RunDeployment> {
+        let prefill = self.silicon_pool("prefill");
+        let decode = self.silicon_pool("decode");
+        let (prefill, decode) = (prefill?, decode?);
+        let in_flight = decode.batch_per_rank * decode.layout.dp as u64 * decode.workers as u64;
+        Some(RunDeployment::Disaggregated {
+            prefill,
+            decode,
+            concurrency: client.unwrap_or(in_flight),
+        })
+    }
+}
+
+/// A model reference: paths relative to the CSV's folder become absolute.
+fn model_ref(s: &str, base: &Path) -> String {
+    let p = PathBuf::from(s);
+    let looks_like_file = s.ends_with(".json") || s.ends_with(".toml") || s.ends_with(".yaml");
+    if looks_like_file && p.is_relative() {
+        base.join(p).display().to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+impl Run {
+    /// The model the run names, with the run's weight types applied: the
+    /// GEMM type to attention and dense layers, the MoE type to the routed
+    /// experts. A 4-bit checkpoint keeps its own 4-bit format (the silicon
+    /// files label gpt-oss's MXFP4 experts `nvfp4`).
+    pub fn model(&self) -> Result<Model, String> {
+        let mut m = catalog::resolve_model(&self.model).map_err(|e| e.to_string())?;
+        if let Some(g) = self.gemm_dtype {
+            // NVFP4 checkpoints keep attention in FP8.
+            m.dtypes.attention = if g.bits() < 8.0 { DType::Fp8 } else { g };
+            m.dtypes.dense = if m.moe.is_some() && g.bits() < 8.0 {
+                DType::Fp8
+            } else {
+                g
+            };
+        }
+        if let Some(e) = self.moe_dtype {
+            let four_bit = |d: DType| d.bits() < 8.0;
+            if !(four_bit(e) && four_bit(m.dtypes.experts)) {
+                m.dtypes.experts = e;
+            }
+            if m.moe.is_none() {
+                m.dtypes.dense = if four_bit(e) { e } else { m.dtypes.dense };
+            }
+        }
+        Ok(m)
+    }
+
+    /// One replica of an aggregated run, ready to estimate (None for a
+    /// disaggregated run).
+    pub fn replica(&self) -> Option<Result<Replica, String>> {
+        let RunDeployment::Aggregated {
+            layout,
+            concurrency,
+            ..
+        } = self.deployment
+        else {
+            return None;
+        };
+        Some(self.replica_of(layout, concurrency))
+    }
+
+    /// A replica of `layout` with `concurrency` requests in flight, on the
+    /// run's model, GPU and engine.
+    pub fn replica_of(&self, layout: Layout, concurrency: u64) -> Result<Replica, String> {
+        let model = self.model()?;
+        let gpu = catalog::gpu(&self.gpu)
+            .ok_or_else(|| format!("GPU `{}` is not in the catalog", self.gpu))?
+            .map_err(|e| e.to_string())?;
+        let layout = if model.moe.is_none() {
+            Layout {
+                ep: 1,
+                etp: layout.tp * layout.cp * layout.dp,
+                ..layout
+            }
+        } else {
+            layout
+        };
+        Ok(Replica {
+            calibration: profile::resolve(&gpu, self.engine).kernels,
+            layout,
+            workload: Workload {
+                isl: self.isl,
+                osl: self.osl,
+                concurrency,
+            },
+            engine: self.engine.config(gpu.memory),
+            redundant_experts: 0,
+            routing_skew: 0.0,
+            model,
+            gpu,
+        })
+    }
+}
