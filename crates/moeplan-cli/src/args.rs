@@ -54,6 +54,14 @@ pub struct AccuracyArgs {
     /// List every run with its prediction and error.
     #[arg(long)]
     pub runs: bool,
+    /// Also report leave-one-model-out cross-validation: each model's runs
+    /// predicted by serving layers fitted without them.
+    #[arg(long)]
+    pub cv: bool,
+    /// Fit each engine's serving layer to the aggregated runs and write the
+    /// result to FILE (crates/moeplan/profiles/serving.toml is the embedded one).
+    #[arg(long, value_name = "FILE")]
+    pub fit_serving: Option<std::path::PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -8,6 +8,9 @@
 //! (an unknown model, a layout it calls invalid, a deployment it says does
 //! not fit although it ran) is counted as unanswered, with the reason.
 
+use crate::fit::{self, Fitted, Sample};
+use crate::memory::Engine;
+use crate::profile;
 use crate::runs::{Run, RunDeployment};
 use crate::serving::estimate_summary;
 use crate::units::Seconds;
@@ -214,4 +217,76 @@ pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
         }));
     }
     out
+}
+
+/// Each run prepared for fitting (None where it is not estimated).
+pub fn samples(runs: &[Run]) -> Vec<Option<Sample>> {
+    runs.par_iter().map(Sample::of).collect()
+}
+
+/// The serving layer of each engine fitted to the answered runs of that
+/// engine in `members`, starting from the engine's current parameters.
+pub fn fit_engines(
+    runs: &[Run],
+    outcomes: &[Outcome],
+    samples: &[Option<Sample>],
+    members: impl Fn(&Run) -> bool + Sync,
+) -> Vec<(Engine, Fitted)> {
+    Engine::MEASURED
+        .par_iter()
+        .map(|&engine| {
+            let chosen: Vec<&Sample> = outcomes
+                .iter()
+                .filter(|o| o.predicted.is_ok())
+                .filter(|o| runs[o.run].engine == engine && members(&runs[o.run]))
+                .filter_map(|o| samples[o.run].as_ref())
+                .collect();
+            let start = profile::serving_params(engine);
+            (engine, fit::fit(&chosen, &start))
+        })
+        .collect()
+}
+
+/// Leave-one-model-out cross-validation: for each model, every engine's
+/// serving layer is fitted without that model's runs, then predicts them.
+/// Runs that are not answered stay unanswered.
+pub fn cross_validate(
+    runs: &[Run],
+    outcomes: &[Outcome],
+    samples: &[Option<Sample>],
+) -> Vec<Outcome> {
+    let mut models: Vec<&str> = runs.iter().map(|r| r.model.as_str()).collect();
+    models.sort_unstable();
+    models.dedup();
+    let fits: Vec<(&str, Vec<(Engine, Fitted)>)> = models
+        .iter()
+        .map(|m| (*m, fit_engines(runs, outcomes, samples, |r| r.model != *m)))
+        .collect();
+    outcomes
+        .iter()
+        .map(|o| {
+            let run = &runs[o.run];
+            let predicted = match (&o.predicted, &samples[o.run]) {
+                (Ok(_), Some(s)) => {
+                    let (_, per_engine) =
+                        fits.iter().find(|(m, _)| *m == run.model).expect("listed");
+                    let (_, f) = per_engine
+                        .iter()
+                        .find(|(e, _)| *e == run.engine)
+                        .expect("measured engine");
+                    let r = s.prepared.solve(&f.params);
+                    Ok(Predicted {
+                        ttft: r.ttft,
+                        tpot: r.tpot,
+                    })
+                }
+                (p, _) => p.clone(),
+            };
+            Outcome {
+                run: o.run,
+                predicted,
+                moe: o.moe,
+            }
+        })
+        .collect()
 }

@@ -172,7 +172,7 @@ pub struct AllToAllCurve {
     pub combine_eff: f64,
 }
 
-/// Every fitted curve of one GPU.
+/// Every fitted curve of one engine on one GPU, and its serving layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
@@ -229,6 +229,48 @@ pub struct Calibration {
     /// Where these figures come from (set by the profile that holds them).
     #[serde(skip)]
     pub source: String,
+    /// The serving layer's fitted parameters (set by the profile, from the
+    /// engine's fit to end-to-end runs).
+    #[serde(skip)]
+    pub serving: ServingParams,
+}
+
+/// What an engine and its benchmark client add to the kernels' time, fitted
+/// to end-to-end runs (`crates/moeplan/profiles/serving.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingParams {
+    /// Scheduler and launch time per step outside the kernels.
+    #[serde(rename = "step_overhead_us", with = "micros")]
+    pub step_overhead: Seconds,
+    /// Time per request outside the steps (HTTP, tokenisation, first
+    /// detokenisation); adds to TTFT.
+    #[serde(rename = "request_overhead_us", with = "micros")]
+    pub request_overhead: Seconds,
+    /// Rounds of `concurrency` requests a benchmark runs (its first round is
+    /// the transient where every prompt arrives at once).
+    pub rounds: f64,
+    /// Fraction of a decode step a new request waits before a step takes it.
+    pub arrival_wait: f64,
+    /// Ratio of measured to modelled kernel time in steps that carry prompts.
+    pub prefill_scale: f64,
+    /// Ratio of measured to modelled kernel time in decode steps.
+    pub decode_scale: f64,
+}
+
+impl Default for ServingParams {
+    /// No overhead, no correction, a benchmark of 20 rounds of which the
+    /// first is the transient: the kernels alone.
+    fn default() -> Self {
+        ServingParams {
+            step_overhead: Seconds::ZERO,
+            request_overhead: Seconds::ZERO,
+            rounds: 20.0,
+            arrival_wait: 0.5,
+            prefill_scale: 1.0,
+            decode_scale: 1.0,
+        }
+    }
 }
 
 impl Calibration {

@@ -41,6 +41,9 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engines whose kernels and serving are measured.
+    pub const MEASURED: [Engine; 3] = [Engine::Vllm, Engine::Sglang, Engine::Trtllm];
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -66,6 +69,8 @@ impl Engine {
                 ..base
             },
             Engine::Sglang => EngineConfig {
+                policy: crate::serving::closed_loop::Policy::PrefillFirst,
+                budget_scope: BudgetScope::PerReplica,
                 max_step_tokens: if gib < 60.0 {
                     4096
                 } else if gib <= 160.0 {
@@ -77,6 +82,7 @@ impl Engine {
                 ..base
             },
             Engine::Trtllm => EngineConfig {
+                policy: crate::serving::closed_loop::Policy::MixedWhole,
                 max_step_tokens: 8192,
                 max_running_requests: Some(2048),
                 ..base
@@ -100,11 +106,25 @@ impl std::str::FromStr for Engine {
     }
 }
 
+/// Whom an engine's step budget is for under attention data parallelism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetScope {
+    /// Each attention-DP rank schedules its own steps with the whole budget (vLLM, TensorRT-LLM).
+    PerRank,
+    /// The budget is divided among the attention-DP ranks (SGLang's `chunked_prefill_size`).
+    PerReplica,
+}
+
 /// Engine-side settings that size steps and memory.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct EngineConfig {
     /// The engine these settings describe.
     pub engine: Engine,
+    /// How the scheduler fills a step.
+    pub policy: crate::serving::closed_loop::Policy,
+    /// Whom the step budget is for under attention DP.
+    pub budget_scope: BudgetScope,
     /// Tokens one scheduler step may process per attention-DP rank
     /// (vLLM `max_num_batched_tokens`, SGLang `chunked_prefill_size`).
     pub max_step_tokens: u64,
@@ -122,6 +142,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             engine: Engine::Neutral,
+            policy: crate::serving::closed_loop::Policy::MixedChunked,
+            budget_scope: BudgetScope::PerRank,
             max_step_tokens: 8192,
             max_running_requests: None,
             runtime_reserve: Bytes(1.5 * GIB),

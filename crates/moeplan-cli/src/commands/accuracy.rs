@@ -12,19 +12,81 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     }
     let outcomes = accuracy::evaluate(&all);
     let report = accuracy::report(&all, &outcomes);
+    let samples = if a.cv || a.fit_serving.is_some() {
+        accuracy::samples(&all)
+    } else {
+        Vec::new()
+    };
+    if let Some(path) = &a.fit_serving {
+        write_serving(path, &all, &outcomes, &samples, &a.files, a.json)?;
+    }
+    let cv = a.cv.then(|| {
+        let o = accuracy::cross_validate(&all, &outcomes, &samples);
+        accuracy::report(&all, &o)
+    });
     if a.json {
         output::json(&serde_json::json!({
             "summaries": report,
+            "cross_validated": cv,
             "runs": if a.runs { Some(run_rows(&all, &outcomes)) } else { None },
         }));
     } else if a.markdown {
-        output::print(&markdown(&report, &all, &outcomes));
+        output::print(&markdown(&report, cv.as_deref(), &all, &outcomes));
     } else {
         output::print(&table(&report).to_string());
+        if let Some(cv) = &cv {
+            output::print("\nleave-one-model-out cross-validation:");
+            output::print(&table(cv).to_string());
+        }
         if a.runs {
             output::print(&runs_table(&all, &outcomes));
         }
     }
+    Ok(())
+}
+
+/// Fits each engine's serving layer to every aggregated run and writes the file.
+fn write_serving(
+    path: &std::path::Path,
+    runs: &[Run],
+    outcomes: &[Outcome],
+    samples: &[Option<moeplan::fit::Sample>],
+    files: &[std::path::PathBuf],
+    json: bool,
+) -> Result<(), Failure> {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    let mut table = std::collections::BTreeMap::new();
+    for (engine, f) in accuracy::fit_engines(runs, outcomes, samples, |_| true) {
+        table.insert(
+            engine.name().to_string(),
+            moeplan::profile::EngineServing {
+                source: format!(
+                    "fitted to the {} answered aggregated {} runs of {}",
+                    f.runs,
+                    engine.name(),
+                    names.join(", ")
+                ),
+                runs: f.runs,
+                loss_before: f.loss_before,
+                loss_after: f.loss_after,
+                params: f.params,
+            },
+        );
+    }
+    std::fs::write(path, moeplan::profile::serving_file(&table)).map_err(|e| {
+        crate::output::ArgError::failure(
+            format!("cannot write {}: {e}", path.display()),
+            None,
+            json,
+        )
+    })?;
+    output::note(&format!("wrote {}", path.display()));
     Ok(())
 }
 
@@ -68,8 +130,7 @@ fn summary_cells(s: &Summary) -> Vec<String> {
     ]
 }
 
-fn markdown(report: &[Summary], runs: &[Run], outcomes: &[Outcome]) -> String {
-    let mut o = String::new();
+fn markdown_table(o: &mut String, report: &[Summary]) {
     let _ = writeln!(
         o,
         "| group | runs | answered | TTFT median | TTFT p90 | TTFT bias | TPOT median | TPOT p90 | TPOT bias |\n|---|---|---|---|---|---|---|---|---|"
@@ -77,6 +138,24 @@ fn markdown(report: &[Summary], runs: &[Run], outcomes: &[Outcome]) -> String {
     for s in report {
         let _ = writeln!(o, "| {} |", summary_cells(s).join(" | "));
     }
+}
+
+fn markdown(
+    report: &[Summary],
+    cv: Option<&[Summary]>,
+    runs: &[Run],
+    outcomes: &[Outcome],
+) -> String {
+    let mut o = String::new();
+    if let Some(cv) = cv {
+        let _ = writeln!(o, "### Leave-one-model-out cross-validation\n\nEach model's runs predicted by serving layers fitted without them: the figure for runs nobody fitted to.\n");
+        markdown_table(&mut o, cv);
+        let _ = writeln!(
+            o,
+            "\n### With the embedded serving layer (fitted to every run)\n"
+        );
+    }
+    markdown_table(&mut o, report);
     let mut reasons: Vec<(String, usize)> = Vec::new();
     for out in outcomes {
         if let Err(e) = &out.predicted {

@@ -1,0 +1,220 @@
+//! Fitting the serving layer to measured runs.
+//!
+//! The kernels' step times come from the calibration profile; what the
+//! kernel tables cannot show (the scheduler's per-step overhead, the fixed
+//! cost of a request, how many rounds a benchmark runs, how long a new
+//! request waits for a step, and the ratio of measured to modelled kernel
+//! time in prefill and decode steps) is fitted here to end-to-end runs.
+//! Each run is prepared once (`serving::Prepared`: its loop and its steps'
+//! kernel times); a fit then only re-solves the closed loop, so thousands
+//! of runs fit in a fraction of a second.
+//!
+//! The objective is the sum over runs of |log(predicted / measured)| for
+//! TTFT and for TPOT: the median of the absolute log error is what it
+//! drives down, and no run can dominate. Parameters are searched in a
+//! transformed space (logarithms of times and ratios, logit of the wait
+//! fraction) by Nelder–Mead from the current values.
+
+use crate::calibration::ServingParams;
+use crate::runs::Run;
+use crate::serving::Prepared;
+use crate::units::Seconds;
+use serde::Serialize;
+
+/// One run ready to fit: its prepared estimate and what was measured.
+pub struct Sample {
+    /// The prepared estimate (kernel times of its steps).
+    pub prepared: Prepared,
+    /// Measured mean TTFT.
+    pub ttft: Seconds,
+    /// Measured mean TPOT.
+    pub tpot: Seconds,
+}
+
+impl Sample {
+    /// Prepares an aggregated run (None: disaggregated, or not estimable).
+    pub fn of(run: &Run) -> Option<Sample> {
+        let replica = run.replica()?.ok()?;
+        let input = replica.input();
+        let (prepared, _) = Prepared::new(&input).ok()?;
+        Some(Sample {
+            prepared,
+            ttft: run.ttft,
+            tpot: run.tpot,
+        })
+    }
+
+    /// |log error| of TTFT and TPOT under `sv`.
+    fn loss(&self, sv: &ServingParams) -> f64 {
+        let r = self.prepared.solve(sv);
+        let t = (r.ttft / self.ttft).ln().abs();
+        let p = (r.tpot / self.tpot).ln().abs();
+        if t.is_finite() && p.is_finite() {
+            t + p
+        } else {
+            10.0
+        }
+    }
+}
+
+/// The parameters in the searched space.
+fn encode(p: &ServingParams) -> [f64; 6] {
+    let logit = |x: f64| (x.clamp(1e-4, 1.0 - 1e-4) / (1.0 - x.clamp(1e-4, 1.0 - 1e-4))).ln();
+    [
+        (p.step_overhead.us() + 1.0).ln(),
+        (p.request_overhead.us() + 1.0).ln(),
+        (p.rounds - 1.0).max(1e-3).ln(),
+        logit(p.arrival_wait),
+        p.prefill_scale.max(1e-3).ln(),
+        p.decode_scale.max(1e-3).ln(),
+    ]
+}
+
+fn decode(x: &[f64; 6]) -> ServingParams {
+    let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+    ServingParams {
+        step_overhead: Seconds::from_us((x[0].exp() - 1.0).max(0.0)),
+        request_overhead: Seconds::from_us((x[1].exp() - 1.0).max(0.0)),
+        rounds: 1.0 + x[2].exp().min(1e4),
+        arrival_wait: sigmoid(x[3]),
+        prefill_scale: x[4].exp(),
+        decode_scale: x[5].exp(),
+    }
+}
+
+/// Mean loss of `samples` under `sv`.
+pub fn loss(samples: &[&Sample], sv: &ServingParams) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.iter().map(|s| s.loss(sv)).sum::<f64>() / samples.len() as f64
+}
+
+/// The serving parameters that fit `samples` best, starting from `start`.
+pub fn fit_serving(samples: &[&Sample], start: &ServingParams) -> ServingParams {
+    if samples.is_empty() {
+        return *start;
+    }
+    let f = |x: &[f64; 6]| loss(samples, &decode(x));
+    let mut best = encode(start);
+    // Restarts shake the simplex loose from the kinks of an L1 objective.
+    for _ in 0..3 {
+        best = nelder_mead(&f, best, 0.5, 600);
+    }
+    decode(&best)
+}
+
+/// Nelder–Mead minimisation of `f` from `x0` with initial steps `step`.
+pub fn nelder_mead<const N: usize>(
+    f: &impl Fn(&[f64; N]) -> f64,
+    x0: [f64; N],
+    step: f64,
+    iterations: usize,
+) -> [f64; N] {
+    let mut simplex: Vec<([f64; N], f64)> = Vec::with_capacity(N + 1);
+    simplex.push((x0, f(&x0)));
+    for i in 0..N {
+        let mut x = x0;
+        x[i] += step;
+        simplex.push((x, f(&x)));
+    }
+    for _ in 0..iterations {
+        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let worst = simplex[N];
+        let mut centroid = [0.0; N];
+        for (x, _) in &simplex[..N] {
+            for (c, v) in centroid.iter_mut().zip(x) {
+                *c += v / N as f64;
+            }
+        }
+        let along = |t: f64| {
+            let mut x = centroid;
+            for (xi, w) in x.iter_mut().zip(worst.0) {
+                *xi += t * (*xi - w);
+            }
+            x
+        };
+        let r = along(1.0);
+        let fr = f(&r);
+        if fr < simplex[0].1 {
+            let e = along(2.0);
+            let fe = f(&e);
+            simplex[N] = if fe < fr { (e, fe) } else { (r, fr) };
+        } else if fr < simplex[N - 1].1 {
+            simplex[N] = (r, fr);
+        } else {
+            let c = along(if fr < worst.1 { 0.5 } else { -0.5 });
+            let fc = f(&c);
+            if fc < worst.1.min(fr) {
+                simplex[N] = (c, fc);
+            } else {
+                let best = simplex[0].0;
+                for (x, fx) in simplex.iter_mut().skip(1) {
+                    for (xi, b) in x.iter_mut().zip(best) {
+                        *xi = b + 0.5 * (*xi - b);
+                    }
+                    *fx = f(x);
+                }
+            }
+        }
+    }
+    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+    simplex[0].0
+}
+
+/// A fitted parameter set and how it fits.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fitted {
+    /// The parameters.
+    pub params: ServingParams,
+    /// Runs fitted.
+    pub runs: usize,
+    /// Mean |log error| before (from the starting values) and after.
+    pub loss_before: f64,
+    /// After.
+    pub loss_after: f64,
+}
+
+/// Fits `samples` from `start` and reports the loss before and after.
+pub fn fit(samples: &[&Sample], start: &ServingParams) -> Fitted {
+    let params = fit_serving(samples, start);
+    Fitted {
+        params,
+        runs: samples.len(),
+        loss_before: loss(samples, start),
+        loss_after: loss(samples, &params),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nelder_mead_finds_a_quadratic_minimum() {
+        let f = |x: &[f64; 2]| (x[0] - 3.0).powi(2) + 10.0 * (x[1] + 1.0).powi(2);
+        let x = nelder_mead(&f, [0.0, 0.0], 1.0, 400);
+        assert!(
+            (x[0] - 3.0).abs() < 1e-4 && (x[1] + 1.0).abs() < 1e-4,
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn parameters_round_trip_through_the_search_space() {
+        let p = ServingParams {
+            step_overhead: Seconds::from_us(250.0),
+            request_overhead: Seconds::from_us(12_000.0),
+            rounds: 7.5,
+            arrival_wait: 0.3,
+            prefill_scale: 0.8,
+            decode_scale: 1.2,
+        };
+        let q = decode(&encode(&p));
+        assert!((q.step_overhead.us() - 250.0).abs() < 1e-6);
+        assert!((q.request_overhead.us() - 12_000.0).abs() < 1e-6);
+        assert!((q.rounds - 7.5).abs() < 1e-9);
+        assert!((q.arrival_wait - 0.3).abs() < 1e-9);
+        assert!((q.prefill_scale - 0.8).abs() < 1e-9 && (q.decode_scale - 1.2).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,478 @@
+//! The closed loop a benchmark client drives, step by step, in closed form.
+//!
+//! A benchmark at concurrency `n` (per attention-DP rank) starts `n`
+//! requests at once and starts a new one whenever one finishes, for
+//! `rounds × n` requests; every request has exactly `isl` prompt and `osl`
+//! output tokens. Because every request is the same length, the requests
+//! stay in groups: those whose prompts were prefilled in the same step
+//! finish in the same step, and their successors arrive together. The
+//! engine's scheduler decides what a step holds:
+//!
+//! - **prefill first** (SGLang): a step runs either waiting prompts (up to
+//!   the step budget, chunking a long one) or the decodes, never both. All
+//!   `n` prompts of a round are prefilled back to back, then all `n`
+//!   requests decode together and finish together: every round repeats the
+//!   first one. Request `j`'s TTFT is the time of the prefill steps up to
+//!   the one that completes its prompt; its TPOT also pays the prefill
+//!   steps of the requests behind it.
+//! - **mixed** (vLLM's chunked prefill, TensorRT-LLM's in-flight batching):
+//!   every step carries one token of each running decode, and the rest of
+//!   the budget takes waiting prompts (vLLM chunks a prompt across steps;
+//!   TensorRT-LLM takes whole prompts). In the first round the `n` prompts
+//!   queue behind each other for `K` burst steps; afterwards the successors
+//!   of each group arrive together, one group per step, and each waits only
+//!   for the step that carries it. When prompts arrive faster than the
+//!   budget can take them (`n` large against `osl`), every step is full and
+//!   the queue never drains: TTFT is the closed loop's residual,
+//!   `n / x − (osl − 1)` steps at `x = budget / (isl + osl − 1)` requests
+//!   per step.
+//!
+//! Requests beyond what runs at once (the engine's cap, or what fits in KV
+//! memory) wait for a slot; Little's law gives that wait from the cycle.
+//!
+//! This module is pure arithmetic on step times: `shapes` says which steps
+//! the loop needs, the caller costs them (`super::steps`), `solve` returns
+//! the figures. Fitting serving parameters re-runs `solve` only.
+
+use crate::units::Seconds;
+use serde::Serialize;
+
+/// How an engine's scheduler fills a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Prefill steps and decode steps alternate; waiting prompts go first (SGLang).
+    PrefillFirst,
+    /// Decodes first, then prompt chunks fill the budget (vLLM chunked prefill).
+    MixedChunked,
+    /// Decodes and whole prompts share a step (TensorRT-LLM without chunked context).
+    MixedWhole,
+}
+
+/// What the loop is run with.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Loop {
+    /// Requests the client keeps in flight per attention-DP rank.
+    pub in_flight: f64,
+    /// Of those, how many the engine runs at once (cap, KV memory).
+    pub running: f64,
+    /// Prompt tokens per request.
+    pub isl: f64,
+    /// Output tokens per request.
+    pub osl: f64,
+    /// Tokens one step may carry per rank.
+    pub budget: f64,
+    /// The scheduler.
+    pub policy: Policy,
+}
+
+/// One step the loop needs costed: `decodes` running decodes and
+/// `prefill_tokens` prompt tokens (of prompts of `isl` tokens).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Shape {
+    /// Decoding requests in the step.
+    pub decodes: f64,
+    /// Prompt tokens in the step.
+    pub prefill_tokens: f64,
+}
+
+/// The named steps of the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Shapes {
+    /// All running requests decoding.
+    pub decode: Shape,
+    /// The step that carries a new prompt in steady state: a full-budget
+    /// prefill step (prefill first), or a group of prompts with the other
+    /// requests decoding (mixed).
+    pub prefill: Shape,
+    /// A first-round step: the budget full of prompts while the requests
+    /// already prefilled decode (mixed); the last, partial prefill step of
+    /// a round (prefill first).
+    pub burst: Shape,
+}
+
+/// Step times of the shapes (scheduler overhead included).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StepTimes {
+    /// Of `Shapes::decode`.
+    pub decode: Seconds,
+    /// Of `Shapes::prefill`.
+    pub prefill: Seconds,
+    /// Of `Shapes::burst`.
+    pub burst: Seconds,
+}
+
+/// Serving parameters of the loop (fitted per engine).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LoopParams {
+    /// Rounds of `n` requests the benchmark runs (the first is the transient).
+    pub rounds: f64,
+    /// Fixed time per request outside the steps: HTTP, tokenisation, the
+    /// first detokenisation (adds to TTFT).
+    pub request_overhead: Seconds,
+    /// Fraction of a decode step a new request waits before the scheduler
+    /// sees it (it arrives while a step runs).
+    pub arrival_wait: f64,
+}
+
+/// Which part of the loop limits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Regime {
+    /// Every request decodes each step; prompts fit in the budget as they arrive.
+    Decode,
+    /// Prompts arrive faster than the budget takes them: every step is full
+    /// and new requests queue.
+    Prefill,
+}
+
+/// What the client measures, and the loop's structure for explanations.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LoopResult {
+    /// Mean time to first token.
+    pub ttft: Seconds,
+    /// Mean time per output token after the first.
+    pub tpot: Seconds,
+    /// Output tokens per second per rank.
+    pub output_rate: f64,
+    /// Mean TTFT of the first round.
+    pub first_round_ttft: Seconds,
+    /// Mean TTFT of the later rounds.
+    pub steady_ttft: Seconds,
+    /// Wait for a running slot (requests above the cap or memory).
+    pub slot_wait: Seconds,
+    /// Steps that carry prompts in one round.
+    pub prefill_steps: f64,
+    /// Requests whose prompts one steady-state step carries.
+    pub group: f64,
+    /// The regime.
+    pub regime: Regime,
+}
+
+/// Requests a mixed step takes per step at most, with every step full:
+/// `x · isl` prompt tokens and `x · (osl − 1)` decodes fill the budget.
+fn saturated_rate(l: &Loop) -> f64 {
+    l.budget / (l.isl + l.osl - 1.0).max(1.0)
+}
+
+/// Whether mixed steps cannot keep up with the prompts (steady state with
+/// every step full and a queue that never drains).
+fn mixed_saturated(l: &Loop) -> bool {
+    let x = saturated_rate(l);
+    // Each request spends osl − 1 decode steps plus at least one step
+    // carrying its prompt; n requests need n / x steps of budget per cycle.
+    l.running / x > l.osl - 1.0 + (l.isl / l.budget).ceil().max(1.0)
+}
+
+/// Prompts a mixed step takes in the first round, with `decodes` running.
+fn prompts_per_step(l: &Loop, decodes: f64) -> f64 {
+    let room = (l.budget - decodes).max(1.0);
+    match l.policy {
+        Policy::MixedWhole => (room / l.isl).floor().max(1.0),
+        _ => room / l.isl,
+    }
+}
+
+/// The steps the loop needs costed.
+pub fn shapes(l: &Loop) -> Shapes {
+    let n = l.running.max(1.0);
+    let decode = Shape {
+        decodes: n,
+        prefill_tokens: 0.0,
+    };
+    match l.policy {
+        Policy::PrefillFirst => {
+            let total = n * l.isl;
+            let full = l.budget.min(total);
+            let rest = total - (total / l.budget).floor() * l.budget;
+            Shapes {
+                decode,
+                prefill: Shape {
+                    decodes: 0.0,
+                    prefill_tokens: full,
+                },
+                burst: Shape {
+                    decodes: 0.0,
+                    prefill_tokens: if rest > 0.0 { rest } else { full },
+                },
+            }
+        }
+        Policy::MixedChunked | Policy::MixedWhole => {
+            if mixed_saturated(l) {
+                let x = saturated_rate(l);
+                let full = Shape {
+                    decodes: (x * (l.osl - 1.0)).min(n),
+                    prefill_tokens: x * l.isl,
+                };
+                return Shapes {
+                    decode,
+                    prefill: full,
+                    burst: full,
+                };
+            }
+            // First round: on average half the requests already decode.
+            let half = n / 2.0;
+            let burst = Shape {
+                decodes: half,
+                prefill_tokens: (prompts_per_step(l, half) * l.isl).min(n * l.isl),
+            };
+            let g = group(l);
+            let prefill = Shape {
+                decodes: (n - g).max(0.0),
+                prefill_tokens: (g * l.isl).min((l.budget - (n - g)).max(1.0)),
+            };
+            Shapes {
+                decode,
+                prefill,
+                burst,
+            }
+        }
+    }
+}
+
+/// Requests whose successors arrive together in steady state (mixed): the
+/// prompts one first-round step carried.
+fn group(l: &Loop) -> f64 {
+    let n = l.running.max(1.0);
+    prompts_per_step(l, n / 2.0).min(n).max(1.0)
+}
+
+/// Mean over the `n` requests of a round of the step that completes each
+/// prompt, when the steps carry `per_step` prompts (fractional: chunked).
+/// Request `j` completes in step `⌈(j + 1) / per_step⌉`.
+fn mean_completion_step(n: f64, per_step: f64) -> f64 {
+    let n_int = n.round().max(1.0) as u64;
+    if per_step >= n {
+        return 1.0;
+    }
+    // Closed form of (1/n) Σ_{j=1..n} ⌈j / p⌉ for fractional p: steps are
+    // ⌈j/p⌉; sum over full steps s = 1..K−1 of s · (prompts completing in s).
+    let mut sum = 0.0;
+    let mut done = 0u64;
+    let mut s = 1.0;
+    while done < n_int {
+        let upto = ((s * per_step + 1e-9).floor() as u64).min(n_int);
+        sum += s * (upto - done) as f64;
+        done = upto;
+        s += 1.0;
+    }
+    sum / n_int as f64
+}
+
+/// The benchmark's figures from the step times.
+pub fn solve(l: &Loop, t: &StepTimes, p: &LoopParams) -> LoopResult {
+    let n = l.running.max(1.0);
+    let decode_steps = (l.osl - 1.0).max(0.0);
+    let mut r = match l.policy {
+        Policy::PrefillFirst => prefill_first(l, t, p, n, decode_steps),
+        Policy::MixedChunked | Policy::MixedWhole => mixed(l, t, p, n, decode_steps),
+    };
+    // Requests above what runs at once wait for a slot (Little's law).
+    if l.in_flight > n {
+        let cycle = r.ttft + r.tpot * decode_steps;
+        r.slot_wait = cycle * ((l.in_flight - n) / n);
+        r.ttft += r.slot_wait;
+    }
+    r
+}
+
+fn prefill_first(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopResult {
+    let per_step = l.budget / l.isl;
+    let steps = (n * l.isl / l.budget).ceil().max(1.0);
+    let mean_step = mean_completion_step(n, per_step);
+    // Full steps take `prefill`, the last (partial) one `burst`; a request
+    // completing in step s has waited s full steps, or all full steps and
+    // the partial one when it is in the last.
+    let full = t.prefill;
+    let last_extra = t.burst - t.prefill;
+    let last_share = last_step_share(n, per_step, steps);
+    let mean_done = full * mean_step + last_extra * last_share;
+    let round_prefill = full * (steps - 1.0) + t.burst;
+    let ttft = mean_done + p.request_overhead;
+    // Decoding starts when the whole round is prefilled.
+    let tpot = if dsteps > 0.0 {
+        t.decode + (round_prefill - mean_done) / dsteps
+    } else {
+        Seconds::ZERO
+    };
+    let cycle = round_prefill + t.decode * dsteps;
+    LoopResult {
+        ttft,
+        tpot,
+        output_rate: n * l.osl / cycle.0.max(1e-12),
+        first_round_ttft: ttft,
+        steady_ttft: ttft,
+        slot_wait: Seconds::ZERO,
+        prefill_steps: steps,
+        group: n,
+        regime: Regime::Decode,
+    }
+}
+
+/// Share of a round's requests whose prompt completes in the last step.
+fn last_step_share(n: f64, per_step: f64, steps: f64) -> f64 {
+    let before = ((steps - 1.0) * per_step).floor().min(n);
+    ((n - before) / n).clamp(0.0, 1.0)
+}
+
+fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopResult {
+    let wait = t.decode * p.arrival_wait;
+    if mixed_saturated(l) {
+        // Every step full: x requests complete per step.
+        let x = saturated_rate(l);
+        let cycle_steps = n / x;
+        let ttft = t.prefill * (cycle_steps - dsteps).max(1.0) + wait + p.request_overhead;
+        return LoopResult {
+            ttft,
+            tpot: t.prefill,
+            output_rate: x * l.osl / t.prefill.0.max(1e-12),
+            first_round_ttft: ttft,
+            steady_ttft: ttft,
+            slot_wait: Seconds::ZERO,
+            prefill_steps: cycle_steps,
+            group: x,
+            regime: Regime::Prefill,
+        };
+    }
+    let per_step = prompts_per_step(l, n / 2.0);
+    let steps = (n / per_step).ceil().max(1.0);
+    // First round: request j completes in burst step ⌈(j+1)/per_step⌉.
+    let first = t.burst * mean_completion_step(n, per_step) + p.request_overhead;
+    // Later rounds: a group arrives together and one step carries it (a
+    // long prompt: as many steps as it has chunks).
+    let g = group(l);
+    let room = (l.budget - (n - g)).max(1.0);
+    // A chunked group larger than the room spills its tail into the next
+    // step(s), which carry the next group too: fractional steps.
+    let chunks = match l.policy {
+        Policy::MixedChunked => (g * l.isl / room).max(1.0),
+        _ => 1.0,
+    };
+    let steady = t.prefill * chunks + wait + p.request_overhead;
+    let rounds = p.rounds.max(1.0);
+    let ttft = (first + steady * (rounds - 1.0)) / rounds;
+    // A request's osl − 1 decode steps include the steps that carry the
+    // other groups' prompts: `steps` of them per cycle.
+    let carrying = steps.min(dsteps);
+    let tpot = if dsteps > 0.0 {
+        (t.prefill * carrying + t.decode * (dsteps - carrying)) / dsteps
+    } else {
+        Seconds::ZERO
+    };
+    let cycle = steady + tpot * dsteps;
+    LoopResult {
+        ttft,
+        tpot,
+        output_rate: n * l.osl / cycle.0.max(1e-12),
+        first_round_ttft: first,
+        steady_ttft: steady,
+        slot_wait: Seconds::ZERO,
+        prefill_steps: steps,
+        group: g,
+        regime: Regime::Decode,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> LoopParams {
+        LoopParams {
+            rounds: 1.0,
+            request_overhead: Seconds::ZERO,
+            arrival_wait: 0.0,
+        }
+    }
+
+    #[test]
+    fn completion_steps() {
+        // 10 prompts, 4 per step: steps 1,1,1,1,2,2,2,2,3,3 → mean 1.8.
+        assert!((mean_completion_step(10.0, 4.0) - 1.8).abs() < 1e-12);
+        // 3 prompts, 2.5 per step (chunked): j=1,2 in step 1, j=3 in step 2 → 4/3.
+        assert!((mean_completion_step(3.0, 2.5) - 4.0 / 3.0).abs() < 1e-12);
+        assert_eq!(mean_completion_step(4.0, 8.0), 1.0);
+    }
+
+    #[test]
+    fn prefill_first_round_by_hand() {
+        // 16 prompts of 1024 tokens, budget 8192: two full prefill steps of
+        // 100 ms; 8 requests complete after the first, 8 after the second:
+        // mean TTFT 150 ms. Decode 10 ms, osl 101 → 100 decode steps; a
+        // request of the first step also waits the second (100 ms), one of
+        // the second waits nothing: TPOT = 10 ms + 50 ms / 100 = 10.5 ms.
+        let l = Loop {
+            in_flight: 16.0,
+            running: 16.0,
+            isl: 1024.0,
+            osl: 101.0,
+            budget: 8192.0,
+            policy: Policy::PrefillFirst,
+        };
+        let s = shapes(&l);
+        assert_eq!(s.prefill.prefill_tokens, 8192.0);
+        assert_eq!(s.burst.prefill_tokens, 8192.0);
+        let t = StepTimes {
+            decode: Seconds(0.010),
+            prefill: Seconds(0.100),
+            burst: Seconds(0.100),
+        };
+        let r = solve(&l, &t, &params());
+        assert!((r.ttft.0 - 0.150).abs() < 1e-12, "{:?}", r.ttft);
+        assert!((r.tpot.0 - 0.0105).abs() < 1e-12, "{:?}", r.tpot);
+    }
+
+    #[test]
+    fn mixed_rounds_by_hand() {
+        // 8 prompts of 1000 tokens, budget 4004: the first round's steps
+        // carry (4004 − 4)/1000 = 4 prompts → completions in steps 1 and 2,
+        // mean 1.5 bursts of 40 ms = 60 ms. Later rounds: groups of 4 arrive
+        // together and one 30 ms step carries them. Over 3 rounds:
+        // (60 + 2 × 30) / 3 = 40 ms.
+        let l = Loop {
+            in_flight: 8.0,
+            running: 8.0,
+            isl: 1000.0,
+            osl: 1000.0,
+            budget: 4004.0,
+            policy: Policy::MixedChunked,
+        };
+        let t = StepTimes {
+            decode: Seconds(0.010),
+            prefill: Seconds(0.030),
+            burst: Seconds(0.040),
+        };
+        let p = LoopParams {
+            rounds: 3.0,
+            ..params()
+        };
+        let r = solve(&l, &t, &p);
+        assert!((r.first_round_ttft.0 - 0.060).abs() < 1e-12);
+        assert!((r.steady_ttft.0 - 0.030).abs() < 1e-12);
+        assert!((r.ttft.0 - 0.040).abs() < 1e-12);
+        // 2 of the 999 decode steps per cycle carry prompts:
+        // (2 × 30 + 997 × 10) / 999 ms.
+        assert!((r.tpot.0 - (0.060 + 9.97) / 999.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn slot_wait_is_littles_law() {
+        // 4 run, 8 in flight: the 4 waiting leave at 4 per cycle → they wait one cycle.
+        let l = Loop {
+            in_flight: 8.0,
+            running: 4.0,
+            isl: 100.0,
+            osl: 11.0,
+            budget: 8192.0,
+            policy: Policy::PrefillFirst,
+        };
+        let t = StepTimes {
+            decode: Seconds(0.010),
+            prefill: Seconds(0.020),
+            burst: Seconds(0.020),
+        };
+        let r = solve(&l, &t, &params());
+        // One prefill step (20 ms) then 10 decode steps (100 ms): cycle 120 ms.
+        assert!((r.slot_wait.0 - 0.120).abs() < 1e-12, "{:?}", r.slot_wait);
+    }
+}

@@ -1,0 +1,756 @@
+//! From step costs to what a user measures: TTFT, TPOT, throughput.
+//!
+//! A replica serves the closed loop a benchmark client drives: `concurrency`
+//! requests in flight (a new one starts when one finishes), each with `isl`
+//! prompt and `osl` output tokens, spread over the attention-DP ranks.
+//! `closed_loop` says which steps the engine's scheduler runs and turns
+//! their times into the client's mean TTFT and TPOT; `steps` costs each
+//! named step through the op-level cost model (`crate::ops`) and the
+//! profile's serving layer; `imbalance` gives the expert load imbalance of a
+//! step's routed rows. Requests above what the engine runs at once (its cap,
+//! or what fits in KV memory) wait for a slot.
+
+pub mod closed_loop;
+pub mod imbalance;
+pub mod steps;
+
+pub use imbalance::{load_imbalance, REFERENCE_SKEW};
+
+use crate::calibration::{Calibration, ServingParams};
+use crate::hardware::Gpu;
+use crate::layout::{Layout, LayoutProblem};
+use crate::memory::{self, EngineConfig, MemoryBreakdown};
+use crate::model::Model;
+use crate::ops::{Bound, Op};
+use crate::report::Derivation;
+use crate::units::{Bytes, Flop, Seconds, TokensPerSecond};
+use closed_loop::{Loop, LoopParams, LoopResult, Policy, Regime, StepTimes};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use steps::{Step, StepKind, Stepper};
+
+/// The requests a replica serves.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Workload {
+    /// Prompt tokens per request.
+    pub isl: u64,
+    /// Output tokens per request.
+    pub osl: u64,
+    /// Requests in flight on the replica.
+    pub concurrency: u64,
+}
+
+/// Everything one estimate needs.
+#[derive(Clone, Debug)]
+pub struct EstimateInput<'a> {
+    /// The model.
+    pub model: &'a Model,
+    /// The GPU.
+    pub gpu: &'a Gpu,
+    /// The efficiency curves (calibrated, or flat from `--mfu`).
+    pub calibration: Calibration,
+    /// The replica's layout.
+    pub layout: Layout,
+    /// The requests.
+    pub workload: Workload,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Redundant expert slots (EPLB).
+    pub redundant_experts: u32,
+    /// Power-law exponent of expert popularity (0 = uniform routing).
+    pub routing_skew: f64,
+}
+
+/// Expert load imbalance: max/mean − 1 of the EP ranks' routed rows.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LoadImbalance {
+    /// With uniform routing (finite-sample fluctuation only), at the decode batch.
+    pub uniform: f64,
+    /// With power-law popularity of the given exponent, at the decode batch.
+    pub skewed: f64,
+    /// The exponent used for `skewed` (`REFERENCE_SKEW` when routing is uniform).
+    pub skew: f64,
+    /// The value applied to the MoE time.
+    pub used: f64,
+}
+
+/// Cost of one phase, for explanations.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PhaseCost {
+    /// What the step is.
+    pub description: String,
+    /// Step time (slowest stage).
+    pub time: Seconds,
+    /// Time by bound.
+    pub by_bound: BTreeMap<String, Seconds>,
+    /// The ops of the slowest stage.
+    pub ops: Vec<Op>,
+    /// What limits it.
+    pub bottleneck: Bound,
+}
+
+/// Bottleneck of each phase.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Bottlenecks {
+    /// Prefill.
+    pub prefill: Bound,
+    /// Decode.
+    pub decode: Bound,
+}
+
+/// A phase on its own: one kind of work per step, no mixing.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PurePhase {
+    /// Sequences per attention-DP rank in the step.
+    pub sequences_per_rank: f64,
+    /// Prompt length (prefill) or context (decode) of each.
+    pub tokens_per_sequence: f64,
+    /// Time for the step's batch to cross every pipeline stage (for decode:
+    /// the cycle after which every sequence has its next token).
+    pub step_time: Seconds,
+    /// Tokens the replica processes per second in such steps with its
+    /// pipeline kept full (prompt tokens for prefill, output tokens for
+    /// decode), divided by its GPUs.
+    pub tokens_per_s_per_gpu: TokensPerSecond,
+}
+
+/// The pure phases of a deployment (`pure_prefill`, `pure_decode` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PurePhases {
+    /// A step of whole prompts filling the step budget (at least one prompt per rank).
+    pub prefill: PurePhase,
+    /// A step of the steady-state decoding batch at the mean context.
+    pub decode: PurePhase,
+}
+
+/// Physical ceilings per GPU, to check any claim against.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Ceilings {
+    /// Output tokens/s per GPU if decode moved its bytes at the full HBM bandwidth and nothing else cost time.
+    pub decode_tokens_per_s_per_gpu: TokensPerSecond,
+    /// Prompt tokens/s per GPU at the full dense peak.
+    pub prefill_tokens_per_s_per_gpu: TokensPerSecond,
+    /// HBM bytes one decode step reads per GPU (weights touched + KV cache).
+    pub decode_bytes_per_step_per_gpu: Bytes,
+    /// Of those, KV cache bytes.
+    pub decode_kv_bytes_per_step_per_gpu: Bytes,
+    /// FLOP per prompt token (linear layers + attention at this prompt length).
+    pub prefill_flop_per_token: Flop,
+}
+
+/// The prediction for one deployment (`moeplan estimate --json`; keys are stable).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Layout of the replica.
+    pub layout: Layout,
+    /// GPUs of the replica.
+    pub gpus: u32,
+    /// Time to first token.
+    pub ttft: Seconds,
+    /// Time per output token after the first.
+    pub tpot: Seconds,
+    /// TTFT + (osl − 1) × TPOT.
+    pub request_latency: Seconds,
+    /// Output tokens/s of the replica divided by its GPUs.
+    pub output_tokens_per_s_per_gpu: TokensPerSecond,
+    /// Output tokens/s one request sees.
+    pub output_tokens_per_s_per_user: TokensPerSecond,
+    /// Prompt tokens/s of the replica divided by its GPUs.
+    pub input_tokens_per_s_per_gpu: TokensPerSecond,
+    /// Requests decoding per step on the replica (the rest wait for prefill).
+    pub decoding_requests: f64,
+    /// `decode` when every request decodes each step; `prefill` when the step budget cannot keep up with arriving prompts.
+    pub regime: &'static str,
+    /// The engine settings assumed.
+    pub engine: crate::memory::EngineConfig,
+    /// Whether the memory of the fullest GPU fits.
+    pub fits: bool,
+    /// Most requests the replica holds at `memory_context` tokens each.
+    pub max_concurrency: u64,
+    /// Tokens of KV cache per request that memory is sized for: isl + osl
+    /// (engine-neutral, every request at its end), or isl + osl/2 (an
+    /// engine's steady state).
+    pub memory_context: u64,
+    /// Memory of the fullest GPU.
+    pub memory: MemoryBreakdown,
+    /// Expert load imbalance.
+    pub load_imbalance: LoadImbalance,
+    /// What limits each phase.
+    pub bottleneck: Bottlenecks,
+    /// Physical ceilings.
+    pub ceilings: Ceilings,
+    /// The prefill and decode phases on their own.
+    pub pure: PurePhases,
+    /// The step that carries a new request's prompt in steady state.
+    pub prefill: PhaseCost,
+    /// The decode step of the running batch.
+    pub decode: PhaseCost,
+    /// The benchmark's closed loop: first-round and later TTFT, slot wait,
+    /// steps carrying prompts per round.
+    pub benchmark: LoopResult,
+    /// Where the efficiencies come from.
+    pub efficiency_source: String,
+    /// Warnings (layout costs, memory, bubbles).
+    pub warnings: Vec<String>,
+    /// Derivation of each headline figure.
+    pub explain: BTreeMap<String, Derivation>,
+}
+
+fn phase(step: &Step, serving: &ServingParams, detail: Detail) -> PhaseCost {
+    PhaseCost {
+        description: match detail {
+            Detail::Full => describe(step),
+            Detail::Summary => String::new(),
+        },
+        time: step.time(serving),
+        by_bound: step
+            .cost
+            .by_bound()
+            .iter()
+            .map(|(b, t)| (b.name().to_string(), *t))
+            .collect(),
+        ops: match detail {
+            Detail::Full => step.cost.ops.clone(),
+            Detail::Summary => Vec::new(),
+        },
+        bottleneck: step.cost.bottleneck(),
+    }
+}
+
+fn describe(step: &Step) -> String {
+    let s = step.shape;
+    match (s.decodes > 0.0, s.prefill_tokens > 0.0) {
+        (true, true) => format!(
+            "{}: {:.1} decoding requests and {:.0} prompt tokens per rank",
+            step.kind.describe(),
+            s.decodes,
+            s.prefill_tokens
+        ),
+        (false, true) => format!(
+            "{}: {:.0} prompt tokens per rank",
+            step.kind.describe(),
+            s.prefill_tokens
+        ),
+        _ => format!(
+            "{}: {:.1} decoding requests per rank at context {:.0}",
+            step.kind.describe(),
+            s.decodes,
+            step.micro.decode_context
+        ),
+    }
+}
+
+/// How much an estimate explains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Detail {
+    /// Figures only (the planner's hot path).
+    Summary,
+    /// Figures, op lists and derivations.
+    Full,
+}
+
+/// Predicts one deployment. Fails only for an invalid layout.
+pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
+    estimate_with(inp, Detail::Full)
+}
+
+/// The same prediction without the explanation: `explain` is empty, and
+/// `prefill`/`decode` carry their time, bounds and bottleneck but no op
+/// list or description. Every figure is identical to `estimate`'s; this is
+/// the entry point for a planner that calls it thousands of times.
+pub fn estimate_summary(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
+    estimate_with(inp, Detail::Summary)
+}
+
+/// How the requests sit on the replica's attention-DP ranks.
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    /// Ranks that hold requests (fewer than the DP degree at low concurrency).
+    active_ranks: f64,
+    /// Requests in flight per active rank.
+    in_flight: f64,
+    /// Of those, how many the engine runs at once.
+    running: f64,
+    /// KV tokens per request that memory is sized for.
+    context: u64,
+}
+
+impl Load {
+    fn of(inp: &EstimateInput) -> Load {
+        let w = inp.workload;
+        let dp = inp.layout.dp as f64;
+        let c = w.concurrency.max(1) as f64;
+        let active_ranks = c.min(dp);
+        let in_flight = c / active_ranks;
+        // The engine-neutral estimate sizes memory for every request at its
+        // full length; an engine holds requests at their current lengths,
+        // on average isl + osl/2, and admits only what fits.
+        let neutral = inp.engine.engine == memory::Engine::Neutral;
+        let context = if neutral {
+            w.isl + w.osl
+        } else {
+            w.isl + w.osl / 2
+        };
+        let mut cap = inp
+            .engine
+            .max_running_requests
+            .map_or(f64::INFINITY, |c| c.max(1) as f64);
+        if !neutral {
+            let fit = memory::max_concurrency(
+                inp.model,
+                inp.gpu,
+                &inp.layout,
+                &inp.engine,
+                inp.redundant_experts,
+                context,
+            );
+            cap = cap.min((fit as f64 / dp).floor().max(1.0));
+        }
+        Load {
+            active_ranks,
+            in_flight,
+            running: in_flight.min(cap),
+            context,
+        }
+    }
+}
+
+/// The loop of one rank under `inp`'s engine.
+fn closed_loop_of(inp: &EstimateInput, load: &Load) -> Loop {
+    let budget = match inp.engine.budget_scope {
+        memory::BudgetScope::PerRank => inp.engine.max_step_tokens as f64,
+        memory::BudgetScope::PerReplica => {
+            (inp.engine.max_step_tokens as f64 / inp.layout.dp as f64).max(1.0)
+        }
+    };
+    Loop {
+        in_flight: load.in_flight,
+        running: load.running,
+        isl: inp.workload.isl.max(1) as f64,
+        osl: inp.workload.osl.max(1) as f64,
+        budget,
+        policy: inp.engine.policy,
+    }
+}
+
+/// The steps of the loop, costed.
+struct LoopSteps {
+    decode: Step,
+    prefill: Step,
+    burst: Step,
+    /// Whole prompts filling the budget alone (the pure prefill phase).
+    batch: Step,
+}
+
+fn cost_steps(stepper: &Stepper, lp: &Loop) -> LoopSteps {
+    let sh = closed_loop::shapes(lp);
+    let prompts = (lp.budget / lp.isl).floor().max(1.0);
+    LoopSteps {
+        decode: stepper.step(StepKind::Decode, sh.decode),
+        prefill: stepper.step(StepKind::Prefill, sh.prefill),
+        burst: stepper.step(StepKind::Burst, sh.burst),
+        batch: stepper.step(
+            StepKind::PrefillBatch,
+            closed_loop::Shape {
+                decodes: 0.0,
+                prefill_tokens: prompts * lp.isl,
+            },
+        ),
+    }
+}
+
+/// An estimate's loop and its steps' kernel times, before the serving
+/// layer: what a fit of serving parameters re-solves without re-costing.
+pub struct Prepared {
+    load: Load,
+    lp: Loop,
+    steps: LoopSteps,
+}
+
+impl Prepared {
+    /// Checks the layout, places the requests and costs the loop's steps.
+    pub fn new(inp: &EstimateInput) -> Result<(Prepared, Vec<String>), Vec<LayoutProblem>> {
+        let (problems, warnings) = inp.layout.check(inp.model, inp.gpu, inp.redundant_experts);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let load = Load::of(inp);
+        let lp = closed_loop_of(inp, &load);
+        let steps = cost_steps(&Stepper::new(inp, load.active_ranks), &lp);
+        Ok((Prepared { load, lp, steps }, warnings))
+    }
+
+    /// The benchmark's figures under a serving layer.
+    pub fn solve(&self, sv: &ServingParams) -> LoopResult {
+        closed_loop::solve(
+            &self.lp,
+            &StepTimes {
+                decode: self.steps.decode.time(sv),
+                prefill: self.steps.prefill.time(sv),
+                burst: self.steps.burst.time(sv),
+            },
+            &LoopParams {
+                rounds: sv.rounds,
+                request_overhead: sv.request_overhead,
+                arrival_wait: sv.arrival_wait,
+            },
+        )
+    }
+}
+
+fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<LayoutProblem>> {
+    let m = inp.model;
+    let l = inp.layout;
+    let (prep, mut warnings) = Prepared::new(inp)?;
+    let serving = inp.calibration.serving;
+    let res = prep.solve(&serving);
+    let Prepared {
+        load,
+        lp,
+        steps: st,
+    } = prep;
+    if l.pp > 1 && load.running < l.pp as f64 {
+        warnings.push(format!("{:.0} sequences per rank cannot fill {} pipeline stages: the pipeline runs with bubbles", load.running, l.pp));
+    }
+    if load.in_flight > load.running {
+        warnings.push(format!(
+            "{:.0} requests per attention-DP rank exceed the {:.0} that {} runs at once (its request limit, or what fits in memory): the rest wait for a slot, which adds {} to TTFT",
+            load.in_flight, load.running, inp.engine.engine.name(), res.slot_wait
+        ));
+    }
+    if load.active_ranks < l.dp as f64 {
+        warnings.push(format!(
+            "{} requests cannot occupy {} attention-DP ranks: {} ranks run empty steps",
+            inp.workload.concurrency,
+            l.dp,
+            l.dp as f64 - load.active_ranks
+        ));
+    }
+    let (mem, max_concurrency) = memory::memory_and_max_concurrency(
+        m,
+        inp.gpu,
+        &l,
+        &inp.engine,
+        inp.redundant_experts,
+        (load.running * load.active_ranks).round() as u64,
+        load.context,
+    );
+    if !mem.fits() {
+        warnings.push(format!(
+            "does not fit: the fullest GPU needs {} of {} usable ({:.0}% of {}); at most {} requests of {} tokens fit",
+            mem.total_bytes,
+            mem.usable_bytes,
+            inp.engine.max_memory_fraction * 100.0,
+            mem.capacity_bytes,
+            max_concurrency,
+            load.context
+        ));
+    }
+    let gpus = l.gpus();
+    let figures = Figures::of(inp, &load, &lp, &st, &res);
+    let explain = match detail {
+        Detail::Full => explain(inp, &load, &lp, &st, &res, &figures, &mem),
+        Detail::Summary => BTreeMap::new(),
+    };
+    Ok(Estimate {
+        layout: l,
+        gpus,
+        ttft: res.ttft,
+        tpot: res.tpot,
+        request_latency: res.ttft + res.tpot * (lp.osl - 1.0),
+        output_tokens_per_s_per_gpu: figures.per_gpu,
+        output_tokens_per_s_per_user: TokensPerSecond(1.0 / res.tpot.0.max(1e-12)),
+        input_tokens_per_s_per_gpu: TokensPerSecond(figures.per_gpu.0 * lp.isl / lp.osl),
+        decoding_requests: load.running * load.active_ranks,
+        regime: match res.regime {
+            Regime::Decode => "decode",
+            Regime::Prefill => "prefill",
+        },
+        engine: inp.engine,
+        fits: mem.fits(),
+        max_concurrency,
+        memory_context: load.context,
+        memory: mem,
+        load_imbalance: figures.imbalance,
+        bottleneck: Bottlenecks {
+            prefill: st.batch.cost.bottleneck(),
+            decode: st.decode.cost.bottleneck(),
+        },
+        ceilings: figures.ceilings,
+        pure: figures.pure,
+        prefill: phase(&st.prefill, &serving, detail),
+        decode: phase(&st.decode, &serving, detail),
+        benchmark: res,
+        efficiency_source: inp.calibration.source.clone(),
+        warnings,
+        explain,
+    })
+}
+
+/// The derived figures of an estimate.
+struct Figures {
+    per_gpu: TokensPerSecond,
+    imbalance: LoadImbalance,
+    ceilings: Ceilings,
+    pure: PurePhases,
+}
+
+impl Figures {
+    fn of(
+        inp: &EstimateInput,
+        load: &Load,
+        lp: &Loop,
+        st: &LoopSteps,
+        res: &LoopResult,
+    ) -> Figures {
+        let sv = inp.calibration.serving;
+        let m = inp.model;
+        let l = inp.layout;
+        let gpus = l.gpus() as f64;
+        let per_gpu = TokensPerSecond(res.output_rate * load.active_ranks / gpus);
+        let d = &st.decode;
+        let decode_bytes: Bytes = d
+            .cost
+            .ops
+            .iter()
+            .filter(|o| o.bound != Bound::Communication)
+            .map(|o| o.bytes * o.count as f64)
+            .sum();
+        let kv_bytes: Bytes = d
+            .cost
+            .ops
+            .iter()
+            .filter(|o| o.name.starts_with("attention_decode"))
+            .map(|o| o.bytes * o.count as f64)
+            .sum();
+        // Per GPU: the replica's tokens of one cycle over its GPUs, against
+        // the HBM time of every micro-batch's bytes.
+        let tokens_per_gpu = d.shape.decodes * load.active_ranks / gpus;
+        let decode_ceiling = TokensPerSecond::from_tokens(
+            tokens_per_gpu,
+            decode_bytes * d.micro_batches / inp.gpu.memory_bandwidth,
+        );
+        let flop_per_token =
+            m.linear_flop_per_token() + Flop(m.attention_flop_per_token(inp.workload.isl).0 / 2.0);
+        let prefill_ceiling = TokensPerSecond(
+            inp.gpu.peak_for(m.dtypes.experts.preferred_compute()).1 .0 / flop_per_token.0,
+        );
+        let skew_ref = if inp.routing_skew > 0.0 {
+            inp.routing_skew
+        } else {
+            REFERENCE_SKEW
+        };
+        let rows = match &m.moe {
+            Some(moe) => {
+                (d.shape.decodes + d.shape.prefill_tokens) * load.active_ranks * l.cp as f64
+                    / l.edp() as f64
+                    * moe.experts_per_token as f64
+            }
+            None => 0.0,
+        };
+        let (n_experts, uniform, skewed) = match &m.moe {
+            Some(moe) => (
+                moe.n_routed_experts,
+                load_imbalance(moe.n_routed_experts, l.ep, inp.redundant_experts, rows, 0.0),
+                load_imbalance(
+                    moe.n_routed_experts,
+                    l.ep,
+                    inp.redundant_experts,
+                    rows,
+                    skew_ref,
+                ),
+            ),
+            None => (0, 0.0, 0.0),
+        };
+        let _ = n_experts;
+        let b = &st.batch;
+        let prompts = b.shape.prefill_tokens / lp.isl;
+        let dp = l.dp as f64;
+        Figures {
+            per_gpu,
+            imbalance: LoadImbalance {
+                uniform,
+                skewed,
+                skew: skew_ref,
+                used: d.imbalance,
+            },
+            ceilings: Ceilings {
+                decode_tokens_per_s_per_gpu: decode_ceiling,
+                prefill_tokens_per_s_per_gpu: prefill_ceiling,
+                decode_bytes_per_step_per_gpu: decode_bytes,
+                decode_kv_bytes_per_step_per_gpu: kv_bytes,
+                prefill_flop_per_token: flop_per_token,
+            },
+            pure: PurePhases {
+                prefill: PurePhase {
+                    sequences_per_rank: prompts,
+                    tokens_per_sequence: lp.isl,
+                    step_time: b.time(&sv),
+                    tokens_per_s_per_gpu: TokensPerSecond(
+                        b.shape.prefill_tokens * dp / b.time(&sv).0.max(1e-12) / gpus,
+                    ),
+                },
+                decode: PurePhase {
+                    sequences_per_rank: d.shape.decodes,
+                    tokens_per_sequence: d.micro.decode_context,
+                    step_time: d.time(&sv),
+                    tokens_per_s_per_gpu: TokensPerSecond(
+                        d.shape.decodes * load.active_ranks / d.time(&sv).0.max(1e-12) / gpus,
+                    ),
+                },
+            },
+        }
+    }
+}
+
+fn explain(
+    inp: &EstimateInput,
+    load: &Load,
+    lp: &Loop,
+    st: &LoopSteps,
+    res: &LoopResult,
+    f: &Figures,
+    mem: &MemoryBreakdown,
+) -> BTreeMap<String, Derivation> {
+    let l = inp.layout;
+    let sv = inp.calibration.serving;
+    let mut e = BTreeMap::new();
+    e.insert(
+        "ttft".into(),
+        Derivation::new(
+            match lp.policy {
+                Policy::PrefillFirst => "prefill first: a round's prompts are prefilled back to back (every round repeats the first); TTFT = mean over the round of the prefill steps up to the one completing each prompt + request overhead + wait for a running slot",
+                _ => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step carrying the prompt's group + arrival wait; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
+            },
+            &[
+                ("first_round", res.first_round_ttft.to_string()),
+                ("later_rounds", res.steady_ttft.to_string()),
+                ("rounds", format!("{}", sv.rounds)),
+                ("prefill_steps_per_round", format!("{:.1}", res.prefill_steps)),
+                ("prefill_step", format!("{} ({})", st.prefill.time(&sv), describe(&st.prefill))),
+                ("burst_step", format!("{} ({})", st.burst.time(&sv), describe(&st.burst))),
+                ("request_overhead", sv.request_overhead.to_string()),
+                ("slot_wait", res.slot_wait.to_string()),
+            ],
+        ),
+    );
+    e.insert(
+        "tpot".into(),
+        Derivation::new(
+            match lp.policy {
+                Policy::PrefillFirst => "decode step + (the round's prefill time − the request's own) / (osl − 1): decodes wait while later prompts prefill",
+                _ => "(steps carrying prompts × their time + the other decode steps × decode step) / (osl − 1)",
+            },
+            &[
+                ("decode_step", format!("{} ({})", st.decode.time(&sv), describe(&st.decode))),
+                ("prefill_step", st.prefill.time(&sv).to_string()),
+                ("steps_carrying_prompts", format!("{:.1}", res.prefill_steps.min(lp.osl - 1.0))),
+                ("micro_batches", format!("{:.0}", st.decode.micro_batches)),
+                ("step_overhead", sv.step_overhead.to_string()),
+                ("kernel_time_ratio", format!("prefill {:.3}, decode {:.3}", sv.prefill_scale, sv.decode_scale)),
+            ],
+        ),
+    );
+    e.insert(
+        "output_tokens_per_s_per_gpu".into(),
+        Derivation::new(
+            "running requests per rank × osl / (TTFT + (osl − 1) × TPOT, without the slot wait) × active attention-DP ranks / GPUs",
+            &[
+                ("running_per_rank", format!("{:.1}", load.running)),
+                ("active_ranks", format!("{:.0}", load.active_ranks)),
+                ("output_rate_per_rank", format!("{:.1} tokens/s", res.output_rate)),
+                ("gpus", l.gpus().to_string()),
+            ],
+        ),
+    );
+    e.insert(
+        "decode_ceiling".into(),
+        Derivation::new(
+            "tokens of one decode cycle per GPU / (micro-batches × HBM bytes one GPU reads per micro-batch / HBM bandwidth): the most a GPU could decode if nothing but memory traffic cost time",
+            &[
+                ("bytes_per_step", f.ceilings.decode_bytes_per_step_per_gpu.to_string()),
+                ("of_which_kv_cache", f.ceilings.decode_kv_bytes_per_step_per_gpu.to_string()),
+                ("bandwidth", inp.gpu.memory_bandwidth.to_string()),
+            ],
+        ),
+    );
+    e.insert(
+        "prefill_ceiling".into(),
+        Derivation::new(
+            "dense peak / FLOP per prompt token (linear layers + mean attention over the prompt)",
+            &[(
+                "flop_per_token",
+                f.ceilings.prefill_flop_per_token.to_string(),
+            )],
+        ),
+    );
+    e.insert(
+        "load_imbalance".into(),
+        Derivation::new(
+            "max/mean − 1 of EP ranks' routed rows: popularity ∝ rank^−skew placed on ranks (EPLB greedy with redundant slots), times the busiest-of-ep fluctuation σ·√(2 ln ep)",
+            &[
+                ("ep", l.ep.to_string()),
+                ("redundant_slots", inp.redundant_experts.to_string()),
+                ("skew", format!("{}", inp.routing_skew)),
+            ],
+        ),
+    );
+    e.insert(
+        "memory".into(),
+        Derivation::new(
+            "weights (this stage; attention and dense ÷ TP, experts ÷ EP·ETP) + KV (requests per DP rank × per-request cache at the memory context) + activations of the largest step + buffers and runtime reserve",
+            &[
+                ("stage", mem.stage.to_string()),
+                ("kv_per_request", mem.kv_bytes_per_request.to_string()),
+                ("requests_per_rank", format!("{:.0}", load.running)),
+            ],
+        ),
+    );
+    e
+}
+
+impl Estimate {
+    /// The stable JSON form (`moeplan estimate --json`): base units, with
+    /// the headline figures also in the units people quote (ms).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mem = &self.memory;
+        serde_json::json!({
+            "layout": self.layout,
+            "gpus": self.gpus,
+            "ttft_ms": self.ttft.ms(),
+            "tpot_ms": self.tpot.ms(),
+            "request_latency_ms": self.request_latency.ms(),
+            "output_tokens_per_s_per_gpu": self.output_tokens_per_s_per_gpu.0,
+            "output_tokens_per_s_per_user": self.output_tokens_per_s_per_user.0,
+            "input_tokens_per_s_per_gpu": self.input_tokens_per_s_per_gpu.0,
+            "decoding_requests": self.decoding_requests,
+            "regime": self.regime,
+            "engine": self.engine,
+            "fits": self.fits,
+            "max_concurrency": self.max_concurrency,
+            "memory_context": self.memory_context,
+            "memory_per_gpu": {
+                "weights_bytes": mem.weights_bytes.0,
+                "kv_cache_bytes": mem.kv_cache_bytes.0,
+                "activation_bytes": mem.activation_bytes.0,
+                "other_bytes": mem.other_bytes.0,
+                "total_bytes": mem.total_bytes.0,
+                "capacity_bytes": mem.capacity_bytes.0,
+                "usable_bytes": mem.usable_bytes.0,
+                "stage": mem.stage,
+                "weights_by_component": mem.weights_by_component,
+            },
+            "load_imbalance": self.load_imbalance,
+            "bottleneck": self.bottleneck,
+            "ceilings": self.ceilings,
+            "pure_prefill": self.pure.prefill,
+            "pure_decode": self.pure.decode,
+            "prefill": self.prefill,
+            "decode": self.decode,
+            "benchmark": self.benchmark,
+            "efficiency_source": self.efficiency_source,
+            "warnings": self.warnings,
+            "explain": self.explain,
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! The named steps of a replica, costed through the op-level cost model.
+//!
+//! The closed loop (`super::closed_loop`) names the steps it needs by what
+//! they carry (decodes, prompt tokens); this module turns each into the
+//! cost model's per-micro-batch `StepShape`, prices it with the expert load
+//! imbalance of its own routed rows, and applies the profile's serving
+//! layer (`Step::time`): the kernel-time ratio of its kind and the per-step
+//! overhead.
+//! With PP, a step of `d` decodes runs as `min(pp, d)` micro-batches and
+//! takes `max(traversal, micro-batches × slowest stage)`.
+
+use super::closed_loop::Shape;
+use super::imbalance::load_imbalance;
+use super::EstimateInput;
+use crate::calibration::ServingParams;
+use crate::ops::{CostContext, StepCost, StepShape};
+use crate::units::Seconds;
+use serde::Serialize;
+
+/// What a step is, in the loop a benchmark drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Every running request decodes one token.
+    Decode,
+    /// The step that carries a new request's prompt in steady state.
+    Prefill,
+    /// A first-round step (every prompt arrived at once), or a round's last
+    /// partial prefill step.
+    Burst,
+    /// Whole prompts filling the step budget, nothing else (the pure prefill
+    /// phase; what a disaggregated prefill worker runs).
+    PrefillBatch,
+}
+
+impl StepKind {
+    /// A phrase for explanations.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StepKind::Decode => "decode step",
+            StepKind::Prefill => "step carrying a new prompt",
+            StepKind::Burst => "first-round burst step",
+            StepKind::PrefillBatch => "prefill batch of whole prompts",
+        }
+    }
+}
+
+/// One costed step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Step {
+    /// What it is.
+    pub kind: StepKind,
+    /// What it carries per attention-DP rank.
+    pub shape: Shape,
+    /// The cost model's shape of one micro-batch.
+    pub micro: StepShape,
+    /// Micro-batches the step runs as (PP).
+    pub micro_batches: f64,
+    /// Expert load imbalance of its routed rows.
+    pub imbalance: f64,
+    /// The kernels' cost of one micro-batch.
+    pub cost: StepCost,
+    /// Kernel time of the whole step (all micro-batches through the pipeline).
+    pub kernels: Seconds,
+}
+
+impl Step {
+    /// Step time under a serving layer: kernels × the ratio for its kind +
+    /// the per-step overhead.
+    pub fn time(&self, serving: &ServingParams) -> Seconds {
+        let ratio = if self.shape.prefill_tokens > 0.0 {
+            serving.prefill_scale
+        } else {
+            serving.decode_scale
+        };
+        self.kernels * ratio + serving.step_overhead
+    }
+}
+
+/// Prices steps of one replica.
+pub struct Stepper<'a> {
+    inp: &'a EstimateInput<'a>,
+    /// Attention-DP ranks that hold requests (the others run empty steps).
+    active_ranks: f64,
+    /// Mean context of a decoding request.
+    context: f64,
+}
+
+impl<'a> Stepper<'a> {
+    /// A stepper for `inp` with `active_ranks` of its attention-DP ranks busy.
+    pub fn new(inp: &'a EstimateInput<'a>, active_ranks: f64) -> Self {
+        let w = inp.workload;
+        Stepper {
+            inp,
+            active_ranks,
+            context: w.isl.max(1) as f64 + w.osl.max(1) as f64 / 2.0,
+        }
+    }
+
+    /// The cost model's shape of one micro-batch of `s`.
+    fn micro(&self, s: &Shape, micro_batches: f64) -> StepShape {
+        let isl = self.inp.workload.isl.max(1) as f64;
+        let (seqs, per_seq, offset) = if s.prefill_tokens >= isl {
+            (s.prefill_tokens / isl, isl, 0.0)
+        } else if s.prefill_tokens > 0.0 {
+            // A chunk of one prompt, on average half-way through it.
+            (1.0, s.prefill_tokens, (isl - s.prefill_tokens) / 2.0)
+        } else {
+            (0.0, 0.0, 0.0)
+        };
+        let dp = self.inp.layout.dp as f64;
+        let tokens = s.decodes + s.prefill_tokens;
+        let peers = if self.active_ranks < dp && dp > 1.0 {
+            Some(tokens * (self.active_ranks - 1.0) / (dp - 1.0) / micro_batches)
+        } else {
+            None
+        };
+        StepShape {
+            decode_seqs: s.decodes / micro_batches,
+            decode_context: self.context,
+            prefill_seqs: seqs / micro_batches,
+            prefill_tokens_per_seq: per_seq,
+            prefill_offset: offset,
+            peer_tokens: peers,
+        }
+    }
+
+    /// Expert load imbalance of a step whose ranks carry `tokens` each.
+    fn imbalance(&self, tokens: f64) -> f64 {
+        let m = self.inp.model;
+        let l = self.inp.layout;
+        match &m.moe {
+            Some(moe) if l.ep > 1 => {
+                let rows = tokens * self.active_ranks * l.cp as f64 / l.edp() as f64
+                    * moe.experts_per_token as f64;
+                load_imbalance(
+                    moe.n_routed_experts,
+                    l.ep,
+                    self.inp.redundant_experts,
+                    rows,
+                    self.inp.routing_skew,
+                )
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Costs one step of `kind` carrying `s`.
+    pub fn step(&self, kind: StepKind, s: Shape) -> Step {
+        let pp = self.inp.layout.pp as f64;
+        let micro_batches = if s.decodes >= 1.0 && s.prefill_tokens == 0.0 {
+            pp.min(s.decodes.floor()).max(1.0)
+        } else {
+            1.0
+        };
+        let micro = self.micro(&s, micro_batches);
+        let imbalance = self.imbalance(s.decodes + s.prefill_tokens);
+        let ctx = CostContext::new(
+            self.inp.model,
+            self.inp.gpu,
+            self.inp.layout,
+            self.inp.redundant_experts,
+            imbalance,
+            &self.inp.calibration,
+        );
+        let cost = ctx.step(&micro);
+        Step {
+            kind,
+            shape: s,
+            micro,
+            micro_batches,
+            imbalance,
+            kernels: cost.traversal().max(cost.stage_time() * micro_batches),
+            cost,
+        }
+    }
+}
