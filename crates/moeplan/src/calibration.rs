@@ -250,7 +250,8 @@ pub struct ServingParams {
     /// Rounds of `concurrency` requests a benchmark runs (its first round is
     /// the transient where every prompt arrives at once).
     pub rounds: f64,
-    /// Fraction of a decode step a new request waits before a step takes it.
+    /// Steady-state steps a new request spends outside the steps that carry
+    /// its prompt (the step in progress, output processing, streaming).
     pub arrival_wait: f64,
     /// Ratio of measured to modelled kernel time in steps that carry prompts.
     pub prefill_scale: f64,

@@ -9,11 +9,11 @@
 //! kernel times); a fit then only re-solves the closed loop, so thousands
 //! of runs fit in a fraction of a second.
 //!
-//! The objective is the sum over runs of |log(predicted / measured)| for
-//! TTFT and for TPOT: the median of the absolute log error is what it
-//! drives down, and no run can dominate. Parameters are searched in a
-//! transformed space (logarithms of times and ratios, logit of the wait
-//! fraction) by Nelder–Mead from the current values.
+//! The objective is the sum over runs of a robust loss of
+//! log(predicted / measured) for TTFT and for TPOT: quadratic for small
+//! errors, linear beyond 10%, so the bulk of the runs is fitted and no run
+//! can dominate. Parameters are searched in a
+//! transformed space (logarithms) by Nelder–Mead from the current values.
 
 use crate::calibration::ServingParams;
 use crate::runs::Run;
@@ -44,39 +44,46 @@ impl Sample {
         })
     }
 
-    /// |log error| of TTFT and TPOT under `sv`.
+    /// Robust loss of the log errors of TTFT and TPOT under `sv`.
     fn loss(&self, sv: &ServingParams) -> f64 {
         let r = self.prepared.solve(sv);
-        let t = (r.ttft / self.ttft).ln().abs();
-        let p = (r.tpot / self.tpot).ln().abs();
+        let t = (r.ttft / self.ttft).ln();
+        let p = (r.tpot / self.tpot).ln();
         if t.is_finite() && p.is_finite() {
-            t + p
+            soft_l1(t) + soft_l1(p)
         } else {
             10.0
         }
     }
 }
 
+/// Scale of the robust loss: log errors well above it count linearly.
+const LOSS_SCALE: f64 = 0.1;
+
+/// A smooth |x|: quadratic below `LOSS_SCALE`, linear above (pseudo-Huber).
+fn soft_l1(x: f64) -> f64 {
+    let z = x / LOSS_SCALE;
+    2.0 * LOSS_SCALE * ((1.0 + z * z).sqrt() - 1.0)
+}
+
 /// The parameters in the searched space.
 fn encode(p: &ServingParams) -> [f64; 6] {
-    let logit = |x: f64| (x.clamp(1e-4, 1.0 - 1e-4) / (1.0 - x.clamp(1e-4, 1.0 - 1e-4))).ln();
     [
         (p.step_overhead.us() + 1.0).ln(),
         (p.request_overhead.us() + 1.0).ln(),
         (p.rounds - 1.0).max(1e-3).ln(),
-        logit(p.arrival_wait),
+        p.arrival_wait.max(1e-3).ln(),
         p.prefill_scale.max(1e-3).ln(),
         p.decode_scale.max(1e-3).ln(),
     ]
 }
 
 fn decode(x: &[f64; 6]) -> ServingParams {
-    let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
     ServingParams {
         step_overhead: Seconds::from_us((x[0].exp() - 1.0).max(0.0)),
         request_overhead: Seconds::from_us((x[1].exp() - 1.0).max(0.0)),
         rounds: 1.0 + x[2].exp().min(1e4),
-        arrival_wait: sigmoid(x[3]),
+        arrival_wait: x[3].exp().min(1e3),
         prefill_scale: x[4].exp(),
         decode_scale: x[5].exp(),
     }

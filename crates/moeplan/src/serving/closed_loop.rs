@@ -19,13 +19,16 @@
 //!   every step carries one token of each running decode, and the rest of
 //!   the budget takes waiting prompts (vLLM chunks a prompt across steps;
 //!   TensorRT-LLM takes whole prompts). In the first round the `n` prompts
-//!   queue behind each other for `K` burst steps; afterwards the successors
-//!   of each group arrive together, one group per step, and each waits only
-//!   for the step that carries it. When prompts arrive faster than the
-//!   budget can take them (`n` large against `osl`), every step is full and
-//!   the queue never drains: TTFT is the closed loop's residual,
-//!   `n / x − (osl − 1)` steps at `x = budget / (isl + osl − 1)` requests
-//!   per step.
+//!   queue behind each other for `K` burst steps. Later, small differences
+//!   between requests spread the arrivals out (the end-to-end runs say so:
+//!   a grouped steady state fits them worse), so every decode step carries
+//!   the prompt tokens of the other requests' stream, `(n − 1) · isl /
+//!   cycle` per step, and a new request waits for the step in progress and
+//!   then for the step(s) carrying its own prompt. When prompts arrive
+//!   faster than the budget can take them (`n` large against `osl`), every
+//!   step is full and the queue never drains: TTFT is the closed loop's
+//!   residual, `n / x − (osl − 1)` steps at `x = budget / (isl + osl − 1)`
+//!   requests per step.
 //!
 //! Requests beyond what runs at once (the engine's cap, or what fits in KV
 //! memory) wait for a slot; Little's law gives that wait from the cycle.
@@ -81,9 +84,12 @@ pub struct Shape {
 pub struct Shapes {
     /// All running requests decoding.
     pub decode: Shape,
+    /// A steady-state decode step (mixed: with the other requests' stream
+    /// of prompt tokens; prefill first: the decode step itself).
+    pub steady: Shape,
     /// The step that carries a new prompt in steady state: a full-budget
-    /// prefill step (prefill first), or a group of prompts with the other
-    /// requests decoding (mixed).
+    /// prefill step (prefill first), or a chunk of the prompt with the
+    /// stream and the other requests decoding (mixed).
     pub prefill: Shape,
     /// A first-round step: the budget full of prompts while the requests
     /// already prefilled decode (mixed); the last, partial prefill step of
@@ -96,6 +102,8 @@ pub struct Shapes {
 pub struct StepTimes {
     /// Of `Shapes::decode`.
     pub decode: Seconds,
+    /// Of `Shapes::steady`.
+    pub steady: Seconds,
     /// Of `Shapes::prefill`.
     pub prefill: Seconds,
     /// Of `Shapes::burst`.
@@ -110,8 +118,9 @@ pub struct LoopParams {
     /// Fixed time per request outside the steps: HTTP, tokenisation, the
     /// first detokenisation (adds to TTFT).
     pub request_overhead: Seconds,
-    /// Fraction of a decode step a new request waits before the scheduler
-    /// sees it (it arrives while a step runs).
+    /// Steps (of the steady state's length) a new request spends outside
+    /// the steps that carry its prompt: the step in progress when it
+    /// arrives, output processing and streaming of its first token.
     pub arrival_wait: f64,
 }
 
@@ -143,7 +152,8 @@ pub struct LoopResult {
     pub slot_wait: Seconds,
     /// Steps that carry prompts in one round.
     pub prefill_steps: f64,
-    /// Requests whose prompts one steady-state step carries.
+    /// Prompts one steady-state step carries (mixed: the stream, a
+    /// fraction of a prompt; prefill first: the round).
     pub group: f64,
     /// The regime.
     pub regime: Regime,
@@ -187,6 +197,7 @@ pub fn shapes(l: &Loop) -> Shapes {
             let rest = total - (total / l.budget).floor() * l.budget;
             Shapes {
                 decode,
+                steady: decode,
                 prefill: Shape {
                     decodes: 0.0,
                     prefill_tokens: full,
@@ -206,6 +217,7 @@ pub fn shapes(l: &Loop) -> Shapes {
                 };
                 return Shapes {
                     decode,
+                    steady: full,
                     prefill: full,
                     burst: full,
                 };
@@ -216,25 +228,43 @@ pub fn shapes(l: &Loop) -> Shapes {
                 decodes: half,
                 prefill_tokens: (prompts_per_step(l, half) * l.isl).min(n * l.isl),
             };
-            let g = group(l);
-            let prefill = Shape {
-                decodes: (n - g).max(0.0),
-                prefill_tokens: (g * l.isl).min((l.budget - (n - g)).max(1.0)),
-            };
+            let stream = stream_tokens(l);
+            let others = (n - 1.0).max(0.0);
             Shapes {
                 decode,
-                prefill,
+                steady: Shape {
+                    decodes: n,
+                    prefill_tokens: stream,
+                },
+                prefill: Shape {
+                    decodes: others,
+                    prefill_tokens: stream + own_chunk(l),
+                },
                 burst,
             }
         }
     }
 }
 
-/// Requests whose successors arrive together in steady state (mixed): the
-/// prompts one first-round step carried.
-fn group(l: &Loop) -> f64 {
+/// Prompt tokens of the other requests that a steady-state step carries
+/// (mixed): each of the other `n − 1` requests brings `isl` tokens once per
+/// cycle of `osl − 1` decode steps and the steps carrying its prompt.
+fn stream_tokens(l: &Loop) -> f64 {
     let n = l.running.max(1.0);
-    prompts_per_step(l, n / 2.0).min(n).max(1.0)
+    let room = (l.budget - n).max(1.0);
+    let cycle = l.osl - 1.0 + (l.isl / room).max(1.0);
+    ((n - 1.0) * l.isl / cycle).min(room)
+}
+
+/// The part of a new prompt one steady-state step carries (mixed): the
+/// room the decodes and the stream leave (chunked), or the whole prompt.
+fn own_chunk(l: &Loop) -> f64 {
+    let n = l.running.max(1.0);
+    let room = (l.budget - (n - 1.0) - stream_tokens(l)).max(1.0);
+    match l.policy {
+        Policy::MixedWhole => l.isl,
+        _ => l.isl.min(room),
+    }
 }
 
 /// Mean over the `n` requests of a round of the step that completes each
@@ -316,7 +346,7 @@ fn last_step_share(n: f64, per_step: f64, steps: f64) -> f64 {
 }
 
 fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopResult {
-    let wait = t.decode * p.arrival_wait;
+    let wait = t.steady * p.arrival_wait;
     if mixed_saturated(l) {
         // Every step full: x requests complete per step.
         let x = saturated_rate(l);
@@ -338,27 +368,14 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
     let steps = (n / per_step).ceil().max(1.0);
     // First round: request j completes in burst step ⌈(j+1)/per_step⌉.
     let first = t.burst * mean_completion_step(n, per_step) + p.request_overhead;
-    // Later rounds: a group arrives together and one step carries it (a
-    // long prompt: as many steps as it has chunks).
-    let g = group(l);
-    let room = (l.budget - (n - g)).max(1.0);
-    // A chunked group larger than the room spills its tail into the next
-    // step(s), which carry the next group too: fractional steps.
-    let chunks = match l.policy {
-        Policy::MixedChunked => (g * l.isl / room).max(1.0),
-        _ => 1.0,
-    };
-    let steady = t.prefill * chunks + wait + p.request_overhead;
+    // Later rounds: the step in progress, then the step(s) carrying the
+    // prompt's chunks alongside the stream.
+    let chunks = (l.isl / own_chunk(l)).max(1.0);
+    let steady = t.prefill * chunks + t.steady * p.arrival_wait + p.request_overhead;
     let rounds = p.rounds.max(1.0);
     let ttft = (first + steady * (rounds - 1.0)) / rounds;
-    // A request's osl − 1 decode steps include the steps that carry the
-    // other groups' prompts: `steps` of them per cycle.
-    let carrying = steps.min(dsteps);
-    let tpot = if dsteps > 0.0 {
-        (t.prefill * carrying + t.decode * (dsteps - carrying)) / dsteps
-    } else {
-        Seconds::ZERO
-    };
+    // Every decode step carries the stream of the others' prompts.
+    let tpot = t.steady;
     let cycle = steady + tpot * dsteps;
     LoopResult {
         ttft,
@@ -368,7 +385,7 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
         steady_ttft: steady,
         slot_wait: Seconds::ZERO,
         prefill_steps: steps,
-        group: g,
+        group: stream_tokens(l) / l.isl,
         regime: Regime::Decode,
     }
 }
@@ -414,6 +431,7 @@ mod tests {
         assert_eq!(s.burst.prefill_tokens, 8192.0);
         let t = StepTimes {
             decode: Seconds(0.010),
+            steady: Seconds(0.010),
             prefill: Seconds(0.100),
             burst: Seconds(0.100),
         };
@@ -424,11 +442,14 @@ mod tests {
 
     #[test]
     fn mixed_rounds_by_hand() {
-        // 8 prompts of 1000 tokens, budget 4004: the first round's steps
-        // carry (4004 − 4)/1000 = 4 prompts → completions in steps 1 and 2,
-        // mean 1.5 bursts of 40 ms = 60 ms. Later rounds: groups of 4 arrive
-        // together and one 30 ms step carries them. Over 3 rounds:
-        // (60 + 2 × 30) / 3 = 40 ms.
+        // 8 prompts of 1000 tokens, budget 4004, 1000 output tokens. The
+        // first round's steps carry (4004 − 4)/1000 = 4 prompts →
+        // completions in steps 1 and 2, mean 1.5 bursts of 40 ms = 60 ms.
+        // Later: the other 7 requests stream 7 × 1000 tokens per cycle of
+        // 999 decode steps + 1 step carrying a prompt → 7 prompt tokens per
+        // step; a new prompt (1000 ≤ 4004 − 7 − 7 tokens of room) rides one
+        // 30 ms step. Over 3 rounds: (60 + 2 × 30) / 3 = 40 ms; TPOT is the
+        // steady step.
         let l = Loop {
             in_flight: 8.0,
             running: 8.0,
@@ -437,8 +458,14 @@ mod tests {
             budget: 4004.0,
             policy: Policy::MixedChunked,
         };
+        let sh = shapes(&l);
+        assert!((sh.steady.prefill_tokens - 7.0).abs() < 1e-12);
+        assert_eq!(sh.steady.decodes, 8.0);
+        assert_eq!(sh.prefill.decodes, 7.0);
+        assert!((sh.prefill.prefill_tokens - 1007.0).abs() < 1e-12);
         let t = StepTimes {
             decode: Seconds(0.010),
+            steady: Seconds(0.012),
             prefill: Seconds(0.030),
             burst: Seconds(0.040),
         };
@@ -450,9 +477,26 @@ mod tests {
         assert!((r.first_round_ttft.0 - 0.060).abs() < 1e-12);
         assert!((r.steady_ttft.0 - 0.030).abs() < 1e-12);
         assert!((r.ttft.0 - 0.040).abs() < 1e-12);
-        // 2 of the 999 decode steps per cycle carry prompts:
-        // (2 × 30 + 997 × 10) / 999 ms.
-        assert!((r.tpot.0 - (0.060 + 9.97) / 999.0).abs() < 1e-12);
+        assert_eq!(r.tpot, Seconds(0.012));
+    }
+
+    #[test]
+    fn one_request_pays_no_stream() {
+        // Alone, a request decodes with nobody else's prompt in its steps:
+        // the steady step is the decode step, and its own 128k prompt is
+        // paid once, in TTFT (chunks of 8192 − 0 tokens: 16 steps).
+        let l = Loop {
+            in_flight: 1.0,
+            running: 1.0,
+            isl: 131072.0,
+            osl: 1000.0,
+            budget: 8192.0,
+            policy: Policy::MixedChunked,
+        };
+        let sh = shapes(&l);
+        assert_eq!(sh.steady.prefill_tokens, 0.0);
+        assert_eq!(sh.prefill.decodes, 0.0);
+        assert_eq!(sh.prefill.prefill_tokens, 8192.0);
     }
 
     #[test]
@@ -468,6 +512,7 @@ mod tests {
         };
         let t = StepTimes {
             decode: Seconds(0.010),
+            steady: Seconds(0.010),
             prefill: Seconds(0.020),
             burst: Seconds(0.020),
         };

@@ -336,6 +336,7 @@ fn closed_loop_of(inp: &EstimateInput, load: &Load) -> Loop {
 /// The steps of the loop, costed.
 struct LoopSteps {
     decode: Step,
+    steady: Step,
     prefill: Step,
     burst: Step,
     /// Whole prompts filling the budget alone (the pure prefill phase).
@@ -345,16 +346,29 @@ struct LoopSteps {
 fn cost_steps(stepper: &Stepper, lp: &Loop) -> LoopSteps {
     let sh = closed_loop::shapes(lp);
     let prompts = (lp.budget / lp.isl).floor().max(1.0);
+    let mut decode = stepper.step(StepKind::Decode, sh.decode, Seconds::ZERO);
+    decode.decode_part = decode.kernels;
+    let part = decode.kernels;
+    let steady = if sh.steady == sh.decode {
+        Step {
+            kind: StepKind::Steady,
+            ..decode.clone()
+        }
+    } else {
+        stepper.step(StepKind::Steady, sh.steady, part)
+    };
     LoopSteps {
-        decode: stepper.step(StepKind::Decode, sh.decode),
-        prefill: stepper.step(StepKind::Prefill, sh.prefill),
-        burst: stepper.step(StepKind::Burst, sh.burst),
+        decode,
+        steady,
+        prefill: stepper.step(StepKind::Prefill, sh.prefill, part),
+        burst: stepper.step(StepKind::Burst, sh.burst, part),
         batch: stepper.step(
             StepKind::PrefillBatch,
             closed_loop::Shape {
                 decodes: 0.0,
                 prefill_tokens: prompts * lp.isl,
             },
+            Seconds::ZERO,
         ),
     }
 }
@@ -380,12 +394,26 @@ impl Prepared {
         Ok((Prepared { load, lp, steps }, warnings))
     }
 
+    /// The loop and the kernel times of its decode, steady, prefill and burst steps.
+    pub fn parts(&self) -> (Loop, [Seconds; 4]) {
+        (
+            self.lp,
+            [
+                self.steps.decode.kernels,
+                self.steps.steady.kernels,
+                self.steps.prefill.kernels,
+                self.steps.burst.kernels,
+            ],
+        )
+    }
+
     /// The benchmark's figures under a serving layer.
     pub fn solve(&self, sv: &ServingParams) -> LoopResult {
         closed_loop::solve(
             &self.lp,
             &StepTimes {
                 decode: self.steps.decode.time(sv),
+                steady: self.steps.steady.time(sv),
                 prefill: self.steps.prefill.time(sv),
                 burst: self.steps.burst.time(sv),
             },
@@ -620,7 +648,7 @@ fn explain(
         Derivation::new(
             match lp.policy {
                 Policy::PrefillFirst => "prefill first: a round's prompts are prefilled back to back (every round repeats the first); TTFT = mean over the round of the prefill steps up to the one completing each prompt + request overhead + wait for a running slot",
-                _ => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step carrying the prompt's group + arrival wait; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
+                _ => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step(s) carrying the prompt's chunks beside the other requests' stream + arrival wait × steady step; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
             },
             &[
                 ("first_round", res.first_round_ttft.to_string()),
@@ -639,12 +667,12 @@ fn explain(
         Derivation::new(
             match lp.policy {
                 Policy::PrefillFirst => "decode step + (the round's prefill time − the request's own) / (osl − 1): decodes wait while later prompts prefill",
-                _ => "(steps carrying prompts × their time + the other decode steps × decode step) / (osl − 1)",
+                _ => "the steady-state step: every running request decodes while the other requests' prompts stream in ((n − 1) × isl per cycle of osl − 1 decode steps)",
             },
             &[
                 ("decode_step", format!("{} ({})", st.decode.time(&sv), describe(&st.decode))),
+                ("steady_step", format!("{} ({})", st.steady.time(&sv), describe(&st.steady))),
                 ("prefill_step", st.prefill.time(&sv).to_string()),
-                ("steps_carrying_prompts", format!("{:.1}", res.prefill_steps.min(lp.osl - 1.0))),
                 ("micro_batches", format!("{:.0}", st.decode.micro_batches)),
                 ("step_overhead", sv.step_overhead.to_string()),
                 ("kernel_time_ratio", format!("prefill {:.3}, decode {:.3}", sv.prefill_scale, sv.decode_scale)),

@@ -23,6 +23,9 @@ use serde::Serialize;
 pub enum StepKind {
     /// Every running request decodes one token.
     Decode,
+    /// A steady-state decode step: with the other requests' stream of
+    /// prompt tokens when the engine mixes them in.
+    Steady,
     /// The step that carries a new request's prompt in steady state.
     Prefill,
     /// A first-round step (every prompt arrived at once), or a round's last
@@ -38,6 +41,7 @@ impl StepKind {
     pub fn describe(self) -> &'static str {
         match self {
             StepKind::Decode => "decode step",
+            StepKind::Steady => "steady-state step",
             StepKind::Prefill => "step carrying a new prompt",
             StepKind::Burst => "first-round burst step",
             StepKind::PrefillBatch => "prefill batch of whole prompts",
@@ -62,18 +66,18 @@ pub struct Step {
     pub cost: StepCost,
     /// Kernel time of the whole step (all micro-batches through the pipeline).
     pub kernels: Seconds,
+    /// Of that, the time a step of its decodes alone takes (0 without decodes).
+    pub decode_part: Seconds,
 }
 
 impl Step {
-    /// Step time under a serving layer: kernels × the ratio for its kind +
-    /// the per-step overhead.
+    /// Step time under a serving layer: the decode part × the decode ratio,
+    /// the rest (prompt tokens) × the prefill ratio, + the per-step overhead.
     pub fn time(&self, serving: &ServingParams) -> Seconds {
-        let ratio = if self.shape.prefill_tokens > 0.0 {
-            serving.prefill_scale
-        } else {
-            serving.decode_scale
-        };
-        self.kernels * ratio + serving.step_overhead
+        let decode = self.decode_part.min(self.kernels);
+        decode * serving.decode_scale
+            + (self.kernels - decode) * serving.prefill_scale
+            + serving.step_overhead
     }
 }
 
@@ -145,8 +149,9 @@ impl<'a> Stepper<'a> {
         }
     }
 
-    /// Costs one step of `kind` carrying `s`.
-    pub fn step(&self, kind: StepKind, s: Shape) -> Step {
+    /// Costs one step of `kind` carrying `s`, whose decodes alone take
+    /// `decode_part` (the decode step's kernel time; zero when it has none).
+    pub fn step(&self, kind: StepKind, s: Shape, decode_part: Seconds) -> Step {
         let pp = self.inp.layout.pp as f64;
         let micro_batches = if s.decodes >= 1.0 && s.prefill_tokens == 0.0 {
             pp.min(s.decodes.floor()).max(1.0)
@@ -171,6 +176,11 @@ impl<'a> Stepper<'a> {
             micro_batches,
             imbalance,
             kernels: cost.traversal().max(cost.stage_time() * micro_batches),
+            decode_part: if s.decodes > 0.0 {
+                decode_part
+            } else {
+                Seconds::ZERO
+            },
             cost,
         }
     }
