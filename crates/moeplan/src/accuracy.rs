@@ -8,10 +8,11 @@
 //! (an unknown model, a layout it calls invalid, a deployment it says does
 //! not fit although it ran) is counted as unanswered, with the reason.
 
+use crate::calibration::ServingParams;
 use crate::fit::{self, Fitted, Sample};
 use crate::memory::Engine;
-use crate::profile;
 use crate::runs::{Run, RunDeployment};
+use crate::serving::disagg::estimate_disaggregated;
 use crate::serving::estimate_summary;
 use crate::units::Seconds;
 use rayon::prelude::*;
@@ -66,7 +67,26 @@ pub fn predict(run: &Run) -> Result<Predicted, String> {
             })
         }
         RunDeployment::Disaggregated { .. } => {
-            Err("disaggregated runs are not estimated yet".to_string())
+            let d = run.disaggregated().expect("disaggregated")?;
+            let e = estimate_disaggregated(&d.input()).map_err(|problems| {
+                let rules: Vec<String> = problems
+                    .iter()
+                    .map(|(role, p)| format!("{} {}", role.name(), p.rule))
+                    .collect();
+                format!("invalid layout ({})", rules.join(", "))
+            })?;
+            if !e.fits {
+                return Err(format!(
+                    "predicted not to fit: prefill {} / decode {} of {} usable",
+                    e.prefill.memory.total_bytes,
+                    e.decode.memory.total_bytes,
+                    e.decode.memory.usable_bytes
+                ));
+            }
+            Ok(Predicted {
+                ttft: e.ttft,
+                tpot: e.tpot,
+            })
         }
     }
 }
@@ -225,12 +245,13 @@ pub fn samples(runs: &[Run]) -> Vec<Option<Sample>> {
 }
 
 /// The serving layer of each engine fitted to the answered runs of that
-/// engine in `members`, starting from the engine's current parameters.
+/// engine in `members`, starting from `start(engine)`.
 pub fn fit_engines(
     runs: &[Run],
     outcomes: &[Outcome],
     samples: &[Option<Sample>],
     members: impl Fn(&Run) -> bool + Sync,
+    start: impl Fn(Engine) -> ServingParams + Sync,
 ) -> Vec<(Engine, Fitted)> {
     Engine::MEASURED
         .par_iter()
@@ -241,15 +262,15 @@ pub fn fit_engines(
                 .filter(|o| runs[o.run].engine == engine && members(&runs[o.run]))
                 .filter_map(|o| samples[o.run].as_ref())
                 .collect();
-            let start = profile::serving_params(engine);
-            (engine, fit::fit(&chosen, &start))
+            (engine, fit::fit(&chosen, &start(engine)))
         })
         .collect()
 }
 
 /// Leave-one-model-out cross-validation: for each model, every engine's
-/// serving layer is fitted without that model's runs, then predicts them.
-/// Runs that are not answered stay unanswered.
+/// serving layers (aggregated and disaggregated) are fitted from the
+/// defaults without that model's runs, then predict them. Runs that are not answered stay
+/// unanswered.
 pub fn cross_validate(
     runs: &[Run],
     outcomes: &[Outcome],
@@ -258,9 +279,26 @@ pub fn cross_validate(
     let mut models: Vec<&str> = runs.iter().map(|r| r.model.as_str()).collect();
     models.sort_unstable();
     models.dedup();
-    let fits: Vec<(&str, Vec<(Engine, Fitted)>)> = models
+    type Fits = Vec<(Engine, Fitted)>;
+    let fits: Vec<(&str, Fits, Fits)> = models
         .iter()
-        .map(|m| (*m, fit_engines(runs, outcomes, samples, |r| r.model != *m)))
+        .map(|m| {
+            let agg = fit_engines(
+                runs,
+                outcomes,
+                samples,
+                |r| r.model != *m && is_aggregated(r),
+                |_| ServingParams::default(),
+            );
+            let dis = fit_engines(
+                runs,
+                outcomes,
+                samples,
+                |r| r.model != *m && !is_aggregated(r),
+                |_| ServingParams::default(),
+            );
+            (*m, agg, dis)
+        })
         .collect();
     outcomes
         .iter()
@@ -268,17 +306,17 @@ pub fn cross_validate(
             let run = &runs[o.run];
             let predicted = match (&o.predicted, &samples[o.run]) {
                 (Ok(_), Some(s)) => {
-                    let (_, per_engine) =
-                        fits.iter().find(|(m, _)| *m == run.model).expect("listed");
+                    let (_, agg, dis) = fits
+                        .iter()
+                        .find(|(m, _, _)| *m == run.model)
+                        .expect("listed");
+                    let per_engine = if is_aggregated(run) { agg } else { dis };
                     let (_, f) = per_engine
                         .iter()
                         .find(|(e, _)| *e == run.engine)
                         .expect("measured engine");
-                    let r = s.prepared.solve(&f.params);
-                    Ok(Predicted {
-                        ttft: r.ttft,
-                        tpot: r.tpot,
-                    })
+                    let (ttft, tpot) = s.predict(&f.params);
+                    Ok(Predicted { ttft, tpot })
                 }
                 (p, _) => p.clone(),
             };

@@ -16,15 +16,25 @@
 //! transformed space (logarithms) by Nelder–Mead from the current values.
 
 use crate::calibration::ServingParams;
-use crate::runs::Run;
+use crate::replica::Disaggregated;
+use crate::runs::{Run, RunDeployment};
+use crate::serving::disagg::PreparedDisagg;
 use crate::serving::Prepared;
 use crate::units::Seconds;
 use serde::Serialize;
 
+/// A run's estimate prepared for re-solving under other serving parameters.
+pub enum Prep {
+    /// One aggregated replica.
+    Aggregated(Box<Prepared>),
+    /// A disaggregated deployment (its inputs and its costed steps).
+    Disaggregated(Box<(Disaggregated, PreparedDisagg)>),
+}
+
 /// One run ready to fit: its prepared estimate and what was measured.
 pub struct Sample {
     /// The prepared estimate (kernel times of its steps).
-    pub prepared: Prepared,
+    pub prepared: Prep,
     /// Measured mean TTFT.
     pub ttft: Seconds,
     /// Measured mean TPOT.
@@ -32,11 +42,19 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// Prepares an aggregated run (None: disaggregated, or not estimable).
+    /// Prepares a run (None where it cannot be estimated).
     pub fn of(run: &Run) -> Option<Sample> {
-        let replica = run.replica()?.ok()?;
-        let input = replica.input();
-        let (prepared, _) = Prepared::new(&input).ok()?;
+        let prepared = match run.deployment {
+            RunDeployment::Aggregated { .. } => {
+                let replica = run.replica()?.ok()?;
+                Prep::Aggregated(Box::new(Prepared::new(&replica.input()).ok()?.0))
+            }
+            RunDeployment::Disaggregated { .. } => {
+                let d = run.disaggregated()?.ok()?;
+                let p = PreparedDisagg::new(&d.input()).ok()?;
+                Prep::Disaggregated(Box::new((d, p)))
+            }
+        };
         Some(Sample {
             prepared,
             ttft: run.ttft,
@@ -44,11 +62,22 @@ impl Sample {
         })
     }
 
+    /// Predicted TTFT and TPOT under `sv`.
+    pub fn predict(&self, sv: &ServingParams) -> (Seconds, Seconds) {
+        match &self.prepared {
+            Prep::Aggregated(p) => {
+                let r = p.solve(sv);
+                (r.ttft, r.tpot)
+            }
+            Prep::Disaggregated(b) => b.1.figures(&b.0.input(), sv),
+        }
+    }
+
     /// Robust loss of the log errors of TTFT and TPOT under `sv`.
     fn loss(&self, sv: &ServingParams) -> f64 {
-        let r = self.prepared.solve(sv);
-        let t = (r.ttft / self.ttft).ln();
-        let p = (r.tpot / self.tpot).ln();
+        let (ttft, tpot) = self.predict(sv);
+        let t = (ttft / self.ttft).ln();
+        let p = (tpot / self.tpot).ln();
         if t.is_finite() && p.is_finite() {
             soft_l1(t) + soft_l1(p)
         } else {

@@ -75,6 +75,25 @@ pub struct EngineServing {
     pub loss_after: f64,
     /// The parameters.
     pub params: ServingParams,
+    /// The serving layer fitted to disaggregated runs, where there are some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disaggregated: Option<ServingFit>,
+}
+
+/// A serving layer fitted to one kind of runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingFit {
+    /// What the parameters were fitted to.
+    pub source: String,
+    /// Runs fitted.
+    pub runs: usize,
+    /// Mean loss before and after the fit.
+    pub loss_before: f64,
+    /// After.
+    pub loss_after: f64,
+    /// The parameters.
+    pub params: ServingParams,
 }
 
 /// The embedded serving layers by engine name, parsed once.
@@ -148,6 +167,20 @@ pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
     }
     gpu.efficiency.apply(&mut p.kernels);
     p.kernels.serving = serving_params(engine);
+    p
+}
+
+/// The profile of `engine` on `gpu` for a disaggregated deployment: the
+/// same kernels, with the engine's serving layer fitted to disaggregated
+/// runs where there is one.
+pub fn resolve_disaggregated(gpu: &Gpu, engine: Engine) -> Profile {
+    let mut p = resolve(gpu, engine);
+    if let Some(d) = serving_table()
+        .get(engine.name())
+        .and_then(|s| s.disaggregated.as_ref())
+    {
+        p.kernels.serving = d.params;
+    }
     p
 }
 

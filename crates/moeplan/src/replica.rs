@@ -8,6 +8,7 @@ use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::EngineConfig;
 use crate::model::Model;
+use crate::serving::disagg::{DisaggInput, Pool};
 use crate::serving::{EstimateInput, Workload};
 use crate::spec::scenario::Scenario;
 
@@ -63,6 +64,80 @@ impl Replica {
             gpu: &self.gpu,
             calibration: self.calibration.clone(),
             layout: self.layout,
+            workload: self.workload,
+            engine: self.engine,
+            redundant_experts: self.redundant_experts,
+            routing_skew: self.routing_skew,
+        }
+    }
+}
+
+/// A disaggregated deployment ready to be estimated: the owned inputs of
+/// `serving::disagg::estimate_disaggregated`.
+pub struct Disaggregated {
+    /// The model.
+    pub model: Model,
+    /// The GPU (both pools).
+    pub gpu: Gpu,
+    /// The kernel curves and serving layer.
+    pub calibration: Calibration,
+    /// The prefill pool.
+    pub prefill: Pool,
+    /// The decode pool.
+    pub decode: Pool,
+    /// Lengths, and the requests in flight on the whole deployment.
+    pub workload: Workload,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Redundant expert slots (EPLB) per worker.
+    pub redundant_experts: u32,
+    /// Power-law exponent of expert popularity (0 = uniform).
+    pub routing_skew: f64,
+    /// What was assumed because the input did not say (worker counts).
+    pub assumed: Vec<String>,
+}
+
+impl Disaggregated {
+    /// Fills unstated worker counts (0): the decode pool gets the fewest
+    /// workers that hold every request in KV memory, the prefill pool the
+    /// workers that keep up with that decode pool (rate matching). Each
+    /// assumption is recorded in `assumed`.
+    pub fn infer_workers(&mut self) {
+        let w = self.workload;
+        if self.decode.workers == 0 {
+            let per_worker = crate::memory::max_concurrency(
+                &self.model,
+                &self.gpu,
+                &self.decode.layout,
+                &self.engine,
+                self.redundant_experts,
+                w.isl + w.osl / 2,
+            )
+            .max(1);
+            self.decode.workers = w.concurrency.div_ceil(per_worker).max(1) as u32;
+            self.assumed.push(format!(
+                "decode workers not stated: {}, the fewest that hold {} requests ({} per worker)",
+                self.decode.workers, w.concurrency, per_worker
+            ));
+        }
+        if self.prefill.workers == 0 {
+            self.prefill.workers = 1;
+            let n = crate::serving::disagg::rate_matched_prefill_workers(&self.input());
+            self.prefill.workers = n;
+            self.assumed.push(format!(
+                "prefill workers not stated: {n}, what keeps up with the decode pool"
+            ));
+        }
+    }
+
+    /// The estimate's input.
+    pub fn input(&self) -> DisaggInput<'_> {
+        DisaggInput {
+            model: &self.model,
+            gpu: &self.gpu,
+            calibration: self.calibration.clone(),
+            prefill: self.prefill,
+            decode: self.decode,
             workload: self.workload,
             engine: self.engine,
             redundant_experts: self.redundant_experts,

@@ -22,7 +22,8 @@ use crate::layout::Layout;
 use crate::memory::Engine;
 use crate::model::Model;
 use crate::profile;
-use crate::replica::Replica;
+use crate::replica::{Disaggregated, Replica};
+use crate::serving::disagg::Pool;
 use crate::serving::Workload;
 use crate::spec::source::Source;
 use crate::spec::{Problem, SpecError};
@@ -38,11 +39,11 @@ const MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub struct PoolRun {
     /// Degrees of one worker (replica).
     pub layout: Layout,
-    /// Workers in the pool.
-    pub workers: u32,
-    /// Requests in flight per attention-DP rank of one worker, as the run
-    /// states it (the decode pool's batch; the prefill pool's batch of prompts).
-    pub batch_per_rank: u64,
+    /// Workers in the pool (None: the run does not say).
+    pub workers: Option<u32>,
+    /// Requests per attention-DP rank of one worker, as the run states it
+    /// (the decode pool's batch; the prefill pool's batch of prompts).
+    pub batch_per_rank: Option<u64>,
 }
 
 /// The deployment a run measured.
@@ -356,6 +357,15 @@ impl Cells<'_> {
         }
     }
 
+    /// A positive integer, or None when blank or 0 (unstated); Some(None)
+    /// marks a bad cell (reported).
+    fn optional_count(&mut self, col: &str) -> Option<Option<u64>> {
+        match self.s(col) {
+            "" | "0" => Some(None),
+            _ => self.count(col, None).map(Some),
+        }
+    }
+
     fn millis(&mut self, col: &str) -> Option<Seconds> {
         let s = self.s(col).to_string();
         match s.parse::<f64>() {
@@ -543,11 +553,11 @@ impl Cells<'_> {
             col("moe_tp_size"),
         ];
         let layout = self.layout([&names[0], &names[1], &names[2], &names[3], &names[4]]);
-        let workers = self.count(&col("num_workers"), Some(1));
-        let batch = self.count(&col("batch_size"), Some(1));
+        let workers = self.optional_count(&col("num_workers"));
+        let batch = self.optional_count(&col("batch_size"));
         Some(PoolRun {
             layout: layout?,
-            workers: workers? as u32,
+            workers: workers?.map(|w| w as u32),
             batch_per_rank: batch?,
         })
     }
@@ -556,12 +566,27 @@ impl Cells<'_> {
         let prefill = self.silicon_pool("prefill");
         let decode = self.silicon_pool("decode");
         let (prefill, decode) = (prefill?, decode?);
-        let in_flight = decode.batch_per_rank * decode.layout.dp as u64 * decode.workers as u64;
+        let in_flight = decode.batch_per_rank.unwrap_or(1)
+            * decode.layout.dp as u64
+            * decode.workers.unwrap_or(1) as u64;
         Some(RunDeployment::Disaggregated {
             prefill,
             decode,
             concurrency: client.unwrap_or(in_flight),
         })
+    }
+}
+
+/// A dense model's layout: no expert degrees, its MLPs split like attention.
+fn dense_folded(model: &Model, layout: Layout) -> Layout {
+    if model.moe.is_none() {
+        Layout {
+            ep: 1,
+            etp: layout.tp * layout.cp * layout.dp,
+            ..layout
+        }
+    } else {
+        layout
     }
 }
 
@@ -618,22 +643,59 @@ impl Run {
         Some(self.replica_of(layout, concurrency))
     }
 
+    /// The run's GPU from the catalog.
+    fn gpu(&self) -> Result<crate::hardware::Gpu, String> {
+        catalog::gpu(&self.gpu)
+            .ok_or_else(|| format!("GPU `{}` is not in the catalog", self.gpu))?
+            .map_err(|e| e.to_string())
+    }
+
+    /// The disaggregated deployment of a disaggregated run (None for an
+    /// aggregated one).
+    pub fn disaggregated(&self) -> Option<Result<Disaggregated, String>> {
+        let RunDeployment::Disaggregated {
+            prefill,
+            decode,
+            concurrency,
+        } = self.deployment
+        else {
+            return None;
+        };
+        Some((|| {
+            let model = self.model()?;
+            let gpu = self.gpu()?;
+            let pool = |p: PoolRun| Pool {
+                layout: dense_folded(&model, p.layout),
+                workers: p.workers.unwrap_or(0),
+                prompts_per_rank: p.batch_per_rank.unwrap_or(1).max(1),
+            };
+            let mut d = Disaggregated {
+                calibration: profile::resolve_disaggregated(&gpu, self.engine).kernels,
+                prefill: pool(prefill),
+                decode: pool(decode),
+                workload: Workload {
+                    isl: self.isl,
+                    osl: self.osl,
+                    concurrency,
+                },
+                engine: self.engine.config(gpu.memory),
+                redundant_experts: 0,
+                routing_skew: 0.0,
+                model,
+                gpu,
+                assumed: Vec::new(),
+            };
+            d.infer_workers();
+            Ok(d)
+        })())
+    }
+
     /// A replica of `layout` with `concurrency` requests in flight, on the
     /// run's model, GPU and engine.
     pub fn replica_of(&self, layout: Layout, concurrency: u64) -> Result<Replica, String> {
         let model = self.model()?;
-        let gpu = catalog::gpu(&self.gpu)
-            .ok_or_else(|| format!("GPU `{}` is not in the catalog", self.gpu))?
-            .map_err(|e| e.to_string())?;
-        let layout = if model.moe.is_none() {
-            Layout {
-                ep: 1,
-                etp: layout.tp * layout.cp * layout.dp,
-                ..layout
-            }
-        } else {
-            layout
-        };
+        let gpu = self.gpu()?;
+        let layout = dense_folded(&model, layout);
         Ok(Replica {
             calibration: profile::resolve(&gpu, self.engine).kernels,
             layout,

@@ -62,7 +62,21 @@ fn write_serving(
         })
         .collect();
     let mut table = std::collections::BTreeMap::new();
-    for (engine, f) in accuracy::fit_engines(runs, outcomes, samples, |_| true) {
+    let dis = accuracy::fit_engines(
+        runs,
+        outcomes,
+        samples,
+        |r| !accuracy::is_aggregated(r),
+        |_| moeplan::calibration::ServingParams::default(),
+    );
+    // Fitted from the defaults, not from the embedded file: regenerating
+    // gives the same file.
+    for (engine, f) in
+        accuracy::fit_engines(runs, outcomes, samples, accuracy::is_aggregated, |_| {
+            moeplan::calibration::ServingParams::default()
+        })
+    {
+        let d = dis.iter().find(|(e, _)| *e == engine).map(|x| &x.1);
         table.insert(
             engine.name().to_string(),
             moeplan::profile::EngineServing {
@@ -76,6 +90,20 @@ fn write_serving(
                 loss_before: f.loss_before,
                 loss_after: f.loss_after,
                 params: f.params,
+                disaggregated: d
+                    .filter(|d| d.runs > 0)
+                    .map(|d| moeplan::profile::ServingFit {
+                        source: format!(
+                            "fitted to the {} answered disaggregated {} runs of {}",
+                            d.runs,
+                            engine.name(),
+                            names.join(", ")
+                        ),
+                        runs: d.runs,
+                        loss_before: d.loss_before,
+                        loss_after: d.loss_after,
+                        params: d.params,
+                    }),
             },
         );
     }

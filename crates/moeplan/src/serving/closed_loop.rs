@@ -270,7 +270,7 @@ fn own_chunk(l: &Loop) -> f64 {
 /// Mean over the `n` requests of a round of the step that completes each
 /// prompt, when the steps carry `per_step` prompts (fractional: chunked).
 /// Request `j` completes in step `⌈(j + 1) / per_step⌉`.
-fn mean_completion_step(n: f64, per_step: f64) -> f64 {
+pub fn mean_completion_step(n: f64, per_step: f64) -> f64 {
     let n_int = n.round().max(1.0) as u64;
     if per_step >= n {
         return 1.0;

@@ -11,6 +11,7 @@
 //! or what fits in KV memory) wait for a slot.
 
 pub mod closed_loop;
+pub mod disagg;
 pub mod imbalance;
 pub mod steps;
 

@@ -1,0 +1,662 @@
+//! Disaggregated serving: a pool of prefill workers hands each request's KV
+//! cache to a pool of decode workers.
+//!
+//! The client keeps `concurrency` requests in flight on the whole
+//! deployment. A request waits for a prefill rank, is prefilled in a batch
+//! of whole prompts (the pool's `prompts_per_rank`), its KV cache crosses to
+//! a decode worker, and it decodes there with the other requests in that
+//! worker's batch, in pure decode steps. The loop closes through the
+//! throughput `X = concurrency / (TTFT + (osl − 1) · TPOT)`:
+//! - the prefill pool is `c = workers × attention-DP ranks` servers with a
+//!   service time `S` (one prefill step), so its utilisation is
+//!   `ρ = X · S / (c · prompts per step)`; in steady state a prompt waits
+//!   the M/D/c queue (Sakasegawa's approximation, halved for a
+//!   deterministic service); when `ρ` would exceed 1 the prefill pool sets
+//!   the pace and the remaining requests queue: TTFT is the loop's
+//!   residual `concurrency / X − (osl − 1) · TPOT`;
+//! - in the first round every prompt arrives at once and queues behind the
+//!   others (request `j` is served in round `⌈(j + 1) / (c · prompts)⌉`);
+//!   the benchmark's mean weighs it as one round of `rounds`;
+//! - the decode batch is the requests that are decoding, `X · (osl − 1) ·
+//!   TPOT` over the decode ranks: TPOT and the batch are solved together.
+//!
+//! Step times come from the same named steps as an aggregated replica
+//! (`super::steps`), with the profile's serving layer.
+
+use super::closed_loop::Shape;
+use super::steps::{Step, StepKind, Stepper};
+use super::{EstimateInput, PhaseCost, Workload};
+use crate::calibration::{Calibration, ServingParams};
+use crate::hardware::Gpu;
+use crate::layout::{Layout, LayoutProblem};
+use crate::memory::{self, EngineConfig, MemoryBreakdown};
+use crate::model::Model;
+use crate::report::Derivation;
+use crate::units::{Bytes, Seconds, TokensPerSecond};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Which pool of a disaggregated deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolRole {
+    /// Runs prompts.
+    Prefill,
+    /// Runs the decode steps.
+    Decode,
+}
+
+impl PoolRole {
+    /// The name used in output and plan files.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolRole::Prefill => "prefill",
+            PoolRole::Decode => "decode",
+        }
+    }
+}
+
+/// One pool of identical workers.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Pool {
+    /// Degrees of one worker.
+    pub layout: Layout,
+    /// Workers in the pool.
+    pub workers: u32,
+    /// Prompts one attention-DP rank of a prefill worker runs per step (the
+    /// decode pool's batch follows from the load).
+    pub prompts_per_rank: u64,
+}
+
+/// Everything one disaggregated estimate needs.
+#[derive(Clone, Debug)]
+pub struct DisaggInput<'a> {
+    /// The model.
+    pub model: &'a Model,
+    /// The GPU (both pools).
+    pub gpu: &'a Gpu,
+    /// The efficiency curves and serving layer.
+    pub calibration: Calibration,
+    /// The prefill pool.
+    pub prefill: Pool,
+    /// The decode pool.
+    pub decode: Pool,
+    /// Lengths, and the requests in flight on the whole deployment.
+    pub workload: Workload,
+    /// Engine settings (both pools).
+    pub engine: EngineConfig,
+    /// Redundant expert slots (EPLB) per worker.
+    pub redundant_experts: u32,
+    /// Power-law exponent of expert popularity (0 = uniform routing).
+    pub routing_skew: f64,
+}
+
+/// What one pool does.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PoolEstimate {
+    /// Degrees of one worker.
+    pub layout: Layout,
+    /// Workers.
+    pub workers: u32,
+    /// GPUs of the pool.
+    pub gpus: u32,
+    /// Requests per attention-DP rank of a worker: prompts per prefill
+    /// step, or the decode batch.
+    pub requests_per_rank: f64,
+    /// Busy fraction of its capacity (prefill: ρ; decode: decoding requests
+    /// over what fits).
+    pub utilization: f64,
+    /// Its step.
+    pub step: PhaseCost,
+    /// Memory of its fullest GPU.
+    pub memory: MemoryBreakdown,
+    /// Whether it fits.
+    pub fits: bool,
+    /// Most requests of its context one worker holds.
+    pub max_concurrency: u64,
+}
+
+/// The prediction for a disaggregated deployment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DisaggEstimate {
+    /// GPUs of both pools.
+    pub gpus: u32,
+    /// Mean time to first token.
+    pub ttft: Seconds,
+    /// Mean time per output token after the first.
+    pub tpot: Seconds,
+    /// TTFT + (osl − 1) × TPOT.
+    pub request_latency: Seconds,
+    /// Output tokens/s of the deployment over all its GPUs.
+    pub output_tokens_per_s_per_gpu: TokensPerSecond,
+    /// Output tokens/s one request sees.
+    pub output_tokens_per_s_per_user: TokensPerSecond,
+    /// Prompt tokens/s over all GPUs.
+    pub input_tokens_per_s_per_gpu: TokensPerSecond,
+    /// Requests completed per second.
+    pub requests_per_s: f64,
+    /// `decode` when the decode pool sets the pace, `prefill` when the
+    /// prefill pool does (requests queue for it).
+    pub regime: &'static str,
+    /// The prefill pool.
+    pub prefill: PoolEstimate,
+    /// The decode pool.
+    pub decode: PoolEstimate,
+    /// Time to move one request's KV cache from prefill to decode.
+    pub kv_transfer: Seconds,
+    /// Mean wait for a prefill rank in steady state.
+    pub queue_wait: Seconds,
+    /// Mean TTFT of the first round (every prompt at once).
+    pub first_round_ttft: Seconds,
+    /// Mean TTFT of the later rounds.
+    pub steady_ttft: Seconds,
+    /// Whether both pools fit in memory.
+    pub fits: bool,
+    /// Where the efficiencies come from.
+    pub efficiency_source: String,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// Derivations of the headline figures.
+    pub explain: BTreeMap<String, Derivation>,
+}
+
+/// The per-pool input (the pool's layout, with `concurrency` per worker).
+fn pool_input<'a>(inp: &DisaggInput<'a>, pool: &Pool, concurrency: u64) -> EstimateInput<'a> {
+    EstimateInput {
+        model: inp.model,
+        gpu: inp.gpu,
+        calibration: inp.calibration.clone(),
+        layout: pool.layout,
+        workload: Workload {
+            concurrency: concurrency.max(1),
+            ..inp.workload
+        },
+        engine: inp.engine,
+        redundant_experts: inp.redundant_experts,
+        routing_skew: inp.routing_skew,
+    }
+}
+
+/// Bytes of one request's KV cache at `tokens` (every layer, whole model).
+fn kv_bytes(m: &Model, tokens: u64) -> Bytes {
+    memory::kv_bytes_per_request(m, &Layout::default(), 0, tokens)
+}
+
+/// Time to move a prompt's KV cache: both pools' GPUs in one NVLink domain
+/// move it on NVLink, otherwise over the network, each prefill GPU sending
+/// its share in parallel.
+fn kv_transfer(inp: &DisaggInput) -> Seconds {
+    let g = inp.gpu;
+    let bytes = kv_bytes(inp.model, inp.workload.isl);
+    let lanes = inp
+        .prefill
+        .layout
+        .gpus()
+        .min(inp.decode.layout.gpus())
+        .max(1) as f64;
+    let total = inp.prefill.layout.gpus() * inp.prefill.workers
+        + inp.decode.layout.gpus() * inp.decode.workers;
+    let (latency, bw) = if total <= g.gpus_per_node {
+        (g.nvlink_latency, g.nvlink_bandwidth * 0.7)
+    } else {
+        (
+            g.network_latency,
+            g.network_bandwidth * inp.calibration.network_eff,
+        )
+    };
+    latency + bytes / (bw * lanes)
+}
+
+/// M/D/c mean wait in queue over the service time (Sakasegawa's M/M/c
+/// approximation, halved for a deterministic service).
+fn mdc_wait(rho: f64, servers: f64) -> f64 {
+    if rho <= 0.0 {
+        return 0.0;
+    }
+    let rho = rho.min(0.999);
+    rho.powf((2.0 * (servers + 1.0)).sqrt()) / (servers * (1.0 - rho)) / 2.0
+}
+
+/// The solved loop of a disaggregated deployment.
+struct Solved {
+    ttft: Seconds,
+    tpot: Seconds,
+    throughput: f64,
+    decode_batch: f64,
+    rho: f64,
+    wait: Seconds,
+    first: Seconds,
+    steady: Seconds,
+    prefill_bound: bool,
+}
+
+/// Solves the loop for given step times; `decode_time(n)` is the decode
+/// step at `n` requests per decode rank.
+fn solve(
+    inp: &DisaggInput,
+    service: Seconds,
+    transfer: Seconds,
+    decode_time: &dyn Fn(f64) -> Seconds,
+    sv: &ServingParams,
+) -> Solved {
+    let c = inp.workload.concurrency.max(1) as f64;
+    let dsteps = (inp.workload.osl.max(1) - 1) as f64;
+    let servers = (inp.prefill.workers * inp.prefill.layout.dp) as f64;
+    let per_step = servers * inp.prefill.prompts_per_rank.max(1) as f64;
+    let capacity = per_step / service.0.max(1e-12);
+    let decode_ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
+    let fixed = transfer + sv.request_overhead;
+    let first = service * super::closed_loop::mean_completion_step(c, per_step) + fixed;
+    let mut n = (c / decode_ranks).max(1.0);
+    let mut out = None;
+    for _ in 0..6 {
+        let tpot = decode_time(n);
+        let decode_only = c / (service + fixed + tpot * dsteps).0.max(1e-12);
+        let (ttft_steady, x, rho, wait, bound) = if decode_only >= capacity {
+            // The prefill pool sets the pace; the rest queue for it.
+            let ttft = Seconds(c / capacity) - tpot * dsteps;
+            (
+                ttft.max(service + fixed),
+                capacity,
+                1.0,
+                ttft - service - fixed,
+                true,
+            )
+        } else {
+            // Requests that wait or prefill do not decode: iterate on the
+            // queue wait at this throughput.
+            let mut x = decode_only;
+            let mut wait = Seconds::ZERO;
+            for _ in 0..4 {
+                let rho = x / capacity;
+                wait = service * mdc_wait(rho, servers);
+                x = c / (service + wait + tpot * sv.arrival_wait + fixed + tpot * dsteps).0;
+            }
+            let ttft = service + wait + tpot * sv.arrival_wait + fixed;
+            (ttft, x, x / capacity, wait, false)
+        };
+        let rounds = sv.rounds.max(1.0);
+        let ttft = if bound {
+            ttft_steady
+        } else {
+            (first + ttft_steady * (rounds - 1.0)) / rounds
+        };
+        let decoding = (x * (tpot * dsteps).0).min(c);
+        n = (decoding / decode_ranks).max(1.0);
+        out = Some(Solved {
+            ttft,
+            tpot,
+            throughput: x,
+            decode_batch: n,
+            rho,
+            wait,
+            first,
+            steady: ttft_steady,
+            prefill_bound: bound,
+        });
+    }
+    out.expect("at least one iteration")
+}
+
+/// Memory and fit of one pool with `requests` in flight per worker.
+fn pool_memory(
+    inp: &DisaggInput,
+    pool: &Pool,
+    requests: f64,
+    context: u64,
+) -> (MemoryBreakdown, u64) {
+    memory::memory_and_max_concurrency(
+        inp.model,
+        inp.gpu,
+        &pool.layout,
+        &inp.engine,
+        inp.redundant_experts,
+        requests.ceil() as u64,
+        context,
+    )
+}
+
+/// A disaggregated estimate's steps before the serving layer: the prefill
+/// step, the KV transfer, and decode steps at batches 1, 2, 4, … (the loop
+/// reads the decode step at its batch between them). What a fit of serving
+/// parameters re-solves without re-costing.
+pub struct PreparedDisagg {
+    prefill_step: Step,
+    transfer: Seconds,
+    /// (requests per decode rank, decode step) at powers of two.
+    decode_steps: Vec<(f64, Step)>,
+    warnings: Vec<String>,
+}
+
+impl PreparedDisagg {
+    /// Checks both pools' layouts and costs their steps.
+    pub fn new(inp: &DisaggInput) -> Result<PreparedDisagg, Vec<(PoolRole, LayoutProblem)>> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        for (role, pool) in [
+            (PoolRole::Prefill, &inp.prefill),
+            (PoolRole::Decode, &inp.decode),
+        ] {
+            let (p, w) = pool.layout.check(inp.model, inp.gpu, inp.redundant_experts);
+            problems.extend(p.into_iter().map(|x| (role, x)));
+            warnings.extend(w.into_iter().map(|x| format!("{} pool: {x}", role.name())));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let isl = inp.workload.isl.max(1) as f64;
+        let prompts = inp.prefill.prompts_per_rank.max(1) as f64;
+        let pin = pool_input(
+            inp,
+            &inp.prefill,
+            (prompts * inp.prefill.layout.dp as f64) as u64,
+        );
+        let prefill_step = Stepper::new(&pin, inp.prefill.layout.dp as f64).step(
+            StepKind::PrefillBatch,
+            Shape {
+                decodes: 0.0,
+                prefill_tokens: prompts * isl,
+            },
+            Seconds::ZERO,
+        );
+        let c = inp.workload.concurrency.max(1);
+        let ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
+        let din = pool_input(inp, &inp.decode, c.div_ceil(inp.decode.workers as u64));
+        let stepper = Stepper::new(&din, inp.decode.layout.dp as f64);
+        let most = (c as f64 / ranks).max(1.0);
+        let mut decode_steps = Vec::new();
+        let mut n: f64 = 1.0;
+        loop {
+            let at = n.min(most);
+            let mut st = stepper.step(
+                StepKind::Decode,
+                Shape {
+                    decodes: at,
+                    prefill_tokens: 0.0,
+                },
+                Seconds::ZERO,
+            );
+            st.decode_part = st.kernels;
+            decode_steps.push((at, st));
+            if at >= most {
+                break;
+            }
+            n *= 2.0;
+        }
+        Ok(PreparedDisagg {
+            prefill_step,
+            transfer: kv_transfer(inp),
+            decode_steps,
+            warnings,
+        })
+    }
+
+    /// The decode step time at `n` requests per rank (linear between the
+    /// costed batches).
+    fn decode_time(&self, n: f64, sv: &ServingParams) -> Seconds {
+        let s = &self.decode_steps;
+        let i = s.iter().position(|(b, _)| *b >= n).unwrap_or(s.len() - 1);
+        if i == 0 {
+            return s[0].1.time(sv);
+        }
+        let (b0, s0) = (&s[i - 1].0, &s[i - 1].1);
+        let (b1, s1) = (&s[i].0, &s[i].1);
+        let f = ((n - b0) / (b1 - b0)).clamp(0.0, 1.0);
+        s0.time(sv) + (s1.time(sv) - s0.time(sv)) * f
+    }
+
+    /// TTFT and TPOT under a serving layer (what a fit compares).
+    pub fn figures(&self, inp: &DisaggInput, sv: &ServingParams) -> (Seconds, Seconds) {
+        let s = solve(
+            inp,
+            self.prefill_step.time(sv),
+            self.transfer,
+            &|n| self.decode_time(n, sv),
+            sv,
+        );
+        (s.ttft, s.tpot)
+    }
+}
+
+/// Prefill workers that keep up with the decode pool: the decode pool's
+/// throughput with prompts served at once (`concurrency / (prefill step +
+/// (osl − 1) × TPOT)`) times the prefill step, over the prompts one worker
+/// runs per step. 1 when the layouts are invalid.
+pub fn rate_matched_prefill_workers(inp: &DisaggInput) -> u32 {
+    let Ok(prep) = PreparedDisagg::new(inp) else {
+        return 1;
+    };
+    let sv = inp.calibration.serving;
+    let c = inp.workload.concurrency.max(1) as f64;
+    let ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
+    let service = prep.prefill_step.time(&sv);
+    let tpot = prep.decode_time((c / ranks).max(1.0), &sv);
+    let dsteps = (inp.workload.osl.max(1) - 1) as f64;
+    let x = c / (service + tpot * dsteps).0.max(1e-12);
+    let per_worker = (inp.prefill.layout.dp as u64 * inp.prefill.prompts_per_rank.max(1)) as f64;
+    (x * service.0 / per_worker).ceil().clamp(1.0, 1e6) as u32
+}
+
+/// Predicts a disaggregated deployment. Fails for an invalid layout of
+/// either pool (each problem with its pool).
+pub fn estimate_disaggregated(
+    inp: &DisaggInput,
+) -> Result<DisaggEstimate, Vec<(PoolRole, LayoutProblem)>> {
+    let prep = PreparedDisagg::new(inp)?;
+    let sv = inp.calibration.serving;
+    let solved = solve(
+        inp,
+        prep.prefill_step.time(&sv),
+        prep.transfer,
+        &|n| prep.decode_time(n, &sv),
+        &sv,
+    );
+    // The decode step at the solved batch, costed exactly: TPOT is its time.
+    let c = inp.workload.concurrency.max(1);
+    let din = pool_input(inp, &inp.decode, c.div_ceil(inp.decode.workers as u64));
+    let mut decode = Stepper::new(&din, inp.decode.layout.dp as f64).step(
+        StepKind::Decode,
+        Shape {
+            decodes: solved.decode_batch,
+            prefill_tokens: 0.0,
+        },
+        Seconds::ZERO,
+    );
+    decode.decode_part = decode.kernels;
+    let solved = Solved {
+        tpot: decode.time(&sv),
+        ..solved
+    };
+    Ok(assemble(
+        inp,
+        &prep.prefill_step,
+        &decode,
+        &solved,
+        prep.transfer,
+        prep.warnings,
+    ))
+}
+
+fn assemble(
+    inp: &DisaggInput,
+    prefill_step: &Step,
+    decode_step: &Step,
+    s: &Solved,
+    transfer: Seconds,
+    mut warnings: Vec<String>,
+) -> DisaggEstimate {
+    let sv = inp.calibration.serving;
+    let w = inp.workload;
+    let (p, d) = (&inp.prefill, &inp.decode);
+    let context = w.isl + w.osl / 2;
+    let per_decode_worker = s.decode_batch * d.layout.dp as f64;
+    let (pmem, pmax) = pool_memory(
+        inp,
+        p,
+        p.prompts_per_rank as f64 * p.layout.dp as f64,
+        w.isl,
+    );
+    let (dmem, dmax) = pool_memory(inp, d, per_decode_worker, context);
+    let gpus = p.layout.gpus() * p.workers + d.layout.gpus() * d.workers;
+    for (role, mem) in [("prefill", &pmem), ("decode", &dmem)] {
+        if !mem.fits() {
+            warnings.push(format!(
+                "{role} pool does not fit: the fullest GPU needs {} of {} usable",
+                mem.total_bytes, mem.usable_bytes
+            ));
+        }
+    }
+    if s.prefill_bound {
+        warnings.push(format!(
+            "the prefill pool sets the pace: {:.1} requests/s at most, so requests queue for it",
+            s.throughput
+        ));
+    }
+    let osl = w.osl.max(1) as f64;
+    let per_gpu = TokensPerSecond(s.throughput * osl / gpus as f64);
+    let phase = |step: &Step| PhaseCost {
+        description: format!(
+            "{}: {:.1} per rank",
+            step.kind.describe(),
+            step.shape.decodes + step.shape.prefill_tokens
+        ),
+        time: step.time(&sv),
+        by_bound: step
+            .cost
+            .by_bound()
+            .iter()
+            .map(|(b, t)| (b.name().to_string(), *t))
+            .collect(),
+        ops: Vec::new(),
+        bottleneck: step.cost.bottleneck(),
+    };
+    let explain = explain(
+        inp,
+        s,
+        transfer,
+        prefill_step.time(&sv),
+        decode_step.time(&sv),
+    );
+    DisaggEstimate {
+        gpus,
+        ttft: s.ttft,
+        tpot: s.tpot,
+        request_latency: s.ttft + s.tpot * (osl - 1.0),
+        output_tokens_per_s_per_gpu: per_gpu,
+        output_tokens_per_s_per_user: TokensPerSecond(1.0 / s.tpot.0.max(1e-12)),
+        input_tokens_per_s_per_gpu: TokensPerSecond(per_gpu.0 * w.isl as f64 / osl),
+        requests_per_s: s.throughput,
+        regime: if s.prefill_bound { "prefill" } else { "decode" },
+        fits: pmem.fits() && dmem.fits(),
+        prefill: PoolEstimate {
+            layout: p.layout,
+            workers: p.workers,
+            gpus: p.layout.gpus() * p.workers,
+            requests_per_rank: p.prompts_per_rank as f64,
+            utilization: s.rho,
+            step: phase(prefill_step),
+            fits: pmem.fits(),
+            memory: pmem,
+            max_concurrency: pmax,
+        },
+        decode: PoolEstimate {
+            layout: d.layout,
+            workers: d.workers,
+            gpus: d.layout.gpus() * d.workers,
+            requests_per_rank: s.decode_batch,
+            utilization: if dmax > 0 {
+                per_decode_worker / dmax as f64
+            } else {
+                f64::INFINITY
+            },
+            step: phase(decode_step),
+            fits: dmem.fits(),
+            memory: dmem,
+            max_concurrency: dmax,
+        },
+        kv_transfer: transfer,
+        queue_wait: s.wait,
+        first_round_ttft: s.first,
+        steady_ttft: s.steady,
+        efficiency_source: inp.calibration.source.clone(),
+        warnings,
+        explain,
+    }
+}
+
+fn explain(
+    inp: &DisaggInput,
+    s: &Solved,
+    transfer: Seconds,
+    service: Seconds,
+    decode: Seconds,
+) -> BTreeMap<String, Derivation> {
+    let sv = inp.calibration.serving;
+    let mut e = BTreeMap::new();
+    e.insert(
+        "ttft".into(),
+        Derivation::new(
+            "(first round + (rounds − 1) × steady) / rounds; steady = prefill step + M/D/c queue wait + arrival wait × decode step + KV transfer + request overhead; when the prefill pool sets the pace: concurrency / throughput − (osl − 1) × TPOT",
+            &[
+                ("prefill_step", service.to_string()),
+                ("queue_wait", s.wait.to_string()),
+                ("prefill_utilization", format!("{:.2}", s.rho)),
+                ("kv_transfer", transfer.to_string()),
+                ("first_round", s.first.to_string()),
+                ("steady", s.steady.to_string()),
+                ("rounds", format!("{}", sv.rounds)),
+                ("request_overhead", sv.request_overhead.to_string()),
+            ],
+        ),
+    );
+    e.insert(
+        "tpot".into(),
+        Derivation::new(
+            "decode step at the decode batch; the batch = throughput × (osl − 1) × TPOT over the decode ranks (solved together)",
+            &[
+                ("decode_step", decode.to_string()),
+                ("decode_batch_per_rank", format!("{:.1}", s.decode_batch)),
+                ("decode_ranks", (inp.decode.workers * inp.decode.layout.dp).to_string()),
+            ],
+        ),
+    );
+    e.insert(
+        "output_tokens_per_s_per_gpu".into(),
+        Derivation::new(
+            "requests per second × osl / GPUs of both pools; requests per second = concurrency / (TTFT + (osl − 1) × TPOT)",
+            &[
+                ("requests_per_s", format!("{:.2}", s.throughput)),
+                ("concurrency", inp.workload.concurrency.to_string()),
+            ],
+        ),
+    );
+    e
+}
+
+impl DisaggEstimate {
+    /// The stable JSON form: the aggregated estimate's headline keys, plus the pools.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mode": "disaggregated",
+            "gpus": self.gpus,
+            "ttft_ms": self.ttft.ms(),
+            "tpot_ms": self.tpot.ms(),
+            "request_latency_ms": self.request_latency.ms(),
+            "output_tokens_per_s_per_gpu": self.output_tokens_per_s_per_gpu.0,
+            "output_tokens_per_s_per_user": self.output_tokens_per_s_per_user.0,
+            "input_tokens_per_s_per_gpu": self.input_tokens_per_s_per_gpu.0,
+            "requests_per_s": self.requests_per_s,
+            "regime": self.regime,
+            "fits": self.fits,
+            "prefill": self.prefill,
+            "decode": self.decode,
+            "kv_transfer_ms": self.kv_transfer.ms(),
+            "queue_wait_ms": self.queue_wait.ms(),
+            "first_round_ttft_ms": self.first_round_ttft.ms(),
+            "steady_ttft_ms": self.steady_ttft.ms(),
+            "efficiency_source": self.efficiency_source,
+            "warnings": self.warnings,
+            "explain": self.explain,
+        })
+    }
+}
