@@ -121,18 +121,18 @@ pub struct DeploymentArgs {
     /// Requests in flight on the whole replica (each attention-DP rank serves 1/dp of them).
     #[arg(long)]
     pub concurrency: Option<u64>,
-    /// Pipeline stages.
-    #[arg(long, default_value_t = 1)]
-    pub pp: u32,
-    /// Tensor parallel degree (attention, dense MLP).
-    #[arg(long, default_value_t = 1)]
-    pub tp: u32,
-    /// Context parallel degree.
-    #[arg(long, default_value_t = 1)]
-    pub cp: u32,
-    /// Attention data parallel degree inside the replica.
-    #[arg(long, default_value_t = 1)]
-    pub dp: u32,
+    /// Pipeline stages (default 1).
+    #[arg(long)]
+    pub pp: Option<u32>,
+    /// Tensor parallel degree (attention, dense MLP) (default 1).
+    #[arg(long)]
+    pub tp: Option<u32>,
+    /// Context parallel degree (default 1).
+    #[arg(long)]
+    pub cp: Option<u32>,
+    /// Attention data parallel degree inside the replica (default 1).
+    #[arg(long)]
+    pub dp: Option<u32>,
     /// Expert parallel degree (default: 1, or the stage's GPUs / etp).
     #[arg(long)]
     pub ep: Option<u32>,
@@ -173,10 +173,84 @@ pub struct DeploymentArgs {
 
 #[derive(Args, Debug)]
 pub struct EstimateArgs {
+    /// A plan file (`moeplan schema plan`, aggregated or disaggregated):
+    /// estimate its deployment. Flags override the file's values.
+    pub file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub deployment: DeploymentArgs,
     #[command(flatten)]
+    pub pools: PoolArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// The two pools of a disaggregated deployment (`estimate`). Any of them
+/// makes the estimate disaggregated; `--concurrency` then counts the
+/// requests in flight on the whole deployment.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PoolArgs {
+    /// Prefill pool: tensor parallel degree of a worker.
+    #[arg(long)]
+    pub prefill_tp: Option<u32>,
+    /// Prefill pool: pipeline stages of a worker.
+    #[arg(long)]
+    pub prefill_pp: Option<u32>,
+    /// Prefill pool: attention data parallel degree of a worker.
+    #[arg(long)]
+    pub prefill_dp: Option<u32>,
+    /// Prefill pool: expert parallel degree.
+    #[arg(long)]
+    pub prefill_ep: Option<u32>,
+    /// Prefill pool: expert tensor parallel degree.
+    #[arg(long)]
+    pub prefill_etp: Option<u32>,
+    /// Prefill workers (default: what keeps up with the decode pool).
+    #[arg(long)]
+    pub prefill_workers: Option<u32>,
+    /// Prompts one attention-DP rank of a prefill worker runs per step (default 1).
+    #[arg(long)]
+    pub prefill_batch: Option<u64>,
+    /// Decode pool: tensor parallel degree of a worker.
+    #[arg(long)]
+    pub decode_tp: Option<u32>,
+    /// Decode pool: pipeline stages of a worker.
+    #[arg(long)]
+    pub decode_pp: Option<u32>,
+    /// Decode pool: attention data parallel degree of a worker.
+    #[arg(long)]
+    pub decode_dp: Option<u32>,
+    /// Decode pool: expert parallel degree.
+    #[arg(long)]
+    pub decode_ep: Option<u32>,
+    /// Decode pool: expert tensor parallel degree.
+    #[arg(long)]
+    pub decode_etp: Option<u32>,
+    /// Decode workers (default: the fewest that hold every request).
+    #[arg(long)]
+    pub decode_workers: Option<u32>,
+}
+
+impl PoolArgs {
+    /// Whether any pool flag was given.
+    pub fn any(&self) -> bool {
+        [
+            self.prefill_tp,
+            self.prefill_pp,
+            self.prefill_dp,
+            self.prefill_ep,
+            self.prefill_etp,
+            self.prefill_workers,
+            self.decode_tp,
+            self.decode_pp,
+            self.decode_dp,
+            self.decode_ep,
+            self.decode_etp,
+            self.decode_workers,
+        ]
+        .iter()
+        .any(Option::is_some)
+            || self.prefill_batch.is_some()
+    }
 }
 
 #[derive(Args, Debug)]

@@ -626,3 +626,114 @@ fn schema_commands_print_json() {
         assert!(v.get("properties").is_some(), "{kind}: {v}");
     }
 }
+
+/// `estimate` with pool flags is disaggregated: its GPUs are both pools',
+/// TPOT is the decode pool's step, and unstated worker counts are assumed
+/// and said.
+#[test]
+fn estimate_disaggregated_from_pool_flags() {
+    let o = moeplan(&[
+        "estimate",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h200-sxm",
+        "--isl",
+        "1024",
+        "--osl",
+        "1024",
+        "--concurrency",
+        "288",
+        "--prefill-tp",
+        "8",
+        "--prefill-ep",
+        "8",
+        "--decode-dp",
+        "8",
+        "--decode-ep",
+        "8",
+        "--decode-workers",
+        "3",
+        "--engine",
+        "trtllm",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["mode"], "disaggregated");
+    let prefill_workers = v["prefill"]["workers"].as_u64().unwrap();
+    assert_eq!(v["decode"]["workers"], 3);
+    assert_eq!(v["gpus"].as_u64().unwrap(), prefill_workers * 8 + 3 * 8);
+    let tpot = v["tpot_ms"].as_f64().unwrap();
+    let step = v["decode"]["step"]["time"].as_f64().unwrap() * 1e3;
+    assert!((tpot - step).abs() < 1e-9 * tpot, "{tpot} vs {step}");
+    let assumed = v["assumed"].as_array().unwrap();
+    assert_eq!(assumed.len(), 1, "{assumed:?}");
+    assert!(assumed[0]
+        .as_str()
+        .unwrap()
+        .starts_with("prefill workers not stated"));
+}
+
+/// A plan file estimates as the same deployment given by flags.
+#[test]
+fn estimate_of_a_plan_file_equals_its_flags() {
+    let plan = crate_dir().join("../../examples/audit/mixtral-8x7b-tp2-2xh100.toml");
+    let file = moeplan(&["estimate", plan.to_str().unwrap(), "--json"]);
+    let flags = moeplan(&[
+        "estimate",
+        "--model",
+        "mixtral-8x7b",
+        "--gpu",
+        "h100-sxm",
+        "--tp",
+        "2",
+        "--isl",
+        "1000",
+        "--osl",
+        "1000",
+        "--concurrency",
+        "64",
+        "--json",
+    ]);
+    assert_eq!(file.status.code(), Some(0), "{}", stderr(&file));
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&stdout(&file)).unwrap(),
+        serde_json::from_str(&stdout(&flags)).unwrap(),
+    );
+    for key in ["ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu", "gpus"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+}
+
+/// Flags that do not apply to a plan's mode are errors, never ignored.
+#[test]
+fn estimate_rejects_flags_of_the_other_mode() {
+    let plan = crate_dir().join("../../examples/audit/mixtral-8x7b-tp2-2xh100.toml");
+    let o = moeplan(&["estimate", plan.to_str().unwrap(), "--prefill-tp", "2"]);
+    assert_eq!(o.status.code(), Some(EXIT_INPUT));
+    assert!(stderr(&o).contains("aggregated plan"), "{}", stderr(&o));
+    let o = moeplan(&[
+        "estimate",
+        "--model",
+        "mixtral-8x7b",
+        "--gpu",
+        "h100-sxm",
+        "--isl",
+        "1000",
+        "--osl",
+        "100",
+        "--concurrency",
+        "8",
+        "--tp",
+        "2",
+        "--decode-tp",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(EXIT_INPUT));
+    assert!(
+        stderr(&o).contains("--prefill-* and --decode-*"),
+        "{}",
+        stderr(&o)
+    );
+}

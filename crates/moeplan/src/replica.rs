@@ -10,6 +10,7 @@ use crate::memory::EngineConfig;
 use crate::model::Model;
 use crate::serving::disagg::{DisaggInput, Pool};
 use crate::serving::{EstimateInput, Workload};
+use crate::spec::plan::{Deployment as PlanDeployment, Plan, Pool as PlanPool};
 use crate::spec::scenario::Scenario;
 
 /// One replica ready to be estimated or drawn.
@@ -42,7 +43,7 @@ impl Replica {
         engine: EngineConfig,
     ) -> Replica {
         Replica {
-            calibration: s.calibration(),
+            calibration: s.calibration(engine.engine),
             layout,
             workload: Workload {
                 isl: s.workload.isl.mean().max(1),
@@ -142,6 +143,62 @@ impl Disaggregated {
             engine: self.engine,
             redundant_experts: self.redundant_experts,
             routing_skew: self.routing_skew,
+        }
+    }
+}
+
+/// A deployment ready to be estimated: one aggregated replica, or a
+/// disaggregated pair of pools.
+pub enum Deployment {
+    /// One replica of an aggregated deployment.
+    Aggregated(Replica),
+    /// A disaggregated deployment.
+    Disaggregated(Disaggregated),
+}
+
+/// Requests in flight when a plan does not say: per replica (aggregated) or
+/// on the whole deployment (disaggregated).
+pub const DEFAULT_CONCURRENCY: u64 = 64;
+
+impl Deployment {
+    /// The deployment a plan file describes, on `engine`. Its workload's
+    /// `concurrency` counts the requests in flight on one replica of an
+    /// aggregated plan, and on the whole deployment of a disaggregated one
+    /// (the decode pool's requests); lengths are the scenario's means.
+    pub fn from_plan(plan: &Plan, engine: EngineConfig) -> Deployment {
+        let s = &plan.scenario;
+        let concurrency = s.workload.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        match plan.deployment {
+            PlanDeployment::Aggregated { pool } => Deployment::Aggregated(Replica {
+                redundant_experts: pool.redundant_experts,
+                ..Replica::from_scenario(s.clone(), pool.layout, concurrency, engine)
+            }),
+            PlanDeployment::Disaggregated { prefill, decode } => {
+                let pool = |p: PlanPool| Pool {
+                    layout: p.layout,
+                    workers: p.replicas,
+                    prompts_per_rank: 1,
+                };
+                let calibration = crate::profile::resolve_disaggregated(&s.gpu, engine.engine)
+                    .kernels
+                    .flat(s.mfu, s.bandwidth_utilization);
+                Deployment::Disaggregated(Disaggregated {
+                    model: s.model.clone(),
+                    gpu: s.gpu.clone(),
+                    calibration,
+                    prefill: pool(prefill),
+                    decode: pool(decode),
+                    workload: Workload {
+                        isl: s.workload.isl.mean().max(1),
+                        osl: s.workload.osl.mean().max(1),
+                        concurrency: concurrency.max(1),
+                    },
+                    engine: s.engine(engine),
+                    redundant_experts: decode.redundant_experts,
+                    routing_skew: 0.0,
+                    assumed: Vec::new(),
+                })
+            }
         }
     }
 }

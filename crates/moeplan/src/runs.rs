@@ -135,7 +135,10 @@ pub fn read(path: &Path) -> Result<Vec<Run>, SpecError> {
 /// model paths are resolved against).
 pub fn parse(name: &str, text: &str, base: &Path) -> Result<Vec<Run>, SpecError> {
     let rows = csv_rows(text);
-    let Some(header) = rows.first() else {
+    let Some(header) = rows
+        .first()
+        .filter(|h| h.cells.iter().any(|c| !c.text.trim().is_empty()))
+    else {
         return Err(SpecError::whole_file(
             name,
             "the file is empty".into(),

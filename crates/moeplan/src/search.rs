@@ -678,7 +678,7 @@ pub fn plan(
     let count = AtomicUsize::new(0);
     let eval = Eval {
         s,
-        cal: s.calibration(),
+        cal: s.calibration(crate::memory::Engine::Neutral),
         engine,
         objective: opts.objective,
         count: &count,

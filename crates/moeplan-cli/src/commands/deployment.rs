@@ -1,13 +1,15 @@
 //! The deployment flags `estimate` and `dag` share, turned into the inputs
 //! of one estimate: model and GPU resolved, dtypes and efficiencies applied,
 //! the layout folded, every flag checked.
-use crate::args::DeploymentArgs;
+use crate::args::{DeploymentArgs, EstimateArgs, PoolArgs};
 use crate::output::{ArgError, Failure};
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::{Layout, LayoutProblem};
 use moeplan::memory::{Engine, EngineConfig};
 pub use moeplan::replica::Replica as Deployment;
+use moeplan::replica::{Deployment as ReplicaDeployment, Disaggregated};
+use moeplan::serving::disagg::Pool;
 use moeplan::serving::Workload;
 use std::fmt::Write;
 
@@ -109,7 +111,14 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
             .kernels
             .flat(mfu, bw),
         layout: {
-            let mut l = Layout::folded(a.pp, a.tp, a.cp, a.dp, a.ep, a.etp);
+            let mut l = Layout::folded(
+                a.pp.unwrap_or(1),
+                a.tp.unwrap_or(1),
+                a.cp.unwrap_or(1),
+                a.dp.unwrap_or(1),
+                a.ep,
+                a.etp,
+            );
             // A dense model has no experts: unless the user wrote an expert
             // split (which the layout check then rejects), there is none.
             if model.moe.is_none() && a.ep.is_none() && a.etp.is_none() {
@@ -167,4 +176,326 @@ pub fn invalid_layout(
         .collect::<Vec<_>>()
         .join("\n");
     ArgError::failure(msg, Some(help), json)
+}
+
+/// What `moeplan estimate` estimates: a plan file's deployment with the
+/// flags over it, a disaggregated deployment from the pool flags, or one
+/// aggregated replica from the flags.
+pub fn resolve_estimate(a: &EstimateArgs, json: bool) -> Result<ReplicaDeployment, Failure> {
+    match &a.file {
+        Some(path) => from_plan_file(path, a, json),
+        None if a.pools.any() => {
+            let r = resolve(&a.deployment, "estimate", json)?;
+            let layout_flags = [
+                a.deployment.tp,
+                a.deployment.pp,
+                a.deployment.dp,
+                a.deployment.cp,
+            ];
+            if layout_flags.iter().any(Option::is_some)
+                || a.deployment.ep.is_some()
+                || a.deployment.etp.is_some()
+            {
+                return Err(ArgError::failure(
+                    "--tp/--pp/--dp/--cp/--ep/--etp describe an aggregated replica; a disaggregated deployment takes --prefill-* and --decode-*".into(),
+                    Some("e.g. --prefill-tp 8 --decode-dp 8 --decode-ep 8".into()),
+                    json,
+                ));
+            }
+            Ok(ReplicaDeployment::Disaggregated(disaggregate(
+                r,
+                &a.deployment,
+                &a.pools,
+                json,
+            )?))
+        }
+        None => resolve(&a.deployment, "estimate", json).map(ReplicaDeployment::Aggregated),
+    }
+}
+
+/// A pool's layout from its flags (degrees default to 1; experts fold as engines do).
+fn pool_layout(model: &moeplan::model::Model, d: [Option<u32>; 5]) -> Layout {
+    let [tp, pp, dp, ep, etp] = d;
+    let mut l = Layout::folded(
+        pp.unwrap_or(1),
+        tp.unwrap_or(1),
+        1,
+        dp.unwrap_or(1),
+        ep,
+        etp,
+    );
+    if model.moe.is_none() && ep.is_none() && etp.is_none() {
+        l.etp = 1;
+    }
+    l
+}
+
+/// The disaggregated deployment of a resolved replica's model, GPU and
+/// workload, with the pools of the flags (`--concurrency` is the whole
+/// deployment's).
+fn disaggregate(
+    r: Deployment,
+    a: &DeploymentArgs,
+    p: &PoolArgs,
+    json: bool,
+) -> Result<Disaggregated, Failure> {
+    for (flag, v) in [
+        ("prefill-workers", p.prefill_workers),
+        ("decode-workers", p.decode_workers),
+    ] {
+        if v == Some(0) {
+            return Err(ArgError::failure(
+                format!("--{flag} must be at least 1"),
+                None,
+                json,
+            ));
+        }
+    }
+    if p.prefill_batch == Some(0) {
+        return Err(ArgError::failure(
+            "--prefill-batch must be at least 1".into(),
+            None,
+            json,
+        ));
+    }
+    let mfu = fraction(a.mfu, "mfu", json)?;
+    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)?;
+    let prefill = pool_layout(
+        &r.model,
+        [
+            p.prefill_tp,
+            p.prefill_pp,
+            p.prefill_dp,
+            p.prefill_ep,
+            p.prefill_etp,
+        ],
+    );
+    let decode = pool_layout(
+        &r.model,
+        [
+            p.decode_tp,
+            p.decode_pp,
+            p.decode_dp,
+            p.decode_ep,
+            p.decode_etp,
+        ],
+    );
+    let mut d = Disaggregated {
+        calibration: moeplan::profile::resolve_disaggregated(&r.gpu, r.engine.engine)
+            .kernels
+            .flat(mfu, bw),
+        prefill: Pool {
+            layout: prefill,
+            workers: p.prefill_workers.unwrap_or(0),
+            prompts_per_rank: p.prefill_batch.unwrap_or(1),
+        },
+        decode: Pool {
+            layout: decode,
+            workers: p.decode_workers.unwrap_or(0),
+            prompts_per_rank: 1,
+        },
+        workload: r.workload,
+        engine: r.engine,
+        redundant_experts: r.redundant_experts,
+        routing_skew: r.routing_skew,
+        model: r.model,
+        gpu: r.gpu,
+        assumed: Vec::new(),
+    };
+    if let Some(problems) = invalid_pools(&d, json) {
+        return Err(problems);
+    }
+    d.infer_workers();
+    Ok(d)
+}
+
+/// An input error naming every rule either pool's layout breaks.
+fn invalid_pools(d: &Disaggregated, json: bool) -> Option<Failure> {
+    let mut msg = String::new();
+    let mut hints = Vec::new();
+    for (role, pool) in [("prefill", &d.prefill), ("decode", &d.decode)] {
+        let (problems, _) = pool.layout.check(&d.model, &d.gpu, d.redundant_experts);
+        for p in problems {
+            let _ = write!(
+                msg,
+                "\n  - {role} pool {}: [{}] {}: {}",
+                pool.layout, p.rule, p.field, p.message
+            );
+            hints.push(p.hint);
+        }
+    }
+    (!msg.is_empty()).then(|| {
+        ArgError::failure(
+            format!("invalid layout for {} on {}:{msg}", d.model.name, d.gpu.id),
+            Some(hints.join("\n")),
+            json,
+        )
+    })
+}
+
+/// A plan file's deployment with the flags over it. Flags that do not
+/// apply to the file's mode are errors, never ignored.
+fn from_plan_file(
+    path: &std::path::Path,
+    a: &EstimateArgs,
+    json: bool,
+) -> Result<ReplicaDeployment, Failure> {
+    let (mut plan, _) =
+        moeplan::spec::plan::read(path).map_err(|e| Failure::Input(Box::new(e), json))?;
+    let f = &a.deployment;
+    let input = |e| Failure::Input(Box::new(e), json);
+    if let Some(m) = &f.model {
+        plan.scenario.model = moeplan::catalog::resolve_model(m).map_err(input)?;
+    }
+    if let Some(g) = &f.gpu {
+        plan.scenario.gpu = moeplan::catalog::resolve_gpu(g).map_err(input)?;
+    }
+    for (flag, v) in [
+        ("isl", f.isl),
+        ("osl", f.osl),
+        ("concurrency", f.concurrency),
+    ] {
+        if v == Some(0) {
+            return Err(ArgError::failure(
+                format!("--{flag} must be at least 1"),
+                None,
+                json,
+            ));
+        }
+    }
+    let w = &mut plan.scenario.workload;
+    if let Some(v) = f.isl {
+        w.isl = moeplan::spec::scenario::Lengths { min: v, max: v };
+    }
+    if let Some(v) = f.osl {
+        w.osl = moeplan::spec::scenario::Lengths { min: v, max: v };
+    }
+    if f.concurrency.is_some() {
+        w.concurrency = f.concurrency;
+    }
+    if let Some(m) = f.mfu {
+        plan.scenario.mfu = fraction(Some(m), "mfu", json)?;
+    }
+    if let Some(b) = f.bandwidth_utilization {
+        plan.scenario.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", json)?;
+    }
+    let mut s_model = plan.scenario.model.clone();
+    if let Some(d) = dtype(&f.weight_dtype, "weight-dtype", json)? {
+        s_model.dtypes.attention = d;
+        s_model.dtypes.experts = d;
+        s_model.dtypes.dense = d;
+    }
+    if let Some(k) = dtype(&f.kv_dtype, "kv-dtype", json)? {
+        s_model.dtypes.kv_cache = k;
+    }
+    plan.scenario.model = s_model;
+    if let Some(n) = f.gpus_per_node {
+        if n == 0 {
+            return Err(ArgError::failure(
+                "--gpus-per-node must be at least 1".into(),
+                None,
+                json,
+            ));
+        }
+        plan.scenario.gpu.gpus_per_node = n;
+    }
+    let engine = engine(f, &plan.scenario.gpu, json)?;
+    let aggregated_flags = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp]
+        .iter()
+        .any(Option::is_some);
+    match ReplicaDeployment::from_plan(&plan, engine) {
+        ReplicaDeployment::Aggregated(mut r) => {
+            if a.pools.any() {
+                return Err(ArgError::failure(
+                    format!(
+                        "{} is an aggregated plan: --prefill-*/--decode-* do not apply",
+                        path.display()
+                    ),
+                    Some("use --tp/--pp/--dp/--ep/--etp to change its layout".into()),
+                    json,
+                ));
+            }
+            if aggregated_flags {
+                r.layout = Layout::folded(
+                    f.pp.unwrap_or(r.layout.pp),
+                    f.tp.unwrap_or(r.layout.tp),
+                    f.cp.unwrap_or(r.layout.cp),
+                    f.dp.unwrap_or(r.layout.dp),
+                    f.ep,
+                    f.etp,
+                );
+            }
+            if f.redundant_experts > 0 {
+                r.redundant_experts = f.redundant_experts;
+            }
+            r.routing_skew = f.routing_skew.max(0.0);
+            Ok(ReplicaDeployment::Aggregated(r))
+        }
+        ReplicaDeployment::Disaggregated(mut d) => {
+            if aggregated_flags {
+                return Err(ArgError::failure(
+                    format!(
+                        "{} is a disaggregated plan: --tp/--pp/--dp/--cp/--ep/--etp do not apply",
+                        path.display()
+                    ),
+                    Some("use --prefill-tp, --decode-dp, ... to change a pool".into()),
+                    json,
+                ));
+            }
+            let p = &a.pools;
+            let over = |l: Layout, d: [Option<u32>; 5]| {
+                let [tp, pp, dp, ep, etp] = d;
+                if d.iter().all(Option::is_none) {
+                    l
+                } else {
+                    Layout::folded(
+                        pp.unwrap_or(l.pp),
+                        tp.unwrap_or(l.tp),
+                        l.cp,
+                        dp.unwrap_or(l.dp),
+                        ep,
+                        etp,
+                    )
+                }
+            };
+            d.prefill.layout = over(
+                d.prefill.layout,
+                [
+                    p.prefill_tp,
+                    p.prefill_pp,
+                    p.prefill_dp,
+                    p.prefill_ep,
+                    p.prefill_etp,
+                ],
+            );
+            d.decode.layout = over(
+                d.decode.layout,
+                [
+                    p.decode_tp,
+                    p.decode_pp,
+                    p.decode_dp,
+                    p.decode_ep,
+                    p.decode_etp,
+                ],
+            );
+            if let Some(w) = p.prefill_workers {
+                d.prefill.workers = w;
+            }
+            if let Some(w) = p.decode_workers {
+                d.decode.workers = w;
+            }
+            if let Some(b) = p.prefill_batch {
+                d.prefill.prompts_per_rank = b.max(1);
+            }
+            if f.redundant_experts > 0 {
+                d.redundant_experts = f.redundant_experts;
+            }
+            d.routing_skew = f.routing_skew.max(0.0);
+            if let Some(problems) = invalid_pools(&d, json) {
+                return Err(problems);
+            }
+            d.infer_workers();
+            Ok(ReplicaDeployment::Disaggregated(d))
+        }
+    }
 }

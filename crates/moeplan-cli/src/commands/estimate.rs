@@ -2,13 +2,19 @@
 use crate::args::EstimateArgs;
 use crate::commands::deployment;
 use crate::output::{self, Failure};
+use moeplan::replica::Deployment as ReplicaDeployment;
+use moeplan::replica::Disaggregated;
+use moeplan::serving::disagg::{estimate_disaggregated, DisaggEstimate};
 use moeplan::serving::{estimate, Estimate, PhaseCost};
 use moeplan::units::{Bytes, Flop, Seconds};
 use std::fmt::Write;
 
 pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     let json = a.output.json;
-    let d = deployment::resolve(&a.deployment, "estimate", json)?;
+    let d = match deployment::resolve_estimate(a, json)? {
+        ReplicaDeployment::Aggregated(d) => d,
+        ReplicaDeployment::Disaggregated(d) => return run_disaggregated(&d, a, json),
+    };
     let input = d.input();
     let est = estimate(&input).map_err(|problems| {
         deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, json)
@@ -25,6 +31,95 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
         return Err(Failure::Negative);
     }
     Ok(())
+}
+
+fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, json: bool) -> Result<(), Failure> {
+    let est = estimate_disaggregated(&d.input()).map_err(|problems| {
+        let msg: Vec<String> = problems
+            .iter()
+            .map(|(role, p)| format!("{} pool: [{}] {}", role.name(), p.rule, p.message))
+            .collect();
+        crate::output::ArgError::failure(msg.join("\n"), None, json)
+    })?;
+    if json {
+        let mut v = est.to_json();
+        v["assumed"] = serde_json::json!(d.assumed);
+        output::json(&v);
+    } else {
+        output::print(&render_disaggregated(&est, d, a.output.explain));
+    }
+    if !est.fits {
+        if !json {
+            output::note("error: the deployment does not fit in memory (exit 1)");
+        }
+        return Err(Failure::Negative);
+    }
+    Ok(())
+}
+
+fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, explain: bool) -> String {
+    let mut s = String::new();
+    let w = d.workload;
+    let _ = writeln!(
+        s,
+        "{} on {} × {}, disaggregated: prefill {}×[{}] + decode {}×[{}], {} requests in flight",
+        d.model.name,
+        e.gpus,
+        d.gpu.id,
+        e.prefill.workers,
+        e.prefill.layout,
+        e.decode.workers,
+        e.decode.layout,
+        w.concurrency
+    );
+    let _ = writeln!(
+        s,
+        "  TTFT              {} (first round {}, later rounds {}; KV transfer {}, queue {})",
+        e.ttft, e.first_round_ttft, e.steady_ttft, e.kv_transfer, e.queue_wait
+    );
+    let _ = writeln!(s, "  TPOT              {}", e.tpot);
+    let _ = writeln!(s, "  request latency   {}", e.request_latency);
+    let _ = writeln!(
+        s,
+        "  throughput        {:.1} output tokens/s per GPU ({:.3} per ms), {:.1} per user; {:.2} requests/s ({}-bound)",
+        e.output_tokens_per_s_per_gpu.0,
+        e.output_tokens_per_s_per_gpu.per_ms(),
+        e.output_tokens_per_s_per_user.0,
+        e.requests_per_s,
+        e.regime
+    );
+    for (name, p) in [("prefill", &e.prefill), ("decode", &e.decode)] {
+        let m = &p.memory;
+        let _ = writeln!(
+            s,
+            "  {name:<8} pool     {} × [{}] = {} GPUs; {:.1} per rank, utilisation {:.0}%; step {}; memory {} of {} usable{}",
+            p.workers,
+            p.layout,
+            p.gpus,
+            p.requests_per_rank,
+            p.utilization * 100.0,
+            p.step.time,
+            m.total_bytes,
+            m.usable_bytes,
+            if p.fits { "" } else { "  DOES NOT FIT" }
+        );
+    }
+    let _ = writeln!(s, "  efficiencies      {}", e.efficiency_source);
+    for a in &d.assumed {
+        let _ = writeln!(s, "assumed: {a}");
+    }
+    for w in &e.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    if explain {
+        for (name, d) in &e.explain {
+            let _ = writeln!(s, "\n{name} = {}", d.formula);
+            for (k, v) in &d.inputs {
+                let _ = writeln!(s, "    {k} = {v}");
+            }
+        }
+    }
+    s
 }
 
 pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {

@@ -475,7 +475,11 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
     }
     let g = &s.gpu;
     let _ = writeln!(o, "\n## Hardware\n\n{} ({}): {} HBM at {}, {} dense BF16, {} GPUs per node, scale-up {} per direction, network {} per GPU. Budget: {} GPUs.", g.name, g.id, g.memory, g.memory_bandwidth, g.peak_bf16(), g.gpus_per_node, g.nvlink_bandwidth, g.network_bandwidth, r.gpu_budget);
-    let _ = writeln!(o, "Efficiencies: {}.", s.calibration().source);
+    let _ = writeln!(
+        o,
+        "Efficiencies: {}.",
+        s.calibration(moeplan::memory::Engine::Neutral).source
+    );
     let _ = writeln!(
         o,
         "\n## Requirements\n\nPrompts {} tokens, outputs {} tokens. {}.",

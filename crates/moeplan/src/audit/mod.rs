@@ -212,7 +212,7 @@ pub(crate) fn input<'a>(plan: &'a Plan, layout: Layout, workload: Workload) -> E
     EstimateInput {
         model: &plan.scenario.model,
         gpu: &plan.scenario.gpu,
-        calibration: plan.scenario.calibration(),
+        calibration: plan.scenario.calibration(crate::memory::Engine::Neutral),
         layout,
         workload,
         engine: plan.scenario.engine(EngineConfig::default()),

@@ -97,6 +97,8 @@ pub struct RawPool {
     pub etp: Option<u32>,
     /// Copies of the replica (default 1).
     pub replicas: Option<u32>,
+    /// Redundant expert slots per replica beyond one per expert (EPLB; default 0).
+    pub redundant_experts: Option<u32>,
 }
 
 /// The deployment section.
@@ -119,6 +121,8 @@ pub struct RawDeployment {
     pub etp: Option<u32>,
     /// Copies of the replica (aggregated).
     pub replicas: Option<u32>,
+    /// Redundant expert slots per replica (EPLB; aggregated).
+    pub redundant_experts: Option<u32>,
     /// The prefill pool (disaggregated).
     pub prefill: Option<RawPool>,
     /// The decode pool (disaggregated).
@@ -233,6 +237,8 @@ pub struct Pool {
     pub layout: Layout,
     /// Copies.
     pub replicas: u32,
+    /// Redundant expert slots per replica (EPLB).
+    pub redundant_experts: u32,
     /// The product of every degree as written, times replicas (the classic mistaken total).
     pub written_product: u64,
 }
@@ -384,6 +390,7 @@ fn pool(raw: &RawPool, prefix: &str, pr: &mut Problems) -> Pool {
     Pool {
         layout: Layout::folded(pp, tp, cp, dp, ep, etp),
         replicas,
+        redundant_experts: raw.redundant_experts.unwrap_or(0),
         written_product,
     }
 }
@@ -397,6 +404,7 @@ fn deployment(raw: &RawDeployment, pr: &mut Problems) -> Deployment {
         ep: raw.ep,
         etp: raw.etp,
         replicas: raw.replicas,
+        redundant_experts: raw.redundant_experts,
     };
     let any_top = [
         raw.pp,
@@ -406,6 +414,7 @@ fn deployment(raw: &RawDeployment, pr: &mut Problems) -> Deployment {
         raw.ep,
         raw.etp,
         raw.replicas,
+        raw.redundant_experts,
     ]
     .iter()
     .any(Option::is_some);

@@ -227,10 +227,11 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The GPU's efficiency curves with the scenario's flat assumptions
-    /// (`mfu`, `bandwidth_utilization`) applied, when it states any.
-    pub fn calibration(&self) -> crate::calibration::Calibration {
-        crate::profile::resolve(&self.gpu, crate::memory::Engine::Neutral)
+    /// The efficiency curves and serving layer of `engine` on the
+    /// scenario's GPU, with its flat assumptions (`mfu`,
+    /// `bandwidth_utilization`) applied, when it states any.
+    pub fn calibration(&self, engine: crate::memory::Engine) -> crate::calibration::Calibration {
+        crate::profile::resolve(&self.gpu, engine)
             .kernels
             .flat(self.mfu, self.bandwidth_utilization)
     }

@@ -1,0 +1,177 @@
+//! Measured runs: both CSV formats read into the same runs, every bad cell
+//! of a file reported at once with its line and column, and the accuracy
+//! report's arithmetic.
+//!
+//! The invalid cases are data-first: every file in
+//! `tests/fixtures/runs/invalid/` must be rejected with located problems
+//! that each carry a hint; `EXPECTED` lists what each must say.
+
+use moeplan::accuracy::{quantile, ErrorStats};
+use moeplan::memory::Engine;
+use moeplan::runs::{self, RunDeployment};
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs")
+}
+
+/// What each invalid fixture's problems must say (every problem listed).
+const EXPECTED: &[(&str, &[&str])] = &[
+    (
+        "bad-cells.csv",
+        &[
+            "line 2 column `isl`",
+            "`zero` is not a positive whole number",
+            "line 3 column `engine`",
+            "unknown engine `neutral`",
+            "line 3 column `weight_dtype`",
+            "unknown quantisation `fp9`",
+            "line 3 column `ttft_ms`",
+            "`-3` is not a positive time",
+        ],
+    ),
+    ("empty.csv", &["the file is empty"]),
+    (
+        "silicon-bad-system.csv",
+        &[
+            "unknown system `tpu_v5`",
+            "unknown quantisation `w3a2`",
+            "`nan` is not a positive time",
+        ],
+    ),
+    (
+        "unknown-header.csv",
+        &["missing columns engine, engine_version, weight_dtype"],
+    ),
+];
+
+#[test]
+fn every_invalid_runs_file_is_rejected_with_located_hinted_problems() {
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(fixtures().join("invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let err = runs::read(&path).expect_err(&name);
+        let text = err.to_string();
+        for p in &err.problems {
+            assert!(
+                p.hint.is_some(),
+                "{name}: problem without a hint: {}",
+                p.message
+            );
+        }
+        if name != "empty.csv" {
+            assert!(
+                err.positions().iter().all(Option::is_some),
+                "{name}: unlocated problem in {text}"
+            );
+        }
+        let expected = EXPECTED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{name} is not listed in EXPECTED"))
+            .1;
+        for e in expected {
+            assert!(text.contains(e), "{name}: `{e}` missing from\n{text}");
+        }
+        seen.push(name);
+    }
+    assert_eq!(
+        seen.len(),
+        EXPECTED.len(),
+        "EXPECTED lists a missing fixture"
+    );
+}
+
+#[test]
+fn native_rows_read_with_their_layouts() {
+    let runs = runs::read(&fixtures().join("native.csv")).unwrap();
+    assert_eq!(runs.len(), 2);
+    let r = &runs[0];
+    assert_eq!((r.engine, r.isl, r.osl), (Engine::Vllm, 1000, 1000));
+    assert!((r.ttft.ms() - 180.5).abs() < 1e-9 && (r.tpot.ms() - 21.3).abs() < 1e-9);
+    let RunDeployment::Aggregated {
+        layout,
+        concurrency,
+        replicas,
+    } = r.deployment
+    else {
+        panic!("aggregated")
+    };
+    // tp 2 with unstated expert degrees: experts split over both GPUs (etp 2).
+    assert_eq!((layout.tp, layout.ep, layout.etp), (2, 1, 2));
+    assert_eq!((concurrency, replicas), (64, 1));
+    assert_eq!(runs[1].moe_dtype, Some(moeplan::dtype::DType::Fp8));
+}
+
+#[test]
+fn silicon_rows_read_as_the_file_documents_them() {
+    let runs = runs::read(&fixtures().join("silicon.csv")).unwrap();
+    // batch_size is per attention-DP rank: 16 × dp 8 = 128 per replica,
+    // and the client's 256 were shared by 2 replicas.
+    let RunDeployment::Aggregated {
+        layout,
+        concurrency,
+        replicas,
+    } = runs[0].deployment
+    else {
+        panic!("aggregated")
+    };
+    assert_eq!((layout.dp, layout.ep, layout.etp), (8, 8, 1));
+    assert_eq!((concurrency, replicas), (128, 2));
+    assert_eq!(runs[0].gpu, "h200-sxm");
+    // A dense model's zero MoE degrees mean "none".
+    let RunDeployment::Aggregated { layout, .. } = runs[1].deployment else {
+        panic!("aggregated")
+    };
+    assert_eq!((layout.tp, layout.ep), (2, 1));
+    let RunDeployment::Disaggregated {
+        prefill,
+        decode,
+        concurrency,
+    } = runs[2].deployment
+    else {
+        panic!("disaggregated")
+    };
+    assert_eq!((prefill.workers, decode.workers), (Some(1), Some(9)));
+    assert_eq!((decode.batch_per_rank, concurrency), (Some(64), 576));
+    let RunDeployment::Disaggregated {
+        prefill, decode, ..
+    } = runs[3].deployment
+    else {
+        panic!("disaggregated")
+    };
+    assert_eq!((prefill.workers, decode.workers), (None, None));
+}
+
+/// Unstated worker counts are filled and said: the decode pool holds the
+/// requests, the prefill pool keeps up with it.
+#[test]
+fn unstated_workers_are_assumed_and_said() {
+    let runs = runs::read(&fixtures().join("silicon.csv")).unwrap();
+    let d = runs[3].disaggregated().unwrap().unwrap();
+    assert!(d.decode.workers >= 1 && d.prefill.workers >= 1);
+    assert_eq!(d.assumed.len(), 2, "{:?}", d.assumed);
+    let held = moeplan::memory::max_concurrency(
+        &d.model,
+        &d.gpu,
+        &d.decode.layout,
+        &d.engine,
+        0,
+        1024 + 512,
+    );
+    // The fewest workers that hold 288 requests.
+    assert!(held * d.decode.workers as u64 >= 288);
+    assert!(held * (d.decode.workers as u64 - 1) < 288);
+}
+
+#[test]
+fn error_statistics_by_hand() {
+    // |errors| 0.1, 0.2, 0.3, 0.4: median 0.25, p90 = 0.3 + 0.7 × 0.1 = 0.37.
+    let s = ErrorStats::of(&[-0.1, 0.2, -0.3, 0.4]);
+    assert!((s.median - 0.25).abs() < 1e-12);
+    assert!((s.p90 - 0.37).abs() < 1e-12);
+    // signed: -0.3, -0.1, 0.2, 0.4 → median 0.05.
+    assert!((s.signed_median - 0.05).abs() < 1e-12);
+    assert_eq!(quantile(&[], 0.5), 0.0);
+}
