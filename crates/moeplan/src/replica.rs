@@ -12,6 +12,36 @@ use crate::serving::disagg::{DisaggInput, Pool};
 use crate::serving::{EstimateInput, Workload};
 use crate::spec::plan::{Deployment as PlanDeployment, Plan, Pool as PlanPool};
 use crate::spec::scenario::Scenario;
+use serde::Serialize;
+
+/// What a pool of workers serves: both phases, or one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolRole {
+    /// Prefill and decode on the same GPUs.
+    Aggregated,
+    /// Prompts only (disaggregated).
+    Prefill,
+    /// Decode steps only (disaggregated).
+    Decode,
+}
+
+impl PoolRole {
+    /// The name used in output and plan files.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolRole::Aggregated => "aggregated",
+            PoolRole::Prefill => "prefill",
+            PoolRole::Decode => "decode",
+        }
+    }
+}
+
+impl std::fmt::Display for PoolRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// One replica ready to be estimated or drawn.
 pub struct Replica {

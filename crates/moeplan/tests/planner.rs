@@ -71,7 +71,7 @@ fn recommendation_beats_every_seed_plan() {
     // The seeds' 100 tokens/ms per GPU is above the KV-read ceiling: the
     // binding constraint must say so.
     assert_eq!(
-        r.binding.as_ref().map(|b| b.constraint),
+        r.binding.as_ref().map(|b| b.level.name()),
         Some("throughput_per_gpu")
     );
     let mut compared = 0;
@@ -81,9 +81,9 @@ fn recommendation_beats_every_seed_plan() {
         }
         let theirs = per_gpu(&s, l);
         assert!(
-            rec.output_tokens_per_s_per_gpu.0 >= theirs,
+            rec.figures.output_tokens_per_s_per_gpu.0 >= theirs,
             "{name} ({l}): {theirs} tokens/s/GPU beats the recommendation's {}",
-            rec.output_tokens_per_s_per_gpu.0
+            rec.figures.output_tokens_per_s_per_gpu.0
         );
         compared += 1;
     }
@@ -109,12 +109,12 @@ proptest! {
         let opts = PlanOptions { modes: Modes { aggregated: true, disaggregated: false }, ..PlanOptions::default() };
         let r = plan(&s, &opts, &quiet);
         for c in &r.candidates {
-            prop_assert!(c.gpus <= gpus);
-            prop_assert_eq!(c.mode, Mode::Aggregated);
-            let pool = &c.pools[0];
+            prop_assert!(c.figures.gpus <= gpus as u64);
+            prop_assert_eq!(c.figures.mode, Mode::Aggregated);
+            let pool = &c.figures.pools[0];
             let l = pool.layout;
             prop_assert!(l.check(&s.model, &s.gpu, 0).0.is_empty());
-            prop_assert_eq!(pool.gpus, pool.workers * l.gpus());
+            prop_assert_eq!(pool.gpus, pool.workers * l.gpus() as u64);
             if c.meets() {
                 let e = estimate(&EstimateInput {
                     model: &s.model,
@@ -128,7 +128,7 @@ proptest! {
                 }).unwrap();
                 prop_assert!(e.fits);
                 prop_assert!(e.ttft.ms() <= ttft + 1e-9 && e.tpot.ms() <= tpot + 1e-9);
-                prop_assert!((e.output_tokens_per_s_per_gpu.0 - c.output_tokens_per_s_per_gpu.0).abs() < 1e-6 * c.output_tokens_per_s_per_gpu.0);
+                prop_assert!((e.output_tokens_per_s_per_gpu.0 - c.figures.output_tokens_per_s_per_gpu.0).abs() < 1e-6 * c.figures.output_tokens_per_s_per_gpu.0);
             }
         }
     }

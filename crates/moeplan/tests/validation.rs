@@ -147,8 +147,11 @@ fn published_figures() {
             let r = plan(&sc, &opts, &|_, _| {});
             let Some(best) = r.recommended else { continue };
             (
-                best.output_tokens_per_s_per_gpu.0,
-                format!("  (degrees unstated: best layout {})", best.pools[0].layout),
+                best.figures.output_tokens_per_s_per_gpu.0,
+                format!(
+                    "  (degrees unstated: best layout {})",
+                    best.figures.pools[0].layout
+                ),
             )
         } else {
             let Ok(e) = estimate(&inp) else { continue };

@@ -5,6 +5,7 @@ use crate::commands::deployment::{self, Deployment};
 
 use crate::output::{self, ArgError, Failure};
 use moeplan::dag::{self, export, DagOptions, Granularity, Phase};
+use moeplan::replica::PoolRole;
 use moeplan::search::{self, PlanOptions};
 use std::io::Write as _;
 use std::path::Path;
@@ -100,20 +101,25 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
         ));
         return Err(Failure::Negative);
     };
-    let (pool, phases) = match rec.pools.iter().find(|p| p.role == "aggregated") {
+    let (pool, phases) = match rec
+        .figures
+        .pools
+        .iter()
+        .find(|p| p.role == PoolRole::Aggregated)
+    {
         Some(p) => (p, phases(a)),
         None => {
             let want = a.pool.as_str();
             let p = rec
+                .figures
                 .pools
                 .iter()
-                .find(|p| p.role == want)
-                .or_else(|| rec.pools.first())
+                .find(|p| p.role.name() == want)
+                .or_else(|| rec.figures.pools.first())
                 .ok_or_else(|| bad("the recommended plan has no pool".into(), None))?;
-            let phase = if p.role == "prefill" {
-                Phase::Prefill
-            } else {
-                Phase::Decode
+            let phase = match p.role {
+                PoolRole::Prefill => Phase::Prefill,
+                _ => Phase::Decode,
             };
             (p, vec![phase])
         }
@@ -125,7 +131,7 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
         pool.role,
         pool.workers,
         pool.layout.gpus(),
-        if pool.role == "aggregated" {
+        if pool.role == PoolRole::Aggregated {
             String::new()
         } else {
             format!(", which runs only the {} step", pool.role)

@@ -4,7 +4,7 @@ use crate::output::{self, ArgError, Failure};
 use moeplan::memory::EngineConfig;
 use moeplan::search::{self, describe, Candidate, Modes, Objective, PlanOptions, PlanResult};
 use moeplan::spec::scenario::{self, Lengths, Scenario};
-use moeplan::units::{Bytes, Seconds};
+use moeplan::units::Seconds;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -288,21 +288,25 @@ fn table(cands: &[&Candidate]) -> String {
     for (i, c) in cands.iter().enumerate() {
         t.add_row(vec![
             (i + 1).to_string(),
-            format!("{:?}", c.mode).to_lowercase(),
+            format!("{:?}", c.figures.mode).to_lowercase(),
             describe(c),
-            c.gpus.to_string(),
-            format!("{:.0}", c.output_tokens_per_s_per_gpu.0),
-            format!("{:.1}", c.output_tokens_per_s_per_user.0),
-            c.ttft.to_string(),
-            c.tpot.to_string(),
-            format!("{} ({:.0}%)", c.memory_per_gpu, c.memory_fraction * 100.0),
-            format!("{:.1}%", c.load_imbalance * 100.0),
+            c.figures.gpus.to_string(),
+            format!("{:.0}", c.figures.output_tokens_per_s_per_gpu.0),
+            format!("{:.1}", c.figures.output_tokens_per_s_per_user.0),
+            c.figures.ttft.to_string(),
+            c.figures.tpot.to_string(),
+            format!(
+                "{} ({:.0}%)",
+                c.figures.memory_per_gpu,
+                c.figures.memory_fraction * 100.0
+            ),
+            format!("{:.1}%", c.figures.load_imbalance * 100.0),
             if c.meets() {
                 "yes".to_string()
             } else {
                 c.violations
                     .iter()
-                    .map(|v| v.constraint)
+                    .map(|v| v.level.name())
                     .collect::<Vec<_>>()
                     .join(",")
             },
@@ -347,7 +351,11 @@ fn render(
         let _ = writeln!(o, "assumption: {a}");
     }
     for mode in [search::Mode::Aggregated, search::Mode::Disaggregated] {
-        let c: Vec<&Candidate> = r.candidates.iter().filter(|c| c.mode == mode).collect();
+        let c: Vec<&Candidate> = r
+            .candidates
+            .iter()
+            .filter(|c| c.figures.mode == mode)
+            .collect();
         if c.is_empty() {
             continue;
         }
@@ -370,12 +378,12 @@ fn render(
                 "\nRecommendation{}: {} — {} GPUs, {:.0} output tokens/s per GPU ({:.2} per ms), {:.1} per user, TTFT {}, TPOT {}",
                 if rec.meets() { "" } else { " (misses service levels)" },
                 describe(rec),
-                rec.gpus,
-                rec.output_tokens_per_s_per_gpu.0,
-                rec.output_tokens_per_s_per_gpu.0 / 1e3,
-                rec.output_tokens_per_s_per_user.0,
-                rec.ttft,
-                rec.tpot
+                rec.figures.gpus,
+                rec.figures.output_tokens_per_s_per_gpu.0,
+                rec.figures.output_tokens_per_s_per_gpu.0 / 1e3,
+                rec.figures.output_tokens_per_s_per_user.0,
+                rec.figures.ttft,
+                rec.figures.tpot
             );
             for why in &r.rationale {
                 let _ = writeln!(o, "  - {why}");
@@ -389,7 +397,7 @@ fn render(
         let _ = writeln!(
             o,
             "\nNothing meets every service level; the binding constraint is {}:",
-            b.constraint
+            b.level.name()
         );
         for a in &b.advice {
             let _ = writeln!(o, "  - {a}");
@@ -410,7 +418,7 @@ fn render(
                     let _ = writeln!(o, "      {k} = {v}");
                 }
             }
-            let pool = rec.pools.last().expect("a candidate has a pool");
+            let pool = rec.figures.pools.last().expect("a candidate has a pool");
             // The same engine the search ranked with.
             let d = super::deployment::Deployment::from_scenario(
                 s.clone(),
@@ -498,13 +506,13 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
         o,
         "\n## Chosen strategy\n\n**{}** ({} GPUs).\n",
         describe(rec),
-        rec.gpus
+        rec.figures.gpus
     );
     for why in &r.rationale {
         let _ = writeln!(o, "- {why}");
     }
     let _ = writeln!(o, "\n## GPU allocation by role\n\n| role | workers | PP | TP | CP | attention DP | EP | ETP | GPUs | requests in flight per worker |\n|---|---|---|---|---|---|---|---|---|---|");
-    for pool in &rec.pools {
+    for pool in &rec.figures.pools {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -520,21 +528,11 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
             pool.concurrency
         );
     }
-    if let Some(mem) = rec.estimate.get("memory_per_gpu") {
-        let f = |k: &str| Bytes(mem.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0)).to_string();
-        let _ = writeln!(o, "\n## Memory per GPU (fullest GPU, mean lengths)\n\n| component | bytes |\n|---|---|\n| weights | {} |\n| KV cache | {} |\n| activations | {} |\n| buffers and runtime | {} |\n| total | {} of {} |", f("weights_bytes"), f("kv_cache_bytes"), f("activation_bytes"), f("other_bytes"), f("total_bytes"), f("capacity_bytes"));
-    }
-    let _ = writeln!(o, "\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |", rec.output_tokens_per_s_per_gpu.0, rec.output_tokens_per_s_per_gpu.0 / 1e3, rec.output_tokens_per_s_per_user.0, rec.requests_per_s, rec.ttft, rec.tpot, rec.bottleneck, rec.load_imbalance * 100.0);
-    if let Some(ce) = rec.estimate.get("ceilings") {
-        let d = ce
-            .get("decode_tokens_per_s_per_gpu")
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0);
-        let pf = ce
-            .get("prefill_tokens_per_s_per_gpu")
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0);
-        let _ = writeln!(o, "| decode ceiling per GPU (HBM) | {d:.0} tokens/s |\n| prefill ceiling per GPU (peak FLOP/s) | {pf:.0} tokens/s |");
+    let mem = rec.figures.estimate.fullest_memory();
+    let _ = writeln!(o, "\n## Memory per GPU (fullest GPU of any pool, mean lengths)\n\n| component | bytes |\n|---|---|\n| weights | {} |\n| KV cache | {} |\n| activations | {} |\n| buffers and runtime | {} |\n| total | {} of {} |", mem.weights_bytes, mem.kv_cache_bytes, mem.activation_bytes, mem.other_bytes, mem.total_bytes, mem.capacity_bytes);
+    let _ = writeln!(o, "\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |", rec.figures.output_tokens_per_s_per_gpu.0, rec.figures.output_tokens_per_s_per_gpu.0 / 1e3, rec.figures.output_tokens_per_s_per_user.0, rec.figures.requests_per_s, rec.figures.ttft, rec.figures.tpot, rec.figures.bottleneck.name(), rec.figures.load_imbalance * 100.0);
+    if let Some(ce) = rec.figures.estimate.ceilings() {
+        let _ = writeln!(o, "| decode ceiling per GPU (HBM) | {:.0} tokens/s |\n| prefill ceiling per GPU (peak FLOP/s) | {:.0} tokens/s |", ce.decode_tokens_per_s_per_gpu.0, ce.prefill_tokens_per_s_per_gpu.0);
     }
     let _ = writeln!(o, "\n## Validation checklist\n\n| requirement | limit | predicted | pass |\n|---|---|---|---|");
     let check = |name: &str, limit: String, value: String, ok: bool| {
@@ -543,48 +541,63 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
             if ok { "pass" } else { "FAIL" }
         )
     };
-    let failed = |c: &str| rec.violations.iter().any(|v| v.constraint == c);
+    let failed = |c: &str| rec.violations.iter().any(|v| v.level.name() == c);
     if let Some(t) = s.slo.ttft {
-        o += &check("TTFT", t.to_string(), rec.ttft.to_string(), !failed("ttft"));
+        o += &check(
+            "TTFT",
+            t.to_string(),
+            rec.figures.ttft.to_string(),
+            !failed("ttft"),
+        );
     }
     if let Some(t) = s.slo.tpot {
-        o += &check("TPOT", t.to_string(), rec.tpot.to_string(), !failed("tpot"));
+        o += &check(
+            "TPOT",
+            t.to_string(),
+            rec.figures.tpot.to_string(),
+            !failed("tpot"),
+        );
     }
     if let Some(t) = s.slo.min_throughput_per_gpu {
         o += &check(
             "throughput per GPU",
             format!("{:.1} tokens/ms", t.per_ms()),
-            format!("{:.2} tokens/ms", rec.output_tokens_per_s_per_gpu.0 / 1e3),
+            format!(
+                "{:.2} tokens/ms",
+                rec.figures.output_tokens_per_s_per_gpu.0 / 1e3
+            ),
             !failed("throughput_per_gpu"),
         );
     }
     o += &check(
         "memory",
         format!("{:.0}%", s.slo.max_memory_fraction * 100.0),
-        format!("{:.1}%", rec.memory_fraction * 100.0),
+        format!("{:.1}%", rec.figures.memory_fraction * 100.0),
         !failed("memory"),
     );
     if let Some(l) = s.slo.max_load_imbalance {
         o += &check(
             "load imbalance",
             format!("{:.0}%", l * 100.0),
-            format!("{:.1}%", rec.load_imbalance * 100.0),
+            format!("{:.1}%", rec.figures.load_imbalance * 100.0),
             !failed("load_imbalance"),
         );
     }
     let _ = writeln!(o, "\n## Risks\n");
     if let Some(b) = &r.binding {
         for a in &b.advice {
-            let _ = writeln!(o, "- Binding constraint `{}`: {a}", b.constraint);
+            let _ = writeln!(o, "- Binding constraint `{}`: {a}", b.level.name());
         }
     }
-    if let Some(ws) = rec.estimate.get("warnings").and_then(|w| w.as_array()) {
-        for w in ws {
-            let _ = writeln!(o, "- {}", w.as_str().unwrap_or_default());
-        }
+    for w in rec.figures.estimate.warnings() {
+        let _ = writeln!(o, "- {w}");
     }
     let _ = writeln!(o, "- Expert routing is assumed uniform; skewed routing raises the load imbalance (see `moeplan estimate --routing-skew`).");
-    let _ = writeln!(o, "- Predictions use efficiency curves fitted on H100 kernels (vLLM 0.24); other GPUs and engines differ.");
+    let _ = writeln!(
+        o,
+        "- Efficiencies: {}.",
+        rec.figures.estimate.efficiency_source()
+    );
     let j = &r.rejected;
     let _ = writeln!(o, "\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.", j.layouts, j.estimates, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget);
     o
@@ -598,12 +611,12 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
     }
     let max_x = pts
         .iter()
-        .map(|c| c.output_tokens_per_s_per_user.0)
+        .map(|c| c.figures.output_tokens_per_s_per_user.0)
         .fold(1.0, f64::max)
         * 1.1;
     let max_y = pts
         .iter()
-        .map(|c| c.output_tokens_per_s_per_gpu.0)
+        .map(|c| c.figures.output_tokens_per_s_per_gpu.0)
         .fold(1.0, f64::max)
         * 1.1;
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
@@ -629,8 +642,8 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
         .iter()
         .map(|c| {
             (
-                c.output_tokens_per_s_per_user.0,
-                c.output_tokens_per_s_per_gpu.0,
+                c.figures.output_tokens_per_s_per_user.0,
+                c.figures.output_tokens_per_s_per_gpu.0,
             )
         })
         .collect();
@@ -642,21 +655,21 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     let agg: Vec<(f64, f64)> = pts
         .iter()
-        .filter(|c| c.mode == search::Mode::Aggregated)
+        .filter(|c| c.figures.mode == search::Mode::Aggregated)
         .map(|c| {
             (
-                c.output_tokens_per_s_per_user.0,
-                c.output_tokens_per_s_per_gpu.0,
+                c.figures.output_tokens_per_s_per_user.0,
+                c.figures.output_tokens_per_s_per_gpu.0,
             )
         })
         .collect();
     let dis: Vec<(f64, f64)> = pts
         .iter()
-        .filter(|c| c.mode == search::Mode::Disaggregated)
+        .filter(|c| c.figures.mode == search::Mode::Disaggregated)
         .map(|c| {
             (
-                c.output_tokens_per_s_per_user.0,
-                c.output_tokens_per_s_per_gpu.0,
+                c.figures.output_tokens_per_s_per_user.0,
+                c.figures.output_tokens_per_s_per_gpu.0,
             )
         })
         .collect();
@@ -672,8 +685,8 @@ fn pareto_svg(path: &std::path::Path, r: &PlanResult) -> Result<(), String> {
         .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, RED.filled()));
     if let Some(rec) = &r.recommended {
         let p = (
-            rec.output_tokens_per_s_per_user.0,
-            rec.output_tokens_per_s_per_gpu.0,
+            rec.figures.output_tokens_per_s_per_user.0,
+            rec.figures.output_tokens_per_s_per_gpu.0,
         );
         chart
             .draw_series(std::iter::once(Circle::new(p, 11, GREEN.stroke_width(3))))

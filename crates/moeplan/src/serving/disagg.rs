@@ -31,30 +31,11 @@ use crate::hardware::Gpu;
 use crate::layout::{Layout, LayoutProblem};
 use crate::memory::{self, EngineConfig, MemoryBreakdown};
 use crate::model::Model;
+pub use crate::replica::PoolRole;
 use crate::report::Derivation;
 use crate::units::{Bytes, Seconds, TokensPerSecond};
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Which pool of a disaggregated deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PoolRole {
-    /// Runs prompts.
-    Prefill,
-    /// Runs the decode steps.
-    Decode,
-}
-
-impl PoolRole {
-    /// The name used in output and plan files.
-    pub fn name(self) -> &'static str {
-        match self {
-            PoolRole::Prefill => "prefill",
-            PoolRole::Decode => "decode",
-        }
-    }
-}
 
 /// One pool of identical workers.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -119,6 +100,8 @@ pub struct PoolEstimate {
 /// The prediction for a disaggregated deployment.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DisaggEstimate {
+    /// The requests it serves (`concurrency` on the whole deployment).
+    pub workload: Workload,
     /// GPUs of both pools.
     pub gpus: u32,
     /// Mean time to first token.
@@ -538,6 +521,7 @@ fn assemble(
         decode_step.time(&sv),
     );
     DisaggEstimate {
+        workload: inp.workload,
         gpus,
         ttft: s.ttft,
         tpot: s.tpot,
@@ -659,4 +643,37 @@ impl DisaggEstimate {
             "explain": self.explain,
         })
     }
+}
+
+/// The prefill step of one worker of `pool` (whole prompts of the
+/// workload's length, `prompts_per_rank` per rank) under `inp`'s serving layer.
+pub fn prefill_step_time(inp: &DisaggInput, pool: &Pool) -> Seconds {
+    let prompts = pool.prompts_per_rank.max(1) as f64;
+    let pin = pool_input(inp, pool, (prompts * pool.layout.dp as f64) as u64);
+    Stepper::new(&pin, pool.layout.dp as f64)
+        .step(
+            StepKind::PrefillBatch,
+            Shape {
+                decodes: 0.0,
+                prefill_tokens: prompts * inp.workload.isl.max(1) as f64,
+            },
+            Seconds::ZERO,
+        )
+        .time(&inp.calibration.serving)
+}
+
+/// The decode step of one worker of `pool` at `n` requests per rank under
+/// `inp`'s serving layer.
+pub fn decode_step_time(inp: &DisaggInput, pool: &Pool, n: f64) -> Seconds {
+    let din = pool_input(inp, pool, (n * pool.layout.dp as f64).ceil() as u64);
+    let mut s = Stepper::new(&din, pool.layout.dp as f64).step(
+        StepKind::Decode,
+        Shape {
+            decodes: n,
+            prefill_tokens: 0.0,
+        },
+        Seconds::ZERO,
+    );
+    s.decode_part = s.kernels;
+    s.time(&inp.calibration.serving)
 }

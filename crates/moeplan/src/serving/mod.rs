@@ -144,6 +144,8 @@ pub struct Ceilings {
 pub struct Estimate {
     /// Layout of the replica.
     pub layout: Layout,
+    /// The requests it serves (`concurrency` per replica).
+    pub workload: Workload,
     /// GPUs of the replica.
     pub gpus: u32,
     /// Time to first token.
@@ -243,7 +245,7 @@ fn describe(step: &Step) -> String {
 
 /// How much an estimate explains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Detail {
+pub enum Detail {
     /// Figures only (the planner's hot path).
     Summary,
     /// Figures, op lists and derivations.
@@ -261,6 +263,11 @@ pub fn estimate(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
 /// the entry point for a planner that calls it thousands of times.
 pub fn estimate_summary(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProblem>> {
     estimate_with(inp, Detail::Summary)
+}
+
+/// `estimate` or `estimate_summary` as `detail` says.
+pub fn estimate_at(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<LayoutProblem>> {
+    estimate_with(inp, detail)
 }
 
 /// How the requests sit on the replica's attention-DP ranks.
@@ -483,6 +490,7 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
     };
     Ok(Estimate {
         layout: l,
+        workload: inp.workload,
         gpus,
         ttft: res.ttft,
         tpot: res.tpot,

@@ -1,0 +1,69 @@
+//! The layouts a search considers.
+
+use super::Rejections;
+use crate::layout::Layout;
+use crate::spec::scenario::Scenario;
+
+const PP: [u32; 5] = [1, 2, 4, 8, 16];
+const POW2: [u32; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+/// Every layout of at most `budget` GPUs the enumeration considers, with the
+/// count of those rejected before costing.
+pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout> {
+    let m = &s.model;
+    let node = s.gpu.gpus_per_node;
+    let mut out = Vec::new();
+    let cps: &[u32] = if s.workload.isl.max >= 16384 {
+        &[1, 2, 4, 8]
+    } else {
+        &[1]
+    };
+    // Attention-DP: every degree up to 16, then whole nodes.
+    let dps: Vec<u32> = (1..=budget).filter(|d| *d <= 16 || d % node == 0).collect();
+    for &pp in PP.iter().filter(|p| **p as usize <= m.n_layers()) {
+        for &tp in &POW2 {
+            for &cp in cps {
+                for &dp in &dps {
+                    let stage = tp * cp * dp;
+                    if pp * stage > budget {
+                        continue;
+                    }
+                    let divisors: Vec<u32> = (1..=stage).filter(|e| stage % e == 0).collect();
+                    for &ep in &divisors {
+                        if m.moe.is_none() && ep > 1 {
+                            continue;
+                        }
+                        // Experts sharded over the whole stage (edp = 1), or, without
+                        // EP, replicated per attention-DP rank (etp = tp·cp).
+                        // A dense model has no experts to split: etp stays 1.
+                        let mut etps = vec![if m.moe.is_some() { stage / ep } else { 1 }];
+                        if ep == 1 && dp > 1 && m.moe.is_some() {
+                            etps.push(tp * cp);
+                        }
+                        for etp in etps {
+                            let l = Layout {
+                                pp,
+                                tp,
+                                cp,
+                                dp,
+                                ep,
+                                etp,
+                            };
+                            rej.layouts += 1;
+                            if !l.check(m, &s.gpu, 0).0.is_empty() {
+                                rej.divisibility += 1;
+                                continue;
+                            }
+                            if tp > node {
+                                rej.node_fit += 1;
+                                continue;
+                            }
+                            out.push(l);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
