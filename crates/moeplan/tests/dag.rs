@@ -33,7 +33,7 @@ fn build(
     let inp = EstimateInput {
         model: m,
         gpu: g,
-        calibration: moeplan::profile::resolve(&g, moeplan::memory::Engine::Neutral).kernels,
+        calibration: moeplan::profile::resolve(g, moeplan::memory::Engine::Neutral).kernels,
         layout,
         workload,
         engine: EngineConfig::default(),

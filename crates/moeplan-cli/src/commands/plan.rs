@@ -580,7 +580,13 @@ fn markdown(s: &Scenario, r: &PlanResult) -> String {
         }
     }
     let _ = writeln!(o, "- Expert routing is assumed uniform; skewed routing raises the load imbalance (see `moeplan estimate --routing-skew`).");
-    let _ = writeln!(o, "- Predictions use efficiency curves fitted on H100 kernels (vLLM 0.24); other GPUs and engines differ.");
+    if let Some(src) = rec
+        .estimate
+        .get("efficiency_source")
+        .and_then(|s| s.as_str())
+    {
+        let _ = writeln!(o, "- Kernel efficiencies: {src}.");
+    }
     let j = &r.rejected;
     let _ = writeln!(o, "\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.", j.layouts, j.estimates, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget);
     o
