@@ -666,7 +666,7 @@ impl<'a> CostContext<'a> {
             _ => f64::INFINITY,
         };
         // Per query token: FLOP per attended key, and the query/key width.
-        // MLA runs in two forms:
+        // MLA runs in two forms, and engines split a mixed batch by kind:
         // decode tokens attend absorbed over the latent KV (q·[c_kv, k_rope]
         // then p·c_kv: 2·heads·(2·kv_lora + rope) FLOP per cached token);
         // prefill tokens attend with K and V decompressed by kv_b_proj
@@ -693,13 +693,6 @@ impl<'a> CostContext<'a> {
                 ),
             ),
         };
-        // One form per step: non-absorbed for a pure prefill, absorbed otherwise.
-        let form = if s.prefill_seqs > 0.0 && s.decode_seqs == 0.0 {
-            prefill_form
-        } else {
-            decode_form
-        };
-        let (decode_form, prefill_form) = (form, form);
         let (decode_curve, prefill_curve) = if mla {
             (&self.cal.mla_decode_core, &self.cal.mla_prefill_core)
         } else {
