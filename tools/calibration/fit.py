@@ -1,324 +1,918 @@
 #!/usr/bin/env python3
-"""Fit roofline efficiency parameters for moeplan to H100 SXM kernel timings.
-Re-runnable: python3 fit.py   (reads ../shared/calibration/h100_sxm beside the repo, writes results.json here)."""
-import sys, json
-from common import *
-pd.set_option('display.width', 250); pd.set_option('display.max_columns', 40)
-RES = {}
-def hdr(s): print('\n' + '='*100 + '\n' + s + '\n' + '='*100)
+"""Fit one calibration profile per (GPU, engine) to that engine's own kernel timings.
 
-# ---------------------------------------------------------------- 1. GEMM
-hdr('1. GEMM  t = max(max(F/(P*eff(m)), B/(BW*me)) + oh_add, floor(m)) + m*c_row + m*k*3B/(BW*e_q)')
-g = load('gemm')
-IB = {'bfloat16': 2, 'fp8': 1, 'fp8_block': 1}
-PKG = {'bfloat16': PEAK_BF16, 'fp8': PEAK_FP8, 'fp8_block': PEAK_FP8}
-g['F'] = 2.0*g.m*g.n*g.k
-g['B'] = (g.m*g.k + g.k*g.n)*g.gemm_dtype.map(IB) + g.m*g.n*2
-g['t'] = g.latency*1e-3
-# parameter layout per dtype: which optional terms are used (chosen by error, see RESULTS.md)
-GEMM_CFG = {'bfloat16': dict(add=True, floor=False, row=False, quant=False),
-            'fp8':      dict(add=True, floor=False, row=True,  quant=True),
-            'fp8_block':dict(add=False, floor=True, row=False, quant=True)}
-def gemm_unpack(p, cfg):
-    d = dict(eff_max=p[0], m_half=p[1], mem_eff=p[2]); j = 3
-    if cfg['add']: d['oh_add_us'] = p[j]; j += 1
-    if cfg['floor']: d['floor_us_m_le16'] = p[j]; d['floor_us_m_gt16'] = p[j+1]; j += 2
-    if cfg['row']: d['c_row_ns'] = p[j]; j += 1
-    if cfg['quant']: d['quant_eff'] = p[j]; j += 1
-    return d
-def gemm_pred(d, m, n, k, F, B, P):
-    eff = d['eff_max']*m/(m + d['m_half'])
-    t = np.maximum(F/(P*eff), B/(HBM_BW*d['mem_eff'])) + d.get('oh_add_us', 0)*1e-6
-    if 'floor_us_m_gt16' in d:
-        t = np.maximum(t, np.where(m <= 16, d['floor_us_m_le16'], d['floor_us_m_gt16'])*1e-6)
-    t = t + m*d.get('c_row_ns', 0)*1e-9
-    if 'quant_eff' in d: t = t + m*k*3.0/(HBM_BW*d['quant_eff'])
-    return t
-GEMM = {}
-for dt, cfg in GEMM_CFG.items():
-    x = g[g.gemm_dtype == dt]
-    if dt == 'fp8_block':
-        xc = x[x.kernel_source == 'CutlassFp8BlockScaledMMKernel']
-        x = x[x.kernel_source != 'CutlassFp8BlockScaledMMKernel']
-    P = PKG[dt]
-    p0 = [0.8, 64, 0.8]; lo = [0.05, 0.1, 0.05]; hi = [1.2, 1e5, 1.3]
-    if cfg['add']: p0 += [5]; lo += [0.1]; hi += [500]
-    if cfg['floor']: p0 += [60, 85]; lo += [1, 1]; hi += [500, 500]
-    if cfg['row']: p0 += [5]; lo += [0.01]; hi += [100]
-    if cfg['quant']: p0 += [0.5]; lo += [0.01]; hi += [1.5]
-    fn = lambda p: gemm_pred(gemm_unpack(p, cfg), x.m.values, x.n.values, x.k.values, x.F.values, x.B.values, P)
-    p = fit_log(fn, p0, lo, hi, x.t.values)
-    d = gemm_unpack(p, cfg); GEMM[dt] = d
-    pr = fn(p)
-    print(f"{dt:10s}", {k_: round(v, 4) for k_, v in d.items()}, ' eff_peak TFLOP/s=%.0f' % (d['eff_max']*P/1e12))
-    print('   all:', fmt_err(pr, x.t.values))
-    big = (x.F.values > 1e11)
-    print('   F>1e11 (compute-bound region):', fmt_err(pr[big], x.t.values[big]))
-    small = (x.t.values < 20e-6)
-    if small.any(): print('   meas<20us:', fmt_err(pr[small], x.t.values[small]))
-    r = np.log(pr/x.t.values)
-    for c in ['n']:
-        s = pd.Series(r).groupby(x[c].values).median()
-        print('   median log(pred/meas) by n:', s.round(2).to_dict())
-    odd = (x.m.values % 2 == 1) & (x.m.values > 64)
-    print('   odd m>64 (tile padding):', fmt_err(pr[odd], x.t.values[odd]), ' even:', fmt_err(pr[~odd], x.t.values[~odd]))
-    RES['gemm_' + dt] = dict(params=d, err=err_stats(pr, x.t.values))
-    if dt == 'fp8_block':
-        print('   CutlassFp8BlockScaledMM fallback (k<128 or n<64), excluded: median latency %.0f us, p10 %.0f, p90 %.0f' %
-              tuple(np.percentile(xc.latency*1e3, [50, 10, 90])))
+    python3 tools/calibration/fit.py
 
-# ---------------------------------------------------------------- 2. MoE
-hdr('2. Fused MoE  t = max(F/(P*eff(tpe)), Bw/(BW*me)) + oh + E_loc*c_exp + T*k*(h+I_loc)*2/(BW*e_rows)')
-mo = load('moe')
-WB = {'bfloat16': 2, 'fp8': 1, 'fp8_block': 1, 'int4_wo': 0.5, 'w4a16_mxfp4': 0.5}
-PKM = {'bfloat16': PEAK_BF16, 'fp8': PEAK_FP8, 'fp8_block': PEAK_FP8, 'int4_wo': PEAK_BF16, 'w4a16_mxfp4': PEAK_BF16}
-def moe_feats(x):
-    T = x.num_tokens.values.astype(float); k = x.topk.values; E = x.num_experts.values; ep = x.moe_ep_size.values
-    h = x.hidden_size.values; I = x.inter_size.values/x.moe_tp_size.values
-    El = E/ep; routed = T*k/ep
-    touched = El*(1 - (1 - 1.0/E)**(T*k))
-    F = 6.0*h*I*routed
-    Bw = touched*3*h*I*x.moe_dtype.map(WB).values + routed*(2*h + 2*I)*2
-    return dict(F=F, Bw=Bw, tpe=T*k/E, El=El, rows=T*k*(h + I)*2.0)
-def moe_pred(p, f, P):
-    emax, th, me, oh, cexp, erow = p
-    eff = emax*f['tpe']/(f['tpe'] + th)
-    return (np.maximum(f['F']/(P*eff), f['Bw']/(HBM_BW*me)) + oh*1e-6 + f['El']*cexp*1e-6
-            + f['rows']/(HBM_BW*erow))
-MOE = {}
-bal = mo[mo.distribution == 'balanced']
-for (dt, ks), x in bal.groupby(['moe_dtype', 'kernel_source']):
-    f = moe_feats(x); P = PKM[dt]; meas = x.latency.values*1e-3
-    fn = lambda p: moe_pred(p, f, P)
-    p = fit_log(fn, [0.5, 4, 0.7, 30, 0.2, 0.5], [0.02, 0.01, 0.02, 0.1, 1e-4, 0.003], [1.2, 1e4, 1.3, 2000, 50, 100], meas)
-    pr = fn(p)
-    d = dict(eff_max=p[0], tpe_half=p[1], mem_eff=p[2], oh_us=p[3], c_exp_us=p[4], e_rows=p[5])
-    key = f'{dt} [{ks.replace("vllm_", "")[:40]}]'
-    MOE[(dt, ks)] = d
-    print(f"{key:55s}", {k_: round(v, 4) for k_, v in d.items()})
-    print('   balanced:', fmt_err(pr, meas), '| T>=1024:', fmt_err(pr[x.num_tokens.values >= 1024], meas[x.num_tokens.values >= 1024]),
-          '| T<=16:', fmt_err(pr[x.num_tokens.values <= 16], meas[x.num_tokens.values <= 16]))
-    RES['moe_' + key] = dict(params=d, err=err_stats(pr, meas))
-    # same model applied to power-law rows (no extra params)
-    for dist in ['power_law_1.01', 'power_law_1.2']:
-        y = mo[(mo.moe_dtype == dt) & (mo.kernel_source == ks) & (mo.distribution == dist)]
-        if len(y):
-            py = moe_pred(p, moe_feats(y), P)
-            print(f'   {dist} with balanced model:', fmt_err(py, y.latency.values*1e-3),
-                  ' median meas/pred = %.2f' % np.median(y.latency.values*1e-3/py))
+reads ../shared/calibration (beside the repository) and writes
+crates/moeplan/profiles/<gpu-id>-<engine>.toml for every <gpu>/<engine>
+folder present, and docs/calibration.md. Peaks and bandwidths come from the
+catalog GPU files (crates/moeplan/catalog/gpus/<gpu-id>.toml). The op models
+are the ones crates/moeplan/src/ops.rs evaluates (common.py mirrors them), so
+the [fit] errors are the errors of the Rust model on the fitted rows.
+A family that an engine's tables cannot identify takes a documented fallback
+(nearest GPU measured with the same engine, else another engine on the same
+GPU) and its [fit] entry says so.
+"""
+import os
+import sys
 
-print('\n-- power-law / balanced latency ratio on exactly matched configs (median [p10,p90]) --')
-keys = ['moe_dtype', 'kernel_source', 'num_tokens', 'hidden_size', 'inter_size', 'topk', 'num_experts', 'moe_tp_size', 'moe_ep_size']
-B_ = bal.groupby(keys).latency.median().rename('bal')
-PLR = {}
-for dist in ['power_law_1.01', 'power_law_1.2']:
-    pl = mo[mo.distribution == dist].groupby(keys).latency.median().rename('pl')
-    j = pd.concat([B_, pl], axis=1, join='inner').reset_index()
-    j['ratio'] = j.pl/j.bal
-    j['Tk_per_E'] = j.num_tokens*j.topk/j.num_experts
-    j['tb'] = pd.cut(j.num_tokens, [0, 16, 128, 1024, 4096, 1e6], labels=['1-16', '17-128', '129-1024', '1025-4096', '>4096'])
-    j['epb'] = pd.cut(j.moe_ep_size, [0, 1, 8, 32, 1e6], labels=['ep1', 'ep2-8', 'ep16-32', 'ep64+'])
-    print(f'{dist}: n={len(j)} overall median {j.ratio.median():.2f} p10 {j.ratio.quantile(.1):.2f} p90 {j.ratio.quantile(.9):.2f}')
-    t = j.pivot_table(index='tb', columns='epb', values='ratio', aggfunc='median', observed=False).round(2)
-    print(t.to_string())
-    print('  by dtype:', j.groupby('moe_dtype').ratio.median().round(2).to_dict())
-    PLR[dist] = j
-# simple parametric power-law penalty: ratio = 1 + a * ep^b / (1 + tpe/c)?  -> keep to a table + a 2-param fit
-for dist, j in PLR.items():
-    def rfn(p, j=j): return 1 + p[0]*np.log2(j.moe_ep_size.values*1.0 + 1)*(1 - np.exp(-j.Tk_per_E.values/p[1]))
-    q = fit_log(rfn, [0.1, 1.0], [1e-4, 1e-3], [10, 1e4], j.ratio.values)
-    pr = rfn(q)
-    print(f'{dist}: ratio ~= 1 + {q[0]:.3f}*log2(ep+1)*(1-exp(-(T*k/E)/{q[1]:.2f}))  ', fmt_err(pr, j.ratio.values))
-    RES['moe_pl_' + dist] = dict(a=q[0], tpe0=q[1])
+from common import *  # noqa: F401,F403
 
-# ---------------------------------------------------------------- 3. Attention prefill
-hdr('3. Attention prefill  t = max(F/(P*eff), B/(BW*me)) + oh ; eff = emax*isl/(isl+isl_half)*p/(p+p_half), p=b*h*ceil(isl/128)')
-ap = load('attention_prefill')
-def pairs(isl, w):
-    isl = isl.astype(float); w = np.where(w > 0, w, 1e12).astype(float)
-    full = isl*(isl + 1)/2
-    win = w*(w + 1)/2 + (isl - w)*w
-    return np.where(isl <= w, full, win)
-def ap_feats(x):
-    b = x.batch_size.values; isl = x.isl.values; h = x.num_heads.values; kv = x.num_key_value_heads.values; d = x.head_dim.values
-    kvb = np.where(x.kv_cache_dtype.values == 'fp8', 1, 2)
-    F = 4.0*b*h*d*pairs(isl, x.window_size.values)
-    B = b*isl*(2*h*d*2 + 2*kv*d*kvb)
-    par = b*h*np.ceil(isl/128.0)   # number of 128-query-row tiles = CTAs
-    return dict(F=F, B=B, isl=isl.astype(float), par=par)
-def ap_pred(p, f):
-    emax, ih, me, oh, ph = p
-    eff = emax*f['isl']/(f['isl'] + ih)*f['par']/(f['par'] + ph)
-    return np.maximum(f['F']/(PEAK_BF16*eff), f['B']/(HBM_BW*me)) + oh*1e-6
-x = ap; f = ap_feats(x); meas = x.latency.values*1e-3
-fn = lambda p: ap_pred(p, f)
-p = fit_log(fn, [0.6, 256, 0.7, 10, 100], [0.02, 1, 0.02, 0.1, 0.1], [1.2, 1e5, 1.3, 500, 1e5], meas)
-pr = fn(p)
-AP = dict(eff_max=p[0], isl_half=p[1], mem_eff=p[2], oh_us=p[3], par_half_ctas=p[4]); RES['attn_prefill'] = dict(params=AP, err=err_stats(pr, meas))
-print('all-rows fit', {k_: round(v, 4) for k_, v in AP.items()}, ' eff peak TFLOP/s %.0f' % (p[0]*PEAK_BF16/1e12))
-print('  all:', fmt_err(pr, meas))
-for name, msk in [('isl>=1024', x.isl.values >= 1024), ('isl<=64', x.isl.values <= 64), ('meas>=1ms', meas >= 1e-3)]:
-    print(f'  {name}:', fmt_err(pr[msk], meas[msk]))
-for c in ['head_dim', 'kv_cache_dtype', 'window_size', 'kernel_source']:
-    print('  by', c, {k_: '%.1f%%/%.1f%%' % tuple(100*np.array(err_stats(pr[v], meas[v])[:2])) for k_, v in x.groupby(c).indices.items()})
+SEED = 0
+FIT_ROWS = 6000  # rows per family used by the optimiser (errors use every row)
 
-# ---------------------------------------------------------------- 4. Attention decode
-hdr('4. Attention decode  t = max(F/(P*ec), B/(BW*me*p/(p+p_half))) + oh + b*c_seq ; p=b*kv_heads')
-ad = load('attention_decode')
-def ad_feats(x):
-    b = x.batch_size.values.astype(float); h = x.num_heads.values; kv = x.num_key_value_heads.values; d = x.head_dim.values
-    L = np.where(x.window_size.values > 0, np.minimum(x.step.values, x.window_size.values), x.step.values).astype(float)
-    kvb = np.where(x.kv_cache_dtype.values == 'fp8', 1, 2)
-    Bkv = b*L*2*kv*d*kvb
-    return dict(F=4.0*b*h*d*L, Bkv=Bkv, B=Bkv + b*h*d*2*2, par=b*kv, b=b)
-def ad_pred(p, f):
-    ec, me, ph, oh, cs = p
-    return np.maximum(f['F']/(PEAK_BF16*ec), f['B']/(HBM_BW*me*f['par']/(f['par'] + ph))) + oh*1e-6 + f['b']*cs*1e-9
-x = ad; f = ad_feats(x); meas = x.latency.values*1e-3
-fn = lambda p: ad_pred(p, f)
-p = fit_log(fn, [0.3, 0.9, 4, 10, 10], [0.01, 0.05, 0.01, 0.1, 0.01], [1.2, 1.3, 1e4, 500, 1e4], meas)
-pr = fn(p)
-AD = dict(eff_compute=p[0], mem_eff_max=p[1], par_half=p[2], oh_us=p[3], c_seq_ns=p[4]); RES['attn_decode'] = dict(params=AD, err=err_stats(pr, meas))
-print({k_: round(v, 4) for k_, v in AD.items()})
-print('  all:', fmt_err(pr, meas))
-for name, msk in [('KV>=100MB', f['Bkv'] >= 1e8), ('KV<1MB', f['Bkv'] < 1e6), ('meas>=100us', meas >= 1e-4)]:
-    print(f'  {name}:', fmt_err(pr[msk], meas[msk]))
-for c in ['head_dim', 'kv_cache_dtype', 'window_size', 'kernel_source']:
-    print('  by', c, {k_: '%.1f%%/%.1f%%' % tuple(100*np.array(err_stats(pr[v], meas[v])[:2])) for k_, v in x.groupby(c).indices.items()})
-# simplest alternative: pure bytes/BW + overhead
-fn2 = lambda q: f['B']/(HBM_BW*q[0]) + q[1]*1e-6
-q = fit_log(fn2, [0.8, 10], [0.05, 0.1], [1.3, 500], meas)
-print('  simplest t = B/(BW*me)+oh: me=%.3f oh=%.1fus ' % tuple(q), fmt_err(fn2(q), meas))
-RES['attn_decode_simple'] = dict(mem_eff=q[0], oh_us=q[1], err=err_stats(fn2(q), meas))
+# Every family of a profile, in schema order, with what it is.
+FAMILIES = [
+    ('gemm_bf16', 'BF16 GEMM'),
+    ('gemm_fp8', 'FP8 block-scaled GEMM'),
+    ('gemm_fp4', 'NVFP4 GEMM on FP4 tensor cores'),
+    ('moe_bf16', 'BF16 fused MoE'),
+    ('moe_fp8', 'FP8 block-scaled fused MoE at ep = 1'),
+    ('moe_fp8_ep', 'FP8 block-scaled fused MoE at ep > 1'),
+    ('moe_int4', 'INT4 weight-only fused MoE'),
+    ('moe_mxfp4', 'MXFP4 weight-only (w4a16) fused MoE'),
+    ('moe_fp4', 'NVFP4 fused MoE on FP4 tensor cores'),
+    ('moe_fp4_marlin', 'FP4 weight-only Marlin MoE (no FP4 tensor cores)'),
+    ('attn_prefill', 'GQA/MHA prefill attention'),
+    ('attn_decode', 'GQA/MHA decode attention'),
+    ('mla_prefill_core', 'MLA prefill attention core (non-absorbed)'),
+    ('mla_decode_core', 'MLA decode attention core (absorbed, latent KV)'),
+    ('mla_bmm', 'MLA absorb BMMs (W_UK, W_UV), bf16'),
+    ('mla_overhead', 'MLA block fixed cost'),
+    ('mla_prefill_scale', 'MLA prefill block / sum of parts'),
+    ('mla_prefill_floor', 'smallest time of an MLA block in a prefill step'),
+    ('allreduce', "engine's custom all-reduce (CUDA graph)"),
+    ('allreduce_nccl', 'NCCL all-reduce'),
+    ('custom_allreduce_max', 'largest message of the custom all-reduce'),
+    ('allgather', 'NCCL all-gather / reduce-scatter'),
+    ('alltoall_ll', 'EP dispatch/combine, low-latency mode'),
+    ('alltoall_ht', 'EP dispatch/combine, high-throughput mode'),
+    ('alltoall_ll_max_tokens', 'tokens per GPU up to which low-latency mode runs'),
+    ('network_eff', 'inter-node network efficiency'),
+    ('elementwise_overhead', 'fixed cost per elementwise kernel'),
+]
 
-# ---------------------------------------------------------------- 5. MLA modules
-hdr('5. MLA modules (DeepSeek-V3) built from GEMM roofline curves (no per-GEMM overhead) + attention curves')
-H, QL, KVL, NOPE, ROPE, VH = 7168, 1536, 512, 128, 64, 128
-def gemm_core(m, n, k, dt):
-    d = GEMM[dt]; P = PKG[dt]; ib = IB[dt]
-    m = np.asarray(m, float)
-    eff = d['eff_max']*m/(m + d['m_half'])
-    t = np.maximum(2*m*n*k/(P*eff), ((m*k + k*n)*ib + m*n*2)/(HBM_BW*d['mem_eff']))
-    t = t + m*d.get('c_row_ns', 0)*1e-9
-    if 'quant_eff' in d: t = t + m*k*3.0/(HBM_BW*d['quant_eff'])
-    return t
-def mla_prefill_parts(x):
-    dt = np.where(x.gemm_type.values == 'fp8_block', 'fp8_block', 'bfloat16')
-    nh = x.num_heads.values; N = (x.batch_size*x.isl).values.astype(float)
-    tg = np.zeros(len(x))
-    for dts in ['bfloat16', 'fp8_block']:
-        s = dt == dts
-        if not s.any(): continue
-        n_, nh_ = N[s], nh[s]
-        tg[s] = (gemm_core(n_, QL + KVL + ROPE, H, dts) + gemm_core(n_, nh_*(NOPE + ROPE), QL, dts)
-                 + gemm_core(n_, nh_*(NOPE + VH), KVL, dts) + gemm_core(n_, H, nh_*VH, dts))
-    b = x.batch_size.values; isl = x.isl.values
-    Fa = 2.0*b*nh*pairs(isl, np.zeros(len(x)))*((NOPE + ROPE) + VH)
-    Ba = b*isl*nh*((NOPE + ROPE)*2 + (NOPE + ROPE)*2 + VH*2 + VH*2)
-    parp = b*nh*np.ceil(isl/128.0)
-    ta = np.maximum(Fa/(PEAK_BF16*AP['eff_max']*isl/(isl + AP['isl_half'])*parp/(parp + AP['par_half_ctas'])), Ba/(HBM_BW*AP['mem_eff']))
-    return tg, ta
-def mla_decode_parts(x):
-    dt = np.where(x.gemm_type.values == 'fp8_block', 'fp8_block', 'bfloat16')
-    nh = x.num_heads.values; b = x.batch_size.values.astype(float); L = x.step.values.astype(float)
-    tg = np.zeros(len(x))
-    for dts in ['bfloat16', 'fp8_block']:
-        s = dt == dts
-        if not s.any(): continue
-        n_, nh_ = b[s], nh[s]
-        tg[s] = (gemm_core(n_, QL + KVL + ROPE, H, dts) + gemm_core(n_, nh_*(NOPE + ROPE), QL, dts)
-                 + gemm_core(n_, H, nh_*VH, dts))
-    # absorbed W_UK / W_UV batched bf16 GEMMs (per head: [b x 128] x [128 x 512] and [b x 512] x [512 x 128])
-    tg += 2*gemm_core(b, KVL, NOPE, 'bfloat16')*1.0*nh/np.maximum(1, 1)  # crude: nh independent small GEMMs
-    kvb = np.where(x.kv_cache_dtype.values == 'fp8', 1, 2)
-    Bkv = b*L*(KVL + ROPE)*kvb
-    Fa = 2.0*b*nh*L*((KVL + ROPE) + KVL)
-    par = b  # one latent KV head per sequence
-    ta = np.maximum(Fa/(PEAK_BF16*AD['eff_compute']), Bkv/(HBM_BW*AD['mem_eff_max']*par/(par + AD['par_half'])))
-    return tg, ta
-MLA = {}
-for name, fparts in [('mla_prefill_module', mla_prefill_parts), ('mla_decode_module', mla_decode_parts)]:
-    x = load(name); meas = x.latency.values*1e-3
-    tg, ta = fparts(x); base = tg + ta
-    # (a) pure sum + single fitted overhead
-    fa = lambda p: base + p[0]*1e-6
-    pa = fit_log(fa, [50], [0.1], [2000], meas)
-    # (b) scale factor + overhead
-    fb = lambda p: p[0]*base + p[1]*1e-6
-    pb = fit_log(fb, [1.0, 50], [0.05, 0.1], [20, 2000], meas)
-    print(f'{name}: (a) sum of roofline parts + oh: oh={pa[0]:.1f}us', fmt_err(fa(pa), meas))
-    print(f'{name}: (b) scale*sum + oh: scale={pb[0]:.3f} oh={pb[1]:.1f}us', fmt_err(fb(pb), meas))
-    pr = fb(pb)
-    for c in ['kernel_source', 'gemm_type', 'kv_cache_dtype']:
-        print('   by', c, {k_: '%.1f%%/%.1f%%' % tuple(100*np.array(err_stats(pr[v], meas[v])[:2])) for k_, v in x.groupby(c).indices.items()})
-    big = meas > 1e-3
-    print('   meas>1ms:', fmt_err(pr[big], meas[big]), ' meas<=0.2ms:', fmt_err(pr[meas <= 2e-4], meas[meas <= 2e-4]))
-    print('   min measured latency %.1f us; median share of attention in base: %.2f' % (meas.min()*1e6, np.median(ta/base)))
-    MLA[name] = dict(oh_a=pa[0], scale=pb[0], oh_b=pb[1], err_a=err_stats(fa(pa), meas), err_b=err_stats(pr, meas))
-RES['mla'] = MLA
+# Families whose value is an assumption, not a fit: no table measures them.
+ASSUMED = {
+    'network_eff': (0.8, 'assumption: no inter-node measurements (all tables are one 8-GPU node)'),
+    'elementwise_overhead': (2.0, 'assumption: norms/activations/residuals are not measured as kernels; 2 us each'),
+}
 
-# ---------------------------------------------------------------- 6. NCCL + custom all-reduce
-hdr('6. Collectives  t = lat + f(n)*bytes/busbw ; f = 2(n-1)/n all_reduce, (n-1)/n others')
-nc = load('nccl')
-nc['bytes'] = nc.message_size*np.where(nc.nccl_dtype == 'int8', 1, 2)
-def afac(op, n): return 2.0*(n - 1)/n if op == 'all_reduce' else (n - 1.0)/n
-NC = {}
-for (op, n), x in nc.groupby(['op', 'num_gpus']):
-    meas = x.latency.values*1e-3; by = x.bytes.values.astype(float); fa_ = afac(op, n)
-    fn = lambda p: p[0]*1e-6 + fa_*by/(p[1]*1e9)
-    p = fit_log(fn, [10, 300], [0.1, 1], [1000, 5000], meas)
-    NC[(op, n)] = p
-    big = by >= 64e6
-    bb = np.median(fa_*by[big]/(meas[big]))/1e9 if big.any() else np.nan
-    print(f'{op:15s} n={n}: lat={p[0]:6.1f}us busbw={p[1]:6.1f}GB/s  {fmt_err(fn(p), meas)}  | measured busbw at >=64MB: {bb:.0f} GB/s'
-          f' | small(<=64KB) median {np.median(meas[by <= 65536])*1e6:.1f}us')
-    RES[f'nccl_{op}_{n}'] = dict(lat_us=p[0], busbw=p[1], err=err_stats(fn(p), meas))
-print('-- one bandwidth per op across n (latency per n):')
-for op, x in nc.groupby('op'):
-    ns = sorted(x.num_gpus.unique()); meas = x.latency.values*1e-3; by = x.bytes.values.astype(float)
-    fa_ = np.array([afac(op, n) for n in x.num_gpus.values]); idx = np.searchsorted(ns, x.num_gpus.values)
-    fn = lambda p: p[idx]*1e-6 + fa_*by/(p[-1]*1e9)
-    p = fit_log(fn, [10]*len(ns) + [300], [0.1]*len(ns) + [1], [1000]*len(ns) + [5000], meas)
-    print(f'{op:15s} lat(n=2,4,8)={np.round(p[:-1], 1)}us busbw={p[-1]:.0f}GB/s  {fmt_err(fn(p), meas)}')
-    RES[f'nccl_{op}_shared'] = dict(lat=list(p[:-1]), busbw=p[-1], err=err_stats(fn(p), meas))
-ca = load('custom_allreduce'); ca['bytes'] = ca.message_size*2.0
-for (be, n), x in ca.groupby(['backend', 'num_gpus']):
-    meas = x.latency.values*1e-3; by = x.bytes.values; fa_ = afac('all_reduce', n)
-    fn = lambda p: p[0]*1e-6 + fa_*by/(p[1]*1e9)
-    p = fit_log(fn, [5, 300], [0.1, 1], [1000, 5000], meas)
-    sm = by <= 256*1024
-    print(f'custom_ar {be:10s} n={n}: lat={p[0]:5.1f}us busbw={p[1]:6.1f}GB/s {fmt_err(fn(p), meas)} | <=256KB: {fmt_err(fn(p)[sm], meas[sm])}'
-          f' | meas@<=16KB median {np.median(meas[by <= 16384])*1e6:.1f}us | max size {by.max()/1e6:.0f}MB')
-    RES[f'custom_ar_{be}_{n}'] = dict(lat_us=p[0], busbw=p[1], err=err_stats(fn(p), meas))
-# NCCL vs custom at small sizes
-for n in [2, 4, 8]:
-    c = ca[(ca.backend == 'vllm_graph') & (ca.num_gpus == n)].set_index('bytes').latency
-    d = nc[(nc.op == 'all_reduce') & (nc.num_gpus == n) & (nc.nccl_dtype == 'half')].groupby('bytes').latency.median()
-    j = pd.concat([c.rename('custom_graph'), d.rename('nccl')], axis=1, join='inner')
-    j['nccl/custom'] = j.nccl/j.custom_graph
-    print(f'n={n} NCCL/custom-graph latency ratio by bytes:', {int(k_): round(v, 2) for k_, v in j['nccl/custom'].items()})
+# The H100 vLLM curves moeplan used before per-engine profiles (the previous
+# crates/moeplan/profiles/h100-sxm-vllm.toml), to report what the new fits
+# change. New families are mapped onto what the old kernel selection used.
+OLD = {
+    'gemm_bf16': dict(eff_max=0.789, m_half=7.8, mem_eff=0.821, overhead_us=3.1, quant_eff=0.0),
+    'gemm_fp8': dict(eff_max=0.655, m_half=140.0, mem_eff=0.766, overhead_us=3.1, quant_eff=0.466),
+    'moe_bf16': dict(eff_max=0.575, tpe_half=1.55, mem_eff=0.85, overhead_us=41.9, per_local_expert_us=0.0, rows_eff=0.25),
+    'moe_fp8': dict(eff_max=0.325, tpe_half=1.58, mem_eff=0.813, overhead_us=42.0, per_local_expert_us=0.0, rows_eff=0.209),
+    'moe_fp8_cutlass': dict(eff_max=0.255, tpe_half=1.92, mem_eff=0.746, overhead_us=27.2, per_local_expert_us=0.148, rows_eff=1.47),
+    'moe_int4': dict(eff_max=0.280, tpe_half=0.68, mem_eff=0.613, overhead_us=55.4, per_local_expert_us=0.0, rows_eff=0.222),
+    'moe_mxfp4': dict(eff_max=0.575, tpe_half=6.72, mem_eff=0.645, overhead_us=61.0, per_local_expert_us=0.0, rows_eff=0.944),
+    'moe_fp4_marlin': dict(eff_max=0.208, tpe_half=0.42, mem_eff=0.629, overhead_us=82.1, per_local_expert_us=0.0, rows_eff=0.207),
+    'attn_prefill': dict(eff_max=0.579, isl_half=1016.0, cta_half=57.0, mem_eff=0.26, overhead_us=12.8),
+    'attn_decode': dict(eff_compute=0.314, mem_eff=0.819, p_half=0.98, overhead_us=12.7, per_sequence_us=0.046),
+    'mla_overhead': 96.0,
+    'mla_prefill_scale': 1.30,
+    'allreduce': dict(latency_us=[4.3, 4.8, 5.4], eff=[0.5822, 0.64, 0.78]),
+    'allreduce_nccl': dict(latency_us=[7.3, 10.8, 17.6], eff=[0.5467, 0.6667, 0.7222]),
+    'custom_allreduce_max': 8.0,
+    'allgather': dict(latency_us=[6.3, 8.4, 12.1], eff=[0.4467, 0.5756, 0.6378]),
+    'alltoall_ll': dict(dispatch_latency_us=61.7, combine_latency_us=46.6, dispatch_eff=0.4556, combine_eff=0.4956),
+    'alltoall_ht': dict(dispatch_latency_us=252.0, combine_latency_us=86.5, dispatch_eff=0.7689, combine_eff=0.5578),
+    'alltoall_ll_max_tokens': 256.0,
+}
+OLD_MAP = {'gemm_fp4': 'gemm_fp8', 'moe_fp8_ep': 'moe_fp8_cutlass', 'moe_fp4': 'moe_fp8_cutlass',
+           'mla_prefill_core': 'attn_prefill', 'mla_decode_core': 'attn_decode'}
 
-# ---------------------------------------------------------------- 7. DeepEP
-hdr('7. DeepEP all-to-all  t = lat + bytes/bw, bytes = T*topk*hidden*Bpe*(ep-1)/ep   (only ep=8, node_num=1 in data)')
-a2 = load('moe_all_to_all')
-for (be, ph), x in a2.groupby(['comm_backend', 'phase']):
-    meas = x.latency.values*1e-6
-    base = x.num_tokens.values*x.topk.values*x.hidden_size.values*(x.ep_size.values - 1)/x.ep_size.values
+
+def old_curves():
+    c = {k: v for k, v in OLD.items()}
+    for new, old in OLD_MAP.items():
+        c[new] = OLD[old]
+    c['mla_bmm'] = OLD['gemm_bf16']
+    return c
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def dominant(df, col='kernel_source'):
+    """The kernel an engine runs: the most measured one (ties: first by name)."""
+    vc = df[col].value_counts()
+    top = vc[vc == vc.max()].index
+    return sorted(top)[0]
+
+
+class Family:
+    """Rows of one table, the op model that predicts them, and its parameters."""
+
+    def __init__(self, name, table, kernel, rows, meas, pred, params, note=''):
+        self.name, self.table, self.kernel, self.rows, self.meas = name, table, kernel, rows, meas
+        self.pred, self.params, self.note = pred, params, note
+
+    def fit(self):
+        keys = [p[0] for p in self.params]
+        idx = np.arange(len(self.meas))
+        if len(idx) > FIT_ROWS:
+            idx = np.sort(np.random.default_rng(SEED).choice(idx, FIT_ROWS, replace=False))
+
+        def fn(v):
+            return self.pred(dict(zip(keys, v)))[idx]
+        v = fit_log(fn, [p[1] for p in self.params], [p[2] for p in self.params], [p[3] for p in self.params],
+                    self.meas[idx])
+        return dict(zip(keys, (float(x) for x in v)))
+
+    def error(self, values):
+        return err_stats(self.pred(values), self.meas)
+
+
+# ---------------------------------------------------------------- NCCL: which block is which op
+NCCL_OPS = ['all_gather', 'alltoall', 'reduce_scatter', 'all_reduce']
+
+
+def nccl_ops(nc):
+    """nccl.csv lost its `op` column: every (dtype, num_gpus) sweep appears as
+    four contiguous blocks of message sizes, one per collective. Name them
+    from bandwidth behaviour (see docs/calibration.md):
+    - a reduction (all_reduce, reduce_scatter) is slower with int8 than with
+      half at equal bytes (twice the elements to add); pure data movement
+      (all_gather, alltoall) is dtype-agnostic;
+    - all_reduce moves 2(n-1)/n of the message, the others (n-1)/n: it has the
+      lowest algorithm bandwidth of the four;
+    - alltoall is one step of n-1 parallel sends: its small-message latency
+      barely grows with n, while ring all_gather's grows by n-1 steps.
+    Returns the frame with an `op` column and the evidence per block."""
+    nc = nc.copy()
+    start = (nc.message_size.diff() <= 0) | (nc.nccl_dtype != nc.nccl_dtype.shift()) | (nc.num_gpus != nc.num_gpus.shift())
+    nc['block'] = start.cumsum() - 1
+    elem = np.where(nc.nccl_dtype == 'int8', 1.0, 2.0)
+    nc['bytes'] = nc.message_size * elem
+    ev = []
+    for b, x in nc.groupby('block'):
+        big = x[x.bytes >= 64e6]
+        ev.append(dict(block=b, dtype=x.nccl_dtype.iloc[0], n=int(x.num_gpus.iloc[0]),
+                       algbw=float(np.median(big.bytes / (big.latency * 1e-3))) / 1e9,
+                       small_us=float(x[x.bytes <= 16384].latency.median() * 1e3)))
+    ev = pd.DataFrame(ev)
+    # Blocks come as (op, half), (op, int8) pairs, four ops per n.
+    ev['pos'] = (ev.block // 2) % 4
+    names = {}
+    for pos in range(4):
+        r = ev[ev.pos == pos]
+        half, int8 = r[r.dtype == 'half'].set_index('n'), r[r.dtype == 'int8'].set_index('n')
+        names[pos] = dict(reduction=float((int8.algbw / half.algbw).median()), algbw=half.algbw.to_dict(),
+                          lat_growth=float(half.small_us.loc[half.index.max()] / half.small_us.loc[half.index.min()]))
+    # lowest algbw (at every n) -> all_reduce; the other reduction -> reduce_scatter;
+    # of the two dtype-agnostic blocks, the flatter latency -> alltoall.
+    ar = min(range(4), key=lambda p: np.mean(list(names[p]['algbw'].values())))
+    rest = [p for p in range(4) if p != ar]
+    rs = min(rest, key=lambda p: names[p]['reduction'])
+    moving = [p for p in rest if p != rs]
+    a2a = min(moving, key=lambda p: names[p]['lat_growth'])
+    ag = [p for p in moving if p != a2a][0]
+    order = {ag: 'all_gather', a2a: 'alltoall', rs: 'reduce_scatter', ar: 'all_reduce'}
+    assert names[rs]['reduction'] < 0.97 and names[ar]['reduction'] < 0.99, names
+    assert all(abs(names[p]['reduction'] - 1) < 0.03 for p in moving), names
+    nc['op'] = nc.block.map(lambda b: order[(b // 2) % 4])
+    evidence = {order[p]: names[p] for p in range(4)}
+    return nc, [order[p] for p in range(4)], evidence
+
+
+# ---------------------------------------------------------------- families
+def gemm_families(gpu, g):
+    out, notes = {}, {}
+    for fam, dt, w in [('gemm_bf16', 'bfloat16', 'bf16'), ('gemm_fp8', 'fp8_block', 'fp8'), ('gemm_fp4', 'nvfp4', 'nvfp4')]:
+        x = g[g.gemm_dtype == dt]
+        if fam == 'gemm_fp4' and not gpu.fp4:
+            continue  # no FP4 tensor cores: nvfp4 GEMMs run 16-bit weight-only
+        if not len(x):
+            continue
+        excluded = []
+        # vLLM's CutlassFp8BlockScaledMM fallback (k < 128 or n < 64) is a flat
+        # ~170-200 us path for shapes no model layer has.
+        fb = x.kernel_source.str.startswith('CutlassFp8BlockScaled')
+        if fb.any():
+            excluded.append(f'{int(fb.sum())} rows of the CutlassFp8BlockScaledMM fallback (k < 128 or n < 64)')
+            x = x[~fb]
+        kernels = sorted(x.kernel_source.unique())
+        # A host-side floor (vLLM's isolated fp8_block launches: 60-250 us
+        # whatever the shape; SGLang's and TRT-LLM's DeepGEMM rows on the same
+        # GPU show none, and CUDA graphs hide it). It is fitted as a floor the
+        # measured time cannot go under, `max(kernel, host floor)`, and not
+        # written to the profile: inside a CUDA-graph step the kernel's own
+        # time is what counts. (Fitting it as an additive overhead charged
+        # 56-235 us to every fp8 GEMM of a decode step.)
+        host_floor = 0.0
+        if dt == 'fp8_block':
+            for ks, y in x.groupby('kernel_source'):
+                small = y[2.0 * y.m * y.n * y.k < 1e8]
+                floor = np.percentile(small.latency, 10) * 1e3 if len(small) else 0.0
+                if floor > 30.0:
+                    host_floor = max(host_floor, floor)
+                    drop = (x.kernel_source.values == ks) & (x.latency.values * 1e3 < 1.5 * floor)
+                    x = x[~drop]
+                    excluded.append(f'{int(drop.sum())} {ks} rows under 1.5x its {floor:.0f} us host floor; the rest fitted as max(kernel, floor), the floor not charged in CUDA-graph steps')
+        m, n, k = x.m.values.astype(float), x.n.values.astype(float), x.k.values.astype(float)
+        meas = x.latency.values * 1e-3
+        params = [('eff_max', 0.7, 0.02, 1.0), ('m_half', 32, 0.05, 1e5), ('mem_eff', 0.8, 0.05, 1.0),
+                  # Behind a host floor the kernel's own fixed cost cannot be
+                  # seen: bounded to what the same engine's other GEMMs show.
+                  ('overhead_us', 3, 0.1, 5 if host_floor else 500)]
+        if w != 'bf16':
+            params.append(('quant_eff', 0.5, 0.01, 5.0))
+        if host_floor:
+            params.append(('host_floor_us', host_floor, 1.0, 1000.0))
+
+        def pred(c, m=m, n=n, k=k, w=w):
+            c = dict(c)
+            c.setdefault('quant_eff', 0.0)
+            floor = c.pop('host_floor_us', 0.0) * 1e-6
+            return np.maximum(gemm_time(c, gpu, m, n, k, w), floor)
+        out[fam] = Family(fam, 'gemm.csv', ', '.join(kernels), x, meas, pred, params,
+                          ('excluded: ' + '; '.join(excluded)) if excluded else '')
+    return out
+
+
+MOE_DTYPES = {'bfloat16': 'bf16', 'fp8_block': 'fp8', 'int4_wo': 'int4', 'w4a16_mxfp4': 'mxfp4', 'nvfp4': 'nvfp4'}
+
+
+def moe_families(gpu, mo):
+    bal = mo[mo.distribution == 'balanced']
+    sel = {}
+    for dt in ['bfloat16', 'int4_wo', 'nvfp4']:
+        x = bal[bal.moe_dtype == dt]
+        if len(x):
+            fam = {'bfloat16': 'moe_bf16', 'int4_wo': 'moe_int4', 'nvfp4': 'moe_fp4'}[dt]
+            if fam == 'moe_fp4' and not gpu.fp4:
+                continue
+            ks = dominant(x)
+            sel[fam] = (x[x.kernel_source == ks], ks, '')
+    x = bal[bal.moe_dtype == 'fp8_block']
+    for fam, part, what in [('moe_fp8', x[x.moe_ep_size == 1], 'ep = 1 rows'), ('moe_fp8_ep', x[x.moe_ep_size > 1], 'ep > 1 rows')]:
+        if len(part):
+            ks = dominant(part)
+            sel[fam] = (part[part.kernel_source == ks], ks, what)
+    x = bal[bal.moe_dtype == 'w4a16_mxfp4']
+    marlin = x[x.kernel_source.str.contains('marlin')]
+    other = x[~x.kernel_source.str.contains('marlin')]
+    if len(other):
+        ks = dominant(other)
+        sel['moe_mxfp4'] = (other[other.kernel_source == ks], ks, '')
+    if len(marlin):
+        ks = dominant(marlin)
+        sel['moe_fp4_marlin'] = (marlin[marlin.kernel_source == ks], ks, 'w4a16_mxfp4 Marlin rows stand for FP4 Marlin')
+    out = {}
+    for fam, (x, ks, what) in sel.items():
+        w = MOE_DTYPES[x.moe_dtype.iloc[0]]
+        cols = [x[c].values.astype(float) for c in ['num_tokens', 'hidden_size', 'inter_size', 'topk', 'num_experts', 'moe_tp_size', 'moe_ep_size']]
+        meas = x.latency.values * 1e-3
+
+        def pred(c, cols=cols, w=w):
+            return moe_time(c, gpu, w, *cols)
+        params = [('eff_max', 0.4, 0.01, 1.0), ('tpe_half', 2, 0.01, 1e4), ('mem_eff', 0.7, 0.02, 1.0),
+                  ('overhead_us', 30, 0.1, 2000), ('per_local_expert_us', 0.1, 1e-6, 50), ('rows_eff', 0.5, 0.003, 100)]
+        out[fam] = Family(fam, 'moe.csv', ks, x, meas, pred, params, what + ('; ' if what else '') + 'balanced routing')
+    return out
+
+
+# GQA ratios above this run fallback kernels in some engines (TensorRT-LLM
+# decode is ~4x slower at 48-128 query heads per KV head) and no catalog model
+# has them (the largest is 16): such rows are left out of the fits.
+MAX_GQA_RATIO = 32
+GQA_NOTE = f'query/KV head ratios up to {MAX_GQA_RATIO}'
+
+
+def attention_families(gpu, ap, ad):
+    out = {}
+    if ap is not None:
+        ks = dominant(ap)
+        x = ap[(ap.kernel_source == ks) & (ap.num_heads <= MAX_GQA_RATIO * ap.num_key_value_heads)]
+        kvb = np.where(x.kv_cache_dtype.values == 'fp8', 1.0, 2.0)
+        h, kv, d = (x[c].values.astype(float) for c in ['num_heads', 'num_key_value_heads', 'head_dim'])
+        b, isl, win = x.batch_size.values, x.isl.values, x.window_size.values
+
+        def pred(c, b=b, isl=isl, h=h, kv=kv, d=d, kvb=kvb, win=win):
+            return prefill_time(c, gpu, b, isl, h, 4.0 * h * d, d, 2.0 * kv * d * kvb, win)
+        out['attn_prefill'] = Family('attn_prefill', 'attention_prefill.csv', ks, x, x.latency.values * 1e-3, pred,
+                                     [('eff_max', 0.5, 0.02, 1.0), ('isl_half', 500, 1, 1e5), ('cta_half', 50, 0.1, 1e5),
+                                      ('mem_eff', 0.5, 0.02, 1.0), ('overhead_us', 10, 0.1, 500)], GQA_NOTE)
+    if ad is not None:
+        ks = dominant(ad)
+        x = ad[(ad.kernel_source == ks) & (ad.num_heads <= MAX_GQA_RATIO * ad.num_key_value_heads)]
+        kvb = np.where(x.kv_cache_dtype.values == 'fp8', 1.0, 2.0)
+        h, kv, d = (x[c].values.astype(float) for c in ['num_heads', 'num_key_value_heads', 'head_dim'])
+        b = x.batch_size.values.astype(float)
+        ctx = np.where(x.window_size.values > 0, np.minimum(x.step.values, x.window_size.values), x.step.values).astype(float)
+
+        def pred(c, b=b, ctx=ctx, h=h, kv=kv, d=d, kvb=kvb):
+            return decode_time(c, gpu, b, ctx, h, 4.0 * h * d, d, 2.0 * kv * d * kvb, b * kv)
+        out['attn_decode'] = Family('attn_decode', 'attention_decode.csv', ks, x, x.latency.values * 1e-3, pred,
+                                    [('eff_compute', 0.3, 0.01, 1.0), ('mem_eff', 0.8, 0.05, 1.0), ('p_half', 2, 0.01, 1e4),
+                                     ('overhead_us', 10, 0.1, 500), ('per_sequence_us', 0.05, 1e-4, 10)], GQA_NOTE)
+    return out
+
+
+def kvb_of(x):
+    return np.where(x.kv_cache_dtype.values == 'fp8', 1.0, 2.0)
+
+
+def mla_core_families(gpu, pc, dc, bm):
+    out = {}
+    if bm is not None:
+        x = bm[bm.bmm_dtype == 'bfloat16']
+        ks = dominant(x)
+        x = x[x.kernel_source == ks]
+        T, nh = x.num_tokens.values.astype(float), x.num_heads.values.astype(float)
+
+        def pred(c, T=T, nh=nh):
+            return bmm_time(c, gpu, nh, T, MLA['kvl'], MLA['nope'])
+        out['mla_bmm'] = Family('mla_bmm', 'mla_bmm.csv', ks, x, x.latency.values * 1e-3, pred,
+                                [('eff_max', 0.5, 0.01, 1.0), ('m_half', 64, 0.05, 1e5), ('mem_eff', 0.6, 0.02, 1.0), ('overhead_us', 4, 0.1, 500)],
+                                'bf16 rows; W_UK and W_UV rows alike (same FLOP and bytes)')
+    if pc is not None:
+        ks = dominant(pc)
+        x = pc[pc.kernel_source == ks]
+        b, isl, nh, kvb = x.batch_size.values, x.isl.values, x.num_heads.values.astype(float), kvb_of(x)
+
+        def pred(c, b=b, isl=isl, nh=nh, kvb=kvb):
+            return mla_core_prefill_time(c, gpu, b, isl, nh, kvb)
+        out['mla_prefill_core'] = Family('mla_prefill_core', 'mla_prefill_core.csv', ks, x, x.latency.values * 1e-3, pred,
+                                         [('eff_max', 0.5, 0.02, 1.0), ('isl_half', 500, 1, 1e5), ('cta_half', 50, 0.1, 1e5),
+                                          ('mem_eff', 0.5, 0.02, 1.0), ('overhead_us', 10, 0.1, 500)])
+    if dc is not None:
+        ks = dominant(dc)
+        x = dc[dc.kernel_source == ks]
+        # A core benchmark whose fp8-KV rows run slower than its bf16-KV rows at
+        # the same shape measures a dequantising fallback, not the kernel the
+        # engine's MLA block runs (SGLang on Hopper: 5x slower here, while its
+        # fp8-KV module rows are not): fit the bf16-KV rows only.
+        note = ''
+        keys = ['num_heads', 'batch_size', 'step']
+        r = (x[x.kv_cache_dtype == 'fp8'].groupby(keys).latency.median()
+             / x[x.kv_cache_dtype == 'bfloat16'].groupby(keys).latency.median()).dropna()
+        if len(r) and r.median() > 1.5:
+            note = f'fp8-KV rows excluded: {r.median():.1f}x slower than bf16 KV at equal shape (a dequantising fallback)'
+            x = x[x.kv_cache_dtype != 'fp8']
+        b, ctx, nh, kvb = x.batch_size.values.astype(float), x.step.values.astype(float), x.num_heads.values.astype(float), kvb_of(x)
+
+        def pred(c, b=b, ctx=ctx, nh=nh, kvb=kvb):
+            return mla_core_decode_time(c, gpu, b, ctx, nh, kvb)
+        out['mla_decode_core'] = Family('mla_decode_core', 'mla_decode_core.csv', ks, x, x.latency.values * 1e-3, pred,
+                                        [('eff_compute', 0.3, 0.01, 1.0), ('mem_eff', 0.8, 0.05, 1.0), ('p_half', 2, 0.01, 1e4),
+                                         ('overhead_us', 10, 0.1, 500), ('per_sequence_us', 0.05, 1e-4, 10)], note)
+    return out
+
+
+GEMM_TYPES = {'bfloat16': 'bf16', 'fp8_block': 'fp8', 'nvfp4': 'nvfp4'}
+
+
+def module_rows(x, decode, ctx_col):
+    return dict(b=x.batch_size.values.astype(float), L=(x[ctx_col] if decode else x.isl).values.astype(float),
+                nh=x.num_heads.values.astype(float), w=x.gemm_type.map(GEMM_TYPES).values, kvb=kvb_of(x))
+
+
+def module_parts(curves, gpu, decode, r):
+    out = np.zeros(len(r['b']))
+    for w in np.unique(r['w']):
+        s = r['w'] == w
+        out[s] = mla_module_parts(curves, gpu, decode, r['b'][s], r['L'][s], r['nh'][s], w, r['kvb'][s])
+    return out
+
+
+# ---------------------------------------------------------------- collectives
+def collective_family(name, table, kernel, x, factor_fn, gpu, note=''):
+    """Latency and bandwidth fraction at 2, 4 and 8 ranks (CollectiveCurve)."""
+    n = x.num_gpus.values
+    f = np.array([factor_fn(v) for v in n])
+    byt = x.bytes.values.astype(float)
+    idx = np.searchsorted([2, 4, 8], n)
+
+    def pred(c):
+        lat = np.asarray(c['latency_us'])[idx]
+        eff = np.asarray(c['eff'])[idx]
+        return collective_time(lat, eff, gpu, f, byt)
+    return Family(name, table, kernel, x, x.latency.values * 1e-3, pred, None, note)
+
+
+def fit_collective(fam):
+    lat, eff = [], []
+    n = fam.rows.num_gpus.values
+    for v in [2, 4, 8]:
+        s = n == v
+        byt = fam.rows.bytes.values[s].astype(float)
+        f = 2.0 * (v - 1) / v if fam.name.startswith('allreduce') else (v - 1.0) / v
+        p = fit_log(lambda q: collective_time(q[0], q[1], fam._gpu, f, byt), [10, 0.6], [0.1, 0.01], [1000, 2.0], fam.meas[s])
+        lat.append(float(p[0]))
+        eff.append(float(p[1]))
+    return dict(latency_us=lat, eff=eff)
+
+
+def alltoall_rows(engine, gdir):
+    """(LL frame, HT frame, backends, ll_max_tokens) with columns tokens, topk,
+    hidden, ep, dispatch_s, combine_s."""
+    if engine == 'sglang':
+        ll = load(gdir, engine, 'deepep_low_latency')
+        ht = load(gdir, engine, 'deepep_normal')
+        if ll is None or ht is None:
+            return None
+        ht = ht[(ht.dispatch_sms == 20) & (ht.combine_sms == 20)]
+        f = lambda d, disp, comb: pd.DataFrame(dict(tokens=d.num_token.values, topk=d.num_topk.values, hidden=d.hidden_size.values,
+                                                    experts=d.num_experts.values, ep=8 * d.node_num.values,
+                                                    dispatch_s=disp * 1e-6, combine_s=comb * 1e-6))
+        return (f(ll, ll.dispatch_avg_t_us.values, ll.combine_avg_t_us.values),
+                f(ht, ht.dispatch_transmit_us.values + ht.dispatch_notify_us.values, ht.combine_transmit_us.values + ht.combine_notify_us.values),
+                ('deepep_low_latency.csv (DeepEP low-latency)', 'deepep_normal.csv (DeepEP normal, 20 SMs)'))
+    a2a = load(gdir, engine, 'moe_all_to_all')
+    if a2a is None:
+        return None
+    backends = {'vllm': ('deepep_ll', 'deepep_ht'), 'trtllm': ('trtllm_deepep_ll', 'trtllm_deepep_ht')}[engine]
+    if 'bfloat16' in set(a2a.comm_dtype):
+        a2a = a2a[a2a.comm_dtype == 'bfloat16']
+    frames = []
+    for be in backends:
+        x = a2a[a2a.comm_backend == be]
+        keys = ['num_tokens', 'topk', 'hidden_size', 'num_experts', 'ep_size']
+        d = x[x.phase == 'dispatch'].groupby(keys).latency.median().rename('dispatch')
+        c = x[x.phase == 'combine'].groupby(keys).latency.median().rename('combine')
+        j = pd.concat([d, c], axis=1, join='inner').reset_index()
+        frames.append(pd.DataFrame(dict(tokens=j.num_tokens.values, topk=j.topk.values, hidden=j.hidden_size.values,
+                                        experts=j.num_experts.values, ep=j.ep_size.values,
+                                        dispatch_s=j['dispatch'].values * 1e-6, combine_s=j['combine'].values * 1e-6)))
+    return frames[0], frames[1], tuple(f'moe_all_to_all.csv {b} (bf16 payloads)' for b in backends)
+
+
+def a2a_payload(x):
+    return x.tokens.values * x.topk.values * x.hidden.values * 2.0 * (x.ep.values - 1) / x.ep.values
+
+
+def fit_alltoall(x, gpu):
+    byt = a2a_payload(x)
+    out, errs = {}, []
+    for ph in ['dispatch', 'combine']:
+        meas = x[ph + '_s'].values
+        p = fit_log(lambda q: q[0] * 1e-6 + byt / (gpu.nvlink * q[1]), [30, 0.4], [0.1, 0.005], [5000, 2.0], meas)
+        out[ph + '_latency_us'] = float(p[0])
+        out[ph + '_eff'] = float(p[1])
+    return out
+
+
+def alltoall_pred(c, x, gpu):
+    byt = a2a_payload(x)
+    return np.concatenate([c['dispatch_latency_us'] * 1e-6 + byt / (gpu.nvlink * c['dispatch_eff']),
+                           c['combine_latency_us'] * 1e-6 + byt / (gpu.nvlink * c['combine_eff'])])
+
+
+def alltoall_meas(x):
+    return np.concatenate([x.dispatch_s.values, x.combine_s.values])
+
+
+def skew_ratios(mo, kernels):
+    """Skewed (power-law) over balanced latency on exactly matched MoE
+    configurations of the fitted kernels, and the compact form
+    ratio = 1 + a·log2(ep + 1)·(1 − exp(−tpe/t0)) per skew."""
+    keys = ['moe_dtype', 'kernel_source', 'num_tokens', 'hidden_size', 'inter_size', 'topk', 'num_experts', 'moe_tp_size', 'moe_ep_size']
+    mo = mo[mo.kernel_source.isin(kernels)]
+    bal = mo[mo.distribution == 'balanced'].groupby(keys).latency.median().rename('bal')
+    out = {}
+    for dist in sorted(d for d in mo.distribution.unique() if d != 'balanced'):
+        pl = mo[mo.distribution == dist].groupby(keys).latency.median().rename('pl')
+        j = pd.concat([bal, pl], axis=1, join='inner').reset_index()
+        if len(j) < 20:
+            continue
+        ratio = (j.pl / j.bal).values
+        tpe = (j.num_tokens * j.topk / j.num_experts).values
+        ep = j.moe_ep_size.values.astype(float)
+        q = fit_log(lambda p: 1 + p[0] * np.log2(ep + 1) * (1 - np.exp(-tpe / p[1])), [0.1, 100], [1e-4, 1e-2], [10, 1e5], ratio)
+        big = (j.num_tokens.values > 4096) & (ep >= 16)
+        e = err_stats(1 + q[0] * np.log2(ep + 1) * (1 - np.exp(-tpe / q[1])), ratio)
+        out[dist] = dict(pairs=len(j), a=float(q[0]), t0=float(q[1]), err=e,
+                         big=float(np.median(ratio[big])) if big.any() else None,
+                         small=float(np.median(ratio[j.num_tokens.values <= 128])))
+    return out
+
+
+# ---------------------------------------------------------------- one profile
+class Profile:
+    def __init__(self, gdir, engine, gpu):
+        self.gdir, self.engine, self.gpu = gdir, engine, gpu
+        self.id = f'{gpu.id}-{engine}'
+        self.curves = {}   # family -> values (dict, or a number)
+        self.fit = {}      # family -> dict(table, kernel, median, p90, rows, note) or dict(fallback=...)
+        self.old = {}      # family -> (median, p90) of the old H100-vLLM curves on the same rows
+        self.tables = {}
+
+
+def measured(p, fam, name, values, old=None, extra=''):
+    # Nuisance terms of a fit (a host-side floor) are not part of the curve,
+    # and the error is the curve's own, as ops.rs charges it.
+    if isinstance(values, dict):
+        values = {k: v for k, v in values.items() if not k.startswith('host_')}
+    e = fam.error(values)
+    p.curves[name] = values
+    p.fit[name] = dict(table=fam.table, kernel=fam.kernel, median=e[0], p90=e[1], rows=e[2],
+                       note='; '.join(s for s in [fam.note, extra] if s))
+    if old is not None:
+        eo = fam.error(old)
+        p.old[name] = (eo[0], eo[1])
+    log(f'  {name:22s} {fam.table:24s} med {100 * e[0]:5.1f}% p90 {100 * e[1]:6.1f}% n={e[2]:5d}'
+        + (f'   (old H100-vLLM curves: {100 * p.old[name][0]:5.1f}% / {100 * p.old[name][1]:6.1f}%)' if name in p.old else '')
+        + f'   [{fam.kernel}]')
+
+
+def fit_profile(gdir, engine, gpu, nccl, man):
+    p = Profile(gdir, engine, gpu)
+    old = old_curves()
+    log(f'\n=== {p.id}')
+    ld = lambda t: load(gdir, engine, t)
+    # GEMM
+    g = ld('gemm')
+    for name, fam in gemm_families(gpu, g).items():
+        measured(p, fam, name, fam.fit(), old[name])
+    # MoE
+    mo = ld('moe')
+    for name, fam in moe_families(gpu, mo).items():
+        measured(p, fam, name, fam.fit(), old[name])
+    p.skew = skew_ratios(mo, {p.fit[f]['kernel'] for f in p.fit if f.startswith('moe_')})
+    # Attention
+    for name, fam in attention_families(gpu, ld('attention_prefill'), ld('attention_decode')).items():
+        measured(p, fam, name, fam.fit(), old[name])
+    # MLA: bmm and cores where measured alone
+    cores = mla_core_families(gpu, ld('mla_prefill_core'), ld('mla_decode_core'), ld('mla_bmm'))
+    for name, fam in cores.items():
+        measured(p, fam, name, fam.fit(), old[name])
+    p._mla_pending = True
+    p._tables = dict(decode=ld('mla_decode_module'), prefill=ld('mla_prefill_module'),
+                     wide_decode=ld('mla_wideep_decode'), wide_prefill=ld('mla_wideep_prefill'))
+    # Collectives: NCCL from the GPU's nccl.csv, the custom all-reduce from the engine's table
+    half = nccl[nccl.nccl_dtype == 'half']
+    ar = half[half.op == 'all_reduce']
+    fam = collective_family('allreduce_nccl', 'nccl.csv', 'NCCL all_reduce (inferred block)', ar, lambda n: 2.0 * (n - 1) / n, gpu)
+    fam._gpu = gpu
+    measured(p, fam, 'allreduce_nccl', fit_collective(fam), old['allreduce_nccl'])
+    ag = half[half.op.isin(['all_gather', 'reduce_scatter'])]
+    fam = collective_family('allgather', 'nccl.csv', 'NCCL all_gather + reduce_scatter (inferred blocks)', ag, lambda n: (n - 1.0) / n, gpu)
+    fam._gpu = gpu
+    measured(p, fam, 'allgather', fit_collective(fam), old['allgather'])
+    ca = ld('custom_allreduce')
+    if ca is not None:
+        if 'backend' in ca:
+            ca = ca[ca.backend.str.endswith('graph')]
+        ca = ca.assign(bytes=ca.message_size * 2.0)
+        kern = dominant(ca)
+        # Largest message the engine's own kernel handles: above it the engine
+        # hands the message to NCCL, and its table shows NCCL's time. Taken at
+        # 8 GPUs as the largest message still >= 10% faster than NCCL.
+        j = ca[ca.num_gpus == 8].set_index('bytes').latency.to_frame('c').join(
+            ar[ar.num_gpus == 8].set_index('bytes').latency.rename('n'), how='inner')
+        faster = j.index[(j.n / j.c) >= 1.10]
+        cmax = float(faster.max()) if len(faster) else float(j.index.min())
+        cmax_mib = cmax / 2 ** 20
+        x = ca[ca.bytes <= cmax]
+        fam = collective_family('allreduce', 'custom_allreduce.csv', kern, x, lambda n: 2.0 * (n - 1) / n, gpu,
+                                f'messages up to custom_allreduce_max ({cmax_mib:g} MiB)')
+        fam._gpu = gpu
+        measured(p, fam, 'allreduce', fit_collective(fam), old['allreduce'])
+        p.curves['custom_allreduce_max'] = cmax_mib
+        p.fit['custom_allreduce_max'] = dict(table='custom_allreduce.csv', kernel=kern, median=None, p90=None, rows=int(len(j)),
+                                             note=f'largest message at 8 GPUs where the engine\'s all-reduce is >= 10% faster than NCCL all_reduce: {cmax_mib:g} MiB')
+    # All-to-all
+    a = alltoall_rows(engine, gdir)
+    if a is not None:
+        ll, ht, names = a
+        llmax = float(ll.tokens.max())
+        for name, x, src in [('alltoall_ll', ll, names[0]), ('alltoall_ht', ht, names[1])]:
+            c = fit_alltoall(x, gpu)
+            fam = Family(name, src.split(' ')[0], src, x, alltoall_meas(x), lambda c, x=x: alltoall_pred(c, x, gpu), None,
+                         'dispatch and combine rows; bytes = T*k*h*2*(ep-1)/ep')
+            measured(p, fam, name, c, old[name])
+        p.curves['alltoall_ll_max_tokens'] = llmax
+        p.fit['alltoall_ll_max_tokens'] = dict(table=names[0].split(' ')[0], kernel=names[0], median=None, p90=None, rows=int(len(ll)),
+                                               note=f'largest tokens per GPU the low-latency table measures (the engine\'s low-latency buffer): {llmax:g}')
+    for k, (v, why) in ASSUMED.items():
+        p.curves[k] = v
+        p.fit[k] = dict(fallback=why)
+    return p
+
+
+def fit_mla_modules(p):
+    """mla_overhead from the decode module, mla_prefill_scale from the prefill
+    module, given the parts; where no core table measured the decode core
+    (vLLM), it is fitted jointly with the overhead on the decode module."""
+    t, gpu, old = p._tables, p.gpu, old_curves()
+    dec, pre, dctx = t['decode'], t['prefill'], 'step'
+    src_d, src_p = 'mla_decode_module.csv', 'mla_prefill_module.csv'
+    if dec is None and t['wide_decode'] is not None:
+        # SGLang measures the MLA block in its DP-attention (wide-EP) path only;
+        # there `isl` is the cached context of the decode step.
+        dec, pre, dctx = t['wide_decode'], t['wide_prefill'], 'isl'
+        src_d, src_p = 'mla_wideep_decode.csv', 'mla_wideep_prefill.csv'
+    if dec is not None:
+        ks = dominant(dec)
+        x = dec[dec.kernel_source == ks] if dec.kernel_source.nunique() > 1 and src_d.startswith('mla_wideep') else dec
+        kern = ', '.join(sorted(x.kernel_source.unique()))
+        r = module_rows(x, True, dctx)
+        meas = x.latency.values * 1e-3
+        joint = 'mla_decode_core' not in p.curves
+        if joint:
+            keys = ['eff_compute', 'mem_eff', 'p_half', 'mla_overhead']
+
+            def pred(v, r=r):
+                c = dict(p.curves)
+                c['mla_decode_core'] = dict(eff_compute=v['eff_compute'], mem_eff=v['mem_eff'], p_half=v['p_half'], overhead_us=0.0, per_sequence_us=0.0)
+                return module_parts(c, gpu, True, r) + v['mla_overhead'] * 1e-6
+            fam = Family('mla_overhead', src_d, kern, x, meas, pred,
+                         [('eff_compute', 0.3, 0.01, 1.0), ('mem_eff', 0.8, 0.05, 1.0), ('p_half', 2, 0.01, 1e4), ('mla_overhead', 80, 1, 2000)],
+                         'decode core fitted jointly (no core table)')
+            v = fam.fit()
+            core = dict(eff_compute=v['eff_compute'], mem_eff=v['mem_eff'], p_half=v['p_half'], overhead_us=0.0, per_sequence_us=0.0)
+            oldv = dict(eff_compute=OLD['attn_decode']['eff_compute'], mem_eff=OLD['attn_decode']['mem_eff'], p_half=OLD['attn_decode']['p_half'], mla_overhead=OLD['mla_overhead'])
+            measured(p, fam, 'mla_overhead', v, None)
+            p.curves['mla_overhead'] = v['mla_overhead']
+            p.curves['mla_decode_core'] = core
+            p.fit['mla_decode_core'] = dict(p.fit['mla_overhead'], note='fitted jointly with mla_overhead on the decode module (no mla_decode_core table); fixed costs in mla_overhead')
+            p.old['mla_overhead'] = _old_module(p, True, r, meas)
+            p.old['mla_decode_core'] = p.old['mla_overhead']
+        else:
+            def pred(v, r=r):
+                return module_parts(p.curves, gpu, True, r) + v['mla_overhead'] * 1e-6
+            fam = Family('mla_overhead', src_d, kern, x, meas, pred, [('mla_overhead', 80, 0.1, 2000)])
+            v = fam.fit()
+            measured(p, fam, 'mla_overhead', v, None)
+            p.curves['mla_overhead'] = v['mla_overhead']
+            p.old['mla_overhead'] = _old_module(p, True, r, meas)
+    if pre is not None and 'mla_overhead' in p.curves:
+        if 'mla_prefill_core' not in p.curves:
+            p.curves['mla_prefill_core'] = dict(p.curves['attn_prefill'])
+            p.fit['mla_prefill_core'] = dict(fallback=f'attn_prefill of this profile: {p.engine} runs MLA prefill (qk 192, v 128) with the same '
+                                                      f'prefill attention kernels as GQA ({p.fit["attn_prefill"]["kernel"]}); no mla_prefill_core table')
+        ks = dominant(pre)
+        x = pre[pre.kernel_source == ks] if pre.kernel_source.nunique() > 1 and src_p.startswith('mla_wideep') else pre
+        kern = ', '.join(sorted(x.kernel_source.unique()))
+        r = module_rows(x, False, None)
+        meas = x.latency.values * 1e-3
+        oh = p.curves['mla_overhead']
+
+        parts = module_parts(p.curves, gpu, False, r)
+
+        def pred(v, parts=parts):
+            return np.maximum(v['mla_prefill_scale'] * parts + oh * 1e-6, v['mla_prefill_floor'] * 1e-6)
+        fam = Family('mla_prefill_scale', src_p, kern, x, meas, pred, [('mla_prefill_scale', 1.0, 0.05, 20), ('mla_prefill_floor', 50, 0.1, 5000)],
+                     'max(scale x parts + mla_overhead, floor)')
+        v = fam.fit()
+        measured(p, fam, 'mla_prefill_scale', v, None)
+        p.curves['mla_prefill_scale'] = v['mla_prefill_scale']
+        p.curves['mla_prefill_floor'] = v['mla_prefill_floor']
+        p.fit['mla_prefill_floor'] = dict(p.fit['mla_prefill_scale'], note='fitted with mla_prefill_scale')
+        p.old['mla_prefill_scale'] = _old_module(p, False, r, meas)
+
+
+def _old_module(p, decode, r, meas):
+    c = old_curves()
+    pred = module_parts(c, p.gpu, decode, r)
+    pred = (pred if decode else OLD['mla_prefill_scale'] * pred) + OLD['mla_overhead'] * 1e-6
+    e = err_stats(pred, meas)
+    return e[0], e[1]
+
+
+# ---------------------------------------------------------------- fallbacks
+def gpu_distance(a, b):
+    return (abs(np.log(a.peak['bf16'] / b.peak['bf16'])) + abs(np.log(a.bw / b.bw)) + (0 if a.fp4 == b.fp4 else 1))
+
+
+def fill_fallbacks(profiles):
+    for p in profiles:
+        for fam, _ in FAMILIES:
+            if fam in p.fit:
+                continue
+            cands = [q for q in profiles if q is not p and fam in q.fit and 'fallback' not in q.fit[fam]]
+            same_engine = sorted([q for q in cands if q.engine == p.engine], key=lambda q: gpu_distance(p.gpu, q.gpu))
+            same_gpu = sorted([q for q in cands if q.gpu.id == p.gpu.id], key=lambda q: ENGINES.index(q.engine))
+            if fam in ('gemm_fp4', 'moe_fp4') and not p.gpu.fp4:
+                src, why = (same_engine or same_gpu or [None])[0], f'unused on {p.gpu.id} (no FP4 tensor cores: nvfp4 runs weight-only); kept for GPUs scaled from this profile'
+            elif same_engine:
+                src, why = same_engine[0], f'no {p.engine} rows for it on {p.gpu.id}'
+            elif same_gpu:
+                src, why = same_gpu[0], f'{p.engine} has no rows for it on any GPU'
+            else:
+                raise SystemExit(f'{p.id}: no source for {fam}')
+            p.curves[fam] = src.curves[fam]
+            p.fit[fam] = dict(fallback=f'{src.id} value ({why})')
+            log(f'  {p.id}: {fam} <- {src.id} ({why})')
+
+
+# ---------------------------------------------------------------- output
+def fmt(v):
+    if isinstance(v, float):
+        return f'{v:.4g}' if abs(v) < 1e4 else f'{v:.1f}'
+    return str(v)
+
+
+def toml_table(name, d, comment=None):
     out = []
-    for bpe in [1, 2]:
-        by = base*bpe
-        fn = lambda p: p[0]*1e-6 + by/(p[1]*1e9)
-        p = fit_log(fn, [30, 100], [0.1, 0.1], [5000, 5000], meas)
-        out.append((bpe, p, fn(p)))
-    bpe, p, pr = out[0]
-    big = x.num_tokens.values >= 4096
-    print(f'{be:22s} {ph:8s}: lat={p[0]:6.1f}us  bw(1B/elem)={p[1]:6.1f}GB/s  bw(2B/elem)={out[1][1][1]:6.1f}GB/s  {fmt_err(pr, meas)}'
-          f'  | T>=4096: {fmt_err(pr[big], meas[big])} | T range {x.num_tokens.min()}-{x.num_tokens.max()}')
-    RES[f'deepep_{be}_{ph}'] = dict(lat_us=p[0], bw1=p[1], bw2=out[1][1][1], err=err_stats(pr, meas))
-# dispatch/combine ratio at large T
-kk = ['comm_backend', 'hidden_size', 'topk', 'num_experts', 'num_tokens']
-big = a2[a2.num_tokens >= 4096]
-j = big[big.phase == 'combine'].groupby(kk).latency.median().rename('c').to_frame().join(big[big.phase == 'dispatch'].groupby(kk).latency.median().rename('d'), how='inner').reset_index()
-print('combine/dispatch latency ratio at T>=4096 by backend:', (j.c/j.d).groupby(j.comm_backend).median().round(2).to_dict())
-with open('results.json', 'w') as fh:
-    json.dump(RES, fh, indent=1, default=lambda o: o if not isinstance(o, tuple) else list(o))
+    if comment:
+        out.append(f'# {comment}')
+    out.append(f'[kernels.{name}]')
+    for k, v in d.items():
+        if isinstance(v, list):
+            out.append(f'{k} = [{", ".join(fmt(x) for x in v)}]')
+        else:
+            out.append(f'{k} = {fmt(v)}')
+    return '\n'.join(out)
+
+
+def kernel_comment(p, fam):
+    f = p.fit[fam]
+    if 'fallback' in f:
+        return 'fallback: ' + f['fallback']
+    return f'{f["table"]}: {f["kernel"]}' + (f' ({f["note"]})' if f.get('note') else '')
+
+
+def versions(gdir, engine, man):
+    files = {k: v for k, v in man.items() if k.startswith(f'{gdir}/{engine}/')}
+    vs = {}
+    for k, v in files.items():
+        ver = v['source'].split('/')[3]
+        vs.setdefault(ver, []).append(os.path.basename(k))
+    main = max(vs, key=lambda v: len(vs[v]))
+    return main, vs, files
+
+
+def write_profile(p, man, nccl_ver):
+    ver, vs, files = versions(p.gdir, p.engine, man)
+    others = '; '.join(f'{", ".join(sorted(t))} from {v}' for v, t in vs.items() if v != ver)
+    name = {'vllm': 'vLLM', 'sglang': 'SGLang', 'trtllm': 'TensorRT-LLM'}[p.engine]
+    source = (f'{name} {ver} kernels measured on {p.gpu.name} (AIConfigurator 0.12.0 database), '
+              f'fitted by tools/calibration/fit.py; docs/calibration.md')
+    p.tables_note = f'{len(files)} tables of {name} {ver}{" (" + others + ")" if others else ""}, NCCL {nccl_ver}'
+    L = [f'# Calibration profile: {name} {ver} kernels on {p.gpu.name}.',
+         '# Generated by tools/calibration/fit.py from ../shared/calibration/' + f'{p.gdir}/{p.engine}/ and {p.gdir}/nccl.csv;',
+         '# do not edit by hand. Forms and errors: docs/calibration.md.',
+         f'# Measurements: {p.tables_note}.',
+         f'id = "{p.id}"', f'gpu = "{p.gpu.id}"', f'engine = "{p.engine}"', f'engine_version = "{ver}"', f'source = "{source}"', '',
+         '[kernels]',
+         f'mla_overhead_us = {fmt(p.curves["mla_overhead"])}',
+         f'mla_prefill_scale = {fmt(p.curves["mla_prefill_scale"])}',
+         f'mla_prefill_floor_us = {fmt(p.curves["mla_prefill_floor"])}',
+         f'custom_allreduce_max_mib = {fmt(float(p.curves["custom_allreduce_max"]))}',
+         f'alltoall_ll_max_tokens = {fmt(float(p.curves["alltoall_ll_max_tokens"]))}',
+         f'network_eff = {fmt(p.curves["network_eff"])}',
+         f'elementwise_overhead_us = {fmt(p.curves["elementwise_overhead"])}',
+         '# ' + ' | '.join(f'{k}: {kernel_comment(p, k)}' for k in ['mla_overhead', 'mla_prefill_scale']),
+         '# custom_allreduce_max: ' + kernel_comment(p, 'custom_allreduce_max'),
+         '# alltoall_ll_max_tokens: ' + kernel_comment(p, 'alltoall_ll_max_tokens'), '']
+    for fam, _ in FAMILIES:
+        v = p.curves[fam]
+        if isinstance(v, dict):
+            d = dict(v)
+            if fam.startswith('gemm') or fam == 'mla_bmm':
+                d.setdefault('quant_eff', 0.0)
+                d = {k: d[k] for k in ['eff_max', 'm_half', 'mem_eff', 'overhead_us', 'quant_eff']}
+                if fam == 'mla_bmm':
+                    d.pop('quant_eff')
+            L.append(toml_table(fam, d, kernel_comment(p, fam)))
+            L.append('')
+    L.append('# Median / p90 |predicted/measured - 1| of each family on its rows; a')
+    L.append('# family no table identifies says where its value comes from.')
+    L.append('[fit]')
+    for fam, _ in FAMILIES:
+        f = p.fit[fam]
+        if 'fallback' in f:
+            L.append(f'{fam} = {{ table = "fallback", fallback = "{f["fallback"]}" }}')
+        elif f['median'] is None:
+            L.append(f'{fam} = {{ table = "{f["table"]}", rows = {f["rows"]}, note = "{f["note"]}" }}')
+        else:
+            note = f', note = "{f["note"]}"' if f.get('note') else ''
+            L.append(f'{fam} = {{ table = "{f["table"]}", median = {f["median"]:.3f}, p90 = {f["p90"]:.3f}, rows = {f["rows"]}, kernel = "{f["kernel"]}"{note} }}')
+    path = os.path.join(PROFILES, p.id + '.toml')
+    with open(path, 'w') as fh:
+        fh.write('\n'.join(L) + '\n')
+    log(f'wrote {os.path.relpath(path, REPO)}')
+    p.version, p.source = ver, source
+
+
+def pct(e):
+    return '–' if e is None or e[0] is None else f'{100 * e[0]:.1f} / {100 * e[1]:.1f}%'
+
+
+FORMS = open(os.path.join(HERE, 'forms.md')).read()
+
+
+def write_docs(profiles, nccl_info):
+    L = ['# Calibration: one profile per GPU × engine', '',
+         'Generated by `python3 tools/calibration/fit.py` (reads `../shared/calibration`, writes',
+         '`crates/moeplan/profiles/<gpu>-<engine>.toml` and this file). Do not edit by hand.', '',
+         FORMS, '',
+         '## NCCL: which block of `nccl.csv` is which collective', '',
+         '`nccl.csv` has no `op` column: for every (dtype, num_gpus) the message-size sweep appears',
+         'four times in contiguous blocks, one per collective, in the same order on every GPU. The',
+         'order was inferred from bandwidth behaviour and `fit.py` re-checks it on every run:', '',
+         '- a reduction (all_reduce, reduce_scatter) adds elements: at equal bytes int8 has twice the',
+         '  elements of half and runs slower; data movement (all_gather, alltoall) does not care;',
+         '- all_reduce moves 2(n−1)/n of the message, the others (n−1)/n: it has the lowest algorithm',
+         '  bandwidth (bytes / time) of the four at every n, about half the others at n = 2;',
+         '- alltoall is one step of n−1 parallel sends, so its small-message latency hardly grows with',
+         '  n, while ring all_gather pays n−1 steps.', '',
+         '| GPU | block order | int8/half algbw (per block) | small-message latency n=8 / n=2 (per block) |',
+         '|---|---|---|---|']
+    for gdir, (order, ev) in nccl_info.items():
+        L.append(f'| {GPU_IDS[gdir]} | {", ".join(order)} | ' + ', '.join(f'{ev[o]["reduction"]:.2f}' for o in order)
+                 + ' | ' + ', '.join(f'{ev[o]["lat_growth"]:.2f}' for o in order) + ' |')
+    L += ['', 'all_gather and reduce_scatter rows (half) fit the `allgather` curve together (the model uses',
+          'it for both); all_reduce rows (half) fit `allreduce_nccl`; alltoall rows are not used (expert',
+          'all-to-all runs DeepEP, fitted from the engines\' own tables).', '']
+    # Summary of main families
+    L += ['## Summary: median / p90 |error| of the main families', '',
+          'Each cell: this profile\'s fit on its own rows; below it, in brackets, the previous H100 vLLM',
+          'curves (the one profile moeplan had) applied to the same rows with this GPU\'s datasheet peaks.',
+          '"fallback" marks a family no table of this engine identifies (see each profile).', '']
+    main = ['gemm_bf16', 'gemm_fp8', 'gemm_fp4', 'moe_bf16', 'moe_fp8', 'moe_fp8_ep', 'moe_int4', 'moe_mxfp4', 'moe_fp4',
+            'attn_prefill', 'attn_decode', 'mla_overhead', 'mla_prefill_scale', 'allreduce', 'alltoall_ll', 'alltoall_ht']
+    L.append('| family | ' + ' | '.join(p.id for p in profiles) + ' |')
+    L.append('|---|' + '---|' * len(profiles))
+    for fam in main:
+        cells = []
+        for p in profiles:
+            f = p.fit[fam]
+            if 'fallback' in f:
+                cells.append('fallback')
+            else:
+                o = p.old.get(fam)
+                cells.append(pct((f['median'], f['p90'])) + (f'<br>[{pct(o)}]' if o else ''))
+        label = {'mla_overhead': 'MLA decode module', 'mla_prefill_scale': 'MLA prefill module'}.get(fam, fam)
+        L.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    L.append('')
+    L.append('`mla_overhead` / `mla_prefill_scale` rows are the whole MLA block (module tables) as the model sums it.')
+    L.append('')
+    # Routing skew
+    L += ['## Skewed routing', '',
+          'The op model is fitted on balanced routing; `serving.rs` adds the load imbalance of skewed',
+          'routing (its `REFERENCE_SKEW`). For scale, the measured skewed/balanced latency of the',
+          'fitted MoE kernels on exactly matched configurations, and the compact form',
+          'ratio ≈ 1 + a·log2(ep + 1)·(1 − exp(−tpe/t0)) (tpe = T·k/E):', '',
+          '| profile | skew | pairs | a | t0 | error | median ratio, T > 4096 and ep ≥ 16 | median ratio, T ≤ 128 |',
+          '|---|---|---|---|---|---|---|---|']
+    for p in profiles:
+        for dist, r in p.skew.items():
+            big = '–' if r['big'] is None else f"{r['big']:.2f}"
+            L.append(f'| {p.id} | {dist} | {r["pairs"]} | {r["a"]:.3f} | {r["t0"]:.0f} | {pct(r["err"])} | {big} | {r["small"]:.2f} |')
+    L.append('')
+    # Default engine per GPU
+    L += ['## Default engine per GPU', '',
+          'With no engine named (`Engine::Neutral`) `profile::resolve` takes the profile of the engine that',
+          'fits the GPU best: the lowest mean of the per-family median errors over the families every',
+          'engine of that GPU measured (fallbacks and assumptions excluded).', '',
+          '| GPU | ' + ' | '.join(ENGINES) + ' | default |', '|---|' + '---|' * (len(ENGINES) + 1)]
+    for gid in dict.fromkeys(p.gpu.id for p in profiles):
+        ps = [p for p in profiles if p.gpu.id == gid]
+        common = set.intersection(*[{f for f, v in p.fit.items() if 'fallback' not in v and v.get('median') is not None} for p in ps])
+        score = {p.engine: np.mean([p.fit[f]['median'] for f in common]) for p in ps}
+        best = min(score, key=lambda e: (score[e], ENGINES.index(e)))
+        L.append(f'| {gid} | ' + ' | '.join(f'{100 * score[e]:.1f}%' if e in score else '–' for e in ENGINES) + f' | {best} |')
+    L.append('')
+    # Per profile
+    for p in profiles:
+        L += [f'## {p.id}', '', f'{p.source}. Measurements: {p.tables_note}.', '',
+              '| family | table | kernel_source fitted | values | median / p90 | rows | old H100-vLLM curves |',
+              '|---|---|---|---|---|---|---|']
+        for fam, what in FAMILIES:
+            f = p.fit[fam]
+            v = p.curves[fam]
+            vals = ', '.join(f'{k} {fmt(x) if not isinstance(x, list) else "[" + ", ".join(fmt(y) for y in x) + "]"}' for k, x in v.items()) if isinstance(v, dict) else fmt(v)
+            if 'fallback' in f:
+                L.append(f'| `{fam}` | fallback | {f["fallback"]} | {vals} | – | – | – |')
+            else:
+                note = f' ({f["note"]})' if f.get('note') else ''
+                L.append(f'| `{fam}` | {f["table"]} | {f["kernel"]}{note} | {vals} | '
+                         f'{pct((f["median"], f["p90"])) if f["median"] is not None else "–"} | {f["rows"]} | {pct(p.old.get(fam))} |')
+        L.append('')
+    with open(os.path.join(REPO, 'docs', 'calibration.md'), 'w') as fh:
+        fh.write('\n'.join(L))
+    log('wrote docs/calibration.md')
+
+
+def main():
+    if not os.path.isdir(DATA):
+        sys.exit(f'{DATA} not found')
+    man = manifest()
+    profiles, nccl_info = [], {}
+    for gdir in [d for d in GPU_IDS if os.path.isdir(os.path.join(DATA, d))]:
+        gpu = Gpu(GPU_IDS[gdir])
+        nc, order, ev = nccl_ops(load(gdir, None, 'nccl'))
+        nccl_info[gdir] = (order, ev)
+        log(f'{gdir}: nccl blocks {order}')
+        for engine in ENGINES:
+            if os.path.isdir(os.path.join(DATA, gdir, engine)):
+                p = fit_profile(gdir, engine, gpu, nc, man)
+                fit_mla_modules(p)
+                profiles.append(p)
+    fill_fallbacks(profiles)
+    nccl_ver = {d: man[f'{d}/nccl.csv']['source'].split('/')[3] for d in nccl_info}
+    for p in profiles:
+        write_profile(p, man, nccl_ver[p.gdir])
+    write_docs(profiles, nccl_info)
+
+
+if __name__ == '__main__':
+    main()

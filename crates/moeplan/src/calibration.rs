@@ -5,10 +5,12 @@
 //! efficiency)) + fixed cost`. The efficiencies depend on shape (a GEMM with
 //! few rows cannot fill the tensor cores) and are fitted, a few
 //! interpretable parameters per kernel family, to measured kernel timings by
-//! `tools/calibration/fit.py`. The fitted values are data: each calibration
-//! profile (`crate::profile`, files in `crates/moeplan/profiles/`) carries
-//! one `Calibration` in its `[kernels]` tables, with the file and engine
-//! version it came from and the fit error of each family.
+//! `tools/calibration/fit.py` to the kernels each engine runs
+//! (`docs/calibration.md`). The fitted values are data: each calibration
+//! profile (`crate::profile`, one file per GPU × engine in
+//! `crates/moeplan/profiles/`) carries one `Calibration` in its `[kernels]`
+//! tables, with the tables and engine version it came from and the fit error
+//! of each family.
 //!
 //! In a profile file, times are plain numbers in microseconds under keys
 //! ending in `_us`, bandwidth fractions are relative to the GPU's datasheet
@@ -68,7 +70,8 @@ pub struct GemmCurve {
     #[serde(rename = "overhead_us", with = "micros")]
     pub overhead: Seconds,
     /// HBM fraction of the activation-quantisation pass (3 bytes per input
-    /// element) of fp8 GEMMs; 0 when there is none.
+    /// element) of fp8/fp4 GEMMs; 0 (or absent) when there is none.
+    #[serde(default)]
     pub quant_eff: f64,
 }
 
@@ -156,7 +159,10 @@ impl CollectiveCurve {
     }
 }
 
-/// Expert-parallel dispatch/combine (DeepEP): `latency + bytes / (link · eff)`.
+/// Expert-parallel dispatch/combine (DeepEP): `latency + bytes / (link · eff)`,
+/// with bytes the bf16 payload of k copies of each token, `T·k·h·2·(ep−1)/ep`.
+/// An `eff` above 1 means the engine moves less than that (FP8 dispatch, one
+/// copy per destination rank rather than per expert).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllToAllCurve {
@@ -166,9 +172,9 @@ pub struct AllToAllCurve {
     /// Fixed cost of one combine.
     #[serde(rename = "combine_latency_us", with = "micros")]
     pub combine_latency: Seconds,
-    /// Fraction of per-direction link bandwidth a dispatch reaches.
+    /// Fraction of per-direction link bandwidth a dispatch reaches (on the bf16 k-copy payload).
     pub dispatch_eff: f64,
-    /// Fraction of per-direction link bandwidth a combine reaches.
+    /// Fraction of per-direction link bandwidth a combine reaches (on the bf16 k-copy payload).
     pub combine_eff: f64,
 }
 
@@ -180,38 +186,52 @@ pub struct Calibration {
     pub gemm_bf16: GemmCurve,
     /// FP8 (block-scaled) GEMMs.
     pub gemm_fp8: GemmCurve,
-    /// BF16 fused MoE (vLLM Triton).
+    /// NVFP4 GEMMs on FP4 tensor cores (Blackwell). Unused on GPUs without
+    /// them, where 4-bit weights run weight-only through `gemm_bf16`.
+    pub gemm_fp4: GemmCurve,
+    /// BF16 fused MoE.
     pub moe_bf16: MoeCurve,
-    /// FP8 block-scaled fused MoE, vLLM Triton kernel (tokens replicated
-    /// over a TP group, no expert parallelism).
+    /// FP8 block-scaled fused MoE, the kernel the engine runs without expert
+    /// parallelism (tokens replicated over a TP group; vLLM on Hopper: Triton).
     pub moe_fp8: MoeCurve,
-    /// FP8 block-scaled grouped GEMM of the FlashInfer/TensorRT-LLM Cutlass
-    /// MoE, what engines run under expert parallelism.
-    pub moe_fp8_cutlass: MoeCurve,
-    /// INT4 weight-only fused MoE (Marlin).
+    /// FP8 block-scaled fused MoE under expert parallelism, fed by the
+    /// all-to-all (vLLM on Hopper: the FlashInfer-Cutlass grouped GEMM).
+    pub moe_fp8_ep: MoeCurve,
+    /// INT4 weight-only fused MoE (Marlin, or the engine's own).
     pub moe_int4: MoeCurve,
-    /// MXFP4 weight-only fused MoE on GPUs without FP4 tensor cores (OAI
-    /// Triton `matmul_ogs`, vLLM's gpt-oss path on Hopper).
+    /// MXFP4 weight-only (w4a16) fused MoE, the engine's gpt-oss kernel (OAI
+    /// Triton on Hopper, FlashInfer TRT-LLM MXFP4×BF16 on Blackwell); 16-bit math.
     pub moe_mxfp4: MoeCurve,
-    /// NVFP4 weights on GPUs without FP4 tensor cores (FP4 Marlin; the
-    /// mxfp4 Marlin fit stands for it).
+    /// NVFP4 fused MoE on FP4 tensor cores (Blackwell).
+    pub moe_fp4: MoeCurve,
+    /// NVFP4 weights on GPUs without FP4 tensor cores (FP4 Marlin; the mxfp4
+    /// Marlin fit stands for it).
     pub moe_fp4_marlin: MoeCurve,
-    /// Prefill attention.
+    /// Prefill attention (GQA/MHA).
     pub attn_prefill: AttentionPrefillCurve,
-    /// Decode attention.
+    /// Decode attention (GQA/MHA).
     pub attn_decode: AttentionDecodeCurve,
+    /// MLA prefill attention core, non-absorbed (qk = nope + rope, v).
+    pub mla_prefill_core: AttentionPrefillCurve,
+    /// MLA decode attention core, absorbed over the latent KV (one KV head).
+    pub mla_decode_core: AttentionDecodeCurve,
+    /// MLA absorb BMMs (per-head W_UK and W_UV, bf16).
+    pub mla_bmm: GemmCurve,
     /// Fixed cost of a whole MLA block beyond its parts (norms, RoPE, cache write).
     #[serde(rename = "mla_overhead_us", with = "micros")]
     pub mla_overhead: Seconds,
     /// MLA prefill runs this much slower than the sum of its parts.
     pub mla_prefill_scale: f64,
-    /// All-reduce up to `custom_allreduce_max`: vLLM's custom all-reduce
-    /// captured in a CUDA graph.
+    /// Smallest time of an MLA block in a prefill step (host-bound launches
+    /// of an eager prefill block); the block costs max(scaled parts + fixed cost, floor).
+    #[serde(rename = "mla_prefill_floor_us", with = "micros")]
+    pub mla_prefill_floor: Seconds,
+    /// All-reduce up to `custom_allreduce_max`: the engine's own all-reduce
+    /// (vLLM/SGLang custom all-reduce in a CUDA graph, TensorRT-LLM's AUTO strategy).
     pub allreduce: CollectiveCurve,
-    /// All-reduce above `custom_allreduce_max`: NCCL ring/tree.
+    /// All-reduce above `custom_allreduce_max`: NCCL.
     pub allreduce_nccl: CollectiveCurve,
-    /// Largest message the custom all-reduce takes (vLLM: 8 MiB); larger
-    /// ones go to NCCL.
+    /// Largest message the engine's own all-reduce takes; larger ones go to NCCL.
     #[serde(rename = "custom_allreduce_max_mib", with = "mib")]
     pub custom_allreduce_max: Bytes,
     /// All-gather / reduce-scatter (NCCL).
@@ -220,6 +240,9 @@ pub struct Calibration {
     pub alltoall_ll: AllToAllCurve,
     /// High-throughput all-to-all (prefill-sized batches).
     pub alltoall_ht: AllToAllCurve,
+    /// Tokens per GPU up to which the engine dispatches in low-latency mode
+    /// (its low-latency buffer); above, high-throughput mode.
+    pub alltoall_ll_max_tokens: f64,
     /// Fraction of the network bandwidth an inter-node transfer reaches
     /// (no inter-node measurements: an assumption, stated as such).
     pub network_eff: f64,
@@ -275,14 +298,25 @@ impl Default for ServingParams {
 }
 
 impl Calibration {
-    fn moe_curves_mut(&mut self) -> [&mut MoeCurve; 6] {
+    fn moe_curves_mut(&mut self) -> [&mut MoeCurve; 7] {
         [
             &mut self.moe_bf16,
             &mut self.moe_fp8,
-            &mut self.moe_fp8_cutlass,
+            &mut self.moe_fp8_ep,
             &mut self.moe_int4,
             &mut self.moe_mxfp4,
+            &mut self.moe_fp4,
             &mut self.moe_fp4_marlin,
+        ]
+    }
+
+    /// The GEMM-shaped curves (dense GEMMs and the MLA absorb BMMs).
+    pub fn gemm_curves_mut(&mut self) -> [&mut GemmCurve; 4] {
+        [
+            &mut self.gemm_bf16,
+            &mut self.gemm_fp8,
+            &mut self.gemm_fp4,
+            &mut self.mla_bmm,
         ]
     }
 
@@ -293,7 +327,7 @@ impl Calibration {
         let mut c = self.clone();
         let mut parts = Vec::new();
         if let Some(m) = mfu {
-            for g in [&mut c.gemm_bf16, &mut c.gemm_fp8] {
+            for g in c.gemm_curves_mut() {
                 g.eff_max = m;
                 g.m_half = 0.0;
             }
@@ -301,24 +335,29 @@ impl Calibration {
                 g.eff_max = m;
                 g.tpe_half = 0.0;
             }
-            c.attn_prefill.eff_max = m;
-            c.attn_prefill.isl_half = 0.0;
-            c.attn_prefill.cta_half = 0.0;
+            for a in [&mut c.attn_prefill, &mut c.mla_prefill_core] {
+                a.eff_max = m;
+                a.isl_half = 0.0;
+                a.cta_half = 0.0;
+            }
             c.attn_decode.eff_compute = m;
+            c.mla_decode_core.eff_compute = m;
             parts.push(format!(
                 "compute at a flat {:.0}% of peak (--mfu)",
                 m * 100.0
             ));
         }
         if let Some(b) = bandwidth {
-            for g in [&mut c.gemm_bf16, &mut c.gemm_fp8] {
+            for g in c.gemm_curves_mut() {
                 g.mem_eff = b;
             }
             for g in c.moe_curves_mut() {
                 g.mem_eff = b;
             }
-            c.attn_decode.mem_eff = b;
-            c.attn_decode.p_half = 0.0;
+            for a in [&mut c.attn_decode, &mut c.mla_decode_core] {
+                a.mem_eff = b;
+                a.p_half = 0.0;
+            }
             parts.push(format!(
                 "memory at a flat {:.0}% of bandwidth (--bandwidth-utilization)",
                 b * 100.0

@@ -126,12 +126,28 @@ pub fn loss(samples: &[&Sample], sv: &ServingParams) -> f64 {
     samples.iter().map(|s| s.loss(sv)).sum::<f64>() / samples.len() as f64
 }
 
+/// How far a parameter set strays from what the kernel tables and the
+/// engines' architecture say, added to the mean loss: the kernel-time
+/// ratios are measured as 1 by the tables (a factor 2 off costs about as
+/// much as a 10% error on every run), and the scheduler's own time per step
+/// is a few hundred microseconds (2 ms costs as much). Without it, runs
+/// that cannot tell a slow kernel from a fixed per-step cost let the fit
+/// trade one for the other.
+pub fn prior(p: &ServingParams) -> f64 {
+    const WEIGHT: f64 = 0.1;
+    let ln2 = |x: f64| (x.max(1e-6).ln() / std::f64::consts::LN_2).powi(2);
+    WEIGHT * (ln2(p.prefill_scale) + ln2(p.decode_scale) + (p.step_overhead.ms() / 2.0).powi(2))
+}
+
 /// The serving parameters that fit `samples` best, starting from `start`.
 pub fn fit_serving(samples: &[&Sample], start: &ServingParams) -> ServingParams {
     if samples.is_empty() {
         return *start;
     }
-    let f = |x: &[f64; 6]| loss(samples, &decode(x));
+    let f = |x: &[f64; 6]| {
+        let p = decode(x);
+        loss(samples, &p) + prior(&p)
+    };
     let mut best = encode(start);
     // Restarts shake the simplex loose from the kinks of an L1 objective.
     for _ in 0..3 {

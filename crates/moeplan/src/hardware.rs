@@ -91,8 +91,8 @@ impl Gpu {
 /// Efficiencies a GPU spec states (`[efficiency]`), overriding its profile's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct EfficiencyOverrides {
-    /// Fraction of the 16-bit peak a large GEMM reaches (FP8 GEMMs keep
-    /// their profile's ratio to it).
+    /// Fraction of the 16-bit peak a large GEMM reaches (FP8 and FP4 GEMMs
+    /// keep their profile's ratio to it).
     pub gemm_max: Option<f64>,
     /// A flat fraction of HBM bandwidth for every memory-bound kernel.
     pub memory: Option<f64>,
@@ -106,9 +106,11 @@ impl EfficiencyOverrides {
     /// Applies the overrides to a profile's curves.
     pub fn apply(&self, cal: &mut Calibration) {
         if let Some(m) = self.gemm_max {
-            let ratio = cal.gemm_fp8.eff_max / cal.gemm_bf16.eff_max;
+            let bf16 = cal.gemm_bf16.eff_max;
+            for g in [&mut cal.gemm_fp8, &mut cal.gemm_fp4] {
+                g.eff_max = m * g.eff_max / bf16;
+            }
             cal.gemm_bf16.eff_max = m;
-            cal.gemm_fp8.eff_max = m * ratio;
         }
         if let Some(m) = self.memory {
             *cal = cal.flat(None, Some(m));

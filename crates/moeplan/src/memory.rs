@@ -19,9 +19,9 @@ use std::ops::Range;
 
 /// A serving engine whose scheduler defaults an estimate can assume.
 ///
-/// The engines run the same kinds of kernels here (the curves are fitted to
-/// vLLM's); what differs, and changes what a user measures, is their
-/// scheduler: the tokens one step may carry, how many requests may run at
+/// Each engine's kernels have their own calibration profile per GPU
+/// (`crate::profile`); what the preset sets, and changes what a user
+/// measures beyond kernel speed, is the engine's scheduler: the tokens one step may carry, how many requests may run at
 /// once (the rest wait for a slot, and their wait is part of TTFT), and the
 /// share of memory they take. Each preset is the engine's documented
 /// default; every figure can be overridden by a flag.

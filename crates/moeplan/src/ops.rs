@@ -288,15 +288,16 @@ impl<'a> CostContext<'a> {
         charge_overhead: bool,
     ) -> Op {
         let (precision, peak) = self.gpu.peak_for(w.preferred_compute());
-        let curve: &GemmCurve = if matches!(precision, Precision::Fp8 | Precision::Fp4) {
-            &self.cal.gemm_fp8
-        } else {
-            &self.cal.gemm_bf16
+        let curve: &GemmCurve = match precision {
+            Precision::Fp8 => &self.cal.gemm_fp8,
+            Precision::Fp4 => &self.cal.gemm_fp4,
+            _ => &self.cal.gemm_bf16,
         };
-        let act_bytes = if precision == Precision::Bf16 {
-            2.0
-        } else {
-            1.0
+        // Activations are quantised to the math precision on the fly.
+        let act_bytes = match precision {
+            Precision::Bf16 => 2.0,
+            Precision::Fp4 => DType::Nvfp4.bytes(),
+            _ => 1.0,
         };
         let flop = Flop(2.0 * m * n * k);
         let bytes = Bytes(n * k * w.bytes() + m * k * act_bytes + m * n * 2.0);
@@ -328,6 +329,51 @@ impl<'a> CostContext<'a> {
             flop,
             bytes,
             time: t + quant + overhead,
+            bound,
+            overhead,
+        }
+    }
+
+    /// `heads` independent bf16 GEMMs `[m × k]·[k × n]` in one batched launch
+    /// (MLA's absorb BMMs), with the `mla_bmm` curve: every head reads its
+    /// own weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bmm(
+        &self,
+        name: &'static str,
+        count: u32,
+        heads: f64,
+        m: f64,
+        n: f64,
+        k: f64,
+        charge_overhead: bool,
+    ) -> Op {
+        let c = &self.cal.mla_bmm;
+        let flop = Flop(2.0 * heads * m * n * k);
+        let bytes = Bytes(heads * (n * k + m * k + m * n) * 2.0);
+        let eff = if c.m_half > 0.0 {
+            c.eff_max * m / (m + c.m_half)
+        } else {
+            c.eff_max
+        };
+        let tc = flop / (self.gpu.peak_bf16() * eff.max(1e-6));
+        let tm = bytes / (self.bw() * c.mem_eff);
+        let overhead = if charge_overhead {
+            c.overhead
+        } else {
+            Seconds::ZERO
+        };
+        let (t, bound) = if tc.0 >= tm.0 {
+            (tc, Bound::Compute)
+        } else {
+            (tm, Bound::Memory)
+        };
+        Op {
+            name,
+            count,
+            flop,
+            bytes,
+            time: t + overhead,
             bound,
             overhead,
         }
@@ -530,16 +576,16 @@ impl<'a> CostContext<'a> {
                         ));
                     }
                     if decode > 0.0 {
-                        // Absorbed W_UK and W_UV: per head, bf16 batched GEMMs.
-                        parts.push(self.gemm(
-                            "mla_absorb",
-                            count,
-                            decode * nh,
-                            nope + v,
-                            kvl,
-                            DType::Bf16,
-                            false,
-                        ));
+                        // Absorbed W_UK (q_nope into the latent) and W_UV (latent
+                        // into v): per head, two bf16 batched GEMMs.
+                        let uk = self.bmm("mla_absorb", count, nh, decode, kvl, nope, false);
+                        let uv = self.bmm("mla_absorb", count, nh, decode, v, kvl, false);
+                        parts.push(Op {
+                            flop: uk.flop + uv.flop,
+                            bytes: uk.bytes + uv.bytes,
+                            time: uk.time + uv.time,
+                            ..uk
+                        });
                     }
                     if let Some(ix) = &m.indexer {
                         let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
@@ -553,27 +599,35 @@ impl<'a> CostContext<'a> {
                             false,
                         ));
                     }
-                    let before = parts.len();
                     self.attention_core(count, s, mixer, nh, 1.0, 0.0, &mut parts);
-                    let _ = before;
                     parts.push(self.gemm("o_proj", count, t, h, nh * v, w, false));
-                    let scale = if prefill_tokens > decode {
+                    // A block of mostly prefill tokens: its parts run slower than
+                    // their sum, and no faster than the eager block's floor.
+                    let prefill_block = prefill_tokens > decode;
+                    let scale = if prefill_block {
                         self.cal.mla_prefill_scale
                     } else {
                         1.0
                     };
+                    let mut sum = Seconds::ZERO;
                     for mut p in parts {
                         p.time = p.time * scale;
+                        sum += p.time;
                         ops.push(p);
                     }
+                    let fixed = if prefill_block {
+                        self.cal.mla_overhead.max(self.cal.mla_prefill_floor - sum)
+                    } else {
+                        self.cal.mla_overhead
+                    };
                     ops.push(Op {
                         name: "mla_fixed",
                         count,
                         flop: Flop::ZERO,
                         bytes: Bytes::ZERO,
-                        time: self.cal.mla_overhead,
+                        time: fixed,
                         bound: Bound::Overhead,
-                        overhead: self.cal.mla_overhead,
+                        overhead: fixed,
                     });
                 }
             },
@@ -611,28 +665,38 @@ impl<'a> CostContext<'a> {
             Mixer::Sliding { window } => window as f64,
             _ => f64::INFINITY,
         };
-        // Per query token: FLOP per attended key.
-        let (flop_per_pair, qk_dim) = match &m.attention {
-            Attention::Gqa { .. } => (4.0 * heads * head_dim, head_dim),
+        // Per query token: FLOP per attended key, and the query/key width.
+        // MLA runs in two forms, and engines split a mixed batch by kind:
+        // decode tokens attend absorbed over the latent KV (q·[c_kv, k_rope]
+        // then p·c_kv: 2·heads·(2·kv_lora + rope) FLOP per cached token);
+        // prefill tokens attend with K and V decompressed by kv_b_proj
+        // (2·heads·(nope + rope + v)).
+        let (decode_form, prefill_form) = match &m.attention {
+            Attention::Gqa { .. } => (
+                (4.0 * heads * head_dim, head_dim),
+                (4.0 * heads * head_dim, head_dim),
+            ),
             Attention::Mla {
                 kv_lora_rank,
                 qk_rope_head_dim,
                 qk_nope_head_dim,
                 v_head_dim,
                 ..
-            } => {
-                if s.prefill_seqs > 0.0 && s.decode_seqs == 0.0 {
-                    (
-                        2.0 * heads * (*qk_nope_head_dim + *qk_rope_head_dim + *v_head_dim) as f64,
-                        (*qk_nope_head_dim + *qk_rope_head_dim) as f64,
-                    )
-                } else {
-                    (
-                        2.0 * heads * (2 * kv_lora_rank + qk_rope_head_dim) as f64,
-                        (*kv_lora_rank + *qk_rope_head_dim) as f64,
-                    )
-                }
-            }
+            } => (
+                (
+                    2.0 * heads * (2 * kv_lora_rank + qk_rope_head_dim) as f64,
+                    (*kv_lora_rank + *qk_rope_head_dim) as f64,
+                ),
+                (
+                    2.0 * heads * (*qk_nope_head_dim + *qk_rope_head_dim + *v_head_dim) as f64,
+                    (*qk_nope_head_dim + *qk_rope_head_dim) as f64,
+                ),
+            ),
+        };
+        let (decode_curve, prefill_curve) = if mla {
+            (&self.cal.mla_decode_core, &self.cal.mla_prefill_core)
+        } else {
+            (&self.cal.attn_decode, &self.cal.attn_prefill)
         };
         let topk = m
             .indexer
@@ -642,7 +706,8 @@ impl<'a> CostContext<'a> {
             let b = s.decode_seqs;
             let ctx = (s.decode_context / l.cp as f64).min(window);
             let read = ctx.min(topk);
-            let c = &self.cal.attn_decode;
+            let (flop_per_pair, qk_dim) = decode_form;
+            let c = decode_curve;
             let mut flop = Flop(b * flop_per_pair * read);
             let mut bytes = Bytes(kv_tok.0 * b * read + b * heads * qk_dim.max(head_dim) * 4.0);
             if let Some(ix) = &m.indexer {
@@ -699,7 +764,8 @@ impl<'a> CostContext<'a> {
                 full * s0 + full * (full + 1.0) / 2.0
             };
             let pairs = (pairs_total / l.cp as f64).min(n * topk.max(1.0));
-            let c = &self.cal.attn_prefill;
+            let (flop_per_pair, qk_dim) = prefill_form;
+            let c = prefill_curve;
             let flop = Flop(b * flop_per_pair * pairs);
             let bytes =
                 Bytes(b * n * (2.0 * heads * qk_dim.max(head_dim) * 2.0) + b * n * kv_tok.0);
@@ -822,7 +888,7 @@ impl<'a> CostContext<'a> {
         let rows_mean = group_tokens * k / l.ep as f64;
         let rows = rows_mean * (1.0 + self.load_imbalance);
         let w = m.dtypes.experts;
-        let (precision, peak) = self.gpu.peak_for(w.preferred_compute());
+        let (precision, peak) = self.moe_precision(w);
         let curve: &MoeCurve = self.moe_curve(w, precision);
         let touched = e_local * (1.0 - (1.0 - 1.0 / e).powf(group_tokens * k));
         let tpe = group_tokens * k / e;
@@ -878,7 +944,8 @@ impl<'a> CostContext<'a> {
             // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
             let own = t / tp;
             let payload = Bytes(own * k * h * 2.0 * (l.ep - 1) as f64 / l.ep as f64);
-            let ll = own <= 256.0;
+            // The engine's low-latency mode up to its buffer, else high-throughput.
+            let ll = own <= self.cal.alltoall_ll_max_tokens;
             let c = if ll {
                 &self.cal.alltoall_ll
             } else {
@@ -908,7 +975,7 @@ impl<'a> CostContext<'a> {
                 let reached = nodes * (1.0 - (1.0 - 1.0 / nodes).powf(k));
                 let remote = reached * (nodes - 1.0) / nodes;
                 let fp8 = matches!(
-                    self.gpu.peak_for(m.dtypes.experts.preferred_compute()).0,
+                    self.moe_precision(m.dtypes.experts).0,
                     Precision::Fp8 | Precision::Fp4
                 );
                 let dispatch_elem = if fp8 { 1.0 + 4.0 / 128.0 } else { 2.0 };
@@ -976,25 +1043,36 @@ impl<'a> CostContext<'a> {
         }
     }
 
-    /// The fused-MoE kernel an engine runs for experts stored as `w`
-    /// (computing in `precision`) under this layout:
-    /// - fp8: vLLM's Triton kernel without expert parallelism; with EP the
-    ///   FlashInfer/TensorRT-LLM Cutlass grouped GEMM fed by the all-to-all
-    ///   (the calibration measured Cutlass at every ep > 1, Triton at ep = 1);
-    /// - int4: Marlin;
-    /// - mxfp4 on GPUs without FP4 tensor cores: OAI Triton (vLLM's gpt-oss
-    ///   path on Hopper); nvfp4 there: FP4 Marlin (the mxfp4 Marlin fit);
-    /// - 4-bit on GPUs with FP4 tensor cores: a Cutlass grouped GEMM (the fp8
-    ///   Cutlass fit at the FP4 peak, not measured);
-    /// - anything else: the bf16 Triton kernel.
+    /// The math precision (and peak) of the fused-MoE kernel engines run for
+    /// experts stored as `w`: int4 and mxfp4 kernels are weight-only (w4a16:
+    /// Marlin, OAI Triton, FlashInfer TRT-LLM MXFP4×BF16), so 16-bit math on
+    /// every GPU; nvfp4 runs on FP4 tensor cores where the GPU has them (else
+    /// FP4 Marlin, 16-bit); fp8 in FP8.
+    pub fn moe_precision(&self, w: DType) -> (Precision, FlopPerSecond) {
+        match w {
+            DType::Int4 | DType::Mxfp4 => self.gpu.peak_for(Precision::Bf16),
+            _ => self.gpu.peak_for(w.preferred_compute()),
+        }
+    }
+
+    /// The fused-MoE kernel the profile's engine runs for experts stored as
+    /// `w` (computing in `precision`, see `moe_precision`) under this layout;
+    /// each profile fits these families to that engine's own kernels
+    /// (`docs/calibration.md` names them):
+    /// - fp8: `moe_fp8` without expert parallelism, `moe_fp8_ep` with it
+    ///   (vLLM on Hopper switches from Triton to the FlashInfer-Cutlass
+    ///   grouped GEMM fed by the all-to-all);
+    /// - int4: `moe_int4`; mxfp4: `moe_mxfp4` (the engine's gpt-oss kernel);
+    /// - nvfp4 on FP4 tensor cores: `moe_fp4`; without them: `moe_fp4_marlin`;
+    /// - anything else: `moe_bf16`.
     pub fn moe_curve(&self, w: DType, precision: Precision) -> &MoeCurve {
         let cal = self.cal;
         match w {
-            DType::Fp8 if self.layout.ep > 1 => &cal.moe_fp8_cutlass,
+            DType::Fp8 if self.layout.ep > 1 => &cal.moe_fp8_ep,
             DType::Fp8 => &cal.moe_fp8,
             DType::Int4 => &cal.moe_int4,
-            DType::Mxfp4 | DType::Nvfp4 if precision == Precision::Fp4 => &cal.moe_fp8_cutlass,
             DType::Mxfp4 => &cal.moe_mxfp4,
+            DType::Nvfp4 if precision == Precision::Fp4 => &cal.moe_fp4,
             DType::Nvfp4 => &cal.moe_fp4_marlin,
             _ => &cal.moe_bf16,
         }

@@ -2,14 +2,18 @@
 //!
 //! A profile is a TOML file in `crates/moeplan/profiles/`, embedded in the
 //! binary: the efficiency curves of every kernel family (`[kernels]`, see
-//! `crate::calibration`), the measurement files and engine version they were
-//! fitted to, and each family's fit error (`[fit]`). Adding a GPU, an engine
-//! or an engine version is adding a file and a line in `FILES`.
+//! `crate::calibration`) fitted to that engine's own kernel timings on that
+//! GPU, the measurement tables and engine version they came from, and each
+//! family's fit error (`[fit]`), or where its value comes from when no table
+//! of that engine identifies it. `tools/calibration/fit.py` writes them all
+//! (`docs/calibration.md`). Adding a GPU, an engine or an engine version is
+//! adding a file and a line in `FILES`.
 //!
 //! A GPU without a profile of its own (a catalog card nobody measured, or a
 //! custom card) uses the profile of the nearest measured GPU by datasheet:
-//! the same fractions of its own peaks and bandwidths. The resolved
-//! profile's `source` says which profile and what was scaled.
+//! the same fractions of its own peaks and bandwidths. With no engine named
+//! (`Engine::Neutral`), the engine whose profile fits that GPU best. The
+//! resolved profile's `source` says which profile, why, and what was scaled.
 
 use crate::calibration::{Calibration, ServingParams};
 use crate::dtype::Precision;
@@ -20,21 +24,73 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// The embedded profile files.
-pub const FILES: &[(&str, &str)] = &[(
-    "h100-sxm-vllm",
-    include_str!("../profiles/h100-sxm-vllm.toml"),
-)];
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "h100-sxm-vllm",
+        include_str!("../profiles/h100-sxm-vllm.toml"),
+    ),
+    (
+        "h100-sxm-sglang",
+        include_str!("../profiles/h100-sxm-sglang.toml"),
+    ),
+    (
+        "h100-sxm-trtllm",
+        include_str!("../profiles/h100-sxm-trtllm.toml"),
+    ),
+    (
+        "h200-sxm-vllm",
+        include_str!("../profiles/h200-sxm-vllm.toml"),
+    ),
+    (
+        "h200-sxm-sglang",
+        include_str!("../profiles/h200-sxm-sglang.toml"),
+    ),
+    (
+        "h200-sxm-trtllm",
+        include_str!("../profiles/h200-sxm-trtllm.toml"),
+    ),
+    ("b200-vllm", include_str!("../profiles/b200-vllm.toml")),
+    ("b200-sglang", include_str!("../profiles/b200-sglang.toml")),
+    ("b200-trtllm", include_str!("../profiles/b200-trtllm.toml")),
+];
 
-/// Median and p90 |relative error| of one kernel family's fit on its table.
+/// How one kernel family's value was obtained: its fit error on the table
+/// it was fitted to, or where it comes from when no table identifies it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FitError {
-    /// The measurement table it was fitted to.
+    /// The measurement table it was fitted to, or `fallback`.
     pub table: String,
-    /// Median |predicted/measured − 1|.
-    pub median: f64,
+    /// Median |predicted/measured − 1| (absent for a fallback or a value read off a table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median: Option<f64>,
     /// 90th percentile of the same.
-    pub p90: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<f64>,
+    /// Rows of the table it was fitted to (or read from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// The `kernel_source` fitted: what the engine runs for this family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// How the value was read off its table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Where the value comes from when no table of this engine identifies it
+    /// (another profile's value, or a stated assumption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+}
+
+impl FitError {
+    /// The median error of a family fitted to measurements (None for a
+    /// fallback, an assumption or a value read off a table).
+    pub fn fitted_median(&self) -> Option<f64> {
+        match self.fallback {
+            Some(_) => None,
+            None => self.median,
+        }
+    }
 }
 
 /// One GPU × engine calibration profile.
@@ -53,7 +109,7 @@ pub struct Profile {
     pub source: String,
     /// The fitted kernel curves.
     pub kernels: Calibration,
-    /// Fit error per kernel family.
+    /// Fit error (or fallback) per kernel family.
     #[serde(default)]
     pub fit: BTreeMap<String, FitError>,
 }
@@ -141,30 +197,83 @@ pub fn parse(text: &str) -> Result<Profile, String> {
     Ok(p)
 }
 
-/// The engine whose profile an estimate uses when the user names none:
-/// the engine with a profile measured on this GPU (or the nearest one).
+/// Mean of the per-family median fit errors of `p` over `families`.
+fn mean_median(p: &Profile, families: &[&String]) -> f64 {
+    let v: Vec<f64> = families
+        .iter()
+        .filter_map(|f| p.fit.get(*f).and_then(FitError::fitted_median))
+        .collect();
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The families every profile in `ps` fitted to measurements.
+fn common_families<'p>(ps: &[&'p Profile]) -> Vec<&'p String> {
+    let Some(first) = ps.first() else {
+        return Vec::new();
+    };
+    first
+        .fit
+        .iter()
+        .filter(|(_, e)| e.fitted_median().is_some())
+        .map(|(k, _)| k)
+        .filter(|k| {
+            ps.iter()
+                .all(|p| p.fit.get(*k).and_then(FitError::fitted_median).is_some())
+        })
+        .collect()
+}
+
+/// The engine whose profile an estimate uses when the user names none: of
+/// the engines measured on this GPU (or on the nearest measured GPU), the one
+/// whose profile fits its measurements best, by the mean of the per-family
+/// median errors over the families every one of them fitted.
 pub fn default_engine(gpu: &Gpu) -> Engine {
-    nearest(gpu, None).engine
+    default_choice(gpu).0.engine
+}
+
+/// The default profile for `gpu` and the mean median error that chose it.
+fn default_choice(gpu: &Gpu) -> (&'static Profile, f64, usize) {
+    let measured_on = nearest(gpu, None).gpu.clone();
+    let candidates: Vec<&Profile> = embedded().iter().filter(|p| p.gpu == measured_on).collect();
+    let families = common_families(&candidates);
+    let best = candidates
+        .iter()
+        .min_by(|a, b| {
+            mean_median(a, &families)
+                .total_cmp(&mean_median(b, &families))
+                .then(a.id.cmp(&b.id))
+        })
+        .expect("at least one embedded profile");
+    (best, mean_median(best, &families), candidates.len())
 }
 
 /// The profile of `engine` on `gpu`: its own when measured, else the
 /// nearest measured GPU's for that engine (else for any engine), with the
 /// GPU spec's efficiency overrides applied. `Engine::Neutral` takes the
-/// profile of the default engine.
+/// profile of the default engine (`default_engine`), and its `source` says so.
 pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
-    let wanted = match engine {
-        Engine::Neutral => None,
-        e => Some(e),
+    let base = match engine {
+        Engine::Neutral => default_choice(gpu).0,
+        e => nearest(gpu, Some(e)),
     };
-    let base = nearest(gpu, wanted);
     let mut p = base.clone();
+    if engine == Engine::Neutral {
+        let (_, err, n) = default_choice(gpu);
+        p.source = format!(
+            "{} (no engine named: {}, the best-fitting of the {n} engines measured on {}, mean median kernel error {:.1}%)",
+            p.source,
+            p.engine.name(),
+            p.gpu,
+            err * 100.0
+        );
+    }
     if base.gpu != gpu.id {
         p.source = format!(
             "the {} profile ({}) applied to the {} datasheet peaks and bandwidths; not measured on this GPU",
-            base.id, base.source, gpu.id
+            base.id, p.source, gpu.id
         );
-        p.kernels.source = p.source.clone();
     }
+    p.kernels.source = p.source.clone();
     gpu.efficiency.apply(&mut p.kernels);
     p.kernels.serving = serving_params(engine);
     p
@@ -211,4 +320,96 @@ fn nearest(gpu: &Gpu, engine: Option<Engine>) -> &'static Profile {
     all.iter()
         .min_by(|a, b| distance(a).total_cmp(&distance(b)).then(a.id.cmp(&b.id)))
         .expect("at least one embedded profile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(id: &str) -> Gpu {
+        crate::catalog::gpu(id)
+            .expect("catalog GPU")
+            .expect("loads")
+    }
+
+    /// Every family of the schema has a `[fit]` entry saying how its value
+    /// was obtained, and a fallback never poses as a fit.
+    #[test]
+    fn every_family_says_where_it_comes_from() {
+        let families = match toml::Value::try_from(&embedded()[0].kernels).expect("serialises") {
+            toml::Value::Table(t) => t.keys().cloned().collect::<Vec<_>>(),
+            _ => unreachable!(),
+        };
+        for p in embedded() {
+            assert_eq!(p.id, format!("{}-{}", p.gpu, p.engine.name()));
+            assert!(crate::catalog::gpu(&p.gpu).is_some(), "{}: GPU", p.id);
+            for f in &families {
+                let key = f.trim_end_matches("_us").trim_end_matches("_mib");
+                let e = p
+                    .fit
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{}: no [fit] entry for {key}", p.id));
+                match &e.fallback {
+                    Some(why) => {
+                        assert_eq!(e.table, "fallback", "{}: {key}", p.id);
+                        assert!(e.median.is_none() && !why.is_empty(), "{}: {key}", p.id);
+                    }
+                    None => assert!(e.rows.unwrap_or(0) > 0, "{}: {key} has no rows", p.id),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_measured_gpu_resolves_to_its_own_profiles() {
+        for (g, e) in [
+            ("h100-sxm", Engine::Vllm),
+            ("h200-sxm", Engine::Sglang),
+            ("b200", Engine::Trtllm),
+        ] {
+            let p = resolve(&gpu(g), e);
+            assert_eq!((p.gpu.as_str(), p.engine), (g, e));
+            assert!(!p.source.contains("not measured"), "{}", p.source);
+        }
+    }
+
+    /// With no engine named, the best-fitting engine of the GPU, named in the source.
+    #[test]
+    fn neutral_takes_the_best_fitting_engine() {
+        for g in ["h100-sxm", "h200-sxm", "b200"] {
+            let gpu = gpu(g);
+            let chosen = default_engine(&gpu);
+            let p = resolve(&gpu, Engine::Neutral);
+            assert_eq!(p.engine, chosen);
+            assert!(p.source.contains("best-fitting"), "{}", p.source);
+            let candidates: Vec<&Profile> = embedded().iter().filter(|p| p.gpu == g).collect();
+            assert_eq!(candidates.len(), 3);
+            let families = common_families(&candidates);
+            assert!(
+                families.len() >= 10,
+                "{g}: {} common families",
+                families.len()
+            );
+            for c in &candidates {
+                assert!(mean_median(&p, &families) <= mean_median(c, &families));
+            }
+        }
+    }
+
+    /// Blackwell cards nobody measured take a B200 profile, scaled to their datasheet.
+    #[test]
+    fn unmeasured_blackwell_scales_from_b200() {
+        for g in ["gb200", "b300", "gb300"] {
+            let p = resolve(&gpu(g), Engine::Vllm);
+            assert_eq!((p.gpu.as_str(), p.engine), ("b200", Engine::Vllm), "{g}");
+            assert!(
+                p.source.contains("not measured on this GPU"),
+                "{}",
+                p.source
+            );
+        }
+        let h800 = resolve(&gpu("h800"), Engine::Trtllm);
+        assert_eq!(h800.engine, Engine::Trtllm);
+        assert!(h800.gpu.starts_with('h'), "{}", h800.gpu);
+    }
 }

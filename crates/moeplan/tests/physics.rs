@@ -584,3 +584,67 @@ fn pure_phases_bound_the_mixed_step() {
         );
     }
 }
+
+/// MLA attention in a step that mixes a prefill chunk with decodes: engines
+/// split the batch by kind, so each part is costed in its own form.
+/// DeepSeek-V3 (128 heads, kv_lora 512, rope 64, nope 128, v 128), TP 1:
+/// - decode tokens, absorbed over the latent KV: per cached token and head
+///   q·[c_kv, k_rope] (2·576) + p·c_kv (2·512) = 2·(2·512 + 64) = 2176 FLOP;
+///   × 128 heads = 278,528 per layer, × 61 layers = 17.0 MFLOP per attended
+///   context token;
+/// - prefill tokens, non-absorbed (K, V decompressed by kv_b_proj): per
+///   attended pair and head 2·(128 + 64) + 2·128 = 640 FLOP; × 128 = 81,920
+///   per layer, × 61 = 5.0 MFLOP.
+///
+/// Step: 8 decodes at 4096 tokens of context, one 2048-token prompt.
+/// attention_decode = 8 · 4096 · 278,528 = 9.13 GFLOP per layer;
+/// attention_prefill = 81,920 · 2048·2049/2 = 171.9 GFLOP per layer (in the
+/// absorbed form it would be 278,528 · 2,098,176 = 584.4 GFLOP, 3.4× more).
+#[test]
+fn mla_mixed_step_costs_prefill_non_absorbed() {
+    let mut m = model("deepseek-v3");
+    let layers = m.layers.len() as f64;
+    assert_eq!(layers, 61.0);
+    m.layers.truncate(1);
+    let gpu = catalog::gpu("h200-sxm")
+        .expect("in catalog")
+        .expect("loads");
+    let cal = moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels;
+    let ctx = CostContext::new(&m, &gpu, Layout::default(), 0, 0.0, &cal);
+    let absorbed = 2.0 * 128.0 * (2.0 * 512.0 + 64.0);
+    let non_absorbed = 2.0 * 128.0 * (128.0 + 64.0 + 128.0);
+    assert!(within(absorbed * layers, 17.0e6, 0.005));
+    assert!(within(non_absorbed * layers, 5.0e6, 0.005));
+    let flop = |shape: &StepShape, name: &str| {
+        let mut ops = Vec::new();
+        ctx.attention_core(
+            1,
+            shape,
+            moeplan::model::Mixer::Full,
+            128.0,
+            1.0,
+            0.0,
+            &mut ops,
+        );
+        ops.iter().find(|o| o.name == name).map(|o| o.flop.0)
+    };
+    let mixed = StepShape {
+        decode_seqs: 8.0,
+        decode_context: 4096.0,
+        prefill_seqs: 1.0,
+        prefill_tokens_per_seq: 2048.0,
+        prefill_offset: 0.0,
+        peer_tokens: None,
+    };
+    let pairs = 2048.0 * 2049.0 / 2.0;
+    let decode = flop(&mixed, "attention_decode").expect("decode part");
+    let prefill = flop(&mixed, "attention_prefill").expect("prefill part");
+    assert!(within(decode, 8.0 * 4096.0 * absorbed, 1e-12), "{decode}");
+    assert!(within(prefill, pairs * non_absorbed, 1e-12), "{prefill}");
+    assert!(within(prefill, 171.9e9, 0.001), "{prefill}");
+    // The same parts alone cost the same FLOP as inside the mixed step.
+    let alone = flop(&StepShape::prefill(1.0, 2048.0), "attention_prefill");
+    assert_eq!(alone, Some(prefill));
+    let alone = flop(&StepShape::decode(8.0, 4096.0), "attention_decode");
+    assert_eq!(alone, Some(decode));
+}

@@ -117,5 +117,6 @@ fn gcd(a: usize, b: usize) -> usize {
 /// The power-law exponent reported as "skewed" when the user assumes
 /// uniform routing. 0.5 reproduces the measured slowdown of the fused MoE
 /// kernels under the calibration's power-law routing (×1.3–1.6 at EP 8–32
-/// for prefill-sized batches, docs/calibration-h100.md §2).
+/// for prefill-sized batches of vLLM's H100 kernels; other engines and GPUs
+/// in docs/calibration.md, "Skewed routing").
 pub const REFERENCE_SKEW: f64 = 0.5;
