@@ -296,10 +296,24 @@ pub fn resolve_disaggregated(gpu: &Gpu, engine: Engine) -> Profile {
 /// The profile measured on `gpu`'s id, or on the GPU closest to it by
 /// datasheet (16-bit peak, HBM bandwidth, FP4 support); among equals the
 /// engine asked for wins.
+/// The catalog GPU each embedded profile was measured on (None where the
+/// catalog lacks it), parsed once.
+fn measured_gpus() -> &'static [Option<Gpu>] {
+    static ALL: OnceLock<Vec<Option<Gpu>>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        embedded()
+            .iter()
+            .map(|p| crate::catalog::gpu(&p.gpu).and_then(Result::ok))
+            .collect()
+    })
+}
+
 fn nearest(gpu: &Gpu, engine: Option<Engine>) -> &'static Profile {
     let all = embedded();
-    let distance = |p: &Profile| -> f64 {
-        let measured = crate::catalog::gpu(&p.gpu).and_then(Result::ok);
+    let gpus = measured_gpus();
+    let distance = |i: usize| -> f64 {
+        let p = &all[i];
+        let measured = gpus[i].as_ref();
         let engine_miss = match engine {
             Some(e) if e != p.engine => 100.0,
             _ => 0.0,
@@ -312,14 +326,16 @@ fn nearest(gpu: &Gpu, engine: Option<Engine>) -> &'static Profile {
                     + 1.0
                     + (m.peak_bf16().0 / gpu.peak_bf16().0).ln().abs()
                     + (m.memory_bandwidth.0 / gpu.memory_bandwidth.0).ln().abs()
-                    + if fp4(&m) == fp4(gpu) { 0.0 } else { 1.0 }
+                    + if fp4(m) == fp4(gpu) { 0.0 } else { 1.0 }
             }
             None => engine_miss + 1000.0,
         }
     };
-    all.iter()
-        .min_by(|a, b| distance(a).total_cmp(&distance(b)).then(a.id.cmp(&b.id)))
-        .expect("at least one embedded profile")
+    let best = (0..all.len())
+        .map(|i| (distance(i), i))
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(all[a.1].id.cmp(&all[b.1].id)))
+        .expect("at least one embedded profile");
+    &all[best.1]
 }
 
 #[cfg(test)]
