@@ -16,7 +16,6 @@
 //! transformed space (logarithms) by Nelder–Mead from the current values.
 
 use crate::calibration::ServingParams;
-use crate::replica::Disaggregated;
 use crate::runs::{Run, RunDeployment};
 use crate::serving::disagg::PreparedDisagg;
 use crate::serving::Prepared;
@@ -27,8 +26,8 @@ use serde::Serialize;
 pub enum Prep {
     /// One aggregated replica.
     Aggregated(Box<Prepared>),
-    /// A disaggregated deployment (its inputs and its costed steps).
-    Disaggregated(Box<(Disaggregated, PreparedDisagg)>),
+    /// A disaggregated deployment (its costed steps).
+    Disaggregated(Box<PreparedDisagg>),
 }
 
 /// One run ready to fit: its prepared estimate and what was measured.
@@ -51,8 +50,7 @@ impl Sample {
             }
             RunDeployment::Disaggregated { .. } => {
                 let d = run.disaggregated()?.ok()?;
-                let p = PreparedDisagg::new(&d.input()).ok()?;
-                Prep::Disaggregated(Box::new((d, p)))
+                Prep::Disaggregated(Box::new(PreparedDisagg::new(&d.input()).ok()?))
             }
         };
         Some(Sample {
@@ -69,7 +67,7 @@ impl Sample {
                 let r = p.solve(sv);
                 (r.ttft, r.tpot)
             }
-            Prep::Disaggregated(b) => b.1.figures(&b.0.input(), sv),
+            Prep::Disaggregated(p) => p.figures(sv),
         }
     }
 
@@ -148,12 +146,39 @@ pub fn fit_serving(samples: &[&Sample], start: &ServingParams) -> ServingParams 
         let p = decode(x);
         loss(samples, &p) + prior(&p)
     };
-    let mut best = encode(start);
-    // Restarts shake the simplex loose from the kinks of an L1 objective.
-    for _ in 0..3 {
-        best = nelder_mead(&f, best, 0.5, 600);
+    // Starts: the given values, and the same with fixed costs of a few
+    // orders of magnitude (a fixed cost near zero leaves the simplex on a
+    // flat floor it never leaves). The best end point wins; restarts shake
+    // the simplex loose from the kinks of a robust loss.
+    let starts = [
+        *start,
+        ServingParams {
+            step_overhead: Seconds::from_us(200.0),
+            request_overhead: Seconds::from_ms(20.0),
+            rounds: start.rounds.max(5.0),
+            arrival_wait: start.arrival_wait.max(1.0),
+            ..*start
+        },
+        ServingParams {
+            step_overhead: Seconds::from_us(500.0),
+            request_overhead: Seconds::from_ms(200.0),
+            rounds: 10.0,
+            arrival_wait: 3.0,
+            ..*start
+        },
+    ];
+    let mut best = (f64::INFINITY, encode(start));
+    for s0 in starts {
+        let mut x = encode(&s0);
+        for _ in 0..3 {
+            x = nelder_mead(&f, x, 1.0, 400);
+        }
+        let fx = f(&x);
+        if fx < best.0 {
+            best = (fx, x);
+        }
     }
-    decode(&best)
+    decode(&best.1)
 }
 
 /// Nelder–Mead minimisation of `f` from `x0` with initial steps `step`.

@@ -21,10 +21,13 @@
 //!   TensorRT-LLM takes whole prompts). In the first round the `n` prompts
 //!   queue behind each other for `K` burst steps. Later, small differences
 //!   between requests spread the arrivals out (the end-to-end runs say so:
-//!   a grouped steady state fits them worse), so every decode step carries
-//!   the prompt tokens of the other requests' stream, `(n − 1) · isl /
-//!   cycle` per step, and a new request waits for the step in progress and
-//!   then for the step(s) carrying its own prompt. When prompts arrive
+//!   a grouped steady state fits them worse): the other requests' prompts
+//!   come as a stream of `(n − 1) · isl / cycle` tokens per step, carried in
+//!   steps that hold one chunk (vLLM) or one whole prompt (TensorRT-LLM)
+//!   beside the decodes. A fraction `stream / chunk` of the steps carry one,
+//!   so the steady step time, TPOT, is the decode step plus that fraction of
+//!   the difference; a new request waits for the step in progress and then
+//!   for the step(s) carrying its own prompt. When prompts arrive
 //!   faster than the budget can take them (`n` large against `osl`), every
 //!   step is full and the queue never drains: TTFT is the closed loop's
 //!   residual, `n / x − (osl − 1)` steps at `x = budget / (isl + osl − 1)`
@@ -84,12 +87,9 @@ pub struct Shape {
 pub struct Shapes {
     /// All running requests decoding.
     pub decode: Shape,
-    /// A steady-state decode step (mixed: with the other requests' stream
-    /// of prompt tokens; prefill first: the decode step itself).
-    pub steady: Shape,
     /// The step that carries a new prompt in steady state: a full-budget
-    /// prefill step (prefill first), or a chunk of the prompt with the
-    /// stream and the other requests decoding (mixed).
+    /// prefill step (prefill first), or one chunk (or whole prompt) with
+    /// the other requests decoding (mixed).
     pub prefill: Shape,
     /// A first-round step: the budget full of prompts while the requests
     /// already prefilled decode (mixed); the last, partial prefill step of
@@ -102,8 +102,6 @@ pub struct Shapes {
 pub struct StepTimes {
     /// Of `Shapes::decode`.
     pub decode: Seconds,
-    /// Of `Shapes::steady`.
-    pub steady: Seconds,
     /// Of `Shapes::prefill`.
     pub prefill: Seconds,
     /// Of `Shapes::burst`.
@@ -197,7 +195,6 @@ pub fn shapes(l: &Loop) -> Shapes {
             let rest = total - (total / l.budget).floor() * l.budget;
             Shapes {
                 decode,
-                steady: decode,
                 prefill: Shape {
                     decodes: 0.0,
                     prefill_tokens: full,
@@ -217,7 +214,6 @@ pub fn shapes(l: &Loop) -> Shapes {
                 };
                 return Shapes {
                     decode,
-                    steady: full,
                     prefill: full,
                     burst: full,
                 };
@@ -228,17 +224,11 @@ pub fn shapes(l: &Loop) -> Shapes {
                 decodes: half,
                 prefill_tokens: (prompts_per_step(l, half) * l.isl).min(n * l.isl),
             };
-            let stream = stream_tokens(l);
-            let others = (n - 1.0).max(0.0);
             Shapes {
                 decode,
-                steady: Shape {
-                    decodes: n,
-                    prefill_tokens: stream,
-                },
                 prefill: Shape {
-                    decodes: others,
-                    prefill_tokens: stream + own_chunk(l),
+                    decodes: (n - 1.0).max(0.0),
+                    prefill_tokens: own_chunk(l),
                 },
                 burst,
             }
@@ -256,15 +246,26 @@ fn stream_tokens(l: &Loop) -> f64 {
     ((n - 1.0) * l.isl / cycle).min(room)
 }
 
-/// The part of a new prompt one steady-state step carries (mixed): the
-/// room the decodes and the stream leave (chunked), or the whole prompt.
+/// The part of a prompt one steady-state step carries (mixed): the room
+/// the decodes leave (chunked), or the whole prompt.
 fn own_chunk(l: &Loop) -> f64 {
     let n = l.running.max(1.0);
-    let room = (l.budget - (n - 1.0) - stream_tokens(l)).max(1.0);
+    let room = (l.budget - (n - 1.0)).max(1.0);
     match l.policy {
         Policy::MixedWhole => l.isl,
         _ => l.isl.min(room),
     }
+}
+
+/// Fraction of steady-state steps that carry a prompt chunk (mixed).
+pub fn stream_share(l: &Loop) -> f64 {
+    (stream_tokens(l) / own_chunk(l)).min(1.0)
+}
+
+/// The steady-state step time (mixed): the decode step, and the fraction
+/// of steps that carry a chunk of the other requests' prompts.
+fn steady_time(l: &Loop, t: &StepTimes) -> Seconds {
+    t.decode + (t.prefill - t.decode) * stream_share(l)
 }
 
 /// Mean over the `n` requests of a round of the step that completes each
@@ -346,7 +347,7 @@ fn last_step_share(n: f64, per_step: f64, steps: f64) -> f64 {
 }
 
 fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopResult {
-    let wait = t.steady * p.arrival_wait;
+    let wait = steady_time(l, t) * p.arrival_wait;
     if mixed_saturated(l) {
         // Every step full: x requests complete per step.
         let x = saturated_rate(l);
@@ -371,11 +372,10 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
     // Later rounds: the step in progress, then the step(s) carrying the
     // prompt's chunks alongside the stream.
     let chunks = (l.isl / own_chunk(l)).max(1.0);
-    let steady = t.prefill * chunks + t.steady * p.arrival_wait + p.request_overhead;
+    let tpot = steady_time(l, t);
+    let steady = t.prefill * chunks + tpot * p.arrival_wait + p.request_overhead;
     let rounds = p.rounds.max(1.0);
     let ttft = (first + steady * (rounds - 1.0)) / rounds;
-    // Every decode step carries the stream of the others' prompts.
-    let tpot = t.steady;
     let cycle = steady + tpot * dsteps;
     LoopResult {
         ttft,
@@ -431,7 +431,6 @@ mod tests {
         assert_eq!(s.burst.prefill_tokens, 8192.0);
         let t = StepTimes {
             decode: Seconds(0.010),
-            steady: Seconds(0.010),
             prefill: Seconds(0.100),
             burst: Seconds(0.100),
         };
@@ -447,9 +446,9 @@ mod tests {
         // completions in steps 1 and 2, mean 1.5 bursts of 40 ms = 60 ms.
         // Later: the other 7 requests stream 7 × 1000 tokens per cycle of
         // 999 decode steps + 1 step carrying a prompt → 7 prompt tokens per
-        // step; a new prompt (1000 ≤ 4004 − 7 − 7 tokens of room) rides one
-        // 30 ms step. Over 3 rounds: (60 + 2 × 30) / 3 = 40 ms; TPOT is the
-        // steady step.
+        // step; a prompt (1000 ≤ 4004 − 7 tokens of room) rides one 30 ms
+        // step. Over 3 rounds: (60 + 2 × 30) / 3 = 40 ms. TPOT: 7/1000 of
+        // the steps carry a prompt: 10 + 0.007 × (30 − 10) = 10.14 ms.
         let l = Loop {
             in_flight: 8.0,
             running: 8.0,
@@ -459,13 +458,11 @@ mod tests {
             policy: Policy::MixedChunked,
         };
         let sh = shapes(&l);
-        assert!((sh.steady.prefill_tokens - 7.0).abs() < 1e-12);
-        assert_eq!(sh.steady.decodes, 8.0);
         assert_eq!(sh.prefill.decodes, 7.0);
-        assert!((sh.prefill.prefill_tokens - 1007.0).abs() < 1e-12);
+        assert_eq!(sh.prefill.prefill_tokens, 1000.0);
+        assert!((stream_share(&l) - 0.007).abs() < 1e-12);
         let t = StepTimes {
             decode: Seconds(0.010),
-            steady: Seconds(0.012),
             prefill: Seconds(0.030),
             burst: Seconds(0.040),
         };
@@ -477,14 +474,14 @@ mod tests {
         assert!((r.first_round_ttft.0 - 0.060).abs() < 1e-12);
         assert!((r.steady_ttft.0 - 0.030).abs() < 1e-12);
         assert!((r.ttft.0 - 0.040).abs() < 1e-12);
-        assert_eq!(r.tpot, Seconds(0.012));
+        assert!((r.tpot.0 - 0.01014).abs() < 1e-12, "{:?}", r.tpot);
     }
 
     #[test]
     fn one_request_pays_no_stream() {
         // Alone, a request decodes with nobody else's prompt in its steps:
-        // the steady step is the decode step, and its own 128k prompt is
-        // paid once, in TTFT (chunks of 8192 − 0 tokens: 16 steps).
+        // TPOT is the decode step, and its own 128k prompt is paid once, in
+        // TTFT (chunks of 8192 tokens: 16 steps).
         let l = Loop {
             in_flight: 1.0,
             running: 1.0,
@@ -493,10 +490,18 @@ mod tests {
             budget: 8192.0,
             policy: Policy::MixedChunked,
         };
+        assert_eq!(stream_share(&l), 0.0);
         let sh = shapes(&l);
-        assert_eq!(sh.steady.prefill_tokens, 0.0);
         assert_eq!(sh.prefill.decodes, 0.0);
         assert_eq!(sh.prefill.prefill_tokens, 8192.0);
+        let t = StepTimes {
+            decode: Seconds(0.009),
+            prefill: Seconds(0.5),
+            burst: Seconds(0.5),
+        };
+        let r = solve(&l, &t, &params());
+        assert_eq!(r.tpot, Seconds(0.009));
+        assert!((r.steady_ttft.0 - 16.0 * 0.5).abs() < 1e-9);
     }
 
     #[test]
@@ -512,7 +517,6 @@ mod tests {
         };
         let t = StepTimes {
             decode: Seconds(0.010),
-            steady: Seconds(0.010),
             prefill: Seconds(0.020),
             burst: Seconds(0.020),
         };

@@ -215,8 +215,26 @@ struct Solved {
 
 /// Solves the loop for given step times; `decode_time(n)` is the decode
 /// step at `n` requests per decode rank.
+/// What the disaggregated loop depends on besides step times.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Pools {
+    workload: Workload,
+    prefill: Pool,
+    decode: Pool,
+}
+
+impl Pools {
+    fn of(inp: &DisaggInput) -> Pools {
+        Pools {
+            workload: inp.workload,
+            prefill: inp.prefill,
+            decode: inp.decode,
+        }
+    }
+}
+
 fn solve(
-    inp: &DisaggInput,
+    inp: &Pools,
     service: Seconds,
     transfer: Seconds,
     decode_time: &dyn Fn(f64) -> Seconds,
@@ -304,6 +322,7 @@ fn pool_memory(
 /// reads the decode step at its batch between them). What a fit of serving
 /// parameters re-solves without re-costing.
 pub struct PreparedDisagg {
+    pools: Pools,
     prefill_step: Step,
     transfer: Seconds,
     /// (requests per decode rank, decode step) at powers of two.
@@ -367,6 +386,7 @@ impl PreparedDisagg {
             n *= 2.0;
         }
         Ok(PreparedDisagg {
+            pools: Pools::of(inp),
             prefill_step,
             transfer: kv_transfer(inp),
             decode_steps,
@@ -389,9 +409,9 @@ impl PreparedDisagg {
     }
 
     /// TTFT and TPOT under a serving layer (what a fit compares).
-    pub fn figures(&self, inp: &DisaggInput, sv: &ServingParams) -> (Seconds, Seconds) {
+    pub fn figures(&self, sv: &ServingParams) -> (Seconds, Seconds) {
         let s = solve(
-            inp,
+            &self.pools,
             self.prefill_step.time(sv),
             self.transfer,
             &|n| self.decode_time(n, sv),
@@ -404,12 +424,14 @@ impl PreparedDisagg {
 /// Prefill workers that keep up with the decode pool: the decode pool's
 /// throughput with prompts served at once (`concurrency / (prefill step +
 /// (osl − 1) × TPOT)`) times the prefill step, over the prompts one worker
-/// runs per step. 1 when the layouts are invalid.
+/// runs per step, from the kernels' step times alone (so that a count
+/// inferred for a measured run does not depend on a serving layer fitted to
+/// it). 1 when the layouts are invalid.
 pub fn rate_matched_prefill_workers(inp: &DisaggInput) -> u32 {
     let Ok(prep) = PreparedDisagg::new(inp) else {
         return 1;
     };
-    let sv = inp.calibration.serving;
+    let sv = ServingParams::default();
     let c = inp.workload.concurrency.max(1) as f64;
     let ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
     let service = prep.prefill_step.time(&sv);
@@ -428,7 +450,7 @@ pub fn estimate_disaggregated(
     let prep = PreparedDisagg::new(inp)?;
     let sv = inp.calibration.serving;
     let solved = solve(
-        inp,
+        &prep.pools,
         prep.prefill_step.time(&sv),
         prep.transfer,
         &|n| prep.decode_time(n, &sv),
@@ -472,7 +494,9 @@ fn assemble(
     let w = inp.workload;
     let (p, d) = (&inp.prefill, &inp.decode);
     let context = w.isl + w.osl / 2;
-    let per_decode_worker = s.decode_batch * d.layout.dp as f64;
+    // A decode worker holds the KV cache of every request it was handed,
+    // decoding or about to: its share of the deployment's requests.
+    let per_decode_worker = w.concurrency as f64 / d.workers.max(1) as f64;
     let (pmem, pmax) = pool_memory(
         inp,
         p,

@@ -344,7 +344,6 @@ fn closed_loop_of(inp: &EstimateInput, load: &Load) -> Loop {
 /// The steps of the loop, costed.
 struct LoopSteps {
     decode: Step,
-    steady: Step,
     prefill: Step,
     burst: Step,
     /// Whole prompts filling the budget alone (the pure prefill phase).
@@ -357,17 +356,8 @@ fn cost_steps(stepper: &Stepper, lp: &Loop) -> LoopSteps {
     let mut decode = stepper.step(StepKind::Decode, sh.decode, Seconds::ZERO);
     decode.decode_part = decode.kernels;
     let part = decode.kernels;
-    let steady = if sh.steady == sh.decode {
-        Step {
-            kind: StepKind::Steady,
-            ..decode.clone()
-        }
-    } else {
-        stepper.step(StepKind::Steady, sh.steady, part)
-    };
     LoopSteps {
         decode,
-        steady,
         prefill: stepper.step(StepKind::Prefill, sh.prefill, part),
         burst: stepper.step(StepKind::Burst, sh.burst, part),
         batch: stepper.step(
@@ -402,13 +392,12 @@ impl Prepared {
         Ok((Prepared { load, lp, steps }, warnings))
     }
 
-    /// The loop and the kernel times of its decode, steady, prefill and burst steps.
-    pub fn parts(&self) -> (Loop, [Seconds; 4]) {
+    /// The loop and the kernel times of its decode, prefill and burst steps.
+    pub fn parts(&self) -> (Loop, [Seconds; 3]) {
         (
             self.lp,
             [
                 self.steps.decode.kernels,
-                self.steps.steady.kernels,
                 self.steps.prefill.kernels,
                 self.steps.burst.kernels,
             ],
@@ -421,7 +410,6 @@ impl Prepared {
             &self.lp,
             &StepTimes {
                 decode: self.steps.decode.time(sv),
-                steady: self.steps.steady.time(sv),
                 prefill: self.steps.prefill.time(sv),
                 burst: self.steps.burst.time(sv),
             },
@@ -676,11 +664,11 @@ fn explain(
         Derivation::new(
             match lp.policy {
                 Policy::PrefillFirst => "decode step + (the round's prefill time − the request's own) / (osl − 1): decodes wait while later prompts prefill",
-                _ => "the steady-state step: every running request decodes while the other requests' prompts stream in ((n − 1) × isl per cycle of osl − 1 decode steps)",
+                _ => "the steady-state step: the decode step + (step carrying a prompt chunk − decode step) × the share of steps that carry one (the other requests' prompts: (n − 1) × isl per cycle of osl − 1 decode steps, in chunks of the room the decodes leave, or whole prompts)",
             },
             &[
                 ("decode_step", format!("{} ({})", st.decode.time(&sv), describe(&st.decode))),
-                ("steady_step", format!("{} ({})", st.steady.time(&sv), describe(&st.steady))),
+                ("share_of_steps_carrying_a_prompt", format!("{:.4}", closed_loop::stream_share(lp))),
                 ("prefill_step", st.prefill.time(&sv).to_string()),
                 ("micro_batches", format!("{:.0}", st.decode.micro_batches)),
                 ("step_overhead", sv.step_overhead.to_string()),

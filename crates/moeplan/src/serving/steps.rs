@@ -23,9 +23,6 @@ use serde::Serialize;
 pub enum StepKind {
     /// Every running request decodes one token.
     Decode,
-    /// A steady-state decode step: with the other requests' stream of
-    /// prompt tokens when the engine mixes them in.
-    Steady,
     /// The step that carries a new request's prompt in steady state.
     Prefill,
     /// A first-round step (every prompt arrived at once), or a round's last
@@ -41,7 +38,6 @@ impl StepKind {
     pub fn describe(self) -> &'static str {
         match self {
             StepKind::Decode => "decode step",
-            StepKind::Steady => "steady-state step",
             StepKind::Prefill => "step carrying a new prompt",
             StepKind::Burst => "first-round burst step",
             StepKind::PrefillBatch => "prefill batch of whole prompts",
