@@ -71,7 +71,10 @@ PREFERRED = {'bf16': 'bf16', 'fp8': 'fp8', 'int4': 'bf16', 'mxfp4': 'fp4', 'nvfp
 
 def moe_precision(gpu, w):
     """ops.rs CostContext::moe_precision: the math precision of the MoE kernel an
-    engine runs for experts stored as `w` (mxfp4 and int4 kernels are weight-only)."""
+    engine runs for experts stored as `w` (int4 kernels are weight-only; mxfp4
+    too on GPUs without FP4 tensor cores, W4A8 with FP8 math on those with)."""
+    if w == 'mxfp4' and gpu.fp4:
+        return gpu.peak_for('fp8')
     if w in ('mxfp4', 'int4'):
         return gpu.peak_for('bf16')
     return gpu.peak_for(PREFERRED[w])

@@ -235,7 +235,7 @@ def gemm_families(gpu, g):
     return out
 
 
-MOE_DTYPES = {'bfloat16': 'bf16', 'fp8_block': 'fp8', 'int4_wo': 'int4', 'w4a16_mxfp4': 'mxfp4', 'nvfp4': 'nvfp4'}
+MOE_DTYPES = {'bfloat16': 'bf16', 'fp8_block': 'fp8', 'int4_wo': 'int4', 'w4a16_mxfp4': 'mxfp4', 'w4a8_mxfp4_mxfp8': 'mxfp4', 'nvfp4': 'nvfp4'}
 
 
 def moe_families(gpu, mo):
@@ -257,7 +257,14 @@ def moe_families(gpu, mo):
     x = bal[bal.moe_dtype == 'w4a16_mxfp4']
     marlin = x[x.kernel_source.str.contains('marlin')]
     other = x[~x.kernel_source.str.contains('marlin')]
-    if len(other):
+    # MXFP4 checkpoints (gpt-oss) run weight-only (w4a16) on Hopper; on GPUs
+    # with FP4 tensor cores every engine runs them as MXFP4 x MXFP8 (W4A8,
+    # FP8 math), the fast path the end-to-end runs show.
+    w4a8 = bal[bal.moe_dtype == 'w4a8_mxfp4_mxfp8']
+    if gpu.fp4 and len(w4a8):
+        ks = dominant(w4a8)
+        sel['moe_mxfp4'] = (w4a8[w4a8.kernel_source == ks], ks, 'w4a8_mxfp4_mxfp8 rows: what engines run for MXFP4 weights on FP4 tensor cores')
+    elif len(other):
         ks = dominant(other)
         sel['moe_mxfp4'] = (other[other.kernel_source == ks], ks, '')
     if len(marlin):

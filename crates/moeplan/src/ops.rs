@@ -1044,12 +1044,15 @@ impl<'a> CostContext<'a> {
     }
 
     /// The math precision (and peak) of the fused-MoE kernel engines run for
-    /// experts stored as `w`: int4 and mxfp4 kernels are weight-only (w4a16:
-    /// Marlin, OAI Triton, FlashInfer TRT-LLM MXFP4×BF16), so 16-bit math on
-    /// every GPU; nvfp4 runs on FP4 tensor cores where the GPU has them (else
-    /// FP4 Marlin, 16-bit); fp8 in FP8.
+    /// experts stored as `w`: int4 kernels are weight-only (w4a16: Marlin),
+    /// 16-bit math on every GPU; mxfp4 too on GPUs without FP4 tensor cores
+    /// (Marlin, OAI Triton, FlashInfer MXFP4×BF16), and MXFP4×MXFP8 (W4A8,
+    /// FP8 math) on those with; nvfp4 runs on FP4 tensor cores where the GPU
+    /// has them (else FP4 Marlin, 16-bit); fp8 in FP8.
     pub fn moe_precision(&self, w: DType) -> (Precision, FlopPerSecond) {
+        let fp4_cores = self.gpu.peak.contains_key(&Precision::Fp4);
         match w {
+            DType::Mxfp4 if fp4_cores => self.gpu.peak_for(Precision::Fp8),
             DType::Int4 | DType::Mxfp4 => self.gpu.peak_for(Precision::Bf16),
             _ => self.gpu.peak_for(w.preferred_compute()),
         }

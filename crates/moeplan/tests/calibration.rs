@@ -304,11 +304,16 @@ fn moe(c: &mut Ctx) {
         ("fp8_block", DType::Fp8),
         ("int4_wo", DType::Int4),
         ("w4a16_mxfp4", DType::Mxfp4),
+        ("w4a8_mxfp4_mxfp8", DType::Mxfp4),
         ("nvfp4", DType::Nvfp4),
     ];
+    // MXFP4 experts run W4A8 on GPUs with FP4 tensor cores, weight-only elsewhere.
+    let fp4_cores = c.gpu.peak.contains_key(&moeplan::dtype::Precision::Fp4);
     let family_of = |r: &Row| -> Option<&'static str> {
         let marlin = r.s("kernel_source").contains("marlin");
         Some(match r.s("moe_dtype") {
+            "w4a8_mxfp4_mxfp8" if fp4_cores => "moe_mxfp4",
+            "w4a16_mxfp4" if fp4_cores && !marlin => return None,
             "bfloat16" => "moe_bf16",
             "fp8_block" if r.f("moe_ep_size") > 1.0 => "moe_fp8_ep",
             "fp8_block" => "moe_fp8",
