@@ -280,6 +280,14 @@ pub struct ServingParams {
     pub prefill_scale: f64,
     /// Ratio of measured to modelled kernel time in decode steps.
     pub decode_scale: f64,
+    /// Ratio of the kernels' fixed costs in a CUDA-graph step to the fixed
+    /// costs measured on isolated launches (≤ 1).
+    #[serde(default = "one")]
+    pub graph_fixed_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for ServingParams {
@@ -293,6 +301,7 @@ impl Default for ServingParams {
             arrival_wait: 0.5,
             prefill_scale: 1.0,
             decode_scale: 1.0,
+            graph_fixed_scale: 1.0,
         }
     }
 }

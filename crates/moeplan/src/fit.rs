@@ -94,7 +94,11 @@ fn soft_l1(x: f64) -> f64 {
 }
 
 /// The parameters in the searched space.
-fn encode(p: &ServingParams) -> [f64; 6] {
+fn encode(p: &ServingParams) -> [f64; 7] {
+    let logit = |x: f64| {
+        let x = x.clamp(1e-4, 1.0 - 1e-4);
+        (x / (1.0 - x)).ln()
+    };
     [
         (p.step_overhead.us() + 1.0).ln(),
         (p.request_overhead.us() + 1.0).ln(),
@@ -102,11 +106,13 @@ fn encode(p: &ServingParams) -> [f64; 6] {
         p.arrival_wait.max(1e-3).ln(),
         p.prefill_scale.max(1e-3).ln(),
         p.decode_scale.max(1e-3).ln(),
+        logit(p.graph_fixed_scale),
     ]
 }
 
-fn decode(x: &[f64; 6]) -> ServingParams {
+fn decode(x: &[f64; 7]) -> ServingParams {
     ServingParams {
+        graph_fixed_scale: 1.0 / (1.0 + (-x[6]).exp()),
         step_overhead: Seconds::from_us((x[0].exp() - 1.0).max(0.0)),
         request_overhead: Seconds::from_us((x[1].exp() - 1.0).max(0.0)),
         rounds: 1.0 + x[2].exp().min(1e4),
@@ -142,7 +148,7 @@ pub fn fit_serving(samples: &[&Sample], start: &ServingParams) -> ServingParams 
     if samples.is_empty() {
         return *start;
     }
-    let f = |x: &[f64; 6]| {
+    let f = |x: &[f64; 7]| {
         let p = decode(x);
         loss(samples, &p) + prior(&p)
     };
@@ -157,6 +163,7 @@ pub fn fit_serving(samples: &[&Sample], start: &ServingParams) -> ServingParams 
             request_overhead: Seconds::from_ms(20.0),
             rounds: start.rounds.max(5.0),
             arrival_wait: start.arrival_wait.max(1.0),
+            graph_fixed_scale: 0.5,
             ..*start
         },
         ServingParams {
@@ -164,6 +171,7 @@ pub fn fit_serving(samples: &[&Sample], start: &ServingParams) -> ServingParams 
             request_overhead: Seconds::from_ms(200.0),
             rounds: 10.0,
             arrival_wait: 3.0,
+            graph_fixed_scale: 0.2,
             ..*start
         },
     ];
@@ -286,6 +294,7 @@ mod tests {
             arrival_wait: 0.3,
             prefill_scale: 0.8,
             decode_scale: 1.2,
+            graph_fixed_scale: 0.4,
         };
         let q = decode(&encode(&p));
         assert!((q.step_overhead.us() - 250.0).abs() < 1e-6);
@@ -293,5 +302,6 @@ mod tests {
         assert!((q.rounds - 7.5).abs() < 1e-9);
         assert!((q.arrival_wait - 0.3).abs() < 1e-9);
         assert!((q.prefill_scale - 0.8).abs() < 1e-9 && (q.decode_scale - 1.2).abs() < 1e-9);
+        assert!((q.graph_fixed_scale - 0.4).abs() < 1e-9);
     }
 }

@@ -16,6 +16,7 @@ pub mod calibration;
 pub mod catalog;
 pub mod dag;
 pub mod dtype;
+pub mod engine;
 pub mod figures;
 pub mod fit;
 pub mod hardware;

@@ -62,17 +62,45 @@ pub struct Step {
     pub cost: StepCost,
     /// Kernel time of the whole step (all micro-batches through the pipeline).
     pub kernels: Seconds,
+    /// Of that, the kernels' fixed costs (launch, setup, small kernels).
+    pub fixed: Seconds,
     /// Of that, the time a step of its decodes alone takes (0 without decodes).
     pub decode_part: Seconds,
+    /// Whether the engine runs the step as a CUDA graph.
+    pub launch: Launch,
+}
+
+/// How a step's kernels are launched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Launch {
+    /// Replayed as a captured CUDA graph: the per-kernel fixed costs measured
+    /// on isolated launches largely vanish.
+    Graph,
+    /// Kernel by kernel.
+    Eager,
 }
 
 impl Step {
-    /// Step time under a serving layer: the decode part × the decode ratio,
-    /// the rest (prompt tokens) × the prefill ratio, + the per-step overhead.
+    /// Step time under a serving layer: the kernels' fixed costs (× the
+    /// graph ratio when the step is a CUDA graph), the rest split into the
+    /// decodes' share (× the decode ratio) and the prompt tokens' (× the
+    /// prefill ratio), + the per-step overhead.
     pub fn time(&self, serving: &ServingParams) -> Seconds {
-        let decode = self.decode_part.min(self.kernels);
-        decode * serving.decode_scale
-            + (self.kernels - decode) * serving.prefill_scale
+        let fixed = self.fixed.min(self.kernels);
+        let variable = self.kernels - fixed;
+        let decode_share = if self.kernels.0 > 0.0 {
+            (self.decode_part.0 / self.kernels.0).min(1.0)
+        } else {
+            0.0
+        };
+        let fixed_ratio = match self.launch {
+            Launch::Graph => serving.graph_fixed_scale,
+            Launch::Eager => 1.0,
+        };
+        variable
+            * (decode_share * serving.decode_scale + (1.0 - decode_share) * serving.prefill_scale)
+            + fixed * fixed_ratio
             + serving.step_overhead
     }
 }
@@ -165,18 +193,37 @@ impl<'a> Stepper<'a> {
             &self.inp.calibration,
         );
         let cost = ctx.step(&micro);
+        let kernels = cost.traversal().max(cost.stage_time() * micro_batches);
+        let stage = cost.stage_time().0;
+        let fixed_share = if stage > 0.0 {
+            cost.by_bound()[3].1 .0 / stage
+        } else {
+            0.0
+        };
+        let launch = if self
+            .inp
+            .engine
+            .cuda_graphs
+            .captures(s.decodes, s.prefill_tokens)
+        {
+            Launch::Graph
+        } else {
+            Launch::Eager
+        };
         Step {
             kind,
             shape: s,
             micro,
             micro_batches,
             imbalance,
-            kernels: cost.traversal().max(cost.stage_time() * micro_batches),
+            kernels,
+            fixed: kernels * fixed_share,
             decode_part: if s.decodes > 0.0 {
                 decode_part
             } else {
                 Seconds::ZERO
             },
+            launch,
             cost,
         }
     }

@@ -1,0 +1,275 @@
+//! Serving engines as data: each engine's scheduler defaults are a TOML
+//! file in `crates/moeplan/engines/`, embedded in the binary, with the
+//! engine versions and source files they come from. Adding an engine (or a
+//! version whose defaults differ) is adding a file and a variant.
+//!
+//! What a preset sets, and changes what a user measures beyond kernel speed,
+//! is the scheduler: how a step is filled (`Policy`), the tokens one step may
+//! carry, how many requests may run at once (the rest wait for a slot, and
+//! their wait is part of TTFT), the share of memory the engine takes, and
+//! which steps run as CUDA graphs. Every figure can be overridden by a flag.
+
+use crate::serving::closed_loop::Policy;
+use crate::units::{Bytes, GIB};
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+/// A serving engine whose scheduler defaults an estimate can assume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// No engine assumed (`engines/neutral.toml`).
+    Neutral,
+    /// vLLM V1 (`engines/vllm.toml`).
+    Vllm,
+    /// SGLang (`engines/sglang.toml`).
+    Sglang,
+    /// TensorRT-LLM, PyTorch backend (`engines/trtllm.toml`).
+    Trtllm,
+}
+
+impl Engine {
+    /// The engines whose kernels and serving are measured.
+    pub const MEASURED: [Engine; 3] = [Engine::Vllm, Engine::Sglang, Engine::Trtllm];
+    /// Every engine.
+    pub const ALL: [Engine; 4] = [
+        Engine::Neutral,
+        Engine::Vllm,
+        Engine::Sglang,
+        Engine::Trtllm,
+    ];
+
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Neutral => "neutral",
+            Engine::Vllm => "vllm",
+            Engine::Sglang => "sglang",
+            Engine::Trtllm => "trtllm",
+        }
+    }
+
+    fn file(self) -> &'static str {
+        match self {
+            Engine::Neutral => include_str!("../engines/neutral.toml"),
+            Engine::Vllm => include_str!("../engines/vllm.toml"),
+            Engine::Sglang => include_str!("../engines/sglang.toml"),
+            Engine::Trtllm => include_str!("../engines/trtllm.toml"),
+        }
+    }
+
+    /// The engine's preset, parsed once.
+    pub fn spec(self) -> &'static EngineSpec {
+        static ALL: OnceLock<Vec<EngineSpec>> = OnceLock::new();
+        let all = ALL.get_or_init(|| {
+            Engine::ALL
+                .iter()
+                .map(|e| {
+                    toml::from_str(e.file())
+                        .unwrap_or_else(|err| panic!("engines/{}.toml: {err}", e.name()))
+                })
+                .collect()
+        });
+        &all[Engine::ALL.iter().position(|e| *e == self).expect("listed")]
+    }
+
+    /// The engine's defaults on a GPU of `memory` bytes.
+    pub fn config(self, memory: Bytes) -> EngineConfig {
+        let s = self.spec();
+        let gib = memory.0 / GIB;
+        let pick = |rules: &[Rule]| {
+            rules
+                .iter()
+                .find(|r| r.min_memory_gib.is_none_or(|m| gib >= m))
+                .map(|r| r.value)
+        };
+        EngineConfig {
+            engine: self,
+            policy: s.policy,
+            budget_scope: s.budget_scope,
+            max_step_tokens: pick(&s.step_tokens).unwrap_or(8192),
+            max_running_requests: pick(&s.max_running),
+            runtime_reserve: Bytes(s.runtime_reserve_gib * GIB),
+            max_memory_fraction: s.memory_fraction,
+            cuda_graphs: s.cuda_graphs,
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "neutral" => Ok(Engine::Neutral),
+            "vllm" => Ok(Engine::Vllm),
+            "sglang" => Ok(Engine::Sglang),
+            "trtllm" | "tensorrt-llm" => Ok(Engine::Trtllm),
+            other => Err(format!(
+                "unknown engine `{other}`; expected neutral, vllm, sglang or trtllm"
+            )),
+        }
+    }
+}
+
+/// A default that depends on the GPU's memory: the first rule whose
+/// `min_memory_gib` the GPU reaches (or that has none) applies.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Least GPU memory, GiB, for this rule.
+    pub min_memory_gib: Option<f64>,
+    /// The value.
+    pub value: u64,
+}
+
+/// One engine's preset as its file states it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSpec {
+    /// The engine's name.
+    pub name: String,
+    /// How people write it.
+    pub display: String,
+    /// The versions the defaults were read from.
+    pub versions: String,
+    /// Where the defaults come from (files of the engine's source).
+    pub source: String,
+    /// How the scheduler fills a step.
+    pub policy: Policy,
+    /// Whom the step budget is for under attention DP.
+    pub budget_scope: BudgetScope,
+    /// Fraction of GPU memory the engine takes.
+    pub memory_fraction: f64,
+    /// CUDA context, workspaces and graph pool per GPU, GiB.
+    pub runtime_reserve_gib: f64,
+    /// Tokens per step per rank, by GPU memory.
+    pub step_tokens: Vec<Rule>,
+    /// Running requests per rank, by GPU memory (empty: memory decides).
+    pub max_running: Vec<Rule>,
+    /// Which steps run as CUDA graphs.
+    pub cuda_graphs: CudaGraphs,
+}
+
+/// Whom an engine's step budget is for under attention data parallelism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetScope {
+    /// Each attention-DP rank schedules its own steps with the whole budget (vLLM, TensorRT-LLM).
+    PerRank,
+    /// The budget is divided among the attention-DP ranks (SGLang's `chunked_prefill_size`).
+    PerReplica,
+}
+
+/// Which steps an engine captures as CUDA graphs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphScope {
+    /// None: every step launches its kernels one by one.
+    None,
+    /// Pure decode steps up to `max_batch` requests per rank.
+    DecodeOnly,
+    /// Every step up to `max_batch` tokens per rank (vLLM's piecewise graphs).
+    AllSteps,
+}
+
+/// An engine's CUDA-graph capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CudaGraphs {
+    /// Which steps.
+    pub scope: GraphScope,
+    /// Up to how many requests (decode) or tokens (all steps) per rank.
+    pub max_batch: u64,
+}
+
+impl CudaGraphs {
+    /// Whether a step of `decodes` decoding requests and `prefill_tokens`
+    /// prompt tokens per rank runs as a graph.
+    pub fn captures(&self, decodes: f64, prefill_tokens: f64) -> bool {
+        let max = self.max_batch as f64;
+        match self.scope {
+            GraphScope::None => false,
+            GraphScope::DecodeOnly => prefill_tokens == 0.0 && decodes <= max,
+            GraphScope::AllSteps => decodes + prefill_tokens <= max,
+        }
+    }
+}
+
+/// Engine-side settings that size steps and memory.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct EngineConfig {
+    /// The engine these settings describe.
+    pub engine: Engine,
+    /// How the scheduler fills a step.
+    pub policy: Policy,
+    /// Whom the step budget is for under attention DP.
+    pub budget_scope: BudgetScope,
+    /// Tokens one scheduler step may process per attention-DP rank
+    /// (vLLM `max_num_batched_tokens`, SGLang `chunked_prefill_size`).
+    pub max_step_tokens: u64,
+    /// Requests one attention-DP rank runs at once (vLLM `max_num_seqs`,
+    /// TensorRT-LLM `max_batch_size`); more wait for a slot. None: memory decides.
+    pub max_running_requests: Option<u64>,
+    /// CUDA context, library workspaces and CUDA-graph pool per GPU.
+    pub runtime_reserve: Bytes,
+    /// Fraction of the GPU's memory the engine may use (vLLM
+    /// `gpu_memory_utilization`; the seeds' "< 90%").
+    pub max_memory_fraction: f64,
+    /// Which steps run as CUDA graphs.
+    pub cuda_graphs: CudaGraphs,
+}
+
+impl Default for EngineConfig {
+    /// No engine assumed (`engines/neutral.toml`) on a large GPU.
+    fn default() -> Self {
+        Engine::Neutral.config(Bytes(80.0 * GIB))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engine_file_parses_and_names_itself() {
+        for e in Engine::ALL {
+            assert_eq!(e.spec().name, e.name());
+        }
+    }
+
+    #[test]
+    fn rules_follow_gpu_memory() {
+        // vLLM: 8192 tokens and 1024 requests from 70 GiB, else 2048 / 256.
+        let big = Engine::Vllm.config(Bytes(80.0 * GIB));
+        let small = Engine::Vllm.config(Bytes(48.0 * GIB));
+        assert_eq!(
+            (big.max_step_tokens, big.max_running_requests),
+            (8192, Some(1024))
+        );
+        assert_eq!(
+            (small.max_step_tokens, small.max_running_requests),
+            (2048, Some(256))
+        );
+        // SGLang: 16384 from 160 GiB, 8192 from 60, 4096 from 35, else 2048; no cap.
+        for (gib, tokens) in [(180.0, 16384), (141.0, 8192), (48.0, 4096), (24.0, 2048)] {
+            let c = Engine::Sglang.config(Bytes(gib * GIB));
+            assert_eq!(
+                (c.max_step_tokens, c.max_running_requests),
+                (tokens, None),
+                "{gib}"
+            );
+        }
+    }
+
+    #[test]
+    fn graph_capture_by_scope() {
+        let trt = Engine::Trtllm.config(Bytes(80.0 * GIB)).cuda_graphs;
+        assert!(trt.captures(128.0, 0.0) && !trt.captures(129.0, 0.0) && !trt.captures(4.0, 100.0));
+        let vllm = Engine::Vllm.config(Bytes(80.0 * GIB)).cuda_graphs;
+        assert!(vllm.captures(4.0, 500.0) && !vllm.captures(4.0, 600.0));
+        assert!(!Engine::Neutral
+            .config(Bytes(80.0 * GIB))
+            .cuda_graphs
+            .captures(1.0, 0.0));
+    }
+}
