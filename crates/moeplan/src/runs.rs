@@ -18,8 +18,10 @@
 
 use crate::catalog;
 use crate::dtype::DType;
+use crate::engine::{Engine, EngineConfig};
+use crate::hardware::Gpu;
 use crate::layout::Layout;
-use crate::memory::Engine;
+use crate::memory;
 use crate::model::Model;
 use crate::profile;
 use crate::replica::{Disaggregated, Replica};
@@ -536,6 +538,7 @@ impl Cells<'_> {
             "moe_ep_size",
             "moe_tp_size",
         ])?;
+        let layout = world_counted_twice(layout);
         let batch = self.count("batch_size", None)?;
         let per_replica = batch * layout.dp as u64;
         let total = client.unwrap_or(per_replica).max(per_replica);
@@ -580,16 +583,134 @@ impl Cells<'_> {
     }
 }
 
-/// A dense model's layout: no expert degrees, its MLPs split like attention.
-fn dense_folded(model: &Model, layout: Layout) -> Layout {
-    if model.moe.is_none() {
+/// An aggregated silicon row whose MoE split is `ep = moe_tp = N ≥ 4` over
+/// `tp × dp = N²` GPUs: the file's generator wrote the replica's GPU count
+/// twice (its ids say `tpN_epN`, and a DeepSeek-R1 replica on one 8-GPU B200
+/// node at concurrency 4 is not 64 GPUs). Read as N GPUs, with tp (or
+/// attention DP) N, ep N and no expert TP. On the 196 rows of train.csv at
+/// N = 4 and 8 this took the median error from 47–65% to 23–66% (TTFT) and
+/// from 17–35% to 11–19% (TPOT), the serving layer unchanged. At N = 2 (four
+/// GPUs, tp 4 with ep 2 × moe_tp 2) both readings are plausible and the
+/// stated one is kept; disaggregated pools write valid expert-TP splits the
+/// same way and are left as stated.
+fn world_counted_twice(l: Layout) -> Layout {
+    if l.ep >= 4 && l.etp == l.ep && l.tp * l.dp == l.ep * l.etp {
+        let (tp, dp) = if l.tp > 1 { (l.ep, l.dp) } else { (l.tp, l.ep) };
         Layout {
+            tp,
+            dp,
+            etp: 1,
+            ..l
+        }
+    } else {
+        l
+    }
+}
+
+/// A layout as a run deployed it, and the redundant expert slots it needs.
+///
+/// A dense model's MLPs split like attention (no expert degrees). A MoE
+/// layout stated as tp N (the MoE split over the same N GPUs) whose N does
+/// not divide the attention heads (GB200 NVL72 rows at tp 12–72 for
+/// DeepSeek-R1's 128 heads) cannot have run as stated: such N-GPU
+/// deployments run wide expert parallelism, attention data-parallel over the
+/// N GPUs and the experts spread over them, with redundant expert slots
+/// where N does not divide the experts (EPLB, `redundant_slots`).
+fn as_deployed(model: &Model, layout: Layout) -> Layout {
+    let Some(_) = &model.moe else {
+        return Layout {
             ep: 1,
             etp: layout.tp * layout.cp * layout.dp,
+            ..layout
+        };
+    };
+    let heads = model.attention.n_heads() as u32;
+    let world = layout.tp * layout.dp;
+    if layout.ep * layout.etp == world && heads % layout.tp != 0 {
+        Layout {
+            tp: 1,
+            dp: world,
+            ep: world,
+            etp: 1,
             ..layout
         }
     } else {
         layout
+    }
+}
+
+/// The fewest redundant expert slots that let every expert degree in `eps`
+/// split the experts evenly (0 for a dense model).
+fn redundant_slots(model: &Model, eps: &[u32]) -> u32 {
+    let Some(moe) = &model.moe else { return 0 };
+    let experts = moe.n_routed_experts as u32;
+    let lcm = eps.iter().fold(1u32, |a, &b| a / gcd(a, b) * b);
+    experts.div_ceil(lcm) * lcm - experts
+}
+
+/// The memory share a measured run is taken to have been launched with when
+/// the engine's default holds not even one request: the run shows it fitted,
+/// so its operator raised the share (`--mem-fraction-static`,
+/// `--gpu-memory-utilization`, `free_gpu_memory_fraction`) to about this.
+pub const MEASURED_MEMORY_FRACTION: f64 = 0.95;
+
+/// Raises `engine`'s memory share to `MEASURED_MEMORY_FRACTION` where its
+/// default holds no request of `context` tokens on one of `layouts`.
+fn measured_share(
+    model: &Model,
+    gpu: &Gpu,
+    layouts: &[Layout],
+    engine: &mut EngineConfig,
+    redundant: u32,
+    context: u64,
+) {
+    let holds = |e: &EngineConfig| {
+        layouts
+            .iter()
+            .all(|l| memory::max_concurrency(model, gpu, l, e, redundant, context) > 0)
+    };
+    if !holds(engine) {
+        engine.max_memory_fraction = engine.max_memory_fraction.max(MEASURED_MEMORY_FRACTION);
+    }
+}
+
+/// A pool stated with every degree 1 for a model one GPU cannot hold (rows
+/// whose layout columns are placeholders): the fewest GPUs, a power of two,
+/// in wide expert parallelism (attention DP and EP over them) that hold a
+/// request. None where the stated layout holds one, or no layout does.
+fn unstated_pool(
+    model: &Model,
+    gpu: &Gpu,
+    layout: Layout,
+    engine: &EngineConfig,
+    context: u64,
+) -> Option<Layout> {
+    let moe = model.moe.as_ref()?;
+    let holds = |l: &Layout| {
+        let redundant = redundant_slots(model, &[l.ep]);
+        let mut e = *engine;
+        e.max_memory_fraction = e.max_memory_fraction.max(MEASURED_MEMORY_FRACTION);
+        memory::max_concurrency(model, gpu, l, &e, redundant, context) > 0
+    };
+    if layout.gpus() != 1 || holds(&layout) {
+        return None;
+    }
+    (1..=7)
+        .map(|k| 1u32 << k)
+        .filter(|n| *n <= moe.n_routed_experts as u32)
+        .map(|n| Layout {
+            dp: n,
+            ep: n,
+            ..layout
+        })
+        .find(|l| holds(l))
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
@@ -667,26 +788,49 @@ impl Run {
         Some((|| {
             let model = self.model()?;
             let gpu = self.gpu()?;
-            let pool = |p: PoolRun| Pool {
-                layout: dense_folded(&model, p.layout),
-                workers: p.workers.unwrap_or(0),
-                prompts_per_rank: p.batch_per_rank.unwrap_or(1).max(1),
+            let context = self.isl + self.osl;
+            let mut engine = self.engine.config(gpu.memory);
+            let mut assumed = Vec::new();
+            let mut pool = |p: PoolRun, role: &str| {
+                let mut layout = as_deployed(&model, p.layout);
+                if let Some(l) = unstated_pool(&model, &gpu, layout, &engine, context) {
+                    assumed.push(format!(
+                        "{role} layout stated as one GPU, which cannot hold {}: dp {} ep {} assumed (the fewest GPUs in wide EP that do)",
+                        self.model, l.dp, l.ep
+                    ));
+                    layout = l;
+                }
+                Pool {
+                    layout,
+                    workers: p.workers.unwrap_or(0),
+                    prompts_per_rank: p.batch_per_rank.unwrap_or(1).max(1),
+                }
             };
+            let (prefill, decode) = (pool(prefill, "prefill"), pool(decode, "decode"));
+            let redundant = redundant_slots(&model, &[prefill.layout.ep, decode.layout.ep]);
+            measured_share(
+                &model,
+                &gpu,
+                &[prefill.layout, decode.layout],
+                &mut engine,
+                redundant,
+                context,
+            );
             let mut d = Disaggregated {
                 calibration: profile::resolve_disaggregated(&gpu, self.engine).kernels,
-                prefill: pool(prefill),
-                decode: pool(decode),
+                prefill,
+                decode,
                 workload: Workload {
                     isl: self.isl,
                     osl: self.osl,
                     concurrency,
                 },
-                engine: self.engine.config(gpu.memory),
-                redundant_experts: 0,
+                engine,
+                redundant_experts: redundant,
                 routing_skew: 0.0,
                 model,
                 gpu,
-                assumed: Vec::new(),
+                assumed,
             };
             d.infer_workers();
             Ok(d)
@@ -698,7 +842,17 @@ impl Run {
     pub fn replica_of(&self, layout: Layout, concurrency: u64) -> Result<Replica, String> {
         let model = self.model()?;
         let gpu = self.gpu()?;
-        let layout = dense_folded(&model, layout);
+        let layout = as_deployed(&model, layout);
+        let redundant = redundant_slots(&model, &[layout.ep]);
+        let mut engine = self.engine.config(gpu.memory);
+        measured_share(
+            &model,
+            &gpu,
+            &[layout],
+            &mut engine,
+            redundant,
+            self.isl + self.osl,
+        );
         Ok(Replica {
             calibration: profile::resolve(&gpu, self.engine).kernels,
             layout,
@@ -707,8 +861,8 @@ impl Run {
                 osl: self.osl,
                 concurrency,
             },
-            engine: self.engine.config(gpu.memory),
-            redundant_experts: 0,
+            engine,
+            redundant_experts: redundant,
             routing_skew: 0.0,
             model,
             gpu,

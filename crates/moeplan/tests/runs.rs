@@ -175,3 +175,94 @@ fn error_statistics_by_hand() {
     assert!((s.signed_median - 0.05).abs() < 1e-12);
     assert_eq!(quantile(&[], 0.5), 0.0);
 }
+
+/// Rows whose layout columns cannot describe what ran are read as what did
+/// run, and every such reading is one a test pins.
+#[test]
+fn layouts_that_cannot_have_run_are_read_as_deployed() {
+    let runs = runs::read(&fixtures().join("silicon.csv")).unwrap();
+    let by_id = |id: &str| runs.iter().find(|r| r.id == id).unwrap();
+    // tp 64 = ep 8 × moe_tp 8 at concurrency 4 on 8-GPU B200 nodes: the GPU
+    // count written twice; the replica is tp 8, ep 8.
+    let RunDeployment::Aggregated { layout, .. } = by_id("agg-world-twice").deployment else {
+        panic!("aggregated")
+    };
+    assert_eq!((layout.tp, layout.dp, layout.ep, layout.etp), (8, 1, 8, 1));
+    // tp 72 cannot split 128 heads: 72 GPUs of wide EP, attention DP 72,
+    // and 288 expert slots (256 experts + 32 redundant, 4 per GPU).
+    let r = by_id("agg-wide-ep").replica().unwrap().unwrap();
+    assert_eq!((r.layout.tp, r.layout.dp, r.layout.ep), (1, 72, 72));
+    assert_eq!(r.redundant_experts, 288 - 256);
+    assert!(r
+        .layout
+        .check(&r.model, &r.gpu, r.redundant_experts)
+        .0
+        .is_empty());
+}
+
+/// A run that was measured fitted in memory: where the engine's default
+/// share holds no request (DeepSeek-R1 FP8 on 4 B200s: 169 GB of weights
+/// per GPU), the share it must have run with is taken.
+#[test]
+fn a_measured_run_that_fits_only_with_a_larger_memory_share_gets_it() {
+    let runs = runs::read(&fixtures().join("silicon.csv")).unwrap();
+    let r = runs.iter().find(|r| r.id == "agg-full").unwrap();
+    let replica = r.replica().unwrap().unwrap();
+    let default = Engine::Sglang.config(replica.gpu.memory);
+    let held = |cfg| {
+        moeplan::memory::max_concurrency(
+            &replica.model,
+            &replica.gpu,
+            &replica.layout,
+            cfg,
+            0,
+            9216,
+        )
+    };
+    assert_eq!(
+        held(&default),
+        0,
+        "the default share holds a request: pick another fixture"
+    );
+    assert_eq!(
+        replica.engine.max_memory_fraction,
+        moeplan::runs::MEASURED_MEMORY_FRACTION
+    );
+    assert!(held(&replica.engine) > 0);
+    assert!(moeplan::accuracy::predict(r).is_ok());
+}
+
+/// Every degree 1 for a model no GPU holds: the fewest GPUs of wide EP that
+/// hold it are assumed, and said.
+#[test]
+fn placeholder_pool_layouts_are_assumed_and_said() {
+    let runs = runs::read(&fixtures().join("silicon.csv")).unwrap();
+    let r = runs.iter().find(|r| r.id == "disagg-ones").unwrap();
+    let d = r.disaggregated().unwrap().unwrap();
+    for pool in [&d.prefill, &d.decode] {
+        let l = pool.layout;
+        assert!(l.dp > 1 && l.dp == l.ep && l.tp == 1, "{l}");
+        // The next smaller power of two would not hold a request.
+        let half = moeplan::layout::Layout {
+            dp: l.dp / 2,
+            ep: l.ep / 2,
+            ..l
+        };
+        let mut e = d.engine;
+        e.max_memory_fraction = moeplan::runs::MEASURED_MEMORY_FRACTION;
+        assert_eq!(
+            moeplan::memory::max_concurrency(&d.model, &d.gpu, &half, &e, 0, 2048),
+            0
+        );
+    }
+    assert!(
+        d.assumed
+            .iter()
+            .filter(|a| a.contains("stated as one GPU"))
+            .count()
+            == 2,
+        "{:?}",
+        d.assumed
+    );
+    assert!(moeplan::accuracy::predict(r).is_ok());
+}

@@ -221,14 +221,19 @@ struct Pools {
     workload: Workload,
     prefill: Pool,
     decode: Pool,
+    /// Requests one decode rank's KV memory holds (at least 1).
+    decode_room: f64,
 }
 
 impl Pools {
     fn of(inp: &DisaggInput) -> Pools {
+        let w = inp.workload;
+        let (_, most) = pool_memory(inp, &inp.decode, 1.0, w.isl + w.osl / 2);
         Pools {
-            workload: inp.workload,
+            workload: w,
             prefill: inp.prefill,
             decode: inp.decode,
+            decode_room: (most as f64 / inp.decode.layout.dp as f64).max(1.0),
         }
     }
 }
@@ -246,13 +251,17 @@ fn solve(
     let per_step = servers * inp.prefill.prompts_per_rank.max(1) as f64;
     let capacity = per_step / service.0.max(1e-12);
     let decode_ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
+    // Requests the decode pool's memory holds; the rest wait for a slot.
+    let room = inp.decode_room * decode_ranks;
     let fixed = transfer + sv.request_overhead;
     let first = service * super::closed_loop::mean_completion_step(c, per_step) + fixed;
-    let mut n = (c / decode_ranks).max(1.0);
+    let mut n = (c.min(room) / decode_ranks).max(1.0);
     let mut out = None;
     for _ in 0..6 {
         let tpot = decode_time(n);
         let decode_only = c / (service + fixed + tpot * dsteps).0.max(1e-12);
+        // With the decode pool's memory full, requests leave at its pace.
+        let decode_only = decode_only.min(room / (tpot * dsteps).0.max(1e-12));
         let (ttft_steady, x, rho, wait, bound) = if decode_only >= capacity {
             // The prefill pool sets the pace; the rest queue for it.
             let ttft = Seconds(c / capacity) - tpot * dsteps;
@@ -272,8 +281,11 @@ fn solve(
                 let rho = x / capacity;
                 wait = service * mdc_wait(rho, servers);
                 x = c / (service + wait + tpot * sv.arrival_wait + fixed + tpot * dsteps).0;
+                x = x.min(decode_only);
             }
-            let ttft = service + wait + tpot * sv.arrival_wait + fixed;
+            // Little's law: what the loop does not spend decoding it waits.
+            let ttft = (service + wait + tpot * sv.arrival_wait + fixed)
+                .max(Seconds(c / x.max(1e-12)) - tpot * dsteps);
             (ttft, x, x / capacity, wait, false)
         };
         let rounds = sv.rounds.max(1.0);
@@ -282,7 +294,7 @@ fn solve(
         } else {
             (first + ttft_steady * (rounds - 1.0)) / rounds
         };
-        let decoding = (x * (tpot * dsteps).0).min(c);
+        let decoding = (x * (tpot * dsteps).0).min(c).min(room);
         n = (decoding / decode_ranks).max(1.0);
         out = Some(Solved {
             ttft,
@@ -365,7 +377,8 @@ impl PreparedDisagg {
         let ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
         let din = pool_input(inp, &inp.decode, c.div_ceil(inp.decode.workers as u64));
         let stepper = Stepper::new(&din, inp.decode.layout.dp as f64);
-        let most = (c as f64 / ranks).max(1.0);
+        let pools = Pools::of(inp);
+        let most = (c as f64 / ranks).min(pools.decode_room).max(1.0);
         let mut decode_steps = Vec::new();
         let mut n: f64 = 1.0;
         loop {
@@ -386,7 +399,7 @@ impl PreparedDisagg {
             n *= 2.0;
         }
         Ok(PreparedDisagg {
-            pools: Pools::of(inp),
+            pools,
             prefill_step,
             transfer: kv_transfer(inp),
             decode_steps,
@@ -495,15 +508,18 @@ fn assemble(
     let (p, d) = (&inp.prefill, &inp.decode);
     let context = w.isl + w.osl / 2;
     // A decode worker holds the KV cache of every request it was handed,
-    // decoding or about to: its share of the deployment's requests.
-    let per_decode_worker = w.concurrency as f64 / d.workers.max(1) as f64;
+    // decoding or about to: its share of the deployment's requests, up to
+    // what its memory holds (the rest wait for a slot, in TTFT).
+    let (_, dmax) = pool_memory(inp, d, 1.0, context);
+    let per_decode_worker =
+        (w.concurrency as f64 / d.workers.max(1) as f64).min(dmax.max(1) as f64);
     let (pmem, pmax) = pool_memory(
         inp,
         p,
         p.prompts_per_rank as f64 * p.layout.dp as f64,
         w.isl,
     );
-    let (dmem, dmax) = pool_memory(inp, d, per_decode_worker, context);
+    let (dmem, _) = pool_memory(inp, d, per_decode_worker, context);
     let gpus = p.layout.gpus() * p.workers + d.layout.gpus() * d.workers;
     for (role, mem) in [("prefill", &pmem), ("decode", &dmem)] {
         if !mem.fits() {
@@ -512,6 +528,12 @@ fn assemble(
                 mem.total_bytes, mem.usable_bytes
             ));
         }
+    }
+    let handed = w.concurrency as f64 / d.workers.max(1) as f64;
+    if handed > dmax as f64 && dmax > 0 {
+        warnings.push(format!(
+            "a decode worker's memory holds {dmax} requests of {context} tokens, not the {handed:.0} handed to it: the rest wait for a slot, which is in TTFT"
+        ));
     }
     if s.prefill_bound {
         warnings.push(format!(
