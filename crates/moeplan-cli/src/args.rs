@@ -334,6 +334,9 @@ pub struct AuditArgs {
     /// Write the corrected plan (same format as the input) to this file.
     #[arg(long, value_name = "FILE")]
     pub fix: Option<String>,
+    /// The serving engine whose scheduler defaults the figures assume (as `plan --engine`).
+    #[arg(long, default_value = "neutral", value_parser = ["neutral", "vllm", "sglang", "trtllm"])]
+    pub engine: String,
 }
 
 /// `moeplan dag`: the deployment comes from the `estimate` flags or from a

@@ -93,6 +93,30 @@ impl Predicted {
         }
     }
 
+    /// Mean time to first token at the mean lengths.
+    pub fn ttft(&self) -> Seconds {
+        match self {
+            Predicted::Aggregated(e) => e.ttft,
+            Predicted::Disaggregated(e) => e.ttft,
+        }
+    }
+
+    /// Mean time per output token at the mean lengths.
+    pub fn tpot(&self) -> Seconds {
+        match self {
+            Predicted::Aggregated(e) => e.tpot,
+            Predicted::Disaggregated(e) => e.tpot,
+        }
+    }
+
+    /// The derivation of one figure (`ttft`, `tpot`, `output_tokens_per_s_per_gpu`, ...).
+    pub fn explain(&self, key: &str) -> Option<&crate::report::Derivation> {
+        match self {
+            Predicted::Aggregated(e) => e.explain.get(key),
+            Predicted::Disaggregated(e) => e.explain.get(key),
+        }
+    }
+
     /// The estimate's warnings.
     pub fn warnings(&self) -> &[String] {
         match self {
@@ -249,7 +273,7 @@ impl Figures {
             tpot: worst.tpot,
             memory_per_gpu: fullest.total_bytes,
             memory_fraction: fullest.total_bytes.0 / fullest.capacity_bytes.0,
-            load_imbalance: 0.0,
+            load_imbalance: mean.load_imbalance.max(worst.load_imbalance),
             fits: worst.fits,
             bottleneck: mean.decode.step.bottleneck,
             estimate: Predicted::Disaggregated(Box::new(mean)),

@@ -143,6 +143,29 @@ impl Violation {
     }
 }
 
+impl std::fmt::Display for Violation {
+    /// `ttft: 1.200 s > 1.000 s`, `throughput_per_gpu: 800.0 tokens/s < 1000.0 tokens/s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |x: f64| match self.level {
+            Level::Ttft | Level::Tpot => crate::units::Seconds::from_ms(x).to_string(),
+            Level::ThroughputPerGpu | Level::ThroughputPerUser => format!("{x:.1} tokens/s"),
+            Level::Memory | Level::LoadImbalance => format!("{:.1}%", x * 100.0),
+            Level::Gpus => format!("{x:.0} GPUs"),
+        };
+        let op = match self.level.bound() {
+            Bound::AtMost => ">",
+            Bound::AtLeast => "<",
+        };
+        write!(
+            f,
+            "{}: {} {op} {}",
+            self.level.name(),
+            show(self.value),
+            show(self.limit)
+        )
+    }
+}
+
 /// The limit a scenario sets for a level, in the level's unit (None: no limit).
 pub fn limit(slo: &Slo, level: Level, gpu_budget: Option<u64>) -> Option<f64> {
     match level {
@@ -235,6 +258,11 @@ mod tests {
         assert_eq!(v[2].shortfall(), 2.0);
         assert_eq!(v[1].shortfall(), 2.0);
         assert_eq!(v[3].unit, "output tokens/s");
+        assert_eq!(v[1].to_string(), "ttft: 200.0 ms > 100.0 ms");
+        assert_eq!(
+            v[2].to_string(),
+            "throughput_per_gpu: 1000.0 tokens/s < 2000.0 tokens/s"
+        );
     }
 
     #[test]

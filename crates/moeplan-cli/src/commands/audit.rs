@@ -12,10 +12,16 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Input(Box::new(e), a.json))?;
     // A hopeless plan's correction comes from the planner.
     let planner = moeplan::search::SearchPlanner;
+    let engine = a
+        .engine
+        .parse::<moeplan::memory::Engine>()
+        .map_err(|m| ArgError::failure(m, None, a.json))?
+        .config(plan.scenario.gpu.memory);
     let result = audit(
         &plan,
         &AuditOptions {
             planner: Some(&planner),
+            engine,
         },
     );
     if let Some(path) = &a.report {

@@ -6,9 +6,11 @@
 
 use super::fix::Corrected;
 use super::{evaluate_layout, Computed, Finding, Phase, PoolEval, PoolFigures, Severity};
+use crate::figures::Figures;
 use crate::model::Component;
 use crate::report::Derivation;
 use crate::serving::Estimate;
+use crate::slo::Level;
 use crate::spec::plan::{Deployment, PhaseClaims, Plan, TokenKind};
 use crate::units::{Bytes, Flop, Params, Seconds, TokensPerSecond};
 
@@ -270,15 +272,15 @@ fn with_layout(mut d: Derivation, e: &PoolEval) -> Derivation {
 }
 
 /// Runs every check that needs only the plan and its evaluation.
-pub(super) fn all(plan: &Plan, evals: &[PoolEval]) -> Vec<Finding> {
+pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec<Finding> {
     let mut out = Vec::new();
     layout(plan, evals, &mut out);
     gpus(plan, evals, &mut out);
     model(plan, evals, &mut out);
     memory_all(plan, evals, &mut out);
-    performance(plan, evals, &mut out);
+    performance(plan, evals, fig, &mut out);
     bounds(plan, evals, &mut out);
-    slo(plan, evals, &mut out);
+    slo(plan, evals, fig, &mut out);
     if plan.scenario.workload.concurrency.is_none() {
         out.push(finding(
             Severity::Info,
@@ -1039,76 +1041,40 @@ fn memory(
     }
 }
 
-/// Output tokens/s per GPU of the whole deployment at the worst and typical prompt, with its derivation.
-pub(super) fn overall_throughput(
-    plan: &Plan,
-    evals: &[PoolEval],
-) -> Option<(f64, f64, Derivation)> {
-    match plan.deployment {
-        Deployment::Aggregated { .. } => {
-            let e = evals.first()?;
-            let (t, w) = (e.typical.as_ref()?, e.worst.as_ref()?);
-            Some((
-                w.output_tokens_per_s_per_gpu.0,
-                t.output_tokens_per_s_per_gpu.0,
-                t.explain
-                    .get("output_tokens_per_s_per_gpu")
-                    .cloned()
-                    .map(|d| with_layout(d, e))
-                    .unwrap_or_else(|| Derivation::new("estimate", &[])),
-            ))
-        }
-        Deployment::Disaggregated { prefill, decode } => {
-            let pe = prefill_eval(evals)?;
-            let de = decode_eval(evals)?;
-            let (pt, dt) = (pe.typical.as_ref()?, de.typical.as_ref()?);
-            let isl = plan.scenario.workload.isl.mean().max(1) as f64;
-            let osl = plan.scenario.workload.osl.mean().max(1) as f64;
-            let gpus = (prefill.gpus() + decode.gpus()) as f64;
-            let decode_rate = dt.output_tokens_per_s_per_gpu.0 * decode.gpus() as f64;
-            let prefill_cap = pt.input_tokens_per_s_per_gpu.0 * prefill.gpus() as f64;
-            let rate = decode_rate.min(prefill_cap * osl / isl) / gpus;
-            Some((
-                rate,
-                rate,
-                Derivation::new(
-                    "min(decode pool output tokens/s, prefill pool prompt tokens/s × osl / isl) / every GPU of both pools",
-                    &[
-                        ("decode_pool_output_tokens_per_s", format!("{decode_rate:.0}")),
-                        ("prefill_pool_prompt_tokens_per_s", format!("{prefill_cap:.0}")),
-                        ("isl", format!("{isl:.0}")),
-                        ("osl", format!("{osl:.0}")),
-                        ("gpus", format!("{gpus:.0}")),
-                    ],
-                ),
-            ))
-        }
-    }
+/// Output tokens/s per GPU of the whole deployment (mean lengths), with its
+/// derivation: the figure the planner ranks by (`figures::evaluate`).
+pub(super) fn overall_throughput(fig: Option<&Figures>) -> Option<(f64, f64, Derivation)> {
+    let f = fig?;
+    let v = f.output_tokens_per_s_per_gpu.0;
+    let ev = f
+        .estimate
+        .explain("output_tokens_per_s_per_gpu")
+        .cloned()
+        .unwrap_or_else(|| Derivation::new("estimate", &[]));
+    Some((v, v, ev))
 }
 
-fn ttft_range(plan: &Plan, evals: &[PoolEval]) -> Option<(f64, f64)> {
-    let e = match plan.deployment {
-        Deployment::Aggregated { .. } => evals.first()?,
-        Deployment::Disaggregated { .. } => prefill_eval(evals)?,
-    };
-    let (t, w) = (e.typical.as_ref()?, e.worst.as_ref()?);
-    Some((t.ttft.0.min(w.ttft.0), t.ttft.0.max(w.ttft.0)))
+/// TTFT at the mean and at the longest lengths (lower, higher).
+fn ttft_range(fig: Option<&Figures>) -> Option<(f64, f64)> {
+    let f = fig?;
+    let (m, w) = (f.estimate.ttft().0, f.ttft.0);
+    Some((m.min(w), m.max(w)))
 }
 
-fn tpot_range(evals: &[PoolEval]) -> Option<(f64, f64)> {
-    let e = decode_eval(evals)?;
-    let (t, w) = (e.typical.as_ref()?, e.worst.as_ref()?);
-    Some((t.tpot.0.min(w.tpot.0), t.tpot.0.max(w.tpot.0)))
+/// TPOT at the mean and at the longest lengths (lower, higher).
+fn tpot_range(fig: Option<&Figures>) -> Option<(f64, f64)> {
+    let f = fig?;
+    let (m, w) = (f.estimate.tpot().0, f.tpot.0);
+    Some((m.min(w), m.max(w)))
 }
 
-fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
+fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Finding>) {
     let c = &plan.claims;
     let isl = plan.scenario.workload.isl.mean().max(1) as f64;
     let osl = plan.scenario.workload.osl.mean().max(1) as f64;
-    if let (Some(claim), Some((lo, hi, ev))) = (
-        c.overall.throughput_per_gpu,
-        overall_throughput(plan, evals),
-    ) {
+    if let (Some(claim), Some((lo, hi, ev))) =
+        (c.overall.throughput_per_gpu, overall_throughput(fig))
+    {
         let (lo, hi, what, other) = match c.throughput_tokens {
             TokenKind::Output => (lo, hi, "output tokens/s per GPU", isl / osl),
             TokenKind::Input => (
@@ -1331,8 +1297,8 @@ fn performance(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             out,
         );
     };
-    let ttft = ttft_range(plan, evals);
-    let tpot = tpot_range(evals);
+    let ttft = ttft_range(fig);
+    let tpot = tpot_range(fig);
     latency(
         "claims.ttft",
         "time to first token",
@@ -1633,145 +1599,158 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     }
 }
 
-fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
-    let s = &plan.scenario.slo;
+/// How the audit words one service level: what it bounds, how its figure
+/// prints (from the level's unit), what the plan claims for it, and the
+/// derivation behind the figure.
+struct LevelWords {
+    what: &'static str,
+    fmt: fn(f64) -> String,
+    /// Level values are in the level's unit; the words print SI.
+    to_si: f64,
+    claimed: Option<f64>,
+    explain: &'static str,
+}
+
+fn level_words(plan: &Plan, level: Level) -> Option<LevelWords> {
     let c = &plan.claims;
-    let mut missed: Vec<String> = Vec::new();
-    // (field, requirement, computed, claimed, higher-is-worse, evidence key)
-    let mut check = |field: &str,
-                     what: &str,
-                     limit: f64,
-                     computed: f64,
-                     claimed: Option<f64>,
-                     upper: bool,
-                     fmt: fn(f64) -> String,
-                     ev: Derivation,
-                     out: &mut Vec<Finding>| {
-        let fails = if upper {
-            computed > limit
-        } else {
-            computed < limit
-        };
-        let claimed_fails = claimed.map(|v| if upper { v > limit } else { v < limit });
-        let req = format!("{} {}", if upper { "≤" } else { "≥" }, fmt(limit));
-        if fails {
-            missed.push(format!("{field} {req}"));
-            let admitted = claimed_fails == Some(true) || c.meets_slo == Some(false);
-            out.push(finding(
-                if admitted {
-                    Severity::Warning
-                } else {
-                    Severity::Error
-                },
-                "slo_missed",
-                field,
-                claimed.map(fmt),
-                Some(fmt(computed)),
-                format!(
-                    "{what} must be {req}; moeplan computes {}{}",
-                    fmt(computed),
-                    match (claimed, admitted) {
-                        (_, true) => " (the plan admits it)".to_string(),
-                        (Some(v), false) =>
-                            format!(", while the plan claims {} and a pass", fmt(v)),
-                        (None, false) =>
-                            ", and the plan presents its layout as meeting it".to_string(),
-                    }
-                ),
-                ev,
-                "see the corrected plan for a layout that meets it, or relax the requirement",
-            ));
-        } else if claimed_fails == Some(true) {
-            out.push(finding(
-                Severity::Info,
-                "slo_met",
-                field,
-                claimed.map(fmt),
-                Some(fmt(computed)),
-                format!("the plan's figure misses {what} {req}, but moeplan computes {}: the layout meets it", fmt(computed)),
-                ev,
-                "update the claimed figure",
-            ));
-        }
+    let w = |what, fmt, to_si, claimed, explain| {
+        Some(LevelWords {
+            what,
+            fmt,
+            to_si,
+            claimed,
+            explain,
+        })
     };
-    let derive = |key: &str| {
-        decode_eval(evals)
-            .and_then(|e| e.worst.as_ref())
-            .and_then(|t| t.explain.get(key).cloned())
-            .unwrap_or_else(|| Derivation::new("estimate", &[]))
-    };
-    if let (Some(limit), Some((_, hi))) = (s.ttft, ttft_range(plan, evals)) {
-        check(
-            "slo.ttft",
+    match level {
+        Level::Ttft => w(
             "TTFT",
-            limit.0,
-            hi,
+            time,
+            1e-3,
             c.overall
                 .ttft
                 .or(c.prefill.as_ref().and_then(|p| p.ttft))
                 .map(|v| v.0),
-            true,
-            time,
-            derive("ttft"),
-            out,
-        );
-    }
-    if let (Some(limit), Some((_, hi))) = (s.tpot, tpot_range(evals)) {
-        check(
-            "slo.tpot",
+            "ttft",
+        ),
+        Level::Tpot => w(
             "TPOT",
-            limit.0,
-            hi,
+            time,
+            1e-3,
             c.overall
                 .tpot
                 .or(c.decode.as_ref().and_then(|p| p.tpot))
                 .map(|v| v.0),
-            true,
-            time,
-            derive("tpot"),
-            out,
-        );
-    }
-    if let (Some(limit), Some((_, hi, ev))) =
-        (s.min_throughput_per_gpu, overall_throughput(plan, evals))
-    {
-        let claimed = match c.throughput_tokens {
-            TokenKind::Output => c.overall.throughput_per_gpu.map(|v| v.0),
-            TokenKind::Input => None,
-        };
-        check(
-            "slo.min_throughput_per_gpu",
+            "tpot",
+        ),
+        Level::ThroughputPerGpu => w(
             "output throughput per GPU",
-            limit.0,
-            hi,
-            claimed,
-            false,
             rate,
-            ev,
-            out,
-        );
-    }
-    if let (Some(limit), Some(t)) = (
-        s.max_load_imbalance,
-        decode_eval(evals).and_then(|e| e.typical.as_ref()),
-    ) {
-        let ev = t
-            .explain
-            .get("load_imbalance")
-            .cloned()
-            .unwrap_or_else(|| Derivation::new("estimate", &[]));
-        check(
-            "slo.max_load_imbalance",
-            "expert load imbalance (uniform routing)",
-            limit,
-            t.load_imbalance.uniform,
-            c.load_imbalance,
-            true,
+            1.0,
+            match c.throughput_tokens {
+                TokenKind::Output => c.overall.throughput_per_gpu.map(|v| v.0),
+                TokenKind::Input => None,
+            },
+            "output_tokens_per_s_per_gpu",
+        ),
+        Level::ThroughputPerUser => w(
+            "output throughput per user",
+            rate,
+            1.0,
+            None,
+            "output_tokens_per_s_per_user",
+        ),
+        Level::LoadImbalance => w(
+            "expert load imbalance",
             pct,
-            ev,
-            out,
-        );
+            1.0,
+            c.load_imbalance,
+            "load_imbalance",
+        ),
+        // Memory is judged per pool below; the GPU count by `gpus`.
+        Level::Memory | Level::Gpus => None,
     }
+}
+
+/// Every service level of `[slo]` judged once, by `slo::evaluate` on the
+/// deployment's figures (the planner's rule), against the plan's claims.
+fn slo(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Finding>) {
+    let c = &plan.claims;
+    let mut missed: Vec<String> = Vec::new();
+    if let Some(f) = fig {
+        let judged = f.judged();
+        let violations = crate::slo::evaluate(&plan.scenario.slo, &judged, None);
+        for level in Level::ALL {
+            let (Some(words), Some(limit)) = (
+                level_words(plan, level),
+                crate::slo::limit(&plan.scenario.slo, level, None),
+            ) else {
+                continue;
+            };
+            let computed = crate::slo::value(&judged, level) * words.to_si;
+            let limit = limit * words.to_si;
+            let upper = level.bound() == crate::slo::Bound::AtMost;
+            let fails = violations.iter().any(|v| v.level == level);
+            let claimed_fails = words
+                .claimed
+                .map(|v| if upper { v > limit } else { v < limit });
+            let req = format!("{} {}", if upper { "≤" } else { "≥" }, (words.fmt)(limit));
+            let ev = f
+                .estimate
+                .explain(words.explain)
+                .cloned()
+                .unwrap_or_else(|| Derivation::new("estimate", &[]));
+            let fmt = words.fmt;
+            let field = level.key();
+            if fails {
+                missed.push(format!("{field} {req}"));
+                let admitted = claimed_fails == Some(true) || c.meets_slo == Some(false);
+                out.push(finding(
+                    if admitted {
+                        Severity::Warning
+                    } else {
+                        Severity::Error
+                    },
+                    "slo_missed",
+                    field,
+                    words.claimed.map(fmt),
+                    Some(fmt(computed)),
+                    format!(
+                        "{} must be {req}; moeplan computes {}{}",
+                        words.what,
+                        fmt(computed),
+                        match (words.claimed, admitted) {
+                            (_, true) => " (the plan admits it)".to_string(),
+                            (Some(v), false) =>
+                                format!(", while the plan claims {} and a pass", fmt(v)),
+                            (None, false) =>
+                                ", and the plan presents its layout as meeting it".to_string(),
+                        }
+                    ),
+                    ev,
+                    "see the corrected plan for a layout that meets it, or relax the requirement",
+                ));
+            } else if claimed_fails == Some(true) {
+                out.push(finding(
+                    Severity::Info,
+                    "slo_met",
+                    field,
+                    words.claimed.map(fmt),
+                    Some(fmt(computed)),
+                    format!("the plan's figure misses {} {req}, but moeplan computes {}: the layout meets it", words.what, fmt(computed)),
+                    ev,
+                    "update the claimed figure",
+                ));
+            }
+        }
+    }
+    memory_limit(plan, evals, &mut missed, out);
+    meets_slo(plan, &missed, out);
+}
+
+/// A pool whose fullest GPU exceeds the memory limit at the longest prompt.
+fn memory_limit(plan: &Plan, evals: &[PoolEval], missed: &mut Vec<String>, out: &mut Vec<Finding>) {
+    let c = &plan.claims;
     for e in evals {
         let Some(w) = &e.worst else { continue };
         if !w.fits {
@@ -1796,7 +1775,11 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             ));
         }
     }
-    match c.meets_slo {
+}
+
+/// The plan's `meets_slo` against what the levels found.
+fn meets_slo(plan: &Plan, missed: &[String], out: &mut Vec<Finding>) {
+    match plan.claims.meets_slo {
         Some(true) if !missed.is_empty() => out.push(finding(
             Severity::Error,
             "slo_claimed_pass",
@@ -1837,6 +1820,7 @@ fn slo(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
 pub(super) fn waste(
     plan: &Plan,
     evals: &[PoolEval],
+    fig: Option<&Figures>,
     corrected: &Corrected,
     out: &mut Vec<Finding>,
 ) {
@@ -1901,10 +1885,9 @@ pub(super) fn waste(
             ));
         }
     }
-    if let (Some(rr), Some((_, per_gpu, _))) = (
-        plan.scenario.workload.request_rate,
-        overall_throughput(plan, evals),
-    ) {
+    if let (Some(rr), Some((_, per_gpu, _))) =
+        (plan.scenario.workload.request_rate, overall_throughput(fig))
+    {
         let need = rr * osl;
         let have = per_gpu * plan.deployment.gpus() as f64;
         let ev = Derivation::new(
@@ -1945,7 +1928,7 @@ pub(super) fn waste(
 }
 
 /// Headline figures for reports.
-pub(super) fn headline(plan: &Plan, evals: &[PoolEval]) -> Computed {
+pub(super) fn headline(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Computed {
     Computed {
         gpus: plan.deployment.gpus(),
         pools: evals
@@ -1961,8 +1944,8 @@ pub(super) fn headline(plan: &Plan, evals: &[PoolEval]) -> Computed {
                 fits: e.worst.as_ref().map(|w| w.fits),
             })
             .collect(),
-        ttft: ttft_range(plan, evals).map(|r| Seconds(r.1)),
-        tpot: tpot_range(evals).map(|r| Seconds(r.1)),
-        throughput_per_gpu: overall_throughput(plan, evals).map(|r| TokensPerSecond(r.1)),
+        ttft: fig.map(|f| f.ttft),
+        tpot: fig.map(|f| f.tpot),
+        throughput_per_gpu: fig.map(|f| f.output_tokens_per_s_per_gpu),
     }
 }

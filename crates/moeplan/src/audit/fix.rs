@@ -10,8 +10,9 @@
 //! given, else the layout missing the fewest requirements by the least is
 //! returned, labelled `best_effort`, with what it misses.
 
-use super::checks::{bytes, pct, rate, time};
+use super::checks::{bytes, pct, time};
 use super::{evaluate_layout, Phase, PoolEval};
+use crate::figures::Figures;
 use crate::layout::Layout;
 use crate::serving::Estimate;
 use crate::spec::plan::{Deployment, Plan, Pool};
@@ -174,53 +175,13 @@ pub fn nearest_valid(plan: &Plan, pool: &Pool) -> Option<Layout> {
         .map(|x| x.3)
 }
 
-/// Requirements a layout misses, with how badly (sum of log factors).
+/// Requirements a layout misses (`slo::evaluate`, the planner's rule), with
+/// how badly (sum of the log shortfalls).
 fn unmet(plan: &Plan, typical: &Estimate, worst: &Estimate) -> (Vec<String>, f64) {
-    let s = &plan.scenario.slo;
-    let mut out = Vec::new();
-    let mut by = 0.0;
-    let mut miss = |what: String, f: f64| {
-        out.push(what);
-        by += f.max(1.0).ln();
-    };
-    if !worst.fits {
-        miss(
-            format!(
-                "memory: {} of {} usable",
-                worst.memory.total_bytes, worst.memory.usable_bytes
-            ),
-            worst.memory.total_bytes / worst.memory.usable_bytes,
-        );
-    }
-    if let Some(t) = s.ttft {
-        if worst.ttft.0 > t.0 {
-            miss(format!("ttft: {} > {}", worst.ttft, t), worst.ttft / t);
-        }
-    }
-    if let Some(t) = s.tpot {
-        if worst.tpot.0 > t.0 {
-            miss(format!("tpot: {} > {}", worst.tpot, t), worst.tpot / t);
-        }
-    }
-    if let Some(r) = s.min_throughput_per_gpu {
-        let have = typical.output_tokens_per_s_per_gpu;
-        if have.0 < r.0 {
-            miss(
-                format!("throughput: {} < {}", rate(have.0), rate(r.0)),
-                r / have,
-            );
-        }
-    }
-    if let Some(x) = s.max_load_imbalance {
-        let li = typical.load_imbalance.uniform;
-        if li > x {
-            miss(
-                format!("load imbalance: {} > {}", pct(li), pct(x)),
-                (1.0 + li) / (1.0 + x),
-            );
-        }
-    }
-    (out, by)
+    let f = Figures::aggregated(worst, typical.clone(), 1, typical.workload.concurrency);
+    let missed = crate::slo::evaluate(&plan.scenario.slo, &f.judged(), None);
+    let by = missed.iter().map(|v| v.shortfall().max(1.0).ln()).sum();
+    (missed.iter().map(|v| v.to_string()).collect(), by)
 }
 
 struct Candidate {

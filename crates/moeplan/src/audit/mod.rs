@@ -26,10 +26,11 @@
 mod checks;
 pub mod fix;
 
+use crate::figures::{self, Figures, WorstCase};
 use crate::layout::Layout;
 use crate::memory::EngineConfig;
 use crate::report::Derivation;
-use crate::serving::{estimate, Estimate, EstimateInput, Workload};
+use crate::serving::{estimate, Detail, Estimate, EstimateInput, Workload};
 use crate::spec::plan::{Deployment, Plan, Pool};
 use crate::units::{Seconds, TokensPerSecond};
 use serde::Serialize;
@@ -194,6 +195,8 @@ pub struct AuditOptions<'a> {
     /// The planner to ask for a layout when the plan's own is hopeless
     /// (`search`); without one, a local search over aggregated layouts.
     pub planner: Option<&'a dyn Planner>,
+    /// The engine whose scheduler defaults the figures assume.
+    pub engine: EngineConfig,
 }
 
 /// Requests in flight per replica when the plan does not say.
@@ -303,13 +306,61 @@ pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
         .collect()
 }
 
+/// The plan with each pool at its reference layout (the written one when
+/// valid, else its nearest valid one); None when a pool has none.
+fn reference_plan(plan: &Plan, evals: &[PoolEval]) -> Option<Plan> {
+    let at = |prefix: &str, p: Pool| {
+        let e = evals.iter().find(|e| e.prefix == prefix)?;
+        Some(Pool {
+            layout: e.reference?,
+            ..p
+        })
+    };
+    let deployment = match plan.deployment {
+        Deployment::Aggregated { pool } => Deployment::Aggregated {
+            pool: at("deployment", pool)?,
+        },
+        Deployment::Disaggregated { prefill, decode } => Deployment::Disaggregated {
+            prefill: at("deployment.prefill", prefill)?,
+            decode: at("deployment.decode", decode)?,
+        },
+    };
+    Some(Plan {
+        deployment,
+        ..plan.clone()
+    })
+}
+
+/// The deployment's figures, as the planner computes them
+/// (`figures::evaluate`), at the reference layouts on `engine`: the headline
+/// figures and every service-level verdict of the audit come from here.
+pub fn figures(plan: &Plan, evals: &[PoolEval], engine: EngineConfig) -> Option<Figures> {
+    let reference = reference_plan(plan, evals)?;
+    let w = &plan.scenario.workload;
+    let replicas = match plan.deployment {
+        Deployment::Aggregated { pool } => pool.replicas as u64,
+        Deployment::Disaggregated { .. } => 1,
+    };
+    figures::evaluate(
+        &crate::replica::Deployment::from_plan(&reference, engine),
+        WorstCase {
+            isl: w.isl.max,
+            osl: w.osl.max,
+        },
+        replicas,
+        Detail::Full,
+    )
+    .ok()
+}
+
 /// Audits a plan.
 pub fn audit(plan: &Plan, options: &AuditOptions) -> Audit {
     let evals = evaluate(plan);
-    let mut findings = checks::all(plan, &evals);
+    let fig = figures(plan, &evals, options.engine);
+    let mut findings = checks::all(plan, &evals, fig.as_ref());
     let corrected = fix::correct(plan, &evals, options);
     if let Some(c) = &corrected {
-        checks::waste(plan, &evals, c, &mut findings);
+        checks::waste(plan, &evals, fig.as_ref(), c, &mut findings);
     }
     findings.sort_by(|a, b| {
         (a.severity, &a.field, a.code, &a.message).cmp(&(b.severity, &b.field, b.code, &b.message))
@@ -317,7 +368,7 @@ pub fn audit(plan: &Plan, options: &AuditOptions) -> Audit {
     findings.dedup();
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     let errors = count(Severity::Error);
-    let computed = checks::headline(plan, &evals);
+    let computed = checks::headline(plan, &evals, fig.as_ref());
     Audit {
         summary: Summary {
             plan: plan.scenario.name.clone(),

@@ -125,6 +125,8 @@ pub struct DisaggEstimate {
     pub prefill: PoolEstimate,
     /// The decode pool.
     pub decode: PoolEstimate,
+    /// Expert load imbalance of the decode step (max/mean − 1 of its routed rows).
+    pub load_imbalance: f64,
     /// Time to move one request's KV cache from prefill to decode.
     pub kv_transfer: Seconds,
     /// Mean wait for a prefill rank in steady state.
@@ -604,6 +606,7 @@ fn assemble(
             memory: dmem,
             max_concurrency: dmax,
         },
+        load_imbalance: decode_step.imbalance,
         kv_transfer: transfer,
         queue_wait: s.wait,
         first_round_ttft: s.first,
@@ -680,6 +683,7 @@ impl DisaggEstimate {
             "fits": self.fits,
             "prefill": self.prefill,
             "decode": self.decode,
+            "load_imbalance": self.load_imbalance,
             "kv_transfer_ms": self.kv_transfer.ms(),
             "queue_wait_ms": self.queue_wait.ms(),
             "first_round_ttft_ms": self.first_round_ttft.ms(),
