@@ -157,9 +157,9 @@ pub struct DeploymentArgs {
     /// Flat memory-bandwidth efficiency instead of the calibrated curves.
     #[arg(long)]
     pub bandwidth_utilization: Option<f64>,
-    /// The serving engine whose scheduler defaults to assume (step budget, running-request cap, memory share); the flags below override them.
-    #[arg(long, default_value = "neutral", value_parser = ["neutral", "vllm", "sglang", "trtllm"])]
-    pub engine: String,
+    /// The serving engine whose kernels, scheduler defaults (step budget, running-request cap, memory share) and fitted serving overheads to assume; the flags below override them. Default: the one a plan or scenario file states, else auto, the engine whose kernels fit this GPU's measurements best (docs/calibration.md); neutral: those kernels with no engine's scheduler or overheads.
+    #[arg(long, value_parser = ["auto", "neutral", "vllm", "sglang", "trtllm"])]
+    pub engine: Option<String>,
     /// Tokens per scheduler step per attention-DP rank (chunked prefill budget; default: the engine's).
     #[arg(long)]
     pub max_step_tokens: Option<u64>,
@@ -299,9 +299,9 @@ pub struct PlanArgs {
     /// Flat memory-bandwidth efficiency instead of the calibrated curves.
     #[arg(long)]
     pub bandwidth_utilization: Option<f64>,
-    /// The serving engine whose scheduler defaults to assume.
-    #[arg(long, default_value = "neutral", value_parser = ["neutral", "vllm", "sglang", "trtllm"])]
-    pub engine: String,
+    /// The serving engine to assume, over the scenario's `hardware.engine` (auto: the best-fitting engine on this GPU; neutral: its kernels with no engine's scheduler or overheads).
+    #[arg(long, value_parser = ["auto", "neutral", "vllm", "sglang", "trtllm"])]
+    pub engine: Option<String>,
     /// What to optimise: throughput (tokens/s per GPU), fewest-gpus (for the request rate), pareto.
     #[arg(long, default_value = "throughput", value_parser = ["throughput", "fewest-gpus", "pareto"])]
     pub objective: String,
@@ -334,9 +334,9 @@ pub struct AuditArgs {
     /// Write the corrected plan (same format as the input) to this file.
     #[arg(long, value_name = "FILE")]
     pub fix: Option<String>,
-    /// The serving engine whose scheduler defaults the figures assume (as `plan --engine`).
-    #[arg(long, default_value = "neutral", value_parser = ["neutral", "vllm", "sglang", "trtllm"])]
-    pub engine: String,
+    /// The serving engine the figures assume, over the plan's `hardware.engine` (as `plan --engine`).
+    #[arg(long, value_parser = ["auto", "neutral", "vllm", "sglang", "trtllm"])]
+    pub engine: Option<String>,
 }
 
 /// `moeplan dag`: the deployment comes from the `estimate` flags or from a

@@ -694,6 +694,9 @@ fn estimate_of_a_plan_file_equals_its_flags() {
         "1000",
         "--concurrency",
         "64",
+        // The plan states `engine = "neutral"`.
+        "--engine",
+        "neutral",
         "--json",
     ]);
     assert_eq!(file.status.code(), Some(0), "{}", stderr(&file));

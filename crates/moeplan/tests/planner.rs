@@ -1,7 +1,6 @@
 //! The planner against the seed documents' own plans, and its invariants.
 
 use moeplan::layout::Layout;
-use moeplan::memory::EngineConfig;
 use moeplan::search::{plan, Mode, Modes, PlanOptions};
 use moeplan::serving::{estimate, EstimateInput, Workload};
 use moeplan::spec::scenario::{seed, Scenario};
@@ -42,19 +41,14 @@ fn per_gpu(s: &Scenario, l: Layout) -> f64 {
     let inp = EstimateInput {
         model: &s.model,
         gpu: &s.gpu,
-        calibration: moeplan::profile::resolve(&s.gpu, moeplan::memory::Engine::Neutral)
-            .kernels
-            .flat(s.mfu, s.bandwidth_utilization),
+        calibration: s.calibration(s.serving_engine()),
         layout: l,
         workload: Workload {
             isl: s.workload.isl.mean(),
             osl: s.workload.osl.mean(),
             concurrency: s.workload.concurrency.unwrap(),
         },
-        engine: EngineConfig {
-            max_memory_fraction: s.slo.max_memory_fraction,
-            ..EngineConfig::default()
-        },
+        engine: s.engine_config(),
         redundant_experts: 0,
         routing_skew: 0.0,
     };
@@ -119,10 +113,10 @@ proptest! {
                 let e = estimate(&EstimateInput {
                     model: &s.model,
                     gpu: &s.gpu,
-                    calibration: moeplan::profile::resolve(&s.gpu, moeplan::memory::Engine::Neutral).kernels,
+                    calibration: s.calibration(s.serving_engine()),
                     layout: l,
                     workload: Workload { isl, osl, concurrency: pool.concurrency },
-                    engine: EngineConfig::default(),
+                    engine: s.engine_config(),
                     redundant_experts: 0,
                     routing_skew: 0.0,
                 }).unwrap();

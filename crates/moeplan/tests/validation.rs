@@ -136,12 +136,12 @@ fn published_figures() {
         let (per_gpu_predicted, how) = if unstated {
             let mut sc = Scenario::fixed("validation", m.clone(), gpu.clone(), gpus, isl, osl);
             sc.slo.max_memory_fraction = engine.max_memory_fraction;
+            sc.engine = Some(kind);
             let opts = PlanOptions {
                 modes: Modes {
                     aggregated: true,
                     disaggregated: false,
                 },
-                engine,
                 ..PlanOptions::default()
             };
             let r = plan(&sc, &opts, &|_, _| {});

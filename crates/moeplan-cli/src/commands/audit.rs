@@ -12,16 +12,12 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Input(Box::new(e), a.json))?;
     // A hopeless plan's correction comes from the planner.
     let planner = moeplan::search::SearchPlanner;
-    let engine = a
-        .engine
-        .parse::<moeplan::memory::Engine>()
-        .map_err(|m| ArgError::failure(m, None, a.json))?
-        .config(plan.scenario.gpu.memory);
+    let mut plan = plan;
+    super::deployment::apply_engine(a.engine.as_deref(), &mut plan.scenario, a.json)?;
     let result = audit(
         &plan,
         &AuditOptions {
             planner: Some(&planner),
-            engine,
         },
     );
     if let Some(path) = &a.report {

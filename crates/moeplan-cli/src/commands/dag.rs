@@ -77,7 +77,12 @@ fn from_plan(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
             String::new()
         }
     );
-    let engine = deployment::engine(&a.deployment, &s.gpu, false)?;
+    deployment::apply_engine(a.deployment.engine.as_deref(), &mut s, false)?;
+    let engine = deployment::overrides(
+        &a.deployment,
+        s.serving_engine().config(s.gpu.memory),
+        false,
+    )?;
     Ok(Drawing {
         d: Deployment::from_scenario(s, pool.layout, concurrency, engine),
         phases,
@@ -89,10 +94,8 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
     let mut s = moeplan::spec::scenario::read(Path::new(path))
         .map_err(|e| Failure::Input(Box::new(e), false))?;
     node_size(a, &mut s)?;
-    let opts = PlanOptions {
-        engine: deployment::engine(&a.deployment, &s.gpu, false)?,
-        ..PlanOptions::default()
-    };
+    deployment::apply_engine(a.deployment.engine.as_deref(), &mut s, false)?;
+    let opts = PlanOptions::default();
     let result = search::plan(&s, &opts, &|_, _| {});
     let Some(rec) = result.recommended else {
         output::note(&format!(

@@ -139,13 +139,43 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
     })
 }
 
-/// The engine preset for this GPU, with the explicit flags applied.
+/// The engine `--engine` names on `gpu`: `auto` is the engine whose kernels
+/// fit this GPU's measurements best (`profile::default_engine`).
+pub fn engine_named(name: &str, gpu: &Gpu, json: bool) -> Result<Engine, Failure> {
+    match name {
+        "auto" => Ok(moeplan::profile::default_engine(gpu)),
+        n => n.parse().map_err(|m| ArgError::failure(m, None, json)),
+    }
+}
+
+/// `--engine` over a scenario's or plan's `hardware.engine`: `auto` clears
+/// it (the best-fitting engine), a name sets it.
+pub fn apply_engine(
+    flag: Option<&str>,
+    s: &mut moeplan::spec::scenario::Scenario,
+    json: bool,
+) -> Result<(), Failure> {
+    match flag {
+        None => {}
+        Some("auto") => s.engine = None,
+        Some(n) => s.engine = Some(engine_named(n, &s.gpu, json)?),
+    }
+    Ok(())
+}
+
+/// The engine preset for this GPU (`--engine`, default auto), with the
+/// explicit flags applied.
 pub fn engine(a: &DeploymentArgs, gpu: &Gpu, json: bool) -> Result<EngineConfig, Failure> {
-    let e: Engine = a
-        .engine
-        .parse()
-        .map_err(|m| ArgError::failure(m, None, json))?;
-    let mut c = e.config(gpu.memory);
+    let e = engine_named(a.engine.as_deref().unwrap_or("auto"), gpu, json)?;
+    overrides(a, e.config(gpu.memory), json)
+}
+
+/// The explicit engine flags over `c`.
+pub fn overrides(
+    a: &DeploymentArgs,
+    mut c: EngineConfig,
+    json: bool,
+) -> Result<EngineConfig, Failure> {
     if let Some(t) = a.max_step_tokens {
         c.max_step_tokens = t;
     }
@@ -399,7 +429,14 @@ fn from_plan_file(
         }
         plan.scenario.gpu.gpus_per_node = n;
     }
-    let engine = engine(f, &plan.scenario.gpu, json)?;
+    apply_engine(f.engine.as_deref(), &mut plan.scenario, json)?;
+    let engine = overrides(
+        f,
+        plan.scenario
+            .serving_engine()
+            .config(plan.scenario.gpu.memory),
+        json,
+    )?;
     let aggregated_flags = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp]
         .iter()
         .any(Option::is_some);

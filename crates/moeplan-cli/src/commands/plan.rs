@@ -128,6 +128,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
     if let Some(b) = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)? {
         s.bandwidth_utilization = Some(b);
     }
+    super::deployment::apply_engine(a.engine.as_deref(), &mut s, json)?;
     if a.objective == "fewest-gpus" && s.workload.request_rate.is_none() {
         return Err(ArgError::failure(
             "--objective fewest-gpus needs a request rate".into(),
@@ -151,11 +152,6 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
             disaggregated: a.mode != "aggregated",
         },
         top_n: a.top.max(1),
-        engine: a
-            .engine
-            .parse::<moeplan::memory::Engine>()
-            .map_err(|m| ArgError::failure(m, None, a.output.json))?
-            .config(s.gpu.memory),
         ..PlanOptions::default()
     };
     let start = Instant::now();
@@ -207,7 +203,7 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
         output::print(&render(
             &s,
             &result,
-            opts.engine,
+            s.engine_config(),
             a.output.explain,
             opts.objective == Objective::Pareto,
         ));
@@ -339,6 +335,12 @@ fn render(
         ))
     );
     let _ = writeln!(o, "service levels: {}", slo_line(s));
+    let _ = writeln!(
+        o,
+        "engine: {} ({})",
+        engine.engine.name(),
+        moeplan::profile::resolve(&s.gpu, engine.engine).source
+    );
     if let (Some(m), Some(b)) = (s.mfu, s.bandwidth_utilization) {
         let _ = writeln!(
             o,

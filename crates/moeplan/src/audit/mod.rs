@@ -28,7 +28,6 @@ pub mod fix;
 
 use crate::figures::{self, Figures, WorstCase};
 use crate::layout::Layout;
-use crate::memory::EngineConfig;
 use crate::report::Derivation;
 use crate::serving::{estimate, Detail, Estimate, EstimateInput, Workload};
 use crate::spec::plan::{Deployment, Plan, Pool};
@@ -195,8 +194,6 @@ pub struct AuditOptions<'a> {
     /// The planner to ask for a layout when the plan's own is hopeless
     /// (`search`); without one, a local search over aggregated layouts.
     pub planner: Option<&'a dyn Planner>,
-    /// The engine whose scheduler defaults the figures assume.
-    pub engine: EngineConfig,
 }
 
 /// Requests in flight per replica when the plan does not say.
@@ -215,10 +212,10 @@ pub(crate) fn input<'a>(plan: &'a Plan, layout: Layout, workload: Workload) -> E
     EstimateInput {
         model: &plan.scenario.model,
         gpu: &plan.scenario.gpu,
-        calibration: plan.scenario.calibration(crate::memory::Engine::Neutral),
+        calibration: plan.scenario.calibration(plan.scenario.serving_engine()),
         layout,
         workload,
-        engine: plan.scenario.engine(EngineConfig::default()),
+        engine: plan.scenario.engine_config(),
         redundant_experts: 0,
         routing_skew: 0.0,
     }
@@ -332,9 +329,10 @@ fn reference_plan(plan: &Plan, evals: &[PoolEval]) -> Option<Plan> {
 }
 
 /// The deployment's figures, as the planner computes them
-/// (`figures::evaluate`), at the reference layouts on `engine`: the headline
-/// figures and every service-level verdict of the audit come from here.
-pub fn figures(plan: &Plan, evals: &[PoolEval], engine: EngineConfig) -> Option<Figures> {
+/// (`figures::evaluate`), at the reference layouts on the plan's engine: the
+/// headline figures and every service-level verdict of the audit come from
+/// here.
+pub fn figures(plan: &Plan, evals: &[PoolEval]) -> Option<Figures> {
     let reference = reference_plan(plan, evals)?;
     let w = &plan.scenario.workload;
     let replicas = match plan.deployment {
@@ -342,7 +340,7 @@ pub fn figures(plan: &Plan, evals: &[PoolEval], engine: EngineConfig) -> Option<
         Deployment::Disaggregated { .. } => 1,
     };
     figures::evaluate(
-        &crate::replica::Deployment::from_plan(&reference, engine),
+        &crate::replica::Deployment::from_plan(&reference, plan.scenario.engine_config()),
         WorstCase {
             isl: w.isl.max,
             osl: w.osl.max,
@@ -356,7 +354,7 @@ pub fn figures(plan: &Plan, evals: &[PoolEval], engine: EngineConfig) -> Option<
 /// Audits a plan.
 pub fn audit(plan: &Plan, options: &AuditOptions) -> Audit {
     let evals = evaluate(plan);
-    let fig = figures(plan, &evals, options.engine);
+    let fig = figures(plan, &evals);
     let mut findings = checks::all(plan, &evals, fig.as_ref());
     let corrected = fix::correct(plan, &evals, options);
     if let Some(c) = &corrected {

@@ -68,8 +68,6 @@ pub struct PlanOptions {
     pub default_gpus: u32,
     /// Candidates kept per mode.
     pub top_n: usize,
-    /// Engine settings.
-    pub engine: EngineConfig,
 }
 
 impl Default for PlanOptions {
@@ -82,7 +80,6 @@ impl Default for PlanOptions {
             },
             default_gpus: 64,
             top_n: 5,
-            engine: EngineConfig::default(),
         }
     }
 }
@@ -236,7 +233,8 @@ pub fn plan(
     let budget = s.gpus_available.unwrap_or(opts.default_gpus);
     let mut rej = Rejections::default();
     let layouts = enumerate(s, budget, &mut rej);
-    let engine = s.engine(opts.engine);
+    // The scenario's engine (the one it states, else the best-fitting one).
+    let engine = s.engine_config();
     let count = AtomicUsize::new(0);
     let eval = Eval {
         s,

@@ -645,6 +645,7 @@ fn convert(
             gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
             mfu,
             bandwidth_utilization,
+            engine: scenario::engine(&raw.hardware, pr),
             workload,
             slo,
             assumptions: raw.assumptions.clone().unwrap_or_default(),

@@ -96,6 +96,8 @@ pub struct RawHardware {
     pub mfu: Option<f64>,
     /// A flat memory-bandwidth efficiency the scenario assumes.
     pub bandwidth_utilization: Option<f64>,
+    /// The serving engine: vllm, sglang, trtllm, or neutral (the kernels with no engine's scheduler). Default: the engine whose kernels fit the GPU's measurements best.
+    pub engine: Option<String>,
 }
 
 /// The requests.
@@ -218,6 +220,9 @@ pub struct Scenario {
     pub mfu: Option<f64>,
     /// Flat bandwidth efficiency, if assumed.
     pub bandwidth_utilization: Option<f64>,
+    /// The serving engine the file states (`hardware.engine`); None: the
+    /// engine whose kernels fit the GPU best (`serving_engine`).
+    pub engine: Option<crate::engine::Engine>,
     /// The requests.
     pub workload: WorkloadSpec,
     /// Service levels.
@@ -234,6 +239,18 @@ impl Scenario {
         crate::profile::resolve(&self.gpu, engine)
             .kernels
             .flat(self.mfu, self.bandwidth_utilization)
+    }
+
+    /// The engine the scenario is served by: the one it states, else the
+    /// engine whose kernels fit its GPU's measurements best.
+    pub fn serving_engine(&self) -> crate::engine::Engine {
+        self.engine
+            .unwrap_or_else(|| crate::profile::default_engine(&self.gpu))
+    }
+
+    /// The serving engine's defaults on the scenario's GPU, with its memory limit.
+    pub fn engine_config(&self) -> crate::memory::EngineConfig {
+        self.engine(self.serving_engine().config(self.gpu.memory))
     }
 
     /// Engine settings with the scenario's memory limit.
@@ -254,6 +271,7 @@ impl Scenario {
             gpus_available: Some(gpus),
             mfu: None,
             bandwidth_utilization: None,
+            engine: None,
             workload: WorkloadSpec {
                 isl: Lengths { min: isl, max: isl },
                 osl: Lengths { min: osl, max: osl },
@@ -642,6 +660,21 @@ pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
     }
 }
 
+/// The engine `hardware.engine` names (None where it names none, or one
+/// that is not known: a problem).
+pub fn engine(h: &RawHardware, pr: &mut Problems) -> Option<crate::engine::Engine> {
+    let name = h.engine.as_deref()?;
+    match name.parse() {
+        Ok(e) => Some(e),
+        Err(m) => {
+            pr.push(Problem::at("hardware.engine", m).hint(
+                "vllm, sglang or trtllm (neutral: the kernels with no engine's scheduler); leave it out for the engine that fits the GPU best",
+            ));
+            None
+        }
+    }
+}
+
 /// Validates the flat efficiency assumptions of a hardware section.
 pub fn efficiencies(h: &RawHardware, pr: &mut Problems) -> (Option<f64>, Option<f64>) {
     let frac = |pr: &mut Problems, key: &str, v: Option<f64>| {
@@ -690,6 +723,7 @@ fn convert(
         gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
         mfu,
         bandwidth_utilization,
+        engine: engine(&raw.hardware, pr),
         workload,
         slo,
         assumptions: raw.assumptions.clone().unwrap_or_default(),
