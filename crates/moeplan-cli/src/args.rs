@@ -290,6 +290,9 @@ pub struct PlanArgs {
     /// Least output throughput per GPU, with its unit (e.g. "15 tokens/ms").
     #[arg(long)]
     pub min_throughput_per_gpu: Option<String>,
+    /// Least output throughput each request sees, with its unit (e.g. "50 tokens/s").
+    #[arg(long)]
+    pub min_throughput_per_user: Option<String>,
     /// Largest fraction of GPU memory used.
     #[arg(long)]
     pub max_memory_fraction: Option<f64>,

@@ -241,7 +241,7 @@ impl Figures {
             role,
             layout: p.layout,
             workers: p.workers as u64,
-            gpus: p.gpus as u64,
+            gpus: p.gpus,
             concurrency,
         };
         let prefill_c =
@@ -265,7 +265,7 @@ impl Figures {
                 pool(PoolRole::Prefill, &mean.prefill, prefill_c),
                 pool(PoolRole::Decode, &mean.decode, decode_c),
             ],
-            gpus: mean.gpus as u64,
+            gpus: mean.gpus,
             output_tokens_per_s_per_gpu: mean.output_tokens_per_s_per_gpu,
             output_tokens_per_s_per_user: mean.output_tokens_per_s_per_user,
             requests_per_s: mean.requests_per_s,

@@ -151,3 +151,44 @@ fn a_per_user_throughput_level_is_judged_alike_by_plan_and_audit() {
     let r = plan(&p.scenario, &PlanOptions::default(), &quiet);
     assert!(r.candidates.iter().all(|c| !c.meets()));
 }
+
+/// The contradiction this replaces: an absurd request rate asked for more
+/// GPUs than u32 holds, and `replicas × gpus` wrapped (1,468,465,582 GPUs
+/// reported; a debug build panicked). The count is now u64 and of the true
+/// order: 1e12 requests/s of 1000 + 100 tokens at the ~100 requests/s a
+/// replica of a few GPUs serves is ~1e10 replicas.
+#[test]
+fn an_absurd_request_rate_asks_for_the_true_order_of_gpus() {
+    let mut s = qwen(1000, 100, 8);
+    s.workload.request_rate = Some(1e12);
+    let r = plan(&s, &PlanOptions::default(), &quiet);
+    let rec = r.recommended.expect("a recommendation");
+    assert!(rec.figures.gpus > u32::MAX as u64, "{}", rec.figures.gpus);
+    let per_gpu_rps = rec.figures.requests_per_s / rec.figures.gpus as f64;
+    let needed = 1e12 / per_gpu_rps;
+    assert!(close(rec.figures.gpus as f64, needed) || (rec.figures.gpus as f64) >= needed);
+    let b = r.binding.expect("the budget binds");
+    assert_eq!(b.level, moeplan::slo::Level::Gpus);
+}
+
+/// The contradiction this replaces: a missed per-user throughput fell into
+/// the planner's catch-all advice ("more GPUs: the budget is 2 and the
+/// closest plan needs 2"). Its advice now speaks of per-request speed.
+#[test]
+fn a_missed_per_user_throughput_gets_its_own_advice() {
+    let mut s = qwen(1000, 100, 2);
+    s.slo.min_throughput_per_user = Some(moeplan::units::TokensPerSecond(1e5));
+    let r = plan(&s, &PlanOptions::default(), &quiet);
+    let b = r.binding.expect("nothing reaches 1e5 tokens/s per request");
+    assert_eq!(b.level, moeplan::slo::Level::ThroughputPerUser);
+    assert!(
+        b.advice.iter().all(|a| !a.contains("more GPUs")),
+        "{:?}",
+        b.advice
+    );
+    assert!(
+        b.advice.iter().any(|a| a.contains("per_user")),
+        "{:?}",
+        b.advice
+    );
+}

@@ -113,10 +113,23 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
             *slot = Some(Seconds::from_ms(ms));
         }
     }
-    if let Some(t) = &a.min_throughput_per_gpu {
-        let r = moeplan::quantity::parse_token_rate(t)
-            .map_err(|e| ArgError::failure(format!("--min-throughput-per-gpu: {e}"), None, json))?;
-        s.slo.min_throughput_per_gpu = Some(r);
+    for (flag, value, slot) in [
+        (
+            "--min-throughput-per-gpu",
+            &a.min_throughput_per_gpu,
+            &mut s.slo.min_throughput_per_gpu,
+        ),
+        (
+            "--min-throughput-per-user",
+            &a.min_throughput_per_user,
+            &mut s.slo.min_throughput_per_user,
+        ),
+    ] {
+        if let Some(t) = value {
+            let r = moeplan::quantity::parse_token_rate(t)
+                .map_err(|e| ArgError::failure(format!("{flag}: {e}"), None, json))?;
+            *slot = Some(r);
+        }
     }
     use super::deployment::fraction;
     if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", json)? {

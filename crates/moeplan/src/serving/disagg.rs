@@ -80,7 +80,7 @@ pub struct PoolEstimate {
     /// Workers.
     pub workers: u32,
     /// GPUs of the pool.
-    pub gpus: u32,
+    pub gpus: u64,
     /// Requests per attention-DP rank of a worker: prompts per prefill
     /// step, or the decode batch.
     pub requests_per_rank: f64,
@@ -103,7 +103,7 @@ pub struct DisaggEstimate {
     /// The requests it serves (`concurrency` on the whole deployment).
     pub workload: Workload,
     /// GPUs of both pools.
-    pub gpus: u32,
+    pub gpus: u64,
     /// Mean time to first token.
     pub ttft: Seconds,
     /// Mean time per output token after the first.
@@ -179,9 +179,9 @@ fn kv_transfer(inp: &DisaggInput) -> Seconds {
         .gpus()
         .min(inp.decode.layout.gpus())
         .max(1) as f64;
-    let total = inp.prefill.layout.gpus() * inp.prefill.workers
-        + inp.decode.layout.gpus() * inp.decode.workers;
-    let (latency, bw) = if total <= g.gpus_per_node {
+    let total = inp.prefill.layout.gpus() as u64 * inp.prefill.workers as u64
+        + inp.decode.layout.gpus() as u64 * inp.decode.workers as u64;
+    let (latency, bw) = if total <= g.gpus_per_node as u64 {
         (g.nvlink_latency, g.nvlink_bandwidth * 0.7)
     } else {
         (
@@ -249,10 +249,10 @@ fn solve(
 ) -> Solved {
     let c = inp.workload.concurrency.max(1) as f64;
     let dsteps = (inp.workload.osl.max(1) - 1) as f64;
-    let servers = (inp.prefill.workers * inp.prefill.layout.dp) as f64;
+    let servers = inp.prefill.workers as f64 * inp.prefill.layout.dp as f64;
     let per_step = servers * inp.prefill.prompts_per_rank.max(1) as f64;
     let capacity = per_step / service.0.max(1e-12);
-    let decode_ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
+    let decode_ranks = inp.decode.workers as f64 * inp.decode.layout.dp as f64;
     // Requests the decode pool's memory holds; the rest wait for a slot.
     let room = inp.decode_room * decode_ranks;
     let fixed = transfer + sv.request_overhead;
@@ -376,7 +376,7 @@ impl PreparedDisagg {
             Seconds::ZERO,
         );
         let c = inp.workload.concurrency.max(1);
-        let ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
+        let ranks = inp.decode.workers as f64 * inp.decode.layout.dp as f64;
         let din = pool_input(inp, &inp.decode, c.div_ceil(inp.decode.workers as u64));
         let stepper = Stepper::new(&din, inp.decode.layout.dp as f64);
         let pools = Pools::of(inp);
@@ -448,7 +448,7 @@ pub fn rate_matched_prefill_workers(inp: &DisaggInput) -> u32 {
     };
     let sv = ServingParams::default();
     let c = inp.workload.concurrency.max(1) as f64;
-    let ranks = (inp.decode.workers * inp.decode.layout.dp) as f64;
+    let ranks = inp.decode.workers as f64 * inp.decode.layout.dp as f64;
     let service = prep.prefill_step.time(&sv);
     let tpot = prep.decode_time((c / ranks).max(1.0), &sv);
     let dsteps = (inp.workload.osl.max(1) - 1) as f64;
@@ -522,7 +522,8 @@ fn assemble(
         w.isl,
     );
     let (dmem, _) = pool_memory(inp, d, per_decode_worker, context);
-    let gpus = p.layout.gpus() * p.workers + d.layout.gpus() * d.workers;
+    let gpus =
+        p.layout.gpus() as u64 * p.workers as u64 + d.layout.gpus() as u64 * d.workers as u64;
     for (role, mem) in [("prefill", &pmem), ("decode", &dmem)] {
         if !mem.fits() {
             warnings.push(format!(
@@ -583,7 +584,7 @@ fn assemble(
         prefill: PoolEstimate {
             layout: p.layout,
             workers: p.workers,
-            gpus: p.layout.gpus() * p.workers,
+            gpus: p.layout.gpus() as u64 * p.workers as u64,
             requests_per_rank: p.prompts_per_rank as f64,
             utilization: s.rho,
             step: phase(prefill_step),
@@ -594,7 +595,7 @@ fn assemble(
         decode: PoolEstimate {
             layout: d.layout,
             workers: d.workers,
-            gpus: d.layout.gpus() * d.workers,
+            gpus: d.layout.gpus() as u64 * d.workers as u64,
             requests_per_rank: s.decode_batch,
             utilization: if dmax > 0 {
                 per_decode_worker / dmax as f64
@@ -649,7 +650,7 @@ fn explain(
             &[
                 ("decode_step", decode.to_string()),
                 ("decode_batch_per_rank", format!("{:.1}", s.decode_batch)),
-                ("decode_ranks", (inp.decode.workers * inp.decode.layout.dp).to_string()),
+                ("decode_ranks", (inp.decode.workers as u64 * inp.decode.layout.dp as u64).to_string()),
             ],
         ),
     );
