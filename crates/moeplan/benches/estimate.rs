@@ -1,18 +1,20 @@
 //! Speed of the cost model: one full estimate (both phases, serving model,
-//! memory) of DeepSeek-V3 on 8 × H200, and `moeplan model` accounting.
+//! memory) of DeepSeek-V3 on 8 × H200 with the engine `plan` and `estimate`
+//! assume by default (the best-fitting one, its scheduler and serving layer),
+//! a disaggregated estimate, and `moeplan model` accounting.
 use criterion::{criterion_group, criterion_main, Criterion};
 use moeplan::layout::Layout;
-use moeplan::memory::EngineConfig;
 use moeplan::serving::{estimate, estimate_summary, EstimateInput, Workload};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
     let m = moeplan::catalog::model("deepseek-v3").unwrap().unwrap();
     let gpu = moeplan::catalog::gpu("h200-sxm").unwrap().unwrap();
+    let engine = moeplan::profile::default_engine(&gpu);
     let inp = EstimateInput {
         model: &m,
         gpu: &gpu,
-        calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
+        calibration: moeplan::profile::resolve(&gpu, engine).kernels,
         layout: Layout {
             dp: 8,
             ep: 8,
@@ -23,7 +25,7 @@ fn bench(c: &mut Criterion) {
             osl: 2000,
             concurrency: 1024,
         },
-        engine: EngineConfig::default(),
+        engine: engine.config(gpu.memory),
         redundant_experts: 0,
         routing_skew: 0.0,
     };
@@ -52,6 +54,32 @@ fn bench(c: &mut Criterion) {
             estimate(black_box(&x)).unwrap()
         })
     });
+    let pool = |dp: u32, workers: u32| moeplan::serving::disagg::Pool {
+        layout: Layout {
+            dp,
+            ep: dp,
+            ..Layout::default()
+        },
+        workers,
+        prompts_per_rank: 1,
+    };
+    let disagg = moeplan::serving::disagg::DisaggInput {
+        model: &m,
+        gpu: &gpu,
+        calibration: moeplan::profile::resolve_disaggregated(&gpu, engine).kernels,
+        prefill: pool(8, 2),
+        decode: pool(16, 1),
+        workload: inp.workload,
+        engine: inp.engine,
+        redundant_experts: 0,
+        routing_skew: 0.0,
+    };
+    c.bench_function(
+        "estimate_disaggregated deepseek-v3 2x dp8 ep8 + dp16 ep16 on h200",
+        |b| {
+            b.iter(|| moeplan::serving::disagg::estimate_disaggregated(black_box(&disagg)).unwrap())
+        },
+    );
     c.bench_function("model report deepseek-v3", |b| {
         b.iter(|| moeplan::report::model_report(black_box(&m)))
     });
