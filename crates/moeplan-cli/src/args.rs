@@ -12,6 +12,9 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// A profile written by `moeplan calibrate`: every estimate of a GPU × engine it covers uses its fitted serving layer (default: $MOEPLAN_PROFILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub profile: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -41,6 +44,33 @@ pub enum Command {
     /// Reads CSV files of runs (the native format, or AIConfigurator's
     /// silicon CSV as it is) and estimates each run as it was deployed.
     Accuracy(AccuracyArgs),
+    /// Fit the serving layer of your own stack (GPU × engine) to your benchmark runs, and write a profile.
+    ///
+    /// Reads the same CSV files as `accuracy`. Each stack starts from the
+    /// built-in profile and lets move only what its runs can pin down; runs
+    /// that contradict the physics are left out, each named. Use the
+    /// profile with `--profile FILE` on any command.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// CSV files of measured runs (moeplan's format or AIConfigurator's silicon CSV).
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Write the profile (TOML) to this file.
+    #[arg(
+        long,
+        value_name = "PROFILE.toml",
+        required_unless_present = "validate"
+    )]
+    pub out: Option<std::path::PathBuf>,
+    /// Check that the calibration generalises: fit each stack on half of its layouts and lengths, and report the error on the other half, before and after.
+    #[arg(long)]
+    pub validate: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,15 @@ use std::process::ExitCode;
 
 /// Runs the command; all output goes through `output`.
 pub fn run(cli: Cli) -> ExitCode {
+    let profile = cli
+        .profile
+        .clone()
+        .or_else(|| std::env::var_os("MOEPLAN_PROFILE").map(std::path::PathBuf::from));
+    if let Some(path) = profile {
+        if let Err(f) = commands::calibrate::use_profile(&path) {
+            return output::failure(f);
+        }
+    }
     let result = match cli.command {
         Command::Model(a) => commands::model::run(&a),
         Command::Catalog(a) => commands::catalog::run(&a),
@@ -15,6 +24,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit(a) => commands::audit::run(&a),
         Command::Dag(a) => commands::dag::run(&a),
         Command::Accuracy(a) => commands::accuracy::run(&a),
+        Command::Calibrate(a) => commands::calibrate::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -740,3 +740,60 @@ fn estimate_rejects_flags_of_the_other_mode() {
         stderr(&o)
     );
 }
+
+/// `calibrate` writes a profile; `--profile` (or MOEPLAN_PROFILE) makes
+/// every estimate of a stack it covers use it, and says so.
+#[test]
+fn calibrate_writes_a_profile_that_estimates_then_use() {
+    let dir = std::env::temp_dir().join(format!("moeplan-calibrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("mine.toml");
+    let runs = crate_dir().join("../moeplan/tests/fixtures/runs/silicon.csv");
+    let o = moeplan(&[
+        "calibrate",
+        runs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("h200-sxm trtllm"), "{}", stdout(&o));
+    let args = [
+        "estimate",
+        "--model",
+        "deepseek-r1",
+        "--gpu",
+        "h200",
+        "--engine",
+        "trtllm",
+        "--dp",
+        "8",
+        "--ep",
+        "8",
+        "--isl",
+        "1024",
+        "--osl",
+        "1024",
+        "--concurrency",
+        "256",
+        "--json",
+    ];
+    let built_in = moeplan(&args);
+    let mut with = vec!["--profile", out.to_str().unwrap()];
+    with.extend_from_slice(&args);
+    let mine = moeplan(&with);
+    assert_eq!(mine.status.code(), Some(0), "{}", stderr(&mine));
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&stdout(&built_in)).unwrap(),
+        serde_json::from_str(&stdout(&mine)).unwrap(),
+    );
+    assert_ne!(a["tpot_ms"], b["tpot_ms"]);
+    assert!(
+        stdout(&mine).contains("mine.toml"),
+        "the output names the profile"
+    );
+    // A file that is not a profile is bad input.
+    let bad = moeplan(&["--profile", runs.to_str().unwrap(), "catalog"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("moeplan calibrate"));
+    std::fs::remove_dir_all(&dir).ok();
+}

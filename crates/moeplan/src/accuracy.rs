@@ -267,6 +267,62 @@ pub fn fit_engines(
         .collect()
 }
 
+/// Each engine's serving layer fitted to the answered runs (aggregated and
+/// disaggregated apart), from the defaults: what `profiles/serving.toml`
+/// holds when `runs` are `train.csv` (`names` names the files).
+pub fn serving_table(
+    runs: &[Run],
+    outcomes: &[Outcome],
+    samples: &[Option<Sample>],
+    names: &str,
+) -> std::collections::BTreeMap<String, crate::profile::EngineServing> {
+    let mut table = std::collections::BTreeMap::new();
+    let dis = fit_engines(
+        runs,
+        outcomes,
+        samples,
+        |r| !is_aggregated(r),
+        |_| crate::calibration::ServingParams::default(),
+    );
+    // Fitted from the defaults, not from the embedded file: regenerating
+    // gives the same file.
+    for (engine, f) in fit_engines(runs, outcomes, samples, is_aggregated, |_| {
+        crate::calibration::ServingParams::default()
+    }) {
+        let d = dis.iter().find(|(e, _)| *e == engine).map(|x| &x.1);
+        table.insert(
+            engine.name().to_string(),
+            crate::profile::EngineServing {
+                source: format!(
+                    "fitted to the {} answered aggregated {} runs of {}",
+                    f.runs,
+                    engine.name(),
+                    names
+                ),
+                runs: f.runs,
+                loss_before: f.loss_before,
+                loss_after: f.loss_after,
+                params: f.params,
+                disaggregated: d
+                    .filter(|d| d.runs > 0)
+                    .map(|d| crate::profile::ServingFit {
+                        source: format!(
+                            "fitted to the {} answered disaggregated {} runs of {}",
+                            d.runs,
+                            engine.name(),
+                            names
+                        ),
+                        runs: d.runs,
+                        loss_before: d.loss_before,
+                        loss_after: d.loss_after,
+                        params: d.params,
+                    }),
+            },
+        );
+    }
+    table
+}
+
 /// Leave-one-model-out cross-validation: for each model, every engine's
 /// serving layers (aggregated and disaggregated) are fitted from the
 /// defaults without that model's runs, then predict them. Runs that are not answered stay

@@ -138,9 +138,148 @@ pub fn loss(samples: &[&Sample], sv: &ServingParams) -> f64 {
 /// that cannot tell a slow kernel from a fixed per-step cost let the fit
 /// trade one for the other.
 pub fn prior(p: &ServingParams) -> f64 {
+    prior_around(p, &ServingParams::default())
+}
+
+/// `prior` centred on `c` instead of the kernel tables' values: a
+/// calibration from a user's few runs stays near the profile it starts from.
+pub fn prior_around(p: &ServingParams, c: &ServingParams) -> f64 {
     const WEIGHT: f64 = 0.1;
-    let ln2 = |x: f64| (x.max(1e-6).ln() / std::f64::consts::LN_2).powi(2);
-    WEIGHT * (ln2(p.prefill_scale) + ln2(p.decode_scale) + (p.step_overhead.ms() / 2.0).powi(2))
+    let ln2 = |x: f64, y: f64| ((x.max(1e-6) / y.max(1e-6)).ln() / std::f64::consts::LN_2).powi(2);
+    let step = (p.step_overhead - c.step_overhead).ms() / 2.0;
+    WEIGHT
+        * (ln2(p.prefill_scale, c.prefill_scale)
+            + ln2(p.decode_scale, c.decode_scale)
+            + step * step)
+}
+
+/// One parameter of the serving layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Param {
+    /// CPU and launch time of every step.
+    StepOverhead,
+    /// Fixed time of every request (tokenisation, scheduling, the first chunk's wait).
+    RequestOverhead,
+    /// Rounds of the benchmark's closed loop over which the first is averaged.
+    Rounds,
+    /// Steps a new request waits for its turn.
+    ArrivalWait,
+    /// Prefill kernels' time against the profile.
+    PrefillScale,
+    /// Decode kernels' time against the profile.
+    DecodeScale,
+    /// Share of per-kernel fixed costs a CUDA graph keeps.
+    GraphFixedScale,
+}
+
+impl Param {
+    /// In the order of the searched space.
+    pub const ALL: [Param; 7] = [
+        Param::StepOverhead,
+        Param::RequestOverhead,
+        Param::Rounds,
+        Param::ArrivalWait,
+        Param::PrefillScale,
+        Param::DecodeScale,
+        Param::GraphFixedScale,
+    ];
+
+    /// Its field name in a profile.
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::StepOverhead => "step_overhead_us",
+            Param::RequestOverhead => "request_overhead_us",
+            Param::Rounds => "rounds",
+            Param::ArrivalWait => "arrival_wait",
+            Param::PrefillScale => "prefill_scale",
+            Param::DecodeScale => "decode_scale",
+            Param::GraphFixedScale => "graph_fixed_scale",
+        }
+    }
+
+    /// Its value in `p`, in the unit of its name.
+    pub fn value(self, p: &ServingParams) -> f64 {
+        match self {
+            Param::StepOverhead => p.step_overhead.us(),
+            Param::RequestOverhead => p.request_overhead.us(),
+            Param::Rounds => p.rounds,
+            Param::ArrivalWait => p.arrival_wait,
+            Param::PrefillScale => p.prefill_scale,
+            Param::DecodeScale => p.decode_scale,
+            Param::GraphFixedScale => p.graph_fixed_scale,
+        }
+    }
+
+    /// What in the runs pins it down.
+    pub fn determined_by(self) -> &'static str {
+        match self {
+            Param::StepOverhead => "TPOT across batch sizes",
+            Param::RequestOverhead => "TTFT at low concurrency",
+            Param::Rounds | Param::ArrivalWait => "how TTFT grows with concurrency",
+            Param::PrefillScale => "TTFT",
+            Param::DecodeScale => "TPOT",
+            Param::GraphFixedScale => "TPOT at small batches",
+        }
+    }
+
+    /// Copies this parameter's value from `from` into `to`.
+    fn copy(self, from: &ServingParams, to: &mut ServingParams) {
+        match self {
+            Param::StepOverhead => to.step_overhead = from.step_overhead,
+            Param::RequestOverhead => to.request_overhead = from.request_overhead,
+            Param::Rounds => to.rounds = from.rounds,
+            Param::ArrivalWait => to.arrival_wait = from.arrival_wait,
+            Param::PrefillScale => to.prefill_scale = from.prefill_scale,
+            Param::DecodeScale => to.decode_scale = from.decode_scale,
+            Param::GraphFixedScale => to.graph_fixed_scale = from.graph_fixed_scale,
+        }
+    }
+}
+
+/// The parameters `runs` runs can pin down: with one or two, the two
+/// kernel scales (TTFT and TPOT are two numbers per run); with fewer than
+/// ten, the fixed costs too; with ten or more, every one.
+pub fn identifiable(runs: usize) -> Vec<Param> {
+    match runs {
+        0 => Vec::new(),
+        1..=2 => vec![Param::PrefillScale, Param::DecodeScale],
+        3..=9 => vec![
+            Param::StepOverhead,
+            Param::RequestOverhead,
+            Param::PrefillScale,
+            Param::DecodeScale,
+        ],
+        _ => Param::ALL.to_vec(),
+    }
+}
+
+/// The serving parameters that fit `samples` best when only `free` may
+/// move from `start`, with the prior centred on `start`.
+pub fn fit_free(samples: &[&Sample], start: &ServingParams, free: &[Param]) -> ServingParams {
+    if samples.is_empty() || free.is_empty() {
+        return *start;
+    }
+    let x0 = encode(start);
+    // The free coordinates from the search, the others exactly as given
+    // (not through the search space's clamps).
+    let merged = |x: &[f64; 7]| {
+        let moved = decode(x);
+        let mut p = *start;
+        for f in free {
+            f.copy(&moved, &mut p);
+        }
+        p
+    };
+    let f = |x: &[f64; 7]| {
+        let p = merged(x);
+        loss(samples, &p) + prior_around(&p, start)
+    };
+    let mut x = x0;
+    for _ in 0..3 {
+        x = nelder_mead(&f, x, 0.5, 300);
+    }
+    merged(&x)
 }
 
 /// The serving parameters that fit `samples` best, starting from `start`.

@@ -12,6 +12,7 @@
 
 pub mod accuracy;
 pub mod audit;
+pub mod calibrate;
 pub mod calibration;
 pub mod catalog;
 pub mod dag;

@@ -223,12 +223,103 @@ fn common_families<'p>(ps: &[&'p Profile]) -> Vec<&'p String> {
         .collect()
 }
 
+/// A serving layer the user fitted to their own runs of one GPU × engine
+/// (`moeplan calibrate`): it replaces the built-in one for that stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserStack {
+    /// The catalog GPU the runs were measured on.
+    pub gpu: String,
+    /// The engine they ran.
+    pub engine: Engine,
+    /// The built-in profile the fit started from.
+    pub base: String,
+    /// Aggregated runs fitted, and the fitted serving layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregated: Option<UserFit>,
+    /// Disaggregated runs fitted, and their serving layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disaggregated: Option<UserFit>,
+}
+
+/// One serving layer of a user profile, with how it was fitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFit {
+    /// Runs fitted (suspect runs excluded).
+    pub runs: usize,
+    /// The fitted parameters.
+    pub params: ServingParams,
+    /// Each parameter that moved: its name, the value it started from, what pinned it.
+    pub moved: Vec<MovedParam>,
+    /// Median |error| of TTFT and TPOT on the fitted runs, before and after.
+    pub ttft_median_before: f64,
+    /// After.
+    pub ttft_median_after: f64,
+    /// TPOT before.
+    pub tpot_median_before: f64,
+    /// TPOT after.
+    pub tpot_median_after: f64,
+}
+
+/// A parameter a calibration let move.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovedParam {
+    /// Its field name in `params`.
+    pub name: String,
+    /// The built-in value.
+    pub before: f64,
+    /// The fitted value.
+    pub after: f64,
+    /// What in the runs determines it.
+    pub determined_by: String,
+}
+
+/// A profile file `moeplan calibrate` writes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserProfile {
+    /// What it was fitted to.
+    pub source: String,
+    /// Runs left out of the fit as contradicting the physics, each with why.
+    #[serde(default)]
+    pub suspect: Vec<String>,
+    /// One entry per GPU × engine.
+    #[serde(default)]
+    pub stack: Vec<UserStack>,
+}
+
+static USER: OnceLock<(String, UserProfile)> = OnceLock::new();
+
+/// Makes every estimate of this process use `profile` (named `name` in the
+/// output) for the stacks it covers. Once per process: a second call fails.
+pub fn use_user_profile(name: &str, profile: UserProfile) -> Result<(), String> {
+    USER.set((name.to_string(), profile))
+        .map_err(|_| "a user profile is already in use".to_string())
+}
+
+/// The user's stack for `gpu` and `engine`, with the profile's name.
+fn user_stack(gpu: &Gpu, engine: Engine) -> Option<(&'static str, &'static UserStack)> {
+    let (name, p) = USER.get()?;
+    p.stack
+        .iter()
+        .find(|s| s.gpu == gpu.id && s.engine == engine)
+        .map(|s| (name.as_str(), s))
+}
+
+/// The engine of the user's profile for `gpu`, when it has one.
+fn user_engine(gpu: &Gpu) -> Option<Engine> {
+    let (_, p) = USER.get()?;
+    p.stack.iter().find(|s| s.gpu == gpu.id).map(|s| s.engine)
+}
+
 /// The engine whose profile an estimate uses when the user names none: of
 /// the engines measured on this GPU (or on the nearest measured GPU), the one
 /// whose profile fits its measurements best, by the mean of the per-family
 /// median errors over the families every one of them fitted.
 pub fn default_engine(gpu: &Gpu) -> Engine {
-    default_choice(gpu).0.engine
+    user_engine(gpu).unwrap_or_else(|| default_choice(gpu).0.engine)
 }
 
 /// The default profile for `gpu` and the mean median error that chose it.
@@ -273,9 +364,18 @@ pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
             base.id, p.source, gpu.id
         );
     }
+    p.kernels.serving = serving_params(engine);
+    if let Some((name, fit)) =
+        user_stack(gpu, engine).and_then(|(n, s)| s.aggregated.as_ref().map(|f| (n, f)))
+    {
+        p.kernels.serving = fit.params;
+        p.source = format!(
+            "{}, with the serving layer of {name} (fitted to {} of your runs)",
+            p.source, fit.runs
+        );
+    }
     p.kernels.source = p.source.clone();
     gpu.efficiency.apply(&mut p.kernels);
-    p.kernels.serving = serving_params(engine);
     p
 }
 
@@ -289,6 +389,16 @@ pub fn resolve_disaggregated(gpu: &Gpu, engine: Engine) -> Profile {
         .and_then(|s| s.disaggregated.as_ref())
     {
         p.kernels.serving = d.params;
+    }
+    if let Some((name, fit)) =
+        user_stack(gpu, engine).and_then(|(n, s)| s.disaggregated.as_ref().map(|f| (n, f)))
+    {
+        p.kernels.serving = fit.params;
+        p.source = format!(
+            "{}; disaggregated: the serving layer of {name} (fitted to {} of your runs)",
+            p.source, fit.runs
+        );
+        p.kernels.source = p.source.clone();
     }
     p
 }

@@ -13,6 +13,7 @@ use moeplan::memory::Engine;
 use moeplan::search::{plan, Modes, PlanOptions};
 use moeplan::serving::{estimate, EstimateInput, Workload};
 use moeplan::spec::scenario::Scenario;
+use std::io::Write;
 use std::path::PathBuf;
 
 fn catalog_id(hf: &str) -> Option<&'static str> {
@@ -34,7 +35,8 @@ fn published_figures() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/validation/published.csv");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        println!("skipped: {} is absent", path.display());
+        // Straight to stderr: shown even when the harness captures output.
+        let _ = writeln!(std::io::stderr(), "SKIP: {} is absent", path.display());
         return;
     };
     let mut lines = text.lines();
@@ -195,7 +197,8 @@ fn published_phases_at_scale() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/validation/published.csv");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        println!("skipped: {} is absent", path.display());
+        // Straight to stderr: shown even when the harness captures output.
+        let _ = writeln!(std::io::stderr(), "SKIP: {} is absent", path.display());
         return;
     };
     let model = moeplan::catalog::model("deepseek-v3").unwrap().unwrap();

@@ -61,52 +61,7 @@ fn write_serving(
                 .map_or(String::new(), |n| n.to_string_lossy().into_owned())
         })
         .collect();
-    let mut table = std::collections::BTreeMap::new();
-    let dis = accuracy::fit_engines(
-        runs,
-        outcomes,
-        samples,
-        |r| !accuracy::is_aggregated(r),
-        |_| moeplan::calibration::ServingParams::default(),
-    );
-    // Fitted from the defaults, not from the embedded file: regenerating
-    // gives the same file.
-    for (engine, f) in
-        accuracy::fit_engines(runs, outcomes, samples, accuracy::is_aggregated, |_| {
-            moeplan::calibration::ServingParams::default()
-        })
-    {
-        let d = dis.iter().find(|(e, _)| *e == engine).map(|x| &x.1);
-        table.insert(
-            engine.name().to_string(),
-            moeplan::profile::EngineServing {
-                source: format!(
-                    "fitted to the {} answered aggregated {} runs of {}",
-                    f.runs,
-                    engine.name(),
-                    names.join(", ")
-                ),
-                runs: f.runs,
-                loss_before: f.loss_before,
-                loss_after: f.loss_after,
-                params: f.params,
-                disaggregated: d
-                    .filter(|d| d.runs > 0)
-                    .map(|d| moeplan::profile::ServingFit {
-                        source: format!(
-                            "fitted to the {} answered disaggregated {} runs of {}",
-                            d.runs,
-                            engine.name(),
-                            names.join(", ")
-                        ),
-                        runs: d.runs,
-                        loss_before: d.loss_before,
-                        loss_after: d.loss_after,
-                        params: d.params,
-                    }),
-            },
-        );
-    }
+    let table = accuracy::serving_table(runs, outcomes, samples, &names.join(", "));
     std::fs::write(path, moeplan::profile::serving_file(&table)).map_err(|e| {
         crate::output::ArgError::failure(
             format!("cannot write {}: {e}", path.display()),

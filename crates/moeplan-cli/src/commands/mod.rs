@@ -1,6 +1,7 @@
 //! One module per subcommand.
 pub mod accuracy;
 pub mod audit;
+pub mod calibrate;
 pub mod catalog;
 pub mod dag;
 pub mod deployment;

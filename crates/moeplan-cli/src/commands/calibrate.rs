@@ -1,0 +1,144 @@
+//! `moeplan calibrate`: fit the serving layer of the user's stacks to their
+//! runs, write the profile, and load one for every other command.
+use crate::args::CalibrateArgs;
+use crate::output::{self, ArgError, Failure};
+use moeplan::calibrate::{self, Validation};
+use moeplan::profile::{UserFit, UserProfile};
+use moeplan::runs::{self, Run};
+use std::path::Path;
+
+pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
+    let mut all: Vec<Run> = Vec::new();
+    for f in &a.files {
+        all.extend(runs::read(f).map_err(|e| Failure::Input(Box::new(e), a.json))?);
+    }
+    let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
+    let source = format!("{} runs of {}", all.len(), names.join(", "));
+    let validation = a.validate.then(|| calibrate::validate(&all));
+    let profile = a.out.as_ref().map(|_| calibrate::calibrate(&all, &source));
+    if let (Some(path), Some(p)) = (&a.out, &profile) {
+        std::fs::write(path, calibrate::to_toml(p)).map_err(|e| {
+            ArgError::failure(
+                format!("cannot write {}: {e}", path.display()),
+                None,
+                a.json,
+            )
+        })?;
+    }
+    if a.json {
+        output::json(&serde_json::json!({
+            "profile": profile,
+            "validation": validation,
+        }));
+        return Ok(());
+    }
+    if let Some(p) = &profile {
+        output::print(&render(p));
+    }
+    if let Some(v) = &validation {
+        output::print(&render_validation(v));
+    }
+    if let Some(path) = &a.out {
+        output::note(&format!(
+            "wrote {}: use it with --profile {0} (or MOEPLAN_PROFILE={0})",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Loads a profile for every estimate of this process.
+pub fn use_profile(path: &Path) -> Result<(), Failure> {
+    let bad = |m: String| {
+        ArgError::failure(
+            format!("--profile {}: {m}", path.display()),
+            Some("a file written by `moeplan calibrate --out`".into()),
+            false,
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let p = calibrate::from_toml(&text).map_err(bad)?;
+    moeplan::profile::use_user_profile(&path.display().to_string(), p).map_err(bad)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn fit_rows(t: &mut comfy_table::Table, stack: &str, mode: &str, f: &UserFit) {
+    let moved: Vec<String> = f
+        .moved
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {:.4} → {:.4} ({})",
+                m.name, m.before, m.after, m.determined_by
+            )
+        })
+        .collect();
+    t.add_row(vec![
+        stack.to_string(),
+        mode.to_string(),
+        f.runs.to_string(),
+        format!(
+            "{} → {}",
+            pct(f.ttft_median_before),
+            pct(f.ttft_median_after)
+        ),
+        format!(
+            "{} → {}",
+            pct(f.tpot_median_before),
+            pct(f.tpot_median_after)
+        ),
+        moved.join("\n"),
+    ]);
+}
+
+fn render(p: &UserProfile) -> String {
+    let mut t = output::table(&[
+        "stack",
+        "mode",
+        "runs",
+        "TTFT median |error|",
+        "TPOT median |error|",
+        "parameters moved (built in → fitted, pinned by)",
+    ]);
+    for s in &p.stack {
+        let name = format!("{} {} (from {})", s.gpu, s.engine.name(), s.base);
+        if let Some(f) = &s.aggregated {
+            fit_rows(&mut t, &name, "aggregated", f);
+        }
+        if let Some(f) = &s.disaggregated {
+            fit_rows(&mut t, &name, "disaggregated", f);
+        }
+    }
+    let mut o = t.to_string();
+    for s in &p.suspect {
+        o.push_str(&format!(
+            "\nwarning: left out, contradicts the physics: {s}"
+        ));
+    }
+    o
+}
+
+fn render_validation(v: &[Validation]) -> String {
+    let mut t = output::table(&[
+        "stack",
+        "fitted on",
+        "predicted",
+        "TTFT median |error| (built in → calibrated)",
+        "TPOT median |error| (built in → calibrated)",
+    ]);
+    for x in v {
+        t.add_row(vec![
+            x.stack.clone(),
+            x.fitted.to_string(),
+            x.predicted.to_string(),
+            format!("{} → {}", pct(x.ttft_before), pct(x.ttft_after)),
+            format!("{} → {}", pct(x.tpot_before), pct(x.tpot_after)),
+        ]);
+    }
+    format!(
+        "generalisation: each stack fitted on half of its layouts and lengths, predicting the other half\n{t}"
+    )
+}

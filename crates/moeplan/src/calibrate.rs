@@ -1,0 +1,371 @@
+//! `moeplan calibrate`: the serving layer of a user's own stack, fitted to
+//! their benchmark runs.
+//!
+//! Runs are grouped by stack (GPU × engine) and mode (aggregated,
+//! disaggregated). Each group starts from the built-in serving layer of its
+//! engine (`profile::serving_params`) and lets move only what its number of
+//! runs can pin down (`fit::identifiable`: the two kernel scales from one
+//! run, the fixed costs from three, everything from ten), with a prior
+//! centred on the built-in values: a fit of a few runs generalises to
+//! layouts, lengths and concurrencies it has not seen instead of memorising
+//! them. Runs that contradict the physics (a TPOT under the time to read the
+//! bytes a decode step must read, a TTFT under the time the prompt's FLOP
+//! take at the dense peak) are left out, each with why.
+
+use crate::accuracy::ErrorStats;
+use crate::calibration::ServingParams;
+use crate::engine::Engine;
+use crate::fit::{self, Sample};
+use crate::profile::{self, MovedParam, UserFit, UserProfile, UserStack};
+use crate::runs::{Run, RunDeployment};
+use crate::serving::estimate_summary;
+use crate::units::Seconds;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+
+/// A run left out of the fit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suspect {
+    /// Its index in the input.
+    pub run: usize,
+    /// Why, with the figures.
+    pub why: String,
+}
+
+/// The least TTFT and TPOT the physics allows a run: its prompt's FLOP at
+/// the dense peak of the GPUs that prefill it, and the bytes one decode
+/// step must read at the full HBM bandwidth. None where the run cannot be
+/// estimated.
+pub fn floors(run: &Run) -> Option<(Seconds, Seconds)> {
+    let (prefill, decode, per_decode) = match run.deployment {
+        RunDeployment::Aggregated {
+            layout,
+            concurrency,
+            ..
+        } => (layout, layout, concurrency),
+        RunDeployment::Disaggregated {
+            prefill,
+            decode,
+            concurrency,
+        } => (
+            prefill.layout,
+            decode.layout,
+            concurrency.div_ceil(decode.workers.unwrap_or(1).max(1) as u64),
+        ),
+    };
+    let p = estimate_summary(&run.replica_of(prefill, 1).ok()?.input()).ok()?;
+    let d_replica = run.replica_of(decode, per_decode).ok()?;
+    let d = estimate_summary(&d_replica.input()).ok()?;
+    let ttft = Seconds(
+        run.isl as f64
+            / (p.ceilings.prefill_tokens_per_s_per_gpu.0 * p.layout.gpus() as f64).max(1e-12),
+    );
+    let tpot = d.ceilings.decode_bytes_per_step_per_gpu / d_replica.gpu.memory_bandwidth;
+    Some((ttft, tpot))
+}
+
+/// Why a run contradicts the physics (None: it does not). A measurement
+/// may sit a little under a floor computed from datasheet figures; 10% under
+/// is a contradiction.
+fn suspicion(run: &Run) -> Option<String> {
+    let (ttft_floor, tpot_floor) = floors(run)?;
+    let under = |measured: Seconds, floor: Seconds| measured.0 < 0.9 * floor.0;
+    if under(run.tpot, tpot_floor) {
+        return Some(format!(
+            "{}:{}: TPOT {} is under the {} a decode step needs to read its bytes at full HBM bandwidth",
+            run.file, run.line, run.tpot, tpot_floor
+        ));
+    }
+    if under(run.ttft, ttft_floor) {
+        return Some(format!(
+            "{}:{}: TTFT {} is under the {} its {}-token prompt needs at the dense peak",
+            run.file, run.line, run.ttft, ttft_floor, run.isl
+        ));
+    }
+    None
+}
+
+/// Every run that contradicts the physics.
+pub fn suspects(runs: &[Run]) -> Vec<Suspect> {
+    runs.par_iter()
+        .enumerate()
+        .filter_map(|(i, r)| suspicion(r).map(|why| Suspect { run: i, why }))
+        .collect()
+}
+
+/// Runs grouped by (stack, engine, mode), each with its configuration.
+type Configured<'a> = BTreeMap<(String, Engine, Mode), Vec<(String, &'a Sample)>>;
+
+/// The mode of a run, for grouping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Mode {
+    Aggregated,
+    Disaggregated,
+}
+
+fn mode(r: &Run) -> Mode {
+    match r.deployment {
+        RunDeployment::Aggregated { .. } => Mode::Aggregated,
+        RunDeployment::Disaggregated { .. } => Mode::Disaggregated,
+    }
+}
+
+/// The built-in serving layer a fit of `engine`'s runs in `mode` starts from.
+fn built_in(engine: Engine, mode: Mode) -> ServingParams {
+    let table = profile::serving_table().get(engine.name());
+    match mode {
+        Mode::Aggregated => table.map(|s| s.params),
+        Mode::Disaggregated => table
+            .and_then(|s| s.disaggregated.as_ref())
+            .map(|d| d.params)
+            .or_else(|| table.map(|s| s.params)),
+    }
+    .unwrap_or_default()
+}
+
+/// Median |error| of TTFT and TPOT of `samples` under `sv`.
+fn errors(samples: &[&Sample], sv: &ServingParams) -> (ErrorStats, ErrorStats) {
+    let (t, p): (Vec<f64>, Vec<f64>) = samples
+        .iter()
+        .map(|s| {
+            let (ttft, tpot) = s.predict(sv);
+            (ttft / s.ttft - 1.0, tpot / s.tpot - 1.0)
+        })
+        .unzip();
+    (ErrorStats::of(&t), ErrorStats::of(&p))
+}
+
+/// Fits one group of runs from `start`.
+pub fn fit_group(samples: &[&Sample], start: &ServingParams) -> UserFit {
+    let free = fit::identifiable(samples.len());
+    let params = fit::fit_free(samples, start, &free);
+    let (t0, p0) = errors(samples, start);
+    let (t1, p1) = errors(samples, &params);
+    UserFit {
+        runs: samples.len(),
+        params,
+        moved: free
+            .iter()
+            .map(|p| MovedParam {
+                name: p.name().to_string(),
+                before: p.value(start),
+                after: p.value(&params),
+                determined_by: p.determined_by().to_string(),
+            })
+            .collect(),
+        ttft_median_before: t0.median,
+        ttft_median_after: t1.median,
+        tpot_median_before: p0.median,
+        tpot_median_after: p1.median,
+    }
+}
+
+/// The runs of each stack and mode that are fitted: answered, not suspect.
+fn groups<'a>(
+    runs: &'a [Run],
+    samples: &'a [Option<Sample>],
+    suspect: &[Suspect],
+) -> BTreeMap<(String, Engine, Mode), Vec<&'a Sample>> {
+    let mut g: BTreeMap<(String, Engine, Mode), Vec<&Sample>> = BTreeMap::new();
+    for (i, (r, s)) in runs.iter().zip(samples).enumerate() {
+        let Some(s) = s else { continue };
+        if suspect.iter().any(|x| x.run == i) {
+            continue;
+        }
+        g.entry((r.gpu.clone(), r.engine, mode(r)))
+            .or_default()
+            .push(s);
+    }
+    g
+}
+
+/// Fits every stack of `runs`; `source` names them in the profile.
+pub fn calibrate(runs: &[Run], source: &str) -> UserProfile {
+    let samples = crate::accuracy::samples(runs);
+    let suspect = suspects(runs);
+    let groups = groups(runs, &samples, &suspect);
+    let fits: Vec<((String, Engine, Mode), UserFit)> = groups
+        .par_iter()
+        .map(|(k, v)| (k.clone(), fit_group(v, &built_in(k.1, k.2))))
+        .collect();
+    let mut stacks: Vec<UserStack> = Vec::new();
+    for ((gpu, engine, m), f) in fits {
+        if !stacks.iter().any(|s| s.gpu == gpu && s.engine == engine) {
+            stacks.push(UserStack {
+                base: base_of(&gpu, engine),
+                gpu: gpu.clone(),
+                engine,
+                aggregated: None,
+                disaggregated: None,
+            });
+        }
+        let s = stacks.last_mut().expect("pushed");
+        match m {
+            Mode::Aggregated => s.aggregated = Some(f),
+            Mode::Disaggregated => s.disaggregated = Some(f),
+        }
+    }
+    UserProfile {
+        source: source.to_string(),
+        suspect: suspect.into_iter().map(|s| s.why).collect(),
+        stack: stacks,
+    }
+}
+
+/// The built-in profile a stack's kernels come from.
+fn base_of(gpu: &str, engine: Engine) -> String {
+    match crate::catalog::gpu(gpu) {
+        Some(Ok(g)) => {
+            let p = profile::resolve(&g, engine);
+            format!("{} (built in)", p.id)
+        }
+        _ => format!("{gpu}-{} (GPU not in the catalog)", engine.name()),
+    }
+}
+
+/// The profile as the file `moeplan calibrate --out` writes.
+pub fn to_toml(p: &UserProfile) -> String {
+    let body = toml::to_string(p).expect("a user profile serialises");
+    format!(
+        "# A moeplan profile: each stack's serving layer fitted to measured runs by\n\
+         # `moeplan calibrate`. Use it with `--profile FILE` (or MOEPLAN_PROFILE).\n\n{body}"
+    )
+}
+
+/// Reads a profile file's text.
+pub fn from_toml(text: &str) -> Result<UserProfile, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// How a calibration of one stack generalises: fitted on half of its
+/// layouts and lengths, the error on the other half.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Validation {
+    /// `<gpu> <engine> <mode>`.
+    pub stack: String,
+    /// Runs fitted.
+    pub fitted: usize,
+    /// Runs predicted (none of their layout-and-lengths was fitted).
+    pub predicted: usize,
+    /// Median |error| of TTFT on the predicted runs with the built-in serving layer.
+    pub ttft_before: f64,
+    /// The same with the calibrated one.
+    pub ttft_after: f64,
+    /// TPOT, built in.
+    pub tpot_before: f64,
+    /// TPOT, calibrated.
+    pub tpot_after: f64,
+}
+
+/// The configuration a run tried besides its concurrency: its layout(s) and lengths.
+fn configuration(r: &Run) -> String {
+    let layouts = match r.deployment {
+        RunDeployment::Aggregated { layout, .. } => layout.to_string(),
+        RunDeployment::Disaggregated {
+            prefill, decode, ..
+        } => format!("{} / {}", prefill.layout, decode.layout),
+    };
+    format!("{layouts} {}x{}", r.isl, r.osl)
+}
+
+/// Splits each stack's runs by configuration (every other one, in sorted
+/// order), calibrates on one half and predicts the other; the last row
+/// pools every stack's predicted runs.
+pub fn validate(runs: &[Run]) -> Vec<Validation> {
+    let samples = crate::accuracy::samples(runs);
+    let suspect = suspects(runs);
+    // A stack as a user has one: a model on a GPU with an engine version.
+    let mut by: Configured = BTreeMap::new();
+    for (i, (r, s)) in runs.iter().zip(&samples).enumerate() {
+        let Some(s) = s else { continue };
+        if suspect.iter().any(|x| x.run == i) {
+            continue;
+        }
+        let stack = format!("{} {} {}", r.model, r.gpu, r.engine_version);
+        by.entry((stack, r.engine, mode(r)))
+            .or_default()
+            .push((configuration(r), s));
+    }
+    let rows: Vec<(Validation, Vec<[f64; 4]>)> = by
+        .par_iter()
+        .filter_map(|(k, v)| split_and_fit(k, v))
+        .collect();
+    let pooled: Vec<[f64; 4]> = rows.iter().flat_map(|(_, e)| e.clone()).collect();
+    let mut out: Vec<Validation> = rows.into_iter().map(|(v, _)| v).collect();
+    if !pooled.is_empty() {
+        let med = |i: usize| {
+            crate::accuracy::quantile(&pooled.iter().map(|e| e[i]).collect::<Vec<_>>(), 0.5)
+        };
+        out.push(Validation {
+            stack: "every stack".into(),
+            fitted: out.iter().map(|v| v.fitted).sum(),
+            predicted: pooled.len(),
+            ttft_before: med(0),
+            ttft_after: med(1),
+            tpot_before: med(2),
+            tpot_after: med(3),
+        });
+    }
+    out
+}
+
+/// One stack's split: None when it has fewer than two configurations.
+fn split_and_fit(
+    k: &(String, Engine, Mode),
+    v: &[(String, &Sample)],
+) -> Option<(Validation, Vec<[f64; 4]>)> {
+    let mut configs: Vec<&str> = v.iter().map(|(c, _)| c.as_str()).collect();
+    configs.sort_unstable();
+    configs.dedup();
+    if configs.len() < 2 {
+        return None;
+    }
+    let fit_half = |c: &str| {
+        configs
+            .binary_search(&c)
+            .map(|i| i % 2 == 0)
+            .unwrap_or(false)
+    };
+    let train: Vec<&Sample> = v
+        .iter()
+        .filter(|(c, _)| fit_half(c))
+        .map(|(_, s)| *s)
+        .collect();
+    let test: Vec<&Sample> = v
+        .iter()
+        .filter(|(c, _)| !fit_half(c))
+        .map(|(_, s)| *s)
+        .collect();
+    let start = built_in(k.1, k.2);
+    let fitted = fit_group(&train, &start).params;
+    let abs = |s: &Sample, sv: &ServingParams| {
+        let (t, p) = s.predict(sv);
+        ((t / s.ttft - 1.0).abs(), (p / s.tpot - 1.0).abs())
+    };
+    let errors: Vec<[f64; 4]> = test
+        .iter()
+        .map(|s| {
+            let (t0, p0) = abs(s, &start);
+            let (t1, p1) = abs(s, &fitted);
+            [t0, t1, p0, p1]
+        })
+        .collect();
+    let med =
+        |i: usize| crate::accuracy::quantile(&errors.iter().map(|e| e[i]).collect::<Vec<_>>(), 0.5);
+    let mode = match k.2 {
+        Mode::Aggregated => "aggregated",
+        Mode::Disaggregated => "disaggregated",
+    };
+    Some((
+        Validation {
+            stack: format!("{} {} {mode}", k.0, k.1.name()),
+            fitted: train.len(),
+            predicted: test.len(),
+            ttft_before: med(0),
+            ttft_after: med(1),
+            tpot_before: med(2),
+            tpot_after: med(3),
+        },
+        errors,
+    ))
+}

@@ -1,0 +1,162 @@
+//! `moeplan calibrate`: what a fit of a user's runs may move, that it
+//! generalises to configurations it has not seen, that physically
+//! impossible runs are left out and named, and that the profile file round
+//! trips byte for byte.
+
+use moeplan::calibrate::{self, calibrate};
+use moeplan::calibration::ServingParams;
+use moeplan::engine::Engine;
+use moeplan::fit::Sample;
+use moeplan::layout::Layout;
+use moeplan::runs::{Run, RunDeployment};
+use moeplan::units::Seconds;
+
+/// A run of qwen3-30b-a3b on H100 with vLLM whose TTFT and TPOT are what
+/// the cost model gives under `truth`: a stack whose serving layer is known.
+fn synthetic(layout: Layout, isl: u64, osl: u64, concurrency: u64, truth: &ServingParams) -> Run {
+    let mut run = Run {
+        file: "synthetic.csv".into(),
+        line: 2,
+        id: format!("{layout} {isl}x{osl} c{concurrency}"),
+        model: "qwen3-30b-a3b".into(),
+        gpu: "h100-sxm".into(),
+        engine: Engine::Vllm,
+        engine_version: "0.11".into(),
+        gemm_dtype: None,
+        moe_dtype: None,
+        isl,
+        osl,
+        deployment: RunDeployment::Aggregated {
+            layout,
+            concurrency,
+            replicas: 1,
+        },
+        ttft: Seconds(1.0),
+        tpot: Seconds(1.0),
+    };
+    let (ttft, tpot) = Sample::of(&run).expect("estimable").predict(truth);
+    run.ttft = ttft;
+    run.tpot = tpot;
+    run
+}
+
+fn layouts() -> Vec<Layout> {
+    let l = |tp: u32, dp: u32, ep: u32, etp: u32| Layout {
+        tp,
+        dp,
+        ep,
+        etp,
+        ..Layout::default()
+    };
+    vec![
+        l(1, 1, 1, 1),
+        l(2, 1, 1, 2),
+        l(2, 1, 2, 1),
+        l(1, 2, 2, 1),
+        l(4, 1, 4, 1),
+    ]
+}
+
+/// A serving layer unlike the built-in one: kernels 30% slower to decode,
+/// 20% faster to prefill, 40 ms per request.
+fn truth() -> ServingParams {
+    let base = moeplan::profile::serving_params(Engine::Vllm);
+    ServingParams {
+        decode_scale: base.decode_scale * 1.3,
+        prefill_scale: base.prefill_scale * 0.8,
+        request_overhead: Seconds::from_ms(40.0),
+        ..base
+    }
+}
+
+fn many_runs() -> Vec<Run> {
+    let t = truth();
+    let mut v = Vec::new();
+    for l in layouts() {
+        for (isl, osl) in [(1000, 1000), (4000, 500), (8000, 200)] {
+            for c in [4, 32, 128] {
+                v.push(synthetic(l, isl, osl, c, &t));
+            }
+        }
+    }
+    v
+}
+
+/// Fitted on half of the layouts and lengths, the calibration predicts the
+/// other half better than the built-in serving layer, within 10%.
+#[test]
+fn a_calibration_generalises_to_configurations_it_did_not_see() {
+    let runs = many_runs();
+    let v = calibrate::validate(&runs);
+    let all = v.last().expect("a pooled row");
+    assert!(all.predicted > 0 && all.fitted > 0, "{all:?}");
+    assert!(all.ttft_after <= 0.10 && all.tpot_after <= 0.10, "{all:?}");
+    assert!(
+        all.ttft_after < all.ttft_before && all.tpot_after < all.tpot_before,
+        "{all:?}"
+    );
+}
+
+/// One run pins two numbers: only the two kernel scales move, every other
+/// parameter stays the built-in one.
+#[test]
+fn one_run_moves_only_the_two_kernel_scales() {
+    let run = synthetic(layouts()[1], 2000, 500, 16, &truth());
+    let p = calibrate(std::slice::from_ref(&run), "one run");
+    let fit = p.stack[0].aggregated.as_ref().unwrap();
+    let moved: Vec<&str> = fit.moved.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(moved, ["prefill_scale", "decode_scale"]);
+    let base = moeplan::profile::serving_params(Engine::Vllm);
+    assert_eq!(fit.params.request_overhead, base.request_overhead);
+    assert_eq!(fit.params.step_overhead, base.step_overhead);
+    assert_eq!(fit.params.rounds, base.rounds);
+    assert!(fit.tpot_median_after < fit.tpot_median_before);
+}
+
+/// A TPOT no GPU can reach (under the time to read one decode step's bytes)
+/// is left out of the fit and named with its file and line.
+#[test]
+fn a_run_that_contradicts_the_physics_is_left_out_and_named() {
+    let mut runs = many_runs();
+    let mut bad = runs[0].clone();
+    bad.line = 99;
+    bad.tpot = Seconds::from_us(10.0);
+    runs.push(bad);
+    let s = calibrate::suspects(&runs);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].run, runs.len() - 1);
+    assert!(s[0].why.contains("synthetic.csv:99") && s[0].why.contains("TPOT"));
+    let p = calibrate(&runs, "with a bad run");
+    assert_eq!(p.suspect.len(), 1);
+    assert_eq!(p.stack[0].aggregated.as_ref().unwrap().runs, runs.len() - 1);
+}
+
+/// Same runs, same file; and the file reads back as the same profile.
+#[test]
+fn the_profile_is_deterministic_and_round_trips() {
+    let runs = many_runs();
+    let a = calibrate::to_toml(&calibrate(&runs, "synthetic"));
+    let b = calibrate::to_toml(&calibrate(&runs, "synthetic"));
+    assert_eq!(a, b);
+    let back = calibrate::from_toml(&a).unwrap();
+    assert_eq!(calibrate::to_toml(&back), a);
+    assert!(calibrate::from_toml("stack = 3").is_err());
+}
+
+/// The embedded serving layer is what `moeplan accuracy --fit-serving`
+/// (tools/accuracy.sh) makes of train.csv. Needs ../shared and takes
+/// minutes in a debug build.
+#[test]
+#[ignore = "needs ../shared/validation/silicon/train.csv; refits every engine (minutes in a debug build): cargo test --release -- --ignored"]
+fn the_embedded_serving_layer_is_regenerated_from_train_csv() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/validation/silicon/train.csv");
+    let runs = moeplan::runs::read(&path).expect("train.csv");
+    let outcomes = moeplan::accuracy::evaluate(&runs);
+    let samples = moeplan::accuracy::samples(&runs);
+    let table = moeplan::accuracy::serving_table(&runs, &outcomes, &samples, "train.csv");
+    assert_eq!(
+        moeplan::profile::serving_file(&table),
+        moeplan::profile::SERVING
+    );
+}
