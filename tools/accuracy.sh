@@ -60,5 +60,20 @@ TPOT 16%.
 
 HEAD
     "$bin" accuracy "$runs" --cv --markdown
-} >docs/accuracy.md
+    cat <<'CAL'
+
+### Calibrating on your own runs
+
+`moeplan calibrate RUNS --validate` on the same file: each stack (a model on
+a GPU with an engine version, aggregated or disaggregated) fitted on half of
+its layouts and lengths, predicting the other half. "Built in" is the
+embedded serving layer, itself fitted to every run of train.csv (so the
+held-out half is in-sample for it); "calibrated" saw only the other half.
+
+```
+CAL
+    "$bin" calibrate "$runs" --validate
+    echo '```'
+} >docs/accuracy.md.new
+mv docs/accuracy.md.new docs/accuracy.md
 echo "wrote docs/accuracy.md" >&2

@@ -27,7 +27,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Predict TTFT, TPOT, throughput and memory of one deployment.
     Estimate(EstimateArgs),
-    /// Print the JSON Schema of a native spec file (model, gpu, scenario or plan).
+    /// Print the JSON Schema of a native spec file (model, gpu, scenario, plan, or a calibrate profile).
     Schema(SchemaArgs),
     /// Check a deployment plan: every error with its evidence, and the corrected plan.
     ///
@@ -125,8 +125,8 @@ pub struct CatalogArgs {
 
 #[derive(Args, Debug)]
 pub struct SchemaArgs {
-    /// Which spec: model, gpu, scenario or plan.
-    #[arg(value_parser = ["model", "gpu", "scenario", "plan"])]
+    /// Which spec: model, gpu, scenario, plan, or profile (what `moeplan calibrate` writes).
+    #[arg(value_parser = ["model", "gpu", "scenario", "plan", "profile"])]
     pub kind: String,
 }
 

@@ -260,15 +260,17 @@ pub struct Calibration {
 
 /// What an engine and its benchmark client add to the kernels' time, fitted
 /// to end-to-end runs (`crates/moeplan/profiles/serving.toml`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServingParams {
-    /// Scheduler and launch time per step outside the kernels.
+    /// Scheduler and launch time per step outside the kernels (µs).
     #[serde(rename = "step_overhead_us", with = "micros")]
+    #[schemars(with = "f64")]
     pub step_overhead: Seconds,
     /// Time per request outside the steps (HTTP, tokenisation, first
-    /// detokenisation); adds to TTFT.
+    /// detokenisation); adds to TTFT (µs).
     #[serde(rename = "request_overhead_us", with = "micros")]
+    #[schemars(with = "f64")]
     pub request_overhead: Seconds,
     /// Rounds of `concurrency` requests a benchmark runs (its first round is
     /// the transient where every prompt arrives at once).

@@ -11,11 +11,14 @@
 
 use crate::serving::closed_loop::Policy;
 use crate::units::{Bytes, GIB};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
 /// A serving engine whose scheduler defaults an estimate can assume.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// No engine assumed (`engines/neutral.toml`).

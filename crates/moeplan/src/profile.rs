@@ -225,7 +225,7 @@ fn common_families<'p>(ps: &[&'p Profile]) -> Vec<&'p String> {
 
 /// A serving layer the user fitted to their own runs of one GPU × engine
 /// (`moeplan calibrate`): it replaces the built-in one for that stack.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserStack {
     /// The catalog GPU the runs were measured on.
@@ -243,7 +243,7 @@ pub struct UserStack {
 }
 
 /// One serving layer of a user profile, with how it was fitted.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserFit {
     /// Runs fitted (suspect runs excluded).
@@ -263,7 +263,7 @@ pub struct UserFit {
 }
 
 /// A parameter a calibration let move.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MovedParam {
     /// Its field name in `params`.
@@ -277,7 +277,7 @@ pub struct MovedParam {
 }
 
 /// A profile file `moeplan calibrate` writes.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserProfile {
     /// What it was fitted to.

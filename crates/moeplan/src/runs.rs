@@ -16,6 +16,8 @@
 //!
 //! Every bad cell is reported at once, with its line and column.
 
+mod bench;
+
 use crate::catalog;
 use crate::dtype::DType;
 use crate::engine::{Engine, EngineConfig};
@@ -106,7 +108,9 @@ pub struct Run {
     pub tpot: Seconds,
 }
 
-/// Reads the runs of one CSV file; every problem of the file in one error.
+/// Reads the runs of one file (a CSV, or a benchmark client's JSON/JSONL
+/// result with its sidecar: `runs::bench`); every problem of the file in one
+/// error.
 pub fn read(path: &Path) -> Result<Vec<Run>, SpecError> {
     let name = path.display().to_string();
     let fail = |msg: String, hint: &str| SpecError::whole_file(&name, msg, hint);
@@ -129,6 +133,9 @@ pub fn read(path: &Path) -> Result<Vec<Run>, SpecError> {
         )
     })?;
     let text = Source::decode_utf8(&name, bytes)?;
+    if bench::is_bench_result(path) {
+        return bench::read(path, &name, &text);
+    }
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     parse(&name, &text, &base)
 }

@@ -266,3 +266,51 @@ fn placeholder_pool_layouts_are_assumed_and_said() {
     );
     assert!(moeplan::accuracy::predict(r).is_ok());
 }
+
+fn bench_fixture(name: &str) -> PathBuf {
+    fixtures().join("bench").join(name)
+}
+
+/// `vllm bench serve --save-result` JSON and SGLang's bench_serving JSONL
+/// read as runs: lengths are the tokens per completed request, concurrency
+/// the client's max_concurrency, the deployment the sidecar's.
+#[test]
+fn benchmark_client_results_read_with_their_sidecar() {
+    let v = runs::read(&bench_fixture("vllm-result.json")).unwrap();
+    assert_eq!(v.len(), 1);
+    let r = &v[0];
+    assert_eq!((r.engine, r.isl, r.osl), (Engine::Vllm, 1000, 1000));
+    assert!((r.ttft.ms() - 180.4).abs() < 1e-9 && (r.tpot.ms() - 21.3).abs() < 1e-9);
+    let RunDeployment::Aggregated {
+        layout,
+        concurrency,
+        ..
+    } = r.deployment
+    else {
+        panic!("aggregated")
+    };
+    assert_eq!((layout.tp, layout.etp, concurrency), (2, 2, 32));
+    assert!(moeplan::accuracy::predict(r).is_ok());
+    let s = runs::read(&bench_fixture("sglang-results.jsonl")).unwrap();
+    assert_eq!(s.len(), 2);
+    // No engine in the sidecar: a .jsonl is SGLang's.
+    assert_eq!(
+        (s[1].engine, s[1].isl, s[1].osl, s[1].line),
+        (Engine::Sglang, 2000, 500, 2)
+    );
+}
+
+/// A result without its sidecar, or from an open-loop run (no
+/// max_concurrency), is bad input that says what to add.
+#[test]
+fn benchmark_results_without_what_moeplan_needs_are_rejected() {
+    let e = runs::read(&bench_fixture("no-sidecar.json")).unwrap_err();
+    assert!(e.to_string().contains("sidecar"), "{e}");
+    assert!(e.problems[0].hint.as_deref().unwrap().contains("gpu ="));
+    let e = runs::read(&bench_fixture("no-concurrency.jsonl")).unwrap_err();
+    let text = format!("{:?}", e.problems);
+    assert!(
+        text.contains("line 1") && text.contains("max_concurrency"),
+        "{text}"
+    );
+}

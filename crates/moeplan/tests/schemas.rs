@@ -46,6 +46,11 @@ fn scenario_schema_is_current() {
 
 /// Every shipped example and catalog entry validates against the loaders.
 #[test]
+fn profile_schema_is_current() {
+    check("profile", schema_of::<moeplan::profile::UserProfile>());
+}
+
+#[test]
 fn examples_load() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut n = 0;

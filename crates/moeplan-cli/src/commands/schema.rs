@@ -7,6 +7,7 @@ pub fn run(a: &SchemaArgs) -> Result<(), Failure> {
         "gpu" => moeplan::spec::schema_of::<moeplan::spec::gpu::RawGpu>(),
         "plan" => moeplan::spec::schema_of::<moeplan::spec::plan::RawPlan>(),
         "scenario" => moeplan::spec::schema_of::<moeplan::spec::scenario::RawScenario>(),
+        "profile" => moeplan::spec::schema_of::<moeplan::profile::UserProfile>(),
         _ => moeplan::spec::schema_of::<moeplan::spec::model::RawModel>(),
     };
     output::json(&schema);

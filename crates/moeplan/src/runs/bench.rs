@@ -1,0 +1,238 @@
+//! Benchmark clients' own result files as runs: the JSON object
+//! `vllm bench serve --save-result` writes, and the JSON lines SGLang's
+//! `bench_serving` appends (one object a run). Both give the run's
+//! `max_concurrency`, `completed` requests, `total_input_tokens`,
+//! `total_output_tokens`, `mean_ttft_ms` and `mean_tpot_ms`; neither says how
+//! the server was deployed, so a sidecar next to the file,
+//! `<file>.moeplan.toml`, does (`Sidecar`).
+
+use super::{model_ref, quant_dtype, Run, RunDeployment};
+use crate::engine::Engine;
+use crate::layout::Layout;
+use crate::spec::{Problem, SpecError};
+use crate::units::Seconds;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// What a benchmark client's file does not say: the deployment it measured.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sidecar {
+    /// A catalog id, a Hugging Face id, or a config.json path (relative to the sidecar).
+    model: String,
+    /// A catalog GPU id.
+    gpu: String,
+    /// vllm, sglang or trtllm (default: vllm for .json, sglang for .jsonl).
+    engine: Option<String>,
+    /// The engine version.
+    engine_version: Option<String>,
+    /// The weights' quantisation (default: the checkpoint's).
+    weight_dtype: Option<String>,
+    tp: Option<u32>,
+    pp: Option<u32>,
+    dp: Option<u32>,
+    ep: Option<u32>,
+    etp: Option<u32>,
+}
+
+/// The fields of one benchmark result that make a run (others are ignored).
+#[derive(Debug, Deserialize)]
+struct Record {
+    completed: f64,
+    total_input_tokens: f64,
+    total_output_tokens: f64,
+    max_concurrency: Option<u64>,
+    mean_ttft_ms: f64,
+    mean_tpot_ms: f64,
+}
+
+const SIDECAR_EXAMPLE: &str =
+    "model = \"qwen3-30b-a3b\"\ngpu = \"h100-sxm\"\nengine = \"vllm\"\ntp = 2";
+
+/// The sidecar of `path`.
+fn sidecar_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".moeplan.toml");
+    PathBuf::from(s)
+}
+
+/// Whether `path` is a benchmark client's result file (by extension).
+pub fn is_bench_result(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("json" | "jsonl")
+    )
+}
+
+/// Reads a result file and its sidecar.
+pub fn read(path: &Path, name: &str, text: &str) -> Result<Vec<Run>, SpecError> {
+    let side_path = sidecar_path(path);
+    let side_name = side_path.display().to_string();
+    let side_text = std::fs::read_to_string(&side_path).map_err(|e| {
+        SpecError::whole_file(
+            &side_name,
+            format!("{name} says nothing of the deployment, and its sidecar cannot be read: {e}"),
+            &format!("write the deployment next to it, e.g.\n{SIDECAR_EXAMPLE}"),
+        )
+    })?;
+    let side: Sidecar = toml::from_str(&side_text)
+        .map_err(|e| SpecError::whole_file(&side_name, e.to_string(), SIDECAR_EXAMPLE))?;
+    let lines = path.extension().is_some_and(|e| e == "jsonl");
+    let base = side_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let template = template(&side, lines, &base, &side_name)?;
+    let mut problems = Vec::new();
+    let mut runs = Vec::new();
+    let records: Vec<(usize, &str)> = if lines {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, l))
+            .collect()
+    } else {
+        vec![(1, text)]
+    };
+    for (line, json) in records {
+        match serde_json::from_str::<Record>(&python_json(json))
+            .map_err(|e| e.to_string())
+            .and_then(|r| run_of(&template, &r, name, line))
+        {
+            Ok(run) => runs.push(run),
+            Err(m) => problems.push(
+                Problem::at("", format!("line {line}: {m}")).hint(
+                    "a result of `vllm bench serve --save-result` or SGLang's bench_serving, from a run with --max-concurrency",
+                ),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(runs)
+    } else {
+        Err(SpecError::new(name, text.to_string(), problems))
+    }
+}
+
+/// Python's `json` writes an infinite request rate as a bare `Infinity`
+/// (and NaN as `NaN`), which JSON does not have: read them as null.
+fn python_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !in_string {
+            if let Some(word) = ["-Infinity", "Infinity", "NaN"]
+                .iter()
+                .find(|w| rest.starts_with(**w))
+            {
+                out.push_str("null");
+                rest = &rest[word.len()..];
+                continue;
+            }
+        }
+        match c {
+            '"' if !escaped => in_string = !in_string,
+            _ => {}
+        }
+        escaped = in_string && c == '\\' && !escaped;
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// A run with the sidecar's deployment and placeholder figures.
+fn template(side: &Sidecar, lines: bool, base: &Path, name: &str) -> Result<Run, SpecError> {
+    let bad = |m: String, hint: &str| SpecError::whole_file(name, m, hint);
+    let engine = match &side.engine {
+        Some(e) => e
+            .parse::<Engine>()
+            .map_err(|m| bad(m, "vllm, sglang or trtllm"))?,
+        None if lines => Engine::Sglang,
+        None => Engine::Vllm,
+    };
+    let dtype = quant_dtype(
+        &side
+            .weight_dtype
+            .clone()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+    )
+    .map_err(|m| bad(m, "bf16, fp8, nvfp4, mxfp4 or int4_wo"))?;
+    let d = |v: Option<u32>| v.unwrap_or(1).max(1);
+    let (tp, dp) = (d(side.tp), d(side.dp));
+    let ep = d(side.ep);
+    Ok(Run {
+        file: String::new(),
+        line: 0,
+        id: String::new(),
+        model: model_ref(&side.model, base),
+        gpu: side.gpu.clone(),
+        engine,
+        engine_version: side.engine_version.clone().unwrap_or_default(),
+        gemm_dtype: dtype,
+        moe_dtype: dtype,
+        isl: 1,
+        osl: 1,
+        deployment: RunDeployment::Aggregated {
+            layout: Layout {
+                pp: d(side.pp),
+                tp,
+                cp: 1,
+                dp,
+                ep,
+                etp: side.etp.unwrap_or((tp * dp / ep).max(1)),
+            },
+            concurrency: 1,
+            replicas: 1,
+        },
+        ttft: Seconds(1.0),
+        tpot: Seconds(1.0),
+    })
+}
+
+/// One record as a run of the template's deployment.
+fn run_of(t: &Run, r: &Record, name: &str, line: usize) -> Result<Run, String> {
+    let Some(concurrency) = r.max_concurrency.filter(|c| *c > 0) else {
+        return Err(
+            "no max_concurrency: moeplan models closed-loop runs (--max-concurrency N)".into(),
+        );
+    };
+    if r.completed < 1.0 || r.mean_ttft_ms <= 0.0 || r.mean_tpot_ms <= 0.0 {
+        return Err("no completed request, or a non-positive mean TTFT/TPOT".into());
+    }
+    let RunDeployment::Aggregated { layout, .. } = t.deployment else {
+        unreachable!("the template is aggregated")
+    };
+    Ok(Run {
+        file: name.to_string(),
+        line,
+        id: format!("{name}:{line}"),
+        isl: (r.total_input_tokens / r.completed).round().max(1.0) as u64,
+        osl: (r.total_output_tokens / r.completed).round().max(1.0) as u64,
+        deployment: RunDeployment::Aggregated {
+            layout,
+            concurrency,
+            replicas: 1,
+        },
+        ttft: Seconds::from_ms(r.mean_ttft_ms),
+        tpot: Seconds::from_ms(r.mean_tpot_ms),
+        ..t.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_json;
+
+    #[test]
+    fn python_non_finite_numbers_read_as_null_outside_strings() {
+        let text = r#"{"a": "Infinity", "b": Infinity, "c": -Infinity, "d": "x\"NaN", "e": NaN}"#;
+        assert_eq!(
+            python_json(text),
+            r#"{"a": "Infinity", "b": null, "c": null, "d": "x\"NaN", "e": null}"#
+        );
+    }
+}
