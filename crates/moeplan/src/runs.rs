@@ -456,7 +456,7 @@ impl Cells<'_> {
         let isl = self.count("isl", None);
         let osl = self.count("osl", None);
         let concurrency = self.count("concurrency", None);
-        let layout = self.layout(["tp", "pp", "dp", "ep", "etp"]);
+        let deployment = self.native_deployment(concurrency);
         let ttft = self.millis("ttft_ms");
         let tpot = self.millis("tpot_ms");
         if model.is_empty() {
@@ -466,7 +466,7 @@ impl Cells<'_> {
                 "a catalog id, a Hugging Face id or a config.json path",
             );
         }
-        let (weights, layout) = (weights?, layout?);
+        let weights = weights?;
         Some(Run {
             file: name.to_string(),
             line: self.row.line,
@@ -479,14 +479,55 @@ impl Cells<'_> {
             moe_dtype: weights,
             isl: isl?,
             osl: osl?,
-            deployment: RunDeployment::Aggregated {
-                layout,
-                concurrency: concurrency?,
-                replicas: 1,
-            },
+            deployment: deployment?,
             ttft: ttft?,
             tpot: tpot?,
         })
+    }
+
+    /// A native row's deployment: aggregated (`tp`..`etp`, `concurrency`
+    /// per replica), or with `mode = disaggregated` the `prefill_*` and
+    /// `decode_*` layouts and `*_workers` (`concurrency` on the whole
+    /// deployment).
+    fn native_deployment(&mut self, concurrency: Option<u64>) -> Option<RunDeployment> {
+        match self.s("mode") {
+            "" | "aggregated" | "agg" => {
+                let layout = self.layout(["tp", "pp", "dp", "ep", "etp"]);
+                Some(RunDeployment::Aggregated {
+                    layout: layout?,
+                    concurrency: concurrency?,
+                    replicas: 1,
+                })
+            }
+            "disaggregated" | "disagg" => {
+                let mut pool = |p: &str| {
+                    let col = |c: &str| format!("{p}_{c}");
+                    let layout =
+                        self.layout([&col("tp"), &col("pp"), &col("dp"), &col("ep"), &col("etp")]);
+                    let workers = self.optional_count(&col("workers"));
+                    Some(PoolRun {
+                        layout: layout?,
+                        workers: workers?.map(|w| w as u32),
+                        batch_per_rank: None,
+                    })
+                };
+                let (prefill, decode) = (pool("prefill"), pool("decode"));
+                Some(RunDeployment::Disaggregated {
+                    prefill: prefill?,
+                    decode: decode?,
+                    concurrency: concurrency?,
+                })
+            }
+            other => {
+                let other = other.to_string();
+                self.problem(
+                    "mode",
+                    format!("unknown mode `{other}`"),
+                    "aggregated (default) or disaggregated",
+                );
+                None
+            }
+        }
     }
 
     fn silicon(&mut self, name: &str) -> Option<Run> {

@@ -314,3 +314,30 @@ fn benchmark_results_without_what_moeplan_needs_are_rejected() {
         "{text}"
     );
 }
+
+/// The native format's disaggregated rows: `mode = disaggregated`, each
+/// pool's degrees and workers, the deployment's concurrency; rows without a
+/// mode stay aggregated.
+#[test]
+fn native_disaggregated_rows_read_with_both_pools() {
+    let runs = runs::read(&fixtures().join("native-disaggregated.csv")).unwrap();
+    let RunDeployment::Disaggregated {
+        prefill,
+        decode,
+        concurrency,
+    } = runs[0].deployment
+    else {
+        panic!("disaggregated")
+    };
+    assert_eq!((prefill.layout.tp, prefill.workers), (8, Some(2)));
+    assert_eq!(
+        (decode.layout.dp, decode.layout.ep, decode.workers),
+        (8, 8, Some(2))
+    );
+    assert_eq!(concurrency, 512);
+    assert!(moeplan::accuracy::predict(&runs[0]).is_ok());
+    assert!(matches!(
+        runs[1].deployment,
+        RunDeployment::Aggregated { .. }
+    ));
+}
