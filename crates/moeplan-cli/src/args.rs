@@ -68,6 +68,12 @@ pub struct CalibrateArgs {
     /// Check that the calibration generalises: fit each stack on half of its layouts and lengths, and report the error on the other half, before and after.
     #[arg(long)]
     pub validate: bool,
+    /// Start from this profile (an earlier `calibrate --out`) instead of the built-in serving layer: recalibrate after new runs.
+    #[arg(long, value_name = "PROFILE.toml")]
+    pub base: Option<std::path::PathBuf>,
+    /// Also list every run: measured, predicted before and after.
+    #[arg(long)]
+    pub explain: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -179,20 +179,42 @@ fn groups<'a>(
     g
 }
 
+/// Where a group's fit starts: the stack's layer in `base` (an earlier
+/// profile, to recalibrate), else the built-in one.
+fn start(base: Option<&UserProfile>, gpu: &str, engine: Engine, mode: Mode) -> ServingParams {
+    let stack = base.and_then(|b| b.stack.iter().find(|s| s.gpu == gpu && s.engine == engine));
+    let fit = stack.and_then(|s| match mode {
+        Mode::Aggregated => s.aggregated.as_ref(),
+        Mode::Disaggregated => s.disaggregated.as_ref(),
+    });
+    fit.map_or_else(|| built_in(engine, mode), |f| f.params)
+}
+
 /// Fits every stack of `runs`; `source` names them in the profile.
 pub fn calibrate(runs: &[Run], source: &str) -> UserProfile {
+    recalibrate(runs, source, None)
+}
+
+/// `calibrate` starting, for the stacks it has, from `base` (a profile an
+/// earlier calibration wrote) instead of the built-in serving layer.
+pub fn recalibrate(runs: &[Run], source: &str, base: Option<&UserProfile>) -> UserProfile {
     let samples = crate::accuracy::samples(runs);
     let suspect = suspects(runs);
     let groups = groups(runs, &samples, &suspect);
     let fits: Vec<((String, Engine, Mode), UserFit)> = groups
         .par_iter()
-        .map(|(k, v)| (k.clone(), fit_group(v, &built_in(k.1, k.2))))
+        .map(|(k, v)| (k.clone(), fit_group(v, &start(base, &k.0, k.1, k.2))))
         .collect();
     let mut stacks: Vec<UserStack> = Vec::new();
     for ((gpu, engine, m), f) in fits {
         if !stacks.iter().any(|s| s.gpu == gpu && s.engine == engine) {
             stacks.push(UserStack {
-                base: base_of(&gpu, engine),
+                base: match base
+                    .filter(|b| b.stack.iter().any(|s| s.gpu == gpu && s.engine == engine))
+                {
+                    Some(b) => format!("the earlier profile of {}", b.source),
+                    None => base_of(&gpu, engine),
+                },
                 gpu: gpu.clone(),
                 engine,
                 aggregated: None,
@@ -368,4 +390,43 @@ fn split_and_fit(
         },
         errors,
     ))
+}
+
+/// One run under the serving layer a calibration starts from and the one
+/// it fits (`moeplan calibrate --explain`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunFit {
+    /// `file:line`.
+    pub run: String,
+    /// Measured TTFT and TPOT.
+    pub measured: (Seconds, Seconds),
+    /// Predicted before.
+    pub before: (Seconds, Seconds),
+    /// Predicted after.
+    pub after: (Seconds, Seconds),
+    /// Left out as contradicting the physics.
+    pub suspect: bool,
+}
+
+/// Every run of `runs` under the starting and the fitted serving layers of
+/// `profile` (runs that cannot be estimated are left out).
+pub fn explain(runs: &[Run], profile: &UserProfile, base: Option<&UserProfile>) -> Vec<RunFit> {
+    let samples = crate::accuracy::samples(runs);
+    let suspect = suspects(runs);
+    runs.iter()
+        .zip(&samples)
+        .enumerate()
+        .filter_map(|(i, (r, s))| {
+            let s = s.as_ref()?;
+            let m = mode(r);
+            let fitted = start(Some(profile), &r.gpu, r.engine, m);
+            Some(RunFit {
+                run: format!("{}:{}", r.file, r.line),
+                measured: (r.ttft, r.tpot),
+                before: s.predict(&start(base, &r.gpu, r.engine, m)),
+                after: s.predict(&fitted),
+                suspect: suspect.iter().any(|x| x.run == i),
+            })
+        })
+        .collect()
 }

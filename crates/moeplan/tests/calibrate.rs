@@ -160,3 +160,21 @@ fn the_embedded_serving_layer_is_regenerated_from_train_csv() {
         moeplan::profile::SERVING
     );
 }
+
+/// Recalibrating from an earlier profile starts where it left off: on the
+/// same runs, a second pass barely moves.
+#[test]
+fn recalibrating_from_a_profile_starts_from_it() {
+    let runs = many_runs();
+    let first = calibrate(&runs, "first");
+    let second = calibrate::recalibrate(&runs, "second", Some(&first));
+    let (a, b) = (
+        first.stack[0].aggregated.as_ref().unwrap(),
+        second.stack[0].aggregated.as_ref().unwrap(),
+    );
+    for (x, y) in a.moved.iter().zip(&b.moved) {
+        assert_eq!(y.before, x.after, "{}", x.name);
+    }
+    assert!(b.tpot_median_after <= a.tpot_median_after + 1e-3);
+    assert!(second.stack[0].base.contains("first"));
+}

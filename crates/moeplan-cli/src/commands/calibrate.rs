@@ -2,7 +2,7 @@
 //! runs, write the profile, and load one for every other command.
 use crate::args::CalibrateArgs;
 use crate::output::{self, ArgError, Failure};
-use moeplan::calibrate::{self, Validation};
+use moeplan::calibrate::{self, RunFit, Validation};
 use moeplan::profile::{UserFit, UserProfile};
 use moeplan::runs::{self, Run};
 use std::path::Path;
@@ -14,8 +14,19 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     }
     let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
     let source = format!("{} runs of {}", all.len(), names.join(", "));
+    let base = match &a.base {
+        Some(path) => Some(read_profile(path, a.json)?),
+        None => None,
+    };
     let validation = a.validate.then(|| calibrate::validate(&all));
-    let profile = a.out.as_ref().map(|_| calibrate::calibrate(&all, &source));
+    let profile = a
+        .out
+        .as_ref()
+        .map(|_| calibrate::recalibrate(&all, &source, base.as_ref()));
+    let runs = match (&profile, a.explain) {
+        (Some(p), true) => Some(calibrate::explain(&all, p, base.as_ref())),
+        _ => None,
+    };
     if let (Some(path), Some(p)) = (&a.out, &profile) {
         std::fs::write(path, calibrate::to_toml(p)).map_err(|e| {
             ArgError::failure(
@@ -29,11 +40,15 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         output::json(&serde_json::json!({
             "profile": profile,
             "validation": validation,
+            "runs": runs,
         }));
         return Ok(());
     }
     if let Some(p) = &profile {
         output::print(&render(p));
+    }
+    if let Some(r) = &runs {
+        output::print(&render_runs(r));
     }
     if let Some(v) = &validation {
         output::print(&render_validation(v));
@@ -47,18 +62,50 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Loads a profile for every estimate of this process.
-pub fn use_profile(path: &Path) -> Result<(), Failure> {
+/// Reads a profile file `calibrate --out` wrote.
+fn read_profile(path: &Path, json: bool) -> Result<UserProfile, Failure> {
     let bad = |m: String| {
         ArgError::failure(
-            format!("--profile {}: {m}", path.display()),
-            Some("a file written by `moeplan calibrate --out`".into()),
-            false,
+            format!("{}: {m}", path.display()),
+            Some("a file written by `moeplan calibrate --out` (`moeplan schema profile`)".into()),
+            json,
         )
     };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let p = calibrate::from_toml(&text).map_err(bad)?;
-    moeplan::profile::use_user_profile(&path.display().to_string(), p).map_err(bad)
+    calibrate::from_toml(&text).map_err(bad)
+}
+
+/// Loads a profile for every estimate of this process.
+pub fn use_profile(path: &Path) -> Result<(), Failure> {
+    let p = read_profile(path, false)?;
+    moeplan::profile::use_user_profile(&path.display().to_string(), p)
+        .map_err(|m| ArgError::failure(format!("--profile {}: {m}", path.display()), None, false))
+}
+
+fn render_runs(runs: &[RunFit]) -> String {
+    let mut t = output::table(&[
+        "run",
+        "TTFT measured",
+        "predicted before → after",
+        "TPOT measured",
+        "predicted before → after",
+        "",
+    ]);
+    for r in runs {
+        t.add_row(vec![
+            r.run.clone(),
+            r.measured.0.to_string(),
+            format!("{} → {}", r.before.0, r.after.0),
+            r.measured.1.to_string(),
+            format!("{} → {}", r.before.1, r.after.1),
+            if r.suspect {
+                "left out".into()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    t.to_string()
 }
 
 fn pct(x: f64) -> String {
