@@ -7,5 +7,8 @@ mod dispatch;
 mod output;
 
 fn main() -> ExitCode {
-    dispatch::run(<args::Cli as clap::Parser>::parse())
+    let cli = <args::Cli as clap::Parser>::parse();
+    // A panic is a bug in moeplan, never the user's input: say so, and exit 3.
+    std::panic::set_hook(Box::new(|info| output::internal_error(&info.to_string())));
+    std::panic::catch_unwind(|| dispatch::run(cli)).unwrap_or(ExitCode::from(3))
 }

@@ -21,6 +21,15 @@ pub enum Failure {
     Negative,
 }
 
+/// Reports a panic: an internal error (exit 3), with what to send.
+pub fn internal_error(what: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "internal error (a bug in moeplan, exit 3): {what}\nplease report it with the command line and input files"
+    );
+}
+
 /// Writes text to stdout (ignoring a closed pipe).
 pub fn print(text: &str) {
     let mut out = std::io::stdout().lock();
