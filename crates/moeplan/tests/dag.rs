@@ -362,3 +362,52 @@ proptest! {
         prop_assert_eq!(d.devices.len() as u32, l.gpus());
     }
 }
+
+/// The contradiction this replaces: the DAG's "prefill step" (a bare
+/// 2048-token chunk, 30.2 ms) was neither the estimate's pure prefill
+/// (88.1 ms) nor its step carrying a prompt (34.5 ms). The DAG now draws the
+/// estimate's named steps: same kind, same shape, and a critical path equal
+/// to the estimate's kernel time for that step (qwen3-30b-a3b tp2 ep2, 2048
+/// prompt tokens, 64 requests).
+#[test]
+fn the_dag_draws_the_estimates_named_steps() {
+    let (m, g) = (model("qwen3-30b-a3b"), gpu("h100-sxm"));
+    let l = Layout {
+        tp: 2,
+        ep: 2,
+        ..Layout::default()
+    };
+    let w = Workload {
+        isl: 2048,
+        osl: 256,
+        concurrency: 64,
+    };
+    let d = build(&m, &g, l, 0, w, Granularity::Op, false, BOTH.to_vec());
+    let inp = EstimateInput {
+        model: &m,
+        gpu: &g,
+        calibration: moeplan::profile::resolve(&g, moeplan::memory::Engine::Neutral).kernels,
+        layout: l,
+        workload: w,
+        engine: EngineConfig::default(),
+        redundant_experts: 0,
+        routing_skew: 0.0,
+    };
+    let est = moeplan::serving::estimate(&inp).unwrap();
+    for p in &d.phases {
+        let named = dag::phase_step(p.phase, &est);
+        assert_eq!(p.kind, named.kind);
+        assert_eq!(p.shape, named.shape);
+        assert_eq!(p.description, named.description);
+        // The neutral engine adds no serving layer: the step's time is its kernels.
+        let (a, b) = (p.step_time_s.0, named.time.0);
+        assert!(
+            (a - b).abs() <= 0.01 * b,
+            "{:?}: DAG {a} s, estimate {b} s",
+            p.phase
+        );
+    }
+    // The prefill phase is the step carrying a prompt beside the decodes.
+    let prefill = d.phases.iter().find(|p| p.phase == Phase::Prefill).unwrap();
+    assert!(prefill.shape.decode_seqs > 0.0 && prefill.shape.prefill_tokens_per_seq > 0.0);
+}

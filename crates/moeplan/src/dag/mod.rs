@@ -7,8 +7,9 @@
 //!
 //! # What a graph holds
 //!
-//! One replica of a layout, for one or both phases (a prefill step and a
-//! decode step, each a separate connected component). For each pipeline
+//! One replica of a layout, for one or both phases (the estimate's step
+//! that carries a prompt and its decode step, `phase_step`: the steps
+//! `moeplan estimate` costs, each a separate connected component). For each pipeline
 //! stage and layer, every op of `ops.rs` becomes a node placed on GPUs
 //! (`Granularity::Op`), or each layer becomes one node (`Granularity::Layer`):
 //! norms, attention projections and core, router, EP dispatch, the expert
@@ -371,6 +372,8 @@ pub struct Edge {
 pub struct PhaseInfo {
     /// Phase.
     pub phase: Phase,
+    /// The estimate's step drawn.
+    pub kind: crate::serving::steps::StepKind,
     /// The step drawn.
     pub description: String,
     /// Its shape per attention-DP rank.
@@ -435,47 +438,15 @@ pub struct Dag {
     pub edges: Vec<Edge>,
 }
 
-/// The step shape of a phase for a workload, and its description.
-///
-/// Decode: the steady-state running batch of one attention-DP rank
-/// (`Estimate::decoding_requests / dp`), split into `min(pp, batch)`
-/// micro-batches as the serving model does, at the mean context
-/// `isl + osl/2`. Prefill: one chunk of `min(isl, max_step_tokens)` prompt
-/// tokens per attention-DP rank.
-pub fn phase_shape(
-    phase: Phase,
-    inp: &EstimateInput,
-    decoding_requests: f64,
-) -> (StepShape, String) {
-    let l = inp.layout;
-    let w = inp.workload;
+/// The estimate's step a phase draws: its decode step (the steady running
+/// batch of one attention-DP rank), or the step that carries a prompt as the
+/// engine schedules it (a chunk beside the running decodes for a mixed
+/// scheduler, a batch of whole prompts for a prefill-first one). The DAG
+/// draws what the estimate costs; it shapes no step of its own.
+pub fn phase_step(phase: Phase, est: &crate::serving::Estimate) -> &crate::serving::PhaseCost {
     match phase {
-        Phase::Decode => {
-            let b = (decoding_requests / l.dp.max(1) as f64).max(1.0);
-            let mb = (l.pp as f64).min(b.ceil()).max(1.0);
-            let ctx = w.isl as f64 + w.osl as f64 / 2.0;
-            (
-                StepShape::decode(b / mb, ctx),
-                format!(
-                    "decode step: {:.1} sequences per attention-DP rank{} at context {ctx:.0}",
-                    b / mb,
-                    if mb > 1.0 {
-                        format!(" (one of {mb:.0} micro-batches)")
-                    } else {
-                        String::new()
-                    }
-                ),
-            )
-        }
-        Phase::Prefill => {
-            let chunk = w.isl.min(inp.engine.max_step_tokens).max(1) as f64;
-            (
-                StepShape::prefill(1.0, chunk),
-                format!(
-                    "prefill step: one prompt chunk of {chunk:.0} tokens per attention-DP rank"
-                ),
-            )
-        }
+        Phase::Decode => &est.decode,
+        Phase::Prefill => &est.prefill,
     }
 }
 
@@ -484,14 +455,6 @@ pub fn build(inp: &EstimateInput, opts: &DagOptions) -> Result<Dag, Vec<LayoutPr
     let est = estimate(inp)?;
     let m = inp.model;
     let l = inp.layout;
-    let ctx = CostContext::new(
-        m,
-        inp.gpu,
-        l,
-        inp.redundant_experts,
-        est.load_imbalance.used,
-        &inp.calibration,
-    );
     let mut b = Builder::new(m, inp.gpu.gpus_per_node, l, inp.redundant_experts, opts);
     b.dag.gpu = inp.gpu.id.clone();
     b.dag.load_imbalance = est.load_imbalance.used;
@@ -501,12 +464,22 @@ pub fn build(inp: &EstimateInput, opts: &DagOptions) -> Result<Dag, Vec<LayoutPr
             continue;
         }
         seen.push(phase);
-        let (shape, description) = phase_shape(phase, inp, est.decoding_requests);
+        let named = phase_step(phase, &est);
+        let shape = named.shape;
+        let ctx = CostContext::new(
+            m,
+            inp.gpu,
+            l,
+            inp.redundant_experts,
+            named.load_imbalance,
+            &inp.calibration,
+        );
         let step = ctx.step(&shape);
         b.phase(&ctx, phase, &shape, &step);
         b.dag.phases.push(PhaseInfo {
             phase,
-            description,
+            kind: named.kind,
+            description: named.description.clone(),
             shape,
             step_time_s: step.traversal(),
             stage_times_s: step.stage_times.clone(),

@@ -546,21 +546,11 @@ fn assemble(
     }
     let osl = w.osl.max(1) as f64;
     let per_gpu = TokensPerSecond(s.throughput * osl / gpus as f64);
+    // The pools' steps as the aggregated estimate names them, without the
+    // per-op breakdown.
     let phase = |step: &Step| PhaseCost {
-        description: format!(
-            "{}: {:.1} per rank",
-            step.kind.describe(),
-            step.shape.decodes + step.shape.prefill_tokens
-        ),
-        time: step.time(&sv),
-        by_bound: step
-            .cost
-            .by_bound()
-            .iter()
-            .map(|(b, t)| (b.name().to_string(), *t))
-            .collect(),
-        ops: Vec::new(),
-        bottleneck: step.cost.bottleneck(),
+        description: super::describe(step),
+        ..super::phase(step, &sv, super::Detail::Summary)
     };
     let explain = explain(
         inp,

@@ -75,9 +75,18 @@ pub struct LoadImbalance {
     pub used: f64,
 }
 
-/// Cost of one phase, for explanations.
+/// One named step of an estimate: what the engine runs (`StepKind`), its
+/// shape on one attention-DP rank, and its cost. `moeplan dag` draws these.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PhaseCost {
+    /// Which step.
+    pub kind: StepKind,
+    /// Its work on one attention-DP rank (one micro-batch).
+    pub shape: crate::ops::StepShape,
+    /// Micro-batches it runs as (pipeline stages).
+    pub micro_batches: f64,
+    /// Expert load imbalance of its routed rows.
+    pub load_imbalance: f64,
     /// What the step is.
     pub description: String,
     /// Step time (slowest stage).
@@ -199,8 +208,12 @@ pub struct Estimate {
     pub explain: BTreeMap<String, Derivation>,
 }
 
-fn phase(step: &Step, serving: &ServingParams, detail: Detail) -> PhaseCost {
+pub(crate) fn phase(step: &Step, serving: &ServingParams, detail: Detail) -> PhaseCost {
     PhaseCost {
+        kind: step.kind,
+        shape: step.micro,
+        micro_batches: step.micro_batches,
+        load_imbalance: step.imbalance,
         description: match detail {
             Detail::Full => describe(step),
             Detail::Summary => String::new(),
@@ -220,7 +233,7 @@ fn phase(step: &Step, serving: &ServingParams, detail: Detail) -> PhaseCost {
     }
 }
 
-fn describe(step: &Step) -> String {
+pub(crate) fn describe(step: &Step) -> String {
     let s = step.shape;
     match (s.decodes > 0.0, s.prefill_tokens > 0.0) {
         (true, true) => format!(
@@ -235,10 +248,15 @@ fn describe(step: &Step) -> String {
             s.prefill_tokens
         ),
         _ => format!(
-            "{}: {:.1} decoding requests per rank at context {:.0}",
+            "{}: {:.1} decoding requests per rank at context {:.0}{}",
             step.kind.describe(),
             s.decodes,
-            step.micro.decode_context
+            step.micro.decode_context,
+            if step.micro_batches > 1.0 {
+                format!(", in {:.0} micro-batches", step.micro_batches)
+            } else {
+                String::new()
+            }
         ),
     }
 }
