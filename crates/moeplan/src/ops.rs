@@ -1146,8 +1146,3 @@ impl<'a> CostContext<'a> {
         parts
     }
 }
-
-/// Peak used for a GEMM with weights `w` on `gpu` (for explanations).
-pub fn gemm_peak(gpu: &Gpu, w: DType) -> (Precision, FlopPerSecond) {
-    gpu.peak_for(w.preferred_compute())
-}

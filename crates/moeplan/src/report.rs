@@ -6,8 +6,8 @@
 //! (`moeplan model`).
 
 use crate::dtype::DType;
-use crate::model::{Attention, Component, Ffn, Mixer, Model};
-use crate::units::{Bytes, Flop, Params};
+use crate::model::{Attention, Ffn, Mixer, Model};
+use crate::units::{Flop, Params};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -342,14 +342,4 @@ fn layer_runs(m: &Model) -> Vec<LayerRun> {
     // Alternating patterns (gpt-oss, Llama 4) produce one run per layer;
     // fold a repeating period into a single description.
     runs
-}
-
-/// Reported component name to enum, for tests and the CLI.
-pub fn component_named(name: &str) -> Option<Component> {
-    Component::ALL.iter().copied().find(|c| c.name() == name)
-}
-
-/// Bytes helper for display.
-pub fn bytes(v: f64) -> Bytes {
-    Bytes(v)
 }
