@@ -7,6 +7,14 @@ use clap::{Args, Parser, Subcommand};
 /// (a deployment that does not fit, no layout meets the service levels);
 /// 2 bad input (unreadable or invalid file, unknown model or GPU, invalid
 /// layout); 3 internal error.
+/// `--engine` values: `auto` and every engine the library has a preset for
+/// (`moeplan::engine::Engine::ALL`), so a new engine needs no CLI change.
+fn engines() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        std::iter::once("auto").chain(moeplan::engine::Engine::ALL.iter().map(|e| e.name())),
+    )
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "moeplan", version, about, long_about)]
 pub struct Cli {
@@ -194,7 +202,7 @@ pub struct DeploymentArgs {
     #[arg(long)]
     pub bandwidth_utilization: Option<f64>,
     /// The serving engine whose kernels, scheduler defaults (step budget, running-request cap, memory share) and fitted serving overheads to assume; the flags below override them. Default: the one a plan or scenario file states, else auto, the engine whose kernels fit this GPU's measurements best (docs/calibration.md); neutral: those kernels with no engine's scheduler or overheads.
-    #[arg(long, value_parser = ["auto", "neutral", "vllm", "sglang", "trtllm"])]
+    #[arg(long, value_parser = engines())]
     pub engine: Option<String>,
     /// Tokens per scheduler step per attention-DP rank (chunked prefill budget; default: the engine's).
     #[arg(long)]
@@ -339,7 +347,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub bandwidth_utilization: Option<f64>,
     /// The serving engine to assume, over the scenario's `hardware.engine` (auto: the best-fitting engine on this GPU; neutral: its kernels with no engine's scheduler or overheads).
-    #[arg(long, value_parser = ["auto", "neutral", "vllm", "sglang", "trtllm"])]
+    #[arg(long, value_parser = engines())]
     pub engine: Option<String>,
     /// What to optimise: throughput (tokens/s per GPU), fewest-gpus (for the request rate), pareto.
     #[arg(long, default_value = "throughput", value_parser = ["throughput", "fewest-gpus", "pareto"])]
@@ -374,7 +382,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "FILE")]
     pub fix: Option<String>,
     /// The serving engine the figures assume, over the plan's `hardware.engine` (as `plan --engine`).
-    #[arg(long, value_parser = ["auto", "neutral", "vllm", "sglang", "trtllm"])]
+    #[arg(long, value_parser = engines())]
     pub engine: Option<String>,
 }
 
