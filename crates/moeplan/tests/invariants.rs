@@ -192,3 +192,74 @@ fn a_missed_per_user_throughput_gets_its_own_advice() {
         b.advice
     );
 }
+
+fn plan_from(text: &str) -> Plan {
+    use moeplan::spec::source::{Format, Source};
+    moeplan::spec::plan::load(
+        &Source::from_text("inline.toml", text, Format::Toml),
+        std::path::Path::new("."),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// Issue 11, problem 1: a disaggregated decode pool was charged with
+/// prefill work. SGLang's DeepSeek-V3 deployment on 104 H100 (4 prefill
+/// nodes of dp8/ep8, 9 decode nodes of dp72/ep72 with 32 redundant experts:
+/// 288 slots, 4 a GPU): the audit estimated the decode pool with steps that
+/// interleave prefill chunks (143 output tokens/s per GPU, TPOT 2.0 s). Its
+/// decode pool figure is now the disaggregated loop's: requests/s × osl over
+/// the 72 decode GPUs, with decode steps only; a claim of that figure passes.
+#[test]
+fn a_disaggregated_decode_pool_is_not_charged_with_prefill() {
+    let text = |claim: f64| {
+        format!(
+            r#"
+            name = "sglang-deepseek-104xh100"
+            [model]
+            catalog = "deepseek-v3"
+            [hardware]
+            gpu = "h100-sxm"
+            engine = "sglang"
+            [workload]
+            isl = 2000
+            osl = 1000
+            concurrency = 2048
+            [deployment]
+            mode = "disaggregated"
+            [deployment.prefill]
+            dp = 8
+            ep = 8
+            replicas = 4
+            [deployment.decode]
+            dp = 72
+            ep = 72
+            redundant_experts = 32
+            [claims.decode]
+            throughput_per_gpu = "{claim} tokens/s"
+            "#
+        )
+    };
+    let p = plan_from(&text(1.0));
+    let evals = audit::evaluate(&p);
+    let f = audit::figures(&p, &evals).expect("both pools are valid");
+    let Predicted::Disaggregated(e) = &f.estimate else {
+        panic!("disaggregated")
+    };
+    let decode_only = e.requests_per_s * 1000.0 / e.decode.gpus as f64;
+    // The old figure: the decode layout estimated as an aggregated replica,
+    // prefill chunks interleaved in its steps.
+    let mixed = evals
+        .iter()
+        .find(|x| x.prefix == "deployment.decode")
+        .and_then(|x| x.typical.as_ref())
+        .map(|t| t.output_tokens_per_s_per_gpu.0)
+        .unwrap();
+    assert!(decode_only > 2.0 * mixed, "{decode_only} vs {mixed}");
+    let a = audit::audit(&plan_from(&text(decode_only)), &AuditOptions::default());
+    assert!(
+        !a.findings.iter().any(|x| x.field == "claims.decode.throughput_per_gpu"
+            && x.severity == Severity::Error),
+        "{:?}",
+        a.findings
+    );
+}

@@ -301,10 +301,11 @@ pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec
 
 fn layout(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     for e in evals {
-        let (problems, warnings) = e
-            .pool
-            .layout
-            .check(&plan.scenario.model, &plan.scenario.gpu, 0);
+        let (problems, warnings) = e.pool.layout.check(
+            &plan.scenario.model,
+            &plan.scenario.gpu,
+            e.pool.redundant_experts,
+        );
         let l = e.pool.layout;
         let ev = Derivation::new(
             "gpus_per_stage = tp·cp·dp = ep·etp·edp; heads divisible by tp; experts by ep; expert width by etp; pp ≤ layers (domain.md §2)",
@@ -1054,6 +1055,22 @@ pub(super) fn overall_throughput(fig: Option<&Figures>) -> Option<(f64, f64, Der
     Some((v, v, ev))
 }
 
+/// The disaggregated estimate behind a deployment's figures.
+fn disaggregated(f: &Figures) -> Option<&crate::serving::disagg::DisaggEstimate> {
+    match &f.estimate {
+        crate::figures::Predicted::Disaggregated(e) => Some(e),
+        crate::figures::Predicted::Aggregated(_) => None,
+    }
+}
+
+/// Prompt tokens/s a disaggregated deployment's prefill pool can prefill:
+/// every rank's prompts per step, each `isl` tokens, per prefill step.
+fn prefill_capacity(e: &crate::serving::disagg::DisaggEstimate) -> f64 {
+    let p = &e.prefill;
+    let ranks = p.workers as f64 * p.layout.dp as f64;
+    ranks * p.requests_per_rank * e.workload.isl as f64 / p.step.time.0.max(1e-12)
+}
+
 /// TTFT at the mean and at the longest lengths (lower, higher).
 fn ttft_range(fig: Option<&Figures>) -> Option<(f64, f64)> {
     let f = fig?;
@@ -1173,7 +1190,9 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
         if let Some(pe) = prefill_eval(evals) {
             let est = match (plan.deployment, pe.reference) {
                 (Deployment::Disaggregated { .. }, _) => pe.typical.clone(),
-                (_, Some(l)) => evaluate_layout(plan, l, Phase::Prefill).0,
+                (_, Some(l)) => {
+                    evaluate_layout(plan, l, Phase::Prefill, pe.pool.redundant_experts).0
+                }
                 _ => None,
             };
             if let Some(p) = est {
@@ -1225,37 +1244,42 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
             }
         }
     }
-    // Decode pool throughput (disaggregated).
-    if let (Some(claim), Some(de)) = (
+    // Decode pool throughput (disaggregated): the pool's share of the
+    // deployment's output in the disaggregated loop, which charges the
+    // decode pool with decode steps only (prefill is the other pool's).
+    if let (Some(claim), Some(e)) = (
         c.decode.as_ref().and_then(|d| d.throughput_per_gpu),
-        decode_eval(evals),
+        fig.and_then(disaggregated),
     ) {
-        if let Some(t) = &de.typical {
-            let v = t.output_tokens_per_s_per_gpu.0;
-            compare(
-                Claim {
-                    field: "claims.decode.throughput_per_gpu".into(),
-                    what: "output tokens/s per GPU of the decode pool",
-                    claimed: claim.0,
-                    lo: v,
-                    hi: v,
-                    fmt: rate,
-                    tol: THROUGHPUT,
-                    causes: vec![cause(
-                        v * 1e3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    )],
-                    evidence: t
-                        .explain
-                        .get("output_tokens_per_s_per_gpu")
-                        .cloned()
-                        .unwrap_or_else(|| Derivation::new("estimate", &[])),
-                    fix: format!("throughput_per_gpu = \"{v:.1} tokens/s\""),
-                },
-                out,
-            );
-        }
+        let osl = e.workload.osl.max(1) as f64;
+        let v = e.requests_per_s * osl / e.decode.gpus.max(1) as f64;
+        compare(
+            Claim {
+                field: "claims.decode.throughput_per_gpu".into(),
+                what: "output tokens/s per GPU of the decode pool",
+                claimed: claim.0,
+                lo: v,
+                hi: v,
+                fmt: rate,
+                tol: THROUGHPUT,
+                causes: vec![cause(
+                    v * 1e3,
+                    "unit_slip",
+                    "a factor of 1000: tokens/ms and tokens/s confused",
+                )],
+                evidence: Derivation::new(
+                    "requests/s the deployment completes × osl / decode GPUs (disaggregated estimate: decode steps only)",
+                    &[
+                        ("requests_per_s", format!("{:.2}", e.requests_per_s)),
+                        ("osl", format!("{osl:.0}")),
+                        ("decode_gpus", e.decode.gpus.to_string()),
+                        ("decode_step", e.decode.step.time.to_string()),
+                    ],
+                ),
+                fix: format!("throughput_per_gpu = \"{v:.1} tokens/s\""),
+            },
+            out,
+        );
     }
     let latency = |field: &str,
                    what: &str,
@@ -1826,46 +1850,44 @@ pub(super) fn waste(
 ) {
     let isl = plan.scenario.workload.isl.mean().max(1) as f64;
     let osl = plan.scenario.workload.osl.mean().max(1) as f64;
-    if let Deployment::Disaggregated { prefill, decode } = plan.deployment {
-        if let (Some(pt), Some(dt)) = (
-            prefill_eval(evals).and_then(|e| e.typical.as_ref()),
-            decode_eval(evals).and_then(|e| e.typical.as_ref()),
-        ) {
-            let capacity = pt.input_tokens_per_s_per_gpu.0 * prefill.gpus() as f64;
-            let demand = dt.output_tokens_per_s_per_gpu.0 * decode.gpus() as f64 * isl / osl;
-            let ev = Derivation::new(
-                "prefill capacity (prompt tokens/s of the pool) vs the prompt tokens/s the decode pool consumes (its output tokens/s × isl / osl)",
-                &[
-                    ("prefill_gpus", prefill.gpus().to_string()),
-                    ("prefill_capacity", format!("{capacity:.0} tokens/s")),
-                    ("decode_gpus", decode.gpus().to_string()),
-                    ("decode_demand", format!("{demand:.0} tokens/s")),
-                ],
-            );
-            if capacity > 1.5 * demand {
-                let idle = prefill.gpus() as f64 * (1.0 - demand / capacity);
-                out.push(finding(
-                    Severity::Warning,
-                    "idle_gpus",
-                    "deployment.prefill.replicas",
-                    Some(format!("{} prefill GPUs", prefill.gpus())),
-                    Some(format!("{:.0} needed", (prefill.gpus() as f64 - idle).ceil())),
-                    format!("the prefill pool can prefill {capacity:.0} prompt tokens/s but the decode pool absorbs only {demand:.0}: about {idle:.0} of its {} GPUs sit idle", prefill.gpus()),
-                    ev,
-                    "shrink the prefill pool (or grow the decode pool) until the rates match",
-                ));
-            } else if demand > 1.5 * capacity {
-                out.push(finding(
-                    Severity::Warning,
-                    "idle_gpus",
-                    "deployment.decode.replicas",
-                    Some(format!("{} decode GPUs", decode.gpus())),
-                    None,
-                    format!("the decode pool could consume {demand:.0} prompt tokens/s but the prefill pool supplies {capacity:.0}: decode GPUs wait for prompts"),
-                    ev,
-                    "grow the prefill pool or shrink the decode pool",
-                ));
-            }
+    if let (Deployment::Disaggregated { prefill, decode }, Some(e)) =
+        (plan.deployment, fig.and_then(disaggregated))
+    {
+        let capacity = prefill_capacity(e);
+        let demand = e.requests_per_s * isl;
+        let ev = Derivation::new(
+            "prefill capacity (prompts per step of every prefill rank × isl / prefill step) vs the prompt tokens/s the deployment completes (its requests/s × isl), from the disaggregated estimate",
+            &[
+                ("prefill_gpus", prefill.gpus().to_string()),
+                ("prefill_capacity", format!("{capacity:.0} tokens/s")),
+                ("decode_gpus", decode.gpus().to_string()),
+                ("completed_prompt_tokens", format!("{demand:.0} tokens/s")),
+                ("regime", e.regime.to_string()),
+            ],
+        );
+        if capacity > 1.5 * demand {
+            let idle = prefill.gpus() as f64 * (1.0 - demand / capacity);
+            out.push(finding(
+                Severity::Warning,
+                "idle_gpus",
+                "deployment.prefill.replicas",
+                Some(format!("{} prefill GPUs", prefill.gpus())),
+                Some(format!("{:.0} needed", (prefill.gpus() as f64 - idle).ceil())),
+                format!("the prefill pool can prefill {capacity:.0} prompt tokens/s but the deployment completes only {demand:.0}: about {idle:.0} of its {} GPUs sit idle", prefill.gpus()),
+                ev,
+                "shrink the prefill pool (or grow the decode pool) until the rates match",
+            ));
+        } else if e.regime == "prefill" {
+            out.push(finding(
+                Severity::Warning,
+                "idle_gpus",
+                "deployment.decode.replicas",
+                Some(format!("{} decode GPUs", decode.gpus())),
+                None,
+                format!("the prefill pool sets the pace ({capacity:.0} prompt tokens/s at most): requests queue for it and decode GPUs wait for prompts"),
+                ev,
+                "grow the prefill pool or shrink the decode pool",
+            ));
         }
     }
     if let (Some(min), Deployment::Aggregated { pool }) =

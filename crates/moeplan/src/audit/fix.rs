@@ -243,7 +243,7 @@ pub fn correct(
             if !seen.insert(l) {
                 continue;
             }
-            let (Some(typical), Some(worst)) = evaluate_layout(plan, l, Phase::Both) else {
+            let (Some(typical), Some(worst)) = evaluate_layout(plan, l, Phase::Both, 0) else {
                 continue;
             };
             let (u, by) = unmet(plan, &typical, &worst);
@@ -335,7 +335,7 @@ pub fn correct(
 }
 
 fn planned(plan: &Plan, l: Layout, replicas: u32, n: usize) -> Option<Corrected> {
-    let (Some(t), Some(w)) = evaluate_layout(plan, l, Phase::Both) else {
+    let (Some(t), Some(w)) = evaluate_layout(plan, l, Phase::Both, 0) else {
         return None;
     };
     let (u, _) = unmet(plan, &t, &w);

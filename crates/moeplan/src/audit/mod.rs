@@ -208,7 +208,12 @@ pub(crate) enum Phase {
 }
 
 /// The estimate input for a layout of the plan.
-pub(crate) fn input<'a>(plan: &'a Plan, layout: Layout, workload: Workload) -> EstimateInput<'a> {
+pub(crate) fn input<'a>(
+    plan: &'a Plan,
+    layout: Layout,
+    workload: Workload,
+    redundant_experts: u32,
+) -> EstimateInput<'a> {
     EstimateInput {
         model: &plan.scenario.model,
         gpu: &plan.scenario.gpu,
@@ -216,7 +221,7 @@ pub(crate) fn input<'a>(plan: &'a Plan, layout: Layout, workload: Workload) -> E
         layout,
         workload,
         engine: plan.scenario.engine_config(),
-        redundant_experts: 0,
+        redundant_experts,
         routing_skew: 0.0,
     }
 }
@@ -233,6 +238,7 @@ pub(crate) fn evaluate_layout(
     plan: &Plan,
     layout: Layout,
     phase: Phase,
+    redundant_experts: u32,
 ) -> (Option<Estimate>, Option<Estimate>) {
     let w = &plan.scenario.workload;
     let c = concurrency(plan);
@@ -248,6 +254,7 @@ pub(crate) fn evaluate_layout(
             osl,
             concurrency: c,
         },
+        redundant_experts,
     ))
     .ok();
     let worst = if w.isl.is_fixed() && phase != Phase::Prefill {
@@ -261,6 +268,7 @@ pub(crate) fn evaluate_layout(
                 osl,
                 concurrency: c_worst,
             },
+            redundant_experts,
         ))
         .ok()
     };
@@ -278,9 +286,11 @@ pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
                 (_, "deployment.prefill") => Phase::Prefill,
                 _ => Phase::Decode,
             };
-            let (problems, _) = pool
-                .layout
-                .check(&plan.scenario.model, &plan.scenario.gpu, 0);
+            let (problems, _) = pool.layout.check(
+                &plan.scenario.model,
+                &plan.scenario.gpu,
+                pool.redundant_experts,
+            );
             let valid = problems.is_empty();
             let reference = if valid {
                 Some(pool.layout)
@@ -288,7 +298,7 @@ pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
                 fix::nearest_valid(plan, &pool)
             };
             let (typical, worst) = match reference {
-                Some(l) => evaluate_layout(plan, l, phase),
+                Some(l) => evaluate_layout(plan, l, phase, pool.redundant_experts),
                 None => (None, None),
             };
             PoolEval {
