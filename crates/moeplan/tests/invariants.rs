@@ -263,3 +263,79 @@ fn a_disaggregated_decode_pool_is_not_charged_with_prefill() {
         a.findings
     );
 }
+
+/// Issue 11, problem 3: the per-GPU decode ceiling grew with the TP degree
+/// (gpt-oss-120b on H200 at concurrency 64: 5.1k / 10.2k / 20.1k tokens/s
+/// at TP 1 / 2 / 4). A TP group reads the same weights and KV cache split
+/// over more GPUs and decodes the same batch: tokens/s per GPU at the
+/// bandwidth ceiling cannot grow with TP (it falls, as replicated layers and
+/// the lm head are read on every GPU).
+#[test]
+fn the_decode_ceiling_per_gpu_does_not_grow_with_tp() {
+    let m = moeplan::catalog::model("gpt-oss-120b").unwrap().unwrap();
+    let g = moeplan::catalog::gpu("h200-sxm").unwrap().unwrap();
+    let ceiling = |tp: u32| {
+        let inp = moeplan::serving::EstimateInput {
+            model: &m,
+            gpu: &g,
+            calibration: moeplan::profile::resolve(&g, moeplan::engine::Engine::Neutral).kernels,
+            layout: moeplan::layout::Layout {
+                tp,
+                etp: tp,
+                ..moeplan::layout::Layout::default()
+            },
+            workload: moeplan::serving::Workload {
+                isl: 1000,
+                osl: 1000,
+                concurrency: 64,
+            },
+            engine: moeplan::engine::EngineConfig::default(),
+            redundant_experts: 0,
+            routing_skew: 0.0,
+        };
+        moeplan::serving::estimate_summary(&inp)
+            .unwrap()
+            .ceilings
+            .decode_tokens_per_s_per_gpu
+            .0
+    };
+    let (one, two, four) = (ceiling(1), ceiling(2), ceiling(4));
+    assert!(
+        two <= one * 1.001 && four <= two * 1.001,
+        "{one} {two} {four}"
+    );
+}
+
+/// Issue 11, problem 5: 0% load imbalance claimed at EP8 without redundant
+/// experts was a warning and the audit passed. Uniform routing alone puts
+/// the busiest of 8 ranks ~12% above the mean at this batch (the expected
+/// maximum of 8 near-binomial loads): under that floor is an error.
+#[test]
+fn an_imbalance_claim_under_the_physical_floor_is_an_error() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/audit/broken/claims.load_imbalance__below_physical_floor.yaml");
+    let (p, _) = moeplan::spec::plan::read(&path).unwrap();
+    let a = audit::audit(&p, &AuditOptions::default());
+    assert!(a.findings.iter().any(|f| f.field == "claims.load_imbalance"
+        && f.code == "below_physical_floor"
+        && f.severity == Severity::Error));
+    assert_eq!(a.summary.verdict, "fail");
+}
+
+/// Issue 11, problem 4: a claim of 58.4 GB of gpt-oss-120b weights per GPU
+/// at TP 4 is exactly 116.8B parameters × 2 bytes / 4 (MXFP4 experts read
+/// as 16-bit); the audit blamed "nothing sharded" (65.2 GB, 12% away). The
+/// cause whose arithmetic reproduces the claim is named.
+#[test]
+fn the_likely_cause_is_the_one_whose_arithmetic_reproduces_the_claim() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/audit/broken/claims.weights_per_gpu__sixteen_bit_assumed.toml");
+    let (p, _) = moeplan::spec::plan::read(&path).unwrap();
+    let a = audit::audit(&p, &AuditOptions::default());
+    let f = a
+        .findings
+        .iter()
+        .find(|f| f.field == "claims.weights_per_gpu")
+        .expect("the claim is caught");
+    assert_eq!(f.code, "sixteen_bit_assumed", "{}", f.message);
+}

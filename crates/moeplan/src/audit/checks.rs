@@ -105,7 +105,10 @@ fn cause(value: f64, code: &'static str, why: impl Into<String>) -> Cause {
     }
 }
 
-/// The cause whose predicted value is within 20% of the claim (closest wins).
+/// The cause whose arithmetic comes closest to the claim, within 20% (the
+/// seeds' figures are rounded and mix mistakes); None when none does. Each
+/// mistake a claim can make needs its own cause, so that the exact one
+/// wins over a neighbour that merely falls inside the window.
 fn likely(claimed: f64, causes: &[Cause]) -> Option<&Cause> {
     causes
         .iter()
@@ -724,6 +727,7 @@ fn memory(
     let mw = &w.memory;
     let weights = mw.weights_bytes.0;
     let total_weights = m.params().weight_bytes.0;
+    let params = m.params().total.0;
     let bpp = m.dtypes.experts.bytes();
     let declared = m.declared_params.map_or(f64::NAN, |d| d * bpp);
     let all_degrees = e.pool.written_product as f64;
@@ -734,12 +738,19 @@ fn memory(
             cause(weights * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
             cause(weights * 1e-3, "unit_slip", "a factor of 1000: MB and GB confused"),
             cause(total_weights, "unsharded_weights", "the whole model on every GPU: nothing sharded"),
+
             cause(total_weights / all_degrees, "weights_divided_by_every_degree", format!("the weights divided by every degree (× replicas = {all_degrees:.0}): replicas and attention-DP ranks hold copies; only PP, TP and EP/ETP shard weights")),
             cause(declared / shard, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) ÷ (tp × ep = {shard:.0}): the declared size is not the architecture's, and the PP stages are not divided out", bytes(declared))),
             cause(declared / all_degrees, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) divided by every degree", bytes(declared))),
             cause(declared / (shard * l.pp as f64), "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) ÷ (pp × tp × ep): the declared size is not the architecture's", bytes(declared))),
             cause(declared, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}), unsharded", bytes(declared))),
         ];
+        // A checkpoint stored under 16 bits (FP8, MXFP4, NVFP4) read as 16-bit.
+        if m.dtypes.experts.bytes() < 2.0 {
+            let sixteen = |d: f64, why: String| cause(params * 2.0 / d, "sixteen_bit_assumed", why);
+            causes.push(sixteen(shard, format!("the {} parameters × 2 bytes ÷ (tp × ep = {shard:.0}): sharded right, but at 16 bits where the checkpoint stores its experts in {} ({} in all)", crate::units::Params(params), m.dtypes.experts, bytes(total_weights))));
+            causes.push(sixteen(1.0, format!("the {} parameters × 2 bytes, unsharded: 16 bits where the checkpoint stores its experts in {}", crate::units::Params(params), m.dtypes.experts)));
+        }
         if l.pp > 1 {
             causes.insert(
                 0,
@@ -1386,10 +1397,13 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
         }
         if let Some(claim) = c.load_imbalance {
             let li = t.load_imbalance;
+            // Below what uniform routing gives is below a physical floor:
+            // the busiest of ep ranks draws more than the mean by chance
+            // alone (balls into bins), before any skew.
             if claim + 0.02 < li.uniform {
                 out.push(finding(
-                    Severity::Warning,
-                    "claim_mismatch",
+                    Severity::Error,
+                    "below_physical_floor",
                     "claims.load_imbalance",
                     Some(pct(claim)),
                     Some(format!("{} (uniform routing) – {} (skewed)", pct(li.uniform), pct(li.skewed))),
