@@ -339,3 +339,43 @@ fn the_likely_cause_is_the_one_whose_arithmetic_reproduces_the_claim() {
         .expect("the claim is caught");
     assert_eq!(f.code, "sixteen_bit_assumed", "{}", f.message);
 }
+
+/// Issue 11, problem 2: plans could not state redundant experts, so EP72
+/// over DeepSeek-V3's 256 experts + 32 redundant (288 slots, 4 a GPU) was
+/// reported invalid and replaced by another layout. `redundant_experts` in
+/// a pool makes it valid; without it, 256 / 72 is not whole.
+#[test]
+fn a_plan_states_redundant_experts_per_pool() {
+    let plan = |redundant: u32| {
+        plan_from(&format!(
+            r#"
+            [model]
+            catalog = "deepseek-v3"
+            [hardware]
+            gpu = "h100-sxm"
+            [workload]
+            isl = 2000
+            osl = 1000
+            concurrency = 2048
+            [deployment]
+            mode = "disaggregated"
+            [deployment.prefill]
+            dp = 8
+            ep = 8
+            replicas = 4
+            [deployment.decode]
+            dp = 72
+            ep = 72
+            redundant_experts = {redundant}
+            "#
+        ))
+    };
+    let invalid = |p: &Plan| {
+        audit::audit(p, &AuditOptions::default())
+            .findings
+            .iter()
+            .any(|f| f.code == "invalid_layout" && f.field.starts_with("deployment.decode"))
+    };
+    assert!(!invalid(&plan(32)));
+    assert!(invalid(&plan(0)));
+}
