@@ -317,3 +317,42 @@ mod props {
         }
     }
 }
+
+/// Publicly reported deployments (`examples/audit/published/`, each citing
+/// its source, per-node figures converted to per GPU) audit with no error.
+/// What moeplan does not reproduce within its band is at most a warning,
+/// and each kind has its reason here:
+/// - `claim_mismatch` on a disaggregated pool's throughput (SGLang's
+///   DeepSeek-V3 on 104 H100: decode 2785 claimed, ~1620 computed, prefill
+///   6818 vs ~4060; DeepSeek's H800 production: decode 1850 vs ~930): the
+///   loop comes out prefill-bound because moeplan's prefill pool runs one
+///   prompt per rank per step where SGLang batches prompts up to its
+///   16k-token budget, and neither two-batch overlap nor prefix-cache hits
+///   (56% of DeepSeek's prompt tokens) are modelled;
+/// - `idle_gpus` on the decode pool: the same prefill-bound loop;
+/// - `layout_cost`: EP groups wider than a node put part of every
+///   all-to-all on the network, a cost these deployments accept.
+#[test]
+fn published_deployments_audit_without_errors() {
+    let explained = ["claim_mismatch", "idle_gpus", "layout_cost"];
+    let plans = files("examples/audit/published");
+    assert!(plans.len() >= 4, "{plans:?}");
+    for p in plans {
+        let a = run(&p);
+        assert!(!a.has_errors(), "{}: {:?}", p.display(), errors(&a));
+        for f in a
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+        {
+            assert!(
+                explained.contains(&f.code),
+                "{}: unexplained warning {} at {}: {}",
+                p.display(),
+                f.code,
+                f.field,
+                f.message
+            );
+        }
+    }
+}

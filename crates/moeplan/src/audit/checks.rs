@@ -1207,7 +1207,27 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                 _ => None,
             };
             if let Some(p) = est {
-                let v = p.input_tokens_per_s_per_gpu.0;
+                // A disaggregated prefill pool's capacity is the one its
+                // loop runs at (the same figure the rate matching uses).
+                let pool = fig.and_then(disaggregated).map(|e| {
+                    let gpus = e.prefill.gpus.max(1) as f64;
+                    (
+                        prefill_capacity(e) / gpus,
+                        Derivation::new(
+                            "prompts per step of every prefill rank × isl / prefill step / prefill GPUs (disaggregated estimate)",
+                            &[
+                                ("prompts_per_rank", format!("{:.0}", e.prefill.requests_per_rank)),
+                                ("ranks", (e.prefill.workers as u64 * e.prefill.layout.dp as u64).to_string()),
+                                ("isl", e.workload.isl.to_string()),
+                                ("prefill_step", e.prefill.step.time.to_string()),
+                                ("prefill_gpus", e.prefill.gpus.to_string()),
+                            ],
+                        ),
+                    )
+                });
+                let v = pool
+                    .as_ref()
+                    .map_or(p.input_tokens_per_s_per_gpu.0, |x| x.0);
                 for (field, claim) in prefill_claims {
                     let Some(claim) = claim else { continue };
                     compare(
@@ -1223,10 +1243,10 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                                 cause(v * 1e3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused"),
                                 cause(v * 1e-3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused"),
                             ],
-                            evidence: p.explain.get("output_tokens_per_s_per_gpu").cloned().map(|mut d| {
+                            evidence: pool.as_ref().map(|x| x.1.clone()).or_else(|| p.explain.get("output_tokens_per_s_per_gpu").cloned().map(|mut d| {
                                 d.formula = format!("prefill only (osl = 1): prompt tokens per step / step time / GPUs ({})", d.formula);
                                 d
-                            }).unwrap_or_else(|| Derivation::new("estimate", &[])),
+                            })).unwrap_or_else(|| Derivation::new("estimate", &[])),
                             fix: format!("{} = \"{:.0} tokens/s\"", field.rsplit('.').next().unwrap_or(field), v),
                         },
                         out,
