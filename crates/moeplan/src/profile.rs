@@ -365,18 +365,31 @@ pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
         );
     }
     p.kernels.serving = serving_params(engine);
-    if let Some((name, fit)) =
-        user_stack(gpu, engine).and_then(|(n, s)| s.aggregated.as_ref().map(|f| (n, f)))
-    {
-        p.kernels.serving = fit.params;
-        p.source = format!(
-            "{}, with the serving layer of {name} (fitted to {} of your runs)",
-            p.source, fit.runs
-        );
-    }
+    apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
     p.kernels.source = p.source.clone();
     gpu.efficiency.apply(&mut p.kernels);
     p
+}
+
+/// The user's serving layer for `gpu` × `engine` (the mode `pick` chooses)
+/// over `p`'s, named in its source.
+fn apply_user(
+    p: &mut Profile,
+    gpu: &Gpu,
+    engine: Engine,
+    pick: impl Fn(&UserStack) -> Option<&UserFit>,
+    mode: &str,
+) {
+    let Some((name, fit)) = user_stack(gpu, engine).and_then(|(n, s)| pick(s).map(|f| (n, f)))
+    else {
+        return;
+    };
+    p.kernels.serving = fit.params;
+    p.source = format!(
+        "{}, with the {mode}serving layer of {name} (fitted to {} of your runs)",
+        p.source, fit.runs
+    );
+    p.kernels.source = p.source.clone();
 }
 
 /// The profile of `engine` on `gpu` for a disaggregated deployment: the
@@ -390,16 +403,13 @@ pub fn resolve_disaggregated(gpu: &Gpu, engine: Engine) -> Profile {
     {
         p.kernels.serving = d.params;
     }
-    if let Some((name, fit)) =
-        user_stack(gpu, engine).and_then(|(n, s)| s.disaggregated.as_ref().map(|f| (n, f)))
-    {
-        p.kernels.serving = fit.params;
-        p.source = format!(
-            "{}; disaggregated: the serving layer of {name} (fitted to {} of your runs)",
-            p.source, fit.runs
-        );
-        p.kernels.source = p.source.clone();
-    }
+    apply_user(
+        &mut p,
+        gpu,
+        engine,
+        |s| s.disaggregated.as_ref(),
+        "disaggregated ",
+    );
     p
 }
 

@@ -193,6 +193,35 @@ fn a_missed_per_user_throughput_gets_its_own_advice() {
     );
 }
 
+/// SGLang's DeepSeek-V3 deployment on 104 H100 (prefill: 4 workers of
+/// dp8/ep8; decode: dp72/ep72 with `redundant` redundant experts), as plan text.
+fn sglang_deepseek_104(redundant: u32) -> String {
+    format!(
+        r#"
+        name = "sglang-deepseek-104xh100"
+        [model]
+        catalog = "deepseek-v3"
+        [hardware]
+        gpu = "h100-sxm"
+        engine = "sglang"
+        [workload]
+        isl = 2000
+        osl = 1000
+        concurrency = 2048
+        [deployment]
+        mode = "disaggregated"
+        [deployment.prefill]
+        dp = 8
+        ep = 8
+        replicas = 4
+        [deployment.decode]
+        dp = 72
+        ep = 72
+        redundant_experts = {redundant}
+        "#
+    )
+}
+
 fn plan_from(text: &str) -> Plan {
     use moeplan::spec::source::{Format, Source};
     moeplan::spec::plan::load(
@@ -213,30 +242,8 @@ fn plan_from(text: &str) -> Plan {
 fn a_disaggregated_decode_pool_is_not_charged_with_prefill() {
     let text = |claim: f64| {
         format!(
-            r#"
-            name = "sglang-deepseek-104xh100"
-            [model]
-            catalog = "deepseek-v3"
-            [hardware]
-            gpu = "h100-sxm"
-            engine = "sglang"
-            [workload]
-            isl = 2000
-            osl = 1000
-            concurrency = 2048
-            [deployment]
-            mode = "disaggregated"
-            [deployment.prefill]
-            dp = 8
-            ep = 8
-            replicas = 4
-            [deployment.decode]
-            dp = 72
-            ep = 72
-            redundant_experts = 32
-            [claims.decode]
-            throughput_per_gpu = "{claim} tokens/s"
-            "#
+            "{}\n[claims.decode]\nthroughput_per_gpu = \"{claim} tokens/s\"\n",
+            sglang_deepseek_104(32)
         )
     };
     let p = plan_from(&text(1.0));
@@ -346,30 +353,7 @@ fn the_likely_cause_is_the_one_whose_arithmetic_reproduces_the_claim() {
 /// a pool makes it valid; without it, 256 / 72 is not whole.
 #[test]
 fn a_plan_states_redundant_experts_per_pool() {
-    let plan = |redundant: u32| {
-        plan_from(&format!(
-            r#"
-            [model]
-            catalog = "deepseek-v3"
-            [hardware]
-            gpu = "h100-sxm"
-            [workload]
-            isl = 2000
-            osl = 1000
-            concurrency = 2048
-            [deployment]
-            mode = "disaggregated"
-            [deployment.prefill]
-            dp = 8
-            ep = 8
-            replicas = 4
-            [deployment.decode]
-            dp = 72
-            ep = 72
-            redundant_experts = {redundant}
-            "#
-        ))
-    };
+    let plan = |redundant: u32| plan_from(&sglang_deepseek_104(redundant));
     let invalid = |p: &Plan| {
         audit::audit(p, &AuditOptions::default())
             .findings
