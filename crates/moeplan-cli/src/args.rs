@@ -1,12 +1,6 @@
 //! Command-line definitions (clap). No logic lives here.
 use clap::{Args, Parser, Subcommand};
 
-/// Plan, check and explain parallel deployments of Mixture-of-Experts inference.
-///
-/// Exit codes: 0 success; 1 the input is valid but the answer is negative
-/// (a deployment that does not fit, no layout meets the service levels);
-/// 2 bad input (unreadable or invalid file, unknown model or GPU, invalid
-/// layout); 3 internal error.
 /// `--engine` values: `auto` and every engine the library has a preset for
 /// (`moeplan::engine::Engine::ALL`), so a new engine needs no CLI change.
 fn engines() -> clap::builder::PossibleValuesParser {
@@ -15,6 +9,13 @@ fn engines() -> clap::builder::PossibleValuesParser {
     )
 }
 
+/// Plan, check and explain parallel deployments of Mixture-of-Experts inference.
+///
+/// Exit codes: 0 success; 1 the input is valid but the answer is negative
+/// (a deployment that does not fit, no valid layout, or with `plan
+/// --require-slo` a recommendation that misses a service level);
+/// 2 bad input (unreadable or invalid file, unknown model or GPU, invalid
+/// layout); 3 internal error.
 #[derive(Parser, Debug)]
 #[command(name = "moeplan", version, about, long_about)]
 pub struct Cli {
@@ -358,6 +359,9 @@ pub struct PlanArgs {
     /// Candidates shown per mode.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+    /// Exit 1 when the recommendation misses a service level (default: exit 0 with a recommendation, 1 only when no valid layout fits).
+    #[arg(long)]
+    pub require_slo: bool,
     /// Write a Markdown deployment plan to this file.
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,

@@ -19,9 +19,11 @@ fn stdout(o: &Output) -> String {
 #[test]
 fn seed_scenario_explains_why_nothing_meets_the_seeds_requirements() {
     let out = moeplan(&["plan"]);
-    // The seeds ask for 100 tokens/ms per GPU, above the KV-read ceiling: a
-    // negative answer (exit 1) with the binding constraint.
-    assert_eq!(out.status.code(), Some(1));
+    // The seeds ask for 100 tokens/ms per GPU, above the KV-read ceiling:
+    // a recommendation that says what it misses and the binding constraint
+    // (exit 0; exit 1 with --require-slo).
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(moeplan(&["plan", "--require-slo"]).status.code(), Some(1));
     let text = stdout(&out);
     assert!(
         text.contains("the binding constraint is throughput_per_gpu"),
@@ -33,7 +35,7 @@ fn seed_scenario_explains_why_nothing_meets_the_seeds_requirements() {
 #[test]
 fn seed_scenario_json_has_the_stable_keys() {
     let out = moeplan(&["plan", "--json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for k in ["recommended", "candidates", "rejected", "scenario"] {
         assert!(v.get(k).is_some(), "missing {k}");
