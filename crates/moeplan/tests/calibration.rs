@@ -18,7 +18,7 @@ use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::Layout;
 use moeplan::model::{Attention, Mixer, Model};
-use moeplan::ops::{CostContext, Op, StepShape};
+use moeplan::ops::{CostContext, FixedCost, Op, OpKind, StepShape};
 use moeplan::profile::Profile;
 use moeplan::units::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -188,11 +188,11 @@ fn base_model(id: &str) -> Model {
 
 fn named(ops: &[Op], name: &str) -> Op {
     ops.iter()
-        .find(|o| o.name == name)
+        .find(|o| o.kind.name() == name)
         .unwrap_or_else(|| {
             panic!(
                 "no op `{name}` among {:?}",
-                ops.iter().map(|o| o.name).collect::<Vec<_>>()
+                ops.iter().map(|o| o.kind.name()).collect::<Vec<_>>()
             )
         })
         .clone()
@@ -283,7 +283,10 @@ fn gemm(c: &mut Ctx) {
         });
         for r in rows {
             let (m, nn, k) = (r.f("m"), r.f("n"), r.f("k"));
-            let pred = ctx.gemm("gemm", 1, m, nn, k, w, true).time.0;
+            let pred = ctx
+                .gemm(OpKind::MlpGateUp, 1, m, nn, k, w, FixedCost::Own)
+                .time
+                .0;
             let meas = r.f("latency") * 1e-3;
             c.add(family, pred, meas);
             if 2.0 * m * nn * k > 1e11 {
@@ -549,13 +552,13 @@ fn mla_bmm(c: &mut Ctx) {
     {
         // One of the two absorb BMMs (W_UK or W_UV: same FLOP and bytes).
         let op = ctx.bmm(
-            "mla_absorb",
+            OpKind::MlaAbsorb,
             1,
             r.f("num_heads"),
             r.f("num_tokens"),
             512.0,
             128.0,
-            true,
+            FixedCost::Own,
         );
         c.add("mla_bmm", op.time.0, r.f("latency") * 1e-3);
         n += 1;
@@ -606,7 +609,8 @@ fn mla_module(c: &mut Ctx, decode: bool) {
             .ops
             .iter()
             .filter(|o| {
-                o.name.starts_with("mla_") || o.name.starts_with("attention_") || o.name == "o_proj"
+                let n = o.kind.name();
+                n.starts_with("mla_") || n.starts_with("attention_") || o.kind == OpKind::OProj
             })
             .map(|o| o.total().0)
             .sum();
@@ -652,14 +656,24 @@ fn collectives(c: &mut Ctx) {
             let meas = r.f("latency") * 1e-3;
             if op == "all_reduce" {
                 let pred = ctx
-                    .collective_on(&cal.allreduce_nccl, "x", 1, g, bytes, ar(g))
+                    .collective_on(
+                        &cal.allreduce_nccl,
+                        OpKind::TpAllReduceMlp,
+                        1,
+                        g,
+                        bytes,
+                        ar(g),
+                    )
                     .time
                     .0;
                 c.add("allreduce_nccl", pred, meas);
                 c.add(&format!("allreduce_nccl [n = {g}]"), pred, meas);
             } else {
                 let f = (g as f64 - 1.0) / g as f64;
-                let pred = ctx.collective("x", 1, g, bytes, f, false).time.0;
+                let pred = ctx
+                    .collective(OpKind::TpAllGatherMoe, 1, g, bytes, f)
+                    .time
+                    .0;
                 c.add("allgather", pred, meas);
                 c.add(&format!("allgather [{op}]"), pred, meas);
             }
@@ -675,7 +689,10 @@ fn collectives(c: &mut Ctx) {
             let g = r.f("num_gpus") as u32;
             let bytes = Bytes(r.f("message_size") * 2.0);
             let meas = r.f("latency") * 1e-3;
-            let picked = ctx.collective("x", 1, g, bytes, ar(g), true).time.0;
+            let picked = ctx
+                .collective(OpKind::TpAllReduceMlp, 1, g, bytes, ar(g))
+                .time
+                .0;
             c.add(
                 "all-reduce as picked (custom up to the max, NCCL above)",
                 picked,
@@ -683,7 +700,7 @@ fn collectives(c: &mut Ctx) {
             );
             if bytes.0 <= max {
                 let pred = ctx
-                    .collective_on(&cal.allreduce, "x", 1, g, bytes, ar(g))
+                    .collective_on(&cal.allreduce, OpKind::TpAllReduceMlp, 1, g, bytes, ar(g))
                     .time
                     .0;
                 c.add("allreduce", pred, meas);

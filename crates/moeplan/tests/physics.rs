@@ -154,7 +154,7 @@ fn seed_decode_is_kv_bound_at_long_context() {
         let kv_bytes: f64 = step
             .ops
             .iter()
-            .filter(|o| o.name == "attention_decode")
+            .filter(|o| o.kind == moeplan::ops::OpKind::AttentionDecode)
             .map(|o| o.bytes.0 * o.count as f64)
             .sum();
         let kv_expected = 128.0 * l * 32_768.0;
@@ -626,7 +626,7 @@ fn mla_mixed_step_costs_prefill_non_absorbed() {
             0.0,
             &mut ops,
         );
-        ops.iter().find(|o| o.name == name).map(|o| o.flop.0)
+        ops.iter().find(|o| o.kind.name() == name).map(|o| o.flop.0)
     };
     let mixed = StepShape {
         decode_seqs: 8.0,

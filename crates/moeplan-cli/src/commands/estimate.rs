@@ -237,7 +237,7 @@ fn ops_table(p: &PhaseCost) -> String {
     ]);
     for op in &p.ops {
         t.add_row(vec![
-            op.name.to_string(),
+            op.kind.name().to_string(),
             op.count.to_string(),
             op.time.to_string(),
             op.total().to_string(),

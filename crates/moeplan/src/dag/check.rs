@@ -141,16 +141,6 @@ pub fn check(dag: &Dag) -> Report {
                 format!("GPU {g} is not one of the {n_gpus} GPUs of the layout"),
             );
         }
-        if node.role == Role::Other {
-            d.warning(
-                "unknown_op",
-                Some(&node.id),
-                format!(
-                    "op `{}` of the cost model has no place in the graph yet: drawn as compute on every GPU of the stage",
-                    node.op
-                ),
-            );
-        }
     }
     for e in &dag.edges {
         if e.from >= n || e.to >= n {

@@ -54,7 +54,7 @@ pub mod export;
 
 use crate::layout::{Layout, LayoutProblem};
 use crate::model::{Ffn, Model};
-use crate::ops::{Bound, CostContext, Op, StepCost, StepShape};
+use crate::ops::{Bound, CostContext, ExchangeSide, Op, OpKind, Placement, StepCost, StepShape};
 use crate::serving::{estimate, EstimateInput};
 use crate::units::{Bytes, Flop, Seconds};
 use serde::Serialize;
@@ -112,75 +112,7 @@ pub enum NodeKind {
     Communication,
 }
 
-/// What part of the model a node is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Token embedding lookup (first stage).
-    Embedding,
-    /// Norms and residual adds.
-    Norm,
-    /// Q/K/V/O (or MLA, linear-attention) projections.
-    AttentionProjection,
-    /// Attention over the KV cache (or the linear-attention state).
-    AttentionCore,
-    /// MoE gate.
-    Router,
-    /// All-to-all sending tokens to their experts.
-    EpDispatch,
-    /// Routed expert GEMMs of one EP rank.
-    Experts,
-    /// All-to-all bringing expert outputs back.
-    EpCombine,
-    /// Shared expert GEMMs.
-    SharedExpert,
-    /// Dense MLP GEMMs.
-    DenseMlp,
-    /// A collective over the TP group.
-    TpCollective,
-    /// Attention-DP all-gather of tokens before the experts (expert TP).
-    DpGather,
-    /// Attention-DP reduce-scatter of expert outputs (expert TP).
-    DpScatter,
-    /// Activations to the next pipeline stage.
-    PpTransfer,
-    /// LM head GEMM (last stage).
-    LmHead,
-    /// Sampling (last stage).
-    Sampling,
-    /// A whole layer (`Granularity::Layer`).
-    Layer,
-    /// An op `ops.rs` has and this module does not know yet (drawn as compute).
-    Other,
-}
-
-/// The collective a communication node runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Collective {
-    /// Sum over the group, result everywhere.
-    AllReduce,
-    /// Concatenate over the group, result everywhere.
-    AllGather,
-    /// Sum over the group, each rank keeping its part.
-    ReduceScatter,
-    /// Every rank sends a different part to every other.
-    AllToAll,
-    /// Point to point.
-    SendRecv,
-}
-
-/// Kinds of communication group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupKind {
-    /// GPUs of a stage with the same (dp, cp) ranks.
-    Tp,
-    /// GPUs of a stage with the same expert-DP rank (ep × etp GPUs).
-    Ep,
-    /// A GPU and its peer on the next stage.
-    Pp,
-}
+pub use crate::ops::{Collective, GroupKind, Role};
 
 /// A node's time split by what limits it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -496,64 +428,30 @@ enum Class {
     Comm(Role, Collective, GroupKind),
 }
 
-fn classify(name: &str) -> Class {
-    use Class::*;
-    match name {
-        "norms_residual" => Compute(Role::Norm),
-        "qkv_proj"
-        | "o_proj"
-        | "mla_q_a_kv_a_proj"
-        | "mla_kv_a_proj"
-        | "mla_q_b_proj"
-        | "mla_kv_b_proj"
-        | "mla_absorb"
-        | "dsa_indexer_proj"
-        | "linear_attn_in_proj"
-        | "linear_attn_out_proj" => Compute(Role::AttentionProjection),
-        "attention_decode" | "attention_prefill" | "linear_attn_state" | "mla_fixed" => {
-            Compute(Role::AttentionCore)
-        }
-        "router" => Compute(Role::Router),
-        "moe_experts" => Experts,
-        "shared_expert_gate_up" | "shared_expert_down" => Compute(Role::SharedExpert),
-        "mlp_gate_up" | "mlp_down" => Compute(Role::DenseMlp),
-        "tp_all_reduce_attn"
-        | "tp_all_reduce_mlp"
-        | "tp_all_reduce_moe"
-        | "tp_all_reduce_embedding" => {
-            Comm(Role::TpCollective, Collective::AllReduce, GroupKind::Tp)
-        }
-        "tp_all_gather_moe" | "logits_all_gather" => {
-            Comm(Role::TpCollective, Collective::AllGather, GroupKind::Tp)
-        }
-        "ep_dispatch" => Comm(Role::EpDispatch, Collective::AllToAll, GroupKind::Ep),
-        "ep_combine" => Comm(Role::EpCombine, Collective::AllToAll, GroupKind::Ep),
-        "dp_all_gather" => Comm(Role::DpGather, Collective::AllGather, GroupKind::Ep),
-        "dp_reduce_scatter" => Comm(Role::DpScatter, Collective::ReduceScatter, GroupKind::Ep),
-        "embedding" => Compute(Role::Embedding),
-        "lm_head" => Compute(Role::LmHead),
-        "sampling" => Compute(Role::Sampling),
-        _ => Compute(Role::Other),
+fn classify(kind: OpKind) -> Class {
+    match (kind.role(), kind.placement()) {
+        (Role::Experts, _) => Class::Experts,
+        (role, Placement::Compute) => Class::Compute(role),
+        (role, Placement::Communication(c, group)) => Class::Comm(role, c, group),
     }
 }
 
 /// The ops of one layer in data order: the token exchange of the MoE block
 /// wraps the expert GEMMs (`ops.rs` lists it after them).
 fn data_order(ops: &[Op]) -> Vec<&Op> {
-    let before = |n: &str| matches!(n, "ep_dispatch" | "dp_all_gather");
-    let after = |n: &str| matches!(n, "ep_combine" | "dp_reduce_scatter");
-    if !ops.iter().any(|o| o.name == "moe_experts") {
+    let side = |o: &&Op, s: ExchangeSide| o.kind.exchange_side() == s;
+    if !ops.iter().any(|o| o.kind == OpKind::MoeExperts) {
         return ops.iter().collect();
     }
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
-        if before(op.name) || after(op.name) {
+        if op.kind.exchange_side() != ExchangeSide::None {
             continue;
         }
-        if op.name == "moe_experts" {
-            out.extend(ops.iter().filter(|o| before(o.name)));
+        if op.kind == OpKind::MoeExperts {
+            out.extend(ops.iter().filter(|o| side(o, ExchangeSide::Before)));
             out.push(op);
-            out.extend(ops.iter().filter(|o| after(o.name)));
+            out.extend(ops.iter().filter(|o| side(o, ExchangeSide::After)));
         } else {
             out.push(op);
         }
@@ -1036,33 +934,26 @@ impl<'a> Builder<'a> {
                 shape.sampled()
             }
             .max(1.0);
-            let out = match op.name {
-                "ep_dispatch" | "dp_all_gather" | "moe_experts" => rows,
-                "lm_head" => Bytes(rows_sampled * vocab / tp * 4.0),
-                "logits_all_gather" => Bytes(rows_sampled * vocab * 4.0),
+            let out = match op.kind {
+                OpKind::EpDispatch | OpKind::DpAllGather | OpKind::MoeExperts => rows,
+                OpKind::LmHead => Bytes(rows_sampled * vocab / tp * 4.0),
+                OpKind::LogitsAllGather => Bytes(rows_sampled * vocab * 4.0),
                 _ => hidden,
             };
-            match classify(op.name) {
-                Class::Compute(role) => self.compute_step(
-                    prefix,
-                    phase,
-                    s,
-                    layer,
-                    op.name,
-                    role,
-                    cost_of(op),
-                    out,
-                    pos,
-                ),
+            let name = op.kind.name();
+            match classify(op.kind) {
+                Class::Compute(role) => {
+                    self.compute_step(prefix, phase, s, layer, name, role, cost_of(op), out, pos)
+                }
                 Class::Experts => {
-                    self.expert_step(prefix, phase, s, layer, op.name, cost_of(op), out, pos)
+                    self.expert_step(prefix, phase, s, layer, name, cost_of(op), out, pos)
                 }
                 Class::Comm(role, c, kind) => self.comm_step(
                     prefix,
                     phase,
                     s,
                     layer,
-                    op.name,
+                    name,
                     role,
                     c,
                     kind,

@@ -563,7 +563,7 @@ impl Figures {
             .cost
             .ops
             .iter()
-            .filter(|o| o.name.starts_with("attention_decode"))
+            .filter(|o| o.kind.reads_kv_cache())
             .map(|o| o.bytes * o.count as f64)
             .sum();
         // Per GPU: the replica's tokens of one cycle over its GPUs, against

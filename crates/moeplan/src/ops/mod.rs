@@ -17,6 +17,30 @@ use crate::model::{Attention, Ffn, Layer, Mixer, Model};
 use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
 use serde::Serialize;
 
+pub mod kind;
+
+pub use kind::{Collective, ExchangeSide, GroupKind, OpKind, Placement, Role};
+
+/// Whether a GEMM pays its calibrated fixed cost (launch, small kernels)
+/// itself, or a module around it does (MLA charges one `mla_fixed` for all
+/// its GEMMs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixedCost {
+    /// The op pays its curve's fixed cost.
+    Own,
+    /// The enclosing module's fixed-cost op pays it.
+    InModule,
+}
+
+impl FixedCost {
+    fn of(self, cost: Seconds) -> Seconds {
+        match self {
+            FixedCost::Own => cost,
+            FixedCost::InModule => Seconds::ZERO,
+        }
+    }
+}
+
 /// What limits an operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,8 +70,9 @@ impl Bound {
 /// One operator of a step, per occurrence, on one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Op {
-    /// Name, e.g. `qkv_proj`, `moe_experts`, `tp_all_reduce`.
-    pub name: &'static str,
+    /// Which operator (`qkv_proj`, `moe_experts`, `tp_all_reduce_attn`, ...).
+    #[serde(rename = "name")]
+    pub kind: OpKind,
     /// Layers (or occurrences) it runs in on this stage.
     pub count: u32,
     /// FLOP per occurrence.
@@ -279,13 +304,13 @@ impl<'a> CostContext<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         &self,
-        name: &'static str,
+        kind: OpKind,
         count: u32,
         m: f64,
         n: f64,
         k: f64,
         w: DType,
-        charge_overhead: bool,
+        fixed: FixedCost,
     ) -> Op {
         let (precision, peak) = self.gpu.peak_for(w.preferred_compute());
         let curve: &GemmCurve = match precision {
@@ -313,18 +338,14 @@ impl<'a> CostContext<'a> {
         } else {
             Seconds::ZERO
         };
-        let overhead = if charge_overhead {
-            curve.overhead
-        } else {
-            Seconds::ZERO
-        };
+        let overhead = fixed.of(curve.overhead);
         let (t, bound) = if tc.0 >= tm.0 {
             (tc, Bound::Compute)
         } else {
             (tm, Bound::Memory)
         };
         Op {
-            name,
+            kind,
             count,
             flop,
             bytes,
@@ -340,13 +361,13 @@ impl<'a> CostContext<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn bmm(
         &self,
-        name: &'static str,
+        kind: OpKind,
         count: u32,
         heads: f64,
         m: f64,
         n: f64,
         k: f64,
-        charge_overhead: bool,
+        fixed: FixedCost,
     ) -> Op {
         let c = &self.cal.mla_bmm;
         let flop = Flop(2.0 * heads * m * n * k);
@@ -358,18 +379,14 @@ impl<'a> CostContext<'a> {
         };
         let tc = flop / (self.gpu.peak_bf16() * eff.max(1e-6));
         let tm = bytes / (self.bw() * c.mem_eff);
-        let overhead = if charge_overhead {
-            c.overhead
-        } else {
-            Seconds::ZERO
-        };
+        let overhead = fixed.of(c.overhead);
         let (t, bound) = if tc.0 >= tm.0 {
             (tc, Bound::Compute)
         } else {
             (tm, Bound::Memory)
         };
         Op {
-            name,
+            kind,
             count,
             flop,
             bytes,
@@ -381,17 +398,9 @@ impl<'a> CostContext<'a> {
 
     /// A collective over `n` ranks moving `factor × bytes` per rank.
     #[allow(clippy::too_many_arguments)]
-    pub fn collective(
-        &self,
-        name: &'static str,
-        count: u32,
-        n: u32,
-        bytes: Bytes,
-        factor: f64,
-        allreduce: bool,
-    ) -> Op {
+    pub fn collective(&self, kind: OpKind, count: u32, n: u32, bytes: Bytes, factor: f64) -> Op {
         let node = self.gpu.gpus_per_node;
-        let curve = if !allreduce {
+        let curve = if kind.collective() != Some(Collective::AllReduce) {
             &self.cal.allgather
         } else if bytes.0 <= self.cal.custom_allreduce_max.0 && n <= node {
             // vLLM's custom all-reduce (one node, messages up to its buffer).
@@ -399,14 +408,14 @@ impl<'a> CostContext<'a> {
         } else {
             &self.cal.allreduce_nccl
         };
-        self.collective_on(curve, name, count, n, bytes, factor)
+        self.collective_on(curve, kind, count, n, bytes, factor)
     }
 
     /// A collective with an explicit curve (the calibration check uses it).
     pub fn collective_on(
         &self,
         curve: &CollectiveCurve,
-        name: &'static str,
+        kind: OpKind,
         count: u32,
         n: u32,
         bytes: Bytes,
@@ -428,7 +437,7 @@ impl<'a> CostContext<'a> {
             (lat, moved / (self.gpu.nvlink_bandwidth * eff))
         };
         Op {
-            name,
+            kind,
             count,
             flop: Flop::ZERO,
             bytes: moved,
@@ -440,18 +449,18 @@ impl<'a> CostContext<'a> {
 
     /// The TP all-reduce of `t` tokens' bf16 hidden states (ring: 2(n−1)/n
     /// of the message per rank); nothing without TP.
-    fn tp_all_reduce(&self, name: &'static str, count: u32, t: f64, ops: &mut Vec<Op>) {
+    fn tp_all_reduce(&self, kind: OpKind, count: u32, t: f64, ops: &mut Vec<Op>) {
         let n = self.layout.tp;
         if n > 1 {
             let bytes = Bytes(t * self.model.hidden_size as f64 * 2.0);
-            ops.push(self.collective(name, count, n, bytes, 2.0 * (n - 1) as f64 / n as f64, true));
+            ops.push(self.collective(kind, count, n, bytes, 2.0 * (n - 1) as f64 / n as f64));
         }
     }
 
-    fn elementwise(&self, name: &'static str, count: u32, bytes: Bytes, kernels: f64) -> Op {
+    fn elementwise(&self, kind: OpKind, count: u32, bytes: Bytes, kernels: f64) -> Op {
         let overhead = self.cal.elementwise_overhead * kernels;
         Op {
-            name,
+            kind,
             count,
             flop: Flop::ZERO,
             bytes,
@@ -471,7 +480,7 @@ impl<'a> CostContext<'a> {
         if t <= 0.0 {
             return;
         }
-        ops.push(self.elementwise("norms_residual", count, Bytes(t * h * 2.0 * 6.0), 4.0));
+        ops.push(self.elementwise(OpKind::NormsResidual, count, Bytes(t * h * 2.0 * 6.0), 4.0));
         match layer.mixer {
             Mixer::Linear => self.linear_attention_ops(count, s, t, ops),
             mixer => match &m.attention {
@@ -491,13 +500,13 @@ impl<'a> CostContext<'a> {
                     let kv = (kv_local * *head_dim) as f64;
                     let qo = if *output_gate { 2.0 * q } else { q };
                     ops.push(self.gemm(
-                        "qkv_proj",
+                        OpKind::QkvProj,
                         count,
                         t,
                         qo + 2.0 * kv,
                         h,
                         m.dtypes.attention,
-                        true,
+                        FixedCost::Own,
                     ));
                     self.attention_core(
                         count,
@@ -508,7 +517,15 @@ impl<'a> CostContext<'a> {
                         *head_dim as f64,
                         ops,
                     );
-                    ops.push(self.gemm("o_proj", count, t, h, q, m.dtypes.attention, true));
+                    ops.push(self.gemm(
+                        OpKind::OProj,
+                        count,
+                        t,
+                        h,
+                        q,
+                        m.dtypes.attention,
+                        FixedCost::Own,
+                    ));
                 }
                 Attention::Mla {
                     n_heads,
@@ -530,56 +547,72 @@ impl<'a> CostContext<'a> {
                     let q_in = match q_lora_rank {
                         Some(r) => {
                             parts.push(self.gemm(
-                                "mla_q_a_kv_a_proj",
+                                OpKind::MlaQAKvAProj,
                                 count,
                                 t,
                                 *r as f64 + kvl + rope,
                                 h,
                                 w,
-                                false,
+                                FixedCost::InModule,
                             ));
                             *r as f64
                         }
                         None => {
                             parts.push(self.gemm(
-                                "mla_kv_a_proj",
+                                OpKind::MlaKvAProj,
                                 count,
                                 t,
                                 kvl + rope,
                                 h,
                                 w,
-                                false,
+                                FixedCost::InModule,
                             ));
                             h
                         }
                     };
                     parts.push(self.gemm(
-                        "mla_q_b_proj",
+                        OpKind::MlaQBProj,
                         count,
                         t,
                         nh * (nope + rope),
                         q_in,
                         w,
-                        false,
+                        FixedCost::InModule,
                     ));
                     let decode = s.decode_seqs;
                     let prefill_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
                     if prefill_tokens > 0.0 {
                         parts.push(self.gemm(
-                            "mla_kv_b_proj",
+                            OpKind::MlaKvBProj,
                             count,
                             prefill_tokens,
                             nh * (nope + v),
                             kvl,
                             w,
-                            false,
+                            FixedCost::InModule,
                         ));
                     }
                     if decode > 0.0 {
                         // Absorbed W_UK (q_nope into the latent) and W_UV (latent
                         // into v): per head, two bf16 batched GEMMs.
-                        let uk = self.bmm("mla_absorb", count, nh, decode, kvl, nope, false);
-                        let uv = self.bmm("mla_absorb", count, nh, decode, v, kvl, false);
+                        let uk = self.bmm(
+                            OpKind::MlaAbsorb,
+                            count,
+                            nh,
+                            decode,
+                            kvl,
+                            nope,
+                            FixedCost::InModule,
+                        );
+                        let uv = self.bmm(
+                            OpKind::MlaAbsorb,
+                            count,
+                            nh,
+                            decode,
+                            v,
+                            kvl,
+                            FixedCost::InModule,
+                        );
                         parts.push(Op {
                             flop: uk.flop + uv.flop,
                             bytes: uk.bytes + uv.bytes,
@@ -590,17 +623,25 @@ impl<'a> CostContext<'a> {
                     if let Some(ix) = &m.indexer {
                         let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
                         parts.push(self.gemm(
-                            "dsa_indexer_proj",
+                            OpKind::DsaIndexerProj,
                             count,
                             t,
                             ih * id + id + ih,
                             q_in.max(h),
                             w,
-                            false,
+                            FixedCost::InModule,
                         ));
                     }
                     self.attention_core(count, s, mixer, nh, 1.0, 0.0, &mut parts);
-                    parts.push(self.gemm("o_proj", count, t, h, nh * v, w, false));
+                    parts.push(self.gemm(
+                        OpKind::OProj,
+                        count,
+                        t,
+                        h,
+                        nh * v,
+                        w,
+                        FixedCost::InModule,
+                    ));
                     // A block of mostly prefill tokens: its parts run slower than
                     // their sum, and no faster than the eager block's floor.
                     let prefill_block = prefill_tokens > decode;
@@ -621,7 +662,7 @@ impl<'a> CostContext<'a> {
                         self.cal.mla_overhead
                     };
                     ops.push(Op {
-                        name: "mla_fixed",
+                        kind: OpKind::MlaFixed,
                         count,
                         flop: Flop::ZERO,
                         bytes: Bytes::ZERO,
@@ -632,13 +673,29 @@ impl<'a> CostContext<'a> {
                 }
             },
         }
-        self.tp_all_reduce("tp_all_reduce_attn", count, t, ops);
+        self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
         match layer.ffn {
             Ffn::Dense => {
                 let i = m.dense_intermediate_size as f64 / tp;
-                ops.push(self.gemm("mlp_gate_up", count, t, 2.0 * i, h, m.dtypes.dense, true));
-                ops.push(self.gemm("mlp_down", count, t, h, i, m.dtypes.dense, true));
-                self.tp_all_reduce("tp_all_reduce_mlp", count, t, ops);
+                ops.push(self.gemm(
+                    OpKind::MlpGateUp,
+                    count,
+                    t,
+                    2.0 * i,
+                    h,
+                    m.dtypes.dense,
+                    FixedCost::Own,
+                ));
+                ops.push(self.gemm(
+                    OpKind::MlpDown,
+                    count,
+                    t,
+                    h,
+                    i,
+                    m.dtypes.dense,
+                    FixedCost::Own,
+                ));
+                self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
             }
             Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
         }
@@ -734,7 +791,7 @@ impl<'a> CostContext<'a> {
                 cp_comm = self.cal.allgather.at(l.cp).0;
             }
             ops.push(Op {
-                name: "attention_decode",
+                kind: OpKind::AttentionDecode,
                 count,
                 flop,
                 bytes,
@@ -796,7 +853,7 @@ impl<'a> CostContext<'a> {
                 comm = (kv_bytes / (self.gpu.nvlink_bandwidth * 0.7) - t).max(Seconds::ZERO);
             }
             ops.push(Op {
-                name: "attention_prefill",
+                kind: OpKind::AttentionPrefill,
                 count,
                 flop,
                 bytes,
@@ -818,13 +875,13 @@ impl<'a> CostContext<'a> {
         let (nk, nv) = (la.n_key_heads as f64 / tp, la.n_value_heads as f64 / tp);
         let (dk, dv) = (la.key_head_dim as f64, la.value_head_dim as f64);
         ops.push(self.gemm(
-            "linear_attn_in_proj",
+            OpKind::LinearAttnInProj,
             count,
             t,
             2.0 * nk * dk + 2.0 * nv * dv + 2.0 * nv,
             h,
             m.dtypes.attention,
-            true,
+            FixedCost::Own,
         ));
         let state = m.linear_state_bytes_per_layer() / tp;
         let per_token = 6.0 * nv * dk * dv;
@@ -842,7 +899,7 @@ impl<'a> CostContext<'a> {
         };
         let overhead = self.cal.attn_decode.overhead;
         ops.push(Op {
-            name: "linear_attn_state",
+            kind: OpKind::LinearAttnState,
             count,
             flop,
             bytes,
@@ -851,13 +908,13 @@ impl<'a> CostContext<'a> {
             overhead,
         });
         ops.push(self.gemm(
-            "linear_attn_out_proj",
+            OpKind::LinearAttnOutProj,
             count,
             t,
             h,
             nv * dv,
             m.dtypes.attention,
-            true,
+            FixedCost::Own,
         ));
     }
 
@@ -876,7 +933,7 @@ impl<'a> CostContext<'a> {
         let tp = l.tp as f64;
         let k = moe.experts_per_token as f64;
         let e = moe.n_routed_experts as f64;
-        ops.push(self.gemm("router", count, t, e, h, DType::Bf16, true));
+        ops.push(self.gemm(OpKind::Router, count, t, e, h, DType::Bf16, FixedCost::Own));
         // Distinct tokens of the stage, and of one expert replica (EDP group).
         let peers = (l.dp - 1) as f64 * peer_tokens.map_or(t, |p| p / l.cp as f64);
         let stage_tokens = (t + peers) * l.cp as f64;
@@ -916,7 +973,7 @@ impl<'a> CostContext<'a> {
             (tm, Bound::Memory)
         };
         ops.push(Op {
-            name: "moe_experts",
+            kind: OpKind::MoeExperts,
             count,
             flop,
             bytes,
@@ -927,19 +984,27 @@ impl<'a> CostContext<'a> {
         if moe.n_shared_experts > 0 && moe.shared_intermediate_size > 0 {
             let i = moe.n_shared_experts as f64 * moe.shared_intermediate_size as f64 / tp;
             ops.push(self.gemm(
-                "shared_expert_gate_up",
+                OpKind::SharedExpertGateUp,
                 count,
                 t,
                 2.0 * i,
                 h,
                 m.dtypes.dense,
-                true,
+                FixedCost::Own,
             ));
-            ops.push(self.gemm("shared_expert_down", count, t, h, i, m.dtypes.dense, true));
+            ops.push(self.gemm(
+                OpKind::SharedExpertDown,
+                count,
+                t,
+                h,
+                i,
+                m.dtypes.dense,
+                FixedCost::Own,
+            ));
         }
         // Communication around the experts.
         if replicated {
-            self.tp_all_reduce("tp_all_reduce_moe", count, t, ops);
+            self.tp_all_reduce(OpKind::TpAllReduceMoe, count, t, ops);
         } else if l.ep > 1 {
             // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
             let own = t / tp;
@@ -993,7 +1058,7 @@ impl<'a> CostContext<'a> {
                 )
             };
             ops.push(Op {
-                name: "ep_dispatch",
+                kind: OpKind::EpDispatch,
                 count,
                 flop: Flop::ZERO,
                 bytes: dispatch_bytes,
@@ -1002,7 +1067,7 @@ impl<'a> CostContext<'a> {
                 overhead: c.dispatch_latency + extra,
             });
             ops.push(Op {
-                name: "ep_combine",
+                kind: OpKind::EpCombine,
                 count,
                 flop: Flop::ZERO,
                 bytes: combine_bytes,
@@ -1012,12 +1077,11 @@ impl<'a> CostContext<'a> {
             });
             if l.tp > 1 {
                 ops.push(self.collective(
-                    "tp_all_gather_moe",
+                    OpKind::TpAllGatherMoe,
                     count,
                     l.tp,
                     Bytes(t * h * 2.0),
                     (tp - 1.0) / tp,
-                    false,
                 ));
             }
         } else if l.etp > 1 {
@@ -1025,20 +1089,18 @@ impl<'a> CostContext<'a> {
             let g = l.etp;
             let bytes = Bytes(stage_tokens * h * 2.0 / l.edp() as f64);
             ops.push(self.collective(
-                "dp_all_gather",
+                OpKind::DpAllGather,
                 count,
                 g,
                 bytes,
                 (g - 1) as f64 / g as f64,
-                false,
             ));
             ops.push(self.collective(
-                "dp_reduce_scatter",
+                OpKind::DpReduceScatter,
                 count,
                 g,
                 bytes,
                 (g - 1) as f64 / g as f64,
-                false,
             ));
         }
     }
@@ -1084,8 +1146,8 @@ impl<'a> CostContext<'a> {
     fn embedding_ops(&self, s: &StepShape, ops: &mut Vec<Op>) {
         let h = self.model.hidden_size as f64;
         let t = s.tokens() / self.layout.cp as f64;
-        ops.push(self.elementwise("embedding", 1, Bytes(t * h * 2.0 * 2.0), 1.0));
-        self.tp_all_reduce("tp_all_reduce_embedding", 1, t, ops);
+        ops.push(self.elementwise(OpKind::Embedding, 1, Bytes(t * h * 2.0 * 2.0), 1.0));
+        self.tp_all_reduce(OpKind::TpAllReduceEmbedding, 1, t, ops);
     }
 
     fn lm_head_ops(&self, s: &StepShape, ops: &mut Vec<Op>) {
@@ -1093,26 +1155,25 @@ impl<'a> CostContext<'a> {
         let tp = self.layout.tp as f64;
         let rows = s.sampled().max(1.0);
         ops.push(self.gemm(
-            "lm_head",
+            OpKind::LmHead,
             1,
             rows,
             m.vocab_size as f64 / tp,
             m.hidden_size as f64,
             m.dtypes.lm_head,
-            true,
+            FixedCost::Own,
         ));
         if self.layout.tp > 1 {
             ops.push(self.collective(
-                "logits_all_gather",
+                OpKind::LogitsAllGather,
                 1,
                 self.layout.tp,
                 Bytes(rows * m.vocab_size as f64 * 4.0 / tp),
                 tp - 1.0,
-                false,
             ));
         }
         ops.push(self.elementwise(
-            "sampling",
+            OpKind::Sampling,
             1,
             Bytes(rows * m.vocab_size as f64 * 4.0 / tp),
             2.0,
