@@ -36,7 +36,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Predict TTFT, TPOT, throughput and memory of one deployment.
     Estimate(EstimateArgs),
-    /// Print the JSON Schema of a native spec file (model, gpu, scenario, plan, or a calibrate profile).
+    /// Print the JSON Schema of a native spec file (model, gpu, scenario, plan, or a calibrate profile) or of a command's --json output.
     Schema(SchemaArgs),
     /// Check a deployment plan: every error with its evidence, and the corrected plan.
     ///
@@ -140,8 +140,9 @@ pub struct CatalogArgs {
 
 #[derive(Args, Debug)]
 pub struct SchemaArgs {
-    /// Which spec: model, gpu, scenario, plan, or profile (what `moeplan calibrate` writes).
-    #[arg(value_parser = ["model", "gpu", "scenario", "plan", "profile"])]
+    /// Which spec: model, gpu, scenario, plan, or profile (what `moeplan calibrate` writes);
+    /// or `output-<command>`, the shape of a command's `--json` output.
+    #[arg(value_parser = crate::commands::schema::KINDS)]
     pub kind: String,
 }
 

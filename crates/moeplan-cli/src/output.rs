@@ -41,7 +41,8 @@ pub fn print(text: &str) {
 
 /// Writes a value as pretty JSON to stdout.
 pub fn json<T: Serialize>(value: &T) {
-    print(&serde_json::to_string_pretty(value).expect("reports serialise"));
+    let sorted = moeplan::output::to_sorted_value(value);
+    print(&serde_json::to_string_pretty(&sorted).expect("reports serialise"));
 }
 
 /// Writes a line to stderr.
@@ -71,13 +72,13 @@ pub fn failure(f: Failure) -> ExitCode {
         Failure::Input(diag, as_json) => {
             if as_json {
                 let related: Vec<String> = diag.help().map(|h| h.to_string()).into_iter().collect();
-                json(&serde_json::json!({
-                    "error": {
-                        "kind": "input",
-                        "message": diag.to_string(),
-                        "help": related,
-                    }
-                }));
+                json(&moeplan::output::ErrorOutput {
+                    error: moeplan::output::ErrorBody {
+                        kind: "input",
+                        message: diag.to_string(),
+                        help: related,
+                    },
+                });
             } else {
                 note(&render(diag.as_ref()));
             }

@@ -797,3 +797,150 @@ fn calibrate_writes_a_profile_that_estimates_then_use() {
     assert!(stderr(&bad).contains("moeplan calibrate"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Checks `value` against the subset of JSON Schema that schemars writes:
+/// `$ref` into `$defs`, `type` (one or several), `properties` with
+/// `required` (and no key the schema does not list), `items`,
+/// `additionalProperties`, `anyOf`/`oneOf`, `const` and `enum`. Returns the
+/// first mismatch with its JSON path.
+fn conforms(
+    value: &serde_json::Value,
+    schema: &serde_json::Value,
+    root: &serde_json::Value,
+    path: &str,
+) -> Result<(), String> {
+    use serde_json::Value;
+    let Value::Object(s) = schema else {
+        return match schema {
+            Value::Bool(true) => Ok(()),
+            _ => Err(format!("{path}: the schema forbids any value")),
+        };
+    };
+    if let Some(Value::String(r)) = s.get("$ref") {
+        let name = r.trim_start_matches("#/$defs/");
+        return conforms(value, &root["$defs"][name], root, path);
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(options)) = s.get(key) {
+            let fits = options
+                .iter()
+                .filter(|o| conforms(value, o, root, path).is_ok())
+                .count();
+            if fits == 0 || (key == "oneOf" && fits > 1) {
+                return Err(format!("{path}: {fits} of the {key} options match {value}"));
+            }
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if c != value {
+            return Err(format!("{path}: {value} is not {c}"));
+        }
+    }
+    if let Some(Value::Array(e)) = s.get("enum") {
+        if !e.contains(value) {
+            return Err(format!("{path}: {value} is not one of {e:?}"));
+        }
+    }
+    if let Some(t) = s.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(x) => vec![x.as_str()],
+            Value::Array(xs) => xs.iter().filter_map(|x| x.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        let is = |ty: &str| match ty {
+            "null" => value.is_null(),
+            "boolean" => value.is_boolean(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "string" => value.is_string(),
+            "array" => value.is_array(),
+            "object" => value.is_object(),
+            _ => false,
+        };
+        if !types.iter().any(|ty| is(ty)) {
+            return Err(format!("{path}: {value} is not of type {t}"));
+        }
+    }
+    if let (Value::Object(o), Some(Value::Object(props))) = (value, s.get("properties")) {
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let r = r.as_str().unwrap_or_default();
+            if !o.contains_key(r) {
+                return Err(format!("{path}: required key `{r}` is missing"));
+            }
+        }
+        for (k, v) in o {
+            match (props.get(k), s.get("additionalProperties")) {
+                (Some(p), _) => conforms(v, p, root, &format!("{path}.{k}"))?,
+                (None, Some(extra)) => conforms(v, extra, root, &format!("{path}.{k}"))?,
+                (None, None) => return Err(format!("{path}: key `{k}` is not in the schema")),
+            }
+        }
+    } else if let (Value::Object(o), Some(extra)) = (value, s.get("additionalProperties")) {
+        for (k, v) in o {
+            conforms(v, extra, root, &format!("{path}.{k}"))?;
+        }
+    }
+    if let (Value::Array(a), Some(items)) = (value, s.get("items")) {
+        for (i, v) in a.iter().enumerate() {
+            conforms(v, items, root, &format!("{path}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every command's `--json` output, on the shipped examples, conforms to
+/// its checked-in schema `schemas/output/<command>.schema.json`; a key
+/// added or renamed without the schema fails here.
+#[test]
+fn json_outputs_conform_to_their_schemas() {
+    let root = crate_dir().join("../..");
+    let path = |p: &str| root.join(p).to_str().unwrap().to_string();
+    let runs = path("crates/moeplan/tests/fixtures/runs/native.csv");
+    let dir = std::env::temp_dir().join(format!("moeplan-schemas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("p.toml").to_str().unwrap().to_string();
+    let fixed = dir.join("fixed.toml").to_str().unwrap().to_string();
+    let words = |line: &str| -> Vec<String> { line.split_whitespace().map(String::from).collect() };
+    let lengths = "--isl 2000 --osl 500 --concurrency 64";
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("estimate", words(&format!("estimate --model qwen3-30b-a3b --gpu h100 --tp 2 {lengths} --json"))),
+        ("estimate", words(&format!("estimate --model deepseek-v3 --gpu h200 --prefill-workers 1 --prefill-dp 8 --prefill-ep 8 --decode-workers 1 --decode-dp 8 --decode-ep 8 {lengths} --json"))),
+        ("plan", words(&format!("plan {} --json", path("examples/qwen3-30b-8xh100.toml")))),
+        ("plan", words("plan --json")),
+        ("audit", words(&format!("audit {} --json", path("examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml")))),
+        ("audit", words(&format!("audit {} --fix {fixed} --json", path("examples/audit/mixtral-8x7b-tp2-2xh100.toml")))),
+        ("dag", words(&format!("dag --model qwen3-30b-a3b --gpu h100 --tp 2 --ep 2 {lengths} --format json"))),
+        ("model", words("model deepseek-v3 --json")),
+        ("catalog", words("catalog --json")),
+        ("calibrate", words(&format!("calibrate {runs} --out {profile} --explain --json"))),
+        ("accuracy", words(&format!("accuracy {runs} --runs --json"))),
+        ("error", words("model no-such-model --json")),
+    ];
+    for (command, args) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = moeplan(&args);
+        assert!(
+            o.status.code().unwrap_or(3) <= 2,
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        let value: serde_json::Value = serde_json::from_str(&stdout(&o))
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", stdout(&o)));
+        let file = root.join(format!("schemas/output/{command}.schema.json"));
+        let schema: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+        if let Err(e) = conforms(&value, &schema, &schema, "$") {
+            panic!(
+                "`moeplan {}` does not conform to {}: {e}",
+                args.join(" "),
+                file.display()
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

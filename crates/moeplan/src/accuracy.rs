@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 /// The prediction for one run.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Predicted {
     /// Mean time to first token.
     pub ttft: Seconds,
@@ -28,7 +28,7 @@ pub struct Predicted {
 }
 
 /// A run and what moeplan says of it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// Index of the run in the input.
     pub run: usize,
@@ -104,7 +104,7 @@ pub fn evaluate(runs: &[Run]) -> Vec<Outcome> {
 }
 
 /// Median and 90th percentile of |error|, and the median signed error.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ErrorStats {
     /// Median |predicted/measured − 1|.
     pub median: f64,
@@ -140,7 +140,7 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
 }
 
 /// The errors of one group of runs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// What the group is (`all`, `engine vllm`, ...).
     pub group: String,

@@ -261,7 +261,7 @@ pub fn from_toml(text: &str) -> Result<UserProfile, String> {
 
 /// How a calibration of one stack generalises: fitted on half of its
 /// layouts and lengths, the error on the other half.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Validation {
     /// `<gpu> <engine> <mode>`.
     pub stack: String,
@@ -394,7 +394,7 @@ fn split_and_fit(
 
 /// One run under the serving layer a calibration starts from and the one
 /// it fits (`moeplan calibrate --explain`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct RunFit {
     /// `file:line`.
     pub run: String,

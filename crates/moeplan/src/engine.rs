@@ -116,7 +116,7 @@ impl std::str::FromStr for Engine {
 
 /// A default that depends on the GPU's memory: the first rule whose
 /// `min_memory_gib` the GPU reaches (or that has none) applies.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Least GPU memory, GiB, for this rule.
@@ -126,7 +126,7 @@ pub struct Rule {
 }
 
 /// One engine's preset as its file states it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSpec {
     /// The engine's name.
@@ -154,7 +154,7 @@ pub struct EngineSpec {
 }
 
 /// Whom an engine's step budget is for under attention data parallelism.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetScope {
     /// Each attention-DP rank schedules its own steps with the whole budget (vLLM, TensorRT-LLM).
@@ -164,7 +164,7 @@ pub enum BudgetScope {
 }
 
 /// Which steps an engine captures as CUDA graphs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GraphScope {
     /// None: every step launches its kernels one by one.
@@ -176,7 +176,7 @@ pub enum GraphScope {
 }
 
 /// An engine's CUDA-graph capture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CudaGraphs {
     /// Which steps.
@@ -199,7 +199,7 @@ impl CudaGraphs {
 }
 
 /// Engine-side settings that size steps and memory.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct EngineConfig {
     /// The engine these settings describe.
     pub engine: Engine,

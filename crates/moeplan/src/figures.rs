@@ -11,13 +11,15 @@ use crate::layout::{Layout, LayoutProblem};
 use crate::ops::Bound;
 use crate::replica::{Deployment, PoolRole};
 use crate::serving::disagg::{estimate_disaggregated, DisaggEstimate};
-use crate::serving::{estimate_at, Detail, Estimate, Workload};
+use crate::serving::{estimate_at, Detail, Estimate, JsonDetail, Workload};
 use crate::slo::Judged;
 use crate::units::{Bytes, Seconds, TokensPerSecond};
 use serde::{Serialize, Serializer};
 
 /// Serving mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Prefill and decode share GPUs.
@@ -36,20 +38,6 @@ pub enum Predicted {
 }
 
 impl Predicted {
-    /// The estimate's JSON without the per-op breakdown and derivations.
-    pub fn summary_json(&self) -> serde_json::Value {
-        let (mut j, drop): (serde_json::Value, &[&str]) = match self {
-            Predicted::Aggregated(e) => (e.to_json(), &["prefill", "decode", "explain"]),
-            Predicted::Disaggregated(e) => (e.to_json(), &["explain"]),
-        };
-        if let Some(o) = j.as_object_mut() {
-            for k in drop {
-                o.remove(*k);
-            }
-        }
-        j
-    }
-
     /// Share of a decode step's HBM bytes that are KV cache (0 without a decode step).
     pub fn kv_share(&self) -> f64 {
         match self {
@@ -126,14 +114,31 @@ impl Predicted {
     }
 }
 
+/// The estimate's JSON without the per-step breakdown and derivations.
 impl Serialize for Predicted {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.summary_json().serialize(s)
+        match self {
+            Predicted::Aggregated(e) => e.json(JsonDetail::Summary).serialize(s),
+            Predicted::Disaggregated(e) => e.json(JsonDetail::Summary).serialize(s),
+        }
+    }
+}
+
+impl schemars::JsonSchema for Predicted {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Predicted".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let aggregated = g.subschema_for::<crate::serving::EstimateJson<'static>>();
+        let disaggregated =
+            g.subschema_for::<crate::serving::disagg::DisaggEstimateJson<'static>>();
+        schemars::json_schema!({ "anyOf": [aggregated, disaggregated] })
     }
 }
 
 /// One pool of a deployment.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PoolFigures {
     /// What it serves.
     pub role: PoolRole,
@@ -157,7 +162,7 @@ fn lower<S: Serializer>(b: &Bound, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// The headline figures of a deployment.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Figures {
     /// Serving mode.
     pub mode: Mode,

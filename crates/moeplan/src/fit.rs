@@ -154,7 +154,7 @@ pub fn prior_around(p: &ServingParams, c: &ServingParams) -> f64 {
 }
 
 /// One parameter of the serving layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Param {
     /// CPU and launch time of every step.
@@ -387,7 +387,7 @@ pub fn nelder_mead<const N: usize>(
 }
 
 /// A fitted parameter set and how it fits.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Fitted {
     /// The parameters.
     pub params: ServingParams,

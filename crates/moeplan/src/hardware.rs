@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// A GPU model with the node it comes in.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Gpu {
     /// Catalog id or file stem.
     pub id: String,
@@ -89,7 +89,7 @@ impl Gpu {
 }
 
 /// Efficiencies a GPU spec states (`[efficiency]`), overriding its profile's.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct EfficiencyOverrides {
     /// Fraction of the 16-bit peak a large GEMM reaches (FP8 and FP4 GEMMs
     /// keep their profile's ratio to it).

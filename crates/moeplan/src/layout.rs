@@ -12,7 +12,9 @@ use std::fmt;
 use std::ops::Range;
 
 /// Degrees of one replica.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 pub struct Layout {
     /// Pipeline stages.
     pub pp: u32,
@@ -58,7 +60,7 @@ impl fmt::Display for Layout {
 }
 
 /// Why a layout is invalid.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LayoutProblem {
     /// The rule (stable code).
     pub rule: &'static str,

@@ -26,6 +26,7 @@ pub mod layout;
 pub mod memory;
 pub mod model;
 pub mod ops;
+pub mod output;
 pub mod profile;
 pub mod quantity;
 pub mod replica;

@@ -20,7 +20,7 @@ use std::ops::Range;
 pub use crate::engine::{BudgetScope, Engine, EngineConfig};
 
 /// Memory of the fullest GPU of a layout (`memory_per_gpu` in JSON).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct MemoryBreakdown {
     /// Weights held.
     pub weights_bytes: Bytes,

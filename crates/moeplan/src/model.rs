@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// How a layer mixes tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Mixer {
     /// Full causal softmax attention.
@@ -31,7 +31,7 @@ pub enum Mixer {
 }
 
 /// What follows the mixer in a layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Ffn {
     /// A dense (SwiGLU) MLP of `Model::dense_intermediate_size`.
@@ -41,7 +41,7 @@ pub enum Ffn {
 }
 
 /// One decoder layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Layer {
     /// Token mixing.
     pub mixer: Mixer,
@@ -50,7 +50,7 @@ pub struct Layer {
 }
 
 /// The softmax attention of the model.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Attention {
     /// Multi-head / grouped-query attention (MHA when kv heads = heads).
@@ -106,7 +106,7 @@ impl Attention {
 }
 
 /// The sparse top-k token selector of DeepSeek-V3.2-style attention (DSA).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SparseIndexer {
     /// Indexer heads.
     pub n_heads: u64,
@@ -117,7 +117,7 @@ pub struct SparseIndexer {
 }
 
 /// Gated-DeltaNet style linear attention (Qwen3-Next / Qwen3.5).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LinearAttention {
     /// Key heads.
     pub n_key_heads: u64,
@@ -132,7 +132,7 @@ pub struct LinearAttention {
 }
 
 /// The MoE block.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Moe {
     /// Routed experts per MoE layer.
     pub n_routed_experts: u64,
@@ -154,7 +154,7 @@ pub struct Moe {
 
 /// A vision encoder shipped in the same checkpoint (multimodal models). It
 /// counts towards the total and the first stage's weights, not per text token.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct VisionEncoder {
     /// Transformer blocks.
     pub n_layers: u64,
@@ -167,7 +167,7 @@ pub struct VisionEncoder {
 }
 
 /// Stored precision of each weight group and of the caches.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Dtypes {
     /// Attention (and linear-attention) projections.
     pub attention: DType,
@@ -201,7 +201,7 @@ impl Dtypes {
 }
 
 /// A validated model.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Model {
     /// Short name (catalog id or file stem).
     pub name: String,
@@ -236,7 +236,9 @@ pub struct Model {
 }
 
 /// The components parameters are reported by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
     /// Token embedding.
@@ -294,7 +296,7 @@ impl Component {
 }
 
 /// Parameters of one layer, split by how parallelism shards them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LayerParams {
     /// Attention weights split by TP across heads (q, o, MLA up-projections, sinks).
     pub attn_sharded: f64,
@@ -319,7 +321,7 @@ pub struct LayerParams {
 }
 
 /// Totals for one component.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ComponentParams {
     /// Parameters stored.
     pub total: Params,
@@ -332,7 +334,7 @@ pub struct ComponentParams {
 }
 
 /// Parameter accounting of the whole model.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ParamReport {
     /// Per component, in report order (components with no parameters omitted).
     pub by_component: BTreeMap<Component, ComponentParams>,

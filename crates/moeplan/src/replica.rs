@@ -15,7 +15,9 @@ use crate::spec::scenario::Scenario;
 use serde::Serialize;
 
 /// What a pool of workers serves: both phases, or one of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PoolRole {
     /// Prefill and decode on the same GPUs.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// How a figure was derived.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Derivation {
     /// The formula, in words and symbols.
     pub formula: String,
@@ -34,7 +34,7 @@ impl Derivation {
 }
 
 /// Parameters of one component as reported.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ComponentReport {
     /// Parameters stored.
     pub total: f64,
@@ -47,7 +47,7 @@ pub struct ComponentReport {
 }
 
 /// A run of consecutive layers of one kind.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LayerRun {
     /// First layer (0-based).
     pub first: usize,
@@ -60,7 +60,7 @@ pub struct LayerRun {
 }
 
 /// Attention FLOP for a token at one context length.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ContextFlop {
     /// Tokens already in context.
     pub context: u64,
@@ -71,7 +71,7 @@ pub struct ContextFlop {
 }
 
 /// The accounting of one model (`moeplan model --json`; keys are stable).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ModelReport {
     /// Model name.
     pub name: String,

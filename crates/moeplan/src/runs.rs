@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 const MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// How one pool of a run was laid out.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PoolRun {
     /// Degrees of one worker (replica).
     pub layout: Layout,
@@ -51,7 +51,7 @@ pub struct PoolRun {
 }
 
 /// The deployment a run measured.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum RunDeployment {
     /// One pool of identical replicas.
@@ -75,7 +75,7 @@ pub enum RunDeployment {
 }
 
 /// One measured benchmark run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Run {
     /// The file it was read from.
     pub file: String,

@@ -99,6 +99,17 @@ impl Serialize for Level {
     }
 }
 
+impl schemars::JsonSchema for Level {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Level".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Level::ALL.iter().map(|l| l.name()).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
 /// The figures the levels judge (see the module note for which case each is at).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Judged {
@@ -119,7 +130,7 @@ pub struct Judged {
 }
 
 /// A level a deployment misses, and by how much.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Violation {
     /// The level.
     #[serde(rename = "constraint")]

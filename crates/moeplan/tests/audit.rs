@@ -195,8 +195,8 @@ fn findings_are_sorted_and_output_is_deterministic() {
         let a = run(&p);
         let b = run(&p);
         assert_eq!(
-            serde_json::to_string(&a.to_json()).unwrap(),
-            serde_json::to_string(&b.to_json()).unwrap()
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
         );
         let keys: Vec<_> = a
             .findings

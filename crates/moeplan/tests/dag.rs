@@ -103,7 +103,10 @@ fn seed_formats() {
     insta::assert_snapshot!("seed_mermaid", export::to_mermaid(&op, FOLD));
     let layer = seed(Granularity::Layer);
     let r = assert_clean(&layer);
-    insta::assert_json_snapshot!("seed_json_layer", export::to_json(&layer, &r));
+    insta::assert_json_snapshot!(
+        "seed_json_layer",
+        moeplan::output::to_sorted_value(&moeplan::output::DagOutput::new(&layer, &r))
+    );
 }
 
 #[test]
@@ -134,7 +137,10 @@ fn deepseek_dp8_ep8_formats() {
         vec![Phase::Decode],
     );
     let rd = assert_clean(&decode);
-    insta::assert_json_snapshot!("deepseek_json_layer_decode", export::to_json(&decode, &rd));
+    insta::assert_json_snapshot!(
+        "deepseek_json_layer_decode",
+        moeplan::output::to_sorted_value(&moeplan::output::DagOutput::new(&decode, &rd))
+    );
     insta::assert_snapshot!("deepseek_dot_layer", export::to_dot(&layer, FOLD));
     insta::assert_snapshot!("deepseek_mermaid_layer", export::to_mermaid(&layer, FOLD));
 }
@@ -168,8 +174,8 @@ fn output_is_deterministic() {
     let b = seed(Granularity::Op);
     let (ra, rb) = (dag::check(&a), dag::check(&b));
     assert_eq!(
-        export::to_json(&a, &ra).to_string(),
-        export::to_json(&b, &rb).to_string()
+        moeplan::output::to_sorted_value(&moeplan::output::DagOutput::new(&a, &ra)).to_string(),
+        moeplan::output::to_sorted_value(&moeplan::output::DagOutput::new(&b, &rb)).to_string()
     );
     assert_eq!(export::to_dot(&a, FOLD), export::to_dot(&b, FOLD));
 }

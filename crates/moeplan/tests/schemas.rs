@@ -73,3 +73,17 @@ fn examples_load() {
     assert_eq!(seed.workload.isl.max, 10240);
     assert_eq!(seed.slo.min_throughput_per_gpu.unwrap().0, 100_000.0);
 }
+
+/// Every command's `--json` output has its schema in `schemas/output/`
+/// (`moeplan schema output-<command>`); the CLI's tests check real outputs
+/// against them.
+#[test]
+fn output_schemas_are_current() {
+    for command in moeplan::output::COMMANDS {
+        let schema = moeplan::output::schema(command).expect("listed");
+        check(
+            &format!("output/{command}"),
+            serde_json::to_value(schema).unwrap(),
+        );
+    }
+}

@@ -2,6 +2,7 @@
 use crate::args::AccuracyArgs;
 use crate::output::{self, Failure};
 use moeplan::accuracy::{self, Outcome, Summary};
+use moeplan::output::{AccuracyOutput, AccuracyRun};
 use moeplan::runs::{self, Run};
 use std::fmt::Write;
 
@@ -25,11 +26,11 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
         accuracy::report(&all, &o)
     });
     if a.json {
-        output::json(&serde_json::json!({
-            "summaries": report,
-            "cross_validated": cv,
-            "runs": if a.runs { Some(run_rows(&all, &outcomes)) } else { None },
-        }));
+        output::json(&AccuracyOutput {
+            summaries: &report,
+            cross_validated: cv.as_deref(),
+            runs: a.runs.then(|| run_rows(&all, &outcomes)),
+        });
     } else if a.markdown {
         output::print(&markdown(&report, cv.as_deref(), &all, &outcomes));
     } else {
@@ -172,19 +173,19 @@ fn reason_kind(e: &str) -> String {
     }
 }
 
-fn run_rows(runs: &[Run], outcomes: &[Outcome]) -> Vec<serde_json::Value> {
+fn run_rows<'a>(runs: &'a [Run], outcomes: &'a [Outcome]) -> Vec<AccuracyRun<'a>> {
     outcomes
         .iter()
         .map(|o| {
             let r = &runs[o.run];
-            serde_json::json!({
-                "id": r.id,
-                "measured_ttft_ms": r.ttft.ms(),
-                "measured_tpot_ms": r.tpot.ms(),
-                "predicted_ttft_ms": o.predicted.as_ref().ok().map(|p| p.ttft.ms()),
-                "predicted_tpot_ms": o.predicted.as_ref().ok().map(|p| p.tpot.ms()),
-                "unanswered": o.predicted.as_ref().err(),
-            })
+            AccuracyRun {
+                id: &r.id,
+                measured_ttft_ms: r.ttft.ms(),
+                measured_tpot_ms: r.tpot.ms(),
+                predicted_ttft_ms: o.predicted.as_ref().ok().map(|p| p.ttft.ms()),
+                predicted_tpot_ms: o.predicted.as_ref().ok().map(|p| p.tpot.ms()),
+                unanswered: o.predicted.as_ref().err().map(|e| e.as_str()),
+            }
         })
         .collect()
 }

@@ -39,7 +39,7 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
         }
     }
     if a.json {
-        output::json(&result.to_json());
+        output::json(&result);
     } else {
         output::print(&terminal(&result, &source));
     }

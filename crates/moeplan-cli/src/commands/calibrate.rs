@@ -37,11 +37,11 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         })?;
     }
     if a.json {
-        output::json(&serde_json::json!({
-            "profile": profile,
-            "validation": validation,
-            "runs": runs,
-        }));
+        output::json(&moeplan::output::CalibrateOutput {
+            profile: profile.as_ref(),
+            validation: validation.as_deref(),
+            runs: runs.as_deref(),
+        });
         return Ok(());
     }
     if let Some(p) = &profile {

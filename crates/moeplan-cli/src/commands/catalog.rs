@@ -2,8 +2,8 @@
 use crate::args::CatalogArgs;
 use crate::output::{self, Failure};
 use moeplan::dtype::Precision;
+use moeplan::output::{CatalogGpu, CatalogModel, CatalogOutput};
 use moeplan::units::{Bytes, Params};
-use serde_json::json;
 
 pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
     let mut models = Vec::new();
@@ -28,10 +28,31 @@ pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
         gpus.push(g);
     }
     if a.json {
-        output::json(&json!({
-            "models": models.iter().map(|(id, arch, t, act, b)| json!({"id": id, "architecture": arch, "params_total": t, "params_active": act, "weight_bytes": b})).collect::<Vec<_>>(),
-            "gpus": gpus.iter().map(|g| json!({"id": g.id, "name": g.name, "memory_bytes": g.memory.0, "memory_bandwidth": g.memory_bandwidth.0, "peak_flops": g.peak, "gpus_per_node": g.gpus_per_node, "nvlink_bandwidth": g.nvlink_bandwidth.0, "network_bandwidth": g.network_bandwidth.0})).collect::<Vec<_>>(),
-        }));
+        output::json(&CatalogOutput {
+            models: models
+                .iter()
+                .map(|(id, arch, t, act, b)| CatalogModel {
+                    id: id.clone(),
+                    architecture: arch.clone(),
+                    params_total: *t,
+                    params_active: *act,
+                    weight_bytes: *b,
+                })
+                .collect(),
+            gpus: gpus
+                .iter()
+                .map(|g| CatalogGpu {
+                    id: g.id.clone(),
+                    name: g.name.clone(),
+                    memory_bytes: g.memory.0,
+                    memory_bandwidth: g.memory_bandwidth.0,
+                    peak_flops: &g.peak,
+                    gpus_per_node: g.gpus_per_node,
+                    nvlink_bandwidth: g.nvlink_bandwidth.0,
+                    network_bandwidth: g.network_bandwidth.0,
+                })
+                .collect(),
+        });
         return Ok(());
     }
     let mut t = output::table(&["model", "architecture", "parameters", "active", "weights"]);

@@ -245,7 +245,7 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
         return Err(Failure::Negative);
     }
     match a.format.as_deref() {
-        Some("json") => output::json(&export::to_json(&graph, &report)),
+        Some("json") => output::json(&moeplan::output::DagOutput::new(&graph, &report)),
         Some("dot") => output::print(&export::to_dot(&graph, view)),
         Some("mermaid") => output::print(&export::to_mermaid(&graph, view)),
         _ => output::print(&summary),

@@ -2,10 +2,11 @@
 use crate::args::EstimateArgs;
 use crate::commands::deployment;
 use crate::output::{self, Failure};
+use moeplan::output::{DisaggOutput, EstimateOutput};
 use moeplan::replica::Deployment as ReplicaDeployment;
 use moeplan::replica::Disaggregated;
 use moeplan::serving::disagg::{estimate_disaggregated, DisaggEstimate};
-use moeplan::serving::{estimate, Estimate, PhaseCost};
+use moeplan::serving::{estimate, Estimate, JsonDetail, PhaseCost};
 use moeplan::units::{Bytes, Flop, Seconds};
 use std::fmt::Write;
 
@@ -20,7 +21,7 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
         deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, json)
     })?;
     if json {
-        output::json(&est.to_json());
+        output::json(&EstimateOutput::Aggregated(est.json(JsonDetail::Full)));
     } else {
         output::print(&render(&est, &d.model.name, &d.gpu.id, a.output.explain));
     }
@@ -42,9 +43,10 @@ fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, json: bool) -> Result<
         crate::output::ArgError::failure(msg.join("\n"), None, json)
     })?;
     if json {
-        let mut v = est.to_json();
-        v["assumed"] = serde_json::json!(d.assumed);
-        output::json(&v);
+        output::json(&EstimateOutput::Disaggregated(DisaggOutput {
+            estimate: est.json(JsonDetail::Full),
+            assumed: &d.assumed,
+        }));
     } else {
         output::print(&render_disaggregated(&est, d, a.output.explain));
     }

@@ -2,6 +2,7 @@
 use crate::args::PlanArgs;
 use crate::output::{self, ArgError, Failure};
 use moeplan::memory::EngineConfig;
+use moeplan::output::{PlanOutput, ScenarioEcho};
 use moeplan::search::{self, describe, Candidate, Modes, Objective, PlanOptions, PlanResult};
 use moeplan::spec::scenario::{self, Lengths, Scenario};
 use moeplan::units::Seconds;
@@ -202,16 +203,7 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
         })?;
     }
     if a.output.json {
-        output::json(&serde_json::json!({
-            "scenario": scenario_json(&s),
-            "recommended": result.recommended,
-            "rationale": result.rationale,
-            "candidates": result.candidates,
-            "pareto": result.pareto,
-            "rejected": result.rejected,
-            "binding": result.binding,
-            "gpu_budget": result.gpu_budget,
-        }));
+        output::json(&PlanOutput::new(scenario_echo(&s), &result));
     } else {
         output::print(&render(
             &s,
@@ -236,19 +228,19 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
     }
 }
 
-fn scenario_json(s: &Scenario) -> serde_json::Value {
-    serde_json::json!({
-        "name": s.name,
-        "model": s.model.name,
-        "gpu": s.gpu.id,
-        "gpus_per_node": s.gpu.gpus_per_node,
-        "gpus_available": s.gpus_available,
-        "workload": s.workload,
-        "slo": s.slo,
-        "mfu": s.mfu,
-        "bandwidth_utilization": s.bandwidth_utilization,
-        "assumptions": s.assumptions,
-    })
+fn scenario_echo(s: &Scenario) -> ScenarioEcho<'_> {
+    ScenarioEcho {
+        name: &s.name,
+        model: &s.model.name,
+        gpu: &s.gpu.id,
+        gpus_per_node: s.gpu.gpus_per_node,
+        gpus_available: s.gpus_available,
+        workload: &s.workload,
+        slo: &s.slo,
+        mfu: s.mfu,
+        bandwidth_utilization: s.bandwidth_utilization,
+        assumptions: &s.assumptions,
+    }
 }
 
 fn lengths(l: &Lengths) -> String {

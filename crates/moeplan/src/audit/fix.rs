@@ -28,7 +28,7 @@ pub trait Planner {
 }
 
 /// Where the corrected layout comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CorrectionSource {
     /// The plan's layout already meets its requirements: only the figures change.
@@ -42,7 +42,7 @@ pub enum CorrectionSource {
 }
 
 /// The figures of the corrected plan, recomputed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CorrectedClaims {
     /// GPUs.
     pub total_gpus: u64,
@@ -75,7 +75,7 @@ pub struct CorrectedClaims {
 }
 
 /// The corrected plan.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Corrected {
     /// Where the layout comes from.
     pub source: CorrectionSource,

@@ -37,7 +37,9 @@ use serde::Serialize;
 pub use fix::{Corrected, CorrectionSource, Planner};
 
 /// How serious a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The plan is wrong: a figure off by a factor, an impossible layout, a requirement missed.
@@ -60,7 +62,7 @@ impl Severity {
 }
 
 /// One result of the audit.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     /// How serious.
     pub severity: Severity,
@@ -100,7 +102,7 @@ pub struct PoolEval {
 }
 
 /// Headline figures of the plan as moeplan computes them.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Computed {
     /// GPUs the written layout holds (replicas × pp × tp × cp × dp, summed over pools).
     pub gpus: u64,
@@ -115,7 +117,7 @@ pub struct Computed {
 }
 
 /// Figures of one pool.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PoolFigures {
     /// Key prefix.
     pub prefix: String,
@@ -136,7 +138,7 @@ pub struct PoolFigures {
 }
 
 /// Counts and verdict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// The plan's name.
     pub plan: String,
@@ -159,7 +161,7 @@ pub struct Summary {
 }
 
 /// The result of auditing one plan.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Audit {
     /// Findings, sorted by severity, then field, then code.
     pub findings: Vec<Finding>,
@@ -175,16 +177,6 @@ impl Audit {
     /// True when some finding is an error.
     pub fn has_errors(&self) -> bool {
         self.summary.errors > 0
-    }
-
-    /// The stable JSON form (`moeplan audit --json`).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "findings": self.findings,
-            "summary": self.summary,
-            "computed": self.computed,
-            "corrected": self.corrected,
-        })
     }
 }
 

@@ -31,7 +31,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// How bad a diagnostic is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// The graph is wrong: `--check` fails.
@@ -41,7 +41,7 @@ pub enum Severity {
 }
 
 /// One violated rule.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
@@ -55,7 +55,7 @@ pub struct Diagnostic {
 }
 
 /// The figures of one phase.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PhaseReport {
     /// Phase.
     pub phase: Phase,
@@ -78,7 +78,7 @@ pub struct PhaseReport {
 }
 
 /// The outcome of `check`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Report {
     /// Every violation, errors first, in a fixed order.
     pub diagnostics: Vec<Diagnostic>,

@@ -41,66 +41,6 @@ use std::fmt::Write;
 /// The rank order, as written in the JSON.
 pub const RANK_ORDER: &str = "global id = node * gpus_per_node + local; in a replica id = ((stage*dp + dp_rank)*cp + cp_rank)*tp + tp_rank; MoE: id - stage*gpus_per_stage = (edp_rank*ep + ep_rank)*etp + etp_rank; slot j on EP rank j / (slots/ep) holds expert j mod n_experts";
 
-/// The JSON form (schema `moeplan-dag/1`).
-pub fn to_json(dag: &Dag, report: &Report) -> serde_json::Value {
-    let phases: Vec<serde_json::Value> = dag
-        .phases
-        .iter()
-        .map(|p| {
-            let mut v = serde_json::to_value(p).expect("serialises");
-            if let (Some(obj), Some(r)) = (
-                v.as_object_mut(),
-                report.phases.iter().find(|r| r.phase == p.phase),
-            ) {
-                if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(r) {
-                    for (k, x) in extra {
-                        if k != "phase" {
-                            obj.insert(k, x);
-                        }
-                    }
-                }
-            }
-            v
-        })
-        .collect();
-    let edges: Vec<serde_json::Value> = dag
-        .edges
-        .iter()
-        .map(|e| {
-            serde_json::json!({
-                "from": dag.nodes[e.from].id,
-                "to": dag.nodes[e.to].id,
-                "bytes": e.bytes,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "schema": "moeplan-dag/1",
-        "model": dag.model,
-        "gpu": dag.gpu,
-        "layout": dag.layout,
-        "gpus_per_node": dag.gpus_per_node,
-        "granularity": dag.granularity,
-        "expanded": dag.expanded,
-        "rank_order": RANK_ORDER,
-        "load_imbalance": dag.load_imbalance,
-        "n_experts": dag.n_experts,
-        "n_slots": dag.n_slots,
-        "stages": dag.stages,
-        "phases": phases,
-        "devices": dag.devices,
-        "groups": dag.groups,
-        "nodes": dag.nodes,
-        "edges": edges,
-        "check": {
-            "ok": report.ok(),
-            "errors": report.errors(),
-            "warnings": report.warnings(),
-            "diagnostics": report.diagnostics,
-        },
-    })
-}
-
 /// Options of the drawn formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ViewOptions {

@@ -62,7 +62,9 @@ use serde::Serialize;
 pub use check::{check, Diagnostic, PhaseReport, Report, Severity};
 
 /// A step drawn as a graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// One chunk of prompt tokens per attention-DP rank.
@@ -82,7 +84,7 @@ impl Phase {
 }
 
 /// Level of detail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     /// One node per layer (communication inside it).
@@ -103,7 +105,7 @@ pub struct DagOptions {
 }
 
 /// Compute or communication.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     /// Work on the GPU's own units and memory.
@@ -115,7 +117,7 @@ pub enum NodeKind {
 pub use crate::ops::{Collective, GroupKind, Role};
 
 /// A node's time split by what limits it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TimeByBound {
     /// Tensor-core bound time.
     pub compute_s: Seconds,
@@ -171,7 +173,7 @@ impl TimeByBound {
 }
 
 /// One GPU of the replica and its ranks.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Device {
     /// Global GPU id (node × gpus_per_node + local).
     pub id: u32,
@@ -219,7 +221,7 @@ pub fn device(layout: &Layout, gpus_per_node: u32, id: u32) -> Device {
 }
 
 /// A communication group.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Group {
     /// Stable id, e.g. `tp.s0.dp1.cp0`, `ep.s1.edp0`, `pp.s0.r3`.
     pub id: String,
@@ -234,7 +236,7 @@ pub struct Group {
 }
 
 /// An operator placed on GPUs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Node {
     /// Stable id: `phase/sS/L<layer>/<op>[/epR][/gG | /<group>]`.
     pub id: String,
@@ -289,7 +291,7 @@ pub struct Node {
 }
 
 /// A data dependency.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Edge {
     /// Index of the producing node.
     pub from: usize,
@@ -300,7 +302,7 @@ pub struct Edge {
 }
 
 /// One phase as the cost model sees it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PhaseInfo {
     /// Phase.
     pub phase: Phase,
@@ -319,7 +321,7 @@ pub struct PhaseInfo {
 }
 
 /// A pipeline stage.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StageInfo {
     /// Index.
     pub stage: u32,
@@ -332,7 +334,7 @@ pub struct StageInfo {
 }
 
 /// The graph of one replica.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Dag {
     /// Model name.
     pub model: String,

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 /// One operator of the cost model. The JSON name is the snake_case form
 /// (`qkv_proj`, `moe_experts`, `tp_all_reduce_attn`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     /// RMS norms and residual adds of a layer.
@@ -82,7 +84,7 @@ pub enum OpKind {
 }
 
 /// What part of the model an operator (or a graph node) is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Token embedding lookup (first stage).
@@ -122,7 +124,7 @@ pub enum Role {
 }
 
 /// The collective a communication operator runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Collective {
     /// Sum over the group, result everywhere.
@@ -138,7 +140,7 @@ pub enum Collective {
 }
 
 /// Kinds of communication group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupKind {
     /// GPUs of a stage with the same (dp, cp) ranks.

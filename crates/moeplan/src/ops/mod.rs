@@ -42,7 +42,9 @@ impl FixedCost {
 }
 
 /// What limits an operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Bound {
     /// Tensor-core throughput.
@@ -68,7 +70,7 @@ impl Bound {
 }
 
 /// One operator of a step, per occurrence, on one GPU.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Op {
     /// Which operator (`qkv_proj`, `moe_experts`, `tp_all_reduce_attn`, ...).
     #[serde(rename = "name")]
@@ -95,7 +97,7 @@ impl Op {
 }
 
 /// The work of one step on one attention-DP rank.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StepShape {
     /// Sequences generating one token each.
     pub decode_seqs: f64,
@@ -148,7 +150,7 @@ impl StepShape {
 }
 
 /// The cost of a step: per stage, and the ops of the slowest stage.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StepCost {
     /// Time of each pipeline stage.
     pub stage_times: Vec<Seconds>,

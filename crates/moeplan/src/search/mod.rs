@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the planner maximises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
     /// Output tokens/s per GPU under the service levels.
@@ -49,7 +49,7 @@ pub enum Objective {
 }
 
 /// Which serving modes to search.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Modes {
     /// Prefill and decode on the same GPUs.
     pub aggregated: bool,
@@ -85,7 +85,7 @@ impl Default for PlanOptions {
 }
 
 /// A costed deployment.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Candidate {
     /// Its figures (the same as `moeplan estimate` gives the deployment).
     #[serde(flatten)]
@@ -120,7 +120,7 @@ impl Candidate {
 }
 
 /// How many layouts failed, by the first rule or service level they failed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Rejections {
     /// Layouts enumerated.
     pub layouts: usize,
@@ -172,7 +172,7 @@ impl Rejections {
 }
 
 /// The level that decides the outcome, when nothing meets every level.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Binding {
     /// The level.
     #[serde(rename = "constraint")]
@@ -186,7 +186,7 @@ pub struct Binding {
 }
 
 /// The planner's answer (`moeplan plan --json`; keys are stable).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PlanResult {
     /// The recommendation (best meeting every level; else the closest, flagged by its violations).
     pub recommended: Option<Candidate>,

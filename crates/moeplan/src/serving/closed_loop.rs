@@ -44,7 +44,9 @@ use crate::units::Seconds;
 use serde::Serialize;
 
 /// How an engine's scheduler fills a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Prefill steps and decode steps alternate; waiting prompts go first (SGLang).
@@ -56,7 +58,7 @@ pub enum Policy {
 }
 
 /// What the loop is run with.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Loop {
     /// Requests the client keeps in flight per attention-DP rank.
     pub in_flight: f64,
@@ -74,7 +76,7 @@ pub struct Loop {
 
 /// One step the loop needs costed: `decodes` running decodes and
 /// `prefill_tokens` prompt tokens (of prompts of `isl` tokens).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Shape {
     /// Decoding requests in the step.
     pub decodes: f64,
@@ -83,7 +85,7 @@ pub struct Shape {
 }
 
 /// The named steps of the loop.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Shapes {
     /// All running requests decoding.
     pub decode: Shape,
@@ -98,7 +100,7 @@ pub struct Shapes {
 }
 
 /// Step times of the shapes (scheduler overhead included).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StepTimes {
     /// Of `Shapes::decode`.
     pub decode: Seconds,
@@ -109,7 +111,7 @@ pub struct StepTimes {
 }
 
 /// Serving parameters of the loop (fitted per engine).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LoopParams {
     /// Rounds of `n` requests the benchmark runs (the first is the transient).
     pub rounds: f64,
@@ -123,7 +125,7 @@ pub struct LoopParams {
 }
 
 /// Which part of the loop limits it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Regime {
     /// Every request decodes each step; prompts fit in the budget as they arrive.
@@ -134,7 +136,7 @@ pub enum Regime {
 }
 
 /// What the client measures, and the loop's structure for explanations.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LoopResult {
     /// Mean time to first token.
     pub ttft: Seconds,

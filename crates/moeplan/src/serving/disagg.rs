@@ -25,7 +25,7 @@
 
 use super::closed_loop::Shape;
 use super::steps::{Step, StepKind, Stepper};
-use super::{EstimateInput, PhaseCost, Workload};
+use super::{EstimateInput, JsonDetail, PhaseCost, Workload};
 use crate::calibration::{Calibration, ServingParams};
 use crate::hardware::Gpu;
 use crate::layout::{Layout, LayoutProblem};
@@ -38,7 +38,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One pool of identical workers.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Pool {
     /// Degrees of one worker.
     pub layout: Layout,
@@ -73,7 +73,7 @@ pub struct DisaggInput<'a> {
 }
 
 /// What one pool does.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PoolEstimate {
     /// Degrees of one worker.
     pub layout: Layout,
@@ -97,8 +97,63 @@ pub struct PoolEstimate {
     pub max_concurrency: u64,
 }
 
-/// The prediction for a disaggregated deployment.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// `moeplan estimate --json` of a disaggregated deployment: the one JSON
+/// shape of a [`DisaggEstimate`] (headline times in ms).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct DisaggEstimateJson<'a> {
+    /// `disaggregated`.
+    mode: crate::figures::Mode,
+    /// GPUs (of the replica, or of both pools).
+    gpus: u64,
+    /// Mean time to first token, ms.
+    ttft_ms: f64,
+    /// Mean time per output token after the first, ms.
+    tpot_ms: f64,
+    /// TTFT + (osl − 1) × TPOT, ms.
+    request_latency_ms: f64,
+    /// Output tokens/s divided by the GPUs.
+    output_tokens_per_s_per_gpu: f64,
+    /// Output tokens/s one request sees.
+    output_tokens_per_s_per_user: f64,
+    /// Prompt tokens/s divided by the GPUs.
+    input_tokens_per_s_per_gpu: f64,
+    /// Requests completed per second.
+    requests_per_s: f64,
+    /// `decode` or `prefill`: which part of the loop sets the pace.
+    regime: &'a str,
+    /// Whether the fullest GPU fits in memory.
+    fits: bool,
+    /// The step that carries a new prompt (the prefill pool when disaggregated).
+    prefill: &'a PoolEstimate,
+    /// The decode step (the decode pool when disaggregated).
+    decode: &'a PoolEstimate,
+    /// Expert load imbalance.
+    load_imbalance: f64,
+    /// Moving one request's KV cache from prefill to decode, ms.
+    kv_transfer_ms: f64,
+    /// Mean wait for a prefill rank, ms.
+    queue_wait_ms: f64,
+    /// Mean TTFT of the first round, ms.
+    first_round_ttft_ms: f64,
+    /// Mean TTFT of the later rounds, ms.
+    steady_ttft_ms: f64,
+    /// Where the efficiencies come from.
+    efficiency_source: &'a str,
+    /// Warnings.
+    warnings: &'a [String],
+    /// Derivation of each headline figure (full detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<&'a BTreeMap<String, Derivation>>,
+}
+
+impl Serialize for DisaggEstimate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json(JsonDetail::Full).serialize(s)
+    }
+}
+
+/// The prediction for a disaggregated deployment (serialized as [`DisaggEstimateJson`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct DisaggEstimate {
     /// The requests it serves (`concurrency` on the whole deployment).
     pub workload: Workload,
@@ -658,31 +713,31 @@ fn explain(
 }
 
 impl DisaggEstimate {
-    /// The stable JSON form: the aggregated estimate's headline keys, plus the pools.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "mode": "disaggregated",
-            "gpus": self.gpus,
-            "ttft_ms": self.ttft.ms(),
-            "tpot_ms": self.tpot.ms(),
-            "request_latency_ms": self.request_latency.ms(),
-            "output_tokens_per_s_per_gpu": self.output_tokens_per_s_per_gpu.0,
-            "output_tokens_per_s_per_user": self.output_tokens_per_s_per_user.0,
-            "input_tokens_per_s_per_gpu": self.input_tokens_per_s_per_gpu.0,
-            "requests_per_s": self.requests_per_s,
-            "regime": self.regime,
-            "fits": self.fits,
-            "prefill": self.prefill,
-            "decode": self.decode,
-            "load_imbalance": self.load_imbalance,
-            "kv_transfer_ms": self.kv_transfer.ms(),
-            "queue_wait_ms": self.queue_wait.ms(),
-            "first_round_ttft_ms": self.first_round_ttft.ms(),
-            "steady_ttft_ms": self.steady_ttft.ms(),
-            "efficiency_source": self.efficiency_source,
-            "warnings": self.warnings,
-            "explain": self.explain,
-        })
+    /// The JSON view (see [`DisaggEstimateJson`]).
+    pub fn json(&self, detail: JsonDetail) -> DisaggEstimateJson<'_> {
+        DisaggEstimateJson {
+            mode: crate::figures::Mode::Disaggregated,
+            gpus: self.gpus,
+            ttft_ms: self.ttft.ms(),
+            tpot_ms: self.tpot.ms(),
+            request_latency_ms: self.request_latency.ms(),
+            output_tokens_per_s_per_gpu: self.output_tokens_per_s_per_gpu.0,
+            output_tokens_per_s_per_user: self.output_tokens_per_s_per_user.0,
+            input_tokens_per_s_per_gpu: self.input_tokens_per_s_per_gpu.0,
+            requests_per_s: self.requests_per_s,
+            regime: self.regime,
+            fits: self.fits,
+            prefill: &self.prefill,
+            decode: &self.decode,
+            load_imbalance: self.load_imbalance,
+            kv_transfer_ms: self.kv_transfer.ms(),
+            queue_wait_ms: self.queue_wait.ms(),
+            first_round_ttft_ms: self.first_round_ttft.ms(),
+            steady_ttft_ms: self.steady_ttft.ms(),
+            efficiency_source: &self.efficiency_source,
+            warnings: &self.warnings,
+            explain: (detail == JsonDetail::Full).then_some(&self.explain),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use steps::{Step, StepKind, Stepper};
 
 /// The requests a replica serves.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Workload {
     /// Prompt tokens per request.
     pub isl: u64,
@@ -63,7 +63,7 @@ pub struct EstimateInput<'a> {
 }
 
 /// Expert load imbalance: max/mean − 1 of the EP ranks' routed rows.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LoadImbalance {
     /// With uniform routing (finite-sample fluctuation only), at the decode batch.
     pub uniform: f64,
@@ -77,7 +77,7 @@ pub struct LoadImbalance {
 
 /// One named step of an estimate: what the engine runs (`StepKind`), its
 /// shape on one attention-DP rank, and its cost. `moeplan dag` draws these.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PhaseCost {
     /// Which step.
     pub kind: StepKind,
@@ -100,7 +100,7 @@ pub struct PhaseCost {
 }
 
 /// Bottleneck of each phase.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Bottlenecks {
     /// Prefill.
     pub prefill: Bound,
@@ -109,7 +109,7 @@ pub struct Bottlenecks {
 }
 
 /// A phase on its own: one kind of work per step, no mixing.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PurePhase {
     /// Sequences per attention-DP rank in the step.
     pub sequences_per_rank: f64,
@@ -125,7 +125,7 @@ pub struct PurePhase {
 }
 
 /// The pure phases of a deployment (`pure_prefill`, `pure_decode` in JSON).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PurePhases {
     /// A step of whole prompts filling the step budget (at least one prompt per rank).
     pub prefill: PurePhase,
@@ -134,7 +134,7 @@ pub struct PurePhases {
 }
 
 /// Physical ceilings per GPU, to check any claim against.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Ceilings {
     /// Output tokens/s per GPU if decode moved its bytes at the full HBM bandwidth and nothing else cost time.
     pub decode_tokens_per_s_per_gpu: TokensPerSecond,
@@ -148,8 +148,8 @@ pub struct Ceilings {
     pub prefill_flop_per_token: Flop,
 }
 
-/// The prediction for one deployment (`moeplan estimate --json`; keys are stable).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The prediction for one deployment (serialized as [`EstimateJson`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Estimate {
     /// Layout of the replica.
     pub layout: Layout,
@@ -752,48 +752,150 @@ fn explain(
     e
 }
 
+/// `moeplan estimate --json` of one replica: the one JSON shape of an
+/// [`Estimate`] (base units, with the headline times in ms, the unit people
+/// quote). The planner's and the audit's summaries leave out the per-step
+/// breakdown and the derivations.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct EstimateJson<'a> {
+    /// Layout of the replica.
+    layout: &'a Layout,
+    /// GPUs (of the replica, or of both pools).
+    gpus: u32,
+    /// Mean time to first token, ms.
+    ttft_ms: f64,
+    /// Mean time per output token after the first, ms.
+    tpot_ms: f64,
+    /// TTFT + (osl − 1) × TPOT, ms.
+    request_latency_ms: f64,
+    /// Output tokens/s divided by the GPUs.
+    output_tokens_per_s_per_gpu: f64,
+    /// Output tokens/s one request sees.
+    output_tokens_per_s_per_user: f64,
+    /// Prompt tokens/s divided by the GPUs.
+    input_tokens_per_s_per_gpu: f64,
+    /// Requests decoding per step on the replica.
+    decoding_requests: f64,
+    /// `decode` or `prefill`: which part of the loop sets the pace.
+    regime: &'a str,
+    /// The engine settings assumed.
+    engine: &'a EngineConfig,
+    /// Whether the fullest GPU fits in memory.
+    fits: bool,
+    /// Most requests the replica holds at `memory_context` tokens each.
+    max_concurrency: u64,
+    /// Tokens of KV cache per request that memory is sized for.
+    memory_context: u64,
+    /// Memory of the fullest GPU.
+    memory_per_gpu: MemoryJson<'a>,
+    /// Expert load imbalance.
+    load_imbalance: &'a LoadImbalance,
+    /// What limits each phase.
+    bottleneck: &'a Bottlenecks,
+    /// Physical ceilings per GPU.
+    ceilings: &'a Ceilings,
+    /// The prefill phase on its own.
+    pure_prefill: &'a PurePhase,
+    /// The decode phase on its own.
+    pure_decode: &'a PurePhase,
+    /// The step that carries a new prompt (the prefill pool when disaggregated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefill: Option<&'a PhaseCost>,
+    /// The decode step (the decode pool when disaggregated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decode: Option<&'a PhaseCost>,
+    /// The benchmark's closed loop.
+    benchmark: &'a LoopResult,
+    /// Where the efficiencies come from.
+    efficiency_source: &'a str,
+    /// Warnings.
+    warnings: &'a [String],
+    /// Derivation of each headline figure (full detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<&'a BTreeMap<String, Derivation>>,
+}
+
+/// Memory of the fullest GPU in `moeplan estimate --json` (`memory_per_gpu`).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct MemoryJson<'a> {
+    /// Weights held.
+    weights_bytes: f64,
+    /// KV cache of the resident requests.
+    kv_cache_bytes: f64,
+    /// Activations and workspace.
+    activation_bytes: f64,
+    /// Buffers and runtime reserve.
+    other_bytes: f64,
+    /// Sum of the above.
+    total_bytes: f64,
+    /// The GPU's capacity.
+    capacity_bytes: f64,
+    /// Capacity × the allowed fraction.
+    usable_bytes: f64,
+    /// Pipeline stage of the fullest GPU.
+    stage: usize,
+    /// Weights by component.
+    weights_by_component: &'a BTreeMap<String, Bytes>,
+}
+
+/// How much of an estimate its JSON carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonDetail {
+    /// Everything (`moeplan estimate --json`).
+    Full,
+    /// Without the per-step breakdown and the derivations (the planner's
+    /// and the audit's summaries).
+    Summary,
+}
+
 impl Estimate {
-    /// The stable JSON form (`moeplan estimate --json`): base units, with
-    /// the headline figures also in the units people quote (ms).
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The JSON view (see [`EstimateJson`]).
+    pub fn json(&self, detail: JsonDetail) -> EstimateJson<'_> {
         let mem = &self.memory;
-        serde_json::json!({
-            "layout": self.layout,
-            "gpus": self.gpus,
-            "ttft_ms": self.ttft.ms(),
-            "tpot_ms": self.tpot.ms(),
-            "request_latency_ms": self.request_latency.ms(),
-            "output_tokens_per_s_per_gpu": self.output_tokens_per_s_per_gpu.0,
-            "output_tokens_per_s_per_user": self.output_tokens_per_s_per_user.0,
-            "input_tokens_per_s_per_gpu": self.input_tokens_per_s_per_gpu.0,
-            "decoding_requests": self.decoding_requests,
-            "regime": self.regime,
-            "engine": self.engine,
-            "fits": self.fits,
-            "max_concurrency": self.max_concurrency,
-            "memory_context": self.memory_context,
-            "memory_per_gpu": {
-                "weights_bytes": mem.weights_bytes.0,
-                "kv_cache_bytes": mem.kv_cache_bytes.0,
-                "activation_bytes": mem.activation_bytes.0,
-                "other_bytes": mem.other_bytes.0,
-                "total_bytes": mem.total_bytes.0,
-                "capacity_bytes": mem.capacity_bytes.0,
-                "usable_bytes": mem.usable_bytes.0,
-                "stage": mem.stage,
-                "weights_by_component": mem.weights_by_component,
+        let full = detail == JsonDetail::Full;
+        EstimateJson {
+            layout: &self.layout,
+            gpus: self.gpus,
+            ttft_ms: self.ttft.ms(),
+            tpot_ms: self.tpot.ms(),
+            request_latency_ms: self.request_latency.ms(),
+            output_tokens_per_s_per_gpu: self.output_tokens_per_s_per_gpu.0,
+            output_tokens_per_s_per_user: self.output_tokens_per_s_per_user.0,
+            input_tokens_per_s_per_gpu: self.input_tokens_per_s_per_gpu.0,
+            decoding_requests: self.decoding_requests,
+            regime: self.regime,
+            engine: &self.engine,
+            fits: self.fits,
+            max_concurrency: self.max_concurrency,
+            memory_context: self.memory_context,
+            memory_per_gpu: MemoryJson {
+                weights_bytes: mem.weights_bytes.0,
+                kv_cache_bytes: mem.kv_cache_bytes.0,
+                activation_bytes: mem.activation_bytes.0,
+                other_bytes: mem.other_bytes.0,
+                total_bytes: mem.total_bytes.0,
+                capacity_bytes: mem.capacity_bytes.0,
+                usable_bytes: mem.usable_bytes.0,
+                stage: mem.stage,
+                weights_by_component: &mem.weights_by_component,
             },
-            "load_imbalance": self.load_imbalance,
-            "bottleneck": self.bottleneck,
-            "ceilings": self.ceilings,
-            "pure_prefill": self.pure.prefill,
-            "pure_decode": self.pure.decode,
-            "prefill": self.prefill,
-            "decode": self.decode,
-            "benchmark": self.benchmark,
-            "efficiency_source": self.efficiency_source,
-            "warnings": self.warnings,
-            "explain": self.explain,
-        })
+            load_imbalance: &self.load_imbalance,
+            bottleneck: &self.bottleneck,
+            ceilings: &self.ceilings,
+            pure_prefill: &self.pure.prefill,
+            pure_decode: &self.pure.decode,
+            prefill: full.then_some(&self.prefill),
+            decode: full.then_some(&self.decode),
+            benchmark: &self.benchmark,
+            efficiency_source: &self.efficiency_source,
+            warnings: &self.warnings,
+            explain: full.then_some(&self.explain),
+        }
+    }
+}
+
+impl Serialize for Estimate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json(JsonDetail::Full).serialize(s)
     }
 }

@@ -18,7 +18,7 @@ use crate::units::Seconds;
 use serde::Serialize;
 
 /// What a step is, in the loop a benchmark drives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// Every running request decodes one token.
@@ -46,7 +46,7 @@ impl StepKind {
 }
 
 /// One costed step.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Step {
     /// What it is.
     pub kind: StepKind,
@@ -71,7 +71,7 @@ pub struct Step {
 }
 
 /// How a step's kernels are launched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Launch {
     /// Replayed as a captured CUDA graph: the per-kernel fixed costs measured

@@ -23,7 +23,7 @@ use source::{locate, Source};
 use std::fmt;
 
 /// One problem found in an input, with where it is.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     /// Dotted path of the offending key (`attention.n_heads`); empty for the whole file.
     pub path: String,

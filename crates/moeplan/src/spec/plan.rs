@@ -231,7 +231,7 @@ pub enum TokenKind {
 }
 
 /// One pool: the layout of a replica and how many replicas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Pool {
     /// Degrees of one replica (ep/etp folded as engines do when not written).
     pub layout: Layout,
@@ -251,7 +251,7 @@ impl Pool {
 }
 
 /// The validated deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum Deployment {
     /// One pool.
@@ -286,7 +286,7 @@ impl Deployment {
 }
 
 /// Claims about one pool (or the whole deployment).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PhaseClaims {
     /// GPUs of the pool.
     pub gpus: Option<u32>,
@@ -319,7 +319,7 @@ pub struct PhaseClaims {
 }
 
 /// The validated claims.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Claims {
     /// Total GPUs.
     pub total_gpus: Option<u32>,

@@ -143,7 +143,7 @@ pub struct RawSlo {
 }
 
 /// A length, or a range of lengths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Lengths {
     /// Shortest.
     pub min: u64,
@@ -163,7 +163,7 @@ impl Lengths {
 }
 
 /// The validated workload.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct WorkloadSpec {
     /// Prompt lengths.
     pub isl: Lengths,
@@ -176,7 +176,7 @@ pub struct WorkloadSpec {
 }
 
 /// The validated service levels.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Slo {
     /// Longest TTFT.
     pub ttft: Option<Seconds>,
