@@ -51,7 +51,7 @@ The first table is the one to read: each model's runs predicted by a serving
 layer fitted without any of that model's runs (leave one model out). The
 second is in-sample. Where a row's columns cannot describe what ran, the
 reading taken is in `crates/moeplan/src/runs.rs` and tested in
-`crates/moeplan/tests/runs.rs`.
+`crates/moeplan/tests/library/runs.rs`.
 
 Before this work (moeplan 0.1 on the same aggregated H100/H200 MoE runs):
 TTFT 72% / TPOT 34% median error, disaggregated runs not answerable. The

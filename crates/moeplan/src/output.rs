@@ -2,7 +2,7 @@
 //!
 //! The CLI serializes these and nothing else, and `schemas/output/` holds
 //! their JSON Schemas (`moeplan schema output-<command>`), kept current by
-//! `tests/schemas.rs`; the CLI's tests check real outputs against them.
+//! `tests/library/schemas.rs`; the CLI's tests check real outputs against them.
 //! Keys are written in sorted order at every level (`to_sorted_value`), so
 //! the output does not depend on field order.
 

@@ -3,7 +3,7 @@
 //! Uses `../shared/validation/published.csv` when it is present (skips
 //! otherwise): for every row whose layout, workload and metric are stated,
 //! run `estimate` and print prediction, published value and relative error.
-//! Run with `cargo test -p moeplan --test validation -- --nocapture`.
+//! Run with `cargo test -p moeplan --test library validation:: -- --nocapture`.
 //! It asserts only that every prediction is finite: accuracy is reported,
 //! not tested, because the published figures mix engines and versions.
 

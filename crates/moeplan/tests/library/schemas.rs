@@ -1,6 +1,6 @@
 //! The JSON Schemas in `schemas/` are generated from the raw spec types.
 //! This test fails when they are stale; regenerate with
-//! `MOEPLAN_UPDATE_SCHEMAS=1 cargo test -p moeplan --test schemas`.
+//! `MOEPLAN_UPDATE_SCHEMAS=1 cargo test -p moeplan --test library schemas::`.
 
 use moeplan::spec::{
     gpu::RawGpu, model::RawModel, plan::RawPlan, scenario::RawScenario, schema_of,
@@ -19,7 +19,7 @@ fn check(name: &str, schema: serde_json::Value) {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == fresh,
-        "{} is stale: run MOEPLAN_UPDATE_SCHEMAS=1 cargo test -p moeplan --test schemas",
+        "{} is stale: run MOEPLAN_UPDATE_SCHEMAS=1 cargo test -p moeplan --test library schemas::",
         path.display()
     );
 }

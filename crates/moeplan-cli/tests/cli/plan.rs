@@ -1,20 +1,6 @@
 //! `moeplan plan` end to end: exit codes, and snapshots of the table, the
 //! JSON and the Markdown report for the seed scenario and a real model.
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn moeplan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moeplan"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
+use super::{moeplan_at_root as moeplan, stdout};
 
 #[test]
 fn seed_scenario_explains_why_nothing_meets_the_seeds_requirements() {

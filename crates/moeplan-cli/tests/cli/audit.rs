@@ -2,29 +2,8 @@
 //! unreadable input), the JSON shape, the review document, and `--fix`
 //! writing a plan in the input's format that reads back.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn moeplan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moeplan"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use super::{moeplan_at_root as moeplan, stderr, stdout};
+use std::path::PathBuf;
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);

@@ -4,16 +4,11 @@
 //! repository root; its body must equal what the command prints (stdout,
 //! then stderr without the search-timing line, which varies). Run with
 //! `MOEPLAN_UPDATE_README=1` to rewrite the blocks.
-use std::path::PathBuf;
-use std::process::Command;
+use super::moeplan_at_root;
 
-fn run(args: &str, root: &PathBuf) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_moeplan"))
-        .args(args.split_whitespace())
-        .current_dir(root)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs");
+fn run(args: &str) -> String {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let out = moeplan_at_root(&words);
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     for line in String::from_utf8_lossy(&out.stderr).lines() {
         if !line.starts_with("searched ") {
@@ -31,7 +26,7 @@ fn run(args: &str, root: &PathBuf) -> String {
 
 #[test]
 fn readme_examples_are_current() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = super::root();
     let path = root.join("README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
     let update = std::env::var_os("MOEPLAN_UPDATE_README").is_some();
@@ -54,7 +49,7 @@ fn readme_examples_are_current() {
             body.push_str(l);
         }
         blocks += 1;
-        let fresh = run(args, &root);
+        let fresh = run(args);
         if body
             .lines()
             .map(str::trim_end)
@@ -73,6 +68,6 @@ fn readme_examples_are_current() {
     if update {
         std::fs::write(&path, out).unwrap();
     } else {
-        assert!(stale.is_empty(), "stale README examples (run MOEPLAN_UPDATE_README=1 cargo test -p moeplan-cli --test readme): {stale:#?}");
+        assert!(stale.is_empty(), "stale README examples (run MOEPLAN_UPDATE_README=1 cargo test -p moeplan-cli --test cli readme::): {stale:#?}");
     }
 }

@@ -1,4 +1,7 @@
-//! Integration tests of the `moeplan` binary.
+//! Integration tests of the `moeplan` binary: one test binary for the
+//! crate (one link), with a module per command (`audit`, `dag`, `plan`) and
+//! the README check (`readme`); this file holds the shared harness and the
+//! input tests.
 //!
 //! The invalid-input tests are data-first: every file in
 //! `tests/fixtures/invalid/` is run through `moeplan model <file>` and must
@@ -6,6 +9,11 @@
 //! location where the problem has one, a hint, and no panic. Each
 //! diagnostic is snapshotted (`tests/snapshots/`). To add a case, drop a
 //! file in the folder and accept its snapshot.
+
+mod audit;
+mod dag;
+mod plan;
+mod readme;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -219,13 +227,31 @@ fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs the binary from the crate directory with colour off.
-fn moeplan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moeplan"))
-        .args(args)
-        .current_dir(crate_dir())
+/// The repository root.
+fn root() -> PathBuf {
+    crate_dir().join("../..")
+}
+
+/// The binary with `args`, run in `dir`, colour and backtraces off.
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_moeplan"));
+    c.args(args)
+        .current_dir(dir)
         .env("NO_COLOR", "1")
-        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_BACKTRACE");
+    c
+}
+
+/// Runs the binary from the crate directory.
+fn moeplan(args: &[&str]) -> Output {
+    command(crate_dir(), args)
+        .output()
+        .expect("the moeplan binary runs")
+}
+
+/// Runs the binary from the repository root (where the README's commands run).
+fn moeplan_at_root(args: &[&str]) -> Output {
+    command(&root(), args)
         .output()
         .expect("the moeplan binary runs")
 }

@@ -5,7 +5,7 @@
 //!
 //! Prints, per profile and kernel family (and per subset where it tells
 //! something), the median and 90th percentile of |pred − meas| / meas. Run
-//! `cargo test -p moeplan --test calibration -- --nocapture` to see the
+//! `cargo test -p moeplan --test library calibration:: -- --nocapture` to see the
 //! table. It fails when a table it checks is present but compares no row,
 //! when a prediction is not finite and positive, or when a family's median
 //! error here strays from the one its profile's `[fit]` states (the Python

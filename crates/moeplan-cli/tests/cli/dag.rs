@@ -1,22 +1,7 @@
 //! `moeplan dag` end to end: exit codes, where each format goes, the
 //! scenario input, and the message when Graphviz is missing.
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn moeplan_env(args: &[&str], path: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_moeplan"));
-    c.args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .env("NO_COLOR", "1");
-    if let Some(p) = path {
-        c.env("PATH", p);
-    }
-    c.output().expect("the binary runs")
-}
-
-fn moeplan(args: &[&str]) -> Output {
-    moeplan_env(args, None)
-}
+use super::{command, moeplan_at_root as moeplan, root};
+use std::process::Output;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8(b.to_vec()).unwrap()
@@ -93,7 +78,10 @@ fn svg_without_graphviz_says_how_to_get_it() {
     let mut a = SEED.to_vec();
     let svg_s = svg.to_string_lossy().to_string();
     a.extend_from_slice(&["--svg", &svg_s]);
-    let out = moeplan_env(&a, Some(&dir.to_string_lossy()));
+    let out = command(&root(), &a)
+        .env("PATH", dir.to_string_lossy().as_ref())
+        .output()
+        .expect("the binary runs");
     assert_eq!(out.status.code(), Some(2));
     let e = text(&out.stderr);
     assert!(

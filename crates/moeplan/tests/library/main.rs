@@ -1,0 +1,17 @@
+//! The library's integration tests: one test binary (one link) with a
+//! module per subject. Run one module with
+//! `cargo test -p moeplan --test library <module>::`, e.g. `schemas::`.
+//! Tests that read `../shared` say so and skip visibly without it.
+
+mod audit;
+mod calibrate;
+mod calibration;
+mod dag;
+mod disagg;
+mod fuzz_parsers;
+mod invariants;
+mod physics;
+mod planner;
+mod runs;
+mod schemas;
+mod validation;
