@@ -1,5 +1,8 @@
 //! Command-line definitions (clap). No logic lives here.
 use clap::{Args, Parser, Subcommand};
+use moeplan::dag::export::Format;
+use moeplan::dag::{Granularity, Phase, Steps};
+use moeplan::search::{Modes, Objective};
 
 /// `--engine` values: `auto` and every engine the library has a preset for
 /// (`moeplan::engine::Engine::ALL`), so a new engine needs no CLI change.
@@ -7,6 +10,20 @@ fn engines() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(
         std::iter::once("auto").chain(moeplan::engine::Engine::ALL.iter().map(|e| e.name())),
     )
+}
+
+/// A flag whose values are a library enum's (`all`, spelled by `name`), so
+/// the enum is the one list of what the flag accepts.
+fn choice<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(all.iter().map(|v| name(*v))).map(move |s| {
+        *all.iter()
+            .find(|v| name(**v) == s)
+            .expect("clap accepts only the listed values")
+    })
 }
 
 /// Plan, check and explain parallel deployments of Mixture-of-Experts inference.
@@ -352,11 +369,11 @@ pub struct PlanArgs {
     #[arg(long, value_parser = engines())]
     pub engine: Option<String>,
     /// What to optimise: throughput (tokens/s per GPU), fewest-gpus (for the request rate), pareto.
-    #[arg(long, default_value = "throughput", value_parser = ["throughput", "fewest-gpus", "pareto"])]
-    pub objective: String,
+    #[arg(long, default_value = "throughput", value_parser = choice(&Objective::ALL, Objective::flag))]
+    pub objective: Objective,
     /// Serving modes to search.
-    #[arg(long, default_value = "both", value_parser = ["both", "aggregated", "disaggregated"])]
-    pub mode: String,
+    #[arg(long, default_value = "both", value_parser = choice(&Modes::ALL, Modes::flag))]
+    pub mode: Modes,
     /// Candidates shown per mode.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
@@ -402,16 +419,16 @@ pub struct DagArgs {
     #[arg(long)]
     pub plan: Option<String>,
     /// With --scenario or --plan and a disaggregated deployment: which pool to draw.
-    #[arg(long, default_value = "decode", value_parser = ["prefill", "decode"])]
-    pub pool: String,
+    #[arg(long, default_value = "decode", value_parser = choice(&Phase::ALL, Phase::name))]
+    pub pool: Phase,
     #[command(flatten)]
     pub deployment: DeploymentArgs,
     /// Which step to draw.
-    #[arg(long, default_value = "both", value_parser = ["prefill", "decode", "both"])]
-    pub phase: String,
+    #[arg(long, default_value = "both", value_parser = choice(&Steps::ALL, Steps::name))]
+    pub phase: Steps,
     /// One node per layer, or per operator.
-    #[arg(long, default_value = "op", value_parser = ["layer", "op"])]
-    pub granularity: String,
+    #[arg(long, default_value = "op", value_parser = choice(&Granularity::ALL, Granularity::name))]
+    pub granularity: Granularity,
     /// One node per GPU (and per group) instead of collapsing identical ranks.
     #[arg(long)]
     pub expand: bool,
@@ -419,8 +436,8 @@ pub struct DagArgs {
     #[arg(long)]
     pub all_layers: bool,
     /// Print the graph in this format instead of the summary (the summary then goes to stderr).
-    #[arg(long, value_parser = ["json", "dot", "mermaid"])]
-    pub format: Option<String>,
+    #[arg(long, value_parser = choice(&Format::ALL, Format::name))]
+    pub format: Option<Format>,
     /// Also render the graph as SVG to this file with Graphviz `dot`.
     #[arg(long)]
     pub svg: Option<std::path::PathBuf>,

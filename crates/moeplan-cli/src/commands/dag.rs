@@ -4,7 +4,8 @@ use crate::args::DagArgs;
 use crate::commands::deployment::{self, Deployment};
 
 use crate::output::{self, ArgError, Failure};
-use moeplan::dag::{self, export, DagOptions, Granularity, Phase};
+use moeplan::dag::export::Format;
+use moeplan::dag::{self, export, DagOptions, Phase};
 use moeplan::replica::PoolRole;
 use moeplan::search::{self, PlanOptions};
 use std::io::Write as _;
@@ -23,11 +24,7 @@ struct Drawing {
 }
 
 fn phases(a: &DagArgs) -> Vec<Phase> {
-    match a.phase.as_str() {
-        "prefill" => vec![Phase::Prefill],
-        "decode" => vec![Phase::Decode],
-        _ => vec![Phase::Prefill, Phase::Decode],
-    }
+    a.phase.phases()
 }
 
 fn from_flags(a: &DagArgs) -> Result<Drawing, Failure> {
@@ -58,7 +55,7 @@ fn from_plan(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
     node_size(a, &mut s)?;
     let (pool, role, phases) = match &plan.deployment {
         Written::Aggregated { pool } => (pool, "aggregated", phases(a)),
-        Written::Disaggregated { prefill, .. } if a.pool == "prefill" => {
+        Written::Disaggregated { prefill, .. } if a.pool == Phase::Prefill => {
             (prefill, "prefill", vec![Phase::Prefill])
         }
         Written::Disaggregated { decode, .. } => (decode, "decode", vec![Phase::Decode]),
@@ -112,7 +109,7 @@ fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
     {
         Some(p) => (p, phases(a)),
         None => {
-            let want = a.pool.as_str();
+            let want = a.pool.name();
             let p = rec
                 .figures
                 .pools
@@ -199,11 +196,7 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
     let input = d.input();
     let opts = DagOptions {
         phases: phases.clone(),
-        granularity: if a.granularity == "layer" {
-            Granularity::Layer
-        } else {
-            Granularity::Op
-        },
+        granularity: a.granularity,
         expand: a.expand,
     };
     let graph = match dag::build(&input, &opts) {
@@ -244,11 +237,11 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
         ));
         return Err(Failure::Negative);
     }
-    match a.format.as_deref() {
-        Some("json") => output::json(&moeplan::output::DagOutput::new(&graph, &report)),
-        Some("dot") => output::print(&export::to_dot(&graph, view)),
-        Some("mermaid") => output::print(&export::to_mermaid(&graph, view)),
-        _ => output::print(&summary),
+    match a.format {
+        Some(Format::Json) => output::json(&moeplan::output::DagOutput::new(&graph, &report)),
+        Some(Format::Dot) => output::print(&export::to_dot(&graph, view)),
+        Some(Format::Mermaid) => output::print(&export::to_mermaid(&graph, view)),
+        None => output::print(&summary),
     }
     if a.format.is_some() {
         output::note(&summary);

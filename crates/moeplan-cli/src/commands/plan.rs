@@ -3,7 +3,7 @@ use crate::args::PlanArgs;
 use crate::output::{self, ArgError, Failure};
 use moeplan::memory::EngineConfig;
 use moeplan::output::{PlanOutput, ScenarioEcho};
-use moeplan::search::{self, describe, Candidate, Modes, Objective, PlanOptions, PlanResult};
+use moeplan::search::{self, describe, Candidate, Objective, PlanOptions, PlanResult};
 use moeplan::spec::scenario::{self, Lengths, Scenario};
 use moeplan::units::Seconds;
 use std::fmt::Write;
@@ -143,7 +143,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
         s.bandwidth_utilization = Some(b);
     }
     super::deployment::apply_engine(a.engine.as_deref(), &mut s, json)?;
-    if a.objective == "fewest-gpus" && s.workload.request_rate.is_none() {
+    if a.objective == Objective::FewestGpus && s.workload.request_rate.is_none() {
         return Err(ArgError::failure(
             "--objective fewest-gpus needs a request rate".into(),
             Some("add --request-rate N (requests/s) or workload.request_rate".into()),
@@ -156,15 +156,8 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
 pub fn run(a: &PlanArgs) -> Result<(), Failure> {
     let s = scenario(a)?;
     let opts = PlanOptions {
-        objective: match a.objective.as_str() {
-            "fewest-gpus" => Objective::FewestGpus,
-            "pareto" => Objective::Pareto,
-            _ => Objective::ThroughputPerGpu,
-        },
-        modes: Modes {
-            aggregated: a.mode != "disaggregated",
-            disaggregated: a.mode != "aggregated",
-        },
+        objective: a.objective,
+        modes: a.mode,
         top_n: a.top.max(1),
         ..PlanOptions::default()
     };

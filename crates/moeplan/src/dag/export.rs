@@ -41,6 +41,31 @@ use std::fmt::Write;
 /// The rank order, as written in the JSON.
 pub const RANK_ORDER: &str = "global id = node * gpus_per_node + local; in a replica id = ((stage*dp + dp_rank)*cp + cp_rank)*tp + tp_rank; MoE: id - stage*gpus_per_stage = (edp_rank*ep + ep_rank)*etp + etp_rank; slot j on EP rank j / (slots/ep) holds expert j mod n_experts";
 
+/// The formats a graph is written in (`moeplan dag --format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `output::DagOutput` (schema `moeplan-dag/1`).
+    Json,
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+impl Format {
+    /// Every format, in the order `--format` lists them.
+    pub const ALL: [Format; 3] = [Format::Json, Format::Dot, Format::Mermaid];
+
+    /// The `--format` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Dot => "dot",
+            Format::Mermaid => "mermaid",
+        }
+    }
+}
+
 /// Options of the drawn formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ViewOptions {

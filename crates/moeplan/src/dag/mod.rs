@@ -74,11 +74,48 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Both phases, prefill first.
+    pub const ALL: [Phase; 2] = [Phase::Prefill, Phase::Decode];
+
     /// The name used in ids and output.
     pub fn name(self) -> &'static str {
         match self {
             Phase::Prefill => "prefill",
             Phase::Decode => "decode",
+        }
+    }
+}
+
+/// Which of the estimate's steps to draw (`moeplan dag --phase`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steps {
+    /// The step that carries a prompt.
+    Prefill,
+    /// The decode step.
+    Decode,
+    /// Both, each its own component.
+    Both,
+}
+
+impl Steps {
+    /// Every choice, in the order `--phase` lists them.
+    pub const ALL: [Steps; 3] = [Steps::Prefill, Steps::Decode, Steps::Both];
+
+    /// The `--phase` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Steps::Prefill => "prefill",
+            Steps::Decode => "decode",
+            Steps::Both => "both",
+        }
+    }
+
+    /// The phases drawn.
+    pub fn phases(self) -> Vec<Phase> {
+        match self {
+            Steps::Prefill => vec![Phase::Prefill],
+            Steps::Decode => vec![Phase::Decode],
+            Steps::Both => Phase::ALL.to_vec(),
         }
     }
 }
@@ -89,8 +126,21 @@ impl Phase {
 pub enum Granularity {
     /// One node per layer (communication inside it).
     Layer,
-    /// One node per operator of `ops.rs`.
+    /// One node per operator of `ops/`.
     Op,
+}
+
+impl Granularity {
+    /// Both levels, coarse first.
+    pub const ALL: [Granularity; 2] = [Granularity::Layer, Granularity::Op];
+
+    /// The `--granularity` value (and the JSON name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Layer => "layer",
+            Granularity::Op => "op",
+        }
+    }
 }
 
 /// What to draw.

@@ -48,13 +48,59 @@ pub enum Objective {
     Pareto,
 }
 
+impl Objective {
+    /// Every objective, in the order `--objective` lists them.
+    pub const ALL: [Objective; 3] = [
+        Objective::ThroughputPerGpu,
+        Objective::FewestGpus,
+        Objective::Pareto,
+    ];
+
+    /// The `--objective` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Objective::ThroughputPerGpu => "throughput",
+            Objective::FewestGpus => "fewest-gpus",
+            Objective::Pareto => "pareto",
+        }
+    }
+}
+
 /// Which serving modes to search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct Modes {
-    /// Prefill and decode on the same GPUs.
-    pub aggregated: bool,
-    /// Separate prefill and decode pools.
-    pub disaggregated: bool,
+#[serde(rename_all = "snake_case")]
+pub enum Modes {
+    /// Aggregated replicas and disaggregated pools.
+    Both,
+    /// Prefill and decode on the same GPUs only.
+    Aggregated,
+    /// Separate prefill and decode pools only.
+    Disaggregated,
+}
+
+impl Modes {
+    /// Every choice, in the order `--mode` lists them.
+    pub const ALL: [Modes; 3] = [Modes::Both, Modes::Aggregated, Modes::Disaggregated];
+
+    /// The `--mode` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Modes::Both => "both",
+            Modes::Aggregated => "aggregated",
+            Modes::Disaggregated => "disaggregated",
+        }
+    }
+
+    /// Whether `mode` is searched.
+    pub fn includes(self, mode: Mode) -> bool {
+        match (self, mode) {
+            (Modes::Both, _) => true,
+            (Modes::Aggregated, Mode::Aggregated) => true,
+            (Modes::Disaggregated, Mode::Disaggregated) => true,
+            (Modes::Aggregated, Mode::Disaggregated) => false,
+            (Modes::Disaggregated, Mode::Aggregated) => false,
+        }
+    }
 }
 
 /// Planner options.
@@ -74,10 +120,7 @@ impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             objective: Objective::ThroughputPerGpu,
-            modes: Modes {
-                aggregated: true,
-                disaggregated: true,
-            },
+            modes: Modes::Both,
             default_gpus: 64,
             top_n: 5,
         }
@@ -251,7 +294,7 @@ pub fn plan(
     let total = layouts.len();
     let mut agg: Vec<Candidate> = Vec::new();
     let mut agg_points: Vec<Candidate> = Vec::new();
-    if opts.modes.aggregated {
+    if opts.modes.includes(Mode::Aggregated) {
         let results: Vec<(Option<Candidate>, Vec<Candidate>, Rejections)> = layouts
             .par_iter()
             .map(|l| {
@@ -268,7 +311,7 @@ pub fn plan(
         }
     }
     let mut disagg: Vec<Candidate> = Vec::new();
-    if opts.modes.disaggregated && budget >= 2 {
+    if opts.modes.includes(Mode::Disaggregated) && budget >= 2 {
         disagg = disaggregated::candidates(&eval, &layouts);
     }
     agg.sort_by(|a, b| rank::rank(a, b, opts.objective));
@@ -331,10 +374,7 @@ impl crate::audit::fix::Planner for SearchPlanner {
     fn recommend(&self, plan: &crate::spec::plan::Plan) -> Option<(Layout, u32)> {
         let s = plan.scenario.clone();
         let opts = PlanOptions {
-            modes: Modes {
-                aggregated: true,
-                disaggregated: false,
-            },
+            modes: Modes::Aggregated,
             ..PlanOptions::default()
         };
         let r = self::plan(&s, &opts, &|_, _| {});

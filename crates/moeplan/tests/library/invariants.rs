@@ -104,14 +104,8 @@ fn qwen(isl: u64, osl: u64, gpus: u32) -> Scenario {
     s
 }
 
-const AGGREGATED: Modes = Modes {
-    aggregated: true,
-    disaggregated: false,
-};
-const DISAGGREGATED: Modes = Modes {
-    aggregated: false,
-    disaggregated: true,
-};
+const AGGREGATED: Modes = Modes::Aggregated;
+const DISAGGREGATED: Modes = Modes::Disaggregated;
 
 #[test]
 fn aggregated_recommendations_audit_to_the_planners_figures() {

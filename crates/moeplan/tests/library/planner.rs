@@ -100,7 +100,7 @@ proptest! {
     #[test]
     fn candidates_are_valid_and_honest(isl in 256u64..8192, osl in 64u64..1024, ttft in 200.0f64..5000.0, tpot in 10.0f64..80.0, gpus in prop::sample::select(vec![2u32, 4, 8])) {
         let s = small(isl, osl, ttft, tpot, gpus);
-        let opts = PlanOptions { modes: Modes { aggregated: true, disaggregated: false }, ..PlanOptions::default() };
+        let opts = PlanOptions { modes: Modes::Aggregated, ..PlanOptions::default() };
         let r = plan(&s, &opts, &quiet);
         for c in &r.candidates {
             prop_assert!(c.figures.gpus <= gpus as u64);

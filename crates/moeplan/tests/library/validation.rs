@@ -140,10 +140,7 @@ fn published_figures() {
             sc.slo.max_memory_fraction = engine.max_memory_fraction;
             sc.engine = Some(kind);
             let opts = PlanOptions {
-                modes: Modes {
-                    aggregated: true,
-                    disaggregated: false,
-                },
+                modes: Modes::Aggregated,
                 ..PlanOptions::default()
             };
             let r = plan(&sc, &opts, &|_, _| {});
