@@ -77,15 +77,19 @@ pub fn read(path: &Path, name: &str, text: &str) -> Result<Vec<Run>, SpecError> 
     })?;
     let side: Sidecar = toml::from_str(&side_text)
         .map_err(|e| SpecError::whole_file(&side_name, e.to_string(), SIDECAR_EXAMPLE))?;
-    let lines = path.extension().is_some_and(|e| e == "jsonl");
+    let client = if path.extension().is_some_and(|e| e == "jsonl") {
+        Client::SglangBenchServing
+    } else {
+        Client::VllmBenchServe
+    };
     let base = side_path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let template = template(&side, lines, &base, &side_name)?;
+    let template = template(&side, client, &base, &side_name)?;
     let mut problems = Vec::new();
     let mut runs = Vec::new();
-    let records: Vec<(usize, &str)> = if lines {
+    let records: Vec<(usize, &str)> = if client == Client::SglangBenchServing {
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
@@ -143,15 +147,27 @@ fn python_json(text: &str) -> String {
     out
 }
 
-/// A run with the sidecar's deployment and placeholder figures.
-fn template(side: &Sidecar, lines: bool, base: &Path, name: &str) -> Result<Run, SpecError> {
+/// The benchmark client that wrote a result file (by its extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    /// `vllm bench serve --save-result`: one JSON object.
+    VllmBenchServe,
+    /// SGLang's `bench_serving`: JSON lines, one record per run.
+    SglangBenchServing,
+}
+
+/// A run with the sidecar's deployment and placeholder figures; the engine
+/// defaults to the client's own when the sidecar does not name one.
+fn template(side: &Sidecar, client: Client, base: &Path, name: &str) -> Result<Run, SpecError> {
     let bad = |m: String, hint: &str| SpecError::whole_file(name, m, hint);
     let engine = match &side.engine {
         Some(e) => e
             .parse::<Engine>()
             .map_err(|m| bad(m, "vllm, sglang or trtllm"))?,
-        None if lines => Engine::Sglang,
-        None => Engine::Vllm,
+        None => match client {
+            Client::SglangBenchServing => Engine::Sglang,
+            Client::VllmBenchServe => Engine::Vllm,
+        },
     };
     let dtype = quant_dtype(
         &side
