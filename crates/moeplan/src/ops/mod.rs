@@ -67,6 +67,27 @@ impl Bound {
     }
 }
 
+/// The roofline of one op: the larger of its compute time `tc` and memory
+/// time `tm`, and which it is (compute on a tie).
+fn roofline(tc: Seconds, tm: Seconds) -> (Seconds, Bound) {
+    if tc.0 >= tm.0 {
+        (tc, Bound::Compute)
+    } else {
+        (tm, Bound::Memory)
+    }
+}
+
+/// An efficiency that saturates in `x`: `max · x / (x + half)`, or `max`
+/// when the curve has no half point (`half` ≤ 0). A curve whose efficiency
+/// is a product of such terms takes each factor with `max = 1`.
+fn saturating(max: f64, x: f64, half: f64) -> f64 {
+    if half > 0.0 {
+        max * x / (x + half)
+    } else {
+        max
+    }
+}
+
 /// One operator of a step, per occurrence, on one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Op {
@@ -326,11 +347,7 @@ impl<'a> CostContext<'a> {
         };
         let flop = Flop(2.0 * m * n * k);
         let bytes = Bytes(n * k * w.bytes() + m * k * act_bytes + m * n * 2.0);
-        let eff = if curve.m_half > 0.0 {
-            curve.eff_max * m / (m + curve.m_half)
-        } else {
-            curve.eff_max
-        };
+        let eff = saturating(curve.eff_max, m, curve.m_half);
         let tc = flop / (peak * eff.max(1e-6));
         let tm = bytes / (self.bw() * curve.mem_eff);
         let quant = if curve.quant_eff > 0.0 && precision != Precision::Bf16 {
@@ -339,11 +356,7 @@ impl<'a> CostContext<'a> {
             Seconds::ZERO
         };
         let overhead = fixed.of(curve.overhead);
-        let (t, bound) = if tc.0 >= tm.0 {
-            (tc, Bound::Compute)
-        } else {
-            (tm, Bound::Memory)
-        };
+        let (t, bound) = roofline(tc, tm);
         Op {
             kind,
             count,
@@ -372,19 +385,11 @@ impl<'a> CostContext<'a> {
         let c = &self.cal.mla_bmm;
         let flop = Flop(2.0 * heads * m * n * k);
         let bytes = Bytes(heads * (n * k + m * k + m * n) * 2.0);
-        let eff = if c.m_half > 0.0 {
-            c.eff_max * m / (m + c.m_half)
-        } else {
-            c.eff_max
-        };
+        let eff = saturating(c.eff_max, m, c.m_half);
         let tc = flop / (self.gpu.peak_bf16() * eff.max(1e-6));
         let tm = bytes / (self.bw() * c.mem_eff);
         let overhead = fixed.of(c.overhead);
-        let (t, bound) = if tc.0 >= tm.0 {
-            (tc, Bound::Compute)
-        } else {
-            (tm, Bound::Memory)
-        };
+        let (t, bound) = roofline(tc, tm);
         Op {
             kind,
             count,
@@ -772,19 +777,11 @@ impl<'a> CostContext<'a> {
                 bytes += Bytes(b * ctx * ix.head_dim as f64);
             }
             let p = b * if mla { 1.0 } else { kv_heads };
-            let mem = if c.p_half > 0.0 {
-                c.mem_eff * p / (p + c.p_half)
-            } else {
-                c.mem_eff
-            };
+            let mem = saturating(c.mem_eff, p, c.p_half);
             let tc = flop / (peak * c.eff_compute);
             let tm = bytes / (self.bw() * mem);
             let overhead = c.overhead + c.per_sequence * b;
-            let (t, bound) = if tc.0 >= tm.0 {
-                (tc, Bound::Compute)
-            } else {
-                (tm, Bound::Memory)
-            };
+            let (t, bound) = roofline(tc, tm);
             let mut cp_comm = Seconds::ZERO;
             if l.cp > 1 {
                 // Partial softmax results merged across CP ranks.
@@ -828,24 +825,11 @@ impl<'a> CostContext<'a> {
                 Bytes(b * n * (2.0 * heads * qk_dim.max(head_dim) * 2.0) + b * n * kv_tok.0);
             let ctas = b * heads * (n / 128.0).ceil();
             let isl = s0 + full;
-            let eff = c.eff_max
-                * if c.isl_half > 0.0 {
-                    isl / (isl + c.isl_half)
-                } else {
-                    1.0
-                }
-                * if c.cta_half > 0.0 {
-                    ctas / (ctas + c.cta_half)
-                } else {
-                    1.0
-                };
+            let eff =
+                c.eff_max * saturating(1.0, isl, c.isl_half) * saturating(1.0, ctas, c.cta_half);
             let tc = flop / (peak * eff.max(1e-6));
             let tm = bytes / (self.bw() * c.mem_eff);
-            let (t, bound) = if tc.0 >= tm.0 {
-                (tc, Bound::Compute)
-            } else {
-                (tm, Bound::Memory)
-            };
+            let (t, bound) = roofline(tc, tm);
             let mut comm = Seconds::ZERO;
             if l.cp > 1 {
                 // Ring exchange of KV chunks, overlapped with compute.
@@ -892,11 +876,7 @@ impl<'a> CostContext<'a> {
         let bytes = state * (2.0 * seqs) + Bytes(t * (2.0 * nk * dk + 2.0 * nv * dv) * 2.0);
         let tc = flop / (self.gpu.peak_bf16() * self.cal.attn_decode.eff_compute);
         let tm = bytes / (self.bw() * self.cal.attn_decode.mem_eff);
-        let (time, bound) = if tc.0 >= tm.0 {
-            (tc, Bound::Compute)
-        } else {
-            (tm, Bound::Memory)
-        };
+        let (time, bound) = roofline(tc, tm);
         let overhead = self.cal.attn_decode.overhead;
         ops.push(Op {
             kind: OpKind::LinearAttnState,
@@ -952,12 +932,7 @@ impl<'a> CostContext<'a> {
         let flop = Flop(6.0 * h * i_local * rows);
         let bytes =
             Bytes(touched * 3.0 * h * i_local * w.bytes() + rows * (2.0 * h + 2.0 * i_local) * 2.0);
-        let eff = curve.eff_max
-            * if curve.tpe_half > 0.0 {
-                tpe / (tpe + curve.tpe_half)
-            } else {
-                1.0
-            };
+        let eff = curve.eff_max * saturating(1.0, tpe, curve.tpe_half);
         let tc = flop / (peak * eff.max(1e-6));
         let tm = bytes / (self.bw() * curve.mem_eff);
         // Rows the permutation pass covers: every routed row of the tokens
@@ -967,11 +942,7 @@ impl<'a> CostContext<'a> {
         let present = if replicated { t * k } else { rows };
         let rows_pass = Bytes(present * (h + i_local) * 2.0) / (self.bw() * curve.rows_eff);
         let fixed = curve.overhead + curve.per_local_expert * e_local;
-        let (time, bound) = if tc.0 >= tm.0 {
-            (tc, Bound::Compute)
-        } else {
-            (tm, Bound::Memory)
-        };
+        let (time, bound) = roofline(tc, tm);
         ops.push(Op {
             kind: OpKind::MoeExperts,
             count,
