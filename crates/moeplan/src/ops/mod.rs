@@ -88,6 +88,33 @@ fn saturating(max: f64, x: f64, half: f64) -> f64 {
     }
 }
 
+/// A GQA layer's attention, as the model gives it (before TP).
+#[derive(Clone, Copy, Debug)]
+struct GqaDims {
+    n_heads: u64,
+    n_kv_heads: u64,
+    head_dim: u64,
+    /// The q projection also produces a sigmoid output gate (Qwen3.5).
+    output_gate: bool,
+}
+
+/// An MLA layer's widths on one GPU: TP splits the heads.
+#[derive(Clone, Copy, Debug)]
+struct MlaDims {
+    /// Query heads on this GPU.
+    heads: f64,
+    /// Rank of the query down-projection (None: q projected directly).
+    q_lora: Option<f64>,
+    /// Rank of the compressed KV latent.
+    kv_lora: f64,
+    /// Per-head query/key dimension without rotary part.
+    nope: f64,
+    /// Rotary part of the query/key.
+    rope: f64,
+    /// Per-head value dimension.
+    v: f64,
+}
+
 /// One operator of a step, per occurrence, on one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Op {
@@ -475,20 +502,44 @@ impl<'a> CostContext<'a> {
         }
     }
 
+    /// One layer's ops: norms and residuals, the attention mixer and its TP
+    /// all-reduce, then the dense MLP or the MoE block.
     fn layer_ops(&self, layer: &Layer, count: u32, s: &StepShape, ops: &mut Vec<Op>) {
-        let m = self.model;
-        let l = &self.layout;
-        let tp = l.tp as f64;
-        let h = m.hidden_size as f64;
+        let h = self.model.hidden_size as f64;
         // Tokens on one GPU of this DP rank (TP ranks see the same tokens; CP splits them).
-        let t = s.tokens() / l.cp as f64;
+        let t = s.tokens() / self.layout.cp as f64;
         if t <= 0.0 {
             return;
         }
         ops.push(self.elementwise(OpKind::NormsResidual, count, Bytes(t * h * 2.0 * 6.0), 4.0));
-        match layer.mixer {
-            Mixer::Linear => self.linear_attention_ops(count, s, t, ops),
-            mixer => match &m.attention {
+        self.mixer_ops(layer.mixer, count, s, t, ops);
+        self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
+        match layer.ffn {
+            Ffn::Dense => {
+                let i = self.model.dense_intermediate_size as f64 / self.layout.tp as f64;
+                self.mlp_ops((OpKind::MlpGateUp, OpKind::MlpDown), count, t, i, ops);
+                self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
+            }
+            Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
+        }
+    }
+
+    /// A gated MLP's gate/up and down GEMMs over `t` tokens with `i`
+    /// intermediate columns on this GPU, in the dense weights' dtype.
+    fn mlp_ops(&self, kinds: (OpKind, OpKind), count: u32, t: f64, i: f64, ops: &mut Vec<Op>) {
+        let h = self.model.hidden_size as f64;
+        let w = self.model.dtypes.dense;
+        ops.push(self.gemm(kinds.0, count, t, 2.0 * i, h, w, FixedCost::Own));
+        ops.push(self.gemm(kinds.1, count, t, h, i, w, FixedCost::Own));
+    }
+
+    /// The attention mixer of one layer over `t` tokens: linear attention,
+    /// or the model's GQA or MLA.
+    fn mixer_ops(&self, mixer: Mixer, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
+        let tp = self.layout.tp as f64;
+        match mixer {
+            Mixer::Linear => self.linear_ops(count, s, t, ops),
+            mixer => match self.model.attention {
                 Attention::Gqa {
                     n_heads,
                     n_kv_heads,
@@ -496,41 +547,13 @@ impl<'a> CostContext<'a> {
                     output_gate,
                     ..
                 } => {
-                    let q = (*n_heads * *head_dim) as f64 / tp;
-                    let kv_local = if l.tp as u64 <= *n_kv_heads {
-                        *n_kv_heads / l.tp as u64
-                    } else {
-                        1
+                    let g = GqaDims {
+                        n_heads,
+                        n_kv_heads,
+                        head_dim,
+                        output_gate,
                     };
-                    let kv = (kv_local * *head_dim) as f64;
-                    let qo = if *output_gate { 2.0 * q } else { q };
-                    ops.push(self.gemm(
-                        OpKind::QkvProj,
-                        count,
-                        t,
-                        qo + 2.0 * kv,
-                        h,
-                        m.dtypes.attention,
-                        FixedCost::Own,
-                    ));
-                    self.attention_core(
-                        count,
-                        s,
-                        mixer,
-                        *n_heads as f64 / tp,
-                        kv_local as f64,
-                        *head_dim as f64,
-                        ops,
-                    );
-                    ops.push(self.gemm(
-                        OpKind::OProj,
-                        count,
-                        t,
-                        h,
-                        q,
-                        m.dtypes.attention,
-                        FixedCost::Own,
-                    ));
+                    self.gqa_ops(count, s, mixer, t, &g, ops);
                 }
                 Attention::Mla {
                     n_heads,
@@ -540,170 +563,234 @@ impl<'a> CostContext<'a> {
                     qk_rope_head_dim,
                     v_head_dim,
                 } => {
-                    let nh = *n_heads as f64 / tp;
-                    let (nope, rope, v, kvl) = (
-                        *qk_nope_head_dim as f64,
-                        *qk_rope_head_dim as f64,
-                        *v_head_dim as f64,
-                        *kv_lora_rank as f64,
-                    );
-                    let w = m.dtypes.attention;
-                    let mut parts: Vec<Op> = Vec::with_capacity(8);
-                    let q_in = match q_lora_rank {
-                        Some(r) => {
-                            parts.push(self.gemm(
-                                OpKind::MlaQAKvAProj,
-                                count,
-                                t,
-                                *r as f64 + kvl + rope,
-                                h,
-                                w,
-                                FixedCost::InModule,
-                            ));
-                            *r as f64
-                        }
-                        None => {
-                            parts.push(self.gemm(
-                                OpKind::MlaKvAProj,
-                                count,
-                                t,
-                                kvl + rope,
-                                h,
-                                w,
-                                FixedCost::InModule,
-                            ));
-                            h
-                        }
+                    let d = MlaDims {
+                        heads: n_heads as f64 / tp,
+                        q_lora: q_lora_rank.map(|r| r as f64),
+                        kv_lora: kv_lora_rank as f64,
+                        nope: qk_nope_head_dim as f64,
+                        rope: qk_rope_head_dim as f64,
+                        v: v_head_dim as f64,
                     };
-                    parts.push(self.gemm(
-                        OpKind::MlaQBProj,
-                        count,
-                        t,
-                        nh * (nope + rope),
-                        q_in,
-                        w,
-                        FixedCost::InModule,
-                    ));
-                    let decode = s.decode_seqs;
-                    let prefill_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
-                    if prefill_tokens > 0.0 {
-                        parts.push(self.gemm(
-                            OpKind::MlaKvBProj,
-                            count,
-                            prefill_tokens,
-                            nh * (nope + v),
-                            kvl,
-                            w,
-                            FixedCost::InModule,
-                        ));
-                    }
-                    if decode > 0.0 {
-                        // Absorbed W_UK (q_nope into the latent) and W_UV (latent
-                        // into v): per head, two bf16 batched GEMMs.
-                        let uk = self.bmm(
-                            OpKind::MlaAbsorb,
-                            count,
-                            nh,
-                            decode,
-                            kvl,
-                            nope,
-                            FixedCost::InModule,
-                        );
-                        let uv = self.bmm(
-                            OpKind::MlaAbsorb,
-                            count,
-                            nh,
-                            decode,
-                            v,
-                            kvl,
-                            FixedCost::InModule,
-                        );
-                        parts.push(Op {
-                            flop: uk.flop + uv.flop,
-                            bytes: uk.bytes + uv.bytes,
-                            time: uk.time + uv.time,
-                            ..uk
-                        });
-                    }
-                    if let Some(ix) = &m.indexer {
-                        let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
-                        parts.push(self.gemm(
-                            OpKind::DsaIndexerProj,
-                            count,
-                            t,
-                            ih * id + id + ih,
-                            q_in.max(h),
-                            w,
-                            FixedCost::InModule,
-                        ));
-                    }
-                    self.attention_core(count, s, mixer, nh, 1.0, 0.0, &mut parts);
-                    parts.push(self.gemm(
-                        OpKind::OProj,
-                        count,
-                        t,
-                        h,
-                        nh * v,
-                        w,
-                        FixedCost::InModule,
-                    ));
-                    // A block of mostly prefill tokens: its parts run slower than
-                    // their sum, and no faster than the eager block's floor.
-                    let prefill_block = prefill_tokens > decode;
-                    let scale = if prefill_block {
-                        self.cal.mla_prefill_scale
-                    } else {
-                        1.0
-                    };
-                    let mut sum = Seconds::ZERO;
-                    for mut p in parts {
-                        p.time = p.time * scale;
-                        sum += p.time;
-                        ops.push(p);
-                    }
-                    let fixed = if prefill_block {
-                        self.cal.mla_overhead.max(self.cal.mla_prefill_floor - sum)
-                    } else {
-                        self.cal.mla_overhead
-                    };
-                    ops.push(Op {
-                        kind: OpKind::MlaFixed,
-                        count,
-                        flop: Flop::ZERO,
-                        bytes: Bytes::ZERO,
-                        time: fixed,
-                        bound: Bound::Overhead,
-                        overhead: fixed,
-                    });
+                    self.mla_ops(count, s, mixer, t, &d, ops);
                 }
             },
         }
-        self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
-        match layer.ffn {
-            Ffn::Dense => {
-                let i = m.dense_intermediate_size as f64 / tp;
-                ops.push(self.gemm(
-                    OpKind::MlpGateUp,
+    }
+
+    /// GQA on one GPU: the fused qkv projection, the core, and o_proj.
+    fn gqa_ops(
+        &self,
+        count: u32,
+        s: &StepShape,
+        mixer: Mixer,
+        t: f64,
+        g: &GqaDims,
+        ops: &mut Vec<Op>,
+    ) {
+        let m = self.model;
+        let l = &self.layout;
+        let tp = l.tp as f64;
+        let h = m.hidden_size as f64;
+        let q = (g.n_heads * g.head_dim) as f64 / tp;
+        let kv_local = if l.tp as u64 <= g.n_kv_heads {
+            g.n_kv_heads / l.tp as u64
+        } else {
+            1
+        };
+        let kv = (kv_local * g.head_dim) as f64;
+        let qo = if g.output_gate { 2.0 * q } else { q };
+        ops.push(self.gemm(
+            OpKind::QkvProj,
+            count,
+            t,
+            qo + 2.0 * kv,
+            h,
+            m.dtypes.attention,
+            FixedCost::Own,
+        ));
+        self.attention_core(
+            count,
+            s,
+            mixer,
+            g.n_heads as f64 / tp,
+            kv_local as f64,
+            g.head_dim as f64,
+            ops,
+        );
+        ops.push(self.gemm(
+            OpKind::OProj,
+            count,
+            t,
+            h,
+            q,
+            m.dtypes.attention,
+            FixedCost::Own,
+        ));
+    }
+
+    /// MLA on one GPU: its projections, the core and o_proj, run as one
+    /// module whose fixed cost (`mla_fixed`) covers all of them.
+    fn mla_ops(
+        &self,
+        count: u32,
+        s: &StepShape,
+        mixer: Mixer,
+        t: f64,
+        d: &MlaDims,
+        ops: &mut Vec<Op>,
+    ) {
+        let h = self.model.hidden_size as f64;
+        let mut parts: Vec<Op> = Vec::with_capacity(8);
+        self.mla_projections(count, s, t, d, &mut parts);
+        self.attention_core(count, s, mixer, d.heads, 1.0, 0.0, &mut parts);
+        parts.push(self.gemm(
+            OpKind::OProj,
+            count,
+            t,
+            h,
+            d.heads * d.v,
+            self.model.dtypes.attention,
+            FixedCost::InModule,
+        ));
+        self.mla_module_ops(count, s, parts, ops);
+    }
+
+    /// MLA's projections before the core: the q/kv down-projections and
+    /// q_b_proj for every token, kv_b_proj for prefill tokens, the absorbed
+    /// BMMs for decode ones, and DSA's indexer projection.
+    fn mla_projections(&self, count: u32, s: &StepShape, t: f64, d: &MlaDims, parts: &mut Vec<Op>) {
+        let m = self.model;
+        let h = m.hidden_size as f64;
+        let w = m.dtypes.attention;
+        let (nh, nope, rope, v, kvl) = (d.heads, d.nope, d.rope, d.v, d.kv_lora);
+        let q_in = match d.q_lora {
+            Some(r) => {
+                parts.push(self.gemm(
+                    OpKind::MlaQAKvAProj,
                     count,
                     t,
-                    2.0 * i,
+                    r + kvl + rope,
                     h,
-                    m.dtypes.dense,
-                    FixedCost::Own,
+                    w,
+                    FixedCost::InModule,
                 ));
-                ops.push(self.gemm(
-                    OpKind::MlpDown,
-                    count,
-                    t,
-                    h,
-                    i,
-                    m.dtypes.dense,
-                    FixedCost::Own,
-                ));
-                self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
+                r
             }
-            Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
+            None => {
+                parts.push(self.gemm(
+                    OpKind::MlaKvAProj,
+                    count,
+                    t,
+                    kvl + rope,
+                    h,
+                    w,
+                    FixedCost::InModule,
+                ));
+                h
+            }
+        };
+        parts.push(self.gemm(
+            OpKind::MlaQBProj,
+            count,
+            t,
+            nh * (nope + rope),
+            q_in,
+            w,
+            FixedCost::InModule,
+        ));
+        let decode = s.decode_seqs;
+        let prefill_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
+        if prefill_tokens > 0.0 {
+            parts.push(self.gemm(
+                OpKind::MlaKvBProj,
+                count,
+                prefill_tokens,
+                nh * (nope + v),
+                kvl,
+                w,
+                FixedCost::InModule,
+            ));
         }
+        if decode > 0.0 {
+            parts.push(self.mla_absorb(count, d, decode));
+        }
+        if let Some(ix) = &m.indexer {
+            let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
+            parts.push(self.gemm(
+                OpKind::DsaIndexerProj,
+                count,
+                t,
+                ih * id + id + ih,
+                q_in.max(h),
+                w,
+                FixedCost::InModule,
+            ));
+        }
+    }
+
+    /// MLA's absorbed BMMs for `decode` tokens, as one op.
+    fn mla_absorb(&self, count: u32, d: &MlaDims, decode: f64) -> Op {
+        // Absorbed W_UK (q_nope into the latent) and W_UV (latent
+        // into v): per head, two bf16 batched GEMMs.
+        let uk = self.bmm(
+            OpKind::MlaAbsorb,
+            count,
+            d.heads,
+            decode,
+            d.kv_lora,
+            d.nope,
+            FixedCost::InModule,
+        );
+        let uv = self.bmm(
+            OpKind::MlaAbsorb,
+            count,
+            d.heads,
+            decode,
+            d.v,
+            d.kv_lora,
+            FixedCost::InModule,
+        );
+        Op {
+            flop: uk.flop + uv.flop,
+            bytes: uk.bytes + uv.bytes,
+            time: uk.time + uv.time,
+            ..uk
+        }
+    }
+
+    /// MLA's parts as one module: scaled when the block is mostly prefill,
+    /// then the module's fixed cost (`mla_fixed`).
+    fn mla_module_ops(&self, count: u32, s: &StepShape, parts: Vec<Op>, ops: &mut Vec<Op>) {
+        let decode = s.decode_seqs;
+        let prefill_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
+        // A block of mostly prefill tokens: its parts run slower than
+        // their sum, and no faster than the eager block's floor.
+        let prefill_block = prefill_tokens > decode;
+        let scale = if prefill_block {
+            self.cal.mla_prefill_scale
+        } else {
+            1.0
+        };
+        let mut sum = Seconds::ZERO;
+        for mut p in parts {
+            p.time = p.time * scale;
+            sum += p.time;
+            ops.push(p);
+        }
+        let fixed = if prefill_block {
+            self.cal.mla_overhead.max(self.cal.mla_prefill_floor - sum)
+        } else {
+            self.cal.mla_overhead
+        };
+        ops.push(Op {
+            kind: OpKind::MlaFixed,
+            count,
+            flop: Flop::ZERO,
+            bytes: Bytes::ZERO,
+            time: fixed,
+            bound: Bound::Overhead,
+            overhead: fixed,
+        });
     }
 
     /// Attention core over `heads` local query heads and `kv_heads` local KV heads.
@@ -848,7 +935,9 @@ impl<'a> CostContext<'a> {
         }
     }
 
-    fn linear_attention_ops(&self, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
+    /// Gated-DeltaNet linear attention on one GPU: in_proj, the recurrent
+    /// state update, and out_proj.
+    fn linear_ops(&self, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
         let m = self.model;
         let la = m
             .linear_attention
