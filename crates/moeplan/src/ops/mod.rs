@@ -8,7 +8,9 @@
 //! `max(FLOP / (peak × eff), bytes / (bandwidth × eff)) + fixed cost`, and
 //! collectives are `latency + algorithm factor × bytes / link bandwidth`.
 
-use crate::calibration::{Calibration, CollectiveCurve, GemmCurve, MoeCurve};
+use crate::calibration::{
+    AttentionDecodeCurve, AttentionPrefillCurve, Calibration, CollectiveCurve, GemmCurve, MoeCurve,
+};
 use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::layout::Layout;
@@ -113,6 +115,41 @@ struct MlaDims {
     rope: f64,
     /// Per-head value dimension.
     v: f64,
+}
+
+/// What the decode and prefill parts of one layer's attention core share.
+#[derive(Clone, Copy, Debug)]
+struct CoreDims {
+    /// Layers the core runs in.
+    count: u32,
+    /// Query heads on this GPU.
+    heads: f64,
+    /// Dimension of one head (0 for MLA: its forms carry the widths).
+    head_dim: f64,
+    /// KV-cache bytes per token of the layer on this GPU.
+    kv_tok: Bytes,
+    /// Keys a query attends at most (infinite without a sliding window).
+    window: f64,
+    /// Keys DSA's indexer lets a query read (infinite without it).
+    topk: f64,
+}
+
+/// Query-key pairs that `full` new tokens after `s0` cached ones attend
+/// under a causal mask limited to the last `window` keys.
+fn causal_pairs(s0: f64, full: f64, window: f64) -> f64 {
+    if window.is_finite() {
+        let w = window;
+        let causal = |x: f64| {
+            if x <= w {
+                x * (x + 1.0) / 2.0
+            } else {
+                w * (w + 1.0) / 2.0 + (x - w) * w
+            }
+        };
+        causal(s0 + full) - causal(s0)
+    } else {
+        full * s0 + full * (full + 1.0) / 2.0
+    }
 }
 
 /// One operator of a step, per occurrence, on one GPU.
@@ -806,13 +843,20 @@ impl<'a> CostContext<'a> {
         ops: &mut Vec<Op>,
     ) {
         let m = self.model;
-        let peak = self.gpu.peak_bf16();
-        let l = &self.layout;
         let mla = matches!(m.attention, Attention::Mla { .. });
-        let kv_tok = kv_bytes_per_token_layer_gpu(m, l, mixer);
-        let window = match mixer {
-            Mixer::Sliding { window } => window as f64,
-            _ => f64::INFINITY,
+        let core = CoreDims {
+            count,
+            heads,
+            head_dim,
+            kv_tok: kv_bytes_per_token_layer_gpu(m, &self.layout, mixer),
+            window: match mixer {
+                Mixer::Sliding { window } => window as f64,
+                _ => f64::INFINITY,
+            },
+            topk: m
+                .indexer
+                .as_ref()
+                .map_or(f64::INFINITY, |ix| ix.topk as f64),
         };
         // Per query token: FLOP per attended key, and the query/key width.
         // MLA runs in two forms, and engines split a mixed batch by kind:
@@ -847,91 +891,103 @@ impl<'a> CostContext<'a> {
         } else {
             (&self.cal.attn_decode, &self.cal.attn_prefill)
         };
-        let topk = m
-            .indexer
-            .as_ref()
-            .map_or(f64::INFINITY, |ix| ix.topk as f64);
         if s.decode_seqs > 0.0 {
-            let b = s.decode_seqs;
-            let ctx = (s.decode_context / l.cp as f64).min(window);
-            let read = ctx.min(topk);
-            let (flop_per_pair, qk_dim) = decode_form;
-            let c = decode_curve;
-            let mut flop = Flop(b * flop_per_pair * read);
-            let mut bytes = Bytes(kv_tok.0 * b * read + b * heads * qk_dim.max(head_dim) * 4.0);
-            if let Some(ix) = &m.indexer {
-                flop += Flop(b * 2.0 * (ix.n_heads * ix.head_dim) as f64 * ctx);
-                bytes += Bytes(b * ctx * ix.head_dim as f64);
-            }
-            let p = b * if mla { 1.0 } else { kv_heads };
-            let mem = saturating(c.mem_eff, p, c.p_half);
-            let tc = flop / (peak * c.eff_compute);
-            let tm = bytes / (self.bw() * mem);
-            let overhead = c.overhead + c.per_sequence * b;
-            let (t, bound) = roofline(tc, tm);
-            let mut cp_comm = Seconds::ZERO;
-            if l.cp > 1 {
-                // Partial softmax results merged across CP ranks.
-                cp_comm = self.cal.allgather.at(l.cp).0;
-            }
-            ops.push(Op {
-                kind: OpKind::AttentionDecode,
-                count,
-                flop,
-                bytes,
-                time: t + overhead + cp_comm,
-                bound,
-                overhead: overhead + cp_comm,
-            });
+            // The decode curve saturates in batch · KV heads; MLA's latent is one.
+            let kv_streams = if mla { 1.0 } else { kv_heads };
+            ops.push(self.decode_core(&core, s, decode_form, decode_curve, kv_streams));
         }
         if s.prefill_seqs > 0.0 {
-            let b = s.prefill_seqs;
-            let n = s.prefill_tokens_per_seq / l.cp as f64;
-            let s0 = s.prefill_offset;
-            // Attended pairs of n new tokens after s0 cached ones, window-limited
-            // (CP ranks split the query tokens, each attending the whole prefix).
-            let full = s.prefill_tokens_per_seq;
-            let pairs_total = if window.is_finite() {
-                let w = window;
-                let causal = |x: f64| {
-                    if x <= w {
-                        x * (x + 1.0) / 2.0
-                    } else {
-                        w * (w + 1.0) / 2.0 + (x - w) * w
-                    }
-                };
-                causal(s0 + full) - causal(s0)
-            } else {
-                full * s0 + full * (full + 1.0) / 2.0
-            };
-            let pairs = (pairs_total / l.cp as f64).min(n * topk.max(1.0));
-            let (flop_per_pair, qk_dim) = prefill_form;
-            let c = prefill_curve;
-            let flop = Flop(b * flop_per_pair * pairs);
-            let bytes =
-                Bytes(b * n * (2.0 * heads * qk_dim.max(head_dim) * 2.0) + b * n * kv_tok.0);
-            let ctas = b * heads * (n / 128.0).ceil();
-            let isl = s0 + full;
-            let eff =
-                c.eff_max * saturating(1.0, isl, c.isl_half) * saturating(1.0, ctas, c.cta_half);
-            let tc = flop / (peak * eff.max(1e-6));
-            let tm = bytes / (self.bw() * c.mem_eff);
-            let (t, bound) = roofline(tc, tm);
-            let mut comm = Seconds::ZERO;
-            if l.cp > 1 {
-                // Ring exchange of KV chunks, overlapped with compute.
-                let kv_bytes = Bytes(b * n * kv_tok.0 * (l.cp - 1) as f64);
-                comm = (kv_bytes / (self.gpu.nvlink_bandwidth * 0.7) - t).max(Seconds::ZERO);
-            }
-            ops.push(Op {
-                kind: OpKind::AttentionPrefill,
-                count,
-                flop,
-                bytes,
-                time: t + c.overhead + comm,
-                bound,
-                overhead: c.overhead,
-            });
+            ops.push(self.prefill_core(&core, s, prefill_form, prefill_curve));
+        }
+    }
+
+    /// The decode part of the attention core: each decode sequence's one new
+    /// token reads its cached context (window- and top-k-limited).
+    fn decode_core(
+        &self,
+        core: &CoreDims,
+        s: &StepShape,
+        form: (f64, f64),
+        c: &AttentionDecodeCurve,
+        kv_streams: f64,
+    ) -> Op {
+        let l = &self.layout;
+        let b = s.decode_seqs;
+        let ctx = (s.decode_context / l.cp as f64).min(core.window);
+        let read = ctx.min(core.topk);
+        let (flop_per_pair, qk_dim) = form;
+        let mut flop = Flop(b * flop_per_pair * read);
+        let mut bytes =
+            Bytes(core.kv_tok.0 * b * read + b * core.heads * qk_dim.max(core.head_dim) * 4.0);
+        if let Some(ix) = &self.model.indexer {
+            flop += Flop(b * 2.0 * (ix.n_heads * ix.head_dim) as f64 * ctx);
+            bytes += Bytes(b * ctx * ix.head_dim as f64);
+        }
+        let p = b * kv_streams;
+        let mem = saturating(c.mem_eff, p, c.p_half);
+        let tc = flop / (self.gpu.peak_bf16() * c.eff_compute);
+        let tm = bytes / (self.bw() * mem);
+        let overhead = c.overhead + c.per_sequence * b;
+        let (t, bound) = roofline(tc, tm);
+        let mut cp_comm = Seconds::ZERO;
+        if l.cp > 1 {
+            // Partial softmax results merged across CP ranks.
+            cp_comm = self.cal.allgather.at(l.cp).0;
+        }
+        Op {
+            kind: OpKind::AttentionDecode,
+            count: core.count,
+            flop,
+            bytes,
+            time: t + overhead + cp_comm,
+            bound,
+            overhead: overhead + cp_comm,
+        }
+    }
+
+    /// The prefill part of the attention core: each prompt's new tokens
+    /// attend causally to its cached prefix and to each other.
+    fn prefill_core(
+        &self,
+        core: &CoreDims,
+        s: &StepShape,
+        form: (f64, f64),
+        c: &AttentionPrefillCurve,
+    ) -> Op {
+        let l = &self.layout;
+        let b = s.prefill_seqs;
+        let n = s.prefill_tokens_per_seq / l.cp as f64;
+        let s0 = s.prefill_offset;
+        // Attended pairs of n new tokens after s0 cached ones, window-limited
+        // (CP ranks split the query tokens, each attending the whole prefix).
+        let full = s.prefill_tokens_per_seq;
+        let pairs_total = causal_pairs(s0, full, core.window);
+        let pairs = (pairs_total / l.cp as f64).min(n * core.topk.max(1.0));
+        let (flop_per_pair, qk_dim) = form;
+        let flop = Flop(b * flop_per_pair * pairs);
+        let bytes = Bytes(
+            b * n * (2.0 * core.heads * qk_dim.max(core.head_dim) * 2.0) + b * n * core.kv_tok.0,
+        );
+        let ctas = b * core.heads * (n / 128.0).ceil();
+        let isl = s0 + full;
+        let eff = c.eff_max * saturating(1.0, isl, c.isl_half) * saturating(1.0, ctas, c.cta_half);
+        let tc = flop / (self.gpu.peak_bf16() * eff.max(1e-6));
+        let tm = bytes / (self.bw() * c.mem_eff);
+        let (t, bound) = roofline(tc, tm);
+        let mut comm = Seconds::ZERO;
+        if l.cp > 1 {
+            // Ring exchange of KV chunks, overlapped with compute.
+            let kv_bytes = Bytes(b * n * core.kv_tok.0 * (l.cp - 1) as f64);
+            comm = (kv_bytes / (self.gpu.nvlink_bandwidth * 0.7) - t).max(Seconds::ZERO);
+        }
+        Op {
+            kind: OpKind::AttentionPrefill,
+            count: core.count,
+            flop,
+            bytes,
+            time: t + c.overhead + comm,
+            bound,
+            overhead: c.overhead,
         }
     }
 
