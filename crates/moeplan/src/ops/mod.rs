@@ -9,13 +9,14 @@
 //! collectives are `latency + algorithm factor × bytes / link bandwidth`.
 
 use crate::calibration::{
-    AttentionDecodeCurve, AttentionPrefillCurve, Calibration, CollectiveCurve, GemmCurve, MoeCurve,
+    AllToAllCurve, AttentionDecodeCurve, AttentionPrefillCurve, Calibration, CollectiveCurve,
+    GemmCurve, MoeCurve,
 };
 use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::kv_bytes_per_token_layer_gpu;
-use crate::model::{Attention, Ffn, Layer, Mixer, Model};
+use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe};
 use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
 use serde::Serialize;
 
@@ -149,6 +150,31 @@ fn causal_pairs(s0: f64, full: f64, window: f64) -> f64 {
         causal(s0 + full) - causal(s0)
     } else {
         full * s0 + full * (full + 1.0) / 2.0
+    }
+}
+
+/// The EP exchange's traffic beyond its curve's latencies: link time and
+/// bytes of each direction, and the latency that crossing nodes adds.
+#[derive(Clone, Copy, Debug)]
+struct EpTraffic {
+    /// Link time and bytes of the dispatch.
+    dispatch: (Seconds, Bytes),
+    /// Link time and bytes of the combine.
+    combine: (Seconds, Bytes),
+    /// Latency added to both (the network's, across nodes).
+    extra: Seconds,
+}
+
+/// One leg of the EP exchange: `latency`, then `link` time moving `bytes`.
+fn exchange_leg(kind: OpKind, count: u32, latency: Seconds, (link, bytes): (Seconds, Bytes)) -> Op {
+    Op {
+        kind,
+        count,
+        flop: Flop::ZERO,
+        bytes,
+        time: latency + link,
+        bound: Bound::Communication,
+        overhead: latency,
     }
 }
 
@@ -1055,15 +1081,35 @@ impl<'a> CostContext<'a> {
         let moe = m.moe.as_ref().expect("MoE layer implies MoE");
         let l = &self.layout;
         let h = m.hidden_size as f64;
-        let tp = l.tp as f64;
-        let k = moe.experts_per_token as f64;
         let e = moe.n_routed_experts as f64;
         ops.push(self.gemm(OpKind::Router, count, t, e, h, DType::Bf16, FixedCost::Own));
         // Distinct tokens of the stage, and of one expert replica (EDP group).
         let peers = (l.dp - 1) as f64 * peer_tokens.map_or(t, |p| p / l.cp as f64);
         let stage_tokens = (t + peers) * l.cp as f64;
         let group_tokens = stage_tokens / l.edp() as f64;
-        let replicated = l.dp * l.cp == 1;
+        ops.push(self.routed_experts(moe, count, t, group_tokens));
+        if moe.n_shared_experts > 0 && moe.shared_intermediate_size > 0 {
+            let i = moe.n_shared_experts as f64 * moe.shared_intermediate_size as f64 / l.tp as f64;
+            let kinds = (OpKind::SharedExpertGateUp, OpKind::SharedExpertDown);
+            self.mlp_ops(kinds, count, t, i, ops);
+        }
+        self.moe_comm_ops(moe, count, t, stage_tokens, ops);
+    }
+
+    /// Whether every GPU of the TP group holds all the tokens that reach the
+    /// experts (one attention-DP rank, no CP): no exchange, a TP all-reduce.
+    fn moe_replicated(&self) -> bool {
+        self.layout.dp * self.layout.cp == 1
+    }
+
+    /// The routed experts on this GPU: the grouped GEMM over the rows routed
+    /// to its experts (the busiest EP rank's), and the permutation pass.
+    fn routed_experts(&self, moe: &Moe, count: u32, t: f64, group_tokens: f64) -> Op {
+        let m = self.model;
+        let l = &self.layout;
+        let h = m.hidden_size as f64;
+        let k = moe.experts_per_token as f64;
+        let e = moe.n_routed_experts as f64;
         let slots = e + self.redundant_experts as f64;
         let e_local = slots / l.ep as f64;
         let i_local = moe.expert_intermediate_size as f64 / l.etp as f64;
@@ -1084,11 +1130,11 @@ impl<'a> CostContext<'a> {
         // this GPU holds when they are replicated over the TP group (the
         // fits charge it on T·k whatever the EP size), else the rows
         // dispatched to it.
-        let present = if replicated { t * k } else { rows };
+        let present = if self.moe_replicated() { t * k } else { rows };
         let rows_pass = Bytes(present * (h + i_local) * 2.0) / (self.bw() * curve.rows_eff);
         let fixed = curve.overhead + curve.per_local_expert * e_local;
         let (time, bound) = roofline(tc, tm);
-        ops.push(Op {
+        Op {
             kind: OpKind::MoeExperts,
             count,
             flop,
@@ -1096,101 +1142,20 @@ impl<'a> CostContext<'a> {
             time: time + rows_pass + fixed,
             bound,
             overhead: fixed,
-        });
-        if moe.n_shared_experts > 0 && moe.shared_intermediate_size > 0 {
-            let i = moe.n_shared_experts as f64 * moe.shared_intermediate_size as f64 / tp;
-            ops.push(self.gemm(
-                OpKind::SharedExpertGateUp,
-                count,
-                t,
-                2.0 * i,
-                h,
-                m.dtypes.dense,
-                FixedCost::Own,
-            ));
-            ops.push(self.gemm(
-                OpKind::SharedExpertDown,
-                count,
-                t,
-                h,
-                i,
-                m.dtypes.dense,
-                FixedCost::Own,
-            ));
         }
-        // Communication around the experts.
-        if replicated {
+    }
+
+    /// The collectives around the experts: the TP all-reduce when every GPU
+    /// holds the tokens, else the EP exchange and the TP all-gather after
+    /// it, else expert TP's gather and reduce-scatter over the DP ranks.
+    fn moe_comm_ops(&self, moe: &Moe, count: u32, t: f64, stage_tokens: f64, ops: &mut Vec<Op>) {
+        let l = &self.layout;
+        let h = self.model.hidden_size as f64;
+        let tp = l.tp as f64;
+        if self.moe_replicated() {
             self.tp_all_reduce(OpKind::TpAllReduceMoe, count, t, ops);
         } else if l.ep > 1 {
-            // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
-            let own = t / tp;
-            let payload = Bytes(own * k * h * 2.0 * (l.ep - 1) as f64 / l.ep as f64);
-            // The engine's low-latency mode up to its buffer, else high-throughput.
-            let ll = own <= self.cal.alltoall_ll_max_tokens;
-            let c = if ll {
-                &self.cal.alltoall_ll
-            } else {
-                &self.cal.alltoall_ht
-            };
-            let group = l.ep * l.etp;
-            let node = self.gpu.gpus_per_node;
-            // Inside one node: the fitted DeepEP curves (bytes = routed copies
-            // in bf16, as the calibration was fitted).
-            let nvlink = |eff: f64, bytes: Bytes| bytes / (self.gpu.nvlink_bandwidth * eff);
-            let (dispatch_t, combine_t, dispatch_bytes, combine_bytes, extra) = if group <= node {
-                (
-                    nvlink(c.dispatch_eff, payload),
-                    nvlink(c.combine_eff, payload),
-                    payload,
-                    payload,
-                    Seconds::ZERO,
-                )
-            } else {
-                // Across nodes DeepEP sends each token once per destination
-                // node over the network (then forwards it on NVLink), and
-                // dispatches in FP8 (1 byte + a 4-byte scale per 128) when the
-                // experts compute in FP8; the combine returns bf16. With k
-                // experts drawn over N nodes a token reaches N(1 − (1 − 1/N)^k)
-                // distinct nodes, of which (N − 1)/N are remote on average.
-                let nodes = (group as f64 / node as f64).ceil();
-                let reached = nodes * (1.0 - (1.0 - 1.0 / nodes).powf(k));
-                let remote = reached * (nodes - 1.0) / nodes;
-                let fp8 = matches!(
-                    self.moe_precision(m.dtypes.experts).0,
-                    Precision::Fp8 | Precision::Fp4
-                );
-                let dispatch_elem = if fp8 { 1.0 + 4.0 / 128.0 } else { 2.0 };
-                let net = self.gpu.network_bandwidth * self.cal.network_eff;
-                let net_dispatch = Bytes(own * remote * h * dispatch_elem);
-                let net_combine = Bytes(own * remote * h * 2.0);
-                // The local part still rides NVLink, overlapped with the network.
-                let local = payload * ((node - 1) as f64 / (group - 1).max(1) as f64);
-                (
-                    (net_dispatch / net).max(nvlink(c.dispatch_eff, local)),
-                    (net_combine / net).max(nvlink(c.combine_eff, local)),
-                    net_dispatch + local,
-                    net_combine + local,
-                    self.gpu.network_latency,
-                )
-            };
-            ops.push(Op {
-                kind: OpKind::EpDispatch,
-                count,
-                flop: Flop::ZERO,
-                bytes: dispatch_bytes,
-                time: c.dispatch_latency + extra + dispatch_t,
-                bound: Bound::Communication,
-                overhead: c.dispatch_latency + extra,
-            });
-            ops.push(Op {
-                kind: OpKind::EpCombine,
-                count,
-                flop: Flop::ZERO,
-                bytes: combine_bytes,
-                time: c.combine_latency + extra + combine_t,
-                bound: Bound::Communication,
-                overhead: c.combine_latency + extra,
-            });
+            self.ep_exchange_ops(moe, count, t, ops);
             if l.tp > 1 {
                 ops.push(self.collective(
                     OpKind::TpAllGatherMoe,
@@ -1219,6 +1184,92 @@ impl<'a> CostContext<'a> {
                 (g - 1) as f64 / g as f64,
             ));
         }
+    }
+
+    /// The EP exchange (DeepEP): the dispatch of this GPU's routed tokens to
+    /// the experts' owners, and the combine that brings them back.
+    fn ep_exchange_ops(&self, moe: &Moe, count: u32, t: f64, ops: &mut Vec<Op>) {
+        let l = &self.layout;
+        let h = self.model.hidden_size as f64;
+        let k = moe.experts_per_token as f64;
+        // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
+        let own = t / l.tp as f64;
+        let payload = Bytes(own * k * h * 2.0 * (l.ep - 1) as f64 / l.ep as f64);
+        // The engine's low-latency mode up to its buffer, else high-throughput.
+        let ll = own <= self.cal.alltoall_ll_max_tokens;
+        let c = if ll {
+            &self.cal.alltoall_ll
+        } else {
+            &self.cal.alltoall_ht
+        };
+        let x = if l.ep * l.etp <= self.gpu.gpus_per_node {
+            // Inside one node: the fitted DeepEP curves (bytes = routed copies
+            // in bf16, as the calibration was fitted).
+            EpTraffic {
+                dispatch: (self.nvlink_time(c.dispatch_eff, payload), payload),
+                combine: (self.nvlink_time(c.combine_eff, payload), payload),
+                extra: Seconds::ZERO,
+            }
+        } else {
+            self.ep_across_nodes(c, own, k, payload)
+        };
+        let dispatch_latency = c.dispatch_latency + x.extra;
+        let combine_latency = c.combine_latency + x.extra;
+        ops.push(exchange_leg(
+            OpKind::EpDispatch,
+            count,
+            dispatch_latency,
+            x.dispatch,
+        ));
+        ops.push(exchange_leg(
+            OpKind::EpCombine,
+            count,
+            combine_latency,
+            x.combine,
+        ));
+    }
+
+    /// The EP exchange's traffic across nodes for `own` tokens of this GPU
+    /// routed to `k` experts each (`payload`: its bf16 routed copies).
+    fn ep_across_nodes(&self, c: &AllToAllCurve, own: f64, k: f64, payload: Bytes) -> EpTraffic {
+        let h = self.model.hidden_size as f64;
+        let group = self.layout.ep * self.layout.etp;
+        let node = self.gpu.gpus_per_node;
+        // Across nodes DeepEP sends each token once per destination
+        // node over the network (then forwards it on NVLink), and
+        // dispatches in FP8 (1 byte + a 4-byte scale per 128) when the
+        // experts compute in FP8; the combine returns bf16. With k
+        // experts drawn over N nodes a token reaches N(1 − (1 − 1/N)^k)
+        // distinct nodes, of which (N − 1)/N are remote on average.
+        let nodes = (group as f64 / node as f64).ceil();
+        let reached = nodes * (1.0 - (1.0 - 1.0 / nodes).powf(k));
+        let remote = reached * (nodes - 1.0) / nodes;
+        let fp8 = matches!(
+            self.moe_precision(self.model.dtypes.experts).0,
+            Precision::Fp8 | Precision::Fp4
+        );
+        let dispatch_elem = if fp8 { 1.0 + 4.0 / 128.0 } else { 2.0 };
+        let net = self.gpu.network_bandwidth * self.cal.network_eff;
+        let net_dispatch = Bytes(own * remote * h * dispatch_elem);
+        let net_combine = Bytes(own * remote * h * 2.0);
+        // The local part still rides NVLink, overlapped with the network.
+        let local = payload * ((node - 1) as f64 / (group - 1).max(1) as f64);
+        EpTraffic {
+            dispatch: (
+                (net_dispatch / net).max(self.nvlink_time(c.dispatch_eff, local)),
+                net_dispatch + local,
+            ),
+            combine: (
+                (net_combine / net).max(self.nvlink_time(c.combine_eff, local)),
+                net_combine + local,
+            ),
+            extra: self.gpu.network_latency,
+        }
+    }
+
+    /// Time to move `bytes` over NVLink at `eff` of its bandwidth.
+    fn nvlink_time(&self, eff: f64, bytes: Bytes) -> Seconds {
+        bytes / (self.gpu.nvlink_bandwidth * eff)
     }
 
     /// The math precision (and peak) of the fused-MoE kernel engines run for
