@@ -363,8 +363,8 @@ impl<'a> CostContext<'a> {
     pub fn step(&self, shape: &StepShape) -> StepCost {
         let n = self.stages.len();
         let mut stage_times = Vec::with_capacity(n);
-        let mut worst: (usize, Vec<Op>) = (0, Vec::new());
-        let mut worst_time = Seconds(-1.0);
+        // The slowest stage so far, its time and ops; the first of equal times stays.
+        let mut worst: Option<(usize, Seconds, Vec<Op>)> = None;
         for (s, classes) in self.stages.iter().enumerate() {
             let mut ops = Vec::with_capacity(24);
             for (layer, count) in classes {
@@ -378,11 +378,11 @@ impl<'a> CostContext<'a> {
             }
             let t: Seconds = ops.iter().map(Op::total).sum();
             stage_times.push(t);
-            if t.0 > worst_time.0 {
-                worst_time = t;
-                worst = (s, ops);
+            if worst.as_ref().is_none_or(|(_, w, _)| t.0 > w.0) {
+                worst = Some((s, t, ops));
             }
         }
+        let (slowest_stage, _, ops) = worst.unwrap_or_default();
         let transfer = if n > 1 {
             let bytes =
                 Bytes(shape.tokens() / self.layout.cp as f64 * self.model.hidden_size as f64 * 2.0);
@@ -401,8 +401,8 @@ impl<'a> CostContext<'a> {
         };
         StepCost {
             stage_times,
-            slowest_stage: worst.0,
-            ops: worst.1,
+            slowest_stage,
+            ops,
             stage_transfer: transfer,
         }
     }
