@@ -1093,6 +1093,7 @@ impl<'a> CostContext<'a> {
             let kinds = (OpKind::SharedExpertGateUp, OpKind::SharedExpertDown);
             self.mlp_ops(kinds, count, t, i, ops);
         }
+        // Communication around the experts.
         self.moe_comm_ops(moe, count, t, stage_tokens, ops);
     }
 
