@@ -661,16 +661,13 @@ fn critical_paths(dag: &Dag, d: &mut Diags) -> Vec<PhaseReport> {
                 busy[gpu as usize] += dag.nodes[*i].time_s;
             }
         }
-        let (busiest, busiest_time) =
-            busy.iter()
-                .enumerate()
-                .fold((0usize, Seconds(-1.0)), |b, (i, t)| {
-                    if t.0 > b.1 .0 {
-                        (i, *t)
-                    } else {
-                        b
-                    }
-                });
+        // The busiest GPU: the first of equal times (GPU 0 when there is none).
+        let (busiest, busiest_time) = busy
+            .iter()
+            .copied()
+            .enumerate()
+            .reduce(|b, (i, t)| if t.0 > b.1 .0 { (i, t) } else { b })
+            .unwrap_or((0, Seconds::ZERO));
         out.push(PhaseReport {
             phase: p.phase,
             nodes: members.len(),

@@ -8,12 +8,15 @@
 //! `max(FLOP / (peak × eff), bytes / (bandwidth × eff)) + fixed cost`, and
 //! collectives are `latency + algorithm factor × bytes / link bandwidth`.
 
-use crate::calibration::{Calibration, CollectiveCurve, GemmCurve, MoeCurve};
+use crate::calibration::{
+    AllToAllCurve, AttentionDecodeCurve, AttentionPrefillCurve, Calibration, CollectiveCurve,
+    GemmCurve, MoeCurve,
+};
 use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::kv_bytes_per_token_layer_gpu;
-use crate::model::{Attention, Ffn, Layer, Mixer, Model};
+use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe};
 use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
 use serde::Serialize;
 
@@ -66,6 +69,114 @@ impl Bound {
             Bound::Communication => "communication",
             Bound::Overhead => "overhead",
         }
+    }
+}
+
+/// The roofline of one op: the larger of its compute time `tc` and memory
+/// time `tm`, and which it is (compute on a tie).
+fn roofline(tc: Seconds, tm: Seconds) -> (Seconds, Bound) {
+    if tc.0 >= tm.0 {
+        (tc, Bound::Compute)
+    } else {
+        (tm, Bound::Memory)
+    }
+}
+
+/// An efficiency that saturates in `x`: `max · x / (x + half)`, or `max`
+/// when the curve has no half point (`half` ≤ 0). A curve whose efficiency
+/// is a product of such terms takes each factor with `max = 1`.
+fn saturating(max: f64, x: f64, half: f64) -> f64 {
+    if half > 0.0 {
+        max * x / (x + half)
+    } else {
+        max
+    }
+}
+
+/// A GQA layer's attention, as the model gives it (before TP).
+#[derive(Clone, Copy, Debug)]
+struct GqaDims {
+    n_heads: u64,
+    n_kv_heads: u64,
+    head_dim: u64,
+    /// The q projection also produces a sigmoid output gate (Qwen3.5).
+    output_gate: bool,
+}
+
+/// An MLA layer's widths on one GPU: TP splits the heads.
+#[derive(Clone, Copy, Debug)]
+struct MlaDims {
+    /// Query heads on this GPU.
+    heads: f64,
+    /// Rank of the query down-projection (None: q projected directly).
+    q_lora: Option<f64>,
+    /// Rank of the compressed KV latent.
+    kv_lora: f64,
+    /// Per-head query/key dimension without rotary part.
+    nope: f64,
+    /// Rotary part of the query/key.
+    rope: f64,
+    /// Per-head value dimension.
+    v: f64,
+}
+
+/// What the decode and prefill parts of one layer's attention core share.
+#[derive(Clone, Copy, Debug)]
+struct CoreDims {
+    /// Layers the core runs in.
+    count: u32,
+    /// Query heads on this GPU.
+    heads: f64,
+    /// Dimension of one head (0 for MLA: its forms carry the widths).
+    head_dim: f64,
+    /// KV-cache bytes per token of the layer on this GPU.
+    kv_tok: Bytes,
+    /// Keys a query attends at most (infinite without a sliding window).
+    window: f64,
+    /// Keys DSA's indexer lets a query read (infinite without it).
+    topk: f64,
+}
+
+/// Query-key pairs that `full` new tokens after `s0` cached ones attend
+/// under a causal mask limited to the last `window` keys.
+fn causal_pairs(s0: f64, full: f64, window: f64) -> f64 {
+    if window.is_finite() {
+        let w = window;
+        let causal = |x: f64| {
+            if x <= w {
+                x * (x + 1.0) / 2.0
+            } else {
+                w * (w + 1.0) / 2.0 + (x - w) * w
+            }
+        };
+        causal(s0 + full) - causal(s0)
+    } else {
+        full * s0 + full * (full + 1.0) / 2.0
+    }
+}
+
+/// The EP exchange's traffic beyond its curve's latencies: link time and
+/// bytes of each direction, and the latency that crossing nodes adds.
+#[derive(Clone, Copy, Debug)]
+struct EpTraffic {
+    /// Link time and bytes of the dispatch.
+    dispatch: (Seconds, Bytes),
+    /// Link time and bytes of the combine.
+    combine: (Seconds, Bytes),
+    /// Latency added to both (the network's, across nodes).
+    extra: Seconds,
+}
+
+/// One leg of the EP exchange: `latency`, then `link` time moving `bytes`.
+fn exchange_leg(kind: OpKind, count: u32, latency: Seconds, (link, bytes): (Seconds, Bytes)) -> Op {
+    Op {
+        kind,
+        count,
+        flop: Flop::ZERO,
+        bytes,
+        time: latency + link,
+        bound: Bound::Communication,
+        overhead: latency,
     }
 }
 
@@ -254,8 +365,8 @@ impl<'a> CostContext<'a> {
     pub fn step(&self, shape: &StepShape) -> StepCost {
         let n = self.stages.len();
         let mut stage_times = Vec::with_capacity(n);
-        let mut worst: (usize, Vec<Op>) = (0, Vec::new());
-        let mut worst_time = Seconds(-1.0);
+        // The slowest stage so far, its time and ops; the first of equal times stays.
+        let mut worst: Option<(usize, Seconds, Vec<Op>)> = None;
         for (s, classes) in self.stages.iter().enumerate() {
             let mut ops = Vec::with_capacity(24);
             for (layer, count) in classes {
@@ -269,11 +380,11 @@ impl<'a> CostContext<'a> {
             }
             let t: Seconds = ops.iter().map(Op::total).sum();
             stage_times.push(t);
-            if t.0 > worst_time.0 {
-                worst_time = t;
-                worst = (s, ops);
+            if worst.as_ref().is_none_or(|(_, w, _)| t.0 > w.0) {
+                worst = Some((s, t, ops));
             }
         }
+        let (slowest_stage, _, ops) = worst.unwrap_or_default();
         let transfer = if n > 1 {
             let bytes =
                 Bytes(shape.tokens() / self.layout.cp as f64 * self.model.hidden_size as f64 * 2.0);
@@ -292,8 +403,8 @@ impl<'a> CostContext<'a> {
         };
         StepCost {
             stage_times,
-            slowest_stage: worst.0,
-            ops: worst.1,
+            slowest_stage,
+            ops,
             stage_transfer: transfer,
         }
     }
@@ -328,11 +439,7 @@ impl<'a> CostContext<'a> {
         };
         let flop = Flop(2.0 * m * n * k);
         let bytes = Bytes(n * k * w.bytes() + m * k * act_bytes + m * n * 2.0);
-        let eff = if curve.m_half > 0.0 {
-            curve.eff_max * m / (m + curve.m_half)
-        } else {
-            curve.eff_max
-        };
+        let eff = saturating(curve.eff_max, m, curve.m_half);
         let tc = flop / (peak * eff.max(1e-6));
         let tm = bytes / (self.bw() * curve.mem_eff);
         let quant = if curve.quant_eff > 0.0 && precision != Precision::Bf16 {
@@ -341,11 +448,7 @@ impl<'a> CostContext<'a> {
             Seconds::ZERO
         };
         let overhead = fixed.of(curve.overhead);
-        let (t, bound) = if tc.0 >= tm.0 {
-            (tc, Bound::Compute)
-        } else {
-            (tm, Bound::Memory)
-        };
+        let (t, bound) = roofline(tc, tm);
         Op {
             kind,
             count,
@@ -374,19 +477,11 @@ impl<'a> CostContext<'a> {
         let c = &self.cal.mla_bmm;
         let flop = Flop(2.0 * heads * m * n * k);
         let bytes = Bytes(heads * (n * k + m * k + m * n) * 2.0);
-        let eff = if c.m_half > 0.0 {
-            c.eff_max * m / (m + c.m_half)
-        } else {
-            c.eff_max
-        };
+        let eff = saturating(c.eff_max, m, c.m_half);
         let tc = flop / (self.gpu.peak_bf16() * eff.max(1e-6));
         let tm = bytes / (self.bw() * c.mem_eff);
         let overhead = fixed.of(c.overhead);
-        let (t, bound) = if tc.0 >= tm.0 {
-            (tc, Bound::Compute)
-        } else {
-            (tm, Bound::Memory)
-        };
+        let (t, bound) = roofline(tc, tm);
         Op {
             kind,
             count,
@@ -472,20 +567,44 @@ impl<'a> CostContext<'a> {
         }
     }
 
+    /// One layer's ops: norms and residuals, the attention mixer and its TP
+    /// all-reduce, then the dense MLP or the MoE block.
     fn layer_ops(&self, layer: &Layer, count: u32, s: &StepShape, ops: &mut Vec<Op>) {
-        let m = self.model;
-        let l = &self.layout;
-        let tp = l.tp as f64;
-        let h = m.hidden_size as f64;
+        let h = self.model.hidden_size as f64;
         // Tokens on one GPU of this DP rank (TP ranks see the same tokens; CP splits them).
-        let t = s.tokens() / l.cp as f64;
+        let t = s.tokens() / self.layout.cp as f64;
         if t <= 0.0 {
             return;
         }
         ops.push(self.elementwise(OpKind::NormsResidual, count, Bytes(t * h * 2.0 * 6.0), 4.0));
-        match layer.mixer {
-            Mixer::Linear => self.linear_attention_ops(count, s, t, ops),
-            mixer => match &m.attention {
+        self.mixer_ops(layer.mixer, count, s, t, ops);
+        self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
+        match layer.ffn {
+            Ffn::Dense => {
+                let i = self.model.dense_intermediate_size as f64 / self.layout.tp as f64;
+                self.mlp_ops((OpKind::MlpGateUp, OpKind::MlpDown), count, t, i, ops);
+                self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
+            }
+            Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
+        }
+    }
+
+    /// A gated MLP's gate/up and down GEMMs over `t` tokens with `i`
+    /// intermediate columns on this GPU, in the dense weights' dtype.
+    fn mlp_ops(&self, kinds: (OpKind, OpKind), count: u32, t: f64, i: f64, ops: &mut Vec<Op>) {
+        let h = self.model.hidden_size as f64;
+        let w = self.model.dtypes.dense;
+        ops.push(self.gemm(kinds.0, count, t, 2.0 * i, h, w, FixedCost::Own));
+        ops.push(self.gemm(kinds.1, count, t, h, i, w, FixedCost::Own));
+    }
+
+    /// The attention mixer of one layer over `t` tokens: linear attention,
+    /// or the model's GQA or MLA.
+    fn mixer_ops(&self, mixer: Mixer, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
+        let tp = self.layout.tp as f64;
+        match mixer {
+            Mixer::Linear => self.linear_ops(count, s, t, ops),
+            mixer => match self.model.attention {
                 Attention::Gqa {
                     n_heads,
                     n_kv_heads,
@@ -493,41 +612,13 @@ impl<'a> CostContext<'a> {
                     output_gate,
                     ..
                 } => {
-                    let q = (*n_heads * *head_dim) as f64 / tp;
-                    let kv_local = if l.tp as u64 <= *n_kv_heads {
-                        *n_kv_heads / l.tp as u64
-                    } else {
-                        1
+                    let g = GqaDims {
+                        n_heads,
+                        n_kv_heads,
+                        head_dim,
+                        output_gate,
                     };
-                    let kv = (kv_local * *head_dim) as f64;
-                    let qo = if *output_gate { 2.0 * q } else { q };
-                    ops.push(self.gemm(
-                        OpKind::QkvProj,
-                        count,
-                        t,
-                        qo + 2.0 * kv,
-                        h,
-                        m.dtypes.attention,
-                        FixedCost::Own,
-                    ));
-                    self.attention_core(
-                        count,
-                        s,
-                        mixer,
-                        *n_heads as f64 / tp,
-                        kv_local as f64,
-                        *head_dim as f64,
-                        ops,
-                    );
-                    ops.push(self.gemm(
-                        OpKind::OProj,
-                        count,
-                        t,
-                        h,
-                        q,
-                        m.dtypes.attention,
-                        FixedCost::Own,
-                    ));
+                    self.gqa_ops(count, s, mixer, t, &g, ops);
                 }
                 Attention::Mla {
                     n_heads,
@@ -537,170 +628,234 @@ impl<'a> CostContext<'a> {
                     qk_rope_head_dim,
                     v_head_dim,
                 } => {
-                    let nh = *n_heads as f64 / tp;
-                    let (nope, rope, v, kvl) = (
-                        *qk_nope_head_dim as f64,
-                        *qk_rope_head_dim as f64,
-                        *v_head_dim as f64,
-                        *kv_lora_rank as f64,
-                    );
-                    let w = m.dtypes.attention;
-                    let mut parts: Vec<Op> = Vec::with_capacity(8);
-                    let q_in = match q_lora_rank {
-                        Some(r) => {
-                            parts.push(self.gemm(
-                                OpKind::MlaQAKvAProj,
-                                count,
-                                t,
-                                *r as f64 + kvl + rope,
-                                h,
-                                w,
-                                FixedCost::InModule,
-                            ));
-                            *r as f64
-                        }
-                        None => {
-                            parts.push(self.gemm(
-                                OpKind::MlaKvAProj,
-                                count,
-                                t,
-                                kvl + rope,
-                                h,
-                                w,
-                                FixedCost::InModule,
-                            ));
-                            h
-                        }
+                    let d = MlaDims {
+                        heads: n_heads as f64 / tp,
+                        q_lora: q_lora_rank.map(|r| r as f64),
+                        kv_lora: kv_lora_rank as f64,
+                        nope: qk_nope_head_dim as f64,
+                        rope: qk_rope_head_dim as f64,
+                        v: v_head_dim as f64,
                     };
-                    parts.push(self.gemm(
-                        OpKind::MlaQBProj,
-                        count,
-                        t,
-                        nh * (nope + rope),
-                        q_in,
-                        w,
-                        FixedCost::InModule,
-                    ));
-                    let decode = s.decode_seqs;
-                    let prefill_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
-                    if prefill_tokens > 0.0 {
-                        parts.push(self.gemm(
-                            OpKind::MlaKvBProj,
-                            count,
-                            prefill_tokens,
-                            nh * (nope + v),
-                            kvl,
-                            w,
-                            FixedCost::InModule,
-                        ));
-                    }
-                    if decode > 0.0 {
-                        // Absorbed W_UK (q_nope into the latent) and W_UV (latent
-                        // into v): per head, two bf16 batched GEMMs.
-                        let uk = self.bmm(
-                            OpKind::MlaAbsorb,
-                            count,
-                            nh,
-                            decode,
-                            kvl,
-                            nope,
-                            FixedCost::InModule,
-                        );
-                        let uv = self.bmm(
-                            OpKind::MlaAbsorb,
-                            count,
-                            nh,
-                            decode,
-                            v,
-                            kvl,
-                            FixedCost::InModule,
-                        );
-                        parts.push(Op {
-                            flop: uk.flop + uv.flop,
-                            bytes: uk.bytes + uv.bytes,
-                            time: uk.time + uv.time,
-                            ..uk
-                        });
-                    }
-                    if let Some(ix) = &m.indexer {
-                        let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
-                        parts.push(self.gemm(
-                            OpKind::DsaIndexerProj,
-                            count,
-                            t,
-                            ih * id + id + ih,
-                            q_in.max(h),
-                            w,
-                            FixedCost::InModule,
-                        ));
-                    }
-                    self.attention_core(count, s, mixer, nh, 1.0, 0.0, &mut parts);
-                    parts.push(self.gemm(
-                        OpKind::OProj,
-                        count,
-                        t,
-                        h,
-                        nh * v,
-                        w,
-                        FixedCost::InModule,
-                    ));
-                    // A block of mostly prefill tokens: its parts run slower than
-                    // their sum, and no faster than the eager block's floor.
-                    let prefill_block = prefill_tokens > decode;
-                    let scale = if prefill_block {
-                        self.cal.mla_prefill_scale
-                    } else {
-                        1.0
-                    };
-                    let mut sum = Seconds::ZERO;
-                    for mut p in parts {
-                        p.time = p.time * scale;
-                        sum += p.time;
-                        ops.push(p);
-                    }
-                    let fixed = if prefill_block {
-                        self.cal.mla_overhead.max(self.cal.mla_prefill_floor - sum)
-                    } else {
-                        self.cal.mla_overhead
-                    };
-                    ops.push(Op {
-                        kind: OpKind::MlaFixed,
-                        count,
-                        flop: Flop::ZERO,
-                        bytes: Bytes::ZERO,
-                        time: fixed,
-                        bound: Bound::Overhead,
-                        overhead: fixed,
-                    });
+                    self.mla_ops(count, s, mixer, t, &d, ops);
                 }
             },
         }
-        self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
-        match layer.ffn {
-            Ffn::Dense => {
-                let i = m.dense_intermediate_size as f64 / tp;
-                ops.push(self.gemm(
-                    OpKind::MlpGateUp,
+    }
+
+    /// GQA on one GPU: the fused qkv projection, the core, and o_proj.
+    fn gqa_ops(
+        &self,
+        count: u32,
+        s: &StepShape,
+        mixer: Mixer,
+        t: f64,
+        g: &GqaDims,
+        ops: &mut Vec<Op>,
+    ) {
+        let m = self.model;
+        let l = &self.layout;
+        let tp = l.tp as f64;
+        let h = m.hidden_size as f64;
+        let q = (g.n_heads * g.head_dim) as f64 / tp;
+        let kv_local = if l.tp as u64 <= g.n_kv_heads {
+            g.n_kv_heads / l.tp as u64
+        } else {
+            1
+        };
+        let kv = (kv_local * g.head_dim) as f64;
+        let qo = if g.output_gate { 2.0 * q } else { q };
+        ops.push(self.gemm(
+            OpKind::QkvProj,
+            count,
+            t,
+            qo + 2.0 * kv,
+            h,
+            m.dtypes.attention,
+            FixedCost::Own,
+        ));
+        self.attention_core(
+            count,
+            s,
+            mixer,
+            g.n_heads as f64 / tp,
+            kv_local as f64,
+            g.head_dim as f64,
+            ops,
+        );
+        ops.push(self.gemm(
+            OpKind::OProj,
+            count,
+            t,
+            h,
+            q,
+            m.dtypes.attention,
+            FixedCost::Own,
+        ));
+    }
+
+    /// MLA on one GPU: its projections, the core and o_proj, run as one
+    /// module whose fixed cost (`mla_fixed`) covers all of them.
+    fn mla_ops(
+        &self,
+        count: u32,
+        s: &StepShape,
+        mixer: Mixer,
+        t: f64,
+        d: &MlaDims,
+        ops: &mut Vec<Op>,
+    ) {
+        let h = self.model.hidden_size as f64;
+        let mut parts: Vec<Op> = Vec::with_capacity(8);
+        self.mla_projections(count, s, t, d, &mut parts);
+        self.attention_core(count, s, mixer, d.heads, 1.0, 0.0, &mut parts);
+        parts.push(self.gemm(
+            OpKind::OProj,
+            count,
+            t,
+            h,
+            d.heads * d.v,
+            self.model.dtypes.attention,
+            FixedCost::InModule,
+        ));
+        self.mla_module_ops(count, s, parts, ops);
+    }
+
+    /// MLA's projections before the core: the q/kv down-projections and
+    /// q_b_proj for every token, kv_b_proj for prefill tokens, the absorbed
+    /// BMMs for decode ones, and DSA's indexer projection.
+    fn mla_projections(&self, count: u32, s: &StepShape, t: f64, d: &MlaDims, parts: &mut Vec<Op>) {
+        let m = self.model;
+        let h = m.hidden_size as f64;
+        let w = m.dtypes.attention;
+        let (nh, nope, rope, v, kvl) = (d.heads, d.nope, d.rope, d.v, d.kv_lora);
+        let q_in = match d.q_lora {
+            Some(r) => {
+                parts.push(self.gemm(
+                    OpKind::MlaQAKvAProj,
                     count,
                     t,
-                    2.0 * i,
+                    r + kvl + rope,
                     h,
-                    m.dtypes.dense,
-                    FixedCost::Own,
+                    w,
+                    FixedCost::InModule,
                 ));
-                ops.push(self.gemm(
-                    OpKind::MlpDown,
-                    count,
-                    t,
-                    h,
-                    i,
-                    m.dtypes.dense,
-                    FixedCost::Own,
-                ));
-                self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
+                r
             }
-            Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
+            None => {
+                parts.push(self.gemm(
+                    OpKind::MlaKvAProj,
+                    count,
+                    t,
+                    kvl + rope,
+                    h,
+                    w,
+                    FixedCost::InModule,
+                ));
+                h
+            }
+        };
+        parts.push(self.gemm(
+            OpKind::MlaQBProj,
+            count,
+            t,
+            nh * (nope + rope),
+            q_in,
+            w,
+            FixedCost::InModule,
+        ));
+        let decode = s.decode_seqs;
+        let prefill_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
+        if prefill_tokens > 0.0 {
+            parts.push(self.gemm(
+                OpKind::MlaKvBProj,
+                count,
+                prefill_tokens,
+                nh * (nope + v),
+                kvl,
+                w,
+                FixedCost::InModule,
+            ));
         }
+        if decode > 0.0 {
+            parts.push(self.mla_absorb(count, d, decode));
+        }
+        if let Some(ix) = &m.indexer {
+            let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
+            parts.push(self.gemm(
+                OpKind::DsaIndexerProj,
+                count,
+                t,
+                ih * id + id + ih,
+                q_in.max(h),
+                w,
+                FixedCost::InModule,
+            ));
+        }
+    }
+
+    /// MLA's absorbed BMMs for `decode` tokens, as one op.
+    fn mla_absorb(&self, count: u32, d: &MlaDims, decode: f64) -> Op {
+        // Absorbed W_UK (q_nope into the latent) and W_UV (latent
+        // into v): per head, two bf16 batched GEMMs.
+        let uk = self.bmm(
+            OpKind::MlaAbsorb,
+            count,
+            d.heads,
+            decode,
+            d.kv_lora,
+            d.nope,
+            FixedCost::InModule,
+        );
+        let uv = self.bmm(
+            OpKind::MlaAbsorb,
+            count,
+            d.heads,
+            decode,
+            d.v,
+            d.kv_lora,
+            FixedCost::InModule,
+        );
+        Op {
+            flop: uk.flop + uv.flop,
+            bytes: uk.bytes + uv.bytes,
+            time: uk.time + uv.time,
+            ..uk
+        }
+    }
+
+    /// MLA's parts as one module: scaled when the block is mostly prefill,
+    /// then the module's fixed cost (`mla_fixed`).
+    fn mla_module_ops(&self, count: u32, s: &StepShape, parts: Vec<Op>, ops: &mut Vec<Op>) {
+        let decode = s.decode_seqs;
+        let prefill_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
+        // A block of mostly prefill tokens: its parts run slower than
+        // their sum, and no faster than the eager block's floor.
+        let prefill_block = prefill_tokens > decode;
+        let scale = if prefill_block {
+            self.cal.mla_prefill_scale
+        } else {
+            1.0
+        };
+        let mut sum = Seconds::ZERO;
+        for mut p in parts {
+            p.time = p.time * scale;
+            sum += p.time;
+            ops.push(p);
+        }
+        let fixed = if prefill_block {
+            self.cal.mla_overhead.max(self.cal.mla_prefill_floor - sum)
+        } else {
+            self.cal.mla_overhead
+        };
+        ops.push(Op {
+            kind: OpKind::MlaFixed,
+            count,
+            flop: Flop::ZERO,
+            bytes: Bytes::ZERO,
+            time: fixed,
+            bound: Bound::Overhead,
+            overhead: fixed,
+        });
     }
 
     /// Attention core over `heads` local query heads and `kv_heads` local KV heads.
@@ -716,13 +871,20 @@ impl<'a> CostContext<'a> {
         ops: &mut Vec<Op>,
     ) {
         let m = self.model;
-        let peak = self.gpu.peak_bf16();
-        let l = &self.layout;
         let mla = matches!(m.attention, Attention::Mla { .. });
-        let kv_tok = kv_bytes_per_token_layer_gpu(m, l, mixer);
-        let window = match mixer {
-            Mixer::Sliding { window } => window as f64,
-            _ => f64::INFINITY,
+        let core = CoreDims {
+            count,
+            heads,
+            head_dim,
+            kv_tok: kv_bytes_per_token_layer_gpu(m, &self.layout, mixer),
+            window: match mixer {
+                Mixer::Sliding { window } => window as f64,
+                _ => f64::INFINITY,
+            },
+            topk: m
+                .indexer
+                .as_ref()
+                .map_or(f64::INFINITY, |ix| ix.topk as f64),
         };
         // Per query token: FLOP per attended key, and the query/key width.
         // MLA runs in two forms, and engines split a mixed batch by kind:
@@ -757,116 +919,109 @@ impl<'a> CostContext<'a> {
         } else {
             (&self.cal.attn_decode, &self.cal.attn_prefill)
         };
-        let topk = m
-            .indexer
-            .as_ref()
-            .map_or(f64::INFINITY, |ix| ix.topk as f64);
         if s.decode_seqs > 0.0 {
-            let b = s.decode_seqs;
-            let ctx = (s.decode_context / l.cp as f64).min(window);
-            let read = ctx.min(topk);
-            let (flop_per_pair, qk_dim) = decode_form;
-            let c = decode_curve;
-            let mut flop = Flop(b * flop_per_pair * read);
-            let mut bytes = Bytes(kv_tok.0 * b * read + b * heads * qk_dim.max(head_dim) * 4.0);
-            if let Some(ix) = &m.indexer {
-                flop += Flop(b * 2.0 * (ix.n_heads * ix.head_dim) as f64 * ctx);
-                bytes += Bytes(b * ctx * ix.head_dim as f64);
-            }
-            let p = b * if mla { 1.0 } else { kv_heads };
-            let mem = if c.p_half > 0.0 {
-                c.mem_eff * p / (p + c.p_half)
-            } else {
-                c.mem_eff
-            };
-            let tc = flop / (peak * c.eff_compute);
-            let tm = bytes / (self.bw() * mem);
-            let overhead = c.overhead + c.per_sequence * b;
-            let (t, bound) = if tc.0 >= tm.0 {
-                (tc, Bound::Compute)
-            } else {
-                (tm, Bound::Memory)
-            };
-            let mut cp_comm = Seconds::ZERO;
-            if l.cp > 1 {
-                // Partial softmax results merged across CP ranks.
-                cp_comm = self.cal.allgather.at(l.cp).0;
-            }
-            ops.push(Op {
-                kind: OpKind::AttentionDecode,
-                count,
-                flop,
-                bytes,
-                time: t + overhead + cp_comm,
-                bound,
-                overhead: overhead + cp_comm,
-            });
+            // The decode curve saturates in batch · KV heads; MLA's latent is one.
+            let kv_streams = if mla { 1.0 } else { kv_heads };
+            ops.push(self.decode_core(&core, s, decode_form, decode_curve, kv_streams));
         }
         if s.prefill_seqs > 0.0 {
-            let b = s.prefill_seqs;
-            let n = s.prefill_tokens_per_seq / l.cp as f64;
-            let s0 = s.prefill_offset;
-            // Attended pairs of n new tokens after s0 cached ones, window-limited
-            // (CP ranks split the query tokens, each attending the whole prefix).
-            let full = s.prefill_tokens_per_seq;
-            let pairs_total = if window.is_finite() {
-                let w = window;
-                let causal = |x: f64| {
-                    if x <= w {
-                        x * (x + 1.0) / 2.0
-                    } else {
-                        w * (w + 1.0) / 2.0 + (x - w) * w
-                    }
-                };
-                causal(s0 + full) - causal(s0)
-            } else {
-                full * s0 + full * (full + 1.0) / 2.0
-            };
-            let pairs = (pairs_total / l.cp as f64).min(n * topk.max(1.0));
-            let (flop_per_pair, qk_dim) = prefill_form;
-            let c = prefill_curve;
-            let flop = Flop(b * flop_per_pair * pairs);
-            let bytes =
-                Bytes(b * n * (2.0 * heads * qk_dim.max(head_dim) * 2.0) + b * n * kv_tok.0);
-            let ctas = b * heads * (n / 128.0).ceil();
-            let isl = s0 + full;
-            let eff = c.eff_max
-                * if c.isl_half > 0.0 {
-                    isl / (isl + c.isl_half)
-                } else {
-                    1.0
-                }
-                * if c.cta_half > 0.0 {
-                    ctas / (ctas + c.cta_half)
-                } else {
-                    1.0
-                };
-            let tc = flop / (peak * eff.max(1e-6));
-            let tm = bytes / (self.bw() * c.mem_eff);
-            let (t, bound) = if tc.0 >= tm.0 {
-                (tc, Bound::Compute)
-            } else {
-                (tm, Bound::Memory)
-            };
-            let mut comm = Seconds::ZERO;
-            if l.cp > 1 {
-                // Ring exchange of KV chunks, overlapped with compute.
-                let kv_bytes = Bytes(b * n * kv_tok.0 * (l.cp - 1) as f64);
-                comm = (kv_bytes / (self.gpu.nvlink_bandwidth * 0.7) - t).max(Seconds::ZERO);
-            }
-            ops.push(Op {
-                kind: OpKind::AttentionPrefill,
-                count,
-                flop,
-                bytes,
-                time: t + c.overhead + comm,
-                bound,
-                overhead: c.overhead,
-            });
+            ops.push(self.prefill_core(&core, s, prefill_form, prefill_curve));
         }
     }
 
-    fn linear_attention_ops(&self, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
+    /// The decode part of the attention core: each decode sequence's one new
+    /// token reads its cached context (window- and top-k-limited).
+    fn decode_core(
+        &self,
+        core: &CoreDims,
+        s: &StepShape,
+        form: (f64, f64),
+        c: &AttentionDecodeCurve,
+        kv_streams: f64,
+    ) -> Op {
+        let l = &self.layout;
+        let b = s.decode_seqs;
+        let ctx = (s.decode_context / l.cp as f64).min(core.window);
+        let read = ctx.min(core.topk);
+        let (flop_per_pair, qk_dim) = form;
+        let mut flop = Flop(b * flop_per_pair * read);
+        let mut bytes =
+            Bytes(core.kv_tok.0 * b * read + b * core.heads * qk_dim.max(core.head_dim) * 4.0);
+        if let Some(ix) = &self.model.indexer {
+            flop += Flop(b * 2.0 * (ix.n_heads * ix.head_dim) as f64 * ctx);
+            bytes += Bytes(b * ctx * ix.head_dim as f64);
+        }
+        let p = b * kv_streams;
+        let mem = saturating(c.mem_eff, p, c.p_half);
+        let tc = flop / (self.gpu.peak_bf16() * c.eff_compute);
+        let tm = bytes / (self.bw() * mem);
+        let overhead = c.overhead + c.per_sequence * b;
+        let (t, bound) = roofline(tc, tm);
+        let mut cp_comm = Seconds::ZERO;
+        if l.cp > 1 {
+            // Partial softmax results merged across CP ranks.
+            cp_comm = self.cal.allgather.at(l.cp).0;
+        }
+        Op {
+            kind: OpKind::AttentionDecode,
+            count: core.count,
+            flop,
+            bytes,
+            time: t + overhead + cp_comm,
+            bound,
+            overhead: overhead + cp_comm,
+        }
+    }
+
+    /// The prefill part of the attention core: each prompt's new tokens
+    /// attend causally to its cached prefix and to each other.
+    fn prefill_core(
+        &self,
+        core: &CoreDims,
+        s: &StepShape,
+        form: (f64, f64),
+        c: &AttentionPrefillCurve,
+    ) -> Op {
+        let l = &self.layout;
+        let b = s.prefill_seqs;
+        let n = s.prefill_tokens_per_seq / l.cp as f64;
+        let s0 = s.prefill_offset;
+        // Attended pairs of n new tokens after s0 cached ones, window-limited
+        // (CP ranks split the query tokens, each attending the whole prefix).
+        let full = s.prefill_tokens_per_seq;
+        let pairs_total = causal_pairs(s0, full, core.window);
+        let pairs = (pairs_total / l.cp as f64).min(n * core.topk.max(1.0));
+        let (flop_per_pair, qk_dim) = form;
+        let flop = Flop(b * flop_per_pair * pairs);
+        let bytes = Bytes(
+            b * n * (2.0 * core.heads * qk_dim.max(core.head_dim) * 2.0) + b * n * core.kv_tok.0,
+        );
+        let ctas = b * core.heads * (n / 128.0).ceil();
+        let isl = s0 + full;
+        let eff = c.eff_max * saturating(1.0, isl, c.isl_half) * saturating(1.0, ctas, c.cta_half);
+        let tc = flop / (self.gpu.peak_bf16() * eff.max(1e-6));
+        let tm = bytes / (self.bw() * c.mem_eff);
+        let (t, bound) = roofline(tc, tm);
+        let mut comm = Seconds::ZERO;
+        if l.cp > 1 {
+            // Ring exchange of KV chunks, overlapped with compute.
+            let kv_bytes = Bytes(b * n * core.kv_tok.0 * (l.cp - 1) as f64);
+            comm = (kv_bytes / (self.gpu.nvlink_bandwidth * 0.7) - t).max(Seconds::ZERO);
+        }
+        Op {
+            kind: OpKind::AttentionPrefill,
+            count: core.count,
+            flop,
+            bytes,
+            time: t + c.overhead + comm,
+            bound,
+            overhead: c.overhead,
+        }
+    }
+
+    /// Gated-DeltaNet linear attention on one GPU: in_proj, the recurrent
+    /// state update, and out_proj.
+    fn linear_ops(&self, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
         let m = self.model;
         let la = m
             .linear_attention
@@ -894,11 +1049,7 @@ impl<'a> CostContext<'a> {
         let bytes = state * (2.0 * seqs) + Bytes(t * (2.0 * nk * dk + 2.0 * nv * dv) * 2.0);
         let tc = flop / (self.gpu.peak_bf16() * self.cal.attn_decode.eff_compute);
         let tm = bytes / (self.bw() * self.cal.attn_decode.mem_eff);
-        let (time, bound) = if tc.0 >= tm.0 {
-            (tc, Bound::Compute)
-        } else {
-            (tm, Bound::Memory)
-        };
+        let (time, bound) = roofline(tc, tm);
         let overhead = self.cal.attn_decode.overhead;
         ops.push(Op {
             kind: OpKind::LinearAttnState,
@@ -932,15 +1083,36 @@ impl<'a> CostContext<'a> {
         let moe = m.moe.as_ref().expect("MoE layer implies MoE");
         let l = &self.layout;
         let h = m.hidden_size as f64;
-        let tp = l.tp as f64;
-        let k = moe.experts_per_token as f64;
         let e = moe.n_routed_experts as f64;
         ops.push(self.gemm(OpKind::Router, count, t, e, h, DType::Bf16, FixedCost::Own));
         // Distinct tokens of the stage, and of one expert replica (EDP group).
         let peers = (l.dp - 1) as f64 * peer_tokens.map_or(t, |p| p / l.cp as f64);
         let stage_tokens = (t + peers) * l.cp as f64;
         let group_tokens = stage_tokens / l.edp() as f64;
-        let replicated = l.dp * l.cp == 1;
+        ops.push(self.routed_experts(moe, count, t, group_tokens));
+        if moe.n_shared_experts > 0 && moe.shared_intermediate_size > 0 {
+            let i = moe.n_shared_experts as f64 * moe.shared_intermediate_size as f64 / l.tp as f64;
+            let kinds = (OpKind::SharedExpertGateUp, OpKind::SharedExpertDown);
+            self.mlp_ops(kinds, count, t, i, ops);
+        }
+        // Communication around the experts.
+        self.moe_comm_ops(moe, count, t, stage_tokens, ops);
+    }
+
+    /// Whether every GPU of the TP group holds all the tokens that reach the
+    /// experts (one attention-DP rank, no CP): no exchange, a TP all-reduce.
+    fn moe_replicated(&self) -> bool {
+        self.layout.dp * self.layout.cp == 1
+    }
+
+    /// The routed experts on this GPU: the grouped GEMM over the rows routed
+    /// to its experts (the busiest EP rank's), and the permutation pass.
+    fn routed_experts(&self, moe: &Moe, count: u32, t: f64, group_tokens: f64) -> Op {
+        let m = self.model;
+        let l = &self.layout;
+        let h = m.hidden_size as f64;
+        let k = moe.experts_per_token as f64;
+        let e = moe.n_routed_experts as f64;
         let slots = e + self.redundant_experts as f64;
         let e_local = slots / l.ep as f64;
         let i_local = moe.expert_intermediate_size as f64 / l.etp as f64;
@@ -954,27 +1126,18 @@ impl<'a> CostContext<'a> {
         let flop = Flop(6.0 * h * i_local * rows);
         let bytes =
             Bytes(touched * 3.0 * h * i_local * w.bytes() + rows * (2.0 * h + 2.0 * i_local) * 2.0);
-        let eff = curve.eff_max
-            * if curve.tpe_half > 0.0 {
-                tpe / (tpe + curve.tpe_half)
-            } else {
-                1.0
-            };
+        let eff = curve.eff_max * saturating(1.0, tpe, curve.tpe_half);
         let tc = flop / (peak * eff.max(1e-6));
         let tm = bytes / (self.bw() * curve.mem_eff);
         // Rows the permutation pass covers: every routed row of the tokens
         // this GPU holds when they are replicated over the TP group (the
         // fits charge it on T·k whatever the EP size), else the rows
         // dispatched to it.
-        let present = if replicated { t * k } else { rows };
+        let present = if self.moe_replicated() { t * k } else { rows };
         let rows_pass = Bytes(present * (h + i_local) * 2.0) / (self.bw() * curve.rows_eff);
         let fixed = curve.overhead + curve.per_local_expert * e_local;
-        let (time, bound) = if tc.0 >= tm.0 {
-            (tc, Bound::Compute)
-        } else {
-            (tm, Bound::Memory)
-        };
-        ops.push(Op {
+        let (time, bound) = roofline(tc, tm);
+        Op {
             kind: OpKind::MoeExperts,
             count,
             flop,
@@ -982,101 +1145,20 @@ impl<'a> CostContext<'a> {
             time: time + rows_pass + fixed,
             bound,
             overhead: fixed,
-        });
-        if moe.n_shared_experts > 0 && moe.shared_intermediate_size > 0 {
-            let i = moe.n_shared_experts as f64 * moe.shared_intermediate_size as f64 / tp;
-            ops.push(self.gemm(
-                OpKind::SharedExpertGateUp,
-                count,
-                t,
-                2.0 * i,
-                h,
-                m.dtypes.dense,
-                FixedCost::Own,
-            ));
-            ops.push(self.gemm(
-                OpKind::SharedExpertDown,
-                count,
-                t,
-                h,
-                i,
-                m.dtypes.dense,
-                FixedCost::Own,
-            ));
         }
-        // Communication around the experts.
-        if replicated {
+    }
+
+    /// The collectives around the experts: the TP all-reduce when every GPU
+    /// holds the tokens, else the EP exchange and the TP all-gather after
+    /// it, else expert TP's gather and reduce-scatter over the DP ranks.
+    fn moe_comm_ops(&self, moe: &Moe, count: u32, t: f64, stage_tokens: f64, ops: &mut Vec<Op>) {
+        let l = &self.layout;
+        let h = self.model.hidden_size as f64;
+        let tp = l.tp as f64;
+        if self.moe_replicated() {
             self.tp_all_reduce(OpKind::TpAllReduceMoe, count, t, ops);
         } else if l.ep > 1 {
-            // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
-            let own = t / tp;
-            let payload = Bytes(own * k * h * 2.0 * (l.ep - 1) as f64 / l.ep as f64);
-            // The engine's low-latency mode up to its buffer, else high-throughput.
-            let ll = own <= self.cal.alltoall_ll_max_tokens;
-            let c = if ll {
-                &self.cal.alltoall_ll
-            } else {
-                &self.cal.alltoall_ht
-            };
-            let group = l.ep * l.etp;
-            let node = self.gpu.gpus_per_node;
-            // Inside one node: the fitted DeepEP curves (bytes = routed copies
-            // in bf16, as the calibration was fitted).
-            let nvlink = |eff: f64, bytes: Bytes| bytes / (self.gpu.nvlink_bandwidth * eff);
-            let (dispatch_t, combine_t, dispatch_bytes, combine_bytes, extra) = if group <= node {
-                (
-                    nvlink(c.dispatch_eff, payload),
-                    nvlink(c.combine_eff, payload),
-                    payload,
-                    payload,
-                    Seconds::ZERO,
-                )
-            } else {
-                // Across nodes DeepEP sends each token once per destination
-                // node over the network (then forwards it on NVLink), and
-                // dispatches in FP8 (1 byte + a 4-byte scale per 128) when the
-                // experts compute in FP8; the combine returns bf16. With k
-                // experts drawn over N nodes a token reaches N(1 − (1 − 1/N)^k)
-                // distinct nodes, of which (N − 1)/N are remote on average.
-                let nodes = (group as f64 / node as f64).ceil();
-                let reached = nodes * (1.0 - (1.0 - 1.0 / nodes).powf(k));
-                let remote = reached * (nodes - 1.0) / nodes;
-                let fp8 = matches!(
-                    self.moe_precision(m.dtypes.experts).0,
-                    Precision::Fp8 | Precision::Fp4
-                );
-                let dispatch_elem = if fp8 { 1.0 + 4.0 / 128.0 } else { 2.0 };
-                let net = self.gpu.network_bandwidth * self.cal.network_eff;
-                let net_dispatch = Bytes(own * remote * h * dispatch_elem);
-                let net_combine = Bytes(own * remote * h * 2.0);
-                // The local part still rides NVLink, overlapped with the network.
-                let local = payload * ((node - 1) as f64 / (group - 1).max(1) as f64);
-                (
-                    (net_dispatch / net).max(nvlink(c.dispatch_eff, local)),
-                    (net_combine / net).max(nvlink(c.combine_eff, local)),
-                    net_dispatch + local,
-                    net_combine + local,
-                    self.gpu.network_latency,
-                )
-            };
-            ops.push(Op {
-                kind: OpKind::EpDispatch,
-                count,
-                flop: Flop::ZERO,
-                bytes: dispatch_bytes,
-                time: c.dispatch_latency + extra + dispatch_t,
-                bound: Bound::Communication,
-                overhead: c.dispatch_latency + extra,
-            });
-            ops.push(Op {
-                kind: OpKind::EpCombine,
-                count,
-                flop: Flop::ZERO,
-                bytes: combine_bytes,
-                time: c.combine_latency + extra + combine_t,
-                bound: Bound::Communication,
-                overhead: c.combine_latency + extra,
-            });
+            self.ep_exchange_ops(moe, count, t, ops);
             if l.tp > 1 {
                 ops.push(self.collective(
                     OpKind::TpAllGatherMoe,
@@ -1105,6 +1187,92 @@ impl<'a> CostContext<'a> {
                 (g - 1) as f64 / g as f64,
             ));
         }
+    }
+
+    /// The EP exchange (DeepEP): the dispatch of this GPU's routed tokens to
+    /// the experts' owners, and the combine that brings them back.
+    fn ep_exchange_ops(&self, moe: &Moe, count: u32, t: f64, ops: &mut Vec<Op>) {
+        let l = &self.layout;
+        let h = self.model.hidden_size as f64;
+        let k = moe.experts_per_token as f64;
+        // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
+        let own = t / l.tp as f64;
+        let payload = Bytes(own * k * h * 2.0 * (l.ep - 1) as f64 / l.ep as f64);
+        // The engine's low-latency mode up to its buffer, else high-throughput.
+        let ll = own <= self.cal.alltoall_ll_max_tokens;
+        let c = if ll {
+            &self.cal.alltoall_ll
+        } else {
+            &self.cal.alltoall_ht
+        };
+        let x = if l.ep * l.etp <= self.gpu.gpus_per_node {
+            // Inside one node: the fitted DeepEP curves (bytes = routed copies
+            // in bf16, as the calibration was fitted).
+            EpTraffic {
+                dispatch: (self.nvlink_time(c.dispatch_eff, payload), payload),
+                combine: (self.nvlink_time(c.combine_eff, payload), payload),
+                extra: Seconds::ZERO,
+            }
+        } else {
+            self.ep_across_nodes(c, own, k, payload)
+        };
+        let dispatch_latency = c.dispatch_latency + x.extra;
+        let combine_latency = c.combine_latency + x.extra;
+        ops.push(exchange_leg(
+            OpKind::EpDispatch,
+            count,
+            dispatch_latency,
+            x.dispatch,
+        ));
+        ops.push(exchange_leg(
+            OpKind::EpCombine,
+            count,
+            combine_latency,
+            x.combine,
+        ));
+    }
+
+    /// The EP exchange's traffic across nodes for `own` tokens of this GPU
+    /// routed to `k` experts each (`payload`: its bf16 routed copies).
+    fn ep_across_nodes(&self, c: &AllToAllCurve, own: f64, k: f64, payload: Bytes) -> EpTraffic {
+        let h = self.model.hidden_size as f64;
+        let group = self.layout.ep * self.layout.etp;
+        let node = self.gpu.gpus_per_node;
+        // Across nodes DeepEP sends each token once per destination
+        // node over the network (then forwards it on NVLink), and
+        // dispatches in FP8 (1 byte + a 4-byte scale per 128) when the
+        // experts compute in FP8; the combine returns bf16. With k
+        // experts drawn over N nodes a token reaches N(1 − (1 − 1/N)^k)
+        // distinct nodes, of which (N − 1)/N are remote on average.
+        let nodes = (group as f64 / node as f64).ceil();
+        let reached = nodes * (1.0 - (1.0 - 1.0 / nodes).powf(k));
+        let remote = reached * (nodes - 1.0) / nodes;
+        let fp8 = matches!(
+            self.moe_precision(self.model.dtypes.experts).0,
+            Precision::Fp8 | Precision::Fp4
+        );
+        let dispatch_elem = if fp8 { 1.0 + 4.0 / 128.0 } else { 2.0 };
+        let net = self.gpu.network_bandwidth * self.cal.network_eff;
+        let net_dispatch = Bytes(own * remote * h * dispatch_elem);
+        let net_combine = Bytes(own * remote * h * 2.0);
+        // The local part still rides NVLink, overlapped with the network.
+        let local = payload * ((node - 1) as f64 / (group - 1).max(1) as f64);
+        EpTraffic {
+            dispatch: (
+                (net_dispatch / net).max(self.nvlink_time(c.dispatch_eff, local)),
+                net_dispatch + local,
+            ),
+            combine: (
+                (net_combine / net).max(self.nvlink_time(c.combine_eff, local)),
+                net_combine + local,
+            ),
+            extra: self.gpu.network_latency,
+        }
+    }
+
+    /// Time to move `bytes` over NVLink at `eff` of its bandwidth.
+    fn nvlink_time(&self, eff: f64, bytes: Bytes) -> Seconds {
+        bytes / (self.gpu.nvlink_bandwidth * eff)
     }
 
     /// The math precision (and peak) of the fused-MoE kernel engines run for
