@@ -1911,7 +1911,7 @@ pub(super) fn waste(
                 ev,
                 "shrink the prefill pool (or grow the decode pool) until the rates match",
             ));
-        } else if e.regime == "prefill" {
+        } else if e.regime == crate::serving::Regime::Prefill {
             out.push(finding(
                 Severity::Warning,
                 "idle_gpus",

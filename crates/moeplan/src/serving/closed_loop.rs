@@ -135,6 +135,22 @@ pub enum Regime {
     Prefill,
 }
 
+impl Regime {
+    /// The name used in JSON and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Regime::Decode => "decode",
+            Regime::Prefill => "prefill",
+        }
+    }
+}
+
+impl std::fmt::Display for Regime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What the client measures, and the loop's structure for explanations.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LoopResult {

@@ -25,7 +25,7 @@
 
 use super::closed_loop::Shape;
 use super::steps::{Step, StepKind, Stepper};
-use super::{EstimateInput, JsonDetail, PhaseCost, Workload};
+use super::{EstimateInput, JsonDetail, PhaseCost, Regime, Workload};
 use crate::calibration::{Calibration, ServingParams};
 use crate::hardware::Gpu;
 use crate::layout::{Layout, LayoutProblem};
@@ -120,7 +120,7 @@ pub struct DisaggEstimateJson<'a> {
     /// Requests completed per second.
     requests_per_s: f64,
     /// `decode` or `prefill`: which part of the loop sets the pace.
-    regime: &'a str,
+    regime: Regime,
     /// Whether the fullest GPU fits in memory.
     fits: bool,
     /// The step that carries a new prompt (the prefill pool when disaggregated).
@@ -175,7 +175,7 @@ pub struct DisaggEstimate {
     pub requests_per_s: f64,
     /// `decode` when the decode pool sets the pace, `prefill` when the
     /// prefill pool does (requests queue for it).
-    pub regime: &'static str,
+    pub regime: Regime,
     /// The prefill pool.
     pub prefill: PoolEstimate,
     /// The decode pool.
@@ -624,7 +624,11 @@ fn assemble(
         output_tokens_per_s_per_user: TokensPerSecond(1.0 / s.tpot.0.max(1e-12)),
         input_tokens_per_s_per_gpu: TokensPerSecond(per_gpu.0 * w.isl as f64 / osl),
         requests_per_s: s.throughput,
-        regime: if s.prefill_bound { "prefill" } else { "decode" },
+        regime: if s.prefill_bound {
+            Regime::Prefill
+        } else {
+            Regime::Decode
+        },
         fits: pmem.fits() && dmem.fits(),
         prefill: PoolEstimate {
             layout: p.layout,

@@ -15,6 +15,7 @@ pub mod disagg;
 pub mod imbalance;
 pub mod steps;
 
+pub use closed_loop::Regime;
 pub use imbalance::{load_imbalance, REFERENCE_SKEW};
 
 use crate::calibration::{Calibration, ServingParams};
@@ -25,7 +26,7 @@ use crate::model::Model;
 use crate::ops::{Bound, Op};
 use crate::report::Derivation;
 use crate::units::{Bytes, Flop, Seconds, TokensPerSecond};
-use closed_loop::{Loop, LoopParams, LoopResult, Policy, Regime, StepTimes};
+use closed_loop::{Loop, LoopParams, LoopResult, Policy, StepTimes};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use steps::{Step, StepKind, Stepper};
@@ -172,7 +173,7 @@ pub struct Estimate {
     /// Requests decoding per step on the replica (the rest wait for prefill).
     pub decoding_requests: f64,
     /// `decode` when every request decodes each step; `prefill` when the step budget cannot keep up with arriving prompts.
-    pub regime: &'static str,
+    pub regime: Regime,
     /// The engine settings assumed.
     pub engine: crate::memory::EngineConfig,
     /// Whether the memory of the fullest GPU fits.
@@ -505,10 +506,7 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
         output_tokens_per_s_per_user: TokensPerSecond(1.0 / res.tpot.0.max(1e-12)),
         input_tokens_per_s_per_gpu: TokensPerSecond(figures.per_gpu.0 * lp.isl / lp.osl),
         decoding_requests: load.running * load.active_ranks,
-        regime: match res.regime {
-            Regime::Decode => "decode",
-            Regime::Prefill => "prefill",
-        },
+        regime: res.regime,
         engine: inp.engine,
         fits: mem.fits(),
         max_concurrency,
@@ -777,7 +775,7 @@ pub struct EstimateJson<'a> {
     /// Requests decoding per step on the replica.
     decoding_requests: f64,
     /// `decode` or `prefill`: which part of the loop sets the pace.
-    regime: &'a str,
+    regime: Regime,
     /// The engine settings assumed.
     engine: &'a EngineConfig,
     /// Whether the fullest GPU fits in memory.
