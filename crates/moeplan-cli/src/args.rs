@@ -237,7 +237,9 @@ pub struct DeploymentArgs {
 #[derive(Args, Debug)]
 pub struct EstimateArgs {
     /// A plan file (`moeplan schema plan`, aggregated or disaggregated):
-    /// estimate its deployment. Flags override the file's values.
+    /// estimate its deployment; or a scenario file: estimate the planner's
+    /// recommendation for it (told apart by content). Flags override the
+    /// file's values; layout flags do not apply to a scenario.
     pub file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub deployment: DeploymentArgs,
@@ -408,21 +410,26 @@ pub struct AuditArgs {
     pub engine: Option<String>,
 }
 
-/// `moeplan dag`: the deployment comes from the `estimate` flags or from a
-/// scenario's recommended plan.
+/// `moeplan dag`: the deployment comes from a plan file, a scenario's
+/// recommended plan, or the `estimate` flags; flags override a file's values.
 #[derive(Args, Debug)]
 pub struct DagArgs {
-    /// A scenario file: draw the planner's recommended layout (aggregated, or one pool of a disaggregated plan). Without it, --model, --gpu, --isl, --osl and --concurrency describe the deployment.
+    /// A plan file (`moeplan schema plan`: draw one replica of its layout; for a disaggregated plan, one worker of the --pool) or a scenario file (draw the planner's recommended layout), told apart by their content. Without one, the flags describe the deployment as for `moeplan estimate`.
+    #[arg(conflicts_with_all = ["plan", "scenario"])]
+    pub file: Option<std::path::PathBuf>,
+    /// A scenario file (the same as giving it as FILE).
     #[arg(long, conflicts_with = "plan")]
-    pub scenario: Option<String>,
-    /// A plan file (`moeplan schema plan`): draw one replica of its layout (for a disaggregated plan, the --pool).
+    pub scenario: Option<std::path::PathBuf>,
+    /// A plan file (the same as giving it as FILE).
     #[arg(long)]
-    pub plan: Option<String>,
-    /// With --scenario or --plan and a disaggregated deployment: which pool to draw.
+    pub plan: Option<std::path::PathBuf>,
+    /// With a disaggregated deployment: which pool's worker to draw.
     #[arg(long, default_value = "decode", value_parser = choice(&Phase::ALL, Phase::name))]
     pub pool: Phase,
     #[command(flatten)]
     pub deployment: DeploymentArgs,
+    #[command(flatten)]
+    pub pools: PoolArgs,
     /// Which step to draw.
     #[arg(long, default_value = "both", value_parser = choice(&Steps::ALL, Steps::name))]
     pub phase: Steps,

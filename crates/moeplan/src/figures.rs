@@ -200,6 +200,42 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// These figures' deployment written as a plan file would be: its
+    /// layouts and workers, and the workload's concurrency (per replica
+    /// when aggregated, the whole deployment's when disaggregated).
+    pub fn as_plan(&self, s: &crate::spec::scenario::Scenario) -> crate::spec::plan::Plan {
+        use crate::spec::plan::{Claims, Deployment as Written, Plan, Pool};
+        let pool = |i: usize| {
+            let p = &self.pools[i.min(self.pools.len().saturating_sub(1))];
+            Pool {
+                layout: p.layout,
+                replicas: u32::try_from(p.workers).unwrap_or(u32::MAX),
+                redundant_experts: 0,
+                written_product: p.gpus,
+            }
+        };
+        let (deployment, concurrency) = match &self.estimate {
+            Predicted::Aggregated(_) => (
+                Written::Aggregated { pool: pool(0) },
+                self.pools[0].concurrency,
+            ),
+            Predicted::Disaggregated(e) => (
+                Written::Disaggregated {
+                    prefill: pool(0),
+                    decode: pool(1),
+                },
+                e.workload.concurrency,
+            ),
+        };
+        let mut scenario = s.clone();
+        scenario.workload.concurrency = Some(concurrency);
+        Plan {
+            scenario,
+            deployment,
+            claims: Claims::default(),
+        }
+    }
+
     /// `replicas` copies of a replica with `concurrency` requests in flight
     /// each, estimated at the worst-case and the mean lengths.
     pub fn aggregated(

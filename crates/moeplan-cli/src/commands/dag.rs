@@ -6,8 +6,7 @@ use crate::commands::deployment::{self, Deployment};
 use crate::output::{self, ArgError, Failure};
 use moeplan::dag::export::Format;
 use moeplan::dag::{self, export, DagOptions, Phase};
-use moeplan::replica::PoolRole;
-use moeplan::search::{self, PlanOptions};
+use moeplan::replica::{Deployment as ReplicaDeployment, Disaggregated};
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,122 +26,89 @@ fn phases(a: &DagArgs) -> Vec<Phase> {
     a.phase.phases()
 }
 
-fn from_flags(a: &DagArgs) -> Result<Drawing, Failure> {
-    let d = deployment::resolve(&a.deployment, "dag", false)?;
-    Ok(Drawing {
-        d,
-        phases: phases(a),
-        origin: None,
-    })
+/// One worker of the pool `--pool` names, drawn with that pool's step only.
+/// A disaggregated plan's `concurrency` counts the requests of the whole
+/// deployment: a worker holds its share.
+fn pool_worker(a: &DagArgs, d: Disaggregated) -> (Deployment, Vec<Phase>, String) {
+    let pool = match a.pool {
+        Phase::Prefill => d.prefill,
+        Phase::Decode => d.decode,
+    };
+    let workers = pool.workers.max(1);
+    let concurrency = d.workload.concurrency.div_ceil(u64::from(workers));
+    let text = format!(
+        "one worker of the {} pool ({} × {} GPUs, {concurrency} of the {} requests in flight)",
+        a.pool.name(),
+        workers,
+        pool.layout.gpus(),
+        d.workload.concurrency
+    );
+    let replica = Deployment {
+        calibration: d.calibration,
+        layout: pool.layout,
+        workload: moeplan::serving::Workload {
+            concurrency,
+            ..d.workload
+        },
+        engine: d.engine,
+        redundant_experts: d.redundant_experts,
+        routing_skew: d.routing_skew,
+        model: d.model,
+        gpu: d.gpu,
+    };
+    (replica, vec![a.pool], text)
 }
 
-/// Applies --gpus-per-node to a scenario read from a file.
-fn node_size(a: &DagArgs, s: &mut moeplan::spec::scenario::Scenario) -> Result<(), Failure> {
-    if let Some(n) = a.deployment.gpus_per_node {
-        if n == 0 {
-            return Err(bad("--gpus-per-node must be at least 1".into(), None));
+/// What a resolved deployment draws: the replica, or one worker of a pool.
+fn drawing(a: &DagArgs, rd: ReplicaDeployment, origin: Option<String>) -> Drawing {
+    match rd {
+        ReplicaDeployment::Aggregated(d) => Drawing {
+            d,
+            phases: phases(a),
+            origin,
+        },
+        ReplicaDeployment::Disaggregated(d) => {
+            let (d, phases, worker) = pool_worker(a, d);
+            Drawing {
+                d,
+                phases,
+                origin: Some(match origin {
+                    Some(o) => format!("{o}: {worker}"),
+                    None => worker,
+                }),
+            }
         }
-        s.gpu.gpus_per_node = n;
     }
-    Ok(())
 }
 
-fn from_plan(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
-    use moeplan::spec::plan::Deployment as Written;
-    let (plan, _) = moeplan::spec::plan::read(Path::new(path))
-        .map_err(|e| Failure::Input(Box::new(e), false))?;
-    let mut s = plan.scenario.clone();
-    node_size(a, &mut s)?;
-    let (pool, role, phases) = match &plan.deployment {
-        Written::Aggregated { pool } => (pool, "aggregated", phases(a)),
-        Written::Disaggregated { prefill, .. } if a.pool == Phase::Prefill => {
-            (prefill, "prefill", vec![Phase::Prefill])
-        }
-        Written::Disaggregated { decode, .. } => (decode, "decode", vec![Phase::Decode]),
+fn from_flags(a: &DagArgs) -> Result<Drawing, Failure> {
+    let rd = if a.pools.any() {
+        deployment::resolve_disaggregated(&a.deployment, &a.pools, "dag", false)?
+    } else {
+        ReplicaDeployment::Aggregated(deployment::resolve(&a.deployment, "dag", false)?)
     };
-    let concurrency = s
-        .workload
-        .concurrency
-        .unwrap_or(moeplan::audit::DEFAULT_CONCURRENCY);
-    let origin = format!(
-        "the plan {path}: one replica of the {role} pool, {} × {} GPUs{}",
-        pool.replicas,
-        pool.layout.gpus(),
-        if s.workload.concurrency.is_none() {
-            format!(" ({concurrency} requests in flight assumed: the plan states none)")
-        } else {
-            String::new()
-        }
-    );
-    deployment::apply_engine(a.deployment.engine.as_deref(), &mut s, false)?;
-    let engine = deployment::overrides(
-        &a.deployment,
-        s.serving_engine().config(s.gpu.memory),
-        false,
-    )?;
-    Ok(Drawing {
-        d: Deployment::from_scenario(s, pool.layout, concurrency, engine),
-        phases,
-        origin: Some(origin),
-    })
+    Ok(drawing(a, rd, None))
 }
 
-fn from_scenario(a: &DagArgs, path: &str) -> Result<Drawing, Failure> {
-    let mut s = moeplan::spec::scenario::read(Path::new(path))
-        .map_err(|e| Failure::Input(Box::new(e), false))?;
-    node_size(a, &mut s)?;
-    deployment::apply_engine(a.deployment.engine.as_deref(), &mut s, false)?;
-    let opts = PlanOptions::default();
-    let result = search::plan(&s, &opts, &|_, _| {});
-    let Some(rec) = result.recommended else {
-        output::note(&format!(
-            "error: no valid layout of {} fits the scenario, so there is no deployment to draw (exit 1)",
-            s.model.name
-        ));
-        return Err(Failure::Negative);
+fn from_file(a: &DagArgs, path: &Path) -> Result<Drawing, Failure> {
+    let (rd, origin) = deployment::from_file(path, &a.deployment, &a.pools, false)?;
+    let origin = match &rd {
+        ReplicaDeployment::Aggregated(r) => format!(
+            "{origin}: one replica of the aggregated pool, {} GPUs, {} requests in flight",
+            r.layout.gpus(),
+            r.workload.concurrency
+        ),
+        ReplicaDeployment::Disaggregated(_) => origin,
     };
-    let (pool, phases) = match rec
-        .figures
-        .pools
-        .iter()
-        .find(|p| p.role == PoolRole::Aggregated)
-    {
-        Some(p) => (p, phases(a)),
-        None => {
-            let want = a.pool.name();
-            let p = rec
-                .figures
-                .pools
-                .iter()
-                .find(|p| p.role.name() == want)
-                .or_else(|| rec.figures.pools.first())
-                .ok_or_else(|| bad("the recommended plan has no pool".into(), None))?;
-            let phase = match p.role {
-                PoolRole::Prefill => Phase::Prefill,
-                _ => Phase::Decode,
-            };
-            (p, vec![phase])
-        }
-    };
-    let origin = format!(
-        "the planner's recommendation for {}: {} (one worker of the {} pool, {} × {} GPUs{})",
-        s.name,
-        search::describe(&rec),
-        pool.role,
-        pool.workers,
-        pool.layout.gpus(),
-        if pool.role == PoolRole::Aggregated {
-            String::new()
-        } else {
-            format!(", which runs only the {} step", pool.role)
-        }
-    );
-    let engine = deployment::engine(&a.deployment, &s.gpu, false)?;
-    Ok(Drawing {
-        d: Deployment::from_scenario(s, pool.layout, pool.concurrency, engine),
-        phases,
-        origin: Some(origin),
-    })
+    Ok(drawing(a, rd, Some(origin)))
+}
+
+/// The file to draw: FILE, --plan or --scenario (all told apart by content).
+fn source(a: &DagArgs) -> Option<&Path> {
+    a.file
+        .as_deref()
+        .or(a.plan.as_deref())
+        .or(a.scenario.as_deref())
 }
 
 /// Renders DOT to SVG with Graphviz.
@@ -188,10 +154,9 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
 }
 
 pub fn run(a: &DagArgs) -> Result<(), Failure> {
-    let Drawing { d, phases, origin } = match (&a.plan, &a.scenario) {
-        (Some(p), _) => from_plan(a, p)?,
-        (None, Some(p)) => from_scenario(a, p)?,
-        (None, None) => from_flags(a)?,
+    let Drawing { d, phases, origin } = match source(a) {
+        Some(path) => from_file(a, path)?,
+        None => from_flags(a)?,
     };
     let input = d.input();
     let opts = DagOptions {

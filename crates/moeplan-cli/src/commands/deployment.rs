@@ -213,34 +213,38 @@ pub fn invalid_layout(
 /// aggregated replica from the flags.
 pub fn resolve_estimate(a: &EstimateArgs, json: bool) -> Result<ReplicaDeployment, Failure> {
     match &a.file {
-        Some(path) => from_plan_file(path, a, json),
-        None if a.pools.any() => {
-            let r = resolve(&a.deployment, "estimate", json)?;
-            let layout_flags = [
-                a.deployment.tp,
-                a.deployment.pp,
-                a.deployment.dp,
-                a.deployment.cp,
-            ];
-            if layout_flags.iter().any(Option::is_some)
-                || a.deployment.ep.is_some()
-                || a.deployment.etp.is_some()
-            {
-                return Err(ArgError::failure(
-                    "--tp/--pp/--dp/--cp/--ep/--etp describe an aggregated replica; a disaggregated deployment takes --prefill-* and --decode-*".into(),
-                    Some("e.g. --prefill-tp 8 --decode-dp 8 --decode-ep 8".into()),
-                    json,
-                ));
+        Some(path) => {
+            let (d, origin) = from_file(path, &a.deployment, &a.pools, json)?;
+            if !json {
+                crate::output::print(&format!("from {origin}"));
             }
-            Ok(ReplicaDeployment::Disaggregated(disaggregate(
-                r,
-                &a.deployment,
-                &a.pools,
-                json,
-            )?))
+            Ok(d)
         }
+        None if a.pools.any() => resolve_disaggregated(&a.deployment, &a.pools, "estimate", json),
         None => resolve(&a.deployment, "estimate", json).map(ReplicaDeployment::Aggregated),
     }
+}
+
+/// A disaggregated deployment from the flags alone (`--prefill-*`,
+/// `--decode-*`; `--concurrency` counts the whole deployment's requests).
+pub fn resolve_disaggregated(
+    f: &DeploymentArgs,
+    pools: &PoolArgs,
+    command: &str,
+    json: bool,
+) -> Result<ReplicaDeployment, Failure> {
+    let r = resolve(f, command, json)?;
+    let layout_flags = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp];
+    if layout_flags.iter().any(Option::is_some) {
+        return Err(ArgError::failure(
+            "--tp/--pp/--dp/--cp/--ep/--etp describe an aggregated replica; a disaggregated deployment takes --prefill-* and --decode-*".into(),
+            Some("e.g. --prefill-tp 8 --decode-dp 8 --decode-ep 8".into()),
+            json,
+        ));
+    }
+    Ok(ReplicaDeployment::Disaggregated(disaggregate(
+        r, f, pools, json,
+    )?))
 }
 
 /// A pool's layout from its flags (degrees default to 1; experts fold as engines do).
@@ -363,22 +367,20 @@ fn invalid_pools(d: &Disaggregated, json: bool) -> Option<Failure> {
     })
 }
 
-/// A plan file's deployment with the flags over it. Flags that do not
-/// apply to the file's mode are errors, never ignored.
-fn from_plan_file(
-    path: &std::path::Path,
-    a: &EstimateArgs,
+/// The deployment flags that describe the scenario (model, GPU, lengths,
+/// concurrency, efficiencies, dtypes, node size, engine) over a scenario or
+/// a plan's scenario: the one place flags are merged over a file.
+pub fn apply_to_scenario(
+    f: &DeploymentArgs,
+    s: &mut moeplan::spec::scenario::Scenario,
     json: bool,
-) -> Result<ReplicaDeployment, Failure> {
-    let (mut plan, _) =
-        moeplan::spec::plan::read(path).map_err(|e| Failure::Input(Box::new(e), json))?;
-    let f = &a.deployment;
+) -> Result<(), Failure> {
     let input = |e| Failure::Input(Box::new(e), json);
     if let Some(m) = &f.model {
-        plan.scenario.model = moeplan::catalog::resolve_model(m).map_err(input)?;
+        s.model = moeplan::catalog::resolve_model(m).map_err(input)?;
     }
     if let Some(g) = &f.gpu {
-        plan.scenario.gpu = moeplan::catalog::resolve_gpu(g).map_err(input)?;
+        s.gpu = moeplan::catalog::resolve_gpu(g).map_err(input)?;
     }
     for (flag, v) in [
         ("isl", f.isl),
@@ -393,7 +395,7 @@ fn from_plan_file(
             ));
         }
     }
-    let w = &mut plan.scenario.workload;
+    let w = &mut s.workload;
     if let Some(v) = f.isl {
         w.isl = moeplan::spec::scenario::Lengths { min: v, max: v };
     }
@@ -404,21 +406,19 @@ fn from_plan_file(
         w.concurrency = f.concurrency;
     }
     if let Some(m) = f.mfu {
-        plan.scenario.mfu = fraction(Some(m), "mfu", json)?;
+        s.mfu = fraction(Some(m), "mfu", json)?;
     }
     if let Some(b) = f.bandwidth_utilization {
-        plan.scenario.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", json)?;
+        s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", json)?;
     }
-    let mut s_model = plan.scenario.model.clone();
     if let Some(d) = dtype(&f.weight_dtype, "weight-dtype", json)? {
-        s_model.dtypes.attention = d;
-        s_model.dtypes.experts = d;
-        s_model.dtypes.dense = d;
+        s.model.dtypes.attention = d;
+        s.model.dtypes.experts = d;
+        s.model.dtypes.dense = d;
     }
     if let Some(k) = dtype(&f.kv_dtype, "kv-dtype", json)? {
-        s_model.dtypes.kv_cache = k;
+        s.model.dtypes.kv_cache = k;
     }
-    plan.scenario.model = s_model;
     if let Some(n) = f.gpus_per_node {
         if n == 0 {
             return Err(ArgError::failure(
@@ -427,9 +427,66 @@ fn from_plan_file(
                 json,
             ));
         }
-        plan.scenario.gpu.gpus_per_node = n;
+        s.gpu.gpus_per_node = n;
     }
-    apply_engine(f.engine.as_deref(), &mut plan.scenario, json)?;
+    apply_engine(f.engine.as_deref(), s, json)
+}
+
+/// A plan or scenario file's deployment with the flags over it, and where
+/// it comes from: a plan's own, or the planner's recommendation for a
+/// scenario (told apart by content). Flags that do not apply are errors,
+/// never ignored.
+pub fn from_file(
+    path: &std::path::Path,
+    f: &DeploymentArgs,
+    pools: &PoolArgs,
+    json: bool,
+) -> Result<(ReplicaDeployment, String), Failure> {
+    let input = |e| Failure::Input(Box::new(e), json);
+    if moeplan::spec::plan::is_plan(path).map_err(input)? {
+        let (mut plan, _) = moeplan::spec::plan::read(path).map_err(input)?;
+        apply_to_scenario(f, &mut plan.scenario, json)?;
+        let d = plan_deployment(plan, path, f, pools, json)?;
+        return Ok((d, format!("the plan {}", path.display())));
+    }
+    let layout = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp]
+        .iter()
+        .any(Option::is_some);
+    if layout || pools.any() || f.redundant_experts > 0 {
+        return Err(ArgError::failure(
+            format!("{} is a scenario, whose layout is the planner's choice: --tp/--pp/--dp/--cp/--ep/--etp, --redundant-experts and the pool flags do not apply", path.display()),
+            Some("give a plan file for a layout of your own, or describe it with the flags alone".into()),
+            json,
+        ));
+    }
+    let mut s = moeplan::spec::scenario::read(path).map_err(input)?;
+    apply_to_scenario(f, &mut s, json)?;
+    let result = moeplan::search::plan(&s, &moeplan::search::PlanOptions::default(), &|_, _| {});
+    let Some(rec) = result.recommended else {
+        crate::output::note(&format!(
+            "error: no valid layout of {} fits {}, so there is no deployment (exit 1)",
+            s.model.name,
+            path.display()
+        ));
+        return Err(Failure::Negative);
+    };
+    let origin = format!(
+        "the planner's recommendation for {}: {}",
+        s.name,
+        moeplan::search::describe(&rec)
+    );
+    let plan = rec.figures.as_plan(&s);
+    Ok((plan_deployment(plan, path, f, pools, json)?, origin))
+}
+
+/// A plan's deployment with the layout and pool flags over it.
+fn plan_deployment(
+    plan: moeplan::spec::plan::Plan,
+    path: &std::path::Path,
+    f: &DeploymentArgs,
+    pools: &PoolArgs,
+    json: bool,
+) -> Result<ReplicaDeployment, Failure> {
     let engine = overrides(
         f,
         plan.scenario
@@ -442,7 +499,7 @@ fn from_plan_file(
         .any(Option::is_some);
     match ReplicaDeployment::from_plan(&plan, engine) {
         ReplicaDeployment::Aggregated(mut r) => {
-            if a.pools.any() {
+            if pools.any() {
                 return Err(ArgError::failure(
                     format!(
                         "{} is an aggregated plan: --prefill-*/--decode-* do not apply",
@@ -479,7 +536,7 @@ fn from_plan_file(
                     json,
                 ));
             }
-            let p = &a.pools;
+            let p = pools;
             let over = |l: Layout, d: [Option<u32>; 5]| {
                 let [tp, pp, dp, ep, etp] = d;
                 if d.iter().all(Option::is_none) {

@@ -154,3 +154,65 @@ fn plan_files_draw_their_layout_or_are_rejected() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// One way to pass a file: a positional FILE is a plan or a scenario, told
+/// apart by its content, and every flag given with it is applied or
+/// refused, never ignored (issue 14: `dag --plan FILE --isl 5000 --tp 4
+/// --gpu h200` used to draw the file's tp2 on H100).
+#[test]
+fn a_file_is_recognised_and_flags_override_it() {
+    let out = moeplan(&[
+        "dag",
+        "examples/audit/mixtral-8x7b-tp2-2xh100.toml",
+        "--isl",
+        "5000",
+        "--tp",
+        "4",
+        "--gpu",
+        "h200",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("mixtral-8x7b on 4 × h200-sxm, layout tp4"),
+        "{s}"
+    );
+    assert!(
+        s.contains("5000 prompt tokens") || s.contains("prompt tokens per rank"),
+        "{s}"
+    );
+    let out = moeplan(&["dag", "examples/seed.toml", "--granularity", "layer"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("from the planner's recommendation for seed"));
+    // A scenario's layout is the planner's: a layout flag is refused.
+    let out = moeplan(&["dag", "examples/seed.toml", "--tp", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("planner's choice"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A disaggregated plan's concurrency counts the whole deployment: one
+/// drawn decode worker holds its share of the requests.
+#[test]
+fn a_disaggregated_plan_draws_one_worker_with_its_share() {
+    let out = moeplan(&[
+        "dag",
+        "examples/audit/published/deepseek-v3-h800-production.toml",
+        "--pool",
+        "prefill",
+        "--granularity",
+        "layer",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    // 4 prefill workers share the 18,432 requests: 4,608 each.
+    assert!(
+        s.contains(
+            "one worker of the prefill pool (4 × 32 GPUs, 4608 of the 18432 requests in flight)"
+        ),
+        "{s}"
+    );
+}

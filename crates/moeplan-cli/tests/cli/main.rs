@@ -970,3 +970,38 @@ fn json_outputs_conform_to_their_schemas() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `estimate SCENARIO` estimates the planner's recommendation for it, and
+/// reproduces the planner's headline figures (one evaluation of each
+/// figure: issue 9), aggregated and disaggregated.
+#[test]
+fn estimate_of_a_scenario_reproduces_the_planners_recommendation() {
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.01 * a.abs().max(b.abs());
+    for file in [
+        "examples/mixtral-2xh100.yaml",
+        "examples/qwen3-30b-8xh100.toml",
+        "examples/deepseek-v3-h200.toml",
+    ] {
+        let json = |args: &[&str]| -> serde_json::Value {
+            let o = moeplan_at_root(args);
+            assert!(
+                o.status.code().is_some_and(|c| c <= 1),
+                "{args:?}: {}",
+                stderr(&o)
+            );
+            serde_json::from_str(&stdout(&o)).expect("JSON")
+        };
+        let plan = json(&["plan", file, "--json"]);
+        let rec = &plan["recommended"];
+        let est = json(&["estimate", file, "--json"]);
+        for key in ["ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu"] {
+            let (p, e) = (rec[key].as_f64().unwrap(), est[key].as_f64().unwrap());
+            assert!(close(p, e), "{file} {key}: plan {p}, estimate {e}");
+        }
+        let text = stdout(&moeplan_at_root(&["estimate", file]));
+        assert!(
+            text.starts_with("from the planner's recommendation for"),
+            "{text}"
+        );
+    }
+}

@@ -673,6 +673,13 @@ pub fn load(source: &Source, dir: &Path) -> Result<Plan, SpecError> {
     }
 }
 
+/// Whether the file at `path` is a plan (it has a `deployment` section) rather
+/// than a scenario; a file that does not parse is an error.
+pub fn is_plan(path: &Path) -> Result<bool, SpecError> {
+    let value = Source::read(path)?.parse()?;
+    Ok(value.get("deployment").is_some())
+}
+
 /// Reads a plan file.
 pub fn read(path: &Path) -> Result<(Plan, Source), SpecError> {
     let source = Source::read(path)?;

@@ -3,50 +3,13 @@
 //! them has a regression test here.
 
 use moeplan::audit::{self, AuditOptions, Severity};
-use moeplan::figures::{Figures, Mode, Predicted};
+use moeplan::figures::Predicted;
 use moeplan::search::{plan, Modes, PlanOptions};
-use moeplan::spec::plan::{Claims, Deployment, Plan, Pool};
+use moeplan::spec::plan::Plan;
 use moeplan::spec::scenario::{seed, Scenario};
 use moeplan::units::Seconds;
 
 fn quiet(_: usize, _: usize) {}
-
-fn pool(f: &Figures, i: usize) -> Pool {
-    let p = &f.pools[i];
-    Pool {
-        layout: p.layout,
-        replicas: p.workers as u32,
-        redundant_experts: 0,
-        written_product: p.gpus,
-    }
-}
-
-/// The planner's recommendation written as a plan file would be: its
-/// layouts, its replicas, and its workload's concurrency (per replica when
-/// aggregated, the whole deployment's when disaggregated).
-fn as_plan(s: &Scenario, f: &Figures) -> Plan {
-    let mut scenario = s.clone();
-    let (deployment, concurrency) = match (f.mode, &f.estimate) {
-        (Mode::Aggregated, _) => (
-            Deployment::Aggregated { pool: pool(f, 0) },
-            f.pools[0].concurrency,
-        ),
-        (Mode::Disaggregated, Predicted::Disaggregated(e)) => (
-            Deployment::Disaggregated {
-                prefill: pool(f, 0),
-                decode: pool(f, 1),
-            },
-            e.workload.concurrency,
-        ),
-        (Mode::Disaggregated, Predicted::Aggregated(_)) => unreachable!("mode and estimate agree"),
-    };
-    scenario.workload.concurrency = Some(concurrency);
-    Plan {
-        scenario,
-        deployment,
-        claims: Claims::default(),
-    }
-}
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 0.01 * a.abs().max(b.abs())
@@ -61,7 +24,7 @@ fn recommendation_audits_to_the_same_figures(s: &Scenario, modes: Modes) {
     };
     let r = plan(s, &opts, &quiet);
     let rec = r.recommended.expect("a recommendation");
-    let p = as_plan(s, &rec.figures);
+    let p = rec.figures.as_plan(s);
     let a = audit::audit(&p, &AuditOptions::default());
     let errors: Vec<&str> = a
         .findings
