@@ -4,275 +4,23 @@
 //! call it from `all` (or `waste`), give it a new stable code, and add a
 //! broken plan to `examples/audit/broken/` that it must catch.
 
+use super::claim::{
+    bytes, cause, compare, factor, finding, flop, layout_input, params, pct, range, rate, time,
+    with_layout, Claim, ACTIVATIONS, BOUND, BYTES_PER_TOKEN, FLOP, KV, LATENCY, MEMORY, PARAMS,
+    THROUGHPUT, WEIGHTS,
+};
 use super::fix::Corrected;
-use super::{evaluate_layout, Computed, Finding, Phase, PoolEval, PoolFigures, Severity};
+use super::{
+    decode_eval, evaluate_layout, prefill_eval, Computed, Finding, Phase, PoolEval, PoolFigures,
+    Severity,
+};
 use crate::figures::Figures;
 use crate::model::Component;
 use crate::report::Derivation;
 use crate::serving::Estimate;
 use crate::slo::Level;
 use crate::spec::plan::{Deployment, PhaseClaims, Plan, TokenKind};
-use crate::units::{Bytes, Flop, Params, Seconds, TokensPerSecond};
-
-/// How far a claim may be from the computed range before it is doubtful
-/// (`ok`) and before it is wrong (`error`), as factors. `one_sided`: only
-/// the optimistic direction (`above` true: higher than computed) is a
-/// problem; the other side is conservative and gets an info unless it is
-/// off by a factor of 100 or more (then it is a slip, not caution).
-#[derive(Clone, Copy)]
-struct Tol {
-    ok: f64,
-    error: f64,
-    optimistic_above: Option<bool>,
-}
-
-impl Tol {
-    /// The most a conservative claim can be: a latency bound far above the
-    /// computed one is loose, not wrong; a throughput 100× below is a slip.
-    fn conservative_cap(&self, f: f64) -> Severity {
-        match (self.optimistic_above, f >= 100.0) {
-            (_, false) => Severity::Info,
-            (Some(false), true) => Severity::Warning,
-            _ => Severity::Error,
-        }
-    }
-}
-
-const WEIGHTS: Tol = Tol {
-    ok: 1.10,
-    error: 1.5,
-    optimistic_above: None,
-};
-const MEMORY: Tol = Tol {
-    ok: 1.15,
-    error: 1.8,
-    optimistic_above: None,
-};
-const KV: Tol = Tol {
-    ok: 1.15,
-    error: 2.0,
-    optimistic_above: None,
-};
-const ACTIVATIONS: Tol = Tol {
-    ok: 3.0,
-    error: 30.0,
-    optimistic_above: None,
-};
-const PARAMS: Tol = Tol {
-    ok: 1.05,
-    error: 1.15,
-    optimistic_above: None,
-};
-const FLOP: Tol = Tol {
-    ok: 1.25,
-    error: 2.0,
-    optimistic_above: None,
-};
-const BYTES_PER_TOKEN: Tol = Tol {
-    ok: 1.5,
-    error: 3.0,
-    optimistic_above: None,
-};
-const THROUGHPUT: Tol = Tol {
-    ok: 1.35,
-    error: 2.5,
-    optimistic_above: Some(true),
-};
-const LATENCY: Tol = Tol {
-    ok: 1.5,
-    error: 3.0,
-    optimistic_above: Some(false),
-};
-const BOUND: Tol = Tol {
-    ok: 1.5,
-    error: 3.0,
-    optimistic_above: None,
-};
-
-/// A possible explanation of a mismatch: the value the claim would have
-/// if the author made this mistake.
-struct Cause {
-    value: f64,
-    code: &'static str,
-    why: String,
-}
-
-fn cause(value: f64, code: &'static str, why: impl Into<String>) -> Cause {
-    Cause {
-        value,
-        code,
-        why: why.into(),
-    }
-}
-
-/// The cause whose arithmetic comes closest to the claim, within 20% (the
-/// seeds' figures are rounded and mix mistakes); None when none does. Each
-/// mistake a claim can make needs its own cause, so that the exact one
-/// wins over a neighbour that merely falls inside the window.
-fn likely(claimed: f64, causes: &[Cause]) -> Option<&Cause> {
-    causes
-        .iter()
-        .filter(|c| c.value > 0.0 && c.value.is_finite())
-        .map(|c| ((claimed / c.value).ln().abs(), c))
-        .filter(|(d, _)| *d < 1.2f64.ln())
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
-/// The claim relative to the computed range: 1 inside, > 1 above, < 1 below.
-fn off(claimed: f64, lo: f64, hi: f64) -> f64 {
-    let (lo, hi) = (lo.min(hi), lo.max(hi));
-    if claimed > hi {
-        if hi > 0.0 {
-            claimed / hi
-        } else {
-            f64::INFINITY
-        }
-    } else if claimed < lo {
-        claimed / lo
-    } else {
-        1.0
-    }
-}
-
-fn factor(r: f64) -> f64 {
-    if r >= 1.0 {
-        r
-    } else if r > 0.0 {
-        1.0 / r
-    } else {
-        f64::INFINITY
-    }
-}
-
-fn range(lo: f64, hi: f64, fmt: fn(f64) -> String) -> String {
-    let (lo, hi) = (lo.min(hi), lo.max(hi));
-    if (hi - lo).abs() <= 0.005 * hi.abs() {
-        fmt(hi)
-    } else {
-        format!("{} – {}", fmt(lo), fmt(hi))
-    }
-}
-
-pub(super) fn bytes(v: f64) -> String {
-    Bytes(v).to_string()
-}
-pub(super) fn rate(v: f64) -> String {
-    format!("{:.1} tokens/s ({:.3} tokens/ms)", v, v / 1e3)
-}
-pub(super) fn time(v: f64) -> String {
-    Seconds(v).to_string()
-}
-pub(super) fn pct(v: f64) -> String {
-    format!("{:.1}%", v * 100.0)
-}
-fn params(v: f64) -> String {
-    Params(v).to_string()
-}
-fn flop(v: f64) -> String {
-    Flop(v).to_string()
-}
-
-/// A claim to compare.
-struct Claim<'a> {
-    field: String,
-    what: &'a str,
-    claimed: f64,
-    lo: f64,
-    hi: f64,
-    fmt: fn(f64) -> String,
-    tol: Tol,
-    causes: Vec<Cause>,
-    evidence: Derivation,
-    fix: String,
-}
-
-fn compare(c: Claim, out: &mut Vec<Finding>) {
-    let r = off(c.claimed, c.lo, c.hi);
-    let f = factor(r);
-    if f <= c.tol.ok {
-        return;
-    }
-    let above = r > 1.0;
-    let optimistic = c.tol.optimistic_above.is_none_or(|a| a == above);
-    let severity = if !optimistic {
-        c.tol.conservative_cap(f)
-    } else if f >= c.tol.error {
-        Severity::Error
-    } else {
-        Severity::Warning
-    };
-    let found = likely(c.claimed, &c.causes);
-    let computed = range(c.lo, c.hi, c.fmt);
-    let dir = if above { "above" } else { "below" };
-    let mut message = format!(
-        "{}: the plan says {}, moeplan computes {} ({} {dir})",
-        c.what,
-        (c.fmt)(c.claimed),
-        computed,
-        if f.is_finite() {
-            format!("{f:.1}×")
-        } else {
-            "infinitely".to_string()
-        }
-    );
-    if let Some(k) = found {
-        message.push_str(&format!("; likely cause: {}", k.why));
-    } else if severity == Severity::Info {
-        message.push_str("; conservative, not wrong");
-    }
-    out.push(Finding {
-        severity,
-        code: found.map_or("claim_mismatch", |k| k.code),
-        field: c.field,
-        claimed: Some((c.fmt)(c.claimed)),
-        computed: Some(computed),
-        message,
-        evidence: c.evidence,
-        fix: c.fix,
-    });
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finding(
-    severity: Severity,
-    code: &'static str,
-    field: impl Into<String>,
-    claimed: Option<String>,
-    computed: Option<String>,
-    message: String,
-    evidence: Derivation,
-    fix: impl Into<String>,
-) -> Finding {
-    Finding {
-        severity,
-        code,
-        field: field.into(),
-        claimed,
-        computed,
-        message,
-        evidence,
-        fix: fix.into(),
-    }
-}
-
-/// The layout figures were computed for, as evidence input.
-fn layout_input(e: &PoolEval) -> (&'static str, String) {
-    (
-        "layout",
-        match e.reference {
-            Some(l) if e.valid => format!("{l} (as written)"),
-            Some(l) => format!("{l} (nearest valid layout: the written one is invalid)"),
-            None => "none".into(),
-        },
-    )
-}
-
-fn with_layout(mut d: Derivation, e: &PoolEval) -> Derivation {
-    let (k, v) = layout_input(e);
-    d.inputs.push((k.to_string(), v));
-    d
-}
+use crate::units::{Bytes, Seconds, TokensPerSecond};
 
 /// Runs every check that needs only the plan and its evaluation.
 pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec<Finding> {
@@ -661,21 +409,6 @@ fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
             );
         }
     }
-}
-
-/// The pool that decodes (aggregated: the only one).
-fn decode_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
-    evals
-        .iter()
-        .find(|e| e.prefix != "deployment.prefill")
-        .or(evals.first())
-}
-
-fn prefill_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
-    evals
-        .iter()
-        .find(|e| e.prefix == "deployment.prefill")
-        .or(evals.first())
 }
 
 fn memory_all(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {

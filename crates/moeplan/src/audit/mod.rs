@@ -15,6 +15,8 @@
 //!   model figures, memory, throughput and latency, ceilings, contradictions,
 //!   service levels, waste). A new check is a function there, called from
 //!   `checks::all`, with a new stable code.
+//! - `claim`: how a claimed figure is compared with the computed one
+//!   (tolerances, likely causes of a mismatch) and turned into a finding.
 //! - `fix`: the corrected plan (nearest valid layout meeting the plan's own
 //!   requirements, the planner's recommendation, or a best effort) and its
 //!   rendering back into the plan's file format.
@@ -24,6 +26,7 @@
 //! settings, throughput and latency on a cost model with its own error.
 
 mod checks;
+mod claim;
 pub mod fix;
 
 use crate::figures::{self, Figures, WorstCase};
@@ -273,6 +276,22 @@ pub(crate) fn evaluate_layout(
         .ok()
     };
     (typical, worst)
+}
+
+/// The pool that decodes (aggregated: the only one).
+fn decode_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
+    evals
+        .iter()
+        .find(|e| e.prefix != "deployment.prefill")
+        .or(evals.first())
+}
+
+/// The pool that prefills (aggregated: the only one).
+fn prefill_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
+    evals
+        .iter()
+        .find(|e| e.prefix == "deployment.prefill")
+        .or(evals.first())
 }
 
 /// Estimates every pool of the plan.
