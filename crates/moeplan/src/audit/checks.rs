@@ -5,9 +5,9 @@
 //! broken plan to `examples/audit/broken/` that it must catch.
 
 use super::claim::{
-    bytes, cause, compare, factor, finding, flop, layout_input, params, pct, range, rate, time,
-    with_layout, Claim, ACTIVATIONS, BOUND, BYTES_PER_TOKEN, FLOP, KV, LATENCY, MEMORY, PARAMS,
-    THROUGHPUT, WEIGHTS,
+    bytes, cause, compare, explained, factor, finding, flop, layout_input, params, pct, range,
+    rate, set_key, time, unit_slip, with_layout, Claim, ACTIVATIONS, BOUND, BYTES_PER_TOKEN, FLOP,
+    KV, LATENCY, MEMORY, PARAMS, THROUGHPUT, WEIGHTS,
 };
 use super::fix::Corrected;
 use super::{
@@ -363,8 +363,8 @@ fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 fmt: flop,
                 tol: FLOP,
                 causes: vec![
-                    cause(hi * 1e3, "unit_slip", "a factor of 1000: GFLOP and TFLOP (or MFLOP and GFLOP) confused"),
-                    cause(lo * 1e-3, "unit_slip", "a factor of 1000: GFLOP and TFLOP (or MFLOP and GFLOP) confused"),
+                    unit_slip(hi * 1e3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
+                    unit_slip(lo * 1e-3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
                     cause(per_layer, "per_layer_as_per_token", format!("the FLOP of one layer ({}) used as the FLOP of a token through all {} layers", flop(per_layer), m.n_layers())),
                     cause(2.0 * d, "declared_params_used", format!("2 × the declared {} parameters, which the architecture does not have", params(d))),
                     cause(2e3 * d, "unit_slip", format!("2 × the declared {} parameters written in TFLOP instead of GFLOP: a factor-1000 unit slip on top of a parameter count the architecture does not support", params(d))),
@@ -391,7 +391,7 @@ fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     fmt: bytes,
                     tol: BYTES_PER_TOKEN,
                     causes: vec![
-                        cause(per_token * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
+                        unit_slip(per_token * 1e3, "MB and GB"),
                         cause(report.weight_bytes.0, "weights_per_token", "the whole model's weights read for every token; a decode step reads them once for the whole batch"),
                     ],
                     evidence: Derivation::new(
@@ -468,8 +468,8 @@ fn memory(
     let li = layout_input(e);
     if let Some(cw) = c.weights_per_gpu {
         let mut causes = vec![
-            cause(weights * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
-            cause(weights * 1e-3, "unit_slip", "a factor of 1000: MB and GB confused"),
+            unit_slip(weights * 1e3, "MB and GB"),
+            unit_slip(weights * 1e-3, "MB and GB"),
             cause(total_weights, "unsharded_weights", "the whole model on every GPU: nothing sharded"),
 
             cause(total_weights / all_degrees, "weights_divided_by_every_degree", format!("the weights divided by every degree (× replicas = {all_degrees:.0}): replicas and attention-DP ranks hold copies; only PP, TP and EP/ETP shard weights")),
@@ -571,16 +571,8 @@ fn memory(
                                 "kv_one_request",
                                 "the cache of one request, not of every request in flight",
                             ),
-                            cause(
-                                mw.kv_cache_bytes.0 * 1e3,
-                                "unit_slip",
-                                "a factor of 1000: MB and GB confused",
-                            ),
-                            cause(
-                                mt.kv_cache_bytes.0 * 1e-3,
-                                "unit_slip",
-                                "a factor of 1000: MB and GB confused",
-                            ),
+                            unit_slip(mw.kv_cache_bytes.0 * 1e3, "MB and GB"),
+                            unit_slip(mt.kv_cache_bytes.0 * 1e-3, "MB and GB"),
                         ],
                         evidence: kv_ev.clone(),
                         fix: format!("kv_cache_per_gpu = \"{}\"", mw.kv_cache_bytes),
@@ -629,7 +621,7 @@ fn memory(
                 fmt: bytes,
                 tol: ACTIVATIONS,
                 causes: vec![
-                    cause(mw.activation_bytes.0 * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
+                    unit_slip(mw.activation_bytes.0 * 1e3, "MB and GB"),
                     cause(mw.activation_bytes.0 * m.n_layers() as f64, "all_layers_activations", "the activations of every layer kept at once; inference keeps one layer's at a time"),
                 ],
                 evidence: Derivation::new(
@@ -687,11 +679,7 @@ fn memory(
                         "kv_cache_omitted",
                         "the KV cache is left out",
                     ),
-                    cause(
-                        mw.total_bytes.0 * 1e3,
-                        "unit_slip",
-                        "a factor of 1000: MB and GB confused",
-                    ),
+                    unit_slip(mw.total_bytes.0 * 1e3, "MB and GB"),
                 ],
                 evidence: mem_ev.clone(),
                 fix: format!("memory_per_gpu = \"{}\"", mw.total_bytes),
@@ -791,11 +779,10 @@ fn memory(
 pub(super) fn overall_throughput(fig: Option<&Figures>) -> Option<(f64, f64, Derivation)> {
     let f = fig?;
     let v = f.output_tokens_per_s_per_gpu.0;
-    let ev = f
-        .estimate
-        .explain("output_tokens_per_s_per_gpu")
-        .cloned()
-        .unwrap_or_else(|| Derivation::new("estimate", &[]));
+    let ev = explained(
+        f.estimate.explain("output_tokens_per_s_per_gpu"),
+        "estimate",
+    );
     Some((v, v, ev))
 }
 
@@ -856,16 +843,8 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                 fmt: rate,
                 tol: THROUGHPUT,
                 causes: vec![
-                    cause(
-                        hi * 1e3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    ),
-                    cause(
-                        lo * 1e-3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    ),
+                    unit_slip(hi * 1e3, "tokens/ms and tokens/s"),
+                    unit_slip(lo * 1e-3, "tokens/ms and tokens/s"),
                     cause(
                         hi * other,
                         "input_output_confused",
@@ -907,7 +886,7 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                         rate(ceiling),
                         claim.0 / ceiling
                     ),
-                    d.cloned().unwrap_or_else(|| Derivation::new("roofline", &[])),
+                    explained(d, "roofline"),
                     format!("claim at most the computed {}", rate(hi)),
                 ));
             }
@@ -973,14 +952,14 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                             fmt: rate,
                             tol: THROUGHPUT,
                             causes: vec![
-                                cause(v * 1e3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused"),
-                                cause(v * 1e-3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused"),
+                                unit_slip(v * 1e3, "tokens/ms and tokens/s"),
+                                unit_slip(v * 1e-3, "tokens/ms and tokens/s"),
                             ],
                             evidence: pool.as_ref().map(|x| x.1.clone()).or_else(|| p.explain.get("output_tokens_per_s_per_gpu").cloned().map(|mut d| {
                                 d.formula = format!("prefill only (osl = 1): prompt tokens per step / step time / GPUs ({})", d.formula);
                                 d
                             })).unwrap_or_else(|| Derivation::new("estimate", &[])),
-                            fix: format!("{} = \"{:.0} tokens/s\"", field.rsplit('.').next().unwrap_or(field), v),
+                            fix: set_key(field, format!("{v:.0} tokens/s")),
                         },
                         out,
                     );
@@ -997,10 +976,7 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                                 rate(claim.0),
                                 rate(ceiling)
                             ),
-                            p.explain
-                                .get("prefill_ceiling")
-                                .cloned()
-                                .unwrap_or_else(|| Derivation::new("peak / FLOP per token", &[])),
+                            explained(p.explain.get("prefill_ceiling"), "peak / FLOP per token"),
                             format!("claim at most {}", rate(v)),
                         ));
                     }
@@ -1026,11 +1002,7 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                 hi: v,
                 fmt: rate,
                 tol: THROUGHPUT,
-                causes: vec![cause(
-                    v * 1e3,
-                    "unit_slip",
-                    "a factor of 1000: tokens/ms and tokens/s confused",
-                )],
+                causes: vec![unit_slip(v * 1e3, "tokens/ms and tokens/s")],
                 evidence: Derivation::new(
                     "requests/s the deployment completes × osl / decode GPUs (disaggregated estimate: decode steps only)",
                     &[
@@ -1054,10 +1026,12 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
         let (Some(claim), Some((lo, hi))) = (claim, r) else {
             return;
         };
-        let ev = decode_eval(evals)
-            .and_then(|e| e.typical.as_ref())
-            .and_then(|t| t.explain.get(key).cloned())
-            .unwrap_or_else(|| Derivation::new("estimate", &[]));
+        let ev = explained(
+            decode_eval(evals)
+                .and_then(|e| e.typical.as_ref())
+                .and_then(|t| t.explain.get(key)),
+            "estimate",
+        );
         compare(
             Claim {
                 field: field.into(),
@@ -1068,19 +1042,11 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                 fmt: time,
                 tol: LATENCY,
                 causes: vec![
-                    cause(
-                        lo * 1e-3,
-                        "unit_slip",
-                        "a factor of 1000: ms and s confused",
-                    ),
-                    cause(hi * 1e3, "unit_slip", "a factor of 1000: ms and s confused"),
+                    unit_slip(lo * 1e-3, "ms and s"),
+                    unit_slip(hi * 1e3, "ms and s"),
                 ],
                 evidence: ev,
-                fix: format!(
-                    "{} = \"{}\"",
-                    field.rsplit('.').next().unwrap_or(field),
-                    time(hi)
-                ),
+                fix: set_key(field, time(hi)),
             },
             out,
         );
@@ -1161,7 +1127,7 @@ fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut
                     Some(pct(claim)),
                     Some(format!("{} (uniform routing) – {} (skewed)", pct(li.uniform), pct(li.skewed))),
                     format!("even perfectly uniform routing leaves the busiest EP rank {} above the mean at this batch; real routing is skewed", pct(li.uniform)),
-                    t.explain.get("load_imbalance").cloned().unwrap_or_else(|| Derivation::new("estimate", &[])),
+                    explained(t.explain.get("load_imbalance"), "estimate"),
                     "plan for the computed imbalance, or add redundant experts (EPLB)",
                 ));
             }
@@ -1268,11 +1234,7 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     }
                 ),
                 Derivation::new(formula, inputs),
-                format!(
-                    "{} = \"{:.1} tokens/s\"",
-                    field.rsplit('.').next().unwrap_or(field),
-                    implied
-                ),
+                set_key(field, format!("{implied:.1} tokens/s")),
             ));
         }
     };
@@ -1302,11 +1264,7 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     hi: v,
                     fmt: rate,
                     tol: BOUND,
-                    causes: vec![cause(
-                        v * 1e-3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    )],
+                    causes: vec![unit_slip(v * 1e-3, "tokens/ms and tokens/s")],
                     evidence: Derivation::new(
                         "peak × mfu / computed FLOP per token",
                         &[
@@ -1350,16 +1308,8 @@ fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                     hi: v,
                     fmt: rate,
                     tol: BOUND,
-                    causes: vec![cause(
-                        v * 1e3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    )],
-                    evidence: t
-                        .explain
-                        .get("decode_ceiling")
-                        .cloned()
-                        .unwrap_or_else(|| Derivation::new("roofline", &[])),
+                    causes: vec![unit_slip(v * 1e3, "tokens/ms and tokens/s")],
+                    evidence: explained(t.explain.get("decode_ceiling"), "roofline"),
                     fix: format!("bandwidth_bound_throughput_per_gpu = \"{v:.0} tokens/s\""),
                 },
                 out,
@@ -1486,11 +1436,7 @@ fn slo(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Fin
                 .claimed
                 .map(|v| if upper { v > limit } else { v < limit });
             let req = format!("{} {}", if upper { "≤" } else { "≥" }, (words.fmt)(limit));
-            let ev = f
-                .estimate
-                .explain(words.explain)
-                .cloned()
-                .unwrap_or_else(|| Derivation::new("estimate", &[]));
+            let ev = explained(f.estimate.explain(words.explain), "estimate");
             let fmt = words.fmt;
             let field = level.key();
             if fails {

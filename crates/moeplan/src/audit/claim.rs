@@ -98,6 +98,16 @@ pub(super) fn cause(value: f64, code: &'static str, why: impl Into<String>) -> C
     }
 }
 
+/// The cause of a claim off by a factor of 1000: `value` is the claim the
+/// slip would give, `units` the pair confused (`MB and GB`).
+pub(super) fn unit_slip(value: f64, units: &str) -> Cause {
+    cause(
+        value,
+        "unit_slip",
+        format!("a factor of 1000: {units} confused"),
+    )
+}
+
 /// The cause whose arithmetic comes closest to the claim, within 20% (the
 /// seeds' figures are rounded and mix mistakes); None when none does. Each
 /// mistake a claim can make needs its own cause, so that the exact one
@@ -247,6 +257,21 @@ pub(super) fn finding(
         evidence,
         fix: fix.into(),
     }
+}
+
+/// The fix that sets the last key of a dotted `field` to `value`
+/// (`claims.prefill.ttft` → `ttft = "0.5 s"`).
+pub(super) fn set_key(field: &str, value: impl std::fmt::Display) -> String {
+    format!(
+        "{} = \"{value}\"",
+        field.rsplit('.').next().unwrap_or(field)
+    )
+}
+
+/// The derivation the estimate gives for a figure, or a bare `fallback`
+/// formula when it gives none.
+pub(super) fn explained(d: Option<&Derivation>, fallback: &str) -> Derivation {
+    d.cloned().unwrap_or_else(|| Derivation::new(fallback, &[]))
 }
 
 /// The layout figures were computed for, as evidence input.
