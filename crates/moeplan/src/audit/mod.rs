@@ -15,6 +15,8 @@
 //!   model figures, memory, throughput and latency, ceilings, contradictions,
 //!   service levels, waste). A new check is a function there, called from
 //!   `checks::all`, with a new stable code.
+//! - `memory`: the per-GPU memory claims of each pool (training state,
+//!   weights, KV cache, activations, total, utilisation).
 //! - `claim`: how a claimed figure is compared with the computed one
 //!   (tolerances, likely causes of a mismatch) and turned into a finding.
 //! - `fix`: the corrected plan (nearest valid layout meeting the plan's own
@@ -28,6 +30,7 @@
 mod checks;
 mod claim;
 pub mod fix;
+mod memory;
 
 use crate::figures::{self, Figures, WorstCase};
 use crate::layout::Layout;
