@@ -17,6 +17,9 @@
 //!   `checks::all`, with a new stable code.
 //! - `memory`: the per-GPU memory claims of each pool (training state,
 //!   weights, KV cache, activations, total, utilisation).
+//! - `performance`: throughput per GPU and its physical ceilings, TTFT and
+//!   TPOT, communication share, load imbalance, GPU utilisation, and the
+//!   throughput bounds a plan derives itself.
 //! - `claim`: how a claimed figure is compared with the computed one
 //!   (tolerances, likely causes of a mismatch) and turned into a finding.
 //! - `fix`: the corrected plan (nearest valid layout meeting the plan's own
@@ -31,6 +34,7 @@ mod checks;
 mod claim;
 pub mod fix;
 mod memory;
+mod performance;
 
 use crate::figures::{self, Figures, WorstCase};
 use crate::layout::Layout;
