@@ -19,7 +19,7 @@ use crate::model::Component;
 use crate::report::Derivation;
 use crate::serving::Estimate;
 use crate::slo::Level;
-use crate::spec::plan::{Deployment, Plan, TokenKind};
+use crate::spec::plan::{Deployment, Plan, Pool, TokenKind};
 
 /// Runs every check that needs only the plan and its evaluation.
 pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec<Finding> {
@@ -122,41 +122,152 @@ fn degree(l: &crate::layout::Layout, field: &str) -> u32 {
     }
 }
 
+/// Checks every GPU count the plan states against the GPUs its layout
+/// holds, and the layout against the GPUs available.
 fn gpus(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
+    let count = GpuCount::new(plan, evals);
     let folded = plan.deployment.gpus();
-    let product: u64 = evals.iter().map(|e| e.pool.written_product).sum();
-    let experts = plan.scenario.model.moe.as_ref().map(|m| m.n_routed_experts);
-    let expr: Vec<String> = evals
-        .iter()
-        .map(|e| {
-            let l = e.pool.layout;
-            format!(
-                "{} replicas × pp {} × tp {} × cp {} × dp {} = {}",
-                e.pool.replicas,
-                l.pp,
-                l.tp,
-                l.cp,
-                l.dp,
-                e.pool.gpus()
-            )
-        })
-        .collect();
-    let ev = Derivation::new(
-        "GPUs = replicas × pp × (tp·cp·dp); ep and etp fold onto the same GPUs (tp·cp·dp = ep·etp·edp), they do not multiply",
-        &[
-            ("pools", expr.join("; ")),
-            ("product_of_every_written_degree", product.to_string()),
-        ],
-    );
-    let mut check = |field: &str, claimed: u64, computed: u64, product: u64, replicas: u32| {
+    if let Some(c) = plan.claims.total_gpus {
+        let holds = Holds {
+            gpus: folded,
+            product: count.product,
+            replicas: evals.first().map_or(1, |e| e.pool.replicas),
+        };
+        count.check("claims.total_gpus", c as u64, holds, out);
+    }
+    if let Deployment::Disaggregated { prefill, decode } = plan.deployment {
+        for (key, claims, pool) in [
+            ("prefill", &plan.claims.prefill, prefill),
+            ("decode", &plan.claims.decode, decode),
+        ] {
+            if let Some(g) = claims.as_ref().and_then(|c| c.gpus) {
+                count.check(
+                    &format!("claims.{key}.gpus"),
+                    g as u64,
+                    Holds::of(&pool),
+                    out,
+                );
+            }
+        }
+        total_contradicts_pools(plan, out);
+    }
+    if let Some(avail) = plan.scenario.gpus_available {
+        if folded > avail as u64 {
+            out.push(finding(
+                Severity::Error,
+                "exceeds_available_gpus",
+                "deployment",
+                Some(folded.to_string()),
+                Some(avail.to_string()),
+                format!("the layout holds {folded} GPUs but hardware.gpus allows {avail}"),
+                count.evidence.clone(),
+                "fewer replicas or smaller degrees",
+            ));
+        }
+    }
+}
+
+/// The GPUs a layout holds, and the figures a wrong count of them is
+/// usually made of.
+#[derive(Clone, Copy)]
+struct Holds {
+    /// replicas × pp × tp·cp·dp.
+    gpus: u64,
+    /// The product of every written degree, replicas included.
+    product: u64,
+    replicas: u32,
+}
+
+impl Holds {
+    /// What one pool holds.
+    fn of(pool: &Pool) -> Holds {
+        Holds {
+            gpus: pool.gpus(),
+            product: pool.written_product,
+            replicas: pool.replicas,
+        }
+    }
+}
+
+/// What every GPU-count check shares: the model's routed experts, the
+/// pools, and how GPUs are counted, as evidence.
+struct GpuCount<'a> {
+    experts: Option<u64>,
+    evals: &'a [PoolEval],
+    /// The product of every written degree, over all pools.
+    product: u64,
+    evidence: Derivation,
+}
+
+impl<'a> GpuCount<'a> {
+    /// The shared figures of a plan's pools.
+    fn new(plan: &Plan, evals: &'a [PoolEval]) -> GpuCount<'a> {
+        let product: u64 = evals.iter().map(|e| e.pool.written_product).sum();
+        let expr: Vec<String> = evals
+            .iter()
+            .map(|e| {
+                let l = e.pool.layout;
+                format!(
+                    "{} replicas × pp {} × tp {} × cp {} × dp {} = {}",
+                    e.pool.replicas,
+                    l.pp,
+                    l.tp,
+                    l.cp,
+                    l.dp,
+                    e.pool.gpus()
+                )
+            })
+            .collect();
+        let evidence = Derivation::new(
+            "GPUs = replicas × pp × (tp·cp·dp); ep and etp fold onto the same GPUs (tp·cp·dp = ep·etp·edp), they do not multiply",
+            &[
+                ("pools", expr.join("; ")),
+                ("product_of_every_written_degree", product.to_string()),
+            ],
+        );
+        GpuCount {
+            experts: plan.scenario.model.moe.as_ref().map(|m| m.n_routed_experts),
+            evals,
+            product,
+            evidence,
+        }
+    }
+
+    /// A stated GPU count that is not what the layout holds, named by its
+    /// likely mistake.
+    fn check(&self, field: &str, claimed: u64, holds: Holds, out: &mut Vec<Finding>) {
+        let computed = holds.gpus;
         if claimed == computed {
             return;
         }
+        let (code, message) = self.miscount(claimed, holds);
+        out.push(finding(
+            Severity::Error,
+            code,
+            field,
+            Some(claimed.to_string()),
+            Some(computed.to_string()),
+            message,
+            self.evidence.clone(),
+            format!("either state {computed} GPUs, or change the degrees so that replicas × pp × tp·cp·dp gives the GPUs intended (ep must divide tp·cp·dp)"),
+        ));
+    }
+
+    /// The likely mistake behind a wrong GPU count: one GPU per expert, the
+    /// product of every degree (with or without the replicas), or none
+    /// known; as a code and a message.
+    fn miscount(&self, claimed: u64, holds: Holds) -> (&'static str, String) {
+        let Holds {
+            gpus: computed,
+            product,
+            replicas,
+        } = holds;
+        let experts = self.experts;
         let per_replica = product / replicas.max(1) as u64;
         let one_per_expert =
             experts.is_some_and(|n| claimed == n || claimed == n * replicas as u64);
-        let (code, message) = if one_per_expert
-            && experts.is_some_and(|n| evals.iter().any(|e| e.pool.layout.ep as u64 == n))
+        if one_per_expert
+            && experts.is_some_and(|n| self.evals.iter().any(|e| e.pool.layout.ep as u64 == n))
         {
             (
                 "gpus_one_per_expert",
@@ -182,72 +293,34 @@ fn gpus(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 "gpus_mismatch",
                 format!("the plan says {claimed} GPUs; its layout holds {computed}"),
             )
-        };
-        out.push(finding(
-            Severity::Error,
-            code,
-            field,
-            Some(claimed.to_string()),
-            Some(computed.to_string()),
-            message,
-            ev.clone(),
-            format!("either state {computed} GPUs, or change the degrees so that replicas × pp × tp·cp·dp gives the GPUs intended (ep must divide tp·cp·dp)"),
-        ));
+        }
+    }
+}
+
+/// A stated total that is not the sum of the stated pools.
+fn total_contradicts_pools(plan: &Plan, out: &mut Vec<Finding>) {
+    let c = &plan.claims;
+    let (Some(t), Some(p), Some(d)) = (
+        c.total_gpus,
+        c.prefill.as_ref().and_then(|c| c.gpus),
+        c.decode.as_ref().and_then(|c| c.gpus),
+    ) else {
+        return;
     };
-    let replicas = evals.first().map_or(1, |e| e.pool.replicas);
-    if let Some(c) = plan.claims.total_gpus {
-        check("claims.total_gpus", c as u64, folded, product, replicas);
-    }
-    if let Deployment::Disaggregated { prefill, decode } = plan.deployment {
-        for (key, claims, pool) in [
-            ("prefill", &plan.claims.prefill, prefill),
-            ("decode", &plan.claims.decode, decode),
-        ] {
-            if let Some(g) = claims.as_ref().and_then(|c| c.gpus) {
-                check(
-                    &format!("claims.{key}.gpus"),
-                    g as u64,
-                    pool.gpus(),
-                    pool.written_product,
-                    pool.replicas,
-                );
-            }
-        }
-        if let (Some(t), Some(p), Some(d)) = (
-            plan.claims.total_gpus,
-            plan.claims.prefill.as_ref().and_then(|c| c.gpus),
-            plan.claims.decode.as_ref().and_then(|c| c.gpus),
-        ) {
-            if t != p + d {
-                out.push(finding(
-                    Severity::Warning,
-                    "claims_contradict",
-                    "claims.total_gpus",
-                    Some(t.to_string()),
-                    Some((p + d).to_string()),
-                    format!("the plan says {t} GPUs in total but {p} prefill + {d} decode"),
-                    Derivation::new(
-                        "total = prefill pool + decode pool",
-                        &[("prefill", p.to_string()), ("decode", d.to_string())],
-                    ),
-                    "make the total the sum of the pools",
-                ));
-            }
-        }
-    }
-    if let Some(avail) = plan.scenario.gpus_available {
-        if folded > avail as u64 {
-            out.push(finding(
-                Severity::Error,
-                "exceeds_available_gpus",
-                "deployment",
-                Some(folded.to_string()),
-                Some(avail.to_string()),
-                format!("the layout holds {folded} GPUs but hardware.gpus allows {avail}"),
-                ev.clone(),
-                "fewer replicas or smaller degrees",
-            ));
-        }
+    if t != p + d {
+        out.push(finding(
+            Severity::Warning,
+            "claims_contradict",
+            "claims.total_gpus",
+            Some(t.to_string()),
+            Some((p + d).to_string()),
+            format!("the plan says {t} GPUs in total but {p} prefill + {d} decode"),
+            Derivation::new(
+                "total = prefill pool + decode pool",
+                &[("prefill", p.to_string()), ("decode", d.to_string())],
+            ),
+            "make the total the sum of the pools",
+        ));
     }
 }
 
