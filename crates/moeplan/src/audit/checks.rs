@@ -6,7 +6,7 @@
 
 use super::claim::{
     bytes, cause, compare, explained, finding, flop, layout_input, params, pct, rate, time,
-    unit_slip, with_layout, Claim, BYTES_PER_TOKEN, FLOP, PARAMS,
+    unit_slip, with_layout, Cause, Claim, BYTES_PER_TOKEN, FLOP, PARAMS,
 };
 use super::fix::Corrected;
 use super::memory::memory_all;
@@ -15,11 +15,12 @@ use super::performance::{
 };
 use super::{decode_eval, Computed, Finding, PoolEval, PoolFigures, Severity};
 use crate::figures::Figures;
-use crate::model::Component;
+use crate::model::{Component, ParamReport};
 use crate::report::Derivation;
 use crate::serving::Estimate;
 use crate::slo::Level;
 use crate::spec::plan::{Deployment, Plan, Pool, TokenKind};
+use crate::units::{Bytes, Flop, Params};
 
 /// Runs every check that needs only the plan and its evaluation.
 pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec<Finding> {
@@ -335,152 +336,201 @@ fn flop_range(plan: &Plan) -> (f64, f64) {
     )
 }
 
+/// Checks the model figures: the declared parameter count, and the
+/// parameters, FLOP and HBM bytes per token the plan states.
 fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
+    let report = plan.scenario.model.params();
+    let ev = params_evidence(plan, &report);
+    if let Some(d) = plan.scenario.model.declared_params {
+        declared_params(&report, d, ev.clone(), out);
+    }
+    if let Some(p) = plan.claims.params_total {
+        params_total(plan, &report, p, ev, out);
+    }
+    if let Some(f) = plan.claims.flops_per_token {
+        flops_per_token(plan, &report, f, out);
+    }
+    if let Some(b) = plan.claims.bytes_read_per_token {
+        bytes_read_per_token(plan, evals, &report, b, out);
+    }
+}
+
+/// How the architecture's parameters are counted, as evidence.
+fn params_evidence(plan: &Plan, report: &ParamReport) -> Derivation {
     let m = &plan.scenario.model;
-    let report = m.params();
-    let total = report.total.0;
-    let active = report.active.0;
-    let ev_params = Derivation::new(
+    Derivation::new(
         "sum of every component's parameters from the architecture (moeplan model)",
         &[
             ("layers", m.n_layers().to_string()),
             ("hidden", m.hidden_size.to_string()),
-            ("total", params(total)),
-            ("active_per_token", params(active)),
+            ("total", params(report.total.0)),
+            ("active_per_token", params(report.active.0)),
         ],
+    )
+}
+
+/// Checks the model's declared parameter count against its architecture.
+fn declared_params(report: &ParamReport, declared: f64, ev: Derivation, out: &mut Vec<Finding>) {
+    let total = report.total.0;
+    compare(
+        Claim {
+            field: "model.declared_params".into(),
+            what: "declared parameters vs the architecture",
+            claimed: declared,
+            lo: total,
+            hi: total,
+            fmt: params,
+            tol: PARAMS,
+            causes: vec![cause(
+                report.active.0,
+                "declared_params_mismatch",
+                "the active (per-token) parameters, not the total",
+            )],
+            evidence: ev,
+            fix: format!(
+                "declare {} (or fix the dimensions if the declared size is the intended one)",
+                params(total)
+            ),
+        },
+        out,
     );
-    if let Some(d) = m.declared_params {
-        compare(
-            Claim {
-                field: "model.declared_params".into(),
-                what: "declared parameters vs the architecture",
-                claimed: d,
-                lo: total,
-                hi: total,
-                fmt: params,
-                tol: PARAMS,
-                causes: vec![cause(
-                    active,
-                    "declared_params_mismatch",
-                    "the active (per-token) parameters, not the total",
-                )],
-                evidence: ev_params.clone(),
-                fix: format!(
-                    "declare {} (or fix the dimensions if the declared size is the intended one)",
-                    params(total)
-                ),
-            },
-            out,
-        );
-        if let Some(f) = out.last_mut() {
-            if f.field == "model.declared_params" && f.code == "claim_mismatch" {
-                f.code = "declared_params_mismatch";
-                f.message
-                    .push_str(": the stated dimensions cannot give the declared size");
-            }
+    if let Some(f) = out.last_mut() {
+        if f.field == "model.declared_params" && f.code == "claim_mismatch" {
+            f.code = "declared_params_mismatch";
+            f.message
+                .push_str(": the stated dimensions cannot give the declared size");
         }
     }
-    let declared = m.declared_params.unwrap_or(0.0);
-    if let Some(p) = plan.claims.params_total {
-        compare(
-            Claim {
-                field: "claims.params_total".into(),
-                what: "parameter total",
-                claimed: p.0,
-                lo: total,
-                hi: total,
-                fmt: params,
-                tol: PARAMS,
-                causes: vec![
-                    cause(
-                        active,
-                        "active_as_total",
-                        "the active (per-token) parameters, not the total",
-                    ),
-                    cause(
-                        declared,
-                        "declared_params_used",
-                        "the declared count, which the architecture does not support",
-                    ),
-                ],
-                evidence: ev_params.clone(),
-                fix: format!("params_total = \"{}\"", params(total)),
-            },
-            out,
-        );
-    }
+}
+
+/// Checks the claimed parameter total against the architecture's.
+fn params_total(
+    plan: &Plan,
+    report: &ParamReport,
+    claimed: Params,
+    ev: Derivation,
+    out: &mut Vec<Finding>,
+) {
+    let total = report.total.0;
+    compare(
+        Claim {
+            field: "claims.params_total".into(),
+            what: "parameter total",
+            claimed: claimed.0,
+            lo: total,
+            hi: total,
+            fmt: params,
+            tol: PARAMS,
+            causes: vec![
+                cause(
+                    report.active.0,
+                    "active_as_total",
+                    "the active (per-token) parameters, not the total",
+                ),
+                cause(
+                    plan.scenario.model.declared_params.unwrap_or(0.0),
+                    "declared_params_used",
+                    "the declared count, which the architecture does not support",
+                ),
+            ],
+            evidence: ev,
+            fix: format!("params_total = \"{}\"", params(total)),
+        },
+        out,
+    );
+}
+
+/// Checks the claimed FLOP per token against the linear layers and the
+/// attention core over the plan's contexts.
+fn flops_per_token(plan: &Plan, report: &ParamReport, claimed: Flop, out: &mut Vec<Finding>) {
     let (lo, hi) = flop_range(plan);
+    compare(
+        Claim {
+            field: "claims.flops_per_token".into(),
+            what: "FLOP per token",
+            claimed: claimed.0,
+            lo,
+            hi,
+            fmt: flop,
+            tol: FLOP,
+            causes: flop_causes(plan, report, lo, hi),
+            evidence: Derivation::new(
+                "2 FLOP per active parameter (linear layers, LM head included) + attention core at the context",
+                &[
+                    ("active_params", params(report.active.0)),
+                    ("linear_flop_per_token", flop(plan.scenario.model.linear_flop_per_token().0)),
+                    ("context", format!("{} – {}", plan.scenario.workload.isl.min, plan.scenario.workload.isl.max + plan.scenario.workload.osl.max)),
+                ],
+            ),
+            fix: format!("flops_per_token = \"{}\"", flop(lo)),
+        },
+        out,
+    );
+}
+
+/// The mistakes that give a wrong FLOP-per-token figure (`lo`, `hi`: the
+/// computed range).
+fn flop_causes(plan: &Plan, report: &ParamReport, lo: f64, hi: f64) -> Vec<Cause> {
+    let m = &plan.scenario.model;
+    let total = report.total.0;
     let lm_head = report
         .by_component
         .get(&Component::LmHead)
         .map_or(0.0, |c| c.active.0);
     let per_layer = (m.linear_flop_per_token().0 - 2.0 * lm_head) / m.n_layers().max(1) as f64;
-    let ev_flop = Derivation::new(
-        "2 FLOP per active parameter (linear layers, LM head included) + attention core at the context",
-        &[
-            ("active_params", params(active)),
-            ("linear_flop_per_token", flop(m.linear_flop_per_token().0)),
-            ("context", format!("{} – {}", plan.scenario.workload.isl.min, plan.scenario.workload.isl.max + plan.scenario.workload.osl.max)),
-        ],
-    );
-    if let Some(f) = plan.claims.flops_per_token {
-        let d = if declared > 0.0 { declared } else { f64::NAN };
-        compare(
-            Claim {
-                field: "claims.flops_per_token".into(),
-                what: "FLOP per token",
-                claimed: f.0,
-                lo,
-                hi,
-                fmt: flop,
-                tol: FLOP,
-                causes: vec![
-                    unit_slip(hi * 1e3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
-                    unit_slip(lo * 1e-3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
-                    cause(per_layer, "per_layer_as_per_token", format!("the FLOP of one layer ({}) used as the FLOP of a token through all {} layers", flop(per_layer), m.n_layers())),
-                    cause(2.0 * d, "declared_params_used", format!("2 × the declared {} parameters, which the architecture does not have", params(d))),
-                    cause(2e3 * d, "unit_slip", format!("2 × the declared {} parameters written in TFLOP instead of GFLOP: a factor-1000 unit slip on top of a parameter count the architecture does not support", params(d))),
-                    cause(2.0 * total, "all_params_active", "2 FLOP per stored parameter: an MoE token passes only through its top-k experts"),
-                    cause(lo / 2.0, "half_flop", "one FLOP per parameter instead of two (a multiply-add is 2 FLOP)"),
+    let declared = m.declared_params.unwrap_or(0.0);
+    let d = if declared > 0.0 { declared } else { f64::NAN };
+    vec![
+        unit_slip(hi * 1e3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
+        unit_slip(lo * 1e-3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
+        cause(per_layer, "per_layer_as_per_token", format!("the FLOP of one layer ({}) used as the FLOP of a token through all {} layers", flop(per_layer), m.n_layers())),
+        cause(2.0 * d, "declared_params_used", format!("2 × the declared {} parameters, which the architecture does not have", params(d))),
+        cause(2e3 * d, "unit_slip", format!("2 × the declared {} parameters written in TFLOP instead of GFLOP: a factor-1000 unit slip on top of a parameter count the architecture does not support", params(d))),
+        cause(2.0 * total, "all_params_active", "2 FLOP per stored parameter: an MoE token passes only through its top-k experts"),
+        cause(lo / 2.0, "half_flop", "one FLOP per parameter instead of two (a multiply-add is 2 FLOP)"),
+    ]
+}
+
+/// Checks the claimed HBM bytes read per generated token against a decode
+/// step's bytes per token produced.
+fn bytes_read_per_token(
+    plan: &Plan,
+    evals: &[PoolEval],
+    report: &ParamReport,
+    claimed: Bytes,
+    out: &mut Vec<Finding>,
+) {
+    let Some(e) = decode_eval(evals).and_then(|e| e.typical.as_ref()) else {
+        return;
+    };
+    let bw = plan.scenario.gpu.memory_bandwidth.0;
+    let per_token = bw / e.ceilings.decode_tokens_per_s_per_gpu.0;
+    compare(
+        Claim {
+            field: "claims.bytes_read_per_token".into(),
+            what: "HBM bytes read per generated token",
+            claimed: claimed.0,
+            lo: per_token,
+            hi: per_token,
+            fmt: bytes,
+            tol: BYTES_PER_TOKEN,
+            causes: vec![
+                unit_slip(per_token * 1e3, "MB and GB"),
+                cause(report.weight_bytes.0, "weights_per_token", "the whole model's weights read for every token; a decode step reads them once for the whole batch"),
+            ],
+            evidence: Derivation::new(
+                "HBM bytes of one decode step per GPU / tokens the GPU produces in that step",
+                &[
+                    ("bytes_per_step", e.ceilings.decode_bytes_per_step_per_gpu.to_string()),
+                    ("of_which_kv_cache", e.ceilings.decode_kv_bytes_per_step_per_gpu.to_string()),
+                    ("decoding_requests", format!("{:.0}", e.decoding_requests)),
+                    ("layout", e.layout.to_string()),
                 ],
-                evidence: ev_flop.clone(),
-                fix: format!("flops_per_token = \"{}\"", flop(lo)),
-            },
-            out,
-        );
-    }
-    if let Some(b) = plan.claims.bytes_read_per_token {
-        if let Some(e) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
-            let bw = plan.scenario.gpu.memory_bandwidth.0;
-            let per_token = bw / e.ceilings.decode_tokens_per_s_per_gpu.0;
-            compare(
-                Claim {
-                    field: "claims.bytes_read_per_token".into(),
-                    what: "HBM bytes read per generated token",
-                    claimed: b.0,
-                    lo: per_token,
-                    hi: per_token,
-                    fmt: bytes,
-                    tol: BYTES_PER_TOKEN,
-                    causes: vec![
-                        unit_slip(per_token * 1e3, "MB and GB"),
-                        cause(report.weight_bytes.0, "weights_per_token", "the whole model's weights read for every token; a decode step reads them once for the whole batch"),
-                    ],
-                    evidence: Derivation::new(
-                        "HBM bytes of one decode step per GPU / tokens the GPU produces in that step",
-                        &[
-                            ("bytes_per_step", e.ceilings.decode_bytes_per_step_per_gpu.to_string()),
-                            ("of_which_kv_cache", e.ceilings.decode_kv_bytes_per_step_per_gpu.to_string()),
-                            ("decoding_requests", format!("{:.0}", e.decoding_requests)),
-                            ("layout", e.layout.to_string()),
-                        ],
-                    ),
-                    fix: format!("bytes_read_per_token = \"{}\"", bytes(per_token)),
-                },
-                out,
-            );
-        }
-    }
+            ),
+            fix: format!("bytes_read_per_token = \"{}\"", bytes(per_token)),
+        },
+        out,
+    );
 }
 
 /// How the audit words one service level: what it bounds, how its figure
