@@ -17,6 +17,7 @@ use super::{decode_eval, Computed, Finding, PoolEval, PoolFigures, Severity};
 use crate::figures::Figures;
 use crate::model::{Component, ParamReport};
 use crate::report::Derivation;
+use crate::serving::disagg::DisaggEstimate;
 use crate::serving::Estimate;
 use crate::slo::Level;
 use crate::spec::plan::{Deployment, Plan, Pool, TokenKind};
@@ -754,104 +755,128 @@ pub(super) fn waste(
     corrected: &Corrected,
     out: &mut Vec<Finding>,
 ) {
-    let isl = plan.scenario.workload.isl.mean().max(1) as f64;
-    let osl = plan.scenario.workload.osl.mean().max(1) as f64;
     if let (Deployment::Disaggregated { prefill, decode }, Some(e)) =
         (plan.deployment, fig.and_then(disaggregated))
     {
-        let capacity = prefill_capacity(e);
-        let demand = e.requests_per_s * isl;
-        let ev = Derivation::new(
-            "prefill capacity (prompts per step of every prefill rank × isl / prefill step) vs the prompt tokens/s the deployment completes (its requests/s × isl), from the disaggregated estimate",
-            &[
-                ("prefill_gpus", prefill.gpus().to_string()),
-                ("prefill_capacity", format!("{capacity:.0} tokens/s")),
-                ("decode_gpus", decode.gpus().to_string()),
-                ("completed_prompt_tokens", format!("{demand:.0} tokens/s")),
-                ("regime", e.regime.to_string()),
-            ],
-        );
-        if capacity > 1.5 * demand {
-            let idle = prefill.gpus() as f64 * (1.0 - demand / capacity);
-            out.push(finding(
-                Severity::Warning,
-                "idle_gpus",
-                "deployment.prefill.replicas",
-                Some(format!("{} prefill GPUs", prefill.gpus())),
-                Some(format!("{:.0} needed", (prefill.gpus() as f64 - idle).ceil())),
-                format!("the prefill pool can prefill {capacity:.0} prompt tokens/s but the deployment completes only {demand:.0}: about {idle:.0} of its {} GPUs sit idle", prefill.gpus()),
-                ev,
-                "shrink the prefill pool (or grow the decode pool) until the rates match",
-            ));
-        } else if e.regime == "prefill" {
-            out.push(finding(
-                Severity::Warning,
-                "idle_gpus",
-                "deployment.decode.replicas",
-                Some(format!("{} decode GPUs", decode.gpus())),
-                None,
-                format!("the prefill pool sets the pace ({capacity:.0} prompt tokens/s at most): requests queue for it and decode GPUs wait for prompts"),
-                ev,
-                "grow the prefill pool or shrink the decode pool",
-            ));
-        }
+        pool_rates_mismatch(plan, prefill, decode, e, out);
     }
     if let (Some(min), Deployment::Aggregated { pool }) =
         (corrected.min_gpus_per_replica, plan.deployment)
     {
-        let have = pool.layout.gpus();
-        if have >= 2 * min && evals.first().is_some_and(|e| e.valid) {
-            out.push(finding(
-                Severity::Warning,
-                "overprovisioned",
-                "deployment",
-                Some(format!("{have} GPUs per replica")),
-                Some(format!("{min} GPUs per replica")),
-                format!("a replica of {min} GPUs already meets every requirement of the plan; this one holds {have}"),
-                Derivation::new("smallest valid layout (local search) meeting memory, TTFT, TPOT, throughput and imbalance requirements", &[("smallest", min.to_string())]),
-                "use the smaller replica (see the corrected plan) and add replicas for load",
-            ));
-        }
+        oversized_replica(evals, pool, min, out);
     }
     if let (Some(rr), Some((_, per_gpu, _))) =
         (plan.scenario.workload.request_rate, overall_throughput(fig))
     {
-        let need = rr * osl;
-        let have = per_gpu * plan.deployment.gpus() as f64;
-        let ev = Derivation::new(
-            "requests/s × osl output tokens vs the deployment's output tokens/s",
-            &[
-                ("request_rate", format!("{rr}")),
-                ("osl", format!("{osl:.0}")),
-                ("deployment_output_tokens_per_s", format!("{have:.0}")),
-            ],
-        );
-        if have < need {
-            out.push(finding(
-                Severity::Error,
-                "too_few_gpus",
-                "workload.request_rate",
-                Some(format!("{rr} requests/s")),
-                Some(format!("{:.2} requests/s", have / osl)),
-                format!("the deployment produces {have:.0} output tokens/s; {rr} requests/s of {osl:.0} tokens need {need:.0}"),
-                ev,
-                "add replicas",
-            ));
-        } else if have > 2.0 * need {
-            out.push(finding(
-                Severity::Warning,
-                "overprovisioned",
-                "deployment.replicas",
-                Some(format!("{have:.0} tokens/s")),
-                Some(format!("{need:.0} tokens/s needed")),
-                format!(
-                    "the deployment produces {:.1}× the output the request rate needs",
-                    have / need
-                ),
-                ev,
-                "fewer replicas",
-            ));
-        }
+        replicas_for_request_rate(plan, rr, per_gpu, out);
+    }
+}
+
+/// A disaggregated prefill pool far faster than the deployment completes
+/// prompts (idle prefill GPUs), or one that sets the pace (idle decode GPUs).
+fn pool_rates_mismatch(
+    plan: &Plan,
+    prefill: Pool,
+    decode: Pool,
+    e: &DisaggEstimate,
+    out: &mut Vec<Finding>,
+) {
+    let isl = plan.scenario.workload.isl.mean().max(1) as f64;
+    let capacity = prefill_capacity(e);
+    let demand = e.requests_per_s * isl;
+    let ev = Derivation::new(
+        "prefill capacity (prompts per step of every prefill rank × isl / prefill step) vs the prompt tokens/s the deployment completes (its requests/s × isl), from the disaggregated estimate",
+        &[
+            ("prefill_gpus", prefill.gpus().to_string()),
+            ("prefill_capacity", format!("{capacity:.0} tokens/s")),
+            ("decode_gpus", decode.gpus().to_string()),
+            ("completed_prompt_tokens", format!("{demand:.0} tokens/s")),
+            ("regime", e.regime.to_string()),
+        ],
+    );
+    if capacity > 1.5 * demand {
+        let idle = prefill.gpus() as f64 * (1.0 - demand / capacity);
+        out.push(finding(
+            Severity::Warning,
+            "idle_gpus",
+            "deployment.prefill.replicas",
+            Some(format!("{} prefill GPUs", prefill.gpus())),
+            Some(format!("{:.0} needed", (prefill.gpus() as f64 - idle).ceil())),
+            format!("the prefill pool can prefill {capacity:.0} prompt tokens/s but the deployment completes only {demand:.0}: about {idle:.0} of its {} GPUs sit idle", prefill.gpus()),
+            ev,
+            "shrink the prefill pool (or grow the decode pool) until the rates match",
+        ));
+    } else if e.regime == "prefill" {
+        out.push(finding(
+            Severity::Warning,
+            "idle_gpus",
+            "deployment.decode.replicas",
+            Some(format!("{} decode GPUs", decode.gpus())),
+            None,
+            format!("the prefill pool sets the pace ({capacity:.0} prompt tokens/s at most): requests queue for it and decode GPUs wait for prompts"),
+            ev,
+            "grow the prefill pool or shrink the decode pool",
+        ));
+    }
+}
+
+/// A valid replica twice or more the size of the smallest one (`min` GPUs)
+/// that meets every requirement of the plan.
+fn oversized_replica(evals: &[PoolEval], pool: Pool, min: u32, out: &mut Vec<Finding>) {
+    let have = pool.layout.gpus();
+    if have >= 2 * min && evals.first().is_some_and(|e| e.valid) {
+        out.push(finding(
+            Severity::Warning,
+            "overprovisioned",
+            "deployment",
+            Some(format!("{have} GPUs per replica")),
+            Some(format!("{min} GPUs per replica")),
+            format!("a replica of {min} GPUs already meets every requirement of the plan; this one holds {have}"),
+            Derivation::new("smallest valid layout (local search) meeting memory, TTFT, TPOT, throughput and imbalance requirements", &[("smallest", min.to_string())]),
+            "use the smaller replica (see the corrected plan) and add replicas for load",
+        ));
+    }
+}
+
+/// Too few GPUs for the plan's request rate, or more than twice enough
+/// (`per_gpu`: the deployment's output tokens/s per GPU).
+fn replicas_for_request_rate(plan: &Plan, rr: f64, per_gpu: f64, out: &mut Vec<Finding>) {
+    let osl = plan.scenario.workload.osl.mean().max(1) as f64;
+    let need = rr * osl;
+    let have = per_gpu * plan.deployment.gpus() as f64;
+    let ev = Derivation::new(
+        "requests/s × osl output tokens vs the deployment's output tokens/s",
+        &[
+            ("request_rate", format!("{rr}")),
+            ("osl", format!("{osl:.0}")),
+            ("deployment_output_tokens_per_s", format!("{have:.0}")),
+        ],
+    );
+    if have < need {
+        out.push(finding(
+            Severity::Error,
+            "too_few_gpus",
+            "workload.request_rate",
+            Some(format!("{rr} requests/s")),
+            Some(format!("{:.2} requests/s", have / osl)),
+            format!("the deployment produces {have:.0} output tokens/s; {rr} requests/s of {osl:.0} tokens need {need:.0}"),
+            ev,
+            "add replicas",
+        ));
+    } else if have > 2.0 * need {
+        out.push(finding(
+            Severity::Warning,
+            "overprovisioned",
+            "deployment.replicas",
+            Some(format!("{have:.0} tokens/s")),
+            Some(format!("{need:.0} tokens/s needed")),
+            format!(
+                "the deployment produces {:.1}× the output the request rate needs",
+                have / need
+            ),
+            ev,
+            "fewer replicas",
+        ));
     }
 }
 
