@@ -1,8 +1,12 @@
-//! Every check of the audit, one function per family. Each compares what
-//! the plan states (or implies) with what moeplan computes and pushes a
-//! `Finding` with its evidence. To add a check: write a function here,
-//! call it from `all` (or `waste`), give it a new stable code, and add a
-//! broken plan to `examples/audit/broken/` that it must catch.
+//! The checks of the audit: `all` runs every family (layout, GPU counts,
+//! model figures, memory, performance, bounds, service levels) and `waste`
+//! the ones that need the corrected plan. Each compares what the plan
+//! states (or implies) with what moeplan computes and pushes a `Finding`
+//! with its evidence. The memory and performance families live in their
+//! own modules (`memory`, `performance`), the comparison itself in `claim`.
+//! To add a check: write a function here or in its family's module, call
+//! it from `all` (or `waste`), give it a new stable code, and add a broken
+//! plan to `examples/audit/broken/` that it must catch.
 
 use super::claim::{
     bytes, cause, compare, explained, finding, flop, layout_input, params, pct, rate, time,

@@ -11,9 +11,10 @@
 //! - `evaluate` (here): the plan's pools estimated at the typical (mean) and
 //!   worst (longest) prompt; an invalid layout is read as its nearest valid
 //!   layout so per-GPU claims can still be checked, and the findings say so.
-//! - `checks`: one function per family of checks (layout and GPU accounting,
-//!   model figures, memory, throughput and latency, ceilings, contradictions,
-//!   service levels, waste). A new check is a function there, called from
+//! - `checks`: runs every family of checks (`checks::all`, then
+//!   `checks::waste` once the corrected plan is known) and holds layout and
+//!   GPU accounting, model figures, service levels and waste. A new check
+//!   is a function there or in its family's module, called from
 //!   `checks::all`, with a new stable code.
 //! - `memory`: the per-GPU memory claims of each pool (training state,
 //!   weights, KV cache, activations, total, utilisation).
