@@ -55,6 +55,7 @@ pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec
     out
 }
 
+/// Invalid layouts (with the nearest valid one the figures use instead) and costly ones.
 fn layout(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     for e in evals {
         let (problems, warnings) = e.pool.layout.check(
@@ -116,6 +117,7 @@ fn layout(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     }
 }
 
+/// The written degree a layout problem names (`pp`, `tp`, ...); 0 for another field.
 fn degree(l: &crate::layout::Layout, field: &str) -> u32 {
     match field {
         "pp" => l.pp,
@@ -550,6 +552,7 @@ struct LevelWords {
     explain: &'static str,
 }
 
+/// How the audit words a service level; None for the levels judged elsewhere (memory, GPUs).
 fn level_words(plan: &Plan, level: Level) -> Option<LevelWords> {
     let c = &plan.claims;
     let w = |what, fmt, to_si, claimed, explain| {

@@ -90,6 +90,7 @@ pub(super) struct Cause {
     why: String,
 }
 
+/// A likely cause: the claim would be `value` after the mistake `why`.
 pub(super) fn cause(value: f64, code: &'static str, why: impl Into<String>) -> Cause {
     Cause {
         value,
@@ -138,6 +139,7 @@ fn off(claimed: f64, lo: f64, hi: f64) -> f64 {
     }
 }
 
+/// How far off a ratio is, as a factor ≥ 1 either way (infinite at 0).
 pub(super) fn factor(r: f64) -> f64 {
     if r >= 1.0 {
         r
@@ -148,6 +150,7 @@ pub(super) fn factor(r: f64) -> f64 {
     }
 }
 
+/// A computed range as text: one figure when its ends are within 0.5%.
 pub(super) fn range(lo: f64, hi: f64, fmt: fn(f64) -> String) -> String {
     let (lo, hi) = (lo.min(hi), lo.max(hi));
     if (hi - lo).abs() <= 0.005 * hi.abs() {
@@ -157,21 +160,27 @@ pub(super) fn range(lo: f64, hi: f64, fmt: fn(f64) -> String) -> String {
     }
 }
 
+/// Bytes as text (`1.436 GB`).
 pub(super) fn bytes(v: f64) -> String {
     Bytes(v).to_string()
 }
+/// A rate in tokens/s and tokens/ms.
 pub(super) fn rate(v: f64) -> String {
     format!("{:.1} tokens/s ({:.3} tokens/ms)", v, v / 1e3)
 }
+/// Seconds as text (`1.275 s`).
 pub(super) fn time(v: f64) -> String {
     Seconds(v).to_string()
 }
+/// A fraction as a percentage.
 pub(super) fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
+/// A parameter count as text (`46.70B`).
 pub(super) fn params(v: f64) -> String {
     Params(v).to_string()
 }
+/// FLOP as text (`26.02 GFLOP`).
 pub(super) fn flop(v: f64) -> String {
     Flop(v).to_string()
 }
@@ -190,6 +199,8 @@ pub(super) struct Claim<'a> {
     pub(super) fix: String,
 }
 
+/// Compares a claim with its computed range and pushes a finding when it is
+/// off by more than its tolerance, named by its likely cause when one fits.
 pub(super) fn compare(c: Claim, out: &mut Vec<Finding>) {
     let r = off(c.claimed, c.lo, c.hi);
     let f = factor(r);
@@ -236,6 +247,7 @@ pub(super) fn compare(c: Claim, out: &mut Vec<Finding>) {
     });
 }
 
+/// A finding from its parts.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn finding(
     severity: Severity,
@@ -286,6 +298,7 @@ pub(super) fn layout_input(e: &PoolEval) -> (&'static str, String) {
     )
 }
 
+/// A derivation with the layout its figures were computed for added.
 pub(super) fn with_layout(mut d: Derivation, e: &PoolEval) -> Derivation {
     let (k, v) = layout_input(e);
     d.inputs.push((k.to_string(), v));
