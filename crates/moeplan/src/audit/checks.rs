@@ -1,278 +1,31 @@
-//! Every check of the audit, one function per family. Each compares what
-//! the plan states (or implies) with what moeplan computes and pushes a
-//! `Finding` with its evidence. To add a check: write a function here,
-//! call it from `all` (or `waste`), give it a new stable code, and add a
-//! broken plan to `examples/audit/broken/` that it must catch.
+//! The checks of the audit: `all` runs every family (layout, GPU counts,
+//! model figures, memory, performance, bounds, service levels) and `waste`
+//! the ones that need the corrected plan. Each compares what the plan
+//! states (or implies) with what moeplan computes and pushes a `Finding`
+//! with its evidence. The memory and performance families live in their
+//! own modules (`memory`, `performance`), the comparison itself in `claim`.
+//! To add a check: write a function here or in its family's module, call
+//! it from `all` (or `waste`), give it a new stable code, and add a broken
+//! plan to `examples/audit/broken/` that it must catch.
 
+use super::claim::{
+    bytes, cause, compare, explained, finding, flop, layout_input, params, pct, rate, time,
+    unit_slip, with_layout, Cause, Claim, BYTES_PER_TOKEN, FLOP, PARAMS,
+};
 use super::fix::Corrected;
-use super::{evaluate_layout, Computed, Finding, Phase, PoolEval, PoolFigures, Severity};
+use super::memory::memory_all;
+use super::performance::{
+    bounds, disaggregated, overall_throughput, performance, prefill_capacity,
+};
+use super::{decode_eval, Computed, Finding, PoolEval, PoolFigures, Severity};
 use crate::figures::Figures;
-use crate::model::Component;
+use crate::model::{Component, ParamReport};
 use crate::report::Derivation;
+use crate::serving::disagg::DisaggEstimate;
 use crate::serving::Estimate;
 use crate::slo::Level;
-use crate::spec::plan::{Deployment, PhaseClaims, Plan, TokenKind};
-use crate::units::{Bytes, Flop, Params, Seconds, TokensPerSecond};
-
-/// How far a claim may be from the computed range before it is doubtful
-/// (`ok`) and before it is wrong (`error`), as factors. `one_sided`: only
-/// the optimistic direction (`above` true: higher than computed) is a
-/// problem; the other side is conservative and gets an info unless it is
-/// off by a factor of 100 or more (then it is a slip, not caution).
-#[derive(Clone, Copy)]
-struct Tol {
-    ok: f64,
-    error: f64,
-    optimistic_above: Option<bool>,
-}
-
-impl Tol {
-    /// The most a conservative claim can be: a latency bound far above the
-    /// computed one is loose, not wrong; a throughput 100× below is a slip.
-    fn conservative_cap(&self, f: f64) -> Severity {
-        match (self.optimistic_above, f >= 100.0) {
-            (_, false) => Severity::Info,
-            (Some(false), true) => Severity::Warning,
-            _ => Severity::Error,
-        }
-    }
-}
-
-const WEIGHTS: Tol = Tol {
-    ok: 1.10,
-    error: 1.5,
-    optimistic_above: None,
-};
-const MEMORY: Tol = Tol {
-    ok: 1.15,
-    error: 1.8,
-    optimistic_above: None,
-};
-const KV: Tol = Tol {
-    ok: 1.15,
-    error: 2.0,
-    optimistic_above: None,
-};
-const ACTIVATIONS: Tol = Tol {
-    ok: 3.0,
-    error: 30.0,
-    optimistic_above: None,
-};
-const PARAMS: Tol = Tol {
-    ok: 1.05,
-    error: 1.15,
-    optimistic_above: None,
-};
-const FLOP: Tol = Tol {
-    ok: 1.25,
-    error: 2.0,
-    optimistic_above: None,
-};
-const BYTES_PER_TOKEN: Tol = Tol {
-    ok: 1.5,
-    error: 3.0,
-    optimistic_above: None,
-};
-const THROUGHPUT: Tol = Tol {
-    ok: 1.35,
-    error: 2.5,
-    optimistic_above: Some(true),
-};
-const LATENCY: Tol = Tol {
-    ok: 1.5,
-    error: 3.0,
-    optimistic_above: Some(false),
-};
-const BOUND: Tol = Tol {
-    ok: 1.5,
-    error: 3.0,
-    optimistic_above: None,
-};
-
-/// A possible explanation of a mismatch: the value the claim would have
-/// if the author made this mistake.
-struct Cause {
-    value: f64,
-    code: &'static str,
-    why: String,
-}
-
-fn cause(value: f64, code: &'static str, why: impl Into<String>) -> Cause {
-    Cause {
-        value,
-        code,
-        why: why.into(),
-    }
-}
-
-/// The cause whose arithmetic comes closest to the claim, within 20% (the
-/// seeds' figures are rounded and mix mistakes); None when none does. Each
-/// mistake a claim can make needs its own cause, so that the exact one
-/// wins over a neighbour that merely falls inside the window.
-fn likely(claimed: f64, causes: &[Cause]) -> Option<&Cause> {
-    causes
-        .iter()
-        .filter(|c| c.value > 0.0 && c.value.is_finite())
-        .map(|c| ((claimed / c.value).ln().abs(), c))
-        .filter(|(d, _)| *d < 1.2f64.ln())
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
-/// The claim relative to the computed range: 1 inside, > 1 above, < 1 below.
-fn off(claimed: f64, lo: f64, hi: f64) -> f64 {
-    let (lo, hi) = (lo.min(hi), lo.max(hi));
-    if claimed > hi {
-        if hi > 0.0 {
-            claimed / hi
-        } else {
-            f64::INFINITY
-        }
-    } else if claimed < lo {
-        claimed / lo
-    } else {
-        1.0
-    }
-}
-
-fn factor(r: f64) -> f64 {
-    if r >= 1.0 {
-        r
-    } else if r > 0.0 {
-        1.0 / r
-    } else {
-        f64::INFINITY
-    }
-}
-
-fn range(lo: f64, hi: f64, fmt: fn(f64) -> String) -> String {
-    let (lo, hi) = (lo.min(hi), lo.max(hi));
-    if (hi - lo).abs() <= 0.005 * hi.abs() {
-        fmt(hi)
-    } else {
-        format!("{} – {}", fmt(lo), fmt(hi))
-    }
-}
-
-pub(super) fn bytes(v: f64) -> String {
-    Bytes(v).to_string()
-}
-pub(super) fn rate(v: f64) -> String {
-    format!("{:.1} tokens/s ({:.3} tokens/ms)", v, v / 1e3)
-}
-pub(super) fn time(v: f64) -> String {
-    Seconds(v).to_string()
-}
-pub(super) fn pct(v: f64) -> String {
-    format!("{:.1}%", v * 100.0)
-}
-fn params(v: f64) -> String {
-    Params(v).to_string()
-}
-fn flop(v: f64) -> String {
-    Flop(v).to_string()
-}
-
-/// A claim to compare.
-struct Claim<'a> {
-    field: String,
-    what: &'a str,
-    claimed: f64,
-    lo: f64,
-    hi: f64,
-    fmt: fn(f64) -> String,
-    tol: Tol,
-    causes: Vec<Cause>,
-    evidence: Derivation,
-    fix: String,
-}
-
-fn compare(c: Claim, out: &mut Vec<Finding>) {
-    let r = off(c.claimed, c.lo, c.hi);
-    let f = factor(r);
-    if f <= c.tol.ok {
-        return;
-    }
-    let above = r > 1.0;
-    let optimistic = c.tol.optimistic_above.is_none_or(|a| a == above);
-    let severity = if !optimistic {
-        c.tol.conservative_cap(f)
-    } else if f >= c.tol.error {
-        Severity::Error
-    } else {
-        Severity::Warning
-    };
-    let found = likely(c.claimed, &c.causes);
-    let computed = range(c.lo, c.hi, c.fmt);
-    let dir = if above { "above" } else { "below" };
-    let mut message = format!(
-        "{}: the plan says {}, moeplan computes {} ({} {dir})",
-        c.what,
-        (c.fmt)(c.claimed),
-        computed,
-        if f.is_finite() {
-            format!("{f:.1}×")
-        } else {
-            "infinitely".to_string()
-        }
-    );
-    if let Some(k) = found {
-        message.push_str(&format!("; likely cause: {}", k.why));
-    } else if severity == Severity::Info {
-        message.push_str("; conservative, not wrong");
-    }
-    out.push(Finding {
-        severity,
-        code: found.map_or("claim_mismatch", |k| k.code),
-        field: c.field,
-        claimed: Some((c.fmt)(c.claimed)),
-        computed: Some(computed),
-        message,
-        evidence: c.evidence,
-        fix: c.fix,
-    });
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finding(
-    severity: Severity,
-    code: &'static str,
-    field: impl Into<String>,
-    claimed: Option<String>,
-    computed: Option<String>,
-    message: String,
-    evidence: Derivation,
-    fix: impl Into<String>,
-) -> Finding {
-    Finding {
-        severity,
-        code,
-        field: field.into(),
-        claimed,
-        computed,
-        message,
-        evidence,
-        fix: fix.into(),
-    }
-}
-
-/// The layout figures were computed for, as evidence input.
-fn layout_input(e: &PoolEval) -> (&'static str, String) {
-    (
-        "layout",
-        match e.reference {
-            Some(l) if e.valid => format!("{l} (as written)"),
-            Some(l) => format!("{l} (nearest valid layout: the written one is invalid)"),
-            None => "none".into(),
-        },
-    )
-}
-
-fn with_layout(mut d: Derivation, e: &PoolEval) -> Derivation {
-    let (k, v) = layout_input(e);
-    d.inputs.push((k.to_string(), v));
-    d
-}
+use crate::spec::plan::{Deployment, Plan, Pool, TokenKind};
+use crate::units::{Bytes, Flop, Params};
 
 /// Runs every check that needs only the plan and its evaluation.
 pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec<Finding> {
@@ -302,6 +55,7 @@ pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec
     out
 }
 
+/// Invalid layouts (with the nearest valid one the figures use instead) and costly ones.
 fn layout(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     for e in evals {
         let (problems, warnings) = e.pool.layout.check(
@@ -363,6 +117,7 @@ fn layout(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
     }
 }
 
+/// The written degree a layout problem names (`pp`, `tp`, ...); 0 for another field.
 fn degree(l: &crate::layout::Layout, field: &str) -> u32 {
     match field {
         "pp" => l.pp,
@@ -375,41 +130,152 @@ fn degree(l: &crate::layout::Layout, field: &str) -> u32 {
     }
 }
 
+/// Checks every GPU count the plan states against the GPUs its layout
+/// holds, and the layout against the GPUs available.
 fn gpus(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
+    let count = GpuCount::new(plan, evals);
     let folded = plan.deployment.gpus();
-    let product: u64 = evals.iter().map(|e| e.pool.written_product).sum();
-    let experts = plan.scenario.model.moe.as_ref().map(|m| m.n_routed_experts);
-    let expr: Vec<String> = evals
-        .iter()
-        .map(|e| {
-            let l = e.pool.layout;
-            format!(
-                "{} replicas × pp {} × tp {} × cp {} × dp {} = {}",
-                e.pool.replicas,
-                l.pp,
-                l.tp,
-                l.cp,
-                l.dp,
-                e.pool.gpus()
-            )
-        })
-        .collect();
-    let ev = Derivation::new(
-        "GPUs = replicas × pp × (tp·cp·dp); ep and etp fold onto the same GPUs (tp·cp·dp = ep·etp·edp), they do not multiply",
-        &[
-            ("pools", expr.join("; ")),
-            ("product_of_every_written_degree", product.to_string()),
-        ],
-    );
-    let mut check = |field: &str, claimed: u64, computed: u64, product: u64, replicas: u32| {
+    if let Some(c) = plan.claims.total_gpus {
+        let holds = Holds {
+            gpus: folded,
+            product: count.product,
+            replicas: evals.first().map_or(1, |e| e.pool.replicas),
+        };
+        count.check("claims.total_gpus", c as u64, holds, out);
+    }
+    if let Deployment::Disaggregated { prefill, decode } = plan.deployment {
+        for (key, claims, pool) in [
+            ("prefill", &plan.claims.prefill, prefill),
+            ("decode", &plan.claims.decode, decode),
+        ] {
+            if let Some(g) = claims.as_ref().and_then(|c| c.gpus) {
+                count.check(
+                    &format!("claims.{key}.gpus"),
+                    g as u64,
+                    Holds::of(&pool),
+                    out,
+                );
+            }
+        }
+        total_contradicts_pools(plan, out);
+    }
+    if let Some(avail) = plan.scenario.gpus_available {
+        if folded > avail as u64 {
+            out.push(finding(
+                Severity::Error,
+                "exceeds_available_gpus",
+                "deployment",
+                Some(folded.to_string()),
+                Some(avail.to_string()),
+                format!("the layout holds {folded} GPUs but hardware.gpus allows {avail}"),
+                count.evidence.clone(),
+                "fewer replicas or smaller degrees",
+            ));
+        }
+    }
+}
+
+/// The GPUs a layout holds, and the figures a wrong count of them is
+/// usually made of.
+#[derive(Clone, Copy)]
+struct Holds {
+    /// replicas × pp × tp·cp·dp.
+    gpus: u64,
+    /// The product of every written degree, replicas included.
+    product: u64,
+    replicas: u32,
+}
+
+impl Holds {
+    /// What one pool holds.
+    fn of(pool: &Pool) -> Holds {
+        Holds {
+            gpus: pool.gpus(),
+            product: pool.written_product,
+            replicas: pool.replicas,
+        }
+    }
+}
+
+/// What every GPU-count check shares: the model's routed experts, the
+/// pools, and how GPUs are counted, as evidence.
+struct GpuCount<'a> {
+    experts: Option<u64>,
+    evals: &'a [PoolEval],
+    /// The product of every written degree, over all pools.
+    product: u64,
+    evidence: Derivation,
+}
+
+impl<'a> GpuCount<'a> {
+    /// The shared figures of a plan's pools.
+    fn new(plan: &Plan, evals: &'a [PoolEval]) -> GpuCount<'a> {
+        let product: u64 = evals.iter().map(|e| e.pool.written_product).sum();
+        let expr: Vec<String> = evals
+            .iter()
+            .map(|e| {
+                let l = e.pool.layout;
+                format!(
+                    "{} replicas × pp {} × tp {} × cp {} × dp {} = {}",
+                    e.pool.replicas,
+                    l.pp,
+                    l.tp,
+                    l.cp,
+                    l.dp,
+                    e.pool.gpus()
+                )
+            })
+            .collect();
+        let evidence = Derivation::new(
+            "GPUs = replicas × pp × (tp·cp·dp); ep and etp fold onto the same GPUs (tp·cp·dp = ep·etp·edp), they do not multiply",
+            &[
+                ("pools", expr.join("; ")),
+                ("product_of_every_written_degree", product.to_string()),
+            ],
+        );
+        GpuCount {
+            experts: plan.scenario.model.moe.as_ref().map(|m| m.n_routed_experts),
+            evals,
+            product,
+            evidence,
+        }
+    }
+
+    /// A stated GPU count that is not what the layout holds, named by its
+    /// likely mistake.
+    fn check(&self, field: &str, claimed: u64, holds: Holds, out: &mut Vec<Finding>) {
+        let computed = holds.gpus;
         if claimed == computed {
             return;
         }
+        let (code, message) = self.miscount(claimed, holds);
+        out.push(finding(
+            Severity::Error,
+            code,
+            field,
+            Some(claimed.to_string()),
+            Some(computed.to_string()),
+            message,
+            self.evidence.clone(),
+            format!("either state {computed} GPUs, or change the degrees so that replicas × pp × tp·cp·dp gives the GPUs intended (ep must divide tp·cp·dp)"),
+        ));
+    }
+
+    /// The likely mistake behind a wrong GPU count: one GPU per expert, the
+    /// product of every degree (with or without the replicas), or none
+    /// known; as a code and a message.
+    fn miscount(&self, claimed: u64, holds: Holds) -> (&'static str, String) {
+        let Holds {
+            gpus: computed,
+            product,
+            replicas,
+        } = holds;
+        let experts = self.experts;
         let per_replica = product / replicas.max(1) as u64;
         let one_per_expert =
             experts.is_some_and(|n| claimed == n || claimed == n * replicas as u64);
-        let (code, message) = if one_per_expert
-            && experts.is_some_and(|n| evals.iter().any(|e| e.pool.layout.ep as u64 == n))
+        if one_per_expert
+            && experts.is_some_and(|n| self.evals.iter().any(|e| e.pool.layout.ep as u64 == n))
         {
             (
                 "gpus_one_per_expert",
@@ -435,72 +301,34 @@ fn gpus(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
                 "gpus_mismatch",
                 format!("the plan says {claimed} GPUs; its layout holds {computed}"),
             )
-        };
-        out.push(finding(
-            Severity::Error,
-            code,
-            field,
-            Some(claimed.to_string()),
-            Some(computed.to_string()),
-            message,
-            ev.clone(),
-            format!("either state {computed} GPUs, or change the degrees so that replicas × pp × tp·cp·dp gives the GPUs intended (ep must divide tp·cp·dp)"),
-        ));
+        }
+    }
+}
+
+/// A stated total that is not the sum of the stated pools.
+fn total_contradicts_pools(plan: &Plan, out: &mut Vec<Finding>) {
+    let c = &plan.claims;
+    let (Some(t), Some(p), Some(d)) = (
+        c.total_gpus,
+        c.prefill.as_ref().and_then(|c| c.gpus),
+        c.decode.as_ref().and_then(|c| c.gpus),
+    ) else {
+        return;
     };
-    let replicas = evals.first().map_or(1, |e| e.pool.replicas);
-    if let Some(c) = plan.claims.total_gpus {
-        check("claims.total_gpus", c as u64, folded, product, replicas);
-    }
-    if let Deployment::Disaggregated { prefill, decode } = plan.deployment {
-        for (key, claims, pool) in [
-            ("prefill", &plan.claims.prefill, prefill),
-            ("decode", &plan.claims.decode, decode),
-        ] {
-            if let Some(g) = claims.as_ref().and_then(|c| c.gpus) {
-                check(
-                    &format!("claims.{key}.gpus"),
-                    g as u64,
-                    pool.gpus(),
-                    pool.written_product,
-                    pool.replicas,
-                );
-            }
-        }
-        if let (Some(t), Some(p), Some(d)) = (
-            plan.claims.total_gpus,
-            plan.claims.prefill.as_ref().and_then(|c| c.gpus),
-            plan.claims.decode.as_ref().and_then(|c| c.gpus),
-        ) {
-            if t != p + d {
-                out.push(finding(
-                    Severity::Warning,
-                    "claims_contradict",
-                    "claims.total_gpus",
-                    Some(t.to_string()),
-                    Some((p + d).to_string()),
-                    format!("the plan says {t} GPUs in total but {p} prefill + {d} decode"),
-                    Derivation::new(
-                        "total = prefill pool + decode pool",
-                        &[("prefill", p.to_string()), ("decode", d.to_string())],
-                    ),
-                    "make the total the sum of the pools",
-                ));
-            }
-        }
-    }
-    if let Some(avail) = plan.scenario.gpus_available {
-        if folded > avail as u64 {
-            out.push(finding(
-                Severity::Error,
-                "exceeds_available_gpus",
-                "deployment",
-                Some(folded.to_string()),
-                Some(avail.to_string()),
-                format!("the layout holds {folded} GPUs but hardware.gpus allows {avail}"),
-                ev.clone(),
-                "fewer replicas or smaller degrees",
-            ));
-        }
+    if t != p + d {
+        out.push(finding(
+            Severity::Warning,
+            "claims_contradict",
+            "claims.total_gpus",
+            Some(t.to_string()),
+            Some((p + d).to_string()),
+            format!("the plan says {t} GPUs in total but {p} prefill + {d} decode"),
+            Derivation::new(
+                "total = prefill pool + decode pool",
+                &[("prefill", p.to_string()), ("decode", d.to_string())],
+            ),
+            "make the total the sum of the pools",
+        ));
     }
 }
 
@@ -515,1146 +343,201 @@ fn flop_range(plan: &Plan) -> (f64, f64) {
     )
 }
 
+/// Checks the model figures: the declared parameter count, and the
+/// parameters, FLOP and HBM bytes per token the plan states.
 fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
+    let report = plan.scenario.model.params();
+    let ev = params_evidence(plan, &report);
+    if let Some(d) = plan.scenario.model.declared_params {
+        declared_params(&report, d, ev.clone(), out);
+    }
+    if let Some(p) = plan.claims.params_total {
+        params_total(plan, &report, p, ev, out);
+    }
+    if let Some(f) = plan.claims.flops_per_token {
+        flops_per_token(plan, &report, f, out);
+    }
+    if let Some(b) = plan.claims.bytes_read_per_token {
+        bytes_read_per_token(plan, evals, &report, b, out);
+    }
+}
+
+/// How the architecture's parameters are counted, as evidence.
+fn params_evidence(plan: &Plan, report: &ParamReport) -> Derivation {
     let m = &plan.scenario.model;
-    let report = m.params();
-    let total = report.total.0;
-    let active = report.active.0;
-    let ev_params = Derivation::new(
+    Derivation::new(
         "sum of every component's parameters from the architecture (moeplan model)",
         &[
             ("layers", m.n_layers().to_string()),
             ("hidden", m.hidden_size.to_string()),
-            ("total", params(total)),
-            ("active_per_token", params(active)),
+            ("total", params(report.total.0)),
+            ("active_per_token", params(report.active.0)),
         ],
+    )
+}
+
+/// Checks the model's declared parameter count against its architecture.
+fn declared_params(report: &ParamReport, declared: f64, ev: Derivation, out: &mut Vec<Finding>) {
+    let total = report.total.0;
+    compare(
+        Claim {
+            field: "model.declared_params".into(),
+            what: "declared parameters vs the architecture",
+            claimed: declared,
+            lo: total,
+            hi: total,
+            fmt: params,
+            tol: PARAMS,
+            causes: vec![cause(
+                report.active.0,
+                "declared_params_mismatch",
+                "the active (per-token) parameters, not the total",
+            )],
+            evidence: ev,
+            fix: format!(
+                "declare {} (or fix the dimensions if the declared size is the intended one)",
+                params(total)
+            ),
+        },
+        out,
     );
-    if let Some(d) = m.declared_params {
-        compare(
-            Claim {
-                field: "model.declared_params".into(),
-                what: "declared parameters vs the architecture",
-                claimed: d,
-                lo: total,
-                hi: total,
-                fmt: params,
-                tol: PARAMS,
-                causes: vec![cause(
-                    active,
-                    "declared_params_mismatch",
-                    "the active (per-token) parameters, not the total",
-                )],
-                evidence: ev_params.clone(),
-                fix: format!(
-                    "declare {} (or fix the dimensions if the declared size is the intended one)",
-                    params(total)
-                ),
-            },
-            out,
-        );
-        if let Some(f) = out.last_mut() {
-            if f.field == "model.declared_params" && f.code == "claim_mismatch" {
-                f.code = "declared_params_mismatch";
-                f.message
-                    .push_str(": the stated dimensions cannot give the declared size");
-            }
+    if let Some(f) = out.last_mut() {
+        if f.field == "model.declared_params" && f.code == "claim_mismatch" {
+            f.code = "declared_params_mismatch";
+            f.message
+                .push_str(": the stated dimensions cannot give the declared size");
         }
     }
-    let declared = m.declared_params.unwrap_or(0.0);
-    if let Some(p) = plan.claims.params_total {
-        compare(
-            Claim {
-                field: "claims.params_total".into(),
-                what: "parameter total",
-                claimed: p.0,
-                lo: total,
-                hi: total,
-                fmt: params,
-                tol: PARAMS,
-                causes: vec![
-                    cause(
-                        active,
-                        "active_as_total",
-                        "the active (per-token) parameters, not the total",
-                    ),
-                    cause(
-                        declared,
-                        "declared_params_used",
-                        "the declared count, which the architecture does not support",
-                    ),
-                ],
-                evidence: ev_params.clone(),
-                fix: format!("params_total = \"{}\"", params(total)),
-            },
-            out,
-        );
-    }
+}
+
+/// Checks the claimed parameter total against the architecture's.
+fn params_total(
+    plan: &Plan,
+    report: &ParamReport,
+    claimed: Params,
+    ev: Derivation,
+    out: &mut Vec<Finding>,
+) {
+    let total = report.total.0;
+    compare(
+        Claim {
+            field: "claims.params_total".into(),
+            what: "parameter total",
+            claimed: claimed.0,
+            lo: total,
+            hi: total,
+            fmt: params,
+            tol: PARAMS,
+            causes: vec![
+                cause(
+                    report.active.0,
+                    "active_as_total",
+                    "the active (per-token) parameters, not the total",
+                ),
+                cause(
+                    plan.scenario.model.declared_params.unwrap_or(0.0),
+                    "declared_params_used",
+                    "the declared count, which the architecture does not support",
+                ),
+            ],
+            evidence: ev,
+            fix: format!("params_total = \"{}\"", params(total)),
+        },
+        out,
+    );
+}
+
+/// Checks the claimed FLOP per token against the linear layers and the
+/// attention core over the plan's contexts.
+fn flops_per_token(plan: &Plan, report: &ParamReport, claimed: Flop, out: &mut Vec<Finding>) {
     let (lo, hi) = flop_range(plan);
+    compare(
+        Claim {
+            field: "claims.flops_per_token".into(),
+            what: "FLOP per token",
+            claimed: claimed.0,
+            lo,
+            hi,
+            fmt: flop,
+            tol: FLOP,
+            causes: flop_causes(plan, report, lo, hi),
+            evidence: Derivation::new(
+                "2 FLOP per active parameter (linear layers, LM head included) + attention core at the context",
+                &[
+                    ("active_params", params(report.active.0)),
+                    ("linear_flop_per_token", flop(plan.scenario.model.linear_flop_per_token().0)),
+                    ("context", format!("{} – {}", plan.scenario.workload.isl.min, plan.scenario.workload.isl.max + plan.scenario.workload.osl.max)),
+                ],
+            ),
+            fix: format!("flops_per_token = \"{}\"", flop(lo)),
+        },
+        out,
+    );
+}
+
+/// The mistakes that give a wrong FLOP-per-token figure (`lo`, `hi`: the
+/// computed range).
+fn flop_causes(plan: &Plan, report: &ParamReport, lo: f64, hi: f64) -> Vec<Cause> {
+    let m = &plan.scenario.model;
+    let total = report.total.0;
     let lm_head = report
         .by_component
         .get(&Component::LmHead)
         .map_or(0.0, |c| c.active.0);
     let per_layer = (m.linear_flop_per_token().0 - 2.0 * lm_head) / m.n_layers().max(1) as f64;
-    let ev_flop = Derivation::new(
-        "2 FLOP per active parameter (linear layers, LM head included) + attention core at the context",
-        &[
-            ("active_params", params(active)),
-            ("linear_flop_per_token", flop(m.linear_flop_per_token().0)),
-            ("context", format!("{} – {}", plan.scenario.workload.isl.min, plan.scenario.workload.isl.max + plan.scenario.workload.osl.max)),
-        ],
-    );
-    if let Some(f) = plan.claims.flops_per_token {
-        let d = if declared > 0.0 { declared } else { f64::NAN };
-        compare(
-            Claim {
-                field: "claims.flops_per_token".into(),
-                what: "FLOP per token",
-                claimed: f.0,
-                lo,
-                hi,
-                fmt: flop,
-                tol: FLOP,
-                causes: vec![
-                    cause(hi * 1e3, "unit_slip", "a factor of 1000: GFLOP and TFLOP (or MFLOP and GFLOP) confused"),
-                    cause(lo * 1e-3, "unit_slip", "a factor of 1000: GFLOP and TFLOP (or MFLOP and GFLOP) confused"),
-                    cause(per_layer, "per_layer_as_per_token", format!("the FLOP of one layer ({}) used as the FLOP of a token through all {} layers", flop(per_layer), m.n_layers())),
-                    cause(2.0 * d, "declared_params_used", format!("2 × the declared {} parameters, which the architecture does not have", params(d))),
-                    cause(2e3 * d, "unit_slip", format!("2 × the declared {} parameters written in TFLOP instead of GFLOP: a factor-1000 unit slip on top of a parameter count the architecture does not support", params(d))),
-                    cause(2.0 * total, "all_params_active", "2 FLOP per stored parameter: an MoE token passes only through its top-k experts"),
-                    cause(lo / 2.0, "half_flop", "one FLOP per parameter instead of two (a multiply-add is 2 FLOP)"),
-                ],
-                evidence: ev_flop.clone(),
-                fix: format!("flops_per_token = \"{}\"", flop(lo)),
-            },
-            out,
-        );
-    }
-    if let Some(b) = plan.claims.bytes_read_per_token {
-        if let Some(e) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
-            let bw = plan.scenario.gpu.memory_bandwidth.0;
-            let per_token = bw / e.ceilings.decode_tokens_per_s_per_gpu.0;
-            compare(
-                Claim {
-                    field: "claims.bytes_read_per_token".into(),
-                    what: "HBM bytes read per generated token",
-                    claimed: b.0,
-                    lo: per_token,
-                    hi: per_token,
-                    fmt: bytes,
-                    tol: BYTES_PER_TOKEN,
-                    causes: vec![
-                        cause(per_token * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
-                        cause(report.weight_bytes.0, "weights_per_token", "the whole model's weights read for every token; a decode step reads them once for the whole batch"),
-                    ],
-                    evidence: Derivation::new(
-                        "HBM bytes of one decode step per GPU / tokens the GPU produces in that step",
-                        &[
-                            ("bytes_per_step", e.ceilings.decode_bytes_per_step_per_gpu.to_string()),
-                            ("of_which_kv_cache", e.ceilings.decode_kv_bytes_per_step_per_gpu.to_string()),
-                            ("decoding_requests", format!("{:.0}", e.decoding_requests)),
-                            ("layout", e.layout.to_string()),
-                        ],
-                    ),
-                    fix: format!("bytes_read_per_token = \"{}\"", bytes(per_token)),
-                },
-                out,
-            );
-        }
-    }
+    let declared = m.declared_params.unwrap_or(0.0);
+    let d = if declared > 0.0 { declared } else { f64::NAN };
+    vec![
+        unit_slip(hi * 1e3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
+        unit_slip(lo * 1e-3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
+        cause(per_layer, "per_layer_as_per_token", format!("the FLOP of one layer ({}) used as the FLOP of a token through all {} layers", flop(per_layer), m.n_layers())),
+        cause(2.0 * d, "declared_params_used", format!("2 × the declared {} parameters, which the architecture does not have", params(d))),
+        cause(2e3 * d, "unit_slip", format!("2 × the declared {} parameters written in TFLOP instead of GFLOP: a factor-1000 unit slip on top of a parameter count the architecture does not support", params(d))),
+        cause(2.0 * total, "all_params_active", "2 FLOP per stored parameter: an MoE token passes only through its top-k experts"),
+        cause(lo / 2.0, "half_flop", "one FLOP per parameter instead of two (a multiply-add is 2 FLOP)"),
+    ]
 }
 
-/// The pool that decodes (aggregated: the only one).
-fn decode_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
-    evals
-        .iter()
-        .find(|e| e.prefix != "deployment.prefill")
-        .or(evals.first())
-}
-
-fn prefill_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
-    evals
-        .iter()
-        .find(|e| e.prefix == "deployment.prefill")
-        .or(evals.first())
-}
-
-fn memory_all(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
-    if let Some(e) = decode_eval(evals) {
-        memory(plan, "claims", &plan.claims.overall, e, true, out);
-    }
-    if let Deployment::Disaggregated { .. } = plan.deployment {
-        if let (Some(c), Some(e)) = (&plan.claims.prefill, prefill_eval(evals)) {
-            memory(plan, "claims.prefill", c, e, false, out);
-        }
-        if let (Some(c), Some(e)) = (&plan.claims.decode, decode_eval(evals)) {
-            memory(plan, "claims.decode", c, e, true, out);
-        }
-    }
-}
-
-fn memory(
+/// Checks the claimed HBM bytes read per generated token against a decode
+/// step's bytes per token produced.
+fn bytes_read_per_token(
     plan: &Plan,
-    prefix: &str,
-    c: &PhaseClaims,
-    e: &PoolEval,
-    holds_kv: bool,
+    evals: &[PoolEval],
+    report: &ParamReport,
+    claimed: Bytes,
     out: &mut Vec<Finding>,
 ) {
-    let field = |k: &str| format!("{prefix}.{k}");
-    for (key, v, what) in [
-        ("optimizer_per_gpu", c.optimizer_per_gpu, "optimizer states"),
-        ("gradients_per_gpu", c.gradients_per_gpu, "gradients"),
-    ] {
-        if let Some(b) = v.filter(|b| b.0 > 0.0) {
-            out.push(finding(
-                Severity::Error,
-                "training_state_in_inference",
-                field(key),
-                Some(b.to_string()),
-                Some(Bytes::ZERO.to_string()),
-                format!("{what} ({b}) are counted in an inference deployment: inference keeps no optimizer states and computes no gradients"),
-                Derivation::new("inference memory = weights + KV cache + activations + buffers (domain.md §4)", &[]),
-                format!("remove {key} and give the memory to the KV cache"),
-            ));
-        }
-    }
-    let (Some(t), Some(w)) = (&e.typical, &e.worst) else {
+    let Some(e) = decode_eval(evals).and_then(|e| e.typical.as_ref()) else {
         return;
     };
-    let m = &plan.scenario.model;
-    let l = e.pool.layout;
-    let mt = &t.memory;
-    let mw = &w.memory;
-    let weights = mw.weights_bytes.0;
-    let total_weights = m.params().weight_bytes.0;
-    let params = m.params().total.0;
-    let bpp = m.dtypes.experts.bytes();
-    let declared = m.declared_params.map_or(f64::NAN, |d| d * bpp);
-    let all_degrees = e.pool.written_product as f64;
-    let shard = (l.tp * l.ep).max(1) as f64;
-    let li = layout_input(e);
-    if let Some(cw) = c.weights_per_gpu {
-        let mut causes = vec![
-            cause(weights * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
-            cause(weights * 1e-3, "unit_slip", "a factor of 1000: MB and GB confused"),
-            cause(total_weights, "unsharded_weights", "the whole model on every GPU: nothing sharded"),
-
-            cause(total_weights / all_degrees, "weights_divided_by_every_degree", format!("the weights divided by every degree (× replicas = {all_degrees:.0}): replicas and attention-DP ranks hold copies; only PP, TP and EP/ETP shard weights")),
-            cause(declared / shard, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) ÷ (tp × ep = {shard:.0}): the declared size is not the architecture's, and the PP stages are not divided out", bytes(declared))),
-            cause(declared / all_degrees, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) divided by every degree", bytes(declared))),
-            cause(declared / (shard * l.pp as f64), "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) ÷ (pp × tp × ep): the declared size is not the architecture's", bytes(declared))),
-            cause(declared, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}), unsharded", bytes(declared))),
-        ];
-        // A checkpoint stored under 16 bits (FP8, MXFP4, NVFP4) read as 16-bit.
-        if m.dtypes.experts.bytes() < 2.0 {
-            let sixteen = |d: f64, why: String| cause(params * 2.0 / d, "sixteen_bit_assumed", why);
-            causes.push(sixteen(shard, format!("the {} parameters × 2 bytes ÷ (tp × ep = {shard:.0}): sharded right, but at 16 bits where the checkpoint stores its experts in {} ({} in all)", crate::units::Params(params), m.dtypes.experts, bytes(total_weights))));
-            causes.push(sixteen(1.0, format!("the {} parameters × 2 bytes, unsharded: 16 bits where the checkpoint stores its experts in {}", crate::units::Params(params), m.dtypes.experts)));
-        }
-        if l.pp > 1 {
-            causes.insert(
-                0,
-                cause(
-                    weights * l.pp as f64,
-                    "missing_pp_division",
-                    format!(
-                        "the weights not divided by the {} pipeline stages (missing PP division)",
-                        l.pp
-                    ),
-                ),
-            );
-            causes.insert(
-                1,
-                cause(
-                    total_weights / shard,
-                    "missing_pp_division",
-                    format!("the weights divided by tp × ep = {shard:.0} but not by the {} pipeline stages (missing PP division)", l.pp),
-                ),
-            );
-        }
-        compare(
-            Claim {
-                field: field("weights_per_gpu"),
-                what: "weights per GPU",
-                claimed: cw.0,
-                lo: weights,
-                hi: weights,
-                fmt: bytes,
-                tol: WEIGHTS,
-                causes,
-                evidence: Derivation::new(
-                    "this stage's layers: attention and dense ÷ tp, routed experts ÷ (ep × etp), embedding/LM head on their stages ÷ tp; at the stored precision",
-                    &[
-                        ("model_weights", bytes(total_weights)),
-                        ("pp", l.pp.to_string()),
-                        ("tp", l.tp.to_string()),
-                        ("ep×etp", (l.ep * l.etp).to_string()),
-                        ("fullest_stage", mw.stage.to_string()),
-                        li.clone(),
-                    ],
-                ),
-                fix: format!("weights_per_gpu = \"{}\"", bytes(weights)),
-            },
-            out,
-        );
-    }
-    let kv_ev = Derivation::new(
-        "requests per attention-DP rank × KV bytes per request on this GPU (layers of the stage, kv heads ÷ tp, tokens ÷ cp) at the context isl + osl",
-        &[
-            ("requests", super::concurrency(plan).to_string()),
-            ("dp", l.dp.to_string()),
-            ("kv_per_request_at_longest", mw.kv_bytes_per_request.to_string()),
-            ("context", format!("{} – {}", plan.scenario.workload.isl.mean() + plan.scenario.workload.osl.mean(), plan.scenario.workload.isl.max + plan.scenario.workload.osl.mean())),
-            li.clone(),
-        ],
-    );
-    if holds_kv {
-        if let Some(ck) = c.kv_cache_per_gpu {
-            if ck.0 == 0.0 && mw.kv_cache_bytes.0 > 0.0 {
-                out.push(finding(
-                    Severity::Error,
-                    "kv_cache_omitted",
-                    field("kv_cache_per_gpu"),
-                    Some(ck.to_string()),
-                    Some(range(mt.kv_cache_bytes.0, mw.kv_cache_bytes.0, bytes)),
-                    "the plan puts no KV cache on the GPUs, yet every running request keeps one"
-                        .into(),
-                    kv_ev.clone(),
-                    format!("kv_cache_per_gpu = \"{}\"", mw.kv_cache_bytes),
-                ));
-            } else {
-                compare(
-                    Claim {
-                        field: field("kv_cache_per_gpu"),
-                        what: "KV cache per GPU",
-                        claimed: ck.0,
-                        lo: mt.kv_cache_bytes.0,
-                        hi: mw.kv_cache_bytes.0,
-                        fmt: bytes,
-                        tol: KV,
-                        causes: vec![
-                            cause(
-                                mw.kv_bytes_per_request.0,
-                                "kv_one_request",
-                                "the cache of one request, not of every request in flight",
-                            ),
-                            cause(
-                                mw.kv_cache_bytes.0 * 1e3,
-                                "unit_slip",
-                                "a factor of 1000: MB and GB confused",
-                            ),
-                            cause(
-                                mt.kv_cache_bytes.0 * 1e-3,
-                                "unit_slip",
-                                "a factor of 1000: MB and GB confused",
-                            ),
-                        ],
-                        evidence: kv_ev.clone(),
-                        fix: format!("kv_cache_per_gpu = \"{}\"", mw.kv_cache_bytes),
-                    },
-                    out,
-                );
-            }
-        } else {
-            let stated = [
-                c.weights_per_gpu,
-                c.activations_per_gpu,
-                c.comm_buffers_per_gpu,
-                c.optimizer_per_gpu,
-            ]
-            .iter()
-            .filter(|x| x.is_some())
-            .count();
-            if (c.memory_per_gpu.is_some() && stated >= 1 || stated >= 2)
-                && mw.kv_cache_bytes.0 > 0.1 * mw.total_bytes.0
-            {
-                out.push(finding(
-                    Severity::Error,
-                    "kv_cache_omitted",
-                    field("kv_cache_per_gpu"),
-                    None,
-                    Some(range(mt.kv_cache_bytes.0, mw.kv_cache_bytes.0, bytes)),
-                    format!(
-                        "the plan's memory breakdown has no KV cache, yet at its batch and context the KV cache is {} of the {} a GPU holds",
-                        pct(mw.kv_cache_bytes.0 / mw.total_bytes.0),
-                        mw.total_bytes
-                    ),
-                    kv_ev.clone(),
-                    format!("add kv_cache_per_gpu = \"{}\" and count it in memory_per_gpu", mw.kv_cache_bytes),
-                ));
-            }
-        }
-    }
-    if let Some(ca) = c.activations_per_gpu {
-        compare(
-            Claim {
-                field: field("activations_per_gpu"),
-                what: "activations per GPU",
-                claimed: ca.0,
-                lo: mt.activation_bytes.0.min(mw.activation_bytes.0),
-                hi: mt.activation_bytes.0.max(mw.activation_bytes.0),
-                fmt: bytes,
-                tol: ACTIVATIONS,
-                causes: vec![
-                    cause(mw.activation_bytes.0 * 1e3, "unit_slip", "a factor of 1000: MB and GB confused"),
-                    cause(mw.activation_bytes.0 * m.n_layers() as f64, "all_layers_activations", "the activations of every layer kept at once; inference keeps one layer's at a time"),
-                ],
-                evidence: Derivation::new(
-                    "largest step (max_step_tokens per rank): residual buffers, local q/k/v, routed rows' expert intermediate, fp32 logits",
-                    &[("max_step_tokens", crate::memory::EngineConfig::default().max_step_tokens.to_string()), li.clone()],
-                ),
-                fix: format!("activations_per_gpu = \"{}\"", mw.activation_bytes),
-            },
-            out,
-        );
-    }
-    let capacity = mw.capacity_bytes.0;
-    let mem_ev = Derivation::new(
-        "weights + KV cache + activations + communication buffers + runtime reserve, on the fullest GPU",
-        &[
-            ("weights", mw.weights_bytes.to_string()),
-            ("kv_cache", range(mt.kv_cache_bytes.0, mw.kv_cache_bytes.0, bytes)),
-            ("activations", mw.activation_bytes.to_string()),
-            ("buffers_and_runtime", mw.other_bytes.to_string()),
-            ("capacity", mw.capacity_bytes.to_string()),
-            li.clone(),
-        ],
-    );
-    if let Some(cm) = c.memory_per_gpu {
-        if cm.0 > capacity {
-            out.push(finding(
-                Severity::Error,
-                "above_capacity",
-                field("memory_per_gpu"),
-                Some(cm.to_string()),
-                Some(mw.capacity_bytes.to_string()),
-                format!("the plan puts {cm} on a GPU of {}", mw.capacity_bytes),
-                mem_ev.clone(),
-                "shard further (pp, tp, ep) or lower the batch",
-            ));
-        }
-        let kv_hi = if holds_kv { mw.kv_cache_bytes.0 } else { 0.0 };
-        compare(
-            Claim {
-                field: field("memory_per_gpu"),
-                what: "memory per GPU",
-                claimed: cm.0,
-                lo: mt.total_bytes.0,
-                hi: mw.total_bytes.0,
-                fmt: bytes,
-                tol: MEMORY,
-                causes: vec![
-                    cause(
-                        mw.total_bytes.0 - kv_hi,
-                        "kv_cache_omitted",
-                        "the KV cache is left out",
-                    ),
-                    cause(
-                        mt.total_bytes.0 - mt.kv_cache_bytes.0,
-                        "kv_cache_omitted",
-                        "the KV cache is left out",
-                    ),
-                    cause(
-                        mw.total_bytes.0 * 1e3,
-                        "unit_slip",
-                        "a factor of 1000: MB and GB confused",
-                    ),
-                ],
-                evidence: mem_ev.clone(),
-                fix: format!("memory_per_gpu = \"{}\"", mw.total_bytes),
-            },
-            out,
-        );
-        let parts: Vec<Bytes> = [
-            c.weights_per_gpu,
-            c.kv_cache_per_gpu,
-            c.activations_per_gpu,
-            c.comm_buffers_per_gpu,
-            c.optimizer_per_gpu,
-            c.gradients_per_gpu,
-        ]
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
-        if parts.len() >= 2 {
-            let sum: Bytes = parts.iter().copied().sum();
-            if (sum.0 - cm.0).abs() > 0.1 * cm.0 {
-                out.push(finding(
-                    Severity::Warning,
-                    "claims_contradict",
-                    field("memory_per_gpu"),
-                    Some(cm.to_string()),
-                    Some(sum.to_string()),
-                    format!(
-                        "the plan's memory components add up to {sum}, not to the {cm} it states"
-                    ),
-                    Derivation::new(
-                        "sum of the stated components",
-                        &[(
-                            "components",
-                            parts
-                                .iter()
-                                .map(|b| b.to_string())
-                                .collect::<Vec<_>>()
-                                .join(" + "),
-                        )],
-                    ),
-                    "make the total the sum of its parts",
-                ));
-            }
-        }
-    }
-    if let Some(u) = c.memory_utilization {
-        if let Some(cm) = c.memory_per_gpu {
-            let implied = cm.0 / capacity;
-            if (implied - u).abs() > 0.02 && factor(u / implied) > 1.1 {
-                out.push(finding(
-                    Severity::Warning,
-                    "claims_contradict",
-                    field("memory_utilization"),
-                    Some(pct(u)),
-                    Some(pct(implied)),
-                    format!(
-                        "the plan says {} of memory but also {cm} of a {} GPU ({})",
-                        pct(u),
-                        mw.capacity_bytes,
-                        pct(implied)
-                    ),
-                    Derivation::new(
-                        "memory_per_gpu / capacity",
-                        &[
-                            ("memory_per_gpu", cm.to_string()),
-                            ("capacity", mw.capacity_bytes.to_string()),
-                        ],
-                    ),
-                    "state one figure and derive the other",
-                ));
-            }
-        }
-        compare(
-            Claim {
-                field: field("memory_utilization"),
-                what: "memory utilisation",
-                claimed: u,
-                lo: mt.total_bytes.0 / capacity,
-                hi: mw.total_bytes.0 / capacity,
-                fmt: pct,
-                tol: MEMORY,
-                causes: vec![],
-                evidence: mem_ev,
-                fix: format!(
-                    "memory_utilization = \"{}\"",
-                    pct(mw.total_bytes.0 / capacity)
-                ),
-            },
-            out,
-        );
-    }
-}
-
-/// Output tokens/s per GPU of the whole deployment (mean lengths), with its
-/// derivation: the figure the planner ranks by (`figures::evaluate`).
-pub(super) fn overall_throughput(fig: Option<&Figures>) -> Option<(f64, f64, Derivation)> {
-    let f = fig?;
-    let v = f.output_tokens_per_s_per_gpu.0;
-    let ev = f
-        .estimate
-        .explain("output_tokens_per_s_per_gpu")
-        .cloned()
-        .unwrap_or_else(|| Derivation::new("estimate", &[]));
-    Some((v, v, ev))
-}
-
-/// The disaggregated estimate behind a deployment's figures.
-fn disaggregated(f: &Figures) -> Option<&crate::serving::disagg::DisaggEstimate> {
-    match &f.estimate {
-        crate::figures::Predicted::Disaggregated(e) => Some(e),
-        crate::figures::Predicted::Aggregated(_) => None,
-    }
-}
-
-/// Prompt tokens/s a disaggregated deployment's prefill pool can prefill:
-/// every rank's prompts per step, each `isl` tokens, per prefill step.
-fn prefill_capacity(e: &crate::serving::disagg::DisaggEstimate) -> f64 {
-    let p = &e.prefill;
-    let ranks = p.workers as f64 * p.layout.dp as f64;
-    ranks * p.requests_per_rank * e.workload.isl as f64 / p.step.time.0.max(1e-12)
-}
-
-/// TTFT at the mean and at the longest lengths (lower, higher).
-fn ttft_range(fig: Option<&Figures>) -> Option<(f64, f64)> {
-    let f = fig?;
-    let (m, w) = (f.estimate.ttft().0, f.ttft.0);
-    Some((m.min(w), m.max(w)))
-}
-
-/// TPOT at the mean and at the longest lengths (lower, higher).
-fn tpot_range(fig: Option<&Figures>) -> Option<(f64, f64)> {
-    let f = fig?;
-    let (m, w) = (f.estimate.tpot().0, f.tpot.0);
-    Some((m.min(w), m.max(w)))
-}
-
-fn performance(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Finding>) {
-    let c = &plan.claims;
-    let isl = plan.scenario.workload.isl.mean().max(1) as f64;
-    let osl = plan.scenario.workload.osl.mean().max(1) as f64;
-    if let (Some(claim), Some((lo, hi, ev))) =
-        (c.overall.throughput_per_gpu, overall_throughput(fig))
-    {
-        let (lo, hi, what, other) = match c.throughput_tokens {
-            TokenKind::Output => (lo, hi, "output tokens/s per GPU", isl / osl),
-            TokenKind::Input => (
-                lo * isl / osl,
-                hi * isl / osl,
-                "prompt tokens/s per GPU",
-                osl / isl,
-            ),
-        };
-        let gpus_per_replica = decode_eval(evals).map_or(1.0, |e| e.pool.layout.gpus() as f64);
-        compare(
-            Claim {
-                field: "claims.throughput_per_gpu".into(),
-                what,
-                claimed: claim.0,
-                lo,
-                hi,
-                fmt: rate,
-                tol: THROUGHPUT,
-                causes: vec![
-                    cause(
-                        hi * 1e3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    ),
-                    cause(
-                        lo * 1e-3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    ),
-                    cause(
-                        hi * other,
-                        "input_output_confused",
-                        "prompt and output tokens confused (a factor of isl/osl)",
-                    ),
-                    cause(
-                        hi * gpus_per_replica,
-                        "per_replica_as_per_gpu",
-                        "the throughput of a replica, not of one GPU",
-                    ),
-                ],
-                evidence: ev,
-                fix: format!("throughput_per_gpu = \"{:.1} tokens/s\"", hi),
-            },
-            out,
-        );
-        // Physical ceiling: HBM for output tokens, tensor cores for prompt tokens.
-        if let Some(t) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
-            let (ceiling, d) = match c.throughput_tokens {
-                TokenKind::Output => (
-                    t.ceilings.decode_tokens_per_s_per_gpu.0,
-                    t.explain.get("decode_ceiling"),
-                ),
-                TokenKind::Input => (
-                    t.ceilings.prefill_tokens_per_s_per_gpu.0,
-                    t.explain.get("prefill_ceiling"),
-                ),
-            };
-            if claim.0 > ceiling {
-                out.push(finding(
-                    Severity::Error,
-                    "above_ceiling",
-                    "claims.throughput_per_gpu",
-                    Some(rate(claim.0)),
-                    Some(rate(ceiling)),
-                    format!(
-                        "{} is above the physical ceiling of {} per GPU ({:.1}× too high) for this model, batch and context, with no overhead at all",
-                        rate(claim.0),
-                        rate(ceiling),
-                        claim.0 / ceiling
-                    ),
-                    d.cloned().unwrap_or_else(|| Derivation::new("roofline", &[])),
-                    format!("claim at most the computed {}", rate(hi)),
-                ));
-            }
-        }
-    }
-    // Prefill throughput: prompt tokens/s a GPU can prefill.
-    let prefill_claims = [
-        (
-            "claims.prefill_throughput_per_gpu",
-            c.overall.prefill_throughput_per_gpu,
-        ),
-        (
-            "claims.prefill.throughput_per_gpu",
-            c.prefill.as_ref().and_then(|p| p.throughput_per_gpu),
-        ),
-        (
-            "claims.prefill.prefill_throughput_per_gpu",
-            c.prefill
-                .as_ref()
-                .and_then(|p| p.prefill_throughput_per_gpu),
-        ),
-    ];
-    if prefill_claims.iter().any(|(_, v)| v.is_some()) {
-        if let Some(pe) = prefill_eval(evals) {
-            let est = match (plan.deployment, pe.reference) {
-                (Deployment::Disaggregated { .. }, _) => pe.typical.clone(),
-                (_, Some(l)) => {
-                    evaluate_layout(plan, l, Phase::Prefill, pe.pool.redundant_experts).0
-                }
-                _ => None,
-            };
-            if let Some(p) = est {
-                // A disaggregated prefill pool's capacity is the one its
-                // loop runs at (the same figure the rate matching uses).
-                let pool = fig.and_then(disaggregated).map(|e| {
-                    let gpus = e.prefill.gpus.max(1) as f64;
-                    (
-                        prefill_capacity(e) / gpus,
-                        Derivation::new(
-                            "prompts per step of every prefill rank × isl / prefill step / prefill GPUs (disaggregated estimate)",
-                            &[
-                                ("prompts_per_rank", format!("{:.0}", e.prefill.requests_per_rank)),
-                                ("ranks", (e.prefill.workers as u64 * e.prefill.layout.dp as u64).to_string()),
-                                ("isl", e.workload.isl.to_string()),
-                                ("prefill_step", e.prefill.step.time.to_string()),
-                                ("prefill_gpus", e.prefill.gpus.to_string()),
-                            ],
-                        ),
-                    )
-                });
-                let v = pool
-                    .as_ref()
-                    .map_or(p.input_tokens_per_s_per_gpu.0, |x| x.0);
-                for (field, claim) in prefill_claims {
-                    let Some(claim) = claim else { continue };
-                    compare(
-                        Claim {
-                            field: field.into(),
-                            what: "prompt tokens/s per GPU when prefilling",
-                            claimed: claim.0,
-                            lo: v,
-                            hi: v,
-                            fmt: rate,
-                            tol: THROUGHPUT,
-                            causes: vec![
-                                cause(v * 1e3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused"),
-                                cause(v * 1e-3, "unit_slip", "a factor of 1000: tokens/ms and tokens/s confused"),
-                            ],
-                            evidence: pool.as_ref().map(|x| x.1.clone()).or_else(|| p.explain.get("output_tokens_per_s_per_gpu").cloned().map(|mut d| {
-                                d.formula = format!("prefill only (osl = 1): prompt tokens per step / step time / GPUs ({})", d.formula);
-                                d
-                            })).unwrap_or_else(|| Derivation::new("estimate", &[])),
-                            fix: format!("{} = \"{:.0} tokens/s\"", field.rsplit('.').next().unwrap_or(field), v),
-                        },
-                        out,
-                    );
-                    let ceiling = p.ceilings.prefill_tokens_per_s_per_gpu.0;
-                    if claim.0 > ceiling {
-                        out.push(finding(
-                            Severity::Error,
-                            "above_ceiling",
-                            field,
-                            Some(rate(claim.0)),
-                            Some(rate(ceiling)),
-                            format!(
-                                "{} is above the compute ceiling of {} per GPU",
-                                rate(claim.0),
-                                rate(ceiling)
-                            ),
-                            p.explain
-                                .get("prefill_ceiling")
-                                .cloned()
-                                .unwrap_or_else(|| Derivation::new("peak / FLOP per token", &[])),
-                            format!("claim at most {}", rate(v)),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    // Decode pool throughput (disaggregated): the pool's share of the
-    // deployment's output in the disaggregated loop, which charges the
-    // decode pool with decode steps only (prefill is the other pool's).
-    if let (Some(claim), Some(e)) = (
-        c.decode.as_ref().and_then(|d| d.throughput_per_gpu),
-        fig.and_then(disaggregated),
-    ) {
-        let osl = e.workload.osl.max(1) as f64;
-        let v = e.requests_per_s * osl / e.decode.gpus.max(1) as f64;
-        compare(
-            Claim {
-                field: "claims.decode.throughput_per_gpu".into(),
-                what: "output tokens/s per GPU of the decode pool",
-                claimed: claim.0,
-                lo: v,
-                hi: v,
-                fmt: rate,
-                tol: THROUGHPUT,
-                causes: vec![cause(
-                    v * 1e3,
-                    "unit_slip",
-                    "a factor of 1000: tokens/ms and tokens/s confused",
-                )],
-                evidence: Derivation::new(
-                    "requests/s the deployment completes × osl / decode GPUs (disaggregated estimate: decode steps only)",
-                    &[
-                        ("requests_per_s", format!("{:.2}", e.requests_per_s)),
-                        ("osl", format!("{osl:.0}")),
-                        ("decode_gpus", e.decode.gpus.to_string()),
-                        ("decode_step", e.decode.step.time.to_string()),
-                    ],
-                ),
-                fix: format!("throughput_per_gpu = \"{v:.1} tokens/s\""),
-            },
-            out,
-        );
-    }
-    let latency = |field: &str,
-                   what: &str,
-                   claim: Option<Seconds>,
-                   r: Option<(f64, f64)>,
-                   key: &str,
-                   out: &mut Vec<Finding>| {
-        let (Some(claim), Some((lo, hi))) = (claim, r) else {
-            return;
-        };
-        let ev = decode_eval(evals)
-            .and_then(|e| e.typical.as_ref())
-            .and_then(|t| t.explain.get(key).cloned())
-            .unwrap_or_else(|| Derivation::new("estimate", &[]));
-        compare(
-            Claim {
-                field: field.into(),
-                what,
-                claimed: claim.0,
-                lo,
-                hi,
-                fmt: time,
-                tol: LATENCY,
-                causes: vec![
-                    cause(
-                        lo * 1e-3,
-                        "unit_slip",
-                        "a factor of 1000: ms and s confused",
-                    ),
-                    cause(hi * 1e3, "unit_slip", "a factor of 1000: ms and s confused"),
-                ],
-                evidence: ev,
-                fix: format!(
-                    "{} = \"{}\"",
-                    field.rsplit('.').next().unwrap_or(field),
-                    time(hi)
-                ),
-            },
-            out,
-        );
-    };
-    let ttft = ttft_range(fig);
-    let tpot = tpot_range(fig);
-    latency(
-        "claims.ttft",
-        "time to first token",
-        c.overall.ttft,
-        ttft,
-        "ttft",
-        out,
-    );
-    latency(
-        "claims.tpot",
-        "time per output token",
-        c.overall.tpot,
-        tpot,
-        "tpot",
-        out,
-    );
-    latency(
-        "claims.prefill.ttft",
-        "time to first token",
-        c.prefill.as_ref().and_then(|p| p.ttft),
-        ttft,
-        "ttft",
-        out,
-    );
-    latency(
-        "claims.decode.tpot",
-        "time per output token",
-        c.decode.as_ref().and_then(|p| p.tpot),
-        tpot,
-        "tpot",
-        out,
-    );
-    // Soft figures: communication share, imbalance, utilisation.
-    if let Some(t) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
-        if let Some(claim) = c.comm_overhead {
-            let comm = t.decode.by_bound.get("communication").map_or(0.0, |s| s.0);
-            let share = comm / t.decode.time.0.max(f64::MIN_POSITIVE);
-            if (claim - share).abs() > 0.10 {
-                out.push(finding(
-                    Severity::Warning,
-                    "claim_mismatch",
-                    "claims.comm_overhead",
-                    Some(pct(claim)),
-                    Some(pct(share)),
-                    format!(
-                        "communication is {} of a steady-state step, not {}",
-                        pct(share),
-                        pct(claim)
-                    ),
-                    Derivation::new(
-                        "communication time of the step / step time",
-                        &[
-                            ("communication", Seconds(comm).to_string()),
-                            ("step", t.decode.time.to_string()),
-                            ("layout", t.layout.to_string()),
-                        ],
-                    ),
-                    format!("comm_overhead = \"{}\"", pct(share)),
-                ));
-            }
-        }
-        if let Some(claim) = c.load_imbalance {
-            let li = t.load_imbalance;
-            // Below what uniform routing gives is below a physical floor:
-            // the busiest of ep ranks draws more than the mean by chance
-            // alone (balls into bins), before any skew.
-            if claim + 0.02 < li.uniform {
-                out.push(finding(
-                    Severity::Error,
-                    "below_physical_floor",
-                    "claims.load_imbalance",
-                    Some(pct(claim)),
-                    Some(format!("{} (uniform routing) – {} (skewed)", pct(li.uniform), pct(li.skewed))),
-                    format!("even perfectly uniform routing leaves the busiest EP rank {} above the mean at this batch; real routing is skewed", pct(li.uniform)),
-                    t.explain.get("load_imbalance").cloned().unwrap_or_else(|| Derivation::new("estimate", &[])),
-                    "plan for the computed imbalance, or add redundant experts (EPLB)",
-                ));
-            }
-        }
-        let gu: Vec<(String, f64)> = [
-            (
-                "claims.gpu_utilization".to_string(),
-                c.overall.gpu_utilization,
-            ),
-            (
-                "claims.prefill.gpu_utilization".to_string(),
-                c.prefill.as_ref().and_then(|p| p.gpu_utilization),
-            ),
-            (
-                "claims.decode.gpu_utilization".to_string(),
-                c.decode.as_ref().and_then(|p| p.gpu_utilization),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-        for (field, claim) in gu {
-            if let Some(mfu) = plan.scenario.mfu {
-                if claim > mfu + 1e-9 {
-                    out.push(finding(
-                        Severity::Warning,
-                        "claims_contradict",
-                        field.clone(),
-                        Some(pct(claim)),
-                        Some(pct(mfu)),
-                        format!("the plan counts on {} utilisation while assuming an MFU of {} (hardware.mfu)", pct(claim), pct(mfu)),
-                        Derivation::new("a GPU cannot run above the efficiency the plan itself assumes", &[("hardware.mfu", pct(mfu))]),
-                        "use one efficiency assumption throughout",
-                    ));
-                }
-            }
-            let peak = plan
-                .scenario
-                .gpu
-                .peak_for(plan.scenario.model.dtypes.experts.preferred_compute())
-                .1
-                 .0;
-            let achieved = t.output_tokens_per_s_per_gpu.0
-                * plan.scenario.model.linear_flop_per_token().0
-                / peak
-                + t.input_tokens_per_s_per_gpu.0 * plan.scenario.model.linear_flop_per_token().0
-                    / peak;
-            if claim > 3.0 * achieved && claim - achieved > 0.1 {
-                out.push(finding(
-                    Severity::Warning,
-                    "claim_mismatch",
-                    field,
-                    Some(pct(claim)),
-                    Some(pct(achieved)),
-                    format!("the GPUs do {} of their peak FLOP/s at this load (decode is {:?}-bound), not {}", pct(achieved), t.bottleneck.decode, pct(claim)),
-                    Derivation::new("(output + prompt tokens/s per GPU) × linear FLOP per token / peak", &[("output_tokens_per_s", format!("{:.0}", t.output_tokens_per_s_per_gpu.0)), ("prompt_tokens_per_s", format!("{:.0}", t.input_tokens_per_s_per_gpu.0)), ("peak", crate::units::FlopPerSecond(peak).to_string())]),
-                    "quote the computed utilisation",
-                ));
-            }
-        }
-    }
-}
-
-/// Throughput bounds the plan derives itself, against its own inputs and against the computed ceilings.
-fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
-    let c = &plan.claims;
-    let peak = plan
-        .scenario
-        .gpu
-        .peak_for(plan.scenario.model.dtypes.experts.preferred_compute())
-        .1
-         .0;
-    let mfu = plan.scenario.mfu.unwrap_or(1.0);
     let bw = plan.scenario.gpu.memory_bandwidth.0;
-    let bwu = plan.scenario.bandwidth_utilization.unwrap_or(1.0);
-    let t = decode_eval(evals).and_then(|e| e.typical.as_ref());
-    let own = |claim: TokensPerSecond,
-               field: &str,
-               implied: f64,
-               formula: &str,
-               inputs: &[(&str, String)],
-               out: &mut Vec<Finding>| {
-        let f = factor(claim.0 / implied);
-        if f > 1.2 {
-            let slip = (f.ln() - 1e3f64.ln()).abs() < 1.2f64.ln();
-            out.push(finding(
-                Severity::Error,
-                if slip {
-                    "unit_slip"
-                } else {
-                    "claims_contradict"
-                },
-                field,
-                Some(rate(claim.0)),
-                Some(rate(implied)),
-                format!(
-                    "the plan's own inputs give {}, not {}{}",
-                    rate(implied),
-                    rate(claim.0),
-                    if slip {
-                        ": a factor of 1000, tokens/s written as tokens/ms or the reverse"
-                    } else {
-                        ""
-                    }
-                ),
-                Derivation::new(formula, inputs),
-                format!(
-                    "{} = \"{:.1} tokens/s\"",
-                    field.rsplit('.').next().unwrap_or(field),
-                    implied
-                ),
-            ));
-        }
-    };
-    if let Some(cb) = c.compute_bound_throughput_per_gpu {
-        if let Some(f) = c.flops_per_token {
-            own(
-                cb,
-                "claims.compute_bound_throughput_per_gpu",
-                peak * mfu / f.0,
-                "peak × mfu / flops_per_token (both from the plan)",
+    let per_token = bw / e.ceilings.decode_tokens_per_s_per_gpu.0;
+    compare(
+        Claim {
+            field: "claims.bytes_read_per_token".into(),
+            what: "HBM bytes read per generated token",
+            claimed: claimed.0,
+            lo: per_token,
+            hi: per_token,
+            fmt: bytes,
+            tol: BYTES_PER_TOKEN,
+            causes: vec![
+                unit_slip(per_token * 1e3, "MB and GB"),
+                cause(report.weight_bytes.0, "weights_per_token", "the whole model's weights read for every token; a decode step reads them once for the whole batch"),
+            ],
+            evidence: Derivation::new(
+                "HBM bytes of one decode step per GPU / tokens the GPU produces in that step",
                 &[
-                    ("peak", crate::units::FlopPerSecond(peak).to_string()),
-                    ("mfu", pct(mfu)),
-                    ("flops_per_token", f.to_string()),
+                    ("bytes_per_step", e.ceilings.decode_bytes_per_step_per_gpu.to_string()),
+                    ("of_which_kv_cache", e.ceilings.decode_kv_bytes_per_step_per_gpu.to_string()),
+                    ("decoding_requests", format!("{:.0}", e.decoding_requests)),
+                    ("layout", e.layout.to_string()),
                 ],
-                out,
-            );
-        }
-        if let Some(t) = t {
-            let v = peak * mfu / t.ceilings.prefill_flop_per_token.0;
-            compare(
-                Claim {
-                    field: "claims.compute_bound_throughput_per_gpu".into(),
-                    what: "compute-bound tokens/s per GPU",
-                    claimed: cb.0,
-                    lo: v,
-                    hi: v,
-                    fmt: rate,
-                    tol: BOUND,
-                    causes: vec![cause(
-                        v * 1e-3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    )],
-                    evidence: Derivation::new(
-                        "peak × mfu / computed FLOP per token",
-                        &[
-                            ("peak", crate::units::FlopPerSecond(peak).to_string()),
-                            ("mfu", pct(mfu)),
-                            (
-                                "flop_per_token",
-                                t.ceilings.prefill_flop_per_token.to_string(),
-                            ),
-                        ],
-                    ),
-                    fix: format!("compute_bound_throughput_per_gpu = \"{v:.0} tokens/s\""),
-                },
-                out,
-            );
-        }
-    }
-    if let Some(bb) = c.bandwidth_bound_throughput_per_gpu {
-        if let Some(b) = c.bytes_read_per_token {
-            own(
-                bb,
-                "claims.bandwidth_bound_throughput_per_gpu",
-                bw * bwu / b.0,
-                "bandwidth × bandwidth_utilization / bytes_read_per_token (both from the plan)",
-                &[
-                    ("bandwidth", plan.scenario.gpu.memory_bandwidth.to_string()),
-                    ("bandwidth_utilization", pct(bwu)),
-                    ("bytes_read_per_token", b.to_string()),
-                ],
-                out,
-            );
-        }
-        if let Some(t) = t {
-            let v = t.ceilings.decode_tokens_per_s_per_gpu.0 * bwu;
-            compare(
-                Claim {
-                    field: "claims.bandwidth_bound_throughput_per_gpu".into(),
-                    what: "bandwidth-bound output tokens/s per GPU",
-                    claimed: bb.0,
-                    lo: v,
-                    hi: v,
-                    fmt: rate,
-                    tol: BOUND,
-                    causes: vec![cause(
-                        v * 1e3,
-                        "unit_slip",
-                        "a factor of 1000: tokens/ms and tokens/s confused",
-                    )],
-                    evidence: t
-                        .explain
-                        .get("decode_ceiling")
-                        .cloned()
-                        .unwrap_or_else(|| Derivation::new("roofline", &[])),
-                    fix: format!("bandwidth_bound_throughput_per_gpu = \"{v:.0} tokens/s\""),
-                },
-                out,
-            );
-        }
-    }
-    // A throughput claim above the plan's own bound contradicts it.
-    if let Some(claim) = c.overall.throughput_per_gpu {
-        for (bound, name) in [
-            (c.bandwidth_bound_throughput_per_gpu, "bandwidth-bound"),
-            (c.compute_bound_throughput_per_gpu, "compute-bound"),
-        ] {
-            if let Some(b) = bound {
-                if claim.0 > b.0 * 1.05 {
-                    out.push(finding(
-                        Severity::Error,
-                        "claims_contradict",
-                        "claims.throughput_per_gpu",
-                        Some(rate(claim.0)),
-                        Some(rate(b.0)),
-                        format!("the plan claims {} per GPU above its own {name} limit of {}", rate(claim.0), rate(b.0)),
-                        Derivation::new("a throughput cannot exceed a bound the plan derives itself", &[(name, rate(b.0))]),
-                        "resolve the contradiction: the bound or the claim is wrong (see their own findings)",
-                    ));
-                }
-            }
-        }
-    }
+            ),
+            fix: format!("bytes_read_per_token = \"{}\"", bytes(per_token)),
+        },
+        out,
+    );
 }
 
 /// How the audit words one service level: what it bounds, how its figure
@@ -1669,6 +552,7 @@ struct LevelWords {
     explain: &'static str,
 }
 
+/// How the audit words a service level; None for the levels judged elsewhere (memory, GPUs).
 fn level_words(plan: &Plan, level: Level) -> Option<LevelWords> {
     let c = &plan.claims;
     let w = |what, fmt, to_si, claimed, explain| {
@@ -1753,11 +637,7 @@ fn slo(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Fin
                 .claimed
                 .map(|v| if upper { v > limit } else { v < limit });
             let req = format!("{} {}", if upper { "≤" } else { "≥" }, (words.fmt)(limit));
-            let ev = f
-                .estimate
-                .explain(words.explain)
-                .cloned()
-                .unwrap_or_else(|| Derivation::new("estimate", &[]));
+            let ev = explained(f.estimate.explain(words.explain), "estimate");
             let fmt = words.fmt;
             let field = level.key();
             if fails {
@@ -1882,104 +762,128 @@ pub(super) fn waste(
     corrected: &Corrected,
     out: &mut Vec<Finding>,
 ) {
-    let isl = plan.scenario.workload.isl.mean().max(1) as f64;
-    let osl = plan.scenario.workload.osl.mean().max(1) as f64;
     if let (Deployment::Disaggregated { prefill, decode }, Some(e)) =
         (plan.deployment, fig.and_then(disaggregated))
     {
-        let capacity = prefill_capacity(e);
-        let demand = e.requests_per_s * isl;
-        let ev = Derivation::new(
-            "prefill capacity (prompts per step of every prefill rank × isl / prefill step) vs the prompt tokens/s the deployment completes (its requests/s × isl), from the disaggregated estimate",
-            &[
-                ("prefill_gpus", prefill.gpus().to_string()),
-                ("prefill_capacity", format!("{capacity:.0} tokens/s")),
-                ("decode_gpus", decode.gpus().to_string()),
-                ("completed_prompt_tokens", format!("{demand:.0} tokens/s")),
-                ("regime", e.regime.to_string()),
-            ],
-        );
-        if capacity > 1.5 * demand {
-            let idle = prefill.gpus() as f64 * (1.0 - demand / capacity);
-            out.push(finding(
-                Severity::Warning,
-                "idle_gpus",
-                "deployment.prefill.replicas",
-                Some(format!("{} prefill GPUs", prefill.gpus())),
-                Some(format!("{:.0} needed", (prefill.gpus() as f64 - idle).ceil())),
-                format!("the prefill pool can prefill {capacity:.0} prompt tokens/s but the deployment completes only {demand:.0}: about {idle:.0} of its {} GPUs sit idle", prefill.gpus()),
-                ev,
-                "shrink the prefill pool (or grow the decode pool) until the rates match",
-            ));
-        } else if e.regime == crate::serving::Regime::Prefill {
-            out.push(finding(
-                Severity::Warning,
-                "idle_gpus",
-                "deployment.decode.replicas",
-                Some(format!("{} decode GPUs", decode.gpus())),
-                None,
-                format!("the prefill pool sets the pace ({capacity:.0} prompt tokens/s at most): requests queue for it and decode GPUs wait for prompts"),
-                ev,
-                "grow the prefill pool or shrink the decode pool",
-            ));
-        }
+        pool_rates_mismatch(plan, prefill, decode, e, out);
     }
     if let (Some(min), Deployment::Aggregated { pool }) =
         (corrected.min_gpus_per_replica, plan.deployment)
     {
-        let have = pool.layout.gpus();
-        if have >= 2 * min && evals.first().is_some_and(|e| e.valid) {
-            out.push(finding(
-                Severity::Warning,
-                "overprovisioned",
-                "deployment",
-                Some(format!("{have} GPUs per replica")),
-                Some(format!("{min} GPUs per replica")),
-                format!("a replica of {min} GPUs already meets every requirement of the plan; this one holds {have}"),
-                Derivation::new("smallest valid layout (local search) meeting memory, TTFT, TPOT, throughput and imbalance requirements", &[("smallest", min.to_string())]),
-                "use the smaller replica (see the corrected plan) and add replicas for load",
-            ));
-        }
+        oversized_replica(evals, pool, min, out);
     }
     if let (Some(rr), Some((_, per_gpu, _))) =
         (plan.scenario.workload.request_rate, overall_throughput(fig))
     {
-        let need = rr * osl;
-        let have = per_gpu * plan.deployment.gpus() as f64;
-        let ev = Derivation::new(
-            "requests/s × osl output tokens vs the deployment's output tokens/s",
-            &[
-                ("request_rate", format!("{rr}")),
-                ("osl", format!("{osl:.0}")),
-                ("deployment_output_tokens_per_s", format!("{have:.0}")),
-            ],
-        );
-        if have < need {
-            out.push(finding(
-                Severity::Error,
-                "too_few_gpus",
-                "workload.request_rate",
-                Some(format!("{rr} requests/s")),
-                Some(format!("{:.2} requests/s", have / osl)),
-                format!("the deployment produces {have:.0} output tokens/s; {rr} requests/s of {osl:.0} tokens need {need:.0}"),
-                ev,
-                "add replicas",
-            ));
-        } else if have > 2.0 * need {
-            out.push(finding(
-                Severity::Warning,
-                "overprovisioned",
-                "deployment.replicas",
-                Some(format!("{have:.0} tokens/s")),
-                Some(format!("{need:.0} tokens/s needed")),
-                format!(
-                    "the deployment produces {:.1}× the output the request rate needs",
-                    have / need
-                ),
-                ev,
-                "fewer replicas",
-            ));
-        }
+        replicas_for_request_rate(plan, rr, per_gpu, out);
+    }
+}
+
+/// A disaggregated prefill pool far faster than the deployment completes
+/// prompts (idle prefill GPUs), or one that sets the pace (idle decode GPUs).
+fn pool_rates_mismatch(
+    plan: &Plan,
+    prefill: Pool,
+    decode: Pool,
+    e: &DisaggEstimate,
+    out: &mut Vec<Finding>,
+) {
+    let isl = plan.scenario.workload.isl.mean().max(1) as f64;
+    let capacity = prefill_capacity(e);
+    let demand = e.requests_per_s * isl;
+    let ev = Derivation::new(
+        "prefill capacity (prompts per step of every prefill rank × isl / prefill step) vs the prompt tokens/s the deployment completes (its requests/s × isl), from the disaggregated estimate",
+        &[
+            ("prefill_gpus", prefill.gpus().to_string()),
+            ("prefill_capacity", format!("{capacity:.0} tokens/s")),
+            ("decode_gpus", decode.gpus().to_string()),
+            ("completed_prompt_tokens", format!("{demand:.0} tokens/s")),
+            ("regime", e.regime.to_string()),
+        ],
+    );
+    if capacity > 1.5 * demand {
+        let idle = prefill.gpus() as f64 * (1.0 - demand / capacity);
+        out.push(finding(
+            Severity::Warning,
+            "idle_gpus",
+            "deployment.prefill.replicas",
+            Some(format!("{} prefill GPUs", prefill.gpus())),
+            Some(format!("{:.0} needed", (prefill.gpus() as f64 - idle).ceil())),
+            format!("the prefill pool can prefill {capacity:.0} prompt tokens/s but the deployment completes only {demand:.0}: about {idle:.0} of its {} GPUs sit idle", prefill.gpus()),
+            ev,
+            "shrink the prefill pool (or grow the decode pool) until the rates match",
+        ));
+    } else if e.regime == crate::serving::Regime::Prefill {
+        out.push(finding(
+            Severity::Warning,
+            "idle_gpus",
+            "deployment.decode.replicas",
+            Some(format!("{} decode GPUs", decode.gpus())),
+            None,
+            format!("the prefill pool sets the pace ({capacity:.0} prompt tokens/s at most): requests queue for it and decode GPUs wait for prompts"),
+            ev,
+            "grow the prefill pool or shrink the decode pool",
+        ));
+    }
+}
+
+/// A valid replica twice or more the size of the smallest one (`min` GPUs)
+/// that meets every requirement of the plan.
+fn oversized_replica(evals: &[PoolEval], pool: Pool, min: u32, out: &mut Vec<Finding>) {
+    let have = pool.layout.gpus();
+    if have >= 2 * min && evals.first().is_some_and(|e| e.valid) {
+        out.push(finding(
+            Severity::Warning,
+            "overprovisioned",
+            "deployment",
+            Some(format!("{have} GPUs per replica")),
+            Some(format!("{min} GPUs per replica")),
+            format!("a replica of {min} GPUs already meets every requirement of the plan; this one holds {have}"),
+            Derivation::new("smallest valid layout (local search) meeting memory, TTFT, TPOT, throughput and imbalance requirements", &[("smallest", min.to_string())]),
+            "use the smaller replica (see the corrected plan) and add replicas for load",
+        ));
+    }
+}
+
+/// Too few GPUs for the plan's request rate, or more than twice enough
+/// (`per_gpu`: the deployment's output tokens/s per GPU).
+fn replicas_for_request_rate(plan: &Plan, rr: f64, per_gpu: f64, out: &mut Vec<Finding>) {
+    let osl = plan.scenario.workload.osl.mean().max(1) as f64;
+    let need = rr * osl;
+    let have = per_gpu * plan.deployment.gpus() as f64;
+    let ev = Derivation::new(
+        "requests/s × osl output tokens vs the deployment's output tokens/s",
+        &[
+            ("request_rate", format!("{rr}")),
+            ("osl", format!("{osl:.0}")),
+            ("deployment_output_tokens_per_s", format!("{have:.0}")),
+        ],
+    );
+    if have < need {
+        out.push(finding(
+            Severity::Error,
+            "too_few_gpus",
+            "workload.request_rate",
+            Some(format!("{rr} requests/s")),
+            Some(format!("{:.2} requests/s", have / osl)),
+            format!("the deployment produces {have:.0} output tokens/s; {rr} requests/s of {osl:.0} tokens need {need:.0}"),
+            ev,
+            "add replicas",
+        ));
+    } else if have > 2.0 * need {
+        out.push(finding(
+            Severity::Warning,
+            "overprovisioned",
+            "deployment.replicas",
+            Some(format!("{have:.0} tokens/s")),
+            Some(format!("{need:.0} tokens/s needed")),
+            format!(
+                "the deployment produces {:.1}× the output the request rate needs",
+                have / need
+            ),
+            ev,
+            "fewer replicas",
+        ));
     }
 }
 

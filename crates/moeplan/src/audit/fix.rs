@@ -10,7 +10,7 @@
 //! given, else the layout missing the fewest requirements by the least is
 //! returned, labelled `best_effort`, with what it misses.
 
-use super::checks::{bytes, pct, time};
+use super::claim::{bytes, pct, time};
 use super::{evaluate_layout, Phase, PoolEval};
 use crate::figures::Figures;
 use crate::layout::Layout;

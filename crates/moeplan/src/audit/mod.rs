@@ -11,10 +11,18 @@
 //! - `evaluate` (here): the plan's pools estimated at the typical (mean) and
 //!   worst (longest) prompt; an invalid layout is read as its nearest valid
 //!   layout so per-GPU claims can still be checked, and the findings say so.
-//! - `checks`: one function per family of checks (layout and GPU accounting,
-//!   model figures, memory, throughput and latency, ceilings, contradictions,
-//!   service levels, waste). A new check is a function there, called from
+//! - `checks`: runs every family of checks (`checks::all`, then
+//!   `checks::waste` once the corrected plan is known) and holds layout and
+//!   GPU accounting, model figures, service levels and waste. A new check
+//!   is a function there or in its family's module, called from
 //!   `checks::all`, with a new stable code.
+//! - `memory`: the per-GPU memory claims of each pool (training state,
+//!   weights, KV cache, activations, total, utilisation).
+//! - `performance`: throughput per GPU and its physical ceilings, TTFT and
+//!   TPOT, communication share, load imbalance, GPU utilisation, and the
+//!   throughput bounds a plan derives itself.
+//! - `claim`: how a claimed figure is compared with the computed one
+//!   (tolerances, likely causes of a mismatch) and turned into a finding.
 //! - `fix`: the corrected plan (nearest valid layout meeting the plan's own
 //!   requirements, the planner's recommendation, or a best effort) and its
 //!   rendering back into the plan's file format.
@@ -24,7 +32,10 @@
 //! settings, throughput and latency on a cost model with its own error.
 
 mod checks;
+mod claim;
 pub mod fix;
+mod memory;
+mod performance;
 
 use crate::figures::{self, Figures, WorstCase};
 use crate::layout::Layout;
@@ -265,6 +276,22 @@ pub(crate) fn evaluate_layout(
         .ok()
     };
     (typical, worst)
+}
+
+/// The pool that decodes (aggregated: the only one).
+fn decode_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
+    evals
+        .iter()
+        .find(|e| e.prefix != "deployment.prefill")
+        .or(evals.first())
+}
+
+/// The pool that prefills (aggregated: the only one).
+fn prefill_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
+    evals
+        .iter()
+        .find(|e| e.prefix == "deployment.prefill")
+        .or(evals.first())
 }
 
 /// Estimates every pool of the plan.
