@@ -193,13 +193,10 @@ struct Candidate {
     distance: f64,
 }
 
-/// Builds the corrected plan.
-pub fn correct(
-    plan: &Plan,
-    evals: &[PoolEval],
-    options: &super::AuditOptions,
-) -> Option<Corrected> {
-    let (origin, replicas) = match plan.deployment {
+/// The layout a correction starts from (the plan's, or the nearest valid
+/// reading of it) and the replicas it keeps.
+fn origin(plan: &Plan, evals: &[PoolEval]) -> (Layout, u32) {
+    match plan.deployment {
         Deployment::Aggregated { pool } => (
             evals
                 .first()
@@ -215,14 +212,14 @@ pub fn correct(
                 .unwrap_or(decode.layout),
             1,
         ),
-    };
-    let written = match plan.deployment {
-        Deployment::Aggregated { pool } => Some(pool),
-        Deployment::Disaggregated { .. } => None,
-    };
-    // The GPUs a replica may use: what the plan holds, states or has available.
+    }
+}
+
+/// The GPUs a replica may use to start with: what the plan holds, states or
+/// has available, at least the origin's, at most 64.
+fn first_budget(plan: &Plan, origin: Layout, replicas: u32) -> u32 {
     let per_replica_claim = plan.claims.total_gpus.map_or(0, |t| t / replicas.max(1));
-    let budget = [
+    [
         plan.deployment.gpus().min(u32::MAX as u64) as u32 / replicas.max(1),
         per_replica_claim,
         plan.scenario.gpus_available.unwrap_or(0) / replicas.max(1),
@@ -231,13 +228,15 @@ pub fn correct(
     .into_iter()
     .max()
     .unwrap_or(1)
-    .clamp(1, 64);
-    // Widen the budget (doubling, up to 64 GPUs per replica) until some
-    // layout meets every requirement: the nearest fix may need more GPUs
-    // than the plan has (a model that does not fit on them).
+    .clamp(1, 64)
+}
+
+/// Every valid layout estimated, the budget widened (doubling, up to 64
+/// GPUs per replica) until one meets every requirement: the nearest fix may
+/// need more GPUs than the plan has. Returns them and the last budget.
+fn search(plan: &Plan, origin: Layout, mut budget: u32) -> (Vec<Candidate>, u32) {
     let mut evaluated: Vec<Candidate> = Vec::new();
     let mut seen: std::collections::BTreeSet<Layout> = Default::default();
-    let mut budget = budget;
     loop {
         for l in candidates(plan, origin.cp, budget) {
             if !seen.insert(l) {
@@ -257,17 +256,16 @@ pub fn correct(
             });
         }
         if budget >= 64 || evaluated.iter().any(|c| c.unmet.is_empty()) {
-            break;
+            return (evaluated, budget);
         }
         budget = (budget * 2).min(64);
     }
-    let n = evaluated.len();
-    let min_gpus = evaluated
-        .iter()
-        .filter(|c| c.unmet.is_empty())
-        .map(|c| c.layout.gpus())
-        .min();
-    let meeting = evaluated
+}
+
+/// The nearest layout meeting every requirement (fewer GPUs, then more
+/// tokens/s per GPU, break ties).
+fn nearest_meeting(evaluated: &[Candidate]) -> Option<&Candidate> {
+    evaluated
         .iter()
         .filter(|c| c.unmet.is_empty())
         .min_by(|a, b| {
@@ -281,45 +279,63 @@ pub fn correct(
                         .total_cmp(&a.typical.output_tokens_per_s_per_gpu.0),
                 )
                 .then(a.layout.cmp(&b.layout))
-        });
-    let (chosen, source, reason): (&Candidate, CorrectionSource, String) = match meeting {
-        Some(c) => {
-            let same = written.is_some_and(|p| p.layout == c.layout);
-            if same {
-                (
-                    c,
-                    CorrectionSource::Unchanged,
-                    "the plan's layout meets every requirement; only its figures are recomputed"
-                        .into(),
-                )
-            } else {
-                (c, CorrectionSource::NearestLayout, format!(
-                    "the nearest valid layout to {origin} that meets every requirement, among {n} valid layouts of at most {budget} GPUs per replica"
+        })
+}
+
+/// The layout that misses the fewest requirements, by the least.
+fn closest_miss(evaluated: &[Candidate]) -> Option<&Candidate> {
+    evaluated.iter().min_by(|a, b| {
+        a.unmet
+            .len()
+            .cmp(&b.unmet.len())
+            .then(a.shortfall.total_cmp(&b.shortfall))
+            .then(a.distance.total_cmp(&b.distance))
+            .then(a.layout.cmp(&b.layout))
+    })
+}
+
+/// Builds the corrected plan.
+pub fn correct(
+    plan: &Plan,
+    evals: &[PoolEval],
+    options: &super::AuditOptions,
+) -> Option<Corrected> {
+    let (origin, replicas) = origin(plan, evals);
+    let written = match plan.deployment {
+        Deployment::Aggregated { pool } => Some(pool),
+        Deployment::Disaggregated { .. } => None,
+    };
+    let (evaluated, budget) = search(plan, origin, first_budget(plan, origin, replicas));
+    let n = evaluated.len();
+    let min_gpus = evaluated
+        .iter()
+        .filter(|c| c.unmet.is_empty())
+        .map(|c| c.layout.gpus())
+        .min();
+    let (chosen, source, reason): (&Candidate, CorrectionSource, String) =
+        match nearest_meeting(&evaluated) {
+            Some(c) if written.is_some_and(|p| p.layout == c.layout) => (
+                c,
+                CorrectionSource::Unchanged,
+                "the plan's layout meets every requirement; only its figures are recomputed".into(),
+            ),
+            Some(c) => (c, CorrectionSource::NearestLayout, format!(
+                "the nearest valid layout to {origin} that meets every requirement, among {n} valid layouts of at most {budget} GPUs per replica"
+            )),
+            None => {
+                if let Some((l, r)) = options.planner.and_then(|p| p.recommend(plan)) {
+                    return planned(plan, l, r, n);
+                }
+                let searched = if options.planner.is_some() {
+                    "the planner's full search found none either"
+                } else {
+                    "no planner was available to search further"
+                };
+                (closest_miss(&evaluated)?, CorrectionSource::BestEffort, format!(
+                    "no valid layout of at most {budget} GPUs per replica ({n} estimated) meets every requirement: this one misses the fewest, by the least; the requirements themselves need revisiting ({searched})"
                 ))
             }
-        }
-        None => {
-            if let Some((l, r)) = options.planner.and_then(|p| p.recommend(plan)) {
-                return planned(plan, l, r, n);
-            }
-            let best = evaluated.iter().min_by(|a, b| {
-                a.unmet
-                    .len()
-                    .cmp(&b.unmet.len())
-                    .then(a.shortfall.total_cmp(&b.shortfall))
-                    .then(a.distance.total_cmp(&b.distance))
-                    .then(a.layout.cmp(&b.layout))
-            })?;
-            let searched = if options.planner.is_some() {
-                "the planner's full search found none either"
-            } else {
-                "no planner was available to search further"
-            };
-            (best, CorrectionSource::BestEffort, format!(
-                "no valid layout of at most {budget} GPUs per replica ({n} estimated) meets every requirement: this one misses the fewest, by the least; the requirements themselves need revisiting ({searched})"
-            ))
-        }
-    };
+        };
     Some(build(
         plan,
         chosen.layout,
