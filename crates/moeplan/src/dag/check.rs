@@ -24,7 +24,7 @@
 //!   stage's time;
 //! - `unknown_op`: an op of `ops.rs` this module does not place yet (warning).
 
-use super::{Collective, Dag, GroupKind, NodeKind, Phase, Role, TimeByBound};
+use super::{Collective, Dag, GroupKind, NodeKind, Phase, PhaseInfo, Role, TimeByBound};
 use crate::units::Seconds;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
@@ -543,7 +543,29 @@ fn group_shape(dag: &Dag, kind: GroupKind, gpus: &[u32], stage: u32) -> Option<S
     }
 }
 
+/// The figures of each phase, once the graph is known to be a DAG.
 fn critical_paths(dag: &Dag, d: &mut Diags) -> Vec<PhaseReport> {
+    let g = dependency_graph(dag, d);
+    let order = match petgraph::algo::toposort(&g, None) {
+        Ok(o) => o,
+        Err(c) => {
+            d.error(
+                "cycle",
+                Some(&dag.nodes[c.node_id().index()].id),
+                "lies on a cycle: the graph is not a DAG".into(),
+            );
+            return Vec::new();
+        }
+    };
+    let longest = Longest::of(dag, &g, order);
+    dag.phases
+        .iter()
+        .filter_map(|p| phase_report(dag, p, &longest, d))
+        .collect()
+}
+
+/// The edges as a petgraph graph; an edge between two phases is an error.
+fn dependency_graph(dag: &Dag, d: &mut Diags) -> DiGraph<(), ()> {
     let n = dag.nodes.len();
     let mut g: DiGraph<(), ()> = DiGraph::with_capacity(n, dag.edges.len());
     for _ in 0..n {
@@ -562,123 +584,146 @@ fn critical_paths(dag: &Dag, d: &mut Diags) -> Vec<PhaseReport> {
         }
         g.add_edge(NodeIndex::new(e.from), NodeIndex::new(e.to), ());
     }
-    let order = match petgraph::algo::toposort(&g, None) {
-        Ok(o) => o,
-        Err(c) => {
-            d.error(
-                "cycle",
-                Some(&dag.nodes[c.node_id().index()].id),
-                "lies on a cycle: the graph is not a DAG".into(),
-            );
-            return Vec::new();
-        }
-    };
-    // Longest path ending at each node (node-weighted).
-    let mut finish = vec![Seconds::ZERO; n];
-    let mut pred = vec![usize::MAX; n];
-    for v in order {
-        let i = v.index();
-        let mut best = Seconds::ZERO;
-        for u in g.neighbors_directed(v, petgraph::Direction::Incoming) {
-            let j = u.index();
-            let better = pred[i] == usize::MAX
-                || finish[j].0 > best.0
-                || (finish[j].0 == best.0 && j < pred[i]);
-            if better {
-                best = finish[j];
-                pred[i] = j;
-            }
-        }
-        finish[i] = best + dag.nodes[i].time_s;
-    }
-    let mut out = Vec::new();
-    for p in &dag.phases {
-        let members: Vec<usize> = (0..n).filter(|i| dag.nodes[*i].phase == p.phase).collect();
-        let edges = dag
-            .edges
-            .iter()
-            .filter(|e| dag.nodes[e.from].phase == p.phase)
-            .count();
-        let Some(&end) = members
-            .iter()
-            .max_by(|a, b| finish[**a].0.total_cmp(&finish[**b].0).then(b.cmp(a)))
-        else {
-            d.error(
-                "critical_path",
-                None,
-                format!("the {} step has no nodes", p.phase.name()),
-            );
-            continue;
-        };
-        let mut path = vec![end];
-        while pred[*path.last().expect("non-empty")] != usize::MAX {
-            path.push(pred[*path.last().expect("non-empty")]);
-        }
-        path.reverse();
-        let cp = finish[end];
-        let model = p.step_time_s;
-        let rel = if model.0 > 0.0 {
-            (cp.0 - model.0).abs() / model.0
-        } else {
-            cp.0.abs()
-        };
-        // NaN (a broken time) fails too.
-        if rel.is_nan() || rel > TOLERANCE {
-            d.error(
-                "critical_path",
-                Some(&dag.nodes[end].id),
-                format!(
-                    "the {} step's critical path is {cp}, the cost model's step {model} ({:+.2}%)",
-                    p.phase.name(),
-                    (cp.0 / model.0 - 1.0) * 100.0
-                ),
-            );
-            for (s, want) in p.stage_times_s.iter().enumerate() {
-                let on: Vec<usize> = path
-                    .iter()
-                    .copied()
-                    .filter(|i| {
-                        dag.nodes[*i].stage == s as u32 && dag.nodes[*i].role != Role::PpTransfer
-                    })
-                    .collect();
-                let got: Seconds = on.iter().map(|i| dag.nodes[*i].time_s).sum();
-                if want.0 > 0.0 && ((got.0 - want.0) / want.0).abs() > TOLERANCE {
-                    d.error(
-                        "stage_time",
-                        on.first().map(|i| dag.nodes[*i].id.as_str()),
-                        format!("stage {s}: the path spends {got} there, the cost model {want}"),
-                    );
+    g
+}
+
+/// The longest node-weighted path ending at each node.
+struct Longest {
+    /// Its time.
+    finish: Vec<Seconds>,
+    /// The node before it on the path (`usize::MAX` where the path starts).
+    pred: Vec<usize>,
+}
+
+impl Longest {
+    /// Walks the nodes in topological `order`, keeping the lowest index on ties.
+    fn of(dag: &Dag, g: &DiGraph<(), ()>, order: Vec<NodeIndex>) -> Self {
+        let n = dag.nodes.len();
+        let mut finish = vec![Seconds::ZERO; n];
+        let mut pred = vec![usize::MAX; n];
+        for v in order {
+            let i = v.index();
+            let mut best = Seconds::ZERO;
+            for u in g.neighbors_directed(v, petgraph::Direction::Incoming) {
+                let j = u.index();
+                let better = pred[i] == usize::MAX
+                    || finish[j].0 > best.0
+                    || (finish[j].0 == best.0 && j < pred[i]);
+                if better {
+                    best = finish[j];
+                    pred[i] = j;
                 }
             }
+            finish[i] = best + dag.nodes[i].time_s;
         }
-        let mut by_bound = TimeByBound::default();
-        for i in &path {
-            by_bound.add(&dag.nodes[*i].time_by_bound);
+        Longest { finish, pred }
+    }
+
+    /// The path ending at `end`, first node first.
+    fn path_to(&self, end: usize) -> Vec<usize> {
+        let mut path = vec![end];
+        while self.pred[*path.last().expect("non-empty")] != usize::MAX {
+            path.push(self.pred[*path.last().expect("non-empty")]);
         }
-        let mut busy = vec![Seconds::ZERO; dag.devices.len()];
-        for i in &members {
-            for &gpu in &dag.nodes[*i].gpus {
-                busy[gpu as usize] += dag.nodes[*i].time_s;
-            }
-        }
-        // The busiest GPU: the first of equal times (GPU 0 when there is none).
-        let (busiest, busiest_time) = busy
+        path.reverse();
+        path
+    }
+}
+
+/// The figures of one phase (an error and none when it has no nodes).
+fn phase_report(dag: &Dag, p: &PhaseInfo, longest: &Longest, d: &mut Diags) -> Option<PhaseReport> {
+    let n = dag.nodes.len();
+    let members: Vec<usize> = (0..n).filter(|i| dag.nodes[*i].phase == p.phase).collect();
+    let edges = dag
+        .edges
+        .iter()
+        .filter(|e| dag.nodes[e.from].phase == p.phase)
+        .count();
+    let finish = &longest.finish;
+    let Some(&end) = members
+        .iter()
+        .max_by(|a, b| finish[**a].0.total_cmp(&finish[**b].0).then(b.cmp(a)))
+    else {
+        d.error(
+            "critical_path",
+            None,
+            format!("the {} step has no nodes", p.phase.name()),
+        );
+        return None;
+    };
+    let path = longest.path_to(end);
+    let cp = finish[end];
+    check_path_time(dag, p, &path, cp, d);
+    let mut by_bound = TimeByBound::default();
+    for i in &path {
+        by_bound.add(&dag.nodes[*i].time_by_bound);
+    }
+    let (busiest, busiest_time) = busiest_gpu(dag, &members);
+    Some(PhaseReport {
+        phase: p.phase,
+        nodes: members.len(),
+        edges,
+        critical_path_s: cp,
+        model_time_s: p.step_time_s,
+        path: path.iter().map(|i| dag.nodes[*i].id.clone()).collect(),
+        path_by_bound: by_bound,
+        busiest_gpu: busiest as u32,
+        busiest_gpu_time_s: busiest_time.max(Seconds::ZERO),
+    })
+}
+
+/// Errors when the critical path `path` (of time `cp`) is not the cost
+/// model's step time, and then for each stage whose part differs.
+fn check_path_time(dag: &Dag, p: &PhaseInfo, path: &[usize], cp: Seconds, d: &mut Diags) {
+    let end = *path.last().expect("a path has an end");
+    let model = p.step_time_s;
+    let rel = if model.0 > 0.0 {
+        (cp.0 - model.0).abs() / model.0
+    } else {
+        cp.0.abs()
+    };
+    // NaN (a broken time) fails too.
+    if !(rel.is_nan() || rel > TOLERANCE) {
+        return;
+    }
+    d.error(
+        "critical_path",
+        Some(&dag.nodes[end].id),
+        format!(
+            "the {} step's critical path is {cp}, the cost model's step {model} ({:+.2}%)",
+            p.phase.name(),
+            (cp.0 / model.0 - 1.0) * 100.0
+        ),
+    );
+    for (s, want) in p.stage_times_s.iter().enumerate() {
+        let on: Vec<usize> = path
             .iter()
             .copied()
-            .enumerate()
-            .reduce(|b, (i, t)| if t.0 > b.1 .0 { (i, t) } else { b })
-            .unwrap_or((0, Seconds::ZERO));
-        out.push(PhaseReport {
-            phase: p.phase,
-            nodes: members.len(),
-            edges,
-            critical_path_s: cp,
-            model_time_s: model,
-            path: path.iter().map(|i| dag.nodes[*i].id.clone()).collect(),
-            path_by_bound: by_bound,
-            busiest_gpu: busiest as u32,
-            busiest_gpu_time_s: busiest_time.max(Seconds::ZERO),
-        });
+            .filter(|i| dag.nodes[*i].stage == s as u32 && dag.nodes[*i].role != Role::PpTransfer)
+            .collect();
+        let got: Seconds = on.iter().map(|i| dag.nodes[*i].time_s).sum();
+        if want.0 > 0.0 && ((got.0 - want.0) / want.0).abs() > TOLERANCE {
+            d.error(
+                "stage_time",
+                on.first().map(|i| dag.nodes[*i].id.as_str()),
+                format!("stage {s}: the path spends {got} there, the cost model {want}"),
+            );
+        }
     }
-    out
+}
+
+/// The GPU with the most busy time over the nodes `members`, and that time:
+/// the first of equal times (GPU 0 when there is none).
+fn busiest_gpu(dag: &Dag, members: &[usize]) -> (usize, Seconds) {
+    let mut busy = vec![Seconds::ZERO; dag.devices.len()];
+    for i in members {
+        for &gpu in &dag.nodes[*i].gpus {
+            busy[gpu as usize] += dag.nodes[*i].time_s;
+        }
+    }
+    busy.iter()
+        .copied()
+        .enumerate()
+        .reduce(|b, (i, t)| if t.0 > b.1 .0 { (i, t) } else { b })
+        .unwrap_or((0, Seconds::ZERO))
 }
