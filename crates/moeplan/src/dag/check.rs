@@ -24,7 +24,7 @@
 //!   stage's time;
 //! - `unknown_op`: an op of `ops.rs` this module does not place yet (warning).
 
-use super::{Collective, Dag, GroupKind, NodeKind, Phase, PhaseInfo, Role, TimeByBound};
+use super::{Collective, Dag, GroupKind, Node, NodeKind, Phase, PhaseInfo, Role, TimeByBound};
 use crate::units::Seconds;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
@@ -228,21 +228,147 @@ fn check_layers(dag: &Dag, d: &mut Diags) {
     }
 }
 
+/// Checks that each MoE layer hosts every slot once and every expert at
+/// least once, per copy of the expert set and expert-TP shard.
 fn check_experts(dag: &Dag, d: &mut Diags) {
     if dag.n_slots == 0 || dag.moe_layers.is_empty() {
         return;
     }
-    let l = dag.layout;
-    let shards = (l.edp() * l.etp) as usize;
-    let key = |g: u32| {
-        let dev = &dag.devices[g as usize];
-        (dev.edp * l.etp + dev.etp) as usize
-    };
-    let n_slots = dag.n_slots as usize;
+    if dag.nodes.iter().any(|x| x.role == Role::Experts) {
+        check_expert_nodes(dag, d);
+    } else {
+        check_expert_devices(dag, d);
+    }
+}
+
+/// Checks the expert nodes (op granularity) of each MoE layer of each phase.
+fn check_expert_nodes(dag: &Dag, d: &mut Diags) {
+    for p in &dag.phases {
+        for &layer in &dag.moe_layers {
+            let mut counts = SlotCounts::new(dag);
+            let mut at: Option<&str> = None;
+            for node in dag
+                .nodes
+                .iter()
+                .filter(|x| x.phase == p.phase && x.layer == Some(layer) && x.role == Role::Experts)
+            {
+                at.get_or_insert(&node.id);
+                check_expert_node(dag, node, d);
+                for &g in &node.gpus {
+                    counts.add(g, &node.slots);
+                }
+            }
+            if at.is_none() {
+                d.error(
+                    "expert_missing",
+                    None,
+                    format!(
+                        "MoE layer {layer} has no expert node in the {} step",
+                        p.phase.name()
+                    ),
+                );
+                continue;
+            }
+            counts.verify(d, layer, p.phase.name(), at);
+        }
+    }
+}
+
+/// Errors where an expert node's slots, experts or EP rank disagree with the layout.
+fn check_expert_node(dag: &Dag, node: &Node, d: &mut Diags) {
     let n_experts = dag.n_experts.max(1);
-    let verify = |d: &mut Diags, counts: &[Vec<u32>], layer: u32, what: &str, at: Option<&str>| {
-        for (k, c) in counts.iter().enumerate() {
-            let (edp, etp) = (k as u32 / l.etp, k as u32 % l.etp);
+    if node.slots.len() != node.experts.len() {
+        d.error(
+            "expert_slots",
+            Some(&node.id),
+            format!(
+                "lists {} slots but {} experts",
+                node.slots.len(),
+                node.experts.len()
+            ),
+        );
+    }
+    for (s, e) in node.slots.iter().zip(&node.experts) {
+        if *e >= n_experts || *e != s % n_experts {
+            d.error(
+                "expert_slots",
+                Some(&node.id),
+                format!("slot {s} holds expert {e}, not expert {}", s % n_experts),
+            );
+        }
+    }
+    for &g in &node.gpus {
+        if node.ep_rank != Some(dag.devices[g as usize].ep) {
+            d.error(
+                "expert_rank",
+                Some(&node.id),
+                format!(
+                    "GPU {g} is EP rank {} but the node is EP rank {:?}",
+                    dag.devices[g as usize].ep, node.ep_rank
+                ),
+            );
+        }
+    }
+}
+
+/// Checks the slots the GPUs host (layer granularity): layer nodes share one
+/// placement (`devices`), so the first phase is enough.
+fn check_expert_devices(dag: &Dag, d: &mut Diags) {
+    let Some(p) = dag.phases.first() else {
+        return;
+    };
+    for &layer in &dag.moe_layers {
+        let Some(stage) = dag
+            .stages
+            .iter()
+            .find(|s| (s.first_layer..s.end_layer).contains(&layer))
+        else {
+            continue;
+        };
+        let mut counts = SlotCounts::new(dag);
+        for &g in &stage.gpus {
+            counts.add(g, &dag.devices[g as usize].slots);
+        }
+        counts.verify(d, layer, p.phase.name(), None);
+    }
+}
+
+/// How many times one MoE layer hosts each slot, per shard: one row per
+/// (expert-DP rank, expert-TP rank), `edp · etp + etp` in the layout's order.
+struct SlotCounts<'a> {
+    dag: &'a Dag,
+    counts: Vec<Vec<u32>>,
+}
+
+impl<'a> SlotCounts<'a> {
+    /// No slot hosted yet.
+    fn new(dag: &'a Dag) -> Self {
+        let l = dag.layout;
+        let shards = (l.edp() * l.etp) as usize;
+        SlotCounts {
+            dag,
+            counts: vec![vec![0u32; dag.n_slots as usize]; shards],
+        }
+    }
+
+    /// Counts `slots` once more on the shard of GPU `g` (unknown slots ignored).
+    fn add(&mut self, g: u32, slots: &[u32]) {
+        let dev = &self.dag.devices[g as usize];
+        let shard = (dev.edp * self.dag.layout.etp + dev.etp) as usize;
+        for &s in slots {
+            if let Some(c) = self.counts[shard].get_mut(s as usize) {
+                *c += 1;
+            }
+        }
+    }
+
+    /// Errors for each slot of a shard not hosted exactly once, and for the
+    /// first expert of a shard hosted nowhere.
+    fn verify(&self, d: &mut Diags, layer: u32, what: &str, at: Option<&str>) {
+        let etp = self.dag.layout.etp;
+        let n_experts = self.dag.n_experts.max(1);
+        for (k, c) in self.counts.iter().enumerate() {
+            let (edp, etp) = (k as u32 / etp, k as u32 % etp);
             for (slot, n) in c.iter().enumerate() {
                 if *n != 1 {
                     d.error(
@@ -267,88 +393,6 @@ fn check_experts(dag: &Dag, d: &mut Diags) {
                     format!("{what}: layer {layer}, expert copy edp{edp} shard etp{etp}: expert {e} is hosted nowhere"),
                 );
             }
-        }
-    };
-    let op_level = dag.nodes.iter().any(|x| x.role == Role::Experts);
-    for p in &dag.phases {
-        for &layer in &dag.moe_layers {
-            let mut counts = vec![vec![0u32; n_slots]; shards];
-            let mut at: Option<&str> = None;
-            if op_level {
-                for node in dag.nodes.iter().filter(|x| {
-                    x.phase == p.phase && x.layer == Some(layer) && x.role == Role::Experts
-                }) {
-                    at.get_or_insert(&node.id);
-                    if node.slots.len() != node.experts.len() {
-                        d.error(
-                            "expert_slots",
-                            Some(&node.id),
-                            format!(
-                                "lists {} slots but {} experts",
-                                node.slots.len(),
-                                node.experts.len()
-                            ),
-                        );
-                    }
-                    for (s, e) in node.slots.iter().zip(&node.experts) {
-                        if *e >= n_experts || *e != s % n_experts {
-                            d.error(
-                                "expert_slots",
-                                Some(&node.id),
-                                format!("slot {s} holds expert {e}, not expert {}", s % n_experts),
-                            );
-                        }
-                    }
-                    for &g in &node.gpus {
-                        if node.ep_rank != Some(dag.devices[g as usize].ep) {
-                            d.error(
-                                "expert_rank",
-                                Some(&node.id),
-                                format!(
-                                    "GPU {g} is EP rank {} but the node is EP rank {:?}",
-                                    dag.devices[g as usize].ep, node.ep_rank
-                                ),
-                            );
-                        }
-                        for &s in &node.slots {
-                            if let Some(c) = counts[key(g)].get_mut(s as usize) {
-                                *c += 1;
-                            }
-                        }
-                    }
-                }
-                if at.is_none() {
-                    d.error(
-                        "expert_missing",
-                        None,
-                        format!(
-                            "MoE layer {layer} has no expert node in the {} step",
-                            p.phase.name()
-                        ),
-                    );
-                    continue;
-                }
-            } else {
-                let Some(stage) = dag
-                    .stages
-                    .iter()
-                    .find(|s| (s.first_layer..s.end_layer).contains(&layer))
-                else {
-                    continue;
-                };
-                for &g in &stage.gpus {
-                    for &s in &dag.devices[g as usize].slots {
-                        if let Some(c) = counts[key(g)].get_mut(s as usize) {
-                            *c += 1;
-                        }
-                    }
-                }
-            }
-            verify(d, &counts, layer, p.phase.name(), at);
-        }
-        if !op_level {
-            // Layer nodes share one placement (`devices`): once is enough.
-            break;
         }
     }
 }
