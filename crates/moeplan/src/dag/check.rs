@@ -24,7 +24,9 @@
 //!   stage's time;
 //! - `unknown_op`: an op of `ops.rs` this module does not place yet (warning).
 
-use super::{Collective, Dag, GroupKind, Node, NodeKind, Phase, PhaseInfo, Role, TimeByBound};
+use super::{
+    Collective, Dag, Group, GroupKind, Node, NodeKind, Phase, PhaseInfo, Role, TimeByBound,
+};
 use crate::units::Seconds;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
@@ -107,9 +109,11 @@ impl Report {
 /// Relative tolerance between the graph's critical path and the cost model.
 pub const TOLERANCE: f64 = 0.01;
 
+/// The diagnostics found so far, in discovery order.
 struct Diags(Vec<Diagnostic>);
 
 impl Diags {
+    /// Records a violated rule.
     fn error(&mut self, rule: &'static str, node: Option<&str>, message: String) {
         self.0.push(Diagnostic {
             severity: Severity::Error,
@@ -118,6 +122,7 @@ impl Diags {
             message,
         });
     }
+    /// Records a suspicious but valid finding.
     fn warning(&mut self, rule: &'static str, node: Option<&str>, message: String) {
         self.0.push(Diagnostic {
             severity: Severity::Warning,
@@ -162,6 +167,7 @@ pub fn check(dag: &Dag) -> Report {
     finish(d, phases)
 }
 
+/// The report: diagnostics in a stable order, and the phase figures.
 fn finish(mut d: Diags, phases: Vec<PhaseReport>) -> Report {
     // Stable: errors first, then by rule, keeping discovery order within.
     d.0.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.rule.cmp(b.rule)));
@@ -171,6 +177,7 @@ fn finish(mut d: Diags, phases: Vec<PhaseReport>) -> Report {
     }
 }
 
+/// Checks that every layer has nodes, all on one stage, running on that stage's GPUs.
 fn check_layers(dag: &Dag, d: &mut Diags) {
     for p in &dag.phases {
         let mut stage_of: Vec<Option<(u32, usize)>> = vec![None; dag.n_layers as usize];
@@ -397,6 +404,7 @@ impl<'a> SlotCounts<'a> {
     }
 }
 
+/// Checks that every GPU computes in every phase.
 fn check_idle(dag: &Dag, d: &mut Diags) {
     for p in &dag.phases {
         let mut busy = vec![false; dag.devices.len()];
@@ -421,98 +429,21 @@ fn check_idle(dag: &Dag, d: &mut Diags) {
     }
 }
 
+/// Checks that each collective runs over groups of the kind and shape the
+/// layout gives it, and that they cover exactly its GPUs.
 fn check_groups(dag: &Dag, d: &mut Diags) {
-    let by_id: BTreeMap<&str, usize> = dag
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.id.as_str(), i))
-        .collect();
-    let mut shape_checked = vec![false; dag.groups.len()];
+    let mut groups = GroupUse::new(dag);
     for node in dag
         .nodes
         .iter()
         .filter(|x| x.kind == NodeKind::Communication)
     {
-        let want = match node.role {
-            Role::TpCollective => GroupKind::Tp,
-            Role::EpDispatch | Role::EpCombine | Role::DpGather | Role::DpScatter => GroupKind::Ep,
-            Role::PpTransfer => GroupKind::Pp,
-            _ => {
-                d.error(
-                    "group_kind",
-                    Some(&node.id),
-                    format!("a {:?} node should not communicate", node.role),
-                );
-                continue;
-            }
+        let Some(want) = expected_group(node, d) else {
+            continue;
         };
-        if want == GroupKind::Ep && node.collective == Some(Collective::AllReduce) {
-            d.error(
-                "group_kind",
-                Some(&node.id),
-                "an expert exchange is an all-to-all or gather/scatter, not an all-reduce".into(),
-            );
-        }
         let mut cover: Vec<u32> = Vec::new();
         for gid in &node.groups {
-            let Some(&gi) = by_id.get(gid.as_str()) else {
-                d.error(
-                    "group_shape",
-                    Some(&node.id),
-                    format!("group {gid} does not exist"),
-                );
-                continue;
-            };
-            let g = &dag.groups[gi];
-            cover.extend(&g.gpus);
-            if g.kind != want {
-                d.error(
-                    "group_kind",
-                    Some(&node.id),
-                    format!(
-                        "runs over {} group {gid}, expected a {:?} group",
-                        format!("{:?}", g.kind).to_lowercase(),
-                        want
-                    ),
-                );
-                continue;
-            }
-            if node.role != Role::PpTransfer && g.stage != node.stage {
-                d.error(
-                    "group_shape",
-                    Some(&node.id),
-                    format!(
-                        "group {gid} is on stage {}, the node on stage {}",
-                        g.stage, node.stage
-                    ),
-                );
-            }
-            if shape_checked[gi] {
-                continue;
-            }
-            shape_checked[gi] = true;
-            if let Some(msg) = group_shape(dag, g.kind, &g.gpus, g.stage) {
-                d.error("group_shape", Some(&node.id), format!("group {gid}: {msg}"));
-            }
-            let nodes_of: Vec<u32> = g
-                .gpus
-                .iter()
-                .map(|x| dag.devices[*x as usize].node)
-                .collect();
-            let straddles = nodes_of.iter().any(|x| *x != nodes_of[0]);
-            if straddles && (g.gpus.len() as u32) <= dag.gpus_per_node && g.kind != GroupKind::Pp {
-                d.warning(
-                    "group_straddles",
-                    Some(&node.id),
-                    format!(
-                        "group {gid} ({} GPUs) would fit in a node of {} but spans nodes {:?}: the cost model priced it on NVLink",
-                        g.gpus.len(),
-                        dag.gpus_per_node,
-                        { let mut v = nodes_of.clone(); v.dedup(); v }
-                    ),
-                );
-            }
+            groups.check(node, gid, want, &mut cover, d);
         }
         cover.sort_unstable();
         cover.dedup();
@@ -526,6 +457,133 @@ fn check_groups(dag: &Dag, d: &mut Diags) {
                 ),
             );
         }
+    }
+}
+
+/// The kind of group a communication node runs over (an error, and none,
+/// for a role that does not communicate; an error for an all-reduce of experts).
+fn expected_group(node: &Node, d: &mut Diags) -> Option<GroupKind> {
+    let want = match node.role {
+        Role::TpCollective => GroupKind::Tp,
+        Role::EpDispatch | Role::EpCombine | Role::DpGather | Role::DpScatter => GroupKind::Ep,
+        Role::PpTransfer => GroupKind::Pp,
+        _ => {
+            d.error(
+                "group_kind",
+                Some(&node.id),
+                format!("a {:?} node should not communicate", node.role),
+            );
+            return None;
+        }
+    };
+    if want == GroupKind::Ep && node.collective == Some(Collective::AllReduce) {
+        d.error(
+            "group_kind",
+            Some(&node.id),
+            "an expert exchange is an all-to-all or gather/scatter, not an all-reduce".into(),
+        );
+    }
+    Some(want)
+}
+
+/// The graph's groups by id, and which have had their shape checked (once each).
+struct GroupUse<'a> {
+    dag: &'a Dag,
+    by_id: BTreeMap<&'a str, usize>,
+    shape_checked: Vec<bool>,
+}
+
+impl<'a> GroupUse<'a> {
+    /// Indexes the groups of `dag`.
+    fn new(dag: &'a Dag) -> Self {
+        let by_id = dag
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id.as_str(), i))
+            .collect();
+        GroupUse {
+            dag,
+            by_id,
+            shape_checked: vec![false; dag.groups.len()],
+        }
+    }
+
+    /// Checks group `gid` of communication node `node`, which wants a `want`
+    /// group, and adds the group's GPUs to `cover`.
+    fn check(
+        &mut self,
+        node: &Node,
+        gid: &str,
+        want: GroupKind,
+        cover: &mut Vec<u32>,
+        d: &mut Diags,
+    ) {
+        let dag = self.dag;
+        let Some(&gi) = self.by_id.get(gid) else {
+            d.error(
+                "group_shape",
+                Some(&node.id),
+                format!("group {gid} does not exist"),
+            );
+            return;
+        };
+        let g = &dag.groups[gi];
+        cover.extend(&g.gpus);
+        if g.kind != want {
+            d.error(
+                "group_kind",
+                Some(&node.id),
+                format!(
+                    "runs over {} group {gid}, expected a {:?} group",
+                    format!("{:?}", g.kind).to_lowercase(),
+                    want
+                ),
+            );
+            return;
+        }
+        if node.role != Role::PpTransfer && g.stage != node.stage {
+            d.error(
+                "group_shape",
+                Some(&node.id),
+                format!(
+                    "group {gid} is on stage {}, the node on stage {}",
+                    g.stage, node.stage
+                ),
+            );
+        }
+        if self.shape_checked[gi] {
+            return;
+        }
+        self.shape_checked[gi] = true;
+        check_group_shape(dag, node, g, d);
+    }
+}
+
+/// Errors when group `g` (first met at `node`) is not the group the layout
+/// gives its GPUs; warns when it spans nodes though it would fit in one.
+fn check_group_shape(dag: &Dag, node: &Node, g: &Group, d: &mut Diags) {
+    let gid = &g.id;
+    if let Some(msg) = group_shape(dag, g.kind, &g.gpus, g.stage) {
+        d.error("group_shape", Some(&node.id), format!("group {gid}: {msg}"));
+    }
+    let nodes_of: Vec<u32> = g
+        .gpus
+        .iter()
+        .map(|x| dag.devices[*x as usize].node)
+        .collect();
+    let straddles = nodes_of.iter().any(|x| *x != nodes_of[0]);
+    if straddles && (g.gpus.len() as u32) <= dag.gpus_per_node && g.kind != GroupKind::Pp {
+        d.warning(
+            "group_straddles",
+            Some(&node.id),
+            format!(
+                "group {gid} ({} GPUs) would fit in a node of {} but spans nodes {:?}: the cost model priced it on NVLink",
+                g.gpus.len(),
+                dag.gpus_per_node,
+                { let mut v = nodes_of.clone(); v.dedup(); v }
+            ),
+        );
     }
 }
 
