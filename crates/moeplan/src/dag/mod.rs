@@ -658,6 +658,7 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The GPUs of stage `s`.
     fn stage_gpus(&self, s: u32) -> Vec<u32> {
         (s * self.per_stage..(s + 1) * self.per_stage).collect()
     }
@@ -695,20 +696,15 @@ impl<'a> Builder<'a> {
         self.prev = next;
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Adds node `id` doing `work` at `at` on `gpus` (over the groups of
+    /// `comm` for a communication node) and returns its index.
     fn push(
         &mut self,
         id: String,
-        phase: Phase,
-        stage: u32,
-        layer: Option<u32>,
-        op: &str,
-        role: Role,
+        at: &At,
+        work: &Work,
         gpus: Vec<u32>,
         comm: Option<(Collective, Vec<usize>)>,
-        cost: (Seconds, Flop, Bytes, TimeByBound),
-        out_bytes: Bytes,
-        layer_pos: u32,
     ) -> usize {
         let (collective, groups) = match comm {
             Some((c, g)) => (
@@ -724,19 +720,24 @@ impl<'a> Builder<'a> {
         } else {
             gpus.len() as u32
         };
-        let (time_s, flop, bytes, split) = cost;
+        let Cost {
+            time_s,
+            flop,
+            bytes,
+            split,
+        } = work.cost;
         self.dag.nodes.push(Node {
             id,
-            phase,
-            stage,
-            layer,
-            op: op.to_string(),
+            phase: at.phase,
+            stage: at.stage,
+            layer: at.layer,
+            op: work.op.to_string(),
             kind: if collective.is_some() {
                 NodeKind::Communication
             } else {
                 NodeKind::Compute
             },
-            role,
+            role: work.role,
             gpus,
             multiplicity,
             collective,
@@ -749,63 +750,31 @@ impl<'a> Builder<'a> {
             bytes,
             bound: split.dominant(),
             time_by_bound: split,
-            out_bytes,
-            layer_pos,
+            out_bytes: work.out_bytes,
+            layer_pos: at.pos,
         });
         self.dag.nodes.len() - 1
     }
 
-    /// One step of the chain run by every GPU of stage `s` (one node, or one per GPU).
-    #[allow(clippy::too_many_arguments)]
-    fn compute_step(
-        &mut self,
-        prefix: &str,
-        phase: Phase,
-        s: u32,
-        layer: Option<u32>,
-        op: &str,
-        role: Role,
-        cost: (Seconds, Flop, Bytes, TimeByBound),
-        out_bytes: Bytes,
-        pos: u32,
-    ) {
-        let gpus = self.stage_gpus(s);
-        let ids: Vec<usize> = if self.opts.expand {
+    /// Compute nodes named `base` on `gpus`: one, or one per GPU (`base/gG`) when expanded.
+    fn compute_nodes(&mut self, base: &str, at: &At, work: &Work, gpus: Vec<u32>) -> Vec<usize> {
+        if self.opts.expand {
             gpus.iter()
-                .map(|&g| {
-                    self.push(
-                        format!("{prefix}/{op}/g{g}"),
-                        phase,
-                        s,
-                        layer,
-                        op,
-                        role,
-                        vec![g],
-                        None,
-                        cost,
-                        out_bytes,
-                        pos,
-                    )
-                })
+                .map(|&g| self.push(format!("{base}/g{g}"), at, work, vec![g], None))
                 .collect()
         } else {
-            vec![self.push(
-                format!("{prefix}/{op}"),
-                phase,
-                s,
-                layer,
-                op,
-                role,
-                gpus,
-                None,
-                cost,
-                out_bytes,
-                pos,
-            )]
-        };
+            vec![self.push(base.to_string(), at, work, gpus, None)]
+        }
+    }
+
+    /// One step of the chain run by every GPU of the stage (one node, or one per GPU).
+    fn compute_step(&mut self, at: &At, work: &Work) {
+        let gpus = self.stage_gpus(at.stage);
+        let ids = self.compute_nodes(&format!("{}/{}", at.prefix, work.op), at, work, gpus);
         self.link(ids);
     }
 
+    /// The groups of `kind` on stage `s`.
     fn groups_of(&self, kind: GroupKind, s: u32) -> Vec<usize> {
         match kind {
             GroupKind::Tp => self.tp_groups[s as usize].clone(),
@@ -814,22 +783,9 @@ impl<'a> Builder<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn comm_step(
-        &mut self,
-        prefix: &str,
-        phase: Phase,
-        s: u32,
-        layer: Option<u32>,
-        op: &str,
-        role: Role,
-        collective: Collective,
-        kind: GroupKind,
-        cost: (Seconds, Flop, Bytes, TimeByBound),
-        out_bytes: Bytes,
-        pos: u32,
-    ) {
-        let groups = self.groups_of(kind, s);
+    /// One collective over every `kind` group of the stage (one node, or one per group).
+    fn comm_step(&mut self, at: &At, work: &Work, collective: Collective, kind: GroupKind) {
+        let groups = self.groups_of(kind, at.stage);
         let sets: Vec<Vec<usize>> = if self.opts.expand {
             groups.iter().map(|g| vec![*g]).collect()
         } else {
@@ -844,73 +800,29 @@ impl<'a> Builder<'a> {
             gpus.sort_unstable();
             gpus.dedup();
             let id = if self.opts.expand {
-                format!("{prefix}/{op}/{}", self.dag.groups[set[0]].id)
+                format!("{}/{}/{}", at.prefix, work.op, self.dag.groups[set[0]].id)
             } else {
-                format!("{prefix}/{op}")
+                format!("{}/{}", at.prefix, work.op)
             };
-            ids.push(self.push(
-                id,
-                phase,
-                s,
-                layer,
-                op,
-                role,
-                gpus,
-                Some((collective, set)),
-                cost,
-                out_bytes,
-                pos,
-            ));
+            ids.push(self.push(id, at, work, gpus, Some((collective, set))));
         }
         self.link(ids);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn expert_step(
-        &mut self,
-        prefix: &str,
-        phase: Phase,
-        s: u32,
-        layer: Option<u32>,
-        op: &str,
-        cost: (Seconds, Flop, Bytes, TimeByBound),
-        out_bytes: Bytes,
-        pos: u32,
-    ) {
+    /// The expert GEMMs of each EP rank of the stage, with the slots it hosts.
+    fn expert_step(&mut self, at: &At, work: &Work) {
         let l = self.dag.layout;
         let per_rank = self.dag.n_slots / l.ep.max(1);
         let n_experts = self.dag.n_experts.max(1);
         let mut ids = Vec::new();
         for r in 0..l.ep {
             let gpus: Vec<u32> = self
-                .stage_gpus(s)
+                .stage_gpus(at.stage)
                 .into_iter()
                 .filter(|g| self.dag.devices[*g as usize].ep == r)
                 .collect();
-            let sets: Vec<Vec<u32>> = if self.opts.expand {
-                gpus.iter().map(|g| vec![*g]).collect()
-            } else {
-                vec![gpus]
-            };
-            for set in sets {
-                let id = if self.opts.expand {
-                    format!("{prefix}/{op}/ep{r}/g{}", set[0])
-                } else {
-                    format!("{prefix}/{op}/ep{r}")
-                };
-                let n = self.push(
-                    id,
-                    phase,
-                    s,
-                    layer,
-                    op,
-                    Role::Experts,
-                    set,
-                    None,
-                    cost,
-                    out_bytes,
-                    pos,
-                );
+            let base = format!("{}/{}/ep{r}", at.prefix, work.op);
+            for n in self.compute_nodes(&base, at, work, gpus) {
                 let slots: Vec<u32> = (r * per_rank..(r + 1) * per_rank).collect();
                 let node = &mut self.dag.nodes[n];
                 node.ep_rank = Some(r);
@@ -936,19 +848,8 @@ impl<'a> Builder<'a> {
     }
 
     /// The ops of one part (a layer, the embedding, the head) as steps.
-    #[allow(clippy::too_many_arguments)]
-    fn part(
-        &mut self,
-        prefix: &str,
-        phase: Phase,
-        s: u32,
-        layer: Option<u32>,
-        ops: &[Op],
-        label: &str,
-        shape: &StepShape,
-    ) {
+    fn part(&mut self, at: &At, ops: &[Op], label: &str, shape: &StepShape) {
         let (hidden, rows) = self.activations(shape);
-        let cost_of = |op: &Op| (op.time, op.flop, op.bytes, TimeByBound::of(op));
         if self.opts.granularity == Granularity::Layer {
             let mut split = TimeByBound::default();
             let (mut time, mut flop, mut bytes) = (Seconds::ZERO, Flop::ZERO, Bytes::ZERO);
@@ -963,24 +864,29 @@ impl<'a> Builder<'a> {
                 "lm_head" => Role::LmHead,
                 _ => Role::Layer,
             };
-            self.compute_step(
-                prefix,
-                phase,
-                s,
-                layer,
-                label,
+            let cost = Cost {
+                time_s: time,
+                flop,
+                bytes,
+                split,
+            };
+            let work = Work {
+                op: label,
                 role,
-                (time, flop, bytes, split),
-                hidden,
-                0,
-            );
+                cost,
+                out_bytes: hidden,
+            };
+            self.compute_step(&At { pos: 0, ..*at }, &work);
             return;
         }
         let vocab = self.model.vocab_size as f64;
         let tp = self.dag.layout.tp as f64;
         for (pos, op) in data_order(ops).into_iter().enumerate() {
-            let pos = pos as u32;
-            let rows_sampled = if phase == Phase::Decode {
+            let at = At {
+                pos: pos as u32,
+                ..*at
+            };
+            let rows_sampled = if at.phase == Phase::Decode {
                 shape.decode_seqs
             } else {
                 shape.sampled()
@@ -992,31 +898,21 @@ impl<'a> Builder<'a> {
                 OpKind::LogitsAllGather => Bytes(rows_sampled * vocab * 4.0),
                 _ => hidden,
             };
-            let name = op.kind.name();
+            let work = |role| Work {
+                op: op.kind.name(),
+                role,
+                cost: Cost::of(op),
+                out_bytes: out,
+            };
             match classify(op.kind) {
-                Class::Compute(role) => {
-                    self.compute_step(prefix, phase, s, layer, name, role, cost_of(op), out, pos)
-                }
-                Class::Experts => {
-                    self.expert_step(prefix, phase, s, layer, name, cost_of(op), out, pos)
-                }
-                Class::Comm(role, c, kind) => self.comm_step(
-                    prefix,
-                    phase,
-                    s,
-                    layer,
-                    name,
-                    role,
-                    c,
-                    kind,
-                    cost_of(op),
-                    out,
-                    pos,
-                ),
+                Class::Compute(role) => self.compute_step(&at, &work(role)),
+                Class::Experts => self.expert_step(&at, &work(Role::Experts)),
+                Class::Comm(role, c, kind) => self.comm_step(&at, &work(role), c, kind),
             }
         }
     }
 
+    /// The steps of one phase: every stage in order, PP transfers between them.
     fn phase(&mut self, ctx: &CostContext, phase: Phase, shape: &StepShape, step: &StepCost) {
         self.prev.clear();
         let n = self.dag.stages.len();
@@ -1035,42 +931,32 @@ impl<'a> Builder<'a> {
                 (false, false) => (None, None),
             };
             let st = s as u32;
+            let prefix = format!("{p}/s{st}");
+            let at = At {
+                prefix: &prefix,
+                phase,
+                stage: st,
+                layer: None,
+                pos: 0,
+            };
             if let Some(ops) = emb {
-                self.part(
-                    &format!("{p}/s{st}"),
-                    phase,
-                    st,
-                    None,
-                    ops,
-                    "embedding",
-                    shape,
-                );
+                self.part(&at, ops, "embedding", shape);
             }
             let range = self.dag.stages[s].first_layer..self.dag.stages[s].end_layer;
             for li in range {
                 let layer = self.model.layers[li as usize];
                 if let Some((_, ops)) = parts.iter().find(|x| x.0 == Some(layer)) {
-                    self.part(
-                        &format!("{p}/s{st}/L{li}"),
-                        phase,
-                        st,
-                        Some(li),
-                        ops,
-                        "layer",
-                        shape,
-                    );
+                    let prefix = format!("{p}/s{st}/L{li}");
+                    let at = At {
+                        prefix: &prefix,
+                        layer: Some(li),
+                        ..at
+                    };
+                    self.part(&at, ops, "layer", shape);
                 }
             }
             if let Some(ops) = head {
-                self.part(
-                    &format!("{p}/s{st}"),
-                    phase,
-                    st,
-                    None,
-                    ops,
-                    "lm_head",
-                    shape,
-                );
+                self.part(&at, ops, "lm_head", shape);
             }
             if s + 1 < n {
                 let (hidden, _) = self.activations(shape);
@@ -1079,20 +965,59 @@ impl<'a> Builder<'a> {
                     communication_s: t,
                     ..TimeByBound::default()
                 };
-                self.comm_step(
-                    &format!("{p}/s{st}"),
-                    phase,
-                    st,
-                    None,
-                    "pp_send_recv",
-                    Role::PpTransfer,
-                    Collective::SendRecv,
-                    GroupKind::Pp,
-                    (t, Flop::ZERO, hidden, split),
-                    hidden,
-                    0,
-                );
+                let work = Work {
+                    op: "pp_send_recv",
+                    role: Role::PpTransfer,
+                    cost: Cost {
+                        time_s: t,
+                        flop: Flop::ZERO,
+                        bytes: hidden,
+                        split,
+                    },
+                    out_bytes: hidden,
+                };
+                self.comm_step(&at, &work, Collective::SendRecv, GroupKind::Pp);
             }
+        }
+    }
+}
+
+/// Where a step of the chain sits: its node ids' prefix, phase, stage, layer
+/// and position in the layer.
+#[derive(Clone, Copy)]
+struct At<'p> {
+    prefix: &'p str,
+    phase: Phase,
+    stage: u32,
+    layer: Option<u32>,
+    pos: u32,
+}
+
+/// What a step does: its op, role, the cost of one instance and the bytes it hands on.
+struct Work<'o> {
+    op: &'o str,
+    role: Role,
+    cost: Cost,
+    out_bytes: Bytes,
+}
+
+/// The cost of one instance of a node.
+#[derive(Clone, Copy)]
+struct Cost {
+    time_s: Seconds,
+    flop: Flop,
+    bytes: Bytes,
+    split: TimeByBound,
+}
+
+impl Cost {
+    /// The cost of an op of `ops.rs`.
+    fn of(op: &Op) -> Self {
+        Cost {
+            time_s: op.time,
+            flop: op.flop,
+            bytes: op.bytes,
+            split: TimeByBound::of(op),
         }
     }
 }
