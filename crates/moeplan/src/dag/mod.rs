@@ -847,62 +847,40 @@ impl<'a> Builder<'a> {
         (Bytes(t * h * 2.0), Bytes(rows * h * 2.0))
     }
 
-    /// The ops of one part (a layer, the embedding, the head) as steps.
-    fn part(&mut self, at: &At, ops: &[Op], label: &str, shape: &StepShape) {
-        let (hidden, rows) = self.activations(shape);
-        if self.opts.granularity == Granularity::Layer {
-            let mut split = TimeByBound::default();
-            let (mut time, mut flop, mut bytes) = (Seconds::ZERO, Flop::ZERO, Bytes::ZERO);
-            for op in ops {
-                time += op.time;
-                flop += op.flop;
-                bytes += op.bytes;
-                split.add(&TimeByBound::of(op));
-            }
-            let role = match label {
-                "embedding" => Role::Embedding,
-                "lm_head" => Role::LmHead,
-                _ => Role::Layer,
-            };
-            let cost = Cost {
-                time_s: time,
-                flop,
-                bytes,
-                split,
-            };
-            let work = Work {
-                op: label,
-                role,
-                cost,
-                out_bytes: hidden,
-            };
-            self.compute_step(&At { pos: 0, ..*at }, &work);
-            return;
+    /// The ops of one part of a stage as steps: one node, or one per op.
+    fn part(&mut self, at: &At, ops: &[Op], part: Part, shape: &StepShape) {
+        match self.opts.granularity {
+            Granularity::Layer => self.part_step(at, ops, part, shape),
+            Granularity::Op => self.op_steps(at, ops, shape),
         }
-        let vocab = self.model.vocab_size as f64;
-        let tp = self.dag.layout.tp as f64;
+    }
+
+    /// A whole part as one compute step, its ops' costs summed in order.
+    fn part_step(&mut self, at: &At, ops: &[Op], part: Part, shape: &StepShape) {
+        let (hidden, _) = self.activations(shape);
+        let work = Work {
+            op: part.name(),
+            role: part.role(),
+            cost: Cost::sum(ops),
+            out_bytes: hidden,
+        };
+        self.compute_step(&At { pos: 0, ..*at }, &work);
+    }
+
+    /// Each op of a part as its own step, in data order.
+    fn op_steps(&mut self, at: &At, ops: &[Op], shape: &StepShape) {
+        let activations = self.activations(shape);
         for (pos, op) in data_order(ops).into_iter().enumerate() {
             let at = At {
                 pos: pos as u32,
                 ..*at
             };
-            let rows_sampled = if at.phase == Phase::Decode {
-                shape.decode_seqs
-            } else {
-                shape.sampled()
-            }
-            .max(1.0);
-            let out = match op.kind {
-                OpKind::EpDispatch | OpKind::DpAllGather | OpKind::MoeExperts => rows,
-                OpKind::LmHead => Bytes(rows_sampled * vocab / tp * 4.0),
-                OpKind::LogitsAllGather => Bytes(rows_sampled * vocab * 4.0),
-                _ => hidden,
-            };
+            let out_bytes = self.handed_on(op.kind, at.phase, shape, activations);
             let work = |role| Work {
                 op: op.kind.name(),
                 role,
                 cost: Cost::of(op),
-                out_bytes: out,
+                out_bytes,
             };
             match classify(op.kind) {
                 Class::Compute(role) => self.compute_step(&at, &work(role)),
@@ -912,72 +890,142 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The steps of one phase: every stage in order, PP transfers between them.
+    /// Bytes an op of `kind` hands to each successor per GPU: the routed rows
+    /// around the experts, the logits after the LM head, else the hidden state.
+    fn handed_on(
+        &self,
+        kind: OpKind,
+        phase: Phase,
+        shape: &StepShape,
+        (hidden, rows): (Bytes, Bytes),
+    ) -> Bytes {
+        let vocab = self.model.vocab_size as f64;
+        let tp = self.dag.layout.tp as f64;
+        let rows_sampled = match phase {
+            Phase::Decode => shape.decode_seqs,
+            Phase::Prefill => shape.sampled(),
+        }
+        .max(1.0);
+        match kind {
+            OpKind::EpDispatch | OpKind::DpAllGather | OpKind::MoeExperts => rows,
+            OpKind::LmHead => Bytes(rows_sampled * vocab / tp * 4.0),
+            OpKind::LogitsAllGather => Bytes(rows_sampled * vocab * 4.0),
+            _ => hidden,
+        }
+    }
+
+    /// The steps of one phase: every stage in order.
     fn phase(&mut self, ctx: &CostContext, phase: Phase, shape: &StepShape, step: &StepCost) {
         self.prev.clear();
+        for s in 0..self.dag.stages.len() {
+            self.stage(ctx, phase, s, shape, step);
+        }
+    }
+
+    /// The steps of stage `s`: embedding (first stage), layers, LM head (last
+    /// stage), then the PP transfer to the next stage.
+    fn stage(
+        &mut self,
+        ctx: &CostContext,
+        phase: Phase,
+        s: usize,
+        shape: &StepShape,
+        step: &StepCost,
+    ) {
         let n = self.dag.stages.len();
         let p = phase.name();
-        for s in 0..n {
-            let parts = ctx.stage_parts(s, shape);
-            let extra: Vec<&Vec<Op>> = parts
-                .iter()
-                .filter(|x| x.0.is_none())
-                .map(|x| &x.1)
-                .collect();
-            let (emb, head) = match (s == 0, s + 1 == n) {
-                (true, true) => (extra.first(), extra.get(1)),
-                (true, false) => (extra.first(), None),
-                (false, true) => (None, extra.first()),
-                (false, false) => (None, None),
-            };
-            let st = s as u32;
-            let prefix = format!("{p}/s{st}");
-            let at = At {
-                prefix: &prefix,
-                phase,
-                stage: st,
-                layer: None,
-                pos: 0,
-            };
-            if let Some(ops) = emb {
-                self.part(&at, ops, "embedding", shape);
-            }
-            let range = self.dag.stages[s].first_layer..self.dag.stages[s].end_layer;
-            for li in range {
-                let layer = self.model.layers[li as usize];
-                if let Some((_, ops)) = parts.iter().find(|x| x.0 == Some(layer)) {
-                    let prefix = format!("{p}/s{st}/L{li}");
-                    let at = At {
-                        prefix: &prefix,
-                        layer: Some(li),
-                        ..at
-                    };
-                    self.part(&at, ops, "layer", shape);
-                }
-            }
-            if let Some(ops) = head {
-                self.part(&at, ops, "lm_head", shape);
-            }
-            if s + 1 < n {
-                let (hidden, _) = self.activations(shape);
-                let t = step.stage_transfer;
-                let split = TimeByBound {
-                    communication_s: t,
-                    ..TimeByBound::default()
+        let parts = ctx.stage_parts(s, shape);
+        let extra: Vec<&Vec<Op>> = parts
+            .iter()
+            .filter(|x| x.0.is_none())
+            .map(|x| &x.1)
+            .collect();
+        let (emb, head) = match (s == 0, s + 1 == n) {
+            (true, true) => (extra.first(), extra.get(1)),
+            (true, false) => (extra.first(), None),
+            (false, true) => (None, extra.first()),
+            (false, false) => (None, None),
+        };
+        let st = s as u32;
+        let prefix = format!("{p}/s{st}");
+        let at = At {
+            prefix: &prefix,
+            phase,
+            stage: st,
+            layer: None,
+            pos: 0,
+        };
+        if let Some(ops) = emb {
+            self.part(&at, ops, Part::Embedding, shape);
+        }
+        let range = self.dag.stages[s].first_layer..self.dag.stages[s].end_layer;
+        for li in range {
+            let layer = self.model.layers[li as usize];
+            if let Some((_, ops)) = parts.iter().find(|x| x.0 == Some(layer)) {
+                let prefix = format!("{p}/s{st}/L{li}");
+                let at = At {
+                    prefix: &prefix,
+                    layer: Some(li),
+                    ..at
                 };
-                let work = Work {
-                    op: "pp_send_recv",
-                    role: Role::PpTransfer,
-                    cost: Cost {
-                        time_s: t,
-                        flop: Flop::ZERO,
-                        bytes: hidden,
-                        split,
-                    },
-                    out_bytes: hidden,
-                };
-                self.comm_step(&at, &work, Collective::SendRecv, GroupKind::Pp);
+                self.part(&at, ops, Part::Layer, shape);
             }
+        }
+        if let Some(ops) = head {
+            self.part(&at, ops, Part::LmHead, shape);
+        }
+        if s + 1 < n {
+            self.pp_transfer(&at, shape, step);
+        }
+    }
+
+    /// The PP send/recv of the hidden state from the stage to the next.
+    fn pp_transfer(&mut self, at: &At, shape: &StepShape, step: &StepCost) {
+        let (hidden, _) = self.activations(shape);
+        let t = step.stage_transfer;
+        let split = TimeByBound {
+            communication_s: t,
+            ..TimeByBound::default()
+        };
+        let work = Work {
+            op: "pp_send_recv",
+            role: Role::PpTransfer,
+            cost: Cost {
+                time_s: t,
+                flop: Flop::ZERO,
+                bytes: hidden,
+                split,
+            },
+            out_bytes: hidden,
+        };
+        self.comm_step(at, &work, Collective::SendRecv, GroupKind::Pp);
+    }
+}
+
+/// A part of a stage: the embedding, a layer, or the LM head (and sampling).
+#[derive(Clone, Copy)]
+enum Part {
+    Embedding,
+    Layer,
+    LmHead,
+}
+
+impl Part {
+    /// The op name of its node at layer granularity.
+    fn name(self) -> &'static str {
+        match self {
+            Part::Embedding => "embedding",
+            Part::Layer => "layer",
+            Part::LmHead => "lm_head",
+        }
+    }
+
+    /// The role of its node at layer granularity.
+    fn role(self) -> Role {
+        match self {
+            Part::Embedding => Role::Embedding,
+            Part::Layer => Role::Layer,
+            Part::LmHead => Role::LmHead,
         }
     }
 }
@@ -1018,6 +1066,24 @@ impl Cost {
             flop: op.flop,
             bytes: op.bytes,
             split: TimeByBound::of(op),
+        }
+    }
+
+    /// The summed cost of `ops`, added in order.
+    fn sum(ops: &[Op]) -> Self {
+        let mut split = TimeByBound::default();
+        let (mut time_s, mut flop, mut bytes) = (Seconds::ZERO, Flop::ZERO, Bytes::ZERO);
+        for op in ops {
+            time_s += op.time;
+            flop += op.flop;
+            bytes += op.bytes;
+            split.add(&TimeByBound::of(op));
+        }
+        Cost {
+            time_s,
+            flop,
+            bytes,
+            split,
         }
     }
 }
