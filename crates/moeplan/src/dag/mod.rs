@@ -180,6 +180,7 @@ pub struct TimeByBound {
 }
 
 impl TimeByBound {
+    /// An op's time, all of it under its bound but the fixed overhead.
     fn of(op: &Op) -> Self {
         let mut t = TimeByBound::default();
         let work = op.time - op.overhead;
@@ -480,6 +481,7 @@ enum Class {
     Comm(Role, Collective, GroupKind),
 }
 
+/// How an op of `kind` is placed: by its role and placement in `ops.rs`.
 fn classify(kind: OpKind) -> Class {
     match (kind.role(), kind.placement()) {
         (Role::Experts, _) => Class::Experts,
@@ -511,14 +513,14 @@ fn data_order(ops: &[Op]) -> Vec<&Op> {
     out
 }
 
+/// Builds the graph of one replica step by step, chaining each step to the
+/// previous one on the GPUs they share.
 struct Builder<'a> {
     model: &'a Model,
     opts: &'a DagOptions,
     per_stage: u32,
-    /// Group indices: tp[stage][dp·cp + cp], ep[stage][edp], pp[stage][position].
-    tp_groups: Vec<Vec<usize>>,
-    ep_groups: Vec<Vec<usize>>,
-    pp_groups: Vec<Vec<usize>>,
+    /// The groups of each stage, by kind.
+    stage_groups: StageGroups,
     /// Node indices of the previous step of the chain.
     prev: Vec<usize>,
     /// GPU → node of the step being connected.
@@ -527,6 +529,7 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
+    /// A graph of the replica with its stages, GPUs and groups, and no node yet.
     fn new(
         m: &'a Model,
         gpus_per_node: u32,
@@ -543,97 +546,15 @@ impl<'a> Builder<'a> {
         } else {
             0
         };
-        let per_rank = n_slots / l.ep.max(1);
-        let devices: Vec<Device> = (0..n_gpus)
-            .map(|id| {
-                let mut d = device(&l, gpus_per_node, id);
-                if n_slots > 0 {
-                    d.slots = (d.ep * per_rank..(d.ep + 1) * per_rank).collect();
-                }
-                d
-            })
-            .collect();
-        let mut groups = Vec::new();
-        let mut group = |id: String, kind, stage: u32, gpus: Vec<u32>| {
-            let first = gpus[0] / gpus_per_node.max(1);
-            let crosses_nodes = gpus.iter().any(|g| g / gpus_per_node.max(1) != first);
-            groups.push(Group {
-                id,
-                kind,
-                stage,
-                gpus,
-                crosses_nodes,
-            });
-            groups.len() - 1
-        };
-        let stage_devs = |s: u32| devices.iter().filter(move |d| d.stage == s);
-        let mut tp_groups = Vec::new();
-        let mut ep_groups = Vec::new();
-        let mut pp_groups = Vec::new();
-        for s in 0..ranges.len() as u32 {
-            let mut tp = Vec::new();
-            for dp in 0..l.dp {
-                for cp in 0..l.cp {
-                    let gpus = stage_devs(s)
-                        .filter(|d| d.dp == dp && d.cp == cp)
-                        .map(|d| d.id)
-                        .collect();
-                    tp.push(group(
-                        format!("tp.s{s}.dp{dp}.cp{cp}"),
-                        GroupKind::Tp,
-                        s,
-                        gpus,
-                    ));
-                }
-            }
-            tp_groups.push(tp);
-            let mut ep = Vec::new();
-            for edp in 0..l.edp() {
-                let gpus = stage_devs(s)
-                    .filter(|d| d.edp == edp)
-                    .map(|d| d.id)
-                    .collect();
-                ep.push(group(format!("ep.s{s}.edp{edp}"), GroupKind::Ep, s, gpus));
-            }
-            ep_groups.push(ep);
-            let mut pp = Vec::new();
-            if (s as usize) + 1 < ranges.len() {
-                for r in 0..per_stage {
-                    let a = s * per_stage + r;
-                    pp.push(group(
-                        format!("pp.s{s}.r{r}"),
-                        GroupKind::Pp,
-                        s,
-                        vec![a, a + per_stage],
-                    ));
-                }
-            }
-            pp_groups.push(pp);
-        }
-        let stages = ranges
-            .iter()
-            .enumerate()
-            .map(|(s, r)| StageInfo {
-                stage: s as u32,
-                first_layer: r.start as u32,
-                end_layer: r.end as u32,
-                gpus: (s as u32 * per_stage..(s as u32 + 1) * per_stage).collect(),
-            })
-            .collect();
-        let moe_layers = m
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| x.ffn == Ffn::Moe)
-            .map(|(i, _)| i as u32)
-            .collect();
+        let devices = devices_of(&l, gpus_per_node, n_gpus, n_slots);
+        let GroupTable {
+            groups, by_stage, ..
+        } = GroupTable::of(&l, &devices, gpus_per_node, ranges.len() as u32);
         Builder {
             model: m,
             opts,
             per_stage,
-            tp_groups,
-            ep_groups,
-            pp_groups,
+            stage_groups: by_stage,
             prev: Vec::new(),
             owner: vec![usize::MAX; n_gpus as usize],
             dag: Dag {
@@ -644,11 +565,11 @@ impl<'a> Builder<'a> {
                 granularity: opts.granularity,
                 expanded: opts.expand,
                 n_layers: m.n_layers() as u32,
-                moe_layers,
+                moe_layers: moe_layers(m),
                 n_experts,
                 n_slots,
                 load_imbalance: 0.0,
-                stages,
+                stages: stage_infos(&ranges, per_stage),
                 phases: Vec::new(),
                 devices,
                 groups,
@@ -774,18 +695,9 @@ impl<'a> Builder<'a> {
         self.link(ids);
     }
 
-    /// The groups of `kind` on stage `s`.
-    fn groups_of(&self, kind: GroupKind, s: u32) -> Vec<usize> {
-        match kind {
-            GroupKind::Tp => self.tp_groups[s as usize].clone(),
-            GroupKind::Ep => self.ep_groups[s as usize].clone(),
-            GroupKind::Pp => self.pp_groups[s as usize].clone(),
-        }
-    }
-
     /// One collective over every `kind` group of the stage (one node, or one per group).
     fn comm_step(&mut self, at: &At, work: &Work, collective: Collective, kind: GroupKind) {
-        let groups = self.groups_of(kind, at.stage);
+        let groups = self.stage_groups.of(kind, at.stage);
         let sets: Vec<Vec<usize>> = if self.opts.expand {
             groups.iter().map(|g| vec![*g]).collect()
         } else {
@@ -1085,5 +997,158 @@ impl Cost {
             bytes,
             split,
         }
+    }
+}
+
+/// The GPUs of a replica of `n_gpus`, each with the expert slots it hosts.
+fn devices_of(l: &Layout, gpus_per_node: u32, n_gpus: u32, n_slots: u32) -> Vec<Device> {
+    let per_rank = n_slots / l.ep.max(1);
+    (0..n_gpus)
+        .map(|id| {
+            let mut d = device(l, gpus_per_node, id);
+            if n_slots > 0 {
+                d.slots = (d.ep * per_rank..(d.ep + 1) * per_rank).collect();
+            }
+            d
+        })
+        .collect()
+}
+
+/// The stages of a replica: their layer ranges and GPUs.
+fn stage_infos(ranges: &[std::ops::Range<usize>], per_stage: u32) -> Vec<StageInfo> {
+    ranges
+        .iter()
+        .enumerate()
+        .map(|(s, r)| StageInfo {
+            stage: s as u32,
+            first_layer: r.start as u32,
+            end_layer: r.end as u32,
+            gpus: (s as u32 * per_stage..(s as u32 + 1) * per_stage).collect(),
+        })
+        .collect()
+}
+
+/// The indices of the MoE layers of a model.
+fn moe_layers(m: &Model) -> Vec<u32> {
+    m.layers
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.ffn == Ffn::Moe)
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// Group indices of each stage: tp[stage][dp·cp + cp], ep[stage][edp], pp[stage][position].
+struct StageGroups {
+    tp: Vec<Vec<usize>>,
+    ep: Vec<Vec<usize>>,
+    pp: Vec<Vec<usize>>,
+}
+
+impl StageGroups {
+    /// The groups of `kind` on stage `s`.
+    fn of(&self, kind: GroupKind, s: u32) -> Vec<usize> {
+        match kind {
+            GroupKind::Tp => self.tp[s as usize].clone(),
+            GroupKind::Ep => self.ep[s as usize].clone(),
+            GroupKind::Pp => self.pp[s as usize].clone(),
+        }
+    }
+}
+
+/// The communication groups of a replica, in the order they are made, and
+/// each stage's by kind.
+struct GroupTable<'d> {
+    devices: &'d [Device],
+    gpus_per_node: u32,
+    groups: Vec<Group>,
+    by_stage: StageGroups,
+}
+
+impl<'d> GroupTable<'d> {
+    /// The groups of every stage, stage by stage: TP, then EP, then PP.
+    fn of(l: &Layout, devices: &'d [Device], gpus_per_node: u32, n_stages: u32) -> Self {
+        let mut t = GroupTable {
+            devices,
+            gpus_per_node,
+            groups: Vec::new(),
+            by_stage: StageGroups {
+                tp: Vec::new(),
+                ep: Vec::new(),
+                pp: Vec::new(),
+            },
+        };
+        for s in 0..n_stages {
+            let tp = t.tp_groups(l, s);
+            t.by_stage.tp.push(tp);
+            let ep = t.ep_groups(l, s);
+            t.by_stage.ep.push(ep);
+            let pp = t.pp_groups(l, s, n_stages);
+            t.by_stage.pp.push(pp);
+        }
+        t
+    }
+
+    /// Adds a group and returns its index.
+    fn add(&mut self, id: String, kind: GroupKind, stage: u32, gpus: Vec<u32>) -> usize {
+        let first = gpus[0] / self.gpus_per_node.max(1);
+        let crosses_nodes = gpus.iter().any(|g| g / self.gpus_per_node.max(1) != first);
+        self.groups.push(Group {
+            id,
+            kind,
+            stage,
+            gpus,
+            crosses_nodes,
+        });
+        self.groups.len() - 1
+    }
+
+    /// The ids of the GPUs of stage `s` that `keep` picks.
+    fn stage_gpus(&self, s: u32, keep: impl Fn(&Device) -> bool) -> Vec<u32> {
+        self.devices
+            .iter()
+            .filter(|d| d.stage == s && keep(d))
+            .map(|d| d.id)
+            .collect()
+    }
+
+    /// The TP groups of stage `s`: one per (dp, cp) ranks.
+    fn tp_groups(&mut self, l: &Layout, s: u32) -> Vec<usize> {
+        let mut tp = Vec::new();
+        for dp in 0..l.dp {
+            for cp in 0..l.cp {
+                let gpus = self.stage_gpus(s, |d| d.dp == dp && d.cp == cp);
+                tp.push(self.add(format!("tp.s{s}.dp{dp}.cp{cp}"), GroupKind::Tp, s, gpus));
+            }
+        }
+        tp
+    }
+
+    /// The EP groups of stage `s`: one per expert-DP rank.
+    fn ep_groups(&mut self, l: &Layout, s: u32) -> Vec<usize> {
+        let mut ep = Vec::new();
+        for edp in 0..l.edp() {
+            let gpus = self.stage_gpus(s, |d| d.edp == edp);
+            ep.push(self.add(format!("ep.s{s}.edp{edp}"), GroupKind::Ep, s, gpus));
+        }
+        ep
+    }
+
+    /// The PP pairs from stage `s` to the next: one per GPU position (none on the last stage).
+    fn pp_groups(&mut self, l: &Layout, s: u32, n_stages: u32) -> Vec<usize> {
+        let per_stage = l.gpus_per_stage();
+        let mut pp = Vec::new();
+        if s + 1 < n_stages {
+            for r in 0..per_stage {
+                let a = s * per_stage + r;
+                pp.push(self.add(
+                    format!("pp.s{s}.r{r}"),
+                    GroupKind::Pp,
+                    s,
+                    vec![a, a + per_stage],
+                ));
+            }
+        }
+        pp
     }
 }
