@@ -83,115 +83,197 @@ struct View {
     edges: Vec<(usize, usize, Bytes)>,
 }
 
+/// The nodes and edges drawn: all of them, or with runs of identical layers folded.
 fn view(dag: &Dag, opts: ViewOptions) -> View {
-    let n = dag.nodes.len();
-    let identity = || View {
-        nodes: (0..n).collect(),
+    if !opts.fold_layers {
+        return identity_view(dag);
+    }
+    Folding::of(dag).view()
+}
+
+/// Every node and edge, each layer standing for itself.
+fn identity_view(dag: &Dag) -> View {
+    View {
+        nodes: (0..dag.nodes.len()).collect(),
         layers: dag
             .nodes
             .iter()
             .map(|x| x.layer.map(|l| (l, l + 1)))
             .collect(),
         edges: dag.edges.iter().map(|e| (e.from, e.to, e.bytes)).collect(),
-    };
-    if !opts.fold_layers {
-        return identity();
     }
-    // Runs of identical consecutive layers inside a stage, from the nodes
-    // themselves: a layer joins the previous one's run when its op sequence
-    // is the same.
+}
+
+/// Runs of identical consecutive layers inside a stage, from the nodes
+/// themselves: a layer joins the previous one's run when its op sequence
+/// is the same. Every table is indexed `[phase index][layer]`.
+struct Folding<'a> {
+    dag: &'a Dag,
+    /// The first node of the layer (`usize::MAX` if it has none).
+    first: Vec<Vec<usize>>,
+    /// The first layer of its run.
+    start: Vec<Vec<usize>>,
+    /// One past the last layer of its run.
+    end: Vec<Vec<usize>>,
+}
+
+impl<'a> Folding<'a> {
+    /// The runs of every phase of `dag`.
+    fn of(dag: &'a Dag) -> Self {
+        let first = first_nodes(dag);
+        let start = run_starts(dag, &first);
+        let end = run_ends(&start);
+        Folding {
+            dag,
+            first,
+            start,
+            end,
+        }
+    }
+
+    /// The node drawn for node `i`: itself, or its counterpart in the first
+    /// layer of its run.
+    fn rep(&self, i: usize) -> usize {
+        let node = &self.dag.nodes[i];
+        match node.layer {
+            None => i,
+            Some(l) => {
+                let p = phase_index(self.dag, node.phase);
+                let s = self.start[p][l as usize];
+                self.first[p][s] + (i - self.first[p][l as usize])
+            }
+        }
+    }
+
+    /// The nodes drawn, and the layer range each dag node stands for.
+    fn nodes(&self) -> (Vec<usize>, Vec<Option<(u32, u32)>>) {
+        let mut layers = vec![None; self.dag.nodes.len()];
+        let mut nodes = Vec::new();
+        for (i, node) in self.dag.nodes.iter().enumerate() {
+            if self.rep(i) == i {
+                nodes.push(i);
+                layers[i] = node.layer.map(|l| {
+                    let p = phase_index(self.dag, node.phase);
+                    (l, self.end[p][l as usize] as u32)
+                });
+            }
+        }
+        (nodes, layers)
+    }
+
+    /// The edges between drawn nodes, each once, leaving out those a fold
+    /// turns into a loop or into an edge back within one drawn layer.
+    fn edges(&self) -> Vec<(usize, usize, Bytes)> {
+        let dag = self.dag;
+        let mut seen = BTreeSet::new();
+        let mut edges = Vec::new();
+        for e in &dag.edges {
+            let (a, b) = (self.rep(e.from), self.rep(e.to));
+            let (la, lb) = (dag.nodes[e.from].layer, dag.nodes[e.to].layer);
+            let folded_back = match (la, lb) {
+                (Some(x), Some(y)) => x != y && dag.nodes[a].layer == dag.nodes[b].layer,
+                _ => false,
+            };
+            if a == b || folded_back {
+                continue;
+            }
+            if seen.insert((a, b)) {
+                edges.push((a, b, e.bytes));
+            }
+        }
+        edges
+    }
+
+    /// The folded view.
+    fn view(&self) -> View {
+        let (nodes, layers) = self.nodes();
+        View {
+            nodes,
+            layers,
+            edges: self.edges(),
+        }
+    }
+}
+
+/// The index of phase `p` in `dag.phases` (0 when it is not drawn).
+fn phase_index(dag: &Dag, p: Phase) -> usize {
+    dag.phases.iter().position(|x| x.phase == p).unwrap_or(0)
+}
+
+/// The first node of each layer in each phase (`usize::MAX` where none).
+fn first_nodes(dag: &Dag) -> Vec<Vec<usize>> {
     let n_layers = dag.n_layers as usize;
     let mut first: Vec<Vec<usize>> = vec![vec![usize::MAX; n_layers + 1]; dag.phases.len()];
-    let phase_idx = |p: Phase| dag.phases.iter().position(|x| x.phase == p).unwrap_or(0);
     for (i, node) in dag.nodes.iter().enumerate() {
         if let Some(l) = node.layer {
-            let slot = &mut first[phase_idx(node.phase)][l as usize];
+            let slot = &mut first[phase_index(dag, node.phase)][l as usize];
             if *slot == usize::MAX {
                 *slot = i;
             }
         }
     }
-    let layer_nodes = |p: usize, l: usize| -> &[Node] {
-        let start = first[p][l];
-        if start == usize::MAX {
-            return &[];
-        }
-        let len = dag.nodes[start..]
-            .iter()
-            .take_while(|x| x.layer == Some(l as u32) && x.phase == dag.phases[p].phase)
-            .count();
-        &dag.nodes[start..start + len]
-    };
-    let same = |a: &[Node], b: &[Node]| {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                x.op == y.op && x.gpus == y.gpus && x.time_s == y.time_s && x.stage == y.stage
-            })
-    };
-    // run_start[p][l]
+    first
+}
+
+/// The nodes of layer `l` in the phase of index `p`: those following its
+/// first node while they stay in the layer.
+fn layer_nodes<'a>(dag: &'a Dag, first: &[Vec<usize>], p: usize, l: usize) -> &'a [Node] {
+    let start = first[p][l];
+    if start == usize::MAX {
+        return &[];
+    }
+    let len = dag.nodes[start..]
+        .iter()
+        .take_while(|x| x.layer == Some(l as u32) && x.phase == dag.phases[p].phase)
+        .count();
+    &dag.nodes[start..start + len]
+}
+
+/// Whether two layers draw alike: the same ops on the same GPUs and stage, with the same times.
+fn same_layer(a: &[Node], b: &[Node]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.op == y.op && x.gpus == y.gpus && x.time_s == y.time_s && x.stage == y.stage
+        })
+}
+
+/// The first layer of the run of each layer, per phase.
+fn run_starts(dag: &Dag, first: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n_layers = dag.n_layers as usize;
     let mut run_start = vec![vec![0usize; n_layers]; dag.phases.len()];
     for (p, starts) in run_start.iter_mut().enumerate() {
         for l in 0..n_layers {
-            starts[l] = if l > 0 && same(layer_nodes(p, l - 1), layer_nodes(p, l)) {
+            starts[l] = if l > 0
+                && same_layer(
+                    layer_nodes(dag, first, p, l - 1),
+                    layer_nodes(dag, first, p, l),
+                ) {
                 starts[l - 1]
             } else {
                 l
             };
         }
     }
-    let mut run_end = vec![vec![0usize; n_layers]; dag.phases.len()];
-    for p in 0..dag.phases.len() {
-        for l in (0..n_layers).rev() {
-            run_end[p][l] = if l + 1 < n_layers && run_start[p][l + 1] == run_start[p][l] {
-                run_end[p][l + 1]
-            } else {
-                l + 1
-            };
-        }
-    }
-    let rep = |i: usize| -> usize {
-        let node = &dag.nodes[i];
-        match node.layer {
-            None => i,
-            Some(l) => {
-                let p = phase_idx(node.phase);
-                let s = run_start[p][l as usize];
-                first[p][s] + (i - first[p][l as usize])
+    run_start
+}
+
+/// One past the last layer of the run of each layer, per phase.
+fn run_ends(run_start: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    run_start
+        .iter()
+        .map(|starts| {
+            let n_layers = starts.len();
+            let mut ends = vec![0usize; n_layers];
+            for l in (0..n_layers).rev() {
+                ends[l] = if l + 1 < n_layers && starts[l + 1] == starts[l] {
+                    ends[l + 1]
+                } else {
+                    l + 1
+                };
             }
-        }
-    };
-    let mut layers = vec![None; n];
-    let mut nodes = Vec::new();
-    for (i, node) in dag.nodes.iter().enumerate() {
-        if rep(i) == i {
-            nodes.push(i);
-            layers[i] = node.layer.map(|l| {
-                let p = phase_idx(node.phase);
-                (l, run_end[p][l as usize] as u32)
-            });
-        }
-    }
-    let mut seen = BTreeSet::new();
-    let mut edges = Vec::new();
-    for e in &dag.edges {
-        let (a, b) = (rep(e.from), rep(e.to));
-        let (la, lb) = (dag.nodes[e.from].layer, dag.nodes[e.to].layer);
-        let folded_back = match (la, lb) {
-            (Some(x), Some(y)) => x != y && dag.nodes[a].layer == dag.nodes[b].layer,
-            _ => false,
-        };
-        if a == b || folded_back {
-            continue;
-        }
-        if seen.insert((a, b)) {
-            edges.push((a, b, e.bytes));
-        }
-    }
-    View {
-        nodes,
-        layers,
-        edges,
-    }
+            ends
+        })
+        .collect()
 }
 
 /// `0–7, 16, 18–19`.
