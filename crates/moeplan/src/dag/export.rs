@@ -32,7 +32,7 @@
 //! drawn once and labelled with their range (`L3–L60 ×58`): the graph's
 //! JSON always has every layer.
 
-use super::{Dag, Node, NodeKind, Phase, Report, Role};
+use super::{Dag, Node, NodeKind, Phase, PhaseInfo, Report, Role};
 use crate::ops::Bound;
 use crate::units::Bytes;
 use std::collections::BTreeSet;
@@ -295,6 +295,7 @@ fn ranges(v: &[u32]) -> String {
     out.join(", ")
 }
 
+/// `L3` for one layer, `L3–L60 ×58` for a folded run.
 fn layer_label(r: Option<(u32, u32)>) -> Option<String> {
     r.map(|(a, b)| {
         if b > a + 1 {
@@ -305,6 +306,7 @@ fn layer_label(r: Option<(u32, u32)>) -> Option<String> {
     })
 }
 
+/// The name of a bound in labels.
 fn bound_name(b: Bound) -> &'static str {
     match b {
         Bound::Compute => "compute",
@@ -381,10 +383,12 @@ fn label_lines(dag: &Dag, node: &Node, layers: Option<(u32, u32)>) -> Vec<String
     lines
 }
 
+/// A string quoted for a DOT label.
 fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// The DOT attributes of a node: shape and colours by kind, role and bound.
 fn style(node: &Node) -> &'static str {
     match (node.kind, node.role, node.bound) {
         (_, Role::PpTransfer, _) => {
@@ -400,6 +404,7 @@ fn style(node: &Node) -> &'static str {
     }
 }
 
+/// The title of stage `s`: its layers and GPUs.
 fn stage_title(dag: &Dag, s: usize) -> String {
     let st = &dag.stages[s];
     format!(
@@ -411,6 +416,7 @@ fn stage_title(dag: &Dag, s: usize) -> String {
     )
 }
 
+/// The title of the graph: model, GPUs, layout and level of detail.
 fn title(dag: &Dag) -> String {
     format!(
         "{} on {} × {}, layout {} ({} granularity{})",
@@ -418,10 +424,7 @@ fn title(dag: &Dag) -> String {
         dag.devices.len(),
         dag.gpu,
         dag.layout,
-        match dag.granularity {
-            super::Granularity::Layer => "layer",
-            super::Granularity::Op => "op",
-        },
+        dag.granularity.name(),
         if dag.expanded {
             ", every rank"
         } else {
@@ -430,105 +433,153 @@ fn title(dag: &Dag) -> String {
     )
 }
 
+/// The drawn nodes of a phase on stage `st`, PP transfers left out.
+fn stage_nodes(dag: &Dag, v: &View, phase: Phase, st: usize) -> Vec<usize> {
+    v.nodes
+        .iter()
+        .copied()
+        .filter(|i| {
+            let x = &dag.nodes[*i];
+            x.phase == phase && x.stage == st as u32 && x.role != Role::PpTransfer
+        })
+        .collect()
+}
+
+/// The drawn PP transfers of a phase.
+fn transfer_nodes(dag: &Dag, v: &View, phase: Phase) -> Vec<usize> {
+    v.nodes
+        .iter()
+        .copied()
+        .filter(|i| dag.nodes[*i].phase == phase && dag.nodes[*i].role == Role::PpTransfer)
+        .collect()
+}
+
 /// Graphviz DOT.
 pub fn to_dot(dag: &Dag, opts: ViewOptions) -> String {
-    let v = view(dag, opts);
-    let mut s = String::new();
-    let _ = writeln!(s, "digraph moeplan {{");
-    let _ = writeln!(
-        s,
-        "  graph [fontname=\"Helvetica\", fontsize=12, rankdir=TB, newrank=true, nodesep=0.3, ranksep=0.35, labelloc=t, labeljust=l, label=\"{}\"];",
-        dot_escape(&title(dag))
-    );
-    let _ = writeln!(
-        s,
-        "  node [fontname=\"Helvetica\", fontsize=10, shape=box];"
-    );
-    let _ = writeln!(
-        s,
-        "  edge [fontname=\"Helvetica\", fontsize=8, color=\"#777777\", fontcolor=\"#555555\"];"
-    );
-    let node_line = |s: &mut String, indent: &str, i: usize| {
-        let node = &dag.nodes[i];
-        let label = label_lines(dag, node, v.layers[i])
+    let mut dot = Dot {
+        dag,
+        v: view(dag, opts),
+        s: String::new(),
+    };
+    dot.header();
+    for p in &dag.phases {
+        dot.phase(p);
+    }
+    for (a, b, bytes) in &dot.v.edges {
+        let _ = writeln!(dot.s, "  n{a} -> n{b} [label=\"{bytes}\"];");
+    }
+    let _ = writeln!(dot.s, "}}");
+    dot.s
+}
+
+/// A DOT text being written for the drawn part of a graph.
+struct Dot<'a> {
+    dag: &'a Dag,
+    v: View,
+    s: String,
+}
+
+impl Dot<'_> {
+    /// The opening line, the title and the graph, node and edge defaults.
+    fn header(&mut self) {
+        let s = &mut self.s;
+        let _ = writeln!(s, "digraph moeplan {{");
+        let _ = writeln!(
+            s,
+            "  graph [fontname=\"Helvetica\", fontsize=12, rankdir=TB, newrank=true, nodesep=0.3, ranksep=0.35, labelloc=t, labeljust=l, label=\"{}\"];",
+            dot_escape(&title(self.dag))
+        );
+        let _ = writeln!(
+            s,
+            "  node [fontname=\"Helvetica\", fontsize=10, shape=box];"
+        );
+        let _ = writeln!(
+            s,
+            "  edge [fontname=\"Helvetica\", fontsize=8, color=\"#777777\", fontcolor=\"#555555\"];"
+        );
+    }
+
+    /// The statement of node `i`, indented by `indent`.
+    fn node(&mut self, indent: &str, i: usize) {
+        let node = &self.dag.nodes[i];
+        let label = label_lines(self.dag, node, self.v.layers[i])
             .iter()
             .map(|l| dot_escape(l))
             .collect::<Vec<_>>()
             .join("\\n");
-        let _ = writeln!(s, "{indent}n{i} [label=\"{label}\", {}];", style(node));
-    };
-    for p in &dag.phases {
-        let _ = writeln!(s, "  subgraph cluster_{} {{", p.phase.name());
+        let _ = writeln!(self.s, "{indent}n{i} [label=\"{label}\", {}];", style(node));
+    }
+
+    /// The cluster of one phase: a cluster per stage, then the PP transfers.
+    fn phase(&mut self, p: &PhaseInfo) {
+        let _ = writeln!(self.s, "  subgraph cluster_{} {{", p.phase.name());
         let _ = writeln!(
-            s,
+            self.s,
             "    label=\"{} ({} per micro-batch through every stage)\"; style=rounded; color=\"#999999\";",
             dot_escape(&p.description),
             p.step_time_s
         );
-        for st in 0..dag.stages.len() {
-            let _ = writeln!(s, "    subgraph cluster_{}_s{st} {{", p.phase.name());
-            let _ = writeln!(
-                s,
-                "      label=\"{}\"; style=\"rounded,filled\"; fillcolor=\"#f8f8f8\"; color=\"#bbbbbb\";",
-                dot_escape(&stage_title(dag, st))
-            );
-            let mine: Vec<usize> = v
-                .nodes
-                .iter()
-                .copied()
-                .filter(|i| {
-                    let x = &dag.nodes[*i];
-                    x.phase == p.phase && x.stage == st as u32 && x.role != Role::PpTransfer
-                })
-                .collect();
-            if dag.expanded {
-                for &g in &dag.stages[st].gpus {
-                    let on: Vec<usize> = mine
-                        .iter()
-                        .copied()
-                        .filter(|i| dag.nodes[*i].gpus == [g])
-                        .collect();
-                    if on.is_empty() {
-                        continue;
-                    }
-                    let d = &dag.devices[g as usize];
-                    let _ = writeln!(s, "      subgraph cluster_{}_g{g} {{", p.phase.name());
-                    let _ = writeln!(
-                        s,
-                        "        label=\"GPU {g} (node {} · local {})\"; style=rounded; color=\"#cccccc\";",
-                        d.node, d.local
-                    );
-                    for i in on {
-                        node_line(&mut s, "        ", i);
-                    }
-                    let _ = writeln!(s, "      }}");
-                }
-                for &i in mine.iter().filter(|i| dag.nodes[**i].gpus.len() != 1) {
-                    node_line(&mut s, "      ", i);
-                }
-            } else {
-                for &i in &mine {
-                    node_line(&mut s, "      ", i);
-                }
+        for st in 0..self.dag.stages.len() {
+            self.stage(p.phase, st);
+        }
+        for i in transfer_nodes(self.dag, &self.v, p.phase) {
+            self.node("    ", i);
+        }
+        let _ = writeln!(self.s, "  }}");
+    }
+
+    /// The cluster of stage `st` of a phase; expanded, a cluster per GPU
+    /// holds its own nodes and the nodes of several GPUs follow.
+    fn stage(&mut self, phase: Phase, st: usize) {
+        let dag = self.dag;
+        let _ = writeln!(self.s, "    subgraph cluster_{}_s{st} {{", phase.name());
+        let _ = writeln!(
+            self.s,
+            "      label=\"{}\"; style=\"rounded,filled\"; fillcolor=\"#f8f8f8\"; color=\"#bbbbbb\";",
+            dot_escape(&stage_title(dag, st))
+        );
+        let mine = stage_nodes(dag, &self.v, phase, st);
+        if dag.expanded {
+            for &g in &dag.stages[st].gpus {
+                self.gpu(phase, g, &mine);
             }
-            let _ = writeln!(s, "    }}");
+            for &i in mine.iter().filter(|i| dag.nodes[**i].gpus.len() != 1) {
+                self.node("      ", i);
+            }
+        } else {
+            for &i in &mine {
+                self.node("      ", i);
+            }
         }
-        for &i in v
-            .nodes
+        let _ = writeln!(self.s, "    }}");
+    }
+
+    /// The cluster of GPU `g` holding the nodes of `mine` that run on it alone (none if empty).
+    fn gpu(&mut self, phase: Phase, g: u32, mine: &[usize]) {
+        let dag = self.dag;
+        let on: Vec<usize> = mine
             .iter()
-            .filter(|i| dag.nodes[**i].phase == p.phase && dag.nodes[**i].role == Role::PpTransfer)
-        {
-            node_line(&mut s, "    ", i);
+            .copied()
+            .filter(|i| dag.nodes[*i].gpus == [g])
+            .collect();
+        if on.is_empty() {
+            return;
         }
-        let _ = writeln!(s, "  }}");
+        let d = &dag.devices[g as usize];
+        let _ = writeln!(self.s, "      subgraph cluster_{}_g{g} {{", phase.name());
+        let _ = writeln!(
+            self.s,
+            "        label=\"GPU {g} (node {} · local {})\"; style=rounded; color=\"#cccccc\";",
+            d.node, d.local
+        );
+        for i in on {
+            self.node("        ", i);
+        }
+        let _ = writeln!(self.s, "      }}");
     }
-    for (a, b, bytes) in &v.edges {
-        let _ = writeln!(s, "  n{a} -> n{b} [label=\"{bytes}\"];");
-    }
-    let _ = writeln!(s, "}}");
-    s
 }
 
+/// A string quoted for a Mermaid label.
 fn mermaid_escape(s: &str) -> String {
     s.replace('"', "#quot;")
 }
@@ -565,19 +616,12 @@ pub fn to_mermaid(dag: &Dag, opts: ViewOptions) -> String {
                 mermaid_escape(&stage_title(dag, st))
             );
             let _ = writeln!(s, "      direction TB");
-            for &i in v.nodes.iter().filter(|i| {
-                let x = &dag.nodes[**i];
-                x.phase == p.phase && x.stage == st as u32 && x.role != Role::PpTransfer
-            }) {
+            for i in stage_nodes(dag, &v, p.phase, st) {
                 node_line(&mut s, "      ", i);
             }
             let _ = writeln!(s, "    end");
         }
-        for &i in v
-            .nodes
-            .iter()
-            .filter(|i| dag.nodes[**i].phase == p.phase && dag.nodes[**i].role == Role::PpTransfer)
-        {
+        for i in transfer_nodes(dag, &v, p.phase) {
             node_line(&mut s, "    ", i);
         }
         let _ = writeln!(s, "  end");
