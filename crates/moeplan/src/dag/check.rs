@@ -24,7 +24,9 @@
 //!   stage's time;
 //! - `unknown_op`: an op of `ops.rs` this module does not place yet (warning).
 
-use super::{Collective, Dag, GroupKind, NodeKind, Phase, Role, TimeByBound};
+use super::{
+    Collective, Dag, Group, GroupKind, Node, NodeKind, Phase, PhaseInfo, Role, TimeByBound,
+};
 use crate::units::Seconds;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
@@ -107,9 +109,11 @@ impl Report {
 /// Relative tolerance between the graph's critical path and the cost model.
 pub const TOLERANCE: f64 = 0.01;
 
+/// The diagnostics found so far, in discovery order.
 struct Diags(Vec<Diagnostic>);
 
 impl Diags {
+    /// Records a violated rule.
     fn error(&mut self, rule: &'static str, node: Option<&str>, message: String) {
         self.0.push(Diagnostic {
             severity: Severity::Error,
@@ -118,6 +122,7 @@ impl Diags {
             message,
         });
     }
+    /// Records a suspicious but valid finding.
     fn warning(&mut self, rule: &'static str, node: Option<&str>, message: String) {
         self.0.push(Diagnostic {
             severity: Severity::Warning,
@@ -162,6 +167,7 @@ pub fn check(dag: &Dag) -> Report {
     finish(d, phases)
 }
 
+/// The report: diagnostics in a stable order, and the phase figures.
 fn finish(mut d: Diags, phases: Vec<PhaseReport>) -> Report {
     // Stable: errors first, then by rule, keeping discovery order within.
     d.0.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.rule.cmp(b.rule)));
@@ -171,6 +177,7 @@ fn finish(mut d: Diags, phases: Vec<PhaseReport>) -> Report {
     }
 }
 
+/// Checks that every layer has nodes, all on one stage, running on that stage's GPUs.
 fn check_layers(dag: &Dag, d: &mut Diags) {
     for p in &dag.phases {
         let mut stage_of: Vec<Option<(u32, usize)>> = vec![None; dag.n_layers as usize];
@@ -228,21 +235,147 @@ fn check_layers(dag: &Dag, d: &mut Diags) {
     }
 }
 
+/// Checks that each MoE layer hosts every slot once and every expert at
+/// least once, per copy of the expert set and expert-TP shard.
 fn check_experts(dag: &Dag, d: &mut Diags) {
     if dag.n_slots == 0 || dag.moe_layers.is_empty() {
         return;
     }
-    let l = dag.layout;
-    let shards = (l.edp() * l.etp) as usize;
-    let key = |g: u32| {
-        let dev = &dag.devices[g as usize];
-        (dev.edp * l.etp + dev.etp) as usize
-    };
-    let n_slots = dag.n_slots as usize;
+    if dag.nodes.iter().any(|x| x.role == Role::Experts) {
+        check_expert_nodes(dag, d);
+    } else {
+        check_expert_devices(dag, d);
+    }
+}
+
+/// Checks the expert nodes (op granularity) of each MoE layer of each phase.
+fn check_expert_nodes(dag: &Dag, d: &mut Diags) {
+    for p in &dag.phases {
+        for &layer in &dag.moe_layers {
+            let mut counts = SlotCounts::new(dag);
+            let mut at: Option<&str> = None;
+            for node in dag
+                .nodes
+                .iter()
+                .filter(|x| x.phase == p.phase && x.layer == Some(layer) && x.role == Role::Experts)
+            {
+                at.get_or_insert(&node.id);
+                check_expert_node(dag, node, d);
+                for &g in &node.gpus {
+                    counts.add(g, &node.slots);
+                }
+            }
+            if at.is_none() {
+                d.error(
+                    "expert_missing",
+                    None,
+                    format!(
+                        "MoE layer {layer} has no expert node in the {} step",
+                        p.phase.name()
+                    ),
+                );
+                continue;
+            }
+            counts.verify(d, layer, p.phase.name(), at);
+        }
+    }
+}
+
+/// Errors where an expert node's slots, experts or EP rank disagree with the layout.
+fn check_expert_node(dag: &Dag, node: &Node, d: &mut Diags) {
     let n_experts = dag.n_experts.max(1);
-    let verify = |d: &mut Diags, counts: &[Vec<u32>], layer: u32, what: &str, at: Option<&str>| {
-        for (k, c) in counts.iter().enumerate() {
-            let (edp, etp) = (k as u32 / l.etp, k as u32 % l.etp);
+    if node.slots.len() != node.experts.len() {
+        d.error(
+            "expert_slots",
+            Some(&node.id),
+            format!(
+                "lists {} slots but {} experts",
+                node.slots.len(),
+                node.experts.len()
+            ),
+        );
+    }
+    for (s, e) in node.slots.iter().zip(&node.experts) {
+        if *e >= n_experts || *e != s % n_experts {
+            d.error(
+                "expert_slots",
+                Some(&node.id),
+                format!("slot {s} holds expert {e}, not expert {}", s % n_experts),
+            );
+        }
+    }
+    for &g in &node.gpus {
+        if node.ep_rank != Some(dag.devices[g as usize].ep) {
+            d.error(
+                "expert_rank",
+                Some(&node.id),
+                format!(
+                    "GPU {g} is EP rank {} but the node is EP rank {:?}",
+                    dag.devices[g as usize].ep, node.ep_rank
+                ),
+            );
+        }
+    }
+}
+
+/// Checks the slots the GPUs host (layer granularity): layer nodes share one
+/// placement (`devices`), so the first phase is enough.
+fn check_expert_devices(dag: &Dag, d: &mut Diags) {
+    let Some(p) = dag.phases.first() else {
+        return;
+    };
+    for &layer in &dag.moe_layers {
+        let Some(stage) = dag
+            .stages
+            .iter()
+            .find(|s| (s.first_layer..s.end_layer).contains(&layer))
+        else {
+            continue;
+        };
+        let mut counts = SlotCounts::new(dag);
+        for &g in &stage.gpus {
+            counts.add(g, &dag.devices[g as usize].slots);
+        }
+        counts.verify(d, layer, p.phase.name(), None);
+    }
+}
+
+/// How many times one MoE layer hosts each slot, per shard: one row per
+/// (expert-DP rank, expert-TP rank), `edp · etp + etp` in the layout's order.
+struct SlotCounts<'a> {
+    dag: &'a Dag,
+    counts: Vec<Vec<u32>>,
+}
+
+impl<'a> SlotCounts<'a> {
+    /// No slot hosted yet.
+    fn new(dag: &'a Dag) -> Self {
+        let l = dag.layout;
+        let shards = (l.edp() * l.etp) as usize;
+        SlotCounts {
+            dag,
+            counts: vec![vec![0u32; dag.n_slots as usize]; shards],
+        }
+    }
+
+    /// Counts `slots` once more on the shard of GPU `g` (unknown slots ignored).
+    fn add(&mut self, g: u32, slots: &[u32]) {
+        let dev = &self.dag.devices[g as usize];
+        let shard = (dev.edp * self.dag.layout.etp + dev.etp) as usize;
+        for &s in slots {
+            if let Some(c) = self.counts[shard].get_mut(s as usize) {
+                *c += 1;
+            }
+        }
+    }
+
+    /// Errors for each slot of a shard not hosted exactly once, and for the
+    /// first expert of a shard hosted nowhere.
+    fn verify(&self, d: &mut Diags, layer: u32, what: &str, at: Option<&str>) {
+        let etp = self.dag.layout.etp;
+        let n_experts = self.dag.n_experts.max(1);
+        for (k, c) in self.counts.iter().enumerate() {
+            let (edp, etp) = (k as u32 / etp, k as u32 % etp);
             for (slot, n) in c.iter().enumerate() {
                 if *n != 1 {
                     d.error(
@@ -268,91 +401,10 @@ fn check_experts(dag: &Dag, d: &mut Diags) {
                 );
             }
         }
-    };
-    let op_level = dag.nodes.iter().any(|x| x.role == Role::Experts);
-    for p in &dag.phases {
-        for &layer in &dag.moe_layers {
-            let mut counts = vec![vec![0u32; n_slots]; shards];
-            let mut at: Option<&str> = None;
-            if op_level {
-                for node in dag.nodes.iter().filter(|x| {
-                    x.phase == p.phase && x.layer == Some(layer) && x.role == Role::Experts
-                }) {
-                    at.get_or_insert(&node.id);
-                    if node.slots.len() != node.experts.len() {
-                        d.error(
-                            "expert_slots",
-                            Some(&node.id),
-                            format!(
-                                "lists {} slots but {} experts",
-                                node.slots.len(),
-                                node.experts.len()
-                            ),
-                        );
-                    }
-                    for (s, e) in node.slots.iter().zip(&node.experts) {
-                        if *e >= n_experts || *e != s % n_experts {
-                            d.error(
-                                "expert_slots",
-                                Some(&node.id),
-                                format!("slot {s} holds expert {e}, not expert {}", s % n_experts),
-                            );
-                        }
-                    }
-                    for &g in &node.gpus {
-                        if node.ep_rank != Some(dag.devices[g as usize].ep) {
-                            d.error(
-                                "expert_rank",
-                                Some(&node.id),
-                                format!(
-                                    "GPU {g} is EP rank {} but the node is EP rank {:?}",
-                                    dag.devices[g as usize].ep, node.ep_rank
-                                ),
-                            );
-                        }
-                        for &s in &node.slots {
-                            if let Some(c) = counts[key(g)].get_mut(s as usize) {
-                                *c += 1;
-                            }
-                        }
-                    }
-                }
-                if at.is_none() {
-                    d.error(
-                        "expert_missing",
-                        None,
-                        format!(
-                            "MoE layer {layer} has no expert node in the {} step",
-                            p.phase.name()
-                        ),
-                    );
-                    continue;
-                }
-            } else {
-                let Some(stage) = dag
-                    .stages
-                    .iter()
-                    .find(|s| (s.first_layer..s.end_layer).contains(&layer))
-                else {
-                    continue;
-                };
-                for &g in &stage.gpus {
-                    for &s in &dag.devices[g as usize].slots {
-                        if let Some(c) = counts[key(g)].get_mut(s as usize) {
-                            *c += 1;
-                        }
-                    }
-                }
-            }
-            verify(d, &counts, layer, p.phase.name(), at);
-        }
-        if !op_level {
-            // Layer nodes share one placement (`devices`): once is enough.
-            break;
-        }
     }
 }
 
+/// Checks that every GPU computes in every phase.
 fn check_idle(dag: &Dag, d: &mut Diags) {
     for p in &dag.phases {
         let mut busy = vec![false; dag.devices.len()];
@@ -377,98 +429,21 @@ fn check_idle(dag: &Dag, d: &mut Diags) {
     }
 }
 
+/// Checks that each collective runs over groups of the kind and shape the
+/// layout gives it, and that they cover exactly its GPUs.
 fn check_groups(dag: &Dag, d: &mut Diags) {
-    let by_id: BTreeMap<&str, usize> = dag
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.id.as_str(), i))
-        .collect();
-    let mut shape_checked = vec![false; dag.groups.len()];
+    let mut groups = GroupUse::new(dag);
     for node in dag
         .nodes
         .iter()
         .filter(|x| x.kind == NodeKind::Communication)
     {
-        let want = match node.role {
-            Role::TpCollective => GroupKind::Tp,
-            Role::EpDispatch | Role::EpCombine | Role::DpGather | Role::DpScatter => GroupKind::Ep,
-            Role::PpTransfer => GroupKind::Pp,
-            _ => {
-                d.error(
-                    "group_kind",
-                    Some(&node.id),
-                    format!("a {:?} node should not communicate", node.role),
-                );
-                continue;
-            }
+        let Some(want) = expected_group(node, d) else {
+            continue;
         };
-        if want == GroupKind::Ep && node.collective == Some(Collective::AllReduce) {
-            d.error(
-                "group_kind",
-                Some(&node.id),
-                "an expert exchange is an all-to-all or gather/scatter, not an all-reduce".into(),
-            );
-        }
         let mut cover: Vec<u32> = Vec::new();
         for gid in &node.groups {
-            let Some(&gi) = by_id.get(gid.as_str()) else {
-                d.error(
-                    "group_shape",
-                    Some(&node.id),
-                    format!("group {gid} does not exist"),
-                );
-                continue;
-            };
-            let g = &dag.groups[gi];
-            cover.extend(&g.gpus);
-            if g.kind != want {
-                d.error(
-                    "group_kind",
-                    Some(&node.id),
-                    format!(
-                        "runs over {} group {gid}, expected a {:?} group",
-                        format!("{:?}", g.kind).to_lowercase(),
-                        want
-                    ),
-                );
-                continue;
-            }
-            if node.role != Role::PpTransfer && g.stage != node.stage {
-                d.error(
-                    "group_shape",
-                    Some(&node.id),
-                    format!(
-                        "group {gid} is on stage {}, the node on stage {}",
-                        g.stage, node.stage
-                    ),
-                );
-            }
-            if shape_checked[gi] {
-                continue;
-            }
-            shape_checked[gi] = true;
-            if let Some(msg) = group_shape(dag, g.kind, &g.gpus, g.stage) {
-                d.error("group_shape", Some(&node.id), format!("group {gid}: {msg}"));
-            }
-            let nodes_of: Vec<u32> = g
-                .gpus
-                .iter()
-                .map(|x| dag.devices[*x as usize].node)
-                .collect();
-            let straddles = nodes_of.iter().any(|x| *x != nodes_of[0]);
-            if straddles && (g.gpus.len() as u32) <= dag.gpus_per_node && g.kind != GroupKind::Pp {
-                d.warning(
-                    "group_straddles",
-                    Some(&node.id),
-                    format!(
-                        "group {gid} ({} GPUs) would fit in a node of {} but spans nodes {:?}: the cost model priced it on NVLink",
-                        g.gpus.len(),
-                        dag.gpus_per_node,
-                        { let mut v = nodes_of.clone(); v.dedup(); v }
-                    ),
-                );
-            }
+            groups.check(node, gid, want, &mut cover, d);
         }
         cover.sort_unstable();
         cover.dedup();
@@ -482,6 +457,133 @@ fn check_groups(dag: &Dag, d: &mut Diags) {
                 ),
             );
         }
+    }
+}
+
+/// The kind of group a communication node runs over (an error, and none,
+/// for a role that does not communicate; an error for an all-reduce of experts).
+fn expected_group(node: &Node, d: &mut Diags) -> Option<GroupKind> {
+    let want = match node.role {
+        Role::TpCollective => GroupKind::Tp,
+        Role::EpDispatch | Role::EpCombine | Role::DpGather | Role::DpScatter => GroupKind::Ep,
+        Role::PpTransfer => GroupKind::Pp,
+        _ => {
+            d.error(
+                "group_kind",
+                Some(&node.id),
+                format!("a {:?} node should not communicate", node.role),
+            );
+            return None;
+        }
+    };
+    if want == GroupKind::Ep && node.collective == Some(Collective::AllReduce) {
+        d.error(
+            "group_kind",
+            Some(&node.id),
+            "an expert exchange is an all-to-all or gather/scatter, not an all-reduce".into(),
+        );
+    }
+    Some(want)
+}
+
+/// The graph's groups by id, and which have had their shape checked (once each).
+struct GroupUse<'a> {
+    dag: &'a Dag,
+    by_id: BTreeMap<&'a str, usize>,
+    shape_checked: Vec<bool>,
+}
+
+impl<'a> GroupUse<'a> {
+    /// Indexes the groups of `dag`.
+    fn new(dag: &'a Dag) -> Self {
+        let by_id = dag
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id.as_str(), i))
+            .collect();
+        GroupUse {
+            dag,
+            by_id,
+            shape_checked: vec![false; dag.groups.len()],
+        }
+    }
+
+    /// Checks group `gid` of communication node `node`, which wants a `want`
+    /// group, and adds the group's GPUs to `cover`.
+    fn check(
+        &mut self,
+        node: &Node,
+        gid: &str,
+        want: GroupKind,
+        cover: &mut Vec<u32>,
+        d: &mut Diags,
+    ) {
+        let dag = self.dag;
+        let Some(&gi) = self.by_id.get(gid) else {
+            d.error(
+                "group_shape",
+                Some(&node.id),
+                format!("group {gid} does not exist"),
+            );
+            return;
+        };
+        let g = &dag.groups[gi];
+        cover.extend(&g.gpus);
+        if g.kind != want {
+            d.error(
+                "group_kind",
+                Some(&node.id),
+                format!(
+                    "runs over {} group {gid}, expected a {:?} group",
+                    format!("{:?}", g.kind).to_lowercase(),
+                    want
+                ),
+            );
+            return;
+        }
+        if node.role != Role::PpTransfer && g.stage != node.stage {
+            d.error(
+                "group_shape",
+                Some(&node.id),
+                format!(
+                    "group {gid} is on stage {}, the node on stage {}",
+                    g.stage, node.stage
+                ),
+            );
+        }
+        if self.shape_checked[gi] {
+            return;
+        }
+        self.shape_checked[gi] = true;
+        check_group_shape(dag, node, g, d);
+    }
+}
+
+/// Errors when group `g` (first met at `node`) is not the group the layout
+/// gives its GPUs; warns when it spans nodes though it would fit in one.
+fn check_group_shape(dag: &Dag, node: &Node, g: &Group, d: &mut Diags) {
+    let gid = &g.id;
+    if let Some(msg) = group_shape(dag, g.kind, &g.gpus, g.stage) {
+        d.error("group_shape", Some(&node.id), format!("group {gid}: {msg}"));
+    }
+    let nodes_of: Vec<u32> = g
+        .gpus
+        .iter()
+        .map(|x| dag.devices[*x as usize].node)
+        .collect();
+    let straddles = nodes_of.iter().any(|x| *x != nodes_of[0]);
+    if straddles && (g.gpus.len() as u32) <= dag.gpus_per_node && g.kind != GroupKind::Pp {
+        d.warning(
+            "group_straddles",
+            Some(&node.id),
+            format!(
+                "group {gid} ({} GPUs) would fit in a node of {} but spans nodes {:?}: the cost model priced it on NVLink",
+                g.gpus.len(),
+                dag.gpus_per_node,
+                { let mut v = nodes_of.clone(); v.dedup(); v }
+            ),
+        );
     }
 }
 
@@ -543,7 +645,29 @@ fn group_shape(dag: &Dag, kind: GroupKind, gpus: &[u32], stage: u32) -> Option<S
     }
 }
 
+/// The figures of each phase, once the graph is known to be a DAG.
 fn critical_paths(dag: &Dag, d: &mut Diags) -> Vec<PhaseReport> {
+    let g = dependency_graph(dag, d);
+    let order = match petgraph::algo::toposort(&g, None) {
+        Ok(o) => o,
+        Err(c) => {
+            d.error(
+                "cycle",
+                Some(&dag.nodes[c.node_id().index()].id),
+                "lies on a cycle: the graph is not a DAG".into(),
+            );
+            return Vec::new();
+        }
+    };
+    let longest = Longest::of(dag, &g, order);
+    dag.phases
+        .iter()
+        .filter_map(|p| phase_report(dag, p, &longest, d))
+        .collect()
+}
+
+/// The edges as a petgraph graph; an edge between two phases is an error.
+fn dependency_graph(dag: &Dag, d: &mut Diags) -> DiGraph<(), ()> {
     let n = dag.nodes.len();
     let mut g: DiGraph<(), ()> = DiGraph::with_capacity(n, dag.edges.len());
     for _ in 0..n {
@@ -562,123 +686,146 @@ fn critical_paths(dag: &Dag, d: &mut Diags) -> Vec<PhaseReport> {
         }
         g.add_edge(NodeIndex::new(e.from), NodeIndex::new(e.to), ());
     }
-    let order = match petgraph::algo::toposort(&g, None) {
-        Ok(o) => o,
-        Err(c) => {
-            d.error(
-                "cycle",
-                Some(&dag.nodes[c.node_id().index()].id),
-                "lies on a cycle: the graph is not a DAG".into(),
-            );
-            return Vec::new();
-        }
-    };
-    // Longest path ending at each node (node-weighted).
-    let mut finish = vec![Seconds::ZERO; n];
-    let mut pred = vec![usize::MAX; n];
-    for v in order {
-        let i = v.index();
-        let mut best = Seconds::ZERO;
-        for u in g.neighbors_directed(v, petgraph::Direction::Incoming) {
-            let j = u.index();
-            let better = pred[i] == usize::MAX
-                || finish[j].0 > best.0
-                || (finish[j].0 == best.0 && j < pred[i]);
-            if better {
-                best = finish[j];
-                pred[i] = j;
-            }
-        }
-        finish[i] = best + dag.nodes[i].time_s;
-    }
-    let mut out = Vec::new();
-    for p in &dag.phases {
-        let members: Vec<usize> = (0..n).filter(|i| dag.nodes[*i].phase == p.phase).collect();
-        let edges = dag
-            .edges
-            .iter()
-            .filter(|e| dag.nodes[e.from].phase == p.phase)
-            .count();
-        let Some(&end) = members
-            .iter()
-            .max_by(|a, b| finish[**a].0.total_cmp(&finish[**b].0).then(b.cmp(a)))
-        else {
-            d.error(
-                "critical_path",
-                None,
-                format!("the {} step has no nodes", p.phase.name()),
-            );
-            continue;
-        };
-        let mut path = vec![end];
-        while pred[*path.last().expect("non-empty")] != usize::MAX {
-            path.push(pred[*path.last().expect("non-empty")]);
-        }
-        path.reverse();
-        let cp = finish[end];
-        let model = p.step_time_s;
-        let rel = if model.0 > 0.0 {
-            (cp.0 - model.0).abs() / model.0
-        } else {
-            cp.0.abs()
-        };
-        // NaN (a broken time) fails too.
-        if rel.is_nan() || rel > TOLERANCE {
-            d.error(
-                "critical_path",
-                Some(&dag.nodes[end].id),
-                format!(
-                    "the {} step's critical path is {cp}, the cost model's step {model} ({:+.2}%)",
-                    p.phase.name(),
-                    (cp.0 / model.0 - 1.0) * 100.0
-                ),
-            );
-            for (s, want) in p.stage_times_s.iter().enumerate() {
-                let on: Vec<usize> = path
-                    .iter()
-                    .copied()
-                    .filter(|i| {
-                        dag.nodes[*i].stage == s as u32 && dag.nodes[*i].role != Role::PpTransfer
-                    })
-                    .collect();
-                let got: Seconds = on.iter().map(|i| dag.nodes[*i].time_s).sum();
-                if want.0 > 0.0 && ((got.0 - want.0) / want.0).abs() > TOLERANCE {
-                    d.error(
-                        "stage_time",
-                        on.first().map(|i| dag.nodes[*i].id.as_str()),
-                        format!("stage {s}: the path spends {got} there, the cost model {want}"),
-                    );
+    g
+}
+
+/// The longest node-weighted path ending at each node.
+struct Longest {
+    /// Its time.
+    finish: Vec<Seconds>,
+    /// The node before it on the path (`usize::MAX` where the path starts).
+    pred: Vec<usize>,
+}
+
+impl Longest {
+    /// Walks the nodes in topological `order`, keeping the lowest index on ties.
+    fn of(dag: &Dag, g: &DiGraph<(), ()>, order: Vec<NodeIndex>) -> Self {
+        let n = dag.nodes.len();
+        let mut finish = vec![Seconds::ZERO; n];
+        let mut pred = vec![usize::MAX; n];
+        for v in order {
+            let i = v.index();
+            let mut best = Seconds::ZERO;
+            for u in g.neighbors_directed(v, petgraph::Direction::Incoming) {
+                let j = u.index();
+                let better = pred[i] == usize::MAX
+                    || finish[j].0 > best.0
+                    || (finish[j].0 == best.0 && j < pred[i]);
+                if better {
+                    best = finish[j];
+                    pred[i] = j;
                 }
             }
+            finish[i] = best + dag.nodes[i].time_s;
         }
-        let mut by_bound = TimeByBound::default();
-        for i in &path {
-            by_bound.add(&dag.nodes[*i].time_by_bound);
+        Longest { finish, pred }
+    }
+
+    /// The path ending at `end`, first node first.
+    fn path_to(&self, end: usize) -> Vec<usize> {
+        let mut path = vec![end];
+        while self.pred[*path.last().expect("non-empty")] != usize::MAX {
+            path.push(self.pred[*path.last().expect("non-empty")]);
         }
-        let mut busy = vec![Seconds::ZERO; dag.devices.len()];
-        for i in &members {
-            for &gpu in &dag.nodes[*i].gpus {
-                busy[gpu as usize] += dag.nodes[*i].time_s;
-            }
-        }
-        // The busiest GPU: the first of equal times (GPU 0 when there is none).
-        let (busiest, busiest_time) = busy
+        path.reverse();
+        path
+    }
+}
+
+/// The figures of one phase (an error and none when it has no nodes).
+fn phase_report(dag: &Dag, p: &PhaseInfo, longest: &Longest, d: &mut Diags) -> Option<PhaseReport> {
+    let n = dag.nodes.len();
+    let members: Vec<usize> = (0..n).filter(|i| dag.nodes[*i].phase == p.phase).collect();
+    let edges = dag
+        .edges
+        .iter()
+        .filter(|e| dag.nodes[e.from].phase == p.phase)
+        .count();
+    let finish = &longest.finish;
+    let Some(&end) = members
+        .iter()
+        .max_by(|a, b| finish[**a].0.total_cmp(&finish[**b].0).then(b.cmp(a)))
+    else {
+        d.error(
+            "critical_path",
+            None,
+            format!("the {} step has no nodes", p.phase.name()),
+        );
+        return None;
+    };
+    let path = longest.path_to(end);
+    let cp = finish[end];
+    check_path_time(dag, p, &path, cp, d);
+    let mut by_bound = TimeByBound::default();
+    for i in &path {
+        by_bound.add(&dag.nodes[*i].time_by_bound);
+    }
+    let (busiest, busiest_time) = busiest_gpu(dag, &members);
+    Some(PhaseReport {
+        phase: p.phase,
+        nodes: members.len(),
+        edges,
+        critical_path_s: cp,
+        model_time_s: p.step_time_s,
+        path: path.iter().map(|i| dag.nodes[*i].id.clone()).collect(),
+        path_by_bound: by_bound,
+        busiest_gpu: busiest as u32,
+        busiest_gpu_time_s: busiest_time.max(Seconds::ZERO),
+    })
+}
+
+/// Errors when the critical path `path` (of time `cp`) is not the cost
+/// model's step time, and then for each stage whose part differs.
+fn check_path_time(dag: &Dag, p: &PhaseInfo, path: &[usize], cp: Seconds, d: &mut Diags) {
+    let end = *path.last().expect("a path has an end");
+    let model = p.step_time_s;
+    let rel = if model.0 > 0.0 {
+        (cp.0 - model.0).abs() / model.0
+    } else {
+        cp.0.abs()
+    };
+    // NaN (a broken time) fails too.
+    if !(rel.is_nan() || rel > TOLERANCE) {
+        return;
+    }
+    d.error(
+        "critical_path",
+        Some(&dag.nodes[end].id),
+        format!(
+            "the {} step's critical path is {cp}, the cost model's step {model} ({:+.2}%)",
+            p.phase.name(),
+            (cp.0 / model.0 - 1.0) * 100.0
+        ),
+    );
+    for (s, want) in p.stage_times_s.iter().enumerate() {
+        let on: Vec<usize> = path
             .iter()
             .copied()
-            .enumerate()
-            .reduce(|b, (i, t)| if t.0 > b.1 .0 { (i, t) } else { b })
-            .unwrap_or((0, Seconds::ZERO));
-        out.push(PhaseReport {
-            phase: p.phase,
-            nodes: members.len(),
-            edges,
-            critical_path_s: cp,
-            model_time_s: model,
-            path: path.iter().map(|i| dag.nodes[*i].id.clone()).collect(),
-            path_by_bound: by_bound,
-            busiest_gpu: busiest as u32,
-            busiest_gpu_time_s: busiest_time.max(Seconds::ZERO),
-        });
+            .filter(|i| dag.nodes[*i].stage == s as u32 && dag.nodes[*i].role != Role::PpTransfer)
+            .collect();
+        let got: Seconds = on.iter().map(|i| dag.nodes[*i].time_s).sum();
+        if want.0 > 0.0 && ((got.0 - want.0) / want.0).abs() > TOLERANCE {
+            d.error(
+                "stage_time",
+                on.first().map(|i| dag.nodes[*i].id.as_str()),
+                format!("stage {s}: the path spends {got} there, the cost model {want}"),
+            );
+        }
     }
-    out
+}
+
+/// The GPU with the most busy time over the nodes `members`, and that time:
+/// the first of equal times (GPU 0 when there is none).
+fn busiest_gpu(dag: &Dag, members: &[usize]) -> (usize, Seconds) {
+    let mut busy = vec![Seconds::ZERO; dag.devices.len()];
+    for i in members {
+        for &gpu in &dag.nodes[*i].gpus {
+            busy[gpu as usize] += dag.nodes[*i].time_s;
+        }
+    }
+    busy.iter()
+        .copied()
+        .enumerate()
+        .reduce(|b, (i, t)| if t.0 > b.1 .0 { (i, t) } else { b })
+        .unwrap_or((0, Seconds::ZERO))
 }

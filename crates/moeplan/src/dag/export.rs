@@ -32,7 +32,7 @@
 //! drawn once and labelled with their range (`L3–L60 ×58`): the graph's
 //! JSON always has every layer.
 
-use super::{Dag, Node, NodeKind, Phase, Report, Role};
+use super::{Dag, Node, NodeKind, Phase, PhaseInfo, Report, Role};
 use crate::ops::Bound;
 use crate::units::Bytes;
 use std::collections::BTreeSet;
@@ -83,115 +83,197 @@ struct View {
     edges: Vec<(usize, usize, Bytes)>,
 }
 
+/// The nodes and edges drawn: all of them, or with runs of identical layers folded.
 fn view(dag: &Dag, opts: ViewOptions) -> View {
-    let n = dag.nodes.len();
-    let identity = || View {
-        nodes: (0..n).collect(),
+    if !opts.fold_layers {
+        return identity_view(dag);
+    }
+    Folding::of(dag).view()
+}
+
+/// Every node and edge, each layer standing for itself.
+fn identity_view(dag: &Dag) -> View {
+    View {
+        nodes: (0..dag.nodes.len()).collect(),
         layers: dag
             .nodes
             .iter()
             .map(|x| x.layer.map(|l| (l, l + 1)))
             .collect(),
         edges: dag.edges.iter().map(|e| (e.from, e.to, e.bytes)).collect(),
-    };
-    if !opts.fold_layers {
-        return identity();
     }
-    // Runs of identical consecutive layers inside a stage, from the nodes
-    // themselves: a layer joins the previous one's run when its op sequence
-    // is the same.
+}
+
+/// Runs of identical consecutive layers inside a stage, from the nodes
+/// themselves: a layer joins the previous one's run when its op sequence
+/// is the same. Every table is indexed `[phase index][layer]`.
+struct Folding<'a> {
+    dag: &'a Dag,
+    /// The first node of the layer (`usize::MAX` if it has none).
+    first: Vec<Vec<usize>>,
+    /// The first layer of its run.
+    start: Vec<Vec<usize>>,
+    /// One past the last layer of its run.
+    end: Vec<Vec<usize>>,
+}
+
+impl<'a> Folding<'a> {
+    /// The runs of every phase of `dag`.
+    fn of(dag: &'a Dag) -> Self {
+        let first = first_nodes(dag);
+        let start = run_starts(dag, &first);
+        let end = run_ends(&start);
+        Folding {
+            dag,
+            first,
+            start,
+            end,
+        }
+    }
+
+    /// The node drawn for node `i`: itself, or its counterpart in the first
+    /// layer of its run.
+    fn rep(&self, i: usize) -> usize {
+        let node = &self.dag.nodes[i];
+        match node.layer {
+            None => i,
+            Some(l) => {
+                let p = phase_index(self.dag, node.phase);
+                let s = self.start[p][l as usize];
+                self.first[p][s] + (i - self.first[p][l as usize])
+            }
+        }
+    }
+
+    /// The nodes drawn, and the layer range each dag node stands for.
+    fn nodes(&self) -> (Vec<usize>, Vec<Option<(u32, u32)>>) {
+        let mut layers = vec![None; self.dag.nodes.len()];
+        let mut nodes = Vec::new();
+        for (i, node) in self.dag.nodes.iter().enumerate() {
+            if self.rep(i) == i {
+                nodes.push(i);
+                layers[i] = node.layer.map(|l| {
+                    let p = phase_index(self.dag, node.phase);
+                    (l, self.end[p][l as usize] as u32)
+                });
+            }
+        }
+        (nodes, layers)
+    }
+
+    /// The edges between drawn nodes, each once, leaving out those a fold
+    /// turns into a loop or into an edge back within one drawn layer.
+    fn edges(&self) -> Vec<(usize, usize, Bytes)> {
+        let dag = self.dag;
+        let mut seen = BTreeSet::new();
+        let mut edges = Vec::new();
+        for e in &dag.edges {
+            let (a, b) = (self.rep(e.from), self.rep(e.to));
+            let (la, lb) = (dag.nodes[e.from].layer, dag.nodes[e.to].layer);
+            let folded_back = match (la, lb) {
+                (Some(x), Some(y)) => x != y && dag.nodes[a].layer == dag.nodes[b].layer,
+                _ => false,
+            };
+            if a == b || folded_back {
+                continue;
+            }
+            if seen.insert((a, b)) {
+                edges.push((a, b, e.bytes));
+            }
+        }
+        edges
+    }
+
+    /// The folded view.
+    fn view(&self) -> View {
+        let (nodes, layers) = self.nodes();
+        View {
+            nodes,
+            layers,
+            edges: self.edges(),
+        }
+    }
+}
+
+/// The index of phase `p` in `dag.phases` (0 when it is not drawn).
+fn phase_index(dag: &Dag, p: Phase) -> usize {
+    dag.phases.iter().position(|x| x.phase == p).unwrap_or(0)
+}
+
+/// The first node of each layer in each phase (`usize::MAX` where none).
+fn first_nodes(dag: &Dag) -> Vec<Vec<usize>> {
     let n_layers = dag.n_layers as usize;
     let mut first: Vec<Vec<usize>> = vec![vec![usize::MAX; n_layers + 1]; dag.phases.len()];
-    let phase_idx = |p: Phase| dag.phases.iter().position(|x| x.phase == p).unwrap_or(0);
     for (i, node) in dag.nodes.iter().enumerate() {
         if let Some(l) = node.layer {
-            let slot = &mut first[phase_idx(node.phase)][l as usize];
+            let slot = &mut first[phase_index(dag, node.phase)][l as usize];
             if *slot == usize::MAX {
                 *slot = i;
             }
         }
     }
-    let layer_nodes = |p: usize, l: usize| -> &[Node] {
-        let start = first[p][l];
-        if start == usize::MAX {
-            return &[];
-        }
-        let len = dag.nodes[start..]
-            .iter()
-            .take_while(|x| x.layer == Some(l as u32) && x.phase == dag.phases[p].phase)
-            .count();
-        &dag.nodes[start..start + len]
-    };
-    let same = |a: &[Node], b: &[Node]| {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                x.op == y.op && x.gpus == y.gpus && x.time_s == y.time_s && x.stage == y.stage
-            })
-    };
-    // run_start[p][l]
+    first
+}
+
+/// The nodes of layer `l` in the phase of index `p`: those following its
+/// first node while they stay in the layer.
+fn layer_nodes<'a>(dag: &'a Dag, first: &[Vec<usize>], p: usize, l: usize) -> &'a [Node] {
+    let start = first[p][l];
+    if start == usize::MAX {
+        return &[];
+    }
+    let len = dag.nodes[start..]
+        .iter()
+        .take_while(|x| x.layer == Some(l as u32) && x.phase == dag.phases[p].phase)
+        .count();
+    &dag.nodes[start..start + len]
+}
+
+/// Whether two layers draw alike: the same ops on the same GPUs and stage, with the same times.
+fn same_layer(a: &[Node], b: &[Node]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.op == y.op && x.gpus == y.gpus && x.time_s == y.time_s && x.stage == y.stage
+        })
+}
+
+/// The first layer of the run of each layer, per phase.
+fn run_starts(dag: &Dag, first: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n_layers = dag.n_layers as usize;
     let mut run_start = vec![vec![0usize; n_layers]; dag.phases.len()];
     for (p, starts) in run_start.iter_mut().enumerate() {
         for l in 0..n_layers {
-            starts[l] = if l > 0 && same(layer_nodes(p, l - 1), layer_nodes(p, l)) {
+            starts[l] = if l > 0
+                && same_layer(
+                    layer_nodes(dag, first, p, l - 1),
+                    layer_nodes(dag, first, p, l),
+                ) {
                 starts[l - 1]
             } else {
                 l
             };
         }
     }
-    let mut run_end = vec![vec![0usize; n_layers]; dag.phases.len()];
-    for p in 0..dag.phases.len() {
-        for l in (0..n_layers).rev() {
-            run_end[p][l] = if l + 1 < n_layers && run_start[p][l + 1] == run_start[p][l] {
-                run_end[p][l + 1]
-            } else {
-                l + 1
-            };
-        }
-    }
-    let rep = |i: usize| -> usize {
-        let node = &dag.nodes[i];
-        match node.layer {
-            None => i,
-            Some(l) => {
-                let p = phase_idx(node.phase);
-                let s = run_start[p][l as usize];
-                first[p][s] + (i - first[p][l as usize])
+    run_start
+}
+
+/// One past the last layer of the run of each layer, per phase.
+fn run_ends(run_start: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    run_start
+        .iter()
+        .map(|starts| {
+            let n_layers = starts.len();
+            let mut ends = vec![0usize; n_layers];
+            for l in (0..n_layers).rev() {
+                ends[l] = if l + 1 < n_layers && starts[l + 1] == starts[l] {
+                    ends[l + 1]
+                } else {
+                    l + 1
+                };
             }
-        }
-    };
-    let mut layers = vec![None; n];
-    let mut nodes = Vec::new();
-    for (i, node) in dag.nodes.iter().enumerate() {
-        if rep(i) == i {
-            nodes.push(i);
-            layers[i] = node.layer.map(|l| {
-                let p = phase_idx(node.phase);
-                (l, run_end[p][l as usize] as u32)
-            });
-        }
-    }
-    let mut seen = BTreeSet::new();
-    let mut edges = Vec::new();
-    for e in &dag.edges {
-        let (a, b) = (rep(e.from), rep(e.to));
-        let (la, lb) = (dag.nodes[e.from].layer, dag.nodes[e.to].layer);
-        let folded_back = match (la, lb) {
-            (Some(x), Some(y)) => x != y && dag.nodes[a].layer == dag.nodes[b].layer,
-            _ => false,
-        };
-        if a == b || folded_back {
-            continue;
-        }
-        if seen.insert((a, b)) {
-            edges.push((a, b, e.bytes));
-        }
-    }
-    View {
-        nodes,
-        layers,
-        edges,
-    }
+            ends
+        })
+        .collect()
 }
 
 /// `0–7, 16, 18–19`.
@@ -213,6 +295,7 @@ fn ranges(v: &[u32]) -> String {
     out.join(", ")
 }
 
+/// `L3` for one layer, `L3–L60 ×58` for a folded run.
 fn layer_label(r: Option<(u32, u32)>) -> Option<String> {
     r.map(|(a, b)| {
         if b > a + 1 {
@@ -223,6 +306,7 @@ fn layer_label(r: Option<(u32, u32)>) -> Option<String> {
     })
 }
 
+/// The name of a bound in labels.
 fn bound_name(b: Bound) -> &'static str {
     match b {
         Bound::Compute => "compute",
@@ -299,10 +383,12 @@ fn label_lines(dag: &Dag, node: &Node, layers: Option<(u32, u32)>) -> Vec<String
     lines
 }
 
+/// A string quoted for a DOT label.
 fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// The DOT attributes of a node: shape and colours by kind, role and bound.
 fn style(node: &Node) -> &'static str {
     match (node.kind, node.role, node.bound) {
         (_, Role::PpTransfer, _) => {
@@ -318,6 +404,7 @@ fn style(node: &Node) -> &'static str {
     }
 }
 
+/// The title of stage `s`: its layers and GPUs.
 fn stage_title(dag: &Dag, s: usize) -> String {
     let st = &dag.stages[s];
     format!(
@@ -329,6 +416,7 @@ fn stage_title(dag: &Dag, s: usize) -> String {
     )
 }
 
+/// The title of the graph: model, GPUs, layout and level of detail.
 fn title(dag: &Dag) -> String {
     format!(
         "{} on {} × {}, layout {} ({} granularity{})",
@@ -336,10 +424,7 @@ fn title(dag: &Dag) -> String {
         dag.devices.len(),
         dag.gpu,
         dag.layout,
-        match dag.granularity {
-            super::Granularity::Layer => "layer",
-            super::Granularity::Op => "op",
-        },
+        dag.granularity.name(),
         if dag.expanded {
             ", every rank"
         } else {
@@ -348,105 +433,153 @@ fn title(dag: &Dag) -> String {
     )
 }
 
+/// The drawn nodes of a phase on stage `st`, PP transfers left out.
+fn stage_nodes(dag: &Dag, v: &View, phase: Phase, st: usize) -> Vec<usize> {
+    v.nodes
+        .iter()
+        .copied()
+        .filter(|i| {
+            let x = &dag.nodes[*i];
+            x.phase == phase && x.stage == st as u32 && x.role != Role::PpTransfer
+        })
+        .collect()
+}
+
+/// The drawn PP transfers of a phase.
+fn transfer_nodes(dag: &Dag, v: &View, phase: Phase) -> Vec<usize> {
+    v.nodes
+        .iter()
+        .copied()
+        .filter(|i| dag.nodes[*i].phase == phase && dag.nodes[*i].role == Role::PpTransfer)
+        .collect()
+}
+
 /// Graphviz DOT.
 pub fn to_dot(dag: &Dag, opts: ViewOptions) -> String {
-    let v = view(dag, opts);
-    let mut s = String::new();
-    let _ = writeln!(s, "digraph moeplan {{");
-    let _ = writeln!(
-        s,
-        "  graph [fontname=\"Helvetica\", fontsize=12, rankdir=TB, newrank=true, nodesep=0.3, ranksep=0.35, labelloc=t, labeljust=l, label=\"{}\"];",
-        dot_escape(&title(dag))
-    );
-    let _ = writeln!(
-        s,
-        "  node [fontname=\"Helvetica\", fontsize=10, shape=box];"
-    );
-    let _ = writeln!(
-        s,
-        "  edge [fontname=\"Helvetica\", fontsize=8, color=\"#777777\", fontcolor=\"#555555\"];"
-    );
-    let node_line = |s: &mut String, indent: &str, i: usize| {
-        let node = &dag.nodes[i];
-        let label = label_lines(dag, node, v.layers[i])
+    let mut dot = Dot {
+        dag,
+        v: view(dag, opts),
+        s: String::new(),
+    };
+    dot.header();
+    for p in &dag.phases {
+        dot.phase(p);
+    }
+    for (a, b, bytes) in &dot.v.edges {
+        let _ = writeln!(dot.s, "  n{a} -> n{b} [label=\"{bytes}\"];");
+    }
+    let _ = writeln!(dot.s, "}}");
+    dot.s
+}
+
+/// A DOT text being written for the drawn part of a graph.
+struct Dot<'a> {
+    dag: &'a Dag,
+    v: View,
+    s: String,
+}
+
+impl Dot<'_> {
+    /// The opening line, the title and the graph, node and edge defaults.
+    fn header(&mut self) {
+        let s = &mut self.s;
+        let _ = writeln!(s, "digraph moeplan {{");
+        let _ = writeln!(
+            s,
+            "  graph [fontname=\"Helvetica\", fontsize=12, rankdir=TB, newrank=true, nodesep=0.3, ranksep=0.35, labelloc=t, labeljust=l, label=\"{}\"];",
+            dot_escape(&title(self.dag))
+        );
+        let _ = writeln!(
+            s,
+            "  node [fontname=\"Helvetica\", fontsize=10, shape=box];"
+        );
+        let _ = writeln!(
+            s,
+            "  edge [fontname=\"Helvetica\", fontsize=8, color=\"#777777\", fontcolor=\"#555555\"];"
+        );
+    }
+
+    /// The statement of node `i`, indented by `indent`.
+    fn node(&mut self, indent: &str, i: usize) {
+        let node = &self.dag.nodes[i];
+        let label = label_lines(self.dag, node, self.v.layers[i])
             .iter()
             .map(|l| dot_escape(l))
             .collect::<Vec<_>>()
             .join("\\n");
-        let _ = writeln!(s, "{indent}n{i} [label=\"{label}\", {}];", style(node));
-    };
-    for p in &dag.phases {
-        let _ = writeln!(s, "  subgraph cluster_{} {{", p.phase.name());
+        let _ = writeln!(self.s, "{indent}n{i} [label=\"{label}\", {}];", style(node));
+    }
+
+    /// The cluster of one phase: a cluster per stage, then the PP transfers.
+    fn phase(&mut self, p: &PhaseInfo) {
+        let _ = writeln!(self.s, "  subgraph cluster_{} {{", p.phase.name());
         let _ = writeln!(
-            s,
+            self.s,
             "    label=\"{} ({} per micro-batch through every stage)\"; style=rounded; color=\"#999999\";",
             dot_escape(&p.description),
             p.step_time_s
         );
-        for st in 0..dag.stages.len() {
-            let _ = writeln!(s, "    subgraph cluster_{}_s{st} {{", p.phase.name());
-            let _ = writeln!(
-                s,
-                "      label=\"{}\"; style=\"rounded,filled\"; fillcolor=\"#f8f8f8\"; color=\"#bbbbbb\";",
-                dot_escape(&stage_title(dag, st))
-            );
-            let mine: Vec<usize> = v
-                .nodes
-                .iter()
-                .copied()
-                .filter(|i| {
-                    let x = &dag.nodes[*i];
-                    x.phase == p.phase && x.stage == st as u32 && x.role != Role::PpTransfer
-                })
-                .collect();
-            if dag.expanded {
-                for &g in &dag.stages[st].gpus {
-                    let on: Vec<usize> = mine
-                        .iter()
-                        .copied()
-                        .filter(|i| dag.nodes[*i].gpus == [g])
-                        .collect();
-                    if on.is_empty() {
-                        continue;
-                    }
-                    let d = &dag.devices[g as usize];
-                    let _ = writeln!(s, "      subgraph cluster_{}_g{g} {{", p.phase.name());
-                    let _ = writeln!(
-                        s,
-                        "        label=\"GPU {g} (node {} · local {})\"; style=rounded; color=\"#cccccc\";",
-                        d.node, d.local
-                    );
-                    for i in on {
-                        node_line(&mut s, "        ", i);
-                    }
-                    let _ = writeln!(s, "      }}");
-                }
-                for &i in mine.iter().filter(|i| dag.nodes[**i].gpus.len() != 1) {
-                    node_line(&mut s, "      ", i);
-                }
-            } else {
-                for &i in &mine {
-                    node_line(&mut s, "      ", i);
-                }
+        for st in 0..self.dag.stages.len() {
+            self.stage(p.phase, st);
+        }
+        for i in transfer_nodes(self.dag, &self.v, p.phase) {
+            self.node("    ", i);
+        }
+        let _ = writeln!(self.s, "  }}");
+    }
+
+    /// The cluster of stage `st` of a phase; expanded, a cluster per GPU
+    /// holds its own nodes and the nodes of several GPUs follow.
+    fn stage(&mut self, phase: Phase, st: usize) {
+        let dag = self.dag;
+        let _ = writeln!(self.s, "    subgraph cluster_{}_s{st} {{", phase.name());
+        let _ = writeln!(
+            self.s,
+            "      label=\"{}\"; style=\"rounded,filled\"; fillcolor=\"#f8f8f8\"; color=\"#bbbbbb\";",
+            dot_escape(&stage_title(dag, st))
+        );
+        let mine = stage_nodes(dag, &self.v, phase, st);
+        if dag.expanded {
+            for &g in &dag.stages[st].gpus {
+                self.gpu(phase, g, &mine);
             }
-            let _ = writeln!(s, "    }}");
+            for &i in mine.iter().filter(|i| dag.nodes[**i].gpus.len() != 1) {
+                self.node("      ", i);
+            }
+        } else {
+            for &i in &mine {
+                self.node("      ", i);
+            }
         }
-        for &i in v
-            .nodes
+        let _ = writeln!(self.s, "    }}");
+    }
+
+    /// The cluster of GPU `g` holding the nodes of `mine` that run on it alone (none if empty).
+    fn gpu(&mut self, phase: Phase, g: u32, mine: &[usize]) {
+        let dag = self.dag;
+        let on: Vec<usize> = mine
             .iter()
-            .filter(|i| dag.nodes[**i].phase == p.phase && dag.nodes[**i].role == Role::PpTransfer)
-        {
-            node_line(&mut s, "    ", i);
+            .copied()
+            .filter(|i| dag.nodes[*i].gpus == [g])
+            .collect();
+        if on.is_empty() {
+            return;
         }
-        let _ = writeln!(s, "  }}");
+        let d = &dag.devices[g as usize];
+        let _ = writeln!(self.s, "      subgraph cluster_{}_g{g} {{", phase.name());
+        let _ = writeln!(
+            self.s,
+            "        label=\"GPU {g} (node {} · local {})\"; style=rounded; color=\"#cccccc\";",
+            d.node, d.local
+        );
+        for i in on {
+            self.node("        ", i);
+        }
+        let _ = writeln!(self.s, "      }}");
     }
-    for (a, b, bytes) in &v.edges {
-        let _ = writeln!(s, "  n{a} -> n{b} [label=\"{bytes}\"];");
-    }
-    let _ = writeln!(s, "}}");
-    s
 }
 
+/// A string quoted for a Mermaid label.
 fn mermaid_escape(s: &str) -> String {
     s.replace('"', "#quot;")
 }
@@ -483,19 +616,12 @@ pub fn to_mermaid(dag: &Dag, opts: ViewOptions) -> String {
                 mermaid_escape(&stage_title(dag, st))
             );
             let _ = writeln!(s, "      direction TB");
-            for &i in v.nodes.iter().filter(|i| {
-                let x = &dag.nodes[**i];
-                x.phase == p.phase && x.stage == st as u32 && x.role != Role::PpTransfer
-            }) {
+            for i in stage_nodes(dag, &v, p.phase, st) {
                 node_line(&mut s, "      ", i);
             }
             let _ = writeln!(s, "    end");
         }
-        for &i in v
-            .nodes
-            .iter()
-            .filter(|i| dag.nodes[**i].phase == p.phase && dag.nodes[**i].role == Role::PpTransfer)
-        {
+        for i in transfer_nodes(dag, &v, p.phase) {
             node_line(&mut s, "    ", i);
         }
         let _ = writeln!(s, "  end");

@@ -180,6 +180,7 @@ pub struct TimeByBound {
 }
 
 impl TimeByBound {
+    /// An op's time, all of it under its bound but the fixed overhead.
     fn of(op: &Op) -> Self {
         let mut t = TimeByBound::default();
         let work = op.time - op.overhead;
@@ -480,6 +481,7 @@ enum Class {
     Comm(Role, Collective, GroupKind),
 }
 
+/// How an op of `kind` is placed: by its role and placement in `ops.rs`.
 fn classify(kind: OpKind) -> Class {
     match (kind.role(), kind.placement()) {
         (Role::Experts, _) => Class::Experts,
@@ -511,14 +513,14 @@ fn data_order(ops: &[Op]) -> Vec<&Op> {
     out
 }
 
+/// Builds the graph of one replica step by step, chaining each step to the
+/// previous one on the GPUs they share.
 struct Builder<'a> {
     model: &'a Model,
     opts: &'a DagOptions,
     per_stage: u32,
-    /// Group indices: tp[stage][dp·cp + cp], ep[stage][edp], pp[stage][position].
-    tp_groups: Vec<Vec<usize>>,
-    ep_groups: Vec<Vec<usize>>,
-    pp_groups: Vec<Vec<usize>>,
+    /// The groups of each stage, by kind.
+    stage_groups: StageGroups,
     /// Node indices of the previous step of the chain.
     prev: Vec<usize>,
     /// GPU → node of the step being connected.
@@ -527,6 +529,7 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
+    /// A graph of the replica with its stages, GPUs and groups, and no node yet.
     fn new(
         m: &'a Model,
         gpus_per_node: u32,
@@ -543,97 +546,15 @@ impl<'a> Builder<'a> {
         } else {
             0
         };
-        let per_rank = n_slots / l.ep.max(1);
-        let devices: Vec<Device> = (0..n_gpus)
-            .map(|id| {
-                let mut d = device(&l, gpus_per_node, id);
-                if n_slots > 0 {
-                    d.slots = (d.ep * per_rank..(d.ep + 1) * per_rank).collect();
-                }
-                d
-            })
-            .collect();
-        let mut groups = Vec::new();
-        let mut group = |id: String, kind, stage: u32, gpus: Vec<u32>| {
-            let first = gpus[0] / gpus_per_node.max(1);
-            let crosses_nodes = gpus.iter().any(|g| g / gpus_per_node.max(1) != first);
-            groups.push(Group {
-                id,
-                kind,
-                stage,
-                gpus,
-                crosses_nodes,
-            });
-            groups.len() - 1
-        };
-        let stage_devs = |s: u32| devices.iter().filter(move |d| d.stage == s);
-        let mut tp_groups = Vec::new();
-        let mut ep_groups = Vec::new();
-        let mut pp_groups = Vec::new();
-        for s in 0..ranges.len() as u32 {
-            let mut tp = Vec::new();
-            for dp in 0..l.dp {
-                for cp in 0..l.cp {
-                    let gpus = stage_devs(s)
-                        .filter(|d| d.dp == dp && d.cp == cp)
-                        .map(|d| d.id)
-                        .collect();
-                    tp.push(group(
-                        format!("tp.s{s}.dp{dp}.cp{cp}"),
-                        GroupKind::Tp,
-                        s,
-                        gpus,
-                    ));
-                }
-            }
-            tp_groups.push(tp);
-            let mut ep = Vec::new();
-            for edp in 0..l.edp() {
-                let gpus = stage_devs(s)
-                    .filter(|d| d.edp == edp)
-                    .map(|d| d.id)
-                    .collect();
-                ep.push(group(format!("ep.s{s}.edp{edp}"), GroupKind::Ep, s, gpus));
-            }
-            ep_groups.push(ep);
-            let mut pp = Vec::new();
-            if (s as usize) + 1 < ranges.len() {
-                for r in 0..per_stage {
-                    let a = s * per_stage + r;
-                    pp.push(group(
-                        format!("pp.s{s}.r{r}"),
-                        GroupKind::Pp,
-                        s,
-                        vec![a, a + per_stage],
-                    ));
-                }
-            }
-            pp_groups.push(pp);
-        }
-        let stages = ranges
-            .iter()
-            .enumerate()
-            .map(|(s, r)| StageInfo {
-                stage: s as u32,
-                first_layer: r.start as u32,
-                end_layer: r.end as u32,
-                gpus: (s as u32 * per_stage..(s as u32 + 1) * per_stage).collect(),
-            })
-            .collect();
-        let moe_layers = m
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| x.ffn == Ffn::Moe)
-            .map(|(i, _)| i as u32)
-            .collect();
+        let devices = devices_of(&l, gpus_per_node, n_gpus, n_slots);
+        let GroupTable {
+            groups, by_stage, ..
+        } = GroupTable::of(&l, &devices, gpus_per_node, ranges.len() as u32);
         Builder {
             model: m,
             opts,
             per_stage,
-            tp_groups,
-            ep_groups,
-            pp_groups,
+            stage_groups: by_stage,
             prev: Vec::new(),
             owner: vec![usize::MAX; n_gpus as usize],
             dag: Dag {
@@ -644,11 +565,11 @@ impl<'a> Builder<'a> {
                 granularity: opts.granularity,
                 expanded: opts.expand,
                 n_layers: m.n_layers() as u32,
-                moe_layers,
+                moe_layers: moe_layers(m),
                 n_experts,
                 n_slots,
                 load_imbalance: 0.0,
-                stages,
+                stages: stage_infos(&ranges, per_stage),
                 phases: Vec::new(),
                 devices,
                 groups,
@@ -658,6 +579,7 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The GPUs of stage `s`.
     fn stage_gpus(&self, s: u32) -> Vec<u32> {
         (s * self.per_stage..(s + 1) * self.per_stage).collect()
     }
@@ -695,20 +617,15 @@ impl<'a> Builder<'a> {
         self.prev = next;
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Adds node `id` doing `work` at `at` on `gpus` (over the groups of
+    /// `comm` for a communication node) and returns its index.
     fn push(
         &mut self,
         id: String,
-        phase: Phase,
-        stage: u32,
-        layer: Option<u32>,
-        op: &str,
-        role: Role,
+        at: &At,
+        work: &Work,
         gpus: Vec<u32>,
         comm: Option<(Collective, Vec<usize>)>,
-        cost: (Seconds, Flop, Bytes, TimeByBound),
-        out_bytes: Bytes,
-        layer_pos: u32,
     ) -> usize {
         let (collective, groups) = match comm {
             Some((c, g)) => (
@@ -724,19 +641,24 @@ impl<'a> Builder<'a> {
         } else {
             gpus.len() as u32
         };
-        let (time_s, flop, bytes, split) = cost;
+        let Cost {
+            time_s,
+            flop,
+            bytes,
+            split,
+        } = work.cost;
         self.dag.nodes.push(Node {
             id,
-            phase,
-            stage,
-            layer,
-            op: op.to_string(),
+            phase: at.phase,
+            stage: at.stage,
+            layer: at.layer,
+            op: work.op.to_string(),
             kind: if collective.is_some() {
                 NodeKind::Communication
             } else {
                 NodeKind::Compute
             },
-            role,
+            role: work.role,
             gpus,
             multiplicity,
             collective,
@@ -749,87 +671,33 @@ impl<'a> Builder<'a> {
             bytes,
             bound: split.dominant(),
             time_by_bound: split,
-            out_bytes,
-            layer_pos,
+            out_bytes: work.out_bytes,
+            layer_pos: at.pos,
         });
         self.dag.nodes.len() - 1
     }
 
-    /// One step of the chain run by every GPU of stage `s` (one node, or one per GPU).
-    #[allow(clippy::too_many_arguments)]
-    fn compute_step(
-        &mut self,
-        prefix: &str,
-        phase: Phase,
-        s: u32,
-        layer: Option<u32>,
-        op: &str,
-        role: Role,
-        cost: (Seconds, Flop, Bytes, TimeByBound),
-        out_bytes: Bytes,
-        pos: u32,
-    ) {
-        let gpus = self.stage_gpus(s);
-        let ids: Vec<usize> = if self.opts.expand {
+    /// Compute nodes named `base` on `gpus`: one, or one per GPU (`base/gG`) when expanded.
+    fn compute_nodes(&mut self, base: &str, at: &At, work: &Work, gpus: Vec<u32>) -> Vec<usize> {
+        if self.opts.expand {
             gpus.iter()
-                .map(|&g| {
-                    self.push(
-                        format!("{prefix}/{op}/g{g}"),
-                        phase,
-                        s,
-                        layer,
-                        op,
-                        role,
-                        vec![g],
-                        None,
-                        cost,
-                        out_bytes,
-                        pos,
-                    )
-                })
+                .map(|&g| self.push(format!("{base}/g{g}"), at, work, vec![g], None))
                 .collect()
         } else {
-            vec![self.push(
-                format!("{prefix}/{op}"),
-                phase,
-                s,
-                layer,
-                op,
-                role,
-                gpus,
-                None,
-                cost,
-                out_bytes,
-                pos,
-            )]
-        };
-        self.link(ids);
-    }
-
-    fn groups_of(&self, kind: GroupKind, s: u32) -> Vec<usize> {
-        match kind {
-            GroupKind::Tp => self.tp_groups[s as usize].clone(),
-            GroupKind::Ep => self.ep_groups[s as usize].clone(),
-            GroupKind::Pp => self.pp_groups[s as usize].clone(),
+            vec![self.push(base.to_string(), at, work, gpus, None)]
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn comm_step(
-        &mut self,
-        prefix: &str,
-        phase: Phase,
-        s: u32,
-        layer: Option<u32>,
-        op: &str,
-        role: Role,
-        collective: Collective,
-        kind: GroupKind,
-        cost: (Seconds, Flop, Bytes, TimeByBound),
-        out_bytes: Bytes,
-        pos: u32,
-    ) {
-        let groups = self.groups_of(kind, s);
+    /// One step of the chain run by every GPU of the stage (one node, or one per GPU).
+    fn compute_step(&mut self, at: &At, work: &Work) {
+        let gpus = self.stage_gpus(at.stage);
+        let ids = self.compute_nodes(&format!("{}/{}", at.prefix, work.op), at, work, gpus);
+        self.link(ids);
+    }
+
+    /// One collective over every `kind` group of the stage (one node, or one per group).
+    fn comm_step(&mut self, at: &At, work: &Work, collective: Collective, kind: GroupKind) {
+        let groups = self.stage_groups.of(kind, at.stage);
         let sets: Vec<Vec<usize>> = if self.opts.expand {
             groups.iter().map(|g| vec![*g]).collect()
         } else {
@@ -844,73 +712,29 @@ impl<'a> Builder<'a> {
             gpus.sort_unstable();
             gpus.dedup();
             let id = if self.opts.expand {
-                format!("{prefix}/{op}/{}", self.dag.groups[set[0]].id)
+                format!("{}/{}/{}", at.prefix, work.op, self.dag.groups[set[0]].id)
             } else {
-                format!("{prefix}/{op}")
+                format!("{}/{}", at.prefix, work.op)
             };
-            ids.push(self.push(
-                id,
-                phase,
-                s,
-                layer,
-                op,
-                role,
-                gpus,
-                Some((collective, set)),
-                cost,
-                out_bytes,
-                pos,
-            ));
+            ids.push(self.push(id, at, work, gpus, Some((collective, set))));
         }
         self.link(ids);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn expert_step(
-        &mut self,
-        prefix: &str,
-        phase: Phase,
-        s: u32,
-        layer: Option<u32>,
-        op: &str,
-        cost: (Seconds, Flop, Bytes, TimeByBound),
-        out_bytes: Bytes,
-        pos: u32,
-    ) {
+    /// The expert GEMMs of each EP rank of the stage, with the slots it hosts.
+    fn expert_step(&mut self, at: &At, work: &Work) {
         let l = self.dag.layout;
         let per_rank = self.dag.n_slots / l.ep.max(1);
         let n_experts = self.dag.n_experts.max(1);
         let mut ids = Vec::new();
         for r in 0..l.ep {
             let gpus: Vec<u32> = self
-                .stage_gpus(s)
+                .stage_gpus(at.stage)
                 .into_iter()
                 .filter(|g| self.dag.devices[*g as usize].ep == r)
                 .collect();
-            let sets: Vec<Vec<u32>> = if self.opts.expand {
-                gpus.iter().map(|g| vec![*g]).collect()
-            } else {
-                vec![gpus]
-            };
-            for set in sets {
-                let id = if self.opts.expand {
-                    format!("{prefix}/{op}/ep{r}/g{}", set[0])
-                } else {
-                    format!("{prefix}/{op}/ep{r}")
-                };
-                let n = self.push(
-                    id,
-                    phase,
-                    s,
-                    layer,
-                    op,
-                    Role::Experts,
-                    set,
-                    None,
-                    cost,
-                    out_bytes,
-                    pos,
-                );
+            let base = format!("{}/{}/ep{r}", at.prefix, work.op);
+            for n in self.compute_nodes(&base, at, work, gpus) {
                 let slots: Vec<u32> = (r * per_rank..(r + 1) * per_rank).collect();
                 let node = &mut self.dag.nodes[n];
                 node.ep_rank = Some(r);
@@ -935,164 +759,396 @@ impl<'a> Builder<'a> {
         (Bytes(t * h * 2.0), Bytes(rows * h * 2.0))
     }
 
-    /// The ops of one part (a layer, the embedding, the head) as steps.
-    #[allow(clippy::too_many_arguments)]
-    fn part(
-        &mut self,
-        prefix: &str,
-        phase: Phase,
-        s: u32,
-        layer: Option<u32>,
-        ops: &[Op],
-        label: &str,
-        shape: &StepShape,
-    ) {
-        let (hidden, rows) = self.activations(shape);
-        let cost_of = |op: &Op| (op.time, op.flop, op.bytes, TimeByBound::of(op));
-        if self.opts.granularity == Granularity::Layer {
-            let mut split = TimeByBound::default();
-            let (mut time, mut flop, mut bytes) = (Seconds::ZERO, Flop::ZERO, Bytes::ZERO);
-            for op in ops {
-                time += op.time;
-                flop += op.flop;
-                bytes += op.bytes;
-                split.add(&TimeByBound::of(op));
-            }
-            let role = match label {
-                "embedding" => Role::Embedding,
-                "lm_head" => Role::LmHead,
-                _ => Role::Layer,
-            };
-            self.compute_step(
-                prefix,
-                phase,
-                s,
-                layer,
-                label,
-                role,
-                (time, flop, bytes, split),
-                hidden,
-                0,
-            );
-            return;
+    /// The ops of one part of a stage as steps: one node, or one per op.
+    fn part(&mut self, at: &At, ops: &[Op], part: Part, shape: &StepShape) {
+        match self.opts.granularity {
+            Granularity::Layer => self.part_step(at, ops, part, shape),
+            Granularity::Op => self.op_steps(at, ops, shape),
         }
-        let vocab = self.model.vocab_size as f64;
-        let tp = self.dag.layout.tp as f64;
+    }
+
+    /// A whole part as one compute step, its ops' costs summed in order.
+    fn part_step(&mut self, at: &At, ops: &[Op], part: Part, shape: &StepShape) {
+        let (hidden, _) = self.activations(shape);
+        let work = Work {
+            op: part.name(),
+            role: part.role(),
+            cost: Cost::sum(ops),
+            out_bytes: hidden,
+        };
+        self.compute_step(&At { pos: 0, ..*at }, &work);
+    }
+
+    /// Each op of a part as its own step, in data order.
+    fn op_steps(&mut self, at: &At, ops: &[Op], shape: &StepShape) {
+        let activations = self.activations(shape);
         for (pos, op) in data_order(ops).into_iter().enumerate() {
-            let pos = pos as u32;
-            let rows_sampled = if phase == Phase::Decode {
-                shape.decode_seqs
-            } else {
-                shape.sampled()
-            }
-            .max(1.0);
-            let out = match op.kind {
-                OpKind::EpDispatch | OpKind::DpAllGather | OpKind::MoeExperts => rows,
-                OpKind::LmHead => Bytes(rows_sampled * vocab / tp * 4.0),
-                OpKind::LogitsAllGather => Bytes(rows_sampled * vocab * 4.0),
-                _ => hidden,
+            let at = At {
+                pos: pos as u32,
+                ..*at
             };
-            let name = op.kind.name();
+            let out_bytes = self.handed_on(op.kind, at.phase, shape, activations);
+            let work = |role| Work {
+                op: op.kind.name(),
+                role,
+                cost: Cost::of(op),
+                out_bytes,
+            };
             match classify(op.kind) {
-                Class::Compute(role) => {
-                    self.compute_step(prefix, phase, s, layer, name, role, cost_of(op), out, pos)
-                }
-                Class::Experts => {
-                    self.expert_step(prefix, phase, s, layer, name, cost_of(op), out, pos)
-                }
-                Class::Comm(role, c, kind) => self.comm_step(
-                    prefix,
-                    phase,
-                    s,
-                    layer,
-                    name,
-                    role,
-                    c,
-                    kind,
-                    cost_of(op),
-                    out,
-                    pos,
-                ),
+                Class::Compute(role) => self.compute_step(&at, &work(role)),
+                Class::Experts => self.expert_step(&at, &work(Role::Experts)),
+                Class::Comm(role, c, kind) => self.comm_step(&at, &work(role), c, kind),
             }
         }
     }
 
+    /// Bytes an op of `kind` hands to each successor per GPU: the routed rows
+    /// around the experts, the logits after the LM head, else the hidden state.
+    fn handed_on(
+        &self,
+        kind: OpKind,
+        phase: Phase,
+        shape: &StepShape,
+        (hidden, rows): (Bytes, Bytes),
+    ) -> Bytes {
+        let vocab = self.model.vocab_size as f64;
+        let tp = self.dag.layout.tp as f64;
+        let rows_sampled = match phase {
+            Phase::Decode => shape.decode_seqs,
+            Phase::Prefill => shape.sampled(),
+        }
+        .max(1.0);
+        match kind {
+            OpKind::EpDispatch | OpKind::DpAllGather | OpKind::MoeExperts => rows,
+            OpKind::LmHead => Bytes(rows_sampled * vocab / tp * 4.0),
+            OpKind::LogitsAllGather => Bytes(rows_sampled * vocab * 4.0),
+            _ => hidden,
+        }
+    }
+
+    /// The steps of one phase: every stage in order.
     fn phase(&mut self, ctx: &CostContext, phase: Phase, shape: &StepShape, step: &StepCost) {
         self.prev.clear();
+        for s in 0..self.dag.stages.len() {
+            self.stage(ctx, phase, s, shape, step);
+        }
+    }
+
+    /// The steps of stage `s`: embedding (first stage), layers, LM head (last
+    /// stage), then the PP transfer to the next stage.
+    fn stage(
+        &mut self,
+        ctx: &CostContext,
+        phase: Phase,
+        s: usize,
+        shape: &StepShape,
+        step: &StepCost,
+    ) {
         let n = self.dag.stages.len();
         let p = phase.name();
-        for s in 0..n {
-            let parts = ctx.stage_parts(s, shape);
-            let extra: Vec<&Vec<Op>> = parts
-                .iter()
-                .filter(|x| x.0.is_none())
-                .map(|x| &x.1)
-                .collect();
-            let (emb, head) = match (s == 0, s + 1 == n) {
-                (true, true) => (extra.first(), extra.get(1)),
-                (true, false) => (extra.first(), None),
-                (false, true) => (None, extra.first()),
-                (false, false) => (None, None),
-            };
-            let st = s as u32;
-            if let Some(ops) = emb {
-                self.part(
-                    &format!("{p}/s{st}"),
-                    phase,
-                    st,
-                    None,
-                    ops,
-                    "embedding",
-                    shape,
-                );
-            }
-            let range = self.dag.stages[s].first_layer..self.dag.stages[s].end_layer;
-            for li in range {
-                let layer = self.model.layers[li as usize];
-                if let Some((_, ops)) = parts.iter().find(|x| x.0 == Some(layer)) {
-                    self.part(
-                        &format!("{p}/s{st}/L{li}"),
-                        phase,
-                        st,
-                        Some(li),
-                        ops,
-                        "layer",
-                        shape,
-                    );
-                }
-            }
-            if let Some(ops) = head {
-                self.part(
-                    &format!("{p}/s{st}"),
-                    phase,
-                    st,
-                    None,
-                    ops,
-                    "lm_head",
-                    shape,
-                );
-            }
-            if s + 1 < n {
-                let (hidden, _) = self.activations(shape);
-                let t = step.stage_transfer;
-                let split = TimeByBound {
-                    communication_s: t,
-                    ..TimeByBound::default()
+        let parts = ctx.stage_parts(s, shape);
+        let extra: Vec<&Vec<Op>> = parts
+            .iter()
+            .filter(|x| x.0.is_none())
+            .map(|x| &x.1)
+            .collect();
+        let (emb, head) = match (s == 0, s + 1 == n) {
+            (true, true) => (extra.first(), extra.get(1)),
+            (true, false) => (extra.first(), None),
+            (false, true) => (None, extra.first()),
+            (false, false) => (None, None),
+        };
+        let st = s as u32;
+        let prefix = format!("{p}/s{st}");
+        let at = At {
+            prefix: &prefix,
+            phase,
+            stage: st,
+            layer: None,
+            pos: 0,
+        };
+        if let Some(ops) = emb {
+            self.part(&at, ops, Part::Embedding, shape);
+        }
+        let range = self.dag.stages[s].first_layer..self.dag.stages[s].end_layer;
+        for li in range {
+            let layer = self.model.layers[li as usize];
+            if let Some((_, ops)) = parts.iter().find(|x| x.0 == Some(layer)) {
+                let prefix = format!("{p}/s{st}/L{li}");
+                let at = At {
+                    prefix: &prefix,
+                    layer: Some(li),
+                    ..at
                 };
-                self.comm_step(
-                    &format!("{p}/s{st}"),
-                    phase,
-                    st,
-                    None,
-                    "pp_send_recv",
-                    Role::PpTransfer,
-                    Collective::SendRecv,
-                    GroupKind::Pp,
-                    (t, Flop::ZERO, hidden, split),
-                    hidden,
-                    0,
-                );
+                self.part(&at, ops, Part::Layer, shape);
             }
         }
+        if let Some(ops) = head {
+            self.part(&at, ops, Part::LmHead, shape);
+        }
+        if s + 1 < n {
+            self.pp_transfer(&at, shape, step);
+        }
+    }
+
+    /// The PP send/recv of the hidden state from the stage to the next.
+    fn pp_transfer(&mut self, at: &At, shape: &StepShape, step: &StepCost) {
+        let (hidden, _) = self.activations(shape);
+        let t = step.stage_transfer;
+        let split = TimeByBound {
+            communication_s: t,
+            ..TimeByBound::default()
+        };
+        let work = Work {
+            op: "pp_send_recv",
+            role: Role::PpTransfer,
+            cost: Cost {
+                time_s: t,
+                flop: Flop::ZERO,
+                bytes: hidden,
+                split,
+            },
+            out_bytes: hidden,
+        };
+        self.comm_step(at, &work, Collective::SendRecv, GroupKind::Pp);
+    }
+}
+
+/// A part of a stage: the embedding, a layer, or the LM head (and sampling).
+#[derive(Clone, Copy)]
+enum Part {
+    Embedding,
+    Layer,
+    LmHead,
+}
+
+impl Part {
+    /// The op name of its node at layer granularity.
+    fn name(self) -> &'static str {
+        match self {
+            Part::Embedding => "embedding",
+            Part::Layer => "layer",
+            Part::LmHead => "lm_head",
+        }
+    }
+
+    /// The role of its node at layer granularity.
+    fn role(self) -> Role {
+        match self {
+            Part::Embedding => Role::Embedding,
+            Part::Layer => Role::Layer,
+            Part::LmHead => Role::LmHead,
+        }
+    }
+}
+
+/// Where a step of the chain sits: its node ids' prefix, phase, stage, layer
+/// and position in the layer.
+#[derive(Clone, Copy)]
+struct At<'p> {
+    prefix: &'p str,
+    phase: Phase,
+    stage: u32,
+    layer: Option<u32>,
+    pos: u32,
+}
+
+/// What a step does: its op, role, the cost of one instance and the bytes it hands on.
+struct Work<'o> {
+    op: &'o str,
+    role: Role,
+    cost: Cost,
+    out_bytes: Bytes,
+}
+
+/// The cost of one instance of a node.
+#[derive(Clone, Copy)]
+struct Cost {
+    time_s: Seconds,
+    flop: Flop,
+    bytes: Bytes,
+    split: TimeByBound,
+}
+
+impl Cost {
+    /// The cost of an op of `ops.rs`.
+    fn of(op: &Op) -> Self {
+        Cost {
+            time_s: op.time,
+            flop: op.flop,
+            bytes: op.bytes,
+            split: TimeByBound::of(op),
+        }
+    }
+
+    /// The summed cost of `ops`, added in order.
+    fn sum(ops: &[Op]) -> Self {
+        let mut split = TimeByBound::default();
+        let (mut time_s, mut flop, mut bytes) = (Seconds::ZERO, Flop::ZERO, Bytes::ZERO);
+        for op in ops {
+            time_s += op.time;
+            flop += op.flop;
+            bytes += op.bytes;
+            split.add(&TimeByBound::of(op));
+        }
+        Cost {
+            time_s,
+            flop,
+            bytes,
+            split,
+        }
+    }
+}
+
+/// The GPUs of a replica of `n_gpus`, each with the expert slots it hosts.
+fn devices_of(l: &Layout, gpus_per_node: u32, n_gpus: u32, n_slots: u32) -> Vec<Device> {
+    let per_rank = n_slots / l.ep.max(1);
+    (0..n_gpus)
+        .map(|id| {
+            let mut d = device(l, gpus_per_node, id);
+            if n_slots > 0 {
+                d.slots = (d.ep * per_rank..(d.ep + 1) * per_rank).collect();
+            }
+            d
+        })
+        .collect()
+}
+
+/// The stages of a replica: their layer ranges and GPUs.
+fn stage_infos(ranges: &[std::ops::Range<usize>], per_stage: u32) -> Vec<StageInfo> {
+    ranges
+        .iter()
+        .enumerate()
+        .map(|(s, r)| StageInfo {
+            stage: s as u32,
+            first_layer: r.start as u32,
+            end_layer: r.end as u32,
+            gpus: (s as u32 * per_stage..(s as u32 + 1) * per_stage).collect(),
+        })
+        .collect()
+}
+
+/// The indices of the MoE layers of a model.
+fn moe_layers(m: &Model) -> Vec<u32> {
+    m.layers
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.ffn == Ffn::Moe)
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// Group indices of each stage: tp[stage][dp·cp + cp], ep[stage][edp], pp[stage][position].
+struct StageGroups {
+    tp: Vec<Vec<usize>>,
+    ep: Vec<Vec<usize>>,
+    pp: Vec<Vec<usize>>,
+}
+
+impl StageGroups {
+    /// The groups of `kind` on stage `s`.
+    fn of(&self, kind: GroupKind, s: u32) -> Vec<usize> {
+        match kind {
+            GroupKind::Tp => self.tp[s as usize].clone(),
+            GroupKind::Ep => self.ep[s as usize].clone(),
+            GroupKind::Pp => self.pp[s as usize].clone(),
+        }
+    }
+}
+
+/// The communication groups of a replica, in the order they are made, and
+/// each stage's by kind.
+struct GroupTable<'d> {
+    devices: &'d [Device],
+    gpus_per_node: u32,
+    groups: Vec<Group>,
+    by_stage: StageGroups,
+}
+
+impl<'d> GroupTable<'d> {
+    /// The groups of every stage, stage by stage: TP, then EP, then PP.
+    fn of(l: &Layout, devices: &'d [Device], gpus_per_node: u32, n_stages: u32) -> Self {
+        let mut t = GroupTable {
+            devices,
+            gpus_per_node,
+            groups: Vec::new(),
+            by_stage: StageGroups {
+                tp: Vec::new(),
+                ep: Vec::new(),
+                pp: Vec::new(),
+            },
+        };
+        for s in 0..n_stages {
+            let tp = t.tp_groups(l, s);
+            t.by_stage.tp.push(tp);
+            let ep = t.ep_groups(l, s);
+            t.by_stage.ep.push(ep);
+            let pp = t.pp_groups(l, s, n_stages);
+            t.by_stage.pp.push(pp);
+        }
+        t
+    }
+
+    /// Adds a group and returns its index.
+    fn add(&mut self, id: String, kind: GroupKind, stage: u32, gpus: Vec<u32>) -> usize {
+        let first = gpus[0] / self.gpus_per_node.max(1);
+        let crosses_nodes = gpus.iter().any(|g| g / self.gpus_per_node.max(1) != first);
+        self.groups.push(Group {
+            id,
+            kind,
+            stage,
+            gpus,
+            crosses_nodes,
+        });
+        self.groups.len() - 1
+    }
+
+    /// The ids of the GPUs of stage `s` that `keep` picks.
+    fn stage_gpus(&self, s: u32, keep: impl Fn(&Device) -> bool) -> Vec<u32> {
+        self.devices
+            .iter()
+            .filter(|d| d.stage == s && keep(d))
+            .map(|d| d.id)
+            .collect()
+    }
+
+    /// The TP groups of stage `s`: one per (dp, cp) ranks.
+    fn tp_groups(&mut self, l: &Layout, s: u32) -> Vec<usize> {
+        let mut tp = Vec::new();
+        for dp in 0..l.dp {
+            for cp in 0..l.cp {
+                let gpus = self.stage_gpus(s, |d| d.dp == dp && d.cp == cp);
+                tp.push(self.add(format!("tp.s{s}.dp{dp}.cp{cp}"), GroupKind::Tp, s, gpus));
+            }
+        }
+        tp
+    }
+
+    /// The EP groups of stage `s`: one per expert-DP rank.
+    fn ep_groups(&mut self, l: &Layout, s: u32) -> Vec<usize> {
+        let mut ep = Vec::new();
+        for edp in 0..l.edp() {
+            let gpus = self.stage_gpus(s, |d| d.edp == edp);
+            ep.push(self.add(format!("ep.s{s}.edp{edp}"), GroupKind::Ep, s, gpus));
+        }
+        ep
+    }
+
+    /// The PP pairs from stage `s` to the next: one per GPU position (none on the last stage).
+    fn pp_groups(&mut self, l: &Layout, s: u32, n_stages: u32) -> Vec<usize> {
+        let per_stage = l.gpus_per_stage();
+        let mut pp = Vec::new();
+        if s + 1 < n_stages {
+            for r in 0..per_stage {
+                let a = s * per_stage + r;
+                pp.push(self.add(
+                    format!("pp.s{s}.r{r}"),
+                    GroupKind::Pp,
+                    s,
+                    vec![a, a + per_stage],
+                ));
+            }
+        }
+        pp
     }
 }
