@@ -156,7 +156,7 @@ impl Source {
             )
         };
         match self.format {
-            Format::Json => serde_json::from_str::<Value>(&self.text).map_err(|e| {
+            Format::Json => parse_json(&self.text).map_err(|e| {
                 let offset = byte_offset_of(&self.text, e.line(), e.column());
                 let hint = if e.is_eof() {
                     "the file ends early: is it truncated, or is a closing bracket missing?"
@@ -190,6 +190,54 @@ impl Source {
             }),
         }
     }
+}
+
+/// JSON as Python's `json` module writes it: the literals `NaN`, `Infinity`
+/// and `-Infinity` that `transformers` configs can hold (Nemotron-H's
+/// `time_step_limit`) are read as null, ±1e308 (the largest finite
+/// magnitudes a config needs); everything else is strict JSON.
+fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<Value>(text).or_else(|e| match python_literals(text) {
+        Some(fixed) => serde_json::from_str::<Value>(&fixed).map_err(|_| e),
+        None => Err(e),
+    })
+}
+
+/// `text` with Python's non-finite literals outside strings replaced by
+/// JSON of the same length where possible (`Infinity` → `1e308   `), so
+/// error locations stay put; `None` when there are none.
+fn python_literals(text: &str) -> Option<String> {
+    const SUBS: [(&str, &str); 3] = [
+        ("-Infinity", "-1e308   "),
+        ("Infinity", "1e308   "),
+        ("NaN", "null"),
+    ];
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped, mut found) = (false, false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some((lit, sub)) = SUBS.iter().find(|(lit, _)| rest.starts_with(lit)) {
+            let after = rest[lit.len()..].chars().next();
+            if !after.is_some_and(|a| a.is_alphanumeric() || a == '_') {
+                out.push_str(sub);
+                rest = &rest[lit.len()..];
+                found = true;
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    found.then_some(out)
 }
 
 fn first_line(s: &str) -> &str {
@@ -326,5 +374,22 @@ mod tests {
     #[test]
     fn offsets_from_line_and_column() {
         assert_eq!(offset_of("ab\ncd\n", 2, 2), 4);
+    }
+
+    /// Python's `json.dumps` writes `Infinity`, `-Infinity` and `NaN`
+    /// (Nemotron-H's `time_step_limit: [0.0, Infinity]`); they are read,
+    /// inside strings they are text, and a real syntax error still fails.
+    #[test]
+    fn python_non_finite_literals_are_read() {
+        let text = r#"{"a": [0.0, Infinity, -Infinity], "b": NaN, "c": "NaN Infinity"}"#;
+        let v = parse_json(text).expect("Python's literals parse");
+        assert_eq!(v["a"][1].as_f64(), Some(1e308));
+        assert_eq!(v["a"][2].as_f64(), Some(-1e308));
+        assert!(v["b"].is_null());
+        assert_eq!(v["c"], "NaN Infinity");
+        assert_eq!(python_literals(text).unwrap().len(), text.len() + 1);
+        assert!(parse_json(r#"{"a": Infinityx}"#).is_err());
+        assert!(parse_json(r#"{"a": [1, Infinity}"#).is_err());
+        assert!(python_literals(r#"{"a": "Infinity"}"#).is_none());
     }
 }
