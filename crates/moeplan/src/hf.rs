@@ -80,6 +80,14 @@ impl Cfg<'_> {
             },
         }
     }
+    /// A size where the published value 0 means "none" (Qwen3-Coder's
+    /// `shared_expert_intermediate_size: 0`: no shared expert).
+    fn size_or_none(&self, key: &str, pr: &mut Problems) -> u64 {
+        match self.obj.get(key).and_then(Value::as_u64) {
+            Some(0) => 0,
+            _ => self.opt_u64(key, pr).unwrap_or(0),
+        }
+    }
     fn u64(&self, key: &str, pr: &mut Problems) -> u64 {
         self.opt_u64(key, pr).unwrap_or_else(|| {
             pr.push(
@@ -124,7 +132,9 @@ pub fn load(source: &Source) -> Result<Model, SpecError> {
     }
 }
 
-/// The model's name from its path: the parent folder for `.../Name/config.json`.
+/// The model's name from its path: the parent folder for `.../Name/config.json`,
+/// and the Hugging Face id for a file named after it
+/// (`org--name_config.json` → `org/name`).
 fn model_name(path: &str) -> String {
     let p = std::path::Path::new(path);
     let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
@@ -137,7 +147,10 @@ fn model_name(path: &str) -> String {
             return parent.to_string();
         }
     }
-    stem.to_string()
+    match stem.strip_suffix("_config") {
+        Some(id) if id.contains("--") => id.replacen("--", "/", 1),
+        _ => stem.to_string(),
+    }
 }
 
 /// Builds a model from a parsed config, collecting problems.
@@ -331,9 +344,7 @@ fn mixtral_like(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
 
 fn qwen_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base(c, arch, pr);
-    let shared = c
-        .opt_u64("shared_expert_intermediate_size", pr)
-        .unwrap_or(0);
+    let shared = c.size_or_none("shared_expert_intermediate_size", pr);
     m.moe = Some(Moe {
         n_routed_experts: c.u64("num_experts", pr),
         experts_per_token: c.u64("num_experts_per_tok", pr),

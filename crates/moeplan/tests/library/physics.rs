@@ -85,6 +85,45 @@ fn qwen3_30b_is_30_5b() {
     ));
 }
 
+/// Qwen3-Coder-480B-A35B (`tests/fixtures/hf/`, its published config):
+/// `shared_expert_intermediate_size: 0` means no shared expert, not a bad
+/// size. 62 layers × 160 experts × 3 × 6144 × 2560 = 468.08B experts;
+/// attention 62 × (6144·12288·2 + 6144·1024·2) = 10.14B; router 62 ×
+/// 6144 × 160 = 0.06B; embedding and LM head 2 × 151936 × 6144 = 1.87B →
+/// 480.15B (published 480B). Active: 8 of 160 experts → 62 × 8 × 47.19M =
+/// 23.40B + 12.07B = 35.47B (published "A35B").
+#[test]
+fn qwen3_coder_480b_reads_zero_as_no_shared_expert() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/Qwen--Qwen3-Coder-480B-A35B-Instruct_config.json"
+    );
+    let m = catalog::resolve_model(path).expect("the published config loads");
+    assert_eq!(m.name, "Qwen/Qwen3-Coder-480B-A35B-Instruct");
+    assert_eq!(m.moe.as_ref().map(|x| x.n_shared_experts), Some(0));
+    let p = m.params();
+    assert!(within(p.total.0, 480e9, 0.01), "{}", p.total.0);
+    assert!(within(p.active.0, 35.47e9, 0.005), "{}", p.active.0);
+}
+
+/// Nemotron-H's published config holds Python's `Infinity`
+/// (`time_step_limit`): it is read, and the model is then refused for its
+/// architecture (hybrid Mamba-2, not costed yet), not as invalid JSON.
+#[test]
+fn nemotron_h_is_judged_by_its_architecture_not_its_json() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/nvidia--Nemotron-H-56B-Base-8K_config.json"
+    );
+    let e = catalog::resolve_model(path).expect_err("not supported yet");
+    let text = format!("{e:?}");
+    assert!(
+        text.contains("unsupported architecture `NemotronHForCausalLM`"),
+        "{text}"
+    );
+    assert!(!text.contains("invalid JSON"), "{text}");
+}
+
 /// gpt-oss-120b: 36 × 128 experts × (2880·5760 + 5760 + 2880·2880 + 2880)
 /// = 114.7B experts, attention with biases 0.96B, embedding + unembedding
 /// 2 × 201088 × 2880 = 1.16B → 116.83B (published 116.83B). OpenAI's 5.13B
