@@ -674,6 +674,7 @@ struct PoolMemories {
 }
 
 impl PoolMemories {
+    /// Both pools' memory at the requests each holds.
     fn of(inp: &DisaggInput) -> PoolMemories {
         let w = inp.workload;
         let (p, d) = (&inp.prefill, &inp.decode);

@@ -546,6 +546,7 @@ struct Figures {
 }
 
 impl Figures {
+    /// Throughput per GPU, load imbalance, ceilings and pure phases of an estimate.
     fn of(
         inp: &EstimateInput,
         load: &Load,
