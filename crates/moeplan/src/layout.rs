@@ -72,6 +72,23 @@ pub struct LayoutProblem {
     pub hint: String,
 }
 
+impl LayoutProblem {
+    /// A violation of `rule` on the degree `field`.
+    fn new(
+        rule: &'static str,
+        field: &'static str,
+        message: String,
+        hint: impl Into<String>,
+    ) -> Self {
+        LayoutProblem {
+            rule,
+            field,
+            message,
+            hint: hint.into(),
+        }
+    }
+}
+
 impl Layout {
     /// Each degree with its name, in the fixed order pp, tp, cp, dp, ep, etp.
     pub fn degrees(&self) -> [(&'static str, u32); 6] {
@@ -134,41 +151,62 @@ impl Layout {
         gpu: &Gpu,
         redundant_experts: u32,
     ) -> (Vec<LayoutProblem>, Vec<String>) {
-        let mut bad = Vec::new();
+        let mut bad = self.zero_degrees();
         let mut warn = Vec::new();
-        for (name, v) in self.degrees() {
-            if v == 0 {
-                bad.push(LayoutProblem {
-                    rule: "degree_zero",
-                    field: name,
-                    message: format!("{name} = 0"),
-                    hint: "every degree is at least 1".into(),
-                });
-            }
-        }
         if !bad.is_empty() {
             return (bad, warn);
         }
-        let mut push = |rule, field, message: String, hint: String| {
-            bad.push(LayoutProblem {
-                rule,
-                field,
-                message,
-                hint,
+        self.check_folding(&mut bad);
+        self.check_heads(m, &mut bad, &mut warn);
+        self.check_experts(m, redundant_experts, &mut bad);
+        let n_layers = m.n_layers() as u32;
+        if self.pp > n_layers {
+            bad.push(LayoutProblem::new(
+                "layers_pp",
+                "pp",
+                format!("pp = {} stages for {n_layers} layers", self.pp),
+                "at most one stage per layer",
+            ));
+        }
+        self.topology_warnings(gpu, &mut warn);
+        (bad, warn)
+    }
+
+    /// Every degree that is 0 (then no other rule is checked).
+    fn zero_degrees(&self) -> Vec<LayoutProblem> {
+        self.degrees()
+            .into_iter()
+            .filter(|&(_, v)| v == 0)
+            .map(|(name, _)| {
+                LayoutProblem::new(
+                    "degree_zero",
+                    name,
+                    format!("{name} = 0"),
+                    "every degree is at least 1",
+                )
             })
-        };
+            .collect()
+    }
+
+    /// The MoE split (ep·etp) folds onto the GPUs of a stage (tp·cp·dp).
+    fn check_folding(&self, bad: &mut Vec<LayoutProblem>) {
         let stage = self.gpus_per_stage();
         if !stage.is_multiple_of(self.ep * self.etp) {
-            push(
+            bad.push(LayoutProblem::new(
                 "folding",
                 "ep",
                 format!("a stage has tp·cp·dp = {}·{}·{} = {stage} GPUs, which ep·etp = {}·{} = {} does not divide", self.tp, self.cp, self.dp, self.ep, self.etp, self.ep * self.etp),
                 format!("the MoE split must fold onto the same GPUs as attention: choose ep·etp dividing {stage}"),
-            );
+            ));
         }
+    }
+
+    /// tp against the attention heads, the KV heads (split or replicated,
+    /// with a warning when replicated) and linear attention's heads.
+    fn check_heads(&self, m: &Model, bad: &mut Vec<LayoutProblem>, warn: &mut Vec<String>) {
         let heads = m.attention.n_heads() as u32;
         if heads % self.tp != 0 {
-            push(
+            bad.push(LayoutProblem::new(
                 "heads_tp",
                 "tp",
                 format!(
@@ -176,7 +214,7 @@ impl Layout {
                     self.tp
                 ),
                 format!("use a tp that divides {heads}"),
-            );
+            ));
         }
         if let Attention::Gqa { n_kv_heads, .. } = m.attention {
             let kv = n_kv_heads as u32;
@@ -186,76 +224,78 @@ impl Layout {
                 self.tp % kv == 0
             };
             if !ok {
-                push("kv_heads_tp", "tp", format!("{kv} KV heads cannot be split or replicated evenly over tp = {}", self.tp), "tp must divide the KV heads, or be a multiple of them (KV heads are then replicated)".into());
+                bad.push(LayoutProblem::new("kv_heads_tp", "tp", format!("{kv} KV heads cannot be split or replicated evenly over tp = {}", self.tp), "tp must divide the KV heads, or be a multiple of them (KV heads are then replicated)"));
             } else if self.tp > kv {
                 warn.push(format!("tp = {} exceeds the {kv} KV heads: each KV head is replicated on {} GPUs (its cache too)", self.tp, self.tp / kv));
             }
         }
         if let Some(la) = &m.linear_attention {
             if la.n_value_heads as u32 % self.tp != 0 || la.n_key_heads as u32 % self.tp != 0 {
-                push(
+                bad.push(LayoutProblem::new(
                     "linear_heads_tp",
                     "tp",
                     format!(
                         "linear attention has {} key / {} value heads, not divisible by tp = {}",
                         la.n_key_heads, la.n_value_heads, self.tp
                     ),
-                    "use a tp dividing both".into(),
-                );
+                    "use a tp dividing both",
+                ));
             }
         }
+    }
+
+    /// ep against the expert slots and etp against the expert width; on a
+    /// dense model, no ep and no redundant slots.
+    fn check_experts(&self, m: &Model, redundant_experts: u32, bad: &mut Vec<LayoutProblem>) {
         match &m.moe {
             Some(moe) => {
                 let slots = moe.n_routed_experts as u32 + redundant_experts;
                 if slots % self.ep != 0 {
-                    push("experts_ep", "ep", format!("{} expert slots ({} experts + {redundant_experts} redundant) cannot be split evenly over ep = {}", slots, moe.n_routed_experts, self.ep), "choose ep dividing the expert slots, or add redundant expert slots (EPLB)".into());
+                    bad.push(LayoutProblem::new("experts_ep", "ep", format!("{} expert slots ({} experts + {redundant_experts} redundant) cannot be split evenly over ep = {}", slots, moe.n_routed_experts, self.ep), "choose ep dividing the expert slots, or add redundant expert slots (EPLB)"));
                 }
                 if self.ep > slots {
-                    push("ep_exceeds_experts", "ep", format!("ep = {} exceeds the {slots} expert slots: some GPUs would hold no expert", self.ep), "ep at most the number of expert slots".into());
+                    bad.push(LayoutProblem::new("ep_exceeds_experts", "ep", format!("ep = {} exceeds the {slots} expert slots: some GPUs would hold no expert", self.ep), "ep at most the number of expert slots"));
                 }
                 if moe.expert_intermediate_size % self.etp as u64 != 0 {
-                    push(
+                    bad.push(LayoutProblem::new(
                         "expert_width_etp",
                         "etp",
                         format!(
                             "expert width {} is not divisible by etp = {}",
                             moe.expert_intermediate_size, self.etp
                         ),
-                        "choose etp dividing the expert intermediate size".into(),
-                    );
+                        "choose etp dividing the expert intermediate size",
+                    ));
                 }
             }
             None => {
                 if self.ep > 1 {
-                    push(
+                    bad.push(LayoutProblem::new(
                         "ep_dense",
                         "ep",
                         format!(
                             "ep = {} on a dense model: it has no experts to split",
                             self.ep
                         ),
-                        "use ep = 1 (tp or dp instead)".into(),
-                    );
+                        "use ep = 1 (tp or dp instead)",
+                    ));
                 }
             }
         }
         if redundant_experts > 0 && m.moe.is_none() {
-            push(
+            bad.push(LayoutProblem::new(
                 "redundant_dense",
                 "redundant_experts",
                 "redundant expert slots on a dense model".into(),
-                "remove redundant_experts".into(),
-            );
+                "remove redundant_experts",
+            ));
         }
-        let n_layers = m.n_layers() as u32;
-        if self.pp > n_layers {
-            push(
-                "layers_pp",
-                "pp",
-                format!("pp = {} stages for {n_layers} layers", self.pp),
-                "at most one stage per layer".into(),
-            );
-        }
+    }
+
+    /// Valid but costly placements: TP or EP groups wider than a node, and
+    /// stages that do not fill whole nodes.
+    fn topology_warnings(&self, gpu: &Gpu, warn: &mut Vec<String>) {
+        let stage = self.gpus_per_stage();
         let node = gpu.gpus_per_node;
         if self.tp > node {
             warn.push(format!("the TP group ({} GPUs) is wider than a node ({node} GPUs): its all-reduces cross the network", self.tp));
@@ -268,7 +308,6 @@ impl Layout {
                 "a stage of {stage} GPUs does not fill whole nodes of {node}"
             ));
         }
-        (bad, warn)
     }
 
     /// Layers of each stage, split so stages carry balanced weight (MoE

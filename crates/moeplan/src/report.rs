@@ -6,7 +6,7 @@
 //! (`moeplan model`).
 
 use crate::dtype::DType;
-use crate::model::{Attention, Ffn, Mixer, Model};
+use crate::model::{Attention, Ffn, Mixer, Model, ParamReport};
 use crate::units::{Flop, Params};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -131,18 +131,66 @@ pub const SAMPLE_CONTEXTS: [u64; 5] = [128, 1024, 8192, 32768, 131072];
 /// Builds the accounting report of a model.
 pub fn model_report(m: &Model) -> ModelReport {
     let p = m.params();
-    let mut warnings = Vec::new();
-    if let Some(d) = m.declared_params {
-        let ratio = d / p.total.0;
-        if !(0.95..=1.05).contains(&ratio) {
-            warnings.push(format!(
-                "declared parameters ({}) disagree with the {} derived from the architecture: the declaration is {:.2}x the derived count",
-                Params(d),
-                p.total,
-                ratio
-            ));
-        }
+    let warnings = declared_mismatch(m, &p).into_iter().collect();
+    let mut explain = explain_params(m, &p);
+    explain.insert("kv_cache_bytes_per_token".into(), kv_cache_derivation(m));
+    let linear_flop = m.linear_flop_per_token();
+    let slope = full_attention_slope(m);
+    explain_flop(&mut explain, &p, slope);
+    let moe = m.moe.as_ref();
+    ModelReport {
+        name: m.name.clone(),
+        architecture: m.architecture.clone(),
+        params_total: p.total.0,
+        params_active: p.active.0,
+        params_by_component: components(&p),
+        weight_bytes: p.weight_bytes.0,
+        kv_cache_bytes_per_token: m.kv_bytes_per_token().0,
+        kv_cache_bytes_per_token_by_dtype: kv_bytes_by_dtype(m),
+        kv_cache_dtype: m.dtypes.kv_cache,
+        linear_state_bytes_per_sequence: m.linear_state_bytes_per_sequence().0,
+        n_layers: m.n_layers(),
+        n_moe_layers: m.n_moe_layers(),
+        n_routed_experts: moe.map_or(0, |x| x.n_routed_experts),
+        experts_per_token: moe.map_or(0, |x| x.experts_per_token),
+        n_shared_experts: moe.map_or(0, |x| x.n_shared_experts),
+        hidden_size: m.hidden_size,
+        vocab_size: m.vocab_size,
+        layers: layer_runs(m),
+        linear_flop_per_token: linear_flop.0,
+        attention_flop_per_token_per_context_token: slope,
+        attention_by_context: SAMPLE_CONTEXTS
+            .iter()
+            .map(|&c| ContextFlop {
+                context: c,
+                flop: m.attention_flop_per_token(c).0,
+                kv_cache_bytes: m.kv_bytes_for_context(c).0,
+            })
+            .collect(),
+        declared_params: m.declared_params,
+        warnings,
+        assumptions: m.assumptions.clone(),
+        explain,
     }
+}
+
+/// A warning when the declared parameter count is off the derived one by more than 5%.
+fn declared_mismatch(m: &Model, p: &ParamReport) -> Option<String> {
+    let d = m.declared_params?;
+    let ratio = d / p.total.0;
+    if (0.95..=1.05).contains(&ratio) {
+        return None;
+    }
+    Some(format!(
+        "declared parameters ({}) disagree with the {} derived from the architecture: the declaration is {:.2}x the derived count",
+        Params(d),
+        p.total,
+        ratio
+    ))
+}
+
+/// The derivations of the parameter counts: routed experts, attention, embedding, active.
+fn explain_params(m: &Model, p: &ParamReport) -> BTreeMap<String, Derivation> {
     let mut explain = BTreeMap::new();
     let h = m.hidden_size;
     let first_moe = m.layers.iter().position(|l| l.ffn == Ffn::Moe);
@@ -163,28 +211,7 @@ pub fn model_report(m: &Model) -> ModelReport {
             ),
         );
     }
-    let attn_formula = match &m.attention {
-        Attention::Gqa { n_heads, n_kv_heads, head_dim, .. } => (
-            "per layer: hidden × heads × head_dim (q) + 2 × hidden × kv_heads × head_dim (k, v) + heads × head_dim × hidden (o) (+ biases, norms, sinks, gates)".to_string(),
-            vec![("heads", n_heads.to_string()), ("kv_heads", n_kv_heads.to_string()), ("head_dim", head_dim.to_string()), ("hidden", h.to_string())],
-        ),
-        Attention::Mla { n_heads, q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim } => (
-            "per layer: hidden × q_lora + q_lora × heads × (nope + rope) + hidden × (kv_lora + rope) + kv_lora × heads × (nope + v) + heads × v × hidden (+ indexer, norms)".to_string(),
-            vec![
-                ("heads", n_heads.to_string()),
-                ("q_lora", q_lora_rank.map_or("none".into(), |r| r.to_string())),
-                ("kv_lora", kv_lora_rank.to_string()),
-                ("nope", qk_nope_head_dim.to_string()),
-                ("rope", qk_rope_head_dim.to_string()),
-                ("v", v_head_dim.to_string()),
-                ("hidden", h.to_string()),
-            ],
-        ),
-    };
-    explain.insert(
-        "params_attention".into(),
-        Derivation::new(attn_formula.0, &attn_formula.1),
-    );
+    explain.insert("params_attention".into(), attention_params_derivation(m));
     explain.insert(
         "params_embedding".into(),
         Derivation::new(
@@ -212,28 +239,56 @@ pub fn model_report(m: &Model) -> ModelReport {
             ],
         ),
     );
-    let kv_elems = match &m.attention {
+    explain
+}
+
+/// How the attention parameters of a layer add up, for GQA or MLA.
+fn attention_params_derivation(m: &Model) -> Derivation {
+    let h = m.hidden_size;
+    let (formula, inputs) = match &m.attention {
+        Attention::Gqa { n_heads, n_kv_heads, head_dim, .. } => (
+            "per layer: hidden × heads × head_dim (q) + 2 × hidden × kv_heads × head_dim (k, v) + heads × head_dim × hidden (o) (+ biases, norms, sinks, gates)",
+            vec![("heads", n_heads.to_string()), ("kv_heads", n_kv_heads.to_string()), ("head_dim", head_dim.to_string()), ("hidden", h.to_string())],
+        ),
+        Attention::Mla { n_heads, q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim } => (
+            "per layer: hidden × q_lora + q_lora × heads × (nope + rope) + hidden × (kv_lora + rope) + kv_lora × heads × (nope + v) + heads × v × hidden (+ indexer, norms)",
+            vec![
+                ("heads", n_heads.to_string()),
+                ("q_lora", q_lora_rank.map_or("none".into(), |r| r.to_string())),
+                ("kv_lora", kv_lora_rank.to_string()),
+                ("nope", qk_nope_head_dim.to_string()),
+                ("rope", qk_rope_head_dim.to_string()),
+                ("v", v_head_dim.to_string()),
+                ("hidden", h.to_string()),
+            ],
+        ),
+    };
+    Derivation::new(formula, &inputs)
+}
+
+/// How the KV cache per token adds up: the cached elements of a softmax layer, its layers, its bytes.
+fn kv_cache_derivation(m: &Model) -> Derivation {
+    let (formula, mut inputs) = match &m.attention {
         Attention::Gqa { n_kv_heads, head_dim, .. } => (
-            "softmax layers × 2 (k, v) × kv_heads × head_dim × bytes".to_string(),
+            "softmax layers × 2 (k, v) × kv_heads × head_dim × bytes",
             vec![("kv_heads", n_kv_heads.to_string()), ("head_dim", head_dim.to_string())],
         ),
         Attention::Mla { kv_lora_rank, qk_rope_head_dim, .. } => (
-            "softmax layers × (kv_lora + rope [+ indexer key]) × bytes (the latent is shared by all heads)".to_string(),
+            "softmax layers × (kv_lora + rope [+ indexer key]) × bytes (the latent is shared by all heads)",
             vec![("kv_lora", kv_lora_rank.to_string()), ("rope", qk_rope_head_dim.to_string())],
         ),
     };
     let softmax_layers = m.layers.iter().filter(|l| l.mixer != Mixer::Linear).count();
-    let mut kv_inputs = kv_elems.1;
-    kv_inputs.push(("softmax_layers", softmax_layers.to_string()));
-    kv_inputs.push((
+    inputs.push(("softmax_layers", softmax_layers.to_string()));
+    inputs.push((
         "bytes",
         format!("{} ({})", m.dtypes.kv_cache.bytes(), m.dtypes.kv_cache),
     ));
-    explain.insert(
-        "kv_cache_bytes_per_token".into(),
-        Derivation::new(kv_elems.0, &kv_inputs),
-    );
-    let linear_flop = m.linear_flop_per_token();
+    Derivation::new(formula, &inputs)
+}
+
+/// The derivations of the FLOP per token: linear layers, and attention per context token.
+fn explain_flop(explain: &mut BTreeMap<String, Derivation>, p: &ParamReport, slope: f64) {
     explain.insert(
         "linear_flop_per_token".into(),
         Derivation::new(
@@ -241,7 +296,6 @@ pub fn model_report(m: &Model) -> ModelReport {
             &[("params_active", p.active.to_string())],
         ),
     );
-    let slope = full_attention_slope(m);
     explain.insert(
         "attention_flop_per_token".into(),
         Derivation::new(
@@ -249,61 +303,35 @@ pub fn model_report(m: &Model) -> ModelReport {
             &[("per_context_token_full_attention", Flop(slope).to_string())],
         ),
     );
+}
+
+/// Each component's parameters, precision and bytes, by name.
+fn components(p: &ParamReport) -> BTreeMap<String, ComponentReport> {
+    p.by_component
+        .iter()
+        .map(|(c, v)| {
+            (
+                c.name().to_string(),
+                ComponentReport {
+                    total: v.total.0,
+                    active: v.active.0,
+                    dtype: v.dtype,
+                    bytes: v.bytes.0,
+                },
+            )
+        })
+        .collect()
+}
+
+/// KV cache bytes per token at each KV precision an engine offers.
+fn kv_bytes_by_dtype(m: &Model) -> BTreeMap<String, f64> {
     let mut by_dtype = BTreeMap::new();
     for d in [DType::Bf16, DType::Fp8] {
         let mut mm = m.clone();
         mm.dtypes.kv_cache = d;
         by_dtype.insert(d.name().to_string(), mm.kv_bytes_per_token().0);
     }
-    let moe = m.moe.as_ref();
-    ModelReport {
-        name: m.name.clone(),
-        architecture: m.architecture.clone(),
-        params_total: p.total.0,
-        params_active: p.active.0,
-        params_by_component: p
-            .by_component
-            .iter()
-            .map(|(c, v)| {
-                (
-                    c.name().to_string(),
-                    ComponentReport {
-                        total: v.total.0,
-                        active: v.active.0,
-                        dtype: v.dtype,
-                        bytes: v.bytes.0,
-                    },
-                )
-            })
-            .collect(),
-        weight_bytes: p.weight_bytes.0,
-        kv_cache_bytes_per_token: m.kv_bytes_per_token().0,
-        kv_cache_bytes_per_token_by_dtype: by_dtype,
-        kv_cache_dtype: m.dtypes.kv_cache,
-        linear_state_bytes_per_sequence: m.linear_state_bytes_per_sequence().0,
-        n_layers: m.n_layers(),
-        n_moe_layers: m.n_moe_layers(),
-        n_routed_experts: moe.map_or(0, |x| x.n_routed_experts),
-        experts_per_token: moe.map_or(0, |x| x.experts_per_token),
-        n_shared_experts: moe.map_or(0, |x| x.n_shared_experts),
-        hidden_size: h,
-        vocab_size: m.vocab_size,
-        layers: layer_runs(m),
-        linear_flop_per_token: linear_flop.0,
-        attention_flop_per_token_per_context_token: slope,
-        attention_by_context: SAMPLE_CONTEXTS
-            .iter()
-            .map(|&c| ContextFlop {
-                context: c,
-                flop: m.attention_flop_per_token(c).0,
-                kv_cache_bytes: m.kv_bytes_for_context(c).0,
-            })
-            .collect(),
-        declared_params: m.declared_params,
-        warnings,
-        assumptions: m.assumptions.clone(),
-        explain,
-    }
+    by_dtype
 }
 
 /// Attention FLOP per extra context token when no window has filled.

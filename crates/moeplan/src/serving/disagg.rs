@@ -552,6 +552,8 @@ pub fn estimate_disaggregated(
     ))
 }
 
+/// The disaggregated estimate from the solved loop and both pools' steps:
+/// memory, warnings, headline figures and each pool's part.
 fn assemble(
     inp: &DisaggInput,
     prefill_step: &Step,
@@ -563,42 +565,9 @@ fn assemble(
     let sv = inp.calibration.serving;
     let w = inp.workload;
     let (p, d) = (&inp.prefill, &inp.decode);
-    let context = w.isl + w.osl / 2;
-    // A decode worker holds the KV cache of every request it was handed,
-    // decoding or about to: its share of the deployment's requests, up to
-    // what its memory holds (the rest wait for a slot, in TTFT).
-    let (_, dmax) = pool_memory(inp, d, 1.0, context);
-    let per_decode_worker =
-        (w.concurrency as f64 / d.workers.max(1) as f64).min(dmax.max(1) as f64);
-    let (pmem, pmax) = pool_memory(
-        inp,
-        p,
-        p.prompts_per_rank as f64 * p.layout.dp as f64,
-        w.isl,
-    );
-    let (dmem, _) = pool_memory(inp, d, per_decode_worker, context);
-    let gpus =
-        p.layout.gpus() as u64 * p.workers as u64 + d.layout.gpus() as u64 * d.workers as u64;
-    for (role, mem) in [("prefill", &pmem), ("decode", &dmem)] {
-        if !mem.fits() {
-            warnings.push(format!(
-                "{role} pool does not fit: the fullest GPU needs {} of {} usable",
-                mem.total_bytes, mem.usable_bytes
-            ));
-        }
-    }
-    let handed = w.concurrency as f64 / d.workers.max(1) as f64;
-    if handed > dmax as f64 && dmax > 0 {
-        warnings.push(format!(
-            "a decode worker's memory holds {dmax} requests of {context} tokens, not the {handed:.0} handed to it: the rest wait for a slot, which is in TTFT"
-        ));
-    }
-    if s.prefill_bound {
-        warnings.push(format!(
-            "the prefill pool sets the pace: {:.1} requests/s at most, so requests queue for it",
-            s.throughput
-        ));
-    }
+    let mem = PoolMemories::of(inp);
+    let gpus = p.gpus() + d.gpus();
+    pool_warnings(inp, s, &mem, &mut warnings);
     let osl = w.osl.max(1) as f64;
     let per_gpu = TokensPerSecond(s.throughput * osl / gpus as f64);
     // The pools' steps as the aggregated estimate names them, without the
@@ -614,6 +583,11 @@ fn assemble(
         prefill_step.time(&sv),
         decode_step.time(&sv),
     );
+    let decode_utilization = if mem.decode_max > 0 {
+        mem.per_decode_worker / mem.decode_max as f64
+    } else {
+        f64::INFINITY
+    };
     DisaggEstimate {
         workload: inp.workload,
         gpus,
@@ -629,33 +603,21 @@ fn assemble(
         } else {
             Regime::Decode
         },
-        fits: pmem.fits() && dmem.fits(),
-        prefill: PoolEstimate {
-            layout: p.layout,
-            workers: p.workers,
-            gpus: p.layout.gpus() as u64 * p.workers as u64,
-            requests_per_rank: p.prompts_per_rank as f64,
-            utilization: s.rho,
-            step: phase(prefill_step),
-            fits: pmem.fits(),
-            memory: pmem,
-            max_concurrency: pmax,
-        },
-        decode: PoolEstimate {
-            layout: d.layout,
-            workers: d.workers,
-            gpus: d.layout.gpus() as u64 * d.workers as u64,
-            requests_per_rank: s.decode_batch,
-            utilization: if dmax > 0 {
-                per_decode_worker / dmax as f64
-            } else {
-                f64::INFINITY
-            },
-            step: phase(decode_step),
-            fits: dmem.fits(),
-            memory: dmem,
-            max_concurrency: dmax,
-        },
+        fits: mem.prefill.fits() && mem.decode.fits(),
+        prefill: p.part(
+            p.prompts_per_rank as f64,
+            s.rho,
+            phase(prefill_step),
+            mem.prefill,
+            mem.prefill_max,
+        ),
+        decode: d.part(
+            s.decode_batch,
+            decode_utilization,
+            phase(decode_step),
+            mem.decode,
+            mem.decode_max,
+        ),
         load_imbalance: decode_step.imbalance,
         kv_transfer: transfer,
         queue_wait: s.wait,
@@ -664,6 +626,112 @@ fn assemble(
         efficiency_source: inp.calibration.source.clone(),
         warnings,
         explain,
+    }
+}
+
+impl Pool {
+    /// GPUs of the pool: a worker's GPUs × workers.
+    fn gpus(&self) -> u64 {
+        self.layout.gpus() as u64 * self.workers as u64
+    }
+
+    /// The pool's part of a disaggregated estimate, with the memory of its
+    /// fullest GPU and the most requests a worker holds.
+    fn part(
+        &self,
+        requests_per_rank: f64,
+        utilization: f64,
+        step: PhaseCost,
+        memory: MemoryBreakdown,
+        max_concurrency: u64,
+    ) -> PoolEstimate {
+        PoolEstimate {
+            layout: self.layout,
+            workers: self.workers,
+            gpus: self.gpus(),
+            requests_per_rank,
+            utilization,
+            step,
+            fits: memory.fits(),
+            memory,
+            max_concurrency,
+        }
+    }
+}
+
+/// The fullest GPU of each pool, and what a decode worker holds.
+struct PoolMemories {
+    /// The prefill pool's fullest GPU, at its prompts per step.
+    prefill: MemoryBreakdown,
+    /// Most prompts a prefill worker holds.
+    prefill_max: u64,
+    /// The decode pool's fullest GPU, at the requests a worker holds.
+    decode: MemoryBreakdown,
+    /// Most requests a decode worker holds.
+    decode_max: u64,
+    /// Requests a decode worker holds: its share, up to `decode_max`.
+    per_decode_worker: f64,
+}
+
+impl PoolMemories {
+    /// Both pools' memory at the requests each holds.
+    fn of(inp: &DisaggInput) -> PoolMemories {
+        let w = inp.workload;
+        let (p, d) = (&inp.prefill, &inp.decode);
+        let context = w.isl + w.osl / 2;
+        // A decode worker holds the KV cache of every request it was handed,
+        // decoding or about to: its share of the deployment's requests, up to
+        // what its memory holds (the rest wait for a slot, in TTFT).
+        let (_, decode_max) = pool_memory(inp, d, 1.0, context);
+        let per_decode_worker =
+            (w.concurrency as f64 / d.workers.max(1) as f64).min(decode_max.max(1) as f64);
+        let (prefill, prefill_max) = pool_memory(
+            inp,
+            p,
+            p.prompts_per_rank as f64 * p.layout.dp as f64,
+            w.isl,
+        );
+        let (decode, _) = pool_memory(inp, d, per_decode_worker, context);
+        PoolMemories {
+            prefill,
+            prefill_max,
+            decode,
+            decode_max,
+            per_decode_worker,
+        }
+    }
+}
+
+/// Warnings about the pools: memory that does not fit, requests a decode
+/// worker cannot hold, and a prefill pool that sets the pace.
+fn pool_warnings(inp: &DisaggInput, s: &Solved, mem: &PoolMemories, warnings: &mut Vec<String>) {
+    let w = inp.workload;
+    let context = w.isl + w.osl / 2;
+    for (role, m) in [
+        (PoolRole::Prefill, &mem.prefill),
+        (PoolRole::Decode, &mem.decode),
+    ] {
+        if !m.fits() {
+            warnings.push(format!(
+                "{} pool does not fit: the fullest GPU needs {} of {} usable",
+                role.name(),
+                m.total_bytes,
+                m.usable_bytes
+            ));
+        }
+    }
+    let dmax = mem.decode_max;
+    let handed = w.concurrency as f64 / inp.decode.workers.max(1) as f64;
+    if handed > dmax as f64 && dmax > 0 {
+        warnings.push(format!(
+            "a decode worker's memory holds {dmax} requests of {context} tokens, not the {handed:.0} handed to it: the rest wait for a slot, which is in TTFT"
+        ));
+    }
+    if s.prefill_bound {
+        warnings.push(format!(
+            "the prefill pool sets the pace: {:.1} requests/s at most, so requests queue for it",
+            s.throughput
+        ));
     }
 }
 

@@ -441,6 +441,8 @@ impl Prepared {
     }
 }
 
+/// The estimate of one replica: the loop solved under the serving layer,
+/// memory, the derived figures and, in full detail, their derivations.
 fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<LayoutProblem>> {
     let m = inp.model;
     let l = inp.layout;
@@ -452,23 +454,7 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
         lp,
         steps: st,
     } = prep;
-    if l.pp > 1 && load.running < l.pp as f64 {
-        warnings.push(format!("{:.0} sequences per rank cannot fill {} pipeline stages: the pipeline runs with bubbles", load.running, l.pp));
-    }
-    if load.in_flight > load.running {
-        warnings.push(format!(
-            "{:.0} requests per attention-DP rank exceed the {:.0} that {} runs at once (its request limit, or what fits in memory): the rest wait for a slot, which adds {} to TTFT",
-            load.in_flight, load.running, inp.engine.engine.name(), res.slot_wait
-        ));
-    }
-    if load.active_ranks < l.dp as f64 {
-        warnings.push(format!(
-            "{} requests cannot occupy {} attention-DP ranks: {} ranks run empty steps",
-            inp.workload.concurrency,
-            l.dp,
-            l.dp as f64 - load.active_ranks
-        ));
-    }
+    load_warnings(inp, &load, &res, &mut warnings);
     let (mem, max_concurrency) = memory::memory_and_max_concurrency(
         m,
         inp.gpu,
@@ -528,6 +514,29 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
     })
 }
 
+/// Warnings about where the requests sit: pipeline bubbles, requests
+/// waiting for a running slot, attention-DP ranks left empty.
+fn load_warnings(inp: &EstimateInput, load: &Load, res: &LoopResult, warnings: &mut Vec<String>) {
+    let l = inp.layout;
+    if l.pp > 1 && load.running < l.pp as f64 {
+        warnings.push(format!("{:.0} sequences per rank cannot fill {} pipeline stages: the pipeline runs with bubbles", load.running, l.pp));
+    }
+    if load.in_flight > load.running {
+        warnings.push(format!(
+            "{:.0} requests per attention-DP rank exceed the {:.0} that {} runs at once (its request limit, or what fits in memory): the rest wait for a slot, which adds {} to TTFT",
+            load.in_flight, load.running, inp.engine.engine.name(), res.slot_wait
+        ));
+    }
+    if load.active_ranks < l.dp as f64 {
+        warnings.push(format!(
+            "{} requests cannot occupy {} attention-DP ranks: {} ranks run empty steps",
+            inp.workload.concurrency,
+            l.dp,
+            l.dp as f64 - load.active_ranks
+        ));
+    }
+}
+
 /// The derived figures of an estimate.
 struct Figures {
     per_gpu: TokensPerSecond,
@@ -537,6 +546,7 @@ struct Figures {
 }
 
 impl Figures {
+    /// Throughput per GPU, load imbalance, ceilings and pure phases of an estimate.
     fn of(
         inp: &EstimateInput,
         load: &Load,
@@ -544,106 +554,115 @@ impl Figures {
         st: &LoopSteps,
         res: &LoopResult,
     ) -> Figures {
-        let sv = inp.calibration.serving;
-        let m = inp.model;
-        let l = inp.layout;
-        let gpus = l.gpus() as f64;
-        let per_gpu = TokensPerSecond(res.output_rate * load.active_ranks / gpus);
-        let d = &st.decode;
-        let decode_bytes: Bytes = d
-            .cost
-            .ops
-            .iter()
-            .filter(|o| o.bound != Bound::Communication)
-            .map(|o| o.bytes * o.count as f64)
-            .sum();
-        let kv_bytes: Bytes = d
-            .cost
-            .ops
-            .iter()
-            .filter(|o| o.kind.reads_kv_cache())
-            .map(|o| o.bytes * o.count as f64)
-            .sum();
-        // Per GPU: the replica's tokens of one cycle over its GPUs, against
-        // the HBM time of every micro-batch's bytes.
-        let tokens_per_gpu = d.shape.decodes * load.active_ranks / gpus;
-        let decode_ceiling = TokensPerSecond::from_tokens(
-            tokens_per_gpu,
-            decode_bytes * d.micro_batches / inp.gpu.memory_bandwidth,
-        );
-        let flop_per_token =
-            m.linear_flop_per_token() + Flop(m.attention_flop_per_token(inp.workload.isl).0 / 2.0);
-        let prefill_ceiling = TokensPerSecond(
-            inp.gpu.peak_for(m.dtypes.experts.preferred_compute()).1 .0 / flop_per_token.0,
-        );
-        let skew_ref = if inp.routing_skew > 0.0 {
-            inp.routing_skew
-        } else {
-            REFERENCE_SKEW
-        };
-        let rows = match &m.moe {
-            Some(moe) => {
-                (d.shape.decodes + d.shape.prefill_tokens) * load.active_ranks * l.cp as f64
-                    / l.edp() as f64
-                    * moe.experts_per_token as f64
-            }
-            None => 0.0,
-        };
-        let (n_experts, uniform, skewed) = match &m.moe {
-            Some(moe) => (
-                moe.n_routed_experts,
-                load_imbalance(moe.n_routed_experts, l.ep, inp.redundant_experts, rows, 0.0),
+        let gpus = inp.layout.gpus() as f64;
+        Figures {
+            per_gpu: TokensPerSecond(res.output_rate * load.active_ranks / gpus),
+            imbalance: load_imbalance_of(inp, load, &st.decode),
+            ceilings: ceilings(inp, load, &st.decode),
+            pure: pure_phases(inp, load, lp, st),
+        }
+    }
+}
+
+/// HBM bytes per GPU of the ops `keep` selects, each times its count.
+fn op_bytes(ops: &[Op], keep: impl Fn(&Op) -> bool) -> Bytes {
+    ops.iter()
+        .filter(|o| keep(o))
+        .map(|o| o.bytes * o.count as f64)
+        .sum()
+}
+
+/// The decode ceiling (HBM traffic alone) and the prefill ceiling (dense
+/// peak alone) per GPU, with the bytes and FLOP behind them.
+fn ceilings(inp: &EstimateInput, load: &Load, d: &Step) -> Ceilings {
+    let m = inp.model;
+    let gpus = inp.layout.gpus() as f64;
+    let decode_bytes = op_bytes(&d.cost.ops, |o| o.bound != Bound::Communication);
+    let kv_bytes = op_bytes(&d.cost.ops, |o| o.kind.reads_kv_cache());
+    // Per GPU: the replica's tokens of one cycle over its GPUs, against
+    // the HBM time of every micro-batch's bytes.
+    let tokens_per_gpu = d.shape.decodes * load.active_ranks / gpus;
+    let decode_ceiling = TokensPerSecond::from_tokens(
+        tokens_per_gpu,
+        decode_bytes * d.micro_batches / inp.gpu.memory_bandwidth,
+    );
+    let flop_per_token =
+        m.linear_flop_per_token() + Flop(m.attention_flop_per_token(inp.workload.isl).0 / 2.0);
+    let prefill_ceiling = TokensPerSecond(
+        inp.gpu.peak_for(m.dtypes.experts.preferred_compute()).1 .0 / flop_per_token.0,
+    );
+    Ceilings {
+        decode_tokens_per_s_per_gpu: decode_ceiling,
+        prefill_tokens_per_s_per_gpu: prefill_ceiling,
+        decode_bytes_per_step_per_gpu: decode_bytes,
+        decode_kv_bytes_per_step_per_gpu: kv_bytes,
+        prefill_flop_per_token: flop_per_token,
+    }
+}
+
+/// The decode step's expert load imbalance with uniform routing and at the
+/// routing skew (or the reference skew), and the value applied.
+fn load_imbalance_of(inp: &EstimateInput, load: &Load, d: &Step) -> LoadImbalance {
+    let l = inp.layout;
+    let skew_ref = if inp.routing_skew > 0.0 {
+        inp.routing_skew
+    } else {
+        REFERENCE_SKEW
+    };
+    let (uniform, skewed) = match &inp.model.moe {
+        Some(moe) => {
+            let rows = (d.shape.decodes + d.shape.prefill_tokens) * load.active_ranks * l.cp as f64
+                / l.edp() as f64
+                * moe.experts_per_token as f64;
+            let at = |skew| {
                 load_imbalance(
                     moe.n_routed_experts,
                     l.ep,
                     inp.redundant_experts,
                     rows,
-                    skew_ref,
-                ),
-            ),
-            None => (0, 0.0, 0.0),
-        };
-        let _ = n_experts;
-        let b = &st.batch;
-        let prompts = b.shape.prefill_tokens / lp.isl;
-        let dp = l.dp as f64;
-        Figures {
-            per_gpu,
-            imbalance: LoadImbalance {
-                uniform,
-                skewed,
-                skew: skew_ref,
-                used: d.imbalance,
-            },
-            ceilings: Ceilings {
-                decode_tokens_per_s_per_gpu: decode_ceiling,
-                prefill_tokens_per_s_per_gpu: prefill_ceiling,
-                decode_bytes_per_step_per_gpu: decode_bytes,
-                decode_kv_bytes_per_step_per_gpu: kv_bytes,
-                prefill_flop_per_token: flop_per_token,
-            },
-            pure: PurePhases {
-                prefill: PurePhase {
-                    sequences_per_rank: prompts,
-                    tokens_per_sequence: lp.isl,
-                    step_time: b.time(&sv),
-                    tokens_per_s_per_gpu: TokensPerSecond(
-                        b.shape.prefill_tokens * dp / b.time(&sv).0.max(1e-12) / gpus,
-                    ),
-                },
-                decode: PurePhase {
-                    sequences_per_rank: d.shape.decodes,
-                    tokens_per_sequence: d.micro.decode_context,
-                    step_time: d.time(&sv),
-                    tokens_per_s_per_gpu: TokensPerSecond(
-                        d.shape.decodes * load.active_ranks / d.time(&sv).0.max(1e-12) / gpus,
-                    ),
-                },
-            },
+                    skew,
+                )
+            };
+            (at(0.0), at(skew_ref))
         }
+        None => (0.0, 0.0),
+    };
+    LoadImbalance {
+        uniform,
+        skewed,
+        skew: skew_ref,
+        used: d.imbalance,
     }
 }
 
+/// The prefill phase (whole prompts filling the budget) and the decode
+/// phase (the steady batch) each on its own.
+fn pure_phases(inp: &EstimateInput, load: &Load, lp: &Loop, st: &LoopSteps) -> PurePhases {
+    let sv = inp.calibration.serving;
+    let gpus = inp.layout.gpus() as f64;
+    let dp = inp.layout.dp as f64;
+    let (b, d) = (&st.batch, &st.decode);
+    PurePhases {
+        prefill: PurePhase {
+            sequences_per_rank: b.shape.prefill_tokens / lp.isl,
+            tokens_per_sequence: lp.isl,
+            step_time: b.time(&sv),
+            tokens_per_s_per_gpu: TokensPerSecond(
+                b.shape.prefill_tokens * dp / b.time(&sv).0.max(1e-12) / gpus,
+            ),
+        },
+        decode: PurePhase {
+            sequences_per_rank: d.shape.decodes,
+            tokens_per_sequence: d.micro.decode_context,
+            step_time: d.time(&sv),
+            tokens_per_s_per_gpu: TokensPerSecond(
+                d.shape.decodes * load.active_ranks / d.time(&sv).0.max(1e-12) / gpus,
+            ),
+        },
+    }
+}
+
+/// The derivation of each headline figure of an estimate.
 fn explain(
     inp: &EstimateInput,
     load: &Load,
@@ -656,42 +675,8 @@ fn explain(
     let l = inp.layout;
     let sv = inp.calibration.serving;
     let mut e = BTreeMap::new();
-    e.insert(
-        "ttft".into(),
-        Derivation::new(
-            match lp.policy {
-                Policy::PrefillFirst => "prefill first: a round's prompts are prefilled back to back (every round repeats the first); TTFT = mean over the round of the prefill steps up to the one completing each prompt + request overhead + wait for a running slot",
-                _ => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step(s) carrying the prompt's chunks beside the other requests' stream + arrival wait × steady step; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
-            },
-            &[
-                ("first_round", res.first_round_ttft.to_string()),
-                ("later_rounds", res.steady_ttft.to_string()),
-                ("rounds", format!("{}", sv.rounds)),
-                ("prefill_steps_per_round", format!("{:.1}", res.prefill_steps)),
-                ("prefill_step", format!("{} ({})", st.prefill.time(&sv), describe(&st.prefill))),
-                ("burst_step", format!("{} ({})", st.burst.time(&sv), describe(&st.burst))),
-                ("request_overhead", sv.request_overhead.to_string()),
-                ("slot_wait", res.slot_wait.to_string()),
-            ],
-        ),
-    );
-    e.insert(
-        "tpot".into(),
-        Derivation::new(
-            match lp.policy {
-                Policy::PrefillFirst => "decode step + (the round's prefill time − the request's own) / (osl − 1): decodes wait while later prompts prefill",
-                _ => "the steady-state step: the decode step + (step carrying a prompt chunk − decode step) × the share of steps that carry one (the other requests' prompts: (n − 1) × isl per cycle of osl − 1 decode steps, in chunks of the room the decodes leave, or whole prompts)",
-            },
-            &[
-                ("decode_step", format!("{} ({})", st.decode.time(&sv), describe(&st.decode))),
-                ("share_of_steps_carrying_a_prompt", format!("{:.4}", closed_loop::stream_share(lp))),
-                ("prefill_step", st.prefill.time(&sv).to_string()),
-                ("micro_batches", format!("{:.0}", st.decode.micro_batches)),
-                ("step_overhead", sv.step_overhead.to_string()),
-                ("kernel_time_ratio", format!("prefill {:.3}, decode {:.3}", sv.prefill_scale, sv.decode_scale)),
-            ],
-        ),
-    );
+    e.insert("ttft".into(), explain_ttft(lp, st, res, &sv));
+    e.insert("tpot".into(), explain_tpot(lp, st, &sv));
     e.insert(
         "output_tokens_per_s_per_gpu".into(),
         Derivation::new(
@@ -704,27 +689,7 @@ fn explain(
             ],
         ),
     );
-    e.insert(
-        "decode_ceiling".into(),
-        Derivation::new(
-            "tokens of one decode cycle per GPU / (micro-batches × HBM bytes one GPU reads per micro-batch / HBM bandwidth): the most a GPU could decode if nothing but memory traffic cost time",
-            &[
-                ("bytes_per_step", f.ceilings.decode_bytes_per_step_per_gpu.to_string()),
-                ("of_which_kv_cache", f.ceilings.decode_kv_bytes_per_step_per_gpu.to_string()),
-                ("bandwidth", inp.gpu.memory_bandwidth.to_string()),
-            ],
-        ),
-    );
-    e.insert(
-        "prefill_ceiling".into(),
-        Derivation::new(
-            "dense peak / FLOP per prompt token (linear layers + mean attention over the prompt)",
-            &[(
-                "flop_per_token",
-                f.ceilings.prefill_flop_per_token.to_string(),
-            )],
-        ),
-    );
+    explain_ceilings(&mut e, inp, &f.ceilings);
     e.insert(
         "load_imbalance".into(),
         Derivation::new(
@@ -748,6 +713,66 @@ fn explain(
         ),
     );
     e
+}
+
+/// How TTFT comes out of the loop, for the scheduler's policy.
+fn explain_ttft(lp: &Loop, st: &LoopSteps, res: &LoopResult, sv: &ServingParams) -> Derivation {
+    Derivation::new(
+        match lp.policy {
+            Policy::PrefillFirst => "prefill first: a round's prompts are prefilled back to back (every round repeats the first); TTFT = mean over the round of the prefill steps up to the one completing each prompt + request overhead + wait for a running slot",
+            Policy::MixedChunked | Policy::MixedWhole => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step(s) carrying the prompt's chunks beside the other requests' stream + arrival wait × steady step; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
+        },
+        &[
+            ("first_round", res.first_round_ttft.to_string()),
+            ("later_rounds", res.steady_ttft.to_string()),
+            ("rounds", format!("{}", sv.rounds)),
+            ("prefill_steps_per_round", format!("{:.1}", res.prefill_steps)),
+            ("prefill_step", format!("{} ({})", st.prefill.time(sv), describe(&st.prefill))),
+            ("burst_step", format!("{} ({})", st.burst.time(sv), describe(&st.burst))),
+            ("request_overhead", sv.request_overhead.to_string()),
+            ("slot_wait", res.slot_wait.to_string()),
+        ],
+    )
+}
+
+/// How TPOT comes out of the loop, for the scheduler's policy.
+fn explain_tpot(lp: &Loop, st: &LoopSteps, sv: &ServingParams) -> Derivation {
+    Derivation::new(
+        match lp.policy {
+            Policy::PrefillFirst => "decode step + (the round's prefill time − the request's own) / (osl − 1): decodes wait while later prompts prefill",
+            Policy::MixedChunked | Policy::MixedWhole => "the steady-state step: the decode step + (step carrying a prompt chunk − decode step) × the share of steps that carry one (the other requests' prompts: (n − 1) × isl per cycle of osl − 1 decode steps, in chunks of the room the decodes leave, or whole prompts)",
+        },
+        &[
+            ("decode_step", format!("{} ({})", st.decode.time(sv), describe(&st.decode))),
+            ("share_of_steps_carrying_a_prompt", format!("{:.4}", closed_loop::stream_share(lp))),
+            ("prefill_step", st.prefill.time(sv).to_string()),
+            ("micro_batches", format!("{:.0}", st.decode.micro_batches)),
+            ("step_overhead", sv.step_overhead.to_string()),
+            ("kernel_time_ratio", format!("prefill {:.3}, decode {:.3}", sv.prefill_scale, sv.decode_scale)),
+        ],
+    )
+}
+
+/// How the decode and prefill ceilings are derived.
+fn explain_ceilings(e: &mut BTreeMap<String, Derivation>, inp: &EstimateInput, c: &Ceilings) {
+    e.insert(
+        "decode_ceiling".into(),
+        Derivation::new(
+            "tokens of one decode cycle per GPU / (micro-batches × HBM bytes one GPU reads per micro-batch / HBM bandwidth): the most a GPU could decode if nothing but memory traffic cost time",
+            &[
+                ("bytes_per_step", c.decode_bytes_per_step_per_gpu.to_string()),
+                ("of_which_kv_cache", c.decode_kv_bytes_per_step_per_gpu.to_string()),
+                ("bandwidth", inp.gpu.memory_bandwidth.to_string()),
+            ],
+        ),
+    );
+    e.insert(
+        "prefill_ceiling".into(),
+        Derivation::new(
+            "dense peak / FLOP per prompt token (linear layers + mean attention over the prompt)",
+            &[("flop_per_token", c.prefill_flop_per_token.to_string())],
+        ),
+    );
 }
 
 /// `moeplan estimate --json` of one replica: the one JSON shape of an

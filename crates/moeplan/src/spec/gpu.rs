@@ -14,7 +14,7 @@
 
 use super::{Problem, Problems, SpecError};
 use crate::dtype::Precision;
-use crate::hardware::Gpu;
+use crate::hardware::{EfficiencyOverrides, Gpu};
 use crate::quantity::{parse_bandwidth, parse_bytes, parse_flop_rate, parse_time};
 use crate::spec::source::Source;
 use crate::units::{Bytes, BytesPerSecond, FlopPerSecond, Seconds};
@@ -128,21 +128,59 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
         |b| b.0,
         BytesPerSecond(1.0),
     );
+    let peak = peaks(&raw.peak, pr);
+    let links = raw.links.clone().unwrap_or_default();
+    let gpus_per_node = raw.gpus_per_node.unwrap_or(8);
+    if gpus_per_node == 0 {
+        pr.push(
+            Problem::at("gpus_per_node", "must be greater than 0")
+                .hint("GPUs in one NVLink domain, e.g. 8"),
+        );
+    }
+    let efficiency = efficiency(raw.efficiency.as_ref(), pr);
+    Gpu {
+        id: raw.id.clone().unwrap_or_else(|| default_id.to_string()),
+        name: raw.name.clone(),
+        memory,
+        memory_bandwidth,
+        peak,
+        gpus_per_node: gpus_per_node.max(1),
+        nvlink_bandwidth: link_bandwidth(
+            pr,
+            "links.nvlink_bandwidth",
+            &links.nvlink_bandwidth,
+            450e9,
+        ),
+        network_bandwidth: link_bandwidth(
+            pr,
+            "links.network_bandwidth",
+            &links.network_bandwidth,
+            50e9,
+        ),
+        nvlink_latency: link_latency(pr, "links.nvlink_latency", &links.nvlink_latency, 3e-6),
+        network_latency: link_latency(pr, "links.network_latency", &links.network_latency, 10e-6),
+        efficiency,
+        notes: raw.notes.clone().unwrap_or_default(),
+    }
+}
+
+/// Dense peaks: bf16 (required), then fp8, int8 and fp4 where given.
+fn peaks(raw: &RawPeak, pr: &mut Problems) -> BTreeMap<Precision, FlopPerSecond> {
     let mut peak = BTreeMap::new();
     peak.insert(
         Precision::Bf16,
         positive(
             pr,
             "peak.bf16",
-            parse_flop_rate(&raw.peak.bf16),
+            parse_flop_rate(&raw.bf16),
             |f| f.0,
             FlopPerSecond(1.0),
         ),
     );
     for (p, s, key) in [
-        (Precision::Fp8, &raw.peak.fp8, "peak.fp8"),
-        (Precision::Int8, &raw.peak.int8, "peak.int8"),
-        (Precision::Fp4, &raw.peak.fp4, "peak.fp4"),
+        (Precision::Fp8, &raw.fp8, "peak.fp8"),
+        (Precision::Int8, &raw.int8, "peak.int8"),
+        (Precision::Fp4, &raw.fp4, "peak.fp4"),
     ] {
         if let Some(s) = s {
             peak.insert(
@@ -151,58 +189,55 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
             );
         }
     }
-    let links = raw.links.clone().unwrap_or_default();
-    let bw = |pr: &mut Problems, key: &str, s: &Option<String>, d: f64| match s {
-        Some(s) => positive(pr, key, parse_bandwidth(s), |b| b.0, BytesPerSecond(d)),
-        None => BytesPerSecond(d),
-    };
-    let lat = |pr: &mut Problems, key: &str, s: &Option<String>, d: f64| match s {
-        Some(s) => positive(pr, key, parse_time(s), |t| t.0, Seconds(d)),
-        None => Seconds(d),
-    };
-    let gpus_per_node = raw.gpus_per_node.unwrap_or(8);
-    if gpus_per_node == 0 {
-        pr.push(
-            Problem::at("gpus_per_node", "must be greater than 0")
-                .hint("GPUs in one NVLink domain, e.g. 8"),
-        );
+    peak
+}
+
+/// A link bandwidth at `key`: positive when given, else `default` bytes/s.
+fn link_bandwidth(
+    pr: &mut Problems,
+    key: &str,
+    s: &Option<String>,
+    default: f64,
+) -> BytesPerSecond {
+    match s {
+        Some(s) => positive(
+            pr,
+            key,
+            parse_bandwidth(s),
+            |b| b.0,
+            BytesPerSecond(default),
+        ),
+        None => BytesPerSecond(default),
     }
-    let mut efficiency = crate::hardware::EfficiencyOverrides::default();
-    if let Some(e) = &raw.efficiency {
-        let mut frac = |key: &str, v: Option<f64>| -> Option<f64> {
-            let v = v?;
-            if v > 0.0 && v <= 1.0 {
-                Some(v)
-            } else {
-                pr.push(
-                    Problem::at(key, format!("{v} is not a fraction in (0, 1]"))
-                        .hint("0.6 means 60%"),
-                );
-                None
-            }
-        };
-        efficiency.gemm_max = frac("efficiency.gemm_max", e.gemm_max);
-        efficiency.memory = frac("efficiency.memory", e.memory);
-        efficiency.network = frac("efficiency.network", e.network);
+}
+
+/// A link latency at `key`: positive when given, else `default` seconds.
+fn link_latency(pr: &mut Problems, key: &str, s: &Option<String>, default: f64) -> Seconds {
+    match s {
+        Some(s) => positive(pr, key, parse_time(s), |t| t.0, Seconds(default)),
+        None => Seconds(default),
+    }
+}
+
+/// Efficiency overrides, each a fraction in (0, 1] (others are dropped).
+fn efficiency(raw: Option<&RawEfficiency>, pr: &mut Problems) -> EfficiencyOverrides {
+    let mut efficiency = EfficiencyOverrides::default();
+    if let Some(e) = raw {
+        efficiency.gemm_max = fraction(pr, "efficiency.gemm_max", e.gemm_max);
+        efficiency.memory = fraction(pr, "efficiency.memory", e.memory);
+        efficiency.network = fraction(pr, "efficiency.network", e.network);
         efficiency.source = e.source.clone();
     }
-    Gpu {
-        id: raw.id.clone().unwrap_or_else(|| default_id.to_string()),
-        name: raw.name.clone(),
-        memory,
-        memory_bandwidth,
-        peak,
-        gpus_per_node: gpus_per_node.max(1),
-        nvlink_bandwidth: bw(pr, "links.nvlink_bandwidth", &links.nvlink_bandwidth, 450e9),
-        network_bandwidth: bw(
-            pr,
-            "links.network_bandwidth",
-            &links.network_bandwidth,
-            50e9,
-        ),
-        nvlink_latency: lat(pr, "links.nvlink_latency", &links.nvlink_latency, 3e-6),
-        network_latency: lat(pr, "links.network_latency", &links.network_latency, 10e-6),
-        efficiency,
-        notes: raw.notes.clone().unwrap_or_default(),
+    efficiency
+}
+
+/// `v` when it is a fraction in (0, 1]; else a problem at `key` and none.
+fn fraction(pr: &mut Problems, key: &str, v: Option<f64>) -> Option<f64> {
+    let v = v?;
+    if v > 0.0 && v <= 1.0 {
+        Some(v)
+    } else {
+        pr.push(Problem::at(key, format!("{v} is not a fraction in (0, 1]")).hint("0.6 means 60%"));
+        None
     }
 }

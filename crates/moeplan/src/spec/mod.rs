@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 use source::{locate, Source};
 use std::fmt;
+use std::ops::ControlFlow;
 
 /// One problem found in an input, with where it is.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
@@ -363,85 +364,14 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// Checks `v` against `schema` at `path`, collecting every violation.
 fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Problem>) {
     let s = resolve(schema, root);
     if s.as_bool() == Some(true) {
         return;
     }
-    for key in ["anyOf", "oneOf"] {
-        if let Some(options) = s.get(key).and_then(Value::as_array) {
-            let tries: Vec<Vec<Problem>> = options
-                .iter()
-                .map(|o| {
-                    let mut p = Vec::new();
-                    walk(v, o, root, path, &mut p);
-                    p
-                })
-                .collect();
-            if tries.iter().any(Vec::is_empty) {
-                return;
-            }
-            // Report the branch that got furthest (fewest problems), but for
-            // plain value choices (enums) list the allowed values instead.
-            let consts: Vec<String> = options
-                .iter()
-                .filter_map(|o| {
-                    resolve(o, root)
-                        .get("const")
-                        .or_else(|| resolve(o, root).get("enum"))
-                })
-                .map(|c| c.to_string())
-                .collect();
-            if !consts.is_empty() && consts.len() == options.len() {
-                out.push(
-                    Problem::at(path, format!("{v} is not one of the accepted values"))
-                        .hint(format!("use one of: {}", consts.join(", "))),
-                );
-                return;
-            }
-            let best = tries.into_iter().min_by_key(Vec::len).unwrap_or_default();
-            out.extend(best);
-            return;
-        }
-    }
-    if let Some(types) = s.get("type") {
-        let list: Vec<&str> = match types {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        if !list.is_empty() && !list.iter().any(|t| type_matches(v, t)) {
-            let wanted: Vec<&str> = list.iter().copied().filter(|t| *t != "null").collect();
-            out.push(
-                Problem::at(
-                    path,
-                    format!("expected {}, found {}", wanted.join(" or "), type_name(v)),
-                )
-                .hint(match wanted.first().copied() {
-                    Some("string") => "quantities are strings with their unit, e.g. \"80 GB\"",
-                    Some("integer") => "write a whole number: no quotes, no decimal point",
-                    Some("object") => "this key holds a table of fields",
-                    _ => "check the schema (moeplan schema)",
-                }),
-            );
-            return;
-        }
-    }
-    if let Some(allowed) = s.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(v) {
-            let names: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-            out.push(
-                Problem::at(path, format!("{v} is not one of the accepted values"))
-                    .hint(format!("use one of: {}", names.join(", "))),
-            );
-            return;
-        }
-    }
-    if let Some(c) = s.get("const") {
-        if c != v {
-            out.push(Problem::at(path, format!("expected {c}, found {v}")));
-            return;
-        }
+    if check_choices(v, s, root, path, out).is_break() || check_value(v, s, path, out).is_break() {
+        return;
     }
     if let (Some(min), Some(x)) = (s.get("minimum").and_then(Value::as_f64), v.as_f64()) {
         if x < min {
@@ -457,35 +387,153 @@ fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Probl
         }
     }
     if let Some(obj) = v.as_object() {
-        let props = s.get("properties").and_then(Value::as_object);
-        if let Some(required) = s.get("required").and_then(Value::as_array) {
-            for r in required.iter().filter_map(Value::as_str) {
-                if !obj.contains_key(r) {
-                    out.push(
-                        Problem::at(path, format!("missing required key `{}`", join(path, r)))
-                            .hint(format!("add `{r}`")),
-                    );
+        walk_object(obj, s, root, path, out);
+    }
+}
+
+/// `anyOf`/`oneOf`: the value is checked against its branches and nothing
+/// else (`Break`); `Continue` when the schema offers no choice.
+fn check_choices(
+    v: &Value,
+    s: &Value,
+    root: &Value,
+    path: &str,
+    out: &mut Vec<Problem>,
+) -> ControlFlow<()> {
+    for key in ["anyOf", "oneOf"] {
+        if let Some(options) = s.get(key).and_then(Value::as_array) {
+            choose(v, options, root, path, out);
+            return ControlFlow::Break(());
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// Nothing when a branch accepts `v`; else the allowed values of a plain
+/// value choice (enums), or the problems of the branch that got furthest.
+fn choose(v: &Value, options: &[Value], root: &Value, path: &str, out: &mut Vec<Problem>) {
+    let tries: Vec<Vec<Problem>> = options
+        .iter()
+        .map(|o| {
+            let mut p = Vec::new();
+            walk(v, o, root, path, &mut p);
+            p
+        })
+        .collect();
+    if tries.iter().any(Vec::is_empty) {
+        return;
+    }
+    // Report the branch that got furthest (fewest problems), but for
+    // plain value choices (enums) list the allowed values instead.
+    let consts: Vec<String> = options
+        .iter()
+        .filter_map(|o| {
+            resolve(o, root)
+                .get("const")
+                .or_else(|| resolve(o, root).get("enum"))
+        })
+        .map(|c| c.to_string())
+        .collect();
+    if !consts.is_empty() && consts.len() == options.len() {
+        out.push(not_one_of(path, v, &consts));
+        return;
+    }
+    let best = tries.into_iter().min_by_key(Vec::len).unwrap_or_default();
+    out.extend(best);
+}
+
+/// `type`, `enum` and `const`: the first that `v` fails is its one problem
+/// (`Break`: nothing below it is checked).
+fn check_value(v: &Value, s: &Value, path: &str, out: &mut Vec<Problem>) -> ControlFlow<()> {
+    if let Some(types) = s.get("type") {
+        let list: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if !list.is_empty() && !list.iter().any(|t| type_matches(v, t)) {
+            out.push(wrong_type(path, v, &list));
+            return ControlFlow::Break(());
+        }
+    }
+    if let Some(allowed) = s.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(v) {
+            let names: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            out.push(not_one_of(path, v, &names));
+            return ControlFlow::Break(());
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if c != v {
+            out.push(Problem::at(path, format!("expected {c}, found {v}")));
+            return ControlFlow::Break(());
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// `v` is none of the types `list` allows, with a hint for the first one.
+fn wrong_type(path: &str, v: &Value, list: &[&str]) -> Problem {
+    let wanted: Vec<&str> = list.iter().copied().filter(|t| *t != "null").collect();
+    Problem::at(
+        path,
+        format!("expected {}, found {}", wanted.join(" or "), type_name(v)),
+    )
+    .hint(match wanted.first().copied() {
+        Some("string") => "quantities are strings with their unit, e.g. \"80 GB\"",
+        Some("integer") => "write a whole number: no quotes, no decimal point",
+        Some("object") => "this key holds a table of fields",
+        _ => "check the schema (moeplan schema)",
+    })
+}
+
+/// `v` is not among the accepted values (as JSON text).
+fn not_one_of(path: &str, v: &Value, accepted: &[String]) -> Problem {
+    Problem::at(path, format!("{v} is not one of the accepted values"))
+        .hint(format!("use one of: {}", accepted.join(", ")))
+}
+
+/// A table: its missing required keys, then each key walked, or named
+/// unknown where the schema allows no others.
+fn walk_object(
+    obj: &serde_json::Map<String, Value>,
+    s: &Value,
+    root: &Value,
+    path: &str,
+    out: &mut Vec<Problem>,
+) {
+    let props = s.get("properties").and_then(Value::as_object);
+    if let Some(required) = s.get("required").and_then(Value::as_array) {
+        for r in required.iter().filter_map(Value::as_str) {
+            if !obj.contains_key(r) {
+                out.push(
+                    Problem::at(path, format!("missing required key `{}`", join(path, r)))
+                        .hint(format!("add `{r}`")),
+                );
+            }
+        }
+    }
+    for (k, child) in obj {
+        match props.and_then(|p| p.get(k)) {
+            Some(cs) => walk(child, cs, root, &join(path, k), out),
+            None => {
+                if s.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    out.push(unknown_key(path, k, props));
                 }
             }
         }
-        for (k, child) in obj {
-            match props.and_then(|p| p.get(k)) {
-                Some(cs) => walk(child, cs, root, &join(path, k), out),
-                None => {
-                    if s.get("additionalProperties") == Some(&Value::Bool(false)) {
-                        let known: Vec<&str> = props
-                            .map(|p| p.keys().map(String::as_str).collect())
-                            .unwrap_or_default();
-                        let mut problem = Problem::at(join(path, k), format!("unknown key `{k}`"));
-                        problem = match closest(k, &known) {
-                            Some(c) => problem.hint(format!("did you mean `{c}`?")),
-                            None => problem.hint(format!("known keys here: {}", known.join(", "))),
-                        };
-                        out.push(problem);
-                    }
-                }
-            }
-        }
+    }
+}
+
+/// An unknown key, with the nearest known one or the list of known keys.
+fn unknown_key(path: &str, k: &str, props: Option<&serde_json::Map<String, Value>>) -> Problem {
+    let known: Vec<&str> = props
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let problem = Problem::at(join(path, k), format!("unknown key `{k}`"));
+    match closest(k, &known) {
+        Some(c) => problem.hint(format!("did you mean `{c}`?")),
+        None => problem.hint(format!("known keys here: {}", known.join(", "))),
     }
 }
 

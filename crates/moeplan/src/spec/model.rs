@@ -149,249 +149,23 @@ pub fn load(source: &Source) -> Result<Model, SpecError> {
 /// Converts a raw model into the domain type, collecting problems.
 pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
     let hidden = pr.positive("hidden_size", raw.hidden_size);
-    let mut n_layers = pr.positive("n_layers", raw.n_layers);
-    if n_layers > MAX_LAYERS {
-        pr.push(
-            Problem::at(
-                "n_layers",
-                format!("{n_layers} layers is not a real model (the largest have about 100)"),
-            )
-            .hint(format!("moeplan accepts at most {MAX_LAYERS} layers")),
-        );
-        n_layers = 1;
-    }
+    let n_layers = layer_count(raw.n_layers, pr);
     let vocab = pr.positive("vocab_size", raw.vocab_size);
-    let a = &raw.attention;
-    let n_heads = pr.positive("attention.n_heads", a.n_heads);
-    let attention = match a.kind {
-        AttentionKind::Mha | AttentionKind::Gqa => {
-            let n_kv = match (a.kind, a.n_kv_heads) {
-                (AttentionKind::Mha, Some(kv)) if kv != a.n_heads => {
-                    pr.push(
-                        Problem::at(
-                            "attention.n_kv_heads",
-                            format!(
-                                "mha has as many kv heads as heads ({}), not {kv}",
-                                a.n_heads
-                            ),
-                        )
-                        .hint("use kind = \"gqa\" for grouped-query attention"),
-                    );
-                    n_heads
-                }
-                (AttentionKind::Gqa, None) => {
-                    pr.push(
-                        Problem::at("attention", "gqa needs `n_kv_heads`").hint("add n_kv_heads"),
-                    );
-                    n_heads
-                }
-                (_, Some(kv)) => pr.positive("attention.n_kv_heads", kv),
-                (_, None) => n_heads,
-            };
-            if a.n_heads > 0 && a.n_kv_heads != Some(0) && n_heads % n_kv != 0 {
-                pr.push(
-                    Problem::at("attention.n_kv_heads", format!("{n_heads} heads are not divisible by {n_kv} kv heads"))
-                        .hint("each kv head serves a whole group of query heads: pick a divisor of n_heads"),
-                );
-            }
-            let head_dim = match a.head_dim {
-                Some(d) => pr.positive("attention.head_dim", d),
-                None => {
-                    if hidden % n_heads != 0 {
-                        pr.push(
-                            Problem::at(
-                                "attention.n_heads",
-                                format!("hidden_size {hidden} is not divisible by {n_heads} heads"),
-                            )
-                            .hint("state head_dim explicitly"),
-                        );
-                    }
-                    (hidden / n_heads).max(1)
-                }
-            };
-            for k in [
-                "q_lora_rank",
-                "kv_lora_rank",
-                "qk_nope_head_dim",
-                "qk_rope_head_dim",
-                "v_head_dim",
-            ] {
-                let set = match k {
-                    "q_lora_rank" => a.q_lora_rank.is_some(),
-                    "kv_lora_rank" => a.kv_lora_rank.is_some(),
-                    "qk_nope_head_dim" => a.qk_nope_head_dim.is_some(),
-                    "qk_rope_head_dim" => a.qk_rope_head_dim.is_some(),
-                    _ => a.v_head_dim.is_some(),
-                };
-                if set {
-                    pr.push(
-                        Problem::at(
-                            format!("attention.{k}"),
-                            format!("`{k}` only applies to kind = \"mla\""),
-                        )
-                        .hint("remove it, or set kind = \"mla\""),
-                    );
-                }
-            }
-            Attention::Gqa {
-                n_heads,
-                n_kv_heads: n_kv,
-                head_dim,
-                qkv_bias: a.qkv_bias.unwrap_or(false),
-                o_bias: false,
-                qk_norm: a.qk_norm.unwrap_or(false),
-                sinks: false,
-                output_gate: false,
-            }
-        }
-        AttentionKind::Mla => {
-            let mut need = |k: &str, v: Option<u64>| match v {
-                Some(x) => pr.positive(&format!("attention.{k}"), x),
-                None => {
-                    pr.push(
-                        Problem::at("attention", format!("mla needs `{k}`"))
-                            .hint(format!("add {k}")),
-                    );
-                    1
-                }
-            };
-            let kv_lora_rank = need("kv_lora_rank", a.kv_lora_rank);
-            let qk_nope_head_dim = need("qk_nope_head_dim", a.qk_nope_head_dim);
-            let qk_rope_head_dim = need("qk_rope_head_dim", a.qk_rope_head_dim);
-            let v_head_dim = need("v_head_dim", a.v_head_dim);
-            Attention::Mla {
-                n_heads,
-                q_lora_rank: a
-                    .q_lora_rank
-                    .map(|r| pr.positive("attention.q_lora_rank", r)),
-                kv_lora_rank,
-                qk_nope_head_dim,
-                qk_rope_head_dim,
-                v_head_dim,
-            }
-        }
-    };
-    let moe = raw.moe.as_ref().map(|m| {
-        let e = pr.positive("moe.n_routed_experts", m.n_routed_experts);
-        let k = pr.positive("moe.experts_per_token", m.experts_per_token);
-        if m.n_routed_experts > 0 && m.experts_per_token > 0 && k > e {
-            pr.push(
-                Problem::at(
-                    "moe.experts_per_token",
-                    format!("top-{k} routing needs at least {k} experts, the model has {e}"),
-                )
-                .hint("experts_per_token cannot exceed n_routed_experts"),
-            );
-        }
-        let inter = pr.positive("moe.expert_intermediate_size", m.expert_intermediate_size);
-        Moe {
-            n_routed_experts: e,
-            experts_per_token: k.min(e),
-            expert_intermediate_size: inter,
-            n_shared_experts: m.n_shared_experts.unwrap_or(0),
-            shared_intermediate_size: m.shared_intermediate_size.unwrap_or(inter),
-            shared_expert_gate: false,
-            router_bias: false,
-            expert_bias: false,
-        }
-    });
+    let attention = attention(&raw.attention, hidden, pr);
+    let moe = raw.moe.as_ref().map(|m| moe(m, pr));
+    let ffn = if moe.is_some() { Ffn::Moe } else { Ffn::Dense };
     let mut layers = vec![
         Layer {
             mixer: Mixer::Full,
-            ffn: if moe.is_some() { Ffn::Moe } else { Ffn::Dense },
+            ffn,
         };
         n_layers as usize
     ];
-    let index_list = |key: &str, list: &[u64], pr: &mut Problems| -> Vec<usize> {
-        list.iter()
-            .enumerate()
-            .filter_map(|(i, &l)| {
-                if l >= n_layers {
-                    pr.push(
-                        Problem::at(
-                            format!("{key}[{i}]"),
-                            format!("layer {l} does not exist; layers are 0..{}", n_layers - 1),
-                        )
-                        .hint("layer indices are 0-based"),
-                    );
-                    None
-                } else {
-                    Some(l as usize)
-                }
-            })
-            .collect()
-    };
-    if let Some(dense) = &raw.dense_layers {
-        for l in index_list("dense_layers", dense, pr) {
-            layers[l].ffn = Ffn::Dense;
-        }
-    }
-    let any_dense = layers.iter().any(|l| l.ffn == Ffn::Dense);
-    let dense_intermediate_size = match raw.dense_intermediate_size {
-        Some(d) => pr.positive("dense_intermediate_size", d),
-        None if any_dense => {
-            pr.push(
-                Problem::at(
-                    "dense_intermediate_size",
-                    "some layers have a dense MLP but its width is not given",
-                )
-                .hint("add dense_intermediate_size"),
-            );
-            1
-        }
-        None => 0,
-    };
-    if let Some(w) = raw.sliding_window {
-        let w = pr.positive("sliding_window", w);
-        let which: Vec<usize> = match &raw.sliding_window_layers {
-            Some(list) => index_list("sliding_window_layers", list, pr),
-            None => (0..n_layers as usize).collect(),
-        };
-        for l in which {
-            layers[l].mixer = Mixer::Sliding { window: w };
-        }
-    } else if raw.sliding_window_layers.is_some() {
-        pr.push(
-            Problem::at(
-                "sliding_window_layers",
-                "sliding_window_layers needs sliding_window",
-            )
-            .hint("add sliding_window"),
-        );
-    }
-    let d = raw.dtypes.clone().unwrap_or_default();
-    let w = d.weights.unwrap_or(DType::Bf16);
-    let kv_default = if w.bits() >= 16.0 && w != DType::Fp32 {
-        w
-    } else {
-        DType::Bf16
-    };
-    let dtypes = Dtypes {
-        attention: d.attention.unwrap_or(w),
-        experts: d.experts.unwrap_or(w),
-        dense: d.dense.unwrap_or(w),
-        embedding: d
-            .embedding
-            .unwrap_or(if w.bits() >= 16.0 { w } else { DType::Bf16 }),
-        lm_head: d
-            .lm_head
-            .unwrap_or(if w.bits() >= 16.0 { w } else { DType::Bf16 }),
-        kv_cache: d.kv_cache.unwrap_or(kv_default),
-        state: DType::Fp32,
-    };
-    let declared_params = raw
-        .declared_params
-        .as_ref()
-        .and_then(|s| match parse_params(s) {
-            Ok(p) => Some(p.0),
-            Err(e) => {
-                pr.push(
-                    Problem::at("declared_params", e)
-                        .hint("a count with its suffix, in quotes: \"10B\", \"46.7B\", \"300M\""),
-                );
-                None
-            }
-        });
+    mark_dense_layers(raw, n_layers, &mut layers, pr);
+    let dense_intermediate_size = dense_width(raw.dense_intermediate_size, &layers, pr);
+    mark_sliding_layers(raw, n_layers, &mut layers, pr);
+    let dtypes = dtypes(raw.dtypes.as_ref().unwrap_or(&RawDtypes::default()));
+    let declared_params = declared_params(raw.declared_params.as_deref(), pr);
     Model {
         name: raw.name.clone().unwrap_or_else(|| default_name.to_string()),
         architecture: "native".into(),
@@ -409,4 +183,286 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         declared_params,
         assumptions: raw.assumptions.clone().unwrap_or_default(),
     }
+}
+
+/// The decoder layer count: positive, and at most `MAX_LAYERS` (else 1).
+fn layer_count(n: u64, pr: &mut Problems) -> u64 {
+    let n_layers = pr.positive("n_layers", n);
+    if n_layers <= MAX_LAYERS {
+        return n_layers;
+    }
+    pr.push(
+        Problem::at(
+            "n_layers",
+            format!("{n_layers} layers is not a real model (the largest have about 100)"),
+        )
+        .hint(format!("moeplan accepts at most {MAX_LAYERS} layers")),
+    );
+    1
+}
+
+/// The attention block: its head count, then the MHA/GQA or the MLA shape.
+fn attention(a: &RawAttention, hidden: u64, pr: &mut Problems) -> Attention {
+    let n_heads = pr.positive("attention.n_heads", a.n_heads);
+    match a.kind {
+        AttentionKind::Mha | AttentionKind::Gqa => gqa(a, n_heads, hidden, pr),
+        AttentionKind::Mla => mla(a, n_heads, pr),
+    }
+}
+
+/// MHA or GQA: KV heads, their grouping, the head dimension, and no MLA keys.
+fn gqa(a: &RawAttention, n_heads: u64, hidden: u64, pr: &mut Problems) -> Attention {
+    let n_kv = kv_heads(a, n_heads, pr);
+    if a.n_heads > 0 && a.n_kv_heads != Some(0) && n_heads % n_kv != 0 {
+        pr.push(
+            Problem::at(
+                "attention.n_kv_heads",
+                format!("{n_heads} heads are not divisible by {n_kv} kv heads"),
+            )
+            .hint("each kv head serves a whole group of query heads: pick a divisor of n_heads"),
+        );
+    }
+    let head_dim = head_dim(a.head_dim, hidden, n_heads, pr);
+    for (k, v) in mla_keys(a) {
+        if v.is_some() {
+            pr.push(
+                Problem::at(
+                    format!("attention.{k}"),
+                    format!("`{k}` only applies to kind = \"mla\""),
+                )
+                .hint("remove it, or set kind = \"mla\""),
+            );
+        }
+    }
+    Attention::Gqa {
+        n_heads,
+        n_kv_heads: n_kv,
+        head_dim,
+        qkv_bias: a.qkv_bias.unwrap_or(false),
+        o_bias: false,
+        qk_norm: a.qk_norm.unwrap_or(false),
+        sinks: false,
+        output_gate: false,
+    }
+}
+
+/// KV heads of MHA (as many as heads) or GQA (stated, and required).
+fn kv_heads(a: &RawAttention, n_heads: u64, pr: &mut Problems) -> u64 {
+    match (a.kind, a.n_kv_heads) {
+        (AttentionKind::Mha, Some(kv)) if kv != a.n_heads => {
+            pr.push(
+                Problem::at(
+                    "attention.n_kv_heads",
+                    format!(
+                        "mha has as many kv heads as heads ({}), not {kv}",
+                        a.n_heads
+                    ),
+                )
+                .hint("use kind = \"gqa\" for grouped-query attention"),
+            );
+            n_heads
+        }
+        (AttentionKind::Gqa, None) => {
+            pr.push(Problem::at("attention", "gqa needs `n_kv_heads`").hint("add n_kv_heads"));
+            n_heads
+        }
+        (_, Some(kv)) => pr.positive("attention.n_kv_heads", kv),
+        (_, None) => n_heads,
+    }
+}
+
+/// The head dimension: stated, or hidden_size / n_heads (which must divide).
+fn head_dim(stated: Option<u64>, hidden: u64, n_heads: u64, pr: &mut Problems) -> u64 {
+    if let Some(d) = stated {
+        return pr.positive("attention.head_dim", d);
+    }
+    if hidden % n_heads != 0 {
+        pr.push(
+            Problem::at(
+                "attention.n_heads",
+                format!("hidden_size {hidden} is not divisible by {n_heads} heads"),
+            )
+            .hint("state head_dim explicitly"),
+        );
+    }
+    (hidden / n_heads).max(1)
+}
+
+/// The keys only MLA reads, with their values, in the order they are checked.
+fn mla_keys(a: &RawAttention) -> [(&'static str, Option<u64>); 5] {
+    [
+        ("q_lora_rank", a.q_lora_rank),
+        ("kv_lora_rank", a.kv_lora_rank),
+        ("qk_nope_head_dim", a.qk_nope_head_dim),
+        ("qk_rope_head_dim", a.qk_rope_head_dim),
+        ("v_head_dim", a.v_head_dim),
+    ]
+}
+
+/// MLA: the four required dimensions, then the optional query rank.
+fn mla(a: &RawAttention, n_heads: u64, pr: &mut Problems) -> Attention {
+    let kv_lora_rank = mla_needs(pr, "kv_lora_rank", a.kv_lora_rank);
+    let qk_nope_head_dim = mla_needs(pr, "qk_nope_head_dim", a.qk_nope_head_dim);
+    let qk_rope_head_dim = mla_needs(pr, "qk_rope_head_dim", a.qk_rope_head_dim);
+    let v_head_dim = mla_needs(pr, "v_head_dim", a.v_head_dim);
+    Attention::Mla {
+        n_heads,
+        q_lora_rank: a
+            .q_lora_rank
+            .map(|r| pr.positive("attention.q_lora_rank", r)),
+        kv_lora_rank,
+        qk_nope_head_dim,
+        qk_rope_head_dim,
+        v_head_dim,
+    }
+}
+
+/// A dimension MLA requires: positive when given, else a problem and 1.
+fn mla_needs(pr: &mut Problems, k: &str, v: Option<u64>) -> u64 {
+    match v {
+        Some(x) => pr.positive(&format!("attention.{k}"), x),
+        None => {
+            pr.push(Problem::at("attention", format!("mla needs `{k}`")).hint(format!("add {k}")));
+            1
+        }
+    }
+}
+
+/// The MoE block: experts, top-k (at most the experts) and widths.
+fn moe(m: &RawMoe, pr: &mut Problems) -> Moe {
+    let e = pr.positive("moe.n_routed_experts", m.n_routed_experts);
+    let k = pr.positive("moe.experts_per_token", m.experts_per_token);
+    if m.n_routed_experts > 0 && m.experts_per_token > 0 && k > e {
+        pr.push(
+            Problem::at(
+                "moe.experts_per_token",
+                format!("top-{k} routing needs at least {k} experts, the model has {e}"),
+            )
+            .hint("experts_per_token cannot exceed n_routed_experts"),
+        );
+    }
+    let inter = pr.positive("moe.expert_intermediate_size", m.expert_intermediate_size);
+    Moe {
+        n_routed_experts: e,
+        experts_per_token: k.min(e),
+        expert_intermediate_size: inter,
+        n_shared_experts: m.n_shared_experts.unwrap_or(0),
+        shared_intermediate_size: m.shared_intermediate_size.unwrap_or(inter),
+        shared_expert_gate: false,
+        router_bias: false,
+        expert_bias: false,
+    }
+}
+
+/// The layers a list under `key` names, each checked to exist (0-based).
+fn layer_indices(key: &str, list: &[u64], n_layers: u64, pr: &mut Problems) -> Vec<usize> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, &l)| {
+            if l >= n_layers {
+                pr.push(
+                    Problem::at(
+                        format!("{key}[{i}]"),
+                        format!("layer {l} does not exist; layers are 0..{}", n_layers - 1),
+                    )
+                    .hint("layer indices are 0-based"),
+                );
+                None
+            } else {
+                Some(l as usize)
+            }
+        })
+        .collect()
+}
+
+/// Gives the layers in `dense_layers` a dense MLP.
+fn mark_dense_layers(raw: &RawModel, n_layers: u64, layers: &mut [Layer], pr: &mut Problems) {
+    if let Some(dense) = &raw.dense_layers {
+        for l in layer_indices("dense_layers", dense, n_layers, pr) {
+            layers[l].ffn = Ffn::Dense;
+        }
+    }
+}
+
+/// The dense MLP width: required when any layer is dense, else 0.
+fn dense_width(stated: Option<u64>, layers: &[Layer], pr: &mut Problems) -> u64 {
+    let any_dense = layers.iter().any(|l| l.ffn == Ffn::Dense);
+    match stated {
+        Some(d) => pr.positive("dense_intermediate_size", d),
+        None if any_dense => {
+            pr.push(
+                Problem::at(
+                    "dense_intermediate_size",
+                    "some layers have a dense MLP but its width is not given",
+                )
+                .hint("add dense_intermediate_size"),
+            );
+            1
+        }
+        None => 0,
+    }
+}
+
+/// Gives the sliding-window layers (all, unless listed) their window.
+fn mark_sliding_layers(raw: &RawModel, n_layers: u64, layers: &mut [Layer], pr: &mut Problems) {
+    if let Some(w) = raw.sliding_window {
+        let w = pr.positive("sliding_window", w);
+        let which: Vec<usize> = match &raw.sliding_window_layers {
+            Some(list) => layer_indices("sliding_window_layers", list, n_layers, pr),
+            None => (0..n_layers as usize).collect(),
+        };
+        for l in which {
+            layers[l].mixer = Mixer::Sliding { window: w };
+        }
+    } else if raw.sliding_window_layers.is_some() {
+        pr.push(
+            Problem::at(
+                "sliding_window_layers",
+                "sliding_window_layers needs sliding_window",
+            )
+            .hint("add sliding_window"),
+        );
+    }
+}
+
+/// Stored precisions: `weights` (default bf16) under each unstated group.
+fn dtypes(d: &RawDtypes) -> Dtypes {
+    let w = d.weights.unwrap_or(DType::Bf16);
+    let kv_default = if w.bits() >= 16.0 && w != DType::Fp32 {
+        w
+    } else {
+        DType::Bf16
+    };
+    Dtypes {
+        attention: d.attention.unwrap_or(w),
+        experts: d.experts.unwrap_or(w),
+        dense: d.dense.unwrap_or(w),
+        embedding: d.embedding.unwrap_or(at_least_16_bits(w)),
+        lm_head: d.lm_head.unwrap_or(at_least_16_bits(w)),
+        kv_cache: d.kv_cache.unwrap_or(kv_default),
+        state: DType::Fp32,
+    }
+}
+
+/// `w` when it has 16 bits or more, else bf16 (embedding and LM head).
+fn at_least_16_bits(w: DType) -> DType {
+    if w.bits() >= 16.0 {
+        w
+    } else {
+        DType::Bf16
+    }
+}
+
+/// The declared parameter count, when given and readable.
+fn declared_params(s: Option<&str>, pr: &mut Problems) -> Option<f64> {
+    s.and_then(|s| match parse_params(s) {
+        Ok(p) => Some(p.0),
+        Err(e) => {
+            pr.push(
+                Problem::at("declared_params", e)
+                    .hint("a count with its suffix, in quotes: \"10B\", \"46.7B\", \"300M\""),
+            );
+            None
+        }
+    })
 }

@@ -500,55 +500,82 @@ fn fraction_value(v: &serde_json::Value, path: &str, pr: &mut Problems) -> Optio
 
 /// Validates the workload section.
 pub fn workload(w: &RawWorkload, pr: &mut Problems) -> WorkloadSpec {
-    let lengths = |pr: &mut Problems,
-                   name: &str,
-                   fixed: Option<u64>,
-                   min: Option<u64>,
-                   max: Option<u64>|
-     -> Lengths {
-        let l = match (fixed, min, max) {
-            (Some(v), None, None) => Lengths { min: v, max: v },
-            (None, Some(a), Some(b)) => Lengths { min: a, max: b },
-            (None, None, None) => {
-                pr.push(
-                    Problem::at("workload", format!("no {name} given"))
-                        .hint(format!("add {name} = N, or {name}_min and {name}_max")),
-                );
-                Lengths { min: 1, max: 1 }
-            }
-            _ => {
-                pr.push(
-                    Problem::at(
-                        format!("workload.{name}"),
-                        format!("give either {name}, or both {name}_min and {name}_max"),
-                    )
-                    .hint("a fixed length or a range, not a mix"),
-                );
-                Lengths { min: 1, max: 1 }
-            }
-        };
-        if l.min == 0 {
-            pr.push(
-                Problem::at(format!("workload.{name}"), "lengths start at 1 token")
-                    .hint("a request has at least one token"),
-            );
-        }
-        if l.min > l.max {
-            pr.push(
-                Problem::at(
-                    format!("workload.{name}_min"),
-                    format!("{name}_min {} is above {name}_max {}", l.min, l.max),
-                )
-                .hint("swap them"),
-            );
-        }
-        Lengths {
-            min: l.min.max(1),
-            max: l.max.max(l.min).max(1),
-        }
-    };
     let isl = lengths(pr, "isl", w.isl, w.isl_min, w.isl_max);
     let osl = lengths(pr, "osl", w.osl, w.osl_min, w.osl_max);
+    let concurrency = concurrency(w, pr);
+    if let Some(r) = w.request_rate {
+        if !(r > 0.0 && r.is_finite()) {
+            pr.push(
+                Problem::at(
+                    "workload.request_rate",
+                    format!("{r} is not a positive rate"),
+                )
+                .hint("requests per second, e.g. 10"),
+            );
+        }
+    }
+    WorkloadSpec {
+        isl,
+        osl,
+        concurrency: concurrency.filter(|c| *c > 0),
+        request_rate: w.request_rate.filter(|r| *r > 0.0),
+    }
+}
+
+/// The lengths of `name` (isl or osl): a fixed `name`, or both
+/// `name_min` and `name_max`, from 1 token up and in order.
+fn lengths(
+    pr: &mut Problems,
+    name: &str,
+    fixed: Option<u64>,
+    min: Option<u64>,
+    max: Option<u64>,
+) -> Lengths {
+    let l = match (fixed, min, max) {
+        (Some(v), None, None) => Lengths { min: v, max: v },
+        (None, Some(a), Some(b)) => Lengths { min: a, max: b },
+        (None, None, None) => {
+            pr.push(
+                Problem::at("workload", format!("no {name} given"))
+                    .hint(format!("add {name} = N, or {name}_min and {name}_max")),
+            );
+            Lengths { min: 1, max: 1 }
+        }
+        _ => {
+            pr.push(
+                Problem::at(
+                    format!("workload.{name}"),
+                    format!("give either {name}, or both {name}_min and {name}_max"),
+                )
+                .hint("a fixed length or a range, not a mix"),
+            );
+            Lengths { min: 1, max: 1 }
+        }
+    };
+    if l.min == 0 {
+        pr.push(
+            Problem::at(format!("workload.{name}"), "lengths start at 1 token")
+                .hint("a request has at least one token"),
+        );
+    }
+    if l.min > l.max {
+        pr.push(
+            Problem::at(
+                format!("workload.{name}_min"),
+                format!("{name}_min {} is above {name}_max {}", l.min, l.max),
+            )
+            .hint("swap them"),
+        );
+    }
+    Lengths {
+        min: l.min.max(1),
+        max: l.max.max(l.min).max(1),
+    }
+}
+
+/// Requests in flight: `concurrency` or its synonym `batch_size`, not both
+/// (then `concurrency`); 0 is a problem.
+fn concurrency(w: &RawWorkload, pr: &mut Problems) -> Option<u64> {
     let concurrency = match (w.concurrency, w.batch_size) {
         (Some(_), Some(_)) => {
             pr.push(
@@ -568,23 +595,7 @@ pub fn workload(w: &RawWorkload, pr: &mut Problems) -> WorkloadSpec {
                 .hint("requests in flight, e.g. 64"),
         );
     }
-    if let Some(r) = w.request_rate {
-        if !(r > 0.0 && r.is_finite()) {
-            pr.push(
-                Problem::at(
-                    "workload.request_rate",
-                    format!("{r} is not a positive rate"),
-                )
-                .hint("requests per second, e.g. 10"),
-            );
-        }
-    }
-    WorkloadSpec {
-        isl,
-        osl,
-        concurrency: concurrency.filter(|c| *c > 0),
-        request_rate: w.request_rate.filter(|r| *r > 0.0),
-    }
+    concurrency
 }
 
 /// Validates the service-level section.
