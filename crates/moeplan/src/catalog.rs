@@ -300,27 +300,56 @@ pub fn resolve_model(arg: &str) -> Result<Model, SpecError> {
     if let Some(m) = model(arg) {
         return m;
     }
-    if !Path::new(arg).exists() {
+    let path = Path::new(arg);
+    if !path.exists() {
         if let Some(m) = model_by_hf_id(arg) {
             return m;
         }
     }
-    if Path::new(arg).exists() || arg.contains('/') || arg.contains('.') {
-        return load_model_source(&Source::read(Path::new(arg))?);
+    if path.is_dir() {
+        // A Hugging Face snapshot: config.json (and hf_quant_config.json) inside.
+        return load_model_source(&Source::read(&path.join("config.json"))?);
     }
-    let ids: Vec<&str> = MODELS.iter().map(|(k, _)| *k).collect();
+    if path.exists() || crate::spec::source::Format::from_path(arg).is_some() {
+        return load_model_source(&Source::read(path)?);
+    }
     Err(SpecError::new(
         arg,
         String::new(),
-        vec![
-            Problem::at("", format!("`{arg}` is neither a catalog model nor a file")).hint(
-                format!(
-                    "catalog models: {}; or pass a config.json / model spec path",
-                    ids.join(", ")
-                ),
-            ),
-        ],
+        vec![Problem::at(
+            "",
+            format!("`{arg}` is not a catalog model, a Hugging Face id of one, or a file"),
+        )
+        .hint(format!(
+            "closest catalog models: {}; or pass a config.json, a Hugging Face snapshot folder or a model spec (`moeplan catalog` lists the models)",
+            closest(arg, MODELS.iter().map(|(k, _)| *k)).join(", ")
+        ))],
     ))
+}
+
+/// The three catalog ids closest to `arg` (edit distance on lowercase, the
+/// part after an `org/` ignored), nearest first.
+fn closest<'a>(arg: &str, ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let want = arg.rsplit('/').next().unwrap_or(arg).to_ascii_lowercase();
+    let mut scored: Vec<(usize, &str)> = ids.map(|id| (edit_distance(&want, id), id)).collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, id)| id).collect()
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Resolves what a user typed for a GPU: a catalog id or a spec file path.

@@ -122,14 +122,62 @@ impl Cfg<'_> {
 
 /// Reads a `config.json`.
 pub fn load(source: &Source) -> Result<Model, SpecError> {
-    let value = source.parse()?;
+    let mut value = source.parse()?;
     let name = model_name(&source.name);
     let mut pr = Problems::default();
-    let model = from_value(&value, &name, &mut pr);
+    let sidecar = with_quant_sidecar(&mut value, &source.name)?;
+    let mut model = from_value(&value, &name, &mut pr);
+    if let (Some(m), Some(note)) = (model.as_mut(), sidecar) {
+        m.assumptions.push(note);
+    }
     match model {
         Some(m) if pr.is_empty() => Ok(m),
         _ => Err(SpecError::in_source(source, pr.0)),
     }
+}
+
+/// The `hf_quant_config.json` beside a `config.json` (or
+/// `<id>_hf_quant_config.json` beside `<id>_config.json`): where NVIDIA's
+/// ModelOpt checkpoints keep their quantization. When the config states
+/// none itself, the sidecar's becomes its `quantization_config`; returns
+/// what was read, for the model's assumptions.
+fn with_quant_sidecar(value: &mut Value, config_path: &str) -> Result<Option<String>, SpecError> {
+    let Some(stem) = config_path.strip_suffix("config.json") else {
+        return Ok(None);
+    };
+    let path = format!("{stem}hf_quant_config.json");
+    let root = value.as_object_mut();
+    let states_own = root.as_ref().is_some_and(|r| {
+        r.contains_key("quantization_config")
+            || r.get("text_config")
+                .is_some_and(|t| t.get("quantization_config").is_some())
+    });
+    if states_own || !std::path::Path::new(&path).is_file() {
+        return Ok(None);
+    }
+    let side = Source::read(std::path::Path::new(&path))?.parse()?;
+    let Some(mut q) = side.get("quantization").and_then(Value::as_object).cloned() else {
+        return Ok(None);
+    };
+    q.insert("quant_method".into(), Value::from("modelopt"));
+    let algo = q
+        .get("quant_algo")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    let kv = q
+        .get("kv_cache_quant_algo")
+        .and_then(Value::as_str)
+        .map_or(String::new(), |k| format!(", KV cache {k}"));
+    if let Some(r) = root {
+        r.insert("quantization_config".into(), Value::Object(q));
+    }
+    let file = std::path::Path::new(&path)
+        .file_name()
+        .map_or(path.clone(), |f| f.to_string_lossy().into_owned());
+    Ok(Some(format!(
+        "quantization read from {file} beside the config (ModelOpt {algo}{kv}); modules it excludes stay in the config's dtype"
+    )))
 }
 
 /// The model's name from its path: the parent folder for `.../Name/config.json`,
@@ -687,6 +735,54 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The stored weight type of a ModelOpt `quant_algo` (`NVFP4`,
+/// `W4A16_NVFP4`, `FP8`, `MXFP8`, `W4A8_AWQ`, ...); `None` when unknown.
+fn modelopt_dtype(algo: &str) -> Option<DType> {
+    let a = algo.to_ascii_uppercase();
+    if a.contains("NVFP4") || a == "FP4" {
+        Some(DType::Nvfp4)
+    } else if a.contains("MXFP4") {
+        Some(DType::Mxfp4)
+    } else if a.contains("FP8") {
+        Some(DType::Fp8)
+    } else if a.starts_with("W4") || a.contains("INT4") {
+        Some(DType::Int4)
+    } else if a.starts_with("W8") || a.contains("INT8") {
+        Some(DType::Int8)
+    } else {
+        None
+    }
+}
+
+/// A ModelOpt `MIXED_PRECISION` checkpoint: each weight group takes the
+/// `quant_algo` its modules have in `quantized_layers` (routed experts,
+/// attention, shared experts and dense MLPs looked up by module name).
+fn mixed_precision(mut d: Dtypes, q: &Map<String, Value>, ignore: &[String]) -> Dtypes {
+    let Some(layers) = q.get("quantized_layers").and_then(Value::as_object) else {
+        return d;
+    };
+    let algo_of = |is: &dyn Fn(&str) -> bool| {
+        layers
+            .iter()
+            .filter(|(k, _)| is(k) && !excluded(ignore, &[k.as_str()]))
+            .find_map(|(_, v)| v.get("quant_algo").and_then(Value::as_str))
+            .and_then(modelopt_dtype)
+    };
+    let shared = |k: &str| k.contains("shared_expert");
+    if let Some(t) = algo_of(&|k| k.contains("experts.") && !shared(k)) {
+        d.experts = t;
+    }
+    if let Some(t) = algo_of(&|k| k.contains("attn")) {
+        d.attention = t;
+    }
+    if let Some(t) = algo_of(&|k| {
+        shared(k) || ((k.contains("mlp.") || k.contains("ffn.")) && !k.contains("experts"))
+    }) {
+        d.dense = t;
+    }
+    d
+}
+
 /// The stored type of each weight group from `torch_dtype` and the quantisation config.
 fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes {
     let mut d = Dtypes::uniform(base);
@@ -697,15 +793,14 @@ fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes 
         "mxfp4" => (DType::Mxfp4, string_list(q.get("modules_to_not_convert"))),
         "modelopt" => {
             let algo = q.get("quant_algo").and_then(Value::as_str).unwrap_or("");
-            let t = if algo.contains("FP4") {
-                DType::Nvfp4
-            } else {
-                DType::Fp8
-            };
             if q.get("kv_cache_quant_algo").and_then(Value::as_str) == Some("FP8") {
                 d.kv_cache = DType::Fp8;
             }
-            (t, string_list(q.get("exclude_modules")))
+            let ignore = string_list(q.get("exclude_modules"));
+            if algo == "MIXED_PRECISION" {
+                return mixed_precision(d, q, &ignore);
+            }
+            (modelopt_dtype(algo).unwrap_or(base), ignore)
         }
         "compressed-tensors" => {
             let w = q
@@ -751,6 +846,30 @@ fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ModelOpt's `quant_algo` names map to stored weight types; a
+    /// `MIXED_PRECISION` checkpoint takes each group's type from the
+    /// modules `quantized_layers` lists (shared experts are not routed).
+    #[test]
+    fn modelopt_algorithms_and_mixed_precision() {
+        assert_eq!(modelopt_dtype("W4A16_NVFP4"), Some(DType::Nvfp4));
+        assert_eq!(modelopt_dtype("MXFP8"), Some(DType::Fp8));
+        assert_eq!(modelopt_dtype("W4A8_AWQ"), Some(DType::Int4));
+        assert_eq!(modelopt_dtype("MIXED_PRECISION"), None);
+        let q: Value = serde_json::json!({
+            "quant_algo": "MIXED_PRECISION",
+            "quantized_layers": {
+                "model.layers.3.mlp.experts.7.down_proj": {"quant_algo": "NVFP4"},
+                "model.layers.3.mlp.shared_experts.down_proj": {"quant_algo": "FP8"},
+                "model.layers.3.self_attn.o_proj": {"quant_algo": "FP8"}
+            }
+        });
+        let d = mixed_precision(Dtypes::uniform(DType::Bf16), q.as_object().unwrap(), &[]);
+        assert_eq!(
+            (d.experts, d.dense, d.attention),
+            (DType::Nvfp4, DType::Fp8, DType::Fp8)
+        );
+    }
 
     #[test]
     fn exclusion_patterns() {

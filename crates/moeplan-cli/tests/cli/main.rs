@@ -533,9 +533,16 @@ fn json_flag_reports_input_errors_as_json_on_stdout() {
 fn unknown_model_name_is_bad_input() {
     let out = moeplan(&["model", "no-such-model"]);
     assert_eq!(out.status.code(), Some(EXIT_INPUT));
-    let err = stderr(&out);
-    assert!(err.contains("neither a catalog model nor a file"), "{err}");
-    assert!(err.contains("seed-moe"), "{err}");
+    let err = unwrapped(&stderr(&out));
+    assert!(err.contains("is not a catalog model"), "{err}");
+    // A name with a dot is a model name unless it names a file (issue 13:
+    // `deepseek-v3.1` was read as a file without an extension).
+    let out = moeplan(&["model", "deepseek-v3.1"]);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT));
+    let err = unwrapped(&stderr(&out));
+    assert!(err.contains("`deepseek-v3.1` is not a catalog model"), "{err}");
+    assert!(err.contains("closest catalog models: deepseek-v3"), "{err}");
+    assert!(!err.contains("extension"), "{err}");
 }
 
 #[test]

@@ -106,6 +106,44 @@ fn qwen3_coder_480b_reads_zero_as_no_shared_expert() {
     assert!(within(p.active.0, 35.47e9, 0.005), "{}", p.active.0);
 }
 
+/// NVIDIA's ModelOpt checkpoints keep their quantization in
+/// `hf_quant_config.json` beside `config.json` (here `<id>_hf_quant_config.json`
+/// beside `<id>_config.json`). Qwen3-235B-A22B-NVFP4: NVFP4 (4.5 bits with
+/// its fp8 scale per 16) on every linear layer but the router gates it
+/// excludes, FP8 KV cache. Bytes: experts 227.1B × 0.5625 = 127.76 GB +
+/// attention 6.70B × 0.5625 = 3.77 GB + embedding and LM head 1.245B × 2 =
+/// 2.49 GB + routers 49.3M × 2 = 0.10 GB → 134.1 GB (it read as 470 GB of
+/// bf16 before). The same config without its sidecar reads as bf16.
+#[test]
+fn a_modelopt_sidecar_sets_the_precision_and_says_so() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/");
+    let path = format!("{dir}nvidia--Qwen3-235B-A22B-NVFP4_config.json");
+    let m = catalog::resolve_model(&path).expect("loads");
+    use moeplan::dtype::DType;
+    assert_eq!(
+        (m.dtypes.experts, m.dtypes.attention, m.dtypes.kv_cache),
+        (DType::Nvfp4, DType::Nvfp4, DType::Fp8)
+    );
+    assert!(
+        m.assumptions
+            .iter()
+            .any(|a| a.contains("hf_quant_config.json") && a.contains("NVFP4")),
+        "{:?}",
+        m.assumptions
+    );
+    let bytes = m.params().weight_bytes.0;
+    assert!(within(bytes, 134.1e9, 0.01), "{bytes}");
+    // Without the sidecar: torch_dtype's bf16, and no such assumption.
+    let alone = std::env::temp_dir().join(format!("moeplan-sidecar-{}", std::process::id()));
+    std::fs::create_dir_all(&alone).unwrap();
+    let copy = alone.join("config.json");
+    std::fs::copy(&path, &copy).unwrap();
+    let bare = catalog::resolve_model(copy.to_str().unwrap()).expect("loads");
+    std::fs::remove_dir_all(&alone).ok();
+    assert_eq!(bare.dtypes.experts, DType::Bf16);
+    assert!(within(bare.params().weight_bytes.0, 470e9, 0.01));
+}
+
 /// Nemotron-H's published config holds Python's `Infinity`
 /// (`time_step_limit`): it is read, and the model is then refused for its
 /// architecture (hybrid Mamba-2, not costed yet), not as invalid JSON.
