@@ -540,7 +540,10 @@ fn unknown_model_name_is_bad_input() {
     let out = moeplan(&["model", "deepseek-v3.1"]);
     assert_eq!(out.status.code(), Some(EXIT_INPUT));
     let err = unwrapped(&stderr(&out));
-    assert!(err.contains("`deepseek-v3.1` is not a catalog model"), "{err}");
+    assert!(
+        err.contains("`deepseek-v3.1` is not a catalog model"),
+        "{err}"
+    );
     assert!(err.contains("closest catalog models: deepseek-v3"), "{err}");
     assert!(!err.contains("extension"), "{err}");
 }

@@ -5,11 +5,18 @@ use crate::layout::Layout;
 use crate::spec::scenario::Scenario;
 
 const PP: [u32; 5] = [1, 2, 4, 8, 16];
+
+/// The widest replica searched. Published deployments stop well short of
+/// it (DeepSeek's decode units span 144 GPUs, its widest EP 320; SGLang's
+/// 72; Kimi K2's 96): a larger budget is served by more replicas, counted
+/// arithmetically, so the layouts searched stop growing with the budget.
+pub const MAX_REPLICA_GPUS: u32 = 1024;
 const POW2: [u32; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
-/// Every layout of at most `budget` GPUs the enumeration considers, with the
+/// Every layout of at most `budget` GPUs (and `MAX_REPLICA_GPUS`) the enumeration considers, with the
 /// count of those rejected before costing.
 pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout> {
+    let budget = budget.min(MAX_REPLICA_GPUS);
     let m = &s.model;
     let node = s.gpu.gpus_per_node;
     let mut out = Vec::new();
