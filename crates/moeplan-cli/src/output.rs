@@ -13,10 +13,31 @@ pub const EXIT_NEGATIVE: u8 = 1;
 /// Exit code for bad input.
 pub const EXIT_INPUT: u8 = 2;
 
+/// How a command reports, results and failures alike: text for people,
+/// or JSON for scripts (`--json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Tables and sentences on stdout, diagnostics on stderr.
+    Text,
+    /// JSON on stdout, diagnostics included.
+    Json,
+}
+
+impl From<bool> for Format {
+    /// The `--json` flag: given means JSON.
+    fn from(json: bool) -> Self {
+        if json {
+            Format::Json
+        } else {
+            Format::Text
+        }
+    }
+}
+
 /// Why a command did not succeed.
 pub enum Failure {
-    /// Unreadable or invalid input (exit 2); the flag says whether to print JSON.
-    Input(Box<dyn Diagnostic + Send + Sync>, bool),
+    /// Unreadable or invalid input (exit 2), reported in the given format.
+    Input(Box<dyn Diagnostic + Send + Sync>, Format),
     /// Valid input, negative answer (exit 1), already reported by the command.
     Negative,
 }
@@ -69,8 +90,8 @@ pub fn render(diag: &dyn Diagnostic) -> String {
 /// Reports a failure and returns its exit code.
 pub fn failure(f: Failure) -> ExitCode {
     match f {
-        Failure::Input(diag, as_json) => {
-            if as_json {
+        Failure::Input(diag, format) => {
+            if format == Format::Json {
                 let related: Vec<String> = diag.help().map(|h| h.to_string()).into_iter().collect();
                 json(&moeplan::output::ErrorOutput {
                     error: moeplan::output::ErrorBody {
@@ -110,7 +131,7 @@ pub struct ArgError {
 
 impl ArgError {
     /// A failure for bad arguments.
-    pub fn failure(message: String, help: Option<String>, as_json: bool) -> Failure {
-        Failure::Input(Box::new(ArgError { message, help }), as_json)
+    pub fn failure(message: String, help: Option<String>, format: Format) -> Failure {
+        Failure::Input(Box::new(ArgError { message, help }), format)
     }
 }

@@ -1,16 +1,17 @@
 //! `moeplan catalog`: the built-in models and GPUs.
 use crate::args::CatalogArgs;
-use crate::output::{self, Failure};
+use crate::output::{self, Failure, Format};
 use moeplan::dtype::Precision;
 use moeplan::output::{CatalogGpu, CatalogModel, CatalogOutput};
 use moeplan::units::{Bytes, Params};
 
 pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
+    let format = Format::from(a.json);
     let mut models = Vec::new();
     for (id, _) in moeplan::catalog::MODELS {
         let m = moeplan::catalog::model(id)
             .expect("listed")
-            .map_err(|e| Failure::Input(Box::new(e), a.json))?;
+            .map_err(|e| Failure::Input(Box::new(e), format))?;
         let p = m.params();
         models.push((
             id.to_string(),
@@ -24,7 +25,7 @@ pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
     for (id, _) in moeplan::catalog::GPUS {
         let g = moeplan::catalog::gpu(id)
             .expect("listed")
-            .map_err(|e| Failure::Input(Box::new(e), a.json))?;
+            .map_err(|e| Failure::Input(Box::new(e), format))?;
         gpus.push(g);
     }
     if a.json {

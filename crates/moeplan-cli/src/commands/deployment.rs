@@ -2,7 +2,7 @@
 //! of one estimate: model and GPU resolved, dtypes and efficiencies applied,
 //! the layout folded, every flag checked.
 use crate::args::{DeploymentArgs, EstimateArgs, PoolArgs};
-use crate::output::{ArgError, Failure};
+use crate::output::{ArgError, Failure, Format};
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::{Layout, LayoutProblem};
@@ -13,30 +13,30 @@ use moeplan::serving::disagg::Pool;
 use moeplan::serving::Workload;
 use std::fmt::Write;
 
-fn dtype(s: &Option<String>, flag: &str, json: bool) -> Result<Option<DType>, Failure> {
+fn dtype(s: &Option<String>, flag: &str, format: Format) -> Result<Option<DType>, Failure> {
     match s {
         None => Ok(None),
         Some(s) => s
             .parse::<DType>()
             .map(Some)
-            .map_err(|e| ArgError::failure(format!("--{flag}: {e}"), None, json)),
+            .map_err(|e| ArgError::failure(format!("--{flag}: {e}"), None, format)),
     }
 }
 
 /// A flag that must be a fraction in (0, 1].
-pub fn fraction(v: Option<f64>, flag: &str, json: bool) -> Result<Option<f64>, Failure> {
+pub fn fraction(v: Option<f64>, flag: &str, format: Format) -> Result<Option<f64>, Failure> {
     match v {
         Some(x) if x.is_nan() || x <= 0.0 || x > 1.0 => Err(ArgError::failure(
             format!("--{flag} {x} is not a fraction in (0, 1]"),
             Some("0.6 means 60%".into()),
-            json,
+            format,
         )),
         v => Ok(v),
     }
 }
 
 /// Resolves the flags of `command`; every problem is an input error (exit 2).
-pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployment, Failure> {
+pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Deployment, Failure> {
     let missing: Vec<&str> = [
         ("--model", a.model.is_none()),
         ("--gpu", a.gpu.is_none()),
@@ -57,7 +57,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
         return Err(ArgError::failure(
             format!("moeplan {command} needs {}", missing.join(", ")),
             Some(help.into()),
-            json,
+            format,
         ));
     }
     let (isl, osl, concurrency) = (
@@ -76,21 +76,21 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
             return Err(ArgError::failure(
                 format!("--{flag} must be at least 1"),
                 None,
-                json,
+                format,
             ));
         }
     }
-    let input = |e| Failure::Input(Box::new(e), json);
+    let input = |e| Failure::Input(Box::new(e), format);
     let mut model =
         moeplan::catalog::resolve_model(a.model.as_deref().unwrap_or_default()).map_err(input)?;
     let mut gpu =
         moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default()).map_err(input)?;
-    if let Some(w) = dtype(&a.weight_dtype, "weight-dtype", json)? {
+    if let Some(w) = dtype(&a.weight_dtype, "weight-dtype", format)? {
         model.dtypes.attention = w;
         model.dtypes.experts = w;
         model.dtypes.dense = w;
     }
-    if let Some(k) = dtype(&a.kv_dtype, "kv-dtype", json)? {
+    if let Some(k) = dtype(&a.kv_dtype, "kv-dtype", format)? {
         model.dtypes.kv_cache = k;
     }
     if let Some(n) = a.gpus_per_node {
@@ -98,14 +98,14 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
             return Err(ArgError::failure(
                 "--gpus-per-node must be at least 1".into(),
                 None,
-                json,
+                format,
             ));
         }
         gpu.gpus_per_node = n;
     }
-    let mfu = fraction(a.mfu, "mfu", json)?;
-    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)?;
-    let engine = engine(a, &gpu, json)?;
+    let mfu = fraction(a.mfu, "mfu", format)?;
+    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
+    let engine = engine(a, &gpu, format)?;
     Ok(Deployment {
         calibration: moeplan::profile::resolve(&gpu, engine.engine)
             .kernels
@@ -141,10 +141,10 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
 
 /// The engine `--engine` names on `gpu`: `auto` is the engine whose kernels
 /// fit this GPU's measurements best (`profile::default_engine`).
-pub fn engine_named(name: &str, gpu: &Gpu, json: bool) -> Result<Engine, Failure> {
+pub fn engine_named(name: &str, gpu: &Gpu, format: Format) -> Result<Engine, Failure> {
     match name {
         "auto" => Ok(moeplan::profile::default_engine(gpu)),
-        n => n.parse().map_err(|m| ArgError::failure(m, None, json)),
+        n => n.parse().map_err(|m| ArgError::failure(m, None, format)),
     }
 }
 
@@ -153,28 +153,28 @@ pub fn engine_named(name: &str, gpu: &Gpu, json: bool) -> Result<Engine, Failure
 pub fn apply_engine(
     flag: Option<&str>,
     s: &mut moeplan::spec::scenario::Scenario,
-    json: bool,
+    format: Format,
 ) -> Result<(), Failure> {
     match flag {
         None => {}
         Some("auto") => s.engine = None,
-        Some(n) => s.engine = Some(engine_named(n, &s.gpu, json)?),
+        Some(n) => s.engine = Some(engine_named(n, &s.gpu, format)?),
     }
     Ok(())
 }
 
 /// The engine preset for this GPU (`--engine`, default auto), with the
 /// explicit flags applied.
-pub fn engine(a: &DeploymentArgs, gpu: &Gpu, json: bool) -> Result<EngineConfig, Failure> {
-    let e = engine_named(a.engine.as_deref().unwrap_or("auto"), gpu, json)?;
-    overrides(a, e.config(gpu.memory), json)
+pub fn engine(a: &DeploymentArgs, gpu: &Gpu, format: Format) -> Result<EngineConfig, Failure> {
+    let e = engine_named(a.engine.as_deref().unwrap_or("auto"), gpu, format)?;
+    overrides(a, e.config(gpu.memory), format)
 }
 
 /// The explicit engine flags over `c`.
 pub fn overrides(
     a: &DeploymentArgs,
     mut c: EngineConfig,
-    json: bool,
+    format: Format,
 ) -> Result<EngineConfig, Failure> {
     if let Some(t) = a.max_step_tokens {
         c.max_step_tokens = t;
@@ -182,7 +182,7 @@ pub fn overrides(
     if let Some(r) = a.max_running_requests {
         c.max_running_requests = Some(r);
     }
-    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", json)? {
+    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", format)? {
         c.max_memory_fraction = f;
     }
     Ok(c)
@@ -194,7 +194,7 @@ pub fn invalid_layout(
     model: &str,
     gpu: &str,
     problems: &[LayoutProblem],
-    json: bool,
+    format: Format,
 ) -> Failure {
     let mut msg = format!("invalid layout {layout} for {model} on {gpu}:");
     for p in problems {
@@ -205,23 +205,23 @@ pub fn invalid_layout(
         .map(|p| p.hint.clone())
         .collect::<Vec<_>>()
         .join("\n");
-    ArgError::failure(msg, Some(help), json)
+    ArgError::failure(msg, Some(help), format)
 }
 
 /// What `moeplan estimate` estimates: a plan file's deployment with the
 /// flags over it, a disaggregated deployment from the pool flags, or one
 /// aggregated replica from the flags.
-pub fn resolve_estimate(a: &EstimateArgs, json: bool) -> Result<ReplicaDeployment, Failure> {
+pub fn resolve_estimate(a: &EstimateArgs, format: Format) -> Result<ReplicaDeployment, Failure> {
     match &a.file {
         Some(path) => {
-            let (d, origin) = from_file(path, &a.deployment, &a.pools, json)?;
-            if !json {
+            let (d, origin) = from_file(path, &a.deployment, &a.pools, format)?;
+            if format == Format::Text {
                 crate::output::print(&format!("from {origin}"));
             }
             Ok(d)
         }
-        None if a.pools.any() => resolve_disaggregated(&a.deployment, &a.pools, "estimate", json),
-        None => resolve(&a.deployment, "estimate", json).map(ReplicaDeployment::Aggregated),
+        None if a.pools.any() => resolve_disaggregated(&a.deployment, &a.pools, "estimate", format),
+        None => resolve(&a.deployment, "estimate", format).map(ReplicaDeployment::Aggregated),
     }
 }
 
@@ -231,19 +231,19 @@ pub fn resolve_disaggregated(
     f: &DeploymentArgs,
     pools: &PoolArgs,
     command: &str,
-    json: bool,
+    format: Format,
 ) -> Result<ReplicaDeployment, Failure> {
-    let r = resolve(f, command, json)?;
+    let r = resolve(f, command, format)?;
     let layout_flags = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp];
     if layout_flags.iter().any(Option::is_some) {
         return Err(ArgError::failure(
             "--tp/--pp/--dp/--cp/--ep/--etp describe an aggregated replica; a disaggregated deployment takes --prefill-* and --decode-*".into(),
             Some("e.g. --prefill-tp 8 --decode-dp 8 --decode-ep 8".into()),
-            json,
+            format,
         ));
     }
     Ok(ReplicaDeployment::Disaggregated(disaggregate(
-        r, f, pools, json,
+        r, f, pools, format,
     )?))
 }
 
@@ -271,7 +271,7 @@ fn disaggregate(
     r: Deployment,
     a: &DeploymentArgs,
     p: &PoolArgs,
-    json: bool,
+    format: Format,
 ) -> Result<Disaggregated, Failure> {
     for (flag, v) in [
         ("prefill-workers", p.prefill_workers),
@@ -281,7 +281,7 @@ fn disaggregate(
             return Err(ArgError::failure(
                 format!("--{flag} must be at least 1"),
                 None,
-                json,
+                format,
             ));
         }
     }
@@ -289,11 +289,11 @@ fn disaggregate(
         return Err(ArgError::failure(
             "--prefill-batch must be at least 1".into(),
             None,
-            json,
+            format,
         ));
     }
-    let mfu = fraction(a.mfu, "mfu", json)?;
-    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)?;
+    let mfu = fraction(a.mfu, "mfu", format)?;
+    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
     let prefill = pool_layout(
         &r.model,
         [
@@ -336,7 +336,7 @@ fn disaggregate(
         gpu: r.gpu,
         assumed: Vec::new(),
     };
-    if let Some(problems) = invalid_pools(&d, json) {
+    if let Some(problems) = invalid_pools(&d, format) {
         return Err(problems);
     }
     d.infer_workers();
@@ -344,7 +344,7 @@ fn disaggregate(
 }
 
 /// An input error naming every rule either pool's layout breaks.
-fn invalid_pools(d: &Disaggregated, json: bool) -> Option<Failure> {
+fn invalid_pools(d: &Disaggregated, format: Format) -> Option<Failure> {
     let mut msg = String::new();
     let mut hints = Vec::new();
     for (role, pool) in [("prefill", &d.prefill), ("decode", &d.decode)] {
@@ -362,7 +362,7 @@ fn invalid_pools(d: &Disaggregated, json: bool) -> Option<Failure> {
         ArgError::failure(
             format!("invalid layout for {} on {}:{msg}", d.model.name, d.gpu.id),
             Some(hints.join("\n")),
-            json,
+            format,
         )
     })
 }
@@ -373,9 +373,9 @@ fn invalid_pools(d: &Disaggregated, json: bool) -> Option<Failure> {
 pub fn apply_to_scenario(
     f: &DeploymentArgs,
     s: &mut moeplan::spec::scenario::Scenario,
-    json: bool,
+    format: Format,
 ) -> Result<(), Failure> {
-    let input = |e| Failure::Input(Box::new(e), json);
+    let input = |e| Failure::Input(Box::new(e), format);
     if let Some(m) = &f.model {
         s.model = moeplan::catalog::resolve_model(m).map_err(input)?;
     }
@@ -391,7 +391,7 @@ pub fn apply_to_scenario(
             return Err(ArgError::failure(
                 format!("--{flag} must be at least 1"),
                 None,
-                json,
+                format,
             ));
         }
     }
@@ -406,17 +406,17 @@ pub fn apply_to_scenario(
         w.concurrency = f.concurrency;
     }
     if let Some(m) = f.mfu {
-        s.mfu = fraction(Some(m), "mfu", json)?;
+        s.mfu = fraction(Some(m), "mfu", format)?;
     }
     if let Some(b) = f.bandwidth_utilization {
-        s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", json)?;
+        s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", format)?;
     }
-    if let Some(d) = dtype(&f.weight_dtype, "weight-dtype", json)? {
+    if let Some(d) = dtype(&f.weight_dtype, "weight-dtype", format)? {
         s.model.dtypes.attention = d;
         s.model.dtypes.experts = d;
         s.model.dtypes.dense = d;
     }
-    if let Some(k) = dtype(&f.kv_dtype, "kv-dtype", json)? {
+    if let Some(k) = dtype(&f.kv_dtype, "kv-dtype", format)? {
         s.model.dtypes.kv_cache = k;
     }
     if let Some(n) = f.gpus_per_node {
@@ -424,12 +424,12 @@ pub fn apply_to_scenario(
             return Err(ArgError::failure(
                 "--gpus-per-node must be at least 1".into(),
                 None,
-                json,
+                format,
             ));
         }
         s.gpu.gpus_per_node = n;
     }
-    apply_engine(f.engine.as_deref(), s, json)
+    apply_engine(f.engine.as_deref(), s, format)
 }
 
 /// A plan or scenario file's deployment with the flags over it, and where
@@ -440,13 +440,13 @@ pub fn from_file(
     path: &std::path::Path,
     f: &DeploymentArgs,
     pools: &PoolArgs,
-    json: bool,
+    format: Format,
 ) -> Result<(ReplicaDeployment, String), Failure> {
-    let input = |e| Failure::Input(Box::new(e), json);
+    let input = |e| Failure::Input(Box::new(e), format);
     if moeplan::spec::plan::is_plan(path).map_err(input)? {
         let (mut plan, _) = moeplan::spec::plan::read(path).map_err(input)?;
-        apply_to_scenario(f, &mut plan.scenario, json)?;
-        let d = plan_deployment(plan, path, f, pools, json)?;
+        apply_to_scenario(f, &mut plan.scenario, format)?;
+        let d = plan_deployment(plan, path, f, pools, format)?;
         return Ok((d, format!("the plan {}", path.display())));
     }
     let layout = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp]
@@ -456,11 +456,11 @@ pub fn from_file(
         return Err(ArgError::failure(
             format!("{} is a scenario, whose layout is the planner's choice: --tp/--pp/--dp/--cp/--ep/--etp, --redundant-experts and the pool flags do not apply", path.display()),
             Some("give a plan file for a layout of your own, or describe it with the flags alone".into()),
-            json,
+            format,
         ));
     }
     let mut s = moeplan::spec::scenario::read(path).map_err(input)?;
-    apply_to_scenario(f, &mut s, json)?;
+    apply_to_scenario(f, &mut s, format)?;
     let result = moeplan::search::plan(&s, &moeplan::search::PlanOptions::default(), &|_, _| {});
     let Some(rec) = result.recommended else {
         crate::output::note(&format!(
@@ -476,7 +476,7 @@ pub fn from_file(
         moeplan::search::describe(&rec)
     );
     let plan = rec.figures.as_plan(&s);
-    Ok((plan_deployment(plan, path, f, pools, json)?, origin))
+    Ok((plan_deployment(plan, path, f, pools, format)?, origin))
 }
 
 /// A plan's deployment with the layout and pool flags over it.
@@ -485,14 +485,14 @@ fn plan_deployment(
     path: &std::path::Path,
     f: &DeploymentArgs,
     pools: &PoolArgs,
-    json: bool,
+    format: Format,
 ) -> Result<ReplicaDeployment, Failure> {
     let engine = overrides(
         f,
         plan.scenario
             .serving_engine()
             .config(plan.scenario.gpu.memory),
-        json,
+        format,
     )?;
     let aggregated_flags = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp]
         .iter()
@@ -506,7 +506,7 @@ fn plan_deployment(
                         path.display()
                     ),
                     Some("use --tp/--pp/--dp/--ep/--etp to change its layout".into()),
-                    json,
+                    format,
                 ));
             }
             if aggregated_flags {
@@ -533,7 +533,7 @@ fn plan_deployment(
                         path.display()
                     ),
                     Some("use --prefill-tp, --decode-dp, ... to change a pool".into()),
-                    json,
+                    format,
                 ));
             }
             let p = pools;
@@ -585,7 +585,7 @@ fn plan_deployment(
                 d.redundant_experts = f.redundant_experts;
             }
             d.routing_skew = f.routing_skew.max(0.0);
-            if let Some(problems) = invalid_pools(&d, json) {
+            if let Some(problems) = invalid_pools(&d, format) {
                 return Err(problems);
             }
             d.infer_workers();

@@ -1,7 +1,7 @@
 //! `moeplan estimate`: TTFT, TPOT, throughput and memory of one deployment.
 use crate::args::EstimateArgs;
 use crate::commands::deployment;
-use crate::output::{self, Failure};
+use crate::output::{self, Failure, Format};
 use moeplan::output::{DisaggOutput, EstimateOutput};
 use moeplan::replica::Deployment as ReplicaDeployment;
 use moeplan::replica::Disaggregated;
@@ -11,22 +11,22 @@ use moeplan::units::{Bytes, Flop, Seconds};
 use std::fmt::Write;
 
 pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
-    let json = a.output.json;
-    let d = match deployment::resolve_estimate(a, json)? {
+    let format = Format::from(a.output.json);
+    let d = match deployment::resolve_estimate(a, format)? {
         ReplicaDeployment::Aggregated(d) => d,
-        ReplicaDeployment::Disaggregated(d) => return run_disaggregated(&d, a, json),
+        ReplicaDeployment::Disaggregated(d) => return run_disaggregated(&d, a, format),
     };
     let input = d.input();
     let est = estimate(&input).map_err(|problems| {
-        deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, json)
+        deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, format)
     })?;
-    if json {
+    if format == Format::Json {
         output::json(&EstimateOutput::Aggregated(est.json(JsonDetail::Full)));
     } else {
         output::print(&render(&est, &d.model.name, &d.gpu.id, a.output.explain));
     }
     if !est.fits {
-        if !json {
+        if format == Format::Text {
             output::note("error: the deployment does not fit in memory (exit 1)");
         }
         return Err(Failure::Negative);
@@ -34,15 +34,15 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, json: bool) -> Result<(), Failure> {
+fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, format: Format) -> Result<(), Failure> {
     let est = estimate_disaggregated(&d.input()).map_err(|problems| {
         let msg: Vec<String> = problems
             .iter()
             .map(|(role, p)| format!("{} pool: [{}] {}", role.name(), p.rule, p.message))
             .collect();
-        crate::output::ArgError::failure(msg.join("\n"), None, json)
+        crate::output::ArgError::failure(msg.join("\n"), None, format)
     })?;
-    if json {
+    if format == Format::Json {
         output::json(&EstimateOutput::Disaggregated(DisaggOutput {
             estimate: est.json(JsonDetail::Full),
             assumed: &d.assumed,
@@ -51,7 +51,7 @@ fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, json: bool) -> Result<
         output::print(&render_disaggregated(&est, d, a.output.explain));
     }
     if !est.fits {
-        if !json {
+        if format == Format::Text {
             output::note("error: the deployment does not fit in memory (exit 1)");
         }
         return Err(Failure::Negative);

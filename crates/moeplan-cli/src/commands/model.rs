@@ -1,13 +1,13 @@
 //! `moeplan model`: the accounting of one model.
 use crate::args::ModelArgs;
-use crate::output::{self, Failure};
+use crate::output::{self, Failure, Format};
 use moeplan::report::{model_report, ModelReport};
 use moeplan::units::{Bytes, Flop, Params};
 use std::fmt::Write;
 
 pub fn run(a: &ModelArgs) -> Result<(), Failure> {
     let model = moeplan::catalog::resolve_model(&a.model)
-        .map_err(|e| Failure::Input(Box::new(e), a.output.json))?;
+        .map_err(|e| Failure::Input(Box::new(e), Format::from(a.output.json)))?;
     let report = model_report(&model);
     if a.output.json {
         output::json(&report);

@@ -1,6 +1,6 @@
 //! `moeplan plan`: search every valid layout and recommend the best.
 use crate::args::PlanArgs;
-use crate::output::{self, ArgError, Failure};
+use crate::output::{self, ArgError, Failure, Format};
 use moeplan::memory::EngineConfig;
 use moeplan::output::{PlanOutput, ScenarioEcho};
 use moeplan::search::{self, describe, Candidate, Objective, PlanOptions, PlanResult};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// A scenario from flags alone: model, GPU and lengths are required; the
 /// budget defaults to one node; service levels are only those given.
 fn from_flags(a: &PlanArgs) -> Result<Scenario, Failure> {
-    let json = a.output.json;
+    let format = Format::from(a.output.json);
     let missing: Vec<&str> = [
         ("--model", a.model.is_none()),
         ("--gpu", a.gpu.is_none()),
@@ -27,13 +27,13 @@ fn from_flags(a: &PlanArgs) -> Result<Scenario, Failure> {
         return Err(ArgError::failure(
             format!("moeplan plan without a scenario file needs {}", missing.join(", ")),
             Some("give them all (e.g. --model qwen3-30b-a3b --gpu h100-sxm --isl 4000 --osl 500), write a scenario file, or run `moeplan plan` alone for the seed scenario".into()),
-            json,
+            format,
         ));
     }
     let model = moeplan::catalog::resolve_model(a.model.as_deref().unwrap_or_default())
-        .map_err(|e| Failure::Input(Box::new(e), json))?;
+        .map_err(|e| Failure::Input(Box::new(e), format))?;
     let gpu = moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default())
-        .map_err(|e| Failure::Input(Box::new(e), json))?;
+        .map_err(|e| Failure::Input(Box::new(e), format))?;
     let node = gpu.gpus_per_node;
     let name = format!("{}-on-{}", model.name, gpu.id);
     Ok(Scenario::fixed(
@@ -48,10 +48,10 @@ fn from_flags(a: &PlanArgs) -> Result<Scenario, Failure> {
 
 /// The scenario the flags describe: a file or the embedded seed, with overrides.
 fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
-    let json = a.output.json;
+    let format = Format::from(a.output.json);
     let mut s = match (&a.scenario, a.model.is_some() || a.gpu.is_some()) {
         (Some(p), _) => scenario::read(std::path::Path::new(p))
-            .map_err(|e| Failure::Input(Box::new(e), json))?,
+            .map_err(|e| Failure::Input(Box::new(e), format))?,
         // Flags alone describe a whole scenario: no requirement of the seed
         // documents (nor their flat efficiencies) leaks into another model.
         (None, true) => from_flags(a)?,
@@ -59,17 +59,18 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
     };
     if let Some(m) = &a.model {
         s.model =
-            moeplan::catalog::resolve_model(m).map_err(|e| Failure::Input(Box::new(e), json))?;
+            moeplan::catalog::resolve_model(m).map_err(|e| Failure::Input(Box::new(e), format))?;
     }
     if let Some(g) = &a.gpu {
-        s.gpu = moeplan::catalog::resolve_gpu(g).map_err(|e| Failure::Input(Box::new(e), json))?;
+        s.gpu =
+            moeplan::catalog::resolve_gpu(g).map_err(|e| Failure::Input(Box::new(e), format))?;
     }
     let positive = |flag: &str, v: Option<u64>| -> Result<Option<u64>, Failure> {
         match v {
             Some(0) => Err(ArgError::failure(
                 format!("--{flag} must be at least 1"),
                 None,
-                json,
+                format,
             )),
             v => Ok(v),
         }
@@ -94,7 +95,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
             return Err(ArgError::failure(
                 format!("--request-rate {r} is not a positive rate"),
                 None,
-                json,
+                format,
             ));
         }
         s.workload.request_rate = Some(r);
@@ -108,7 +109,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
                 return Err(ArgError::failure(
                     format!("--{flag} must be positive"),
                     None,
-                    json,
+                    format,
                 ));
             }
             *slot = Some(Seconds::from_ms(ms));
@@ -128,26 +129,26 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
     ] {
         if let Some(t) = value {
             let r = moeplan::quantity::parse_token_rate(t)
-                .map_err(|e| ArgError::failure(format!("{flag}: {e}"), None, json))?;
+                .map_err(|e| ArgError::failure(format!("{flag}: {e}"), None, format))?;
             *slot = Some(r);
         }
     }
     use super::deployment::fraction;
-    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", json)? {
+    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", format)? {
         s.slo.max_memory_fraction = f;
     }
-    if let Some(m) = fraction(a.mfu, "mfu", json)? {
+    if let Some(m) = fraction(a.mfu, "mfu", format)? {
         s.mfu = Some(m);
     }
-    if let Some(b) = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)? {
+    if let Some(b) = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)? {
         s.bandwidth_utilization = Some(b);
     }
-    super::deployment::apply_engine(a.engine.as_deref(), &mut s, json)?;
+    super::deployment::apply_engine(a.engine.as_deref(), &mut s, format)?;
     if a.objective == Objective::FewestGpus && s.workload.request_rate.is_none() {
         return Err(ArgError::failure(
             "--objective fewest-gpus needs a request rate".into(),
             Some("add --request-rate N (requests/s) or workload.request_rate".into()),
-            json,
+            format,
         ));
     }
     Ok(s)
@@ -182,7 +183,7 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
             ArgError::failure(
                 format!("cannot write {}: {e}", path.display()),
                 None,
-                a.output.json,
+                Format::from(a.output.json),
             )
         })?;
     }
@@ -191,7 +192,7 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
             ArgError::failure(
                 format!("cannot write {}: {e}", path.display()),
                 None,
-                a.output.json,
+                Format::from(a.output.json),
             )
         })?;
     }
