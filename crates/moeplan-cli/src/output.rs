@@ -42,6 +42,13 @@ pub enum Failure {
     Negative,
 }
 
+impl Failure {
+    /// An input error reported in `format`, for `map_err`.
+    pub fn input<E: Diagnostic + Send + Sync + 'static>(format: Format) -> impl Fn(E) -> Failure {
+        move |e| Failure::Input(Box::new(e), format)
+    }
+}
+
 /// Reports a panic: an internal error (exit 3), with what to send.
 pub fn internal_error(what: &str) {
     let mut err = std::io::stderr().lock();
