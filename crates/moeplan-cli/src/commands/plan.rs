@@ -1,4 +1,5 @@
 //! `moeplan plan`: search every valid layout and recommend the best.
+use super::deployment::{at_least_one, fraction};
 use crate::args::PlanArgs;
 use crate::output::{self, ArgError, Failure, Format};
 use moeplan::memory::EngineConfig;
@@ -31,9 +32,9 @@ fn from_flags(a: &PlanArgs) -> Result<Scenario, Failure> {
         ));
     }
     let model = moeplan::catalog::resolve_model(a.model.as_deref().unwrap_or_default())
-        .map_err(|e| Failure::Input(Box::new(e), format))?;
+        .map_err(Failure::input(format))?;
     let gpu = moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default())
-        .map_err(|e| Failure::Input(Box::new(e), format))?;
+        .map_err(Failure::input(format))?;
     let node = gpu.gpus_per_node;
     let name = format!("{}-on-{}", model.name, gpu.id);
     Ok(Scenario::fixed(
@@ -49,45 +50,60 @@ fn from_flags(a: &PlanArgs) -> Result<Scenario, Failure> {
 /// The scenario the flags describe: a file or the embedded seed, with overrides.
 fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
     let format = Format::from(a.output.json);
+    let mut s = base_scenario(a, format)?;
+    apply_workload(a, &mut s, format)?;
+    apply_slo(a, &mut s, format)?;
+    if let Some(m) = fraction(a.mfu, "mfu", format)? {
+        s.mfu = Some(m);
+    }
+    if let Some(b) = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)? {
+        s.bandwidth_utilization = Some(b);
+    }
+    super::deployment::apply_engine(a.engine.as_deref(), &mut s, format)?;
+    if a.objective == Objective::FewestGpus && s.workload.request_rate.is_none() {
+        return Err(ArgError::failure(
+            "--objective fewest-gpus needs a request rate".into(),
+            Some("add --request-rate N (requests/s) or workload.request_rate".into()),
+            format,
+        ));
+    }
+    Ok(s)
+}
+
+/// The scenario before the flags' overrides: a file, the flags alone, or
+/// the embedded seed; then `--model` and `--gpu` over it.
+fn base_scenario(a: &PlanArgs, format: Format) -> Result<Scenario, Failure> {
     let mut s = match (&a.scenario, a.model.is_some() || a.gpu.is_some()) {
-        (Some(p), _) => scenario::read(std::path::Path::new(p))
-            .map_err(|e| Failure::Input(Box::new(e), format))?,
+        (Some(p), _) => scenario::read(std::path::Path::new(p)).map_err(Failure::input(format))?,
         // Flags alone describe a whole scenario: no requirement of the seed
         // documents (nor their flat efficiencies) leaks into another model.
         (None, true) => from_flags(a)?,
         (None, false) => scenario::seed(),
     };
     if let Some(m) = &a.model {
-        s.model =
-            moeplan::catalog::resolve_model(m).map_err(|e| Failure::Input(Box::new(e), format))?;
+        s.model = moeplan::catalog::resolve_model(m).map_err(Failure::input(format))?;
     }
     if let Some(g) = &a.gpu {
-        s.gpu =
-            moeplan::catalog::resolve_gpu(g).map_err(|e| Failure::Input(Box::new(e), format))?;
+        s.gpu = moeplan::catalog::resolve_gpu(g).map_err(Failure::input(format))?;
     }
-    let positive = |flag: &str, v: Option<u64>| -> Result<Option<u64>, Failure> {
-        match v {
-            Some(0) => Err(ArgError::failure(
-                format!("--{flag} must be at least 1"),
-                None,
-                format,
-            )),
-            v => Ok(v),
-        }
-    };
-    if let Some(n) = positive("gpus-per-node", a.gpus_per_node.map(u64::from))? {
-        s.gpu.gpus_per_node = n as u32;
+    Ok(s)
+}
+
+/// The GPU budget, node size, lengths, concurrency and request rate flags.
+fn apply_workload(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failure> {
+    if let Some(n) = at_least_one("gpus-per-node", a.gpus_per_node, format)? {
+        s.gpu.gpus_per_node = n;
     }
-    if let Some(n) = positive("gpus", a.gpus.map(u64::from))? {
-        s.gpus_available = Some(n as u32);
+    if let Some(n) = at_least_one("gpus", a.gpus, format)? {
+        s.gpus_available = Some(n);
     }
-    if let Some(v) = positive("isl", a.isl)? {
+    if let Some(v) = at_least_one("isl", a.isl, format)? {
         s.workload.isl = Lengths { min: v, max: v };
     }
-    if let Some(v) = positive("osl", a.osl)? {
+    if let Some(v) = at_least_one("osl", a.osl, format)? {
         s.workload.osl = Lengths { min: v, max: v };
     }
-    if let Some(v) = positive("concurrency", a.concurrency)? {
+    if let Some(v) = at_least_one("concurrency", a.concurrency, format)? {
         s.workload.concurrency = Some(v);
     }
     if let Some(r) = a.request_rate {
@@ -100,6 +116,12 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
         }
         s.workload.request_rate = Some(r);
     }
+    Ok(())
+}
+
+/// The service-level flags: latency limits, throughput floors and the
+/// memory share.
+fn apply_slo(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failure> {
     for (flag, v, slot) in [
         ("ttft-ms", a.ttft_ms, &mut s.slo.ttft),
         ("tpot-ms", a.tpot_ms, &mut s.slo.tpot),
@@ -133,25 +155,10 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
             *slot = Some(r);
         }
     }
-    use super::deployment::fraction;
     if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", format)? {
         s.slo.max_memory_fraction = f;
     }
-    if let Some(m) = fraction(a.mfu, "mfu", format)? {
-        s.mfu = Some(m);
-    }
-    if let Some(b) = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)? {
-        s.bandwidth_utilization = Some(b);
-    }
-    super::deployment::apply_engine(a.engine.as_deref(), &mut s, format)?;
-    if a.objective == Objective::FewestGpus && s.workload.request_rate.is_none() {
-        return Err(ArgError::failure(
-            "--objective fewest-gpus needs a request rate".into(),
-            Some("add --request-rate N (requests/s) or workload.request_rate".into()),
-            format,
-        ));
-    }
-    Ok(s)
+    Ok(())
 }
 
 pub fn run(a: &PlanArgs) -> Result<(), Failure> {
