@@ -161,6 +161,8 @@ fn apply_slo(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failu
     Ok(())
 }
 
+/// Plans the scenario the flags describe: searches, writes the requested
+/// files and prints the result.
 pub fn run(a: &PlanArgs) -> Result<(), Failure> {
     let s = scenario(a)?;
     let opts = PlanOptions {
@@ -169,40 +171,8 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
         top_n: a.top.max(1),
         ..PlanOptions::default()
     };
-    let start = Instant::now();
-    let bar = indicatif::ProgressBar::hidden();
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let progress = |done: usize, total: usize| {
-        if terminal && start.elapsed() > Duration::from_secs(1) {
-            if bar.is_hidden() {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                bar.set_message("layouts");
-            }
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }
-    };
-    let result = search::plan(&s, &opts, &progress);
-    bar.finish_and_clear();
-    let elapsed = start.elapsed();
-    if let Some(path) = &a.report {
-        std::fs::write(path, markdown(&s, &result)).map_err(|e| {
-            ArgError::failure(
-                format!("cannot write {}: {e}", path.display()),
-                None,
-                Format::from(a.output.json),
-            )
-        })?;
-    }
-    if let Some(path) = &a.pareto {
-        pareto_svg(path, &result).map_err(|e| {
-            ArgError::failure(
-                format!("cannot write {}: {e}", path.display()),
-                None,
-                Format::from(a.output.json),
-            )
-        })?;
-    }
+    let (result, elapsed) = search_with_progress(&s, &opts);
+    write_files(a, &s, &result)?;
     if a.output.json {
         output::json(&PlanOutput::new(scenario_echo(&s), &result));
     } else {
@@ -227,6 +197,49 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
         Some(c) if c.meets() || !a.require_slo => Ok(()),
         _ => Err(Failure::Negative),
     }
+}
+
+/// The search, with a progress bar on a terminal once it takes over a
+/// second, and how long it took.
+fn search_with_progress(s: &Scenario, opts: &PlanOptions) -> (PlanResult, Duration) {
+    let start = Instant::now();
+    let bar = indicatif::ProgressBar::hidden();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = |done: usize, total: usize| {
+        if terminal && start.elapsed() > Duration::from_secs(1) {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_message("layouts");
+            }
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    };
+    let result = search::plan(s, opts, &progress);
+    bar.finish_and_clear();
+    (result, start.elapsed())
+}
+
+/// The Markdown report (`--report`) and the Pareto plot (`--pareto`), in
+/// that order.
+fn write_files(a: &PlanArgs, s: &Scenario, result: &PlanResult) -> Result<(), Failure> {
+    let format = Format::from(a.output.json);
+    if let Some(path) = &a.report {
+        std::fs::write(path, markdown(s, result)).map_err(|e| cannot_write(path, e, format))?;
+    }
+    if let Some(path) = &a.pareto {
+        pareto_svg(path, result).map_err(|e| cannot_write(path, e, format))?;
+    }
+    Ok(())
+}
+
+/// The input error for a file that could not be written.
+fn cannot_write(path: &std::path::Path, e: impl std::fmt::Display, format: Format) -> Failure {
+    ArgError::failure(
+        format!("cannot write {}: {e}", path.display()),
+        None,
+        format,
+    )
 }
 
 fn scenario_echo(s: &Scenario) -> ScenarioEcho<'_> {
