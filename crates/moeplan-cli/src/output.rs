@@ -4,7 +4,10 @@
 //! miette reports, or to stdout as JSON when `--json` was asked for, so a
 //! script always gets parseable output.
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
+use moeplan::report::Derivation;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -30,6 +33,27 @@ impl From<bool> for Format {
             Format::Json
         } else {
             Format::Text
+        }
+    }
+}
+
+/// How much a text report says: its figures, or also the derivation
+/// (formula and inputs) behind each (`--explain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// The figures alone.
+    Figures,
+    /// The figures and their derivations.
+    Derivations,
+}
+
+impl From<bool> for Detail {
+    /// The `--explain` flag: given means derivations.
+    fn from(explain: bool) -> Self {
+        if explain {
+            Detail::Derivations
+        } else {
+            Detail::Figures
         }
     }
 }
@@ -114,6 +138,19 @@ pub fn failure(f: Failure) -> ExitCode {
         }
         Failure::Negative => ExitCode::from(EXIT_NEGATIVE),
     }
+}
+
+/// Derivations as an indented list: `  name = formula`, each input below
+/// it as `      input = value`.
+pub fn derivation_list(explain: &BTreeMap<String, Derivation>) -> String {
+    let mut o = String::new();
+    for (name, d) in explain {
+        let _ = writeln!(o, "  {name} = {}", d.formula);
+        for (k, v) in &d.inputs {
+            let _ = writeln!(o, "      {k} = {v}");
+        }
+    }
+    o
 }
 
 /// A table in the house style with the given header.

@@ -1,7 +1,7 @@
 //! `moeplan estimate`: TTFT, TPOT, throughput and memory of one deployment.
 use crate::args::EstimateArgs;
 use crate::commands::deployment;
-use crate::output::{self, Failure, Format};
+use crate::output::{self, Detail, Failure, Format};
 use moeplan::output::{DisaggOutput, EstimateOutput};
 use moeplan::replica::Deployment as ReplicaDeployment;
 use moeplan::replica::Disaggregated;
@@ -23,7 +23,12 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     if format == Format::Json {
         output::json(&EstimateOutput::Aggregated(est.json(JsonDetail::Full)));
     } else {
-        output::print(&render(&est, &d.model.name, &d.gpu.id, a.output.explain));
+        output::print(&render(
+            &est,
+            &d.model.name,
+            &d.gpu.id,
+            Detail::from(a.output.explain),
+        ));
     }
     if !est.fits {
         if format == Format::Text {
@@ -124,7 +129,7 @@ fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, explain: bool) ->
     s
 }
 
-pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
+pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -213,7 +218,7 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
     for w in &e.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
-    if explain {
+    if detail == Detail::Derivations {
         for (name, d) in &e.explain {
             let _ = writeln!(s, "\n{name} = {}", d.formula);
             for (k, v) in &d.inputs {

@@ -1,7 +1,7 @@
 //! `moeplan plan`: search every valid layout and recommend the best.
 use super::deployment::{at_least_one, fraction};
 use crate::args::PlanArgs;
-use crate::output::{self, ArgError, Failure, Format};
+use crate::output::{self, ArgError, Detail, Failure, Format};
 use moeplan::memory::EngineConfig;
 use moeplan::output::{PlanOutput, ScenarioEcho};
 use moeplan::search::{self, describe, Candidate, Objective, PlanOptions, PlanResult};
@@ -176,13 +176,7 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
     if a.output.json {
         output::json(&PlanOutput::new(scenario_echo(&s), &result));
     } else {
-        output::print(&render(
-            &s,
-            &result,
-            s.engine_config(),
-            a.output.explain,
-            opts.objective == Objective::Pareto,
-        ));
+        output::print(&render(&s, &result, s.engine_config(), View::of(a)));
         output::note(&format!(
             "searched {} layouts ({} estimates) in {:.2} s",
             result.rejected.layouts,
@@ -333,13 +327,59 @@ fn table(cands: &[&Candidate]) -> String {
     t.to_string()
 }
 
-fn render(
-    s: &Scenario,
-    r: &PlanResult,
-    engine: EngineConfig,
-    explain: bool,
-    pareto: bool,
-) -> String {
+/// What the text report shows besides the candidates and the
+/// recommendation.
+#[derive(Clone, Copy)]
+struct View {
+    /// The recommendation's derivations and its worker's estimate (`--explain`).
+    detail: Detail,
+    /// The Pareto front's table (`--objective pareto`).
+    front: Front,
+}
+
+/// Whether the text report lists the Pareto front.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Front {
+    /// Not listed (every objective but pareto).
+    Omitted,
+    /// Listed after the candidates of each mode.
+    Listed,
+}
+
+impl View {
+    /// The view the flags ask for.
+    fn of(a: &PlanArgs) -> Self {
+        View {
+            detail: Detail::from(a.output.explain),
+            front: if a.objective == Objective::Pareto {
+                Front::Listed
+            } else {
+                Front::Omitted
+            },
+        }
+    }
+}
+
+/// The text report: the scenario, the best candidates, the recommendation
+/// and why, what binds, what the search rejected, and (with --explain) the
+/// derivations.
+fn render(s: &Scenario, r: &PlanResult, engine: EngineConfig, view: View) -> String {
+    let mut o = header(s, r, engine);
+    o += &candidates(r, view.front);
+    o += &recommendation(r);
+    o += &binding(r);
+    o += &rejected(r);
+    if view.detail == Detail::Derivations {
+        if let Some(rec) = &r.recommended {
+            o += &derivations(s, rec, engine);
+        }
+    }
+    o
+}
+
+/// The scenario in a few lines: model, GPUs, lengths, service levels,
+/// engine, efficiencies and assumptions.
+fn header(s: &Scenario, r: &PlanResult, engine: EngineConfig) -> String {
     let mut o = String::new();
     let w = &s.workload;
     let _ = writeln!(
@@ -374,6 +414,12 @@ fn render(
     for a in s.model.assumptions.iter().chain(s.assumptions.iter()) {
         let _ = writeln!(o, "assumption: {a}");
     }
+    o
+}
+
+/// The best candidates of each mode, and the Pareto front when listed.
+fn candidates(r: &PlanResult, front: Front) -> String {
+    let mut o = String::new();
     for mode in [search::Mode::Aggregated, search::Mode::Disaggregated] {
         let c: Vec<&Candidate> = r
             .candidates
@@ -391,10 +437,16 @@ fn render(
             table(&c)
         );
     }
-    if pareto {
+    if front == Front::Listed {
         let front: Vec<&Candidate> = r.pareto.iter().collect();
         let _ = writeln!(o, "\nPareto front (no point is beaten on both tokens/s per GPU and per user; {} points):\n{}", front.len(), table(&front));
     }
+    o
+}
+
+/// The recommendation with its rationale, or that no layout fits.
+fn recommendation(r: &PlanResult) -> String {
+    let mut o = String::new();
     match &r.recommended {
         Some(rec) => {
             let _ = writeln!(
@@ -417,6 +469,13 @@ fn render(
             let _ = writeln!(o, "\nNo layout fits the model on the GPUs available.");
         }
     }
+    o
+}
+
+/// The binding constraint when nothing meets every service level, with
+/// what would relieve it.
+fn binding(r: &PlanResult) -> String {
+    let mut o = String::new();
     if let Some(b) = &r.binding {
         let _ = writeln!(
             o,
@@ -427,39 +486,39 @@ fn render(
             let _ = writeln!(o, "  - {a}");
         }
     }
+    o
+}
+
+/// How many layouts the search enumerated and why it rejected the others.
+fn rejected(r: &PlanResult) -> String {
     let j = &r.rejected;
-    let _ = writeln!(
-        o,
-        "\nSearched {} layouts: {} invalid splits (heads, KV heads, experts, expert width, layers, folding), {} TP groups wider than a node; of the rest, {} do not fit in memory, {} cannot meet TTFT, {} cannot meet TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} need more GPUs than available.",
+    format!(
+        "\nSearched {} layouts: {} invalid splits (heads, KV heads, experts, expert width, layers, folding), {} TP groups wider than a node; of the rest, {} do not fit in memory, {} cannot meet TTFT, {} cannot meet TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} need more GPUs than available.\n",
         j.layouts, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget
+    )
+}
+
+/// The recommendation's derivations, then the estimate of its last pool's
+/// worker at the mean lengths, with its own derivations.
+fn derivations(s: &Scenario, rec: &Candidate, engine: EngineConfig) -> String {
+    let mut o = String::from("\nDerivations of the recommendation:\n");
+    o += &output::derivation_list(&rec.explain);
+    let pool = rec.figures.pools.last().expect("a candidate has a pool");
+    // The same engine the search ranked with.
+    let d = super::deployment::Deployment::from_scenario(
+        s.clone(),
+        pool.layout,
+        pool.concurrency,
+        engine,
     );
-    if explain {
-        if let Some(rec) = &r.recommended {
-            let _ = writeln!(o, "\nDerivations of the recommendation:");
-            for (name, d) in &rec.explain {
-                let _ = writeln!(o, "  {name} = {}", d.formula);
-                for (k, v) in &d.inputs {
-                    let _ = writeln!(o, "      {k} = {v}");
-                }
-            }
-            let pool = rec.figures.pools.last().expect("a candidate has a pool");
-            // The same engine the search ranked with.
-            let d = super::deployment::Deployment::from_scenario(
-                s.clone(),
-                pool.layout,
-                pool.concurrency,
-                engine,
-            );
-            let input = d.input();
-            if let Ok(e) = moeplan::serving::estimate(&input) {
-                let _ = writeln!(
-                    o,
-                    "\nThe {} worker at the mean lengths:\n{}",
-                    pool.role,
-                    super::estimate::render(&e, &s.model.name, &s.gpu.id, true)
-                );
-            }
-        }
+    let input = d.input();
+    if let Ok(e) = moeplan::serving::estimate(&input) {
+        let _ = writeln!(
+            o,
+            "\nThe {} worker at the mean lengths:\n{}",
+            pool.role,
+            super::estimate::render(&e, &s.model.name, &s.gpu.id, Detail::Derivations)
+        );
     }
     o
 }
