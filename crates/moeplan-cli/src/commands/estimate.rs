@@ -5,9 +5,11 @@ use crate::output::{self, Detail, Failure, Format};
 use moeplan::output::{DisaggOutput, EstimateOutput};
 use moeplan::replica::Deployment as ReplicaDeployment;
 use moeplan::replica::Disaggregated;
+use moeplan::report::Derivation;
 use moeplan::serving::disagg::{estimate_disaggregated, DisaggEstimate};
 use moeplan::serving::{estimate, Estimate, JsonDetail, PhaseCost};
 use moeplan::units::{Bytes, Flop, Seconds};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
@@ -53,7 +55,11 @@ fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, format: Format) -> Res
             assumed: &d.assumed,
         }));
     } else {
-        output::print(&render_disaggregated(&est, d, a.output.explain));
+        output::print(&render_disaggregated(
+            &est,
+            d,
+            Detail::from(a.output.explain),
+        ));
     }
     if !est.fits {
         if format == Format::Text {
@@ -64,7 +70,9 @@ fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, format: Format) -> Res
     Ok(())
 }
 
-fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, explain: bool) -> String {
+/// A disaggregated estimate as text: both pools, latency, throughput and
+/// memory, with the derivations at `Detail::Derivations`.
+fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, detail: Detail) -> String {
     let mut s = String::new();
     let w = d.workload;
     let _ = writeln!(
@@ -118,18 +126,35 @@ fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, explain: bool) ->
     for w in &e.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
-    if explain {
-        for (name, d) in &e.explain {
-            let _ = writeln!(s, "\n{name} = {}", d.formula);
-            for (k, v) in &d.inputs {
-                let _ = writeln!(s, "    {k} = {v}");
-            }
+    if detail == Detail::Derivations {
+        s += &derivations(&e.explain);
+    }
+    s
+}
+
+/// An aggregated estimate as text: latency and throughput, memory, the
+/// pure phases and ceilings, the engine; at `Detail::Derivations` also the
+/// derivations and each phase's operators.
+pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
+    let mut s = latency_and_throughput(e, model, gpu);
+    s += &memory(e);
+    s += &phases(e);
+    let _ = writeln!(s, "  efficiencies      {}", e.efficiency_source);
+    for w in &e.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    if detail == Detail::Derivations {
+        s += &derivations(&e.explain);
+        for p in [&e.prefill, &e.decode] {
+            let _ = writeln!(s, "\n{}", ops_table(p));
         }
     }
     s
 }
 
-pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
+/// The deployment line, then TTFT, TPOT, request latency, throughput and
+/// the steady state.
+fn latency_and_throughput(e: &Estimate, model: &str, gpu: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -154,6 +179,13 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
         "  steady state      {:.1} requests decoding per step ({}-bound regime)",
         e.decoding_requests, e.regime
     );
+    s
+}
+
+/// Memory per GPU by component, the concurrency it holds, and the expert
+/// load imbalance.
+fn memory(e: &Estimate) -> String {
+    let mut s = String::new();
     let m = &e.memory;
     let _ = writeln!(
         s,
@@ -180,6 +212,13 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
         e.load_imbalance.skew,
         e.load_imbalance.skewed * 100.0
     );
+    s
+}
+
+/// The pure prefill and decode phases, their bottlenecks, the per-GPU
+/// ceilings and the engine's scheduler settings.
+fn phases(e: &Estimate) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "  pure phases       prefill of {:.0} prompt(s) of {:.0} tokens per rank: {} ({:.0} prompt tokens/s per GPU); decode of {:.1} sequences at context {:.0}: {} per step ({:.0} output tokens/s per GPU)",
@@ -214,24 +253,24 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
         e.engine.max_running_requests.map_or("unlimited".to_string(), |r| r.to_string()),
         e.engine.max_memory_fraction * 100.0
     );
-    let _ = writeln!(s, "  efficiencies      {}", e.efficiency_source);
-    for w in &e.warnings {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    if detail == Detail::Derivations {
-        for (name, d) in &e.explain {
-            let _ = writeln!(s, "\n{name} = {}", d.formula);
-            for (k, v) in &d.inputs {
-                let _ = writeln!(s, "    {k} = {v}");
-            }
-        }
-        for p in [&e.prefill, &e.decode] {
-            let _ = writeln!(s, "\n{}", ops_table(p));
+    s
+}
+
+/// Derivations one after another: `name = formula` after a blank line,
+/// each input below it as `    input = value`.
+fn derivations(explain: &BTreeMap<String, Derivation>) -> String {
+    let mut s = String::new();
+    for (name, d) in explain {
+        let _ = writeln!(s, "\n{name} = {}", d.formula);
+        for (k, v) in &d.inputs {
+            let _ = writeln!(s, "    {k} = {v}");
         }
     }
     s
 }
 
+/// One phase's operators as a table: count, time, FLOP, bytes and bound
+/// of each, under the phase's step time by bound.
 fn ops_table(p: &PhaseCost) -> String {
     let mut t = output::table(&[
         "op",
