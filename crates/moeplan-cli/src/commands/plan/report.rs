@@ -1,11 +1,31 @@
 //! `moeplan plan --report`: the Markdown deployment plan.
 use super::{lengths, slo_line};
-use moeplan::search::{describe, PlanResult};
+use moeplan::search::{describe, Candidate, PlanResult};
 use moeplan::spec::scenario::Scenario;
 use std::fmt::Write;
 
 /// A Markdown deployment plan: every number comes from the search result.
 pub(super) fn markdown(s: &Scenario, r: &PlanResult) -> String {
+    let mut o = model_analysis(s);
+    o += &hardware(s, r);
+    o += &requirements(s);
+    let Some(rec) = &r.recommended else {
+        o += "\n## Result\n\nNo layout fits the model on the GPUs available.\n";
+        return o;
+    };
+    o += &strategy(r, rec);
+    o += &allocation(rec);
+    o += &memory(rec);
+    o += &performance(rec);
+    o += &checklist(s, rec);
+    o += &risks(r, rec);
+    o += &search(r);
+    o
+}
+
+/// The title and the model analysis: parameters, weights, FLOP and KV
+/// cache per token, layers, assumptions.
+fn model_analysis(s: &Scenario) -> String {
     let mut o = String::new();
     let m = &s.model;
     let p = m.params();
@@ -45,37 +65,47 @@ pub(super) fn markdown(s: &Scenario, r: &PlanResult) -> String {
     for a in m.assumptions.iter().chain(s.assumptions.iter()) {
         let _ = writeln!(o, "\n- Assumption: {a}");
     }
+    o
+}
+
+/// The GPU, its node, the budget and the efficiencies assumed.
+fn hardware(s: &Scenario, r: &PlanResult) -> String {
     let g = &s.gpu;
-    let _ = writeln!(o, "\n## Hardware\n\n{} ({}): {} HBM at {}, {} dense BF16, {} GPUs per node, scale-up {} per direction, network {} per GPU. Budget: {} GPUs.", g.name, g.id, g.memory, g.memory_bandwidth, g.peak_bf16(), g.gpus_per_node, g.nvlink_bandwidth, g.network_bandwidth, r.gpu_budget);
+    let mut o = format!("\n## Hardware\n\n{} ({}): {} HBM at {}, {} dense BF16, {} GPUs per node, scale-up {} per direction, network {} per GPU. Budget: {} GPUs.\n", g.name, g.id, g.memory, g.memory_bandwidth, g.peak_bf16(), g.gpus_per_node, g.nvlink_bandwidth, g.network_bandwidth, r.gpu_budget);
     let _ = writeln!(
         o,
         "Efficiencies: {}.",
         s.calibration(moeplan::memory::Engine::Neutral).source
     );
-    let _ = writeln!(
-        o,
-        "\n## Requirements\n\nPrompts {} tokens, outputs {} tokens. {}.",
+    o
+}
+
+/// The lengths and the service levels.
+fn requirements(s: &Scenario) -> String {
+    format!(
+        "\n## Requirements\n\nPrompts {} tokens, outputs {} tokens. {}.\n",
         lengths(&s.workload.isl),
         lengths(&s.workload.osl),
         slo_line(s)
-    );
-    let Some(rec) = &r.recommended else {
-        let _ = writeln!(
-            o,
-            "\n## Result\n\nNo layout fits the model on the GPUs available."
-        );
-        return o;
-    };
-    let _ = writeln!(
-        o,
-        "\n## Chosen strategy\n\n**{}** ({} GPUs).\n",
+    )
+}
+
+/// The chosen layout and why.
+fn strategy(r: &PlanResult, rec: &Candidate) -> String {
+    let mut o = format!(
+        "\n## Chosen strategy\n\n**{}** ({} GPUs).\n\n",
         describe(rec),
         rec.figures.gpus
     );
     for why in &r.rationale {
         let _ = writeln!(o, "- {why}");
     }
-    let _ = writeln!(o, "\n## GPU allocation by role\n\n| role | workers | PP | TP | CP | attention DP | EP | ETP | GPUs | requests in flight per worker |\n|---|---|---|---|---|---|---|---|---|---|");
+    o
+}
+
+/// Each pool's workers, degrees, GPUs and requests in flight.
+fn allocation(rec: &Candidate) -> String {
+    let mut o = String::from("\n## GPU allocation by role\n\n| role | workers | PP | TP | CP | attention DP | EP | ETP | GPUs | requests in flight per worker |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for pool in &rec.figures.pools {
         let _ = writeln!(
             o,
@@ -92,62 +122,77 @@ pub(super) fn markdown(s: &Scenario, r: &PlanResult) -> String {
             pool.concurrency
         );
     }
+    o
+}
+
+/// The fullest GPU's memory by component.
+fn memory(rec: &Candidate) -> String {
     let mem = rec.figures.estimate.fullest_memory();
-    let _ = writeln!(o, "\n## Memory per GPU (fullest GPU of any pool, mean lengths)\n\n| component | bytes |\n|---|---|\n| weights | {} |\n| KV cache | {} |\n| activations | {} |\n| buffers and runtime | {} |\n| total | {} of {} |", mem.weights_bytes, mem.kv_cache_bytes, mem.activation_bytes, mem.other_bytes, mem.total_bytes, mem.capacity_bytes);
-    let _ = writeln!(o, "\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |", rec.figures.output_tokens_per_s_per_gpu.0, rec.figures.output_tokens_per_s_per_gpu.0 / 1e3, rec.figures.output_tokens_per_s_per_user.0, rec.figures.requests_per_s, rec.figures.ttft, rec.figures.tpot, rec.figures.bottleneck.name(), rec.figures.load_imbalance * 100.0);
-    if let Some(ce) = rec.figures.estimate.ceilings() {
+    format!("\n## Memory per GPU (fullest GPU of any pool, mean lengths)\n\n| component | bytes |\n|---|---|\n| weights | {} |\n| KV cache | {} |\n| activations | {} |\n| buffers and runtime | {} |\n| total | {} of {} |\n", mem.weights_bytes, mem.kv_cache_bytes, mem.activation_bytes, mem.other_bytes, mem.total_bytes, mem.capacity_bytes)
+}
+
+/// Throughput, latency, bottleneck and imbalance, and the per-GPU ceilings.
+fn performance(rec: &Candidate) -> String {
+    let f = &rec.figures;
+    let mut o = format!("\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |\n", f.output_tokens_per_s_per_gpu.0, f.output_tokens_per_s_per_gpu.0 / 1e3, f.output_tokens_per_s_per_user.0, f.requests_per_s, f.ttft, f.tpot, f.bottleneck.name(), f.load_imbalance * 100.0);
+    if let Some(ce) = f.estimate.ceilings() {
         let _ = writeln!(o, "| decode ceiling per GPU (HBM) | {:.0} tokens/s |\n| prefill ceiling per GPU (peak FLOP/s) | {:.0} tokens/s |", ce.decode_tokens_per_s_per_gpu.0, ce.prefill_tokens_per_s_per_gpu.0);
     }
-    let _ = writeln!(o, "\n## Validation checklist\n\n| requirement | limit | predicted | pass |\n|---|---|---|---|");
-    let check = |name: &str, limit: String, value: String, ok: bool| {
-        format!(
-            "| {name} | {limit} | {value} | {} |\n",
-            if ok { "pass" } else { "FAIL" }
-        )
-    };
-    let failed = |c: &str| rec.violations.iter().any(|v| v.level.name() == c);
+    o
+}
+
+/// Each service level the scenario sets: its limit, the prediction and
+/// whether it passes.
+fn checklist(s: &Scenario, rec: &Candidate) -> String {
+    let mut o = String::from("\n## Validation checklist\n\n| requirement | limit | predicted | pass |\n|---|---|---|---|\n");
+    let f = &rec.figures;
     if let Some(t) = s.slo.ttft {
-        o += &check(
-            "TTFT",
-            t.to_string(),
-            rec.figures.ttft.to_string(),
-            !failed("ttft"),
-        );
+        o += &check(rec, "TTFT", "ttft", t.to_string(), f.ttft.to_string());
     }
     if let Some(t) = s.slo.tpot {
-        o += &check(
-            "TPOT",
-            t.to_string(),
-            rec.figures.tpot.to_string(),
-            !failed("tpot"),
-        );
+        o += &check(rec, "TPOT", "tpot", t.to_string(), f.tpot.to_string());
     }
     if let Some(t) = s.slo.min_throughput_per_gpu {
         o += &check(
+            rec,
             "throughput per GPU",
+            "throughput_per_gpu",
             format!("{:.1} tokens/ms", t.per_ms()),
-            format!(
-                "{:.2} tokens/ms",
-                rec.figures.output_tokens_per_s_per_gpu.0 / 1e3
-            ),
-            !failed("throughput_per_gpu"),
+            format!("{:.2} tokens/ms", f.output_tokens_per_s_per_gpu.0 / 1e3),
         );
     }
     o += &check(
+        rec,
+        "memory",
         "memory",
         format!("{:.0}%", s.slo.max_memory_fraction * 100.0),
-        format!("{:.1}%", rec.figures.memory_fraction * 100.0),
-        !failed("memory"),
+        format!("{:.1}%", f.memory_fraction * 100.0),
     );
     if let Some(l) = s.slo.max_load_imbalance {
         o += &check(
+            rec,
             "load imbalance",
+            "load_imbalance",
             format!("{:.0}%", l * 100.0),
-            format!("{:.1}%", rec.figures.load_imbalance * 100.0),
-            !failed("load_imbalance"),
+            format!("{:.1}%", f.load_imbalance * 100.0),
         );
     }
-    let _ = writeln!(o, "\n## Risks\n");
+    o
+}
+
+/// One checklist row: FAIL when the recommendation violates `level`.
+fn check(rec: &Candidate, name: &str, level: &str, limit: String, value: String) -> String {
+    let failed = rec.violations.iter().any(|v| v.level.name() == level);
+    format!(
+        "| {name} | {limit} | {value} | {} |\n",
+        if failed { "FAIL" } else { "pass" }
+    )
+}
+
+/// The binding constraint's advice, the estimate's warnings, and the
+/// assumptions the figures rest on.
+fn risks(r: &PlanResult, rec: &Candidate) -> String {
+    let mut o = String::from("\n## Risks\n\n");
     if let Some(b) = &r.binding {
         for a in &b.advice {
             let _ = writeln!(o, "- Binding constraint `{}`: {a}", b.level.name());
@@ -162,7 +207,12 @@ pub(super) fn markdown(s: &Scenario, r: &PlanResult) -> String {
         "- Efficiencies: {}.",
         rec.figures.estimate.efficiency_source()
     );
-    let j = &r.rejected;
-    let _ = writeln!(o, "\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.", j.layouts, j.estimates, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget);
     o
+}
+
+/// How many layouts and estimates the search made, and why it rejected
+/// layouts.
+fn search(r: &PlanResult) -> String {
+    let j = &r.rejected;
+    format!("\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.\n", j.layouts, j.estimates, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget)
 }
