@@ -12,6 +12,8 @@ use moeplan::units::{Bytes, Flop, Seconds};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// Estimates the deployment the flags or the file describe; exit 1 when it
+/// does not fit in memory.
 pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     let format = Format::from(a.output.json);
     let d = match deployment::resolve_estimate(a, format)? {
@@ -41,6 +43,7 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Estimates a disaggregated deployment and prints it.
 fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, format: Format) -> Result<(), Failure> {
     let est = estimate_disaggregated(&d.input()).map_err(|problems| {
         let msg: Vec<String> = problems

@@ -240,6 +240,7 @@ fn cannot_write(path: &std::path::Path, e: impl std::fmt::Display, format: Forma
     )
 }
 
+/// The scenario as `plan --json` echoes it.
 fn scenario_echo(s: &Scenario) -> ScenarioEcho<'_> {
     ScenarioEcho {
         name: &s.name,
@@ -255,6 +256,7 @@ fn scenario_echo(s: &Scenario) -> ScenarioEcho<'_> {
     }
 }
 
+/// A fixed length, or a range as `min–max`.
 fn lengths(l: &Lengths) -> String {
     if l.is_fixed() {
         l.min.to_string()
@@ -263,6 +265,7 @@ fn lengths(l: &Lengths) -> String {
     }
 }
 
+/// The service levels the scenario sets, in one line.
 fn slo_line(s: &Scenario) -> String {
     let mut parts = Vec::new();
     if let Some(t) = s.slo.ttft {
@@ -287,6 +290,8 @@ fn slo_line(s: &Scenario) -> String {
     parts.join(", ")
 }
 
+/// Candidates as a table: layout, GPUs, throughput, latency, memory,
+/// imbalance and the levels each misses.
 fn table(cands: &[&Candidate]) -> String {
     let mut t = output::table(&[
         "#",
