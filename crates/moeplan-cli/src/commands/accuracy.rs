@@ -10,7 +10,7 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     let format = Format::from(a.json);
     let mut all = Vec::new();
     for f in &a.files {
-        all.extend(runs::read(f).map_err(|e| Failure::Input(Box::new(e), format))?);
+        all.extend(runs::read(f).map_err(Failure::input(format))?);
     }
     let outcomes = accuracy::evaluate(&all);
     let report = accuracy::report(&all, &outcomes);

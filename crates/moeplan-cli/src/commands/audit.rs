@@ -9,8 +9,8 @@ use std::path::Path;
 
 pub fn run(a: &AuditArgs) -> Result<(), Failure> {
     let format = Format::from(a.json);
-    let (plan, source) = moeplan::spec::plan::read(Path::new(&a.plan))
-        .map_err(|e| Failure::Input(Box::new(e), format))?;
+    let (plan, source) =
+        moeplan::spec::plan::read(Path::new(&a.plan)).map_err(Failure::input(format))?;
     // A hopeless plan's correction comes from the planner.
     let planner = moeplan::search::SearchPlanner;
     let mut plan = plan;
