@@ -1,7 +1,7 @@
 //! Runs a parsed command and maps its outcome to an exit code.
 use crate::args::{Cli, Command};
 use crate::commands;
-use crate::output::{self, Failure};
+use crate::output::{self, Failure, Format};
 use std::process::ExitCode;
 
 /// Runs the command; all output goes through `output`.
@@ -35,6 +35,6 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Convenience for commands: a spec error is bad input.
 impl From<moeplan::spec::SpecError> for Failure {
     fn from(e: moeplan::spec::SpecError) -> Self {
-        Failure::Input(Box::new(e), false)
+        Failure::Input(Box::new(e), Format::Text)
     }
 }

@@ -4,7 +4,10 @@
 //! miette reports, or to stdout as JSON when `--json` was asked for, so a
 //! script always gets parseable output.
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
+use moeplan::report::Derivation;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -13,12 +16,61 @@ pub const EXIT_NEGATIVE: u8 = 1;
 /// Exit code for bad input.
 pub const EXIT_INPUT: u8 = 2;
 
+/// How a command reports, results and failures alike: text for people,
+/// or JSON for scripts (`--json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Tables and sentences on stdout, diagnostics on stderr.
+    Text,
+    /// JSON on stdout, diagnostics included.
+    Json,
+}
+
+impl From<bool> for Format {
+    /// The `--json` flag: given means JSON.
+    fn from(json: bool) -> Self {
+        if json {
+            Format::Json
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// How much a text report says: its figures, or also the derivation
+/// (formula and inputs) behind each (`--explain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// The figures alone.
+    Figures,
+    /// The figures and their derivations.
+    Derivations,
+}
+
+impl From<bool> for Detail {
+    /// The `--explain` flag: given means derivations.
+    fn from(explain: bool) -> Self {
+        if explain {
+            Detail::Derivations
+        } else {
+            Detail::Figures
+        }
+    }
+}
+
 /// Why a command did not succeed.
 pub enum Failure {
-    /// Unreadable or invalid input (exit 2); the flag says whether to print JSON.
-    Input(Box<dyn Diagnostic + Send + Sync>, bool),
+    /// Unreadable or invalid input (exit 2), reported in the given format.
+    Input(Box<dyn Diagnostic + Send + Sync>, Format),
     /// Valid input, negative answer (exit 1), already reported by the command.
     Negative,
+}
+
+impl Failure {
+    /// An input error reported in `format`, for `map_err`.
+    pub fn input<E: Diagnostic + Send + Sync + 'static>(format: Format) -> impl Fn(E) -> Failure {
+        move |e| Failure::Input(Box::new(e), format)
+    }
 }
 
 /// Reports a panic: an internal error (exit 3), with what to send.
@@ -69,8 +121,8 @@ pub fn render(diag: &dyn Diagnostic) -> String {
 /// Reports a failure and returns its exit code.
 pub fn failure(f: Failure) -> ExitCode {
     match f {
-        Failure::Input(diag, as_json) => {
-            if as_json {
+        Failure::Input(diag, format) => {
+            if format == Format::Json {
                 let related: Vec<String> = diag.help().map(|h| h.to_string()).into_iter().collect();
                 json(&moeplan::output::ErrorOutput {
                     error: moeplan::output::ErrorBody {
@@ -86,6 +138,19 @@ pub fn failure(f: Failure) -> ExitCode {
         }
         Failure::Negative => ExitCode::from(EXIT_NEGATIVE),
     }
+}
+
+/// Derivations as an indented list: `  name = formula`, each input below
+/// it as `      input = value`.
+pub fn derivation_list(explain: &BTreeMap<String, Derivation>) -> String {
+    let mut o = String::new();
+    for (name, d) in explain {
+        let _ = writeln!(o, "  {name} = {}", d.formula);
+        for (k, v) in &d.inputs {
+            let _ = writeln!(o, "      {k} = {v}");
+        }
+    }
+    o
 }
 
 /// A table in the house style with the given header.
@@ -110,7 +175,7 @@ pub struct ArgError {
 
 impl ArgError {
     /// A failure for bad arguments.
-    pub fn failure(message: String, help: Option<String>, as_json: bool) -> Failure {
-        Failure::Input(Box::new(ArgError { message, help }), as_json)
+    pub fn failure(message: String, help: Option<String>, format: Format) -> Failure {
+        Failure::Input(Box::new(ArgError { message, help }), format)
     }
 }

@@ -1,15 +1,16 @@
 //! `moeplan accuracy`: predictions against measured benchmark runs.
 use crate::args::AccuracyArgs;
-use crate::output::{self, Failure};
+use crate::output::{self, Failure, Format};
 use moeplan::accuracy::{self, Outcome, Summary};
 use moeplan::output::{AccuracyOutput, AccuracyRun};
 use moeplan::runs::{self, Run};
 use std::fmt::Write;
 
 pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
+    let format = Format::from(a.json);
     let mut all = Vec::new();
     for f in &a.files {
-        all.extend(runs::read(f).map_err(|e| Failure::Input(Box::new(e), a.json))?);
+        all.extend(runs::read(f).map_err(Failure::input(format))?);
     }
     let outcomes = accuracy::evaluate(&all);
     let report = accuracy::report(&all, &outcomes);
@@ -19,7 +20,7 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
         Vec::new()
     };
     if let Some(path) = &a.fit_serving {
-        write_serving(path, &all, &outcomes, &samples, &a.files, a.json)?;
+        write_serving(path, &all, &outcomes, &samples, &a.files, format)?;
     }
     let cv = a.cv.then(|| {
         let o = accuracy::cross_validate(&all, &outcomes, &samples);
@@ -53,7 +54,7 @@ fn write_serving(
     outcomes: &[Outcome],
     samples: &[Option<moeplan::fit::Sample>],
     files: &[std::path::PathBuf],
-    json: bool,
+    format: Format,
 ) -> Result<(), Failure> {
     let names: Vec<String> = files
         .iter()
@@ -67,7 +68,7 @@ fn write_serving(
         crate::output::ArgError::failure(
             format!("cannot write {}: {e}", path.display()),
             None,
-            json,
+            format,
         )
     })?;
     output::note(&format!("wrote {}", path.display()));

@@ -1,19 +1,20 @@
 //! `moeplan audit`: check a deployment plan, report every finding with its
 //! evidence, and write the corrected plan.
 use crate::args::AuditArgs;
-use crate::output::{self, ArgError, Failure};
+use crate::output::{self, ArgError, Failure, Format};
 use moeplan::audit::{audit, Audit, AuditOptions, Finding, Severity};
 use moeplan::spec::source::Source;
 use std::fmt::Write;
 use std::path::Path;
 
 pub fn run(a: &AuditArgs) -> Result<(), Failure> {
-    let (plan, source) = moeplan::spec::plan::read(Path::new(&a.plan))
-        .map_err(|e| Failure::Input(Box::new(e), a.json))?;
+    let format = Format::from(a.json);
+    let (plan, source) =
+        moeplan::spec::plan::read(Path::new(&a.plan)).map_err(Failure::input(format))?;
     // A hopeless plan's correction comes from the planner.
     let planner = moeplan::search::SearchPlanner;
     let mut plan = plan;
-    super::deployment::apply_engine(a.engine.as_deref(), &mut plan.scenario, a.json)?;
+    super::deployment::apply_engine(a.engine.as_deref(), &mut plan.scenario, format)?;
     let result = audit(
         &plan,
         &AuditOptions {
@@ -21,7 +22,7 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
         },
     );
     if let Some(path) = &a.report {
-        write(path, &markdown(&result), a.json)?;
+        write(path, &markdown(&result), format)?;
     }
     if let Some(path) = &a.fix {
         match &result.corrected {
@@ -30,10 +31,10 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
                     ArgError::failure(
                         format!("cannot render the corrected plan: {e}"),
                         None,
-                        a.json,
+                        format,
                     )
                 })?;
-                write(path, &text, a.json)?;
+                write(path, &text, format)?;
             }
             None => output::note("note: no corrected plan could be built (no valid layout found)"),
         }
@@ -49,12 +50,12 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn write(path: &str, text: &str, json: bool) -> Result<(), Failure> {
+fn write(path: &str, text: &str, format: Format) -> Result<(), Failure> {
     std::fs::write(path, text).map_err(|e| {
         ArgError::failure(
             format!("cannot write {path}: {e}"),
             Some("check the directory exists and is writable".into()),
-            json,
+            format,
         )
     })
 }

@@ -1,21 +1,22 @@
 //! `moeplan calibrate`: fit the serving layer of the user's stacks to their
 //! runs, write the profile, and load one for every other command.
 use crate::args::CalibrateArgs;
-use crate::output::{self, ArgError, Failure};
+use crate::output::{self, ArgError, Failure, Format};
 use moeplan::calibrate::{self, RunFit, Validation};
 use moeplan::profile::{UserFit, UserProfile};
 use moeplan::runs::{self, Run};
 use std::path::Path;
 
 pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
+    let format = Format::from(a.json);
     let mut all: Vec<Run> = Vec::new();
     for f in &a.files {
-        all.extend(runs::read(f).map_err(|e| Failure::Input(Box::new(e), a.json))?);
+        all.extend(runs::read(f).map_err(Failure::input(format))?);
     }
     let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
     let source = format!("{} runs of {}", all.len(), names.join(", "));
     let base = match &a.base {
-        Some(path) => Some(read_profile(path, a.json)?),
+        Some(path) => Some(read_profile(path, format)?),
         None => None,
     };
     let validation = a.validate.then(|| calibrate::validate(&all));
@@ -32,7 +33,7 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
             ArgError::failure(
                 format!("cannot write {}: {e}", path.display()),
                 None,
-                a.json,
+                format,
             )
         })?;
     }
@@ -63,12 +64,12 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
 }
 
 /// Reads a profile file `calibrate --out` wrote.
-fn read_profile(path: &Path, json: bool) -> Result<UserProfile, Failure> {
+fn read_profile(path: &Path, format: Format) -> Result<UserProfile, Failure> {
     let bad = |m: String| {
         ArgError::failure(
             format!("{}: {m}", path.display()),
             Some("a file written by `moeplan calibrate --out` (`moeplan schema profile`)".into()),
-            json,
+            format,
         )
     };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
@@ -77,9 +78,14 @@ fn read_profile(path: &Path, json: bool) -> Result<UserProfile, Failure> {
 
 /// Loads a profile for every estimate of this process.
 pub fn use_profile(path: &Path) -> Result<(), Failure> {
-    let p = read_profile(path, false)?;
-    moeplan::profile::use_user_profile(&path.display().to_string(), p)
-        .map_err(|m| ArgError::failure(format!("--profile {}: {m}", path.display()), None, false))
+    let p = read_profile(path, Format::Text)?;
+    moeplan::profile::use_user_profile(&path.display().to_string(), p).map_err(|m| {
+        ArgError::failure(
+            format!("--profile {}: {m}", path.display()),
+            None,
+            Format::Text,
+        )
+    })
 }
 
 fn render_runs(runs: &[RunFit]) -> String {

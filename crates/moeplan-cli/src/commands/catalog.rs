@@ -1,71 +1,91 @@
 //! `moeplan catalog`: the built-in models and GPUs.
 use crate::args::CatalogArgs;
-use crate::output::{self, Failure};
+use crate::output::{self, Failure, Format};
 use moeplan::dtype::Precision;
+use moeplan::hardware::Gpu;
 use moeplan::output::{CatalogGpu, CatalogModel, CatalogOutput};
 use moeplan::units::{Bytes, Params};
 
+/// Prints the built-in models and GPUs, as two tables or as JSON.
 pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
+    let format = Format::from(a.json);
+    let models = models(format)?;
+    let gpus = gpus(format)?;
+    if a.json {
+        output::json(&CatalogOutput {
+            models,
+            gpus: gpus.iter().map(catalog_gpu).collect(),
+        });
+        return Ok(());
+    }
+    output::print(&models_table(&models));
+    output::print(&gpus_table(&gpus));
+    Ok(())
+}
+
+/// Every catalog model with its parameter and weight totals.
+fn models(format: Format) -> Result<Vec<CatalogModel>, Failure> {
     let mut models = Vec::new();
     for (id, _) in moeplan::catalog::MODELS {
         let m = moeplan::catalog::model(id)
             .expect("listed")
-            .map_err(|e| Failure::Input(Box::new(e), a.json))?;
+            .map_err(Failure::input(format))?;
         let p = m.params();
-        models.push((
-            id.to_string(),
-            m.architecture.clone(),
-            p.total.0,
-            p.active.0,
-            p.weight_bytes.0,
-        ));
+        models.push(CatalogModel {
+            id: id.to_string(),
+            architecture: m.architecture.clone(),
+            params_total: p.total.0,
+            params_active: p.active.0,
+            weight_bytes: p.weight_bytes.0,
+        });
     }
+    Ok(models)
+}
+
+/// Every catalog GPU.
+fn gpus(format: Format) -> Result<Vec<Gpu>, Failure> {
     let mut gpus = Vec::new();
     for (id, _) in moeplan::catalog::GPUS {
         let g = moeplan::catalog::gpu(id)
             .expect("listed")
-            .map_err(|e| Failure::Input(Box::new(e), a.json))?;
+            .map_err(Failure::input(format))?;
         gpus.push(g);
     }
-    if a.json {
-        output::json(&CatalogOutput {
-            models: models
-                .iter()
-                .map(|(id, arch, t, act, b)| CatalogModel {
-                    id: id.clone(),
-                    architecture: arch.clone(),
-                    params_total: *t,
-                    params_active: *act,
-                    weight_bytes: *b,
-                })
-                .collect(),
-            gpus: gpus
-                .iter()
-                .map(|g| CatalogGpu {
-                    id: g.id.clone(),
-                    name: g.name.clone(),
-                    memory_bytes: g.memory.0,
-                    memory_bandwidth: g.memory_bandwidth.0,
-                    peak_flops: &g.peak,
-                    gpus_per_node: g.gpus_per_node,
-                    nvlink_bandwidth: g.nvlink_bandwidth.0,
-                    network_bandwidth: g.network_bandwidth.0,
-                })
-                .collect(),
-        });
-        return Ok(());
+    Ok(gpus)
+}
+
+/// A GPU as `catalog --json` lists it.
+fn catalog_gpu(g: &Gpu) -> CatalogGpu<'_> {
+    CatalogGpu {
+        id: g.id.clone(),
+        name: g.name.clone(),
+        memory_bytes: g.memory.0,
+        memory_bandwidth: g.memory_bandwidth.0,
+        peak_flops: &g.peak,
+        gpus_per_node: g.gpus_per_node,
+        nvlink_bandwidth: g.nvlink_bandwidth.0,
+        network_bandwidth: g.network_bandwidth.0,
     }
+}
+
+/// The models' table: architecture, parameters, active and weights.
+fn models_table(models: &[CatalogModel]) -> String {
     let mut t = output::table(&["model", "architecture", "parameters", "active", "weights"]);
-    for (id, arch, total, active, bytes) in &models {
+    for m in models {
         t.add_row(vec![
-            id.clone(),
-            arch.clone(),
-            Params(*total).to_string(),
-            Params(*active).to_string(),
-            Bytes(*bytes).to_string(),
+            m.id.clone(),
+            m.architecture.clone(),
+            Params(m.params_total).to_string(),
+            Params(m.params_active).to_string(),
+            Bytes(m.weight_bytes).to_string(),
         ]);
     }
-    output::print(&t.to_string());
+    t.to_string()
+}
+
+/// The GPUs' table: memory, bandwidth, dense peaks by precision, node size
+/// and scale-up link.
+fn gpus_table(gpus: &[Gpu]) -> String {
     let mut t = output::table(&[
         "gpu",
         "name",
@@ -77,7 +97,7 @@ pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
         "per node",
         "scale-up link",
     ]);
-    for g in &gpus {
+    for g in gpus {
         let peak = |p| g.peak.get(&p).map_or("-".to_string(), |f| f.to_string());
         t.add_row(vec![
             g.id.clone(),
@@ -91,6 +111,5 @@ pub fn run(a: &CatalogArgs) -> Result<(), Failure> {
             g.nvlink_bandwidth.to_string(),
         ]);
     }
-    output::print(&t.to_string());
-    Ok(())
+    t.to_string()
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn bad(message: String, help: Option<String>) -> Failure {
-    ArgError::failure(message, help, false)
+    ArgError::failure(message, help, output::Format::Text)
 }
 
 /// What to draw: one replica and the phases, and where it came from.
@@ -83,15 +83,19 @@ fn drawing(a: &DagArgs, rd: ReplicaDeployment, origin: Option<String>) -> Drawin
 
 fn from_flags(a: &DagArgs) -> Result<Drawing, Failure> {
     let rd = if a.pools.any() {
-        deployment::resolve_disaggregated(&a.deployment, &a.pools, "dag", false)?
+        deployment::resolve_disaggregated(&a.deployment, &a.pools, "dag", output::Format::Text)?
     } else {
-        ReplicaDeployment::Aggregated(deployment::resolve(&a.deployment, "dag", false)?)
+        ReplicaDeployment::Aggregated(deployment::resolve(
+            &a.deployment,
+            "dag",
+            output::Format::Text,
+        )?)
     };
     Ok(drawing(a, rd, None))
 }
 
 fn from_file(a: &DagArgs, path: &Path) -> Result<Drawing, Failure> {
-    let (rd, origin) = deployment::from_file(path, &a.deployment, &a.pools, false)?;
+    let (rd, origin) = deployment::from_file(path, &a.deployment, &a.pools, output::Format::Text)?;
     let origin = match &rd {
         ReplicaDeployment::Aggregated(r) => format!(
             "{origin}: one replica of the aggregated pool, {} GPUs, {} requests in flight",
@@ -172,7 +176,7 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
                 &d.model.name,
                 &d.gpu.id,
                 &problems,
-                false,
+                output::Format::Text,
             ))
         }
     };

@@ -2,41 +2,191 @@
 //! of one estimate: model and GPU resolved, dtypes and efficiencies applied,
 //! the layout folded, every flag checked.
 use crate::args::{DeploymentArgs, EstimateArgs, PoolArgs};
-use crate::output::{ArgError, Failure};
+use crate::output::{ArgError, Failure, Format};
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::{Layout, LayoutProblem};
 use moeplan::memory::{Engine, EngineConfig};
+use moeplan::model::Model;
 pub use moeplan::replica::Replica as Deployment;
 use moeplan::replica::{Deployment as ReplicaDeployment, Disaggregated};
 use moeplan::serving::disagg::Pool;
 use moeplan::serving::Workload;
+use moeplan::spec::scenario::{Lengths, Scenario};
 use std::fmt::Write;
 
-fn dtype(s: &Option<String>, flag: &str, json: bool) -> Result<Option<DType>, Failure> {
+/// A dtype flag's value, parsed.
+fn dtype(s: &Option<String>, flag: &str, format: Format) -> Result<Option<DType>, Failure> {
     match s {
         None => Ok(None),
         Some(s) => s
             .parse::<DType>()
             .map(Some)
-            .map_err(|e| ArgError::failure(format!("--{flag}: {e}"), None, json)),
+            .map_err(|e| ArgError::failure(format!("--{flag}: {e}"), None, format)),
     }
 }
 
+/// `--weight-dtype` (attention, experts and dense weights) and `--kv-dtype`
+/// over a model's dtypes.
+fn apply_dtypes(a: &DeploymentArgs, model: &mut Model, format: Format) -> Result<(), Failure> {
+    if let Some(w) = dtype(&a.weight_dtype, "weight-dtype", format)? {
+        model.dtypes.attention = w;
+        model.dtypes.experts = w;
+        model.dtypes.dense = w;
+    }
+    if let Some(k) = dtype(&a.kv_dtype, "kv-dtype", format)? {
+        model.dtypes.kv_cache = k;
+    }
+    Ok(())
+}
+
 /// A flag that must be a fraction in (0, 1].
-pub fn fraction(v: Option<f64>, flag: &str, json: bool) -> Result<Option<f64>, Failure> {
+pub fn fraction(v: Option<f64>, flag: &str, format: Format) -> Result<Option<f64>, Failure> {
     match v {
         Some(x) if x.is_nan() || x <= 0.0 || x > 1.0 => Err(ArgError::failure(
             format!("--{flag} {x} is not a fraction in (0, 1]"),
             Some("0.6 means 60%".into()),
-            json,
+            format,
         )),
         v => Ok(v),
     }
 }
 
+/// A count flag, which must be at least 1 when given.
+pub fn at_least_one<T: Copy + Into<u64>>(
+    flag: &str,
+    v: Option<T>,
+    format: Format,
+) -> Result<Option<T>, Failure> {
+    match v {
+        Some(n) if n.into() == 0 => Err(ArgError::failure(
+            format!("--{flag} must be at least 1"),
+            None,
+            format,
+        )),
+        v => Ok(v),
+    }
+}
+
+/// The parallel degrees the flags give one replica or one pool's worker
+/// (None where not given).
+#[derive(Clone, Copy)]
+struct Degrees {
+    pp: Option<u32>,
+    tp: Option<u32>,
+    cp: Option<u32>,
+    dp: Option<u32>,
+    ep: Option<u32>,
+    etp: Option<u32>,
+}
+
+impl Degrees {
+    /// `--pp`, `--tp`, `--cp`, `--dp`, `--ep`, `--etp`: an aggregated replica's.
+    fn replica(a: &DeploymentArgs) -> Self {
+        Degrees {
+            pp: a.pp,
+            tp: a.tp,
+            cp: a.cp,
+            dp: a.dp,
+            ep: a.ep,
+            etp: a.etp,
+        }
+    }
+
+    /// `--prefill-*`: a prefill worker's (pools have no context parallelism).
+    fn prefill(p: &PoolArgs) -> Self {
+        Degrees {
+            pp: p.prefill_pp,
+            tp: p.prefill_tp,
+            cp: None,
+            dp: p.prefill_dp,
+            ep: p.prefill_ep,
+            etp: p.prefill_etp,
+        }
+    }
+
+    /// `--decode-*`: a decode worker's.
+    fn decode(p: &PoolArgs) -> Self {
+        Degrees {
+            pp: p.decode_pp,
+            tp: p.decode_tp,
+            cp: None,
+            dp: p.decode_dp,
+            ep: p.decode_ep,
+            etp: p.decode_etp,
+        }
+    }
+
+    /// Whether any degree was given.
+    fn any(&self) -> bool {
+        [self.pp, self.tp, self.cp, self.dp, self.ep, self.etp]
+            .iter()
+            .any(Option::is_some)
+    }
+
+    /// The layout of these degrees (1 where not given), experts folded as
+    /// engines do.
+    fn layout(&self, model: &Model) -> Layout {
+        let mut l = Layout::folded(
+            self.pp.unwrap_or(1),
+            self.tp.unwrap_or(1),
+            self.cp.unwrap_or(1),
+            self.dp.unwrap_or(1),
+            self.ep,
+            self.etp,
+        );
+        // A dense model has no experts: unless the user wrote an expert
+        // split (which the layout check then rejects), there is none.
+        if model.moe.is_none() && self.ep.is_none() && self.etp.is_none() {
+            l.etp = 1;
+        }
+        l
+    }
+
+    /// `l` with these degrees over it (the expert split refolded), or `l`
+    /// itself when none was given.
+    fn over(&self, l: Layout) -> Layout {
+        if !self.any() {
+            return l;
+        }
+        Layout::folded(
+            self.pp.unwrap_or(l.pp),
+            self.tp.unwrap_or(l.tp),
+            self.cp.unwrap_or(l.cp),
+            self.dp.unwrap_or(l.dp),
+            self.ep,
+            self.etp,
+        )
+    }
+}
+
 /// Resolves the flags of `command`; every problem is an input error (exit 2).
-pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployment, Failure> {
+pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Deployment, Failure> {
+    require(a, command, format)?;
+    let workload = workload(a, format)?;
+    at_least_one("max-step-tokens", a.max_step_tokens, format)?;
+    at_least_one("max-running-requests", a.max_running_requests, format)?;
+    let (model, gpu) = model_and_gpu(a, format)?;
+    let mfu = fraction(a.mfu, "mfu", format)?;
+    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
+    let engine = engine(a, &gpu, format)?;
+    Ok(Deployment {
+        calibration: moeplan::profile::resolve(&gpu, engine.engine)
+            .kernels
+            .flat(mfu, bw),
+        layout: Degrees::replica(a).layout(&model),
+        workload,
+        engine,
+        redundant_experts: a.redundant_experts,
+        routing_skew: a.routing_skew.max(0.0),
+        model,
+        gpu,
+    })
+}
+
+/// The flags a deployment cannot do without: an input error naming every
+/// one missing.
+fn require(a: &DeploymentArgs, command: &str, format: Format) -> Result<(), Failure> {
     let missing: Vec<&str> = [
         ("--model", a.model.is_none()),
         ("--gpu", a.gpu.is_none()),
@@ -48,133 +198,76 @@ pub fn resolve(a: &DeploymentArgs, command: &str, json: bool) -> Result<Deployme
     .filter(|x| x.1)
     .map(|x| x.0)
     .collect();
-    if !missing.is_empty() {
-        let help = if command == "dag" {
-            "describe the deployment as for `moeplan estimate`, or give --scenario FILE to draw the planner's recommendation"
-        } else {
-            "e.g. moeplan estimate --model mixtral-8x7b --gpu h100-sxm --tp 2 --isl 1000 --osl 1000 --concurrency 64"
-        };
-        return Err(ArgError::failure(
-            format!("moeplan {command} needs {}", missing.join(", ")),
-            Some(help.into()),
-            json,
-        ));
+    if missing.is_empty() {
+        return Ok(());
     }
-    let (isl, osl, concurrency) = (
-        a.isl.unwrap_or(1),
-        a.osl.unwrap_or(1),
-        a.concurrency.unwrap_or(1),
-    );
-    for (flag, v) in [
-        ("isl", isl),
-        ("osl", osl),
-        ("concurrency", concurrency),
-        ("max-step-tokens", a.max_step_tokens.unwrap_or(1)),
-        ("max-running-requests", a.max_running_requests.unwrap_or(1)),
-    ] {
-        if v == 0 {
-            return Err(ArgError::failure(
-                format!("--{flag} must be at least 1"),
-                None,
-                json,
-            ));
-        }
-    }
-    let input = |e| Failure::Input(Box::new(e), json);
-    let mut model =
-        moeplan::catalog::resolve_model(a.model.as_deref().unwrap_or_default()).map_err(input)?;
-    let mut gpu =
-        moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default()).map_err(input)?;
-    if let Some(w) = dtype(&a.weight_dtype, "weight-dtype", json)? {
-        model.dtypes.attention = w;
-        model.dtypes.experts = w;
-        model.dtypes.dense = w;
-    }
-    if let Some(k) = dtype(&a.kv_dtype, "kv-dtype", json)? {
-        model.dtypes.kv_cache = k;
-    }
-    if let Some(n) = a.gpus_per_node {
-        if n == 0 {
-            return Err(ArgError::failure(
-                "--gpus-per-node must be at least 1".into(),
-                None,
-                json,
-            ));
-        }
+    let help = if command == "dag" {
+        "describe the deployment as for `moeplan estimate`, or give --scenario FILE to draw the planner's recommendation"
+    } else {
+        "e.g. moeplan estimate --model mixtral-8x7b --gpu h100-sxm --tp 2 --isl 1000 --osl 1000 --concurrency 64"
+    };
+    Err(ArgError::failure(
+        format!("moeplan {command} needs {}", missing.join(", ")),
+        Some(help.into()),
+        format,
+    ))
+}
+
+/// The lengths and requests in flight, each at least 1.
+fn workload(a: &DeploymentArgs, format: Format) -> Result<Workload, Failure> {
+    Ok(Workload {
+        isl: at_least_one("isl", a.isl, format)?.unwrap_or(1),
+        osl: at_least_one("osl", a.osl, format)?.unwrap_or(1),
+        concurrency: at_least_one("concurrency", a.concurrency, format)?.unwrap_or(1),
+    })
+}
+
+/// The model and the GPU the flags name, with the dtype and node-size
+/// flags over them.
+fn model_and_gpu(a: &DeploymentArgs, format: Format) -> Result<(Model, Gpu), Failure> {
+    let mut model = moeplan::catalog::resolve_model(a.model.as_deref().unwrap_or_default())
+        .map_err(Failure::input(format))?;
+    let mut gpu = moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default())
+        .map_err(Failure::input(format))?;
+    apply_dtypes(a, &mut model, format)?;
+    if let Some(n) = at_least_one("gpus-per-node", a.gpus_per_node, format)? {
         gpu.gpus_per_node = n;
     }
-    let mfu = fraction(a.mfu, "mfu", json)?;
-    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)?;
-    let engine = engine(a, &gpu, json)?;
-    Ok(Deployment {
-        calibration: moeplan::profile::resolve(&gpu, engine.engine)
-            .kernels
-            .flat(mfu, bw),
-        layout: {
-            let mut l = Layout::folded(
-                a.pp.unwrap_or(1),
-                a.tp.unwrap_or(1),
-                a.cp.unwrap_or(1),
-                a.dp.unwrap_or(1),
-                a.ep,
-                a.etp,
-            );
-            // A dense model has no experts: unless the user wrote an expert
-            // split (which the layout check then rejects), there is none.
-            if model.moe.is_none() && a.ep.is_none() && a.etp.is_none() {
-                l.etp = 1;
-            }
-            l
-        },
-        workload: Workload {
-            isl,
-            osl,
-            concurrency,
-        },
-        engine,
-        redundant_experts: a.redundant_experts,
-        routing_skew: a.routing_skew.max(0.0),
-        model,
-        gpu,
-    })
+    Ok((model, gpu))
 }
 
 /// The engine `--engine` names on `gpu`: `auto` is the engine whose kernels
 /// fit this GPU's measurements best (`profile::default_engine`).
-pub fn engine_named(name: &str, gpu: &Gpu, json: bool) -> Result<Engine, Failure> {
+pub fn engine_named(name: &str, gpu: &Gpu, format: Format) -> Result<Engine, Failure> {
     match name {
         "auto" => Ok(moeplan::profile::default_engine(gpu)),
-        n => n.parse().map_err(|m| ArgError::failure(m, None, json)),
+        n => n.parse().map_err(|m| ArgError::failure(m, None, format)),
     }
 }
 
 /// `--engine` over a scenario's or plan's `hardware.engine`: `auto` clears
 /// it (the best-fitting engine), a name sets it.
-pub fn apply_engine(
-    flag: Option<&str>,
-    s: &mut moeplan::spec::scenario::Scenario,
-    json: bool,
-) -> Result<(), Failure> {
+pub fn apply_engine(flag: Option<&str>, s: &mut Scenario, format: Format) -> Result<(), Failure> {
     match flag {
         None => {}
         Some("auto") => s.engine = None,
-        Some(n) => s.engine = Some(engine_named(n, &s.gpu, json)?),
+        Some(n) => s.engine = Some(engine_named(n, &s.gpu, format)?),
     }
     Ok(())
 }
 
 /// The engine preset for this GPU (`--engine`, default auto), with the
 /// explicit flags applied.
-pub fn engine(a: &DeploymentArgs, gpu: &Gpu, json: bool) -> Result<EngineConfig, Failure> {
-    let e = engine_named(a.engine.as_deref().unwrap_or("auto"), gpu, json)?;
-    overrides(a, e.config(gpu.memory), json)
+pub fn engine(a: &DeploymentArgs, gpu: &Gpu, format: Format) -> Result<EngineConfig, Failure> {
+    let e = engine_named(a.engine.as_deref().unwrap_or("auto"), gpu, format)?;
+    overrides(a, e.config(gpu.memory), format)
 }
 
 /// The explicit engine flags over `c`.
 pub fn overrides(
     a: &DeploymentArgs,
     mut c: EngineConfig,
-    json: bool,
+    format: Format,
 ) -> Result<EngineConfig, Failure> {
     if let Some(t) = a.max_step_tokens {
         c.max_step_tokens = t;
@@ -182,7 +275,7 @@ pub fn overrides(
     if let Some(r) = a.max_running_requests {
         c.max_running_requests = Some(r);
     }
-    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", json)? {
+    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", format)? {
         c.max_memory_fraction = f;
     }
     Ok(c)
@@ -194,7 +287,7 @@ pub fn invalid_layout(
     model: &str,
     gpu: &str,
     problems: &[LayoutProblem],
-    json: bool,
+    format: Format,
 ) -> Failure {
     let mut msg = format!("invalid layout {layout} for {model} on {gpu}:");
     for p in problems {
@@ -205,23 +298,23 @@ pub fn invalid_layout(
         .map(|p| p.hint.clone())
         .collect::<Vec<_>>()
         .join("\n");
-    ArgError::failure(msg, Some(help), json)
+    ArgError::failure(msg, Some(help), format)
 }
 
 /// What `moeplan estimate` estimates: a plan file's deployment with the
 /// flags over it, a disaggregated deployment from the pool flags, or one
 /// aggregated replica from the flags.
-pub fn resolve_estimate(a: &EstimateArgs, json: bool) -> Result<ReplicaDeployment, Failure> {
+pub fn resolve_estimate(a: &EstimateArgs, format: Format) -> Result<ReplicaDeployment, Failure> {
     match &a.file {
         Some(path) => {
-            let (d, origin) = from_file(path, &a.deployment, &a.pools, json)?;
-            if !json {
+            let (d, origin) = from_file(path, &a.deployment, &a.pools, format)?;
+            if format == Format::Text {
                 crate::output::print(&format!("from {origin}"));
             }
             Ok(d)
         }
-        None if a.pools.any() => resolve_disaggregated(&a.deployment, &a.pools, "estimate", json),
-        None => resolve(&a.deployment, "estimate", json).map(ReplicaDeployment::Aggregated),
+        None if a.pools.any() => resolve_disaggregated(&a.deployment, &a.pools, "estimate", format),
+        None => resolve(&a.deployment, "estimate", format).map(ReplicaDeployment::Aggregated),
     }
 }
 
@@ -231,37 +324,19 @@ pub fn resolve_disaggregated(
     f: &DeploymentArgs,
     pools: &PoolArgs,
     command: &str,
-    json: bool,
+    format: Format,
 ) -> Result<ReplicaDeployment, Failure> {
-    let r = resolve(f, command, json)?;
-    let layout_flags = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp];
-    if layout_flags.iter().any(Option::is_some) {
+    let r = resolve(f, command, format)?;
+    if Degrees::replica(f).any() {
         return Err(ArgError::failure(
             "--tp/--pp/--dp/--cp/--ep/--etp describe an aggregated replica; a disaggregated deployment takes --prefill-* and --decode-*".into(),
             Some("e.g. --prefill-tp 8 --decode-dp 8 --decode-ep 8".into()),
-            json,
+            format,
         ));
     }
     Ok(ReplicaDeployment::Disaggregated(disaggregate(
-        r, f, pools, json,
+        r, f, pools, format,
     )?))
-}
-
-/// A pool's layout from its flags (degrees default to 1; experts fold as engines do).
-fn pool_layout(model: &moeplan::model::Model, d: [Option<u32>; 5]) -> Layout {
-    let [tp, pp, dp, ep, etp] = d;
-    let mut l = Layout::folded(
-        pp.unwrap_or(1),
-        tp.unwrap_or(1),
-        1,
-        dp.unwrap_or(1),
-        ep,
-        etp,
-    );
-    if model.moe.is_none() && ep.is_none() && etp.is_none() {
-        l.etp = 1;
-    }
-    l
 }
 
 /// The disaggregated deployment of a resolved replica's model, GPU and
@@ -271,49 +346,15 @@ fn disaggregate(
     r: Deployment,
     a: &DeploymentArgs,
     p: &PoolArgs,
-    json: bool,
+    format: Format,
 ) -> Result<Disaggregated, Failure> {
-    for (flag, v) in [
-        ("prefill-workers", p.prefill_workers),
-        ("decode-workers", p.decode_workers),
-    ] {
-        if v == Some(0) {
-            return Err(ArgError::failure(
-                format!("--{flag} must be at least 1"),
-                None,
-                json,
-            ));
-        }
-    }
-    if p.prefill_batch == Some(0) {
-        return Err(ArgError::failure(
-            "--prefill-batch must be at least 1".into(),
-            None,
-            json,
-        ));
-    }
-    let mfu = fraction(a.mfu, "mfu", json)?;
-    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", json)?;
-    let prefill = pool_layout(
-        &r.model,
-        [
-            p.prefill_tp,
-            p.prefill_pp,
-            p.prefill_dp,
-            p.prefill_ep,
-            p.prefill_etp,
-        ],
-    );
-    let decode = pool_layout(
-        &r.model,
-        [
-            p.decode_tp,
-            p.decode_pp,
-            p.decode_dp,
-            p.decode_ep,
-            p.decode_etp,
-        ],
-    );
+    at_least_one("prefill-workers", p.prefill_workers, format)?;
+    at_least_one("decode-workers", p.decode_workers, format)?;
+    at_least_one("prefill-batch", p.prefill_batch, format)?;
+    let mfu = fraction(a.mfu, "mfu", format)?;
+    let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
+    let prefill = Degrees::prefill(p).layout(&r.model);
+    let decode = Degrees::decode(p).layout(&r.model);
     let mut d = Disaggregated {
         calibration: moeplan::profile::resolve_disaggregated(&r.gpu, r.engine.engine)
             .kernels
@@ -336,7 +377,7 @@ fn disaggregate(
         gpu: r.gpu,
         assumed: Vec::new(),
     };
-    if let Some(problems) = invalid_pools(&d, json) {
+    if let Some(problems) = invalid_pools(&d, format) {
         return Err(problems);
     }
     d.infer_workers();
@@ -344,7 +385,7 @@ fn disaggregate(
 }
 
 /// An input error naming every rule either pool's layout breaks.
-fn invalid_pools(d: &Disaggregated, json: bool) -> Option<Failure> {
+fn invalid_pools(d: &Disaggregated, format: Format) -> Option<Failure> {
     let mut msg = String::new();
     let mut hints = Vec::new();
     for (role, pool) in [("prefill", &d.prefill), ("decode", &d.decode)] {
@@ -362,7 +403,7 @@ fn invalid_pools(d: &Disaggregated, json: bool) -> Option<Failure> {
         ArgError::failure(
             format!("invalid layout for {} on {}:{msg}", d.model.name, d.gpu.id),
             Some(hints.join("\n")),
-            json,
+            format,
         )
     })
 }
@@ -372,64 +413,39 @@ fn invalid_pools(d: &Disaggregated, json: bool) -> Option<Failure> {
 /// a plan's scenario: the one place flags are merged over a file.
 pub fn apply_to_scenario(
     f: &DeploymentArgs,
-    s: &mut moeplan::spec::scenario::Scenario,
-    json: bool,
+    s: &mut Scenario,
+    format: Format,
 ) -> Result<(), Failure> {
-    let input = |e| Failure::Input(Box::new(e), json);
     if let Some(m) = &f.model {
-        s.model = moeplan::catalog::resolve_model(m).map_err(input)?;
+        s.model = moeplan::catalog::resolve_model(m).map_err(Failure::input(format))?;
     }
     if let Some(g) = &f.gpu {
-        s.gpu = moeplan::catalog::resolve_gpu(g).map_err(input)?;
+        s.gpu = moeplan::catalog::resolve_gpu(g).map_err(Failure::input(format))?;
     }
-    for (flag, v) in [
-        ("isl", f.isl),
-        ("osl", f.osl),
-        ("concurrency", f.concurrency),
-    ] {
-        if v == Some(0) {
-            return Err(ArgError::failure(
-                format!("--{flag} must be at least 1"),
-                None,
-                json,
-            ));
-        }
-    }
+    let isl = at_least_one("isl", f.isl, format)?;
+    let osl = at_least_one("osl", f.osl, format)?;
+    let concurrency = at_least_one("concurrency", f.concurrency, format)?;
     let w = &mut s.workload;
-    if let Some(v) = f.isl {
-        w.isl = moeplan::spec::scenario::Lengths { min: v, max: v };
+    if let Some(v) = isl {
+        w.isl = Lengths { min: v, max: v };
     }
-    if let Some(v) = f.osl {
-        w.osl = moeplan::spec::scenario::Lengths { min: v, max: v };
+    if let Some(v) = osl {
+        w.osl = Lengths { min: v, max: v };
     }
-    if f.concurrency.is_some() {
-        w.concurrency = f.concurrency;
+    if concurrency.is_some() {
+        w.concurrency = concurrency;
     }
     if let Some(m) = f.mfu {
-        s.mfu = fraction(Some(m), "mfu", json)?;
+        s.mfu = fraction(Some(m), "mfu", format)?;
     }
     if let Some(b) = f.bandwidth_utilization {
-        s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", json)?;
+        s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", format)?;
     }
-    if let Some(d) = dtype(&f.weight_dtype, "weight-dtype", json)? {
-        s.model.dtypes.attention = d;
-        s.model.dtypes.experts = d;
-        s.model.dtypes.dense = d;
-    }
-    if let Some(k) = dtype(&f.kv_dtype, "kv-dtype", json)? {
-        s.model.dtypes.kv_cache = k;
-    }
-    if let Some(n) = f.gpus_per_node {
-        if n == 0 {
-            return Err(ArgError::failure(
-                "--gpus-per-node must be at least 1".into(),
-                None,
-                json,
-            ));
-        }
+    apply_dtypes(f, &mut s.model, format)?;
+    if let Some(n) = at_least_one("gpus-per-node", f.gpus_per_node, format)? {
         s.gpu.gpus_per_node = n;
     }
-    apply_engine(f.engine.as_deref(), s, json)
+    apply_engine(f.engine.as_deref(), s, format)
 }
 
 /// A plan or scenario file's deployment with the flags over it, and where
@@ -440,27 +456,24 @@ pub fn from_file(
     path: &std::path::Path,
     f: &DeploymentArgs,
     pools: &PoolArgs,
-    json: bool,
+    format: Format,
 ) -> Result<(ReplicaDeployment, String), Failure> {
-    let input = |e| Failure::Input(Box::new(e), json);
-    if moeplan::spec::plan::is_plan(path).map_err(input)? {
-        let (mut plan, _) = moeplan::spec::plan::read(path).map_err(input)?;
-        apply_to_scenario(f, &mut plan.scenario, json)?;
-        let d = plan_deployment(plan, path, f, pools, json)?;
+    let input = Failure::input(format);
+    if moeplan::spec::plan::is_plan(path).map_err(&input)? {
+        let (mut plan, _) = moeplan::spec::plan::read(path).map_err(&input)?;
+        apply_to_scenario(f, &mut plan.scenario, format)?;
+        let d = plan_deployment(plan, path, f, pools, format)?;
         return Ok((d, format!("the plan {}", path.display())));
     }
-    let layout = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp]
-        .iter()
-        .any(Option::is_some);
-    if layout || pools.any() || f.redundant_experts > 0 {
+    if Degrees::replica(f).any() || pools.any() || f.redundant_experts > 0 {
         return Err(ArgError::failure(
             format!("{} is a scenario, whose layout is the planner's choice: --tp/--pp/--dp/--cp/--ep/--etp, --redundant-experts and the pool flags do not apply", path.display()),
             Some("give a plan file for a layout of your own, or describe it with the flags alone".into()),
-            json,
+            format,
         ));
     }
-    let mut s = moeplan::spec::scenario::read(path).map_err(input)?;
-    apply_to_scenario(f, &mut s, json)?;
+    let mut s = moeplan::spec::scenario::read(path).map_err(&input)?;
+    apply_to_scenario(f, &mut s, format)?;
     let result = moeplan::search::plan(&s, &moeplan::search::PlanOptions::default(), &|_, _| {});
     let Some(rec) = result.recommended else {
         crate::output::note(&format!(
@@ -476,7 +489,7 @@ pub fn from_file(
         moeplan::search::describe(&rec)
     );
     let plan = rec.figures.as_plan(&s);
-    Ok((plan_deployment(plan, path, f, pools, json)?, origin))
+    Ok((plan_deployment(plan, path, f, pools, format)?, origin))
 }
 
 /// A plan's deployment with the layout and pool flags over it.
@@ -485,111 +498,89 @@ fn plan_deployment(
     path: &std::path::Path,
     f: &DeploymentArgs,
     pools: &PoolArgs,
-    json: bool,
+    format: Format,
 ) -> Result<ReplicaDeployment, Failure> {
     let engine = overrides(
         f,
         plan.scenario
             .serving_engine()
             .config(plan.scenario.gpu.memory),
-        json,
+        format,
     )?;
-    let aggregated_flags = [f.tp, f.pp, f.dp, f.cp, f.ep, f.etp]
-        .iter()
-        .any(Option::is_some);
     match ReplicaDeployment::from_plan(&plan, engine) {
-        ReplicaDeployment::Aggregated(mut r) => {
-            if pools.any() {
-                return Err(ArgError::failure(
-                    format!(
-                        "{} is an aggregated plan: --prefill-*/--decode-* do not apply",
-                        path.display()
-                    ),
-                    Some("use --tp/--pp/--dp/--ep/--etp to change its layout".into()),
-                    json,
-                ));
-            }
-            if aggregated_flags {
-                r.layout = Layout::folded(
-                    f.pp.unwrap_or(r.layout.pp),
-                    f.tp.unwrap_or(r.layout.tp),
-                    f.cp.unwrap_or(r.layout.cp),
-                    f.dp.unwrap_or(r.layout.dp),
-                    f.ep,
-                    f.etp,
-                );
-            }
-            if f.redundant_experts > 0 {
-                r.redundant_experts = f.redundant_experts;
-            }
-            r.routing_skew = f.routing_skew.max(0.0);
-            Ok(ReplicaDeployment::Aggregated(r))
+        ReplicaDeployment::Aggregated(r) => {
+            over_aggregated(r, path, f, pools, format).map(ReplicaDeployment::Aggregated)
         }
-        ReplicaDeployment::Disaggregated(mut d) => {
-            if aggregated_flags {
-                return Err(ArgError::failure(
-                    format!(
-                        "{} is a disaggregated plan: --tp/--pp/--dp/--cp/--ep/--etp do not apply",
-                        path.display()
-                    ),
-                    Some("use --prefill-tp, --decode-dp, ... to change a pool".into()),
-                    json,
-                ));
-            }
-            let p = pools;
-            let over = |l: Layout, d: [Option<u32>; 5]| {
-                let [tp, pp, dp, ep, etp] = d;
-                if d.iter().all(Option::is_none) {
-                    l
-                } else {
-                    Layout::folded(
-                        pp.unwrap_or(l.pp),
-                        tp.unwrap_or(l.tp),
-                        l.cp,
-                        dp.unwrap_or(l.dp),
-                        ep,
-                        etp,
-                    )
-                }
-            };
-            d.prefill.layout = over(
-                d.prefill.layout,
-                [
-                    p.prefill_tp,
-                    p.prefill_pp,
-                    p.prefill_dp,
-                    p.prefill_ep,
-                    p.prefill_etp,
-                ],
-            );
-            d.decode.layout = over(
-                d.decode.layout,
-                [
-                    p.decode_tp,
-                    p.decode_pp,
-                    p.decode_dp,
-                    p.decode_ep,
-                    p.decode_etp,
-                ],
-            );
-            if let Some(w) = p.prefill_workers {
-                d.prefill.workers = w;
-            }
-            if let Some(w) = p.decode_workers {
-                d.decode.workers = w;
-            }
-            if let Some(b) = p.prefill_batch {
-                d.prefill.prompts_per_rank = b.max(1);
-            }
-            if f.redundant_experts > 0 {
-                d.redundant_experts = f.redundant_experts;
-            }
-            d.routing_skew = f.routing_skew.max(0.0);
-            if let Some(problems) = invalid_pools(&d, json) {
-                return Err(problems);
-            }
-            d.infer_workers();
-            Ok(ReplicaDeployment::Disaggregated(d))
+        ReplicaDeployment::Disaggregated(d) => {
+            over_disaggregated(d, path, f, pools, format).map(ReplicaDeployment::Disaggregated)
         }
     }
+}
+
+/// An aggregated plan's replica with the layout flags over it; the pool
+/// flags do not apply.
+fn over_aggregated(
+    mut r: Deployment,
+    path: &std::path::Path,
+    f: &DeploymentArgs,
+    pools: &PoolArgs,
+    format: Format,
+) -> Result<Deployment, Failure> {
+    if pools.any() {
+        return Err(ArgError::failure(
+            format!(
+                "{} is an aggregated plan: --prefill-*/--decode-* do not apply",
+                path.display()
+            ),
+            Some("use --tp/--pp/--dp/--ep/--etp to change its layout".into()),
+            format,
+        ));
+    }
+    r.layout = Degrees::replica(f).over(r.layout);
+    if f.redundant_experts > 0 {
+        r.redundant_experts = f.redundant_experts;
+    }
+    r.routing_skew = f.routing_skew.max(0.0);
+    Ok(r)
+}
+
+/// A disaggregated plan with the pool flags over its pools; the layout
+/// flags of an aggregated replica do not apply.
+fn over_disaggregated(
+    mut d: Disaggregated,
+    path: &std::path::Path,
+    f: &DeploymentArgs,
+    p: &PoolArgs,
+    format: Format,
+) -> Result<Disaggregated, Failure> {
+    if Degrees::replica(f).any() {
+        return Err(ArgError::failure(
+            format!(
+                "{} is a disaggregated plan: --tp/--pp/--dp/--cp/--ep/--etp do not apply",
+                path.display()
+            ),
+            Some("use --prefill-tp, --decode-dp, ... to change a pool".into()),
+            format,
+        ));
+    }
+    d.prefill.layout = Degrees::prefill(p).over(d.prefill.layout);
+    d.decode.layout = Degrees::decode(p).over(d.decode.layout);
+    if let Some(w) = p.prefill_workers {
+        d.prefill.workers = w;
+    }
+    if let Some(w) = p.decode_workers {
+        d.decode.workers = w;
+    }
+    if let Some(b) = p.prefill_batch {
+        d.prefill.prompts_per_rank = b.max(1);
+    }
+    if f.redundant_experts > 0 {
+        d.redundant_experts = f.redundant_experts;
+    }
+    d.routing_skew = f.routing_skew.max(0.0);
+    if let Some(problems) = invalid_pools(&d, format) {
+        return Err(problems);
+    }
+    d.infer_workers();
+    Ok(d)
 }

@@ -1,32 +1,41 @@
 //! `moeplan estimate`: TTFT, TPOT, throughput and memory of one deployment.
 use crate::args::EstimateArgs;
 use crate::commands::deployment;
-use crate::output::{self, Failure};
+use crate::output::{self, Detail, Failure, Format};
 use moeplan::output::{DisaggOutput, EstimateOutput};
 use moeplan::replica::Deployment as ReplicaDeployment;
 use moeplan::replica::Disaggregated;
+use moeplan::report::Derivation;
 use moeplan::serving::disagg::{estimate_disaggregated, DisaggEstimate};
 use moeplan::serving::{estimate, Estimate, JsonDetail, PhaseCost};
 use moeplan::units::{Bytes, Flop, Seconds};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// Estimates the deployment the flags or the file describe; exit 1 when it
+/// does not fit in memory.
 pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
-    let json = a.output.json;
-    let d = match deployment::resolve_estimate(a, json)? {
+    let format = Format::from(a.output.json);
+    let d = match deployment::resolve_estimate(a, format)? {
         ReplicaDeployment::Aggregated(d) => d,
-        ReplicaDeployment::Disaggregated(d) => return run_disaggregated(&d, a, json),
+        ReplicaDeployment::Disaggregated(d) => return run_disaggregated(&d, a, format),
     };
     let input = d.input();
     let est = estimate(&input).map_err(|problems| {
-        deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, json)
+        deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, format)
     })?;
-    if json {
+    if format == Format::Json {
         output::json(&EstimateOutput::Aggregated(est.json(JsonDetail::Full)));
     } else {
-        output::print(&render(&est, &d.model.name, &d.gpu.id, a.output.explain));
+        output::print(&render(
+            &est,
+            &d.model.name,
+            &d.gpu.id,
+            Detail::from(a.output.explain),
+        ));
     }
     if !est.fits {
-        if !json {
+        if format == Format::Text {
             output::note("error: the deployment does not fit in memory (exit 1)");
         }
         return Err(Failure::Negative);
@@ -34,24 +43,29 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, json: bool) -> Result<(), Failure> {
+/// Estimates a disaggregated deployment and prints it.
+fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, format: Format) -> Result<(), Failure> {
     let est = estimate_disaggregated(&d.input()).map_err(|problems| {
         let msg: Vec<String> = problems
             .iter()
             .map(|(role, p)| format!("{} pool: [{}] {}", role.name(), p.rule, p.message))
             .collect();
-        crate::output::ArgError::failure(msg.join("\n"), None, json)
+        crate::output::ArgError::failure(msg.join("\n"), None, format)
     })?;
-    if json {
+    if format == Format::Json {
         output::json(&EstimateOutput::Disaggregated(DisaggOutput {
             estimate: est.json(JsonDetail::Full),
             assumed: &d.assumed,
         }));
     } else {
-        output::print(&render_disaggregated(&est, d, a.output.explain));
+        output::print(&render_disaggregated(
+            &est,
+            d,
+            Detail::from(a.output.explain),
+        ));
     }
     if !est.fits {
-        if !json {
+        if format == Format::Text {
             output::note("error: the deployment does not fit in memory (exit 1)");
         }
         return Err(Failure::Negative);
@@ -59,7 +73,9 @@ fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, json: bool) -> Result<
     Ok(())
 }
 
-fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, explain: bool) -> String {
+/// A disaggregated estimate as text: both pools, latency, throughput and
+/// memory, with the derivations at `Detail::Derivations`.
+fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, detail: Detail) -> String {
     let mut s = String::new();
     let w = d.workload;
     let _ = writeln!(
@@ -113,18 +129,35 @@ fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, explain: bool) ->
     for w in &e.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
-    if explain {
-        for (name, d) in &e.explain {
-            let _ = writeln!(s, "\n{name} = {}", d.formula);
-            for (k, v) in &d.inputs {
-                let _ = writeln!(s, "    {k} = {v}");
-            }
+    if detail == Detail::Derivations {
+        s += &derivations(&e.explain);
+    }
+    s
+}
+
+/// An aggregated estimate as text: latency and throughput, memory, the
+/// pure phases and ceilings, the engine; at `Detail::Derivations` also the
+/// derivations and each phase's operators.
+pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
+    let mut s = latency_and_throughput(e, model, gpu);
+    s += &memory(e);
+    s += &phases(e);
+    let _ = writeln!(s, "  efficiencies      {}", e.efficiency_source);
+    for w in &e.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    if detail == Detail::Derivations {
+        s += &derivations(&e.explain);
+        for p in [&e.prefill, &e.decode] {
+            let _ = writeln!(s, "\n{}", ops_table(p));
         }
     }
     s
 }
 
-pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
+/// The deployment line, then TTFT, TPOT, request latency, throughput and
+/// the steady state.
+fn latency_and_throughput(e: &Estimate, model: &str, gpu: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -149,6 +182,13 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
         "  steady state      {:.1} requests decoding per step ({}-bound regime)",
         e.decoding_requests, e.regime
     );
+    s
+}
+
+/// Memory per GPU by component, the concurrency it holds, and the expert
+/// load imbalance.
+fn memory(e: &Estimate) -> String {
+    let mut s = String::new();
     let m = &e.memory;
     let _ = writeln!(
         s,
@@ -175,6 +215,13 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
         e.load_imbalance.skew,
         e.load_imbalance.skewed * 100.0
     );
+    s
+}
+
+/// The pure prefill and decode phases, their bottlenecks, the per-GPU
+/// ceilings and the engine's scheduler settings.
+fn phases(e: &Estimate) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "  pure phases       prefill of {:.0} prompt(s) of {:.0} tokens per rank: {} ({:.0} prompt tokens/s per GPU); decode of {:.1} sequences at context {:.0}: {} per step ({:.0} output tokens/s per GPU)",
@@ -209,24 +256,24 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, explain: bool) -> String {
         e.engine.max_running_requests.map_or("unlimited".to_string(), |r| r.to_string()),
         e.engine.max_memory_fraction * 100.0
     );
-    let _ = writeln!(s, "  efficiencies      {}", e.efficiency_source);
-    for w in &e.warnings {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    if explain {
-        for (name, d) in &e.explain {
-            let _ = writeln!(s, "\n{name} = {}", d.formula);
-            for (k, v) in &d.inputs {
-                let _ = writeln!(s, "    {k} = {v}");
-            }
-        }
-        for p in [&e.prefill, &e.decode] {
-            let _ = writeln!(s, "\n{}", ops_table(p));
+    s
+}
+
+/// Derivations one after another: `name = formula` after a blank line,
+/// each input below it as `    input = value`.
+fn derivations(explain: &BTreeMap<String, Derivation>) -> String {
+    let mut s = String::new();
+    for (name, d) in explain {
+        let _ = writeln!(s, "\n{name} = {}", d.formula);
+        for (k, v) in &d.inputs {
+            let _ = writeln!(s, "    {k} = {v}");
         }
     }
     s
 }
 
+/// One phase's operators as a table: count, time, FLOP, bytes and bound
+/// of each, under the phase's step time by bound.
 fn ops_table(p: &PhaseCost) -> String {
     let mut t = output::table(&[
         "op",

@@ -1,23 +1,44 @@
 //! `moeplan model`: the accounting of one model.
 use crate::args::ModelArgs;
-use crate::output::{self, Failure};
+use crate::output::{self, Detail, Failure, Format};
 use moeplan::report::{model_report, ModelReport};
 use moeplan::units::{Bytes, Flop, Params};
 use std::fmt::Write;
 
+/// Prints the accounting of the model `a.model` names.
 pub fn run(a: &ModelArgs) -> Result<(), Failure> {
     let model = moeplan::catalog::resolve_model(&a.model)
-        .map_err(|e| Failure::Input(Box::new(e), a.output.json))?;
+        .map_err(Failure::input(Format::from(a.output.json)))?;
     let report = model_report(&model);
     if a.output.json {
         output::json(&report);
     } else {
-        output::print(&render(&report, a.output.explain));
+        output::print(&render(&report, Detail::from(a.output.explain)));
     }
     Ok(())
 }
 
-fn render(r: &ModelReport, explain: bool) -> String {
+/// The report as text: parameters, layers, KV cache, FLOP, warnings and
+/// assumptions; at `Detail::Derivations` also the derivations.
+fn render(r: &ModelReport, detail: Detail) -> String {
+    let mut s = parameters(r);
+    s += &layers(r);
+    s += &memory_and_flop(r);
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    for a in &r.assumptions {
+        let _ = writeln!(s, "assumption: {a}");
+    }
+    if detail == Detail::Derivations {
+        let _ = writeln!(s, "\nDerivations:");
+        s += &output::derivation_list(&r.explain);
+    }
+    s
+}
+
+/// The name line, the parameter totals and the table by component.
+fn parameters(r: &ModelReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{} ({})", r.name, r.architecture);
     let _ = writeln!(
@@ -38,6 +59,12 @@ fn render(r: &ModelReport, explain: bool) -> String {
         ]);
     }
     let _ = writeln!(s, "{t}");
+    s
+}
+
+/// The layer runs and, for an MoE model, its experts.
+fn layers(r: &ModelReport) -> String {
+    let mut s = String::new();
     let _ = writeln!(s, "Layers ({}; {} MoE):", r.n_layers, r.n_moe_layers);
     for line in layer_lines(r) {
         let _ = writeln!(s, "  {line}");
@@ -49,6 +76,13 @@ fn render(r: &ModelReport, explain: bool) -> String {
             r.n_routed_experts, r.experts_per_token, r.n_shared_experts
         );
     }
+    s
+}
+
+/// KV cache and linear-attention state per sequence, FLOP per token, and
+/// attention's FLOP and KV cache by context length.
+fn memory_and_flop(r: &ModelReport) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "KV cache: {} per token of context ({}); at fp8: {}",
@@ -82,21 +116,6 @@ fn render(r: &ModelReport, explain: bool) -> String {
         ]);
     }
     let _ = writeln!(s, "{t}");
-    for w in &r.warnings {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    for a in &r.assumptions {
-        let _ = writeln!(s, "assumption: {a}");
-    }
-    if explain {
-        let _ = writeln!(s, "\nDerivations:");
-        for (name, d) in &r.explain {
-            let _ = writeln!(s, "  {name} = {}", d.formula);
-            for (k, v) in &d.inputs {
-                let _ = writeln!(s, "      {k} = {v}");
-            }
-        }
-    }
     s
 }
 
