@@ -205,7 +205,7 @@ pub struct DeploymentArgs {
     /// Store attention, expert and dense weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4, nvfp4).
     #[arg(long)]
     pub weight_dtype: Option<String>,
-    /// KV cache type (bf16, fp16, fp8).
+    /// KV cache type: bf16, fp16, fp8 (nvfp4 on Blackwell GPUs, which TensorRT-LLM offers).
     #[arg(long)]
     pub kv_dtype: Option<String>,
     /// Redundant expert slots (EPLB).
@@ -376,9 +376,9 @@ pub struct PlanArgs {
     /// Serving modes to search.
     #[arg(long, default_value = "both", value_parser = choice(&Modes::ALL, Modes::flag))]
     pub mode: Modes,
-    /// Candidates shown per mode.
-    #[arg(long, default_value_t = 5)]
-    pub top: usize,
+    /// Candidates shown per mode (at least 1).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
     /// Exit 1 when the recommendation misses a service level (default: exit 0 with a recommendation, 1 only when no valid layout fits).
     #[arg(long)]
     pub require_slo: bool,

@@ -42,6 +42,24 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// Whether this GPU can hold a KV cache of `d`: bf16, fp16 and fp8 on
+    /// any GPU the engines support; NVFP4 only with FP4 hardware
+    /// (Blackwell), where TensorRT-LLM offers it; nothing else.
+    pub fn kv_cache_dtype(&self, d: crate::dtype::DType) -> Result<crate::dtype::DType, String> {
+        use crate::dtype::DType;
+        match d {
+            DType::Bf16 | DType::Fp16 | DType::Fp8 => Ok(d),
+            DType::Nvfp4 if self.peak.contains_key(&Precision::Fp4) => Ok(d),
+            DType::Nvfp4 => Err(format!(
+                "an NVFP4 KV cache needs FP4 hardware (Blackwell, with TensorRT-LLM); {} has none",
+                self.id
+            )),
+            DType::Fp32 | DType::Int8 | DType::Int4 | DType::Mxfp4 => {
+                Err(format!("no engine stores the KV cache as {d}"))
+            }
+        }
+    }
+
     /// Peak for a precision; falls back to the fastest supported precision
     /// at or above it in width (fp4 → fp8 → bf16), since weights are then
     /// up-converted for the math.

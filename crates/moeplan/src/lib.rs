@@ -12,6 +12,7 @@
 
 pub mod accuracy;
 pub mod audit;
+pub mod bounds;
 pub mod calibrate;
 pub mod calibration;
 pub mod catalog;

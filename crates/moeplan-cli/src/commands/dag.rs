@@ -15,6 +15,15 @@ fn bad(message: String, help: Option<String>) -> Failure {
     ArgError::failure(message, help, output::Format::Text)
 }
 
+/// How failures are written: as JSON when the graph is asked for as JSON
+/// (like every `--json`), as text otherwise.
+fn errors(a: &DagArgs) -> output::Format {
+    match a.format {
+        Some(Format::Json) => output::Format::Json,
+        Some(Format::Dot | Format::Mermaid) | None => output::Format::Text,
+    }
+}
+
 /// What to draw: one replica and the phases, and where it came from.
 struct Drawing {
     d: Deployment,
@@ -83,19 +92,15 @@ fn drawing(a: &DagArgs, rd: ReplicaDeployment, origin: Option<String>) -> Drawin
 
 fn from_flags(a: &DagArgs) -> Result<Drawing, Failure> {
     let rd = if a.pools.any() {
-        deployment::resolve_disaggregated(&a.deployment, &a.pools, "dag", output::Format::Text)?
+        deployment::resolve_disaggregated(&a.deployment, &a.pools, "dag", errors(a))?
     } else {
-        ReplicaDeployment::Aggregated(deployment::resolve(
-            &a.deployment,
-            "dag",
-            output::Format::Text,
-        )?)
+        ReplicaDeployment::Aggregated(deployment::resolve(&a.deployment, "dag", errors(a))?)
     };
     Ok(drawing(a, rd, None))
 }
 
 fn from_file(a: &DagArgs, path: &Path) -> Result<Drawing, Failure> {
-    let (rd, origin) = deployment::from_file(path, &a.deployment, &a.pools, output::Format::Text)?;
+    let (rd, origin) = deployment::from_file(path, &a.deployment, &a.pools, errors(a))?;
     let origin = match &rd {
         ReplicaDeployment::Aggregated(r) => format!(
             "{origin}: one replica of the aggregated pool, {} GPUs, {} requests in flight",
@@ -176,7 +181,7 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
                 &d.model.name,
                 &d.gpu.id,
                 &problems,
-                output::Format::Text,
+                errors(a),
             ))
         }
     };

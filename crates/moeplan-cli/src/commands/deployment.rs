@@ -28,28 +28,55 @@ fn dtype(s: &Option<String>, flag: &str, format: Format) -> Result<Option<DType>
 
 /// `--weight-dtype` (attention, experts and dense weights) and `--kv-dtype`
 /// over a model's dtypes.
-fn apply_dtypes(a: &DeploymentArgs, model: &mut Model, format: Format) -> Result<(), Failure> {
+fn apply_dtypes(
+    a: &DeploymentArgs,
+    model: &mut Model,
+    gpu: &Gpu,
+    format: Format,
+) -> Result<(), Failure> {
     if let Some(w) = dtype(&a.weight_dtype, "weight-dtype", format)? {
         model.dtypes.attention = w;
         model.dtypes.experts = w;
         model.dtypes.dense = w;
     }
     if let Some(k) = dtype(&a.kv_dtype, "kv-dtype", format)? {
-        model.dtypes.kv_cache = k;
+        model.dtypes.kv_cache = gpu.kv_cache_dtype(k).map_err(|m| {
+            ArgError::failure(
+                format!("--kv-dtype {k}: {m}"),
+                Some("use bf16, fp16 or fp8 (nvfp4 on Blackwell with TensorRT-LLM)".into()),
+                format,
+            )
+        })?;
     }
     Ok(())
 }
 
-/// A flag that must be a fraction in (0, 1].
+/// A flag checked against its physical bound (`moeplan::bounds`).
+pub fn bounded(
+    v: Option<f64>,
+    flag: &str,
+    range: moeplan::bounds::Range,
+    format: Format,
+) -> Result<Option<f64>, Failure> {
+    v.map(|x| range.check(x))
+        .transpose()
+        .map_err(|m| ArgError::failure(format!("--{flag} {m}"), Some(range.why.into()), format))
+}
+
+/// `--routing-skew`, within its bound (NaN, negative or infinite exponents are bad input).
+fn skew(a: &DeploymentArgs, format: Format) -> Result<f64, Failure> {
+    Ok(bounded(
+        Some(a.routing_skew),
+        "routing-skew",
+        moeplan::bounds::ROUTING_SKEW,
+        format,
+    )?
+    .unwrap_or(0.0))
+}
+
+/// An efficiency flag (`--mfu`, `--bandwidth-utilization`): 0.6 means 60% of peak.
 pub fn fraction(v: Option<f64>, flag: &str, format: Format) -> Result<Option<f64>, Failure> {
-    match v {
-        Some(x) if x.is_nan() || x <= 0.0 || x > 1.0 => Err(ArgError::failure(
-            format!("--{flag} {x} is not a fraction in (0, 1]"),
-            Some("0.6 means 60%".into()),
-            format,
-        )),
-        v => Ok(v),
-    }
+    bounded(v, flag, moeplan::bounds::EFFICIENCY, format)
 }
 
 /// A count flag, which must be at least 1 when given.
@@ -178,7 +205,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
         workload,
         engine,
         redundant_experts: a.redundant_experts,
-        routing_skew: a.routing_skew.max(0.0),
+        routing_skew: skew(a, format)?,
         model,
         gpu,
     })
@@ -229,7 +256,7 @@ fn model_and_gpu(a: &DeploymentArgs, format: Format) -> Result<(Model, Gpu), Fai
         .map_err(Failure::input(format))?;
     let mut gpu = moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default())
         .map_err(Failure::input(format))?;
-    apply_dtypes(a, &mut model, format)?;
+    apply_dtypes(a, &mut model, &gpu, format)?;
     if let Some(n) = at_least_one("gpus-per-node", a.gpus_per_node, format)? {
         gpu.gpus_per_node = n;
     }
@@ -275,7 +302,12 @@ pub fn overrides(
     if let Some(r) = a.max_running_requests {
         c.max_running_requests = Some(r);
     }
-    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", format)? {
+    if let Some(f) = bounded(
+        a.max_memory_fraction,
+        "max-memory-fraction",
+        moeplan::bounds::MEMORY_FRACTION,
+        format,
+    )? {
         c.max_memory_fraction = f;
     }
     Ok(c)
@@ -441,7 +473,7 @@ pub fn apply_to_scenario(
     if let Some(b) = f.bandwidth_utilization {
         s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", format)?;
     }
-    apply_dtypes(f, &mut s.model, format)?;
+    apply_dtypes(f, &mut s.model, &s.gpu, format)?;
     if let Some(n) = at_least_one("gpus-per-node", f.gpus_per_node, format)? {
         s.gpu.gpus_per_node = n;
     }
@@ -540,7 +572,7 @@ fn over_aggregated(
     if f.redundant_experts > 0 {
         r.redundant_experts = f.redundant_experts;
     }
-    r.routing_skew = f.routing_skew.max(0.0);
+    r.routing_skew = skew(f, format)?;
     Ok(r)
 }
 
@@ -577,7 +609,7 @@ fn over_disaggregated(
     if f.redundant_experts > 0 {
         d.redundant_experts = f.redundant_experts;
     }
-    d.routing_skew = f.routing_skew.max(0.0);
+    d.routing_skew = skew(f, format)?;
     if let Some(problems) = invalid_pools(&d, format) {
         return Err(problems);
     }

@@ -29,7 +29,7 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     } else {
         output::print(&render(
             &est,
-            &d.model.name,
+            &d.model,
             &d.gpu.id,
             Detail::from(a.output.explain),
         ));
@@ -138,7 +138,7 @@ fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, detail: Detail) -
 /// An aggregated estimate as text: latency and throughput, memory, the
 /// pure phases and ceilings, the engine; at `Detail::Derivations` also the
 /// derivations and each phase's operators.
-pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
+pub fn render(e: &Estimate, model: &moeplan::model::Model, gpu: &str, detail: Detail) -> String {
     let mut s = latency_and_throughput(e, model, gpu);
     s += &memory(e);
     s += &phases(e);
@@ -157,14 +157,17 @@ pub fn render(e: &Estimate, model: &str, gpu: &str, detail: Detail) -> String {
 
 /// The deployment line, then TTFT, TPOT, request latency, throughput and
 /// the steady state.
-fn latency_and_throughput(e: &Estimate, model: &str, gpu: &str) -> String {
+fn latency_and_throughput(e: &Estimate, model: &moeplan::model::Model, gpu: &str) -> String {
     let mut s = String::new();
+    // Expert data parallelism means something only where there are experts.
+    let edp = match model.moe {
+        Some(_) => format!(" (edp {})", e.layout.edp()),
+        None => String::new(),
+    };
     let _ = writeln!(
         s,
-        "{model} on {} × {gpu}, layout {} (edp {})",
-        e.gpus,
-        e.layout,
-        e.layout.edp()
+        "{} on {} × {gpu}, layout {}{edp}",
+        model.name, e.gpus, e.layout
     );
     let _ = writeln!(s, "  TTFT              {}", e.ttft);
     let _ = writeln!(s, "  TPOT              {}", e.tpot);

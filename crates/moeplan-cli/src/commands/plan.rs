@@ -158,7 +158,12 @@ fn apply_slo(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failu
             *slot = Some(r);
         }
     }
-    if let Some(f) = fraction(a.max_memory_fraction, "max-memory-fraction", format)? {
+    if let Some(f) = super::deployment::bounded(
+        a.max_memory_fraction,
+        "max-memory-fraction",
+        moeplan::bounds::MEMORY_FRACTION,
+        format,
+    )? {
         s.slo.max_memory_fraction = f;
     }
     Ok(())
@@ -171,7 +176,7 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
     let opts = PlanOptions {
         objective: a.objective,
         modes: a.mode,
-        top_n: a.top.max(1),
+        top_n: a.top as usize,
         ..PlanOptions::default()
     };
     let (result, elapsed) = search_with_progress(&s, &opts);
@@ -526,7 +531,7 @@ fn derivations(s: &Scenario, rec: &Candidate, engine: EngineConfig) -> String {
             o,
             "\nThe {} worker at the mean lengths:\n{}",
             pool.role,
-            super::estimate::render(&e, &s.model.name, &s.gpu.id, Detail::Derivations)
+            super::estimate::render(&e, &s.model, &s.gpu.id, Detail::Derivations)
         );
     }
     o

@@ -1015,3 +1015,108 @@ fn estimate_of_a_scenario_reproduces_the_planners_recommendation() {
         );
     }
 }
+
+/// Physically absurd flag values are bad input naming their bound, never
+/// a confident figure (issue 14): each exits 2 with the bound in its message.
+#[test]
+fn absurd_flag_values_are_bad_input_with_their_bound() {
+    let base = "estimate --model qwen3-30b-a3b --gpu h100 --isl 1000 --osl 100 --concurrency 8";
+    let cases: &[(&str, &str)] = &[
+        ("--mfu 1e-300", "outside [0.01, 1]"),
+        ("--bandwidth-utilization 0.0001", "outside [0.01, 1]"),
+        ("--mfu inf", "outside [0.01, 1]"),
+        ("--routing-skew NaN", "outside [0, 4]"),
+        ("--routing-skew=-1", "outside [0, 4]"),
+        ("--routing-skew inf", "outside [0, 4]"),
+        ("--max-memory-fraction 0.001", "outside [0.05, 1]"),
+        ("--kv-dtype fp4", "needs FP4 hardware"),
+        ("--kv-dtype int4", "no engine stores the KV cache as int4"),
+    ];
+    for (extra, expected) in cases {
+        let line = format!("{base} {extra}");
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let out = moeplan(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(EXIT_INPUT),
+            "{line}: {}",
+            stdout(&out)
+        );
+        let err = unwrapped(&stderr(&out));
+        assert!(err.contains(expected), "{line}: {err}");
+    }
+    // --top 0 would show nothing: refused.
+    assert_eq!(
+        moeplan(&["plan", "--top", "0"]).status.code(),
+        Some(EXIT_INPUT)
+    );
+    // An FP4 KV cache is real on Blackwell.
+    let out = moeplan(&[
+        "estimate",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        "b200",
+        "--isl",
+        "1000",
+        "--osl",
+        "100",
+        "--concurrency",
+        "8",
+        "--kv-dtype",
+        "nvfp4",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Small findings of issue 14, each checked: a dense model has no expert
+/// DP to print; `dag --format json` writes its errors as JSON like every
+/// `--json`; `moeplan` alone and `--help` say the same thing.
+#[test]
+fn small_cli_findings_stay_fixed() {
+    let out = moeplan(&[
+        "estimate",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "h100",
+        "--isl",
+        "1000",
+        "--osl",
+        "100",
+        "--concurrency",
+        "8",
+        "--dp",
+        "8",
+    ]);
+    assert!(
+        stdout(&out).starts_with("llama-3.1-8b on 8 × h100-sxm, layout dp8\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = moeplan(&[
+        "dag",
+        "--model",
+        "no-such-model",
+        "--gpu",
+        "h100",
+        "--isl",
+        "1",
+        "--osl",
+        "1",
+        "--concurrency",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("a JSON error");
+    assert_eq!(v["error"]["kind"], "input");
+    let bare = moeplan(&[]);
+    let help = moeplan(&["--help"]);
+    let first = |o: &Output| {
+        let text = format!("{}{}", stdout(o), stderr(o));
+        text.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(first(&bare), first(&help));
+}

@@ -689,17 +689,13 @@ pub fn engine(h: &RawHardware, pr: &mut Problems) -> Option<crate::engine::Engin
 /// Validates the flat efficiency assumptions of a hardware section.
 pub fn efficiencies(h: &RawHardware, pr: &mut Problems) -> (Option<f64>, Option<f64>) {
     let frac = |pr: &mut Problems, key: &str, v: Option<f64>| {
-        v.and_then(|x| {
-            if x > 0.0 && x <= 1.0 {
-                Some(x)
-            } else {
-                pr.push(
-                    Problem::at(
-                        format!("hardware.{key}"),
-                        format!("{x} is not a fraction in (0, 1]"),
-                    )
-                    .hint("0.6 means 60%"),
-                );
+        v.and_then(|x| match crate::bounds::EFFICIENCY.check(x) {
+            Ok(x) => Some(x),
+            Err(m) => {
+                pr.push(Problem::at(format!("hardware.{key}"), m).hint(format!(
+                    "0.6 means 60% of peak; {}",
+                    crate::bounds::EFFICIENCY.why
+                )));
                 None
             }
         })
