@@ -68,11 +68,15 @@ macro_rules! quantity {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(transparent)]
-        pub struct $name(pub f64);
+        pub struct $name(pub(crate) f64);
 
         impl $name {
             /// Zero of this unit.
             pub const ZERO: Self = Self(0.0);
+            /// A quantity of `v` base units.
+            pub const fn new(v: f64) -> Self {
+                Self(v)
+            }
             /// The plain number in base units.
             pub fn value(self) -> f64 {
                 self.0
@@ -176,11 +180,15 @@ quantity!(
     Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(transparent)]
-pub struct Seconds(pub f64);
+pub struct Seconds(pub(crate) f64);
 
 impl Seconds {
     /// Zero seconds.
     pub const ZERO: Self = Self(0.0);
+    /// `v` seconds.
+    pub const fn new(v: f64) -> Self {
+        Self(v)
+    }
     /// From milliseconds.
     pub fn from_ms(ms: f64) -> Self {
         Self(ms / 1e3)

@@ -112,7 +112,7 @@ fn computed_lines(r: &Audit) -> Vec<String> {
     if let Some(t) = c.throughput_per_gpu {
         perf.push(format!(
             "{:.1} output tokens/s per GPU ({:.3} per ms)",
-            t.0,
+            t.value(),
             t.per_ms()
         ));
     }
@@ -162,7 +162,7 @@ fn corrected_text(r: &Audit) -> Vec<String> {
             "  TTFT {}, TPOT {}, {:.1} output tokens/s per GPU, memory {} per GPU ({:.1}%), load imbalance {:.1}%",
             k.ttft,
             k.tpot,
-            k.throughput_per_gpu.0,
+            k.throughput_per_gpu.value(),
             k.memory_per_gpu,
             k.memory_utilization * 100.0,
             k.load_imbalance * 100.0

@@ -34,9 +34,9 @@ fn models(format: Format) -> Result<Vec<CatalogModel>, Failure> {
         models.push(CatalogModel {
             id: id.to_string(),
             architecture: m.architecture.clone(),
-            params_total: p.total.0,
-            params_active: p.active.0,
-            weight_bytes: p.weight_bytes.0,
+            params_total: p.total.value(),
+            params_active: p.active.value(),
+            weight_bytes: p.weight_bytes.value(),
         });
     }
     Ok(models)
@@ -59,12 +59,12 @@ fn catalog_gpu(g: &Gpu) -> CatalogGpu<'_> {
     CatalogGpu {
         id: g.id.clone(),
         name: g.name.clone(),
-        memory_bytes: g.memory.0,
-        memory_bandwidth: g.memory_bandwidth.0,
+        memory_bytes: g.memory.value(),
+        memory_bandwidth: g.memory_bandwidth.value(),
         peak_flops: &g.peak,
         gpus_per_node: g.gpus_per_node,
-        nvlink_bandwidth: g.nvlink_bandwidth.0,
-        network_bandwidth: g.network_bandwidth.0,
+        nvlink_bandwidth: g.nvlink_bandwidth.value(),
+        network_bandwidth: g.network_bandwidth.value(),
     }
 }
 
@@ -75,9 +75,9 @@ fn models_table(models: &[CatalogModel]) -> String {
         t.add_row(vec![
             m.id.clone(),
             m.architecture.clone(),
-            Params(m.params_total).to_string(),
-            Params(m.params_active).to_string(),
-            Bytes(m.weight_bytes).to_string(),
+            Params::new(m.params_total).to_string(),
+            Params::new(m.params_active).to_string(),
+            Bytes::new(m.weight_bytes).to_string(),
         ]);
     }
     t.to_string()
@@ -102,7 +102,7 @@ fn gpus_table(gpus: &[Gpu]) -> String {
         t.add_row(vec![
             g.id.clone(),
             g.name.clone(),
-            Bytes(g.memory.0).to_string(),
+            g.memory.to_string(),
             g.memory_bandwidth.to_string(),
             peak(Precision::Bf16),
             peak(Precision::Fp8),

@@ -8,7 +8,6 @@ use moeplan::replica::Disaggregated;
 use moeplan::report::Derivation;
 use moeplan::serving::disagg::{estimate_disaggregated, DisaggEstimate};
 use moeplan::serving::{estimate, Estimate, JsonDetail, PhaseCost};
-use moeplan::units::{Bytes, Flop, Seconds};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -100,9 +99,9 @@ fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, detail: Detail) -
     let _ = writeln!(
         s,
         "  throughput        {:.1} output tokens/s per GPU ({:.3} per ms), {:.1} per user; {:.2} requests/s ({}-bound)",
-        e.output_tokens_per_s_per_gpu.0,
+        e.output_tokens_per_s_per_gpu.value(),
         e.output_tokens_per_s_per_gpu.per_ms(),
-        e.output_tokens_per_s_per_user.0,
+        e.output_tokens_per_s_per_user.value(),
         e.requests_per_s,
         e.regime
     );
@@ -175,10 +174,10 @@ fn latency_and_throughput(e: &Estimate, model: &moeplan::model::Model, gpu: &str
     let _ = writeln!(
         s,
         "  throughput        {:.1} output tokens/s per GPU ({:.3} per ms), {:.1} per user; {:.1} input tokens/s per GPU",
-        e.output_tokens_per_s_per_gpu.0,
+        e.output_tokens_per_s_per_gpu.value(),
         e.output_tokens_per_s_per_gpu.per_ms(),
-        e.output_tokens_per_s_per_user.0,
-        e.input_tokens_per_s_per_gpu.0
+        e.output_tokens_per_s_per_user.value(),
+        e.input_tokens_per_s_per_gpu.value()
     );
     let _ = writeln!(
         s,
@@ -231,11 +230,11 @@ fn phases(e: &Estimate) -> String {
         e.pure.prefill.sequences_per_rank,
         e.pure.prefill.tokens_per_sequence,
         e.pure.prefill.step_time,
-        e.pure.prefill.tokens_per_s_per_gpu.0,
+        e.pure.prefill.tokens_per_s_per_gpu.value(),
         e.pure.decode.sequences_per_rank,
         e.pure.decode.tokens_per_sequence,
         e.pure.decode.step_time,
-        e.pure.decode.tokens_per_s_per_gpu.0
+        e.pure.decode.tokens_per_s_per_gpu.value()
     );
     let _ = writeln!(
         s,
@@ -245,10 +244,10 @@ fn phases(e: &Estimate) -> String {
     let _ = writeln!(
         s,
         "  ceilings per GPU  decode ≤ {:.0} tokens/s (HBM-bound, {} read per step, {} of it KV cache); prefill ≤ {:.0} tokens/s ({} per token)",
-        e.ceilings.decode_tokens_per_s_per_gpu.0,
+        e.ceilings.decode_tokens_per_s_per_gpu.value(),
         e.ceilings.decode_bytes_per_step_per_gpu,
         e.ceilings.decode_kv_bytes_per_step_per_gpu,
-        e.ceilings.prefill_tokens_per_s_per_gpu.0,
+        e.ceilings.prefill_tokens_per_s_per_gpu.value(),
         e.ceilings.prefill_flop_per_token
     );
     let _ = writeln!(
@@ -293,15 +292,15 @@ fn ops_table(p: &PhaseCost) -> String {
             op.count.to_string(),
             op.time.to_string(),
             op.total().to_string(),
-            Flop(op.flop.0).to_string(),
-            Bytes(op.bytes.0).to_string(),
+            op.flop.to_string(),
+            op.bytes.to_string(),
             format!("{:?}", op.bound).to_lowercase(),
         ]);
     }
     let parts: Vec<String> = p
         .by_bound
         .iter()
-        .map(|(b, t)| format!("{b} {}", Seconds(t.0)))
+        .map(|(b, t)| format!("{b} {}", t))
         .collect();
     format!(
         "{} — step {} ({}), bottleneck {:?}\n{t}",

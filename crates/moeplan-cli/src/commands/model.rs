@@ -44,18 +44,18 @@ fn parameters(r: &ModelReport) -> String {
     let _ = writeln!(
         s,
         "  {} parameters, {} active per token; {} of weights",
-        Params(r.params_total),
-        Params(r.params_active),
-        Bytes(r.weight_bytes)
+        Params::new(r.params_total),
+        Params::new(r.params_active),
+        Bytes::new(r.weight_bytes)
     );
     let mut t = output::table(&["component", "parameters", "active", "dtype", "bytes"]);
     for (name, c) in &r.params_by_component {
         t.add_row(vec![
             name.clone(),
-            Params(c.total).to_string(),
-            Params(c.active).to_string(),
+            Params::new(c.total).to_string(),
+            Params::new(c.active).to_string(),
             c.dtype.to_string(),
-            Bytes(c.bytes).to_string(),
+            Bytes::new(c.bytes).to_string(),
         ]);
     }
     let _ = writeln!(s, "{t}");
@@ -86,9 +86,9 @@ fn memory_and_flop(r: &ModelReport) -> String {
     let _ = writeln!(
         s,
         "KV cache: {} per token of context ({}); at fp8: {}",
-        Bytes(r.kv_cache_bytes_per_token),
+        Bytes::new(r.kv_cache_bytes_per_token),
         r.kv_cache_dtype,
-        Bytes(
+        Bytes::new(
             r.kv_cache_bytes_per_token_by_dtype
                 .get("fp8")
                 .copied()
@@ -99,20 +99,20 @@ fn memory_and_flop(r: &ModelReport) -> String {
         let _ = writeln!(
             s,
             "Linear-attention state: {} per sequence, whatever its length",
-            Bytes(r.linear_state_bytes_per_sequence)
+            Bytes::new(r.linear_state_bytes_per_sequence)
         );
     }
     let _ = writeln!(
         s,
         "FLOP per token: {} in linear layers, plus attention:",
-        Flop(r.linear_flop_per_token)
+        Flop::new(r.linear_flop_per_token)
     );
     let mut t = output::table(&["context", "attention FLOP/token", "KV cache/sequence"]);
     for c in &r.attention_by_context {
         t.add_row(vec![
             c.context.to_string(),
-            Flop(c.flop).to_string(),
-            Bytes(c.kv_cache_bytes).to_string(),
+            Flop::new(c.flop).to_string(),
+            Bytes::new(c.kv_cache_bytes).to_string(),
         ]);
     }
     let _ = writeln!(s, "{t}");

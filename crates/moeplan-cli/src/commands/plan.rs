@@ -283,7 +283,7 @@ fn slo_line(s: &Scenario) -> String {
         parts.push(format!("≥ {:.1} output tokens/ms per GPU", r.per_ms()));
     }
     if let Some(r) = s.slo.min_throughput_per_user {
-        parts.push(format!("≥ {:.1} tokens/s per user", r.0));
+        parts.push(format!("≥ {:.1} tokens/s per user", r.value()));
     }
     parts.push(format!(
         "memory ≤ {:.0}%",
@@ -317,8 +317,8 @@ fn table(cands: &[&Candidate]) -> String {
             format!("{:?}", c.figures.mode).to_lowercase(),
             describe(c),
             c.figures.gpus.to_string(),
-            format!("{:.0}", c.figures.output_tokens_per_s_per_gpu.0),
-            format!("{:.1}", c.figures.output_tokens_per_s_per_user.0),
+            format!("{:.0}", c.figures.output_tokens_per_s_per_gpu.value()),
+            format!("{:.1}", c.figures.output_tokens_per_s_per_user.value()),
             c.figures.ttft.to_string(),
             c.figures.tpot.to_string(),
             format!(
@@ -469,9 +469,9 @@ fn recommendation(r: &PlanResult) -> String {
                 if rec.meets() { "" } else { " (misses service levels)" },
                 describe(rec),
                 rec.figures.gpus,
-                rec.figures.output_tokens_per_s_per_gpu.0,
-                rec.figures.output_tokens_per_s_per_gpu.0 / 1e3,
-                rec.figures.output_tokens_per_s_per_user.0,
+                rec.figures.output_tokens_per_s_per_gpu.value(),
+                rec.figures.output_tokens_per_s_per_gpu.value() / 1e3,
+                rec.figures.output_tokens_per_s_per_user.value(),
                 rec.figures.ttft,
                 rec.figures.tpot
             );

@@ -31,8 +31,8 @@ fn synthetic(layout: Layout, isl: u64, osl: u64, concurrency: u64, truth: &Servi
             concurrency,
             replicas: 1,
         },
-        ttft: Seconds(1.0),
-        tpot: Seconds(1.0),
+        ttft: Seconds::new(1.0),
+        tpot: Seconds::new(1.0),
     };
     let (ttft, tpot) = Sample::of(&run).expect("estimable").predict(truth);
     run.ttft = ttft;

@@ -286,7 +286,7 @@ fn gemm(c: &mut Ctx) {
             let pred = ctx
                 .gemm(OpKind::MlpGateUp, 1, m, nn, k, w, FixedCost::Own)
                 .time
-                .0;
+                .value();
             let meas = r.f("latency") * 1e-3;
             c.add(family, pred, meas);
             if 2.0 * m * nn * k > 1e11 {
@@ -377,7 +377,7 @@ fn moe(c: &mut Ctx) {
         let ctx = CostContext::new(&model, c.gpu, layout, 0, 0.0, &cal);
         let mut ops = Vec::new();
         ctx.moe_ops(1, r.f("num_tokens"), &mut ops);
-        let pred = named(&ops, "moe_experts").time.0;
+        let pred = named(&ops, "moe_experts").time.value();
         let meas = r.f("latency") * 1e-3;
         let dist = r.s("distribution");
         if dist == "balanced" {
@@ -452,7 +452,7 @@ fn attention(c: &mut Ctx, decode: bool) {
         };
         let mut ops = Vec::new();
         ctx.attention_core(1, &shape, mixer, h, kv, d, &mut ops);
-        let pred = named(&ops, op).time.0;
+        let pred = named(&ops, op).time.value();
         let meas = r.f("latency") * 1e-3;
         n += 1;
         // The fit leaves out head ratios no real model has (fit.py MAX_GQA_RATIO).
@@ -521,7 +521,7 @@ fn mla_core(c: &mut Ctx, decode: bool) {
         };
         let mut ops = Vec::new();
         ctx.attention_core(1, &shape, Mixer::Full, nh, 1.0, 0.0, &mut ops);
-        let pred = named(&ops, op).time.0;
+        let pred = named(&ops, op).time.value();
         let meas = r.f("latency") * 1e-3;
         if no_fp8 && kvd == "fp8" {
             c.add(
@@ -560,7 +560,7 @@ fn mla_bmm(c: &mut Ctx) {
             128.0,
             FixedCost::Own,
         );
-        c.add("mla_bmm", op.time.0, r.f("latency") * 1e-3);
+        c.add("mla_bmm", op.time.value(), r.f("latency") * 1e-3);
         n += 1;
     }
     c.count("mla_bmm.csv", n);
@@ -612,7 +612,7 @@ fn mla_module(c: &mut Ctx, decode: bool) {
                 let n = o.kind.name();
                 n.starts_with("mla_") || n.starts_with("attention_") || o.kind == OpKind::OProj
             })
-            .map(|o| o.total().0)
+            .map(|o| o.total().value())
             .sum();
         let meas = r.f("latency") * 1e-3;
         c.add(family, pred, meas);
@@ -652,7 +652,7 @@ fn collectives(c: &mut Ctx) {
                 continue;
             }
             let g = r.f("num_gpus") as u32;
-            let bytes = Bytes(r.f("message_size") * 2.0);
+            let bytes = Bytes::new(r.f("message_size") * 2.0);
             let meas = r.f("latency") * 1e-3;
             if op == "all_reduce" {
                 let pred = ctx
@@ -665,7 +665,7 @@ fn collectives(c: &mut Ctx) {
                         ar(g),
                     )
                     .time
-                    .0;
+                    .value();
                 c.add("allreduce_nccl", pred, meas);
                 c.add(&format!("allreduce_nccl [n = {g}]"), pred, meas);
             } else {
@@ -673,7 +673,7 @@ fn collectives(c: &mut Ctx) {
                 let pred = ctx
                     .collective(OpKind::TpAllGatherMoe, 1, g, bytes, f)
                     .time
-                    .0;
+                    .value();
                 c.add("allgather", pred, meas);
                 c.add(&format!("allgather [{op}]"), pred, meas);
             }
@@ -683,26 +683,26 @@ fn collectives(c: &mut Ctx) {
     }
     if let Some(t) = c.table("custom_allreduce.csv") {
         let graph = |r: &Row| !r.t.has("backend") || r.s("backend").ends_with("graph");
-        let max = cal.custom_allreduce_max.0;
+        let max = cal.custom_allreduce_max.value();
         let mut n = 0;
         for r in t.sample(graph) {
             let g = r.f("num_gpus") as u32;
-            let bytes = Bytes(r.f("message_size") * 2.0);
+            let bytes = Bytes::new(r.f("message_size") * 2.0);
             let meas = r.f("latency") * 1e-3;
             let picked = ctx
                 .collective(OpKind::TpAllReduceMlp, 1, g, bytes, ar(g))
                 .time
-                .0;
+                .value();
             c.add(
                 "all-reduce as picked (custom up to the max, NCCL above)",
                 picked,
                 meas,
             );
-            if bytes.0 <= max {
+            if bytes.value() <= max {
                 let pred = ctx
                     .collective_on(&cal.allreduce, OpKind::TpAllReduceMlp, 1, g, bytes, ar(g))
                     .time
-                    .0;
+                    .value();
                 c.add("allreduce", pred, meas);
             }
             n += 1;
@@ -837,8 +837,8 @@ fn all_to_all(c: &mut Ctx) {
             let mut ops = Vec::new();
             ctx.moe_ops(1, a.tokens, &mut ops);
             let (d, cb) = (
-                named(&ops, "ep_dispatch").time.0,
-                named(&ops, "ep_combine").time.0,
+                named(&ops, "ep_dispatch").time.value(),
+                named(&ops, "ep_combine").time.value(),
             );
             c.add(family, d, a.dispatch_s);
             c.add(family, cb, a.combine_s);

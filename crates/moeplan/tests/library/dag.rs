@@ -254,7 +254,7 @@ fn violations_name_the_node() {
     d.edges.push(dag::Edge {
         from: to,
         to: from,
-        bytes: moeplan::units::Bytes(1.0),
+        bytes: moeplan::units::Bytes::new(1.0),
     });
     assert!(rules(&d).iter().any(|r| r.0 == "cycle" && r.1.is_some()));
 
@@ -318,7 +318,7 @@ fn violations_name_the_node() {
     d.edges.push(dag::Edge {
         from: 0,
         to: 10_000,
-        bytes: moeplan::units::Bytes(1.0),
+        bytes: moeplan::units::Bytes::new(1.0),
     });
     assert!(rules(&d).iter().any(|r| r.0 == "edge"));
 }
@@ -362,7 +362,7 @@ proptest! {
         let r = dag::check(&d);
         prop_assert!(r.ok(), "{l}: {}", export::summary(&d, &r));
         for p in &r.phases {
-            let rel = (p.critical_path_s.0 - p.model_time_s.0).abs() / p.model_time_s.0;
+            let rel = (p.critical_path_s.value() - p.model_time_s.value()).abs() / p.model_time_s.value();
             prop_assert!(rel < 1e-9, "{l}: {} vs {}", p.critical_path_s, p.model_time_s);
         }
         prop_assert_eq!(d.devices.len() as u32, l.gpus());
@@ -406,7 +406,7 @@ fn the_dag_draws_the_estimates_named_steps() {
         assert_eq!(p.shape, named.shape);
         assert_eq!(p.description, named.description);
         // The neutral engine adds no serving layer: the step's time is its kernels.
-        let (a, b) = (p.step_time_s.0, named.time.0);
+        let (a, b) = (p.step_time_s.value(), named.time.value());
         assert!(
             (a - b).abs() <= 0.01 * b,
             "{:?}: DAG {a} s, estimate {b} s",

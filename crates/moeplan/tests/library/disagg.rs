@@ -36,13 +36,13 @@ fn requests_beyond_the_decode_pools_memory_wait_for_a_slot() {
     assert!(e.fits);
     let steps = (w.osl - 1) as f64;
     let c = d.workload.concurrency as f64;
-    let floor = (c - room) * steps * e.tpot.0 / room;
+    let floor = (c - room) * steps * e.tpot.value() / room;
     assert!(
-        e.ttft.0 >= floor * 0.999,
+        e.ttft.value() >= floor * 0.999,
         "TTFT {} s under the slot wait {floor} s",
-        e.ttft.0
+        e.ttft.value()
     );
     assert!(e.warnings.iter().any(|w| w.contains("wait for a slot")));
     // Throughput is the decode pool's: R requests every (osl − 1) · TPOT.
-    assert!(e.requests_per_s <= room / (steps * e.tpot.0) * 1.001);
+    assert!(e.requests_per_s <= room / (steps * e.tpot.value()) * 1.001);
 }

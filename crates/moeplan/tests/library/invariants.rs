@@ -35,12 +35,12 @@ fn recommendation_audits_to_the_same_figures(s: &Scenario, modes: Modes) {
     let f = &rec.figures;
     let c = &a.computed;
     let pairs = [
-        ("TTFT", f.ttft.0, c.ttft.map(|t| t.0)),
-        ("TPOT", f.tpot.0, c.tpot.map(|t| t.0)),
+        ("TTFT", f.ttft.value(), c.ttft.map(|t| t.value())),
+        ("TPOT", f.tpot.value(), c.tpot.map(|t| t.value())),
         (
             "throughput per GPU",
-            f.output_tokens_per_s_per_gpu.0,
-            c.throughput_per_gpu.map(|t| t.0),
+            f.output_tokens_per_s_per_gpu.value(),
+            c.throughput_per_gpu.map(|t| t.value()),
         ),
         ("GPUs", f.gpus as f64, Some(c.gpus as f64)),
     ];
@@ -95,7 +95,7 @@ fn a_per_user_throughput_level_is_judged_alike_by_plan_and_audit() {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/audit/mixtral-8x7b-tp2-2xh100.toml");
     let (mut p, _) = moeplan::spec::plan::read(&path).unwrap();
-    p.scenario.slo.min_throughput_per_user = Some(moeplan::units::TokensPerSecond(1000.0));
+    p.scenario.slo.min_throughput_per_user = Some(moeplan::units::TokensPerSecond::new(1000.0));
     let a = audit::audit(&p, &AuditOptions::default());
     assert!(
         a.findings.iter().any(|f| f.severity == Severity::Error
@@ -134,7 +134,7 @@ fn an_absurd_request_rate_asks_for_the_true_order_of_gpus() {
 #[test]
 fn a_missed_per_user_throughput_gets_its_own_advice() {
     let mut s = qwen(1000, 100, 2);
-    s.slo.min_throughput_per_user = Some(moeplan::units::TokensPerSecond(1e5));
+    s.slo.min_throughput_per_user = Some(moeplan::units::TokensPerSecond::new(1e5));
     let r = plan(&s, &PlanOptions::default(), &quiet);
     let b = r.binding.expect("nothing reaches 1e5 tokens/s per request");
     assert_eq!(b.level, moeplan::slo::Level::ThroughputPerUser);
@@ -216,7 +216,7 @@ fn a_disaggregated_decode_pool_is_not_charged_with_prefill() {
         .iter()
         .find(|x| x.prefix == "deployment.decode")
         .and_then(|x| x.typical.as_ref())
-        .map(|t| t.output_tokens_per_s_per_gpu.0)
+        .map(|t| t.output_tokens_per_s_per_gpu.value())
         .unwrap();
     assert!(decode_only > 2.0 * mixed, "{decode_only} vs {mixed}");
     let a = audit::audit(&plan_from(&text(decode_only)), &AuditOptions::default());
@@ -261,7 +261,7 @@ fn the_decode_ceiling_per_gpu_does_not_grow_with_tp() {
             .unwrap()
             .ceilings
             .decode_tokens_per_s_per_gpu
-            .0
+            .value()
     };
     let (one, two, four) = (ceiling(1), ceiling(2), ceiling(4));
     assert!(

@@ -22,9 +22,9 @@ fn within(actual: f64, expected: f64, tol: f64) -> bool {
 fn check_total(id: &str, published: f64, tol: f64) {
     let p = model(id).params();
     assert!(
-        within(p.total.0, published, tol),
+        within(p.total.value(), published, tol),
         "{id}: derived {} vs published {published:e}",
-        p.total.0
+        p.total.value()
     );
 }
 
@@ -36,7 +36,7 @@ fn check_total(id: &str, published: f64, tol: f64) {
 fn mixtral_8x7b_is_46_7b() {
     check_total("mixtral-8x7b", 46.7e9, 0.01);
     assert!(within(
-        model("mixtral-8x7b").params().active.0,
+        model("mixtral-8x7b").params().active.value(),
         12.9e9,
         0.01
     ));
@@ -46,7 +46,11 @@ fn mixtral_8x7b_is_46_7b() {
 #[test]
 fn mixtral_8x22b_is_141b() {
     check_total("mixtral-8x22b", 141e9, 0.01);
-    assert!(within(model("mixtral-8x22b").params().active.0, 39e9, 0.01));
+    assert!(within(
+        model("mixtral-8x22b").params().active.value(),
+        39e9,
+        0.01
+    ));
 }
 
 /// DeepSeek-V3: MLA per layer q_a 7168·1536 + q_b 1536·128·192 + kv_a
@@ -58,7 +62,11 @@ fn mixtral_8x22b_is_141b() {
 #[test]
 fn deepseek_v3_is_671b() {
     check_total("deepseek-v3", 671e9, 0.01);
-    assert!(within(model("deepseek-v3").params().active.0, 37e9, 0.02));
+    assert!(within(
+        model("deepseek-v3").params().active.value(),
+        37e9,
+        0.02
+    ));
 }
 
 /// Qwen3-235B-A22B: 94 × (q 4096·8192 + k,v 4096·512·2 + o 8192·4096 +
@@ -68,7 +76,7 @@ fn deepseek_v3_is_671b() {
 fn qwen3_235b_is_235b() {
     check_total("qwen3-235b-a22b", 235e9, 0.01);
     assert!(within(
-        model("qwen3-235b-a22b").params().active.0,
+        model("qwen3-235b-a22b").params().active.value(),
         22e9,
         0.02
     ));
@@ -79,7 +87,7 @@ fn qwen3_235b_is_235b() {
 fn qwen3_30b_is_30_5b() {
     check_total("qwen3-30b-a3b", 30.5e9, 0.01);
     assert!(within(
-        model("qwen3-30b-a3b").params().active.0,
+        model("qwen3-30b-a3b").params().active.value(),
         3.3e9,
         0.02
     ));
@@ -102,8 +110,12 @@ fn qwen3_coder_480b_reads_zero_as_no_shared_expert() {
     assert_eq!(m.name, "Qwen/Qwen3-Coder-480B-A35B-Instruct");
     assert_eq!(m.moe.as_ref().map(|x| x.n_shared_experts), Some(0));
     let p = m.params();
-    assert!(within(p.total.0, 480e9, 0.01), "{}", p.total.0);
-    assert!(within(p.active.0, 35.47e9, 0.005), "{}", p.active.0);
+    assert!(within(p.total.value(), 480e9, 0.01), "{}", p.total.value());
+    assert!(
+        within(p.active.value(), 35.47e9, 0.005),
+        "{}",
+        p.active.value()
+    );
 }
 
 /// NVIDIA's ModelOpt checkpoints keep their quantization in
@@ -131,7 +143,7 @@ fn a_modelopt_sidecar_sets_the_precision_and_says_so() {
         "{:?}",
         m.assumptions
     );
-    let bytes = m.params().weight_bytes.0;
+    let bytes = m.params().weight_bytes.value();
     assert!(within(bytes, 134.1e9, 0.01), "{bytes}");
     // Without the sidecar: torch_dtype's bf16, and no such assumption.
     let alone = std::env::temp_dir().join(format!("moeplan-sidecar-{}", std::process::id()));
@@ -141,7 +153,7 @@ fn a_modelopt_sidecar_sets_the_precision_and_says_so() {
     let bare = catalog::resolve_model(copy.to_str().unwrap()).expect("loads");
     std::fs::remove_dir_all(&alone).ok();
     assert_eq!(bare.dtypes.experts, DType::Bf16);
-    assert!(within(bare.params().weight_bytes.0, 470e9, 0.01));
+    assert!(within(bare.params().weight_bytes.value(), 470e9, 0.01));
 }
 
 /// Nemotron-H's published config holds Python's `Infinity`
@@ -170,10 +182,14 @@ fn nemotron_h_is_judged_by_its_architecture_not_its_json() {
 fn gpt_oss_120b_is_116_8b() {
     check_total("gpt-oss-120b", 116.83e9, 0.005);
     let p = model("gpt-oss-120b").params();
-    let embedding = p.by_component[&Component::Embedding].active.0;
-    assert!(within(p.active.0 - embedding, 5.13e9, 0.01));
+    let embedding = p.by_component[&Component::Embedding].active.value();
+    assert!(within(p.active.value() - embedding, 5.13e9, 0.01));
     // MXFP4 experts: 4.25 bits per weight; the checkpoint is 60.8 GiB.
-    assert!(within(p.weight_bytes.0 / (1u64 << 30) as f64, 60.8, 0.01));
+    assert!(within(
+        p.weight_bytes.value() / (1u64 << 30) as f64,
+        60.8,
+        0.01
+    ));
 }
 
 /// Llama-4-Scout: 48 × (attention 5120·5120·2 + 5120·1024·2 = 62.9M; 16
@@ -184,7 +200,11 @@ fn gpt_oss_120b_is_116_8b() {
 #[test]
 fn llama4_scout_is_109b_with_vision() {
     check_total("llama-4-scout", 109e9, 0.015);
-    assert!(within(model("llama-4-scout").params().active.0, 17e9, 0.02));
+    assert!(within(
+        model("llama-4-scout").params().active.value(),
+        17e9,
+        0.02
+    ));
 }
 
 /// The seed model, by hand (../shared/seeds, domain.md §6): per layer
@@ -200,11 +220,11 @@ fn llama4_scout_is_109b_with_vision() {
 fn seed_model_by_hand() {
     let m = model("seed-moe");
     let p = m.params();
-    assert_eq!(p.total.0, 452_346_368.0);
-    assert_eq!(p.active.0, 100_024_832.0);
-    assert_eq!(m.linear_flop_per_token().0, 167_247_872.0);
-    assert_eq!(m.kv_bytes_per_token().0, 32_768.0);
-    assert_eq!(p.weight_bytes.0, 904_692_736.0);
+    assert_eq!(p.total.value(), 452_346_368.0);
+    assert_eq!(p.active.value(), 100_024_832.0);
+    assert_eq!(m.linear_flop_per_token().value(), 167_247_872.0);
+    assert_eq!(m.kv_bytes_per_token().value(), 32_768.0);
+    assert_eq!(p.weight_bytes.value(), 904_692_736.0);
     let r = moeplan::report::model_report(&m);
     assert_eq!(r.warnings.len(), 1);
     assert!(r.warnings[0].contains("22.11x"), "{}", r.warnings[0]);
@@ -232,7 +252,7 @@ fn seed_decode_is_kv_bound_at_long_context() {
             .ops
             .iter()
             .filter(|o| o.kind == moeplan::ops::OpKind::AttentionDecode)
-            .map(|o| o.bytes.0 * o.count as f64)
+            .map(|o| o.bytes.value() * o.count as f64)
             .sum();
         let kv_expected = 128.0 * l * 32_768.0;
         // The q/o traffic (128 × 16 × 32 × 4 bytes per layer) is the only addition.
@@ -240,8 +260,12 @@ fn seed_decode_is_kv_bound_at_long_context() {
             within(kv_bytes, kv_expected, 0.01),
             "L={l}: {kv_bytes} vs {kv_expected}"
         );
-        let overhead: f64 = step.ops.iter().map(|o| o.overhead.0 * o.count as f64).sum();
-        let roofline_ms = (step.stage_time().0 - overhead) * 1e3;
+        let overhead: f64 = step
+            .ops
+            .iter()
+            .map(|o| o.overhead.value() * o.count as f64)
+            .sum();
+        let roofline_ms = (step.stage_time().value() - overhead) * 1e3;
         assert!(
             roofline_ms >= kv_ms,
             "L={l}: {roofline_ms} ms below the KV bound {kv_ms}"
@@ -268,13 +292,14 @@ fn seed_decode_is_kv_bound_at_long_context() {
     };
     let e = estimate(&inp).unwrap();
     assert!(
-        e.ceilings.decode_kv_bytes_per_step_per_gpu.0 / e.ceilings.decode_bytes_per_step_per_gpu.0
+        e.ceilings.decode_kv_bytes_per_step_per_gpu.value()
+            / e.ceilings.decode_bytes_per_step_per_gpu.value()
             > 0.9
     );
     // 128 sequences × 1.8e12 B/s / (128 × 10752 × 32768 B of KV = 45.10 GB)
     // = 5,109 tokens/s if only the KV cache were read; weights and
     // activations (≤ 1 GB) bring it to about 5,000.
-    let ceiling = e.ceilings.decode_tokens_per_s_per_gpu.0;
+    let ceiling = e.ceilings.decode_tokens_per_s_per_gpu.value();
     assert!((4_900.0..5_109.0).contains(&ceiling), "{ceiling}");
 }
 
@@ -367,7 +392,7 @@ fn tp_halves_the_weights() {
     let m = model("mixtral-8x7b");
     let l1: f64 = memory::weights_on_gpu(&m, &Layout::default(), 0, 0)
         .values()
-        .map(|b| b.0)
+        .map(|b| b.value())
         .sum();
     let l2: f64 = memory::weights_on_gpu(
         &m,
@@ -380,17 +405,17 @@ fn tp_halves_the_weights() {
         0,
     )
     .values()
-    .map(|b| b.0)
+    .map(|b| b.value())
     .sum();
     let p = m.params();
-    let replicated = (p.by_component[&Component::Norms].total.0
-        + p.by_component[&Component::Router].total.0)
+    let replicated = (p.by_component[&Component::Norms].total.value()
+        + p.by_component[&Component::Router].total.value())
         * 2.0;
     assert!(
         within(l2, (l1 - replicated) / 2.0 + replicated, 1e-9),
         "{l2} vs {l1} (replicated {replicated})"
     );
-    assert!(within(l1, p.weight_bytes.0, 1e-9));
+    assert!(within(l1, p.weight_bytes.value(), 1e-9));
 }
 
 proptest! {
@@ -403,9 +428,9 @@ proptest! {
         let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
         let l = Layout { tp: 1 << tp_pow, ep: 1 << tp_pow, ..Layout::default() };
         let cfg = EngineConfig::default();
-        let a = memory::memory(&m, &gpu, &l, &cfg, 0, c, ctx).total_bytes.0;
-        let b = memory::memory(&m, &gpu, &l, &cfg, 0, c + extra, ctx).total_bytes.0;
-        let d = memory::memory(&m, &gpu, &l, &cfg, 0, c, ctx * 2).total_bytes.0;
+        let a = memory::memory(&m, &gpu, &l, &cfg, 0, c, ctx).total_bytes.value();
+        let b = memory::memory(&m, &gpu, &l, &cfg, 0, c + extra, ctx).total_bytes.value();
+        let d = memory::memory(&m, &gpu, &l, &cfg, 0, c, ctx * 2).total_bytes.value();
         prop_assert!(b >= a && d >= a);
         let max = memory::max_concurrency(&m, &gpu, &l, &cfg, 0, ctx);
         if max > 0 {
@@ -423,10 +448,10 @@ proptest! {
         let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: 2000, osl: 200, concurrency: conc }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0 };
         if let Ok(e) = estimate(&inp) {
             prop_assert_eq!(e.gpus, l.pp * l.tp * l.cp * l.dp);
-            for v in [e.ttft.0, e.tpot.0, e.output_tokens_per_s_per_gpu.0] {
+            for v in [e.ttft.value(), e.tpot.value(), e.output_tokens_per_s_per_gpu.value()] {
                 prop_assert!(v.is_finite() && v > 0.0);
             }
-            prop_assert!(e.ttft.0 >= e.prefill.time.0 * 0.999);
+            prop_assert!(e.ttft.value() >= e.prefill.time.value() * 0.999);
         }
     }
 }
@@ -500,8 +525,16 @@ fn summary_equals_full_estimate() {
         let full = estimate(&inp).unwrap();
         let fast = estimate_summary(&inp).unwrap();
         assert!(fast.explain.is_empty() && fast.decode.ops.is_empty());
-        assert_eq!(full.ttft.0.to_bits(), fast.ttft.0.to_bits(), "{id}");
-        assert_eq!(full.tpot.0.to_bits(), fast.tpot.0.to_bits(), "{id}");
+        assert_eq!(
+            full.ttft.value().to_bits(),
+            fast.ttft.value().to_bits(),
+            "{id}"
+        );
+        assert_eq!(
+            full.tpot.value().to_bits(),
+            fast.tpot.value().to_bits(),
+            "{id}"
+        );
         assert_eq!(full.memory, fast.memory, "{id}");
         assert_eq!(full.max_concurrency, fast.max_concurrency, "{id}");
         assert_eq!(full.load_imbalance, fast.load_imbalance, "{id}");
@@ -565,14 +598,14 @@ fn running_cap_queues_the_rest() {
     let alone = run(64);
     let queued = run(128);
     assert_eq!(queued.decoding_requests, 64.0);
-    assert!(within(queued.tpot.0, alone.tpot.0, 1e-12));
-    let extra = queued.ttft.0 - alone.ttft.0;
-    let latency = alone.ttft.0 + 99.0 * alone.tpot.0;
+    assert!(within(queued.tpot.value(), alone.tpot.value(), 1e-12));
+    let extra = queued.ttft.value() - alone.ttft.value();
+    let latency = alone.ttft.value() + 99.0 * alone.tpot.value();
     assert!(within(extra, latency, 1e-9), "{extra} vs {latency}");
     // The waiting requests hold no KV cache.
     assert!(within(
-        queued.memory.kv_cache_bytes.0,
-        alone.memory.kv_cache_bytes.0,
+        queued.memory.kv_cache_bytes.value(),
+        alone.memory.kv_cache_bytes.value(),
         1e-12
     ));
     // The engine-neutral estimate has no cap: all 128 decode.
@@ -647,16 +680,20 @@ fn pure_phases_bound_the_mixed_step() {
             routing_skew: 0.0,
         })
         .unwrap();
-        assert!(e.pure.decode.step_time.0 <= e.tpot.0 * (1.0 + 1e-9), "{id}");
         assert!(
-            e.pure.prefill.tokens_per_s_per_gpu.0 <= e.ceilings.prefill_tokens_per_s_per_gpu.0,
+            e.pure.decode.step_time.value() <= e.tpot.value() * (1.0 + 1e-9),
+            "{id}"
+        );
+        assert!(
+            e.pure.prefill.tokens_per_s_per_gpu.value()
+                <= e.ceilings.prefill_tokens_per_s_per_gpu.value(),
             "{id}"
         );
         let rate = e.pure.decode.sequences_per_rank * layout.dp as f64
-            / e.pure.decode.step_time.0
+            / e.pure.decode.step_time.value()
             / layout.gpus() as f64;
         assert!(
-            within(e.pure.decode.tokens_per_s_per_gpu.0, rate, 1e-9),
+            within(e.pure.decode.tokens_per_s_per_gpu.value(), rate, 1e-9),
             "{id}"
         );
     }
@@ -703,7 +740,9 @@ fn mla_mixed_step_costs_prefill_non_absorbed() {
             0.0,
             &mut ops,
         );
-        ops.iter().find(|o| o.kind.name() == name).map(|o| o.flop.0)
+        ops.iter()
+            .find(|o| o.kind.name() == name)
+            .map(|o| o.flop.value())
     };
     let mixed = StepShape {
         decode_seqs: 8.0,

@@ -53,7 +53,7 @@ fn per_gpu(s: &Scenario, l: Layout) -> f64 {
         routing_skew: 0.0,
     };
     estimate(&inp)
-        .map(|e| e.output_tokens_per_s_per_gpu.0)
+        .map(|e| e.output_tokens_per_s_per_gpu.value())
         .unwrap_or(0.0)
 }
 
@@ -75,9 +75,9 @@ fn recommendation_beats_every_seed_plan() {
         }
         let theirs = per_gpu(&s, l);
         assert!(
-            rec.figures.output_tokens_per_s_per_gpu.0 >= theirs,
+            rec.figures.output_tokens_per_s_per_gpu.value() >= theirs,
             "{name} ({l}): {theirs} tokens/s/GPU beats the recommendation's {}",
-            rec.figures.output_tokens_per_s_per_gpu.0
+            rec.figures.output_tokens_per_s_per_gpu.value()
         );
         compared += 1;
     }
@@ -122,7 +122,7 @@ proptest! {
                 }).unwrap();
                 prop_assert!(e.fits);
                 prop_assert!(e.ttft.ms() <= ttft + 1e-9 && e.tpot.ms() <= tpot + 1e-9);
-                prop_assert!((e.output_tokens_per_s_per_gpu.0 - c.figures.output_tokens_per_s_per_gpu.0).abs() < 1e-6 * c.figures.output_tokens_per_s_per_gpu.0);
+                prop_assert!((e.output_tokens_per_s_per_gpu.value() - c.figures.output_tokens_per_s_per_gpu.value()).abs() < 1e-6 * c.figures.output_tokens_per_s_per_gpu.value());
             }
         }
     }

@@ -71,7 +71,7 @@ fn examples_load() {
     let seed = moeplan::spec::scenario::seed();
     assert_eq!(seed.model.name, "seed-moe");
     assert_eq!(seed.workload.isl.max, 10240);
-    assert_eq!(seed.slo.min_throughput_per_gpu.unwrap().0, 100_000.0);
+    assert_eq!(seed.slo.min_throughput_per_gpu.unwrap().value(), 100_000.0);
 }
 
 /// Every command's `--json` output has its schema in `schemas/output/`

@@ -146,7 +146,7 @@ fn published_figures() {
             let r = plan(&sc, &opts, &|_, _| {});
             let Some(best) = r.recommended else { continue };
             (
-                best.figures.output_tokens_per_s_per_gpu.0,
+                best.figures.output_tokens_per_s_per_gpu.value(),
                 format!(
                     "  (degrees unstated: best layout {})",
                     best.figures.pools[0].layout
@@ -154,7 +154,7 @@ fn published_figures() {
             )
         } else {
             let Ok(e) = estimate(&inp) else { continue };
-            (e.output_tokens_per_s_per_gpu.0, String::new())
+            (e.output_tokens_per_s_per_gpu.value(), String::new())
         };
         let predicted = if per_gpu {
             per_gpu_predicted
@@ -242,7 +242,7 @@ fn published_phases_at_scale() {
             let ctx = CostContext::new(&model, &gpu, layout, 0, imb, &cal_k);
             let step = ctx.step(&StepShape::prefill(per_rank, kv_len));
             (
-                per_rank * kv_len * node / step.stage_time().0,
+                per_rank * kv_len * node / step.stage_time().value(),
                 format!("{per_rank:.0} prompts of {kv_len:.0} per GPU per step"),
             )
         } else {
@@ -258,7 +258,7 @@ fn published_phases_at_scale() {
             let ctx = CostContext::new(&model, &gpu, layout, 0, imb, &cal_k);
             let step = ctx.step(&StepShape::decode(batch, kv_len));
             (
-                batch * node / step.stage_time().0,
+                batch * node / step.stage_time().value(),
                 format!("batch {batch:.0} per GPU at KV length {kv_len:.0}"),
             )
         };

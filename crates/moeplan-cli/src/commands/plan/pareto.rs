@@ -37,8 +37,8 @@ fn message(e: impl std::fmt::Display) -> String {
 /// A candidate's point: (output tokens/s per user, per GPU).
 fn point(c: &Candidate) -> (f64, f64) {
     (
-        c.figures.output_tokens_per_s_per_user.0,
-        c.figures.output_tokens_per_s_per_gpu.0,
+        c.figures.output_tokens_per_s_per_user.value(),
+        c.figures.output_tokens_per_s_per_gpu.value(),
     )
 }
 

@@ -39,9 +39,9 @@ fn model_analysis(s: &Scenario) -> String {
         let _ = writeln!(
             o,
             "| parameters (declared) | {} ({:.2}× the derived count{}) |",
-            moeplan::units::Params(d),
-            d / p.total.0,
-            if (d / p.total.0 - 1.0).abs() > 0.05 {
+            moeplan::units::Params::new(d),
+            d / p.total.value(),
+            if (d / p.total.value() - 1.0).abs() > 0.05 {
                 ": inconsistent with the architecture"
             } else {
                 ""
@@ -134,9 +134,9 @@ fn memory(rec: &Candidate) -> String {
 /// Throughput, latency, bottleneck and imbalance, and the per-GPU ceilings.
 fn performance(rec: &Candidate) -> String {
     let f = &rec.figures;
-    let mut o = format!("\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |\n", f.output_tokens_per_s_per_gpu.0, f.output_tokens_per_s_per_gpu.0 / 1e3, f.output_tokens_per_s_per_user.0, f.requests_per_s, f.ttft, f.tpot, f.bottleneck.name(), f.load_imbalance * 100.0);
+    let mut o = format!("\n## Performance\n\n| metric | value |\n|---|---|\n| output tokens/s per GPU | {:.0} ({:.2} per ms) |\n| output tokens/s per user | {:.1} |\n| requests/s | {:.2} |\n| TTFT (longest prompt) | {} |\n| TPOT (longest context) | {} |\n| decode bottleneck | {} |\n| expert load imbalance | {:.1}% |\n", f.output_tokens_per_s_per_gpu.value(), f.output_tokens_per_s_per_gpu.value() / 1e3, f.output_tokens_per_s_per_user.value(), f.requests_per_s, f.ttft, f.tpot, f.bottleneck.name(), f.load_imbalance * 100.0);
     if let Some(ce) = f.estimate.ceilings() {
-        let _ = writeln!(o, "| decode ceiling per GPU (HBM) | {:.0} tokens/s |\n| prefill ceiling per GPU (peak FLOP/s) | {:.0} tokens/s |", ce.decode_tokens_per_s_per_gpu.0, ce.prefill_tokens_per_s_per_gpu.0);
+        let _ = writeln!(o, "| decode ceiling per GPU (HBM) | {:.0} tokens/s |\n| prefill ceiling per GPU (peak FLOP/s) | {:.0} tokens/s |", ce.decode_tokens_per_s_per_gpu.value(), ce.prefill_tokens_per_s_per_gpu.value());
     }
     o
 }
@@ -158,7 +158,10 @@ fn checklist(s: &Scenario, rec: &Candidate) -> String {
             "throughput per GPU",
             "throughput_per_gpu",
             format!("{:.1} tokens/ms", t.per_ms()),
-            format!("{:.2} tokens/ms", f.output_tokens_per_s_per_gpu.0 / 1e3),
+            format!(
+                "{:.2} tokens/ms",
+                f.output_tokens_per_s_per_gpu.value() / 1e3
+            ),
         );
     }
     o += &check(
