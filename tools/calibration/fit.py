@@ -49,12 +49,14 @@ FAMILIES = [
     ('alltoall_ht', 'EP dispatch/combine, high-throughput mode'),
     ('alltoall_ll_max_tokens', 'tokens per GPU up to which low-latency mode runs'),
     ('network_eff', 'inter-node network efficiency'),
+    ('nvlink_p2p_eff', 'NVLink point-to-point efficiency (PP activations, CP KV ring)'),
     ('elementwise_overhead', 'fixed cost per elementwise kernel'),
 ]
 
 # Families whose value is an assumption, not a fit: no table measures them.
 ASSUMED = {
     'network_eff': (0.8, 'assumption: no inter-node measurements (all tables are one 8-GPU node)'),
+    'nvlink_p2p_eff': (0.7, 'assumption: no point-to-point measurements; NCCL send/recv inside a node reaches 0.6-0.8 of the link'),
     'elementwise_overhead': (2.0, 'assumption: norms/activations/residuals are not measured as kernels; 2 us each'),
 }
 
@@ -765,6 +767,7 @@ def write_profile(p, man, nccl_ver):
          f'custom_allreduce_max_mib = {fmt(float(p.curves["custom_allreduce_max"]))}',
          f'alltoall_ll_max_tokens = {fmt(float(p.curves["alltoall_ll_max_tokens"]))}',
          f'network_eff = {fmt(p.curves["network_eff"])}',
+         f'nvlink_p2p_eff = {fmt(p.curves["nvlink_p2p_eff"])}',
          f'elementwise_overhead_us = {fmt(p.curves["elementwise_overhead"])}',
          '# ' + ' | '.join(f'{k}: {kernel_comment(p, k)}' for k in ['mla_overhead', 'mla_prefill_scale']),
          '# custom_allreduce_max: ' + kernel_comment(p, 'custom_allreduce_max'),

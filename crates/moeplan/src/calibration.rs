@@ -246,6 +246,12 @@ pub struct Calibration {
     /// Fraction of the network bandwidth an inter-node transfer reaches
     /// (no inter-node measurements: an assumption, stated as such).
     pub network_eff: f64,
+    /// Fraction of the NVLink bandwidth a point-to-point transfer reaches
+    /// (pipeline activations, the context-parallel KV ring). No profile
+    /// measures it: an assumption stated as such, 0.7 unless a profile says
+    /// otherwise (NCCL send/recv inside a node reaches 0.6-0.8 of the link).
+    #[serde(default = "nvlink_p2p_eff_assumed")]
+    pub nvlink_p2p_eff: f64,
     /// Fixed cost per small elementwise kernel (norms, activations, residuals).
     #[serde(rename = "elementwise_overhead_us", with = "micros")]
     pub elementwise_overhead: Seconds,
@@ -256,6 +262,10 @@ pub struct Calibration {
     /// engine's fit to end-to-end runs).
     #[serde(skip)]
     pub serving: ServingParams,
+}
+
+fn nvlink_p2p_eff_assumed() -> f64 {
+    0.7
 }
 
 /// What an engine and its benchmark client add to the kernels' time, fitted

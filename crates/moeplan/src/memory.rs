@@ -222,6 +222,11 @@ pub fn logits_bytes_per_request(m: &Model, layout: &Layout) -> Bytes {
     Bytes(m.vocab_size as f64 / layout.tp as f64 * 4.0)
 }
 
+/// The all-reduce workspace a TP group keeps per GPU: the custom
+/// all-reduce's registered buffers plus NCCL's channels, rounded to 64 MiB
+/// (an allowance, not a measurement; it is small beside weights and KV).
+const ALLREDUCE_WORKSPACE: Bytes = Bytes::new(64.0 * 1024.0 * 1024.0);
+
 /// Communication buffers: expert-parallel dispatch/combine buffers sized for
 /// the largest step, plus the all-reduce workspace.
 pub fn comm_buffer_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
@@ -233,7 +238,7 @@ pub fn comm_buffer_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Byte
         }
     }
     if layout.tp > 1 {
-        b += 64.0 * 1024.0 * 1024.0;
+        b += ALLREDUCE_WORKSPACE.value();
     }
     Bytes(b)
 }

@@ -44,6 +44,15 @@ impl FixedCost {
     }
 }
 
+/// Query tokens one CTA of a prefill attention kernel takes (the 128-row
+/// tile of FlashAttention-2/3 and FlashInfer): the CTA count the
+/// calibrated `cta_half` saturation is counted in.
+const PREFILL_TILE_TOKENS: f64 = 128.0;
+
+/// Bytes per element of DeepEP's FP8 dispatch: e4m3 values with one fp32
+/// scale per 128 (`1 + 4/128`).
+const FP8_DISPATCH_BYTES: f64 = 1.0 + 4.0 / 128.0;
+
 /// What limits an operator.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
@@ -395,7 +404,10 @@ impl<'a> CostContext<'a> {
                     self.gpu.network_bandwidth * self.cal.network_eff,
                 )
             } else {
-                (self.gpu.nvlink_latency, self.gpu.nvlink_bandwidth * 0.7)
+                (
+                    self.gpu.nvlink_latency,
+                    self.gpu.nvlink_bandwidth * self.cal.nvlink_p2p_eff,
+                )
             };
             lat + bytes / bw
         } else {
@@ -996,7 +1008,7 @@ impl<'a> CostContext<'a> {
         let bytes = Bytes(
             b * n * (2.0 * core.heads * qk_dim.max(core.head_dim) * 2.0) + b * n * core.kv_tok.0,
         );
-        let ctas = b * core.heads * (n / 128.0).ceil();
+        let ctas = b * core.heads * (n / PREFILL_TILE_TOKENS).ceil();
         let isl = s0 + full;
         let eff = c.eff_max * saturating(1.0, isl, c.isl_half) * saturating(1.0, ctas, c.cta_half);
         let tc = flop / (self.gpu.peak_bf16() * eff.max(1e-6));
@@ -1006,7 +1018,8 @@ impl<'a> CostContext<'a> {
         if l.cp > 1 {
             // Ring exchange of KV chunks, overlapped with compute.
             let kv_bytes = Bytes(b * n * core.kv_tok.0 * (l.cp - 1) as f64);
-            comm = (kv_bytes / (self.gpu.nvlink_bandwidth * 0.7) - t).max(Seconds::ZERO);
+            comm = (kv_bytes / (self.gpu.nvlink_bandwidth * self.cal.nvlink_p2p_eff) - t)
+                .max(Seconds::ZERO);
         }
         Op {
             kind: OpKind::AttentionPrefill,
@@ -1251,7 +1264,7 @@ impl<'a> CostContext<'a> {
             self.moe_precision(self.model.dtypes.experts).0,
             Precision::Fp8 | Precision::Fp4
         );
-        let dispatch_elem = if fp8 { 1.0 + 4.0 / 128.0 } else { 2.0 };
+        let dispatch_elem = if fp8 { FP8_DISPATCH_BYTES } else { 2.0 };
         let net = self.gpu.network_bandwidth * self.cal.network_eff;
         let net_dispatch = Bytes(own * remote * h * dispatch_elem);
         let net_combine = Bytes(own * remote * h * 2.0);
