@@ -142,7 +142,7 @@ pub fn failure(f: Failure) -> ExitCode {
 
 /// Derivations as an indented list: `  name = formula`, each input below
 /// it as `      input = value`.
-pub fn derivation_list(explain: &BTreeMap<String, Derivation>) -> String {
+pub fn derivation_list<K: std::fmt::Display>(explain: &BTreeMap<K, Derivation>) -> String {
     let mut o = String::new();
     for (name, d) in explain {
         let _ = writeln!(o, "  {name} = {}", d.formula);

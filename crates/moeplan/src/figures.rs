@@ -98,10 +98,10 @@ impl Predicted {
     }
 
     /// The derivation of one figure (`ttft`, `tpot`, `output_tokens_per_s_per_gpu`, ...).
-    pub fn explain(&self, key: &str) -> Option<&crate::report::Derivation> {
+    pub fn explain(&self, key: crate::serving::ExplainKey) -> Option<&crate::report::Derivation> {
         match self {
-            Predicted::Aggregated(e) => e.explain.get(key),
-            Predicted::Disaggregated(e) => e.explain.get(key),
+            Predicted::Aggregated(e) => e.explain.get(&key),
+            Predicted::Disaggregated(e) => e.explain.get(&key),
         }
     }
 

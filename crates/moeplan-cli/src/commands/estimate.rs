@@ -263,7 +263,7 @@ fn phases(e: &Estimate) -> String {
 
 /// Derivations one after another: `name = formula` after a blank line,
 /// each input below it as `    input = value`.
-fn derivations(explain: &BTreeMap<String, Derivation>) -> String {
+fn derivations<K: std::fmt::Display>(explain: &BTreeMap<K, Derivation>) -> String {
     let mut s = String::new();
     for (name, d) in explain {
         let _ = writeln!(s, "\n{name} = {}", d.formula);

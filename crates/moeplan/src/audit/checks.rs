@@ -23,6 +23,7 @@ use crate::model::{Component, ParamReport};
 use crate::report::Derivation;
 use crate::serving::disagg::DisaggEstimate;
 use crate::serving::Estimate;
+use crate::serving::ExplainKey;
 use crate::slo::Level;
 use crate::spec::plan::{Deployment, Plan, Pool, TokenKind};
 use crate::units::{Bytes, Flop, Params};
@@ -549,7 +550,7 @@ struct LevelWords {
     /// Level values are in the level's unit; the words print SI.
     to_si: f64,
     claimed: Option<f64>,
-    explain: &'static str,
+    explain: Option<ExplainKey>,
 }
 
 /// How the audit words a service level; None for the levels judged elsewhere (memory, GPUs).
@@ -573,7 +574,7 @@ fn level_words(plan: &Plan, level: Level) -> Option<LevelWords> {
                 .ttft
                 .or(c.prefill.as_ref().and_then(|p| p.ttft))
                 .map(|v| v.0),
-            "ttft",
+            Some(ExplainKey::Ttft),
         ),
         Level::Tpot => w(
             "TPOT",
@@ -583,7 +584,7 @@ fn level_words(plan: &Plan, level: Level) -> Option<LevelWords> {
                 .tpot
                 .or(c.decode.as_ref().and_then(|p| p.tpot))
                 .map(|v| v.0),
-            "tpot",
+            Some(ExplainKey::Tpot),
         ),
         Level::ThroughputPerGpu => w(
             "output throughput per GPU",
@@ -593,21 +594,15 @@ fn level_words(plan: &Plan, level: Level) -> Option<LevelWords> {
                 TokenKind::Output => c.overall.throughput_per_gpu.map(|v| v.0),
                 TokenKind::Input => None,
             },
-            "output_tokens_per_s_per_gpu",
+            Some(ExplainKey::OutputTokensPerSPerGpu),
         ),
-        Level::ThroughputPerUser => w(
-            "output throughput per user",
-            rate,
-            1.0,
-            None,
-            "output_tokens_per_s_per_user",
-        ),
+        Level::ThroughputPerUser => w("output throughput per user", rate, 1.0, None, None),
         Level::LoadImbalance => w(
             "expert load imbalance",
             pct,
             1.0,
             c.load_imbalance,
-            "load_imbalance",
+            Some(ExplainKey::LoadImbalance),
         ),
         // Memory is judged per pool below; the GPU count by `gpus`.
         Level::Memory | Level::Gpus => None,
@@ -637,7 +632,10 @@ fn slo(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Fin
                 .claimed
                 .map(|v| if upper { v > limit } else { v < limit });
             let req = format!("{} {}", if upper { "≤" } else { "≥" }, (words.fmt)(limit));
-            let ev = explained(f.estimate.explain(words.explain), "estimate");
+            let ev = explained(
+                words.explain.and_then(|k| f.estimate.explain(k)),
+                "estimate",
+            );
             let fmt = words.fmt;
             let field = level.key();
             if fails {
@@ -708,7 +706,7 @@ fn memory_limit(plan: &Plan, evals: &[PoolEval], missed: &mut Vec<String>, out: 
                     m.capacity_bytes,
                     w.max_concurrency
                 ),
-                w.explain.get("memory").cloned().map(|d| with_layout(d, e)).unwrap_or_else(|| Derivation::new("estimate", &[])),
+                w.explain.get(&ExplainKey::Memory).cloned().map(|d| with_layout(d, e)).unwrap_or_else(|| Derivation::new("estimate", &[])),
                 "shard further (pp, tp, ep), lower the batch, or use a GPU with more memory",
             ));
         }

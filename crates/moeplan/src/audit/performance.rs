@@ -12,6 +12,7 @@ use crate::figures::{Figures, Predicted};
 use crate::report::Derivation;
 use crate::serving::disagg::DisaggEstimate;
 use crate::serving::Estimate;
+use crate::serving::ExplainKey;
 use crate::spec::plan::{Deployment, Plan, TokenKind};
 use crate::units::{FlopPerSecond, Seconds, TokensPerSecond};
 
@@ -21,7 +22,7 @@ pub(super) fn overall_throughput(fig: Option<&Figures>) -> Option<(f64, f64, Der
     let f = fig?;
     let v = f.output_tokens_per_s_per_gpu.0;
     let ev = explained(
-        f.estimate.explain("output_tokens_per_s_per_gpu"),
+        f.estimate.explain(ExplainKey::OutputTokensPerSPerGpu),
         "estimate",
     );
     Some((v, v, ev))
@@ -153,11 +154,11 @@ fn throughput_ceiling(
     let (ceiling, d) = match plan.claims.throughput_tokens {
         TokenKind::Output => (
             t.ceilings.decode_tokens_per_s_per_gpu.0,
-            t.explain.get("decode_ceiling"),
+            t.explain.get(&ExplainKey::DecodeCeiling),
         ),
         TokenKind::Input => (
             t.ceilings.prefill_tokens_per_s_per_gpu.0,
-            t.explain.get("prefill_ceiling"),
+            t.explain.get(&ExplainKey::PrefillCeiling),
         ),
     };
     if claim.0 > ceiling {
@@ -271,7 +272,7 @@ fn prefill_pool_rate(e: &DisaggEstimate) -> (f64, Derivation) {
 
 /// How a prefill-only estimate derives its prompt tokens/s per GPU.
 fn prefill_only_evidence(p: &Estimate) -> Derivation {
-    match p.explain.get("output_tokens_per_s_per_gpu") {
+    match p.explain.get(&ExplainKey::OutputTokensPerSPerGpu) {
         Some(d) => {
             let mut d = d.clone();
             d.formula = format!(
@@ -306,7 +307,10 @@ fn prefill_ceiling(
                 rate(claim.0),
                 rate(ceiling)
             ),
-            explained(p.explain.get("prefill_ceiling"), "peak / FLOP per token"),
+            explained(
+                p.explain.get(&ExplainKey::PrefillCeiling),
+                "peak / FLOP per token",
+            ),
             format!("claim at most {}", rate(computed)),
         ));
     }
@@ -371,10 +375,10 @@ impl Latency {
     }
 
     /// The estimate's derivation of it.
-    fn key(self) -> &'static str {
+    fn key(self) -> ExplainKey {
         match self {
-            Latency::Ttft => "ttft",
-            Latency::Tpot => "tpot",
+            Latency::Ttft => ExplainKey::Ttft,
+            Latency::Tpot => ExplainKey::Tpot,
         }
     }
 
@@ -423,7 +427,7 @@ fn latency(
     let ev = explained(
         decode_eval(evals)
             .and_then(|e| e.typical.as_ref())
-            .and_then(|t| t.explain.get(kind.key())),
+            .and_then(|t| t.explain.get(&kind.key())),
         "estimate",
     );
     compare(
@@ -488,7 +492,7 @@ fn load_imbalance(claim: f64, t: &Estimate, out: &mut Vec<Finding>) {
             Some(pct(claim)),
             Some(format!("{} (uniform routing) – {} (skewed)", pct(li.uniform), pct(li.skewed))),
             format!("even perfectly uniform routing leaves the busiest EP rank {} above the mean at this batch; real routing is skewed", pct(li.uniform)),
-            explained(t.explain.get("load_imbalance"), "estimate"),
+            explained(t.explain.get(&ExplainKey::LoadImbalance), "estimate"),
             "plan for the computed imbalance, or add redundant experts (EPLB)",
         ));
     }
@@ -723,7 +727,7 @@ fn bandwidth_bound(plan: &Plan, t: Option<&Estimate>, bb: TokensPerSecond, out: 
             fmt: rate,
             tol: BOUND,
             causes: vec![unit_slip(v * 1e3, "tokens/ms and tokens/s")],
-            evidence: explained(t.explain.get("decode_ceiling"), "roofline"),
+            evidence: explained(t.explain.get(&ExplainKey::DecodeCeiling), "roofline"),
             fix: format!("bandwidth_bound_throughput_per_gpu = \"{v:.0} tokens/s\""),
         },
         out,

@@ -4,10 +4,8 @@ use super::{Candidate, Eval, Rejections};
 use crate::figures::Figures;
 use crate::layout::Layout;
 use crate::memory;
-use crate::report::Derivation;
 use crate::serving::{estimate, estimate_summary, Estimate, EstimateInput, Workload};
 use crate::slo::Level;
-use std::collections::BTreeMap;
 
 impl Eval<'_> {
     fn input(&self, l: Layout, isl: u64, osl: u64, concurrency: u64) -> EstimateInput<'_> {
@@ -126,7 +124,7 @@ pub(super) fn concurrency_levels(l: &Layout, limit: u64, fixed: Option<u64>) -> 
 }
 
 /// The derivations of an aggregated recommendation's estimate.
-pub(super) fn explain(e: &Eval, r: &Candidate) -> BTreeMap<String, Derivation> {
+pub(super) fn explain(e: &Eval, r: &Candidate) -> crate::serving::Explain {
     let pool = &r.figures.pools[0];
     let w = &e.s.workload;
     e.tick();

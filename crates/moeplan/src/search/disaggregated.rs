@@ -20,9 +20,9 @@ use crate::serving::disagg::{
     decode_step_time, estimate_disaggregated, prefill_step_time, DisaggInput, Pool,
 };
 use crate::serving::Workload;
+use crate::serving::{Explain, ExplainKey};
 use crate::units::Seconds;
 use rayon::prelude::*;
-use std::collections::BTreeMap;
 
 /// Prefill layouts paired per search.
 const PREFILL_KEPT: usize = 3;
@@ -222,13 +222,13 @@ pub(super) fn candidates(e: &Eval, layouts: &[Layout]) -> Vec<Candidate> {
 
 /// The derivations of a disaggregated recommendation: its estimate's, and
 /// how the worker counts were matched.
-pub(super) fn explain(r: &Candidate) -> BTreeMap<String, Derivation> {
+pub(super) fn explain(r: &Candidate) -> Explain {
     let crate::figures::Predicted::Disaggregated(d) = &r.figures.estimate else {
-        return BTreeMap::new();
+        return Explain::new();
     };
     let mut m = d.explain.clone();
     m.insert(
-        "workers".into(),
+        ExplainKey::Workers,
         Derivation::new(
             "decode workers fill the budget (or serve the rate); prefill workers = ⌈decode workers × decode requests/s ÷ prefill prompts/s⌉ so prompts keep up",
             &[

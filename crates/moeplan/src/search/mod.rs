@@ -137,7 +137,7 @@ pub struct Candidate {
     pub violations: Vec<Violation>,
     /// How the headline figures were derived (filled for the recommendation).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub explain: BTreeMap<String, Derivation>,
+    pub explain: crate::serving::Explain,
 }
 
 impl Candidate {
@@ -355,7 +355,7 @@ fn explained(e: &Eval, mut r: Candidate) -> Candidate {
         .map(|p| format!("{} {} × {} GPUs", p.role, p.workers, p.layout.gpus()))
         .collect();
     explain.insert(
-        "gpus".into(),
+        crate::serving::ExplainKey::Gpus,
         Derivation::new(
             "Σ over pools of workers × GPUs per worker (pp · tp · cp · dp; EP and ETP fold onto the same GPUs)",
             &[("pools", parts.join(" + ")), ("gpus", r.figures.gpus.to_string())],

@@ -143,7 +143,7 @@ pub struct DisaggEstimateJson<'a> {
     warnings: &'a [String],
     /// Derivation of each headline figure (full detail only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    explain: Option<&'a BTreeMap<String, Derivation>>,
+    explain: Option<&'a super::Explain>,
 }
 
 impl Serialize for DisaggEstimate {
@@ -197,7 +197,7 @@ pub struct DisaggEstimate {
     /// Warnings.
     pub warnings: Vec<String>,
     /// Derivations of the headline figures.
-    pub explain: BTreeMap<String, Derivation>,
+    pub explain: super::Explain,
 }
 
 /// The per-pool input (the pool's layout, with `concurrency` per worker).
@@ -741,11 +741,11 @@ fn explain(
     transfer: Seconds,
     service: Seconds,
     decode: Seconds,
-) -> BTreeMap<String, Derivation> {
+) -> super::Explain {
     let sv = inp.calibration.serving;
     let mut e = BTreeMap::new();
     e.insert(
-        "ttft".into(),
+        super::ExplainKey::Ttft,
         Derivation::new(
             "(first round + (rounds − 1) × steady) / rounds; steady = prefill step + M/D/c queue wait + arrival wait × decode step + KV transfer + request overhead; when the prefill pool sets the pace: concurrency / throughput − (osl − 1) × TPOT",
             &[
@@ -761,7 +761,7 @@ fn explain(
         ),
     );
     e.insert(
-        "tpot".into(),
+        super::ExplainKey::Tpot,
         Derivation::new(
             "decode step at the decode batch; the batch = throughput × (osl − 1) × TPOT over the decode ranks (solved together)",
             &[
@@ -772,7 +772,7 @@ fn explain(
         ),
     );
     e.insert(
-        "output_tokens_per_s_per_gpu".into(),
+        super::ExplainKey::OutputTokensPerSPerGpu,
         Derivation::new(
             "requests per second × osl / GPUs of both pools; requests per second = concurrency / (TTFT + (osl − 1) × TPOT)",
             &[

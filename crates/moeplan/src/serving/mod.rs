@@ -149,6 +149,60 @@ pub struct Ceilings {
     pub prefill_flop_per_token: Flop,
 }
 
+/// The figures an estimate derives with `--explain` (the keys of its
+/// `explain`; JSON names in snake_case). Declared in alphabetical order,
+/// the order they are listed in.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainKey {
+    /// Output tokens/s per GPU if decode moved only its bytes at full HBM bandwidth.
+    DecodeCeiling,
+    /// GPUs of a planner's candidate (its pools).
+    Gpus,
+    /// Expert load imbalance applied.
+    LoadImbalance,
+    /// Memory of the fullest GPU.
+    Memory,
+    /// Output tokens/s per GPU.
+    OutputTokensPerSPerGpu,
+    /// Prompt tokens/s per GPU at the dense peak.
+    PrefillCeiling,
+    /// Time per output token.
+    Tpot,
+    /// Time to first token.
+    Ttft,
+    /// A disaggregated candidate's worker counts (rate matching).
+    Workers,
+}
+
+impl ExplainKey {
+    /// The snake_case name (JSON and `--explain`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExplainKey::DecodeCeiling => "decode_ceiling",
+            ExplainKey::Gpus => "gpus",
+            ExplainKey::LoadImbalance => "load_imbalance",
+            ExplainKey::Memory => "memory",
+            ExplainKey::OutputTokensPerSPerGpu => "output_tokens_per_s_per_gpu",
+            ExplainKey::PrefillCeiling => "prefill_ceiling",
+            ExplainKey::Tpot => "tpot",
+            ExplainKey::Ttft => "ttft",
+            ExplainKey::Workers => "workers",
+        }
+    }
+}
+
+impl std::fmt::Display for ExplainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The derivation of each figure an estimate explains.
+pub type Explain = BTreeMap<ExplainKey, Derivation>;
+
 /// The prediction for one deployment (serialized as [`EstimateJson`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Estimate {
@@ -206,7 +260,7 @@ pub struct Estimate {
     /// Warnings (layout costs, memory, bubbles).
     pub warnings: Vec<String>,
     /// Derivation of each headline figure.
-    pub explain: BTreeMap<String, Derivation>,
+    pub explain: Explain,
 }
 
 pub(crate) fn phase(step: &Step, serving: &ServingParams, detail: Detail) -> PhaseCost {
@@ -671,14 +725,14 @@ fn explain(
     res: &LoopResult,
     f: &Figures,
     mem: &MemoryBreakdown,
-) -> BTreeMap<String, Derivation> {
+) -> Explain {
     let l = inp.layout;
     let sv = inp.calibration.serving;
     let mut e = BTreeMap::new();
-    e.insert("ttft".into(), explain_ttft(lp, st, res, &sv));
-    e.insert("tpot".into(), explain_tpot(lp, st, &sv));
+    e.insert(ExplainKey::Ttft, explain_ttft(lp, st, res, &sv));
+    e.insert(ExplainKey::Tpot, explain_tpot(lp, st, &sv));
     e.insert(
-        "output_tokens_per_s_per_gpu".into(),
+        ExplainKey::OutputTokensPerSPerGpu,
         Derivation::new(
             "running requests per rank × osl / (TTFT + (osl − 1) × TPOT, without the slot wait) × active attention-DP ranks / GPUs",
             &[
@@ -691,7 +745,7 @@ fn explain(
     );
     explain_ceilings(&mut e, inp, &f.ceilings);
     e.insert(
-        "load_imbalance".into(),
+        ExplainKey::LoadImbalance,
         Derivation::new(
             "max/mean − 1 of EP ranks' routed rows: popularity ∝ rank^−skew placed on ranks (EPLB greedy with redundant slots), times the busiest-of-ep fluctuation σ·√(2 ln ep)",
             &[
@@ -702,7 +756,7 @@ fn explain(
         ),
     );
     e.insert(
-        "memory".into(),
+        ExplainKey::Memory,
         Derivation::new(
             "weights (this stage; attention and dense ÷ TP, experts ÷ EP·ETP) + KV (requests per DP rank × per-request cache at the memory context) + activations of the largest step + buffers and runtime reserve",
             &[
@@ -754,9 +808,9 @@ fn explain_tpot(lp: &Loop, st: &LoopSteps, sv: &ServingParams) -> Derivation {
 }
 
 /// How the decode and prefill ceilings are derived.
-fn explain_ceilings(e: &mut BTreeMap<String, Derivation>, inp: &EstimateInput, c: &Ceilings) {
+fn explain_ceilings(e: &mut Explain, inp: &EstimateInput, c: &Ceilings) {
     e.insert(
-        "decode_ceiling".into(),
+        ExplainKey::DecodeCeiling,
         Derivation::new(
             "tokens of one decode cycle per GPU / (micro-batches × HBM bytes one GPU reads per micro-batch / HBM bandwidth): the most a GPU could decode if nothing but memory traffic cost time",
             &[
@@ -767,7 +821,7 @@ fn explain_ceilings(e: &mut BTreeMap<String, Derivation>, inp: &EstimateInput, c
         ),
     );
     e.insert(
-        "prefill_ceiling".into(),
+        ExplainKey::PrefillCeiling,
         Derivation::new(
             "dense peak / FLOP per prompt token (linear layers + mean attention over the prompt)",
             &[("flop_per_token", c.prefill_flop_per_token.to_string())],
@@ -835,7 +889,7 @@ pub struct EstimateJson<'a> {
     warnings: &'a [String],
     /// Derivation of each headline figure (full detail only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    explain: Option<&'a BTreeMap<String, Derivation>>,
+    explain: Option<&'a Explain>,
 }
 
 /// Memory of the fullest GPU in `moeplan estimate --json` (`memory_per_gpu`).
