@@ -11,9 +11,10 @@
 //! returned, labelled `best_effort`, with what it misses.
 
 use super::claim::{bytes, pct, time};
-use super::{evaluate_layout, Phase, PoolEval};
+use super::{evaluate_layout, PoolEval};
 use crate::figures::Figures;
 use crate::layout::Layout;
+use crate::replica::PoolRole;
 use crate::serving::Estimate;
 use crate::spec::plan::{Deployment, Plan, Pool};
 use crate::spec::source::{Format, Source};
@@ -242,7 +243,8 @@ fn search(plan: &Plan, origin: Layout, mut budget: u32) -> (Vec<Candidate>, u32)
             if !seen.insert(l) {
                 continue;
             }
-            let (Some(typical), Some(worst)) = evaluate_layout(plan, l, Phase::Both, 0) else {
+            let (Some(typical), Some(worst)) = evaluate_layout(plan, l, PoolRole::Aggregated, 0)
+            else {
                 continue;
             };
             let (u, by) = unmet(plan, &typical, &worst);
@@ -351,7 +353,7 @@ pub fn correct(
 }
 
 fn planned(plan: &Plan, l: Layout, replicas: u32, n: usize) -> Option<Corrected> {
-    let (Some(t), Some(w)) = evaluate_layout(plan, l, Phase::Both, 0) else {
+    let (Some(t), Some(w)) = evaluate_layout(plan, l, PoolRole::Aggregated, 0) else {
         return None;
     };
     let (u, _) = unmet(plan, &t, &w);

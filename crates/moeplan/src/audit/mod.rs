@@ -39,6 +39,7 @@ mod performance;
 
 use crate::figures::{self, Figures, WorstCase};
 use crate::layout::Layout;
+use crate::replica::PoolRole;
 use crate::report::Derivation;
 use crate::serving::{estimate, Detail, Estimate, EstimateInput, Workload};
 use crate::spec::plan::{Deployment, Plan, Pool};
@@ -202,14 +203,6 @@ pub struct AuditOptions<'a> {
 /// Requests in flight per replica when the plan does not say.
 pub const DEFAULT_CONCURRENCY: u64 = 64;
 
-/// Which phase a pool serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Both,
-    Prefill,
-    Decode,
-}
-
 /// The estimate input for a layout of the plan.
 pub(crate) fn input<'a>(
     plan: &'a Plan,
@@ -240,13 +233,13 @@ pub(crate) fn concurrency(plan: &Plan) -> u64 {
 pub(crate) fn evaluate_layout(
     plan: &Plan,
     layout: Layout,
-    phase: Phase,
+    phase: PoolRole,
     redundant_experts: u32,
 ) -> (Option<Estimate>, Option<Estimate>) {
     let w = &plan.scenario.workload;
     let c = concurrency(plan);
     let (osl, c_worst) = match phase {
-        Phase::Prefill => (1, 1),
+        PoolRole::Prefill => (1, 1),
         _ => (w.osl.mean().max(1), c),
     };
     let typical = estimate(&input(
@@ -260,7 +253,7 @@ pub(crate) fn evaluate_layout(
         redundant_experts,
     ))
     .ok();
-    let worst = if w.isl.is_fixed() && phase != Phase::Prefill {
+    let worst = if w.isl.is_fixed() && phase != PoolRole::Prefill {
         typical.clone()
     } else {
         estimate(&input(
@@ -301,9 +294,9 @@ pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
         .into_iter()
         .map(|(prefix, pool)| {
             let phase = match (&plan.deployment, prefix) {
-                (Deployment::Aggregated { .. }, _) => Phase::Both,
-                (_, "deployment.prefill") => Phase::Prefill,
-                _ => Phase::Decode,
+                (Deployment::Aggregated { .. }, _) => PoolRole::Aggregated,
+                (_, "deployment.prefill") => PoolRole::Prefill,
+                _ => PoolRole::Decode,
             };
             let (problems, _) = pool.layout.check(
                 &plan.scenario.model,

@@ -7,8 +7,9 @@ use super::claim::{
     cause, compare, explained, factor, finding, pct, rate, set_key, time, unit_slip, Claim, BOUND,
     LATENCY, THROUGHPUT,
 };
-use super::{decode_eval, evaluate_layout, prefill_eval, Finding, Phase, PoolEval, Severity};
+use super::{decode_eval, evaluate_layout, prefill_eval, Finding, PoolEval, Severity};
 use crate::figures::{Figures, Predicted};
+use crate::replica::PoolRole;
 use crate::report::Derivation;
 use crate::serving::disagg::DisaggEstimate;
 use crate::serving::Estimate;
@@ -246,7 +247,7 @@ fn prefill_throughput(
 fn prefill_estimate(plan: &Plan, pe: &PoolEval) -> Option<Estimate> {
     match (plan.deployment, pe.reference) {
         (Deployment::Disaggregated { .. }, _) => pe.typical.clone(),
-        (_, Some(l)) => evaluate_layout(plan, l, Phase::Prefill, pe.pool.redundant_experts).0,
+        (_, Some(l)) => evaluate_layout(plan, l, PoolRole::Prefill, pe.pool.redundant_experts).0,
         _ => None,
     }
 }
