@@ -45,6 +45,14 @@ const KNOWN_MISSING_HINT: &[&str] = &["declared-params-bad-unit.toml"];
 /// regression to "first problem only" fails here.
 const EXPECTED: &[(&str, &[&str])] = &[
     (
+        "json-duplicate-key.json",
+        &["duplicate key `name`", "remove the repeat"],
+    ),
+    (
+        "yaml-duplicate-key.yaml",
+        &["duplicate mapping key: name", "remove the repeat"],
+    ),
+    (
         "attention-kind-unknown.toml",
         &[
             "`attention.kind`",
@@ -1119,4 +1127,39 @@ fn small_cli_findings_stay_fixed() {
         text.lines().next().unwrap_or_default().to_string()
     };
     assert_eq!(first(&bare), first(&help));
+}
+
+/// Input is read from regular files only, within the size cap, and a
+/// UTF-8 byte-order mark is accepted in every format (issue 14: a `.json`
+/// symlink to /dev/zero was read without limit, a FIFO blocked forever, a
+/// BOM was accepted in TOML but not JSON).
+#[cfg(unix)]
+#[test]
+fn only_regular_files_are_read_and_a_bom_is_accepted() {
+    let dir = std::env::temp_dir().join(format!("moeplan-files-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let zero = dir.join("zero.json");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let fifo = dir.join("fifo.json");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    let mut cases = vec![zero];
+    if made.is_ok_and(|s| s.success()) {
+        cases.push(fifo);
+    }
+    for path in &cases {
+        let out = moeplan(&["model", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(EXIT_INPUT), "{}", path.display());
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let model = fs::read_to_string(crate_dir().join("../moeplan/catalog/models/mixtral-8x7b.json"))
+        .expect("a catalog config");
+    let bom = dir.join("config.json");
+    fs::write(&bom, format!("\u{feff}{model}")).unwrap();
+    let out = moeplan(&["model", bom.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    fs::remove_dir_all(&dir).ok();
 }

@@ -72,6 +72,12 @@ impl Source {
                 "for a Hugging Face model, pass the config.json inside it",
             ));
         }
+        if !meta.is_file() {
+            return Err(fail(
+                "this is not a regular file (a device, FIFO or socket)".into(),
+                "pass the spec file itself; input is read from regular files only",
+            ));
+        }
         if meta.len() > MAX_INPUT_BYTES {
             return Err(fail(
                 format!(
@@ -82,17 +88,38 @@ impl Source {
                 "a model config or plan is a few kB: pass config.json, not the weights",
             ));
         }
-        let bytes = std::fs::read(path).map_err(|e| {
-            fail(
-                format!("cannot read the file: {e}"),
-                "check the path and permissions",
-            )
-        })?;
+        // Read at most one byte past the cap: a file that grows while it is
+        // read is still refused, never read without limit.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                use std::io::Read;
+                f.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes)
+            })
+            .map_err(|e| {
+                fail(
+                    format!("cannot read the file: {e}"),
+                    "check the path and permissions",
+                )
+            })?;
+        if bytes.len() as u64 > MAX_INPUT_BYTES {
+            return Err(fail(
+                format!(
+                    "the file grew past {} MB while it was read",
+                    MAX_INPUT_BYTES / (1024 * 1024)
+                ),
+                "a model config or plan is a few kB",
+            ));
+        }
         Self::from_bytes(&name, bytes, format)
     }
 
-    /// Builds a source from raw bytes (checks UTF-8).
-    pub fn from_bytes(name: &str, bytes: Vec<u8>, format: Format) -> Result<Source, SpecError> {
+    /// Builds a source from raw bytes (checks UTF-8; a leading byte-order
+    /// mark is dropped, in every format).
+    pub fn from_bytes(name: &str, mut bytes: Vec<u8>, format: Format) -> Result<Source, SpecError> {
+        if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            bytes.drain(..3);
+        }
         Ok(Source {
             name: name.to_string(),
             text: Self::decode_utf8(name, bytes)?,
@@ -160,6 +187,8 @@ impl Source {
                 let offset = byte_offset_of(&self.text, e.line(), e.column());
                 let hint = if e.is_eof() {
                     "the file ends early: is it truncated, or is a closing bracket missing?"
+                } else if e.to_string().starts_with("duplicate key") {
+                    DUPLICATE_HINT
                 } else {
                     "fix the JSON syntax at the marked position"
                 };
@@ -180,27 +209,96 @@ impl Source {
                     )
                 }),
             Format::Yaml => serde_saphyr::from_str::<Value>(&self.text).map_err(|e| {
-                let msg = e.to_string();
+                // serde-saphyr suggests one of its own options; the user
+                // can only remove the repeated key.
+                let msg = e
+                    .to_string()
+                    .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
                 let offset = yaml_offset(&self.text, &msg);
-                syntax(
-                    offset,
-                    format!("invalid YAML: {}", first_line(&msg)),
-                    "fix the YAML syntax at the marked position",
-                )
+                let hint = if msg.contains("duplicate mapping key") {
+                    DUPLICATE_HINT
+                } else {
+                    "fix the YAML syntax at the marked position"
+                };
+                syntax(offset, format!("invalid YAML: {}", first_line(&msg)), hint)
             }),
         }
     }
 }
+
+/// The hint for a key written twice in one table (every format refuses it).
+const DUPLICATE_HINT: &str =
+    "a key may appear once in a table: remove the repeat, or rename it if it meant another key";
 
 /// JSON as Python's `json` module writes it: the literals `NaN`, `Infinity`
 /// and `-Infinity` that `transformers` configs can hold (Nemotron-H's
 /// `time_step_limit`) are read as null, ±1e308 (the largest finite
 /// magnitudes a config needs); everything else is strict JSON.
 fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
-    serde_json::from_str::<Value>(text).or_else(|e| match python_literals(text) {
-        Some(fixed) => serde_json::from_str::<Value>(&fixed).map_err(|_| e),
+    let strict = |t: &str| {
+        serde_json::from_str::<NoDuplicates>(t)?;
+        serde_json::from_str::<Value>(t)
+    };
+    strict(text).or_else(|e| match python_literals(text) {
+        Some(fixed) => strict(&fixed).map_err(|_| e),
         None => Err(e),
     })
+}
+
+/// A JSON document walked only to refuse a key repeated in one object, as
+/// the TOML and YAML readers do (serde_json's `Value` keeps the last one
+/// silently); the error carries the repeat's position.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
 }
 
 /// `text` with Python's non-finite literals outside strings replaced by
