@@ -11,6 +11,11 @@ use serde::Serialize;
 use std::fmt;
 use std::ops::Range;
 
+/// The most GPUs one replica's degrees may ask for: 2^20, a thousand times
+/// the widest published deployment, so every product of degrees stays
+/// inside `u32`.
+pub const MAX_REPLICA_GPUS: u64 = 1 << 20;
+
 /// Degrees of one replica.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
@@ -100,6 +105,42 @@ impl Layout {
             ("ep", self.ep),
             ("etp", self.etp),
         ]
+    }
+
+    /// One GPU: every degree 1.
+    pub fn single() -> Layout {
+        Layout {
+            pp: 1,
+            tp: 1,
+            cp: 1,
+            dp: 1,
+            ep: 1,
+            etp: 1,
+        }
+    }
+
+    /// The degrees' GPUs (pp · tp · cp · dp, and ep, etp each) within
+    /// `MAX_REPLICA_GPUS`, computed without overflow; the message names the
+    /// product otherwise. Check before `folded`, whose products are `u32`.
+    pub fn degrees_within_bounds(
+        pp: u32,
+        tp: u32,
+        cp: u32,
+        dp: u32,
+        ep: u32,
+        etp: u32,
+    ) -> Result<(), String> {
+        let product = [pp, tp, cp, dp]
+            .iter()
+            .map(|d| u64::from(*d))
+            .product::<u64>();
+        let widest = product.max(u64::from(ep)).max(u64::from(etp));
+        if widest > MAX_REPLICA_GPUS {
+            return Err(format!(
+                "the degrees ask for {widest} GPUs in one replica (pp·tp·cp·dp = {product}); one replica spans at most {MAX_REPLICA_GPUS}"
+            ));
+        }
+        Ok(())
     }
 
     /// A layout with unset `ep`/`etp` folded over the GPUs of a stage

@@ -144,6 +144,26 @@ impl Degrees {
         }
     }
 
+    /// An input error when these degrees (over `base` where not given) ask
+    /// for more GPUs than a replica may span: checked before any product.
+    fn within_bounds(&self, base: Layout, format: Format) -> Result<(), Failure> {
+        Layout::degrees_within_bounds(
+            self.pp.unwrap_or(base.pp),
+            self.tp.unwrap_or(base.tp),
+            self.cp.unwrap_or(base.cp),
+            self.dp.unwrap_or(base.dp),
+            self.ep.unwrap_or(1),
+            self.etp.unwrap_or(1),
+        )
+        .map_err(|m| {
+            ArgError::failure(
+                m,
+                Some("degrees multiply: --tp 8 --dp 8 is 64 GPUs".into()),
+                format,
+            )
+        })
+    }
+
     /// Whether any degree was given.
     fn any(&self) -> bool {
         [self.pp, self.tp, self.cp, self.dp, self.ep, self.etp]
@@ -197,6 +217,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
     let mfu = fraction(a.mfu, "mfu", format)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
     let engine = engine(a, &gpu, format)?;
+    Degrees::replica(a).within_bounds(Layout::single(), format)?;
     Ok(Deployment {
         calibration: moeplan::profile::resolve(&gpu, engine.engine)
             .kernels
@@ -385,6 +406,8 @@ fn disaggregate(
     at_least_one("prefill-batch", p.prefill_batch, format)?;
     let mfu = fraction(a.mfu, "mfu", format)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
+    Degrees::prefill(p).within_bounds(Layout::single(), format)?;
+    Degrees::decode(p).within_bounds(Layout::single(), format)?;
     let prefill = Degrees::prefill(p).layout(&r.model);
     let decode = Degrees::decode(p).layout(&r.model);
     let mut d = Disaggregated {
@@ -568,6 +591,7 @@ fn over_aggregated(
             format,
         ));
     }
+    Degrees::replica(f).within_bounds(r.layout, format)?;
     r.layout = Degrees::replica(f).over(r.layout);
     if f.redundant_experts > 0 {
         r.redundant_experts = f.redundant_experts;
@@ -595,6 +619,8 @@ fn over_disaggregated(
             format,
         ));
     }
+    Degrees::prefill(p).within_bounds(d.prefill.layout, format)?;
+    Degrees::decode(p).within_bounds(d.decode.layout, format)?;
     d.prefill.layout = Degrees::prefill(p).over(d.prefill.layout);
     d.decode.layout = Degrees::decode(p).over(d.decode.layout);
     if let Some(w) = p.prefill_workers {

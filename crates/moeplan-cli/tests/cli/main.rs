@@ -1039,6 +1039,9 @@ fn absurd_flag_values_are_bad_input_with_their_bound() {
         ("--max-memory-fraction 0.001", "outside [0.05, 1]"),
         ("--kv-dtype fp4", "needs FP4 hardware"),
         ("--kv-dtype int4", "no engine stores the KV cache as int4"),
+        // Degrees multiply: 65536 × 65536 overflowed u32 (a panic in a
+        // debug build, a silent etp = 0 in release).
+        ("--tp 65536 --dp 65536", "one replica spans at most 1048576"),
     ];
     for (extra, expected) in cases {
         let line = format!("{base} {extra}");

@@ -382,11 +382,19 @@ fn pool(raw: &RawPool, prefix: &str, pr: &mut Problems) -> Pool {
     let ep = raw.ep.map(|v| deg("ep", Some(v)));
     let etp = raw.etp.map(|v| deg("etp", Some(v)));
     let replicas = deg("replicas", raw.replicas);
-    let written_product = replicas as u64
-        * [pp, tp, dp, cp, ep.unwrap_or(1), etp.unwrap_or(1)]
-            .iter()
-            .map(|d| *d as u64)
-            .product::<u64>();
+    let written_product = [pp, tp, dp, cp, ep.unwrap_or(1), etp.unwrap_or(1)]
+        .iter()
+        .fold(replicas as u64, |p, d| p.saturating_mul(*d as u64));
+    if let Err(m) = Layout::degrees_within_bounds(pp, tp, cp, dp, ep.unwrap_or(1), etp.unwrap_or(1))
+    {
+        pr.push(Problem::at(prefix, m).hint("degrees multiply: tp 8 with dp 8 is 64 GPUs"));
+        return Pool {
+            layout: Layout::single(),
+            replicas,
+            redundant_experts: 0,
+            written_product,
+        };
+    }
     Pool {
         layout: Layout::folded(pp, tp, cp, dp, ep, etp),
         replicas,
