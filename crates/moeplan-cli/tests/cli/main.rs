@@ -45,6 +45,10 @@ const KNOWN_MISSING_HINT: &[&str] = &["declared-params-bad-unit.toml"];
 /// regression to "first problem only" fails here.
 const EXPECTED: &[(&str, &[&str])] = &[
     (
+        "toml-nan-value.toml",
+        &["`vocab_size`: nan and inf are not values any input takes"],
+    ),
+    (
         "json-duplicate-key.json",
         &["duplicate key `name`", "remove the repeat"],
     ),

@@ -198,16 +198,27 @@ impl Source {
                     hint,
                 )
             }),
-            Format::Toml => toml::from_str::<toml::Value>(&self.text)
-                .map(|v| serde_json::to_value(v).expect("TOML values are JSON-representable"))
-                .map_err(|e| {
+            Format::Toml => {
+                let v = toml::from_str::<toml::Value>(&self.text).map_err(|e| {
                     let offset = e.span().map_or(0, |s| s.start);
                     syntax(
                         offset,
                         format!("invalid TOML: {}", e.message()),
                         "fix the TOML syntax at the marked position",
                     )
-                }),
+                })?;
+                // JSON has no NaN or infinity: TOML's `nan`/`inf` would turn
+                // into a silent null ("no isl given"), so they are named here.
+                if let Some(path) = non_finite(&v, String::new()) {
+                    let offset = locate(&self.text, &path).map_or(0, |(at, _)| at);
+                    return Err(syntax(
+                        offset,
+                        format!("`{path}`: nan and inf are not values any input takes"),
+                        "write a finite number",
+                    ));
+                }
+                Ok(serde_json::to_value(v).expect("finite TOML values are JSON-representable"))
+            }
             Format::Yaml => serde_saphyr::from_str::<Value>(&self.text).map_err(|e| {
                 // serde-saphyr suggests one of its own options; the user
                 // can only remove the repeated key.
@@ -223,6 +234,23 @@ impl Source {
                 syntax(offset, format!("invalid YAML: {}", first_line(&msg)), hint)
             }),
         }
+    }
+}
+
+/// The dotted path of the first non-finite float in a TOML document.
+fn non_finite(v: &toml::Value, path: String) -> Option<String> {
+    let join = |k: &str| match path.is_empty() {
+        true => k.to_string(),
+        false => format!("{path}.{k}"),
+    };
+    match v {
+        toml::Value::Float(x) if !x.is_finite() => Some(path),
+        toml::Value::Table(t) => t.iter().find_map(|(k, x)| non_finite(x, join(k))),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| non_finite(x, format!("{path}[{i}]"))),
+        _ => None,
     }
 }
 
