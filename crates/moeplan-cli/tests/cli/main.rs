@@ -1170,3 +1170,31 @@ fn only_regular_files_are_read_and_a_bom_is_accepted() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     fs::remove_dir_all(&dir).ok();
 }
+
+/// A diagnostic on a very long line (minified JSON) shows a window around
+/// the span, not the whole line (issue 14: 600 KB were printed).
+#[test]
+fn a_diagnostic_on_a_long_line_shows_a_window() {
+    let dir = std::env::temp_dir().join(format!("moeplan-long-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.json");
+    let pad = "x".repeat(300_000);
+    fs::write(
+        &path,
+        format!(r#"{{"architectures": ["MixtralForCausalLM"], "pad": "{pad}", "num_hidden_layers": -1}}"#),
+    )
+    .unwrap();
+    let out = moeplan(&["model", path.to_str().unwrap()]);
+    fs::remove_dir_all(&dir).ok();
+    assert_eq!(out.status.code(), Some(EXIT_INPUT));
+    let err = stderr(&out);
+    assert!(err.len() < 5_000, "{} bytes of diagnostic", err.len());
+    assert!(
+        unwrapped(&err).contains("`num_hidden_layers`: expected a positive integer, found -1"),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#""num_hidden_layers": -1"#),
+        "the window shows the span: {err}"
+    );
+}

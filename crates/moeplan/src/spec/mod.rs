@@ -167,7 +167,7 @@ impl Diagnostic for SpecError {
         if self.src.inner().is_empty() {
             None
         } else {
-            Some(&self.src)
+            Some(self)
         }
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
@@ -179,6 +179,50 @@ impl Diagnostic for SpecError {
                 p.span
                     .map(|(off, len)| LabeledSpan::new(Some(format!("{}", i + 1)), off, len))
             },
+        )))
+    }
+}
+
+/// The most bytes of source a diagnostic shows around a span: a minified
+/// JSON file or a 100,000-bracket line is one line, which would otherwise
+/// be printed whole.
+const SNIPPET_BYTES: usize = 240;
+
+/// The source as diagnostics show it: the lines around a span, cut to a
+/// window of `SNIPPET_BYTES` around it when they are longer.
+impl SourceCode for SpecError {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let full = self.src.read_span(span, before, after)?;
+        let (start, len) = (full.span().offset(), full.span().len());
+        if len <= SNIPPET_BYTES {
+            return Ok(full);
+        }
+        let text = self.src.inner();
+        let half = SNIPPET_BYTES / 2;
+        let mut from = span.offset().saturating_sub(half).max(start);
+        let mut to = (span.offset() + span.len() + half).min(start + len);
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        while !text.is_char_boundary(to) {
+            to += 1;
+        }
+        let line_start = text[..from].rfind('\n').map_or(0, |i| i + 1);
+        let line = text[..from].matches('\n').count();
+        let column = text[line_start..from].chars().count();
+        let lines = text[from..to].matches('\n').count() + 1;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.file.clone(),
+            &text.as_bytes()[from..to],
+            (from, to - from).into(),
+            line,
+            column,
+            lines,
         )))
     }
 }
