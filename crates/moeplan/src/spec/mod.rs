@@ -420,8 +420,11 @@ fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Probl
     if let (Some(min), Some(x)) = (s.get("minimum").and_then(Value::as_f64), v.as_f64()) {
         if x < min {
             out.push(
-                Problem::at(path, format!("{x} is below the minimum {min}"))
-                    .hint("sizes and counts cannot be negative"),
+                Problem::at(path, format!("{x} is below the minimum {min}")).hint(if min >= 1.0 {
+                    "a degree or count of 1 means no split; 0 means nothing"
+                } else {
+                    "sizes and counts cannot be negative"
+                }),
             );
         }
     }

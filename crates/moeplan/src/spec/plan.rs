@@ -84,18 +84,25 @@ pub enum Mode {
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     /// Pipeline stages (default 1).
+    #[schemars(range(min = 1))]
     pub pp: Option<u32>,
     /// Tensor parallel (default 1).
+    #[schemars(range(min = 1))]
     pub tp: Option<u32>,
     /// Attention data parallel inside a replica (default 1).
+    #[schemars(range(min = 1))]
     pub dp: Option<u32>,
     /// Context parallel (default 1).
+    #[schemars(range(min = 1))]
     pub cp: Option<u32>,
     /// Expert parallel (default: 1, or the stage's GPUs / etp).
+    #[schemars(range(min = 1))]
     pub ep: Option<u32>,
     /// Expert tensor parallel (default: the stage's GPUs / ep).
+    #[schemars(range(min = 1))]
     pub etp: Option<u32>,
     /// Copies of the replica (default 1).
+    #[schemars(range(min = 1))]
     pub replicas: Option<u32>,
     /// Redundant expert slots per replica beyond one per expert (EPLB; default 0).
     pub redundant_experts: Option<u32>,
@@ -108,18 +115,25 @@ pub struct RawDeployment {
     /// `aggregated` (default) or `disaggregated`.
     pub mode: Option<Mode>,
     /// Pipeline stages of a replica (aggregated).
+    #[schemars(range(min = 1))]
     pub pp: Option<u32>,
     /// Tensor parallel (aggregated).
+    #[schemars(range(min = 1))]
     pub tp: Option<u32>,
     /// Attention data parallel inside a replica (aggregated).
+    #[schemars(range(min = 1))]
     pub dp: Option<u32>,
     /// Context parallel (aggregated).
+    #[schemars(range(min = 1))]
     pub cp: Option<u32>,
     /// Expert parallel (aggregated).
+    #[schemars(range(min = 1))]
     pub ep: Option<u32>,
     /// Expert tensor parallel (aggregated).
+    #[schemars(range(min = 1))]
     pub etp: Option<u32>,
     /// Copies of the replica (aggregated).
+    #[schemars(range(min = 1))]
     pub replicas: Option<u32>,
     /// Redundant expert slots per replica (EPLB; aggregated).
     pub redundant_experts: Option<u32>,
@@ -236,6 +250,7 @@ pub struct Pool {
     /// Degrees of one replica (ep/etp folded as engines do when not written).
     pub layout: Layout,
     /// Copies.
+    #[schemars(range(min = 1))]
     pub replicas: u32,
     /// Redundant expert slots per replica (EPLB).
     pub redundant_experts: u32,
