@@ -250,9 +250,9 @@ pub struct CatalogModel {
     /// Architecture class.
     pub architecture: String,
     /// Parameters.
-    pub params_total: f64,
+    pub params_total: u64,
     /// Parameters active per token.
-    pub params_active: f64,
+    pub params_active: u64,
     /// Bytes of weights.
     pub weight_bytes: f64,
 }
@@ -265,18 +265,18 @@ pub struct CatalogGpu<'a> {
     /// Marketing name.
     pub name: String,
     /// HBM bytes.
-    pub memory_bytes: f64,
+    pub memory_bytes: u64,
     /// HBM bytes/s.
-    pub memory_bandwidth: f64,
+    pub memory_bandwidth: u64,
     /// Dense peak FLOP/s by precision.
     pub peak_flops:
         &'a std::collections::BTreeMap<crate::dtype::Precision, crate::units::FlopPerSecond>,
     /// GPUs per node.
     pub gpus_per_node: u32,
     /// NVLink bytes/s per GPU.
-    pub nvlink_bandwidth: f64,
+    pub nvlink_bandwidth: u64,
     /// Network bytes/s per GPU.
-    pub network_bandwidth: f64,
+    pub network_bandwidth: u64,
 }
 
 /// `moeplan calibrate --json`.

@@ -11,6 +11,11 @@ use crate::units::{Flop, Params};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// A count of parameters, computed in f64, written as the integer it is.
+fn as_count<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.round().max(0.0) as u64)
+}
+
 /// How a figure was derived.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Derivation {
@@ -37,8 +42,12 @@ impl Derivation {
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ComponentReport {
     /// Parameters stored.
+    #[serde(serialize_with = "as_count")]
+    #[schemars(with = "u64")]
     pub total: f64,
     /// Parameters a token uses.
+    #[serde(serialize_with = "as_count")]
+    #[schemars(with = "u64")]
     pub active: f64,
     /// Stored precision.
     pub dtype: DType,
@@ -78,8 +87,12 @@ pub struct ModelReport {
     /// Architecture read.
     pub architecture: String,
     /// Total parameters.
+    #[serde(serialize_with = "as_count")]
+    #[schemars(with = "u64")]
     pub params_total: f64,
     /// Parameters used per token (embedding row and LM head included).
+    #[serde(serialize_with = "as_count")]
+    #[schemars(with = "u64")]
     pub params_active: f64,
     /// Per component.
     pub params_by_component: BTreeMap<String, ComponentReport>,

@@ -34,8 +34,8 @@ fn models(format: Format) -> Result<Vec<CatalogModel>, Failure> {
         models.push(CatalogModel {
             id: id.to_string(),
             architecture: m.architecture.clone(),
-            params_total: p.total.value(),
-            params_active: p.active.value(),
+            params_total: p.total.value().round() as u64,
+            params_active: p.active.value().round() as u64,
             weight_bytes: p.weight_bytes.value(),
         });
     }
@@ -59,12 +59,12 @@ fn catalog_gpu(g: &Gpu) -> CatalogGpu<'_> {
     CatalogGpu {
         id: g.id.clone(),
         name: g.name.clone(),
-        memory_bytes: g.memory.value(),
-        memory_bandwidth: g.memory_bandwidth.value(),
+        memory_bytes: g.memory.value().round() as u64,
+        memory_bandwidth: g.memory_bandwidth.value().round() as u64,
         peak_flops: &g.peak,
         gpus_per_node: g.gpus_per_node,
-        nvlink_bandwidth: g.nvlink_bandwidth.value(),
-        network_bandwidth: g.network_bandwidth.value(),
+        nvlink_bandwidth: g.nvlink_bandwidth.value().round() as u64,
+        network_bandwidth: g.network_bandwidth.value().round() as u64,
     }
 }
 
@@ -75,8 +75,8 @@ fn models_table(models: &[CatalogModel]) -> String {
         t.add_row(vec![
             m.id.clone(),
             m.architecture.clone(),
-            Params::new(m.params_total).to_string(),
-            Params::new(m.params_active).to_string(),
+            Params::new(m.params_total as f64).to_string(),
+            Params::new(m.params_active as f64).to_string(),
             Bytes::new(m.weight_bytes).to_string(),
         ]);
     }
