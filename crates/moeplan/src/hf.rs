@@ -317,6 +317,7 @@ fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         dtypes: Dtypes::uniform(DType::Bf16),
         declared_params: None,
         assumptions: Vec::new(),
+        max_context: c.obj.get("max_position_embeddings").and_then(Value::as_u64),
     }
 }
 

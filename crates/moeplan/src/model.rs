@@ -233,6 +233,9 @@ pub struct Model {
     pub declared_params: Option<f64>,
     /// Assumptions made where the source was silent (shown to the user).
     pub assumptions: Vec<String>,
+    /// The longest context (prompt + output) the model was trained for, when
+    /// its config states it (`max_position_embeddings`).
+    pub max_context: Option<u64>,
 }
 
 /// The components parameters are reported by.

@@ -1198,3 +1198,29 @@ fn a_diagnostic_on_a_long_line_shows_a_window() {
         "the window shows the span: {err}"
     );
 }
+
+/// A prompt and output longer than the model's trained context are said to
+/// be so (issue 14: it passed silently); within it, no such warning.
+#[test]
+fn a_request_beyond_the_trained_context_is_warned() {
+    let run = |isl: &str| {
+        let out = moeplan(&[
+            "estimate",
+            "--model",
+            "mixtral-8x7b",
+            "--gpu",
+            "h100",
+            "--tp",
+            "2",
+            "--isl",
+            isl,
+            "--osl",
+            "1000",
+            "--concurrency",
+            "4",
+        ]);
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    assert!(run("40000").contains("exceeds the 32768 tokens of context"));
+    assert!(!run("4000").contains("tokens of context"));
+}

@@ -182,6 +182,7 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         dtypes,
         declared_params,
         assumptions: raw.assumptions.clone().unwrap_or_default(),
+        max_context: None,
     }
 }
 
