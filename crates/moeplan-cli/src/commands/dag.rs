@@ -121,6 +121,16 @@ fn source(a: &DagArgs) -> Option<&Path> {
 }
 
 /// Renders DOT to SVG with Graphviz.
+/// How long Graphviz may take to lay out a graph.
+const RENDER_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Nodes above which a drawing is warned to be slow to lay out.
+const LARGE_GRAPH: usize = 3_000;
+
+/// What draws a graph Graphviz can lay out.
+const LARGE_GRAPH_HINT: &str =
+    "draw fewer nodes: --granularity layer, without --expand or --all-layers, or one --phase";
+
 fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
     let child = Command::new("dot")
         .arg("-Tsvg")
@@ -146,15 +156,51 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(dot.as_bytes());
     }
+    // Graphviz can lay out a huge graph for many minutes: stop waiting
+    // after RENDER_LIMIT, and show only the first lines of its complaints.
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() < RENDER_LIMIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(bad(
+                    format!(
+                        "Graphviz `dot` did not finish within {} s; {} was not written",
+                        RENDER_LIMIT.as_secs(),
+                        path.display()
+                    ),
+                    Some(LARGE_GRAPH_HINT.into()),
+                ));
+            }
+            Err(e) => return Err(bad(format!("Graphviz `dot` failed: {e}"), None)),
+        }
+    }
     let out = child
         .wait_with_output()
         .map_err(|e| bad(format!("Graphviz `dot` failed: {e}"), None))?;
     if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        let more = match lines.len() {
+            n if n > 5 => format!("\n(and {} more lines)", n - 5),
+            _ => String::new(),
+        };
         return Err(bad(
             format!(
-                "Graphviz `dot` failed ({}): {}",
+                "Graphviz `dot` failed ({}): {}{more}",
                 out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
+                lines
+                    .iter()
+                    .take(5)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .trim()
             ),
             None,
         ));
@@ -221,6 +267,13 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
         output::note(&summary);
     }
     if let Some(path) = &a.svg {
+        if graph.nodes.len() > LARGE_GRAPH {
+            output::note(&format!(
+                "warning: {} nodes: Graphviz may take minutes to lay them out (it is stopped after {} s); {LARGE_GRAPH_HINT}",
+                graph.nodes.len(),
+                RENDER_LIMIT.as_secs()
+            ));
+        }
         render_svg(&export::to_dot(&graph, view), path)?;
         output::note(&format!("wrote {}", path.display()));
     }

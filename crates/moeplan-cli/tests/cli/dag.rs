@@ -216,3 +216,37 @@ fn a_disaggregated_plan_draws_one_worker_with_its_share() {
         "{s}"
     );
 }
+
+/// When Graphviz fails, its complaint is cut to its first lines (issue 14:
+/// 3,100 lines were dumped). A stand-in `dot` that writes 50 lines and fails.
+#[cfg(unix)]
+#[test]
+fn a_failing_graphviz_is_quoted_in_a_few_lines() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("moeplan-dag-bad-dot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dot = dir.join("dot");
+    std::fs::write(
+        &dot,
+        "#!/bin/sh\ncat > /dev/null\ni=0\nwhile [ $i -lt 50 ]; do echo \"dot: line $i\" >&2; i=$((i+1)); done\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&dot, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let svg = dir.join("out.svg");
+    let mut a = SEED.to_vec();
+    let svg_s = svg.to_string_lossy().to_string();
+    a.extend_from_slice(&["--svg", &svg_s]);
+    let path = format!("{}:/bin:/usr/bin", dir.display());
+    let out = command(&root(), &a)
+        .env("PATH", path)
+        .output()
+        .expect("the binary runs");
+    std::fs::remove_dir_all(&dir).ok();
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("dot: line 4") && !e.contains("dot: line 5\n"),
+        "{e}"
+    );
+    assert!(e.contains("and 45 more lines"), "{e}");
+}
