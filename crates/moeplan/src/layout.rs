@@ -11,6 +11,10 @@ use serde::Serialize;
 use std::fmt;
 use std::ops::Range;
 
+/// The most extra copies of each expert that redundant slots (EPLB) may
+/// add: published deployments add well under one.
+pub const MAX_REDUNDANT_COPIES: u64 = 4;
+
 /// The most GPUs one replica's degrees may ask for: 2^20, a thousand times
 /// the widest published deployment, so every product of degrees stays
 /// inside `u32`.
@@ -290,6 +294,18 @@ impl Layout {
     fn check_experts(&self, m: &Model, redundant_experts: u32, bad: &mut Vec<LayoutProblem>) {
         match &m.moe {
             Some(moe) => {
+                if u64::from(redundant_experts) > MAX_REDUNDANT_COPIES * moe.n_routed_experts {
+                    bad.push(LayoutProblem::new(
+                        "redundant_experts",
+                        "redundant_experts",
+                        format!(
+                            "{redundant_experts} redundant slots for {} experts: more than {MAX_REDUNDANT_COPIES} extra copies of every expert",
+                            moe.n_routed_experts
+                        ),
+                        "EPLB adds a few slots per GPU (DeepSeek 32 for 256 experts, Kimi K2 96 for 384)",
+                    ));
+                    return;
+                }
                 let slots = moe.n_routed_experts as u32 + redundant_experts;
                 if slots % self.ep != 0 {
                     bad.push(LayoutProblem::new("experts_ep", "ep", format!("{} expert slots ({} experts + {redundant_experts} redundant) cannot be split evenly over ep = {}", slots, moe.n_routed_experts, self.ep), "choose ep dividing the expert slots, or add redundant expert slots (EPLB)"));

@@ -1224,3 +1224,80 @@ fn a_request_beyond_the_trained_context_is_warned() {
     assert!(run("40000").contains("exceeds the 32768 tokens of context"));
     assert!(!run("4000").contains("tokens of context"));
 }
+
+mod flag_values {
+    //! Any value of a numeric flag either is refused as bad input (exit 2)
+    //! or gives figures that are finite and physically possible (issue 14's
+    //! quality bar: NaN, ±inf, 0 and huge values never reach an exit 0 with
+    //! nonsense in the output).
+    use super::{moeplan, stdout};
+    use proptest::prelude::*;
+
+    const FLAGS: &[&str] = &[
+        "--mfu",
+        "--bandwidth-utilization",
+        "--routing-skew",
+        "--max-memory-fraction",
+        "--isl",
+        "--osl",
+        "--concurrency",
+        "--tp",
+        "--dp",
+        "--ep",
+        "--max-step-tokens",
+        "--max-running-requests",
+        "--redundant-experts",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("NaN".to_string()),
+            Just("inf".to_string()),
+            Just("-inf".to_string()),
+            Just("0".to_string()),
+            Just("-1".to_string()),
+            Just("1e-300".to_string()),
+            Just("1e300".to_string()),
+            Just("4294967295".to_string()),
+            Just("18446744073709551615".to_string()),
+            (1u32..100_000).prop_map(|v| v.to_string()),
+            (0.0f64..2.0).prop_map(|v| format!("{v}")),
+        ]
+    }
+
+    /// Every number in a JSON output, recursively.
+    fn numbers(v: &serde_json::Value, out: &mut Vec<f64>) {
+        match v {
+            serde_json::Value::Number(n) => out.extend(n.as_f64()),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| numbers(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| numbers(x, out)),
+            _ => {}
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn no_flag_value_gives_nonsense(flag in prop::sample::select(FLAGS), v in value()) {
+            let with = format!("{flag}={v}");
+            let args = [
+                "estimate", "--model", "qwen3-30b-a3b", "--gpu", "h100", "--isl", "1000",
+                "--osl", "200", "--concurrency", "16", "--json", &with,
+            ];
+            let out = moeplan(&args);
+            let code = out.status.code();
+            prop_assert!(matches!(code, Some(0..=2)), "{args:?}: exit {code:?}");
+            if code == Some(0) {
+                let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+                let mut all = Vec::new();
+                numbers(&json, &mut all);
+                prop_assert!(all.iter().all(|x| x.is_finite() && x.abs() < 1e25), "{args:?}");
+                for key in ["ttft_ms", "tpot_ms"] {
+                    let t = json[key].as_f64().unwrap_or(f64::NAN);
+                    // Positive, and below a day: anything else is an artefact.
+                    prop_assert!(t > 0.0 && t < 8.64e7, "{args:?}: {key} = {t}");
+                }
+            }
+        }
+    }
+}
