@@ -111,18 +111,6 @@ impl Layout {
         ]
     }
 
-    /// One GPU: every degree 1.
-    pub fn single() -> Layout {
-        Layout {
-            pp: 1,
-            tp: 1,
-            cp: 1,
-            dp: 1,
-            ep: 1,
-            etp: 1,
-        }
-    }
-
     /// The degrees' GPUs (pp · tp · cp · dp, and ep, etp each) within
     /// `MAX_REPLICA_GPUS`, computed without overflow; the message names the
     /// product otherwise. Check before `folded`, whose products are `u32`.

@@ -217,7 +217,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
     let mfu = fraction(a.mfu, "mfu", format)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
     let engine = engine(a, &gpu, format)?;
-    Degrees::replica(a).within_bounds(Layout::single(), format)?;
+    Degrees::replica(a).within_bounds(Layout::default(), format)?;
     Ok(Deployment {
         calibration: moeplan::profile::resolve(&gpu, engine.engine)
             .kernels
@@ -406,8 +406,8 @@ fn disaggregate(
     at_least_one("prefill-batch", p.prefill_batch, format)?;
     let mfu = fraction(a.mfu, "mfu", format)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
-    Degrees::prefill(p).within_bounds(Layout::single(), format)?;
-    Degrees::decode(p).within_bounds(Layout::single(), format)?;
+    Degrees::prefill(p).within_bounds(Layout::default(), format)?;
+    Degrees::decode(p).within_bounds(Layout::default(), format)?;
     let prefill = Degrees::prefill(p).layout(&r.model);
     let decode = Degrees::decode(p).layout(&r.model);
     let mut d = Disaggregated {

@@ -25,7 +25,7 @@
 
 use super::closed_loop::Shape;
 use super::steps::{Step, StepKind, Stepper};
-use super::{EstimateInput, JsonDetail, PhaseCost, Regime, Workload};
+use super::{EstimateInput, HeadlineJson, JsonDetail, PhaseCost, Regime, Workload};
 use crate::calibration::{Calibration, ServingParams};
 use crate::hardware::Gpu;
 use crate::layout::{Layout, LayoutProblem};
@@ -105,18 +105,9 @@ pub struct DisaggEstimateJson<'a> {
     mode: crate::figures::Mode,
     /// GPUs (of the replica, or of both pools).
     gpus: u64,
-    /// Mean time to first token, ms.
-    ttft_ms: f64,
-    /// Mean time per output token after the first, ms.
-    tpot_ms: f64,
-    /// TTFT + (osl − 1) × TPOT, ms.
-    request_latency_ms: f64,
-    /// Output tokens/s divided by the GPUs.
-    output_tokens_per_s_per_gpu: f64,
-    /// Output tokens/s one request sees.
-    output_tokens_per_s_per_user: f64,
-    /// Prompt tokens/s divided by the GPUs.
-    input_tokens_per_s_per_gpu: f64,
+    /// The headline figures.
+    #[serde(flatten)]
+    headline: HeadlineJson,
     /// Requests completed per second.
     requests_per_s: f64,
     /// `decode` or `prefill`: which part of the loop sets the pace.
@@ -790,12 +781,14 @@ impl DisaggEstimate {
         DisaggEstimateJson {
             mode: crate::figures::Mode::Disaggregated,
             gpus: self.gpus,
-            ttft_ms: self.ttft.ms(),
-            tpot_ms: self.tpot.ms(),
-            request_latency_ms: self.request_latency.ms(),
-            output_tokens_per_s_per_gpu: self.output_tokens_per_s_per_gpu.0,
-            output_tokens_per_s_per_user: self.output_tokens_per_s_per_user.0,
-            input_tokens_per_s_per_gpu: self.input_tokens_per_s_per_gpu.0,
+            headline: HeadlineJson {
+                ttft_ms: self.ttft.ms(),
+                tpot_ms: self.tpot.ms(),
+                request_latency_ms: self.request_latency.ms(),
+                output_tokens_per_s_per_gpu: self.output_tokens_per_s_per_gpu.0,
+                output_tokens_per_s_per_user: self.output_tokens_per_s_per_user.0,
+                input_tokens_per_s_per_gpu: self.input_tokens_per_s_per_gpu.0,
+            },
             requests_per_s: self.requests_per_s,
             regime: self.regime,
             fits: self.fits,

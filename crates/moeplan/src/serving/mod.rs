@@ -846,18 +846,9 @@ pub struct EstimateJson<'a> {
     layout: &'a Layout,
     /// GPUs (of the replica, or of both pools).
     gpus: u32,
-    /// Mean time to first token, ms.
-    ttft_ms: f64,
-    /// Mean time per output token after the first, ms.
-    tpot_ms: f64,
-    /// TTFT + (osl − 1) × TPOT, ms.
-    request_latency_ms: f64,
-    /// Output tokens/s divided by the GPUs.
-    output_tokens_per_s_per_gpu: f64,
-    /// Output tokens/s one request sees.
-    output_tokens_per_s_per_user: f64,
-    /// Prompt tokens/s divided by the GPUs.
-    input_tokens_per_s_per_gpu: f64,
+    /// The headline figures.
+    #[serde(flatten)]
+    headline: HeadlineJson,
     /// Requests decoding per step on the replica.
     decoding_requests: f64,
     /// `decode` or `prefill`: which part of the loop sets the pace.
@@ -897,6 +888,24 @@ pub struct EstimateJson<'a> {
     /// Derivation of each headline figure (full detail only).
     #[serde(skip_serializing_if = "Option::is_none")]
     explain: Option<&'a Explain>,
+}
+
+/// The headline figures both estimates' JSON share (times in ms, the
+/// unit people quote).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct HeadlineJson {
+    /// Mean time to first token, ms.
+    pub ttft_ms: f64,
+    /// Mean time per output token after the first, ms.
+    pub tpot_ms: f64,
+    /// TTFT + (osl − 1) × TPOT, ms.
+    pub request_latency_ms: f64,
+    /// Output tokens/s divided by the GPUs.
+    pub output_tokens_per_s_per_gpu: f64,
+    /// Output tokens/s one request sees.
+    pub output_tokens_per_s_per_user: f64,
+    /// Prompt tokens/s divided by the GPUs.
+    pub input_tokens_per_s_per_gpu: f64,
 }
 
 /// Memory of the fullest GPU in `moeplan estimate --json` (`memory_per_gpu`).
@@ -940,12 +949,14 @@ impl Estimate {
         EstimateJson {
             layout: &self.layout,
             gpus: self.gpus,
-            ttft_ms: self.ttft.ms(),
-            tpot_ms: self.tpot.ms(),
-            request_latency_ms: self.request_latency.ms(),
-            output_tokens_per_s_per_gpu: self.output_tokens_per_s_per_gpu.0,
-            output_tokens_per_s_per_user: self.output_tokens_per_s_per_user.0,
-            input_tokens_per_s_per_gpu: self.input_tokens_per_s_per_gpu.0,
+            headline: HeadlineJson {
+                ttft_ms: self.ttft.ms(),
+                tpot_ms: self.tpot.ms(),
+                request_latency_ms: self.request_latency.ms(),
+                output_tokens_per_s_per_gpu: self.output_tokens_per_s_per_gpu.0,
+                output_tokens_per_s_per_user: self.output_tokens_per_s_per_user.0,
+                input_tokens_per_s_per_gpu: self.input_tokens_per_s_per_gpu.0,
+            },
             decoding_requests: self.decoding_requests,
             regime: self.regime,
             engine: &self.engine,

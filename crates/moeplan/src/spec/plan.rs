@@ -404,7 +404,7 @@ fn pool(raw: &RawPool, prefix: &str, pr: &mut Problems) -> Pool {
     {
         pr.push(Problem::at(prefix, m).hint("degrees multiply: tp 8 with dp 8 is 64 GPUs"));
         return Pool {
-            layout: Layout::single(),
+            layout: Layout::default(),
             replicas,
             redundant_experts: 0,
             written_product,
