@@ -104,15 +104,25 @@ pub const GPUS: &[(&str, &str)] = &[
         "a100-sxm-80g",
         include_str!("../catalog/gpus/a100-sxm-80g.toml"),
     ),
+    (
+        "a100-sxm-40g",
+        include_str!("../catalog/gpus/a100-sxm-40g.toml"),
+    ),
     ("b200", include_str!("../catalog/gpus/b200.toml")),
     ("b300", include_str!("../catalog/gpus/b300.toml")),
     ("gb200", include_str!("../catalog/gpus/gb200.toml")),
     ("gb300", include_str!("../catalog/gpus/gb300.toml")),
+    ("h100-nvl", include_str!("../catalog/gpus/h100-nvl.toml")),
+    ("h100-pcie", include_str!("../catalog/gpus/h100-pcie.toml")),
     ("h100-sxm", include_str!("../catalog/gpus/h100-sxm.toml")),
     ("h200-sxm", include_str!("../catalog/gpus/h200-sxm.toml")),
+    ("h20", include_str!("../catalog/gpus/h20.toml")),
     ("h800", include_str!("../catalog/gpus/h800.toml")),
+    ("l4", include_str!("../catalog/gpus/l4.toml")),
     ("l40s", include_str!("../catalog/gpus/l40s.toml")),
     ("mi300x", include_str!("../catalog/gpus/mi300x.toml")),
+    ("mi325x", include_str!("../catalog/gpus/mi325x.toml")),
+    ("mi355x", include_str!("../catalog/gpus/mi355x.toml")),
     ("seed-gpu", include_str!("../catalog/gpus/seed-gpu.toml")),
 ];
 
@@ -237,6 +247,7 @@ const GPU_ALIASES: &[(&str, &str)] = &[
     ("h200", "h200-sxm"),
     ("a100", "a100-sxm-80g"),
     ("a100-80g", "a100-sxm-80g"),
+    ("a100-40g", "a100-sxm-40g"),
 ];
 
 fn format_of(id: &str, text: &str) -> Format {
