@@ -1301,3 +1301,39 @@ mod flag_values {
         }
     }
 }
+
+/// A GPU spec file is shown by its `name` (issue 13: outputs showed the
+/// file stem).
+#[test]
+fn a_gpu_file_is_shown_by_its_name() {
+    let dir = std::env::temp_dir().join(format!("moeplan-gpu-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let card = dir.join("mycard.toml");
+    let text = fs::read_to_string(crate_dir().join("../moeplan/catalog/gpus/h20.toml")).unwrap();
+    fs::write(
+        &card,
+        text.replace("name = \"NVIDIA H20\"", "name = \"Our H20 box\""),
+    )
+    .unwrap();
+    let out = moeplan(&[
+        "estimate",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        card.to_str().unwrap(),
+        "--isl",
+        "1000",
+        "--osl",
+        "200",
+        "--concurrency",
+        "16",
+        "--tp",
+        "2",
+    ]);
+    fs::remove_dir_all(&dir).ok();
+    assert!(
+        stdout(&out).starts_with("qwen3-30b-a3b on 2 × Our H20 box,"),
+        "{}",
+        stdout(&out)
+    );
+}

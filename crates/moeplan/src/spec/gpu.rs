@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGpu {
-    /// Short id; defaults to the file stem.
+    /// Short id, what outputs show; defaults to `name` (catalog entries
+    /// take their catalog id).
     pub id: Option<String>,
     /// Full name.
     pub name: String,
@@ -139,7 +140,11 @@ pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
     }
     let efficiency = efficiency(raw.efficiency.as_ref(), pr);
     Gpu {
-        id: raw.id.clone().unwrap_or_else(|| default_id.to_string()),
+        id: raw
+            .id
+            .clone()
+            .or_else(|| Some(raw.name.clone()).filter(|n| !n.trim().is_empty()))
+            .unwrap_or_else(|| default_id.to_string()),
         name: raw.name.clone(),
         memory,
         memory_bandwidth,
