@@ -222,6 +222,15 @@ pub const HF_IDS: &[(&str, &str, Option<DType>)] = &[
     ),
 ];
 
+/// The Hugging Face id of a catalog model's own checkpoint (the first listed
+/// for it without a precision override), if it has one.
+pub fn hf_id(key: &str) -> Option<&'static str> {
+    HF_IDS
+        .iter()
+        .find(|(_, k, d)| *k == key && d.is_none())
+        .map(|(h, _, _)| *h)
+}
+
 /// A catalog model by Hugging Face id (case-insensitive), with the weight
 /// type of a quantised re-release applied to its experts and dense MLPs.
 pub fn model_by_hf_id(id: &str) -> Option<Result<Model, SpecError>> {

@@ -247,6 +247,8 @@ pub struct CatalogOutput<'a> {
 pub struct CatalogModel {
     /// Catalog id.
     pub id: String,
+    /// The Hugging Face id of its checkpoint (also accepted as `--model`).
+    pub hf_id: Option<&'static str>,
     /// Architecture class.
     pub architecture: String,
     /// Parameters.

@@ -33,6 +33,7 @@ fn models(format: Format) -> Result<Vec<CatalogModel>, Failure> {
         let p = m.params();
         models.push(CatalogModel {
             id: id.to_string(),
+            hf_id: moeplan::catalog::hf_id(id),
             architecture: m.architecture.clone(),
             params_total: p.total.value().round() as u64,
             params_active: p.active.value().round() as u64,
@@ -70,10 +71,18 @@ fn catalog_gpu(g: &Gpu) -> CatalogGpu<'_> {
 
 /// The models' table: architecture, parameters, active and weights.
 fn models_table(models: &[CatalogModel]) -> String {
-    let mut t = output::table(&["model", "architecture", "parameters", "active", "weights"]);
+    let mut t = output::table(&[
+        "model",
+        "Hugging Face id",
+        "architecture",
+        "parameters",
+        "active",
+        "weights",
+    ]);
     for m in models {
         t.add_row(vec![
             m.id.clone(),
+            m.hf_id.unwrap_or("-").to_string(),
             m.architecture.clone(),
             Params::new(m.params_total as f64).to_string(),
             Params::new(m.params_active as f64).to_string(),
