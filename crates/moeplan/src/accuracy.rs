@@ -155,7 +155,7 @@ pub struct Summary {
 }
 
 /// Summarises the outcomes of the runs `members` selects.
-pub fn summarize(
+pub(crate) fn summarize(
     group: &str,
     runs: &[Run],
     outcomes: &[Outcome],
@@ -185,7 +185,7 @@ pub fn summarize(
 }
 
 /// Whether a run is aggregated.
-pub fn is_aggregated(r: &Run) -> bool {
+pub(crate) fn is_aggregated(r: &Run) -> bool {
     matches!(r.deployment, RunDeployment::Aggregated { .. })
 }
 
@@ -246,7 +246,7 @@ pub fn samples(runs: &[Run]) -> Vec<Option<Sample>> {
 
 /// The serving layer of each engine fitted to the answered runs of that
 /// engine in `members`, starting from `start(engine)`.
-pub fn fit_engines(
+pub(crate) fn fit_engines(
     runs: &[Run],
     outcomes: &[Outcome],
     samples: &[Option<Sample>],

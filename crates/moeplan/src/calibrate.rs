@@ -136,7 +136,7 @@ fn errors(samples: &[&Sample], sv: &ServingParams) -> (ErrorStats, ErrorStats) {
 }
 
 /// Fits one group of runs from `start`.
-pub fn fit_group(samples: &[&Sample], start: &ServingParams) -> UserFit {
+pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams) -> UserFit {
     let free = fit::identifiable(samples.len());
     let params = fit::fit_free(samples, start, &free);
     let (t0, p0) = errors(samples, start);

@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
 mod micros {
     use crate::units::Seconds;
     use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(t: &Seconds, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(t: &Seconds, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(t.us())
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
         f64::deserialize(d).map(Seconds::from_us)
     }
 }
@@ -35,10 +35,10 @@ mod micros {
 mod micros3 {
     use crate::units::Seconds;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    pub fn serialize<S: Serializer>(t: &[Seconds; 3], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(t: &[Seconds; 3], s: S) -> Result<S::Ok, S::Error> {
         [t[0].us(), t[1].us(), t[2].us()].serialize(s)
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Seconds; 3], D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Seconds; 3], D::Error> {
         <[f64; 3]>::deserialize(d).map(|v| v.map(Seconds::from_us))
     }
 }
@@ -48,10 +48,10 @@ mod mib {
     use crate::units::Bytes;
     use serde::{Deserialize, Deserializer, Serializer};
     const MIB: f64 = 1024.0 * 1024.0;
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(b.0 / MIB)
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
         f64::deserialize(d).map(|v| Bytes(v * MIB))
     }
 }
@@ -332,7 +332,7 @@ impl Calibration {
     }
 
     /// The GEMM-shaped curves (dense GEMMs and the MLA absorb BMMs).
-    pub fn gemm_curves_mut(&mut self) -> [&mut GemmCurve; 4] {
+    pub(crate) fn gemm_curves_mut(&mut self) -> [&mut GemmCurve; 4] {
         [
             &mut self.gemm_bf16,
             &mut self.gemm_fp8,

@@ -130,7 +130,7 @@ pub const GPUS: &[(&str, &str)] = &[
 /// published with the same architecture under other ids, with the weight
 /// type they store where it differs from the catalog config's (quantised
 /// re-releases store routed experts and dense MLPs in it).
-pub const HF_IDS: &[(&str, &str, Option<DType>)] = &[
+pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
     ("deepseek-ai/DeepSeek-R1", "deepseek-r1", None),
     ("deepseek-ai/DeepSeek-R1-0528", "deepseek-r1", None),
     (
@@ -233,7 +233,7 @@ pub fn hf_id(key: &str) -> Option<&'static str> {
 
 /// A catalog model by Hugging Face id (case-insensitive), with the weight
 /// type of a quantised re-release applied to its experts and dense MLPs.
-pub fn model_by_hf_id(id: &str) -> Option<Result<Model, SpecError>> {
+pub(crate) fn model_by_hf_id(id: &str) -> Option<Result<Model, SpecError>> {
     let (_, key, dtype) = HF_IDS.iter().find(|(h, _, _)| h.eq_ignore_ascii_case(id))?;
     Some(model(key)?.map(|mut m| {
         if let Some(d) = dtype {

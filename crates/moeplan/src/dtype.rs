@@ -70,12 +70,13 @@ impl DType {
     }
 
     /// Every accepted name, for diagnostics.
-    pub const NAMES: &'static str = "fp32, bf16, fp16, fp8, int8, int4, mxfp4, nvfp4 (fp4 = nvfp4)";
+    pub(crate) const NAMES: &'static str =
+        "fp32, bf16, fp16, fp8, int8, int4, mxfp4, nvfp4 (fp4 = nvfp4)";
 
     /// The tensor-core precision a GEMM with weights of this type would use
     /// on a GPU that supports it (activations are quantised on the fly for
     /// fp8/fp4; int4 is weight-only and computes in 16 bits).
-    pub fn preferred_compute(self) -> Precision {
+    pub(crate) fn preferred_compute(self) -> Precision {
         match self {
             DType::Fp32 | DType::Bf16 | DType::Fp16 | DType::Int4 => Precision::Bf16,
             DType::Fp8 => Precision::Fp8,

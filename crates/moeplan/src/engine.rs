@@ -33,7 +33,7 @@ pub enum Engine {
 
 impl Engine {
     /// The engines whose kernels and serving are measured.
-    pub const MEASURED: [Engine; 3] = [Engine::Vllm, Engine::Sglang, Engine::Trtllm];
+    pub(crate) const MEASURED: [Engine; 3] = [Engine::Vllm, Engine::Sglang, Engine::Trtllm];
     /// Every engine.
     pub const ALL: [Engine; 4] = [
         Engine::Neutral,

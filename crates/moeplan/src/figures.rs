@@ -39,7 +39,7 @@ pub enum Predicted {
 
 impl Predicted {
     /// Share of a decode step's HBM bytes that are KV cache (0 without a decode step).
-    pub fn kv_share(&self) -> f64 {
+    pub(crate) fn kv_share(&self) -> f64 {
         match self {
             Predicted::Aggregated(e) => {
                 let c = &e.ceilings;
@@ -322,7 +322,7 @@ impl Figures {
     }
 
     /// What the service levels judge.
-    pub fn judged(&self) -> Judged {
+    pub(crate) fn judged(&self) -> Judged {
         Judged {
             memory_fraction: self.memory_fraction,
             ttft_ms: self.ttft.ms(),

@@ -123,7 +123,7 @@ fn decode(x: &[f64; 7]) -> ServingParams {
 }
 
 /// Mean loss of `samples` under `sv`.
-pub fn loss(samples: &[&Sample], sv: &ServingParams) -> f64 {
+pub(crate) fn loss(samples: &[&Sample], sv: &ServingParams) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
@@ -137,13 +137,13 @@ pub fn loss(samples: &[&Sample], sv: &ServingParams) -> f64 {
 /// is a few hundred microseconds (2 ms costs as much). Without it, runs
 /// that cannot tell a slow kernel from a fixed per-step cost let the fit
 /// trade one for the other.
-pub fn prior(p: &ServingParams) -> f64 {
+pub(crate) fn prior(p: &ServingParams) -> f64 {
     prior_around(p, &ServingParams::default())
 }
 
 /// `prior` centred on `c` instead of the kernel tables' values: a
 /// calibration from a user's few runs stays near the profile it starts from.
-pub fn prior_around(p: &ServingParams, c: &ServingParams) -> f64 {
+pub(crate) fn prior_around(p: &ServingParams, c: &ServingParams) -> f64 {
     const WEIGHT: f64 = 0.1;
     let ln2 = |x: f64, y: f64| ((x.max(1e-6) / y.max(1e-6)).ln() / std::f64::consts::LN_2).powi(2);
     let step = (p.step_overhead - c.step_overhead).ms() / 2.0;
@@ -240,7 +240,7 @@ impl Param {
 /// The parameters `runs` runs can pin down: with one or two, the two
 /// kernel scales (TTFT and TPOT are two numbers per run); with fewer than
 /// ten, the fixed costs too; with ten or more, every one.
-pub fn identifiable(runs: usize) -> Vec<Param> {
+pub(crate) fn identifiable(runs: usize) -> Vec<Param> {
     match runs {
         0 => Vec::new(),
         1..=2 => vec![Param::PrefillScale, Param::DecodeScale],
@@ -256,7 +256,11 @@ pub fn identifiable(runs: usize) -> Vec<Param> {
 
 /// The serving parameters that fit `samples` best when only `free` may
 /// move from `start`, with the prior centred on `start`.
-pub fn fit_free(samples: &[&Sample], start: &ServingParams, free: &[Param]) -> ServingParams {
+pub(crate) fn fit_free(
+    samples: &[&Sample],
+    start: &ServingParams,
+    free: &[Param],
+) -> ServingParams {
     if samples.is_empty() || free.is_empty() {
         return *start;
     }
@@ -329,7 +333,7 @@ pub fn fit_serving(samples: &[&Sample], start: &ServingParams) -> ServingParams 
 }
 
 /// Nelder–Mead minimisation of `f` from `x0` with initial steps `step`.
-pub fn nelder_mead<const N: usize>(
+pub(crate) fn nelder_mead<const N: usize>(
     f: &impl Fn(&[f64; N]) -> f64,
     x0: [f64; N],
     step: f64,

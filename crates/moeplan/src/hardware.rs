@@ -63,7 +63,7 @@ impl Gpu {
     /// Peak for a precision; falls back to the fastest supported precision
     /// at or above it in width (fp4 → fp8 → bf16), since weights are then
     /// up-converted for the math.
-    pub fn peak_for(&self, wanted: Precision) -> (Precision, FlopPerSecond) {
+    pub(crate) fn peak_for(&self, wanted: Precision) -> (Precision, FlopPerSecond) {
         // 4-bit weights on a GPU without FP4 tensor cores run weight-only
         // kernels (Marlin, Triton) that compute in 16 bits, not in FP8.
         if wanted == Precision::Fp4 && !self.peak.contains_key(&Precision::Fp4) {

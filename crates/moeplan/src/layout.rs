@@ -13,12 +13,12 @@ use std::ops::Range;
 
 /// The most extra copies of each expert that redundant slots (EPLB) may
 /// add: published deployments add well under one.
-pub const MAX_REDUNDANT_COPIES: u64 = 4;
+pub(crate) const MAX_REDUNDANT_COPIES: u64 = 4;
 
 /// The most GPUs one replica's degrees may ask for: 2^20, a thousand times
 /// the widest published deployment, so every product of degrees stays
 /// inside `u32`.
-pub const MAX_REPLICA_GPUS: u64 = 1 << 20;
+pub(crate) const MAX_REPLICA_GPUS: u64 = 1 << 20;
 
 /// Degrees of one replica.
 #[derive(
@@ -164,7 +164,7 @@ impl Layout {
     }
 
     /// GPUs of one pipeline stage.
-    pub fn gpus_per_stage(&self) -> u32 {
+    pub(crate) fn gpus_per_stage(&self) -> u32 {
         self.tp * self.cp * self.dp
     }
     /// GPUs of the replica.

@@ -6,6 +6,7 @@
 //! the model on GPUs; later stages cost and search those placements. The
 //! library never prints: the CLI owns all output.
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 // Divisibility rules (heads by TP, experts by EP) read as the domain states them.
 #![allow(clippy::manual_is_multiple_of)]

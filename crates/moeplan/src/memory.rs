@@ -52,7 +52,7 @@ impl MemoryBreakdown {
 }
 
 /// KV cache bytes one token adds on one GPU in one layer, after the TP split.
-pub fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mixer) -> Bytes {
+pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mixer) -> Bytes {
     if mixer == Mixer::Linear {
         return Bytes::ZERO;
     }
@@ -159,7 +159,12 @@ fn weights_total(w: &[f64; 10]) -> Bytes {
 }
 
 /// KV cache (and linear state) of one request of `context` tokens on one GPU of `stage`.
-pub fn kv_bytes_per_request(m: &Model, layout: &Layout, stage: usize, context: u64) -> Bytes {
+pub(crate) fn kv_bytes_per_request(
+    m: &Model,
+    layout: &Layout,
+    stage: usize,
+    context: u64,
+) -> Bytes {
     let stages = layout.stages(m);
     let range = stages[stage.min(stages.len() - 1)].clone();
     kv_bytes_per_request_in(m, layout, range, context)
@@ -218,7 +223,7 @@ pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes
 
 /// The fp32 logits row one running request needs on the last stage each
 /// step (vocab-parallel over TP): an engine samples one token per request.
-pub fn logits_bytes_per_request(m: &Model, layout: &Layout) -> Bytes {
+pub(crate) fn logits_bytes_per_request(m: &Model, layout: &Layout) -> Bytes {
     Bytes(m.vocab_size as f64 / layout.tp as f64 * 4.0)
 }
 
@@ -229,7 +234,7 @@ const ALLREDUCE_WORKSPACE: Bytes = Bytes::new(64.0 * 1024.0 * 1024.0);
 
 /// Communication buffers: expert-parallel dispatch/combine buffers sized for
 /// the largest step, plus the all-reduce workspace.
-pub fn comm_buffer_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
+pub(crate) fn comm_buffer_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
     let mut b = 0.0;
     if layout.ep > 1 {
         if let Some(moe) = &m.moe {
@@ -271,7 +276,7 @@ pub fn max_concurrency(
 
 /// `memory` and `max_concurrency` at once, computing each stage's weights
 /// and per-request KV once (what `serving::estimate` needs).
-pub fn memory_and_max_concurrency(
+pub(crate) fn memory_and_max_concurrency(
     m: &Model,
     gpu: &Gpu,
     layout: &Layout,

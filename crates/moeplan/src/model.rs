@@ -361,7 +361,7 @@ impl Model {
     }
 
     /// Parameters of one layer, by sharding class.
-    pub fn layer_params(&self, layer: &Layer) -> LayerParams {
+    pub(crate) fn layer_params(&self, layer: &Layer) -> LayerParams {
         let h = self.hidden_size as f64;
         let mut p = LayerParams {
             norms: 2.0 * h,
@@ -510,7 +510,7 @@ impl Model {
     }
 
     /// Parameters of the vision encoder and projector (0 without one).
-    pub fn vision_params(&self) -> f64 {
+    pub(crate) fn vision_params(&self) -> f64 {
         self.vision.as_ref().map_or(0.0, vision_params)
     }
 
@@ -543,7 +543,7 @@ impl Model {
     }
 
     /// The stored precision of a component.
-    pub fn component_dtype(&self, c: Component) -> DType {
+    pub(crate) fn component_dtype(&self, c: Component) -> DType {
         let d = &self.dtypes;
         match c {
             Component::Embedding => d.embedding,
@@ -564,7 +564,7 @@ impl Model {
     }
 
     /// Bytes of KV cache one token adds in one layer (0 for linear attention).
-    pub fn kv_bytes_per_token_layer(&self, layer: &Layer) -> Bytes {
+    pub(crate) fn kv_bytes_per_token_layer(&self, layer: &Layer) -> Bytes {
         if layer.mixer == Mixer::Linear {
             return Bytes::ZERO;
         }
@@ -595,7 +595,7 @@ impl Model {
 
     /// KV cache of one sequence of `context` tokens over all layers
     /// (sliding-window layers keep at most their window).
-    pub fn kv_bytes_for_context(&self, context: u64) -> Bytes {
+    pub(crate) fn kv_bytes_for_context(&self, context: u64) -> Bytes {
         self.layers
             .iter()
             .map(|l| self.kv_bytes_per_token_layer(l) * l.kept_tokens(context) as f64)
@@ -604,7 +604,7 @@ impl Model {
 
     /// Fixed recurrent state of one sequence in one linear-attention layer:
     /// the per-value-head dk×dv state matrix plus the convolution window.
-    pub fn linear_state_bytes_per_layer(&self) -> Bytes {
+    pub(crate) fn linear_state_bytes_per_layer(&self) -> Bytes {
         match &self.linear_attention {
             None => Bytes::ZERO,
             Some(la) => {
@@ -660,7 +660,7 @@ impl Model {
     /// layers see at most their window; DSA reads at most its top-k tokens
     /// after a cheap index pass over all of them; linear layers cost a
     /// constant state update.
-    pub fn attention_flop_per_token(&self, context: u64) -> Flop {
+    pub(crate) fn attention_flop_per_token(&self, context: u64) -> Flop {
         self.layers
             .iter()
             .map(|l| self.attention_flop_layer(l, context))
@@ -668,7 +668,7 @@ impl Model {
     }
 
     /// Attention-core FLOP of one layer for one token at `context`.
-    pub fn attention_flop_layer(&self, layer: &Layer, context: u64) -> Flop {
+    pub(crate) fn attention_flop_layer(&self, layer: &Layer, context: u64) -> Flop {
         match layer.mixer {
             Mixer::Linear => {
                 let la = self.linear_attention.as_ref().expect("validated");
@@ -739,7 +739,7 @@ impl<'a> LayerParamsMemo<'a> {
 
 impl Layer {
     /// Tokens of a `context`-token sequence this layer keeps in its cache.
-    pub fn kept_tokens(&self, context: u64) -> u64 {
+    pub(crate) fn kept_tokens(&self, context: u64) -> u64 {
         match self.mixer {
             Mixer::Full => context,
             Mixer::Sliding { window } => context.min(window),

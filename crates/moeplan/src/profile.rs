@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// The embedded profile files.
-pub const FILES: &[(&str, &str)] = &[
+pub(crate) const FILES: &[(&str, &str)] = &[
     (
         "h100-sxm-vllm",
         include_str!("../profiles/h100-sxm-vllm.toml"),
@@ -85,7 +85,7 @@ pub struct FitError {
 impl FitError {
     /// The median error of a family fitted to measurements (None for a
     /// fallback, an assumption or a value read off a table).
-    pub fn fitted_median(&self) -> Option<f64> {
+    pub(crate) fn fitted_median(&self) -> Option<f64> {
         match self.fallback {
             Some(_) => None,
             None => self.median,

@@ -190,7 +190,7 @@ pub enum Deployment {
 
 /// Requests in flight when a plan does not say: per replica (aggregated) or
 /// on the whole deployment (disaggregated).
-pub const DEFAULT_CONCURRENCY: u64 = 64;
+pub(crate) const DEFAULT_CONCURRENCY: u64 = 64;
 
 impl Deployment {
     /// The deployment a plan file describes, on `engine`. Its workload's

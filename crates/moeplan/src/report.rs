@@ -139,7 +139,7 @@ pub struct ModelReport {
 }
 
 /// Context lengths the report samples.
-pub const SAMPLE_CONTEXTS: [u64; 5] = [128, 1024, 8192, 32768, 131072];
+pub(crate) const SAMPLE_CONTEXTS: [u64; 5] = [128, 1024, 8192, 32768, 131072];
 
 /// Builds the accounting report of a model.
 pub fn model_report(m: &Model) -> ModelReport {

@@ -210,7 +210,7 @@ pub fn parse(name: &str, text: &str, base: &Path) -> Result<Vec<Run>, SpecError>
 }
 
 /// The native format's columns.
-pub const NATIVE: [&str; 15] = [
+pub(crate) const NATIVE: [&str; 15] = [
     "model",
     "gpu",
     "engine",
@@ -235,7 +235,7 @@ enum Format {
 }
 
 /// The catalog GPU of a silicon `system` name.
-pub fn gpu_of_system(system: &str) -> Option<&'static str> {
+pub(crate) fn gpu_of_system(system: &str) -> Option<&'static str> {
     Some(match system {
         "h100_sxm" => "h100-sxm",
         "h200_sxm" => "h200-sxm",
@@ -887,7 +887,7 @@ impl Run {
 
     /// A replica of `layout` with `concurrency` requests in flight, on the
     /// run's model, GPU and engine.
-    pub fn replica_of(&self, layout: Layout, concurrency: u64) -> Result<Replica, String> {
+    pub(crate) fn replica_of(&self, layout: Layout, concurrency: u64) -> Result<Replica, String> {
         let model = self.model()?;
         let gpu = self.gpu()?;
         let layout = as_deployed(&model, layout);

@@ -146,7 +146,7 @@ pub struct Violation {
 impl Violation {
     /// How far off, as a ratio ≥ 1 (the figure over the limit, or the limit
     /// over the figure for a floor).
-    pub fn shortfall(&self) -> f64 {
+    pub(crate) fn shortfall(&self) -> f64 {
         match self.level.bound() {
             Bound::AtLeast => self.limit / self.value.max(1e-12),
             Bound::AtMost => self.value / self.limit.max(1e-12),

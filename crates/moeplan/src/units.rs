@@ -184,7 +184,7 @@ pub struct Seconds(pub(crate) f64);
 
 impl Seconds {
     /// Zero seconds.
-    pub const ZERO: Self = Self(0.0);
+    pub(crate) const ZERO: Self = Self(0.0);
     /// `v` seconds.
     pub const fn new(v: f64) -> Self {
         Self(v)
@@ -326,7 +326,7 @@ impl Mul<Seconds> for FlopPerSecond {
 
 impl TokensPerSecond {
     /// `tokens` produced in `time`.
-    pub fn from_tokens(tokens: f64, time: Seconds) -> Self {
+    pub(crate) fn from_tokens(tokens: f64, time: Seconds) -> Self {
         Self(tokens / time.0)
     }
     /// The same rate per millisecond, for comparison with plans that quote it.
@@ -336,7 +336,7 @@ impl TokensPerSecond {
 }
 
 /// Binary gibibytes, for the few places where a vendor states capacity in GiB.
-pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 #[cfg(test)]
 mod tests {

@@ -153,7 +153,7 @@ fn distance(a: &Layout, b: &Layout) -> f64 {
 /// The valid layout nearest to a pool's written one (for an invalid
 /// layout, the reading its per-GPU claims are checked against). Ties go
 /// to the GPU count closest to what the author multiplied out.
-pub fn nearest_valid(plan: &Plan, pool: &Pool) -> Option<Layout> {
+pub(crate) fn nearest_valid(plan: &Plan, pool: &Pool) -> Option<Layout> {
     let written = pool.layout;
     let intended = (pool.written_product / pool.replicas.max(1) as u64).max(1) as u32;
     let max = written.gpus().max(intended).clamp(1, 512);
@@ -438,7 +438,7 @@ fn build(
 /// The corrected plan as a tree of the plan file: the original's model,
 /// hardware, workload and requirements, the corrected deployment, and the
 /// recomputed claims (units written out).
-pub fn corrected_tree(original: &serde_json::Value, c: &Corrected) -> serde_json::Value {
+pub(crate) fn corrected_tree(original: &serde_json::Value, c: &Corrected) -> serde_json::Value {
     let mut v = original.clone();
     let l = c.layout;
     let k = &c.claims;

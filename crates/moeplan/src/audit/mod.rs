@@ -201,7 +201,7 @@ pub struct AuditOptions<'a> {
 }
 
 /// Requests in flight per replica when the plan does not say.
-pub const DEFAULT_CONCURRENCY: u64 = 64;
+pub(crate) const DEFAULT_CONCURRENCY: u64 = 64;
 
 /// The estimate input for a layout of the plan.
 pub(crate) fn input<'a>(

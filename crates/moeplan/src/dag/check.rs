@@ -107,7 +107,7 @@ impl Report {
 }
 
 /// Relative tolerance between the graph's critical path and the cost model.
-pub const TOLERANCE: f64 = 0.01;
+pub(crate) const TOLERANCE: f64 = 0.01;
 
 /// The diagnostics found so far, in discovery order.
 struct Diags(Vec<Diagnostic>);

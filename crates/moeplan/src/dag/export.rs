@@ -39,7 +39,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 /// The rank order, as written in the JSON.
-pub const RANK_ORDER: &str = "global id = node * gpus_per_node + local; in a replica id = ((stage*dp + dp_rank)*cp + cp_rank)*tp + tp_rank; MoE: id - stage*gpus_per_stage = (edp_rank*ep + ep_rank)*etp + etp_rank; slot j on EP rank j / (slots/ep) holds expert j mod n_experts";
+pub(crate) const RANK_ORDER: &str = "global id = node * gpus_per_node + local; in a replica id = ((stage*dp + dp_rank)*cp + cp_rank)*tp + tp_rank; MoE: id - stage*gpus_per_stage = (edp_rank*ep + ep_rank)*etp + etp_rank; slot j on EP rank j / (slots/ep) holds expert j mod n_experts";
 
 /// The formats a graph is written in (`moeplan dag --format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

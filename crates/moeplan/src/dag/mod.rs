@@ -205,7 +205,7 @@ impl TimeByBound {
         self.compute_s + self.memory_s + self.communication_s + self.overhead_s
     }
     /// The largest of compute, memory and communication.
-    pub fn dominant(&self) -> Bound {
+    pub(crate) fn dominant(&self) -> Bound {
         let c = [
             (Bound::Compute, self.compute_s),
             (Bound::Memory, self.memory_s),

@@ -255,14 +255,14 @@ impl OpKind {
     }
 
     /// Whether the operator reads the KV cache (its bytes grow with context).
-    pub fn reads_kv_cache(self) -> bool {
+    pub(crate) fn reads_kv_cache(self) -> bool {
         matches!(self, OpKind::AttentionDecode | OpKind::AttentionPrefill)
     }
 
     /// Where the MoE block's token exchange sits relative to the expert
     /// GEMMs in data order: before them (dispatch, gather), after them
     /// (combine, scatter), or not part of the exchange.
-    pub fn exchange_side(self) -> ExchangeSide {
+    pub(crate) fn exchange_side(self) -> ExchangeSide {
         use OpKind::*;
         match self {
             EpDispatch | DpAllGather => ExchangeSide::Before,

@@ -288,7 +288,7 @@ impl StepCost {
         self.stage_times[self.slowest_stage]
     }
     /// Time for one micro-batch to cross every stage.
-    pub fn traversal(&self) -> Seconds {
+    pub(crate) fn traversal(&self) -> Seconds {
         self.stage_times.iter().copied().sum::<Seconds>()
             + self.stage_transfer * (self.stage_times.len() - 1) as f64
     }
@@ -1091,7 +1091,13 @@ impl<'a> CostContext<'a> {
 
     /// The MoE block when the other attention-DP ranks bring `peer_tokens`
     /// each (None: as many as this GPU's rank).
-    pub fn moe_ops_with(&self, count: u32, t: f64, peer_tokens: Option<f64>, ops: &mut Vec<Op>) {
+    pub(crate) fn moe_ops_with(
+        &self,
+        count: u32,
+        t: f64,
+        peer_tokens: Option<f64>,
+        ops: &mut Vec<Op>,
+    ) {
         let m = self.model;
         let moe = m.moe.as_ref().expect("MoE layer implies MoE");
         let l = &self.layout;
@@ -1294,7 +1300,7 @@ impl<'a> CostContext<'a> {
     /// (Marlin, OAI Triton, FlashInfer MXFP4×BF16), and MXFP4×MXFP8 (W4A8,
     /// FP8 math) on those with; nvfp4 runs on FP4 tensor cores where the GPU
     /// has them (else FP4 Marlin, 16-bit); fp8 in FP8.
-    pub fn moe_precision(&self, w: DType) -> (Precision, FlopPerSecond) {
+    pub(crate) fn moe_precision(&self, w: DType) -> (Precision, FlopPerSecond) {
         let fp4_cores = self.gpu.peak.contains_key(&Precision::Fp4);
         match w {
             DType::Mxfp4 if fp4_cores => self.gpu.peak_for(Precision::Fp8),
@@ -1313,7 +1319,7 @@ impl<'a> CostContext<'a> {
     /// - int4: `moe_int4`; mxfp4: `moe_mxfp4` (the engine's gpt-oss kernel);
     /// - nvfp4 on FP4 tensor cores: `moe_fp4`; without them: `moe_fp4_marlin`;
     /// - anything else: `moe_bf16`.
-    pub fn moe_curve(&self, w: DType, precision: Precision) -> &MoeCurve {
+    pub(crate) fn moe_curve(&self, w: DType, precision: Precision) -> &MoeCurve {
         let cal = self.cal;
         match w {
             DType::Fp8 if self.layout.ep > 1 => &cal.moe_fp8_ep,
@@ -1369,7 +1375,11 @@ impl<'a> CostContext<'a> {
     /// embedding on the first stage and `(None, ops)` for the LM head and
     /// sampling on the last. The DAG (`crate::dag`) draws its nodes from this,
     /// and checks that their critical path equals `step(shape).traversal()`.
-    pub fn stage_parts(&self, stage: usize, shape: &StepShape) -> Vec<(Option<Layer>, Vec<Op>)> {
+    pub(crate) fn stage_parts(
+        &self,
+        stage: usize,
+        shape: &StepShape,
+    ) -> Vec<(Option<Layer>, Vec<Op>)> {
         let n = self.stages.len();
         let mut parts = Vec::new();
         for (layer, count) in &self.stages[stage] {

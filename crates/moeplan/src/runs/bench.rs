@@ -57,7 +57,7 @@ fn sidecar_path(path: &Path) -> PathBuf {
 }
 
 /// Whether `path` is a benchmark client's result file (by extension).
-pub fn is_bench_result(path: &Path) -> bool {
+pub(crate) fn is_bench_result(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("json" | "jsonl")
@@ -65,7 +65,7 @@ pub fn is_bench_result(path: &Path) -> bool {
 }
 
 /// Reads a result file and its sidecar.
-pub fn read(path: &Path, name: &str, text: &str) -> Result<Vec<Run>, SpecError> {
+pub(crate) fn read(path: &Path, name: &str, text: &str) -> Result<Vec<Run>, SpecError> {
     let side_path = sidecar_path(path);
     let side_name = side_path.display().to_string();
     let side_text = std::fs::read_to_string(&side_path).map_err(|e| {

@@ -10,7 +10,7 @@ const PP: [u32; 5] = [1, 2, 4, 8, 16];
 /// it (DeepSeek's decode units span 144 GPUs, its widest EP 320; SGLang's
 /// 72; Kimi K2's 96): a larger budget is served by more replicas, counted
 /// arithmetically, so the layouts searched stop growing with the budget.
-pub const MAX_REPLICA_GPUS: u32 = 1024;
+pub(crate) const MAX_REPLICA_GPUS: u32 = 1024;
 const POW2: [u32; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 /// Every layout of at most `budget` GPUs (and `MAX_REPLICA_GPUS`) the enumeration considers, with the

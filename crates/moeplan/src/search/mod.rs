@@ -92,7 +92,7 @@ impl Modes {
     }
 
     /// Whether `mode` is searched.
-    pub fn includes(self, mode: Mode) -> bool {
+    pub(crate) fn includes(self, mode: Mode) -> bool {
         match (self, mode) {
             (Modes::Both, _) => true,
             (Modes::Aggregated, Mode::Aggregated) => true,
@@ -262,7 +262,7 @@ pub(crate) struct Eval<'a> {
 
 impl Eval<'_> {
     /// Counts one estimate.
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 }

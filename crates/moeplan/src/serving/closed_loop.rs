@@ -200,7 +200,7 @@ fn prompts_per_step(l: &Loop, decodes: f64) -> f64 {
 }
 
 /// The steps the loop needs costed.
-pub fn shapes(l: &Loop) -> Shapes {
+pub(crate) fn shapes(l: &Loop) -> Shapes {
     let n = l.running.max(1.0);
     let decode = Shape {
         decodes: n,
@@ -276,7 +276,7 @@ fn own_chunk(l: &Loop) -> f64 {
 }
 
 /// Fraction of steady-state steps that carry a prompt chunk (mixed).
-pub fn stream_share(l: &Loop) -> f64 {
+pub(crate) fn stream_share(l: &Loop) -> f64 {
     (stream_tokens(l) / own_chunk(l)).min(1.0)
 }
 
@@ -289,7 +289,7 @@ fn steady_time(l: &Loop, t: &StepTimes) -> Seconds {
 /// Mean over the `n` requests of a round of the step that completes each
 /// prompt, when the steps carry `per_step` prompts (fractional: chunked).
 /// Request `j` completes in step `⌈(j + 1) / per_step⌉`.
-pub fn mean_completion_step(n: f64, per_step: f64) -> f64 {
+pub(crate) fn mean_completion_step(n: f64, per_step: f64) -> f64 {
     let n_int = n.round().max(1.0) as u64;
     if per_step >= n {
         return 1.0;
@@ -309,7 +309,7 @@ pub fn mean_completion_step(n: f64, per_step: f64) -> f64 {
 }
 
 /// The benchmark's figures from the step times.
-pub fn solve(l: &Loop, t: &StepTimes, p: &LoopParams) -> LoopResult {
+pub(crate) fn solve(l: &Loop, t: &StepTimes, p: &LoopParams) -> LoopResult {
     let n = l.running.max(1.0);
     let decode_steps = (l.osl - 1.0).max(0.0);
     let mut r = match l.policy {

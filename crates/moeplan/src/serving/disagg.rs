@@ -488,7 +488,7 @@ impl PreparedDisagg {
 /// runs per step, from the kernels' step times alone (so that a count
 /// inferred for a measured run does not depend on a serving layer fitted to
 /// it). 1 when the layouts are invalid.
-pub fn rate_matched_prefill_workers(inp: &DisaggInput) -> u32 {
+pub(crate) fn rate_matched_prefill_workers(inp: &DisaggInput) -> u32 {
     let Ok(prep) = PreparedDisagg::new(inp) else {
         return 1;
     };
@@ -808,7 +808,7 @@ impl DisaggEstimate {
 
 /// The prefill step of one worker of `pool` (whole prompts of the
 /// workload's length, `prompts_per_rank` per rank) under `inp`'s serving layer.
-pub fn prefill_step_time(inp: &DisaggInput, pool: &Pool) -> Seconds {
+pub(crate) fn prefill_step_time(inp: &DisaggInput, pool: &Pool) -> Seconds {
     let prompts = pool.prompts_per_rank.max(1) as f64;
     let pin = pool_input(inp, pool, (prompts * pool.layout.dp as f64) as u64);
     Stepper::new(&pin, pool.layout.dp as f64)
@@ -825,7 +825,7 @@ pub fn prefill_step_time(inp: &DisaggInput, pool: &Pool) -> Seconds {
 
 /// The decode step of one worker of `pool` at `n` requests per rank under
 /// `inp`'s serving layer.
-pub fn decode_step_time(inp: &DisaggInput, pool: &Pool, n: f64) -> Seconds {
+pub(crate) fn decode_step_time(inp: &DisaggInput, pool: &Pool, n: f64) -> Seconds {
     let din = pool_input(inp, pool, (n * pool.layout.dp as f64).ceil() as u64);
     let mut s = Stepper::new(&din, pool.layout.dp as f64).step(
         StepKind::Decode,

@@ -119,4 +119,4 @@ fn gcd(a: usize, b: usize) -> usize {
 /// kernels under the calibration's power-law routing (×1.3–1.6 at EP 8–32
 /// for prefill-sized batches of vLLM's H100 kernels; other engines and GPUs
 /// in docs/calibration.md, "Skewed routing").
-pub const REFERENCE_SKEW: f64 = 0.5;
+pub(crate) const REFERENCE_SKEW: f64 = 0.5;

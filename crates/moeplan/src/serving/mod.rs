@@ -16,7 +16,8 @@ pub mod imbalance;
 pub mod steps;
 
 pub use closed_loop::Regime;
-pub use imbalance::{load_imbalance, REFERENCE_SKEW};
+pub use imbalance::load_imbalance;
+pub(crate) use imbalance::REFERENCE_SKEW;
 
 use crate::calibration::{Calibration, ServingParams};
 use crate::hardware::Gpu;
@@ -339,7 +340,10 @@ pub fn estimate_summary(inp: &EstimateInput) -> Result<Estimate, Vec<LayoutProbl
 }
 
 /// `estimate` or `estimate_summary` as `detail` says.
-pub fn estimate_at(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<LayoutProblem>> {
+pub(crate) fn estimate_at(
+    inp: &EstimateInput,
+    detail: Detail,
+) -> Result<Estimate, Vec<LayoutProblem>> {
     estimate_with(inp, detail)
 }
 
@@ -478,7 +482,7 @@ impl Prepared {
     }
 
     /// The benchmark's figures under a serving layer.
-    pub fn solve(&self, sv: &ServingParams) -> LoopResult {
+    pub(crate) fn solve(&self, sv: &ServingParams) -> LoopResult {
         closed_loop::solve(
             &self.lp,
             &StepTimes {

@@ -83,7 +83,7 @@ impl SpecError {
     }
 
     /// A problem with the file as a whole (unreadable, too large...).
-    pub fn whole_file(file: &str, message: String, hint: &str) -> Self {
+    pub(crate) fn whole_file(file: &str, message: String, hint: &str) -> Self {
         Self::new(
             file,
             String::new(),
@@ -92,7 +92,7 @@ impl SpecError {
     }
 
     /// Problems against a source, located in its text.
-    pub fn in_source(source: &Source, problems: Vec<Problem>) -> Self {
+    pub(crate) fn in_source(source: &Source, problems: Vec<Problem>) -> Self {
         Self::new(&source.name, source.text.clone(), problems)
     }
 
@@ -236,7 +236,7 @@ pub fn schema_of<T: JsonSchema>() -> Value {
 /// and missing key), then the semantic checks of `convert`. Keys with
 /// structural problems are set aside so the semantic checks still run on
 /// the rest of the file: a user sees every problem at once.
-pub fn load_spec<T, D>(
+pub(crate) fn load_spec<T, D>(
     source: &Source,
     convert: impl FnOnce(&T, &mut Problems) -> D,
 ) -> Result<D, SpecError>
@@ -355,7 +355,7 @@ fn remove_path(v: &mut Value, path: &str) {
 /// `$defs`, `type` (single or list), `properties`, `required`,
 /// `additionalProperties: false`, `anyOf`/`oneOf`, `enum`, `const`,
 /// `minimum`, `items`.
-pub fn check_schema(value: &Value, schema: &Value) -> Vec<Problem> {
+pub(crate) fn check_schema(value: &Value, schema: &Value) -> Vec<Problem> {
     let mut out = Vec::new();
     walk(value, schema, schema, "", &mut out);
     out

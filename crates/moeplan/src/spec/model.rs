@@ -138,7 +138,7 @@ pub struct RawDtypes {
 
 /// The most decoder layers a spec may declare (real models have at most a
 /// few hundred); beyond this a typo would allocate without bound.
-pub const MAX_LAYERS: u64 = 4096;
+pub(crate) const MAX_LAYERS: u64 = 4096;
 
 /// Reads a native model spec.
 pub fn load(source: &Source) -> Result<Model, SpecError> {

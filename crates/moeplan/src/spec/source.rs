@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// The largest input file accepted. The largest real config we know
 /// (GLM-5-FP8, with its per-module exclusion list) is 36 kB.
-pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The text format of an input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub enum Format {
 
 impl Format {
     /// The format a file name's extension says, if any.
-    pub fn from_path(path: &str) -> Option<Format> {
+    pub(crate) fn from_path(path: &str) -> Option<Format> {
         let ext = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "toml" => Some(Format::Toml),
@@ -128,7 +128,7 @@ impl Source {
     }
 
     /// The text of raw bytes, or a diagnostic at the first byte that is not UTF-8.
-    pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, SpecError> {
+    pub(crate) fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, SpecError> {
         String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
