@@ -41,6 +41,10 @@ pub struct Cli {
     /// A profile written by `moeplan calibrate`: every estimate of a GPU × engine it covers uses its fitted serving layer (default: $MOEPLAN_PROFILE).
     #[arg(long, global = true, value_name = "FILE")]
     pub profile: Option<std::path::PathBuf>,
+    /// Print tables at their full width; by default, on a terminal, they are
+    /// wrapped to its width (output to a file or a pipe is never wrapped).
+    #[arg(long, global = true)]
+    pub wide: bool,
 }
 
 #[derive(Subcommand, Debug)]

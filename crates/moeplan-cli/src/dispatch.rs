@@ -10,6 +10,10 @@ pub fn run(cli: Cli) -> ExitCode {
         .profile
         .clone()
         .or_else(|| std::env::var_os("MOEPLAN_PROFILE").map(std::path::PathBuf::from));
+    output::set_tables(match cli.wide {
+        true => output::Tables::Wide,
+        false => output::Tables::FitTerminal,
+    });
     if let Some(path) = profile {
         if let Err(f) = commands::calibrate::use_profile(&path) {
             return output::failure(f);

@@ -157,8 +157,30 @@ pub fn derivation_list<K: std::fmt::Display>(explain: &BTreeMap<K, Derivation>) 
 pub fn table(header: &[&str]) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_content_arrangement(match TABLES.get().copied().unwrap_or(Tables::FitTerminal) {
+        // comfy-table wraps cells to the terminal's width when stdout is
+        // one; to a pipe or a file it writes full rows either way.
+        Tables::FitTerminal => comfy_table::ContentArrangement::Dynamic,
+        Tables::Wide => comfy_table::ContentArrangement::Disabled,
+    });
     t.set_header(header.to_vec());
     t
+}
+
+/// How tables are laid out (`--wide`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tables {
+    /// Wrapped to the terminal's width when printing to one.
+    FitTerminal,
+    /// Full rows always.
+    Wide,
+}
+
+static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
+
+/// Sets the table layout once, from the command line.
+pub fn set_tables(t: Tables) {
+    let _ = TABLES.set(t);
 }
 
 /// A problem with the command line itself (a flag's value, a layout).
