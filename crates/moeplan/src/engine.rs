@@ -93,7 +93,8 @@ impl Engine {
             max_step_tokens: pick(&s.step_tokens).unwrap_or(8192),
             max_running_requests: pick(&s.max_running),
             runtime_reserve: Bytes(s.runtime_reserve_gib * GIB),
-            max_memory_fraction: s.memory_fraction,
+            // The presets are embedded data, each checked to be a fraction by a test.
+            max_memory_fraction: crate::units::Fraction::known(s.memory_fraction),
             cuda_graphs: s.cuda_graphs,
         }
     }
@@ -217,7 +218,7 @@ pub struct EngineConfig {
     pub runtime_reserve: Bytes,
     /// Fraction of the GPU's memory the engine may use (vLLM
     /// `gpu_memory_utilization`; the seeds' "< 90%").
-    pub max_memory_fraction: f64,
+    pub max_memory_fraction: crate::units::Fraction,
     /// Which steps run as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
 }
@@ -237,6 +238,13 @@ mod tests {
     fn every_engine_file_parses_and_names_itself() {
         for e in Engine::ALL {
             assert_eq!(e.spec().name, e.name());
+            // `config` builds a Fraction from it unchecked: it must be one.
+            let f = e.spec().memory_fraction;
+            assert!(
+                crate::units::Fraction::new(f).is_some() && f > 0.0,
+                "{}: {f}",
+                e.name()
+            );
         }
     }
 

@@ -291,7 +291,7 @@ pub(crate) fn memory_and_max_concurrency(
     let logits_row = logits_bytes_per_request(m, layout);
     let comm = comm_buffer_bytes(m, layout, cfg);
     let other = comm + cfg.runtime_reserve;
-    let usable = gpu.memory.0 * cfg.max_memory_fraction;
+    let usable = gpu.memory.0 * cfg.max_memory_fraction.value();
     // (stage, weights, total, per_request, weights_bytes, activations) of the fullest GPU so far.
     let mut worst: Option<(usize, [f64; 10], Bytes, Bytes, Bytes, Bytes)> = None;
     let mut best = u64::MAX;

@@ -700,7 +700,7 @@ fn redundant_slots(model: &Model, eps: &[u32]) -> u32 {
 /// the engine's default holds not even one request: the run shows it fitted,
 /// so its operator raised the share (`--mem-fraction-static`,
 /// `--gpu-memory-utilization`, `free_gpu_memory_fraction`) to about this.
-pub const MEASURED_MEMORY_FRACTION: f64 = 0.95;
+pub const MEASURED_MEMORY_FRACTION: crate::units::Fraction = crate::units::Fraction::known(0.95);
 
 /// Raises `engine`'s memory share to `MEASURED_MEMORY_FRACTION` where its
 /// default holds no request of `context` tokens on one of `layouts`.

@@ -180,7 +180,7 @@ impl std::fmt::Display for Violation {
 /// The limit a scenario sets for a level, in the level's unit (None: no limit).
 pub fn limit(slo: &Slo, level: Level, gpu_budget: Option<u64>) -> Option<f64> {
     match level {
-        Level::Memory => Some(slo.max_memory_fraction),
+        Level::Memory => Some(slo.max_memory_fraction.value()),
         Level::Ttft => slo.ttft.map(|t| t.ms()),
         Level::Tpot => slo.tpot.map(|t| t.ms()),
         Level::ThroughputPerGpu => slo.min_throughput_per_gpu.map(|r| r.0),
@@ -248,7 +248,7 @@ mod tests {
             tpot: Some(Seconds(0.03)),
             min_throughput_per_gpu: Some(TokensPerSecond(2000.0)),
             min_throughput_per_user: Some(TokensPerSecond(60.0)),
-            max_memory_fraction: 0.4,
+            max_memory_fraction: crate::units::Fraction::known(0.4),
             max_load_imbalance: Some(0.01),
         };
         let v = evaluate(&slo, &judged(), Some(4));
@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn no_limit_no_violation() {
         let slo = Slo {
-            max_memory_fraction: 0.9,
+            max_memory_fraction: crate::units::Fraction::known(0.9),
             ..Slo::default()
         };
         assert!(evaluate(&slo, &judged(), None).is_empty());

@@ -369,3 +369,45 @@ mod tests {
         assert_eq!(TokensPerSecond(32_550.0).per_ms(), 32.55);
     }
 }
+
+/// A share in [0, 1] (of GPU memory an engine may use, ...): built only
+/// through [`Fraction::new`], which refuses anything else, so a fraction
+/// that reaches the cost model is one.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Fraction(f64);
+
+impl Fraction {
+    /// `x` as a fraction, or `None` unless it is finite and in [0, 1].
+    pub fn new(x: f64) -> Option<Fraction> {
+        (x.is_finite() && (0.0..=1.0).contains(&x)).then_some(Fraction(x))
+    }
+
+    /// A fraction known in the source (engine presets, defaults).
+    pub(crate) const fn known(x: f64) -> Fraction {
+        Fraction(x)
+    }
+
+    /// The plain number.
+    pub fn value(self) -> f64 {
+        self.0
+    }
+
+    /// The larger of two fractions.
+    pub fn max(self, other: Fraction) -> Fraction {
+        Fraction(self.0.max(other.0))
+    }
+}
+
+impl fmt::Display for Fraction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.0}%", self.0 * 100.0)
+    }
+}
+
+impl Mul<Fraction> for Bytes {
+    type Output = Bytes;
+    fn mul(self, rhs: Fraction) -> Bytes {
+        Bytes(self.0 * rhs.0)
+    }
+}

@@ -74,6 +74,12 @@ fn skew(a: &DeploymentArgs, format: Format) -> Result<f64, Failure> {
     .unwrap_or(0.0))
 }
 
+/// A memory fraction `bounded` has already checked (within
+/// `bounds::MEMORY_FRACTION`, so within [0, 1]).
+pub fn memory_fraction(f: f64) -> moeplan::units::Fraction {
+    moeplan::units::Fraction::new(f).expect("bounded to [0.05, 1] before")
+}
+
 /// An efficiency flag (`--mfu`, `--bandwidth-utilization`): 0.6 means 60% of peak.
 pub fn fraction(v: Option<f64>, flag: &str, format: Format) -> Result<Option<f64>, Failure> {
     bounded(v, flag, moeplan::bounds::EFFICIENCY, format)
@@ -329,7 +335,7 @@ pub fn overrides(
         moeplan::bounds::MEMORY_FRACTION,
         format,
     )? {
-        c.max_memory_fraction = f;
+        c.max_memory_fraction = memory_fraction(f);
     }
     Ok(c)
 }

@@ -256,7 +256,7 @@ fn phases(e: &Estimate) -> String {
         e.engine.engine.name(),
         e.engine.max_step_tokens,
         e.engine.max_running_requests.map_or("unlimited".to_string(), |r| r.to_string()),
-        e.engine.max_memory_fraction * 100.0
+        e.engine.max_memory_fraction.value() * 100.0
     );
     s
 }

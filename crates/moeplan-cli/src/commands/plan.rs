@@ -164,7 +164,7 @@ fn apply_slo(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failu
         moeplan::bounds::MEMORY_FRACTION,
         format,
     )? {
-        s.slo.max_memory_fraction = f;
+        s.slo.max_memory_fraction = super::deployment::memory_fraction(f);
     }
     Ok(())
 }
@@ -287,7 +287,7 @@ fn slo_line(s: &Scenario) -> String {
     }
     parts.push(format!(
         "memory ≤ {:.0}%",
-        s.slo.max_memory_fraction * 100.0
+        s.slo.max_memory_fraction.value() * 100.0
     ));
     if let Some(l) = s.slo.max_load_imbalance {
         parts.push(format!("load imbalance ≤ {:.0}%", l * 100.0));

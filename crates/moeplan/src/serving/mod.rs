@@ -527,7 +527,7 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
             "does not fit: the fullest GPU needs {} of {} usable ({:.0}% of {}); at most {} requests of {} tokens fit",
             mem.total_bytes,
             mem.usable_bytes,
-            inp.engine.max_memory_fraction * 100.0,
+            inp.engine.max_memory_fraction.value() * 100.0,
             mem.capacity_bytes,
             max_concurrency,
             load.context

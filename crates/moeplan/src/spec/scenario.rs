@@ -187,7 +187,7 @@ pub struct Slo {
     /// Least output tokens/s per request.
     pub min_throughput_per_user: Option<TokensPerSecond>,
     /// Largest memory fraction.
-    pub max_memory_fraction: f64,
+    pub max_memory_fraction: crate::units::Fraction,
     /// Largest expert load imbalance.
     pub max_load_imbalance: Option<f64>,
 }
@@ -199,7 +199,7 @@ impl Default for Slo {
             tpot: None,
             min_throughput_per_gpu: None,
             min_throughput_per_user: None,
-            max_memory_fraction: 0.9,
+            max_memory_fraction: crate::units::Fraction::known(0.9),
             max_load_imbalance: None,
         }
     }
@@ -640,7 +640,8 @@ pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
             .max_memory_fraction
             .as_ref()
             .and_then(|v| fraction_value(v, "slo.max_memory_fraction", pr))
-            .unwrap_or(0.9),
+            .and_then(crate::units::Fraction::new)
+            .unwrap_or(crate::units::Fraction::known(0.9)),
         max_load_imbalance: s.max_load_imbalance.as_ref().and_then(|v| match v {
             serde_json::Value::String(st) => match parse_fraction(st) {
                 Ok(f) if f >= 0.0 => Some(f),

@@ -168,7 +168,7 @@ fn checklist(s: &Scenario, rec: &Candidate) -> String {
         rec,
         "memory",
         "memory",
-        format!("{:.0}%", s.slo.max_memory_fraction * 100.0),
+        format!("{:.0}%", s.slo.max_memory_fraction.value() * 100.0),
         format!("{:.1}%", f.memory_fraction * 100.0),
     );
     if let Some(l) = s.slo.max_load_imbalance {
