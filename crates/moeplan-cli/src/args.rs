@@ -325,7 +325,7 @@ impl PoolArgs {
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     /// A scenario file (TOML/YAML/JSON; `moeplan schema scenario`). Without one, the embedded seed scenario (examples/seed.toml).
-    pub scenario: Option<String>,
+    pub scenario: Option<std::path::PathBuf>,
     /// Model: a catalog id, a config.json or a native spec (overrides the scenario's).
     #[arg(long)]
     pub model: Option<String>,
@@ -399,16 +399,16 @@ pub struct PlanArgs {
 #[derive(Args, Debug)]
 pub struct AuditArgs {
     /// The plan file (.toml, .yaml or .json; `moeplan schema plan`).
-    pub plan: String,
+    pub plan: std::path::PathBuf,
     /// Print `{"findings": [...], "summary": {...}, "corrected": {...}}` instead of the report.
     #[arg(long)]
     pub json: bool,
     /// Also write a Markdown review document to this file.
     #[arg(long, value_name = "FILE.md")]
-    pub report: Option<String>,
+    pub report: Option<std::path::PathBuf>,
     /// Write the corrected plan (same format as the input) to this file.
     #[arg(long, value_name = "FILE")]
-    pub fix: Option<String>,
+    pub fix: Option<std::path::PathBuf>,
     /// The serving engine the figures assume, over the plan's `hardware.engine` (as `plan --engine`).
     #[arg(long, value_parser = engines())]
     pub engine: Option<String>,

@@ -9,8 +9,7 @@ use std::path::Path;
 
 pub fn run(a: &AuditArgs) -> Result<(), Failure> {
     let format = Format::from(a.json);
-    let (plan, source) =
-        moeplan::spec::plan::read(Path::new(&a.plan)).map_err(Failure::input(format))?;
+    let (plan, source) = moeplan::spec::plan::read(&a.plan).map_err(Failure::input(format))?;
     // A hopeless plan's correction comes from the planner.
     let planner = moeplan::search::SearchPlanner;
     let mut plan = plan;
@@ -50,10 +49,10 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn write(path: &str, text: &str, format: Format) -> Result<(), Failure> {
+fn write(path: &Path, text: &str, format: Format) -> Result<(), Failure> {
     std::fs::write(path, text).map_err(|e| {
         ArgError::failure(
-            format!("cannot write {path}: {e}"),
+            format!("cannot write {}: {e}", path.display()),
             Some("check the directory exists and is writable".into()),
             format,
         )

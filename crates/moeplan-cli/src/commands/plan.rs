@@ -77,7 +77,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
 /// the embedded seed; then `--model` and `--gpu` over it.
 fn base_scenario(a: &PlanArgs, format: Format) -> Result<Scenario, Failure> {
     let mut s = match (&a.scenario, a.model.is_some() || a.gpu.is_some()) {
-        (Some(p), _) => scenario::read(std::path::Path::new(p)).map_err(Failure::input(format))?,
+        (Some(p), _) => scenario::read(p).map_err(Failure::input(format))?,
         // Flags alone describe a whole scenario: no requirement of the seed
         // documents (nor their flat efficiencies) leaks into another model.
         (None, true) => from_flags(a)?,

@@ -1337,3 +1337,34 @@ fn a_gpu_file_is_shown_by_its_name() {
         stdout(&out)
     );
 }
+
+/// File names need not be UTF-8 (issue 14: the argument parser refused
+/// them): a plan under a Latin-1 name audits.
+#[cfg(unix)]
+#[test]
+fn a_file_name_that_is_not_utf8_is_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("moeplan-latin1-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"pl\xe4n.toml");
+    let path = dir.join(name);
+    fs::copy(
+        root().join("examples/audit/mixtral-8x7b-tp2-2xh100.toml"),
+        &path,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_moeplan"))
+        .arg("audit")
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    fs::remove_dir_all(&dir).ok();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
+}
