@@ -29,8 +29,9 @@ fn choice<T: Copy + Send + Sync + 'static>(
 /// Plan, check and explain parallel deployments of Mixture-of-Experts inference.
 ///
 /// Exit codes: 0 success; 1 the input is valid but the answer is negative
-/// (a deployment that does not fit, no valid layout, or with `plan
-/// --require-slo` a recommendation that misses a service level);
+/// (a deployment that does not fit, no valid layout, with `plan
+/// --require-slo` a recommendation that misses a service level, or an
+/// output a missing tool cannot produce: `dag --svg` without Graphviz);
 /// 2 bad input (unreadable or invalid file, unknown model or GPU, invalid
 /// layout); 3 internal error.
 #[derive(Parser, Debug)]

@@ -3,17 +3,13 @@
 use crate::args::DagArgs;
 use crate::commands::deployment::{self, Deployment};
 
-use crate::output::{self, ArgError, Failure};
+use crate::output::{self, Failure};
 use moeplan::dag::export::Format;
 use moeplan::dag::{self, export, DagOptions, Phase};
 use moeplan::replica::{Deployment as ReplicaDeployment, Disaggregated};
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn bad(message: String, help: Option<String>) -> Failure {
-    ArgError::failure(message, help, output::Format::Text)
-}
 
 /// How failures are written: as JSON when the graph is asked for as JSON
 /// (like every `--json`), as text otherwise.
@@ -131,6 +127,13 @@ const LARGE_GRAPH: usize = 3_000;
 const LARGE_GRAPH_HINT: &str =
     "draw fewer nodes: --granularity layer, without --expand or --all-layers, or one --phase";
 
+/// Graphviz missing, failing or too slow: the input was fine, the drawing
+/// could not be made (exit 1, the message on stderr).
+fn tool_failure(message: String) -> Failure {
+    output::note(&format!("error: {message} (exit 1)"));
+    Failure::Negative
+}
+
 fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
     let child = Command::new("dot")
         .arg("-Tsvg")
@@ -143,15 +146,14 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
     let mut child = match child {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(bad(
-                format!(
-                    "--svg needs Graphviz's `dot` program, which is not on PATH; {} was not written",
-                    path.display()
-                ),
-                Some("install Graphviz (e.g. `apt-get install graphviz`), or write DOT with --format dot and render it elsewhere".into()),
-            ))
+            // The input was fine: the machine lacks a tool. Not bad input
+            // (exit 2) but an answer not fully given (exit 1).
+            return Err(tool_failure(format!(
+                "--svg needs Graphviz's `dot` program, which is not on PATH; {} was not written\nhelp: install Graphviz (e.g. `apt-get install graphviz`), or write DOT with --format dot and render it elsewhere",
+                path.display()
+            )));
         }
-        Err(e) => return Err(bad(format!("could not run Graphviz `dot`: {e}"), None)),
+        Err(e) => return Err(tool_failure(format!("could not run Graphviz `dot`: {e}"))),
     };
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(dot.as_bytes());
@@ -168,21 +170,18 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(bad(
-                    format!(
-                        "Graphviz `dot` did not finish within {} s; {} was not written",
-                        RENDER_LIMIT.as_secs(),
-                        path.display()
-                    ),
-                    Some(LARGE_GRAPH_HINT.into()),
-                ));
+                return Err(tool_failure(format!(
+                    "Graphviz `dot` did not finish within {} s; {} was not written\nhelp: {LARGE_GRAPH_HINT}",
+                    RENDER_LIMIT.as_secs(),
+                    path.display()
+                )));
             }
-            Err(e) => return Err(bad(format!("Graphviz `dot` failed: {e}"), None)),
+            Err(e) => return Err(tool_failure(format!("Graphviz `dot` failed: {e}"))),
         }
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| bad(format!("Graphviz `dot` failed: {e}"), None))?;
+        .map_err(|e| tool_failure(format!("Graphviz `dot` failed: {e}")))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = err.lines().collect();
@@ -190,20 +189,12 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
             n if n > 5 => format!("\n(and {} more lines)", n - 5),
             _ => String::new(),
         };
-        return Err(bad(
-            format!(
-                "Graphviz `dot` failed ({}): {}{more}",
-                out.status,
-                lines
-                    .iter()
-                    .take(5)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-                    .trim()
-            ),
-            None,
-        ));
+        let first = lines.iter().take(5).copied().collect::<Vec<_>>().join("\n");
+        return Err(tool_failure(format!(
+            "Graphviz `dot` failed ({}): {}{more}",
+            out.status,
+            first.trim()
+        )));
     }
     Ok(())
 }

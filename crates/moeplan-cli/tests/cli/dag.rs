@@ -82,7 +82,8 @@ fn svg_without_graphviz_says_how_to_get_it() {
         .env("PATH", dir.to_string_lossy().as_ref())
         .output()
         .expect("the binary runs");
-    assert_eq!(out.status.code(), Some(2));
+    // The input was fine: not bad input (2) but an output not produced (1).
+    assert_eq!(out.status.code(), Some(1));
     let e = text(&out.stderr);
     assert!(
         e.contains("Graphviz") && e.contains("apt-get install graphviz"),
@@ -243,7 +244,7 @@ fn a_failing_graphviz_is_quoted_in_a_few_lines() {
         .expect("the binary runs");
     std::fs::remove_dir_all(&dir).ok();
     let e = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert_eq!(out.status.code(), Some(1), "{e}");
     assert!(
         e.contains("dot: line 4") && !e.contains("dot: line 5\n"),
         "{e}"
