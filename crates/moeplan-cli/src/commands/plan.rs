@@ -380,6 +380,7 @@ impl View {
 fn render(s: &Scenario, r: &PlanResult, engine: EngineConfig, view: View) -> String {
     let mut o = header(s, r, engine);
     o += &candidates(r, view.front);
+    o += &lengths_legend(s);
     o += &recommendation(r);
     o += &binding(r);
     o += &rejected(r);
@@ -429,6 +430,23 @@ fn header(s: &Scenario, r: &PlanResult, engine: EngineConfig) -> String {
         let _ = writeln!(o, "assumption: {a}");
     }
     o
+}
+
+/// Which lengths the table's figures are at, when the scenario's lengths
+/// vary: throughput at the mean prompt and output, latency and memory at
+/// the longest (the service levels' worst case).
+fn lengths_legend(s: &Scenario) -> String {
+    let w = &s.workload;
+    if w.isl.is_fixed() && w.osl.is_fixed() {
+        return String::new();
+    }
+    format!(
+        "tok/s/GPU and tok/s/user at the mean lengths ({} + {} tokens); TTFT, TPOT and mem/GPU at the longest ({} + {})\n",
+        w.isl.mean(),
+        w.osl.mean(),
+        w.isl.max,
+        w.osl.max
+    )
 }
 
 /// The best candidates of each mode, and the Pareto front when listed.
