@@ -204,9 +204,16 @@ fn memory(e: &Estimate) -> String {
         m.other_bytes,
         if e.fits { "" } else { "  DOES NOT FIT" }
     );
+    // Why the context differs by engine: the neutral reading holds every
+    // request at its end, an engine's steady state holds them half-way.
+    let why = if e.memory_context >= e.workload.isl + e.workload.osl {
+        "prompt + output: every request at its end, the engine-neutral bound; an engine holds prompt + half the output"
+    } else {
+        "prompt + half the output: the engine's steady state, requests half-way through"
+    };
     let _ = writeln!(
         s,
-        "  max concurrency   {} requests of {} tokens each",
+        "  max concurrency   {} requests of {} tokens each ({why})",
         e.max_concurrency, e.memory_context
     );
     let _ = writeln!(
