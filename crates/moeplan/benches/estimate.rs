@@ -21,8 +21,8 @@ fn bench(c: &mut Criterion) {
             ..Layout::default()
         },
         workload: Workload {
-            isl: 1000,
-            osl: 2000,
+            isl: moeplan::units::Tokens::new(1000),
+            osl: moeplan::units::Tokens::new(2000),
             concurrency: 1024,
         },
         engine: engine.config(gpu.memory),

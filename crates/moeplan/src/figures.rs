@@ -248,8 +248,8 @@ impl Figures {
         let per_replica_gpus = l.gpus() as u64;
         let gpus = replicas.saturating_mul(per_replica_gpus);
         let per_gpu = mean.output_tokens_per_s_per_gpu;
-        let requests =
-            per_gpu.0 * per_replica_gpus as f64 * replicas as f64 / mean.workload.osl.max(1) as f64;
+        let requests = per_gpu.0 * per_replica_gpus as f64 * replicas as f64
+            / mean.workload.osl.get().max(1) as f64;
         Figures {
             mode: Mode::Aggregated,
             pools: vec![PoolFigures {
@@ -357,8 +357,8 @@ pub fn evaluate(
     detail: Detail,
 ) -> Result<Figures, Invalid> {
     let at = |w: Workload| Workload {
-        isl: worst.isl.max(1),
-        osl: worst.osl.max(1),
+        isl: crate::units::Tokens::new(worst.isl.max(1)),
+        osl: crate::units::Tokens::new(worst.osl.max(1)),
         ..w
     };
     match d {

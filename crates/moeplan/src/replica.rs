@@ -78,8 +78,8 @@ impl Replica {
             calibration: s.calibration(engine.engine),
             layout,
             workload: Workload {
-                isl: s.workload.isl.mean().max(1),
-                osl: s.workload.osl.mean().max(1),
+                isl: crate::units::Tokens::new(s.workload.isl.mean().max(1)),
+                osl: crate::units::Tokens::new(s.workload.osl.mean().max(1)),
                 concurrency: concurrency.max(1),
             },
             engine: s.engine(engine),
@@ -144,7 +144,7 @@ impl Disaggregated {
                 &self.decode.layout,
                 &self.engine,
                 self.redundant_experts,
-                w.isl + w.osl / 2,
+                w.isl.get() + w.osl.get() / 2,
             )
             .max(1);
             self.decode.workers = w.concurrency.div_ceil(per_worker).max(1) as u32;
@@ -221,8 +221,8 @@ impl Deployment {
                     prefill: pool(prefill),
                     decode: pool(decode),
                     workload: Workload {
-                        isl: s.workload.isl.mean().max(1),
-                        osl: s.workload.osl.mean().max(1),
+                        isl: crate::units::Tokens::new(s.workload.isl.mean().max(1)),
+                        osl: crate::units::Tokens::new(s.workload.osl.mean().max(1)),
                         concurrency: concurrency.max(1),
                     },
                     engine: s.engine(engine),

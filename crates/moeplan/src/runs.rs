@@ -869,8 +869,8 @@ impl Run {
                 prefill,
                 decode,
                 workload: Workload {
-                    isl: self.isl,
-                    osl: self.osl,
+                    isl: crate::units::Tokens::new(self.isl),
+                    osl: crate::units::Tokens::new(self.osl),
                     concurrency,
                 },
                 engine,
@@ -905,8 +905,8 @@ impl Run {
             calibration: profile::resolve(&gpu, self.engine).kernels,
             layout,
             workload: Workload {
-                isl: self.isl,
-                osl: self.osl,
+                isl: crate::units::Tokens::new(self.isl),
+                osl: crate::units::Tokens::new(self.osl),
                 concurrency,
             },
             engine,

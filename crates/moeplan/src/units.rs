@@ -411,3 +411,43 @@ impl Mul<Fraction> for Bytes {
         Bytes(self.0 * rhs.0)
     }
 }
+
+/// A count of tokens (a prompt's, an output's).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(transparent)]
+pub struct Tokens(pub(crate) u64);
+
+impl Tokens {
+    /// `n` tokens.
+    pub const fn new(n: u64) -> Tokens {
+        Tokens(n)
+    }
+
+    /// The count.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The count as a real number, for rates and costs.
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64
+    }
+}
+
+impl fmt::Display for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

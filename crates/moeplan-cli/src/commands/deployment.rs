@@ -270,8 +270,8 @@ fn require(a: &DeploymentArgs, command: &str, format: Format) -> Result<(), Fail
 /// The lengths and requests in flight, each at least 1.
 fn workload(a: &DeploymentArgs, format: Format) -> Result<Workload, Failure> {
     Ok(Workload {
-        isl: at_least_one("isl", a.isl, format)?.unwrap_or(1),
-        osl: at_least_one("osl", a.osl, format)?.unwrap_or(1),
+        isl: moeplan::units::Tokens::new(at_least_one("isl", a.isl, format)?.unwrap_or(1)),
+        osl: moeplan::units::Tokens::new(at_least_one("osl", a.osl, format)?.unwrap_or(1)),
         concurrency: at_least_one("concurrency", a.concurrency, format)?.unwrap_or(1),
     })
 }

@@ -206,7 +206,7 @@ fn memory(e: &Estimate) -> String {
     );
     // Why the context differs by engine: the neutral reading holds every
     // request at its end, an engine's steady state holds them half-way.
-    let why = if e.memory_context >= e.workload.isl + e.workload.osl {
+    let why = if e.memory_context >= e.workload.isl.get() + e.workload.osl.get() {
         "prompt + output: every request at its end, the engine-neutral bound; an engine holds prompt + half the output"
     } else {
         "prompt + half the output: the engine's steady state, requests half-way through"

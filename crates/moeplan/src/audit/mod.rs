@@ -246,8 +246,8 @@ pub(crate) fn evaluate_layout(
         plan,
         layout,
         Workload {
-            isl: w.isl.mean().max(1),
-            osl,
+            isl: crate::units::Tokens::new(w.isl.mean().max(1)),
+            osl: crate::units::Tokens::new(osl),
             concurrency: c,
         },
         redundant_experts,
@@ -260,8 +260,8 @@ pub(crate) fn evaluate_layout(
             plan,
             layout,
             Workload {
-                isl: w.isl.max.max(1),
-                osl,
+                isl: crate::units::Tokens::new(w.isl.max.max(1)),
+                osl: crate::units::Tokens::new(osl),
                 concurrency: c_worst,
             },
             redundant_experts,

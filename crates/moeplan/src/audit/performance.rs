@@ -42,7 +42,7 @@ pub(super) fn disaggregated(f: &Figures) -> Option<&DisaggEstimate> {
 pub(super) fn prefill_capacity(e: &DisaggEstimate) -> f64 {
     let p = &e.prefill;
     let ranks = p.workers as f64 * p.layout.dp as f64;
-    ranks * p.requests_per_rank * e.workload.isl as f64 / p.step.time.0.max(1e-12)
+    ranks * p.requests_per_rank * e.workload.isl.as_f64() / p.step.time.0.max(1e-12)
 }
 
 /// TTFT at the mean and at the longest lengths (lower, higher).
@@ -330,7 +330,7 @@ fn decode_pool_throughput(plan: &Plan, fig: Option<&Figures>, out: &mut Vec<Find
     ) else {
         return;
     };
-    let osl = e.workload.osl.max(1) as f64;
+    let osl = e.workload.osl.get().max(1) as f64;
     let v = e.requests_per_s * osl / e.decode.gpus.max(1) as f64;
     compare(
         Claim {

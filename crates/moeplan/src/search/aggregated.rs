@@ -15,8 +15,8 @@ impl Eval<'_> {
             calibration: self.cal.clone(),
             layout: l,
             workload: Workload {
-                isl,
-                osl,
+                isl: crate::units::Tokens::new(isl),
+                osl: crate::units::Tokens::new(osl),
                 concurrency,
             },
             engine: self.engine,

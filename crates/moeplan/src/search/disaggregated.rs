@@ -56,8 +56,8 @@ impl Eval<'_> {
             prefill,
             decode,
             workload: Workload {
-                isl,
-                osl,
+                isl: crate::units::Tokens::new(isl),
+                osl: crate::units::Tokens::new(osl),
                 concurrency,
             },
             engine: self.engine,

@@ -218,7 +218,7 @@ fn kv_bytes(m: &Model, tokens: u64) -> Bytes {
 /// its share in parallel.
 fn kv_transfer(inp: &DisaggInput) -> Seconds {
     let g = inp.gpu;
-    let bytes = kv_bytes(inp.model, inp.workload.isl);
+    let bytes = kv_bytes(inp.model, inp.workload.isl.get());
     let lanes = inp
         .prefill
         .layout
@@ -276,7 +276,7 @@ struct Pools {
 impl Pools {
     fn of(inp: &DisaggInput) -> Pools {
         let w = inp.workload;
-        let (_, most) = pool_memory(inp, &inp.decode, 1.0, w.isl + w.osl / 2);
+        let (_, most) = pool_memory(inp, &inp.decode, 1.0, w.isl.get() + w.osl.get() / 2);
         Pools {
             workload: w,
             prefill: inp.prefill,
@@ -294,7 +294,7 @@ fn solve(
     sv: &ServingParams,
 ) -> Solved {
     let c = inp.workload.concurrency.max(1) as f64;
-    let dsteps = (inp.workload.osl.max(1) - 1) as f64;
+    let dsteps = (inp.workload.osl.get().max(1) - 1) as f64;
     let servers = inp.prefill.workers as f64 * inp.prefill.layout.dp as f64;
     let per_step = servers * inp.prefill.prompts_per_rank.max(1) as f64;
     let capacity = per_step / service.0.max(1e-12);
@@ -406,7 +406,7 @@ impl PreparedDisagg {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let isl = inp.workload.isl.max(1) as f64;
+        let isl = inp.workload.isl.get().max(1) as f64;
         let prompts = inp.prefill.prompts_per_rank.max(1) as f64;
         let pin = pool_input(
             inp,
@@ -497,7 +497,7 @@ pub(crate) fn rate_matched_prefill_workers(inp: &DisaggInput) -> u32 {
     let ranks = inp.decode.workers as f64 * inp.decode.layout.dp as f64;
     let service = prep.prefill_step.time(&sv);
     let tpot = prep.decode_time((c / ranks).max(1.0), &sv);
-    let dsteps = (inp.workload.osl.max(1) - 1) as f64;
+    let dsteps = (inp.workload.osl.get().max(1) - 1) as f64;
     let x = c / (service + tpot * dsteps).0.max(1e-12);
     let per_worker = (inp.prefill.layout.dp as u64 * inp.prefill.prompts_per_rank.max(1)) as f64;
     (x * service.0 / per_worker).ceil().clamp(1.0, 1e6) as u32
@@ -559,7 +559,7 @@ fn assemble(
     let mem = PoolMemories::of(inp);
     let gpus = p.gpus() + d.gpus();
     pool_warnings(inp, s, &mem, &mut warnings);
-    let osl = w.osl.max(1) as f64;
+    let osl = w.osl.get().max(1) as f64;
     let per_gpu = TokensPerSecond(s.throughput * osl / gpus as f64);
     // The pools' steps as the aggregated estimate names them, without the
     // per-op breakdown.
@@ -587,7 +587,7 @@ fn assemble(
         request_latency: s.ttft + s.tpot * (osl - 1.0),
         output_tokens_per_s_per_gpu: per_gpu,
         output_tokens_per_s_per_user: TokensPerSecond(1.0 / s.tpot.0.max(1e-12)),
-        input_tokens_per_s_per_gpu: TokensPerSecond(per_gpu.0 * w.isl as f64 / osl),
+        input_tokens_per_s_per_gpu: TokensPerSecond(per_gpu.0 * w.isl.as_f64() / osl),
         requests_per_s: s.throughput,
         regime: if s.prefill_bound {
             Regime::Prefill
@@ -669,7 +669,7 @@ impl PoolMemories {
     fn of(inp: &DisaggInput) -> PoolMemories {
         let w = inp.workload;
         let (p, d) = (&inp.prefill, &inp.decode);
-        let context = w.isl + w.osl / 2;
+        let context = w.isl.get() + w.osl.get() / 2;
         // A decode worker holds the KV cache of every request it was handed,
         // decoding or about to: its share of the deployment's requests, up to
         // what its memory holds (the rest wait for a slot, in TTFT).
@@ -680,7 +680,7 @@ impl PoolMemories {
             inp,
             p,
             p.prompts_per_rank as f64 * p.layout.dp as f64,
-            w.isl,
+            w.isl.get(),
         );
         let (decode, _) = pool_memory(inp, d, per_decode_worker, context);
         PoolMemories {
@@ -697,7 +697,7 @@ impl PoolMemories {
 /// worker cannot hold, and a prefill pool that sets the pace.
 fn pool_warnings(inp: &DisaggInput, s: &Solved, mem: &PoolMemories, warnings: &mut Vec<String>) {
     let w = inp.workload;
-    let context = w.isl + w.osl / 2;
+    let context = w.isl.get() + w.osl.get() / 2;
     for (role, m) in [
         (PoolRole::Prefill, &mem.prefill),
         (PoolRole::Decode, &mem.decode),
@@ -816,7 +816,7 @@ pub(crate) fn prefill_step_time(inp: &DisaggInput, pool: &Pool) -> Seconds {
             StepKind::PrefillBatch,
             Shape {
                 decodes: 0.0,
-                prefill_tokens: prompts * inp.workload.isl.max(1) as f64,
+                prefill_tokens: prompts * inp.workload.isl.get().max(1) as f64,
             },
             Seconds::ZERO,
         )

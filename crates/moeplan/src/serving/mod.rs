@@ -36,9 +36,9 @@ use steps::{Step, StepKind, Stepper};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Workload {
     /// Prompt tokens per request.
-    pub isl: u64,
+    pub isl: crate::units::Tokens,
     /// Output tokens per request.
-    pub osl: u64,
+    pub osl: crate::units::Tokens,
     /// Requests in flight on the replica.
     pub concurrency: u64,
 }
@@ -372,9 +372,9 @@ impl Load {
         // on average isl + osl/2, and admits only what fits.
         let neutral = inp.engine.engine == memory::Engine::Neutral;
         let context = if neutral {
-            w.isl + w.osl
+            w.isl.get() + w.osl.get()
         } else {
-            w.isl + w.osl / 2
+            w.isl.get() + w.osl.get() / 2
         };
         let mut cap = inp
             .engine
@@ -411,8 +411,8 @@ fn closed_loop_of(inp: &EstimateInput, load: &Load) -> Loop {
     Loop {
         in_flight: load.in_flight,
         running: load.running,
-        isl: inp.workload.isl.max(1) as f64,
-        osl: inp.workload.osl.max(1) as f64,
+        isl: inp.workload.isl.get().max(1) as f64,
+        osl: inp.workload.osl.get().max(1) as f64,
         budget,
         policy: inp.engine.policy,
     }
@@ -585,7 +585,7 @@ fn load_warnings(inp: &EstimateInput, load: &Load, res: &LoopResult, warnings: &
             load.in_flight, load.running, inp.engine.engine.name(), res.slot_wait
         ));
     }
-    let context = inp.workload.isl + inp.workload.osl;
+    let context = inp.workload.isl.get() + inp.workload.osl.get();
     if let Some(max) = inp.model.max_context.filter(|m| context > *m) {
         warnings.push(format!(
             "a request of {} prompt + {} output tokens ({context}) exceeds the {max} tokens of context {} was trained for (max_position_embeddings): engines refuse it unless RoPE scaling is configured",
@@ -651,8 +651,8 @@ fn ceilings(inp: &EstimateInput, load: &Load, d: &Step) -> Ceilings {
         tokens_per_gpu,
         decode_bytes * d.micro_batches / inp.gpu.memory_bandwidth,
     );
-    let flop_per_token =
-        m.linear_flop_per_token() + Flop(m.attention_flop_per_token(inp.workload.isl).0 / 2.0);
+    let flop_per_token = m.linear_flop_per_token()
+        + Flop(m.attention_flop_per_token(inp.workload.isl.get()).0 / 2.0);
     let prefill_ceiling = TokensPerSecond(
         inp.gpu.peak_for(m.dtypes.experts.preferred_compute()).1 .0 / flop_per_token.0,
     );

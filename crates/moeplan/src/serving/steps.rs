@@ -121,13 +121,13 @@ impl<'a> Stepper<'a> {
         Stepper {
             inp,
             active_ranks,
-            context: w.isl.max(1) as f64 + w.osl.max(1) as f64 / 2.0,
+            context: w.isl.get().max(1) as f64 + w.osl.get().max(1) as f64 / 2.0,
         }
     }
 
     /// The cost model's shape of one micro-batch of `s`.
     fn micro(&self, s: &Shape, micro_batches: f64) -> StepShape {
-        let isl = self.inp.workload.isl.max(1) as f64;
+        let isl = self.inp.workload.isl.get().max(1) as f64;
         let (seqs, per_seq, offset) = if s.prefill_tokens >= isl {
             (s.prefill_tokens / isl, isl, 0.0)
         } else if s.prefill_tokens > 0.0 {

@@ -63,8 +63,8 @@ fn seed(granularity: Granularity) -> Dag {
         ..Layout::default()
     };
     let w = Workload {
-        isl: 1024,
-        osl: 256,
+        isl: moeplan::units::Tokens::new(1024),
+        osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
     };
     build(&m, &g, l, 0, w, granularity, false, BOTH.to_vec())
@@ -79,8 +79,8 @@ fn deepseek(granularity: Granularity) -> Dag {
         ..Layout::default()
     };
     let w = Workload {
-        isl: 1000,
-        osl: 2000,
+        isl: moeplan::units::Tokens::new(1000),
+        osl: moeplan::units::Tokens::new(2000),
         concurrency: 1024,
     };
     build(&m, &g, l, 0, w, granularity, false, BOTH.to_vec())
@@ -121,8 +121,8 @@ fn deepseek_dp8_ep8_formats() {
         ..Layout::default()
     };
     let w = Workload {
-        isl: 1000,
-        osl: 2000,
+        isl: moeplan::units::Tokens::new(1000),
+        osl: moeplan::units::Tokens::new(2000),
         concurrency: 1024,
     };
     // One phase keeps the JSON snapshot short.
@@ -213,8 +213,8 @@ fn redundant_slots_are_drawn() {
         ..Layout::default()
     };
     let w = Workload {
-        isl: 512,
-        osl: 128,
+        isl: moeplan::units::Tokens::new(512),
+        osl: moeplan::units::Tokens::new(128),
         concurrency: 16,
     };
     let d = build(&m, &g, l, 4, w, Granularity::Op, true, vec![Phase::Decode]);
@@ -358,7 +358,7 @@ proptest! {
             return Ok(());
         }
         let granularity = if op { Granularity::Op } else { Granularity::Layer };
-        let d = build(&m, &g, l, redundant, Workload { isl, osl, concurrency: conc }, granularity, expand, BOTH.to_vec());
+        let d = build(&m, &g, l, redundant, Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: conc }, granularity, expand, BOTH.to_vec());
         let r = dag::check(&d);
         prop_assert!(r.ok(), "{l}: {}", export::summary(&d, &r));
         for p in &r.phases {
@@ -384,8 +384,8 @@ fn the_dag_draws_the_estimates_named_steps() {
         ..Layout::default()
     };
     let w = Workload {
-        isl: 2048,
-        osl: 256,
+        isl: moeplan::units::Tokens::new(2048),
+        osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
     };
     let d = build(&m, &g, l, 0, w, Granularity::Op, false, BOTH.to_vec());

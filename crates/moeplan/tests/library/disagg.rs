@@ -21,7 +21,7 @@ fn deployment() -> moeplan::replica::Disaggregated {
 fn requests_beyond_the_decode_pools_memory_wait_for_a_slot() {
     let mut d = deployment();
     let w = d.workload;
-    let context = w.isl + w.osl / 2;
+    let context = w.isl.get() + w.osl.get() / 2;
     let per_worker = moeplan::memory::max_concurrency(
         &d.model,
         &d.gpu,
@@ -34,7 +34,7 @@ fn requests_beyond_the_decode_pools_memory_wait_for_a_slot() {
     d.workload.concurrency = (room * 3.0) as u64;
     let e = estimate_disaggregated(&d.input()).unwrap();
     assert!(e.fits);
-    let steps = (w.osl - 1) as f64;
+    let steps = (w.osl.get() - 1) as f64;
     let c = d.workload.concurrency as f64;
     let floor = (c - room) * steps * e.tpot.value() / room;
     assert!(

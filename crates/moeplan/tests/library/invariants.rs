@@ -249,8 +249,8 @@ fn the_decode_ceiling_per_gpu_does_not_grow_with_tp() {
                 ..moeplan::layout::Layout::default()
             },
             workload: moeplan::serving::Workload {
-                isl: 1000,
-                osl: 1000,
+                isl: moeplan::units::Tokens::new(1000),
+                osl: moeplan::units::Tokens::new(1000),
                 concurrency: 64,
             },
             engine: moeplan::engine::EngineConfig::default(),

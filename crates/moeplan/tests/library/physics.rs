@@ -282,8 +282,8 @@ fn seed_decode_is_kv_bound_at_long_context() {
         calibration: cal.clone(),
         layout: Layout::default(),
         workload: Workload {
-            isl: 10240,
-            osl: 1024,
+            isl: moeplan::units::Tokens::new(10240),
+            osl: moeplan::units::Tokens::new(1024),
             concurrency: 128,
         },
         engine: EngineConfig::default(),
@@ -445,7 +445,7 @@ proptest! {
         let m = model("qwen3-30b-a3b");
         let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
         let l = Layout { pp: 1 << pp, tp: 1 << tp, dp: 1 << dp, ep: 1 << ep, ..Layout::default() };
-        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: 2000, osl: 200, concurrency: conc }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0 };
+        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0 };
         if let Ok(e) = estimate(&inp) {
             prop_assert_eq!(e.gpus, l.pp * l.tp * l.cp * l.dp);
             for v in [e.ttft.value(), e.tpot.value(), e.output_tokens_per_s_per_gpu.value()] {
@@ -514,8 +514,8 @@ fn summary_equals_full_estimate() {
             calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout,
             workload: Workload {
-                isl: 1000,
-                osl: 1000,
+                isl: moeplan::units::Tokens::new(1000),
+                osl: moeplan::units::Tokens::new(1000),
                 concurrency: 256,
             },
             engine: EngineConfig::default(),
@@ -585,8 +585,8 @@ fn running_cap_queues_the_rest() {
             calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout: Layout::default(),
             workload: Workload {
-                isl: 1000,
-                osl: 100,
+                isl: moeplan::units::Tokens::new(1000),
+                osl: moeplan::units::Tokens::new(100),
                 concurrency,
             },
             engine,
@@ -617,8 +617,8 @@ fn running_cap_queues_the_rest() {
             calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout: Layout::default(),
             workload: Workload {
-                isl: 1000,
-                osl: 100,
+                isl: moeplan::units::Tokens::new(1000),
+                osl: moeplan::units::Tokens::new(100),
                 concurrency: 128,
             },
             engine,
@@ -671,8 +671,8 @@ fn pure_phases_bound_the_mixed_step() {
             calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout,
             workload: Workload {
-                isl: 2000,
-                osl: 500,
+                isl: moeplan::units::Tokens::new(2000),
+                osl: moeplan::units::Tokens::new(500),
                 concurrency: 64,
             },
             engine: EngineConfig::default(),

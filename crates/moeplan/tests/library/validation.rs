@@ -123,8 +123,8 @@ fn published_figures() {
             calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels,
             layout,
             workload: Workload {
-                isl,
-                osl,
+                isl: moeplan::units::Tokens::new(isl),
+                osl: moeplan::units::Tokens::new(osl),
                 concurrency,
             },
             engine,
