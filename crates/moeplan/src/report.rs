@@ -16,6 +16,44 @@ fn as_count<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(v.round().max(0.0) as u64)
 }
 
+/// The figures a model report derives (the keys of its `explain`; JSON
+/// names in snake_case), declared in the order they print.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFigure {
+    /// Attention FLOP per token at a context.
+    AttentionFlopPerToken,
+    /// KV-cache bytes per token of context.
+    KvCacheBytesPerToken,
+    /// FLOP per token of the linear layers.
+    LinearFlopPerToken,
+    /// Parameters active per token.
+    ParamsActive,
+    /// Attention parameters.
+    ParamsAttention,
+    /// Embedding and LM-head parameters.
+    ParamsEmbedding,
+    /// Routed-expert parameters.
+    ParamsRoutedExperts,
+}
+
+impl std::fmt::Display for ModelFigure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            ModelFigure::AttentionFlopPerToken => "attention_flop_per_token",
+            ModelFigure::KvCacheBytesPerToken => "kv_cache_bytes_per_token",
+            ModelFigure::LinearFlopPerToken => "linear_flop_per_token",
+            ModelFigure::ParamsActive => "params_active",
+            ModelFigure::ParamsAttention => "params_attention",
+            ModelFigure::ParamsEmbedding => "params_embedding",
+            ModelFigure::ParamsRoutedExperts => "params_routed_experts",
+        };
+        f.write_str(name)
+    }
+}
+
 /// How a figure was derived.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Derivation {
@@ -135,7 +173,7 @@ pub struct ModelReport {
     /// Assumptions made where the source was silent.
     pub assumptions: Vec<String>,
     /// How each figure was derived.
-    pub explain: BTreeMap<String, Derivation>,
+    pub explain: BTreeMap<ModelFigure, Derivation>,
 }
 
 /// Context lengths the report samples.
@@ -146,7 +184,7 @@ pub fn model_report(m: &Model) -> ModelReport {
     let p = m.params();
     let warnings = declared_mismatch(m, &p).into_iter().collect();
     let mut explain = explain_params(m, &p);
-    explain.insert("kv_cache_bytes_per_token".into(), kv_cache_derivation(m));
+    explain.insert(ModelFigure::KvCacheBytesPerToken, kv_cache_derivation(m));
     let linear_flop = m.linear_flop_per_token();
     let slope = full_attention_slope(m);
     explain_flop(&mut explain, &p, slope);
@@ -203,7 +241,7 @@ fn declared_mismatch(m: &Model, p: &ParamReport) -> Option<String> {
 }
 
 /// The derivations of the parameter counts: routed experts, attention, embedding, active.
-fn explain_params(m: &Model, p: &ParamReport) -> BTreeMap<String, Derivation> {
+fn explain_params(m: &Model, p: &ParamReport) -> BTreeMap<ModelFigure, Derivation> {
     let mut explain = BTreeMap::new();
     let h = m.hidden_size;
     let first_moe = m.layers.iter().position(|l| l.ffn == Ffn::Moe);
@@ -211,7 +249,7 @@ fn explain_params(m: &Model, p: &ParamReport) -> BTreeMap<String, Derivation> {
         let lp = m.layer_params(&m.layers[i]);
         let moe = m.moe.as_ref().expect("MoE layer implies MoE");
         explain.insert(
-            "params_routed_experts".into(),
+            ModelFigure::ParamsRoutedExperts,
             Derivation::new(
                 "MoE layers × experts × (3 × hidden × expert_intermediate [gate, up, down] + biases)",
                 &[
@@ -224,9 +262,9 @@ fn explain_params(m: &Model, p: &ParamReport) -> BTreeMap<String, Derivation> {
             ),
         );
     }
-    explain.insert("params_attention".into(), attention_params_derivation(m));
+    explain.insert(ModelFigure::ParamsAttention, attention_params_derivation(m));
     explain.insert(
-        "params_embedding".into(),
+        ModelFigure::ParamsEmbedding,
         Derivation::new(
             "vocab × hidden (the LM head as much again unless tied)",
             &[
@@ -237,7 +275,7 @@ fn explain_params(m: &Model, p: &ParamReport) -> BTreeMap<String, Derivation> {
         ),
     );
     explain.insert(
-        "params_active".into(),
+        ModelFigure::ParamsActive,
         Derivation::new(
             "all non-expert parameters + MoE layers × top-k × per-expert parameters",
             &[
@@ -301,16 +339,16 @@ fn kv_cache_derivation(m: &Model) -> Derivation {
 }
 
 /// The derivations of the FLOP per token: linear layers, and attention per context token.
-fn explain_flop(explain: &mut BTreeMap<String, Derivation>, p: &ParamReport, slope: f64) {
+fn explain_flop(explain: &mut BTreeMap<ModelFigure, Derivation>, p: &ParamReport, slope: f64) {
     explain.insert(
-        "linear_flop_per_token".into(),
+        ModelFigure::LinearFlopPerToken,
         Derivation::new(
             "2 FLOP × (active parameters − embedding − norms) (a multiply and an add per weight)",
             &[("params_active", p.active.to_string())],
         ),
     );
     explain.insert(
-        "attention_flop_per_token".into(),
+        ModelFigure::AttentionFlopPerToken,
         Derivation::new(
             "Σ layers 4 × heads × head_dim × min(context, window) (QKᵀ and PV, 2 FLOP per MAC); MLA: 2 × heads × (2 kv_lora + rope) × tokens read; linear layers: 6 × v_heads × dk × dv",
             &[("per_context_token_full_attention", Flop(slope).to_string())],
