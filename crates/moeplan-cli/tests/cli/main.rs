@@ -1368,3 +1368,40 @@ fn a_file_name_that_is_not_utf8_is_read() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
 }
+
+/// A scenario can state its engine's version (issue 9): a version other
+/// than the one the kernels were measured on is said as an assumption; the
+/// measured one says nothing; a version without an engine is bad input.
+#[test]
+fn a_stated_engine_version_is_compared_with_the_measured_one() {
+    let dir = std::env::temp_dir().join(format!("moeplan-version-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, hardware: &str| {
+        let p = dir.join(name);
+        fs::write(
+            &p,
+            format!("name = \"v\"\n[model]\ncatalog = \"qwen3-30b-a3b\"\n[hardware]\ngpu = \"h100-sxm\"\ngpus = 8\n{hardware}\n[workload]\nisl = 1000\nosl = 200\n"),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let other = write(
+        "other.toml",
+        "engine = \"vllm\"\nengine_version = \"0.99.0\"",
+    );
+    let out = moeplan(&["plan", &other]);
+    assert!(
+        stdout(&out).contains("vllm 0.99.0 stated; the kernels are those measured on vllm"),
+        "{}",
+        stdout(&out)
+    );
+    let none = write("none.toml", "engine_version = \"0.99.0\"");
+    let out = moeplan(&["plan", &none]);
+    assert_eq!(out.status.code(), Some(EXIT_INPUT));
+    assert!(
+        unwrapped(&stderr(&out)).contains("a version of which engine?"),
+        "{}",
+        stderr(&out)
+    );
+    fs::remove_dir_all(&dir).ok();
+}

@@ -660,6 +660,14 @@ fn convert(
             }
         }
     }
+    let engine = scenario::engine(&raw.hardware, pr);
+    let mut assumptions = raw.assumptions.clone().unwrap_or_default();
+    assumptions.extend(scenario::engine_version(
+        &raw.hardware,
+        engine,
+        gpu.as_ref(),
+        pr,
+    ));
     Some(Plan {
         scenario: Scenario {
             name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
@@ -668,10 +676,10 @@ fn convert(
             gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
             mfu,
             bandwidth_utilization,
-            engine: scenario::engine(&raw.hardware, pr),
+            engine,
             workload,
             slo,
-            assumptions: raw.assumptions.clone().unwrap_or_default(),
+            assumptions,
         },
         deployment,
         claims,

@@ -98,6 +98,9 @@ pub struct RawHardware {
     pub bandwidth_utilization: Option<f64>,
     /// The serving engine: vllm, sglang, trtllm, or neutral (the kernels with no engine's scheduler). Default: the engine whose kernels fit the GPU's measurements best.
     pub engine: Option<String>,
+    /// The engine version you run (e.g. "0.11.0"); compared with the
+    /// version moeplan's kernel profile was measured on, and the difference said.
+    pub engine_version: Option<String>,
 }
 
 /// The requests.
@@ -687,6 +690,38 @@ pub fn engine(h: &RawHardware, pr: &mut Problems) -> Option<crate::engine::Engin
     }
 }
 
+/// What a stated `hardware.engine_version` means for the figures: nothing
+/// when it is the version the profile measured, else an assumption saying
+/// which version's kernels the figures are; a version without an engine is
+/// a problem.
+pub fn engine_version(
+    h: &RawHardware,
+    engine: Option<crate::engine::Engine>,
+    gpu: Option<&crate::hardware::Gpu>,
+    pr: &mut Problems,
+) -> Option<String> {
+    let stated = h.engine_version.as_deref()?.trim();
+    let (Some(engine), Some(gpu)) = (engine, gpu) else {
+        if engine.is_none() && h.engine.is_none() {
+            pr.push(
+                Problem::at("hardware.engine_version", "a version of which engine?")
+                    .hint("state hardware.engine too, e.g. engine = \"vllm\""),
+            );
+        }
+        return None;
+    };
+    let profile = crate::profile::resolve(gpu, engine);
+    let measured = profile.engine_version.trim_start_matches('v');
+    (stated.trim_start_matches('v') != measured).then(|| {
+        format!(
+            "{} {stated} stated; the kernels are those measured on {} {measured} ({}): a newer or older release may be faster or slower",
+            engine.name(),
+            engine.name(),
+            profile.id
+        )
+    })
+}
+
 /// Validates the flat efficiency assumptions of a hardware section.
 pub fn efficiencies(h: &RawHardware, pr: &mut Problems) -> (Option<f64>, Option<f64>) {
     let frac = |pr: &mut Problems, key: &str, v: Option<f64>| {
@@ -724,6 +759,9 @@ fn convert(
     }
     let workload = workload(&raw.workload, pr);
     let slo = slo(&raw.slo.clone().unwrap_or_default(), pr);
+    let engine = engine(&raw.hardware, pr);
+    let mut assumptions = raw.assumptions.clone().unwrap_or_default();
+    assumptions.extend(engine_version(&raw.hardware, engine, gpu.as_ref(), pr));
     Some(Scenario {
         name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
         model: model?,
@@ -731,10 +769,10 @@ fn convert(
         gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
         mfu,
         bandwidth_utilization,
-        engine: engine(&raw.hardware, pr),
+        engine,
         workload,
         slo,
-        assumptions: raw.assumptions.clone().unwrap_or_default(),
+        assumptions,
     })
 }
 
