@@ -56,7 +56,7 @@ pub struct RawPlan {
     pub model: RawModelSection,
     /// The hardware (as in a scenario); `mfu` and `bandwidth_utilization` are the plan's efficiency assumptions.
     pub hardware: RawHardware,
-    /// The requests (as in a scenario); `concurrency`/`batch_size` is per replica.
+    /// The requests (as in a scenario); `concurrency`/`batch_size` is per replica for an aggregated plan and the whole deployment's for a disaggregated one.
     pub workload: RawWorkload,
     /// The plan's own requirements.
     pub slo: Option<RawSlo>,

@@ -119,7 +119,8 @@ pub struct RawWorkload {
     pub osl_min: Option<u64>,
     /// Longest output of a range.
     pub osl_max: Option<u64>,
-    /// Requests in flight (per replica when a layout is given).
+    /// Requests in flight: per replica for an aggregated plan, on the whole
+    /// deployment (its decode pool) for a disaggregated one.
     pub concurrency: Option<u64>,
     /// The same as concurrency, as plans often say it.
     pub batch_size: Option<u64>,
