@@ -10,7 +10,7 @@
 //! which steps run as CUDA graphs. Every figure can be overridden by a flag.
 
 use crate::serving::closed_loop::Policy;
-use crate::units::{Bytes, GIB};
+use crate::units::{Bytes, Fraction, GIB};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -94,7 +94,7 @@ impl Engine {
             max_running_requests: pick(&s.max_running),
             runtime_reserve: Bytes(s.runtime_reserve_gib * GIB),
             // The presets are embedded data, each checked to be a fraction by a test.
-            max_memory_fraction: crate::units::Fraction::known(s.memory_fraction),
+            max_memory_fraction: Fraction::known(s.memory_fraction),
             cuda_graphs: s.cuda_graphs,
         }
     }
@@ -218,7 +218,7 @@ pub struct EngineConfig {
     pub runtime_reserve: Bytes,
     /// Fraction of the GPU's memory the engine may use (vLLM
     /// `gpu_memory_utilization`; the seeds' "< 90%").
-    pub max_memory_fraction: crate::units::Fraction,
+    pub max_memory_fraction: Fraction,
     /// Which steps run as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
 }
@@ -240,11 +240,7 @@ mod tests {
             assert_eq!(e.spec().name, e.name());
             // `config` builds a Fraction from it unchecked: it must be one.
             let f = e.spec().memory_fraction;
-            assert!(
-                crate::units::Fraction::new(f).is_some() && f > 0.0,
-                "{}: {f}",
-                e.name()
-            );
+            assert!(Fraction::new(f).is_some() && f > 0.0, "{}: {f}", e.name());
         }
     }
 

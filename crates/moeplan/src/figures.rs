@@ -13,7 +13,7 @@ use crate::replica::{Deployment, PoolRole};
 use crate::serving::disagg::{estimate_disaggregated, DisaggEstimate};
 use crate::serving::{estimate_at, Detail, Estimate, JsonDetail, Workload};
 use crate::slo::Judged;
-use crate::units::{Bytes, Seconds, TokensPerSecond};
+use crate::units::{Bytes, Seconds, Tokens, TokensPerSecond};
 use serde::{Serialize, Serializer};
 
 /// Serving mode.
@@ -357,8 +357,8 @@ pub fn evaluate(
     detail: Detail,
 ) -> Result<Figures, Invalid> {
     let at = |w: Workload| Workload {
-        isl: crate::units::Tokens::new(worst.isl.max(1)),
-        osl: crate::units::Tokens::new(worst.osl.max(1)),
+        isl: Tokens::new(worst.isl.max(1)),
+        osl: Tokens::new(worst.osl.max(1)),
         ..w
     };
     match d {

@@ -12,6 +12,7 @@ use crate::serving::disagg::{DisaggInput, Pool};
 use crate::serving::{EstimateInput, Workload};
 use crate::spec::plan::{Deployment as PlanDeployment, Plan, Pool as PlanPool};
 use crate::spec::scenario::Scenario;
+use crate::units::Tokens;
 use serde::Serialize;
 
 /// What a pool of workers serves: both phases, or one of them.
@@ -78,8 +79,8 @@ impl Replica {
             calibration: s.calibration(engine.engine),
             layout,
             workload: Workload {
-                isl: crate::units::Tokens::new(s.workload.isl.mean().max(1)),
-                osl: crate::units::Tokens::new(s.workload.osl.mean().max(1)),
+                isl: Tokens::new(s.workload.isl.mean().max(1)),
+                osl: Tokens::new(s.workload.osl.mean().max(1)),
                 concurrency: concurrency.max(1),
             },
             engine: s.engine(engine),
@@ -144,7 +145,7 @@ impl Disaggregated {
                 &self.decode.layout,
                 &self.engine,
                 self.redundant_experts,
-                w.isl.get() + w.osl.get() / 2,
+                w.steady_context(),
             )
             .max(1);
             self.decode.workers = w.concurrency.div_ceil(per_worker).max(1) as u32;
@@ -221,8 +222,8 @@ impl Deployment {
                     prefill: pool(prefill),
                     decode: pool(decode),
                     workload: Workload {
-                        isl: crate::units::Tokens::new(s.workload.isl.mean().max(1)),
-                        osl: crate::units::Tokens::new(s.workload.osl.mean().max(1)),
+                        isl: Tokens::new(s.workload.isl.mean().max(1)),
+                        osl: Tokens::new(s.workload.osl.mean().max(1)),
                         concurrency: concurrency.max(1),
                     },
                     engine: s.engine(engine),

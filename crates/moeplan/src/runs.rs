@@ -31,7 +31,7 @@ use crate::serving::disagg::Pool;
 use crate::serving::Workload;
 use crate::spec::source::Source;
 use crate::spec::{Problem, SpecError};
-use crate::units::Seconds;
+use crate::units::{Fraction, Seconds, Tokens};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -700,7 +700,7 @@ fn redundant_slots(model: &Model, eps: &[u32]) -> u32 {
 /// the engine's default holds not even one request: the run shows it fitted,
 /// so its operator raised the share (`--mem-fraction-static`,
 /// `--gpu-memory-utilization`, `free_gpu_memory_fraction`) to about this.
-pub const MEASURED_MEMORY_FRACTION: crate::units::Fraction = crate::units::Fraction::known(0.95);
+pub const MEASURED_MEMORY_FRACTION: Fraction = Fraction::known(0.95);
 
 /// Raises `engine`'s memory share to `MEASURED_MEMORY_FRACTION` where its
 /// default holds no request of `context` tokens on one of `layouts`.
@@ -869,8 +869,8 @@ impl Run {
                 prefill,
                 decode,
                 workload: Workload {
-                    isl: crate::units::Tokens::new(self.isl),
-                    osl: crate::units::Tokens::new(self.osl),
+                    isl: Tokens::new(self.isl),
+                    osl: Tokens::new(self.osl),
                     concurrency,
                 },
                 engine,
@@ -905,8 +905,8 @@ impl Run {
             calibration: profile::resolve(&gpu, self.engine).kernels,
             layout,
             workload: Workload {
-                isl: crate::units::Tokens::new(self.isl),
-                osl: crate::units::Tokens::new(self.osl),
+                isl: Tokens::new(self.isl),
+                osl: Tokens::new(self.osl),
                 concurrency,
             },
             engine,

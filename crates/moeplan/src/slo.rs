@@ -227,6 +227,7 @@ pub fn evaluate(slo: &Slo, f: &Judged, gpu_budget: Option<u64>) -> Vec<Violation
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::Fraction;
     use crate::units::{Seconds, TokensPerSecond};
 
     fn judged() -> Judged {
@@ -248,7 +249,7 @@ mod tests {
             tpot: Some(Seconds(0.03)),
             min_throughput_per_gpu: Some(TokensPerSecond(2000.0)),
             min_throughput_per_user: Some(TokensPerSecond(60.0)),
-            max_memory_fraction: crate::units::Fraction::known(0.4),
+            max_memory_fraction: Fraction::known(0.4),
             max_load_imbalance: Some(0.01),
         };
         let v = evaluate(&slo, &judged(), Some(4));
@@ -279,7 +280,7 @@ mod tests {
     #[test]
     fn no_limit_no_violation() {
         let slo = Slo {
-            max_memory_fraction: crate::units::Fraction::known(0.9),
+            max_memory_fraction: Fraction::known(0.9),
             ..Slo::default()
         };
         assert!(evaluate(&slo, &judged(), None).is_empty());

@@ -204,12 +204,15 @@ fn memory(e: &Estimate) -> String {
         m.other_bytes,
         if e.fits { "" } else { "  DOES NOT FIT" }
     );
-    // Why the context differs by engine: the neutral reading holds every
-    // request at its end, an engine's steady state holds them half-way.
-    let why = if e.memory_context >= e.workload.isl.get() + e.workload.osl.get() {
-        "prompt + output: every request at its end, the engine-neutral bound; an engine holds prompt + half the output"
-    } else {
-        "prompt + half the output: the engine's steady state, requests half-way through"
+    // Why the context differs by engine (`serving::Load::of` sizes it): the
+    // neutral reading holds every request at its end, an engine's steady
+    // state holds them half-way.
+    use moeplan::memory::Engine;
+    let why = match e.engine.engine {
+        Engine::Neutral => "prompt + output: every request at its end, the engine-neutral bound; an engine holds prompt + half the output",
+        Engine::Vllm | Engine::Sglang | Engine::Trtllm => {
+            "prompt + half the output: the engine's steady state, requests half-way through"
+        }
     };
     let _ = writeln!(
         s,

@@ -371,18 +371,14 @@ fn planned(plan: &Plan, l: Layout, replicas: u32, n: usize) -> Option<Corrected>
     ))
 }
 
-/// Replicas of `layout` that serve the plan's request rate (its requests/s
-/// × mean output tokens over one replica's output tokens/s); 0 without a rate.
+/// Replicas of `layout` that serve the plan's request rate, as the planner
+/// counts them (`WorkloadSpec::replicas_for_rate`); 0 without a rate.
 fn replicas_for_rate(plan: &Plan, layout: Layout, typical: &Estimate) -> u32 {
-    let Some(rate) = plan.scenario.workload.request_rate else {
-        return 0;
-    };
-    let need = rate * plan.scenario.workload.osl.mean().max(1) as f64;
-    let per_replica = typical.output_tokens_per_s_per_gpu.0 * layout.gpus() as f64;
-    if per_replica <= 0.0 {
-        return 0;
-    }
-    (need / per_replica).ceil().min(u32::MAX as f64) as u32
+    let w = &plan.scenario.workload;
+    let per_replica =
+        w.requests_per_s(typical.output_tokens_per_s_per_gpu.0 * layout.gpus() as f64);
+    w.replicas_for_rate(per_replica)
+        .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
 }
 
 #[allow(clippy::too_many_arguments)]

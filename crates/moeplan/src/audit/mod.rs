@@ -43,7 +43,7 @@ use crate::replica::PoolRole;
 use crate::report::Derivation;
 use crate::serving::{estimate, Detail, Estimate, EstimateInput, Workload};
 use crate::spec::plan::{Deployment, Plan, Pool};
-use crate::units::{Seconds, TokensPerSecond};
+use crate::units::{Seconds, Tokens, TokensPerSecond};
 use serde::Serialize;
 
 pub use fix::{Corrected, CorrectionSource, Planner};
@@ -246,8 +246,8 @@ pub(crate) fn evaluate_layout(
         plan,
         layout,
         Workload {
-            isl: crate::units::Tokens::new(w.isl.mean().max(1)),
-            osl: crate::units::Tokens::new(osl),
+            isl: Tokens::new(w.isl.mean().max(1)),
+            osl: Tokens::new(osl),
             concurrency: c,
         },
         redundant_experts,
@@ -260,8 +260,8 @@ pub(crate) fn evaluate_layout(
             plan,
             layout,
             Workload {
-                isl: crate::units::Tokens::new(w.isl.max.max(1)),
-                osl: crate::units::Tokens::new(osl),
+                isl: Tokens::new(w.isl.max.max(1)),
+                osl: Tokens::new(osl),
                 concurrency: c_worst,
             },
             redundant_experts,

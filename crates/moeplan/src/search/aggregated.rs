@@ -6,6 +6,7 @@ use crate::layout::Layout;
 use crate::memory;
 use crate::serving::{estimate, estimate_summary, Estimate, EstimateInput, Workload};
 use crate::slo::Level;
+use crate::units::Tokens;
 
 impl Eval<'_> {
     fn input(&self, l: Layout, isl: u64, osl: u64, concurrency: u64) -> EstimateInput<'_> {
@@ -15,8 +16,8 @@ impl Eval<'_> {
             calibration: self.cal.clone(),
             layout: l,
             workload: Workload {
-                isl: crate::units::Tokens::new(isl),
-                osl: crate::units::Tokens::new(osl),
+                isl: Tokens::new(isl),
+                osl: Tokens::new(osl),
                 concurrency,
             },
             engine: self.engine,
@@ -36,12 +37,9 @@ impl Eval<'_> {
 /// holds. u64: an absurd rate asks for more than u32 holds, and the
 /// candidate must say how many.
 fn replicas(e: &Eval, l: Layout, requests_per_s_per_replica: f64) -> u64 {
-    match e.s.workload.request_rate {
-        Some(rate) => (rate / requests_per_s_per_replica.max(1e-12))
-            .ceil()
-            .clamp(1.0, 1e18) as u64,
-        None => (e.budget / l.gpus()).max(1) as u64,
-    }
+    e.s.workload
+        .replicas_for_rate(requests_per_s_per_replica)
+        .unwrap_or_else(|| (e.budget / l.gpus()).max(1) as u64)
 }
 
 /// The candidate of `l` at `c` requests per replica (None: invalid or no estimate).
@@ -53,8 +51,7 @@ fn at(e: &Eval, l: Layout, c: u64) -> Option<Candidate> {
     } else {
         e.estimate(l, w.isl.mean(), w.osl.mean(), c)?
     };
-    let per_replica =
-        mean.output_tokens_per_s_per_gpu.0 * l.gpus() as f64 / w.osl.mean().max(1) as f64;
+    let per_replica = w.requests_per_s(mean.output_tokens_per_s_per_gpu.0 * l.gpus() as f64);
     let n = replicas(e, l, per_replica);
     Some(Candidate::judged(
         e.s,

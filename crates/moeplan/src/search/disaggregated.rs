@@ -21,7 +21,7 @@ use crate::serving::disagg::{
 };
 use crate::serving::Workload;
 use crate::serving::{Explain, ExplainKey};
-use crate::units::Seconds;
+use crate::units::{Seconds, Tokens};
 use rayon::prelude::*;
 
 /// Prefill layouts paired per search.
@@ -56,8 +56,8 @@ impl Eval<'_> {
             prefill,
             decode,
             workload: Workload {
-                isl: crate::units::Tokens::new(isl),
-                osl: crate::units::Tokens::new(osl),
+                isl: Tokens::new(isl),
+                osl: Tokens::new(osl),
                 concurrency,
             },
             engine: self.engine,
@@ -166,12 +166,13 @@ fn counts(e: &Eval, p: &Worker, d: &Worker) -> Option<(u32, u32)> {
     let (gp, gd) = (p.layout.gpus(), d.layout.gpus());
     let keep_up =
         |nd: u32| ((nd as f64 * d.requests_per_s / p.requests_per_s).ceil() as u32).max(1);
-    match e.s.workload.request_rate {
-        Some(rate) => {
-            let n = |x: f64| (rate / x.max(1e-12)).ceil().clamp(1.0, u32::MAX as f64) as u32;
-            Some((n(p.requests_per_s), n(d.requests_per_s)))
-        }
-        None => (1..=e.budget / gd)
+    let n = |x: f64| {
+        let r = e.s.workload.replicas_for_rate(x)?;
+        Some(r.min(u64::from(u32::MAX)) as u32)
+    };
+    match (n(p.requests_per_s), n(d.requests_per_s)) {
+        (Some(np), Some(nd)) => Some((np, nd)),
+        _ => (1..=e.budget / gd)
             .filter(|nd| {
                 keep_up(*nd) as u64 * gp as u64 + *nd as u64 * gd as u64 <= e.budget as u64
             })

@@ -276,7 +276,7 @@ struct Pools {
 impl Pools {
     fn of(inp: &DisaggInput) -> Pools {
         let w = inp.workload;
-        let (_, most) = pool_memory(inp, &inp.decode, 1.0, w.isl.get() + w.osl.get() / 2);
+        let (_, most) = pool_memory(inp, &inp.decode, 1.0, w.steady_context());
         Pools {
             workload: w,
             prefill: inp.prefill,
@@ -669,7 +669,7 @@ impl PoolMemories {
     fn of(inp: &DisaggInput) -> PoolMemories {
         let w = inp.workload;
         let (p, d) = (&inp.prefill, &inp.decode);
-        let context = w.isl.get() + w.osl.get() / 2;
+        let context = w.steady_context();
         // A decode worker holds the KV cache of every request it was handed,
         // decoding or about to: its share of the deployment's requests, up to
         // what its memory holds (the rest wait for a slot, in TTFT).
@@ -697,7 +697,7 @@ impl PoolMemories {
 /// worker cannot hold, and a prefill pool that sets the pace.
 fn pool_warnings(inp: &DisaggInput, s: &Solved, mem: &PoolMemories, warnings: &mut Vec<String>) {
     let w = inp.workload;
-    let context = w.isl.get() + w.osl.get() / 2;
+    let context = w.steady_context();
     for (role, m) in [
         (PoolRole::Prefill, &mem.prefill),
         (PoolRole::Decode, &mem.decode),

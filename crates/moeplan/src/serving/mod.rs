@@ -26,7 +26,7 @@ use crate::memory::{self, EngineConfig, MemoryBreakdown};
 use crate::model::Model;
 use crate::ops::{Bound, Op};
 use crate::report::Derivation;
-use crate::units::{Bytes, Flop, Seconds, TokensPerSecond};
+use crate::units::{Bytes, Flop, Seconds, Tokens, TokensPerSecond};
 use closed_loop::{Loop, LoopParams, LoopResult, Policy, StepTimes};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -36,11 +36,24 @@ use steps::{Step, StepKind, Stepper};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Workload {
     /// Prompt tokens per request.
-    pub isl: crate::units::Tokens,
+    pub isl: Tokens,
     /// Output tokens per request.
-    pub osl: crate::units::Tokens,
+    pub osl: Tokens,
     /// Requests in flight on the replica.
     pub concurrency: u64,
+}
+
+impl Workload {
+    /// KV tokens a request holds at its end: prompt + output.
+    pub fn full_context(&self) -> u64 {
+        self.isl.get() + self.osl.get()
+    }
+
+    /// KV tokens a request holds on average in an engine's steady state,
+    /// half-way through its output: prompt + output / 2.
+    pub fn steady_context(&self) -> u64 {
+        self.isl.get() + self.osl.get() / 2
+    }
 }
 
 /// Everything one estimate needs.
@@ -372,9 +385,9 @@ impl Load {
         // on average isl + osl/2, and admits only what fits.
         let neutral = inp.engine.engine == memory::Engine::Neutral;
         let context = if neutral {
-            w.isl.get() + w.osl.get()
+            w.full_context()
         } else {
-            w.isl.get() + w.osl.get() / 2
+            w.steady_context()
         };
         let mut cap = inp
             .engine
@@ -585,7 +598,7 @@ fn load_warnings(inp: &EstimateInput, load: &Load, res: &LoopResult, warnings: &
             load.in_flight, load.running, inp.engine.engine.name(), res.slot_wait
         ));
     }
-    let context = inp.workload.isl.get() + inp.workload.osl.get();
+    let context = inp.workload.full_context();
     if let Some(max) = inp.model.max_context.filter(|m| context > *m) {
         warnings.push(format!(
             "a request of {} prompt + {} output tokens ({context}) exceeds the {max} tokens of context {} was trained for (max_position_embeddings): engines refuse it unless RoPE scaling is configured",

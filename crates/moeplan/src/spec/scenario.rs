@@ -25,7 +25,7 @@ use crate::quantity::{parse_fraction, parse_time, parse_token_rate};
 use crate::spec::gpu::RawGpu;
 use crate::spec::model::RawModel;
 use crate::spec::source::Source;
-use crate::units::{Seconds, TokensPerSecond};
+use crate::units::{Fraction, Seconds, TokensPerSecond};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -179,6 +179,24 @@ pub struct WorkloadSpec {
     pub request_rate: Option<f64>,
 }
 
+impl WorkloadSpec {
+    /// Copies of a deployment that serve the request rate when each
+    /// completes `requests_per_s`: at least 1 (at most 10^18, which an
+    /// absurd rate reaches); None without a rate. The planner's replicas,
+    /// its disaggregated worker counts and the audit's corrected plan all
+    /// come from here.
+    pub fn replicas_for_rate(&self, requests_per_s: f64) -> Option<u64> {
+        self.request_rate
+            .map(|rate| (rate / requests_per_s.max(1e-12)).ceil().clamp(1.0, 1e18) as u64)
+    }
+
+    /// Requests/s one replica completes at `output_tokens_per_s` (mean
+    /// output length).
+    pub fn requests_per_s(&self, output_tokens_per_s: f64) -> f64 {
+        output_tokens_per_s / self.osl.mean().max(1) as f64
+    }
+}
+
 /// The validated service levels.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Slo {
@@ -191,7 +209,7 @@ pub struct Slo {
     /// Least output tokens/s per request.
     pub min_throughput_per_user: Option<TokensPerSecond>,
     /// Largest memory fraction.
-    pub max_memory_fraction: crate::units::Fraction,
+    pub max_memory_fraction: Fraction,
     /// Largest expert load imbalance.
     pub max_load_imbalance: Option<f64>,
 }
@@ -203,7 +221,7 @@ impl Default for Slo {
             tpot: None,
             min_throughput_per_gpu: None,
             min_throughput_per_user: None,
-            max_memory_fraction: crate::units::Fraction::known(0.9),
+            max_memory_fraction: Fraction::known(0.9),
             max_load_imbalance: None,
         }
     }
@@ -644,8 +662,8 @@ pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
             .max_memory_fraction
             .as_ref()
             .and_then(|v| fraction_value(v, "slo.max_memory_fraction", pr))
-            .and_then(crate::units::Fraction::new)
-            .unwrap_or(crate::units::Fraction::known(0.9)),
+            .and_then(Fraction::new)
+            .unwrap_or(Fraction::known(0.9)),
         max_load_imbalance: s.max_load_imbalance.as_ref().and_then(|v| match v {
             serde_json::Value::String(st) => match parse_fraction(st) {
                 Ok(f) if f >= 0.0 => Some(f),

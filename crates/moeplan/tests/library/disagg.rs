@@ -21,7 +21,7 @@ fn deployment() -> moeplan::replica::Disaggregated {
 fn requests_beyond_the_decode_pools_memory_wait_for_a_slot() {
     let mut d = deployment();
     let w = d.workload;
-    let context = w.isl.get() + w.osl.get() / 2;
+    let context = w.steady_context();
     let per_worker = moeplan::memory::max_concurrency(
         &d.model,
         &d.gpu,
