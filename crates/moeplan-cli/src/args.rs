@@ -2,6 +2,7 @@
 use clap::{Args, Parser, Subcommand};
 use moeplan::dag::export::Format;
 use moeplan::dag::{Granularity, Phase, Steps};
+use moeplan::launch::Target;
 use moeplan::search::{Modes, Objective};
 
 /// `--engine` values: `auto` and every engine the library has a preset for
@@ -82,6 +83,18 @@ pub enum Command {
     /// that contradict the physics are left out, each named. Use the
     /// profile with `--profile FILE` on any command.
     Calibrate(CalibrateArgs),
+    /// The engine commands and deployment files that run a plan: vLLM, SGLang or TensorRT-LLM, as shell scripts or Kubernetes manifests.
+    ///
+    /// The deployment comes from a plan file, a scenario file (the planner's
+    /// recommendation) or the `estimate` flags (aggregated or with
+    /// --prefill-*/--decode-*). A layout the engine cannot express is refused
+    /// with the rule and the nearest layout it can run (exit 2); memory
+    /// settings hold the planned requests (exit 1 when they do not fit).
+    /// Every emitted flag is checked against the engine's flag table, read
+    /// from its released source. Beside the files: bench.sh (the plan's
+    /// workload on the engine's own benchmark client) and bench_to_csv.py
+    /// (its result as a row for `moeplan calibrate`).
+    Launch(LaunchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -456,4 +469,37 @@ pub struct DagArgs {
     /// Validate the graph and print every violation; exit 1 if any.
     #[arg(long)]
     pub check: bool,
+}
+
+/// `moeplan launch`.
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    /// A plan file (its deployment and replicas) or a scenario file (the
+    /// planner's recommendation), told apart by content. Flags override it.
+    pub file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    #[command(flatten)]
+    pub pools: PoolArgs,
+    /// Copies of an aggregated replica (default: the plan's, else 1).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// The engine version to emit flags for (default: the release its flag table was read from; others are refused).
+    #[arg(long)]
+    pub engine_version: Option<String>,
+    /// What to write: shell scripts, a LeaderWorkerSet per role (lws), a DynamoGraphDeployment (dynamo), or llm-d modelservice values (llm-d, vLLM only).
+    #[arg(long, default_value = "shell", value_parser = choice(&Target::ALL, Target::name))]
+    pub target: Target,
+    /// The weights the engine loads: a Hugging Face id or a directory (default: the model's Hugging Face id).
+    #[arg(long)]
+    pub model_path: Option<String>,
+    /// The container image of the engine (default: its release image of the version its flags were checked against).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Write the files into this folder (created if missing; files of the same names are replaced). Without it they are listed, not written.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Print JSON: engine, version, target, GPUs, each role's nodes and commands, and every file with its content.
+    #[arg(long)]
+    pub json: bool,
 }

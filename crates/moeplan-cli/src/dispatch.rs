@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Dag(a) => commands::dag::run(&a),
         Command::Accuracy(a) => commands::accuracy::run(&a),
         Command::Calibrate(a) => commands::calibrate::run(&a),
+        Command::Launch(a) => commands::launch::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

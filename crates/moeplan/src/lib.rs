@@ -24,6 +24,7 @@ pub mod figures;
 pub mod fit;
 pub mod hardware;
 pub mod hf;
+pub mod launch;
 pub mod layout;
 pub mod memory;
 pub mod model;

@@ -345,7 +345,7 @@ pub fn to_sorted_value<T: Serialize>(value: &T) -> serde_json::Value {
 }
 
 /// The commands with a `--json` output (and `error`, the shape of a failure).
-pub const COMMANDS: [&str; 9] = [
+pub const COMMANDS: [&str; 10] = [
     "accuracy",
     "audit",
     "calibrate",
@@ -353,6 +353,7 @@ pub const COMMANDS: [&str; 9] = [
     "dag",
     "error",
     "estimate",
+    "launch",
     "model",
     "plan",
 ];
@@ -374,6 +375,7 @@ pub fn schema(command: &str) -> Option<schemars::Schema> {
         "dag" => schema_for::<DagOutput<'static>>(),
         "error" => schema_for::<ErrorOutput>(),
         "estimate" => schema_for::<EstimateOutput<'static>>(),
+        "launch" => schema_for::<crate::launch::Launch>(),
         "model" => schema_for::<ModelOutput>(),
         "plan" => schema_for::<PlanOutput<'static>>(),
         _ => return None,

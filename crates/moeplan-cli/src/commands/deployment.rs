@@ -256,13 +256,13 @@ fn require(a: &DeploymentArgs, command: &str, format: Format) -> Result<(), Fail
         return Ok(());
     }
     let help = if command == "dag" {
-        "describe the deployment as for `moeplan estimate`, or give --scenario FILE to draw the planner's recommendation"
+        "describe the deployment as for `moeplan estimate`, or give --scenario FILE to draw the planner's recommendation".to_string()
     } else {
-        "e.g. moeplan estimate --model mixtral-8x7b --gpu h100-sxm --tp 2 --isl 1000 --osl 1000 --concurrency 64"
+        format!("e.g. moeplan {command} --model mixtral-8x7b --gpu h100-sxm --tp 2 --isl 1000 --osl 1000 --concurrency 64, or give a plan or scenario file")
     };
     Err(ArgError::failure(
         format!("moeplan {command} needs {}", missing.join(", ")),
-        Some(help.into()),
+        Some(help),
         format,
     ))
 }
@@ -519,12 +519,46 @@ pub fn from_file(
     pools: &PoolArgs,
     format: Format,
 ) -> Result<(ReplicaDeployment, String), Failure> {
+    from_file_with_facts(path, f, pools, format).map(|(d, origin, _)| (d, origin))
+}
+
+/// What a plan states beyond one replica: its aggregated replicas and the
+/// longest request of its workload (prompt + output at their maxima).
+#[derive(Clone, Copy, Debug)]
+pub struct PlanFacts {
+    /// Copies of the aggregated replica (1 when disaggregated).
+    pub replicas: u32,
+    /// The longest request.
+    pub max_context: u64,
+}
+
+impl PlanFacts {
+    fn of(plan: &moeplan::spec::plan::Plan) -> PlanFacts {
+        let w = &plan.scenario.workload;
+        PlanFacts {
+            replicas: match &plan.deployment {
+                moeplan::spec::plan::Deployment::Aggregated { pool } => pool.replicas,
+                moeplan::spec::plan::Deployment::Disaggregated { .. } => 1,
+            },
+            max_context: w.isl.max + w.osl.max,
+        }
+    }
+}
+
+/// `from_file`, with the plan's facts.
+pub fn from_file_with_facts(
+    path: &std::path::Path,
+    f: &DeploymentArgs,
+    pools: &PoolArgs,
+    format: Format,
+) -> Result<(ReplicaDeployment, String, PlanFacts), Failure> {
     let input = Failure::input(format);
     if moeplan::spec::plan::is_plan(path).map_err(&input)? {
         let (mut plan, _) = moeplan::spec::plan::read(path).map_err(&input)?;
         apply_to_scenario(f, &mut plan.scenario, format)?;
+        let facts = PlanFacts::of(&plan);
         let d = plan_deployment(plan, path, f, pools, format)?;
-        return Ok((d, format!("the plan {}", path.display())));
+        return Ok((d, format!("the plan {}", path.display()), facts));
     }
     if Degrees::replica(f).any() || pools.any() || f.redundant_experts > 0 {
         return Err(ArgError::failure(
@@ -550,7 +584,12 @@ pub fn from_file(
         moeplan::search::describe(&rec)
     );
     let plan = rec.figures.as_plan(&s);
-    Ok((plan_deployment(plan, path, f, pools, format)?, origin))
+    let facts = PlanFacts::of(&plan);
+    Ok((
+        plan_deployment(plan, path, f, pools, format)?,
+        origin,
+        facts,
+    ))
 }
 
 /// A plan's deployment with the layout and pool flags over it.

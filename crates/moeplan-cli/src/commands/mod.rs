@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod dag;
 pub mod deployment;
 pub mod estimate;
+pub mod launch;
 pub mod model;
 pub mod plan;
 pub mod schema;

@@ -525,9 +525,17 @@ fn binding(r: &PlanResult) -> String {
 fn rejected(r: &PlanResult) -> String {
     let j = &r.rejected;
     format!(
-        "\nSearched {} layouts: {} invalid splits (heads, KV heads, experts, expert width, layers, folding), {} TP groups wider than a node; of the rest, {} do not fit in memory, {} cannot meet TTFT, {} cannot meet TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} need more GPUs than available.\n",
-        j.layouts, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget
+        "\nSearched {} layouts: {} invalid splits (heads, KV heads, experts, expert width, layers, folding), {} TP groups wider than a node{}; of the rest, {} do not fit in memory, {} cannot meet TTFT, {} cannot meet TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} need more GPUs than available.\n",
+        j.layouts, j.divisibility, j.node_fit, engine_rejections(j.engine), j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget
     )
+}
+
+/// ", N the engine cannot express" when the scenario's engine ruled some out.
+pub fn engine_rejections(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(", {n} the stated engine cannot express"),
+    }
 }
 
 /// The recommendation's derivations, then the estimate of its last pool's

@@ -22,7 +22,7 @@ pub fn run(a: &SchemaArgs) -> Result<(), Failure> {
 
 /// Every kind `moeplan schema` accepts: the specs, then `output-` and
 /// each of `moeplan::output::COMMANDS` (a test keeps the two lists equal).
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "model",
     "gpu",
     "scenario",
@@ -35,6 +35,7 @@ pub const KINDS: [&str; 14] = [
     "output-dag",
     "output-error",
     "output-estimate",
+    "output-launch",
     "output-model",
     "output-plan",
 ];

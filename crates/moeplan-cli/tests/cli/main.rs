@@ -12,6 +12,7 @@
 
 mod audit;
 mod dag;
+mod launch;
 mod plan;
 mod readme;
 
@@ -967,6 +968,8 @@ fn json_outputs_conform_to_their_schemas() {
         ("audit", words(&format!("audit {} --json", path("examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml")))),
         ("audit", words(&format!("audit {} --fix {fixed} --json", path("examples/audit/mixtral-8x7b-tp2-2xh100.toml")))),
         ("dag", words(&format!("dag --model qwen3-30b-a3b --gpu h100 --tp 2 --ep 2 {lengths} --format json"))),
+        ("launch", words(&format!("launch --model qwen3-30b-a3b --gpu h100 --tp 2 --ep 2 {lengths} --engine sglang --target lws --json"))),
+        ("launch", words(&format!("launch --model deepseek-v3 --gpu h200 --prefill-workers 1 --prefill-dp 8 --prefill-ep 8 --decode-workers 1 --decode-dp 8 --decode-ep 8 {lengths} --engine trtllm --json"))),
         ("model", words("model deepseek-v3 --json")),
         ("catalog", words("catalog --json")),
         ("calibrate", words(&format!("calibrate {runs} --out {profile} --explain --json"))),

@@ -14,7 +14,8 @@ pub(crate) const MAX_REPLICA_GPUS: u32 = 1024;
 const POW2: [u32; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 /// Every layout of at most `budget` GPUs (and `MAX_REPLICA_GPUS`) the enumeration considers, with the
-/// count of those rejected before costing.
+/// count of those rejected before costing. A scenario that states its engine
+/// gets only the layouts that engine can express.
 pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout> {
     let budget = budget.min(MAX_REPLICA_GPUS);
     let m = &s.model;
@@ -63,6 +64,12 @@ pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout>
                             }
                             if tp > node {
                                 rej.node_fit += 1;
+                                continue;
+                            }
+                            if s.engine
+                                .is_some_and(|e| !crate::launch::express::expressible(e, m, &l))
+                            {
+                                rej.engine += 1;
                                 continue;
                             }
                             out.push(l);

@@ -351,11 +351,11 @@ fn remove_path(v: &mut Value, path: &str) {
 
 /// Walks `value` against a JSON Schema and lists every violation.
 ///
-/// Supports the subset schemars generates for our raw types: `$ref` into
-/// `$defs`, `type` (single or list), `properties`, `required`,
-/// `additionalProperties: false`, `anyOf`/`oneOf`, `enum`, `const`,
-/// `minimum`, `items`.
-pub(crate) fn check_schema(value: &Value, schema: &Value) -> Vec<Problem> {
+/// Supports the subset schemars generates for our raw types and that
+/// Kubernetes CRDs use: `$ref` into `$defs`, `type` (single or list),
+/// `properties`, `required`, `additionalProperties` (`false`, or the schema
+/// of a map's values), `anyOf`/`oneOf`, `enum`, `const`, `minimum`, `items`.
+pub fn check_schema(value: &Value, schema: &Value) -> Vec<Problem> {
     let mut out = Vec::new();
     walk(value, schema, schema, "", &mut out);
     out
@@ -560,14 +560,15 @@ fn walk_object(
             }
         }
     }
+    let others = s.get("additionalProperties");
     for (k, child) in obj {
-        match props.and_then(|p| p.get(k)) {
-            Some(cs) => walk(child, cs, root, &join(path, k), out),
-            None => {
-                if s.get("additionalProperties") == Some(&Value::Bool(false)) {
-                    out.push(unknown_key(path, k, props));
-                }
+        match (props.and_then(|p| p.get(k)), others) {
+            (Some(cs), _) => walk(child, cs, root, &join(path, k), out),
+            (None, Some(Value::Bool(false))) => out.push(unknown_key(path, k, props)),
+            (None, Some(map_values @ Value::Object(_))) => {
+                walk(child, map_values, root, &join(path, k), out)
             }
+            (None, _) => {}
         }
     }
 }

@@ -10,6 +10,7 @@ mod dag;
 mod disagg;
 mod fuzz_parsers;
 mod invariants;
+mod launch;
 mod physics;
 mod planner;
 mod runs;

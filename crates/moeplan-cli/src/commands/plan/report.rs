@@ -217,5 +217,5 @@ fn risks(r: &PlanResult, rec: &Candidate) -> String {
 /// layouts.
 fn search(r: &PlanResult) -> String {
     let j = &r.rejected;
-    format!("\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.\n", j.layouts, j.estimates, j.divisibility, j.node_fit, j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget)
+    format!("\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node{}, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.\n", j.layouts, j.estimates, j.divisibility, j.node_fit, super::engine_rejections(j.engine), j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget)
 }

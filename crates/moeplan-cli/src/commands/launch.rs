@@ -1,0 +1,196 @@
+//! `moeplan launch`: the engine commands and deployment files of a plan.
+use crate::args::LaunchArgs;
+use crate::commands::deployment::{self, PlanFacts};
+use crate::output::{self, ArgError, Failure, Format};
+use moeplan::launch::{self, Launch, LaunchError, Request};
+use moeplan::replica::Deployment;
+use std::fmt::Write;
+
+/// Resolves the deployment, builds its launch and prints or writes it.
+pub fn run(a: &LaunchArgs) -> Result<(), Failure> {
+    let format = Format::from(a.json);
+    let (d, origin, facts) = resolve(a, format)?;
+    let replicas =
+        deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
+    let (model, engine) = match &d {
+        Deployment::Aggregated(r) => (&r.model, r.engine.engine),
+        Deployment::Disaggregated(x) => (&x.model, x.engine.engine),
+    };
+    let model_path = model_path(a, model, format)?;
+    let req = Request {
+        deployment: &d,
+        replicas,
+        engine,
+        engine_version: a.engine_version.clone(),
+        target: a.target,
+        model_path,
+        max_context: facts.max_context,
+        image: a.image.clone(),
+    };
+    let l = launch::launch(&req).map_err(|e| refusal(e, format))?;
+    if let Some(dir) = &a.out {
+        write_files(dir, &l, format)?;
+    }
+    if format == Format::Json {
+        output::json(&l);
+    } else {
+        output::print(&render(&l, origin.as_deref(), a.out.as_deref()));
+    }
+    Ok(())
+}
+
+/// The deployment, where it comes from, and what its plan says beyond one replica.
+fn resolve(
+    a: &LaunchArgs,
+    format: Format,
+) -> Result<(Deployment, Option<String>, PlanFacts), Failure> {
+    if let Some(path) = &a.file {
+        let (d, origin, facts) =
+            deployment::from_file_with_facts(path, &a.deployment, &a.pools, format)?;
+        return Ok((d, Some(origin), facts));
+    }
+    let d = if a.pools.any() {
+        deployment::resolve_disaggregated(&a.deployment, &a.pools, "launch", format)?
+    } else {
+        Deployment::Aggregated(deployment::resolve(&a.deployment, "launch", format)?)
+    };
+    let w = match &d {
+        Deployment::Aggregated(r) => r.workload,
+        Deployment::Disaggregated(x) => x.workload,
+    };
+    Ok((
+        d,
+        None,
+        PlanFacts {
+            replicas: 1,
+            max_context: w.full_context(),
+        },
+    ))
+}
+
+/// The weights to load: `--model-path`, the Hugging Face id typed as
+/// `--model`, or the catalog model's Hugging Face id.
+fn model_path(
+    a: &LaunchArgs,
+    model: &moeplan::model::Model,
+    format: Format,
+) -> Result<String, Failure> {
+    if let Some(p) = &a.model_path {
+        return Ok(p.clone());
+    }
+    let typed = a
+        .deployment
+        .model
+        .as_deref()
+        .filter(|m| m.contains('/') && !std::path::Path::new(m).exists());
+    let known = typed
+        .map(String::from)
+        .or_else(|| moeplan::catalog::hf_id(&model.name).map(String::from))
+        .or_else(|| model.name.contains('/').then(|| model.name.clone()));
+    known.ok_or_else(|| {
+        ArgError::failure(
+            format!("{} has no known Hugging Face id to load", model.name),
+            Some("give the weights with --model-path (a Hugging Face id or a directory)".into()),
+            format,
+        )
+    })
+}
+
+/// A refusal as the CLI reports it: bad input (exit 2) with the nearest
+/// runnable layout as help, or a plan that does not fit (exit 1).
+fn refusal(e: LaunchError, format: Format) -> Failure {
+    match e {
+        LaunchError::DoesNotFit { .. } => {
+            if format == Format::Text {
+                output::note(&format!("error: {e} (exit 1)"));
+            }
+            Failure::Negative
+        }
+        LaunchError::Inexpressible { role, ref refusal } => {
+            let help = refusal.nearest.map(|n| {
+                format!(
+                    "run {n} instead (the {} pool's layout), or choose another engine",
+                    role.name()
+                )
+            });
+            ArgError::failure(e.to_string(), help, format)
+        }
+        LaunchError::Unchecked(msg) => panic!("{msg}"),
+        LaunchError::NoEngine
+        | LaunchError::UnknownVersion { .. }
+        | LaunchError::TargetEngine { .. } => ArgError::failure(e.to_string(), None, format),
+    }
+}
+
+/// Writes every file under `dir` (scripts executable).
+fn write_files(dir: &std::path::Path, l: &Launch, format: Format) -> Result<(), Failure> {
+    let fail =
+        |what: String, e: std::io::Error| ArgError::failure(format!("{what}: {e}"), None, format);
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create {}", dir.display()), e))?;
+    for f in &l.files {
+        let path = dir.join(&f.path);
+        std::fs::write(&path, &f.content)
+            .map_err(|e| fail(format!("cannot write {}", path.display()), e))?;
+        #[cfg(unix)]
+        if f.path.ends_with(".sh") || f.path.ends_with(".py") {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    Ok(())
+}
+
+/// The launch as text: each role's replicas and node commands, the files, the notes.
+fn render(l: &Launch, origin: Option<&str>, out: Option<&std::path::Path>) -> String {
+    let mut s = String::new();
+    if let Some(o) = origin {
+        let _ = writeln!(s, "from {o}");
+    }
+    let _ = writeln!(
+        s,
+        "{} {} on {} GPUs ({} per node), target {}",
+        l.engine.name(),
+        l.engine_version,
+        l.gpus,
+        l.gpus_per_node,
+        l.target.name()
+    );
+    for r in &l.roles {
+        let _ = writeln!(
+            s,
+            "\n{}: {} replica(s) of {}, {} GPUs each over {} node(s)",
+            r.role.name(),
+            r.replicas,
+            r.layout,
+            r.gpus_per_replica,
+            r.nodes.len()
+        );
+        for n in &r.nodes {
+            let _ = writeln!(
+                s,
+                "  node {} ({} GPUs):\n    {}",
+                n.node_rank, n.gpus, n.command
+            );
+        }
+    }
+    let names: Vec<&str> = l.files.iter().map(|f| f.path.as_str()).collect();
+    let _ = match out {
+        Some(dir) => writeln!(
+            s,
+            "\nwrote {} files to {}: {}",
+            names.len(),
+            dir.display(),
+            names.join(", ")
+        ),
+        None => writeln!(
+            s,
+            "\nfiles (not written; add --out DIR): {}",
+            names.join(", ")
+        ),
+    };
+    for n in &l.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    s
+}

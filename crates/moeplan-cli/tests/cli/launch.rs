@@ -1,0 +1,290 @@
+//! `moeplan launch` end to end: manifests validate against the pinned CRD
+//! and chart schemas (`tests/fixtures/k8s/`, provenance there), scripts
+//! parse, refusals and exit codes.
+
+use super::{crate_dir, moeplan, root, stderr, stdout, unwrapped};
+use serde_json::Value;
+
+/// The pinned schema of a manifest document, if it is one of the three.
+fn schema_for(target: &str, doc: &Value) -> Option<Value> {
+    let file = match (target, doc["kind"].as_str()) {
+        ("lws", Some("LeaderWorkerSet")) => "leaderworkerset.schema.json",
+        ("dynamo", Some("DynamoGraphDeployment")) => "dynamographdeployment.schema.json",
+        ("llm-d", None) => "llm-d-modelservice.values.schema.json",
+        _ => return None,
+    };
+    let path = crate_dir().join("tests/fixtures/k8s").join(file);
+    Some(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+}
+
+/// The reference deployments (DeepSeek-V3 on H200 nodes of 8), as flags.
+fn deployments() -> Vec<(&'static str, Vec<&'static str>)> {
+    let common = [
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h200-sxm",
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+    ];
+    let with = |extra: &[&'static str]| common.iter().chain(extra).copied().collect::<Vec<_>>();
+    vec![
+        (
+            "dep8",
+            with(&["--dp", "8", "--ep", "8", "--concurrency", "256"]),
+        ),
+        (
+            "wide-ep32",
+            with(&[
+                "--dp",
+                "32",
+                "--ep",
+                "32",
+                "--redundant-experts",
+                "32",
+                "--concurrency",
+                "1024",
+            ]),
+        ),
+        (
+            "pp2-tp8",
+            with(&["--pp", "2", "--tp", "8", "--ep", "8", "--concurrency", "32"]),
+        ),
+        (
+            "disagg",
+            with(&[
+                "--prefill-dp",
+                "8",
+                "--prefill-ep",
+                "8",
+                "--prefill-workers",
+                "2",
+                "--decode-dp",
+                "16",
+                "--decode-ep",
+                "16",
+                "--decode-workers",
+                "1",
+                "--concurrency",
+                "512",
+            ]),
+        ),
+    ]
+}
+
+/// Every manifest of every reference deployment, engine and Kubernetes
+/// target parses as YAML and conforms to its pinned schema.
+#[test]
+fn manifests_conform_to_the_pinned_schemas() {
+    let mut checked = 0;
+    for (name, flags) in deployments() {
+        for engine in ["vllm", "sglang", "trtllm"] {
+            for target in ["lws", "dynamo", "llm-d"] {
+                let mut args = vec!["launch", "--engine", engine, "--target", target, "--json"];
+                args.extend(&flags);
+                let o = moeplan(&args);
+                if target == "llm-d" && engine != "vllm" {
+                    assert_eq!(o.status.code(), Some(2), "{name} {engine} {target}");
+                    continue;
+                }
+                assert_eq!(
+                    o.status.code(),
+                    Some(0),
+                    "{name} {engine} {target}: {}",
+                    stderr(&o)
+                );
+                let launch: Value = serde_json::from_str(&stdout(&o)).unwrap();
+                for f in launch["files"].as_array().unwrap() {
+                    let path = f["path"].as_str().unwrap();
+                    if !path.ends_with(".yaml") {
+                        continue;
+                    }
+                    for doc in f["content"].as_str().unwrap().split("\n---\n") {
+                        let v: Value =
+                            serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{path}: {e}"));
+                        assert!(v.is_object(), "{path}: {doc}");
+                        if let Some(schema) = schema_for(target, &v) {
+                            let problems = moeplan::spec::check_schema(&v, &schema);
+                            assert!(
+                                problems.is_empty(),
+                                "{name} {engine} {target} {path}: {problems:?}\n{doc}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // 4 deployments × (3 engines × 2 targets + vLLM on llm-d).
+    assert!(checked >= 4 * 7, "{checked} manifests checked");
+}
+
+/// The pinned schemas do reject what they should: a Dynamo GPU count as a
+/// number (the CRD wants a string), a LeaderWorkerSet without its worker
+/// template.
+#[test]
+fn the_pinned_schemas_reject_known_mistakes() {
+    let dgd = schema_for(
+        "dynamo",
+        &serde_json::json!({"kind": "DynamoGraphDeployment"}),
+    )
+    .unwrap();
+    let bad = serde_json::json!({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "x"},
+        "spec": {"services": {"W": {"componentType": "worker", "resources": {"limits": {"gpu": 8}}}}}});
+    assert!(!moeplan::spec::check_schema(&bad, &dgd).is_empty());
+    let lws = schema_for("lws", &serde_json::json!({"kind": "LeaderWorkerSet"})).unwrap();
+    let bad = serde_json::json!({"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": "x"},
+        "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 2}}});
+    assert!(!moeplan::spec::check_schema(&bad, &lws).is_empty());
+}
+
+/// `--out` writes every file; the scripts are valid bash.
+#[test]
+fn out_writes_scripts_that_bash_parses() {
+    let dir = std::env::temp_dir().join(format!("moeplan-launch-{}", std::process::id()));
+    for engine in ["vllm", "sglang", "trtllm"] {
+        for (name, flags) in deployments() {
+            let out = dir.join(format!("{engine}-{name}"));
+            let mut args = vec!["launch", "--engine", engine, "--out", out.to_str().unwrap()];
+            args.extend(&flags);
+            let o = moeplan(&args);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            assert!(stdout(&o).contains("wrote"), "{}", stdout(&o));
+            for entry in std::fs::read_dir(&out).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "sh") {
+                    let check = std::process::Command::new("bash")
+                        .arg("-n")
+                        .arg(&path)
+                        .output()
+                        .unwrap();
+                    assert!(
+                        check.status.success(),
+                        "{}: {}",
+                        path.display(),
+                        String::from_utf8_lossy(&check.stderr)
+                    );
+                }
+            }
+            assert!(out.join("bench.sh").exists() && out.join("bench_to_csv.py").exists());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A layout the engine cannot write is bad input (exit 2) naming the rule
+/// and the nearest layout it can run.
+#[test]
+fn an_inexpressible_layout_is_refused_with_the_nearest() {
+    let o = moeplan(&[
+        "launch",
+        "--engine",
+        "trtllm",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h200-sxm",
+        "--tp",
+        "2",
+        "--dp",
+        "4",
+        "--ep",
+        "8",
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--concurrency",
+        "64",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = unwrapped(&stderr(&o));
+    assert!(
+        err.contains("enable_attention_dp") && err.contains("dp8 ep8"),
+        "{err}"
+    );
+}
+
+/// More requests than memory holds: exit 1, saying how many fit.
+#[test]
+fn a_plan_beyond_memory_exits_1() {
+    let o = moeplan(&[
+        "launch",
+        "--engine",
+        "sglang",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h200-sxm",
+        "--dp",
+        "8",
+        "--ep",
+        "8",
+        "--concurrency",
+        "100000",
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("do not fit"), "{}", stderr(&o));
+}
+
+/// A plan file gives the deployment and its replicas.
+#[test]
+fn a_plan_file_launches_its_replicas() {
+    let plan = root().join("examples/audit/mixtral-8x7b-tp2-2xh100.toml");
+    let o = moeplan(&[
+        "launch",
+        plan.to_str().unwrap(),
+        "--engine",
+        "vllm",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let replicas = text
+        .lines()
+        .find_map(|l| {
+            l.trim().strip_prefix("replicas").map(|r| {
+                r.trim_start_matches([' ', '='])
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+        })
+        .unwrap_or(1);
+    assert_eq!(v["roles"][0]["replicas"].as_u64(), Some(replicas));
+    assert_eq!(v["gpus"].as_u64(), Some(2 * replicas));
+}
+
+/// llm-d runs vLLM only; other engines are refused (exit 2).
+#[test]
+fn llm_d_is_refused_for_other_engines() {
+    let o = moeplan(&[
+        "launch",
+        "--engine",
+        "sglang",
+        "--target",
+        "llm-d",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        "h100",
+        "--tp",
+        "2",
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--concurrency",
+        "64",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("vLLM only"), "{}", stderr(&o));
+}

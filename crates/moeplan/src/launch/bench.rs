@@ -1,0 +1,89 @@
+//! The benchmark beside a launch: the engine's own client driving the
+//! plan's workload as a closed loop (`concurrency` requests in flight, the
+//! figures moeplan predicts), and a converter of its result into a row of
+//! the runs CSV that `moeplan calibrate` reads. Plan → launch → bench →
+//! calibrate → plan closes the loop.
+
+use super::{Ctx, File, Request, RolePlan};
+use crate::engine::Engine;
+use crate::layout::Layout;
+use crate::replica::{Deployment, PoolRole};
+
+/// `bench.sh` and `bench_to_csv.py`.
+pub(crate) fn files(ctx: &Ctx, plans: &[RolePlan], req: &Request) -> Vec<File> {
+    let w = match req.deployment {
+        Deployment::Aggregated(r) => r.workload,
+        Deployment::Disaggregated(d) => d.workload,
+    };
+    let aggregated = plans.iter().all(|p| p.role == PoolRole::Aggregated);
+    let replicas = if aggregated {
+        req.replicas.max(1) as u64
+    } else {
+        1
+    };
+    let total = w.concurrency * replicas;
+    let (isl, osl) = (w.isl.get(), w.osl.get());
+    let result = match ctx.engine {
+        Engine::Sglang => "result.jsonl",
+        Engine::Vllm | Engine::Trtllm | Engine::Neutral => "result.json",
+    };
+    let script = format!(
+        "#!/usr/bin/env bash\n# The plan's workload as a closed loop: {isl} tokens in, {osl} out, {total} requests in flight,\n# against the deployment's endpoint; then its result as a row of runs.csv for `moeplan calibrate`.\nset -euo pipefail\nURL=${{URL:-http://localhost:8000}}\nCONC=${{CONC:-{total}}}\nPROMPTS=${{PROMPTS:-$((CONC * 8))}}\n{}\npython3 bench_to_csv.py {result} \"$CONC\" >> runs.csv\necho \"appended to runs.csv: moeplan calibrate runs.csv\" >&2\n",
+        client(ctx, isl, osl)
+    );
+    vec![
+        File {
+            path: "bench.sh".into(),
+            content: script,
+        },
+        File {
+            path: "bench_to_csv.py".into(),
+            content: converter(ctx, plans, (isl, osl), replicas),
+        },
+    ]
+}
+
+/// The engine's benchmark client, writing its result file.
+fn client(ctx: &Ctx, isl: u64, osl: u64) -> String {
+    let m = ctx.model_path;
+    let common = format!("--base-url \"$URL\" --model {m} --dataset-name random --random-input-len {isl} --random-output-len {osl} --max-concurrency \"$CONC\" --num-prompts \"$PROMPTS\"");
+    match ctx.engine {
+        Engine::Vllm => format!("vllm bench serve --backend vllm {common} --random-range-ratio 0 --ignore-eos --save-result --result-filename result.json"),
+        Engine::Sglang => format!("python3 -m sglang.bench_serving --backend sglang {common} --random-range-ratio 1 --output-file result.jsonl"),
+        Engine::Trtllm | Engine::Neutral => format!("python3 -m tensorrt_llm.serve.scripts.benchmark_serving --backend openai {common} --random-ids --ignore-eos --save-result --result-filename result.json"),
+    }
+}
+
+/// The CSV cells of a layout: tp, pp, dp, ep, etp.
+fn cells(l: &Layout) -> String {
+    format!("{}, {}, {}, {}, {}", l.tp, l.pp, l.dp, l.ep, l.etp)
+}
+
+/// A Python converter from the client's result (JSON, or the last line of
+/// JSON lines) to a native runs-CSV row with this deployment's columns.
+fn converter(ctx: &Ctx, plans: &[RolePlan], (isl, osl): (u64, u64), replicas: u64) -> String {
+    let gpu = plans.first().map_or("", |p| p.gpu.id.as_str());
+    let mut header = String::from("model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms");
+    let mut row = format!(
+        "'{}', '{gpu}', '{}', '{}', '', {isl}, {osl}, concurrency, ",
+        ctx.model_path,
+        ctx.engine.name(),
+        ctx.version
+    );
+    match plans {
+        [p] => row += &format!("{}, ttft, tpot", cells(&p.layout)),
+        _ => {
+            header += ",mode,prefill_tp,prefill_pp,prefill_dp,prefill_ep,prefill_etp,prefill_workers,decode_tp,decode_pp,decode_dp,decode_ep,decode_etp,decode_workers";
+            row += "'', '', '', '', '', ttft, tpot, 'disaggregated'";
+            for role in [PoolRole::Prefill, PoolRole::Decode] {
+                if let Some(p) = plans.iter().find(|p| p.role == role) {
+                    row += &format!(", {}, {}", cells(&p.layout), p.replicas);
+                }
+            }
+        }
+    }
+    format!(
+        "#!/usr/bin/env python3\n\"\"\"A benchmark result ({}'s client) as a row of the runs CSV that `moeplan calibrate` reads.\n\nusage: bench_to_csv.py RESULT CONCURRENCY >> runs.csv (prints the header first when runs.csv is empty)\n\"\"\"\nimport json, os, sys\n\npath, total = sys.argv[1], int(sys.argv[2])\nwith open(path) as f:\n    lines = [line for line in f.read().splitlines() if line.strip()]\nr = json.loads(lines[-1]) if path.endswith('.jsonl') else json.loads('\\n'.join(lines))\nttft, tpot = r['mean_ttft_ms'], r['mean_tpot_ms']\n# concurrency per replica of an aggregated deployment; the whole deployment's when disaggregated\nconcurrency = max(1, round(total / {replicas}))\nif not os.path.exists('runs.csv') or os.path.getsize('runs.csv') == 0:\n    print('{header}')\nprint(','.join(str(c) for c in [{row}]))\n",
+        ctx.engine.name()
+    )
+}
