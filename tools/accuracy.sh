@@ -60,6 +60,18 @@ TPOT 16%.
 
 HEAD
     "$bin" accuracy "$runs" --cv --markdown
+    cat <<'SIM'
+
+### Simulated step by step
+
+`moeplan simulate`'s closed loop on the aggregated runs (`moeplan accuracy
+RUNS --simulate`): each run's concurrency as clients for as many rounds as
+the engine's serving layer says the benchmark runs, every step priced by the
+same cost model and serving layer (fitted to the estimate's closed form, not
+to the simulation). Disaggregated runs are not simulated. In-sample.
+
+SIM
+    "$bin" accuracy "$runs" --simulate --markdown | sed -n '/^| group/,/^$/p'
     cat <<'CAL'
 
 ### Calibrating on your own runs

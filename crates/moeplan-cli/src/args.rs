@@ -4,6 +4,7 @@ use moeplan::dag::export::Format;
 use moeplan::dag::{Granularity, Phase, Steps};
 use moeplan::launch::Target;
 use moeplan::search::{Modes, Objective};
+use moeplan::simulate::Router;
 
 /// `--engine` values: `auto` and every engine the library has a preset for
 /// (`moeplan::engine::Engine::ALL`), so a new engine needs no CLI change.
@@ -95,6 +96,16 @@ pub enum Command {
     /// workload on the engine's own benchmark client) and bench_to_csv.py
     /// (its result as a row for `moeplan calibrate`).
     Launch(LaunchArgs),
+    /// Latency percentiles and goodput of an aggregated deployment under real traffic: a step-level simulation on the same cost model as `estimate`.
+    ///
+    /// Traffic: --rate with Poisson or gamma (bursty) arrivals, a --trace
+    /// (arrival_s,isl,osl CSV; Azure LLM inference traces; Mooncake JSON
+    /// lines), or, without either, a closed loop of --concurrency clients
+    /// (what benchmarks run). Each replica runs its engine's scheduler
+    /// (chunked-prefill budget, running cap, prefill/decode mixing, KV
+    /// cache admission and preemption) behind a router. A run whose queue
+    /// grows without bound stops early with the rate it could sustain (exit 1).
+    Simulate(SimulateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -142,6 +153,9 @@ pub struct AccuracyArgs {
     /// result to FILE (crates/moeplan/profiles/serving.toml is the embedded one).
     #[arg(long, value_name = "FILE")]
     pub fit_serving: Option<std::path::PathBuf>,
+    /// Predict each aggregated run with `moeplan simulate`'s step-level closed loop instead of the estimate's closed form (disaggregated runs are left unanswered).
+    #[arg(long, conflicts_with_all = ["fit_serving", "cv"])]
+    pub simulate: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -500,6 +514,63 @@ pub struct LaunchArgs {
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
     /// Print JSON: engine, version, target, GPUs, each role's nodes and commands, and every file with its content.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `moeplan simulate`.
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// A plan file (its aggregated deployment, replicas and service levels) or a scenario file (the planner's recommendation).
+    pub file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// Requests per second (open loop); without --rate or --trace, a closed loop of --concurrency clients.
+    #[arg(long, conflicts_with = "trace")]
+    pub rate: Option<f64>,
+    /// Inter-arrival times of --rate.
+    #[arg(long, default_value = "poisson", value_parser = ["poisson", "gamma"])]
+    pub arrivals: String,
+    /// Coefficient of variation of gamma inter-arrival times (1 = Poisson, above 1 bursty).
+    #[arg(long, default_value_t = 2.0)]
+    pub cv: f64,
+    /// A trace of requests: CSV `arrival_s,isl,osl`, Azure's `TIMESTAMP,ContextTokens,GeneratedTokens`, or Mooncake JSON lines.
+    #[arg(long)]
+    pub trace: Option<std::path::PathBuf>,
+    /// Prompt lengths around --isl: fixed, uniform:MIN-MAX, lognormal:CV, or a CSV histogram file `tokens,weight`.
+    #[arg(long, default_value = "fixed")]
+    pub isl_dist: String,
+    /// Output lengths around --osl (as --isl-dist).
+    #[arg(long, default_value = "fixed")]
+    pub osl_dist: String,
+    /// Requests to send (default 10,000; a trace: all of its own).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Stop sending after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Replicas behind the router (default: the plan's, else 1).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// How the router picks a replica.
+    #[arg(long, default_value = "least-loaded", value_parser = choice(&Router::ALL, Router::name))]
+    pub router: Router,
+    /// TTFT service level of the goodput, in ms (default: the file's).
+    #[arg(long)]
+    pub ttft_slo: Option<f64>,
+    /// TPOT service level of the goodput, in ms (default: the file's).
+    #[arg(long)]
+    pub tpot_slo: Option<f64>,
+    /// End-to-end latency service level of the goodput, in ms.
+    #[arg(long)]
+    pub e2e_slo: Option<f64>,
+    /// Draw the queue and KV cache use over time as SVG to this file.
+    #[arg(long)]
+    pub timeline: Option<std::path::PathBuf>,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -30,6 +30,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Accuracy(a) => commands::accuracy::run(&a),
         Command::Calibrate(a) => commands::calibrate::run(&a),
         Command::Launch(a) => commands::launch::run(&a),
+        Command::Simulate(a) => commands::simulate::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -91,16 +91,74 @@ pub fn predict(run: &Run) -> Result<Predicted, String> {
     }
 }
 
+/// How a run is predicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Predictor {
+    /// `estimate`'s closed form.
+    Estimate,
+    /// `simulate`'s step-level closed loop (aggregated runs only).
+    Simulate,
+}
+
 /// Predicts every run (in parallel; the order of the input is kept).
 pub fn evaluate(runs: &[Run]) -> Vec<Outcome> {
+    evaluate_with(runs, Predictor::Estimate)
+}
+
+/// Predicts every run with `predictor`.
+pub fn evaluate_with(runs: &[Run], predictor: Predictor) -> Vec<Outcome> {
     runs.par_iter()
         .enumerate()
         .map(|(i, r)| Outcome {
             run: i,
-            predicted: predict(r),
+            predicted: match predictor {
+                Predictor::Estimate => predict(r),
+                Predictor::Simulate => simulate(r),
+            },
             moe: r.model().ok().map(|m| m.moe.is_some()),
         })
         .collect()
+}
+
+/// A run as the benchmark drove it, simulated step by step: `concurrency`
+/// clients per replica for as many rounds as the engine's fitted serving
+/// layer says the benchmark runs (at least 2), fixed lengths.
+pub fn simulate(run: &Run) -> Result<Predicted, String> {
+    let RunDeployment::Aggregated { .. } = run.deployment else {
+        return Err("disaggregated: not simulated".into());
+    };
+    let replica = run.replica().expect("aggregated")?;
+    let inp = replica.input();
+    let (problems, _) = inp.layout.check(inp.model, inp.gpu, inp.redundant_experts);
+    if !problems.is_empty() {
+        return Err(format!("invalid layout {}", replica.layout));
+    }
+    let w = inp.workload;
+    let clients = w.concurrency.max(1);
+    let rounds = inp.calibration.serving.rounds.round().max(2.0) as u64;
+    let traffic = crate::simulate::Traffic {
+        arrivals: crate::simulate::Arrivals::Closed { clients },
+        isl: crate::simulate::Lengths::Fixed(w.isl.get()),
+        osl: crate::simulate::Lengths::Fixed(w.osl.get()),
+        requests: clients * rounds,
+        duration: None,
+        seed: 1,
+    };
+    let levels = crate::simulate::Levels::default();
+    let r = crate::simulate::simulate(
+        &inp,
+        1,
+        crate::simulate::Router::RoundRobin,
+        traffic,
+        levels,
+    );
+    if r.requests == 0 || r.rejected > 0 {
+        return Err("the simulated requests do not fit".into());
+    }
+    Ok(Predicted {
+        ttft: Seconds::new(r.ttft_ms.mean / 1000.0),
+        tpot: Seconds::new(r.tpot_ms.mean / 1000.0),
+    })
 }
 
 /// Median and 90th percentile of |error|, and the median signed error.

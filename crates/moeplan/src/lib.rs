@@ -37,6 +37,7 @@ pub mod report;
 pub mod runs;
 pub mod search;
 pub mod serving;
+pub mod simulate;
 pub mod slo;
 pub mod spec;
 pub mod units;

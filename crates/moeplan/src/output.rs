@@ -345,7 +345,7 @@ pub fn to_sorted_value<T: Serialize>(value: &T) -> serde_json::Value {
 }
 
 /// The commands with a `--json` output (and `error`, the shape of a failure).
-pub const COMMANDS: [&str; 10] = [
+pub const COMMANDS: [&str; 11] = [
     "accuracy",
     "audit",
     "calibrate",
@@ -356,6 +356,7 @@ pub const COMMANDS: [&str; 10] = [
     "launch",
     "model",
     "plan",
+    "simulate",
 ];
 
 /// The JSON Schema of `command`'s `--json` output (one of [`COMMANDS`]).
@@ -376,8 +377,36 @@ pub fn schema(command: &str) -> Option<schemars::Schema> {
         "error" => schema_for::<ErrorOutput>(),
         "estimate" => schema_for::<EstimateOutput<'static>>(),
         "launch" => schema_for::<crate::launch::Launch>(),
+        "simulate" => schema_for::<SimulateOutput<'static>>(),
         "model" => schema_for::<ModelOutput>(),
         "plan" => schema_for::<PlanOutput<'static>>(),
         _ => return None,
     })
+}
+
+/// `moeplan simulate --json`: the deployment, the traffic and what the
+/// simulation measured (`ttft_ms`, `tpot_ms`, `itl_ms`, `e2e_ms` each with
+/// mean, p50, p90, p99; `output_tokens_per_s`, `goodput_requests_per_s`,
+/// `requests`, `preemptions`, ...).
+#[derive(Serialize, JsonSchema)]
+pub struct SimulateOutput<'a> {
+    /// The model.
+    pub model: &'a str,
+    /// The GPU.
+    pub gpu: &'a str,
+    /// The engine whose scheduler and serving layer ran.
+    pub engine: crate::engine::Engine,
+    /// One replica's layout.
+    pub layout: crate::layout::Layout,
+    /// Replicas behind the router.
+    pub replicas: u32,
+    /// GPUs of every replica.
+    pub gpus: u64,
+    /// The traffic, in words.
+    pub traffic: String,
+    /// The service levels of the goodput (seconds).
+    pub levels: crate::simulate::Levels,
+    /// The figures.
+    #[serde(flatten)]
+    pub result: &'a crate::simulate::SimResult,
 }

@@ -12,7 +12,11 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     for f in &a.files {
         all.extend(runs::read(f).map_err(Failure::input(format))?);
     }
-    let outcomes = accuracy::evaluate(&all);
+    let predictor = match a.simulate {
+        true => accuracy::Predictor::Simulate,
+        false => accuracy::Predictor::Estimate,
+    };
+    let outcomes = accuracy::evaluate_with(&all, predictor);
     let report = accuracy::report(&all, &outcomes);
     let samples = if a.cv || a.fit_serving.is_some() {
         accuracy::samples(&all)

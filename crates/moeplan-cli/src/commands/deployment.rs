@@ -530,6 +530,8 @@ pub struct PlanFacts {
     pub replicas: u32,
     /// The longest request.
     pub max_context: u64,
+    /// The file's TTFT and TPOT service levels, in seconds.
+    pub levels: (Option<f64>, Option<f64>),
 }
 
 impl PlanFacts {
@@ -541,6 +543,10 @@ impl PlanFacts {
                 moeplan::spec::plan::Deployment::Disaggregated { .. } => 1,
             },
             max_context: w.isl.max + w.osl.max,
+            levels: (
+                plan.scenario.slo.ttft.map(|t| t.value()),
+                plan.scenario.slo.tpot.map(|t| t.value()),
+            ),
         }
     }
 }

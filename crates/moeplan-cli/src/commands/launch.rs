@@ -64,6 +64,7 @@ fn resolve(
         PlanFacts {
             replicas: 1,
             max_context: w.full_context(),
+            levels: (None, None),
         },
     ))
 }

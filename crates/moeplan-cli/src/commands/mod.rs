@@ -10,3 +10,5 @@ pub mod launch;
 pub mod model;
 pub mod plan;
 pub mod schema;
+pub mod simulate;
+mod simulate_timeline;

@@ -22,7 +22,7 @@ pub fn run(a: &SchemaArgs) -> Result<(), Failure> {
 
 /// Every kind `moeplan schema` accepts: the specs, then `output-` and
 /// each of `moeplan::output::COMMANDS` (a test keeps the two lists equal).
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 16] = [
     "model",
     "gpu",
     "scenario",
@@ -38,6 +38,7 @@ pub const KINDS: [&str; 15] = [
     "output-launch",
     "output-model",
     "output-plan",
+    "output-simulate",
 ];
 
 #[cfg(test)]

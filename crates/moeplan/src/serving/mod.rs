@@ -414,13 +414,19 @@ impl Load {
 }
 
 /// The loop of one rank under `inp`'s engine.
-fn closed_loop_of(inp: &EstimateInput, load: &Load) -> Loop {
-    let budget = match inp.engine.budget_scope {
+/// Tokens one step of one attention-DP rank may carry: the engine's budget,
+/// divided among the ranks where the engine sizes it per replica (SGLang).
+pub(crate) fn rank_budget(inp: &EstimateInput) -> f64 {
+    match inp.engine.budget_scope {
         memory::BudgetScope::PerRank => inp.engine.max_step_tokens as f64,
         memory::BudgetScope::PerReplica => {
             (inp.engine.max_step_tokens as f64 / inp.layout.dp as f64).max(1.0)
         }
-    };
+    }
+}
+
+fn closed_loop_of(inp: &EstimateInput, load: &Load) -> Loop {
+    let budget = rank_budget(inp);
     Loop {
         in_flight: load.in_flight,
         running: load.running,

@@ -125,8 +125,10 @@ impl<'a> Stepper<'a> {
         }
     }
 
-    /// The cost model's shape of one micro-batch of `s`.
-    fn micro(&self, s: &Shape, micro_batches: f64) -> StepShape {
+    /// The cost model's shape of one micro-batch of `s`; `peers`: the mean
+    /// tokens each other attention-DP rank brings to the MoE layers, when
+    /// the caller knows them (a simulation); else from the busy ranks.
+    fn micro(&self, s: &Shape, micro_batches: f64, peers: Option<f64>) -> StepShape {
         let isl = self.inp.workload.isl.get().max(1) as f64;
         let (seqs, per_seq, offset) = if s.prefill_tokens >= isl {
             (s.prefill_tokens / isl, isl, 0.0)
@@ -138,10 +140,12 @@ impl<'a> Stepper<'a> {
         };
         let dp = self.inp.layout.dp as f64;
         let tokens = s.decodes + s.prefill_tokens;
-        let peers = if self.active_ranks < dp && dp > 1.0 {
-            Some(tokens * (self.active_ranks - 1.0) / (dp - 1.0) / micro_batches)
-        } else {
-            None
+        let peers = match peers {
+            Some(p) => Some(p / micro_batches),
+            None if self.active_ranks < dp && dp > 1.0 => {
+                Some(tokens * (self.active_ranks - 1.0) / (dp - 1.0) / micro_batches)
+            }
+            None => None,
         };
         StepShape {
             decode_seqs: s.decodes / micro_batches,
@@ -176,13 +180,26 @@ impl<'a> Stepper<'a> {
     /// Costs one step of `kind` carrying `s`, whose decodes alone take
     /// `decode_part` (the decode step's kernel time; zero when it has none).
     pub fn step(&self, kind: StepKind, s: Shape, decode_part: Seconds) -> Step {
+        self.step_with_peers(kind, s, decode_part, None)
+    }
+
+    /// `step`, where the other attention-DP ranks each bring `peers` tokens
+    /// on average to the MoE layers instead of as many as this one (a
+    /// simulation, whose ranks carry different steps).
+    pub fn step_with_peers(
+        &self,
+        kind: StepKind,
+        s: Shape,
+        decode_part: Seconds,
+        peers: Option<f64>,
+    ) -> Step {
         let pp = self.inp.layout.pp as f64;
         let micro_batches = if s.decodes >= 1.0 && s.prefill_tokens == 0.0 {
             pp.min(s.decodes.floor()).max(1.0)
         } else {
             1.0
         };
-        let micro = self.micro(&s, micro_batches);
+        let micro = self.micro(&s, micro_batches, peers);
         let imbalance = self.imbalance(s.decodes + s.prefill_tokens);
         let ctx = CostContext::new(
             self.inp.model,

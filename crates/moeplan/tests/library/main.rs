@@ -15,4 +15,5 @@ mod physics;
 mod planner;
 mod runs;
 mod schemas;
+mod simulate;
 mod validation;

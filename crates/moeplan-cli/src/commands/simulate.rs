@@ -1,0 +1,264 @@
+//! `moeplan simulate`: latency percentiles and goodput under real traffic.
+use crate::args::SimulateArgs;
+use crate::commands::deployment::{self, PlanFacts};
+use crate::output::{self, ArgError, Failure, Format};
+use moeplan::output::SimulateOutput;
+use moeplan::replica::{Deployment, Replica};
+use moeplan::simulate::{self, Arrivals, Lengths, Levels, SimResult, Traffic};
+use std::fmt::Write;
+
+/// Requests a simulation sends when neither --requests nor a trace says.
+const DEFAULT_REQUESTS: u64 = 10_000;
+
+/// Simulates the deployment under the traffic; exit 1 when the queue grows without bound.
+pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
+    let format = Format::from(a.json);
+    let trace = match &a.trace {
+        Some(p) => Some(simulate::traffic::read_trace(p).map_err(Failure::input(format))?),
+        None => None,
+    };
+    let (replica, facts) = resolve(a, trace.as_deref(), format)?;
+    let traffic = traffic(a, &replica, trace, format)?;
+    let replicas =
+        deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
+    let ms = |v: Option<f64>, file: Option<f64>| v.map(|x| x / 1000.0).or(file);
+    let levels = Levels {
+        ttft: ms(a.ttft_slo, facts.levels.0),
+        tpot: ms(a.tpot_slo, facts.levels.1),
+        e2e: ms(a.e2e_slo, None),
+    };
+    let inp = replica.input();
+    let describe = describe_traffic(&traffic);
+    let result = simulate::simulate(&inp, replicas, a.router, traffic, levels);
+    if let Some(path) = &a.timeline {
+        super::simulate_timeline::svg(path, &result).map_err(|e| {
+            ArgError::failure(format!("cannot draw {}: {e}", path.display()), None, format)
+        })?;
+    }
+    let out = SimulateOutput {
+        model: &replica.model.name,
+        gpu: &replica.gpu.id,
+        engine: replica.engine.engine,
+        layout: replica.layout,
+        replicas,
+        gpus: replicas as u64 * replica.layout.gpus() as u64,
+        traffic: describe,
+        levels,
+        result: &result,
+    };
+    if format == Format::Json {
+        output::json(&out);
+    } else {
+        output::print(&render(&out, &result));
+    }
+    match &result.stopped {
+        Some(s) => {
+            if format == Format::Text {
+                output::note(&format!("error: {} (exit 1)", s.reason));
+            }
+            Err(Failure::Negative)
+        }
+        None => Ok(()),
+    }
+}
+
+/// The replica to simulate, from a file or the flags; its lengths default to the trace's means.
+fn resolve(
+    a: &SimulateArgs,
+    trace: Option<&[simulate::TraceRequest]>,
+    format: Format,
+) -> Result<(Replica, PlanFacts), Failure> {
+    let mut flags = a.deployment.clone();
+    if let Some(t) = trace {
+        let mean = |f: fn(&simulate::TraceRequest) -> u64| {
+            (t.iter().map(f).sum::<u64>() / t.len().max(1) as u64).max(1)
+        };
+        flags.isl = flags.isl.or(Some(mean(|r| r.isl)));
+        flags.osl = flags.osl.or(Some(mean(|r| r.osl)));
+    }
+    // An open loop has no concurrency of its own: the estimate's inputs need one.
+    if a.rate.is_some() || trace.is_some() {
+        flags.concurrency = flags.concurrency.or(Some(1));
+    }
+    let (d, facts) = match &a.file {
+        Some(path) => {
+            let (d, _, facts) =
+                deployment::from_file_with_facts(path, &flags, &Default::default(), format)?;
+            (d, facts)
+        }
+        None => {
+            let r = deployment::resolve(&flags, "simulate", format)?;
+            let facts = PlanFacts {
+                replicas: 1,
+                max_context: r.workload.full_context(),
+                levels: (None, None),
+            };
+            (Deployment::Aggregated(r), facts)
+        }
+    };
+    match d {
+        Deployment::Aggregated(r) => Ok((r, facts)),
+        Deployment::Disaggregated(_) => Err(ArgError::failure(
+            "simulate runs aggregated replicas; a disaggregated deployment's pools are not simulated".into(),
+            Some("estimate it with `moeplan estimate FILE` (closed loop with the KV transfer and the decode pool's queue)".into()),
+            format,
+        )),
+    }
+}
+
+/// The traffic the flags describe.
+fn traffic(
+    a: &SimulateArgs,
+    r: &Replica,
+    trace: Option<Vec<simulate::TraceRequest>>,
+    format: Format,
+) -> Result<Traffic, Failure> {
+    let bad = |msg: String, help: &str| ArgError::failure(msg, Some(help.into()), format);
+    let w = r.workload;
+    let isl = Lengths::parse(&a.isl_dist, w.isl.get()).map_err(|e| {
+        bad(
+            format!("--isl-dist: {e}"),
+            "fixed, uniform:MIN-MAX, lognormal:CV or a tokens,weight CSV",
+        )
+    })?;
+    let osl = Lengths::parse(&a.osl_dist, w.osl.get()).map_err(|e| {
+        bad(
+            format!("--osl-dist: {e}"),
+            "fixed, uniform:MIN-MAX, lognormal:CV or a tokens,weight CSV",
+        )
+    })?;
+    if !(a.cv.is_finite() && a.cv > 0.0 && a.cv <= 100.0) {
+        return Err(bad(
+            format!("--cv {} is not a coefficient of variation", a.cv),
+            "a number in (0, 100]: 1 is Poisson, above 1 bursty",
+        ));
+    }
+    let arrivals = match (&trace, a.rate) {
+        (Some(t), _) => Arrivals::Trace(t.clone()),
+        (None, Some(rate)) if !(rate.is_finite() && rate > 0.0) => {
+            return Err(bad(
+                format!("--rate {rate} is not a request rate"),
+                "requests per second, above 0 and finite",
+            ));
+        }
+        (None, Some(rate)) if a.arrivals == "gamma" => Arrivals::Gamma { rate, cv: a.cv },
+        (None, Some(rate)) => Arrivals::Poisson { rate },
+        (None, None) => Arrivals::Closed {
+            clients: w.concurrency.max(1),
+        },
+    };
+    if let Some(d) = a.duration.filter(|d| !(d.is_finite() && *d > 0.0)) {
+        return Err(bad(
+            format!("--duration {d} is not a duration"),
+            "seconds, above 0",
+        ));
+    }
+    let requests = deployment::at_least_one("requests", a.requests, format)?;
+    let requests =
+        requests.unwrap_or_else(|| trace.as_ref().map_or(DEFAULT_REQUESTS, |t| t.len() as u64));
+    Ok(Traffic {
+        arrivals,
+        isl,
+        osl,
+        requests,
+        duration: a.duration,
+        seed: a.seed,
+    })
+}
+
+/// One line naming the traffic.
+fn describe_traffic(t: &Traffic) -> String {
+    let lengths = |l: &Lengths| match l {
+        Lengths::Fixed(n) => format!("{n}"),
+        Lengths::Uniform(a, b) => format!("uniform {a}-{b}"),
+        Lengths::Lognormal { mean, cv } => format!("lognormal mean {mean:.0} CV {cv}"),
+        Lengths::Empirical(bins) => format!("histogram of {} bins", bins.len()),
+    };
+    let arrivals = match &t.arrivals {
+        Arrivals::Poisson { rate } => format!("Poisson arrivals at {rate} requests/s"),
+        Arrivals::Gamma { rate, cv } => format!("gamma arrivals at {rate} requests/s, CV {cv}"),
+        Arrivals::Closed { clients } => format!("closed loop of {clients} clients"),
+        Arrivals::Trace(r) => format!("trace of {} requests", r.len()),
+    };
+    match &t.arrivals {
+        Arrivals::Trace(_) => format!(
+            "{arrivals} at their own times and lengths, {} sent",
+            t.requests
+        ),
+        Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Closed { .. } => format!(
+            "{arrivals}, {} requests, prompts {} tokens, outputs {} tokens, seed {}",
+            t.requests,
+            lengths(&t.isl),
+            lengths(&t.osl),
+            t.seed
+        ),
+    }
+}
+
+/// The simulation as text.
+fn render(o: &SimulateOutput, r: &SimResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}: {} replica(s) of {} on {} ({} GPUs), {}",
+        o.model,
+        o.replicas,
+        o.layout,
+        o.gpu,
+        o.gpus,
+        o.engine.name()
+    );
+    let _ = writeln!(s, "  traffic     {}", o.traffic);
+    let _ = writeln!(
+        s,
+        "  {:<11} {:>10} {:>10} {:>10} {:>10}",
+        "ms", "mean", "p50", "p90", "p99"
+    );
+    for (name, x) in [
+        ("TTFT", r.ttft_ms),
+        ("TPOT", r.tpot_ms),
+        ("ITL", r.itl_ms),
+        ("end to end", r.e2e_ms),
+    ] {
+        let _ = writeln!(
+            s,
+            "  {name:<11} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            x.mean, x.p50, x.p90, x.p99
+        );
+    }
+    let per_gpu = r.output_tokens_per_s / o.gpus.max(1) as f64;
+    let _ = writeln!(
+        s,
+        "  throughput  {:.0} output tokens/s ({per_gpu:.0} per GPU) over {:.1} s",
+        r.output_tokens_per_s, r.duration_s
+    );
+    let lv = o.levels;
+    let levels: Vec<String> = [("TTFT", lv.ttft), ("TPOT", lv.tpot), ("end to end", lv.e2e)]
+        .iter()
+        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {:.0} ms", v * 1000.0)))
+        .collect();
+    let levels = if levels.is_empty() {
+        "no service level: every request counts".to_string()
+    } else {
+        levels.join(", ")
+    };
+    let _ = writeln!(
+        s,
+        "  goodput     {:.2} requests/s meeting {levels}",
+        r.goodput_requests_per_s
+    );
+    let _ = writeln!(s, "  requests    {} completed of {} sent; {} refused (prompt beyond the KV cache); {} preemptions; longest queue {}", r.requests, r.sent, r.rejected, r.preemptions, r.max_queue);
+    let _ = writeln!(
+        s,
+        "  cost model  {} steps from {} step shapes priced (the estimate's op-level model)",
+        r.steps, r.step_shapes
+    );
+    if let Some(st) = &r.stopped {
+        let _ = writeln!(
+            s,
+            "  stopped     {}; it sustained {:.2} requests/s",
+            st.reason, st.sustainable_requests_per_s
+        );
+    }
+    s
+}

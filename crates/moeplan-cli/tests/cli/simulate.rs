@@ -1,0 +1,180 @@
+//! `moeplan simulate` end to end: the three trace formats, invalid traces
+//! (data-first, `tests/fixtures/traces/invalid/`), exit codes, the timeline.
+
+use super::{crate_dir, moeplan, stderr, stdout, unwrapped};
+use serde_json::Value;
+
+const DEPLOYMENT: [&str; 12] = [
+    "simulate",
+    "--model",
+    "qwen3-30b-a3b",
+    "--gpu",
+    "h100",
+    "--tp",
+    "2",
+    "--ep",
+    "2",
+    "--engine",
+    "vllm",
+    "--json",
+];
+
+fn traces() -> std::path::PathBuf {
+    crate_dir().join("tests/fixtures/traces")
+}
+
+fn run(extra: &[&str]) -> (Option<i32>, String, String) {
+    let args: Vec<&str> = DEPLOYMENT.iter().chain(extra).copied().collect();
+    let o = moeplan(&args);
+    (o.status.code(), stdout(&o), stderr(&o))
+}
+
+/// The same 200 requests written in the three trace formats simulate alike
+/// (the Mooncake file keeps whole milliseconds, the others more).
+#[test]
+fn the_three_trace_formats_read_the_same_requests() {
+    let mut ttft = Vec::new();
+    for f in ["native.csv", "azure.csv", "mooncake.jsonl"] {
+        let path = traces().join(f);
+        let (code, out, err) = run(&["--trace", path.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{f}: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["requests"].as_u64(), Some(200), "{f}");
+        ttft.push(v["ttft_ms"]["mean"].as_f64().unwrap());
+    }
+    assert!(
+        ttft.iter().all(|t| (t / ttft[0] - 1.0).abs() < 0.02),
+        "{ttft:?}"
+    );
+}
+
+/// Every invalid trace is bad input (exit 2) with a located diagnostic.
+#[test]
+fn every_invalid_trace_gives_exit_2_and_a_location() {
+    let dir = traces().join("invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5);
+    for path in files {
+        let o = moeplan(&[
+            "simulate",
+            "--model",
+            "qwen3-30b-a3b",
+            "--gpu",
+            "h100",
+            "--tp",
+            "2",
+            "--engine",
+            "vllm",
+            "--trace",
+            path.to_str().unwrap(),
+        ]);
+        let err = unwrapped(&stderr(&o));
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", path.display());
+        assert!(err.contains("line "), "{}: {err}", path.display());
+    }
+}
+
+/// Rates of 0 or infinity, a bad length distribution, a disaggregated
+/// deployment: bad input (exit 2), each with its reason.
+#[test]
+fn bad_traffic_flags_are_refused() {
+    for (extra, says) in [
+        (vec!["--rate", "0"], "not a request rate"),
+        (vec!["--rate", "inf"], "not a request rate"),
+        (
+            vec!["--rate", "5", "--isl-dist", "uniform:9-1"],
+            "MIN <= MAX",
+        ),
+        (
+            vec!["--rate", "5", "--arrivals", "gamma", "--cv", "0"],
+            "coefficient of variation",
+        ),
+        (vec!["--rate", "5", "--duration=-3"], "not a duration"),
+    ] {
+        let mut args = extra.clone();
+        args.extend(["--isl", "2000", "--osl", "500"]);
+        let (code, out, _) = run(&args);
+        assert_eq!(code, Some(2), "{extra:?}: {out}");
+        assert!(out.contains(says), "{extra:?}: {out}");
+    }
+    let o = moeplan(&[
+        "simulate",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h200",
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--concurrency",
+        "64",
+        "--prefill-dp",
+        "8",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// Traffic beyond the deployment stops early: exit 1, with the rate it sustained.
+#[test]
+fn an_overload_exits_1_with_the_sustainable_rate() {
+    let (code, out, err) = run(&[
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--rate",
+        "500",
+        "--requests",
+        "100000",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rate = v["stopped"]["sustainable_requests_per_s"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate < 500.0, "{rate}");
+}
+
+/// A closed loop (no --rate, no --trace) of --concurrency clients, gamma
+/// arrivals, lognormal lengths, and --timeline writes an SVG.
+#[test]
+fn closed_loop_bursty_traffic_and_a_timeline() {
+    let svg = std::env::temp_dir().join(format!("moeplan-timeline-{}.svg", std::process::id()));
+    let (code, out, err) = run(&[
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--concurrency",
+        "32",
+        "--requests",
+        "256",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["requests"].as_u64(), Some(256));
+    let (code, _, err) = run(&[
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--rate",
+        "4",
+        "--arrivals",
+        "gamma",
+        "--cv",
+        "3",
+        "--isl-dist",
+        "lognormal:0.8",
+        "--requests",
+        "500",
+        "--timeline",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let _ = std::fs::remove_file(svg);
+}

@@ -1,0 +1,420 @@
+//! One replica's engine, step by step: attention-DP ranks in lockstep, each
+//! with its scheduler (`Policy`: vLLM's chunked prefill beside the decodes,
+//! TensorRT-LLM's whole prompts beside them, SGLang's prefill-first steps),
+//! its running-request cap, its step budget and its KV cache (admission by
+//! free tokens, preemption by recompute when decodes outgrow it). A step
+//! lasts what the cost model says for its fullest rank (`StepTime`).
+
+use crate::serving::closed_loop::Policy;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// The duration of a replica step whose fullest rank carries `decodes`
+/// decodes and `prefill_tokens` prompt tokens while each other
+/// attention-DP rank brings `peer_tokens` tokens on average to the MoE layers.
+pub trait StepTime {
+    /// Seconds.
+    fn time(&mut self, decodes: u64, prefill_tokens: u64, peer_tokens: u64) -> f64;
+}
+
+/// The limits of one attention-DP rank.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RankLimits {
+    /// The scheduler.
+    pub policy: Policy,
+    /// Tokens one step may carry.
+    pub budget: u64,
+    /// Requests running at once.
+    pub max_running: u64,
+    /// KV cache tokens the rank holds.
+    pub kv_tokens: u64,
+}
+
+/// A request in the engine.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Req {
+    pub(crate) arrival: f64,
+    pub(crate) isl: u64,
+    pub(crate) osl: u64,
+    /// Time of its first token (NaN before).
+    pub(crate) first_token: f64,
+    /// Closed-loop client that sent it, if any.
+    pub(crate) client: Option<u32>,
+    /// Unique among every request the replica has held, renewed at each
+    /// preemption: heap and order entries of another serial are stale.
+    serial: u64,
+    /// Output tokens generated when it (re)joined the running set.
+    generated: u64,
+    /// The rank's decode count when it (re)joined the running set.
+    joined: u64,
+}
+
+impl Req {
+    pub(crate) fn new(arrival: f64, isl: u64, osl: u64, client: Option<u32>) -> Req {
+        Req {
+            arrival,
+            isl: isl.max(1),
+            osl: osl.max(1),
+            first_token: f64::NAN,
+            client,
+            serial: 0,
+            generated: 0,
+            joined: 0,
+        }
+    }
+}
+
+/// What a step did to a request, for the statistics.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Event {
+    /// Its first token, at the step's end.
+    FirstToken(Req),
+    /// Its last token, at the step's end.
+    Finished(Req),
+}
+
+/// One attention-DP rank.
+#[derive(Debug, Default)]
+struct Rank {
+    /// Admitted, not started: (slot, tokens to prefill).
+    waiting: VecDeque<(usize, u64)>,
+    /// Started, prompt (or recompute) not done: (slot, tokens left).
+    prefilling: VecDeque<(usize, u64)>,
+    /// Running requests by the decode count at which they finish: (count, slot, serial).
+    finishing: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    /// Running requests by arrival (preemption takes the latest arrival,
+    /// as vLLM's first-come-first-served priority does): (arrival bits, slot, serial).
+    order: BinaryHeap<(u64, usize, u64)>,
+    running: u64,
+    /// Σ over running requests of the output they had left when they joined.
+    left_at_join: u64,
+    /// Σ over running requests of the decode count when they joined.
+    joined_sum: u64,
+    /// Decode steps this rank has run.
+    counter: u64,
+    kv_used: u64,
+    /// End of its last decode step (for inter-token gaps).
+    last_decode: f64,
+}
+
+/// One replica: its ranks and the requests they hold.
+pub struct Replica {
+    ranks: Vec<Rank>,
+    limits: RankLimits,
+    slots: Vec<Req>,
+    free: Vec<usize>,
+    serials: u64,
+    /// Requests in the replica (waiting, prefilling, running).
+    pub(crate) outstanding: u64,
+    /// Preemptions so far.
+    pub(crate) preemptions: u64,
+}
+
+/// What one step carried and produced.
+#[derive(Debug, Default)]
+pub(crate) struct StepOut {
+    pub(crate) duration: f64,
+    /// Decodes of the fullest rank.
+    pub(crate) decodes: u64,
+    /// Decode tokens produced, and the mean gap since each one's previous token.
+    pub(crate) decode_tokens: u64,
+    pub(crate) gap: f64,
+    pub(crate) events: Vec<Event>,
+    /// Requests refused: their prompt alone exceeds a rank's KV cache.
+    pub(crate) rejected: u64,
+}
+
+impl Replica {
+    /// A replica of `dp` ranks with `limits` each.
+    pub fn new(dp: u32, limits: RankLimits) -> Replica {
+        Replica {
+            ranks: (0..dp.max(1)).map(|_| Rank::default()).collect(),
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
+            serials: 0,
+            outstanding: 0,
+            preemptions: 0,
+        }
+    }
+
+    /// Requests waiting to start, over every rank.
+    pub(crate) fn waiting(&self) -> u64 {
+        self.ranks.iter().map(|r| r.waiting.len() as u64).sum()
+    }
+
+    /// KV tokens in use over the capacity, over every rank.
+    pub(crate) fn kv_fraction(&self) -> f64 {
+        let used: u64 = self.ranks.iter().map(|r| r.kv_used).sum();
+        used as f64 / (self.limits.kv_tokens.max(1) * self.ranks.len() as u64) as f64
+    }
+
+    /// Admits a request to its least-loaded rank.
+    pub(crate) fn admit(&mut self, mut r: Req) {
+        self.serials += 1;
+        r.serial = self.serials;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = r;
+                s
+            }
+            None => {
+                self.slots.push(r);
+                self.slots.len() - 1
+            }
+        };
+        let rank = (0..self.ranks.len())
+            .min_by_key(|i| {
+                let k = &self.ranks[*i];
+                k.waiting.len() as u64 + k.prefilling.len() as u64 + k.running
+            })
+            .expect("a replica has a rank");
+        self.ranks[rank].waiting.push_back((slot, r.isl));
+        self.outstanding += 1;
+    }
+
+    /// Whether any rank has work.
+    pub(crate) fn busy(&self) -> bool {
+        self.outstanding > 0
+    }
+
+    /// Runs one step starting at `now`.
+    pub(crate) fn step(&mut self, now: f64, cost: &mut dyn StepTime) -> StepOut {
+        let plans = self.plans();
+        let decodes = plans.iter().map(|p| p.decodes).max().unwrap_or(0);
+        let tokens = plans.iter().map(|p| p.prefill_tokens).max().unwrap_or(0);
+        if decodes == 0 && tokens == 0 {
+            return self.reject_stuck();
+        }
+        let total: u64 = plans.iter().map(|p| p.decodes + p.prefill_tokens).sum();
+        let peers = match self.ranks.len() as u64 {
+            1 => 0,
+            n => total.saturating_sub(decodes + tokens) / (n - 1),
+        };
+        let duration = cost.time(decodes, tokens, peers).max(1e-9);
+        let end = now + duration;
+        let mut out = StepOut {
+            duration,
+            decodes,
+            ..StepOut::default()
+        };
+        let mut gap_sum = 0.0;
+        for (i, p) in plans.into_iter().enumerate() {
+            gap_sum += self.finish_step(i, p, end, &mut out);
+        }
+        if out.decode_tokens > 0 {
+            out.gap = gap_sum / out.decode_tokens as f64;
+        }
+        out
+    }
+
+    /// Applies a rank's plan at the step's end: prompt tokens and decodes
+    /// into the KV cache, first tokens, finished requests. Returns the sum
+    /// of the decode tokens' gaps.
+    fn finish_step(&mut self, i: usize, p: Plan, end: f64, out: &mut StepOut) -> f64 {
+        let rank = &mut self.ranks[i];
+        rank.kv_used += p.prefill_tokens + p.decodes;
+        let mut gaps = 0.0;
+        if p.decodes > 0 {
+            gaps = (end - rank.last_decode) * p.decodes as f64;
+            rank.counter += 1;
+            rank.last_decode = end;
+            out.decode_tokens += p.decodes;
+            while let Some(Reverse((at, slot, serial))) = rank.finishing.peek().copied() {
+                if at > rank.counter {
+                    break;
+                }
+                rank.finishing.pop();
+                let r = &mut self.slots[slot];
+                if r.serial != serial {
+                    continue;
+                }
+                r.serial = 0;
+                rank.leave(r);
+                rank.kv_used = rank.kv_used.saturating_sub(r.isl + r.osl);
+                out.events.push(Event::Finished(*r));
+                self.free.push(slot);
+                self.outstanding -= 1;
+            }
+        }
+        for slot in p.prefilled {
+            let r = &mut self.slots[slot];
+            if r.first_token.is_nan() {
+                r.first_token = end;
+                r.generated = 1;
+                out.events.push(Event::FirstToken(*r));
+            }
+            if r.generated >= r.osl {
+                rank.kv_used = rank.kv_used.saturating_sub(r.isl + r.generated);
+                r.serial = 0;
+                out.events.push(Event::Finished(*r));
+                self.free.push(slot);
+                self.outstanding -= 1;
+                continue;
+            }
+            r.joined = rank.counter;
+            rank.join(r);
+            rank.finishing.push(Reverse((
+                rank.counter + r.osl - r.generated,
+                slot,
+                r.serial,
+            )));
+            rank.order
+                .push((r.arrival.max(0.0).to_bits(), slot, r.serial));
+        }
+        gaps
+    }
+
+    /// Every rank's next step.
+    fn plans(&mut self) -> Vec<Plan> {
+        let limits = self.limits;
+        (0..self.ranks.len())
+            .map(|i| {
+                self.preempt_if_full(i);
+                plan(&mut self.ranks[i], &self.slots, &limits)
+            })
+            .collect()
+    }
+
+    /// Nothing could be scheduled: each rank's first waiting request cannot
+    /// start on an empty rank (its prompt exceeds the KV cache), so it is refused.
+    fn reject_stuck(&mut self) -> StepOut {
+        let mut out = StepOut::default();
+        for rank in &mut self.ranks {
+            if rank.running == 0 && rank.prefilling.is_empty() {
+                if let Some((slot, _)) = rank.waiting.pop_front() {
+                    rank.kv_used = 0;
+                    self.slots[slot].serial = 0;
+                    self.free.push(slot);
+                    self.outstanding -= 1;
+                    out.rejected += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// When the decodes of the next step would overflow a rank's KV cache,
+    /// its latest-arrived running requests go back to the queue, to be recomputed
+    /// (prompt and output so far) when there is room again.
+    fn preempt_if_full(&mut self, i: usize) {
+        let kv = self.limits.kv_tokens;
+        while self.ranks[i].kv_used + self.ranks[i].running > kv && self.ranks[i].running > 1 {
+            let rank = &mut self.ranks[i];
+            let Some((_, slot, serial)) = rank.order.pop() else {
+                break;
+            };
+            let r = &mut self.slots[slot];
+            if r.serial != serial {
+                continue;
+            }
+            rank.leave(r);
+            r.generated += rank.counter - r.joined;
+            self.serials += 1;
+            r.serial = self.serials;
+            rank.kv_used = rank.kv_used.saturating_sub(r.isl + r.generated);
+            rank.waiting.push_front((slot, r.isl + r.generated));
+            self.preemptions += 1;
+        }
+    }
+}
+
+impl Rank {
+    fn join(&mut self, r: &Req) {
+        self.running += 1;
+        self.left_at_join += r.osl - r.generated;
+        self.joined_sum += r.joined;
+    }
+
+    fn leave(&mut self, r: &Req) {
+        self.running -= 1;
+        self.left_at_join -= r.osl - r.generated;
+        self.joined_sum -= r.joined;
+    }
+
+    /// Output tokens the running requests still have to generate.
+    fn output_left(&self) -> u64 {
+        let done = self.running * self.counter - self.joined_sum;
+        self.left_at_join.saturating_sub(done)
+    }
+}
+
+/// The share of the running requests' remaining output a prefill-first
+/// scheduler keeps free in the KV cache before it starts a new prompt
+/// (SGLang's new-token ratio, which it moves between about 0.1 and 0.7):
+/// without it, a prompt admitted into the last free tokens is preempted
+/// by the next decode step, readmitted, and the rank never decodes.
+const DECODE_RESERVE: f64 = 0.3;
+
+/// What one rank's next step carries.
+#[derive(Debug, Default)]
+struct Plan {
+    decodes: u64,
+    prefill_tokens: u64,
+    /// Requests whose prompt (or recompute) completes in the step.
+    prefilled: Vec<usize>,
+}
+
+/// Fills a rank's next step by its scheduler's policy.
+fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
+    let has_prompts = !rank.prefilling.is_empty() || admissible(rank, slots, &Plan::default(), l);
+    let decodes = match l.policy {
+        Policy::PrefillFirst if has_prompts => 0,
+        Policy::PrefillFirst | Policy::MixedChunked | Policy::MixedWhole => rank.running,
+    };
+    let mut p = Plan {
+        decodes,
+        ..Plan::default()
+    };
+    let mut left = l.budget.saturating_sub(decodes);
+    let whole = l.policy == Policy::MixedWhole;
+    while left > 0 {
+        if rank.prefilling.is_empty() {
+            if !admissible(rank, slots, &p, l) {
+                break;
+            }
+            let (slot, tokens) = rank.waiting.pop_front().expect("admissible");
+            rank.prefilling.push_back((slot, tokens));
+        }
+        let (slot, tokens) = rank.prefilling[0];
+        let take = if whole && tokens > left {
+            // A whole prompt beyond what the budget has left: the first of a
+            // step goes beside the decodes (the engine cannot split it), later ones wait.
+            if p.prefill_tokens > 0 {
+                break;
+            }
+            tokens
+        } else {
+            tokens.min(left)
+        };
+        p.prefill_tokens += take;
+        left = left.saturating_sub(take);
+        if take == tokens {
+            rank.prefilling.pop_front();
+            p.prefilled.push(slot);
+        } else {
+            rank.prefilling[0].1 -= take;
+        }
+    }
+    p
+}
+
+/// Whether the next waiting request may start: a running slot under the
+/// cap, and KV room for its prompt beside what the scheduler keeps for the
+/// running requests' output (SGLang a share, TensorRT-LLM's default
+/// GUARANTEED_NO_EVICT all of it and the new request's own, vLLM none: it
+/// preempts instead).
+fn admissible(rank: &Rank, slots: &[Req], p: &Plan, l: &RankLimits) -> bool {
+    let Some((slot, tokens)) = rank.waiting.front() else {
+        return false;
+    };
+    let started = rank.running + rank.prefilling.len() as u64 + p.prefilled.len() as u64;
+    let r = &slots[*slot];
+    let reserve = match l.policy {
+        Policy::PrefillFirst => (rank.output_left() as f64 * DECODE_RESERVE).ceil() as u64,
+        // GUARANTEED_NO_EVICT: room for every running request to finish, and this one.
+        Policy::MixedWhole => rank.output_left() + r.osl.saturating_sub(r.generated.max(1)),
+        Policy::MixedChunked => 0,
+    };
+    started < l.max_running && rank.kv_used + p.prefill_tokens + tokens + reserve <= l.kv_tokens
+}

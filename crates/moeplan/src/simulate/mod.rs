@@ -1,0 +1,590 @@
+//! `moeplan simulate`: latency percentiles and goodput under real traffic.
+//!
+//! A discrete-event simulation at the granularity of engine steps: requests
+//! arrive (`traffic.rs`: Poisson, gamma, a closed loop of clients, or a
+//! trace), a router sends each to a replica, and each replica's engine
+//! (`engine.rs`) runs its scheduler step by step. A step lasts what the
+//! op-level cost model says (`serving::steps`, the same as `estimate`),
+//! cached by step shape so a run of 100,000 requests costs a few thousand
+//! step evaluations. Statistics stream into log-spaced histograms
+//! (`stats.rs`): memory stays flat in the number of requests.
+
+pub mod engine;
+pub mod random;
+pub mod stats;
+pub mod traffic;
+
+use crate::calibration::ServingParams;
+use crate::serving::closed_loop::{Policy, Shape};
+use crate::serving::steps::{StepKind, Stepper};
+use crate::serving::EstimateInput;
+use crate::units::Seconds;
+use engine::{Event, RankLimits, Replica, Req, StepTime};
+use serde::Serialize;
+use stats::{Histogram, Summary};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+pub use traffic::{Arrivals, Lengths, TraceRequest};
+
+/// How a request is sent to a replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Router {
+    /// In turn.
+    RoundRobin,
+    /// To the replica with the fewest requests in it.
+    LeastLoaded,
+    /// To the replica with the emptiest KV cache.
+    LeastKv,
+}
+
+impl Router {
+    /// Every router.
+    pub const ALL: [Router; 3] = [Router::RoundRobin, Router::LeastLoaded, Router::LeastKv];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Router::RoundRobin => "round-robin",
+            Router::LeastLoaded => "least-loaded",
+            Router::LeastKv => "least-kv",
+        }
+    }
+}
+
+/// Service levels a request must meet to count in the goodput (seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Levels {
+    /// Time to first token.
+    pub ttft: Option<f64>,
+    /// Time per output token.
+    pub tpot: Option<f64>,
+    /// End-to-end latency.
+    pub e2e: Option<f64>,
+}
+
+/// The traffic of a simulation and when it stops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Traffic {
+    /// How requests arrive.
+    pub arrivals: Arrivals,
+    /// Prompt lengths.
+    pub isl: Lengths,
+    /// Output lengths.
+    pub osl: Lengths,
+    /// Requests to send (a trace: at most its own).
+    pub requests: u64,
+    /// Stop sending after this many seconds, if given.
+    pub duration: Option<f64>,
+    /// Seed of every random draw.
+    pub seed: u64,
+}
+
+/// What the simulator runs, independent of how steps are costed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setup {
+    /// Replicas behind the router.
+    pub replicas: u32,
+    /// Attention-DP ranks of a replica.
+    pub dp: u32,
+    /// Each rank's scheduler and limits.
+    pub limits: RankLimits,
+    /// The router.
+    pub router: Router,
+    /// Time a request spends outside the engine before its first token
+    /// (HTTP, tokenisation; the profile's per-request overhead).
+    pub request_overhead: f64,
+    /// Decode steps (of the running batch) between a request's first token
+    /// and its client seeing it: output processing and streaming, the
+    /// serving layer's arrival wait less the step in progress, which the
+    /// simulation has on its own (mixed schedulers; 0 for prefill-first,
+    /// whose fitted loop has none).
+    pub first_token_delay_steps: f64,
+    /// The traffic.
+    pub traffic: Traffic,
+    /// Service levels of the goodput.
+    pub levels: Levels,
+}
+
+/// Why a simulation stopped before its traffic ended.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Stopped {
+    /// What happened.
+    pub reason: String,
+    /// Requests per second the deployment completed while it could.
+    pub sustainable_requests_per_s: f64,
+}
+
+/// One sample of the state over time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Sample {
+    /// Seconds from the first arrival.
+    pub t: f64,
+    /// Requests waiting to start, over every replica.
+    pub queue: u64,
+    /// Fraction of the KV cache in use, over every replica.
+    pub kv_usage: f64,
+}
+
+/// What a simulation measured.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct SimResult {
+    /// Time to first token (ms).
+    pub ttft_ms: Summary,
+    /// Time per output token after the first, per request (ms).
+    pub tpot_ms: Summary,
+    /// Gap between consecutive tokens of a request (ms).
+    pub itl_ms: Summary,
+    /// End-to-end latency (ms).
+    pub e2e_ms: Summary,
+    /// Output tokens per second over the run.
+    pub output_tokens_per_s: f64,
+    /// Requests per second that met every service level.
+    pub goodput_requests_per_s: f64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests refused because their prompt alone exceeds a rank's KV cache.
+    pub rejected: u64,
+    /// Running requests sent back to the queue when the KV cache ran out.
+    pub preemptions: u64,
+    /// Seconds from the first arrival to the last completion.
+    pub duration_s: f64,
+    /// The longest queue seen.
+    pub max_queue: u64,
+    /// Distinct step shapes costed by the cost model.
+    pub step_shapes: u64,
+    /// Steps run, over every replica.
+    pub steps: u64,
+    /// Set when the queue grew without bound.
+    pub stopped: Option<Stopped>,
+    /// The state over time (at most 1,000 samples).
+    pub timeline: Vec<Sample>,
+}
+
+/// Steps of one replica priced by the op-level cost model and the
+/// profile's serving layer, cached by (rounded) shape.
+pub struct ModelSteps<'a> {
+    stepper: Stepper<'a>,
+    serving: ServingParams,
+    dp: u32,
+    cache: HashMap<(u64, u64, u64), f64>,
+}
+
+impl<'a> ModelSteps<'a> {
+    /// Steps of `inp`'s replica (every attention-DP rank busy).
+    pub fn new(inp: &'a EstimateInput<'a>) -> ModelSteps<'a> {
+        ModelSteps {
+            stepper: Stepper::new(inp, inp.layout.dp as f64),
+            serving: inp.calibration.serving,
+            dp: inp.layout.dp,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Shapes priced so far.
+    pub fn shapes(&self) -> u64 {
+        self.cache.len() as u64
+    }
+}
+
+/// Rounds a count up to a grid that keeps the relative step error under ~3%.
+fn bucket(n: u64, fine: u64) -> u64 {
+    let grid = match n {
+        0..=32 => 1,
+        33..=256 => fine.max(1),
+        _ => (n / 32).next_power_of_two().max(fine),
+    };
+    n.div_ceil(grid) * grid
+}
+
+impl StepTime for ModelSteps<'_> {
+    fn time(&mut self, decodes: u64, prefill_tokens: u64, peer_tokens: u64) -> f64 {
+        let key = (
+            bucket(decodes, 4),
+            bucket(prefill_tokens, 32),
+            bucket(peer_tokens, 32),
+        );
+        let (stepper, serving, dp) = (&self.stepper, &self.serving, self.dp);
+        *self.cache.entry(key).or_insert_with(|| {
+            let (d, p) = (key.0 as f64, key.1 as f64);
+            let peers = (dp > 1).then_some(key.2 as f64);
+            let shape = |decodes, prefill_tokens| Shape {
+                decodes,
+                prefill_tokens,
+            };
+            let mut decode =
+                stepper.step_with_peers(StepKind::Decode, shape(d, 0.0), Seconds::ZERO, peers);
+            let kind = match (d > 0.0, p > 0.0) {
+                (true, false) => {
+                    decode.decode_part = decode.kernels;
+                    return decode.time(serving).value();
+                }
+                (false, _) => StepKind::PrefillBatch,
+                (true, true) => StepKind::Prefill,
+            };
+            let part = if d > 0.0 {
+                decode.kernels
+            } else {
+                Seconds::ZERO
+            };
+            stepper
+                .step_with_peers(kind, shape(d, p), part, peers)
+                .time(serving)
+                .value()
+        })
+    }
+}
+
+/// Simulates `setup` with steps priced by `cost`.
+pub fn run(setup: &Setup, cost: &mut dyn StepTime) -> SimResult {
+    let mut sim = Sim::new(setup);
+    sim.start();
+    while sim.advance(cost) {}
+    sim.result()
+}
+
+/// Non-negative seconds as an ordered key (the bits of a non-negative f64 sort like it).
+fn key(t: f64) -> u64 {
+    t.max(0.0).to_bits()
+}
+
+/// The state of a running simulation.
+struct Sim<'s> {
+    setup: &'s Setup,
+    replicas: Vec<Replica>,
+    clocks: Vec<f64>,
+    busy: BinaryHeap<Reverse<(u64, usize)>>,
+    source: traffic::Source,
+    open: Option<(f64, u64, u64)>,
+    returning: BinaryHeap<Reverse<(u64, u32)>>,
+    sent: u64,
+    next_replica: usize,
+    stats: Stats,
+}
+
+/// Streaming statistics.
+#[derive(Default)]
+struct Stats {
+    ttft: Histogram,
+    tpot: Histogram,
+    itl: Histogram,
+    e2e: Histogram,
+    done: u64,
+    good: u64,
+    rejected: u64,
+    output_tokens: u64,
+    first: Option<f64>,
+    /// Time and count of the first completion.
+    first_done: Option<(f64, u64)>,
+    last: f64,
+    max_queue: u64,
+    steps: u64,
+    stopped: Option<Stopped>,
+    timeline: Vec<Sample>,
+    sample_every: f64,
+}
+
+impl<'s> Sim<'s> {
+    fn new(setup: &'s Setup) -> Sim<'s> {
+        let t = &setup.traffic;
+        let source = traffic::Source::new(t.arrivals.clone(), t.isl.clone(), t.osl.clone(), t.seed);
+        let n = setup.replicas.max(1) as usize;
+        Sim {
+            setup,
+            replicas: (0..n)
+                .map(|_| Replica::new(setup.dp, setup.limits))
+                .collect(),
+            clocks: vec![0.0; n],
+            busy: BinaryHeap::new(),
+            source,
+            open: None,
+            returning: BinaryHeap::new(),
+            sent: 0,
+            next_replica: 0,
+            stats: Stats {
+                sample_every: 0.01,
+                ..Stats::default()
+            },
+        }
+    }
+
+    /// The first arrivals: the open loop's first, or every client at time 0.
+    fn start(&mut self) {
+        match self.setup.traffic.arrivals {
+            Arrivals::Closed { clients } => {
+                for c in 0..clients.min(self.setup.traffic.requests) {
+                    self.returning.push(Reverse((key(0.0), c as u32)));
+                }
+            }
+            Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Trace(_) => {
+                self.open = self.source.next_arrival();
+            }
+        }
+    }
+
+    /// The next arrival's time, if any is due to be sent.
+    fn next_arrival(&self) -> Option<f64> {
+        let open = self.open.map(|(t, _, _)| t);
+        let back = self
+            .returning
+            .peek()
+            .map(|Reverse((t, _))| f64::from_bits(*t));
+        match (open, back) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles the earliest event: an arrival, or one replica's step.
+    /// False when nothing is left.
+    fn advance(&mut self, cost: &mut dyn StepTime) -> bool {
+        if self.stats.stopped.is_some() {
+            return false;
+        }
+        let arrival = self.next_arrival();
+        let step = self
+            .busy
+            .peek()
+            .map(|Reverse((t, i))| (f64::from_bits(*t), *i));
+        match (arrival, step) {
+            (Some(a), Some((s, _))) if a <= s => self.arrive(),
+            (Some(_), None) => self.arrive(),
+            (_, Some((now, i))) => {
+                self.busy.pop();
+                self.step(i, now, cost);
+            }
+            (None, None) => return false,
+        }
+        true
+    }
+
+    /// Sends the earliest arrival to a replica.
+    fn arrive(&mut self) {
+        let open = self.open.map(|(t, _, _)| t);
+        let back = self
+            .returning
+            .peek()
+            .map(|Reverse((t, _))| f64::from_bits(*t));
+        let (t, isl, osl, client) = match (open, back) {
+            (Some(a), b) if b.is_none_or(|b| a <= b) => {
+                let (t, isl, osl) = self.open.take().expect("an open arrival");
+                let traffic = &self.setup.traffic;
+                let more = self.sent + 1 < traffic.requests;
+                self.open = self
+                    .source
+                    .next_arrival()
+                    .filter(|(t, _, _)| more && traffic.duration.is_none_or(|d| *t <= d));
+                (t, isl, osl, None)
+            }
+            _ => {
+                let Reverse((t, c)) = self.returning.pop().expect("a returning client");
+                let (isl, osl) = self.source.lengths();
+                (f64::from_bits(t), isl, osl, Some(c))
+            }
+        };
+        self.sent += 1;
+        self.stats.first.get_or_insert(t);
+        let i = self.route();
+        let at = t + self.setup.request_overhead;
+        let idle = !self.replicas[i].busy();
+        self.replicas[i].admit(Req::new(t, isl, osl, client));
+        if idle {
+            self.clocks[i] = self.clocks[i].max(at);
+            self.busy.push(Reverse((key(self.clocks[i]), i)));
+        }
+        self.watch_queue(t);
+    }
+
+    /// The replica the router picks.
+    fn route(&mut self) -> usize {
+        let n = self.replicas.len();
+        match self.setup.router {
+            Router::RoundRobin => {
+                self.next_replica = (self.next_replica + 1) % n;
+                self.next_replica
+            }
+            Router::LeastLoaded => (0..n)
+                .min_by_key(|i| self.replicas[*i].outstanding)
+                .unwrap_or(0),
+            Router::LeastKv => (0..n)
+                .min_by(|a, b| {
+                    self.replicas[*a]
+                        .kv_fraction()
+                        .total_cmp(&self.replicas[*b].kv_fraction())
+                })
+                .unwrap_or(0),
+        }
+    }
+
+    /// Samples the state and stops a run whose queue grows without bound.
+    fn watch_queue(&mut self, now: f64) {
+        let queue: u64 = self.replicas.iter().map(Replica::waiting).sum();
+        let st = &mut self.stats;
+        st.max_queue = st.max_queue.max(queue);
+        let t = now - st.first.unwrap_or(0.0);
+        if st
+            .timeline
+            .last()
+            .is_none_or(|s| t >= s.t + st.sample_every)
+        {
+            let kv = self.replicas.iter().map(Replica::kv_fraction).sum::<f64>()
+                / self.replicas.len() as f64;
+            st.timeline.push(Sample {
+                t,
+                queue,
+                kv_usage: kv,
+            });
+            if st.timeline.len() >= 1000 {
+                st.timeline = st.timeline.iter().step_by(2).copied().collect();
+                st.sample_every *= 2.0;
+            }
+        }
+        let l = &self.setup.limits;
+        let t = &self.setup.traffic;
+        let per_request = (t.isl.mean() + t.osl.mean()).max(1.0) as u64;
+        let slots = self.replicas.len() as u64
+            * self.setup.dp as u64
+            * l.max_running.min(l.kv_tokens / per_request).max(1);
+        // Over the bound, and enough completions since the first one to measure the rate served.
+        let Some((t0, n0)) = st.first_done else {
+            return;
+        };
+        if queue > (20 * slots).max(10_000) && st.done >= n0 + 100 && st.stopped.is_none() {
+            st.stopped = Some(Stopped {
+                reason: format!("the queue passed {queue} requests and keeps growing: the traffic exceeds what the deployment serves"),
+                sustainable_requests_per_s: (st.done - n0) as f64 / (st.last - t0).max(1e-9),
+            });
+        }
+    }
+
+    /// Runs one step of replica `i` at `now`.
+    fn step(&mut self, i: usize, now: f64, cost: &mut dyn StepTime) {
+        let out = self.replicas[i].step(now, cost);
+        let end = now + out.duration;
+        self.clocks[i] = end;
+        self.stats.steps += 1;
+        self.stats.itl.add(out.gap, out.decode_tokens as f64);
+        let delay = match self.setup.first_token_delay_steps {
+            0.0 => 0.0,
+            k => k * cost.time(out.decodes.max(1), 0, out.decodes),
+        };
+        for e in out.events {
+            self.record(e, end, delay);
+        }
+        self.stats.rejected += out.rejected;
+        if self.replicas[i].busy() {
+            self.busy.push(Reverse((key(end), i)));
+        }
+    }
+
+    /// Counts a request's first or last token.
+    fn record(&mut self, e: Event, at: f64, first_token_delay: f64) {
+        let st = &mut self.stats;
+        match e {
+            Event::FirstToken(r) => st
+                .ttft
+                .add(r.first_token + first_token_delay - r.arrival, 1.0),
+            Event::Finished(r) => {
+                let e2e = at - r.arrival;
+                let tpot = if r.osl > 1 {
+                    (at - r.first_token) / (r.osl - 1) as f64
+                } else {
+                    0.0
+                };
+                st.e2e.add(e2e, 1.0);
+                if r.osl > 1 {
+                    st.tpot.add(tpot, 1.0);
+                }
+                st.done += 1;
+                st.first_done.get_or_insert((at, st.done));
+                st.output_tokens += r.osl;
+                st.last = st.last.max(at);
+                let lv = &self.setup.levels;
+                let ok = |limit: Option<f64>, x: f64| limit.is_none_or(|l| x <= l);
+                if ok(lv.ttft, r.first_token - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e) {
+                    st.good += 1;
+                }
+                if let Some(c) = r.client {
+                    if self.sent + (self.returning.len() as u64) < self.setup.traffic.requests {
+                        self.returning.push(Reverse((key(at), c)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn result(self) -> SimResult {
+        let st = self.stats;
+        let duration = (st.last - st.first.unwrap_or(0.0)).max(1e-9);
+        SimResult {
+            ttft_ms: st.ttft.summary(1000.0),
+            tpot_ms: st.tpot.summary(1000.0),
+            itl_ms: st.itl.summary(1000.0),
+            e2e_ms: st.e2e.summary(1000.0),
+            output_tokens_per_s: st.output_tokens as f64 / duration,
+            goodput_requests_per_s: st.good as f64 / duration,
+            requests: st.done,
+            sent: self.sent,
+            rejected: st.rejected,
+            preemptions: self.replicas.iter().map(|r| r.preemptions).sum(),
+            duration_s: duration,
+            max_queue: st.max_queue,
+            step_shapes: 0,
+            steps: st.steps,
+            stopped: st.stopped,
+            timeline: st.timeline,
+        }
+    }
+}
+
+/// The engine limits of a rank of `inp`'s replica: its scheduler, step
+/// budget, running cap and KV tokens (from `crate::memory`).
+pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
+    let w = inp.workload;
+    let context = w.full_context().max(1);
+    let fit = crate::memory::max_concurrency(
+        inp.model,
+        inp.gpu,
+        &inp.layout,
+        &inp.engine,
+        inp.redundant_experts,
+        context,
+    );
+    RankLimits {
+        policy: inp.engine.policy,
+        budget: crate::serving::rank_budget(inp).floor() as u64,
+        max_running: inp.engine.max_running_requests.unwrap_or(u64::MAX),
+        kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
+    }
+}
+
+/// Simulates replicas of `inp` under `traffic`.
+pub fn simulate(
+    inp: &EstimateInput,
+    replicas: u32,
+    router: Router,
+    traffic: Traffic,
+    levels: Levels,
+) -> SimResult {
+    let setup = Setup {
+        replicas,
+        dp: inp.layout.dp,
+        limits: rank_limits(inp),
+        router,
+        request_overhead: inp.calibration.serving.request_overhead.value(),
+        first_token_delay_steps: match inp.engine.policy {
+            Policy::PrefillFirst => 0.0,
+            Policy::MixedChunked | Policy::MixedWhole => {
+                (inp.calibration.serving.arrival_wait - 1.0).max(0.0)
+            }
+        },
+        traffic,
+        levels,
+    };
+    let mut cost = ModelSteps::new(inp);
+    let mut r = run(&setup, &mut cost);
+    r.step_shapes = cost.shapes();
+    r
+}
