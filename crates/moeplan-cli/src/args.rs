@@ -411,6 +411,21 @@ pub struct PlanArgs {
     /// Candidates shown per mode (at least 1).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub top: u32,
+    /// Percentile service levels at the request rate (ms): the best aggregated candidates are simulated under Poisson arrivals (`moeplan simulate`) and each gets the fewest replicas that meet them.
+    #[arg(long)]
+    pub ttft_p99_ms: Option<f64>,
+    /// P99 TPOT level (ms), as --ttft-p99-ms.
+    #[arg(long)]
+    pub tpot_p99_ms: Option<f64>,
+    /// P90 TTFT level (ms), as --ttft-p99-ms.
+    #[arg(long)]
+    pub ttft_p90_ms: Option<f64>,
+    /// P90 TPOT level (ms), as --ttft-p99-ms.
+    #[arg(long)]
+    pub tpot_p90_ms: Option<f64>,
+    /// How many of the best aggregated candidates to simulate for the percentile levels.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub simulate_top: u32,
     /// Exit 1 when the recommendation misses a service level (default: exit 0 with a recommendation, 1 only when no valid layout fits).
     #[arg(long)]
     pub require_slo: bool,

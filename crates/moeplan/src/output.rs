@@ -85,6 +85,9 @@ pub struct PlanOutput<'a> {
     pub binding: &'a Option<Binding>,
     /// The GPU budget searched.
     pub gpu_budget: u32,
+    /// Percentile levels at the request rate, simulated (when asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentiles: Option<&'a crate::search::percentiles::PercentileReport>,
 }
 
 impl<'a> PlanOutput<'a> {
@@ -99,6 +102,7 @@ impl<'a> PlanOutput<'a> {
             rejected: &r.rejected,
             binding: &r.binding,
             gpu_budget: r.gpu_budget,
+            percentiles: None,
         }
     }
 }

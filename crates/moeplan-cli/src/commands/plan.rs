@@ -4,6 +4,7 @@ use crate::args::PlanArgs;
 use crate::output::{self, ArgError, Detail, Failure, Format};
 use moeplan::memory::EngineConfig;
 use moeplan::output::{PlanOutput, ScenarioEcho};
+use moeplan::search::percentiles::{self, Latency, PercentileLevel, PercentileReport, Quantile};
 use moeplan::search::{self, describe, Candidate, Objective, PlanOptions, PlanResult};
 use moeplan::spec::scenario::{self, Lengths, Scenario};
 use moeplan::units::Seconds;
@@ -179,12 +180,22 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
         top_n: a.top as usize,
         ..PlanOptions::default()
     };
+    let levels = percentile_levels(a, &s)?;
     let (result, elapsed) = search_with_progress(&s, &opts);
     write_files(a, &s, &result)?;
+    let rate = s.workload.request_rate.unwrap_or(0.0);
+    let percentiles = (!levels.is_empty())
+        .then(|| percentiles::check(&s, &result, &levels, rate, a.simulate_top as usize));
     if a.output.json {
-        output::json(&PlanOutput::new(scenario_echo(&s), &result));
+        output::json(&PlanOutput {
+            percentiles: percentiles.as_ref(),
+            ..PlanOutput::new(scenario_echo(&s), &result)
+        });
     } else {
         output::print(&render(&s, &result, s.engine_config(), View::of(a)));
+        if let Some(p) = &percentiles {
+            output::print(&render_percentiles(p));
+        }
         output::note(&format!(
             "searched {} layouts ({} estimates) in {:.2} s",
             result.rejected.layouts,
@@ -195,10 +206,92 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
     // A recommendation is the answer, met or not (its misses and what
     // would meet them are in the output); no valid layout at all is the
     // negative answer, and so is a miss under --require-slo.
+    let percentiles_met = percentiles.as_ref().is_none_or(|p| p.recommended.is_some());
     match &result.recommended {
-        Some(c) if c.meets() || !a.require_slo => Ok(()),
+        Some(c) if (c.meets() && percentiles_met) || !a.require_slo => Ok(()),
         _ => Err(Failure::Negative),
     }
+}
+
+/// The percentile levels of the flags; they need a request rate.
+fn percentile_levels(a: &PlanArgs, s: &Scenario) -> Result<Vec<PercentileLevel>, Failure> {
+    let format = Format::from(a.output.json);
+    let flags = [
+        (a.ttft_p99_ms, Latency::Ttft, Quantile::P99, "ttft-p99-ms"),
+        (a.tpot_p99_ms, Latency::Tpot, Quantile::P99, "tpot-p99-ms"),
+        (a.ttft_p90_ms, Latency::Ttft, Quantile::P90, "ttft-p90-ms"),
+        (a.tpot_p90_ms, Latency::Tpot, Quantile::P90, "tpot-p90-ms"),
+    ];
+    let mut levels = Vec::new();
+    for (v, figure, quantile, flag) in flags {
+        let Some(ms) = v else { continue };
+        if !(ms.is_finite() && ms > 0.0) {
+            return Err(ArgError::failure(
+                format!("--{flag} {ms} is not a latency"),
+                Some("milliseconds, above 0".into()),
+                format,
+            ));
+        }
+        levels.push(PercentileLevel {
+            figure,
+            quantile,
+            limit: Seconds::from_ms(ms),
+        });
+    }
+    if !levels.is_empty() && s.workload.request_rate.is_none() {
+        return Err(ArgError::failure(
+            "percentile levels are judged at a request rate".into(),
+            Some("add --request-rate N (requests/s) or workload.request_rate".into()),
+            format,
+        ));
+    }
+    Ok(levels)
+}
+
+/// The percentile check as text: each simulated candidate and what it needs.
+fn render_percentiles(p: &PercentileReport) -> String {
+    let names: Vec<String> = p
+        .levels
+        .iter()
+        .map(|l| format!("{} ≤ {}", l.name(), l.limit))
+        .collect();
+    let mut out = format!(
+        "\nPercentile levels {} at {} requests/s (Poisson, {} requests simulated per run, `moeplan simulate`):\n",
+        names.join(", "),
+        p.rate,
+        p.requests
+    );
+    for (i, c) in p.checked.iter().enumerate() {
+        let sim: Vec<String> = c
+            .simulated
+            .iter()
+            .map(|(l, v)| format!("{} {}", l.name(), Seconds::new(*v)))
+            .collect();
+        let need = match (c.replicas_needed, c.gpus_needed) {
+            (Some(n), Some(g)) => format!("needs {n} replica(s) ({g} GPUs)"),
+            _ => format!(
+                "misses them even with {} replicas",
+                c.replicas_planned.saturating_mul(4).max(4)
+            ),
+        };
+        let mark = if p.recommended == Some(i) {
+            "  <- fewest GPUs"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  #{} {}: planned {} replica(s), {need}; simulated {}{mark}",
+            c.rank + 1,
+            c.layout,
+            c.replicas_planned,
+            sim.join(", ")
+        );
+    }
+    if p.recommended.is_none() {
+        out += "  no candidate simulated meets the percentile levels within four times its planned replicas\n";
+    }
+    out
 }
 
 /// The search, with a progress bar on a terminal once it takes over a

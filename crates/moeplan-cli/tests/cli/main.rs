@@ -966,6 +966,7 @@ fn json_outputs_conform_to_their_schemas() {
         ("estimate", words(&format!("estimate --model deepseek-v3 --gpu h200 --prefill-workers 1 --prefill-dp 8 --prefill-ep 8 --decode-workers 1 --decode-dp 8 --decode-ep 8 {lengths} --json"))),
         ("plan", words(&format!("plan {} --json", path("examples/qwen3-30b-8xh100.toml")))),
         ("plan", words("plan --json")),
+        ("plan", words("plan --model qwen3-30b-a3b --gpu h100 --gpus 16 --isl 2000 --osl 500 --request-rate 10 --ttft-p99-ms 1000 --tpot-p90-ms 40 --json")),
         ("audit", words(&format!("audit {} --json", path("examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml")))),
         ("audit", words(&format!("audit {} --fix {fixed} --json", path("examples/audit/mixtral-8x7b-tp2-2xh100.toml")))),
         ("dag", words(&format!("dag --model qwen3-30b-a3b --gpu h100 --tp 2 --ep 2 {lengths} --format json"))),

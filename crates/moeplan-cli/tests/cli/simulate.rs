@@ -178,3 +178,36 @@ fn closed_loop_bursty_traffic_and_a_timeline() {
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
     let _ = std::fs::remove_file(svg);
 }
+
+/// Percentile levels need a request rate (exit 2); with one, the plan's
+/// JSON carries the simulated check.
+#[test]
+fn plan_judges_percentile_levels_at_a_rate() {
+    let base = [
+        "plan",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        "h100",
+        "--gpus",
+        "16",
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--ttft-p99-ms",
+        "1000",
+        "--json",
+    ];
+    let o = moeplan(&base);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stdout(&o).contains("request rate"), "{}", stdout(&o));
+    let mut args = base.to_vec();
+    args.extend(["--request-rate", "10"]);
+    let o = moeplan(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let p = &v["percentiles"];
+    assert_eq!(p["rate"].as_f64(), Some(10.0));
+    assert!(!p["checked"].as_array().unwrap().is_empty());
+}

@@ -18,6 +18,7 @@
 mod aggregated;
 mod disaggregated;
 mod enumerate;
+pub mod percentiles;
 mod rank;
 
 pub use crate::figures::{Mode, PoolFigures as Pool};

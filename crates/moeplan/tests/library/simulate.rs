@@ -285,3 +285,42 @@ fn an_overloaded_run_stops_with_the_sustainable_rate() {
     );
     assert!(r.sent < 200_000);
 }
+
+/// The planner's percentile check: a tighter P99 TTFT never needs fewer
+/// replicas of the same layout, and every replica count it names meets the
+/// levels when simulated again.
+#[test]
+fn percentile_levels_size_replicas_monotonically() {
+    use moeplan::search::percentiles::{check, Latency, PercentileLevel, Quantile};
+    use moeplan::units::Seconds;
+    let m = moeplan::catalog::resolve_model("qwen3-30b-a3b").unwrap();
+    let g = moeplan::catalog::resolve_gpu("h100-sxm").unwrap();
+    let mut s = Scenario::fixed("percentiles", m, g, 64, 2000, 500);
+    s.workload.request_rate = Some(40.0);
+    s.engine = Some(Engine::Vllm);
+    let r = moeplan::search::plan(&s, &moeplan::search::PlanOptions::default(), &|_, _| {});
+    let level = |ms: f64| PercentileLevel {
+        figure: Latency::Ttft,
+        quantile: Quantile::P99,
+        limit: Seconds::from_ms(ms),
+    };
+    let loose = check(&s, &r, &[level(2000.0)], 40.0, 2);
+    let tight = check(&s, &r, &[level(150.0)], 40.0, 2);
+    assert_eq!(loose.checked.len(), 2);
+    for (a, b) in loose.checked.iter().zip(&tight.checked) {
+        assert_eq!(a.layout, b.layout);
+        match (a.replicas_needed, b.replicas_needed) {
+            (Some(x), Some(y)) => assert!(y >= x, "{}: tight {y} < loose {x}", a.layout),
+            (None, Some(_)) => panic!(
+                "{}: the loose level missed where the tight one met",
+                a.layout
+            ),
+            _ => {}
+        }
+        for (l, v) in &a.simulated {
+            if a.replicas_needed.is_some() {
+                assert!(*v <= l.limit.value(), "{}: {} {v}", a.layout, l.name());
+            }
+        }
+    }
+}
