@@ -119,7 +119,8 @@ fn refusal(e: LaunchError, format: Format) -> Failure {
         LaunchError::Unchecked(msg) => panic!("{msg}"),
         LaunchError::NoEngine
         | LaunchError::UnknownVersion { .. }
-        | LaunchError::TargetEngine { .. } => ArgError::failure(e.to_string(), None, format),
+        | LaunchError::TargetEngine { .. }
+        | LaunchError::Target { .. } => ArgError::failure(e.to_string(), None, format),
     }
 }
 

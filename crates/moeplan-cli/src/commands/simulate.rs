@@ -51,10 +51,18 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
     } else {
         output::print(&render(&out, &result));
     }
-    match &result.stopped {
-        Some(s) => {
+    let failed = match &result.stopped {
+        Some(s) => Some(s.reason.clone()),
+        None if result.requests == 0 => Some(format!(
+            "no request could run: {} refused, their prompt alone beyond a rank's KV cache",
+            result.rejected
+        )),
+        None => None,
+    };
+    match failed {
+        Some(reason) => {
             if format == Format::Text {
-                output::note(&format!("error: {} (exit 1)", s.reason));
+                output::note(&format!("error: {reason} (exit 1)"));
             }
             Err(Failure::Negative)
         }
@@ -135,7 +143,7 @@ fn traffic(
     }
     let arrivals = match (&trace, a.rate) {
         (Some(t), _) => Arrivals::Trace(t.clone()),
-        (None, Some(rate)) if !(rate.is_finite() && rate > 0.0) => {
+        (None, Some(rate)) if !(rate.is_finite() && rate > 0.0 && (1.0 / rate).is_finite()) => {
             return Err(bad(
                 format!("--rate {rate} is not a request rate"),
                 "requests per second, above 0 and finite",

@@ -16,6 +16,12 @@ pub(crate) fn files(ctx: &Ctx, plans: &[RolePlan], req: &Request) -> Vec<File> {
         Deployment::Disaggregated(d) => d.workload,
     };
     let aggregated = plans.iter().all(|p| p.role == PoolRole::Aggregated);
+    // The engine's server, or the router in front of a disaggregated pair.
+    let port = if aggregated {
+        super::command::port(ctx.engine)
+    } else {
+        8000
+    };
     let replicas = if aggregated {
         req.replicas.max(1) as u64
     } else {
@@ -28,7 +34,7 @@ pub(crate) fn files(ctx: &Ctx, plans: &[RolePlan], req: &Request) -> Vec<File> {
         Engine::Vllm | Engine::Trtllm | Engine::Neutral => "result.json",
     };
     let script = format!(
-        "#!/usr/bin/env bash\n# The plan's workload as a closed loop: {isl} tokens in, {osl} out, {total} requests in flight,\n# against the deployment's endpoint; then its result as a row of runs.csv for `moeplan calibrate`.\nset -euo pipefail\nURL=${{URL:-http://localhost:8000}}\nCONC=${{CONC:-{total}}}\nPROMPTS=${{PROMPTS:-$((CONC * 8))}}\n{}\npython3 bench_to_csv.py {result} \"$CONC\" >> runs.csv\necho \"appended to runs.csv: moeplan calibrate runs.csv\" >&2\n",
+        "#!/usr/bin/env bash\n# The plan's workload as a closed loop: {isl} tokens in, {osl} out, {total} requests in flight,\n# against the deployment's endpoint; then its result as a row of runs.csv for `moeplan calibrate`.\nset -euo pipefail\nURL=${{URL:-http://localhost:{port}}}\nCONC=${{CONC:-{total}}}\nPROMPTS=${{PROMPTS:-$((CONC * 8))}}\n{}\npython3 bench_to_csv.py {result} \"$CONC\" >> runs.csv\necho \"appended to runs.csv: moeplan calibrate runs.csv\" >&2\n",
         client(ctx, isl, osl)
     );
     vec![

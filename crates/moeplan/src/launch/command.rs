@@ -207,7 +207,12 @@ fn sglang(ctx: &Ctx, r: &RolePlan, rank: Rank) -> Vec<String> {
         arg(&mut a, "--ep-num-redundant-experts", s.redundant_experts);
     }
     arg(&mut a, "--mem-fraction-static", s.static_fraction);
-    arg(&mut a, "--max-running-requests", s.concurrency);
+    // The server's cap, which SGLang divides among its attention-DP ranks.
+    arg(
+        &mut a,
+        "--max-running-requests",
+        s.max_running_per_rank * l.dp as u64,
+    );
     arg(&mut a, "--chunked-prefill-size", s.step_tokens);
     arg(&mut a, "--context-length", s.max_context);
     if s.kv_cache_dtype == DType::Fp8 {

@@ -70,7 +70,9 @@ pub fn check(
     layout: &Layout,
     redundant_experts: u32,
 ) -> Result<(), Refusal> {
-    let Some((rule, candidates)) = broken_rule(engine, model, layout) else {
+    let Some((rule, candidates)) = broken_rule(engine, model, layout)
+        .or_else(|| redundant_without_ep(engine, layout, redundant_experts))
+    else {
         return Ok(());
     };
     let nearest = candidates.into_iter().find(|c| {
@@ -82,6 +84,26 @@ pub fn check(
         layout: *layout,
         rule,
         nearest,
+    })
+}
+
+/// Redundant expert slots (EPLB) balance experts across EP ranks: without
+/// EP there is nothing to balance, and the engines refuse the flag.
+fn redundant_without_ep(
+    engine: Engine,
+    l: &Layout,
+    redundant: u32,
+) -> Option<(String, Vec<Layout>)> {
+    (engine != Engine::Neutral && redundant > 0 && l.ep == 1).then(|| {
+        let stage = l.tp * l.cp * l.dp;
+        (
+            format!("{redundant} redundant expert slots need expert parallelism (ep > 1)"),
+            vec![Layout {
+                ep: stage,
+                etp: 1,
+                ..*l
+            }],
+        )
     })
 }
 

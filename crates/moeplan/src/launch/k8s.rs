@@ -239,7 +239,10 @@ fn dynamo_worker(ctx: &Ctx, p: &RolePlan) -> (String, Vec<String>) {
         (_, PoolRole::Aggregated) => {}
         (Engine::Vllm, PoolRole::Prefill) => args.push("--is-prefill-worker".into()),
         (Engine::Vllm, PoolRole::Decode) => args.push("--is-decode-worker".into()),
-        (_, role) => args.extend(["--disaggregation-mode".to_string(), role.name().to_string()]),
+        (
+            Engine::Sglang | Engine::Trtllm | Engine::Neutral,
+            role @ (PoolRole::Prefill | PoolRole::Decode),
+        ) => args.extend(["--disaggregation-mode".to_string(), role.name().to_string()]),
     }
     (format!("dynamo.{}", ctx.engine.name()), args)
 }

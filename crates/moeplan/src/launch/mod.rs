@@ -185,6 +185,14 @@ pub enum LaunchError {
         /// The version the table was read from.
         known: String,
     },
+    /// The target cannot run this deployment as planned.
+    #[error("{target}: {reason}")]
+    Target {
+        /// The target.
+        target: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The target does not run this engine.
     #[error("{target} runs vLLM only; use --target shell, lws or dynamo for {engine}")]
     TargetEngine {
@@ -265,6 +273,7 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
         });
     }
     let roles = role_plans(req)?;
+    target_limits(req, version, &roles)?;
     let ctx = Ctx {
         engine: req.engine,
         version,
@@ -281,6 +290,13 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
         for n in &r.nodes {
             table
                 .check_command(&n.command)
+                .map_err(LaunchError::Unchecked)?;
+        }
+    }
+    if req.engine == Engine::Trtllm {
+        for p in &roles {
+            table
+                .check_config(&command::trtllm_config(p, target::TRTLLM_TRANSCEIVER))
                 .map_err(LaunchError::Unchecked)?;
         }
     }
@@ -302,6 +318,29 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
         roles: out_roles,
         files,
     })
+}
+
+/// What a target cannot do: llm-d's chart passes no node rank to a
+/// multi-node vLLM replica; a Kubernetes target needs a real image, which a
+/// flag table read from unreleased source does not name.
+fn target_limits(req: &Request, version: &str, roles: &[RolePlan]) -> Result<(), LaunchError> {
+    let refuse = |reason: String| {
+        Err(LaunchError::Target {
+            target: req.target.name(),
+            reason,
+        })
+    };
+    if req.target == Target::LlmD && roles.iter().any(|r| r.split.nodes > 1) {
+        return refuse("the modelservice chart starts every pod of a multi-node replica as node 0 (it passes no start rank): use --target lws or dynamo".into());
+    }
+    let released = version.starts_with(|c: char| c.is_ascii_digit());
+    if req.target != Target::Shell && !released && req.image.is_none() {
+        return refuse(format!(
+            "{}'s flag table was read from unreleased source ({version}), which names no image: give one with --image",
+            req.engine.name()
+        ));
+    }
+    Ok(())
 }
 
 /// Each role of the deployment, read as the engine runs it, with its settings.
@@ -436,15 +475,21 @@ fn settings(
         step_tokens: cfg.max_step_tokens,
         max_context: context,
         kv_cache_dtype: model.dtypes.kv_cache,
-        memory_fraction: floor3(cfg.max_memory_fraction.value()),
-        static_fraction: floor3((usable - mem.activation_bytes.0 - mem.other_bytes.0) / capacity),
-        kv_free_fraction: floor3((usable - fixed) / (capacity - fixed)),
+        memory_fraction: ceil3(cfg.max_memory_fraction.value()),
+        // SGLang's pool is this share of the GPU less what is in use when it
+        // profiles (weights, CUDA context, buffers): activations stay outside.
+        static_fraction: ceil3((usable - mem.activation_bytes.0) / capacity)
+            .min(ceil3(usable / capacity)),
+        kv_free_fraction: ceil3((usable - fixed) / (capacity - fixed)).min(1.0),
         cuda_graph_max_batch: per_rank.min(cfg.cuda_graphs.max_batch).max(1),
         redundant_experts,
     })
 }
 
-/// Rounded down to three decimals, so a fraction never grants more than computed.
-fn floor3(x: f64) -> f64 {
-    (x * 1000.0).floor() / 1000.0
+/// Rounded up to three decimals, so a fraction never grants less than the
+/// planned requests need (the engine's share stays within a tenth of a
+/// percent of the computed one).
+fn ceil3(x: f64) -> f64 {
+    // Less a hair, so 0.9 stays 0.9 rather than 0.901.
+    ((x * 1000.0) - 1e-6).ceil() / 1000.0
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 pub(crate) const CONFIG_MOUNT: &str = "/etc/moeplan";
 
 /// The KV cache transceiver of a disaggregated TensorRT-LLM deployment.
-const TRTLLM_TRANSCEIVER: &str = "DEFAULT";
+pub(crate) const TRTLLM_TRANSCEIVER: &str = "DEFAULT";
 
 /// Every file of the launch.
 pub(crate) fn files(ctx: &Ctx, plans: &[RolePlan], roles: &[Role], req: &Request) -> Vec<File> {
@@ -167,14 +167,6 @@ pub(crate) fn notes(ctx: &Ctx, plans: &[RolePlan]) -> Vec<String> {
         ctx.version,
         ctx.engine.name()
     )];
-    let released = ctx.version.starts_with(|c: char| c.is_ascii_digit());
-    if !released && ctx.image.is_none() && ctx.target != Target::Shell {
-        notes.push(format!(
-            "{}'s flag table was read from unreleased source ({}): name the image to run with --image",
-            ctx.engine.name(),
-            ctx.version
-        ));
-    }
     if ctx.target == Target::Dynamo {
         notes.push(format!(
             "Dynamo {} runtime images bundle their own engine release; the flags were checked against {} {}",

@@ -4,6 +4,9 @@
 //! its running-request cap, its step budget and its KV cache (admission by
 //! free tokens, preemption by recompute when decodes outgrow it). A step
 //! lasts what the cost model says for its fullest rank (`StepTime`).
+//!
+//! KV accounting is exact: a request holds the tokens it was prefilled with
+//! plus one per decode step since it joined, and gives back exactly that.
 
 use crate::serving::closed_loop::Policy;
 use std::cmp::Reverse;
@@ -28,6 +31,16 @@ pub struct RankLimits {
     pub max_running: u64,
     /// KV cache tokens the rank holds.
     pub kv_tokens: u64,
+    /// Decode steps (of the running batch) between a request's first token
+    /// and its client seeing it: output processing and streaming (the
+    /// serving layer's arrival wait less the step in progress, which the
+    /// simulation has on its own).
+    pub first_token_delay_steps: f64,
+    /// Time a request spends outside the engine's steps before its client
+    /// sees the first token (HTTP, tokenisation, the first detokenisation):
+    /// the serving layer's per-request overhead, added to TTFT as the
+    /// estimate adds it.
+    pub request_overhead: f64,
 }
 
 /// A request in the engine.
@@ -36,30 +49,36 @@ pub(crate) struct Req {
     pub(crate) arrival: f64,
     pub(crate) isl: u64,
     pub(crate) osl: u64,
-    /// Time of its first token (NaN before).
+    /// When the engine produced its first token (NaN before).
     pub(crate) first_token: f64,
+    /// When its client saw the first token (the engine's time plus output processing).
+    pub(crate) first_seen: f64,
     /// Closed-loop client that sent it, if any.
     pub(crate) client: Option<u32>,
     /// Unique among every request the replica has held, renewed at each
-    /// preemption: heap and order entries of another serial are stale.
+    /// preemption: heap entries of another serial are stale.
     serial: u64,
     /// Output tokens generated when it (re)joined the running set.
     generated: u64,
     /// The rank's decode count when it (re)joined the running set.
     joined: u64,
+    /// KV tokens it held when it (re)joined (what it was prefilled with).
+    held: u64,
 }
 
 impl Req {
-    pub(crate) fn new(arrival: f64, isl: u64, osl: u64, client: Option<u32>) -> Req {
+    pub(crate) fn new(arrival: f64, (isl, osl): (u64, u64), client: Option<u32>) -> Req {
         Req {
             arrival,
             isl: isl.max(1),
             osl: osl.max(1),
             first_token: f64::NAN,
+            first_seen: f64::NAN,
             client,
             serial: 0,
             generated: 0,
             joined: 0,
+            held: 0,
         }
     }
 }
@@ -78,8 +97,8 @@ pub(crate) enum Event {
 struct Rank {
     /// Admitted, not started: (slot, tokens to prefill).
     waiting: VecDeque<(usize, u64)>,
-    /// Started, prompt (or recompute) not done: (slot, tokens left).
-    prefilling: VecDeque<(usize, u64)>,
+    /// Started, prompt (or recompute) not done: (slot, tokens left, tokens in all).
+    prefilling: VecDeque<(usize, u64, u64)>,
     /// Running requests by the decode count at which they finish: (count, slot, serial).
     finishing: BinaryHeap<Reverse<(u64, usize, u64)>>,
     /// Running requests by arrival (preemption takes the latest arrival,
@@ -93,8 +112,11 @@ struct Rank {
     /// Decode steps this rank has run.
     counter: u64,
     kv_used: u64,
-    /// End of its last decode step (for inter-token gaps).
+    /// End of its last decode step.
     last_decode: f64,
+    /// Requests that joined since the last decode step, and the sum of their
+    /// first-token times (their previous token, for the inter-token gap).
+    fresh: (u64, f64),
 }
 
 /// One replica: its ranks and the requests they hold.
@@ -114,8 +136,6 @@ pub struct Replica {
 #[derive(Debug, Default)]
 pub(crate) struct StepOut {
     pub(crate) duration: f64,
-    /// Decodes of the fullest rank.
-    pub(crate) decodes: u64,
     /// Decode tokens produced, and the mean gap since each one's previous token.
     pub(crate) decode_tokens: u64,
     pub(crate) gap: f64,
@@ -173,34 +193,49 @@ impl Replica {
         self.outstanding += 1;
     }
 
+    /// Refuses every waiting request (a replica that can make no progress).
+    pub(crate) fn refuse_waiting(&mut self) -> u64 {
+        let mut n = 0;
+        for rank in &mut self.ranks {
+            for (slot, _) in rank.waiting.drain(..) {
+                self.slots[slot].serial = 0;
+                self.free.push(slot);
+                n += 1;
+            }
+        }
+        self.outstanding -= n;
+        n
+    }
+
     /// Whether any rank has work.
     pub(crate) fn busy(&self) -> bool {
         self.outstanding > 0
     }
 
-    /// Runs one step starting at `now`.
+    /// Runs one step starting at `now` (of zero length when nothing can run).
     pub(crate) fn step(&mut self, now: f64, cost: &mut dyn StepTime) -> StepOut {
-        let plans = self.plans();
+        let mut out = StepOut::default();
+        let plans = self.plans(&mut out);
         let decodes = plans.iter().map(|p| p.decodes).max().unwrap_or(0);
         let tokens = plans.iter().map(|p| p.prefill_tokens).max().unwrap_or(0);
         if decodes == 0 && tokens == 0 {
-            return self.reject_stuck();
+            return out;
         }
         let total: u64 = plans.iter().map(|p| p.decodes + p.prefill_tokens).sum();
         let peers = match self.ranks.len() as u64 {
             1 => 0,
             n => total.saturating_sub(decodes + tokens) / (n - 1),
         };
-        let duration = cost.time(decodes, tokens, peers).max(1e-9);
-        let end = now + duration;
-        let mut out = StepOut {
-            duration,
-            decodes,
-            ..StepOut::default()
-        };
+        out.duration = cost.time(decodes, tokens, peers).max(1e-9);
+        let end = now + out.duration;
+        let delay = self.limits.request_overhead
+            + match self.limits.first_token_delay_steps {
+                0.0 => 0.0,
+                k => k * cost.time(decodes.max(1), 0, decodes),
+            };
         let mut gap_sum = 0.0;
         for (i, p) in plans.into_iter().enumerate() {
-            gap_sum += self.finish_step(i, p, end, &mut out);
+            gap_sum += self.finish_step(i, p, (end, delay), &mut out);
         }
         if out.decode_tokens > 0 {
             out.gap = gap_sum / out.decode_tokens as f64;
@@ -208,15 +243,41 @@ impl Replica {
         out
     }
 
+    /// Every rank's next step; requests that can never fit are refused.
+    fn plans(&mut self, out: &mut StepOut) -> Vec<Plan> {
+        let limits = self.limits;
+        let mut plans = Vec::with_capacity(self.ranks.len());
+        for i in 0..self.ranks.len() {
+            self.preempt_if_full(i);
+            let p = plan(&mut self.ranks[i], &self.slots, &limits);
+            for slot in &p.refused {
+                self.slots[*slot].serial = 0;
+                self.free.push(*slot);
+                self.outstanding -= 1;
+                out.rejected += 1;
+            }
+            plans.push(p);
+        }
+        plans
+    }
+
     /// Applies a rank's plan at the step's end: prompt tokens and decodes
     /// into the KV cache, first tokens, finished requests. Returns the sum
-    /// of the decode tokens' gaps.
-    fn finish_step(&mut self, i: usize, p: Plan, end: f64, out: &mut StepOut) -> f64 {
+    /// of the decode tokens' gaps since each one's previous token.
+    fn finish_step(
+        &mut self,
+        i: usize,
+        p: Plan,
+        (end, delay): (f64, f64),
+        out: &mut StepOut,
+    ) -> f64 {
         let rank = &mut self.ranks[i];
         rank.kv_used += p.prefill_tokens + p.decodes;
         let mut gaps = 0.0;
         if p.decodes > 0 {
-            gaps = (end - rank.last_decode) * p.decodes as f64;
+            let (n, first_sum) = std::mem::take(&mut rank.fresh);
+            gaps = (end - rank.last_decode) * p.decodes.saturating_sub(n) as f64
+                + (end * n as f64 - first_sum);
             rank.counter += 1;
             rank.last_decode = end;
             out.decode_tokens += p.decodes;
@@ -231,29 +292,32 @@ impl Replica {
                 }
                 r.serial = 0;
                 rank.leave(r);
-                rank.kv_used = rank.kv_used.saturating_sub(r.isl + r.osl);
                 out.events.push(Event::Finished(*r));
                 self.free.push(slot);
                 self.outstanding -= 1;
             }
         }
-        for slot in p.prefilled {
+        for (slot, tokens) in p.prefilled {
             let r = &mut self.slots[slot];
             if r.first_token.is_nan() {
                 r.first_token = end;
+                r.first_seen = end + delay;
                 r.generated = 1;
                 out.events.push(Event::FirstToken(*r));
             }
+            r.held = tokens;
+            r.joined = rank.counter;
             if r.generated >= r.osl {
-                rank.kv_used = rank.kv_used.saturating_sub(r.isl + r.generated);
+                rank.kv_used -= tokens;
                 r.serial = 0;
                 out.events.push(Event::Finished(*r));
                 self.free.push(slot);
                 self.outstanding -= 1;
                 continue;
             }
-            r.joined = rank.counter;
             rank.join(r);
+            rank.fresh.0 += 1;
+            rank.fresh.1 += end;
             rank.finishing.push(Reverse((
                 rank.counter + r.osl - r.generated,
                 slot,
@@ -262,41 +326,13 @@ impl Replica {
             rank.order
                 .push((r.arrival.max(0.0).to_bits(), slot, r.serial));
         }
+        rank.prune_order(&self.slots);
         gaps
     }
 
-    /// Every rank's next step.
-    fn plans(&mut self) -> Vec<Plan> {
-        let limits = self.limits;
-        (0..self.ranks.len())
-            .map(|i| {
-                self.preempt_if_full(i);
-                plan(&mut self.ranks[i], &self.slots, &limits)
-            })
-            .collect()
-    }
-
-    /// Nothing could be scheduled: each rank's first waiting request cannot
-    /// start on an empty rank (its prompt exceeds the KV cache), so it is refused.
-    fn reject_stuck(&mut self) -> StepOut {
-        let mut out = StepOut::default();
-        for rank in &mut self.ranks {
-            if rank.running == 0 && rank.prefilling.is_empty() {
-                if let Some((slot, _)) = rank.waiting.pop_front() {
-                    rank.kv_used = 0;
-                    self.slots[slot].serial = 0;
-                    self.free.push(slot);
-                    self.outstanding -= 1;
-                    out.rejected += 1;
-                }
-            }
-        }
-        out
-    }
-
     /// When the decodes of the next step would overflow a rank's KV cache,
-    /// its latest-arrived running requests go back to the queue, to be recomputed
-    /// (prompt and output so far) when there is room again.
+    /// its latest-arrived running requests go back to the queue, to be
+    /// recomputed (prompt and output so far) when there is room again.
     fn preempt_if_full(&mut self, i: usize) {
         let kv = self.limits.kv_tokens;
         while self.ranks[i].kv_used + self.ranks[i].running > kv && self.ranks[i].running > 1 {
@@ -312,7 +348,6 @@ impl Replica {
             r.generated += rank.counter - r.joined;
             self.serials += 1;
             r.serial = self.serials;
-            rank.kv_used = rank.kv_used.saturating_sub(r.isl + r.generated);
             rank.waiting.push_front((slot, r.isl + r.generated));
             self.preemptions += 1;
         }
@@ -326,16 +361,32 @@ impl Rank {
         self.joined_sum += r.joined;
     }
 
+    /// Takes a running request out, giving back the KV it holds.
     fn leave(&mut self, r: &Req) {
         self.running -= 1;
         self.left_at_join -= r.osl - r.generated;
         self.joined_sum -= r.joined;
+        let holds = r.held + (self.counter - r.joined);
+        debug_assert!(
+            holds <= self.kv_used,
+            "a request holds more KV than its rank"
+        );
+        self.kv_used -= holds.min(self.kv_used);
     }
 
     /// Output tokens the running requests still have to generate.
     fn output_left(&self) -> u64 {
         let done = self.running * self.counter - self.joined_sum;
         self.left_at_join.saturating_sub(done)
+    }
+
+    /// Drops entries of requests no longer running from the preemption
+    /// heap once they outnumber the running ones (memory stays flat).
+    fn prune_order(&mut self, slots: &[Req]) {
+        if self.order.len() as u64 > 2 * self.running + 64 {
+            self.order
+                .retain(|(_, s, serial)| slots[*s].serial == *serial);
+        }
     }
 }
 
@@ -351,22 +402,33 @@ const DECODE_RESERVE: f64 = 0.3;
 struct Plan {
     decodes: u64,
     prefill_tokens: u64,
-    /// Requests whose prompt (or recompute) completes in the step.
-    prefilled: Vec<usize>,
+    /// Requests whose prompt (or recompute) completes in the step, with the tokens it took.
+    prefilled: Vec<(usize, u64)>,
+    /// Requests refused: their prompt alone exceeds the rank's KV cache.
+    refused: Vec<usize>,
 }
 
 /// Fills a rank's next step by its scheduler's policy.
 fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
-    let has_prompts = !rank.prefilling.is_empty() || admissible(rank, slots, &Plan::default(), l);
-    let decodes = match l.policy {
+    let mut p = Plan::default();
+    while let Some(&(slot, tokens)) = rank.waiting.front() {
+        let r = &slots[slot];
+        let own = match l.policy {
+            Policy::MixedWhole => r.osl.saturating_sub(r.generated.max(1)),
+            Policy::PrefillFirst | Policy::MixedChunked => 0,
+        };
+        if tokens + own <= l.kv_tokens {
+            break;
+        }
+        rank.waiting.pop_front();
+        p.refused.push(slot);
+    }
+    let has_prompts = !rank.prefilling.is_empty() || admissible(rank, slots, &p, l);
+    p.decodes = match l.policy {
         Policy::PrefillFirst if has_prompts => 0,
         Policy::PrefillFirst | Policy::MixedChunked | Policy::MixedWhole => rank.running,
     };
-    let mut p = Plan {
-        decodes,
-        ..Plan::default()
-    };
-    let mut left = l.budget.saturating_sub(decodes);
+    let mut left = l.budget.saturating_sub(p.decodes);
     let whole = l.policy == Policy::MixedWhole;
     while left > 0 {
         if rank.prefilling.is_empty() {
@@ -374,9 +436,9 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
                 break;
             }
             let (slot, tokens) = rank.waiting.pop_front().expect("admissible");
-            rank.prefilling.push_back((slot, tokens));
+            rank.prefilling.push_back((slot, tokens, tokens));
         }
-        let (slot, tokens) = rank.prefilling[0];
+        let (slot, tokens, all) = rank.prefilling[0];
         let take = if whole && tokens > left {
             // A whole prompt beyond what the budget has left: the first of a
             // step goes beside the decodes (the engine cannot split it), later ones wait.
@@ -391,7 +453,7 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
         left = left.saturating_sub(take);
         if take == tokens {
             rank.prefilling.pop_front();
-            p.prefilled.push(slot);
+            p.prefilled.push((slot, all));
         } else {
             rank.prefilling[0].1 -= take;
         }
@@ -399,8 +461,8 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
     p
 }
 
-/// Whether the next waiting request may start: a running slot under the
-/// cap, and KV room for its prompt beside what the scheduler keeps for the
+/// Whether the next waiting request may start: a running slot under the cap, and KV room for its
+/// prompt and this step's decodes beside what the scheduler keeps for the
 /// running requests' output (SGLang a share, TensorRT-LLM's default
 /// GUARANTEED_NO_EVICT all of it and the new request's own, vLLM none: it
 /// preempts instead).
@@ -408,13 +470,13 @@ fn admissible(rank: &Rank, slots: &[Req], p: &Plan, l: &RankLimits) -> bool {
     let Some((slot, tokens)) = rank.waiting.front() else {
         return false;
     };
-    let started = rank.running + rank.prefilling.len() as u64 + p.prefilled.len() as u64;
     let r = &slots[*slot];
+    let started = rank.running + rank.prefilling.len() as u64 + p.prefilled.len() as u64;
     let reserve = match l.policy {
         Policy::PrefillFirst => (rank.output_left() as f64 * DECODE_RESERVE).ceil() as u64,
-        // GUARANTEED_NO_EVICT: room for every running request to finish, and this one.
         Policy::MixedWhole => rank.output_left() + r.osl.saturating_sub(r.generated.max(1)),
         Policy::MixedChunked => 0,
     };
-    started < l.max_running && rank.kv_used + p.prefill_tokens + tokens + reserve <= l.kv_tokens
+    started < l.max_running
+        && rank.kv_used + p.decodes + p.prefill_tokens + tokens + reserve <= l.kv_tokens
 }

@@ -91,15 +91,6 @@ pub struct Setup {
     pub limits: RankLimits,
     /// The router.
     pub router: Router,
-    /// Time a request spends outside the engine before its first token
-    /// (HTTP, tokenisation; the profile's per-request overhead).
-    pub request_overhead: f64,
-    /// Decode steps (of the running batch) between a request's first token
-    /// and its client seeing it: output processing and streaming, the
-    /// serving layer's arrival wait less the step in progress, which the
-    /// simulation has on its own (mixed schedulers; 0 for prefill-first,
-    /// whose fitted loop has none).
-    pub first_token_delay_steps: f64,
     /// The traffic.
     pub traffic: Traffic,
     /// Service levels of the goodput.
@@ -312,6 +303,9 @@ impl<'s> Sim<'s> {
 
     /// The first arrivals: the open loop's first, or every client at time 0.
     fn start(&mut self) {
+        if self.setup.traffic.requests == 0 {
+            return;
+        }
         match self.setup.traffic.arrivals {
             Arrivals::Closed { clients } => {
                 for c in 0..clients.min(self.setup.traffic.requests) {
@@ -387,11 +381,10 @@ impl<'s> Sim<'s> {
         self.sent += 1;
         self.stats.first.get_or_insert(t);
         let i = self.route();
-        let at = t + self.setup.request_overhead;
         let idle = !self.replicas[i].busy();
-        self.replicas[i].admit(Req::new(t, isl, osl, client));
+        self.replicas[i].admit(Req::new(t, (isl, osl), client));
         if idle {
-            self.clocks[i] = self.clocks[i].max(at);
+            self.clocks[i] = self.clocks[i].max(t);
             self.busy.push(Reverse((key(self.clocks[i]), i)));
         }
         self.watch_queue(t);
@@ -447,11 +440,14 @@ impl<'s> Sim<'s> {
         let slots = self.replicas.len() as u64
             * self.setup.dp as u64
             * l.max_running.min(l.kv_tokens / per_request).max(1);
-        // Over the bound, and enough completions since the first one to measure the rate served.
+        // A queue four times what runs at once, holding a quarter of all
+        // sent so far, grows without bound; stop once enough requests
+        // completed since the first one to measure the rate served.
         let Some((t0, n0)) = st.first_done else {
             return;
         };
-        if queue > (20 * slots).max(10_000) && st.done >= n0 + 100 && st.stopped.is_none() {
+        let unbounded = queue > 4 * slots + 100 && queue * 4 > self.sent;
+        if unbounded && st.done >= n0 + 100 && st.stopped.is_none() {
             st.stopped = Some(Stopped {
                 reason: format!("the queue passed {queue} requests and keeps growing: the traffic exceeds what the deployment serves"),
                 sustainable_requests_per_s: (st.done - n0) as f64 / (st.last - t0).max(1e-9),
@@ -466,28 +462,28 @@ impl<'s> Sim<'s> {
         self.clocks[i] = end;
         self.stats.steps += 1;
         self.stats.itl.add(out.gap, out.decode_tokens as f64);
-        let delay = match self.setup.first_token_delay_steps {
-            0.0 => 0.0,
-            k => k * cost.time(out.decodes.max(1), 0, out.decodes),
-        };
+        let stuck = out.duration == 0.0 && out.events.is_empty() && out.rejected == 0;
         for e in out.events {
-            self.record(e, end, delay);
+            self.record(e, end);
         }
         self.stats.rejected += out.rejected;
+        if stuck {
+            // Nothing can run and nothing will become ready: refuse the rest.
+            self.stats.rejected += self.replicas[i].refuse_waiting();
+        }
         if self.replicas[i].busy() {
             self.busy.push(Reverse((key(end), i)));
         }
     }
 
     /// Counts a request's first or last token.
-    fn record(&mut self, e: Event, at: f64, first_token_delay: f64) {
+    fn record(&mut self, e: Event, at: f64) {
         let st = &mut self.stats;
         match e {
-            Event::FirstToken(r) => st
-                .ttft
-                .add(r.first_token + first_token_delay - r.arrival, 1.0),
+            Event::FirstToken(r) => st.ttft.add(r.first_seen - r.arrival, 1.0),
+
             Event::Finished(r) => {
-                let e2e = at - r.arrival;
+                let e2e = at + self.setup.limits.request_overhead - r.arrival;
                 let tpot = if r.osl > 1 {
                     (at - r.first_token) / (r.osl - 1) as f64
                 } else {
@@ -503,11 +499,13 @@ impl<'s> Sim<'s> {
                 st.last = st.last.max(at);
                 let lv = &self.setup.levels;
                 let ok = |limit: Option<f64>, x: f64| limit.is_none_or(|l| x <= l);
-                if ok(lv.ttft, r.first_token - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e) {
+                if ok(lv.ttft, r.first_seen - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e) {
                     st.good += 1;
                 }
-                if let Some(c) = r.client {
-                    if self.sent + (self.returning.len() as u64) < self.setup.traffic.requests {
+                let t = &self.setup.traffic;
+                let within = t.duration.is_none_or(|d| at - st.first.unwrap_or(0.0) <= d);
+                if let Some(c) = r.client.filter(|_| within) {
+                    if self.sent + (self.returning.len() as u64) < t.requests {
                         self.returning.push(Reverse((key(at), c)));
                     }
                 }
@@ -542,8 +540,9 @@ impl<'s> Sim<'s> {
 /// The engine limits of a rank of `inp`'s replica: its scheduler, step
 /// budget, running cap and KV tokens (from `crate::memory`).
 pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
-    let w = inp.workload;
-    let context = w.full_context().max(1);
+    // KV tokens are linear in the context: count them at the prompt's length,
+    // so a long output does not make the capacity look like zero.
+    let context = inp.workload.isl.get().max(1);
     let fit = crate::memory::max_concurrency(
         inp.model,
         inp.gpu,
@@ -557,6 +556,15 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
         budget: crate::serving::rank_budget(inp).floor() as u64,
         max_running: inp.engine.max_running_requests.unwrap_or(u64::MAX),
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
+        request_overhead: inp.calibration.serving.request_overhead.value(),
+        // The fitted arrival wait less the step in progress; the prefill-first
+        // loop has none (its fitted closed form does not use it).
+        first_token_delay_steps: match inp.engine.policy {
+            Policy::PrefillFirst => 0.0,
+            Policy::MixedChunked | Policy::MixedWhole => {
+                (inp.calibration.serving.arrival_wait - 1.0).max(0.0)
+            }
+        },
     }
 }
 
@@ -573,13 +581,6 @@ pub fn simulate(
         dp: inp.layout.dp,
         limits: rank_limits(inp),
         router,
-        request_overhead: inp.calibration.serving.request_overhead.value(),
-        first_token_delay_steps: match inp.engine.policy {
-            Policy::PrefillFirst => 0.0,
-            Policy::MixedChunked | Policy::MixedWhole => {
-                (inp.calibration.serving.arrival_wait - 1.0).max(0.0)
-            }
-        },
         traffic,
         levels,
     };

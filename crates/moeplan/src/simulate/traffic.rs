@@ -8,6 +8,10 @@ use super::random::Rng;
 use crate::spec::{Problem, SpecError};
 use std::path::Path;
 
+/// The longest prompt or output a request may have: ten million tokens,
+/// far beyond any model's context, so every sum of lengths stays exact.
+pub const MAX_TOKENS: u64 = 10_000_000;
+
 /// How requests arrive.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arrivals {
@@ -69,11 +73,11 @@ impl Lengths {
                     .split_once('-')
                     .ok_or("uniform:MIN-MAX, e.g. uniform:100-4000")?;
                 match (number(a), number(b)) {
-                    (Some(a), Some(b)) if a >= 1.0 && b >= a => {
+                    (Some(a), Some(b)) if a >= 1.0 && b >= a && b <= MAX_TOKENS as f64 => {
                         Ok(Lengths::Uniform(a as u64, b as u64))
                     }
                     _ => Err(format!(
-                        "uniform:{range}: MIN and MAX are token counts, 1 <= MIN <= MAX"
+                        "uniform:{range}: MIN and MAX are token counts, 1 <= MIN <= MAX <= {MAX_TOKENS}"
                     )),
                 }
             }
@@ -103,7 +107,7 @@ impl Lengths {
         {
             let cells: Vec<&str> = line.split(',').map(str::trim).collect();
             match (cells.first().and_then(|c| c.parse::<u64>().ok()), cells.get(1).and_then(|c| c.parse::<f64>().ok())) {
-                (Some(n), Some(w)) if n >= 1 && w.is_finite() && w >= 0.0 => bins.push((n, w)),
+                (Some(n), Some(w)) if (1..=MAX_TOKENS).contains(&n) && w.is_finite() && w >= 0.0 => bins.push((n, w)),
                 _ if i == 0 => {}
                 _ => return Err(format!("{} line {}: expected `tokens,weight` (tokens >= 1, weight >= 0), found `{line}`", path.display(), i + 1)),
             }
@@ -132,7 +136,7 @@ impl Lengths {
                     .map_or(1, |(n, _)| *n)
             }
         };
-        v.max(1)
+        v.clamp(1, MAX_TOKENS)
     }
 
     /// The mean.
@@ -263,8 +267,13 @@ fn parse_line(format: Format, line: &str) -> Result<(f64, u64, u64), String> {
         s.trim()
             .parse::<u64>()
             .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| format!("{what} `{}` is not a positive whole number", s.trim()))
+            .filter(|v| (1..=MAX_TOKENS).contains(v))
+            .ok_or_else(|| {
+                format!(
+                    "{what} `{}` is not a whole number from 1 to {MAX_TOKENS}",
+                    s.trim()
+                )
+            })
     };
     match format {
         Format::Native | Format::Azure => {
@@ -302,9 +311,11 @@ fn parse_line(format: Format, line: &str) -> Result<(f64, u64, u64), String> {
             }
             let n = |k: &str| -> Result<u64, String> {
                 let x = field(k)?;
-                (x >= 1.0 && x.fract() == 0.0)
+                (x >= 1.0 && x <= MAX_TOKENS as f64 && x.fract() == 0.0)
                     .then_some(x as u64)
-                    .ok_or_else(|| format!("`{k}` {x} is not a positive whole number"))
+                    .ok_or_else(|| {
+                        format!("`{k}` {x} is not a whole number from 1 to {MAX_TOKENS}")
+                    })
             };
             Ok((t / 1000.0, n("input_length")?, n("output_length")?))
         }

@@ -89,7 +89,9 @@ fn request<'a>(d: &'a Deployment, replicas: u32, engine: Engine, target: Target)
         target,
         model_path: "deepseek-ai/DeepSeek-V3".into(),
         max_context: 2500,
-        image: None,
+        // TensorRT-LLM's table was read from unreleased source: Kubernetes targets need an image.
+        image: (engine == Engine::Trtllm)
+            .then(|| "nvcr.io/nvidia/tensorrt-llm/release:1.2.0".to_string()),
     }
 }
 
@@ -167,6 +169,13 @@ fn reference_deployments_for_every_engine_and_target() {
                     Err(e @ LaunchError::TargetEngine { .. }) => {
                         assert!(
                             target == Target::LlmD && engine != Engine::Vllm,
+                            "{name}: {e}"
+                        )
+                    }
+                    Err(e @ LaunchError::Target { .. }) => {
+                        // llm-d's chart cannot start a multi-node replica.
+                        assert!(
+                            target == Target::LlmD && e.to_string().contains("multi-node"),
                             "{name}: {e}"
                         )
                     }
@@ -410,9 +419,9 @@ fn check_memory(r: &launch::Role, d: &Deployment) {
         "{}: vLLM fraction",
         r.role
     );
-    // SGLang: weights + KV pool within mem_fraction_static.
+    // SGLang: weights, KV pool and what is in use when it profiles within mem_fraction_static.
     assert!(
-        w + kv <= s.static_fraction * cap + 1e6,
+        w + kv + other <= s.static_fraction * cap + 1e6,
         "{}: SGLang static fraction",
         r.role
     );
@@ -450,7 +459,7 @@ proptest! {
     ) {
         let (m, g) = catalog(model, "h200-sxm");
         prop_assume!(l.check(&m, &g, 0).0.is_empty());
-        let d = aggregated(model, "h200-sxm", l, 8 * l.dp as u64, engine);
+        let d = aggregated(model, "h200-sxm", l, 5 * l.dp as u64 + 3, engine);
         match launch::launch(&request(&d, replicas, engine, target)) {
             Ok(out) => check_invariants(&out, &d, replicas),
             Err(LaunchError::Inexpressible { refusal, .. }) => {
@@ -461,7 +470,9 @@ proptest! {
                     prop_assert!(!matches!(again, Err(LaunchError::Inexpressible { role: PoolRole::Aggregated, .. })), "{n} refused too");
                 }
             }
-            Err(LaunchError::TargetEngine { .. }) => prop_assert!(target == Target::LlmD),
+            Err(LaunchError::TargetEngine { .. } | LaunchError::Target { .. }) => {
+                prop_assert!(target == Target::LlmD)
+            }
             Err(LaunchError::DoesNotFit { .. }) => {}
             Err(e) => prop_assert!(false, "{e}"),
         }
@@ -592,4 +603,46 @@ fn a_stated_engine_limits_the_search_to_what_it_can_run() {
             }
         }
     }
+}
+
+/// Redundant expert slots need EP: refused with the all-EP layout as the nearest.
+#[test]
+fn redundant_experts_without_ep_are_refused() {
+    let mut d = aggregated(
+        "deepseek-v3",
+        "h200-sxm",
+        layout(1, 8, 1, 1, 8),
+        32,
+        Engine::Sglang,
+    );
+    if let Deployment::Aggregated(r) = &mut d {
+        r.redundant_experts = 32;
+    }
+    match launch::launch(&request(&d, 1, Engine::Sglang, Target::Shell)) {
+        Err(LaunchError::Inexpressible { refusal, .. }) => {
+            assert_eq!(refusal.nearest, Some(layout(1, 8, 1, 8, 1)))
+        }
+        other => panic!("{:?}", other.map(|l| l.gpus)),
+    }
+}
+
+/// A Kubernetes target needs a real image: TensorRT-LLM's table, read from
+/// unreleased source, names none, so --image is required.
+#[test]
+fn trtllm_on_kubernetes_needs_an_image() {
+    let d = aggregated(
+        "deepseek-v3",
+        "h200-sxm",
+        layout(1, 8, 1, 8, 1),
+        32,
+        Engine::Trtllm,
+    );
+    let mut req = request(&d, 1, Engine::Trtllm, Target::Lws);
+    req.image = None;
+    assert!(matches!(
+        launch::launch(&req),
+        Err(LaunchError::Target { .. })
+    ));
+    req.target = Target::Shell;
+    assert!(launch::launch(&req).is_ok());
 }
