@@ -251,6 +251,7 @@ mod tests {
             min_throughput_per_user: Some(TokensPerSecond(60.0)),
             max_memory_fraction: Fraction::known(0.4),
             max_load_imbalance: Some(0.01),
+            percentiles: Vec::new(),
         };
         let v = evaluate(&slo, &judged(), Some(4));
         let levels: Vec<Level> = v.iter().map(|x| x.level).collect();

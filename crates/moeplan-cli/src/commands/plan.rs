@@ -213,7 +213,8 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
     }
 }
 
-/// The percentile levels of the flags; they need a request rate.
+/// The percentile levels: the scenario's (`slo.ttft_p99`, ...), each
+/// replaced by its flag where one is given; they need a request rate.
 fn percentile_levels(a: &PlanArgs, s: &Scenario) -> Result<Vec<PercentileLevel>, Failure> {
     let format = Format::from(a.output.json);
     let flags = [
@@ -222,7 +223,7 @@ fn percentile_levels(a: &PlanArgs, s: &Scenario) -> Result<Vec<PercentileLevel>,
         (a.ttft_p90_ms, Latency::Ttft, Quantile::P90, "ttft-p90-ms"),
         (a.tpot_p90_ms, Latency::Tpot, Quantile::P90, "tpot-p90-ms"),
     ];
-    let mut levels = Vec::new();
+    let mut levels = s.slo.percentiles.clone();
     for (v, figure, quantile, flag) in flags {
         let Some(ms) = v else { continue };
         if !(ms.is_finite() && ms > 0.0) {
@@ -232,6 +233,7 @@ fn percentile_levels(a: &PlanArgs, s: &Scenario) -> Result<Vec<PercentileLevel>,
                 format,
             ));
         }
+        levels.retain(|l| (l.figure, l.quantile) != (figure, quantile));
         levels.push(PercentileLevel {
             figure,
             quantile,

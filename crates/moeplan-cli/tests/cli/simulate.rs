@@ -211,3 +211,34 @@ fn plan_judges_percentile_levels_at_a_rate() {
     assert_eq!(p["rate"].as_f64(), Some(10.0));
     assert!(!p["checked"].as_array().unwrap().is_empty());
 }
+
+/// A scenario's own percentile levels (`slo.ttft_p99`, ...) are judged at its
+/// request rate without flags.
+#[test]
+fn a_scenario_states_its_percentile_levels() {
+    let path = super::root().join("examples/qwen3-30b-p99-at-40rps.toml");
+    let o = moeplan(&["plan", path.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let levels = v["percentiles"]["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2, "{levels:?}");
+    assert_eq!(v["percentiles"]["rate"].as_f64(), Some(40.0));
+}
+
+/// A scenario whose percentile level is not a time is bad input, located
+/// (fixtures in `tests/fixtures/scenarios/invalid/`, each read by `plan`).
+#[test]
+fn invalid_percentile_levels_are_located() {
+    let dir = crate_dir().join("tests/fixtures/scenarios/invalid");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let o = moeplan(&["plan", path.to_str().unwrap()]);
+        let err = unwrapped(&stderr(&o));
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", path.display());
+        assert!(
+            err.contains("slo.ttft_p99") && err.contains(":13:1"),
+            "{}: {err}",
+            path.display()
+        );
+    }
+}

@@ -11,64 +11,19 @@ use crate::layout::Layout;
 use crate::replica::Deployment;
 use crate::simulate::{self, Arrivals, Lengths, Levels, Router, SimResult, Traffic};
 use crate::spec::scenario::Scenario;
-use crate::units::Seconds;
 use serde::Serialize;
 
-/// A latency figure a percentile level is set on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Latency {
-    /// Time to first token.
-    Ttft,
-    /// Time per output token.
-    Tpot,
-}
+pub use crate::spec::scenario::{Latency, PercentileLevel, Quantile};
 
-/// Which percentile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Quantile {
-    /// The 90th percentile.
-    P90,
-    /// The 99th percentile.
-    P99,
-}
-
-/// One percentile service level.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct PercentileLevel {
-    /// The figure.
-    pub figure: Latency,
-    /// The percentile.
-    pub quantile: Quantile,
-    /// Its limit.
-    pub limit: Seconds,
-}
-
-impl PercentileLevel {
-    /// The simulated value of this level's figure and percentile (seconds).
-    pub fn value(&self, r: &SimResult) -> f64 {
-        let s = match self.figure {
-            Latency::Ttft => r.ttft_ms,
-            Latency::Tpot => r.tpot_ms,
-        };
-        match self.quantile {
-            Quantile::P90 => s.p90 / 1000.0,
-            Quantile::P99 => s.p99 / 1000.0,
-        }
-    }
-
-    /// A name such as `P99 TTFT`.
-    pub fn name(&self) -> String {
-        let q = match self.quantile {
-            Quantile::P90 => "P90",
-            Quantile::P99 => "P99",
-        };
-        let f = match self.figure {
-            Latency::Ttft => "TTFT",
-            Latency::Tpot => "TPOT",
-        };
-        format!("{q} {f}")
+/// The simulated value of a level's figure and percentile (seconds).
+pub fn simulated(level: &PercentileLevel, r: &SimResult) -> f64 {
+    let s = match level.figure {
+        Latency::Ttft => r.ttft_ms,
+        Latency::Tpot => r.tpot_ms,
+    };
+    match level.quantile {
+        Quantile::P90 => s.p90 / 1000.0,
+        Quantile::P99 => s.p99 / 1000.0,
     }
 }
 
@@ -176,8 +131,9 @@ fn check_one(
             Levels::default(),
         )
     };
-    let meets =
-        |r: &SimResult| r.stopped.is_none() && levels.iter().all(|l| l.value(r) <= l.limit.value());
+    let meets = |r: &SimResult| {
+        r.stopped.is_none() && levels.iter().all(|l| simulated(l, r) <= l.limit.value())
+    };
     let most = replicas_planned.saturating_mul(4).max(4);
     let mut lo = 0;
     let mut n = replicas_planned;
@@ -207,6 +163,6 @@ fn check_one(
         replicas_planned,
         replicas_needed: needed,
         gpus_needed: needed.map(|n| n as u64 * replica.layout.gpus() as u64),
-        simulated: levels.iter().map(|l| (*l, l.value(&shown))).collect(),
+        simulated: levels.iter().map(|l| (*l, simulated(l, &shown))).collect(),
     })
 }

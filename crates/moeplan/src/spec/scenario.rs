@@ -144,6 +144,14 @@ pub struct RawSlo {
     pub max_memory_fraction: Option<serde_json::Value>,
     /// Largest expert load imbalance (max/mean − 1), e.g. "10%".
     pub max_load_imbalance: Option<serde_json::Value>,
+    /// Longest 99th-percentile TTFT at the workload's request rate, e.g. "2 s" (judged by simulation).
+    pub ttft_p99: Option<String>,
+    /// Longest 99th-percentile TPOT at the request rate, e.g. "50 ms".
+    pub tpot_p99: Option<String>,
+    /// Longest 90th-percentile TTFT at the request rate.
+    pub ttft_p90: Option<String>,
+    /// Longest 90th-percentile TPOT at the request rate.
+    pub tpot_p90: Option<String>,
 }
 
 /// A length, or a range of lengths.
@@ -197,6 +205,52 @@ impl WorkloadSpec {
     }
 }
 
+/// A latency figure a percentile level is set on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Latency {
+    /// Time to first token.
+    Ttft,
+    /// Time per output token.
+    Tpot,
+}
+
+/// Which percentile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantile {
+    /// The 90th percentile.
+    P90,
+    /// The 99th percentile.
+    P99,
+}
+
+/// One percentile service level.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct PercentileLevel {
+    /// The figure.
+    pub figure: Latency,
+    /// The percentile.
+    pub quantile: Quantile,
+    /// Its limit.
+    pub limit: Seconds,
+}
+
+impl PercentileLevel {
+    /// A name such as `P99 TTFT`.
+    pub fn name(&self) -> String {
+        let q = match self.quantile {
+            Quantile::P90 => "P90",
+            Quantile::P99 => "P99",
+        };
+        let f = match self.figure {
+            Latency::Ttft => "TTFT",
+            Latency::Tpot => "TPOT",
+        };
+        format!("{q} {f}")
+    }
+}
+
 /// The validated service levels.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Slo {
@@ -212,6 +266,9 @@ pub struct Slo {
     pub max_memory_fraction: Fraction,
     /// Largest expert load imbalance.
     pub max_load_imbalance: Option<f64>,
+    /// Percentile levels at the workload's request rate, judged by simulation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub percentiles: Vec<PercentileLevel>,
 }
 
 impl Default for Slo {
@@ -223,6 +280,7 @@ impl Default for Slo {
             min_throughput_per_user: None,
             max_memory_fraction: Fraction::known(0.9),
             max_load_imbalance: None,
+            percentiles: Vec::new(),
         }
     }
 }
@@ -653,7 +711,23 @@ pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
             }
         })
     };
+    let percentiles = [
+        ("ttft_p99", &s.ttft_p99, Latency::Ttft, Quantile::P99),
+        ("tpot_p99", &s.tpot_p99, Latency::Tpot, Quantile::P99),
+        ("ttft_p90", &s.ttft_p90, Latency::Ttft, Quantile::P90),
+        ("tpot_p90", &s.tpot_p90, Latency::Tpot, Quantile::P90),
+    ]
+    .into_iter()
+    .filter_map(|(key, v, figure, quantile)| {
+        time(pr, key, v).map(|limit| PercentileLevel {
+            figure,
+            quantile,
+            limit,
+        })
+    })
+    .collect();
     Slo {
+        percentiles,
         ttft: time(pr, "ttft", &s.ttft),
         tpot: time(pr, "tpot", &s.tpot),
         min_throughput_per_gpu: rate(pr, "min_throughput_per_gpu", &s.min_throughput_per_gpu),
@@ -664,33 +738,41 @@ pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
             .and_then(|v| fraction_value(v, "slo.max_memory_fraction", pr))
             .and_then(Fraction::new)
             .unwrap_or(Fraction::known(0.9)),
-        max_load_imbalance: s.max_load_imbalance.as_ref().and_then(|v| match v {
-            serde_json::Value::String(st) => match parse_fraction(st) {
-                Ok(f) if f >= 0.0 => Some(f),
-                Ok(f) => {
-                    pr.push(
-                        Problem::at("slo.max_load_imbalance", format!("{f} is negative"))
-                            .hint("e.g. \"10%\""),
-                    );
-                    None
-                }
-                Err(e) => {
-                    pr.push(Problem::at("slo.max_load_imbalance", e).hint("e.g. \"10%\" or 0.1"));
-                    None
-                }
-            },
-            serde_json::Value::Number(n) => n.as_f64(),
-            other => {
+        max_load_imbalance: s
+            .max_load_imbalance
+            .as_ref()
+            .and_then(|v| load_imbalance(v, pr)),
+    }
+}
+
+/// `slo.max_load_imbalance`: a fraction as a number or a string ("10%").
+fn load_imbalance(v: &serde_json::Value, pr: &mut Problems) -> Option<f64> {
+    match v {
+        serde_json::Value::String(st) => match parse_fraction(st) {
+            Ok(f) if f >= 0.0 => Some(f),
+            Ok(f) => {
                 pr.push(
-                    Problem::at(
-                        "slo.max_load_imbalance",
-                        format!("expected a fraction, found {other}"),
-                    )
-                    .hint("e.g. \"10%\" or 0.1"),
+                    Problem::at("slo.max_load_imbalance", format!("{f} is negative"))
+                        .hint("e.g. \"10%\""),
                 );
                 None
             }
-        }),
+            Err(e) => {
+                pr.push(Problem::at("slo.max_load_imbalance", e).hint("e.g. \"10%\" or 0.1"));
+                None
+            }
+        },
+        serde_json::Value::Number(n) => n.as_f64(),
+        other => {
+            pr.push(
+                Problem::at(
+                    "slo.max_load_imbalance",
+                    format!("expected a fraction, found {other}"),
+                )
+                .hint("e.g. \"10%\" or 0.1"),
+            );
+            None
+        }
     }
 }
 
