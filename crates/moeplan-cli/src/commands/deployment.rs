@@ -519,12 +519,13 @@ pub fn from_file(
     pools: &PoolArgs,
     format: Format,
 ) -> Result<(ReplicaDeployment, String), Failure> {
-    from_file_with_facts(path, f, pools, format).map(|(d, origin, _)| (d, origin))
+    from_file_with_facts(path, f, pools, moeplan::search::Modes::Both, format)
+        .map(|(d, origin, _)| (d, origin))
 }
 
 /// What a plan states beyond one replica: its aggregated replicas and the
 /// longest request of its workload (prompt + output at their maxima).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PlanFacts {
     /// Copies of the aggregated replica (1 when disaggregated).
     pub replicas: u32,
@@ -532,6 +533,8 @@ pub struct PlanFacts {
     pub max_context: u64,
     /// The file's TTFT and TPOT service levels, in seconds.
     pub levels: (Option<f64>, Option<f64>),
+    /// The file's workload (length ranges, request rate), flags over it.
+    pub workload: Option<moeplan::spec::scenario::WorkloadSpec>,
 }
 
 impl PlanFacts {
@@ -547,15 +550,18 @@ impl PlanFacts {
                 plan.scenario.slo.ttft.map(|t| t.value()),
                 plan.scenario.slo.tpot.map(|t| t.value()),
             ),
+            workload: Some(w.clone()),
         }
     }
 }
 
-/// `from_file`, with the plan's facts.
+/// `from_file`, with the plan's facts; a scenario's recommendation is
+/// searched among `modes`.
 pub fn from_file_with_facts(
     path: &std::path::Path,
     f: &DeploymentArgs,
     pools: &PoolArgs,
+    modes: moeplan::search::Modes,
     format: Format,
 ) -> Result<(ReplicaDeployment, String, PlanFacts), Failure> {
     let input = Failure::input(format);
@@ -575,7 +581,11 @@ pub fn from_file_with_facts(
     }
     let mut s = moeplan::spec::scenario::read(path).map_err(&input)?;
     apply_to_scenario(f, &mut s, format)?;
-    let result = moeplan::search::plan(&s, &moeplan::search::PlanOptions::default(), &|_, _| {});
+    let opts = moeplan::search::PlanOptions {
+        modes,
+        ..moeplan::search::PlanOptions::default()
+    };
+    let result = moeplan::search::plan(&s, &opts, &|_, _| {});
     let Some(rec) = result.recommended else {
         crate::output::note(&format!(
             "error: no valid layout of {} fits {}, so there is no deployment (exit 1)",

@@ -45,8 +45,13 @@ fn resolve(
     format: Format,
 ) -> Result<(Deployment, Option<String>, PlanFacts), Failure> {
     if let Some(path) = &a.file {
-        let (d, origin, facts) =
-            deployment::from_file_with_facts(path, &a.deployment, &a.pools, format)?;
+        let (d, origin, facts) = deployment::from_file_with_facts(
+            path,
+            &a.deployment,
+            &a.pools,
+            moeplan::search::Modes::Both,
+            format,
+        )?;
         return Ok((d, Some(origin), facts));
     }
     let d = if a.pools.any() {
@@ -65,6 +70,7 @@ fn resolve(
             replicas: 1,
             max_context: w.full_context(),
             levels: (None, None),
+            workload: None,
         },
     ))
 }

@@ -18,7 +18,7 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
         None => None,
     };
     let (replica, facts) = resolve(a, trace.as_deref(), format)?;
-    let traffic = traffic(a, &replica, trace, format)?;
+    let traffic = traffic(a, &replica, trace, facts.workload.as_ref(), format)?;
     let replicas =
         deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
     let ms = |v: Option<f64>, file: Option<f64>| v.map(|x| x / 1000.0).or(file);
@@ -90,8 +90,13 @@ fn resolve(
     }
     let (d, facts) = match &a.file {
         Some(path) => {
-            let (d, _, facts) =
-                deployment::from_file_with_facts(path, &flags, &Default::default(), format)?;
+            let (d, _, facts) = deployment::from_file_with_facts(
+                path,
+                &flags,
+                &Default::default(),
+                moeplan::search::Modes::Aggregated,
+                format,
+            )?;
             (d, facts)
         }
         None => {
@@ -100,6 +105,7 @@ fn resolve(
                 replicas: 1,
                 max_context: r.workload.full_context(),
                 levels: (None, None),
+                workload: None,
             };
             (Deployment::Aggregated(r), facts)
         }
@@ -114,11 +120,14 @@ fn resolve(
     }
 }
 
-/// The traffic the flags describe.
+/// The traffic the flags describe, over a file's workload: its request
+/// rate (Poisson) when no --rate or --trace is given, its length ranges
+/// (uniform) where --isl-dist/--osl-dist are left fixed.
 fn traffic(
     a: &SimulateArgs,
     r: &Replica,
     trace: Option<Vec<simulate::TraceRequest>>,
+    file: Option<&moeplan::spec::scenario::WorkloadSpec>,
     format: Format,
 ) -> Result<Traffic, Failure> {
     let bad = |msg: String, help: &str| ArgError::failure(msg, Some(help.into()), format);
@@ -135,13 +144,21 @@ fn traffic(
             "fixed, uniform:MIN-MAX, lognormal:CV or a tokens,weight CSV",
         )
     })?;
+    // A file's length range, where the flags leave the lengths fixed.
+    let range = |dist: &str, l: Option<moeplan::spec::scenario::Lengths>, parsed: Lengths| match l {
+        Some(l) if dist == "fixed" && l.min < l.max => Lengths::Uniform(l.min, l.max),
+        _ => parsed,
+    };
+    let isl = range(&a.isl_dist, file.map(|w| w.isl), isl);
+    let osl = range(&a.osl_dist, file.map(|w| w.osl), osl);
     if !(a.cv.is_finite() && a.cv > 0.0 && a.cv <= 100.0) {
         return Err(bad(
             format!("--cv {} is not a coefficient of variation", a.cv),
             "a number in (0, 100]: 1 is Poisson, above 1 bursty",
         ));
     }
-    let arrivals = match (&trace, a.rate) {
+    let rate = a.rate.or(file.and_then(|w| w.request_rate));
+    let arrivals = match (&trace, rate) {
         (Some(t), _) => Arrivals::Trace(t.clone()),
         (None, Some(rate)) if !(rate.is_finite() && rate > 0.0 && (1.0 / rate).is_finite()) => {
             return Err(bad(

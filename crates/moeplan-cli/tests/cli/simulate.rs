@@ -242,3 +242,25 @@ fn invalid_percentile_levels_are_located() {
         );
     }
 }
+
+/// `simulate FILE` takes the file's request rate (Poisson) and length ranges
+/// (uniform) unless the flags say otherwise, and its best aggregated layout.
+#[test]
+fn a_scenario_file_gives_its_rate_and_length_ranges() {
+    let path = super::root().join("examples/qwen3-30b-p99-at-40rps.toml");
+    let o = moeplan(&[
+        "simulate",
+        path.to_str().unwrap(),
+        "--requests",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let traffic = v["traffic"].as_str().unwrap();
+    assert!(
+        traffic.contains("40 requests/s") && traffic.contains("uniform 500-3500"),
+        "{traffic}"
+    );
+    assert_eq!(v["levels"]["ttft"].as_f64(), Some(1.0));
+}
