@@ -64,11 +64,13 @@ HEAD
 
 ### Simulated step by step
 
-`moeplan simulate`'s closed loop on the aggregated runs (`moeplan accuracy
-RUNS --simulate`): each run's concurrency as clients for as many rounds as
-the engine's serving layer says the benchmark runs, every step priced by the
-same cost model and serving layer (fitted to the estimate's closed form, not
-to the simulation). Disaggregated runs are not simulated. In-sample.
+`moeplan simulate`'s closed loop on every run (`moeplan accuracy RUNS
+--simulate`): each run's concurrency as clients (per replica, or on the whole
+disaggregated deployment) for as many rounds as the engine's serving layer
+says the benchmark runs, every step priced by the same cost model and
+serving layer (fitted to the estimate's closed form, not to the
+simulation); disaggregated runs cross from prefill to decode workers with
+their KV transfer. In-sample.
 
 SIM
     "$bin" accuracy "$runs" --simulate --markdown | sed -n '/^| group/,/^$/p'

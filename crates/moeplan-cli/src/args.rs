@@ -96,7 +96,7 @@ pub enum Command {
     /// workload on the engine's own benchmark client) and bench_to_csv.py
     /// (its result as a row for `moeplan calibrate`).
     Launch(LaunchArgs),
-    /// Latency percentiles and goodput of an aggregated deployment under real traffic: a step-level simulation on the same cost model as `estimate`.
+    /// Latency percentiles and goodput of a deployment under real traffic: a step-level simulation on the same cost model as `estimate`, aggregated or disaggregated.
     ///
     /// Traffic: --rate with Poisson or gamma (bursty) arrivals, a --trace
     /// (arrival_s,isl,osl CSV; Azure LLM inference traces; Mooncake JSON
@@ -153,7 +153,7 @@ pub struct AccuracyArgs {
     /// result to FILE (crates/moeplan/profiles/serving.toml is the embedded one).
     #[arg(long, value_name = "FILE")]
     pub fit_serving: Option<std::path::PathBuf>,
-    /// Predict each aggregated run with `moeplan simulate`'s step-level closed loop instead of the estimate's closed form (disaggregated runs are left unanswered).
+    /// Predict each run with `moeplan simulate`'s step-level closed loop instead of the estimate's closed form.
     #[arg(long, conflicts_with_all = ["fit_serving", "cv"])]
     pub simulate: bool,
     /// Print JSON.
@@ -536,10 +536,12 @@ pub struct LaunchArgs {
 /// `moeplan simulate`.
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// A plan file (its aggregated deployment, replicas and service levels) or a scenario file (the planner's recommendation).
+    /// A plan file (its deployment, replicas and service levels) or a scenario file (the planner's recommendation, its request rate and length ranges).
     pub file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub deployment: DeploymentArgs,
+    #[command(flatten)]
+    pub pools: PoolArgs,
     /// Requests per second (open loop); without --rate or --trace, a closed loop of --concurrency clients.
     #[arg(long, conflicts_with = "trace")]
     pub rate: Option<f64>,

@@ -96,7 +96,7 @@ pub fn predict(run: &Run) -> Result<Predicted, String> {
 pub enum Predictor {
     /// `estimate`'s closed form.
     Estimate,
-    /// `simulate`'s step-level closed loop (aggregated runs only).
+    /// `simulate`'s step-level closed loop.
     Simulate,
 }
 
@@ -121,37 +121,62 @@ pub fn evaluate_with(runs: &[Run], predictor: Predictor) -> Vec<Outcome> {
 }
 
 /// A run as the benchmark drove it, simulated step by step: `concurrency`
-/// clients per replica for as many rounds as the engine's fitted serving
-/// layer says the benchmark runs (at least 2), fixed lengths.
+/// clients (per replica when aggregated, on the whole deployment when
+/// disaggregated) for as many rounds as the engine's fitted serving layer
+/// says the benchmark runs (at least 2), fixed lengths.
 pub fn simulate(run: &Run) -> Result<Predicted, String> {
-    let RunDeployment::Aggregated { .. } = run.deployment else {
-        return Err("disaggregated: not simulated".into());
-    };
-    let replica = run.replica().expect("aggregated")?;
-    let inp = replica.input();
-    let (problems, _) = inp.layout.check(inp.model, inp.gpu, inp.redundant_experts);
-    if !problems.is_empty() {
-        return Err(format!("invalid layout {}", replica.layout));
-    }
-    let w = inp.workload;
-    let clients = w.concurrency.max(1);
-    let rounds = inp.calibration.serving.rounds.round().max(2.0) as u64;
-    let traffic = crate::simulate::Traffic {
+    let closed = |clients: u64, rounds: f64, isl: u64, osl: u64| crate::simulate::Traffic {
         arrivals: crate::simulate::Arrivals::Closed { clients },
-        isl: crate::simulate::Lengths::Fixed(w.isl.get()),
-        osl: crate::simulate::Lengths::Fixed(w.osl.get()),
-        requests: clients * rounds,
+        isl: crate::simulate::Lengths::Fixed(isl),
+        osl: crate::simulate::Lengths::Fixed(osl),
+        requests: clients * rounds.round().max(2.0) as u64,
         duration: None,
         seed: 1,
     };
     let levels = crate::simulate::Levels::default();
-    let r = crate::simulate::simulate(
-        &inp,
-        1,
-        crate::simulate::Router::RoundRobin,
-        traffic,
-        levels,
-    );
+    let router = crate::simulate::Router::LeastLoaded;
+    let r = match run.deployment {
+        RunDeployment::Aggregated { .. } => {
+            let replica = run.replica().expect("aggregated")?;
+            let inp = replica.input();
+            if !inp
+                .layout
+                .check(inp.model, inp.gpu, inp.redundant_experts)
+                .0
+                .is_empty()
+            {
+                return Err(format!("invalid layout {}", replica.layout));
+            }
+            let w = inp.workload;
+            let t = closed(
+                w.concurrency.max(1),
+                inp.calibration.serving.rounds,
+                w.isl.get(),
+                w.osl.get(),
+            );
+            crate::simulate::simulate(&inp, 1, router, t, levels)
+        }
+        RunDeployment::Disaggregated { .. } => {
+            let d = run.disaggregated().expect("disaggregated")?;
+            let inp = d.input();
+            let invalid = [inp.prefill.layout, inp.decode.layout].iter().any(|l| {
+                !l.check(inp.model, inp.gpu, inp.redundant_experts)
+                    .0
+                    .is_empty()
+            });
+            if invalid {
+                return Err("invalid layout".into());
+            }
+            let w = inp.workload;
+            let t = closed(
+                w.concurrency.max(1),
+                inp.calibration.serving.rounds,
+                w.isl.get(),
+                w.osl.get(),
+            );
+            crate::simulate::simulate_disaggregated(&inp, router, t, levels)
+        }
+    };
     if r.requests == 0 || r.rejected > 0 {
         return Err("the simulated requests do not fit".into());
     }

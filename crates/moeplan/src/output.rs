@@ -388,6 +388,15 @@ pub fn schema(command: &str) -> Option<schemars::Schema> {
     })
 }
 
+/// The prefill pool of a simulated disaggregated deployment.
+#[derive(Clone, Copy, Debug, Serialize, JsonSchema)]
+pub struct PrefillEcho {
+    /// A prefill worker's layout.
+    pub layout: crate::layout::Layout,
+    /// Prefill workers.
+    pub workers: u32,
+}
+
 /// `moeplan simulate --json`: the deployment, the traffic and what the
 /// simulation measured (`ttft_ms`, `tpot_ms`, `itl_ms`, `e2e_ms` each with
 /// mean, p50, p90, p99; `output_tokens_per_s`, `goodput_requests_per_s`,
@@ -400,11 +409,14 @@ pub struct SimulateOutput<'a> {
     pub gpu: &'a str,
     /// The engine whose scheduler and serving layer ran.
     pub engine: crate::engine::Engine,
-    /// One replica's layout.
+    /// One replica's layout (disaggregated: a decode worker's).
     pub layout: crate::layout::Layout,
-    /// Replicas behind the router.
+    /// Replicas behind the router (disaggregated: decode workers).
     pub replicas: u32,
-    /// GPUs of every replica.
+    /// Disaggregated: the prefill pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<PrefillEcho>,
+    /// GPUs of the whole deployment.
     pub gpus: u64,
     /// The traffic, in words.
     pub traffic: String,

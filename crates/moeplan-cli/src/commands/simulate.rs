@@ -2,8 +2,8 @@
 use crate::args::SimulateArgs;
 use crate::commands::deployment::{self, PlanFacts};
 use crate::output::{self, ArgError, Failure, Format};
-use moeplan::output::SimulateOutput;
-use moeplan::replica::{Deployment, Replica};
+use moeplan::output::{PrefillEcho, SimulateOutput};
+use moeplan::replica::Deployment;
 use moeplan::simulate::{self, Arrivals, Lengths, Levels, SimResult, Traffic};
 use std::fmt::Write;
 
@@ -17,8 +17,12 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
         Some(p) => Some(simulate::traffic::read_trace(p).map_err(Failure::input(format))?),
         None => None,
     };
-    let (replica, facts) = resolve(a, trace.as_deref(), format)?;
-    let traffic = traffic(a, &replica, trace, facts.workload.as_ref(), format)?;
+    let (d, facts) = resolve(a, trace.as_deref(), format)?;
+    let w = match &d {
+        Deployment::Aggregated(r) => r.workload,
+        Deployment::Disaggregated(x) => x.workload,
+    };
+    let traffic = traffic(a, w, trace, facts.workload.as_ref(), format)?;
     let replicas =
         deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
     let ms = |v: Option<f64>, file: Option<f64>| v.map(|x| x / 1000.0).or(file);
@@ -27,25 +31,21 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
         tpot: ms(a.tpot_slo, facts.levels.1),
         e2e: ms(a.e2e_slo, None),
     };
-    let inp = replica.input();
     let describe = describe_traffic(&traffic);
-    let result = simulate::simulate(&inp, replicas, a.router, traffic, levels);
+    let result = match &d {
+        Deployment::Aggregated(r) => {
+            simulate::simulate(&r.input(), replicas, a.router, traffic, levels)
+        }
+        Deployment::Disaggregated(x) => {
+            simulate::simulate_disaggregated(&x.input(), a.router, traffic, levels)
+        }
+    };
     if let Some(path) = &a.timeline {
         super::simulate_timeline::svg(path, &result).map_err(|e| {
             ArgError::failure(format!("cannot draw {}: {e}", path.display()), None, format)
         })?;
     }
-    let out = SimulateOutput {
-        model: &replica.model.name,
-        gpu: &replica.gpu.id,
-        engine: replica.engine.engine,
-        layout: replica.layout,
-        replicas,
-        gpus: replicas as u64 * replica.layout.gpus() as u64,
-        traffic: describe,
-        levels,
-        result: &result,
-    };
+    let out = output_of(&d, replicas, describe, levels, &result);
     if format == Format::Json {
         output::json(&out);
     } else {
@@ -70,12 +70,51 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
     }
 }
 
-/// The replica to simulate, from a file or the flags; its lengths default to the trace's means.
+/// The JSON shape of a simulation of `d`.
+fn output_of<'a>(
+    d: &'a Deployment,
+    replicas: u32,
+    traffic: String,
+    levels: Levels,
+    result: &'a SimResult,
+) -> SimulateOutput<'a> {
+    let (model, gpu, engine) = match d {
+        Deployment::Aggregated(r) => (&r.model, &r.gpu, r.engine.engine),
+        Deployment::Disaggregated(x) => (&x.model, &x.gpu, x.engine.engine),
+    };
+    let (layout, replicas, prefill) = match d {
+        Deployment::Aggregated(r) => (r.layout, replicas, None),
+        Deployment::Disaggregated(x) => (
+            x.decode.layout,
+            x.decode.workers,
+            Some(PrefillEcho {
+                layout: x.prefill.layout,
+                workers: x.prefill.workers,
+            }),
+        ),
+    };
+    let prefill_gpus = prefill.map_or(0, |p| p.layout.gpus() as u64 * p.workers as u64);
+    SimulateOutput {
+        model: &model.name,
+        gpu: &gpu.id,
+        engine,
+        layout,
+        replicas,
+        prefill,
+        gpus: replicas as u64 * layout.gpus() as u64 + prefill_gpus,
+        traffic,
+        levels,
+        result,
+    }
+}
+
+/// The deployment to simulate, from a file or the flags (aggregated, or
+/// the pools of --prefill-*/--decode-*); its lengths default to the trace's means.
 fn resolve(
     a: &SimulateArgs,
     trace: Option<&[simulate::TraceRequest]>,
     format: Format,
-) -> Result<(Replica, PlanFacts), Failure> {
+) -> Result<(Deployment, PlanFacts), Failure> {
     let mut flags = a.deployment.clone();
     if let Some(t) = trace {
         let mean = |f: fn(&simulate::TraceRequest) -> u64| {
@@ -93,31 +132,32 @@ fn resolve(
             let (d, _, facts) = deployment::from_file_with_facts(
                 path,
                 &flags,
-                &Default::default(),
-                moeplan::search::Modes::Aggregated,
+                &a.pools,
+                moeplan::search::Modes::Both,
                 format,
             )?;
             (d, facts)
         }
         None => {
-            let r = deployment::resolve(&flags, "simulate", format)?;
+            let d = if a.pools.any() {
+                deployment::resolve_disaggregated(&flags, &a.pools, "simulate", format)?
+            } else {
+                Deployment::Aggregated(deployment::resolve(&flags, "simulate", format)?)
+            };
+            let w = match &d {
+                Deployment::Aggregated(r) => r.workload,
+                Deployment::Disaggregated(x) => x.workload,
+            };
             let facts = PlanFacts {
                 replicas: 1,
-                max_context: r.workload.full_context(),
+                max_context: w.full_context(),
                 levels: (None, None),
                 workload: None,
             };
-            (Deployment::Aggregated(r), facts)
+            (d, facts)
         }
     };
-    match d {
-        Deployment::Aggregated(r) => Ok((r, facts)),
-        Deployment::Disaggregated(_) => Err(ArgError::failure(
-            "simulate runs aggregated replicas; a disaggregated deployment's pools are not simulated".into(),
-            Some("estimate it with `moeplan estimate FILE` (closed loop with the KV transfer and the decode pool's queue)".into()),
-            format,
-        )),
-    }
+    Ok((d, facts))
 }
 
 /// The traffic the flags describe, over a file's workload: its request
@@ -125,13 +165,12 @@ fn resolve(
 /// (uniform) where --isl-dist/--osl-dist are left fixed.
 fn traffic(
     a: &SimulateArgs,
-    r: &Replica,
+    w: moeplan::serving::Workload,
     trace: Option<Vec<simulate::TraceRequest>>,
     file: Option<&moeplan::spec::scenario::WorkloadSpec>,
     format: Format,
 ) -> Result<Traffic, Failure> {
     let bad = |msg: String, help: &str| ArgError::failure(msg, Some(help.into()), format);
-    let w = r.workload;
     let isl = Lengths::parse(&a.isl_dist, w.isl.get()).map_err(|e| {
         bad(
             format!("--isl-dist: {e}"),
@@ -223,12 +262,17 @@ fn describe_traffic(t: &Traffic) -> String {
 /// The simulation as text.
 fn render(o: &SimulateOutput, r: &SimResult) -> String {
     let mut s = String::new();
+    let deployment = match o.prefill {
+        Some(p) => format!(
+            "prefill {} × [{}] + decode {} × [{}]",
+            p.workers, p.layout, o.replicas, o.layout
+        ),
+        None => format!("{} replica(s) of {}", o.replicas, o.layout),
+    };
     let _ = writeln!(
         s,
-        "{}: {} replica(s) of {} on {} ({} GPUs), {}",
+        "{}: {deployment} on {} ({} GPUs), {}",
         o.model,
-        o.replicas,
-        o.layout,
         o.gpu,
         o.gpus,
         o.engine.name()

@@ -973,6 +973,7 @@ fn json_outputs_conform_to_their_schemas() {
         ("launch", words(&format!("launch --model qwen3-30b-a3b --gpu h100 --tp 2 --ep 2 {lengths} --engine sglang --target lws --json"))),
         ("launch", words(&format!("launch --model deepseek-v3 --gpu h200 --prefill-workers 1 --prefill-dp 8 --prefill-ep 8 --decode-workers 1 --decode-dp 8 --decode-ep 8 {lengths} --engine trtllm --json"))),
         ("simulate", words(&format!("simulate --model qwen3-30b-a3b --gpu h100 --tp 2 --ep 2 {lengths} --engine vllm --rate 4 --requests 500 --ttft-slo 500 --json"))),
+        ("simulate", words(&format!("simulate --model deepseek-v3 --gpu h200 --prefill-dp 8 --prefill-ep 8 --prefill-workers 1 --decode-dp 8 --decode-ep 8 --decode-workers 1 {lengths} --engine sglang --rate 2 --requests 300 --json"))),
         ("model", words("model deepseek-v3 --json")),
         ("catalog", words("catalog --json")),
         ("calibrate", words(&format!("calibrate {runs} --out {profile} --explain --json"))),

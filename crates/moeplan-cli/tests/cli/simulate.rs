@@ -78,8 +78,8 @@ fn every_invalid_trace_gives_exit_2_and_a_location() {
     }
 }
 
-/// Rates of 0 or infinity, a bad length distribution, a disaggregated
-/// deployment: bad input (exit 2), each with its reason.
+/// Rates of 0 or infinity, a bad length distribution, aggregated degrees
+/// mixed with pool flags: bad input (exit 2), each with its reason.
 #[test]
 fn bad_traffic_flags_are_refused() {
     for (extra, says) in [
@@ -113,10 +113,17 @@ fn bad_traffic_flags_are_refused() {
         "500",
         "--concurrency",
         "64",
+        "--tp",
+        "8",
         "--prefill-dp",
         "8",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        unwrapped(&stderr(&o)).contains("--prefill-* and --decode-*"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Traffic beyond the deployment stops early: exit 1, with the rate it sustained.

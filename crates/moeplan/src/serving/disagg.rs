@@ -192,7 +192,11 @@ pub struct DisaggEstimate {
 }
 
 /// The per-pool input (the pool's layout, with `concurrency` per worker).
-fn pool_input<'a>(inp: &DisaggInput<'a>, pool: &Pool, concurrency: u64) -> EstimateInput<'a> {
+pub(crate) fn pool_input<'a>(
+    inp: &DisaggInput<'a>,
+    pool: &Pool,
+    concurrency: u64,
+) -> EstimateInput<'a> {
     EstimateInput {
         model: inp.model,
         gpu: inp.gpu,
@@ -217,8 +221,24 @@ fn kv_bytes(m: &Model, tokens: u64) -> Bytes {
 /// move it on NVLink, otherwise over the network, each prefill GPU sending
 /// its share in parallel.
 fn kv_transfer(inp: &DisaggInput) -> Seconds {
+    let (latency, link) = kv_link(inp);
+    latency + kv_bytes(inp.model, inp.workload.isl.get()) / link
+}
+
+/// The KV transfer's fixed latency and its time per prompt token (the
+/// simulator moves each request's own prompt).
+pub(crate) fn kv_transfer_parts(inp: &DisaggInput) -> (Seconds, Seconds) {
+    let (latency, link) = kv_link(inp);
+    let tokens = inp.workload.isl.get().max(1);
+    (
+        latency,
+        Seconds((kv_bytes(inp.model, tokens) / link).0 / tokens as f64),
+    )
+}
+
+/// The link a prompt's KV crosses: its latency and bandwidth (all lanes).
+fn kv_link(inp: &DisaggInput) -> (Seconds, crate::units::BytesPerSecond) {
     let g = inp.gpu;
-    let bytes = kv_bytes(inp.model, inp.workload.isl.get());
     let lanes = inp
         .prefill
         .layout
@@ -235,7 +255,7 @@ fn kv_transfer(inp: &DisaggInput) -> Seconds {
             g.network_bandwidth * inp.calibration.network_eff,
         )
     };
-    latency + bytes / (bw * lanes)
+    (latency, bw * lanes)
 }
 
 /// M/D/c mean wait in queue over the service time (Sakasegawa's M/M/c

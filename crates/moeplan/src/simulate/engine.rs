@@ -55,6 +55,9 @@ pub(crate) struct Req {
     pub(crate) first_seen: f64,
     /// Closed-loop client that sent it, if any.
     pub(crate) client: Option<u32>,
+    /// Output tokens a decode pool generates after this prefill-only copy
+    /// (disaggregated; 0 otherwise).
+    pub(crate) rest: u64,
     /// Unique among every request the replica has held, renewed at each
     /// preemption: heap entries of another serial are stale.
     serial: u64,
@@ -75,6 +78,7 @@ impl Req {
             first_token: f64::NAN,
             first_seen: f64::NAN,
             client,
+            rest: 0,
             serial: 0,
             generated: 0,
             joined: 0,
@@ -95,8 +99,10 @@ pub(crate) enum Event {
 /// One attention-DP rank.
 #[derive(Debug, Default)]
 struct Rank {
-    /// Admitted, not started: (slot, tokens to prefill).
-    waiting: VecDeque<(usize, u64)>,
+    /// Admitted, not started: (slot, tokens to prefill, KV tokens it will
+    /// hold then). A request whose KV arrives from a prefill worker
+    /// (disaggregated) prefills nothing.
+    waiting: VecDeque<(usize, u64, u64)>,
     /// Started, prompt (or recompute) not done: (slot, tokens left, tokens in all).
     prefilling: VecDeque<(usize, u64, u64)>,
     /// Running requests by the decode count at which they finish: (count, slot, serial).
@@ -169,8 +175,20 @@ impl Replica {
         used as f64 / (self.limits.kv_tokens.max(1) * self.ranks.len() as u64) as f64
     }
 
-    /// Admits a request to its least-loaded rank.
-    pub(crate) fn admit(&mut self, mut r: Req) {
+    /// Admits a request to its least-loaded rank, to be prefilled.
+    pub(crate) fn admit(&mut self, r: Req) {
+        let isl = r.isl;
+        self.admit_holding(r, isl, isl);
+    }
+
+    /// Admits a request whose prompt's KV cache a prefill worker computed
+    /// and sent (disaggregated): it joins the decodes when it fits.
+    pub(crate) fn admit_resident(&mut self, r: Req) {
+        let isl = r.isl;
+        self.admit_holding(r, 0, isl);
+    }
+
+    fn admit_holding(&mut self, mut r: Req, compute: u64, held: u64) {
         self.serials += 1;
         r.serial = self.serials;
         let slot = match self.free.pop() {
@@ -189,7 +207,7 @@ impl Replica {
                 k.waiting.len() as u64 + k.prefilling.len() as u64 + k.running
             })
             .expect("a replica has a rank");
-        self.ranks[rank].waiting.push_back((slot, r.isl));
+        self.ranks[rank].waiting.push_back((slot, compute, held));
         self.outstanding += 1;
     }
 
@@ -197,7 +215,7 @@ impl Replica {
     pub(crate) fn refuse_waiting(&mut self) -> u64 {
         let mut n = 0;
         for rank in &mut self.ranks {
-            for (slot, _) in rank.waiting.drain(..) {
+            for (slot, _, _) in rank.waiting.drain(..) {
                 self.slots[slot].serial = 0;
                 self.free.push(slot);
                 n += 1;
@@ -219,6 +237,10 @@ impl Replica {
         let decodes = plans.iter().map(|p| p.decodes).max().unwrap_or(0);
         let tokens = plans.iter().map(|p| p.prefill_tokens).max().unwrap_or(0);
         if decodes == 0 && tokens == 0 {
+            // Only requests whose KV arrived joining: no step to run.
+            for (i, p) in plans.into_iter().enumerate() {
+                self.finish_step(i, p, (now, self.limits.request_overhead), &mut out);
+            }
             return out;
         }
         let total: u64 = plans.iter().map(|p| p.decodes + p.prefill_tokens).sum();
@@ -272,7 +294,7 @@ impl Replica {
         out: &mut StepOut,
     ) -> f64 {
         let rank = &mut self.ranks[i];
-        rank.kv_used += p.prefill_tokens + p.decodes;
+        rank.kv_used += p.prefill_tokens + p.decodes + p.resident_tokens;
         let mut gaps = 0.0;
         if p.decodes > 0 {
             let (n, first_sum) = std::mem::take(&mut rank.fresh);
@@ -348,7 +370,8 @@ impl Replica {
             r.generated += rank.counter - r.joined;
             self.serials += 1;
             r.serial = self.serials;
-            rank.waiting.push_front((slot, r.isl + r.generated));
+            rank.waiting
+                .push_front((slot, r.isl + r.generated, r.isl + r.generated));
             self.preemptions += 1;
         }
     }
@@ -406,12 +429,14 @@ struct Plan {
     prefilled: Vec<(usize, u64)>,
     /// Requests refused: their prompt alone exceeds the rank's KV cache.
     refused: Vec<usize>,
+    /// KV tokens of requests joining with their cache already computed.
+    resident_tokens: u64,
 }
 
 /// Fills a rank's next step by its scheduler's policy.
 fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
     let mut p = Plan::default();
-    while let Some(&(slot, tokens)) = rank.waiting.front() {
+    while let Some(&(slot, _, tokens)) = rank.waiting.front() {
         let r = &slots[slot];
         let own = match l.policy {
             Policy::MixedWhole => r.osl.saturating_sub(r.generated.max(1)),
@@ -423,20 +448,31 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
         rank.waiting.pop_front();
         p.refused.push(slot);
     }
-    let has_prompts = !rank.prefilling.is_empty() || admissible(rank, slots, &p, l);
+    let prompt_next = rank.waiting.front().is_some_and(|w| w.1 > 0);
+    let has_prompts =
+        !rank.prefilling.is_empty() || (prompt_next && admissible(rank, slots, &p, l));
     p.decodes = match l.policy {
         Policy::PrefillFirst if has_prompts => 0,
         Policy::PrefillFirst | Policy::MixedChunked | Policy::MixedWhole => rank.running,
     };
     let mut left = l.budget.saturating_sub(p.decodes);
     let whole = l.policy == Policy::MixedWhole;
-    while left > 0 {
+    loop {
         if rank.prefilling.is_empty() {
             if !admissible(rank, slots, &p, l) {
                 break;
             }
-            let (slot, tokens) = rank.waiting.pop_front().expect("admissible");
-            rank.prefilling.push_back((slot, tokens, tokens));
+            let (slot, compute, held) = rank.waiting.pop_front().expect("admissible");
+            if compute == 0 {
+                // Its KV came from a prefill worker: it joins without a prefill.
+                p.resident_tokens += held;
+                p.prefilled.push((slot, held));
+                continue;
+            }
+            rank.prefilling.push_back((slot, compute, held));
+        }
+        if left == 0 {
+            break;
         }
         let (slot, tokens, all) = rank.prefilling[0];
         let take = if whole && tokens > left {
@@ -467,7 +503,7 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
 /// GUARANTEED_NO_EVICT all of it and the new request's own, vLLM none: it
 /// preempts instead).
 fn admissible(rank: &Rank, slots: &[Req], p: &Plan, l: &RankLimits) -> bool {
-    let Some((slot, tokens)) = rank.waiting.front() else {
+    let Some((slot, _, tokens)) = rank.waiting.front() else {
         return false;
     };
     let r = &slots[*slot];
@@ -478,5 +514,6 @@ fn admissible(rank: &Rank, slots: &[Req], p: &Plan, l: &RankLimits) -> bool {
         Policy::MixedChunked => 0,
     };
     started < l.max_running
-        && rank.kv_used + p.decodes + p.prefill_tokens + tokens + reserve <= l.kv_tokens
+        && rank.kv_used + p.decodes + p.prefill_tokens + p.resident_tokens + tokens + reserve
+            <= l.kv_tokens
 }

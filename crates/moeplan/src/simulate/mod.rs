@@ -16,6 +16,7 @@ pub mod traffic;
 
 use crate::calibration::ServingParams;
 use crate::serving::closed_loop::{Policy, Shape};
+use crate::serving::disagg::{self, DisaggInput};
 use crate::serving::steps::{StepKind, Stepper};
 use crate::serving::EstimateInput;
 use crate::units::Seconds;
@@ -95,6 +96,27 @@ pub struct Setup {
     pub traffic: Traffic,
     /// Service levels of the goodput.
     pub levels: Levels,
+    /// Disaggregated: the decode pool (the replicas above are then the
+    /// prefill pool).
+    pub decode: Option<DecodeStage>,
+}
+
+/// The decode pool of a disaggregated deployment: a request leaves its
+/// prefill worker at its first token and joins a decode worker once its
+/// KV cache has crossed (and a slot is free); its client sees the first
+/// token then.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeStage {
+    /// Decode workers.
+    pub replicas: u32,
+    /// Attention-DP ranks of a worker.
+    pub dp: u32,
+    /// Each rank's limits.
+    pub limits: RankLimits,
+    /// The KV transfer's fixed latency (seconds).
+    pub transfer_latency: f64,
+    /// Its time per prompt token (seconds).
+    pub transfer_per_token: f64,
 }
 
 /// Why a simulation stopped before its traffic ended.
@@ -228,11 +250,12 @@ impl StepTime for ModelSteps<'_> {
     }
 }
 
-/// Simulates `setup` with steps priced by `cost`.
-pub fn run(setup: &Setup, cost: &mut dyn StepTime) -> SimResult {
+/// Simulates `setup` with steps priced by `costs[0]` (the replicas, or the
+/// prefill pool) and `costs[1]` (the decode pool, when there is one).
+pub fn run(setup: &Setup, costs: &mut [&mut dyn StepTime]) -> SimResult {
     let mut sim = Sim::new(setup);
     sim.start();
-    while sim.advance(cost) {}
+    while sim.advance(costs) {}
     sim.result()
 }
 
@@ -250,6 +273,12 @@ struct Sim<'s> {
     source: traffic::Source,
     open: Option<(f64, u64, u64)>,
     returning: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Requests whose KV cache is crossing to the decode pool: (arrival there, index in `transit`).
+    transfers: BinaryHeap<Reverse<(u64, usize)>>,
+    transit: Vec<Req>,
+    transit_free: Vec<usize>,
+    /// Index of the first decode worker in `replicas` (their count when none).
+    first_decode: usize,
     sent: u64,
     next_replica: usize,
     stats: Stats,
@@ -282,12 +311,21 @@ impl<'s> Sim<'s> {
         let t = &setup.traffic;
         let source = traffic::Source::new(t.arrivals.clone(), t.isl.clone(), t.osl.clone(), t.seed);
         let n = setup.replicas.max(1) as usize;
+        let mut replicas: Vec<Replica> = (0..n)
+            .map(|_| Replica::new(setup.dp, setup.limits))
+            .collect();
+        if let Some(d) = &setup.decode {
+            replicas.extend((0..d.replicas.max(1)).map(|_| Replica::new(d.dp, d.limits)));
+        }
+        let all = replicas.len();
         Sim {
             setup,
-            replicas: (0..n)
-                .map(|_| Replica::new(setup.dp, setup.limits))
-                .collect(),
-            clocks: vec![0.0; n],
+            replicas,
+            clocks: vec![0.0; all],
+            transfers: BinaryHeap::new(),
+            transit: Vec::new(),
+            transit_free: Vec::new(),
+            first_decode: n,
             busy: BinaryHeap::new(),
             source,
             open: None,
@@ -331,27 +369,52 @@ impl<'s> Sim<'s> {
         }
     }
 
-    /// Handles the earliest event: an arrival, or one replica's step.
-    /// False when nothing is left.
-    fn advance(&mut self, cost: &mut dyn StepTime) -> bool {
+    /// Handles the earliest event: an arrival, a KV cache reaching the
+    /// decode pool, or one replica's step. False when nothing is left.
+    fn advance(&mut self, costs: &mut [&mut dyn StepTime]) -> bool {
         if self.stats.stopped.is_some() {
             return false;
         }
-        let arrival = self.next_arrival();
+        let arrival = self.next_arrival().map(|t| (t, 0));
+        let transfer = self
+            .transfers
+            .peek()
+            .map(|Reverse((t, _))| (f64::from_bits(*t), 1));
         let step = self
             .busy
             .peek()
-            .map(|Reverse((t, i))| (f64::from_bits(*t), *i));
-        match (arrival, step) {
-            (Some(a), Some((s, _))) if a <= s => self.arrive(),
-            (Some(_), None) => self.arrive(),
-            (_, Some((now, i))) => {
+            .map(|Reverse((t, i))| (f64::from_bits(*t), 2 + *i));
+        let next = [arrival, transfer, step]
+            .into_iter()
+            .flatten()
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        match next {
+            None => return false,
+            Some((_, 0)) => self.arrive(),
+            Some((_, 1)) => self.deliver(),
+            Some((now, k)) => {
                 self.busy.pop();
-                self.step(i, now, cost);
+                let i = k - 2;
+                let pool = usize::from(i >= self.first_decode).min(costs.len() - 1);
+                self.step(i, now, &mut *costs[pool]);
             }
-            (None, None) => return false,
         }
         true
+    }
+
+    /// A KV cache reaches the decode pool: its request joins a decode worker.
+    fn deliver(&mut self) {
+        let Reverse((t, k)) = self.transfers.pop().expect("a transfer");
+        let t = f64::from_bits(t);
+        let r = self.transit[k];
+        self.transit_free.push(k);
+        let i = self.route(self.first_decode..self.replicas.len());
+        let idle = !self.replicas[i].busy();
+        self.replicas[i].admit_resident(r);
+        if idle {
+            self.clocks[i] = self.clocks[i].max(t);
+            self.busy.push(Reverse((key(self.clocks[i]), i)));
+        }
     }
 
     /// Sends the earliest arrival to a replica.
@@ -380,9 +443,18 @@ impl<'s> Sim<'s> {
         };
         self.sent += 1;
         self.stats.first.get_or_insert(t);
-        let i = self.route();
+        let i = self.route(0..self.first_decode);
         let idle = !self.replicas[i].busy();
-        self.replicas[i].admit(Req::new(t, (isl, osl), client));
+        let req = match self.setup.decode {
+            // Disaggregated: the prefill worker stops at the first token.
+            Some(_) => {
+                let mut r = Req::new(t, (isl, 1), client);
+                r.rest = osl;
+                r
+            }
+            None => Req::new(t, (isl, osl), client),
+        };
+        self.replicas[i].admit(req);
         if idle {
             self.clocks[i] = self.clocks[i].max(t);
             self.busy.push(Reverse((key(self.clocks[i]), i)));
@@ -390,24 +462,24 @@ impl<'s> Sim<'s> {
         self.watch_queue(t);
     }
 
-    /// The replica the router picks.
-    fn route(&mut self) -> usize {
-        let n = self.replicas.len();
+    /// The replica among `pool` the router picks.
+    fn route(&mut self, pool: std::ops::Range<usize>) -> usize {
+        let start = pool.start;
         match self.setup.router {
             Router::RoundRobin => {
-                self.next_replica = (self.next_replica + 1) % n;
-                self.next_replica
+                self.next_replica = (self.next_replica + 1) % pool.len().max(1);
+                start + self.next_replica
             }
-            Router::LeastLoaded => (0..n)
+            Router::LeastLoaded => pool
                 .min_by_key(|i| self.replicas[*i].outstanding)
-                .unwrap_or(0),
-            Router::LeastKv => (0..n)
+                .unwrap_or(start),
+            Router::LeastKv => pool
                 .min_by(|a, b| {
                     self.replicas[*a]
                         .kv_fraction()
                         .total_cmp(&self.replicas[*b].kv_fraction())
                 })
-                .unwrap_or(0),
+                .unwrap_or(start),
         }
     }
 
@@ -463,8 +535,14 @@ impl<'s> Sim<'s> {
         self.stats.steps += 1;
         self.stats.itl.add(out.gap, out.decode_tokens as f64);
         let stuck = out.duration == 0.0 && out.events.is_empty() && out.rejected == 0;
+        let prefill_pool = self.setup.decode.is_some() && i < self.first_decode;
         for e in out.events {
-            self.record(e, end);
+            match (prefill_pool, e) {
+                // The client sees the first token from the decode worker.
+                (true, Event::FirstToken(_)) => {}
+                (true, Event::Finished(r)) => self.hand_off(r, end),
+                (false, e) => self.record(e, end),
+            }
         }
         self.stats.rejected += out.rejected;
         if stuck {
@@ -474,6 +552,26 @@ impl<'s> Sim<'s> {
         if self.replicas[i].busy() {
             self.busy.push(Reverse((key(end), i)));
         }
+    }
+
+    /// A prompt done on a prefill worker: its KV cache crosses to the decode pool.
+    fn hand_off(&mut self, r: Req, at: f64) {
+        let Some(d) = &self.setup.decode else {
+            return;
+        };
+        let arrives = at + d.transfer_latency + d.transfer_per_token * r.isl as f64;
+        let copy = Req::new(r.arrival, (r.isl, r.rest), r.client);
+        let k = match self.transit_free.pop() {
+            Some(k) => {
+                self.transit[k] = copy;
+                k
+            }
+            None => {
+                self.transit.push(copy);
+                self.transit.len() - 1
+            }
+        };
+        self.transfers.push(Reverse((key(arrives), k)));
     }
 
     /// Counts a request's first or last token.
@@ -583,9 +681,47 @@ pub fn simulate(
         router,
         traffic,
         levels,
+        decode: None,
     };
     let mut cost = ModelSteps::new(inp);
-    let mut r = run(&setup, &mut cost);
+    let mut r = run(&setup, &mut [&mut cost]);
     r.step_shapes = cost.shapes();
+    r
+}
+
+/// Simulates a disaggregated deployment under `traffic`: its prefill
+/// workers, the KV transfer of each prompt, its decode workers.
+pub fn simulate_disaggregated(
+    inp: &DisaggInput,
+    router: Router,
+    traffic: Traffic,
+    levels: Levels,
+) -> SimResult {
+    let (p, d) = (inp.prefill, inp.decode);
+    let pin = disagg::pool_input(inp, &p, p.prompts_per_rank.max(1) * p.layout.dp as u64);
+    let din = disagg::pool_input(
+        inp,
+        &d,
+        inp.workload.concurrency.div_ceil(d.workers.max(1) as u64),
+    );
+    let (latency, per_token) = disagg::kv_transfer_parts(inp);
+    let setup = Setup {
+        replicas: p.workers.max(1),
+        dp: p.layout.dp,
+        limits: rank_limits(&pin),
+        router,
+        traffic,
+        levels,
+        decode: Some(DecodeStage {
+            replicas: d.workers.max(1),
+            dp: d.layout.dp,
+            limits: rank_limits(&din),
+            transfer_latency: latency.value(),
+            transfer_per_token: per_token.value(),
+        }),
+    };
+    let (mut pc, mut dc) = (ModelSteps::new(&pin), ModelSteps::new(&din));
+    let mut r = run(&setup, &mut [&mut pc, &mut dc]);
+    r.step_shapes = pc.shapes() + dc.shapes();
     r
 }

@@ -58,8 +58,9 @@ fn a_single_server_matches_md1_within_2_percent() {
             router: Router::RoundRobin,
             traffic: traffic(Arrivals::Poisson { rate: rho / s }, 100, 1, n),
             levels: Levels::default(),
+            decode: None,
         };
-        let r = simulate::run(&setup, &mut Constant(s));
+        let r = simulate::run(&setup, &mut [&mut Constant(s)]);
         let wq = rho * s / (2.0 * (1.0 - rho));
         let got = r.ttft_ms.mean / 1000.0 - s;
         assert!(
@@ -330,4 +331,69 @@ fn percentile_levels_size_replicas_monotonically() {
             }
         }
     }
+}
+
+/// A disaggregated deployment simulated as a closed loop against the
+/// disaggregated estimate: the decode pool's steps are priced the same way,
+/// so TPOT agrees within 5% (-0.3% here); TTFT (prefill queue, transfer, a
+/// decode slot) within 25% (+10%); every request crosses from a prefill
+/// worker to a decode worker, so none is lost and none is refused.
+#[test]
+fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
+    use moeplan::serving::disagg::{estimate_disaggregated, Pool};
+    let m = moeplan::catalog::resolve_model("deepseek-v3").unwrap();
+    let g = moeplan::catalog::resolve_gpu("h200-sxm").unwrap();
+    let engine = Engine::Sglang;
+    let layout = |dp| Layout {
+        dp,
+        ep: dp,
+        ..Layout::default()
+    };
+    let d = moeplan::replica::Disaggregated {
+        calibration: moeplan::profile::resolve_disaggregated(&g, engine)
+            .kernels
+            .flat(None, None),
+        prefill: Pool {
+            layout: layout(8),
+            workers: 2,
+            prompts_per_rank: 1,
+        },
+        decode: Pool {
+            layout: layout(16),
+            workers: 1,
+            prompts_per_rank: 1,
+        },
+        workload: moeplan::serving::Workload {
+            isl: moeplan::units::Tokens::new(2000),
+            osl: moeplan::units::Tokens::new(500),
+            concurrency: 256,
+        },
+        engine: engine.config(g.memory),
+        redundant_experts: 0,
+        routing_skew: 0.0,
+        model: m,
+        gpu: g,
+        assumed: Vec::new(),
+    };
+    let est = estimate_disaggregated(&d.input()).unwrap();
+    let sim = simulate::simulate_disaggregated(
+        &d.input(),
+        Router::LeastLoaded,
+        traffic(Arrivals::Closed { clients: 256 }, 2000, 500, 256 * 6),
+        Levels::default(),
+    );
+    let tpot = sim.tpot_ms.mean / (est.tpot.value() * 1000.0) - 1.0;
+    println!(
+        "disaggregated: TTFT sim {:.1} ms est {:.1} ms, TPOT sim {:.2} ms est {:.2} ms ({:+.1}%)",
+        sim.ttft_ms.mean,
+        est.ttft.value() * 1000.0,
+        sim.tpot_ms.mean,
+        est.tpot.value() * 1000.0,
+        tpot * 100.0
+    );
+    assert_eq!(sim.requests, 256 * 6);
+    assert_eq!(sim.rejected, 0);
+    let ttft = sim.ttft_ms.mean / (est.ttft.value() * 1000.0) - 1.0;
+    assert!(tpot.abs() < 0.05, "TPOT {tpot:+.3}");
+    assert!(ttft.abs() < 0.25, "TTFT {ttft:+.3}");
 }
