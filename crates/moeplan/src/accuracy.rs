@@ -125,13 +125,17 @@ pub fn evaluate_with(runs: &[Run], predictor: Predictor) -> Vec<Outcome> {
 /// disaggregated) for as many rounds as the engine's fitted serving layer
 /// says the benchmark runs (at least 2), fixed lengths.
 pub fn simulate(run: &Run) -> Result<Predicted, String> {
-    let closed = |clients: u64, rounds: f64, isl: u64, osl: u64| crate::simulate::Traffic {
-        arrivals: crate::simulate::Arrivals::Closed { clients },
-        isl: crate::simulate::Lengths::Fixed(isl),
-        osl: crate::simulate::Lengths::Fixed(osl),
-        requests: clients * rounds.round().max(2.0) as u64,
-        duration: None,
-        seed: 1,
+    // The run's lengths, its concurrency as clients, the serving layer's rounds.
+    let closed = |inp_workload: crate::serving::Workload, rounds: f64| {
+        let clients = inp_workload.concurrency.max(1);
+        crate::simulate::Traffic {
+            arrivals: crate::simulate::Arrivals::Closed { clients },
+            isl: crate::simulate::Lengths::Fixed(inp_workload.isl.get()),
+            osl: crate::simulate::Lengths::Fixed(inp_workload.osl.get()),
+            requests: clients * rounds.round().max(2.0) as u64,
+            duration: None,
+            seed: 1,
+        }
     };
     let levels = crate::simulate::Levels::default();
     let router = crate::simulate::Router::LeastLoaded;
@@ -147,13 +151,7 @@ pub fn simulate(run: &Run) -> Result<Predicted, String> {
             {
                 return Err(format!("invalid layout {}", replica.layout));
             }
-            let w = inp.workload;
-            let t = closed(
-                w.concurrency.max(1),
-                inp.calibration.serving.rounds,
-                w.isl.get(),
-                w.osl.get(),
-            );
+            let t = closed(inp.workload, inp.calibration.serving.rounds);
             crate::simulate::simulate(&inp, 1, router, t, levels)
         }
         RunDeployment::Disaggregated { .. } => {
@@ -167,13 +165,7 @@ pub fn simulate(run: &Run) -> Result<Predicted, String> {
             if invalid {
                 return Err("invalid layout".into());
             }
-            let w = inp.workload;
-            let t = closed(
-                w.concurrency.max(1),
-                inp.calibration.serving.rounds,
-                w.isl.get(),
-                w.osl.get(),
-            );
+            let t = closed(inp.workload, inp.calibration.serving.rounds);
             crate::simulate::simulate_disaggregated(&inp, router, t, levels)
         }
     };
