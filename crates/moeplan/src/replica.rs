@@ -194,6 +194,39 @@ pub enum Deployment {
 pub(crate) const DEFAULT_CONCURRENCY: u64 = 64;
 
 impl Deployment {
+    /// The model it serves.
+    pub fn model(&self) -> &Model {
+        match self {
+            Deployment::Aggregated(r) => &r.model,
+            Deployment::Disaggregated(d) => &d.model,
+        }
+    }
+
+    /// The GPU it runs on.
+    pub fn gpu(&self) -> &Gpu {
+        match self {
+            Deployment::Aggregated(r) => &r.gpu,
+            Deployment::Disaggregated(d) => &d.gpu,
+        }
+    }
+
+    /// Its engine settings.
+    pub fn engine(&self) -> &EngineConfig {
+        match self {
+            Deployment::Aggregated(r) => &r.engine,
+            Deployment::Disaggregated(d) => &d.engine,
+        }
+    }
+
+    /// Its workload: lengths, and the requests in flight (on one replica
+    /// when aggregated, on the whole deployment when disaggregated).
+    pub fn workload(&self) -> Workload {
+        match self {
+            Deployment::Aggregated(r) => r.workload,
+            Deployment::Disaggregated(d) => d.workload,
+        }
+    }
+
     /// The deployment a plan file describes, on `engine`. Its workload's
     /// `concurrency` counts the requests in flight on one replica of an
     /// aggregated plan, and on the whole deployment of a disaggregated one

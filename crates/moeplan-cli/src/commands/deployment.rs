@@ -360,6 +360,24 @@ pub fn invalid_layout(
     ArgError::failure(msg, Some(help), format)
 }
 
+/// The deployment the flags alone describe: the pools of
+/// `--prefill-*`/`--decode-*` (`--concurrency` the whole deployment's), else
+/// one aggregated replica.
+pub fn from_flags(
+    f: &DeploymentArgs,
+    pools: &PoolArgs,
+    command: &str,
+    format: Format,
+) -> Result<(ReplicaDeployment, PlanFacts), Failure> {
+    let d = if pools.any() {
+        resolve_disaggregated(f, pools, command, format)?
+    } else {
+        ReplicaDeployment::Aggregated(resolve(f, command, format)?)
+    };
+    let facts = PlanFacts::of_flags(d.workload());
+    Ok((d, facts))
+}
+
 /// What `moeplan estimate` estimates: a plan file's deployment with the
 /// flags over it, a disaggregated deployment from the pool flags, or one
 /// aggregated replica from the flags.
@@ -372,8 +390,7 @@ pub fn resolve_estimate(a: &EstimateArgs, format: Format) -> Result<ReplicaDeplo
             }
             Ok(d)
         }
-        None if a.pools.any() => resolve_disaggregated(&a.deployment, &a.pools, "estimate", format),
-        None => resolve(&a.deployment, "estimate", format).map(ReplicaDeployment::Aggregated),
+        None => from_flags(&a.deployment, &a.pools, "estimate", format).map(|(d, _)| d),
     }
 }
 
@@ -531,13 +548,26 @@ pub struct PlanFacts {
     pub replicas: u32,
     /// The longest request.
     pub max_context: u64,
-    /// The file's TTFT and TPOT service levels, in seconds.
-    pub levels: (Option<f64>, Option<f64>),
+    /// The file's TTFT and TPOT service levels.
+    pub levels: (
+        Option<moeplan::units::Seconds>,
+        Option<moeplan::units::Seconds>,
+    ),
     /// The file's workload (length ranges, request rate), flags over it.
     pub workload: Option<moeplan::spec::scenario::WorkloadSpec>,
 }
 
 impl PlanFacts {
+    /// What flags alone say: one replica, fixed lengths, no levels.
+    fn of_flags(w: moeplan::serving::Workload) -> PlanFacts {
+        PlanFacts {
+            replicas: 1,
+            max_context: w.full_context(),
+            levels: (None, None),
+            workload: None,
+        }
+    }
+
     fn of(plan: &moeplan::spec::plan::Plan) -> PlanFacts {
         let w = &plan.scenario.workload;
         PlanFacts {
@@ -546,10 +576,7 @@ impl PlanFacts {
                 moeplan::spec::plan::Deployment::Disaggregated { .. } => 1,
             },
             max_context: w.isl.max + w.osl.max,
-            levels: (
-                plan.scenario.slo.ttft.map(|t| t.value()),
-                plan.scenario.slo.tpot.map(|t| t.value()),
-            ),
+            levels: (plan.scenario.slo.ttft, plan.scenario.slo.tpot),
             workload: Some(w.clone()),
         }
     }

@@ -12,10 +12,7 @@ pub fn run(a: &LaunchArgs) -> Result<(), Failure> {
     let (d, origin, facts) = resolve(a, format)?;
     let replicas =
         deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
-    let (model, engine) = match &d {
-        Deployment::Aggregated(r) => (&r.model, r.engine.engine),
-        Deployment::Disaggregated(x) => (&x.model, x.engine.engine),
-    };
+    let (model, engine) = (d.model(), d.engine().engine);
     let model_path = model_path(a, model, format)?;
     let req = Request {
         deployment: &d,
@@ -54,25 +51,8 @@ fn resolve(
         )?;
         return Ok((d, Some(origin), facts));
     }
-    let d = if a.pools.any() {
-        deployment::resolve_disaggregated(&a.deployment, &a.pools, "launch", format)?
-    } else {
-        Deployment::Aggregated(deployment::resolve(&a.deployment, "launch", format)?)
-    };
-    let w = match &d {
-        Deployment::Aggregated(r) => r.workload,
-        Deployment::Disaggregated(x) => x.workload,
-    };
-    Ok((
-        d,
-        None,
-        PlanFacts {
-            replicas: 1,
-            max_context: w.full_context(),
-            levels: (None, None),
-            workload: None,
-        },
-    ))
+    let (d, facts) = deployment::from_flags(&a.deployment, &a.pools, "launch", format)?;
+    Ok((d, None, facts))
 }
 
 /// The weights to load: `--model-path`, the Hugging Face id typed as

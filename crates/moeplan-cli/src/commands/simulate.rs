@@ -5,6 +5,7 @@ use crate::output::{self, ArgError, Failure, Format};
 use moeplan::output::{PrefillEcho, SimulateOutput};
 use moeplan::replica::Deployment;
 use moeplan::simulate::{self, Arrivals, Lengths, Levels, SimResult, Traffic};
+use moeplan::units::Seconds;
 use std::fmt::Write;
 
 /// Requests a simulation sends when neither --requests nor a trace says.
@@ -18,14 +19,10 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
         None => None,
     };
     let (d, facts) = resolve(a, trace.as_deref(), format)?;
-    let w = match &d {
-        Deployment::Aggregated(r) => r.workload,
-        Deployment::Disaggregated(x) => x.workload,
-    };
-    let traffic = traffic(a, w, trace, facts.workload.as_ref(), format)?;
+    let traffic = traffic(a, d.workload(), trace, facts.workload.as_ref(), format)?;
     let replicas =
         deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
-    let ms = |v: Option<f64>, file: Option<f64>| v.map(|x| x / 1000.0).or(file);
+    let ms = |v: Option<f64>, file: Option<Seconds>| v.map(Seconds::from_ms).or(file);
     let levels = Levels {
         ttft: ms(a.ttft_slo, facts.levels.0),
         tpot: ms(a.tpot_slo, facts.levels.1),
@@ -78,10 +75,7 @@ fn output_of<'a>(
     levels: Levels,
     result: &'a SimResult,
 ) -> SimulateOutput<'a> {
-    let (model, gpu, engine) = match d {
-        Deployment::Aggregated(r) => (&r.model, &r.gpu, r.engine.engine),
-        Deployment::Disaggregated(x) => (&x.model, &x.gpu, x.engine.engine),
-    };
+    let (model, gpu, engine) = (d.model(), d.gpu(), d.engine().engine);
     let (layout, replicas, prefill) = match d {
         Deployment::Aggregated(r) => (r.layout, replicas, None),
         Deployment::Disaggregated(x) => (
@@ -138,24 +132,7 @@ fn resolve(
             )?;
             (d, facts)
         }
-        None => {
-            let d = if a.pools.any() {
-                deployment::resolve_disaggregated(&flags, &a.pools, "simulate", format)?
-            } else {
-                Deployment::Aggregated(deployment::resolve(&flags, "simulate", format)?)
-            };
-            let w = match &d {
-                Deployment::Aggregated(r) => r.workload,
-                Deployment::Disaggregated(x) => x.workload,
-            };
-            let facts = PlanFacts {
-                replicas: 1,
-                max_context: w.full_context(),
-                levels: (None, None),
-                workload: None,
-            };
-            (d, facts)
-        }
+        None => deployment::from_flags(&flags, &a.pools, "simulate", format)?,
     };
     Ok((d, facts))
 }
@@ -304,7 +281,7 @@ fn render(o: &SimulateOutput, r: &SimResult) -> String {
     let lv = o.levels;
     let levels: Vec<String> = [("TTFT", lv.ttft), ("TPOT", lv.tpot), ("end to end", lv.e2e)]
         .iter()
-        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {:.0} ms", v * 1000.0)))
+        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {:.0} ms", v.value() * 1000.0)))
         .collect();
     let levels = if levels.is_empty() {
         "no service level: every request counts".to_string()

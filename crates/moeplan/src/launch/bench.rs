@@ -7,14 +7,11 @@
 use super::{Ctx, File, Request, RolePlan};
 use crate::engine::Engine;
 use crate::layout::Layout;
-use crate::replica::{Deployment, PoolRole};
+use crate::replica::PoolRole;
 
 /// `bench.sh` and `bench_to_csv.py`.
 pub(crate) fn files(ctx: &Ctx, plans: &[RolePlan], req: &Request) -> Vec<File> {
-    let w = match req.deployment {
-        Deployment::Aggregated(r) => r.workload,
-        Deployment::Disaggregated(d) => d.workload,
-    };
+    let w = req.deployment.workload();
     let aggregated = plans.iter().all(|p| p.role == PoolRole::Aggregated);
     // The engine's server, or the router in front of a disaggregated pair.
     let port = if aggregated {

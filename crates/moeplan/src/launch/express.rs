@@ -61,95 +61,61 @@ pub struct Split {
     pub dp_local: u32,
 }
 
-/// Whether `engine` can run `layout`; if not, the rule and the nearest
-/// layout of the same GPUs that it can run and that is valid for the model.
-pub fn check(
-    engine: Engine,
-    model: &Model,
-    gpu: &Gpu,
-    layout: &Layout,
-    redundant_experts: u32,
-) -> Result<(), Refusal> {
-    let Some((rule, candidates)) = broken_rule(engine, model, layout)
-        .or_else(|| redundant_without_ep(engine, layout, redundant_experts))
-    else {
-        return Ok(());
-    };
-    let nearest = candidates.into_iter().find(|c| {
-        broken_rule(engine, model, c).is_none()
-            && c.check(model, gpu, redundant_experts).0.is_empty()
-    });
-    Err(Refusal {
-        engine,
-        layout: *layout,
-        rule,
-        nearest,
-    })
+/// A rule of the engines a layout can break. The planner asks only which
+/// (`expressible`, no allocation per layout); a refusal then words it and
+/// lists the layouts that mend it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    /// CP > 1: no engine launched here serves context parallelism.
+    ContextParallel,
+    /// EP × ETP ≠ the stage: expert data parallelism cannot be written.
+    ExpertDataParallel,
+    /// vLLM: EP is TP × DP (`--enable-expert-parallel`) or the experts are
+    /// tensor-parallel over all of them.
+    VllmExpertFolding,
+    /// TensorRT-LLM: attention DP makes attention TP 1.
+    AttentionDpNeedsTp1,
+    /// Attention DP with pipeline stages (vLLM, SGLang, TensorRT-LLM).
+    DpWithPp,
+    /// Redundant expert slots (EPLB) without EP: nothing to balance.
+    EplbWithoutEp,
 }
 
-/// Redundant expert slots (EPLB) balance experts across EP ranks: without
-/// EP there is nothing to balance, and the engines refuse the flag.
-fn redundant_without_ep(
-    engine: Engine,
-    l: &Layout,
-    redundant: u32,
-) -> Option<(String, Vec<Layout>)> {
-    (engine != Engine::Neutral && redundant > 0 && l.ep == 1).then(|| {
+impl Rule {
+    /// The rule in words, for this layout.
+    fn describe(self, l: &Layout, redundant: u32) -> String {
         let stage = l.tp * l.cp * l.dp;
-        (
-            format!("{redundant} redundant expert slots need expert parallelism (ep > 1)"),
-            vec![Layout {
-                ep: stage,
-                etp: 1,
-                ..*l
-            }],
-        )
-    })
-}
+        match self {
+            Rule::ContextParallel => "context parallelism (cp > 1) is not served by the engines moeplan launches".into(),
+            Rule::ExpertDataParallel => format!("experts must fill each stage (ep {} × etp {} = {stage} GPUs); expert data parallelism is not expressible", l.ep, l.etp),
+            Rule::VllmExpertFolding => format!("--enable-expert-parallel makes EP = TP × DP = {stage}, and without it the experts are split tensor-parallel over all {stage} GPUs: ep {} × etp {} cannot be written", l.ep, l.etp),
+            Rule::AttentionDpNeedsTp1 => "attention DP (enable_attention_dp) makes attention TP 1, so dp > 1 needs tp = 1".into(),
+            Rule::DpWithPp => "attention data parallelism with pipeline stages is not launched (each DP rank runs a whole model)".into(),
+            Rule::EplbWithoutEp => format!("{redundant} redundant expert slots need expert parallelism (ep > 1)"),
+        }
+    }
 
-/// Whether `engine` can run `layout` (the neutral engine runs any).
-pub fn expressible(engine: Engine, model: &Model, layout: &Layout) -> bool {
-    broken_rule(engine, model, layout).is_none()
-}
-
-/// The first rule of `engine` that `l` breaks, with layouts of the same GPUs
-/// that mend it (nearest first).
-fn broken_rule(engine: Engine, model: &Model, l: &Layout) -> Option<(String, Vec<Layout>)> {
-    let stage = l.tp * l.cp * l.dp;
-    if l.cp > 1 {
-        let folded = Layout {
-            tp: l.tp * l.cp,
-            cp: 1,
-            ..*l
-        };
-        return Some((
-            "context parallelism (cp > 1) is not served by the engines moeplan launches".into(),
-            vec![
-                folded,
-                Layout {
-                    tp: 1,
-                    dp: stage,
-                    ..folded
-                },
-            ],
-        ));
-    }
-    if engine == Engine::Neutral {
-        return None;
-    }
-    if model.moe.is_some() && l.ep * l.etp != stage {
-        return Some((
-            format!("experts must fill each stage (ep {} × etp {} = {stage} GPUs); expert data parallelism is not expressible", l.ep, l.etp),
-            expert_foldings(model, l),
-        ));
-    }
-    match engine {
-        Engine::Neutral => None,
-        Engine::Vllm => vllm_rule(model, l),
-        Engine::Trtllm if l.dp > 1 && l.tp > 1 => Some((
-            "attention DP (enable_attention_dp) makes attention TP 1, so dp > 1 needs tp = 1"
-                .into(),
-            vec![
+    /// Layouts of the same GPUs that mend it, nearest first.
+    fn mends(self, model: &Model, l: &Layout) -> Vec<Layout> {
+        let stage = l.tp * l.cp * l.dp;
+        match self {
+            Rule::ContextParallel => {
+                let folded = Layout {
+                    tp: l.tp * l.cp,
+                    cp: 1,
+                    ..*l
+                };
+                vec![
+                    folded,
+                    Layout {
+                        tp: 1,
+                        dp: stage,
+                        ..folded
+                    },
+                ]
+            }
+            Rule::ExpertDataParallel | Rule::VllmExpertFolding => expert_foldings(model, l),
+            Rule::AttentionDpNeedsTp1 => vec![
                 Layout {
                     tp: 1,
                     dp: stage,
@@ -161,35 +127,75 @@ fn broken_rule(engine: Engine, model: &Model, l: &Layout) -> Option<(String, Vec
                     ..*l
                 },
             ],
-        )),
-        Engine::Sglang | Engine::Trtllm if l.dp > 1 && l.pp > 1 => Some(dp_with_pp(l)),
-        Engine::Sglang | Engine::Trtllm => None,
+            Rule::DpWithPp => vec![
+                Layout {
+                    dp: l.dp * l.pp,
+                    pp: 1,
+                    ep: l.ep * l.pp,
+                    ..*l
+                },
+                Layout {
+                    dp: 1,
+                    tp: l.tp * l.dp,
+                    ..*l
+                },
+            ],
+            Rule::EplbWithoutEp => vec![Layout {
+                ep: stage,
+                etp: 1,
+                ..*l
+            }],
+        }
     }
 }
 
-/// vLLM's rules: experts either all expert-parallel over TP × DP or all
-/// tensor-parallel over them; data-parallel ranks without pipelines.
-fn vllm_rule(model: &Model, l: &Layout) -> Option<(String, Vec<Layout>)> {
-    let stage = l.tp * l.dp;
-    let expressible = l.ep == 1 && l.etp == stage || l.ep == stage && l.etp == 1;
-    if model.moe.is_some() && !expressible {
-        return Some((
-            format!("--enable-expert-parallel makes EP = TP × DP = {stage}, and without it the experts are split tensor-parallel over all {stage} GPUs: ep {} × etp {} cannot be written", l.ep, l.etp),
-            expert_foldings(model, l),
-        ));
-    }
-    if l.dp > 1 && l.pp > 1 {
-        return Some(dp_with_pp(l));
-    }
-    None
+/// Whether `engine` can run `layout`; if not, the rule and the nearest
+/// layout of the same GPUs that it can run and that is valid for the model.
+pub fn check(
+    engine: Engine,
+    model: &Model,
+    gpu: &Gpu,
+    layout: &Layout,
+    redundant_experts: u32,
+) -> Result<(), Refusal> {
+    let eplb_without_ep = engine != Engine::Neutral && redundant_experts > 0 && layout.ep == 1;
+    let Some(rule) =
+        broken(engine, model, layout).or(eplb_without_ep.then_some(Rule::EplbWithoutEp))
+    else {
+        return Ok(());
+    };
+    let nearest = rule.mends(model, layout).into_iter().find(|c| {
+        broken(engine, model, c).is_none() && c.check(model, gpu, redundant_experts).0.is_empty()
+    });
+    Err(Refusal {
+        engine,
+        layout: *layout,
+        rule: rule.describe(layout, redundant_experts),
+        nearest,
+    })
 }
 
-/// The refusal of attention DP combined with pipeline stages.
-fn dp_with_pp(l: &Layout) -> (String, Vec<Layout>) {
-    (
-        "attention data parallelism with pipeline stages is not launched (each DP rank runs a whole model)".into(),
-        vec![Layout { dp: l.dp * l.pp, pp: 1, ep: l.ep * l.pp, ..*l }, Layout { dp: 1, tp: l.tp * l.dp, ..*l }],
-    )
+/// Whether `engine` can run `layout` (the neutral engine runs any).
+pub fn expressible(engine: Engine, model: &Model, layout: &Layout) -> bool {
+    broken(engine, model, layout).is_none()
+}
+
+/// The first rule of `engine` that `l` breaks.
+fn broken(engine: Engine, model: &Model, l: &Layout) -> Option<Rule> {
+    let stage = l.tp * l.cp * l.dp;
+    let moe = model.moe.is_some();
+    let vllm_folding = l.ep == 1 && l.etp == stage || l.ep == stage && l.etp == 1;
+    match engine {
+        _ if l.cp > 1 => Some(Rule::ContextParallel),
+        Engine::Neutral => None,
+        _ if moe && l.ep * l.etp != stage => Some(Rule::ExpertDataParallel),
+        Engine::Vllm if moe && !vllm_folding => Some(Rule::VllmExpertFolding),
+        Engine::Trtllm if l.dp > 1 && l.tp > 1 => Some(Rule::AttentionDpNeedsTp1),
+        Engine::Vllm | Engine::Sglang | Engine::Trtllm if l.dp > 1 && l.pp > 1 => {
+            Some(Rule::DpWithPp)
+        }
+        Engine::Vllm | Engine::Sglang | Engine::Trtllm => None,
+    }
 }
 
 /// Expert foldings of a stage the engine can write: all expert-parallel,

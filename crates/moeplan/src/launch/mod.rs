@@ -300,10 +300,7 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
                 .map_err(LaunchError::Unchecked)?;
         }
     }
-    let gpu = match req.deployment {
-        Deployment::Aggregated(r) => &r.gpu,
-        Deployment::Disaggregated(d) => &d.gpu,
-    };
+    let gpu = req.deployment.gpu();
     let files = target::files(&ctx, &roles, &out_roles, req);
     Ok(Launch {
         engine: req.engine,

@@ -9,6 +9,7 @@
 //! plus one per decode step since it joined, and gives back exactly that.
 
 use crate::serving::closed_loop::Policy;
+use crate::units::Seconds;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
@@ -40,7 +41,7 @@ pub struct RankLimits {
     /// sees the first token (HTTP, tokenisation, the first detokenisation):
     /// the serving layer's per-request overhead, added to TTFT as the
     /// estimate adds it.
-    pub request_overhead: f64,
+    pub request_overhead: Seconds,
 }
 
 /// A request in the engine.
@@ -239,7 +240,7 @@ impl Replica {
         if decodes == 0 && tokens == 0 {
             // Only requests whose KV arrived joining: no step to run.
             for (i, p) in plans.into_iter().enumerate() {
-                self.finish_step(i, p, (now, self.limits.request_overhead), &mut out);
+                self.finish_step(i, p, (now, self.limits.request_overhead.value()), &mut out);
             }
             return out;
         }
@@ -250,7 +251,7 @@ impl Replica {
         };
         out.duration = cost.time(decodes, tokens, peers).max(1e-9);
         let end = now + out.duration;
-        let delay = self.limits.request_overhead
+        let delay = self.limits.request_overhead.value()
             + match self.limits.first_token_delay_steps {
                 0.0 => 0.0,
                 k => k * cost.time(decodes.max(1), 0, decodes),

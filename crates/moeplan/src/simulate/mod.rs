@@ -53,15 +53,15 @@ impl Router {
     }
 }
 
-/// Service levels a request must meet to count in the goodput (seconds).
+/// Service levels a request must meet to count in the goodput.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Levels {
     /// Time to first token.
-    pub ttft: Option<f64>,
+    pub ttft: Option<Seconds>,
     /// Time per output token.
-    pub tpot: Option<f64>,
+    pub tpot: Option<Seconds>,
     /// End-to-end latency.
-    pub e2e: Option<f64>,
+    pub e2e: Option<Seconds>,
 }
 
 /// The traffic of a simulation and when it stops.
@@ -113,10 +113,10 @@ pub struct DecodeStage {
     pub dp: u32,
     /// Each rank's limits.
     pub limits: RankLimits,
-    /// The KV transfer's fixed latency (seconds).
-    pub transfer_latency: f64,
-    /// Its time per prompt token (seconds).
-    pub transfer_per_token: f64,
+    /// The KV transfer's fixed latency.
+    pub transfer_latency: Seconds,
+    /// Its time per prompt token.
+    pub transfer_per_token: Seconds,
 }
 
 /// Why a simulation stopped before its traffic ended.
@@ -279,6 +279,9 @@ struct Sim<'s> {
     transit_free: Vec<usize>,
     /// Index of the first decode worker in `replicas` (their count when none).
     first_decode: usize,
+    /// Requests the replicas run at once, at the first pool's limits (the
+    /// bound an unbounded queue passes).
+    slots: u64,
     sent: u64,
     next_replica: usize,
     stats: Stats,
@@ -326,6 +329,11 @@ impl<'s> Sim<'s> {
             transit: Vec::new(),
             transit_free: Vec::new(),
             first_decode: n,
+            slots: {
+                let (l, t) = (&setup.limits, &setup.traffic);
+                let per_request = (t.isl.mean() + t.osl.mean()).max(1.0) as u64;
+                all as u64 * setup.dp as u64 * l.max_running.min(l.kv_tokens / per_request).max(1)
+            },
             busy: BinaryHeap::new(),
             source,
             open: None,
@@ -506,12 +514,7 @@ impl<'s> Sim<'s> {
                 st.sample_every *= 2.0;
             }
         }
-        let l = &self.setup.limits;
-        let t = &self.setup.traffic;
-        let per_request = (t.isl.mean() + t.osl.mean()).max(1.0) as u64;
-        let slots = self.replicas.len() as u64
-            * self.setup.dp as u64
-            * l.max_running.min(l.kv_tokens / per_request).max(1);
+        let slots = self.slots;
         // A queue four times what runs at once, holding a quarter of all
         // sent so far, grows without bound; stop once enough requests
         // completed since the first one to measure the rate served.
@@ -559,7 +562,7 @@ impl<'s> Sim<'s> {
         let Some(d) = &self.setup.decode else {
             return;
         };
-        let arrives = at + d.transfer_latency + d.transfer_per_token * r.isl as f64;
+        let arrives = at + (d.transfer_latency + d.transfer_per_token * r.isl as f64).value();
         let copy = Req::new(r.arrival, (r.isl, r.rest), r.client);
         let k = match self.transit_free.pop() {
             Some(k) => {
@@ -581,7 +584,7 @@ impl<'s> Sim<'s> {
             Event::FirstToken(r) => st.ttft.add(r.first_seen - r.arrival, 1.0),
 
             Event::Finished(r) => {
-                let e2e = at + self.setup.limits.request_overhead - r.arrival;
+                let e2e = at + self.setup.limits.request_overhead.value() - r.arrival;
                 let tpot = if r.osl > 1 {
                     (at - r.first_token) / (r.osl - 1) as f64
                 } else {
@@ -596,7 +599,7 @@ impl<'s> Sim<'s> {
                 st.output_tokens += r.osl;
                 st.last = st.last.max(at);
                 let lv = &self.setup.levels;
-                let ok = |limit: Option<f64>, x: f64| limit.is_none_or(|l| x <= l);
+                let ok = |limit: Option<Seconds>, x: f64| limit.is_none_or(|l| x <= l.value());
                 if ok(lv.ttft, r.first_seen - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e) {
                     st.good += 1;
                 }
@@ -654,7 +657,7 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
         budget: crate::serving::rank_budget(inp).floor() as u64,
         max_running: inp.engine.max_running_requests.unwrap_or(u64::MAX),
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
-        request_overhead: inp.calibration.serving.request_overhead.value(),
+        request_overhead: inp.calibration.serving.request_overhead,
         // The fitted arrival wait less the step in progress; the prefill-first
         // loop has none (its fitted closed form does not use it).
         first_token_delay_steps: match inp.engine.policy {
@@ -716,8 +719,8 @@ pub fn simulate_disaggregated(
             replicas: d.workers.max(1),
             dp: d.layout.dp,
             limits: rank_limits(&din),
-            transfer_latency: latency.value(),
-            transfer_per_token: per_token.value(),
+            transfer_latency: latency,
+            transfer_per_token: per_token,
         }),
     };
     let (mut pc, mut dc) = (ModelSteps::new(&pin), ModelSteps::new(&din));

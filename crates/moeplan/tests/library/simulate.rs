@@ -53,7 +53,7 @@ fn a_single_server_matches_md1_within_2_percent() {
                 max_running: 1,
                 kv_tokens: 1 << 40,
                 first_token_delay_steps: 0.0,
-                request_overhead: 0.0,
+                request_overhead: moeplan::units::Seconds::new(0.0),
             },
             router: Router::RoundRobin,
             traffic: traffic(Arrivals::Poisson { rate: rho / s }, 100, 1, n),
