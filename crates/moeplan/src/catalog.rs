@@ -59,6 +59,7 @@ pub const MODELS: &[(&str, &str)] = &[
         "llama-4-scout",
         include_str!("../catalog/models/llama-4-scout.json"),
     ),
+    ("mimo-7b", include_str!("../catalog/models/mimo-7b.json")),
     (
         "minimax-m2.5",
         include_str!("../catalog/models/minimax-m2.5.json"),
@@ -86,6 +87,18 @@ pub const MODELS: &[(&str, &str)] = &[
     (
         "qwen3-32b",
         include_str!("../catalog/models/qwen3-32b.json"),
+    ),
+    (
+        "qwen3-vl-235b-a22b",
+        include_str!("../catalog/models/qwen3-vl-235b-a22b.json"),
+    ),
+    (
+        "qwen3-vl-8b",
+        include_str!("../catalog/models/qwen3-vl-8b.json"),
+    ),
+    (
+        "qwen3.5-27b",
+        include_str!("../catalog/models/qwen3.5-27b.json"),
     ),
     (
         "qwen3.5-35b-a3b",
@@ -194,6 +207,7 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         "llama-4-scout",
         None,
     ),
+    ("XiaomiMiMo/MiMo-7B-Base", "mimo-7b", None),
     ("MiniMaxAI/MiniMax-M2.5", "minimax-m2.5", None),
     (
         "nvidia/MiniMax-M2.5-NVFP4",
@@ -213,6 +227,13 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
     ("Qwen/Qwen3-32B", "qwen3-32b", None),
     ("Qwen/Qwen3-32B-FP8", "qwen3-32b", Some(DType::Fp8)),
     ("nvidia/Qwen3-32B-NVFP4", "qwen3-32b", Some(DType::Nvfp4)),
+    (
+        "Qwen/Qwen3-VL-235B-A22B-Instruct",
+        "qwen3-vl-235b-a22b",
+        None,
+    ),
+    ("Qwen/Qwen3-VL-8B-Instruct", "qwen3-vl-8b", None),
+    ("Qwen/Qwen3.5-27B", "qwen3.5-27b", None),
     ("Qwen/Qwen3.5-35B-A3B", "qwen3.5-35b-a3b", None),
     ("Qwen/Qwen3.5-397B-A17B", "qwen3.5-397b-a17b", None),
     (

@@ -8,7 +8,8 @@
 
 use crate::dtype::DType;
 use crate::model::{
-    Attention, Dtypes, Ffn, Layer, LinearAttention, Mixer, Model, Moe, SparseIndexer, VisionEncoder,
+    Attention, Dtypes, Ffn, Layer, LinearAttention, Mixer, Model, Moe, SparseIndexer,
+    VisionEncoder, VisionProjector,
 };
 use crate::spec::source::Source;
 use crate::spec::{Problem, Problems, SpecError};
@@ -22,6 +23,9 @@ pub const SUPPORTED: &[&str] = &[
     "Qwen3NextForCausalLM",
     "Qwen3_5MoeForConditionalGeneration",
     "Qwen3_5MoeForCausalLM",
+    "Qwen3_5ForConditionalGeneration",
+    "Qwen3VLMoeForConditionalGeneration",
+    "Qwen3VLForConditionalGeneration",
     "DeepseekV2ForCausalLM",
     "DeepseekV3ForCausalLM",
     "DeepseekV32ForCausalLM",
@@ -36,6 +40,7 @@ pub const SUPPORTED: &[&str] = &[
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
+    "MiMoForCausalLM",
 ];
 
 /// Typed access to a config object, collecting problems with their paths.
@@ -257,9 +262,15 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
     let mut m = match arch {
         "MixtralForCausalLM" | "MiniMaxM2ForCausalLM" => mixtral_like(&c, arch, pr),
         "Qwen2MoeForCausalLM" | "Qwen3MoeForCausalLM" => qwen_moe(&c, arch, pr),
+        "Qwen3VLMoeForConditionalGeneration" => with_qwen_vision(qwen_moe(&c, arch, pr), root, pr),
         "Qwen3NextForCausalLM" | "Qwen3_5MoeForConditionalGeneration" | "Qwen3_5MoeForCausalLM" => {
-            qwen_next(&c, arch, pr)
+            with_qwen_vision(qwen_next(&c, arch, pr), root, pr)
         }
+        "Qwen3_5ForConditionalGeneration" => {
+            let dense = gated_delta_net(dense(&c, arch, pr), &c, pr);
+            with_qwen_vision(dense, root, pr)
+        }
+        "Qwen3VLForConditionalGeneration" => with_qwen_vision(dense(&c, arch, pr), root, pr),
         "DeepseekV2ForCausalLM"
         | "DeepseekV3ForCausalLM"
         | "DeepseekV32ForCausalLM"
@@ -278,6 +289,14 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
             .unwrap_or(false),
     );
     m.dtypes = dtypes(torch_dtype, quant, &m);
+    if let Some(method) = quant
+        .map(quant_method)
+        .filter(|q| !READ_METHODS.contains(q))
+    {
+        m.assumptions.push(format!(
+            "its quantization_config (method `{method}`) is not one moeplan reads: weights are taken as {torch_dtype}, which may overstate them"
+        ));
+    }
     check_shapes(&m, &c, pr);
     Some(m)
 }
@@ -425,7 +444,13 @@ fn qwen_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
 }
 
 fn qwen_next(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
-    let mut m = qwen_moe(c, arch, pr);
+    gated_delta_net(qwen_moe(c, arch, pr), c, pr)
+}
+
+/// Qwen3-Next / Qwen3.5: Gated-DeltaNet linear attention in most layers and
+/// gated full attention (q/k norm, a sigmoid output gate) in every
+/// `full_attention_interval`-th, over the model's MoE or dense MLPs.
+fn gated_delta_net(mut m: Model, c: &Cfg, pr: &mut Problems) -> Model {
     let gate = c.bool("attn_output_gate", true);
     set_gqa(&mut m, |qkv, _, q, _, g| {
         *qkv = false;
@@ -462,8 +487,59 @@ fn qwen_next(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
             );
         }
     }
-    m.vision = None;
+    mtp_not_counted(&mut m, c);
     m
+}
+
+/// The vision tower of Qwen3-VL and Qwen3.5 (`vision_config`): ViT blocks,
+/// a Conv3d patch embedding with bias (in_channels · temporal_patch ·
+/// patch² · h + h), a learned position table, and patch mergers (the final
+/// one plus one per DeepStack level).
+fn with_qwen_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) -> Model {
+    let Some(v) = root.get("vision_config").and_then(Value::as_object) else {
+        return m;
+    };
+    let vc = Cfg {
+        obj: v,
+        prefix: "vision_config",
+    };
+    let h = vc.u64("hidden_size", pr);
+    let patch = vc.u64("patch_size", pr);
+    let channels = vc.opt_u64("in_channels", pr).unwrap_or(3);
+    let temporal = vc.opt_u64("temporal_patch_size", pr).unwrap_or(2);
+    let positions = vc.opt_u64("num_position_embeddings", pr).unwrap_or(0);
+    let merge = vc.opt_u64("spatial_merge_size", pr).unwrap_or(2);
+    let deepstack = vc.array("deepstack_visual_indexes").map_or(0, Vec::len) as u64;
+    let conv = channels
+        .saturating_mul(temporal)
+        .saturating_mul(patch.saturating_mul(patch))
+        .saturating_mul(h);
+    m.vision = Some(VisionEncoder {
+        n_layers: vc.u64("depth", pr),
+        hidden_size: h,
+        intermediate_size: vc.u64("intermediate_size", pr),
+        out_hidden_size: vc.opt_u64("out_hidden_size", pr).unwrap_or(m.hidden_size),
+        embedding_params: conv
+            .saturating_add(h)
+            .saturating_add(positions.saturating_mul(h)),
+        projector: VisionProjector::PatchMerger {
+            merge: merge.saturating_mul(merge),
+            mergers: 1 + deepstack,
+        },
+    });
+    m
+}
+
+/// A multi-token-prediction module in the checkpoint is stated, not counted.
+fn mtp_not_counted(m: &mut Model, c: &Cfg) {
+    let mtp = ["num_nextn_predict_layers", "mtp_num_hidden_layers"]
+        .iter()
+        .filter_map(|k| c.obj.get(*k).and_then(Value::as_u64))
+        .max()
+        .unwrap_or(0);
+    if mtp > 0 {
+        m.assumptions.push("the multi-token-prediction (MTP) module is not counted: published totals exclude it and engines load it only for speculative decoding".into());
+    }
 }
 
 /// The DeepSeek MoE block (routed + shared experts of one width, the first
@@ -495,14 +571,7 @@ fn deepseek_moe_model(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
             l.ffn = Ffn::Moe;
         }
     }
-    if c.obj
-        .get("num_nextn_predict_layers")
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
-        > 0
-    {
-        m.assumptions.push("the multi-token-prediction (MTP) module is not counted: published totals exclude it and engines load it only for speculative decoding".into());
-    }
+    mtp_not_counted(&mut m, c);
     m
 }
 
@@ -611,6 +680,8 @@ fn llama4(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> 
             hidden_size: vc.u64("hidden_size", pr),
             intermediate_size: vc.u64("intermediate_size", pr),
             out_hidden_size: m.hidden_size,
+            embedding_params: 0,
+            projector: VisionProjector::Linear,
         });
     }
     m
@@ -619,12 +690,13 @@ fn llama4(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> 
 fn dense(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base(c, arch, pr);
     m.dense_intermediate_size = c.u64("intermediate_size", pr);
-    let qwen2 = arch == "Qwen2ForCausalLM";
-    let qwen3 = arch == "Qwen3ForCausalLM";
+    let qwen2 = matches!(arch, "Qwen2ForCausalLM" | "MiMoForCausalLM");
+    let qwen3 = matches!(arch, "Qwen3ForCausalLM" | "Qwen3VLForConditionalGeneration");
     set_gqa(&mut m, |qkv, _, q, _, _| {
         *qkv = *qkv || qwen2;
         *q = qwen3;
     });
+    mtp_not_counted(&mut m, c);
     m
 }
 
@@ -784,17 +856,48 @@ fn mixed_precision(mut d: Dtypes, q: &Map<String, Value>, ignore: &[String]) -> 
     d
 }
 
+/// Quantization methods `dtypes` reads.
+const READ_METHODS: &[&str] = &[
+    "fp8",
+    "mxfp4",
+    "modelopt",
+    "compressed-tensors",
+    "awq",
+    "gptq",
+    "auto-round",
+];
+
+/// The method a `quantization_config` states: its `quant_method`, or
+/// ModelOpt's own form, which ModelOpt writes into config.json with a
+/// `quant_algo` and no method.
+fn quant_method(q: &Map<String, Value>) -> &str {
+    match q.get("quant_method").and_then(Value::as_str) {
+        Some(m) => m,
+        None if q.contains_key("quant_algo") => "modelopt",
+        None => "",
+    }
+}
+
 /// The stored type of each weight group from `torch_dtype` and the quantisation config.
 fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes {
     let mut d = Dtypes::uniform(base);
     let Some(q) = quant else { return d };
-    let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("");
-    let (qtype, ignore) = match method {
+    let (qtype, ignore) = match quant_method(q) {
         "fp8" => (DType::Fp8, string_list(q.get("modules_to_not_convert"))),
+        "awq" | "gptq" | "auto-round" => {
+            let t = match q.get("bits").and_then(Value::as_u64) {
+                Some(8) => DType::Int8,
+                _ => DType::Int4,
+            };
+            (t, string_list(q.get("modules_to_not_convert")))
+        }
         "mxfp4" => (DType::Mxfp4, string_list(q.get("modules_to_not_convert"))),
         "modelopt" => {
             let algo = q.get("quant_algo").and_then(Value::as_str).unwrap_or("");
-            if q.get("kv_cache_quant_algo").and_then(Value::as_str) == Some("FP8") {
+            let kv_scheme = q.get("kv_cache_scheme").and_then(Value::as_str);
+            if q.get("kv_cache_quant_algo").and_then(Value::as_str) == Some("FP8")
+                || kv_scheme == Some("FP8")
+            {
                 d.kv_cache = DType::Fp8;
             }
             let ignore = string_list(q.get("exclude_modules"));

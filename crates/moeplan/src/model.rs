@@ -164,6 +164,29 @@ pub struct VisionEncoder {
     pub intermediate_size: u64,
     /// Width of the language model it projects into.
     pub out_hidden_size: u64,
+    /// Patch embedding (a convolution over pixels) and learned position
+    /// table: what the encoder holds outside its blocks and projector.
+    pub embedding_params: u64,
+    /// How patch features reach the language model.
+    pub projector: VisionProjector,
+}
+
+/// The bridge from a vision encoder into the language model.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum VisionProjector {
+    /// One matrix, encoder width to language width (Llama 4).
+    Linear,
+    /// Qwen-VL patch mergers: `merge` neighbouring patches concatenated,
+    /// LayerNorm, a two-layer MLP (merged → merged → language width, with
+    /// biases); `mergers` of them (the final one plus one per DeepStack
+    /// level, whose norm is over the merged width).
+    PatchMerger {
+        /// Patches merged into one token (spatial_merge_size²).
+        merge: u64,
+        /// Mergers in the checkpoint (1 + DeepStack levels).
+        mergers: u64,
+    },
 }
 
 /// Stored precision of each weight group and of the caches.
@@ -749,11 +772,24 @@ impl Layer {
 }
 
 /// Parameters of a ViT-style encoder: per block q, k, v, o (4h²+4h biases),
-/// a two-matrix MLP (2·h·i + h + i biases), two LayerNorms (4h); plus a
-/// projector into the language model (h·out).
+/// a two-matrix MLP (2·h·i + h + i biases), two LayerNorms (4h); its patch
+/// embedding and position table; plus the projector into the language model
+/// (`VisionProjector`).
 fn vision_params(v: &VisionEncoder) -> f64 {
     let h = v.hidden_size as f64;
     let i = v.intermediate_size as f64;
-    v.n_layers as f64 * (4.0 * h * h + 4.0 * h + 2.0 * h * i + h + i + 4.0 * h)
-        + h * v.out_hidden_size as f64
+    let out = v.out_hidden_size as f64;
+    let blocks = v.n_layers as f64 * (4.0 * h * h + 4.0 * h + 2.0 * h * i + h + i + 4.0 * h);
+    let projector = match v.projector {
+        VisionProjector::Linear => h * out,
+        VisionProjector::PatchMerger { merge, mergers } => {
+            // fc1 merged → merged and fc2 merged → out, with biases; the
+            // final merger's LayerNorm is over h, DeepStack ones' over merged.
+            let m = h * merge as f64;
+            let mlp = m * m + m + m * out + out;
+            let deepstack = mergers.saturating_sub(1) as f64;
+            mlp * mergers as f64 + 2.0 * h + deepstack * 2.0 * m
+        }
+    };
+    blocks + v.embedding_params as f64 + projector
 }

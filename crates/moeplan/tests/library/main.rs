@@ -9,6 +9,7 @@ mod calibration;
 mod dag;
 mod disagg;
 mod fuzz_parsers;
+mod hf_corpus;
 mod invariants;
 mod launch;
 mod physics;

@@ -764,3 +764,70 @@ fn mla_mixed_step_costs_prefill_non_absorbed() {
     let alone = flop(&StepShape::decode(8.0, 4096.0), "attention_decode");
     assert_eq!(alone, Some(decode));
 }
+
+/// Qwen3-VL's vision tower (Qwen3-VL-235B-A22B-Instruct's `vision_config`:
+/// depth 27, width h = 1152, MLP 4304, 3 DeepStack levels, language width
+/// 4096): blocks 27 × (4h² + 4h + 2·h·4304 + 4304 + h + 4h) = 27 ×
+/// 15,239,504 = 411,466,608; patch embedding 3·2·16²·h + h = 1,770,624
+/// and 2304 positions × h = 2,654,208; four mergers of the merged width
+/// m = 4h = 4608, each m² + m + 4096·m + 4096 = 40,116,736, their norms
+/// 2h plus 3 × 2m = 29,952 → 576,388,336. With the Qwen3-235B-A22B text model
+/// (235.09B) that is 235.67B (published 236B); the tower is not per token.
+#[test]
+fn qwen3_vl_235b_counts_its_vision_tower() {
+    let p = model("qwen3-vl-235b-a22b").params();
+    let vision = p.by_component[&Component::VisionEncoder];
+    assert_eq!(vision.total.value(), 576_388_336.0);
+    assert_eq!(vision.active.value(), 0.0);
+    assert!(within(p.total.value(), 236e9, 0.01), "{}", p.total.value());
+    assert!(within(p.active.value(), 22e9, 0.02), "{}", p.active.value());
+    let text = model("qwen3-235b-a22b").params().total.value();
+    assert_eq!(p.total.value() - text, 576_388_336.0);
+}
+
+/// Qwen3-VL-8B: the Qwen3-8B text model, 36 × (attention 4096·4096·2 +
+/// 4096·1024·2 + q/k norms 256 = 41,943,296; MLP 3·4096·12288 =
+/// 150,994,944; norms 8192) + embedding and LM head 2 × 151936 × 4096 =
+/// 1,244,659,712 + final norm 4096 = 8,190,735,360, plus the same vision
+/// tower as the 235B (language width 4096): 576,388,336 → 8,767,123,696
+/// (published "8B", 8.77B in its safetensors index).
+#[test]
+fn qwen3_vl_8b_is_the_dense_text_model_and_its_tower() {
+    let p = model("qwen3-vl-8b").params();
+    assert_eq!(p.total.value(), 8_767_123_696.0);
+    assert_eq!(p.active.value(), 8_190_735_360.0);
+}
+
+/// Qwen3.5-27B (dense, Gated DeltaNet in 48 of 64 layers): MLPs 64 ×
+/// 3·5120·17408 = 17.11B; gated full attention 16 × (5120·24·256·2 +
+/// 5120·4·256·2 + 24·256·5120) = 1.68B; DeltaNet 48 × (5120·10240 +
+/// 5120·6144 + 5120·48·2 + conv 10240·4 + 6144·5120) = 5.56B; embedding
+/// and LM head 2 × 248320 × 5120 = 2.54B → 26.89B text, + a vision tower
+/// of 0.46B = 27.36B; published "27B", a ~54 GB bf16 checkpoint (the name
+/// is rounded, hence 1.5%).
+#[test]
+fn qwen3_5_27b_is_dense_with_gated_deltanet() {
+    let m = model("qwen3.5-27b");
+    assert!(m.moe.is_none());
+    let linear = m
+        .layers
+        .iter()
+        .filter(|l| l.mixer == moeplan::model::Mixer::Linear)
+        .count();
+    assert_eq!((linear, m.layers.len()), (48, 64));
+    let p = m.params();
+    assert!(within(p.total.value(), 27e9, 0.015), "{}", p.total.value());
+    assert!(within(p.weight_bytes.value(), 54e9, 0.015));
+}
+
+/// MiMo-7B-Base (Qwen2-shaped with q/k/v biases): 36 × (attention
+/// 4096·4096·2 + 4096·1024·2 + biases 6144 = 41,949,184; MLP 3·4096·11008
+/// = 135,266,304; norms 8192) = 6,380,052,480; embedding and LM head 2 ×
+/// 151680 × 4096 = 1,242,562,560; final norm 4096 → 7,622,619,136
+/// (published "7B"). Its MTP layer is stated, not counted.
+#[test]
+fn mimo_7b_by_hand() {
+    let m = model("mimo-7b");
+    assert_eq!(m.params().total.value(), 7_622_619_136.0);
+    assert!(m.assumptions.iter().any(|a| a.contains("MTP")));
+}
