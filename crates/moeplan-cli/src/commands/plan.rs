@@ -536,7 +536,7 @@ fn lengths_legend(s: &Scenario) -> String {
         return String::new();
     }
     format!(
-        "tok/s/GPU and tok/s/user at the mean lengths ({} + {} tokens); TTFT, TPOT and mem/GPU at the longest ({} + {})\n",
+        "tok/s/GPU and tok/s/user at the mean lengths ({} + {} tokens); mem/GPU at the longest ({} + {}); TTFT and TPOT the worse of the two\n",
         w.isl.mean(),
         w.osl.mean(),
         w.isl.max,

@@ -63,9 +63,9 @@ pub struct CorrectedClaims {
     pub memory_utilization: f64,
     /// Output tokens/s per GPU at the mean prompt.
     pub throughput_per_gpu: TokensPerSecond,
-    /// TTFT at the longest prompt.
+    /// TTFT: the worse of the longest and the mean lengths.
     pub ttft: Seconds,
-    /// TPOT at the longest prompt.
+    /// TPOT: the worse of the longest and the mean lengths.
     pub tpot: Seconds,
     /// Expert load imbalance (uniform routing).
     pub load_imbalance: f64,
@@ -421,8 +421,8 @@ fn build(
             memory_per_gpu: mem.total_bytes,
             memory_utilization: mem.total_bytes / mem.capacity_bytes,
             throughput_per_gpu: typical.output_tokens_per_s_per_gpu,
-            ttft: worst.ttft,
-            tpot: worst.tpot,
+            ttft: worst.ttft.max(typical.ttft),
+            tpot: worst.tpot.max(typical.tpot),
             load_imbalance: typical.load_imbalance.uniform,
             comm_overhead: comm / typical.decode.time.0.max(f64::MIN_POSITIVE),
             meets_slo: unmet.is_empty(),

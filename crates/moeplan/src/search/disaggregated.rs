@@ -166,12 +166,12 @@ fn counts(e: &Eval, p: &Worker, d: &Worker) -> Option<(u32, u32)> {
     let (gp, gd) = (p.layout.gpus(), d.layout.gpus());
     let keep_up =
         |nd: u32| ((nd as f64 * d.requests_per_s / p.requests_per_s).ceil() as u32).max(1);
-    let n = |x: f64| {
-        let r = e.s.workload.replicas_for_rate(x)?;
-        Some(r.min(u64::from(u32::MAX)) as u32)
-    };
+    let n = |x: f64| e.s.workload.replicas_for_rate(x).map(u32::try_from);
     match (n(p.requests_per_s), n(d.requests_per_s)) {
-        (Some(np), Some(nd)) => Some((np, nd)),
+        // More workers than a pool can count is no pair (the aggregated
+        // candidates, counted in u64, give the true order), never a
+        // clamped count that understates the GPUs.
+        (Some(np), Some(nd)) => Some((np.ok()?, nd.ok()?)),
         _ => (1..=e.budget / gd)
             .filter(|nd| {
                 keep_up(*nd) as u64 * gp as u64 + *nd as u64 * gd as u64 <= e.budget as u64
