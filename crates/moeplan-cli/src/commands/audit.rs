@@ -117,7 +117,7 @@ fn computed_lines(r: &Audit) -> Vec<String> {
     }
     if !perf.is_empty() {
         lines.push(format!(
-            "computed (longest prompt; throughput at the mean): {}",
+            "computed (latency the worse of the longest and mean lengths; throughput at the mean): {}",
             perf.join(", ")
         ));
     }

@@ -640,13 +640,11 @@ fn slo(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Fin
             let field = level.key();
             if fails {
                 missed.push(format!("{field} {req}"));
+                // A hard level the deployment misses is an error even when
+                // the plan admits it: the plan does not do what it must.
                 let admitted = claimed_fails == Some(true) || c.meets_slo == Some(false);
                 out.push(finding(
-                    if admitted {
-                        Severity::Warning
-                    } else {
-                        Severity::Error
-                    },
+                    Severity::Error,
                     "slo_missed",
                     field,
                     words.claimed.map(fmt),

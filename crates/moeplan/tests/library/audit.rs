@@ -356,3 +356,26 @@ fn published_deployments_audit_without_errors() {
         }
     }
 }
+
+/// A plan that misses one of its own hard service levels is an error even
+/// when it admits the miss (issue 14: seed 000's `--fix` audited PASS while
+/// missing `min_throughput_per_gpu` 15×). The Mixtral example on 2 × H100
+/// gives ~100 output tokens/s per user at most; a level of 1000 that the
+/// plan says it misses (`meets_slo = false`) still fails the audit.
+#[test]
+fn an_admitted_miss_of_a_hard_level_is_an_error() {
+    let (mut p, _) =
+        plan::read(&root().join("examples/audit/mixtral-8x7b-tp2-2xh100.toml")).unwrap();
+    p.scenario.slo.min_throughput_per_user = Some(moeplan::units::TokensPerSecond::new(1000.0));
+    p.claims.meets_slo = Some(false);
+    let a = audit(&p, &AuditOptions::default());
+    assert!(
+        a.findings.iter().any(|f| f.severity == Severity::Error
+            && f.code == "slo_missed"
+            && f.field == "slo.min_throughput_per_user"
+            && f.message.contains("admits")),
+        "{:?}",
+        a.findings
+    );
+    assert_eq!(a.summary.verdict, "fail");
+}
