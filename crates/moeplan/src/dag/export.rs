@@ -706,6 +706,15 @@ pub fn summary(dag: &Dag, report: &Report) -> String {
             pct(r.path_by_bound.communication_s),
             pct(r.path_by_bound.overhead_s),
         );
+        // One micro-batch under the neutral engine is the whole step:
+        // nothing more to say.
+        if (p.engine_step_s.0 - p.step_time_s.0).abs() > 1e-9 * p.step_time_s.0 {
+            let _ = writeln!(
+                s,
+                "    estimate step   {} (the whole step: every micro-batch through the pipeline, under the engine's serving layer)",
+                p.engine_step_s
+            );
+        }
         let d = &dag.devices[r.busiest_gpu as usize];
         let _ = writeln!(
             s,

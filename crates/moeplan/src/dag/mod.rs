@@ -365,6 +365,11 @@ pub struct PhaseInfo {
     pub shape: StepShape,
     /// `CostContext::step(shape).traversal()`: one micro-batch through every stage.
     pub step_time_s: Seconds,
+    /// The estimate's time of this step (`PhaseCost::time`): every
+    /// micro-batch through the pipeline, under the engine's serving layer
+    /// (its fitted scales and per-step overhead); TTFT and TPOT are built
+    /// from it.
+    pub engine_step_s: Seconds,
     /// Time of each stage.
     pub stage_times_s: Vec<Seconds>,
     /// PP send/recv between consecutive stages.
@@ -467,6 +472,7 @@ pub fn build(inp: &EstimateInput, opts: &DagOptions) -> Result<Dag, Vec<LayoutPr
             description: named.description.clone(),
             shape,
             step_time_s: step.traversal(),
+            engine_step_s: named.time,
             stage_times_s: step.stage_times.clone(),
             stage_transfer_s: step.stage_transfer,
         });
