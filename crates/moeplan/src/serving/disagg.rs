@@ -248,7 +248,10 @@ fn kv_link(inp: &DisaggInput) -> (Seconds, crate::units::BytesPerSecond) {
     let total = inp.prefill.layout.gpus() as u64 * inp.prefill.workers as u64
         + inp.decode.layout.gpus() as u64 * inp.decode.workers as u64;
     let (latency, bw) = if total <= g.gpus_per_node as u64 {
-        (g.nvlink_latency, g.nvlink_bandwidth * 0.7)
+        (
+            g.nvlink_latency,
+            g.nvlink_bandwidth * inp.calibration.nvlink_p2p_eff,
+        )
     } else {
         (
             g.network_latency,
