@@ -384,14 +384,46 @@ pub fn from_flags(
 pub fn resolve_estimate(a: &EstimateArgs, format: Format) -> Result<ReplicaDeployment, Failure> {
     match &a.file {
         Some(path) => {
-            let (d, origin) = from_file(path, &a.deployment, &a.pools, format)?;
+            let (d, origin, facts) = from_file_with_facts(
+                path,
+                &a.deployment,
+                &a.pools,
+                moeplan::search::Modes::Both,
+                format,
+            )?;
             if format == Format::Text {
                 crate::output::print(&format!("from {origin}"));
+                if let Some(note) = estimate_scope(&facts) {
+                    crate::output::print(&note);
+                }
             }
             Ok(d)
         }
         None => from_flags(&a.deployment, &a.pools, "estimate", format).map(|(d, _)| d),
     }
+}
+
+/// What an estimate of a plan file covers when the plan is more than one
+/// replica at one length: one replica, at the mean of its length ranges.
+fn estimate_scope(facts: &PlanFacts) -> Option<String> {
+    let mut parts = Vec::new();
+    if facts.replicas > 1 {
+        parts.push(format!("one of its {} replicas", facts.replicas));
+    }
+    if let Some(w) = facts
+        .workload
+        .as_ref()
+        .filter(|w| !(w.isl.is_fixed() && w.osl.is_fixed()))
+    {
+        parts.push(format!(
+            "at the mean of its lengths ({} + {} tokens); plan and audit judge TTFT and TPOT at the worse of these and the longest ({} + {})",
+            w.isl.mean(),
+            w.osl.mean(),
+            w.isl.max,
+            w.osl.max
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// A disaggregated deployment from the flags alone (`--prefill-*`,

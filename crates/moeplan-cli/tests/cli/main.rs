@@ -1416,3 +1416,20 @@ fn a_stated_engine_version_is_compared_with_the_measured_one() {
     );
     fs::remove_dir_all(&dir).ok();
 }
+
+/// `estimate PLAN` estimates one replica at the mean lengths; the review
+/// found it printing TTFT 278 ms for a plan that `plan` and `audit` judge at
+/// 480 ms with no word why. It now says what it covers: seed 000 is 5
+/// replicas over prompts of 128-10240 tokens (mean 5184) and outputs of
+/// 1024.
+#[test]
+fn estimate_of_a_plan_says_what_it_covers() {
+    let o = moeplan_at_root(&["estimate", "examples/seeds/000-original.toml"]);
+    let out = stdout(&o);
+    assert!(out.contains("one of its 5 replicas"), "{out}");
+    assert!(
+        out.contains("at the mean of its lengths (5184 + 1024 tokens)"),
+        "{out}"
+    );
+    assert!(out.contains("the longest (10240 + 1024)"), "{out}");
+}
