@@ -123,8 +123,6 @@ pub struct Disaggregated {
     pub workload: Workload,
     /// Engine settings.
     pub engine: EngineConfig,
-    /// Redundant expert slots (EPLB) per worker.
-    pub redundant_experts: u32,
     /// Power-law exponent of expert popularity (0 = uniform).
     pub routing_skew: f64,
     /// What was assumed because the input did not say (worker counts).
@@ -144,7 +142,7 @@ impl Disaggregated {
                 &self.gpu,
                 &self.decode.layout,
                 &self.engine,
-                self.redundant_experts,
+                self.decode.redundant_experts,
                 w.steady_context(),
             )
             .max(1);
@@ -174,7 +172,6 @@ impl Disaggregated {
             decode: self.decode,
             workload: self.workload,
             engine: self.engine,
-            redundant_experts: self.redundant_experts,
             routing_skew: self.routing_skew,
         }
     }
@@ -244,6 +241,7 @@ impl Deployment {
                     layout: p.layout,
                     workers: p.replicas,
                     prompts_per_rank: 1,
+                    redundant_experts: p.redundant_experts,
                 };
                 let calibration = crate::profile::resolve_disaggregated(&s.gpu, engine.engine)
                     .kernels
@@ -260,7 +258,6 @@ impl Deployment {
                         concurrency: concurrency.max(1),
                     },
                     engine: s.engine(engine),
-                    redundant_experts: decode.redundant_experts,
                     routing_skew: 0.0,
                     assumed: Vec::new(),
                 })

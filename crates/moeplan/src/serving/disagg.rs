@@ -47,6 +47,9 @@ pub struct Pool {
     /// Prompts one attention-DP rank of a prefill worker runs per step (the
     /// decode pool's batch follows from the load).
     pub prompts_per_rank: u64,
+    /// Redundant expert slots (EPLB) per worker of this pool: each pool
+    /// states its own, since each splits its slots over its own EP degree.
+    pub redundant_experts: u32,
 }
 
 /// Everything one disaggregated estimate needs.
@@ -66,8 +69,6 @@ pub struct DisaggInput<'a> {
     pub workload: Workload,
     /// Engine settings (both pools).
     pub engine: EngineConfig,
-    /// Redundant expert slots (EPLB) per worker.
-    pub redundant_experts: u32,
     /// Power-law exponent of expert popularity (0 = uniform routing).
     pub routing_skew: f64,
 }
@@ -207,7 +208,7 @@ pub(crate) fn pool_input<'a>(
             ..inp.workload
         },
         engine: inp.engine,
-        redundant_experts: inp.redundant_experts,
+        redundant_experts: pool.redundant_experts,
         routing_skew: inp.routing_skew,
     }
 }
@@ -391,7 +392,7 @@ fn pool_memory(
         inp.gpu,
         &pool.layout,
         &inp.engine,
-        inp.redundant_experts,
+        pool.redundant_experts,
         requests.ceil() as u64,
         context,
     )
@@ -419,7 +420,9 @@ impl PreparedDisagg {
             (PoolRole::Prefill, &inp.prefill),
             (PoolRole::Decode, &inp.decode),
         ] {
-            let (p, w) = pool.layout.check(inp.model, inp.gpu, inp.redundant_experts);
+            let (p, w) = pool
+                .layout
+                .check(inp.model, inp.gpu, pool.redundant_experts);
             problems.extend(p.into_iter().map(|x| (role, x)));
             warnings.extend(w.into_iter().map(|x| format!("{} pool: {x}", role.name())));
         }

@@ -320,3 +320,94 @@ fn a_plan_states_redundant_experts_per_pool() {
     assert!(!invalid(&plan(32)));
     assert!(invalid(&plan(0)));
 }
+
+/// Review of issue 11, gap 1: each pool of a disaggregated plan keeps its
+/// own redundant experts. DeepSeek-V3 has 256 routed experts: a prefill pool
+/// of dp64/ep64 without redundant experts holds 256 / 64 = 4 slots a GPU, a
+/// decode pool of dp72/ep72 with 32 holds (256 + 32) / 72 = 4. The decode
+/// pool's 32 used to be applied to both, so the prefill pool read 288 slots
+/// over 64 GPUs (4.5, not whole) and `estimate`, `simulate`, `dag` and
+/// `launch` refused the plan (exit 2). Now it estimates; with 4 slots a GPU
+/// in both pools, one attention replica a GPU (tp 1) and the same model,
+/// a GPU of either pool holds the same weights, byte for byte; the figures
+/// carry (0, 32) into the plan they write and `launch` gives EPLB's 32 slots
+/// to the decode pool only.
+#[test]
+fn each_disaggregated_pool_keeps_its_own_redundant_experts() {
+    let text = r#"
+        name = "sglang-deepseek-v3-wide-prefill"
+        [model]
+        catalog = "deepseek-v3"
+        [hardware]
+        gpu = "h100-sxm"
+        engine = "sglang"
+        [workload]
+        isl = 2000
+        osl = 1000
+        concurrency = 2048
+        [deployment]
+        mode = "disaggregated"
+        [deployment.prefill]
+        dp = 64
+        ep = 64
+        redundant_experts = 0
+        [deployment.decode]
+        dp = 72
+        ep = 72
+        redundant_experts = 32
+        "#;
+    let p = plan_from(text);
+    let engine = p.scenario.serving_engine().config(p.scenario.gpu.memory);
+    let d = moeplan::replica::Deployment::from_plan(&p, engine);
+    let moeplan::replica::Deployment::Disaggregated(x) = &d else {
+        panic!("disaggregated")
+    };
+    assert_eq!(
+        (x.prefill.redundant_experts, x.decode.redundant_experts),
+        (0, 32)
+    );
+    let e = moeplan::serving::disagg::estimate_disaggregated(&x.input())
+        .unwrap_or_else(|e| panic!("both pools are valid: {e:?}"));
+    assert_eq!(
+        e.prefill.memory.weights_bytes, e.decode.memory.weights_bytes,
+        "4 expert slots a GPU in both pools"
+    );
+    let worst = moeplan::figures::WorstCase {
+        isl: 2000,
+        osl: 1000,
+    };
+    let f =
+        moeplan::figures::evaluate(&d, worst, 1, moeplan::serving::Detail::Summary).expect("valid");
+    let written = f.as_plan(&p.scenario);
+    let moeplan::spec::plan::Deployment::Disaggregated { prefill, decode } = written.deployment
+    else {
+        panic!("disaggregated")
+    };
+    assert_eq!(
+        (prefill.redundant_experts, decode.redundant_experts),
+        (0, 32)
+    );
+    let l = moeplan::launch::launch(&moeplan::launch::Request {
+        deployment: &d,
+        replicas: 1,
+        engine: moeplan::engine::Engine::Sglang,
+        engine_version: None,
+        target: moeplan::launch::Target::Shell,
+        model_path: "deepseek-ai/DeepSeek-V3".into(),
+        max_context: 3000,
+        image: None,
+    })
+    .unwrap_or_else(|e| panic!("launches: {e}"));
+    let slots: Vec<_> = l
+        .roles
+        .iter()
+        .map(|r| (r.role, r.settings.redundant_experts))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            (moeplan::replica::PoolRole::Prefill, 0),
+            (moeplan::replica::PoolRole::Decode, 32)
+        ]
+    );
+}
