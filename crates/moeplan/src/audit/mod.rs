@@ -20,7 +20,10 @@
 //!   weights, KV cache, activations, total, utilisation).
 //! - `performance`: throughput per GPU and its physical ceilings, TTFT and
 //!   TPOT, communication share, load imbalance, GPU utilisation, and the
-//!   throughput bounds a plan derives itself.
+//!   throughput bounds a plan derives itself. A disaggregated plan's pools
+//!   are read from its disaggregated estimate (each pool's own pure step),
+//!   never as aggregated replicas that would charge the decode pool with
+//!   prompts.
 //! - `claim`: how a claimed figure is compared with the computed one
 //!   (tolerances, likely causes of a mismatch) and turned into a finding.
 //! - `fix`: the corrected plan (nearest valid layout meeting the plan's own

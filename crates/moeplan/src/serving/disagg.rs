@@ -174,6 +174,12 @@ pub struct DisaggEstimate {
     pub decode: PoolEstimate,
     /// Expert load imbalance of the decode step (max/mean − 1 of its routed rows).
     pub load_imbalance: f64,
+    /// Expert load imbalance of the decode pool's (pure) decode step with
+    /// uniform routing, at the skew, and applied (`load_imbalance`).
+    pub decode_imbalance: super::LoadImbalance,
+    /// Per GPU: the decode pool's HBM ceiling at its batch (pure decode
+    /// steps), and the dense-peak prefill ceiling.
+    pub ceilings: super::Ceilings,
     /// Time to move one request's KV cache from prefill to decode.
     pub kv_transfer: Seconds,
     /// Mean wait for a prefill rank in steady state.
@@ -541,8 +547,7 @@ pub fn estimate_disaggregated(
         &sv,
     );
     // The decode step at the solved batch, costed exactly: TPOT is its time.
-    let c = inp.workload.concurrency.max(1);
-    let din = pool_input(inp, &inp.decode, c.div_ceil(inp.decode.workers as u64));
+    let din = decode_pool_input(inp);
     let mut decode = Stepper::new(&din, inp.decode.layout.dp as f64).step(
         StepKind::Decode,
         Shape {
@@ -590,13 +595,9 @@ fn assemble(
         description: super::describe(step),
         ..super::phase(step, &sv, super::Detail::Summary)
     };
-    let explain = explain(
-        inp,
-        s,
-        transfer,
-        prefill_step.time(&sv),
-        decode_step.time(&sv),
-    );
+    let (decode_imbalance, ceilings) = decode_figures(inp, decode_step);
+    let steps = (prefill_step.time(&sv), decode_step.time(&sv));
+    let explain = explain(inp, s, transfer, steps, &ceilings);
     let decode_utilization = if mem.decode_max > 0 {
         mem.per_decode_worker / mem.decode_max as f64
     } else {
@@ -633,6 +634,8 @@ fn assemble(
             mem.decode_max,
         ),
         load_imbalance: decode_step.imbalance,
+        decode_imbalance,
+        ceilings,
         kv_transfer: transfer,
         queue_wait: s.wait,
         first_round_ttft: s.first,
@@ -641,6 +644,28 @@ fn assemble(
         warnings,
         explain,
     }
+}
+
+/// One decode worker's input: the decode pool's layout with its share of
+/// the requests in flight.
+fn decode_pool_input<'a>(inp: &DisaggInput<'a>) -> EstimateInput<'a> {
+    let c = inp.workload.concurrency.max(1);
+    pool_input(
+        inp,
+        &inp.decode,
+        c.div_ceil(inp.decode.workers.max(1) as u64),
+    )
+}
+
+/// The decode pool's pure decode step: its expert load imbalance and its
+/// ceilings per GPU (every attention-DP rank of a worker decodes).
+fn decode_figures(inp: &DisaggInput, step: &Step) -> (super::LoadImbalance, super::Ceilings) {
+    let din = decode_pool_input(inp);
+    let ranks = inp.decode.layout.dp as f64;
+    (
+        super::load_imbalance_of(&din, ranks, step),
+        super::ceilings(&din, ranks, step),
+    )
 }
 
 impl Pool {
@@ -749,12 +774,14 @@ fn pool_warnings(inp: &DisaggInput, s: &Solved, mem: &PoolMemories, warnings: &m
     }
 }
 
+/// The derivations of a disaggregated estimate's figures; `steps` are the
+/// prefill and the decode step.
 fn explain(
     inp: &DisaggInput,
     s: &Solved,
     transfer: Seconds,
-    service: Seconds,
-    decode: Seconds,
+    (service, decode): (Seconds, Seconds),
+    ceilings: &super::Ceilings,
 ) -> super::Explain {
     let sv = inp.calibration.serving;
     let mut e = BTreeMap::new();
@@ -794,6 +821,14 @@ fn explain(
                 ("concurrency", inp.workload.concurrency.to_string()),
             ],
         ),
+    );
+    // The decode pool's ceilings and imbalance, as an aggregated estimate
+    // derives its own.
+    let din = decode_pool_input(inp);
+    super::explain_ceilings(&mut e, &din, ceilings);
+    e.insert(
+        super::ExplainKey::LoadImbalance,
+        super::explain_imbalance(&din),
     );
     e
 }

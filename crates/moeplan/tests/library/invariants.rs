@@ -228,6 +228,91 @@ fn a_disaggregated_decode_pool_is_not_charged_with_prefill() {
     );
 }
 
+/// Review of issue 11, gap 2: the soft figures of a disaggregated plan are
+/// its pools' own steps. SGLang's DeepSeek-V3 on 104 H100
+/// (`examples/audit/published/`) with claims of 90% communication, 90% GPU
+/// utilisation of each pool and 0% imbalance: the audit read the decode
+/// layout run as an aggregated replica (a 108.3 ms step with prompt chunks,
+/// 870 prompt tokens/s per decode GPU) while the decode pool's step is the
+/// disaggregated estimate's pure decode step (25.69 ms). Now, by hand from
+/// that estimate:
+/// - communication share = the decode step's communication time / its time;
+/// - decode pool utilisation = requests/s × osl / 72 decode GPUs (64.95 ×
+///   1800 / 72 = 1624 output tokens/s, no prompt tokens) × linear FLOP per
+///   token / peak (≈ 6%);
+/// - prefill pool utilisation = requests/s × isl / 32 prefill GPUs, prompt
+///   tokens only, with the prefill step's bottleneck;
+/// - the imbalance floor = uniform routing at the decode pool's batch.
+#[test]
+fn a_disaggregated_plans_soft_figures_are_its_pools_own_steps() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/audit/published/sglang-deepseek-v3-104xh100.toml");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace(
+            "[claims]\n",
+            "[claims]\ncomm_overhead = \"90%\"\nload_imbalance = \"0%\"\n",
+        )
+        .replace(
+            "[claims.prefill]\n",
+            "[claims.prefill]\ngpu_utilization = \"90%\"\n",
+        )
+        .replace(
+            "[claims.decode]\n",
+            "[claims.decode]\ngpu_utilization = \"90%\"\n",
+        );
+    let p = plan_from(&text);
+    let f = audit::figures(&p, &audit::evaluate(&p)).expect("both pools are valid");
+    let Predicted::Disaggregated(e) = &f.estimate else {
+        panic!("disaggregated")
+    };
+    let a = audit::audit(&p, &AuditOptions::default());
+    let computed = |field: &str| {
+        let x = a
+            .findings
+            .iter()
+            .find(|x| x.field == field)
+            .unwrap_or_else(|| panic!("{field} is checked: {:?}", a.findings));
+        (x.computed.clone().unwrap_or_default(), x.clone())
+    };
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let step = &e.decode.step;
+    let comm = step.by_bound["communication"].value() / step.time.value();
+    let (share, finding) = computed("claims.comm_overhead");
+    assert_eq!(share, pct(comm));
+    assert!(finding
+        .evidence
+        .inputs
+        .iter()
+        .any(|(k, v)| k == "step" && *v == step.time.to_string()));
+    // DeepSeek-V3's experts compute in FP8: H100 SXM's dense FP8 peak.
+    let peak = 1978.9e12;
+    let flop = p.scenario.model.linear_flop_per_token().value();
+    let (isl, osl) = (2000.0, 1800.0);
+    let decode = e.requests_per_s * osl / e.decode.gpus as f64 * flop / peak;
+    let (util, finding) = computed("claims.decode.gpu_utilization");
+    assert_eq!(util, pct(decode));
+    assert!(finding.message.contains("decode is"), "{}", finding.message);
+    assert!(finding
+        .evidence
+        .inputs
+        .iter()
+        .any(|(k, v)| k == "prompt_tokens_per_s" && v == "0"));
+    let prefill = e.requests_per_s * isl / e.prefill.gpus as f64 * flop / peak;
+    let (util, finding) = computed("claims.prefill.gpu_utilization");
+    assert_eq!(util, pct(prefill));
+    assert!(
+        finding.message.contains("prefill is"),
+        "{}",
+        finding.message
+    );
+    let (floor, _) = computed("claims.load_imbalance");
+    assert!(
+        floor.starts_with(&pct(e.decode_imbalance.uniform)),
+        "{floor}"
+    );
+}
+
 /// Issue 11, problem 3: the per-GPU decode ceiling grew with the TP degree
 /// (gpt-oss-120b on H200 at concurrency 64: 5.1k / 10.2k / 20.1k tokens/s
 /// at TP 1 / 2 / 4). A TP group reads the same weights and KV cache split
