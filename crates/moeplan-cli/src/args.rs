@@ -240,7 +240,8 @@ pub struct DeploymentArgs {
     /// KV cache type: bf16, fp16, fp8 (nvfp4 on Blackwell GPUs, which TensorRT-LLM offers).
     #[arg(long)]
     pub kv_dtype: Option<String>,
-    /// Redundant expert slots (EPLB).
+    /// Redundant expert slots (EPLB); of both pools when disaggregated (a
+    /// plan file states each pool's own).
     #[arg(long, default_value_t = 0)]
     pub redundant_experts: u32,
     /// Power-law exponent of expert popularity (0 = uniform routing).

@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
         },
         workers,
         prompts_per_rank: 1,
+        redundant_experts: 0,
     };
     let disagg = moeplan::serving::disagg::DisaggInput {
         model: &m,
@@ -71,7 +72,6 @@ fn bench(c: &mut Criterion) {
         decode: pool(16, 1),
         workload: inp.workload,
         engine: inp.engine,
-        redundant_experts: 0,
         routing_skew: 0.0,
     };
     c.bench_function(

@@ -157,8 +157,9 @@ pub fn simulate(run: &Run) -> Result<Predicted, String> {
         RunDeployment::Disaggregated { .. } => {
             let d = run.disaggregated().expect("disaggregated")?;
             let inp = d.input();
-            let invalid = [inp.prefill.layout, inp.decode.layout].iter().any(|l| {
-                !l.check(inp.model, inp.gpu, inp.redundant_experts)
+            let invalid = [inp.prefill, inp.decode].iter().any(|p| {
+                !p.layout
+                    .check(inp.model, inp.gpu, p.redundant_experts)
                     .0
                     .is_empty()
             });

@@ -151,6 +151,14 @@ pub struct PoolFigures {
     pub gpus: u64,
     /// Requests in flight per worker.
     pub concurrency: u64,
+    /// Redundant expert slots (EPLB) per worker, as the deployment states
+    /// them (written only when there are some).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub redundant_experts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn as_ms<S: Serializer>(t: &Seconds, s: S) -> Result<S::Ok, S::Error> {
@@ -212,7 +220,7 @@ impl Figures {
             Pool {
                 layout: p.layout,
                 replicas: u32::try_from(p.workers).unwrap_or(u32::MAX),
-                redundant_experts: 0,
+                redundant_experts: p.redundant_experts,
                 written_product: p.gpus,
             }
         };
@@ -260,6 +268,7 @@ impl Figures {
                 workers: replicas,
                 gpus,
                 concurrency,
+                redundant_experts: 0,
             }],
             gpus,
             output_tokens_per_s_per_gpu: per_gpu,
@@ -286,6 +295,7 @@ impl Figures {
             workers: p.workers as u64,
             gpus: p.gpus,
             concurrency,
+            redundant_experts: 0,
         };
         let prefill_c =
             (mean.prefill.requests_per_rank * mean.prefill.layout.dp as f64).round() as u64;
@@ -383,12 +393,9 @@ pub fn evaluate(
                 )
                 .map_err(tag)?
             };
-            Ok(Figures::aggregated(
-                &worst_e,
-                mean,
-                replicas,
-                r.workload.concurrency,
-            ))
+            let mut f = Figures::aggregated(&worst_e, mean, replicas, r.workload.concurrency);
+            f.pools[0].redundant_experts = r.redundant_experts;
+            Ok(f)
         }
         Deployment::Disaggregated(x) => {
             let input = x.input();
@@ -401,7 +408,10 @@ pub fn evaluate(
                     ..input
                 })?
             };
-            Ok(Figures::disaggregated(&worst_e, mean))
+            let mut f = Figures::disaggregated(&worst_e, mean);
+            f.pools[0].redundant_experts = x.prefill.redundant_experts;
+            f.pools[1].redundant_experts = x.decode.redundant_experts;
+            Ok(f)
         }
     }
 }

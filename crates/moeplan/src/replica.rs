@@ -123,8 +123,6 @@ pub struct Disaggregated {
     pub workload: Workload,
     /// Engine settings.
     pub engine: EngineConfig,
-    /// Redundant expert slots (EPLB) per worker.
-    pub redundant_experts: u32,
     /// Power-law exponent of expert popularity (0 = uniform).
     pub routing_skew: f64,
     /// What was assumed because the input did not say (worker counts).
@@ -139,29 +137,54 @@ impl Disaggregated {
     pub fn infer_workers(&mut self) {
         let w = self.workload;
         if self.decode.workers == 0 {
-            let per_worker = crate::memory::max_concurrency(
-                &self.model,
-                &self.gpu,
-                &self.decode.layout,
-                &self.engine,
-                self.redundant_experts,
-                w.steady_context(),
-            )
-            .max(1);
-            self.decode.workers = w.concurrency.div_ceil(per_worker).max(1) as u32;
+            let (workers, per_worker) = self.fewest_decode_workers();
+            self.decode.workers = workers;
             self.assumed.push(format!(
                 "decode workers not stated: {}, the fewest that hold {} requests ({} per worker)",
                 self.decode.workers, w.concurrency, per_worker
             ));
         }
         if self.prefill.workers == 0 {
-            self.prefill.workers = 1;
-            let n = crate::serving::disagg::rate_matched_prefill_workers(&self.input());
+            let n = self.rate_matched_prefill_workers();
             self.prefill.workers = n;
             self.assumed.push(format!(
                 "prefill workers not stated: {n}, what keeps up with the decode pool"
             ));
         }
+    }
+
+    /// Re-sizes both pools as `infer_workers` sizes unstated ones: the
+    /// decode pool keeps its workers, at least the fewest that hold every
+    /// request in KV memory, and the prefill pool gets the workers that keep
+    /// up with it (rate matching).
+    pub fn rate_match(&mut self) {
+        self.decode.workers = self.decode.workers.max(self.fewest_decode_workers().0);
+        self.prefill.workers = self.rate_matched_prefill_workers();
+    }
+
+    /// The fewest decode workers that hold every request in KV memory, and
+    /// the requests one worker holds.
+    fn fewest_decode_workers(&self) -> (u32, u64) {
+        let w = self.workload;
+        let per_worker = crate::memory::max_concurrency(
+            &self.model,
+            &self.gpu,
+            &self.decode.layout,
+            &self.engine,
+            self.decode.redundant_experts,
+            w.steady_context(),
+        )
+        .max(1);
+        let workers = w.concurrency.div_ceil(per_worker).max(1);
+        (workers.min(u64::from(u32::MAX)) as u32, per_worker)
+    }
+
+    /// Prefill workers that keep up with the decode pool
+    /// (`serving::disagg::rate_matched_prefill_workers`).
+    fn rate_matched_prefill_workers(&self) -> u32 {
+        let mut one = self.input();
+        one.prefill.workers = 1;
+        crate::serving::disagg::rate_matched_prefill_workers(&one)
     }
 
     /// The estimate's input.
@@ -174,7 +197,6 @@ impl Disaggregated {
             decode: self.decode,
             workload: self.workload,
             engine: self.engine,
-            redundant_experts: self.redundant_experts,
             routing_skew: self.routing_skew,
         }
     }
@@ -244,6 +266,7 @@ impl Deployment {
                     layout: p.layout,
                     workers: p.replicas,
                     prompts_per_rank: 1,
+                    redundant_experts: p.redundant_experts,
                 };
                 let calibration = crate::profile::resolve_disaggregated(&s.gpu, engine.engine)
                     .kernels
@@ -260,7 +283,6 @@ impl Deployment {
                         concurrency: concurrency.max(1),
                     },
                     engine: s.engine(engine),
-                    redundant_experts: decode.redundant_experts,
                     routing_skew: 0.0,
                     assumed: Vec::new(),
                 })

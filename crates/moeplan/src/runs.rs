@@ -852,10 +852,15 @@ impl Run {
                     layout,
                     workers: p.workers.unwrap_or(0),
                     prompts_per_rank: p.batch_per_rank.unwrap_or(1).max(1),
+                    redundant_experts: 0,
                 }
             };
-            let (prefill, decode) = (pool(prefill, "prefill"), pool(decode, "decode"));
+            let (mut prefill, mut decode) = (pool(prefill, "prefill"), pool(decode, "decode"));
+            // A run does not state its slots: both pools are read with the
+            // fewest that both EP degrees split evenly.
             let redundant = redundant_slots(&model, &[prefill.layout.ep, decode.layout.ep]);
+            prefill.redundant_experts = redundant;
+            decode.redundant_experts = redundant;
             measured_share(
                 &model,
                 &gpu,
@@ -874,7 +879,6 @@ impl Run {
                     concurrency,
                 },
                 engine,
-                redundant_experts: redundant,
                 routing_skew: 0.0,
                 model,
                 gpu,

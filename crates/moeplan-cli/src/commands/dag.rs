@@ -56,7 +56,7 @@ fn pool_worker(a: &DagArgs, d: Disaggregated) -> (Deployment, Vec<Phase>, String
             ..d.workload
         },
         engine: d.engine,
-        redundant_experts: d.redundant_experts,
+        redundant_experts: pool.redundant_experts,
         routing_skew: d.routing_skew,
         model: d.model,
         gpu: d.gpu,

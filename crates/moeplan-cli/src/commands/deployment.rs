@@ -473,15 +473,16 @@ fn disaggregate(
             layout: prefill,
             workers: p.prefill_workers.unwrap_or(0),
             prompts_per_rank: p.prefill_batch.unwrap_or(1),
+            redundant_experts: r.redundant_experts,
         },
         decode: Pool {
             layout: decode,
             workers: p.decode_workers.unwrap_or(0),
             prompts_per_rank: 1,
+            redundant_experts: r.redundant_experts,
         },
         workload: r.workload,
         engine: r.engine,
-        redundant_experts: r.redundant_experts,
         routing_skew: r.routing_skew,
         model: r.model,
         gpu: r.gpu,
@@ -499,7 +500,7 @@ fn invalid_pools(d: &Disaggregated, format: Format) -> Option<Failure> {
     let mut msg = String::new();
     let mut hints = Vec::new();
     for (role, pool) in [("prefill", &d.prefill), ("decode", &d.decode)] {
-        let (problems, _) = pool.layout.check(&d.model, &d.gpu, d.redundant_experts);
+        let (problems, _) = pool.layout.check(&d.model, &d.gpu, pool.redundant_experts);
         for p in problems {
             let _ = write!(
                 msg,
@@ -752,8 +753,10 @@ fn over_disaggregated(
     if let Some(b) = p.prefill_batch {
         d.prefill.prompts_per_rank = b.max(1);
     }
+    // The flag states both pools' slots; otherwise each keeps the plan's.
     if f.redundant_experts > 0 {
-        d.redundant_experts = f.redundant_experts;
+        d.prefill.redundant_experts = f.redundant_experts;
+        d.decode.redundant_experts = f.redundant_experts;
     }
     d.routing_skew = skew(f, format)?;
     if let Some(problems) = invalid_pools(&d, format) {

@@ -98,11 +98,25 @@ fn report_and_fix_are_written_in_the_input_format() {
             "examples/audit/broken/claims.total_gpus__gpus_mismatch.json",
             "json",
         ),
+        // Disaggregated: corrected as a disaggregated plan (review of issue 11).
+        (
+            "examples/audit/broken/deployment.decode.ep__invalid_layout.toml",
+            "toml",
+        ),
     ] {
         let fixed = s.file(&format!("fixed.{ext}"));
         let report = s.file("review.md");
         let o = moeplan(&["audit", input, "--fix", &fixed, "--report", &report]);
         assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+        let written = std::fs::read_to_string(&fixed).unwrap();
+        let disaggregated = std::fs::read_to_string(crate::root().join(input))
+            .unwrap()
+            .contains("disaggregated");
+        assert_eq!(
+            written.contains("disaggregated"),
+            disaggregated,
+            "{input}: the corrected plan keeps the mode\n{written}"
+        );
         let md = std::fs::read_to_string(&report).unwrap();
         assert!(md.starts_with("# Review of plan"), "{md}");
         assert!(md.contains("## Corrected plan"));

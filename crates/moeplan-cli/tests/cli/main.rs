@@ -759,6 +759,70 @@ fn estimate_of_a_plan_file_equals_its_flags() {
     }
 }
 
+/// Review of issue 11, gap 1: each pool of a disaggregated plan keeps its
+/// own redundant experts. DeepSeek-V3's 256 experts over a prefill pool of
+/// ep64 without redundant experts are 4 a GPU; 256 + 32 over a decode pool of
+/// ep72 are 4 a GPU. The decode pool's 32 were applied to both pools (288
+/// slots over ep64: 4.5 a GPU), so every command refused the plan (exit 2).
+/// Each command now reads it, and launch gives EPLB to the decode pool only.
+#[test]
+fn every_command_reads_each_pools_redundant_experts() {
+    let plan = TempFile::new("per-pool-redundant", "toml");
+    fs::write(
+        &plan.0,
+        r#"
+name = "per-pool-redundant"
+[model]
+catalog = "deepseek-v3"
+[hardware]
+gpu = "h100-sxm"
+engine = "sglang"
+[workload]
+isl = 2000
+osl = 200
+concurrency = 2048
+[deployment]
+mode = "disaggregated"
+[deployment.prefill]
+dp = 64
+ep = 64
+redundant_experts = 0
+[deployment.decode]
+dp = 72
+ep = 72
+redundant_experts = 32
+"#,
+    )
+    .unwrap();
+    let p = plan.path();
+    for args in [
+        vec!["estimate", p],
+        vec!["dag", p, "--pool", "prefill"],
+        vec!["dag", p, "--pool", "decode"],
+        vec!["simulate", p, "--requests", "300"],
+    ] {
+        let o = moeplan(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+    let launch = moeplan(&["launch", p, "--engine", "sglang"]);
+    assert_eq!(launch.status.code(), Some(0), "{}", stderr(&launch));
+    let text = stdout(&launch);
+    let role = |mode: &str| -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.contains(&format!("--disaggregation-mode {mode}")))
+            .collect()
+    };
+    let (prefill, decode) = (role("prefill"), role("decode"));
+    assert!(!prefill.is_empty() && !decode.is_empty(), "{text}");
+    assert!(prefill.iter().all(|l| !l.contains("redundant")), "{text}");
+    assert!(
+        decode
+            .iter()
+            .all(|l| l.contains("--ep-num-redundant-experts 32")),
+        "{text}"
+    );
+}
+
 /// Flags that do not apply to a plan's mode are errors, never ignored.
 #[test]
 fn estimate_rejects_flags_of_the_other_mode() {

@@ -15,9 +15,9 @@ use super::claim::{
 use super::fix::Corrected;
 use super::memory::memory_all;
 use super::performance::{
-    bounds, disaggregated, overall_throughput, performance, prefill_capacity,
+    bounds, decode_bounds, disaggregated, overall_throughput, performance, prefill_capacity,
 };
-use super::{decode_eval, Computed, Finding, PoolEval, PoolFigures, Severity};
+use super::{Computed, Finding, PoolEval, PoolFigures, Severity};
 use crate::figures::Figures;
 use crate::model::{Component, ParamReport};
 use crate::report::Derivation;
@@ -33,10 +33,10 @@ pub(super) fn all(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>) -> Vec
     let mut out = Vec::new();
     layout(plan, evals, &mut out);
     gpus(plan, evals, &mut out);
-    model(plan, evals, &mut out);
+    model(plan, evals, fig, &mut out);
     memory_all(plan, evals, &mut out);
     performance(plan, evals, fig, &mut out);
-    bounds(plan, evals, &mut out);
+    bounds(plan, evals, fig, &mut out);
     slo(plan, evals, fig, &mut out);
     if plan.scenario.workload.concurrency.is_none() {
         out.push(finding(
@@ -346,7 +346,7 @@ fn flop_range(plan: &Plan) -> (f64, f64) {
 
 /// Checks the model figures: the declared parameter count, and the
 /// parameters, FLOP and HBM bytes per token the plan states.
-fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
+fn model(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Finding>) {
     let report = plan.scenario.model.params();
     let ev = params_evidence(plan, &report);
     if let Some(d) = plan.scenario.model.declared_params {
@@ -359,7 +359,7 @@ fn model(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
         flops_per_token(plan, &report, f, out);
     }
     if let Some(b) = plan.claims.bytes_read_per_token {
-        bytes_read_per_token(plan, evals, &report, b, out);
+        bytes_read_per_token(plan, evals, fig, &report, b, out);
     }
 }
 
@@ -500,15 +500,17 @@ fn flop_causes(plan: &Plan, report: &ParamReport, lo: f64, hi: f64) -> Vec<Cause
 }
 
 /// Checks the claimed HBM bytes read per generated token against a decode
-/// step's bytes per token produced.
+/// step's bytes per token produced (a disaggregated decode pool's pure
+/// decode step).
 fn bytes_read_per_token(
     plan: &Plan,
     evals: &[PoolEval],
+    fig: Option<&Figures>,
     report: &ParamReport,
     claimed: Bytes,
     out: &mut Vec<Finding>,
 ) {
-    let Some(e) = decode_eval(evals).and_then(|e| e.typical.as_ref()) else {
+    let Some(e) = decode_bounds(plan, evals, fig) else {
         return;
     };
     let bw = plan.scenario.gpu.memory_bandwidth.0;

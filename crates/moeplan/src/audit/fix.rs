@@ -8,7 +8,8 @@
 //! When no layout meets every requirement the plan is hopeless as
 //! specified: a [`Planner`] (the `search` module) is asked when one is
 //! given, else the layout missing the fewest requirements by the least is
-//! returned, labelled `best_effort`, with what it misses.
+//! returned, labelled `best_effort`, with what it misses. A disaggregated
+//! plan is corrected as a disaggregated plan (`super::fix_disagg`).
 
 use super::claim::{bytes, pct, time};
 use super::{evaluate_layout, PoolEval};
@@ -96,6 +97,10 @@ pub struct Corrected {
     pub candidates_evaluated: usize,
     /// Recomputed figures.
     pub claims: CorrectedClaims,
+    /// Both pools, when the plan is disaggregated (`layout` and `replicas`
+    /// are then the decode pool's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pools: Option<super::CorrectedPools>,
 }
 
 const POW2: [u32; 7] = [1, 2, 4, 8, 16, 32, 64];
@@ -195,7 +200,8 @@ struct Candidate {
 }
 
 /// The layout a correction starts from (the plan's, or the nearest valid
-/// reading of it) and the replicas it keeps.
+/// reading of it) and the replicas it keeps (a disaggregated plan, which
+/// `super::fix_disagg` corrects, reads as its decode pool).
 fn origin(plan: &Plan, evals: &[PoolEval]) -> (Layout, u32) {
     match plan.deployment {
         Deployment::Aggregated { pool } => (
@@ -302,6 +308,9 @@ pub fn correct(
     evals: &[PoolEval],
     options: &super::AuditOptions,
 ) -> Option<Corrected> {
+    if let Deployment::Disaggregated { .. } = plan.deployment {
+        return super::fix_disagg::correct(plan, evals);
+    }
     let (origin, replicas) = origin(plan, evals);
     let written = match plan.deployment {
         Deployment::Aggregated { pool } => Some(pool),
@@ -428,6 +437,7 @@ fn build(
             meets_slo: unmet.is_empty(),
         },
         unmet,
+        pools: None,
     }
 }
 
@@ -436,14 +446,9 @@ fn build(
 /// recomputed claims (units written out).
 pub(crate) fn corrected_tree(original: &serde_json::Value, c: &Corrected) -> serde_json::Value {
     let mut v = original.clone();
-    let l = c.layout;
     let k = &c.claims;
-    let deployment = serde_json::json!({
-        "mode": "aggregated",
-        "pp": l.pp, "tp": l.tp, "dp": l.dp, "cp": l.cp, "ep": l.ep, "etp": l.etp,
-        "replicas": c.replicas,
-    });
-    let claims = serde_json::json!({
+    let deployment = deployment_tree(c);
+    let mut claims = serde_json::json!({
         "total_gpus": k.total_gpus,
         "params_total": k.params_total.to_string(),
         "flops_per_token": k.flops_per_token.to_string(),
@@ -459,6 +464,21 @@ pub(crate) fn corrected_tree(original: &serde_json::Value, c: &Corrected) -> ser
         "comm_overhead": pct(k.comm_overhead),
         "meets_slo": k.meets_slo,
     });
+    if c.pools.is_some() {
+        // The audit reads a disaggregated plan's memory claims against each
+        // pool run as a replica, not the pair's fullest GPU: left out.
+        if let Some(o) = claims.as_object_mut() {
+            for key in [
+                "weights_per_gpu",
+                "kv_cache_per_gpu",
+                "activations_per_gpu",
+                "memory_per_gpu",
+                "memory_utilization",
+            ] {
+                o.remove(key);
+            }
+        }
+    }
     let note = format!(
         "corrected by moeplan audit ({}): {}{}",
         serde_json::to_value(c.source)
@@ -485,6 +505,9 @@ pub(crate) fn corrected_tree(original: &serde_json::Value, c: &Corrected) -> ser
         }
         obj.insert("deployment".into(), deployment);
         obj.insert("claims".into(), claims);
+        if let Some(p) = &c.pools {
+            in_flight(obj, p.concurrency);
+        }
         let mut assumptions: Vec<serde_json::Value> = obj
             .get("assumptions")
             .and_then(|a| a.as_array().cloned())
@@ -494,6 +517,53 @@ pub(crate) fn corrected_tree(original: &serde_json::Value, c: &Corrected) -> ser
     }
     strip_nulls(&mut v);
     v
+}
+
+/// The corrected deployment as the plan file writes it: one aggregated
+/// layout with its replicas, or both pools of a disaggregated plan.
+fn deployment_tree(c: &Corrected) -> serde_json::Value {
+    let degrees = |l: Layout| {
+        serde_json::json!({
+            "pp": l.pp, "tp": l.tp, "dp": l.dp, "cp": l.cp, "ep": l.ep, "etp": l.etp,
+        })
+    };
+    let with = |mut v: serde_json::Value, extra: serde_json::Value| {
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        v
+    };
+    match &c.pools {
+        None => with(
+            degrees(c.layout),
+            serde_json::json!({ "mode": "aggregated", "replicas": c.replicas }),
+        ),
+        Some(p) => {
+            let pool = |x: &super::CorrectedPool| {
+                with(
+                    degrees(x.layout),
+                    serde_json::json!({
+                        "replicas": x.workers,
+                        "redundant_experts": x.redundant_experts,
+                    }),
+                )
+            };
+            serde_json::json!({
+                "mode": "disaggregated",
+                "prefill": pool(&p.prefill),
+                "decode": pool(&p.decode),
+            })
+        }
+    }
+}
+
+/// The requests in flight a corrected disaggregated plan is sized for,
+/// written as the workload's concurrency (in place of a batch size).
+fn in_flight(obj: &mut serde_json::Map<String, serde_json::Value>, concurrency: u64) {
+    if let Some(w) = obj.get_mut("workload").and_then(|w| w.as_object_mut()) {
+        w.remove("batch_size");
+        w.insert("concurrency".into(), concurrency.into());
+    }
 }
 
 fn strip_nulls(v: &mut serde_json::Value) {

@@ -20,12 +20,16 @@
 //!   weights, KV cache, activations, total, utilisation).
 //! - `performance`: throughput per GPU and its physical ceilings, TTFT and
 //!   TPOT, communication share, load imbalance, GPU utilisation, and the
-//!   throughput bounds a plan derives itself.
+//!   throughput bounds a plan derives itself. A disaggregated plan's pools
+//!   are read from its disaggregated estimate (each pool's own pure step),
+//!   never as aggregated replicas that would charge the decode pool with
+//!   prompts.
 //! - `claim`: how a claimed figure is compared with the computed one
 //!   (tolerances, likely causes of a mismatch) and turned into a finding.
 //! - `fix`: the corrected plan (nearest valid layout meeting the plan's own
 //!   requirements, the planner's recommendation, or a best effort) and its
-//!   rendering back into the plan's file format.
+//!   rendering back into the plan's file format; `fix_disagg` that of a
+//!   disaggregated plan (both pools kept, their workers rate-matched).
 //!
 //! Tolerances depend on what a claim can know: weights are exact, memory
 //! depends on the context the author assumed, activations on engine
@@ -34,6 +38,7 @@
 mod checks;
 mod claim;
 pub mod fix;
+mod fix_disagg;
 mod memory;
 mod performance;
 
@@ -47,6 +52,7 @@ use crate::units::{Seconds, Tokens, TokensPerSecond};
 use serde::Serialize;
 
 pub use fix::{Corrected, CorrectionSource, Planner};
+pub use fix_disagg::{CorrectedPool, CorrectedPools};
 
 /// How serious a finding is.
 #[derive(
@@ -237,7 +243,13 @@ pub(crate) fn evaluate_layout(
     redundant_experts: u32,
 ) -> (Option<Estimate>, Option<Estimate>) {
     let w = &plan.scenario.workload;
-    let c = concurrency(plan);
+    let c = match (phase, plan.deployment) {
+        // A disaggregated decode worker holds its share of the requests.
+        (PoolRole::Decode, Deployment::Disaggregated { decode, .. }) => {
+            concurrency(plan).div_ceil(u64::from(decode.replicas.max(1)))
+        }
+        _ => concurrency(plan),
+    };
     let (osl, c_worst) = match phase {
         PoolRole::Prefill => (1, 1),
         _ => (w.osl.mean().max(1), c),

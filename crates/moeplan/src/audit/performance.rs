@@ -9,11 +9,11 @@ use super::claim::{
 };
 use super::{decode_eval, evaluate_layout, prefill_eval, Finding, PoolEval, Severity};
 use crate::figures::{Figures, Predicted};
+use crate::layout::Layout;
 use crate::replica::PoolRole;
 use crate::report::Derivation;
 use crate::serving::disagg::DisaggEstimate;
-use crate::serving::Estimate;
-use crate::serving::ExplainKey;
+use crate::serving::{Ceilings, Estimate, Explain, ExplainKey, LoadImbalance, PhaseCost};
 use crate::spec::plan::{Deployment, Plan, TokenKind};
 use crate::units::{FlopPerSecond, Seconds, TokensPerSecond};
 
@@ -43,6 +43,133 @@ pub(super) fn prefill_capacity(e: &DisaggEstimate) -> f64 {
     let p = &e.prefill;
     let ranks = p.workers as f64 * p.layout.dp as f64;
     ranks * p.requests_per_rank * e.workload.isl.as_f64() / p.step.time.0.max(1e-12)
+}
+
+/// One step the soft figures read, with the rates its pool achieves at
+/// this load: an aggregated replica's decode step (prompts beside, as its
+/// loop mixes them), or a disaggregated pool's own pure step.
+struct PoolStep<'a> {
+    /// The layout of a worker (a replica).
+    layout: Layout,
+    /// The step: its time, its time by bound, what limits it.
+    step: &'a PhaseCost,
+    /// The step in words (`a steady-state step`, `the decode pool's decode step`).
+    what: &'static str,
+    /// The phase it runs (`decode`, `prefill`).
+    phase: &'static str,
+    /// Output tokens/s per GPU.
+    output_per_gpu: f64,
+    /// Prompt tokens/s per GPU.
+    input_per_gpu: f64,
+}
+
+/// Which part of a deployment a figure concerns.
+#[derive(Clone, Copy)]
+enum Part {
+    /// All its GPUs.
+    Whole,
+    /// The pool that prefills (aggregated: the replica).
+    Prefill,
+    /// The pool that decodes (aggregated: the replica).
+    Decode,
+}
+
+/// The step and rates of a part of the deployment: an aggregated plan's
+/// decode step at the mean prompt (whatever the part), a disaggregated
+/// plan's pure step of that pool from the disaggregated estimate (the
+/// decode pool's for the whole deployment), never the decode layout run as
+/// an aggregated replica (which charges the decode pool with prompts).
+fn pool_step<'a>(
+    plan: &Plan,
+    evals: &'a [PoolEval],
+    fig: Option<&'a Figures>,
+    part: Part,
+) -> Option<PoolStep<'a>> {
+    let Deployment::Disaggregated { .. } = plan.deployment else {
+        let t = decode_eval(evals)?.typical.as_ref()?;
+        return Some(PoolStep {
+            layout: t.layout,
+            step: &t.decode,
+            what: "a steady-state step",
+            phase: "decode",
+            output_per_gpu: t.output_tokens_per_s_per_gpu.0,
+            input_per_gpu: t.input_tokens_per_s_per_gpu.0,
+        });
+    };
+    let e = fig.and_then(disaggregated)?;
+    let per_gpu = |tokens: f64, gpus: u64| e.requests_per_s * tokens / gpus.max(1) as f64;
+    let (isl, osl) = (e.workload.isl.as_f64(), e.workload.osl.get().max(1) as f64);
+    let decode = PoolStep {
+        layout: e.decode.layout,
+        step: &e.decode.step,
+        what: "the decode pool's decode step",
+        phase: "decode",
+        output_per_gpu: per_gpu(osl, e.decode.gpus),
+        input_per_gpu: 0.0,
+    };
+    Some(match part {
+        Part::Decode => decode,
+        Part::Whole => PoolStep {
+            output_per_gpu: e.output_tokens_per_s_per_gpu.0,
+            input_per_gpu: e.input_tokens_per_s_per_gpu.0,
+            ..decode
+        },
+        Part::Prefill => PoolStep {
+            layout: e.prefill.layout,
+            step: &e.prefill.step,
+            what: "the prefill pool's prefill step",
+            phase: "prefill",
+            output_per_gpu: 0.0,
+            input_per_gpu: per_gpu(isl, e.prefill.gpus),
+        },
+    })
+}
+
+/// What the bound and imbalance checks read of the step that decodes: its
+/// expert load imbalance, its ceilings per GPU and their derivations.
+pub(super) struct DecodeBounds<'a> {
+    /// The layout of a worker (a replica).
+    pub(super) layout: Layout,
+    /// Requests one worker decodes per step.
+    pub(super) decoding_requests: f64,
+    /// Expert load imbalance of the step.
+    pub(super) imbalance: &'a LoadImbalance,
+    /// Ceilings per GPU.
+    pub(super) ceilings: &'a Ceilings,
+    /// Derivations of the ceilings and the imbalance.
+    pub(super) explain: &'a Explain,
+}
+
+/// The decode step's bounds: an aggregated plan's at the mean prompt, a
+/// disaggregated plan's decode pool's pure decode step (disaggregated
+/// estimate).
+pub(super) fn decode_bounds<'a>(
+    plan: &Plan,
+    evals: &'a [PoolEval],
+    fig: Option<&'a Figures>,
+) -> Option<DecodeBounds<'a>> {
+    match plan.deployment {
+        Deployment::Aggregated { .. } => {
+            let t = decode_eval(evals)?.typical.as_ref()?;
+            Some(DecodeBounds {
+                layout: t.layout,
+                decoding_requests: t.decoding_requests,
+                imbalance: &t.load_imbalance,
+                ceilings: &t.ceilings,
+                explain: &t.explain,
+            })
+        }
+        Deployment::Disaggregated { .. } => {
+            let e = fig.and_then(disaggregated)?;
+            Some(DecodeBounds {
+                layout: e.decode.layout,
+                decoding_requests: e.decode.requests_per_rank * e.decode.layout.dp as f64,
+                imbalance: &e.decode_imbalance,
+                ceilings: &e.ceilings,
+                explain: &e.explain,
+            })
+        }
+    }
 }
 
 /// TTFT at the mean and at the longest lengths (lower, higher).
@@ -79,15 +206,16 @@ pub(super) fn performance(
     prefill_throughput(plan, evals, fig, out);
     decode_pool_throughput(plan, fig, out);
     latencies(plan, evals, fig, out);
-    if let Some(t) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
-        if let Some(claim) = plan.claims.comm_overhead {
-            comm_overhead(claim, t, out);
-        }
-        if let Some(claim) = plan.claims.load_imbalance {
-            load_imbalance(claim, t, out);
-        }
-        gpu_utilization(plan, t, out);
+    if let (Some(claim), Some(t)) = (
+        plan.claims.comm_overhead,
+        pool_step(plan, evals, fig, Part::Decode),
+    ) {
+        comm_overhead(claim, &t, out);
     }
+    if let (Some(claim), Some(b)) = (plan.claims.load_imbalance, decode_bounds(plan, evals, fig)) {
+        load_imbalance(claim, &b, out);
+    }
+    gpu_utilization(plan, evals, fig, out);
 }
 
 /// Checks the deployment's throughput per GPU (output or prompt tokens, as
@@ -138,8 +266,8 @@ fn throughput(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut 
         },
         out,
     );
-    if let Some(t) = decode_eval(evals).and_then(|e| e.typical.as_ref()) {
-        throughput_ceiling(plan, t, claim, hi, out);
+    if let Some(b) = decode_bounds(plan, evals, fig) {
+        throughput_ceiling(plan, &b, claim, hi, out);
     }
 }
 
@@ -147,7 +275,7 @@ fn throughput(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut 
 /// tensor cores for prompt tokens (`computed`: the figure to claim instead).
 fn throughput_ceiling(
     plan: &Plan,
-    t: &Estimate,
+    t: &DecodeBounds,
     claim: TokensPerSecond,
     computed: f64,
     out: &mut Vec<Finding>,
@@ -425,12 +553,15 @@ fn latency(
     let (Some(claim), Some((lo, hi))) = (claim, kind.range(fig)) else {
         return;
     };
-    let ev = explained(
-        decode_eval(evals)
+    // The figure's own derivation: a disaggregated plan's is its
+    // disaggregated estimate's, not the decode layout's as a replica.
+    let derivation = match fig.map(|f| &f.estimate) {
+        Some(p @ Predicted::Disaggregated(_)) => p.explain(kind.key()),
+        _ => decode_eval(evals)
             .and_then(|e| e.typical.as_ref())
             .and_then(|t| t.explain.get(&kind.key())),
-        "estimate",
-    );
+    };
+    let ev = explained(derivation, "estimate");
     compare(
         Claim {
             field: field.into(),
@@ -451,10 +582,10 @@ fn latency(
     );
 }
 
-/// Checks the claimed communication share of a steady-state decode step.
-fn comm_overhead(claim: f64, t: &Estimate, out: &mut Vec<Finding>) {
-    let comm = t.decode.by_bound.get("communication").map_or(0.0, |s| s.0);
-    let share = comm / t.decode.time.0.max(f64::MIN_POSITIVE);
+/// Checks the claimed communication share of the step that decodes.
+fn comm_overhead(claim: f64, t: &PoolStep, out: &mut Vec<Finding>) {
+    let comm = t.step.by_bound.get("communication").map_or(0.0, |s| s.0);
+    let share = comm / t.step.time.0.max(f64::MIN_POSITIVE);
     if (claim - share).abs() > 0.10 {
         out.push(finding(
             Severity::Warning,
@@ -463,15 +594,16 @@ fn comm_overhead(claim: f64, t: &Estimate, out: &mut Vec<Finding>) {
             Some(pct(claim)),
             Some(pct(share)),
             format!(
-                "communication is {} of a steady-state step, not {}",
+                "communication is {} of {}, not {}",
                 pct(share),
+                t.what,
                 pct(claim)
             ),
             Derivation::new(
                 "communication time of the step / step time",
                 &[
                     ("communication", Seconds(comm).to_string()),
-                    ("step", t.decode.time.to_string()),
+                    ("step", t.step.time.to_string()),
                     ("layout", t.layout.to_string()),
                 ],
             ),
@@ -483,8 +615,8 @@ fn comm_overhead(claim: f64, t: &Estimate, out: &mut Vec<Finding>) {
 /// An expert load imbalance claimed below what uniform routing gives: a
 /// physical floor, since the busiest of ep ranks draws more than the mean
 /// by chance alone (balls into bins), before any skew.
-fn load_imbalance(claim: f64, t: &Estimate, out: &mut Vec<Finding>) {
-    let li = t.load_imbalance;
+fn load_imbalance(claim: f64, t: &DecodeBounds, out: &mut Vec<Finding>) {
+    let li = t.imbalance;
     if claim + 0.02 < li.uniform {
         out.push(finding(
             Severity::Error,
@@ -500,26 +632,36 @@ fn load_imbalance(claim: f64, t: &Estimate, out: &mut Vec<Finding>) {
 }
 
 /// Checks every claimed GPU utilisation against the plan's own MFU and the
-/// utilisation the computed load achieves.
-fn gpu_utilization(plan: &Plan, t: &Estimate, out: &mut Vec<Finding>) {
+/// utilisation the computed load achieves: of the whole deployment, of the
+/// prefill pool and of the decode pool (each its own pure step when
+/// disaggregated).
+fn gpu_utilization(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut Vec<Finding>) {
     let c = &plan.claims;
     let claims = [
-        ("claims.gpu_utilization", c.overall.gpu_utilization),
+        (
+            "claims.gpu_utilization",
+            Part::Whole,
+            c.overall.gpu_utilization,
+        ),
         (
             "claims.prefill.gpu_utilization",
+            Part::Prefill,
             c.prefill.as_ref().and_then(|p| p.gpu_utilization),
         ),
         (
             "claims.decode.gpu_utilization",
+            Part::Decode,
             c.decode.as_ref().and_then(|p| p.gpu_utilization),
         ),
     ];
-    for (field, claim) in claims {
+    for (field, part, claim) in claims {
         let Some(claim) = claim else { continue };
         if let Some(mfu) = plan.scenario.mfu {
             utilization_above_mfu(field, claim, mfu, out);
         }
-        utilization_above_achieved(plan, t, field, claim, out);
+        if let Some(t) = pool_step(plan, evals, fig, part) {
+            utilization_above_achieved(plan, &t, field, claim, out);
+        }
     }
 }
 
@@ -550,15 +692,14 @@ fn utilization_above_mfu(field: &str, claim: f64, mfu: f64, out: &mut Vec<Findin
 /// load achieves.
 fn utilization_above_achieved(
     plan: &Plan,
-    t: &Estimate,
+    t: &PoolStep,
     field: &str,
     claim: f64,
     out: &mut Vec<Finding>,
 ) {
     let peak = peak_flops(plan);
     let flop = plan.scenario.model.linear_flop_per_token().0;
-    let achieved = t.output_tokens_per_s_per_gpu.0 * flop / peak
-        + t.input_tokens_per_s_per_gpu.0 * flop / peak;
+    let achieved = t.output_per_gpu * flop / peak + t.input_per_gpu * flop / peak;
     if claim > 3.0 * achieved && claim - achieved > 0.1 {
         out.push(finding(
             Severity::Warning,
@@ -567,22 +708,17 @@ fn utilization_above_achieved(
             Some(pct(claim)),
             Some(pct(achieved)),
             format!(
-                "the GPUs do {} of their peak FLOP/s at this load (decode is {:?}-bound), not {}",
+                "the GPUs do {} of their peak FLOP/s at this load ({} is {:?}-bound), not {}",
                 pct(achieved),
-                t.bottleneck.decode,
+                t.phase,
+                t.step.bottleneck,
                 pct(claim)
             ),
             Derivation::new(
                 "(output + prompt tokens/s per GPU) × linear FLOP per token / peak",
                 &[
-                    (
-                        "output_tokens_per_s",
-                        format!("{:.0}", t.output_tokens_per_s_per_gpu.0),
-                    ),
-                    (
-                        "prompt_tokens_per_s",
-                        format!("{:.0}", t.input_tokens_per_s_per_gpu.0),
-                    ),
+                    ("output_tokens_per_s", format!("{:.0}", t.output_per_gpu)),
+                    ("prompt_tokens_per_s", format!("{:.0}", t.input_per_gpu)),
                     ("peak", FlopPerSecond(peak).to_string()),
                 ],
             ),
@@ -593,9 +729,15 @@ fn utilization_above_achieved(
 
 /// Throughput bounds the plan derives itself, against its own inputs and
 /// against the computed ceilings.
-pub(super) fn bounds(plan: &Plan, evals: &[PoolEval], out: &mut Vec<Finding>) {
+pub(super) fn bounds(
+    plan: &Plan,
+    evals: &[PoolEval],
+    fig: Option<&Figures>,
+    out: &mut Vec<Finding>,
+) {
     let c = &plan.claims;
-    let t = decode_eval(evals).and_then(|e| e.typical.as_ref());
+    let t = decode_bounds(plan, evals, fig);
+    let t = t.as_ref();
     if let Some(cb) = c.compute_bound_throughput_per_gpu {
         compute_bound(plan, t, cb, out);
     }
@@ -647,7 +789,12 @@ fn against_own_inputs(
 
 /// Checks the compute-bound throughput claim against the plan's own FLOP
 /// per token and the computed one.
-fn compute_bound(plan: &Plan, t: Option<&Estimate>, cb: TokensPerSecond, out: &mut Vec<Finding>) {
+fn compute_bound(
+    plan: &Plan,
+    t: Option<&DecodeBounds>,
+    cb: TokensPerSecond,
+    out: &mut Vec<Finding>,
+) {
     let peak = peak_flops(plan);
     let mfu = plan.scenario.mfu.unwrap_or(1.0);
     if let Some(f) = plan.claims.flops_per_token {
@@ -697,7 +844,12 @@ fn compute_bound(plan: &Plan, t: Option<&Estimate>, cb: TokensPerSecond, out: &m
 
 /// Checks the bandwidth-bound throughput claim against the plan's own bytes
 /// per token and the computed HBM ceiling.
-fn bandwidth_bound(plan: &Plan, t: Option<&Estimate>, bb: TokensPerSecond, out: &mut Vec<Finding>) {
+fn bandwidth_bound(
+    plan: &Plan,
+    t: Option<&DecodeBounds>,
+    bb: TokensPerSecond,
+    out: &mut Vec<Finding>,
+) {
     let bw = plan.scenario.gpu.memory_bandwidth.0;
     let bwu = plan.scenario.bandwidth_utilization.unwrap_or(1.0);
     if let Some(b) = plan.claims.bytes_read_per_token {

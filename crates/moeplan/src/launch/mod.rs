@@ -349,13 +349,9 @@ fn role_plans<'a>(req: &'a Request) -> Result<Vec<RolePlan<'a>>, LaunchError> {
                 replicas: req.replicas.max(1),
                 layout: r.layout,
                 concurrency: r.workload.concurrency,
+                redundant_experts: r.redundant_experts,
             };
-            Ok(vec![plan_role(
-                req,
-                &one,
-                (&r.model, &r.gpu, &r.engine),
-                r.redundant_experts,
-            )?])
+            Ok(vec![plan_role(req, &one, (&r.model, &r.gpu, &r.engine))?])
         }
         Deployment::Disaggregated(d) => {
             let c = d.workload.concurrency;
@@ -365,17 +361,19 @@ fn role_plans<'a>(req: &'a Request) -> Result<Vec<RolePlan<'a>>, LaunchError> {
                     replicas: d.prefill.workers.max(1),
                     layout: d.prefill.layout,
                     concurrency: d.prefill.prompts_per_rank * d.prefill.layout.dp as u64,
+                    redundant_experts: d.prefill.redundant_experts,
                 },
                 PoolSpec {
                     role: PoolRole::Decode,
                     replicas: d.decode.workers.max(1),
                     layout: d.decode.layout,
                     concurrency: c.div_ceil(d.decode.workers.max(1) as u64),
+                    redundant_experts: d.decode.redundant_experts,
                 },
             ];
             pools
                 .iter()
-                .map(|p| plan_role(req, p, (&d.model, &d.gpu, &d.engine), d.redundant_experts))
+                .map(|p| plan_role(req, p, (&d.model, &d.gpu, &d.engine)))
                 .collect()
         }
     }
@@ -387,6 +385,8 @@ struct PoolSpec {
     replicas: u32,
     layout: Layout,
     concurrency: u64,
+    /// Its redundant expert slots (EPLB) per replica.
+    redundant_experts: u32,
 }
 
 /// A role's layout as the engine expresses it, split over nodes, with its
@@ -395,8 +395,8 @@ fn plan_role<'a>(
     req: &Request,
     p: &PoolSpec,
     (model, gpu, engine): (&'a Model, &'a Gpu, &EngineConfig),
-    redundant_experts: u32,
 ) -> Result<RolePlan<'a>, LaunchError> {
+    let redundant_experts = p.redundant_experts;
     let inexpressible = |refusal| LaunchError::Inexpressible {
         role: p.role,
         refusal,

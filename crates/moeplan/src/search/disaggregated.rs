@@ -61,7 +61,6 @@ impl Eval<'_> {
                 concurrency,
             },
             engine: self.engine,
-            redundant_experts: 0,
             routing_skew: 0.0,
         }
     }
@@ -72,6 +71,7 @@ fn pool(layout: Layout, workers: u32) -> Pool {
         layout,
         workers,
         prompts_per_rank: 1,
+        redundant_experts: 0,
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Pool {
     /// Prompts one attention-DP rank of a prefill worker runs per step (the
     /// decode pool's batch follows from the load).
     pub prompts_per_rank: u64,
+    /// Redundant expert slots (EPLB) per worker of this pool: each pool
+    /// states its own, since each splits its slots over its own EP degree.
+    pub redundant_experts: u32,
 }
 
 /// Everything one disaggregated estimate needs.
@@ -66,8 +69,6 @@ pub struct DisaggInput<'a> {
     pub workload: Workload,
     /// Engine settings (both pools).
     pub engine: EngineConfig,
-    /// Redundant expert slots (EPLB) per worker.
-    pub redundant_experts: u32,
     /// Power-law exponent of expert popularity (0 = uniform routing).
     pub routing_skew: f64,
 }
@@ -173,6 +174,12 @@ pub struct DisaggEstimate {
     pub decode: PoolEstimate,
     /// Expert load imbalance of the decode step (max/mean − 1 of its routed rows).
     pub load_imbalance: f64,
+    /// Expert load imbalance of the decode pool's (pure) decode step with
+    /// uniform routing, at the skew, and applied (`load_imbalance`).
+    pub decode_imbalance: super::LoadImbalance,
+    /// Per GPU: the decode pool's HBM ceiling at its batch (pure decode
+    /// steps), and the dense-peak prefill ceiling.
+    pub ceilings: super::Ceilings,
     /// Time to move one request's KV cache from prefill to decode.
     pub kv_transfer: Seconds,
     /// Mean wait for a prefill rank in steady state.
@@ -207,7 +214,7 @@ pub(crate) fn pool_input<'a>(
             ..inp.workload
         },
         engine: inp.engine,
-        redundant_experts: inp.redundant_experts,
+        redundant_experts: pool.redundant_experts,
         routing_skew: inp.routing_skew,
     }
 }
@@ -394,7 +401,7 @@ fn pool_memory(
         inp.gpu,
         &pool.layout,
         &inp.engine,
-        inp.redundant_experts,
+        pool.redundant_experts,
         requests.ceil() as u64,
         context,
     )
@@ -422,7 +429,9 @@ impl PreparedDisagg {
             (PoolRole::Prefill, &inp.prefill),
             (PoolRole::Decode, &inp.decode),
         ] {
-            let (p, w) = pool.layout.check(inp.model, inp.gpu, inp.redundant_experts);
+            let (p, w) = pool
+                .layout
+                .check(inp.model, inp.gpu, pool.redundant_experts);
             problems.extend(p.into_iter().map(|x| (role, x)));
             warnings.extend(w.into_iter().map(|x| format!("{} pool: {x}", role.name())));
         }
@@ -541,8 +550,7 @@ pub fn estimate_disaggregated(
         &sv,
     );
     // The decode step at the solved batch, costed exactly: TPOT is its time.
-    let c = inp.workload.concurrency.max(1);
-    let din = pool_input(inp, &inp.decode, c.div_ceil(inp.decode.workers as u64));
+    let din = decode_pool_input(inp);
     let mut decode = Stepper::new(&din, inp.decode.layout.dp as f64).step(
         StepKind::Decode,
         Shape {
@@ -590,13 +598,9 @@ fn assemble(
         description: super::describe(step),
         ..super::phase(step, &sv, super::Detail::Summary)
     };
-    let explain = explain(
-        inp,
-        s,
-        transfer,
-        prefill_step.time(&sv),
-        decode_step.time(&sv),
-    );
+    let (decode_imbalance, ceilings) = decode_figures(inp, decode_step);
+    let steps = (prefill_step.time(&sv), decode_step.time(&sv));
+    let explain = explain(inp, s, transfer, steps, &ceilings);
     let decode_utilization = if mem.decode_max > 0 {
         mem.per_decode_worker / mem.decode_max as f64
     } else {
@@ -633,6 +637,8 @@ fn assemble(
             mem.decode_max,
         ),
         load_imbalance: decode_step.imbalance,
+        decode_imbalance,
+        ceilings,
         kv_transfer: transfer,
         queue_wait: s.wait,
         first_round_ttft: s.first,
@@ -641,6 +647,28 @@ fn assemble(
         warnings,
         explain,
     }
+}
+
+/// One decode worker's input: the decode pool's layout with its share of
+/// the requests in flight.
+fn decode_pool_input<'a>(inp: &DisaggInput<'a>) -> EstimateInput<'a> {
+    let c = inp.workload.concurrency.max(1);
+    pool_input(
+        inp,
+        &inp.decode,
+        c.div_ceil(inp.decode.workers.max(1) as u64),
+    )
+}
+
+/// The decode pool's pure decode step: its expert load imbalance and its
+/// ceilings per GPU (every attention-DP rank of a worker decodes).
+fn decode_figures(inp: &DisaggInput, step: &Step) -> (super::LoadImbalance, super::Ceilings) {
+    let din = decode_pool_input(inp);
+    let ranks = inp.decode.layout.dp as f64;
+    (
+        super::load_imbalance_of(&din, ranks, step),
+        super::ceilings(&din, ranks, step),
+    )
 }
 
 impl Pool {
@@ -749,12 +777,14 @@ fn pool_warnings(inp: &DisaggInput, s: &Solved, mem: &PoolMemories, warnings: &m
     }
 }
 
+/// The derivations of a disaggregated estimate's figures; `steps` are the
+/// prefill and the decode step.
 fn explain(
     inp: &DisaggInput,
     s: &Solved,
     transfer: Seconds,
-    service: Seconds,
-    decode: Seconds,
+    (service, decode): (Seconds, Seconds),
+    ceilings: &super::Ceilings,
 ) -> super::Explain {
     let sv = inp.calibration.serving;
     let mut e = BTreeMap::new();
@@ -794,6 +824,14 @@ fn explain(
                 ("concurrency", inp.workload.concurrency.to_string()),
             ],
         ),
+    );
+    // The decode pool's ceilings and imbalance, as an aggregated estimate
+    // derives its own.
+    let din = decode_pool_input(inp);
+    super::explain_ceilings(&mut e, &din, ceilings);
+    e.insert(
+        super::ExplainKey::LoadImbalance,
+        super::explain_imbalance(&din),
     );
     e
 }

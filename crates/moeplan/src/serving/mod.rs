@@ -641,8 +641,8 @@ impl Figures {
         let gpus = inp.layout.gpus() as f64;
         Figures {
             per_gpu: TokensPerSecond(res.output_rate * load.active_ranks / gpus),
-            imbalance: load_imbalance_of(inp, load, &st.decode),
-            ceilings: ceilings(inp, load, &st.decode),
+            imbalance: load_imbalance_of(inp, load.active_ranks, &st.decode),
+            ceilings: ceilings(inp, load.active_ranks, &st.decode),
             pure: pure_phases(inp, load, lp, st),
         }
     }
@@ -657,15 +657,16 @@ fn op_bytes(ops: &[Op], keep: impl Fn(&Op) -> bool) -> Bytes {
 }
 
 /// The decode ceiling (HBM traffic alone) and the prefill ceiling (dense
-/// peak alone) per GPU, with the bytes and FLOP behind them.
-fn ceilings(inp: &EstimateInput, load: &Load, d: &Step) -> Ceilings {
+/// peak alone) per GPU, with the bytes and FLOP behind them, for the decode
+/// step `d` on `active_ranks` attention-DP ranks.
+pub(crate) fn ceilings(inp: &EstimateInput, active_ranks: f64, d: &Step) -> Ceilings {
     let m = inp.model;
     let gpus = inp.layout.gpus() as f64;
     let decode_bytes = op_bytes(&d.cost.ops, |o| o.bound != Bound::Communication);
     let kv_bytes = op_bytes(&d.cost.ops, |o| o.kind.reads_kv_cache());
     // Per GPU: the replica's tokens of one cycle over its GPUs, against
     // the HBM time of every micro-batch's bytes.
-    let tokens_per_gpu = d.shape.decodes * load.active_ranks / gpus;
+    let tokens_per_gpu = d.shape.decodes * active_ranks / gpus;
     let decode_ceiling = TokensPerSecond::from_tokens(
         tokens_per_gpu,
         decode_bytes * d.micro_batches / inp.gpu.memory_bandwidth,
@@ -685,8 +686,9 @@ fn ceilings(inp: &EstimateInput, load: &Load, d: &Step) -> Ceilings {
 }
 
 /// The decode step's expert load imbalance with uniform routing and at the
-/// routing skew (or the reference skew), and the value applied.
-fn load_imbalance_of(inp: &EstimateInput, load: &Load, d: &Step) -> LoadImbalance {
+/// routing skew (or the reference skew), and the value applied, for the
+/// step `d` on `active_ranks` attention-DP ranks.
+pub(crate) fn load_imbalance_of(inp: &EstimateInput, active_ranks: f64, d: &Step) -> LoadImbalance {
     let l = inp.layout;
     let skew_ref = if inp.routing_skew > 0.0 {
         inp.routing_skew
@@ -695,7 +697,7 @@ fn load_imbalance_of(inp: &EstimateInput, load: &Load, d: &Step) -> LoadImbalanc
     };
     let (uniform, skewed) = match &inp.model.moe {
         Some(moe) => {
-            let rows = (d.shape.decodes + d.shape.prefill_tokens) * load.active_ranks * l.cp as f64
+            let rows = (d.shape.decodes + d.shape.prefill_tokens) * active_ranks * l.cp as f64
                 / l.edp() as f64
                 * moe.experts_per_token as f64;
             let at = |skew| {
@@ -774,17 +776,7 @@ fn explain(
         ),
     );
     explain_ceilings(&mut e, inp, &f.ceilings);
-    e.insert(
-        ExplainKey::LoadImbalance,
-        Derivation::new(
-            "max/mean − 1 of EP ranks' routed rows: popularity ∝ rank^−skew placed on ranks (EPLB greedy with redundant slots), times the busiest-of-ep fluctuation σ·√(2 ln ep)",
-            &[
-                ("ep", l.ep.to_string()),
-                ("redundant_slots", inp.redundant_experts.to_string()),
-                ("skew", format!("{}", inp.routing_skew)),
-            ],
-        ),
-    );
+    e.insert(ExplainKey::LoadImbalance, explain_imbalance(inp));
     e.insert(
         ExplainKey::Memory,
         Derivation::new(
@@ -838,7 +830,19 @@ fn explain_tpot(lp: &Loop, st: &LoopSteps, sv: &ServingParams) -> Derivation {
 }
 
 /// How the decode and prefill ceilings are derived.
-fn explain_ceilings(e: &mut Explain, inp: &EstimateInput, c: &Ceilings) {
+/// How the expert load imbalance of a step comes out of the routing.
+pub(crate) fn explain_imbalance(inp: &EstimateInput) -> Derivation {
+    Derivation::new(
+        "max/mean − 1 of EP ranks' routed rows: popularity ∝ rank^−skew placed on ranks (EPLB greedy with redundant slots), times the busiest-of-ep fluctuation σ·√(2 ln ep)",
+        &[
+            ("ep", inp.layout.ep.to_string()),
+            ("redundant_slots", inp.redundant_experts.to_string()),
+            ("skew", format!("{}", inp.routing_skew)),
+        ],
+    )
+}
+
+pub(crate) fn explain_ceilings(e: &mut Explain, inp: &EstimateInput, c: &Ceilings) {
     e.insert(
         ExplainKey::DecodeCeiling,
         Derivation::new(

@@ -237,6 +237,81 @@ fn corrected_plans_round_trip_in_their_format() {
     }
 }
 
+/// Review of issue 11, gap 3: the corrected plan of a disaggregated plan is
+/// disaggregated (it was the decode layout as one aggregated replica).
+/// SGLang's DeepSeek-V3 plan (`examples/audit/published/`: prefill dp32/ep32
+/// and decode dp72/ep72, each with 32 redundant experts) at 9216 requests in
+/// flight and no GPU limit: both layouts are valid, so both are kept with
+/// their redundant experts. Worker counts by rate matching: a decode worker
+/// holds 15048 requests of 2900 tokens, so 1 worker holds the 9216; the
+/// prefill pool gets ⌈X × S / 32⌉ workers, X = 9216 / (S + 1799 × TPOT)
+/// requests/s from the kernels' prefill step S and decode step: what a plan
+/// that leaves its prefill workers unstated is given (`infer_workers`). The
+/// plan written back reads as the same pools and audits without errors.
+#[test]
+fn a_disaggregated_plan_is_corrected_as_a_disaggregated_plan() {
+    let text = std::fs::read_to_string(
+        root().join("examples/audit/published/sglang-deepseek-v3-104xh100.toml"),
+    )
+    .unwrap()
+    .replace("concurrency = 18432", "concurrency = 9216")
+    .replace("\ngpus = 104\n", "\n");
+    let p = load_text(&text).unwrap();
+    let a = audit(&p, &AuditOptions::default());
+    let c = a.corrected.as_ref().unwrap();
+    let pools = c.pools.expect("disaggregated");
+    let (prefill, decode) = (pools.prefill, pools.decode);
+    let kept = |l: moeplan::layout::Layout, dp: u32| l.dp == dp && l.ep == dp && l.gpus() == dp;
+    assert!(
+        kept(prefill.layout, 32) && kept(decode.layout, 72),
+        "{pools:?}"
+    );
+    assert_eq!(
+        (prefill.redundant_experts, decode.redundant_experts),
+        (32, 32)
+    );
+    assert_eq!(decode.workers, 1);
+    // The prefill workers an unstated count is given.
+    let unstated = load_text(&text.replace(
+        "[deployment.prefill]\n",
+        "[deployment.prefill]\nreplicas = 1\n",
+    ))
+    .unwrap();
+    let mut d =
+        match moeplan::replica::Deployment::from_plan(&unstated, unstated.scenario.engine_config())
+        {
+            moeplan::replica::Deployment::Disaggregated(d) => d,
+            moeplan::replica::Deployment::Aggregated(_) => panic!("disaggregated"),
+        };
+    d.prefill.workers = 0;
+    d.infer_workers();
+    assert_eq!(prefill.workers, d.prefill.workers);
+    assert!(prefill.workers > 1, "one prefill worker does not keep up");
+    assert_eq!(c.gpus, 32 * prefill.workers as u64 + 72);
+    // Written back in TOML, it reads as the same pools and passes.
+    let source = Source::from_text("p.toml", &text, Format::Toml);
+    let written = fix::render(&source, c).unwrap();
+    let again = load_text(&written).unwrap_or_else(|e| panic!("{e}\n{written}"));
+    let plan::Deployment::Disaggregated {
+        prefill: p2,
+        decode: d2,
+    } = again.deployment
+    else {
+        panic!("{written}")
+    };
+    assert_eq!(
+        (p2.layout, p2.replicas, p2.redundant_experts),
+        (prefill.layout, prefill.workers, 32)
+    );
+    assert_eq!(
+        (d2.layout, d2.replicas, d2.redundant_experts),
+        (decode.layout, decode.workers, 32)
+    );
+    let b = audit(&again, &AuditOptions::default());
+    assert!(!b.has_errors(), "{:?}\n{written}", errors(&b));
+    assert_eq!(b.corrected.unwrap().source, CorrectionSource::Unchanged);
+}
+
 fn load_text(text: &str) -> Result<plan::Plan, moeplan::spec::SpecError> {
     plan::load(
         &Source::from_text("t.toml", text, Format::Toml),

@@ -27,7 +27,7 @@ fn requests_beyond_the_decode_pools_memory_wait_for_a_slot() {
         &d.gpu,
         &d.decode.layout,
         &d.engine,
-        d.redundant_experts,
+        d.decode.redundant_experts,
         context,
     );
     let room = (per_worker * d.decode.workers as u64) as f64;

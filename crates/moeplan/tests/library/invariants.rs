@@ -253,6 +253,91 @@ fn a_disaggregated_decode_pool_is_not_charged_with_prefill() {
     );
 }
 
+/// Review of issue 11, gap 2: the soft figures of a disaggregated plan are
+/// its pools' own steps. SGLang's DeepSeek-V3 on 104 H100
+/// (`examples/audit/published/`) with claims of 90% communication, 90% GPU
+/// utilisation of each pool and 0% imbalance: the audit read the decode
+/// layout run as an aggregated replica (a 108.3 ms step with prompt chunks,
+/// 870 prompt tokens/s per decode GPU) while the decode pool's step is the
+/// disaggregated estimate's pure decode step (25.69 ms). Now, by hand from
+/// that estimate:
+/// - communication share = the decode step's communication time / its time;
+/// - decode pool utilisation = requests/s × osl / 72 decode GPUs (64.95 ×
+///   1800 / 72 = 1624 output tokens/s, no prompt tokens) × linear FLOP per
+///   token / peak (≈ 6%);
+/// - prefill pool utilisation = requests/s × isl / 32 prefill GPUs, prompt
+///   tokens only, with the prefill step's bottleneck;
+/// - the imbalance floor = uniform routing at the decode pool's batch.
+#[test]
+fn a_disaggregated_plans_soft_figures_are_its_pools_own_steps() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/audit/published/sglang-deepseek-v3-104xh100.toml");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace(
+            "[claims]\n",
+            "[claims]\ncomm_overhead = \"90%\"\nload_imbalance = \"0%\"\n",
+        )
+        .replace(
+            "[claims.prefill]\n",
+            "[claims.prefill]\ngpu_utilization = \"90%\"\n",
+        )
+        .replace(
+            "[claims.decode]\n",
+            "[claims.decode]\ngpu_utilization = \"90%\"\n",
+        );
+    let p = plan_from(&text);
+    let f = audit::figures(&p, &audit::evaluate(&p)).expect("both pools are valid");
+    let Predicted::Disaggregated(e) = &f.estimate else {
+        panic!("disaggregated")
+    };
+    let a = audit::audit(&p, &AuditOptions::default());
+    let computed = |field: &str| {
+        let x = a
+            .findings
+            .iter()
+            .find(|x| x.field == field)
+            .unwrap_or_else(|| panic!("{field} is checked: {:?}", a.findings));
+        (x.computed.clone().unwrap_or_default(), x.clone())
+    };
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let step = &e.decode.step;
+    let comm = step.by_bound["communication"].value() / step.time.value();
+    let (share, finding) = computed("claims.comm_overhead");
+    assert_eq!(share, pct(comm));
+    assert!(finding
+        .evidence
+        .inputs
+        .iter()
+        .any(|(k, v)| k == "step" && *v == step.time.to_string()));
+    // DeepSeek-V3's experts compute in FP8: H100 SXM's dense FP8 peak.
+    let peak = 1978.9e12;
+    let flop = p.scenario.model.linear_flop_per_token().value();
+    let (isl, osl) = (2000.0, 1800.0);
+    let decode = e.requests_per_s * osl / e.decode.gpus as f64 * flop / peak;
+    let (util, finding) = computed("claims.decode.gpu_utilization");
+    assert_eq!(util, pct(decode));
+    assert!(finding.message.contains("decode is"), "{}", finding.message);
+    assert!(finding
+        .evidence
+        .inputs
+        .iter()
+        .any(|(k, v)| k == "prompt_tokens_per_s" && v == "0"));
+    let prefill = e.requests_per_s * isl / e.prefill.gpus as f64 * flop / peak;
+    let (util, finding) = computed("claims.prefill.gpu_utilization");
+    assert_eq!(util, pct(prefill));
+    assert!(
+        finding.message.contains("prefill is"),
+        "{}",
+        finding.message
+    );
+    let (floor, _) = computed("claims.load_imbalance");
+    assert!(
+        floor.starts_with(&pct(e.decode_imbalance.uniform)),
+        "{floor}"
+    );
+}
+
 /// Issue 11, problem 3: the per-GPU decode ceiling grew with the TP degree
 /// (gpt-oss-120b on H200 at concurrency 64: 5.1k / 10.2k / 20.1k tokens/s
 /// at TP 1 / 2 / 4). A TP group reads the same weights and KV cache split
@@ -373,4 +458,95 @@ fn headline_latencies_are_never_below_the_mean_estimate() {
             assert!(f.tpot.value() >= f.estimate.tpot().value(), "{}", s.name);
         }
     }
+}
+
+/// Review of issue 11, gap 1: each pool of a disaggregated plan keeps its
+/// own redundant experts. DeepSeek-V3 has 256 routed experts: a prefill pool
+/// of dp64/ep64 without redundant experts holds 256 / 64 = 4 slots a GPU, a
+/// decode pool of dp72/ep72 with 32 holds (256 + 32) / 72 = 4. The decode
+/// pool's 32 used to be applied to both, so the prefill pool read 288 slots
+/// over 64 GPUs (4.5, not whole) and `estimate`, `simulate`, `dag` and
+/// `launch` refused the plan (exit 2). Now it estimates; with 4 slots a GPU
+/// in both pools, one attention replica a GPU (tp 1) and the same model,
+/// a GPU of either pool holds the same weights, byte for byte; the figures
+/// carry (0, 32) into the plan they write and `launch` gives EPLB's 32 slots
+/// to the decode pool only.
+#[test]
+fn each_disaggregated_pool_keeps_its_own_redundant_experts() {
+    let text = r#"
+        name = "sglang-deepseek-v3-wide-prefill"
+        [model]
+        catalog = "deepseek-v3"
+        [hardware]
+        gpu = "h100-sxm"
+        engine = "sglang"
+        [workload]
+        isl = 2000
+        osl = 1000
+        concurrency = 2048
+        [deployment]
+        mode = "disaggregated"
+        [deployment.prefill]
+        dp = 64
+        ep = 64
+        redundant_experts = 0
+        [deployment.decode]
+        dp = 72
+        ep = 72
+        redundant_experts = 32
+        "#;
+    let p = plan_from(text);
+    let engine = p.scenario.serving_engine().config(p.scenario.gpu.memory);
+    let d = moeplan::replica::Deployment::from_plan(&p, engine);
+    let moeplan::replica::Deployment::Disaggregated(x) = &d else {
+        panic!("disaggregated")
+    };
+    assert_eq!(
+        (x.prefill.redundant_experts, x.decode.redundant_experts),
+        (0, 32)
+    );
+    let e = moeplan::serving::disagg::estimate_disaggregated(&x.input())
+        .unwrap_or_else(|e| panic!("both pools are valid: {e:?}"));
+    assert_eq!(
+        e.prefill.memory.weights_bytes, e.decode.memory.weights_bytes,
+        "4 expert slots a GPU in both pools"
+    );
+    let worst = moeplan::figures::WorstCase {
+        isl: 2000,
+        osl: 1000,
+    };
+    let f =
+        moeplan::figures::evaluate(&d, worst, 1, moeplan::serving::Detail::Summary).expect("valid");
+    let written = f.as_plan(&p.scenario);
+    let moeplan::spec::plan::Deployment::Disaggregated { prefill, decode } = written.deployment
+    else {
+        panic!("disaggregated")
+    };
+    assert_eq!(
+        (prefill.redundant_experts, decode.redundant_experts),
+        (0, 32)
+    );
+    let l = moeplan::launch::launch(&moeplan::launch::Request {
+        deployment: &d,
+        replicas: 1,
+        engine: moeplan::engine::Engine::Sglang,
+        engine_version: None,
+        target: moeplan::launch::Target::Shell,
+        model_path: "deepseek-ai/DeepSeek-V3".into(),
+        max_context: 3000,
+        image: None,
+    })
+    .unwrap_or_else(|e| panic!("launches: {e}"));
+    let slots: Vec<_> = l
+        .roles
+        .iter()
+        .map(|r| (r.role, r.settings.redundant_experts))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            (moeplan::replica::PoolRole::Prefill, 0),
+            (moeplan::replica::PoolRole::Decode, 32)
+        ]
+    );
 }

@@ -61,7 +61,6 @@ fn disaggregated(
             concurrency,
         },
         engine: engine.config(g.memory),
-        redundant_experts: 0,
         routing_skew: 0.0,
         model: m,
         gpu: g,
@@ -129,11 +128,13 @@ fn references(engine: Engine) -> Vec<(&'static str, Deployment, u32)> {
                     layout: layout(1, 1, 8, 8, 1),
                     workers: 2,
                     prompts_per_rank: 1,
+                    redundant_experts: 0,
                 },
                 Pool {
                     layout: layout(1, 1, 16, 16, 1),
                     workers: 1,
                     prompts_per_rank: 1,
+                    redundant_experts: 0,
                 },
                 512,
                 engine,
@@ -392,11 +393,12 @@ fn check_invariants(l: &Launch, d: &Deployment, replicas: u32) {
 /// The memory settings of a role leave room for moeplan's weights,
 /// activations and the KV cache of its planned requests.
 fn check_memory(r: &launch::Role, d: &Deployment) {
-    let (model, gpu, cfg, redundant) = match d {
-        Deployment::Aggregated(x) => (&x.model, &x.gpu, &x.engine, x.redundant_experts),
-        Deployment::Disaggregated(x) => (&x.model, &x.gpu, &x.engine, x.redundant_experts),
+    let (model, gpu, cfg) = match d {
+        Deployment::Aggregated(x) => (&x.model, &x.gpu, &x.engine),
+        Deployment::Disaggregated(x) => (&x.model, &x.gpu, &x.engine),
     };
     let s = &r.settings;
+    let redundant = s.redundant_experts;
     let m = moeplan::memory::memory(
         model,
         gpu,

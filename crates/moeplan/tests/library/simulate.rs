@@ -357,11 +357,13 @@ fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
             layout: layout(8),
             workers: 2,
             prompts_per_rank: 1,
+            redundant_experts: 0,
         },
         decode: Pool {
             layout: layout(16),
             workers: 1,
             prompts_per_rank: 1,
+            redundant_experts: 0,
         },
         workload: moeplan::serving::Workload {
             isl: moeplan::units::Tokens::new(2000),
@@ -369,7 +371,6 @@ fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
             concurrency: 256,
         },
         engine: engine.config(g.memory),
-        redundant_experts: 0,
         routing_skew: 0.0,
         model: m,
         gpu: g,
