@@ -240,8 +240,8 @@ fn nemotron_3_nano_is_31_6b_with_3_2b_active() {
 /// Ultra 550B-A55B run their 512 experts in a latent (1024, 2048) between a
 /// hidden → latent and a latent → hidden projection, which every token
 /// uses: Super 88 layers (40 Mamba-2 of 109.6M, 8 attention of 35.7M, 40
-/// MoE of 512 × 2 × 1024 × 2688 + 2 × 4096 × 1024 + shared 2 × 4096 × 5376
-/// + router = 2873M) + 1.07B embeddings = 120.67B, 12.77B active (12.23B
+/// MoE of 512 × 2 × 1024 × 2688, 2 × 4096 × 1024, a shared 2 × 4096 ×
+/// 5376 and a router = 2873M) + 1.07B embeddings = 120.67B, 12.77B active (12.23B
 /// without the embedding); Ultra 108 layers from `layers_block_type` (48
 /// Mamba-2 of 421.6M, 12 attention of 138.4M, 48 MoE of 10943M) + 2.15B =
 /// 549.3B, 56.06B active (54.99B without the embedding). Nemotron-3.5
