@@ -73,6 +73,14 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/mixtral-8x7b.json"),
     ),
     (
+        "nemotron-3-nano-30b-a3b",
+        include_str!("../catalog/models/nemotron-3-nano-30b-a3b.json"),
+    ),
+    (
+        "nemotron-h-56b",
+        include_str!("../catalog/models/nemotron-h-56b.json"),
+    ),
+    (
         "qwen3-235b-a22b-fp8",
         include_str!("../catalog/models/qwen3-235b-a22b-fp8.json"),
     ),
@@ -215,6 +223,17 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         Some(DType::Nvfp4),
     ),
     ("mistralai/Mixtral-8x22B-v0.1", "mixtral-8x22b", None),
+    (
+        "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
+        "nemotron-3-nano-30b-a3b",
+        None,
+    ),
+    (
+        "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-NVFP4",
+        "nemotron-3-nano-30b-a3b",
+        Some(DType::Nvfp4),
+    ),
+    ("nvidia/Nemotron-H-56B-Base-8K", "nemotron-h-56b", None),
     ("mistralai/Mixtral-8x7B-v0.1", "mixtral-8x7b", None),
     ("Qwen/Qwen3-235B-A22B", "qwen3-235b-a22b", None),
     ("Qwen/Qwen3-235B-A22B-FP8", "qwen3-235b-a22b-fp8", None),
@@ -268,6 +287,7 @@ pub(crate) fn model_by_hf_id(id: &str) -> Option<Result<Model, SpecError>> {
 /// Other names users type for catalog entries.
 const MODEL_ALIASES: &[(&str, &str)] = &[
     ("minimax-m2", "minimax-m2.5"),
+    ("nemotron-3-nano", "nemotron-3-nano-30b-a3b"),
     ("kimi-k2-instruct", "kimi-k2"),
     ("qwen3-235b", "qwen3-235b-a22b"),
     ("qwen3-30b", "qwen3-30b-a3b"),

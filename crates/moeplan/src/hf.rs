@@ -8,8 +8,8 @@
 
 use crate::dtype::DType;
 use crate::model::{
-    Attention, Dtypes, Ffn, Layer, LinearAttention, Mixer, Model, Moe, SparseIndexer,
-    VisionEncoder, VisionProjector,
+    Attention, Dtypes, Ffn, Gating, Layer, LinearAttention, Mamba2, Mixer, Model, Moe,
+    SparseIndexer, VisionEncoder, VisionProjector,
 };
 use crate::spec::source::Source;
 use crate::spec::{Problem, Problems, SpecError};
@@ -41,6 +41,7 @@ pub const SUPPORTED: &[&str] = &[
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
     "MiMoForCausalLM",
+    "NemotronHForCausalLM",
 ];
 
 /// Typed access to a config object, collecting problems with their paths.
@@ -279,6 +280,7 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
         "Glm4MoeForCausalLM" => glm4_moe(&c, arch, pr),
         "GptOssForCausalLM" => gpt_oss(&c, arch, pr),
         "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(&c, root, arch, pr),
+        "NemotronHForCausalLM" => nemotron_h(&c, arch, pr),
         _ => dense(&c, arch, pr),
     };
     m.name = name.to_string();
@@ -297,12 +299,18 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
             "its quantization_config (method `{method}`) is not one moeplan reads: weights are taken as {torch_dtype}, which may overstate them"
         ));
     }
+    // Nemotron-H keeps the Mamba-2 SSM state in its own type (fp32 by default).
+    if let Some(d) = c
+        .str("mamba_ssm_cache_dtype")
+        .and_then(|s| s.parse::<DType>().ok())
+    {
+        m.dtypes.state = d;
+    }
     check_shapes(&m, &c, pr);
     Some(m)
 }
 
 fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
-    let hidden = c.u64("hidden_size", pr);
     let mut n_layers = c.u64("num_hidden_layers", pr);
     if n_layers > crate::spec::model::MAX_LAYERS {
         pr.push(
@@ -314,6 +322,12 @@ fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         );
         n_layers = 1;
     }
+    base_with_layers(c, arch, n_layers, pr)
+}
+
+/// The common fields of a model of `n_layers` full-attention dense layers.
+fn base_with_layers(c: &Cfg, arch: &str, n_layers: u64, pr: &mut Problems) -> Model {
+    let hidden = c.u64("hidden_size", pr);
     Model {
         name: String::new(),
         architecture: arch.to_string(),
@@ -323,6 +337,8 @@ fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         attention: gqa(c, hidden, pr),
         indexer: None,
         linear_attention: None,
+        mamba: None,
+        gating: Gating::Gated,
         moe: None,
         dense_intermediate_size: c.opt_u64("intermediate_size", pr).unwrap_or(0),
         layers: vec![
@@ -395,6 +411,7 @@ fn mixtral_like(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         shared_expert_gate: false,
         router_bias: c.bool("use_routing_bias", false),
         expert_bias: false,
+        latent_size: None,
     });
     m.dense_intermediate_size = 0;
     all_moe(&mut m);
@@ -422,6 +439,7 @@ fn qwen_moe(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         shared_expert_gate: shared > 0,
         router_bias: false,
         expert_bias: false,
+        latent_size: None,
     });
     let step = c.opt_u64("decoder_sparse_step", pr).unwrap_or(1);
     let mlp_only: Vec<u64> = c
@@ -542,6 +560,177 @@ fn mtp_not_counted(m: &mut Model, c: &Cfg) {
     }
 }
 
+/// A block of a Nemotron-H layer pattern: one mixer or one FFN per layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NemotronBlock {
+    /// `M` / `mamba`: a Mamba-2 mixer.
+    Mamba,
+    /// `*` / `attention`: GQA attention.
+    Attention,
+    /// `-` / `mlp`: a squared-ReLU MLP.
+    Mlp,
+    /// `E` / `moe`: the MoE block.
+    Moe,
+}
+
+impl NemotronBlock {
+    /// A character of `hybrid_override_pattern`.
+    fn from_code(c: char) -> Option<Self> {
+        match c {
+            'M' => Some(NemotronBlock::Mamba),
+            '*' => Some(NemotronBlock::Attention),
+            '-' => Some(NemotronBlock::Mlp),
+            'E' => Some(NemotronBlock::Moe),
+            _ => None,
+        }
+    }
+
+    /// An entry of `layers_block_type` (Nemotron-3 Ultra, Nemotron-3.5).
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "mamba" => Some(NemotronBlock::Mamba),
+            "attention" => Some(NemotronBlock::Attention),
+            "mlp" => Some(NemotronBlock::Mlp),
+            "moe" => Some(NemotronBlock::Moe),
+            _ => None,
+        }
+    }
+
+    /// The layer the block is: a mixer alone or an FFN alone.
+    fn layer(self) -> Layer {
+        let (mixer, ffn) = match self {
+            NemotronBlock::Mamba => (Mixer::Mamba, Ffn::Absent),
+            NemotronBlock::Attention => (Mixer::Full, Ffn::Absent),
+            NemotronBlock::Mlp => (Mixer::Absent, Ffn::Dense),
+            NemotronBlock::Moe => (Mixer::Absent, Ffn::Moe),
+        };
+        Layer { mixer, ffn }
+    }
+}
+
+/// The layers of a Nemotron-H config: `hybrid_override_pattern` (one
+/// character per layer), or `layers_block_type` (one name per layer).
+fn nemotron_layers(c: &Cfg, pr: &mut Problems) -> Vec<Layer> {
+    let (key, blocks): (&str, Vec<Option<NemotronBlock>>) = if let Some(p) =
+        c.str("hybrid_override_pattern")
+    {
+        let codes = p.chars().map(NemotronBlock::from_code).collect();
+        ("hybrid_override_pattern", codes)
+    } else if let Some(list) = c.array("layers_block_type") {
+        let names = list
+            .iter()
+            .map(|v| v.as_str().and_then(NemotronBlock::from_name))
+            .collect();
+        ("layers_block_type", names)
+    } else {
+        pr.push(
+                Problem::at(c.prefix, "missing key `hybrid_override_pattern`").hint(
+                    "Nemotron-H names each layer's block in hybrid_override_pattern (M, *, -, E) or layers_block_type",
+                ),
+            );
+        return vec![NemotronBlock::Attention.layer()];
+    };
+    if let Some(i) = blocks.iter().position(Option::is_none) {
+        pr.push(
+            Problem::at(c.path(key), format!("layer {i} has an unknown block kind"))
+                .hint("blocks are M (mamba), * (attention), - (mlp) and E (moe)"),
+        );
+    }
+    let n = blocks.len() as u64;
+    if n == 0 || n > crate::spec::model::MAX_LAYERS {
+        pr.push(
+            Problem::at(c.path(key), format!("{n} layers is not a real model"))
+                .hint(format!("1 to {} layers", crate::spec::model::MAX_LAYERS)),
+        );
+        return vec![NemotronBlock::Attention.layer()];
+    }
+    if let Some(declared) = c.opt_u64("num_hidden_layers", pr).filter(|d| *d != n) {
+        pr.push(
+            Problem::at(
+                c.path("num_hidden_layers"),
+                format!("{declared} layers, but `{key}` names {n}"),
+            )
+            .hint("the pattern has one entry per layer"),
+        );
+    }
+    blocks
+        .into_iter()
+        .map(|b| b.unwrap_or(NemotronBlock::Attention).layer())
+        .collect()
+}
+
+/// Nemotron-H and Nemotron-3 (`NemotronHForCausalLM`): one pre-norm block
+/// per layer, Mamba-2, GQA attention, a squared-ReLU MLP (up and down
+/// only) or the MoE block (squared-ReLU experts, a shared expert, a router
+/// with a correction bias, and LatentMoE's latent when `moe_latent_size` is
+/// set). Mamba-2's inner width is heads × head_dim, as the modelling code
+/// builds it (`expand` is not read: Nemotron-3 Nano's 2 × 2688 is not its
+/// 64 × 64).
+fn nemotron_h(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let layers = nemotron_layers(c, pr);
+    let mut m = base_with_layers(c, arch, layers.len() as u64, pr);
+    m.layers = layers;
+    m.gating = Gating::Plain;
+    m.attention = Attention::Gqa {
+        n_heads: c.u64("num_attention_heads", pr),
+        n_kv_heads: c.u64("num_key_value_heads", pr),
+        head_dim: c.u64_any(&["head_dim", "attention_head_dim"], pr),
+        qkv_bias: c.bool("attention_bias", false),
+        o_bias: c.bool("attention_bias", false),
+        qk_norm: false,
+        sinks: false,
+        output_gate: false,
+    };
+    m.mamba = Some(Mamba2 {
+        n_heads: c.u64("mamba_num_heads", pr),
+        head_dim: c.u64("mamba_head_dim", pr),
+        n_groups: c.u64("n_groups", pr),
+        state_size: c.u64("ssm_state_size", pr),
+        conv_kernel: c.u64("conv_kernel", pr),
+        conv_bias: c.bool("use_conv_bias", true),
+        proj_bias: c.bool("mamba_proj_bias", c.bool("use_bias", false)),
+        chunk_size: c.opt_u64("chunk_size", pr).unwrap_or(128),
+    });
+    if m.layers.iter().any(|l| l.ffn == Ffn::Moe) {
+        m.moe = Some(nemotron_moe(c, pr));
+    }
+    nemotron_assumptions(c, &mut m);
+    m
+}
+
+/// Nemotron-3's MoE block: routed experts of `moe_intermediate_size`
+/// (in the latent when `moe_latent_size` is set), shared experts of
+/// `moe_shared_expert_intermediate_size` in the hidden width, a sigmoid
+/// router with an `e_score_correction_bias`.
+fn nemotron_moe(c: &Cfg, pr: &mut Problems) -> Moe {
+    let shared = c.size_or_none("moe_shared_expert_intermediate_size", pr);
+    Moe {
+        n_routed_experts: c.u64("n_routed_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: c.u64("moe_intermediate_size", pr),
+        n_shared_experts: if shared > 0 {
+            c.opt_u64("n_shared_experts", pr).unwrap_or(1)
+        } else {
+            0
+        },
+        shared_intermediate_size: shared,
+        shared_expert_gate: false,
+        router_bias: true,
+        expert_bias: c.bool("mlp_bias", false),
+        latent_size: c.opt_u64("moe_latent_size", pr),
+    }
+}
+
+/// What a Nemotron-H model is read as beyond its config's keys.
+fn nemotron_assumptions(c: &Cfg, m: &mut Model) {
+    mtp_not_counted(m, c);
+    if c.bool("mlp_bias", false) {
+        m.assumptions
+            .push("the dense MLPs' and shared experts' biases are not counted".into());
+    }
+    m.assumptions.push("Mamba-2 layers are costed like linear attention: projections as GEMMs, the scan reading and writing each sequence's state in decode and running chunked in prefill, with the attention-decode curve (no Mamba kernel was measured); their projections share the attention weights' stored type".into());
+}
+
 /// The DeepSeek MoE block (routed + shared experts of one width, the first
 /// `first_k_dense_replace` layers dense, then every `moe_layer_freq`-th),
 /// which DeepSeek-V2/V3, Kimi, GLM-4.5 and GLM-5 share.
@@ -558,6 +747,7 @@ fn deepseek_moe_model(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         // noaux_tc routing adds a per-expert selection bias (GLM-4.5 always has it).
         router_bias: c.str("topk_method").is_none_or(|t| t == "noaux_tc"),
         expert_bias: false,
+        latent_size: None,
     });
     let first_dense = c
         .obj
@@ -617,6 +807,7 @@ fn gpt_oss(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         shared_expert_gate: false,
         router_bias: true,
         expert_bias: true,
+        latent_size: None,
     });
     m.dense_intermediate_size = 0;
     all_moe(&mut m);
@@ -651,6 +842,7 @@ fn llama4(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> 
         shared_expert_gate: false,
         router_bias: false,
         expert_bias: false,
+        latent_size: None,
     });
     m.dense_intermediate_size = c.opt_u64("intermediate_size_mlp", pr).unwrap_or(inter);
     let step = c.opt_u64("interleave_moe_layer_step", pr).unwrap_or(1);
@@ -761,16 +953,20 @@ const ATTN_MODULES: &[&str] = &[
     "model.layers.10.self_attn.o_proj",
     "model.layers.10.self_attn.q_proj",
     "model.layers.10.self_attn.kv_b_proj",
+    // Nemotron-H's mixers: its Mamba-2 projections outweigh its few attention layers.
+    "backbone.layers.10.mixer.in_proj",
 ];
 const EXPERT_MODULES: &[&str] = &[
     "model.layers.10.mlp.experts.3.down_proj",
     "model.layers.10.block_sparse_moe.experts.3.w2",
     "model.layers.10.mlp.experts",
+    "backbone.layers.10.mixer.experts.3.down_proj",
 ];
 const DENSE_MODULES: &[&str] = &[
     "model.layers.10.mlp.shared_experts.down_proj",
     "model.layers.10.mlp.shared_expert.down_proj",
     "model.layers.0.mlp.down_proj",
+    "backbone.layers.10.mixer.shared_experts.down_proj",
 ];
 
 fn excluded(patterns: &[String], modules: &[&str]) -> bool {
@@ -845,7 +1041,7 @@ fn mixed_precision(mut d: Dtypes, q: &Map<String, Value>, ignore: &[String]) -> 
     if let Some(t) = algo_of(&|k| k.contains("experts.") && !shared(k)) {
         d.experts = t;
     }
-    if let Some(t) = algo_of(&|k| k.contains("attn")) {
+    if let Some(t) = algo_of(&|k| k.contains("attn") || k.ends_with("mixer.in_proj")) {
         d.attention = t;
     }
     if let Some(t) = algo_of(&|k| {

@@ -235,7 +235,7 @@ impl Layout {
     }
 
     /// tp against the attention heads, the KV heads (split or replicated,
-    /// with a warning when replicated) and linear attention's heads.
+    /// with a warning when replicated), linear attention's and Mamba-2's heads.
     fn check_heads(&self, m: &Model, bad: &mut Vec<LayoutProblem>, warn: &mut Vec<String>) {
         let heads = m.attention.n_heads() as u32;
         if heads % self.tp != 0 {
@@ -272,6 +272,25 @@ impl Layout {
                         la.n_key_heads, la.n_value_heads, self.tp
                     ),
                     "use a tp dividing both",
+                ));
+            }
+        }
+        self.check_mamba_heads(m, bad);
+    }
+
+    /// tp against the Mamba-2 heads (their B/C groups are split up to
+    /// their count and replicated beyond, as vLLM does).
+    fn check_mamba_heads(&self, m: &Model, bad: &mut Vec<LayoutProblem>) {
+        if let Some(mb) = &m.mamba {
+            if mb.n_heads % self.tp as u64 != 0 {
+                bad.push(LayoutProblem::new(
+                    "mamba_heads_tp",
+                    "tp",
+                    format!(
+                        "the Mamba-2 mixer has {} heads, not divisible by tp = {}",
+                        mb.n_heads, self.tp
+                    ),
+                    format!("use a tp dividing {}", mb.n_heads),
                 ));
             }
         }
@@ -379,10 +398,17 @@ impl Layout {
                     + p.linear_attn
                     + p.dense
                     + p.shared
-                    + k * p.per_expert)
+                    + k * p.per_expert
+                    + p.latent)
                     / 1e9
-                    + if l.mixer == Mixer::Linear { 0.0 } else { 0.1 }
-                    + if l.ffn == Ffn::Moe { 0.1 } else { 0.0 }
+                    + match l.mixer {
+                        Mixer::Full | Mixer::Sliding { .. } => 0.1,
+                        Mixer::Linear | Mixer::Mamba | Mixer::Absent => 0.0,
+                    }
+                    + match l.ffn {
+                        Ffn::Moe => 0.1,
+                        Ffn::Dense | Ffn::Absent => 0.0,
+                    }
             })
             .collect();
         let total: f64 = w.iter().sum();

@@ -53,8 +53,9 @@ impl MemoryBreakdown {
 
 /// KV cache bytes one token adds on one GPU in one layer, after the TP split.
 pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mixer) -> Bytes {
-    if mixer == Mixer::Linear {
-        return Bytes::ZERO;
+    match mixer {
+        Mixer::Full | Mixer::Sliding { .. } => {}
+        Mixer::Linear | Mixer::Mamba | Mixer::Absent => return Bytes::ZERO,
     }
     let full = m.kv_bytes_per_token_layer(&crate::model::Layer {
         mixer,
@@ -116,10 +117,12 @@ fn stage_weights(
         if let Some(moe) = &m.moe {
             let slots = moe.n_routed_experts as f64 + redundant_experts as f64;
             let per_gpu_experts = slots / layout.ep as f64;
+            // The latent projections around the experts are replicated.
             add(
                 Component::RoutedExperts,
                 p.per_expert * per_gpu_experts * (p.routed_experts > 0.0) as u8 as f64
-                    / layout.etp as f64,
+                    / layout.etp as f64
+                    + p.latent,
             );
         }
         add(Component::SharedExperts, p.shared / tp);
@@ -174,8 +177,11 @@ fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, cont
     let mut b = Bytes::ZERO;
     for layer in &m.layers[range] {
         match layer.mixer {
-            Mixer::Linear => b += m.linear_state_bytes_per_layer() / layout.tp as f64,
-            mixer => {
+            Mixer::Linear | Mixer::Mamba => {
+                b += m.state_bytes_per_layer(layer.mixer) / layout.tp as f64
+            }
+            Mixer::Absent => {}
+            mixer @ (Mixer::Full | Mixer::Sliding { .. }) => {
                 b += kv_bytes_per_token_layer_gpu(m, layout, mixer)
                     * (layer.kept_tokens(context) as f64 / layout.cp as f64).ceil()
             }
@@ -185,8 +191,8 @@ fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, cont
 }
 
 /// Activations and workspace of the largest step on one GPU: residual
-/// stream buffers (4 × hidden), local q/k/v, and the routed rows' expert
-/// intermediate (gate and up). The fp32 logits are per sampled request and
+/// stream buffers (4 × hidden), local q/k/v (or a Mamba-2 in_proj's
+/// output), and the routed rows' expert intermediate (gate and up, or up). The fp32 logits are per sampled request and
 /// counted with the requests (`logits_bytes_per_request`).
 pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
     let t = cfg.max_step_tokens as f64 / layout.cp as f64;
@@ -211,12 +217,18 @@ pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes
                 + (kv_lora_rank + qk_rope_head_dim) as f64
         }
     };
+    // A Mamba-2 in_proj's output (z, x, B, C, dt) when wider than q/k/v.
+    let qkv = m
+        .mamba
+        .as_ref()
+        .map_or(qkv, |mb| qkv.max(mb.in_proj_dim() as f64 / tp));
+    let inputs = m.gating.input_matrices();
     let ffn_rows = match &m.moe {
         Some(moe) => {
-            t * moe.experts_per_token as f64 * 2.0 * moe.expert_intermediate_size as f64
+            t * moe.experts_per_token as f64 * inputs * moe.expert_intermediate_size as f64
                 / layout.etp as f64
         }
-        None => t * 2.0 * m.dense_intermediate_size as f64 / tp,
+        None => t * inputs * m.dense_intermediate_size as f64 / tp,
     };
     Bytes(t * (4.0 * h + qkv) * 2.0 + ffn_rows * 2.0)
 }
@@ -239,7 +251,8 @@ pub(crate) fn comm_buffer_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) 
     if layout.ep > 1 {
         if let Some(moe) = &m.moe {
             let t = cfg.max_step_tokens as f64 / layout.cp as f64;
-            b += 2.0 * t * moe.experts_per_token as f64 * m.hidden_size as f64 * 2.0;
+            let width = moe.expert_width(m.hidden_size) as f64;
+            b += 2.0 * t * moe.experts_per_token as f64 * width * 2.0;
         }
     }
     if layout.tp > 1 {

@@ -28,6 +28,12 @@ pub enum Mixer {
     },
     /// Linear attention with a fixed-size recurrent state (no KV cache).
     Linear,
+    /// A Mamba-2 selective state-space mixer (`Model::mamba`): a fixed-size
+    /// convolution and SSM state per sequence, no KV cache.
+    Mamba,
+    /// No token mixing: the layer is its feed-forward block alone
+    /// (Nemotron-H's MLP and MoE blocks).
+    Absent,
 }
 
 /// What follows the mixer in a layer.
@@ -38,6 +44,34 @@ pub enum Ffn {
     Dense,
     /// The MoE block of `Model::moe`.
     Moe,
+    /// No feed-forward block: the layer is its mixer alone (Nemotron-H's
+    /// Mamba-2 and attention blocks).
+    Absent,
+}
+
+/// How the model's MLPs (dense, routed and shared experts) are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Gating {
+    /// `down(act(gate(x)) · up(x))`: three matrices (SwiGLU).
+    Gated,
+    /// `down(act(up(x)))`: two matrices (Nemotron-H's squared ReLU).
+    Plain,
+}
+
+impl Gating {
+    /// Weight matrices of one MLP: gate (when gated), up and down.
+    pub fn matrices(self) -> f64 {
+        match self {
+            Gating::Gated => 3.0,
+            Gating::Plain => 2.0,
+        }
+    }
+
+    /// Matrices on the input side (gate and up, or up alone).
+    pub fn input_matrices(self) -> f64 {
+        self.matrices() - 1.0
+    }
 }
 
 /// One decoder layer.
@@ -131,6 +165,44 @@ pub struct LinearAttention {
     pub conv_kernel: u64,
 }
 
+/// A Mamba-2 mixer (Nemotron-H): `d_inner = n_heads × head_dim`.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Mamba2 {
+    /// SSM heads.
+    pub n_heads: u64,
+    /// Channels of one head.
+    pub head_dim: u64,
+    /// Groups sharing one B and one C (like KV heads).
+    pub n_groups: u64,
+    /// SSM state size per channel (N).
+    pub state_size: u64,
+    /// Causal convolution width.
+    pub conv_kernel: u64,
+    /// The convolution has a bias.
+    pub conv_bias: bool,
+    /// The in and out projections have biases.
+    pub proj_bias: bool,
+    /// Tokens per chunk of the chunked (SSD) scan of a prompt.
+    pub chunk_size: u64,
+}
+
+impl Mamba2 {
+    /// Inner width: heads × head dim.
+    pub fn d_inner(&self) -> u64 {
+        self.n_heads * self.head_dim
+    }
+
+    /// Channels the convolution runs over: x, B and C.
+    pub fn conv_dim(&self) -> u64 {
+        self.d_inner() + 2 * self.n_groups * self.state_size
+    }
+
+    /// Columns of in_proj: z, x, B, C and one dt per head.
+    pub fn in_proj_dim(&self) -> u64 {
+        self.d_inner() + self.conv_dim() + self.n_heads
+    }
+}
+
 /// The MoE block.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Moe {
@@ -150,6 +222,17 @@ pub struct Moe {
     pub router_bias: bool,
     /// The experts' projections carry biases (gpt-oss).
     pub expert_bias: bool,
+    /// Routed experts work in a latent of this width, between a down
+    /// projection hidden → latent and an up projection latent → hidden
+    /// (Nemotron-3 Super/Ultra's LatentMoE); None: in the hidden width.
+    pub latent_size: Option<u64>,
+}
+
+impl Moe {
+    /// The width routed experts work in: the latent when there is one, else `hidden`.
+    pub fn expert_width(&self, hidden: u64) -> u64 {
+        self.latent_size.unwrap_or(hidden)
+    }
 }
 
 /// A vision encoder shipped in the same checkpoint (multimodal models). It
@@ -242,6 +325,10 @@ pub struct Model {
     pub indexer: Option<SparseIndexer>,
     /// Linear attention shape, if any layer uses it.
     pub linear_attention: Option<LinearAttention>,
+    /// Mamba-2 shape, if any layer uses it.
+    pub mamba: Option<Mamba2>,
+    /// How the MLPs (dense and experts) are built.
+    pub gating: Gating,
     /// The MoE block, if any layer uses it.
     pub moe: Option<Moe>,
     /// Intermediate width of dense MLP layers.
@@ -271,7 +358,8 @@ pub enum Component {
     Embedding,
     /// Softmax attention projections, biases, sinks, indexer.
     Attention,
-    /// Linear-attention projections, convolution and gates.
+    /// Linear-attention (Gated DeltaNet) and Mamba-2 mixers: projections,
+    /// convolution, gates.
     LinearAttention,
     /// Router (gate) weights.
     Router,
@@ -330,7 +418,7 @@ pub struct LayerParams {
     pub attn_kv: f64,
     /// Attention weights every TP rank holds whole (MLA down-projections, indexer).
     pub attn_replicated: f64,
-    /// Linear-attention weights (split by TP across heads).
+    /// Linear-attention or Mamba-2 weights (split by TP across heads).
     pub linear_attn: f64,
     /// Router weights (replicated).
     pub router: f64,
@@ -338,6 +426,9 @@ pub struct LayerParams {
     pub routed_experts: f64,
     /// One routed expert.
     pub per_expert: f64,
+    /// The latent projections around the routed experts (replicated, every
+    /// token uses them; included in `routed_experts`).
+    pub latent: f64,
     /// Shared experts (split by TP).
     pub shared: f64,
     /// Dense MLP (split by TP).
@@ -383,57 +474,101 @@ impl Model {
         self.layers.iter().filter(|l| l.ffn == Ffn::Moe).count()
     }
 
-    /// Parameters of one layer, by sharding class.
+    /// Parameters of one layer, by sharding class: one pre-norm per block
+    /// (mixer, FFN) the layer has.
     pub(crate) fn layer_params(&self, layer: &Layer) -> LayerParams {
         let h = self.hidden_size as f64;
         let mut p = LayerParams {
-            norms: 2.0 * h,
+            norms: layer.blocks() as f64 * h,
             ..LayerParams::default()
         };
         match layer.mixer {
             Mixer::Full | Mixer::Sliding { .. } => self.softmax_attention_params(&mut p),
-            Mixer::Linear => {
-                let la = self
-                    .linear_attention
-                    .as_ref()
-                    .expect("validated: linear layers imply a linear-attention shape");
-                let (nk, nv) = (la.n_key_heads as f64, la.n_value_heads as f64);
-                let (dk, dv) = (la.key_head_dim as f64, la.value_head_dim as f64);
-                let qkv = 2.0 * nk * dk + nv * dv;
-                // in_proj for q, k, v and the output gate z; b and a gates per value head;
-                // depthwise causal conv over q, k, v; dt bias and A per value head;
-                // gated RMSNorm over the value head dim; output projection.
-                p.linear_attn = h * (qkv + nv * dv)
-                    + h * 2.0 * nv
-                    + qkv * la.conv_kernel as f64
-                    + 2.0 * nv
-                    + dv
-                    + nv * dv * h;
-            }
+            Mixer::Linear => p.linear_attn = self.gated_delta_net_params(),
+            Mixer::Mamba => p.linear_attn = self.mamba_params(),
+            Mixer::Absent => {}
         }
         match layer.ffn {
-            Ffn::Dense => p.dense = 3.0 * h * self.dense_intermediate_size as f64,
-            Ffn::Moe => {
-                let moe = self
-                    .moe
-                    .as_ref()
-                    .expect("validated: MoE layers imply a MoE shape");
-                let e = moe.n_routed_experts as f64;
-                let inter = moe.expert_intermediate_size as f64;
-                let bias = if moe.expert_bias {
-                    2.0 * inter + h
-                } else {
-                    0.0
-                };
-                p.per_expert = 3.0 * h * inter + bias;
-                p.routed_experts = e * p.per_expert;
-                p.router = h * e + if moe.router_bias { e } else { 0.0 };
-                let shared_inter = moe.shared_intermediate_size as f64;
-                p.shared = moe.n_shared_experts as f64 * 3.0 * h * shared_inter
-                    + if moe.shared_expert_gate { h } else { 0.0 };
+            Ffn::Dense => {
+                p.dense = self.gating.matrices() * h * self.dense_intermediate_size as f64
             }
+            Ffn::Moe => self.moe_params(&mut p),
+            Ffn::Absent => {}
         }
         p
+    }
+
+    /// One Gated-DeltaNet layer: in_proj for q, k, v and the output gate z;
+    /// b and a gates per value head; depthwise causal conv over q, k, v; dt
+    /// bias and A per value head; gated RMSNorm over the value head dim;
+    /// output projection.
+    fn gated_delta_net_params(&self) -> f64 {
+        let h = self.hidden_size as f64;
+        let la = self
+            .linear_attention
+            .as_ref()
+            .expect("validated: linear layers imply a linear-attention shape");
+        let (nk, nv) = (la.n_key_heads as f64, la.n_value_heads as f64);
+        let (dk, dv) = (la.key_head_dim as f64, la.value_head_dim as f64);
+        let qkv = 2.0 * nk * dk + nv * dv;
+        h * (qkv + nv * dv)
+            + h * 2.0 * nv
+            + qkv * la.conv_kernel as f64
+            + 2.0 * nv
+            + dv
+            + nv * dv * h
+    }
+
+    /// One Mamba-2 mixer: in_proj hidden → (z, x, B, C, dt), the depthwise
+    /// causal conv over x, B, C (+ bias), dt_bias, A_log and D per head, the
+    /// gated RMSNorm over d_inner, out_proj d_inner → hidden.
+    fn mamba_params(&self) -> f64 {
+        let h = self.hidden_size as f64;
+        let mb = self
+            .mamba
+            .as_ref()
+            .expect("validated: Mamba layers imply a Mamba-2 shape");
+        let (d_inner, conv) = (mb.d_inner() as f64, mb.conv_dim() as f64);
+        let in_proj = mb.in_proj_dim() as f64;
+        let proj_bias = if mb.proj_bias { in_proj + h } else { 0.0 };
+        let conv_bias = if mb.conv_bias { conv } else { 0.0 };
+        h * in_proj
+            + conv * mb.conv_kernel as f64
+            + conv_bias
+            + 3.0 * mb.n_heads as f64
+            + d_inner
+            + d_inner * h
+            + proj_bias
+    }
+
+    /// One MoE block: routed experts (in the latent when there is one, with
+    /// its two projections counted with the routed experts), router, shared
+    /// experts (in the hidden width).
+    fn moe_params(&self, p: &mut LayerParams) {
+        let h = self.hidden_size as f64;
+        let moe = self
+            .moe
+            .as_ref()
+            .expect("validated: MoE layers imply a MoE shape");
+        let e = moe.n_routed_experts as f64;
+        let inter = moe.expert_intermediate_size as f64;
+        let width = moe.expert_width(self.hidden_size) as f64;
+        let bias = if moe.expert_bias {
+            self.gating.input_matrices() * inter + width
+        } else {
+            0.0
+        };
+        p.per_expert = self.gating.matrices() * width * inter + bias;
+        p.latent = moe.latent_size.map_or(0.0, |l| {
+            let l = l as f64;
+            let bias = if moe.expert_bias { l + h } else { 0.0 };
+            2.0 * h * l + bias
+        });
+        p.routed_experts = e * p.per_expert + p.latent;
+        p.router = h * e + if moe.router_bias { e } else { 0.0 };
+        let shared_inter = moe.shared_intermediate_size as f64;
+        p.shared = moe.n_shared_experts as f64 * self.gating.matrices() * h * shared_inter
+            + if moe.shared_expert_gate { h } else { 0.0 };
     }
 
     fn softmax_attention_params(&self, p: &mut LayerParams) {
@@ -521,7 +656,11 @@ impl Model {
             add(Component::Attention, attn, attn);
             add(Component::LinearAttention, p.linear_attn, p.linear_attn);
             add(Component::Router, p.router, p.router);
-            add(Component::RoutedExperts, p.routed_experts, k * p.per_expert);
+            add(
+                Component::RoutedExperts,
+                p.routed_experts,
+                k * p.per_expert + p.latent,
+            );
             add(Component::SharedExperts, p.shared, p.shared);
             add(Component::DenseMlp, p.dense, p.dense);
             add(Component::Norms, p.norms, p.norms);
@@ -586,10 +725,12 @@ impl Model {
         }
     }
 
-    /// Bytes of KV cache one token adds in one layer (0 for linear attention).
+    /// Bytes of KV cache one token adds in one layer (0 for linear
+    /// attention, Mamba and layers without a mixer).
     pub(crate) fn kv_bytes_per_token_layer(&self, layer: &Layer) -> Bytes {
-        if layer.mixer == Mixer::Linear {
-            return Bytes::ZERO;
+        match layer.mixer {
+            Mixer::Full | Mixer::Sliding { .. } => {}
+            Mixer::Linear | Mixer::Mamba | Mixer::Absent => return Bytes::ZERO,
         }
         let b = self.dtypes.kv_cache.bytes();
         let elems = match &self.attention {
@@ -625,9 +766,19 @@ impl Model {
             .sum()
     }
 
+    /// Fixed recurrent state of one sequence in one layer with `mixer`
+    /// (0 for softmax attention and layers without a mixer).
+    pub(crate) fn state_bytes_per_layer(&self, mixer: Mixer) -> Bytes {
+        match mixer {
+            Mixer::Linear => self.linear_state_bytes_per_layer(),
+            Mixer::Mamba => self.mamba_state_bytes_per_layer(),
+            Mixer::Full | Mixer::Sliding { .. } | Mixer::Absent => Bytes::ZERO,
+        }
+    }
+
     /// Fixed recurrent state of one sequence in one linear-attention layer:
     /// the per-value-head dk×dv state matrix plus the convolution window.
-    pub(crate) fn linear_state_bytes_per_layer(&self) -> Bytes {
+    fn linear_state_bytes_per_layer(&self) -> Bytes {
         match &self.linear_attention {
             None => Bytes::ZERO,
             Some(la) => {
@@ -642,14 +793,28 @@ impl Model {
         }
     }
 
-    /// Fixed state of one sequence over all linear-attention layers.
+    /// Fixed state of one sequence in one Mamba-2 layer: the SSM state
+    /// (heads × head_dim × state_size, in `dtypes.state`,
+    /// `mamba_ssm_cache_dtype`) and the last conv_kernel − 1 inputs of the
+    /// convolution over x, B, C (in the model's 16-bit type).
+    fn mamba_state_bytes_per_layer(&self) -> Bytes {
+        match &self.mamba {
+            None => Bytes::ZERO,
+            Some(mb) => {
+                let ssm = (mb.d_inner() * mb.state_size) as f64 * self.dtypes.state.bytes();
+                let conv = (mb.conv_dim() * mb.conv_kernel.saturating_sub(1)) as f64
+                    * self.dtypes.attention.bytes().max(2.0);
+                Bytes(ssm + conv)
+            }
+        }
+    }
+
+    /// Fixed state of one sequence over all linear-attention and Mamba layers.
     pub fn linear_state_bytes_per_sequence(&self) -> Bytes {
-        let n = self
-            .layers
+        self.layers
             .iter()
-            .filter(|l| l.mixer == Mixer::Linear)
-            .count();
-        self.linear_state_bytes_per_layer() * n as f64
+            .map(|l| self.state_bytes_per_layer(l.mixer))
+            .sum()
     }
 
     /// FLOP per token of the linear layers: 2 per active parameter a token
@@ -698,6 +863,13 @@ impl Model {
                 // State decay, rank-1 update k^T v and read q·S per value head: ~6·dk·dv.
                 Flop(6.0 * (la.n_value_heads * la.key_head_dim * la.value_head_dim) as f64)
             }
+            Mixer::Mamba => {
+                let mb = self.mamba.as_ref().expect("validated");
+                // The same recurrence per head: decay the head_dim × state
+                // matrix, add dt·x·Bᵀ, read C·h: ~6 FLOP per element.
+                Flop(6.0 * (mb.d_inner() * mb.state_size) as f64)
+            }
+            Mixer::Absent => Flop::ZERO,
             Mixer::Full | Mixer::Sliding { .. } => {
                 let seen = layer.kept_tokens(context) as f64;
                 match &self.attention {
@@ -761,12 +933,26 @@ impl<'a> LayerParamsMemo<'a> {
 }
 
 impl Layer {
+    /// Blocks of the layer (each with its pre-norm and residual): 2 for a
+    /// mixer and an FFN, 1 for Nemotron-H's single-block layers.
+    pub(crate) fn blocks(&self) -> u32 {
+        let mixer = match self.mixer {
+            Mixer::Absent => 0,
+            Mixer::Full | Mixer::Sliding { .. } | Mixer::Linear | Mixer::Mamba => 1,
+        };
+        let ffn = match self.ffn {
+            Ffn::Absent => 0,
+            Ffn::Dense | Ffn::Moe => 1,
+        };
+        mixer + ffn
+    }
+
     /// Tokens of a `context`-token sequence this layer keeps in its cache.
     pub(crate) fn kept_tokens(&self, context: u64) -> u64 {
         match self.mixer {
             Mixer::Full => context,
             Mixer::Sliding { window } => context.min(window),
-            Mixer::Linear => 0,
+            Mixer::Linear | Mixer::Mamba | Mixer::Absent => 0,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! (`moeplan model`).
 
 use crate::dtype::DType;
-use crate::model::{Attention, Ffn, Mixer, Model, ParamReport};
+use crate::model::{Attention, Ffn, Gating, Mixer, Model, ParamReport};
 use crate::units::{Flop, Params};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -244,23 +244,8 @@ fn declared_mismatch(m: &Model, p: &ParamReport) -> Option<String> {
 fn explain_params(m: &Model, p: &ParamReport) -> BTreeMap<ModelFigure, Derivation> {
     let mut explain = BTreeMap::new();
     let h = m.hidden_size;
-    let first_moe = m.layers.iter().position(|l| l.ffn == Ffn::Moe);
-    if let Some(i) = first_moe {
-        let lp = m.layer_params(&m.layers[i]);
-        let moe = m.moe.as_ref().expect("MoE layer implies MoE");
-        explain.insert(
-            ModelFigure::ParamsRoutedExperts,
-            Derivation::new(
-                "MoE layers × experts × (3 × hidden × expert_intermediate [gate, up, down] + biases)",
-                &[
-                    ("moe_layers", m.n_moe_layers().to_string()),
-                    ("experts", moe.n_routed_experts.to_string()),
-                    ("hidden", h.to_string()),
-                    ("expert_intermediate", moe.expert_intermediate_size.to_string()),
-                    ("per_expert", format!("{:.0}", lp.per_expert)),
-                ],
-            ),
-        );
+    if let Some(d) = routed_experts_derivation(m) {
+        explain.insert(ModelFigure::ParamsRoutedExperts, d);
     }
     explain.insert(ModelFigure::ParamsAttention, attention_params_derivation(m));
     explain.insert(
@@ -291,6 +276,33 @@ fn explain_params(m: &Model, p: &ParamReport) -> BTreeMap<ModelFigure, Derivatio
         ),
     );
     explain
+}
+
+/// How the routed experts' parameters add up (None without MoE layers).
+fn routed_experts_derivation(m: &Model) -> Option<Derivation> {
+    let i = m.layers.iter().position(|l| l.ffn == Ffn::Moe)?;
+    let lp = m.layer_params(&m.layers[i]);
+    let moe = m.moe.as_ref().expect("MoE layer implies MoE");
+    let formula = match (m.gating, moe.latent_size) {
+        (Gating::Gated, None) => "MoE layers × experts × (3 × hidden × expert_intermediate [gate, up, down] + biases)",
+        (Gating::Plain, None) => "MoE layers × experts × (2 × hidden × expert_intermediate [up, down] + biases)",
+        (Gating::Gated, Some(_)) => "MoE layers × (experts × 3 × latent × expert_intermediate [gate, up, down] + 2 × hidden × latent [latent projections])",
+        (Gating::Plain, Some(_)) => "MoE layers × (experts × 2 × latent × expert_intermediate [up, down] + 2 × hidden × latent [latent projections])",
+    };
+    let mut inputs = vec![
+        ("moe_layers", m.n_moe_layers().to_string()),
+        ("experts", moe.n_routed_experts.to_string()),
+        ("hidden", m.hidden_size.to_string()),
+        (
+            "expert_intermediate",
+            moe.expert_intermediate_size.to_string(),
+        ),
+        ("per_expert", format!("{:.0}", lp.per_expert)),
+    ];
+    if let Some(latent) = moe.latent_size {
+        inputs.push(("latent", latent.to_string()));
+    }
+    Some(Derivation::new(formula, &inputs))
 }
 
 /// How the attention parameters of a layer add up, for GQA or MLA.
@@ -329,7 +341,11 @@ fn kv_cache_derivation(m: &Model) -> Derivation {
             vec![("kv_lora", kv_lora_rank.to_string()), ("rope", qk_rope_head_dim.to_string())],
         ),
     };
-    let softmax_layers = m.layers.iter().filter(|l| l.mixer != Mixer::Linear).count();
+    let softmax_layers = m
+        .layers
+        .iter()
+        .filter(|l| matches!(l.mixer, Mixer::Full | Mixer::Sliding { .. }))
+        .count();
     inputs.push(("softmax_layers", softmax_layers.to_string()));
     inputs.push((
         "bytes",
@@ -398,10 +414,13 @@ fn layer_runs(m: &Model) -> Vec<LayerRun> {
             Mixer::Full => "full".to_string(),
             Mixer::Sliding { window } => format!("sliding({window})"),
             Mixer::Linear => "linear".to_string(),
+            Mixer::Mamba => "mamba2".to_string(),
+            Mixer::Absent => "none".to_string(),
         };
         let ffn = match l.ffn {
             Ffn::Moe => "moe",
             Ffn::Dense => "dense",
+            Ffn::Absent => "none",
         };
         (mixer, ffn.to_string())
     };

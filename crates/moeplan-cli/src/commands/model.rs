@@ -119,11 +119,26 @@ fn memory_and_flop(r: &ModelReport) -> String {
     s
 }
 
+/// What a layer run holds: its mixer and its FFN, each when present
+/// (a Nemotron-H layer is one of the two).
+fn describe(run: &moeplan::report::LayerRun) -> String {
+    let mixer = match run.mixer.as_str() {
+        "none" => None,
+        "mamba2" => Some("Mamba-2 mixer".to_string()),
+        m => Some(format!("{m} attention")),
+    };
+    let ffn = (run.ffn != "none").then(|| format!("{} FFN", run.ffn));
+    [mixer, ffn]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 /// Layer runs as lines; a long alternating pattern (gpt-oss, Llama 4,
-/// Qwen3.5) is folded into its repeating period.
+/// Qwen3.5) is folded into its repeating period, a long irregular one
+/// (Nemotron-H) counted by kind.
 fn layer_lines(r: &ModelReport) -> Vec<String> {
-    let describe =
-        |run: &moeplan::report::LayerRun| format!("{} attention + {} FFN", run.mixer, run.ffn);
     let line = |run: &moeplan::report::LayerRun| {
         let range = if run.first == run.last {
             format!("{}", run.first)
@@ -163,5 +178,36 @@ fn layer_lines(r: &ModelReport) -> Vec<String> {
             }
         }
     }
+    if runs.len() > 12 {
+        return kind_counts(runs);
+    }
     runs.iter().map(line).collect()
+}
+
+/// An irregular pattern by kind: how many layers each holds, and where the
+/// rarer kinds sit.
+fn kind_counts(runs: &[moeplan::report::LayerRun]) -> Vec<String> {
+    let mut kinds: Vec<(String, Vec<usize>)> = Vec::new();
+    for run in runs {
+        let d = describe(run);
+        let at = match kinds.iter_mut().find(|(k, _)| *k == d) {
+            Some((_, at)) => at,
+            None => {
+                kinds.push((d, Vec::new()));
+                &mut kinds.last_mut().expect("just pushed").1
+            }
+        };
+        at.extend(run.first..=run.last);
+    }
+    kinds
+        .into_iter()
+        .map(|(d, at)| {
+            if at.len() <= 12 {
+                let list: Vec<String> = at.iter().map(usize::to_string).collect();
+                format!("{:>4}× {d} (layers {})", at.len(), list.join(", "))
+            } else {
+                format!("{:>4}× {d}", at.len())
+            }
+        })
+        .collect()
 }

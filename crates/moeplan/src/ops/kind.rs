@@ -31,15 +31,16 @@ pub enum OpKind {
     MlaAbsorb,
     /// Sparse attention (DSA): the lightning indexer's projections.
     DsaIndexerProj,
-    /// Linear attention: the input projections.
+    /// Linear attention (or Mamba-2): the input projections.
     LinearAttnInProj,
-    /// Linear attention: the output projection.
+    /// Linear attention (or Mamba-2): the output projection.
     LinearAttnOutProj,
     /// Attention of decode tokens over their KV cache.
     AttentionDecode,
     /// Attention of prefill tokens over the prompt (and cached prefix).
     AttentionPrefill,
-    /// Linear attention: the recurrent state update.
+    /// Linear attention (or Mamba-2): the recurrent state update, or the
+    /// chunked scan of a prompt.
     LinearAttnState,
     /// MLA: the module's fixed cost (small kernels, launch).
     MlaFixed,
@@ -47,6 +48,9 @@ pub enum OpKind {
     Router,
     /// Routed expert GEMMs of one EP rank.
     MoeExperts,
+    /// LatentMoE: the projections hidden → latent and latent → hidden
+    /// around the routed experts.
+    MoeLatentProj,
     /// Shared expert gate and up projections.
     SharedExpertGateUp,
     /// Shared expert down projection.
@@ -101,6 +105,9 @@ pub enum Role {
     EpDispatch,
     /// Routed expert GEMMs of one EP rank.
     Experts,
+    /// LatentMoE's projections into and out of the experts' latent (every
+    /// GPU holds them whole).
+    LatentProjection,
     /// All-to-all bringing expert outputs back.
     EpCombine,
     /// Shared expert GEMMs.
@@ -182,6 +189,7 @@ impl OpKind {
             MlaFixed => "mla_fixed",
             Router => "router",
             MoeExperts => "moe_experts",
+            MoeLatentProj => "moe_latent_proj",
             SharedExpertGateUp => "shared_expert_gate_up",
             SharedExpertDown => "shared_expert_down",
             MlpGateUp => "mlp_gate_up",
@@ -212,6 +220,7 @@ impl OpKind {
             AttentionDecode | AttentionPrefill | LinearAttnState | MlaFixed => Role::AttentionCore,
             Router => Role::Router,
             MoeExperts => Role::Experts,
+            MoeLatentProj => Role::LatentProjection,
             SharedExpertGateUp | SharedExpertDown => Role::SharedExpert,
             MlpGateUp | MlpDown => Role::DenseMlp,
             TpAllReduceAttn | TpAllReduceMlp | TpAllReduceMoe | TpAllReduceEmbedding
@@ -241,8 +250,8 @@ impl OpKind {
             NormsResidual | QkvProj | OProj | MlaQAKvAProj | MlaKvAProj | MlaQBProj
             | MlaKvBProj | MlaAbsorb | DsaIndexerProj | LinearAttnInProj | LinearAttnOutProj
             | AttentionDecode | AttentionPrefill | LinearAttnState | MlaFixed | Router
-            | MoeExperts | SharedExpertGateUp | SharedExpertDown | MlpGateUp | MlpDown
-            | Embedding | LmHead | Sampling => Placement::Compute,
+            | MoeExperts | MoeLatentProj | SharedExpertGateUp | SharedExpertDown | MlpGateUp
+            | MlpDown | Embedding | LmHead | Sampling => Placement::Compute,
         }
     }
 

@@ -579,8 +579,9 @@ impl<'a> CostContext<'a> {
         }
     }
 
-    /// One layer's ops: norms and residuals, the attention mixer and its TP
-    /// all-reduce, then the dense MLP or the MoE block.
+    /// One layer's ops: norms and residuals, the mixer and its TP
+    /// all-reduce, then the dense MLP or the MoE block (a Nemotron-H block
+    /// has only one of the two, and one norm and residual).
     fn layer_ops(&self, layer: &Layer, count: u32, s: &StepShape, ops: &mut Vec<Op>) {
         let h = self.model.hidden_size as f64;
         // Tokens on one GPU of this DP rank (TP ranks see the same tokens; CP splits them).
@@ -588,9 +589,21 @@ impl<'a> CostContext<'a> {
         if t <= 0.0 {
             return;
         }
-        ops.push(self.elementwise(OpKind::NormsResidual, count, Bytes(t * h * 2.0 * 6.0), 4.0));
-        self.mixer_ops(layer.mixer, count, s, t, ops);
-        self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
+        // Two blocks (mixer and FFN) make a whole layer's norms and residuals.
+        let share = layer.blocks() as f64 / 2.0;
+        ops.push(self.elementwise(
+            OpKind::NormsResidual,
+            count,
+            Bytes(t * h * 2.0 * 6.0 * share),
+            4.0 * share,
+        ));
+        match layer.mixer {
+            Mixer::Absent => {}
+            mixer @ (Mixer::Full | Mixer::Sliding { .. } | Mixer::Linear | Mixer::Mamba) => {
+                self.mixer_ops(mixer, count, s, t, ops);
+                self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
+            }
+        }
         match layer.ffn {
             Ffn::Dense => {
                 let i = self.model.dense_intermediate_size as f64 / self.layout.tp as f64;
@@ -598,25 +611,30 @@ impl<'a> CostContext<'a> {
                 self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
             }
             Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
+            Ffn::Absent => {}
         }
     }
 
-    /// A gated MLP's gate/up and down GEMMs over `t` tokens with `i`
-    /// intermediate columns on this GPU, in the dense weights' dtype.
+    /// An MLP's gate/up (or up alone, ungated) and down GEMMs over `t`
+    /// tokens with `i` intermediate columns on this GPU, in the dense
+    /// weights' dtype.
     fn mlp_ops(&self, kinds: (OpKind, OpKind), count: u32, t: f64, i: f64, ops: &mut Vec<Op>) {
         let h = self.model.hidden_size as f64;
         let w = self.model.dtypes.dense;
-        ops.push(self.gemm(kinds.0, count, t, 2.0 * i, h, w, FixedCost::Own));
+        let inputs = self.model.gating.input_matrices();
+        ops.push(self.gemm(kinds.0, count, t, inputs * i, h, w, FixedCost::Own));
         ops.push(self.gemm(kinds.1, count, t, h, i, w, FixedCost::Own));
     }
 
-    /// The attention mixer of one layer over `t` tokens: linear attention,
+    /// The mixer of one layer over `t` tokens: linear attention, Mamba-2,
     /// or the model's GQA or MLA.
     fn mixer_ops(&self, mixer: Mixer, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
         let tp = self.layout.tp as f64;
         match mixer {
             Mixer::Linear => self.linear_ops(count, s, t, ops),
-            mixer => match self.model.attention {
+            Mixer::Mamba => self.mamba_ops(count, s, t, ops),
+            Mixer::Absent => {}
+            mixer @ (Mixer::Full | Mixer::Sliding { .. }) => match self.model.attention {
                 Attention::Gqa {
                     n_heads,
                     n_kv_heads,
@@ -891,7 +909,7 @@ impl<'a> CostContext<'a> {
             kv_tok: kv_bytes_per_token_layer_gpu(m, &self.layout, mixer),
             window: match mixer {
                 Mixer::Sliding { window } => window as f64,
-                _ => f64::INFINITY,
+                Mixer::Full | Mixer::Linear | Mixer::Mamba | Mixer::Absent => f64::INFINITY,
             },
             topk: m
                 .indexer
@@ -1053,26 +1071,14 @@ impl<'a> CostContext<'a> {
             m.dtypes.attention,
             FixedCost::Own,
         ));
-        let state = m.linear_state_bytes_per_layer() / tp;
+        let state = m.state_bytes_per_layer(Mixer::Linear) / tp;
         let per_token = 6.0 * nv * dk * dv;
         let seqs = s.decode_seqs + s.prefill_seqs;
         // Chunked delta rule for prefill costs about 4× the recurrent form per token.
         let flop =
             Flop(per_token * (s.decode_seqs + 4.0 * s.prefill_seqs * s.prefill_tokens_per_seq));
         let bytes = state * (2.0 * seqs) + Bytes(t * (2.0 * nk * dk + 2.0 * nv * dv) * 2.0);
-        let tc = flop / (self.gpu.peak_bf16() * self.cal.attn_decode.eff_compute);
-        let tm = bytes / (self.bw() * self.cal.attn_decode.mem_eff);
-        let (time, bound) = roofline(tc, tm);
-        let overhead = self.cal.attn_decode.overhead;
-        ops.push(Op {
-            kind: OpKind::LinearAttnState,
-            count,
-            flop,
-            bytes,
-            time: time + overhead,
-            bound,
-            overhead,
-        });
+        ops.push(self.recurrent_state_op(count, flop, bytes));
         ops.push(self.gemm(
             OpKind::LinearAttnOutProj,
             count,
@@ -1080,6 +1086,84 @@ impl<'a> CostContext<'a> {
             h,
             nv * dv,
             m.dtypes.attention,
+            FixedCost::Own,
+        ));
+    }
+
+    /// The recurrent part of a linear-attention or Mamba-2 layer: `flop`
+    /// and `bytes` (its state read and written, its token inputs and
+    /// outputs) under the attention-decode curve's efficiencies and fixed
+    /// cost. The calibration has Gated DeltaNet's kernels
+    /// (`linear_attention_gdn.csv`, not fitted) and no Mamba or SSM table:
+    /// both recurrences use this stand-in.
+    fn recurrent_state_op(&self, count: u32, flop: Flop, bytes: Bytes) -> Op {
+        let tc = flop / (self.gpu.peak_bf16() * self.cal.attn_decode.eff_compute);
+        let tm = bytes / (self.bw() * self.cal.attn_decode.mem_eff);
+        let (time, bound) = roofline(tc, tm);
+        let overhead = self.cal.attn_decode.overhead;
+        Op {
+            kind: OpKind::LinearAttnState,
+            count,
+            flop,
+            bytes,
+            time: time + overhead,
+            bound,
+            overhead,
+        }
+    }
+
+    /// Mamba-2 on one GPU (TP splits the heads, and the B/C groups up to
+    /// their count): in_proj to z, x, B, C and dt; the causal conv and the
+    /// scan (decode: one recurrent step per sequence, memory-bound on its
+    /// state; prefill: the chunked SSD scan); out_proj. The projections are
+    /// the linear-attention op kinds, the scan `linear_attn_state`.
+    fn mamba_ops(&self, count: u32, s: &StepShape, t: f64, ops: &mut Vec<Op>) {
+        let m = self.model;
+        let mb = m.mamba.as_ref().expect("Mamba layers imply a shape");
+        let tp = self.layout.tp as f64;
+        let h = m.hidden_size as f64;
+        let heads = mb.n_heads as f64 / tp;
+        let (p, n, q) = (
+            mb.head_dim as f64,
+            mb.state_size as f64,
+            mb.chunk_size as f64,
+        );
+        let d_inner = heads * p;
+        let groups = (mb.n_groups as f64 / tp).max(1.0);
+        let conv = d_inner + 2.0 * groups * n;
+        let w = m.dtypes.attention;
+        ops.push(self.gemm(
+            OpKind::LinearAttnInProj,
+            count,
+            t,
+            d_inner + conv + heads,
+            h,
+            w,
+            FixedCost::Own,
+        ));
+        let state = m.state_bytes_per_layer(Mixer::Mamba) / tp;
+        // Decode: decay the head_dim × state matrix of each head, add dt·x·Bᵀ,
+        // read C·h (~6 FLOP per element). Prefill (SSD, chunks of q tokens):
+        // chunk states, their passing and the output from them (~6·p·n per
+        // head), the intra-chunk x product (2·q·p per head) and C·Bᵀ (2·q·n
+        // per group), per token.
+        let recurrent = 6.0 * d_inner * n;
+        let chunked = recurrent + 2.0 * q * d_inner + 2.0 * q * n * groups;
+        let conv_flop = 2.0 * mb.conv_kernel as f64 * conv;
+        let prompt_tokens = s.prefill_seqs * s.prefill_tokens_per_seq;
+        let flop =
+            Flop((recurrent + conv_flop) * s.decode_seqs + (chunked + conv_flop) * prompt_tokens);
+        let seqs = s.decode_seqs + s.prefill_seqs;
+        // Inputs x, B, C, z and dt in; y out.
+        let bytes = state * (2.0 * seqs) + Bytes(t * (conv + 2.0 * d_inner + heads) * 2.0);
+        ops.push(self.recurrent_state_op(count, flop, bytes));
+        ops.push(self.gemm(
+            OpKind::LinearAttnOutProj,
+            count,
+            t,
+            h,
+            d_inner,
+            w,
             FixedCost::Own,
         ));
     }
@@ -1104,6 +1188,9 @@ impl<'a> CostContext<'a> {
         let h = m.hidden_size as f64;
         let e = moe.n_routed_experts as f64;
         ops.push(self.gemm(OpKind::Router, count, t, e, h, DType::Bf16, FixedCost::Own));
+        if let Some(latent) = moe.latent_size {
+            ops.push(self.latent_projections(count, t, latent as f64));
+        }
         // Distinct tokens of the stage, and of one expert replica (EDP group).
         let peers = (l.dp - 1) as f64 * peer_tokens.map_or(t, |p| p / l.cp as f64);
         let stage_tokens = (t + peers) * l.cp as f64;
@@ -1118,6 +1205,39 @@ impl<'a> CostContext<'a> {
         self.moe_comm_ops(moe, count, t, stage_tokens, ops);
     }
 
+    /// LatentMoE's projections around the routed experts, hidden → latent
+    /// before them and latent → hidden after, as one op: every GPU holds
+    /// them whole and runs them on its own tokens.
+    fn latent_projections(&self, count: u32, t: f64, latent: f64) -> Op {
+        let h = self.model.hidden_size as f64;
+        let w = self.model.dtypes.experts;
+        let down = self.gemm(
+            OpKind::MoeLatentProj,
+            count,
+            t,
+            latent,
+            h,
+            w,
+            FixedCost::Own,
+        );
+        let up = self.gemm(
+            OpKind::MoeLatentProj,
+            count,
+            t,
+            h,
+            latent,
+            w,
+            FixedCost::Own,
+        );
+        Op {
+            flop: down.flop + up.flop,
+            bytes: down.bytes + up.bytes,
+            time: down.time + up.time,
+            overhead: down.overhead + up.overhead,
+            ..down
+        }
+    }
+
     /// Whether every GPU of the TP group holds all the tokens that reach the
     /// experts (one attention-DP rank, no CP): no exchange, a TP all-reduce.
     fn moe_replicated(&self) -> bool {
@@ -1129,7 +1249,8 @@ impl<'a> CostContext<'a> {
     fn routed_experts(&self, moe: &Moe, count: u32, t: f64, group_tokens: f64) -> Op {
         let m = self.model;
         let l = &self.layout;
-        let h = m.hidden_size as f64;
+        // The experts' width: the hidden size, or LatentMoE's latent.
+        let h = moe.expert_width(m.hidden_size) as f64;
         let k = moe.experts_per_token as f64;
         let e = moe.n_routed_experts as f64;
         let slots = e + self.redundant_experts as f64;
@@ -1142,9 +1263,12 @@ impl<'a> CostContext<'a> {
         let curve: &MoeCurve = self.moe_curve(w, precision);
         let touched = e_local * (1.0 - (1.0 - 1.0 / e).powf(group_tokens * k));
         let tpe = group_tokens * k / e;
-        let flop = Flop(6.0 * h * i_local * rows);
-        let bytes =
-            Bytes(touched * 3.0 * h * i_local * w.bytes() + rows * (2.0 * h + 2.0 * i_local) * 2.0);
+        let (matrices, inputs) = (m.gating.matrices(), m.gating.input_matrices());
+        let flop = Flop(2.0 * matrices * h * i_local * rows);
+        let bytes = Bytes(
+            touched * matrices * h * i_local * w.bytes()
+                + rows * (2.0 * h + inputs * i_local) * 2.0,
+        );
         let eff = curve.eff_max * saturating(1.0, tpe, curve.tpe_half);
         let tc = flop / (peak * eff.max(1e-6));
         let tm = bytes / (self.bw() * curve.mem_eff);
@@ -1190,7 +1314,7 @@ impl<'a> CostContext<'a> {
         } else if l.etp > 1 {
             // Experts split across the attention-DP ranks: gather tokens, reduce-scatter results.
             let g = l.etp;
-            let bytes = Bytes(stage_tokens * h * 2.0 / l.edp() as f64);
+            let bytes = Bytes(stage_tokens * self.exchange_width() * 2.0 / l.edp() as f64);
             ops.push(self.collective(
                 OpKind::DpAllGather,
                 count,
@@ -1212,7 +1336,7 @@ impl<'a> CostContext<'a> {
     /// the experts' owners, and the combine that brings them back.
     fn ep_exchange_ops(&self, moe: &Moe, count: u32, t: f64, ops: &mut Vec<Op>) {
         let l = &self.layout;
-        let h = self.model.hidden_size as f64;
+        let h = self.exchange_width();
         let k = moe.experts_per_token as f64;
         // Each GPU dispatches its share of the rank's tokens to expert owners and gets them back.
         let own = t / l.tp as f64;
@@ -1254,7 +1378,7 @@ impl<'a> CostContext<'a> {
     /// The EP exchange's traffic across nodes for `own` tokens of this GPU
     /// routed to `k` experts each (`payload`: its bf16 routed copies).
     fn ep_across_nodes(&self, c: &AllToAllCurve, own: f64, k: f64, payload: Bytes) -> EpTraffic {
-        let h = self.model.hidden_size as f64;
+        let h = self.exchange_width();
         let group = self.layout.ep * self.layout.etp;
         let node = self.gpu.gpus_per_node;
         // Across nodes DeepEP sends each token once per destination
@@ -1287,6 +1411,13 @@ impl<'a> CostContext<'a> {
             ),
             extra: self.gpu.network_latency,
         }
+    }
+
+    /// The width of a token exchanged with the experts: the hidden size, or
+    /// LatentMoE's latent (the projections run on the token's own GPU).
+    fn exchange_width(&self) -> f64 {
+        let h = self.model.hidden_size;
+        self.model.moe.as_ref().map_or(h, |m| m.expert_width(h)) as f64
     }
 
     /// Time to move `bytes` over NVLink at `eff` of its bandwidth.

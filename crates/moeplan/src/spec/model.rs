@@ -20,7 +20,7 @@
 
 use super::{Problem, Problems, SpecError};
 use crate::dtype::DType;
-use crate::model::{Attention, Dtypes, Ffn, Layer, Mixer, Model, Moe};
+use crate::model::{Attention, Dtypes, Ffn, Gating, Layer, Mixer, Model, Moe};
 use crate::quantity::parse_params;
 use crate::spec::source::Source;
 use schemars::JsonSchema;
@@ -175,6 +175,8 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         attention,
         indexer: None,
         linear_attention: None,
+        mamba: None,
+        gating: Gating::Gated,
         moe,
         dense_intermediate_size,
         layers,
@@ -352,6 +354,7 @@ fn moe(m: &RawMoe, pr: &mut Problems) -> Moe {
         shared_expert_gate: false,
         router_bias: false,
         expert_bias: false,
+        latent_size: None,
     }
 }
 

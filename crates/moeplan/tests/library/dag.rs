@@ -330,6 +330,7 @@ fn small_models() -> Vec<(Model, Gpu)> {
         ("qwen3.5-35b-a3b", "h100-sxm"),
         ("llama-3.1-8b", "h100-sxm"),
         ("mixtral-8x7b", "h200-sxm"),
+        ("nemotron-3-nano-30b-a3b", "h100-sxm"),
     ]
     .iter()
     .map(|(m, g)| (model(m), gpu(g)))
@@ -342,7 +343,7 @@ proptest! {
     /// or expanded, gives a graph that passes every check.
     #[test]
     fn every_valid_layout_passes_the_check(
-        which in 0usize..5,
+        which in 0usize..6,
         pp in 0u32..3, tp in 0u32..3, cp in 0u32..2, dp in 0u32..3, ep in 0u32..4, etp in 0u32..3,
         redundant in prop::sample::select(vec![0u32, 2, 4, 16]),
         node in prop::sample::select(vec![2u32, 4, 8]),

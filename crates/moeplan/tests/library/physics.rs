@@ -157,21 +157,127 @@ fn a_modelopt_sidecar_sets_the_precision_and_says_so() {
 }
 
 /// Nemotron-H's published config holds Python's `Infinity`
-/// (`time_step_limit`): it is read, and the model is then refused for its
-/// architecture (hybrid Mamba-2, not costed yet), not as invalid JSON.
+/// (`time_step_limit`): it is read, and the hybrid Mamba-2 model loads.
 #[test]
 fn nemotron_h_is_judged_by_its_architecture_not_its_json() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/hf/nvidia--Nemotron-H-56B-Base-8K_config.json"
     );
-    let e = catalog::resolve_model(path).expect_err("not supported yet");
-    let text = format!("{e:?}");
+    let m = catalog::resolve_model(path).expect("the published config loads");
+    assert_eq!(m.architecture, "NemotronHForCausalLM");
+    assert_eq!(m.n_layers(), 118);
+    assert!(within(m.params().total.value(), 56e9, 0.01));
+}
+
+/// Nemotron-H-56B (dense hybrid; NVIDIA names it 56B): 118 one-block
+/// layers from `hybrid_override_pattern`, each with one RMSNorm (8192).
+/// Mamba-2 (54 layers; d_inner = 256 heads × 64 = 16384, 8 groups × state
+/// 256): in_proj 8192 × (2·16384 + 2·8·256 + 256 = 37120) = 304.1M, conv
+/// (16384 + 4096 = 20480 channels) × 4 taps + bias, dt_bias, A_log, D 3 ×
+/// 256, gated norm 16384, out_proj 16384 × 8192 = 134.2M → 438.42M.
+/// Attention (10 layers; 64 heads, 8 KV heads of 128): 8192·8192·2 +
+/// 8192·1024·2 = 151.0M. MLP (54 layers; relu², up and down only): 2 ×
+/// 8192 × 32768 = 536.9M. Embedding and LM head 2 × 131072 × 8192 = 2.15B.
+/// 54 × 438.42M + 10 × 151.0M + 54 × 536.9M + 2.15B + norms = 56.32B
+/// (+0.6%); every parameter is active. The state of one sequence: 54 ×
+/// (256·64·256 fp32 SSM + 3 × 20480 bf16 conv) = 912.6 MB; the KV cache
+/// only in the 10 attention layers: 10 × 2 × 8 × 128 × 2 B = 40.96 kB/token.
+#[test]
+fn nemotron_h_56b_is_56b() {
+    check_total("nemotron-h-56b", 56e9, 0.01);
+    let m = model("nemotron-h-56b");
+    let p = m.params();
     assert!(
-        text.contains("unsupported architecture `NemotronHForCausalLM`"),
-        "{text}"
+        within(p.total.value(), 56.324e9, 0.0005),
+        "{}",
+        p.total.value()
     );
-    assert!(!text.contains("invalid JSON"), "{text}");
+    assert_eq!(p.active.value(), p.total.value());
+    assert!(within(m.kv_bytes_per_token().value(), 40_960.0, 1e-9));
+    let state = m.linear_state_bytes_per_sequence().value();
+    assert!(within(
+        state,
+        54.0 * (256.0 * 64.0 * 256.0 * 4.0 + 3.0 * 20480.0 * 2.0),
+        1e-9
+    ));
+}
+
+/// Nemotron-3-Nano-30B-A3B (published: 31.6B total, 3.2B active without
+/// the embedding, 3.6B with it; model card and NVIDIA's release notes via
+/// replicate.com and crafiq.ai). 52 layers: 23 Mamba-2, 23 MoE, 6
+/// attention, one RMSNorm (2688) each. Mamba-2 (64 heads × 64 = 4096
+/// inner, 8 groups × state 128; `expand` × hidden = 5376 is not the
+/// width): in_proj 2688 × (2·4096 + 2·8·128 + 64 = 10304), conv 6144
+/// channels × 4 + bias, 3 × 64, norm 4096, out_proj 4096 × 2688 → 38.74M.
+/// Attention (32 heads, 2 KV heads of 128): 2688·4096·2 + 2688·256·2 =
+/// 23.40M. MoE: 128 routed relu² experts of 2 × 2688 × 1856 = 9.978M, a
+/// router 128 × 2688 + 128 correction biases, one shared expert of 2 ×
+/// 2688 × 3712 = 19.96M → 1297.5M. Embedding and LM head 2 × 131072 × 2688
+/// = 704.6M. Total 23 × 38.74M + 6 × 23.40M + 23 × 1297.5M + 704.6M +
+/// norms = 31.578B; active with 6 of 128 experts 3.580B, 3.228B without the
+/// embedding.
+#[test]
+fn nemotron_3_nano_is_31_6b_with_3_2b_active() {
+    check_total("nemotron-3-nano-30b-a3b", 31.6e9, 0.01);
+    let p = model("nemotron-3-nano-30b-a3b").params();
+    assert!(
+        within(p.total.value(), 31.578e9, 0.0005),
+        "{}",
+        p.total.value()
+    );
+    let embedding = p.by_component[&Component::Embedding].active.value();
+    assert!(
+        within(p.active.value(), 3.6e9, 0.01),
+        "{}",
+        p.active.value()
+    );
+    assert!(within(p.active.value() - embedding, 3.2e9, 0.01));
+}
+
+/// The other Nemotron-3 configs (`../shared/model-configs/hf`, skipped
+/// without it) against the sizes NVIDIA names them by. Super 120B-A12B and
+/// Ultra 550B-A55B run their 512 experts in a latent (1024, 2048) between a
+/// hidden → latent and a latent → hidden projection, which every token
+/// uses: Super 88 layers (40 Mamba-2 of 109.6M, 8 attention of 35.7M, 40
+/// MoE of 512 × 2 × 1024 × 2688, 2 × 4096 × 1024, a shared 2 × 4096 ×
+/// 5376 and a router = 2873M) + 1.07B embeddings = 120.67B, 12.77B active (12.23B
+/// without the embedding); Ultra 108 layers from `layers_block_type` (48
+/// Mamba-2 of 421.6M, 12 attention of 138.4M, 48 MoE of 10943M) + 2.15B =
+/// 549.3B, 56.06B active (54.99B without the embedding). Nemotron-3.5
+/// Lightning has Nano's shape: 31.578B.
+#[test]
+fn nemotron_3_super_ultra_lightning_by_their_names() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/model-configs/hf/"
+    );
+    let cases = [
+        ("NVIDIA-Nemotron-3-Super-120B-A12B-FP8", 120e9, 12e9, 0.02),
+        ("NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16", 550e9, 55e9, 0.02),
+        (
+            "NVIDIA-Nemotron-3.5-Lightning-30B-A3B-NVFP4",
+            31.6e9,
+            3.2e9,
+            0.01,
+        ),
+    ];
+    for (id, total, active, tol) in cases {
+        let path = format!("{dir}nvidia--{id}_config.json");
+        if !std::path::Path::new(&path).exists() {
+            return;
+        }
+        let m = catalog::resolve_model(&path).expect("loads");
+        let p = m.params();
+        let embedding = p.by_component[&Component::Embedding].active.value();
+        assert!(
+            within(p.total.value(), total, 0.01),
+            "{id}: {}",
+            p.total.value()
+        );
+        let act = p.active.value() - embedding;
+        assert!(within(act, active, tol), "{id}: {act}");
+    }
 }
 
 /// gpt-oss-120b: 36 × 128 experts × (2880·5760 + 5760 + 2880·2880 + 2880)
