@@ -260,29 +260,7 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
         .and_then(|s| s.parse::<DType>().ok())
         .unwrap_or(DType::Bf16);
 
-    let mut m = match arch {
-        "MixtralForCausalLM" | "MiniMaxM2ForCausalLM" => mixtral_like(&c, arch, pr),
-        "Qwen2MoeForCausalLM" | "Qwen3MoeForCausalLM" => qwen_moe(&c, arch, pr),
-        "Qwen3VLMoeForConditionalGeneration" => with_qwen_vision(qwen_moe(&c, arch, pr), root, pr),
-        "Qwen3NextForCausalLM" | "Qwen3_5MoeForConditionalGeneration" | "Qwen3_5MoeForCausalLM" => {
-            with_qwen_vision(qwen_next(&c, arch, pr), root, pr)
-        }
-        "Qwen3_5ForConditionalGeneration" => {
-            let dense = gated_delta_net(dense(&c, arch, pr), &c, pr);
-            with_qwen_vision(dense, root, pr)
-        }
-        "Qwen3VLForConditionalGeneration" => with_qwen_vision(dense(&c, arch, pr), root, pr),
-        "DeepseekV2ForCausalLM"
-        | "DeepseekV3ForCausalLM"
-        | "DeepseekV32ForCausalLM"
-        | "KimiK25ForConditionalGeneration"
-        | "GlmMoeDsaForCausalLM" => deepseek(&c, arch, pr),
-        "Glm4MoeForCausalLM" => glm4_moe(&c, arch, pr),
-        "GptOssForCausalLM" => gpt_oss(&c, arch, pr),
-        "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(&c, root, arch, pr),
-        "NemotronHForCausalLM" => nemotron_h(&c, arch, pr),
-        _ => dense(&c, arch, pr),
-    };
+    let mut m = family(arch, &c, root, pr);
     m.name = name.to_string();
     m.tie_word_embeddings = c.bool(
         "tie_word_embeddings",
@@ -308,6 +286,33 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
     }
     check_shapes(&m, &c, pr);
     Some(m)
+}
+
+/// The model of one supported architecture, read by its family's reader.
+fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> Model {
+    match arch {
+        "MixtralForCausalLM" | "MiniMaxM2ForCausalLM" => mixtral_like(c, arch, pr),
+        "Qwen2MoeForCausalLM" | "Qwen3MoeForCausalLM" => qwen_moe(c, arch, pr),
+        "Qwen3VLMoeForConditionalGeneration" => with_qwen_vision(qwen_moe(c, arch, pr), root, pr),
+        "Qwen3NextForCausalLM" | "Qwen3_5MoeForConditionalGeneration" | "Qwen3_5MoeForCausalLM" => {
+            with_qwen_vision(qwen_next(c, arch, pr), root, pr)
+        }
+        "Qwen3_5ForConditionalGeneration" => {
+            let dense = gated_delta_net(dense(c, arch, pr), c, pr);
+            with_qwen_vision(dense, root, pr)
+        }
+        "Qwen3VLForConditionalGeneration" => with_qwen_vision(dense(c, arch, pr), root, pr),
+        "DeepseekV2ForCausalLM"
+        | "DeepseekV3ForCausalLM"
+        | "DeepseekV32ForCausalLM"
+        | "KimiK25ForConditionalGeneration"
+        | "GlmMoeDsaForCausalLM" => deepseek(c, arch, pr),
+        "Glm4MoeForCausalLM" => glm4_moe(c, arch, pr),
+        "GptOssForCausalLM" => gpt_oss(c, arch, pr),
+        "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(c, root, arch, pr),
+        "NemotronHForCausalLM" => nemotron_h(c, arch, pr),
+        _ => dense(c, arch, pr),
+    }
 }
 
 fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {

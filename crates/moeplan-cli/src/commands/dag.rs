@@ -155,9 +155,22 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
         }
         Err(e) => return Err(tool_failure(format!("could not run Graphviz `dot`: {e}"))),
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(dot.as_bytes());
-    }
+    // Feed the graph and drain Graphviz's complaints on their own threads:
+    // a `dot` that writes more than a pipe holds to stderr before it has read
+    // its input (or while we wait) would otherwise block forever.
+    let feed = child.stdin.take().map(|mut stdin| {
+        let dot = dot.to_string();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(dot.as_bytes());
+        })
+    });
+    let drain = child.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut err, &mut buf);
+            buf
+        })
+    });
     // Graphviz can lay out a huge graph for many minutes: stop waiting
     // after RENDER_LIMIT, and show only the first lines of its complaints.
     let started = std::time::Instant::now();
@@ -179,24 +192,31 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
             Err(e) => return Err(tool_failure(format!("Graphviz `dot` failed: {e}"))),
         }
     }
-    let out = child
-        .wait_with_output()
+    let status = child
+        .wait()
         .map_err(|e| tool_failure(format!("Graphviz `dot` failed: {e}")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let lines: Vec<&str> = err.lines().collect();
-        let more = match lines.len() {
-            n if n > 5 => format!("\n(and {} more lines)", n - 5),
-            _ => String::new(),
-        };
-        let first = lines.iter().take(5).copied().collect::<Vec<_>>().join("\n");
+    if let Some(f) = feed {
+        let _ = f.join();
+    }
+    let stderr = drain.and_then(|d| d.join().ok()).unwrap_or_default();
+    if !status.success() {
         return Err(tool_failure(format!(
-            "Graphviz `dot` failed ({}): {}{more}",
-            out.status,
-            first.trim()
+            "Graphviz `dot` failed ({status}): {}",
+            first_lines(&String::from_utf8_lossy(&stderr), 5)
         )));
     }
     Ok(())
+}
+
+/// The first `n` lines of a tool's complaints, and how many more there were.
+fn first_lines(err: &str, n: usize) -> String {
+    let lines: Vec<&str> = err.lines().collect();
+    let more = match lines.len() {
+        k if k > n => format!("\n(and {} more lines)", k - n),
+        _ => String::new(),
+    };
+    let first = lines.iter().take(n).copied().collect::<Vec<_>>().join("\n");
+    format!("{}{more}", first.trim())
 }
 
 pub fn run(a: &DagArgs) -> Result<(), Failure> {

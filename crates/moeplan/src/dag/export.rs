@@ -32,7 +32,7 @@
 //! drawn once and labelled with their range (`L3–L60 ×58`): the graph's
 //! JSON always has every layer.
 
-use super::{Dag, Node, NodeKind, Phase, PhaseInfo, Report, Role};
+use super::{Dag, Node, NodeKind, Phase, PhaseInfo, PhaseReport, Report, Role};
 use crate::ops::Bound;
 use crate::units::Bytes;
 use std::collections::BTreeSet;
@@ -680,53 +680,8 @@ pub fn summary(dag: &Dag, report: &Report) -> String {
         report.warnings()
     );
     for r in &report.phases {
-        let Some(p) = dag.phases.iter().find(|p| p.phase == r.phase) else {
-            continue;
-        };
-        let total = r.path_by_bound.total().0.max(f64::MIN_POSITIVE);
-        let pct = |x: crate::units::Seconds| x.0 / total * 100.0;
-        let _ = writeln!(s, "  {}: {}", p.phase.name(), p.description);
-        let _ = writeln!(
-            s,
-            "    critical path   {} over {} nodes (cost model {}, {:+.2}%): compute {:.0}%, memory {:.0}%, communication {:.0}%, fixed costs {:.0}%",
-            r.critical_path_s,
-            r.path.len(),
-            r.model_time_s,
-            {
-                let d = (r.critical_path_s.0 / r.model_time_s.0.max(f64::MIN_POSITIVE) - 1.0) * 100.0;
-                // No "-0.00%" for a rounding-level difference.
-                if d.abs() < 0.005 {
-                    0.0
-                } else {
-                    d
-                }
-            },
-            pct(r.path_by_bound.compute_s),
-            pct(r.path_by_bound.memory_s),
-            pct(r.path_by_bound.communication_s),
-            pct(r.path_by_bound.overhead_s),
-        );
-        // One micro-batch under the neutral engine is the whole step:
-        // nothing more to say.
-        if (p.engine_step_s.0 - p.step_time_s.0).abs() > 1e-9 * p.step_time_s.0 {
-            let _ = writeln!(
-                s,
-                "    estimate step   {} (the whole step: every micro-batch through the pipeline, under the engine's serving layer)",
-                p.engine_step_s
-            );
-        }
-        let d = &dag.devices[r.busiest_gpu as usize];
-        let _ = writeln!(
-            s,
-            "    busiest GPU     {} (node {}, local {}, stage {}): busy {} of the {} path",
-            d.id, d.node, d.local, d.stage, r.busiest_gpu_time_s, r.critical_path_s
-        );
-        if report.phases.len() > 1 {
-            let _ = writeln!(
-                s,
-                "    graph           {} nodes, {} edges",
-                r.nodes, r.edges
-            );
+        if let Some(p) = dag.phases.iter().find(|p| p.phase == r.phase) {
+            phase_summary(&mut s, dag, p, r, report.phases.len());
         }
     }
     for d in &report.diagnostics {
@@ -744,4 +699,54 @@ pub fn summary(dag: &Dag, report: &Report) -> String {
         }
     }
     s
+}
+
+/// One phase's lines of the summary: critical path, the estimate's step,
+/// the busiest GPU, and (when `phases` > 1 are drawn) the graph's size.
+fn phase_summary(s: &mut String, dag: &Dag, p: &PhaseInfo, r: &PhaseReport, phases: usize) {
+    let total = r.path_by_bound.total().0.max(f64::MIN_POSITIVE);
+    let pct = |x: crate::units::Seconds| x.0 / total * 100.0;
+    let _ = writeln!(s, "  {}: {}", p.phase.name(), p.description);
+    let _ = writeln!(
+        s,
+        "    critical path   {} over {} nodes (cost model {}, {:+.2}%): compute {:.0}%, memory {:.0}%, communication {:.0}%, fixed costs {:.0}%",
+        r.critical_path_s,
+        r.path.len(),
+        r.model_time_s,
+        {
+            let d = (r.critical_path_s.0 / r.model_time_s.0.max(f64::MIN_POSITIVE) - 1.0) * 100.0;
+            // No "-0.00%" for a rounding-level difference.
+            if d.abs() < 0.005 {
+                0.0
+            } else {
+                d
+            }
+        },
+        pct(r.path_by_bound.compute_s),
+        pct(r.path_by_bound.memory_s),
+        pct(r.path_by_bound.communication_s),
+        pct(r.path_by_bound.overhead_s),
+    );
+    // One micro-batch under the neutral engine is the whole step:
+    // nothing more to say.
+    if (p.engine_step_s.0 - p.step_time_s.0).abs() > 1e-9 * p.step_time_s.0 {
+        let _ = writeln!(
+            s,
+            "    estimate step   {} (the whole step: every micro-batch through the pipeline, under the engine's serving layer)",
+            p.engine_step_s
+        );
+    }
+    let d = &dag.devices[r.busiest_gpu as usize];
+    let _ = writeln!(
+        s,
+        "    busiest GPU     {} (node {}, local {}, stage {}): busy {} of the {} path",
+        d.id, d.node, d.local, d.stage, r.busiest_gpu_time_s, r.critical_path_s
+    );
+    if phases > 1 {
+        let _ = writeln!(
+            s,
+            "    graph           {} nodes, {} edges",
+            r.nodes, r.edges
+        );
+    }
 }
