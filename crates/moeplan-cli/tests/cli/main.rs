@@ -4,7 +4,8 @@
 //! input tests.
 //!
 //! The invalid-input tests are data-first: every file in
-//! `tests/fixtures/invalid/` is run through `moeplan model <file>` and must
+//! `tests/fixtures/invalid/` is run through `moeplan model <file>` (a
+//! `gpu-*` file through `moeplan estimate --gpu <file>`) and must
 //! give exit code 2 and a diagnostic naming the file, with a `line:col`
 //! location where the problem has one, a hint, and no panic. Each
 //! diagnostic is snapshotted (`tests/snapshots/`). To add a case, drop a
@@ -93,6 +94,23 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "missing required key `n_layers`",
             "missing required key `vocab_size`",
             "missing required key `attention`",
+        ],
+    ),
+    (
+        "gpu-absurd-figures.toml",
+        &[
+            "`memory`: 1e39 B is outside [1 GB, 100 TB], the range of the memory of one GPU",
+            "`peak.bf16`: 1 kFLOP/s is outside [1 TFLOP/s, 100 PFLOP/s]",
+            "`links.nvlink_bandwidth`: 1e42 B/s is outside [1 GB/s, 1 PB/s]",
+            "moeplan accepts the memory of one GPU from 1 GB to 100 TB",
+        ],
+    ),
+    (
+        "hf-hidden-size-2-31.json",
+        &[
+            "`hidden_size`: 2147483648 is outside [1, 1048576], the range of a model width",
+            "`vocab_size`: 1099511627776 is outside [1, 16777216]",
+            "moeplan accepts a model width from 1 to 1048576",
         ],
     ),
     (
@@ -318,6 +336,28 @@ fn has_location(text: &str, name: &str) -> bool {
     })
 }
 
+/// The command that reads an invalid fixture: a GPU spec (`gpu-*`) as
+/// `estimate`'s GPU, anything else as `model`'s model.
+fn reading<'a>(name: &str, rel: &'a str) -> Vec<&'a str> {
+    if name.starts_with("gpu-") {
+        vec![
+            "estimate",
+            "--model",
+            "qwen3-30b-a3b",
+            "--isl",
+            "1000",
+            "--osl",
+            "200",
+            "--concurrency",
+            "8",
+            "--gpu",
+            rel,
+        ]
+    } else {
+        vec!["model", rel]
+    }
+}
+
 fn snapshot_name(file: &str) -> String {
     format!("invalid-{}", file.replace('.', "_"))
 }
@@ -328,7 +368,7 @@ fn every_invalid_fixture_gives_exit_2_and_a_located_diagnostic() {
     for path in invalid_fixtures() {
         let name = file_name(&path);
         let rel = format!("{INVALID_DIR}/{name}");
-        let out = moeplan(&["model", &rel]);
+        let out = moeplan(&reading(&name, &rel));
         let err = stderr(&out);
         let flat = unwrapped(&err);
         let mut fail = |why: String| failures.push(format!("{name}: {why}\n{err}"));
