@@ -3,6 +3,7 @@
 //! the layout folded, every flag checked.
 use crate::args::{DeploymentArgs, EstimateArgs, PoolArgs};
 use crate::output::{ArgError, Failure, Format};
+use moeplan::bounds::{CONCURRENCY, GPUS_PER_NODE, TOKENS};
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::{Layout, LayoutProblem};
@@ -99,6 +100,47 @@ pub fn at_least_one<T: Copy + Into<u64>>(
         )),
         v => Ok(v),
     }
+}
+
+/// A count flag within its bound (`moeplan::bounds`): 0, and a value
+/// above the bound, are bad input naming it.
+pub fn within<T: Copy + Into<u64>>(
+    flag: &str,
+    v: Option<T>,
+    range: moeplan::bounds::Range,
+    format: Format,
+) -> Result<Option<T>, Failure> {
+    at_least_one(flag, v, format)?;
+    match v.map(|n| range.check_count(n.into())) {
+        Some(Err(m)) => Err(ArgError::failure(
+            format!("--{flag} {m}"),
+            Some(range.why.into()),
+            format,
+        )),
+        _ => Ok(v),
+    }
+}
+
+/// A latency flag in milliseconds, within `bounds::LATENCY_LIMIT`.
+pub fn latency_ms(
+    v: Option<f64>,
+    flag: &str,
+    format: Format,
+) -> Result<Option<moeplan::units::Seconds>, Failure> {
+    let range = moeplan::bounds::LATENCY_LIMIT;
+    v.map(|ms| {
+        range
+            .check(ms / 1e3)
+            .map(moeplan::units::Seconds::new)
+            .map_err(|m| {
+                ArgError::failure(
+                    format!("--{flag} {ms} (ms): {m}"),
+                    Some(range.why.into()),
+                    format,
+                )
+            })
+    })
+    .transpose()
 }
 
 /// The parallel degrees the flags give one replica or one pool's worker
@@ -270,9 +312,9 @@ fn require(a: &DeploymentArgs, command: &str, format: Format) -> Result<(), Fail
 /// The lengths and requests in flight, each at least 1.
 fn workload(a: &DeploymentArgs, format: Format) -> Result<Workload, Failure> {
     Ok(Workload {
-        isl: moeplan::units::Tokens::new(at_least_one("isl", a.isl, format)?.unwrap_or(1)),
-        osl: moeplan::units::Tokens::new(at_least_one("osl", a.osl, format)?.unwrap_or(1)),
-        concurrency: at_least_one("concurrency", a.concurrency, format)?.unwrap_or(1),
+        isl: moeplan::units::Tokens::new(within("isl", a.isl, TOKENS, format)?.unwrap_or(1)),
+        osl: moeplan::units::Tokens::new(within("osl", a.osl, TOKENS, format)?.unwrap_or(1)),
+        concurrency: within("concurrency", a.concurrency, CONCURRENCY, format)?.unwrap_or(1),
     })
 }
 
@@ -284,7 +326,7 @@ fn model_and_gpu(a: &DeploymentArgs, format: Format) -> Result<(Model, Gpu), Fai
     let mut gpu = moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default())
         .map_err(Failure::input(format))?;
     apply_dtypes(a, &mut model, &gpu, format)?;
-    if let Some(n) = at_least_one("gpus-per-node", a.gpus_per_node, format)? {
+    if let Some(n) = within("gpus-per-node", a.gpus_per_node, GPUS_PER_NODE, format)? {
         gpu.gpus_per_node = n;
     }
     Ok((model, gpu))
@@ -500,9 +542,9 @@ pub fn apply_to_scenario(
     if let Some(g) = &f.gpu {
         s.gpu = moeplan::catalog::resolve_gpu(g).map_err(Failure::input(format))?;
     }
-    let isl = at_least_one("isl", f.isl, format)?;
-    let osl = at_least_one("osl", f.osl, format)?;
-    let concurrency = at_least_one("concurrency", f.concurrency, format)?;
+    let isl = within("isl", f.isl, TOKENS, format)?;
+    let osl = within("osl", f.osl, TOKENS, format)?;
+    let concurrency = within("concurrency", f.concurrency, CONCURRENCY, format)?;
     let w = &mut s.workload;
     if let Some(v) = isl {
         w.isl = Lengths { min: v, max: v };
@@ -520,7 +562,7 @@ pub fn apply_to_scenario(
         s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", format)?;
     }
     apply_dtypes(f, &mut s.model, &s.gpu, format)?;
-    if let Some(n) = at_least_one("gpus-per-node", f.gpus_per_node, format)? {
+    if let Some(n) = within("gpus-per-node", f.gpus_per_node, GPUS_PER_NODE, format)? {
         s.gpu.gpus_per_node = n;
     }
     apply_engine(f.engine.as_deref(), s, format)

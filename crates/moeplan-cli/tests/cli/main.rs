@@ -288,6 +288,25 @@ fn moeplan_at_root(args: &[&str]) -> Output {
         .expect("the moeplan binary runs")
 }
 
+/// `moeplan plan` for Qwen3-30B on 8 × H100 (1000 + 200 tokens) with
+/// `flag` set to `value`, replacing that flag's default when it has one
+/// (clap refuses a flag given twice).
+fn plan_args(flag: &str, value: &str) -> Vec<String> {
+    let defaults = [
+        ("--model", "qwen3-30b-a3b"),
+        ("--gpu", "h100"),
+        ("--gpus", "8"),
+        ("--isl", "1000"),
+        ("--osl", "200"),
+    ];
+    let mut args = vec!["plan".to_string()];
+    for (f, v) in defaults.iter().filter(|(f, _)| *f != flag) {
+        args.extend([f.to_string(), v.to_string()]);
+    }
+    args.push(format!("{flag}={value}"));
+    args
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
 }
@@ -1281,8 +1300,24 @@ mod flag_values {
     //! or gives figures that are finite and physically possible (issue 14's
     //! quality bar: NaN, ±inf, 0 and huge values never reach an exit 0 with
     //! nonsense in the output).
-    use super::{moeplan, stdout};
+    use super::{moeplan, plan_args, stdout};
     use proptest::prelude::*;
+
+    /// `plan`'s numeric flags (issue 14: `--concurrency 2^64 - 1` gave a
+    /// TTFT of 9.3e16 s, `--request-rate 1e300` 2e18 GPUs).
+    const PLAN_FLAGS: &[&str] = &[
+        "--gpus",
+        "--gpus-per-node",
+        "--isl",
+        "--osl",
+        "--concurrency",
+        "--request-rate",
+        "--ttft-ms",
+        "--tpot-ms",
+        "--max-memory-fraction",
+        "--mfu",
+        "--bandwidth-utilization",
+    ];
 
     const FLAGS: &[&str] = &[
         "--mfu",
@@ -1326,28 +1361,59 @@ mod flag_values {
         }
     }
 
+    /// Checks one run: exit 0-2, and at exit 0 a JSON output whose numbers
+    /// are finite and not absurd, its latencies (at `keys`) within a day;
+    /// returns that output.
+    fn sane(args: &[&str], keys: &[&[&str]]) -> Result<Option<serde_json::Value>, TestCaseError> {
+        let out = moeplan(args);
+        let code = out.status.code();
+        prop_assert!(matches!(code, Some(0..=2)), "{args:?}: exit {code:?}");
+        if code == Some(0) {
+            let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+            let mut all = Vec::new();
+            numbers(&json, &mut all);
+            prop_assert!(
+                all.iter().all(|x| x.is_finite() && x.abs() < 1e25),
+                "{args:?}"
+            );
+            for path in keys {
+                let t = path.iter().fold(&json, |v, k| &v[*k]).as_f64();
+                // Positive, and below a day: anything else is an artefact.
+                prop_assert!(
+                    t.is_none_or(|t| t > 0.0 && t < 8.64e7),
+                    "{args:?}: {path:?} = {t:?}"
+                );
+            }
+            return Ok(Some(json));
+        }
+        Ok(None)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
+        fn no_plan_flag_value_gives_nonsense(flag in prop::sample::select(PLAN_FLAGS), v in value()) {
+            let mut args = plan_args(flag, &v);
+            args.push("--json".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            sane(&args, &[&["recommended", "ttft_ms"], &["recommended", "tpot_ms"]])?;
+        }
+
+        #[test]
         fn no_flag_value_gives_nonsense(flag in prop::sample::select(FLAGS), v in value()) {
-            let with = format!("{flag}={v}");
-            let args = [
-                "estimate", "--model", "qwen3-30b-a3b", "--gpu", "h100", "--isl", "1000",
-                "--osl", "200", "--concurrency", "16", "--json", &with,
+            // The flag under test replaces its default (clap refuses a flag
+            // given twice, which would make the case vacuous).
+            let defaults = [
+                ("--model", "qwen3-30b-a3b"), ("--gpu", "h100"), ("--isl", "1000"),
+                ("--osl", "200"), ("--concurrency", "16"),
             ];
-            let out = moeplan(&args);
-            let code = out.status.code();
-            prop_assert!(matches!(code, Some(0..=2)), "{args:?}: exit {code:?}");
-            if code == Some(0) {
-                let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
-                let mut all = Vec::new();
-                numbers(&json, &mut all);
-                prop_assert!(all.iter().all(|x| x.is_finite() && x.abs() < 1e25), "{args:?}");
-                for key in ["ttft_ms", "tpot_ms"] {
-                    let t = json[key].as_f64().unwrap_or(f64::NAN);
-                    // Positive, and below a day: anything else is an artefact.
-                    prop_assert!(t > 0.0 && t < 8.64e7, "{args:?}: {key} = {t}");
-                }
+            let with = format!("{flag}={v}");
+            let mut args = vec!["estimate", "--json", &with];
+            for (f, d) in defaults.iter().filter(|(f, _)| f != &flag) {
+                args.extend([*f, *d]);
+            }
+            if let Some(json) = sane(&args, &[&["ttft_ms"], &["tpot_ms"]])? {
+                prop_assert!(json["ttft_ms"].is_number() && json["tpot_ms"].is_number(), "{args:?}");
             }
         }
     }
