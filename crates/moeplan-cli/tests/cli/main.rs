@@ -1241,6 +1241,82 @@ fn only_regular_files_are_read_and_a_bom_is_accepted() {
     fs::remove_dir_all(&dir).ok();
 }
 
+/// Every file a command reads goes through the same reader as spec
+/// files: regular files only, a size cap, a byte-order mark dropped (issue
+/// 14: `accuracy`, `calibrate`, `simulate --trace`, `--isl-dist` and
+/// `--profile` read a symlink to /dev/zero without limit and blocked on a
+/// FIFO; a BOM made the CSV headers unknown).
+#[cfg(unix)]
+#[test]
+fn every_file_a_command_reads_is_a_regular_file() {
+    let dir = std::env::temp_dir().join(format!("moeplan-readers-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let simulate = [
+        "simulate",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        "h100",
+        "--isl",
+        "1000",
+        "--osl",
+        "200",
+        "--concurrency",
+        "4",
+        "--requests",
+        "50",
+        "--json",
+    ];
+    let commands: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["accuracy"], "csv"),
+        (vec!["calibrate", "--validate"], "csv"),
+        (simulate.iter().copied().chain(["--trace"]).collect(), "csv"),
+        (
+            simulate.iter().copied().chain(["--isl-dist"]).collect(),
+            "csv",
+        ),
+        (vec!["catalog", "--profile"], "toml"),
+    ];
+    for (i, (command, ext)) in commands.iter().enumerate() {
+        let zero = dir.join(format!("zero{i}.{ext}"));
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let fifo = dir.join(format!("fifo{i}.{ext}"));
+        let mut cases = vec![zero];
+        if Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            cases.push(fifo);
+        }
+        for path in &cases {
+            let mut args = command.clone();
+            args.push(path.to_str().unwrap());
+            let out = moeplan(&args);
+            // With --json the diagnostic is JSON on stdout.
+            let err = unwrapped(&format!("{}{}", stdout(&out), stderr(&out)));
+            assert_eq!(out.status.code(), Some(EXIT_INPUT), "{args:?}: {err}");
+            assert!(err.contains("not a regular file"), "{args:?}: {err}");
+        }
+    }
+    // A BOM before a CSV header is not part of the first column's name.
+    let bom = |from: &str, name: &str| {
+        let text = fs::read_to_string(crate_dir().join(from)).expect("a fixture");
+        let path = dir.join(name);
+        fs::write(&path, format!("\u{feff}{text}")).unwrap();
+        path
+    };
+    let runs = bom("../moeplan/tests/fixtures/runs/native.csv", "runs.csv");
+    let out = moeplan(&["accuracy", runs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let trace = bom("tests/fixtures/traces/native.csv", "trace.csv");
+    let mut args = simulate.to_vec();
+    args.extend(["--trace", trace.to_str().unwrap()]);
+    let out = moeplan(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    fs::remove_dir_all(&dir).ok();
+}
+
 /// A diagnostic on a very long line (minified JSON) shows a window around
 /// the span, not the whole line (issue 14: 600 KB were printed).
 #[test]
