@@ -52,6 +52,29 @@ fn apply_dtypes(
     Ok(())
 }
 
+/// `--kv-dtype`, when given, is a type the serving engine stores (its
+/// `kv_cache_dtypes`, `engines/*.toml`): an NVFP4 cache is TensorRT-LLM's
+/// alone, and an estimate of an engine that cannot store it is of nothing
+/// that runs.
+fn kv_dtype_on_engine(
+    a: &DeploymentArgs,
+    model: &Model,
+    engine: Engine,
+    format: Format,
+) -> Result<(), Failure> {
+    if a.kv_dtype.is_none() {
+        return Ok(());
+    }
+    let kv = model.dtypes.kv_cache;
+    engine.stores_kv_cache(kv).map_err(|m| {
+        ArgError::failure(
+            format!("--kv-dtype {kv}: {m}"),
+            Some("choose an engine that stores it with --engine, or --kv-dtype fp8".into()),
+            format,
+        )
+    })
+}
+
 /// A flag checked against its physical bound (`moeplan::bounds`).
 pub fn bounded(
     v: Option<f64>,
@@ -265,6 +288,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
     let mfu = fraction(a.mfu, "mfu", format)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
     let engine = engine(a, &gpu, format)?;
+    kv_dtype_on_engine(a, &model, engine.engine, format)?;
     Degrees::replica(a).within_bounds(Layout::default(), format)?;
     Ok(Deployment {
         calibration: moeplan::profile::resolve(&gpu, engine.engine)
@@ -565,7 +589,8 @@ pub fn apply_to_scenario(
     if let Some(n) = within("gpus-per-node", f.gpus_per_node, GPUS_PER_NODE, format)? {
         s.gpu.gpus_per_node = n;
     }
-    apply_engine(f.engine.as_deref(), s, format)
+    apply_engine(f.engine.as_deref(), s, format)?;
+    kv_dtype_on_engine(f, &s.model, s.serving_engine(), format)
 }
 
 /// A plan or scenario file's deployment with the flags over it, and where

@@ -1495,6 +1495,58 @@ mod flag_values {
     }
 }
 
+/// Issue 14: an NVFP4 KV cache is TensorRT-LLM's alone (on Blackwell);
+/// with another engine it was estimated, and `launch` silently dropped it.
+/// Now it is bad input naming the engine that stores it, and TensorRT-LLM's
+/// launch config carries it.
+#[test]
+fn an_nvfp4_kv_cache_needs_an_engine_that_stores_it() {
+    let with = |command: &str, engine: &str| {
+        moeplan(&[
+            command,
+            "--model",
+            "qwen3-30b-a3b",
+            "--gpu",
+            "b200",
+            "--isl",
+            "1000",
+            "--osl",
+            "200",
+            "--concurrency",
+            "16",
+            "--kv-dtype",
+            "nvfp4",
+            "--engine",
+            engine,
+            "--json",
+        ])
+    };
+    for engine in ["vllm", "sglang", "neutral"] {
+        for command in ["estimate", "launch", "simulate"] {
+            let out = with(command, engine);
+            let err = unwrapped(&format!("{}{}", stdout(&out), stderr(&out)));
+            assert_eq!(
+                out.status.code(),
+                Some(EXIT_INPUT),
+                "{command} {engine}: {err}"
+            );
+            assert!(
+                err.contains("cannot store the KV cache as nvfp4: only TensorRT-LLM does"),
+                "{command} {engine}: {err}"
+            );
+        }
+    }
+    let out = with("estimate", "trtllm");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = with("launch", "trtllm");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(r#"\"dtype\": \"nvfp4\""#) || stdout(&out).contains("dtype: nvfp4"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 /// A GPU spec file is shown by its `name` (issue 13: outputs showed the
 /// file stem).
 #[test]
