@@ -14,6 +14,9 @@ pub struct Range {
     pub max: f64,
     /// Why these are the bounds.
     pub why: &'static str,
+    /// The unit the value is in (base units: "B", "B/s", "FLOP/s", "s"),
+    /// shown with an SI prefix; empty for a plain number.
+    pub unit: &'static str,
 }
 
 impl Range {
@@ -24,11 +27,96 @@ impl Range {
             Ok(x)
         } else {
             Err(format!(
-                "{x} is outside [{}, {}], the range of {}",
-                self.min, self.max, self.what
+                "{} is outside [{}, {}], the range of {}",
+                self.show(x),
+                self.show(self.min),
+                self.show(self.max),
+                self.what
             ))
         }
     }
+
+    /// `n` when it lies within the range (a count or size: the message
+    /// writes it whole, however large).
+    pub fn check_count(&self, n: u64) -> Result<u64, String> {
+        match self.check(n as f64) {
+            Ok(_) => Ok(n),
+            Err(_) => Err(format!(
+                "{n} is outside [{}, {}], the range of {}",
+                self.show(self.min),
+                self.show(self.max),
+                self.what
+            )),
+        }
+    }
+
+    /// The hint of a value outside: the accepted range and why.
+    pub fn hint(&self) -> String {
+        format!(
+            "moeplan accepts {} from {} to {}: {}",
+            self.what,
+            self.show(self.min),
+            self.show(self.max),
+            self.why
+        )
+    }
+
+    /// A value in the range's unit: a plain number, or with an SI prefix
+    /// ("100 TB"); scientific notation beyond the prefixes ("1e30 B").
+    fn show(&self, x: f64) -> String {
+        const UP: [(f64, &str); 6] = [
+            (1e15, "P"),
+            (1e12, "T"),
+            (1e9, "G"),
+            (1e6, "M"),
+            (1e3, "k"),
+            (1.0, ""),
+        ];
+        const DOWN: [(f64, &str); 3] = [(1e-3, "m"), (1e-6, "µ"), (1e-9, "n")];
+        if self.unit.is_empty() {
+            // Plain numbers whole or decimal ("1048576", "0.000001"), very
+            // large or small ones in scientific notation ("1e300").
+            let plain = x == 0.0 || (1e-6..1e16).contains(&x.abs());
+            return if plain {
+                format!("{x}")
+            } else {
+                format!("{x:e}")
+            };
+        }
+        let abs = x.abs();
+        // Seconds take no prefix above one: "86400 s", not "86.4 ks".
+        let up = if self.unit == "s" { &UP[5..] } else { &UP[..] };
+        let prefixes = if abs < 1.0 { &DOWN[..] } else { up };
+        match prefixes.iter().find(|(s, _)| abs >= *s) {
+            Some((scale, prefix)) if x.is_finite() && abs < 1e18 => {
+                format!("{} {prefix}{}", round4(x / scale), self.unit)
+            }
+            _ => format!("{} {}", scientific(x), self.unit),
+        }
+    }
+}
+
+/// `x` in scientific notation to four significant figures ("1e39", "2.5e-9").
+fn scientific(x: f64) -> String {
+    let s = format!("{x:.3e}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) if mantissa.contains('.') => {
+            format!(
+                "{}e{exp}",
+                mantissa.trim_end_matches('0').trim_end_matches('.')
+            )
+        }
+        _ => s,
+    }
+}
+
+/// `x` rounded to four significant figures, for messages.
+fn round4(x: f64) -> f64 {
+    if x == 0.0 {
+        return 0.0;
+    }
+    let scale = 10f64.powi(3 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
 }
 
 /// A compute or bandwidth efficiency (fraction of the datasheet peak).
@@ -37,6 +125,7 @@ pub const EFFICIENCY: Range = Range {
     min: 0.01,
     max: 1.0,
     why: "measured kernels reach 0.05-0.95 of peak; below 1% every figure is an artefact of the input",
+    unit: "",
 };
 
 /// The share of GPU memory an engine may use.
@@ -45,6 +134,7 @@ pub const MEMORY_FRACTION: Range = Range {
     min: 0.05,
     max: 1.0,
     why: "engines take 0.8-0.95 of memory; below 5% no weights fit",
+    unit: "",
 };
 
 /// The power-law exponent of expert popularity.
@@ -53,6 +143,187 @@ pub const ROUTING_SKEW: Range = Range {
     min: 0.0,
     max: 4.0,
     why: "measured MoE routing fits exponents below 1.5; at 4 one expert takes almost every token",
+    unit: "",
+};
+
+// Workloads and service levels, from flags and scenario files alike.
+
+/// A prompt or output length, in tokens.
+pub const TOKENS: Range = Range {
+    what: "a prompt or output length (tokens)",
+    min: 1.0,
+    max: 16_777_216.0,
+    why: "published context windows reach 10 million tokens (Llama 4 Scout)",
+    unit: "",
+};
+
+/// Requests in flight on one replica (or one disaggregated deployment).
+pub const CONCURRENCY: Range = Range {
+    what: "requests in flight",
+    min: 1.0,
+    max: 1_048_576.0,
+    why: "engines hold at most a few thousand requests per GPU; a million is beyond any replica",
+    unit: "",
+};
+
+/// Requests per second a deployment must serve.
+pub const REQUEST_RATE: Range = Range {
+    what: "a request rate (requests/s)",
+    min: 1e-6,
+    max: 1e6,
+    why: "the busiest public services take about 100,000 requests/s in all, over many deployments",
+    unit: "",
+};
+
+/// A latency service level (TTFT, TPOT, end to end, percentiles).
+pub const LATENCY_LIMIT: Range = Range {
+    what: "a latency limit",
+    min: 1e-6,
+    max: 86_400.0,
+    why: "no GPU step is faster than a microsecond, and a limit above a day is no service level",
+    unit: "s",
+};
+
+/// The GPUs a plan may use.
+pub const GPU_BUDGET: Range = Range {
+    what: "a GPU budget",
+    min: 1.0,
+    max: 65_536.0,
+    why: "the largest inference deployments span thousands of GPUs",
+    unit: "",
+};
+
+// GPU specs. Each bound spans what hardware exists by orders of magnitude:
+// beyond it, a figure is a typo or a unit slip ("1e30 GB", "1e-9 TFLOP/s"),
+// and every number computed from it would be confident nonsense.
+
+/// The memory of one GPU.
+pub const GPU_MEMORY: Range = Range {
+    what: "the memory of one GPU",
+    min: 1e9,
+    max: 1e14,
+    why: "GPUs carry 16-288 GB; 100 TB is 300 times the largest",
+    unit: "B",
+};
+
+/// A dense tensor-core peak, any precision.
+pub const PEAK_FLOPS: Range = Range {
+    what: "a GPU's dense peak",
+    min: 1e12,
+    max: 1e17,
+    why: "datasheet peaks run from about 100 TFLOP/s (L4, BF16) to 15 PFLOP/s (GB300, FP4)",
+    unit: "FLOP/s",
+};
+
+/// The memory bandwidth of one GPU.
+pub const MEMORY_BANDWIDTH: Range = Range {
+    what: "a GPU's memory bandwidth",
+    min: 1e9,
+    max: 1e15,
+    why: "GPU memory delivers 0.3-8 TB/s",
+    unit: "B/s",
+};
+
+/// A scale-up or scale-out link's bandwidth per GPU and direction.
+pub const LINK_BANDWIDTH: Range = Range {
+    what: "a link bandwidth per GPU",
+    min: 1e9,
+    max: 1e15,
+    why: "links carry 12.5 GB/s (100 Gb/s Ethernet) to 900 GB/s (NVLink 5) per GPU",
+    unit: "B/s",
+};
+
+/// A link's small-message latency.
+pub const LINK_LATENCY: Range = Range {
+    what: "a link latency",
+    min: 1e-7,
+    max: 1e-2,
+    why: "NVLink, InfiniBand and RoCE take 1-15 µs for a small message; TCP tens of µs",
+    unit: "s",
+};
+
+/// GPUs in one node (NVLink domain).
+pub const GPUS_PER_NODE: Range = Range {
+    what: "GPUs per node",
+    min: 1.0,
+    max: 1024.0,
+    why: "NVLink domains hold 4-72 GPUs (GB200 NVL72)",
+    unit: "",
+};
+
+// Model shapes. Each bound is far above any published model, and low
+// enough that the accounting stays finite and the per-layer tables small.
+
+/// The residual width (also bounds low-rank projections, which are narrower).
+pub const HIDDEN_SIZE: Range = Range {
+    what: "a model width",
+    min: 1.0,
+    max: 1_048_576.0,
+    why: "published models are at most 18,432 wide (PaLM 540B)",
+    unit: "",
+};
+
+/// An MLP's or an expert's intermediate width.
+pub const INTERMEDIATE_SIZE: Range = Range {
+    what: "an intermediate width",
+    min: 1.0,
+    max: 4_194_304.0,
+    why: "published MLPs are at most 73,728 wide (PaLM 540B)",
+    unit: "",
+};
+
+/// The vocabulary.
+pub const VOCAB_SIZE: Range = Range {
+    what: "a vocabulary size",
+    min: 1.0,
+    max: 16_777_216.0,
+    why: "published vocabularies have at most about 262,000 tokens (Gemma 3)",
+    unit: "",
+};
+
+/// Attention heads (query, KV, indexer, linear-attention).
+pub const HEADS: Range = Range {
+    what: "a head count",
+    min: 1.0,
+    max: 16_384.0,
+    why: "published models have at most 128 attention heads",
+    unit: "",
+};
+
+/// A head's dimension.
+pub const HEAD_DIM: Range = Range {
+    what: "a head dimension",
+    min: 1.0,
+    max: 65_536.0,
+    why: "published heads are 64-576 wide",
+    unit: "",
+};
+
+/// Experts of a MoE layer (routed, shared, or chosen per token).
+pub const EXPERTS: Range = Range {
+    what: "an expert count",
+    min: 1.0,
+    max: 65_536.0,
+    why: "published MoE models have at most 512 routed experts",
+    unit: "",
+};
+
+/// The convolution window of a linear-attention layer.
+pub const CONV_KERNEL: Range = Range {
+    what: "a convolution window",
+    min: 1.0,
+    max: 1024.0,
+    why: "published linear attention convolves over 4 tokens",
+    unit: "",
+};
+
+/// Decoder (or vision encoder) layers.
+pub const LAYERS: Range = Range {
+    what: "a layer count",
+    min: 1.0,
+    max: 4096.0,
+    why: "published models have at most a few hundred layers; beyond this a typo would allocate without bound",
+    unit: "",
 };
 
 #[cfg(test)]
@@ -69,5 +340,25 @@ mod tests {
         assert!(ROUTING_SKEW.check(f64::NAN).is_err());
         assert!(ROUTING_SKEW.check(-1.0).is_err());
         assert_eq!(ROUTING_SKEW.check(0.0), Ok(0.0));
+    }
+
+    /// Quantities are shown with their unit, counts whole.
+    #[test]
+    fn messages_show_units_and_whole_counts() {
+        let e = GPU_MEMORY.check(1e39).expect_err("outside");
+        assert!(e.contains("1e39 B is outside [1 GB, 100 TB]"), "{e}");
+        let e = PEAK_FLOPS.check(1e3).expect_err("outside");
+        assert!(
+            e.contains("1 kFLOP/s is outside [1 TFLOP/s, 100 PFLOP/s]"),
+            "{e}"
+        );
+        let e = LINK_LATENCY.check(5.0).expect_err("outside");
+        assert!(e.contains("5 s is outside [100 ns, 10 ms]"), "{e}");
+        let e = HIDDEN_SIZE.check_count(1 << 31).expect_err("outside");
+        assert!(e.contains("2147483648 is outside [1, 1048576]"), "{e}");
+        assert_eq!(VOCAB_SIZE.check_count(151_936), Ok(151_936));
+        assert!(GPU_MEMORY.hint().contains("from 1 GB to 100 TB"));
+        let e = LATENCY_LIMIT.check(1e297).expect_err("outside");
+        assert!(e.contains("1e297 s is outside [1 µs, 86400 s]"), "{e}");
     }
 }

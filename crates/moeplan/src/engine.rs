@@ -9,6 +9,7 @@
 //! their wait is part of TTFT), the share of memory the engine takes, and
 //! which steps run as CUDA graphs. Every figure can be overridden by a flag.
 
+use crate::dtype::DType;
 use crate::serving::closed_loop::Policy;
 use crate::units::{Bytes, Fraction, GIB};
 use schemars::JsonSchema;
@@ -74,6 +75,27 @@ impl Engine {
                 .collect()
         });
         &all[Engine::ALL.iter().position(|e| *e == self).expect("listed")]
+    }
+
+    /// `Ok` when the engine stores its KV cache as `d`; else the message
+    /// naming the engines that do (`kv_cache_dtypes` in their files).
+    pub fn stores_kv_cache(self, d: DType) -> Result<(), String> {
+        if self.spec().kv_cache_dtypes.contains(&d) {
+            return Ok(());
+        }
+        let able: Vec<&str> = Engine::ALL
+            .iter()
+            .filter(|e| e.spec().kv_cache_dtypes.contains(&d))
+            .map(|e| e.spec().display.as_str())
+            .collect();
+        let which = match able.as_slice() {
+            [] => "no engine does".to_string(),
+            names => format!("only {} does", names.join(" and ")),
+        };
+        Err(format!(
+            "{} cannot store the KV cache as {d}: {which}",
+            self.spec().display
+        ))
     }
 
     /// The engine's defaults on a GPU of `memory` bytes.
@@ -152,6 +174,8 @@ pub struct EngineSpec {
     pub max_running: Vec<Rule>,
     /// Which steps run as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
+    /// The types the engine can store its KV cache in.
+    pub kv_cache_dtypes: Vec<DType>,
 }
 
 /// Whom an engine's step budget is for under attention data parallelism.
@@ -242,6 +266,26 @@ mod tests {
             let f = e.spec().memory_fraction;
             assert!(Fraction::new(f).is_some() && f > 0.0, "{}: {f}", e.name());
         }
+    }
+
+    /// Issue 14: an NVFP4 KV cache is TensorRT-LLM's alone; the others
+    /// refuse it naming the engine that stores it.
+    #[test]
+    fn kv_cache_types_are_each_engines_own() {
+        for e in Engine::ALL {
+            assert_eq!(e.stores_kv_cache(DType::Fp8), Ok(()), "{}", e.name());
+        }
+        assert_eq!(Engine::Trtllm.stores_kv_cache(DType::Nvfp4), Ok(()));
+        for e in [Engine::Neutral, Engine::Vllm, Engine::Sglang] {
+            let m = e
+                .stores_kv_cache(DType::Nvfp4)
+                .expect_err("no FP4 KV cache");
+            assert!(m.ends_with("only TensorRT-LLM does"), "{m}");
+        }
+        let m = Engine::Vllm
+            .stores_kv_cache(DType::Int4)
+            .expect_err("no engine");
+        assert!(m.ends_with("no engine does"), "{m}");
     }
 
     #[test]

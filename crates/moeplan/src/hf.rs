@@ -6,6 +6,7 @@
 //! language model under `text_config`; `quantization_config` (at either
 //! level) decides the stored type of each weight group.
 
+use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{
     Attention, Dtypes, Ffn, Gating, Layer, LinearAttention, Mamba2, Mixer, Model, Moe,
@@ -44,6 +45,68 @@ pub const SUPPORTED: &[&str] = &[
     "NemotronHForCausalLM",
 ];
 
+/// The config keys of model sizes, each with its bound (`crate::bounds`):
+/// a config far outside what any model has is a broken file, not a model
+/// to plan for (`hidden_size: 2^31` would be petabytes of weights).
+const BOUNDED: &[(&[&str], Range)] = &[
+    (
+        &[
+            "hidden_size",
+            "q_lora_rank",
+            "kv_lora_rank",
+            "out_hidden_size",
+        ],
+        bounds::HIDDEN_SIZE,
+    ),
+    (
+        &[
+            "intermediate_size",
+            "moe_intermediate_size",
+            "shared_expert_intermediate_size",
+            "shared_intermediate_size",
+            "intermediate_size_mlp",
+        ],
+        bounds::INTERMEDIATE_SIZE,
+    ),
+    (&["vocab_size"], bounds::VOCAB_SIZE),
+    (
+        &[
+            "num_attention_heads",
+            "num_key_value_heads",
+            "index_n_heads",
+            "linear_num_key_heads",
+            "linear_num_value_heads",
+            "num_heads",
+        ],
+        bounds::HEADS,
+    ),
+    (
+        &[
+            "head_dim",
+            "qk_nope_head_dim",
+            "qk_rope_head_dim",
+            "v_head_dim",
+            "index_head_dim",
+            "linear_key_head_dim",
+            "linear_value_head_dim",
+        ],
+        bounds::HEAD_DIM,
+    ),
+    (
+        &[
+            "num_local_experts",
+            "num_experts",
+            "n_routed_experts",
+            "n_shared_experts",
+            "num_experts_per_tok",
+            "experts_per_token",
+        ],
+        bounds::EXPERTS,
+    ),
+    (&["linear_conv_kernel_dim"], bounds::CONV_KERNEL),
+    (&["num_hidden_layers", "depth"], bounds::LAYERS),
+];
+
 /// Typed access to a config object, collecting problems with their paths.
 struct Cfg<'a> {
     obj: &'a Map<String, Value>,
@@ -72,7 +135,7 @@ impl Cfg<'_> {
                     );
                     Some(1)
                 }
-                Some(x) => Some(x),
+                Some(x) => Some(self.bounded(key, x, pr)),
                 None => {
                     pr.push(
                         Problem::at(
@@ -84,6 +147,20 @@ impl Cfg<'_> {
                     Some(1)
                 }
             },
+        }
+    }
+    /// `x` when `key` has no bound (`BOUNDED`) or lies within it; else a
+    /// problem naming the bound, and 1.
+    fn bounded(&self, key: &str, x: u64, pr: &mut Problems) -> u64 {
+        let Some((_, range)) = BOUNDED.iter().find(|(keys, _)| keys.contains(&key)) else {
+            return x;
+        };
+        match range.check_count(x) {
+            Ok(x) => x,
+            Err(message) => {
+                pr.push(Problem::at(self.path(key), message).hint(range.hint()));
+                1
+            }
         }
     }
     /// A size where the published value 0 means "none" (Qwen3-Coder's
@@ -316,17 +393,7 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
 }
 
 fn base(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
-    let mut n_layers = c.u64("num_hidden_layers", pr);
-    if n_layers > crate::spec::model::MAX_LAYERS {
-        pr.push(
-            Problem::at(
-                c.path("num_hidden_layers"),
-                format!("{n_layers} layers is not a real model"),
-            )
-            .hint(format!("at most {} layers", crate::spec::model::MAX_LAYERS)),
-        );
-        n_layers = 1;
-    }
+    let n_layers = c.u64("num_hidden_layers", pr);
     base_with_layers(c, arch, n_layers, pr)
 }
 
@@ -402,11 +469,7 @@ fn all_moe(m: &mut Model) {
 fn mixtral_like(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base(c, arch, pr);
     let inter = c.u64("intermediate_size", pr);
-    let shared = c
-        .obj
-        .get("shared_intermediate_size")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let shared = c.size_or_none("shared_intermediate_size", pr);
     m.moe = Some(Moe {
         n_routed_experts: c.u64("num_local_experts", pr),
         experts_per_token: c.u64("num_experts_per_tok", pr),
@@ -642,11 +705,8 @@ fn nemotron_layers(c: &Cfg, pr: &mut Problems) -> Vec<Layer> {
         );
     }
     let n = blocks.len() as u64;
-    if n == 0 || n > crate::spec::model::MAX_LAYERS {
-        pr.push(
-            Problem::at(c.path(key), format!("{n} layers is not a real model"))
-                .hint(format!("1 to {} layers", crate::spec::model::MAX_LAYERS)),
-        );
+    if let Err(message) = crate::bounds::LAYERS.check_count(n) {
+        pr.push(Problem::at(c.path(key), message).hint(crate::bounds::LAYERS.hint()));
         return vec![NemotronBlock::Attention.layer()];
     }
     if let Some(declared) = c.opt_u64("num_hidden_layers", pr).filter(|d| *d != n) {

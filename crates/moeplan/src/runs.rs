@@ -29,14 +29,18 @@ use crate::profile;
 use crate::replica::{Disaggregated, Replica};
 use crate::serving::disagg::Pool;
 use crate::serving::Workload;
-use crate::spec::source::Source;
+use crate::spec::source::{read_text, Limit};
 use crate::spec::{Problem, SpecError};
 use crate::units::{Fraction, Seconds, Tokens};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Largest measurement file read (the shared training set is 1.5 MB).
-const MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Measurement files: the shared training set is 1.5 MB.
+const RUN_FILE: Limit = Limit {
+    max_bytes: 256 * 1024 * 1024,
+    what: "measurement files",
+    hint: "pass the CSV of benchmark runs",
+};
 
 /// How one pool of a run was laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
@@ -113,26 +117,7 @@ pub struct Run {
 /// error.
 pub fn read(path: &Path) -> Result<Vec<Run>, SpecError> {
     let name = path.display().to_string();
-    let fail = |msg: String, hint: &str| SpecError::whole_file(&name, msg, hint);
-    let meta = std::fs::metadata(path).map_err(|e| {
-        fail(
-            format!("cannot read the file: {e}"),
-            "check the path and permissions",
-        )
-    })?;
-    if meta.is_dir() || meta.len() > MAX_BYTES {
-        return Err(fail(
-            "not a measurement file (a directory, or larger than 256 MB)".into(),
-            "pass the CSV of benchmark runs",
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
-        fail(
-            format!("cannot read the file: {e}"),
-            "check the path and permissions",
-        )
-    })?;
-    let text = Source::decode_utf8(&name, bytes)?;
+    let text = read_text(path, RUN_FILE)?;
     if bench::is_bench_result(path) {
         return bench::read(path, &name, &text);
     }

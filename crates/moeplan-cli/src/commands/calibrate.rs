@@ -72,7 +72,8 @@ fn read_profile(path: &Path, format: Format) -> Result<UserProfile, Failure> {
             format,
         )
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let text = moeplan::spec::source::read_text(path, moeplan::spec::source::SPEC_FILE)
+        .map_err(Failure::input(format))?;
     calibrate::from_toml(&text).map_err(bad)
 }
 

@@ -3,6 +3,7 @@
 //! the layout folded, every flag checked.
 use crate::args::{DeploymentArgs, EstimateArgs, PoolArgs};
 use crate::output::{ArgError, Failure, Format};
+use moeplan::bounds::{CONCURRENCY, GPUS_PER_NODE, TOKENS};
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::{Layout, LayoutProblem};
@@ -49,6 +50,29 @@ fn apply_dtypes(
         })?;
     }
     Ok(())
+}
+
+/// `--kv-dtype`, when given, is a type the serving engine stores (its
+/// `kv_cache_dtypes`, `engines/*.toml`): an NVFP4 cache is TensorRT-LLM's
+/// alone, and an estimate of an engine that cannot store it is of nothing
+/// that runs.
+fn kv_dtype_on_engine(
+    a: &DeploymentArgs,
+    model: &Model,
+    engine: Engine,
+    format: Format,
+) -> Result<(), Failure> {
+    if a.kv_dtype.is_none() {
+        return Ok(());
+    }
+    let kv = model.dtypes.kv_cache;
+    engine.stores_kv_cache(kv).map_err(|m| {
+        ArgError::failure(
+            format!("--kv-dtype {kv}: {m}"),
+            Some("choose an engine that stores it with --engine, or --kv-dtype fp8".into()),
+            format,
+        )
+    })
 }
 
 /// A flag checked against its physical bound (`moeplan::bounds`).
@@ -99,6 +123,47 @@ pub fn at_least_one<T: Copy + Into<u64>>(
         )),
         v => Ok(v),
     }
+}
+
+/// A count flag within its bound (`moeplan::bounds`): 0, and a value
+/// above the bound, are bad input naming it.
+pub fn within<T: Copy + Into<u64>>(
+    flag: &str,
+    v: Option<T>,
+    range: moeplan::bounds::Range,
+    format: Format,
+) -> Result<Option<T>, Failure> {
+    at_least_one(flag, v, format)?;
+    match v.map(|n| range.check_count(n.into())) {
+        Some(Err(m)) => Err(ArgError::failure(
+            format!("--{flag} {m}"),
+            Some(range.why.into()),
+            format,
+        )),
+        _ => Ok(v),
+    }
+}
+
+/// A latency flag in milliseconds, within `bounds::LATENCY_LIMIT`.
+pub fn latency_ms(
+    v: Option<f64>,
+    flag: &str,
+    format: Format,
+) -> Result<Option<moeplan::units::Seconds>, Failure> {
+    let range = moeplan::bounds::LATENCY_LIMIT;
+    v.map(|ms| {
+        range
+            .check(ms / 1e3)
+            .map(moeplan::units::Seconds::new)
+            .map_err(|m| {
+                ArgError::failure(
+                    format!("--{flag} {ms} (ms): {m}"),
+                    Some(range.why.into()),
+                    format,
+                )
+            })
+    })
+    .transpose()
 }
 
 /// The parallel degrees the flags give one replica or one pool's worker
@@ -223,6 +288,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
     let mfu = fraction(a.mfu, "mfu", format)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
     let engine = engine(a, &gpu, format)?;
+    kv_dtype_on_engine(a, &model, engine.engine, format)?;
     Degrees::replica(a).within_bounds(Layout::default(), format)?;
     Ok(Deployment {
         calibration: moeplan::profile::resolve(&gpu, engine.engine)
@@ -270,9 +336,9 @@ fn require(a: &DeploymentArgs, command: &str, format: Format) -> Result<(), Fail
 /// The lengths and requests in flight, each at least 1.
 fn workload(a: &DeploymentArgs, format: Format) -> Result<Workload, Failure> {
     Ok(Workload {
-        isl: moeplan::units::Tokens::new(at_least_one("isl", a.isl, format)?.unwrap_or(1)),
-        osl: moeplan::units::Tokens::new(at_least_one("osl", a.osl, format)?.unwrap_or(1)),
-        concurrency: at_least_one("concurrency", a.concurrency, format)?.unwrap_or(1),
+        isl: moeplan::units::Tokens::new(within("isl", a.isl, TOKENS, format)?.unwrap_or(1)),
+        osl: moeplan::units::Tokens::new(within("osl", a.osl, TOKENS, format)?.unwrap_or(1)),
+        concurrency: within("concurrency", a.concurrency, CONCURRENCY, format)?.unwrap_or(1),
     })
 }
 
@@ -284,7 +350,7 @@ fn model_and_gpu(a: &DeploymentArgs, format: Format) -> Result<(Model, Gpu), Fai
     let mut gpu = moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default())
         .map_err(Failure::input(format))?;
     apply_dtypes(a, &mut model, &gpu, format)?;
-    if let Some(n) = at_least_one("gpus-per-node", a.gpus_per_node, format)? {
+    if let Some(n) = within("gpus-per-node", a.gpus_per_node, GPUS_PER_NODE, format)? {
         gpu.gpus_per_node = n;
     }
     Ok((model, gpu))
@@ -533,9 +599,9 @@ pub fn apply_to_scenario(
     if let Some(g) = &f.gpu {
         s.gpu = moeplan::catalog::resolve_gpu(g).map_err(Failure::input(format))?;
     }
-    let isl = at_least_one("isl", f.isl, format)?;
-    let osl = at_least_one("osl", f.osl, format)?;
-    let concurrency = at_least_one("concurrency", f.concurrency, format)?;
+    let isl = within("isl", f.isl, TOKENS, format)?;
+    let osl = within("osl", f.osl, TOKENS, format)?;
+    let concurrency = within("concurrency", f.concurrency, CONCURRENCY, format)?;
     let w = &mut s.workload;
     if let Some(v) = isl {
         w.isl = Lengths { min: v, max: v };
@@ -553,10 +619,11 @@ pub fn apply_to_scenario(
         s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", format)?;
     }
     apply_dtypes(f, &mut s.model, &s.gpu, format)?;
-    if let Some(n) = at_least_one("gpus-per-node", f.gpus_per_node, format)? {
+    if let Some(n) = within("gpus-per-node", f.gpus_per_node, GPUS_PER_NODE, format)? {
         s.gpu.gpus_per_node = n;
     }
-    apply_engine(f.engine.as_deref(), s, format)
+    apply_engine(f.engine.as_deref(), s, format)?;
+    kv_dtype_on_engine(f, &s.model, s.serving_engine(), format)
 }
 
 /// A plan or scenario file's deployment with the flags over it, and where

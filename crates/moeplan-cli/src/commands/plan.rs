@@ -1,7 +1,8 @@
 //! `moeplan plan`: search every valid layout and recommend the best.
-use super::deployment::{at_least_one, fraction};
+use super::deployment::{bounded, fraction, latency_ms, within};
 use crate::args::PlanArgs;
 use crate::output::{self, ArgError, Detail, Failure, Format};
+use moeplan::bounds::{CONCURRENCY, GPUS_PER_NODE, GPU_BUDGET, REQUEST_RATE, TOKENS};
 use moeplan::memory::EngineConfig;
 use moeplan::output::{PlanOutput, ScenarioEcho};
 use moeplan::search::percentiles::{self, Latency, PercentileLevel, PercentileReport, Quantile};
@@ -95,29 +96,22 @@ fn base_scenario(a: &PlanArgs, format: Format) -> Result<Scenario, Failure> {
 
 /// The GPU budget, node size, lengths, concurrency and request rate flags.
 fn apply_workload(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failure> {
-    if let Some(n) = at_least_one("gpus-per-node", a.gpus_per_node, format)? {
+    if let Some(n) = within("gpus-per-node", a.gpus_per_node, GPUS_PER_NODE, format)? {
         s.gpu.gpus_per_node = n;
     }
-    if let Some(n) = at_least_one("gpus", a.gpus, format)? {
+    if let Some(n) = within("gpus", a.gpus, GPU_BUDGET, format)? {
         s.gpus_available = Some(n);
     }
-    if let Some(v) = at_least_one("isl", a.isl, format)? {
+    if let Some(v) = within("isl", a.isl, TOKENS, format)? {
         s.workload.isl = Lengths { min: v, max: v };
     }
-    if let Some(v) = at_least_one("osl", a.osl, format)? {
+    if let Some(v) = within("osl", a.osl, TOKENS, format)? {
         s.workload.osl = Lengths { min: v, max: v };
     }
-    if let Some(v) = at_least_one("concurrency", a.concurrency, format)? {
+    if let Some(v) = within("concurrency", a.concurrency, CONCURRENCY, format)? {
         s.workload.concurrency = Some(v);
     }
-    if let Some(r) = a.request_rate {
-        if !(r > 0.0 && r.is_finite()) {
-            return Err(ArgError::failure(
-                format!("--request-rate {r} is not a positive rate"),
-                None,
-                format,
-            ));
-        }
+    if let Some(r) = bounded(a.request_rate, "request-rate", REQUEST_RATE, format)? {
         s.workload.request_rate = Some(r);
     }
     Ok(())
@@ -130,15 +124,8 @@ fn apply_slo(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failu
         ("ttft-ms", a.ttft_ms, &mut s.slo.ttft),
         ("tpot-ms", a.tpot_ms, &mut s.slo.tpot),
     ] {
-        if let Some(ms) = v {
-            if ms.is_nan() || ms <= 0.0 {
-                return Err(ArgError::failure(
-                    format!("--{flag} must be positive"),
-                    None,
-                    format,
-                ));
-            }
-            *slot = Some(Seconds::from_ms(ms));
+        if let Some(limit) = latency_ms(v, flag, format)? {
+            *slot = Some(limit);
         }
     }
     for (flag, value, slot) in [
@@ -225,19 +212,14 @@ fn percentile_levels(a: &PlanArgs, s: &Scenario) -> Result<Vec<PercentileLevel>,
     ];
     let mut levels = s.slo.percentiles.clone();
     for (v, figure, quantile, flag) in flags {
-        let Some(ms) = v else { continue };
-        if !(ms.is_finite() && ms > 0.0) {
-            return Err(ArgError::failure(
-                format!("--{flag} {ms} is not a latency"),
-                Some("milliseconds, above 0".into()),
-                format,
-            ));
-        }
+        let Some(limit) = latency_ms(v, flag, format)? else {
+            continue;
+        };
         levels.retain(|l| (l.figure, l.quantile) != (figure, quantile));
         levels.push(PercentileLevel {
             figure,
             quantile,
-            limit: Seconds::from_ms(ms),
+            limit,
         });
     }
     if !levels.is_empty() && s.workload.request_rate.is_none() {

@@ -5,7 +5,6 @@ use crate::output::{self, ArgError, Failure, Format};
 use moeplan::output::{PrefillEcho, SimulateOutput};
 use moeplan::replica::Deployment;
 use moeplan::simulate::{self, Arrivals, Lengths, Levels, SimResult, Traffic};
-use moeplan::units::Seconds;
 use std::fmt::Write;
 
 /// Requests a simulation sends when neither --requests nor a trace says.
@@ -22,11 +21,10 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
     let traffic = traffic(a, d.workload(), trace, facts.workload.as_ref(), format)?;
     let replicas =
         deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
-    let ms = |v: Option<f64>, file: Option<Seconds>| v.map(Seconds::from_ms).or(file);
     let levels = Levels {
-        ttft: ms(a.ttft_slo, facts.levels.0),
-        tpot: ms(a.tpot_slo, facts.levels.1),
-        e2e: ms(a.e2e_slo, None),
+        ttft: deployment::latency_ms(a.ttft_slo, "ttft-slo", format)?.or(facts.levels.0),
+        tpot: deployment::latency_ms(a.tpot_slo, "tpot-slo", format)?.or(facts.levels.1),
+        e2e: deployment::latency_ms(a.e2e_slo, "e2e-slo", format)?,
     };
     let describe = describe_traffic(&traffic);
     let result = match &d {
@@ -173,7 +171,8 @@ fn traffic(
             "a number in (0, 100]: 1 is Poisson, above 1 bursty",
         ));
     }
-    let rate = a.rate.or(file.and_then(|w| w.request_rate));
+    let rate = deployment::bounded(a.rate, "rate", moeplan::bounds::REQUEST_RATE, format)?
+        .or(file.and_then(|w| w.request_rate));
     let arrivals = match (&trace, rate) {
         (Some(t), _) => Arrivals::Trace(t.clone()),
         (None, Some(rate)) if !(rate.is_finite() && rate > 0.0 && (1.0 / rate).is_finite()) => {

@@ -4,7 +4,8 @@
 //! input tests.
 //!
 //! The invalid-input tests are data-first: every file in
-//! `tests/fixtures/invalid/` is run through `moeplan model <file>` and must
+//! `tests/fixtures/invalid/` is run through `moeplan model <file>` (a
+//! `gpu-*` file through `moeplan estimate --gpu <file>`) and must
 //! give exit code 2 and a diagnostic naming the file, with a `line:col`
 //! location where the problem has one, a hint, and no panic. Each
 //! diagnostic is snapshotted (`tests/snapshots/`). To add a case, drop a
@@ -93,6 +94,23 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "missing required key `n_layers`",
             "missing required key `vocab_size`",
             "missing required key `attention`",
+        ],
+    ),
+    (
+        "gpu-absurd-figures.toml",
+        &[
+            "`memory`: 1e39 B is outside [1 GB, 100 TB], the range of the memory of one GPU",
+            "`peak.bf16`: 1 kFLOP/s is outside [1 TFLOP/s, 100 PFLOP/s]",
+            "`links.nvlink_bandwidth`: 1e42 B/s is outside [1 GB/s, 1 PB/s]",
+            "moeplan accepts the memory of one GPU from 1 GB to 100 TB",
+        ],
+    ),
+    (
+        "hf-hidden-size-2-31.json",
+        &[
+            "`hidden_size`: 2147483648 is outside [1, 1048576], the range of a model width",
+            "`vocab_size`: 1099511627776 is outside [1, 16777216]",
+            "moeplan accepts a model width from 1 to 1048576",
         ],
     ),
     (
@@ -270,6 +288,25 @@ fn moeplan_at_root(args: &[&str]) -> Output {
         .expect("the moeplan binary runs")
 }
 
+/// `moeplan plan` for Qwen3-30B on 8 × H100 (1000 + 200 tokens) with
+/// `flag` set to `value`, replacing that flag's default when it has one
+/// (clap refuses a flag given twice).
+fn plan_args(flag: &str, value: &str) -> Vec<String> {
+    let defaults = [
+        ("--model", "qwen3-30b-a3b"),
+        ("--gpu", "h100"),
+        ("--gpus", "8"),
+        ("--isl", "1000"),
+        ("--osl", "200"),
+    ];
+    let mut args = vec!["plan".to_string()];
+    for (f, v) in defaults.iter().filter(|(f, _)| *f != flag) {
+        args.extend([f.to_string(), v.to_string()]);
+    }
+    args.push(format!("{flag}={value}"));
+    args
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
 }
@@ -318,6 +355,28 @@ fn has_location(text: &str, name: &str) -> bool {
     })
 }
 
+/// The command that reads an invalid fixture: a GPU spec (`gpu-*`) as
+/// `estimate`'s GPU, anything else as `model`'s model.
+fn reading<'a>(name: &str, rel: &'a str) -> Vec<&'a str> {
+    if name.starts_with("gpu-") {
+        vec![
+            "estimate",
+            "--model",
+            "qwen3-30b-a3b",
+            "--isl",
+            "1000",
+            "--osl",
+            "200",
+            "--concurrency",
+            "8",
+            "--gpu",
+            rel,
+        ]
+    } else {
+        vec!["model", rel]
+    }
+}
+
 fn snapshot_name(file: &str) -> String {
     format!("invalid-{}", file.replace('.', "_"))
 }
@@ -328,7 +387,7 @@ fn every_invalid_fixture_gives_exit_2_and_a_located_diagnostic() {
     for path in invalid_fixtures() {
         let name = file_name(&path);
         let rel = format!("{INVALID_DIR}/{name}");
-        let out = moeplan(&["model", &rel]);
+        let out = moeplan(&reading(&name, &rel));
         let err = stderr(&out);
         let flat = unwrapped(&err);
         let mut fail = |why: String| failures.push(format!("{name}: {why}\n{err}"));
@@ -1246,6 +1305,82 @@ fn only_regular_files_are_read_and_a_bom_is_accepted() {
     fs::remove_dir_all(&dir).ok();
 }
 
+/// Every file a command reads goes through the same reader as spec
+/// files: regular files only, a size cap, a byte-order mark dropped (issue
+/// 14: `accuracy`, `calibrate`, `simulate --trace`, `--isl-dist` and
+/// `--profile` read a symlink to /dev/zero without limit and blocked on a
+/// FIFO; a BOM made the CSV headers unknown).
+#[cfg(unix)]
+#[test]
+fn every_file_a_command_reads_is_a_regular_file() {
+    let dir = std::env::temp_dir().join(format!("moeplan-readers-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let simulate = [
+        "simulate",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        "h100",
+        "--isl",
+        "1000",
+        "--osl",
+        "200",
+        "--concurrency",
+        "4",
+        "--requests",
+        "50",
+        "--json",
+    ];
+    let commands: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["accuracy"], "csv"),
+        (vec!["calibrate", "--validate"], "csv"),
+        (simulate.iter().copied().chain(["--trace"]).collect(), "csv"),
+        (
+            simulate.iter().copied().chain(["--isl-dist"]).collect(),
+            "csv",
+        ),
+        (vec!["catalog", "--profile"], "toml"),
+    ];
+    for (i, (command, ext)) in commands.iter().enumerate() {
+        let zero = dir.join(format!("zero{i}.{ext}"));
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let fifo = dir.join(format!("fifo{i}.{ext}"));
+        let mut cases = vec![zero];
+        if Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            cases.push(fifo);
+        }
+        for path in &cases {
+            let mut args = command.clone();
+            args.push(path.to_str().unwrap());
+            let out = moeplan(&args);
+            // With --json the diagnostic is JSON on stdout.
+            let err = unwrapped(&format!("{}{}", stdout(&out), stderr(&out)));
+            assert_eq!(out.status.code(), Some(EXIT_INPUT), "{args:?}: {err}");
+            assert!(err.contains("not a regular file"), "{args:?}: {err}");
+        }
+    }
+    // A BOM before a CSV header is not part of the first column's name.
+    let bom = |from: &str, name: &str| {
+        let text = fs::read_to_string(crate_dir().join(from)).expect("a fixture");
+        let path = dir.join(name);
+        fs::write(&path, format!("\u{feff}{text}")).unwrap();
+        path
+    };
+    let runs = bom("../moeplan/tests/fixtures/runs/native.csv", "runs.csv");
+    let out = moeplan(&["accuracy", runs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let trace = bom("tests/fixtures/traces/native.csv", "trace.csv");
+    let mut args = simulate.to_vec();
+    args.extend(["--trace", trace.to_str().unwrap()]);
+    let out = moeplan(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    fs::remove_dir_all(&dir).ok();
+}
+
 /// A diagnostic on a very long line (minified JSON) shows a window around
 /// the span, not the whole line (issue 14: 600 KB were printed).
 #[test]
@@ -1305,8 +1440,24 @@ mod flag_values {
     //! or gives figures that are finite and physically possible (issue 14's
     //! quality bar: NaN, ±inf, 0 and huge values never reach an exit 0 with
     //! nonsense in the output).
-    use super::{moeplan, stdout};
+    use super::{moeplan, plan_args, stdout};
     use proptest::prelude::*;
+
+    /// `plan`'s numeric flags (issue 14: `--concurrency 2^64 - 1` gave a
+    /// TTFT of 9.3e16 s, `--request-rate 1e300` 2e18 GPUs).
+    const PLAN_FLAGS: &[&str] = &[
+        "--gpus",
+        "--gpus-per-node",
+        "--isl",
+        "--osl",
+        "--concurrency",
+        "--request-rate",
+        "--ttft-ms",
+        "--tpot-ms",
+        "--max-memory-fraction",
+        "--mfu",
+        "--bandwidth-utilization",
+    ];
 
     const FLAGS: &[&str] = &[
         "--mfu",
@@ -1350,31 +1501,114 @@ mod flag_values {
         }
     }
 
+    /// Checks one run: exit 0-2, and at exit 0 a JSON output whose numbers
+    /// are finite and not absurd, its latencies (at `keys`) within a day;
+    /// returns that output.
+    fn sane(args: &[&str], keys: &[&[&str]]) -> Result<Option<serde_json::Value>, TestCaseError> {
+        let out = moeplan(args);
+        let code = out.status.code();
+        prop_assert!(matches!(code, Some(0..=2)), "{args:?}: exit {code:?}");
+        if code == Some(0) {
+            let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+            let mut all = Vec::new();
+            numbers(&json, &mut all);
+            prop_assert!(
+                all.iter().all(|x| x.is_finite() && x.abs() < 1e25),
+                "{args:?}"
+            );
+            for path in keys {
+                let t = path.iter().fold(&json, |v, k| &v[*k]).as_f64();
+                // Positive, and below a day: anything else is an artefact.
+                prop_assert!(
+                    t.is_none_or(|t| t > 0.0 && t < 8.64e7),
+                    "{args:?}: {path:?} = {t:?}"
+                );
+            }
+            return Ok(Some(json));
+        }
+        Ok(None)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
+        fn no_plan_flag_value_gives_nonsense(flag in prop::sample::select(PLAN_FLAGS), v in value()) {
+            let mut args = plan_args(flag, &v);
+            args.push("--json".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            sane(&args, &[&["recommended", "ttft_ms"], &["recommended", "tpot_ms"]])?;
+        }
+
+        #[test]
         fn no_flag_value_gives_nonsense(flag in prop::sample::select(FLAGS), v in value()) {
-            let with = format!("{flag}={v}");
-            let args = [
-                "estimate", "--model", "qwen3-30b-a3b", "--gpu", "h100", "--isl", "1000",
-                "--osl", "200", "--concurrency", "16", "--json", &with,
+            // The flag under test replaces its default (clap refuses a flag
+            // given twice, which would make the case vacuous).
+            let defaults = [
+                ("--model", "qwen3-30b-a3b"), ("--gpu", "h100"), ("--isl", "1000"),
+                ("--osl", "200"), ("--concurrency", "16"),
             ];
-            let out = moeplan(&args);
-            let code = out.status.code();
-            prop_assert!(matches!(code, Some(0..=2)), "{args:?}: exit {code:?}");
-            if code == Some(0) {
-                let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
-                let mut all = Vec::new();
-                numbers(&json, &mut all);
-                prop_assert!(all.iter().all(|x| x.is_finite() && x.abs() < 1e25), "{args:?}");
-                for key in ["ttft_ms", "tpot_ms"] {
-                    let t = json[key].as_f64().unwrap_or(f64::NAN);
-                    // Positive, and below a day: anything else is an artefact.
-                    prop_assert!(t > 0.0 && t < 8.64e7, "{args:?}: {key} = {t}");
-                }
+            let with = format!("{flag}={v}");
+            let mut args = vec!["estimate", "--json", &with];
+            for (f, d) in defaults.iter().filter(|(f, _)| f != &flag) {
+                args.extend([*f, *d]);
+            }
+            if let Some(json) = sane(&args, &[&["ttft_ms"], &["tpot_ms"]])? {
+                prop_assert!(json["ttft_ms"].is_number() && json["tpot_ms"].is_number(), "{args:?}");
             }
         }
     }
+}
+
+/// Issue 14: an NVFP4 KV cache is TensorRT-LLM's alone (on Blackwell);
+/// with another engine it was estimated, and `launch` silently dropped it.
+/// Now it is bad input naming the engine that stores it, and TensorRT-LLM's
+/// launch config carries it.
+#[test]
+fn an_nvfp4_kv_cache_needs_an_engine_that_stores_it() {
+    let with = |command: &str, engine: &str| {
+        moeplan(&[
+            command,
+            "--model",
+            "qwen3-30b-a3b",
+            "--gpu",
+            "b200",
+            "--isl",
+            "1000",
+            "--osl",
+            "200",
+            "--concurrency",
+            "16",
+            "--kv-dtype",
+            "nvfp4",
+            "--engine",
+            engine,
+            "--json",
+        ])
+    };
+    for engine in ["vllm", "sglang", "neutral"] {
+        for command in ["estimate", "launch", "simulate"] {
+            let out = with(command, engine);
+            let err = unwrapped(&format!("{}{}", stdout(&out), stderr(&out)));
+            assert_eq!(
+                out.status.code(),
+                Some(EXIT_INPUT),
+                "{command} {engine}: {err}"
+            );
+            assert!(
+                err.contains("cannot store the KV cache as nvfp4: only TensorRT-LLM does"),
+                "{command} {engine}: {err}"
+            );
+        }
+    }
+    let out = with("estimate", "trtllm");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = with("launch", "trtllm");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(r#"\"dtype\": \"nvfp4\""#) || stdout(&out).contains("dtype: nvfp4"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// A GPU spec file is shown by its `name` (issue 13: outputs showed the

@@ -94,6 +94,31 @@ fn bad_flags_are_input_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Issue 14: `plan`'s numeric flags have upper bounds (`moeplan::bounds`);
+/// beyond them the answer was a confident nonsense figure (TTFT 9.3e16 s at
+/// `--concurrency 2^64 - 1`, 2e18 GPUs at `--request-rate 1e300`), now it
+/// is bad input naming the bound.
+#[test]
+fn plan_flags_beyond_their_bounds_are_input_errors() {
+    for (flag, value, bound) in [
+        ("--concurrency", "18446744073709551615", "[1, 1048576]"),
+        ("--request-rate", "1e300", "[0.000001, 1000000]"),
+        ("--ttft-ms", "1e300", "[1 µs, 86400 s]"),
+        ("--tpot-ms", "1e300", "[1 µs, 86400 s]"),
+        ("--ttft-p99-ms", "0", "[1 µs, 86400 s]"),
+        ("--gpus-per-node", "100000000", "[1, 1024]"),
+        ("--gpus", "4294967295", "[1, 65536]"),
+        ("--isl", "18446744073709551615", "[1, 16777216]"),
+    ] {
+        let args = super::plan_args(flag, value);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = moeplan(&args);
+        let err = String::from_utf8_lossy(&out.stderr).replace('\n', " ");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(bound), "{args:?}: {err}");
+    }
+}
+
 /// Flags alone describe a whole scenario: none of the seed documents'
 /// requirements or efficiency assumptions carries over to another model.
 #[test]

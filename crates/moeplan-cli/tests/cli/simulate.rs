@@ -83,8 +83,13 @@ fn every_invalid_trace_gives_exit_2_and_a_location() {
 #[test]
 fn bad_traffic_flags_are_refused() {
     for (extra, says) in [
-        (vec!["--rate", "0"], "not a request rate"),
-        (vec!["--rate", "inf"], "not a request rate"),
+        (vec!["--rate", "0"], "the range of a request rate"),
+        (vec!["--rate", "inf"], "the range of a request rate"),
+        (vec!["--rate", "1e300"], "[0.000001, 1000000]"),
+        (
+            vec!["--rate", "5", "--ttft-slo=-1"],
+            "the range of a latency limit",
+        ),
         (
             vec!["--rate", "5", "--isl-dist", "uniform:9-1"],
             "MIN <= MAX",

@@ -275,6 +275,19 @@ pub(crate) fn trtllm_config_name(role: PoolRole) -> String {
     format!("trtllm-{}.yaml", role.name())
 }
 
+/// TensorRT-LLM's `kv_cache_config.dtype` for a KV cache type: the
+/// 16-bit types are the model's own (`auto`); the others are refused before
+/// a launch (`Engine::stores_kv_cache`).
+fn trtllm_kv_dtype(d: DType) -> &'static str {
+    match d {
+        DType::Fp8 => "fp8",
+        DType::Nvfp4 => "nvfp4",
+        DType::Fp32 | DType::Bf16 | DType::Fp16 | DType::Int8 | DType::Int4 | DType::Mxfp4 => {
+            "auto"
+        }
+    }
+}
+
 /// A role's TensorRT-LLM YAML config (as JSON), whole: the layout and
 /// limits `trtllm-serve`'s flags also carry (equal values, so either reader
 /// agrees; Dynamo's worker reads only this), attention DP, the expert split,
@@ -290,7 +303,7 @@ pub(crate) fn trtllm_config(r: &RolePlan, transceiver: &str) -> Value {
         "max_seq_len": s.max_context,
         "enable_attention_dp": l.dp > 1,
         "kv_cache_config": {
-            "dtype": if s.kv_cache_dtype == DType::Fp8 { "fp8" } else { "auto" },
+            "dtype": trtllm_kv_dtype(s.kv_cache_dtype),
             "free_gpu_memory_fraction": s.kv_free_fraction,
         },
         "cuda_graph_config": {"max_batch_size": s.cuda_graph_max_batch, "enable_padding": true},

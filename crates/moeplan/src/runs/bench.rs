@@ -9,6 +9,7 @@
 use super::{model_ref, quant_dtype, Run, RunDeployment};
 use crate::engine::Engine;
 use crate::layout::Layout;
+use crate::spec::source::{read_text, SPEC_FILE};
 use crate::spec::{Problem, SpecError};
 use crate::units::Seconds;
 use serde::Deserialize;
@@ -68,13 +69,14 @@ pub(crate) fn is_bench_result(path: &Path) -> bool {
 pub(crate) fn read(path: &Path, name: &str, text: &str) -> Result<Vec<Run>, SpecError> {
     let side_path = sidecar_path(path);
     let side_name = side_path.display().to_string();
-    let side_text = std::fs::read_to_string(&side_path).map_err(|e| {
-        SpecError::whole_file(
+    if !side_path.exists() {
+        return Err(SpecError::whole_file(
             &side_name,
-            format!("{name} says nothing of the deployment, and its sidecar cannot be read: {e}"),
+            format!("{name} says nothing of the deployment, and it has no sidecar"),
             &format!("write the deployment next to it, e.g.\n{SIDECAR_EXAMPLE}"),
-        )
-    })?;
+        ));
+    }
+    let side_text = read_text(&side_path, SPEC_FILE)?;
     let side: Sidecar = toml::from_str(&side_text)
         .map_err(|e| SpecError::whole_file(&side_name, e.to_string(), SIDECAR_EXAMPLE))?;
     let client = if path.extension().is_some_and(|e| e == "jsonl") {

@@ -5,8 +5,23 @@
 //! checked (located diagnostics, arrivals in order, no negative times).
 
 use super::random::Rng;
+use crate::spec::source::{read_text, Limit};
 use crate::spec::{Problem, SpecError};
 use std::path::Path;
+
+/// Trace files: a week of Azure's production traffic is a few hundred MB.
+const TRACE_FILE: Limit = Limit {
+    max_bytes: 1024 * 1024 * 1024,
+    what: "traces",
+    hint: "split the trace, or pass a window of it",
+};
+
+/// Length histograms (`tokens,weight`): one line per length is a few MB.
+const HISTOGRAM_FILE: Limit = Limit {
+    max_bytes: 16 * 1024 * 1024,
+    what: "length histograms",
+    hint: "a histogram has a line per length bucket",
+};
 
 /// The longest prompt or output a request may have: ten million tokens,
 /// far beyond any model's context, so every sum of lengths stays exact.
@@ -96,8 +111,9 @@ impl Lengths {
 
     /// A `tokens,weight` CSV histogram (a header line is allowed).
     fn histogram(path: &Path) -> Result<Lengths, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!("`{}` is neither fixed, uniform:MIN-MAX, lognormal:CV nor a readable histogram file ({e})", path.display())
+        let text = read_text(path, HISTOGRAM_FILE).map_err(|e| {
+            let why = e.problems.first().map_or(String::new(), |p| p.message.clone());
+            format!("`{}` is neither fixed, uniform:MIN-MAX, lognormal:CV nor a readable histogram file ({why})", path.display())
         })?;
         let mut bins = Vec::new();
         for (i, line) in text
@@ -179,9 +195,7 @@ enum Format {
 /// Reads a trace file: every line checked, problems located.
 pub fn read_trace(path: &Path) -> Result<Vec<TraceRequest>, SpecError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        SpecError::new(&name, String::new(), vec![Problem::at("", format!("cannot read the trace: {e}")).hint("a CSV (arrival_s,isl,osl or Azure's TIMESTAMP,ContextTokens,GeneratedTokens) or Mooncake JSON lines")])
-    })?;
+    let text = read_text(path, TRACE_FILE)?;
     let first = text.lines().next().unwrap_or("").trim();
     let format = if first.starts_with('{') {
         Format::Mooncake

@@ -13,6 +13,7 @@
 //! ```
 
 use super::{Problem, Problems, SpecError};
+use crate::bounds::{self, Range};
 use crate::dtype::Precision;
 use crate::hardware::{EfficiencyOverrides, Gpu};
 use crate::quantity::{parse_bandwidth, parse_bytes, parse_flop_rate, parse_time};
@@ -95,19 +96,27 @@ pub fn load(source: &Source) -> Result<Gpu, SpecError> {
     super::load_spec(source, |raw: &RawGpu, pr| convert(raw, &stem, pr))
 }
 
-fn positive<T>(
+/// A datasheet figure at `path`: positive and within `range`
+/// (`bounds`), else a problem there and `default`.
+fn within<T>(
     pr: &mut Problems,
     path: &str,
     r: Result<T, String>,
     value: fn(&T) -> f64,
+    range: Range,
     default: T,
 ) -> T {
-    match r {
-        Ok(v) if value(&v) > 0.0 => v,
-        Ok(_) => {
+    match r.map(|v| (value(&v), v)) {
+        Ok((x, v)) if range.check(x).is_ok() => v,
+        Ok((x, _)) if x <= 0.0 => {
             pr.push(
                 Problem::at(path, "must be greater than 0").hint("datasheet figures are positive"),
             );
+            default
+        }
+        Ok((x, _)) => {
+            let message = range.check(x).expect_err("outside the range");
+            pr.push(Problem::at(path, message).hint(range.hint()));
             default
         }
         Err(e) => {
@@ -121,22 +130,34 @@ fn positive<T>(
 
 /// Converts a raw GPU into the domain type, collecting problems.
 pub fn convert(raw: &RawGpu, default_id: &str, pr: &mut Problems) -> Gpu {
-    let memory = positive(pr, "memory", parse_bytes(&raw.memory), |b| b.0, Bytes(1.0));
-    let memory_bandwidth = positive(
+    let memory = within(
+        pr,
+        "memory",
+        parse_bytes(&raw.memory),
+        |b| b.0,
+        bounds::GPU_MEMORY,
+        Bytes(80e9),
+    );
+    let memory_bandwidth = within(
         pr,
         "memory_bandwidth",
         parse_bandwidth(&raw.memory_bandwidth),
         |b| b.0,
-        BytesPerSecond(1.0),
+        bounds::MEMORY_BANDWIDTH,
+        BytesPerSecond(1e12),
     );
     let peak = peaks(&raw.peak, pr);
     let links = raw.links.clone().unwrap_or_default();
     let gpus_per_node = raw.gpus_per_node.unwrap_or(8);
-    if gpus_per_node == 0 {
-        pr.push(
+    match bounds::GPUS_PER_NODE.check_count(u64::from(gpus_per_node)) {
+        Ok(_) => {}
+        Err(_) if gpus_per_node == 0 => pr.push(
             Problem::at("gpus_per_node", "must be greater than 0")
                 .hint("GPUs in one NVLink domain, e.g. 8"),
-        );
+        ),
+        Err(message) => {
+            pr.push(Problem::at("gpus_per_node", message).hint(bounds::GPUS_PER_NODE.hint()))
+        }
     }
     let efficiency = efficiency(raw.efficiency.as_ref(), pr);
     Gpu {
@@ -174,12 +195,13 @@ fn peaks(raw: &RawPeak, pr: &mut Problems) -> BTreeMap<Precision, FlopPerSecond>
     let mut peak = BTreeMap::new();
     peak.insert(
         Precision::Bf16,
-        positive(
+        within(
             pr,
             "peak.bf16",
             parse_flop_rate(&raw.bf16),
             |f| f.0,
-            FlopPerSecond(1.0),
+            bounds::PEAK_FLOPS,
+            FlopPerSecond(1e15),
         ),
     );
     for (p, s, key) in [
@@ -190,14 +212,21 @@ fn peaks(raw: &RawPeak, pr: &mut Problems) -> BTreeMap<Precision, FlopPerSecond>
         if let Some(s) = s {
             peak.insert(
                 p,
-                positive(pr, key, parse_flop_rate(s), |f| f.0, FlopPerSecond(1.0)),
+                within(
+                    pr,
+                    key,
+                    parse_flop_rate(s),
+                    |f| f.0,
+                    bounds::PEAK_FLOPS,
+                    FlopPerSecond(1e15),
+                ),
             );
         }
     }
     peak
 }
 
-/// A link bandwidth at `key`: positive when given, else `default` bytes/s.
+/// A link bandwidth at `key`: within its bound when given, else `default` bytes/s.
 fn link_bandwidth(
     pr: &mut Problems,
     key: &str,
@@ -205,21 +234,29 @@ fn link_bandwidth(
     default: f64,
 ) -> BytesPerSecond {
     match s {
-        Some(s) => positive(
+        Some(s) => within(
             pr,
             key,
             parse_bandwidth(s),
             |b| b.0,
+            bounds::LINK_BANDWIDTH,
             BytesPerSecond(default),
         ),
         None => BytesPerSecond(default),
     }
 }
 
-/// A link latency at `key`: positive when given, else `default` seconds.
+/// A link latency at `key`: within its bound when given, else `default` seconds.
 fn link_latency(pr: &mut Problems, key: &str, s: &Option<String>, default: f64) -> Seconds {
     match s {
-        Some(s) => positive(pr, key, parse_time(s), |t| t.0, Seconds(default)),
+        Some(s) => within(
+            pr,
+            key,
+            parse_time(s),
+            |t| t.0,
+            bounds::LINK_LATENCY,
+            Seconds(default),
+        ),
         None => Seconds(default),
     }
 }

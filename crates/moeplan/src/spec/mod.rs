@@ -627,6 +627,18 @@ impl Problems {
         }
         v.max(1)
     }
+    /// Requires a positive value within `range` (`crate::bounds`); a
+    /// value above it is reported with the bound and read as 1.
+    pub fn within(&mut self, path: &str, v: u64, range: crate::bounds::Range) -> u64 {
+        match range.check_count(v) {
+            Ok(v) => v,
+            Err(_) if v == 0 => self.positive(path, v),
+            Err(message) => {
+                self.push(Problem::at(path, message).hint(range.hint()));
+                1
+            }
+        }
+    }
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

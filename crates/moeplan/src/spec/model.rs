@@ -19,6 +19,7 @@
 //! ```
 
 use super::{Problem, Problems, SpecError};
+use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{Attention, Dtypes, Ffn, Gating, Layer, Mixer, Model, Moe};
 use crate::quantity::parse_params;
@@ -136,10 +137,6 @@ pub struct RawDtypes {
     pub kv_cache: Option<DType>,
 }
 
-/// The most decoder layers a spec may declare (real models have at most a
-/// few hundred); beyond this a typo would allocate without bound.
-pub(crate) const MAX_LAYERS: u64 = 4096;
-
 /// Reads a native model spec.
 pub fn load(source: &Source) -> Result<Model, SpecError> {
     let stem = source.stem("model");
@@ -148,9 +145,9 @@ pub fn load(source: &Source) -> Result<Model, SpecError> {
 
 /// Converts a raw model into the domain type, collecting problems.
 pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
-    let hidden = pr.positive("hidden_size", raw.hidden_size);
+    let hidden = pr.within("hidden_size", raw.hidden_size, bounds::HIDDEN_SIZE);
     let n_layers = layer_count(raw.n_layers, pr);
-    let vocab = pr.positive("vocab_size", raw.vocab_size);
+    let vocab = pr.within("vocab_size", raw.vocab_size, bounds::VOCAB_SIZE);
     let attention = attention(&raw.attention, hidden, pr);
     let moe = raw.moe.as_ref().map(|m| moe(m, pr));
     let ffn = if moe.is_some() { Ffn::Moe } else { Ffn::Dense };
@@ -188,25 +185,14 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
     }
 }
 
-/// The decoder layer count: positive, and at most `MAX_LAYERS` (else 1).
+/// The decoder layer count, within `bounds::LAYERS` (else 1).
 fn layer_count(n: u64, pr: &mut Problems) -> u64 {
-    let n_layers = pr.positive("n_layers", n);
-    if n_layers <= MAX_LAYERS {
-        return n_layers;
-    }
-    pr.push(
-        Problem::at(
-            "n_layers",
-            format!("{n_layers} layers is not a real model (the largest have about 100)"),
-        )
-        .hint(format!("moeplan accepts at most {MAX_LAYERS} layers")),
-    );
-    1
+    pr.within("n_layers", n, bounds::LAYERS)
 }
 
 /// The attention block: its head count, then the MHA/GQA or the MLA shape.
 fn attention(a: &RawAttention, hidden: u64, pr: &mut Problems) -> Attention {
-    let n_heads = pr.positive("attention.n_heads", a.n_heads);
+    let n_heads = pr.within("attention.n_heads", a.n_heads, bounds::HEADS);
     match a.kind {
         AttentionKind::Mha | AttentionKind::Gqa => gqa(a, n_heads, hidden, pr),
         AttentionKind::Mla => mla(a, n_heads, pr),
@@ -269,7 +255,7 @@ fn kv_heads(a: &RawAttention, n_heads: u64, pr: &mut Problems) -> u64 {
             pr.push(Problem::at("attention", "gqa needs `n_kv_heads`").hint("add n_kv_heads"));
             n_heads
         }
-        (_, Some(kv)) => pr.positive("attention.n_kv_heads", kv),
+        (_, Some(kv)) => pr.within("attention.n_kv_heads", kv, bounds::HEADS),
         (_, None) => n_heads,
     }
 }
@@ -277,7 +263,7 @@ fn kv_heads(a: &RawAttention, n_heads: u64, pr: &mut Problems) -> u64 {
 /// The head dimension: stated, or hidden_size / n_heads (which must divide).
 fn head_dim(stated: Option<u64>, hidden: u64, n_heads: u64, pr: &mut Problems) -> u64 {
     if let Some(d) = stated {
-        return pr.positive("attention.head_dim", d);
+        return pr.within("attention.head_dim", d, bounds::HEAD_DIM);
     }
     if hidden % n_heads != 0 {
         pr.push(
@@ -304,15 +290,15 @@ fn mla_keys(a: &RawAttention) -> [(&'static str, Option<u64>); 5] {
 
 /// MLA: the four required dimensions, then the optional query rank.
 fn mla(a: &RawAttention, n_heads: u64, pr: &mut Problems) -> Attention {
-    let kv_lora_rank = mla_needs(pr, "kv_lora_rank", a.kv_lora_rank);
-    let qk_nope_head_dim = mla_needs(pr, "qk_nope_head_dim", a.qk_nope_head_dim);
-    let qk_rope_head_dim = mla_needs(pr, "qk_rope_head_dim", a.qk_rope_head_dim);
-    let v_head_dim = mla_needs(pr, "v_head_dim", a.v_head_dim);
+    let kv_lora_rank = mla_needs(pr, "kv_lora_rank", a.kv_lora_rank, bounds::HIDDEN_SIZE);
+    let qk_nope_head_dim = mla_needs(pr, "qk_nope_head_dim", a.qk_nope_head_dim, bounds::HEAD_DIM);
+    let qk_rope_head_dim = mla_needs(pr, "qk_rope_head_dim", a.qk_rope_head_dim, bounds::HEAD_DIM);
+    let v_head_dim = mla_needs(pr, "v_head_dim", a.v_head_dim, bounds::HEAD_DIM);
     Attention::Mla {
         n_heads,
         q_lora_rank: a
             .q_lora_rank
-            .map(|r| pr.positive("attention.q_lora_rank", r)),
+            .map(|r| pr.within("attention.q_lora_rank", r, bounds::HIDDEN_SIZE)),
         kv_lora_rank,
         qk_nope_head_dim,
         qk_rope_head_dim,
@@ -320,10 +306,10 @@ fn mla(a: &RawAttention, n_heads: u64, pr: &mut Problems) -> Attention {
     }
 }
 
-/// A dimension MLA requires: positive when given, else a problem and 1.
-fn mla_needs(pr: &mut Problems, k: &str, v: Option<u64>) -> u64 {
+/// A dimension MLA requires: within `range` when given, else a problem and 1.
+fn mla_needs(pr: &mut Problems, k: &str, v: Option<u64>, range: Range) -> u64 {
     match v {
-        Some(x) => pr.positive(&format!("attention.{k}"), x),
+        Some(x) => pr.within(&format!("attention.{k}"), x, range),
         None => {
             pr.push(Problem::at("attention", format!("mla needs `{k}`")).hint(format!("add {k}")));
             1
@@ -333,8 +319,12 @@ fn mla_needs(pr: &mut Problems, k: &str, v: Option<u64>) -> u64 {
 
 /// The MoE block: experts, top-k (at most the experts) and widths.
 fn moe(m: &RawMoe, pr: &mut Problems) -> Moe {
-    let e = pr.positive("moe.n_routed_experts", m.n_routed_experts);
-    let k = pr.positive("moe.experts_per_token", m.experts_per_token);
+    let e = pr.within("moe.n_routed_experts", m.n_routed_experts, bounds::EXPERTS);
+    let k = pr.within(
+        "moe.experts_per_token",
+        m.experts_per_token,
+        bounds::EXPERTS,
+    );
     if m.n_routed_experts > 0 && m.experts_per_token > 0 && k > e {
         pr.push(
             Problem::at(
@@ -344,17 +334,31 @@ fn moe(m: &RawMoe, pr: &mut Problems) -> Moe {
             .hint("experts_per_token cannot exceed n_routed_experts"),
         );
     }
-    let inter = pr.positive("moe.expert_intermediate_size", m.expert_intermediate_size);
+    let inter = pr.within(
+        "moe.expert_intermediate_size",
+        m.expert_intermediate_size,
+        bounds::INTERMEDIATE_SIZE,
+    );
     Moe {
         n_routed_experts: e,
         experts_per_token: k.min(e),
         expert_intermediate_size: inter,
-        n_shared_experts: m.n_shared_experts.unwrap_or(0),
-        shared_intermediate_size: m.shared_intermediate_size.unwrap_or(inter),
+        n_shared_experts: shared_count(m.n_shared_experts, pr),
+        shared_intermediate_size: m.shared_intermediate_size.map_or(inter, |s| {
+            pr.within("moe.shared_intermediate_size", s, bounds::INTERMEDIATE_SIZE)
+        }),
         shared_expert_gate: false,
         router_bias: false,
         expert_bias: false,
         latent_size: None,
+    }
+}
+
+/// Shared experts: none by default, and 0 means none.
+fn shared_count(stated: Option<u64>, pr: &mut Problems) -> u64 {
+    match stated {
+        None | Some(0) => 0,
+        Some(n) => pr.within("moe.n_shared_experts", n, bounds::EXPERTS),
     }
 }
 
@@ -392,7 +396,7 @@ fn mark_dense_layers(raw: &RawModel, n_layers: u64, layers: &mut [Layer], pr: &m
 fn dense_width(stated: Option<u64>, layers: &[Layer], pr: &mut Problems) -> u64 {
     let any_dense = layers.iter().any(|l| l.ffn == Ffn::Dense);
     match stated {
-        Some(d) => pr.positive("dense_intermediate_size", d),
+        Some(d) => pr.within("dense_intermediate_size", d, bounds::INTERMEDIATE_SIZE),
         None if any_dense => {
             pr.push(
                 Problem::at(

@@ -10,9 +10,24 @@ use super::{Problem, SpecError};
 use serde_json::Value;
 use std::path::Path;
 
-/// The largest input file accepted. The largest real config we know
-/// (GLM-5-FP8, with its per-module exclusion list) is 36 kB.
-pub(crate) const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+/// How large a kind of input file may be, and what to say when it is larger.
+#[derive(Clone, Copy, Debug)]
+pub struct Limit {
+    /// The most bytes read.
+    pub max_bytes: u64,
+    /// The kind of file, plural, for the message ("spec files").
+    pub what: &'static str,
+    /// The hint when a file is larger.
+    pub hint: &'static str,
+}
+
+/// Spec files. The largest real config we know (GLM-5-FP8, with its
+/// per-module exclusion list) is 36 kB.
+pub const SPEC_FILE: Limit = Limit {
+    max_bytes: 16 * 1024 * 1024,
+    what: "spec files",
+    hint: "a model config or plan is a few kB: pass config.json, not the weights",
+};
 
 /// The text format of an input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +53,67 @@ impl Format {
     }
 }
 
+/// The text of the file at `path`, the one way every input file is read
+/// (specs, run CSVs, traces, length histograms, profiles): a regular file
+/// only (a device or FIFO would be read without end, or block), within its
+/// `limit` (checked before and while reading), UTF-8, a leading byte-order
+/// mark dropped.
+pub fn read_text(path: &Path, limit: Limit) -> Result<String, SpecError> {
+    let max_bytes = limit.max_bytes;
+    let name = path.display().to_string();
+    let fail = |msg: String, hint: &str| SpecError::whole_file(&name, msg, hint);
+    let unreadable = |e: std::io::Error| {
+        fail(
+            format!("cannot read the file: {e}"),
+            "check the path and permissions",
+        )
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if meta.is_dir() {
+        return Err(fail(
+            "this is a directory, not a file".into(),
+            "pass a file inside it (for a Hugging Face model, its config.json)",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(fail(
+            "this is not a regular file (a device, FIFO or socket)".into(),
+            "pass the file itself; input is read from regular files only",
+        ));
+    }
+    let cap = || format!("{} MB", max_bytes / (1024 * 1024));
+    if meta.len() > max_bytes {
+        return Err(fail(
+            format!(
+                "the file is {:.1} MB; {} are at most {}",
+                meta.len() as f64 / 1e6,
+                limit.what,
+                cap()
+            ),
+            limit.hint,
+        ));
+    }
+    // Read at most one byte past the cap: a file that grows while it is
+    // read is still refused, never read without limit.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(max_bytes + 1).read_to_end(&mut bytes)
+        })
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(fail(
+            format!("the file grew past {} while it was read", cap()),
+            limit.hint,
+        ));
+    }
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        bytes.drain(..3);
+    }
+    Source::decode_utf8(&name, bytes)
+}
+
 /// An input's text with the name it is reported under.
 #[derive(Clone, Debug)]
 pub struct Source {
@@ -60,58 +136,8 @@ impl Source {
                 "name the file after its format: model.toml, plan.yaml, config.json",
             )
         })?;
-        let meta = std::fs::metadata(path).map_err(|e| {
-            fail(
-                format!("cannot read the file: {e}"),
-                "check the path and permissions",
-            )
-        })?;
-        if meta.is_dir() {
-            return Err(fail(
-                "this is a directory, not a file".into(),
-                "for a Hugging Face model, pass the config.json inside it",
-            ));
-        }
-        if !meta.is_file() {
-            return Err(fail(
-                "this is not a regular file (a device, FIFO or socket)".into(),
-                "pass the spec file itself; input is read from regular files only",
-            ));
-        }
-        if meta.len() > MAX_INPUT_BYTES {
-            return Err(fail(
-                format!(
-                    "the file is {:.1} MB; spec files are at most {} MB",
-                    meta.len() as f64 / 1e6,
-                    MAX_INPUT_BYTES / (1024 * 1024)
-                ),
-                "a model config or plan is a few kB: pass config.json, not the weights",
-            ));
-        }
-        // Read at most one byte past the cap: a file that grows while it is
-        // read is still refused, never read without limit.
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| {
-                use std::io::Read;
-                f.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes)
-            })
-            .map_err(|e| {
-                fail(
-                    format!("cannot read the file: {e}"),
-                    "check the path and permissions",
-                )
-            })?;
-        if bytes.len() as u64 > MAX_INPUT_BYTES {
-            return Err(fail(
-                format!(
-                    "the file grew past {} MB while it was read",
-                    MAX_INPUT_BYTES / (1024 * 1024)
-                ),
-                "a model config or plan is a few kB",
-            ));
-        }
-        Self::from_bytes(&name, bytes, format)
+        let text = read_text(path, SPEC_FILE)?;
+        Ok(Source { name, text, format })
     }
 
     /// Builds a source from raw bytes (checks UTF-8; a leading byte-order
