@@ -7,6 +7,8 @@ use crate::output::{self, Failure};
 use moeplan::dag::export::Format;
 use moeplan::dag::{self, export, DagOptions, Phase};
 use moeplan::replica::{Deployment as ReplicaDeployment, Disaggregated};
+use moeplan::serving::disagg::estimate_disaggregated;
+use moeplan::serving::PhaseCost;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,6 +27,9 @@ struct Drawing {
     d: Deployment,
     phases: Vec<Phase>,
     origin: Option<String>,
+    /// A disaggregated pool's own step (the disaggregated estimate's prefill
+    /// batch or pure decode step) and the expert imbalance it was costed at.
+    pool_step: Option<(PhaseCost, f64)>,
 }
 
 fn phases(a: &DagArgs) -> Vec<Phase> {
@@ -34,19 +39,39 @@ fn phases(a: &DagArgs) -> Vec<Phase> {
 /// One worker of the pool `--pool` names, drawn with that pool's step only.
 /// A disaggregated plan's `concurrency` counts the requests of the whole
 /// deployment: a worker holds its share.
-fn pool_worker(a: &DagArgs, d: Disaggregated) -> (Deployment, Vec<Phase>, String) {
+fn pool_worker(
+    a: &DagArgs,
+    d: Disaggregated,
+) -> (Deployment, Vec<Phase>, String, Option<(PhaseCost, f64)>) {
+    // The step the disaggregated estimate costs for this pool, so that the
+    // graph and `estimate` of the same plan agree.
+    let step = estimate_disaggregated(&d.input()).ok().map(|e| {
+        let pool = match a.pool {
+            Phase::Prefill => e.prefill,
+            Phase::Decode => e.decode,
+        };
+        (pool.step, e.load_imbalance)
+    });
     let pool = match a.pool {
         Phase::Prefill => d.prefill,
         Phase::Decode => d.decode,
     };
     let workers = pool.workers.max(1);
     let concurrency = d.workload.concurrency.div_ceil(u64::from(workers));
+    let held = match a.pool {
+        // A prefill worker holds the prompts it is computing, not a share
+        // of the requests in flight: its step says how many.
+        Phase::Prefill => "the disaggregated estimate's prefill batch".to_string(),
+        Phase::Decode => format!(
+            "{concurrency} of the {} requests in flight",
+            d.workload.concurrency
+        ),
+    };
     let text = format!(
-        "one worker of the {} pool ({} × {} GPUs, {concurrency} of the {} requests in flight)",
+        "one worker of the {} pool ({} × {} GPUs, {held})",
         a.pool.name(),
         workers,
         pool.layout.gpus(),
-        d.workload.concurrency
     );
     let replica = Deployment {
         calibration: d.calibration,
@@ -61,7 +86,7 @@ fn pool_worker(a: &DagArgs, d: Disaggregated) -> (Deployment, Vec<Phase>, String
         model: d.model,
         gpu: d.gpu,
     };
-    (replica, vec![a.pool], text)
+    (replica, vec![a.pool], text, step)
 }
 
 /// What a resolved deployment draws: the replica, or one worker of a pool.
@@ -71,12 +96,14 @@ fn drawing(a: &DagArgs, rd: ReplicaDeployment, origin: Option<String>) -> Drawin
             d,
             phases: phases(a),
             origin,
+            pool_step: None,
         },
         ReplicaDeployment::Disaggregated(d) => {
-            let (d, phases, worker) = pool_worker(a, d);
+            let (d, phases, worker, pool_step) = pool_worker(a, d);
             Drawing {
                 d,
                 phases,
+                pool_step,
                 origin: Some(match origin {
                     Some(o) => format!("{o}: {worker}"),
                     None => worker,
@@ -219,29 +246,46 @@ fn first_lines(err: &str, n: usize) -> String {
     format!("{}{more}", first.trim())
 }
 
-pub fn run(a: &DagArgs) -> Result<(), Failure> {
-    let Drawing { d, phases, origin } = match source(a) {
-        Some(path) => from_file(a, path)?,
-        None => from_flags(a)?,
-    };
+/// The graph of the drawing: its own estimate's steps, or a disaggregated
+/// pool's step; an invalid layout is bad input.
+fn graph(
+    a: &DagArgs,
+    d: &Deployment,
+    phases: Vec<Phase>,
+    pool_step: Option<&(PhaseCost, f64)>,
+) -> Result<dag::Dag, Failure> {
     let input = d.input();
+    let first = phases.first().copied();
     let opts = DagOptions {
-        phases: phases.clone(),
+        phases,
         granularity: a.granularity,
         expand: a.expand,
     };
-    let graph = match dag::build(&input, &opts) {
-        Ok(g) => g,
-        Err(problems) => {
-            return Err(deployment::invalid_layout(
-                &d.layout,
-                &d.model.name,
-                &d.gpu.id,
-                &problems,
-                errors(a),
-            ))
-        }
+    let built = match (pool_step, first) {
+        (Some((step, imbalance)), Some(phase)) => Ok(dag::build_steps(
+            &input,
+            &opts,
+            &[(phase, step)],
+            *imbalance,
+        )),
+        _ => dag::build(&input, &opts),
     };
+    built.map_err(|problems| {
+        deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, errors(a))
+    })
+}
+
+pub fn run(a: &DagArgs) -> Result<(), Failure> {
+    let Drawing {
+        d,
+        phases,
+        origin,
+        pool_step,
+    } = match source(a) {
+        Some(path) => from_file(a, path)?,
+        None => from_flags(a)?,
+    };
+    let graph = graph(a, &d, phases, pool_step.as_ref())?;
     let report = dag::check(&graph);
     let mut summary = export::summary(&graph, &report);
     if let Some(o) = &origin {

@@ -195,25 +195,42 @@ fn a_file_is_recognised_and_flags_override_it() {
     );
 }
 
-/// A disaggregated plan's concurrency counts the whole deployment: one
-/// drawn decode worker holds its share of the requests.
+/// A disaggregated plan draws one worker of a pool with the step the
+/// disaggregated estimate costs for that pool (issue 9 review: the prefill
+/// worker was drawn as an aggregated replica holding 2,253 of the requests,
+/// a 44.9 ms mixed step, where the estimate's prefill batch took 4.31 ms).
+/// DeepSeek's H800 system: each pool's drawn step is the estimate's, to
+/// the bit, and a prefill worker holds no share of the requests in flight.
 #[test]
-fn a_disaggregated_plan_draws_one_worker_with_its_share() {
-    let out = moeplan(&[
-        "dag",
-        "examples/audit/published/deepseek-v3-h800-production.toml",
-        "--pool",
-        "prefill",
-        "--granularity",
-        "layer",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+fn a_disaggregated_plan_draws_each_pool_with_the_estimates_step() {
+    let plan = "examples/audit/published/deepseek-v3-h800-production.toml";
+    let est = moeplan(&["estimate", plan, "--json"]);
+    assert_eq!(est.status.code(), Some(0), "{}", text(&est.stderr));
+    let est: serde_json::Value = serde_json::from_slice(&est.stdout).unwrap();
+    for pool in ["prefill", "decode"] {
+        let out = moeplan(&[
+            "dag",
+            plan,
+            "--pool",
+            pool,
+            "--granularity",
+            "layer",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let phase = &d["phases"][0];
+        assert_eq!(phase["engine_step_s"], est[pool]["step"]["time"], "{pool}");
+        assert_eq!(
+            phase["description"], est[pool]["step"]["description"],
+            "{pool}"
+        );
+    }
+    let out = moeplan(&["dag", plan, "--pool", "prefill", "--granularity", "layer"]);
     let s = text(&out.stdout);
-    // 4 prefill workers share the 18,432 requests: 4,608 each.
     assert!(
-        s.contains(
-            "one worker of the prefill pool (4 × 32 GPUs, 4608 of the 18432 requests in flight)"
-        ),
+        s.contains("one worker of the prefill pool (4 × 32 GPUs, the disaggregated estimate's prefill batch)"),
         "{s}"
     );
 }

@@ -443,18 +443,36 @@ pub fn phase_step(phase: Phase, est: &crate::serving::Estimate) -> &crate::servi
 /// Builds the graph of a deployment. Fails only for an invalid layout.
 pub fn build(inp: &EstimateInput, opts: &DagOptions) -> Result<Dag, Vec<LayoutProblem>> {
     let est = estimate(inp)?;
+    let mut seen = Vec::new();
+    let steps: Vec<(Phase, &crate::serving::PhaseCost)> = opts
+        .phases
+        .iter()
+        .filter(|p| {
+            let first = !seen.contains(*p);
+            seen.push(**p);
+            first
+        })
+        .map(|&p| (p, phase_step(p, &est)))
+        .collect();
+    Ok(build_steps(inp, opts, &steps, est.load_imbalance.used))
+}
+
+/// Builds the graph of `inp`'s layout drawing the given named steps, one per
+/// phase: what `build` does with its own estimate's steps, and what a pool
+/// of a disaggregated deployment draws with the disaggregated estimate's
+/// step of that pool (its prefill batch, or its pure decode step).
+pub fn build_steps(
+    inp: &EstimateInput,
+    opts: &DagOptions,
+    steps: &[(Phase, &crate::serving::PhaseCost)],
+    load_imbalance: f64,
+) -> Dag {
     let m = inp.model;
     let l = inp.layout;
     let mut b = Builder::new(m, inp.gpu.gpus_per_node, l, inp.redundant_experts, opts);
     b.dag.gpu = inp.gpu.id.clone();
-    b.dag.load_imbalance = est.load_imbalance.used;
-    let mut seen = Vec::new();
-    for &phase in &opts.phases {
-        if seen.contains(&phase) {
-            continue;
-        }
-        seen.push(phase);
-        let named = phase_step(phase, &est);
+    b.dag.load_imbalance = load_imbalance;
+    for &(phase, named) in steps {
         let shape = named.shape;
         let ctx = CostContext::new(
             m,
@@ -477,7 +495,7 @@ pub fn build(inp: &EstimateInput, opts: &DagOptions) -> Result<Dag, Vec<LayoutPr
             stage_transfer_s: step.stage_transfer,
         });
     }
-    Ok(b.dag)
+    b.dag
 }
 
 /// What an op of `ops.rs` is in the graph.
