@@ -75,7 +75,9 @@ impl Level {
     pub fn bound(self) -> Bound {
         match self {
             Level::ThroughputPerGpu | Level::ThroughputPerUser => Bound::AtLeast,
-            _ => Bound::AtMost,
+            Level::Memory | Level::Ttft | Level::Tpot | Level::LoadImbalance | Level::Gpus => {
+                Bound::AtMost
+            }
         }
     }
 

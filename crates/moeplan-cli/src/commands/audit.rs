@@ -69,7 +69,7 @@ fn headline(r: &Audit) -> String {
     let s = &r.summary;
     format!(
         "{}: {} errors, {} warnings, {} notes",
-        if s.verdict == "pass" { "PASS" } else { "FAIL" },
+        s.verdict.label(),
         s.errors,
         s.warnings,
         s.infos

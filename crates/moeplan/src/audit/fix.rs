@@ -214,7 +214,7 @@ fn origin(plan: &Plan, evals: &[PoolEval]) -> (Layout, u32) {
         Deployment::Disaggregated { decode, .. } => (
             evals
                 .iter()
-                .find(|e| e.prefix == "deployment.decode")
+                .find(|e| e.role == crate::replica::PoolRole::Decode)
                 .and_then(|e| e.reference)
                 .unwrap_or(decode.layout),
             1,

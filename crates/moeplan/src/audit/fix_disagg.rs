@@ -16,7 +16,7 @@ use super::PoolEval;
 use crate::figures::Figures;
 use crate::layout::Layout;
 use crate::memory::MemoryBreakdown;
-use crate::replica::{Deployment as Built, Disaggregated};
+use crate::replica::{Deployment as Built, Disaggregated, PoolRole};
 use crate::serving::disagg::{estimate_disaggregated, DisaggEstimate, DisaggInput};
 use crate::serving::Workload;
 use crate::spec::plan::{Deployment, Plan, Pool};
@@ -47,8 +47,8 @@ pub struct CorrectedPools {
 
 /// A pool at its reference layout (the written one, or its nearest valid
 /// one), with its redundant experts where that layout splits them.
-fn reference(plan: &Plan, evals: &[PoolEval], prefix: &str, pool: Pool) -> Option<Pool> {
-    let layout = evals.iter().find(|e| e.prefix == prefix)?.reference?;
+fn reference(plan: &Plan, evals: &[PoolEval], role: PoolRole, pool: Pool) -> Option<Pool> {
+    let layout = evals.iter().find(|e| e.role == role)?.reference?;
     let s = &plan.scenario;
     let splits = layout
         .check(&s.model, &s.gpu, pool.redundant_experts)
@@ -69,8 +69,8 @@ fn resized(plan: &Plan, evals: &[PoolEval]) -> Option<Disaggregated> {
     };
     let at = Plan {
         deployment: Deployment::Disaggregated {
-            prefill: reference(plan, evals, "deployment.prefill", prefill)?,
-            decode: reference(plan, evals, "deployment.decode", decode)?,
+            prefill: reference(plan, evals, PoolRole::Prefill, prefill)?,
+            decode: reference(plan, evals, PoolRole::Decode, decode)?,
         },
         ..plan.clone()
     };

@@ -106,6 +106,8 @@ pub struct Finding {
 pub struct PoolEval {
     /// Key prefix in the plan file (`deployment`, `deployment.prefill`, `deployment.decode`).
     pub prefix: &'static str,
+    /// What the pool does.
+    pub role: PoolRole,
     /// The pool as written.
     pub pool: Pool,
     /// Whether the written layout is valid.
@@ -155,6 +157,34 @@ pub struct PoolFigures {
     pub fits: Option<bool>,
 }
 
+/// Whether a plan passes its audit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No error finding.
+    Pass,
+    /// At least one error finding.
+    Fail,
+}
+
+impl Verdict {
+    /// `pass` or `fail`, as the JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+        }
+    }
+
+    /// `PASS` or `FAIL`, as the text report heads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
 /// Counts and verdict.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
@@ -171,7 +201,7 @@ pub struct Summary {
     /// Info findings.
     pub infos: usize,
     /// `pass` (no error) or `fail`.
-    pub verdict: &'static str,
+    pub verdict: Verdict,
     /// GPUs the plan claims, if it does.
     pub gpus_claimed: Option<u32>,
     /// GPUs the written layout holds.
@@ -287,7 +317,7 @@ pub(crate) fn evaluate_layout(
 fn decode_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
     evals
         .iter()
-        .find(|e| e.prefix != "deployment.prefill")
+        .find(|e| e.role != PoolRole::Prefill)
         .or(evals.first())
 }
 
@@ -295,21 +325,21 @@ fn decode_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
 fn prefill_eval(evals: &[PoolEval]) -> Option<&PoolEval> {
     evals
         .iter()
-        .find(|e| e.prefix == "deployment.prefill")
+        .find(|e| e.role == PoolRole::Prefill)
         .or(evals.first())
 }
 
 /// Estimates every pool of the plan.
 pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
+    let roles = match plan.deployment {
+        Deployment::Aggregated { .. } => vec![PoolRole::Aggregated],
+        Deployment::Disaggregated { .. } => vec![PoolRole::Prefill, PoolRole::Decode],
+    };
     plan.deployment
         .pools()
         .into_iter()
-        .map(|(prefix, pool)| {
-            let phase = match (&plan.deployment, prefix) {
-                (Deployment::Aggregated { .. }, _) => PoolRole::Aggregated,
-                (_, "deployment.prefill") => PoolRole::Prefill,
-                _ => PoolRole::Decode,
-            };
+        .zip(roles)
+        .map(|((prefix, pool), phase)| {
             let (problems, _) = pool.layout.check(
                 &plan.scenario.model,
                 &plan.scenario.gpu,
@@ -327,6 +357,7 @@ pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
             };
             PoolEval {
                 prefix,
+                role: phase,
                 pool,
                 valid,
                 reference,
@@ -340,8 +371,8 @@ pub fn evaluate(plan: &Plan) -> Vec<PoolEval> {
 /// The plan with each pool at its reference layout (the written one when
 /// valid, else its nearest valid one); None when a pool has none.
 fn reference_plan(plan: &Plan, evals: &[PoolEval]) -> Option<Plan> {
-    let at = |prefix: &str, p: Pool| {
-        let e = evals.iter().find(|e| e.prefix == prefix)?;
+    let at = |role: PoolRole, p: Pool| {
+        let e = evals.iter().find(|e| e.role == role)?;
         Some(Pool {
             layout: e.reference?,
             ..p
@@ -349,11 +380,11 @@ fn reference_plan(plan: &Plan, evals: &[PoolEval]) -> Option<Plan> {
     };
     let deployment = match plan.deployment {
         Deployment::Aggregated { pool } => Deployment::Aggregated {
-            pool: at("deployment", pool)?,
+            pool: at(PoolRole::Aggregated, pool)?,
         },
         Deployment::Disaggregated { prefill, decode } => Deployment::Disaggregated {
-            prefill: at("deployment.prefill", prefill)?,
-            decode: at("deployment.decode", decode)?,
+            prefill: at(PoolRole::Prefill, prefill)?,
+            decode: at(PoolRole::Decode, decode)?,
         },
     };
     Some(Plan {
@@ -409,7 +440,11 @@ pub fn audit(plan: &Plan, options: &AuditOptions) -> Audit {
             errors,
             warnings: count(Severity::Warning),
             infos: count(Severity::Info),
-            verdict: if errors == 0 { "pass" } else { "fail" },
+            verdict: if errors == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
             gpus_claimed: plan.claims.total_gpus,
             gpus_computed: plan.deployment.gpus(),
         },

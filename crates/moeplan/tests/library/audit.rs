@@ -50,7 +50,7 @@ fn correct_plans_pass_with_no_error_and_no_warning() {
             .map(|f| f.message.as_str())
             .collect();
         assert!(warnings.is_empty(), "{}: {warnings:?}", p.display());
-        assert_eq!(a.summary.verdict, "pass");
+        assert_eq!(a.summary.verdict, moeplan::audit::Verdict::Pass);
         let c = a.corrected.as_ref().unwrap();
         assert_eq!(c.source, CorrectionSource::Unchanged, "{}", p.display());
         assert!(c.unmet.is_empty());
@@ -87,7 +87,12 @@ fn compact(a: &Audit) -> String {
     let s = &a.summary;
     let mut out = format!(
         "{} — {} errors, {} warnings, {} infos; GPUs claimed {:?}, computed {}\n",
-        s.verdict, s.errors, s.warnings, s.infos, s.gpus_claimed, s.gpus_computed
+        s.verdict.name(),
+        s.errors,
+        s.warnings,
+        s.infos,
+        s.gpus_claimed,
+        s.gpus_computed
     );
     for f in &a.findings {
         out.push_str(&format!(
@@ -452,5 +457,5 @@ fn an_admitted_miss_of_a_hard_level_is_an_error() {
         "{:?}",
         a.findings
     );
-    assert_eq!(a.summary.verdict, "fail");
+    assert_eq!(a.summary.verdict, moeplan::audit::Verdict::Fail);
 }

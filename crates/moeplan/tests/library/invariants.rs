@@ -104,7 +104,7 @@ fn a_per_user_throughput_level_is_judged_alike_by_plan_and_audit() {
         "{:?}",
         a.findings
     );
-    assert_eq!(a.summary.verdict, "fail");
+    assert_eq!(a.summary.verdict, moeplan::audit::Verdict::Fail);
     let r = plan(&p.scenario, &PlanOptions::default(), &quiet);
     assert!(r.candidates.iter().all(|c| !c.meets()));
 }
@@ -393,7 +393,7 @@ fn an_imbalance_claim_under_the_physical_floor_is_an_error() {
     assert!(a.findings.iter().any(|f| f.field == "claims.load_imbalance"
         && f.code == "below_physical_floor"
         && f.severity == Severity::Error));
-    assert_eq!(a.summary.verdict, "fail");
+    assert_eq!(a.summary.verdict, moeplan::audit::Verdict::Fail);
 }
 
 /// Issue 11, problem 4: a claim of 58.4 GB of gpt-oss-120b weights per GPU
