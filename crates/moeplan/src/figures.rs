@@ -178,6 +178,10 @@ pub struct Figures {
     pub pools: Vec<PoolFigures>,
     /// GPUs of the whole deployment.
     pub gpus: u64,
+    /// What a plan file's `workload.concurrency` holds for this deployment:
+    /// the requests in flight per replica when aggregated, on the whole
+    /// deployment (its decode pool) when disaggregated.
+    pub plan_concurrency: u64,
     /// Output tokens/s of the deployment over all its GPUs (mean lengths).
     pub output_tokens_per_s_per_gpu: TokensPerSecond,
     /// Output tokens/s one request sees (mean lengths).
@@ -224,21 +228,15 @@ impl Figures {
                 written_product: p.gpus,
             }
         };
-        let (deployment, concurrency) = match &self.estimate {
-            Predicted::Aggregated(_) => (
-                Written::Aggregated { pool: pool(0) },
-                self.pools[0].concurrency,
-            ),
-            Predicted::Disaggregated(e) => (
-                Written::Disaggregated {
-                    prefill: pool(0),
-                    decode: pool(1),
-                },
-                e.workload.concurrency,
-            ),
+        let deployment = match &self.estimate {
+            Predicted::Aggregated(_) => Written::Aggregated { pool: pool(0) },
+            Predicted::Disaggregated(_) => Written::Disaggregated {
+                prefill: pool(0),
+                decode: pool(1),
+            },
         };
         let mut scenario = s.clone();
-        scenario.workload.concurrency = Some(concurrency);
+        scenario.workload.concurrency = Some(self.plan_concurrency);
         Plan {
             scenario,
             deployment,
@@ -271,6 +269,7 @@ impl Figures {
                 redundant_experts: 0,
             }],
             gpus,
+            plan_concurrency: concurrency,
             output_tokens_per_s_per_gpu: per_gpu,
             output_tokens_per_s_per_user: mean.output_tokens_per_s_per_user,
             requests_per_s: requests,
@@ -319,6 +318,7 @@ impl Figures {
                 pool(PoolRole::Decode, &mean.decode, decode_c),
             ],
             gpus: mean.gpus,
+            plan_concurrency: mean.workload.concurrency,
             output_tokens_per_s_per_gpu: mean.output_tokens_per_s_per_gpu,
             output_tokens_per_s_per_user: mean.output_tokens_per_s_per_user,
             requests_per_s: mean.requests_per_s,

@@ -156,3 +156,38 @@ fn flags_alone_make_a_scenario_without_the_seed_requirements() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--gpu, --isl, --osl"));
 }
+
+/// The planner says what a plan file's `workload.concurrency` is for its
+/// recommendation (issue 9: one meaning of a plan's workload): for the seed's
+/// disaggregated pick, 7 decode workers × 1024 requests each = 7168 on the
+/// whole deployment, in the JSON and in the report.
+#[test]
+fn a_disaggregated_recommendation_states_its_plan_concurrency() {
+    let dir = std::env::temp_dir().join(format!("moeplan-plan-conc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join("r.md");
+    let report_s = report.to_string_lossy().to_string();
+    let out = moeplan(&[
+        "plan",
+        "examples/seed.toml",
+        "--mode",
+        "disaggregated",
+        "--json",
+        "--report",
+        &report_s,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rec = &v["candidates"][0];
+    let decode = &rec["pools"][1];
+    let whole = decode["workers"].as_u64().unwrap() * decode["concurrency"].as_u64().unwrap();
+    assert_eq!(rec["plan_concurrency"].as_u64(), Some(whole));
+    let md = std::fs::read_to_string(&report).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        md.contains(&format!(
+            "`workload.concurrency = {whole}` (requests in flight on the whole deployment"
+        )),
+        "{md}"
+    );
+}

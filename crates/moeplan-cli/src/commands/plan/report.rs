@@ -122,6 +122,17 @@ fn allocation(rec: &Candidate) -> String {
             pool.concurrency
         );
     }
+    let meaning = match rec.figures.mode {
+        moeplan::figures::Mode::Aggregated => "requests in flight per replica",
+        moeplan::figures::Mode::Disaggregated => {
+            "requests in flight on the whole deployment, which the decode pool holds"
+        }
+    };
+    let _ = writeln!(
+        o,
+        "\nAs a plan file: `workload.concurrency = {}` ({meaning}).",
+        rec.figures.plan_concurrency
+    );
     o
 }
 
