@@ -82,12 +82,91 @@ pub fn internal_error(what: &str) {
     );
 }
 
-/// Writes text to stdout (ignoring a closed pipe).
+/// Writes text to stdout (ignoring a closed pipe). On a terminal, unless
+/// `--wide`, prose lines longer than its width are wrapped at spaces (tables
+/// wrap their own cells); to a pipe or a file text is written as it is.
 pub fn print(text: &str) {
+    let wrapped = match prose_width(&std::io::stdout()) {
+        Some(w) => wrap_prose(text, w),
+        None => text.to_string(),
+    };
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    if !text.ends_with('\n') {
+    let _ = out.write_all(wrapped.as_bytes());
+    if !wrapped.ends_with('\n') {
         let _ = out.write_all(b"\n");
+    }
+}
+
+/// The terminal's width when `stream` is one and tables fit it.
+fn prose_width(stream: &impl std::io::IsTerminal) -> Option<usize> {
+    if TABLES.get().copied().unwrap_or(Tables::FitTerminal) == Tables::Wide || !stream.is_terminal()
+    {
+        return None;
+    }
+    comfy_table::Table::new().width().map(usize::from)
+}
+
+/// Characters a table's lines start with: those are never re-wrapped.
+const TABLE_EDGES: &[char] = &['┌', '│', '╞', '├', '└', '╭', '╰', '┆', '+', '|'];
+
+/// Wraps every prose line of `text` longer than `width` columns at spaces;
+/// a continuation is indented two columns past the line's own indent. A
+/// word longer than the width stays whole.
+fn wrap_prose(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let trimmed = line.trim_start();
+        if line.chars().count() <= width || trimmed.starts_with(TABLE_EDGES) {
+            out.push_str(line);
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let cont = " ".repeat((indent + 2).min(width / 2));
+        let mut col = 0;
+        out.push_str(&line[..indent]);
+        col += indent;
+        for (k, word) in trimmed.split(' ').enumerate() {
+            let w = word.chars().count();
+            if k > 0 && col + 1 + w > width {
+                out.push('\n');
+                out.push_str(&cont);
+                col = cont.len();
+            } else if k > 0 {
+                out.push(' ');
+                col += 1;
+            }
+            out.push_str(word);
+            col += w;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_prose;
+
+    /// A 40-column terminal: a long prose line breaks at spaces with its
+    /// continuation indented past the line's indent; short lines, table
+    /// lines and words longer than the width stay as they are.
+    #[test]
+    fn prose_wraps_at_spaces_and_tables_do_not() {
+        let text = "  searched 1234 layouts of deepseek-v3 on 8 h200-sxm in 0.02 s, 12 fit\n│ a table row that is far longer than forty columns │\nshort";
+        let w = wrap_prose(text, 40);
+        let lines: Vec<&str> = w.lines().collect();
+        assert_eq!(lines[0], "  searched 1234 layouts of deepseek-v3");
+        assert_eq!(lines[1], "    on 8 h200-sxm in 0.02 s, 12 fit");
+        assert!(lines[2].starts_with('│') && lines[2].chars().count() > 40);
+        assert_eq!(lines[3], "short");
+        assert!(lines
+            .iter()
+            .filter(|l| !l.starts_with('│'))
+            .all(|l| l.chars().count() <= 40));
+        let long = "x".repeat(50);
+        assert_eq!(wrap_prose(&long, 40), long);
     }
 }
 
@@ -97,9 +176,13 @@ pub fn json<T: Serialize>(value: &T) {
     print(&serde_json::to_string_pretty(&sorted).expect("reports serialise"));
 }
 
-/// Writes a line to stderr.
+/// Writes a line to stderr, its prose wrapped as `print` wraps stdout's.
 pub fn note(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
+    let wrapped = match prose_width(&std::io::stderr()) {
+        Some(w) => wrap_prose(text, w),
+        None => text.to_string(),
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{wrapped}");
 }
 
 /// Renders a diagnostic as miette would, without colour when not on a terminal.
