@@ -1731,3 +1731,19 @@ fn estimate_of_a_plan_says_what_it_covers() {
     );
     assert!(out.contains("the longest (10240 + 1024)"), "{out}");
 }
+
+/// A command line the argument parser refuses is JSON under `--json`, like
+/// every other error of a `--json` command (issue 14: `plan --top 0 --json`
+/// printed plain text); without `--json` it stays clap's text. Exit 2 both.
+#[test]
+fn argument_errors_are_json_under_json() {
+    let o = moeplan(&["plan", "--top", "0", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    assert_eq!(v["error"]["kind"], "input");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--top"));
+    let o = moeplan(&["plan", "--top", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    assert!(stderr(&o).contains("--top"));
+}
