@@ -192,7 +192,7 @@ pub(super) fn rationale(all: &[Candidate], rec: Option<&Candidate>) -> Vec<Strin
         }
     }
     out.push(format!(
-        "decode is {}-bound; memory per GPU {:.0}% of capacity",
+        "decode is {}-bound; the fullest GPU of any pool uses {:.0}% of its memory at the longest lengths",
         rf.bottleneck.name(),
         rf.memory_fraction * 100.0
     ));

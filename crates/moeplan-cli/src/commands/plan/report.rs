@@ -177,7 +177,7 @@ fn checklist(s: &Scenario, rec: &Candidate) -> String {
     }
     o += &check(
         rec,
-        "memory",
+        "memory (fullest GPU of any pool, longest lengths)",
         "memory",
         format!("{:.0}%", s.slo.max_memory_fraction.value() * 100.0),
         format!("{:.1}%", f.memory_fraction * 100.0),
