@@ -58,6 +58,7 @@ fn pool_worker(a: &DagArgs, d: Disaggregated) -> (Deployment, Vec<Phase>, String
         engine: d.engine,
         redundant_experts: pool.redundant_experts,
         routing_skew: d.routing_skew,
+        overlap: pool.overlap,
         model: d.model,
         gpu: d.gpu,
     };
