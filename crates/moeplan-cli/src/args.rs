@@ -216,6 +216,9 @@ pub struct DeploymentArgs {
     /// Requests in flight on the whole replica (each attention-DP rank serves 1/dp of them).
     #[arg(long)]
     pub concurrency: Option<u64>,
+    /// Share of prompt tokens served from the prefix cache, 0 to 0.99 (e.g. 0.56): prefill computes only the rest, attending the whole context; decode and KV memory unchanged.
+    #[arg(long)]
+    pub cache_hit_rate: Option<f64>,
     /// Pipeline stages (default 1).
     #[arg(long)]
     pub pp: Option<u32>,
@@ -247,6 +250,9 @@ pub struct DeploymentArgs {
     /// Power-law exponent of expert popularity (0 = uniform routing).
     #[arg(long, default_value_t = 0.0)]
     pub routing_skew: f64,
+    /// two-batch: each step runs as two micro-batches, one's EP dispatch/combine and TP all-reduces overlapping the other's compute (SGLang's two-batch overlap, DeepSeek's dual micro-batch); of both pools when disaggregated (a plan file states each pool's `overlap`). Default: the plan's, else none.
+    #[arg(long, value_parser = choice(&moeplan::ops::Overlap::ALL, moeplan::ops::Overlap::name))]
+    pub overlap: Option<moeplan::ops::Overlap>,
     /// Flat compute efficiency (fraction of peak) instead of the calibrated curves.
     #[arg(long)]
     pub mfu: Option<f64>,
@@ -379,6 +385,9 @@ pub struct PlanArgs {
     /// Requests per second the deployment must serve.
     #[arg(long)]
     pub request_rate: Option<f64>,
+    /// Share of prompt tokens served from the prefix cache, 0 to 0.99 (over the scenario's `workload.cache_hit_rate`).
+    #[arg(long)]
+    pub cache_hit_rate: Option<f64>,
     /// TTFT limit in milliseconds.
     #[arg(long)]
     pub ttft_ms: Option<f64>,

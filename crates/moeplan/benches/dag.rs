@@ -24,10 +24,12 @@ fn bench(c: &mut Criterion) {
             isl: moeplan::units::Tokens::new(1000),
             osl: moeplan::units::Tokens::new(2000),
             concurrency: 8192,
+            cache_hit_rate: 0.0,
         },
         engine: EngineConfig::default(),
         redundant_experts: 0,
         routing_skew: 0.0,
+        overlap: moeplan::ops::Overlap::None,
     };
     let opts = DagOptions {
         phases: vec![Phase::Prefill, Phase::Decode],

@@ -24,10 +24,12 @@ fn bench(c: &mut Criterion) {
             isl: moeplan::units::Tokens::new(1000),
             osl: moeplan::units::Tokens::new(2000),
             concurrency: 1024,
+            cache_hit_rate: 0.0,
         },
         engine: engine.config(gpu.memory),
         redundant_experts: 0,
         routing_skew: 0.0,
+        overlap: moeplan::ops::Overlap::None,
     };
     c.bench_function("estimate deepseek-v3 dp8 ep8 on h200", |b| {
         b.iter(|| estimate(black_box(&inp)).unwrap())
@@ -63,6 +65,7 @@ fn bench(c: &mut Criterion) {
         workers,
         prompts_per_rank: 1,
         redundant_experts: 0,
+        overlap: moeplan::ops::Overlap::None,
     };
     let disagg = moeplan::serving::disagg::DisaggInput {
         model: &m,

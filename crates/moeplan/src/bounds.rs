@@ -326,6 +326,15 @@ pub const LAYERS: Range = Range {
     unit: "",
 };
 
+/// The share of prompt tokens whose KV a prefix cache already holds.
+pub const CACHE_HIT_RATE: Range = Range {
+    what: "a prefix-cache hit rate (fraction of prompt tokens)",
+    min: 0.0,
+    max: 0.99,
+    why: "a request's last prompt token is always computed (its logits start the output), so a hit rate of 1 is impossible; production reports 40-60% (DeepSeek's 56.3%), and above 99% the prefill cost is an artefact of the input",
+    unit: "",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +349,10 @@ mod tests {
         assert!(ROUTING_SKEW.check(f64::NAN).is_err());
         assert!(ROUTING_SKEW.check(-1.0).is_err());
         assert_eq!(ROUTING_SKEW.check(0.0), Ok(0.0));
+        assert_eq!(CACHE_HIT_RATE.check(0.0), Ok(0.0));
+        assert_eq!(CACHE_HIT_RATE.check(0.56), Ok(0.56));
+        assert!(CACHE_HIT_RATE.check(1.0).is_err());
+        assert!(CACHE_HIT_RATE.check(-0.1).is_err());
     }
 
     /// Quantities are shown with their unit, counts whole.

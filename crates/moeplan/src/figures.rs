@@ -226,6 +226,7 @@ impl Figures {
                 replicas: u32::try_from(p.workers).unwrap_or(u32::MAX),
                 redundant_experts: p.redundant_experts,
                 written_product: p.gpus,
+                overlap: crate::ops::Overlap::None,
             }
         };
         let deployment = match &self.estimate {

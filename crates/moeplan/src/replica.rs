@@ -8,6 +8,7 @@ use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::EngineConfig;
 use crate::model::Model;
+use crate::ops::Overlap;
 use crate::serving::disagg::{DisaggInput, Pool};
 use crate::serving::{EstimateInput, Workload};
 use crate::spec::plan::{Deployment as PlanDeployment, Plan, Pool as PlanPool};
@@ -64,6 +65,8 @@ pub struct Replica {
     pub redundant_experts: u32,
     /// Power-law exponent of expert popularity (0 = uniform).
     pub routing_skew: f64,
+    /// Whether its steps overlap communication with computation.
+    pub overlap: Overlap,
 }
 
 impl Replica {
@@ -82,10 +85,12 @@ impl Replica {
                 isl: Tokens::new(s.workload.isl.mean().max(1)),
                 osl: Tokens::new(s.workload.osl.mean().max(1)),
                 concurrency: concurrency.max(1),
+                cache_hit_rate: s.workload.cache_hit_rate,
             },
             engine: s.engine(engine),
             redundant_experts: 0,
             routing_skew: 0.0,
+            overlap: Overlap::None,
             model: s.model,
             gpu: s.gpu,
         }
@@ -102,6 +107,7 @@ impl Replica {
             engine: self.engine,
             redundant_experts: self.redundant_experts,
             routing_skew: self.routing_skew,
+            overlap: self.overlap,
         }
     }
 }
@@ -259,6 +265,7 @@ impl Deployment {
         match plan.deployment {
             PlanDeployment::Aggregated { pool } => Deployment::Aggregated(Replica {
                 redundant_experts: pool.redundant_experts,
+                overlap: pool.overlap,
                 ..Replica::from_scenario(s.clone(), pool.layout, concurrency, engine)
             }),
             PlanDeployment::Disaggregated { prefill, decode } => {
@@ -267,6 +274,7 @@ impl Deployment {
                     workers: p.replicas,
                     prompts_per_rank: 1,
                     redundant_experts: p.redundant_experts,
+                    overlap: p.overlap,
                 };
                 let calibration = crate::profile::resolve_disaggregated(&s.gpu, engine.engine)
                     .kernels
@@ -281,6 +289,7 @@ impl Deployment {
                         isl: Tokens::new(s.workload.isl.mean().max(1)),
                         osl: Tokens::new(s.workload.osl.mean().max(1)),
                         concurrency: concurrency.max(1),
+                        cache_hit_rate: s.workload.cache_hit_rate,
                     },
                     engine: s.engine(engine),
                     routing_skew: 0.0,

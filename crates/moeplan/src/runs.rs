@@ -838,6 +838,7 @@ impl Run {
                     workers: p.workers.unwrap_or(0),
                     prompts_per_rank: p.batch_per_rank.unwrap_or(1).max(1),
                     redundant_experts: 0,
+                    overlap: crate::ops::Overlap::None,
                 }
             };
             let (mut prefill, mut decode) = (pool(prefill, "prefill"), pool(decode, "decode"));
@@ -862,6 +863,7 @@ impl Run {
                     isl: Tokens::new(self.isl),
                     osl: Tokens::new(self.osl),
                     concurrency,
+                    cache_hit_rate: 0.0,
                 },
                 engine,
                 routing_skew: 0.0,
@@ -897,10 +899,12 @@ impl Run {
                 isl: Tokens::new(self.isl),
                 osl: Tokens::new(self.osl),
                 concurrency,
+                cache_hit_rate: 0.0,
             },
             engine,
             redundant_experts: redundant,
             routing_skew: 0.0,
+            overlap: crate::ops::Overlap::None,
             model,
             gpu,
         })

@@ -83,6 +83,7 @@ fn pool_worker(
         engine: d.engine,
         redundant_experts: pool.redundant_experts,
         routing_skew: d.routing_skew,
+        overlap: pool.overlap,
         model: d.model,
         gpu: d.gpu,
     };

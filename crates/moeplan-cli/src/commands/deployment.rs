@@ -299,6 +299,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
         engine,
         redundant_experts: a.redundant_experts,
         routing_skew: skew(a, format)?,
+        overlap: a.overlap.unwrap_or_default(),
         model,
         gpu,
     })
@@ -339,7 +340,18 @@ fn workload(a: &DeploymentArgs, format: Format) -> Result<Workload, Failure> {
         isl: moeplan::units::Tokens::new(within("isl", a.isl, TOKENS, format)?.unwrap_or(1)),
         osl: moeplan::units::Tokens::new(within("osl", a.osl, TOKENS, format)?.unwrap_or(1)),
         concurrency: within("concurrency", a.concurrency, CONCURRENCY, format)?.unwrap_or(1),
+        cache_hit_rate: cache_hit_rate(a, format)?.unwrap_or(0.0),
     })
+}
+
+/// `--cache-hit-rate`, within its bound.
+fn cache_hit_rate(a: &DeploymentArgs, format: Format) -> Result<Option<f64>, Failure> {
+    bounded(
+        a.cache_hit_rate,
+        "cache-hit-rate",
+        moeplan::bounds::CACHE_HIT_RATE,
+        format,
+    )
 }
 
 /// The model and the GPU the flags name, with the dtype and node-size
@@ -540,12 +552,14 @@ fn disaggregate(
             workers: p.prefill_workers.unwrap_or(0),
             prompts_per_rank: p.prefill_batch.unwrap_or(1),
             redundant_experts: r.redundant_experts,
+            overlap: r.overlap,
         },
         decode: Pool {
             layout: decode,
             workers: p.decode_workers.unwrap_or(0),
             prompts_per_rank: 1,
             redundant_experts: r.redundant_experts,
+            overlap: r.overlap,
         },
         workload: r.workload,
         engine: r.engine,
@@ -611,6 +625,9 @@ pub fn apply_to_scenario(
     }
     if concurrency.is_some() {
         w.concurrency = concurrency;
+    }
+    if let Some(h) = cache_hit_rate(f, format)? {
+        s.workload.cache_hit_rate = h;
     }
     if let Some(m) = f.mfu {
         s.mfu = fraction(Some(m), "mfu", format)?;
@@ -785,6 +802,9 @@ fn over_aggregated(
         r.redundant_experts = f.redundant_experts;
     }
     r.routing_skew = skew(f, format)?;
+    if let Some(o) = f.overlap {
+        r.overlap = o;
+    }
     Ok(r)
 }
 
@@ -821,6 +841,10 @@ fn over_disaggregated(
         d.prefill.prompts_per_rank = b.max(1);
     }
     // The flag states both pools' slots; otherwise each keeps the plan's.
+    if let Some(o) = f.overlap {
+        d.prefill.overlap = o;
+        d.decode.overlap = o;
+    }
     if f.redundant_experts > 0 {
         d.prefill.redundant_experts = f.redundant_experts;
         d.decode.redundant_experts = f.redundant_experts;

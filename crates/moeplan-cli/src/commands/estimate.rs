@@ -121,6 +121,8 @@ fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, detail: Detail) -
             if p.fits { "" } else { "  DOES NOT FIT" }
         );
     }
+    s += &overlap_line(&[("prefill", &e.prefill.step), ("decode", &e.decode.step)]);
+    s += &cache_line(&e.workload);
     let _ = writeln!(s, "  efficiencies      {}", e.efficiency_source);
     for a in &d.assumed {
         let _ = writeln!(s, "assumed: {a}");
@@ -134,6 +136,39 @@ fn render_disaggregated(e: &DisaggEstimate, d: &Disaggregated, detail: Detail) -
     s
 }
 
+/// What two-batch overlap hid in each step that overlaps (nothing without
+/// overlap).
+fn overlap_line(steps: &[(&str, &moeplan::serving::PhaseCost)]) -> String {
+    let parts: Vec<String> = steps
+        .iter()
+        .filter_map(|(name, p)| {
+            p.overlap.map(|o| {
+                format!(
+                    "{name} step hides {} of {} communication ({} with overlap, {} as one batch)",
+                    o.hidden, o.communication, o.overlapped, o.single_batch
+                )
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("  two-batch overlap {}\n", parts.join("; "))
+}
+
+/// What prefix-cache hits take off each prompt (nothing without hits).
+fn cache_line(w: &moeplan::serving::Workload) -> String {
+    if w.cache_hit_rate <= 0.0 {
+        return String::new();
+    }
+    format!(
+        "  prefix cache      {:.1}% of prompt tokens hit: prefill computes {:.0} of {} tokens per prompt, attending the whole context; decode and KV memory unchanged\n",
+        w.cache_hit_rate * 100.0,
+        w.computed_prompt(),
+        w.isl
+    )
+}
+
 /// An aggregated estimate as text: latency and throughput, memory, the
 /// pure phases and ceilings, the engine; at `Detail::Derivations` also the
 /// derivations and each phase's operators.
@@ -141,6 +176,8 @@ pub fn render(e: &Estimate, model: &moeplan::model::Model, gpu: &str, detail: De
     let mut s = latency_and_throughput(e, model, gpu);
     s += &memory(e);
     s += &phases(e);
+    s += &overlap_line(&[("prefill", &e.prefill), ("decode", &e.decode)]);
+    s += &cache_line(&e.workload);
     let _ = writeln!(s, "  efficiencies      {}", e.efficiency_source);
     for w in &e.warnings {
         let _ = writeln!(s, "warning: {w}");

@@ -114,6 +114,14 @@ fn apply_workload(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), 
     if let Some(r) = bounded(a.request_rate, "request-rate", REQUEST_RATE, format)? {
         s.workload.request_rate = Some(r);
     }
+    if let Some(h) = crate::commands::deployment::bounded(
+        a.cache_hit_rate,
+        "cache-hit-rate",
+        moeplan::bounds::CACHE_HIT_RATE,
+        format,
+    )? {
+        s.workload.cache_hit_rate = h;
+    }
     Ok(())
 }
 

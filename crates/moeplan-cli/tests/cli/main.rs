@@ -1435,6 +1435,67 @@ fn a_request_beyond_the_trained_context_is_warned() {
     assert!(!run("4000").contains("tokens of context"));
 }
 
+/// `--overlap two-batch` and `--cache-hit-rate` on `estimate`: each says
+/// what it did in a line of its own and an `explain` entry; other spellings
+/// and rates outside [0, 0.99] are bad input naming what is accepted.
+#[test]
+fn overlap_and_cache_hit_rate_flags() {
+    let base = [
+        "estimate",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h100-sxm",
+        "--dp",
+        "32",
+        "--ep",
+        "32",
+        "--isl",
+        "2000",
+        "--osl",
+        "1000",
+        "--concurrency",
+        "4096",
+    ];
+    let run = |extra: &[&str]| moeplan(&[&base[..], extra].concat());
+    let plain = stdout(&run(&[]));
+    assert!(!plain.contains("two-batch overlap") && !plain.contains("prefix cache"));
+    let out = run(&["--overlap", "two-batch", "--cache-hit-rate", "0.56"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("two-batch overlap prefill step hides"),
+        "{text}"
+    );
+    assert!(text.contains("; decode step hides"), "{text}");
+    assert!(
+        text.contains("prefix cache      56.0% of prompt tokens hit"),
+        "{text}"
+    );
+    let json = run(&[
+        "--overlap",
+        "two-batch",
+        "--cache-hit-rate",
+        "0.56",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(v["explain"]["overlap"]["formula"]
+        .as_str()
+        .unwrap()
+        .contains("max(W, H)"));
+    assert!(v["explain"]["prefix_cache"].is_object());
+    assert!(v["decode"]["overlap"]["hidden"].as_f64().unwrap() > 0.0);
+    for bad in ["true", "tbo"] {
+        let out = run(&["--overlap", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains("two-batch"), "{}", stderr(&out));
+    }
+    let out = run(&["--cache-hit-rate", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("0.99"), "{}", stderr(&out));
+}
+
 mod flag_values {
     //! Any value of a numeric flag either is refused as bad input (exit 2)
     //! or gives figures that are finite and physically possible (issue 14's
@@ -1473,6 +1534,7 @@ mod flag_values {
         "--max-step-tokens",
         "--max-running-requests",
         "--redundant-experts",
+        "--cache-hit-rate",
     ];
 
     fn value() -> impl Strategy<Value = String> {

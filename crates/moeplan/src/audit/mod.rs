@@ -245,6 +245,7 @@ pub(crate) fn input<'a>(
     layout: Layout,
     workload: Workload,
     redundant_experts: u32,
+    phase: PoolRole,
 ) -> EstimateInput<'a> {
     EstimateInput {
         model: &plan.scenario.model,
@@ -255,6 +256,18 @@ pub(crate) fn input<'a>(
         engine: plan.scenario.engine_config(),
         redundant_experts,
         routing_skew: 0.0,
+        overlap: overlap_of(plan, phase),
+    }
+}
+
+/// The overlap the plan states for the pool that runs `phase`.
+fn overlap_of(plan: &Plan, phase: PoolRole) -> crate::ops::Overlap {
+    match (plan.deployment, phase) {
+        (Deployment::Aggregated { pool }, _) => pool.overlap,
+        (Deployment::Disaggregated { prefill, .. }, PoolRole::Prefill) => prefill.overlap,
+        (Deployment::Disaggregated { decode, .. }, PoolRole::Decode | PoolRole::Aggregated) => {
+            decode.overlap
+        }
     }
 }
 
@@ -291,8 +304,10 @@ pub(crate) fn evaluate_layout(
             isl: Tokens::new(w.isl.mean().max(1)),
             osl: Tokens::new(osl),
             concurrency: c,
+            cache_hit_rate: w.cache_hit_rate,
         },
         redundant_experts,
+        phase,
     ))
     .ok();
     let worst = if w.isl.is_fixed() && phase != PoolRole::Prefill {
@@ -305,8 +320,10 @@ pub(crate) fn evaluate_layout(
                 isl: Tokens::new(w.isl.max.max(1)),
                 osl: Tokens::new(osl),
                 concurrency: c_worst,
+                cache_hit_rate: w.cache_hit_rate,
             },
             redundant_experts,
+            phase,
         ))
         .ok()
     };

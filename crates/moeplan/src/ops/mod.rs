@@ -21,8 +21,10 @@ use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
 use serde::Serialize;
 
 pub mod kind;
+pub mod overlap;
 
 pub use kind::{Collective, ExchangeSide, GroupKind, OpKind, Placement, Role};
+pub use overlap::{Overlap, OverlapCost};
 
 /// Whether a GEMM pays its calibrated fixed cost (launch, small kernels)
 /// itself, or a module around it does (MLA charges one `mla_fixed` for all
@@ -376,17 +378,8 @@ impl<'a> CostContext<'a> {
         let mut stage_times = Vec::with_capacity(n);
         // The slowest stage so far, its time and ops; the first of equal times stays.
         let mut worst: Option<(usize, Seconds, Vec<Op>)> = None;
-        for (s, classes) in self.stages.iter().enumerate() {
-            let mut ops = Vec::with_capacity(24);
-            for (layer, count) in classes {
-                self.layer_ops(layer, *count, shape, &mut ops);
-            }
-            if s == 0 {
-                self.embedding_ops(shape, &mut ops);
-            }
-            if s == n - 1 {
-                self.lm_head_ops(shape, &mut ops);
-            }
+        for s in 0..n {
+            let ops = self.stage_ops(s, shape);
             let t: Seconds = ops.iter().map(Op::total).sum();
             stage_times.push(t);
             if worst.as_ref().is_none_or(|(_, w, _)| t.0 > w.0) {
@@ -394,7 +387,35 @@ impl<'a> CostContext<'a> {
             }
         }
         let (slowest_stage, _, ops) = worst.unwrap_or_default();
-        let transfer = if n > 1 {
+        StepCost {
+            stage_times,
+            slowest_stage,
+            ops,
+            stage_transfer: self.stage_transfer(shape),
+        }
+    }
+
+    /// The ops of pipeline stage `s` for `shape`, in the order `step` sums them.
+    fn stage_ops(&self, s: usize, shape: &StepShape) -> Vec<Op> {
+        let n = self.stages.len();
+        let mut ops = Vec::with_capacity(24);
+        for (layer, count) in &self.stages[s] {
+            self.layer_ops(layer, *count, shape, &mut ops);
+        }
+        if s == 0 {
+            self.embedding_ops(shape, &mut ops);
+        }
+        if s == n - 1 {
+            self.lm_head_ops(shape, &mut ops);
+        }
+        ops
+    }
+
+    /// Point-to-point time of `shape`'s activations between consecutive
+    /// stages (0 without PP).
+    fn stage_transfer(&self, shape: &StepShape) -> Seconds {
+        let n = self.stages.len();
+        if n > 1 {
             let bytes =
                 Bytes(shape.tokens() / self.layout.cp as f64 * self.model.hidden_size as f64 * 2.0);
             let cross_node = self.layout.gpus() > self.gpu.gpus_per_node;
@@ -412,12 +433,6 @@ impl<'a> CostContext<'a> {
             lat + bytes / bw
         } else {
             Seconds::ZERO
-        };
-        StepCost {
-            stage_times,
-            slowest_stage,
-            ops,
-            stage_transfer: transfer,
         }
     }
 

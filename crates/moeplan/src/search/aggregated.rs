@@ -19,10 +19,12 @@ impl Eval<'_> {
                 isl: Tokens::new(isl),
                 osl: Tokens::new(osl),
                 concurrency,
+                cache_hit_rate: self.s.workload.cache_hit_rate,
             },
             engine: self.engine,
             redundant_experts: 0,
             routing_skew: 0.0,
+            overlap: crate::ops::Overlap::None,
         }
     }
 

@@ -59,6 +59,7 @@ impl Eval<'_> {
                 isl: Tokens::new(isl),
                 osl: Tokens::new(osl),
                 concurrency,
+                cache_hit_rate: self.s.workload.cache_hit_rate,
             },
             engine: self.engine,
             routing_skew: 0.0,
@@ -72,6 +73,7 @@ fn pool(layout: Layout, workers: u32) -> Pool {
         workers,
         prompts_per_rank: 1,
         redundant_experts: 0,
+        overlap: crate::ops::Overlap::None,
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Pool {
     /// Redundant expert slots (EPLB) per worker of this pool: each pool
     /// states its own, since each splits its slots over its own EP degree.
     pub redundant_experts: u32,
+    /// Whether its workers' steps overlap communication with computation.
+    #[serde(skip_serializing_if = "crate::ops::Overlap::is_none")]
+    pub overlap: crate::ops::Overlap,
 }
 
 /// Everything one disaggregated estimate needs.
@@ -216,6 +219,7 @@ pub(crate) fn pool_input<'a>(
         engine: inp.engine,
         redundant_experts: pool.redundant_experts,
         routing_skew: inp.routing_skew,
+        overlap: pool.overlap,
     }
 }
 
@@ -438,7 +442,8 @@ impl PreparedDisagg {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let isl = inp.workload.isl.get().max(1) as f64;
+        // The prompt tokens a prefill computes (prefix-cache hits excluded).
+        let isl = inp.workload.computed_prompt();
         let prompts = inp.prefill.prompts_per_rank.max(1) as f64;
         let pin = pool_input(
             inp,
@@ -590,6 +595,13 @@ fn assemble(
     let mem = PoolMemories::of(inp);
     let gpus = p.gpus() + d.gpus();
     pool_warnings(inp, s, &mem, &mut warnings);
+    super::overlap_warnings(
+        &[
+            ("prefill pool's step", prefill_step),
+            ("decode pool's step", decode_step),
+        ],
+        &mut warnings,
+    );
     let osl = w.osl.get().max(1) as f64;
     let per_gpu = TokensPerSecond(s.throughput * osl / gpus as f64);
     // The pools' steps as the aggregated estimate names them, without the
@@ -599,8 +611,7 @@ fn assemble(
         ..super::phase(step, &sv, super::Detail::Summary)
     };
     let (decode_imbalance, ceilings) = decode_figures(inp, decode_step);
-    let steps = (prefill_step.time(&sv), decode_step.time(&sv));
-    let explain = explain(inp, s, transfer, steps, &ceilings);
+    let explain = explain(inp, s, transfer, (prefill_step, decode_step), &ceilings);
     let decode_utilization = if mem.decode_max > 0 {
         mem.per_decode_worker / mem.decode_max as f64
     } else {
@@ -777,16 +788,17 @@ fn pool_warnings(inp: &DisaggInput, s: &Solved, mem: &PoolMemories, warnings: &m
     }
 }
 
-/// The derivations of a disaggregated estimate's figures; `steps` are the
-/// prefill and the decode step.
+/// The derivations of a disaggregated estimate's figures from the pools'
+/// prefill and decode steps.
 fn explain(
     inp: &DisaggInput,
     s: &Solved,
     transfer: Seconds,
-    (service, decode): (Seconds, Seconds),
+    (prefill_step, decode_step): (&Step, &Step),
     ceilings: &super::Ceilings,
 ) -> super::Explain {
     let sv = inp.calibration.serving;
+    let (service, decode) = (prefill_step.time(&sv), decode_step.time(&sv));
     let mut e = BTreeMap::new();
     e.insert(
         super::ExplainKey::Ttft,
@@ -833,6 +845,14 @@ fn explain(
         super::ExplainKey::LoadImbalance,
         super::explain_imbalance(&din),
     );
+    if let Some(d) = super::explain_prefix_cache(&inp.workload) {
+        e.insert(super::ExplainKey::PrefixCache, d);
+    }
+    if let Some(d) =
+        super::explain_overlap(&[("prefill_step", prefill_step), ("decode_step", decode_step)])
+    {
+        e.insert(super::ExplainKey::Overlap, d);
+    }
     e
 }
 
@@ -877,7 +897,7 @@ pub(crate) fn prefill_step_time(inp: &DisaggInput, pool: &Pool) -> Seconds {
             StepKind::PrefillBatch,
             Shape {
                 decodes: 0.0,
-                prefill_tokens: prompts * inp.workload.isl.get().max(1) as f64,
+                prefill_tokens: prompts * inp.workload.computed_prompt(),
             },
             Seconds::ZERO,
         )

@@ -41,9 +41,30 @@ pub struct Workload {
     pub osl: Tokens,
     /// Requests in flight on the replica.
     pub concurrency: u64,
+    /// Share of each prompt's tokens whose KV a prefix cache already holds
+    /// (within `bounds::CACHE_HIT_RATE`; 0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_hit_rate: f64,
+}
+
+/// Whether a rate is 0 (left out of JSON, so inputs without it keep their output).
+pub(crate) fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Workload {
+    /// Prompt tokens a prefill computes per request: isl × (1 − cache hit
+    /// rate) (exactly isl without hits). The cached prefix's KV is read by
+    /// attention, not recomputed.
+    pub fn computed_prompt(&self) -> f64 {
+        self.isl.get().max(1) as f64 * (1.0 - self.cache_hit_rate)
+    }
+
+    /// Prompt tokens per request served from the prefix cache: isl × hit rate.
+    pub fn cached_prompt(&self) -> f64 {
+        self.isl.get().max(1) as f64 * self.cache_hit_rate
+    }
+
     /// KV tokens a request holds at its end: prompt + output.
     pub fn full_context(&self) -> u64 {
         self.isl.get() + self.osl.get()
@@ -75,6 +96,8 @@ pub struct EstimateInput<'a> {
     pub redundant_experts: u32,
     /// Power-law exponent of expert popularity (0 = uniform routing).
     pub routing_skew: f64,
+    /// Whether a step's communication overlaps its computation (two-batch overlap).
+    pub overlap: crate::ops::Overlap,
 }
 
 /// Expert load imbalance: max/mean − 1 of the EP ranks' routed rows.
@@ -112,6 +135,9 @@ pub struct PhaseCost {
     pub ops: Vec<Op>,
     /// What limits it.
     pub bottleneck: Bound,
+    /// What two-batch overlap did to it (absent without overlap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<crate::ops::OverlapCost>,
 }
 
 /// Bottleneck of each phase.
@@ -181,8 +207,12 @@ pub enum ExplainKey {
     Memory,
     /// Output tokens/s per GPU.
     OutputTokensPerSPerGpu,
+    /// What two-batch overlap hid (only with an overlap).
+    Overlap,
     /// Prompt tokens/s per GPU at the dense peak.
     PrefillCeiling,
+    /// What prefix-cache hits take off the prefill (only with a hit rate).
+    PrefixCache,
     /// Time per output token.
     Tpot,
     /// Time to first token.
@@ -200,7 +230,9 @@ impl ExplainKey {
             ExplainKey::LoadImbalance => "load_imbalance",
             ExplainKey::Memory => "memory",
             ExplainKey::OutputTokensPerSPerGpu => "output_tokens_per_s_per_gpu",
+            ExplainKey::Overlap => "overlap",
             ExplainKey::PrefillCeiling => "prefill_ceiling",
+            ExplainKey::PrefixCache => "prefix_cache",
             ExplainKey::Tpot => "tpot",
             ExplainKey::Ttft => "ttft",
             ExplainKey::Workers => "workers",
@@ -299,6 +331,7 @@ pub(crate) fn phase(step: &Step, serving: &ServingParams, detail: Detail) -> Pha
             Detail::Summary => Vec::new(),
         },
         bottleneck: step.cost.bottleneck(),
+        overlap: step.overlap,
     }
 }
 
@@ -430,7 +463,8 @@ fn closed_loop_of(inp: &EstimateInput, load: &Load) -> Loop {
     Loop {
         in_flight: load.in_flight,
         running: load.running,
-        isl: inp.workload.isl.get().max(1) as f64,
+        // The prompt tokens a step's budget takes: the computed ones.
+        isl: inp.workload.computed_prompt(),
         osl: inp.workload.osl.get().max(1) as f64,
         budget,
         policy: inp.engine.policy,
@@ -532,6 +566,10 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
         steps: st,
     } = prep;
     load_warnings(inp, &load, &res, &mut warnings);
+    overlap_warnings(
+        &[("decode step", &st.decode), ("prefill step", &st.prefill)],
+        &mut warnings,
+    );
     let (mem, max_concurrency) = memory::memory_and_max_concurrency(
         m,
         inp.gpu,
@@ -567,7 +605,9 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
         request_latency: res.ttft + res.tpot * (lp.osl - 1.0),
         output_tokens_per_s_per_gpu: figures.per_gpu,
         output_tokens_per_s_per_user: TokensPerSecond(1.0 / res.tpot.0.max(1e-12)),
-        input_tokens_per_s_per_gpu: TokensPerSecond(figures.per_gpu.0 * lp.isl / lp.osl),
+        input_tokens_per_s_per_gpu: TokensPerSecond(
+            figures.per_gpu.0 * inp.workload.isl.get().max(1) as f64 / lp.osl,
+        ),
         decoding_requests: load.running * load.active_ranks,
         regime: res.regime,
         engine: inp.engine,
@@ -589,6 +629,20 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
         warnings,
         explain,
     })
+}
+
+/// A warning for each step that two-batch overlap makes slower than one
+/// batch: halves too small to keep the GPU busy, and collectives' latencies
+/// paid twice, cost more than the communication hidden.
+pub(crate) fn overlap_warnings(steps: &[(&str, &Step)], warnings: &mut Vec<String>) {
+    for (name, s) in steps {
+        if let Some(o) = s.overlap.filter(|o| o.overlapped.0 > o.single_batch.0) {
+            warnings.push(format!(
+                "two-batch overlap makes the {name} slower: {} as two micro-batches against {} as one (it hides {}, but each half runs at half the tokens)",
+                o.overlapped, o.single_batch, o.hidden
+            ));
+        }
+    }
 }
 
 /// Warnings about where the requests sit: pipeline bubbles, requests
@@ -671,8 +725,16 @@ pub(crate) fn ceilings(inp: &EstimateInput, active_ranks: f64, d: &Step) -> Ceil
         tokens_per_gpu,
         decode_bytes * d.micro_batches / inp.gpu.memory_bandwidth,
     );
-    let flop_per_token = m.linear_flop_per_token()
-        + Flop(m.attention_flop_per_token(inp.workload.isl.get()).0 / 2.0);
+    // Per prompt token, cached ones included: a share 1 − h is computed, each
+    // attending on average h · isl + (1 − h) · isl / 2 keys (h = 0: the
+    // linear layers + half the attention at the prompt's length).
+    let h = inp.workload.cache_hit_rate;
+    let flop_per_token = Flop(
+        (1.0 - h)
+            * (m.linear_flop_per_token()
+                + Flop(m.attention_flop_per_token(inp.workload.isl.get()).0 * (1.0 + h) / 2.0))
+            .0,
+    );
     let prefill_ceiling = TokensPerSecond(
         inp.gpu.peak_for(m.dtypes.experts.preferred_compute()).1 .0 / flop_per_token.0,
     );
@@ -728,13 +790,16 @@ fn pure_phases(inp: &EstimateInput, load: &Load, lp: &Loop, st: &LoopSteps) -> P
     let gpus = inp.layout.gpus() as f64;
     let dp = inp.layout.dp as f64;
     let (b, d) = (&st.batch, &st.decode);
+    // Prompt tokens per computed one: 1 without prefix-cache hits.
+    let isl = inp.workload.isl.get().max(1) as f64;
+    let prompt_per_computed = isl / lp.isl;
     PurePhases {
         prefill: PurePhase {
             sequences_per_rank: b.shape.prefill_tokens / lp.isl,
-            tokens_per_sequence: lp.isl,
+            tokens_per_sequence: isl,
             step_time: b.time(&sv),
             tokens_per_s_per_gpu: TokensPerSecond(
-                b.shape.prefill_tokens * dp / b.time(&sv).0.max(1e-12) / gpus,
+                b.shape.prefill_tokens * prompt_per_computed * dp / b.time(&sv).0.max(1e-12) / gpus,
             ),
         },
         decode: PurePhase {
@@ -777,6 +842,13 @@ fn explain(
     );
     explain_ceilings(&mut e, inp, &f.ceilings);
     e.insert(ExplainKey::LoadImbalance, explain_imbalance(inp));
+    if let Some(d) = explain_prefix_cache(&inp.workload) {
+        e.insert(ExplainKey::PrefixCache, d);
+    }
+    if let Some(d) = explain_overlap(&[("decode_step", &st.decode), ("prefill_step", &st.prefill)])
+    {
+        e.insert(ExplainKey::Overlap, d);
+    }
     e.insert(
         ExplainKey::Memory,
         Derivation::new(
@@ -789,6 +861,45 @@ fn explain(
         ),
     );
     e
+}
+
+/// What a prefix-cache hit rate takes off each prompt's prefill; None
+/// without hits.
+pub(crate) fn explain_prefix_cache(w: &Workload) -> Option<Derivation> {
+    (w.cache_hit_rate > 0.0).then(|| {
+        Derivation::new(
+            "a prompt of isl tokens computes (1 − hit rate) × isl of them after its cached prefix of hit rate × isl: the linear layers and the step budget count only the computed tokens, whose attention still covers the whole context (the cached KV is read, not recomputed); decode steps and KV memory are those of the full prompt",
+            &[
+                ("cache_hit_rate", format!("{:.1}%", w.cache_hit_rate * 100.0)),
+                ("isl", w.isl.to_string()),
+                ("computed_tokens_per_prompt", format!("{:.0}", w.computed_prompt())),
+                ("cached_tokens_per_prompt", format!("{:.0}", w.cached_prompt())),
+            ],
+        )
+    })
+}
+
+/// What two-batch overlap did to each named step (kernel times of the
+/// slowest stage); None when no step overlaps.
+pub(crate) fn explain_overlap(steps: &[(&str, &Step)]) -> Option<Derivation> {
+    let inputs: Vec<(String, String)> = steps
+        .iter()
+        .filter_map(|(name, s)| {
+            s.overlap.map(|o| {
+                (
+                    name.to_string(),
+                    format!(
+                        "{} communication of which {} hidden behind {} of compute and memory; {} in sequence; stage {} with overlap, {} as one batch",
+                        o.communication, o.hidden, o.compute, o.serial, o.overlapped, o.single_batch
+                    ),
+                )
+            })
+        })
+        .collect();
+    (!inputs.is_empty()).then(|| Derivation {
+        formula: "two-batch overlap: the step runs as two micro-batches of half the tokens, each costed through the op list at its size; per stage = max(W, H) + min(W, H) / L + S, where W = compute and memory of both halves, H = their in-layer collectives (EP dispatch/combine, TP all-reduce/all-gather), S = collectives outside the layers, L = the stage's layers (the fill and drain nothing hides); hidden = W + H − max(W, H) − min(W, H) / L".into(),
+        inputs,
+    })
 }
 
 /// How TTFT comes out of the loop, for the scheduler's policy.

@@ -13,7 +13,7 @@ use super::closed_loop::Shape;
 use super::imbalance::load_imbalance;
 use super::EstimateInput;
 use crate::calibration::ServingParams;
-use crate::ops::{CostContext, StepCost, StepShape};
+use crate::ops::{CostContext, Overlap, OverlapCost, StepCost, StepShape};
 use crate::units::Seconds;
 use serde::Serialize;
 
@@ -68,6 +68,9 @@ pub struct Step {
     pub decode_part: Seconds,
     /// Whether the engine runs the step as a CUDA graph.
     pub launch: Launch,
+    /// What two-batch overlap did to it (None: one batch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapCost>,
 }
 
 /// How a step's kernels are launched.
@@ -128,13 +131,21 @@ impl<'a> Stepper<'a> {
     /// The cost model's shape of one micro-batch of `s`; `peers`: the mean
     /// tokens each other attention-DP rank brings to the MoE layers, when
     /// the caller knows them (a simulation); else from the busy ranks.
+    /// Prompt tokens are the computed ones: a prompt brings `(1 − h) · isl`
+    /// after its `h · isl` cached tokens (`h` the prefix-cache hit rate), which
+    /// its new tokens attend but no linear layer recomputes.
     fn micro(&self, s: &Shape, micro_batches: f64, peers: Option<f64>) -> StepShape {
-        let isl = self.inp.workload.isl.get().max(1) as f64;
+        let w = self.inp.workload;
+        let (isl, cached) = (w.computed_prompt(), w.cached_prompt());
         let (seqs, per_seq, offset) = if s.prefill_tokens >= isl {
-            (s.prefill_tokens / isl, isl, 0.0)
+            (s.prefill_tokens / isl, isl, cached)
         } else if s.prefill_tokens > 0.0 {
             // A chunk of one prompt, on average half-way through it.
-            (1.0, s.prefill_tokens, (isl - s.prefill_tokens) / 2.0)
+            (
+                1.0,
+                s.prefill_tokens,
+                cached + (isl - s.prefill_tokens) / 2.0,
+            )
         } else {
             (0.0, 0.0, 0.0)
         };
@@ -200,20 +211,17 @@ impl<'a> Stepper<'a> {
             1.0
         };
         let micro = self.micro(&s, micro_batches, peers);
-        let imbalance = self.imbalance(s.decodes + s.prefill_tokens);
-        let ctx = CostContext::new(
-            self.inp.model,
-            self.inp.gpu,
-            self.inp.layout,
-            self.inp.redundant_experts,
-            imbalance,
-            &self.inp.calibration,
-        );
-        let cost = ctx.step(&micro);
+        let (cost, imbalance, overlap) = self.cost(&micro, s.decodes + s.prefill_tokens);
         let kernels = cost.traversal().max(cost.stage_time() * micro_batches);
-        let stage = cost.stage_time().0;
+        // The fixed costs' share of the ops' time (overlapped: of both
+        // halves' summed time, which the overlap shortens as a whole).
+        let by_bound = cost.by_bound();
+        let stage = match overlap {
+            None => cost.stage_time().0,
+            Some(_) => by_bound.iter().map(|(_, t)| t.0).sum(),
+        };
         let fixed_share = if stage > 0.0 {
-            cost.by_bound()[3].1 .0 / stage
+            by_bound[3].1 .0 / stage
         } else {
             0.0
         };
@@ -242,6 +250,43 @@ impl<'a> Stepper<'a> {
             },
             launch,
             cost,
+            overlap,
+        }
+    }
+
+    /// The cost of one micro-batch of `tokens` per rank, its expert load
+    /// imbalance, and what two-batch overlap did to it: under
+    /// `Overlap::TwoBatch` each half is costed at half the tokens (and the
+    /// imbalance of half the rows), unless the step has fewer than two
+    /// tokens to split.
+    fn cost(&self, micro: &StepShape, tokens: f64) -> (StepCost, f64, Option<OverlapCost>) {
+        let ctx = |imbalance| {
+            CostContext::new(
+                self.inp.model,
+                self.inp.gpu,
+                self.inp.layout,
+                self.inp.redundant_experts,
+                imbalance,
+                &self.inp.calibration,
+            )
+        };
+        let imbalance = self.imbalance(tokens);
+        let single = ctx(imbalance).step(micro);
+        match self.inp.overlap {
+            Overlap::None => (single, imbalance, None),
+            Overlap::TwoBatch => {
+                let half = self.imbalance(tokens / 2.0);
+                match ctx(half).step_two_batch(micro) {
+                    Some((cost, o)) => {
+                        let o = OverlapCost {
+                            single_batch: single.stage_time(),
+                            ..o
+                        };
+                        (cost, half, Some(o))
+                    }
+                    None => (single, imbalance, None),
+                }
+            }
         }
     }
 }

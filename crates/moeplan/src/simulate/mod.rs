@@ -182,6 +182,8 @@ pub struct ModelSteps<'a> {
     stepper: Stepper<'a>,
     serving: ServingParams,
     dp: u32,
+    /// Share of prompt tokens served from the prefix cache.
+    cache_hit_rate: f64,
     cache: HashMap<(u64, u64, u64), f64>,
 }
 
@@ -192,6 +194,7 @@ impl<'a> ModelSteps<'a> {
             stepper: Stepper::new(inp, inp.layout.dp as f64),
             serving: inp.calibration.serving,
             dp: inp.layout.dp,
+            cache_hit_rate: inp.workload.cache_hit_rate,
             cache: HashMap::new(),
         }
     }
@@ -220,8 +223,12 @@ impl StepTime for ModelSteps<'_> {
             bucket(peer_tokens, 32),
         );
         let (stepper, serving, dp) = (&self.stepper, &self.serving, self.dp);
+        let computed = 1.0 - self.cache_hit_rate;
         *self.cache.entry(key).or_insert_with(|| {
-            let (d, p) = (key.0 as f64, key.1 as f64);
+            // Prompt tokens the step computes: with prefix-cache hits a
+            // scheduled prompt token costs (1 − hit rate) of one (its budget
+            // still counts the whole prompt, a conservative reading).
+            let (d, p) = (key.0 as f64, key.1 as f64 * computed);
             let peers = (dp > 1).then_some(key.2 as f64);
             let shape = |decodes, prefill_tokens| Shape {
                 decodes,

@@ -106,6 +106,10 @@ pub struct RawPool {
     pub replicas: Option<u32>,
     /// Redundant expert slots per replica beyond one per expert (EPLB; default 0).
     pub redundant_experts: Option<u32>,
+    /// `"two-batch"`: each step runs as two micro-batches, one's collectives
+    /// (EP dispatch/combine, TP all-reduce) overlapping the other's compute
+    /// (SGLang's two-batch overlap, DeepSeek's dual micro-batch); default `"none"`.
+    pub overlap: Option<crate::ops::Overlap>,
 }
 
 /// The deployment section.
@@ -137,6 +141,9 @@ pub struct RawDeployment {
     pub replicas: Option<u32>,
     /// Redundant expert slots per replica (EPLB; aggregated).
     pub redundant_experts: Option<u32>,
+    /// `"two-batch"`: each step runs as two overlapped micro-batches
+    /// (aggregated; a disaggregated plan states it in each pool); default `"none"`.
+    pub overlap: Option<crate::ops::Overlap>,
     /// The prefill pool (disaggregated).
     pub prefill: Option<RawPool>,
     /// The decode pool (disaggregated).
@@ -256,6 +263,9 @@ pub struct Pool {
     pub redundant_experts: u32,
     /// The product of every degree as written, times replicas (the classic mistaken total).
     pub written_product: u64,
+    /// Whether its steps overlap communication with computation.
+    #[serde(skip_serializing_if = "crate::ops::Overlap::is_none")]
+    pub overlap: crate::ops::Overlap,
 }
 
 impl Pool {
@@ -408,6 +418,7 @@ fn pool(raw: &RawPool, prefix: &str, pr: &mut Problems) -> Pool {
             replicas,
             redundant_experts: 0,
             written_product,
+            overlap: raw.overlap.unwrap_or_default(),
         };
     }
     Pool {
@@ -415,6 +426,7 @@ fn pool(raw: &RawPool, prefix: &str, pr: &mut Problems) -> Pool {
         replicas,
         redundant_experts: raw.redundant_experts.unwrap_or(0),
         written_product,
+        overlap: raw.overlap.unwrap_or_default(),
     }
 }
 
@@ -428,6 +440,7 @@ fn deployment(raw: &RawDeployment, pr: &mut Problems) -> Deployment {
         etp: raw.etp,
         replicas: raw.replicas,
         redundant_experts: raw.redundant_experts,
+        overlap: raw.overlap,
     };
     let any_top = [
         raw.pp,
@@ -440,7 +453,8 @@ fn deployment(raw: &RawDeployment, pr: &mut Problems) -> Deployment {
         raw.redundant_experts,
     ]
     .iter()
-    .any(Option::is_some);
+    .any(Option::is_some)
+        || raw.overlap.is_some();
     match raw.mode.unwrap_or_default() {
         Mode::Aggregated => {
             for (key, sec) in [("prefill", &raw.prefill), ("decode", &raw.decode)] {
@@ -469,7 +483,7 @@ fn deployment(raw: &RawDeployment, pr: &mut Problems) -> Deployment {
                         "deployment",
                         "a disaggregated deployment takes its degrees from [deployment.prefill] and [deployment.decode]",
                     )
-                    .hint("move pp/tp/dp/cp/ep/etp/replicas into each pool's table"),
+                    .hint("move pp/tp/dp/cp/ep/etp/replicas/overlap into each pool's table"),
                 );
             }
             let mut get = |key: &str, sec: &Option<RawPool>| match sec {

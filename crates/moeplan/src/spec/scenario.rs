@@ -126,6 +126,10 @@ pub struct RawWorkload {
     pub batch_size: Option<u64>,
     /// Arriving requests per second the deployment must serve.
     pub request_rate: Option<f64>,
+    /// Share of prompt tokens whose KV a prefix cache already holds, e.g.
+    /// "56%" or 0.56 (default 0): prefill computes only the rest, which still
+    /// attend the whole context; decode and KV memory are unchanged.
+    pub cache_hit_rate: Option<serde_json::Value>,
 }
 
 /// Service levels.
@@ -185,6 +189,9 @@ pub struct WorkloadSpec {
     pub concurrency: Option<u64>,
     /// Arriving requests per second, if stated.
     pub request_rate: Option<f64>,
+    /// Share of prompt tokens served from the prefix cache (0 when not stated).
+    #[serde(skip_serializing_if = "crate::serving::is_zero")]
+    pub cache_hit_rate: f64,
 }
 
 impl WorkloadSpec {
@@ -357,6 +364,7 @@ impl Scenario {
                 osl: Lengths { min: osl, max: osl },
                 concurrency: None,
                 request_rate: None,
+                cache_hit_rate: 0.0,
             },
             slo: Slo::default(),
             assumptions: Vec::new(),
@@ -599,6 +607,39 @@ pub fn workload(w: &RawWorkload, pr: &mut Problems) -> WorkloadSpec {
         osl,
         concurrency: concurrency.filter(|c| *c > 0),
         request_rate: w.request_rate.filter(|r| *r > 0.0),
+        cache_hit_rate: w
+            .cache_hit_rate
+            .as_ref()
+            .and_then(|v| cache_hit_rate(v, pr))
+            .unwrap_or(0.0),
+    }
+}
+
+/// `workload.cache_hit_rate`: a fraction as a number or a string ("56%"),
+/// within `bounds::CACHE_HIT_RATE`.
+fn cache_hit_rate(v: &serde_json::Value, pr: &mut Problems) -> Option<f64> {
+    let path = "workload.cache_hit_rate";
+    let hint = "a fraction of prompt tokens, e.g. \"56%\" or 0.56";
+    let f = match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => match parse_fraction(s) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                pr.push(Problem::at(path, e).hint(hint));
+                return None;
+            }
+        },
+        other => {
+            pr.push(Problem::at(path, format!("expected a fraction, found {other}")).hint(hint));
+            return None;
+        }
+    }?;
+    match crate::bounds::CACHE_HIT_RATE.check(f) {
+        Ok(f) => Some(f),
+        Err(m) => {
+            pr.push(Problem::at(path, m).hint(crate::bounds::CACHE_HIT_RATE.why));
+            None
+        }
     }
 }
 

@@ -39,6 +39,7 @@ fn build(
         engine: EngineConfig::default(),
         redundant_experts: redundant,
         routing_skew: 0.0,
+        overlap: moeplan::ops::Overlap::None,
     };
     dag::build(
         &inp,
@@ -66,6 +67,7 @@ fn seed(granularity: Granularity) -> Dag {
         isl: moeplan::units::Tokens::new(1024),
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
+        cache_hit_rate: 0.0,
     };
     build(&m, &g, l, 0, w, granularity, false, BOTH.to_vec())
 }
@@ -82,6 +84,7 @@ fn deepseek(granularity: Granularity) -> Dag {
         isl: moeplan::units::Tokens::new(1000),
         osl: moeplan::units::Tokens::new(2000),
         concurrency: 1024,
+        cache_hit_rate: 0.0,
     };
     build(&m, &g, l, 0, w, granularity, false, BOTH.to_vec())
 }
@@ -124,6 +127,7 @@ fn deepseek_dp8_ep8_formats() {
         isl: moeplan::units::Tokens::new(1000),
         osl: moeplan::units::Tokens::new(2000),
         concurrency: 1024,
+        cache_hit_rate: 0.0,
     };
     // One phase keeps the JSON snapshot short.
     let decode = build(
@@ -216,6 +220,7 @@ fn redundant_slots_are_drawn() {
         isl: moeplan::units::Tokens::new(512),
         osl: moeplan::units::Tokens::new(128),
         concurrency: 16,
+        cache_hit_rate: 0.0,
     };
     let d = build(&m, &g, l, 4, w, Granularity::Op, true, vec![Phase::Decode]);
     assert_clean(&d);
@@ -359,7 +364,8 @@ proptest! {
             return Ok(());
         }
         let granularity = if op { Granularity::Op } else { Granularity::Layer };
-        let d = build(&m, &g, l, redundant, Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: conc }, granularity, expand, BOTH.to_vec());
+        let d = build(&m, &g, l, redundant, Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: conc, cache_hit_rate: 0.0,
+ }, granularity, expand, BOTH.to_vec());
         let r = dag::check(&d);
         prop_assert!(r.ok(), "{l}: {}", export::summary(&d, &r));
         for p in &r.phases {
@@ -388,6 +394,7 @@ fn the_dag_draws_the_estimates_named_steps() {
         isl: moeplan::units::Tokens::new(2048),
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
+        cache_hit_rate: 0.0,
     };
     let d = build(&m, &g, l, 0, w, Granularity::Op, false, BOTH.to_vec());
     let inp = EstimateInput {
@@ -399,6 +406,7 @@ fn the_dag_draws_the_estimates_named_steps() {
         engine: EngineConfig::default(),
         redundant_experts: 0,
         routing_skew: 0.0,
+        overlap: moeplan::ops::Overlap::None,
     };
     let est = moeplan::serving::estimate(&inp).unwrap();
     for p in &d.phases {
@@ -438,6 +446,7 @@ fn each_phase_carries_the_engines_step_time() {
         isl: moeplan::units::Tokens::new(2048),
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
+        cache_hit_rate: 0.0,
     };
     let inp = EstimateInput {
         model: &m,
@@ -448,6 +457,7 @@ fn each_phase_carries_the_engines_step_time() {
         engine: engine.config(g.memory),
         redundant_experts: 0,
         routing_skew: 0.0,
+        overlap: moeplan::ops::Overlap::None,
     };
     let opts = DagOptions {
         phases: BOTH.to_vec(),

@@ -362,10 +362,12 @@ fn the_decode_ceiling_per_gpu_does_not_grow_with_tp() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(1000),
                 concurrency: 64,
+                cache_hit_rate: 0.0,
             },
             engine: moeplan::engine::EngineConfig::default(),
             redundant_experts: 0,
             routing_skew: 0.0,
+            overlap: moeplan::ops::Overlap::None,
         };
         moeplan::serving::estimate_summary(&inp)
             .unwrap()

@@ -7,6 +7,7 @@ mod audit;
 mod calibrate;
 mod calibration;
 mod dag;
+mod deployment_options;
 mod disagg;
 mod fuzz_parsers;
 mod hf_corpus;

@@ -391,10 +391,12 @@ fn seed_decode_is_kv_bound_at_long_context() {
             isl: moeplan::units::Tokens::new(10240),
             osl: moeplan::units::Tokens::new(1024),
             concurrency: 128,
+            cache_hit_rate: 0.0,
         },
         engine: EngineConfig::default(),
         redundant_experts: 0,
         routing_skew: 0.0,
+        overlap: moeplan::ops::Overlap::None,
     };
     let e = estimate(&inp).unwrap();
     assert!(
@@ -551,7 +553,9 @@ proptest! {
         let m = model("qwen3-30b-a3b");
         let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
         let l = Layout { pp: 1 << pp, tp: 1 << tp, dp: 1 << dp, ep: 1 << ep, ..Layout::default() };
-        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0 };
+        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc, cache_hit_rate: 0.0,
+ }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0, overlap: moeplan::ops::Overlap::None,
+ };
         if let Ok(e) = estimate(&inp) {
             prop_assert_eq!(e.gpus, l.pp * l.tp * l.cp * l.dp);
             for v in [e.ttft.value(), e.tpot.value(), e.output_tokens_per_s_per_gpu.value()] {
@@ -623,10 +627,12 @@ fn summary_equals_full_estimate() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(1000),
                 concurrency: 256,
+                cache_hit_rate: 0.0,
             },
             engine: EngineConfig::default(),
             redundant_experts: redundant * 8,
             routing_skew: 0.0,
+            overlap: moeplan::ops::Overlap::None,
         };
         let full = estimate(&inp).unwrap();
         let fast = estimate_summary(&inp).unwrap();
@@ -694,10 +700,12 @@ fn running_cap_queues_the_rest() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(100),
                 concurrency,
+                cache_hit_rate: 0.0,
             },
             engine,
             redundant_experts: 0,
             routing_skew: 0.0,
+            overlap: moeplan::ops::Overlap::None,
         })
         .unwrap()
     };
@@ -726,10 +734,12 @@ fn running_cap_queues_the_rest() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(100),
                 concurrency: 128,
+                cache_hit_rate: 0.0,
             },
             engine,
             redundant_experts: 0,
             routing_skew: 0.0,
+            overlap: moeplan::ops::Overlap::None,
         }
     })
     .unwrap();
@@ -780,10 +790,12 @@ fn pure_phases_bound_the_mixed_step() {
                 isl: moeplan::units::Tokens::new(2000),
                 osl: moeplan::units::Tokens::new(500),
                 concurrency: 64,
+                cache_hit_rate: 0.0,
             },
             engine: EngineConfig::default(),
             redundant_experts: 0,
             routing_skew: 0.0,
+            overlap: moeplan::ops::Overlap::None,
         })
         .unwrap();
         assert!(

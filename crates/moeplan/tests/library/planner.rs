@@ -47,10 +47,12 @@ fn per_gpu(s: &Scenario, l: Layout) -> f64 {
             isl: moeplan::units::Tokens::new(s.workload.isl.mean()),
             osl: moeplan::units::Tokens::new(s.workload.osl.mean()),
             concurrency: s.workload.concurrency.unwrap(),
+            cache_hit_rate: 0.0,
         },
         engine: s.engine_config(),
         redundant_experts: 0,
         routing_skew: 0.0,
+        overlap: moeplan::ops::Overlap::None,
     };
     estimate(&inp)
         .map(|e| e.output_tokens_per_s_per_gpu.value())
@@ -115,10 +117,12 @@ proptest! {
                     gpu: &s.gpu,
                     calibration: s.calibration(s.serving_engine()),
                     layout: l,
-                    workload: Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: pool.concurrency },
+                    workload: Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: pool.concurrency, cache_hit_rate: 0.0,
+ },
                     engine: s.engine_config(),
                     redundant_experts: 0,
-                    routing_skew: 0.0,
+                    routing_skew: 0.0, overlap: moeplan::ops::Overlap::None,
+
                 }).unwrap();
                 prop_assert!(e.fits);
                 prop_assert!(e.ttft.ms() <= ttft + 1e-9 && e.tpot.ms() <= tpot + 1e-9);

@@ -126,10 +126,12 @@ fn published_figures() {
                 isl: moeplan::units::Tokens::new(isl),
                 osl: moeplan::units::Tokens::new(osl),
                 concurrency,
+                cache_hit_rate: 0.0,
             },
             engine,
             redundant_experts: 0,
             routing_skew: 0.0,
+            overlap: moeplan::ops::Overlap::None,
         };
         // Rows that used attention-DP/EP without stating the degrees are
         // compared with the best aggregated layout the planner finds on the
