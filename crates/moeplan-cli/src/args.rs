@@ -81,8 +81,11 @@ pub enum Command {
     ///
     /// Reads the same CSV files as `accuracy`. Each stack starts from the
     /// built-in profile and lets move only what its runs can pin down; runs
-    /// that contradict the physics are left out, each named. Use the
-    /// profile with `--profile FILE` on any command.
+    /// that contradict the physics are left out, each named. A row moeplan
+    /// cannot estimate (an unknown GPU or model, a layout invalid for its
+    /// model) is bad input: every such row is reported at once, at its line
+    /// and column (exit 2). Use the profile with `--profile FILE` on any
+    /// command.
     Calibrate(CalibrateArgs),
     /// The engine commands and deployment files that run a plan: vLLM, SGLang or TensorRT-LLM, as shell scripts or Kubernetes manifests.
     ///

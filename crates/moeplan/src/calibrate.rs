@@ -10,7 +10,9 @@
 //! layouts, lengths and concurrencies it has not seen instead of memorising
 //! them. Runs that contradict the physics (a TPOT under the time to read the
 //! bytes a decode step must read, a TTFT under the time the prompt's FLOP
-//! take at the dense peak) are left out, each with why.
+//! take at the dense peak) are left out, each with why. Runs it cannot
+//! estimate at all (unknown model, invalid layout) never reach a fit from
+//! the CLI: `runs::read_usable` refuses their file, each located.
 
 use crate::accuracy::ErrorStats;
 use crate::calibration::ServingParams;

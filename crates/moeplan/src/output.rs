@@ -305,6 +305,17 @@ pub struct AccuracyOutput<'a> {
     pub cross_validated: Option<&'a [AccuracySummary]>,
     /// Each run (`--runs`).
     pub runs: Option<Vec<AccuracyRun<'a>>>,
+    /// Every run not answered, with why (also warned of on stderr in text).
+    pub unanswered: Vec<AccuracyUnanswered<'a>>,
+}
+
+/// A run `moeplan accuracy` could not answer.
+#[derive(Serialize, JsonSchema)]
+pub struct AccuracyUnanswered<'a> {
+    /// Run id (`file:line` unless the file has an `id` column).
+    pub id: &'a str,
+    /// Why (unknown model, invalid layout, predicted not to fit).
+    pub why: &'a str,
 }
 
 /// One run of `moeplan accuracy --runs --json`.

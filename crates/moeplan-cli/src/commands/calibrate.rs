@@ -11,7 +11,7 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     let format = Format::from(a.json);
     let mut all: Vec<Run> = Vec::new();
     for f in &a.files {
-        all.extend(runs::read(f).map_err(Failure::input(format))?);
+        all.extend(runs::read_usable(f).map_err(Failure::input(format))?);
     }
     let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
     let source = format!("{} runs of {}", all.len(), names.join(", "));

@@ -916,6 +916,64 @@ fn calibrate_writes_a_profile_that_estimates_then_use() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A runs file with rows moeplan cannot use (an unknown GPU, a layout
+/// invalid for its model) is not fitted without them: `calibrate` names
+/// every such row at once, located, and exits 2; `accuracy` refuses the
+/// unknown GPU alike and, once it is fixed, warns of the run it cannot
+/// answer instead of only counting it.
+#[test]
+fn calibrate_refuses_rows_it_cannot_use_and_accuracy_names_them() {
+    let dir = std::env::temp_dir().join(format!("moeplan-unusable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms";
+    let good = "mixtral-8x7b,h100-sxm,vllm,0.19.0,,1000,1000,64,2,1,1,,,180.5,21.3";
+    let gpu = "mixtral-8x7b,h999,vllm,0.19.0,,1000,1000,64,2,1,1,,,180.5,21.3";
+    let tp3 = "qwen3-32b,h200-sxm,vllm,0.19.0,,1000,1000,64,3,1,1,,,180.5,21.3";
+    let both = dir.join("both.csv");
+    std::fs::write(&both, format!("{header}\n{good}\n{gpu}\n{tp3}\n")).unwrap();
+    let o = moeplan(&[
+        "calibrate",
+        both.to_str().unwrap(),
+        "--explain",
+        "--out",
+        dir.join("p.toml").to_str().unwrap(),
+    ]);
+    let err = unwrapped(&stderr(&o));
+    assert_eq!(o.status.code(), Some(EXIT_INPUT), "{err}");
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    assert!(
+        !dir.join("p.toml").exists(),
+        "no profile from a refused file"
+    );
+    for expected in [
+        "both.csv:3:",
+        "line 3 column `gpu`",
+        "unknown GPU `h999`",
+        "both.csv:4:",
+        "line 4 column `tp`",
+        "tp = 3",
+        "help:",
+    ] {
+        assert!(err.contains(expected), "`{expected}` missing from\n{err}");
+    }
+    let o = moeplan(&["accuracy", both.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(EXIT_INPUT), "{}", stderr(&o));
+    assert!(unwrapped(&stderr(&o)).contains("line 3 column `gpu`"));
+    let layout = dir.join("layout.csv");
+    std::fs::write(&layout, format!("{header}\n{good}\n{tp3}\n")).unwrap();
+    let o = moeplan(&["accuracy", layout.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = unwrapped(&stderr(&o));
+    assert!(
+        err.contains("warning: ") && err.contains("layout.csv:3: not answered: invalid layout"),
+        "{err}"
+    );
+    let o = moeplan(&["accuracy", layout.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["unanswered"].as_array().map(Vec::len), Some(1), "{v}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Checks `value` against the subset of JSON Schema that schemars writes:
 /// `$ref` into `$defs`, `type` (one or several), `properties` with
 /// `required` (and no key the schema does not list), `items`,
