@@ -260,6 +260,19 @@ pub struct UserFit {
     pub tpot_median_before: f64,
     /// TPOT after.
     pub tpot_median_after: f64,
+    /// 90th percentile |error| of TTFT on the fitted runs, before (0 in a
+    /// profile written before it was recorded).
+    #[serde(default)]
+    pub ttft_p90_before: f64,
+    /// After.
+    #[serde(default)]
+    pub ttft_p90_after: f64,
+    /// TPOT before.
+    #[serde(default)]
+    pub tpot_p90_before: f64,
+    /// TPOT after.
+    #[serde(default)]
+    pub tpot_p90_after: f64,
 }
 
 /// A parameter a calibration let move.

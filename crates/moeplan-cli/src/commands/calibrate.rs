@@ -118,6 +118,11 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
+/// `before → after`, as percentages.
+fn change(before: f64, after: f64) -> String {
+    format!("{} → {}", pct(before), pct(after))
+}
+
 fn fit_rows(t: &mut comfy_table::Table, stack: &str, mode: &str, f: &UserFit) {
     let moved: Vec<String> = f
         .moved
@@ -133,16 +138,10 @@ fn fit_rows(t: &mut comfy_table::Table, stack: &str, mode: &str, f: &UserFit) {
         stack.to_string(),
         mode.to_string(),
         f.runs.to_string(),
-        format!(
-            "{} → {}",
-            pct(f.ttft_median_before),
-            pct(f.ttft_median_after)
-        ),
-        format!(
-            "{} → {}",
-            pct(f.tpot_median_before),
-            pct(f.tpot_median_after)
-        ),
+        change(f.ttft_median_before, f.ttft_median_after),
+        change(f.ttft_p90_before, f.ttft_p90_after),
+        change(f.tpot_median_before, f.tpot_median_after),
+        change(f.tpot_p90_before, f.tpot_p90_after),
         moved.join("\n"),
     ]);
 }
@@ -152,8 +151,10 @@ fn render(p: &UserProfile) -> String {
         "stack",
         "mode",
         "runs",
-        "TTFT median |error|",
-        "TPOT median |error|",
+        "TTFT |error| median (before → after)",
+        "p90",
+        "TPOT |error| median",
+        "p90",
         "parameters moved (built in → fitted, pinned by)",
     ]);
     for s in &p.stack {
@@ -179,19 +180,23 @@ fn render_validation(v: &[Validation]) -> String {
         "stack",
         "fitted on",
         "predicted",
-        "TTFT median |error| (built in → calibrated)",
-        "TPOT median |error| (built in → calibrated)",
+        "TTFT |error| median",
+        "p90",
+        "TPOT |error| median",
+        "p90",
     ]);
     for x in v {
         t.add_row(vec![
             x.stack.clone(),
             x.fitted.to_string(),
             x.predicted.to_string(),
-            format!("{} → {}", pct(x.ttft_before), pct(x.ttft_after)),
-            format!("{} → {}", pct(x.tpot_before), pct(x.tpot_after)),
+            change(x.ttft_before, x.ttft_after),
+            change(x.ttft_p90_before, x.ttft_p90_after),
+            change(x.tpot_before, x.tpot_after),
+            change(x.tpot_p90_before, x.tpot_p90_after),
         ]);
     }
     format!(
-        "generalisation: each stack fitted on half of its layouts and lengths, predicting the other half\n{t}"
+        "generalisation: each stack fitted on half of its layouts and lengths, predicting the other half (|error| built in → calibrated)\n{t}"
     )
 }
