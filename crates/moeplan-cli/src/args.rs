@@ -116,14 +116,11 @@ pub struct CalibrateArgs {
     /// CSV files of measured runs (moeplan's format or AIConfigurator's silicon CSV).
     #[arg(required = true)]
     pub files: Vec<std::path::PathBuf>,
-    /// Write the profile (TOML) to this file.
-    #[arg(
-        long,
-        value_name = "PROFILE.toml",
-        required_unless_present = "validate"
-    )]
+    /// Write the profile (TOML) to this file. Without it the fit is shown
+    /// (in the JSON with --json) and nothing is written.
+    #[arg(long, value_name = "PROFILE.toml")]
     pub out: Option<std::path::PathBuf>,
-    /// Check that the calibration generalises: fit each stack on half of its layouts and lengths, and report the error on the other half, before and after.
+    /// Check that the calibration generalises: fit each stack on half of its layouts and lengths, and report the error on the other half, before and after. Alone (without --out or --explain) it only checks: no profile is fitted.
     #[arg(long)]
     pub validate: bool,
     /// Start from this profile (an earlier `calibrate --out`) instead of the built-in serving layer: recalibrate after new runs.
@@ -132,7 +129,7 @@ pub struct CalibrateArgs {
     /// Also list every run: measured, predicted before and after.
     #[arg(long)]
     pub explain: bool,
-    /// Print JSON.
+    /// Print JSON: the profile (written too with --out), --validate's and --explain's rows.
     #[arg(long)]
     pub json: bool,
 }

@@ -20,10 +20,9 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         None => None,
     };
     let validation = a.validate.then(|| calibrate::validate(&all));
-    let profile = a
-        .out
-        .as_ref()
-        .map(|_| calibrate::recalibrate(&all, &source, base.as_ref()));
+    // `--validate` alone only checks; anything else fits the profile.
+    let fit = !a.validate || a.out.is_some() || a.explain;
+    let profile = fit.then(|| calibrate::recalibrate(&all, &source, base.as_ref()));
     let runs = match (&profile, a.explain) {
         (Some(p), true) => Some(calibrate::explain(&all, p, base.as_ref())),
         _ => None,
@@ -54,11 +53,13 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     if let Some(v) = &validation {
         output::print(&render_validation(v));
     }
-    if let Some(path) = &a.out {
-        output::note(&format!(
+    match (&a.out, &profile) {
+        (Some(path), _) => output::note(&format!(
             "wrote {}: use it with --profile {0} (or MOEPLAN_PROFILE={0})",
             path.display()
-        ));
+        )),
+        (None, Some(_)) => output::note("not written: add --out PROFILE.toml to save it"),
+        (None, None) => {}
     }
     Ok(())
 }

@@ -916,6 +916,40 @@ fn calibrate_writes_a_profile_that_estimates_then_use() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `calibrate --json` alone prints the fitted profile and writes nothing;
+/// the table, the JSON and the profile give the p90 |error| beside the
+/// median, before and after.
+#[test]
+fn calibrate_json_alone_prints_the_profile_with_p90() {
+    let runs = crate_dir().join("../moeplan/tests/fixtures/runs/silicon.csv");
+    let o = moeplan(&["calibrate", runs.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let fit = &v["profile"]["stack"][0]["aggregated"];
+    for key in [
+        "ttft_median_after",
+        "ttft_p90_before",
+        "ttft_p90_after",
+        "tpot_p90_before",
+        "tpot_p90_after",
+    ] {
+        assert!(fit[key].is_number(), "{key} missing from {v}");
+    }
+    let o = moeplan(&[
+        "calibrate",
+        runs.to_str().unwrap(),
+        "--validate",
+        "--explain",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("TTFT |error| median") && text.matches("p90").count() >= 4,
+        "{text}"
+    );
+    assert!(stderr(&o).contains("not written"), "{}", stderr(&o));
+}
+
 /// A runs file with rows moeplan cannot use (an unknown GPU, a layout
 /// invalid for its model) is not fitted without them: `calibrate` names
 /// every such row at once, located, and exits 2; `accuracy` refuses the
