@@ -74,12 +74,19 @@ pub enum Command {
     Dag(DagArgs),
     /// Compare predictions with measured benchmark runs: median and p90 error of TTFT and TPOT.
     ///
-    /// Reads CSV files of runs (the native format, or AIConfigurator's
-    /// silicon CSV as it is) and estimates each run as it was deployed.
+    /// Reads files of runs (the native CSV, AIConfigurator's silicon CSV as
+    /// it is, or a vLLM/SGLang benchmark client's JSON result with a
+    /// `<file>.moeplan.toml` sidecar) and estimates each run as it was
+    /// deployed; a run it cannot estimate is warned of and counted unanswered.
     Accuracy(AccuracyArgs),
     /// Fit the serving layer of your own stack (GPU × engine) to your benchmark runs, and write a profile.
     ///
-    /// Reads the same CSV files as `accuracy`. Each stack starts from the
+    /// Reads the same runs files as `accuracy`: moeplan's CSV, AIConfigurator's
+    /// silicon CSV, or a benchmark client's result (`vllm bench serve
+    /// --save-result` JSON, SGLang `bench_serving` JSON lines) with a
+    /// `<file>.moeplan.toml` sidecar saying how the server was deployed
+    /// (`model`, `gpu`, optional `engine`, `engine_version`, `weight_dtype`,
+    /// `tp`, `pp`, `dp`, `ep`, `etp`). Each stack starts from the
     /// built-in profile and lets move only what its runs can pin down; runs
     /// that contradict the physics are left out, each named. A row moeplan
     /// cannot estimate (an unknown GPU or model, a layout invalid for its
@@ -113,7 +120,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
-    /// CSV files of measured runs (moeplan's format or AIConfigurator's silicon CSV).
+    /// Files of measured runs: moeplan's CSV, AIConfigurator's silicon CSV, a `vllm bench serve --save-result` .json or an SGLang `bench_serving` .jsonl (each with its `<file>.moeplan.toml` sidecar).
     #[arg(required = true)]
     pub files: Vec<std::path::PathBuf>,
     /// Write the profile (TOML) to this file. Without it the fit is shown
@@ -136,7 +143,7 @@ pub struct CalibrateArgs {
 
 #[derive(Args, Debug)]
 pub struct AccuracyArgs {
-    /// CSV files of measured runs.
+    /// Files of measured runs: moeplan's CSV, AIConfigurator's silicon CSV, a `vllm bench serve --save-result` .json or an SGLang `bench_serving` .jsonl (each with its `<file>.moeplan.toml` sidecar).
     #[arg(required = true)]
     pub files: Vec<std::path::PathBuf>,
     /// Print the report as Markdown (what docs/accuracy.md holds).

@@ -950,6 +950,31 @@ fn calibrate_json_alone_prints_the_profile_with_p90() {
     assert!(stderr(&o).contains("not written"), "{}", stderr(&o));
 }
 
+/// `calibrate --help` names every runs format it reads, the benchmark
+/// clients' results with their sidecar among them, and it reads them.
+#[test]
+fn calibrate_help_documents_the_benchmark_client_results_it_reads() {
+    let help = unwrapped(&stdout(&moeplan(&["calibrate", "--help"])));
+    for expected in [
+        "silicon CSV",
+        "vllm bench serve --save-result",
+        "bench_serving",
+        "<file>.moeplan.toml",
+    ] {
+        assert!(help.contains(expected), "`{expected}` missing from\n{help}");
+    }
+    let bench = crate_dir().join("../moeplan/tests/fixtures/runs/bench");
+    for (file, stack) in [
+        ("vllm-result.json", "vllm"),
+        ("sglang-results.jsonl", "sglang"),
+    ] {
+        let o = moeplan(&["calibrate", bench.join(file).to_str().unwrap(), "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{file}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["profile"]["stack"][0]["engine"], stack, "{v}");
+    }
+}
+
 /// A runs file with rows moeplan cannot use (an unknown GPU, a layout
 /// invalid for its model) is not fitted without them: `calibrate` names
 /// every such row at once, located, and exits 2; `accuracy` refuses the
