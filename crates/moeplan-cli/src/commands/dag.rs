@@ -25,6 +25,8 @@ struct Drawing {
     d: Deployment,
     phases: Vec<Phase>,
     origin: Option<String>,
+    /// How the user profile applies to the deployment (by its mode).
+    profile: Option<moeplan::profile::ProfileUse>,
 }
 
 fn phases(a: &DagArgs) -> Vec<Phase> {
@@ -66,11 +68,13 @@ fn pool_worker(a: &DagArgs, d: Disaggregated) -> (Deployment, Vec<Phase>, String
 
 /// What a resolved deployment draws: the replica, or one worker of a pool.
 fn drawing(a: &DagArgs, rd: ReplicaDeployment, origin: Option<String>) -> Drawing {
+    let profile = rd.profile_use();
     match rd {
         ReplicaDeployment::Aggregated(d) => Drawing {
             d,
             phases: phases(a),
             origin,
+            profile,
         },
         ReplicaDeployment::Disaggregated(d) => {
             let (d, phases, worker) = pool_worker(a, d);
@@ -81,6 +85,7 @@ fn drawing(a: &DagArgs, rd: ReplicaDeployment, origin: Option<String>) -> Drawin
                     Some(o) => format!("{o}: {worker}"),
                     None => worker,
                 }),
+                profile,
             }
         }
     }
@@ -200,7 +205,12 @@ fn render_svg(dot: &str, path: &Path) -> Result<(), Failure> {
 }
 
 pub fn run(a: &DagArgs) -> Result<(), Failure> {
-    let Drawing { d, phases, origin } = match source(a) {
+    let Drawing {
+        d,
+        phases,
+        origin,
+        profile,
+    } = match source(a) {
         Some(path) => from_file(a, path)?,
         None => from_flags(a)?,
     };
@@ -211,7 +221,7 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
         expand: a.expand,
     };
     let graph = match dag::build(&input, &opts) {
-        Ok(g) => g,
+        Ok(g) => moeplan::dag::Dag { profile, ..g },
         Err(problems) => {
             return Err(deployment::invalid_layout(
                 &d.layout,

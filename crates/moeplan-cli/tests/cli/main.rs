@@ -916,6 +916,112 @@ fn calibrate_writes_a_profile_that_estimates_then_use() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `audit`, `simulate`, `launch` and `dag` name the profile in use (text
+/// and JSON), and whether it applies; `dag` prices its phases' estimate
+/// steps with it, in every format.
+#[test]
+fn every_command_names_the_profile_it_uses_and_dag_uses_it() {
+    let dir = std::env::temp_dir().join(format!("moeplan-profile-use-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("mine.toml");
+    let runs = crate_dir().join("../moeplan/tests/fixtures/runs/silicon.csv");
+    let o = moeplan(&[
+        "calibrate",
+        runs.to_str().unwrap(),
+        "--out",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = profile.to_str().unwrap();
+    let deployment = "--model deepseek-r1 --gpu h200 --engine trtllm --dp 8 --ep 8 --isl 1024 --osl 1024 --concurrency 256";
+    let plan = root().join("examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml");
+    let plan = plan.to_str().unwrap();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["audit", plan, "--engine", "trtllm"],
+        [
+            vec!["simulate", "--requests", "200"],
+            deployment.split(' ').collect(),
+        ]
+        .concat(),
+        [vec!["launch"], deployment.split(' ').collect()].concat(),
+        [
+            vec!["dag", "--phase", "decode"],
+            deployment.split(' ').collect(),
+        ]
+        .concat(),
+    ];
+    for args in &commands {
+        let text = command(crate_dir(), args)
+            .env("MOEPLAN_PROFILE", p)
+            .output()
+            .unwrap();
+        let both = format!("{}{}", stdout(&text), stderr(&text));
+        assert!(
+            both.contains(&format!(
+                "profile {p}: its aggregated serving layer of h200-sxm × trtllm"
+            )),
+            "{}: {both}",
+            args[0]
+        );
+        let mut json = vec!["--profile", p];
+        json.extend_from_slice(args);
+        json.push(if args[0] == "dag" {
+            "--format=json"
+        } else {
+            "--json"
+        });
+        let o = moeplan(&json);
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+        assert_eq!(v["profile"]["file"], p, "{}: {v}", args[0]);
+        assert_eq!(v["profile"]["applied"], true, "{}", args[0]);
+        // Without a profile, no key.
+        let o = moeplan(&json[2..]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert!(v.get("profile").is_none(), "{}", args[0]);
+    }
+    let dag: Vec<&str> = [
+        vec!["dag", "--phase", "decode", "--format", "dot"],
+        deployment.split(' ').collect(),
+    ]
+    .concat();
+    let built_in = stdout(&moeplan(&dag));
+    let mut with = vec!["--profile", p];
+    with.extend_from_slice(&dag);
+    let mine = stdout(&moeplan(&with));
+    assert_ne!(built_in, mine, "dag's DOT ignores the profile");
+    assert!(
+        mine.contains("the estimate's step") && mine.contains("mine.toml"),
+        "{mine}"
+    );
+    // A stack the profile lacks is named as not used.
+    let o = moeplan(&[
+        "--profile",
+        p,
+        "dag",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        "h100",
+        "--engine",
+        "vllm",
+        "--tp",
+        "2",
+        "--isl",
+        "1000",
+        "--osl",
+        "1000",
+        "--concurrency",
+        "8",
+    ]);
+    assert!(
+        stdout(&o).contains("not used: it has no aggregated fit of h100-sxm × vllm"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `calibrate --json` alone prints the fitted profile and writes nothing;
 /// the table, the JSON and the profile give the p90 |error| beside the
 /// median, before and after.
