@@ -74,15 +74,25 @@ pub enum Command {
     Dag(DagArgs),
     /// Compare predictions with measured benchmark runs: median and p90 error of TTFT and TPOT.
     ///
-    /// Reads CSV files of runs (the native format, or AIConfigurator's
-    /// silicon CSV as it is) and estimates each run as it was deployed.
+    /// Reads files of runs (the native CSV, AIConfigurator's silicon CSV as
+    /// it is, or a vLLM/SGLang benchmark client's JSON result with a
+    /// `<file>.moeplan.toml` sidecar) and estimates each run as it was
+    /// deployed; a run it cannot estimate is warned of and counted unanswered.
     Accuracy(AccuracyArgs),
     /// Fit the serving layer of your own stack (GPU × engine) to your benchmark runs, and write a profile.
     ///
-    /// Reads the same CSV files as `accuracy`. Each stack starts from the
+    /// Reads the same runs files as `accuracy`: moeplan's CSV, AIConfigurator's
+    /// silicon CSV, or a benchmark client's result (`vllm bench serve
+    /// --save-result` JSON, SGLang `bench_serving` JSON lines) with a
+    /// `<file>.moeplan.toml` sidecar saying how the server was deployed
+    /// (`model`, `gpu`, optional `engine`, `engine_version`, `weight_dtype`,
+    /// `tp`, `pp`, `dp`, `ep`, `etp`). Each stack starts from the
     /// built-in profile and lets move only what its runs can pin down; runs
-    /// that contradict the physics are left out, each named. Use the
-    /// profile with `--profile FILE` on any command.
+    /// that contradict the physics are left out, each named. A row moeplan
+    /// cannot estimate (an unknown GPU or model, a layout invalid for its
+    /// model) is bad input: every such row is reported at once, at its line
+    /// and column (exit 2). Use the profile with `--profile FILE` on any
+    /// command.
     Calibrate(CalibrateArgs),
     /// The engine commands and deployment files that run a plan: vLLM, SGLang or TensorRT-LLM, as shell scripts or Kubernetes manifests.
     ///
@@ -110,17 +120,14 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
-    /// CSV files of measured runs (moeplan's format or AIConfigurator's silicon CSV).
+    /// Files of measured runs: moeplan's CSV, AIConfigurator's silicon CSV, a `vllm bench serve --save-result` .json or an SGLang `bench_serving` .jsonl (each with its `<file>.moeplan.toml` sidecar).
     #[arg(required = true)]
     pub files: Vec<std::path::PathBuf>,
-    /// Write the profile (TOML) to this file.
-    #[arg(
-        long,
-        value_name = "PROFILE.toml",
-        required_unless_present = "validate"
-    )]
+    /// Write the profile (TOML) to this file. Without it the fit is shown
+    /// (in the JSON with --json) and nothing is written.
+    #[arg(long, value_name = "PROFILE.toml")]
     pub out: Option<std::path::PathBuf>,
-    /// Check that the calibration generalises: fit each stack on half of its layouts and lengths, and report the error on the other half, before and after.
+    /// Check that the calibration generalises: fit each stack on half of its layouts and lengths, and report the error on the other half, before and after. Alone (without --out or --explain) it only checks: no profile is fitted.
     #[arg(long)]
     pub validate: bool,
     /// Start from this profile (an earlier `calibrate --out`) instead of the built-in serving layer: recalibrate after new runs.
@@ -129,14 +136,14 @@ pub struct CalibrateArgs {
     /// Also list every run: measured, predicted before and after.
     #[arg(long)]
     pub explain: bool,
-    /// Print JSON.
+    /// Print JSON: the profile (written too with --out), --validate's and --explain's rows.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct AccuracyArgs {
-    /// CSV files of measured runs.
+    /// Files of measured runs: moeplan's CSV, AIConfigurator's silicon CSV, a `vllm bench serve --save-result` .json or an SGLang `bench_serving` .jsonl (each with its `<file>.moeplan.toml` sidecar).
     #[arg(required = true)]
     pub files: Vec<std::path::PathBuf>,
     /// Print the report as Markdown (what docs/accuracy.md holds).

@@ -6,7 +6,8 @@
 //! is `predicted / measured − 1`; summaries give the median and 90th
 //! percentile of its absolute value, by group. A run moeplan cannot answer
 //! (an unknown model, a layout it calls invalid, a deployment it says does
-//! not fit although it ran) is counted as unanswered, with the reason.
+//! not fit although it ran) is counted as unanswered, with the reason (the
+//! CLI warns of each). A GPU the catalog lacks is bad input (`runs::read`).
 
 use crate::calibration::ServingParams;
 use crate::fit::{self, Fitted, Sample};

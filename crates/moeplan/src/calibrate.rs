@@ -10,7 +10,9 @@
 //! layouts, lengths and concurrencies it has not seen instead of memorising
 //! them. Runs that contradict the physics (a TPOT under the time to read the
 //! bytes a decode step must read, a TTFT under the time the prompt's FLOP
-//! take at the dense peak) are left out, each with why.
+//! take at the dense peak) are left out, each with why. Runs it cannot
+//! estimate at all (unknown model, invalid layout) never reach a fit from
+//! the CLI: `runs::read_usable` refuses their file, each located.
 
 use crate::accuracy::ErrorStats;
 use crate::calibration::ServingParams;
@@ -123,7 +125,7 @@ fn built_in(engine: Engine, mode: Mode) -> ServingParams {
     .unwrap_or_default()
 }
 
-/// Median |error| of TTFT and TPOT of `samples` under `sv`.
+/// |error| statistics of TTFT and TPOT of `samples` under `sv`.
 fn errors(samples: &[&Sample], sv: &ServingParams) -> (ErrorStats, ErrorStats) {
     let (t, p): (Vec<f64>, Vec<f64>) = samples
         .iter()
@@ -157,6 +159,10 @@ pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams) -> UserFit {
         ttft_median_after: t1.median,
         tpot_median_before: p0.median,
         tpot_median_after: p1.median,
+        ttft_p90_before: t0.p90,
+        ttft_p90_after: t1.p90,
+        tpot_p90_before: p0.p90,
+        tpot_p90_after: p1.p90,
     }
 }
 
@@ -277,6 +283,37 @@ pub struct Validation {
     pub tpot_before: f64,
     /// TPOT, calibrated.
     pub tpot_after: f64,
+    /// 90th percentile |error| of TTFT on the predicted runs, built in.
+    pub ttft_p90_before: f64,
+    /// The same, calibrated.
+    pub ttft_p90_after: f64,
+    /// TPOT, built in.
+    pub tpot_p90_before: f64,
+    /// TPOT, calibrated.
+    pub tpot_p90_after: f64,
+}
+
+impl Validation {
+    /// A stack's row from the |error|s of its predicted runs, each
+    /// `[ttft built in, ttft calibrated, tpot built in, tpot calibrated]`.
+    fn of(stack: String, fitted: usize, errors: &[[f64; 4]]) -> Validation {
+        let q = |i: usize, q: f64| {
+            crate::accuracy::quantile(&errors.iter().map(|e| e[i]).collect::<Vec<_>>(), q)
+        };
+        Validation {
+            stack,
+            fitted,
+            predicted: errors.len(),
+            ttft_before: q(0, 0.5),
+            ttft_after: q(1, 0.5),
+            tpot_before: q(2, 0.5),
+            tpot_after: q(3, 0.5),
+            ttft_p90_before: q(0, 0.9),
+            ttft_p90_after: q(1, 0.9),
+            tpot_p90_before: q(2, 0.9),
+            tpot_p90_after: q(3, 0.9),
+        }
+    }
 }
 
 /// The configuration a run tried besides its concurrency: its layout(s) and lengths.
@@ -315,18 +352,8 @@ pub fn validate(runs: &[Run]) -> Vec<Validation> {
     let pooled: Vec<[f64; 4]> = rows.iter().flat_map(|(_, e)| e.clone()).collect();
     let mut out: Vec<Validation> = rows.into_iter().map(|(v, _)| v).collect();
     if !pooled.is_empty() {
-        let med = |i: usize| {
-            crate::accuracy::quantile(&pooled.iter().map(|e| e[i]).collect::<Vec<_>>(), 0.5)
-        };
-        out.push(Validation {
-            stack: "every stack".into(),
-            fitted: out.iter().map(|v| v.fitted).sum(),
-            predicted: pooled.len(),
-            ttft_before: med(0),
-            ttft_after: med(1),
-            tpot_before: med(2),
-            tpot_after: med(3),
-        });
+        let fitted = out.iter().map(|v| v.fitted).sum();
+        out.push(Validation::of("every stack".into(), fitted, &pooled));
     }
     out
 }
@@ -372,24 +399,12 @@ fn split_and_fit(
             [t0, t1, p0, p1]
         })
         .collect();
-    let med =
-        |i: usize| crate::accuracy::quantile(&errors.iter().map(|e| e[i]).collect::<Vec<_>>(), 0.5);
     let mode = match k.2 {
         Mode::Aggregated => "aggregated",
         Mode::Disaggregated => "disaggregated",
     };
-    Some((
-        Validation {
-            stack: format!("{} {} {mode}", k.0, k.1.name()),
-            fitted: train.len(),
-            predicted: test.len(),
-            ttft_before: med(0),
-            ttft_after: med(1),
-            tpot_before: med(2),
-            tpot_after: med(3),
-        },
-        errors,
-    ))
+    let stack = format!("{} {} {mode}", k.0, k.1.name());
+    Some((Validation::of(stack, train.len(), &errors), errors))
 }
 
 /// One run under the serving layer a calibration starts from and the one

@@ -152,6 +152,10 @@ pub struct DagOutput<'a> {
     pub edges: Vec<DagEdge<'a>>,
     /// The graph's check.
     pub check: DagCheck<'a>,
+    /// The user profile in use (`--profile`): its serving layer sets each
+    /// phase's `engine_step_s`, when it applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<&'a crate::profile::ProfileUse>,
 }
 
 /// One phase of the graph with its checked figures.
@@ -233,6 +237,7 @@ impl<'a> DagOutput<'a> {
                 warnings: report.warnings(),
                 diagnostics: &report.diagnostics,
             },
+            profile: dag.profile.as_ref(),
         }
     }
 }
@@ -305,6 +310,17 @@ pub struct AccuracyOutput<'a> {
     pub cross_validated: Option<&'a [AccuracySummary]>,
     /// Each run (`--runs`).
     pub runs: Option<Vec<AccuracyRun<'a>>>,
+    /// Every run not answered, with why (also warned of on stderr in text).
+    pub unanswered: Vec<AccuracyUnanswered<'a>>,
+}
+
+/// A run `moeplan accuracy` could not answer.
+#[derive(Serialize, JsonSchema)]
+pub struct AccuracyUnanswered<'a> {
+    /// Run id (`file:line` unless the file has an `id` column).
+    pub id: &'a str,
+    /// Why (unknown model, invalid layout, predicted not to fit).
+    pub why: &'a str,
 }
 
 /// One run of `moeplan accuracy --runs --json`.
@@ -422,6 +438,9 @@ pub struct SimulateOutput<'a> {
     pub traffic: String,
     /// The service levels of the goodput (seconds).
     pub levels: crate::simulate::Levels,
+    /// The user profile in use (`--profile`), and whether it applies here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ProfileUse>,
     /// The figures.
     #[serde(flatten)]
     pub result: &'a crate::simulate::SimResult,

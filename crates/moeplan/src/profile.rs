@@ -260,6 +260,19 @@ pub struct UserFit {
     pub tpot_median_before: f64,
     /// TPOT after.
     pub tpot_median_after: f64,
+    /// 90th percentile |error| of TTFT on the fitted runs, before (0 in a
+    /// profile written before it was recorded).
+    #[serde(default)]
+    pub ttft_p90_before: f64,
+    /// After.
+    #[serde(default)]
+    pub ttft_p90_after: f64,
+    /// TPOT before.
+    #[serde(default)]
+    pub tpot_p90_before: f64,
+    /// TPOT after.
+    #[serde(default)]
+    pub tpot_p90_after: f64,
 }
 
 /// A parameter a calibration let move.
@@ -306,6 +319,73 @@ fn user_stack(gpu: &Gpu, engine: Engine) -> Option<(&'static str, &'static UserS
         .iter()
         .find(|s| s.gpu == gpu.id && s.engine == engine)
         .map(|s| (name.as_str(), s))
+}
+
+/// Which of a stack's serving layers a deployment uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServingMode {
+    /// One pool doing prefill and decode (`resolve`).
+    Aggregated,
+    /// Prefill and decode pools (`resolve_disaggregated`).
+    Disaggregated,
+}
+
+/// The user profile (`--profile`) as a command's output names it.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ProfileUse {
+    /// The profile file, as given.
+    pub file: String,
+    /// Whether one of its serving layers replaces the built-in one here.
+    pub applied: bool,
+    /// Which of its fits is used, or why none is.
+    pub detail: String,
+}
+
+impl std::fmt::Display for ProfileUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "profile {}: {}", self.file, self.detail)
+    }
+}
+
+/// How the user profile applies to `engine` on `gpu` in `mode` (None: no
+/// profile is in use). The same rule as `resolve` and
+/// `resolve_disaggregated`: a stack's fit of that mode, or nothing.
+pub fn user_profile_use(gpu: &Gpu, engine: Engine, mode: ServingMode) -> Option<ProfileUse> {
+    let (file, p) = USER.get()?;
+    let mode_name = match mode {
+        ServingMode::Aggregated => "aggregated",
+        ServingMode::Disaggregated => "disaggregated",
+    };
+    let fit = user_stack(gpu, engine).and_then(|(_, s)| match mode {
+        ServingMode::Aggregated => s.aggregated.as_ref(),
+        ServingMode::Disaggregated => s.disaggregated.as_ref(),
+    });
+    let detail = match fit {
+        Some(f) => format!(
+            "its {mode_name} serving layer of {} × {} (fitted to {} of your runs)",
+            gpu.id,
+            engine.name(),
+            f.runs
+        ),
+        None => {
+            let has: Vec<String> = p
+                .stack
+                .iter()
+                .map(|s| format!("{} × {}", s.gpu, s.engine.name()))
+                .collect();
+            format!(
+                "not used: it has no {mode_name} fit of {} × {} (it has {}); the built-in serving layer is used",
+                gpu.id,
+                engine.name(),
+                if has.is_empty() { "none".to_string() } else { has.join(", ") }
+            )
+        }
+    };
+    Some(ProfileUse {
+        file: file.clone(),
+        applied: fit.is_some(),
+        detail,
+    })
 }
 
 /// The engine of the user's profile for `gpu`, when it has one.

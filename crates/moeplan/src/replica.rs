@@ -238,6 +238,16 @@ impl Deployment {
         }
     }
 
+    /// How the user profile (`--profile`) applies to it: the fit of its
+    /// GPU, engine and mode, or why none (None: no profile in use).
+    pub fn profile_use(&self) -> Option<crate::profile::ProfileUse> {
+        let mode = match self {
+            Deployment::Aggregated(_) => crate::profile::ServingMode::Aggregated,
+            Deployment::Disaggregated(_) => crate::profile::ServingMode::Disaggregated,
+        };
+        crate::profile::user_profile_use(self.gpu(), self.engine().engine, mode)
+    }
+
     /// Its engine settings.
     pub fn engine(&self) -> &EngineConfig {
         match self {

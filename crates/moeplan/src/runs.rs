@@ -17,6 +17,9 @@
 //! Every bad cell is reported at once, with its line and column.
 
 mod bench;
+mod usable;
+
+pub use usable::{Column, RunProblem};
 
 use crate::catalog;
 use crate::dtype::DType;
@@ -26,7 +29,7 @@ use crate::layout::Layout;
 use crate::memory;
 use crate::model::Model;
 use crate::profile;
-use crate::replica::{Disaggregated, Replica};
+use crate::replica::{Disaggregated, PoolRole, Replica};
 use crate::serving::disagg::Pool;
 use crate::serving::Workload;
 use crate::spec::source::{read_text, Limit};
@@ -112,22 +115,48 @@ pub struct Run {
     pub tpot: Seconds,
 }
 
+/// Which rows a reader accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rows {
+    /// Every well-formed row, whether moeplan can estimate it or not
+    /// (`accuracy` counts those it cannot as unanswered).
+    WellFormed,
+    /// Only rows moeplan can estimate as deployed (`Run::problems`): a row
+    /// it cannot is a problem located at its row and column.
+    Usable,
+}
+
 /// Reads the runs of one file (a CSV, or a benchmark client's JSON/JSONL
 /// result with its sidecar: `runs::bench`); every problem of the file in one
 /// error.
 pub fn read(path: &Path) -> Result<Vec<Run>, SpecError> {
+    read_rows(path, Rows::WellFormed)
+}
+
+/// `read`, and every run must be one moeplan can estimate as it was
+/// deployed: an unknown model or an invalid layout is a problem of the file
+/// at that row and column, with a hint (what a fit needs: `calibrate`).
+pub fn read_usable(path: &Path) -> Result<Vec<Run>, SpecError> {
+    read_rows(path, Rows::Usable)
+}
+
+fn read_rows(path: &Path, rows: Rows) -> Result<Vec<Run>, SpecError> {
     let name = path.display().to_string();
     let text = read_text(path, RUN_FILE)?;
     if bench::is_bench_result(path) {
-        return bench::read(path, &name, &text);
+        return bench::read(path, &name, &text, rows);
     }
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse(&name, &text, &base)
+    parse_rows(&name, &text, &base, rows)
 }
 
 /// Parses CSV text (`name` for diagnostics, `base` the folder relative
 /// model paths are resolved against).
 pub fn parse(name: &str, text: &str, base: &Path) -> Result<Vec<Run>, SpecError> {
+    parse_rows(name, text, base, Rows::WellFormed)
+}
+
+fn parse_rows(name: &str, text: &str, base: &Path, accept: Rows) -> Result<Vec<Run>, SpecError> {
     let rows = csv_rows(text);
     let Some(header) = rows
         .first()
@@ -184,13 +213,59 @@ pub fn parse(name: &str, text: &str, base: &Path) -> Result<Vec<Run>, SpecError>
             Format::Silicon => cells.silicon(name),
         };
         if let Some(run) = run {
-            runs.push(run);
+            runs.push((run, row));
         }
     }
+    match accept {
+        Rows::Usable => unusable(format, &cols, &runs, &mut problems),
+        Rows::WellFormed => {}
+    }
     if problems.is_empty() {
-        Ok(runs)
+        Ok(runs.into_iter().map(|(r, _)| r).collect())
     } else {
         Err(SpecError::new(name, text.to_string(), problems))
+    }
+}
+
+/// Each reason a run cannot be estimated, at its row and column.
+fn unusable(format: Format, cols: &[&str], runs: &[(Run, &CsvRow)], problems: &mut Vec<Problem>) {
+    use rayon::prelude::*;
+    let found: Vec<Vec<RunProblem>> = runs.par_iter().map(|(r, _)| r.problems()).collect();
+    for ((_, row), found) in runs.iter().zip(found) {
+        let mut cells = Cells {
+            cols,
+            row,
+            problems: &mut *problems,
+        };
+        for p in found {
+            cells.problem(&column_name(format, p.column), p.message, &p.hint);
+        }
+    }
+}
+
+/// What a file of `format` calls a run's column.
+fn column_name(format: Format, column: Column) -> String {
+    let degree = |pool: PoolRole, d: &str| match pool {
+        PoolRole::Aggregated => d.to_string(),
+        PoolRole::Prefill | PoolRole::Decode => format!("{}_{d}", pool.name()),
+    };
+    match (format, column) {
+        (Format::Native, Column::Model) => "model".into(),
+        (Format::Native, Column::Gpu) => "gpu".into(),
+        (Format::Native, Column::Degree { pool, degree: d }) => degree(pool, d),
+        (Format::Silicon, Column::Model) => "model_path".into(),
+        (Format::Silicon, Column::Gpu) => "system".into(),
+        (Format::Silicon, Column::Degree { pool, degree: d }) => degree(
+            pool,
+            match d {
+                "tp" => "tp_size",
+                "pp" => "pp_size",
+                "dp" => "attention_dp_size",
+                "ep" => "moe_ep_size",
+                "etp" => "moe_tp_size",
+                other => other,
+            },
+        ),
     }
 }
 
@@ -393,6 +468,26 @@ impl Cells<'_> {
         }
     }
 
+    /// A catalog GPU, as its catalog id (aliases such as `h200` resolved).
+    fn catalog_gpu(&mut self, col: &str) -> Option<String> {
+        let s = self.s(col).to_string();
+        match catalog::gpu(&s) {
+            Some(Ok(g)) => Some(g.id),
+            Some(Err(e)) => {
+                self.problem(
+                    col,
+                    e.to_string(),
+                    "report this: a catalog GPU does not load",
+                );
+                None
+            }
+            None => {
+                self.problem(col, format!("unknown GPU `{s}`"), &usable::gpu_hint());
+                None
+            }
+        }
+    }
+
     fn dtype(&mut self, col: &str) -> Option<Option<DType>> {
         let s = self.s(col).to_ascii_lowercase();
         match quant_dtype(&s) {
@@ -434,7 +529,7 @@ impl Cells<'_> {
 
     fn native(&mut self, name: &str, base: &Path) -> Option<Run> {
         let model = model_ref(self.s("model"), base);
-        let gpu = self.s("gpu").to_string();
+        let gpu = self.catalog_gpu("gpu");
         let engine = self.engine("engine");
         let version = self.s("engine_version").to_string();
         let weights = self.dtype("weight_dtype");
@@ -457,7 +552,7 @@ impl Cells<'_> {
             line: self.row.line,
             id: format!("{name}:{}", self.row.line),
             model,
-            gpu,
+            gpu: gpu?,
             engine: engine?,
             engine_version: version,
             gemm_dtype: weights,
@@ -764,7 +859,10 @@ impl Run {
     /// experts. A 4-bit checkpoint keeps its own 4-bit format (the silicon
     /// files label gpt-oss's MXFP4 experts `nvfp4`).
     pub fn model(&self) -> Result<Model, String> {
-        let mut m = catalog::resolve_model(&self.model).map_err(|e| e.to_string())?;
+        let mut m = catalog::resolve_model(&self.model).map_err(|e| {
+            let messages: Vec<&str> = e.problems.iter().map(|p| p.message.as_str()).collect();
+            messages.join("; ")
+        })?;
         if let Some(g) = self.gemm_dtype {
             // NVFP4 checkpoints keep attention in FP8.
             m.dtypes.attention = if g.bits() < 8.0 { DType::Fp8 } else { g };

@@ -2,7 +2,7 @@
 use crate::args::AccuracyArgs;
 use crate::output::{self, Failure, Format};
 use moeplan::accuracy::{self, Outcome, Summary};
-use moeplan::output::{AccuracyOutput, AccuracyRun};
+use moeplan::output::{AccuracyOutput, AccuracyRun, AccuracyUnanswered};
 use moeplan::runs::{self, Run};
 use std::fmt::Write;
 
@@ -35,8 +35,14 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
             summaries: &report,
             cross_validated: cv.as_deref(),
             runs: a.runs.then(|| run_rows(&all, &outcomes)),
+            unanswered: unanswered(&all, &outcomes),
         });
-    } else if a.markdown {
+        return Ok(());
+    }
+    for u in unanswered(&all, &outcomes) {
+        output::note(&format!("warning: {}: not answered: {}", u.id, u.why));
+    }
+    if a.markdown {
         output::print(&markdown(&report, cv.as_deref(), &all, &outcomes));
     } else {
         output::print(&table(&report).to_string());
@@ -176,6 +182,20 @@ fn reason_kind(e: &str) -> String {
         Some(i) if e.starts_with("predicted not to fit") => e[..i].to_string(),
         _ => e.to_string(),
     }
+}
+
+/// The runs not answered, each with why.
+fn unanswered<'a>(runs: &'a [Run], outcomes: &'a [Outcome]) -> Vec<AccuracyUnanswered<'a>> {
+    outcomes
+        .iter()
+        .filter_map(|o| {
+            let why = o.predicted.as_ref().err()?;
+            Some(AccuracyUnanswered {
+                id: &runs[o.run].id,
+                why,
+            })
+        })
+        .collect()
 }
 
 fn run_rows<'a>(runs: &'a [Run], outcomes: &'a [Outcome]) -> Vec<AccuracyRun<'a>> {

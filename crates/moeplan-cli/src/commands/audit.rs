@@ -187,6 +187,9 @@ fn terminal(r: &Audit, source: &Source) -> String {
     for l in computed_lines(r) {
         let _ = writeln!(s, "  {l}");
     }
+    if let Some(p) = &r.profile {
+        let _ = writeln!(s, "  {p}");
+    }
     let mut i = 0;
     for (sev, title) in GROUPS {
         let group: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
@@ -220,6 +223,9 @@ fn markdown(r: &Audit) -> String {
     let _ = writeln!(s, "## What moeplan computes\n");
     for l in computed_lines(r) {
         let _ = writeln!(s, "- {l}");
+    }
+    if let Some(p) = &r.profile {
+        let _ = writeln!(s, "- {p}");
     }
     for (sev, title) in GROUPS {
         let group: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();

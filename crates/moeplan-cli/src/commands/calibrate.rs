@@ -11,7 +11,7 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     let format = Format::from(a.json);
     let mut all: Vec<Run> = Vec::new();
     for f in &a.files {
-        all.extend(runs::read(f).map_err(Failure::input(format))?);
+        all.extend(runs::read_usable(f).map_err(Failure::input(format))?);
     }
     let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
     let source = format!("{} runs of {}", all.len(), names.join(", "));
@@ -20,10 +20,9 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         None => None,
     };
     let validation = a.validate.then(|| calibrate::validate(&all));
-    let profile = a
-        .out
-        .as_ref()
-        .map(|_| calibrate::recalibrate(&all, &source, base.as_ref()));
+    // `--validate` alone only checks; anything else fits the profile.
+    let fit = !a.validate || a.out.is_some() || a.explain;
+    let profile = fit.then(|| calibrate::recalibrate(&all, &source, base.as_ref()));
     let runs = match (&profile, a.explain) {
         (Some(p), true) => Some(calibrate::explain(&all, p, base.as_ref())),
         _ => None,
@@ -54,11 +53,13 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     if let Some(v) = &validation {
         output::print(&render_validation(v));
     }
-    if let Some(path) = &a.out {
-        output::note(&format!(
+    match (&a.out, &profile) {
+        (Some(path), _) => output::note(&format!(
             "wrote {}: use it with --profile {0} (or MOEPLAN_PROFILE={0})",
             path.display()
-        ));
+        )),
+        (None, Some(_)) => output::note("not written: add --out PROFILE.toml to save it"),
+        (None, None) => {}
     }
     Ok(())
 }
@@ -119,6 +120,11 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
+/// `before → after`, as percentages.
+fn change(before: f64, after: f64) -> String {
+    format!("{} → {}", pct(before), pct(after))
+}
+
 fn fit_rows(t: &mut comfy_table::Table, stack: &str, mode: &str, f: &UserFit) {
     let moved: Vec<String> = f
         .moved
@@ -134,16 +140,10 @@ fn fit_rows(t: &mut comfy_table::Table, stack: &str, mode: &str, f: &UserFit) {
         stack.to_string(),
         mode.to_string(),
         f.runs.to_string(),
-        format!(
-            "{} → {}",
-            pct(f.ttft_median_before),
-            pct(f.ttft_median_after)
-        ),
-        format!(
-            "{} → {}",
-            pct(f.tpot_median_before),
-            pct(f.tpot_median_after)
-        ),
+        change(f.ttft_median_before, f.ttft_median_after),
+        change(f.ttft_p90_before, f.ttft_p90_after),
+        change(f.tpot_median_before, f.tpot_median_after),
+        change(f.tpot_p90_before, f.tpot_p90_after),
         moved.join("\n"),
     ]);
 }
@@ -153,8 +153,10 @@ fn render(p: &UserProfile) -> String {
         "stack",
         "mode",
         "runs",
-        "TTFT median |error|",
-        "TPOT median |error|",
+        "TTFT |error| median (before → after)",
+        "p90",
+        "TPOT |error| median",
+        "p90",
         "parameters moved (built in → fitted, pinned by)",
     ]);
     for s in &p.stack {
@@ -180,19 +182,23 @@ fn render_validation(v: &[Validation]) -> String {
         "stack",
         "fitted on",
         "predicted",
-        "TTFT median |error| (built in → calibrated)",
-        "TPOT median |error| (built in → calibrated)",
+        "TTFT |error| median",
+        "p90",
+        "TPOT |error| median",
+        "p90",
     ]);
     for x in v {
         t.add_row(vec![
             x.stack.clone(),
             x.fitted.to_string(),
             x.predicted.to_string(),
-            format!("{} → {}", pct(x.ttft_before), pct(x.ttft_after)),
-            format!("{} → {}", pct(x.tpot_before), pct(x.tpot_after)),
+            change(x.ttft_before, x.ttft_after),
+            change(x.ttft_p90_before, x.ttft_p90_after),
+            change(x.tpot_before, x.tpot_after),
+            change(x.tpot_p90_before, x.tpot_p90_after),
         ]);
     }
     format!(
-        "generalisation: each stack fitted on half of its layouts and lengths, predicting the other half\n{t}"
+        "generalisation: each stack fitted on half of its layouts and lengths, predicting the other half (|error| built in → calibrated)\n{t}"
     )
 }

@@ -30,6 +30,8 @@ struct Drawing {
     /// A disaggregated pool's own step (the disaggregated estimate's prefill
     /// batch or pure decode step) and the expert imbalance it was costed at.
     pool_step: Option<(PhaseCost, f64)>,
+    /// How the user profile applies to the deployment (by its mode).
+    profile: Option<moeplan::profile::ProfileUse>,
 }
 
 fn phases(a: &DagArgs) -> Vec<Phase> {
@@ -92,12 +94,14 @@ fn pool_worker(
 
 /// What a resolved deployment draws: the replica, or one worker of a pool.
 fn drawing(a: &DagArgs, rd: ReplicaDeployment, origin: Option<String>) -> Drawing {
+    let profile = rd.profile_use();
     match rd {
         ReplicaDeployment::Aggregated(d) => Drawing {
             d,
             phases: phases(a),
             origin,
             pool_step: None,
+            profile,
         },
         ReplicaDeployment::Disaggregated(d) => {
             let (d, phases, worker, pool_step) = pool_worker(a, d);
@@ -109,6 +113,7 @@ fn drawing(a: &DagArgs, rd: ReplicaDeployment, origin: Option<String>) -> Drawin
                     Some(o) => format!("{o}: {worker}"),
                     None => worker,
                 }),
+                profile,
             }
         }
     }
@@ -254,6 +259,7 @@ fn graph(
     d: &Deployment,
     phases: Vec<Phase>,
     pool_step: Option<&(PhaseCost, f64)>,
+    profile: Option<moeplan::profile::ProfileUse>,
 ) -> Result<dag::Dag, Failure> {
     let input = d.input();
     let first = phases.first().copied();
@@ -271,9 +277,11 @@ fn graph(
         )),
         _ => dag::build(&input, &opts),
     };
-    built.map_err(|problems| {
-        deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, errors(a))
-    })
+    built
+        .map(|g| dag::Dag { profile, ..g })
+        .map_err(|problems| {
+            deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, errors(a))
+        })
 }
 
 pub fn run(a: &DagArgs) -> Result<(), Failure> {
@@ -282,11 +290,12 @@ pub fn run(a: &DagArgs) -> Result<(), Failure> {
         phases,
         origin,
         pool_step,
+        profile,
     } = match source(a) {
         Some(path) => from_file(a, path)?,
         None => from_flags(a)?,
     };
-    let graph = graph(a, &d, phases, pool_step.as_ref())?;
+    let graph = graph(a, &d, phases, pool_step.as_ref(), profile)?;
     let report = dag::check(&graph);
     let mut summary = export::summary(&graph, &report);
     if let Some(o) = &origin {

@@ -144,6 +144,9 @@ fn render(l: &Launch, origin: Option<&str>, out: Option<&std::path::Path>) -> St
         l.gpus_per_node,
         l.target.name()
     );
+    if let Some(p) = &l.profile {
+        let _ = writeln!(s, "{p}");
+    }
     for r in &l.roles {
         let _ = writeln!(
             s,

@@ -96,6 +96,7 @@ fn output_of<'a>(
         gpus: replicas as u64 * layout.gpus() as u64 + prefill_gpus,
         traffic,
         levels,
+        profile: d.profile_use(),
         result,
     }
 }
@@ -254,6 +255,9 @@ fn render(o: &SimulateOutput, r: &SimResult) -> String {
         o.engine.name()
     );
     let _ = writeln!(s, "  traffic     {}", o.traffic);
+    if let Some(p) = &o.profile {
+        let _ = writeln!(s, "  {p}");
+    }
     let _ = writeln!(
         s,
         "  {:<11} {:>10} {:>10} {:>10} {:>10}",

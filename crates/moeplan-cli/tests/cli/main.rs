@@ -975,6 +975,229 @@ fn calibrate_writes_a_profile_that_estimates_then_use() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `audit`, `simulate`, `launch` and `dag` name the profile in use (text
+/// and JSON), and whether it applies; `dag` prices its phases' estimate
+/// steps with it, in every format.
+#[test]
+fn every_command_names_the_profile_it_uses_and_dag_uses_it() {
+    let dir = std::env::temp_dir().join(format!("moeplan-profile-use-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("mine.toml");
+    let runs = crate_dir().join("../moeplan/tests/fixtures/runs/silicon.csv");
+    let o = moeplan(&[
+        "calibrate",
+        runs.to_str().unwrap(),
+        "--out",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = profile.to_str().unwrap();
+    let deployment = "--model deepseek-r1 --gpu h200 --engine trtllm --dp 8 --ep 8 --isl 1024 --osl 1024 --concurrency 256";
+    let plan = root().join("examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml");
+    let plan = plan.to_str().unwrap();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["audit", plan, "--engine", "trtllm"],
+        [
+            vec!["simulate", "--requests", "200"],
+            deployment.split(' ').collect(),
+        ]
+        .concat(),
+        [vec!["launch"], deployment.split(' ').collect()].concat(),
+        [
+            vec!["dag", "--phase", "decode"],
+            deployment.split(' ').collect(),
+        ]
+        .concat(),
+    ];
+    for args in &commands {
+        let text = command(crate_dir(), args)
+            .env("MOEPLAN_PROFILE", p)
+            .output()
+            .unwrap();
+        let both = format!("{}{}", stdout(&text), stderr(&text));
+        assert!(
+            both.contains(&format!(
+                "profile {p}: its aggregated serving layer of h200-sxm × trtllm"
+            )),
+            "{}: {both}",
+            args[0]
+        );
+        let mut json = vec!["--profile", p];
+        json.extend_from_slice(args);
+        json.push(if args[0] == "dag" {
+            "--format=json"
+        } else {
+            "--json"
+        });
+        let o = moeplan(&json);
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+        assert_eq!(v["profile"]["file"], p, "{}: {v}", args[0]);
+        assert_eq!(v["profile"]["applied"], true, "{}", args[0]);
+        // Without a profile, no key.
+        let o = moeplan(&json[2..]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert!(v.get("profile").is_none(), "{}", args[0]);
+    }
+    let dag: Vec<&str> = [
+        vec!["dag", "--phase", "decode", "--format", "dot"],
+        deployment.split(' ').collect(),
+    ]
+    .concat();
+    let built_in = stdout(&moeplan(&dag));
+    let mut with = vec!["--profile", p];
+    with.extend_from_slice(&dag);
+    let mine = stdout(&moeplan(&with));
+    assert_ne!(built_in, mine, "dag's DOT ignores the profile");
+    assert!(
+        mine.contains("the estimate's step") && mine.contains("mine.toml"),
+        "{mine}"
+    );
+    // A stack the profile lacks is named as not used.
+    let o = moeplan(&[
+        "--profile",
+        p,
+        "dag",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        "h100",
+        "--engine",
+        "vllm",
+        "--tp",
+        "2",
+        "--isl",
+        "1000",
+        "--osl",
+        "1000",
+        "--concurrency",
+        "8",
+    ]);
+    assert!(
+        stdout(&o).contains("not used: it has no aggregated fit of h100-sxm × vllm"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `calibrate --json` alone prints the fitted profile and writes nothing;
+/// the table, the JSON and the profile give the p90 |error| beside the
+/// median, before and after.
+#[test]
+fn calibrate_json_alone_prints_the_profile_with_p90() {
+    let runs = crate_dir().join("../moeplan/tests/fixtures/runs/silicon.csv");
+    let o = moeplan(&["calibrate", runs.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let fit = &v["profile"]["stack"][0]["aggregated"];
+    for key in [
+        "ttft_median_after",
+        "ttft_p90_before",
+        "ttft_p90_after",
+        "tpot_p90_before",
+        "tpot_p90_after",
+    ] {
+        assert!(fit[key].is_number(), "{key} missing from {v}");
+    }
+    let o = moeplan(&[
+        "calibrate",
+        runs.to_str().unwrap(),
+        "--validate",
+        "--explain",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("TTFT |error| median") && text.matches("p90").count() >= 4,
+        "{text}"
+    );
+    assert!(stderr(&o).contains("not written"), "{}", stderr(&o));
+}
+
+/// `calibrate --help` names every runs format it reads, the benchmark
+/// clients' results with their sidecar among them, and it reads them.
+#[test]
+fn calibrate_help_documents_the_benchmark_client_results_it_reads() {
+    let help = unwrapped(&stdout(&moeplan(&["calibrate", "--help"])));
+    for expected in [
+        "silicon CSV",
+        "vllm bench serve --save-result",
+        "bench_serving",
+        "<file>.moeplan.toml",
+    ] {
+        assert!(help.contains(expected), "`{expected}` missing from\n{help}");
+    }
+    let bench = crate_dir().join("../moeplan/tests/fixtures/runs/bench");
+    for (file, stack) in [
+        ("vllm-result.json", "vllm"),
+        ("sglang-results.jsonl", "sglang"),
+    ] {
+        let o = moeplan(&["calibrate", bench.join(file).to_str().unwrap(), "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{file}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["profile"]["stack"][0]["engine"], stack, "{v}");
+    }
+}
+
+/// A runs file with rows moeplan cannot use (an unknown GPU, a layout
+/// invalid for its model) is not fitted without them: `calibrate` names
+/// every such row at once, located, and exits 2; `accuracy` refuses the
+/// unknown GPU alike and, once it is fixed, warns of the run it cannot
+/// answer instead of only counting it.
+#[test]
+fn calibrate_refuses_rows_it_cannot_use_and_accuracy_names_them() {
+    let dir = std::env::temp_dir().join(format!("moeplan-unusable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms";
+    let good = "mixtral-8x7b,h100-sxm,vllm,0.19.0,,1000,1000,64,2,1,1,,,180.5,21.3";
+    let gpu = "mixtral-8x7b,h999,vllm,0.19.0,,1000,1000,64,2,1,1,,,180.5,21.3";
+    let tp3 = "qwen3-32b,h200-sxm,vllm,0.19.0,,1000,1000,64,3,1,1,,,180.5,21.3";
+    let both = dir.join("both.csv");
+    std::fs::write(&both, format!("{header}\n{good}\n{gpu}\n{tp3}\n")).unwrap();
+    let o = moeplan(&[
+        "calibrate",
+        both.to_str().unwrap(),
+        "--explain",
+        "--out",
+        dir.join("p.toml").to_str().unwrap(),
+    ]);
+    let err = unwrapped(&stderr(&o));
+    assert_eq!(o.status.code(), Some(EXIT_INPUT), "{err}");
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    assert!(
+        !dir.join("p.toml").exists(),
+        "no profile from a refused file"
+    );
+    for expected in [
+        "both.csv:3:",
+        "line 3 column `gpu`",
+        "unknown GPU `h999`",
+        "both.csv:4:",
+        "line 4 column `tp`",
+        "tp = 3",
+        "help:",
+    ] {
+        assert!(err.contains(expected), "`{expected}` missing from\n{err}");
+    }
+    let o = moeplan(&["accuracy", both.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(EXIT_INPUT), "{}", stderr(&o));
+    assert!(unwrapped(&stderr(&o)).contains("line 3 column `gpu`"));
+    let layout = dir.join("layout.csv");
+    std::fs::write(&layout, format!("{header}\n{good}\n{tp3}\n")).unwrap();
+    let o = moeplan(&["accuracy", layout.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = unwrapped(&stderr(&o));
+    assert!(
+        err.contains("warning: ") && err.contains("layout.csv:3: not answered: invalid layout"),
+        "{err}"
+    );
+    let o = moeplan(&["accuracy", layout.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["unanswered"].as_array().map(Vec::len), Some(1), "{v}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Checks `value` against the subset of JSON Schema that schemars writes:
 /// `$ref` into `$defs`, `type` (one or several), `properties` with
 /// `required` (and no key the schema does not list), `items`,

@@ -219,6 +219,10 @@ pub struct Audit {
     pub computed: Computed,
     /// The corrected plan.
     pub corrected: Option<Corrected>,
+    /// The user profile in use (`--profile`), and whether it applies to
+    /// the plan's GPU, engine and mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ProfileUse>,
 }
 
 impl Audit {
@@ -468,5 +472,17 @@ pub fn audit(plan: &Plan, options: &AuditOptions) -> Audit {
         findings,
         computed,
         corrected,
+        profile: profile_use(plan),
     }
+}
+
+/// How the user profile applies to the plan's stack.
+fn profile_use(plan: &Plan) -> Option<crate::profile::ProfileUse> {
+    let mode = match plan.deployment {
+        crate::spec::plan::Deployment::Aggregated { .. } => crate::profile::ServingMode::Aggregated,
+        crate::spec::plan::Deployment::Disaggregated { .. } => {
+            crate::profile::ServingMode::Disaggregated
+        }
+    };
+    crate::profile::user_profile_use(&plan.scenario.gpu, plan.scenario.serving_engine(), mode)
 }

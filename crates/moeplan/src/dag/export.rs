@@ -484,6 +484,9 @@ impl Dot<'_> {
     fn header(&mut self) {
         let s = &mut self.s;
         let _ = writeln!(s, "digraph moeplan {{");
+        if let Some(p) = &self.dag.profile {
+            let _ = writeln!(s, "  // {}", p.to_string().replace('\n', " "));
+        }
         let _ = writeln!(
             s,
             "  graph [fontname=\"Helvetica\", fontsize=12, rankdir=TB, newrank=true, nodesep=0.3, ranksep=0.35, labelloc=t, labeljust=l, label=\"{}\"];",
@@ -513,9 +516,12 @@ impl Dot<'_> {
     /// The cluster of one phase: a cluster per stage, then the PP transfers.
     fn phase(&mut self, p: &PhaseInfo) {
         let _ = writeln!(self.s, "  subgraph cluster_{} {{", p.phase.name());
+        let estimate = estimate_step(p).map_or(String::new(), |t| {
+            format!("; the estimate's step {t}, under the engine's serving layer")
+        });
         let _ = writeln!(
             self.s,
-            "    label=\"{} ({} per micro-batch through every stage)\"; style=rounded; color=\"#999999\";",
+            "    label=\"{} ({} per micro-batch through every stage{estimate})\"; style=rounded; color=\"#999999\";",
             dot_escape(&p.description),
             p.step_time_s
         );
@@ -590,6 +596,9 @@ pub fn to_mermaid(dag: &Dag, opts: ViewOptions) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "---\ntitle: \"{}\"\n---", mermaid_escape(&title(dag)));
     let _ = writeln!(s, "flowchart TD");
+    if let Some(p) = &dag.profile {
+        let _ = writeln!(s, "  %% {}", p.to_string().replace('\n', " "));
+    }
     let node_line = |s: &mut String, indent: &str, i: usize| {
         let node = &dag.nodes[i];
         let label = mermaid_escape(&label_lines(dag, node, v.layers[i]).join("<br/>"));
@@ -602,9 +611,10 @@ pub fn to_mermaid(dag: &Dag, opts: ViewOptions) -> String {
     };
     for p in &dag.phases {
         let name = p.phase.name();
+        let estimate = estimate_step(p).map_or(String::new(), |t| format!(" (estimate step {t})"));
         let _ = writeln!(
             s,
-            "  subgraph {name}[\"{} · {}\"]",
+            "  subgraph {name}[\"{} · {}{estimate}\"]",
             mermaid_escape(&p.description),
             p.step_time_s
         );
@@ -658,12 +668,23 @@ pub fn to_mermaid(dag: &Dag, opts: ViewOptions) -> String {
     s
 }
 
-/// The text summary: counts, check outcome, and per phase the critical
-/// path with its share of compute, memory, communication and fixed costs,
-/// and the busiest GPU.
+/// The estimate's time of a phase's step, where it says more than the
+/// drawn micro-batch (under the neutral engine one micro-batch is the
+/// whole step): the engine's serving layer, a user profile's when it applies.
+fn estimate_step(p: &PhaseInfo) -> Option<crate::units::Seconds> {
+    ((p.engine_step_s.0 - p.step_time_s.0).abs() > 1e-9 * p.step_time_s.0)
+        .then_some(p.engine_step_s)
+}
+
+/// The text summary: counts, check outcome, the user profile in use, and
+/// per phase the critical path with its share of compute, memory,
+/// communication and fixed costs, and the busiest GPU.
 pub fn summary(dag: &Dag, report: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", title(dag));
+    if let Some(p) = &dag.profile {
+        let _ = writeln!(s, "  {p}");
+    }
     let _ = writeln!(
         s,
         "  nodes {}, edges {}, devices {}, groups {}",
@@ -727,13 +748,10 @@ fn phase_summary(s: &mut String, dag: &Dag, p: &PhaseInfo, r: &PhaseReport, phas
         pct(r.path_by_bound.communication_s),
         pct(r.path_by_bound.overhead_s),
     );
-    // One micro-batch under the neutral engine is the whole step:
-    // nothing more to say.
-    if (p.engine_step_s.0 - p.step_time_s.0).abs() > 1e-9 * p.step_time_s.0 {
+    if let Some(t) = estimate_step(p) {
         let _ = writeln!(
             s,
-            "    estimate step   {} (the whole step: every micro-batch through the pipeline, under the engine's serving layer)",
-            p.engine_step_s
+            "    estimate step   {t} (the whole step: every micro-batch through the pipeline, under the engine's serving layer)",
         );
     }
     let d = &dag.devices[r.busiest_gpu as usize];

@@ -426,6 +426,11 @@ pub struct Dag {
     pub nodes: Vec<Node>,
     /// Edges.
     pub edges: Vec<Edge>,
+    /// The user profile in use (`--profile`), set by the caller that knows
+    /// the deployment's mode: its serving layer, when it applies, is in each
+    /// phase's `engine_step_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ProfileUse>,
 }
 
 /// The estimate's step a phase draws: its decode step (the steady running
@@ -599,6 +604,7 @@ impl<'a> Builder<'a> {
                 groups,
                 nodes: Vec::new(),
                 edges: Vec::new(),
+                profile: None,
             },
         }
     }

@@ -165,6 +165,11 @@ pub struct Launch {
     pub files: Vec<File>,
     /// What to know before running them.
     pub notes: Vec<String>,
+    /// The user profile in use (`--profile`), and whether it applies to
+    /// the deployment (its figures; the files' settings come from the
+    /// memory model, which no profile changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ProfileUse>,
 }
 
 /// Why a deployment cannot be launched as asked.
@@ -314,6 +319,7 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
         notes: target::notes(&ctx, &roles),
         roles: out_roles,
         files,
+        profile: req.deployment.profile_use(),
     })
 }
 

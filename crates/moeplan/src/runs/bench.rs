@@ -6,7 +6,8 @@
 //! the server was deployed, so a sidecar next to the file,
 //! `<file>.moeplan.toml`, does (`Sidecar`).
 
-use super::{model_ref, quant_dtype, Run, RunDeployment};
+use super::usable::{gpu_hint, Column};
+use super::{model_ref, quant_dtype, Rows, Run, RunDeployment};
 use crate::engine::Engine;
 use crate::layout::Layout;
 use crate::spec::source::{read_text, SPEC_FILE};
@@ -66,7 +67,12 @@ pub(crate) fn is_bench_result(path: &Path) -> bool {
 }
 
 /// Reads a result file and its sidecar.
-pub(crate) fn read(path: &Path, name: &str, text: &str) -> Result<Vec<Run>, SpecError> {
+pub(crate) fn read(
+    path: &Path,
+    name: &str,
+    text: &str,
+    accept: Rows,
+) -> Result<Vec<Run>, SpecError> {
     let side_path = sidecar_path(path);
     let side_name = side_path.display().to_string();
     if !side_path.exists() {
@@ -77,8 +83,15 @@ pub(crate) fn read(path: &Path, name: &str, text: &str) -> Result<Vec<Run>, Spec
         ));
     }
     let side_text = read_text(&side_path, SPEC_FILE)?;
-    let side: Sidecar = toml::from_str(&side_text)
+    let mut side: Sidecar = toml::from_str(&side_text)
         .map_err(|e| SpecError::whole_file(&side_name, e.to_string(), SIDECAR_EXAMPLE))?;
+    side.gpu = match crate::catalog::gpu(&side.gpu) {
+        Some(Ok(g)) => g.id,
+        _ => {
+            let p = Problem::at("gpu", format!("unknown GPU `{}`", side.gpu)).hint(gpu_hint());
+            return Err(SpecError::new(&side_name, side_text, vec![p]));
+        }
+    };
     let client = if path.extension().is_some_and(|e| e == "jsonl") {
         Client::SglangBenchServing
     } else {
@@ -113,10 +126,36 @@ pub(crate) fn read(path: &Path, name: &str, text: &str) -> Result<Vec<Run>, Spec
             ),
         }
     }
+    if !problems.is_empty() {
+        return Err(SpecError::new(name, text.to_string(), problems));
+    }
+    match accept {
+        Rows::Usable => usable(runs, &side_name, side_text),
+        Rows::WellFormed => Ok(runs),
+    }
+}
+
+/// The runs, if moeplan can estimate them: the deployment is the
+/// sidecar's, so a problem is located at its key there.
+fn usable(runs: Vec<Run>, side_name: &str, side_text: String) -> Result<Vec<Run>, SpecError> {
+    let mut problems: Vec<Problem> = Vec::new();
+    for r in &runs {
+        for p in r.problems() {
+            let key = match p.column {
+                Column::Model => "model",
+                Column::Gpu => "gpu",
+                Column::Degree { degree, .. } => degree,
+            };
+            let message = format!("{}: {}", r.id, p.message);
+            if !problems.iter().any(|q| q.path == key) {
+                problems.push(Problem::at(key, message).hint(p.hint));
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(runs)
     } else {
-        Err(SpecError::new(name, text.to_string(), problems))
+        Err(SpecError::new(side_name, side_text, problems))
     }
 }
 

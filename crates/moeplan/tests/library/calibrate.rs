@@ -143,6 +143,55 @@ fn the_profile_is_deterministic_and_round_trips() {
     assert!(calibrate::from_toml("stack = 3").is_err());
 }
 
+/// Beside the median, each fit and each generalisation row carry the 90th
+/// percentile |error| before and after: the fit's is the p90 of its own
+/// runs' errors under the fitted serving layer, it is in the file, and a
+/// profile written before it was recorded still reads.
+#[test]
+fn the_p90_error_is_reported_beside_the_median() {
+    let runs = many_runs();
+    let p = calibrate(&runs, "synthetic");
+    let fit = p.stack[0].aggregated.as_ref().unwrap();
+    let errors: Vec<f64> = runs
+        .iter()
+        .map(|r| {
+            let s = moeplan::fit::Sample::of(r).expect("estimable");
+            let (ttft, _) = s.predict(&fit.params);
+            ttft / r.ttft - 1.0
+        })
+        .collect();
+    let by_hand = moeplan::accuracy::ErrorStats::of(&errors).p90;
+    assert!((fit.ttft_p90_after - by_hand).abs() < 1e-12, "{fit:?}");
+    for (median, p90) in [
+        (fit.ttft_median_before, fit.ttft_p90_before),
+        (fit.ttft_median_after, fit.ttft_p90_after),
+        (fit.tpot_median_before, fit.tpot_p90_before),
+        (fit.tpot_median_after, fit.tpot_p90_after),
+    ] {
+        assert!(p90 >= median && p90 > 0.0, "{fit:?}");
+    }
+    let text = calibrate::to_toml(&p);
+    for key in [
+        "ttft_p90_before",
+        "ttft_p90_after",
+        "tpot_p90_before",
+        "tpot_p90_after",
+    ] {
+        assert!(text.contains(key), "{key} missing from the profile");
+    }
+    let old: String = text
+        .lines()
+        .filter(|l| !l.contains("_p90_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(calibrate::from_toml(&old).is_ok());
+    let all = calibrate::validate(&runs).pop().expect("a pooled row");
+    assert!(
+        all.ttft_p90_after >= all.ttft_after && all.tpot_p90_before >= all.tpot_before,
+        "{all:?}"
+    );
+}
+
 /// The embedded serving layer is what `moeplan accuracy --fit-serving`
 /// (tools/accuracy.sh) makes of train.csv. Needs ../shared and takes
 /// minutes in a debug build.

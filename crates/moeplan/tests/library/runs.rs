@@ -40,6 +40,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "unknown-gpu.csv",
+        &["line 2 column `gpu`", "unknown GPU `h999`"],
+    ),
+    (
         "unknown-header.csv",
         &["missing columns engine, engine_version, weight_dtype"],
     ),
@@ -340,4 +344,52 @@ fn native_disaggregated_rows_read_with_both_pools() {
         runs[1].deployment,
         RunDeployment::Aggregated { .. }
     ));
+}
+
+/// A well-formed row moeplan cannot estimate (a layout invalid for its
+/// model, in either pool; an unknown model) reads, for `accuracy` to count
+/// as unanswered, but a fit refuses the file: every such row at once, at
+/// its row and column, with a hint. A GPU alias reads as its catalog id.
+#[test]
+fn rows_that_cannot_be_estimated_are_located_for_a_fit() {
+    let path = fixtures().join("unusable.csv");
+    let read = runs::read(&path).unwrap();
+    assert_eq!(read.len(), 4);
+    assert_eq!(read[0].gpu, "h200-sxm", "the alias `h200` is resolved");
+    let e = runs::read_usable(&path).unwrap_err();
+    let text = e.to_string();
+    for expected in [
+        "line 3 column `tp`",
+        "tp = 3",
+        "line 4 column `model`",
+        "nosuch-model",
+        "line 5 column `prefill_tp`",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing from\n{text}");
+    }
+    assert!(
+        !text.contains("line 2 "),
+        "the good row is not blamed:\n{text}"
+    );
+    assert!(e.positions().iter().all(Option::is_some), "{text}");
+    assert!(e.problems.iter().all(|p| p.hint.is_some()), "{text}");
+}
+
+/// A benchmark result's deployment is its sidecar's, so what cannot be
+/// estimated is located there: an unknown GPU on reading, an invalid
+/// layout for a fit.
+#[test]
+fn benchmark_sidecars_that_cannot_be_estimated_are_located() {
+    let e = runs::read(&bench_fixture("unknown-gpu.json")).unwrap_err();
+    assert!(e.to_string().contains("unknown GPU `h999`"), "{e}");
+    assert!(e.positions().iter().all(Option::is_some), "{e}");
+    let path = bench_fixture("invalid-layout.json");
+    assert!(runs::read(&path).is_ok());
+    let e = runs::read_usable(&path).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("invalid-layout.json.moeplan.toml") && text.contains("tp = 3"),
+        "{text}"
+    );
+    assert!(e.positions().iter().all(Option::is_some), "{text}");
 }
