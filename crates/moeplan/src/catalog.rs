@@ -26,6 +26,14 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/deepseek-v3.json"),
     ),
     (
+        "gemma-4-26b-a4b",
+        include_str!("../catalog/models/gemma-4-26b-a4b.json"),
+    ),
+    (
+        "gemma-4-31b-it-nvfp4",
+        include_str!("../catalog/models/gemma-4-31b-it-nvfp4.json"),
+    ),
+    (
         "glm-5-fp8",
         include_str!("../catalog/models/glm-5-fp8.json"),
     ),
@@ -60,6 +68,10 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/llama-4-scout.json"),
     ),
     ("mimo-7b", include_str!("../catalog/models/mimo-7b.json")),
+    (
+        "mimo-v2-flash",
+        include_str!("../catalog/models/mimo-v2-flash.json"),
+    ),
     (
         "minimax-m2.5",
         include_str!("../catalog/models/minimax-m2.5.json"),
@@ -215,7 +227,16 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         "llama-4-scout",
         None,
     ),
+    ("google/gemma-4-26B-A4B", "gemma-4-26b-a4b", None),
+    ("google/gemma-4-26B-A4B-it", "gemma-4-26b-a4b", None),
+    (
+        "nvidia/Gemma-4-26B-A4B-NVFP4",
+        "gemma-4-26b-a4b",
+        Some(DType::Nvfp4),
+    ),
+    ("nvidia/Gemma-4-31B-IT-NVFP4", "gemma-4-31b-it-nvfp4", None),
     ("XiaomiMiMo/MiMo-7B-Base", "mimo-7b", None),
+    ("XiaomiMiMo/MiMo-V2-Flash", "mimo-v2-flash", None),
     ("MiniMaxAI/MiniMax-M2.5", "minimax-m2.5", None),
     (
         "nvidia/MiniMax-M2.5-NVFP4",

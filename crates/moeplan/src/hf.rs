@@ -10,7 +10,7 @@ use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{
     Attention, Dtypes, Ffn, Gating, Layer, LinearAttention, Mamba2, Mixer, Model, Moe,
-    SparseIndexer, VisionEncoder, VisionProjector,
+    NormPlacement, SparseIndexer, Values, VisionBlocks, VisionEncoder, VisionProjector,
 };
 use crate::spec::source::Source;
 use crate::spec::{Problem, Problems, SpecError};
@@ -37,11 +37,13 @@ pub const SUPPORTED: &[&str] = &[
     "MiniMaxM2ForCausalLM",
     "Llama4ForConditionalGeneration",
     "Llama4ForCausalLM",
+    "Gemma4ForConditionalGeneration",
     "LlamaForCausalLM",
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
     "MiMoForCausalLM",
+    "MiMoV2FlashForCausalLM",
     "NemotronHForCausalLM",
 ];
 
@@ -388,6 +390,8 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
         "GptOssForCausalLM" => gpt_oss(c, arch, pr),
         "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(c, root, arch, pr),
         "NemotronHForCausalLM" => nemotron_h(c, arch, pr),
+        "MiMoV2FlashForCausalLM" => mimo_v2_flash(c, arch, pr),
+        "Gemma4ForConditionalGeneration" => with_gemma4_vision(gemma4(c, arch, pr), root, pr),
         _ => dense(c, arch, pr),
     }
 }
@@ -407,6 +411,8 @@ fn base_with_layers(c: &Cfg, arch: &str, n_layers: u64, pr: &mut Problems) -> Mo
         vocab_size: c.u64("vocab_size", pr),
         tie_word_embeddings: false,
         attention: gqa(c, hidden, pr),
+        sliding_attention: None,
+        norms: NormPlacement::Pre,
         indexer: None,
         linear_attention: None,
         mamba: None,
@@ -438,6 +444,7 @@ fn gqa(c: &Cfg, hidden: u64, pr: &mut Problems) -> Attention {
         n_heads,
         n_kv_heads,
         head_dim,
+        values: Values::Projected { head_dim },
         qkv_bias: c.bool("attention_bias", false),
         o_bias: false,
         qk_norm: false,
@@ -608,6 +615,7 @@ fn with_qwen_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) 
         embedding_params: conv
             .saturating_add(h)
             .saturating_add(positions.saturating_mul(h)),
+        blocks: VisionBlocks::PlainWithBiases,
         projector: VisionProjector::PatchMerger {
             merge: merge.saturating_mul(merge),
             mergers: 1 + deepstack,
@@ -736,10 +744,12 @@ fn nemotron_h(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base_with_layers(c, arch, layers.len() as u64, pr);
     m.layers = layers;
     m.gating = Gating::Plain;
+    let head_dim = c.u64_any(&["head_dim", "attention_head_dim"], pr);
     m.attention = Attention::Gqa {
         n_heads: c.u64("num_attention_heads", pr),
         n_kv_heads: c.u64("num_key_value_heads", pr),
-        head_dim: c.u64_any(&["head_dim", "attention_head_dim"], pr),
+        head_dim,
+        values: Values::Projected { head_dim },
         qkv_bias: c.bool("attention_bias", false),
         o_bias: c.bool("attention_bias", false),
         qk_norm: false,
@@ -938,6 +948,7 @@ fn llama4(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> 
             intermediate_size: vc.u64("intermediate_size", pr),
             out_hidden_size: m.hidden_size,
             embedding_params: 0,
+            blocks: VisionBlocks::PlainWithBiases,
             projector: VisionProjector::Linear,
         });
     }
@@ -957,22 +968,236 @@ fn dense(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     m
 }
 
-/// Semantic checks every family shares.
-fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
-    if let Attention::Gqa {
+/// One entry per layer of the integer list at `key` (None when absent;
+/// a list of another length or with non-integers is a problem).
+fn per_layer_list(c: &Cfg, key: &str, n: usize, pr: &mut Problems) -> Option<Vec<u64>> {
+    let list = c.array(key)?;
+    let values: Vec<Option<u64>> = list.iter().map(Value::as_u64).collect();
+    if list.len() != n || values.iter().any(Option::is_none) {
+        pr.push(
+            Problem::at(
+                c.path(key),
+                format!("expected {n} integers, one per layer, found {}", list.len()),
+            )
+            .hint("the list has one entry per hidden layer"),
+        );
+        return None;
+    }
+    Some(values.into_iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+/// One GQA shape of MiMo-V2-Flash from the keys with `prefix` (`swa_` for
+/// the sliding layers): query/key and value head dims of their own, no
+/// biases or q/k norms, a learned sink per head where `sinks_key` says.
+fn mimo_attention(c: &Cfg, prefix: &str, sinks_key: &str, pr: &mut Problems) -> Attention {
+    let key = |k: &str| format!("{prefix}{k}");
+    let head_dim = c.u64(&key("head_dim"), pr);
+    Attention::Gqa {
+        n_heads: c.u64(&key("num_attention_heads"), pr),
+        n_kv_heads: c.u64(&key("num_key_value_heads"), pr),
+        head_dim,
+        values: Values::Projected {
+            head_dim: c.opt_u64(&key("v_head_dim"), pr).unwrap_or(head_dim),
+        },
+        qkv_bias: c.bool("attention_bias", false),
+        o_bias: false,
+        qk_norm: false,
+        sinks: c.bool(sinks_key, false),
+        output_gate: false,
+    }
+}
+
+/// MiMo-V2-Flash: full and sliding-window layers with GQA shapes of their
+/// own (`hybrid_layer_pattern`, 1 = sliding), values narrower than keys, a
+/// sink per head on the sliding layers; a dense MLP where `moe_layer_freq`
+/// is 0, elsewhere routed experts (sigmoid router with a correction bias,
+/// no shared expert).
+fn mimo_v2_flash(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n = m.layers.len();
+    m.attention = mimo_attention(c, "", "add_full_attention_sink_bias", pr);
+    m.sliding_attention = Some(mimo_attention(c, "swa_", "add_swa_attention_sink_bias", pr));
+    let window = c.u64_any(&["sliding_window", "sliding_window_size"], pr);
+    let pattern = per_layer_list(c, "hybrid_layer_pattern", n, pr).unwrap_or_else(|| vec![0; n]);
+    let moe_layers = per_layer_list(c, "moe_layer_freq", n, pr).unwrap_or_else(|| vec![1; n]);
+    for ((l, swa), moe) in m.layers.iter_mut().zip(pattern).zip(moe_layers) {
+        if swa == 1 {
+            l.mixer = Mixer::Sliding { window };
+        }
+        if moe != 0 {
+            l.ffn = Ffn::Moe;
+        }
+    }
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("n_routed_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: c.u64("moe_intermediate_size", pr),
+        n_shared_experts: 0,
+        shared_intermediate_size: 0,
+        shared_expert_gate: false,
+        router_bias: c.str("topk_method").is_none_or(|t| t == "noaux_tc"),
+        expert_bias: false,
+        latent_size: None,
+    });
+    mtp_not_counted(&mut m, c);
+    m
+}
+
+/// Gemma-4's two attention shapes: sliding layers of `head_dim` and
+/// `num_key_value_heads`; global layers of `global_head_dim` and, when
+/// `attention_k_eq_v`, `num_global_key_value_heads` whose keys are also
+/// the values (no v_proj). Both have q/k RMSNorms (the v norm has no
+/// weight) and no biases.
+fn gemma4_attention(c: &Cfg, pr: &mut Problems) -> (Attention, Attention) {
+    let n_heads = c.u64("num_attention_heads", pr);
+    let head_dim = c.u64("head_dim", pr);
+    let kv = c.u64("num_key_value_heads", pr);
+    let shape = |n_kv_heads: u64, head_dim: u64, values: Values| Attention::Gqa {
         n_heads,
         n_kv_heads,
-        ..
-    } = m.attention
-    {
-        if n_kv_heads > 0 && n_heads % n_kv_heads != 0 {
-            pr.push(
-                Problem::at(
-                    c.path("num_key_value_heads"),
-                    format!("{n_heads} attention heads are not divisible by {n_kv_heads} KV heads"),
-                )
-                .hint("each KV head serves a whole group of query heads"),
-            );
+        head_dim,
+        values,
+        qkv_bias: c.bool("attention_bias", false),
+        o_bias: c.bool("attention_bias", false),
+        qk_norm: true,
+        sinks: false,
+        output_gate: false,
+    };
+    let global_dim = c.opt_u64("global_head_dim", pr).unwrap_or(head_dim);
+    let global = if c.bool("attention_k_eq_v", false) {
+        let global_kv = c.opt_u64("num_global_key_value_heads", pr).unwrap_or(kv);
+        shape(global_kv, global_dim, Values::Keys)
+    } else {
+        shape(
+            kv,
+            global_dim,
+            Values::Projected {
+                head_dim: global_dim,
+            },
+        )
+    };
+    let sliding = shape(kv, head_dim, Values::Projected { head_dim });
+    (global, sliding)
+}
+
+/// Gemma-4 (`Gemma4ForConditionalGeneration`): sliding and global layers
+/// by `layer_types` (default: every sixth global) with their own
+/// attention shapes, sandwich norms, GeGLU MLPs; with `enable_moe_block`
+/// each layer keeps its dense MLP (`intermediate_size`, counted as a
+/// shared expert: every token runs it) beside `num_experts` routed
+/// experts (top `top_k_experts`) whose router has a per-expert scale.
+fn gemma4(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n = m.layers.len();
+    let (global, sliding) = gemma4_attention(c, pr);
+    m.attention = global;
+    m.sliding_attention = Some(sliding);
+    m.norms = NormPlacement::Sandwich;
+    m.dense_intermediate_size = c.u64("intermediate_size", pr);
+    let window = c.u64("sliding_window", pr);
+    let types = c.array("layer_types");
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        let global = match types.and_then(|t| t.get(i)).and_then(Value::as_str) {
+            Some(t) => t == "full_attention",
+            None => (i + 1).is_multiple_of(6),
+        };
+        if !global {
+            l.mixer = Mixer::Sliding { window };
+        }
+    }
+    if types.is_some_and(|t| t.len() != n) {
+        pr.push(
+            Problem::at(
+                c.path("layer_types"),
+                format!("{} entries for {n} layers", types.map_or(0, Vec::len)),
+            )
+            .hint("layer_types lists one entry per hidden layer"),
+        );
+    }
+    if c.bool("enable_moe_block", false) {
+        m.moe = Some(Moe {
+            n_routed_experts: c.u64("num_experts", pr),
+            experts_per_token: c.u64("top_k_experts", pr),
+            expert_intermediate_size: c.u64("moe_intermediate_size", pr),
+            n_shared_experts: 1,
+            shared_intermediate_size: m.dense_intermediate_size,
+            shared_expert_gate: false,
+            router_bias: true,
+            expert_bias: false,
+            latent_size: None,
+        });
+        all_moe(&mut m);
+    }
+    gemma4_assumptions(c, &mut m, pr);
+    m
+}
+
+/// What a Gemma-4 model is read as beyond its config's keys.
+fn gemma4_assumptions(c: &Cfg, m: &mut Model, pr: &mut Problems) {
+    if m.moe.is_some() {
+        m.assumptions.push("each MoE layer's dense MLP, which every token runs beside the routed experts, is counted and sharded as a shared expert".into());
+    }
+    if c.size_or_none("hidden_size_per_layer_input", pr) > 0 {
+        m.assumptions.push("the per-layer embeddings (hidden_size_per_layer_input) are not counted: a lookup table and two small projections per layer".into());
+    }
+    if c.size_or_none("num_kv_shared_layers", pr) > 0 {
+        m.assumptions.push("layers that reuse an earlier layer's KV (num_kv_shared_layers) are counted with their own k/v projections and cache, which overstates both".into());
+    }
+    m.assumptions.push("global layers whose keys are also their values (attention_k_eq_v) cache K and V apart: they differ after their norms and RoPE".into());
+}
+
+/// Gemma-4's vision tower (`vision_config`), read as ViT blocks with a
+/// gated MLP (q, k, v, o, gate, up, down, no biases), a patch embedding
+/// (3 · patch² · width), a two-axis position table (2 ·
+/// `position_embedding_size` · width) and one projection into the
+/// language model.
+fn with_gemma4_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) -> Model {
+    let Some(v) = root.get("vision_config").and_then(Value::as_object) else {
+        return m;
+    };
+    let vc = Cfg {
+        obj: v,
+        prefix: "vision_config",
+    };
+    let h = vc.u64("hidden_size", pr);
+    let patch = vc.u64("patch_size", pr);
+    let positions = vc.opt_u64("position_embedding_size", pr).unwrap_or(0);
+    let embedding = (3u64.saturating_mul(patch.saturating_mul(patch)))
+        .saturating_add(2u64.saturating_mul(positions))
+        .saturating_mul(h);
+    m.vision = Some(VisionEncoder {
+        n_layers: vc.u64("num_hidden_layers", pr),
+        hidden_size: h,
+        intermediate_size: vc.u64("intermediate_size", pr),
+        out_hidden_size: m.hidden_size,
+        embedding_params: embedding,
+        blocks: VisionBlocks::GatedNoBias,
+        projector: VisionProjector::Linear,
+    });
+    m.assumptions.push("the vision tower is read as gated-MLP ViT blocks with a patch embedding, a two-axis position table and a linear projector (Google states ~550M); it counts towards the weights, not per token".into());
+    m
+}
+
+/// Semantic checks every family shares.
+fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
+    for attn in m.attentions() {
+        if let Attention::Gqa {
+            n_heads,
+            n_kv_heads,
+            ..
+        } = *attn
+        {
+            if n_kv_heads > 0 && n_heads % n_kv_heads != 0 {
+                pr.push(
+                    Problem::at(
+                        c.path("num_key_value_heads"),
+                        format!(
+                            "{n_heads} attention heads are not divisible by {n_kv_heads} KV heads"
+                        ),
+                    )
+                    .hint("each KV head serves a whole group of query heads"),
+                );
+            }
         }
     }
     if let Some(moe) = &m.moe {
@@ -1020,6 +1245,8 @@ const ATTN_MODULES: &[&str] = &[
     "model.layers.10.self_attn.kv_b_proj",
     // Nemotron-H's mixers: its Mamba-2 projections outweigh its few attention layers.
     "backbone.layers.10.mixer.in_proj",
+    // Multimodal wrappers' language model (Gemma-4).
+    "model.language_model.layers.10.self_attn.o_proj",
 ];
 const EXPERT_MODULES: &[&str] = &[
     "model.layers.10.mlp.experts.3.down_proj",
@@ -1139,6 +1366,13 @@ fn quant_method(q: &Map<String, Value>) -> &str {
     }
 }
 
+/// A compressed-tensors style scheme object of 8-bit floats
+/// (`{"num_bits": 8, "type": "float"}`).
+fn is_fp8_scheme(v: &Value) -> bool {
+    v.get("num_bits").and_then(Value::as_u64) == Some(8)
+        && v.get("type").and_then(Value::as_str) == Some("float")
+}
+
 /// The stored type of each weight group from `torch_dtype` and the quantisation config.
 fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes {
     let mut d = Dtypes::uniform(base);
@@ -1155,13 +1389,17 @@ fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes 
         "mxfp4" => (DType::Mxfp4, string_list(q.get("modules_to_not_convert"))),
         "modelopt" => {
             let algo = q.get("quant_algo").and_then(Value::as_str).unwrap_or("");
-            let kv_scheme = q.get("kv_cache_scheme").and_then(Value::as_str);
+            let kv_scheme = q.get("kv_cache_scheme");
             if q.get("kv_cache_quant_algo").and_then(Value::as_str) == Some("FP8")
-                || kv_scheme == Some("FP8")
+                || kv_scheme.and_then(Value::as_str) == Some("FP8")
+                || kv_scheme.is_some_and(is_fp8_scheme)
             {
                 d.kv_cache = DType::Fp8;
             }
-            let ignore = string_list(q.get("exclude_modules"));
+            // ModelOpt writes `exclude_modules` in its sidecar and `ignore`
+            // in a config.json (Gemma-4-31B-IT-NVFP4).
+            let mut ignore = string_list(q.get("exclude_modules"));
+            ignore.extend(string_list(q.get("ignore")));
             if algo == "MIXED_PRECISION" {
                 return mixed_precision(d, q, &ignore);
             }

@@ -237,29 +237,20 @@ impl Layout {
     /// tp against the attention heads, the KV heads (split or replicated,
     /// with a warning when replicated), linear attention's and Mamba-2's heads.
     fn check_heads(&self, m: &Model, bad: &mut Vec<LayoutProblem>, warn: &mut Vec<String>) {
-        let heads = m.attention.n_heads() as u32;
-        if heads % self.tp != 0 {
-            bad.push(LayoutProblem::new(
-                "heads_tp",
-                "tp",
-                format!(
-                    "{heads} attention heads cannot be split evenly over tp = {}",
-                    self.tp
-                ),
-                format!("use a tp that divides {heads}"),
-            ));
-        }
-        if let Attention::Gqa { n_kv_heads, .. } = m.attention {
-            let kv = n_kv_heads as u32;
-            let ok = if self.tp <= kv {
-                kv % self.tp == 0
-            } else {
-                self.tp % kv == 0
+        let mut seen: Vec<(u64, Option<u64>)> = Vec::with_capacity(2);
+        for attn in m.attentions() {
+            let kv = match attn {
+                Attention::Gqa { n_kv_heads, .. } => Some(*n_kv_heads),
+                Attention::Mla { .. } => None,
             };
-            if !ok {
-                bad.push(LayoutProblem::new("kv_heads_tp", "tp", format!("{kv} KV heads cannot be split or replicated evenly over tp = {}", self.tp), "tp must divide the KV heads, or be a multiple of them (KV heads are then replicated)"));
-            } else if self.tp > kv {
-                warn.push(format!("tp = {} exceeds the {kv} KV heads: each KV head is replicated on {} GPUs (its cache too)", self.tp, self.tp / kv));
+            let shape = (attn.n_heads(), kv);
+            if seen.contains(&shape) {
+                continue;
+            }
+            seen.push(shape);
+            self.check_query_heads(shape.0 as u32, bad);
+            if let Some(kv) = kv {
+                self.check_kv_heads(kv as u32, bad, warn);
             }
         }
         if let Some(la) = &m.linear_attention {
@@ -276,6 +267,35 @@ impl Layout {
             }
         }
         self.check_mamba_heads(m, bad);
+    }
+
+    /// tp against one attention shape's query heads.
+    fn check_query_heads(&self, heads: u32, bad: &mut Vec<LayoutProblem>) {
+        if heads % self.tp != 0 {
+            bad.push(LayoutProblem::new(
+                "heads_tp",
+                "tp",
+                format!(
+                    "{heads} attention heads cannot be split evenly over tp = {}",
+                    self.tp
+                ),
+                format!("use a tp that divides {heads}"),
+            ));
+        }
+    }
+
+    /// tp against one GQA shape's KV heads: split, or replicated (warned).
+    fn check_kv_heads(&self, kv: u32, bad: &mut Vec<LayoutProblem>, warn: &mut Vec<String>) {
+        let ok = if self.tp <= kv {
+            kv % self.tp == 0
+        } else {
+            self.tp % kv == 0
+        };
+        if !ok {
+            bad.push(LayoutProblem::new("kv_heads_tp", "tp", format!("{kv} KV heads cannot be split or replicated evenly over tp = {}", self.tp), "tp must divide the KV heads, or be a multiple of them (KV heads are then replicated)"));
+        } else if self.tp > kv {
+            warn.push(format!("tp = {} exceeds the {kv} KV heads: each KV head is replicated on {} GPUs (its cache too)", self.tp, self.tp / kv));
+        }
     }
 
     /// tp against the Mamba-2 heads (their B/C groups are split up to

@@ -53,21 +53,34 @@ impl MemoryBreakdown {
 
 /// KV cache bytes one token adds on one GPU in one layer, after the TP split.
 pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mixer) -> Bytes {
-    match mixer {
-        Mixer::Full | Mixer::Sliding { .. } => {}
-        Mixer::Linear | Mixer::Mamba | Mixer::Absent => return Bytes::ZERO,
-    }
+    let Some(attn) = m.attention_of(mixer) else {
+        return Bytes::ZERO;
+    };
     let full = m.kv_bytes_per_token_layer(&crate::model::Layer {
         mixer,
         ffn: Ffn::Dense,
     });
-    match m.attention {
+    match attn {
         Attention::Gqa { n_kv_heads, .. } => {
             let tp = layout.tp as u64;
-            let local = if tp <= n_kv_heads { n_kv_heads / tp } else { 1 };
-            full * (local as f64 / n_kv_heads as f64)
+            let local = if tp <= *n_kv_heads {
+                n_kv_heads / tp
+            } else {
+                1
+            };
+            full * (local as f64 / *n_kv_heads as f64)
         }
         Attention::Mla { .. } => full,
+    }
+}
+
+/// The ways TP splits a layer's GQA k/v projections (at most its KV
+/// heads; beyond, they are replicated); MLA's and mixers without softmax
+/// attention: 1.
+fn kv_split(m: &Model, mixer: Mixer, tp: f64) -> f64 {
+    match m.attention_of(mixer) {
+        Some(Attention::Gqa { n_kv_heads, .. }) => tp.min(*n_kv_heads as f64),
+        Some(Attention::Mla { .. }) | None => 1.0,
     }
 }
 
@@ -101,13 +114,10 @@ fn stage_weights(
     let mut w = [0.0f64; 10];
     let mut add =
         |c: Component, params: f64| w[c as usize] += params * m.component_dtype(c).bytes();
-    let kv_split = match m.attention {
-        Attention::Gqa { n_kv_heads, .. } => tp.min(n_kv_heads as f64),
-        Attention::Mla { .. } => 1.0,
-    };
     let mut memo = LayerParamsMemo::new(m);
     for layer in &m.layers[range] {
         let p = memo.get(layer);
+        let kv_split = kv_split(m, layer.mixer, tp);
         add(
             Component::Attention,
             p.attn_sharded / tp + p.attn_kv / kv_split + p.attn_replicated,
@@ -190,21 +200,19 @@ fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, cont
     b
 }
 
-/// Activations and workspace of the largest step on one GPU: residual
-/// stream buffers (4 × hidden), local q/k/v (or a Mamba-2 in_proj's
-/// output), and the routed rows' expert intermediate (gate and up, or up). The fp32 logits are per sampled request and
-/// counted with the requests (`logits_bytes_per_request`).
-pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
-    let t = cfg.max_step_tokens as f64 / layout.cp as f64;
-    let h = m.hidden_size as f64;
-    let tp = layout.tp as f64;
-    let qkv = match &m.attention {
+/// Columns of a layer's q, k and v on one GPU (MLA: its decompressed q,
+/// k, v and the latent).
+fn qkv_width(attn: &Attention, tp: f64) -> f64 {
+    match attn {
         Attention::Gqa {
             n_heads,
             n_kv_heads,
             head_dim,
+            values,
             ..
-        } => ((n_heads + 2 * n_kv_heads) * head_dim) as f64 / tp,
+        } => {
+            (n_heads * head_dim + n_kv_heads * (head_dim + values.head_dim(*head_dim))) as f64 / tp
+        }
         Attention::Mla {
             n_heads,
             qk_nope_head_dim,
@@ -216,7 +224,18 @@ pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes
             (*n_heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim)) as f64 / tp
                 + (kv_lora_rank + qk_rope_head_dim) as f64
         }
-    };
+    }
+}
+
+/// Activations and workspace of the largest step on one GPU: residual
+/// stream buffers (4 × hidden), local q/k/v (or a Mamba-2 in_proj's
+/// output), and the routed rows' expert intermediate (gate and up, or up). The fp32 logits are per sampled request and
+/// counted with the requests (`logits_bytes_per_request`).
+pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
+    let t = cfg.max_step_tokens as f64 / layout.cp as f64;
+    let h = m.hidden_size as f64;
+    let tp = layout.tp as f64;
+    let qkv = m.attentions().map(|a| qkv_width(a, tp)).fold(0.0, f64::max);
     // A Mamba-2 in_proj's output (z, x, B, C, dt) when wider than q/k/v.
     let qkv = m
         .mamba

@@ -93,8 +93,10 @@ pub enum Attention {
         n_heads: u64,
         /// Key/value heads.
         n_kv_heads: u64,
-        /// Dimension of one head.
+        /// Dimension of one query and key head.
         head_dim: u64,
+        /// Where each KV head's value comes from, and its width.
+        values: Values,
         /// Biases on the q, k, v projections.
         qkv_bias: bool,
         /// Bias on the output projection.
@@ -121,6 +123,53 @@ pub enum Attention {
         /// Per-head value dimension.
         v_head_dim: u64,
     },
+}
+
+/// Where a GQA layer's values come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Values {
+    /// A v projection of its own, `head_dim` per KV head (the query/key head
+    /// dimension in most models; MiMo-V2-Flash's 128 beside 192).
+    Projected {
+        /// Dimension of one value head.
+        head_dim: u64,
+    },
+    /// No v projection: each KV head's value is its key projection, normed
+    /// without RoPE (Gemma-4's global layers, `attention_k_eq_v`). K and V
+    /// differ after their norms and RoPE, so the cache still holds both.
+    Keys,
+}
+
+impl Values {
+    /// Dimension of one value head, where keys are `key_head_dim` wide.
+    pub fn head_dim(self, key_head_dim: u64) -> u64 {
+        match self {
+            Values::Projected { head_dim } => head_dim,
+            Values::Keys => key_head_dim,
+        }
+    }
+
+    /// Columns of the v projection per KV head (0 when the keys serve).
+    pub fn projected_dim(self) -> u64 {
+        match self {
+            Values::Projected { head_dim } => head_dim,
+            Values::Keys => 0,
+        }
+    }
+}
+
+/// Which norm weights a layer carries besides q/k norms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NormPlacement {
+    /// One RMSNorm before each block (mixer, FFN).
+    Pre,
+    /// Gemma-4's sandwich: a norm before and after each block and a
+    /// per-layer scalar; a MoE layer's dense and routed branches are each
+    /// normed apart (after the dense MLP, before and after the experts) and
+    /// its router normalises its input with a learned scale.
+    Sandwich,
 }
 
 impl Attention {
@@ -250,8 +299,22 @@ pub struct VisionEncoder {
     /// Patch embedding (a convolution over pixels) and learned position
     /// table: what the encoder holds outside its blocks and projector.
     pub embedding_params: u64,
+    /// How each block is built.
+    pub blocks: VisionBlocks,
     /// How patch features reach the language model.
     pub projector: VisionProjector,
+}
+
+/// How a vision encoder's blocks are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VisionBlocks {
+    /// q, k, v, o and a two-matrix MLP, all with biases; two LayerNorms
+    /// with biases (Llama 4, Qwen-VL).
+    PlainWithBiases,
+    /// q, k, v, o and a gated MLP (gate, up, down) without biases; four
+    /// RMSNorms and q/k norms (Gemma-4, read approximately).
+    GatedNoBias,
 }
 
 /// The bridge from a vision encoder into the language model.
@@ -319,8 +382,14 @@ pub struct Model {
     pub vocab_size: u64,
     /// Embedding and LM head share one matrix.
     pub tie_word_embeddings: bool,
-    /// Softmax attention shape.
+    /// Softmax attention shape (of every softmax layer, or of the full
+    /// layers when `sliding_attention` is set).
     pub attention: Attention,
+    /// The attention of sliding-window layers when it differs from
+    /// `attention` (Gemma-4, MiMo-V2-Flash: other heads, head dims, sinks).
+    pub sliding_attention: Option<Attention>,
+    /// Which norm weights each layer carries.
+    pub norms: NormPlacement,
     /// DSA sparse indexer, if any.
     pub indexer: Option<SparseIndexer>,
     /// Linear attention shape, if any layer uses it.
@@ -477,25 +546,67 @@ impl Model {
     /// Parameters of one layer, by sharding class: one pre-norm per block
     /// (mixer, FFN) the layer has.
     pub(crate) fn layer_params(&self, layer: &Layer) -> LayerParams {
-        let h = self.hidden_size as f64;
         let mut p = LayerParams {
-            norms: layer.blocks() as f64 * h,
+            norms: self.layer_norm_params(layer),
             ..LayerParams::default()
         };
         match layer.mixer {
-            Mixer::Full | Mixer::Sliding { .. } => self.softmax_attention_params(&mut p),
+            Mixer::Full | Mixer::Sliding { .. } => {
+                let attn = self.attention_of(layer.mixer).expect("softmax mixer");
+                self.softmax_attention_params(attn, &mut p)
+            }
             Mixer::Linear => p.linear_attn = self.gated_delta_net_params(),
             Mixer::Mamba => p.linear_attn = self.mamba_params(),
             Mixer::Absent => {}
         }
         match layer.ffn {
             Ffn::Dense => {
-                p.dense = self.gating.matrices() * h * self.dense_intermediate_size as f64
+                p.dense = self.gating.matrices()
+                    * self.hidden_size as f64
+                    * self.dense_intermediate_size as f64
             }
             Ffn::Moe => self.moe_params(&mut p),
             Ffn::Absent => {}
         }
         p
+    }
+
+    /// Norm weights of one layer outside its attention's q/k norms: one
+    /// per block before it, or Gemma-4's sandwich (before and after each
+    /// block, a layer scalar; in a MoE layer three branch norms and the
+    /// router's input scale).
+    fn layer_norm_params(&self, layer: &Layer) -> f64 {
+        let h = self.hidden_size as f64;
+        let blocks = layer.blocks() as f64;
+        match self.norms {
+            NormPlacement::Pre => blocks * h,
+            NormPlacement::Sandwich => {
+                let branches = match layer.ffn {
+                    Ffn::Moe => 4.0 * h,
+                    Ffn::Dense | Ffn::Absent => 0.0,
+                };
+                2.0 * blocks * h + branches + 1.0
+            }
+        }
+    }
+
+    /// The softmax attention a layer with `mixer` runs: sliding-window
+    /// layers take `sliding_attention` when the model has one; None for
+    /// mixers without softmax attention.
+    pub fn attention_of(&self, mixer: Mixer) -> Option<&Attention> {
+        match mixer {
+            Mixer::Full => Some(&self.attention),
+            Mixer::Sliding { .. } => {
+                Some(self.sliding_attention.as_ref().unwrap_or(&self.attention))
+            }
+            Mixer::Linear | Mixer::Mamba | Mixer::Absent => None,
+        }
+    }
+
+    /// Every softmax attention shape of the model (one, or two when
+    /// sliding layers have their own).
+    pub fn attentions(&self) -> impl Iterator<Item = &Attention> {
+        std::iter::once(&self.attention).chain(self.sliding_attention.as_ref())
     }
 
     /// One Gated-DeltaNet layer: in_proj for q, k, v and the output gate z;
@@ -571,13 +682,17 @@ impl Model {
             + if moe.shared_expert_gate { h } else { 0.0 };
     }
 
-    fn softmax_attention_params(&self, p: &mut LayerParams) {
+    /// The weights of one softmax attention layer of shape `attn`: q, k,
+    /// v (when projected), o, their biases, q/k norms, sinks; MLA's
+    /// projections and DSA's indexer.
+    fn softmax_attention_params(&self, attn: &Attention, p: &mut LayerParams) {
         let h = self.hidden_size as f64;
-        match &self.attention {
+        match attn {
             Attention::Gqa {
                 n_heads,
                 n_kv_heads,
                 head_dim,
+                values,
                 qkv_bias,
                 o_bias,
                 qk_norm,
@@ -585,13 +700,14 @@ impl Model {
                 output_gate,
             } => {
                 let q = (*n_heads * *head_dim) as f64;
-                let kv = (*n_kv_heads * *head_dim) as f64;
+                let o = (*n_heads * values.head_dim(*head_dim)) as f64;
+                let kv = (*n_kv_heads * (*head_dim + values.projected_dim())) as f64;
                 let q_out = if *output_gate { 2.0 * q } else { q };
                 p.attn_sharded = h * q_out
-                    + q * h
+                    + o * h
                     + if *qkv_bias { q } else { 0.0 }
                     + if *sinks { *n_heads as f64 } else { 0.0 };
-                p.attn_kv = 2.0 * h * kv + if *qkv_bias { 2.0 * kv } else { 0.0 };
+                p.attn_kv = h * kv + if *qkv_bias { kv } else { 0.0 };
                 p.attn_replicated = if *o_bias { h } else { 0.0 };
                 if *qk_norm {
                     p.norms += 2.0 * *head_dim as f64;
@@ -728,17 +844,17 @@ impl Model {
     /// Bytes of KV cache one token adds in one layer (0 for linear
     /// attention, Mamba and layers without a mixer).
     pub(crate) fn kv_bytes_per_token_layer(&self, layer: &Layer) -> Bytes {
-        match layer.mixer {
-            Mixer::Full | Mixer::Sliding { .. } => {}
-            Mixer::Linear | Mixer::Mamba | Mixer::Absent => return Bytes::ZERO,
-        }
+        let Some(attn) = self.attention_of(layer.mixer) else {
+            return Bytes::ZERO;
+        };
         let b = self.dtypes.kv_cache.bytes();
-        let elems = match &self.attention {
+        let elems = match attn {
             Attention::Gqa {
                 n_kv_heads,
                 head_dim,
+                values,
                 ..
-            } => 2 * n_kv_heads * head_dim,
+            } => n_kv_heads * (head_dim + values.head_dim(*head_dim)),
             Attention::Mla {
                 kv_lora_rank,
                 qk_rope_head_dim,
@@ -872,10 +988,17 @@ impl Model {
             Mixer::Absent => Flop::ZERO,
             Mixer::Full | Mixer::Sliding { .. } => {
                 let seen = layer.kept_tokens(context) as f64;
-                match &self.attention {
+                match self.attention_of(layer.mixer).expect("softmax mixer") {
                     Attention::Gqa {
-                        n_heads, head_dim, ..
-                    } => Flop(4.0 * (*n_heads * *head_dim) as f64 * seen),
+                        n_heads,
+                        head_dim,
+                        values,
+                        ..
+                    } => {
+                        // q·k over head_dim, p·v over the value head dim.
+                        let width = *head_dim + values.head_dim(*head_dim);
+                        Flop(2.0 * (*n_heads * width) as f64 * seen)
+                    }
                     Attention::Mla {
                         n_heads,
                         kv_lora_rank,
@@ -965,7 +1088,11 @@ fn vision_params(v: &VisionEncoder) -> f64 {
     let h = v.hidden_size as f64;
     let i = v.intermediate_size as f64;
     let out = v.out_hidden_size as f64;
-    let blocks = v.n_layers as f64 * (4.0 * h * h + 4.0 * h + 2.0 * h * i + h + i + 4.0 * h);
+    let per_block = match v.blocks {
+        VisionBlocks::PlainWithBiases => 4.0 * h * h + 4.0 * h + 2.0 * h * i + h + i + 4.0 * h,
+        VisionBlocks::GatedNoBias => 4.0 * h * h + 3.0 * h * i + 4.0 * h,
+    };
+    let blocks = v.n_layers as f64 * per_block;
     let projector = match v.projector {
         VisionProjector::Linear => h * out,
         VisionProjector::PatchMerger { merge, mergers } => {

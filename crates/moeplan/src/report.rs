@@ -6,7 +6,7 @@
 //! (`moeplan model`).
 
 use crate::dtype::DType;
-use crate::model::{Attention, Ffn, Gating, Mixer, Model, ParamReport};
+use crate::model::{Attention, Ffn, Gating, Layer, Mixer, Model, ParamReport, Values};
 use crate::units::{Flop, Params};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -305,14 +305,49 @@ fn routed_experts_derivation(m: &Model) -> Option<Derivation> {
     Some(Derivation::new(formula, &inputs))
 }
 
-/// How the attention parameters of a layer add up, for GQA or MLA.
+/// How the attention parameters of a layer add up, for GQA or MLA (and
+/// the sliding layers' own shape when they have one).
 fn attention_params_derivation(m: &Model) -> Derivation {
     let h = m.hidden_size;
-    let (formula, inputs) = match &m.attention {
-        Attention::Gqa { n_heads, n_kv_heads, head_dim, .. } => (
-            "per layer: hidden × heads × head_dim (q) + 2 × hidden × kv_heads × head_dim (k, v) + heads × head_dim × hidden (o) (+ biases, norms, sinks, gates)",
-            vec![("heads", n_heads.to_string()), ("kv_heads", n_kv_heads.to_string()), ("head_dim", head_dim.to_string()), ("hidden", h.to_string())],
-        ),
+    let (formula, mut inputs) = attention_shape_inputs(&m.attention, h);
+    if let Some(sliding) = &m.sliding_attention {
+        let (_, more) = attention_shape_inputs(sliding, h);
+        inputs.extend(more.into_iter().map(|(k, v)| (sliding_key(k), v)));
+    }
+    Derivation::new(formula, &inputs)
+}
+
+/// The sliding layers' name for an input of their attention shape.
+fn sliding_key(key: &'static str) -> &'static str {
+    match key {
+        "heads" => "sliding_heads",
+        "kv_heads" => "sliding_kv_heads",
+        "head_dim" => "sliding_head_dim",
+        "v_head_dim" => "sliding_v_head_dim",
+        "values" => "sliding_values",
+        _ => "sliding_other",
+    }
+}
+
+/// The formula and inputs of one attention shape's parameters.
+fn attention_shape_inputs(a: &Attention, h: u64) -> (&'static str, Vec<(&'static str, String)>) {
+    match a {
+        Attention::Gqa { n_heads, n_kv_heads, head_dim, values, .. } => {
+            let mut inputs = vec![("heads", n_heads.to_string()), ("kv_heads", n_kv_heads.to_string()), ("head_dim", head_dim.to_string())];
+            let formula = match values {
+                Values::Projected { head_dim: v } if v == head_dim => "per layer: hidden × heads × head_dim (q) + 2 × hidden × kv_heads × head_dim (k, v) + heads × head_dim × hidden (o) (+ biases, norms, sinks, gates)",
+                Values::Projected { head_dim: v } => {
+                    inputs.push(("v_head_dim", v.to_string()));
+                    "per layer: hidden × heads × head_dim (q) + hidden × kv_heads × (head_dim + v_head_dim) (k, v) + heads × v_head_dim × hidden (o) (+ biases, norms, sinks, gates)"
+                }
+                Values::Keys => {
+                    inputs.push(("values", "the keys (no v_proj)".into()));
+                    "per layer: hidden × heads × head_dim (q) + hidden × kv_heads × head_dim (k, also the values) + heads × head_dim × hidden (o) (+ biases, norms, sinks, gates)"
+                }
+            };
+            inputs.push(("hidden", h.to_string()));
+            (formula, inputs)
+        }
         Attention::Mla { n_heads, q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim } => (
             "per layer: hidden × q_lora + q_lora × heads × (nope + rope) + hidden × (kv_lora + rope) + kv_lora × heads × (nope + v) + heads × v × hidden (+ indexer, norms)",
             vec![
@@ -325,8 +360,7 @@ fn attention_params_derivation(m: &Model) -> Derivation {
                 ("hidden", h.to_string()),
             ],
         ),
-    };
-    Derivation::new(formula, &inputs)
+    }
 }
 
 /// How the KV cache per token adds up: the cached elements of a softmax layer, its layers, its bytes.
@@ -347,6 +381,27 @@ fn kv_cache_derivation(m: &Model) -> Derivation {
         .filter(|l| matches!(l.mixer, Mixer::Full | Mixer::Sliding { .. }))
         .count();
     inputs.push(("softmax_layers", softmax_layers.to_string()));
+    if m.sliding_attention.is_some() {
+        // Each kind of layer caches its own shape: the per-layer figures.
+        inputs.push((
+            "full_layer_bytes",
+            m.kv_bytes_per_token_layer(&Layer {
+                mixer: Mixer::Full,
+                ffn: Ffn::Dense,
+            })
+            .to_string(),
+        ));
+        let sliding = m
+            .layers
+            .iter()
+            .find(|l| matches!(l.mixer, Mixer::Sliding { .. }));
+        if let Some(l) = sliding {
+            inputs.push((
+                "sliding_layer_bytes",
+                m.kv_bytes_per_token_layer(l).to_string(),
+            ));
+        }
+    }
     inputs.push((
         "bytes",
         format!("{} ({})", m.dtypes.kv_cache.bytes(), m.dtypes.kv_cache),

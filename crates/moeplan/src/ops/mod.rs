@@ -16,7 +16,7 @@ use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::kv_bytes_per_token_layer_gpu;
-use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe};
+use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe, Values};
 use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
 use serde::Serialize;
 
@@ -110,6 +110,8 @@ struct GqaDims {
     n_heads: u64,
     n_kv_heads: u64,
     head_dim: u64,
+    /// Where the values come from, and their width.
+    values: Values,
     /// The q projection also produces a sigmoid output gate (Qwen3.5).
     output_gate: bool,
 }
@@ -649,41 +651,45 @@ impl<'a> CostContext<'a> {
             Mixer::Linear => self.linear_ops(count, s, t, ops),
             Mixer::Mamba => self.mamba_ops(count, s, t, ops),
             Mixer::Absent => {}
-            mixer @ (Mixer::Full | Mixer::Sliding { .. }) => match self.model.attention {
-                Attention::Gqa {
-                    n_heads,
-                    n_kv_heads,
-                    head_dim,
-                    output_gate,
-                    ..
-                } => {
-                    let g = GqaDims {
+            mixer @ (Mixer::Full | Mixer::Sliding { .. }) => {
+                match *self.model.attention_of(mixer).expect("softmax mixer") {
+                    Attention::Gqa {
                         n_heads,
                         n_kv_heads,
                         head_dim,
+                        values,
                         output_gate,
-                    };
-                    self.gqa_ops(count, s, mixer, t, &g, ops);
+                        ..
+                    } => {
+                        let g = GqaDims {
+                            n_heads,
+                            n_kv_heads,
+                            head_dim,
+                            values,
+                            output_gate,
+                        };
+                        self.gqa_ops(count, s, mixer, t, &g, ops);
+                    }
+                    Attention::Mla {
+                        n_heads,
+                        q_lora_rank,
+                        kv_lora_rank,
+                        qk_nope_head_dim,
+                        qk_rope_head_dim,
+                        v_head_dim,
+                    } => {
+                        let d = MlaDims {
+                            heads: n_heads as f64 / tp,
+                            q_lora: q_lora_rank.map(|r| r as f64),
+                            kv_lora: kv_lora_rank as f64,
+                            nope: qk_nope_head_dim as f64,
+                            rope: qk_rope_head_dim as f64,
+                            v: v_head_dim as f64,
+                        };
+                        self.mla_ops(count, s, mixer, t, &d, ops);
+                    }
                 }
-                Attention::Mla {
-                    n_heads,
-                    q_lora_rank,
-                    kv_lora_rank,
-                    qk_nope_head_dim,
-                    qk_rope_head_dim,
-                    v_head_dim,
-                } => {
-                    let d = MlaDims {
-                        heads: n_heads as f64 / tp,
-                        q_lora: q_lora_rank.map(|r| r as f64),
-                        kv_lora: kv_lora_rank as f64,
-                        nope: qk_nope_head_dim as f64,
-                        rope: qk_rope_head_dim as f64,
-                        v: v_head_dim as f64,
-                    };
-                    self.mla_ops(count, s, mixer, t, &d, ops);
-                }
-            },
+            }
         }
     }
 
@@ -707,13 +713,14 @@ impl<'a> CostContext<'a> {
         } else {
             1
         };
-        let kv = (kv_local * g.head_dim) as f64;
+        let kv = (kv_local * (g.head_dim + g.values.projected_dim())) as f64;
+        let o = (g.n_heads * g.values.head_dim(g.head_dim)) as f64 / tp;
         let qo = if g.output_gate { 2.0 * q } else { q };
         ops.push(self.gemm(
             OpKind::QkvProj,
             count,
             t,
-            qo + 2.0 * kv,
+            qo + kv,
             h,
             m.dtypes.attention,
             FixedCost::Own,
@@ -732,7 +739,7 @@ impl<'a> CostContext<'a> {
             count,
             t,
             h,
-            q,
+            o,
             m.dtypes.attention,
             FixedCost::Own,
         ));
@@ -916,7 +923,8 @@ impl<'a> CostContext<'a> {
         ops: &mut Vec<Op>,
     ) {
         let m = self.model;
-        let mla = matches!(m.attention, Attention::Mla { .. });
+        let attn = m.attention_of(mixer).expect("softmax mixer");
+        let mla = matches!(attn, Attention::Mla { .. });
         let core = CoreDims {
             count,
             heads,
@@ -937,11 +945,18 @@ impl<'a> CostContext<'a> {
         // then p·c_kv: 2·heads·(2·kv_lora + rope) FLOP per cached token);
         // prefill tokens attend with K and V decompressed by kv_b_proj
         // (2·heads·(nope + rope + v)).
-        let (decode_form, prefill_form) = match &m.attention {
-            Attention::Gqa { .. } => (
-                (4.0 * heads * head_dim, head_dim),
-                (4.0 * heads * head_dim, head_dim),
-            ),
+        let (decode_form, prefill_form) = match attn {
+            Attention::Gqa {
+                head_dim: key_dim,
+                values,
+                ..
+            } => {
+                // q·k over the key width, p·v over the value width (the
+                // same scale as `head_dim`, which the caller may set).
+                let v = head_dim * values.head_dim(*key_dim) as f64 / *key_dim as f64;
+                let per_pair = 2.0 * heads * (head_dim + v);
+                ((per_pair, head_dim), (per_pair, head_dim))
+            }
             Attention::Mla {
                 kv_lora_rank,
                 qk_rope_head_dim,

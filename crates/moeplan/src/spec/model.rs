@@ -21,7 +21,9 @@
 use super::{Problem, Problems, SpecError};
 use crate::bounds::{self, Range};
 use crate::dtype::DType;
-use crate::model::{Attention, Dtypes, Ffn, Gating, Layer, Mixer, Model, Moe};
+use crate::model::{
+    Attention, Dtypes, Ffn, Gating, Layer, Mixer, Model, Moe, NormPlacement, Values,
+};
 use crate::quantity::parse_params;
 use crate::spec::source::Source;
 use schemars::JsonSchema;
@@ -170,6 +172,8 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         vocab_size: vocab,
         tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
         attention,
+        sliding_attention: None,
+        norms: NormPlacement::Pre,
         indexer: None,
         linear_attention: None,
         mamba: None,
@@ -227,6 +231,7 @@ fn gqa(a: &RawAttention, n_heads: u64, hidden: u64, pr: &mut Problems) -> Attent
         n_heads,
         n_kv_heads: n_kv,
         head_dim,
+        values: Values::Projected { head_dim },
         qkv_bias: a.qkv_bias.unwrap_or(false),
         o_bias: false,
         qk_norm: a.qk_norm.unwrap_or(false),

@@ -17,7 +17,7 @@ use moeplan::calibration::Calibration;
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::Layout;
-use moeplan::model::{Attention, Mixer, Model};
+use moeplan::model::{Attention, Mixer, Model, Values};
 use moeplan::ops::{CostContext, FixedCost, Op, OpKind, StepShape};
 use moeplan::profile::Profile;
 use moeplan::units::Bytes;
@@ -407,6 +407,7 @@ fn gqa_model(base: &Model, heads: u64, kv: u64, d: u64, kv_cache: DType) -> Mode
         n_heads: heads,
         n_kv_heads: kv,
         head_dim: d,
+        values: Values::Projected { head_dim: d },
         qkv_bias: false,
         o_bias: false,
         qk_norm: false,

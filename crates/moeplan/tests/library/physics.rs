@@ -949,3 +949,110 @@ fn mimo_7b_by_hand() {
     assert_eq!(m.params().total.value(), 7_622_619_136.0);
     assert!(m.assumptions.iter().any(|a| a.contains("MTP")));
 }
+
+/// MiMo-V2-Flash (published: 309B total, 15B active; Xiaomi's release and
+/// the SGLang day-0 post). Attention differs by layer: 9 full layers
+/// (`hybrid_layer_pattern` 0) of 64 heads, 4 KV heads, q/k head 192 and v
+/// head 128: 4096 × (12288 + 768 + 512 + 8192) = 89,128,960; 39 sliding
+/// layers of 8 KV heads and a sink per head: 4096 × (12288 + 1536 + 1024 +
+/// 8192) + 64 = 94,371,904 → 4,482,664,896. Layer 0 is dense (3 × 4096 ×
+/// 16384 = 201,326,592); 47 MoE layers of 256 experts × 3 × 4096 × 2048
+/// = 302,795,194,368 and a router with a correction bias 47 × (256 ×
+/// 4096 + 256) = 49,295,104; embedding and LM head 2 × 152576 × 4096 =
+/// 1,249,902,592; norms 48 × 2 × 4096 + 4096 = 397,312 → 308,778,780,864.
+/// Active with 8 of 256 experts: 15,445,936,320 (the published 15B,
+/// rounded). KV cache per token, bf16: 9 × 4 × (192 + 128) × 2 B + 39 ×
+/// 8 × 320 × 2 B = 222,720 B; at a 1024-token context the sliding layers
+/// hold their 128-token window: 9 × 2560 × 1024 + 39 × 5120 × 128.
+#[test]
+fn mimo_v2_flash_is_309b_with_15b_active() {
+    check_total("mimo-v2-flash", 309e9, 0.01);
+    let m = model("mimo-v2-flash");
+    let p = m.params();
+    assert_eq!(p.total.value(), 308_778_780_864.0);
+    assert_eq!(p.active.value(), 15_445_936_320.0);
+    assert!(within(p.active.value(), 15e9, 0.035));
+    assert_eq!(m.kv_bytes_per_token().value(), 222_720.0);
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let layout = Layout {
+        tp: 8,
+        ep: 8,
+        ..Layout::default()
+    };
+    let mem = memory::memory(&m, &gpu, &layout, &EngineConfig::default(), 0, 8, 1024);
+    // Per GPU at tp 8: sliding layers split their 8 KV heads, full layers
+    // replicate their 4 (each GPU holds one): 9 × 640 × 1024 + 39 × 640 × 128.
+    let per_request = 9.0 * 640.0 * 1024.0 + 39.0 * 640.0 * 128.0;
+    assert!(
+        within(mem.kv_bytes_per_request.value(), per_request, 1e-9),
+        "{}",
+        mem.kv_bytes_per_request.value()
+    );
+}
+
+/// Gemma-4-26B-A4B (published: 25.2B total, 3.8B active, for the language
+/// model; the vision encoder, "~550M", is stated apart; Google's model
+/// card as quoted by vast.ai and the Gemma 4 wiki). 25 sliding layers (16
+/// heads, 8 KV heads of 256): 2816 × (4096 + 2048 + 2048) + 4096 × 2816 =
+/// 34,603,008; 5 global layers (2 KV heads of 512 whose keys are the values,
+/// no v_proj): 2816 × (8192 + 1024) + 8192 × 2816 = 49,020,928 → attention
+/// 1,110,179,840. Every layer keeps its dense GeGLU MLP, 3 × 2816 × 2112
+/// (30 × = 535,265,280), beside 128 experts of 3 × 2816 × 704 (30 × =
+/// 22,837,985,280) and a router with a per-expert scale 30 × (2816 × 128 +
+/// 128) = 10,817,280. Norms: eight of 2816 and a layer scalar per layer,
+/// q/k norms (25 × 512 + 5 × 1024), the final norm = 696,606; the tied
+/// embedding 262144 × 2816 = 738,197,504 → 25,233,141,790 for the language
+/// model (+0.13%). Active with 8 experts: 3,822,530,590. The tower, read as
+/// gated ViT blocks: 572,788,224. KV cache per token, bf16: 25 × 8 × 512
+/// × 2 B + 5 × 2 × 1024 × 2 B = 225,280 B, the sliding layers holding at
+/// most their 1024-token window.
+#[test]
+fn gemma_4_26b_a4b_is_25_2b_with_3_8b_active() {
+    let m = model("gemma-4-26b-a4b");
+    let p = m.params();
+    let vision = p.by_component[&Component::VisionEncoder].total.value();
+    assert_eq!(vision, 572_788_224.0);
+    let text = p.total.value() - vision;
+    assert_eq!(text, 25_233_141_790.0);
+    assert!(within(text, 25.2e9, 0.01));
+    assert_eq!(p.active.value(), 3_822_530_590.0);
+    assert!(within(p.active.value(), 3.8e9, 0.01));
+    assert!(within(vision, 550e6, 0.05));
+    assert_eq!(m.kv_bytes_per_token().value(), 225_280.0);
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let mem = memory::memory(
+        &m,
+        &gpu,
+        &Layout::default(),
+        &EngineConfig::default(),
+        0,
+        1,
+        8192,
+    );
+    let per_request = 25.0 * 8192.0 * 1024.0 + 5.0 * 4096.0 * 8192.0;
+    assert!(
+        within(mem.kv_bytes_per_request.value(), per_request, 1e-9),
+        "{}",
+        mem.kv_bytes_per_request.value()
+    );
+}
+
+/// Gemma-4-31B (dense; published 30.7B for the language model, NVIDIA's
+/// NVFP4 release): 50 sliding layers (32 heads, 16 KV heads of 256):
+/// 5376 × 24576 = 132,120,576; 10 global layers (4 KV heads of 512, keys as
+/// values): 5376 × 34816 = 187,170,816 → 8,477,736,960; MLPs 60 × 3 × 5376
+/// × 21504 = 20,808,990,720; norms 1,331,516; tied embedding 262144 × 5376
+/// = 1,409,286,144 → 30,697,345,340. The release keeps attention in bf16
+/// (its `ignore` list), the MLPs in NVFP4, and caches fp8: 50 × 16 × 512 +
+/// 10 × 4 × 1024 = 450,560 B per token.
+#[test]
+fn gemma_4_31b_is_30_7b() {
+    let m = model("gemma-4-31b-it-nvfp4");
+    let p = m.params();
+    let vision = p.by_component[&Component::VisionEncoder].total.value();
+    assert_eq!(p.total.value() - vision, 30_697_345_340.0);
+    assert!(within(p.total.value() - vision, 30.7e9, 0.01));
+    assert_eq!(m.dtypes.attention, moeplan::dtype::DType::Bf16);
+    assert_eq!(m.dtypes.dense, moeplan::dtype::DType::Nvfp4);
+    assert_eq!(m.kv_bytes_per_token().value(), 450_560.0);
+}
