@@ -9,7 +9,7 @@
 use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{
-    Attention, Dtypes, Ffn, Gating, Layer, LinearAttention, Mamba2, Mixer, Model, Moe,
+    Attention, Dtypes, Ffn, Gating, Layer, LinearAttention, LinearGates, Mamba2, Mixer, Model, Moe,
     NormPlacement, SparseIndexer, Values, VisionBlocks, VisionEncoder, VisionProjector,
 };
 use crate::spec::source::Source;
@@ -556,6 +556,7 @@ fn gated_delta_net(mut m: Model, c: &Cfg, pr: &mut Problems) -> Model {
         key_head_dim: c.u64("linear_key_head_dim", pr),
         value_head_dim: c.u64("linear_value_head_dim", pr),
         conv_kernel: c.u64("linear_conv_kernel_dim", pr),
+        gates: LinearGates::GatedDeltaNet,
     });
     let n = m.layers.len();
     let types = c.array("layer_types");
@@ -851,6 +852,7 @@ fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         qk_nope_head_dim: c.u64("qk_nope_head_dim", pr),
         qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
         v_head_dim: c.u64("v_head_dim", pr),
+        output_gate: false,
     };
     if c.has("index_topk") {
         m.indexer = Some(SparseIndexer {

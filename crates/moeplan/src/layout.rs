@@ -422,7 +422,7 @@ impl Layout {
                     + p.latent)
                     / 1e9
                     + match l.mixer {
-                        Mixer::Full | Mixer::Sliding { .. } => 0.1,
+                        Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. } => 0.1,
                         Mixer::Linear | Mixer::Mamba | Mixer::Absent => 0.0,
                     }
                     + match l.ffn {

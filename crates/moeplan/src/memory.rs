@@ -68,7 +68,9 @@ pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mi
             } else {
                 1
             };
-            full * (local as f64 / *n_kv_heads as f64)
+            // The indexer's one key head is whole on every GPU.
+            let index = Bytes(m.indexer_key_dim(mixer) as f64 * m.dtypes.kv_cache.bytes());
+            (full - index) * (local as f64 / *n_kv_heads as f64) + index
         }
         Attention::Mla { .. } => full,
     }
@@ -191,7 +193,7 @@ fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, cont
                 b += m.state_bytes_per_layer(layer.mixer) / layout.tp as f64
             }
             Mixer::Absent => {}
-            mixer @ (Mixer::Full | Mixer::Sliding { .. }) => {
+            mixer @ (Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. }) => {
                 b += kv_bytes_per_token_layer_gpu(m, layout, mixer)
                     * (layer.kept_tokens(context) as f64 / layout.cp as f64).ceil()
             }

@@ -19,8 +19,13 @@ use std::collections::BTreeMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Mixer {
-    /// Full causal softmax attention.
+    /// Full causal softmax attention (through the model's sparse indexer,
+    /// `Model::indexer`, when it has one).
     Full,
+    /// Full causal softmax attention over every cached token although the
+    /// model has a sparse indexer: the layers before its sparse ones
+    /// (MiniMax-M3's first three), which cache no indexer keys.
+    FullDense,
     /// Sliding-window (or chunked local) attention over the last `window` tokens.
     Sliding {
         /// Tokens a query attends to, and the KV tokens the layer keeps.
@@ -122,6 +127,9 @@ pub enum Attention {
         qk_rope_head_dim: u64,
         /// Per-head value dimension.
         v_head_dim: u64,
+        /// A sigmoid gate on the attention output, projected from the
+        /// hidden state (`g_proj`, hidden → heads × v_head_dim: Kimi-K3).
+        output_gate: bool,
     },
 }
 
@@ -170,6 +178,26 @@ pub enum NormPlacement {
     /// normed apart (after the dense MLP, before and after the experts) and
     /// its router normalises its input with a learned scale.
     Sandwich,
+    /// Kimi-K3's attention residuals: each block (mixer, FFN) takes its
+    /// input as a softmax over depth of the earlier blocks' outputs,
+    /// summed per run of `block_size` layers, each with an RMSNorm and a
+    /// learned pseudo-query (one weight vector each) beside its pre-norm;
+    /// the final output likewise.
+    AttentionResiduals {
+        /// Layers summed into one stored residual.
+        block_size: u64,
+    },
+}
+
+impl NormPlacement {
+    /// Norm-like weight vectors of the hidden width per block of a layer.
+    fn vectors_per_block(self) -> f64 {
+        match self {
+            NormPlacement::Pre => 1.0,
+            NormPlacement::Sandwich => 2.0,
+            NormPlacement::AttentionResiduals { .. } => 3.0,
+        }
+    }
 }
 
 impl Attention {
@@ -199,7 +227,9 @@ pub struct SparseIndexer {
     pub topk: u64,
 }
 
-/// Gated-DeltaNet style linear attention (Qwen3-Next / Qwen3.5).
+/// Delta-rule linear attention: Gated DeltaNet (Qwen3-Next / Qwen3.5) or
+/// Kimi Delta Attention (Kimi-K3), which keep the same per-head dk × dv
+/// state and differ in their gates (`LinearGates`).
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LinearAttention {
     /// Key heads.
@@ -212,6 +242,57 @@ pub struct LinearAttention {
     pub value_head_dim: u64,
     /// Causal convolution width.
     pub conv_kernel: u64,
+    /// How the decay and output gates are projected.
+    pub gates: LinearGates,
+}
+
+/// The gates of a delta-rule linear-attention layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum LinearGates {
+    /// Gated DeltaNet: one decay (`a`, with `A_log` and `dt_bias`) and one
+    /// β per value head; the output gate `z` is a full-width projection
+    /// fused into `in_proj`.
+    GatedDeltaNet,
+    /// Kimi Delta Attention: a decay per key channel through a low-rank
+    /// pair (hidden → `decay_rank` → key channels, `f_a`/`f_b`) with a
+    /// `dt_bias` per channel and an `A_log` per head; β per head
+    /// (`b_proj`); the output gate full rank (`g_proj`, None) or a
+    /// low-rank pair of `output_gate_rank` (`g_a`/`g_b`, Kimi-Linear-48B).
+    KimiDelta {
+        /// Rank of the decay projection (the head dim in Kimi's code).
+        decay_rank: u64,
+        /// Rank of the output gate's projection; None: full rank.
+        output_gate_rank: Option<u64>,
+    },
+}
+
+impl LinearAttention {
+    /// Channels of q, k and v (what the short convolution runs over).
+    pub fn qkv_dim(&self) -> u64 {
+        2 * self.n_key_heads * self.key_head_dim + self.n_value_heads * self.value_head_dim
+    }
+
+    /// Columns of the projections from the hidden state on one GPU of a
+    /// `tp`-way split (heads split, Kimi's low-rank first halves whole),
+    /// with the low-rank second halves (rank → this GPU's channels)
+    /// folded in as the columns of equal weight and FLOP.
+    pub(crate) fn in_proj_columns(&self, tp: f64, hidden: f64) -> f64 {
+        let (nk, nv) = (self.n_key_heads as f64 / tp, self.n_value_heads as f64 / tp);
+        let (dk, dv) = (self.key_head_dim as f64, self.value_head_dim as f64);
+        match self.gates {
+            // q, k, v, z and the per-head β and decay.
+            LinearGates::GatedDeltaNet => 2.0 * nk * dk + 2.0 * nv * dv + 2.0 * nv,
+            LinearGates::KimiDelta {
+                decay_rank,
+                output_gate_rank,
+            } => {
+                let low_rank = |r: u64, out: f64| r as f64 * (1.0 + out / hidden);
+                let gate = output_gate_rank.map_or(nv * dv, |r| low_rank(r, nv * dv));
+                2.0 * nk * dk + nv * dv + gate + nv + low_rank(decay_rank, nk * dk)
+            }
+        }
+    }
 }
 
 /// A Mamba-2 mixer (Nemotron-H): `d_inner = n_heads × head_dim`.
@@ -551,11 +632,12 @@ impl Model {
             ..LayerParams::default()
         };
         match layer.mixer {
-            Mixer::Full | Mixer::Sliding { .. } => {
+            Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. } => {
                 let attn = self.attention_of(layer.mixer).expect("softmax mixer");
-                self.softmax_attention_params(attn, &mut p)
+                self.softmax_attention_params(attn, &mut p);
+                self.indexer_params(attn, layer.mixer, &mut p);
             }
-            Mixer::Linear => p.linear_attn = self.gated_delta_net_params(),
+            Mixer::Linear => p.linear_attn = self.delta_rule_params(),
             Mixer::Mamba => p.linear_attn = self.mamba_params(),
             Mixer::Absent => {}
         }
@@ -578,14 +660,15 @@ impl Model {
     fn layer_norm_params(&self, layer: &Layer) -> f64 {
         let h = self.hidden_size as f64;
         let blocks = layer.blocks() as f64;
+        let vectors = self.norms.vectors_per_block() * blocks * h;
         match self.norms {
-            NormPlacement::Pre => blocks * h,
+            NormPlacement::Pre | NormPlacement::AttentionResiduals { .. } => vectors,
             NormPlacement::Sandwich => {
                 let branches = match layer.ffn {
                     Ffn::Moe => 4.0 * h,
                     Ffn::Dense | Ffn::Absent => 0.0,
                 };
-                2.0 * blocks * h + branches + 1.0
+                vectors + branches + 1.0
             }
         }
     }
@@ -595,11 +678,24 @@ impl Model {
     /// mixers without softmax attention.
     pub fn attention_of(&self, mixer: Mixer) -> Option<&Attention> {
         match mixer {
-            Mixer::Full => Some(&self.attention),
+            Mixer::Full | Mixer::FullDense => Some(&self.attention),
             Mixer::Sliding { .. } => {
                 Some(self.sliding_attention.as_ref().unwrap_or(&self.attention))
             }
             Mixer::Linear | Mixer::Mamba | Mixer::Absent => None,
+        }
+    }
+
+    /// The sparse indexer a layer with `mixer` attends through: the
+    /// model's, on its full-attention layers only.
+    pub fn indexer_of(&self, mixer: Mixer) -> Option<&SparseIndexer> {
+        match mixer {
+            Mixer::Full => self.indexer.as_ref(),
+            Mixer::FullDense
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent => None,
         }
     }
 
@@ -609,11 +705,15 @@ impl Model {
         std::iter::once(&self.attention).chain(self.sliding_attention.as_ref())
     }
 
-    /// One Gated-DeltaNet layer: in_proj for q, k, v and the output gate z;
-    /// b and a gates per value head; depthwise causal conv over q, k, v; dt
-    /// bias and A per value head; gated RMSNorm over the value head dim;
-    /// output projection.
-    fn gated_delta_net_params(&self) -> f64 {
+    /// One delta-rule linear-attention layer (`LinearGates`). Gated
+    /// DeltaNet: in_proj for q, k, v and the output gate z; b and a gates
+    /// per value head; depthwise causal conv over q, k, v; dt bias and A
+    /// per value head; gated RMSNorm over the value head dim; output
+    /// projection. Kimi Delta Attention: q, k, v projections and their
+    /// convolutions; the decay's low-rank pair, a dt bias per key channel
+    /// and an A per head; β per head; the output gate (full rank or a
+    /// low-rank pair); the gated RMSNorm and the output projection.
+    fn delta_rule_params(&self) -> f64 {
         let h = self.hidden_size as f64;
         let la = self
             .linear_attention
@@ -622,12 +722,33 @@ impl Model {
         let (nk, nv) = (la.n_key_heads as f64, la.n_value_heads as f64);
         let (dk, dv) = (la.key_head_dim as f64, la.value_head_dim as f64);
         let qkv = 2.0 * nk * dk + nv * dv;
-        h * (qkv + nv * dv)
-            + h * 2.0 * nv
-            + qkv * la.conv_kernel as f64
-            + 2.0 * nv
-            + dv
-            + nv * dv * h
+        match la.gates {
+            LinearGates::GatedDeltaNet => {
+                h * (qkv + nv * dv)
+                    + h * 2.0 * nv
+                    + qkv * la.conv_kernel as f64
+                    + 2.0 * nv
+                    + dv
+                    + nv * dv * h
+            }
+            LinearGates::KimiDelta {
+                decay_rank,
+                output_gate_rank,
+            } => {
+                let low_rank = |r: u64, out: f64| r as f64 * (h + out);
+                let keys = nk * dk;
+                let gate = output_gate_rank.map_or(h * nv * dv, |r| low_rank(r, nv * dv));
+                h * qkv
+                    + qkv * la.conv_kernel as f64
+                    + low_rank(decay_rank, keys)
+                    + keys
+                    + nv
+                    + h * nv
+                    + gate
+                    + dv
+                    + nv * dv * h
+            }
+        }
     }
 
     /// One Mamba-2 mixer: in_proj hidden → (z, x, B, C, dt), the depthwise
@@ -720,6 +841,7 @@ impl Model {
                 qk_nope_head_dim,
                 qk_rope_head_dim,
                 v_head_dim,
+                output_gate,
             } => {
                 let nh = *n_heads as f64;
                 let qk_head = (*qk_nope_head_dim + *qk_rope_head_dim) as f64;
@@ -737,13 +859,34 @@ impl Model {
                 p.norms += kvr; // kv_a_layernorm
                 p.attn_sharded += kvr * nh * (*qk_nope_head_dim + *v_head_dim) as f64; // kv_b_proj
                 p.attn_sharded += nh * *v_head_dim as f64 * h; // o_proj
-                if let Some(ix) = &self.indexer {
-                    // wq_b from the q latent, wk from the hidden state, k LayerNorm
-                    // (weight and bias), per-head weights projection.
-                    let q_in = q_lora_rank.map(|r| r as f64).unwrap_or(h);
-                    let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
-                    p.attn_replicated += q_in * ih * id + h * id + 2.0 * id + h * ih;
+                if *output_gate {
+                    p.attn_sharded += h * nh * *v_head_dim as f64; // g_proj
                 }
+            }
+        }
+    }
+
+    /// The sparse indexer's weights in a layer with `mixer` of shape
+    /// `attn` (none without one). DSA beside MLA: wq_b from the q latent,
+    /// wk from the hidden state, a k LayerNorm (weight and bias), a per-head
+    /// weights projection, all replicated. MiniMax-M3's beside GQA: an
+    /// index q projection split with the heads, one replicated index key
+    /// head, q and k norms over the index head dim.
+    fn indexer_params(&self, attn: &Attention, mixer: Mixer, p: &mut LayerParams) {
+        let Some(ix) = self.indexer_of(mixer) else {
+            return;
+        };
+        let h = self.hidden_size as f64;
+        let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
+        match attn {
+            Attention::Mla { q_lora_rank, .. } => {
+                let q_in = q_lora_rank.map(|r| r as f64).unwrap_or(h);
+                p.attn_replicated += q_in * ih * id + h * id + 2.0 * id + h * ih;
+            }
+            Attention::Gqa { .. } => {
+                p.attn_sharded += h * ih * id;
+                p.attn_replicated += h * id;
+                p.norms += 2.0 * id;
             }
         }
     }
@@ -764,6 +907,11 @@ impl Model {
             add(Component::LmHead, v * h, v * h);
         }
         add(Component::Norms, h, h); // final norm
+        match self.norms {
+            // The output's own norm and pseudo-query over the stored residuals.
+            NormPlacement::AttentionResiduals { .. } => add(Component::Norms, 2.0 * h, 2.0 * h),
+            NormPlacement::Pre | NormPlacement::Sandwich => {}
+        }
         let k = self.moe.as_ref().map_or(0, |m| m.experts_per_token) as f64;
         let mut memo = LayerParamsMemo::new(self);
         for layer in &self.layers {
@@ -854,14 +1002,23 @@ impl Model {
                 head_dim,
                 values,
                 ..
-            } => n_kv_heads * (head_dim + values.head_dim(*head_dim)),
+            } => {
+                n_kv_heads * (head_dim + values.head_dim(*head_dim))
+                    + self.indexer_key_dim(layer.mixer)
+            }
             Attention::Mla {
                 kv_lora_rank,
                 qk_rope_head_dim,
                 ..
-            } => kv_lora_rank + qk_rope_head_dim + self.indexer.as_ref().map_or(0, |i| i.head_dim),
+            } => kv_lora_rank + qk_rope_head_dim + self.indexer_key_dim(layer.mixer),
         };
         Bytes(elems as f64 * b)
+    }
+
+    /// Elements of the indexer's key one token adds in a layer with
+    /// `mixer` (one head of the index dim; 0 without an indexer).
+    pub(crate) fn indexer_key_dim(&self, mixer: Mixer) -> u64 {
+        self.indexer_of(mixer).map_or(0, |i| i.head_dim)
     }
 
     /// KV cache bytes per token of context summed over all layers, for a
@@ -888,7 +1045,7 @@ impl Model {
         match mixer {
             Mixer::Linear => self.linear_state_bytes_per_layer(),
             Mixer::Mamba => self.mamba_state_bytes_per_layer(),
-            Mixer::Full | Mixer::Sliding { .. } | Mixer::Absent => Bytes::ZERO,
+            Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. } | Mixer::Absent => Bytes::ZERO,
         }
     }
 
@@ -986,8 +1143,9 @@ impl Model {
                 Flop(6.0 * (mb.d_inner() * mb.state_size) as f64)
             }
             Mixer::Absent => Flop::ZERO,
-            Mixer::Full | Mixer::Sliding { .. } => {
+            Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. } => {
                 let seen = layer.kept_tokens(context) as f64;
+                let indexer = self.indexer_of(layer.mixer);
                 match self.attention_of(layer.mixer).expect("softmax mixer") {
                     Attention::Gqa {
                         n_heads,
@@ -995,9 +1153,17 @@ impl Model {
                         values,
                         ..
                     } => {
-                        // q·k over head_dim, p·v over the value head dim.
+                        // q·k over head_dim, p·v over the value head dim,
+                        // for the top-k tokens an indexer lets through
+                        // after its pass over all of them.
                         let width = *head_dim + values.head_dim(*head_dim);
-                        Flop(2.0 * (*n_heads * width) as f64 * seen)
+                        match indexer {
+                            None => Flop(2.0 * (*n_heads * width) as f64 * seen),
+                            Some(ix) => Flop(
+                                2.0 * (*n_heads * width) as f64 * seen.min(ix.topk as f64)
+                                    + 2.0 * (ix.n_heads * ix.head_dim) as f64 * seen,
+                            ),
+                        }
                     }
                     Attention::Mla {
                         n_heads,
@@ -1007,13 +1173,11 @@ impl Model {
                     } => {
                         // Absorbed form (what decode kernels run): scores over the
                         // latent plus rope part, weighted sum over the latent.
-                        let read = match &self.indexer {
+                        let read = match indexer {
                             Some(ix) => seen.min(ix.topk as f64),
                             None => seen,
                         };
-                        let index = self
-                            .indexer
-                            .as_ref()
+                        let index = indexer
                             .map_or(0.0, |ix| 2.0 * (ix.n_heads * ix.head_dim) as f64 * seen);
                         Flop(
                             2.0 * *n_heads as f64
@@ -1061,7 +1225,11 @@ impl Layer {
     pub(crate) fn blocks(&self) -> u32 {
         let mixer = match self.mixer {
             Mixer::Absent => 0,
-            Mixer::Full | Mixer::Sliding { .. } | Mixer::Linear | Mixer::Mamba => 1,
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba => 1,
         };
         let ffn = match self.ffn {
             Ffn::Absent => 0,
@@ -1073,7 +1241,7 @@ impl Layer {
     /// Tokens of a `context`-token sequence this layer keeps in its cache.
     pub(crate) fn kept_tokens(&self, context: u64) -> u64 {
         match self.mixer {
-            Mixer::Full => context,
+            Mixer::Full | Mixer::FullDense => context,
             Mixer::Sliding { window } => context.min(window),
             Mixer::Linear | Mixer::Mamba | Mixer::Absent => 0,
         }

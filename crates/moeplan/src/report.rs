@@ -348,7 +348,7 @@ fn attention_shape_inputs(a: &Attention, h: u64) -> (&'static str, Vec<(&'static
             inputs.push(("hidden", h.to_string()));
             (formula, inputs)
         }
-        Attention::Mla { n_heads, q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim } => (
+        Attention::Mla { n_heads, q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim, .. } => (
             "per layer: hidden × q_lora + q_lora × heads × (nope + rope) + hidden × (kv_lora + rope) + kv_lora × heads × (nope + v) + heads × v × hidden (+ indexer, norms)",
             vec![
                 ("heads", n_heads.to_string()),
@@ -378,7 +378,12 @@ fn kv_cache_derivation(m: &Model) -> Derivation {
     let softmax_layers = m
         .layers
         .iter()
-        .filter(|l| matches!(l.mixer, Mixer::Full | Mixer::Sliding { .. }))
+        .filter(|l| {
+            matches!(
+                l.mixer,
+                Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. }
+            )
+        })
         .count();
     inputs.push(("softmax_layers", softmax_layers.to_string()));
     if m.sliding_attention.is_some() {
@@ -467,6 +472,7 @@ fn layer_runs(m: &Model) -> Vec<LayerRun> {
         let l = &m.layers[i];
         let mixer = match l.mixer {
             Mixer::Full => "full".to_string(),
+            Mixer::FullDense => "full (no indexer)".to_string(),
             Mixer::Sliding { window } => format!("sliding({window})"),
             Mixer::Linear => "linear".to_string(),
             Mixer::Mamba => "mamba2".to_string(),

@@ -16,7 +16,7 @@ use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::kv_bytes_per_token_layer_gpu;
-use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe, Values};
+use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe, NormPlacement, Values};
 use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
 use serde::Serialize;
 
@@ -131,6 +131,28 @@ struct MlaDims {
     rope: f64,
     /// Per-head value dimension.
     v: f64,
+    /// Columns of the output gate's projection on this GPU (0 without one).
+    gate: f64,
+    /// The indexer the layer attends through, if any.
+    indexer: Option<IndexerDims>,
+}
+
+/// A sparse indexer's widths, as the ops of one layer read them.
+#[derive(Clone, Copy, Debug)]
+struct IndexerDims {
+    /// Indexer heads.
+    n_heads: u64,
+    /// Indexer head dimension (also its cached key size).
+    head_dim: u64,
+}
+
+impl IndexerDims {
+    fn of(m: &Model, mixer: Mixer) -> Option<Self> {
+        m.indexer_of(mixer).map(|ix| IndexerDims {
+            n_heads: ix.n_heads,
+            head_dim: ix.head_dim,
+        })
+    }
 }
 
 /// What the decode and prefill parts of one layer's attention core share.
@@ -148,6 +170,8 @@ struct CoreDims {
     window: f64,
     /// Keys DSA's indexer lets a query read (infinite without it).
     topk: f64,
+    /// The indexer whose pass over every cached key precedes the read.
+    indexer: Option<IndexerDims>,
 }
 
 /// Query-key pairs that `full` new tokens after `s0` cached ones attend
@@ -608,15 +632,21 @@ impl<'a> CostContext<'a> {
         }
         // Two blocks (mixer and FFN) make a whole layer's norms and residuals.
         let share = layer.blocks() as f64 / 2.0;
-        ops.push(self.elementwise(
-            OpKind::NormsResidual,
-            count,
-            Bytes(t * h * 2.0 * 6.0 * share),
-            4.0 * share,
-        ));
+        let mut bytes = Bytes(t * h * 2.0 * 6.0 * share);
+        if let NormPlacement::AttentionResiduals { block_size } = self.model.norms {
+            // Each block also reads and norms the stored block residuals:
+            // on average half of the model's, and the running sum.
+            let stored = self.model.n_layers().div_ceil(block_size.max(1) as usize) as f64;
+            bytes += Bytes(t * h * 2.0 * (stored / 2.0 + 1.0) * layer.blocks() as f64);
+        }
+        ops.push(self.elementwise(OpKind::NormsResidual, count, bytes, 4.0 * share));
         match layer.mixer {
             Mixer::Absent => {}
-            mixer @ (Mixer::Full | Mixer::Sliding { .. } | Mixer::Linear | Mixer::Mamba) => {
+            mixer @ (Mixer::Full
+            | Mixer::FullDense
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba) => {
                 self.mixer_ops(mixer, count, s, t, ops);
                 self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
             }
@@ -651,7 +681,7 @@ impl<'a> CostContext<'a> {
             Mixer::Linear => self.linear_ops(count, s, t, ops),
             Mixer::Mamba => self.mamba_ops(count, s, t, ops),
             Mixer::Absent => {}
-            mixer @ (Mixer::Full | Mixer::Sliding { .. }) => {
+            mixer @ (Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. }) => {
                 match *self.model.attention_of(mixer).expect("softmax mixer") {
                     Attention::Gqa {
                         n_heads,
@@ -677,14 +707,22 @@ impl<'a> CostContext<'a> {
                         qk_nope_head_dim,
                         qk_rope_head_dim,
                         v_head_dim,
+                        output_gate,
                     } => {
+                        let heads = n_heads as f64 / tp;
                         let d = MlaDims {
-                            heads: n_heads as f64 / tp,
+                            heads,
                             q_lora: q_lora_rank.map(|r| r as f64),
                             kv_lora: kv_lora_rank as f64,
                             nope: qk_nope_head_dim as f64,
                             rope: qk_rope_head_dim as f64,
                             v: v_head_dim as f64,
+                            gate: if output_gate {
+                                heads * v_head_dim as f64
+                            } else {
+                                0.0
+                            },
+                            indexer: IndexerDims::of(self.model, mixer),
                         };
                         self.mla_ops(count, s, mixer, t, &d, ops);
                     }
@@ -725,6 +763,20 @@ impl<'a> CostContext<'a> {
             m.dtypes.attention,
             FixedCost::Own,
         ));
+        if let Some(ix) = IndexerDims::of(m, mixer) {
+            // MiniMax-M3's index q (split with the heads) and its one
+            // replicated index key head, both from the hidden state.
+            let id = ix.head_dim as f64;
+            ops.push(self.gemm(
+                OpKind::DsaIndexerProj,
+                count,
+                t,
+                ix.n_heads as f64 * id / tp + id,
+                h,
+                m.dtypes.attention,
+                FixedCost::Own,
+            ));
+        }
         self.attention_core(
             count,
             s,
@@ -786,7 +838,7 @@ impl<'a> CostContext<'a> {
                     OpKind::MlaQAKvAProj,
                     count,
                     t,
-                    r + kvl + rope,
+                    r + kvl + rope + d.gate,
                     h,
                     w,
                     FixedCost::InModule,
@@ -798,7 +850,7 @@ impl<'a> CostContext<'a> {
                     OpKind::MlaKvAProj,
                     count,
                     t,
-                    kvl + rope,
+                    kvl + rope + d.gate,
                     h,
                     w,
                     FixedCost::InModule,
@@ -831,7 +883,7 @@ impl<'a> CostContext<'a> {
         if decode > 0.0 {
             parts.push(self.mla_absorb(count, d, decode));
         }
-        if let Some(ix) = &m.indexer {
+        if let Some(ix) = d.indexer {
             let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
             parts.push(self.gemm(
                 OpKind::DsaIndexerProj,
@@ -932,12 +984,14 @@ impl<'a> CostContext<'a> {
             kv_tok: kv_bytes_per_token_layer_gpu(m, &self.layout, mixer),
             window: match mixer {
                 Mixer::Sliding { window } => window as f64,
-                Mixer::Full | Mixer::Linear | Mixer::Mamba | Mixer::Absent => f64::INFINITY,
+                Mixer::Full | Mixer::FullDense | Mixer::Linear | Mixer::Mamba | Mixer::Absent => {
+                    f64::INFINITY
+                }
             },
             topk: m
-                .indexer
-                .as_ref()
+                .indexer_of(mixer)
                 .map_or(f64::INFINITY, |ix| ix.topk as f64),
+            indexer: IndexerDims::of(m, mixer),
         };
         // Per query token: FLOP per attended key, and the query/key width.
         // MLA runs in two forms, and engines split a mixed batch by kind:
@@ -1007,7 +1061,7 @@ impl<'a> CostContext<'a> {
         let mut flop = Flop(b * flop_per_pair * read);
         let mut bytes =
             Bytes(core.kv_tok.0 * b * read + b * core.heads * qk_dim.max(core.head_dim) * 4.0);
-        if let Some(ix) = &self.model.indexer {
+        if let Some(ix) = core.indexer {
             flop += Flop(b * 2.0 * (ix.n_heads * ix.head_dim) as f64 * ctx);
             bytes += Bytes(b * ctx * ix.head_dim as f64);
         }
@@ -1096,7 +1150,7 @@ impl<'a> CostContext<'a> {
             OpKind::LinearAttnInProj,
             count,
             t,
-            2.0 * nk * dk + 2.0 * nv * dv + 2.0 * nv,
+            la.in_proj_columns(tp, h),
             h,
             m.dtypes.attention,
             FixedCost::Own,

@@ -308,6 +308,7 @@ fn mla(a: &RawAttention, n_heads: u64, pr: &mut Problems) -> Attention {
         qk_nope_head_dim,
         qk_rope_head_dim,
         v_head_dim,
+        output_gate: false,
     }
 }
 
