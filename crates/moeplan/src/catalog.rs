@@ -51,6 +51,7 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/kimi-k2.5.json"),
     ),
     ("kimi-k2", include_str!("../catalog/models/kimi-k2.json")),
+    ("kimi-k3", include_str!("../catalog/models/kimi-k3.json")),
     (
         "llama-3.1-70b",
         include_str!("../catalog/models/llama-3.1-70b.json"),
@@ -191,6 +192,7 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
     ("openai/gpt-oss-20b", "gpt-oss-20b", None),
     ("moonshotai/Kimi-K2.5", "kimi-k2.5", None),
     ("moonshotai/Kimi-K2-Instruct", "kimi-k2", None),
+    ("moonshotai/Kimi-K3", "kimi-k3", None),
     ("meta-llama/Llama-3.1-70B", "llama-3.1-70b", None),
     ("meta-llama/Llama-3.1-70B-Instruct", "llama-3.1-70b", None),
     ("meta-llama/Meta-Llama-3.1-70B", "llama-3.1-70b", None),

@@ -35,6 +35,8 @@ pub const SUPPORTED: &[&str] = &[
     "Glm4MoeForCausalLM",
     "GptOssForCausalLM",
     "MiniMaxM2ForCausalLM",
+    "KimiK3ForConditionalGeneration",
+    "KimiLinearForCausalLM",
     "Llama4ForConditionalGeneration",
     "Llama4ForCausalLM",
     "Gemma4ForConditionalGeneration",
@@ -57,6 +59,7 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "q_lora_rank",
             "kv_lora_rank",
             "out_hidden_size",
+            "routed_expert_hidden_size",
         ],
         bounds::HIDDEN_SIZE,
     ),
@@ -102,10 +105,15 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "n_shared_experts",
             "num_experts_per_tok",
             "experts_per_token",
+            "num_experts_per_token",
+            "num_shared_experts",
         ],
         bounds::EXPERTS,
     ),
-    (&["linear_conv_kernel_dim"], bounds::CONV_KERNEL),
+    (
+        &["linear_conv_kernel_dim", "short_conv_kernel_size"],
+        bounds::CONV_KERNEL,
+    ),
     (&["num_hidden_layers", "depth"], bounds::LAYERS),
 ];
 
@@ -391,6 +399,7 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
         "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(c, root, arch, pr),
         "NemotronHForCausalLM" => nemotron_h(c, arch, pr),
         "MiMoV2FlashForCausalLM" => mimo_v2_flash(c, arch, pr),
+        "KimiK3ForConditionalGeneration" | "KimiLinearForCausalLM" => kimi_linear(c, arch, pr),
         "Gemma4ForConditionalGeneration" => with_gemma4_vision(gemma4(c, arch, pr), root, pr),
         _ => dense(c, arch, pr),
     }
@@ -1180,6 +1189,163 @@ fn with_gemma4_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems
     m
 }
 
+/// The 1-based layer numbers Kimi's `linear_attn_config` lists under
+/// `key`, as 0-based indices below `n` (a number outside 1..=n is a
+/// problem and left out).
+fn kimi_layer_list(lc: &Cfg, key: &str, n: usize, pr: &mut Problems) -> Vec<usize> {
+    let Some(list) = lc.array(key) else {
+        pr.push(
+            Problem::at(lc.prefix, format!("missing key `{}`", lc.path(key)))
+                .hint("Kimi-Linear lists its KDA and MLA layers as 1-based layer numbers"),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for v in list {
+        match v.as_u64().map(|x| x as usize) {
+            Some(x) if (1..=n).contains(&x) => out.push(x - 1),
+            _ => pr.push(
+                Problem::at(
+                    lc.path(key),
+                    format!("{v} is not a layer number in 1..={n}"),
+                )
+                .hint("the lists number layers from 1 (Kimi's modelling code tests layer_idx + 1)"),
+            ),
+        }
+    }
+    out
+}
+
+/// Each layer's mixer from `kda_layers` (Kimi Delta Attention) and
+/// `full_attn_layers` (MLA): every layer in exactly one of them.
+fn kimi_mixers(m: &mut Model, lc: &Cfg, pr: &mut Problems) {
+    let n = m.layers.len();
+    let kda = kimi_layer_list(lc, "kda_layers", n, pr);
+    let full = kimi_layer_list(lc, "full_attn_layers", n, pr);
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        l.mixer = match (kda.contains(&i), full.contains(&i)) {
+            (true, false) => Mixer::Linear,
+            (false, true) => Mixer::Full,
+            (both, _) => {
+                let how = if both {
+                    "in both lists"
+                } else {
+                    "in neither list"
+                };
+                pr.push(
+                    Problem::at(lc.prefix, format!("layer {} is {how}", i + 1))
+                        .hint("kda_layers and full_attn_layers together number every layer once"),
+                );
+                Mixer::Full
+            }
+        };
+    }
+}
+
+/// Kimi-Linear's and Kimi-K3's MoE block: `num_experts` routed experts of
+/// `moe_intermediate_size` (in the latent `routed_expert_hidden_size`
+/// when set, K3's LatentMoE), `num_shared_experts` shared experts of the
+/// same width in the hidden width, a sigmoid router with a correction bias.
+fn kimi_moe(c: &Cfg, pr: &mut Problems) -> Moe {
+    let inter = c.u64("moe_intermediate_size", pr);
+    Moe {
+        n_routed_experts: c.u64("num_experts", pr),
+        experts_per_token: c.u64("num_experts_per_token", pr),
+        expert_intermediate_size: inter,
+        n_shared_experts: c.size_or_none("num_shared_experts", pr),
+        shared_intermediate_size: inter,
+        shared_expert_gate: false,
+        router_bias: c.str("topk_method").is_none_or(|t| t == "noaux_tc"),
+        expert_bias: false,
+        latent_size: c.opt_u64("routed_expert_hidden_size", pr),
+    }
+}
+
+/// Kimi-Linear and Kimi-K3 (`KimiLinearForCausalLM`, K3's
+/// `KimiK3ForConditionalGeneration` wrapper): Kimi Delta Attention in the
+/// layers `linear_attn_config.kda_layers` numbers, MLA (NoPE, with K3's
+/// sigmoid output gate) in `full_attn_layers`; a dense MLP in the first
+/// `first_k_dense_replace` layers, the MoE block after; K3's attention
+/// residuals (`attn_res_block_size`).
+fn kimi_linear(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    m.attention = Attention::Mla {
+        n_heads: c.u64("num_attention_heads", pr),
+        q_lora_rank: c.opt_u64("q_lora_rank", pr),
+        kv_lora_rank: c.u64("kv_lora_rank", pr),
+        qk_nope_head_dim: c.u64("qk_nope_head_dim", pr),
+        qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
+        v_head_dim: c.u64("v_head_dim", pr),
+        output_gate: c.bool("mla_use_output_gate", false),
+    };
+    let Some(lac) = c.obj.get("linear_attn_config").and_then(Value::as_object) else {
+        pr.push(
+            Problem::at(
+                c.prefix,
+                format!("missing key `{}`", c.path("linear_attn_config")),
+            )
+            .hint("Kimi-Linear states its KDA shape and layer lists in linear_attn_config"),
+        );
+        return m;
+    };
+    let path = c.path("linear_attn_config");
+    let lc = Cfg {
+        obj: lac,
+        prefix: &path,
+    };
+    let (heads, dim) = (lc.u64("num_heads", pr), lc.u64("head_dim", pr));
+    let full_rank = lc.bool("use_full_rank_gate", false);
+    m.linear_attention = Some(LinearAttention {
+        n_key_heads: heads,
+        n_value_heads: heads,
+        key_head_dim: dim,
+        value_head_dim: dim,
+        conv_kernel: lc.opt_u64("short_conv_kernel_size", pr).unwrap_or(4),
+        gates: LinearGates::KimiDelta {
+            decay_rank: dim,
+            output_gate_rank: if full_rank { None } else { Some(dim) },
+        },
+    });
+    kimi_mixers(&mut m, &lc, pr);
+    m.moe = Some(kimi_moe(c, pr));
+    let first_dense = c.obj.get("first_k_dense_replace").and_then(Value::as_u64);
+    let freq = c.opt_u64("moe_layer_freq", pr).unwrap_or(1);
+    for (i, l) in m.layers.iter_mut().enumerate() {
+        let i = i as u64;
+        if i >= first_dense.unwrap_or(0) && i.is_multiple_of(freq) {
+            l.ffn = Ffn::Moe;
+        }
+    }
+    m.dense_intermediate_size = c.u64("intermediate_size", pr);
+    if let Some(block_size) = c.opt_u64("attn_res_block_size", pr) {
+        m.norms = NormPlacement::AttentionResiduals { block_size };
+    }
+    kimi_linear_assumptions(c, &mut m);
+    m
+}
+
+/// What a Kimi-Linear / Kimi-K3 model is read as beyond its config's keys.
+fn kimi_linear_assumptions(c: &Cfg, m: &mut Model) {
+    mtp_not_counted(m, c);
+    m.assumptions.push("Kimi Delta Attention layers are costed like Gated DeltaNet's: the same per-head dk × dv state (fp32) and convolution window per sequence, the same recurrence FLOP, the attention-decode curve for the state update; their own projections (q, k, v, the low-rank channel-wise decay, β, the output gate) are counted exactly, A_log as one per head".into());
+    if c.bool("mla_use_nope", false) {
+        m.assumptions.push("the MLA layers use no RoPE (mla_use_nope): their q/k still carry the qk_rope_head_dim part and the cache its rope key, so weights and cache are counted as for MLA with RoPE".into());
+    }
+    if m.moe.as_ref().is_some_and(|x| x.latent_size.is_some())
+        && c.bool("latent_moe_use_norm", false)
+    {
+        m.assumptions.push("the routed experts' latent RMSNorm (latent_moe_use_norm, one latent-wide vector per MoE layer) is not counted".into());
+    }
+    if c.str("hidden_act") == Some("situ") {
+        m.assumptions.push("the SiTU-GLU activation (hidden_act situ) gates like SwiGLU: gate, up and down matrices".into());
+    }
+    if let NormPlacement::AttentionResiduals { block_size } = m.norms {
+        m.assumptions.push(format!("attention residuals (attn_res_block_size {block_size}) count an RMSNorm and a pseudo-query vector per block and for the output; each block's norms also read the stored block residuals (half of them on average)"));
+    }
+    m.assumptions
+        .push("the vision tower (MoonViT) is not counted: the plan is for text".into());
+}
+
 /// Semantic checks every family shares.
 fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
     for attn in m.attentions() {
@@ -1421,7 +1587,14 @@ fn dtypes(base: DType, quant: Option<&Map<String, Value>>, m: &Model) -> Dtypes 
                 .and_then(|w| w.get("type"))
                 .and_then(Value::as_str)
                 .unwrap_or("int");
+            // Kimi-K3's `mxfp4-pack-quantized`: 4-bit floats in groups of 32
+            // with a power-of-two scale, not NVFP4's 16 with an fp8 one.
+            let mx = q
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.contains("mxfp4"));
             let t = match (bits, kind) {
+                (4, "float") if mx => DType::Mxfp4,
                 (4, "float") => DType::Nvfp4,
                 (4, _) => DType::Int4,
                 (8, "float") => DType::Fp8,

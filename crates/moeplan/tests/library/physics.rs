@@ -1056,3 +1056,52 @@ fn gemma_4_31b_is_30_7b() {
     assert_eq!(m.dtypes.dense, moeplan::dtype::DType::Nvfp4);
     assert_eq!(m.kv_bytes_per_token().value(), 450_560.0);
 }
+
+/// Kimi-K3 (published: 2.8T total, Moonshot's release; the Hugging Face
+/// page counts 2,779.9B with the vision tower; 104B active per secondary
+/// reports). 69 Kimi Delta Attention layers (96 heads of 128, P = 12288):
+/// q, k, v 7168 × 36864 = 264,241,152; their convolutions 36864 × 4 =
+/// 147,456; the decay's low-rank pair 128 × (7168 + 12288) = 2,490,368, a
+/// dt bias per channel 12,288 and an A_log per head 96; β 7168 × 96 =
+/// 688,128; the full-rank output gate and o_proj 2 × 7168 × 12288 =
+/// 176,160,768; the gated norm 128 → 443,740,384. 24 MLA layers: q_a
+/// 7168 × 1536 + q_b 1536 × 96 × 192 + kv_a 7168 × 576 + kv_b 512 × 96 ×
+/// 256 + o 12288 × 7168 + the output gate 7168 × 12288 = 232,194,048 and
+/// 2,048 of norms. Layer 0 dense, 3 × 7168 × 33792 = 726,663,168; 92 MoE
+/// layers of 896 experts in the 3584-wide latent (3 × 3584 × 3072 =
+/// 33,030,144 each), the latent projections 2 × 7168 × 3584, a router with
+/// a correction bias 7168 × 896 + 896 and two shared experts 2 × 3 × 7168
+/// × 3072 = 29,784,933,248. Attention residuals: three vectors per block
+/// (6 × 7168 per layer) and 3 × 7168 at the output with the final norm;
+/// embedding and LM head 2 × 163840 × 7168 → 2,779,484,146,272 (−0.73%
+/// of 2.8T). Active with 16 experts: 105,363,688,032 (104.19B without the
+/// embedding). Cache: 24 MLA layers × (512 + 64) × 2 B = 27,648 B per
+/// token; state: 69 × (96 × 128 × 128 × 4 B + 36864 × 3 × 2 B) =
+/// 449,372,160 B per sequence, split by TP.
+#[test]
+fn kimi_k3_is_2_8t_with_kda_and_gated_mla() {
+    check_total("kimi-k3", 2.8e12, 0.01);
+    let m = model("kimi-k3");
+    let p = m.params();
+    assert_eq!(p.total.value(), 2_779_484_146_272.0);
+    assert_eq!(p.active.value(), 105_363_688_032.0);
+    let embedding = p.by_component[&Component::Embedding].total.value();
+    assert!(within(p.active.value() - embedding, 104e9, 0.01));
+    assert_eq!(m.dtypes.experts, moeplan::dtype::DType::Mxfp4);
+    assert_eq!(m.dtypes.attention, moeplan::dtype::DType::Bf16);
+    assert_eq!(m.kv_bytes_per_token().value(), 27_648.0);
+    assert_eq!(m.linear_state_bytes_per_sequence().value(), 449_372_160.0);
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let layout = Layout {
+        tp: 8,
+        ep: 8,
+        ..Layout::default()
+    };
+    let mem = memory::memory(&m, &gpu, &layout, &EngineConfig::default(), 0, 8, 1024);
+    let per_request = 27_648.0 * 1024.0 + 449_372_160.0 / 8.0;
+    assert!(
+        within(mem.kv_bytes_per_request.value(), per_request, 1e-9),
+        "{}",
+        mem.kv_bytes_per_request.value()
+    );
+}
