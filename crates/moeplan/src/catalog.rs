@@ -78,6 +78,14 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/minimax-m2.5.json"),
     ),
     (
+        "minimax-m3",
+        include_str!("../catalog/models/minimax-m3.json"),
+    ),
+    (
+        "minimax-m3-nvfp4",
+        include_str!("../catalog/models/minimax-m3-nvfp4.json"),
+    ),
+    (
         "mixtral-8x22b",
         include_str!("../catalog/models/mixtral-8x22b.json"),
     ),
@@ -245,6 +253,8 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         "minimax-m2.5",
         Some(DType::Nvfp4),
     ),
+    ("MiniMaxAI/MiniMax-M3", "minimax-m3", None),
+    ("nvidia/MiniMax-M3-NVFP4", "minimax-m3-nvfp4", None),
     ("mistralai/Mixtral-8x22B-v0.1", "mixtral-8x22b", None),
     (
         "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",

@@ -35,6 +35,9 @@ pub const SUPPORTED: &[&str] = &[
     "Glm4MoeForCausalLM",
     "GptOssForCausalLM",
     "MiniMaxM2ForCausalLM",
+    "MiniMaxM3ForCausalLM",
+    "MiniMaxM3SparseForCausalLM",
+    "MiniMaxM3SparseForConditionalGeneration",
     "KimiK3ForConditionalGeneration",
     "KimiLinearForCausalLM",
     "Llama4ForConditionalGeneration",
@@ -70,6 +73,7 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "shared_expert_intermediate_size",
             "shared_intermediate_size",
             "intermediate_size_mlp",
+            "dense_intermediate_size",
         ],
         bounds::INTERMEDIATE_SIZE,
     ),
@@ -82,6 +86,7 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "linear_num_key_heads",
             "linear_num_value_heads",
             "num_heads",
+            "sparse_num_index_heads",
         ],
         bounds::HEADS,
     ),
@@ -94,6 +99,7 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "index_head_dim",
             "linear_key_head_dim",
             "linear_value_head_dim",
+            "sparse_index_dim",
         ],
         bounds::HEAD_DIM,
     ),
@@ -400,6 +406,10 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
         "NemotronHForCausalLM" => nemotron_h(c, arch, pr),
         "MiMoV2FlashForCausalLM" => mimo_v2_flash(c, arch, pr),
         "KimiK3ForConditionalGeneration" | "KimiLinearForCausalLM" => kimi_linear(c, arch, pr),
+        "MiniMaxM3ForCausalLM" | "MiniMaxM3SparseForCausalLM" => minimax_m3(c, arch, pr),
+        "MiniMaxM3SparseForConditionalGeneration" => {
+            with_minimax_vision(minimax_m3(c, arch, pr), root, pr)
+        }
         "Gemma4ForConditionalGeneration" => with_gemma4_vision(gemma4(c, arch, pr), root, pr),
         _ => dense(c, arch, pr),
     }
@@ -636,11 +646,15 @@ fn with_qwen_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) 
 
 /// A multi-token-prediction module in the checkpoint is stated, not counted.
 fn mtp_not_counted(m: &mut Model, c: &Cfg) {
-    let mtp = ["num_nextn_predict_layers", "mtp_num_hidden_layers"]
-        .iter()
-        .filter_map(|k| c.obj.get(*k).and_then(Value::as_u64))
-        .max()
-        .unwrap_or(0);
+    let mtp = [
+        "num_nextn_predict_layers",
+        "mtp_num_hidden_layers",
+        "num_mtp_modules",
+    ]
+    .iter()
+    .filter_map(|k| c.obj.get(*k).and_then(Value::as_u64))
+    .max()
+    .unwrap_or(0);
     if mtp > 0 {
         m.assumptions.push("the multi-token-prediction (MTP) module is not counted: published totals exclude it and engines load it only for speculative decoding".into());
     }
@@ -1344,6 +1358,137 @@ fn kimi_linear_assumptions(c: &Cfg, m: &mut Model) {
     }
     m.assumptions
         .push("the vision tower (MoonViT) is not counted: the plan is for text".into());
+}
+
+/// MiniMax-M3 (`MiniMaxM3ForCausalLM`, and NVIDIA's `MiniMaxM3Sparse...`
+/// wrapper): GQA with per-head q/k norms and partial RoPE, MiniMax Sparse
+/// Attention on the layers `sparse_attention_config` marks; a dense MLP of
+/// `dense_intermediate_size` where `moe_layer_freq` is 0, elsewhere
+/// routed experts (sigmoid router with a correction bias) beside
+/// `n_shared_experts` of `shared_intermediate_size`.
+fn minimax_m3(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n = m.layers.len();
+    let qk_norm = c.bool("use_qk_norm", false);
+    let gate = c.bool("attention_output_gate", false);
+    set_gqa(&mut m, |_, _, q, _, g| {
+        *q = qk_norm;
+        *g = gate;
+    });
+    let moe_layers = per_layer_list(c, "moe_layer_freq", n, pr).unwrap_or_else(|| vec![1; n]);
+    for (l, moe) in m.layers.iter_mut().zip(moe_layers) {
+        if moe != 0 {
+            l.ffn = Ffn::Moe;
+        }
+    }
+    m.dense_intermediate_size = c.opt_u64("dense_intermediate_size", pr).unwrap_or(0);
+    let shared = c.size_or_none("shared_intermediate_size", pr);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("num_local_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: c.u64_any(&["moe_intermediate_size", "intermediate_size"], pr),
+        n_shared_experts: if shared > 0 {
+            c.opt_u64("n_shared_experts", pr).unwrap_or(1)
+        } else {
+            0
+        },
+        shared_intermediate_size: shared,
+        shared_expert_gate: false,
+        router_bias: c.bool("use_routing_bias", false),
+        expert_bias: false,
+        latent_size: None,
+    });
+    minimax_sparse_attention(&mut m, c, pr);
+    mtp_not_counted(&mut m, c);
+    m
+}
+
+/// MiniMax Sparse Attention (`sparse_attention_config`), read as a
+/// DSA-style indexer: `sparse_num_index_heads` index queries of
+/// `sparse_index_dim` score every cached token against one shared index
+/// key, and each query then reads its top `sparse_topk_blocks` blocks of
+/// `sparse_block_size` tokens. Layers whose `sparse_attention_freq` is 0
+/// attend their whole context and cache no index key.
+fn minimax_sparse_attention(m: &mut Model, c: &Cfg, pr: &mut Problems) {
+    let Some(obj) = c
+        .obj
+        .get("sparse_attention_config")
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    let path = c.path("sparse_attention_config");
+    let sc = Cfg { obj, prefix: &path };
+    if !sc.bool("use_sparse_attention", false) {
+        m.assumptions.push("sparse attention is off (use_sparse_attention false): every layer attends its whole context".into());
+        return;
+    }
+    let n = m.layers.len();
+    let (block, blocks) = (
+        sc.u64("sparse_block_size", pr),
+        sc.u64("sparse_topk_blocks", pr),
+    );
+    let ix = SparseIndexer {
+        n_heads: sc.u64("sparse_num_index_heads", pr),
+        head_dim: sc.u64("sparse_index_dim", pr),
+        topk: block.saturating_mul(blocks),
+    };
+    let sparse = per_layer_list(&sc, "sparse_attention_freq", n, pr).unwrap_or_else(|| vec![1; n]);
+    let values = per_layer_list(&sc, "sparse_disable_index_value", n, pr);
+    if values.is_some_and(|v| v.iter().zip(&sparse).any(|(v, s)| *s != 0 && *v == 0)) {
+        m.assumptions.push("sparse layers with index value/output projections (sparse_disable_index_value 0) are counted without them".into());
+    }
+    for (l, s) in m.layers.iter_mut().zip(&sparse) {
+        if *s == 0 {
+            l.mixer = Mixer::FullDense;
+        }
+    }
+    let dense = sparse.iter().filter(|s| **s == 0).count();
+    m.assumptions.push(format!(
+        "MiniMax Sparse Attention is costed like DSA: on its {} sparse layers {} index heads of {} score every cached token against one shared index key (cached beside K and V, split by no TP), and each query reads its top {blocks} blocks of {block} = {} tokens, the forced local block among them; the other {dense} layers attend their whole context",
+        n - dense,
+        ix.n_heads,
+        ix.head_dim,
+        ix.topk
+    ));
+    m.indexer = Some(ix);
+}
+
+/// The vision tower of NVIDIA's MiniMax-M3 release (`vision_config`, a
+/// CLIP-style ViT), read as ViT blocks with biases, a patch embedding
+/// (3 · patch² · width) and a patch merger of `spatial_merge_size`² patches
+/// into the language model.
+fn with_minimax_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) -> Model {
+    let Some(v) = root.get("vision_config").and_then(Value::as_object) else {
+        return m;
+    };
+    let vc = Cfg {
+        obj: v,
+        prefix: "vision_config",
+    };
+    let h = vc.u64("hidden_size", pr);
+    let patch = vc.u64("patch_size", pr);
+    let merge = v
+        .get("img_token_compression_config")
+        .and_then(|x| x.get("spatial_merge_size"))
+        .and_then(Value::as_u64)
+        .unwrap_or(2);
+    m.vision = Some(VisionEncoder {
+        n_layers: vc.u64("num_hidden_layers", pr),
+        hidden_size: h,
+        intermediate_size: vc.u64("intermediate_size", pr),
+        out_hidden_size: m.hidden_size,
+        embedding_params: 3u64
+            .saturating_mul(patch.saturating_mul(patch))
+            .saturating_mul(h),
+        blocks: VisionBlocks::PlainWithBiases,
+        projector: VisionProjector::PatchMerger {
+            merge: merge.saturating_mul(merge),
+            mergers: 1,
+        },
+    });
+    m.assumptions.push("the vision tower is read as ViT blocks with biases, a patch embedding and one patch merger into the language model (its projector read approximately); it counts towards the weights, not per token".into());
+    m
 }
 
 /// Semantic checks every family shares.

@@ -1105,3 +1105,63 @@ fn kimi_k3_is_2_8t_with_kda_and_gated_mla() {
         mem.kv_bytes_per_request.value()
     );
 }
+
+/// MiniMax-M3 (published: ~428B total, ~23B activated; MiniMax's model
+/// card). 60 GQA layers of 64 heads and 4 KV heads of 128: 6144 × (8192 +
+/// 1024) + 8192 × 6144 = 106,954,752, with per-head q/k norms 256; 57
+/// sparse layers add the MSA indexer, its index q 6144 × 4 × 128 and its
+/// one key head 6144 × 128 = 3,932,160 and their norms 256. Layers 0-2
+/// dense, 3 × 6144 × 12288 = 226,492,416; 57 MoE layers of 128 experts ×
+/// 3 × 6144 × 3072, a shared expert of the same size and a router with a
+/// correction bias 6144 × 128 + 128 = 7,305,166,976; norms (60 × 2 + 1)
+/// × 6144; embedding and LM head 2 × 200064 × 6144 → 426,174,572,928
+/// (−0.43% of 428B; the 7 MTP modules are not counted). Active with 4
+/// experts: 25,962,473,856, of which 23.50B outside the embedding and LM
+/// head (the card's ~23B). KV per token, bf16: 60 × 4 × 2 × 128 × 2 B +
+/// 57 index keys × 128 × 2 B = 137,472 B. At tp 8 each GPU holds one of
+/// the 4 KV heads and the whole index key: 3 × 512 + 57 × 768 = 45,312 B
+/// per token. A 32k-token decode reads 2,048 tokens per sparse layer.
+#[test]
+fn minimax_m3_is_428b_with_sparse_attention() {
+    check_total("minimax-m3", 428e9, 0.01);
+    let m = model("minimax-m3");
+    let p = m.params();
+    assert_eq!(p.total.value(), 426_174_572_928.0);
+    assert_eq!(p.active.value(), 25_962_473_856.0);
+    let outside = p.by_component[&Component::Embedding].total.value()
+        + p.by_component[&Component::LmHead].total.value();
+    assert!(within(p.active.value() - outside, 23e9, 0.025));
+    assert_eq!(m.kv_bytes_per_token().value(), 137_472.0);
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let layout = Layout {
+        tp: 8,
+        ep: 8,
+        ..Layout::default()
+    };
+    let mem = memory::memory(&m, &gpu, &layout, &EngineConfig::default(), 0, 8, 1024);
+    assert!(
+        within(mem.kv_bytes_per_request.value(), 45_312.0 * 1024.0, 1e-9),
+        "{}",
+        mem.kv_bytes_per_request.value()
+    );
+    // Attention FLOP per token at 32k: 3 dense layers read every token,
+    // 57 sparse ones 2,048 after the index pass over all 32,768.
+    let ctx = 32_768.0;
+    let dense = 3.0 * 2.0 * 64.0 * 256.0 * ctx;
+    let sparse = 57.0 * (2.0 * 64.0 * 256.0 * 2048.0 + 2.0 * 4.0 * 128.0 * ctx);
+    let report = moeplan::report::model_report(&m);
+    let at = report
+        .attention_by_context
+        .iter()
+        .find(|c| c.context == 32_768);
+    let flop = at.expect("32k is sampled").flop;
+    assert!(within(flop, dense + sparse, 1e-12), "{flop}");
+    // NVIDIA's release: the same language model (NVFP4 experts, MXFP8
+    // attention and shared experts) and a vision tower.
+    let nv = model("minimax-m3-nvfp4");
+    let q = nv.params();
+    let vision = q.by_component[&Component::VisionEncoder].total.value();
+    assert_eq!(q.total.value() - vision, 426_174_572_928.0);
+    assert_eq!(nv.dtypes.experts, moeplan::dtype::DType::Nvfp4);
+    assert_eq!(nv.dtypes.attention, moeplan::dtype::DType::Fp8);
+}
