@@ -129,6 +129,14 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/qwen3.5-397b-a17b.json"),
     ),
     ("seed-moe", include_str!("../catalog/models/seed-moe.toml")),
+    // AIConfigurator's flattened config of stepfun-ai/Step-3.7-Flash, with
+    // the two keys of the published text_config the flattening drops put
+    // back: attention_other_setting (the sliding layers' 96 query heads) and
+    // use_head_wise_attn_gate (each layer's g_proj).
+    (
+        "step-3.7-flash",
+        include_str!("../catalog/models/step-3.7-flash.json"),
+    ),
 ];
 
 /// Embedded GPU files by catalog id.
@@ -281,6 +289,12 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         "qwen3.5-397b-a17b",
         Some(DType::Nvfp4),
     ),
+    ("stepfun-ai/Step-3.7-Flash", "step-3.7-flash", None),
+    (
+        "stepfun-ai/Step-3.7-Flash-FP8",
+        "step-3.7-flash",
+        Some(DType::Fp8),
+    ),
 ];
 
 /// The Hugging Face id of a catalog model's own checkpoint (the first listed
@@ -312,6 +326,7 @@ const MODEL_ALIASES: &[(&str, &str)] = &[
     ("kimi-k2-instruct", "kimi-k2"),
     ("qwen3-235b", "qwen3-235b-a22b"),
     ("qwen3-30b", "qwen3-30b-a3b"),
+    ("step-3.7", "step-3.7-flash"),
 ];
 const GPU_ALIASES: &[(&str, &str)] = &[
     ("h100", "h100-sxm"),

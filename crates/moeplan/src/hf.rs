@@ -10,7 +10,7 @@ use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{
     Attention, Dtypes, Ffn, Gating, Layer, LinearAttention, Mamba2, Mixer, Model, Moe,
-    NormPlacement, SparseIndexer, Values, VisionBlocks, VisionEncoder, VisionProjector,
+    NormPlacement, OutputGate, SparseIndexer, Values, VisionBlocks, VisionEncoder, VisionProjector,
 };
 use crate::spec::source::Source;
 use crate::spec::{Problem, Problems, SpecError};
@@ -45,6 +45,9 @@ pub const SUPPORTED: &[&str] = &[
     "MiMoForCausalLM",
     "MiMoV2FlashForCausalLM",
     "NemotronHForCausalLM",
+    "Step3p5ForCausalLM",
+    "Step3p7ForConditionalGeneration",
+    "Step3p7FlashForCausalLM",
 ];
 
 /// The config keys of model sizes, each with its bound (`crate::bounds`):
@@ -67,6 +70,7 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "shared_expert_intermediate_size",
             "shared_intermediate_size",
             "intermediate_size_mlp",
+            "share_expert_dim",
         ],
         bounds::INTERMEDIATE_SIZE,
     ),
@@ -79,6 +83,7 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "linear_num_key_heads",
             "linear_num_value_heads",
             "num_heads",
+            "num_attention_groups",
         ],
         bounds::HEADS,
     ),
@@ -102,6 +107,8 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "n_shared_experts",
             "num_experts_per_tok",
             "experts_per_token",
+            "moe_num_experts",
+            "moe_top_k",
         ],
         bounds::EXPERTS,
     ),
@@ -392,6 +399,9 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
         "NemotronHForCausalLM" => nemotron_h(c, arch, pr),
         "MiMoV2FlashForCausalLM" => mimo_v2_flash(c, arch, pr),
         "Gemma4ForConditionalGeneration" => with_gemma4_vision(gemma4(c, arch, pr), root, pr),
+        "Step3p5ForCausalLM" | "Step3p7ForConditionalGeneration" | "Step3p7FlashForCausalLM" => {
+            step3p5(c, root, arch, pr)
+        }
         _ => dense(c, arch, pr),
     }
 }
@@ -449,11 +459,14 @@ fn gqa(c: &Cfg, hidden: u64, pr: &mut Problems) -> Attention {
         o_bias: false,
         qk_norm: false,
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     }
 }
 
-fn set_gqa(m: &mut Model, f: impl FnOnce(&mut bool, &mut bool, &mut bool, &mut bool, &mut bool)) {
+fn set_gqa(
+    m: &mut Model,
+    f: impl FnOnce(&mut bool, &mut bool, &mut bool, &mut bool, &mut OutputGate),
+) {
     if let Attention::Gqa {
         qkv_bias,
         o_bias,
@@ -548,7 +561,11 @@ fn gated_delta_net(mut m: Model, c: &Cfg, pr: &mut Problems) -> Model {
     set_gqa(&mut m, |qkv, _, q, _, g| {
         *qkv = false;
         *q = true;
-        *g = gate;
+        *g = if gate {
+            OutputGate::PerChannel
+        } else {
+            OutputGate::Ungated
+        };
     });
     m.linear_attention = Some(LinearAttention {
         n_key_heads: c.u64("linear_num_key_heads", pr),
@@ -754,7 +771,7 @@ fn nemotron_h(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         o_bias: c.bool("attention_bias", false),
         qk_norm: false,
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     };
     m.mamba = Some(Mamba2 {
         n_heads: c.u64("mamba_num_heads", pr),
@@ -1003,7 +1020,7 @@ fn mimo_attention(c: &Cfg, prefix: &str, sinks_key: &str, pr: &mut Problems) -> 
         o_bias: false,
         qk_norm: false,
         sinks: c.bool(sinks_key, false),
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     }
 }
 
@@ -1061,7 +1078,7 @@ fn gemma4_attention(c: &Cfg, pr: &mut Problems) -> (Attention, Attention) {
         o_bias: c.bool("attention_bias", false),
         qk_norm: true,
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     };
     let global_dim = c.opt_u64("global_head_dim", pr).unwrap_or(head_dim);
     let global = if c.bool("attention_k_eq_v", false) {
@@ -1176,6 +1193,171 @@ fn with_gemma4_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems
     });
     m.assumptions.push("the vision tower is read as gated-MLP ViT blocks with a patch embedding, a two-axis position table and a linear projector (Google states ~550M); it counts towards the weights, not per token".into());
     m
+}
+
+/// Step-3.5/3.7's two attention shapes: the full layers' from the top-level
+/// keys, the sliding layers' from `attention_other_setting` (Step-3.7-Flash:
+/// 96 query heads beside the full layers' 64, the same 8 KV heads of 128).
+/// Both have q/k RMSNorms and, with `use_head_wise_attn_gate`, a sigmoid
+/// gate per head from a `g_proj` of their own.
+fn step_attention(c: &Cfg, pr: &mut Problems) -> (Attention, Attention) {
+    let n_heads = c.u64("num_attention_heads", pr);
+    let kv = c.u64_any(&["num_attention_groups", "num_key_value_heads"], pr);
+    let head_dim = c.u64("head_dim", pr);
+    let output_gate = if c.bool("use_head_wise_attn_gate", false) {
+        OutputGate::PerHead
+    } else {
+        OutputGate::Ungated
+    };
+    let shape = |n_heads: u64, n_kv_heads: u64, head_dim: u64| Attention::Gqa {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        values: Values::Projected { head_dim },
+        qkv_bias: c.bool("attention_bias", false),
+        o_bias: false,
+        qk_norm: true,
+        sinks: false,
+        output_gate,
+    };
+    let full = shape(n_heads, kv, head_dim);
+    let sliding = match c
+        .obj
+        .get("attention_other_setting")
+        .and_then(Value::as_object)
+    {
+        Some(other) => {
+            let path = c.path("attention_other_setting");
+            let oc = Cfg {
+                obj: other,
+                prefix: &path,
+            };
+            shape(
+                oc.opt_u64("num_attention_heads", pr).unwrap_or(n_heads),
+                oc.opt_u64("num_attention_groups", pr).unwrap_or(kv),
+                oc.opt_u64("head_dim", pr).unwrap_or(head_dim),
+            )
+        }
+        None => shape(
+            c.opt_u64("num_sliding_attention_heads", pr)
+                .unwrap_or(n_heads),
+            kv,
+            head_dim,
+        ),
+    };
+    (full, sliding)
+}
+
+/// Which of the `n` decoder layers are sliding-window layers by
+/// `layer_types`; the published config lists the MTP layers' types after
+/// the decoder's (45 + 3 entries), which are not decoder layers.
+fn step_sliding_layers(c: &Cfg, n: usize, pr: &mut Problems) -> Vec<bool> {
+    let Some(types) = c.array("layer_types") else {
+        return vec![false; n];
+    };
+    let mtp = c
+        .obj
+        .get("num_nextn_predict_layers")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
+    if types.len() != n && types.len() != n + mtp {
+        pr.push(
+            Problem::at(
+                c.path("layer_types"),
+                format!("{} entries for {n} layers", types.len()),
+            )
+            .hint("layer_types lists one entry per hidden layer (and per MTP layer after them)"),
+        );
+    }
+    (0..n)
+        .map(|i| types.get(i).and_then(Value::as_str) == Some("sliding_attention"))
+        .collect()
+}
+
+/// Which of the `n` layers are MoE layers: those `moe_layers_enum` lists
+/// (a comma-separated string, or a list), else every layer from
+/// `first_k_dense_replace` on (3 when neither is stated, as the Hugging
+/// Face config class defaults).
+fn step_moe_layers(c: &Cfg, n: usize, pr: &mut Problems) -> Vec<bool> {
+    let listed: Option<Vec<Option<u64>>> = match c.obj.get("moe_layers_enum") {
+        Some(Value::String(s)) => Some(s.split(',').map(|x| x.trim().parse().ok()).collect()),
+        Some(Value::Array(a)) => Some(a.iter().map(Value::as_u64).collect()),
+        _ => None,
+    };
+    match listed {
+        Some(idx) => {
+            if idx.iter().any(|i| i.is_none_or(|i| i as usize >= n)) {
+                pr.push(
+                    Problem::at(
+                        c.path("moe_layers_enum"),
+                        format!("expected layer indices below {n}"),
+                    )
+                    .hint("moe_layers_enum lists the MoE layers' indices, e.g. \"3,4,5\""),
+                );
+            }
+            (0..n as u64).map(|i| idx.contains(&Some(i))).collect()
+        }
+        None => {
+            let first = c.opt_u64("first_k_dense_replace", pr).unwrap_or(3) as usize;
+            (0..n).map(|i| i >= first).collect()
+        }
+    }
+}
+
+/// Step-3.5-Flash and Step-3.7-Flash (`Step3p5ForCausalLM`, the language
+/// model of `Step3p7ForConditionalGeneration`, and the flattened
+/// `Step3p7FlashForCausalLM`): full and sliding-window layers by
+/// `layer_types`, each with its own attention shape (`step_attention`);
+/// dense SwiGLU MLPs in the first layers, then routed experts beside one
+/// shared expert of `share_expert_dim`, under a sigmoid router with a
+/// selection bias (`use_moe_router_bias`).
+fn step3p5(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n = m.layers.len();
+    let (full, sliding) = step_attention(c, pr);
+    m.attention = full;
+    m.sliding_attention = Some(sliding);
+    m.dense_intermediate_size = c.u64("intermediate_size", pr);
+    let window = c.u64("sliding_window", pr);
+    let sliding = step_sliding_layers(c, n, pr);
+    let moe_layers = step_moe_layers(c, n, pr);
+    for ((l, swa), moe) in m.layers.iter_mut().zip(sliding).zip(moe_layers) {
+        if swa {
+            l.mixer = Mixer::Sliding { window };
+        }
+        if moe {
+            l.ffn = Ffn::Moe;
+        }
+    }
+    let shared = c.size_or_none("share_expert_dim", pr);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64_any(&["moe_num_experts", "num_experts", "n_routed_experts"], pr),
+        experts_per_token: c.u64_any(&["moe_top_k", "num_experts_per_tok"], pr),
+        expert_intermediate_size: c.u64("moe_intermediate_size", pr),
+        n_shared_experts: if shared > 0 {
+            c.opt_u64("n_shared_experts", pr).unwrap_or(1)
+        } else {
+            0
+        },
+        shared_intermediate_size: shared,
+        shared_expert_gate: false,
+        router_bias: c.bool("use_moe_router_bias", false),
+        expert_bias: false,
+        latent_size: None,
+    });
+    step_assumptions(c, root, &mut m);
+    m
+}
+
+/// What a Step-3.5/3.7 model is read as beyond its config's keys.
+fn step_assumptions(c: &Cfg, root: &Map<String, Value>, m: &mut Model) {
+    mtp_not_counted(m, c);
+    if !c.has("attention_other_setting") && !c.has("num_sliding_attention_heads") {
+        m.assumptions.push("the config does not state the sliding layers' attention (attention_other_setting): they are read with the full layers' heads; the published Step-3.7-Flash runs 96 query heads there".into());
+    }
+    if root.contains_key("vision_config") {
+        m.assumptions.push("the vision tower and its projector (1.8B by StepFun's card) are not counted: only the language model is read".into());
+    }
 }
 
 /// Semantic checks every family shares.

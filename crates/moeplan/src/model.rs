@@ -105,8 +105,8 @@ pub enum Attention {
         qk_norm: bool,
         /// One learned sink logit per head (gpt-oss).
         sinks: bool,
-        /// The q projection also produces a sigmoid output gate (Qwen3.5).
-        output_gate: bool,
+        /// A sigmoid gate on the attention output, before o_proj.
+        output_gate: OutputGate,
     },
     /// DeepSeek multi-head latent attention.
     Mla {
@@ -123,6 +123,32 @@ pub enum Attention {
         /// Per-head value dimension.
         v_head_dim: u64,
     },
+}
+
+/// The sigmoid gate a GQA layer applies to its attention output before o_proj.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputGate {
+    /// No gate.
+    Ungated,
+    /// One gate per output channel, produced by the q projection at twice
+    /// its width (Qwen3.5's `attn_output_gate`).
+    PerChannel,
+    /// One gate per head, from a projection hidden → heads of its own
+    /// (Step-3.5/3.7's `g_proj`, `use_head_wise_attn_gate`).
+    PerHead,
+}
+
+impl OutputGate {
+    /// Columns the gate adds to the q side of a layer with `n_heads` heads
+    /// of `head_dim` (split across heads by TP like q).
+    pub fn columns(self, n_heads: u64, head_dim: u64) -> u64 {
+        match self {
+            OutputGate::Ungated => 0,
+            OutputGate::PerChannel => n_heads * head_dim,
+            OutputGate::PerHead => n_heads,
+        }
+    }
 }
 
 /// Where a GQA layer's values come from.
@@ -702,7 +728,7 @@ impl Model {
                 let q = (*n_heads * *head_dim) as f64;
                 let o = (*n_heads * values.head_dim(*head_dim)) as f64;
                 let kv = (*n_kv_heads * (*head_dim + values.projected_dim())) as f64;
-                let q_out = if *output_gate { 2.0 * q } else { q };
+                let q_out = q + output_gate.columns(*n_heads, *head_dim) as f64;
                 p.attn_sharded = h * q_out
                     + o * h
                     + if *qkv_bias { q } else { 0.0 }

@@ -16,7 +16,7 @@ use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::kv_bytes_per_token_layer_gpu;
-use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe, Values};
+use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe, OutputGate, Values};
 use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
 use serde::Serialize;
 
@@ -112,8 +112,8 @@ struct GqaDims {
     head_dim: u64,
     /// Where the values come from, and their width.
     values: Values,
-    /// The q projection also produces a sigmoid output gate (Qwen3.5).
-    output_gate: bool,
+    /// The sigmoid gate on the attention output (its columns ride with q).
+    output_gate: OutputGate,
 }
 
 /// An MLA layer's widths on one GPU: TP splits the heads.
@@ -715,7 +715,7 @@ impl<'a> CostContext<'a> {
         };
         let kv = (kv_local * (g.head_dim + g.values.projected_dim())) as f64;
         let o = (g.n_heads * g.values.head_dim(g.head_dim)) as f64 / tp;
-        let qo = if g.output_gate { 2.0 * q } else { q };
+        let qo = q + g.output_gate.columns(g.n_heads, g.head_dim) as f64 / tp;
         ops.push(self.gemm(
             OpKind::QkvProj,
             count,

@@ -22,7 +22,7 @@ use super::{Problem, Problems, SpecError};
 use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{
-    Attention, Dtypes, Ffn, Gating, Layer, Mixer, Model, Moe, NormPlacement, Values,
+    Attention, Dtypes, Ffn, Gating, Layer, Mixer, Model, Moe, NormPlacement, OutputGate, Values,
 };
 use crate::quantity::parse_params;
 use crate::spec::source::Source;
@@ -236,7 +236,7 @@ fn gqa(a: &RawAttention, n_heads: u64, hidden: u64, pr: &mut Problems) -> Attent
         o_bias: false,
         qk_norm: a.qk_norm.unwrap_or(false),
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     }
 }
 

@@ -1056,3 +1056,70 @@ fn gemma_4_31b_is_30_7b() {
     assert_eq!(m.dtypes.dense, moeplan::dtype::DType::Nvfp4);
     assert_eq!(m.kv_bytes_per_token().value(), 450_560.0);
 }
+
+/// Step-3.7-Flash (published: 196B for the language model, 198B with its
+/// 1.8B vision encoder, 11B active; StepFun's release as quoted by the vLLM
+/// recipe for stepfun-ai/Step-3.7-Flash). 45 layers of width 4096: 12 full
+/// layers (64 heads, 8 KV heads of 128, a g_proj of one gate per head):
+/// 4096 × (8192 + 64 + 2048) + 8192 × 4096 = 75,759,616; 33 sliding layers
+/// (96 heads: StepFun's report, the published text_config's
+/// attention_other_setting): 4096 × (12288 + 96 + 2048) + 12288 × 4096 =
+/// 109,445,120 → attention 4,520,804,352. Three dense SwiGLU layers 3 × 3 ×
+/// 4096 × 11264 = 415,236,096; 42 MoE layers of 288 experts of 3 × 4096 ×
+/// 1280 = 190,253,629,440, a shared expert each 660,602,880 and a router
+/// with a selection bias 42 × (4096 × 288 + 288) = 49,557,312; norms 45 ×
+/// 2 × 4096 + 45 × 256 (q/k) + 4096 = 384,256; embedding and LM head 2 ×
+/// 128896 × 4096 = 1,055,916,032 → 196,956,130,368 (+0.49%). Active with 8
+/// experts: 11,987,323,968 (11.46B without the embedding). KV cache per
+/// token, bf16: 45 × 2 × 8 × 128 × 2 B = 184,320 B; at an 8192-token
+/// context the sliding layers hold their 512-token window.
+#[test]
+fn step_3_7_flash_is_196b_with_96_heads_on_sliding_layers() {
+    check_total("step-3.7-flash", 196e9, 0.01);
+    let m = model("step-3.7-flash");
+    let p = m.params();
+    assert_eq!(
+        p.by_component[&Component::Attention].total.value(),
+        4_520_804_352.0
+    );
+    assert_eq!(p.total.value(), 196_956_130_368.0);
+    assert_eq!(p.active.value(), 11_987_323_968.0);
+    assert_eq!(m.kv_bytes_per_token().value(), 184_320.0);
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let mem = memory::memory(
+        &m,
+        &gpu,
+        &Layout::default(),
+        &EngineConfig::default(),
+        0,
+        1,
+        8192,
+    );
+    let per_request = 12.0 * 4096.0 * 8192.0 + 33.0 * 4096.0 * 512.0;
+    assert!(
+        within(mem.kv_bytes_per_request.value(), per_request, 1e-9),
+        "{}",
+        mem.kv_bytes_per_request.value()
+    );
+}
+
+/// The shared folder's Step-3.7-Flash configs are AIConfigurator's
+/// flattened ones: without `attention_other_setting` the sliding layers
+/// take the full layers' 64 heads, and the model says so; the FP8 sibling
+/// stores its weights in fp8.
+#[test]
+fn step_3_7_flash_flat_config_states_what_it_lacks() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/model-configs/hf");
+    let path = dir.join("stepfun-ai--Step-3.7-Flash-FP8_config.json");
+    if !path.exists() {
+        return;
+    }
+    let m = catalog::resolve_model(path.to_str().unwrap()).expect("loads");
+    assert!(m
+        .assumptions
+        .iter()
+        .any(|a| a.contains("attention_other_setting")));
+    assert_eq!(m.dtypes.experts, moeplan::dtype::DType::Fp8);
+    assert_eq!(m.n_moe_layers(), 42);
+}
