@@ -60,6 +60,10 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/llama-3.1-8b.json"),
     ),
     (
+        "llama-3.3-nemotron-super-49b",
+        include_str!("../catalog/models/llama-3.3-nemotron-super-49b.json"),
+    ),
+    (
         "llama-4-maverick",
         include_str!("../catalog/models/llama-4-maverick.json"),
     ),
@@ -226,6 +230,11 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         Some(DType::Fp8),
     ),
     (
+        "nvidia/Llama-3_3-Nemotron-Super-49B-v1",
+        "llama-3.3-nemotron-super-49b",
+        None,
+    ),
+    (
         "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
         "llama-4-maverick",
         None,
@@ -323,6 +332,7 @@ pub(crate) fn model_by_hf_id(id: &str) -> Option<Result<Model, SpecError>> {
 const MODEL_ALIASES: &[(&str, &str)] = &[
     ("minimax-m2", "minimax-m2.5"),
     ("nemotron-3-nano", "nemotron-3-nano-30b-a3b"),
+    ("nemotron-super-49b", "llama-3.3-nemotron-super-49b"),
     ("kimi-k2-instruct", "kimi-k2"),
     ("qwen3-235b", "qwen3-235b-a22b"),
     ("qwen3-30b", "qwen3-30b-a3b"),

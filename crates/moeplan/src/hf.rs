@@ -48,6 +48,7 @@ pub const SUPPORTED: &[&str] = &[
     "Step3p5ForCausalLM",
     "Step3p7ForConditionalGeneration",
     "Step3p7FlashForCausalLM",
+    "DeciLMForCausalLM",
 ];
 
 /// The config keys of model sizes, each with its bound (`crate::bounds`):
@@ -402,6 +403,7 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
         "Step3p5ForCausalLM" | "Step3p7ForConditionalGeneration" | "Step3p7FlashForCausalLM" => {
             step3p5(c, root, arch, pr)
         }
+        "DeciLMForCausalLM" => decilm(c, arch, pr),
         _ => dense(c, arch, pr),
     }
 }
@@ -1360,6 +1362,176 @@ fn step_assumptions(c: &Cfg, root: &Map<String, Value>, m: &mut Model) {
     }
 }
 
+/// DeciLM's intermediate width for an `ffn_mult`: ⌊2 · ffn_mult · hidden /
+/// 3⌋ rounded up to a multiple of 256 (`_ffn_mult_to_intermediate_size`).
+fn deci_ffn_width(ffn_mult: f64, hidden: u64) -> u64 {
+    let width = (2.0 * ffn_mult * hidden as f64 / 3.0) as u64;
+    width.div_ceil(256) * 256
+}
+
+/// The mixer of one DeciLM block from its `attention` spec: none
+/// (`no_op`), a hidden × hidden linear (`replace_with_linear`), or full
+/// attention with num_attention_heads / `n_heads_in_group` KV heads.
+fn deci_mixer(spec: &Cfg, n_heads: u64, pr: &mut Problems) -> Mixer {
+    if spec.bool("no_op", false) {
+        return Mixer::Absent;
+    }
+    if spec.bool("replace_with_linear", false) {
+        return Mixer::Projection;
+    }
+    let group = spec.u64("n_heads_in_group", pr);
+    if !n_heads.is_multiple_of(group) {
+        pr.push(
+            Problem::at(
+                spec.path("n_heads_in_group"),
+                format!("{n_heads} attention heads do not fall into groups of {group}"),
+            )
+            .hint("n_heads_in_group divides num_attention_heads: each group shares one KV head"),
+        );
+    }
+    Mixer::FullKv {
+        kv_heads: (n_heads / group).max(1),
+    }
+}
+
+/// The FFN of one DeciLM block from its `ffn` spec: none (`no_op`), a
+/// hidden × hidden linear (`replace_with_linear`), or a SwiGLU MLP whose
+/// width comes from `ffn_mult` (or `intermediate_size`).
+fn deci_ffn(spec: &Cfg, hidden: u64, pr: &mut Problems) -> Ffn {
+    if spec.bool("no_op", false) {
+        return Ffn::Absent;
+    }
+    if spec.bool("replace_with_linear", false) {
+        return Ffn::Projection;
+    }
+    let intermediate_size = match spec.obj.get("ffn_mult").and_then(Value::as_f64) {
+        Some(mult) if mult > 0.0 && mult <= 64.0 => deci_ffn_width(mult, hidden),
+        Some(mult) => {
+            pr.push(
+                Problem::at(
+                    spec.path("ffn_mult"),
+                    format!("ffn_mult {mult} is not a width"),
+                )
+                .hint("ffn_mult is the MLP width over the hidden size, e.g. 2.625"),
+            );
+            hidden
+        }
+        None => spec.u64("intermediate_size", pr),
+    };
+    Ffn::DenseOf { intermediate_size }
+}
+
+/// The most frequent value of `values` (the first of equals), if any.
+fn most_common(values: impl Iterator<Item = u64>) -> Option<u64> {
+    let values: Vec<u64> = values.collect();
+    let count = |v: u64| values.iter().filter(|x| **x == v).count();
+    values
+        .iter()
+        .copied()
+        .fold(None, |best: Option<u64>, v| match best {
+            Some(b) if count(b) >= count(v) => Some(b),
+            _ => Some(v),
+        })
+}
+
+/// The layers of a DeciLM config: one per `block_configs` entry.
+fn deci_layers(c: &Cfg, hidden: u64, n_heads: u64, pr: &mut Problems) -> Vec<Layer> {
+    let Some(blocks) = c.array("block_configs") else {
+        pr.push(
+            Problem::at(c.prefix, "missing key `block_configs`")
+                .hint("DeciLM lists each layer's attention and ffn in block_configs"),
+        );
+        return vec![Layer {
+            mixer: Mixer::Full,
+            ffn: Ffn::Dense,
+        }];
+    };
+    let declared = c.u64("num_hidden_layers", pr);
+    if declared != blocks.len() as u64 {
+        pr.push(
+            Problem::at(
+                c.path("block_configs"),
+                format!("{} blocks for {declared} layers", blocks.len()),
+            )
+            .hint("block_configs has one entry per hidden layer"),
+        );
+    }
+    let empty = Map::new();
+    let mut layers = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let part = |key: &str| block.get(key).and_then(Value::as_object).unwrap_or(&empty);
+        let (attn_path, ffn_path) = (
+            c.path(&format!("block_configs.{i}.attention")),
+            c.path(&format!("block_configs.{i}.ffn")),
+        );
+        let attn = Cfg {
+            obj: part("attention"),
+            prefix: &attn_path,
+        };
+        let ffn = Cfg {
+            obj: part("ffn"),
+            prefix: &ffn_path,
+        };
+        layers.push(Layer {
+            mixer: deci_mixer(&attn, n_heads, pr),
+            ffn: deci_ffn(&ffn, hidden, pr),
+        });
+    }
+    if layers.is_empty() {
+        layers.push(Layer {
+            mixer: Mixer::Full,
+            ffn: Ffn::Dense,
+        });
+    }
+    layers
+}
+
+/// Llama-Nemotron (`DeciLMForCausalLM`, NAS-pruned Llama): per layer, full
+/// GQA attention with KV heads of its own, no attention, or one linear in
+/// its place; a SwiGLU MLP of its own width, none, or one linear. The most
+/// frequent KV head count and MLP width become the model's
+/// (`Mixer::Full`, `Ffn::Dense`); layers that differ carry theirs.
+fn decilm(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n_heads = m.attention.n_heads();
+    let layers = deci_layers(c, m.hidden_size, n_heads, pr);
+    let kv_of = |l: &Layer| match l.mixer {
+        Mixer::FullKv { kv_heads } => Some(kv_heads),
+        Mixer::Full
+        | Mixer::Sliding { .. }
+        | Mixer::Linear
+        | Mixer::Mamba
+        | Mixer::Absent
+        | Mixer::Projection => None,
+    };
+    let kv = most_common(layers.iter().filter_map(kv_of)).unwrap_or(n_heads);
+    let width = most_common(layers.iter().filter_map(|l| m.dense_width(l.ffn)));
+    m.attention = m.attention.with_kv_heads(kv);
+    let bias = c.bool("attention_bias", false);
+    set_gqa(&mut m, |qkv, o, _, _, _| {
+        *qkv = bias;
+        *o = bias;
+    });
+    m.dense_intermediate_size = width.unwrap_or(0);
+    m.layers = layers
+        .into_iter()
+        .map(|mut l| {
+            if kv_of(&l) == Some(kv) {
+                l.mixer = Mixer::Full;
+            }
+            if l.ffn
+                == (Ffn::DenseOf {
+                    intermediate_size: m.dense_intermediate_size,
+                })
+            {
+                l.ffn = Ffn::Dense;
+            }
+            l
+        })
+        .collect();
+    m
+}
+
 /// Semantic checks every family shares.
 fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
     for attn in m.attentions() {
@@ -1367,7 +1539,7 @@ fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
             n_heads,
             n_kv_heads,
             ..
-        } = *attn
+        } = attn
         {
             if n_kv_heads > 0 && n_heads % n_kv_heads != 0 {
                 pr.push(

@@ -21,6 +21,12 @@ use std::collections::BTreeMap;
 pub enum Mixer {
     /// Full causal softmax attention.
     Full,
+    /// Full causal attention in `Model::attention`'s shape with a KV head
+    /// count of its own (DeciLM's per-layer `n_heads_in_group`).
+    FullKv {
+        /// Key/value heads of this layer.
+        kv_heads: u64,
+    },
     /// Sliding-window (or chunked local) attention over the last `window` tokens.
     Sliding {
         /// Tokens a query attends to, and the KV tokens the layer keeps.
@@ -32,8 +38,11 @@ pub enum Mixer {
     /// convolution and SSM state per sequence, no KV cache.
     Mamba,
     /// No token mixing: the layer is its feed-forward block alone
-    /// (Nemotron-H's MLP and MoE blocks).
+    /// (Nemotron-H's MLP and MoE blocks, DeciLM's `no_op` attention).
     Absent,
+    /// No token mixing: one hidden × hidden linear (with its pre-norm) in
+    /// place of attention (DeciLM's `replace_with_linear`).
+    Projection,
 }
 
 /// What follows the mixer in a layer.
@@ -42,11 +51,19 @@ pub enum Mixer {
 pub enum Ffn {
     /// A dense (SwiGLU) MLP of `Model::dense_intermediate_size`.
     Dense,
+    /// A dense MLP of a width of its own (DeciLM's per-layer `ffn_mult`).
+    DenseOf {
+        /// Intermediate width of this layer's MLP.
+        intermediate_size: u64,
+    },
     /// The MoE block of `Model::moe`.
     Moe,
     /// No feed-forward block: the layer is its mixer alone (Nemotron-H's
-    /// Mamba-2 and attention blocks).
+    /// Mamba-2 and attention blocks, DeciLM's `no_op` FFN).
     Absent,
+    /// One hidden × hidden linear (with its pre-norm) in place of the MLP
+    /// (DeciLM's `replace_with_linear`).
+    Projection,
 }
 
 /// How the model's MLPs (dense, routed and shared experts) are built.
@@ -84,7 +101,7 @@ pub struct Layer {
 }
 
 /// The softmax attention of the model.
-#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Attention {
     /// Multi-head / grouped-query attention (MHA when kv heads = heads).
@@ -211,6 +228,15 @@ impl Attention {
             Attention::Gqa { n_kv_heads, .. } => *n_kv_heads,
             Attention::Mla { .. } => 1,
         }
+    }
+
+    /// The same shape with `kv_heads` key/value heads (MLA, whose latent
+    /// has no heads, unchanged).
+    pub fn with_kv_heads(mut self, kv_heads: u64) -> Attention {
+        if let Attention::Gqa { n_kv_heads, .. } = &mut self {
+            *n_kv_heads = kv_heads;
+        }
+        self
     }
 }
 
@@ -577,20 +603,21 @@ impl Model {
             ..LayerParams::default()
         };
         match layer.mixer {
-            Mixer::Full | Mixer::Sliding { .. } => {
+            Mixer::Full | Mixer::FullKv { .. } | Mixer::Sliding { .. } => {
                 let attn = self.attention_of(layer.mixer).expect("softmax mixer");
-                self.softmax_attention_params(attn, &mut p)
+                self.softmax_attention_params(&attn, &mut p)
             }
             Mixer::Linear => p.linear_attn = self.gated_delta_net_params(),
             Mixer::Mamba => p.linear_attn = self.mamba_params(),
+            Mixer::Projection => p.attn_sharded = (self.hidden_size * self.hidden_size) as f64,
             Mixer::Absent => {}
         }
         match layer.ffn {
-            Ffn::Dense => {
-                p.dense = self.gating.matrices()
-                    * self.hidden_size as f64
-                    * self.dense_intermediate_size as f64
+            Ffn::Dense | Ffn::DenseOf { .. } => {
+                let width = self.dense_width(layer.ffn).unwrap_or(0);
+                p.dense = self.gating.matrices() * self.hidden_size as f64 * width as f64
             }
+            Ffn::Projection => p.dense = (self.hidden_size * self.hidden_size) as f64,
             Ffn::Moe => self.moe_params(&mut p),
             Ffn::Absent => {}
         }
@@ -609,7 +636,7 @@ impl Model {
             NormPlacement::Sandwich => {
                 let branches = match layer.ffn {
                     Ffn::Moe => 4.0 * h,
-                    Ffn::Dense | Ffn::Absent => 0.0,
+                    Ffn::Dense | Ffn::DenseOf { .. } | Ffn::Projection | Ffn::Absent => 0.0,
                 };
                 2.0 * blocks * h + branches + 1.0
             }
@@ -619,20 +646,50 @@ impl Model {
     /// The softmax attention a layer with `mixer` runs: sliding-window
     /// layers take `sliding_attention` when the model has one; None for
     /// mixers without softmax attention.
-    pub fn attention_of(&self, mixer: Mixer) -> Option<&Attention> {
+    pub fn attention_of(&self, mixer: Mixer) -> Option<Attention> {
         match mixer {
-            Mixer::Full => Some(&self.attention),
-            Mixer::Sliding { .. } => {
-                Some(self.sliding_attention.as_ref().unwrap_or(&self.attention))
-            }
-            Mixer::Linear | Mixer::Mamba | Mixer::Absent => None,
+            Mixer::Full => Some(self.attention),
+            Mixer::FullKv { kv_heads } => Some(self.attention.with_kv_heads(kv_heads)),
+            Mixer::Sliding { .. } => Some(self.sliding_attention.unwrap_or(self.attention)),
+            Mixer::Linear | Mixer::Mamba | Mixer::Absent | Mixer::Projection => None,
         }
     }
 
-    /// Every softmax attention shape of the model (one, or two when
-    /// sliding layers have their own).
-    pub fn attentions(&self) -> impl Iterator<Item = &Attention> {
-        std::iter::once(&self.attention).chain(self.sliding_attention.as_ref())
+    /// Every softmax attention shape of the model: `attention`, the sliding
+    /// layers' when they have their own, and each layer's own KV head count
+    /// (repeats included).
+    pub fn attentions(&self) -> impl Iterator<Item = Attention> + '_ {
+        let per_layer = self.layers.iter().filter_map(|l| match l.mixer {
+            Mixer::FullKv { .. } => self.attention_of(l.mixer),
+            Mixer::Full
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => None,
+        });
+        std::iter::once(self.attention)
+            .chain(self.sliding_attention)
+            .chain(per_layer)
+    }
+
+    /// The intermediate width of a dense MLP block `ffn` (None for the
+    /// other blocks).
+    pub fn dense_width(&self, ffn: Ffn) -> Option<u64> {
+        match ffn {
+            Ffn::Dense => Some(self.dense_intermediate_size),
+            Ffn::DenseOf { intermediate_size } => Some(intermediate_size),
+            Ffn::Moe | Ffn::Projection | Ffn::Absent => None,
+        }
+    }
+
+    /// The widest dense MLP of any layer (0 without one).
+    pub fn widest_dense(&self) -> u64 {
+        self.layers
+            .iter()
+            .filter_map(|l| self.dense_width(l.ffn))
+            .max()
+            .unwrap_or(0)
     }
 
     /// One Gated-DeltaNet layer: in_proj for q, k, v and the output gate z;
@@ -873,6 +930,7 @@ impl Model {
         let Some(attn) = self.attention_of(layer.mixer) else {
             return Bytes::ZERO;
         };
+        let attn = &attn;
         let b = self.dtypes.kv_cache.bytes();
         let elems = match attn {
             Attention::Gqa {
@@ -914,7 +972,11 @@ impl Model {
         match mixer {
             Mixer::Linear => self.linear_state_bytes_per_layer(),
             Mixer::Mamba => self.mamba_state_bytes_per_layer(),
-            Mixer::Full | Mixer::Sliding { .. } | Mixer::Absent => Bytes::ZERO,
+            Mixer::Full
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Absent
+            | Mixer::Projection => Bytes::ZERO,
         }
     }
 
@@ -1011,10 +1073,10 @@ impl Model {
                 // matrix, add dt·x·Bᵀ, read C·h: ~6 FLOP per element.
                 Flop(6.0 * (mb.d_inner() * mb.state_size) as f64)
             }
-            Mixer::Absent => Flop::ZERO,
-            Mixer::Full | Mixer::Sliding { .. } => {
+            Mixer::Absent | Mixer::Projection => Flop::ZERO,
+            Mixer::Full | Mixer::FullKv { .. } | Mixer::Sliding { .. } => {
                 let seen = layer.kept_tokens(context) as f64;
-                match self.attention_of(layer.mixer).expect("softmax mixer") {
+                match &self.attention_of(layer.mixer).expect("softmax mixer") {
                     Attention::Gqa {
                         n_heads,
                         head_dim,
@@ -1087,11 +1149,16 @@ impl Layer {
     pub(crate) fn blocks(&self) -> u32 {
         let mixer = match self.mixer {
             Mixer::Absent => 0,
-            Mixer::Full | Mixer::Sliding { .. } | Mixer::Linear | Mixer::Mamba => 1,
+            Mixer::Full
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Projection => 1,
         };
         let ffn = match self.ffn {
             Ffn::Absent => 0,
-            Ffn::Dense | Ffn::Moe => 1,
+            Ffn::Dense | Ffn::DenseOf { .. } | Ffn::Moe | Ffn::Projection => 1,
         };
         mixer + ffn
     }
@@ -1099,9 +1166,9 @@ impl Layer {
     /// Tokens of a `context`-token sequence this layer keeps in its cache.
     pub(crate) fn kept_tokens(&self, context: u64) -> u64 {
         match self.mixer {
-            Mixer::Full => context,
+            Mixer::Full | Mixer::FullKv { .. } => context,
             Mixer::Sliding { window } => context.min(window),
-            Mixer::Linear | Mixer::Mamba | Mixer::Absent => 0,
+            Mixer::Linear | Mixer::Mamba | Mixer::Absent | Mixer::Projection => 0,
         }
     }
 }

@@ -378,7 +378,12 @@ fn kv_cache_derivation(m: &Model) -> Derivation {
     let softmax_layers = m
         .layers
         .iter()
-        .filter(|l| matches!(l.mixer, Mixer::Full | Mixer::Sliding { .. }))
+        .filter(|l| {
+            matches!(
+                l.mixer,
+                Mixer::Full | Mixer::FullKv { .. } | Mixer::Sliding { .. }
+            )
+        })
         .count();
     inputs.push(("softmax_layers", softmax_layers.to_string()));
     if m.sliding_attention.is_some() {
@@ -467,17 +472,21 @@ fn layer_runs(m: &Model) -> Vec<LayerRun> {
         let l = &m.layers[i];
         let mixer = match l.mixer {
             Mixer::Full => "full".to_string(),
+            Mixer::FullKv { kv_heads } => format!("full({kv_heads} kv heads)"),
             Mixer::Sliding { window } => format!("sliding({window})"),
             Mixer::Linear => "linear".to_string(),
             Mixer::Mamba => "mamba2".to_string(),
             Mixer::Absent => "none".to_string(),
+            Mixer::Projection => "projection".to_string(),
         };
         let ffn = match l.ffn {
-            Ffn::Moe => "moe",
-            Ffn::Dense => "dense",
-            Ffn::Absent => "none",
+            Ffn::Moe => "moe".to_string(),
+            Ffn::Dense => "dense".to_string(),
+            Ffn::DenseOf { intermediate_size } => format!("dense({intermediate_size})"),
+            Ffn::Absent => "none".to_string(),
+            Ffn::Projection => "projection".to_string(),
         };
-        (mixer, ffn.to_string())
+        (mixer, ffn)
     };
     let mut runs: Vec<LayerRun> = Vec::new();
     for i in 0..m.layers.len() {

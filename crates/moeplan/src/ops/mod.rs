@@ -616,20 +616,39 @@ impl<'a> CostContext<'a> {
         ));
         match layer.mixer {
             Mixer::Absent => {}
-            mixer @ (Mixer::Full | Mixer::Sliding { .. } | Mixer::Linear | Mixer::Mamba) => {
+            mixer @ (Mixer::Full
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Projection) => {
                 self.mixer_ops(mixer, count, s, t, ops);
                 self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
             }
         }
         match layer.ffn {
-            Ffn::Dense => {
-                let i = self.model.dense_intermediate_size as f64 / self.layout.tp as f64;
+            ffn @ (Ffn::Dense | Ffn::DenseOf { .. }) => {
+                let width = self.model.dense_width(ffn).unwrap_or(0);
+                let i = width as f64 / self.layout.tp as f64;
                 self.mlp_ops((OpKind::MlpGateUp, OpKind::MlpDown), count, t, i, ops);
+                self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
+            }
+            Ffn::Projection => {
+                ops.push(self.projection(OpKind::MlpDown, count, t, self.model.dtypes.dense));
                 self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
             }
             Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
             Ffn::Absent => {}
         }
+    }
+
+    /// A hidden × hidden linear standing in for a block (DeciLM's
+    /// `replace_with_linear`) over `t` tokens, split over TP by its input
+    /// columns like o_proj and down_proj (then the block's all-reduce).
+    fn projection(&self, kind: OpKind, count: u32, t: f64, w: DType) -> Op {
+        let h = self.model.hidden_size as f64;
+        let cols = h / self.layout.tp as f64;
+        self.gemm(kind, count, t, h, cols, w, FixedCost::Own)
     }
 
     /// An MLP's gate/up (or up alone, ungated) and down GEMMs over `t`
@@ -650,9 +669,13 @@ impl<'a> CostContext<'a> {
         match mixer {
             Mixer::Linear => self.linear_ops(count, s, t, ops),
             Mixer::Mamba => self.mamba_ops(count, s, t, ops),
+            Mixer::Projection => {
+                let w = self.model.dtypes.attention;
+                ops.push(self.projection(OpKind::OProj, count, t, w));
+            }
             Mixer::Absent => {}
-            mixer @ (Mixer::Full | Mixer::Sliding { .. }) => {
-                match *self.model.attention_of(mixer).expect("softmax mixer") {
+            mixer @ (Mixer::Full | Mixer::FullKv { .. } | Mixer::Sliding { .. }) => {
+                match self.model.attention_of(mixer).expect("softmax mixer") {
                     Attention::Gqa {
                         n_heads,
                         n_kv_heads,
@@ -923,7 +946,7 @@ impl<'a> CostContext<'a> {
         ops: &mut Vec<Op>,
     ) {
         let m = self.model;
-        let attn = m.attention_of(mixer).expect("softmax mixer");
+        let attn = &m.attention_of(mixer).expect("softmax mixer");
         let mla = matches!(attn, Attention::Mla { .. });
         let core = CoreDims {
             count,
@@ -932,7 +955,12 @@ impl<'a> CostContext<'a> {
             kv_tok: kv_bytes_per_token_layer_gpu(m, &self.layout, mixer),
             window: match mixer {
                 Mixer::Sliding { window } => window as f64,
-                Mixer::Full | Mixer::Linear | Mixer::Mamba | Mixer::Absent => f64::INFINITY,
+                Mixer::Full
+                | Mixer::FullKv { .. }
+                | Mixer::Linear
+                | Mixer::Mamba
+                | Mixer::Absent
+                | Mixer::Projection => f64::INFINITY,
             },
             topk: m
                 .indexer

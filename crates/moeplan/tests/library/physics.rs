@@ -1123,3 +1123,76 @@ fn step_3_7_flash_flat_config_states_what_it_lacks() {
     assert_eq!(m.dtypes.experts, moeplan::dtype::DType::Fp8);
     assert_eq!(m.n_moe_layers(), 42);
 }
+
+/// Llama-3.3-Nemotron-Super-49B (published: 49.9B, NVIDIA's card says
+/// "49B"): 80 DeciLM blocks of width 8192, vocabulary 128256 (untied).
+/// 49 blocks keep attention (64 heads, 64 / n_heads_in_group 8 = 8 KV heads
+/// of 128): 8192 × 8192 × 2 + 2 × 8192 × 1024 = 150,994,944 each →
+/// 7,398,752,256; 31 have none (no_op, no input norm). Every block keeps a
+/// SwiGLU MLP of width ⌈⌊2 · ffn_mult · 8192 / 3⌋⌉₂₅₆ (DeciLM's
+/// `_ffn_mult_to_intermediate_size`): 49 × 28672 (5.25), 10 × 7168
+/// (1.3125), 8 × 5632 (1.0: 5461 rounds up), 6 × 14336 (2.625), 6 × 2816
+/// (0.5), 1 × 17920 (3.28125) = 1,642,496 columns × 3 × 8192 =
+/// 40,365,981,696. Norms (49 + 80 + 1) × 8192 = 1,064,960; embedding and
+/// LM head 2 × 128256 × 8192 = 2,101,346,304 → 49,867,145,216 (−0.07%).
+/// KV cache per token, bf16: only the 49 attention blocks, 49 × 2 × 8 ×
+/// 128 × 2 B = 200,704 B.
+#[test]
+fn llama_3_3_nemotron_super_49b_is_49_9b() {
+    check_total("llama-3.3-nemotron-super-49b", 49.9e9, 0.01);
+    let m = model("llama-3.3-nemotron-super-49b");
+    let p = m.params();
+    assert_eq!(p.total.value(), 49_867_145_216.0);
+    assert_eq!(
+        p.by_component[&Component::DenseMlp].total.value(),
+        40_365_981_696.0
+    );
+    assert_eq!(m.kv_bytes_per_token().value(), 200_704.0);
+    let softmax = m
+        .layers
+        .iter()
+        .filter(|l| m.attention_of(l.mixer).is_some())
+        .count();
+    assert_eq!(softmax, 49);
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let layout = Layout {
+        tp: 2,
+        ..Layout::default()
+    };
+    let mem = memory::memory(&m, &gpu, &layout, &EngineConfig::default(), 0, 1, 1000);
+    // 49 layers × 4 KV heads per GPU × 256 × 2 B × 1000 tokens.
+    assert!(within(
+        mem.kv_bytes_per_request.value(),
+        49.0 * 2048.0 * 1000.0,
+        1e-9
+    ));
+}
+
+/// DeciLM blocks of their own kind (`tests/fixtures/hf/decilm-49b-edited_config.json`,
+/// the 49B config with three blocks edited by hand): block 0 in groups of
+/// 16 (4 KV heads: k, v −2 × 8192 × 512 = −8,388,608), block 1's attention a
+/// linear (replace_with_linear: 8192² = 67,108,864 for its 150,994,944),
+/// block 2's 28672-wide MLP a linear (67,108,864 for 704,643,072); the norms
+/// stay → −729,808,896. KV cache: block 0 caches 4 heads, block 1 none:
+/// 200,704 − 2 × 4 × 128 × 2 − 2 × 8 × 128 × 2 = 194,560 B.
+#[test]
+fn decilm_blocks_of_their_own_kind() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/decilm-49b-edited_config.json"
+    );
+    let m = catalog::resolve_model(path).expect("loads");
+    let base = model("llama-3.3-nemotron-super-49b");
+    let delta = m.params().total.value() - base.params().total.value();
+    assert_eq!(delta, -729_808_896.0);
+    assert_eq!(m.kv_bytes_per_token().value(), 194_560.0);
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let layout = Layout {
+        tp: 4,
+        pp: 2,
+        ..Layout::default()
+    };
+    assert!(layout.check(&m, &gpu, 0).0.is_empty());
+    let mem = memory::memory(&m, &gpu, &layout, &EngineConfig::default(), 0, 8, 2000);
+    assert!(mem.total_bytes.value().is_finite() && mem.fits());
+}
