@@ -167,7 +167,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "multiple-problems.toml",
         &[
             "5 problems in",
-            "`attention.head_dim`: must be greater than 0",
+            "`attention.head_dim`: 0 is below the minimum 1",
             "16 heads are not divisible by 5 kv heads",
             "`hidden_size`: -512 is below the",
             "`tie_word_embedding`: unknown key",
@@ -180,7 +180,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "multiple-semantic-problems.toml",
         &[
             "4 problems in",
-            "`vocab_size`: must be greater",
+            "`vocab_size`: 0 is below the minimum 1",
             "not divisible by 5 kv heads",
             "top-6 routing needs at least 6 experts",
             "layer 7",
@@ -192,7 +192,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "`hidden_size`: -512 is below the minimum",
             "`attention.n_heads`: -4 is below the",
-            "sizes and counts cannot be negative",
+            "sizes, lengths and counts start at 1",
         ],
     ),
     (
@@ -247,10 +247,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     (
         "zero-sizes.toml",
         &[
-            "`hidden_size`: must be greater than 0",
-            "`vocab_size`: must be greater than 0",
-            "`moe.expert_intermediate_size`: must be",
-            "sizes and counts start at 1",
+            "`hidden_size`: 0 is below the minimum 1",
+            "`vocab_size`: 0 is below the minimum 1",
+            "`moe.expert_intermediate_size`: 0 is below",
+            "sizes, lengths and counts start at 1",
         ],
     ),
 ];
@@ -464,7 +464,7 @@ fn multiple_problems_reports_structural_and_semantic_problems_together() {
         "`hidden_size`: -512 is below the",
         "`tie_word_embedding`: unknown key",
         "`vocab_size`: expected integer",
-        "`attention.head_dim`: must be greater than 0",
+        "`attention.head_dim`: 0 is below the minimum 1",
         "not divisible by 5 kv heads",
     ] {
         assert!(flat.contains(t), "diagnostic lacks `{t}`:\n{flat}");

@@ -89,8 +89,10 @@ pub struct RawHardware {
     /// The GPU.
     pub gpu: RawGpuSection,
     /// GPUs per node (NVLink domain), overriding the GPU's.
+    #[schemars(range(min = 1))]
     pub gpus_per_node: Option<u32>,
     /// GPUs available to the deployment (the planner's budget).
+    #[schemars(range(min = 1))]
     pub gpus: Option<u32>,
     /// A flat compute efficiency the scenario assumes (fraction of peak), replacing the calibrated curves.
     pub mfu: Option<f64>,
@@ -108,21 +110,29 @@ pub struct RawHardware {
 #[serde(deny_unknown_fields)]
 pub struct RawWorkload {
     /// Prompt tokens per request.
+    #[schemars(range(min = 1))]
     pub isl: Option<u64>,
     /// Shortest prompt of a range.
+    #[schemars(range(min = 1))]
     pub isl_min: Option<u64>,
     /// Longest prompt of a range.
+    #[schemars(range(min = 1))]
     pub isl_max: Option<u64>,
     /// Output tokens per request.
+    #[schemars(range(min = 1))]
     pub osl: Option<u64>,
     /// Shortest output of a range.
+    #[schemars(range(min = 1))]
     pub osl_min: Option<u64>,
     /// Longest output of a range.
+    #[schemars(range(min = 1))]
     pub osl_max: Option<u64>,
     /// Requests in flight: per replica for an aggregated plan, on the whole
     /// deployment (its decode pool) for a disaggregated one.
+    #[schemars(range(min = 1))]
     pub concurrency: Option<u64>,
     /// The same as concurrency, as plans often say it.
+    #[schemars(range(min = 1))]
     pub batch_size: Option<u64>,
     /// Arriving requests per second the deployment must serve.
     pub request_rate: Option<f64>,
@@ -186,6 +196,7 @@ pub struct WorkloadSpec {
     /// Output lengths.
     pub osl: Lengths,
     /// Requests in flight, if fixed.
+    #[schemars(range(min = 1))]
     pub concurrency: Option<u64>,
     /// Arriving requests per second, if stated.
     pub request_rate: Option<f64>,
