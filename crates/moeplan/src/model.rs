@@ -464,6 +464,22 @@ pub struct ParamReport {
 }
 
 impl Model {
+    /// Stores attention, routed-expert and dense weights as `w` (what
+    /// `--weight-dtype` and a scenario's `model.weight_dtype` mean;
+    /// embedding and output projection keep their type).
+    pub fn store_weights(&mut self, w: DType) {
+        self.dtypes.attention = w;
+        self.dtypes.experts = w;
+        self.dtypes.dense = w;
+    }
+
+    /// Stores the KV cache as `k`, where `gpu` can hold it
+    /// (`Gpu::kv_cache_dtype`); else the reason it cannot.
+    pub fn store_kv_cache(&mut self, k: DType, gpu: &crate::hardware::Gpu) -> Result<(), String> {
+        self.dtypes.kv_cache = gpu.kv_cache_dtype(k)?;
+        Ok(())
+    }
+
     /// Layers of the model.
     pub fn n_layers(&self) -> usize {
         self.layers.len()

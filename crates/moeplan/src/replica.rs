@@ -84,8 +84,8 @@ impl Replica {
                 concurrency: concurrency.max(1),
             },
             engine: s.engine(engine),
-            redundant_experts: 0,
-            routing_skew: 0.0,
+            redundant_experts: s.redundant_experts_for(&layout),
+            routing_skew: s.routing_skew,
             model: s.model,
             gpu: s.gpu,
         }
@@ -283,7 +283,7 @@ impl Deployment {
                         concurrency: concurrency.max(1),
                     },
                     engine: s.engine(engine),
-                    routing_skew: 0.0,
+                    routing_skew: s.routing_skew,
                     assumed: Vec::new(),
                 })
             }

@@ -65,6 +65,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
         s.bandwidth_utilization = Some(b);
     }
     super::deployment::apply_engine(a.engine.as_deref(), &mut s, format)?;
+    super::deployment::apply_levers(&a.levers, &mut s, format)?;
     if a.objective == Objective::FewestGpus && s.workload.request_rate.is_none() {
         return Err(ArgError::failure(
             "--objective fewest-gpus needs a request rate".into(),
@@ -621,7 +622,8 @@ fn derivations(s: &Scenario, rec: &Candidate, engine: EngineConfig) -> String {
     let mut o = String::from("\nDerivations of the recommendation:\n");
     o += &output::derivation_list(&rec.explain);
     let pool = rec.figures.pools.last().expect("a candidate has a pool");
-    // The same engine the search ranked with.
+    // The same engine (and KV cache type) the search ranked with.
+    let s = rec.figures.as_plan(s).scenario;
     let d = super::deployment::Deployment::from_scenario(
         s.clone(),
         pool.layout,

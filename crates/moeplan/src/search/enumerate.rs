@@ -58,7 +58,7 @@ pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout>
                                 etp,
                             };
                             rej.layouts += 1;
-                            if !l.check(m, &s.gpu, 0).0.is_empty() {
+                            if !l.check(m, &s.gpu, s.redundant_experts_for(&l)).0.is_empty() {
                                 rej.divisibility += 1;
                                 continue;
                             }
