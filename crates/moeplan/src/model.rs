@@ -480,6 +480,19 @@ impl Model {
         Ok(())
     }
 
+    /// The warning for a request of `isl` prompt and `osl` output tokens
+    /// longer than the context the model was trained for
+    /// (`max_position_embeddings`); None when it fits or the config is silent.
+    /// The one wording `estimate`, `plan`, `launch` and `simulate` give.
+    pub fn context_warning(&self, isl: u64, osl: u64) -> Option<String> {
+        let context = isl.saturating_add(osl);
+        let max = self.max_context.filter(|m| context > *m)?;
+        Some(format!(
+            "a request of {isl} prompt + {osl} output tokens ({context}) exceeds the {max} tokens of context {} was trained for (max_position_embeddings): engines refuse it unless RoPE scaling is configured",
+            self.name
+        ))
+    }
+
     /// Layers of the model.
     pub fn n_layers(&self) -> usize {
         self.layers.len()

@@ -510,6 +510,25 @@ pub fn resolve_estimate(a: &EstimateArgs, format: Format) -> Result<ReplicaDeplo
     }
 }
 
+/// Warns on stderr when the longest request (`isl` + `osl`) is beyond the
+/// context `model` was trained for: the estimate's own warning
+/// (`Model::context_warning`), for the commands that print no estimate
+/// (`plan`, `launch`, `simulate`).
+pub fn warn_context(model: &Model, isl: u64, osl: u64) {
+    if let Some(w) = model.context_warning(isl, osl) {
+        crate::output::note(&format!("warning: {w}"));
+    }
+}
+
+/// The longest prompt and output of a deployment: its file's length ranges
+/// at their maxima, else its own lengths.
+pub fn longest(d: &ReplicaDeployment, facts: &PlanFacts) -> (u64, u64) {
+    match &facts.workload {
+        Some(w) => (w.isl.max, w.osl.max),
+        None => (d.workload().isl.get(), d.workload().osl.get()),
+    }
+}
+
 /// What an estimate of a plan file covers when the plan is more than one
 /// replica at one length: one replica, at the mean of its length ranges.
 fn estimate_scope(facts: &PlanFacts) -> Option<String> {

@@ -169,6 +169,8 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
         ..PlanOptions::default()
     };
     let levels = percentile_levels(a, &s)?;
+    let w = &s.workload;
+    super::deployment::warn_context(&s.model, w.isl.max, w.osl.max);
     let (result, elapsed) = search_with_progress(&s, &opts);
     write_files(a, &s, &result)?;
     let rate = s.workload.request_rate.unwrap_or(0.0);

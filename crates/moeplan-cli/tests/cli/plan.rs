@@ -315,3 +315,46 @@ fn every_command_reading_a_scenario_honours_its_levers() {
         assert_ne!(keys, run(&base, &[]), "{cmd:?}: the keys moved nothing");
     }
 }
+
+/// Issue 14: a prompt + output beyond the model's trained context
+/// (Mixtral: 32,768 tokens) is warned by `plan`, `launch` and `simulate`
+/// as `estimate` warns it (they were silent, and launch wrote
+/// `--max_seq_len 41000` without a word).
+#[test]
+fn commands_warn_of_a_request_beyond_the_trained_context() {
+    let long = [
+        "--model",
+        "mixtral-8x7b",
+        "--gpu",
+        "h100-sxm",
+        "--isl",
+        "40000",
+        "--osl",
+        "1000",
+    ];
+    let layout = ["--tp", "2", "--concurrency", "2"];
+    let runs: [Vec<&str>; 4] = [
+        [&["plan"][..], &long].concat(),
+        [&["launch"][..], &long, &layout].concat(),
+        [&["simulate"][..], &long, &layout, &["--requests", "20"]].concat(),
+        [&["estimate"][..], &long, &layout].concat(),
+    ];
+    let warning = "(41000) exceeds the 32768 tokens of context mixtral-8x7b was trained for";
+    for args in runs {
+        let out = moeplan(&args);
+        let both = stdout(&out) + &super::stderr(&out);
+        assert!(both.contains(warning), "{args:?}: {both}");
+    }
+    let short = moeplan(&[
+        "plan",
+        "--model",
+        "mixtral-8x7b",
+        "--gpu",
+        "h100-sxm",
+        "--isl",
+        "4000",
+        "--osl",
+        "1000",
+    ]);
+    assert!(!super::stderr(&short).contains("trained for"));
+}
