@@ -463,7 +463,7 @@ fn render(s: &Scenario, r: &PlanResult, engine: EngineConfig, view: View) -> Str
     o += &lengths_legend(s);
     o += &recommendation(r);
     o += &binding(r);
-    o += &rejected(r);
+    o += &rejected(s, r);
     if view.detail == Detail::Derivations {
         if let Some(rec) = &r.recommended {
             o += &derivations(s, rec, engine);
@@ -602,19 +602,24 @@ fn binding(r: &PlanResult) -> String {
 }
 
 /// How many layouts the search enumerated and why it rejected the others.
-fn rejected(r: &PlanResult) -> String {
+fn rejected(s: &Scenario, r: &PlanResult) -> String {
     let j = &r.rejected;
     format!(
         "\nSearched {} layouts: {} invalid splits (heads, KV heads, experts, expert width, layers, folding), {} TP groups wider than a node{}; of the rest, {} do not fit in memory, {} cannot meet TTFT, {} cannot meet TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} need more GPUs than available.\n",
-        j.layouts, j.divisibility, j.node_fit, engine_rejections(j.engine), j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget
+        j.layouts, j.divisibility, j.node_fit, engine_rejections(s, j.engine), j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget
     )
 }
 
-/// ", N the engine cannot express" when the scenario's engine ruled some out.
-pub fn engine_rejections(n: usize) -> String {
-    match n {
-        0 => String::new(),
-        n => format!(", {n} the stated engine cannot express"),
+/// ", N the stated engine cannot express" (or the default engine, named)
+/// when the serving engine ruled some layouts out.
+pub fn engine_rejections(s: &Scenario, n: usize) -> String {
+    match (n, s.engine) {
+        (0, _) => String::new(),
+        (n, Some(_)) => format!(", {n} the stated engine cannot express"),
+        (n, None) => format!(
+            ", {n} {} (the default engine) cannot express",
+            s.serving_engine().name()
+        ),
     }
 }
 

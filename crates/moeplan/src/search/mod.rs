@@ -174,7 +174,7 @@ pub struct Rejections {
     pub divisibility: usize,
     /// A TP group wider than a node.
     pub node_fit: usize,
-    /// Layouts the scenario's stated engine cannot express (`launch::express`).
+    /// Layouts the serving engine (the scenario's, else the default) cannot express (`launch::express`).
     pub engine: usize,
     /// More GPUs than the budget.
     pub gpu_budget: usize,
