@@ -533,6 +533,35 @@ pub struct ParamReport {
 }
 
 impl Model {
+    /// Stores attention, routed-expert and dense weights as `w` (what
+    /// `--weight-dtype` and a scenario's `model.weight_dtype` mean;
+    /// embedding and output projection keep their type).
+    pub fn store_weights(&mut self, w: DType) {
+        self.dtypes.attention = w;
+        self.dtypes.experts = w;
+        self.dtypes.dense = w;
+    }
+
+    /// Stores the KV cache as `k`, where `gpu` can hold it
+    /// (`Gpu::kv_cache_dtype`); else the reason it cannot.
+    pub fn store_kv_cache(&mut self, k: DType, gpu: &crate::hardware::Gpu) -> Result<(), String> {
+        self.dtypes.kv_cache = gpu.kv_cache_dtype(k)?;
+        Ok(())
+    }
+
+    /// The warning for a request of `isl` prompt and `osl` output tokens
+    /// longer than the context the model was trained for
+    /// (`max_position_embeddings`); None when it fits or the config is silent.
+    /// The one wording `estimate`, `plan`, `launch` and `simulate` give.
+    pub fn context_warning(&self, isl: u64, osl: u64) -> Option<String> {
+        let context = isl.saturating_add(osl);
+        let max = self.max_context.filter(|m| context > *m)?;
+        Some(format!(
+            "a request of {isl} prompt + {osl} output tokens ({context}) exceeds the {max} tokens of context {} was trained for (max_position_embeddings): engines refuse it unless RoPE scaling is configured",
+            self.name
+        ))
+    }
+
     /// Layers of the model.
     pub fn n_layers(&self) -> usize {
         self.layers.len()

@@ -259,7 +259,7 @@ pub(crate) fn input<'a>(
         workload,
         engine: plan.scenario.engine_config(),
         redundant_experts,
-        routing_skew: 0.0,
+        routing_skew: plan.scenario.routing_skew,
         overlap: overlap_of(plan, phase),
     }
 }
