@@ -51,6 +51,7 @@ use crate::spec::plan::{Deployment, Plan, Pool};
 use crate::units::{Seconds, Tokens, TokensPerSecond};
 use serde::Serialize;
 
+pub use claim::{error_band, ErrorBand, ModeBand};
 pub use fix::{Corrected, CorrectionSource, Planner};
 pub use fix_disagg::{CorrectedPool, CorrectedPools};
 
