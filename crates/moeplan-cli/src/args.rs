@@ -31,8 +31,8 @@ fn choice<T: Copy + Send + Sync + 'static>(
 /// Plan, check and explain parallel deployments of Mixture-of-Experts inference.
 ///
 /// Exit codes: 0 success; 1 the input is valid but the answer is negative
-/// (a deployment that does not fit, no valid layout, with `plan
-/// --require-slo` a recommendation that misses a service level, or an
+/// (a deployment that does not fit, with `plan --require-slo` no valid
+/// layout or a recommendation that misses a service level, or an
 /// output a missing tool cannot produce: `dag --svg` without Graphviz);
 /// 2 bad input (unreadable or invalid file, unknown model or GPU, invalid
 /// layout); 3 internal error.
@@ -456,7 +456,7 @@ pub struct PlanArgs {
     /// How many of the best aggregated candidates to simulate for the percentile levels.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub simulate_top: u32,
-    /// Exit 1 when the recommendation misses a service level (default: exit 0 with a recommendation, 1 only when no valid layout fits).
+    /// Exit 1 when no layout meets every service level, none fitting included, for CI (default: exit 0 with a recommendation or the analysis of why no layout fits).
     #[arg(long)]
     pub require_slo: bool,
     /// Write a Markdown deployment plan to this file.

@@ -201,13 +201,14 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
             elapsed.as_secs_f64()
         ));
     }
-    // A recommendation is the answer, met or not (its misses and what
-    // would meet them are in the output); no valid layout at all is the
-    // negative answer, and so is a miss under --require-slo.
+    // A recommendation is the answer, met or not, and so is the analysis of
+    // why no layout fits (both say what would change it): exit 0. Under
+    // --require-slo a miss, or no layout at all, is the negative answer.
     let percentiles_met = percentiles.as_ref().is_none_or(|p| p.recommended.is_some());
-    match &result.recommended {
-        Some(c) if (c.meets() && percentiles_met) || !a.require_slo => Ok(()),
-        _ => Err(Failure::Negative),
+    match (&result.recommended, a.require_slo) {
+        (_, false) => Ok(()),
+        (Some(c), true) if c.meets() && percentiles_met => Ok(()),
+        (_, true) => Err(Failure::Negative),
     }
 }
 

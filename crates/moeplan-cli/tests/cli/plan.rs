@@ -393,3 +393,30 @@ fn commands_warn_of_a_request_beyond_the_trained_context() {
     ]);
     assert!(!super::stderr(&short).contains("trained for"));
 }
+
+/// The analysis of why no layout fits is an answer too (issue 14: `plan`
+/// exits 0 when it produced a recommendation or an infeasibility analysis);
+/// `--require-slo` makes it exit 1 for CI. DeepSeek-V3's 671B parameters do
+/// not fit two 24 GB L4s in any layout.
+#[test]
+fn an_infeasibility_analysis_exits_0_unless_required() {
+    let args = [
+        "plan",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "l4",
+        "--gpus",
+        "2",
+        "--isl",
+        "1000",
+        "--osl",
+        "100",
+    ];
+    let out = moeplan(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("No layout fits"), "{}", stdout(&out));
+    let mut strict = args.to_vec();
+    strict.push("--require-slo");
+    assert_eq!(moeplan(&strict).status.code(), Some(1));
+}
