@@ -301,12 +301,19 @@ impl Degrees {
         if !self.any() {
             return l;
         }
+        // The file's expert parallelism stays unless a flag changes the
+        // expert split: `--tp 4` over an ep8 plan keeps ep 8 (etp refolds),
+        // never silently dropping it.
+        let ep = match (self.ep, self.etp) {
+            (None, None) => Some(l.ep),
+            (ep, _) => ep,
+        };
         Layout::folded(
             self.pp.unwrap_or(l.pp),
             self.tp.unwrap_or(l.tp),
             self.cp.unwrap_or(l.cp),
             self.dp.unwrap_or(l.dp),
-            self.ep,
+            ep,
             self.etp,
         )
     }

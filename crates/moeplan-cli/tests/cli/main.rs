@@ -2032,3 +2032,18 @@ fn argument_errors_are_json_under_json() {
     assert!(stdout(&o).is_empty());
     assert!(stderr(&o).contains("--top"));
 }
+
+/// A layout flag over a plan file changes only what it names (issue 14:
+/// `--tp 4` over a dp8 ep8 plan gave tp4 dp8 etp32, the file's ep8 dropped
+/// silently): ep 8 stays and etp refolds to 32 / 8 = 4; a flag on the expert
+/// split (`--etp 1`) refolds it (ep 32).
+#[test]
+fn a_layout_flag_over_a_plan_keeps_the_files_other_degrees() {
+    let plan = "examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml";
+    let out = stdout(&moeplan_at_root(&["estimate", plan, "--tp", "4"]));
+    assert!(out.contains("layout tp4 dp8 ep8 etp4"), "{out}");
+    let out = stdout(&moeplan_at_root(&[
+        "estimate", plan, "--tp", "4", "--etp", "1",
+    ]));
+    assert!(out.contains("layout tp4 dp8 ep32"), "{out}");
+}
