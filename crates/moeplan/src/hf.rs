@@ -878,8 +878,8 @@ const CSA_RATIO: u64 = 4;
 
 /// DeepSeek-V4 (`DeepseekV4ForCausalLM`): multi-query attention over one
 /// shared key-value head (`Attention::SharedKv`) in every layer, each
-/// layer by its `compress_ratios` entry either sliding-window only (0 or
-/// 1) or compressed (`Mixer::Compressed`: CSA with the indexer at ratio 4,
+/// layer by its `compress_ratios` entry either sliding-window only (ratio
+/// 0 or 1) or compressed (`Mixer::Compressed`: CSA with the indexer at ratio 4,
 /// HCA otherwise), hyper-connections (`hc_mult`), and the DeepSeek MoE
 /// block in every layer (routed and shared experts, no dense layers).
 fn deepseek_v4(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
