@@ -202,6 +202,7 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         declared_params,
         assumptions: raw.assumptions.clone().unwrap_or_default(),
         max_context: None,
+        hyper_connections: None,
     }
 }
 
