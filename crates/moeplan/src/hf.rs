@@ -349,9 +349,24 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
             .and_then(Value::as_bool)
             .unwrap_or(false),
     );
-    m.dtypes = dtypes(torch_dtype, quant, &m);
+    stored_types(&mut m, arch, &c, quant, torch_dtype);
+    check_shapes(&m, &c, pr);
+    Some(m)
+}
+
+/// The stored type of each weight group and cache: the config's dtype under
+/// its quantization (a method moeplan does not read is said), DeepSeek-V4's
+/// own expert types, and a Mamba state type where the config states one.
+fn stored_types(
+    m: &mut Model,
+    arch: &str,
+    c: &Cfg,
+    quant: Option<&Map<String, Value>>,
+    torch_dtype: DType,
+) {
+    m.dtypes = dtypes(torch_dtype, quant, m);
     if arch == "DeepseekV4ForCausalLM" {
-        deepseek_v4_dtypes(&c, quant, &mut m);
+        deepseek_v4_dtypes(c, quant, m);
     }
     if let Some(method) = quant
         .map(quant_method)
@@ -368,8 +383,6 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
     {
         m.dtypes.state = d;
     }
-    check_shapes(&m, &c, pr);
-    Some(m)
 }
 
 /// The model of one supported architecture, read by its family's reader.

@@ -988,46 +988,7 @@ impl<'a> CostContext<'a> {
             },
             compressed: self.compressed_core(mixer),
         };
-        // Per query token: FLOP per attended key, and the query/key width.
-        // MLA runs in two forms, and engines split a mixed batch by kind:
-        // decode tokens attend absorbed over the latent KV (q·[c_kv, k_rope]
-        // then p·c_kv: 2·heads·(2·kv_lora + rope) FLOP per cached token);
-        // prefill tokens attend with K and V decompressed by kv_b_proj
-        // (2·heads·(nope + rope + v)).
-        let (decode_form, prefill_form) = match attn {
-            Attention::Gqa {
-                head_dim: key_dim,
-                values,
-                ..
-            } => {
-                // q·k over the key width, p·v over the value width (the
-                // same scale as `head_dim`, which the caller may set).
-                let v = head_dim * values.head_dim(*key_dim) as f64 / *key_dim as f64;
-                let per_pair = 2.0 * heads * (head_dim + v);
-                ((per_pair, head_dim), (per_pair, head_dim))
-            }
-            Attention::Mla {
-                kv_lora_rank,
-                qk_rope_head_dim,
-                qk_nope_head_dim,
-                v_head_dim,
-                ..
-            } => (
-                (
-                    2.0 * heads * (2 * kv_lora_rank + qk_rope_head_dim) as f64,
-                    (*kv_lora_rank + *qk_rope_head_dim) as f64,
-                ),
-                (
-                    2.0 * heads * (*qk_nope_head_dim + *qk_rope_head_dim + *v_head_dim) as f64,
-                    (*qk_nope_head_dim + *qk_rope_head_dim) as f64,
-                ),
-            ),
-            // One form: q·k and p·v over the shared head, in both phases.
-            Attention::SharedKv { head_dim, .. } => {
-                let form = (2.0 * heads * 2.0 * *head_dim as f64, *head_dim as f64);
-                (form, form)
-            }
-        };
+        let (decode_form, prefill_form) = attention_forms(attn, heads, head_dim);
         // DeepSeek-V4's sparse kernels are FlashMLA's (the V3.2 DSA ones):
         // they stand on the MLA tables (`mla_decode_core`, `mla_prefill_core`).
         let mla = mla || shared_kv;
@@ -1635,5 +1596,48 @@ impl<'a> CostContext<'a> {
             parts.push((None, ops));
         }
         parts
+    }
+}
+
+/// Per query token, for decode and for prefill: FLOP per attended key, and
+/// the query/key width. MLA runs in two forms, and engines split a mixed
+/// batch by kind: decode tokens attend absorbed over the latent KV
+/// (q·[c_kv, k_rope] then p·c_kv: 2·heads·(2·kv_lora + rope) FLOP per cached
+/// token); prefill tokens attend with K and V decompressed by kv_b_proj
+/// (2·heads·(nope + rope + v)).
+fn attention_forms(attn: &Attention, heads: f64, head_dim: f64) -> ((f64, f64), (f64, f64)) {
+    match attn {
+        Attention::Gqa {
+            head_dim: key_dim,
+            values,
+            ..
+        } => {
+            // q·k over the key width, p·v over the value width (the
+            // same scale as `head_dim`, which the caller may set).
+            let v = head_dim * values.head_dim(*key_dim) as f64 / *key_dim as f64;
+            let per_pair = 2.0 * heads * (head_dim + v);
+            ((per_pair, head_dim), (per_pair, head_dim))
+        }
+        Attention::Mla {
+            kv_lora_rank,
+            qk_rope_head_dim,
+            qk_nope_head_dim,
+            v_head_dim,
+            ..
+        } => (
+            (
+                2.0 * heads * (2 * kv_lora_rank + qk_rope_head_dim) as f64,
+                (*kv_lora_rank + *qk_rope_head_dim) as f64,
+            ),
+            (
+                2.0 * heads * (*qk_nope_head_dim + *qk_rope_head_dim + *v_head_dim) as f64,
+                (*qk_nope_head_dim + *qk_rope_head_dim) as f64,
+            ),
+        ),
+        // One form: q·k and p·v over the shared head, in both phases.
+        Attention::SharedKv { head_dim, .. } => {
+            let form = (2.0 * heads * 2.0 * *head_dim as f64, *head_dim as f64);
+            (form, form)
+        }
     }
 }
