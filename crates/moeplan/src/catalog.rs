@@ -26,6 +26,30 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/deepseek-v3.json"),
     ),
     (
+        "deepseek-v4-flash",
+        include_str!("../catalog/models/deepseek-v4-flash.json"),
+    ),
+    (
+        "deepseek-v4-flash-fp8",
+        include_str!("../catalog/models/deepseek-v4-flash-fp8.json"),
+    ),
+    (
+        "deepseek-v4-flash-nvfp4",
+        include_str!("../catalog/models/deepseek-v4-flash-nvfp4.json"),
+    ),
+    (
+        "deepseek-v4-pro",
+        include_str!("../catalog/models/deepseek-v4-pro.json"),
+    ),
+    (
+        "deepseek-v4-pro-fp8",
+        include_str!("../catalog/models/deepseek-v4-pro-fp8.json"),
+    ),
+    (
+        "deepseek-v4-pro-nvfp4",
+        include_str!("../catalog/models/deepseek-v4-pro-nvfp4.json"),
+    ),
+    (
         "gemma-4-26b-a4b",
         include_str!("../catalog/models/gemma-4-26b-a4b.json"),
     ),
@@ -195,6 +219,28 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         "nvidia/DeepSeek-V3.1-NVFP4",
         "deepseek-v3",
         Some(DType::Nvfp4),
+    ),
+    ("deepseek-ai/DeepSeek-V4-Flash", "deepseek-v4-flash", None),
+    (
+        "sgl-project/DeepSeek-V4-Flash-FP8",
+        "deepseek-v4-flash-fp8",
+        None,
+    ),
+    (
+        "nvidia/DeepSeek-V4-Flash-NVFP4",
+        "deepseek-v4-flash-nvfp4",
+        None,
+    ),
+    ("deepseek-ai/DeepSeek-V4-Pro", "deepseek-v4-pro", None),
+    (
+        "sgl-project/DeepSeek-V4-Pro-FP8",
+        "deepseek-v4-pro-fp8",
+        None,
+    ),
+    (
+        "nvidia/DeepSeek-V4-Pro-NVFP4",
+        "deepseek-v4-pro-nvfp4",
+        None,
     ),
     ("zai-org/GLM-5", "glm-5", None),
     ("zhipuai/GLM-5", "glm-5", None),

@@ -9,8 +9,9 @@
 use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{
-    Attention, Dtypes, Ffn, Gating, Layer, LinearAttention, Mamba2, Mixer, Model, Moe,
-    NormPlacement, OutputGate, SparseIndexer, Values, VisionBlocks, VisionEncoder, VisionProjector,
+    Attention, Dtypes, Ffn, Gating, HyperConnections, Layer, LinearAttention, Mamba2, Mixer, Model,
+    Moe, NormPlacement, OutputGate, Selection, SparseIndexer, Values, VisionBlocks, VisionEncoder,
+    VisionProjector,
 };
 use crate::spec::source::Source;
 use crate::spec::{Problem, Problems, SpecError};
@@ -30,6 +31,7 @@ pub const SUPPORTED: &[&str] = &[
     "DeepseekV2ForCausalLM",
     "DeepseekV3ForCausalLM",
     "DeepseekV32ForCausalLM",
+    "DeepseekV4ForCausalLM",
     "KimiK25ForConditionalGeneration",
     "GlmMoeDsaForCausalLM",
     "Glm4MoeForCausalLM",
@@ -355,7 +357,25 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
             .and_then(Value::as_bool)
             .unwrap_or(false),
     );
-    m.dtypes = dtypes(torch_dtype, quant, &m);
+    stored_types(&mut m, arch, &c, quant, torch_dtype);
+    check_shapes(&m, &c, pr);
+    Some(m)
+}
+
+/// The stored type of each weight group and cache: the config's dtype under
+/// its quantization (a method moeplan does not read is said), DeepSeek-V4's
+/// own expert types, and a Mamba state type where the config states one.
+fn stored_types(
+    m: &mut Model,
+    arch: &str,
+    c: &Cfg,
+    quant: Option<&Map<String, Value>>,
+    torch_dtype: DType,
+) {
+    m.dtypes = dtypes(torch_dtype, quant, m);
+    if arch == "DeepseekV4ForCausalLM" {
+        deepseek_v4_dtypes(c, quant, m);
+    }
     if let Some(method) = quant
         .map(quant_method)
         .filter(|q| !READ_METHODS.contains(q))
@@ -371,8 +391,6 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
     {
         m.dtypes.state = d;
     }
-    check_shapes(&m, &c, pr);
-    Some(m)
 }
 
 /// The model of one supported architecture, read by its family's reader.
@@ -394,6 +412,7 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
         | "DeepseekV32ForCausalLM"
         | "KimiK25ForConditionalGeneration"
         | "GlmMoeDsaForCausalLM" => deepseek(c, arch, pr),
+        "DeepseekV4ForCausalLM" => deepseek_v4(c, arch, pr),
         "Glm4MoeForCausalLM" => glm4_moe(c, arch, pr),
         "GptOssForCausalLM" => gpt_oss(c, arch, pr),
         "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(c, root, arch, pr),
@@ -443,6 +462,7 @@ fn base_with_layers(c: &Cfg, arch: &str, n_layers: u64, pr: &mut Problems) -> Mo
         declared_params: None,
         assumptions: Vec::new(),
         max_context: c.obj.get("max_position_embeddings").and_then(Value::as_u64),
+        hyper_connections: None,
     }
 }
 
@@ -880,6 +900,145 @@ fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     }
     m.dense_intermediate_size = c.u64("intermediate_size", pr);
     m
+}
+
+/// The compression ratio whose layers select their entries through the
+/// indexer (CSA): vLLM's and SGLang's DeepSeek-V4 build the indexer in the
+/// layers of ratio 4 (`compress_ratio == 4`), and read every entry of the
+/// others (HCA, ratio 128).
+const CSA_RATIO: u64 = 4;
+
+/// DeepSeek-V4 (`DeepseekV4ForCausalLM`): multi-query attention over one
+/// shared key-value head (`Attention::SharedKv`) in every layer, each
+/// layer by its `compress_ratios` entry either sliding-window only (ratio
+/// 0 or 1) or compressed (`Mixer::Compressed`: CSA with the indexer at ratio 4,
+/// HCA otherwise), hyper-connections (`hc_mult`), and the DeepSeek MoE
+/// block in every layer (routed and shared experts, no dense layers).
+fn deepseek_v4(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n = m.layers.len();
+    m.attention = Attention::SharedKv {
+        n_heads: c.u64("num_attention_heads", pr),
+        q_lora_rank: c.u64("q_lora_rank", pr),
+        head_dim: c.u64("head_dim", pr),
+        qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
+        o_lora_rank: c.u64("o_lora_rank", pr),
+        o_groups: c.u64("o_groups", pr),
+    };
+    m.indexer = Some(SparseIndexer {
+        n_heads: c.u64("index_n_heads", pr),
+        head_dim: c.u64("index_head_dim", pr),
+        topk: c.u64("index_topk", pr),
+    });
+    let window = c.u64("sliding_window", pr);
+    let ratios = compress_ratios(c, n, pr);
+    for (l, ratio) in m.layers.iter_mut().zip(ratios) {
+        l.mixer = match ratio {
+            0 | 1 => Mixer::Sliding { window },
+            CSA_RATIO => Mixer::Compressed {
+                window,
+                ratio,
+                selection: Selection::Indexed,
+            },
+            _ => Mixer::Compressed {
+                window,
+                ratio,
+                selection: Selection::All,
+            },
+        };
+        l.ffn = Ffn::Moe;
+    }
+    let inter = c.u64("moe_intermediate_size", pr);
+    let shared = c.opt_u64("n_shared_experts", pr).unwrap_or(0);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("n_routed_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: inter,
+        n_shared_experts: u64::from(shared > 0),
+        shared_intermediate_size: inter.saturating_mul(shared),
+        shared_expert_gate: false,
+        router_bias: c.str("topk_method").is_none_or(|t| t == "noaux_tc"),
+        expert_bias: false,
+        latent_size: None,
+    });
+    m.dense_intermediate_size = 0;
+    m.hyper_connections = c
+        .opt_u64("hc_mult", pr)
+        .filter(|s| *s > 1)
+        .map(|streams| HyperConnections { streams });
+    deepseek_v4_assumptions(c, &mut m, pr);
+    m
+}
+
+/// DeepSeek-V4's `compress_ratios`: one per layer, the checkpoint's MTP
+/// layers' entries after them (not read).
+fn compress_ratios(c: &Cfg, n: usize, pr: &mut Problems) -> Vec<u64> {
+    let values: Vec<Option<u64>> = c
+        .array("compress_ratios")
+        .map(|a| a.iter().map(Value::as_u64).collect())
+        .unwrap_or_default();
+    if values.len() < n || values.iter().any(Option::is_none) {
+        pr.push(
+            Problem::at(
+                c.path("compress_ratios"),
+                format!(
+                    "expected at least {n} integers, one per layer, found {}",
+                    values.len()
+                ),
+            )
+            .hint("DeepSeek-V4 lists each layer's KV compression ratio (0: sliding window only)"),
+        );
+        return vec![0; n];
+    }
+    values.into_iter().take(n).map(|v| v.unwrap_or(0)).collect()
+}
+
+/// What a DeepSeek-V4 model is read as beyond its config's keys.
+fn deepseek_v4_assumptions(c: &Cfg, m: &mut Model, pr: &mut Problems) {
+    mtp_not_counted(m, c);
+    let hash = c.size_or_none("num_hash_layers", pr);
+    if hash > 0 {
+        m.assumptions.push(format!("the first {hash} layers route by token id (hash routing, a vocab × top-k lookup table, not counted as weights): they are costed like learned routing, with a learned router's weights and correction bias counted"));
+    }
+    m.assumptions.push("compressors, the indexer's weights projection and the hyper-connection mixing are counted in the attention's and the norms' stored types (the checkpoint keeps them in bf16 and fp32: under 0.2% of the weight bytes); the hyper-connections' ~2·(2+m)·m²·hidden FLOP per block and their m-times-wider residual are not costed".into());
+    m.assumptions.push("the KV cache is DeepSeek-V4's FlashMLA layout whatever the config says: each entry of the shared head 448 fp8 + 64 bf16 rotary + 8 scale bytes, each indexer key 128 fp8 + 4 scale bytes; a compressor's partial window (its fp32 state) is not counted".into());
+}
+
+/// DeepSeek-V4's weight types: the `quantization_config` covers the
+/// linear layers (fp8 blocks); the routed experts are `expert_dtype`
+/// (`fp4`: MXFP4, as vLLM reads DeepSeek's checkpoints; `fp8` or absent,
+/// as in SGLang's FP8 repack: the config's fp8) unless a ModelOpt
+/// `MIXED_PRECISION` form names theirs (`quantized_layers`, or its
+/// `moe_quant_algo`); the cache is fp8. Said in the assumptions.
+fn deepseek_v4_dtypes(c: &Cfg, quant: Option<&Map<String, Value>>, m: &mut Model) {
+    let mixed = quant.and_then(|q| {
+        let algo = q.get("quant_algo").and_then(Value::as_str)?;
+        (algo == "MIXED_PRECISION").then_some(q)
+    });
+    let named = mixed.and_then(|q| {
+        let from_layers = mixed_precision(m.dtypes.clone(), q, &[]).experts;
+        Some(from_layers)
+            .filter(|t| *t != m.dtypes.experts)
+            .or_else(|| {
+                q.get("moe_quant_algo")
+                    .and_then(Value::as_str)
+                    .and_then(modelopt_dtype)
+            })
+    });
+    let (experts, source) = match (named, c.str("expert_dtype")) {
+        (Some(t), _) => (t, "its ModelOpt MIXED_PRECISION quantization"),
+        (None, Some("fp4")) => (DType::Mxfp4, "expert_dtype fp4 (DeepSeek's MXFP4)"),
+        (None, _) => (
+            m.dtypes.experts,
+            "the quantization_config (no fp4 expert_dtype)",
+        ),
+    };
+    m.dtypes.experts = experts;
+    m.dtypes.kv_cache = DType::Fp8;
+    m.assumptions.push(format!(
+        "weights: routed experts {experts} from {source}; attention and shared experts {}, embedding and LM head {}",
+        m.dtypes.attention, m.dtypes.embedding
+    ));
 }
 
 /// GLM-4.5: GQA attention over the DeepSeek MoE block.
@@ -1499,6 +1658,7 @@ fn decilm(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         Mixer::FullKv { kv_heads } => Some(kv_heads),
         Mixer::Full
         | Mixer::Sliding { .. }
+        | Mixer::Compressed { .. }
         | Mixer::Linear
         | Mixer::Mamba
         | Mixer::Absent
@@ -1684,7 +1844,10 @@ fn mixed_precision(mut d: Dtypes, q: &Map<String, Value>, ignore: &[String]) -> 
             .and_then(modelopt_dtype)
     };
     let shared = |k: &str| k.contains("shared_expert");
-    if let Some(t) = algo_of(&|k| k.contains("experts.") && !shared(k)) {
+    // `model.layers.3.mlp.experts.7.down_proj`, or one fused module
+    // `layers.3.ffn.experts` (DeepSeek-V4, Qwen3.6).
+    if let Some(t) = algo_of(&|k| (k.contains("experts.") || k.ends_with(".experts")) && !shared(k))
+    {
         d.experts = t;
     }
     if let Some(t) = algo_of(&|k| k.contains("attn") || k.ends_with("mixer.in_proj")) {

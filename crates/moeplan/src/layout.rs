@@ -241,7 +241,7 @@ impl Layout {
         for attn in m.attentions() {
             let kv = match attn {
                 Attention::Gqa { n_kv_heads, .. } => Some(n_kv_heads),
-                Attention::Mla { .. } => None,
+                Attention::Mla { .. } | Attention::SharedKv { .. } => None,
             };
             let shape = (attn.n_heads(), kv);
             if seen.contains(&shape) {
@@ -422,7 +422,10 @@ impl Layout {
                     + p.latent)
                     / 1e9
                     + match l.mixer {
-                        Mixer::Full | Mixer::FullKv { .. } | Mixer::Sliding { .. } => 0.1,
+                        Mixer::Full
+                        | Mixer::FullKv { .. }
+                        | Mixer::Sliding { .. }
+                        | Mixer::Compressed { .. } => 0.1,
                         Mixer::Linear | Mixer::Mamba | Mixer::Absent | Mixer::Projection => 0.0,
                     }
                     + match l.ffn {

@@ -70,7 +70,7 @@ pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mi
             };
             full * (local as f64 / *n_kv_heads as f64)
         }
-        Attention::Mla { .. } => full,
+        Attention::Mla { .. } | Attention::SharedKv { .. } => full,
     }
 }
 
@@ -80,7 +80,7 @@ pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mi
 fn kv_split(m: &Model, mixer: Mixer, tp: f64) -> f64 {
     match m.attention_of(mixer) {
         Some(Attention::Gqa { n_kv_heads, .. }) => tp.min(n_kv_heads as f64),
-        Some(Attention::Mla { .. }) | None => 1.0,
+        Some(Attention::Mla { .. } | Attention::SharedKv { .. }) | None => 1.0,
     }
 }
 
@@ -195,6 +195,8 @@ fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, cont
                 b += kv_bytes_per_token_layer_gpu(m, layout, mixer)
                     * (layer.kept_tokens(context) as f64 / layout.cp as f64).ceil()
             }
+            // One shared key-value head: every TP rank holds it whole.
+            Mixer::Compressed { .. } => b += m.kv_bytes_layer_context(layer, context, layout.cp),
         }
     }
     b
@@ -224,6 +226,13 @@ fn qkv_width(attn: &Attention, tp: f64) -> f64 {
             (*n_heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim)) as f64 / tp
                 + (kv_lora_rank + qk_rope_head_dim) as f64
         }
+        // Queries and outputs of the local heads, the query latent and the shared head.
+        Attention::SharedKv {
+            n_heads,
+            q_lora_rank,
+            head_dim,
+            ..
+        } => (2 * n_heads * head_dim) as f64 / tp + (q_lora_rank + head_dim) as f64,
     }
 }
 

@@ -32,6 +32,18 @@ pub enum Mixer {
         /// Tokens a query attends to, and the KV tokens the layer keeps.
         window: u64,
     },
+    /// DeepSeek-V4's compressed attention: the last `window` tokens kept
+    /// whole (as `Sliding`), and every `ratio` earlier tokens compressed
+    /// into one cached entry; `selection` says which compressed entries a
+    /// query reads.
+    Compressed {
+        /// Tokens kept whole (the sliding window).
+        window: u64,
+        /// Tokens per compressed entry.
+        ratio: u64,
+        /// Which compressed entries a query reads.
+        selection: Selection,
+    },
     /// Linear attention with a fixed-size recurrent state (no KV cache).
     Linear,
     /// A Mamba-2 selective state-space mixer (`Model::mamba`): a fixed-size
@@ -43,6 +55,17 @@ pub enum Mixer {
     /// No token mixing: one hidden × hidden linear (with its pre-norm) in
     /// place of attention (DeciLM's `replace_with_linear`).
     Projection,
+}
+
+/// Which compressed entries a `Mixer::Compressed` layer's query reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Every compressed entry (DeepSeek-V4's heavily compressed attention, HCA).
+    All,
+    /// The top-k entries `Model::indexer` scores highest over its own
+    /// compressed keys (compressed sparse attention, CSA).
+    Indexed,
 }
 
 /// What follows the mixer in a layer.
@@ -140,6 +163,26 @@ pub enum Attention {
         /// Per-head value dimension.
         v_head_dim: u64,
     },
+    /// DeepSeek-V4's attention: queries from a low-rank latent
+    /// (`q_lora_rank`), one key-value head of `head_dim` shared by every
+    /// query head (the key is also the value; its last `qk_rope_head_dim`
+    /// take RoPE), a learned sink per head, and a grouped low-rank output:
+    /// `o_groups` groups of heads each projected to `o_lora_rank`, then
+    /// `o_groups · o_lora_rank` to the hidden width.
+    SharedKv {
+        /// Query heads.
+        n_heads: u64,
+        /// Rank of the query down-projection.
+        q_lora_rank: u64,
+        /// Width of a query head and of the shared key-value head.
+        head_dim: u64,
+        /// Rotary part of the head.
+        qk_rope_head_dim: u64,
+        /// Rank of each output group's projection.
+        o_lora_rank: u64,
+        /// Groups of heads the output projection is split into.
+        o_groups: u64,
+    },
 }
 
 /// The sigmoid gate a GQA layer applies to its attention output before o_proj.
@@ -219,14 +262,16 @@ impl Attention {
     /// Query heads.
     pub fn n_heads(&self) -> u64 {
         match self {
-            Attention::Gqa { n_heads, .. } | Attention::Mla { n_heads, .. } => *n_heads,
+            Attention::Gqa { n_heads, .. }
+            | Attention::Mla { n_heads, .. }
+            | Attention::SharedKv { n_heads, .. } => *n_heads,
         }
     }
     /// Key/value heads that TP can split (MLA's latent is one shared "head").
     pub fn n_kv_heads(&self) -> u64 {
         match self {
             Attention::Gqa { n_kv_heads, .. } => *n_kv_heads,
-            Attention::Mla { .. } => 1,
+            Attention::Mla { .. } | Attention::SharedKv { .. } => 1,
         }
     }
 
@@ -467,6 +512,38 @@ pub struct Model {
     /// The longest context (prompt + output) the model was trained for, when
     /// its config states it (`max_position_embeddings`).
     pub max_context: Option<u64>,
+    /// Hyper-connections in place of the plain residual (DeepSeek-V4), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hyper_connections: Option<HyperConnections>,
+}
+
+/// Manifold-constrained hyper-connections (DeepSeek-V4's `hc_mult`): the
+/// residual stream is `streams` copies of the hidden state; before each
+/// block (mixer, FFN) a projection of all copies (`(2 + streams) · streams`
+/// outputs from `streams · hidden` inputs, plus a bias and three scales)
+/// gives the weights that collapse the copies into the block's input,
+/// spread its output back, and mix the copies (Sinkhorn-normalised); a
+/// last projection (`streams` outputs, a bias of `streams`, one scale)
+/// collapses them before the final norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct HyperConnections {
+    /// Residual streams (`hc_mult`).
+    pub streams: u64,
+}
+
+impl HyperConnections {
+    /// Mixing parameters before one block.
+    pub fn block_params(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        let mix = (2.0 + m) * m;
+        mix * m * h + mix + 3.0
+    }
+
+    /// The collapsing projection before the final norm.
+    pub fn head_params(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        m * m * h + m + 1.0
+    }
 }
 
 /// The components parameters are reported by.
@@ -585,6 +662,35 @@ pub struct ParamReport {
 }
 
 impl Model {
+    /// Stores attention, routed-expert and dense weights as `w` (what
+    /// `--weight-dtype` and a scenario's `model.weight_dtype` mean;
+    /// embedding and output projection keep their type).
+    pub fn store_weights(&mut self, w: DType) {
+        self.dtypes.attention = w;
+        self.dtypes.experts = w;
+        self.dtypes.dense = w;
+    }
+
+    /// Stores the KV cache as `k`, where `gpu` can hold it
+    /// (`Gpu::kv_cache_dtype`); else the reason it cannot.
+    pub fn store_kv_cache(&mut self, k: DType, gpu: &crate::hardware::Gpu) -> Result<(), String> {
+        self.dtypes.kv_cache = gpu.kv_cache_dtype(k)?;
+        Ok(())
+    }
+
+    /// The warning for a request of `isl` prompt and `osl` output tokens
+    /// longer than the context the model was trained for
+    /// (`max_position_embeddings`); None when it fits or the config is silent.
+    /// The one wording `estimate`, `plan`, `launch` and `simulate` give.
+    pub fn context_warning(&self, isl: u64, osl: u64) -> Option<String> {
+        let context = isl.saturating_add(osl);
+        let max = self.max_context.filter(|m| context > *m)?;
+        Some(format!(
+            "a request of {isl} prompt + {osl} output tokens ({context}) exceeds the {max} tokens of context {} was trained for (max_position_embeddings): engines refuse it unless RoPE scaling is configured",
+            self.name
+        ))
+    }
+
     /// Layers of the model.
     pub fn n_layers(&self) -> usize {
         self.layers.len()
@@ -603,9 +709,13 @@ impl Model {
             ..LayerParams::default()
         };
         match layer.mixer {
-            Mixer::Full | Mixer::FullKv { .. } | Mixer::Sliding { .. } => {
+            Mixer::Full
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. } => {
                 let attn = self.attention_of(layer.mixer).expect("softmax mixer");
-                self.softmax_attention_params(&attn, &mut p)
+                self.softmax_attention_params(&attn, &mut p);
+                self.compressor_params(layer.mixer, &mut p);
             }
             Mixer::Linear => p.linear_attn = self.gated_delta_net_params(),
             Mixer::Mamba => p.linear_attn = self.mamba_params(),
@@ -631,8 +741,11 @@ impl Model {
     fn layer_norm_params(&self, layer: &Layer) -> f64 {
         let h = self.hidden_size as f64;
         let blocks = layer.blocks() as f64;
+        let hyper = self
+            .hyper_connections
+            .map_or(0.0, |hc| blocks * hc.block_params(self.hidden_size));
         match self.norms {
-            NormPlacement::Pre => blocks * h,
+            NormPlacement::Pre => blocks * h + hyper,
             NormPlacement::Sandwich => {
                 let branches = match layer.ffn {
                     Ffn::Moe => 4.0 * h,
@@ -648,7 +761,7 @@ impl Model {
     /// mixers without softmax attention.
     pub fn attention_of(&self, mixer: Mixer) -> Option<Attention> {
         match mixer {
-            Mixer::Full => Some(self.attention),
+            Mixer::Full | Mixer::Compressed { .. } => Some(self.attention),
             Mixer::FullKv { kv_heads } => Some(self.attention.with_kv_heads(kv_heads)),
             Mixer::Sliding { .. } => Some(self.sliding_attention.unwrap_or(self.attention)),
             Mixer::Linear | Mixer::Mamba | Mixer::Absent | Mixer::Projection => None,
@@ -663,6 +776,7 @@ impl Model {
             Mixer::FullKv { .. } => self.attention_of(l.mixer),
             Mixer::Full
             | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
             | Mixer::Linear
             | Mixer::Mamba
             | Mixer::Absent
@@ -828,6 +942,64 @@ impl Model {
                     p.attn_replicated += q_in * ih * id + h * id + 2.0 * id + h * ih;
                 }
             }
+            Attention::SharedKv {
+                n_heads,
+                q_lora_rank,
+                head_dim,
+                o_lora_rank,
+                o_groups,
+                ..
+            } => {
+                let (nh, r, hd) = (*n_heads as f64, *q_lora_rank as f64, *head_dim as f64);
+                let o_lora = *o_lora_rank as f64;
+                p.attn_replicated += h * r + h * hd; // wq_a, wkv (the shared head)
+                p.norms += r + hd; // q_norm, kv_norm
+                p.attn_sharded += r * nh * hd; // wq_b
+                p.attn_sharded += nh * hd * o_lora; // wo_a: each group's heads → o_lora
+                p.attn_sharded += *o_groups as f64 * o_lora * h; // wo_b
+                p.attn_sharded += nh; // attn_sink
+            }
+        }
+    }
+
+    /// The compressor of a `Mixer::Compressed` layer (DeepSeek-V4), every
+    /// TP rank holding it whole: projections of the hidden state to the
+    /// entries' values and pooling scores (`2 · windows · head_dim`
+    /// columns), a learned position bias per slot of the window (`ratio ·
+    /// windows · head_dim`) and the entries' RMSNorm. CSA's pools
+    /// overlapping windows (two per entry), HCA's one. A CSA layer also
+    /// holds its indexer: q from the query latent (`q_lora · heads ·
+    /// head_dim`), per-head weights from the hidden state, and a compressor
+    /// of its own keys (overlapping, `index_head_dim` wide).
+    fn compressor_params(&self, mixer: Mixer, p: &mut LayerParams) {
+        let Mixer::Compressed {
+            ratio, selection, ..
+        } = mixer
+        else {
+            return;
+        };
+        let h = self.hidden_size as f64;
+        let compressor = |width: f64, windows: f64| {
+            h * 2.0 * windows * width + ratio as f64 * windows * width + width
+        };
+        let head_dim = match self.attention {
+            Attention::SharedKv { head_dim, .. } => head_dim as f64,
+            Attention::Gqa { head_dim, .. } => head_dim as f64,
+            Attention::Mla { kv_lora_rank, .. } => kv_lora_rank as f64,
+        };
+        match (selection, &self.indexer) {
+            (Selection::Indexed, Some(ix)) => {
+                let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
+                let q_in = match self.attention {
+                    Attention::SharedKv { q_lora_rank, .. } => q_lora_rank as f64,
+                    Attention::Gqa { .. } | Attention::Mla { .. } => h,
+                };
+                p.attn_replicated +=
+                    compressor(head_dim, 2.0) + q_in * ih * id + h * ih + compressor(id, 2.0);
+            }
+            (Selection::Indexed, None) | (Selection::All, _) => {
+                p.attn_replicated += compressor(head_dim, 1.0)
+            }
         }
     }
 
@@ -847,6 +1019,10 @@ impl Model {
             add(Component::LmHead, v * h, v * h);
         }
         add(Component::Norms, h, h); // final norm
+        if let Some(hc) = self.hyper_connections {
+            let head = hc.head_params(self.hidden_size);
+            add(Component::Norms, head, head);
+        }
         let k = self.moe.as_ref().map_or(0, |m| m.experts_per_token) as f64;
         let mut memo = LayerParamsMemo::new(self);
         for layer in &self.layers {
@@ -944,8 +1120,100 @@ impl Model {
                 qk_rope_head_dim,
                 ..
             } => kv_lora_rank + qk_rope_head_dim + self.indexer.as_ref().map_or(0, |i| i.head_dim),
+            Attention::SharedKv { .. } => return self.shared_kv_bytes_per_token(layer.mixer),
         };
         Bytes(elems as f64 * b)
+    }
+
+    /// One cached entry of DeepSeek-V4's shared key-value head, as its
+    /// engines store it: the non-rotary part in the cache type (fp8 with
+    /// one ue8m0 scale byte per 64 and a pad byte; FlashMLA's 584-byte
+    /// layout), the rotary part in bf16.
+    pub(crate) fn shared_kv_entry_bytes(&self) -> Bytes {
+        let Attention::SharedKv {
+            head_dim,
+            qk_rope_head_dim,
+            ..
+        } = self.attention
+        else {
+            return Bytes::ZERO;
+        };
+        let b = self.dtypes.kv_cache.bytes();
+        let nope = head_dim.saturating_sub(qk_rope_head_dim) as f64;
+        let scales = if b < 2.0 { nope / 64.0 + 1.0 } else { 0.0 };
+        Bytes(nope * b + qk_rope_head_dim as f64 * b.max(2.0) + scales)
+    }
+
+    /// One cached key of the indexer's compressed keys (fp8 with an fp32
+    /// scale per 128, DeepSeek-V3.2's 132-byte layout; 0 without an indexer).
+    pub(crate) fn index_entry_bytes(&self) -> Bytes {
+        let b = self.dtypes.kv_cache.bytes();
+        self.indexer.as_ref().map_or(Bytes::ZERO, |ix| {
+            let id = ix.head_dim as f64;
+            let scales = if b < 2.0 { id / 128.0 * 4.0 } else { 0.0 };
+            Bytes(id * b + scales)
+        })
+    }
+
+    /// Bytes one compressed entry of a layer with `mixer` takes: the
+    /// shared head's, and the indexer's key in a CSA layer.
+    pub(crate) fn compressed_entry_bytes(&self, mixer: Mixer) -> Bytes {
+        match mixer {
+            Mixer::Compressed {
+                selection: Selection::Indexed,
+                ..
+            } => self.shared_kv_entry_bytes() + self.index_entry_bytes(),
+            Mixer::Compressed {
+                selection: Selection::All,
+                ..
+            } => self.shared_kv_entry_bytes(),
+            Mixer::Full
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => Bytes::ZERO,
+        }
+    }
+
+    /// A DeepSeek-V4 layer's cache per token before its window fills: the
+    /// token's own entry, and its share of a compressed entry.
+    fn shared_kv_bytes_per_token(&self, mixer: Mixer) -> Bytes {
+        let ratio = match mixer {
+            Mixer::Compressed { ratio, .. } => ratio.max(1) as f64,
+            Mixer::Full
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => f64::INFINITY,
+        };
+        self.shared_kv_entry_bytes() + self.compressed_entry_bytes(mixer) / ratio
+    }
+
+    /// KV cache of one sequence of `context` tokens in one layer, the
+    /// tokens split over `cp` ranks: the kept tokens' entries (all, or the
+    /// window's) and a compressed layer's compressed entries.
+    pub(crate) fn kv_bytes_layer_context(&self, layer: &Layer, context: u64, cp: u32) -> Bytes {
+        let per_rank = |n: u64| (n as f64 / cp as f64).ceil();
+        match layer.mixer {
+            Mixer::Compressed { .. } => {
+                self.shared_kv_entry_bytes() * per_rank(layer.kept_tokens(context))
+                    + self.compressed_entry_bytes(layer.mixer)
+                        * per_rank(layer.compressed_entries(context))
+            }
+            Mixer::Full
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => {
+                self.kv_bytes_per_token_layer(layer) * per_rank(layer.kept_tokens(context))
+            }
+        }
     }
 
     /// KV cache bytes per token of context summed over all layers, for a
@@ -962,7 +1230,7 @@ impl Model {
     pub(crate) fn kv_bytes_for_context(&self, context: u64) -> Bytes {
         self.layers
             .iter()
-            .map(|l| self.kv_bytes_per_token_layer(l) * l.kept_tokens(context) as f64)
+            .map(|l| self.kv_bytes_layer_context(l, context, 1))
             .sum()
     }
 
@@ -975,6 +1243,7 @@ impl Model {
             Mixer::Full
             | Mixer::FullKv { .. }
             | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
             | Mixer::Absent
             | Mixer::Projection => Bytes::ZERO,
         }
@@ -1074,6 +1343,9 @@ impl Model {
                 Flop(6.0 * (mb.d_inner() * mb.state_size) as f64)
             }
             Mixer::Absent | Mixer::Projection => Flop::ZERO,
+            Mixer::Compressed { selection, .. } => {
+                self.compressed_attention_flop(layer, selection, context)
+            }
             Mixer::Full | Mixer::FullKv { .. } | Mixer::Sliding { .. } => {
                 let seen = layer.kept_tokens(context) as f64;
                 match &self.attention_of(layer.mixer).expect("softmax mixer") {
@@ -1110,9 +1382,44 @@ impl Model {
                                 + index,
                         )
                     }
+                    Attention::SharedKv {
+                        n_heads, head_dim, ..
+                    } => Flop(shared_kv_flop_per_entry(*n_heads, *head_dim) * seen),
                 }
             }
         }
+    }
+}
+
+/// Attention FLOP of one query against one cached entry of DeepSeek-V4's
+/// shared key-value head: q·k and p·v, each over the whole head (the key
+/// is also the value), for every query head.
+fn shared_kv_flop_per_entry(n_heads: u64, head_dim: u64) -> f64 {
+    2.0 * (n_heads * 2 * head_dim) as f64
+}
+
+impl Model {
+    /// Attention-core FLOP of one token at `context` in a compressed
+    /// (DeepSeek-V4) layer: the window's entries and the compressed ones
+    /// it reads (all of them, or the indexer's top-k), plus the indexer
+    /// scoring every compressed key (2 · heads · head_dim each).
+    fn compressed_attention_flop(&self, layer: &Layer, selection: Selection, context: u64) -> Flop {
+        let Attention::SharedKv {
+            n_heads, head_dim, ..
+        } = self.attention
+        else {
+            return Flop::ZERO;
+        };
+        let compressed = layer.compressed_entries(context) as f64;
+        let (read, index) = match (selection, &self.indexer) {
+            (Selection::Indexed, Some(ix)) => (
+                compressed.min(ix.topk as f64),
+                2.0 * (ix.n_heads * ix.head_dim) as f64 * compressed,
+            ),
+            (Selection::Indexed, None) | (Selection::All, _) => (compressed, 0.0),
+        };
+        let entries = layer.kept_tokens(context) as f64 + read;
+        Flop(shared_kv_flop_per_entry(n_heads, head_dim) * entries + index)
     }
 }
 
@@ -1152,6 +1459,7 @@ impl Layer {
             Mixer::Full
             | Mixer::FullKv { .. }
             | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
             | Mixer::Linear
             | Mixer::Mamba
             | Mixer::Projection => 1,
@@ -1163,12 +1471,29 @@ impl Layer {
         mixer + ffn
     }
 
-    /// Tokens of a `context`-token sequence this layer keeps in its cache.
+    /// Tokens of a `context`-token sequence this layer keeps in its cache
+    /// whole (a compressed layer's window; its compressed entries apart).
     pub(crate) fn kept_tokens(&self, context: u64) -> u64 {
         match self.mixer {
             Mixer::Full | Mixer::FullKv { .. } => context,
-            Mixer::Sliding { window } => context.min(window),
+            Mixer::Sliding { window } | Mixer::Compressed { window, .. } => context.min(window),
             Mixer::Linear | Mixer::Mamba | Mixer::Absent | Mixer::Projection => 0,
+        }
+    }
+
+    /// Compressed entries a `context`-token sequence has in this layer:
+    /// one per `ratio` whole tokens (a partial window is still being
+    /// pooled in the compressor's state), 0 for other mixers.
+    pub(crate) fn compressed_entries(&self, context: u64) -> u64 {
+        match self.mixer {
+            Mixer::Compressed { ratio, .. } => context / ratio.max(1),
+            Mixer::Full
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => 0,
         }
     }
 }

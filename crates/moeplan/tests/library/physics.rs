@@ -1196,3 +1196,104 @@ fn decilm_blocks_of_their_own_kind() {
     let mem = memory::memory(&m, &gpu, &layout, &EngineConfig::default(), 0, 8, 2000);
     assert!(mem.total_bytes.value().is_finite() && mem.fits());
 }
+
+/// DeepSeek-V4-Flash (published: 284B total, 13B active; DeepSeek's model
+/// card and NVIDIA's NVFP4 card). Read from vLLM's `deepseek_v4.py`,
+/// `deepseek_v4_attention.py` and `deepseek_compressor.py`: per layer the
+/// attention is wq_a 4096·1024 + wq_b 1024·64·512 + wkv 4096·512 + wo_a
+/// 64·512·1024 + wo_b 8·1024·4096 + 64 sinks = 106,954,816; `compress_ratios`
+/// makes 2 sliding-only layers, 21 CSA layers (ratio 4) with a compressor
+/// over overlapping windows (4096·2·2·512 + 4·2·512 + 512) and the indexer
+/// (wq_b 1024·64·128 + weights 4096·64 + its compressor 4096·2·2·128 +
+/// 4·2·128 + 128) = 19,142,272, and 20 HCA layers (ratio 128) with a
+/// compressor 4096·2·512 + 128·512 + 512 = 4,260,352 → attention
+/// 5,086,251,840. 43 MoE layers of 256 experts × 3·4096·2048 =
+/// 277,025,390,592, a shared expert 43 × 3·4096·2048 = 1,082,130,432, a
+/// router with a bias 43 × (4096·256 + 256) = 45,099,008. Norms with the
+/// hyper-connections (hc_mult 4: per block 24·16384 + 24 + 3 = 393,243):
+/// 43 × (2·4096 + 1024 + 512 + 2·393,243) + 4096 + 65,541 = 34,306,839.
+/// Embedding and LM head 2 × 129280·4096 → 284,332,241,239 (+0.12%).
+/// Active with 6 experts: 13,799,633,239; without the embedding 13.27B
+/// (the published 13B, rounded). The MTP layer (the 44th
+/// `compress_ratios` entry) is not counted, as for DeepSeek-V3.
+///
+/// KV cache (fp8, FlashMLA's layout): an entry of the shared head is 448
+/// fp8 + 64 bf16 + 8 scale bytes = 584 B, an indexer key 128 + 4 = 132 B.
+/// At a 1024-token context every layer keeps its 128-token window (43 ×
+/// 128 × 584 = 3,214,336), the CSA layers 256 compressed entries with
+/// their keys (21 × 256 × 716 = 3,849,216) and the HCA layers 8 (20 × 8 ×
+/// 584 = 93,440): 7,156,992 B; at 131072: 3,214,336 + 21 × 32768 × 716 +
+/// 20 × 1024 × 584 = 507,874,304 B.
+#[test]
+fn deepseek_v4_flash_is_284b_with_13b_active() {
+    let m = model("deepseek-v4-flash");
+    let p = m.params();
+    assert_eq!(p.total.value(), 284_332_241_239.0);
+    assert!(within(p.total.value(), 284e9, 0.01));
+    assert_eq!(p.active.value(), 13_799_633_239.0);
+    let embedding = p.by_component[&Component::Embedding].active.value();
+    assert!(within(p.active.value() - embedding, 13e9, 0.025));
+    assert_eq!(
+        p.by_component[&Component::Attention].total.value(),
+        5_086_251_840.0
+    );
+    assert_eq!(
+        p.by_component[&Component::Norms].total.value(),
+        34_306_839.0
+    );
+    assert_eq!(m.dtypes.experts, moeplan::dtype::DType::Mxfp4);
+    assert_eq!(m.dtypes.attention, moeplan::dtype::DType::Fp8);
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let per_request = |context: u64| {
+        memory::memory(
+            &m,
+            &gpu,
+            &Layout::default(),
+            &EngineConfig::default(),
+            0,
+            1,
+            context,
+        )
+        .kv_bytes_per_request
+        .value()
+    };
+    assert_eq!(per_request(1024), 7_156_992.0);
+    assert_eq!(per_request(131_072), 507_874_304.0);
+}
+
+/// DeepSeek-V4-Pro (published: 1.6T total, 49B active). The same reading
+/// at hidden 7168, 128 heads, q_lora 1536, 16 output groups: attention
+/// 299,892,864 per layer, 30 CSA layers (+31,397,504 each) and 31 HCA
+/// (+7,406,080) → 19,464,978,304; 61 × 384 experts × 3·7168·3072 =
+/// 1,547,396,186,112; shared 4,029,677,568; router 167,925,504; norms
+/// 85,076,195; embedding and LM head 1,853,358,080 → 1,572,997,202,915,
+/// which rounds to the published 1.6T (−1.7%: the card gives two figures).
+/// Its checkpoint's stored elements agree: Hugging Face counts ~862B, the
+/// MXFP4 experts packed two to a byte (773.7B) with a scale per 32
+/// (48.4B), 25.6B of the rest and ~14B of MTP layer. Active with 6
+/// experts 49.78B, 48.85B without the embedding (published 49B). The
+/// NVIDIA re-release keeps all but the routed experts (`ignore`: the
+/// attention, shared experts, head) in the fp8 blocks and its experts in
+/// NVFP4 (`moe_quant_algo`, `quantized_layers`); SGLang's FP8 repack has no
+/// `expert_dtype` and fp8 experts.
+#[test]
+fn deepseek_v4_pro_is_1_6t_with_49b_active() {
+    let m = model("deepseek-v4-pro");
+    let p = m.params();
+    assert_eq!(p.total.value(), 1_572_997_202_915.0);
+    assert!(within(p.total.value(), 1.6e12, 0.02));
+    let embedding = p.by_component[&Component::Embedding].active.value();
+    assert!(within(p.active.value() - embedding, 49e9, 0.01));
+    use moeplan::dtype::DType;
+    let nvfp4 = model("deepseek-v4-pro-nvfp4");
+    assert_eq!(nvfp4.params().total.value(), p.total.value());
+    assert_eq!(
+        (
+            nvfp4.dtypes.experts,
+            nvfp4.dtypes.attention,
+            nvfp4.dtypes.dense
+        ),
+        (DType::Nvfp4, DType::Fp8, DType::Fp8)
+    );
+    assert_eq!(model("deepseek-v4-pro-fp8").dtypes.experts, DType::Fp8);
+}
