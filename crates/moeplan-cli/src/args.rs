@@ -31,8 +31,8 @@ fn choice<T: Copy + Send + Sync + 'static>(
 /// Plan, check and explain parallel deployments of Mixture-of-Experts inference.
 ///
 /// Exit codes: 0 success; 1 the input is valid but the answer is negative
-/// (a deployment that does not fit, no valid layout, with `plan
-/// --require-slo` a recommendation that misses a service level, or an
+/// (a deployment that does not fit, with `plan --require-slo` no valid
+/// layout or a recommendation that misses a service level, or an
 /// output a missing tool cannot produce: `dag --svg` without Graphviz);
 /// 2 bad input (unreadable or invalid file, unknown model or GPU, invalid
 /// layout); 3 internal error.
@@ -244,19 +244,8 @@ pub struct DeploymentArgs {
     /// Expert tensor parallel degree (default: the stage's GPUs / ep, so experts are split over every GPU of a stage as engines do).
     #[arg(long)]
     pub etp: Option<u32>,
-    /// Store attention, expert and dense weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4, nvfp4).
-    #[arg(long)]
-    pub weight_dtype: Option<String>,
-    /// KV cache type: bf16, fp16, fp8 (nvfp4 on Blackwell GPUs, which TensorRT-LLM offers).
-    #[arg(long)]
-    pub kv_dtype: Option<String>,
-    /// Redundant expert slots (EPLB); of both pools when disaggregated (a
-    /// plan file states each pool's own).
-    #[arg(long, default_value_t = 0)]
-    pub redundant_experts: u32,
-    /// Power-law exponent of expert popularity (0 = uniform routing).
-    #[arg(long, default_value_t = 0.0)]
-    pub routing_skew: f64,
+    #[command(flatten)]
+    pub levers: LeverArgs,
     /// two-batch: each step runs as two micro-batches, one's EP dispatch/combine and TP all-reduces overlapping the other's compute (SGLang's two-batch overlap, DeepSeek's dual micro-batch); of both pools when disaggregated (a plan file states each pool's `overlap`). Default: the plan's, else none.
     #[arg(long, value_parser = choice(&moeplan::ops::Overlap::ALL, moeplan::ops::Overlap::name))]
     pub overlap: Option<moeplan::ops::Overlap>,
@@ -278,6 +267,28 @@ pub struct DeploymentArgs {
     /// Fraction of GPU memory the engine may use (default: the engine's).
     #[arg(long)]
     pub max_memory_fraction: Option<f64>,
+}
+
+/// The levers the planner's advice names: weight and KV cache types,
+/// redundant expert slots, routing skew. `plan` and the deployment flags
+/// share them; over a scenario or plan file they replace its values
+/// (`model.weight_dtype`, `model.kv_cache_dtype`, `hardware.redundant_experts`,
+/// `workload.routing_skew`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct LeverArgs {
+    /// Store attention, expert and dense weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4, nvfp4).
+    #[arg(long)]
+    pub weight_dtype: Option<String>,
+    /// KV cache type: bf16, fp16, fp8 (nvfp4 on Blackwell GPUs, which TensorRT-LLM offers); with a scenario, auto: the planner searches the model's type and fp8, and says which each candidate uses.
+    #[arg(long)]
+    pub kv_dtype: Option<String>,
+    /// Redundant expert slots (EPLB; default 0); of both pools when disaggregated (a
+    /// plan file states each pool's own); with a scenario, of every layout the planner tries with ep > 1.
+    #[arg(long)]
+    pub redundant_experts: Option<u32>,
+    /// Power-law exponent of expert popularity (0 = uniform routing, the default).
+    #[arg(long)]
+    pub routing_skew: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -419,6 +430,8 @@ pub struct PlanArgs {
     /// The serving engine to assume, over the scenario's `hardware.engine` (auto: the best-fitting engine on this GPU; neutral: its kernels with no engine's scheduler or overheads).
     #[arg(long, value_parser = engines())]
     pub engine: Option<String>,
+    #[command(flatten)]
+    pub levers: LeverArgs,
     /// What to optimise: throughput (tokens/s per GPU), fewest-gpus (for the request rate), pareto.
     #[arg(long, default_value = "throughput", value_parser = choice(&Objective::ALL, Objective::flag))]
     pub objective: Objective,
@@ -443,7 +456,7 @@ pub struct PlanArgs {
     /// How many of the best aggregated candidates to simulate for the percentile levels.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub simulate_top: u32,
-    /// Exit 1 when the recommendation misses a service level (default: exit 0 with a recommendation, 1 only when no valid layout fits).
+    /// Exit 1 when no layout meets every service level, none fitting included, for CI (default: exit 0 with a recommendation or the analysis of why no layout fits).
     #[arg(long)]
     pub require_slo: bool,
     /// Write a Markdown deployment plan to this file.

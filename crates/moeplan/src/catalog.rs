@@ -26,6 +26,30 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/deepseek-v3.json"),
     ),
     (
+        "deepseek-v4-flash",
+        include_str!("../catalog/models/deepseek-v4-flash.json"),
+    ),
+    (
+        "deepseek-v4-flash-fp8",
+        include_str!("../catalog/models/deepseek-v4-flash-fp8.json"),
+    ),
+    (
+        "deepseek-v4-flash-nvfp4",
+        include_str!("../catalog/models/deepseek-v4-flash-nvfp4.json"),
+    ),
+    (
+        "deepseek-v4-pro",
+        include_str!("../catalog/models/deepseek-v4-pro.json"),
+    ),
+    (
+        "deepseek-v4-pro-fp8",
+        include_str!("../catalog/models/deepseek-v4-pro-fp8.json"),
+    ),
+    (
+        "deepseek-v4-pro-nvfp4",
+        include_str!("../catalog/models/deepseek-v4-pro-nvfp4.json"),
+    ),
+    (
         "gemma-4-26b-a4b",
         include_str!("../catalog/models/gemma-4-26b-a4b.json"),
     ),
@@ -59,6 +83,10 @@ pub const MODELS: &[(&str, &str)] = &[
     (
         "llama-3.1-8b",
         include_str!("../catalog/models/llama-3.1-8b.json"),
+    ),
+    (
+        "llama-3.3-nemotron-super-49b",
+        include_str!("../catalog/models/llama-3.3-nemotron-super-49b.json"),
     ),
     (
         "llama-4-maverick",
@@ -138,6 +166,14 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../catalog/models/qwen3.5-397b-a17b.json"),
     ),
     ("seed-moe", include_str!("../catalog/models/seed-moe.toml")),
+    // AIConfigurator's flattened config of stepfun-ai/Step-3.7-Flash, with
+    // the two keys of the published text_config the flattening drops put
+    // back: attention_other_setting (the sliding layers' 96 query heads) and
+    // use_head_wise_attn_gate (each layer's g_proj).
+    (
+        "step-3.7-flash",
+        include_str!("../catalog/models/step-3.7-flash.json"),
+    ),
 ];
 
 /// Embedded GPU files by catalog id.
@@ -193,6 +229,28 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         "deepseek-v3",
         Some(DType::Nvfp4),
     ),
+    ("deepseek-ai/DeepSeek-V4-Flash", "deepseek-v4-flash", None),
+    (
+        "sgl-project/DeepSeek-V4-Flash-FP8",
+        "deepseek-v4-flash-fp8",
+        None,
+    ),
+    (
+        "nvidia/DeepSeek-V4-Flash-NVFP4",
+        "deepseek-v4-flash-nvfp4",
+        None,
+    ),
+    ("deepseek-ai/DeepSeek-V4-Pro", "deepseek-v4-pro", None),
+    (
+        "sgl-project/DeepSeek-V4-Pro-FP8",
+        "deepseek-v4-pro-fp8",
+        None,
+    ),
+    (
+        "nvidia/DeepSeek-V4-Pro-NVFP4",
+        "deepseek-v4-pro-nvfp4",
+        None,
+    ),
     ("zai-org/GLM-5", "glm-5", None),
     ("zhipuai/GLM-5", "glm-5", None),
     ("zai-org/GLM-5-FP8", "glm-5-fp8", None),
@@ -226,6 +284,11 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         "nvidia/Llama-3.1-8B-Instruct-FP8",
         "llama-3.1-8b",
         Some(DType::Fp8),
+    ),
+    (
+        "nvidia/Llama-3_3-Nemotron-Super-49B-v1",
+        "llama-3.3-nemotron-super-49b",
+        None,
     ),
     (
         "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
@@ -293,6 +356,12 @@ pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
         "qwen3.5-397b-a17b",
         Some(DType::Nvfp4),
     ),
+    ("stepfun-ai/Step-3.7-Flash", "step-3.7-flash", None),
+    (
+        "stepfun-ai/Step-3.7-Flash-FP8",
+        "step-3.7-flash",
+        Some(DType::Fp8),
+    ),
 ];
 
 /// The Hugging Face id of a catalog model's own checkpoint (the first listed
@@ -321,9 +390,11 @@ pub(crate) fn model_by_hf_id(id: &str) -> Option<Result<Model, SpecError>> {
 const MODEL_ALIASES: &[(&str, &str)] = &[
     ("minimax-m2", "minimax-m2.5"),
     ("nemotron-3-nano", "nemotron-3-nano-30b-a3b"),
+    ("nemotron-super-49b", "llama-3.3-nemotron-super-49b"),
     ("kimi-k2-instruct", "kimi-k2"),
     ("qwen3-235b", "qwen3-235b-a22b"),
     ("qwen3-30b", "qwen3-30b-a3b"),
+    ("step-3.7", "step-3.7-flash"),
 ];
 const GPU_ALIASES: &[(&str, &str)] = &[
     ("h100", "h100-sxm"),

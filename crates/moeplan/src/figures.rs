@@ -176,6 +176,10 @@ pub struct Figures {
     pub mode: Mode,
     /// Its pools (one for aggregated; prefill and decode otherwise).
     pub pools: Vec<PoolFigures>,
+    /// The KV cache type the planner chose for this candidate, written only
+    /// when it searched more than one (`model.kv_cache_dtype = "auto"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_cache_dtype: Option<crate::dtype::DType>,
     /// GPUs of the whole deployment.
     pub gpus: u64,
     /// What a plan file's `workload.concurrency` holds for this deployment:
@@ -236,7 +240,10 @@ impl Figures {
                 decode: pool(1),
             },
         };
-        let mut scenario = s.clone();
+        let mut scenario = match self.kv_cache_dtype {
+            Some(kv) => s.with_kv_cache(kv),
+            None => s.clone(),
+        };
         scenario.workload.concurrency = Some(self.plan_concurrency);
         Plan {
             scenario,
@@ -269,6 +276,7 @@ impl Figures {
                 concurrency,
                 redundant_experts: 0,
             }],
+            kv_cache_dtype: None,
             gpus,
             plan_concurrency: concurrency,
             output_tokens_per_s_per_gpu: per_gpu,
@@ -318,6 +326,7 @@ impl Figures {
                 pool(PoolRole::Prefill, &mean.prefill, prefill_c),
                 pool(PoolRole::Decode, &mean.decode, decode_c),
             ],
+            kv_cache_dtype: None,
             gpus: mean.gpus,
             plan_concurrency: mean.workload.concurrency,
             output_tokens_per_s_per_gpu: mean.output_tokens_per_s_per_gpu,

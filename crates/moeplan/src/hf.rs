@@ -9,8 +9,9 @@
 use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{
-    Attention, Dtypes, Ffn, Gating, Layer, LinearAttention, LinearGates, Mamba2, Mixer, Model, Moe,
-    NormPlacement, SparseIndexer, Values, VisionBlocks, VisionEncoder, VisionProjector,
+    Attention, Dtypes, Ffn, Gating, HyperConnections, Layer, LinearAttention, LinearGates, Mamba2,
+    Mixer, Model, Moe, NormPlacement, OutputGate, Selection, SparseIndexer, Values, VisionBlocks,
+    VisionEncoder, VisionProjector,
 };
 use crate::spec::source::Source;
 use crate::spec::{Problem, Problems, SpecError};
@@ -30,6 +31,7 @@ pub const SUPPORTED: &[&str] = &[
     "DeepseekV2ForCausalLM",
     "DeepseekV3ForCausalLM",
     "DeepseekV32ForCausalLM",
+    "DeepseekV4ForCausalLM",
     "KimiK25ForConditionalGeneration",
     "GlmMoeDsaForCausalLM",
     "Glm4MoeForCausalLM",
@@ -50,6 +52,10 @@ pub const SUPPORTED: &[&str] = &[
     "MiMoForCausalLM",
     "MiMoV2FlashForCausalLM",
     "NemotronHForCausalLM",
+    "Step3p5ForCausalLM",
+    "Step3p7ForConditionalGeneration",
+    "Step3p7FlashForCausalLM",
+    "DeciLMForCausalLM",
 ];
 
 /// The config keys of model sizes, each with its bound (`crate::bounds`):
@@ -74,6 +80,7 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "shared_intermediate_size",
             "intermediate_size_mlp",
             "dense_intermediate_size",
+            "share_expert_dim",
         ],
         bounds::INTERMEDIATE_SIZE,
     ),
@@ -87,6 +94,7 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "linear_num_value_heads",
             "num_heads",
             "sparse_num_index_heads",
+            "num_attention_groups",
         ],
         bounds::HEADS,
     ),
@@ -113,6 +121,8 @@ const BOUNDED: &[(&[&str], Range)] = &[
             "experts_per_token",
             "num_experts_per_token",
             "num_shared_experts",
+            "moe_num_experts",
+            "moe_top_k",
         ],
         bounds::EXPERTS,
     ),
@@ -361,7 +371,25 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
             .and_then(Value::as_bool)
             .unwrap_or(false),
     );
-    m.dtypes = dtypes(torch_dtype, quant, &m);
+    stored_types(&mut m, arch, &c, quant, torch_dtype);
+    check_shapes(&m, &c, pr);
+    Some(m)
+}
+
+/// The stored type of each weight group and cache: the config's dtype under
+/// its quantization (a method moeplan does not read is said), DeepSeek-V4's
+/// own expert types, and a Mamba state type where the config states one.
+fn stored_types(
+    m: &mut Model,
+    arch: &str,
+    c: &Cfg,
+    quant: Option<&Map<String, Value>>,
+    torch_dtype: DType,
+) {
+    m.dtypes = dtypes(torch_dtype, quant, m);
+    if arch == "DeepseekV4ForCausalLM" {
+        deepseek_v4_dtypes(c, quant, m);
+    }
     if let Some(method) = quant
         .map(quant_method)
         .filter(|q| !READ_METHODS.contains(q))
@@ -377,8 +405,6 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
     {
         m.dtypes.state = d;
     }
-    check_shapes(&m, &c, pr);
-    Some(m)
 }
 
 /// The model of one supported architecture, read by its family's reader.
@@ -400,6 +426,7 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
         | "DeepseekV32ForCausalLM"
         | "KimiK25ForConditionalGeneration"
         | "GlmMoeDsaForCausalLM" => deepseek(c, arch, pr),
+        "DeepseekV4ForCausalLM" => deepseek_v4(c, arch, pr),
         "Glm4MoeForCausalLM" => glm4_moe(c, arch, pr),
         "GptOssForCausalLM" => gpt_oss(c, arch, pr),
         "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(c, root, arch, pr),
@@ -411,6 +438,10 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
             with_minimax_vision(minimax_m3(c, arch, pr), root, pr)
         }
         "Gemma4ForConditionalGeneration" => with_gemma4_vision(gemma4(c, arch, pr), root, pr),
+        "Step3p5ForCausalLM" | "Step3p7ForConditionalGeneration" | "Step3p7FlashForCausalLM" => {
+            step3p5(c, root, arch, pr)
+        }
+        "DeciLMForCausalLM" => decilm(c, arch, pr),
         _ => dense(c, arch, pr),
     }
 }
@@ -450,6 +481,7 @@ fn base_with_layers(c: &Cfg, arch: &str, n_layers: u64, pr: &mut Problems) -> Mo
         declared_params: None,
         assumptions: Vec::new(),
         max_context: c.obj.get("max_position_embeddings").and_then(Value::as_u64),
+        hyper_connections: None,
     }
 }
 
@@ -468,11 +500,14 @@ fn gqa(c: &Cfg, hidden: u64, pr: &mut Problems) -> Attention {
         o_bias: false,
         qk_norm: false,
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     }
 }
 
-fn set_gqa(m: &mut Model, f: impl FnOnce(&mut bool, &mut bool, &mut bool, &mut bool, &mut bool)) {
+fn set_gqa(
+    m: &mut Model,
+    f: impl FnOnce(&mut bool, &mut bool, &mut bool, &mut bool, &mut OutputGate),
+) {
     if let Attention::Gqa {
         qkv_bias,
         o_bias,
@@ -567,7 +602,11 @@ fn gated_delta_net(mut m: Model, c: &Cfg, pr: &mut Problems) -> Model {
     set_gqa(&mut m, |qkv, _, q, _, g| {
         *qkv = false;
         *q = true;
-        *g = gate;
+        *g = if gate {
+            OutputGate::PerChannel
+        } else {
+            OutputGate::Ungated
+        };
     });
     m.linear_attention = Some(LinearAttention {
         n_key_heads: c.u64("linear_num_key_heads", pr),
@@ -778,7 +817,7 @@ fn nemotron_h(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
         o_bias: c.bool("attention_bias", false),
         qk_norm: false,
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     };
     m.mamba = Some(Mamba2 {
         n_heads: c.u64("mamba_num_heads", pr),
@@ -886,6 +925,145 @@ fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     }
     m.dense_intermediate_size = c.u64("intermediate_size", pr);
     m
+}
+
+/// The compression ratio whose layers select their entries through the
+/// indexer (CSA): vLLM's and SGLang's DeepSeek-V4 build the indexer in the
+/// layers of ratio 4 (`compress_ratio == 4`), and read every entry of the
+/// others (HCA, ratio 128).
+const CSA_RATIO: u64 = 4;
+
+/// DeepSeek-V4 (`DeepseekV4ForCausalLM`): multi-query attention over one
+/// shared key-value head (`Attention::SharedKv`) in every layer, each
+/// layer by its `compress_ratios` entry either sliding-window only (ratio
+/// 0 or 1) or compressed (`Mixer::Compressed`: CSA with the indexer at ratio 4,
+/// HCA otherwise), hyper-connections (`hc_mult`), and the DeepSeek MoE
+/// block in every layer (routed and shared experts, no dense layers).
+fn deepseek_v4(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n = m.layers.len();
+    m.attention = Attention::SharedKv {
+        n_heads: c.u64("num_attention_heads", pr),
+        q_lora_rank: c.u64("q_lora_rank", pr),
+        head_dim: c.u64("head_dim", pr),
+        qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
+        o_lora_rank: c.u64("o_lora_rank", pr),
+        o_groups: c.u64("o_groups", pr),
+    };
+    m.indexer = Some(SparseIndexer {
+        n_heads: c.u64("index_n_heads", pr),
+        head_dim: c.u64("index_head_dim", pr),
+        topk: c.u64("index_topk", pr),
+    });
+    let window = c.u64("sliding_window", pr);
+    let ratios = compress_ratios(c, n, pr);
+    for (l, ratio) in m.layers.iter_mut().zip(ratios) {
+        l.mixer = match ratio {
+            0 | 1 => Mixer::Sliding { window },
+            CSA_RATIO => Mixer::Compressed {
+                window,
+                ratio,
+                selection: Selection::Indexed,
+            },
+            _ => Mixer::Compressed {
+                window,
+                ratio,
+                selection: Selection::All,
+            },
+        };
+        l.ffn = Ffn::Moe;
+    }
+    let inter = c.u64("moe_intermediate_size", pr);
+    let shared = c.opt_u64("n_shared_experts", pr).unwrap_or(0);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64("n_routed_experts", pr),
+        experts_per_token: c.u64("num_experts_per_tok", pr),
+        expert_intermediate_size: inter,
+        n_shared_experts: u64::from(shared > 0),
+        shared_intermediate_size: inter.saturating_mul(shared),
+        shared_expert_gate: false,
+        router_bias: c.str("topk_method").is_none_or(|t| t == "noaux_tc"),
+        expert_bias: false,
+        latent_size: None,
+    });
+    m.dense_intermediate_size = 0;
+    m.hyper_connections = c
+        .opt_u64("hc_mult", pr)
+        .filter(|s| *s > 1)
+        .map(|streams| HyperConnections { streams });
+    deepseek_v4_assumptions(c, &mut m, pr);
+    m
+}
+
+/// DeepSeek-V4's `compress_ratios`: one per layer, the checkpoint's MTP
+/// layers' entries after them (not read).
+fn compress_ratios(c: &Cfg, n: usize, pr: &mut Problems) -> Vec<u64> {
+    let values: Vec<Option<u64>> = c
+        .array("compress_ratios")
+        .map(|a| a.iter().map(Value::as_u64).collect())
+        .unwrap_or_default();
+    if values.len() < n || values.iter().any(Option::is_none) {
+        pr.push(
+            Problem::at(
+                c.path("compress_ratios"),
+                format!(
+                    "expected at least {n} integers, one per layer, found {}",
+                    values.len()
+                ),
+            )
+            .hint("DeepSeek-V4 lists each layer's KV compression ratio (0: sliding window only)"),
+        );
+        return vec![0; n];
+    }
+    values.into_iter().take(n).map(|v| v.unwrap_or(0)).collect()
+}
+
+/// What a DeepSeek-V4 model is read as beyond its config's keys.
+fn deepseek_v4_assumptions(c: &Cfg, m: &mut Model, pr: &mut Problems) {
+    mtp_not_counted(m, c);
+    let hash = c.size_or_none("num_hash_layers", pr);
+    if hash > 0 {
+        m.assumptions.push(format!("the first {hash} layers route by token id (hash routing, a vocab × top-k lookup table, not counted as weights): they are costed like learned routing, with a learned router's weights and correction bias counted"));
+    }
+    m.assumptions.push("compressors, the indexer's weights projection and the hyper-connection mixing are counted in the attention's and the norms' stored types (the checkpoint keeps them in bf16 and fp32: under 0.2% of the weight bytes); the hyper-connections' ~2·(2+m)·m²·hidden FLOP per block and their m-times-wider residual are not costed".into());
+    m.assumptions.push("the KV cache is DeepSeek-V4's FlashMLA layout whatever the config says: each entry of the shared head 448 fp8 + 64 bf16 rotary + 8 scale bytes, each indexer key 128 fp8 + 4 scale bytes; a compressor's partial window (its fp32 state) is not counted".into());
+}
+
+/// DeepSeek-V4's weight types: the `quantization_config` covers the
+/// linear layers (fp8 blocks); the routed experts are `expert_dtype`
+/// (`fp4`: MXFP4, as vLLM reads DeepSeek's checkpoints; `fp8` or absent,
+/// as in SGLang's FP8 repack: the config's fp8) unless a ModelOpt
+/// `MIXED_PRECISION` form names theirs (`quantized_layers`, or its
+/// `moe_quant_algo`); the cache is fp8. Said in the assumptions.
+fn deepseek_v4_dtypes(c: &Cfg, quant: Option<&Map<String, Value>>, m: &mut Model) {
+    let mixed = quant.and_then(|q| {
+        let algo = q.get("quant_algo").and_then(Value::as_str)?;
+        (algo == "MIXED_PRECISION").then_some(q)
+    });
+    let named = mixed.and_then(|q| {
+        let from_layers = mixed_precision(m.dtypes.clone(), q, &[]).experts;
+        Some(from_layers)
+            .filter(|t| *t != m.dtypes.experts)
+            .or_else(|| {
+                q.get("moe_quant_algo")
+                    .and_then(Value::as_str)
+                    .and_then(modelopt_dtype)
+            })
+    });
+    let (experts, source) = match (named, c.str("expert_dtype")) {
+        (Some(t), _) => (t, "its ModelOpt MIXED_PRECISION quantization"),
+        (None, Some("fp4")) => (DType::Mxfp4, "expert_dtype fp4 (DeepSeek's MXFP4)"),
+        (None, _) => (
+            m.dtypes.experts,
+            "the quantization_config (no fp4 expert_dtype)",
+        ),
+    };
+    m.dtypes.experts = experts;
+    m.dtypes.kv_cache = DType::Fp8;
+    m.assumptions.push(format!(
+        "weights: routed experts {experts} from {source}; attention and shared experts {}, embedding and LM head {}",
+        m.dtypes.attention, m.dtypes.embedding
+    ));
 }
 
 /// GLM-4.5: GQA attention over the DeepSeek MoE block.
@@ -1028,7 +1206,7 @@ fn mimo_attention(c: &Cfg, prefix: &str, sinks_key: &str, pr: &mut Problems) -> 
         o_bias: false,
         qk_norm: false,
         sinks: c.bool(sinks_key, false),
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     }
 }
 
@@ -1086,7 +1264,7 @@ fn gemma4_attention(c: &Cfg, pr: &mut Problems) -> (Attention, Attention) {
         o_bias: c.bool("attention_bias", false),
         qk_norm: true,
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     };
     let global_dim = c.opt_u64("global_head_dim", pr).unwrap_or(head_dim);
     let global = if c.bool("attention_k_eq_v", false) {
@@ -1373,7 +1551,9 @@ fn minimax_m3(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let gate = c.bool("attention_output_gate", false);
     set_gqa(&mut m, |_, _, q, _, g| {
         *q = qk_norm;
-        *g = gate;
+        if gate {
+            *g = OutputGate::PerChannel;
+        }
     });
     let moe_layers = per_layer_list(c, "moe_layer_freq", n, pr).unwrap_or_else(|| vec![1; n]);
     for (l, moe) in m.layers.iter_mut().zip(moe_layers) {
@@ -1491,6 +1671,343 @@ fn with_minimax_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problem
     m
 }
 
+/// Step-3.5/3.7's two attention shapes: the full layers' from the top-level
+/// keys, the sliding layers' from `attention_other_setting` (Step-3.7-Flash:
+/// 96 query heads beside the full layers' 64, the same 8 KV heads of 128).
+/// Both have q/k RMSNorms and, with `use_head_wise_attn_gate`, a sigmoid
+/// gate per head from a `g_proj` of their own.
+fn step_attention(c: &Cfg, pr: &mut Problems) -> (Attention, Attention) {
+    let n_heads = c.u64("num_attention_heads", pr);
+    let kv = c.u64_any(&["num_attention_groups", "num_key_value_heads"], pr);
+    let head_dim = c.u64("head_dim", pr);
+    let output_gate = if c.bool("use_head_wise_attn_gate", false) {
+        OutputGate::PerHead
+    } else {
+        OutputGate::Ungated
+    };
+    let shape = |n_heads: u64, n_kv_heads: u64, head_dim: u64| Attention::Gqa {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        values: Values::Projected { head_dim },
+        qkv_bias: c.bool("attention_bias", false),
+        o_bias: false,
+        qk_norm: true,
+        sinks: false,
+        output_gate,
+    };
+    let full = shape(n_heads, kv, head_dim);
+    let sliding = match c
+        .obj
+        .get("attention_other_setting")
+        .and_then(Value::as_object)
+    {
+        Some(other) => {
+            let path = c.path("attention_other_setting");
+            let oc = Cfg {
+                obj: other,
+                prefix: &path,
+            };
+            shape(
+                oc.opt_u64("num_attention_heads", pr).unwrap_or(n_heads),
+                oc.opt_u64("num_attention_groups", pr).unwrap_or(kv),
+                oc.opt_u64("head_dim", pr).unwrap_or(head_dim),
+            )
+        }
+        None => shape(
+            c.opt_u64("num_sliding_attention_heads", pr)
+                .unwrap_or(n_heads),
+            kv,
+            head_dim,
+        ),
+    };
+    (full, sliding)
+}
+
+/// Which of the `n` decoder layers are sliding-window layers by
+/// `layer_types`; the published config lists the MTP layers' types after
+/// the decoder's (45 + 3 entries), which are not decoder layers.
+fn step_sliding_layers(c: &Cfg, n: usize, pr: &mut Problems) -> Vec<bool> {
+    let Some(types) = c.array("layer_types") else {
+        return vec![false; n];
+    };
+    let mtp = c
+        .obj
+        .get("num_nextn_predict_layers")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
+    if types.len() != n && types.len() != n + mtp {
+        pr.push(
+            Problem::at(
+                c.path("layer_types"),
+                format!("{} entries for {n} layers", types.len()),
+            )
+            .hint("layer_types lists one entry per hidden layer (and per MTP layer after them)"),
+        );
+    }
+    (0..n)
+        .map(|i| types.get(i).and_then(Value::as_str) == Some("sliding_attention"))
+        .collect()
+}
+
+/// Which of the `n` layers are MoE layers: those `moe_layers_enum` lists
+/// (a comma-separated string, or a list), else every layer from
+/// `first_k_dense_replace` on (3 when neither is stated, as the Hugging
+/// Face config class defaults).
+fn step_moe_layers(c: &Cfg, n: usize, pr: &mut Problems) -> Vec<bool> {
+    let listed: Option<Vec<Option<u64>>> = match c.obj.get("moe_layers_enum") {
+        Some(Value::String(s)) => Some(s.split(',').map(|x| x.trim().parse().ok()).collect()),
+        Some(Value::Array(a)) => Some(a.iter().map(Value::as_u64).collect()),
+        _ => None,
+    };
+    match listed {
+        Some(idx) => {
+            if idx.iter().any(|i| i.is_none_or(|i| i as usize >= n)) {
+                pr.push(
+                    Problem::at(
+                        c.path("moe_layers_enum"),
+                        format!("expected layer indices below {n}"),
+                    )
+                    .hint("moe_layers_enum lists the MoE layers' indices, e.g. \"3,4,5\""),
+                );
+            }
+            (0..n as u64).map(|i| idx.contains(&Some(i))).collect()
+        }
+        None => {
+            let first = c.opt_u64("first_k_dense_replace", pr).unwrap_or(3) as usize;
+            (0..n).map(|i| i >= first).collect()
+        }
+    }
+}
+
+/// Step-3.5-Flash and Step-3.7-Flash (`Step3p5ForCausalLM`, the language
+/// model of `Step3p7ForConditionalGeneration`, and the flattened
+/// `Step3p7FlashForCausalLM`): full and sliding-window layers by
+/// `layer_types`, each with its own attention shape (`step_attention`);
+/// dense SwiGLU MLPs in the first layers, then routed experts beside one
+/// shared expert of `share_expert_dim`, under a sigmoid router with a
+/// selection bias (`use_moe_router_bias`).
+fn step3p5(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n = m.layers.len();
+    let (full, sliding) = step_attention(c, pr);
+    m.attention = full;
+    m.sliding_attention = Some(sliding);
+    m.dense_intermediate_size = c.u64("intermediate_size", pr);
+    let window = c.u64("sliding_window", pr);
+    let sliding = step_sliding_layers(c, n, pr);
+    let moe_layers = step_moe_layers(c, n, pr);
+    for ((l, swa), moe) in m.layers.iter_mut().zip(sliding).zip(moe_layers) {
+        if swa {
+            l.mixer = Mixer::Sliding { window };
+        }
+        if moe {
+            l.ffn = Ffn::Moe;
+        }
+    }
+    let shared = c.size_or_none("share_expert_dim", pr);
+    m.moe = Some(Moe {
+        n_routed_experts: c.u64_any(&["moe_num_experts", "num_experts", "n_routed_experts"], pr),
+        experts_per_token: c.u64_any(&["moe_top_k", "num_experts_per_tok"], pr),
+        expert_intermediate_size: c.u64("moe_intermediate_size", pr),
+        n_shared_experts: if shared > 0 {
+            c.opt_u64("n_shared_experts", pr).unwrap_or(1)
+        } else {
+            0
+        },
+        shared_intermediate_size: shared,
+        shared_expert_gate: false,
+        router_bias: c.bool("use_moe_router_bias", false),
+        expert_bias: false,
+        latent_size: None,
+    });
+    step_assumptions(c, root, &mut m);
+    m
+}
+
+/// What a Step-3.5/3.7 model is read as beyond its config's keys.
+fn step_assumptions(c: &Cfg, root: &Map<String, Value>, m: &mut Model) {
+    mtp_not_counted(m, c);
+    if !c.has("attention_other_setting") && !c.has("num_sliding_attention_heads") {
+        m.assumptions.push("the config does not state the sliding layers' attention (attention_other_setting): they are read with the full layers' heads; the published Step-3.7-Flash runs 96 query heads there".into());
+    }
+    if root.contains_key("vision_config") {
+        m.assumptions.push("the vision tower and its projector (1.8B by StepFun's card) are not counted: only the language model is read".into());
+    }
+}
+
+/// DeciLM's intermediate width for an `ffn_mult`: ⌊2 · ffn_mult · hidden /
+/// 3⌋ rounded up to a multiple of 256 (`_ffn_mult_to_intermediate_size`).
+fn deci_ffn_width(ffn_mult: f64, hidden: u64) -> u64 {
+    let width = (2.0 * ffn_mult * hidden as f64 / 3.0) as u64;
+    width.div_ceil(256) * 256
+}
+
+/// The mixer of one DeciLM block from its `attention` spec: none
+/// (`no_op`), a hidden × hidden linear (`replace_with_linear`), or full
+/// attention with num_attention_heads / `n_heads_in_group` KV heads.
+fn deci_mixer(spec: &Cfg, n_heads: u64, pr: &mut Problems) -> Mixer {
+    if spec.bool("no_op", false) {
+        return Mixer::Absent;
+    }
+    if spec.bool("replace_with_linear", false) {
+        return Mixer::Projection;
+    }
+    let group = spec.u64("n_heads_in_group", pr);
+    if !n_heads.is_multiple_of(group) {
+        pr.push(
+            Problem::at(
+                spec.path("n_heads_in_group"),
+                format!("{n_heads} attention heads do not fall into groups of {group}"),
+            )
+            .hint("n_heads_in_group divides num_attention_heads: each group shares one KV head"),
+        );
+    }
+    Mixer::FullKv {
+        kv_heads: (n_heads / group).max(1),
+    }
+}
+
+/// The FFN of one DeciLM block from its `ffn` spec: none (`no_op`), a
+/// hidden × hidden linear (`replace_with_linear`), or a SwiGLU MLP whose
+/// width comes from `ffn_mult` (or `intermediate_size`).
+fn deci_ffn(spec: &Cfg, hidden: u64, pr: &mut Problems) -> Ffn {
+    if spec.bool("no_op", false) {
+        return Ffn::Absent;
+    }
+    if spec.bool("replace_with_linear", false) {
+        return Ffn::Projection;
+    }
+    let intermediate_size = match spec.obj.get("ffn_mult").and_then(Value::as_f64) {
+        Some(mult) if mult > 0.0 && mult <= 64.0 => deci_ffn_width(mult, hidden),
+        Some(mult) => {
+            pr.push(
+                Problem::at(
+                    spec.path("ffn_mult"),
+                    format!("ffn_mult {mult} is not a width"),
+                )
+                .hint("ffn_mult is the MLP width over the hidden size, e.g. 2.625"),
+            );
+            hidden
+        }
+        None => spec.u64("intermediate_size", pr),
+    };
+    Ffn::DenseOf { intermediate_size }
+}
+
+/// The most frequent value of `values` (the first of equals), if any.
+fn most_common(values: impl Iterator<Item = u64>) -> Option<u64> {
+    let values: Vec<u64> = values.collect();
+    let count = |v: u64| values.iter().filter(|x| **x == v).count();
+    values
+        .iter()
+        .copied()
+        .fold(None, |best: Option<u64>, v| match best {
+            Some(b) if count(b) >= count(v) => Some(b),
+            _ => Some(v),
+        })
+}
+
+/// The layers of a DeciLM config: one per `block_configs` entry.
+fn deci_layers(c: &Cfg, hidden: u64, n_heads: u64, pr: &mut Problems) -> Vec<Layer> {
+    let Some(blocks) = c.array("block_configs") else {
+        pr.push(
+            Problem::at(c.prefix, "missing key `block_configs`")
+                .hint("DeciLM lists each layer's attention and ffn in block_configs"),
+        );
+        return vec![Layer {
+            mixer: Mixer::Full,
+            ffn: Ffn::Dense,
+        }];
+    };
+    let declared = c.u64("num_hidden_layers", pr);
+    if declared != blocks.len() as u64 {
+        pr.push(
+            Problem::at(
+                c.path("block_configs"),
+                format!("{} blocks for {declared} layers", blocks.len()),
+            )
+            .hint("block_configs has one entry per hidden layer"),
+        );
+    }
+    let empty = Map::new();
+    let mut layers = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let part = |key: &str| block.get(key).and_then(Value::as_object).unwrap_or(&empty);
+        let (attn_path, ffn_path) = (
+            c.path(&format!("block_configs.{i}.attention")),
+            c.path(&format!("block_configs.{i}.ffn")),
+        );
+        let attn = Cfg {
+            obj: part("attention"),
+            prefix: &attn_path,
+        };
+        let ffn = Cfg {
+            obj: part("ffn"),
+            prefix: &ffn_path,
+        };
+        layers.push(Layer {
+            mixer: deci_mixer(&attn, n_heads, pr),
+            ffn: deci_ffn(&ffn, hidden, pr),
+        });
+    }
+    if layers.is_empty() {
+        layers.push(Layer {
+            mixer: Mixer::Full,
+            ffn: Ffn::Dense,
+        });
+    }
+    layers
+}
+
+/// Llama-Nemotron (`DeciLMForCausalLM`, NAS-pruned Llama): per layer, full
+/// GQA attention with KV heads of its own, no attention, or one linear in
+/// its place; a SwiGLU MLP of its own width, none, or one linear. The most
+/// frequent KV head count and MLP width become the model's
+/// (`Mixer::Full`, `Ffn::Dense`); layers that differ carry theirs.
+fn decilm(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = base(c, arch, pr);
+    let n_heads = m.attention.n_heads();
+    let layers = deci_layers(c, m.hidden_size, n_heads, pr);
+    let kv_of = |l: &Layer| match l.mixer {
+        Mixer::FullKv { kv_heads } => Some(kv_heads),
+        Mixer::Full
+        | Mixer::FullDense
+        | Mixer::Sliding { .. }
+        | Mixer::Compressed { .. }
+        | Mixer::Linear
+        | Mixer::Mamba
+        | Mixer::Absent
+        | Mixer::Projection => None,
+    };
+    let kv = most_common(layers.iter().filter_map(kv_of)).unwrap_or(n_heads);
+    let width = most_common(layers.iter().filter_map(|l| m.dense_width(l.ffn)));
+    m.attention = m.attention.with_kv_heads(kv);
+    let bias = c.bool("attention_bias", false);
+    set_gqa(&mut m, |qkv, o, _, _, _| {
+        *qkv = bias;
+        *o = bias;
+    });
+    m.dense_intermediate_size = width.unwrap_or(0);
+    m.layers = layers
+        .into_iter()
+        .map(|mut l| {
+            if kv_of(&l) == Some(kv) {
+                l.mixer = Mixer::Full;
+            }
+            if l.ffn
+                == (Ffn::DenseOf {
+                    intermediate_size: m.dense_intermediate_size,
+                })
+            {
+                l.ffn = Ffn::Dense;
+            }
+            l
+        })
+        .collect();
+    m
+}
+
 /// Semantic checks every family shares.
 fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
     for attn in m.attentions() {
@@ -1498,7 +2015,7 @@ fn check_shapes(m: &Model, c: &Cfg, pr: &mut Problems) {
             n_heads,
             n_kv_heads,
             ..
-        } = *attn
+        } = attn
         {
             if n_kv_heads > 0 && n_heads % n_kv_heads != 0 {
                 pr.push(
@@ -1643,7 +2160,10 @@ fn mixed_precision(mut d: Dtypes, q: &Map<String, Value>, ignore: &[String]) -> 
             .and_then(modelopt_dtype)
     };
     let shared = |k: &str| k.contains("shared_expert");
-    if let Some(t) = algo_of(&|k| k.contains("experts.") && !shared(k)) {
+    // `model.layers.3.mlp.experts.7.down_proj`, or one fused module
+    // `layers.3.ffn.experts` (DeepSeek-V4, Qwen3.6).
+    if let Some(t) = algo_of(&|k| (k.contains("experts.") || k.ends_with(".experts")) && !shared(k))
+    {
         d.experts = t;
     }
     if let Some(t) = algo_of(&|k| k.contains("attn") || k.ends_with("mixer.in_proj")) {

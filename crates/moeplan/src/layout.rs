@@ -240,8 +240,8 @@ impl Layout {
         let mut seen: Vec<(u64, Option<u64>)> = Vec::with_capacity(2);
         for attn in m.attentions() {
             let kv = match attn {
-                Attention::Gqa { n_kv_heads, .. } => Some(*n_kv_heads),
-                Attention::Mla { .. } => None,
+                Attention::Gqa { n_kv_heads, .. } => Some(n_kv_heads),
+                Attention::Mla { .. } | Attention::SharedKv { .. } => None,
             };
             let shape = (attn.n_heads(), kv);
             if seen.contains(&shape) {
@@ -422,12 +422,16 @@ impl Layout {
                     + p.latent)
                     / 1e9
                     + match l.mixer {
-                        Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. } => 0.1,
-                        Mixer::Linear | Mixer::Mamba | Mixer::Absent => 0.0,
+                        Mixer::Full
+                        | Mixer::FullDense
+                        | Mixer::FullKv { .. }
+                        | Mixer::Sliding { .. }
+                        | Mixer::Compressed { .. } => 0.1,
+                        Mixer::Linear | Mixer::Mamba | Mixer::Absent | Mixer::Projection => 0.0,
                     }
                     + match l.ffn {
                         Ffn::Moe => 0.1,
-                        Ffn::Dense | Ffn::Absent => 0.0,
+                        Ffn::Dense | Ffn::DenseOf { .. } | Ffn::Projection | Ffn::Absent => 0.0,
                     }
             })
             .collect();

@@ -60,7 +60,7 @@ pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mi
         mixer,
         ffn: Ffn::Dense,
     });
-    match attn {
+    match &attn {
         Attention::Gqa { n_kv_heads, .. } => {
             let tp = layout.tp as u64;
             let local = if tp <= *n_kv_heads {
@@ -72,7 +72,7 @@ pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mi
             let index = Bytes(m.indexer_key_dim(mixer) as f64 * m.dtypes.kv_cache.bytes());
             (full - index) * (local as f64 / *n_kv_heads as f64) + index
         }
-        Attention::Mla { .. } => full,
+        Attention::Mla { .. } | Attention::SharedKv { .. } => full,
     }
 }
 
@@ -81,8 +81,8 @@ pub(crate) fn kv_bytes_per_token_layer_gpu(m: &Model, layout: &Layout, mixer: Mi
 /// attention: 1.
 fn kv_split(m: &Model, mixer: Mixer, tp: f64) -> f64 {
     match m.attention_of(mixer) {
-        Some(Attention::Gqa { n_kv_heads, .. }) => tp.min(*n_kv_heads as f64),
-        Some(Attention::Mla { .. }) | None => 1.0,
+        Some(Attention::Gqa { n_kv_heads, .. }) => tp.min(n_kv_heads as f64),
+        Some(Attention::Mla { .. } | Attention::SharedKv { .. }) | None => 1.0,
     }
 }
 
@@ -192,11 +192,16 @@ fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, cont
             Mixer::Linear | Mixer::Mamba => {
                 b += m.state_bytes_per_layer(layer.mixer) / layout.tp as f64
             }
-            Mixer::Absent => {}
-            mixer @ (Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. }) => {
+            Mixer::Absent | Mixer::Projection => {}
+            mixer @ (Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }) => {
                 b += kv_bytes_per_token_layer_gpu(m, layout, mixer)
                     * (layer.kept_tokens(context) as f64 / layout.cp as f64).ceil()
             }
+            // One shared key-value head: every TP rank holds it whole.
+            Mixer::Compressed { .. } => b += m.kv_bytes_layer_context(layer, context, layout.cp),
         }
     }
     b
@@ -226,6 +231,13 @@ fn qkv_width(attn: &Attention, tp: f64) -> f64 {
             (*n_heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim)) as f64 / tp
                 + (kv_lora_rank + qk_rope_head_dim) as f64
         }
+        // Queries and outputs of the local heads, the query latent and the shared head.
+        Attention::SharedKv {
+            n_heads,
+            q_lora_rank,
+            head_dim,
+            ..
+        } => (2 * n_heads * head_dim) as f64 / tp + (q_lora_rank + head_dim) as f64,
     }
 }
 
@@ -237,7 +249,10 @@ pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes
     let t = cfg.max_step_tokens as f64 / layout.cp as f64;
     let h = m.hidden_size as f64;
     let tp = layout.tp as f64;
-    let qkv = m.attentions().map(|a| qkv_width(a, tp)).fold(0.0, f64::max);
+    let qkv = m
+        .attentions()
+        .map(|a| qkv_width(&a, tp))
+        .fold(0.0, f64::max);
     // A Mamba-2 in_proj's output (z, x, B, C, dt) when wider than q/k/v.
     let qkv = m
         .mamba
@@ -249,7 +264,7 @@ pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes
             t * moe.experts_per_token as f64 * inputs * moe.expert_intermediate_size as f64
                 / layout.etp as f64
         }
-        None => t * inputs * m.dense_intermediate_size as f64 / tp,
+        None => t * inputs * m.widest_dense().max(m.dense_intermediate_size) as f64 / tp,
     };
     Bytes(t * (4.0 * h + qkv) * 2.0 + ffn_rows * 2.0)
 }

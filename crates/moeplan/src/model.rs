@@ -26,10 +26,28 @@ pub enum Mixer {
     /// model has a sparse indexer: the layers before its sparse ones
     /// (MiniMax-M3's first three), which cache no indexer keys.
     FullDense,
+    /// Full causal attention in `Model::attention`'s shape with a KV head
+    /// count of its own (DeciLM's per-layer `n_heads_in_group`).
+    FullKv {
+        /// Key/value heads of this layer.
+        kv_heads: u64,
+    },
     /// Sliding-window (or chunked local) attention over the last `window` tokens.
     Sliding {
         /// Tokens a query attends to, and the KV tokens the layer keeps.
         window: u64,
+    },
+    /// DeepSeek-V4's compressed attention: the last `window` tokens kept
+    /// whole (as `Sliding`), and every `ratio` earlier tokens compressed
+    /// into one cached entry; `selection` says which compressed entries a
+    /// query reads.
+    Compressed {
+        /// Tokens kept whole (the sliding window).
+        window: u64,
+        /// Tokens per compressed entry.
+        ratio: u64,
+        /// Which compressed entries a query reads.
+        selection: Selection,
     },
     /// Linear attention with a fixed-size recurrent state (no KV cache).
     Linear,
@@ -37,8 +55,22 @@ pub enum Mixer {
     /// convolution and SSM state per sequence, no KV cache.
     Mamba,
     /// No token mixing: the layer is its feed-forward block alone
-    /// (Nemotron-H's MLP and MoE blocks).
+    /// (Nemotron-H's MLP and MoE blocks, DeciLM's `no_op` attention).
     Absent,
+    /// No token mixing: one hidden × hidden linear (with its pre-norm) in
+    /// place of attention (DeciLM's `replace_with_linear`).
+    Projection,
+}
+
+/// Which compressed entries a `Mixer::Compressed` layer's query reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Every compressed entry (DeepSeek-V4's heavily compressed attention, HCA).
+    All,
+    /// The top-k entries `Model::indexer` scores highest over its own
+    /// compressed keys (compressed sparse attention, CSA).
+    Indexed,
 }
 
 /// What follows the mixer in a layer.
@@ -47,11 +79,19 @@ pub enum Mixer {
 pub enum Ffn {
     /// A dense (SwiGLU) MLP of `Model::dense_intermediate_size`.
     Dense,
+    /// A dense MLP of a width of its own (DeciLM's per-layer `ffn_mult`).
+    DenseOf {
+        /// Intermediate width of this layer's MLP.
+        intermediate_size: u64,
+    },
     /// The MoE block of `Model::moe`.
     Moe,
     /// No feed-forward block: the layer is its mixer alone (Nemotron-H's
-    /// Mamba-2 and attention blocks).
+    /// Mamba-2 and attention blocks, DeciLM's `no_op` FFN).
     Absent,
+    /// One hidden × hidden linear (with its pre-norm) in place of the MLP
+    /// (DeciLM's `replace_with_linear`).
+    Projection,
 }
 
 /// How the model's MLPs (dense, routed and shared experts) are built.
@@ -89,7 +129,7 @@ pub struct Layer {
 }
 
 /// The softmax attention of the model.
-#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Attention {
     /// Multi-head / grouped-query attention (MHA when kv heads = heads).
@@ -110,8 +150,8 @@ pub enum Attention {
         qk_norm: bool,
         /// One learned sink logit per head (gpt-oss).
         sinks: bool,
-        /// The q projection also produces a sigmoid output gate (Qwen3.5).
-        output_gate: bool,
+        /// A sigmoid gate on the attention output, before o_proj.
+        output_gate: OutputGate,
     },
     /// DeepSeek multi-head latent attention.
     Mla {
@@ -131,6 +171,52 @@ pub enum Attention {
         /// hidden state (`g_proj`, hidden → heads × v_head_dim: Kimi-K3).
         output_gate: bool,
     },
+    /// DeepSeek-V4's attention: queries from a low-rank latent
+    /// (`q_lora_rank`), one key-value head of `head_dim` shared by every
+    /// query head (the key is also the value; its last `qk_rope_head_dim`
+    /// take RoPE), a learned sink per head, and a grouped low-rank output:
+    /// `o_groups` groups of heads each projected to `o_lora_rank`, then
+    /// `o_groups · o_lora_rank` to the hidden width.
+    SharedKv {
+        /// Query heads.
+        n_heads: u64,
+        /// Rank of the query down-projection.
+        q_lora_rank: u64,
+        /// Width of a query head and of the shared key-value head.
+        head_dim: u64,
+        /// Rotary part of the head.
+        qk_rope_head_dim: u64,
+        /// Rank of each output group's projection.
+        o_lora_rank: u64,
+        /// Groups of heads the output projection is split into.
+        o_groups: u64,
+    },
+}
+
+/// The sigmoid gate a GQA layer applies to its attention output before o_proj.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputGate {
+    /// No gate.
+    Ungated,
+    /// One gate per output channel, produced by the q projection at twice
+    /// its width (Qwen3.5's `attn_output_gate`).
+    PerChannel,
+    /// One gate per head, from a projection hidden → heads of its own
+    /// (Step-3.5/3.7's `g_proj`, `use_head_wise_attn_gate`).
+    PerHead,
+}
+
+impl OutputGate {
+    /// Columns the gate adds to the q side of a layer with `n_heads` heads
+    /// of `head_dim` (split across heads by TP like q).
+    pub fn columns(self, n_heads: u64, head_dim: u64) -> u64 {
+        match self {
+            OutputGate::Ungated => 0,
+            OutputGate::PerChannel => n_heads * head_dim,
+            OutputGate::PerHead => n_heads,
+        }
+    }
 }
 
 /// Where a GQA layer's values come from.
@@ -204,15 +290,26 @@ impl Attention {
     /// Query heads.
     pub fn n_heads(&self) -> u64 {
         match self {
-            Attention::Gqa { n_heads, .. } | Attention::Mla { n_heads, .. } => *n_heads,
+            Attention::Gqa { n_heads, .. }
+            | Attention::Mla { n_heads, .. }
+            | Attention::SharedKv { n_heads, .. } => *n_heads,
         }
     }
     /// Key/value heads that TP can split (MLA's latent is one shared "head").
     pub fn n_kv_heads(&self) -> u64 {
         match self {
             Attention::Gqa { n_kv_heads, .. } => *n_kv_heads,
-            Attention::Mla { .. } => 1,
+            Attention::Mla { .. } | Attention::SharedKv { .. } => 1,
         }
+    }
+
+    /// The same shape with `kv_heads` key/value heads (MLA, whose latent
+    /// has no heads, unchanged).
+    pub fn with_kv_heads(mut self, kv_heads: u64) -> Attention {
+        if let Attention::Gqa { n_kv_heads, .. } = &mut self {
+            *n_kv_heads = kv_heads;
+        }
+        self
     }
 }
 
@@ -496,6 +593,38 @@ pub struct Model {
     /// The longest context (prompt + output) the model was trained for, when
     /// its config states it (`max_position_embeddings`).
     pub max_context: Option<u64>,
+    /// Hyper-connections in place of the plain residual (DeepSeek-V4), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hyper_connections: Option<HyperConnections>,
+}
+
+/// Manifold-constrained hyper-connections (DeepSeek-V4's `hc_mult`): the
+/// residual stream is `streams` copies of the hidden state; before each
+/// block (mixer, FFN) a projection of all copies (`(2 + streams) · streams`
+/// outputs from `streams · hidden` inputs, plus a bias and three scales)
+/// gives the weights that collapse the copies into the block's input,
+/// spread its output back, and mix the copies (Sinkhorn-normalised); a
+/// last projection (`streams` outputs, a bias of `streams`, one scale)
+/// collapses them before the final norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct HyperConnections {
+    /// Residual streams (`hc_mult`).
+    pub streams: u64,
+}
+
+impl HyperConnections {
+    /// Mixing parameters before one block.
+    pub fn block_params(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        let mix = (2.0 + m) * m;
+        mix * m * h + mix + 3.0
+    }
+
+    /// The collapsing projection before the final norm.
+    pub fn head_params(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        m * m * h + m + 1.0
+    }
 }
 
 /// The components parameters are reported by.
@@ -614,6 +743,35 @@ pub struct ParamReport {
 }
 
 impl Model {
+    /// Stores attention, routed-expert and dense weights as `w` (what
+    /// `--weight-dtype` and a scenario's `model.weight_dtype` mean;
+    /// embedding and output projection keep their type).
+    pub fn store_weights(&mut self, w: DType) {
+        self.dtypes.attention = w;
+        self.dtypes.experts = w;
+        self.dtypes.dense = w;
+    }
+
+    /// Stores the KV cache as `k`, where `gpu` can hold it
+    /// (`Gpu::kv_cache_dtype`); else the reason it cannot.
+    pub fn store_kv_cache(&mut self, k: DType, gpu: &crate::hardware::Gpu) -> Result<(), String> {
+        self.dtypes.kv_cache = gpu.kv_cache_dtype(k)?;
+        Ok(())
+    }
+
+    /// The warning for a request of `isl` prompt and `osl` output tokens
+    /// longer than the context the model was trained for
+    /// (`max_position_embeddings`); None when it fits or the config is silent.
+    /// The one wording `estimate`, `plan`, `launch` and `simulate` give.
+    pub fn context_warning(&self, isl: u64, osl: u64) -> Option<String> {
+        let context = isl.saturating_add(osl);
+        let max = self.max_context.filter(|m| context > *m)?;
+        Some(format!(
+            "a request of {isl} prompt + {osl} output tokens ({context}) exceeds the {max} tokens of context {} was trained for (max_position_embeddings): engines refuse it unless RoPE scaling is configured",
+            self.name
+        ))
+    }
+
     /// Layers of the model.
     pub fn n_layers(&self) -> usize {
         self.layers.len()
@@ -632,21 +790,27 @@ impl Model {
             ..LayerParams::default()
         };
         match layer.mixer {
-            Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. } => {
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. } => {
                 let attn = self.attention_of(layer.mixer).expect("softmax mixer");
-                self.softmax_attention_params(attn, &mut p);
-                self.indexer_params(attn, layer.mixer, &mut p);
+                self.softmax_attention_params(&attn, &mut p);
+                self.indexer_params(&attn, layer.mixer, &mut p);
+                self.compressor_params(layer.mixer, &mut p);
             }
             Mixer::Linear => p.linear_attn = self.delta_rule_params(),
             Mixer::Mamba => p.linear_attn = self.mamba_params(),
+            Mixer::Projection => p.attn_sharded = (self.hidden_size * self.hidden_size) as f64,
             Mixer::Absent => {}
         }
         match layer.ffn {
-            Ffn::Dense => {
-                p.dense = self.gating.matrices()
-                    * self.hidden_size as f64
-                    * self.dense_intermediate_size as f64
+            Ffn::Dense | Ffn::DenseOf { .. } => {
+                let width = self.dense_width(layer.ffn).unwrap_or(0);
+                p.dense = self.gating.matrices() * self.hidden_size as f64 * width as f64
             }
+            Ffn::Projection => p.dense = (self.hidden_size * self.hidden_size) as f64,
             Ffn::Moe => self.moe_params(&mut p),
             Ffn::Absent => {}
         }
@@ -661,12 +825,15 @@ impl Model {
         let h = self.hidden_size as f64;
         let blocks = layer.blocks() as f64;
         let vectors = self.norms.vectors_per_block() * blocks * h;
+        let hyper = self
+            .hyper_connections
+            .map_or(0.0, |hc| blocks * hc.block_params(self.hidden_size));
         match self.norms {
-            NormPlacement::Pre | NormPlacement::AttentionResiduals { .. } => vectors,
+            NormPlacement::Pre | NormPlacement::AttentionResiduals { .. } => vectors + hyper,
             NormPlacement::Sandwich => {
                 let branches = match layer.ffn {
                     Ffn::Moe => 4.0 * h,
-                    Ffn::Dense | Ffn::Absent => 0.0,
+                    Ffn::Dense | Ffn::DenseOf { .. } | Ffn::Projection | Ffn::Absent => 0.0,
                 };
                 vectors + branches + 1.0
             }
@@ -676,33 +843,68 @@ impl Model {
     /// The softmax attention a layer with `mixer` runs: sliding-window
     /// layers take `sliding_attention` when the model has one; None for
     /// mixers without softmax attention.
-    pub fn attention_of(&self, mixer: Mixer) -> Option<&Attention> {
+    pub fn attention_of(&self, mixer: Mixer) -> Option<Attention> {
         match mixer {
-            Mixer::Full | Mixer::FullDense => Some(&self.attention),
-            Mixer::Sliding { .. } => {
-                Some(self.sliding_attention.as_ref().unwrap_or(&self.attention))
-            }
-            Mixer::Linear | Mixer::Mamba | Mixer::Absent => None,
+            Mixer::Full | Mixer::FullDense | Mixer::Compressed { .. } => Some(self.attention),
+            Mixer::FullKv { kv_heads } => Some(self.attention.with_kv_heads(kv_heads)),
+            Mixer::Sliding { .. } => Some(self.sliding_attention.unwrap_or(self.attention)),
+            Mixer::Linear | Mixer::Mamba | Mixer::Absent | Mixer::Projection => None,
         }
     }
 
     /// The sparse indexer a layer with `mixer` attends through: the
-    /// model's, on its full-attention layers only.
+    /// model's, on its full-attention layers only (a compressed layer's
+    /// indexer works over its compressed entries: `compressor_params`).
     pub fn indexer_of(&self, mixer: Mixer) -> Option<&SparseIndexer> {
         match mixer {
-            Mixer::Full => self.indexer.as_ref(),
+            Mixer::Full | Mixer::FullKv { .. } => self.indexer.as_ref(),
             Mixer::FullDense
             | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
             | Mixer::Linear
             | Mixer::Mamba
-            | Mixer::Absent => None,
+            | Mixer::Absent
+            | Mixer::Projection => None,
         }
     }
 
-    /// Every softmax attention shape of the model (one, or two when
-    /// sliding layers have their own).
-    pub fn attentions(&self) -> impl Iterator<Item = &Attention> {
-        std::iter::once(&self.attention).chain(self.sliding_attention.as_ref())
+    /// Every softmax attention shape of the model: `attention`, the sliding
+    /// layers' when they have their own, and each layer's own KV head count
+    /// (repeats included).
+    pub fn attentions(&self) -> impl Iterator<Item = Attention> + '_ {
+        let per_layer = self.layers.iter().filter_map(|l| match l.mixer {
+            Mixer::FullKv { .. } => self.attention_of(l.mixer),
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => None,
+        });
+        std::iter::once(self.attention)
+            .chain(self.sliding_attention)
+            .chain(per_layer)
+    }
+
+    /// The intermediate width of a dense MLP block `ffn` (None for the
+    /// other blocks).
+    pub fn dense_width(&self, ffn: Ffn) -> Option<u64> {
+        match ffn {
+            Ffn::Dense => Some(self.dense_intermediate_size),
+            Ffn::DenseOf { intermediate_size } => Some(intermediate_size),
+            Ffn::Moe | Ffn::Projection | Ffn::Absent => None,
+        }
+    }
+
+    /// The widest dense MLP of any layer (0 without one).
+    pub fn widest_dense(&self) -> u64 {
+        self.layers
+            .iter()
+            .filter_map(|l| self.dense_width(l.ffn))
+            .max()
+            .unwrap_or(0)
     }
 
     /// One delta-rule linear-attention layer (`LinearGates`). Gated
@@ -823,7 +1025,7 @@ impl Model {
                 let q = (*n_heads * *head_dim) as f64;
                 let o = (*n_heads * values.head_dim(*head_dim)) as f64;
                 let kv = (*n_kv_heads * (*head_dim + values.projected_dim())) as f64;
-                let q_out = if *output_gate { 2.0 * q } else { q };
+                let q_out = q + output_gate.columns(*n_heads, *head_dim) as f64;
                 p.attn_sharded = h * q_out
                     + o * h
                     + if *qkv_bias { q } else { 0.0 }
@@ -863,6 +1065,64 @@ impl Model {
                     p.attn_sharded += h * nh * *v_head_dim as f64; // g_proj
                 }
             }
+            Attention::SharedKv {
+                n_heads,
+                q_lora_rank,
+                head_dim,
+                o_lora_rank,
+                o_groups,
+                ..
+            } => {
+                let (nh, r, hd) = (*n_heads as f64, *q_lora_rank as f64, *head_dim as f64);
+                let o_lora = *o_lora_rank as f64;
+                p.attn_replicated += h * r + h * hd; // wq_a, wkv (the shared head)
+                p.norms += r + hd; // q_norm, kv_norm
+                p.attn_sharded += r * nh * hd; // wq_b
+                p.attn_sharded += nh * hd * o_lora; // wo_a: each group's heads → o_lora
+                p.attn_sharded += *o_groups as f64 * o_lora * h; // wo_b
+                p.attn_sharded += nh; // attn_sink
+            }
+        }
+    }
+
+    /// The compressor of a `Mixer::Compressed` layer (DeepSeek-V4), every
+    /// TP rank holding it whole: projections of the hidden state to the
+    /// entries' values and pooling scores (`2 · windows · head_dim`
+    /// columns), a learned position bias per slot of the window (`ratio ·
+    /// windows · head_dim`) and the entries' RMSNorm. CSA's pools
+    /// overlapping windows (two per entry), HCA's one. A CSA layer also
+    /// holds its indexer: q from the query latent (`q_lora · heads ·
+    /// head_dim`), per-head weights from the hidden state, and a compressor
+    /// of its own keys (overlapping, `index_head_dim` wide).
+    fn compressor_params(&self, mixer: Mixer, p: &mut LayerParams) {
+        let Mixer::Compressed {
+            ratio, selection, ..
+        } = mixer
+        else {
+            return;
+        };
+        let h = self.hidden_size as f64;
+        let compressor = |width: f64, windows: f64| {
+            h * 2.0 * windows * width + ratio as f64 * windows * width + width
+        };
+        let head_dim = match self.attention {
+            Attention::SharedKv { head_dim, .. } => head_dim as f64,
+            Attention::Gqa { head_dim, .. } => head_dim as f64,
+            Attention::Mla { kv_lora_rank, .. } => kv_lora_rank as f64,
+        };
+        match (selection, &self.indexer) {
+            (Selection::Indexed, Some(ix)) => {
+                let (ih, id) = (ix.n_heads as f64, ix.head_dim as f64);
+                let q_in = match self.attention {
+                    Attention::SharedKv { q_lora_rank, .. } => q_lora_rank as f64,
+                    Attention::Gqa { .. } | Attention::Mla { .. } => h,
+                };
+                p.attn_replicated +=
+                    compressor(head_dim, 2.0) + q_in * ih * id + h * ih + compressor(id, 2.0);
+            }
+            (Selection::Indexed, None) | (Selection::All, _) => {
+                p.attn_replicated += compressor(head_dim, 1.0)
+            }
         }
     }
 
@@ -888,6 +1148,9 @@ impl Model {
                 p.attn_replicated += h * id;
                 p.norms += 2.0 * id;
             }
+            // DeepSeek-V4's indexer sits in its compressed layers' compressor
+            // (`compressor_params`).
+            Attention::SharedKv { .. } => {}
         }
     }
 
@@ -911,6 +1174,10 @@ impl Model {
             // The output's own norm and pseudo-query over the stored residuals.
             NormPlacement::AttentionResiduals { .. } => add(Component::Norms, 2.0 * h, 2.0 * h),
             NormPlacement::Pre | NormPlacement::Sandwich => {}
+        }
+        if let Some(hc) = self.hyper_connections {
+            let head = hc.head_params(self.hidden_size);
+            add(Component::Norms, head, head);
         }
         let k = self.moe.as_ref().map_or(0, |m| m.experts_per_token) as f64;
         let mut memo = LayerParamsMemo::new(self);
@@ -995,6 +1262,7 @@ impl Model {
         let Some(attn) = self.attention_of(layer.mixer) else {
             return Bytes::ZERO;
         };
+        let attn = &attn;
         let b = self.dtypes.kv_cache.bytes();
         let elems = match attn {
             Attention::Gqa {
@@ -1011,6 +1279,7 @@ impl Model {
                 qk_rope_head_dim,
                 ..
             } => kv_lora_rank + qk_rope_head_dim + self.indexer_key_dim(layer.mixer),
+            Attention::SharedKv { .. } => return self.shared_kv_bytes_per_token(layer.mixer),
         };
         Bytes(elems as f64 * b)
     }
@@ -1019,6 +1288,100 @@ impl Model {
     /// `mixer` (one head of the index dim; 0 without an indexer).
     pub(crate) fn indexer_key_dim(&self, mixer: Mixer) -> u64 {
         self.indexer_of(mixer).map_or(0, |i| i.head_dim)
+    }
+
+    /// One cached entry of DeepSeek-V4's shared key-value head, as its
+    /// engines store it: the non-rotary part in the cache type (fp8 with
+    /// one ue8m0 scale byte per 64 and a pad byte; FlashMLA's 584-byte
+    /// layout), the rotary part in bf16.
+    pub(crate) fn shared_kv_entry_bytes(&self) -> Bytes {
+        let Attention::SharedKv {
+            head_dim,
+            qk_rope_head_dim,
+            ..
+        } = self.attention
+        else {
+            return Bytes::ZERO;
+        };
+        let b = self.dtypes.kv_cache.bytes();
+        let nope = head_dim.saturating_sub(qk_rope_head_dim) as f64;
+        let scales = if b < 2.0 { nope / 64.0 + 1.0 } else { 0.0 };
+        Bytes(nope * b + qk_rope_head_dim as f64 * b.max(2.0) + scales)
+    }
+
+    /// One cached key of the indexer's compressed keys (fp8 with an fp32
+    /// scale per 128, DeepSeek-V3.2's 132-byte layout; 0 without an indexer).
+    pub(crate) fn index_entry_bytes(&self) -> Bytes {
+        let b = self.dtypes.kv_cache.bytes();
+        self.indexer.as_ref().map_or(Bytes::ZERO, |ix| {
+            let id = ix.head_dim as f64;
+            let scales = if b < 2.0 { id / 128.0 * 4.0 } else { 0.0 };
+            Bytes(id * b + scales)
+        })
+    }
+
+    /// Bytes one compressed entry of a layer with `mixer` takes: the
+    /// shared head's, and the indexer's key in a CSA layer.
+    pub(crate) fn compressed_entry_bytes(&self, mixer: Mixer) -> Bytes {
+        match mixer {
+            Mixer::Compressed {
+                selection: Selection::Indexed,
+                ..
+            } => self.shared_kv_entry_bytes() + self.index_entry_bytes(),
+            Mixer::Compressed {
+                selection: Selection::All,
+                ..
+            } => self.shared_kv_entry_bytes(),
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => Bytes::ZERO,
+        }
+    }
+
+    /// A DeepSeek-V4 layer's cache per token before its window fills: the
+    /// token's own entry, and its share of a compressed entry.
+    fn shared_kv_bytes_per_token(&self, mixer: Mixer) -> Bytes {
+        let ratio = match mixer {
+            Mixer::Compressed { ratio, .. } => ratio.max(1) as f64,
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => f64::INFINITY,
+        };
+        self.shared_kv_entry_bytes() + self.compressed_entry_bytes(mixer) / ratio
+    }
+
+    /// KV cache of one sequence of `context` tokens in one layer, the
+    /// tokens split over `cp` ranks: the kept tokens' entries (all, or the
+    /// window's) and a compressed layer's compressed entries.
+    pub(crate) fn kv_bytes_layer_context(&self, layer: &Layer, context: u64, cp: u32) -> Bytes {
+        let per_rank = |n: u64| (n as f64 / cp as f64).ceil();
+        match layer.mixer {
+            Mixer::Compressed { .. } => {
+                self.shared_kv_entry_bytes() * per_rank(layer.kept_tokens(context))
+                    + self.compressed_entry_bytes(layer.mixer)
+                        * per_rank(layer.compressed_entries(context))
+            }
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => {
+                self.kv_bytes_per_token_layer(layer) * per_rank(layer.kept_tokens(context))
+            }
+        }
     }
 
     /// KV cache bytes per token of context summed over all layers, for a
@@ -1035,7 +1398,7 @@ impl Model {
     pub(crate) fn kv_bytes_for_context(&self, context: u64) -> Bytes {
         self.layers
             .iter()
-            .map(|l| self.kv_bytes_per_token_layer(l) * l.kept_tokens(context) as f64)
+            .map(|l| self.kv_bytes_layer_context(l, context, 1))
             .sum()
     }
 
@@ -1045,7 +1408,13 @@ impl Model {
         match mixer {
             Mixer::Linear => self.linear_state_bytes_per_layer(),
             Mixer::Mamba => self.mamba_state_bytes_per_layer(),
-            Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. } | Mixer::Absent => Bytes::ZERO,
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
+            | Mixer::Absent
+            | Mixer::Projection => Bytes::ZERO,
         }
     }
 
@@ -1142,11 +1511,14 @@ impl Model {
                 // matrix, add dt·x·Bᵀ, read C·h: ~6 FLOP per element.
                 Flop(6.0 * (mb.d_inner() * mb.state_size) as f64)
             }
-            Mixer::Absent => Flop::ZERO,
-            Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. } => {
+            Mixer::Absent | Mixer::Projection => Flop::ZERO,
+            Mixer::Compressed { selection, .. } => {
+                self.compressed_attention_flop(layer, selection, context)
+            }
+            Mixer::Full | Mixer::FullDense | Mixer::FullKv { .. } | Mixer::Sliding { .. } => {
                 let seen = layer.kept_tokens(context) as f64;
                 let indexer = self.indexer_of(layer.mixer);
-                match self.attention_of(layer.mixer).expect("softmax mixer") {
+                match &self.attention_of(layer.mixer).expect("softmax mixer") {
                     Attention::Gqa {
                         n_heads,
                         head_dim,
@@ -1186,9 +1558,44 @@ impl Model {
                                 + index,
                         )
                     }
+                    Attention::SharedKv {
+                        n_heads, head_dim, ..
+                    } => Flop(shared_kv_flop_per_entry(*n_heads, *head_dim) * seen),
                 }
             }
         }
+    }
+}
+
+/// Attention FLOP of one query against one cached entry of DeepSeek-V4's
+/// shared key-value head: q·k and p·v, each over the whole head (the key
+/// is also the value), for every query head.
+fn shared_kv_flop_per_entry(n_heads: u64, head_dim: u64) -> f64 {
+    2.0 * (n_heads * 2 * head_dim) as f64
+}
+
+impl Model {
+    /// Attention-core FLOP of one token at `context` in a compressed
+    /// (DeepSeek-V4) layer: the window's entries and the compressed ones
+    /// it reads (all of them, or the indexer's top-k), plus the indexer
+    /// scoring every compressed key (2 · heads · head_dim each).
+    fn compressed_attention_flop(&self, layer: &Layer, selection: Selection, context: u64) -> Flop {
+        let Attention::SharedKv {
+            n_heads, head_dim, ..
+        } = self.attention
+        else {
+            return Flop::ZERO;
+        };
+        let compressed = layer.compressed_entries(context) as f64;
+        let (read, index) = match (selection, &self.indexer) {
+            (Selection::Indexed, Some(ix)) => (
+                compressed.min(ix.topk as f64),
+                2.0 * (ix.n_heads * ix.head_dim) as f64 * compressed,
+            ),
+            (Selection::Indexed, None) | (Selection::All, _) => (compressed, 0.0),
+        };
+        let entries = layer.kept_tokens(context) as f64 + read;
+        Flop(shared_kv_flop_per_entry(n_heads, head_dim) * entries + index)
     }
 }
 
@@ -1227,23 +1634,44 @@ impl Layer {
             Mixer::Absent => 0,
             Mixer::Full
             | Mixer::FullDense
+            | Mixer::FullKv { .. }
             | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
             | Mixer::Linear
-            | Mixer::Mamba => 1,
+            | Mixer::Mamba
+            | Mixer::Projection => 1,
         };
         let ffn = match self.ffn {
             Ffn::Absent => 0,
-            Ffn::Dense | Ffn::Moe => 1,
+            Ffn::Dense | Ffn::DenseOf { .. } | Ffn::Moe | Ffn::Projection => 1,
         };
         mixer + ffn
     }
 
-    /// Tokens of a `context`-token sequence this layer keeps in its cache.
+    /// Tokens of a `context`-token sequence this layer keeps in its cache
+    /// whole (a compressed layer's window; its compressed entries apart).
     pub(crate) fn kept_tokens(&self, context: u64) -> u64 {
         match self.mixer {
-            Mixer::Full | Mixer::FullDense => context,
-            Mixer::Sliding { window } => context.min(window),
-            Mixer::Linear | Mixer::Mamba | Mixer::Absent => 0,
+            Mixer::Full | Mixer::FullDense | Mixer::FullKv { .. } => context,
+            Mixer::Sliding { window } | Mixer::Compressed { window, .. } => context.min(window),
+            Mixer::Linear | Mixer::Mamba | Mixer::Absent | Mixer::Projection => 0,
+        }
+    }
+
+    /// Compressed entries a `context`-token sequence has in this layer:
+    /// one per `ratio` whole tokens (a partial window is still being
+    /// pooled in the compressor's state), 0 for other mixers.
+    pub(crate) fn compressed_entries(&self, context: u64) -> u64 {
+        match self.mixer {
+            Mixer::Compressed { ratio, .. } => context / ratio.max(1),
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => 0,
         }
     }
 }

@@ -88,8 +88,8 @@ impl Replica {
                 cache_hit_rate: s.workload.cache_hit_rate,
             },
             engine: s.engine(engine),
-            redundant_experts: 0,
-            routing_skew: 0.0,
+            redundant_experts: s.redundant_experts_for(&layout),
+            routing_skew: s.routing_skew,
             overlap: Overlap::None,
             model: s.model,
             gpu: s.gpu,
@@ -302,7 +302,7 @@ impl Deployment {
                         cache_hit_rate: s.workload.cache_hit_rate,
                     },
                     engine: s.engine(engine),
-                    routing_skew: 0.0,
+                    routing_skew: s.routing_skew,
                     assumed: Vec::new(),
                 })
             }

@@ -6,7 +6,7 @@
 //! (`moeplan model`).
 
 use crate::dtype::DType;
-use crate::model::{Attention, Ffn, Gating, Layer, Mixer, Model, ParamReport, Values};
+use crate::model::{Attention, Ffn, Gating, Layer, Mixer, Model, ParamReport, Selection, Values};
 use crate::units::{Flop, Params};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -360,6 +360,17 @@ fn attention_shape_inputs(a: &Attention, h: u64) -> (&'static str, Vec<(&'static
                 ("hidden", h.to_string()),
             ],
         ),
+        Attention::SharedKv { n_heads, q_lora_rank, head_dim, o_lora_rank, o_groups, .. } => (
+            "per layer: hidden × (q_lora + head_dim) + q_lora × heads × head_dim + heads × head_dim × o_lora + o_groups × o_lora × hidden + heads (sinks) (+ compressors, indexer, norms)",
+            vec![
+                ("heads", n_heads.to_string()),
+                ("q_lora", q_lora_rank.to_string()),
+                ("head_dim", head_dim.to_string()),
+                ("o_lora", o_lora_rank.to_string()),
+                ("o_groups", o_groups.to_string()),
+                ("hidden", h.to_string()),
+            ],
+        ),
     }
 }
 
@@ -374,6 +385,13 @@ fn kv_cache_derivation(m: &Model) -> Derivation {
             "softmax layers × (kv_lora + rope [+ indexer key]) × bytes (the latent is shared by all heads)",
             vec![("kv_lora", kv_lora_rank.to_string()), ("rope", qk_rope_head_dim.to_string())],
         ),
+        Attention::SharedKv { .. } => (
+            "Σ layers per token before the windows fill: entry × (1 + 1/ratio) (+ index key / ratio in CSA layers); at a context c a layer keeps min(c, window) entries and c / ratio compressed ones",
+            vec![
+                ("entry_bytes", m.shared_kv_entry_bytes().to_string()),
+                ("index_key_bytes", m.index_entry_bytes().to_string()),
+            ],
+        ),
     };
     let softmax_layers = m
         .layers
@@ -381,7 +399,11 @@ fn kv_cache_derivation(m: &Model) -> Derivation {
         .filter(|l| {
             matches!(
                 l.mixer,
-                Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. }
+                Mixer::Full
+                    | Mixer::FullDense
+                    | Mixer::FullKv { .. }
+                    | Mixer::Sliding { .. }
+                    | Mixer::Compressed { .. }
             )
         })
         .count();
@@ -473,17 +495,31 @@ fn layer_runs(m: &Model) -> Vec<LayerRun> {
         let mixer = match l.mixer {
             Mixer::Full => "full".to_string(),
             Mixer::FullDense => "full (no indexer)".to_string(),
+            Mixer::FullKv { kv_heads } => format!("full({kv_heads} kv heads)"),
             Mixer::Sliding { window } => format!("sliding({window})"),
+            Mixer::Compressed {
+                window,
+                ratio,
+                selection: Selection::Indexed,
+            } => format!("csa({ratio}, top-k, window {window})"),
+            Mixer::Compressed {
+                window,
+                ratio,
+                selection: Selection::All,
+            } => format!("hca({ratio}, window {window})"),
             Mixer::Linear => "linear".to_string(),
             Mixer::Mamba => "mamba2".to_string(),
             Mixer::Absent => "none".to_string(),
+            Mixer::Projection => "projection".to_string(),
         };
         let ffn = match l.ffn {
-            Ffn::Moe => "moe",
-            Ffn::Dense => "dense",
-            Ffn::Absent => "none",
+            Ffn::Moe => "moe".to_string(),
+            Ffn::Dense => "dense".to_string(),
+            Ffn::DenseOf { intermediate_size } => format!("dense({intermediate_size})"),
+            Ffn::Absent => "none".to_string(),
+            Ffn::Projection => "projection".to_string(),
         };
-        (mixer, ffn.to_string())
+        (mixer, ffn)
     };
     let mut runs: Vec<LayerRun> = Vec::new();
     for i in 0..m.layers.len() {

@@ -1,7 +1,7 @@
 //! The deployment flags `estimate` and `dag` share, turned into the inputs
 //! of one estimate: model and GPU resolved, dtypes and efficiencies applied,
 //! the layout folded, every flag checked.
-use crate::args::{DeploymentArgs, EstimateArgs, PoolArgs};
+use crate::args::{DeploymentArgs, EstimateArgs, LeverArgs, PoolArgs};
 use crate::output::{ArgError, Failure, Format};
 use moeplan::bounds::{CONCURRENCY, GPUS_PER_NODE, TOKENS};
 use moeplan::dtype::DType;
@@ -13,7 +13,7 @@ pub use moeplan::replica::Replica as Deployment;
 use moeplan::replica::{Deployment as ReplicaDeployment, Disaggregated};
 use moeplan::serving::disagg::Pool;
 use moeplan::serving::Workload;
-use moeplan::spec::scenario::{Lengths, Scenario};
+use moeplan::spec::scenario::{KvCache, Lengths, Scenario};
 use std::fmt::Write;
 
 /// A dtype flag's value, parsed.
@@ -27,27 +27,60 @@ fn dtype(s: &Option<String>, flag: &str, format: Format) -> Result<Option<DType>
     }
 }
 
+/// The hint of a KV cache type the GPU or the engine cannot hold.
+const KV_HINT: &str = "use bf16, fp16 or fp8 (nvfp4 on Blackwell with TensorRT-LLM)";
+
 /// `--weight-dtype` (attention, experts and dense weights) and `--kv-dtype`
-/// over a model's dtypes.
+/// over a model's dtypes (`Model::store_weights`, `Model::store_kv_cache`,
+/// as a scenario's `model.weight_dtype` and `model.kv_cache_dtype`).
 fn apply_dtypes(
-    a: &DeploymentArgs,
+    a: &LeverArgs,
     model: &mut Model,
     gpu: &Gpu,
     format: Format,
 ) -> Result<(), Failure> {
     if let Some(w) = dtype(&a.weight_dtype, "weight-dtype", format)? {
-        model.dtypes.attention = w;
-        model.dtypes.experts = w;
-        model.dtypes.dense = w;
+        model.store_weights(w);
     }
     if let Some(k) = dtype(&a.kv_dtype, "kv-dtype", format)? {
-        model.dtypes.kv_cache = gpu.kv_cache_dtype(k).map_err(|m| {
-            ArgError::failure(
-                format!("--kv-dtype {k}: {m}"),
-                Some("use bf16, fp16 or fp8 (nvfp4 on Blackwell with TensorRT-LLM)".into()),
-                format,
-            )
+        model.store_kv_cache(k, gpu).map_err(|m| {
+            ArgError::failure(format!("--kv-dtype {k}: {m}"), Some(KV_HINT.into()), format)
         })?;
+    }
+    Ok(())
+}
+
+/// `--kv-dtype auto`: the planner's choice, which only a scenario offers.
+fn kv_auto(a: &LeverArgs) -> bool {
+    a.kv_dtype
+        .as_deref()
+        .is_some_and(|k| k.eq_ignore_ascii_case("auto"))
+}
+
+/// The lever flags over a scenario, after its engine is settled: the
+/// dtypes (`auto` lets the planner search the KV cache type), redundant
+/// expert slots and routing skew, each checked as the scenario's own keys
+/// are. `plan` and every command reading a scenario or plan file use it.
+pub fn apply_levers(a: &LeverArgs, s: &mut Scenario, format: Format) -> Result<(), Failure> {
+    let typed = LeverArgs {
+        kv_dtype: a.kv_dtype.clone().filter(|_| !kv_auto(a)),
+        ..a.clone()
+    };
+    apply_dtypes(&typed, &mut s.model, &s.gpu, format)?;
+    if kv_auto(a) {
+        s.kv_cache = KvCache::Searched;
+    } else if typed.kv_dtype.is_some() {
+        s.kv_cache = KvCache::Stated;
+        kv_dtype_on_engine(&typed, &s.model, s.serving_engine(), format)?;
+    }
+    if let Some(r) = a.redundant_experts {
+        s.redundant_experts = moeplan::spec::scenario::check_redundant_experts(&s.model, &s.gpu, r)
+            .map_err(|(m, hint)| {
+                ArgError::failure(format!("--redundant-experts {r}: {m}"), Some(hint), format)
+            })?;
+    }
+    if a.routing_skew.is_some() {
+        s.routing_skew = skew(a, format)?;
     }
     Ok(())
 }
@@ -57,7 +90,7 @@ fn apply_dtypes(
 /// alone, and an estimate of an engine that cannot store it is of nothing
 /// that runs.
 fn kv_dtype_on_engine(
-    a: &DeploymentArgs,
+    a: &LeverArgs,
     model: &Model,
     engine: Engine,
     format: Format,
@@ -87,10 +120,11 @@ pub fn bounded(
         .map_err(|m| ArgError::failure(format!("--{flag} {m}"), Some(range.why.into()), format))
 }
 
-/// `--routing-skew`, within its bound (NaN, negative or infinite exponents are bad input).
-fn skew(a: &DeploymentArgs, format: Format) -> Result<f64, Failure> {
+/// `--routing-skew`, within its bound (NaN, negative or infinite exponents
+/// are bad input); 0 when not given.
+fn skew(a: &LeverArgs, format: Format) -> Result<f64, Failure> {
     Ok(bounded(
-        Some(a.routing_skew),
+        a.routing_skew,
         "routing-skew",
         moeplan::bounds::ROUTING_SKEW,
         format,
@@ -267,12 +301,19 @@ impl Degrees {
         if !self.any() {
             return l;
         }
+        // The file's expert parallelism stays unless a flag changes the
+        // expert split: `--tp 4` over an ep8 plan keeps ep 8 (etp refolds),
+        // never silently dropping it.
+        let ep = match (self.ep, self.etp) {
+            (None, None) => Some(l.ep),
+            (ep, _) => ep,
+        };
         Layout::folded(
             self.pp.unwrap_or(l.pp),
             self.tp.unwrap_or(l.tp),
             self.cp.unwrap_or(l.cp),
             self.dp.unwrap_or(l.dp),
-            self.ep,
+            ep,
             self.etp,
         )
     }
@@ -288,7 +329,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
     let mfu = fraction(a.mfu, "mfu", format)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;
     let engine = engine(a, &gpu, format)?;
-    kv_dtype_on_engine(a, &model, engine.engine, format)?;
+    kv_dtype_on_engine(&a.levers, &model, engine.engine, format)?;
     Degrees::replica(a).within_bounds(Layout::default(), format)?;
     Ok(Deployment {
         calibration: moeplan::profile::resolve(&gpu, engine.engine)
@@ -297,8 +338,8 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
         layout: Degrees::replica(a).layout(&model),
         workload,
         engine,
-        redundant_experts: a.redundant_experts,
-        routing_skew: skew(a, format)?,
+        redundant_experts: a.levers.redundant_experts.unwrap_or(0),
+        routing_skew: skew(&a.levers, format)?,
         overlap: a.overlap.unwrap_or_default(),
         model,
         gpu,
@@ -361,7 +402,14 @@ fn model_and_gpu(a: &DeploymentArgs, format: Format) -> Result<(Model, Gpu), Fai
         .map_err(Failure::input(format))?;
     let mut gpu = moeplan::catalog::resolve_gpu(a.gpu.as_deref().unwrap_or_default())
         .map_err(Failure::input(format))?;
-    apply_dtypes(a, &mut model, &gpu, format)?;
+    if kv_auto(&a.levers) {
+        return Err(ArgError::failure(
+            "--kv-dtype auto is the planner's choice: it needs a scenario".into(),
+            Some("give a scenario file, or a KV cache type: bf16, fp16 or fp8".into()),
+            format,
+        ));
+    }
+    apply_dtypes(&a.levers, &mut model, &gpu, format)?;
     if let Some(n) = within("gpus-per-node", a.gpus_per_node, GPUS_PER_NODE, format)? {
         gpu.gpus_per_node = n;
     }
@@ -478,6 +526,25 @@ pub fn resolve_estimate(a: &EstimateArgs, format: Format) -> Result<ReplicaDeplo
             Ok(d)
         }
         None => from_flags(&a.deployment, &a.pools, "estimate", format).map(|(d, _)| d),
+    }
+}
+
+/// Warns on stderr when the longest request (`isl` + `osl`) is beyond the
+/// context `model` was trained for: the estimate's own warning
+/// (`Model::context_warning`), for the commands that print no estimate
+/// (`plan`, `launch`, `simulate`).
+pub fn warn_context(model: &Model, isl: u64, osl: u64) {
+    if let Some(w) = model.context_warning(isl, osl) {
+        crate::output::note(&format!("warning: {w}"));
+    }
+}
+
+/// The longest prompt and output of a deployment: its file's length ranges
+/// at their maxima, else its own lengths.
+pub fn longest(d: &ReplicaDeployment, facts: &PlanFacts) -> (u64, u64) {
+    match &facts.workload {
+        Some(w) => (w.isl.max, w.osl.max),
+        None => (d.workload().isl.get(), d.workload().osl.get()),
     }
 }
 
@@ -600,7 +667,8 @@ fn invalid_pools(d: &Disaggregated, format: Format) -> Option<Failure> {
 }
 
 /// The deployment flags that describe the scenario (model, GPU, lengths,
-/// concurrency, efficiencies, dtypes, node size, engine) over a scenario or
+/// concurrency, efficiencies, node size, engine, then the levers: dtypes,
+/// redundant experts, routing skew) over a scenario or
 /// a plan's scenario: the one place flags are merged over a file.
 pub fn apply_to_scenario(
     f: &DeploymentArgs,
@@ -635,12 +703,11 @@ pub fn apply_to_scenario(
     if let Some(b) = f.bandwidth_utilization {
         s.bandwidth_utilization = fraction(Some(b), "bandwidth-utilization", format)?;
     }
-    apply_dtypes(f, &mut s.model, &s.gpu, format)?;
     if let Some(n) = within("gpus-per-node", f.gpus_per_node, GPUS_PER_NODE, format)? {
         s.gpu.gpus_per_node = n;
     }
     apply_engine(f.engine.as_deref(), s, format)?;
-    kv_dtype_on_engine(f, &s.model, s.serving_engine(), format)
+    apply_levers(&f.levers, s, format)
 }
 
 /// A plan or scenario file's deployment with the flags over it, and where
@@ -712,13 +779,20 @@ pub fn from_file_with_facts(
     if moeplan::spec::plan::is_plan(path).map_err(&input)? {
         let (mut plan, _) = moeplan::spec::plan::read(path).map_err(&input)?;
         apply_to_scenario(f, &mut plan.scenario, format)?;
+        if plan.scenario.kv_cache == KvCache::Searched {
+            return Err(ArgError::failure(
+                format!("{} is a plan, which runs one KV cache type: --kv-dtype auto is for a scenario the planner searches", path.display()),
+                Some("give --kv-dtype bf16, fp16 or fp8".into()),
+                format,
+            ));
+        }
         let facts = PlanFacts::of(&plan);
         let d = plan_deployment(plan, path, f, pools, format)?;
         return Ok((d, format!("the plan {}", path.display()), facts));
     }
-    if Degrees::replica(f).any() || pools.any() || f.redundant_experts > 0 {
+    if Degrees::replica(f).any() || pools.any() {
         return Err(ArgError::failure(
-            format!("{} is a scenario, whose layout is the planner's choice: --tp/--pp/--dp/--cp/--ep/--etp, --redundant-experts and the pool flags do not apply", path.display()),
+            format!("{} is a scenario, whose layout is the planner's choice: --tp/--pp/--dp/--cp/--ep/--etp and the pool flags do not apply", path.display()),
             Some("give a plan file for a layout of your own, or describe it with the flags alone".into()),
             format,
         ));
@@ -745,8 +819,17 @@ pub fn from_file_with_facts(
     );
     let plan = rec.figures.as_plan(&s);
     let facts = PlanFacts::of(&plan);
+    // The planner already gave each pool the scenario's redundant slots
+    // (none where ep = 1): the flag is not laid over its choice again.
+    let searched = DeploymentArgs {
+        levers: LeverArgs {
+            redundant_experts: None,
+            ..f.levers.clone()
+        },
+        ..f.clone()
+    };
     Ok((
-        plan_deployment(plan, path, f, pools, format)?,
+        plan_deployment(plan, path, &searched, pools, format)?,
         origin,
         facts,
     ))
@@ -798,10 +881,9 @@ fn over_aggregated(
     }
     Degrees::replica(f).within_bounds(r.layout, format)?;
     r.layout = Degrees::replica(f).over(r.layout);
-    if f.redundant_experts > 0 {
-        r.redundant_experts = f.redundant_experts;
+    if let Some(n) = f.levers.redundant_experts {
+        r.redundant_experts = n;
     }
-    r.routing_skew = skew(f, format)?;
     if let Some(o) = f.overlap {
         r.overlap = o;
     }
@@ -845,11 +927,10 @@ fn over_disaggregated(
         d.prefill.overlap = o;
         d.decode.overlap = o;
     }
-    if f.redundant_experts > 0 {
-        d.prefill.redundant_experts = f.redundant_experts;
-        d.decode.redundant_experts = f.redundant_experts;
+    if let Some(n) = f.levers.redundant_experts {
+        d.prefill.redundant_experts = n;
+        d.decode.redundant_experts = n;
     }
-    d.routing_skew = skew(f, format)?;
     if let Some(problems) = invalid_pools(&d, format) {
         return Err(problems);
     }

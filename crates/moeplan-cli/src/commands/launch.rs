@@ -10,6 +10,8 @@ use std::fmt::Write;
 pub fn run(a: &LaunchArgs) -> Result<(), Failure> {
     let format = Format::from(a.json);
     let (d, origin, facts) = resolve(a, format)?;
+    let (isl, osl) = deployment::longest(&d, &facts);
+    deployment::warn_context(d.model(), isl, osl);
     let replicas =
         deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
     let (model, engine) = (d.model(), d.engine().engine);

@@ -65,6 +65,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
         s.bandwidth_utilization = Some(b);
     }
     super::deployment::apply_engine(a.engine.as_deref(), &mut s, format)?;
+    super::deployment::apply_levers(&a.levers, &mut s, format)?;
     if a.objective == Objective::FewestGpus && s.workload.request_rate.is_none() {
         return Err(ArgError::failure(
             "--objective fewest-gpus needs a request rate".into(),
@@ -176,6 +177,8 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
         ..PlanOptions::default()
     };
     let levels = percentile_levels(a, &s)?;
+    let w = &s.workload;
+    super::deployment::warn_context(&s.model, w.isl.max, w.osl.max);
     let (result, elapsed) = search_with_progress(&s, &opts);
     write_files(a, &s, &result)?;
     let rate = s.workload.request_rate.unwrap_or(0.0);
@@ -198,13 +201,14 @@ pub fn run(a: &PlanArgs) -> Result<(), Failure> {
             elapsed.as_secs_f64()
         ));
     }
-    // A recommendation is the answer, met or not (its misses and what
-    // would meet them are in the output); no valid layout at all is the
-    // negative answer, and so is a miss under --require-slo.
+    // A recommendation is the answer, met or not, and so is the analysis of
+    // why no layout fits (both say what would change it): exit 0. Under
+    // --require-slo a miss, or no layout at all, is the negative answer.
     let percentiles_met = percentiles.as_ref().is_none_or(|p| p.recommended.is_some());
-    match &result.recommended {
-        Some(c) if (c.meets() && percentiles_met) || !a.require_slo => Ok(()),
-        _ => Err(Failure::Negative),
+    match (&result.recommended, a.require_slo) {
+        (_, false) => Ok(()),
+        (Some(c), true) if c.meets() && percentiles_met => Ok(()),
+        (_, true) => Err(Failure::Negative),
     }
 }
 
@@ -468,7 +472,7 @@ fn render(s: &Scenario, r: &PlanResult, engine: EngineConfig, view: View) -> Str
     o += &lengths_legend(s);
     o += &recommendation(r);
     o += &binding(r);
-    o += &rejected(r);
+    o += &rejected(s, r);
     if view.detail == Detail::Derivations {
         if let Some(rec) = &r.recommended {
             o += &derivations(s, rec, engine);
@@ -607,19 +611,24 @@ fn binding(r: &PlanResult) -> String {
 }
 
 /// How many layouts the search enumerated and why it rejected the others.
-fn rejected(r: &PlanResult) -> String {
+fn rejected(s: &Scenario, r: &PlanResult) -> String {
     let j = &r.rejected;
     format!(
         "\nSearched {} layouts: {} invalid splits (heads, KV heads, experts, expert width, layers, folding), {} TP groups wider than a node{}; of the rest, {} do not fit in memory, {} cannot meet TTFT, {} cannot meet TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} need more GPUs than available.\n",
-        j.layouts, j.divisibility, j.node_fit, engine_rejections(j.engine), j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget
+        j.layouts, j.divisibility, j.node_fit, engine_rejections(s, j.engine), j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget
     )
 }
 
-/// ", N the engine cannot express" when the scenario's engine ruled some out.
-pub fn engine_rejections(n: usize) -> String {
-    match n {
-        0 => String::new(),
-        n => format!(", {n} the stated engine cannot express"),
+/// ", N the stated engine cannot express" (or the default engine, named)
+/// when the serving engine ruled some layouts out.
+pub fn engine_rejections(s: &Scenario, n: usize) -> String {
+    match (n, s.engine) {
+        (0, _) => String::new(),
+        (n, Some(_)) => format!(", {n} the stated engine cannot express"),
+        (n, None) => format!(
+            ", {n} {} (the default engine) cannot express",
+            s.serving_engine().name()
+        ),
     }
 }
 
@@ -629,7 +638,8 @@ fn derivations(s: &Scenario, rec: &Candidate, engine: EngineConfig) -> String {
     let mut o = String::from("\nDerivations of the recommendation:\n");
     o += &output::derivation_list(&rec.explain);
     let pool = rec.figures.pools.last().expect("a candidate has a pool");
-    // The same engine the search ranked with.
+    // The same engine (and KV cache type) the search ranked with.
+    let s = rec.figures.as_plan(s).scenario;
     let d = super::deployment::Deployment::from_scenario(
         s.clone(),
         pool.layout,

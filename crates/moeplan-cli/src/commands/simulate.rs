@@ -18,6 +18,8 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
         None => None,
     };
     let (d, facts) = resolve(a, trace.as_deref(), format)?;
+    let (isl, osl) = deployment::longest(&d, &facts);
+    deployment::warn_context(d.model(), isl, osl);
     let traffic = traffic(a, d.workload(), trace, facts.workload.as_ref(), format)?;
     let replicas =
         deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);

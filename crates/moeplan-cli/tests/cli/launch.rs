@@ -2,7 +2,7 @@
 //! and chart schemas (`tests/fixtures/k8s/`, provenance there), scripts
 //! parse, refusals and exit codes.
 
-use super::{crate_dir, moeplan, root, stderr, stdout, unwrapped};
+use super::{crate_dir, moeplan, moeplan_at_root, root, stderr, stdout, unwrapped};
 use serde_json::Value;
 
 /// The pinned schema of a manifest document, if it is one of the three.
@@ -291,4 +291,22 @@ fn llm_d_is_refused_for_other_engines() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("vLLM only"), "{}", stderr(&o));
+}
+
+/// Issue 14: a scenario that states no engine launches its recommendation.
+/// `launch examples/qwen3-30b-8xh100.toml` exited 2 ("trtllm cannot run
+/// dp3": the planner recommended a prefill worker with its experts
+/// replicated per attention-DP rank, which no engine runs); the planner now
+/// searches only what its serving engine (the default one here) expresses.
+#[test]
+fn every_example_scenario_launches_its_recommendation() {
+    for file in [
+        "examples/qwen3-30b-8xh100.toml",
+        "examples/mixtral-2xh100.yaml",
+        "examples/deepseek-v3-h200.toml",
+        "examples/qwen3-30b-p99-at-40rps.toml",
+    ] {
+        let out = moeplan_at_root(&["launch", file]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr(&out));
+    }
 }

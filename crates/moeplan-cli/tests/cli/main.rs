@@ -167,7 +167,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "multiple-problems.toml",
         &[
             "5 problems in",
-            "`attention.head_dim`: must be greater than 0",
+            "`attention.head_dim`: 0 is below the minimum 1",
             "16 heads are not divisible by 5 kv heads",
             "`hidden_size`: -512 is below the",
             "`tie_word_embedding`: unknown key",
@@ -180,7 +180,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "multiple-semantic-problems.toml",
         &[
             "4 problems in",
-            "`vocab_size`: must be greater",
+            "`vocab_size`: 0 is below the minimum 1",
             "not divisible by 5 kv heads",
             "top-6 routing needs at least 6 experts",
             "layer 7",
@@ -192,7 +192,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "`hidden_size`: -512 is below the minimum",
             "`attention.n_heads`: -4 is below the",
-            "sizes and counts cannot be negative",
+            "sizes, lengths and counts start at 1",
         ],
     ),
     (
@@ -247,10 +247,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     (
         "zero-sizes.toml",
         &[
-            "`hidden_size`: must be greater than 0",
-            "`vocab_size`: must be greater than 0",
-            "`moe.expert_intermediate_size`: must be",
-            "sizes and counts start at 1",
+            "`hidden_size`: 0 is below the minimum 1",
+            "`vocab_size`: 0 is below the minimum 1",
+            "`moe.expert_intermediate_size`: 0 is below",
+            "sizes, lengths and counts start at 1",
         ],
     ),
 ];
@@ -464,7 +464,7 @@ fn multiple_problems_reports_structural_and_semantic_problems_together() {
         "`hidden_size`: -512 is below the",
         "`tie_word_embedding`: unknown key",
         "`vocab_size`: expected integer",
-        "`attention.head_dim`: must be greater than 0",
+        "`attention.head_dim`: 0 is below the minimum 1",
         "not divisible by 5 kv heads",
     ] {
         assert!(flat.contains(t), "diagnostic lacks `{t}`:\n{flat}");
@@ -2031,4 +2031,19 @@ fn argument_errors_are_json_under_json() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).is_empty());
     assert!(stderr(&o).contains("--top"));
+}
+
+/// A layout flag over a plan file changes only what it names (issue 14:
+/// `--tp 4` over a dp8 ep8 plan gave tp4 dp8 etp32, the file's ep8 dropped
+/// silently): ep 8 stays and etp refolds to 32 / 8 = 4; a flag on the expert
+/// split (`--etp 1`) refolds it (ep 32).
+#[test]
+fn a_layout_flag_over_a_plan_keeps_the_files_other_degrees() {
+    let plan = "examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml";
+    let out = stdout(&moeplan_at_root(&["estimate", plan, "--tp", "4"]));
+    assert!(out.contains("layout tp4 dp8 ep8 etp4"), "{out}");
+    let out = stdout(&moeplan_at_root(&[
+        "estimate", plan, "--tp", "4", "--etp", "1",
+    ]));
+    assert!(out.contains("layout tp4 dp8 ep32"), "{out}");
 }

@@ -191,3 +191,232 @@ fn a_disaggregated_recommendation_states_its_plan_concurrency() {
         "{md}"
     );
 }
+
+/// A scenario of Mixtral-8x7B on two H100s, with `levers` (extra keys,
+/// `section.key = value`) written into their sections; the file lies in a
+/// fresh folder and is named by `tag`.
+fn mixtral_scenario(tag: &str, levers: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut sections: Vec<(&str, Vec<String>)> = vec![
+        ("model", vec!["catalog = \"mixtral-8x7b\"".into()]),
+        (
+            "hardware",
+            vec!["gpu = \"h100-sxm\"".into(), "gpus = 2".into()],
+        ),
+        ("workload", vec!["isl = 1000".into(), "osl = 1000".into()]),
+        (
+            "slo",
+            vec!["ttft = \"1 s\"".into(), "tpot = \"40 ms\"".into()],
+        ),
+    ];
+    for (key, value) in levers {
+        let (section, key) = key.split_once('.').unwrap();
+        let s = sections.iter_mut().find(|s| s.0 == section).unwrap();
+        s.1.push(format!("{key} = {value}"));
+    }
+    let mut text = String::from("name = \"mixtral-levers\"\n");
+    for (section, lines) in sections {
+        text += &format!("[{section}]\n{}\n", lines.join("\n"));
+    }
+    let dir = std::env::temp_dir().join(format!("moeplan-levers-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The four levers as scenario keys, and as the flags that say the same.
+const LEVER_KEYS: [(&str, &str); 4] = [
+    ("model.kv_cache_dtype", "\"fp8\""),
+    ("model.weight_dtype", "\"fp8\""),
+    ("hardware.redundant_experts", "8"),
+    ("workload.routing_skew", "0.5"),
+];
+const LEVER_FLAGS: [&str; 8] = [
+    "--kv-dtype",
+    "fp8",
+    "--weight-dtype",
+    "fp8",
+    "--redundant-experts",
+    "8",
+    "--routing-skew",
+    "0.5",
+];
+
+/// Issue 14: `plan` takes the levers its advice names (they were unknown
+/// flags, exit 2), each moving the answer; `--kv-dtype auto` searches the
+/// KV cache type and says which each candidate uses.
+#[test]
+fn plan_pulls_the_levers_its_advice_names() {
+    let base = mixtral_scenario("plan-base", &[]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["plan", base.to_str().unwrap(), "--json"];
+        args.extend(extra);
+        let out = moeplan(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{extra:?}: {}",
+            super::stderr(&out)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    assert!(plain["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c.get("kv_cache_dtype").is_none()));
+    for pair in LEVER_FLAGS
+        .chunks(2)
+        .chain([["--engine", "vllm"].as_slice()])
+    {
+        assert_ne!(
+            run(pair)["candidates"],
+            plain["candidates"],
+            "{pair:?} moved nothing"
+        );
+    }
+    let auto = run(&["--kv-dtype", "auto"]);
+    let kinds: std::collections::BTreeSet<&str> = auto["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["kv_cache_dtype"]
+                .as_str()
+                .expect("each candidate names its KV type")
+        })
+        .collect();
+    assert!(
+        kinds.iter().all(|k| ["bf16", "fp8"].contains(k)),
+        "{kinds:?}"
+    );
+    let text = stdout(&moeplan(&[
+        "plan",
+        base.to_str().unwrap(),
+        "--kv-dtype",
+        "auto",
+    ]));
+    assert!(text.contains(" · KV "), "{text}");
+    // Bad values are input errors, as estimate's are.
+    for bad in [
+        ["--kv-dtype", "int4"].as_slice(),
+        &["--weight-dtype", "fp7"],
+        &["--routing-skew", "5"],
+        &["--redundant-experts", "1000"],
+    ] {
+        let mut args = vec!["plan", base.to_str().unwrap()];
+        args.extend(bad);
+        assert_eq!(moeplan(&args).status.code(), Some(2), "{bad:?}");
+    }
+}
+
+/// Issue 14: a scenario states the levers (`model.kv_cache_dtype`,
+/// `model.weight_dtype`, `hardware.redundant_experts`,
+/// `workload.routing_skew`), and every command that reads a scenario
+/// honours them: the file's keys give what the same flags over the plain
+/// file give, and not what the plain file gives.
+#[test]
+fn every_command_reading_a_scenario_honours_its_levers() {
+    let with = mixtral_scenario("keys", &LEVER_KEYS);
+    let base = mixtral_scenario("base", &[]);
+    let commands: [&[&str]; 5] = [
+        &["plan", "--json"],
+        &["estimate", "--json"],
+        &["dag", "--format", "json"],
+        &["simulate", "--requests", "200", "--json"],
+        &["launch", "--json"],
+    ];
+    for cmd in commands {
+        let run = |file: &std::path::Path, flags: &[&str]| {
+            let mut args = vec![cmd[0], file.to_str().unwrap()];
+            args.extend(&cmd[1..]);
+            args.extend(flags);
+            let out = moeplan(&args);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{args:?}: {}",
+                super::stderr(&out)
+            );
+            stdout(&out)
+        };
+        let keys = run(&with, &[]);
+        assert_eq!(
+            keys,
+            run(&base, &LEVER_FLAGS),
+            "{cmd:?}: keys and flags differ"
+        );
+        assert_ne!(keys, run(&base, &[]), "{cmd:?}: the keys moved nothing");
+    }
+}
+
+/// Issue 14: a prompt + output beyond the model's trained context
+/// (Mixtral: 32,768 tokens) is warned by `plan`, `launch` and `simulate`
+/// as `estimate` warns it (they were silent, and launch wrote
+/// `--max_seq_len 41000` without a word).
+#[test]
+fn commands_warn_of_a_request_beyond_the_trained_context() {
+    let long = [
+        "--model",
+        "mixtral-8x7b",
+        "--gpu",
+        "h100-sxm",
+        "--isl",
+        "40000",
+        "--osl",
+        "1000",
+    ];
+    let layout = ["--tp", "2", "--concurrency", "2"];
+    let runs: [Vec<&str>; 4] = [
+        [&["plan"][..], &long].concat(),
+        [&["launch"][..], &long, &layout].concat(),
+        [&["simulate"][..], &long, &layout, &["--requests", "20"]].concat(),
+        [&["estimate"][..], &long, &layout].concat(),
+    ];
+    let warning = "(41000) exceeds the 32768 tokens of context mixtral-8x7b was trained for";
+    for args in runs {
+        let out = moeplan(&args);
+        let both = stdout(&out) + &super::stderr(&out);
+        assert!(both.contains(warning), "{args:?}: {both}");
+    }
+    let short = moeplan(&[
+        "plan",
+        "--model",
+        "mixtral-8x7b",
+        "--gpu",
+        "h100-sxm",
+        "--isl",
+        "4000",
+        "--osl",
+        "1000",
+    ]);
+    assert!(!super::stderr(&short).contains("trained for"));
+}
+
+/// The analysis of why no layout fits is an answer too (issue 14: `plan`
+/// exits 0 when it produced a recommendation or an infeasibility analysis);
+/// `--require-slo` makes it exit 1 for CI. DeepSeek-V3's 671B parameters do
+/// not fit two 24 GB L4s in any layout.
+#[test]
+fn an_infeasibility_analysis_exits_0_unless_required() {
+    let args = [
+        "plan",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "l4",
+        "--gpus",
+        "2",
+        "--isl",
+        "1000",
+        "--osl",
+        "100",
+    ];
+    let out = moeplan(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("No layout fits"), "{}", stdout(&out));
+    let mut strict = args.to_vec();
+    strict.push("--require-slo");
+    assert_eq!(moeplan(&strict).status.code(), Some(1));
+}

@@ -486,17 +486,42 @@ fn flop_causes(plan: &Plan, report: &ParamReport, lo: f64, hi: f64) -> Vec<Cause
         .get(&Component::LmHead)
         .map_or(0.0, |c| c.active.0);
     let per_layer = (m.linear_flop_per_token().0 - 2.0 * lm_head) / m.n_layers().max(1) as f64;
-    let declared = m.declared_params.unwrap_or(0.0);
-    let d = if declared > 0.0 { declared } else { f64::NAN };
-    vec![
+    let mut causes = vec![
         unit_slip(hi * 1e3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
         unit_slip(lo * 1e-3, "GFLOP and TFLOP (or MFLOP and GFLOP)"),
-        cause(per_layer, "per_layer_as_per_token", format!("the FLOP of one layer ({}) used as the FLOP of a token through all {} layers", flop(per_layer), m.n_layers())),
-        cause(2.0 * d, "declared_params_used", format!("2 × the declared {} parameters, which the architecture does not have", params(d))),
-        cause(2e3 * d, "unit_slip", format!("2 × the declared {} parameters written in TFLOP instead of GFLOP: a factor-1000 unit slip on top of a parameter count the architecture does not support", params(d))),
-        cause(2.0 * total, "all_params_active", "2 FLOP per stored parameter: an MoE token passes only through its top-k experts"),
-        cause(lo / 2.0, "half_flop", "one FLOP per parameter instead of two (a multiply-add is 2 FLOP)"),
-    ]
+        cause(
+            per_layer,
+            "per_layer_as_per_token",
+            format!(
+                "the FLOP of one layer ({}) used as the FLOP of a token through all {} layers",
+                flop(per_layer),
+                m.n_layers()
+            ),
+        ),
+    ];
+    // Only a model that declares a parameter count can have it misused.
+    if let Some(d) = m.declared_params.filter(|d| *d > 0.0) {
+        causes.push(cause(
+            2.0 * d,
+            "declared_params_used",
+            format!(
+                "2 × the declared {} parameters, which the architecture does not have",
+                params(d)
+            ),
+        ));
+        causes.push(cause(2e3 * d, "unit_slip", format!("2 × the declared {} parameters written in TFLOP instead of GFLOP: a factor-1000 unit slip on top of a parameter count the architecture does not support", params(d))));
+    }
+    causes.push(cause(
+        2.0 * total,
+        "all_params_active",
+        "2 FLOP per stored parameter: an MoE token passes only through its top-k experts",
+    ));
+    causes.push(cause(
+        lo / 2.0,
+        "half_flop",
+        "one FLOP per parameter instead of two (a multiply-add is 2 FLOP)",
+    ));
+    causes
 }
 
 /// Checks the claimed HBM bytes read per generated token against a decode

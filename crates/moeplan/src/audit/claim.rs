@@ -31,6 +31,63 @@ impl Tol {
     }
 }
 
+impl Tol {
+    /// This tolerance, no stricter than the band a measured figure can lie
+    /// from moeplan's estimate: a claim within `1 + p90` of the computed
+    /// figure is never an error.
+    pub(super) fn within_band(self, p90: f64) -> Tol {
+        Tol {
+            error: self.error.max(1.0 + p90),
+            ..self
+        }
+    }
+}
+
+/// The p90 |error| of moeplan's TTFT and TPOT against measured runs, by
+/// serving mode (`profiles/error_band.toml`, from `docs/accuracy.md`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBand {
+    /// Where the figures come from.
+    pub source: String,
+    /// Aggregated deployments.
+    pub aggregated: ModeBand,
+    /// Disaggregated deployments.
+    pub disaggregated: ModeBand,
+}
+
+/// One mode's p90 |error| (0.49 = 49%).
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeBand {
+    /// Of mean TTFT.
+    pub ttft_p90: f64,
+    /// Of mean TPOT (and so of throughput per GPU).
+    pub tpot_p90: f64,
+}
+
+/// The embedded error band.
+pub fn error_band() -> &'static ErrorBand {
+    static BAND: std::sync::OnceLock<ErrorBand> = std::sync::OnceLock::new();
+    BAND.get_or_init(|| {
+        toml::from_str(include_str!("../../profiles/error_band.toml"))
+            .expect("the embedded error band is valid TOML")
+    })
+}
+
+/// The band of the mode `evals` are in: disaggregated when a pool prefills.
+pub(super) fn band_of(evals: &[PoolEval]) -> ModeBand {
+    let b = error_band();
+    if evals
+        .iter()
+        .any(|e| e.role == crate::replica::PoolRole::Prefill)
+    {
+        b.disaggregated
+    } else {
+        b.aggregated
+    }
+}
+
 pub(super) const WEIGHTS: Tol = Tol {
     ok: 1.10,
     error: 1.5,

@@ -162,8 +162,8 @@ struct Weights {
     params: f64,
     /// Bytes per expert parameter as stored.
     bpp: f64,
-    /// The declared parameter count at that precision (NaN when none).
-    declared: f64,
+    /// The declared parameter count at that precision, if the model declares one.
+    declared: Option<f64>,
     /// The product of every written degree, replicas included.
     all_degrees: f64,
     /// tp × ep.
@@ -183,7 +183,7 @@ impl Weights {
             total: m.params().weight_bytes.0,
             params: m.params().total.0,
             bpp,
-            declared: m.declared_params.map_or(f64::NAN, |d| d * bpp),
+            declared: m.declared_params.map(|d| d * bpp),
             all_degrees: pm.eval.pool.written_product as f64,
             shard: (l.tp * l.ep).max(1) as f64,
             pp: l.pp,
@@ -235,16 +235,23 @@ impl Weights {
             pp,
             ..
         } = *self;
-        vec![
+        let mut causes = vec![
             unit_slip(per_gpu * 1e3, "MB and GB"),
             unit_slip(per_gpu * 1e-3, "MB and GB"),
             cause(total, "unsharded_weights", "the whole model on every GPU: nothing sharded"),
             cause(total / all_degrees, "weights_divided_by_every_degree", format!("the weights divided by every degree (× replicas = {all_degrees:.0}): replicas and attention-DP ranks hold copies; only PP, TP and EP/ETP shard weights")),
+        ];
+        // Only a model that declares a parameter count can have it misused.
+        let Some(declared) = declared else {
+            return causes;
+        };
+        causes.extend([
             cause(declared / shard, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) ÷ (tp × ep = {shard:.0}): the declared size is not the architecture's, and the PP stages are not divided out", bytes(declared))),
             cause(declared / all_degrees, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) divided by every degree", bytes(declared))),
             cause(declared / (shard * pp as f64), "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}) ÷ (pp × tp × ep): the declared size is not the architecture's", bytes(declared))),
             cause(declared, "declared_params_used", format!("the declared parameter count × {bpp} bytes ({}), unsharded", bytes(declared))),
-        ]
+        ]);
+        causes
     }
 
     /// A checkpoint stored under 16 bits (FP8, MXFP4, NVFP4) read as 16-bit

@@ -51,6 +51,7 @@ use crate::spec::plan::{Deployment, Plan, Pool};
 use crate::units::{Seconds, Tokens, TokensPerSecond};
 use serde::Serialize;
 
+pub use claim::{error_band, ErrorBand, ModeBand};
 pub use fix::{Corrected, CorrectionSource, Planner};
 pub use fix_disagg::{CorrectedPool, CorrectedPools};
 
@@ -259,7 +260,7 @@ pub(crate) fn input<'a>(
         workload,
         engine: plan.scenario.engine_config(),
         redundant_experts,
-        routing_skew: 0.0,
+        routing_skew: plan.scenario.routing_skew,
         overlap: overlap_of(plan, phase),
     }
 }

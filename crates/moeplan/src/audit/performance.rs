@@ -4,8 +4,8 @@
 //! utilisation), and the throughput bounds a plan derives itself.
 
 use super::claim::{
-    cause, compare, explained, factor, finding, pct, rate, set_key, time, unit_slip, Claim, BOUND,
-    LATENCY, THROUGHPUT,
+    band_of, cause, compare, error_band, explained, factor, finding, pct, rate, set_key, time,
+    unit_slip, Claim, BOUND, LATENCY, THROUGHPUT,
 };
 use super::{decode_eval, evaluate_layout, prefill_eval, Finding, PoolEval, Severity};
 use crate::figures::{Figures, Predicted};
@@ -246,7 +246,7 @@ fn throughput(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: &mut 
             lo,
             hi,
             fmt: rate,
-            tol: THROUGHPUT,
+            tol: THROUGHPUT.within_band(band_of(evals).tpot_p90),
             causes: vec![
                 unit_slip(hi * 1e3, "tokens/ms and tokens/s"),
                 unit_slip(lo * 1e-3, "tokens/ms and tokens/s"),
@@ -468,7 +468,7 @@ fn decode_pool_throughput(plan: &Plan, fig: Option<&Figures>, out: &mut Vec<Find
             lo: v,
             hi: v,
             fmt: rate,
-            tol: THROUGHPUT,
+            tol: THROUGHPUT.within_band(error_band().disaggregated.tpot_p90),
             causes: vec![unit_slip(v * 1e3, "tokens/ms and tokens/s")],
             evidence: Derivation::new(
                 "requests/s the deployment completes × osl / decode GPUs (disaggregated estimate: decode steps only)",
@@ -570,7 +570,10 @@ fn latency(
             lo,
             hi,
             fmt: time,
-            tol: LATENCY,
+            tol: LATENCY.within_band(match kind {
+                Latency::Ttft => band_of(evals).ttft_p90,
+                Latency::Tpot => band_of(evals).tpot_p90,
+            }),
             causes: vec![
                 unit_slip(lo * 1e-3, "ms and s"),
                 unit_slip(hi * 1e3, "ms and s"),

@@ -16,12 +16,13 @@ use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::kv_bytes_per_token_layer_gpu;
-use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe, NormPlacement, Values};
+use crate::model::{Attention, Ffn, Layer, Mixer, Model, Moe, NormPlacement, OutputGate, Values};
 use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Seconds};
 use serde::Serialize;
 
 pub mod kind;
 pub mod overlap;
+mod shared_kv;
 
 pub use kind::{Collective, ExchangeSide, GroupKind, OpKind, Placement, Role};
 pub use overlap::{Overlap, OverlapCost};
@@ -112,8 +113,8 @@ struct GqaDims {
     head_dim: u64,
     /// Where the values come from, and their width.
     values: Values,
-    /// The q projection also produces a sigmoid output gate (Qwen3.5).
-    output_gate: bool,
+    /// The sigmoid gate on the attention output (its columns ride with q).
+    output_gate: OutputGate,
 }
 
 /// An MLA layer's widths on one GPU: TP splits the heads.
@@ -172,6 +173,43 @@ struct CoreDims {
     topk: f64,
     /// The indexer whose pass over every cached key precedes the read.
     indexer: Option<IndexerDims>,
+    /// A compressed (DeepSeek-V4) layer's compressed entries, besides the
+    /// window's whole tokens that `kv_tok` and `window` describe.
+    compressed: Option<CompressedCore>,
+}
+
+/// The compressed part of a DeepSeek-V4 layer's attention core.
+#[derive(Clone, Copy, Debug)]
+struct CompressedCore {
+    /// Tokens per compressed entry.
+    ratio: f64,
+    /// Compressed entries a query reads at most (CSA: the indexer's
+    /// top-k; HCA: infinite, every entry).
+    read_max: f64,
+    /// Bytes of one compressed entry read by the attention.
+    entry: Bytes,
+    /// Bytes of one compressed key the indexer scans (0 for HCA).
+    index_key: Bytes,
+    /// Indexer FLOP per compressed key scored (0 for HCA).
+    index_flop: f64,
+}
+
+impl CompressedCore {
+    /// Compressed entries that `full` new tokens after `s0` read in all,
+    /// and the indexer's keys they score: token p sees ⌊p/ratio⌋ entries
+    /// and reads at most `read_max` (a continuous sum).
+    fn prefill_reads(&self, s0: f64, full: f64) -> (f64, f64) {
+        let (r, k) = (self.ratio, self.read_max);
+        let seen = |x: f64| x * (x + 1.0) / (2.0 * r);
+        let read = |x: f64| {
+            if x <= r * k {
+                seen(x)
+            } else {
+                seen(r * k) + (x - r * k) * k
+            }
+        };
+        (read(s0 + full) - read(s0), seen(s0 + full) - seen(s0))
+    }
 }
 
 /// Query-key pairs that `full` new tokens after `s0` cached ones attend
@@ -644,22 +682,39 @@ impl<'a> CostContext<'a> {
             Mixer::Absent => {}
             mixer @ (Mixer::Full
             | Mixer::FullDense
+            | Mixer::FullKv { .. }
             | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
             | Mixer::Linear
-            | Mixer::Mamba) => {
+            | Mixer::Mamba
+            | Mixer::Projection) => {
                 self.mixer_ops(mixer, count, s, t, ops);
                 self.tp_all_reduce(OpKind::TpAllReduceAttn, count, t, ops);
             }
         }
         match layer.ffn {
-            Ffn::Dense => {
-                let i = self.model.dense_intermediate_size as f64 / self.layout.tp as f64;
+            ffn @ (Ffn::Dense | Ffn::DenseOf { .. }) => {
+                let width = self.model.dense_width(ffn).unwrap_or(0);
+                let i = width as f64 / self.layout.tp as f64;
                 self.mlp_ops((OpKind::MlpGateUp, OpKind::MlpDown), count, t, i, ops);
+                self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
+            }
+            Ffn::Projection => {
+                ops.push(self.projection(OpKind::MlpDown, count, t, self.model.dtypes.dense));
                 self.tp_all_reduce(OpKind::TpAllReduceMlp, count, t, ops);
             }
             Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
             Ffn::Absent => {}
         }
+    }
+
+    /// A hidden × hidden linear standing in for a block (DeciLM's
+    /// `replace_with_linear`) over `t` tokens, split over TP by its input
+    /// columns like o_proj and down_proj (then the block's all-reduce).
+    fn projection(&self, kind: OpKind, count: u32, t: f64, w: DType) -> Op {
+        let h = self.model.hidden_size as f64;
+        let cols = h / self.layout.tp as f64;
+        self.gemm(kind, count, t, h, cols, w, FixedCost::Own)
     }
 
     /// An MLP's gate/up (or up alone, ungated) and down GEMMs over `t`
@@ -680,9 +735,17 @@ impl<'a> CostContext<'a> {
         match mixer {
             Mixer::Linear => self.linear_ops(count, s, t, ops),
             Mixer::Mamba => self.mamba_ops(count, s, t, ops),
+            Mixer::Projection => {
+                let w = self.model.dtypes.attention;
+                ops.push(self.projection(OpKind::OProj, count, t, w));
+            }
             Mixer::Absent => {}
-            mixer @ (Mixer::Full | Mixer::FullDense | Mixer::Sliding { .. }) => {
-                match *self.model.attention_of(mixer).expect("softmax mixer") {
+            mixer @ (Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }) => {
+                match self.model.attention_of(mixer).expect("softmax mixer") {
                     Attention::Gqa {
                         n_heads,
                         n_kv_heads,
@@ -726,6 +789,7 @@ impl<'a> CostContext<'a> {
                         };
                         self.mla_ops(count, s, mixer, t, &d, ops);
                     }
+                    Attention::SharedKv { .. } => self.shared_kv_ops(count, s, mixer, t, ops),
                 }
             }
         }
@@ -753,7 +817,7 @@ impl<'a> CostContext<'a> {
         };
         let kv = (kv_local * (g.head_dim + g.values.projected_dim())) as f64;
         let o = (g.n_heads * g.values.head_dim(g.head_dim)) as f64 / tp;
-        let qo = if g.output_gate { 2.0 * q } else { q };
+        let qo = q + g.output_gate.columns(g.n_heads, g.head_dim) as f64 / tp;
         ops.push(self.gemm(
             OpKind::QkvProj,
             count,
@@ -975,59 +1039,40 @@ impl<'a> CostContext<'a> {
         ops: &mut Vec<Op>,
     ) {
         let m = self.model;
-        let attn = m.attention_of(mixer).expect("softmax mixer");
+        let attn = &m.attention_of(mixer).expect("softmax mixer");
         let mla = matches!(attn, Attention::Mla { .. });
+        let shared_kv = matches!(attn, Attention::SharedKv { .. });
         let core = CoreDims {
             count,
             heads,
             head_dim,
-            kv_tok: kv_bytes_per_token_layer_gpu(m, &self.layout, mixer),
-            window: match mixer {
-                Mixer::Sliding { window } => window as f64,
-                Mixer::Full | Mixer::FullDense | Mixer::Linear | Mixer::Mamba | Mixer::Absent => {
-                    f64::INFINITY
-                }
+            kv_tok: if shared_kv {
+                m.shared_kv_entry_bytes()
+            } else {
+                kv_bytes_per_token_layer_gpu(m, &self.layout, mixer)
             },
-            topk: m
-                .indexer_of(mixer)
-                .map_or(f64::INFINITY, |ix| ix.topk as f64),
-            indexer: IndexerDims::of(m, mixer),
+            window: match mixer {
+                Mixer::Sliding { window } | Mixer::Compressed { window, .. } => window as f64,
+                Mixer::Full
+                | Mixer::FullDense
+                | Mixer::FullKv { .. }
+                | Mixer::Linear
+                | Mixer::Mamba
+                | Mixer::Absent
+                | Mixer::Projection => f64::INFINITY,
+            },
+            // DeepSeek-V4's indexer reads compressed entries (`compressed`).
+            topk: match (m.indexer_of(mixer), shared_kv) {
+                (Some(ix), false) => ix.topk as f64,
+                (Some(_), true) | (None, _) => f64::INFINITY,
+            },
+            indexer: IndexerDims::of(m, mixer).filter(|_| !shared_kv),
+            compressed: self.compressed_core(mixer),
         };
-        // Per query token: FLOP per attended key, and the query/key width.
-        // MLA runs in two forms, and engines split a mixed batch by kind:
-        // decode tokens attend absorbed over the latent KV (q·[c_kv, k_rope]
-        // then p·c_kv: 2·heads·(2·kv_lora + rope) FLOP per cached token);
-        // prefill tokens attend with K and V decompressed by kv_b_proj
-        // (2·heads·(nope + rope + v)).
-        let (decode_form, prefill_form) = match attn {
-            Attention::Gqa {
-                head_dim: key_dim,
-                values,
-                ..
-            } => {
-                // q·k over the key width, p·v over the value width (the
-                // same scale as `head_dim`, which the caller may set).
-                let v = head_dim * values.head_dim(*key_dim) as f64 / *key_dim as f64;
-                let per_pair = 2.0 * heads * (head_dim + v);
-                ((per_pair, head_dim), (per_pair, head_dim))
-            }
-            Attention::Mla {
-                kv_lora_rank,
-                qk_rope_head_dim,
-                qk_nope_head_dim,
-                v_head_dim,
-                ..
-            } => (
-                (
-                    2.0 * heads * (2 * kv_lora_rank + qk_rope_head_dim) as f64,
-                    (*kv_lora_rank + *qk_rope_head_dim) as f64,
-                ),
-                (
-                    2.0 * heads * (*qk_nope_head_dim + *qk_rope_head_dim + *v_head_dim) as f64,
-                    (*qk_nope_head_dim + *qk_rope_head_dim) as f64,
-                ),
-            ),
-        };
+        let (decode_form, prefill_form) = attention_forms(attn, heads, head_dim);
+        // DeepSeek-V4's sparse kernels are FlashMLA's (the V3.2 DSA ones):
+        // they stand on the MLA tables (`mla_decode_core`, `mla_prefill_core`).
+        let mla = mla || shared_kv;
         let (decode_curve, prefill_curve) = if mla {
             (&self.cal.mla_decode_core, &self.cal.mla_prefill_core)
         } else {
@@ -1061,9 +1106,20 @@ impl<'a> CostContext<'a> {
         let mut flop = Flop(b * flop_per_pair * read);
         let mut bytes =
             Bytes(core.kv_tok.0 * b * read + b * core.heads * qk_dim.max(core.head_dim) * 4.0);
-        if let Some(ix) = core.indexer {
-            flop += Flop(b * 2.0 * (ix.n_heads * ix.head_dim) as f64 * ctx);
-            bytes += Bytes(b * ctx * ix.head_dim as f64);
+        match (core.indexer, core.compressed) {
+            (_, Some(c)) => {
+                // The compressed entries: read (all, or the indexer's
+                // top-k), and every indexer key scored.
+                let entries = (s.decode_context / l.cp as f64 / c.ratio).floor();
+                let read = entries.min(c.read_max);
+                flop += Flop(b * (flop_per_pair * read + c.index_flop * entries));
+                bytes += Bytes(b * (c.entry.0 * read + c.index_key.0 * entries));
+            }
+            (Some(ix), None) => {
+                flop += Flop(b * 2.0 * (ix.n_heads * ix.head_dim) as f64 * ctx);
+                bytes += Bytes(b * ctx * ix.head_dim as f64);
+            }
+            (None, None) => {}
         }
         let p = b * kv_streams;
         let mem = saturating(c.mem_eff, p, c.p_half);
@@ -1106,10 +1162,18 @@ impl<'a> CostContext<'a> {
         let pairs_total = causal_pairs(s0, full, core.window);
         let pairs = (pairs_total / l.cp as f64).min(n * core.topk.max(1.0));
         let (flop_per_pair, qk_dim) = form;
-        let flop = Flop(b * flop_per_pair * pairs);
-        let bytes = Bytes(
+        let mut flop = Flop(b * flop_per_pair * pairs);
+        let mut bytes = Bytes(
             b * n * (2.0 * core.heads * qk_dim.max(core.head_dim) * 2.0) + b * n * core.kv_tok.0,
         );
+        if let Some(c) = core.compressed {
+            // Compressed entries read and keys scored (CP ranks split the
+            // queries), and the entries the new tokens add.
+            let (read, scored) = c.prefill_reads(s0, full);
+            let cp = l.cp as f64;
+            flop += Flop(b * (flop_per_pair * read + c.index_flop * scored) / cp);
+            bytes += Bytes(b * n * (c.entry.0 + c.index_key.0) / c.ratio);
+        }
         let ctas = b * core.heads * (n / PREFILL_TILE_TOKENS).ceil();
         let isl = s0 + full;
         let eff = c.eff_max * saturating(1.0, isl, c.isl_half) * saturating(1.0, ctas, c.cta_half);
@@ -1613,5 +1677,48 @@ impl<'a> CostContext<'a> {
             parts.push((None, ops));
         }
         parts
+    }
+}
+
+/// Per query token, for decode and for prefill: FLOP per attended key, and
+/// the query/key width. MLA runs in two forms, and engines split a mixed
+/// batch by kind: decode tokens attend absorbed over the latent KV
+/// (q·[c_kv, k_rope] then p·c_kv: 2·heads·(2·kv_lora + rope) FLOP per cached
+/// token); prefill tokens attend with K and V decompressed by kv_b_proj
+/// (2·heads·(nope + rope + v)).
+fn attention_forms(attn: &Attention, heads: f64, head_dim: f64) -> ((f64, f64), (f64, f64)) {
+    match attn {
+        Attention::Gqa {
+            head_dim: key_dim,
+            values,
+            ..
+        } => {
+            // q·k over the key width, p·v over the value width (the
+            // same scale as `head_dim`, which the caller may set).
+            let v = head_dim * values.head_dim(*key_dim) as f64 / *key_dim as f64;
+            let per_pair = 2.0 * heads * (head_dim + v);
+            ((per_pair, head_dim), (per_pair, head_dim))
+        }
+        Attention::Mla {
+            kv_lora_rank,
+            qk_rope_head_dim,
+            qk_nope_head_dim,
+            v_head_dim,
+            ..
+        } => (
+            (
+                2.0 * heads * (2 * kv_lora_rank + qk_rope_head_dim) as f64,
+                (*kv_lora_rank + *qk_rope_head_dim) as f64,
+            ),
+            (
+                2.0 * heads * (*qk_nope_head_dim + *qk_rope_head_dim + *v_head_dim) as f64,
+                (*qk_nope_head_dim + *qk_rope_head_dim) as f64,
+            ),
+        ),
+        // One form: q·k and p·v over the shared head, in both phases.
+        Attention::SharedKv { head_dim, .. } => {
+            let form = (2.0 * heads * 2.0 * *head_dim as f64, *head_dim as f64);
+            (form, form)
+        }
     }
 }

@@ -22,8 +22,8 @@ impl Eval<'_> {
                 cache_hit_rate: self.s.workload.cache_hit_rate,
             },
             engine: self.engine,
-            redundant_experts: 0,
-            routing_skew: 0.0,
+            redundant_experts: self.s.redundant_experts_for(&l),
+            routing_skew: self.s.routing_skew,
             overlap: crate::ops::Overlap::None,
         }
     }
@@ -55,11 +55,9 @@ fn at(e: &Eval, l: Layout, c: u64) -> Option<Candidate> {
     };
     let per_replica = w.requests_per_s(mean.output_tokens_per_s_per_gpu.0 * l.gpus() as f64);
     let n = replicas(e, l, per_replica);
-    Some(Candidate::judged(
-        e.s,
-        Figures::aggregated(&worst, mean, n, c),
-        e.budget,
-    ))
+    let mut f = Figures::aggregated(&worst, mean, n, c);
+    f.pools[0].redundant_experts = e.s.redundant_experts_for(&l);
+    Some(Candidate::judged(e.s, f, e.budget))
 }
 
 /// The best concurrency of one aggregated layout, and every concurrency
@@ -76,7 +74,7 @@ pub(super) fn best(
         &e.s.gpu,
         &l,
         &e.engine,
-        0,
+        e.s.redundant_experts_for(&l),
         w.isl.max + w.osl.max,
     );
     if limit == 0 {

@@ -62,18 +62,20 @@ impl Eval<'_> {
                 cache_hit_rate: self.s.workload.cache_hit_rate,
             },
             engine: self.engine,
-            routing_skew: 0.0,
+            routing_skew: self.s.routing_skew,
         }
     }
-}
 
-fn pool(layout: Layout, workers: u32) -> Pool {
-    Pool {
-        layout,
-        workers,
-        prompts_per_rank: 1,
-        redundant_experts: 0,
-        overlap: crate::ops::Overlap::None,
+    /// `workers` workers of `layout`, with the scenario's redundant expert
+    /// slots where the layout splits experts.
+    fn pool(&self, layout: Layout, workers: u32) -> Pool {
+        Pool {
+            layout,
+            workers,
+            prompts_per_rank: 1,
+            redundant_experts: self.s.redundant_experts_for(&layout),
+            overlap: crate::ops::Overlap::None,
+        }
     }
 }
 
@@ -84,10 +86,13 @@ fn prefill_workers(e: &Eval, layouts: &[Layout]) -> Vec<Worker> {
     let mut out: Vec<Worker> = layouts
         .par_iter()
         .filter(|l| l.pp <= 4)
-        .filter(|l| memory::max_concurrency(&e.s.model, &e.s.gpu, l, &e.engine, 0, w.isl.max) > 0)
+        .filter(|l| {
+            let r = e.s.redundant_experts_for(l);
+            memory::max_concurrency(&e.s.model, &e.s.gpu, l, &e.engine, r, w.isl.max) > 0
+        })
         .map(|l| {
             e.tick();
-            let p = pool(*l, 1);
+            let p = e.pool(*l, 1);
             let step = prefill_step_time(&e.disagg(p, p, w.isl.max, w.osl.max, 1), &p);
             Worker {
                 layout: *l,
@@ -126,7 +131,7 @@ fn decode_workers(e: &Eval, layouts: &[Layout]) -> Vec<Worker> {
                 &e.s.gpu,
                 l,
                 &e.engine,
-                0,
+                e.s.redundant_experts_for(l),
                 w.isl.max + w.osl.max,
             );
             let levels = if limit == 0 {
@@ -136,7 +141,7 @@ fn decode_workers(e: &Eval, layouts: &[Layout]) -> Vec<Worker> {
             };
             levels.into_iter().map(move |c| {
                 e.tick();
-                let p = pool(*l, 1);
+                let p = e.pool(*l, 1);
                 let step = decode_step_time(
                     &e.disagg(p, p, w.isl.max, w.osl.max, c),
                     &p,
@@ -188,7 +193,7 @@ fn pair(e: &Eval, p: &Worker, d: &Worker) -> Option<Candidate> {
     let (np, nd) = counts(e, p, d)?;
     let w = &e.s.workload;
     let c = d.concurrency.saturating_mul(nd as u64);
-    let (pp, dp) = (pool(p.layout, np), pool(d.layout, nd));
+    let (pp, dp) = (e.pool(p.layout, np), e.pool(d.layout, nd));
     e.tick();
     let mean = estimate_disaggregated(&e.disagg(pp, dp, w.isl.mean(), w.osl.mean(), c)).ok()?;
     let worst = if w.isl.is_fixed() && w.osl.is_fixed() {
@@ -197,11 +202,10 @@ fn pair(e: &Eval, p: &Worker, d: &Worker) -> Option<Candidate> {
         e.tick();
         estimate_disaggregated(&e.disagg(pp, dp, w.isl.max, w.osl.max, c)).ok()?
     };
-    Some(Candidate::judged(
-        e.s,
-        Figures::disaggregated(&worst, mean),
-        e.budget,
-    ))
+    let mut f = Figures::disaggregated(&worst, mean);
+    f.pools[0].redundant_experts = pp.redundant_experts;
+    f.pools[1].redundant_experts = dp.redundant_experts;
+    Some(Candidate::judged(e.s, f, e.budget))
 }
 
 /// Every pair of the screened prefill and decode workers, ranked.

@@ -14,12 +14,15 @@ pub(crate) const MAX_REPLICA_GPUS: u32 = 1024;
 const POW2: [u32; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 /// Every layout of at most `budget` GPUs (and `MAX_REPLICA_GPUS`) the enumeration considers, with the
-/// count of those rejected before costing. A scenario that states its engine
-/// gets only the layouts that engine can express.
+/// count of those rejected before costing. Only the layouts the serving
+/// engine can express (`launch::express`): the one the scenario states, else
+/// the default engine its figures are computed for, so that a
+/// recommendation is one `moeplan launch` can run.
 pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout> {
     let budget = budget.min(MAX_REPLICA_GPUS);
     let m = &s.model;
     let node = s.gpu.gpus_per_node;
+    let engine = s.serving_engine();
     let mut out = Vec::new();
     let cps: &[u32] = if s.workload.isl.max >= 16384 {
         &[1, 2, 4, 8]
@@ -58,7 +61,7 @@ pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout>
                                 etp,
                             };
                             rej.layouts += 1;
-                            if !l.check(m, &s.gpu, 0).0.is_empty() {
+                            if !l.check(m, &s.gpu, s.redundant_experts_for(&l)).0.is_empty() {
                                 rej.divisibility += 1;
                                 continue;
                             }
@@ -66,9 +69,7 @@ pub fn enumerate(s: &Scenario, budget: u32, rej: &mut Rejections) -> Vec<Layout>
                                 rej.node_fit += 1;
                                 continue;
                             }
-                            if s.engine
-                                .is_some_and(|e| !crate::launch::express::expressible(e, m, &l))
-                            {
+                            if !crate::launch::express::expressible(engine, m, &l) {
                                 rej.engine += 1;
                                 continue;
                             }

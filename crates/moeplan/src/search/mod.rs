@@ -174,7 +174,7 @@ pub struct Rejections {
     pub divisibility: usize,
     /// A TP group wider than a node.
     pub node_fit: usize,
-    /// Layouts the scenario's stated engine cannot express (`launch::express`).
+    /// Layouts the serving engine (the scenario's, else the default) cannot express (`launch::express`).
     pub engine: usize,
     /// More GPUs than the budget.
     pub gpu_budget: usize,
@@ -207,6 +207,10 @@ impl Rejections {
     }
 
     fn add(&mut self, o: &Rejections) {
+        self.layouts += o.layouts;
+        self.divisibility += o.divisibility;
+        self.node_fit += o.node_fit;
+        self.engine += o.engine;
         self.memory += o.memory;
         self.ttft += o.ttft;
         self.tpot += o.tpot;
@@ -270,19 +274,11 @@ impl Eval<'_> {
     }
 }
 
-/// Searches a scenario.
-pub fn plan(
-    s: &Scenario,
-    opts: &PlanOptions,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> PlanResult {
-    let budget = s.gpus_available.unwrap_or(opts.default_gpus);
-    let mut rej = Rejections::default();
-    let layouts = enumerate(s, budget, &mut rej);
+/// The evaluation context of one scenario's search.
+fn eval<'a>(s: &'a Scenario, opts: &PlanOptions, budget: u32, count: &'a AtomicUsize) -> Eval<'a> {
     // The scenario's engine (the one it states, else the best-fitting one).
     let engine = s.engine_config();
-    let count = AtomicUsize::new(0);
-    let eval = Eval {
+    Eval {
         s,
         cal: s.calibration(engine.engine),
         cal_disagg: crate::profile::resolve_disaggregated(&s.gpu, engine.engine)
@@ -291,38 +287,116 @@ pub fn plan(
         engine,
         objective: opts.objective,
         budget,
-        count: &count,
-    };
+        count,
+    }
+}
+
+/// What the search of one KV cache type found: each aggregated layout's
+/// best candidate and every point meeting the levels, the disaggregated
+/// pairs, and the rejections.
+#[derive(Default)]
+struct Found {
+    agg: Vec<Candidate>,
+    agg_points: Vec<Candidate>,
+    disagg: Vec<Candidate>,
+    rej: Rejections,
+}
+
+impl Found {
+    /// Every candidate marked with the KV cache type it was searched with.
+    fn mark(&mut self, kv: crate::dtype::DType) {
+        for c in self
+            .agg
+            .iter_mut()
+            .chain(self.agg_points.iter_mut())
+            .chain(self.disagg.iter_mut())
+        {
+            c.figures.kv_cache_dtype = Some(kv);
+        }
+    }
+
+    fn extend(&mut self, o: Found) {
+        self.agg.extend(o.agg);
+        self.agg_points.extend(o.agg_points);
+        self.disagg.extend(o.disagg);
+        self.rej.add(&o.rej);
+    }
+}
+
+/// Every layout of one scenario (one KV cache type), costed.
+fn search(e: &Eval, modes: Modes, progress: &(dyn Fn(usize, usize) + Sync)) -> Found {
+    let mut found = Found::default();
+    let layouts = enumerate(e.s, e.budget, &mut found.rej);
     let done = AtomicUsize::new(0);
     let total = layouts.len();
-    let mut agg: Vec<Candidate> = Vec::new();
-    let mut agg_points: Vec<Candidate> = Vec::new();
-    if opts.modes.includes(Mode::Aggregated) {
+    if modes.includes(Mode::Aggregated) {
         let results: Vec<(Option<Candidate>, Vec<Candidate>, Rejections)> = layouts
             .par_iter()
             .map(|l| {
                 let mut r = Rejections::default();
-                let (c, points) = aggregated::best(&eval, *l, &mut r);
+                let (c, points) = aggregated::best(e, *l, &mut r);
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                 (c, points, r)
             })
             .collect();
         for (c, points, r) in results {
-            agg_points.extend(points);
-            rej.add(&r);
-            agg.extend(c);
+            found.agg_points.extend(points);
+            found.rej.add(&r);
+            found.agg.extend(c);
         }
     }
-    let mut disagg: Vec<Candidate> = Vec::new();
-    if opts.modes.includes(Mode::Disaggregated) && budget >= 2 {
-        disagg = disaggregated::candidates(&eval, &layouts);
+    if modes.includes(Mode::Disaggregated) && e.budget >= 2 {
+        found.disagg = disaggregated::candidates(e, &layouts);
     }
+    found
+}
+
+/// Searches a scenario: every layout of each KV cache type it allows
+/// (`Scenario::kv_cache_dtypes`; candidates say which type they use when
+/// there are several), ranked together.
+pub fn plan(
+    s: &Scenario,
+    opts: &PlanOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> PlanResult {
+    let budget = s.gpus_available.unwrap_or(opts.default_gpus);
+    let kvs = s.kv_cache_dtypes();
+    let variants: Vec<Scenario> = match kvs.as_slice() {
+        [_] => vec![s.clone()],
+        _ => kvs.iter().map(|kv| s.with_kv_cache(*kv)).collect(),
+    };
+    let count = AtomicUsize::new(0);
+    let mut found = Found::default();
+    for v in &variants {
+        let mut f = search(&eval(v, opts, budget, &count), opts.modes, progress);
+        if variants.len() > 1 {
+            f.mark(v.model.dtypes.kv_cache);
+        }
+        found.extend(f);
+    }
+    let Found {
+        mut agg,
+        agg_points,
+        mut disagg,
+        mut rej,
+    } = found;
     agg.sort_by(|a, b| rank::rank(a, b, opts.objective));
     disagg.sort_by(|a, b| rank::rank(a, b, opts.objective));
     let pareto = rank::pareto_front(agg_points.iter().chain(disagg.iter()).filter(|c| c.meets()));
     let mut all: Vec<Candidate> = agg.iter().chain(disagg.iter()).cloned().collect();
     all.sort_by(|a, b| rank::rank(a, b, opts.objective));
-    let recommended = all.first().cloned().map(|r| explained(&eval, r));
+    let recommended = all.first().cloned().map(|r| {
+        // Explained on the scenario of its own KV cache type.
+        let v = variants
+            .iter()
+            .find(|v| {
+                r.figures
+                    .kv_cache_dtype
+                    .is_none_or(|kv| v.model.dtypes.kv_cache == kv)
+            })
+            .unwrap_or(s);
+        explained(&eval(v, opts, budget, &count), r)
+    });
     let binding = if recommended.as_ref().is_some_and(Candidate::meets) {
         None
     } else {

@@ -118,7 +118,8 @@ fn advice(s: &Scenario, c: &Candidate, level: Level, limit: f64, best: f64) -> V
                 best / limit * 100.0
             ));
             let kv_share = c.figures.estimate.kv_share();
-            if kv_share > 0.5 {
+            let kv = c.figures.kv_cache_dtype.unwrap_or(s.model.dtypes.kv_cache);
+            if kv_share > 0.5 && kv.bytes() > crate::dtype::DType::Fp8.bytes() {
                 out.push(format!(
                     "decode is bound by KV-cache reads ({:.0}% of the bytes per step): an fp8 KV cache halves them; shorter contexts (the longest prompt is {} tokens) cut them in proportion",
                     kv_share * 100.0,
@@ -199,12 +200,18 @@ pub(super) fn rationale(all: &[Candidate], rec: Option<&Candidate>) -> Vec<Strin
     out
 }
 
-/// A one-line description of a candidate's pools.
+/// A one-line description of a candidate's pools, and its KV cache type
+/// when the planner chose it (` · KV fp8`).
 pub fn describe(c: &Candidate) -> String {
-    c.figures
+    let pools = c
+        .figures
         .pools
         .iter()
         .map(|p| format!("{} {}×[{}] c{}", p.role, p.workers, p.layout, p.concurrency))
         .collect::<Vec<_>>()
-        .join(" + ")
+        .join(" + ");
+    match c.figures.kv_cache_dtype {
+        Some(kv) => format!("{pools} · KV {kv}"),
+        None => pools,
+    }
 }

@@ -658,13 +658,10 @@ fn load_warnings(inp: &EstimateInput, load: &Load, res: &LoopResult, warnings: &
             load.in_flight, load.running, inp.engine.engine.name(), res.slot_wait
         ));
     }
-    let context = inp.workload.full_context();
-    if let Some(max) = inp.model.max_context.filter(|m| context > *m) {
-        warnings.push(format!(
-            "a request of {} prompt + {} output tokens ({context}) exceeds the {max} tokens of context {} was trained for (max_position_embeddings): engines refuse it unless RoPE scaling is configured",
-            inp.workload.isl, inp.workload.osl, inp.model.name
-        ));
-    }
+    warnings.extend(
+        inp.model
+            .context_warning(inp.workload.isl.get(), inp.workload.osl.get()),
+    );
     if load.active_ranks < l.dp as f64 {
         warnings.push(format!(
             "{} requests cannot occupy {} attention-DP ranks: {} ranks run empty steps",

@@ -45,15 +45,22 @@ pub struct RankLimits {
 }
 
 /// A request in the engine.
+/// When a request's first token came.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct First {
+    /// When the engine produced it.
+    pub(crate) produced: f64,
+    /// When its client saw it (the engine's time plus output processing).
+    pub(crate) seen: f64,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Req {
     pub(crate) arrival: f64,
     pub(crate) isl: u64,
     pub(crate) osl: u64,
-    /// When the engine produced its first token (NaN before).
-    pub(crate) first_token: f64,
-    /// When its client saw the first token (the engine's time plus output processing).
-    pub(crate) first_seen: f64,
+    /// Its first token, once produced.
+    pub(crate) first: Option<First>,
     /// Closed-loop client that sent it, if any.
     pub(crate) client: Option<u32>,
     /// Output tokens a decode pool generates after this prefill-only copy
@@ -76,8 +83,7 @@ impl Req {
             arrival,
             isl: isl.max(1),
             osl: osl.max(1),
-            first_token: f64::NAN,
-            first_seen: f64::NAN,
+            first: None,
             client,
             rest: 0,
             serial: 0,
@@ -322,9 +328,11 @@ impl Replica {
         }
         for (slot, tokens) in p.prefilled {
             let r = &mut self.slots[slot];
-            if r.first_token.is_nan() {
-                r.first_token = end;
-                r.first_seen = end + delay;
+            if r.first.is_none() {
+                r.first = Some(First {
+                    produced: end,
+                    seen: end + delay,
+                });
                 r.generated = 1;
                 out.events.push(Event::FirstToken(*r));
             }

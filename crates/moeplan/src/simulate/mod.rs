@@ -588,12 +588,17 @@ impl<'s> Sim<'s> {
     fn record(&mut self, e: Event, at: f64) {
         let st = &mut self.stats;
         match e {
-            Event::FirstToken(r) => st.ttft.add(r.first_seen - r.arrival, 1.0),
+            Event::FirstToken(r) => {
+                if let Some(f) = r.first {
+                    st.ttft.add(f.seen - r.arrival, 1.0);
+                }
+            }
 
             Event::Finished(r) => {
+                let first = r.first.expect("a request finishes after its first token");
                 let e2e = at + self.setup.limits.request_overhead.value() - r.arrival;
                 let tpot = if r.osl > 1 {
-                    (at - r.first_token) / (r.osl - 1) as f64
+                    (at - first.produced) / (r.osl - 1) as f64
                 } else {
                     0.0
                 };
@@ -607,7 +612,7 @@ impl<'s> Sim<'s> {
                 st.last = st.last.max(at);
                 let lv = &self.setup.levels;
                 let ok = |limit: Option<Seconds>, x: f64| limit.is_none_or(|l| x <= l.value());
-                if ok(lv.ttft, r.first_seen - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e) {
+                if ok(lv.ttft, first.seen - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e) {
                     st.good += 1;
                 }
                 let t = &self.setup.traffic;

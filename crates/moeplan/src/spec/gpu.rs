@@ -37,6 +37,7 @@ pub struct RawGpu {
     /// HBM bandwidth, e.g. "3.35 TB/s".
     pub memory_bandwidth: String,
     /// GPUs in one NVLink domain (default 8).
+    #[schemars(range(min = 1))]
     pub gpus_per_node: Option<u32>,
     /// Dense tensor-core peak per precision (bf16 required; fp8, int8, fp4 where supported).
     pub peak: RawPeak,

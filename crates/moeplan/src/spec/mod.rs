@@ -253,7 +253,19 @@ where
         .filter(|p| !p.is_empty())
         .collect();
     let mut pruned = value.clone();
-    for path in &pruned_paths {
+    for (path, p) in pruned_paths.iter().zip(problems.iter().filter(|p| {
+        !p.message.starts_with("missing required key")
+            && !p.path.split('[').next().unwrap_or(&p.path).is_empty()
+    })) {
+        // A zero where the schema asks for at least 1 still reads as its
+        // type: keep it, so the checks that depend on it see the user's
+        // value rather than a default derived in its absence (its own
+        // complaint at this path is dropped below).
+        if p.message.contains(BELOW_MINIMUM)
+            && lookup(&value, path).is_some_and(|v| v.as_u64().is_some())
+        {
+            continue;
+        }
         remove_path(&mut pruned, path);
         // A required key cannot be left out: stand in a value of its type so
         // the semantic checks can run on everything else.
@@ -283,6 +295,14 @@ where
         }
     }
     Err(SpecError::in_source(source, problems))
+}
+
+/// How the schema walk words a value under its `minimum`.
+const BELOW_MINIMUM: &str = " is below the minimum ";
+
+/// The value at a dotted `path` (object keys only), if there is one.
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, key| v.get(key))
 }
 
 /// A stand-in value for `path` when the schema requires it there.
@@ -420,8 +440,8 @@ fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Probl
     if let (Some(min), Some(x)) = (s.get("minimum").and_then(Value::as_f64), v.as_f64()) {
         if x < min {
             out.push(
-                Problem::at(path, format!("{x} is below the minimum {min}")).hint(if min >= 1.0 {
-                    "a degree or count of 1 means no split; 0 means nothing"
+                Problem::at(path, format!("{x}{BELOW_MINIMUM}{min}")).hint(if min >= 1.0 {
+                    "sizes, lengths and counts start at 1 (a degree of 1 means no split)"
                 } else {
                     "sizes and counts cannot be negative"
                 }),

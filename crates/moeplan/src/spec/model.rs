@@ -22,7 +22,7 @@ use super::{Problem, Problems, SpecError};
 use crate::bounds::{self, Range};
 use crate::dtype::DType;
 use crate::model::{
-    Attention, Dtypes, Ffn, Gating, Layer, Mixer, Model, Moe, NormPlacement, Values,
+    Attention, Dtypes, Ffn, Gating, Layer, Mixer, Model, Moe, NormPlacement, OutputGate, Values,
 };
 use crate::quantity::parse_params;
 use crate::spec::source::Source;
@@ -38,10 +38,13 @@ pub struct RawModel {
     /// The parameter total the source claims, e.g. "10B"; checked against the derived count.
     pub declared_params: Option<String>,
     /// Residual width.
+    #[schemars(range(min = 1))]
     pub hidden_size: u64,
     /// Decoder layers.
+    #[schemars(range(min = 1))]
     pub n_layers: u64,
     /// Vocabulary size.
+    #[schemars(range(min = 1))]
     pub vocab_size: u64,
     /// Embedding and LM head share weights (default false).
     pub tie_word_embeddings: Option<bool>,
@@ -50,10 +53,12 @@ pub struct RawModel {
     /// MoE shape; absent for a dense model.
     pub moe: Option<RawMoe>,
     /// Intermediate width of dense MLP layers (required when any layer is dense).
+    #[schemars(range(min = 1))]
     pub dense_intermediate_size: Option<u64>,
     /// 0-based indices of layers with a dense MLP instead of the MoE block.
     pub dense_layers: Option<Vec<u64>>,
     /// Sliding-window size, for the layers in `sliding_window_layers`.
+    #[schemars(range(min = 1))]
     pub sliding_window: Option<u64>,
     /// 0-based indices of sliding-window layers (default: all, when `sliding_window` is set).
     pub sliding_window_layers: Option<Vec<u64>>,
@@ -82,24 +87,32 @@ pub struct RawAttention {
     /// mha, gqa or mla.
     pub kind: AttentionKind,
     /// Query heads.
+    #[schemars(range(min = 1))]
     pub n_heads: u64,
     /// Key/value heads (gqa; mha uses n_heads).
+    #[schemars(range(min = 1))]
     pub n_kv_heads: Option<u64>,
     /// Head dimension (mha/gqa; default hidden_size / n_heads).
+    #[schemars(range(min = 1))]
     pub head_dim: Option<u64>,
     /// Biases on q, k, v projections.
     pub qkv_bias: Option<bool>,
     /// Per-head RMSNorm on q and k.
     pub qk_norm: Option<bool>,
     /// MLA: query low-rank dimension (omit for a direct q projection).
+    #[schemars(range(min = 1))]
     pub q_lora_rank: Option<u64>,
     /// MLA: KV latent rank.
+    #[schemars(range(min = 1))]
     pub kv_lora_rank: Option<u64>,
     /// MLA: non-rotary q/k head dim.
+    #[schemars(range(min = 1))]
     pub qk_nope_head_dim: Option<u64>,
     /// MLA: rotary q/k head dim.
+    #[schemars(range(min = 1))]
     pub qk_rope_head_dim: Option<u64>,
     /// MLA: value head dim.
+    #[schemars(range(min = 1))]
     pub v_head_dim: Option<u64>,
 }
 
@@ -108,10 +121,13 @@ pub struct RawAttention {
 #[serde(deny_unknown_fields)]
 pub struct RawMoe {
     /// Routed experts per MoE layer.
+    #[schemars(range(min = 1))]
     pub n_routed_experts: u64,
     /// Top-k.
+    #[schemars(range(min = 1))]
     pub experts_per_token: u64,
     /// Intermediate width of one expert (SwiGLU: gate, up, down).
+    #[schemars(range(min = 1))]
     pub expert_intermediate_size: u64,
     /// Shared experts (default 0).
     pub n_shared_experts: Option<u64>,
@@ -186,6 +202,7 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         declared_params,
         assumptions: raw.assumptions.clone().unwrap_or_default(),
         max_context: None,
+        hyper_connections: None,
     }
 }
 
@@ -236,7 +253,7 @@ fn gqa(a: &RawAttention, n_heads: u64, hidden: u64, pr: &mut Problems) -> Attent
         o_bias: false,
         qk_norm: a.qk_norm.unwrap_or(false),
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     }
 }
 

@@ -39,7 +39,7 @@ use crate::layout::Layout;
 use crate::quantity::{
     parse_bytes, parse_flop, parse_fraction, parse_params, parse_time, parse_token_rate, Dimension,
 };
-use crate::spec::scenario::Scenario;
+use crate::spec::scenario::{KvCache, Scenario};
 use crate::spec::source::Source;
 use crate::units::{Bytes, Flop, Params, Seconds, TokensPerSecond};
 use schemars::JsonSchema;
@@ -658,6 +658,16 @@ fn convert(
         );
     }
     let workload = scenario::workload(&raw.workload, pr);
+    let routing_skew = scenario::routing_skew(&raw.workload, pr);
+    if raw.hardware.redundant_experts.is_some() {
+        pr.push(
+            Problem::at(
+                "hardware.redundant_experts",
+                "a plan states its redundant expert slots per pool",
+            )
+            .hint("write redundant_experts under [deployment] (or each of its pools)"),
+        );
+    }
     let slo = scenario::slo(&raw.slo.clone().unwrap_or_default(), pr);
     let deployment = deployment(&raw.deployment, pr);
     let claims = claims(&raw.claims.clone().unwrap_or_default(), pr);
@@ -682,11 +692,21 @@ fn convert(
         gpu.as_ref(),
         pr,
     ));
+    let (mut model, gpu) = (model?, gpu?);
+    if scenario::model_dtypes(&raw.model, &mut model, &gpu, engine, pr) == KvCache::Searched {
+        pr.push(
+            Problem::at(
+                "model.kv_cache_dtype",
+                "a plan runs one KV cache type, not \"auto\"",
+            )
+            .hint("bf16, fp16 or fp8; \"auto\" is for a scenario the planner searches"),
+        );
+    }
     Some(Plan {
         scenario: Scenario {
             name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
-            model: model?,
-            gpu: gpu?,
+            model,
+            gpu,
             gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
             mfu,
             bandwidth_utilization,
@@ -694,6 +714,9 @@ fn convert(
             workload,
             slo,
             assumptions,
+            redundant_experts: 0,
+            routing_skew,
+            kv_cache: KvCache::Stated,
         },
         deployment,
         claims,

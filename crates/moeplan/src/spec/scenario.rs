@@ -70,6 +70,15 @@ pub struct RawModelRef {
     pub spec: Option<String>,
     /// The parameter total the plan or document states, e.g. "10B".
     pub declared_params: Option<String>,
+    /// The KV cache type: bf16, fp16, fp8 (nvfp4 on Blackwell GPUs with
+    /// TensorRT-LLM), over the model config's; or, in a scenario, "auto":
+    /// the planner searches the config's type and fp8 (where the GPU holds
+    /// it and the engine stores it) and each candidate says which it uses.
+    /// As `--kv-dtype`. (An inline model states its own `[dtypes]`.)
+    pub kv_cache_dtype: Option<String>,
+    /// Store attention, expert and dense weights in this type (bf16, fp16,
+    /// fp8, fp4, int4, mxfp4, nvfp4), over the model config's. As `--weight-dtype`.
+    pub weight_dtype: Option<String>,
 }
 
 /// The GPU: a catalog id or a path, or an inline GPU spec.
@@ -89,8 +98,10 @@ pub struct RawHardware {
     /// The GPU.
     pub gpu: RawGpuSection,
     /// GPUs per node (NVLink domain), overriding the GPU's.
+    #[schemars(range(min = 1))]
     pub gpus_per_node: Option<u32>,
     /// GPUs available to the deployment (the planner's budget).
+    #[schemars(range(min = 1))]
     pub gpus: Option<u32>,
     /// A flat compute efficiency the scenario assumes (fraction of peak), replacing the calibrated curves.
     pub mfu: Option<f64>,
@@ -101,6 +112,12 @@ pub struct RawHardware {
     /// The engine version you run (e.g. "0.11.0"); compared with the
     /// version moeplan's kernel profile was measured on, and the difference said.
     pub engine_version: Option<String>,
+    /// Redundant expert slots (EPLB) per replica, beyond one per expert, that
+    /// the planner gives every layout with expert parallelism (ep > 1;
+    /// without it every GPU holds every expert and there is nothing to
+    /// balance). As `--redundant-experts`; default 0. A plan file states
+    /// them per pool under `[deployment]` instead.
+    pub redundant_experts: Option<u32>,
 }
 
 /// The requests.
@@ -108,21 +125,29 @@ pub struct RawHardware {
 #[serde(deny_unknown_fields)]
 pub struct RawWorkload {
     /// Prompt tokens per request.
+    #[schemars(range(min = 1))]
     pub isl: Option<u64>,
     /// Shortest prompt of a range.
+    #[schemars(range(min = 1))]
     pub isl_min: Option<u64>,
     /// Longest prompt of a range.
+    #[schemars(range(min = 1))]
     pub isl_max: Option<u64>,
     /// Output tokens per request.
+    #[schemars(range(min = 1))]
     pub osl: Option<u64>,
     /// Shortest output of a range.
+    #[schemars(range(min = 1))]
     pub osl_min: Option<u64>,
     /// Longest output of a range.
+    #[schemars(range(min = 1))]
     pub osl_max: Option<u64>,
     /// Requests in flight: per replica for an aggregated plan, on the whole
     /// deployment (its decode pool) for a disaggregated one.
+    #[schemars(range(min = 1))]
     pub concurrency: Option<u64>,
     /// The same as concurrency, as plans often say it.
+    #[schemars(range(min = 1))]
     pub batch_size: Option<u64>,
     /// Arriving requests per second the deployment must serve.
     pub request_rate: Option<f64>,
@@ -130,6 +155,10 @@ pub struct RawWorkload {
     /// "56%" or 0.56 (default 0): prefill computes only the rest, which still
     /// attend the whole context; decode and KV memory are unchanged.
     pub cache_hit_rate: Option<serde_json::Value>,
+    /// Power-law exponent of expert popularity: 0 routes tokens uniformly
+    /// (the default), 0.5 is a mild skew; the skew sets the expert load
+    /// imbalance. As `--routing-skew`.
+    pub routing_skew: Option<f64>,
 }
 
 /// Service levels.
@@ -186,6 +215,7 @@ pub struct WorkloadSpec {
     /// Output lengths.
     pub osl: Lengths,
     /// Requests in flight, if fixed.
+    #[schemars(range(min = 1))]
     pub concurrency: Option<u64>,
     /// Arriving requests per second, if stated.
     pub request_rate: Option<f64>,
@@ -292,6 +322,16 @@ impl Default for Slo {
     }
 }
 
+/// Which KV cache types the planner may choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvCache {
+    /// The model's own (its config's, or the one the scenario states).
+    Stated,
+    /// The model's, and fp8 where the GPU holds it and the engine stores it
+    /// (`model.kv_cache_dtype = "auto"`, `--kv-dtype auto`).
+    Searched,
+}
+
 /// A validated scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -316,9 +356,50 @@ pub struct Scenario {
     pub slo: Slo,
     /// Assumptions to show.
     pub assumptions: Vec<String>,
+    /// Redundant expert slots (EPLB) of each layout with expert parallelism.
+    pub redundant_experts: u32,
+    /// Power-law exponent of expert popularity (0 = uniform).
+    pub routing_skew: f64,
+    /// The KV cache types the planner may choose.
+    pub kv_cache: KvCache,
 }
 
 impl Scenario {
+    /// The redundant expert slots a replica of `layout` gets: the
+    /// scenario's where experts are split over EP ranks, none otherwise.
+    pub fn redundant_experts_for(&self, layout: &crate::layout::Layout) -> u32 {
+        if layout.ep > 1 {
+            self.redundant_experts
+        } else {
+            0
+        }
+    }
+
+    /// The KV cache types the planner tries, the model's first: with
+    /// `KvCache::Searched`, fp8 too where the GPU holds it and the serving
+    /// engine stores it.
+    pub fn kv_cache_dtypes(&self) -> Vec<crate::dtype::DType> {
+        use crate::dtype::DType;
+        let own = self.model.dtypes.kv_cache;
+        let fp8 = match self.kv_cache {
+            KvCache::Stated => None,
+            KvCache::Searched => Some(DType::Fp8).filter(|f| {
+                *f != own
+                    && self.gpu.kv_cache_dtype(*f).is_ok()
+                    && self.serving_engine().stores_kv_cache(*f).is_ok()
+            }),
+        };
+        std::iter::once(own).chain(fp8).collect()
+    }
+
+    /// The scenario with its KV cache stored as `kv` (one the planner chose).
+    pub fn with_kv_cache(&self, kv: crate::dtype::DType) -> Scenario {
+        let mut s = self.clone();
+        s.model.dtypes.kv_cache = kv;
+        s.kv_cache = KvCache::Stated;
+        s
+    }
+
     /// The efficiency curves and serving layer of `engine` on the
     /// scenario's GPU, with its flat assumptions (`mfu`,
     /// `bandwidth_utilization`) applied, when it states any.
@@ -368,6 +449,9 @@ impl Scenario {
             },
             slo: Slo::default(),
             assumptions: Vec::new(),
+            redundant_experts: 0,
+            routing_skew: 0.0,
+            kv_cache: KvCache::Stated,
         }
     }
 }
@@ -900,14 +984,18 @@ fn convert(
         );
     }
     let workload = workload(&raw.workload, pr);
+    let routing_skew = routing_skew(&raw.workload, pr);
     let slo = slo(&raw.slo.clone().unwrap_or_default(), pr);
     let engine = engine(&raw.hardware, pr);
     let mut assumptions = raw.assumptions.clone().unwrap_or_default();
     assumptions.extend(engine_version(&raw.hardware, engine, gpu.as_ref(), pr));
+    let (mut model, gpu) = (model?, gpu?);
+    let kv_cache = model_dtypes(&raw.model, &mut model, &gpu, engine, pr);
+    let redundant_experts = redundant_experts(&raw.hardware, &model, &gpu, pr);
     Some(Scenario {
         name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
-        model: model?,
-        gpu: gpu?,
+        model,
+        gpu,
         gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
         mfu,
         bandwidth_utilization,
@@ -915,7 +1003,96 @@ fn convert(
         workload,
         slo,
         assumptions,
+        redundant_experts,
+        routing_skew,
+        kv_cache,
     })
+}
+
+/// `model.weight_dtype` and `model.kv_cache_dtype` over a referenced
+/// model's types (the same as `--weight-dtype` and `--kv-dtype`): a KV type
+/// the GPU cannot hold or the serving engine (`engine`, else the GPU's
+/// best-fitting one) cannot store is a problem. Returns whether the planner
+/// may search the KV type (`"auto"`).
+pub fn model_dtypes(
+    sec: &RawModelSection,
+    model: &mut Model,
+    gpu: &Gpu,
+    engine: Option<crate::engine::Engine>,
+    pr: &mut Problems,
+) -> KvCache {
+    let RawModelSection::Ref(r) = sec else {
+        return KvCache::Stated;
+    };
+    let hint = "bf16, fp16 or fp8 (nvfp4 on Blackwell with TensorRT-LLM)";
+    if let Some(w) = &r.weight_dtype {
+        match w.parse() {
+            Ok(w) => model.store_weights(w),
+            Err(m) => {
+                pr.push(Problem::at("model.weight_dtype", m).hint(crate::dtype::DType::NAMES))
+            }
+        }
+    }
+    let Some(k) = r.kv_cache_dtype.as_deref() else {
+        return KvCache::Stated;
+    };
+    if k.eq_ignore_ascii_case("auto") {
+        return KvCache::Searched;
+    }
+    let engine = engine.unwrap_or_else(|| crate::profile::default_engine(gpu));
+    let stored = k
+        .parse()
+        .and_then(|k| model.store_kv_cache(k, gpu))
+        .and_then(|()| engine.stores_kv_cache(model.dtypes.kv_cache));
+    if let Err(m) = stored {
+        pr.push(
+            Problem::at("model.kv_cache_dtype", m)
+                .hint(format!("{hint}, or \"auto\" to let the planner choose")),
+        );
+    }
+    KvCache::Stated
+}
+
+/// `hardware.redundant_experts`: slots a MoE model's layouts can split
+/// (`check_redundant_experts`); 0 when not given or a problem.
+pub fn redundant_experts(h: &RawHardware, model: &Model, gpu: &Gpu, pr: &mut Problems) -> u32 {
+    let r = h.redundant_experts.unwrap_or(0);
+    check_redundant_experts(model, gpu, r).unwrap_or_else(|(message, hint)| {
+        pr.push(Problem::at("hardware.redundant_experts", message).hint(hint));
+        0
+    })
+}
+
+/// `r` redundant expert slots, where the layout rules allow them for
+/// `model` (none on a dense model, a bounded number of extra copies per
+/// expert); else the rule's message and hint. The scenario key and
+/// `--redundant-experts` over a scenario are checked here.
+pub fn check_redundant_experts(model: &Model, gpu: &Gpu, r: u32) -> Result<u32, (String, String)> {
+    if r == 0 {
+        return Ok(0);
+    }
+    let (problems, _) = crate::layout::Layout::default().check(model, gpu, r);
+    match problems
+        .into_iter()
+        .find(|p| p.field == "redundant_experts")
+    {
+        Some(p) => Err((p.message, p.hint)),
+        None => Ok(r),
+    }
+}
+
+/// `workload.routing_skew`, within `bounds::ROUTING_SKEW` (default 0).
+pub fn routing_skew(w: &RawWorkload, pr: &mut Problems) -> f64 {
+    let Some(x) = w.routing_skew else {
+        return 0.0;
+    };
+    match crate::bounds::ROUTING_SKEW.check(x) {
+        Ok(x) => x,
+        Err(m) => {
+            pr.push(Problem::at("workload.routing_skew", m).hint(crate::bounds::ROUTING_SKEW.why));
+            0.0
+        }
+    }
 }
 
 /// Reads a scenario from a path; relative model/GPU paths resolve against its folder.

@@ -17,7 +17,7 @@ use moeplan::calibration::Calibration;
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::Layout;
-use moeplan::model::{Attention, Mixer, Model, Values};
+use moeplan::model::{Attention, Mixer, Model, OutputGate, Values};
 use moeplan::ops::{CostContext, FixedCost, Op, OpKind, StepShape};
 use moeplan::profile::Profile;
 use moeplan::units::Bytes;
@@ -412,7 +412,7 @@ fn gqa_model(base: &Model, heads: u64, kv: u64, d: u64, kv_cache: DType) -> Mode
         o_bias: false,
         qk_norm: false,
         sinks: false,
-        output_gate: false,
+        output_gate: OutputGate::Ungated,
     };
     m.indexer = None;
     m.dtypes.kv_cache = kv_cache;

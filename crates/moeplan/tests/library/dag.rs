@@ -339,16 +339,27 @@ fn small_models() -> Vec<(Model, Gpu)> {
     ]
     .iter()
     .map(|(m, g)| (model(m), gpu(g)))
+    .chain(std::iter::once((decilm_edited(), gpu("h100-sxm"))))
     .collect()
+}
+
+/// Llama-3.3-Nemotron-Super-49B with blocks of every DeciLM kind: its own
+/// KV heads, a linear for attention, a linear for the MLP, none.
+fn decilm_edited() -> Model {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/decilm-49b-edited_config.json"
+    );
+    catalog::resolve_model(path).unwrap()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
-    /// Every valid layout of a small model, at either granularity, collapsed
+    /// Every valid layout of a small model (and of DeciLM's blocks), at either granularity, collapsed
     /// or expanded, gives a graph that passes every check.
     #[test]
     fn every_valid_layout_passes_the_check(
-        which in 0usize..6,
+        which in 0usize..7,
         pp in 0u32..3, tp in 0u32..3, cp in 0u32..2, dp in 0u32..3, ep in 0u32..4, etp in 0u32..3,
         redundant in prop::sample::select(vec![0u32, 2, 4, 16]),
         node in prop::sample::select(vec![2u32, 4, 8]),

@@ -1165,3 +1165,244 @@ fn minimax_m3_is_428b_with_sparse_attention() {
     assert_eq!(nv.dtypes.experts, moeplan::dtype::DType::Nvfp4);
     assert_eq!(nv.dtypes.attention, moeplan::dtype::DType::Fp8);
 }
+
+/// Step-3.7-Flash (published: 196B for the language model, 198B with its
+/// 1.8B vision encoder, 11B active; StepFun's release as quoted by the vLLM
+/// recipe for stepfun-ai/Step-3.7-Flash). 45 layers of width 4096: 12 full
+/// layers (64 heads, 8 KV heads of 128, a g_proj of one gate per head):
+/// 4096 × (8192 + 64 + 2048) + 8192 × 4096 = 75,759,616; 33 sliding layers
+/// (96 heads: StepFun's report, the published text_config's
+/// attention_other_setting): 4096 × (12288 + 96 + 2048) + 12288 × 4096 =
+/// 109,445,120 → attention 4,520,804,352. Three dense SwiGLU layers 3 × 3 ×
+/// 4096 × 11264 = 415,236,096; 42 MoE layers of 288 experts of 3 × 4096 ×
+/// 1280 = 190,253,629,440, a shared expert each 660,602,880 and a router
+/// with a selection bias 42 × (4096 × 288 + 288) = 49,557,312; norms 45 ×
+/// 2 × 4096 + 45 × 256 (q/k) + 4096 = 384,256; embedding and LM head 2 ×
+/// 128896 × 4096 = 1,055,916,032 → 196,956,130,368 (+0.49%). Active with 8
+/// experts: 11,987,323,968 (11.46B without the embedding). KV cache per
+/// token, bf16: 45 × 2 × 8 × 128 × 2 B = 184,320 B; at an 8192-token
+/// context the sliding layers hold their 512-token window.
+#[test]
+fn step_3_7_flash_is_196b_with_96_heads_on_sliding_layers() {
+    check_total("step-3.7-flash", 196e9, 0.01);
+    let m = model("step-3.7-flash");
+    let p = m.params();
+    assert_eq!(
+        p.by_component[&Component::Attention].total.value(),
+        4_520_804_352.0
+    );
+    assert_eq!(p.total.value(), 196_956_130_368.0);
+    assert_eq!(p.active.value(), 11_987_323_968.0);
+    assert_eq!(m.kv_bytes_per_token().value(), 184_320.0);
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let mem = memory::memory(
+        &m,
+        &gpu,
+        &Layout::default(),
+        &EngineConfig::default(),
+        0,
+        1,
+        8192,
+    );
+    let per_request = 12.0 * 4096.0 * 8192.0 + 33.0 * 4096.0 * 512.0;
+    assert!(
+        within(mem.kv_bytes_per_request.value(), per_request, 1e-9),
+        "{}",
+        mem.kv_bytes_per_request.value()
+    );
+}
+
+/// The shared folder's Step-3.7-Flash configs are AIConfigurator's
+/// flattened ones: without `attention_other_setting` the sliding layers
+/// take the full layers' 64 heads, and the model says so; the FP8 sibling
+/// stores its weights in fp8.
+#[test]
+fn step_3_7_flash_flat_config_states_what_it_lacks() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/model-configs/hf");
+    let path = dir.join("stepfun-ai--Step-3.7-Flash-FP8_config.json");
+    if !path.exists() {
+        return;
+    }
+    let m = catalog::resolve_model(path.to_str().unwrap()).expect("loads");
+    assert!(m
+        .assumptions
+        .iter()
+        .any(|a| a.contains("attention_other_setting")));
+    assert_eq!(m.dtypes.experts, moeplan::dtype::DType::Fp8);
+    assert_eq!(m.n_moe_layers(), 42);
+}
+
+/// Llama-3.3-Nemotron-Super-49B (published: 49.9B, NVIDIA's card says
+/// "49B"): 80 DeciLM blocks of width 8192, vocabulary 128256 (untied).
+/// 49 blocks keep attention (64 heads, 64 / n_heads_in_group 8 = 8 KV heads
+/// of 128): 8192 × 8192 × 2 + 2 × 8192 × 1024 = 150,994,944 each →
+/// 7,398,752,256; 31 have none (no_op, no input norm). Every block keeps a
+/// SwiGLU MLP of width ⌈⌊2 · ffn_mult · 8192 / 3⌋⌉₂₅₆ (DeciLM's
+/// `_ffn_mult_to_intermediate_size`): 49 × 28672 (5.25), 10 × 7168
+/// (1.3125), 8 × 5632 (1.0: 5461 rounds up), 6 × 14336 (2.625), 6 × 2816
+/// (0.5), 1 × 17920 (3.28125) = 1,642,496 columns × 3 × 8192 =
+/// 40,365,981,696. Norms (49 + 80 + 1) × 8192 = 1,064,960; embedding and
+/// LM head 2 × 128256 × 8192 = 2,101,346,304 → 49,867,145,216 (−0.07%).
+/// KV cache per token, bf16: only the 49 attention blocks, 49 × 2 × 8 ×
+/// 128 × 2 B = 200,704 B.
+#[test]
+fn llama_3_3_nemotron_super_49b_is_49_9b() {
+    check_total("llama-3.3-nemotron-super-49b", 49.9e9, 0.01);
+    let m = model("llama-3.3-nemotron-super-49b");
+    let p = m.params();
+    assert_eq!(p.total.value(), 49_867_145_216.0);
+    assert_eq!(
+        p.by_component[&Component::DenseMlp].total.value(),
+        40_365_981_696.0
+    );
+    assert_eq!(m.kv_bytes_per_token().value(), 200_704.0);
+    let softmax = m
+        .layers
+        .iter()
+        .filter(|l| m.attention_of(l.mixer).is_some())
+        .count();
+    assert_eq!(softmax, 49);
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let layout = Layout {
+        tp: 2,
+        ..Layout::default()
+    };
+    let mem = memory::memory(&m, &gpu, &layout, &EngineConfig::default(), 0, 1, 1000);
+    // 49 layers × 4 KV heads per GPU × 256 × 2 B × 1000 tokens.
+    assert!(within(
+        mem.kv_bytes_per_request.value(),
+        49.0 * 2048.0 * 1000.0,
+        1e-9
+    ));
+}
+
+/// DeciLM blocks of their own kind (`tests/fixtures/hf/decilm-49b-edited_config.json`,
+/// the 49B config with three blocks edited by hand): block 0 in groups of
+/// 16 (4 KV heads: k, v −2 × 8192 × 512 = −8,388,608), block 1's attention a
+/// linear (replace_with_linear: 8192² = 67,108,864 for its 150,994,944),
+/// block 2's 28672-wide MLP a linear (67,108,864 for 704,643,072); the norms
+/// stay → −729,808,896. KV cache: block 0 caches 4 heads, block 1 none:
+/// 200,704 − 2 × 4 × 128 × 2 − 2 × 8 × 128 × 2 = 194,560 B.
+#[test]
+fn decilm_blocks_of_their_own_kind() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/decilm-49b-edited_config.json"
+    );
+    let m = catalog::resolve_model(path).expect("loads");
+    let base = model("llama-3.3-nemotron-super-49b");
+    let delta = m.params().total.value() - base.params().total.value();
+    assert_eq!(delta, -729_808_896.0);
+    assert_eq!(m.kv_bytes_per_token().value(), 194_560.0);
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let layout = Layout {
+        tp: 4,
+        pp: 2,
+        ..Layout::default()
+    };
+    assert!(layout.check(&m, &gpu, 0).0.is_empty());
+    let mem = memory::memory(&m, &gpu, &layout, &EngineConfig::default(), 0, 8, 2000);
+    assert!(mem.total_bytes.value().is_finite() && mem.fits());
+}
+
+/// DeepSeek-V4-Flash (published: 284B total, 13B active; DeepSeek's model
+/// card and NVIDIA's NVFP4 card). Read from vLLM's `deepseek_v4.py`,
+/// `deepseek_v4_attention.py` and `deepseek_compressor.py`: per layer the
+/// attention is wq_a 4096·1024 + wq_b 1024·64·512 + wkv 4096·512 + wo_a
+/// 64·512·1024 + wo_b 8·1024·4096 + 64 sinks = 106,954,816; `compress_ratios`
+/// makes 2 sliding-only layers, 21 CSA layers (ratio 4) with a compressor
+/// over overlapping windows (4096·2·2·512 + 4·2·512 + 512) and the indexer
+/// (wq_b 1024·64·128 + weights 4096·64 + its compressor 4096·2·2·128 +
+/// 4·2·128 + 128) = 19,142,272, and 20 HCA layers (ratio 128) with a
+/// compressor 4096·2·512 + 128·512 + 512 = 4,260,352 → attention
+/// 5,086,251,840. 43 MoE layers of 256 experts × 3·4096·2048 =
+/// 277,025,390,592, a shared expert 43 × 3·4096·2048 = 1,082,130,432, a
+/// router with a bias 43 × (4096·256 + 256) = 45,099,008. Norms with the
+/// hyper-connections (hc_mult 4: per block 24·16384 + 24 + 3 = 393,243):
+/// 43 × (2·4096 + 1024 + 512 + 2·393,243) + 4096 + 65,541 = 34,306,839.
+/// Embedding and LM head 2 × 129280·4096 → 284,332,241,239 (+0.12%).
+/// Active with 6 experts: 13,799,633,239; without the embedding 13.27B
+/// (the published 13B, rounded). The MTP layer (the 44th
+/// `compress_ratios` entry) is not counted, as for DeepSeek-V3.
+///
+/// KV cache (fp8, FlashMLA's layout): an entry of the shared head is 448
+/// fp8 + 64 bf16 + 8 scale bytes = 584 B, an indexer key 128 + 4 = 132 B.
+/// At a 1024-token context every layer keeps its 128-token window (43 ×
+/// 128 × 584 = 3,214,336), the CSA layers 256 compressed entries with
+/// their keys (21 × 256 × 716 = 3,849,216) and the HCA layers 8 (20 × 8 ×
+/// 584 = 93,440): 7,156,992 B; at 131072: 3,214,336 + 21 × 32768 × 716 +
+/// 20 × 1024 × 584 = 507,874,304 B.
+#[test]
+fn deepseek_v4_flash_is_284b_with_13b_active() {
+    let m = model("deepseek-v4-flash");
+    let p = m.params();
+    assert_eq!(p.total.value(), 284_332_241_239.0);
+    assert!(within(p.total.value(), 284e9, 0.01));
+    assert_eq!(p.active.value(), 13_799_633_239.0);
+    let embedding = p.by_component[&Component::Embedding].active.value();
+    assert!(within(p.active.value() - embedding, 13e9, 0.025));
+    assert_eq!(
+        p.by_component[&Component::Attention].total.value(),
+        5_086_251_840.0
+    );
+    assert_eq!(
+        p.by_component[&Component::Norms].total.value(),
+        34_306_839.0
+    );
+    assert_eq!(m.dtypes.experts, moeplan::dtype::DType::Mxfp4);
+    assert_eq!(m.dtypes.attention, moeplan::dtype::DType::Fp8);
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let per_request = |context: u64| {
+        memory::memory(
+            &m,
+            &gpu,
+            &Layout::default(),
+            &EngineConfig::default(),
+            0,
+            1,
+            context,
+        )
+        .kv_bytes_per_request
+        .value()
+    };
+    assert_eq!(per_request(1024), 7_156_992.0);
+    assert_eq!(per_request(131_072), 507_874_304.0);
+}
+
+/// DeepSeek-V4-Pro (published: 1.6T total, 49B active). The same reading
+/// at hidden 7168, 128 heads, q_lora 1536, 16 output groups: attention
+/// 299,892,864 per layer, 30 CSA layers (+31,397,504 each) and 31 HCA
+/// (+7,406,080) → 19,464,978,304; 61 × 384 experts × 3·7168·3072 =
+/// 1,547,396,186,112; shared 4,029,677,568; router 167,925,504; norms
+/// 85,076,195; embedding and LM head 1,853,358,080 → 1,572,997,202,915,
+/// which rounds to the published 1.6T (−1.7%: the card gives two figures).
+/// Its checkpoint's stored elements agree: Hugging Face counts ~862B, the
+/// MXFP4 experts packed two to a byte (773.7B) with a scale per 32
+/// (48.4B), 25.6B of the rest and ~14B of MTP layer. Active with 6
+/// experts 49.78B, 48.85B without the embedding (published 49B). The
+/// NVIDIA re-release keeps all but the routed experts (`ignore`: the
+/// attention, shared experts, head) in the fp8 blocks and its experts in
+/// NVFP4 (`moe_quant_algo`, `quantized_layers`); SGLang's FP8 repack has no
+/// `expert_dtype` and fp8 experts.
+#[test]
+fn deepseek_v4_pro_is_1_6t_with_49b_active() {
+    let m = model("deepseek-v4-pro");
+    let p = m.params();
+    assert_eq!(p.total.value(), 1_572_997_202_915.0);
+    assert!(within(p.total.value(), 1.6e12, 0.02));
+    let embedding = p.by_component[&Component::Embedding].active.value();
+    assert!(within(p.active.value() - embedding, 49e9, 0.01));
+    use moeplan::dtype::DType;
+    let nvfp4 = model("deepseek-v4-pro-nvfp4");
+    assert_eq!(nvfp4.params().total.value(), p.total.value());
+    assert_eq!(
+        (
+            nvfp4.dtypes.experts,
+            nvfp4.dtypes.attention,
+            nvfp4.dtypes.dense
+        ),
+        (DType::Nvfp4, DType::Fp8, DType::Fp8)
+    );
+    assert_eq!(model("deepseek-v4-pro-fp8").dtypes.experts, DType::Fp8);
+}

@@ -179,3 +179,123 @@ fn the_search_does_not_grow_with_the_budget() {
     assert!(at_1024 < 1_000_000, "{at_1024}");
     assert!(rec.is_some_and(|g| g > 1024), "{rec:?}");
 }
+
+/// A scenario read from TOML text, as a file would be.
+fn scenario_text(text: &str) -> Scenario {
+    use moeplan::spec::source::{Format, Source};
+    let source = Source::from_text("levers.toml", text, Format::Toml);
+    moeplan::spec::scenario::load(&source, std::path::Path::new(".")).unwrap()
+}
+
+/// Mixtral-8x7B on H100s at 16,000 + 1,000 tokens, with no latency limit:
+/// every layout is KV-bound, so the best throughput per GPU sits at the
+/// most requests memory holds.
+const MIXTRAL_LONG: &str = r#"
+[model]
+catalog = "mixtral-8x7b"
+[hardware]
+gpu = "h100-sxm"
+gpus = 8
+[workload]
+isl = 16000
+osl = 1000
+"#;
+
+/// Issue 14: `kv_cache_dtype = "auto"` lets the planner try an fp8 KV cache,
+/// and on a KV-bound scenario fp8 holds more requests per GPU.
+///
+/// By hand: Mixtral's KV cache is 32 layers × 8 KV heads × 128 × 2 (K and
+/// V) = 65,536 values per token, 128 KiB in bf16 and 64 KiB in fp8. On two
+/// H100s (TP2, 46.7 B parameters = 46.7 GB of bf16 weights per GPU) about
+/// 0.9 × 80 GiB − 46.7 GB ≈ 25 GB per GPU is left for the cache, which at
+/// 64 KiB per token per GPU (the KV heads split over TP2) holds ~380,000
+/// tokens: ~22 requests of 17,000 tokens per GPU in bf16, and twice as many
+/// in fp8 (32 KiB per token per GPU). The concurrency sweep doubles, so bf16
+/// stops at 32 requests per 2-GPU replica (16 per GPU) and fp8 reaches 64
+/// (32 per GPU).
+#[test]
+fn an_fp8_kv_cache_search_holds_more_requests_per_gpu_on_a_kv_bound_scenario() {
+    use moeplan::dtype::DType;
+    let text = MIXTRAL_LONG.replace(
+        "catalog = \"mixtral-8x7b\"",
+        "catalog = \"mixtral-8x7b\"\nkv_cache_dtype = \"auto\"",
+    );
+    let s = scenario_text(&text);
+    assert_eq!(s.kv_cache_dtypes(), vec![DType::Bf16, DType::Fp8]);
+    let opts = PlanOptions {
+        modes: Modes::Aggregated,
+        top_n: 1000,
+        ..PlanOptions::default()
+    };
+    let r = plan(&s, &opts, &quiet);
+    let per_gpu = |kv: DType| {
+        r.candidates
+            .iter()
+            .filter(|c| c.figures.kv_cache_dtype == Some(kv))
+            .map(|c| {
+                let p = &c.figures.pools[0];
+                p.concurrency as f64 / p.layout.gpus() as f64
+            })
+            .fold(0.0, f64::max)
+    };
+    let (bf16, fp8) = (per_gpu(DType::Bf16), per_gpu(DType::Fp8));
+    assert!(bf16 > 0.0, "no bf16 candidate");
+    assert!(
+        fp8 >= 2.0 * bf16 * 0.99,
+        "fp8 {fp8} vs bf16 {bf16} requests per GPU"
+    );
+    let rec = r.recommended.unwrap();
+    assert_eq!(rec.figures.kv_cache_dtype, Some(DType::Fp8));
+    assert!(moeplan::search::describe(&rec).ends_with(" · KV fp8"));
+    // The recommendation written as a plan stores its cache as it was chosen.
+    assert_eq!(
+        rec.figures.as_plan(&s).scenario.model.dtypes.kv_cache,
+        DType::Fp8
+    );
+    // Without the key the search is the one it always was: one KV type, unmarked.
+    let plain = plan(&scenario_text(MIXTRAL_LONG), &opts, &quiet);
+    assert!(plain
+        .candidates
+        .iter()
+        .all(|c| c.figures.kv_cache_dtype.is_none()));
+}
+
+/// Issue 14: a scenario's `hardware.redundant_experts` reach every layout
+/// with expert parallelism (none without: nothing to balance), and its
+/// `workload.routing_skew` the load imbalance of every candidate.
+#[test]
+fn scenario_redundant_experts_and_routing_skew_reach_the_candidates() {
+    let text = MIXTRAL_LONG
+        .replace("gpus = 8", "gpus = 8\nredundant_experts = 8")
+        .replace("osl = 1000", "osl = 1000\nrouting_skew = 0.5");
+    let s = scenario_text(&text);
+    assert_eq!((s.redundant_experts, s.routing_skew), (8, 0.5));
+    let opts = PlanOptions {
+        modes: Modes::Aggregated,
+        top_n: 1000,
+        ..PlanOptions::default()
+    };
+    let r = plan(&s, &opts, &quiet);
+    let plain = plan(&scenario_text(MIXTRAL_LONG), &opts, &quiet);
+    let mut with_ep = 0;
+    for c in &r.candidates {
+        let p = &c.figures.pools[0];
+        let expected = if p.layout.ep > 1 { 8 } else { 0 };
+        assert_eq!(p.redundant_experts, expected, "{}", p.layout);
+        assert!(p.layout.check(&s.model, &s.gpu, expected).0.is_empty());
+        with_ep += usize::from(p.layout.ep > 1);
+    }
+    assert!(with_ep > 0, "no candidate splits experts");
+    let worst = |r: &moeplan::search::PlanResult| {
+        r.candidates
+            .iter()
+            .map(|c| c.figures.load_imbalance)
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        worst(&r) > worst(&plain),
+        "{} vs {}",
+        worst(&r),
+        worst(&plain)
+    );
+}

@@ -87,3 +87,48 @@ fn output_schemas_are_current() {
         );
     }
 }
+
+/// Every integer the scenario schema says starts at 1 is refused at 0 by the
+/// reader, at its key (issue 14: the schemas said `minimum: 0` where the
+/// tool rejects 0). Each hardware and workload key of the seed scenario set
+/// to 0 in turn.
+#[test]
+fn a_zero_the_schema_forbids_is_refused_at_its_key() {
+    use moeplan::spec::scenario;
+    use moeplan::spec::source::{Format, Source};
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/scenario.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let seed = std::fs::read_to_string(root().join("examples/seed.toml")).unwrap();
+    let mut checked = 0;
+    for (section, def) in [("hardware", "RawHardware"), ("workload", "RawWorkload")] {
+        let props = schema["$defs"][def]["properties"].as_object().unwrap();
+        for (key, p) in props {
+            if p["minimum"] != 1 || !seed.lines().any(|l| l.starts_with(&format!("{key} ="))) {
+                continue;
+            }
+            let text: String = seed
+                .lines()
+                .map(|l| match l.starts_with(&format!("{key} =")) {
+                    true => format!("{key} = 0"),
+                    false => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let src = Source::from_text("zero.toml", &text, Format::Toml);
+            let e = scenario::load(&src, &root()).expect_err(key);
+            assert!(
+                format!("{e:?}").contains(&format!("{section}.{key}")),
+                "{key}: {e:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked}");
+}
+
+/// The repository root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

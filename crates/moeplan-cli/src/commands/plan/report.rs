@@ -18,8 +18,8 @@ pub(super) fn markdown(s: &Scenario, r: &PlanResult) -> String {
     o += &memory(rec);
     o += &performance(rec);
     o += &checklist(s, rec);
-    o += &risks(r, rec);
-    o += &search(r);
+    o += &risks(s, r, rec);
+    o += &search(s, r);
     o
 }
 
@@ -205,7 +205,7 @@ fn check(rec: &Candidate, name: &str, level: &str, limit: String, value: String)
 
 /// The binding constraint's advice, the estimate's warnings, and the
 /// assumptions the figures rest on.
-fn risks(r: &PlanResult, rec: &Candidate) -> String {
+fn risks(s: &Scenario, r: &PlanResult, rec: &Candidate) -> String {
     let mut o = String::from("\n## Risks\n\n");
     if let Some(b) = &r.binding {
         for a in &b.advice {
@@ -215,7 +215,11 @@ fn risks(r: &PlanResult, rec: &Candidate) -> String {
     for w in rec.figures.estimate.warnings() {
         let _ = writeln!(o, "- {w}");
     }
-    let _ = writeln!(o, "- Expert routing is assumed uniform; skewed routing raises the load imbalance (see `moeplan estimate --routing-skew`).");
+    let _ = if s.routing_skew > 0.0 {
+        writeln!(o, "- Expert popularity is assumed to follow a power law of exponent {} (`workload.routing_skew`), which sets the load imbalance.", s.routing_skew)
+    } else {
+        writeln!(o, "- Expert routing is assumed uniform; skewed routing raises the load imbalance (see `moeplan estimate --routing-skew`).")
+    };
     let _ = writeln!(
         o,
         "- Efficiencies: {}.",
@@ -226,7 +230,7 @@ fn risks(r: &PlanResult, rec: &Candidate) -> String {
 
 /// How many layouts and estimates the search made, and why it rejected
 /// layouts.
-fn search(r: &PlanResult) -> String {
+fn search(s: &Scenario, r: &PlanResult) -> String {
     let j = &r.rejected;
-    format!("\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node{}, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.\n", j.layouts, j.estimates, j.divisibility, j.node_fit, super::engine_rejections(j.engine), j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget)
+    format!("\n## Search\n\n{} layouts enumerated, {} estimates: {} invalid splits, {} TP groups wider than a node{}, {} out of memory, {} miss TTFT, {} miss TPOT, {} miss the throughput floor, {} exceed the load-imbalance limit, {} over the GPU budget.\n", j.layouts, j.estimates, j.divisibility, j.node_fit, super::engine_rejections(s, j.engine), j.memory, j.ttft, j.tpot, j.throughput + j.throughput_per_user, j.load_imbalance, j.gpu_budget)
 }
