@@ -643,17 +643,22 @@ fn gated_delta_net(mut m: Model, c: &Cfg, pr: &mut Problems) -> Model {
     m
 }
 
+/// The checkpoint's `vision_config`, if it has one.
+fn vision_cfg(root: &Map<String, Value>) -> Option<Cfg<'_>> {
+    let obj = root.get("vision_config").and_then(Value::as_object)?;
+    Some(Cfg {
+        obj,
+        prefix: "vision_config",
+    })
+}
+
 /// The vision tower of Qwen3-VL and Qwen3.5 (`vision_config`): ViT blocks,
 /// a Conv3d patch embedding with bias (in_channels · temporal_patch ·
 /// patch² · h + h), a learned position table, and patch mergers (the final
 /// one plus one per DeepStack level).
 fn with_qwen_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) -> Model {
-    let Some(v) = root.get("vision_config").and_then(Value::as_object) else {
+    let Some(vc) = vision_cfg(root) else {
         return m;
-    };
-    let vc = Cfg {
-        obj: v,
-        prefix: "vision_config",
     };
     let h = vc.u64("hidden_size", pr);
     let patch = vc.u64("patch_size", pr);
@@ -1140,11 +1145,7 @@ fn llama4(c: &Cfg, root: &Map<String, Value>, arch: &str, pr: &mut Problems) -> 
     }
     let qk_norm = c.bool("use_qk_norm", false);
     set_gqa(&mut m, |_, _, q, _, _| *q = qk_norm);
-    if let Some(v) = root.get("vision_config").and_then(Value::as_object) {
-        let vc = Cfg {
-            obj: v,
-            prefix: "vision_config",
-        };
+    if let Some(vc) = vision_cfg(root) {
         m.vision = Some(VisionEncoder {
             n_layers: vc.u64("num_hidden_layers", pr),
             hidden_size: vc.u64("hidden_size", pr),
@@ -1355,12 +1356,8 @@ fn gemma4_assumptions(c: &Cfg, m: &mut Model, pr: &mut Problems) {
 /// `position_embedding_size` · width) and one projection into the
 /// language model.
 fn with_gemma4_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) -> Model {
-    let Some(v) = root.get("vision_config").and_then(Value::as_object) else {
+    let Some(vc) = vision_cfg(root) else {
         return m;
-    };
-    let vc = Cfg {
-        obj: v,
-        prefix: "vision_config",
     };
     let h = vc.u64("hidden_size", pr);
     let patch = vc.u64("patch_size", pr);
@@ -1639,16 +1636,13 @@ fn minimax_sparse_attention(m: &mut Model, c: &Cfg, pr: &mut Problems) {
 /// (3 · patch² · width) and a patch merger of `spatial_merge_size`² patches
 /// into the language model.
 fn with_minimax_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) -> Model {
-    let Some(v) = root.get("vision_config").and_then(Value::as_object) else {
+    let Some(vc) = vision_cfg(root) else {
         return m;
-    };
-    let vc = Cfg {
-        obj: v,
-        prefix: "vision_config",
     };
     let h = vc.u64("hidden_size", pr);
     let patch = vc.u64("patch_size", pr);
-    let merge = v
+    let merge = vc
+        .obj
         .get("img_token_compression_config")
         .and_then(|x| x.get("spatial_merge_size"))
         .and_then(Value::as_u64)

@@ -62,6 +62,41 @@ pub enum Mixer {
     Projection,
 }
 
+impl Mixer {
+    /// The tokens a sliding or compressed layer keeps whole; None for a
+    /// mixer that keeps every token or none.
+    pub(crate) fn window(self) -> Option<u64> {
+        match self {
+            Mixer::Sliding { window } | Mixer::Compressed { window, .. } => Some(window),
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => None,
+        }
+    }
+
+    /// A compressed layer's tokens per entry (at least 1) and which entries
+    /// a query reads; None for every other mixer.
+    pub(crate) fn compression(self) -> Option<(u64, Selection)> {
+        match self {
+            Mixer::Compressed {
+                ratio, selection, ..
+            } => Some((ratio.max(1), selection)),
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::FullKv { .. }
+            | Mixer::Sliding { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => None,
+        }
+    }
+}
+
 /// Which compressed entries a `Mixer::Compressed` layer's query reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -1323,40 +1358,21 @@ impl Model {
     /// Bytes one compressed entry of a layer with `mixer` takes: the
     /// shared head's, and the indexer's key in a CSA layer.
     pub(crate) fn compressed_entry_bytes(&self, mixer: Mixer) -> Bytes {
-        match mixer {
-            Mixer::Compressed {
-                selection: Selection::Indexed,
-                ..
-            } => self.shared_kv_entry_bytes() + self.index_entry_bytes(),
-            Mixer::Compressed {
-                selection: Selection::All,
-                ..
-            } => self.shared_kv_entry_bytes(),
-            Mixer::Full
-            | Mixer::FullDense
-            | Mixer::FullKv { .. }
-            | Mixer::Sliding { .. }
-            | Mixer::Linear
-            | Mixer::Mamba
-            | Mixer::Absent
-            | Mixer::Projection => Bytes::ZERO,
+        match mixer.compression() {
+            Some((_, Selection::Indexed)) => {
+                self.shared_kv_entry_bytes() + self.index_entry_bytes()
+            }
+            Some((_, Selection::All)) => self.shared_kv_entry_bytes(),
+            None => Bytes::ZERO,
         }
     }
 
     /// A DeepSeek-V4 layer's cache per token before its window fills: the
     /// token's own entry, and its share of a compressed entry.
     fn shared_kv_bytes_per_token(&self, mixer: Mixer) -> Bytes {
-        let ratio = match mixer {
-            Mixer::Compressed { ratio, .. } => ratio.max(1) as f64,
-            Mixer::Full
-            | Mixer::FullDense
-            | Mixer::FullKv { .. }
-            | Mixer::Sliding { .. }
-            | Mixer::Linear
-            | Mixer::Mamba
-            | Mixer::Absent
-            | Mixer::Projection => f64::INFINITY,
-        };
+        let ratio = mixer
+            .compression()
+            .map_or(f64::INFINITY, |(ratio, _)| ratio as f64);
         self.shared_kv_entry_bytes() + self.compressed_entry_bytes(mixer) / ratio
     }
 
@@ -1662,17 +1678,9 @@ impl Layer {
     /// one per `ratio` whole tokens (a partial window is still being
     /// pooled in the compressor's state), 0 for other mixers.
     pub(crate) fn compressed_entries(&self, context: u64) -> u64 {
-        match self.mixer {
-            Mixer::Compressed { ratio, .. } => context / ratio.max(1),
-            Mixer::Full
-            | Mixer::FullDense
-            | Mixer::FullKv { .. }
-            | Mixer::Sliding { .. }
-            | Mixer::Linear
-            | Mixer::Mamba
-            | Mixer::Absent
-            | Mixer::Projection => 0,
-        }
+        self.mixer
+            .compression()
+            .map_or(0, |(ratio, _)| context / ratio)
     }
 }
 

@@ -1051,16 +1051,7 @@ impl<'a> CostContext<'a> {
             } else {
                 kv_bytes_per_token_layer_gpu(m, &self.layout, mixer)
             },
-            window: match mixer {
-                Mixer::Sliding { window } | Mixer::Compressed { window, .. } => window as f64,
-                Mixer::Full
-                | Mixer::FullDense
-                | Mixer::FullKv { .. }
-                | Mixer::Linear
-                | Mixer::Mamba
-                | Mixer::Absent
-                | Mixer::Projection => f64::INFINITY,
-            },
+            window: mixer.window().map_or(f64::INFINITY, |w| w as f64),
             // DeepSeek-V4's indexer reads compressed entries (`compressed`).
             topk: match (m.indexer_of(mixer), shared_kv) {
                 (Some(ix), false) => ix.topk as f64,

@@ -82,23 +82,10 @@ impl CostContext<'_> {
         let m = self.model;
         let h = m.hidden_size as f64;
         let w = m.dtypes.attention;
-        let windows = match mixer {
-            Mixer::Compressed {
-                selection: Selection::Indexed,
-                ..
-            } => 2.0,
-            Mixer::Compressed {
-                selection: Selection::All,
-                ..
-            } => 1.0,
-            Mixer::Full
-            | Mixer::FullDense
-            | Mixer::FullKv { .. }
-            | Mixer::Sliding { .. }
-            | Mixer::Linear
-            | Mixer::Mamba
-            | Mixer::Absent
-            | Mixer::Projection => 0.0,
+        let windows = match mixer.compression() {
+            Some((_, Selection::Indexed)) => 2.0,
+            Some((_, Selection::All)) => 1.0,
+            None => 0.0,
         };
         let a_cols = d.q_lora + d.head_dim + 2.0 * windows * d.head_dim;
         let fixed = FixedCost::InModule;
