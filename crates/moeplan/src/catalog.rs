@@ -201,6 +201,10 @@ pub const GPUS: &[(&str, &str)] = &[
     ("mi300x", include_str!("../catalog/gpus/mi300x.toml")),
     ("mi325x", include_str!("../catalog/gpus/mi325x.toml")),
     ("mi355x", include_str!("../catalog/gpus/mi355x.toml")),
+    (
+        "rtx-pro-6000-server",
+        include_str!("../catalog/gpus/rtx-pro-6000-server.toml"),
+    ),
     ("seed-gpu", include_str!("../catalog/gpus/seed-gpu.toml")),
 ];
 
@@ -402,6 +406,7 @@ const GPU_ALIASES: &[(&str, &str)] = &[
     ("a100", "a100-sxm-80g"),
     ("a100-80g", "a100-sxm-80g"),
     ("a100-40g", "a100-sxm-40g"),
+    ("rtx-pro-6000", "rtx-pro-6000-server"),
 ];
 
 fn format_of(id: &str, text: &str) -> Format {

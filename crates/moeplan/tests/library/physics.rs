@@ -1406,3 +1406,37 @@ fn deepseek_v4_pro_is_1_6t_with_49b_active() {
     );
     assert_eq!(model("deepseek-v4-pro-fp8").dtypes.experts, DType::Fp8);
 }
+
+/// Every catalog GPU loads, cites its source, and states dense peaks that
+/// grow as the precision narrows: tensor cores at most double their rate
+/// when the operand halves (FP8 within 1–2× BF16, 3% for datasheet rounding: L40S 733 against 362.05), and FP4 runs at 1–3× FP8
+/// (3× on Blackwell Ultra, B300: 13.5 against 4.5 PFLOP/s dense). A sparse
+/// figure copied where a dense one belongs shows up as a ratio out of those
+/// bounds. The RTX PRO 6000 Server Edition, by hand from its datasheet: FP4
+/// 4 PFLOPS with sparsity → 2 PFLOP/s dense, FP8 half of that, BF16 a
+/// quarter; 96 GB of GDDR7 at 1,597 GB/s; no NVLink, so its GPUs talk over
+/// PCIe Gen5 x16 (64 GB/s one way).
+#[test]
+fn catalog_gpus_state_dense_datasheet_peaks() {
+    use moeplan::dtype::Precision;
+    for (id, _) in catalog::GPUS {
+        let gpu = catalog::gpu(id).unwrap().unwrap();
+        assert!(!gpu.notes.trim().is_empty(), "{id} cites no source");
+        let peak = |p| gpu.peak.get(&p).map(|f| f.value());
+        let bf16 = peak(Precision::Bf16).unwrap();
+        let ratio =
+            |a: Option<f64>, b: f64, max: f64| a.is_none_or(|a| a >= b && a <= max * b * 1.03);
+        let fp8 = peak(Precision::Fp8);
+        assert!(ratio(fp8, bf16, 2.0), "{id}: fp8 {fp8:?} vs bf16 {bf16}");
+        let fp4 = peak(Precision::Fp4);
+        assert!(ratio(fp4, fp8.unwrap_or(bf16), 3.0), "{id}: fp4 {fp4:?}");
+    }
+    let rtx = catalog::gpu("rtx-pro-6000").unwrap().unwrap();
+    assert_eq!(rtx.id, "rtx-pro-6000-server");
+    assert_eq!(rtx.peak[&Precision::Fp4].value(), 4.0e15 / 2.0);
+    assert_eq!(rtx.peak[&Precision::Fp8].value(), 4.0e15 / 4.0);
+    assert_eq!(rtx.peak[&Precision::Bf16].value(), 4.0e15 / 8.0);
+    assert_eq!(rtx.memory.value(), 96e9);
+    assert_eq!(rtx.memory_bandwidth.value(), 1597e9);
+    assert_eq!(rtx.nvlink_bandwidth.value(), 64e9);
+}
