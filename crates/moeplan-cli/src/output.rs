@@ -206,12 +206,18 @@ pub fn failure(f: Failure) -> ExitCode {
     match f {
         Failure::Input(diag, format) => {
             if format == Format::Json {
-                let related: Vec<String> = diag.help().map(|h| h.to_string()).into_iter().collect();
+                // A report of several files carries each file's problems as
+                // a related diagnostic: JSON gets their messages and hints.
+                let top: &dyn Diagnostic = diag.as_ref();
+                let all = std::iter::once(top).chain(diag.related().into_iter().flatten());
+                let (messages, help): (Vec<String>, Vec<Option<String>>) = all
+                    .map(|d| (d.to_string(), d.help().map(|h| h.to_string())))
+                    .unzip();
                 json(&moeplan::output::ErrorOutput {
                     error: moeplan::output::ErrorBody {
                         kind: "input",
-                        message: diag.to_string(),
-                        help: related,
+                        message: messages.join("\n"),
+                        help: help.into_iter().flatten().collect(),
                     },
                 });
             } else {

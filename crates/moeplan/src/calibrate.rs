@@ -21,7 +21,7 @@ use crate::fit::{self, Sample};
 use crate::profile::{self, MovedParam, UserFit, UserProfile, UserStack};
 use crate::runs::{Run, RunDeployment};
 use crate::serving::estimate_summary;
-use crate::units::Seconds;
+use crate::units::{Bytes, Seconds};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -34,11 +34,25 @@ pub struct Suspect {
     pub why: String,
 }
 
-/// The least TTFT and TPOT the physics allows a run: its prompt's FLOP at
-/// the dense peak of the GPUs that prefill it, and the bytes one decode
-/// step must read at the full HBM bandwidth. None where the run cannot be
-/// estimated.
+/// What the physics says of a run as deployed: the least TTFT and TPOT it
+/// allows (its prompt's FLOP at the dense peak of the GPUs that prefill it;
+/// the bytes one decode step must read at the full HBM bandwidth), and the
+/// pool, if any, whose GPUs cannot hold one request beside the weights.
+struct Physics {
+    ttft_floor: Seconds,
+    tpot_floor: Seconds,
+    /// A pool (prefill or decode; the replica when aggregated) that moeplan's
+    /// memory model says cannot run: (weights, usable memory) per GPU.
+    no_room: Option<(Bytes, Bytes)>,
+}
+
+/// The least TTFT and TPOT the physics allows a run (`Physics`). None where
+/// the run cannot be estimated.
 pub fn floors(run: &Run) -> Option<(Seconds, Seconds)> {
+    physics(run).map(|p| (p.ttft_floor, p.tpot_floor))
+}
+
+fn physics(run: &Run) -> Option<Physics> {
     let (prefill, decode, per_decode) = match run.deployment {
         RunDeployment::Aggregated {
             layout,
@@ -58,20 +72,41 @@ pub fn floors(run: &Run) -> Option<(Seconds, Seconds)> {
     let p = estimate_summary(&run.replica_of(prefill, 1).ok()?.input()).ok()?;
     let d_replica = run.replica_of(decode, per_decode).ok()?;
     let d = estimate_summary(&d_replica.input()).ok()?;
-    let ttft = Seconds(
+    let ttft_floor = Seconds(
         run.isl as f64
             / (p.ceilings.prefill_tokens_per_s_per_gpu.0 * p.layout.gpus() as f64).max(1e-12),
     );
-    let tpot = d.ceilings.decode_bytes_per_step_per_gpu / d_replica.gpu.memory_bandwidth;
-    Some((ttft, tpot))
+    let tpot_floor = d.ceilings.decode_bytes_per_step_per_gpu / d_replica.gpu.memory_bandwidth;
+    let no_room = [&p, &d]
+        .into_iter()
+        .find(|e| e.max_concurrency == 0)
+        .map(|e| (e.memory.weights_bytes, e.memory.usable_bytes));
+    Some(Physics {
+        ttft_floor,
+        tpot_floor,
+        no_room,
+    })
 }
 
 /// Why a run contradicts the physics (None: it does not). A measurement
 /// may sit a little under a floor computed from datasheet figures; 10% under
-/// is a contradiction.
+/// is a contradiction. A layout moeplan's memory model cannot run (not one
+/// request fits beside the weights) ran all the same: moeplan misreads that
+/// run (its checkpoint or layout), so fitting to it would teach the serving
+/// layer its own error.
 fn suspicion(run: &Run) -> Option<String> {
-    let (ttft_floor, tpot_floor) = floors(run)?;
+    let Physics {
+        ttft_floor,
+        tpot_floor,
+        no_room,
+    } = physics(run)?;
     let under = |measured: Seconds, floor: Seconds| measured.0 < 0.9 * floor.0;
+    if let Some((weights, usable)) = no_room {
+        return Some(format!(
+            "{}:{}: moeplan finds no room for one request on this layout ({weights} of weights per GPU, {usable} usable), yet it ran: the row or moeplan's reading of its model is wrong",
+            run.file, run.line
+        ));
+    }
     if under(run.tpot, tpot_floor) {
         return Some(format!(
             "{}:{}: TPOT {} is under the {} a decode step needs to read its bytes at full HBM bandwidth",

@@ -33,7 +33,7 @@ use crate::replica::{Disaggregated, PoolRole, Replica};
 use crate::serving::disagg::Pool;
 use crate::serving::Workload;
 use crate::spec::source::{read_text, Limit};
-use crate::spec::{Problem, SpecError};
+use crate::spec::{Problem, SpecError, SpecErrors};
 use crate::units::{Fraction, Seconds, Tokens};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -124,6 +124,39 @@ enum Rows {
     /// Only rows moeplan can estimate as deployed (`Run::problems`): a row
     /// it cannot is a problem located at its row and column.
     Usable,
+}
+
+/// Reads the runs of every file, all of them before failing: each bad file
+/// is reported, not only the first (`SpecErrors`; one bad file is its own
+/// `SpecError` inside). `usable`: as `read_usable`, else as `read`.
+pub fn read_each(paths: &[PathBuf], usable: Usability) -> Result<Vec<Run>, SpecErrors> {
+    let rows = match usable {
+        Usability::AnyWellFormed => Rows::WellFormed,
+        Usability::Estimable => Rows::Usable,
+    };
+    let mut runs = Vec::new();
+    let mut bad = Vec::new();
+    for path in paths {
+        match read_rows(path, rows) {
+            Ok(r) => runs.extend(r),
+            Err(e) => bad.push(e),
+        }
+    }
+    if bad.is_empty() {
+        Ok(runs)
+    } else {
+        Err(SpecErrors(bad))
+    }
+}
+
+/// Which rows `read_each` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usability {
+    /// Every well-formed row (`read`): `accuracy` counts the ones it cannot
+    /// estimate as unanswered.
+    AnyWellFormed,
+    /// Only rows moeplan can estimate as deployed (`read_usable`).
+    Estimable,
 }
 
 /// Reads the runs of one file (a CSV, or a benchmark client's JSON/JSONL

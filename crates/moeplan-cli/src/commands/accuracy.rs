@@ -8,10 +8,8 @@ use std::fmt::Write;
 
 pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     let format = Format::from(a.json);
-    let mut all = Vec::new();
-    for f in &a.files {
-        all.extend(runs::read(f).map_err(Failure::input(format))?);
-    }
+    let all: Vec<Run> = runs::read_each(&a.files, runs::Usability::AnyWellFormed)
+        .map_err(|e| Failure::Input(e.into_diagnostic(), format))?;
     let predictor = match a.simulate {
         true => accuracy::Predictor::Simulate,
         false => accuracy::Predictor::Estimate,

@@ -9,10 +9,8 @@ use std::path::Path;
 
 pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     let format = Format::from(a.json);
-    let mut all: Vec<Run> = Vec::new();
-    for f in &a.files {
-        all.extend(runs::read_usable(f).map_err(Failure::input(format))?);
-    }
+    let all: Vec<Run> = runs::read_each(&a.files, runs::Usability::Estimable)
+        .map_err(|e| Failure::Input(e.into_diagnostic(), format))?;
     let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
     let source = format!("{} runs of {}", all.len(), names.join(", "));
     let base = match &a.base {

@@ -2047,3 +2047,46 @@ fn a_layout_flag_over_a_plan_keeps_the_files_other_degrees() {
     ]));
     assert!(out.contains("layout tp4 dp8 ep32"), "{out}");
 }
+
+/// Several bad files are reported at once, each with its own located
+/// problems, in text and in JSON: a user fixing runs files does not learn
+/// of the second file's problem only after fixing the first's. Before, the
+/// first bad file stopped the command.
+#[test]
+fn calibrate_and_accuracy_report_every_bad_file_at_once() {
+    let dir = std::env::temp_dir().join(format!("moeplan-badfiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms";
+    let (a, b) = (dir.join("a.csv"), dir.join("b.csv"));
+    let isl = "mixtral-8x7b,h100-sxm,vllm,0.19.0,,many,1000,64,2,1,1,,,180.5,21.3";
+    let time = "mixtral-8x7b,h100-sxm,vllm,0.19.0,,1000,1000,64,2,1,1,,,-180.5,21.3";
+    std::fs::write(&a, format!("{header}\n{isl}\n")).unwrap();
+    std::fs::write(&b, format!("{header}\n{time}\n")).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    for command in ["calibrate", "accuracy"] {
+        let o = moeplan(&[command, a, b]);
+        let err = unwrapped(&stderr(&o));
+        assert_eq!(o.status.code(), Some(EXIT_INPUT), "{err}");
+        for expected in [
+            "2 problems in 2 files",
+            "a.csv:2:",
+            "`many`",
+            "b.csv:2:",
+            "-180.5",
+        ] {
+            assert!(
+                err.contains(expected),
+                "{command}: `{expected}` missing from\n{err}"
+            );
+        }
+        let o = moeplan(&[command, a, b, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("a.csv:2:") && message.contains("b.csv:2:"),
+            "{v}"
+        );
+        assert_eq!(v["error"]["help"].as_array().map(Vec::len), Some(2), "{v}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -183,6 +183,48 @@ impl Diagnostic for SpecError {
     }
 }
 
+/// The problems of several files, each file's in its own [`SpecError`]:
+/// a command that reads many files reports every bad one at once.
+#[derive(Debug)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl fmt::Display for SpecErrors {
+    /// The count and the files; each file's problems are its related
+    /// diagnostic (`related`), shown with their source lines.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n: usize = self.0.iter().map(|e| e.problems.len()).sum();
+        let files: Vec<&str> = self.0.iter().map(|e| e.file.as_str()).collect();
+        write!(
+            f,
+            "{n} problems in {} files: {}",
+            files.len(),
+            files.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+impl SpecErrors {
+    /// The one file's error as it is when only one file failed (its report
+    /// reads as from a single-file command), else all of them.
+    pub fn into_diagnostic(mut self) -> Box<dyn Diagnostic + Send + Sync> {
+        match self.0.len() {
+            1 => Box::new(self.0.remove(0)),
+            _ => Box::new(self),
+        }
+    }
+}
+
+impl Diagnostic for SpecErrors {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new("moeplan::input"))
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        Some(Box::new(self.0.iter().map(|e| e as &dyn Diagnostic)))
+    }
+}
+
 /// The most bytes of source a diagnostic shows around a span: a minified
 /// JSON file or a 100,000-bracket line is one line, which would otherwise
 /// be printed whole.

@@ -131,6 +131,28 @@ fn a_run_that_contradicts_the_physics_is_left_out_and_named() {
     assert_eq!(p.stack[0].aggregated.as_ref().unwrap().runs, runs.len() - 1);
 }
 
+/// A run moeplan's memory model says cannot start (not one request fits
+/// beside the weights) ran all the same: moeplan misreads it, and a fit to
+/// it would learn that error. By hand: qwen3-235b-a22b in bf16 is 470 GB of
+/// weights, 235 GB per GPU over tp2 on 80 GB H100s: nothing is left for a
+/// request. It is left out, named by file and line, with the weights it
+/// found; the rest are fitted.
+#[test]
+fn a_run_whose_weights_cannot_fit_is_left_out_and_named() {
+    let mut runs = many_runs();
+    let mut big = runs[1].clone();
+    big.model = "qwen3-235b-a22b".into();
+    big.line = 42;
+    runs.push(big);
+    let s = calibrate::suspects(&runs);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].run, runs.len() - 1);
+    assert!(s[0].why.contains("synthetic.csv:42"), "{}", s[0].why);
+    assert!(s[0].why.contains("no room for one request"), "{}", s[0].why);
+    let p = calibrate(&runs, "with a run that cannot fit");
+    assert_eq!(p.stack[0].aggregated.as_ref().unwrap().runs, runs.len() - 1);
+}
+
 /// Same runs, same file; and the file reads back as the same profile.
 #[test]
 fn the_profile_is_deterministic_and_round_trips() {
