@@ -1002,16 +1002,26 @@ fn mimo_v2_flash_is_309b_with_15b_active() {
 /// 128) = 10,817,280. Norms: eight of 2816 and a layer scalar per layer,
 /// q/k norms (25 × 512 + 5 × 1024), the final norm = 696,606; the tied
 /// embedding 262144 × 2816 = 738,197,504 → 25,233,141,790 for the language
-/// model (+0.13%). Active with 8 experts: 3,822,530,590. The tower, read as
-/// gated ViT blocks: 572,788,224. KV cache per token, bf16: 25 × 8 × 512
-/// × 2 B + 5 × 2 × 1024 × 2 B = 225,280 B, the sliding layers holding at
+/// model (+0.13%). Active with 8 experts: 3,822,530,590. Checked against
+/// Hugging Face's `modeling_gemma4.py` (`Gemma4TextDecoderLayer`: the
+/// router's `scale` is the eighth vector, `layer_scalar` a one-element
+/// buffer, the router's own norm weightless). The tower
+/// (`Gemma4VisionModel`): 27 blocks of 4 × 1152² + 3 × 1152 × 4304 + four
+/// norms 4 × 1152 + q/k norms 2 × 72 = 20,187,792; the patch embedding 3 ×
+/// 16² × 1152, the position table 2 × 10240 × 1152 and the standardisation
+/// bias and scale 2 × 1152 = 24,479,232; the projector 1152 × 2816 →
+/// 572,794,416 (the q/k norms and the two vectors add 6,192 to the earlier
+/// reading's 572,788,224). KV cache per token, bf16: 25 × 8 × 512 × 2 B +
+/// 5 × 2 × 1024 × 2 B = 225,280 B (Hugging Face caches the global layers'
+/// K and V apart: the value is the key projection under a weightless norm,
+/// the key under its own norm and RoPE), the sliding layers holding at
 /// most their 1024-token window.
 #[test]
 fn gemma_4_26b_a4b_is_25_2b_with_3_8b_active() {
     let m = model("gemma-4-26b-a4b");
     let p = m.params();
     let vision = p.by_component[&Component::VisionEncoder].total.value();
-    assert_eq!(vision, 572_788_224.0);
+    assert_eq!(vision, 572_794_416.0);
     let text = p.total.value() - vision;
     assert_eq!(text, 25_233_141_790.0);
     assert!(within(text, 25.2e9, 0.01));
@@ -1037,6 +1047,27 @@ fn gemma_4_26b_a4b_is_25_2b_with_3_8b_active() {
     );
 }
 
+/// Transformers 5.15 and later save Gemma-4's global attention shape as
+/// `per_layer_config` overrides (`{"5": {"head_dim": 512,
+/// "num_key_value_heads": 2}, ...}`) in place of the flat `global_head_dim`
+/// and `num_global_key_value_heads`
+/// (`tests/fixtures/hf/gemma-4-26b-per-layer_config.json`); read either
+/// way, the 26B-A4B is the same model: the same parameters and 225,280 KV
+/// bytes per token (read with the sliding layers' 256 and 8 instead, the
+/// global layers would cache 5 × 2 × 8 × 256 × 2 B = 40,960 B in place of
+/// 5 × 2 × 2 × 512 × 2 B = 20,480 B).
+#[test]
+fn gemma_4_per_layer_config_reads_the_global_shape() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/gemma-4-26b-per-layer_config.json"
+    );
+    let m = catalog::resolve_model(path).expect("loads");
+    let base = model("gemma-4-26b-a4b");
+    assert_eq!(m.params().total.value(), base.params().total.value());
+    assert_eq!(m.kv_bytes_per_token().value(), 225_280.0);
+}
+
 /// Gemma-4-31B (dense; published 30.7B for the language model, NVIDIA's
 /// NVFP4 release): 50 sliding layers (32 heads, 16 KV heads of 256):
 /// 5376 × 24576 = 132,120,576; 10 global layers (4 KV heads of 512, keys as
@@ -1044,12 +1075,14 @@ fn gemma_4_26b_a4b_is_25_2b_with_3_8b_active() {
 /// × 21504 = 20,808,990,720; norms 1,331,516; tied embedding 262144 × 5376
 /// = 1,409,286,144 → 30,697,345,340. The release keeps attention in bf16
 /// (its `ignore` list), the MLPs in NVFP4, and caches fp8: 50 × 16 × 512 +
-/// 10 × 4 × 1024 = 450,560 B per token.
+/// 10 × 4 × 1024 = 450,560 B per token. Its tower is the 26B's, projecting
+/// into 5376: 572,794,416 + 1152 × (5376 − 2816) = 575,743,536.
 #[test]
 fn gemma_4_31b_is_30_7b() {
     let m = model("gemma-4-31b-it-nvfp4");
     let p = m.params();
     let vision = p.by_component[&Component::VisionEncoder].total.value();
+    assert_eq!(vision, 575_743_536.0);
     assert_eq!(p.total.value() - vision, 30_697_345_340.0);
     assert!(within(p.total.value() - vision, 30.7e9, 0.01));
     assert_eq!(m.dtypes.attention, moeplan::dtype::DType::Bf16);
@@ -1073,9 +1106,16 @@ fn gemma_4_31b_is_30_7b() {
 /// a correction bias 7168 × 896 + 896 and two shared experts 2 × 3 × 7168
 /// × 3072 = 29,784,933,248. Attention residuals: three vectors per block
 /// (6 × 7168 per layer) and 3 × 7168 at the output with the final norm;
-/// embedding and LM head 2 × 163840 × 7168 → 2,779,484,146,272 (−0.73%
-/// of 2.8T). Active with 16 experts: 105,363,688,032 (104.19B without the
-/// embedding). Cache: 24 MLA layers × (512 + 64) × 2 B = 27,648 B per
+/// embedding and LM head 2 × 163840 × 7168 → 2,779,484,146,272 for the
+/// language model. The vision tower (MoonViT3d, `vision_config`; shapes
+/// from the checkpoint-named port in AMD's ATOM): 27 blocks of wqkv 1024 ×
+/// 3 × 1536 + wo 1536 × 1024 + fc0/fc1 2 × 1024 × 4096 + two RMSNorms 2 ×
+/// 1024 = 14,682,112; the patch convolution 3 × 14² × 1024, the 64 × 64
+/// position grid × 1024 and the final norm 1024 = 4,797,440; the
+/// patchmergerv2 projector 4096² + 4096 × 7168 + its norm 7168 =
+/// 46,144,512 → 447,358,976 → 2,779,931,505,248, the Hugging Face page's
+/// 2,779.9B (−0.72% of 2.8T). Active with 16 experts: 105,363,688,032
+/// (104.19B without the embedding; the tower is not per text token). Cache: 24 MLA layers × (512 + 64) × 2 B = 27,648 B per
 /// token; state: 69 × (96 × 128 × 128 × 4 B + 36864 × 3 × 2 B) =
 /// 449,372,160 B per sequence, split by TP.
 #[test]
@@ -1083,7 +1123,10 @@ fn kimi_k3_is_2_8t_with_kda_and_gated_mla() {
     check_total("kimi-k3", 2.8e12, 0.01);
     let m = model("kimi-k3");
     let p = m.params();
-    assert_eq!(p.total.value(), 2_779_484_146_272.0);
+    let vision = p.by_component[&Component::VisionEncoder].total.value();
+    assert_eq!(vision, 447_358_976.0);
+    assert_eq!(p.total.value() - vision, 2_779_484_146_272.0);
+    assert_eq!(p.total.value(), 2_779_931_505_248.0);
     assert_eq!(p.active.value(), 105_363_688_032.0);
     let embedding = p.by_component[&Component::Embedding].total.value();
     assert!(within(p.active.value() - embedding, 104e9, 0.01));
