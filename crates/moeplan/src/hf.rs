@@ -1031,7 +1031,10 @@ fn deepseek_v4_assumptions(c: &Cfg, m: &mut Model, pr: &mut Problems) {
     if hash > 0 {
         m.assumptions.push(format!("the first {hash} layers route by token id (hash routing, a vocab × top-k lookup table, not counted as weights): they are costed like learned routing, with a learned router's weights and correction bias counted"));
     }
-    m.assumptions.push("compressors, the indexer's weights projection and the hyper-connection mixing are counted in the attention's and the norms' stored types (the checkpoint keeps them in bf16 and fp32: under 0.2% of the weight bytes); the hyper-connections' ~2·(2+m)·m²·hidden FLOP per block and their m-times-wider residual are not costed".into());
+    m.assumptions.push("compressors, the indexer's weights projection and the hyper-connection mixing are counted in the attention's and the norms' stored types (the checkpoint keeps them in bf16 and fp32: under 0.2% of the weight bytes)".into());
+    if let Some(hc) = m.hyper_connections {
+        m.assumptions.push(format!("the hyper-connections (hc_mult {}) are costed with each layer's norms: around each block 2·m·h·((2+m)·m + m + 3) FLOP and 2·(3·m·h + h) bytes per token (the m copies of the residual in bf16, read by hc_pre, read and written by hc_post), the block's fp32 mixing weights read once per step, and the m-times-wider residual between pipeline stages; the Sinkhorn iterations on the m × m mix are left out", hc.streams));
+    }
     m.assumptions.push("the KV cache is DeepSeek-V4's FlashMLA layout whatever the config says: each entry of the shared head 448 fp8 + 64 bf16 rotary + 8 scale bytes, each indexer key 128 fp8 + 4 scale bytes; a compressor's partial window (its fp32 state) is not counted".into());
 }
 

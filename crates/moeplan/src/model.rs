@@ -681,6 +681,35 @@ impl HyperConnections {
         let (m, h) = (self.streams as f64, hidden as f64);
         m * m * h + m + 1.0
     }
+
+    /// FLOP per token around one block (`hc_pre` and `hc_post` of
+    /// DeepSeek-V4's `model.py`): the mixing projection of the `streams ·
+    /// hidden` copies to `(2 + streams) · streams` weights, the RMS scale of
+    /// the copies, their collapse into the block's input, and after the
+    /// block its output spread over the copies (`post`) beside the copies'
+    /// `streams × streams` mix (`comb`): `2·m·h·((2+m)·m + m + 3)`. The
+    /// Sinkhorn iterations on the `m × m` mix are left out (`m²` per
+    /// iteration, not `h`).
+    pub fn block_flop(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        2.0 * m * h * ((2.0 + m) * m + m + 3.0)
+    }
+
+    /// FLOP per token of the last collapse before the final norm: its
+    /// projection to `streams` weights, the RMS scale and the collapse,
+    /// `2·m·h·(m + 2)`.
+    pub fn head_flop(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        2.0 * m * h * (m + 2.0)
+    }
+
+    /// HBM bytes per token around one block, the copies in bf16: `hc_pre`
+    /// reads them, `hc_post` reads them and the block's output and writes
+    /// them, `2 · (3·m·h + h)`.
+    pub fn block_bytes(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        2.0 * (3.0 * m * h + h)
+    }
 }
 
 /// The components parameters are reported by.
@@ -1519,7 +1548,16 @@ impl Model {
         if self.tie_word_embeddings {
             flop += 2.0 * (self.vocab_size * self.hidden_size) as f64;
         }
-        Flop(flop)
+        Flop(flop + self.hyper_connection_flop_per_token())
+    }
+
+    /// FLOP per token of the hyper-connections (DeepSeek-V4): around every
+    /// block and the last collapse; 0 without them.
+    pub fn hyper_connection_flop_per_token(&self) -> f64 {
+        self.hyper_connections.map_or(0.0, |hc| {
+            let blocks: f64 = self.layers.iter().map(|l| f64::from(l.blocks())).sum();
+            blocks * hc.block_flop(self.hidden_size) + hc.head_flop(self.hidden_size)
+        })
     }
 
     /// Attention-core FLOP (scores and weighted sum) for one new token that

@@ -1413,6 +1413,70 @@ fn deepseek_v4_flash_is_284b_with_13b_active() {
     assert_eq!(per_request(131_072), 507_874_304.0);
 }
 
+/// DeepSeek-V4-Flash's hyper-connections (hc_mult m = 4, hidden h = 4096;
+/// `hc_pre` / `hc_post` of DeepSeek's `inference/model.py` as its ports
+/// spell them out). Around each of the 86 blocks (43 layers × mixer and
+/// MoE), per token: the mixing projection 2 × (m·h) × (2+m)·m = 2 × 16384
+/// × 24, the RMS scale of the copies 2·m·h, their collapse 2·m·h, the
+/// output's spread and the copies' mix 2·m·h + 2·m²·h → 2 × 16384 × 31 =
+/// 1,015,808 FLOP; the last collapse 2 × 16384 × 6 = 196,608 → 87,556,096
+/// FLOP per token beside the weights' 26,471,591,040 (+0.33%). A decode
+/// step of 64 tokens on one GPU: the norms-and-residual ops do 64 × 86 ×
+/// 1,015,808 = 5,591,007,232 FLOP and move, per layer, 64 tokens × 2
+/// blocks × 2 B × (3 × 16384 + 4096) = 13,631,488 B of copies and the two
+/// blocks' fp32 mixing weights 2 × 393,243 × 4 = 3,145,944 B more than
+/// without them: 43 × 16,777,432 = 721,429,576 B. Between two pipeline
+/// stages the residual crosses whole: 4 × the bytes of one hidden state.
+/// The largest step's residual buffers hold the copies into and out of
+/// `hc_post` beside the block's input and output: (2 × 4 + 2) hidden
+/// states per token instead of 4, 6 × 4096 × 2 B = 49,152 B per step token
+/// more.
+#[test]
+fn deepseek_v4_hyper_connections_are_costed() {
+    let m = model("deepseek-v4-flash");
+    let mut plain = m.clone();
+    plain.hyper_connections = None;
+    let extra = m.linear_flop_per_token().value() - plain.linear_flop_per_token().value();
+    assert_eq!(extra, 87_556_096.0);
+    assert_eq!(plain.linear_flop_per_token().value(), 26_471_591_040.0);
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let cal = moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels;
+    let norms = |model: &Model, layout: Layout| {
+        let ctx = CostContext::new(model, &gpu, layout, 0, 0.0, &cal);
+        let step = ctx.step(&StepShape::decode(64.0, 1024.0));
+        let (flop, bytes) = step
+            .ops
+            .iter()
+            .filter(|o| o.kind == moeplan::ops::OpKind::NormsResidual)
+            .fold((0.0, 0.0), |(f, b), o| {
+                let n = f64::from(o.count);
+                (f + o.flop.value() * n, b + o.bytes.value() * n)
+            });
+        (flop, bytes, step.stage_transfer.value())
+    };
+    let (flop, bytes, _) = norms(&m, Layout::default());
+    let (flop0, bytes0, _) = norms(&plain, Layout::default());
+    assert_eq!(flop0, 0.0);
+    assert_eq!(flop, 5_591_007_232.0);
+    assert_eq!(bytes - bytes0, 721_429_576.0);
+    let pp = Layout {
+        pp: 2,
+        ..Layout::default()
+    };
+    let latency = gpu.nvlink_latency.value();
+    let (_, _, hc) = norms(&m, pp);
+    let (_, _, one) = norms(&plain, pp);
+    assert!(
+        within(hc - latency, 4.0 * (one - latency), 1e-12),
+        "{hc} vs {one}"
+    );
+    let cfg = EngineConfig::default();
+    let layout = Layout::default();
+    let wider = memory::activation_bytes(&m, &layout, &cfg).value()
+        - memory::activation_bytes(&plain, &layout, &cfg).value();
+    assert_eq!(wider, cfg.max_step_tokens as f64 * 49_152.0);
+}
+
 /// DeepSeek-V4-Pro (published: 1.6T total, 49B active). The same reading
 /// at hidden 7168, 128 heads, q_lora 1536, 16 output groups: attention
 /// 299,892,864 per layer, 30 CSA layers (+31,397,504 each) and 31 HCA
