@@ -432,7 +432,8 @@ fn family(arch: &str, c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> 
         "Llama4ForConditionalGeneration" | "Llama4ForCausalLM" => llama4(c, root, arch, pr),
         "NemotronHForCausalLM" => nemotron_h(c, arch, pr),
         "MiMoV2FlashForCausalLM" => mimo_v2_flash(c, arch, pr),
-        "KimiK3ForConditionalGeneration" | "KimiLinearForCausalLM" => kimi_linear(c, arch, pr),
+        "KimiK3ForConditionalGeneration" => with_kimi_k3_vision(kimi_linear(c, arch, pr), root, pr),
+        "KimiLinearForCausalLM" => kimi_linear(c, arch, pr),
         "MiniMaxM3ForCausalLM" | "MiniMaxM3SparseForCausalLM" => minimax_m3(c, arch, pr),
         "MiniMaxM3SparseForConditionalGeneration" => {
             with_minimax_vision(minimax_m3(c, arch, pr), root, pr)
@@ -1030,7 +1031,10 @@ fn deepseek_v4_assumptions(c: &Cfg, m: &mut Model, pr: &mut Problems) {
     if hash > 0 {
         m.assumptions.push(format!("the first {hash} layers route by token id (hash routing, a vocab × top-k lookup table, not counted as weights): they are costed like learned routing, with a learned router's weights and correction bias counted"));
     }
-    m.assumptions.push("compressors, the indexer's weights projection and the hyper-connection mixing are counted in the attention's and the norms' stored types (the checkpoint keeps them in bf16 and fp32: under 0.2% of the weight bytes); the hyper-connections' ~2·(2+m)·m²·hidden FLOP per block and their m-times-wider residual are not costed".into());
+    m.assumptions.push("compressors, the indexer's weights projection and the hyper-connection mixing are counted in the attention's and the norms' stored types (the checkpoint keeps them in bf16 and fp32: under 0.2% of the weight bytes)".into());
+    if let Some(hc) = m.hyper_connections {
+        m.assumptions.push(format!("the hyper-connections (hc_mult {}) are costed with each layer's norms: around each block 2·m·h·((2+m)·m + m + 3) FLOP and 2·(3·m·h + h) bytes per token (the m copies of the residual in bf16, read by hc_pre, read and written by hc_post), the block's fp32 mixing weights read once per step, and the m-times-wider residual between pipeline stages; the Sinkhorn iterations on the m × m mix are left out", hc.streams));
+    }
     m.assumptions.push("the KV cache is DeepSeek-V4's FlashMLA layout whatever the config says: each entry of the shared head 448 fp8 + 64 bf16 rotary + 8 scale bytes, each indexer key 128 fp8 + 4 scale bytes; a compressor's partial window (its fp32 state) is not counted".into());
 }
 
@@ -1247,11 +1251,23 @@ fn mimo_v2_flash(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     m
 }
 
-/// Gemma-4's two attention shapes: sliding layers of `head_dim` and
-/// `num_key_value_heads`; global layers of `global_head_dim` and, when
-/// `attention_k_eq_v`, `num_global_key_value_heads` whose keys are also
-/// the values (no v_proj). Both have q/k RMSNorms (the v norm has no
-/// weight) and no biases.
+/// A global layer's `key` as transformers 5.15 and later save it: not as
+/// the flat `global_head_dim` / `num_global_key_value_heads` but in
+/// `per_layer_config`, one override per full-attention layer index.
+fn gemma4_per_layer(c: &Cfg, key: &str) -> Option<u64> {
+    let layers = c.obj.get("per_layer_config")?.as_object()?;
+    layers
+        .values()
+        .find_map(|l| l.get(key).and_then(Value::as_u64))
+}
+
+/// Gemma-4's two attention shapes (`Gemma4TextAttention`): sliding layers
+/// of `head_dim` and `num_key_value_heads`; global layers of
+/// `global_head_dim` and, when `attention_k_eq_v`,
+/// `num_global_key_value_heads` whose keys are also the values (no
+/// v_proj); either global figure from `per_layer_config` when the flat key
+/// is absent. Both have q/k RMSNorms (the v norm has no weight), and
+/// `attention_bias` on q, k, v and o.
 fn gemma4_attention(c: &Cfg, pr: &mut Problems) -> (Attention, Attention) {
     let n_heads = c.u64("num_attention_heads", pr);
     let head_dim = c.u64("head_dim", pr);
@@ -1267,9 +1283,15 @@ fn gemma4_attention(c: &Cfg, pr: &mut Problems) -> (Attention, Attention) {
         sinks: false,
         output_gate: OutputGate::Ungated,
     };
-    let global_dim = c.opt_u64("global_head_dim", pr).unwrap_or(head_dim);
+    let global_dim = c
+        .opt_u64("global_head_dim", pr)
+        .or_else(|| gemma4_per_layer(c, "head_dim"))
+        .unwrap_or(head_dim);
     let global = if c.bool("attention_k_eq_v", false) {
-        let global_kv = c.opt_u64("num_global_key_value_heads", pr).unwrap_or(kv);
+        let global_kv = c
+            .opt_u64("num_global_key_value_heads", pr)
+            .or_else(|| gemma4_per_layer(c, "num_key_value_heads"))
+            .unwrap_or(kv);
         shape(global_kv, global_dim, Values::Keys)
     } else {
         shape(
@@ -1347,23 +1369,32 @@ fn gemma4_assumptions(c: &Cfg, m: &mut Model, pr: &mut Problems) {
     if c.size_or_none("num_kv_shared_layers", pr) > 0 {
         m.assumptions.push("layers that reuse an earlier layer's KV (num_kv_shared_layers) are counted with their own k/v projections and cache, which overstates both".into());
     }
-    m.assumptions.push("global layers whose keys are also their values (attention_k_eq_v) cache K and V apart: they differ after their norms and RoPE".into());
+    if c.bool("attention_k_eq_v", false) {
+        m.assumptions.push("global layers whose keys are also their values (attention_k_eq_v) cache K and V apart, as Hugging Face's cache does: the value is the key projection under a weightless norm, the key under its own norm and RoPE".into());
+    }
 }
 
-/// Gemma-4's vision tower (`vision_config`), read as ViT blocks with a
-/// gated MLP (q, k, v, o, gate, up, down, no biases), a patch embedding
-/// (3 · patch² · width), a two-axis position table (2 ·
-/// `position_embedding_size` · width) and one projection into the
-/// language model.
+/// Gemma-4's vision tower (`vision_config`, `Gemma4VisionModel`): blocks
+/// of q, k, v, o, a gated MLP (gate, up, down), no biases, four RMSNorms and
+/// per-head q/k norms; a patch embedding (3 · patch² · width, no bias), a
+/// two-axis position table (2 · `position_embedding_size` · width), with
+/// `standardize` a bias and a scale of the width on its output; and
+/// `Gemma4MultimodalEmbedder`, one projection into the language model
+/// behind a weightless norm.
 fn with_gemma4_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) -> Model {
     let Some(vc) = vision_cfg(root) else {
         return m;
     };
     let h = vc.u64("hidden_size", pr);
     let patch = vc.u64("patch_size", pr);
+    let heads = vc.u64("num_attention_heads", pr);
+    let head_dim = vc.opt_u64("head_dim", pr).unwrap_or(h / heads.max(1));
+    let kv_heads = vc.opt_u64("num_key_value_heads", pr).unwrap_or(heads);
     let positions = vc.opt_u64("position_embedding_size", pr).unwrap_or(0);
+    let standardize = if vc.bool("standardize", false) { 2 } else { 0 };
     let embedding = (3u64.saturating_mul(patch.saturating_mul(patch)))
         .saturating_add(2u64.saturating_mul(positions))
+        .saturating_add(standardize)
         .saturating_mul(h);
     m.vision = Some(VisionEncoder {
         n_layers: vc.u64("num_hidden_layers", pr),
@@ -1371,10 +1402,15 @@ fn with_gemma4_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems
         intermediate_size: vc.u64("intermediate_size", pr),
         out_hidden_size: m.hidden_size,
         embedding_params: embedding,
-        blocks: VisionBlocks::GatedNoBias,
+        blocks: VisionBlocks::GatedNoBias { head_dim },
         projector: VisionProjector::Linear,
     });
-    m.assumptions.push("the vision tower is read as gated-MLP ViT blocks with a patch embedding, a two-axis position table and a linear projector (Google states ~550M); it counts towards the weights, not per token".into());
+    if heads.saturating_mul(head_dim) != h || kv_heads != heads {
+        m.assumptions.push(format!("the vision tower's q, k, v and o are counted at its width {h}, although its {heads} heads ({kv_heads} KV heads) of {head_dim} are not that wide"));
+    }
+    m.assumptions.push(
+        "the vision tower (Google states ~550M) counts towards the weights, not per token".into(),
+    );
     m
 }
 
@@ -1531,8 +1567,71 @@ fn kimi_linear_assumptions(c: &Cfg, m: &mut Model) {
     if let NormPlacement::AttentionResiduals { block_size } = m.norms {
         m.assumptions.push(format!("attention residuals (attn_res_block_size {block_size}) count an RMSNorm and a pseudo-query vector per block and for the output; each block's norms also read the stored block residuals (half of them on average)"));
     }
-    m.assumptions
-        .push("the vision tower (MoonViT) is not counted: the plan is for text".into());
+}
+
+/// Kimi-K3's vision tower (`vision_config`, MoonViT3d), read from the
+/// checkpoint-named port of Moonshot's `modeling_kimi_k3.py` in AMD's ATOM
+/// (`KimiK3VisionTower`, `KimiK3PatchMergerProjector`; Moonshot's own file
+/// is not in the searchable index): a patch convolution (3 · patch² ·
+/// width, `patch_embed_proj_bias`), a learned `init_pos_emb_height` ×
+/// `init_pos_emb_width` position grid (the temporal table is a fixed
+/// sin/cos buffer), `vt_num_hidden_layers` blocks (`PlainNoBias`: wqkv to
+/// three `qkv_hidden_size`, wo, the `mlp2` fc0/fc1 of
+/// `vt_intermediate_size`, two RMSNorms), a final RMSNorm; the
+/// `sd2_tpool` merge has no weights, and the `patchmergerv2` projector
+/// takes the `merge_kernel_size` patches of `mm_hidden_size` to the
+/// language width (`MergedMlp`).
+fn with_kimi_k3_vision(mut m: Model, root: &Map<String, Value>, pr: &mut Problems) -> Model {
+    let Some(vc) = vision_cfg(root) else {
+        return m;
+    };
+    let h = vc.u64("vt_hidden_size", pr);
+    let patch = vc.u64("patch_size", pr);
+    let grid = vc
+        .opt_u64("init_pos_emb_height", pr)
+        .unwrap_or(64)
+        .saturating_mul(vc.opt_u64("init_pos_emb_width", pr).unwrap_or(64));
+    let merge = vc
+        .array("merge_kernel_size")
+        .map_or(4, |k| k.iter().filter_map(Value::as_u64).product::<u64>());
+    let conv = 3u64.saturating_mul(patch.saturating_mul(patch));
+    let conv_bias = u64::from(vc.bool("patch_embed_proj_bias", false));
+    m.vision = Some(VisionEncoder {
+        n_layers: vc.u64("vt_num_hidden_layers", pr),
+        hidden_size: h,
+        intermediate_size: vc.u64("vt_intermediate_size", pr),
+        out_hidden_size: vc.opt_u64("text_hidden_size", pr).unwrap_or(m.hidden_size),
+        embedding_params: (conv + conv_bias + grid + 1).saturating_mul(h),
+        blocks: VisionBlocks::PlainNoBias {
+            attention_width: vc.opt_u64("qkv_hidden_size", pr).unwrap_or(h),
+        },
+        projector: VisionProjector::MergedMlp {
+            merged_width: merge.saturating_mul(vc.opt_u64("mm_hidden_size", pr).unwrap_or(h)),
+        },
+    });
+    let unlike: Vec<String> = [
+        ("norm_type", "rmsnorm"),
+        ("mlp_type", "mlp2"),
+        ("mm_projector_type", "patchmergerv2"),
+    ]
+    .iter()
+    .filter(|(k, v)| vc.str(k).is_some_and(|x| x != *v))
+    .map(|(k, _)| (*k).to_string())
+    .chain(
+        ["attn_bias", "linear_bias"]
+            .iter()
+            .filter(|k| vc.bool(k, false))
+            .map(|k| (*k).to_string()),
+    )
+    .collect();
+    if !unlike.is_empty() {
+        m.assumptions.push(format!("the vision tower is counted as Kimi-K3's published MoonViT3d (RMSNorms, a two-matrix MLP, no biases, the patchmergerv2 projector); this config's {} differ", unlike.join(", ")));
+    }
+    m.assumptions.push(
+        "the vision tower (MoonViT3d and its projector) counts towards the weights, not per token"
+            .into(),
+    );
+    m
 }
 
 /// MiniMax-M3 (`MiniMaxM3ForCausalLM`, and NVIDIA's `MiniMaxM3Sparse...`

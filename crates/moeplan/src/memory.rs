@@ -242,7 +242,9 @@ fn qkv_width(attn: &Attention, tp: f64) -> f64 {
 }
 
 /// Activations and workspace of the largest step on one GPU: residual
-/// stream buffers (4 × hidden), local q/k/v (or a Mamba-2 in_proj's
+/// stream buffers (4 × hidden; with hyper-connections the `m` copies into
+/// and out of `hc_post` beside the block's input and output, (2·m + 2) ×
+/// hidden), local q/k/v (or a Mamba-2 in_proj's
 /// output), and the routed rows' expert intermediate (gate and up, or up). The fp32 logits are per sampled request and
 /// counted with the requests (`logits_bytes_per_request`).
 pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
@@ -266,7 +268,10 @@ pub fn activation_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes
         }
         None => t * inputs * m.widest_dense().max(m.dense_intermediate_size) as f64 / tp,
     };
-    Bytes(t * (4.0 * h + qkv) * 2.0 + ffn_rows * 2.0)
+    let residual = m
+        .hyper_connections
+        .map_or(4.0, |hc| 2.0 * hc.streams as f64 + 2.0);
+    Bytes(t * (residual * h + qkv) * 2.0 + ffn_rows * 2.0)
 }
 
 /// The fp32 logits row one running request needs on the last stage each

@@ -509,8 +509,10 @@ pub struct VisionEncoder {
     pub intermediate_size: u64,
     /// Width of the language model it projects into.
     pub out_hidden_size: u64,
-    /// Patch embedding (a convolution over pixels) and learned position
-    /// table: what the encoder holds outside its blocks and projector.
+    /// What the encoder holds outside its blocks and projector: the patch
+    /// embedding (a convolution over pixels), a learned position table, and
+    /// where the family has them a final norm (Kimi-K3) or the output's
+    /// standardisation vectors (Gemma-4).
     pub embedding_params: u64,
     /// How each block is built.
     pub blocks: VisionBlocks,
@@ -525,9 +527,21 @@ pub enum VisionBlocks {
     /// q, k, v, o and a two-matrix MLP, all with biases; two LayerNorms
     /// with biases (Llama 4, Qwen-VL).
     PlainWithBiases,
-    /// q, k, v, o and a gated MLP (gate, up, down) without biases; four
-    /// RMSNorms and q/k norms (Gemma-4, read approximately).
-    GatedNoBias,
+    /// q, k, v, o (encoder width to encoder width) and a gated MLP (gate,
+    /// up, down) without biases; four RMSNorms and per-head q/k RMSNorms of
+    /// `head_dim` (the v norm has no weight): Gemma-4's
+    /// `Gemma4VisionEncoderLayer`.
+    GatedNoBias {
+        /// Width of one attention head (of its q and k norms).
+        head_dim: u64,
+    },
+    /// A fused q/k/v projection to `attention_width` each and an output
+    /// back, a two-matrix MLP, two RMSNorms, no biases (Kimi-K3's MoonViT3d
+    /// blocks, `qkv_hidden_size` wider than the encoder).
+    PlainNoBias {
+        /// Width of q, k and v (all heads).
+        attention_width: u64,
+    },
 }
 
 /// The bridge from a vision encoder into the language model.
@@ -545,6 +559,13 @@ pub enum VisionProjector {
         merge: u64,
         /// Mergers in the checkpoint (1 + DeepStack levels).
         mergers: u64,
+    },
+    /// Kimi-K3's PatchMergerMLPV2: `merged_width` features (the merge
+    /// kernel's patches concatenated) through merged → merged → language
+    /// width without biases, then an RMSNorm of the language width.
+    MergedMlp {
+        /// Features of one merged token (merge kernel area × patch width).
+        merged_width: u64,
     },
 }
 
@@ -659,6 +680,35 @@ impl HyperConnections {
     pub fn head_params(self, hidden: u64) -> f64 {
         let (m, h) = (self.streams as f64, hidden as f64);
         m * m * h + m + 1.0
+    }
+
+    /// FLOP per token around one block (`hc_pre` and `hc_post` of
+    /// DeepSeek-V4's `model.py`): the mixing projection of the `streams ·
+    /// hidden` copies to `(2 + streams) · streams` weights, the RMS scale of
+    /// the copies, their collapse into the block's input, and after the
+    /// block its output spread over the copies (`post`) beside the copies'
+    /// `streams × streams` mix (`comb`): `2·m·h·((2+m)·m + m + 3)`. The
+    /// Sinkhorn iterations on the `m × m` mix are left out (`m²` per
+    /// iteration, not `h`).
+    pub fn block_flop(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        2.0 * m * h * ((2.0 + m) * m + m + 3.0)
+    }
+
+    /// FLOP per token of the last collapse before the final norm: its
+    /// projection to `streams` weights, the RMS scale and the collapse,
+    /// `2·m·h·(m + 2)`.
+    pub fn head_flop(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        2.0 * m * h * (m + 2.0)
+    }
+
+    /// HBM bytes per token around one block, the copies in bf16: `hc_pre`
+    /// reads them, `hc_post` reads them and the block's output and writes
+    /// them, `2 · (3·m·h + h)`.
+    pub fn block_bytes(self, hidden: u64) -> f64 {
+        let (m, h) = (self.streams as f64, hidden as f64);
+        2.0 * (3.0 * m * h + h)
     }
 }
 
@@ -1498,7 +1548,16 @@ impl Model {
         if self.tie_word_embeddings {
             flop += 2.0 * (self.vocab_size * self.hidden_size) as f64;
         }
-        Flop(flop)
+        Flop(flop + self.hyper_connection_flop_per_token())
+    }
+
+    /// FLOP per token of the hyper-connections (DeepSeek-V4): around every
+    /// block and the last collapse; 0 without them.
+    pub fn hyper_connection_flop_per_token(&self) -> f64 {
+        self.hyper_connections.map_or(0.0, |hc| {
+            let blocks: f64 = self.layers.iter().map(|l| f64::from(l.blocks())).sum();
+            blocks * hc.block_flop(self.hidden_size) + hc.head_flop(self.hidden_size)
+        })
     }
 
     /// Attention-core FLOP (scores and weighted sum) for one new token that
@@ -1684,17 +1743,26 @@ impl Layer {
     }
 }
 
-/// Parameters of a ViT-style encoder: per block q, k, v, o (4h²+4h biases),
-/// a two-matrix MLP (2·h·i + h + i biases), two LayerNorms (4h); its patch
-/// embedding and position table; plus the projector into the language model
+/// Parameters of a ViT-style encoder: its blocks (`VisionBlocks`: q, k, v,
+/// o, the MLP and the norms), what it holds outside them (patch embedding,
+/// position table), plus the projector into the language model
 /// (`VisionProjector`).
 fn vision_params(v: &VisionEncoder) -> f64 {
     let h = v.hidden_size as f64;
     let i = v.intermediate_size as f64;
     let out = v.out_hidden_size as f64;
     let per_block = match v.blocks {
+        // q, k, v, o with biases (4h² + 4h), fc1/fc2 with biases (2hi + h +
+        // i), two LayerNorms with biases (4h).
         VisionBlocks::PlainWithBiases => 4.0 * h * h + 4.0 * h + 2.0 * h * i + h + i + 4.0 * h,
-        VisionBlocks::GatedNoBias => 4.0 * h * h + 3.0 * h * i + 4.0 * h,
+        // q, k, v, o (4h²), gate/up/down (3hi), four RMSNorms (4h), q/k norms.
+        VisionBlocks::GatedNoBias { head_dim } => {
+            4.0 * h * h + 3.0 * h * i + 4.0 * h + 2.0 * head_dim as f64
+        }
+        // wqkv h → 3a, wo a → h, fc0/fc1 (2hi), two RMSNorms (2h).
+        VisionBlocks::PlainNoBias { attention_width } => {
+            4.0 * h * attention_width as f64 + 2.0 * h * i + 2.0 * h
+        }
     };
     let blocks = v.n_layers as f64 * per_block;
     let projector = match v.projector {
@@ -1706,6 +1774,10 @@ fn vision_params(v: &VisionEncoder) -> f64 {
             let mlp = m * m + m + m * out + out;
             let deepstack = mergers.saturating_sub(1) as f64;
             mlp * mergers as f64 + 2.0 * h + deepstack * 2.0 * m
+        }
+        VisionProjector::MergedMlp { merged_width } => {
+            let m = merged_width as f64;
+            m * m + m * out + out
         }
     };
     blocks + v.embedding_params as f64 + projector

@@ -187,7 +187,7 @@ pub fn model_report(m: &Model) -> ModelReport {
     explain.insert(ModelFigure::KvCacheBytesPerToken, kv_cache_derivation(m));
     let linear_flop = m.linear_flop_per_token();
     let slope = full_attention_slope(m);
-    explain_flop(&mut explain, &p, slope);
+    explain_flop(&mut explain, m, &p, slope);
     let moe = m.moe.as_ref();
     ModelReport {
         name: m.name.clone(),
@@ -437,14 +437,30 @@ fn kv_cache_derivation(m: &Model) -> Derivation {
 }
 
 /// The derivations of the FLOP per token: linear layers, and attention per context token.
-fn explain_flop(explain: &mut BTreeMap<ModelFigure, Derivation>, p: &ParamReport, slope: f64) {
-    explain.insert(
-        ModelFigure::LinearFlopPerToken,
-        Derivation::new(
+fn explain_flop(
+    explain: &mut BTreeMap<ModelFigure, Derivation>,
+    m: &Model,
+    p: &ParamReport,
+    slope: f64,
+) {
+    let linear = match m.hyper_connections {
+        None => Derivation::new(
             "2 FLOP × (active parameters − embedding − norms) (a multiply and an add per weight)",
             &[("params_active", p.active.to_string())],
         ),
-    );
+        Some(hc) => Derivation::new(
+            "2 FLOP × (active parameters − embedding − norms) + hyper-connections (Σ blocks 2·m·h·((2+m)·m + m + 3) + 2·m·h·(m + 2))",
+            &[
+                ("params_active", p.active.to_string()),
+                ("hc_mult", hc.streams.to_string()),
+                (
+                    "hyper_connection_flop",
+                    Flop(m.hyper_connection_flop_per_token()).to_string(),
+                ),
+            ],
+        ),
+    };
+    explain.insert(ModelFigure::LinearFlopPerToken, linear);
     explain.insert(
         ModelFigure::AttentionFlopPerToken,
         Derivation::new(

@@ -480,8 +480,13 @@ impl<'a> CostContext<'a> {
     fn stage_transfer(&self, shape: &StepShape) -> Seconds {
         let n = self.stages.len();
         if n > 1 {
-            let bytes =
-                Bytes(shape.tokens() / self.layout.cp as f64 * self.model.hidden_size as f64 * 2.0);
+            // The residual stream crosses: hyper-connections' copies whole.
+            let width = self.model.hidden_size as f64
+                * self
+                    .model
+                    .hyper_connections
+                    .map_or(1.0, |hc| hc.streams as f64);
+            let bytes = Bytes(shape.tokens() / self.layout.cp as f64 * width * 2.0);
             let cross_node = self.layout.gpus() > self.gpu.gpus_per_node;
             let (lat, bw) = if cross_node {
                 (
@@ -662,22 +667,12 @@ impl<'a> CostContext<'a> {
     /// all-reduce, then the dense MLP or the MoE block (a Nemotron-H block
     /// has only one of the two, and one norm and residual).
     fn layer_ops(&self, layer: &Layer, count: u32, s: &StepShape, ops: &mut Vec<Op>) {
-        let h = self.model.hidden_size as f64;
         // Tokens on one GPU of this DP rank (TP ranks see the same tokens; CP splits them).
         let t = s.tokens() / self.layout.cp as f64;
         if t <= 0.0 {
             return;
         }
-        // Two blocks (mixer and FFN) make a whole layer's norms and residuals.
-        let share = layer.blocks() as f64 / 2.0;
-        let mut bytes = Bytes(t * h * 2.0 * 6.0 * share);
-        if let NormPlacement::AttentionResiduals { block_size } = self.model.norms {
-            // Each block also reads and norms the stored block residuals:
-            // on average half of the model's, and the running sum.
-            let stored = self.model.n_layers().div_ceil(block_size.max(1) as usize) as f64;
-            bytes += Bytes(t * h * 2.0 * (stored / 2.0 + 1.0) * layer.blocks() as f64);
-        }
-        ops.push(self.elementwise(OpKind::NormsResidual, count, bytes, 4.0 * share));
+        ops.push(self.norms_residual(layer, count, t));
         match layer.mixer {
             Mixer::Absent => {}
             mixer @ (Mixer::Full
@@ -705,6 +700,49 @@ impl<'a> CostContext<'a> {
             }
             Ffn::Moe => self.moe_ops_with(count, t, s.peer_tokens, ops),
             Ffn::Absent => {}
+        }
+    }
+
+    /// One layer's norms and residual adds over `t` tokens on this GPU.
+    /// With hyper-connections (DeepSeek-V4) the residual is `streams`
+    /// copies of the hidden state: around each block a fused `hc_pre` (one
+    /// kernel more) and an `hc_post` in place of the residual add read and
+    /// write the copies (`HyperConnections::block_bytes`, beside the plain
+    /// residual's traffic) and do their FLOP (`block_flop`, at the bf16
+    /// peak), and the block's fp32 mixing projection is read once per step;
+    /// memory bound at these widths.
+    fn norms_residual(&self, layer: &Layer, count: u32, t: f64) -> Op {
+        let h = self.model.hidden_size as f64;
+        // Two blocks (mixer and FFN) make a whole layer's norms and residuals.
+        let blocks = layer.blocks() as f64;
+        let share = blocks / 2.0;
+        let mut bytes = Bytes(t * h * 2.0 * 6.0 * share);
+        if let NormPlacement::AttentionResiduals { block_size } = self.model.norms {
+            // Each block also reads and norms the stored block residuals:
+            // on average half of the model's, and the running sum.
+            let stored = self.model.n_layers().div_ceil(block_size.max(1) as usize) as f64;
+            bytes += Bytes(t * h * 2.0 * (stored / 2.0 + 1.0) * blocks);
+        }
+        let Some(hc) = self.model.hyper_connections else {
+            return self.elementwise(OpKind::NormsResidual, count, bytes, 4.0 * share);
+        };
+        let hidden = self.model.hidden_size;
+        bytes += Bytes(blocks * (t * hc.block_bytes(hidden) + 4.0 * hc.block_params(hidden)));
+        let flop = Flop(t * blocks * hc.block_flop(hidden));
+        let overhead = self.cal.elementwise_overhead * (4.0 * share + blocks);
+        let (_, peak) = self.gpu.peak_for(Precision::Bf16);
+        let (time, bound) = roofline(
+            flop / peak,
+            bytes / (self.bw() * self.cal.gemm_bf16.mem_eff),
+        );
+        Op {
+            kind: OpKind::NormsResidual,
+            count,
+            flop,
+            bytes,
+            time: time + overhead,
+            bound,
+            overhead,
         }
     }
 

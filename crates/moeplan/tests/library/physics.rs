@@ -1002,16 +1002,26 @@ fn mimo_v2_flash_is_309b_with_15b_active() {
 /// 128) = 10,817,280. Norms: eight of 2816 and a layer scalar per layer,
 /// q/k norms (25 × 512 + 5 × 1024), the final norm = 696,606; the tied
 /// embedding 262144 × 2816 = 738,197,504 → 25,233,141,790 for the language
-/// model (+0.13%). Active with 8 experts: 3,822,530,590. The tower, read as
-/// gated ViT blocks: 572,788,224. KV cache per token, bf16: 25 × 8 × 512
-/// × 2 B + 5 × 2 × 1024 × 2 B = 225,280 B, the sliding layers holding at
+/// model (+0.13%). Active with 8 experts: 3,822,530,590. Checked against
+/// Hugging Face's `modeling_gemma4.py` (`Gemma4TextDecoderLayer`: the
+/// router's `scale` is the eighth vector, `layer_scalar` a one-element
+/// buffer, the router's own norm weightless). The tower
+/// (`Gemma4VisionModel`): 27 blocks of 4 × 1152² + 3 × 1152 × 4304 + four
+/// norms 4 × 1152 + q/k norms 2 × 72 = 20,187,792; the patch embedding 3 ×
+/// 16² × 1152, the position table 2 × 10240 × 1152 and the standardisation
+/// bias and scale 2 × 1152 = 24,479,232; the projector 1152 × 2816 →
+/// 572,794,416 (the q/k norms and the two vectors add 6,192 to the earlier
+/// reading's 572,788,224). KV cache per token, bf16: 25 × 8 × 512 × 2 B +
+/// 5 × 2 × 1024 × 2 B = 225,280 B (Hugging Face caches the global layers'
+/// K and V apart: the value is the key projection under a weightless norm,
+/// the key under its own norm and RoPE), the sliding layers holding at
 /// most their 1024-token window.
 #[test]
 fn gemma_4_26b_a4b_is_25_2b_with_3_8b_active() {
     let m = model("gemma-4-26b-a4b");
     let p = m.params();
     let vision = p.by_component[&Component::VisionEncoder].total.value();
-    assert_eq!(vision, 572_788_224.0);
+    assert_eq!(vision, 572_794_416.0);
     let text = p.total.value() - vision;
     assert_eq!(text, 25_233_141_790.0);
     assert!(within(text, 25.2e9, 0.01));
@@ -1037,6 +1047,27 @@ fn gemma_4_26b_a4b_is_25_2b_with_3_8b_active() {
     );
 }
 
+/// Transformers 5.15 and later save Gemma-4's global attention shape as
+/// `per_layer_config` overrides (`{"5": {"head_dim": 512,
+/// "num_key_value_heads": 2}, ...}`) in place of the flat `global_head_dim`
+/// and `num_global_key_value_heads`
+/// (`tests/fixtures/hf/gemma-4-26b-per-layer_config.json`); read either
+/// way, the 26B-A4B is the same model: the same parameters and 225,280 KV
+/// bytes per token (read with the sliding layers' 256 and 8 instead, the
+/// global layers would cache 5 × 2 × 8 × 256 × 2 B = 40,960 B in place of
+/// 5 × 2 × 2 × 512 × 2 B = 20,480 B).
+#[test]
+fn gemma_4_per_layer_config_reads_the_global_shape() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/gemma-4-26b-per-layer_config.json"
+    );
+    let m = catalog::resolve_model(path).expect("loads");
+    let base = model("gemma-4-26b-a4b");
+    assert_eq!(m.params().total.value(), base.params().total.value());
+    assert_eq!(m.kv_bytes_per_token().value(), 225_280.0);
+}
+
 /// Gemma-4-31B (dense; published 30.7B for the language model, NVIDIA's
 /// NVFP4 release): 50 sliding layers (32 heads, 16 KV heads of 256):
 /// 5376 × 24576 = 132,120,576; 10 global layers (4 KV heads of 512, keys as
@@ -1044,12 +1075,14 @@ fn gemma_4_26b_a4b_is_25_2b_with_3_8b_active() {
 /// × 21504 = 20,808,990,720; norms 1,331,516; tied embedding 262144 × 5376
 /// = 1,409,286,144 → 30,697,345,340. The release keeps attention in bf16
 /// (its `ignore` list), the MLPs in NVFP4, and caches fp8: 50 × 16 × 512 +
-/// 10 × 4 × 1024 = 450,560 B per token.
+/// 10 × 4 × 1024 = 450,560 B per token. Its tower is the 26B's, projecting
+/// into 5376: 572,794,416 + 1152 × (5376 − 2816) = 575,743,536.
 #[test]
 fn gemma_4_31b_is_30_7b() {
     let m = model("gemma-4-31b-it-nvfp4");
     let p = m.params();
     let vision = p.by_component[&Component::VisionEncoder].total.value();
+    assert_eq!(vision, 575_743_536.0);
     assert_eq!(p.total.value() - vision, 30_697_345_340.0);
     assert!(within(p.total.value() - vision, 30.7e9, 0.01));
     assert_eq!(m.dtypes.attention, moeplan::dtype::DType::Bf16);
@@ -1073,9 +1106,16 @@ fn gemma_4_31b_is_30_7b() {
 /// a correction bias 7168 × 896 + 896 and two shared experts 2 × 3 × 7168
 /// × 3072 = 29,784,933,248. Attention residuals: three vectors per block
 /// (6 × 7168 per layer) and 3 × 7168 at the output with the final norm;
-/// embedding and LM head 2 × 163840 × 7168 → 2,779,484,146,272 (−0.73%
-/// of 2.8T). Active with 16 experts: 105,363,688,032 (104.19B without the
-/// embedding). Cache: 24 MLA layers × (512 + 64) × 2 B = 27,648 B per
+/// embedding and LM head 2 × 163840 × 7168 → 2,779,484,146,272 for the
+/// language model. The vision tower (MoonViT3d, `vision_config`; shapes
+/// from the checkpoint-named port in AMD's ATOM): 27 blocks of wqkv 1024 ×
+/// 3 × 1536 + wo 1536 × 1024 + fc0/fc1 2 × 1024 × 4096 + two RMSNorms 2 ×
+/// 1024 = 14,682,112; the patch convolution 3 × 14² × 1024, the 64 × 64
+/// position grid × 1024 and the final norm 1024 = 4,797,440; the
+/// patchmergerv2 projector 4096² + 4096 × 7168 + its norm 7168 =
+/// 46,144,512 → 447,358,976 → 2,779,931,505,248, the Hugging Face page's
+/// 2,779.9B (−0.72% of 2.8T). Active with 16 experts: 105,363,688,032
+/// (104.19B without the embedding; the tower is not per text token). Cache: 24 MLA layers × (512 + 64) × 2 B = 27,648 B per
 /// token; state: 69 × (96 × 128 × 128 × 4 B + 36864 × 3 × 2 B) =
 /// 449,372,160 B per sequence, split by TP.
 #[test]
@@ -1083,7 +1123,10 @@ fn kimi_k3_is_2_8t_with_kda_and_gated_mla() {
     check_total("kimi-k3", 2.8e12, 0.01);
     let m = model("kimi-k3");
     let p = m.params();
-    assert_eq!(p.total.value(), 2_779_484_146_272.0);
+    let vision = p.by_component[&Component::VisionEncoder].total.value();
+    assert_eq!(vision, 447_358_976.0);
+    assert_eq!(p.total.value() - vision, 2_779_484_146_272.0);
+    assert_eq!(p.total.value(), 2_779_931_505_248.0);
     assert_eq!(p.active.value(), 105_363_688_032.0);
     let embedding = p.by_component[&Component::Embedding].total.value();
     assert!(within(p.active.value() - embedding, 104e9, 0.01));
@@ -1368,6 +1411,70 @@ fn deepseek_v4_flash_is_284b_with_13b_active() {
     };
     assert_eq!(per_request(1024), 7_156_992.0);
     assert_eq!(per_request(131_072), 507_874_304.0);
+}
+
+/// DeepSeek-V4-Flash's hyper-connections (hc_mult m = 4, hidden h = 4096;
+/// `hc_pre` / `hc_post` of DeepSeek's `inference/model.py` as its ports
+/// spell them out). Around each of the 86 blocks (43 layers × mixer and
+/// MoE), per token: the mixing projection 2 × (m·h) × (2+m)·m = 2 × 16384
+/// × 24, the RMS scale of the copies 2·m·h, their collapse 2·m·h, the
+/// output's spread and the copies' mix 2·m·h + 2·m²·h → 2 × 16384 × 31 =
+/// 1,015,808 FLOP; the last collapse 2 × 16384 × 6 = 196,608 → 87,556,096
+/// FLOP per token beside the weights' 26,471,591,040 (+0.33%). A decode
+/// step of 64 tokens on one GPU: the norms-and-residual ops do 64 × 86 ×
+/// 1,015,808 = 5,591,007,232 FLOP and move, per layer, 64 tokens × 2
+/// blocks × 2 B × (3 × 16384 + 4096) = 13,631,488 B of copies and the two
+/// blocks' fp32 mixing weights 2 × 393,243 × 4 = 3,145,944 B more than
+/// without them: 43 × 16,777,432 = 721,429,576 B. Between two pipeline
+/// stages the residual crosses whole: 4 × the bytes of one hidden state.
+/// The largest step's residual buffers hold the copies into and out of
+/// `hc_post` beside the block's input and output: (2 × 4 + 2) hidden
+/// states per token instead of 4, 6 × 4096 × 2 B = 49,152 B per step token
+/// more.
+#[test]
+fn deepseek_v4_hyper_connections_are_costed() {
+    let m = model("deepseek-v4-flash");
+    let mut plain = m.clone();
+    plain.hyper_connections = None;
+    let extra = m.linear_flop_per_token().value() - plain.linear_flop_per_token().value();
+    assert_eq!(extra, 87_556_096.0);
+    assert_eq!(plain.linear_flop_per_token().value(), 26_471_591_040.0);
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let cal = moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels;
+    let norms = |model: &Model, layout: Layout| {
+        let ctx = CostContext::new(model, &gpu, layout, 0, 0.0, &cal);
+        let step = ctx.step(&StepShape::decode(64.0, 1024.0));
+        let (flop, bytes) = step
+            .ops
+            .iter()
+            .filter(|o| o.kind == moeplan::ops::OpKind::NormsResidual)
+            .fold((0.0, 0.0), |(f, b), o| {
+                let n = f64::from(o.count);
+                (f + o.flop.value() * n, b + o.bytes.value() * n)
+            });
+        (flop, bytes, step.stage_transfer.value())
+    };
+    let (flop, bytes, _) = norms(&m, Layout::default());
+    let (flop0, bytes0, _) = norms(&plain, Layout::default());
+    assert_eq!(flop0, 0.0);
+    assert_eq!(flop, 5_591_007_232.0);
+    assert_eq!(bytes - bytes0, 721_429_576.0);
+    let pp = Layout {
+        pp: 2,
+        ..Layout::default()
+    };
+    let latency = gpu.nvlink_latency.value();
+    let (_, _, hc) = norms(&m, pp);
+    let (_, _, one) = norms(&plain, pp);
+    assert!(
+        within(hc - latency, 4.0 * (one - latency), 1e-12),
+        "{hc} vs {one}"
+    );
+    let cfg = EngineConfig::default();
+    let layout = Layout::default();
+    let wider = memory::activation_bytes(&m, &layout, &cfg).value()
+        - memory::activation_bytes(&plain, &layout, &cfg).value();
+    assert_eq!(wider, cfg.max_step_tokens as f64 * 49_152.0);
 }
 
 /// DeepSeek-V4-Pro (published: 1.6T total, 49B active). The same reading
