@@ -149,10 +149,21 @@ fn the_pinned_schemas_reject_known_mistakes() {
 #[test]
 fn out_writes_scripts_that_bash_parses() {
     let dir = std::env::temp_dir().join(format!("moeplan-launch-{}", std::process::id()));
-    for engine in ["vllm", "sglang", "trtllm"] {
+    // Each engine's newest release, and the older ones that spell flags differently.
+    let versions = [
+        ("vllm", None),
+        ("vllm", Some("0.11.0")),
+        ("sglang", None),
+        ("sglang", Some("0.4.9.post6")),
+        ("trtllm", None),
+    ];
+    for (engine, version) in versions {
         for (name, flags) in deployments() {
-            let out = dir.join(format!("{engine}-{name}"));
+            let out = dir.join(format!("{engine}-{}-{name}", version.unwrap_or("default")));
             let mut args = vec!["launch", "--engine", engine, "--out", out.to_str().unwrap()];
+            if let Some(v) = version {
+                args.extend(["--engine-version", v]);
+            }
             args.extend(&flags);
             let o = moeplan(&args);
             assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -177,6 +188,47 @@ fn out_writes_scripts_that_bash_parses() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An engine version without a flag table is bad input (exit 2) naming
+/// the versions there are; one with a table launches with its flags.
+#[test]
+fn an_unknown_engine_version_exits_2_listing_the_known_ones() {
+    let args = |v: &'static str| {
+        vec![
+            "launch",
+            "--engine",
+            "vllm",
+            "--engine-version",
+            v,
+            "--model",
+            "deepseek-v3",
+            "--gpu",
+            "h200-sxm",
+            "--dp",
+            "8",
+            "--ep",
+            "8",
+            "--isl",
+            "2000",
+            "--osl",
+            "500",
+            "--concurrency",
+            "64",
+            "--json",
+        ]
+    };
+    let o = moeplan(&args("0.9.2"));
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("moeplan checks its flags against vllm 0.19.1, 0.14.1, 0.11.0"),
+        "{}",
+        stdout(&o)
+    );
+    let o = moeplan(&args("0.11"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["engine_version"], "0.11.0");
 }
 
 /// A layout the engine cannot write is bad input (exit 2) naming the rule
