@@ -79,13 +79,26 @@ fn deployments() -> Vec<(&'static str, Vec<&'static str>)> {
 #[test]
 fn manifests_conform_to_the_pinned_schemas() {
     let mut checked = 0;
+    // The default versions, and older releases written in their own
+    // spelling (an environment variable in a Dynamo worker, Ray over nodes),
+    // with an image of their own (Dynamo's runs the release it pins).
+    let versions = [
+        ("vllm", None),
+        ("vllm", Some("0.11.0")),
+        ("sglang", None),
+        ("sglang", Some("0.4.9.post6")),
+        ("trtllm", None),
+    ];
     for (name, flags) in deployments() {
-        for engine in ["vllm", "sglang", "trtllm"] {
+        for (engine, version) in versions {
             for target in ["lws", "dynamo", "llm-d"] {
                 let mut args = vec!["launch", "--engine", engine, "--target", target, "--json"];
                 args.extend(&flags);
                 if engine == "trtllm" {
                     args.extend(["--image", "nvcr.io/nvidia/tensorrt-llm/release:1.2.0"]);
+                }
+                if let Some(v) = version {
+                    args.extend(["--engine-version", v, "--image", "example.com/engine:tag"]);
                 }
                 let o = moeplan(&args);
                 // llm-d runs vLLM only, one node per replica (its chart passes no node rank).
@@ -122,8 +135,8 @@ fn manifests_conform_to_the_pinned_schemas() {
             }
         }
     }
-    // 4 deployments × 3 engines × 2 targets, and vLLM's single-node one on llm-d.
-    assert!(checked > 4 * 6, "{checked} manifests checked");
+    // 4 deployments × 5 engine versions × 2 targets, and vLLM's single-node ones on llm-d.
+    assert!(checked > 4 * 10, "{checked} manifests checked");
 }
 
 /// The pinned schemas do reject what they should: a Dynamo GPU count as a

@@ -634,9 +634,6 @@ fn older_versions_are_written_in_their_own_spelling() {
     let cases = [(Engine::Vllm, "0.11.0"), (Engine::Sglang, "0.4.9.post6")];
     for (engine, version) in cases {
         for (name, d, replicas) in references(engine) {
-            if !matches!(name, "dep8" | "pp2-tp8" | "disagg-2xdep8-1xdep16") {
-                continue;
-            }
             for target in [Target::Shell, Target::Lws] {
                 let mut req = request(&d, replicas, engine, target);
                 req.engine_version = Some(version.into());
