@@ -332,6 +332,34 @@ fn a_plan_file_launches_its_replicas() {
     assert_eq!(v["gpus"].as_u64(), Some(2 * replicas));
 }
 
+/// A plan's stated `hardware.engine_version` is the version launched,
+/// unless `--engine-version` says another or another engine runs.
+#[test]
+fn a_plan_files_engine_version_is_launched() {
+    let text = std::fs::read_to_string(root().join("examples/audit/mixtral-8x7b-tp2-2xh100.toml"))
+        .unwrap()
+        .replace(
+            "engine = \"neutral\"",
+            "engine = \"vllm\"\nengine_version = \"0.11.0\"",
+        );
+    let dir = std::env::temp_dir().join(format!("moeplan-launch-version-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, text).unwrap();
+    let version = |extra: &[&str]| {
+        let mut args = vec!["launch", plan.to_str().unwrap(), "--json"];
+        args.extend(extra);
+        let o = moeplan(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["engine_version"].as_str().unwrap().to_string()
+    };
+    assert_eq!(version(&[]), "0.11.0");
+    assert_eq!(version(&["--engine-version", "0.19"]), "0.19.1");
+    assert_eq!(version(&["--engine", "sglang"]), "0.5.10.post1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// llm-d runs vLLM only; other engines are refused (exit 2).
 #[test]
 fn llm_d_is_refused_for_other_engines() {
