@@ -343,8 +343,10 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
 }
 
 /// What a target cannot do: llm-d's chart passes no node rank to a
-/// multi-node vLLM replica; a Kubernetes target needs a real image, which a
-/// flag table read from unreleased source does not name.
+/// multi-node vLLM replica; Dynamo's runtime image runs the engine release
+/// Dynamo pins, so another version needs an image of its own; a Kubernetes
+/// target needs a real image, which a flag table read from unreleased
+/// source does not name.
 fn target_limits(
     req: &Request,
     table: &flags::FlagTable,
@@ -364,8 +366,8 @@ fn target_limits(
     if req.target == Target::Dynamo && req.image.is_none() && table.release {
         if let Some(b) = bundled.filter(|b| **b != table.version) {
             return refuse(format!(
-                "Dynamo {DYNAMO_VERSION}'s runtime image runs {} {b}, not {version}: drop --engine-version (moeplan then checks the flags against {b}) or give the image with --image",
-                req.engine.name()
+                "Dynamo {DYNAMO_VERSION}'s runtime image runs {e} {b}, not {e} {version}: launch {b} (--engine-version {b}) or give an image of {version} with --image",
+                e = req.engine.name()
             ));
         }
     }
