@@ -2,10 +2,17 @@
 """Extract the launch flags moeplan emits from an inference engine's released source.
 
 Usage:
-    python3 tools/engine_flags.py ENGINE SOURCE_DIR --version V --commit SHA \
-        > crates/moeplan/engines/flags/ENGINE.toml
+    python3 tools/engine_flags.py ENGINE SOURCE_DIR --version V \
+        (--wheel WHEEL [--commit SHA] | --commit SHA [--unreleased]) \
+        > crates/moeplan/engines/flags/ENGINE/V.toml
 
-ENGINE is one of: vllm, sglang, trtllm.  SOURCE_DIR is a checkout, an extracted
+ENGINE is one of: vllm, sglang, trtllm, dynamo.  One file per (engine, version):
+moeplan embeds every file of crates/moeplan/engines/flags/<engine>/ (build.rs),
+so adding a version is adding its file.  Provenance: --wheel records the PyPI
+wheel's file name and SHA-256 (the unpacked wheel is SOURCE_DIR); --commit the
+source commit (7 to 40 hex digits: a wheel's own _version.py may give only a
+short one); --unreleased marks a table read from a branch, not a release (then
+Kubernetes targets ask for an explicit image).  SOURCE_DIR is a checkout, an extracted
 release tarball, or an unpacked wheel of that engine (the package may sit at the
 root or under python/).  The argument definitions are read with the `ast` module;
 nothing from the engine is imported or executed, and no network is used.
@@ -18,6 +25,17 @@ What is read:
           (make_arg_parser, and the FrontendArgs dataclass fields, each of which
           becomes --field-name).
   sglang  python/sglang/srt/server_args.py (ServerArgs.add_cli_args).
+  bench   each engine's benchmark client, keyed "bench --flag": vLLM's
+          `vllm bench serve` (vllm/benchmarks/serve.py and datasets.py),
+          SGLang's `python -m sglang.bench_serving` (sglang/bench_serving.py):
+          every add_argument call of those files.
+  dynamo  ai-dynamo's worker wrappers: dynamo/vllm/args.py (parse_args),
+          dynamo/sglang/args.py (DYNAMO_ARGS and parse_args),
+          dynamo/trtllm/utils/trtllm_utils.py (cmd_line_args); keyed
+          "dynamo.<engine> --flag".  dynamo.vllm and dynamo.sglang also take
+          their engine's own flags (checked against that engine's table).
+          The engine release each runtime pins (the wheel's METADATA,
+          `Requires-Dist: vllm==V; extra == 'vllm'`) is the [bundles] table.
   trtllm  tensorrt_llm/commands/serve.py (click options of each click.command;
           `trtllm-serve MODEL` runs the "serve" command, other commands are keyed
           "COMMAND --flag") and tensorrt_llm/llmapi/llm_args.py (pydantic fields
@@ -32,11 +50,18 @@ Kinds written to the table:
                       is_flag); for a TensorRT-LLM YAML key: a boolean
   choice              one of `choices`, listed in source order
 
+A JSON flag read from a vLLM config dataclass also lists `fields`: the keys
+of that class moeplan may write (WANTED_FIELDS), those the release has.  An
+environment variable moeplan may set (vLLM's VLLM_ALL2ALL_BACKEND, read from
+vllm/envs.py) is an [[env]] entry.
+
 The lists of flags and keys to extract are constants below (WANTED).  When one
 of them is not found in the source the script exits 1 naming it, so rerunning it
 on a new release shows what moved.  Entries in OPTIONAL may be absent (they are
-then left out of the table with a comment); --allow-missing NAME acknowledges a
-flag that a release is known to lack.
+then left out of the table with a comment); of each ONE_OF group at least one
+must be present (two spellings of one setting across releases: moeplan emits
+the one the table holds); --allow-missing NAME acknowledges a flag that a
+release is known to lack.
 """
 
 import argparse
@@ -49,6 +74,7 @@ REPOSITORIES = {
     "vllm": "vllm-project/vllm",
     "sglang": "sgl-project/sglang",
     "trtllm": "NVIDIA/TensorRT-LLM",
+    "dynamo": "ai-dynamo/dynamo",
 }
 
 # The flags (and TensorRT-LLM YAML keys) moeplan emits.  Keyed by the long name
@@ -84,8 +110,22 @@ WANTED = {
             "--port",
             "--served-model-name",
             "--trust-remote-code",
+            "--model",
+            "bench --backend",
+            "bench --base-url",
+            "bench --model",
+            "bench --dataset-name",
+            "bench --random-input-len",
+            "bench --random-output-len",
+            "bench --random-range-ratio",
+            "bench --max-concurrency",
+            "bench --num-prompts",
+            "bench --ignore-eos",
+            "bench --save-result",
+            "bench --result-filename",
         ],
         "keys": [],
+        "env": ["VLLM_ALL2ALL_BACKEND"],
     },
     "sglang": {
         "flags": [
@@ -96,6 +136,7 @@ WANTED = {
             "--enable-dp-attention",
             "--ep-size",
             "--moe-a2a-backend",
+            "--enable-deepep-moe",
             "--deepep-mode",
             "--enable-eplb",
             "--ep-num-redundant-experts",
@@ -114,8 +155,19 @@ WANTED = {
             "--port",
             "--served-model-name",
             "--trust-remote-code",
+            "bench --backend",
+            "bench --base-url",
+            "bench --model",
+            "bench --dataset-name",
+            "bench --random-input-len",
+            "bench --random-output-len",
+            "bench --random-range-ratio",
+            "bench --max-concurrency",
+            "bench --num-prompts",
+            "bench --output-file",
         ],
         "keys": [],
+        "env": [],
     },
     "trtllm": {
         "flags": [
@@ -153,15 +205,53 @@ WANTED = {
             "cache_transceiver_config.max_tokens_in_buffer",
             "enable_chunked_prefill",
         ],
+        "env": [],
+    },
+    "dynamo": {
+        "flags": [
+            "dynamo.vllm --is-prefill-worker",
+            "dynamo.vllm --is-decode-worker",
+            "dynamo.trtllm --model-path",
+            "dynamo.trtllm --extra-engine-args",
+            "dynamo.trtllm --disaggregation-mode",
+        ],
+        "keys": [],
+        "env": [],
+    },
+}
+
+# The keys moeplan may write inside a JSON flag (vLLM config dataclasses).
+WANTED_FIELDS = {
+    "vllm": {
+        "--compilation-config": ["max_cudagraph_capture_size", "cudagraph_capture_sizes"],
+        "--eplb-config": ["num_redundant_experts"],
+        "--kv-transfer-config": ["kv_connector", "kv_role"],
     },
 }
 
 # May be absent from a release without failing the run (newer aliases /
 # optional subcommands).
 OPTIONAL = {
-    "vllm": set(),
+    # A TP/PP group over nodes: vLLM's own node ranks from 0.11.1; before, only
+    # on a Ray cluster (--distributed-executor-backend ray), which moeplan writes.
+    "vllm": {"--nnodes", "--node-rank", "--master-addr", "--master-port"},
     "sglang": set(),
     "trtllm": {"--config", "disaggregated --config_file"},
+    "dynamo": set(),
+}
+
+# Two spellings of one setting across releases: each may be absent, not both.
+ONE_OF = {
+    "vllm": [
+        # the all-to-all backend: a flag from 0.11.1, an environment variable before
+        ("--all2all-backend", "VLLM_ALL2ALL_BACKEND"),
+    ],
+    "sglang": [
+        # DeepEP: --moe-a2a-backend deepep from 0.4.10, --enable-deepep-moe before
+        ("--moe-a2a-backend", "--enable-deepep-moe"),
+    ],
+    "trtllm": [],
+    "dynamo": [],
 }
 
 HEADER = "# Generated by tools/engine_flags.py from the released source; do not edit by hand."
@@ -377,6 +467,16 @@ def const_list(tree, rel, node, _depth=0):
                 return None
             out.append(key.value)
         return out
+    if isinstance(node, ast.ListComp) and len(node.generators) == 1:
+        # [m.value for m in SomeEnum]
+        gen = node.generators[0]
+        if isinstance(gen.iter, ast.Name) and isinstance(node.elt, ast.Attribute) \
+                and node.elt.attr == "value" and isinstance(node.elt.value, ast.Name) \
+                and isinstance(gen.target, ast.Name) and node.elt.value.id == gen.target.id:
+            hit = tree.lookup(rel, gen.iter.id)
+            if hit is not None and isinstance(hit[1], ast.ClassDef):
+                return enum_values(hit[1])
+        return None
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left = const_list(tree, rel, node.left, _depth + 1)
         right = const_list(tree, rel, node.right, _depth + 1)
@@ -725,13 +825,17 @@ class Entry:
         self.kind = None
         self.choices = []
         self.source = None
+        self.fields = None  # a JSON flag's dataclass fields (vLLM), when known
         self.error = None  # why the kind could not be determined statically
 
     def resolve(self):
         if not self._done:
             self._done = True
             try:
-                self.kind, self.choices, self.source = self._resolver()
+                found = self._resolver()
+                self.kind, self.choices, self.source = found[:3]
+                if len(found) > 3:
+                    self.fields = found[3]
             except ExtractError as e:
                 self.error = str(e)
         return self
@@ -806,7 +910,7 @@ def _argparse_resolver(tree, rel, qualname, names, explicit, field_ref, kwargs_v
     long_names = [n for n in names if n.startswith("--")] or names
 
     def resolve():
-        kind, choices = None, []
+        kind, choices, json_fields = None, [], None
         if field_ref is not None:
             var, field = field_ref
             if var not in kwargs_vars:
@@ -821,12 +925,16 @@ def _argparse_resolver(tree, rel, qualname, names, explicit, field_ref, kwargs_v
                 raise ExtractError("%s refers to %s.%s, which is not a field"
                                    % (long_names[0], cls.name, field))
             f_rel, owner, ann = fields[field]
-            kind, choices = vllm_field_kind(tree, type_atoms(tree, f_rel, ann))
+            atoms = type_atoms(tree, f_rel, ann)
+            kind, choices = vllm_field_kind(tree, atoms)
             source = "%s: %s.%s" % (f_rel, owner, field)
+            dataclasses = [a for a in atoms if is_config_dataclass(a)]
+            if dataclasses:
+                json_fields = list(class_fields(tree, dataclasses[0].rel, dataclasses[0].node))
         else:
             source = "%s: %s add_argument(%s)" % (rel, qualname, long_names[0])
         kind, choices = _apply_explicit(tree, rel, explicit, kind, choices, long_names[0])
-        return kind, choices, source
+        return kind, choices, source, json_fields
     return resolve
 
 
@@ -999,7 +1107,50 @@ def extract_vllm(tree):
     frontend = find_class(tree, cli_rel, "FrontendArgs")
     if frontend is not None:
         entries += dataclass_flag_entries(tree, cli_rel, frontend)
-    return entries, []
+    entries += bench_entries(tree, ["vllm/benchmarks/serve.py", "vllm/benchmarks/datasets.py"])
+    return entries, [], vllm_env_entries(tree)
+
+
+def bench_entries(tree, paths):
+    """Every add_argument call of the benchmark client's files, keyed "bench --flag"."""
+    entries = []
+    for path in paths:
+        rel = tree.require(path)
+        for e in argparse_entries(tree, rel, tree.parse(rel), "bench"):
+            e.names = ["bench " + n for n in e.names]
+            entries.append(e)
+    return entries
+
+
+def vllm_env_entries(tree):
+    """vllm/envs.py: the `environment_variables` dict, NAME -> a lambda or
+    env_with_choices(NAME, default, [choices])."""
+    rel = tree.require("vllm/envs.py")
+    entries = []
+    for stmt in _top_level(tree.parse(rel).body):
+        target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
+            stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else None)
+        if not (isinstance(target, ast.Name) and target.id == "environment_variables"
+                and isinstance(stmt.value, ast.Dict)):
+            continue
+        for key, value in zip(stmt.value.keys, stmt.value.values):
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                continue
+            entries.append(Entry([key.value], _env_resolver(tree, rel, key.value, value)))
+    return entries
+
+
+def _env_resolver(tree, rel, name, value):
+    def resolve():
+        source = "%s: environment_variables[%s]" % (rel, name)
+        if isinstance(value, ast.Call) and last_name(value.func) == "env_with_choices" \
+                and len(value.args) >= 3:
+            values = const_list(tree, rel, value.args[2])
+            if values is None:
+                raise ExtractError("%s: choices of %s are not static" % (rel, name))
+            return "choice", [str(v) for v in values], source
+        return "string", [], source
+    return resolve
 
 
 def extract_sglang(tree):
@@ -1010,7 +1161,9 @@ def extract_sglang(tree):
     func = find_method(cls, "add_cli_args")
     if func is None:
         raise ExtractError("%s: ServerArgs.add_cli_args not found" % rel)
-    return argparse_entries(tree, rel, func, "ServerArgs.add_cli_args"), []
+    entries = argparse_entries(tree, rel, func, "ServerArgs.add_cli_args")
+    entries += bench_entries(tree, ["sglang/bench_serving.py"])
+    return entries, [], []
 
 
 def extract_trtllm(tree):
@@ -1025,7 +1178,44 @@ def extract_trtllm(tree):
         found = _yaml_key(tree, args_rel, root, key)
         if found is not None:
             keys.append(Entry([key], fixed(*found)))
-    return flags, keys
+    return flags, keys, []
+
+
+def extract_dynamo(tree):
+    """The flags each Dynamo worker wrapper adds to its engine's, keyed
+    "dynamo.<engine> --flag"."""
+    entries = []
+    for module, path, func_name in (
+            ("dynamo.vllm", "dynamo/vllm/args.py", "parse_args"),
+            ("dynamo.trtllm", "dynamo/trtllm/utils/trtllm_utils.py", "cmd_line_args")):
+        rel = tree.require(path)
+        func = find_function(tree, rel, func_name)
+        if func is None:
+            raise ExtractError("%s: %s not found" % (rel, func_name))
+        for e in argparse_entries(tree, rel, func, func_name):
+            e.names = ["%s %s" % (module, n) for n in e.names]
+            entries.append(e)
+    return entries, [], []
+
+
+BUNDLED = {"vllm": "vllm", "sglang": "sglang", "tensorrt-llm": "trtllm"}
+
+
+def dynamo_bundles(source_dir):
+    """engine -> the release Dynamo's runtime for it pins, from the wheel's METADATA."""
+    found = {}
+    for entry in sorted(os.listdir(source_dir)):
+        meta = os.path.join(source_dir, entry, "METADATA")
+        if not (entry.endswith(".dist-info") and os.path.isfile(meta)):
+            continue
+        with open(meta, encoding="utf-8") as f:
+            for line in f:
+                m = re.match(r"Requires-Dist: ([A-Za-z0-9_-]+)(\[[^]]*\])?==([^;\s]+); extra == '(\w+)'",
+                             line.strip())
+                # the pin of the engine under its own extra (vllm==V; extra == 'vllm')
+                if m and BUNDLED.get(m.group(1)) == m.group(4):
+                    found[BUNDLED[m.group(1)]] = m.group(3)
+    return found
 
 
 def _yaml_key(tree, rel, cls, key):
@@ -1052,6 +1242,7 @@ ENGINES = {
     "vllm": (extract_vllm, [""]),
     "sglang": (extract_sglang, ["python", ""]),
     "trtllm": (extract_trtllm, [""]),
+    "dynamo": (extract_dynamo, [""]),
 }
 
 
@@ -1089,12 +1280,19 @@ def pick(entries, name):
     return None
 
 
-def render(engine, version, commit, files, flags, keys, absent, file_commits):
+def render(meta, files, tables, absent, file_commits):
     lines = [HEADER,
-             "engine = %s" % toml_str(engine),
-             "version = %s" % toml_str(version),
-             "repository = %s" % toml_str(REPOSITORIES[engine]),
-             "commit = %s" % toml_str(commit)]
+             "engine = %s" % toml_str(meta["engine"]),
+             "version = %s" % toml_str(meta["version"]),
+             "release = %s" % ("true" if meta["release"] else "false"),
+             "repository = %s" % toml_str(REPOSITORIES[meta["engine"]])]
+    if meta["commit"]:
+        lines.append("commit = %s" % toml_str(meta["commit"]))
+    if meta["wheel"]:
+        lines.append("wheel = %s" % toml_str(meta["wheel"]))
+        lines.append("sha256 = %s" % toml_str(meta["sha256"]))
+    if not meta["release"]:
+        lines.append("# Not a release: read from a branch of the repository at the commit above.")
     for path, sha in file_commits:
         lines.append("# %s was read at commit %s" % (path, sha))
     lines.append("files = [")
@@ -1103,15 +1301,34 @@ def render(engine, version, commit, files, flags, keys, absent, file_commits):
     lines.append("]")
     for name in absent:
         lines.append("# not in this release: %s" % name)
-    for table, items in (("flag", flags), ("key", keys)):
+    if meta.get("bundles"):
+        lines.append("")
+        lines.append("# The engine release each runtime pins (the wheel's METADATA).")
+        lines.append("[bundles]")
+        for engine in sorted(meta["bundles"]):
+            lines.append("%s = %s" % (engine, toml_str(meta["bundles"][engine])))
+    wanted_fields = WANTED_FIELDS.get(meta["engine"], {})
+    for table, items in tables:
         for name, entry in items:
             lines.append("")
             lines.append("[[%s]]" % table)
             lines.append("name = %s" % toml_str(name))
             lines.append("kind = %s" % toml_str(entry.kind))
             lines.append("choices = %s" % toml_list(entry.choices))
+            if name in wanted_fields and entry.fields is not None:
+                have = [f for f in wanted_fields[name] if f in entry.fields]
+                lines.append("fields = %s" % toml_list(have))
             lines.append("source = %s" % toml_str(entry.source))
     return "\n".join(lines) + "\n"
+
+
+def sha256_of(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def main(argv=None):
@@ -1120,7 +1337,11 @@ def main(argv=None):
     parser.add_argument("engine", choices=sorted(ENGINES))
     parser.add_argument("source_dir", help="checkout / extracted release of the engine")
     parser.add_argument("--version", required=True, help="release tag of the source read")
-    parser.add_argument("--commit", required=True, help="40-hex commit of the source read")
+    parser.add_argument("--commit", help="commit of the source read (7 to 40 hex digits)")
+    parser.add_argument("--wheel", help="the PyPI wheel SOURCE_DIR was unpacked from "
+                                        "(its name and SHA-256 are recorded)")
+    parser.add_argument("--unreleased", action="store_true",
+                        help="the source is a branch, not a release (recorded as release = false)")
     parser.add_argument("--allow-missing", action="append", default=[], metavar="NAME",
                         help="a wanted flag/key this release is known to lack, e.g. "
                              "--allow-missing=--headless "
@@ -1130,8 +1351,12 @@ def main(argv=None):
                              "(recorded as a comment in the table)")
     args = parser.parse_args(argv)
 
-    if not re.fullmatch(r"[0-9a-f]{40}", args.commit):
-        parser.error("--commit must be a 40-hex commit sha")
+    if args.commit is None and args.wheel is None:
+        parser.error("give the source's --commit, its --wheel, or both")
+    if args.commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", args.commit):
+        parser.error("--commit must be 7 to 40 hex digits")
+    if args.wheel is not None and not os.path.isfile(args.wheel):
+        parser.error("not a file: %s" % args.wheel)
     file_commits = []
     for item in args.file_commit:
         path, _, sha = item.partition("=")
@@ -1144,16 +1369,19 @@ def main(argv=None):
     extract, prefixes = ENGINES[args.engine]
     tree = Tree(args.source_dir, prefixes)
     try:
-        flag_entries, key_entries = extract(tree)
+        flag_entries, key_entries, env_entries = extract(tree)
     except ExtractError as e:
         print("engine_flags.py: %s: %s" % (args.engine, e), file=sys.stderr)
         return 1
 
     wanted = WANTED[args.engine]
     optional = OPTIONAL[args.engine] | set(args.allow_missing)
-    flags, keys, missing, absent, unresolved = [], [], [], [], []
+    one_of = ONE_OF[args.engine]
+    optional |= {name for group in one_of for name in group}
+    flags, keys, envs, missing, absent, unresolved = [], [], [], [], [], []
     for names, entries, out in ((wanted["flags"], flag_entries, flags),
-                                (wanted["keys"], key_entries, keys)):
+                                (wanted["keys"], key_entries, keys),
+                                (wanted["env"], env_entries, envs)):
         for name in names:
             entry = pick(entries, name)
             if entry is None:
@@ -1162,6 +1390,9 @@ def main(argv=None):
                 unresolved.append("%s (%s)" % (name, entry.error))
             else:
                 out.append((name, entry))
+    for group in one_of:
+        if all(name in absent for name in group):
+            missing.append(" or ".join(group))
     if missing or unresolved:
         if missing:
             print("engine_flags.py: %s: not found in %s: %s"
@@ -1180,8 +1411,17 @@ def main(argv=None):
         print("engine_flags.py: --file-commit names a file that was not read: %s"
               % ", ".join(unread), file=sys.stderr)
         return 1
-    sys.stdout.write(render(args.engine, args.version, args.commit, files,
-                            flags, keys, absent, file_commits))
+    meta = {
+        "engine": args.engine,
+        "version": args.version,
+        "release": not args.unreleased,
+        "commit": args.commit,
+        "wheel": os.path.basename(args.wheel) if args.wheel else None,
+        "sha256": sha256_of(args.wheel) if args.wheel else None,
+        "bundles": dynamo_bundles(args.source_dir) if args.engine == "dynamo" else {},
+    }
+    tables = (("flag", flags), ("key", keys), ("env", envs))
+    sys.stdout.write(render(meta, files, tables, absent, file_commits))
     return 0
 
 

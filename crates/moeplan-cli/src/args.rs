@@ -543,7 +543,7 @@ pub struct LaunchArgs {
     /// Copies of an aggregated replica (default: the plan's, else 1).
     #[arg(long)]
     pub replicas: Option<u32>,
-    /// The engine version to emit flags for (default: the release its flag table was read from; others are refused).
+    /// The engine version to emit flags for, one with a flag table (`0.11` names the newest 0.11.x; default: the file's `hardware.engine_version`, else the newest, or with --target dynamo the release Dynamo's image runs); others are refused, listing those there are.
     #[arg(long)]
     pub engine_version: Option<String>,
     /// What to write: shell scripts, a LeaderWorkerSet per role (lws), a DynamoGraphDeployment (dynamo), or llm-d modelservice values (llm-d, vLLM only).

@@ -8,6 +8,11 @@
 //! carry, how many requests may run at once (the rest wait for a slot, and
 //! their wait is part of TTFT), the share of memory the engine takes, and
 //! which steps run as CUDA graphs. Every figure can be overridden by a flag.
+//!
+//! An engine version whose defaults differ is a file
+//! `engines/versions/<engine>/<version>.toml` holding only what differs
+//! (any key of the preset; `source` says where from), embedded by
+//! `build.rs`: `Engine::spec_at` is the preset of that version.
 
 use crate::dtype::DType;
 use crate::serving::closed_loop::Policy;
@@ -15,6 +20,8 @@ use crate::units::{Bytes, Fraction, GIB};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
+
+include!(concat!(env!("OUT_DIR"), "/engine_versions.rs"));
 
 /// A serving engine whose scheduler defaults an estimate can assume.
 #[derive(
@@ -77,6 +84,30 @@ impl Engine {
         &all[Engine::ALL.iter().position(|e| *e == self).expect("listed")]
     }
 
+    /// The preset of `version`: the engine's file with the keys of
+    /// `engines/versions/<engine>/<version>.toml` over it, or the engine's
+    /// file alone when that version changes nothing.
+    pub fn spec_at(self, version: &str) -> &'static EngineSpec {
+        static VERSIONS: OnceLock<Vec<(Engine, &'static str, EngineSpec)>> = OnceLock::new();
+        let all = VERSIONS.get_or_init(|| {
+            PRESET_VERSIONS
+                .iter()
+                .map(|(engine, version, text)| {
+                    let e: Engine = engine.parse().unwrap_or_else(|err: String| {
+                        panic!("engines/versions/{engine}/{version}.toml: {err}")
+                    });
+                    let spec = merged(e.file(), text).unwrap_or_else(|err| {
+                        panic!("engines/versions/{engine}/{version}.toml: {err}")
+                    });
+                    (e, *version, spec)
+                })
+                .collect()
+        });
+        all.iter()
+            .find(|(e, v, _)| *e == self && *v == version)
+            .map_or_else(|| self.spec(), |(_, _, spec)| spec)
+    }
+
     /// `Ok` when the engine stores its KV cache as `d`; else the message
     /// naming the engines that do (`kv_cache_dtypes` in their files).
     pub fn stores_kv_cache(self, d: DType) -> Result<(), String> {
@@ -100,7 +131,11 @@ impl Engine {
 
     /// The engine's defaults on a GPU of `memory` bytes.
     pub fn config(self, memory: Bytes) -> EngineConfig {
-        let s = self.spec();
+        self.config_of(self.spec(), memory)
+    }
+
+    /// The defaults of `spec` (one of this engine's presets) on a GPU of `memory` bytes.
+    pub fn config_of(self, s: &EngineSpec, memory: Bytes) -> EngineConfig {
         let gib = memory.0 / GIB;
         let pick = |rules: &[Rule]| {
             rules
@@ -135,6 +170,20 @@ impl std::str::FromStr for Engine {
             )),
         }
     }
+}
+
+/// A preset file with an override's top-level keys over it.
+fn merged(base: &str, over: &str) -> Result<EngineSpec, String> {
+    let mut table: toml::Table = toml::from_str(base).map_err(|e| e.to_string())?;
+    let over: toml::Table = toml::from_str(over).map_err(|e| e.to_string())?;
+    if let Some(k) = over
+        .keys()
+        .find(|k| matches!(k.as_str(), "name" | "display"))
+    {
+        return Err(format!("`{k}` is the engine's, not a version's"));
+    }
+    table.extend(over);
+    table.try_into().map_err(|e: toml::de::Error| e.to_string())
 }
 
 /// A default that depends on the GPU's memory: the first rule whose
@@ -266,6 +315,23 @@ mod tests {
             let f = e.spec().memory_fraction;
             assert!(Fraction::new(f).is_some() && f > 0.0, "{}: {f}", e.name());
         }
+    }
+
+    /// Every version override parses over its engine's file, names its
+    /// version, and keeps the engine's identity.
+    #[test]
+    fn every_version_override_parses() {
+        for (engine, version, _) in PRESET_VERSIONS {
+            let e: Engine = engine.parse().expect("an engine");
+            let s = e.spec_at(version);
+            assert_eq!((s.name.as_str(), s.versions.as_str()), (*engine, *version));
+            assert!(
+                !std::ptr::eq(s, e.spec()),
+                "{engine} {version} changes nothing"
+            );
+            assert!(Fraction::new(s.memory_fraction).is_some());
+        }
+        assert!(merged(Engine::Vllm.file(), "name = \"x\"").is_err());
     }
 
     /// Issue 14: an NVFP4 KV cache is TensorRT-LLM's alone; the others

@@ -426,12 +426,18 @@ pub fn engine_named(name: &str, gpu: &Gpu, format: Format) -> Result<Engine, Fai
 }
 
 /// `--engine` over a scenario's or plan's `hardware.engine`: `auto` clears
-/// it (the best-fitting engine), a name sets it.
+/// it (the best-fitting engine), a name sets it (and drops a version
+/// stated for another engine).
 pub fn apply_engine(flag: Option<&str>, s: &mut Scenario, format: Format) -> Result<(), Failure> {
+    let stated = s.engine;
     match flag {
         None => {}
         Some("auto") => s.engine = None,
         Some(n) => s.engine = Some(engine_named(n, &s.gpu, format)?),
+    }
+    if s.engine != stated {
+        // The file's engine version is of the engine it stated.
+        s.engine_version = None;
     }
     Ok(())
 }
@@ -739,6 +745,8 @@ pub struct PlanFacts {
     ),
     /// The file's workload (length ranges, request rate), flags over it.
     pub workload: Option<moeplan::spec::scenario::WorkloadSpec>,
+    /// The engine and version the file states (`hardware.engine`, `hardware.engine_version`).
+    pub engine_version: Option<(moeplan::engine::Engine, String)>,
 }
 
 impl PlanFacts {
@@ -749,6 +757,7 @@ impl PlanFacts {
             max_context: w.full_context(),
             levels: (None, None),
             workload: None,
+            engine_version: None,
         }
     }
 
@@ -762,6 +771,10 @@ impl PlanFacts {
             max_context: w.isl.max + w.osl.max,
             levels: (plan.scenario.slo.ttft, plan.scenario.slo.tpot),
             workload: Some(w.clone()),
+            engine_version: plan
+                .scenario
+                .engine
+                .zip(plan.scenario.engine_version.clone()),
         }
     }
 }

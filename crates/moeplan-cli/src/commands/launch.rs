@@ -20,7 +20,14 @@ pub fn run(a: &LaunchArgs) -> Result<(), Failure> {
         deployment: &d,
         replicas,
         engine,
-        engine_version: a.engine_version.clone(),
+        // The flag, else the file's stated version when it is of the engine that runs.
+        engine_version: a.engine_version.clone().or_else(|| {
+            facts
+                .engine_version
+                .clone()
+                .filter(|(e, _)| *e == engine)
+                .map(|(_, v)| v)
+        }),
         target: a.target,
         model_path,
         max_context: facts.max_context,

@@ -79,13 +79,26 @@ fn deployments() -> Vec<(&'static str, Vec<&'static str>)> {
 #[test]
 fn manifests_conform_to_the_pinned_schemas() {
     let mut checked = 0;
+    // The default versions, and older releases written in their own
+    // spelling (an environment variable in a Dynamo worker, Ray over nodes),
+    // with an image of their own (Dynamo's runs the release it pins).
+    let versions = [
+        ("vllm", None),
+        ("vllm", Some("0.11.0")),
+        ("sglang", None),
+        ("sglang", Some("0.4.9.post6")),
+        ("trtllm", None),
+    ];
     for (name, flags) in deployments() {
-        for engine in ["vllm", "sglang", "trtllm"] {
+        for (engine, version) in versions {
             for target in ["lws", "dynamo", "llm-d"] {
                 let mut args = vec!["launch", "--engine", engine, "--target", target, "--json"];
                 args.extend(&flags);
                 if engine == "trtllm" {
                     args.extend(["--image", "nvcr.io/nvidia/tensorrt-llm/release:1.2.0"]);
+                }
+                if let Some(v) = version {
+                    args.extend(["--engine-version", v, "--image", "example.com/engine:tag"]);
                 }
                 let o = moeplan(&args);
                 // llm-d runs vLLM only, one node per replica (its chart passes no node rank).
@@ -122,8 +135,8 @@ fn manifests_conform_to_the_pinned_schemas() {
             }
         }
     }
-    // 4 deployments × 3 engines × 2 targets, and vLLM's single-node one on llm-d.
-    assert!(checked > 4 * 6, "{checked} manifests checked");
+    // 4 deployments × 5 engine versions × 2 targets, and vLLM's single-node ones on llm-d.
+    assert!(checked > 4 * 10, "{checked} manifests checked");
 }
 
 /// The pinned schemas do reject what they should: a Dynamo GPU count as a
@@ -149,10 +162,21 @@ fn the_pinned_schemas_reject_known_mistakes() {
 #[test]
 fn out_writes_scripts_that_bash_parses() {
     let dir = std::env::temp_dir().join(format!("moeplan-launch-{}", std::process::id()));
-    for engine in ["vllm", "sglang", "trtllm"] {
+    // Each engine's newest release, and the older ones that spell flags differently.
+    let versions = [
+        ("vllm", None),
+        ("vllm", Some("0.11.0")),
+        ("sglang", None),
+        ("sglang", Some("0.4.9.post6")),
+        ("trtllm", None),
+    ];
+    for (engine, version) in versions {
         for (name, flags) in deployments() {
-            let out = dir.join(format!("{engine}-{name}"));
+            let out = dir.join(format!("{engine}-{}-{name}", version.unwrap_or("default")));
             let mut args = vec!["launch", "--engine", engine, "--out", out.to_str().unwrap()];
+            if let Some(v) = version {
+                args.extend(["--engine-version", v]);
+            }
             args.extend(&flags);
             let o = moeplan(&args);
             assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -177,6 +201,47 @@ fn out_writes_scripts_that_bash_parses() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An engine version without a flag table is bad input (exit 2) naming
+/// the versions there are; one with a table launches with its flags.
+#[test]
+fn an_unknown_engine_version_exits_2_listing_the_known_ones() {
+    let args = |v: &'static str| {
+        vec![
+            "launch",
+            "--engine",
+            "vllm",
+            "--engine-version",
+            v,
+            "--model",
+            "deepseek-v3",
+            "--gpu",
+            "h200-sxm",
+            "--dp",
+            "8",
+            "--ep",
+            "8",
+            "--isl",
+            "2000",
+            "--osl",
+            "500",
+            "--concurrency",
+            "64",
+            "--json",
+        ]
+    };
+    let o = moeplan(&args("0.9.2"));
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("moeplan checks its flags against vllm 0.19.1, 0.14.1, 0.11.0"),
+        "{}",
+        stdout(&o)
+    );
+    let o = moeplan(&args("0.11"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["engine_version"], "0.11.0");
 }
 
 /// A layout the engine cannot write is bad input (exit 2) naming the rule
@@ -265,6 +330,34 @@ fn a_plan_file_launches_its_replicas() {
         .unwrap_or(1);
     assert_eq!(v["roles"][0]["replicas"].as_u64(), Some(replicas));
     assert_eq!(v["gpus"].as_u64(), Some(2 * replicas));
+}
+
+/// A plan's stated `hardware.engine_version` is the version launched,
+/// unless `--engine-version` says another or another engine runs.
+#[test]
+fn a_plan_files_engine_version_is_launched() {
+    let text = std::fs::read_to_string(root().join("examples/audit/mixtral-8x7b-tp2-2xh100.toml"))
+        .unwrap()
+        .replace(
+            "engine = \"neutral\"",
+            "engine = \"vllm\"\nengine_version = \"0.11.0\"",
+        );
+    let dir = std::env::temp_dir().join(format!("moeplan-launch-version-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, text).unwrap();
+    let version = |extra: &[&str]| {
+        let mut args = vec!["launch", plan.to_str().unwrap(), "--json"];
+        args.extend(extra);
+        let o = moeplan(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["engine_version"].as_str().unwrap().to_string()
+    };
+    assert_eq!(version(&[]), "0.11.0");
+    assert_eq!(version(&["--engine-version", "0.19"]), "0.19.1");
+    assert_eq!(version(&["--engine", "sglang"]), "0.5.10.post1");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// llm-d runs vLLM only; other engines are refused (exit 2).

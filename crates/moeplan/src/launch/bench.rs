@@ -57,6 +57,25 @@ fn client(ctx: &Ctx, isl: u64, osl: u64) -> String {
     }
 }
 
+/// Every flag the benchmark client is given is the client's, with a value
+/// of its kind: the table's `bench --flag` entries, read from the engine
+/// release's own client (vLLM's `vllm bench serve`, SGLang's
+/// `bench_serving`). A table without them (TensorRT-LLM's, read from a
+/// branch without its client) checks nothing here.
+pub(crate) fn check_client(ctx: &Ctx) -> Result<(), String> {
+    let t = ctx.table;
+    if !t.flag.iter().any(|f| f.name.starts_with("bench ")) {
+        return Ok(());
+    }
+    let line = client(ctx, 1, 1);
+    let words: Vec<String> = super::flags::words(&line)
+        .into_iter()
+        .map(|w| w.trim_matches('"').to_string())
+        .skip_while(|w| !w.starts_with("--"))
+        .collect();
+    t.check_flags(&words, |name| t.flag(&format!("bench {name}")))
+}
+
 /// The CSV cells of a layout: tp, pp, dp, ep, etp.
 fn cells(l: &Layout) -> String {
     format!("{}, {}, {}, {}, {}", l.tp, l.pp, l.dp, l.ep, l.etp)

@@ -70,11 +70,36 @@ pub(crate) fn words(ctx: &Ctx, r: &RolePlan, rank: Rank) -> Vec<String> {
     }
 }
 
+/// A command's words with `exec` before its last program (after any `&&`
+/// and the variables assigned to it), so a script's shell becomes the engine.
+pub(crate) fn exec(words: &[String]) -> Vec<String> {
+    let after = words.iter().rposition(|w| w == "&&").map_or(0, |i| i + 1);
+    let program = after
+        + words[after..]
+            .iter()
+            .take_while(|w| is_assignment(w))
+            .count();
+    let mut out = words.to_vec();
+    out.insert(program, "exec".into());
+    out
+}
+
+/// `NAME=value`: a variable for the program that follows.
+pub(crate) fn is_assignment(w: &str) -> bool {
+    w.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    })
+}
+
 /// Words joined by spaces; a word with characters the shell would read is
-/// single-quoted (placeholders such as `$LEADER_ADDR` stay bare).
+/// single-quoted (placeholders such as `$LEADER_ADDR` and `&&` stay bare).
 pub(crate) fn render(words: &[String]) -> String {
     let plain = |w: &str| {
         w.starts_with('$')
+            || w == "&&"
             || !w.is_empty()
                 && w.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_./:=,@%+-".contains(c))
@@ -102,9 +127,26 @@ fn is_moe(r: &RolePlan) -> bool {
     r.model.moe.is_some()
 }
 
+/// Whether vLLM runs a TP/PP group over nodes on a Ray cluster: releases
+/// before 0.11.1 have no `--nnodes`.
+pub(crate) fn vllm_on_ray(ctx: &Ctx, r: &RolePlan) -> bool {
+    ctx.engine == Engine::Vllm
+        && r.split.nodes > 1
+        && r.split.dp_local == 0
+        && ctx.table.flag("--nnodes").is_none()
+}
+
 /// `vllm serve`: GPUs = TP × DP × PP, EP implied by `--enable-expert-parallel`.
+/// The all-to-all backend is a flag from 0.11.1, `VLLM_ALL2ALL_BACKEND` before.
 fn vllm(ctx: &Ctx, r: &RolePlan, rank: Rank) -> Vec<String> {
     let (l, s) = (&r.layout, &r.settings);
+    if vllm_on_ray(ctx, r) && !rank.leads() {
+        // A Ray worker node: the leader's `vllm serve` places its ranks here.
+        return ["ray", "start", "--block", "--address", "$LEADER_ADDR:6379"]
+            .map(String::from)
+            .to_vec();
+    }
+    let mut env: Vec<String> = Vec::new();
     let mut a: Vec<String> = vec!["vllm".into(), "serve".into(), ctx.model_path.into()];
     arg(&mut a, "--host", "0.0.0.0");
     arg(&mut a, "--port", port(Engine::Vllm));
@@ -118,7 +160,11 @@ fn vllm(ctx: &Ctx, r: &RolePlan, rank: Rank) -> Vec<String> {
                 PoolRole::Prefill => "deepep_high_throughput",
                 PoolRole::Decode | PoolRole::Aggregated => "deepep_low_latency",
             };
-            arg(&mut a, "--all2all-backend", backend);
+            if ctx.table.flag("--all2all-backend").is_some() {
+                arg(&mut a, "--all2all-backend", backend);
+            } else {
+                env.push(format!("VLLM_ALL2ALL_BACKEND={backend}"));
+            }
         }
     }
     if s.redundant_experts > 0 {
@@ -139,7 +185,7 @@ fn vllm(ctx: &Ctx, r: &RolePlan, rank: Rank) -> Vec<String> {
     arg(
         &mut a,
         "--compilation-config",
-        json!({"max_cudagraph_capture_size": s.cuda_graph_max_batch}),
+        vllm_graphs(ctx, s.cuda_graph_max_batch),
     );
     if r.disaggregated {
         arg(
@@ -148,10 +194,36 @@ fn vllm(ctx: &Ctx, r: &RolePlan, rank: Rank) -> Vec<String> {
             json!({"kv_connector": "NixlConnector", "kv_role": "kv_both"}),
         );
     }
+    if vllm_on_ray(ctx, r) {
+        arg(&mut a, "--distributed-executor-backend", "ray");
+        let head = ["ray", "start", "--head", "--port=6379", "&&"].map(String::from);
+        return head.into_iter().chain(env).chain(a).collect();
+    }
     if r.split.nodes > 1 {
         vllm_nodes(&mut a, r, rank);
     }
-    a
+    env.into_iter().chain(a).collect()
+}
+
+/// vLLM's CUDA graphs up to `max` tokens: `max_cudagraph_capture_size`
+/// from 0.11.1; before, the sizes themselves, vLLM's own pattern (1, 2, 4,
+/// then every 8) up to `max`.
+fn vllm_graphs(ctx: &Ctx, max: u64) -> Value {
+    if ctx
+        .table
+        .takes_field("--compilation-config", "max_cudagraph_capture_size")
+    {
+        return json!({"max_cudagraph_capture_size": max});
+    }
+    let mut sizes: Vec<u64> = [1, 2, 4]
+        .into_iter()
+        .chain((8..=max).step_by(8))
+        .filter(|&n| n <= max)
+        .collect();
+    if sizes.last() != Some(&max) {
+        sizes.push(max);
+    }
+    json!({ "cudagraph_capture_sizes": sizes })
 }
 
 /// vLLM over several nodes: data-parallel ranks placed per node, or one
@@ -194,7 +266,12 @@ fn sglang(ctx: &Ctx, r: &RolePlan, rank: Rank) -> Vec<String> {
     if is_moe(r) && l.ep > 1 {
         arg(&mut a, "--ep-size", l.ep);
         if r.disaggregated {
-            arg(&mut a, "--moe-a2a-backend", "deepep");
+            // `--moe-a2a-backend deepep` from 0.4.10, `--enable-deepep-moe` before.
+            if ctx.table.flag("--moe-a2a-backend").is_some() {
+                arg(&mut a, "--moe-a2a-backend", "deepep");
+            } else {
+                a.push("--enable-deepep-moe".into());
+            }
             let mode = match r.role {
                 PoolRole::Prefill => "normal",
                 PoolRole::Decode | PoolRole::Aggregated => "low_latency",

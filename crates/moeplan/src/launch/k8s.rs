@@ -76,7 +76,7 @@ pub(crate) fn lws(ctx: &Ctx, plans: &[RolePlan], roles: &[Role]) -> Value {
         let set = format!("{name}-{}", r.role.name());
         let env = "export NODE_RANK=${LWS_WORKER_INDEX:-0} LEADER_ADDR=$LWS_LEADER_ADDRESS";
         let mpi = mpi_hosts(ctx, p);
-        let leader = format!("{env}{mpi}; exec {}", node_line(ctx, p, Rank::Fixed(0)));
+        let leader = format!("{env}{mpi}; {}", node_line(ctx, p, Rank::Fixed(0)));
         let gpus = p.split.gpus_per_node;
         let mut template = json!({
             "size": p.split.nodes,
@@ -84,7 +84,7 @@ pub(crate) fn lws(ctx: &Ctx, plans: &[RolePlan], roles: &[Role]) -> Value {
             "workerTemplate": {"spec": pod(ctx, &name, leader.clone(), gpus)},
         });
         if p.split.nodes > 1 {
-            let worker = format!("{env}; exec {}", node_line(ctx, p, Rank::Worker));
+            let worker = format!("{env}; {}", node_line(ctx, p, Rank::Worker));
             template["leaderTemplate"] = json!({"spec": pod(ctx, &name, leader, gpus)});
             template["workerTemplate"] = json!({"spec": pod(ctx, &name, worker, gpus)});
         }
@@ -188,14 +188,21 @@ const WRAPPER_SETS: [&str; 12] = [
 ];
 
 /// The engine's flags of a role (leader's command) after the program and
-/// the model, without `skip` and those a wrapper sets: what Dynamo's and
-/// llm-d's wrappers take.
-fn engine_args(ctx: &Ctx, p: &RolePlan, skip: &[&str]) -> Vec<String> {
+/// the model, without `skip` and those a wrapper sets, and the variables
+/// assigned to the program: what Dynamo's and llm-d's wrappers take.
+fn engine_args(ctx: &Ctx, p: &RolePlan, skip: &[&str]) -> (Vec<String>, Vec<Value>) {
     let words = super::command::words(ctx, p, Rank::Fixed(0));
-    let start = words
+    let (program, start) = super::flags::entry_point(&words).unwrap_or((0, words.len()));
+    let env = words[..program]
         .iter()
-        .position(|w| w.starts_with("--"))
-        .unwrap_or(words.len());
+        .rev()
+        .take_while(|w| super::command::is_assignment(w))
+        .filter_map(|w| w.split_once('='))
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     let mut out = Vec::new();
     let mut i = start;
     while i < words.len() {
@@ -209,30 +216,44 @@ fn engine_args(ctx: &Ctx, p: &RolePlan, skip: &[&str]) -> Vec<String> {
         }
         i += if takes_value { 2 } else { 1 };
     }
-    out
+    (out, env)
 }
 
 /// Dynamo's worker of a role: `python3 -m dynamo.<engine>` with the
 /// engine's flags (TensorRT-LLM: its YAML), marked prefill or decode as
-/// each wrapper expects. The operator adds the multi-node flags.
-fn dynamo_worker(ctx: &Ctx, p: &RolePlan) -> (String, Vec<String>) {
+/// each wrapper expects, and the variables the engine reads. The operator
+/// adds the multi-node flags.
+fn dynamo_worker(ctx: &Ctx, p: &RolePlan) -> (String, Vec<String>, Vec<Value>) {
     let model = ctx.model_path.to_string();
-    let mut args = match ctx.engine {
-        Engine::Trtllm => vec![
-            "--model-path".to_string(),
-            model,
-            "--extra-engine-args".into(),
-            format!("{CONFIG_MOUNT}/{}", trtllm_config_name(p.role)),
-        ],
+    let (mut args, env) = match ctx.engine {
+        Engine::Trtllm => (
+            vec![
+                "--model-path".to_string(),
+                model,
+                "--extra-engine-args".into(),
+                format!("{CONFIG_MOUNT}/{}", trtllm_config_name(p.role)),
+            ],
+            Vec::new(),
+        ),
         Engine::Vllm => {
-            let mut a = vec!["--model".to_string(), model];
-            a.extend(engine_args(ctx, p, &["--kv-transfer-config"]));
-            a
+            let (rest, env) = engine_args(ctx, p, &["--kv-transfer-config"]);
+            (
+                ["--model".to_string(), model]
+                    .into_iter()
+                    .chain(rest)
+                    .collect(),
+                env,
+            )
         }
         Engine::Sglang | Engine::Neutral => {
-            let mut a = vec!["--model-path".to_string(), model];
-            a.extend(engine_args(ctx, p, &["--disaggregation-mode"]));
-            a
+            let (rest, env) = engine_args(ctx, p, &["--disaggregation-mode"]);
+            (
+                ["--model-path".to_string(), model]
+                    .into_iter()
+                    .chain(rest)
+                    .collect(),
+                env,
+            )
         }
     };
     match (ctx.engine, p.role) {
@@ -244,7 +265,39 @@ fn dynamo_worker(ctx: &Ctx, p: &RolePlan) -> (String, Vec<String>) {
             role @ (PoolRole::Prefill | PoolRole::Decode),
         ) => args.extend(["--disaggregation-mode".to_string(), role.name().to_string()]),
     }
-    (format!("dynamo.{}", ctx.engine.name()), args)
+    (format!("dynamo.{}", ctx.engine.name()), args, env)
+}
+
+/// Every flag of a role's Dynamo worker is the wrapper's own
+/// (`engines/flags/dynamo/`, read from the ai-dynamo release) or, for the
+/// vLLM and SGLang wrappers, which pass the rest to their engine, the
+/// engine's; every variable is the engine's.
+pub(crate) fn check_dynamo_worker(ctx: &Ctx, p: &RolePlan) -> Result<(), String> {
+    let (module, args, env) = dynamo_worker(ctx, p);
+    let wrapper = super::flags::dynamo();
+    let passes_on = matches!(ctx.engine, Engine::Vllm | Engine::Sglang);
+    wrapper.check_flags(&args, |name| {
+        wrapper
+            .flag(&format!("{module} {name}"))
+            .or_else(|| passes_on.then(|| ctx.table.flag(name)).flatten())
+    })?;
+    for v in env {
+        let (name, value) = (v["name"].as_str().unwrap_or(""), &v["value"]);
+        let var = ctx.table.env(name).ok_or_else(|| {
+            format!(
+                "{name} is not a variable of {} {}",
+                ctx.engine.name(),
+                ctx.version
+            )
+        })?;
+        if var.kind == super::flags::Kind::Choice && !var.choices.iter().any(|c| value == c) {
+            return Err(format!(
+                "{name} = {value} is not one of {}",
+                var.choices.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One DynamoGraphDeployment: the frontend and a worker service per role.
@@ -267,13 +320,16 @@ pub(crate) fn dynamo(ctx: &Ctx, plans: &[RolePlan], roles: &[Role]) -> Value {
         "extraPodSpec": {"mainContainer": {"image": img, "command": ["python3", "-m", "dynamo.frontend"], "args": ["--http-port", "8000"]}},
     }));
     for (p, r) in plans.iter().zip(roles) {
-        let (module, args) = dynamo_worker(ctx, p);
+        let (module, args, env) = dynamo_worker(ctx, p);
         let mut svc = json!({
             "componentType": "worker",
             "replicas": r.replicas,
             "resources": {"limits": {"gpu": p.split.gpus_per_node.to_string()}},
             "extraPodSpec": {"mainContainer": {"image": img, "command": ["python3", "-m", module], "args": args}},
         });
+        if !env.is_empty() {
+            svc["extraPodSpec"]["mainContainer"]["env"] = Value::Array(env);
+        }
         if p.role != PoolRole::Aggregated {
             svc["subComponentType"] = json!(p.role.name());
         }
@@ -329,7 +385,8 @@ pub(crate) fn llm_d(ctx: &Ctx, plans: &[RolePlan], roles: &[Role]) -> Value {
             l.dp
         };
         let gpus = p.split.gpus_per_node.to_string();
-        let section = json!({
+        let (args, env) = engine_args(ctx, p, &LLM_D_SETS);
+        let mut section = json!({
             "create": true,
             "replicas": r.replicas,
             "parallelism": {"tensor": l.tp, "data": l.dp, "dataLocal": dp_local, "workers": p.split.nodes},
@@ -337,10 +394,13 @@ pub(crate) fn llm_d(ctx: &Ctx, plans: &[RolePlan], roles: &[Role]) -> Value {
                 "name": "vllm",
                 "image": image(ctx),
                 "modelCommand": "vllmServe",
-                "args": engine_args(ctx, p, &LLM_D_SETS),
+                "args": args,
                 "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}},
             }],
         });
+        if !env.is_empty() {
+            section["containers"][0]["env"] = Value::Array(env);
+        }
         values[key] = section;
     }
     // The chart's switch for every role: each becomes a LeaderWorkerSet of `workers` pods.

@@ -180,15 +180,15 @@ pub enum LaunchError {
     NoEngine,
     /// The engine version has no flag table.
     #[error(
-        "no flag table for {engine} {asked}: moeplan checks its flags against {engine} {known}"
+        "no flag table for {engine} {asked}: moeplan checks its flags against {engine} {}", known.join(", ")
     )]
     UnknownVersion {
         /// The engine.
         engine: &'static str,
         /// The version asked for.
         asked: String,
-        /// The version the table was read from.
-        known: String,
+        /// The versions there are tables of, newest first.
+        known: Vec<String>,
     },
     /// The target cannot run this deployment as planned.
     #[error("{target}: {reason}")]
@@ -250,6 +250,9 @@ pub(crate) struct RolePlan<'a> {
 pub(crate) struct Ctx<'a> {
     pub(crate) engine: Engine,
     pub(crate) version: &'a str,
+    /// The flags of that version: where releases spell a setting
+    /// differently, the command writes the spelling this table holds.
+    pub(crate) table: &'static flags::FlagTable,
     pub(crate) target: Target,
     pub(crate) model_path: &'a str,
     /// Where TensorRT-LLM's YAML configs are read from.
@@ -260,28 +263,38 @@ pub(crate) struct Ctx<'a> {
 
 /// The engine commands and files of a deployment.
 pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
-    let table = flags::table(req.engine).ok_or(LaunchError::NoEngine)?;
-    let version = match &req.engine_version {
-        Some(v) if !table.matches_version(v) => {
-            return Err(LaunchError::UnknownVersion {
+    // Dynamo's runtime images run the engine release Dynamo pins: its flags by default.
+    let bundled = (req.target == Target::Dynamo)
+        .then(|| flags::dynamo().bundles.get(req.engine.name()))
+        .flatten();
+    let asked = req
+        .engine_version
+        .as_ref()
+        .or(bundled.filter(|v| flags::select(req.engine, v).is_ok_and(|t| &t.version == *v)));
+    let table = match asked {
+        None => flags::table(req.engine).ok_or(LaunchError::NoEngine)?,
+        Some(v) => flags::select(req.engine, v).map_err(|known| match known.as_slice() {
+            [] => LaunchError::NoEngine,
+            _ => LaunchError::UnknownVersion {
                 engine: req.engine.name(),
                 asked: v.clone(),
-                known: table.version.clone(),
-            })
-        }
-        _ => table.version.as_str(),
+                known,
+            },
+        })?,
     };
+    let version = table.version.as_str();
     if req.target == Target::LlmD && req.engine != Engine::Vllm {
         return Err(LaunchError::TargetEngine {
             target: req.target.name(),
             engine: req.engine.name(),
         });
     }
-    let roles = role_plans(req)?;
-    target_limits(req, version, &roles)?;
+    let roles = role_plans(req, version)?;
+    target_limits(req, table, &roles)?;
     let ctx = Ctx {
         engine: req.engine,
         version,
+        table,
         target: req.target,
         model_path: &req.model_path,
         config_dir: match req.target {
@@ -305,6 +318,12 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
                 .map_err(LaunchError::Unchecked)?;
         }
     }
+    bench::check_client(&ctx).map_err(LaunchError::Unchecked)?;
+    if req.target == Target::Dynamo {
+        for p in &roles {
+            k8s::check_dynamo_worker(&ctx, p).map_err(LaunchError::Unchecked)?;
+        }
+    }
     let gpu = req.deployment.gpu();
     let files = target::files(&ctx, &roles, &out_roles, req);
     Ok(Launch {
@@ -324,9 +343,16 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
 }
 
 /// What a target cannot do: llm-d's chart passes no node rank to a
-/// multi-node vLLM replica; a Kubernetes target needs a real image, which a
-/// flag table read from unreleased source does not name.
-fn target_limits(req: &Request, version: &str, roles: &[RolePlan]) -> Result<(), LaunchError> {
+/// multi-node vLLM replica; Dynamo's runtime image runs the engine release
+/// Dynamo pins, so another version needs an image of its own; a Kubernetes
+/// target needs a real image, which a flag table read from unreleased
+/// source does not name.
+fn target_limits(
+    req: &Request,
+    table: &flags::FlagTable,
+    roles: &[RolePlan],
+) -> Result<(), LaunchError> {
+    let version = &table.version;
     let refuse = |reason: String| {
         Err(LaunchError::Target {
             target: req.target.name(),
@@ -336,8 +362,16 @@ fn target_limits(req: &Request, version: &str, roles: &[RolePlan]) -> Result<(),
     if req.target == Target::LlmD && roles.iter().any(|r| r.split.nodes > 1) {
         return refuse("the modelservice chart starts every pod of a multi-node replica as node 0 (it passes no start rank): use --target lws or dynamo".into());
     }
-    let released = version.starts_with(|c: char| c.is_ascii_digit());
-    if req.target != Target::Shell && !released && req.image.is_none() {
+    let bundled = flags::dynamo().bundles.get(req.engine.name());
+    if req.target == Target::Dynamo && req.image.is_none() && table.release {
+        if let Some(b) = bundled.filter(|b| **b != table.version) {
+            return refuse(format!(
+                "Dynamo {DYNAMO_VERSION}'s runtime image runs {e} {b}, not {e} {version}: launch {b} (--engine-version {b}) or give an image of {version} with --image",
+                e = req.engine.name()
+            ));
+        }
+    }
+    if req.target != Target::Shell && !table.release && req.image.is_none() {
         return refuse(format!(
             "{}'s flag table was read from unreleased source ({version}), which names no image: give one with --image",
             req.engine.name()
@@ -347,7 +381,7 @@ fn target_limits(req: &Request, version: &str, roles: &[RolePlan]) -> Result<(),
 }
 
 /// Each role of the deployment, read as the engine runs it, with its settings.
-fn role_plans<'a>(req: &'a Request) -> Result<Vec<RolePlan<'a>>, LaunchError> {
+fn role_plans<'a>(req: &'a Request, version: &str) -> Result<Vec<RolePlan<'a>>, LaunchError> {
     match req.deployment {
         Deployment::Aggregated(r) => {
             let one = PoolSpec {
@@ -357,7 +391,12 @@ fn role_plans<'a>(req: &'a Request) -> Result<Vec<RolePlan<'a>>, LaunchError> {
                 concurrency: r.workload.concurrency,
                 redundant_experts: r.redundant_experts,
             };
-            Ok(vec![plan_role(req, &one, (&r.model, &r.gpu, &r.engine))?])
+            Ok(vec![plan_role(
+                req,
+                version,
+                &one,
+                (&r.model, &r.gpu, &r.engine),
+            )?])
         }
         Deployment::Disaggregated(d) => {
             let c = d.workload.concurrency;
@@ -379,7 +418,7 @@ fn role_plans<'a>(req: &'a Request) -> Result<Vec<RolePlan<'a>>, LaunchError> {
             ];
             pools
                 .iter()
-                .map(|p| plan_role(req, p, (&d.model, &d.gpu, &d.engine)))
+                .map(|p| plan_role(req, version, p, (&d.model, &d.gpu, &d.engine)))
                 .collect()
         }
     }
@@ -399,9 +438,11 @@ struct PoolSpec {
 /// settings from the memory model.
 fn plan_role<'a>(
     req: &Request,
+    version: &str,
     p: &PoolSpec,
-    (model, gpu, engine): (&'a Model, &'a Gpu, &EngineConfig),
+    (model, gpu, deployed): (&'a Model, &'a Gpu, &EngineConfig),
 ) -> Result<RolePlan<'a>, LaunchError> {
+    let engine = &at_version(req.engine, version, deployed, gpu);
     let redundant_experts = p.redundant_experts;
     let inexpressible = |refusal| LaunchError::Inexpressible {
         role: p.role,
@@ -428,6 +469,45 @@ fn plan_role<'a>(
         gpu,
         disaggregated: p.role != PoolRole::Aggregated,
     })
+}
+
+/// The deployment's engine settings at `version`: where the deployment
+/// kept the engine's default, the version's preset
+/// (`engines/versions/<engine>/<version>.toml`); what a flag set stays.
+fn at_version(engine: Engine, version: &str, deployed: &EngineConfig, gpu: &Gpu) -> EngineConfig {
+    fn pick<T: PartialEq>(deployed: T, default: T, at: T) -> T {
+        if deployed == default {
+            at
+        } else {
+            deployed
+        }
+    }
+    let base = engine.config(gpu.memory);
+    let at = engine.config_of(engine.spec_at(version), gpu.memory);
+    EngineConfig {
+        max_step_tokens: pick(
+            deployed.max_step_tokens,
+            base.max_step_tokens,
+            at.max_step_tokens,
+        ),
+        max_running_requests: pick(
+            deployed.max_running_requests,
+            base.max_running_requests,
+            at.max_running_requests,
+        ),
+        max_memory_fraction: pick(
+            deployed.max_memory_fraction,
+            base.max_memory_fraction,
+            at.max_memory_fraction,
+        ),
+        runtime_reserve: pick(
+            deployed.runtime_reserve,
+            base.runtime_reserve,
+            at.runtime_reserve,
+        ),
+        cuda_graphs: pick(deployed.cuda_graphs, base.cuda_graphs, at.cuda_graphs),
+        ..*deployed
+    }
 }
 
 /// Memory settings that hold the role's planned requests at their longest,

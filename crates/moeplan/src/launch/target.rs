@@ -129,11 +129,16 @@ fn role_script(ctx: &Ctx, p: &RolePlan, r: &Role) -> String {
     s += "case \"$NODE_RANK\" in\n";
     let default_port = format!("--port {}", port(ctx.engine));
     for n in &r.nodes {
-        let cmd = n.command.replace(
+        let line = render(&command::exec(&command::words(
+            ctx,
+            p,
+            Rank::Fixed(n.node_rank),
+        )));
+        let cmd = line.replace(
             &default_port,
             &format!("--port ${{PORT:-{}}}", port(ctx.engine)),
         );
-        s += &format!("  {}) exec {} ;;\n", n.node_rank, cmd);
+        s += &format!("  {}) {} ;;\n", n.node_rank, cmd);
     }
     s += &format!(
         "  *) echo \"NODE_RANK must be 0..{}\" >&2; exit 2 ;;\nesac\n",
@@ -162,10 +167,16 @@ pub(crate) fn router_script(ctx: &Ctx) -> Option<String> {
 /// What to know before running the files.
 pub(crate) fn notes(ctx: &Ctx, plans: &[RolePlan]) -> Vec<String> {
     let mut notes = vec![format!(
-        "flags checked against {} {} (engines/flags/{}.toml, read from its released source)",
+        "flags checked against {} {} (engines/flags/{}/{}.toml, read from {})",
         ctx.engine.name(),
         ctx.version,
-        ctx.engine.name()
+        ctx.engine.name(),
+        ctx.version,
+        if ctx.table.release {
+            "its released source"
+        } else {
+            "unreleased source"
+        }
     )];
     if ctx.target == Target::Dynamo {
         notes.push(format!(
@@ -181,6 +192,9 @@ pub(crate) fn notes(ctx: &Ctx, plans: &[RolePlan]) -> Vec<String> {
         && matches!(ctx.target, Target::Shell | Target::Lws)
     {
         notes.push("vLLM has no prefill/decode router of its own: put one in front (the dynamo and llm-d targets include theirs)".into());
+    }
+    if plans.iter().any(|p| command::vllm_on_ray(ctx, p)) {
+        notes.push(format!("vLLM {} has no --nnodes: a TP/PP group over nodes runs on a Ray cluster (node 0 starts its head and `vllm serve`, which waits for the other nodes to join as Ray workers)", ctx.version));
     }
     if plans
         .iter()
@@ -201,7 +215,7 @@ pub(crate) fn notes(ctx: &Ctx, plans: &[RolePlan]) -> Vec<String> {
 }
 
 /// The command of a role's leader (rank 0) or of its workers (any other
-/// rank, read from `$NODE_RANK`), as one shell line.
+/// rank, read from `$NODE_RANK`), as one shell line that `exec`s the engine.
 pub(crate) fn node_line(ctx: &Ctx, p: &RolePlan, rank: Rank) -> String {
-    render(&command::words(ctx, p, rank))
+    render(&command::exec(&command::words(ctx, p, rank)))
 }

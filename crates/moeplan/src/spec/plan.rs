@@ -685,13 +685,9 @@ fn convert(
         }
     }
     let engine = scenario::engine(&raw.hardware, pr);
+    let h = &raw.hardware;
     let mut assumptions = raw.assumptions.clone().unwrap_or_default();
-    assumptions.extend(scenario::engine_version(
-        &raw.hardware,
-        engine,
-        gpu.as_ref(),
-        pr,
-    ));
+    assumptions.extend(scenario::engine_version(h, engine, gpu.as_ref(), pr));
     let (mut model, gpu) = (model?, gpu?);
     if scenario::model_dtypes(&raw.model, &mut model, &gpu, engine, pr) == KvCache::Searched {
         pr.push(
@@ -711,6 +707,7 @@ fn convert(
             mfu,
             bandwidth_utilization,
             engine,
+            engine_version: scenario::stated_version(h),
             workload,
             slo,
             assumptions,

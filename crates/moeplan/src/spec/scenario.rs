@@ -350,6 +350,9 @@ pub struct Scenario {
     /// The serving engine the file states (`hardware.engine`); None: the
     /// engine whose kernels fit the GPU best (`serving_engine`).
     pub engine: Option<crate::engine::Engine>,
+    /// The engine version the file states (`hardware.engine_version`):
+    /// the version `launch` writes flags for unless `--engine-version` says another.
+    pub engine_version: Option<String>,
     /// The requests.
     pub workload: WorkloadSpec,
     /// Service levels.
@@ -440,6 +443,7 @@ impl Scenario {
             mfu: None,
             bandwidth_utilization: None,
             engine: None,
+            engine_version: None,
             workload: WorkloadSpec {
                 isl: Lengths { min: isl, max: isl },
                 osl: Lengths { min: osl, max: osl },
@@ -916,6 +920,15 @@ pub fn engine(h: &RawHardware, pr: &mut Problems) -> Option<crate::engine::Engin
     }
 }
 
+/// `hardware.engine_version`, trimmed, when stated.
+pub fn stated_version(h: &RawHardware) -> Option<String> {
+    h.engine_version
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+}
+
 /// What a stated `hardware.engine_version` means for the figures: nothing
 /// when it is the version the profile measured, else an assumption saying
 /// which version's kernels the figures are; a version without an engine is
@@ -1000,6 +1013,7 @@ fn convert(
         mfu,
         bandwidth_utilization,
         engine,
+        engine_version: stated_version(&raw.hardware),
         workload,
         slo,
         assumptions,

@@ -461,17 +461,25 @@ proptest! {
         engine in prop::sample::select(ENGINES.to_vec()),
         target in prop::sample::select(Target::ALL.to_vec()),
         replicas in 1u32..4,
+        version in 0usize..3,
     ) {
         let (m, g) = catalog(model, "h200-sxm");
         prop_assume!(l.check(&m, &g, 0).0.is_empty());
         let d = aggregated(model, "h200-sxm", l, 5 * l.dp as u64 + 3, engine);
-        match launch::launch(&request(&d, replicas, engine, target)) {
+        // Every version of the engine (an image of one's own for any other than Dynamo's).
+        let tables = launch::flags::tables(engine);
+        let mut req = request(&d, replicas, engine, target);
+        req.engine_version = Some(tables[version % tables.len()].version.clone());
+        req.image = Some("example.com/engine:tag".into());
+        match launch::launch(&req) {
             Ok(out) => check_invariants(&out, &d, replicas),
             Err(LaunchError::Inexpressible { refusal, .. }) => {
                 if let Some(n) = refusal.nearest {
                     prop_assert_eq!(n.gpus(), l.gpus());
                     let nd = aggregated(model, "h200-sxm", n, 8 * n.dp as u64, engine);
-                    let again = launch::launch(&request(&nd, replicas, engine, target));
+                    let mut again = request(&nd, replicas, engine, target);
+                    again.engine_version = req.engine_version.clone();
+                    let again = launch::launch(&again);
                     prop_assert!(!matches!(again, Err(LaunchError::Inexpressible { role: PoolRole::Aggregated, .. })), "{n} refused too");
                 }
             }
@@ -543,7 +551,8 @@ fn a_plan_beyond_memory_is_not_launched() {
     ));
 }
 
-/// An engine version without a flag table is refused, not guessed.
+/// An engine version without a flag table is refused, not guessed, naming
+/// the versions there are; a prefix names the newest of its releases.
 #[test]
 fn an_unknown_engine_version_is_refused() {
     let d = aggregated(
@@ -555,13 +564,185 @@ fn an_unknown_engine_version_is_refused() {
     );
     let mut req = request(&d, 1, Engine::Vllm, Target::Shell);
     req.engine_version = Some("0.1.0".into());
-    assert!(matches!(
-        launch::launch(&req),
-        Err(LaunchError::UnknownVersion { .. })
+    match launch::launch(&req) {
+        Err(e @ LaunchError::UnknownVersion { .. }) => {
+            assert!(
+                e.to_string().ends_with("vllm 0.19.1, 0.14.1, 0.11.0"),
+                "{e}"
+            )
+        }
+        other => panic!("{:?}", other.map(|l| l.engine_version)),
+    }
+    for (asked, picked) in [
+        ("0.11", "0.11.0"),
+        ("v0.14.1", "0.14.1"),
+        ("0.19.1", "0.19.1"),
+    ] {
+        req.engine_version = Some(asked.into());
+        assert_eq!(launch::launch(&req).unwrap().engine_version, picked);
+    }
+    req.engine_version = None;
+    assert_eq!(
+        launch::launch(&req).unwrap().engine_version,
+        "0.19.1",
+        "the newest"
+    );
+}
+
+/// Each engine's tables, newest first: vLLM's and SGLang's by release
+/// number (0.5.10.post1 after 0.5.8), TensorRT-LLM's one from a branch,
+/// marked as no release; every table names the engine and version of its file.
+#[test]
+fn flag_tables_are_one_per_engine_version() {
+    let versions = |e: Engine| -> Vec<String> {
+        launch::flags::tables(e)
+            .iter()
+            .map(|t| t.version.clone())
+            .collect()
+    };
+    assert_eq!(versions(Engine::Vllm), ["0.19.1", "0.14.1", "0.11.0"]);
+    assert_eq!(
+        versions(Engine::Sglang),
+        ["0.5.10.post1", "0.5.8", "0.4.9.post6"]
+    );
+    assert_eq!(versions(Engine::Trtllm), ["main"]);
+    assert!(!launch::flags::tables(Engine::Trtllm)[0].release);
+    for e in ENGINES {
+        for t in launch::flags::tables(e) {
+            assert_eq!(t.engine, e.name());
+            assert!(
+                t.commit.is_some() || t.wheel.is_some(),
+                "{} {}",
+                t.engine,
+                t.version
+            );
+        }
+    }
+    // Dynamo 0.9.0 pins the engine releases its images run (ai-dynamo's METADATA).
+    let bundles = &launch::flags::dynamo().bundles;
+    assert_eq!(bundles.get("vllm").map(String::as_str), Some("0.14.1"));
+    assert_eq!(bundles.get("sglang").map(String::as_str), Some("0.5.8"));
+}
+
+/// Older releases spell what moeplan writes differently, and each launch
+/// writes its version's spelling (the flags are checked against that
+/// version's table inside `launch`): vLLM 0.11.0 sets the all-to-all
+/// backend as `VLLM_ALL2ALL_BACKEND`, lists its CUDA-graph sizes, and runs a
+/// TP/PP group over nodes on Ray; SGLang 0.4.9.post6 has `--enable-deepep-moe`.
+#[test]
+fn older_versions_are_written_in_their_own_spelling() {
+    let cases = [(Engine::Vllm, "0.11.0"), (Engine::Sglang, "0.4.9.post6")];
+    for (engine, version) in cases {
+        for (name, d, replicas) in references(engine) {
+            for target in [Target::Shell, Target::Lws] {
+                let mut req = request(&d, replicas, engine, target);
+                req.engine_version = Some(version.into());
+                let l = launch::launch(&req).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(l.engine_version, version);
+                check_invariants(&l, &d, replicas);
+                let snap = format!("{}-{version}-{}-{name}", engine.name(), target.name());
+                insta::assert_snapshot!(snap, files_text(&l));
+            }
+        }
+    }
+    // The spellings, read from the commands.
+    let disagg = |e: Engine, v: &str| {
+        let (_, d, r) = references(e).pop().unwrap();
+        let mut req = request(&d, r, e, Target::Shell);
+        req.engine_version = Some(v.into());
+        launch::launch(&req).unwrap().roles[1].nodes[0]
+            .command
+            .clone()
+    };
+    let old = disagg(Engine::Vllm, "0.11.0");
+    assert!(
+        old.starts_with("VLLM_ALL2ALL_BACKEND=deepep_low_latency vllm serve"),
+        "{old}"
+    );
+    assert!(!old.contains("--all2all-backend") && old.contains("cudagraph_capture_sizes"));
+    let new = disagg(Engine::Vllm, "0.19.1");
+    assert!(new.contains("--all2all-backend deepep_low_latency") && !new.contains("VLLM_"));
+    assert!(disagg(Engine::Sglang, "0.4.9").contains("--enable-deepep-moe"));
+    assert!(disagg(Engine::Sglang, "0.5.10").contains("--moe-a2a-backend deepep"));
+}
+
+/// vLLM's CUDA-graph sizes before 0.11.1 follow its own default pattern
+/// (1, 2, 4, then every 8) up to the planned requests per rank: 32 on TP8
+/// with 32 requests gives 1, 2, 4, 8, 16, 24, 32.
+#[test]
+fn vllm_0_11_lists_its_graph_sizes_up_to_the_planned_batch() {
+    let d = aggregated(
+        "deepseek-v3",
+        "h200-sxm",
+        layout(1, 8, 1, 1, 8),
+        32,
+        Engine::Vllm,
+    );
+    let mut req = request(&d, 1, Engine::Vllm, Target::Shell);
+    req.engine_version = Some("0.11.0".into());
+    let l = launch::launch(&req).unwrap();
+    let c = &l.roles[0].nodes[0].command;
+    assert!(
+        c.contains(r#"'{"cudagraph_capture_sizes":[1,2,4,8,16,24,32]}'"#),
+        "{c}"
+    );
+}
+
+/// SGLang 0.4.9.post6's own step default (8192 tokens from 35 GiB,
+/// `engines/versions/sglang/0.4.9.post6.toml`) replaces the 0.5 preset's
+/// 4096 on a 48 GiB GPU, where the plan kept the engine's default; a step
+/// the plan set stays.
+#[test]
+fn a_versions_preset_sets_the_defaults_the_plan_kept() {
+    let spec = Engine::Sglang.spec_at("0.4.9.post6");
+    let gib48 = moeplan::units::Bytes::new(48.0 * 1024.0 * 1024.0 * 1024.0);
+    assert_eq!(Engine::Sglang.config(gib48).max_step_tokens, 4096);
+    assert_eq!(Engine::Sglang.config_of(spec, gib48).max_step_tokens, 8192);
+    assert_eq!(spec.versions, "0.4.9.post6");
+    // A version without a file is the engine's preset.
+    assert!(std::ptr::eq(
+        Engine::Sglang.spec_at("0.5.8"),
+        Engine::Sglang.spec()
     ));
-    let table = launch::flags::table(Engine::Vllm).unwrap();
-    req.engine_version = Some(table.version.clone());
-    assert!(launch::launch(&req).is_ok());
+    let on_l40s = || {
+        aggregated(
+            "qwen3-30b-a3b",
+            "l40s",
+            layout(1, 2, 1, 1, 2),
+            8,
+            Engine::Sglang,
+        )
+    };
+    let d = on_l40s();
+    let step = |v: &str, d: &Deployment| {
+        let mut req = request(d, 1, Engine::Sglang, Target::Shell);
+        req.engine_version = Some(v.into());
+        launch::launch(&req).unwrap().roles[0].settings.step_tokens
+    };
+    assert_eq!((step("0.5.10", &d), step("0.4.9", &d)), (4096, 8192));
+    let mut set = on_l40s();
+    if let Deployment::Aggregated(r) = &mut set {
+        r.engine.max_step_tokens = 1024;
+    }
+    assert_eq!(step("0.4.9", &set), 1024);
+}
+
+/// Dynamo's images run the engine release Dynamo pins: its flags by
+/// default, and another version only with an image of one's own.
+#[test]
+fn dynamo_checks_the_flags_of_the_engine_its_image_runs() {
+    let (_, d, r) = references(Engine::Vllm).pop().unwrap();
+    let mut req = request(&d, r, Engine::Vllm, Target::Dynamo);
+    assert_eq!(launch::launch(&req).unwrap().engine_version, "0.14.1");
+    req.engine_version = Some("0.19.1".into());
+    match launch::launch(&req) {
+        Err(e @ LaunchError::Target { .. }) => {
+            assert!(e.to_string().contains("runs vllm 0.14.1"), "{e}")
+        }
+        other => panic!("{:?}", other.map(|l| l.engine_version)),
+    }
+    req.image = Some("example.com/vllm:0.19.1".into());
+    assert_eq!(launch::launch(&req).unwrap().engine_version, "0.19.1");
 }
 
 /// Every TensorRT-LLM config key emitted is in the engine's table with a
@@ -650,4 +831,60 @@ fn trtllm_on_kubernetes_needs_an_image() {
     ));
     req.target = Target::Shell;
     assert!(launch::launch(&req).is_ok());
+}
+
+/// The tables catch a spelling of another release: vLLM 0.11.0 has no
+/// `--all2all-backend` and no `max_cudagraph_capture_size` key, takes
+/// `VLLM_ALL2ALL_BACKEND` only with one of its choices; 0.19.1 the reverse;
+/// SGLang 0.4.9.post6 has no `--moe-a2a-backend`.
+#[test]
+fn each_versions_table_refuses_another_versions_spelling() {
+    let vllm = |v: &str| launch::flags::select(Engine::Vllm, v).unwrap();
+    let sglang = |v: &str| launch::flags::select(Engine::Sglang, v).unwrap();
+    let flag = "vllm serve m --all2all-backend deepep_low_latency";
+    assert!(vllm("0.11.0").check_command(flag).is_err());
+    assert!(vllm("0.19.1").check_command(flag).is_ok());
+    let env = "VLLM_ALL2ALL_BACKEND=deepep_low_latency vllm serve m";
+    assert!(vllm("0.11.0").check_command(env).is_ok());
+    assert!(vllm("0.19.1").check_command(env).is_err());
+    assert!(vllm("0.11.0")
+        .check_command("VLLM_ALL2ALL_BACKEND=deepep vllm serve m")
+        .is_err());
+    let graphs = r#"vllm serve m --compilation-config '{"max_cudagraph_capture_size":8}'"#;
+    assert!(vllm("0.11.0").check_command(graphs).is_err());
+    assert!(vllm("0.19.1").check_command(graphs).is_ok());
+    let nnodes = "vllm serve m --nnodes 2";
+    assert!(vllm("0.11.0").check_command(nnodes).is_err());
+    assert!(vllm("0.14.1").check_command(nnodes).is_ok());
+    let a2a = "python3 -m sglang.launch_server --moe-a2a-backend deepep";
+    assert!(sglang("0.4.9.post6").check_command(a2a).is_err());
+    assert!(sglang("0.5.8").check_command(a2a).is_ok());
+    let deepep = "python3 -m sglang.launch_server --enable-deepep-moe";
+    assert!(sglang("0.4.9.post6").check_command(deepep).is_ok());
+    assert!(sglang("0.5.10.post1").check_command(deepep).is_err());
+}
+
+/// Dynamo's worker wrappers, read from ai-dynamo 0.9.0: the vLLM worker's
+/// role switches, the TensorRT-LLM worker's config flag and its modes; a
+/// flag of neither is refused.
+#[test]
+fn dynamo_wrapper_flags_come_from_its_release() {
+    let t = launch::flags::dynamo();
+    let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+    let lookup = |module: &'static str| move |n: &str| t.flag(&format!("{module} {n}"));
+    assert!(t
+        .check_flags(&w("--is-prefill-worker"), lookup("dynamo.vllm"))
+        .is_ok());
+    assert!(t
+        .check_flags(
+            &w("--extra-engine-args /c.yaml --disaggregation-mode decode"),
+            lookup("dynamo.trtllm")
+        )
+        .is_ok());
+    assert!(t
+        .check_flags(&w("--disaggregation-mode both"), lookup("dynamo.trtllm"))
+        .is_err());
+    assert!(t
+        .check_flags(&w("--is-prefill-worker"), lookup("dynamo.trtllm"))
+        .is_err());
 }
