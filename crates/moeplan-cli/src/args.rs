@@ -45,7 +45,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub profile: Option<std::path::PathBuf>,
     /// Print tables at their full width; by default, on a terminal, they are
-    /// wrapped to its width (output to a file or a pipe is never wrapped).
+    /// fitted to its width (cells wrapped at spaces, minor columns left out,
+    /// or one block per row) and prose wrapped; $MOEPLAN_COLUMNS sets that
+    /// width. Output to a file or a pipe is never wrapped.
     #[arg(long, global = true)]
     pub wide: bool,
 }

@@ -17,6 +17,7 @@ mod launch;
 mod plan;
 mod readme;
 mod simulate;
+mod width;
 
 use std::fs;
 use std::path::{Path, PathBuf};
