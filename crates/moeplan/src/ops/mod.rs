@@ -286,14 +286,19 @@ impl Op {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StepShape {
     /// Sequences generating one token each.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub decode_seqs: f64,
     /// Context (KV tokens) of each decode sequence.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub decode_context: f64,
     /// Prompts being prefilled in this step.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub prefill_seqs: f64,
     /// New prompt tokens of each prefill sequence in this step.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub prefill_tokens_per_seq: f64,
     /// Tokens of each prompt already in the cache before this step (chunked prefill).
+    #[serde(serialize_with = "crate::units::json::count")]
     pub prefill_offset: f64,
     /// Tokens each *other* attention-DP rank brings to the MoE in this step;
     /// None when every rank runs this same shape (the steady state). One
