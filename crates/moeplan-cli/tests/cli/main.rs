@@ -1964,6 +1964,65 @@ fn a_file_name_that_is_not_utf8_is_read() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
 }
 
+/// `--model` and `--gpu` take any file name the system allows (issue 14):
+/// a model config and a GPU spec under Latin-1 names estimate as their
+/// catalog twins do, and `model` reads the config alike.
+#[cfg(unix)]
+#[test]
+fn model_and_gpu_flags_take_file_names_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("moeplan-latin1-flags-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let model = dir.join(std::ffi::OsStr::from_bytes(b"mod\xe8le.json"));
+    let gpu = dir.join(std::ffi::OsStr::from_bytes(b"c\xe4rd.toml"));
+    let catalog = crate_dir().join("../moeplan/catalog");
+    fs::copy(catalog.join("models/mixtral-8x7b.json"), &model).unwrap();
+    fs::copy(catalog.join("gpus/h100-sxm.toml"), &gpu).unwrap();
+    let run = |model: &std::ffi::OsStr, gpu: &std::ffi::OsStr| {
+        Command::new(env!("CARGO_BIN_EXE_moeplan"))
+            .args([
+                "estimate",
+                "--tp",
+                "2",
+                "--isl",
+                "1000",
+                "--osl",
+                "100",
+                "--concurrency",
+                "8",
+                "--json",
+            ])
+            .arg("--model")
+            .arg(model)
+            .arg("--gpu")
+            .arg(gpu)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("runs")
+    };
+    let from_files = run(model.as_os_str(), gpu.as_os_str());
+    let from_catalog = run("mixtral-8x7b".as_ref(), "h100-sxm".as_ref());
+    let report = Command::new(env!("CARGO_BIN_EXE_moeplan"))
+        .arg("model")
+        .arg(&model)
+        .output()
+        .expect("runs");
+    fs::remove_dir_all(&dir).ok();
+    for o in [&from_files, &from_catalog, &report] {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let tpot = |o: &Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["tpot_ms"].as_f64().expect("a TPOT")
+    };
+    assert_eq!(tpot(&from_files), tpot(&from_catalog));
+}
+
 /// A scenario can state its engine's version (issue 9): a version other
 /// than the one the kernels were measured on is said as an assumption; the
 /// measured one says nothing; a version without an engine is bad input.
