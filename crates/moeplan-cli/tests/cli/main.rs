@@ -5,7 +5,9 @@
 //!
 //! The invalid-input tests are data-first: every file in
 //! `tests/fixtures/invalid/` is run through `moeplan model <file>` (a
-//! `gpu-*` file through `moeplan estimate --gpu <file>`) and must
+//! `gpu-*` file through `moeplan estimate --gpu <file>`, a `scenario-*`
+//! file through `moeplan plan <file>`, a `plan-*` file through
+//! `moeplan audit <file>`) and must
 //! give exit code 2 and a diagnostic naming the file, with a `line:col`
 //! location where the problem has one, a hint, and no panic. Each
 //! diagnostic is snapshotted (`tests/snapshots/`). To add a case, drop a
@@ -210,6 +212,39 @@ const EXPECTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "scenario-workload-beyond-bounds.toml",
+        &[
+            "4 problems in",
+            "`workload.isl`: 1000000000 is outside [1, 16777216], the range of a prompt or output length",
+            "`workload.osl_max`: 99999999999 is outside [1, 16777216]",
+            "`workload.concurrency`: 1000000000000 is outside [1, 1048576], the range of requests in flight",
+            "`workload.request_rate`: 1000000000000 is outside [0.000001, 1000000]",
+            "moeplan accepts requests in flight from 1 to 1048576",
+        ],
+    ),
+    (
+        "scenario-hardware-beyond-bounds.toml",
+        &[
+            "`hardware.gpus`: 4000000000 is outside [1, 65536], the range of a GPU budget",
+            "`hardware.gpus_per_node`: 100000 is outside [1, 1024], the range of GPUs per node",
+        ],
+    ),
+    (
+        "scenario-slo-beyond-bounds.toml",
+        &[
+            "`slo.ttft`: 1000000000 s is outside [1 µs, 86400 s], the range of a latency limit",
+            "`slo.tpot`: 1e-12 s is outside [1 µs, 86400 s]",
+            "`slo.ttft_p99`: 1000000 s is outside [1 µs, 86400 s]",
+        ],
+    ),
+    (
+        "plan-workload-beyond-bounds.toml",
+        &[
+            "`hardware.gpus`: 100000 is outside [1, 65536]",
+            "`workload.batch_size`: 5000000 is outside [1, 1048576]",
+        ],
+    ),
+    (
         "toml-syntax-error.toml",
         &["toml-syntax-error.toml:3:12", "invalid TOML"],
     ),
@@ -357,8 +392,15 @@ fn has_location(text: &str, name: &str) -> bool {
 }
 
 /// The command that reads an invalid fixture: a GPU spec (`gpu-*`) as
-/// `estimate`'s GPU, anything else as `model`'s model.
+/// `estimate`'s GPU, a scenario (`scenario-*`) as `plan`'s, a plan file
+/// (`plan-*`) as `audit`'s, anything else as `model`'s model.
 fn reading<'a>(name: &str, rel: &'a str) -> Vec<&'a str> {
+    if name.starts_with("scenario-") {
+        return vec!["plan", rel];
+    }
+    if name.starts_with("plan-") {
+        return vec!["audit", rel];
+    }
     if name.starts_with("gpu-") {
         vec![
             "estimate",

@@ -652,11 +652,7 @@ fn convert(
     let model = scenario::resolve_model(&raw.model, dir, pr, nested);
     let gpu = scenario::resolve_gpu(&raw.hardware, dir, pr, nested);
     let (mfu, bandwidth_utilization) = scenario::efficiencies(&raw.hardware, pr);
-    if raw.hardware.gpus == Some(0) {
-        pr.push(
-            Problem::at("hardware.gpus", "must be greater than 0").hint("GPUs available, e.g. 8"),
-        );
-    }
+    let gpus_available = scenario::gpu_budget(&raw.hardware, pr);
     let workload = scenario::workload(&raw.workload, pr);
     let routing_skew = scenario::routing_skew(&raw.workload, pr);
     if raw.hardware.redundant_experts.is_some() {
@@ -707,7 +703,7 @@ fn convert(
             name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
             model,
             gpu,
-            gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
+            gpus_available,
             mfu,
             bandwidth_utilization,
             engine,
