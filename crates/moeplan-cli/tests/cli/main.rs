@@ -229,7 +229,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     (
         "scenario-hardware-beyond-bounds.toml",
         &[
-            "`hardware.gpus`: 4000000000 is outside [1, 65536], the range of a GPU budget",
+            "`hardware.gpus`: 4000000000 is outside [1, 10000000], the range of a GPU budget",
             "`hardware.gpus_per_node`: 100000 is outside [1, 1024], the range of GPUs per node",
         ],
     ),
@@ -244,7 +244,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     (
         "plan-workload-beyond-bounds.toml",
         &[
-            "`hardware.gpus`: 100000 is outside [1, 65536]",
+            "`hardware.gpus`: 20000000 is outside [1, 10000000]",
             "`workload.batch_size`: 5000000 is outside [1, 1048576]",
         ],
     ),
