@@ -155,6 +155,7 @@ pub struct RawDeployment {
 #[serde(deny_unknown_fields)]
 pub struct RawPhaseClaims {
     /// GPUs of this pool.
+    #[schemars(range(min = 1))]
     pub gpus: Option<u32>,
     /// Weight bytes per GPU, e.g. "2.5 GB".
     pub weights_per_gpu: Option<String>,
@@ -189,6 +190,7 @@ pub struct RawPhaseClaims {
 #[serde(deny_unknown_fields)]
 pub struct RawClaims {
     /// GPUs the plan says it uses.
+    #[schemars(range(min = 1))]
     pub total_gpus: Option<u32>,
     /// The parameter total the plan computes with, e.g. "10B".
     pub params_total: Option<String>,

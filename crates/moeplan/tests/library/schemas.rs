@@ -183,3 +183,38 @@ fn collect_counts(v: &serde_json::Value, path: &str, out: &mut Vec<(String, serd
         _ => {}
     }
 }
+
+/// The plan and model schemas say `minimum: 1` where the readers refuse 0
+/// (issue 14): a plan claiming `total_gpus = 0` and a model whose shared
+/// expert is 0 wide are refused at their keys, and their schemas (and the
+/// pools' `gpus` claims, read by the same rule) say so.
+#[test]
+fn the_plan_and_model_schemas_start_counts_where_the_readers_do() {
+    let schema = |name: &str| -> serde_json::Value {
+        let path = root().join(format!("schemas/{name}.schema.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let plan = schema("plan");
+    for (def, key) in [
+        ("RawClaims", "total_gpus"),
+        ("RawPhaseClaims", "gpus"),
+        ("RawMoe", "shared_intermediate_size"),
+    ] {
+        assert_eq!(
+            plan["$defs"][def]["properties"][key]["minimum"], 1,
+            "{def}.{key}"
+        );
+    }
+    let moe = &schema("model")["$defs"]["RawMoe"]["properties"];
+    assert_eq!(moe["shared_intermediate_size"]["minimum"], 1);
+    let text = std::fs::read_to_string(root().join("examples/audit/mixtral-8x7b-tp2-2xh100.toml"))
+        .unwrap()
+        .replace("total_gpus = 2", "total_gpus = 0");
+    let src = moeplan::spec::source::Source::from_text(
+        "zero.toml",
+        &text,
+        moeplan::spec::source::Format::Toml,
+    );
+    let e = moeplan::spec::plan::load(&src, &root()).expect_err("0 GPUs claimed");
+    assert!(format!("{e:?}").contains("claims.total_gpus"), "{e:?}");
+}
