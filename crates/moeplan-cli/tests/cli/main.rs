@@ -2106,3 +2106,38 @@ fn a_layout_flag_over_a_plan_keeps_the_files_other_degrees() {
     ]));
     assert!(out.contains("layout tp4 dp8 ep32"), "{out}");
 }
+
+/// A step's bottleneck is the largest of its four times, fixed costs
+/// included (issue 14: a step at a sliver of the peak was labelled by the
+/// largest of compute, memory and communication alone). One seed request
+/// decoding: about 0.9 ms of launch and synchronisation against 0.16 ms of
+/// HBM traffic, so overhead-bound; 128 requests read 128 KV caches and are
+/// memory-bound.
+#[test]
+fn a_bottleneck_is_the_largest_of_the_four_times() {
+    for (concurrency, expected) in [("1", "overhead"), ("128", "memory")] {
+        let out = moeplan(&[
+            "estimate",
+            "--model",
+            "seed-moe",
+            "--gpu",
+            "seed-gpu",
+            "--isl",
+            "128",
+            "--osl",
+            "1024",
+            "--concurrency",
+            concurrency,
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = &v["decode"];
+        let times = d["by_bound"].as_object().unwrap();
+        let largest = times
+            .iter()
+            .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+            .map(|(k, _)| k.as_str());
+        assert_eq!(d["bottleneck"], expected, "{times:?}");
+        assert_eq!(largest, Some(expected), "{times:?}");
+    }
+}

@@ -378,11 +378,12 @@ impl StepCost {
             (Bound::Overhead, t[3]),
         ]
     }
-    /// The largest of compute, memory and communication time.
+    /// The largest of compute, memory, communication and fixed-cost time
+    /// (a small step that launch and synchronisation costs dominate is
+    /// overhead-bound, not memory-bound at a sliver of its time).
     pub fn bottleneck(&self) -> Bound {
         let b = self.by_bound();
-        b[..3]
-            .iter()
+        b.iter()
             .max_by(|a, c| a.1 .0.total_cmp(&c.1 .0))
             .map(|x| x.0)
             .unwrap_or(Bound::Compute)

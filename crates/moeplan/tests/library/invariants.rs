@@ -331,7 +331,7 @@ fn a_disaggregated_plans_soft_figures_are_its_pools_own_steps() {
     let (util, finding) = computed("claims.prefill.gpu_utilization");
     assert_eq!(util, pct(prefill));
     assert!(
-        finding.message.contains("prefill is"),
+        finding.message.contains("a prefill step is"),
         "{}",
         finding.message
     );
