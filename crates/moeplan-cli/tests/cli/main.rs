@@ -242,6 +242,24 @@ const EXPECTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "scenario-isl-nan.toml",
+        &["`workload.isl`: nan and inf are not values any input takes"],
+    ),
+    (
+        "scenario-kv-nvfp4-on-hopper.toml",
+        &[
+            "`model.kv_cache_dtype`: an NVFP4 KV cache needs FP4 hardware (Blackwell, with TensorRT-LLM); h100-sxm has none",
+        ],
+    ),
+    (
+        "scenario-routing-skew-negative.toml",
+        &["`workload.routing_skew`: -1 is outside [0, 4], the range of a routing skew"],
+    ),
+    (
+        "toml-duplicate-key.toml",
+        &["toml-duplicate-key.toml:5:1", "invalid TOML: duplicate key"],
+    ),
+    (
         "plan-workload-beyond-bounds.toml",
         &[
             "`hardware.gpus`: 20000000 is outside [1, 10000000]",
