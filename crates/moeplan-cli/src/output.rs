@@ -380,9 +380,11 @@ pub fn render(diag: &dyn Diagnostic) -> String {
     } else {
         GraphicalTheme::unicode_nocolor()
     };
+    // 100 columns to a pipe or a file; a narrower terminal's width.
+    let width = prose_width(&std::io::stderr()).map_or(100, |w| w.min(100));
     let mut s = String::new();
     let _ = GraphicalReportHandler::new_themed(theme)
-        .with_width(100)
+        .with_width(width)
         .render_report(&mut s, diag);
     s
 }

@@ -153,3 +153,19 @@ fn wide_keeps_full_rows() {
         assert_eq!(run(&wide, Some(COLUMNS)), run(args, None), "{args:?}");
     }
 }
+
+/// A diagnostic fits a narrow terminal too (it is drawn 100 columns wide
+/// to a pipe): every line of a four-problem scenario's report within 80.
+/// (The file's path and lines are quoted whole: this one's are short.)
+#[test]
+fn a_diagnostic_fits_80_columns() {
+    let file = "tests/fixtures/invalid/scenario-workload-beyond-bounds.toml";
+    let mut c = command(super::crate_dir(), &["plan", file]);
+    c.env("MOEPLAN_COLUMNS", COLUMNS.to_string());
+    let o = c.output().expect("the moeplan binary runs");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("4 problems"), "{err}");
+    let widest = err.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest <= COLUMNS, "{widest} columns:\n{err}");
+}
