@@ -45,7 +45,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub profile: Option<std::path::PathBuf>,
     /// Print tables at their full width; by default, on a terminal, they are
-    /// wrapped to its width (output to a file or a pipe is never wrapped).
+    /// fitted to its width (cells wrapped at spaces, minor columns left out,
+    /// or one block per row) and prose wrapped; $MOEPLAN_COLUMNS sets that
+    /// width. Output to a file or a pipe is never wrapped.
     #[arg(long, global = true)]
     pub wide: bool,
 }
@@ -182,7 +184,7 @@ pub struct OutputArgs {
 #[derive(Args, Debug)]
 pub struct ModelArgs {
     /// A catalog id (see `moeplan catalog`), a Hugging Face config.json, or a native model spec (.toml/.yaml/.json).
-    pub model: String,
+    pub model: std::ffi::OsString,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -207,10 +209,10 @@ pub struct SchemaArgs {
 pub struct DeploymentArgs {
     /// Model: a catalog id, a config.json, or a native model spec.
     #[arg(long)]
-    pub model: Option<String>,
+    pub model: Option<std::ffi::OsString>,
     /// GPU: a catalog id or a GPU spec file.
     #[arg(long)]
-    pub gpu: Option<String>,
+    pub gpu: Option<std::ffi::OsString>,
     /// GPUs per node (NVLink domain), overriding the GPU's.
     #[arg(long)]
     pub gpus_per_node: Option<u32>,
@@ -381,10 +383,10 @@ pub struct PlanArgs {
     pub scenario: Option<std::path::PathBuf>,
     /// Model: a catalog id, a config.json or a native spec (overrides the scenario's).
     #[arg(long)]
-    pub model: Option<String>,
+    pub model: Option<std::ffi::OsString>,
     /// GPU: a catalog id or a spec file (overrides the scenario's).
     #[arg(long)]
-    pub gpu: Option<String>,
+    pub gpu: Option<std::ffi::OsString>,
     /// GPUs available.
     #[arg(long)]
     pub gpus: Option<u32>,

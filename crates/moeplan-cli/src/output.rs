@@ -97,13 +97,189 @@ pub fn print(text: &str) {
     }
 }
 
-/// The terminal's width when `stream` is one and tables fit it.
+/// The width text and tables fit: `$MOEPLAN_COLUMNS` when set (a script or
+/// a test asking for a width, pipe or not), else the terminal's when
+/// `stream` is one; none with `--wide` or to a pipe or a file.
 fn prose_width(stream: &impl std::io::IsTerminal) -> Option<usize> {
-    if TABLES.get().copied().unwrap_or(Tables::FitTerminal) == Tables::Wide || !stream.is_terminal()
-    {
+    if TABLES.get().copied().unwrap_or(Tables::FitTerminal) == Tables::Wide {
         return None;
     }
-    comfy_table::Table::new().width().map(usize::from)
+    if let Some(w) = std::env::var("MOEPLAN_COLUMNS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|w| *w >= MIN_COLUMNS)
+    {
+        return Some(w);
+    }
+    if !stream.is_terminal() {
+        return None;
+    }
+    comfy_table::Table::new()
+        .width()
+        .map(|w| usize::from(w).max(MIN_COLUMNS))
+}
+
+/// The narrowest width text is fitted to (a narrower terminal gets this).
+const MIN_COLUMNS: usize = 20;
+
+/// A table as text. Full rows when no width applies (`--wide`, a pipe, a
+/// file); else, in order of preference, full rows if they fit, cells wrapped
+/// at spaces with every column as wide as its longest word (no word is
+/// ever cut), or, when even that is too wide, one block per row with a
+/// line per column (`header: value`, wrapped as prose).
+pub fn fit(t: &comfy_table::Table) -> String {
+    fit_dropping(t, &[])
+}
+
+/// As `fit`, but before falling back to one block per row, tries the table
+/// without its `secondary` columns (by index), saying which were left out.
+pub fn fit_dropping(t: &comfy_table::Table, secondary: &[usize]) -> String {
+    let Some(width) = prose_width(&std::io::stdout()) else {
+        return t.to_string();
+    };
+    if let Some(s) = arranged(t, width) {
+        return s;
+    }
+    if !secondary.is_empty() {
+        let (narrow, dropped) = without(t, secondary);
+        if let Some(s) = arranged(&narrow, width) {
+            let note = format!(
+                "({} left out at this width; --wide shows every column)",
+                dropped.join(", ")
+            );
+            return format!("{s}\n{}", wrap_prose(&note, width));
+        }
+    }
+    records(t, width)
+}
+
+/// The table in at most `width` columns without cutting a word: full rows,
+/// or cells wrapped at spaces with each column at least as wide as its
+/// longest word; none when even that is wider.
+fn arranged(t: &comfy_table::Table, width: usize) -> Option<String> {
+    let full = t.to_string();
+    if full.lines().all(|l| l.chars().count() <= width) {
+        return Some(full);
+    }
+    let words = longest_words(t);
+    // Borders: one per column and one more; padding: one each side.
+    let least: usize = words.iter().map(|w| w + 2).sum::<usize>() + words.len() + 1;
+    if least > width {
+        return None;
+    }
+    let mut t = t.clone();
+    let widths = share(&words, &t.column_max_content_widths(), width - least);
+    t.set_constraints(widths.iter().map(|w| {
+        comfy_table::ColumnConstraint::Absolute(comfy_table::Width::Fixed(
+            u16::try_from(w + 2).unwrap_or(u16::MAX),
+        ))
+    }));
+    Some(t.to_string())
+}
+
+/// Each column's content width: its longest word, then the `spare`
+/// columns go first to the columns that then fit whole, fewest needed
+/// first, and what is left to the columns still wrapped, in order.
+fn share(words: &[usize], whole: &[u16], mut spare: usize) -> Vec<usize> {
+    let mut widths = words.to_vec();
+    let need = |i: usize| usize::from(whole.get(i).copied().unwrap_or(0)).saturating_sub(words[i]);
+    let mut order: Vec<usize> = (0..words.len()).filter(|&i| need(i) > 0).collect();
+    order.sort_by_key(|&i| (need(i), i));
+    for &i in &order {
+        if need(i) <= spare {
+            widths[i] += need(i);
+            spare -= need(i);
+        }
+    }
+    for &i in &order {
+        let short = usize::from(whole[i]).saturating_sub(widths[i]);
+        let give = short.min(spare);
+        widths[i] += give;
+        spare -= give;
+    }
+    widths
+}
+
+/// The table without the columns `drop` (by index), and their headers.
+fn without(t: &comfy_table::Table, drop: &[usize]) -> (comfy_table::Table, Vec<String>) {
+    let cells = |r: &comfy_table::Row| -> Vec<String> {
+        r.cell_iter()
+            .enumerate()
+            .filter(|(i, _)| !drop.contains(i))
+            .map(|(_, c)| c.content())
+            .collect()
+    };
+    let header: Vec<String> = t.header().map(cells).unwrap_or_default();
+    let dropped = t
+        .header()
+        .map(|h| {
+            h.cell_iter()
+                .enumerate()
+                .filter(|(i, _)| drop.contains(i))
+                .map(|(_, c)| c.content())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut n = table(&header.iter().map(String::as_str).collect::<Vec<_>>());
+    for r in t.row_iter() {
+        n.add_row(cells(r));
+    }
+    (n, dropped)
+}
+
+/// The longest word (between spaces or line breaks) of each column, its
+/// header included, in characters.
+fn longest_words(t: &comfy_table::Table) -> Vec<usize> {
+    let n = t.column_iter().count();
+    (0..n)
+        .map(|i| {
+            let header = t.header().and_then(|h| h.cell_iter().nth(i));
+            header
+                .into_iter()
+                .chain(t.row_iter().filter_map(|r| r.cell_iter().nth(i)))
+                .flat_map(|c| {
+                    c.content()
+                        .split_whitespace()
+                        .map(|w| w.chars().count())
+                        .collect::<Vec<_>>()
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// A table too wide for `width` even at one word per cell line: each row
+/// as a block, its first cell a heading and every other cell a
+/// `header: value` line below it, wrapped at spaces; rows apart by a blank
+/// line.
+fn records(t: &comfy_table::Table, width: usize) -> String {
+    let header: Vec<String> = t
+        .header()
+        .map(|h| h.cell_iter().map(|c| c.content()).collect())
+        .unwrap_or_default();
+    let mut o = String::new();
+    for (k, row) in t.row_iter().enumerate() {
+        if k > 0 {
+            o.push('\n');
+        }
+        for (i, cell) in row.cell_iter().enumerate() {
+            let name = header.get(i).map(String::as_str).unwrap_or("");
+            let value = cell.content().replace('\n', "; ");
+            let line = match (i, name.is_empty(), value.is_empty()) {
+                (_, _, true) => continue,
+                (0, true, false) => value,
+                (0, false, false) if name == "#" => format!("#{value}"),
+                (0, false, false) => format!("{name} {value}"),
+                (_, true, false) => format!("  {value}"),
+                (_, false, false) => format!("  {name}: {value}"),
+            };
+            o.push_str(&wrap_prose(&line, width));
+            o.push('\n');
+        }
+    }
+    o.pop();
+    o
 }
 
 /// Characters a table's lines start with: those are never re-wrapped.
@@ -147,7 +323,17 @@ fn wrap_prose(text: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::wrap_prose;
+    use super::{share, wrap_prose};
+
+    /// Three columns whose longest words are 3, 2 and 5 wide and whose
+    /// longest cells 10, 4 and 5, with 3 columns to spare: the second
+    /// needs 2 to fit whole and gets them; the first would need 7, so it
+    /// gets the 1 left; the third fits already.
+    #[test]
+    fn spare_columns_go_first_to_the_column_they_make_whole() {
+        assert_eq!(share(&[3, 2, 5], &[10, 4, 5], 3), vec![4, 4, 5]);
+        assert_eq!(share(&[3, 2, 5], &[10, 4, 5], 0), vec![3, 2, 5]);
+    }
 
     /// A 40-column terminal: a long prose line breaks at spaces with its
     /// continuation indented past the line's indent; short lines, table
@@ -194,9 +380,11 @@ pub fn render(diag: &dyn Diagnostic) -> String {
     } else {
         GraphicalTheme::unicode_nocolor()
     };
+    // 100 columns to a pipe or a file; a narrower terminal's width.
+    let width = prose_width(&std::io::stderr()).map_or(100, |w| w.min(100));
     let mut s = String::new();
     let _ = GraphicalReportHandler::new_themed(theme)
-        .with_width(100)
+        .with_width(width)
         .render_report(&mut s, diag);
     s
 }
@@ -242,16 +430,12 @@ pub fn derivation_list<K: std::fmt::Display>(explain: &BTreeMap<K, Derivation>) 
     o
 }
 
-/// A table in the house style with the given header.
+/// A table in the house style with the given header; print it with `fit`.
 pub fn table(header: &[&str]) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
-    t.set_content_arrangement(match TABLES.get().copied().unwrap_or(Tables::FitTerminal) {
-        // comfy-table wraps cells to the terminal's width when stdout is
-        // one; to a pipe or a file it writes full rows either way.
-        Tables::FitTerminal => comfy_table::ContentArrangement::Dynamic,
-        Tables::Wide => comfy_table::ContentArrangement::Disabled,
-    });
+    // Full rows; `fit` lays the table out for the width that applies.
+    t.set_content_arrangement(comfy_table::ContentArrangement::Disabled);
     t.set_header(header.to_vec());
     t
 }

@@ -188,8 +188,8 @@ pub const LATENCY_LIMIT: Range = Range {
 pub const GPU_BUDGET: Range = Range {
     what: "a GPU budget",
     min: 1.0,
-    max: 65_536.0,
-    why: "the largest inference deployments span thousands of GPUs",
+    max: 10_000_000.0,
+    why: "the largest GPU fleets hold about a million GPUs; a replica spans at most 1,024 and more replicas are counted, not searched",
     unit: "",
 };
 

@@ -13,6 +13,7 @@ use crate::hardware::Gpu;
 use crate::model::Model;
 use crate::spec::source::{Format, Source};
 use crate::spec::{Problem, SpecError};
+use std::ffi::OsStr;
 use std::path::Path;
 
 /// Embedded model files by catalog id.
@@ -465,14 +466,15 @@ pub fn load_model_source(source: &Source) -> Result<Model, SpecError> {
 }
 
 /// Resolves what a user typed for a model: a catalog id, a Hugging Face id
-/// of a catalog checkpoint, or a file path.
-pub fn resolve_model(arg: &str) -> Result<Model, SpecError> {
-    if let Some(m) = model(arg) {
+/// of a catalog checkpoint, or a file path (any bytes the system allows).
+pub fn resolve_model(arg: impl AsRef<OsStr>) -> Result<Model, SpecError> {
+    let path = Path::new(arg.as_ref());
+    let text = arg.as_ref().to_str();
+    if let Some(m) = text.and_then(model) {
         return m;
     }
-    let path = Path::new(arg);
     if !path.exists() {
-        if let Some(m) = model_by_hf_id(arg) {
+        if let Some(m) = text.and_then(model_by_hf_id) {
             return m;
         }
     }
@@ -480,19 +482,20 @@ pub fn resolve_model(arg: &str) -> Result<Model, SpecError> {
         // A Hugging Face snapshot: config.json (and hf_quant_config.json) inside.
         return load_model_source(&Source::read(&path.join("config.json"))?);
     }
-    if path.exists() || crate::spec::source::Format::from_path(arg).is_some() {
+    if path.exists() || Format::from_path(&path.to_string_lossy()).is_some() {
         return load_model_source(&Source::read(path)?);
     }
+    let shown = path.display().to_string();
     Err(SpecError::new(
-        arg,
+        &shown,
         String::new(),
         vec![Problem::at(
             "",
-            format!("`{arg}` is not a catalog model, a Hugging Face id of one, or a file"),
+            format!("`{shown}` is not a catalog model, a Hugging Face id of one, or a file"),
         )
         .hint(format!(
             "closest catalog models: {}; or pass a config.json, a Hugging Face snapshot folder or a model spec (`moeplan catalog` lists the models)",
-            closest(arg, MODELS.iter().map(|(k, _)| *k)).join(", ")
+            closest(&shown, MODELS.iter().map(|(k, _)| *k)).join(", ")
         ))],
     ))
 }
@@ -522,23 +525,28 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Resolves what a user typed for a GPU: a catalog id or a spec file path.
-pub fn resolve_gpu(arg: &str) -> Result<Gpu, SpecError> {
-    if let Some(g) = gpu(arg) {
+/// Resolves what a user typed for a GPU: a catalog id or a spec file path
+/// (any bytes the system allows).
+pub fn resolve_gpu(arg: impl AsRef<OsStr>) -> Result<Gpu, SpecError> {
+    let path = Path::new(arg.as_ref());
+    if let Some(g) = arg.as_ref().to_str().and_then(gpu) {
         return g;
     }
-    if Path::new(arg).exists() || arg.contains('/') || arg.contains('.') {
-        return crate::spec::gpu::load(&Source::read(Path::new(arg))?);
+    let shown = path.display().to_string();
+    if path.exists() || shown.contains('/') || shown.contains('.') {
+        return crate::spec::gpu::load(&Source::read(path)?);
     }
     let ids: Vec<&str> = GPUS.iter().map(|(k, _)| *k).collect();
     Err(SpecError::new(
-        arg,
+        &shown,
         String::new(),
         vec![
-            Problem::at("", format!("`{arg}` is neither a catalog GPU nor a file")).hint(format!(
-                "catalog GPUs: {}; or pass a GPU spec file path",
-                ids.join(", ")
-            )),
+            Problem::at("", format!("`{shown}` is neither a catalog GPU nor a file")).hint(
+                format!(
+                    "catalog GPUs: {}; or pass a GPU spec file path",
+                    ids.join(", ")
+                ),
+            ),
         ],
     ))
 }

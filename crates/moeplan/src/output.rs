@@ -265,6 +265,7 @@ pub struct CatalogModel {
     /// Parameters active per token.
     pub params_active: u64,
     /// Bytes of weights.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub weight_bytes: f64,
 }
 

@@ -90,6 +90,7 @@ pub struct ComponentReport {
     /// Stored precision.
     pub dtype: DType,
     /// Bytes stored.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub bytes: f64,
 }
 
@@ -112,8 +113,10 @@ pub struct ContextFlop {
     /// Tokens already in context.
     pub context: u64,
     /// Attention-core FLOP of one new token, all layers.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub flop: f64,
     /// KV cache of one sequence at this context, all layers.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub kv_cache_bytes: f64,
 }
 
@@ -135,14 +138,18 @@ pub struct ModelReport {
     /// Per component.
     pub params_by_component: BTreeMap<String, ComponentReport>,
     /// Weight bytes at stored precision.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub weight_bytes: f64,
     /// KV cache bytes per token of context, all layers (before any window fills).
+    #[serde(serialize_with = "crate::units::json::count")]
     pub kv_cache_bytes_per_token: f64,
     /// The same at each KV precision an engine offers.
+    #[serde(serialize_with = "crate::units::json::count_map")]
     pub kv_cache_bytes_per_token_by_dtype: BTreeMap<String, f64>,
     /// KV cache precision of the model's config.
     pub kv_cache_dtype: DType,
     /// Fixed recurrent state of one sequence (linear-attention layers).
+    #[serde(serialize_with = "crate::units::json::count")]
     pub linear_state_bytes_per_sequence: f64,
     /// Decoder layers.
     pub n_layers: usize,
@@ -161,12 +168,15 @@ pub struct ModelReport {
     /// Layer structure as runs.
     pub layers: Vec<LayerRun>,
     /// FLOP per token of the linear layers.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub linear_flop_per_token: f64,
     /// Attention FLOP per token of context at full attention (slope, before windows fill).
+    #[serde(serialize_with = "crate::units::json::count")]
     pub attention_flop_per_token_per_context_token: f64,
     /// Attention FLOP and KV bytes at sample context lengths.
     pub attention_by_context: Vec<ContextFlop>,
     /// The parameter total the source declares, if any.
+    #[serde(serialize_with = "crate::units::json::count_opt")]
     pub declared_params: Option<f64>,
     /// Problems a reviewer should see (declared vs derived, ...).
     pub warnings: Vec<String>,

@@ -6,7 +6,8 @@
 //! newtypes below; they only combine in ways that are dimensionally right
 //! (`Flop / FlopPerSecond = Seconds`, `Bytes / BytesPerSecond = Seconds`), and
 //! `Display` picks a readable scale. JSON carries the plain number in base
-//! units (bytes, FLOP, seconds, per second).
+//! units (bytes, FLOP, seconds, per second); a whole count (bytes, FLOP,
+//! parameters) is written as an integer.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -63,12 +64,69 @@ fn count(f: &mut fmt::Formatter<'_>, value: f64) -> fmt::Result {
     write!(f, "{m:.precision$}{suffix}")
 }
 
+/// How a quantity is written in JSON (also for the plain `f64` fields of
+/// outputs that hold counts: `#[serde(serialize_with = "crate::units::json::count")]`).
+pub(crate) mod json {
+    /// A rate or any real quantity: the number as it is.
+    pub(crate) fn real<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(*v)
+    }
+
+    /// The largest whole number an `f64` holds exactly (2^53).
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+
+    /// A count (bytes, FLOP, parameters): an integer when it is whole and
+    /// held exactly (`8994816`, not `8994816.0`), else the number.
+    pub(crate) fn count<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.fract() != 0.0 || v.abs() > EXACT {
+            s.serialize_f64(*v)
+        } else if *v >= 0.0 {
+            s.serialize_u64(*v as u64)
+        } else {
+            s.serialize_i64(*v as i64)
+        }
+    }
+
+    /// A count that may be absent, as `count`.
+    pub(crate) fn count_opt<S: serde::Serializer>(
+        v: &Option<f64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => count(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Counts by name, each as `count`.
+    pub(crate) fn count_map<S: serde::Serializer, K: serde::Serialize>(
+        m: &std::collections::BTreeMap<K, f64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m {
+            out.serialize_entry(k, &Count(*v))?;
+        }
+        out.end()
+    }
+
+    /// A count as a value of its own (for `count_map`).
+    struct Count(f64);
+
+    impl serde::Serialize for Count {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            count(&self.0, s)
+        }
+    }
+}
+
 macro_rules! quantity {
-    ($(#[$doc:meta])* $name:ident, $unit:literal) => {
+    ($(#[$doc:meta])* $name:ident, $unit:literal, $json:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(transparent)]
-        pub struct $name(pub(crate) f64);
+        pub struct $name(#[serde(serialize_with = $json)] pub(crate) f64);
 
         impl $name {
             /// Zero of this unit.
@@ -146,33 +204,39 @@ macro_rules! quantity {
 quantity!(
     /// A size in bytes (decimal prefixes: 1 GB = 10^9 bytes).
     Bytes,
-    "B"
+    "B",
+    "json::count"
 );
 quantity!(
     /// An amount of floating-point work.
     Flop,
-    "FLOP"
+    "FLOP",
+    "json::count"
 );
 quantity!(
     /// Floating-point operations per second.
     FlopPerSecond,
-    "FLOP/s"
+    "FLOP/s",
+    "json::real"
 );
 quantity!(
     /// A transfer rate in bytes per second.
     BytesPerSecond,
-    "B/s"
+    "B/s",
+    "json::real"
 );
 quantity!(
     /// Tokens per second. There is deliberately no tokens-per-millisecond
     /// type: a figure given per millisecond is converted on the way in.
     TokensPerSecond,
-    "tokens/s"
+    "tokens/s",
+    "json::real"
 );
 quantity!(
     /// A count of model parameters (displayed as 452.3M, 116.8B, 1.03T).
     Params,
-    ""
+    "",
+    "json::count"
 );
 
 /// A duration in seconds.

@@ -43,10 +43,10 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     if a.markdown {
         output::print(&markdown(&report, cv.as_deref(), &all, &outcomes));
     } else {
-        output::print(&table(&report).to_string());
+        output::print(&output::fit(&table(&report)));
         if let Some(cv) = &cv {
             output::print("\nleave-one-model-out cross-validation:");
-            output::print(&table(cv).to_string());
+            output::print(&output::fit(&table(cv)));
         }
         if a.runs {
             output::print(&runs_table(&all, &outcomes));
@@ -245,5 +245,5 @@ fn runs_table(runs: &[Run], outcomes: &[Outcome]) -> String {
             ep,
         ]);
     }
-    t.to_string()
+    output::fit(&t)
 }

@@ -111,7 +111,7 @@ fn render_runs(runs: &[RunFit]) -> String {
             },
         ]);
     }
-    t.to_string()
+    output::fit(&t)
 }
 
 fn pct(x: f64) -> String {
@@ -166,7 +166,7 @@ fn render(p: &UserProfile) -> String {
             fit_rows(&mut t, &name, "disaggregated", f);
         }
     }
-    let mut o = t.to_string();
+    let mut o = output::fit(&t);
     for s in &p.suspect {
         o.push_str(&format!(
             "\nwarning: left out, contradicts the physics: {s}"
@@ -197,6 +197,7 @@ fn render_validation(v: &[Validation]) -> String {
         ]);
     }
     format!(
-        "generalisation: each stack fitted on half of its layouts and lengths, predicting the other half (|error| built in → calibrated)\n{t}"
+        "generalisation: each stack fitted on half of its layouts and lengths, predicting the other half (|error| built in → calibrated)\n{}",
+        output::fit(&t)
     )
 }

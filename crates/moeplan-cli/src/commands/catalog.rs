@@ -89,7 +89,8 @@ fn models_table(models: &[CatalogModel]) -> String {
             Bytes::new(m.weight_bytes).to_string(),
         ]);
     }
-    t.to_string()
+    // The Hugging Face id and the architecture give way first.
+    output::fit_dropping(&t, &[1, 2])
 }
 
 /// The GPUs' table: memory, bandwidth, dense peaks by precision, node size
@@ -120,5 +121,6 @@ fn gpus_table(gpus: &[Gpu]) -> String {
             g.nvlink_bandwidth.to_string(),
         ]);
     }
-    t.to_string()
+    // The name, the FP4 peak and the scale-up link give way first.
+    output::fit_dropping(&t, &[1, 6, 8])
 }

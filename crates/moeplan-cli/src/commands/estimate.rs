@@ -350,10 +350,11 @@ fn ops_table(p: &PhaseCost) -> String {
         .map(|(b, t)| format!("{b} {}", t))
         .collect();
     format!(
-        "{} — step {} ({}), bottleneck {:?}\n{t}",
+        "{} — step {} ({}), bottleneck {:?}\n{}",
         p.description,
         p.time,
         parts.join(", "),
-        p.bottleneck
+        p.bottleneck,
+        output::fit(&t)
     )
 }

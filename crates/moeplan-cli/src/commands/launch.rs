@@ -78,6 +78,7 @@ fn model_path(
         .deployment
         .model
         .as_deref()
+        .and_then(|m| m.to_str())
         .filter(|m| m.contains('/') && !std::path::Path::new(m).exists());
     let known = typed
         .map(String::from)

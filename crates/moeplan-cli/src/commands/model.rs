@@ -58,7 +58,7 @@ fn parameters(r: &ModelReport) -> String {
             Bytes::new(c.bytes).to_string(),
         ]);
     }
-    let _ = writeln!(s, "{t}");
+    let _ = writeln!(s, "{}", output::fit(&t));
     s
 }
 
@@ -115,7 +115,7 @@ fn memory_and_flop(r: &ModelReport) -> String {
             Bytes::new(c.kv_cache_bytes).to_string(),
         ]);
     }
-    let _ = writeln!(s, "{t}");
+    let _ = writeln!(s, "{}", output::fit(&t));
     s
 }
 

@@ -427,7 +427,7 @@ fn table(cands: &[&Candidate]) -> String {
             },
         ]);
     }
-    t.to_string()
+    output::fit(&t)
 }
 
 /// What the text report shows besides the candidates and the

@@ -107,7 +107,7 @@ fn plan_flags_beyond_their_bounds_are_input_errors() {
         ("--tpot-ms", "1e300", "[1 µs, 86400 s]"),
         ("--ttft-p99-ms", "0", "[1 µs, 86400 s]"),
         ("--gpus-per-node", "100000000", "[1, 1024]"),
-        ("--gpus", "4294967295", "[1, 65536]"),
+        ("--gpus", "4294967295", "[1, 10000000]"),
         ("--isl", "18446744073709551615", "[1, 16777216]"),
     ] {
         let args = super::plan_args(flag, value);
@@ -419,4 +419,28 @@ fn an_infeasibility_analysis_exits_0_unless_required() {
     let mut strict = args.to_vec();
     strict.push("--require-slo");
     assert_eq!(moeplan(&strict).status.code(), Some(1));
+}
+
+/// Any budget up to 10^7 GPUs is answered, and with the same search as
+/// 65,536 (issue 14: the budget was capped at 65,536, and disaggregated
+/// pairs scanned every decode worker count up to the budget, 11.9 s at
+/// 10^7): the same layouts and estimates, a recommendation within the
+/// budget; one GPU more is refused naming the bound.
+#[test]
+fn a_budget_of_ten_million_gpus_is_searched_as_65536_are() {
+    let run = |gpus: &str| {
+        let out = moeplan(&["plan", "--gpus", gpus, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{gpus}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["rejected"].clone(), v["recommended"]["gpus"].as_u64())
+    };
+    let (small, _) = run("65536");
+    let (large, gpus) = run("10000000");
+    assert_eq!(small, large);
+    assert!(
+        gpus.is_some_and(|g| g > 65_536 && g <= 10_000_000),
+        "{gpus:?}"
+    );
+    let out = moeplan(&["plan", "--gpus", "10000001"]);
+    assert_eq!(out.status.code(), Some(2));
 }

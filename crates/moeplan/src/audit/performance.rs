@@ -711,11 +711,11 @@ fn utilization_above_achieved(
             Some(pct(claim)),
             Some(pct(achieved)),
             format!(
-                "the GPUs do {} of their peak FLOP/s at this load ({} is {:?}-bound), not {}",
+                "the GPUs do {} of their peak FLOP/s at this load, not {} (the share of all the time, waits between steps included; a {} step is {}-bound while it runs)",
                 pct(achieved),
+                pct(claim),
                 t.phase,
-                t.step.bottleneck,
-                pct(claim)
+                t.step.bottleneck.name()
             ),
             Derivation::new(
                 "(output + prompt tokens/s per GPU) × linear FLOP per token / peak",

@@ -286,14 +286,19 @@ impl Op {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StepShape {
     /// Sequences generating one token each.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub decode_seqs: f64,
     /// Context (KV tokens) of each decode sequence.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub decode_context: f64,
     /// Prompts being prefilled in this step.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub prefill_seqs: f64,
     /// New prompt tokens of each prefill sequence in this step.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub prefill_tokens_per_seq: f64,
     /// Tokens of each prompt already in the cache before this step (chunked prefill).
+    #[serde(serialize_with = "crate::units::json::count")]
     pub prefill_offset: f64,
     /// Tokens each *other* attention-DP rank brings to the MoE in this step;
     /// None when every rank runs this same shape (the steady state). One
@@ -373,11 +378,12 @@ impl StepCost {
             (Bound::Overhead, t[3]),
         ]
     }
-    /// The largest of compute, memory and communication time.
+    /// The largest of compute, memory, communication and fixed-cost time
+    /// (a small step that launch and synchronisation costs dominate is
+    /// overhead-bound, not memory-bound at a sliver of its time).
     pub fn bottleneck(&self) -> Bound {
         let b = self.by_bound();
-        b[..3]
-            .iter()
+        b.iter()
             .max_by(|a, c| a.1 .0.total_cmp(&c.1 .0))
             .map(|x| x.0)
             .unwrap_or(Bound::Compute)

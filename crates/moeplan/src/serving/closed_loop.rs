@@ -167,6 +167,7 @@ pub struct LoopResult {
     /// Wait for a running slot (requests above the cap or memory).
     pub slot_wait: Seconds,
     /// Steps that carry prompts in one round.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub prefill_steps: f64,
     /// Prompts one steady-state step carries (mixed: the stream, a
     /// fraction of a prompt; prefill first: the round).

@@ -87,6 +87,7 @@ pub struct PoolEstimate {
     pub gpus: u64,
     /// Requests per attention-DP rank of a worker: prompts per prefill
     /// step, or the decode batch.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub requests_per_rank: f64,
     /// Busy fraction of its capacity (prefill: ρ; decode: decoding requests
     /// over what fits).

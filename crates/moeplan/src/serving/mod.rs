@@ -122,6 +122,7 @@ pub struct PhaseCost {
     /// Its work on one attention-DP rank (one micro-batch).
     pub shape: crate::ops::StepShape,
     /// Micro-batches it runs as (pipeline stages).
+    #[serde(serialize_with = "crate::units::json::count")]
     pub micro_batches: f64,
     /// Expert load imbalance of its routed rows.
     pub load_imbalance: f64,
@@ -153,8 +154,10 @@ pub struct Bottlenecks {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PurePhase {
     /// Sequences per attention-DP rank in the step.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub sequences_per_rank: f64,
     /// Prompt length (prefill) or context (decode) of each.
+    #[serde(serialize_with = "crate::units::json::count")]
     pub tokens_per_sequence: f64,
     /// Time for the step's batch to cross every pipeline stage (for decode:
     /// the cycle after which every sequence has its next token).
@@ -985,6 +988,7 @@ pub struct EstimateJson<'a> {
     #[serde(flatten)]
     headline: HeadlineJson,
     /// Requests decoding per step on the replica.
+    #[serde(serialize_with = "crate::units::json::count")]
     decoding_requests: f64,
     /// `decode` or `prefill`: which part of the loop sets the pace.
     regime: Regime,
@@ -1047,18 +1051,25 @@ pub struct HeadlineJson {
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct MemoryJson<'a> {
     /// Weights held.
+    #[serde(serialize_with = "crate::units::json::count")]
     weights_bytes: f64,
     /// KV cache of the resident requests.
+    #[serde(serialize_with = "crate::units::json::count")]
     kv_cache_bytes: f64,
     /// Activations and workspace.
+    #[serde(serialize_with = "crate::units::json::count")]
     activation_bytes: f64,
     /// Buffers and runtime reserve.
+    #[serde(serialize_with = "crate::units::json::count")]
     other_bytes: f64,
     /// Sum of the above.
+    #[serde(serialize_with = "crate::units::json::count")]
     total_bytes: f64,
     /// The GPU's capacity.
+    #[serde(serialize_with = "crate::units::json::count")]
     capacity_bytes: f64,
     /// Capacity × the allowed fraction.
+    #[serde(serialize_with = "crate::units::json::count")]
     usable_bytes: f64,
     /// Pipeline stage of the fullest GPU.
     stage: usize,

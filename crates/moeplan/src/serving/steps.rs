@@ -55,6 +55,7 @@ pub struct Step {
     /// The cost model's shape of one micro-batch.
     pub micro: StepShape,
     /// Micro-batches the step runs as (PP).
+    #[serde(serialize_with = "crate::units::json::count")]
     pub micro_batches: f64,
     /// Expert load imbalance of its routed rows.
     pub imbalance: f64,

@@ -132,6 +132,7 @@ pub struct RawMoe {
     /// Shared experts (default 0).
     pub n_shared_experts: Option<u64>,
     /// Intermediate width of one shared expert (default: the expert width).
+    #[schemars(range(min = 1))]
     pub shared_intermediate_size: Option<u64>,
 }
 

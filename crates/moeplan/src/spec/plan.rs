@@ -155,6 +155,7 @@ pub struct RawDeployment {
 #[serde(deny_unknown_fields)]
 pub struct RawPhaseClaims {
     /// GPUs of this pool.
+    #[schemars(range(min = 1))]
     pub gpus: Option<u32>,
     /// Weight bytes per GPU, e.g. "2.5 GB".
     pub weights_per_gpu: Option<String>,
@@ -189,6 +190,7 @@ pub struct RawPhaseClaims {
 #[serde(deny_unknown_fields)]
 pub struct RawClaims {
     /// GPUs the plan says it uses.
+    #[schemars(range(min = 1))]
     pub total_gpus: Option<u32>,
     /// The parameter total the plan computes with, e.g. "10B".
     pub params_total: Option<String>,
@@ -652,11 +654,7 @@ fn convert(
     let model = scenario::resolve_model(&raw.model, dir, pr, nested);
     let gpu = scenario::resolve_gpu(&raw.hardware, dir, pr, nested);
     let (mfu, bandwidth_utilization) = scenario::efficiencies(&raw.hardware, pr);
-    if raw.hardware.gpus == Some(0) {
-        pr.push(
-            Problem::at("hardware.gpus", "must be greater than 0").hint("GPUs available, e.g. 8"),
-        );
-    }
+    let gpus_available = scenario::gpu_budget(&raw.hardware, pr);
     let workload = scenario::workload(&raw.workload, pr);
     let routing_skew = scenario::routing_skew(&raw.workload, pr);
     if raw.hardware.redundant_experts.is_some() {
@@ -703,7 +701,7 @@ fn convert(
             name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
             model,
             gpu,
-            gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
+            gpus_available,
             mfu,
             bandwidth_utilization,
             engine,

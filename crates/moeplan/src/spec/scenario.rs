@@ -600,7 +600,14 @@ pub fn resolve_gpu(
                 Problem::at("hardware.gpus_per_node", "must be greater than 0")
                     .hint("GPUs in one NVLink domain, e.g. 8"),
             );
-        } else {
+        } else if checked(
+            pr,
+            "hardware.gpus_per_node",
+            u64::from(n),
+            crate::bounds::GPUS_PER_NODE,
+        )
+        .is_some()
+        {
             g.gpus_per_node = n;
         }
     }
@@ -679,22 +686,22 @@ pub fn workload(w: &RawWorkload, pr: &mut Problems) -> WorkloadSpec {
     let isl = lengths(pr, "isl", w.isl, w.isl_min, w.isl_max);
     let osl = lengths(pr, "osl", w.osl, w.osl_min, w.osl_max);
     let concurrency = concurrency(w, pr);
-    if let Some(r) = w.request_rate {
-        if !(r > 0.0 && r.is_finite()) {
+    let rate = crate::bounds::REQUEST_RATE;
+    let request_rate = w.request_rate.and_then(|r| match rate.check(r) {
+        Ok(r) => Some(r),
+        Err(m) => {
             pr.push(
-                Problem::at(
-                    "workload.request_rate",
-                    format!("{r} is not a positive rate"),
-                )
-                .hint("requests per second, e.g. 10"),
+                Problem::at("workload.request_rate", m)
+                    .hint(format!("requests per second, e.g. 10; {}", rate.hint())),
             );
+            None
         }
-    }
+    });
     WorkloadSpec {
         isl,
         osl,
-        concurrency: concurrency.filter(|c| *c > 0),
-        request_rate: w.request_rate.filter(|r| *r > 0.0),
+        concurrency,
+        request_rate,
         cache_hit_rate: w
             .cache_hit_rate
             .as_ref()
@@ -776,14 +783,26 @@ fn lengths(
             .hint("swap them"),
         );
     }
+    let tokens = crate::bounds::TOKENS;
+    for (key, v) in [
+        (name.to_string(), fixed),
+        (format!("{name}_min"), min),
+        (format!("{name}_max"), max),
+    ] {
+        if let Some(v) = v.filter(|v| *v > 0) {
+            checked(pr, &format!("workload.{key}"), v, tokens);
+        }
+    }
+    // Read within the bound (the problems above make the file bad input).
+    let most = tokens.max as u64;
     Lengths {
-        min: l.min.max(1),
-        max: l.max.max(l.min).max(1),
+        min: l.min.clamp(1, most),
+        max: l.max.max(l.min).clamp(1, most),
     }
 }
 
 /// Requests in flight: `concurrency` or its synonym `batch_size`, not both
-/// (then `concurrency`); 0 is a problem.
+/// (then `concurrency`); 0, or more than `bounds::CONCURRENCY`, is a problem.
 fn concurrency(w: &RawWorkload, pr: &mut Problems) -> Option<u64> {
     let concurrency = match (w.concurrency, w.batch_size) {
         (Some(_), Some(_)) => {
@@ -798,20 +817,31 @@ fn concurrency(w: &RawWorkload, pr: &mut Problems) -> Option<u64> {
         }
         (c, b) => c.or(b),
     };
-    if concurrency == Some(0) {
-        pr.push(
-            Problem::at("workload.concurrency", "must be greater than 0")
-                .hint("requests in flight, e.g. 64"),
-        );
+    let key = match (w.concurrency, w.batch_size) {
+        (None, Some(_)) => "workload.batch_size",
+        _ => "workload.concurrency",
+    };
+    match concurrency {
+        Some(0) => {
+            pr.push(Problem::at(key, "must be greater than 0").hint("requests in flight, e.g. 64"));
+            None
+        }
+        Some(c) => checked(pr, key, c, crate::bounds::CONCURRENCY),
+        None => None,
     }
-    concurrency
 }
 
 /// Validates the service-level section.
 pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
     let time = |pr: &mut Problems, key: &str, v: &Option<String>| {
+        let range = crate::bounds::LATENCY_LIMIT;
         v.as_ref().and_then(|s| match parse_time(s) {
-            Ok(t) if t.0 > 0.0 => Some(t),
+            Ok(t) if t.0 > 0.0 && range.check(t.0).is_ok() => Some(t),
+            Ok(t) if t.0 > 0.0 => {
+                let m = range.check(t.0).expect_err("outside the range");
+                pr.push(Problem::at(format!("slo.{key}"), m).hint(range.hint()));
+                None
+            }
             Ok(_) => {
                 pr.push(
                     Problem::at(format!("slo.{key}"), "must be greater than 0")
@@ -961,6 +991,31 @@ pub fn engine_version(
     })
 }
 
+/// `hardware.gpus`, the GPUs available: from 1 to `bounds::GPU_BUDGET`
+/// (as `--gpus`); None when absent or outside.
+pub fn gpu_budget(h: &RawHardware, pr: &mut Problems) -> Option<u32> {
+    let n = h.gpus?;
+    if n == 0 {
+        pr.push(
+            Problem::at("hardware.gpus", "must be greater than 0").hint("GPUs available, e.g. 8"),
+        );
+        return None;
+    }
+    checked(pr, "hardware.gpus", u64::from(n), crate::bounds::GPU_BUDGET).map(|_| n)
+}
+
+/// `n` when it lies within `range`, else a problem at `path` naming the
+/// bound (as the flag of the same meaning says it) and None.
+fn checked(pr: &mut Problems, path: &str, n: u64, range: crate::bounds::Range) -> Option<u64> {
+    match range.check_count(n) {
+        Ok(n) => Some(n),
+        Err(m) => {
+            pr.push(Problem::at(path, m).hint(range.hint()));
+            None
+        }
+    }
+}
+
 /// Validates the flat efficiency assumptions of a hardware section.
 pub fn efficiencies(h: &RawHardware, pr: &mut Problems) -> (Option<f64>, Option<f64>) {
     let frac = |pr: &mut Problems, key: &str, v: Option<f64>| {
@@ -991,11 +1046,7 @@ fn convert(
     let model = resolve_model(&raw.model, dir, pr, nested);
     let gpu = resolve_gpu(&raw.hardware, dir, pr, nested);
     let (mfu, bandwidth_utilization) = efficiencies(&raw.hardware, pr);
-    if raw.hardware.gpus == Some(0) {
-        pr.push(
-            Problem::at("hardware.gpus", "must be greater than 0").hint("GPUs available, e.g. 8"),
-        );
-    }
+    let gpus_available = gpu_budget(&raw.hardware, pr);
     let workload = workload(&raw.workload, pr);
     let routing_skew = routing_skew(&raw.workload, pr);
     let slo = slo(&raw.slo.clone().unwrap_or_default(), pr);
@@ -1009,7 +1060,7 @@ fn convert(
         name: raw.name.clone().unwrap_or_else(|| stem.to_string()),
         model,
         gpu,
-        gpus_available: raw.hardware.gpus.filter(|g| *g > 0),
+        gpus_available,
         mfu,
         bandwidth_utilization,
         engine,

@@ -317,7 +317,11 @@ fn a_disaggregated_plans_soft_figures_are_its_pools_own_steps() {
     let decode = e.requests_per_s * osl / e.decode.gpus as f64 * flop / peak;
     let (util, finding) = computed("claims.decode.gpu_utilization");
     assert_eq!(util, pct(decode));
-    assert!(finding.message.contains("decode is"), "{}", finding.message);
+    assert!(
+        finding.message.contains("a decode step is"),
+        "{}",
+        finding.message
+    );
     assert!(finding
         .evidence
         .inputs
@@ -327,7 +331,7 @@ fn a_disaggregated_plans_soft_figures_are_its_pools_own_steps() {
     let (util, finding) = computed("claims.prefill.gpu_utilization");
     assert_eq!(util, pct(prefill));
     assert!(
-        finding.message.contains("prefill is"),
+        finding.message.contains("a prefill step is"),
         "{}",
         finding.message
     );

@@ -132,3 +132,89 @@ fn a_zero_the_schema_forbids_is_refused_at_its_key() {
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// Counts (bytes, FLOP, parameters) are JSON integers when whole: a KV
+/// cache of 8,994,816 bytes is `8994816`, not `8994816.0`; a fraction of a
+/// byte, or a count past 2^53 that an `f64` no longer holds exactly, stays
+/// a number; a rate stays a number even when whole.
+#[test]
+fn whole_counts_are_json_integers() {
+    use moeplan::units::{Bytes, Flop, Params, TokensPerSecond};
+    let json = |v: serde_json::Value| v.to_string();
+    assert_eq!(json(serde_json::json!(Bytes::new(8_994_816.0))), "8994816");
+    assert_eq!(
+        json(serde_json::json!(Params::new(671_026_419_200.0))),
+        "671026419200"
+    );
+    assert_eq!(json(serde_json::json!(Bytes::new(0.5))), "0.5");
+    assert_eq!(
+        json(serde_json::json!(Flop::new(2f64.powi(60)))),
+        "1.152921504606847e+18"
+    );
+    assert_eq!(
+        json(serde_json::json!(TokensPerSecond::new(100.0))),
+        "100.0"
+    );
+    // Every byte and FLOP count of a model report (DeepSeek-V3's are whole:
+    // products of integer widths and whole bytes per element) is an integer.
+    let m = moeplan::catalog::resolve_model("deepseek-v3").expect("in the catalog");
+    let v = serde_json::to_value(moeplan::report::model_report(&m)).unwrap();
+    let mut counts = Vec::new();
+    collect_counts(&v, "", &mut counts);
+    assert!(counts.len() > 20, "{counts:?}");
+    let floats: Vec<&(String, serde_json::Value)> =
+        counts.iter().filter(|(_, n)| !n.is_u64()).collect();
+    assert!(floats.is_empty(), "counts written as floats: {floats:?}");
+}
+
+/// The numbers under keys naming bytes or FLOP, with their paths.
+fn collect_counts(v: &serde_json::Value, path: &str, out: &mut Vec<(String, serde_json::Value)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{path}.{k}");
+                if x.is_number() && (k.contains("bytes") || k.contains("flop")) {
+                    out.push((p.clone(), x.clone()));
+                }
+                collect_counts(x, &p, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_counts(x, path, out)),
+        _ => {}
+    }
+}
+
+/// The plan and model schemas say `minimum: 1` where the readers refuse 0
+/// (issue 14): a plan claiming `total_gpus = 0` and a model whose shared
+/// expert is 0 wide are refused at their keys, and their schemas (and the
+/// pools' `gpus` claims, read by the same rule) say so.
+#[test]
+fn the_plan_and_model_schemas_start_counts_where_the_readers_do() {
+    let schema = |name: &str| -> serde_json::Value {
+        let path = root().join(format!("schemas/{name}.schema.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let plan = schema("plan");
+    for (def, key) in [
+        ("RawClaims", "total_gpus"),
+        ("RawPhaseClaims", "gpus"),
+        ("RawMoe", "shared_intermediate_size"),
+    ] {
+        assert_eq!(
+            plan["$defs"][def]["properties"][key]["minimum"], 1,
+            "{def}.{key}"
+        );
+    }
+    let moe = &schema("model")["$defs"]["RawMoe"]["properties"];
+    assert_eq!(moe["shared_intermediate_size"]["minimum"], 1);
+    let text = std::fs::read_to_string(root().join("examples/audit/mixtral-8x7b-tp2-2xh100.toml"))
+        .unwrap()
+        .replace("total_gpus = 2", "total_gpus = 0");
+    let src = moeplan::spec::source::Source::from_text(
+        "zero.toml",
+        &text,
+        moeplan::spec::source::Format::Toml,
+    );
+    let e = moeplan::spec::plan::load(&src, &root()).expect_err("0 GPUs claimed");
+    assert!(format!("{e:?}").contains("claims.total_gpus"), "{e:?}");
+}
