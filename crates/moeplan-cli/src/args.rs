@@ -599,6 +599,9 @@ pub struct SimulateArgs {
     /// Seed of every random draw.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The first requests sent that the latency figures and goodput leave out (a benchmark's warm-up); they still run.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
     /// Replicas behind the router (default: the plan's, else 1).
     #[arg(long)]
     pub replicas: Option<u32>,

@@ -206,6 +206,7 @@ fn traffic(
         requests,
         duration: a.duration,
         seed: a.seed,
+        warmup: a.warmup,
     })
 }
 
@@ -223,13 +224,17 @@ fn describe_traffic(t: &Traffic) -> String {
         Arrivals::Closed { clients } => format!("closed loop of {clients} clients"),
         Arrivals::Trace(r) => format!("trace of {} requests", r.len()),
     };
+    let warmup = match t.warmup {
+        0 => String::new(),
+        n => format!(", the first {n} left out of the figures (warm-up)"),
+    };
     match &t.arrivals {
         Arrivals::Trace(_) => format!(
-            "{arrivals} at their own times and lengths, {} sent",
+            "{arrivals} at their own times and lengths, {} sent{warmup}",
             t.requests
         ),
         Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Closed { .. } => format!(
-            "{arrivals}, {} requests, prompts {} tokens, outputs {} tokens, seed {}",
+            "{arrivals}, {} requests, prompts {} tokens, outputs {} tokens, seed {}{warmup}",
             t.requests,
             lengths(&t.isl),
             lengths(&t.osl),

@@ -276,3 +276,31 @@ fn a_scenario_file_gives_its_rate_and_length_ranges() {
     );
     assert_eq!(v["levels"]["ttft"].as_f64(), Some(1.0));
 }
+
+/// `--warmup N` leaves the first N requests out of the latency figures but
+/// runs them: a closed loop of 16 clients starts with every prompt queued
+/// at once, so leaving out that first round lowers the mean TTFT, while
+/// every request still completes.
+#[test]
+fn warmup_leaves_the_first_round_out_of_the_figures() {
+    let base = [
+        "--concurrency",
+        "16",
+        "--isl",
+        "2000",
+        "--osl",
+        "200",
+        "--requests",
+        "64",
+    ];
+    let mut ttft = Vec::new();
+    for warmup in ["0", "16"] {
+        let args: Vec<&str> = base.iter().copied().chain(["--warmup", warmup]).collect();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, Some(0), "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["requests"].as_u64(), Some(64));
+        ttft.push(v["ttft_ms"]["mean"].as_f64().unwrap());
+    }
+    assert!(ttft[1] < ttft[0], "{ttft:?}");
+}

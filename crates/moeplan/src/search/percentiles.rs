@@ -82,6 +82,7 @@ pub fn check(
         requests: REQUESTS,
         duration: None,
         seed: 1,
+        warmup: 0,
     };
     let checked: Vec<PercentileCheck> = r
         .candidates

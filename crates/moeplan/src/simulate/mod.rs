@@ -79,6 +79,9 @@ pub struct Traffic {
     pub duration: Option<f64>,
     /// Seed of every random draw.
     pub seed: u64,
+    /// The first requests sent that the latency statistics and the goodput
+    /// leave out (a benchmark's warm-up); they still run.
+    pub warmup: u64,
 }
 
 /// What the simulator runs, independent of how steps are costed.
@@ -210,7 +213,7 @@ fn bucket(n: u64, fine: u64) -> u64 {
     let grid = match n {
         0..=32 => 1,
         33..=256 => fine.max(1),
-        _ => (n / 32).next_power_of_two().max(fine),
+        _ => (n / 64).next_power_of_two().max(fine),
     };
     n.div_ceil(grid) * grid
 }
@@ -266,6 +269,12 @@ pub fn run(setup: &Setup, costs: &mut [&mut dyn StepTime]) -> SimResult {
     sim.result()
 }
 
+/// The share of its first cycle over which a closed loop of a mixed
+/// scheduler spreads its clients' second requests: the first clients back
+/// run beside fewer requests, so their second cycle is shorter, and a
+/// spread over the whole cycle would let them lap the last ones.
+const SPREAD: f64 = 0.75;
+
 /// Non-negative seconds as an ordered key (the bits of a non-negative f64 sort like it).
 fn key(t: f64) -> u64 {
     t.max(0.0).to_bits()
@@ -291,6 +300,13 @@ struct Sim<'s> {
     slots: u64,
     sent: u64,
     next_replica: usize,
+    /// Closed loop: requests each client has completed (its pauses' draws).
+    rounds: Vec<u32>,
+    /// The duration of the step being recorded.
+    last_step: f64,
+    /// Closed loop: when the first request came back to its client, and
+    /// how long it took (the first cycle).
+    first_cycle: Option<(f64, f64)>,
     stats: Stats,
 }
 
@@ -347,6 +363,9 @@ impl<'s> Sim<'s> {
             returning: BinaryHeap::new(),
             sent: 0,
             next_replica: 0,
+            rounds: Vec::new(),
+            last_step: 0.0,
+            first_cycle: None,
             stats: Stats {
                 sample_every: 0.01,
                 ..Stats::default()
@@ -456,10 +475,20 @@ impl<'s> Sim<'s> {
                 (f64::from_bits(t), isl, osl, Some(c))
             }
         };
+        let phase = if self.sent < self.setup.traffic.warmup {
+            engine::Phase::WarmUp
+        } else {
+            engine::Phase::Measured
+        };
         self.sent += 1;
         self.stats.first.get_or_insert(t);
         let i = self.route(0..self.first_decode);
         let idle = !self.replicas[i].busy();
+        let arrived = if !idle && self.clocks[i] > t {
+            engine::Arrived::MidStep(self.clocks[i] - t)
+        } else {
+            engine::Arrived::BetweenSteps
+        };
         let req = match self.setup.decode {
             // Disaggregated: the prefill worker stops at the first token.
             Some(_) => {
@@ -469,6 +498,7 @@ impl<'s> Sim<'s> {
             }
             None => Req::new(t, (isl, osl), client),
         };
+        let req = req.reaching(phase, arrived);
         self.replicas[i].admit(req);
         if idle {
             self.clocks[i] = self.clocks[i].max(t);
@@ -541,6 +571,7 @@ impl<'s> Sim<'s> {
     fn step(&mut self, i: usize, now: f64, cost: &mut dyn StepTime) {
         let out = self.replicas[i].step(now, cost);
         let end = now + out.duration;
+        self.last_step = out.duration;
         self.clocks[i] = end;
         self.stats.steps += 1;
         self.stats.itl.add(out.gap, out.decode_tokens as f64);
@@ -570,7 +601,8 @@ impl<'s> Sim<'s> {
             return;
         };
         let arrives = at + (d.transfer_latency + d.transfer_per_token * r.isl as f64).value();
-        let copy = Req::new(r.arrival, (r.isl, r.rest), r.client);
+        let copy = Req::new(r.arrival, (r.isl, r.rest), r.client)
+            .reaching(r.phase, engine::Arrived::MidStep(0.0));
         let k = match self.transit_free.pop() {
             Some(k) => {
                 self.transit[k] = copy;
@@ -589,7 +621,7 @@ impl<'s> Sim<'s> {
         let st = &mut self.stats;
         match e {
             Event::FirstToken(r) => {
-                if let Some(f) = r.first {
+                if let (Some(f), engine::Phase::Measured) = (r.first, r.phase) {
                     st.ttft.add(f.seen - r.arrival, 1.0);
                 }
             }
@@ -602,9 +634,13 @@ impl<'s> Sim<'s> {
                 } else {
                     0.0
                 };
-                st.e2e.add(e2e, 1.0);
+                let measured = match r.phase {
+                    engine::Phase::WarmUp => 0.0,
+                    engine::Phase::Measured => 1.0,
+                };
+                st.e2e.add(e2e, measured);
                 if r.osl > 1 {
-                    st.tpot.add(tpot, 1.0);
+                    st.tpot.add(tpot, measured);
                 }
                 st.done += 1;
                 st.first_done.get_or_insert((at, st.done));
@@ -612,16 +648,68 @@ impl<'s> Sim<'s> {
                 st.last = st.last.max(at);
                 let lv = &self.setup.levels;
                 let ok = |limit: Option<Seconds>, x: f64| limit.is_none_or(|l| x <= l.value());
-                if ok(lv.ttft, first.seen - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e) {
+                let met =
+                    ok(lv.ttft, first.seen - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e);
+                if met && measured > 0.0 {
                     st.good += 1;
                 }
                 let t = &self.setup.traffic;
                 let within = t.duration.is_none_or(|d| at - st.first.unwrap_or(0.0) <= d);
                 if let Some(c) = r.client.filter(|_| within) {
                     if self.sent + (self.returning.len() as u64) < t.requests {
-                        self.returning.push(Reverse((key(at), c)));
+                        let back = r.arrival + e2e;
+                        self.first_cycle.get_or_insert((back, e2e));
+                        let next = back + self.pause(c, back);
+                        self.returning.push(Reverse((key(next), c)));
                     }
                 }
+            }
+        }
+    }
+
+    /// The pause before closed-loop client `c` sends its next request,
+    /// after one that took `e2e` seconds and ended with a step of `step`.
+    ///
+    /// Benchmark clients start together, so the first round's prompts queue
+    /// behind each other. After it, mixed schedulers (vLLM, TensorRT-LLM)
+    /// see the requests arrive as a stream, one prompt (per attention-DP
+    /// rank) per step that carries one (`serving::closed_loop`, fitted to the
+    /// measured runs), while prefill-first rounds stay grouped. Left alone,
+    /// simulated requests of equal lengths keep the first round's groups
+    /// (those prefilled in one step finish in one step and come back
+    /// together), and requests that meet in a step merge for good. So a
+    /// client of a mixed scheduler waits, after its first request, a uniform
+    /// share of that request's time (the phases spread over the cycle), and
+    /// after each later one a uniform share of a step (the client's jitter,
+    /// which keeps them spread). The clients of one position on every
+    /// attention-DP rank draw alike, so the ranks carry their prompts in the
+    /// same steps, as the estimate's steps do.
+    fn pause(&mut self, c: u32, back: f64) -> f64 {
+        match self.setup.limits.policy {
+            Policy::PrefillFirst => return 0.0,
+            Policy::MixedChunked | Policy::MixedWhole => {}
+        }
+        let i = c as usize;
+        if self.rounds.len() <= i {
+            self.rounds.resize(i + 1, 0);
+        }
+        let k = self.rounds[i];
+        self.rounds[i] += 1;
+        let dp = self.setup.dp.max(1);
+        let group = c / dp;
+        match k {
+            0 => {
+                let groups = match self.setup.traffic.arrivals {
+                    Arrivals::Closed { clients } => clients.div_ceil(u64::from(dp)).max(1),
+                    Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Trace(_) => 1,
+                };
+                let (t0, cycle) = self.first_cycle.unwrap_or((back, 0.0));
+                let at = t0 + SPREAD * (f64::from(group) + 0.5) / groups as f64 * cycle;
+                (at - back).max(0.0)
+            }
+            _ => {
+                let seed = self.setup.traffic.seed ^ (u64::from(group) << 32 | u64::from(k));
+                random::Rng::new(seed).uniform() * self.last_step
             }
         }
     }
@@ -670,13 +758,11 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
         max_running: inp.engine.max_running_requests.unwrap_or(u64::MAX),
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
         request_overhead: inp.calibration.serving.request_overhead,
-        // The fitted arrival wait less the step in progress; the prefill-first
-        // loop has none (its fitted closed form does not use it).
-        first_token_delay_steps: match inp.engine.policy {
+        // The fitted arrival wait; the prefill-first loop has none (its
+        // fitted closed form does not use it).
+        arrival_wait_steps: match inp.engine.policy {
             Policy::PrefillFirst => 0.0,
-            Policy::MixedChunked | Policy::MixedWhole => {
-                (inp.calibration.serving.arrival_wait - 1.0).max(0.0)
-            }
+            Policy::MixedChunked | Policy::MixedWhole => inp.calibration.serving.arrival_wait,
         },
     }
 }
