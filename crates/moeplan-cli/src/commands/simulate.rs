@@ -243,6 +243,19 @@ fn describe_traffic(t: &Traffic) -> String {
     }
 }
 
+/// The goodput's service levels in words.
+fn levels_words(lv: Levels) -> String {
+    let levels: Vec<String> = [("TTFT", lv.ttft), ("TPOT", lv.tpot), ("end to end", lv.e2e)]
+        .iter()
+        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {:.0} ms", v.value() * 1000.0)))
+        .collect();
+    if levels.is_empty() {
+        "no service level: every request counts".to_string()
+    } else {
+        levels.join(", ")
+    }
+}
+
 /// The simulation as text.
 fn render(o: &SimulateOutput, r: &SimResult) -> String {
     let mut s = String::new();
@@ -288,22 +301,21 @@ fn render(o: &SimulateOutput, r: &SimResult) -> String {
         "  throughput  {:.0} output tokens/s ({per_gpu:.0} per GPU) over {:.1} s",
         r.output_tokens_per_s, r.duration_s
     );
-    let lv = o.levels;
-    let levels: Vec<String> = [("TTFT", lv.ttft), ("TPOT", lv.tpot), ("end to end", lv.e2e)]
-        .iter()
-        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {:.0} ms", v.value() * 1000.0)))
-        .collect();
-    let levels = if levels.is_empty() {
-        "no service level: every request counts".to_string()
-    } else {
-        levels.join(", ")
-    };
+    let levels = levels_words(o.levels);
     let _ = writeln!(
         s,
         "  goodput     {:.2} requests/s meeting {levels}",
         r.goodput_requests_per_s
     );
     let _ = writeln!(s, "  requests    {} completed of {} sent; {} refused (prompt beyond the KV cache); {} preemptions; longest queue {}", r.requests, r.sent, r.rejected, r.preemptions, r.max_queue);
+    if let Some(h) = r.prefix_cache_hit_rate {
+        let _ = writeln!(
+            s,
+            "  prefix cache {:.1}% of the prompt tokens cached (the trace's hash_ids, blocks of {} tokens, LRU per replica)",
+            h * 100.0,
+            moeplan::simulate::prefix::BLOCK_TOKENS
+        );
+    }
     let _ = writeln!(
         s,
         "  cost model  {} steps from {} step shapes priced (the estimate's op-level model)",

@@ -224,10 +224,11 @@ impl Replica {
         used as f64 / (self.limits.kv_tokens.max(1) * self.ranks.len() as u64) as f64
     }
 
-    /// Admits a request to its least-loaded rank, to be prefilled.
-    pub(crate) fn admit(&mut self, r: Req) {
+    /// Admits a request to its least-loaded rank, to be prefilled but for
+    /// its first `cached` prompt tokens (a prefix cache's hit).
+    pub(crate) fn admit(&mut self, r: Req, cached: u64) {
         let isl = r.isl;
-        self.admit_holding(r, isl, isl);
+        self.admit_holding(r, isl - cached.min(isl - 1), isl);
     }
 
     /// Admits a request whose prompt's KV cache a prefill worker computed
@@ -492,7 +493,8 @@ struct Plan {
     prefilled: Vec<(usize, u64)>,
     /// Requests refused: their prompt alone exceeds the rank's KV cache.
     refused: Vec<usize>,
-    /// KV tokens of requests joining with their cache already computed.
+    /// KV tokens of requests joining with their cache already computed, and
+    /// of prompts starting with a cached prefix.
     resident_tokens: u64,
 }
 
@@ -532,6 +534,8 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
                 p.prefilled.push((slot, held));
                 continue;
             }
+            // A prefix-cache hit holds its cached tokens from the start.
+            p.resident_tokens += held - compute;
             rank.prefilling.push_back((slot, compute, held));
         }
         if left == 0 {

@@ -10,6 +10,7 @@
 //! (`stats.rs`): memory stays flat in the number of requests.
 
 pub mod engine;
+pub mod prefix;
 pub mod random;
 pub mod stats;
 pub mod traffic;
@@ -175,6 +176,10 @@ pub struct SimResult {
     pub steps: u64,
     /// Set when the queue grew without bound.
     pub stopped: Option<Stopped>,
+    /// Share of the prompt tokens of the trace's requests with `hash_ids`
+    /// served from their replica's prefix cache (absent without `hash_ids`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_hit_rate: Option<f64>,
     /// The state over time (at most 1,000 samples).
     pub timeline: Vec<Sample>,
 }
@@ -200,6 +205,19 @@ impl<'a> ModelSteps<'a> {
             cache_hit_rate: inp.workload.cache_hit_rate,
             cache: HashMap::new(),
         }
+    }
+
+    /// These steps under `traffic`: a trace with block ids (`hash_ids`) has
+    /// its prefix cache simulated request by request (`prefix.rs`), which
+    /// replaces the workload's average hit rate. (The computed tokens'
+    /// attention over a cached prefix is priced as over none.)
+    pub fn with_prefixes(mut self, traffic: &Traffic) -> ModelSteps<'a> {
+        if let Arrivals::Trace(t) = &traffic.arrivals {
+            if t.iter().any(|r| !r.hash_ids.is_empty()) {
+                self.cache_hit_rate = 0.0;
+            }
+        }
+        self
     }
 
     /// Shapes priced so far.
@@ -287,7 +305,7 @@ struct Sim<'s> {
     clocks: Vec<f64>,
     busy: BinaryHeap<Reverse<(u64, usize)>>,
     source: traffic::Source,
-    open: Option<(f64, u64, u64)>,
+    open: Option<(f64, u64, u64, usize)>,
     returning: BinaryHeap<Reverse<(u64, u32)>>,
     /// Requests whose KV cache is crossing to the decode pool: (arrival there, index in `transit`).
     transfers: BinaryHeap<Reverse<(u64, usize)>>,
@@ -300,6 +318,8 @@ struct Sim<'s> {
     slots: u64,
     sent: u64,
     next_replica: usize,
+    /// The prefix cache of each replica of the first pool.
+    prefixes: Vec<prefix::PrefixCache>,
     /// Closed loop: requests each client has completed (its pauses' draws).
     rounds: Vec<u32>,
     /// The duration of the step being recorded.
@@ -330,6 +350,8 @@ struct Stats {
     stopped: Option<Stopped>,
     timeline: Vec<Sample>,
     sample_every: f64,
+    /// Prompt tokens of requests with block ids, and of those the cached ones.
+    prefix: Option<(u64, u64)>,
 }
 
 impl<'s> Sim<'s> {
@@ -363,6 +385,15 @@ impl<'s> Sim<'s> {
             returning: BinaryHeap::new(),
             sent: 0,
             next_replica: 0,
+            prefixes: (0..n)
+                .map(|_| {
+                    let tokens = setup
+                        .limits
+                        .kv_tokens
+                        .saturating_mul(u64::from(setup.dp.max(1)));
+                    prefix::PrefixCache::new((tokens / prefix::BLOCK_TOKENS) as usize)
+                })
+                .collect(),
             rounds: Vec::new(),
             last_step: 0.0,
             first_cycle: None,
@@ -392,7 +423,7 @@ impl<'s> Sim<'s> {
 
     /// The next arrival's time, if any is due to be sent.
     fn next_arrival(&self) -> Option<f64> {
-        let open = self.open.map(|(t, _, _)| t);
+        let open = self.open.map(|(t, _, _, _)| t);
         let back = self
             .returning
             .peek()
@@ -453,26 +484,26 @@ impl<'s> Sim<'s> {
 
     /// Sends the earliest arrival to a replica.
     fn arrive(&mut self) {
-        let open = self.open.map(|(t, _, _)| t);
+        let open = self.open.map(|(t, _, _, _)| t);
         let back = self
             .returning
             .peek()
             .map(|Reverse((t, _))| f64::from_bits(*t));
-        let (t, isl, osl, client) = match (open, back) {
+        let (t, isl, osl, client, index) = match (open, back) {
             (Some(a), b) if b.is_none_or(|b| a <= b) => {
-                let (t, isl, osl) = self.open.take().expect("an open arrival");
+                let (t, isl, osl, index) = self.open.take().expect("an open arrival");
                 let traffic = &self.setup.traffic;
                 let more = self.sent + 1 < traffic.requests;
                 self.open = self
                     .source
                     .next_arrival()
-                    .filter(|(t, _, _)| more && traffic.duration.is_none_or(|d| *t <= d));
-                (t, isl, osl, None)
+                    .filter(|(t, _, _, _)| more && traffic.duration.is_none_or(|d| *t <= d));
+                (t, isl, osl, None, Some(index))
             }
             _ => {
                 let Reverse((t, c)) = self.returning.pop().expect("a returning client");
                 let (isl, osl) = self.source.lengths();
-                (f64::from_bits(t), isl, osl, Some(c))
+                (f64::from_bits(t), isl, osl, Some(c), None)
             }
         };
         let phase = if self.sent < self.setup.traffic.warmup {
@@ -499,12 +530,28 @@ impl<'s> Sim<'s> {
             None => Req::new(t, (isl, osl), client),
         };
         let req = req.reaching(phase, arrived);
-        self.replicas[i].admit(req);
+        let cached = index.map_or(0, |k| self.cached_prefix(i, k, isl));
+        self.replicas[i].admit(req, cached);
         if idle {
             self.clocks[i] = self.clocks[i].max(t);
             self.busy.push(Reverse((key(self.clocks[i]), i)));
         }
         self.watch_queue(t);
+    }
+
+    /// Prompt tokens of the trace's `k`-th request, of `isl` tokens, that
+    /// replica `i`'s prefix cache holds (at least one token is computed).
+    fn cached_prefix(&mut self, i: usize, k: usize, isl: u64) -> u64 {
+        let ids = self.source.hash_ids(k);
+        if ids.is_empty() {
+            return 0;
+        }
+        let blocks = self.prefixes[i].lookup(ids) as u64;
+        let cached = (blocks * prefix::BLOCK_TOKENS).min(isl.saturating_sub(1));
+        let (prompt, hit) = self.stats.prefix.get_or_insert((0, 0));
+        *prompt += isl;
+        *hit += cached;
+        cached
     }
 
     /// The replica among `pool` the router picks.
@@ -733,6 +780,9 @@ impl<'s> Sim<'s> {
             step_shapes: 0,
             steps: st.steps,
             stopped: st.stopped,
+            prefix_cache_hit_rate: st
+                .prefix
+                .map(|(prompt, hit)| hit as f64 / prompt.max(1) as f64),
             timeline: st.timeline,
         }
     }
@@ -784,7 +834,7 @@ pub fn simulate(
         levels,
         decode: None,
     };
-    let mut cost = ModelSteps::new(inp);
+    let mut cost = ModelSteps::new(inp).with_prefixes(&setup.traffic);
     let mut r = run(&setup, &mut [&mut cost]);
     r.step_shapes = cost.shapes();
     r
@@ -821,7 +871,10 @@ pub fn simulate_disaggregated(
             transfer_per_token: per_token,
         }),
     };
-    let (mut pc, mut dc) = (ModelSteps::new(&pin), ModelSteps::new(&din));
+    let (mut pc, mut dc) = (
+        ModelSteps::new(&pin).with_prefixes(&setup.traffic),
+        ModelSteps::new(&din),
+    );
     let mut r = run(&setup, &mut [&mut pc, &mut dc]);
     r.step_shapes = pc.shapes() + dc.shapes();
     r

@@ -404,3 +404,69 @@ fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
     assert!(tpot.abs() < 0.05, "TPOT {tpot:+.3}");
     assert!(ttft.abs() < 0.25, "TTFT {ttft:+.3}");
 }
+
+/// Every step takes 1 ms; counts the prompt tokens the steps carry.
+struct CountPrefill(u64);
+
+impl StepTime for CountPrefill {
+    fn time(&mut self, _decodes: u64, prefill_tokens: u64, _peer_tokens: u64) -> f64 {
+        self.0 += prefill_tokens;
+        0.001
+    }
+}
+
+/// Prefix caching from a Mooncake trace's `hash_ids` (one id per 512-token
+/// block, each standing for the prefix up to it): the second request shares
+/// its first k = 2 blocks with the first, so it prefills 3000 − 2 × 512 =
+/// 1976 tokens, and the steps carry 2000 + 1976 = 3976 prompt tokens; the
+/// hit rate is 1024 / (2000 + 3000) = 20.48%. The same trace without
+/// `hash_ids` prefills all 5000 and reports no hit rate.
+#[test]
+fn a_shared_prefix_is_prefilled_once() {
+    use moeplan::simulate::TraceRequest;
+    let trace = |ids: [Vec<u64>; 2]| {
+        let [a, b] = ids;
+        vec![
+            TraceRequest {
+                arrival: 0.0,
+                isl: 2000,
+                osl: 2,
+                hash_ids: a,
+            },
+            TraceRequest {
+                arrival: 1.0,
+                isl: 3000,
+                osl: 2,
+                hash_ids: b,
+            },
+        ]
+    };
+    let run = |requests: Vec<TraceRequest>| {
+        let setup = Setup {
+            replicas: 1,
+            dp: 1,
+            limits: RankLimits {
+                policy: Policy::MixedChunked,
+                budget: 8192,
+                max_running: 64,
+                kv_tokens: 1 << 20,
+                arrival_wait_steps: 0.0,
+                request_overhead: moeplan::units::Seconds::new(0.0),
+            },
+            router: Router::RoundRobin,
+            traffic: traffic(Arrivals::Trace(requests), 1, 1, 2),
+            levels: Levels::default(),
+            decode: None,
+        };
+        let mut count = CountPrefill(0);
+        let r = simulate::run(&setup, &mut [&mut count]);
+        assert_eq!(r.requests, 2);
+        (count.0, r.prefix_cache_hit_rate)
+    };
+    let shared = trace([vec![10, 11, 12, 13], vec![10, 11, 20, 21, 22, 23]]);
+    let (tokens, hit) = run(shared);
+    assert_eq!(tokens, 3976);
+    assert!((hit.unwrap() - 0.2048).abs() < 1e-12, "{hit:?}");
+    let (tokens, hit) = run(trace([Vec::new(), Vec::new()]));
+    assert_eq!((tokens, hit), (5000, None));
+}
