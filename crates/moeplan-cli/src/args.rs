@@ -620,6 +620,9 @@ pub struct SimulateArgs {
     /// Draw the queue and KV cache use over time as SVG to this file.
     #[arg(long)]
     pub timeline: Option<std::path::PathBuf>,
+    /// Draw a progress bar of the requests completed on stderr even when it is not a terminal (on a terminal it is drawn anyway).
+    #[arg(long)]
+    pub progress: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -29,14 +29,32 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
         e2e: deployment::latency_ms(a.e2e_slo, "e2e-slo", format)?,
     };
     let describe = describe_traffic(&traffic);
-    let result = match &d {
-        Deployment::Aggregated(r) => {
-            simulate::simulate(&r.input(), replicas, a.router, traffic, levels)
-        }
-        Deployment::Disaggregated(x) => {
-            simulate::simulate_disaggregated(&x.input(), a.router, traffic, levels)
-        }
+    let draw = match a.progress {
+        true => output::ProgressDraw::Forced,
+        false => output::ProgressDraw::OnTerminal,
     };
+    let bar = output::progress_bar(traffic.requests, "requests", draw);
+    let mut observe = |p: simulate::Progress| {
+        bar.set_length(p.requests);
+        bar.set_position(p.completed);
+    };
+    let result = match &d {
+        Deployment::Aggregated(r) => simulate::simulate_observed(
+            &r.input(),
+            (replicas, a.router),
+            traffic,
+            levels,
+            &mut observe,
+        ),
+        Deployment::Disaggregated(x) => simulate::simulate_disaggregated_observed(
+            &x.input(),
+            a.router,
+            traffic,
+            levels,
+            &mut observe,
+        ),
+    };
+    bar.finish_and_clear();
     if let Some(path) = &a.timeline {
         super::simulate_timeline::svg(path, &result).map_err(|e| {
             ArgError::failure(format!("cannot draw {}: {e}", path.display()), None, format)

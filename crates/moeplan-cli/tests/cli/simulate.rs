@@ -312,3 +312,27 @@ fn warmup_leaves_the_first_round_out_of_the_figures() {
     }
     assert!(ttft[1] < ttft[0], "{ttft:?}");
 }
+
+/// `--progress` draws the bar on stderr even into a pipe, and stdout stays
+/// the JSON alone; without it, a pipe gets no bar.
+#[test]
+fn progress_goes_to_stderr_only() {
+    let base = [
+        "--concurrency",
+        "8",
+        "--isl",
+        "500",
+        "--osl",
+        "50",
+        "--requests",
+        "64",
+    ];
+    for (flag, drawn) in [(Some("--progress"), true), (None, false)] {
+        let args: Vec<&str> = base.iter().copied().chain(flag).collect();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, Some(0), "{err}");
+        let v: Value = serde_json::from_str(&out).expect("stdout is the JSON alone");
+        assert_eq!(v["requests"].as_u64(), Some(64));
+        assert_eq!(err.contains("requests ["), drawn, "{flag:?}: {err}");
+    }
+}

@@ -281,9 +281,41 @@ impl StepTime for ModelSteps<'_> {
 /// Simulates `setup` with steps priced by `costs[0]` (the replicas, or the
 /// prefill pool) and `costs[1]` (the decode pool, when there is one).
 pub fn run(setup: &Setup, costs: &mut [&mut dyn StepTime]) -> SimResult {
+    run_observed(setup, costs, &mut |_| {})
+}
+
+/// How far a simulation has come (for a progress display: the library
+/// never prints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Requests sent so far.
+    pub sent: u64,
+    /// Requests completed so far.
+    pub completed: u64,
+    /// Requests the traffic sends at most.
+    pub requests: u64,
+}
+
+/// Events between two calls of a progress observer.
+const OBSERVE_EVERY: u64 = 4096;
+
+/// `run`, telling `observe` how far it has come every few thousand events
+/// and once at the end.
+pub fn run_observed(
+    setup: &Setup,
+    costs: &mut [&mut dyn StepTime],
+    observe: &mut dyn FnMut(Progress),
+) -> SimResult {
     let mut sim = Sim::new(setup);
     sim.start();
-    while sim.advance(costs) {}
+    let mut events = 0u64;
+    while sim.advance(costs) {
+        events += 1;
+        if events % OBSERVE_EVERY == 0 {
+            observe(sim.progress());
+        }
+    }
+    observe(sim.progress());
     sim.result()
 }
 
@@ -761,6 +793,20 @@ impl<'s> Sim<'s> {
         }
     }
 
+    fn progress(&self) -> Progress {
+        let requests = match &self.setup.traffic.arrivals {
+            Arrivals::Trace(t) => self.setup.traffic.requests.min(t.len() as u64),
+            Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Closed { .. } => {
+                self.setup.traffic.requests
+            }
+        };
+        Progress {
+            sent: self.sent,
+            completed: self.stats.done + self.stats.rejected,
+            requests,
+        }
+    }
+
     fn result(self) -> SimResult {
         let st = self.stats;
         let duration = (st.last - st.first.unwrap_or(0.0)).max(1e-9);
@@ -825,6 +871,17 @@ pub fn simulate(
     traffic: Traffic,
     levels: Levels,
 ) -> SimResult {
+    simulate_observed(inp, (replicas, router), traffic, levels, &mut |_| {})
+}
+
+/// `simulate`, telling `observe` how far it has come.
+pub fn simulate_observed(
+    inp: &EstimateInput,
+    (replicas, router): (u32, Router),
+    traffic: Traffic,
+    levels: Levels,
+    observe: &mut dyn FnMut(Progress),
+) -> SimResult {
     let setup = Setup {
         replicas,
         dp: inp.layout.dp,
@@ -835,7 +892,7 @@ pub fn simulate(
         decode: None,
     };
     let mut cost = ModelSteps::new(inp).with_prefixes(&setup.traffic);
-    let mut r = run(&setup, &mut [&mut cost]);
+    let mut r = run_observed(&setup, &mut [&mut cost], observe);
     r.step_shapes = cost.shapes();
     r
 }
@@ -847,6 +904,17 @@ pub fn simulate_disaggregated(
     router: Router,
     traffic: Traffic,
     levels: Levels,
+) -> SimResult {
+    simulate_disaggregated_observed(inp, router, traffic, levels, &mut |_| {})
+}
+
+/// `simulate_disaggregated`, telling `observe` how far it has come.
+pub fn simulate_disaggregated_observed(
+    inp: &DisaggInput,
+    router: Router,
+    traffic: Traffic,
+    levels: Levels,
+    observe: &mut dyn FnMut(Progress),
 ) -> SimResult {
     let (p, d) = (inp.prefill, inp.decode);
     let pin = disagg::pool_input(inp, &p, p.prompts_per_rank.max(1) * p.layout.dp as u64);
@@ -875,7 +943,7 @@ pub fn simulate_disaggregated(
         ModelSteps::new(&pin).with_prefixes(&setup.traffic),
         ModelSteps::new(&din),
     );
-    let mut r = run(&setup, &mut [&mut pc, &mut dc]);
+    let mut r = run_observed(&setup, &mut [&mut pc, &mut dc], observe);
     r.step_shapes = pc.shapes() + dc.shapes();
     r
 }
