@@ -453,7 +453,7 @@ pub struct PlanArgs {
     /// P90 TPOT level (ms), as --ttft-p99-ms.
     #[arg(long)]
     pub tpot_p90_ms: Option<f64>,
-    /// How many of the best aggregated candidates to simulate for the percentile levels.
+    /// How many of the best aggregated, and of the best disaggregated, candidates to simulate for the percentile levels.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub simulate_top: u32,
     /// Exit 1 when no layout meets every service level, none fitting included, for CI (default: exit 0 with a recommendation or the analysis of why no layout fits).

@@ -297,9 +297,11 @@ fn an_overloaded_run_stops_with_the_sustainable_rate() {
     assert!(r.sent < 200_000);
 }
 
-/// The planner's percentile check: a tighter P99 TTFT never needs fewer
-/// replicas of the same layout, and every replica count it names meets the
-/// levels when simulated again.
+/// The planner's percentile check, over the two best aggregated and the two
+/// best disaggregated candidates: a tighter P99 TTFT never needs fewer GPUs
+/// of the same candidate, and every replica (or worker) count it names meets
+/// the levels in its simulation. A disaggregated candidate's GPUs are its
+/// prefill workers' plus its decode workers'.
 #[test]
 fn percentile_levels_size_replicas_monotonically() {
     use moeplan::search::percentiles::{check, Latency, PercentileLevel, Quantile};
@@ -317,10 +319,11 @@ fn percentile_levels_size_replicas_monotonically() {
     };
     let loose = check(&s, &r, &[level(2000.0)], 40.0, 2);
     let tight = check(&s, &r, &[level(150.0)], 40.0, 2);
-    assert_eq!(loose.checked.len(), 2);
+    let disaggregated = loose.checked.iter().filter(|c| c.prefill.is_some()).count();
+    assert_eq!((loose.checked.len(), disaggregated), (4, 2));
     for (a, b) in loose.checked.iter().zip(&tight.checked) {
-        assert_eq!(a.layout, b.layout);
-        match (a.replicas_needed, b.replicas_needed) {
+        assert_eq!((a.layout, a.rank), (b.layout, b.rank));
+        match (a.gpus_needed, b.gpus_needed) {
             (Some(x), Some(y)) => assert!(y >= x, "{}: tight {y} < loose {x}", a.layout),
             (None, Some(_)) => panic!(
                 "{}: the loose level missed where the tight one met",
@@ -328,8 +331,18 @@ fn percentile_levels_size_replicas_monotonically() {
             ),
             _ => {}
         }
+        if let (Some(p), Some(k), Some(gpus)) = (
+            a.prefill
+                .as_ref()
+                .and_then(|p| p.workers_needed.map(|w| (w, p.layout))),
+            a.replicas_needed,
+            a.gpus_needed,
+        ) {
+            let (w, layout) = p;
+            assert_eq!(gpus, (w * layout.gpus() + k * a.layout.gpus()) as u64);
+        }
         for (l, v) in &a.simulated {
-            if a.replicas_needed.is_some() {
+            if a.gpus_needed.is_some() {
                 assert!(*v <= l.limit.value(), "{}: {} {v}", a.layout, l.name());
             }
         }
