@@ -102,7 +102,79 @@ fn deployment(
 /// requests decoding) a small share. Figures with --nocapture.
 #[test]
 fn a_closed_loop_agrees_with_estimate() {
+    let l = |tp: u32, dp: u32, ep: u32| Layout {
+        tp,
+        dp,
+        ep,
+        ..Layout::default()
+    };
+    // (model, GPU, layout, engine, concurrency, isl, osl): the last seven
+    // were the first cases; the others add layouts (single GPU, TP4, TP8,
+    // DP4, DP8 at 256) and dense streams (most steps carrying a prompt).
     let cases = [
+        (
+            "qwen3-30b-a3b",
+            "h100-sxm",
+            l(1, 1, 1),
+            Engine::Vllm,
+            16,
+            1000,
+            1000,
+        ),
+        (
+            "qwen3-30b-a3b",
+            "h100-sxm",
+            l(4, 1, 4),
+            Engine::Vllm,
+            128,
+            1000,
+            200,
+        ),
+        (
+            "qwen3-30b-a3b",
+            "h100-sxm",
+            l(4, 1, 4),
+            Engine::Trtllm,
+            128,
+            4000,
+            500,
+        ),
+        (
+            "qwen3-30b-a3b",
+            "h100-sxm",
+            l(1, 4, 4),
+            Engine::Vllm,
+            64,
+            2000,
+            300,
+        ),
+        (
+            "qwen3-30b-a3b",
+            "h100-sxm",
+            l(1, 4, 4),
+            Engine::Trtllm,
+            32,
+            8000,
+            1000,
+        ),
+        (
+            "deepseek-v3",
+            "h200-sxm",
+            l(8, 1, 8),
+            Engine::Vllm,
+            64,
+            1000,
+            1000,
+        ),
+        (
+            "deepseek-v3",
+            "h200-sxm",
+            l(1, 8, 8),
+            Engine::Vllm,
+            256,
+            1000,
+            300,
+        ),
         (
             "qwen3-30b-a3b",
             "h100-sxm",
