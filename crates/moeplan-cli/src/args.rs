@@ -455,7 +455,7 @@ pub struct PlanArgs {
     /// P90 TPOT level (ms), as --ttft-p99-ms.
     #[arg(long)]
     pub tpot_p90_ms: Option<f64>,
-    /// How many of the best aggregated candidates to simulate for the percentile levels.
+    /// How many of the best aggregated, and of the best disaggregated, candidates to simulate for the percentile levels.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub simulate_top: u32,
     /// Exit 1 when no layout meets every service level, none fitting included, for CI (default: exit 0 with a recommendation or the analysis of why no layout fits).
@@ -601,6 +601,9 @@ pub struct SimulateArgs {
     /// Seed of every random draw.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The first requests sent that the latency figures and goodput leave out (a benchmark's warm-up); they still run.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
     /// Replicas behind the router (default: the plan's, else 1).
     #[arg(long)]
     pub replicas: Option<u32>,
@@ -619,6 +622,9 @@ pub struct SimulateArgs {
     /// Draw the queue and KV cache use over time as SVG to this file.
     #[arg(long)]
     pub timeline: Option<std::path::PathBuf>,
+    /// Draw a progress bar of the requests completed on stderr even when it is not a terminal (on a terminal it is drawn anyway).
+    #[arg(long)]
+    pub progress: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

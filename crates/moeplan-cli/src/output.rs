@@ -474,3 +474,69 @@ impl ArgError {
         Failure::Input(Box::new(ArgError { message, help }), format)
     }
 }
+
+/// When a progress bar is drawn (always on stderr, never in stdout's JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressDraw {
+    /// Only when stderr is a terminal.
+    OnTerminal,
+    /// Always (`--progress`), even into a file or a pipe.
+    Forced,
+}
+
+/// A progress bar of `total` steps named `what`, on stderr as `draw` says
+/// (hidden otherwise).
+pub fn progress_bar(total: u64, what: &str, draw: ProgressDraw) -> indicatif::ProgressBar {
+    let target = match draw {
+        ProgressDraw::OnTerminal => indicatif::ProgressDrawTarget::stderr(),
+        ProgressDraw::Forced => indicatif::ProgressDrawTarget::term_like(Box::new(Stderr)),
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), target);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({elapsed})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Stderr as indicatif's terminal, whether or not it is one (a forced bar).
+#[derive(Debug)]
+struct Stderr;
+
+impl Stderr {
+    fn put(&self, s: &str) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(s.as_bytes())
+    }
+}
+
+impl indicatif::TermLike for Stderr {
+    fn width(&self) -> u16 {
+        80
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.put(&format!("\x1b[{n}A"))
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.put(&format!("\x1b[{n}B"))
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.put(&format!("\x1b[{n}C"))
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.put(&format!("\x1b[{n}D"))
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().lock().flush()
+    }
+}

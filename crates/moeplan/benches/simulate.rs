@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
         requests: 100_000,
         duration: None,
         seed: 1,
+        warmup: 0,
     };
     let mut group = c.benchmark_group("simulate");
     group.sample_size(10);

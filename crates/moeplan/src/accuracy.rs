@@ -136,6 +136,7 @@ pub fn simulate(run: &Run) -> Result<Predicted, String> {
             requests: clients * rounds.round().max(2.0) as u64,
             duration: None,
             seed: 1,
+            warmup: 0,
         }
     };
     let levels = crate::simulate::Levels::default();

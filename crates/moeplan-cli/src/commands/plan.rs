@@ -244,6 +244,42 @@ fn percentile_levels(a: &PlanArgs, s: &Scenario) -> Result<Vec<PercentileLevel>,
     Ok(levels)
 }
 
+/// A simulated candidate's deployment, what the closed form planned and
+/// what the simulation needs, in words.
+fn sized(c: &percentiles::PercentileCheck) -> (String, String, String) {
+    let most = |n: u32| n.saturating_mul(4).max(4);
+    match &c.prefill {
+        None => (
+            c.layout.to_string(),
+            format!("{} replica(s)", c.replicas_planned),
+            match (c.replicas_needed, c.gpus_needed) {
+                (Some(n), Some(g)) => format!("needs {n} replica(s) ({g} GPUs)"),
+                _ => format!(
+                    "misses them even with {} replicas",
+                    most(c.replicas_planned)
+                ),
+            },
+        ),
+        Some(p) => (
+            format!("prefill [{}] + decode [{}]", p.layout, c.layout),
+            format!(
+                "{} prefill + {} decode worker(s)",
+                p.workers_planned, c.replicas_planned
+            ),
+            match (p.workers_needed, c.replicas_needed, c.gpus_needed) {
+                (Some(a), Some(b), Some(g)) => {
+                    format!("needs {a} prefill + {b} decode worker(s) ({g} GPUs)")
+                }
+                _ => format!(
+                    "misses them even with {} prefill + {} decode workers",
+                    most(p.workers_planned),
+                    most(c.replicas_planned)
+                ),
+            },
+        ),
+    }
+}
+
 /// The percentile check as text: each simulated candidate and what it needs.
 fn render_percentiles(p: &PercentileReport) -> String {
     let names: Vec<String> = p
@@ -263,13 +299,7 @@ fn render_percentiles(p: &PercentileReport) -> String {
             .iter()
             .map(|(l, v)| format!("{} {}", l.name(), Seconds::new(*v)))
             .collect();
-        let need = match (c.replicas_needed, c.gpus_needed) {
-            (Some(n), Some(g)) => format!("needs {n} replica(s) ({g} GPUs)"),
-            _ => format!(
-                "misses them even with {} replicas",
-                c.replicas_planned.saturating_mul(4).max(4)
-            ),
-        };
+        let (what, planned, need) = sized(c);
         let mark = if p.recommended == Some(i) {
             "  <- fewest GPUs"
         } else {
@@ -277,15 +307,13 @@ fn render_percentiles(p: &PercentileReport) -> String {
         };
         let _ = writeln!(
             out,
-            "  #{} {}: planned {} replica(s), {need}; simulated {}{mark}",
+            "  #{} {what}: planned {planned}, {need}; simulated {}{mark}",
             c.rank + 1,
-            c.layout,
-            c.replicas_planned,
             sim.join(", ")
         );
     }
     if p.recommended.is_none() {
-        out += "  no candidate simulated meets the percentile levels within four times its planned replicas\n";
+        out += "  no candidate simulated meets the percentile levels within four times its planned replicas (or workers)\n";
     }
     out
 }

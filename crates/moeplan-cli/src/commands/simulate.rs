@@ -29,14 +29,32 @@ pub fn run(a: &SimulateArgs) -> Result<(), Failure> {
         e2e: deployment::latency_ms(a.e2e_slo, "e2e-slo", format)?,
     };
     let describe = describe_traffic(&traffic);
-    let result = match &d {
-        Deployment::Aggregated(r) => {
-            simulate::simulate(&r.input(), replicas, a.router, traffic, levels)
-        }
-        Deployment::Disaggregated(x) => {
-            simulate::simulate_disaggregated(&x.input(), a.router, traffic, levels)
-        }
+    let draw = match a.progress {
+        true => output::ProgressDraw::Forced,
+        false => output::ProgressDraw::OnTerminal,
     };
+    let bar = output::progress_bar(traffic.requests, "requests", draw);
+    let mut observe = |p: simulate::Progress| {
+        bar.set_length(p.requests);
+        bar.set_position(p.completed);
+    };
+    let result = match &d {
+        Deployment::Aggregated(r) => simulate::simulate_observed(
+            &r.input(),
+            (replicas, a.router),
+            traffic,
+            levels,
+            &mut observe,
+        ),
+        Deployment::Disaggregated(x) => simulate::simulate_disaggregated_observed(
+            &x.input(),
+            a.router,
+            traffic,
+            levels,
+            &mut observe,
+        ),
+    };
+    bar.finish_and_clear();
     if let Some(path) = &a.timeline {
         super::simulate_timeline::svg(path, &result).map_err(|e| {
             ArgError::failure(format!("cannot draw {}: {e}", path.display()), None, format)
@@ -206,6 +224,7 @@ fn traffic(
         requests,
         duration: a.duration,
         seed: a.seed,
+        warmup: a.warmup,
     })
 }
 
@@ -223,18 +242,35 @@ fn describe_traffic(t: &Traffic) -> String {
         Arrivals::Closed { clients } => format!("closed loop of {clients} clients"),
         Arrivals::Trace(r) => format!("trace of {} requests", r.len()),
     };
+    let warmup = match t.warmup {
+        0 => String::new(),
+        n => format!(", the first {n} left out of the figures (warm-up)"),
+    };
     match &t.arrivals {
         Arrivals::Trace(_) => format!(
-            "{arrivals} at their own times and lengths, {} sent",
+            "{arrivals} at their own times and lengths, {} sent{warmup}",
             t.requests
         ),
         Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Closed { .. } => format!(
-            "{arrivals}, {} requests, prompts {} tokens, outputs {} tokens, seed {}",
+            "{arrivals}, {} requests, prompts {} tokens, outputs {} tokens, seed {}{warmup}",
             t.requests,
             lengths(&t.isl),
             lengths(&t.osl),
             t.seed
         ),
+    }
+}
+
+/// The goodput's service levels in words.
+fn levels_words(lv: Levels) -> String {
+    let levels: Vec<String> = [("TTFT", lv.ttft), ("TPOT", lv.tpot), ("end to end", lv.e2e)]
+        .iter()
+        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {:.0} ms", v.value() * 1000.0)))
+        .collect();
+    if levels.is_empty() {
+        "no service level: every request counts".to_string()
+    } else {
+        levels.join(", ")
     }
 }
 
@@ -283,22 +319,21 @@ fn render(o: &SimulateOutput, r: &SimResult) -> String {
         "  throughput  {:.0} output tokens/s ({per_gpu:.0} per GPU) over {:.1} s",
         r.output_tokens_per_s, r.duration_s
     );
-    let lv = o.levels;
-    let levels: Vec<String> = [("TTFT", lv.ttft), ("TPOT", lv.tpot), ("end to end", lv.e2e)]
-        .iter()
-        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {:.0} ms", v.value() * 1000.0)))
-        .collect();
-    let levels = if levels.is_empty() {
-        "no service level: every request counts".to_string()
-    } else {
-        levels.join(", ")
-    };
+    let levels = levels_words(o.levels);
     let _ = writeln!(
         s,
         "  goodput     {:.2} requests/s meeting {levels}",
         r.goodput_requests_per_s
     );
     let _ = writeln!(s, "  requests    {} completed of {} sent; {} refused (prompt beyond the KV cache); {} preemptions; longest queue {}", r.requests, r.sent, r.rejected, r.preemptions, r.max_queue);
+    if let Some(h) = r.prefix_cache_hit_rate {
+        let _ = writeln!(
+            s,
+            "  prefix cache {:.1}% of the prompt tokens cached (the trace's hash_ids, blocks of {} tokens, LRU per replica)",
+            h * 100.0,
+            moeplan::simulate::prefix::BLOCK_TOKENS
+        );
+    }
     let _ = writeln!(
         s,
         "  cost model  {} steps from {} step shapes priced (the estimate's op-level model)",

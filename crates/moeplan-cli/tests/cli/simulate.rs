@@ -30,7 +30,12 @@ fn run(extra: &[&str]) -> (Option<i32>, String, String) {
 }
 
 /// The same 200 requests written in the three trace formats simulate alike
-/// (the Mooncake file keeps whole milliseconds, the others more).
+/// (the Mooncake file keeps whole milliseconds, the others more). The
+/// Mooncake file also names each prompt's 512-token blocks (`hash_ids`), the
+/// first block shared by every prompt longer than one block: those prefill
+/// that block once per replica, so its prompts cost less (TTFT below the
+/// others'), and the hit rate, 512 tokens of each such prompt, is reported;
+/// the formats without block ids report none.
 #[test]
 fn the_three_trace_formats_read_the_same_requests() {
     let mut ttft = Vec::new();
@@ -41,11 +46,14 @@ fn the_three_trace_formats_read_the_same_requests() {
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["requests"].as_u64(), Some(200), "{f}");
         ttft.push(v["ttft_ms"]["mean"].as_f64().unwrap());
+        let hit = v["prefix_cache_hit_rate"].as_f64();
+        match f {
+            "mooncake.jsonl" => assert!(hit.is_some_and(|h| h > 0.0 && h < 1.0), "{hit:?}"),
+            _ => assert_eq!(hit, None, "{f}"),
+        }
     }
-    assert!(
-        ttft.iter().all(|t| (t / ttft[0] - 1.0).abs() < 0.02),
-        "{ttft:?}"
-    );
+    assert!((ttft[1] / ttft[0] - 1.0).abs() < 0.02, "{ttft:?}");
+    assert!(ttft[2] < ttft[0], "{ttft:?}");
 }
 
 /// Every invalid trace is bad input (exit 2) with a located diagnostic.
@@ -275,4 +283,56 @@ fn a_scenario_file_gives_its_rate_and_length_ranges() {
         "{traffic}"
     );
     assert_eq!(v["levels"]["ttft"].as_f64(), Some(1.0));
+}
+
+/// `--warmup N` leaves the first N requests out of the latency figures but
+/// runs them: a closed loop of 16 clients starts with every prompt queued
+/// at once, so leaving out that first round lowers the mean TTFT, while
+/// every request still completes.
+#[test]
+fn warmup_leaves_the_first_round_out_of_the_figures() {
+    let base = [
+        "--concurrency",
+        "16",
+        "--isl",
+        "2000",
+        "--osl",
+        "200",
+        "--requests",
+        "64",
+    ];
+    let mut ttft = Vec::new();
+    for warmup in ["0", "16"] {
+        let args: Vec<&str> = base.iter().copied().chain(["--warmup", warmup]).collect();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, Some(0), "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["requests"].as_u64(), Some(64));
+        ttft.push(v["ttft_ms"]["mean"].as_f64().unwrap());
+    }
+    assert!(ttft[1] < ttft[0], "{ttft:?}");
+}
+
+/// `--progress` draws the bar on stderr even into a pipe, and stdout stays
+/// the JSON alone; without it, a pipe gets no bar.
+#[test]
+fn progress_goes_to_stderr_only() {
+    let base = [
+        "--concurrency",
+        "8",
+        "--isl",
+        "500",
+        "--osl",
+        "50",
+        "--requests",
+        "64",
+    ];
+    for (flag, drawn) in [(Some("--progress"), true), (None, false)] {
+        let args: Vec<&str> = base.iter().copied().chain(flag).collect();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, Some(0), "{err}");
+        let v: Value = serde_json::from_str(&out).expect("stdout is the JSON alone");
+        assert_eq!(v["requests"].as_u64(), Some(64));
+        assert_eq!(err.contains("requests ["), drawn, "{flag:?}: {err}");
+    }
 }

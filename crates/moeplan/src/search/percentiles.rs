@@ -1,9 +1,10 @@
 //! Percentile service levels at a request rate ("P99 TTFT ≤ 2 s at 40
 //! requests/s"): the search screens layouts with the closed-form estimate,
-//! then this module simulates the best aggregated candidates under Poisson
-//! arrivals of the scenario's lengths (`crate::simulate`) and finds, for
-//! each, the fewest replicas whose simulated percentiles meet every level.
-//! The recommendation is the candidate that needs the fewest GPUs.
+//! then this module simulates the best aggregated and the best
+//! disaggregated candidates under Poisson arrivals of the scenario's
+//! lengths (`crate::simulate`) and finds, for each, the fewest replicas
+//! (or prefill and decode workers) whose simulated percentiles meet every
+//! level. The recommendation is the candidate that needs the fewest GPUs.
 
 use super::{Candidate, PlanResult};
 use crate::figures::Predicted;
@@ -27,18 +28,33 @@ pub fn simulated(level: &PercentileLevel, r: &SimResult) -> f64 {
     }
 }
 
+/// The prefill pool of a disaggregated candidate simulated at the rate.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct PrefillCheck {
+    /// One prefill worker's layout.
+    pub layout: Layout,
+    /// Prefill workers the closed form sized.
+    pub workers_planned: u32,
+    /// The fewest prefill workers that meet every level beside the decode
+    /// workers needed (None: not met).
+    pub workers_needed: Option<u32>,
+}
+
 /// One candidate simulated at the rate.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PercentileCheck {
     /// Its rank among the closed-form candidates (0 first).
     pub rank: usize,
-    /// One replica's layout.
+    /// One replica's layout (disaggregated: one decode worker's).
     pub layout: Layout,
-    /// Replicas the closed form sized for the rate.
+    /// Replicas the closed form sized for the rate (disaggregated: decode workers).
     pub replicas_planned: u32,
     /// The fewest replicas whose simulation meets every level (None: not
-    /// within four times the planned ones).
+    /// within four times the planned ones; disaggregated: decode workers).
     pub replicas_needed: Option<u32>,
+    /// Disaggregated: the prefill pool (the fields above are the decode pool's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<PrefillCheck>,
     /// GPUs at the replicas needed.
     pub gpus_needed: Option<u64>,
     /// The simulated level values (seconds) at the replicas needed, else at the most tried.
@@ -63,7 +79,8 @@ pub struct PercentileReport {
 /// Requests of each simulation: enough for a stable P99 (a hundred beyond it).
 const REQUESTS: u64 = 10_000;
 
-/// Simulates the first `top` aggregated candidates of `r` at `rate`.
+/// Simulates the first `top` aggregated and the first `top` disaggregated
+/// candidates of `r` at `rate`.
 pub fn check(
     s: &Scenario,
     r: &PlanResult,
@@ -82,13 +99,21 @@ pub fn check(
         requests: REQUESTS,
         duration: None,
         seed: 1,
+        warmup: 0,
     };
-    let checked: Vec<PercentileCheck> = r
-        .candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| matches!(c.figures.estimate, Predicted::Aggregated(_)))
-        .take(top)
+    let of_kind = |disaggregated: fn(&Predicted) -> bool| {
+        r.candidates
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| disaggregated(&c.figures.estimate))
+            .take(top)
+    };
+    let aggregated = of_kind(|p| matches!(p, Predicted::Aggregated(_)));
+    let disaggregated = of_kind(|p| matches!(p, Predicted::Disaggregated(_)));
+    let mut picked: Vec<(usize, &Candidate)> = aggregated.chain(disaggregated).collect();
+    picked.sort_by_key(|(rank, _)| *rank);
+    let checked: Vec<PercentileCheck> = picked
+        .into_iter()
         .filter_map(|(rank, c)| check_one(s, rank, c, levels, &traffic))
         .collect();
     let recommended = (0..checked.len())
@@ -118,8 +143,9 @@ fn check_one(
         .pools()
         .first()
         .map_or(1, |(_, p)| p.replicas.max(1));
-    let Deployment::Aggregated(replica) = Deployment::from_plan(&plan, s.engine_config()) else {
-        return None;
+    let replica = match Deployment::from_plan(&plan, s.engine_config()) {
+        Deployment::Aggregated(replica) => replica,
+        Deployment::Disaggregated(d) => return Some(check_disaggregated(rank, d, levels, traffic)),
     };
     let inp = replica.input();
     let run = |n: u32| {
@@ -131,15 +157,37 @@ fn check_one(
             Levels::default(),
         )
     };
-    let meets = |r: &SimResult| {
-        r.stopped.is_none() && levels.iter().all(|l| simulated(l, r) <= l.limit.value())
-    };
-    let most = replicas_planned.saturating_mul(4).max(4);
+    let (needed, shown) = fewest(replicas_planned, &|n| run(n), levels);
+    Some(PercentileCheck {
+        rank,
+        layout: replica.layout,
+        replicas_planned,
+        replicas_needed: needed,
+        prefill: None,
+        gpus_needed: needed.map(|n| n as u64 * replica.layout.gpus() as u64),
+        simulated: levels.iter().map(|l| (*l, simulated(l, &shown))).collect(),
+    })
+}
+
+/// Whether a simulation kept up and meets every level.
+fn meets(r: &SimResult, levels: &[PercentileLevel]) -> bool {
+    r.stopped.is_none() && levels.iter().all(|l| simulated(l, r) <= l.limit.value())
+}
+
+/// The fewest `n` whose `run(n)` meets the levels: from `planned` up,
+/// doubling (at most four times planned), then bisecting down to 1; and
+/// the simulation at it (else at the most tried). Assumes more is never worse.
+fn fewest(
+    planned: u32,
+    run: &dyn Fn(u32) -> SimResult,
+    levels: &[PercentileLevel],
+) -> (Option<u32>, SimResult) {
+    let most = planned.saturating_mul(4).max(4);
     let mut lo = 0;
-    let mut n = replicas_planned;
+    let mut n = planned.max(1);
     let (mut needed, mut shown) = loop {
         let r = run(n);
-        if meets(&r) {
+        if meets(&r, levels) {
             break (Some(n), r);
         }
         lo = n;
@@ -151,18 +199,63 @@ fn check_one(
     while let Some(h) = needed.filter(|h| h - lo > 1) {
         let mid = lo + (h - lo) / 2;
         let r = run(mid);
-        if meets(&r) {
+        if meets(&r, levels) {
             (needed, shown) = (Some(mid), r);
         } else {
             lo = mid;
         }
     }
-    Some(PercentileCheck {
+    (needed, shown)
+}
+
+/// A disaggregated candidate: both pools scaled together from the planned
+/// workers until the levels are met (at most four times), then the fewest
+/// prefill workers beside those decode workers, then the fewest decode
+/// workers beside those prefill workers.
+fn check_disaggregated(
+    rank: usize,
+    d: crate::replica::Disaggregated,
+    levels: &[PercentileLevel],
+    traffic: &Traffic,
+) -> PercentileCheck {
+    let (p0, d0) = (d.prefill.workers.max(1), d.decode.workers.max(1));
+    let run = |p: u32, k: u32| {
+        let mut x = d.input();
+        x.prefill.workers = p;
+        x.decode.workers = k;
+        simulate::simulate_disaggregated(
+            &x,
+            Router::LeastLoaded,
+            traffic.clone(),
+            Levels::default(),
+        )
+    };
+    // Both pools together, as a multiple of the plan (in quarters of it
+    // below, as `fewest` bisects): then each pool on its own.
+    let scaled = |m: u32| run((p0 * m).div_ceil(4), (d0 * m).div_ceil(4));
+    let (multiple, mut shown) = fewest(4, &scaled, levels);
+    let mut needed = multiple.map(|m| ((p0 * m).div_ceil(4), (d0 * m).div_ceil(4)));
+    if let Some((p, k)) = needed {
+        let (np, r) = fewest(p, &|n| run(n, k), levels);
+        let np = np.unwrap_or(p).min(p);
+        let (nk, r2) = fewest(k, &|n| run(np, n), levels);
+        needed = Some((np, nk.unwrap_or(k).min(k)));
+        shown = if nk.is_some() { r2 } else { r };
+    }
+    let gpus = |(p, k): (u32, u32)| {
+        p as u64 * d.prefill.layout.gpus() as u64 + k as u64 * d.decode.layout.gpus() as u64
+    };
+    PercentileCheck {
         rank,
-        layout: replica.layout,
-        replicas_planned,
-        replicas_needed: needed,
-        gpus_needed: needed.map(|n| n as u64 * replica.layout.gpus() as u64),
+        layout: d.decode.layout,
+        replicas_planned: d0,
+        replicas_needed: needed.map(|(_, k)| k),
+        prefill: Some(PrefillCheck {
+            layout: d.prefill.layout,
+            workers_planned: p0,
+            workers_needed: needed.map(|(p, _)| p),
+        }),
+        gpus_needed: needed.map(gpus),
         simulated: levels.iter().map(|l| (*l, simulated(l, &shown))).collect(),
-    })
+    }
 }

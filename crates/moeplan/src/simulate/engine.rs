@@ -32,11 +32,14 @@ pub struct RankLimits {
     pub max_running: u64,
     /// KV cache tokens the rank holds.
     pub kv_tokens: u64,
-    /// Decode steps (of the running batch) between a request's first token
-    /// and its client seeing it: output processing and streaming (the
-    /// serving layer's arrival wait less the step in progress, which the
-    /// simulation has on its own).
-    pub first_token_delay_steps: f64,
+    /// Steps (of the replica's mean length) a request that arrives while a
+    /// step runs spends outside the steps that carry its prompt: the step in
+    /// progress, output processing and streaming of its first token (the
+    /// serving layer's arrival wait). The simulation runs the step in
+    /// progress itself; its client sees the first token the rest later. A
+    /// request that finds the replica between steps (the first round of a
+    /// closed loop) pays none of it, as in the estimate's first round.
+    pub arrival_wait_steps: f64,
     /// Time a request spends outside the engine's steps before its client
     /// sees the first token (HTTP, tokenisation, the first detokenisation):
     /// the serving layer's per-request overhead, added to TTFT as the
@@ -54,8 +57,31 @@ pub(crate) struct First {
     pub(crate) seen: f64,
 }
 
+/// Whether a request counts in the statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Sent during the warm-up: it runs, uncounted.
+    WarmUp,
+    /// Counted.
+    Measured,
+}
+
+/// What a request found when it reached its replica.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Arrived {
+    /// No step running (an idle replica, or the boundary between two steps).
+    BetweenSteps,
+    /// A step running, with this many seconds left: it pays the serving
+    /// layer's arrival wait, of which those seconds.
+    MidStep(f64),
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Req {
+    /// Whether it counts in the statistics.
+    pub(crate) phase: Phase,
+    /// Whether a step was running when it arrived.
+    pub(crate) arrived: Arrived,
     pub(crate) arrival: f64,
     pub(crate) isl: u64,
     pub(crate) osl: u64,
@@ -80,6 +106,8 @@ pub(crate) struct Req {
 impl Req {
     pub(crate) fn new(arrival: f64, (isl, osl): (u64, u64), client: Option<u32>) -> Req {
         Req {
+            phase: Phase::Measured,
+            arrived: Arrived::BetweenSteps,
             arrival,
             isl: isl.max(1),
             osl: osl.max(1),
@@ -90,6 +118,15 @@ impl Req {
             generated: 0,
             joined: 0,
             held: 0,
+        }
+    }
+
+    /// The request in `phase`, having found its replica as `arrived` says.
+    pub(crate) fn reaching(self, phase: Phase, arrived: Arrived) -> Req {
+        Req {
+            phase,
+            arrived,
+            ..self
         }
     }
 }
@@ -143,6 +180,10 @@ pub struct Replica {
     pub(crate) outstanding: u64,
     /// Preemptions so far.
     pub(crate) preemptions: u64,
+    /// Mean duration of its steps since the first request that arrived
+    /// while a step ran (a closed loop's first round left out), over the
+    /// last 1,024 steps at most; and the steps counted.
+    mean_step: Option<(f64, u64)>,
 }
 
 /// What one step carried and produced.
@@ -168,6 +209,7 @@ impl Replica {
             serials: 0,
             outstanding: 0,
             preemptions: 0,
+            mean_step: None,
         }
     }
 
@@ -182,10 +224,11 @@ impl Replica {
         used as f64 / (self.limits.kv_tokens.max(1) * self.ranks.len() as u64) as f64
     }
 
-    /// Admits a request to its least-loaded rank, to be prefilled.
-    pub(crate) fn admit(&mut self, r: Req) {
+    /// Admits a request to its least-loaded rank, to be prefilled but for
+    /// its first `cached` prompt tokens (a prefix cache's hit).
+    pub(crate) fn admit(&mut self, r: Req, cached: u64) {
         let isl = r.isl;
-        self.admit_holding(r, isl, isl);
+        self.admit_holding(r, isl - cached.min(isl - 1), isl);
     }
 
     /// Admits a request whose prompt's KV cache a prefill worker computed
@@ -196,6 +239,9 @@ impl Replica {
     }
 
     fn admit_holding(&mut self, mut r: Req, compute: u64, held: u64) {
+        if let (Arrived::MidStep(_), None) = (r.arrived, self.mean_step) {
+            self.mean_step = Some((0.0, 0));
+        }
         self.serials += 1;
         r.serial = self.serials;
         let slot = match self.free.pop() {
@@ -246,7 +292,8 @@ impl Replica {
         if decodes == 0 && tokens == 0 {
             // Only requests whose KV arrived joining: no step to run.
             for (i, p) in plans.into_iter().enumerate() {
-                self.finish_step(i, p, (now, self.limits.request_overhead.value()), &mut out);
+                let overhead = self.limits.request_overhead.value();
+                self.finish_step(i, p, (now, (overhead, 0.0)), &mut out);
             }
             return out;
         }
@@ -256,12 +303,16 @@ impl Replica {
             n => total.saturating_sub(decodes + tokens) / (n - 1),
         };
         out.duration = cost.time(decodes, tokens, peers).max(1e-9);
+        let mean = self.mean_step.map_or(out.duration, |(m, _)| m);
+        if let Some((m, n)) = &mut self.mean_step {
+            *n += 1;
+            *m += (out.duration - *m) / (*n).min(1024) as f64;
+        }
         let end = now + out.duration;
-        let delay = self.limits.request_overhead.value()
-            + match self.limits.first_token_delay_steps {
-                0.0 => 0.0,
-                k => k * cost.time(decodes.max(1), 0, decodes),
-            };
+        let delay = (
+            self.limits.request_overhead.value(),
+            self.limits.arrival_wait_steps * mean,
+        );
         let mut gap_sum = 0.0;
         for (i, p) in plans.into_iter().enumerate() {
             gap_sum += self.finish_step(i, p, (end, delay), &mut out);
@@ -297,7 +348,7 @@ impl Replica {
         &mut self,
         i: usize,
         p: Plan,
-        (end, delay): (f64, f64),
+        (end, (overhead, wait)): (f64, (f64, f64)),
         out: &mut StepOut,
     ) -> f64 {
         let rank = &mut self.ranks[i];
@@ -329,9 +380,13 @@ impl Replica {
         for (slot, tokens) in p.prefilled {
             let r = &mut self.slots[slot];
             if r.first.is_none() {
+                let wait = match r.arrived {
+                    Arrived::BetweenSteps => 0.0,
+                    Arrived::MidStep(waited) => (wait - waited).max(0.0),
+                };
                 r.first = Some(First {
                     produced: end,
-                    seen: end + delay,
+                    seen: end + overhead + wait,
                 });
                 r.generated = 1;
                 out.events.push(Event::FirstToken(*r));
@@ -438,7 +493,8 @@ struct Plan {
     prefilled: Vec<(usize, u64)>,
     /// Requests refused: their prompt alone exceeds the rank's KV cache.
     refused: Vec<usize>,
-    /// KV tokens of requests joining with their cache already computed.
+    /// KV tokens of requests joining with their cache already computed, and
+    /// of prompts starting with a cached prefix.
     resident_tokens: u64,
 }
 
@@ -478,6 +534,8 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
                 p.prefilled.push((slot, held));
                 continue;
             }
+            // A prefix-cache hit holds its cached tokens from the start.
+            p.resident_tokens += held - compute;
             rank.prefilling.push_back((slot, compute, held));
         }
         if left == 0 {

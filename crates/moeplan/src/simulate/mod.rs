@@ -10,6 +10,7 @@
 //! (`stats.rs`): memory stays flat in the number of requests.
 
 pub mod engine;
+pub mod prefix;
 pub mod random;
 pub mod stats;
 pub mod traffic;
@@ -79,6 +80,9 @@ pub struct Traffic {
     pub duration: Option<f64>,
     /// Seed of every random draw.
     pub seed: u64,
+    /// The first requests sent that the latency statistics and the goodput
+    /// leave out (a benchmark's warm-up); they still run.
+    pub warmup: u64,
 }
 
 /// What the simulator runs, independent of how steps are costed.
@@ -172,6 +176,10 @@ pub struct SimResult {
     pub steps: u64,
     /// Set when the queue grew without bound.
     pub stopped: Option<Stopped>,
+    /// Share of the prompt tokens of the trace's requests with `hash_ids`
+    /// served from their replica's prefix cache (absent without `hash_ids`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_hit_rate: Option<f64>,
     /// The state over time (at most 1,000 samples).
     pub timeline: Vec<Sample>,
 }
@@ -199,6 +207,19 @@ impl<'a> ModelSteps<'a> {
         }
     }
 
+    /// These steps under `traffic`: a trace with block ids (`hash_ids`) has
+    /// its prefix cache simulated request by request (`prefix.rs`), which
+    /// replaces the workload's average hit rate. (The computed tokens'
+    /// attention over a cached prefix is priced as over none.)
+    pub fn with_prefixes(mut self, traffic: &Traffic) -> ModelSteps<'a> {
+        if let Arrivals::Trace(t) = &traffic.arrivals {
+            if t.iter().any(|r| !r.hash_ids.is_empty()) {
+                self.cache_hit_rate = 0.0;
+            }
+        }
+        self
+    }
+
     /// Shapes priced so far.
     pub fn shapes(&self) -> u64 {
         self.cache.len() as u64
@@ -210,7 +231,7 @@ fn bucket(n: u64, fine: u64) -> u64 {
     let grid = match n {
         0..=32 => 1,
         33..=256 => fine.max(1),
-        _ => (n / 32).next_power_of_two().max(fine),
+        _ => (n / 64).next_power_of_two().max(fine),
     };
     n.div_ceil(grid) * grid
 }
@@ -260,11 +281,56 @@ impl StepTime for ModelSteps<'_> {
 /// Simulates `setup` with steps priced by `costs[0]` (the replicas, or the
 /// prefill pool) and `costs[1]` (the decode pool, when there is one).
 pub fn run(setup: &Setup, costs: &mut [&mut dyn StepTime]) -> SimResult {
+    run_observed(setup, costs, &mut |_| {})
+}
+
+/// How far a simulation has come (for a progress display: the library
+/// never prints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Requests sent so far.
+    pub sent: u64,
+    /// Requests completed so far.
+    pub completed: u64,
+    /// Requests the traffic sends at most.
+    pub requests: u64,
+}
+
+/// Events between two calls of a progress observer.
+const OBSERVE_EVERY: u64 = 4096;
+
+/// `run`, telling `observe` how far it has come every few thousand events
+/// and once at the end.
+pub fn run_observed(
+    setup: &Setup,
+    costs: &mut [&mut dyn StepTime],
+    observe: &mut dyn FnMut(Progress),
+) -> SimResult {
     let mut sim = Sim::new(setup);
     sim.start();
-    while sim.advance(costs) {}
+    let mut events = 0u64;
+    while sim.advance(costs) {
+        events += 1;
+        if events % OBSERVE_EVERY == 0 {
+            observe(sim.progress());
+        }
+    }
+    observe(sim.progress());
     sim.result()
 }
+
+/// The share of its first cycle over which a closed loop of a mixed
+/// scheduler spreads its clients' second requests: the first clients back
+/// run beside fewer requests, so their second cycle is shorter, and a
+/// spread over the whole cycle would let them lap the last ones.
+const SPREAD: f64 = 0.75;
+
+/// The share of a step a closed-loop client of a mixed scheduler waits at
+/// most after each request but its first: enough to split, over a few
+/// rounds, requests that met in a step; small enough not to make neighbours
+/// in a dense stream meet (a whole step made the steady TTFT 17% longer at
+/// 128 clients of 1,000 + 200 tokens, where most steps carry a prompt).
+const JITTER: f64 = 0.25;
 
 /// Non-negative seconds as an ordered key (the bits of a non-negative f64 sort like it).
 fn key(t: f64) -> u64 {
@@ -278,7 +344,7 @@ struct Sim<'s> {
     clocks: Vec<f64>,
     busy: BinaryHeap<Reverse<(u64, usize)>>,
     source: traffic::Source,
-    open: Option<(f64, u64, u64)>,
+    open: Option<(f64, u64, u64, usize)>,
     returning: BinaryHeap<Reverse<(u64, u32)>>,
     /// Requests whose KV cache is crossing to the decode pool: (arrival there, index in `transit`).
     transfers: BinaryHeap<Reverse<(u64, usize)>>,
@@ -291,6 +357,15 @@ struct Sim<'s> {
     slots: u64,
     sent: u64,
     next_replica: usize,
+    /// The prefix cache of each replica of the first pool.
+    prefixes: Vec<prefix::PrefixCache>,
+    /// Closed loop: requests each client has completed (its pauses' draws).
+    rounds: Vec<u32>,
+    /// The duration of the step being recorded.
+    last_step: f64,
+    /// Closed loop: when the first request came back to its client, and
+    /// how long it took (the first cycle).
+    first_cycle: Option<(f64, f64)>,
     stats: Stats,
 }
 
@@ -314,6 +389,8 @@ struct Stats {
     stopped: Option<Stopped>,
     timeline: Vec<Sample>,
     sample_every: f64,
+    /// Prompt tokens of requests with block ids, and of those the cached ones.
+    prefix: Option<(u64, u64)>,
 }
 
 impl<'s> Sim<'s> {
@@ -347,6 +424,18 @@ impl<'s> Sim<'s> {
             returning: BinaryHeap::new(),
             sent: 0,
             next_replica: 0,
+            prefixes: (0..n)
+                .map(|_| {
+                    let tokens = setup
+                        .limits
+                        .kv_tokens
+                        .saturating_mul(u64::from(setup.dp.max(1)));
+                    prefix::PrefixCache::new((tokens / prefix::BLOCK_TOKENS) as usize)
+                })
+                .collect(),
+            rounds: Vec::new(),
+            last_step: 0.0,
+            first_cycle: None,
             stats: Stats {
                 sample_every: 0.01,
                 ..Stats::default()
@@ -373,7 +462,7 @@ impl<'s> Sim<'s> {
 
     /// The next arrival's time, if any is due to be sent.
     fn next_arrival(&self) -> Option<f64> {
-        let open = self.open.map(|(t, _, _)| t);
+        let open = self.open.map(|(t, _, _, _)| t);
         let back = self
             .returning
             .peek()
@@ -434,32 +523,42 @@ impl<'s> Sim<'s> {
 
     /// Sends the earliest arrival to a replica.
     fn arrive(&mut self) {
-        let open = self.open.map(|(t, _, _)| t);
+        let open = self.open.map(|(t, _, _, _)| t);
         let back = self
             .returning
             .peek()
             .map(|Reverse((t, _))| f64::from_bits(*t));
-        let (t, isl, osl, client) = match (open, back) {
+        let (t, isl, osl, client, index) = match (open, back) {
             (Some(a), b) if b.is_none_or(|b| a <= b) => {
-                let (t, isl, osl) = self.open.take().expect("an open arrival");
+                let (t, isl, osl, index) = self.open.take().expect("an open arrival");
                 let traffic = &self.setup.traffic;
                 let more = self.sent + 1 < traffic.requests;
                 self.open = self
                     .source
                     .next_arrival()
-                    .filter(|(t, _, _)| more && traffic.duration.is_none_or(|d| *t <= d));
-                (t, isl, osl, None)
+                    .filter(|(t, _, _, _)| more && traffic.duration.is_none_or(|d| *t <= d));
+                (t, isl, osl, None, Some(index))
             }
             _ => {
                 let Reverse((t, c)) = self.returning.pop().expect("a returning client");
                 let (isl, osl) = self.source.lengths();
-                (f64::from_bits(t), isl, osl, Some(c))
+                (f64::from_bits(t), isl, osl, Some(c), None)
             }
+        };
+        let phase = if self.sent < self.setup.traffic.warmup {
+            engine::Phase::WarmUp
+        } else {
+            engine::Phase::Measured
         };
         self.sent += 1;
         self.stats.first.get_or_insert(t);
         let i = self.route(0..self.first_decode);
         let idle = !self.replicas[i].busy();
+        let arrived = if !idle && self.clocks[i] > t {
+            engine::Arrived::MidStep(self.clocks[i] - t)
+        } else {
+            engine::Arrived::BetweenSteps
+        };
         let req = match self.setup.decode {
             // Disaggregated: the prefill worker stops at the first token.
             Some(_) => {
@@ -469,12 +568,29 @@ impl<'s> Sim<'s> {
             }
             None => Req::new(t, (isl, osl), client),
         };
-        self.replicas[i].admit(req);
+        let req = req.reaching(phase, arrived);
+        let cached = index.map_or(0, |k| self.cached_prefix(i, k, isl));
+        self.replicas[i].admit(req, cached);
         if idle {
             self.clocks[i] = self.clocks[i].max(t);
             self.busy.push(Reverse((key(self.clocks[i]), i)));
         }
         self.watch_queue(t);
+    }
+
+    /// Prompt tokens of the trace's `k`-th request, of `isl` tokens, that
+    /// replica `i`'s prefix cache holds (at least one token is computed).
+    fn cached_prefix(&mut self, i: usize, k: usize, isl: u64) -> u64 {
+        let ids = self.source.hash_ids(k);
+        if ids.is_empty() {
+            return 0;
+        }
+        let blocks = self.prefixes[i].lookup(ids) as u64;
+        let cached = (blocks * prefix::BLOCK_TOKENS).min(isl.saturating_sub(1));
+        let (prompt, hit) = self.stats.prefix.get_or_insert((0, 0));
+        *prompt += isl;
+        *hit += cached;
+        cached
     }
 
     /// The replica among `pool` the router picks.
@@ -541,6 +657,7 @@ impl<'s> Sim<'s> {
     fn step(&mut self, i: usize, now: f64, cost: &mut dyn StepTime) {
         let out = self.replicas[i].step(now, cost);
         let end = now + out.duration;
+        self.last_step = out.duration;
         self.clocks[i] = end;
         self.stats.steps += 1;
         self.stats.itl.add(out.gap, out.decode_tokens as f64);
@@ -570,7 +687,8 @@ impl<'s> Sim<'s> {
             return;
         };
         let arrives = at + (d.transfer_latency + d.transfer_per_token * r.isl as f64).value();
-        let copy = Req::new(r.arrival, (r.isl, r.rest), r.client);
+        let copy = Req::new(r.arrival, (r.isl, r.rest), r.client)
+            .reaching(r.phase, engine::Arrived::MidStep(0.0));
         let k = match self.transit_free.pop() {
             Some(k) => {
                 self.transit[k] = copy;
@@ -589,7 +707,7 @@ impl<'s> Sim<'s> {
         let st = &mut self.stats;
         match e {
             Event::FirstToken(r) => {
-                if let Some(f) = r.first {
+                if let (Some(f), engine::Phase::Measured) = (r.first, r.phase) {
                     st.ttft.add(f.seen - r.arrival, 1.0);
                 }
             }
@@ -602,9 +720,13 @@ impl<'s> Sim<'s> {
                 } else {
                     0.0
                 };
-                st.e2e.add(e2e, 1.0);
+                let measured = match r.phase {
+                    engine::Phase::WarmUp => 0.0,
+                    engine::Phase::Measured => 1.0,
+                };
+                st.e2e.add(e2e, measured);
                 if r.osl > 1 {
-                    st.tpot.add(tpot, 1.0);
+                    st.tpot.add(tpot, measured);
                 }
                 st.done += 1;
                 st.first_done.get_or_insert((at, st.done));
@@ -612,17 +734,83 @@ impl<'s> Sim<'s> {
                 st.last = st.last.max(at);
                 let lv = &self.setup.levels;
                 let ok = |limit: Option<Seconds>, x: f64| limit.is_none_or(|l| x <= l.value());
-                if ok(lv.ttft, first.seen - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e) {
+                let met =
+                    ok(lv.ttft, first.seen - r.arrival) && ok(lv.tpot, tpot) && ok(lv.e2e, e2e);
+                if met && measured > 0.0 {
                     st.good += 1;
                 }
                 let t = &self.setup.traffic;
                 let within = t.duration.is_none_or(|d| at - st.first.unwrap_or(0.0) <= d);
                 if let Some(c) = r.client.filter(|_| within) {
                     if self.sent + (self.returning.len() as u64) < t.requests {
-                        self.returning.push(Reverse((key(at), c)));
+                        let back = r.arrival + e2e;
+                        self.first_cycle.get_or_insert((back, e2e));
+                        let next = back + self.pause(c, back);
+                        self.returning.push(Reverse((key(next), c)));
                     }
                 }
             }
+        }
+    }
+
+    /// The pause before closed-loop client `c` sends its next request,
+    /// after one that took `e2e` seconds and ended with a step of `step`.
+    ///
+    /// Benchmark clients start together, so the first round's prompts queue
+    /// behind each other. After it, mixed schedulers (vLLM, TensorRT-LLM)
+    /// see the requests arrive as a stream, one prompt (per attention-DP
+    /// rank) per step that carries one (`serving::closed_loop`, fitted to the
+    /// measured runs), while prefill-first rounds stay grouped. Left alone,
+    /// simulated requests of equal lengths keep the first round's groups
+    /// (those prefilled in one step finish in one step and come back
+    /// together), and requests that meet in a step merge for good. So a
+    /// client of a mixed scheduler waits, after its first request, until its
+    /// slot of an even spread over `SPREAD` of the first cycle, and after each
+    /// later one a uniform share of `JITTER` of a step (the client's jitter,
+    /// which keeps them spread). The clients of one position on every
+    /// attention-DP rank draw alike, so the ranks carry their prompts in the
+    /// same steps, as the estimate's steps do.
+    fn pause(&mut self, c: u32, back: f64) -> f64 {
+        match self.setup.limits.policy {
+            Policy::PrefillFirst => return 0.0,
+            Policy::MixedChunked | Policy::MixedWhole => {}
+        }
+        let i = c as usize;
+        if self.rounds.len() <= i {
+            self.rounds.resize(i + 1, 0);
+        }
+        let k = self.rounds[i];
+        self.rounds[i] += 1;
+        let dp = self.setup.dp.max(1);
+        let group = c / dp;
+        match k {
+            0 => {
+                let groups = match self.setup.traffic.arrivals {
+                    Arrivals::Closed { clients } => clients.div_ceil(u64::from(dp)).max(1),
+                    Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Trace(_) => 1,
+                };
+                let (t0, cycle) = self.first_cycle.unwrap_or((back, 0.0));
+                let at = t0 + SPREAD * (f64::from(group) + 0.5) / groups as f64 * cycle;
+                (at - back).max(0.0)
+            }
+            _ => {
+                let seed = self.setup.traffic.seed ^ (u64::from(group) << 32 | u64::from(k));
+                random::Rng::new(seed).uniform() * self.last_step * JITTER
+            }
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        let requests = match &self.setup.traffic.arrivals {
+            Arrivals::Trace(t) => self.setup.traffic.requests.min(t.len() as u64),
+            Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Closed { .. } => {
+                self.setup.traffic.requests
+            }
+        };
+        Progress {
+            sent: self.sent,
+            completed: self.stats.done + self.stats.rejected,
+            requests,
         }
     }
 
@@ -645,6 +833,9 @@ impl<'s> Sim<'s> {
             step_shapes: 0,
             steps: st.steps,
             stopped: st.stopped,
+            prefix_cache_hit_rate: st
+                .prefix
+                .map(|(prompt, hit)| hit as f64 / prompt.max(1) as f64),
             timeline: st.timeline,
         }
     }
@@ -670,13 +861,11 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
         max_running: inp.engine.max_running_requests.unwrap_or(u64::MAX),
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
         request_overhead: inp.calibration.serving.request_overhead,
-        // The fitted arrival wait less the step in progress; the prefill-first
-        // loop has none (its fitted closed form does not use it).
-        first_token_delay_steps: match inp.engine.policy {
+        // The fitted arrival wait; the prefill-first loop has none (its
+        // fitted closed form does not use it).
+        arrival_wait_steps: match inp.engine.policy {
             Policy::PrefillFirst => 0.0,
-            Policy::MixedChunked | Policy::MixedWhole => {
-                (inp.calibration.serving.arrival_wait - 1.0).max(0.0)
-            }
+            Policy::MixedChunked | Policy::MixedWhole => inp.calibration.serving.arrival_wait,
         },
     }
 }
@@ -689,6 +878,17 @@ pub fn simulate(
     traffic: Traffic,
     levels: Levels,
 ) -> SimResult {
+    simulate_observed(inp, (replicas, router), traffic, levels, &mut |_| {})
+}
+
+/// `simulate`, telling `observe` how far it has come.
+pub fn simulate_observed(
+    inp: &EstimateInput,
+    (replicas, router): (u32, Router),
+    traffic: Traffic,
+    levels: Levels,
+    observe: &mut dyn FnMut(Progress),
+) -> SimResult {
     let setup = Setup {
         replicas,
         dp: inp.layout.dp,
@@ -698,8 +898,8 @@ pub fn simulate(
         levels,
         decode: None,
     };
-    let mut cost = ModelSteps::new(inp);
-    let mut r = run(&setup, &mut [&mut cost]);
+    let mut cost = ModelSteps::new(inp).with_prefixes(&setup.traffic);
+    let mut r = run_observed(&setup, &mut [&mut cost], observe);
     r.step_shapes = cost.shapes();
     r
 }
@@ -711,6 +911,17 @@ pub fn simulate_disaggregated(
     router: Router,
     traffic: Traffic,
     levels: Levels,
+) -> SimResult {
+    simulate_disaggregated_observed(inp, router, traffic, levels, &mut |_| {})
+}
+
+/// `simulate_disaggregated`, telling `observe` how far it has come.
+pub fn simulate_disaggregated_observed(
+    inp: &DisaggInput,
+    router: Router,
+    traffic: Traffic,
+    levels: Levels,
+    observe: &mut dyn FnMut(Progress),
 ) -> SimResult {
     let (p, d) = (inp.prefill, inp.decode);
     let pin = disagg::pool_input(inp, &p, p.prompts_per_rank.max(1) * p.layout.dp as u64);
@@ -735,8 +946,11 @@ pub fn simulate_disaggregated(
             transfer_per_token: per_token,
         }),
     };
-    let (mut pc, mut dc) = (ModelSteps::new(&pin), ModelSteps::new(&din));
-    let mut r = run(&setup, &mut [&mut pc, &mut dc]);
+    let (mut pc, mut dc) = (
+        ModelSteps::new(&pin).with_prefixes(&setup.traffic),
+        ModelSteps::new(&din),
+    );
+    let mut r = run_observed(&setup, &mut [&mut pc, &mut dc], observe);
     r.step_shapes = pc.shapes() + dc.shapes();
     r
 }

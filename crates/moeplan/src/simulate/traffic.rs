@@ -170,7 +170,7 @@ impl Lengths {
 }
 
 /// One request of a trace.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TraceRequest {
     /// Seconds from the trace's first request.
     pub arrival: f64,
@@ -178,6 +178,9 @@ pub struct TraceRequest {
     pub isl: u64,
     /// Output tokens.
     pub osl: u64,
+    /// Ids of the prompt's 512-token blocks, each standing for the prefix up
+    /// to it (Mooncake's `hash_ids`; empty when the trace has none).
+    pub hash_ids: Vec<u64>,
 }
 
 /// The trace formats read.
@@ -226,7 +229,7 @@ pub fn read_trace(path: &Path) -> Result<Vec<TraceRequest>, SpecError> {
             span: Some((start, line.len().max(1))),
         };
         match parse_line(format, line) {
-            Ok((t, isl, osl)) => {
+            Ok((t, isl, osl, hash_ids)) => {
                 let t0 = *origin.get_or_insert(t);
                 let arrival = t - t0;
                 if let Some(prev) = out.last().map(|r: &TraceRequest| r.arrival) {
@@ -245,7 +248,12 @@ pub fn read_trace(path: &Path) -> Result<Vec<TraceRequest>, SpecError> {
                         "times count from the first request",
                     ));
                 }
-                out.push(TraceRequest { arrival, isl, osl });
+                out.push(TraceRequest {
+                    arrival,
+                    isl,
+                    osl,
+                    hash_ids,
+                });
             }
             Err(msg) => problems.push(located(msg, format_hint(format))),
         }
@@ -275,8 +283,8 @@ fn format_hint(f: Format) -> &'static str {
     }
 }
 
-/// (time in seconds, prompt tokens, output tokens) of one line.
-fn parse_line(format: Format, line: &str) -> Result<(f64, u64, u64), String> {
+/// (time in seconds, prompt tokens, output tokens, block ids) of one line.
+fn parse_line(format: Format, line: &str) -> Result<(f64, u64, u64, Vec<u64>), String> {
     let count = |s: &str, what: &str| -> Result<u64, String> {
         s.trim()
             .parse::<u64>()
@@ -309,6 +317,7 @@ fn parse_line(format: Format, line: &str) -> Result<(f64, u64, u64), String> {
                 t,
                 count(isl, "prompt length")?,
                 count(osl, "output length")?,
+                Vec::new(),
             ))
         }
         Format::Mooncake => {
@@ -331,9 +340,35 @@ fn parse_line(format: Format, line: &str) -> Result<(f64, u64, u64), String> {
                         format!("`{k}` {x} is not a whole number from 1 to {MAX_TOKENS}")
                     })
             };
-            Ok((t / 1000.0, n("input_length")?, n("output_length")?))
+            let isl = n("input_length")?;
+            let ids = match v.get("hash_ids") {
+                None => Vec::new(),
+                Some(ids) => hash_ids(ids, isl)?,
+            };
+            Ok((t / 1000.0, isl, n("output_length")?, ids))
         }
     }
+}
+
+/// A Mooncake line's `hash_ids`: whole numbers, at most one per 512-token
+/// block of its `isl`-token prompt.
+fn hash_ids(v: &serde_json::Value, isl: u64) -> Result<Vec<u64>, String> {
+    let bad = || "`hash_ids` is not a list of whole numbers".to_string();
+    let ids = v
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|x| x.as_u64().ok_or_else(bad))
+        .collect::<Result<Vec<u64>, String>>()?;
+    let blocks = isl.div_ceil(super::prefix::BLOCK_TOKENS);
+    if ids.len() as u64 > blocks {
+        return Err(format!(
+            "{} `hash_ids` for {isl} prompt tokens: at most {blocks} blocks of {}",
+            ids.len(),
+            super::prefix::BLOCK_TOKENS
+        ));
+    }
+    Ok(ids)
 }
 
 /// Seconds since 1970 of `YYYY-MM-DD HH:MM:SS[.fraction]` (UTC).
@@ -397,8 +432,17 @@ impl Source {
         (self.isl.draw(&mut self.rng), self.osl.draw(&mut self.rng))
     }
 
-    /// The next open-loop request (None for a closed loop, or a trace's end).
-    pub(crate) fn next_arrival(&mut self) -> Option<(f64, u64, u64)> {
+    /// The block ids of the trace's `i`-th request (empty without a trace).
+    pub(crate) fn hash_ids(&self, i: usize) -> &[u64] {
+        match &self.arrivals {
+            Arrivals::Trace(t) => t.get(i).map_or(&[], |r| &r.hash_ids[..]),
+            Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Closed { .. } => &[],
+        }
+    }
+
+    /// The next open-loop request: its time, lengths and index (None for a
+    /// closed loop, or a trace's end).
+    pub(crate) fn next_arrival(&mut self) -> Option<(f64, u64, u64, usize)> {
         let gap = match &self.arrivals {
             Arrivals::Poisson { rate } => self.rng.exponential(1.0 / rate),
             Arrivals::Gamma { rate, cv } => {
@@ -409,7 +453,7 @@ impl Source {
             Arrivals::Trace(t) => {
                 let r = t.get(self.next)?;
                 self.next += 1;
-                return Some((r.arrival, r.isl, r.osl));
+                return Some((r.arrival, r.isl, r.osl, self.next - 1));
             }
         };
         if self.next > 0 {
@@ -417,6 +461,6 @@ impl Source {
         }
         self.next += 1;
         let (isl, osl) = self.lengths();
-        Some((self.clock, isl, osl))
+        Some((self.clock, isl, osl, self.next - 1))
     }
 }
