@@ -11,7 +11,7 @@
 
 use crate::dtype::DType;
 use crate::serving::closed_loop::Policy;
-use crate::units::{Bytes, Fraction, GIB};
+use crate::units::{Bytes, Fraction, GIB, MIB};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -115,6 +115,7 @@ impl Engine {
             max_step_tokens: pick(&s.step_tokens).unwrap_or(8192),
             max_running_requests: pick(&s.max_running),
             runtime_reserve: Bytes(s.runtime_reserve_gib * GIB),
+            allreduce_workspace: Bytes(s.allreduce_workspace_mib * MIB),
             // The presets are embedded data, each checked to be a fraction by a test.
             max_memory_fraction: Fraction::known(s.memory_fraction),
             cuda_graphs: s.cuda_graphs,
@@ -168,6 +169,8 @@ pub struct EngineSpec {
     pub memory_fraction: f64,
     /// CUDA context, workspaces and graph pool per GPU, GiB.
     pub runtime_reserve_gib: f64,
+    /// All-reduce workspace a TP group keeps per GPU, MiB.
+    pub allreduce_workspace_mib: f64,
     /// Tokens per step per rank, by GPU memory.
     pub step_tokens: Vec<Rule>,
     /// Running requests per rank, by GPU memory (empty: memory decides).
@@ -240,6 +243,10 @@ pub struct EngineConfig {
     pub max_running_requests: Option<u64>,
     /// CUDA context, library workspaces and CUDA-graph pool per GPU.
     pub runtime_reserve: Bytes,
+    /// All-reduce workspace a TP group keeps per GPU (the engine file's
+    /// `allreduce_workspace_mib`; not in the JSON, which predates it).
+    #[serde(skip)]
+    pub allreduce_workspace: Bytes,
     /// Fraction of the GPU's memory the engine may use (vLLM
     /// `gpu_memory_utilization`; the seeds' "< 90%").
     pub max_memory_fraction: Fraction,

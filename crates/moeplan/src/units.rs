@@ -338,6 +338,9 @@ impl TokensPerSecond {
 /// Binary gibibytes, for the few places where a vendor states capacity in GiB.
 pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// Binary mebibytes, the unit buffer sizes are stated in.
+pub(crate) const MIB: f64 = 1024.0 * 1024.0;
+
 #[cfg(test)]
 mod tests {
     use super::*;
