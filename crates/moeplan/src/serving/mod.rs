@@ -854,6 +854,16 @@ fn explain(
                 ("stage", mem.stage.to_string()),
                 ("kv_per_request", mem.kv_bytes_per_request.to_string()),
                 ("requests_per_rank", format!("{:.0}", load.running)),
+                ("buffers_and_reserve", mem.other_bytes.to_string()),
+                ("runtime_reserve", inp.engine.runtime_reserve.to_string()),
+                (
+                    "allreduce_workspace",
+                    format!(
+                        "{} under TP (engines/{}.toml)",
+                        inp.engine.allreduce_workspace,
+                        inp.engine.engine.name()
+                    ),
+                ),
             ],
         ),
     );

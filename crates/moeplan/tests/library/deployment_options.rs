@@ -377,3 +377,26 @@ fn deepseek_h800_with_its_cache_hit_rate() {
     let tput = |c: &moeplan::audit::Computed| c.throughput_per_gpu.unwrap().value();
     assert!(tput(&a_on.computed) > tput(&a_off.computed));
 }
+
+/// `--explain` names where the memory's buffers come from: the engine
+/// file's all-reduce workspace (SGLang's 64 MiB = 67.11 MB) and its runtime
+/// reserve (1.5 GiB = 1.611 GB).
+#[test]
+fn memory_explanation_names_the_engine_buffers() {
+    let m = catalog::model("deepseek-v3").unwrap().unwrap();
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let layout = Layout::folded(1, 1, 1, 8, Some(8), None);
+    let e = estimate(&deepseek_input(&m, &gpu, layout, 4000, 0.0, Overlap::None)).unwrap();
+    let inputs = &e.explain[&ExplainKey::Memory].inputs;
+    let input = |k: &str| {
+        inputs
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        input("allreduce_workspace"),
+        Some("67.11 MB under TP (engines/sglang.toml)")
+    );
+    assert_eq!(input("runtime_reserve"), Some("1.611 GB"));
+}
