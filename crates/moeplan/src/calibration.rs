@@ -16,7 +16,7 @@
 //! ending in `_us`, bandwidth fractions are relative to the GPU's datasheet
 //! figures, and compute fractions to its dense peak in the kernel's precision.
 
-use crate::units::{Bytes, Seconds};
+use crate::units::{Bytes, Fraction, Seconds};
 use serde::{Deserialize, Serialize};
 
 /// Serde for `Seconds` written as microseconds.
@@ -349,10 +349,10 @@ impl Calibration {
     /// Replaces compute and memory efficiencies with flat fractions, as a
     /// plan's "60% MFU, 80% bandwidth utilisation" states them. Fixed
     /// per-kernel costs stay: they are not efficiencies.
-    pub fn flat(&self, mfu: Option<f64>, bandwidth: Option<f64>) -> Calibration {
+    pub fn flat(&self, mfu: Option<Fraction>, bandwidth: Option<Fraction>) -> Calibration {
         let mut c = self.clone();
         let mut parts = Vec::new();
-        if let Some(m) = mfu {
+        if let Some(m) = mfu.map(Fraction::value) {
             for g in c.gemm_curves_mut() {
                 g.eff_max = m;
                 g.m_half = 0.0;
@@ -373,7 +373,7 @@ impl Calibration {
                 m * 100.0
             ));
         }
-        if let Some(b) = bandwidth {
+        if let Some(b) = bandwidth.map(Fraction::value) {
             for g in c.gemm_curves_mut() {
                 g.mem_eff = b;
             }

@@ -116,8 +116,7 @@ impl Engine {
             max_running_requests: pick(&s.max_running),
             runtime_reserve: Bytes(s.runtime_reserve_gib * GIB),
             allreduce_workspace: Bytes(s.allreduce_workspace_mib * MIB),
-            // The presets are embedded data, each checked to be a fraction by a test.
-            max_memory_fraction: Fraction::known(s.memory_fraction),
+            max_memory_fraction: s.memory_fraction,
             cuda_graphs: s.cuda_graphs,
         }
     }
@@ -166,7 +165,7 @@ pub struct EngineSpec {
     /// Whom the step budget is for under attention DP.
     pub budget_scope: BudgetScope,
     /// Fraction of GPU memory the engine takes.
-    pub memory_fraction: f64,
+    pub memory_fraction: Fraction,
     /// CUDA context, workspaces and graph pool per GPU, GiB.
     pub runtime_reserve_gib: f64,
     /// All-reduce workspace a TP group keeps per GPU, MiB.
@@ -269,9 +268,9 @@ mod tests {
     fn every_engine_file_parses_and_names_itself() {
         for e in Engine::ALL {
             assert_eq!(e.spec().name, e.name());
-            // `config` builds a Fraction from it unchecked: it must be one.
+            // Read as a Fraction (in [0, 1]); an engine that takes none is a typo.
             let f = e.spec().memory_fraction;
-            assert!(Fraction::new(f).is_some() && f > 0.0, "{}: {f}", e.name());
+            assert!(f > Fraction::ZERO, "{}: {f}", e.name());
         }
     }
 

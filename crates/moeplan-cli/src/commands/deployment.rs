@@ -14,6 +14,7 @@ use moeplan::replica::{Deployment as ReplicaDeployment, Disaggregated};
 use moeplan::serving::disagg::Pool;
 use moeplan::serving::Workload;
 use moeplan::spec::scenario::{KvCache, Lengths, Scenario};
+use moeplan::units::Fraction;
 use std::fmt::Write;
 
 /// A dtype flag's value, parsed.
@@ -139,8 +140,10 @@ pub fn memory_fraction(f: f64) -> moeplan::units::Fraction {
 }
 
 /// An efficiency flag (`--mfu`, `--bandwidth-utilization`): 0.6 means 60% of peak.
-pub fn fraction(v: Option<f64>, flag: &str, format: Format) -> Result<Option<f64>, Failure> {
-    bounded(v, flag, moeplan::bounds::EFFICIENCY, format)
+pub fn fraction(v: Option<f64>, flag: &str, format: Format) -> Result<Option<Fraction>, Failure> {
+    let f = bounded(v, flag, moeplan::bounds::EFFICIENCY, format)?;
+    // Within [0.01, 1], so a fraction.
+    Ok(f.and_then(Fraction::new))
 }
 
 /// A count flag, which must be at least 1 when given.
@@ -381,18 +384,14 @@ fn workload(a: &DeploymentArgs, format: Format) -> Result<Workload, Failure> {
         isl: moeplan::units::Tokens::new(within("isl", a.isl, TOKENS, format)?.unwrap_or(1)),
         osl: moeplan::units::Tokens::new(within("osl", a.osl, TOKENS, format)?.unwrap_or(1)),
         concurrency: within("concurrency", a.concurrency, CONCURRENCY, format)?.unwrap_or(1),
-        cache_hit_rate: cache_hit_rate(a, format)?.unwrap_or(0.0),
+        cache_hit_rate: cache_hit_rate(a.cache_hit_rate, format)?.unwrap_or(Fraction::ZERO),
     })
 }
 
-/// `--cache-hit-rate`, within its bound.
-fn cache_hit_rate(a: &DeploymentArgs, format: Format) -> Result<Option<f64>, Failure> {
-    bounded(
-        a.cache_hit_rate,
-        "cache-hit-rate",
-        moeplan::bounds::CACHE_HIT_RATE,
-        format,
-    )
+/// `--cache-hit-rate`, within its bound (so a fraction).
+pub(crate) fn cache_hit_rate(v: Option<f64>, format: Format) -> Result<Option<Fraction>, Failure> {
+    let h = bounded(v, "cache-hit-rate", moeplan::bounds::CACHE_HIT_RATE, format)?;
+    Ok(h.and_then(Fraction::new))
 }
 
 /// The model and the GPU the flags name, with the dtype and node-size
@@ -694,7 +693,7 @@ pub fn apply_to_scenario(
     if concurrency.is_some() {
         w.concurrency = concurrency;
     }
-    if let Some(h) = cache_hit_rate(f, format)? {
+    if let Some(h) = cache_hit_rate(f.cache_hit_rate, format)? {
         s.workload.cache_hit_rate = h;
     }
     if let Some(m) = f.mfu {

@@ -19,7 +19,7 @@ use crate::serving::closed_loop::{Policy, Shape};
 use crate::serving::disagg::{self, DisaggInput};
 use crate::serving::steps::{StepKind, Stepper};
 use crate::serving::EstimateInput;
-use crate::units::Seconds;
+use crate::units::{Fraction, Seconds};
 use engine::{Event, RankLimits, Replica, Req, StepTime};
 use serde::Serialize;
 use stats::{Histogram, Summary};
@@ -183,7 +183,7 @@ pub struct ModelSteps<'a> {
     serving: ServingParams,
     dp: u32,
     /// Share of prompt tokens served from the prefix cache.
-    cache_hit_rate: f64,
+    cache_hit_rate: Fraction,
     cache: HashMap<(u64, u64, u64), f64>,
 }
 
@@ -223,7 +223,7 @@ impl StepTime for ModelSteps<'_> {
             bucket(peer_tokens, 32),
         );
         let (stepper, serving, dp) = (&self.stepper, &self.serving, self.dp);
-        let computed = 1.0 - self.cache_hit_rate;
+        let computed = self.cache_hit_rate.complement().value();
         *self.cache.entry(key).or_insert_with(|| {
             // Prompt tokens the step computes: with prefix-cache hits a
             // scheduled prompt token costs (1 − hit rate) of one (its budget

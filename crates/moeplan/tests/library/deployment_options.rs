@@ -126,7 +126,7 @@ fn deepseek_input<'a>(
             isl: moeplan::units::Tokens::new(isl),
             osl: moeplan::units::Tokens::new(1000),
             concurrency: 1024,
-            cache_hit_rate,
+            cache_hit_rate: moeplan::units::Fraction::new(cache_hit_rate).expect("a fraction"),
         },
         engine: moeplan::engine::Engine::Sglang.config(gpu.memory),
         redundant_experts: 0,
@@ -308,7 +308,9 @@ fn option_spellings() {
             &format!("osl = 1800\ncache_hit_rate = {v}\n"),
         );
         match ok {
-            Some(h) => assert!((r.unwrap().scenario.workload.cache_hit_rate - h).abs() < 1e-12),
+            Some(h) => {
+                assert!((r.unwrap().scenario.workload.cache_hit_rate.value() - h).abs() < 1e-12)
+            }
             None => assert!(words(&r.expect_err(v)).contains("0.99"), "{v}"),
         }
     }
@@ -362,7 +364,7 @@ fn deepseek_h800_with_its_cache_hit_rate() {
     assert!(text.contains("cache_hit_rate = \"56.3%\""));
     let on = load_text(&text).unwrap();
     let off = load_text(&text.replace("cache_hit_rate = \"56.3%\"", "")).unwrap();
-    assert!((on.scenario.workload.cache_hit_rate - 0.563).abs() < 1e-12);
+    assert!((on.scenario.workload.cache_hit_rate.value() - 0.563).abs() < 1e-12);
     let (a_on, a_off) = (
         audit(&on, &AuditOptions::default()),
         audit(&off, &AuditOptions::default()),

@@ -350,7 +350,10 @@ fn seed_decode_is_kv_bound_at_long_context() {
     let gpu = catalog::gpu("seed-gpu").unwrap().unwrap();
     let cal = moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral)
         .kernels
-        .flat(Some(0.6), Some(0.8));
+        .flat(
+            moeplan::units::Fraction::new(0.6),
+            moeplan::units::Fraction::new(0.8),
+        );
     let ctx = CostContext::new(&m, &gpu, Layout::default(), 0, 0.0, &cal);
     for (l, kv_ms) in [(128.0, 0.373), (1024.0, 2.983), (10240.0, 29.83)] {
         let step = ctx.step(&StepShape::decode(128.0, l));
@@ -391,7 +394,7 @@ fn seed_decode_is_kv_bound_at_long_context() {
             isl: moeplan::units::Tokens::new(10240),
             osl: moeplan::units::Tokens::new(1024),
             concurrency: 128,
-            cache_hit_rate: 0.0,
+            cache_hit_rate: moeplan::units::Fraction::ZERO,
         },
         engine: EngineConfig::default(),
         redundant_experts: 0,
@@ -553,7 +556,7 @@ proptest! {
         let m = model("qwen3-30b-a3b");
         let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
         let l = Layout { pp: 1 << pp, tp: 1 << tp, dp: 1 << dp, ep: 1 << ep, ..Layout::default() };
-        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc, cache_hit_rate: 0.0,
+        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc, cache_hit_rate: moeplan::units::Fraction::ZERO,
  }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0, overlap: moeplan::ops::Overlap::None,
  };
         if let Ok(e) = estimate(&inp) {
@@ -627,7 +630,7 @@ fn summary_equals_full_estimate() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(1000),
                 concurrency: 256,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine: EngineConfig::default(),
             redundant_experts: redundant * 8,
@@ -700,7 +703,7 @@ fn running_cap_queues_the_rest() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(100),
                 concurrency,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine,
             redundant_experts: 0,
@@ -734,7 +737,7 @@ fn running_cap_queues_the_rest() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(100),
                 concurrency: 128,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine,
             redundant_experts: 0,
@@ -790,7 +793,7 @@ fn pure_phases_bound_the_mixed_step() {
                 isl: moeplan::units::Tokens::new(2000),
                 osl: moeplan::units::Tokens::new(500),
                 concurrency: 64,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine: EngineConfig::default(),
             redundant_experts: 0,

@@ -371,7 +371,7 @@ fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
             isl: moeplan::units::Tokens::new(2000),
             osl: moeplan::units::Tokens::new(500),
             concurrency: 256,
-            cache_hit_rate: 0.0,
+            cache_hit_rate: moeplan::units::Fraction::ZERO,
         },
         engine: engine.config(g.memory),
         routing_skew: 0.0,
