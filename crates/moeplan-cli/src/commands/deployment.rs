@@ -1,7 +1,7 @@
 //! The deployment flags `estimate` and `dag` share, turned into the inputs
 //! of one estimate: model and GPU resolved, dtypes and efficiencies applied,
 //! the layout folded, every flag checked.
-use crate::args::{DeploymentArgs, EstimateArgs, LeverArgs, PoolArgs};
+use crate::args::{DeploymentArgs, EngineFlag, EstimateArgs, LeverArgs, PoolArgs};
 use crate::output::{ArgError, Failure, Format};
 use moeplan::bounds::{CONCURRENCY, GPUS_PER_NODE, TOKENS};
 use moeplan::dtype::DType;
@@ -417,28 +417,27 @@ fn model_and_gpu(a: &DeploymentArgs, format: Format) -> Result<(Model, Gpu), Fai
 
 /// The engine `--engine` names on `gpu`: `auto` is the engine whose kernels
 /// fit this GPU's measurements best (`profile::default_engine`).
-pub fn engine_named(name: &str, gpu: &Gpu, format: Format) -> Result<Engine, Failure> {
-    match name {
-        "auto" => Ok(moeplan::profile::default_engine(gpu)),
-        n => n.parse().map_err(|m| ArgError::failure(m, None, format)),
+pub fn engine_named(flag: EngineFlag, gpu: &Gpu) -> Engine {
+    match flag {
+        EngineFlag::Auto => moeplan::profile::default_engine(gpu),
+        EngineFlag::Named(e) => e,
     }
 }
 
 /// `--engine` over a scenario's or plan's `hardware.engine`: `auto` clears
 /// it (the best-fitting engine), a name sets it.
-pub fn apply_engine(flag: Option<&str>, s: &mut Scenario, format: Format) -> Result<(), Failure> {
+pub fn apply_engine(flag: Option<EngineFlag>, s: &mut Scenario) {
     match flag {
         None => {}
-        Some("auto") => s.engine = None,
-        Some(n) => s.engine = Some(engine_named(n, &s.gpu, format)?),
+        Some(EngineFlag::Auto) => s.engine = None,
+        Some(EngineFlag::Named(e)) => s.engine = Some(e),
     }
-    Ok(())
 }
 
 /// The engine preset for this GPU (`--engine`, default auto), with the
 /// explicit flags applied.
 pub fn engine(a: &DeploymentArgs, gpu: &Gpu, format: Format) -> Result<EngineConfig, Failure> {
-    let e = engine_named(a.engine.as_deref().unwrap_or("auto"), gpu, format)?;
+    let e = engine_named(a.engine.unwrap_or(EngineFlag::Auto), gpu);
     overrides(a, e.config(gpu.memory), format)
 }
 
@@ -705,7 +704,7 @@ pub fn apply_to_scenario(
     if let Some(n) = within("gpus-per-node", f.gpus_per_node, GPUS_PER_NODE, format)? {
         s.gpu.gpus_per_node = n;
     }
-    apply_engine(f.engine.as_deref(), s, format)?;
+    apply_engine(f.engine, s);
     apply_levers(&f.levers, s, format)
 }
 

@@ -64,7 +64,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
     if let Some(b) = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)? {
         s.bandwidth_utilization = Some(b);
     }
-    super::deployment::apply_engine(a.engine.as_deref(), &mut s, format)?;
+    super::deployment::apply_engine(a.engine, &mut s);
     super::deployment::apply_levers(&a.levers, &mut s, format)?;
     if a.objective == Objective::FewestGpus && s.workload.request_rate.is_none() {
         return Err(ArgError::failure(
