@@ -118,6 +118,7 @@ impl Engine {
             allreduce_workspace: Bytes(s.allreduce_workspace_mib * MIB),
             max_memory_fraction: s.memory_fraction,
             cuda_graphs: s.cuda_graphs,
+            decode_reserve: s.decode_reserve.unwrap_or(Fraction::ZERO),
         }
     }
 }
@@ -176,6 +177,11 @@ pub struct EngineSpec {
     pub max_running: Vec<Rule>,
     /// Which steps run as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
+    /// Share of the running requests' remaining output a prefill-first
+    /// scheduler keeps free in the KV cache before it starts a prompt
+    /// (required of an engine whose policy is `prefill_first`).
+    #[serde(default)]
+    pub decode_reserve: Option<Fraction>,
     /// The types the engine can store its KV cache in.
     pub kv_cache_dtypes: Vec<DType>,
 }
@@ -251,6 +257,11 @@ pub struct EngineConfig {
     pub max_memory_fraction: Fraction,
     /// Which steps run as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
+    /// Share of the running requests' remaining output a prefill-first
+    /// scheduler keeps free in the KV cache (the engine file's
+    /// `decode_reserve`; not in the JSON, which predates it).
+    #[serde(skip)]
+    pub decode_reserve: Fraction,
 }
 
 impl Default for EngineConfig {
@@ -271,6 +282,16 @@ mod tests {
             // Read as a Fraction (in [0, 1]); an engine that takes none is a typo.
             let f = e.spec().memory_fraction;
             assert!(f > Fraction::ZERO, "{}: {f}", e.name());
+            // A prefill-first scheduler that keeps no room for the running
+            // requests' output preempts them at every new prompt: its file
+            // must say how much it keeps, and no other file states it.
+            let reserve = e.spec().decode_reserve;
+            match e.spec().policy {
+                Policy::PrefillFirst => assert!(reserve.is_some(), "{}", e.name()),
+                Policy::MixedChunked | Policy::MixedWhole => {
+                    assert!(reserve.is_none(), "{}: not read", e.name())
+                }
+            }
         }
     }
 

@@ -670,6 +670,7 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
         max_running: inp.engine.max_running_requests.unwrap_or(u64::MAX),
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
         request_overhead: inp.calibration.serving.request_overhead,
+        decode_reserve: inp.engine.decode_reserve,
         // The fitted arrival wait less the step in progress; the prefill-first
         // loop has none (its fitted closed form does not use it).
         first_token_delay_steps: match inp.engine.policy {
