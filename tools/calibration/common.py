@@ -18,6 +18,18 @@ DATA = os.path.normpath(os.path.join(REPO, '..', 'shared', 'calibration'))
 CATALOG = os.path.join(REPO, 'crates', 'moeplan', 'catalog', 'gpus')
 PROFILES = os.path.join(REPO, 'crates', 'moeplan', 'profiles')
 
+# Constants of the cost forms (not fitted): fit.py writes them into every
+# profile's [kernels], which the Rust model reads, so both use one value.
+# Query rows one CTA of the prefill attention kernels takes: the 128-row tile
+# of FlashAttention-2/3 and FlashInfer; `cta_half` is counted in these CTAs.
+PREFILL_TILE_TOKENS = 128
+# Channels per fp32 scale of DeepEP's FP8 dispatch (e4m3 values, one scale per
+# 128 channels: deep_ep/buffer.py, `x` as a (values, scales) pair).
+FP8_DISPATCH_BLOCK = 128
+# Most of the link a collective's bus bandwidth reaches: caps the curves'
+# extrapolation along the 4->8 slope beyond 8 ranks.
+COLLECTIVE_EFF_MAX = 0.95
+
 # Measurement folder -> catalog GPU id.
 GPU_IDS = {'h100_sxm': 'h100-sxm', 'h200_sxm': 'h200-sxm', 'b200_sxm': 'b200'}
 ENGINES = ['vllm', 'sglang', 'trtllm']
@@ -188,7 +200,7 @@ def prefill_time(c, gpu, b, isl, heads, flop_per_pair, qk_dim, kv_tok, window=0)
     pairs = causal_pairs(isl, window)
     flop = b * flop_per_pair * pairs
     byt = b * isl * (2.0 * heads * qk_dim * 2.0) + b * isl * kv_tok
-    ctas = b * heads * np.ceil(isl / 128.0)
+    ctas = b * heads * np.ceil(isl / float(PREFILL_TILE_TOKENS))
     eff = c['eff_max'] * isl / (isl + c['isl_half']) * ctas / (ctas + c['cta_half'])
     t = np.maximum(flop / (gpu.peak['bf16'] * np.maximum(eff, 1e-6)), byt / (gpu.bw * c['mem_eff']))
     return t + c['overhead_us'] * 1e-6

@@ -51,6 +51,9 @@ FAMILIES = [
     ('network_eff', 'inter-node network efficiency'),
     ('nvlink_p2p_eff', 'NVLink point-to-point efficiency (PP activations, CP KV ring)'),
     ('elementwise_overhead', 'fixed cost per elementwise kernel'),
+    ('prefill_tile_tokens', 'query rows per CTA of prefill attention'),
+    ('fp8_dispatch_block', 'channels per fp32 scale of the FP8 EP dispatch'),
+    ('collective_eff_max', 'most of the link a collective reaches'),
 ]
 
 # Families whose value is an assumption, not a fit: no table measures them.
@@ -58,6 +61,10 @@ ASSUMED = {
     'network_eff': (0.8, 'assumption: no inter-node measurements (all tables are one 8-GPU node)'),
     'nvlink_p2p_eff': (0.7, 'assumption: no point-to-point measurements; NCCL send/recv inside a node reaches 0.6-0.8 of the link'),
     'elementwise_overhead': (2.0, 'assumption: norms/activations/residuals are not measured as kernels; 2 us each'),
+    # Constants of the forms (common.py says their sources), not fitted.
+    'prefill_tile_tokens': (PREFILL_TILE_TOKENS, 'constant of the form: the 128-row query tile of FlashAttention-2/3 and FlashInfer prefill kernels'),
+    'fp8_dispatch_block': (FP8_DISPATCH_BLOCK, 'constant of the form: DeepEP FP8 dispatch, e4m3 values with one fp32 scale per 128 channels (deep_ep/buffer.py)'),
+    'collective_eff_max': (COLLECTIVE_EFF_MAX, 'assumption: a collective reaches at most 95% of the link when its curve is extrapolated beyond 8 ranks'),
 }
 
 # The H100 vLLM curves moeplan used before per-engine profiles (the previous
@@ -769,6 +776,9 @@ def write_profile(p, man, nccl_ver):
          f'network_eff = {fmt(p.curves["network_eff"])}',
          f'nvlink_p2p_eff = {fmt(p.curves["nvlink_p2p_eff"])}',
          f'elementwise_overhead_us = {fmt(p.curves["elementwise_overhead"])}',
+         f'prefill_tile_tokens = {p.curves["prefill_tile_tokens"]}',
+         f'fp8_dispatch_block = {p.curves["fp8_dispatch_block"]}',
+         f'collective_eff_max = {fmt(p.curves["collective_eff_max"])}',
          '# ' + ' | '.join(f'{k}: {kernel_comment(p, k)}' for k in ['mla_overhead', 'mla_prefill_scale']),
          '# custom_allreduce_max: ' + kernel_comment(p, 'custom_allreduce_max'),
          '# alltoall_ll_max_tokens: ' + kernel_comment(p, 'alltoall_ll_max_tokens'), '']

@@ -4,14 +4,32 @@ use moeplan::dag::export::Format;
 use moeplan::dag::{Granularity, Phase, Steps};
 use moeplan::launch::Target;
 use moeplan::search::{Modes, Objective};
+use moeplan::simulate::traffic::Process;
 use moeplan::simulate::Router;
+
+/// An `--engine` value: `auto` or an engine of the library.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineFlag {
+    /// The engine whose kernels fit the GPU's measurements best.
+    Auto,
+    /// This engine.
+    Named(moeplan::engine::Engine),
+}
 
 /// `--engine` values: `auto` and every engine the library has a preset for
 /// (`moeplan::engine::Engine::ALL`), so a new engine needs no CLI change.
-fn engines() -> clap::builder::PossibleValuesParser {
+fn engines() -> impl clap::builder::TypedValueParser<Value = EngineFlag> {
+    use clap::builder::TypedValueParser;
+    use moeplan::engine::Engine;
     clap::builder::PossibleValuesParser::new(
-        std::iter::once("auto").chain(moeplan::engine::Engine::ALL.iter().map(|e| e.name())),
+        std::iter::once("auto").chain(Engine::ALL.iter().map(|e| e.name())),
     )
+    .map(|s| {
+        Engine::ALL
+            .into_iter()
+            .find(|e| e.name() == s)
+            .map_or(EngineFlag::Auto, EngineFlag::Named)
+    })
 }
 
 /// A flag whose values are a library enum's (`all`, spelled by `name`), so
@@ -259,7 +277,7 @@ pub struct DeploymentArgs {
     pub bandwidth_utilization: Option<f64>,
     /// The serving engine whose kernels, scheduler defaults (step budget, running-request cap, memory share) and fitted serving overheads to assume; the flags below override them. Default: the one a plan or scenario file states, else auto, the engine whose kernels fit this GPU's measurements best (docs/calibration.md); neutral: those kernels with no engine's scheduler or overheads.
     #[arg(long, value_parser = engines())]
-    pub engine: Option<String>,
+    pub engine: Option<EngineFlag>,
     /// Tokens per scheduler step per attention-DP rank (chunked prefill budget; default: the engine's).
     #[arg(long)]
     pub max_step_tokens: Option<u64>,
@@ -431,7 +449,7 @@ pub struct PlanArgs {
     pub bandwidth_utilization: Option<f64>,
     /// The serving engine to assume, over the scenario's `hardware.engine` (auto: the best-fitting engine on this GPU; neutral: its kernels with no engine's scheduler or overheads).
     #[arg(long, value_parser = engines())]
-    pub engine: Option<String>,
+    pub engine: Option<EngineFlag>,
     #[command(flatten)]
     pub levers: LeverArgs,
     /// What to optimise: throughput (tokens/s per GPU), fewest-gpus (for the request rate), pareto.
@@ -486,7 +504,7 @@ pub struct AuditArgs {
     pub fix: Option<std::path::PathBuf>,
     /// The serving engine the figures assume, over the plan's `hardware.engine` (as `plan --engine`).
     #[arg(long, value_parser = engines())]
-    pub engine: Option<String>,
+    pub engine: Option<EngineFlag>,
 }
 
 /// `moeplan dag`: the deployment comes from a plan file, a scenario's
@@ -578,8 +596,8 @@ pub struct SimulateArgs {
     #[arg(long, conflicts_with = "trace")]
     pub rate: Option<f64>,
     /// Inter-arrival times of --rate.
-    #[arg(long, default_value = "poisson", value_parser = ["poisson", "gamma"])]
-    pub arrivals: String,
+    #[arg(long, default_value = "poisson", value_parser = choice(&Process::ALL, Process::name))]
+    pub arrivals: Process,
     /// Coefficient of variation of gamma inter-arrival times (1 = Poisson, above 1 bursty).
     #[arg(long, default_value_t = 2.0)]
     pub cv: f64,

@@ -11,11 +11,6 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Exit code when the input is fine but the answer is negative.
-pub const EXIT_NEGATIVE: u8 = 1;
-/// Exit code for bad input.
-pub const EXIT_INPUT: u8 = 2;
-
 /// How a command reports, results and failures alike: text for people,
 /// or JSON for scripts (`--json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +59,29 @@ pub enum Failure {
     Input(Box<dyn Diagnostic + Send + Sync>, Format),
     /// Valid input, negative answer (exit 1), already reported by the command.
     Negative,
+    /// A command line clap answers itself (`--help`, `--version`: exit 0)
+    /// or refuses (exit 2, as JSON on stdout with `--json`).
+    Arguments(clap::Error),
+    /// A bug in moeplan: a panic, already reported by the panic hook
+    /// (`internal_error`; exit 3).
+    Internal,
 }
 
 impl Failure {
+    /// The exit code: 1 a negative answer, 2 bad input, 3 a bug in moeplan
+    /// (0 for clap's help and version). The one place each is stated.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Negative => 1,
+            Failure::Input(..) => 2,
+            Failure::Arguments(e) => match e.use_stderr() {
+                true => 2,
+                false => 0,
+            },
+            Failure::Internal => 3,
+        }
+    }
+
     /// An input error reported in `format`, for `map_err`.
     pub fn input<E: Diagnostic + Send + Sync + 'static>(format: Format) -> impl Fn(E) -> Failure {
         move |e| Failure::Input(Box::new(e), format)
@@ -391,6 +406,7 @@ pub fn render(diag: &dyn Diagnostic) -> String {
 
 /// Reports a failure and returns its exit code.
 pub fn failure(f: Failure) -> ExitCode {
+    let code = ExitCode::from(f.code());
     match f {
         Failure::Input(diag, format) => {
             if format == Format::Json {
@@ -411,10 +427,44 @@ pub fn failure(f: Failure) -> ExitCode {
             } else {
                 note(&render(diag.as_ref()));
             }
-            ExitCode::from(EXIT_INPUT)
         }
-        Failure::Negative => ExitCode::from(EXIT_NEGATIVE),
+        Failure::Arguments(e) => argument_error(&e),
+        Failure::Negative | Failure::Internal => {}
     }
+    code
+}
+
+/// A command line clap refuses: as clap writes it (help and version
+/// included), except that with `--json` a real error is JSON on stdout,
+/// like every other error of a `--json` command.
+fn argument_error(e: &clap::Error) {
+    use clap::error::ErrorKind;
+    let asks_json = std::env::args_os().any(|a| a == "--json");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !asks_json || informational {
+        let _ = e.print();
+        return;
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let message = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_string();
+    let help: Vec<String> = lines.map(|l| l.trim().to_string()).collect();
+    json(&moeplan::output::ErrorOutput {
+        error: moeplan::output::ErrorBody {
+            kind: "input",
+            message,
+            help,
+        },
+    });
 }
 
 /// Derivations as an indented list: `  name = formula`, each input below
@@ -538,5 +588,32 @@ impl indicatif::TermLike for Stderr {
     }
     fn flush(&self) -> std::io::Result<()> {
         std::io::stderr().lock().flush()
+    }
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Probe {
+        #[arg(long)]
+        n: u32,
+    }
+
+    /// Each failure's exit code as `moeplan --help` documents them: 1 a
+    /// negative answer, 2 bad input (clap's refusals too), 3 a bug; clap's
+    /// own help is 0.
+    #[test]
+    fn each_failure_owns_its_exit_code() {
+        let input = ArgError::failure("bad".into(), None, Format::Text);
+        let refused = Probe::try_parse_from(["probe", "--n", "x"]).expect_err("not a number");
+        let help = Probe::try_parse_from(["probe", "--help"]).expect_err("help");
+        assert_eq!(Failure::Negative.code(), 1);
+        assert_eq!(input.code(), 2);
+        assert_eq!(Failure::Arguments(refused).code(), 2);
+        assert_eq!(Failure::Arguments(help).code(), 0);
+        assert_eq!(Failure::Internal.code(), 3);
     }
 }

@@ -24,7 +24,7 @@ fn bench(c: &mut Criterion) {
             isl: moeplan::units::Tokens::new(1000),
             osl: moeplan::units::Tokens::new(2000),
             concurrency: 8192,
-            cache_hit_rate: 0.0,
+            cache_hit_rate: moeplan::units::Fraction::ZERO,
         },
         engine: EngineConfig::default(),
         redundant_experts: 0,

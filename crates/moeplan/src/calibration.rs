@@ -16,7 +16,7 @@
 //! ending in `_us`, bandwidth fractions are relative to the GPU's datasheet
 //! figures, and compute fractions to its dense peak in the kernel's precision.
 
-use crate::units::{Bytes, Seconds};
+use crate::units::{Bytes, Fraction, Seconds};
 use serde::{Deserialize, Serialize};
 
 /// Serde for `Seconds` written as microseconds.
@@ -45,9 +45,8 @@ mod micros3 {
 
 /// Serde for `Bytes` written as MiB.
 mod mib {
-    use crate::units::Bytes;
+    use crate::units::{Bytes, MIB};
     use serde::{Deserialize, Deserializer, Serializer};
-    const MIB: f64 = 1024.0 * 1024.0;
     pub(crate) fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(b.0 / MIB)
     }
@@ -147,14 +146,15 @@ pub struct CollectiveCurve {
 }
 
 impl CollectiveCurve {
-    /// Latency and bandwidth fraction for `n` ranks.
-    pub fn at(&self, n: u32) -> (Seconds, f64) {
+    /// Latency and bandwidth fraction for `n` ranks, the fraction at most
+    /// `eff_max` (the profile's `collective_eff_max`).
+    pub fn at(&self, n: u32, eff_max: f64) -> (Seconds, f64) {
         let x = (n.max(2) as f64).log2() - 1.0; // 0 at 2 ranks, 1 at 4, 2 at 8
         let (i, f) = if x <= 1.0 { (0, x) } else { (1, x - 1.0) };
         let lerp = |a: f64, b: f64| a + (b - a) * f;
         (
             Seconds(lerp(self.latency[i].0, self.latency[i + 1].0)),
-            lerp(self.eff[i], self.eff[i + 1]).min(0.95),
+            lerp(self.eff[i], self.eff[i + 1]).min(eff_max),
         )
     }
 }
@@ -248,13 +248,22 @@ pub struct Calibration {
     pub network_eff: f64,
     /// Fraction of the NVLink bandwidth a point-to-point transfer reaches
     /// (pipeline activations, the context-parallel KV ring). No profile
-    /// measures it: an assumption stated as such, 0.7 unless a profile says
-    /// otherwise (NCCL send/recv inside a node reaches 0.6-0.8 of the link).
-    #[serde(default = "nvlink_p2p_eff_assumed")]
+    /// measures it: an assumption each profile states as such (NCCL
+    /// send/recv inside a node reaches 0.6-0.8 of the link).
     pub nvlink_p2p_eff: f64,
     /// Fixed cost per small elementwise kernel (norms, activations, residuals).
     #[serde(rename = "elementwise_overhead_us", with = "micros")]
     pub elementwise_overhead: Seconds,
+    /// Query rows one CTA of the prefill attention kernels takes (the
+    /// 128-row tile of FlashAttention-2/3 and FlashInfer): the thread blocks
+    /// `cta_half` is counted in. A constant of the form, not fitted.
+    pub prefill_tile_tokens: f64,
+    /// Channels per fp32 scale of the EP dispatch in FP8 (DeepEP: e4m3
+    /// values, one scale per 128): an element takes `1 + 4 / block` bytes.
+    pub fp8_dispatch_block: f64,
+    /// Most of the link a collective's bus bandwidth reaches (caps the
+    /// curves' extrapolation beyond 8 ranks). An assumption, not fitted.
+    pub collective_eff_max: f64,
     /// Where these figures come from (set by the profile that holds them).
     #[serde(skip)]
     pub source: String,
@@ -262,10 +271,6 @@ pub struct Calibration {
     /// engine's fit to end-to-end runs).
     #[serde(skip)]
     pub serving: ServingParams,
-}
-
-fn nvlink_p2p_eff_assumed() -> f64 {
-    0.7
 }
 
 /// What an engine and its benchmark client add to the kernels' time, fitted
@@ -344,10 +349,10 @@ impl Calibration {
     /// Replaces compute and memory efficiencies with flat fractions, as a
     /// plan's "60% MFU, 80% bandwidth utilisation" states them. Fixed
     /// per-kernel costs stay: they are not efficiencies.
-    pub fn flat(&self, mfu: Option<f64>, bandwidth: Option<f64>) -> Calibration {
+    pub fn flat(&self, mfu: Option<Fraction>, bandwidth: Option<Fraction>) -> Calibration {
         let mut c = self.clone();
         let mut parts = Vec::new();
-        if let Some(m) = mfu {
+        if let Some(m) = mfu.map(Fraction::value) {
             for g in c.gemm_curves_mut() {
                 g.eff_max = m;
                 g.m_half = 0.0;
@@ -368,7 +373,7 @@ impl Calibration {
                 m * 100.0
             ));
         }
-        if let Some(b) = bandwidth {
+        if let Some(b) = bandwidth.map(Fraction::value) {
             for g in c.gemm_curves_mut() {
                 g.mem_eff = b;
             }

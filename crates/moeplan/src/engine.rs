@@ -16,7 +16,7 @@
 
 use crate::dtype::DType;
 use crate::serving::closed_loop::Policy;
-use crate::units::{Bytes, Fraction, GIB};
+use crate::units::{Bytes, Fraction, GIB, MIB};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -150,9 +150,10 @@ impl Engine {
             max_step_tokens: pick(&s.step_tokens).unwrap_or(8192),
             max_running_requests: pick(&s.max_running),
             runtime_reserve: Bytes(s.runtime_reserve_gib * GIB),
-            // The presets are embedded data, each checked to be a fraction by a test.
-            max_memory_fraction: Fraction::known(s.memory_fraction),
+            allreduce_workspace: Bytes(s.allreduce_workspace_mib * MIB),
+            max_memory_fraction: s.memory_fraction,
             cuda_graphs: s.cuda_graphs,
+            decode_reserve: s.decode_reserve.unwrap_or(Fraction::ZERO),
         }
     }
 }
@@ -214,15 +215,22 @@ pub struct EngineSpec {
     /// Whom the step budget is for under attention DP.
     pub budget_scope: BudgetScope,
     /// Fraction of GPU memory the engine takes.
-    pub memory_fraction: f64,
+    pub memory_fraction: Fraction,
     /// CUDA context, workspaces and graph pool per GPU, GiB.
     pub runtime_reserve_gib: f64,
+    /// All-reduce workspace a TP group keeps per GPU, MiB.
+    pub allreduce_workspace_mib: f64,
     /// Tokens per step per rank, by GPU memory.
     pub step_tokens: Vec<Rule>,
     /// Running requests per rank, by GPU memory (empty: memory decides).
     pub max_running: Vec<Rule>,
     /// Which steps run as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
+    /// Share of the running requests' remaining output a prefill-first
+    /// scheduler keeps free in the KV cache before it starts a prompt
+    /// (required of an engine whose policy is `prefill_first`).
+    #[serde(default)]
+    pub decode_reserve: Option<Fraction>,
     /// The types the engine can store its KV cache in.
     pub kv_cache_dtypes: Vec<DType>,
 }
@@ -289,11 +297,20 @@ pub struct EngineConfig {
     pub max_running_requests: Option<u64>,
     /// CUDA context, library workspaces and CUDA-graph pool per GPU.
     pub runtime_reserve: Bytes,
+    /// All-reduce workspace a TP group keeps per GPU (the engine file's
+    /// `allreduce_workspace_mib`; not in the JSON, which predates it).
+    #[serde(skip)]
+    pub allreduce_workspace: Bytes,
     /// Fraction of the GPU's memory the engine may use (vLLM
     /// `gpu_memory_utilization`; the seeds' "< 90%").
     pub max_memory_fraction: Fraction,
     /// Which steps run as CUDA graphs.
     pub cuda_graphs: CudaGraphs,
+    /// Share of the running requests' remaining output a prefill-first
+    /// scheduler keeps free in the KV cache (the engine file's
+    /// `decode_reserve`; not in the JSON, which predates it).
+    #[serde(skip)]
+    pub decode_reserve: Fraction,
 }
 
 impl Default for EngineConfig {
@@ -311,9 +328,19 @@ mod tests {
     fn every_engine_file_parses_and_names_itself() {
         for e in Engine::ALL {
             assert_eq!(e.spec().name, e.name());
-            // `config` builds a Fraction from it unchecked: it must be one.
+            // Read as a Fraction (in [0, 1]); an engine that takes none is a typo.
             let f = e.spec().memory_fraction;
-            assert!(Fraction::new(f).is_some() && f > 0.0, "{}: {f}", e.name());
+            assert!(f > Fraction::ZERO, "{}: {f}", e.name());
+            // A prefill-first scheduler that keeps no room for the running
+            // requests' output preempts them at every new prompt: its file
+            // must say how much it keeps, and no other file states it.
+            let reserve = e.spec().decode_reserve;
+            match e.spec().policy {
+                Policy::PrefillFirst => assert!(reserve.is_some(), "{}", e.name()),
+                Policy::MixedChunked | Policy::MixedWhole => {
+                    assert!(reserve.is_none(), "{}: not read", e.name())
+                }
+            }
         }
     }
 
@@ -329,7 +356,7 @@ mod tests {
                 !std::ptr::eq(s, e.spec()),
                 "{engine} {version} changes nothing"
             );
-            assert!(Fraction::new(s.memory_fraction).is_some());
+            assert!(s.memory_fraction.value() > 0.0, "{engine} {version}");
         }
         assert!(merged(Engine::Vllm.file(), "name = \"x\"").is_err());
     }

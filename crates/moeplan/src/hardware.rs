@@ -8,7 +8,7 @@
 
 use crate::calibration::Calibration;
 use crate::dtype::Precision;
-use crate::units::{Bytes, BytesPerSecond, FlopPerSecond, Seconds};
+use crate::units::{Bytes, BytesPerSecond, FlopPerSecond, Fraction, Seconds};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -111,11 +111,11 @@ impl Gpu {
 pub struct EfficiencyOverrides {
     /// Fraction of the 16-bit peak a large GEMM reaches (FP8 and FP4 GEMMs
     /// keep their profile's ratio to it).
-    pub gemm_max: Option<f64>,
+    pub gemm_max: Option<Fraction>,
     /// A flat fraction of HBM bandwidth for every memory-bound kernel.
-    pub memory: Option<f64>,
+    pub memory: Option<Fraction>,
     /// Fraction of the network bandwidth an inter-node transfer reaches.
-    pub network: Option<f64>,
+    pub network: Option<Fraction>,
     /// Where the overrides come from.
     pub source: Option<String>,
 }
@@ -123,7 +123,7 @@ pub struct EfficiencyOverrides {
 impl EfficiencyOverrides {
     /// Applies the overrides to a profile's curves.
     pub fn apply(&self, cal: &mut Calibration) {
-        if let Some(m) = self.gemm_max {
+        if let Some(m) = self.gemm_max.map(Fraction::value) {
             let bf16 = cal.gemm_bf16.eff_max;
             for g in [&mut cal.gemm_fp8, &mut cal.gemm_fp4] {
                 g.eff_max = m * g.eff_max / bf16;
@@ -134,7 +134,7 @@ impl EfficiencyOverrides {
             *cal = cal.flat(None, Some(m));
         }
         if let Some(n) = self.network {
-            cal.network_eff = n;
+            cal.network_eff = n.value();
         }
         if let Some(s) = &self.source {
             cal.source = s.clone();

@@ -280,13 +280,9 @@ pub(crate) fn logits_bytes_per_request(m: &Model, layout: &Layout) -> Bytes {
     Bytes(m.vocab_size as f64 / layout.tp as f64 * 4.0)
 }
 
-/// The all-reduce workspace a TP group keeps per GPU: the custom
-/// all-reduce's registered buffers plus NCCL's channels, rounded to 64 MiB
-/// (an allowance, not a measurement; it is small beside weights and KV).
-const ALLREDUCE_WORKSPACE: Bytes = Bytes::new(64.0 * 1024.0 * 1024.0);
-
 /// Communication buffers: expert-parallel dispatch/combine buffers sized for
-/// the largest step, plus the all-reduce workspace.
+/// the largest step, plus the engine's all-reduce workspace under TP
+/// (`allreduce_workspace_mib` of its file in `engines/`).
 pub(crate) fn comm_buffer_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) -> Bytes {
     let mut b = 0.0;
     if layout.ep > 1 {
@@ -297,7 +293,7 @@ pub(crate) fn comm_buffer_bytes(m: &Model, layout: &Layout, cfg: &EngineConfig) 
         }
     }
     if layout.tp > 1 {
-        b += ALLREDUCE_WORKSPACE.value();
+        b += cfg.allreduce_workspace.value();
     }
     Bytes(b)
 }

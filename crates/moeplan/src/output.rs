@@ -17,7 +17,7 @@ use crate::report::ModelReport;
 use crate::search::{Binding, Candidate, PlanResult, Rejections};
 use crate::serving::disagg::DisaggEstimateJson;
 use crate::serving::EstimateJson;
-use crate::units::Bytes;
+use crate::units::{Bytes, Fraction};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -59,9 +59,9 @@ pub struct ScenarioEcho<'a> {
     /// The service levels.
     pub slo: &'a crate::spec::scenario::Slo,
     /// Flat MFU, when the scenario overrides the calibration.
-    pub mfu: Option<f64>,
+    pub mfu: Option<Fraction>,
     /// Flat bandwidth utilisation, when the scenario overrides the calibration.
-    pub bandwidth_utilization: Option<f64>,
+    pub bandwidth_utilization: Option<Fraction>,
     /// What the scenario assumed.
     pub assumptions: &'a [String],
 }

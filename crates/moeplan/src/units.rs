@@ -402,6 +402,9 @@ impl TokensPerSecond {
 /// Binary gibibytes, for the few places where a vendor states capacity in GiB.
 pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// Binary mebibytes, the unit buffer sizes are stated in.
+pub(crate) const MIB: f64 = 1024.0 * 1024.0;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +431,18 @@ mod tests {
         assert!((t.ms() - 1.3889).abs() < 1e-4);
     }
 
+    /// A fraction read from data is checked as it is read: 0.9 is one,
+    /// 1.5 and −0.1 are refused naming the range.
+    #[test]
+    fn fractions_are_checked_when_read() {
+        let read = |t: &str| serde_json::from_str::<Fraction>(t);
+        assert_eq!(read("0.9").expect("a fraction").value(), 0.9);
+        for bad in ["1.5", "-0.1"] {
+            let e = read(bad).expect_err(bad).to_string();
+            assert!(e.contains("not a fraction in [0, 1]"), "{e}");
+        }
+    }
+
     #[test]
     fn per_ms_is_a_thousandth_of_per_s() {
         assert_eq!(TokensPerSecond(32_550.0).per_ms(), 32.55);
@@ -442,9 +457,22 @@ mod tests {
 pub struct Fraction(f64);
 
 impl Fraction {
+    /// None of it.
+    pub const ZERO: Fraction = Fraction(0.0);
+
     /// `x` as a fraction, or `None` unless it is finite and in [0, 1].
     pub fn new(x: f64) -> Option<Fraction> {
         (x.is_finite() && (0.0..=1.0).contains(&x)).then_some(Fraction(x))
+    }
+
+    /// Whether it is none (left out of JSON, so inputs without it keep their output).
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0.0
+    }
+
+    /// What is left: `1 − self`.
+    pub fn complement(self) -> Fraction {
+        Fraction(1.0 - self.0)
     }
 
     /// A fraction known in the source (engine presets, defaults).
@@ -460,6 +488,15 @@ impl Fraction {
     /// The larger of two fractions.
     pub fn max(self, other: Fraction) -> Fraction {
         Fraction(self.0.max(other.0))
+    }
+}
+
+/// A fraction in a data file (an engine preset) is checked as it is read.
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fraction, D::Error> {
+        let x = f64::deserialize(d)?;
+        Fraction::new(x)
+            .ok_or_else(|| serde::de::Error::custom(format!("{x} is not a fraction in [0, 1]")))
     }
 }
 

@@ -13,7 +13,7 @@ pub fn run(a: &AuditArgs) -> Result<(), Failure> {
     // A hopeless plan's correction comes from the planner.
     let planner = moeplan::search::SearchPlanner;
     let mut plan = plan;
-    super::deployment::apply_engine(a.engine.as_deref(), &mut plan.scenario, format)?;
+    super::deployment::apply_engine(a.engine, &mut plan.scenario);
     let result = audit(
         &plan,
         &AuditOptions {

@@ -1,7 +1,7 @@
 //! The deployment flags `estimate` and `dag` share, turned into the inputs
 //! of one estimate: model and GPU resolved, dtypes and efficiencies applied,
 //! the layout folded, every flag checked.
-use crate::args::{DeploymentArgs, EstimateArgs, LeverArgs, PoolArgs};
+use crate::args::{DeploymentArgs, EngineFlag, EstimateArgs, LeverArgs, PoolArgs};
 use crate::output::{ArgError, Failure, Format};
 use moeplan::bounds::{CONCURRENCY, GPUS_PER_NODE, TOKENS};
 use moeplan::dtype::DType;
@@ -14,6 +14,7 @@ use moeplan::replica::{Deployment as ReplicaDeployment, Disaggregated};
 use moeplan::serving::disagg::Pool;
 use moeplan::serving::Workload;
 use moeplan::spec::scenario::{KvCache, Lengths, Scenario};
+use moeplan::units::Fraction;
 use std::fmt::Write;
 
 /// A dtype flag's value, parsed.
@@ -139,8 +140,10 @@ pub fn memory_fraction(f: f64) -> moeplan::units::Fraction {
 }
 
 /// An efficiency flag (`--mfu`, `--bandwidth-utilization`): 0.6 means 60% of peak.
-pub fn fraction(v: Option<f64>, flag: &str, format: Format) -> Result<Option<f64>, Failure> {
-    bounded(v, flag, moeplan::bounds::EFFICIENCY, format)
+pub fn fraction(v: Option<f64>, flag: &str, format: Format) -> Result<Option<Fraction>, Failure> {
+    let f = bounded(v, flag, moeplan::bounds::EFFICIENCY, format)?;
+    // Within [0.01, 1], so a fraction.
+    Ok(f.and_then(Fraction::new))
 }
 
 /// A count flag, which must be at least 1 when given.
@@ -381,18 +384,14 @@ fn workload(a: &DeploymentArgs, format: Format) -> Result<Workload, Failure> {
         isl: moeplan::units::Tokens::new(within("isl", a.isl, TOKENS, format)?.unwrap_or(1)),
         osl: moeplan::units::Tokens::new(within("osl", a.osl, TOKENS, format)?.unwrap_or(1)),
         concurrency: within("concurrency", a.concurrency, CONCURRENCY, format)?.unwrap_or(1),
-        cache_hit_rate: cache_hit_rate(a, format)?.unwrap_or(0.0),
+        cache_hit_rate: cache_hit_rate(a.cache_hit_rate, format)?.unwrap_or(Fraction::ZERO),
     })
 }
 
-/// `--cache-hit-rate`, within its bound.
-fn cache_hit_rate(a: &DeploymentArgs, format: Format) -> Result<Option<f64>, Failure> {
-    bounded(
-        a.cache_hit_rate,
-        "cache-hit-rate",
-        moeplan::bounds::CACHE_HIT_RATE,
-        format,
-    )
+/// `--cache-hit-rate`, within its bound (so a fraction).
+pub(crate) fn cache_hit_rate(v: Option<f64>, format: Format) -> Result<Option<Fraction>, Failure> {
+    let h = bounded(v, "cache-hit-rate", moeplan::bounds::CACHE_HIT_RATE, format)?;
+    Ok(h.and_then(Fraction::new))
 }
 
 /// The model and the GPU the flags name, with the dtype and node-size
@@ -418,34 +417,33 @@ fn model_and_gpu(a: &DeploymentArgs, format: Format) -> Result<(Model, Gpu), Fai
 
 /// The engine `--engine` names on `gpu`: `auto` is the engine whose kernels
 /// fit this GPU's measurements best (`profile::default_engine`).
-pub fn engine_named(name: &str, gpu: &Gpu, format: Format) -> Result<Engine, Failure> {
-    match name {
-        "auto" => Ok(moeplan::profile::default_engine(gpu)),
-        n => n.parse().map_err(|m| ArgError::failure(m, None, format)),
+pub fn engine_named(flag: EngineFlag, gpu: &Gpu) -> Engine {
+    match flag {
+        EngineFlag::Auto => moeplan::profile::default_engine(gpu),
+        EngineFlag::Named(e) => e,
     }
 }
 
 /// `--engine` over a scenario's or plan's `hardware.engine`: `auto` clears
 /// it (the best-fitting engine), a name sets it (and drops a version
 /// stated for another engine).
-pub fn apply_engine(flag: Option<&str>, s: &mut Scenario, format: Format) -> Result<(), Failure> {
+pub fn apply_engine(flag: Option<EngineFlag>, s: &mut Scenario) {
     let stated = s.engine;
     match flag {
         None => {}
-        Some("auto") => s.engine = None,
-        Some(n) => s.engine = Some(engine_named(n, &s.gpu, format)?),
+        Some(EngineFlag::Auto) => s.engine = None,
+        Some(EngineFlag::Named(e)) => s.engine = Some(e),
     }
     if s.engine != stated {
         // The file's engine version is of the engine it stated.
         s.engine_version = None;
     }
-    Ok(())
 }
 
 /// The engine preset for this GPU (`--engine`, default auto), with the
 /// explicit flags applied.
 pub fn engine(a: &DeploymentArgs, gpu: &Gpu, format: Format) -> Result<EngineConfig, Failure> {
-    let e = engine_named(a.engine.as_deref().unwrap_or("auto"), gpu, format)?;
+    let e = engine_named(a.engine.unwrap_or(EngineFlag::Auto), gpu);
     overrides(a, e.config(gpu.memory), format)
 }
 
@@ -700,7 +698,7 @@ pub fn apply_to_scenario(
     if concurrency.is_some() {
         w.concurrency = concurrency;
     }
-    if let Some(h) = cache_hit_rate(f, format)? {
+    if let Some(h) = cache_hit_rate(f.cache_hit_rate, format)? {
         s.workload.cache_hit_rate = h;
     }
     if let Some(m) = f.mfu {
@@ -712,7 +710,7 @@ pub fn apply_to_scenario(
     if let Some(n) = within("gpus-per-node", f.gpus_per_node, GPUS_PER_NODE, format)? {
         s.gpu.gpus_per_node = n;
     }
-    apply_engine(f.engine.as_deref(), s, format)?;
+    apply_engine(f.engine, s);
     apply_levers(&f.levers, s, format)
 }
 

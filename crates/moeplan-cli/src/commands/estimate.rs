@@ -158,12 +158,12 @@ fn overlap_line(steps: &[(&str, &moeplan::serving::PhaseCost)]) -> String {
 
 /// What prefix-cache hits take off each prompt (nothing without hits).
 fn cache_line(w: &moeplan::serving::Workload) -> String {
-    if w.cache_hit_rate <= 0.0 {
+    if w.cache_hit_rate.is_zero() {
         return String::new();
     }
     format!(
         "  prefix cache      {:.1}% of prompt tokens hit: prefill computes {:.0} of {} tokens per prompt, attending the whole context; decode and KV memory unchanged\n",
-        w.cache_hit_rate * 100.0,
+        w.cache_hit_rate.value() * 100.0,
         w.computed_prompt(),
         w.isl
     )

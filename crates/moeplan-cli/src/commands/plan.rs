@@ -64,7 +64,7 @@ fn scenario(a: &PlanArgs) -> Result<Scenario, Failure> {
     if let Some(b) = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)? {
         s.bandwidth_utilization = Some(b);
     }
-    super::deployment::apply_engine(a.engine.as_deref(), &mut s, format)?;
+    super::deployment::apply_engine(a.engine, &mut s);
     super::deployment::apply_levers(&a.levers, &mut s, format)?;
     if a.objective == Objective::FewestGpus && s.workload.request_rate.is_none() {
         return Err(ArgError::failure(
@@ -115,12 +115,7 @@ fn apply_workload(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), 
     if let Some(r) = bounded(a.request_rate, "request-rate", REQUEST_RATE, format)? {
         s.workload.request_rate = Some(r);
     }
-    if let Some(h) = crate::commands::deployment::bounded(
-        a.cache_hit_rate,
-        "cache-hit-rate",
-        moeplan::bounds::CACHE_HIT_RATE,
-        format,
-    )? {
+    if let Some(h) = crate::commands::deployment::cache_hit_rate(a.cache_hit_rate, format)? {
         s.workload.cache_hit_rate = h;
     }
     Ok(())
@@ -539,8 +534,8 @@ fn header(s: &Scenario, r: &PlanResult, engine: EngineConfig) -> String {
         let _ = writeln!(
             o,
             "efficiency assumed by the scenario: {:.0}% MFU, {:.0}% bandwidth",
-            m * 100.0,
-            b * 100.0
+            m.value() * 100.0,
+            b.value() * 100.0
         );
     }
     for a in s.model.assumptions.iter().chain(s.assumptions.iter()) {

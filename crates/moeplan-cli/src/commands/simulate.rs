@@ -202,8 +202,7 @@ fn traffic(
                 "requests per second, above 0 and finite",
             ));
         }
-        (None, Some(rate)) if a.arrivals == "gamma" => Arrivals::Gamma { rate, cv: a.cv },
-        (None, Some(rate)) => Arrivals::Poisson { rate },
+        (None, Some(rate)) => a.arrivals.at(rate, a.cv),
         (None, None) => Arrivals::Closed {
             clients: w.concurrency.max(1),
         },

@@ -15,7 +15,7 @@ use crate::report::Derivation;
 use crate::serving::disagg::DisaggEstimate;
 use crate::serving::{Ceilings, Estimate, Explain, ExplainKey, LoadImbalance, PhaseCost};
 use crate::spec::plan::{Deployment, Plan, TokenKind};
-use crate::units::{FlopPerSecond, Seconds, TokensPerSecond};
+use crate::units::{FlopPerSecond, Fraction, Seconds, TokensPerSecond};
 
 /// Output tokens/s per GPU of the whole deployment (mean lengths), with its
 /// derivation: the figure the planner ranks by (`figures::evaluate`).
@@ -660,7 +660,7 @@ fn gpu_utilization(plan: &Plan, evals: &[PoolEval], fig: Option<&Figures>, out: 
     for (field, part, claim) in claims {
         let Some(claim) = claim else { continue };
         if let Some(mfu) = plan.scenario.mfu {
-            utilization_above_mfu(field, claim, mfu, out);
+            utilization_above_mfu(field, claim, mfu.value(), out);
         }
         if let Some(t) = pool_step(plan, evals, fig, part) {
             utilization_above_achieved(plan, &t, field, claim, out);
@@ -799,7 +799,7 @@ fn compute_bound(
     out: &mut Vec<Finding>,
 ) {
     let peak = peak_flops(plan);
-    let mfu = plan.scenario.mfu.unwrap_or(1.0);
+    let mfu = plan.scenario.mfu.map_or(1.0, Fraction::value);
     if let Some(f) = plan.claims.flops_per_token {
         against_own_inputs(
             cb,
@@ -854,7 +854,10 @@ fn bandwidth_bound(
     out: &mut Vec<Finding>,
 ) {
     let bw = plan.scenario.gpu.memory_bandwidth.0;
-    let bwu = plan.scenario.bandwidth_utilization.unwrap_or(1.0);
+    let bwu = plan
+        .scenario
+        .bandwidth_utilization
+        .map_or(1.0, Fraction::value);
     if let Some(b) = plan.claims.bytes_read_per_token {
         against_own_inputs(
             bb,

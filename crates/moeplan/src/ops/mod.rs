@@ -47,15 +47,6 @@ impl FixedCost {
     }
 }
 
-/// Query tokens one CTA of a prefill attention kernel takes (the 128-row
-/// tile of FlashAttention-2/3 and FlashInfer): the CTA count the
-/// calibrated `cta_half` saturation is counted in.
-const PREFILL_TILE_TOKENS: f64 = 128.0;
-
-/// Bytes per element of DeepEP's FP8 dispatch: e4m3 values with one fp32
-/// scale per 128 (`1 + 4/128`).
-const FP8_DISPATCH_BYTES: f64 = 1.0 + 4.0 / 128.0;
-
 /// What limits an operator.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
@@ -620,7 +611,7 @@ impl<'a> CostContext<'a> {
         bytes: Bytes,
         factor: f64,
     ) -> Op {
-        let (lat, eff) = curve.at(n);
+        let (lat, eff) = curve.at(n, self.cal.collective_eff_max);
         let node = self.gpu.gpus_per_node;
         let moved = bytes * factor;
         let (lat, t) = if n > node {
@@ -1165,7 +1156,7 @@ impl<'a> CostContext<'a> {
         let mut cp_comm = Seconds::ZERO;
         if l.cp > 1 {
             // Partial softmax results merged across CP ranks.
-            cp_comm = self.cal.allgather.at(l.cp).0;
+            cp_comm = self.cal.allgather.at(l.cp, self.cal.collective_eff_max).0;
         }
         Op {
             kind: OpKind::AttentionDecode,
@@ -1209,7 +1200,7 @@ impl<'a> CostContext<'a> {
             flop += Flop(b * (flop_per_pair * read + c.index_flop * scored) / cp);
             bytes += Bytes(b * n * (c.entry.0 + c.index_key.0) / c.ratio);
         }
-        let ctas = b * core.heads * (n / PREFILL_TILE_TOKENS).ceil();
+        let ctas = b * core.heads * (n / self.cal.prefill_tile_tokens).ceil();
         let isl = s0 + full;
         let eff = c.eff_max * saturating(1.0, isl, c.isl_half) * saturating(1.0, ctas, c.cta_half);
         let tc = flop / (self.gpu.peak_bf16() * eff.max(1e-6));
@@ -1577,7 +1568,12 @@ impl<'a> CostContext<'a> {
             self.moe_precision(self.model.dtypes.experts).0,
             Precision::Fp8 | Precision::Fp4
         );
-        let dispatch_elem = if fp8 { FP8_DISPATCH_BYTES } else { 2.0 };
+        // FP8 dispatch: e4m3 values with one fp32 scale per block of channels.
+        let dispatch_elem = if fp8 {
+            1.0 + 4.0 / self.cal.fp8_dispatch_block
+        } else {
+            2.0
+        };
         let net = self.gpu.network_bandwidth * self.cal.network_eff;
         let net_dispatch = Bytes(own * remote * h * dispatch_elem);
         let net_combine = Bytes(own * remote * h * 2.0);

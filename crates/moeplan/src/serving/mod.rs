@@ -26,7 +26,7 @@ use crate::memory::{self, EngineConfig, MemoryBreakdown};
 use crate::model::Model;
 use crate::ops::{Bound, Op};
 use crate::report::Derivation;
-use crate::units::{Bytes, Flop, Seconds, Tokens, TokensPerSecond};
+use crate::units::{Bytes, Flop, Fraction, Seconds, Tokens, TokensPerSecond};
 use closed_loop::{Loop, LoopParams, LoopResult, Policy, StepTimes};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -43,13 +43,8 @@ pub struct Workload {
     pub concurrency: u64,
     /// Share of each prompt's tokens whose KV a prefix cache already holds
     /// (within `bounds::CACHE_HIT_RATE`; 0: none).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub cache_hit_rate: f64,
-}
-
-/// Whether a rate is 0 (left out of JSON, so inputs without it keep their output).
-pub(crate) fn is_zero(x: &f64) -> bool {
-    *x == 0.0
+    #[serde(skip_serializing_if = "Fraction::is_zero")]
+    pub cache_hit_rate: Fraction,
 }
 
 impl Workload {
@@ -57,12 +52,12 @@ impl Workload {
     /// rate) (exactly isl without hits). The cached prefix's KV is read by
     /// attention, not recomputed.
     pub fn computed_prompt(&self) -> f64 {
-        self.isl.get().max(1) as f64 * (1.0 - self.cache_hit_rate)
+        self.isl.get().max(1) as f64 * self.cache_hit_rate.complement().value()
     }
 
     /// Prompt tokens per request served from the prefix cache: isl × hit rate.
     pub fn cached_prompt(&self) -> f64 {
-        self.isl.get().max(1) as f64 * self.cache_hit_rate
+        self.isl.get().max(1) as f64 * self.cache_hit_rate.value()
     }
 
     /// KV tokens a request holds at its end: prompt + output.
@@ -728,7 +723,7 @@ pub(crate) fn ceilings(inp: &EstimateInput, active_ranks: f64, d: &Step) -> Ceil
     // Per prompt token, cached ones included: a share 1 − h is computed, each
     // attending on average h · isl + (1 − h) · isl / 2 keys (h = 0: the
     // linear layers + half the attention at the prompt's length).
-    let h = inp.workload.cache_hit_rate;
+    let h = inp.workload.cache_hit_rate.value();
     let flop_per_token = Flop(
         (1.0 - h)
             * (m.linear_flop_per_token()
@@ -857,6 +852,16 @@ fn explain(
                 ("stage", mem.stage.to_string()),
                 ("kv_per_request", mem.kv_bytes_per_request.to_string()),
                 ("requests_per_rank", format!("{:.0}", load.running)),
+                ("buffers_and_reserve", mem.other_bytes.to_string()),
+                ("runtime_reserve", inp.engine.runtime_reserve.to_string()),
+                (
+                    "allreduce_workspace",
+                    format!(
+                        "{} under TP (engines/{}.toml)",
+                        inp.engine.allreduce_workspace,
+                        inp.engine.engine.name()
+                    ),
+                ),
             ],
         ),
     );
@@ -866,11 +871,11 @@ fn explain(
 /// What a prefix-cache hit rate takes off each prompt's prefill; None
 /// without hits.
 pub(crate) fn explain_prefix_cache(w: &Workload) -> Option<Derivation> {
-    (w.cache_hit_rate > 0.0).then(|| {
+    (!w.cache_hit_rate.is_zero()).then(|| {
         Derivation::new(
             "a prompt of isl tokens computes (1 − hit rate) × isl of them after its cached prefix of hit rate × isl: the linear layers and the step budget count only the computed tokens, whose attention still covers the whole context (the cached KV is read, not recomputed); decode steps and KV memory are those of the full prompt",
             &[
-                ("cache_hit_rate", format!("{:.1}%", w.cache_hit_rate * 100.0)),
+                ("cache_hit_rate", format!("{:.1}%", w.cache_hit_rate.value() * 100.0)),
                 ("isl", w.isl.to_string()),
                 ("computed_tokens_per_prompt", format!("{:.0}", w.computed_prompt())),
                 ("cached_tokens_per_prompt", format!("{:.0}", w.cached_prompt())),

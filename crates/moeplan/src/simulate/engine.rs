@@ -9,7 +9,7 @@
 //! plus one per decode step since it joined, and gives back exactly that.
 
 use crate::serving::closed_loop::Policy;
-use crate::units::Seconds;
+use crate::units::{Fraction, Seconds};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
@@ -45,6 +45,12 @@ pub struct RankLimits {
     /// the serving layer's per-request overhead, added to TTFT as the
     /// estimate adds it.
     pub request_overhead: Seconds,
+    /// Share of the running requests' remaining output a prefill-first
+    /// scheduler keeps free in the KV cache before it starts a new prompt
+    /// (the engine file's `decode_reserve`, SGLang's new-token ratio):
+    /// without it, a prompt admitted into the last free tokens is preempted
+    /// by the next decode step, readmitted, and the rank never decodes.
+    pub decode_reserve: Fraction,
 }
 
 /// A request in the engine.
@@ -477,13 +483,6 @@ impl Rank {
     }
 }
 
-/// The share of the running requests' remaining output a prefill-first
-/// scheduler keeps free in the KV cache before it starts a new prompt
-/// (SGLang's new-token ratio, which it moves between about 0.1 and 0.7):
-/// without it, a prompt admitted into the last free tokens is preempted
-/// by the next decode step, readmitted, and the rank never decodes.
-const DECODE_RESERVE: f64 = 0.3;
-
 /// What one rank's next step carries.
 #[derive(Debug, Default)]
 struct Plan {
@@ -576,7 +575,9 @@ fn admissible(rank: &Rank, slots: &[Req], p: &Plan, l: &RankLimits) -> bool {
     let r = &slots[*slot];
     let started = rank.running + rank.prefilling.len() as u64 + p.prefilled.len() as u64;
     let reserve = match l.policy {
-        Policy::PrefillFirst => (rank.output_left() as f64 * DECODE_RESERVE).ceil() as u64,
+        Policy::PrefillFirst => {
+            (rank.output_left() as f64 * l.decode_reserve.value()).ceil() as u64
+        }
         Policy::MixedWhole => rank.output_left() + r.osl.saturating_sub(r.generated.max(1)),
         Policy::MixedChunked => 0,
     };

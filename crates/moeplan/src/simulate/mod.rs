@@ -20,7 +20,7 @@ use crate::serving::closed_loop::{Policy, Shape};
 use crate::serving::disagg::{self, DisaggInput};
 use crate::serving::steps::{StepKind, Stepper};
 use crate::serving::EstimateInput;
-use crate::units::Seconds;
+use crate::units::{Fraction, Seconds};
 use engine::{Event, RankLimits, Replica, Req, StepTime};
 use serde::Serialize;
 use stats::{Histogram, Summary};
@@ -191,7 +191,7 @@ pub struct ModelSteps<'a> {
     serving: ServingParams,
     dp: u32,
     /// Share of prompt tokens served from the prefix cache.
-    cache_hit_rate: f64,
+    cache_hit_rate: Fraction,
     cache: HashMap<(u64, u64, u64), f64>,
 }
 
@@ -214,7 +214,7 @@ impl<'a> ModelSteps<'a> {
     pub fn with_prefixes(mut self, traffic: &Traffic) -> ModelSteps<'a> {
         if let Arrivals::Trace(t) = &traffic.arrivals {
             if t.iter().any(|r| !r.hash_ids.is_empty()) {
-                self.cache_hit_rate = 0.0;
+                self.cache_hit_rate = crate::units::Fraction::ZERO;
             }
         }
         self
@@ -244,7 +244,7 @@ impl StepTime for ModelSteps<'_> {
             bucket(peer_tokens, 32),
         );
         let (stepper, serving, dp) = (&self.stepper, &self.serving, self.dp);
-        let computed = 1.0 - self.cache_hit_rate;
+        let computed = self.cache_hit_rate.complement().value();
         *self.cache.entry(key).or_insert_with(|| {
             // Prompt tokens the step computes: with prefix-cache hits a
             // scheduled prompt token costs (1 − hit rate) of one (its budget
@@ -861,6 +861,7 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
         max_running: inp.engine.max_running_requests.unwrap_or(u64::MAX),
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
         request_overhead: inp.calibration.serving.request_overhead,
+        decode_reserve: inp.engine.decode_reserve,
         // The fitted arrival wait; the prefill-first loop has none (its
         // fitted closed form does not use it).
         arrival_wait_steps: match inp.engine.policy {

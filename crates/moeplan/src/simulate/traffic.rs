@@ -27,6 +27,37 @@ const HISTOGRAM_FILE: Limit = Limit {
 /// far beyond any model's context, so every sum of lengths stays exact.
 pub const MAX_TOKENS: u64 = 10_000_000;
 
+/// The random process of open-loop arrivals at a rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// Exponential gaps.
+    Poisson,
+    /// Gamma gaps of a given coefficient of variation (above 1 bursty).
+    Gamma,
+}
+
+impl Process {
+    /// Every process.
+    pub const ALL: [Process; 2] = [Process::Poisson, Process::Gamma];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Process::Poisson => "poisson",
+            Process::Gamma => "gamma",
+        }
+    }
+
+    /// Arrivals of this process at `rate` requests per second, gamma gaps
+    /// with coefficient of variation `cv`.
+    pub fn at(self, rate: f64, cv: f64) -> Arrivals {
+        match self {
+            Process::Poisson => Arrivals::Poisson { rate },
+            Process::Gamma => Arrivals::Gamma { rate, cv },
+        }
+    }
+}
+
 /// How requests arrive.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arrivals {

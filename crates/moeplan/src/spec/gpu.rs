@@ -18,7 +18,7 @@ use crate::dtype::Precision;
 use crate::hardware::{EfficiencyOverrides, Gpu};
 use crate::quantity::{parse_bandwidth, parse_bytes, parse_flop_rate, parse_time};
 use crate::spec::source::Source;
-use crate::units::{Bytes, BytesPerSecond, FlopPerSecond, Seconds};
+use crate::units::{Bytes, BytesPerSecond, FlopPerSecond, Fraction, Seconds};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -275,10 +275,10 @@ fn efficiency(raw: Option<&RawEfficiency>, pr: &mut Problems) -> EfficiencyOverr
 }
 
 /// `v` when it is a fraction in (0, 1]; else a problem at `key` and none.
-fn fraction(pr: &mut Problems, key: &str, v: Option<f64>) -> Option<f64> {
+fn fraction(pr: &mut Problems, key: &str, v: Option<f64>) -> Option<Fraction> {
     let v = v?;
     if v > 0.0 && v <= 1.0 {
-        Some(v)
+        Fraction::new(v)
     } else {
         pr.push(Problem::at(key, format!("{v} is not a fraction in (0, 1]")).hint("0.6 means 60%"));
         None

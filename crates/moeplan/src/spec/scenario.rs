@@ -220,8 +220,8 @@ pub struct WorkloadSpec {
     /// Arriving requests per second, if stated.
     pub request_rate: Option<f64>,
     /// Share of prompt tokens served from the prefix cache (0 when not stated).
-    #[serde(skip_serializing_if = "crate::serving::is_zero")]
-    pub cache_hit_rate: f64,
+    #[serde(skip_serializing_if = "Fraction::is_zero")]
+    pub cache_hit_rate: Fraction,
 }
 
 impl WorkloadSpec {
@@ -344,9 +344,9 @@ pub struct Scenario {
     /// GPUs available, if limited.
     pub gpus_available: Option<u32>,
     /// Flat compute efficiency, if assumed.
-    pub mfu: Option<f64>,
+    pub mfu: Option<Fraction>,
     /// Flat bandwidth efficiency, if assumed.
-    pub bandwidth_utilization: Option<f64>,
+    pub bandwidth_utilization: Option<Fraction>,
     /// The serving engine the file states (`hardware.engine`); None: the
     /// engine whose kernels fit the GPU best (`serving_engine`).
     pub engine: Option<crate::engine::Engine>,
@@ -449,7 +449,7 @@ impl Scenario {
                 osl: Lengths { min: osl, max: osl },
                 concurrency: None,
                 request_rate: None,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: Fraction::ZERO,
             },
             slo: Slo::default(),
             assumptions: Vec::new(),
@@ -706,13 +706,13 @@ pub fn workload(w: &RawWorkload, pr: &mut Problems) -> WorkloadSpec {
             .cache_hit_rate
             .as_ref()
             .and_then(|v| cache_hit_rate(v, pr))
-            .unwrap_or(0.0),
+            .unwrap_or(Fraction::ZERO),
     }
 }
 
 /// `workload.cache_hit_rate`: a fraction as a number or a string ("56%"),
 /// within `bounds::CACHE_HIT_RATE`.
-fn cache_hit_rate(v: &serde_json::Value, pr: &mut Problems) -> Option<f64> {
+fn cache_hit_rate(v: &serde_json::Value, pr: &mut Problems) -> Option<Fraction> {
     let path = "workload.cache_hit_rate";
     let hint = "a fraction of prompt tokens, e.g. \"56%\" or 0.56";
     let f = match v {
@@ -730,7 +730,8 @@ fn cache_hit_rate(v: &serde_json::Value, pr: &mut Problems) -> Option<f64> {
         }
     }?;
     match crate::bounds::CACHE_HIT_RATE.check(f) {
-        Ok(f) => Some(f),
+        // Within [0, 0.99], so a fraction.
+        Ok(f) => Fraction::new(f),
         Err(m) => {
             pr.push(Problem::at(path, m).hint(crate::bounds::CACHE_HIT_RATE.why));
             None
@@ -1017,10 +1018,11 @@ fn checked(pr: &mut Problems, path: &str, n: u64, range: crate::bounds::Range) -
 }
 
 /// Validates the flat efficiency assumptions of a hardware section.
-pub fn efficiencies(h: &RawHardware, pr: &mut Problems) -> (Option<f64>, Option<f64>) {
+pub fn efficiencies(h: &RawHardware, pr: &mut Problems) -> (Option<Fraction>, Option<Fraction>) {
     let frac = |pr: &mut Problems, key: &str, v: Option<f64>| {
         v.and_then(|x| match crate::bounds::EFFICIENCY.check(x) {
-            Ok(x) => Some(x),
+            // Within [0.01, 1], so a fraction.
+            Ok(x) => Fraction::new(x),
             Err(m) => {
                 pr.push(Problem::at(format!("hardware.{key}"), m).hint(format!(
                     "0.6 means 60% of peak; {}",

@@ -67,7 +67,7 @@ fn seed(granularity: Granularity) -> Dag {
         isl: moeplan::units::Tokens::new(1024),
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
-        cache_hit_rate: 0.0,
+        cache_hit_rate: moeplan::units::Fraction::ZERO,
     };
     build(&m, &g, l, 0, w, granularity, false, BOTH.to_vec())
 }
@@ -84,7 +84,7 @@ fn deepseek(granularity: Granularity) -> Dag {
         isl: moeplan::units::Tokens::new(1000),
         osl: moeplan::units::Tokens::new(2000),
         concurrency: 1024,
-        cache_hit_rate: 0.0,
+        cache_hit_rate: moeplan::units::Fraction::ZERO,
     };
     build(&m, &g, l, 0, w, granularity, false, BOTH.to_vec())
 }
@@ -127,7 +127,7 @@ fn deepseek_dp8_ep8_formats() {
         isl: moeplan::units::Tokens::new(1000),
         osl: moeplan::units::Tokens::new(2000),
         concurrency: 1024,
-        cache_hit_rate: 0.0,
+        cache_hit_rate: moeplan::units::Fraction::ZERO,
     };
     // One phase keeps the JSON snapshot short.
     let decode = build(
@@ -220,7 +220,7 @@ fn redundant_slots_are_drawn() {
         isl: moeplan::units::Tokens::new(512),
         osl: moeplan::units::Tokens::new(128),
         concurrency: 16,
-        cache_hit_rate: 0.0,
+        cache_hit_rate: moeplan::units::Fraction::ZERO,
     };
     let d = build(&m, &g, l, 4, w, Granularity::Op, true, vec![Phase::Decode]);
     assert_clean(&d);
@@ -375,7 +375,7 @@ proptest! {
             return Ok(());
         }
         let granularity = if op { Granularity::Op } else { Granularity::Layer };
-        let d = build(&m, &g, l, redundant, Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: conc, cache_hit_rate: 0.0,
+        let d = build(&m, &g, l, redundant, Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: conc, cache_hit_rate: moeplan::units::Fraction::ZERO,
  }, granularity, expand, BOTH.to_vec());
         let r = dag::check(&d);
         prop_assert!(r.ok(), "{l}: {}", export::summary(&d, &r));
@@ -405,7 +405,7 @@ fn the_dag_draws_the_estimates_named_steps() {
         isl: moeplan::units::Tokens::new(2048),
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
-        cache_hit_rate: 0.0,
+        cache_hit_rate: moeplan::units::Fraction::ZERO,
     };
     let d = build(&m, &g, l, 0, w, Granularity::Op, false, BOTH.to_vec());
     let inp = EstimateInput {
@@ -457,7 +457,7 @@ fn each_phase_carries_the_engines_step_time() {
         isl: moeplan::units::Tokens::new(2048),
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
-        cache_hit_rate: 0.0,
+        cache_hit_rate: moeplan::units::Fraction::ZERO,
     };
     let inp = EstimateInput {
         model: &m,

@@ -126,7 +126,7 @@ fn deepseek_input<'a>(
             isl: moeplan::units::Tokens::new(isl),
             osl: moeplan::units::Tokens::new(1000),
             concurrency: 1024,
-            cache_hit_rate,
+            cache_hit_rate: moeplan::units::Fraction::new(cache_hit_rate).expect("a fraction"),
         },
         engine: moeplan::engine::Engine::Sglang.config(gpu.memory),
         redundant_experts: 0,
@@ -308,7 +308,9 @@ fn option_spellings() {
             &format!("osl = 1800\ncache_hit_rate = {v}\n"),
         );
         match ok {
-            Some(h) => assert!((r.unwrap().scenario.workload.cache_hit_rate - h).abs() < 1e-12),
+            Some(h) => {
+                assert!((r.unwrap().scenario.workload.cache_hit_rate.value() - h).abs() < 1e-12)
+            }
             None => assert!(words(&r.expect_err(v)).contains("0.99"), "{v}"),
         }
     }
@@ -362,7 +364,7 @@ fn deepseek_h800_with_its_cache_hit_rate() {
     assert!(text.contains("cache_hit_rate = \"56.3%\""));
     let on = load_text(&text).unwrap();
     let off = load_text(&text.replace("cache_hit_rate = \"56.3%\"", "")).unwrap();
-    assert!((on.scenario.workload.cache_hit_rate - 0.563).abs() < 1e-12);
+    assert!((on.scenario.workload.cache_hit_rate.value() - 0.563).abs() < 1e-12);
     let (a_on, a_off) = (
         audit(&on, &AuditOptions::default()),
         audit(&off, &AuditOptions::default()),
@@ -376,4 +378,27 @@ fn deepseek_h800_with_its_cache_hit_rate() {
     }
     let tput = |c: &moeplan::audit::Computed| c.throughput_per_gpu.unwrap().value();
     assert!(tput(&a_on.computed) > tput(&a_off.computed));
+}
+
+/// `--explain` names where the memory's buffers come from: the engine
+/// file's all-reduce workspace (SGLang's 64 MiB = 67.11 MB) and its runtime
+/// reserve (1.5 GiB = 1.611 GB).
+#[test]
+fn memory_explanation_names_the_engine_buffers() {
+    let m = catalog::model("deepseek-v3").unwrap().unwrap();
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let layout = Layout::folded(1, 1, 1, 8, Some(8), None);
+    let e = estimate(&deepseek_input(&m, &gpu, layout, 4000, 0.0, Overlap::None)).unwrap();
+    let inputs = &e.explain[&ExplainKey::Memory].inputs;
+    let input = |k: &str| {
+        inputs
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        input("allreduce_workspace"),
+        Some("67.11 MB under TP (engines/sglang.toml)")
+    );
+    assert_eq!(input("runtime_reserve"), Some("1.611 GB"));
 }

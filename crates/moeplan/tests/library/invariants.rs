@@ -366,7 +366,7 @@ fn the_decode_ceiling_per_gpu_does_not_grow_with_tp() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(1000),
                 concurrency: 64,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine: moeplan::engine::EngineConfig::default(),
             redundant_experts: 0,

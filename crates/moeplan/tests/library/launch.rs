@@ -59,7 +59,7 @@ fn disaggregated(
             isl: Tokens::new(2000),
             osl: Tokens::new(500),
             concurrency,
-            cache_hit_rate: 0.0,
+            cache_hit_rate: moeplan::units::Fraction::ZERO,
         },
         engine: engine.config(g.memory),
         routing_skew: 0.0,

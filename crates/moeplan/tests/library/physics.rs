@@ -350,7 +350,10 @@ fn seed_decode_is_kv_bound_at_long_context() {
     let gpu = catalog::gpu("seed-gpu").unwrap().unwrap();
     let cal = moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral)
         .kernels
-        .flat(Some(0.6), Some(0.8));
+        .flat(
+            moeplan::units::Fraction::new(0.6),
+            moeplan::units::Fraction::new(0.8),
+        );
     let ctx = CostContext::new(&m, &gpu, Layout::default(), 0, 0.0, &cal);
     for (l, kv_ms) in [(128.0, 0.373), (1024.0, 2.983), (10240.0, 29.83)] {
         let step = ctx.step(&StepShape::decode(128.0, l));
@@ -391,7 +394,7 @@ fn seed_decode_is_kv_bound_at_long_context() {
             isl: moeplan::units::Tokens::new(10240),
             osl: moeplan::units::Tokens::new(1024),
             concurrency: 128,
-            cache_hit_rate: 0.0,
+            cache_hit_rate: moeplan::units::Fraction::ZERO,
         },
         engine: EngineConfig::default(),
         redundant_experts: 0,
@@ -553,7 +556,7 @@ proptest! {
         let m = model("qwen3-30b-a3b");
         let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
         let l = Layout { pp: 1 << pp, tp: 1 << tp, dp: 1 << dp, ep: 1 << ep, ..Layout::default() };
-        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc, cache_hit_rate: 0.0,
+        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc, cache_hit_rate: moeplan::units::Fraction::ZERO,
  }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0, overlap: moeplan::ops::Overlap::None,
  };
         if let Ok(e) = estimate(&inp) {
@@ -627,7 +630,7 @@ fn summary_equals_full_estimate() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(1000),
                 concurrency: 256,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine: EngineConfig::default(),
             redundant_experts: redundant * 8,
@@ -700,7 +703,7 @@ fn running_cap_queues_the_rest() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(100),
                 concurrency,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine,
             redundant_experts: 0,
@@ -734,7 +737,7 @@ fn running_cap_queues_the_rest() {
                 isl: moeplan::units::Tokens::new(1000),
                 osl: moeplan::units::Tokens::new(100),
                 concurrency: 128,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine,
             redundant_experts: 0,
@@ -790,7 +793,7 @@ fn pure_phases_bound_the_mixed_step() {
                 isl: moeplan::units::Tokens::new(2000),
                 osl: moeplan::units::Tokens::new(500),
                 concurrency: 64,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine: EngineConfig::default(),
             redundant_experts: 0,
@@ -1546,4 +1549,78 @@ fn catalog_gpus_state_dense_datasheet_peaks() {
     assert_eq!(rtx.memory.value(), 96e9);
     assert_eq!(rtx.memory_bandwidth.value(), 1597e9);
     assert_eq!(rtx.nvlink_bandwidth.value(), 64e9);
+}
+
+/// The all-reduce workspace is the engine file's `allreduce_workspace_mib`
+/// (64 MiB, `engines/vllm.toml`), kept only under TP: on llama-3.1-8b (dense,
+/// no EP buffers) with vLLM on an H100, the "buffers and runtime reserve"
+/// are 1.5 GiB at tp1 and 1.5 GiB + 64 MiB = 1,677,721,600 bytes at tp2.
+#[test]
+fn allreduce_workspace_comes_from_the_engine_file() {
+    let m = model("llama-3.1-8b");
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let cfg = moeplan::engine::Engine::Vllm.config(gpu.memory);
+    assert_eq!(
+        moeplan::engine::Engine::Vllm.spec().allreduce_workspace_mib,
+        64.0
+    );
+    let other = |tp: u32| {
+        let l = Layout {
+            tp,
+            ..Layout::default()
+        };
+        memory::memory(&m, &gpu, &l, &cfg, 0, 1, 1024)
+            .other_bytes
+            .value()
+    };
+    assert_eq!(other(1), 1.5 * 1024.0 * 1024.0 * 1024.0);
+    assert_eq!(other(2), 1_677_721_600.0);
+}
+
+/// The prefill attention tile is the profile's `prefill_tile_tokens`: one
+/// 8192-token prompt of llama-3.1-8b (32 query heads) is 32 × ⌈8192/128⌉ =
+/// 2048 thread blocks at the profile's 128, 32 × 1 = 32 at a tile of 8192.
+/// The kernel is compute bound there (≈ 550 GFLOP against ≈ 170 MB), so its
+/// time less the fixed cost scales by the CTA saturation
+/// (2048 / (2048 + cta_half)) / (32 / (32 + cta_half)).
+#[test]
+fn prefill_attention_tile_comes_from_the_profile() {
+    let m = model("llama-3.1-8b");
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let cal = moeplan::profile::resolve(&gpu, moeplan::engine::Engine::Vllm).kernels;
+    assert_eq!(cal.prefill_tile_tokens, 128.0);
+    let mut wide = cal.clone();
+    wide.prefill_tile_tokens = 8192.0;
+    let attention = |cal: &moeplan::calibration::Calibration| {
+        let ctx = CostContext::new(&m, &gpu, Layout::default(), 0, 0.0, cal);
+        let op = ctx
+            .step(&StepShape::prefill(1.0, 8192.0))
+            .ops
+            .into_iter()
+            .find(|o| o.kind == moeplan::ops::OpKind::AttentionPrefill)
+            .expect("a prefill attention op");
+        assert_eq!(op.bound, moeplan::ops::Bound::Compute);
+        (op.time - op.overhead).value()
+    };
+    let h = cal.attn_prefill.cta_half;
+    let expected = (2048.0 / (2048.0 + h)) / (32.0 / (32.0 + h));
+    assert!(within(attention(&wide) / attention(&cal), expected, 1e-9));
+}
+
+/// A collective's bandwidth fraction is capped at the profile's
+/// `collective_eff_max` (0.95): a curve of 0.5, 0.8 and 0.9 at 2, 4 and 8
+/// ranks extrapolates along the 4→8 slope to 1.0 at 16 ranks, read as 0.95;
+/// at 8 ranks it is its own 0.9.
+#[test]
+fn collective_efficiency_is_capped_by_the_profile() {
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let cal = moeplan::profile::resolve(&gpu, moeplan::engine::Engine::Vllm).kernels;
+    assert_eq!(cal.collective_eff_max, 0.95);
+    let curve = moeplan::calibration::CollectiveCurve {
+        latency: [moeplan::units::Seconds::new(0.0); 3],
+        eff: [0.5, 0.8, 0.9],
+    };
+    assert!(within(curve.at(8, cal.collective_eff_max).1, 0.9, 1e-12));
+    assert_eq!(curve.at(16, cal.collective_eff_max).1, 0.95);
+    assert!(within(curve.at(16, 1.5).1, 1.0, 1e-12));
 }

@@ -55,6 +55,7 @@ fn a_single_server_matches_md1_within_2_percent() {
                 kv_tokens: 1 << 40,
                 arrival_wait_steps: 0.0,
                 request_overhead: moeplan::units::Seconds::new(0.0),
+                decode_reserve: moeplan::units::Fraction::ZERO,
             },
             router: Router::RoundRobin,
             traffic: traffic(Arrivals::Poisson { rate: rho / s }, 100, 1, n),
@@ -459,7 +460,7 @@ fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
             isl: moeplan::units::Tokens::new(2000),
             osl: moeplan::units::Tokens::new(500),
             concurrency: 256,
-            cache_hit_rate: 0.0,
+            cache_hit_rate: moeplan::units::Fraction::ZERO,
         },
         engine: engine.config(g.memory),
         routing_skew: 0.0,
@@ -537,6 +538,7 @@ fn a_shared_prefix_is_prefilled_once() {
                 kv_tokens: 1 << 20,
                 arrival_wait_steps: 0.0,
                 request_overhead: moeplan::units::Seconds::new(0.0),
+                decode_reserve: moeplan::units::Fraction::ZERO,
             },
             router: Router::RoundRobin,
             traffic: traffic(Arrivals::Trace(requests), 1, 1, 2),
@@ -554,4 +556,48 @@ fn a_shared_prefix_is_prefilled_once() {
     assert!((hit.unwrap() - 0.2048).abs() < 1e-12, "{hit:?}");
     let (tokens, hit) = run(trace([Vec::new(), Vec::new()]));
     assert_eq!((tokens, hit), (5000, None));
+}
+
+/// SGLang's prefill-first scheduler keeps the engine file's share (0.3) of
+/// the running requests' remaining output free before it starts a prompt.
+/// One rank of 1,000 KV tokens, 16 closed-loop clients of 100 + 100 tokens
+/// (3,200 tokens wanted): keeping 0.3 of it, prompts are admitted into room
+/// the decodes later need and requests are preempted (233 here); keeping
+/// all of it (a share of 1) far fewer are (29). With none at all the rank
+/// admits prompts into the last free tokens and never decodes, so that
+/// case is not run.
+#[test]
+fn a_prefill_first_scheduler_keeps_the_engines_decode_reserve() {
+    let reserve = Engine::Sglang
+        .config(moeplan::units::Bytes::new(80.0 * 1024.0 * 1024.0 * 1024.0))
+        .decode_reserve;
+    assert_eq!(reserve.value(), 0.3);
+    let preemptions = |decode_reserve| {
+        let setup = Setup {
+            replicas: 1,
+            dp: 1,
+            limits: RankLimits {
+                policy: Policy::PrefillFirst,
+                budget: 8192,
+                max_running: 1 << 20,
+                kv_tokens: 1000,
+                arrival_wait_steps: 0.0,
+                request_overhead: moeplan::units::Seconds::new(0.0),
+                decode_reserve,
+            },
+            router: Router::RoundRobin,
+            traffic: traffic(Arrivals::Closed { clients: 16 }, 100, 100, 400),
+            levels: Levels::default(),
+            decode: None,
+        };
+        let r = simulate::run(&setup, &mut [&mut Constant(0.01)]);
+        assert_eq!(r.requests, 400);
+        r.preemptions
+    };
+    let all = moeplan::units::Fraction::new(1.0).expect("a fraction");
+    let (kept, whole) = (preemptions(reserve), preemptions(all));
+    assert!(
+        whole < kept,
+        "preempted {kept} keeping 0.3, {whole} keeping all"
+    );
 }

@@ -126,7 +126,7 @@ fn published_figures() {
                 isl: moeplan::units::Tokens::new(isl),
                 osl: moeplan::units::Tokens::new(osl),
                 concurrency,
-                cache_hit_rate: 0.0,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
             },
             engine,
             redundant_experts: 0,
