@@ -198,7 +198,7 @@ pub const GPU_BUDGET: Range = Range {
 // and every number computed from it would be confident nonsense.
 
 /// The memory of one GPU.
-pub const GPU_MEMORY: Range = Range {
+pub(crate) const GPU_MEMORY: Range = Range {
     what: "the memory of one GPU",
     min: 1e9,
     max: 1e14,
@@ -207,7 +207,7 @@ pub const GPU_MEMORY: Range = Range {
 };
 
 /// A dense tensor-core peak, any precision.
-pub const PEAK_FLOPS: Range = Range {
+pub(crate) const PEAK_FLOPS: Range = Range {
     what: "a GPU's dense peak",
     min: 1e12,
     max: 1e17,
@@ -216,7 +216,7 @@ pub const PEAK_FLOPS: Range = Range {
 };
 
 /// The memory bandwidth of one GPU.
-pub const MEMORY_BANDWIDTH: Range = Range {
+pub(crate) const MEMORY_BANDWIDTH: Range = Range {
     what: "a GPU's memory bandwidth",
     min: 1e9,
     max: 1e15,
@@ -225,7 +225,7 @@ pub const MEMORY_BANDWIDTH: Range = Range {
 };
 
 /// A scale-up or scale-out link's bandwidth per GPU and direction.
-pub const LINK_BANDWIDTH: Range = Range {
+pub(crate) const LINK_BANDWIDTH: Range = Range {
     what: "a link bandwidth per GPU",
     min: 1e9,
     max: 1e15,
@@ -234,7 +234,7 @@ pub const LINK_BANDWIDTH: Range = Range {
 };
 
 /// A link's small-message latency.
-pub const LINK_LATENCY: Range = Range {
+pub(crate) const LINK_LATENCY: Range = Range {
     what: "a link latency",
     min: 1e-7,
     max: 1e-2,
@@ -255,7 +255,7 @@ pub const GPUS_PER_NODE: Range = Range {
 // enough that the accounting stays finite and the per-layer tables small.
 
 /// The residual width (also bounds low-rank projections, which are narrower).
-pub const HIDDEN_SIZE: Range = Range {
+pub(crate) const HIDDEN_SIZE: Range = Range {
     what: "a model width",
     min: 1.0,
     max: 1_048_576.0,
@@ -264,7 +264,7 @@ pub const HIDDEN_SIZE: Range = Range {
 };
 
 /// An MLP's or an expert's intermediate width.
-pub const INTERMEDIATE_SIZE: Range = Range {
+pub(crate) const INTERMEDIATE_SIZE: Range = Range {
     what: "an intermediate width",
     min: 1.0,
     max: 4_194_304.0,
@@ -273,7 +273,7 @@ pub const INTERMEDIATE_SIZE: Range = Range {
 };
 
 /// The vocabulary.
-pub const VOCAB_SIZE: Range = Range {
+pub(crate) const VOCAB_SIZE: Range = Range {
     what: "a vocabulary size",
     min: 1.0,
     max: 16_777_216.0,
@@ -282,7 +282,7 @@ pub const VOCAB_SIZE: Range = Range {
 };
 
 /// Attention heads (query, KV, indexer, linear-attention).
-pub const HEADS: Range = Range {
+pub(crate) const HEADS: Range = Range {
     what: "a head count",
     min: 1.0,
     max: 16_384.0,
@@ -291,7 +291,7 @@ pub const HEADS: Range = Range {
 };
 
 /// A head's dimension.
-pub const HEAD_DIM: Range = Range {
+pub(crate) const HEAD_DIM: Range = Range {
     what: "a head dimension",
     min: 1.0,
     max: 65_536.0,
@@ -300,7 +300,7 @@ pub const HEAD_DIM: Range = Range {
 };
 
 /// Experts of a MoE layer (routed, shared, or chosen per token).
-pub const EXPERTS: Range = Range {
+pub(crate) const EXPERTS: Range = Range {
     what: "an expert count",
     min: 1.0,
     max: 65_536.0,
@@ -309,7 +309,7 @@ pub const EXPERTS: Range = Range {
 };
 
 /// The convolution window of a linear-attention layer.
-pub const CONV_KERNEL: Range = Range {
+pub(crate) const CONV_KERNEL: Range = Range {
     what: "a convolution window",
     min: 1.0,
     max: 1024.0,
@@ -318,7 +318,7 @@ pub const CONV_KERNEL: Range = Range {
 };
 
 /// Decoder (or vision encoder) layers.
-pub const LAYERS: Range = Range {
+pub(crate) const LAYERS: Range = Range {
     what: "a layer count",
     min: 1.0,
     max: 4096.0,

@@ -60,18 +60,18 @@ mod mib {
 #[serde(deny_unknown_fields)]
 pub struct GemmCurve {
     /// Fraction of the precision's peak a large GEMM reaches.
-    pub eff_max: f64,
+    pub(crate) eff_max: f64,
     /// Rows (tokens) at which efficiency is half of `eff_max`.
-    pub m_half: f64,
+    pub(crate) m_half: f64,
     /// Fraction of HBM bandwidth when bandwidth bound.
-    pub mem_eff: f64,
+    pub(crate) mem_eff: f64,
     /// Fixed cost per GEMM.
     #[serde(rename = "overhead_us", with = "micros")]
     pub overhead: Seconds,
     /// HBM fraction of the activation-quantisation pass (3 bytes per input
     /// element) of fp8/fp4 GEMMs; 0 (or absent) when there is none.
     #[serde(default)]
-    pub quant_eff: f64,
+    pub(crate) quant_eff: f64,
 }
 
 /// A fused MoE layer: grouped GEMMs whose efficiency saturates in tokens
@@ -80,20 +80,20 @@ pub struct GemmCurve {
 #[serde(deny_unknown_fields)]
 pub struct MoeCurve {
     /// Fraction of peak at many tokens per expert.
-    pub eff_max: f64,
+    pub(crate) eff_max: f64,
     /// Tokens per expert at half of `eff_max`.
-    pub tpe_half: f64,
+    pub(crate) tpe_half: f64,
     /// Fraction of HBM bandwidth reading expert weights.
-    pub mem_eff: f64,
+    pub(crate) mem_eff: f64,
     /// Fixed cost per MoE layer.
     #[serde(rename = "overhead_us", with = "micros")]
     pub overhead: Seconds,
     /// Fixed cost per expert held on the GPU (per-expert problem setup of
     /// grouped-GEMM kernels that launch every local expert).
     #[serde(rename = "per_local_expert_us", with = "micros")]
-    pub per_local_expert: Seconds,
+    pub(crate) per_local_expert: Seconds,
     /// HBM fraction of the sort/activation/reduce pass over routed rows.
-    pub rows_eff: f64,
+    pub(crate) rows_eff: f64,
 }
 /// Causal prefill attention: efficiency saturates in prompt length and in
 /// the number of thread blocks `b · heads · ⌈isl/128⌉`.
@@ -101,13 +101,13 @@ pub struct MoeCurve {
 #[serde(deny_unknown_fields)]
 pub struct AttentionPrefillCurve {
     /// Fraction of the 16-bit peak.
-    pub eff_max: f64,
+    pub(crate) eff_max: f64,
     /// Prompt length at half efficiency.
-    pub isl_half: f64,
+    pub(crate) isl_half: f64,
     /// Thread blocks at half efficiency.
     pub cta_half: f64,
     /// Per-token cost expressed as an HBM fraction (Q, K, V, O traffic).
-    pub mem_eff: f64,
+    pub(crate) mem_eff: f64,
     /// Fixed cost per call.
     #[serde(rename = "overhead_us", with = "micros")]
     pub overhead: Seconds,
@@ -119,17 +119,17 @@ pub struct AttentionPrefillCurve {
 #[serde(deny_unknown_fields)]
 pub struct AttentionDecodeCurve {
     /// Fraction of the 16-bit peak for the score/value math.
-    pub eff_compute: f64,
+    pub(crate) eff_compute: f64,
     /// Fraction of HBM bandwidth at full parallelism.
-    pub mem_eff: f64,
+    pub(crate) mem_eff: f64,
     /// `batch · kv_heads` at half bandwidth.
-    pub p_half: f64,
+    pub(crate) p_half: f64,
     /// Fixed cost per call.
     #[serde(rename = "overhead_us", with = "micros")]
     pub overhead: Seconds,
     /// Cost per sequence in the batch.
     #[serde(rename = "per_sequence_us", with = "micros")]
-    pub per_sequence: Seconds,
+    pub(crate) per_sequence: Seconds,
 }
 
 /// A collective on the scale-up link: `latency + factor · bytes / (link · eff)`,
@@ -168,14 +168,14 @@ impl CollectiveCurve {
 pub struct AllToAllCurve {
     /// Fixed cost of one dispatch.
     #[serde(rename = "dispatch_latency_us", with = "micros")]
-    pub dispatch_latency: Seconds,
+    pub(crate) dispatch_latency: Seconds,
     /// Fixed cost of one combine.
     #[serde(rename = "combine_latency_us", with = "micros")]
-    pub combine_latency: Seconds,
+    pub(crate) combine_latency: Seconds,
     /// Fraction of per-direction link bandwidth a dispatch reaches (on the bf16 k-copy payload).
-    pub dispatch_eff: f64,
+    pub(crate) dispatch_eff: f64,
     /// Fraction of per-direction link bandwidth a combine reaches (on the bf16 k-copy payload).
-    pub combine_eff: f64,
+    pub(crate) combine_eff: f64,
 }
 
 /// Every fitted curve of one engine on one GPU, and its serving layer.
@@ -245,22 +245,22 @@ pub struct Calibration {
     pub alltoall_ll_max_tokens: f64,
     /// Fraction of the network bandwidth an inter-node transfer reaches
     /// (no inter-node measurements: an assumption, stated as such).
-    pub network_eff: f64,
+    pub(crate) network_eff: f64,
     /// Fraction of the NVLink bandwidth a point-to-point transfer reaches
     /// (pipeline activations, the context-parallel KV ring). No profile
     /// measures it: an assumption each profile states as such (NCCL
     /// send/recv inside a node reaches 0.6-0.8 of the link).
-    pub nvlink_p2p_eff: f64,
+    pub(crate) nvlink_p2p_eff: f64,
     /// Fixed cost per small elementwise kernel (norms, activations, residuals).
     #[serde(rename = "elementwise_overhead_us", with = "micros")]
-    pub elementwise_overhead: Seconds,
+    pub(crate) elementwise_overhead: Seconds,
     /// Query rows one CTA of the prefill attention kernels takes (the
     /// 128-row tile of FlashAttention-2/3 and FlashInfer): the thread blocks
     /// `cta_half` is counted in. A constant of the form, not fitted.
     pub prefill_tile_tokens: f64,
     /// Channels per fp32 scale of the EP dispatch in FP8 (DeepEP: e4m3
     /// values, one scale per 128): an element takes `1 + 4 / block` bytes.
-    pub fp8_dispatch_block: f64,
+    pub(crate) fp8_dispatch_block: f64,
     /// Most of the link a collective's bus bandwidth reaches (caps the
     /// curves' extrapolation beyond 8 ranks). An assumption, not fitted.
     pub collective_eff_max: f64,

@@ -193,7 +193,7 @@ fn merged(base: &str, over: &str) -> Result<EngineSpec, String> {
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Least GPU memory, GiB, for this rule.
-    pub min_memory_gib: Option<f64>,
+    pub(crate) min_memory_gib: Option<f64>,
     /// The value.
     pub value: u64,
 }
@@ -213,11 +213,11 @@ pub struct EngineSpec {
     /// How the scheduler fills a step.
     pub policy: Policy,
     /// Whom the step budget is for under attention DP.
-    pub budget_scope: BudgetScope,
+    pub(crate) budget_scope: BudgetScope,
     /// Fraction of GPU memory the engine takes.
     pub memory_fraction: Fraction,
     /// CUDA context, workspaces and graph pool per GPU, GiB.
-    pub runtime_reserve_gib: f64,
+    pub(crate) runtime_reserve_gib: f64,
     /// All-reduce workspace a TP group keeps per GPU, MiB.
     pub allreduce_workspace_mib: f64,
     /// Tokens per step per rank, by GPU memory.
@@ -225,7 +225,7 @@ pub struct EngineSpec {
     /// Running requests per rank, by GPU memory (empty: memory decides).
     pub max_running: Vec<Rule>,
     /// Which steps run as CUDA graphs.
-    pub cuda_graphs: CudaGraphs,
+    pub(crate) cuda_graphs: CudaGraphs,
     /// Share of the running requests' remaining output a prefill-first
     /// scheduler keeps free in the KV cache before it starts a prompt
     /// (required of an engine whose policy is `prefill_first`).
@@ -238,7 +238,7 @@ pub struct EngineSpec {
 /// Whom an engine's step budget is for under attention data parallelism.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum BudgetScope {
+pub(crate) enum BudgetScope {
     /// Each attention-DP rank schedules its own steps with the whole budget (vLLM, TensorRT-LLM).
     PerRank,
     /// The budget is divided among the attention-DP ranks (SGLang's `chunked_prefill_size`).
@@ -248,7 +248,7 @@ pub enum BudgetScope {
 /// Which steps an engine captures as CUDA graphs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum GraphScope {
+pub(crate) enum GraphScope {
     /// None: every step launches its kernels one by one.
     None,
     /// Pure decode steps up to `max_batch` requests per rank.
@@ -260,17 +260,17 @@ pub enum GraphScope {
 /// An engine's CUDA-graph capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CudaGraphs {
+pub(crate) struct CudaGraphs {
     /// Which steps.
-    pub scope: GraphScope,
+    pub(crate) scope: GraphScope,
     /// Up to how many requests (decode) or tokens (all steps) per rank.
-    pub max_batch: u64,
+    pub(crate) max_batch: u64,
 }
 
 impl CudaGraphs {
     /// Whether a step of `decodes` decoding requests and `prefill_tokens`
     /// prompt tokens per rank runs as a graph.
-    pub fn captures(&self, decodes: f64, prefill_tokens: f64) -> bool {
+    pub(crate) fn captures(&self, decodes: f64, prefill_tokens: f64) -> bool {
         let max = self.max_batch as f64;
         match self.scope {
             GraphScope::None => false,
@@ -288,7 +288,7 @@ pub struct EngineConfig {
     /// How the scheduler fills a step.
     pub policy: Policy,
     /// Whom the step budget is for under attention DP.
-    pub budget_scope: BudgetScope,
+    pub(crate) budget_scope: BudgetScope,
     /// Tokens one scheduler step may process per attention-DP rank
     /// (vLLM `max_num_batched_tokens`, SGLang `chunked_prefill_size`).
     pub max_step_tokens: u64,
@@ -305,7 +305,7 @@ pub struct EngineConfig {
     /// `gpu_memory_utilization`; the seeds' "< 90%").
     pub max_memory_fraction: Fraction,
     /// Which steps run as CUDA graphs.
-    pub cuda_graphs: CudaGraphs,
+    pub(crate) cuda_graphs: CudaGraphs,
     /// Share of the running requests' remaining output a prefill-first
     /// scheduler keeps free in the KV cache (the engine file's
     /// `decode_reserve`; not in the JSON, which predates it).

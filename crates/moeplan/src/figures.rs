@@ -368,7 +368,7 @@ pub struct WorstCase {
 }
 
 /// Why a deployment has no figures: a pool's layout breaks a rule.
-pub type Invalid = Vec<(PoolRole, LayoutProblem)>;
+pub(crate) type Invalid = Vec<(PoolRole, LayoutProblem)>;
 
 /// Estimates a deployment (its workload: the mean lengths) and its worst
 /// case, aggregated ones as `replicas` copies.

@@ -23,7 +23,7 @@ use crate::units::Seconds;
 use serde::Serialize;
 
 /// A run's estimate prepared for re-solving under other serving parameters.
-pub enum Prep {
+pub(crate) enum Prep {
     /// One aggregated replica.
     Aggregated(Box<Prepared>),
     /// A disaggregated deployment (its costed steps).
@@ -33,7 +33,7 @@ pub enum Prep {
 /// One run ready to fit: its prepared estimate and what was measured.
 pub struct Sample {
     /// The prepared estimate (kernel times of its steps).
-    pub prepared: Prep,
+    pub(crate) prepared: Prep,
     /// Measured mean TTFT.
     pub ttft: Seconds,
     /// Measured mean TPOT.
@@ -156,7 +156,7 @@ pub(crate) fn prior_around(p: &ServingParams, c: &ServingParams) -> f64 {
 /// One parameter of the serving layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Param {
+pub(crate) enum Param {
     /// CPU and launch time of every step.
     StepOverhead,
     /// Fixed time of every request (tokenisation, scheduling, the first chunk's wait).
@@ -175,7 +175,7 @@ pub enum Param {
 
 impl Param {
     /// In the order of the searched space.
-    pub const ALL: [Param; 7] = [
+    pub(crate) const ALL: [Param; 7] = [
         Param::StepOverhead,
         Param::RequestOverhead,
         Param::Rounds,
@@ -186,7 +186,7 @@ impl Param {
     ];
 
     /// Its field name in a profile.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Param::StepOverhead => "step_overhead_us",
             Param::RequestOverhead => "request_overhead_us",
@@ -199,7 +199,7 @@ impl Param {
     }
 
     /// Its value in `p`, in the unit of its name.
-    pub fn value(self, p: &ServingParams) -> f64 {
+    pub(crate) fn value(self, p: &ServingParams) -> f64 {
         match self {
             Param::StepOverhead => p.step_overhead.us(),
             Param::RequestOverhead => p.request_overhead.us(),
@@ -212,7 +212,7 @@ impl Param {
     }
 
     /// What in the runs pins it down.
-    pub fn determined_by(self) -> &'static str {
+    pub(crate) fn determined_by(self) -> &'static str {
         match self {
             Param::StepOverhead => "TPOT across batch sizes",
             Param::RequestOverhead => "TTFT at low concurrency",
@@ -398,9 +398,9 @@ pub struct Fitted {
     /// Runs fitted.
     pub runs: usize,
     /// Mean |log error| before (from the starting values) and after.
-    pub loss_before: f64,
+    pub(crate) loss_before: f64,
     /// After.
-    pub loss_after: f64,
+    pub(crate) loss_after: f64,
 }
 
 /// Fits `samples` from `start` and reports the loss before and after.

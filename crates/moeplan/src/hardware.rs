@@ -34,7 +34,7 @@ pub struct Gpu {
     /// One-way latency of a small NVLink transfer.
     pub nvlink_latency: Seconds,
     /// One-way latency of a small network transfer.
-    pub network_latency: Seconds,
+    pub(crate) network_latency: Seconds,
     /// Efficiency overrides stated by the spec, applied on top of the profile.
     pub efficiency: EfficiencyOverrides,
     /// Datasheet citation and notes.
@@ -111,7 +111,7 @@ impl Gpu {
 pub struct EfficiencyOverrides {
     /// Fraction of the 16-bit peak a large GEMM reaches (FP8 and FP4 GEMMs
     /// keep their profile's ratio to it).
-    pub gemm_max: Option<Fraction>,
+    pub(crate) gemm_max: Option<Fraction>,
     /// A flat fraction of HBM bandwidth for every memory-bound kernel.
     pub memory: Option<Fraction>,
     /// Fraction of the network bandwidth an inter-node transfer reaches.

@@ -17,7 +17,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-pub use crate::engine::{BudgetScope, Engine, EngineConfig};
+pub(crate) use crate::engine::BudgetScope;
+pub use crate::engine::{Engine, EngineConfig};
 
 /// Memory of the fullest GPU of a layout (`memory_per_gpu` in JSON).
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
@@ -25,7 +26,7 @@ pub struct MemoryBreakdown {
     /// Weights held.
     pub weights_bytes: Bytes,
     /// Weights by component.
-    pub weights_by_component: BTreeMap<String, Bytes>,
+    pub(crate) weights_by_component: BTreeMap<String, Bytes>,
     /// KV cache (and linear-attention state) of the resident requests.
     pub kv_cache_bytes: Bytes,
     /// Activations and workspace of the largest step.

@@ -132,7 +132,7 @@ pub enum Ffn {
 /// How the model's MLPs (dense, routed and shared experts) are built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Gating {
+pub(crate) enum Gating {
     /// `down(act(gate(x)) · up(x))`: three matrices (SwiGLU).
     Gated,
     /// `down(act(up(x)))`: two matrices (Nemotron-H's squared ReLU).
@@ -141,7 +141,7 @@ pub enum Gating {
 
 impl Gating {
     /// Weight matrices of one MLP: gate (when gated), up and down.
-    pub fn matrices(self) -> f64 {
+    pub(crate) fn matrices(self) -> f64 {
         match self {
             Gating::Gated => 3.0,
             Gating::Plain => 2.0,
@@ -149,7 +149,7 @@ impl Gating {
     }
 
     /// Matrices on the input side (gate and up, or up alone).
-    pub fn input_matrices(self) -> f64 {
+    pub(crate) fn input_matrices(self) -> f64 {
         self.matrices() - 1.0
     }
 }
@@ -280,7 +280,7 @@ impl Values {
     }
 
     /// Columns of the v projection per KV head (0 when the keys serve).
-    pub fn projected_dim(self) -> u64 {
+    pub(crate) fn projected_dim(self) -> u64 {
         match self {
             Values::Projected { head_dim } => head_dim,
             Values::Keys => 0,
@@ -340,7 +340,7 @@ impl Attention {
 
     /// The same shape with `kv_heads` key/value heads (MLA, whose latent
     /// has no heads, unchanged).
-    pub fn with_kv_heads(mut self, kv_heads: u64) -> Attention {
+    pub(crate) fn with_kv_heads(mut self, kv_heads: u64) -> Attention {
         if let Attention::Gqa { n_kv_heads, .. } = &mut self {
             *n_kv_heads = kv_heads;
         }
@@ -365,15 +365,15 @@ pub struct SparseIndexer {
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LinearAttention {
     /// Key heads.
-    pub n_key_heads: u64,
+    pub(crate) n_key_heads: u64,
     /// Value heads.
-    pub n_value_heads: u64,
+    pub(crate) n_value_heads: u64,
     /// Key head dimension.
-    pub key_head_dim: u64,
+    pub(crate) key_head_dim: u64,
     /// Value head dimension.
-    pub value_head_dim: u64,
+    pub(crate) value_head_dim: u64,
     /// Causal convolution width.
-    pub conv_kernel: u64,
+    pub(crate) conv_kernel: u64,
     /// How the decay and output gates are projected.
     pub gates: LinearGates,
 }
@@ -400,11 +400,6 @@ pub enum LinearGates {
 }
 
 impl LinearAttention {
-    /// Channels of q, k and v (what the short convolution runs over).
-    pub fn qkv_dim(&self) -> u64 {
-        2 * self.n_key_heads * self.key_head_dim + self.n_value_heads * self.value_head_dim
-    }
-
     /// Columns of the projections from the hidden state on one GPU of a
     /// `tp`-way split (heads split, Kimi's low-rank first halves whole),
     /// with the low-rank second halves (rank → this GPU's channels)
@@ -429,38 +424,38 @@ impl LinearAttention {
 
 /// A Mamba-2 mixer (Nemotron-H): `d_inner = n_heads × head_dim`.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct Mamba2 {
+pub(crate) struct Mamba2 {
     /// SSM heads.
     pub n_heads: u64,
     /// Channels of one head.
     pub head_dim: u64,
     /// Groups sharing one B and one C (like KV heads).
-    pub n_groups: u64,
+    pub(crate) n_groups: u64,
     /// SSM state size per channel (N).
-    pub state_size: u64,
+    pub(crate) state_size: u64,
     /// Causal convolution width.
-    pub conv_kernel: u64,
+    pub(crate) conv_kernel: u64,
     /// The convolution has a bias.
-    pub conv_bias: bool,
+    pub(crate) conv_bias: bool,
     /// The in and out projections have biases.
-    pub proj_bias: bool,
+    pub(crate) proj_bias: bool,
     /// Tokens per chunk of the chunked (SSD) scan of a prompt.
-    pub chunk_size: u64,
+    pub(crate) chunk_size: u64,
 }
 
 impl Mamba2 {
     /// Inner width: heads × head dim.
-    pub fn d_inner(&self) -> u64 {
+    pub(crate) fn d_inner(&self) -> u64 {
         self.n_heads * self.head_dim
     }
 
     /// Channels the convolution runs over: x, B and C.
-    pub fn conv_dim(&self) -> u64 {
+    pub(crate) fn conv_dim(&self) -> u64 {
         self.d_inner() + 2 * self.n_groups * self.state_size
     }
 
     /// Columns of in_proj: z, x, B, C and one dt per head.
-    pub fn in_proj_dim(&self) -> u64 {
+    pub(crate) fn in_proj_dim(&self) -> u64 {
         self.d_inner() + self.conv_dim() + self.n_heads
     }
 }
@@ -479,20 +474,20 @@ pub struct Moe {
     /// Intermediate width of one shared expert.
     pub shared_intermediate_size: u64,
     /// A sigmoid gate scales the shared expert output (Qwen2-MoE).
-    pub shared_expert_gate: bool,
+    pub(crate) shared_expert_gate: bool,
     /// The router has a bias (gpt-oss) or a selection bias (DeepSeek-V3 noaux).
-    pub router_bias: bool,
+    pub(crate) router_bias: bool,
     /// The experts' projections carry biases (gpt-oss).
-    pub expert_bias: bool,
+    pub(crate) expert_bias: bool,
     /// Routed experts work in a latent of this width, between a down
     /// projection hidden → latent and an up projection latent → hidden
     /// (Nemotron-3 Super/Ultra's LatentMoE); None: in the hidden width.
-    pub latent_size: Option<u64>,
+    pub(crate) latent_size: Option<u64>,
 }
 
 impl Moe {
     /// The width routed experts work in: the latent when there is one, else `hidden`.
-    pub fn expert_width(&self, hidden: u64) -> u64 {
+    pub(crate) fn expert_width(&self, hidden: u64) -> u64 {
         self.latent_size.unwrap_or(hidden)
     }
 }
@@ -508,12 +503,12 @@ pub struct VisionEncoder {
     /// MLP width.
     pub intermediate_size: u64,
     /// Width of the language model it projects into.
-    pub out_hidden_size: u64,
+    pub(crate) out_hidden_size: u64,
     /// What the encoder holds outside its blocks and projector: the patch
     /// embedding (a convolution over pixels), a learned position table, and
     /// where the family has them a final norm (Kimi-K3) or the output's
     /// standardisation vectors (Gemma-4).
-    pub embedding_params: u64,
+    pub(crate) embedding_params: u64,
     /// How each block is built.
     pub blocks: VisionBlocks,
     /// How patch features reach the language model.
@@ -581,7 +576,7 @@ pub struct Dtypes {
     /// Token embedding.
     pub embedding: DType,
     /// Output projection.
-    pub lm_head: DType,
+    pub(crate) lm_head: DType,
     /// KV cache.
     pub kv_cache: DType,
     /// Recurrent state of linear-attention layers.
@@ -629,9 +624,9 @@ pub struct Model {
     /// Linear attention shape, if any layer uses it.
     pub linear_attention: Option<LinearAttention>,
     /// Mamba-2 shape, if any layer uses it.
-    pub mamba: Option<Mamba2>,
+    pub(crate) mamba: Option<Mamba2>,
     /// How the MLPs (dense and experts) are built.
-    pub gating: Gating,
+    pub(crate) gating: Gating,
     /// The MoE block, if any layer uses it.
     pub moe: Option<Moe>,
     /// Intermediate width of dense MLP layers.
@@ -670,14 +665,14 @@ pub struct HyperConnections {
 
 impl HyperConnections {
     /// Mixing parameters before one block.
-    pub fn block_params(self, hidden: u64) -> f64 {
+    pub(crate) fn block_params(self, hidden: u64) -> f64 {
         let (m, h) = (self.streams as f64, hidden as f64);
         let mix = (2.0 + m) * m;
         mix * m * h + mix + 3.0
     }
 
     /// The collapsing projection before the final norm.
-    pub fn head_params(self, hidden: u64) -> f64 {
+    pub(crate) fn head_params(self, hidden: u64) -> f64 {
         let (m, h) = (self.streams as f64, hidden as f64);
         m * m * h + m + 1.0
     }
@@ -690,7 +685,7 @@ impl HyperConnections {
     /// `streams × streams` mix (`comb`): `2·m·h·((2+m)·m + m + 3)`. The
     /// Sinkhorn iterations on the `m × m` mix are left out (`m²` per
     /// iteration, not `h`).
-    pub fn block_flop(self, hidden: u64) -> f64 {
+    pub(crate) fn block_flop(self, hidden: u64) -> f64 {
         let (m, h) = (self.streams as f64, hidden as f64);
         2.0 * m * h * ((2.0 + m) * m + m + 3.0)
     }
@@ -698,7 +693,7 @@ impl HyperConnections {
     /// FLOP per token of the last collapse before the final norm: its
     /// projection to `streams` weights, the RMS scale and the collapse,
     /// `2·m·h·(m + 2)`.
-    pub fn head_flop(self, hidden: u64) -> f64 {
+    pub(crate) fn head_flop(self, hidden: u64) -> f64 {
         let (m, h) = (self.streams as f64, hidden as f64);
         2.0 * m * h * (m + 2.0)
     }
@@ -706,7 +701,7 @@ impl HyperConnections {
     /// HBM bytes per token around one block, the copies in bf16: `hc_pre`
     /// reads them, `hc_post` reads them and the block's output and writes
     /// them, `2 · (3·m·h + h)`.
-    pub fn block_bytes(self, hidden: u64) -> f64 {
+    pub(crate) fn block_bytes(self, hidden: u64) -> f64 {
         let (m, h) = (self.streams as f64, hidden as f64);
         2.0 * (3.0 * m * h + h)
     }
@@ -775,21 +770,21 @@ impl Component {
 
 /// Parameters of one layer, split by how parallelism shards them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct LayerParams {
+pub(crate) struct LayerParams {
     /// Attention weights split by TP across heads (q, o, MLA up-projections, sinks).
-    pub attn_sharded: f64,
+    pub(crate) attn_sharded: f64,
     /// GQA k and v projections: split by TP up to the KV head count, replicated beyond.
-    pub attn_kv: f64,
+    pub(crate) attn_kv: f64,
     /// Attention weights every TP rank holds whole (MLA down-projections, indexer).
-    pub attn_replicated: f64,
+    pub(crate) attn_replicated: f64,
     /// Linear-attention or Mamba-2 weights (split by TP across heads).
-    pub linear_attn: f64,
+    pub(crate) linear_attn: f64,
     /// Router weights (replicated).
     pub router: f64,
     /// All routed experts of the layer.
-    pub routed_experts: f64,
+    pub(crate) routed_experts: f64,
     /// One routed expert.
-    pub per_expert: f64,
+    pub(crate) per_expert: f64,
     /// The latent projections around the routed experts (replicated, every
     /// token uses them; included in `routed_experts`).
     pub latent: f64,
@@ -940,7 +935,7 @@ impl Model {
     /// The sparse indexer a layer with `mixer` attends through: the
     /// model's, on its full-attention layers only (a compressed layer's
     /// indexer works over its compressed entries: `compressor_params`).
-    pub fn indexer_of(&self, mixer: Mixer) -> Option<&SparseIndexer> {
+    pub(crate) fn indexer_of(&self, mixer: Mixer) -> Option<&SparseIndexer> {
         match mixer {
             Mixer::Full | Mixer::FullKv { .. } => self.indexer.as_ref(),
             Mixer::FullDense
@@ -956,7 +951,7 @@ impl Model {
     /// Every softmax attention shape of the model: `attention`, the sliding
     /// layers' when they have their own, and each layer's own KV head count
     /// (repeats included).
-    pub fn attentions(&self) -> impl Iterator<Item = Attention> + '_ {
+    pub(crate) fn attentions(&self) -> impl Iterator<Item = Attention> + '_ {
         let per_layer = self.layers.iter().filter_map(|l| match l.mixer {
             Mixer::FullKv { .. } => self.attention_of(l.mixer),
             Mixer::Full
@@ -975,7 +970,7 @@ impl Model {
 
     /// The intermediate width of a dense MLP block `ffn` (None for the
     /// other blocks).
-    pub fn dense_width(&self, ffn: Ffn) -> Option<u64> {
+    pub(crate) fn dense_width(&self, ffn: Ffn) -> Option<u64> {
         match ffn {
             Ffn::Dense => Some(self.dense_intermediate_size),
             Ffn::DenseOf { intermediate_size } => Some(intermediate_size),
@@ -984,7 +979,7 @@ impl Model {
     }
 
     /// The widest dense MLP of any layer (0 without one).
-    pub fn widest_dense(&self) -> u64 {
+    pub(crate) fn widest_dense(&self) -> u64 {
         self.layers
             .iter()
             .filter_map(|l| self.dense_width(l.ffn))
@@ -1553,7 +1548,7 @@ impl Model {
 
     /// FLOP per token of the hyper-connections (DeepSeek-V4): around every
     /// block and the last collapse; 0 without them.
-    pub fn hyper_connection_flop_per_token(&self) -> f64 {
+    pub(crate) fn hyper_connection_flop_per_token(&self) -> f64 {
         self.hyper_connections.map_or(0.0, |hc| {
             let blocks: f64 = self.layers.iter().map(|l| f64::from(l.blocks())).sum();
             blocks * hc.block_flop(self.hidden_size) + hc.head_flop(self.hidden_size)
@@ -1676,14 +1671,14 @@ impl Model {
 
 /// `Model::layer_params` by layer class: models repeat a few layer kinds
 /// (dense/MoE, full/sliding/linear), so each is computed once.
-pub struct LayerParamsMemo<'a> {
+pub(crate) struct LayerParamsMemo<'a> {
     model: &'a Model,
     seen: Vec<(Layer, LayerParams)>,
 }
 
 impl<'a> LayerParamsMemo<'a> {
     /// An empty memo for `model`.
-    pub fn new(model: &'a Model) -> Self {
+    pub(crate) fn new(model: &'a Model) -> Self {
         LayerParamsMemo {
             model,
             seen: Vec::with_capacity(4),
@@ -1691,7 +1686,7 @@ impl<'a> LayerParamsMemo<'a> {
     }
 
     /// The parameters of `layer` (identical to `Model::layer_params`).
-    pub fn get(&mut self, layer: &Layer) -> LayerParams {
+    pub(crate) fn get(&mut self, layer: &Layer) -> LayerParams {
         if let Some((_, p)) = self.seen.iter().find(|(l, _)| l == layer) {
             return *p;
         }

@@ -108,10 +108,10 @@ impl<'a> PlanOutput<'a> {
 }
 
 /// `moeplan audit --json`.
-pub type AuditOutput = Audit;
+pub(crate) type AuditOutput = Audit;
 
 /// `moeplan model --json`.
-pub type ModelOutput = ModelReport;
+pub(crate) type ModelOutput = ModelReport;
 
 /// `moeplan dag --format json` (schema `moeplan-dag/1`).
 #[derive(Serialize, JsonSchema)]
@@ -135,7 +135,7 @@ pub struct DagOutput<'a> {
     /// Load imbalance applied to the expert GEMMs.
     pub load_imbalance: f64,
     /// Routed experts per MoE layer.
-    pub n_experts: u32,
+    pub(crate) n_experts: u32,
     /// Expert slots per MoE layer.
     pub n_slots: u32,
     /// Stages.

@@ -126,9 +126,9 @@ pub struct EngineServing {
     /// Runs fitted.
     pub runs: usize,
     /// Mean |log error| (TTFT + TPOT) before and after the fit.
-    pub loss_before: f64,
+    pub(crate) loss_before: f64,
     /// After.
-    pub loss_after: f64,
+    pub(crate) loss_after: f64,
     /// The parameters.
     pub params: ServingParams,
     /// The serving layer fitted to disaggregated runs, where there are some.
@@ -145,9 +145,9 @@ pub struct ServingFit {
     /// Runs fitted.
     pub runs: usize,
     /// Mean loss before and after the fit.
-    pub loss_before: f64,
+    pub(crate) loss_before: f64,
     /// After.
-    pub loss_after: f64,
+    pub(crate) loss_after: f64,
     /// The parameters.
     pub params: ServingParams,
 }
@@ -323,7 +323,7 @@ fn user_stack(gpu: &Gpu, engine: Engine) -> Option<(&'static str, &'static UserS
 
 /// Which of a stack's serving layers a deployment uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServingMode {
+pub(crate) enum ServingMode {
     /// One pool doing prefill and decode (`resolve`).
     Aggregated,
     /// Prefill and decode pools (`resolve_disaggregated`).
@@ -350,7 +350,7 @@ impl std::fmt::Display for ProfileUse {
 /// How the user profile applies to `engine` on `gpu` in `mode` (None: no
 /// profile is in use). The same rule as `resolve` and
 /// `resolve_disaggregated`: a stack's fit of that mode, or nothing.
-pub fn user_profile_use(gpu: &Gpu, engine: Engine, mode: ServingMode) -> Option<ProfileUse> {
+pub(crate) fn user_profile_use(gpu: &Gpu, engine: Engine, mode: ServingMode) -> Option<ProfileUse> {
     let (file, p) = USER.get()?;
     let mode_name = match mode {
         ServingMode::Aggregated => "aggregated",

@@ -10,7 +10,7 @@ use crate::units::{Bytes, BytesPerSecond, Flop, FlopPerSecond, Params, Seconds, 
 
 /// What kind of quantity a string must be; names the accepted units in errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dimension {
+pub(crate) enum Dimension {
     /// Bytes: B, kB, MB, GB, TB (decimal) and KiB, MiB, GiB, TiB (binary).
     Bytes,
     /// Bytes per second: B/s .. TB/s, GiB/s, Gbps/Gb/s (bits).
@@ -31,7 +31,7 @@ pub enum Dimension {
 
 impl Dimension {
     /// The units this dimension accepts, for diagnostics.
-    pub fn accepted(self) -> &'static str {
+    pub(crate) fn accepted(self) -> &'static str {
         match self {
             Dimension::Bytes => "B, kB, MB, GB, TB, KiB, MiB, GiB, TiB (e.g. \"80 GB\")",
             Dimension::Bandwidth => "B/s, MB/s, GB/s, TB/s, GiB/s, Gb/s (e.g. \"3.35 TB/s\")",

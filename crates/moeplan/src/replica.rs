@@ -163,7 +163,7 @@ impl Disaggregated {
     /// decode pool keeps its workers, at least the fewest that hold every
     /// request in KV memory, and the prefill pool gets the workers that keep
     /// up with it (rate matching).
-    pub fn rate_match(&mut self) {
+    pub(crate) fn rate_match(&mut self) {
         self.decode.workers = self.decode.workers.max(self.fewest_decode_workers().0);
         self.prefill.workers = self.rate_matched_prefill_workers();
     }

@@ -172,7 +172,7 @@ pub struct ModelReport {
     pub linear_flop_per_token: f64,
     /// Attention FLOP per token of context at full attention (slope, before windows fill).
     #[serde(serialize_with = "crate::units::json::count")]
-    pub attention_flop_per_token_per_context_token: f64,
+    pub(crate) attention_flop_per_token_per_context_token: f64,
     /// Attention FLOP and KV bytes at sample context lengths.
     pub attention_by_context: Vec<ContextFlop>,
     /// The parameter total the source declares, if any.

@@ -19,7 +19,7 @@
 mod bench;
 mod usable;
 
-pub use usable::{Column, RunProblem};
+pub(crate) use usable::{Column, RunProblem};
 
 use crate::catalog;
 use crate::dtype::DType;

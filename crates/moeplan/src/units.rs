@@ -471,7 +471,7 @@ impl Fraction {
     }
 
     /// What is left: `1 − self`.
-    pub fn complement(self) -> Fraction {
+    pub(crate) fn complement(self) -> Fraction {
         Fraction(1.0 - self.0)
     }
 

@@ -92,9 +92,9 @@ pub struct Corrected {
     /// Requirements the corrected plan still misses (empty when it meets them all).
     pub unmet: Vec<String>,
     /// The smallest replica (GPUs) found meeting every requirement, if any.
-    pub min_gpus_per_replica: Option<u32>,
+    pub(crate) min_gpus_per_replica: Option<u32>,
     /// Layouts estimated by the search.
-    pub candidates_evaluated: usize,
+    pub(crate) candidates_evaluated: usize,
     /// Recomputed figures.
     pub claims: CorrectedClaims,
     /// Both pools, when the plan is disaggregated (`layout` and `replicas`

@@ -51,9 +51,9 @@ use crate::spec::plan::{Deployment, Plan, Pool};
 use crate::units::{Seconds, Tokens, TokensPerSecond};
 use serde::Serialize;
 
-pub use claim::{error_band, ErrorBand, ModeBand};
+pub use claim::error_band;
 pub use fix::{Corrected, CorrectionSource, Planner};
-pub use fix_disagg::{CorrectedPool, CorrectedPools};
+pub(crate) use fix_disagg::{CorrectedPool, CorrectedPools};
 
 /// How serious a finding is.
 #[derive(

@@ -72,11 +72,11 @@ pub struct PhaseReport {
     /// Node ids of the longest path, in order.
     pub path: Vec<String>,
     /// The longest path's time by bound.
-    pub path_by_bound: TimeByBound,
+    pub(crate) path_by_bound: TimeByBound,
     /// The GPU with the most busy time (lowest id on ties).
-    pub busiest_gpu: u32,
+    pub(crate) busiest_gpu: u32,
     /// Its busy time (sum of the nodes it takes part in).
-    pub busiest_gpu_time_s: Seconds,
+    pub(crate) busiest_gpu_time_s: Seconds,
 }
 
 /// The outcome of `check`.

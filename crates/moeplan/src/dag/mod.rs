@@ -59,7 +59,8 @@ use crate::serving::{estimate, EstimateInput};
 use crate::units::{Bytes, Flop, Seconds};
 use serde::Serialize;
 
-pub use check::{check, Diagnostic, PhaseReport, Report, Severity};
+pub(crate) use check::PhaseReport;
+pub use check::{check, Diagnostic, Report, Severity};
 
 /// A step drawn as a graph.
 #[derive(
@@ -164,19 +165,20 @@ pub enum NodeKind {
     Communication,
 }
 
-pub use crate::ops::{Collective, GroupKind, Role};
+pub use crate::ops::Role;
+pub(crate) use crate::ops::{Collective, GroupKind};
 
 /// A node's time split by what limits it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct TimeByBound {
+pub(crate) struct TimeByBound {
     /// Tensor-core bound time.
-    pub compute_s: Seconds,
+    pub(crate) compute_s: Seconds,
     /// HBM bound time.
-    pub memory_s: Seconds,
+    pub(crate) memory_s: Seconds,
     /// Link bound time.
-    pub communication_s: Seconds,
+    pub(crate) communication_s: Seconds,
     /// Fixed costs (launch, latency).
-    pub overhead_s: Seconds,
+    pub(crate) overhead_s: Seconds,
 }
 
 impl TimeByBound {
@@ -194,14 +196,14 @@ impl TimeByBound {
         t
     }
     /// Adds another split.
-    pub fn add(&mut self, o: &TimeByBound) {
+    pub(crate) fn add(&mut self, o: &TimeByBound) {
         self.compute_s += o.compute_s;
         self.memory_s += o.memory_s;
         self.communication_s += o.communication_s;
         self.overhead_s += o.overhead_s;
     }
     /// The sum.
-    pub fn total(&self) -> Seconds {
+    pub(crate) fn total(&self) -> Seconds {
         self.compute_s + self.memory_s + self.communication_s + self.overhead_s
     }
     /// The largest of compute, memory and communication.
@@ -283,7 +285,7 @@ pub struct Group {
     /// GPU ids, ascending.
     pub gpus: Vec<u32>,
     /// Whether its GPUs span more than one node.
-    pub crosses_nodes: bool,
+    pub(crate) crosses_nodes: bool,
 }
 
 /// An operator placed on GPUs.
@@ -307,7 +309,7 @@ pub struct Node {
     /// The GPUs it runs on.
     pub gpus: Vec<u32>,
     /// Identical instances it stands for: GPUs (compute) or groups (communication).
-    pub multiplicity: u32,
+    pub(crate) multiplicity: u32,
     /// The collective (communication nodes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collective: Option<Collective>,
@@ -332,13 +334,13 @@ pub struct Node {
     /// What limits it.
     pub bound: Bound,
     /// Its time by bound.
-    pub time_by_bound: TimeByBound,
+    pub(crate) time_by_bound: TimeByBound,
     /// Bytes handed to each successor (per GPU).
     #[serde(skip)]
-    pub out_bytes: Bytes,
+    pub(crate) out_bytes: Bytes,
     /// Position of the node within its layer (for folding identical layers).
     #[serde(skip)]
-    pub layer_pos: u32,
+    pub(crate) layer_pos: u32,
 }
 
 /// A data dependency.
@@ -371,9 +373,9 @@ pub struct PhaseInfo {
     /// from it.
     pub engine_step_s: Seconds,
     /// Time of each stage.
-    pub stage_times_s: Vec<Seconds>,
+    pub(crate) stage_times_s: Vec<Seconds>,
     /// PP send/recv between consecutive stages.
-    pub stage_transfer_s: Seconds,
+    pub(crate) stage_transfer_s: Seconds,
 }
 
 /// A pipeline stage.
@@ -382,9 +384,9 @@ pub struct StageInfo {
     /// Index.
     pub stage: u32,
     /// First layer.
-    pub first_layer: u32,
+    pub(crate) first_layer: u32,
     /// One past the last layer.
-    pub end_layer: u32,
+    pub(crate) end_layer: u32,
     /// Its GPUs.
     pub gpus: Vec<u32>,
 }

@@ -58,7 +58,7 @@ pub struct Split {
     pub gpus_per_node: u32,
     /// vLLM data-parallel ranks per node (`--data-parallel-size-local`); 0
     /// where the replica is not split over nodes by DP ranks.
-    pub dp_local: u32,
+    pub(crate) dp_local: u32,
 }
 
 /// A rule of the engines a layout can break. The planner asks only which

@@ -50,7 +50,7 @@ pub struct Flag {
     /// A JSON flag's keys moeplan may write that this version has (vLLM
     /// config dataclasses); empty: not listed.
     #[serde(default)]
-    pub fields: Vec<String>,
+    pub(crate) fields: Vec<String>,
 }
 
 /// The flags of one engine version.
@@ -131,7 +131,7 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
 }
 
 /// The tables of `engine`'s name (`vllm`, `sglang`, `trtllm`, `dynamo`), newest first.
-pub fn tables_named(engine: &str) -> Vec<&'static FlagTable> {
+pub(crate) fn tables_named(engine: &str) -> Vec<&'static FlagTable> {
     all().iter().filter(|t| t.engine == engine).collect()
 }
 
@@ -199,7 +199,7 @@ pub fn words(command: &str) -> Vec<String> {
 
 impl FlagTable {
     /// Whether `asked` names this table's release (`0.19` matches `0.19.0`).
-    pub fn matches_version(&self, asked: &str) -> bool {
+    pub(crate) fn matches_version(&self, asked: &str) -> bool {
         let asked = asked.trim_start_matches('v');
         self.version == asked || self.version.starts_with(&format!("{asked}."))
     }
@@ -220,7 +220,7 @@ impl FlagTable {
     }
 
     /// Whether JSON flag `flag` takes key `field` (false when the flag is absent).
-    pub fn takes_field(&self, flag: &str, field: &str) -> bool {
+    pub(crate) fn takes_field(&self, flag: &str, field: &str) -> bool {
         self.flag(flag)
             .is_some_and(|f| f.fields.iter().any(|x| x == field))
     }

@@ -28,7 +28,7 @@ use crate::replica::{Deployment, PoolRole};
 use crate::units::Tokens;
 use serde::Serialize;
 
-pub use express::{Refusal, Split};
+pub(crate) use express::{Refusal, Split};
 
 /// The NVIDIA Dynamo release whose runtime images and CRD the `dynamo` target writes for.
 pub(crate) const DYNAMO_VERSION: &str = "0.9.0";
@@ -104,7 +104,7 @@ pub struct Settings {
     /// TensorRT-LLM `free_gpu_memory_fraction`: KV pool over what the weights and activations leave.
     pub kv_free_fraction: f64,
     /// Largest batch captured as a CUDA graph.
-    pub cuda_graph_max_batch: u64,
+    pub(crate) cuda_graph_max_batch: u64,
     /// Redundant expert slots (EPLB).
     pub redundant_experts: u32,
 }

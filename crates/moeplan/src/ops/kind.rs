@@ -284,7 +284,7 @@ impl OpKind {
 /// A token-exchange operator's side of the expert GEMMs (see
 /// [`OpKind::exchange_side`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExchangeSide {
+pub(crate) enum ExchangeSide {
     /// Runs before the experts.
     Before,
     /// Runs after the experts.

@@ -24,8 +24,10 @@ pub mod kind;
 pub mod overlap;
 mod shared_kv;
 
-pub use kind::{Collective, ExchangeSide, GroupKind, OpKind, Placement, Role};
-pub use overlap::{Overlap, OverlapCost};
+pub(crate) use kind::{Collective, ExchangeSide, GroupKind, Placement};
+pub use kind::{OpKind, Role};
+pub use overlap::Overlap;
+pub(crate) use overlap::OverlapCost;
 
 /// Whether a GEMM pays its calibrated fixed cost (launch, small kernels)
 /// itself, or a module around it does (MLA charges one `mla_fixed` for all
@@ -335,9 +337,9 @@ impl StepShape {
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StepCost {
     /// Time of each pipeline stage.
-    pub stage_times: Vec<Seconds>,
+    pub(crate) stage_times: Vec<Seconds>,
     /// The slowest stage.
-    pub slowest_stage: usize,
+    pub(crate) slowest_stage: usize,
     /// Ops of the slowest stage.
     pub ops: Vec<Op>,
     /// Point-to-point time between consecutive stages (0 without PP).

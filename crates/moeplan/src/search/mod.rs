@@ -260,7 +260,7 @@ pub(crate) struct Eval<'a> {
     /// Curves and serving layer of aggregated replicas.
     pub cal: Calibration,
     /// The same kernels with the disaggregated serving layer.
-    pub cal_disagg: Calibration,
+    pub(crate) cal_disagg: Calibration,
     pub engine: EngineConfig,
     pub objective: Objective,
     pub budget: u32,

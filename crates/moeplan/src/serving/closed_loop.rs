@@ -59,9 +59,9 @@ pub enum Policy {
 
 /// What the loop is run with.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct Loop {
+pub(crate) struct Loop {
     /// Requests the client keeps in flight per attention-DP rank.
-    pub in_flight: f64,
+    pub(crate) in_flight: f64,
     /// Of those, how many the engine runs at once (cap, KV memory).
     pub running: f64,
     /// Prompt tokens per request.
@@ -86,7 +86,7 @@ pub struct Shape {
 
 /// The named steps of the loop.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct Shapes {
+pub(crate) struct Shapes {
     /// All running requests decoding.
     pub decode: Shape,
     /// The step that carries a new prompt in steady state: a full-budget
@@ -96,23 +96,23 @@ pub struct Shapes {
     /// A first-round step: the budget full of prompts while the requests
     /// already prefilled decode (mixed); the last, partial prefill step of
     /// a round (prefill first).
-    pub burst: Shape,
+    pub(crate) burst: Shape,
 }
 
 /// Step times of the shapes (scheduler overhead included).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct StepTimes {
+pub(crate) struct StepTimes {
     /// Of `Shapes::decode`.
     pub decode: Seconds,
     /// Of `Shapes::prefill`.
     pub prefill: Seconds,
     /// Of `Shapes::burst`.
-    pub burst: Seconds,
+    pub(crate) burst: Seconds,
 }
 
 /// Serving parameters of the loop (fitted per engine).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct LoopParams {
+pub(crate) struct LoopParams {
     /// Rounds of `n` requests the benchmark runs (the first is the transient).
     pub rounds: f64,
     /// Fixed time per request outside the steps: HTTP, tokenisation, the
@@ -121,7 +121,7 @@ pub struct LoopParams {
     /// Steps (of the steady state's length) a new request spends outside
     /// the steps that carry its prompt: the step in progress when it
     /// arrives, output processing and streaming of its first token.
-    pub arrival_wait: f64,
+    pub(crate) arrival_wait: f64,
 }
 
 /// Which part of the loop limits it.
@@ -159,7 +159,7 @@ pub struct LoopResult {
     /// Mean time per output token after the first.
     pub tpot: Seconds,
     /// Output tokens per second per rank.
-    pub output_rate: f64,
+    pub(crate) output_rate: f64,
     /// Mean TTFT of the first round.
     pub first_round_ttft: Seconds,
     /// Mean TTFT of the later rounds.
@@ -168,7 +168,7 @@ pub struct LoopResult {
     pub slot_wait: Seconds,
     /// Steps that carry prompts in one round.
     #[serde(serialize_with = "crate::units::json::count")]
-    pub prefill_steps: f64,
+    pub(crate) prefill_steps: f64,
     /// Prompts one steady-state step carries (mixed: the stream, a
     /// fraction of a prompt; prefill first: the round).
     pub group: f64,

@@ -416,7 +416,7 @@ fn pool_memory(
 /// step, the KV transfer, and decode steps at batches 1, 2, 4, … (the loop
 /// reads the decode step at its batch between them). What a fit of serving
 /// parameters re-solves without re-costing.
-pub struct PreparedDisagg {
+pub(crate) struct PreparedDisagg {
     pools: Pools,
     prefill_step: Step,
     transfer: Seconds,
@@ -427,7 +427,7 @@ pub struct PreparedDisagg {
 
 impl PreparedDisagg {
     /// Checks both pools' layouts and costs their steps.
-    pub fn new(inp: &DisaggInput) -> Result<PreparedDisagg, Vec<(PoolRole, LayoutProblem)>> {
+    pub(crate) fn new(inp: &DisaggInput) -> Result<PreparedDisagg, Vec<(PoolRole, LayoutProblem)>> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         for (role, pool) in [
@@ -508,7 +508,7 @@ impl PreparedDisagg {
     }
 
     /// TTFT and TPOT under a serving layer (what a fit compares).
-    pub fn figures(&self, sv: &ServingParams) -> (Seconds, Seconds) {
+    pub(crate) fn figures(&self, sv: &ServingParams) -> (Seconds, Seconds) {
         let s = solve(
             &self.pools,
             self.prefill_step.time(sv),

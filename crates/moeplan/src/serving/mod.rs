@@ -15,7 +15,7 @@ pub mod disagg;
 pub mod imbalance;
 pub mod steps;
 
-pub use closed_loop::Regime;
+pub(crate) use closed_loop::Regime;
 pub use imbalance::load_imbalance;
 pub(crate) use imbalance::REFERENCE_SKEW;
 
@@ -56,7 +56,7 @@ impl Workload {
     }
 
     /// Prompt tokens per request served from the prefix cache: isl × hit rate.
-    pub fn cached_prompt(&self) -> f64 {
+    pub(crate) fn cached_prompt(&self) -> f64 {
         self.isl.get().max(1) as f64 * self.cache_hit_rate.value()
     }
 
@@ -118,7 +118,7 @@ pub struct PhaseCost {
     pub shape: crate::ops::StepShape,
     /// Micro-batches it runs as (pipeline stages).
     #[serde(serialize_with = "crate::units::json::count")]
-    pub micro_batches: f64,
+    pub(crate) micro_batches: f64,
     /// Expert load imbalance of its routed rows.
     pub load_imbalance: f64,
     /// What the step is.
@@ -245,7 +245,7 @@ impl std::fmt::Display for ExplainKey {
 }
 
 /// The derivation of each figure an estimate explains.
-pub type Explain = BTreeMap<ExplainKey, Derivation>;
+pub(crate) type Explain = BTreeMap<ExplainKey, Derivation>;
 
 /// The prediction for one deployment (serialized as [`EstimateJson`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -501,7 +501,7 @@ fn cost_steps(stepper: &Stepper, lp: &Loop) -> LoopSteps {
 
 /// An estimate's loop and its steps' kernel times, before the serving
 /// layer: what a fit of serving parameters re-solves without re-costing.
-pub struct Prepared {
+pub(crate) struct Prepared {
     load: Load,
     lp: Loop,
     steps: LoopSteps,
@@ -509,7 +509,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// Checks the layout, places the requests and costs the loop's steps.
-    pub fn new(inp: &EstimateInput) -> Result<(Prepared, Vec<String>), Vec<LayoutProblem>> {
+    pub(crate) fn new(inp: &EstimateInput) -> Result<(Prepared, Vec<String>), Vec<LayoutProblem>> {
         let (problems, warnings) = inp.layout.check(inp.model, inp.gpu, inp.redundant_experts);
         if !problems.is_empty() {
             return Err(problems);
@@ -518,18 +518,6 @@ impl Prepared {
         let lp = closed_loop_of(inp, &load);
         let steps = cost_steps(&Stepper::new(inp, load.active_ranks), &lp);
         Ok((Prepared { load, lp, steps }, warnings))
-    }
-
-    /// The loop and the kernel times of its decode, prefill and burst steps.
-    pub fn parts(&self) -> (Loop, [Seconds; 3]) {
-        (
-            self.lp,
-            [
-                self.steps.decode.kernels,
-                self.steps.prefill.kernels,
-                self.steps.burst.kernels,
-            ],
-        )
     }
 
     /// The benchmark's figures under a serving layer.
@@ -1037,13 +1025,13 @@ pub struct EstimateJson<'a> {
 /// The headline figures both estimates' JSON share (times in ms, the
 /// unit people quote).
 #[derive(Serialize, schemars::JsonSchema)]
-pub struct HeadlineJson {
+pub(crate) struct HeadlineJson {
     /// Mean time to first token, ms.
     pub ttft_ms: f64,
     /// Mean time per output token after the first, ms.
     pub tpot_ms: f64,
     /// TTFT + (osl − 1) × TPOT, ms.
-    pub request_latency_ms: f64,
+    pub(crate) request_latency_ms: f64,
     /// Output tokens/s divided by the GPUs.
     pub output_tokens_per_s_per_gpu: f64,
     /// Output tokens/s one request sees.
@@ -1054,7 +1042,7 @@ pub struct HeadlineJson {
 
 /// Memory of the fullest GPU in `moeplan estimate --json` (`memory_per_gpu`).
 #[derive(Serialize, schemars::JsonSchema)]
-pub struct MemoryJson<'a> {
+pub(crate) struct MemoryJson<'a> {
     /// Weights held.
     #[serde(serialize_with = "crate::units::json::count")]
     weights_bytes: f64,

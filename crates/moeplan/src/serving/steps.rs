@@ -56,7 +56,7 @@ pub struct Step {
     pub micro: StepShape,
     /// Micro-batches the step runs as (PP).
     #[serde(serialize_with = "crate::units::json::count")]
-    pub micro_batches: f64,
+    pub(crate) micro_batches: f64,
     /// Expert load imbalance of its routed rows.
     pub imbalance: f64,
     /// The kernels' cost of one micro-batch.
@@ -66,7 +66,7 @@ pub struct Step {
     /// Of that, the kernels' fixed costs (launch, setup, small kernels).
     pub fixed: Seconds,
     /// Of that, the time a step of its decodes alone takes (0 without decodes).
-    pub decode_part: Seconds,
+    pub(crate) decode_part: Seconds,
     /// Whether the engine runs the step as a CUDA graph.
     pub launch: Launch,
     /// What two-batch overlap did to it (None: one batch).
@@ -198,7 +198,7 @@ impl<'a> Stepper<'a> {
     /// `step`, where the other attention-DP ranks each bring `peers` tokens
     /// on average to the MoE layers instead of as many as this one (a
     /// simulation, whose ranks carry different steps).
-    pub fn step_with_peers(
+    pub(crate) fn step_with_peers(
         &self,
         kind: StepKind,
         s: Shape,

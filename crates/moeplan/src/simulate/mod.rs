@@ -118,9 +118,9 @@ pub struct DecodeStage {
     /// Each rank's limits.
     pub limits: RankLimits,
     /// The KV transfer's fixed latency.
-    pub transfer_latency: Seconds,
+    pub(crate) transfer_latency: Seconds,
     /// Its time per prompt token.
-    pub transfer_per_token: Seconds,
+    pub(crate) transfer_per_token: Seconds,
 }
 
 /// Why a simulation stopped before its traffic ended.
@@ -186,7 +186,7 @@ pub struct SimResult {
 
 /// Steps of one replica priced by the op-level cost model and the
 /// profile's serving layer, cached by (rounded) shape.
-pub struct ModelSteps<'a> {
+pub(crate) struct ModelSteps<'a> {
     stepper: Stepper<'a>,
     serving: ServingParams,
     dp: u32,
@@ -197,7 +197,7 @@ pub struct ModelSteps<'a> {
 
 impl<'a> ModelSteps<'a> {
     /// Steps of `inp`'s replica (every attention-DP rank busy).
-    pub fn new(inp: &'a EstimateInput<'a>) -> ModelSteps<'a> {
+    pub(crate) fn new(inp: &'a EstimateInput<'a>) -> ModelSteps<'a> {
         ModelSteps {
             stepper: Stepper::new(inp, inp.layout.dp as f64),
             serving: inp.calibration.serving,
@@ -211,7 +211,7 @@ impl<'a> ModelSteps<'a> {
     /// its prefix cache simulated request by request (`prefix.rs`), which
     /// replaces the workload's average hit rate. (The computed tokens'
     /// attention over a cached prefix is priced as over none.)
-    pub fn with_prefixes(mut self, traffic: &Traffic) -> ModelSteps<'a> {
+    pub(crate) fn with_prefixes(mut self, traffic: &Traffic) -> ModelSteps<'a> {
         if let Arrivals::Trace(t) = &traffic.arrivals {
             if t.iter().any(|r| !r.hash_ids.is_empty()) {
                 self.cache_hit_rate = crate::units::Fraction::ZERO;
@@ -221,7 +221,7 @@ impl<'a> ModelSteps<'a> {
     }
 
     /// Shapes priced so far.
-    pub fn shapes(&self) -> u64 {
+    pub(crate) fn shapes(&self) -> u64 {
         self.cache.len() as u64
     }
 }
@@ -301,7 +301,7 @@ const OBSERVE_EVERY: u64 = 4096;
 
 /// `run`, telling `observe` how far it has come every few thousand events
 /// and once at the end.
-pub fn run_observed(
+pub(crate) fn run_observed(
     setup: &Setup,
     costs: &mut [&mut dyn StepTime],
     observe: &mut dyn FnMut(Progress),
@@ -843,7 +843,7 @@ impl<'s> Sim<'s> {
 
 /// The engine limits of a rank of `inp`'s replica: its scheduler, step
 /// budget, running cap and KV tokens (from `crate::memory`).
-pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
+pub(crate) fn rank_limits(inp: &EstimateInput) -> RankLimits {
     // KV tokens are linear in the context: count them at the prompt's length,
     // so a long output does not make the capacity look like zero.
     let context = inp.workload.isl.get().max(1);

@@ -13,7 +13,7 @@ const DECADES: f64 = 12.0;
 
 /// A histogram of non-negative values, each with a weight.
 #[derive(Clone, Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Vec<f64>,
     total: f64,
     sum: f64,
@@ -62,7 +62,7 @@ impl Histogram {
     }
 
     /// Adds `x` with weight `w` (e.g. one step's gap, for each of its tokens).
-    pub fn add(&mut self, x: f64, w: f64) {
+    pub(crate) fn add(&mut self, x: f64, w: f64) {
         if w <= 0.0 || !x.is_finite() {
             return;
         }
@@ -72,13 +72,8 @@ impl Histogram {
         self.max = self.max.max(x);
     }
 
-    /// Total weight.
-    pub fn count(&self) -> f64 {
-        self.total
-    }
-
     /// The mean (exact).
-    pub fn mean(&self) -> f64 {
+    pub(crate) fn mean(&self) -> f64 {
         if self.total > 0.0 {
             self.sum / self.total
         } else {
@@ -87,7 +82,7 @@ impl Histogram {
     }
 
     /// The `q` quantile (0..1), never above the largest value seen.
-    pub fn quantile(&self, q: f64) -> f64 {
+    pub(crate) fn quantile(&self, q: f64) -> f64 {
         let target = q * self.total;
         let mut seen = 0.0;
         for (i, c) in self.counts.iter().enumerate() {
@@ -100,7 +95,7 @@ impl Histogram {
     }
 
     /// Mean, P50, P90, P99, scaled by `unit` (1000 for milliseconds).
-    pub fn summary(&self, unit: f64) -> Summary {
+    pub(crate) fn summary(&self, unit: f64) -> Summary {
         Summary {
             mean: self.mean() * unit,
             p50: self.quantile(0.5) * unit,

@@ -25,7 +25,7 @@ const HISTOGRAM_FILE: Limit = Limit {
 
 /// The longest prompt or output a request may have: ten million tokens,
 /// far beyond any model's context, so every sum of lengths stays exact.
-pub const MAX_TOKENS: u64 = 10_000_000;
+pub(crate) const MAX_TOKENS: u64 = 10_000_000;
 
 /// The random process of open-loop arrivals at a rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -58,7 +58,7 @@ pub struct RawPeak {
     /// FP8 dense.
     pub fp8: Option<String>,
     /// INT8 dense.
-    pub int8: Option<String>,
+    pub(crate) int8: Option<String>,
     /// FP4 dense.
     pub fp4: Option<String>,
 }
@@ -74,7 +74,7 @@ pub struct RawLinks {
     /// Small-message NVLink latency (default 3 µs).
     pub nvlink_latency: Option<String>,
     /// Small-message network latency (default 10 µs).
-    pub network_latency: Option<String>,
+    pub(crate) network_latency: Option<String>,
 }
 
 /// Efficiency overrides; each absent field keeps the calibrated default.
@@ -82,7 +82,7 @@ pub struct RawLinks {
 #[serde(deny_unknown_fields)]
 pub struct RawEfficiency {
     /// Fraction of peak a large GEMM reaches (all GEMM precisions).
-    pub gemm_max: Option<f64>,
+    pub(crate) gemm_max: Option<f64>,
     /// Fraction of HBM bandwidth a streaming kernel reaches.
     pub memory: Option<f64>,
     /// Fraction of the network bandwidth an inter-node transfer reaches.

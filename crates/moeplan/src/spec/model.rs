@@ -151,7 +151,7 @@ pub struct RawDtypes {
     /// Embedding.
     pub embedding: Option<DType>,
     /// LM head.
-    pub lm_head: Option<DType>,
+    pub(crate) lm_head: Option<DType>,
     /// KV cache (default: the weights' type when 16-bit, else bf16).
     pub kv_cache: Option<DType>,
 }

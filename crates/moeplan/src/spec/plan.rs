@@ -164,11 +164,11 @@ pub struct RawPhaseClaims {
     /// Activation bytes per GPU.
     pub activations_per_gpu: Option<String>,
     /// Communication buffer bytes per GPU.
-    pub comm_buffers_per_gpu: Option<String>,
+    pub(crate) comm_buffers_per_gpu: Option<String>,
     /// Optimizer state per GPU (does not belong to inference; accepted so it can be flagged).
     pub optimizer_per_gpu: Option<String>,
     /// Gradients per GPU (does not belong to inference; accepted so it can be flagged).
-    pub gradients_per_gpu: Option<String>,
+    pub(crate) gradients_per_gpu: Option<String>,
     /// Total memory per GPU.
     pub memory_per_gpu: Option<String>,
     /// Memory used as a fraction of capacity, e.g. "19%".
@@ -176,7 +176,7 @@ pub struct RawPhaseClaims {
     /// Tokens/s per GPU (output tokens unless `throughput_tokens = "input"`), e.g. "35 tokens/ms".
     pub throughput_per_gpu: Option<String>,
     /// Prompt tokens/s per GPU.
-    pub prefill_throughput_per_gpu: Option<String>,
+    pub(crate) prefill_throughput_per_gpu: Option<String>,
     /// Time to first token.
     pub ttft: Option<String>,
     /// Time per output token.
@@ -197,13 +197,13 @@ pub struct RawClaims {
     /// FLOP per token, e.g. "20 GFLOP".
     pub flops_per_token: Option<String>,
     /// HBM bytes read per generated token, e.g. "100 GB".
-    pub bytes_read_per_token: Option<String>,
+    pub(crate) bytes_read_per_token: Option<String>,
     /// A compute-bound throughput the plan derives, e.g. "32550 tokens/s".
     pub compute_bound_throughput_per_gpu: Option<String>,
     /// A bandwidth-bound throughput the plan derives, e.g. "14.4 tokens/ms".
     pub bandwidth_bound_throughput_per_gpu: Option<String>,
     /// Whether `throughput_per_gpu` counts `output` (default) or `input` tokens.
-    pub throughput_tokens: Option<TokenKind>,
+    pub(crate) throughput_tokens: Option<TokenKind>,
     /// Weight bytes per GPU.
     pub weights_per_gpu: Option<String>,
     /// KV cache bytes per GPU.
@@ -211,11 +211,11 @@ pub struct RawClaims {
     /// Activation bytes per GPU.
     pub activations_per_gpu: Option<String>,
     /// Communication buffer bytes per GPU.
-    pub comm_buffers_per_gpu: Option<String>,
+    pub(crate) comm_buffers_per_gpu: Option<String>,
     /// Optimizer state per GPU (flagged: inference has none).
     pub optimizer_per_gpu: Option<String>,
     /// Gradients per GPU (flagged: inference has none).
-    pub gradients_per_gpu: Option<String>,
+    pub(crate) gradients_per_gpu: Option<String>,
     /// Total memory per GPU.
     pub memory_per_gpu: Option<String>,
     /// Memory used as a fraction of capacity, e.g. "19%".
@@ -223,7 +223,7 @@ pub struct RawClaims {
     /// Tokens/s per GPU, e.g. "35 tokens/ms".
     pub throughput_per_gpu: Option<String>,
     /// Prompt tokens/s per GPU.
-    pub prefill_throughput_per_gpu: Option<String>,
+    pub(crate) prefill_throughput_per_gpu: Option<String>,
     /// Time to first token.
     pub ttft: Option<String>,
     /// Time per output token.
@@ -245,7 +245,7 @@ pub struct RawClaims {
 /// Which tokens a throughput figure counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum TokenKind {
+pub(crate) enum TokenKind {
     /// Generated tokens.
     #[default]
     Output,
@@ -264,7 +264,7 @@ pub struct Pool {
     /// Redundant expert slots per replica (EPLB).
     pub redundant_experts: u32,
     /// The product of every degree as written, times replicas (the classic mistaken total).
-    pub written_product: u64,
+    pub(crate) written_product: u64,
     /// Whether its steps overlap communication with computation.
     #[serde(skip_serializing_if = "crate::ops::Overlap::is_none")]
     pub overlap: crate::ops::Overlap,
@@ -324,11 +324,11 @@ pub struct PhaseClaims {
     /// Activations per GPU.
     pub activations_per_gpu: Option<Bytes>,
     /// Communication buffers per GPU.
-    pub comm_buffers_per_gpu: Option<Bytes>,
+    pub(crate) comm_buffers_per_gpu: Option<Bytes>,
     /// Optimizer state per GPU.
     pub optimizer_per_gpu: Option<Bytes>,
     /// Gradients per GPU.
-    pub gradients_per_gpu: Option<Bytes>,
+    pub(crate) gradients_per_gpu: Option<Bytes>,
     /// Memory per GPU.
     pub memory_per_gpu: Option<Bytes>,
     /// Memory as a fraction of capacity.
@@ -336,7 +336,7 @@ pub struct PhaseClaims {
     /// Tokens/s per GPU.
     pub throughput_per_gpu: Option<TokensPerSecond>,
     /// Prompt tokens/s per GPU.
-    pub prefill_throughput_per_gpu: Option<TokensPerSecond>,
+    pub(crate) prefill_throughput_per_gpu: Option<TokensPerSecond>,
     /// TTFT.
     pub ttft: Option<Seconds>,
     /// TPOT.
@@ -355,15 +355,15 @@ pub struct Claims {
     /// FLOP per token.
     pub flops_per_token: Option<Flop>,
     /// HBM bytes per generated token.
-    pub bytes_read_per_token: Option<Bytes>,
+    pub(crate) bytes_read_per_token: Option<Bytes>,
     /// Compute-bound throughput the plan derives.
     pub compute_bound_throughput_per_gpu: Option<TokensPerSecond>,
     /// Bandwidth-bound throughput the plan derives.
     pub bandwidth_bound_throughput_per_gpu: Option<TokensPerSecond>,
     /// What `throughput_per_gpu` counts.
-    pub throughput_tokens: TokenKind,
+    pub(crate) throughput_tokens: TokenKind,
     /// Figures about the whole deployment (top-level keys of `[claims]`).
-    pub overall: PhaseClaims,
+    pub(crate) overall: PhaseClaims,
     /// Communication share of step time.
     pub comm_overhead: Option<f64>,
     /// Expert load imbalance.

@@ -129,16 +129,16 @@ pub struct RawWorkload {
     pub isl: Option<u64>,
     /// Shortest prompt of a range.
     #[schemars(range(min = 1))]
-    pub isl_min: Option<u64>,
+    pub(crate) isl_min: Option<u64>,
     /// Longest prompt of a range.
     #[schemars(range(min = 1))]
-    pub isl_max: Option<u64>,
+    pub(crate) isl_max: Option<u64>,
     /// Output tokens per request.
     #[schemars(range(min = 1))]
     pub osl: Option<u64>,
     /// Shortest output of a range.
     #[schemars(range(min = 1))]
-    pub osl_min: Option<u64>,
+    pub(crate) osl_min: Option<u64>,
     /// Longest output of a range.
     #[schemars(range(min = 1))]
     pub osl_max: Option<u64>,
@@ -180,7 +180,7 @@ pub struct RawSlo {
     /// Longest 99th-percentile TTFT at the workload's request rate, e.g. "2 s" (judged by simulation).
     pub ttft_p99: Option<String>,
     /// Longest 99th-percentile TPOT at the request rate, e.g. "50 ms".
-    pub tpot_p99: Option<String>,
+    pub(crate) tpot_p99: Option<String>,
     /// Longest 90th-percentile TTFT at the request rate.
     pub ttft_p90: Option<String>,
     /// Longest 90th-percentile TPOT at the request rate.
@@ -230,7 +230,7 @@ impl WorkloadSpec {
     /// absurd rate reaches); None without a rate. The planner's replicas,
     /// its disaggregated worker counts and the audit's corrected plan all
     /// come from here.
-    pub fn replicas_for_rate(&self, requests_per_s: f64) -> Option<u64> {
+    pub(crate) fn replicas_for_rate(&self, requests_per_s: f64) -> Option<u64> {
         self.request_rate
             .map(|rate| (rate / requests_per_s.max(1e-12)).ceil().clamp(1.0, 1e18) as u64)
     }
@@ -370,7 +370,7 @@ pub struct Scenario {
 impl Scenario {
     /// The redundant expert slots a replica of `layout` gets: the
     /// scenario's where experts are split over EP ranks, none otherwise.
-    pub fn redundant_experts_for(&self, layout: &crate::layout::Layout) -> u32 {
+    pub(crate) fn redundant_experts_for(&self, layout: &crate::layout::Layout) -> u32 {
         if layout.ep > 1 {
             self.redundant_experts
         } else {
@@ -396,7 +396,7 @@ impl Scenario {
     }
 
     /// The scenario with its KV cache stored as `kv` (one the planner chose).
-    pub fn with_kv_cache(&self, kv: crate::dtype::DType) -> Scenario {
+    pub(crate) fn with_kv_cache(&self, kv: crate::dtype::DType) -> Scenario {
         let mut s = self.clone();
         s.model.dtypes.kv_cache = kv;
         s.kv_cache = KvCache::Stated;
@@ -952,7 +952,7 @@ pub fn engine(h: &RawHardware, pr: &mut Problems) -> Option<crate::engine::Engin
 }
 
 /// `hardware.engine_version`, trimmed, when stated.
-pub fn stated_version(h: &RawHardware) -> Option<String> {
+pub(crate) fn stated_version(h: &RawHardware) -> Option<String> {
     h.engine_version
         .as_deref()
         .map(str::trim)
@@ -1081,7 +1081,7 @@ fn convert(
 /// the GPU cannot hold or the serving engine (`engine`, else the GPU's
 /// best-fitting one) cannot store is a problem. Returns whether the planner
 /// may search the KV type (`"auto"`).
-pub fn model_dtypes(
+pub(crate) fn model_dtypes(
     sec: &RawModelSection,
     model: &mut Model,
     gpu: &Gpu,

@@ -14,7 +14,7 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug)]
 pub struct Limit {
     /// The most bytes read.
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// The kind of file, plural, for the message ("spec files").
     pub what: &'static str,
     /// The hint when a file is larger.
