@@ -269,7 +269,68 @@ fn a_closed_loop_agrees_with_estimate() {
         ),
     ];
     for (model, gpu, layout, engine, n, isl, osl) in cases {
-        let d = deployment(model, gpu, layout, engine, n, isl, osl);
+        let c = Case {
+            model,
+            gpu,
+            layout,
+            engine,
+            clients: n,
+            isl,
+            osl,
+        };
+        for (what, e) in c.errors() {
+            assert!(e.abs() < 0.05, "{c}: {what} {e:+.3}");
+        }
+    }
+}
+
+/// One aggregated deployment and its closed loop.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    model: &'static str,
+    gpu: &'static str,
+    layout: Layout,
+    engine: Engine,
+    clients: u64,
+    isl: u64,
+    osl: u64,
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {} c{} {}/{}",
+            self.model,
+            self.gpu,
+            self.engine.name(),
+            self.layout,
+            self.clients,
+            self.isl,
+            self.osl
+        )
+    }
+}
+
+impl Case {
+    fn replica(&self) -> Replica {
+        deployment(
+            self.model,
+            self.gpu,
+            self.layout,
+            self.engine,
+            self.clients,
+            self.isl,
+            self.osl,
+        )
+    }
+
+    /// The simulated first round (the clients' first requests), the steady
+    /// TTFT (16 rounds after a warm-up of 2) and TPOT over the estimate's,
+    /// minus 1 (printed with --nocapture).
+    fn errors(&self) -> [(&'static str, f64); 3] {
+        let (n, isl, osl) = (self.clients, self.isl, self.osl);
+        let d = self.replica();
         let inp = d.input();
         let est = moeplan::serving::estimate(&inp).unwrap();
         let b = est.benchmark;
@@ -281,27 +342,28 @@ fn a_closed_loop_agrees_with_estimate() {
             simulate::simulate(&inp, 1, Router::RoundRobin, t, Levels::default())
         };
         let (first, steady) = (run(n, 0), run(16 * n, 2 * n));
-        let err = |sim: f64, est: moeplan::units::Seconds| sim / (est.value() * 1000.0) - 1.0;
-        let first_ttft = err(first.ttft_ms.mean, b.first_round_ttft + b.slot_wait);
-        let ttft = err(steady.ttft_ms.mean, b.steady_ttft + b.slot_wait);
-        let tpot = err(steady.tpot_ms.mean, est.tpot);
-        println!(
-            "{model} {} {layout} c{n}: first-round TTFT {:.1} / {:.1} ms ({:+.1}%), steady TTFT {:.1} / {:.1} ms ({:+.1}%), TPOT {:.2} / {:.2} ms ({:+.1}%)",
-            engine.name(), first.ttft_ms.mean, (b.first_round_ttft + b.slot_wait).value() * 1000.0, first_ttft * 100.0,
-            steady.ttft_ms.mean, (b.steady_ttft + b.slot_wait).value() * 1000.0, ttft * 100.0,
-            steady.tpot_ms.mean, est.tpot.value() * 1000.0, tpot * 100.0
-        );
-        for (what, e) in [
-            ("first-round TTFT", first_ttft),
-            ("steady TTFT", ttft),
-            ("TPOT", tpot),
-        ] {
-            assert!(
-                e.abs() < 0.05,
-                "{model} {} {layout} c{n}: {what} {e:+.3}",
-                engine.name()
+        let figures = [
+            (
+                "first-round TTFT",
+                first.ttft_ms.mean,
+                b.first_round_ttft + b.slot_wait,
+            ),
+            (
+                "steady TTFT",
+                steady.ttft_ms.mean,
+                b.steady_ttft + b.slot_wait,
+            ),
+            ("TPOT", steady.tpot_ms.mean, est.tpot),
+        ];
+        figures.map(|(what, sim, est)| {
+            let e = sim / est.ms() - 1.0;
+            println!(
+                "{self}: {what} {sim:.2} / {:.2} ms ({:+.1}%)",
+                est.ms(),
+                e * 100.0
             );
-        }
+            (what, e)
+        })
     }
 }
 
@@ -640,4 +702,95 @@ fn a_prefill_first_scheduler_keeps_the_engines_decode_reserve() {
         whole < kept,
         "preempted {kept} keeping 0.3, {whole} keeping all"
     );
+}
+
+/// Valid layouts of the small models the property draws from: Qwen3-30B-A3B
+/// (128 experts) on one to four GPUs as TP, TP+EP and DP+EP; Mixtral-8x7B
+/// (8 experts, 94 GB of weights: two GPUs at least) as TP with expert TP.
+fn small_layouts(model: &str) -> Vec<Layout> {
+    let l = |tp, dp, ep, etp| Layout {
+        tp,
+        dp,
+        ep,
+        etp,
+        ..Layout::default()
+    };
+    match model {
+        "qwen3-30b-a3b" => vec![
+            l(1, 1, 1, 1),
+            l(2, 1, 2, 1),
+            l(4, 1, 4, 1),
+            l(1, 2, 2, 1),
+            l(1, 4, 4, 1),
+        ],
+        _ => vec![l(2, 1, 1, 2), l(4, 1, 1, 4)],
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(16),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+    /// Issue 16's bar as a property: for any engine, valid layout of a small
+    /// model on H100 or H200, lengths and concurrency within what the closed
+    /// form covers (below), the closed loop's steady TTFT (16 rounds after a
+    /// warm-up of 2) and TPOT are within 5% of the estimate's. A fixed seed:
+    /// the same draws every run (seeds 16 and 17 at 60 cases each passed).
+    #[test]
+    fn any_closed_loop_agrees_with_estimate(
+        engine in proptest::sample::select(vec![Engine::Vllm, Engine::Sglang, Engine::Trtllm]),
+        model in proptest::sample::select(vec!["qwen3-30b-a3b", "mixtral-8x7b"]),
+        gpu in proptest::sample::select(vec!["h100-sxm", "h200-sxm"]),
+        layout_pick in 0usize..8,
+        clients in proptest::sample::select(vec![8u64, 16, 32, 64, 128]),
+        isl in 500u64..4000,
+        osl in 100u64..800,
+    ) {
+        let layouts = small_layouts(model);
+        let c = Case {
+            model,
+            gpu,
+            layout: layouts[layout_pick % layouts.len()],
+            engine,
+            clients,
+            isl,
+            osl,
+        };
+        // Only deployments whose KV cache holds every client at its longest
+        // (isl + osl): beyond that vLLM preempts and recomputes, TensorRT-LLM
+        // and SGLang hold prompts back, which the closed form prices as a
+        // slot wait at most, not as recomputation (Qwen3-30B-A3B on one H100,
+        // 64 clients of 2,090 + 260 tokens, 150,400 tokens in 142,120: 22
+        // preemptions, steady TTFT +25%).
+        let kv = simulate::rank_limits(&c.replica().input()).kv_tokens * u64::from(c.layout.dp);
+        proptest::prop_assume!(clients * (isl + osl) <= kv);
+        // A mixed scheduler's stream, as the closed form prices it, carries
+        // one prompt per rank in the steps that carry one: only while the
+        // steps carrying prompts take under 45% of a rank's time. Denser,
+        // prompts meet in a step (TensorRT-LLM's whole prompts side by side,
+        // vLLM's chunks queued): Mixtral-8x7B on four H200, vLLM, 32 clients
+        // of 2,034 + 118 tokens, 54% of the time: steady TTFT +19%; 47%:
+        // +0.1%. SGLang's prefill-first rounds stay grouped and are covered
+        // at any load. (The policy does not depend on the GPU's memory.)
+        let est = moeplan::serving::estimate(&c.replica().input()).unwrap();
+        let cycle = est.ttft + est.tpot * (osl - 1) as f64;
+        let per_rank = clients as f64 / f64::from(c.layout.dp);
+        let load = est.prefill.time.value() * per_rank / cycle.value();
+        let policy = engine.config(moeplan::units::Bytes::new(1.0)).policy;
+        let sparse = match policy {
+            Policy::PrefillFirst => true,
+            Policy::MixedChunked | Policy::MixedWhole => load < 0.45,
+        };
+        proptest::prop_assume!(sparse);
+        // The first round is not part of the property: a mixed scheduler's
+        // first round of one or two steps is priced as whole burst steps
+        // beside half the requests decoding (8 clients of 1,024 tokens in
+        // vLLM's 8,192: the estimate puts one in a second step, the engine
+        // takes all eight in the first; −10%).
+        for (what, e) in c.errors().into_iter().skip(1) {
+            proptest::prop_assert!(e.abs() < 0.05, "{}: {} {:+.3}", c, what, e);
+        }
+    }
 }
