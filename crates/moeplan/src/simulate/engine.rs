@@ -359,6 +359,10 @@ impl Replica {
     ) -> f64 {
         let rank = &mut self.ranks[i];
         rank.kv_used += p.prefill_tokens + p.decodes + p.resident_tokens;
+        // A joining request's previous token is its first, at the step's start.
+        let start = end - out.duration;
+        rank.fresh.0 += p.joining.len() as u64;
+        rank.fresh.1 += start * p.joining.len() as f64;
         let mut gaps = 0.0;
         if p.decodes > 0 {
             let (n, first_sum) = std::mem::take(&mut rank.fresh);
@@ -383,6 +387,10 @@ impl Replica {
                 self.outstanding -= 1;
             }
         }
+        for (slot, tokens) in p.joining {
+            self.join_resident(i, slot, tokens, (start, overhead, wait), out);
+        }
+        let rank = &mut self.ranks[i];
         for (slot, tokens) in p.prefilled {
             let r = &mut self.slots[slot];
             if r.first.is_none() {
@@ -420,6 +428,51 @@ impl Replica {
         }
         rank.prune_order(&self.slots);
         gaps
+    }
+
+    /// A request whose KV cache and first token came from a prefill worker
+    /// joins rank `i` at the start of a step (`start`) and decodes its second
+    /// token in it. Its client sees the first token when it joins, or the
+    /// serving layer's arrival wait after its KV arrived (`wait`, of which the
+    /// step in progress then is already spent), and the request overhead.
+    fn join_resident(
+        &mut self,
+        i: usize,
+        slot: usize,
+        tokens: u64,
+        (start, overhead, wait): (f64, f64, f64),
+        out: &mut StepOut,
+    ) {
+        let rank = &mut self.ranks[i];
+        let r = &mut self.slots[slot];
+        let waited = match r.arrived {
+            Arrived::BetweenSteps => wait,
+            Arrived::MidStep(waited) => waited,
+        };
+        r.first = Some(First {
+            produced: start,
+            seen: start + overhead + (wait - waited).max(0.0),
+        });
+        out.events.push(Event::FirstToken(*r));
+        r.generated = 2.min(r.osl);
+        r.held = tokens + 1;
+        r.joined = rank.counter;
+        if r.generated >= r.osl {
+            rank.kv_used -= tokens + 1;
+            r.serial = 0;
+            out.events.push(Event::Finished(*r));
+            self.free.push(slot);
+            self.outstanding -= 1;
+            return;
+        }
+        rank.join(r);
+        rank.finishing.push(Reverse((
+            rank.counter + r.osl - r.generated,
+            slot,
+            r.serial,
+        )));
+        rank.order
+            .push((r.arrival.max(0.0).to_bits(), slot, r.serial));
     }
 
     /// When the decodes of the next step would overflow a rank's KV cache,
@@ -495,6 +548,10 @@ struct Plan {
     /// KV tokens of requests joining with their cache already computed, and
     /// of prompts starting with a cached prefix.
     resident_tokens: u64,
+    /// Requests joining with their cache (and first token) from a prefill
+    /// worker, decoding in this step (counted in `decodes`), with their
+    /// prompt's tokens.
+    joining: Vec<(usize, u64)>,
 }
 
 /// Fills a rank's next step by its scheduler's policy.
@@ -528,9 +585,12 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
             }
             let (slot, compute, held) = rank.waiting.pop_front().expect("admissible");
             if compute == 0 {
-                // Its KV came from a prefill worker: it joins without a prefill.
+                // Its KV came from a prefill worker with its first token: it
+                // joins the decodes at once, its second token in this step.
                 p.resident_tokens += held;
-                p.prefilled.push((slot, held));
+                p.decodes += 1;
+                left = left.saturating_sub(1);
+                p.joining.push((slot, held));
                 continue;
             }
             // A prefix-cache hit holds its cached tokens from the start.
@@ -573,7 +633,10 @@ fn admissible(rank: &Rank, slots: &[Req], p: &Plan, l: &RankLimits) -> bool {
         return false;
     };
     let r = &slots[*slot];
-    let started = rank.running + rank.prefilling.len() as u64 + p.prefilled.len() as u64;
+    let started = rank.running
+        + rank.prefilling.len() as u64
+        + p.prefilled.len() as u64
+        + p.joining.len() as u64;
     let reserve = match l.policy {
         Policy::PrefillFirst => {
             (rank.output_left() as f64 * l.decode_reserve.value()).ceil() as u64

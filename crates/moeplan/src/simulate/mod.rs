@@ -106,9 +106,11 @@ pub struct Setup {
 }
 
 /// The decode pool of a disaggregated deployment: a request leaves its
-/// prefill worker at its first token and joins a decode worker once its
-/// KV cache has crossed (and a slot is free); its client sees the first
-/// token then.
+/// prefill worker at its first token and joins a decode worker's batch once
+/// its KV cache has crossed (at the next step, when a slot is free),
+/// decoding its second token in that step; its client sees the first token
+/// when it joins or, if later, the serving layer's arrival wait after its KV
+/// landed (none in a closed loop's first round).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecodeStage {
     /// Decode workers.
@@ -514,6 +516,18 @@ impl<'s> Sim<'s> {
         self.transit_free.push(k);
         let i = self.route(self.first_decode..self.replicas.len());
         let idle = !self.replicas[i].busy();
+        // It waits for the step in progress, if any, before it joins.
+        let r = match r.arrived {
+            engine::Arrived::BetweenSteps => r,
+            engine::Arrived::MidStep(_) => r.reaching(
+                r.phase,
+                engine::Arrived::MidStep(if idle {
+                    0.0
+                } else {
+                    (self.clocks[i] - t).max(0.0)
+                }),
+            ),
+        };
         self.replicas[i].admit_resident(r);
         if idle {
             self.clocks[i] = self.clocks[i].max(t);
@@ -687,8 +701,16 @@ impl<'s> Sim<'s> {
             return;
         };
         let arrives = at + (d.transfer_latency + d.transfer_per_token * r.isl as f64).value();
-        let copy = Req::new(r.arrival, (r.isl, r.rest), r.client)
-            .reaching(r.phase, engine::Arrived::MidStep(0.0));
+        // A request sent at the run's start (the closed loop's first round,
+        // every prompt at once) joins between steps, without the arrival
+        // wait, as in the estimate's first round; the others find a decode
+        // step running (`deliver` says how much of it is left).
+        let arrived = if r.arrival <= self.stats.first.unwrap_or(0.0) {
+            engine::Arrived::BetweenSteps
+        } else {
+            engine::Arrived::MidStep(0.0)
+        };
+        let copy = Req::new(r.arrival, (r.isl, r.rest), r.client).reaching(r.phase, arrived);
         let k = match self.transit_free.pop() {
             Some(k) => {
                 self.transit[k] = copy;
@@ -935,14 +957,28 @@ pub fn simulate_disaggregated_observed(
     let setup = Setup {
         replicas: p.workers.max(1),
         dp: p.layout.dp,
-        limits: rank_limits(&pin),
+        // A prefill rank's step carries the pool's prompts per rank, whole
+        // (what the estimate's prefill step prices), not the engine's chunk:
+        // SGLang's 8,192 tokens per replica are 1,024 per rank at DP8, which
+        // split a prompt of 2,000 over two steps dearer than one.
+        limits: RankLimits {
+            budget: p.prompts_per_rank.max(1) * inp.workload.isl.get().max(1),
+            ..rank_limits(&pin)
+        },
         router,
         traffic,
         levels,
         decode: Some(DecodeStage {
             replicas: d.workers.max(1),
             dp: d.layout.dp,
-            limits: rank_limits(&din),
+            // A request joining with its KV cache spends the serving layer's
+            // arrival wait (the decode step in progress, streaming its first
+            // token) before its client sees the first token, whatever the
+            // scheduler: the disaggregated estimate's steady TTFT has it.
+            limits: RankLimits {
+                arrival_wait_steps: inp.calibration.serving.arrival_wait,
+                ..rank_limits(&din)
+            },
             transfer_latency: latency,
             transfer_per_token: per_token,
         }),

@@ -269,7 +269,68 @@ fn a_closed_loop_agrees_with_estimate() {
         ),
     ];
     for (model, gpu, layout, engine, n, isl, osl) in cases {
-        let d = deployment(model, gpu, layout, engine, n, isl, osl);
+        let c = Case {
+            model,
+            gpu,
+            layout,
+            engine,
+            clients: n,
+            isl,
+            osl,
+        };
+        for (what, e) in c.errors() {
+            assert!(e.abs() < 0.05, "{c}: {what} {e:+.3}");
+        }
+    }
+}
+
+/// One aggregated deployment and its closed loop.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    model: &'static str,
+    gpu: &'static str,
+    layout: Layout,
+    engine: Engine,
+    clients: u64,
+    isl: u64,
+    osl: u64,
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {} c{} {}/{}",
+            self.model,
+            self.gpu,
+            self.engine.name(),
+            self.layout,
+            self.clients,
+            self.isl,
+            self.osl
+        )
+    }
+}
+
+impl Case {
+    fn replica(&self) -> Replica {
+        deployment(
+            self.model,
+            self.gpu,
+            self.layout,
+            self.engine,
+            self.clients,
+            self.isl,
+            self.osl,
+        )
+    }
+
+    /// The simulated first round (the clients' first requests), the steady
+    /// TTFT (16 rounds after a warm-up of 2) and TPOT over the estimate's,
+    /// minus 1 (printed with --nocapture).
+    fn errors(&self) -> [(&'static str, f64); 3] {
+        let (n, isl, osl) = (self.clients, self.isl, self.osl);
+        let d = self.replica();
         let inp = d.input();
         let est = moeplan::serving::estimate(&inp).unwrap();
         let b = est.benchmark;
@@ -281,27 +342,28 @@ fn a_closed_loop_agrees_with_estimate() {
             simulate::simulate(&inp, 1, Router::RoundRobin, t, Levels::default())
         };
         let (first, steady) = (run(n, 0), run(16 * n, 2 * n));
-        let err = |sim: f64, est: moeplan::units::Seconds| sim / (est.value() * 1000.0) - 1.0;
-        let first_ttft = err(first.ttft_ms.mean, b.first_round_ttft + b.slot_wait);
-        let ttft = err(steady.ttft_ms.mean, b.steady_ttft + b.slot_wait);
-        let tpot = err(steady.tpot_ms.mean, est.tpot);
-        println!(
-            "{model} {} {layout} c{n}: first-round TTFT {:.1} / {:.1} ms ({:+.1}%), steady TTFT {:.1} / {:.1} ms ({:+.1}%), TPOT {:.2} / {:.2} ms ({:+.1}%)",
-            engine.name(), first.ttft_ms.mean, (b.first_round_ttft + b.slot_wait).value() * 1000.0, first_ttft * 100.0,
-            steady.ttft_ms.mean, (b.steady_ttft + b.slot_wait).value() * 1000.0, ttft * 100.0,
-            steady.tpot_ms.mean, est.tpot.value() * 1000.0, tpot * 100.0
-        );
-        for (what, e) in [
-            ("first-round TTFT", first_ttft),
-            ("steady TTFT", ttft),
-            ("TPOT", tpot),
-        ] {
-            assert!(
-                e.abs() < 0.05,
-                "{model} {} {layout} c{n}: {what} {e:+.3}",
-                engine.name()
+        let figures = [
+            (
+                "first-round TTFT",
+                first.ttft_ms.mean,
+                b.first_round_ttft + b.slot_wait,
+            ),
+            (
+                "steady TTFT",
+                steady.ttft_ms.mean,
+                b.steady_ttft + b.slot_wait,
+            ),
+            ("TPOT", steady.tpot_ms.mean, est.tpot),
+        ];
+        figures.map(|(what, sim, est)| {
+            let e = sim / est.ms() - 1.0;
+            println!(
+                "{self}: {what} {sim:.2} / {:.2} ms ({:+.1}%)",
+                est.ms(),
+                e * 100.0
             );
-        }
+            (what, e)
+        })
     }
 }
 
@@ -423,72 +485,112 @@ fn percentile_levels_size_replicas_monotonically() {
 }
 
 /// A disaggregated deployment simulated as a closed loop against the
-/// disaggregated estimate: the decode pool's steps are priced the same way,
-/// so TPOT agrees within 5% (-0.3% here); TTFT (prefill queue, transfer, a
-/// decode slot) within 25% (+10%); every request crosses from a prefill
-/// worker to a decode worker, so none is lost and none is refused.
+/// disaggregated estimate, within 5% on each part of its closed form: the
+/// first round (every prompt at once: request `j` is prefilled in step
+/// `⌈(j + 1) / prompts per step⌉` of the pool, `first_round_ttft`), after a
+/// warm-up of two rounds the steady TTFT (prefill step + M/D/c wait +
+/// arrival wait × decode step + KV transfer + request overhead:
+/// `steady_ttft`), and TPOT (the decode step at the decode batch). Both price
+/// the same steps; the simulation runs the pool's prompts per rank whole in a
+/// prefill step, a request joins the decode batch with its first token and
+/// decodes its second at once, and its client sees the first token the
+/// arrival wait after its KV cache landed (none in the first round). Two
+/// engines and pool shapes: SGLang's 2 × DEP8 prefill + DEP16 decode of
+/// DeepSeek-V3 on H200 (every GPU crossing the network), vLLM's 3 × TP2
+/// prefill + DEP4 decode of Qwen3-30B-A3B on H100. Every request crosses
+/// from a prefill worker to a decode worker: none is lost, none refused.
+/// Figures with --nocapture.
 #[test]
 fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
     use moeplan::serving::disagg::{estimate_disaggregated, Pool};
-    let m = moeplan::catalog::resolve_model("deepseek-v3").unwrap();
-    let g = moeplan::catalog::resolve_gpu("h200-sxm").unwrap();
-    let engine = Engine::Sglang;
-    let layout = |dp| Layout {
+    let l = |tp, dp, ep| Layout {
+        tp,
         dp,
-        ep: dp,
+        ep,
         ..Layout::default()
     };
-    let d = moeplan::replica::Disaggregated {
-        calibration: moeplan::profile::resolve_disaggregated(&g, engine)
-            .kernels
-            .flat(None, None),
-        prefill: Pool {
-            layout: layout(8),
-            workers: 2,
-            prompts_per_rank: 1,
-            redundant_experts: 0,
-            overlap: moeplan::ops::Overlap::None,
-        },
-        decode: Pool {
-            layout: layout(16),
-            workers: 1,
-            prompts_per_rank: 1,
-            redundant_experts: 0,
-            overlap: moeplan::ops::Overlap::None,
-        },
-        workload: moeplan::serving::Workload {
-            isl: moeplan::units::Tokens::new(2000),
-            osl: moeplan::units::Tokens::new(500),
-            concurrency: 256,
-            cache_hit_rate: moeplan::units::Fraction::ZERO,
-        },
-        engine: engine.config(g.memory),
-        routing_skew: 0.0,
-        model: m,
-        gpu: g,
-        assumed: Vec::new(),
+    let pool = |layout, workers| Pool {
+        layout,
+        workers,
+        prompts_per_rank: 1,
+        redundant_experts: 0,
+        overlap: moeplan::ops::Overlap::None,
     };
-    let est = estimate_disaggregated(&d.input()).unwrap();
-    let sim = simulate::simulate_disaggregated(
-        &d.input(),
-        Router::LeastLoaded,
-        traffic(Arrivals::Closed { clients: 256 }, 2000, 500, 256 * 6),
-        Levels::default(),
-    );
-    let tpot = sim.tpot_ms.mean / (est.tpot.value() * 1000.0) - 1.0;
-    println!(
-        "disaggregated: TTFT sim {:.1} ms est {:.1} ms, TPOT sim {:.2} ms est {:.2} ms ({:+.1}%)",
-        sim.ttft_ms.mean,
-        est.ttft.value() * 1000.0,
-        sim.tpot_ms.mean,
-        est.tpot.value() * 1000.0,
-        tpot * 100.0
-    );
-    assert_eq!(sim.requests, 256 * 6);
-    assert_eq!(sim.rejected, 0);
-    let ttft = sim.ttft_ms.mean / (est.ttft.value() * 1000.0) - 1.0;
-    assert!(tpot.abs() < 0.05, "TPOT {tpot:+.3}");
-    assert!(ttft.abs() < 0.25, "TTFT {ttft:+.3}");
+    // (model, GPU, engine, prefill pool, decode pool, concurrency, isl, osl)
+    let cases = [
+        (
+            "deepseek-v3",
+            "h200-sxm",
+            Engine::Sglang,
+            pool(l(1, 8, 8), 2),
+            pool(l(1, 16, 16), 1),
+            256,
+            2000,
+            500,
+        ),
+        (
+            "qwen3-30b-a3b",
+            "h100-sxm",
+            Engine::Vllm,
+            pool(l(2, 1, 2), 3),
+            pool(l(1, 4, 4), 1),
+            64,
+            2000,
+            300,
+        ),
+    ];
+    for (model, gpu, engine, prefill, decode, n, isl, osl) in cases {
+        let g = moeplan::catalog::resolve_gpu(gpu).unwrap();
+        let d = moeplan::replica::Disaggregated {
+            calibration: moeplan::profile::resolve_disaggregated(&g, engine)
+                .kernels
+                .flat(None, None),
+            prefill,
+            decode,
+            workload: moeplan::serving::Workload {
+                isl: moeplan::units::Tokens::new(isl),
+                osl: moeplan::units::Tokens::new(osl),
+                concurrency: n,
+                cache_hit_rate: moeplan::units::Fraction::ZERO,
+            },
+            engine: engine.config(g.memory),
+            routing_skew: 0.0,
+            model: moeplan::catalog::resolve_model(model).unwrap(),
+            gpu: g,
+            assumed: Vec::new(),
+        };
+        let est = estimate_disaggregated(&d.input()).unwrap();
+        let run = |requests, warmup| {
+            let t = Traffic {
+                warmup,
+                ..traffic(Arrivals::Closed { clients: n }, isl, osl, requests)
+            };
+            simulate::simulate_disaggregated(&d.input(), Router::LeastLoaded, t, Levels::default())
+        };
+        let (first, steady) = (run(n, 0), run(16 * n, 2 * n));
+        for r in [&first, &steady] {
+            assert_eq!((r.requests, r.rejected), (r.sent, 0));
+        }
+        let figures = [
+            ("first-round TTFT", first.ttft_ms.mean, est.first_round_ttft),
+            ("steady TTFT", steady.ttft_ms.mean, est.steady_ttft),
+            ("TPOT", steady.tpot_ms.mean, est.tpot),
+        ];
+        for (what, sim, est) in figures {
+            let e = sim / est.ms() - 1.0;
+            println!(
+                "{model} {} {}×{} / {}×{} c{n}: {what} {sim:.2} / {:.2} ms ({:+.1}%)",
+                engine.name(),
+                prefill.workers,
+                prefill.layout,
+                decode.workers,
+                decode.layout,
+                est.ms(),
+                e * 100.0
+            );
+            assert!(e.abs() < 0.05, "{model} {}: {what} {e:+.3}", engine.name());
+        }
+    }
 }
 
 /// Every step takes 1 ms; counts the prompt tokens the steps carry.
@@ -600,4 +702,95 @@ fn a_prefill_first_scheduler_keeps_the_engines_decode_reserve() {
         whole < kept,
         "preempted {kept} keeping 0.3, {whole} keeping all"
     );
+}
+
+/// Valid layouts of the small models the property draws from: Qwen3-30B-A3B
+/// (128 experts) on one to four GPUs as TP, TP+EP and DP+EP; Mixtral-8x7B
+/// (8 experts, 94 GB of weights: two GPUs at least) as TP with expert TP.
+fn small_layouts(model: &str) -> Vec<Layout> {
+    let l = |tp, dp, ep, etp| Layout {
+        tp,
+        dp,
+        ep,
+        etp,
+        ..Layout::default()
+    };
+    match model {
+        "qwen3-30b-a3b" => vec![
+            l(1, 1, 1, 1),
+            l(2, 1, 2, 1),
+            l(4, 1, 4, 1),
+            l(1, 2, 2, 1),
+            l(1, 4, 4, 1),
+        ],
+        _ => vec![l(2, 1, 1, 2), l(4, 1, 1, 4)],
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(16),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+    /// Issue 16's bar as a property: for any engine, valid layout of a small
+    /// model on H100 or H200, lengths and concurrency within what the closed
+    /// form covers (below), the closed loop's steady TTFT (16 rounds after a
+    /// warm-up of 2) and TPOT are within 5% of the estimate's. A fixed seed:
+    /// the same draws every run (seeds 16 and 17 at 60 cases each passed).
+    #[test]
+    fn any_closed_loop_agrees_with_estimate(
+        engine in proptest::sample::select(vec![Engine::Vllm, Engine::Sglang, Engine::Trtllm]),
+        model in proptest::sample::select(vec!["qwen3-30b-a3b", "mixtral-8x7b"]),
+        gpu in proptest::sample::select(vec!["h100-sxm", "h200-sxm"]),
+        layout_pick in 0usize..8,
+        clients in proptest::sample::select(vec![8u64, 16, 32, 64, 128]),
+        isl in 500u64..4000,
+        osl in 100u64..800,
+    ) {
+        let layouts = small_layouts(model);
+        let c = Case {
+            model,
+            gpu,
+            layout: layouts[layout_pick % layouts.len()],
+            engine,
+            clients,
+            isl,
+            osl,
+        };
+        // Only deployments whose KV cache holds every client at its longest
+        // (isl + osl): beyond that vLLM preempts and recomputes, TensorRT-LLM
+        // and SGLang hold prompts back, which the closed form prices as a
+        // slot wait at most, not as recomputation (Qwen3-30B-A3B on one H100,
+        // 64 clients of 2,090 + 260 tokens, 150,400 tokens in 142,120: 22
+        // preemptions, steady TTFT +25%).
+        let kv = simulate::rank_limits(&c.replica().input()).kv_tokens * u64::from(c.layout.dp);
+        proptest::prop_assume!(clients * (isl + osl) <= kv);
+        // A mixed scheduler's stream, as the closed form prices it, carries
+        // one prompt per rank in the steps that carry one: only while the
+        // steps carrying prompts take under 45% of a rank's time. Denser,
+        // prompts meet in a step (TensorRT-LLM's whole prompts side by side,
+        // vLLM's chunks queued): Mixtral-8x7B on four H200, vLLM, 32 clients
+        // of 2,034 + 118 tokens, 54% of the time: steady TTFT +19%; 47%:
+        // +0.1%. SGLang's prefill-first rounds stay grouped and are covered
+        // at any load. (The policy does not depend on the GPU's memory.)
+        let est = moeplan::serving::estimate(&c.replica().input()).unwrap();
+        let cycle = est.ttft + est.tpot * (osl - 1) as f64;
+        let per_rank = clients as f64 / f64::from(c.layout.dp);
+        let load = est.prefill.time.value() * per_rank / cycle.value();
+        let policy = engine.config(moeplan::units::Bytes::new(1.0)).policy;
+        let sparse = match policy {
+            Policy::PrefillFirst => true,
+            Policy::MixedChunked | Policy::MixedWhole => load < 0.45,
+        };
+        proptest::prop_assume!(sparse);
+        // The first round is not part of the property: a mixed scheduler's
+        // first round of one or two steps is priced as whole burst steps
+        // beside half the requests decoding (8 clients of 1,024 tokens in
+        // vLLM's 8,192: the estimate puts one in a second step, the engine
+        // takes all eight in the first; −10%).
+        for (what, e) in c.errors().into_iter().skip(1) {
+            proptest::prop_assert!(e.abs() < 0.05, "{}: {} {:+.3}", c, what, e);
+        }
+    }
 }
