@@ -865,7 +865,7 @@ impl<'s> Sim<'s> {
 
 /// The engine limits of a rank of `inp`'s replica: its scheduler, step
 /// budget, running cap and KV tokens (from `crate::memory`).
-pub(crate) fn rank_limits(inp: &EstimateInput) -> RankLimits {
+pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
     // KV tokens are linear in the context: count them at the prompt's length,
     // so a long output does not make the capacity look like zero.
     let context = inp.workload.isl.get().max(1);
