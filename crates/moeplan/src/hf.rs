@@ -909,19 +909,25 @@ fn deepseek_moe_model(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     m
 }
 
-/// DeepSeek-V2/V3/V3.2, Kimi K2/K2.5, GLM-5: MLA attention (with the DSA
-/// indexer when the config has one) over the DeepSeek MoE block.
-fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
-    let mut m = deepseek_moe_model(c, arch, pr);
-    m.attention = Attention::Mla {
+/// MLA attention as the DeepSeek family's configs state it; Kimi-K3 adds a
+/// per-head output gate (`mla_use_output_gate`, absent elsewhere: none).
+fn mla_attention(c: &Cfg, pr: &mut Problems) -> Attention {
+    Attention::Mla {
         n_heads: c.u64("num_attention_heads", pr),
         q_lora_rank: c.opt_u64("q_lora_rank", pr),
         kv_lora_rank: c.u64("kv_lora_rank", pr),
         qk_nope_head_dim: c.u64("qk_nope_head_dim", pr),
         qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
         v_head_dim: c.u64("v_head_dim", pr),
-        output_gate: false,
-    };
+        output_gate: c.bool("mla_use_output_gate", false),
+    }
+}
+
+/// DeepSeek-V2/V3/V3.2, Kimi K2/K2.5, GLM-5: MLA attention (with the DSA
+/// indexer when the config has one) over the DeepSeek MoE block.
+fn deepseek(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
+    let mut m = deepseek_moe_model(c, arch, pr);
+    m.attention = mla_attention(c, pr);
     if c.has("index_topk") {
         m.indexer = Some(SparseIndexer {
             n_heads: c.u64("index_n_heads", pr),
@@ -1494,15 +1500,7 @@ fn kimi_moe(c: &Cfg, pr: &mut Problems) -> Moe {
 /// residuals (`attn_res_block_size`).
 fn kimi_linear(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base(c, arch, pr);
-    m.attention = Attention::Mla {
-        n_heads: c.u64("num_attention_heads", pr),
-        q_lora_rank: c.opt_u64("q_lora_rank", pr),
-        kv_lora_rank: c.u64("kv_lora_rank", pr),
-        qk_nope_head_dim: c.u64("qk_nope_head_dim", pr),
-        qk_rope_head_dim: c.u64("qk_rope_head_dim", pr),
-        v_head_dim: c.u64("v_head_dim", pr),
-        output_gate: c.bool("mla_use_output_gate", false),
-    };
+    m.attention = mla_attention(c, pr);
     let Some(lac) = c.obj.get("linear_attn_config").and_then(Value::as_object) else {
         pr.push(
             Problem::at(
@@ -2062,18 +2060,7 @@ fn decilm(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     let mut m = base(c, arch, pr);
     let n_heads = m.attention.n_heads();
     let layers = deci_layers(c, m.hidden_size, n_heads, pr);
-    let kv_of = |l: &Layer| match l.mixer {
-        Mixer::FullKv { kv_heads } => Some(kv_heads),
-        Mixer::Full
-        | Mixer::FullDense
-        | Mixer::Sliding { .. }
-        | Mixer::Compressed { .. }
-        | Mixer::Linear
-        | Mixer::Mamba
-        | Mixer::Absent
-        | Mixer::Projection => None,
-    };
-    let kv = most_common(layers.iter().filter_map(kv_of)).unwrap_or(n_heads);
+    let kv = most_common(layers.iter().filter_map(|l| l.mixer.kv_heads())).unwrap_or(n_heads);
     let width = most_common(layers.iter().filter_map(|l| m.dense_width(l.ffn)));
     m.attention = m.attention.with_kv_heads(kv);
     let bias = c.bool("attention_bias", false);
@@ -2085,7 +2072,7 @@ fn decilm(c: &Cfg, arch: &str, pr: &mut Problems) -> Model {
     m.layers = layers
         .into_iter()
         .map(|mut l| {
-            if kv_of(&l) == Some(kv) {
+            if l.mixer.kv_heads() == Some(kv) {
                 l.mixer = Mixer::Full;
             }
             if l.ffn

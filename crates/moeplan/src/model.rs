@@ -78,6 +78,22 @@ impl Mixer {
         }
     }
 
+    /// The KV heads a layer states as its own (DeciLM's per-layer counts);
+    /// None where the layer takes the model's attention shape or has none.
+    pub(crate) fn kv_heads(self) -> Option<u64> {
+        match self {
+            Mixer::FullKv { kv_heads } => Some(kv_heads),
+            Mixer::Full
+            | Mixer::FullDense
+            | Mixer::Sliding { .. }
+            | Mixer::Compressed { .. }
+            | Mixer::Linear
+            | Mixer::Mamba
+            | Mixer::Absent
+            | Mixer::Projection => None,
+        }
+    }
+
     /// A compressed layer's tokens per entry (at least 1) and which entries
     /// a query reads; None for every other mixer.
     pub(crate) fn compression(self) -> Option<(u64, Selection)> {
@@ -952,16 +968,10 @@ impl Model {
     /// layers' when they have their own, and each layer's own KV head count
     /// (repeats included).
     pub(crate) fn attentions(&self) -> impl Iterator<Item = Attention> + '_ {
-        let per_layer = self.layers.iter().filter_map(|l| match l.mixer {
-            Mixer::FullKv { .. } => self.attention_of(l.mixer),
-            Mixer::Full
-            | Mixer::FullDense
-            | Mixer::Sliding { .. }
-            | Mixer::Compressed { .. }
-            | Mixer::Linear
-            | Mixer::Mamba
-            | Mixer::Absent
-            | Mixer::Projection => None,
+        let per_layer = self.layers.iter().filter_map(|l| {
+            l.mixer
+                .kv_heads()
+                .map(|kv| self.attention.with_kv_heads(kv))
         });
         std::iter::once(self.attention)
             .chain(self.sliding_attention)
