@@ -390,7 +390,6 @@ impl Replica {
         for (slot, tokens) in p.joining {
             self.join_resident(i, slot, tokens, (start, overhead, wait), out);
         }
-        let rank = &mut self.ranks[i];
         for (slot, tokens) in p.prefilled {
             let r = &mut self.slots[slot];
             if r.first.is_none() {
@@ -406,28 +405,41 @@ impl Replica {
                 out.events.push(Event::FirstToken(*r));
             }
             r.held = tokens;
-            r.joined = rank.counter;
-            if r.generated >= r.osl {
-                rank.kv_used -= tokens;
-                r.serial = 0;
-                out.events.push(Event::Finished(*r));
-                self.free.push(slot);
-                self.outstanding -= 1;
-                continue;
+            if self.seat(i, slot, out) {
+                let rank = &mut self.ranks[i];
+                rank.fresh.0 += 1;
+                rank.fresh.1 += end;
             }
-            rank.join(r);
-            rank.fresh.0 += 1;
-            rank.fresh.1 += end;
-            rank.finishing.push(Reverse((
-                rank.counter + r.osl - r.generated,
-                slot,
-                r.serial,
-            )));
-            rank.order
-                .push((r.arrival.max(0.0).to_bits(), slot, r.serial));
         }
-        rank.prune_order(&self.slots);
+        self.ranks[i].prune_order(&self.slots);
         gaps
+    }
+
+    /// A request holding `held` tokens of KV on rank `i` after its prefill
+    /// (here or on a prefill worker) joins the decode batch, or, when that
+    /// step already gave it its last token, finishes and frees its slot and
+    /// KV. Whether it joined.
+    fn seat(&mut self, i: usize, slot: usize, out: &mut StepOut) -> bool {
+        let rank = &mut self.ranks[i];
+        let r = &mut self.slots[slot];
+        r.joined = rank.counter;
+        if r.generated >= r.osl {
+            rank.kv_used -= r.held;
+            r.serial = 0;
+            out.events.push(Event::Finished(*r));
+            self.free.push(slot);
+            self.outstanding -= 1;
+            return false;
+        }
+        rank.join(r);
+        rank.finishing.push(Reverse((
+            rank.counter + r.osl - r.generated,
+            slot,
+            r.serial,
+        )));
+        rank.order
+            .push((r.arrival.max(0.0).to_bits(), slot, r.serial));
+        true
     }
 
     /// A request whose KV cache and first token came from a prefill worker
@@ -443,7 +455,6 @@ impl Replica {
         (start, overhead, wait): (f64, f64, f64),
         out: &mut StepOut,
     ) {
-        let rank = &mut self.ranks[i];
         let r = &mut self.slots[slot];
         let waited = match r.arrived {
             Arrived::BetweenSteps => wait,
@@ -456,23 +467,7 @@ impl Replica {
         out.events.push(Event::FirstToken(*r));
         r.generated = 2.min(r.osl);
         r.held = tokens + 1;
-        r.joined = rank.counter;
-        if r.generated >= r.osl {
-            rank.kv_used -= tokens + 1;
-            r.serial = 0;
-            out.events.push(Event::Finished(*r));
-            self.free.push(slot);
-            self.outstanding -= 1;
-            return;
-        }
-        rank.join(r);
-        rank.finishing.push(Reverse((
-            rank.counter + r.osl - r.generated,
-            slot,
-            r.serial,
-        )));
-        rank.order
-            .push((r.arrival.max(0.0).to_bits(), slot, r.serial));
+        self.seat(i, slot, out);
     }
 
     /// When the decodes of the next step would overflow a rank's KV cache,
