@@ -800,6 +800,38 @@ fn as_deployed(model: &Model, layout: Layout) -> Layout {
     }
 }
 
+/// The decode pool of a disaggregated row that states no worker counts: such
+/// rows (train.csv's `source_file=` rows; their ids name only the prefill
+/// pool's tp and ep) give the decode worker's GPU count N as its tp and
+/// repeat the prefill's EP degree as its own, writing `moe_tp = N / ep` to
+/// fill the split (`32/1/8/4` beside a tp 4 ep 4 prefill; `16/1/16/1`
+/// beside an ep 1 one). Only N is known. From 16 GPUs on (more than one
+/// NVLink node's tensor-parallel group of 8) such a worker is read as wide
+/// EP, the decode recipe of TensorRT-LLM (`enable_attention_dp`) and SGLang
+/// (`--enable-dp-attention`): attention DP over the N GPUs and the experts
+/// over all N (ep N, no expert TP). Below 16 the stated split is a layout
+/// an engine runs, and is kept. On train.csv's 1,132 such rows, with the
+/// serving layer unchanged, the median TPOT bias went from +182% to +18%
+/// for `32/1/8/4`, from +323% to +38% for `32/1/16/2` and from −33% to −13%
+/// for TensorRT-LLM `16/1/1/16`. A row that states its decode workers, or a
+/// split that is not the prefill's, is kept as stated.
+const WIDE_EP_DECODE_GPUS: u32 = 16;
+
+fn decode_world_only(model: &Model, prefill: &PoolRun, decode: PoolRun) -> Layout {
+    let l = decode.layout;
+    let copied = l.dp == 1 && l.ep == prefill.layout.ep && l.ep * l.etp == l.tp;
+    if model.moe.is_none() || decode.workers.is_some() || !copied || l.tp < WIDE_EP_DECODE_GPUS {
+        return l;
+    }
+    Layout {
+        tp: 1,
+        dp: l.tp,
+        ep: l.tp,
+        etp: 1,
+        ..l
+    }
+}
+
 /// The fewest redundant expert slots that let every expert degree in `eps`
 /// split the experts evenly (0 for a dense model).
 fn redundant_slots(model: &Model, eps: &[u32]) -> u32 {
@@ -971,6 +1003,10 @@ impl Run {
                     redundant_experts: 0,
                     overlap: crate::ops::Overlap::None,
                 }
+            };
+            let decode = PoolRun {
+                layout: decode_world_only(&model, &prefill, decode),
+                ..decode
             };
             let (mut prefill, mut decode) = (pool(prefill, "prefill"), pool(decode, "decode"));
             // A run does not state its slots: both pools are read with the
