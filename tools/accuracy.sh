@@ -23,7 +23,7 @@ build() {
 }
 build
 if [[ ${1:-} != --no-fit ]]; then
-    "$bin" accuracy "$runs" --fit-serving crates/moeplan/profiles/serving.toml >/dev/null
+    "$bin" calibrate "$runs" --built-in crates/moeplan/profiles/serving.toml 2>/dev/null
     build
 fi
 {

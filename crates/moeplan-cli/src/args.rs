@@ -159,6 +159,13 @@ pub struct CalibrateArgs {
     /// Print JSON: the profile (written too with --out), --validate's and --explain's rows.
     #[arg(long)]
     pub json: bool,
+    /// Fit moeplan's built-in serving layer instead of a user profile: each
+    /// engine's, over every GPU of the runs (aggregated and disaggregated
+    /// apart), from the kernel tables' defaults, written to FILE in the
+    /// format of crates/moeplan/profiles/serving.toml (tools/accuracy.sh
+    /// regenerates that file this way from the shared train.csv).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["out", "validate", "base", "explain", "json"])]
+    pub built_in: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -176,12 +183,8 @@ pub struct AccuracyArgs {
     /// predicted by serving layers fitted without them.
     #[arg(long)]
     pub cv: bool,
-    /// Fit each engine's serving layer to the aggregated runs and write the
-    /// result to FILE (crates/moeplan/profiles/serving.toml is the embedded one).
-    #[arg(long, value_name = "FILE")]
-    pub fit_serving: Option<std::path::PathBuf>,
     /// Predict each run with `moeplan simulate`'s step-level closed loop instead of the estimate's closed form.
-    #[arg(long, conflicts_with_all = ["fit_serving", "cv"])]
+    #[arg(long, conflicts_with = "cv")]
     pub simulate: bool,
     /// Print JSON.
     #[arg(long)]

@@ -231,6 +231,20 @@ fn start(base: Option<&UserProfile>, gpu: &str, engine: Engine, mode: Mode) -> S
     fit.map_or_else(|| built_in(engine, mode), |f| f.params)
 }
 
+/// moeplan's built-in serving layer fitted to `runs` (`calibrate
+/// --built-in`): each engine's, over every GPU (aggregated and
+/// disaggregated apart), from the kernel tables' defaults, as the text of
+/// `profiles/serving.toml`; `names` names the runs files in it. Unlike a
+/// user's stacks it is fitted to every answered run, suspect ones too: it
+/// is what `moeplan accuracy` measures itself against. On train.csv this is
+/// the embedded file (`tests/library/calibrate.rs` checks it).
+pub fn built_in_serving(runs: &[Run], names: &str) -> String {
+    let outcomes = crate::accuracy::evaluate(runs);
+    let samples = crate::accuracy::samples(runs);
+    let table = crate::accuracy::serving_table(runs, &outcomes, &samples, names);
+    profile::serving_file(&table)
+}
+
 /// Fits every stack of `runs`; `source` names them in the profile.
 pub fn calibrate(runs: &[Run], source: &str) -> UserProfile {
     recalibrate(runs, source, None)

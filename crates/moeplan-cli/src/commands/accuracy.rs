@@ -16,14 +16,11 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     };
     let outcomes = accuracy::evaluate_with(&all, predictor);
     let report = accuracy::report(&all, &outcomes);
-    let samples = if a.cv || a.fit_serving.is_some() {
+    let samples = if a.cv {
         accuracy::samples(&all)
     } else {
         Vec::new()
     };
-    if let Some(path) = &a.fit_serving {
-        write_serving(path, &all, &outcomes, &samples, &a.files, format)?;
-    }
     let cv = a.cv.then(|| {
         let o = accuracy::cross_validate(&all, &outcomes, &samples);
         accuracy::report(&all, &o)
@@ -52,34 +49,6 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
             output::print(&runs_table(&all, &outcomes));
         }
     }
-    Ok(())
-}
-
-/// Fits each engine's serving layer to every aggregated run and writes the file.
-fn write_serving(
-    path: &std::path::Path,
-    runs: &[Run],
-    outcomes: &[Outcome],
-    samples: &[Option<moeplan::fit::Sample>],
-    files: &[std::path::PathBuf],
-    format: Format,
-) -> Result<(), Failure> {
-    let names: Vec<String> = files
-        .iter()
-        .map(|f| {
-            f.file_name()
-                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
-        })
-        .collect();
-    let table = accuracy::serving_table(runs, outcomes, samples, &names.join(", "));
-    std::fs::write(path, moeplan::profile::serving_file(&table)).map_err(|e| {
-        crate::output::ArgError::failure(
-            format!("cannot write {}: {e}", path.display()),
-            None,
-            format,
-        )
-    })?;
-    output::note(&format!("wrote {}", path.display()));
     Ok(())
 }
 

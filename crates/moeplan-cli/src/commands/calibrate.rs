@@ -12,6 +12,9 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     let all: Vec<Run> = runs::read_each(&a.files, runs::Usability::Estimable)
         .map_err(|e| Failure::Input(e.into_diagnostic(), format))?;
     let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
+    if let Some(path) = &a.built_in {
+        return write_built_in(path, &all, &a.files);
+    }
     let source = format!("{} runs of {}", all.len(), names.join(", "));
     let base = match &a.base {
         Some(path) => Some(read_profile(path, format)?),
@@ -59,6 +62,29 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         (None, Some(_)) => output::note("not written: add --out PROFILE.toml to save it"),
         (None, None) => {}
     }
+    Ok(())
+}
+
+/// Fits the built-in serving layer to `runs` and writes it (`--built-in`);
+/// the file names the runs files by their names alone, so the same runs
+/// give the same bytes wherever they lie.
+fn write_built_in(path: &Path, runs: &[Run], files: &[std::path::PathBuf]) -> Result<(), Failure> {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    let text = calibrate::built_in_serving(runs, &names.join(", "));
+    std::fs::write(path, text).map_err(|e| {
+        ArgError::failure(
+            format!("cannot write {}: {e}", path.display()),
+            None,
+            Format::Text,
+        )
+    })?;
+    output::note(&format!("wrote {}", path.display()));
     Ok(())
 }
 

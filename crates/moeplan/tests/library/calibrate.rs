@@ -214,7 +214,7 @@ fn the_p90_error_is_reported_beside_the_median() {
     );
 }
 
-/// The embedded serving layer is what `moeplan accuracy --fit-serving`
+/// The embedded serving layer is what `moeplan calibrate --built-in`
 /// (tools/accuracy.sh) makes of train.csv. Needs ../shared and takes
 /// minutes in a debug build.
 #[test]
@@ -222,12 +222,10 @@ fn the_p90_error_is_reported_beside_the_median() {
 fn the_embedded_serving_layer_is_regenerated_from_train_csv() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/validation/silicon/train.csv");
-    let runs = moeplan::runs::read(&path).expect("train.csv");
-    let outcomes = moeplan::accuracy::evaluate(&runs);
-    let samples = moeplan::accuracy::samples(&runs);
-    let table = moeplan::accuracy::serving_table(&runs, &outcomes, &samples, "train.csv");
+    let runs =
+        moeplan::runs::read_each(&[path], moeplan::runs::Usability::Estimable).expect("train.csv");
     assert_eq!(
-        moeplan::profile::serving_file(&table),
+        calibrate::built_in_serving(&runs, "train.csv"),
         moeplan::profile::SERVING
     );
 }
