@@ -176,7 +176,8 @@ pub struct AccuracyArgs {
     /// Print the report as Markdown (what docs/accuracy.md holds).
     #[arg(long)]
     pub markdown: bool,
-    /// List every run with its prediction and error.
+    /// List every run with its prediction and error (with --cv, also its
+    /// error when its model is left out of the fit).
     #[arg(long)]
     pub runs: bool,
     /// Also report leave-one-model-out cross-validation: each model's runs

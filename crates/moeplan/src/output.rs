@@ -339,6 +339,11 @@ pub struct AccuracyRun<'a> {
     pub predicted_tpot_ms: Option<f64>,
     /// Why the run was not answered.
     pub unanswered: Option<&'a str>,
+    /// With `--cv`: the TTFT predicted by serving layers fitted without any
+    /// run of this run's model (leave one model out).
+    pub cross_validated_ttft_ms: Option<f64>,
+    /// With `--cv`: the TPOT so predicted.
+    pub cross_validated_tpot_ms: Option<f64>,
 }
 
 /// The JSON of a failed command (`--json`, exit 2).

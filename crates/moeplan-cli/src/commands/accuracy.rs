@@ -21,15 +21,15 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     } else {
         Vec::new()
     };
-    let cv = a.cv.then(|| {
-        let o = accuracy::cross_validate(&all, &outcomes, &samples);
-        accuracy::report(&all, &o)
-    });
+    let left_out =
+        a.cv.then(|| accuracy::cross_validate(&all, &outcomes, &samples));
+    let cv = left_out.as_ref().map(|o| accuracy::report(&all, o));
+    let left_out = left_out.as_deref();
     if a.json {
         output::json(&AccuracyOutput {
             summaries: &report,
             cross_validated: cv.as_deref(),
-            runs: a.runs.then(|| run_rows(&all, &outcomes)),
+            runs: a.runs.then(|| run_rows(&all, &outcomes, left_out)),
             unanswered: unanswered(&all, &outcomes),
         });
         return Ok(());
@@ -46,7 +46,7 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
             output::print(&output::fit(&table(cv)));
         }
         if a.runs {
-            output::print(&runs_table(&all, &outcomes));
+            output::print(&runs_table(&all, &outcomes, left_out));
         }
     }
     Ok(())
@@ -165,12 +165,22 @@ fn unanswered<'a>(runs: &'a [Run], outcomes: &'a [Outcome]) -> Vec<AccuracyUnans
         .collect()
 }
 
-fn run_rows<'a>(runs: &'a [Run], outcomes: &'a [Outcome]) -> Vec<AccuracyRun<'a>> {
+/// Each run's predictions: `outcomes`, and where given `left_out` (the
+/// leave-one-model-out outcomes, in the same order).
+fn run_rows<'a>(
+    runs: &'a [Run],
+    outcomes: &'a [Outcome],
+    left_out: Option<&[Outcome]>,
+) -> Vec<AccuracyRun<'a>> {
     outcomes
         .iter()
-        .map(|o| {
+        .enumerate()
+        .map(|(i, o)| {
             let r = &runs[o.run];
+            let cv = left_out.and_then(|l| l[i].predicted.as_ref().ok());
             AccuracyRun {
+                cross_validated_ttft_ms: cv.map(|p| p.ttft.ms()),
+                cross_validated_tpot_ms: cv.map(|p| p.tpot.ms()),
                 id: &r.id,
                 measured_ttft_ms: r.ttft.ms(),
                 measured_tpot_ms: r.tpot.ms(),
@@ -182,8 +192,8 @@ fn run_rows<'a>(runs: &'a [Run], outcomes: &'a [Outcome]) -> Vec<AccuracyRun<'a>
         .collect()
 }
 
-fn runs_table(runs: &[Run], outcomes: &[Outcome]) -> String {
-    let mut t = output::table(&[
+fn runs_table(runs: &[Run], outcomes: &[Outcome], left_out: Option<&[Outcome]>) -> String {
+    let mut head = vec![
         "run",
         "TTFT ms",
         "predicted",
@@ -191,8 +201,12 @@ fn runs_table(runs: &[Run], outcomes: &[Outcome]) -> String {
         "TPOT ms",
         "predicted",
         "error",
-    ]);
-    for o in outcomes {
+    ];
+    if left_out.is_some() {
+        head.extend(["TTFT error, model left out", "TPOT error, model left out"]);
+    }
+    let mut t = output::table(&head);
+    for (i, o) in outcomes.iter().enumerate() {
         let r = &runs[o.run];
         let (pt, et, pp, ep) = match (&o.predicted, o.errors(r)) {
             (Ok(p), Some((et, ep))) => (
@@ -204,7 +218,7 @@ fn runs_table(runs: &[Run], outcomes: &[Outcome]) -> String {
             (Err(e), _) => (e.clone(), String::new(), String::new(), String::new()),
             (Ok(_), None) => Default::default(),
         };
-        t.add_row(vec![
+        let mut row = vec![
             r.id.clone(),
             format!("{:.1}", r.ttft.ms()),
             pt,
@@ -212,7 +226,14 @@ fn runs_table(runs: &[Run], outcomes: &[Outcome]) -> String {
             format!("{:.2}", r.tpot.ms()),
             pp,
             ep,
-        ]);
+        ];
+        if let Some(l) = left_out {
+            let (t, p) = l[i]
+                .errors(r)
+                .map_or_else(Default::default, |(t, p)| (signed(t), signed(p)));
+            row.extend([t, p]);
+        }
+        t.add_row(row);
     }
     output::fit(&t)
 }

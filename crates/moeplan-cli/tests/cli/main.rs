@@ -1146,6 +1146,55 @@ fn every_command_names_the_profile_it_uses_and_dag_uses_it() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `accuracy --cv --runs --json` gives each run its leave-one-model-out
+/// prediction, and they are what the cross-validated summary counts: the
+/// median |error| of TTFT and TPOT over the rows is the summary's `all`
+/// median. Without --cv the fields are null.
+#[test]
+fn accuracy_lists_each_runs_left_out_prediction() {
+    let runs = crate_dir().join("../moeplan/tests/fixtures/runs/silicon.csv");
+    let json = |extra: &[&str]| {
+        let mut args = vec!["accuracy", runs.to_str().unwrap(), "--runs", "--json"];
+        args.extend(extra);
+        let o = moeplan(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let v = json(&["--cv"]);
+    let rows = v["runs"].as_array().unwrap();
+    let errors = |key: &str, measured: &str| -> Vec<f64> {
+        rows.iter()
+            .filter_map(|r| Some((r[key].as_f64()? / r[measured].as_f64()? - 1.0).abs()))
+            .collect()
+    };
+    let ttft = errors("cross_validated_ttft_ms", "measured_ttft_ms");
+    let tpot = errors("cross_validated_tpot_ms", "measured_tpot_ms");
+    let answered = rows
+        .iter()
+        .filter(|r| r["predicted_ttft_ms"].is_f64())
+        .count();
+    assert_eq!(ttft.len(), answered);
+    let all = &v["cross_validated"][0];
+    assert_eq!(all["group"], "all");
+    assert!((median(ttft) - all["ttft"]["median"].as_f64().unwrap()).abs() < 1e-9);
+    assert!((median(tpot) - all["tpot"]["median"].as_f64().unwrap()).abs() < 1e-9);
+    let v = json(&[]);
+    assert!(v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["cross_validated_ttft_ms"].is_null()));
+}
+
 /// `calibrate --built-in FILE` writes the built-in serving layer's format:
 /// one section per engine of the runs, each naming the runs file it was
 /// fitted to, byte-identical on a second run; it is a mode of its own
@@ -1439,7 +1488,7 @@ fn json_outputs_conform_to_their_schemas() {
         ("model", words("model deepseek-v3 --json")),
         ("catalog", words("catalog --json")),
         ("calibrate", words(&format!("calibrate {runs} --out {profile} --explain --json"))),
-        ("accuracy", words(&format!("accuracy {runs} --runs --json"))),
+        ("accuracy", words(&format!("accuracy {runs} --runs --cv --json"))),
         ("error", words("model no-such-model --json")),
     ];
     for (command, args) in cases {
