@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates docs/accuracy.md from the shared benchmark runs, after refitting
-# the serving layer (crates/moeplan/profiles/serving.toml) to them.
+# Regenerates docs/accuracy.md and the audit's error band
+# (crates/moeplan/profiles/error_band.toml) from the shared benchmark runs,
+# after refitting the serving layer (crates/moeplan/profiles/serving.toml)
+# to them with `moeplan calibrate --built-in`.
 #
-#   tools/accuracy.sh             refit, rebuild, report (about 8 minutes on 2 cores)
+#   tools/accuracy.sh             refit, rebuild, report (about 13 minutes on 2 cores)
 #   tools/accuracy.sh --no-fit    report with the embedded serving layer
 #
 # The runs file defaults to ../shared/validation/silicon/train.csv; set
@@ -91,3 +93,25 @@ CAL
 } >docs/accuracy.md.new
 mv docs/accuracy.md.new docs/accuracy.md
 echo "wrote docs/accuracy.md" >&2
+# The audit's error band is the leave-one-model-out p90 |error| of each mode
+# (the "mode agg" and "mode disagg" rows of the first table);
+# tests/library/invariants.rs checks that the two agree.
+python3 - docs/accuracy.md crates/moeplan/profiles/error_band.toml <<'PY'
+import re, sys
+doc, band = sys.argv[1], sys.argv[2]
+table = open(doc).read().split("### With the embedded")[0]
+def p90s(label):
+    row = next(l for l in table.splitlines() if l.startswith(f"| {label} |"))
+    cells = [c.strip() for c in row.split("|")]
+    return [float(cells[i].rstrip("%")) / 100 for i in (5, 8)]
+text = open(band).read()
+for section, label in (("aggregated", "mode agg"), ("disaggregated", "mode disagg")):
+    ttft, tpot = p90s(label)
+    text = re.sub(
+        rf"(\[{section}\]\nttft_p90 = )[0-9.]+(\ntpot_p90 = )[0-9.]+",
+        lambda m: f"{m.group(1)}{round(ttft, 6)}{m.group(2)}{round(tpot, 6)}",
+        text,
+    )
+open(band, "w").write(text)
+PY
+echo "wrote crates/moeplan/profiles/error_band.toml" >&2
