@@ -968,11 +968,11 @@ impl Model {
     /// layers' when they have their own, and each layer's own KV head count
     /// (repeats included).
     pub(crate) fn attentions(&self) -> impl Iterator<Item = Attention> + '_ {
-        let per_layer = self.layers.iter().filter_map(|l| {
-            l.mixer
-                .kv_heads()
-                .map(|kv| self.attention.with_kv_heads(kv))
-        });
+        let per_layer = self
+            .layers
+            .iter()
+            .filter(|l| l.mixer.kv_heads().is_some())
+            .filter_map(|l| self.attention_of(l.mixer));
         std::iter::once(self.attention)
             .chain(self.sliding_attention)
             .chain(per_layer)

@@ -788,48 +788,47 @@ fn as_deployed(model: &Model, layout: Layout) -> Layout {
     let heads = model.attention.n_heads() as u32;
     let world = layout.tp * layout.dp;
     if layout.ep * layout.etp == world && heads % layout.tp != 0 {
-        Layout {
-            tp: 1,
-            dp: world,
-            ep: world,
-            etp: 1,
-            ..layout
-        }
+        wide_ep(layout, world)
     } else {
         layout
     }
 }
+
+/// `layout`'s stage as `n` GPUs of wide expert parallelism: attention
+/// data-parallel over them and the experts spread over all of them.
+fn wide_ep(layout: Layout, n: u32) -> Layout {
+    Layout {
+        tp: 1,
+        dp: n,
+        ep: n,
+        etp: 1,
+        ..layout
+    }
+}
+
+/// The fewest GPUs of a decode worker that `decode_world_only` reads as wide
+/// EP: more than one NVLink node's tensor-parallel group of 8.
+const WIDE_EP_DECODE_GPUS: u32 = 16;
 
 /// The decode pool of a disaggregated row that states no worker counts: such
 /// rows (train.csv's `source_file=` rows; their ids name only the prefill
 /// pool's tp and ep) give the decode worker's GPU count N as its tp and
 /// repeat the prefill's EP degree as its own, writing `moe_tp = N / ep` to
 /// fill the split (`32/1/8/4` beside a tp 4 ep 4 prefill; `16/1/16/1`
-/// beside an ep 1 one). Only N is known. From 16 GPUs on (more than one
-/// NVLink node's tensor-parallel group of 8) such a worker is read as wide
-/// EP, the decode recipe of TensorRT-LLM (`enable_attention_dp`) and SGLang
-/// (`--enable-dp-attention`): attention DP over the N GPUs and the experts
-/// over all N (ep N, no expert TP). Below 16 the stated split is a layout
-/// an engine runs, and is kept. On train.csv's 1,132 such rows, with the
-/// serving layer unchanged, the median TPOT bias went from +182% to +18%
-/// for `32/1/8/4`, from +323% to +38% for `32/1/16/2` and from −33% to −13%
-/// for TensorRT-LLM `16/1/1/16`. A row that states its decode workers, or a
-/// split that is not the prefill's, is kept as stated.
-const WIDE_EP_DECODE_GPUS: u32 = 16;
-
-fn decode_world_only(model: &Model, prefill: &PoolRun, decode: PoolRun) -> Layout {
+/// beside an ep 1 one). Only N is known. From `WIDE_EP_DECODE_GPUS` on such
+/// a worker is read as wide EP (`wide_ep`), the decode recipe of
+/// TensorRT-LLM (`enable_attention_dp`) and SGLang (`--enable-dp-attention`);
+/// below, the stated split is a layout an engine runs, and is kept (None).
+/// On train.csv's 1,132 such rows, with the serving layer unchanged, the
+/// median TPOT bias went from +182% to +18% for `32/1/8/4`, from +323% to
+/// +38% for `32/1/16/2` and from −33% to −13% for TensorRT-LLM `16/1/1/16`.
+/// A row that states its decode workers, or a split that is not the
+/// prefill's, is kept as stated.
+fn decode_world_only(model: &Model, prefill: &PoolRun, decode: &PoolRun) -> Option<Layout> {
     let l = decode.layout;
     let copied = l.dp == 1 && l.ep == prefill.layout.ep && l.ep * l.etp == l.tp;
-    if model.moe.is_none() || decode.workers.is_some() || !copied || l.tp < WIDE_EP_DECODE_GPUS {
-        return l;
-    }
-    Layout {
-        tp: 1,
-        dp: l.tp,
-        ep: l.tp,
-        etp: 1,
-        ..l
-    }
+    let read = model.moe.is_some() && decode.workers.is_none() && copied;
+    (read && l.tp >= WIDE_EP_DECODE_GPUS).then(|| wide_ep(l, l.tp))
 }
 
 /// The fewest redundant expert slots that let every expert degree in `eps`
@@ -987,6 +986,14 @@ impl Run {
             let context = self.isl + self.osl;
             let mut engine = self.engine.config(gpu.memory);
             let mut assumed = Vec::new();
+            let mut decode = decode;
+            if let Some(l) = decode_world_only(&model, &prefill, &decode) {
+                assumed.push(format!(
+                    "decode worker stated only by its {} GPUs (its expert split repeats the prefill's ep {}, no worker counts): dp {} ep {} assumed (wide EP)",
+                    l.dp, prefill.layout.ep, l.dp, l.ep
+                ));
+                decode.layout = l;
+            }
             let mut pool = |p: PoolRun, role: &str| {
                 let mut layout = as_deployed(&model, p.layout);
                 if let Some(l) = unstated_pool(&model, &gpu, layout, &engine, context) {
@@ -1003,10 +1010,6 @@ impl Run {
                     redundant_experts: 0,
                     overlap: crate::ops::Overlap::None,
                 }
-            };
-            let decode = PoolRun {
-                layout: decode_world_only(&model, &prefill, decode),
-                ..decode
             };
             let (mut prefill, mut decode) = (pool(prefill, "prefill"), pool(decode, "decode"));
             // A run does not state its slots: both pools are read with the

@@ -209,7 +209,7 @@ fn layouts_that_cannot_have_run_are_read_as_deployed() {
 /// (`moe_tp = N / ep`). 32 GPUs (tp 32 = moe_tp 8 × ep 4 beside a tp 4 ep 4
 /// prefill) is read as wide EP: attention DP 32, ep 32; 8 GPUs (tp 8 =
 /// moe_tp 2 × ep 4) is a tensor-parallel layout an engine runs, kept as
-/// stated. The prefill pool is kept in both.
+/// stated. The prefill pool is kept in both; the reading is said.
 #[test]
 fn a_decode_pool_stated_only_by_its_gpu_count_is_read_as_wide_ep_from_16_gpus() {
     let runs = runs::read(&fixtures().join("silicon.csv")).unwrap();
@@ -222,13 +222,20 @@ fn a_decode_pool_stated_only_by_its_gpu_count_is_read_as_wide_ep_from_16_gpus() 
             .unwrap()
             .unwrap();
         let l = |p: &moeplan::layout::Layout| (p.tp, p.dp, p.ep, p.etp);
-        (l(&d.prefill.layout), l(&d.decode.layout))
+        let said = d.assumed.iter().any(|a| a.contains("wide EP"));
+        ((l(&d.prefill.layout), l(&d.decode.layout)), said)
     };
-    assert_eq!(pools("disagg-decode-world"), ((4, 1, 4, 1), (1, 32, 32, 1)));
-    assert_eq!(pools("disagg-decode-node"), ((4, 1, 4, 1), (8, 1, 4, 2)));
+    assert_eq!(
+        pools("disagg-decode-world"),
+        (((4, 1, 4, 1), (1, 32, 32, 1)), true)
+    );
+    assert_eq!(
+        pools("disagg-decode-node"),
+        (((4, 1, 4, 1), (8, 1, 4, 2)), false)
+    );
     // A row that states its decode workers keeps its split: `disagg` (8
     // workers of tp 8 ep 8).
-    assert_eq!(pools("disagg").1, (8, 1, 8, 1));
+    assert_eq!(pools("disagg").0 .1, (8, 1, 8, 1));
 }
 
 /// A run that was measured fitted in memory: where the engine's default
