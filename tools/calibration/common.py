@@ -182,9 +182,12 @@ def moe_time(c, gpu, w, T, h, inter, k, E, tp, ep):
     flop = 6.0 * h * i_local * rows
     byt = touched * 3.0 * h * i_local * DTYPE_BYTES[w] + rows * (2.0 * h + 2.0 * i_local) * 2.0
     eff = c['eff_max'] * tpe / (tpe + c['tpe_half'])
+    if c.get('width_half', 0.0) > 0:
+        eff = eff * i_local / (i_local + c['width_half'])
     t = np.maximum(flop / (peak * np.maximum(eff, 1e-6)), byt / (gpu.bw * c['mem_eff']))
     rows_pass = T * k * (h + i_local) * 2.0 / (gpu.bw * c['rows_eff'])
-    return t + rows_pass + (c['overhead_us'] + c['per_local_expert_us'] * e_local) * 1e-6
+    fixed_us = c['overhead_us'] + c['per_local_expert_us'] * e_local + c.get('width_ns', 0.0) * i_local * 1e-3
+    return t + rows_pass + fixed_us * 1e-6
 
 
 def causal_pairs(isl, window):

@@ -31,6 +31,18 @@ mod micros {
     }
 }
 
+/// Serde for `Seconds` written as nanoseconds.
+mod nanos {
+    use crate::units::Seconds;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(crate) fn serialize<S: Serializer>(t: &Seconds, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(t.us() * 1e3)
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+        f64::deserialize(d).map(|ns| Seconds::from_us(ns * 1e-3))
+    }
+}
+
 /// Serde for three `Seconds` written as microseconds.
 mod micros3 {
     use crate::units::Seconds;
@@ -94,6 +106,19 @@ pub struct MoeCurve {
     pub(crate) per_local_expert: Seconds,
     /// HBM fraction of the sort/activation/reduce pass over routed rows.
     pub(crate) rows_eff: f64,
+    /// Fixed cost per column of an expert's width on the GPU (I / etp): the
+    /// down projection reduces over it serially, a latency that few tokens
+    /// per expert do not hide (at ≤ 64 tokens vLLM's gpt-oss kernel takes
+    /// 40 µs at I/tp = 360 and 63 µs at 2880). 0 (or absent) when none.
+    #[serde(rename = "width_ns", with = "nanos", default)]
+    pub(crate) per_width: Seconds,
+    /// Expert width on the GPU (I / etp) at which the grouped GEMMs reach
+    /// half of `eff_max`: narrow experts (high expert TP) fill fewer tiles
+    /// (without it, TensorRT-LLM's FP8 MoE at ep > 1 on H100 was 30% faster
+    /// than predicted at expert TP ≥ 8 and ≥ 1k tokens). 0 (or absent): no
+    /// such loss.
+    #[serde(default)]
+    pub(crate) width_half: f64,
 }
 /// Causal prefill attention: efficiency saturates in prompt length and in
 /// the number of thread blocks `b · heads · ⌈isl/128⌉`.
@@ -360,6 +385,7 @@ impl Calibration {
             for g in c.moe_curves_mut() {
                 g.eff_max = m;
                 g.tpe_half = 0.0;
+                g.width_half = 0.0;
             }
             for a in [&mut c.attn_prefill, &mut c.mla_prefill_core] {
                 a.eff_max = m;

@@ -1445,7 +1445,9 @@ impl<'a> CostContext<'a> {
             touched * matrices * h * i_local * w.bytes()
                 + rows * (2.0 * h + inputs * i_local) * 2.0,
         );
-        let eff = curve.eff_max * saturating(1.0, tpe, curve.tpe_half);
+        let eff = curve.eff_max
+            * saturating(1.0, tpe, curve.tpe_half)
+            * saturating(1.0, i_local, curve.width_half);
         let tc = flop / (peak * eff.max(1e-6));
         let tm = bytes / (self.bw() * curve.mem_eff);
         // Rows the permutation pass covers: every routed row of the tokens
@@ -1454,7 +1456,7 @@ impl<'a> CostContext<'a> {
         // dispatched to it.
         let present = if self.moe_replicated() { t * k } else { rows };
         let rows_pass = Bytes(present * (h + i_local) * 2.0) / (self.bw() * curve.rows_eff);
-        let fixed = curve.overhead + curve.per_local_expert * e_local;
+        let fixed = curve.overhead + curve.per_local_expert * e_local + curve.per_width * i_local;
         let (time, bound) = roofline(tc, tm);
         Op {
             kind: OpKind::MoeExperts,

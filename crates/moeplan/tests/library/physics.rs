@@ -1624,3 +1624,59 @@ fn collective_efficiency_is_capped_by_the_profile() {
     assert_eq!(curve.at(16, cal.collective_eff_max).1, 0.95);
     assert!(within(curve.at(16, 1.5).1, 1.0, 1e-12));
 }
+
+/// The MoE curve's width terms, by hand for Mixtral-8x7B (I = 14336) at
+/// expert TP 2, where one GPU's experts are 7168 wide:
+/// - `width_ns = 10` adds 10 ns × 7168 = 71.68 µs of fixed cost per layer,
+///   whatever the tokens;
+/// - `width_half = 7168` halves the compute efficiency (7168 / (7168 +
+///   7168)), so at 16384 tokens, compute bound, the kernel time less its
+///   fixed cost doubles (the rows pass, at `rows_eff` 1e9, is below 1e-12 s).
+#[test]
+fn moe_width_terms_follow_the_hand_derivation() {
+    use moeplan::calibration::MoeCurve;
+    use moeplan::ops::{Bound, OpKind};
+    let m = model("mixtral-8x7b");
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let cal = moeplan::profile::resolve(&gpu, moeplan::engine::Engine::Vllm).kernels;
+    let curve = |extra: &str| -> MoeCurve {
+        toml::from_str(&format!(
+            "eff_max = 0.5\ntpe_half = 0.0\nmem_eff = 0.8\noverhead_us = 20.0\n\
+             per_local_expert_us = 0.0\nrows_eff = 1e9\n{extra}"
+        ))
+        .expect("a MoE curve")
+    };
+    let layout = Layout {
+        tp: 2,
+        etp: 2,
+        ..Layout::default()
+    };
+    let experts = |c: MoeCurve, tokens: f64| {
+        let mut cal = cal.clone();
+        cal.moe_bf16 = c;
+        let ctx = CostContext::new(&m, &gpu, layout, 0, 0.0, &cal);
+        let mut ops = Vec::new();
+        ctx.moe_ops(1, tokens, &mut ops);
+        ops.into_iter()
+            .find(|o| o.kind == OpKind::MoeExperts)
+            .expect("a routed-experts op")
+    };
+    let (plain, wide) = (
+        experts(curve(""), 4.0),
+        experts(curve("width_ns = 10.0"), 4.0),
+    );
+    assert!(within((wide.time - plain.time).value(), 71.68e-6, 1e-9));
+    assert!(within(
+        (wide.overhead - plain.overhead).value(),
+        71.68e-6,
+        1e-9
+    ));
+    let plain = experts(curve(""), 16384.0);
+    let narrow = experts(curve("width_half = 7168.0"), 16384.0);
+    assert_eq!(
+        (plain.bound, narrow.bound),
+        (Bound::Compute, Bound::Compute)
+    );
+    let kernel = (plain.time - plain.overhead).value();
+    assert!(within((narrow.time - plain.time).value(), kernel, 1e-6));
+}
