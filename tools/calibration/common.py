@@ -186,7 +186,7 @@ def moe_time(c, gpu, w, T, h, inter, k, E, tp, ep):
         eff = eff * i_local / (i_local + c['width_half'])
     t = np.maximum(flop / (peak * np.maximum(eff, 1e-6)), byt / (gpu.bw * c['mem_eff']))
     rows_pass = T * k * (h + i_local) * 2.0 / (gpu.bw * c['rows_eff'])
-    fixed_us = c['overhead_us'] + c['per_local_expert_us'] * e_local + c.get('width_ns', 0.0) * i_local * 1e-3
+    fixed_us = c['overhead_us'] + c['per_local_expert_us'] * e_local + c.get('width_us', 0.0) * i_local
     return t + rows_pass + fixed_us * 1e-6
 
 

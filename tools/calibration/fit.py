@@ -289,7 +289,7 @@ def moe_families(gpu, mo):
             return moe_time(c, gpu, w, *cols)
         params = [('eff_max', 0.4, 0.01, 1.0), ('tpe_half', 2, 0.01, 1e4), ('mem_eff', 0.7, 0.02, 1.0),
                   ('overhead_us', 30, 0.1, 2000), ('per_local_expert_us', 0.1, 1e-6, 50), ('rows_eff', 0.5, 0.003, 100),
-                  ('width_ns', 2, 1e-4, 100), ('width_half', 50, 1e-2, 1e5)]
+                  ('width_us', 0.002, 1e-7, 0.1), ('width_half', 50, 1e-2, 1e5)]
         out[fam] = Family(fam, 'moe.csv', ks, x, meas, pred, params, what + ('; ' if what else '') + 'balanced routing')
     return out
 

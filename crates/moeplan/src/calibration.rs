@@ -31,18 +31,6 @@ mod micros {
     }
 }
 
-/// Serde for `Seconds` written as nanoseconds.
-mod nanos {
-    use crate::units::Seconds;
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub(crate) fn serialize<S: Serializer>(t: &Seconds, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(t.us() * 1e3)
-    }
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
-        f64::deserialize(d).map(|ns| Seconds::from_us(ns * 1e-3))
-    }
-}
-
 /// Serde for three `Seconds` written as microseconds.
 mod micros3 {
     use crate::units::Seconds;
@@ -110,7 +98,7 @@ pub struct MoeCurve {
     /// down projection reduces over it serially, a latency that few tokens
     /// per expert do not hide (at ≤ 64 tokens vLLM's gpt-oss kernel takes
     /// 40 µs at I/tp = 360 and 63 µs at 2880). 0 (or absent) when none.
-    #[serde(rename = "width_ns", with = "nanos", default)]
+    #[serde(rename = "width_us", with = "micros", default)]
     pub(crate) per_width: Seconds,
     /// Expert width on the GPU (I / etp) at which the grouped GEMMs reach
     /// half of `eff_max`: narrow experts (high expert TP) fill fewer tiles

@@ -1627,7 +1627,7 @@ fn collective_efficiency_is_capped_by_the_profile() {
 
 /// The MoE curve's width terms, by hand for Mixtral-8x7B (I = 14336) at
 /// expert TP 2, where one GPU's experts are 7168 wide:
-/// - `width_ns = 10` adds 10 ns × 7168 = 71.68 µs of fixed cost per layer,
+/// - `width_us = 0.01` adds 10 ns × 7168 = 71.68 µs of fixed cost per layer,
 ///   whatever the tokens;
 /// - `width_half = 7168` halves the compute efficiency (7168 / (7168 +
 ///   7168)), so at 16384 tokens, compute bound, the kernel time less its
@@ -1663,7 +1663,7 @@ fn moe_width_terms_follow_the_hand_derivation() {
     };
     let (plain, wide) = (
         experts(curve(""), 4.0),
-        experts(curve("width_ns = 10.0"), 4.0),
+        experts(curve("width_us = 0.01"), 4.0),
     );
     assert!(within((wide.time - plain.time).value(), 71.68e-6, 1e-9));
     assert!(within(
