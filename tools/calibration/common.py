@@ -171,13 +171,15 @@ def bmm_time(c, gpu, heads, m, n, k, overhead=True):
 
 def moe_time(c, gpu, w, T, h, inter, k, E, tp, ep):
     """CostContext::moe_ops_with, `moe_experts` op, for one GPU of a TP group of
-    ep·tp GPUs holding E/ep experts at inter/tp width, tokens replicated."""
+    ep·tp GPUs holding E/ep experts at inter/tp width, tokens replicated, under
+    the tables' balanced routing (`Routing::Balanced`: the T·k routed rows pick
+    min(E, T·k) distinct experts; served tokens route at random)."""
     prec, peak = moe_precision(gpu, w)
     T = np.asarray(T, float)
     e_local = E / ep
     i_local = inter / tp
     rows = T * k / ep
-    touched = e_local * (1.0 - (1.0 - 1.0 / E) ** (T * k))
+    touched = e_local * np.minimum(1.0, T * k / E)
     tpe = T * k / E
     flop = 6.0 * h * i_local * rows
     byt = touched * 3.0 * h * i_local * DTYPE_BYTES[w] + rows * (2.0 * h + 2.0 * i_local) * 2.0

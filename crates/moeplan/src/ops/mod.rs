@@ -397,7 +397,34 @@ pub struct CostContext<'a> {
     pub load_imbalance: f64,
     /// The curves in use (calibrated, or flat).
     pub cal: &'a Calibration,
+    /// How tokens pick their experts (`Routing::Random` unless set).
+    pub routing: Routing,
     stages: Vec<Vec<(Layer, u32)>>,
+}
+
+/// How a step's tokens are spread over the routed experts, which sets how
+/// many distinct experts' weights a small step reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// Each of the `T·k` routed rows picks an expert independently and
+    /// uniformly: `E·(1 − (1 − 1/E)^(T·k))` distinct experts on average (a
+    /// served model's tokens).
+    Random,
+    /// Rows spread as evenly as possible, no expert picked twice until every
+    /// one is (the kernel tables' `balanced` distribution): `min(E, T·k)`
+    /// distinct experts.
+    Balanced,
+}
+
+impl Routing {
+    /// Of `local` experts on a GPU (of `experts` in all), those that `rows`
+    /// routed rows touch.
+    pub fn touched(self, local: f64, experts: f64, rows: f64) -> f64 {
+        match self {
+            Routing::Random => local * (1.0 - (1.0 - 1.0 / experts).powf(rows)),
+            Routing::Balanced => local * (rows / experts).min(1.0),
+        }
+    }
 }
 
 impl<'a> CostContext<'a> {
@@ -425,6 +452,7 @@ impl<'a> CostContext<'a> {
             })
             .collect();
         CostContext {
+            routing: Routing::Random,
             model,
             gpu,
             layout,
@@ -1437,7 +1465,7 @@ impl<'a> CostContext<'a> {
         let w = m.dtypes.experts;
         let (precision, peak) = self.moe_precision(w);
         let curve: &MoeCurve = self.moe_curve(w, precision);
-        let touched = e_local * (1.0 - (1.0 - 1.0 / e).powf(group_tokens * k));
+        let touched = self.routing.touched(e_local, e, group_tokens * k);
         let tpe = group_tokens * k / e;
         let (matrices, inputs) = (m.gating.matrices(), m.gating.input_matrices());
         let flop = Flop(2.0 * matrices * h * i_local * rows);

@@ -18,7 +18,7 @@ use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::Layout;
 use moeplan::model::{Attention, Mixer, Model, OutputGate, Values};
-use moeplan::ops::{CostContext, FixedCost, Op, OpKind, StepShape};
+use moeplan::ops::{CostContext, FixedCost, Op, OpKind, Routing, StepShape};
 use moeplan::profile::Profile;
 use moeplan::units::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -374,12 +374,16 @@ fn moe(c: &mut Ctx) {
             etp,
             ..Layout::default()
         };
-        let ctx = CostContext::new(&model, c.gpu, layout, 0, 0.0, &cal);
+        let dist = r.s("distribution");
+        let mut ctx = CostContext::new(&model, c.gpu, layout, 0, 0.0, &cal);
+        // The tables' balanced rows touch min(E, T·k) distinct experts.
+        if dist == "balanced" {
+            ctx.routing = Routing::Balanced;
+        }
         let mut ops = Vec::new();
         ctx.moe_ops(1, r.f("num_tokens"), &mut ops);
         let pred = named(&ops, "moe_experts").time.value();
         let meas = r.f("latency") * 1e-3;
-        let dist = r.s("distribution");
         if dist == "balanced" {
             c.add(family, pred, meas);
             if r.f("num_tokens") >= 1024.0 {

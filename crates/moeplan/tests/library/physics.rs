@@ -1680,3 +1680,44 @@ fn moe_width_terms_follow_the_hand_derivation() {
     let kernel = (plain.time - plain.overhead).value();
     assert!(within((narrow.time - plain.time).value(), kernel, 1e-6));
 }
+
+/// Distinct experts a small step reads, by routing. Mixtral-8x7B (E = 8,
+/// k = 2, h = 4096, I = 14336, BF16) on one GPU, 2 tokens: 4 routed rows.
+/// Balanced (the kernel tables): min(8, 4) = 4 experts; random (served
+/// tokens): 8·(1 − (7/8)^4) = 3.3105 experts. Each expert is 3·4096·14336
+/// weights of 2 bytes = 352,321,536 bytes, and nothing else in the op's
+/// bytes depends on the routing: the balanced op reads (4 − 3.3105) experts
+/// more, 242.9 MB.
+#[test]
+fn routing_sets_the_experts_a_small_step_reads() {
+    use moeplan::ops::{OpKind, Routing};
+    let m = model("mixtral-8x7b");
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let cal = moeplan::profile::resolve(&gpu, moeplan::engine::Engine::Vllm).kernels;
+    let bytes = |routing: Routing| {
+        let mut ctx = CostContext::new(&m, &gpu, Layout::default(), 0, 0.0, &cal);
+        ctx.routing = routing;
+        let mut ops = Vec::new();
+        ctx.moe_ops(1, 2.0, &mut ops);
+        ops.into_iter()
+            .find(|o| o.kind == OpKind::MoeExperts)
+            .expect("a routed-experts op")
+            .bytes
+            .value()
+    };
+    let expert = 3.0 * 4096.0 * 14336.0 * 2.0;
+    let random = 8.0 * (1.0 - (7.0f64 / 8.0).powi(4));
+    assert!(within(
+        bytes(Routing::Balanced) - bytes(Routing::Random),
+        (4.0 - random) * expert,
+        1e-9
+    ));
+    assert!(within(Routing::Balanced.touched(8.0, 8.0, 4.0), 4.0, 1e-12));
+    assert!(within(Routing::Random.touched(8.0, 8.0, 4.0), 3.3105, 1e-4));
+    // Past E rows both read every expert (balanced exactly, random nearly).
+    assert!(within(
+        Routing::Balanced.touched(8.0, 8.0, 64.0),
+        8.0,
+        1e-12
+    ));
+}
