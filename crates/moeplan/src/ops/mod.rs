@@ -421,10 +421,17 @@ impl Routing {
     /// routed rows touch.
     pub fn touched(self, local: f64, experts: f64, rows: f64) -> f64 {
         match self {
-            Routing::Random => local * (1.0 - (1.0 - 1.0 / experts).powf(rows)),
+            Routing::Random => local * expected_distinct(experts, rows) / experts,
             Routing::Balanced => local * (rows / experts).min(1.0),
         }
     }
+}
+
+/// Distinct bins that `draws` independent uniform draws over `bins` hit on
+/// average: `bins·(1 − (1 − 1/bins)^draws)` (experts a step's routed rows
+/// touch, nodes a token's experts reach).
+fn expected_distinct(bins: f64, draws: f64) -> f64 {
+    bins * (1.0 - (1.0 - 1.0 / bins).powf(draws))
 }
 
 impl<'a> CostContext<'a> {
@@ -1594,7 +1601,7 @@ impl<'a> CostContext<'a> {
         // experts drawn over N nodes a token reaches N(1 − (1 − 1/N)^k)
         // distinct nodes, of which (N − 1)/N are remote on average.
         let nodes = (group as f64 / node as f64).ceil();
-        let reached = nodes * (1.0 - (1.0 - 1.0 / nodes).powf(k));
+        let reached = expected_distinct(nodes, k);
         let remote = reached * (nodes - 1.0) / nodes;
         let fp8 = matches!(
             self.moe_precision(self.model.dtypes.experts).0,
