@@ -46,8 +46,11 @@ What is fitted, and to what:
 - the serving layer of each engine (`crates/moeplan/profiles/serving.toml`:
   per-step and per-request overheads, how the benchmark's first round and
   arrivals fall, a prefill and a decode time scale, the CUDA-graph share of
-  fixed costs), to these runs, aggregated and disaggregated separately:
-  7 numbers per engine and mode.
+  fixed costs), to these runs: aggregated runs of each benchmark client
+  apart (fixed lengths: AIConfigurator's gap-analysis harness; InferenceMAX,
+  whose client draws lengths in [0.8, 1] × isl/osl, known by the workflow
+  markers of its provenance), disaggregated runs together: 7 numbers per
+  engine, client and mode.
 
 The first table is the one to read: each model's runs predicted by a serving
 layer fitted without any of that model's runs (leave one model out). The

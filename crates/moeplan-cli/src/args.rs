@@ -106,7 +106,10 @@ pub enum Command {
     /// --save-result` JSON, SGLang `bench_serving` JSON lines) with a
     /// `<file>.moeplan.toml` sidecar saying how the server was deployed
     /// (`model`, `gpu`, optional `engine`, `engine_version`, `weight_dtype`,
-    /// `tp`, `pp`, `dp`, `ep`, `etp`). Each stack starts from the
+    /// `tp`, `pp`, `dp`, `ep`, `etp`, `client`). A run's benchmark client
+    /// (a CSV's `client` column, a silicon row's provenance) picks the
+    /// built-in serving layer its stack starts from: fixed lengths or
+    /// InferenceMAX's. Each stack starts from the
     /// built-in profile and lets move only what its runs can pin down; runs
     /// that contradict the physics are left out, each named. A row moeplan
     /// cannot estimate (an unknown GPU or model, a layout invalid for its
@@ -250,6 +253,9 @@ pub struct DeploymentArgs {
     /// Share of prompt tokens served from the prefix cache, 0 to 0.99 (e.g. 0.56): prefill computes only the rest, attending the whole context; decode and KV memory unchanged.
     #[arg(long)]
     pub cache_hit_rate: Option<f64>,
+    /// The benchmark client whose measurements to predict: fixed (every request exactly --isl/--osl tokens: `vllm bench serve`, SGLang `bench_serving` as `moeplan launch` writes them, AIConfigurator's harness) or inferencemax (InferenceMAX's client: lengths drawn in [0.8, 1] × --isl/--osl, so a prefill-first engine's arrivals spread out); each has its own fitted serving layer. Default: the plan's or scenario's `workload.client`, else fixed.
+    #[arg(long, value_parser = choice(&moeplan::serving::Client::ALL, moeplan::serving::Client::name))]
+    pub client: Option<moeplan::serving::Client>,
     /// Pipeline stages (default 1).
     #[arg(long)]
     pub pp: Option<u32>,
@@ -430,6 +436,9 @@ pub struct PlanArgs {
     /// Share of prompt tokens served from the prefix cache, 0 to 0.99 (over the scenario's `workload.cache_hit_rate`).
     #[arg(long)]
     pub cache_hit_rate: Option<f64>,
+    /// The benchmark client whose measurements to predict: fixed or inferencemax (over the scenario's `workload.client`; see `moeplan estimate --help`).
+    #[arg(long, value_parser = choice(&moeplan::serving::Client::ALL, moeplan::serving::Client::name))]
+    pub client: Option<moeplan::serving::Client>,
     /// TTFT limit in milliseconds.
     #[arg(long)]
     pub ttft_ms: Option<f64>,

@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
             osl: moeplan::units::Tokens::new(2000),
             concurrency: 8192,
             cache_hit_rate: moeplan::units::Fraction::ZERO,
+            client: moeplan::serving::Client::Fixed,
         },
         engine: EngineConfig::default(),
         redundant_experts: 0,

@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
             osl: moeplan::units::Tokens::new(2000),
             concurrency: 1024,
             cache_hit_rate: moeplan::units::Fraction::ZERO,
+            client: moeplan::serving::Client::Fixed,
         },
         engine: engine.config(gpu.memory),
         redundant_experts: 0,

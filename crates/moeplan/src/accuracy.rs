@@ -14,7 +14,7 @@ use crate::fit::{self, Fitted, Sample};
 use crate::memory::Engine;
 use crate::runs::{Run, RunDeployment};
 use crate::serving::disagg::estimate_disaggregated;
-use crate::serving::estimate_summary;
+use crate::serving::{estimate_summary, Client};
 use crate::units::Seconds;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -124,15 +124,15 @@ pub fn evaluate_with(runs: &[Run], predictor: Predictor) -> Vec<Outcome> {
 /// A run as the benchmark drove it, simulated step by step: `concurrency`
 /// clients (per replica when aggregated, on the whole deployment when
 /// disaggregated) for as many rounds as the engine's fitted serving layer
-/// says the benchmark runs (at least 2), fixed lengths.
+/// says the benchmark runs (at least 2), with the lengths its client draws.
 pub fn simulate(run: &Run) -> Result<Predicted, String> {
     // The run's lengths, its concurrency as clients, the serving layer's rounds.
     let closed = |inp_workload: crate::serving::Workload, rounds: f64| {
         let clients = inp_workload.concurrency.max(1);
         crate::simulate::Traffic {
             arrivals: crate::simulate::Arrivals::Closed { clients },
-            isl: crate::simulate::Lengths::Fixed(inp_workload.isl.get()),
-            osl: crate::simulate::Lengths::Fixed(inp_workload.osl.get()),
+            isl: client_lengths(run.client, inp_workload.isl.get()),
+            osl: client_lengths(run.client, inp_workload.osl.get()),
             requests: clients * rounds.round().max(2.0) as u64,
             duration: None,
             seed: 1,
@@ -179,6 +179,15 @@ pub fn simulate(run: &Run) -> Result<Predicted, String> {
         ttft: Seconds::new(r.ttft_ms.mean / 1000.0),
         tpot: Seconds::new(r.tpot_ms.mean / 1000.0),
     })
+}
+
+/// The lengths `client` draws for a stated length of `tokens`.
+fn client_lengths(client: Client, tokens: u64) -> crate::simulate::Lengths {
+    match client {
+        Client::Fixed => crate::simulate::Lengths::Fixed(tokens),
+        // `--random-range-ratio 0.8`: uniform in [0.8 · tokens, tokens].
+        Client::InferenceMax => crate::simulate::Lengths::Uniform((tokens * 4).div_ceil(5), tokens),
+    }
 }
 
 /// Median and 90th percentile of |error|, and the median signed error.
@@ -267,7 +276,8 @@ pub(crate) fn is_aggregated(r: &Run) -> bool {
     matches!(r.deployment, RunDeployment::Aggregated { .. })
 }
 
-/// The standard report: the headline slices, then by mode, engine, GPU and model.
+/// The standard report: the headline slices, then by mode, benchmark
+/// client, engine, GPU and model.
 pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
     let hopper = |r: &Run| r.gpu == "h100-sxm" || r.gpu == "h200-sxm";
     let blackwell = |r: &Run| r.gpu == "b200" || r.gpu == "gb200";
@@ -286,6 +296,7 @@ pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
         let mode = if is_aggregated(r) { "agg" } else { "disagg" };
         for k in [
             ("mode", mode.to_string()),
+            ("client", r.client.name().to_string()),
             ("engine", r.engine.name().to_string()),
             ("gpu", r.gpu.clone()),
             ("model", r.model.clone()),
@@ -297,7 +308,7 @@ pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
         }
     }
     let order = |k: &str| {
-        ["mode", "engine", "gpu", "model"]
+        ["mode", "client", "engine", "gpu", "model"]
             .iter()
             .position(|x| *x == k)
     };
@@ -308,6 +319,7 @@ pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
             let mode = if is_aggregated(r) { "agg" } else { "disagg" };
             match kind.as_str() {
                 "mode" => mode == value,
+                "client" => r.client.name() == value,
                 "engine" => r.engine.name() == value,
                 "gpu" => r.gpu == value,
                 _ => r.model == value,
@@ -345,60 +357,108 @@ pub(crate) fn fit_engines(
         .collect()
 }
 
-/// Each engine's serving layer fitted to the answered runs (aggregated and
-/// disaggregated apart), from the defaults: what `profiles/serving.toml`
-/// holds when `runs` are `train.csv` (`names` names the files).
+/// Each engine's serving layers fitted to the answered runs, from the
+/// defaults: the aggregated one of each benchmark client apart (the first
+/// of `Client::ALL` is the table's own), the disaggregated one over every
+/// client. What `profiles/serving.toml` holds when `runs` are `train.csv`
+/// (`names` names the files).
 pub fn serving_table(
     runs: &[Run],
     outcomes: &[Outcome],
     samples: &[Option<Sample>],
     names: &str,
 ) -> std::collections::BTreeMap<String, crate::profile::EngineServing> {
+    let fits = layers(runs, outcomes, samples, |_| true);
+    let fit = |f: &Fitted, kind: &str, engine: Engine| crate::profile::ServingFit {
+        source: format!(
+            "fitted to the {} answered {kind} {} runs of {names}",
+            f.runs,
+            engine.name()
+        ),
+        runs: f.runs,
+        loss_before: f.loss_before,
+        loss_after: f.loss_after,
+        params: f.params,
+    };
     let mut table = std::collections::BTreeMap::new();
-    let dis = fit_engines(
-        runs,
-        outcomes,
-        samples,
-        |r| !is_aggregated(r),
-        |_| crate::calibration::ServingParams::default(),
-    );
-    // Fitted from the defaults, not from the embedded file: regenerating
-    // gives the same file.
-    for (engine, f) in fit_engines(runs, outcomes, samples, is_aggregated, |_| {
-        crate::calibration::ServingParams::default()
-    }) {
-        let d = dis.iter().find(|(e, _)| *e == engine).map(|x| &x.1);
+    for (engine, l) in fits {
+        let own = fit(&l.fixed, "aggregated fixed-length", engine);
         table.insert(
             engine.name().to_string(),
             crate::profile::EngineServing {
-                source: format!(
-                    "fitted to the {} answered aggregated {} runs of {}",
-                    f.runs,
-                    engine.name(),
-                    names
-                ),
-                runs: f.runs,
-                loss_before: f.loss_before,
-                loss_after: f.loss_after,
-                params: f.params,
-                disaggregated: d
-                    .filter(|d| d.runs > 0)
-                    .map(|d| crate::profile::ServingFit {
-                        source: format!(
-                            "fitted to the {} answered disaggregated {} runs of {}",
-                            d.runs,
-                            engine.name(),
-                            names
-                        ),
-                        runs: d.runs,
-                        loss_before: d.loss_before,
-                        loss_after: d.loss_after,
-                        params: d.params,
-                    }),
+                source: own.source,
+                runs: own.runs,
+                loss_before: own.loss_before,
+                loss_after: own.loss_after,
+                params: own.params,
+                inferencemax: (l.inferencemax.runs > 0)
+                    .then(|| fit(&l.inferencemax, "aggregated InferenceMAX", engine)),
+                disaggregated: (l.disaggregated.runs > 0)
+                    .then(|| fit(&l.disaggregated, "disaggregated", engine)),
             },
         );
     }
     table
+}
+
+/// One engine's fitted serving layers.
+pub(crate) struct Layers {
+    /// Aggregated, fixed-length client.
+    fixed: Fitted,
+    /// Aggregated, InferenceMAX's client.
+    inferencemax: Fitted,
+    /// Disaggregated, every client.
+    disaggregated: Fitted,
+}
+
+impl Layers {
+    /// The layer that predicts `run`.
+    fn of(&self, run: &Run) -> &Fitted {
+        match (is_aggregated(run), run.client) {
+            (false, _) => &self.disaggregated,
+            (true, Client::Fixed) => &self.fixed,
+            (true, Client::InferenceMax) => &self.inferencemax,
+        }
+    }
+}
+
+/// Every engine's serving layers fitted from the defaults to the answered
+/// runs that `members` keeps.
+fn layers(
+    runs: &[Run],
+    outcomes: &[Outcome],
+    samples: &[Option<Sample>],
+    members: impl Fn(&Run) -> bool + Sync,
+) -> Vec<(Engine, Layers)> {
+    let fitted = |keep: &(dyn Fn(&Run) -> bool + Sync)| {
+        fit_engines(
+            runs,
+            outcomes,
+            samples,
+            |r| members(r) && keep(r),
+            |_| ServingParams::default(),
+        )
+    };
+    let fixed = fitted(&|r| is_aggregated(r) && r.client == Client::Fixed);
+    let imax = fitted(&|r| is_aggregated(r) && r.client == Client::InferenceMax);
+    let dis = fitted(&|r| !is_aggregated(r));
+    fixed
+        .into_iter()
+        .zip(imax)
+        .zip(dis)
+        .map(
+            |(((engine, fixed), (_, inferencemax)), (_, disaggregated))| {
+                (
+                    engine,
+                    Layers {
+                        fixed,
+                        inferencemax,
+                        disaggregated,
+                    },
+                )
+            },
+        )
+        .collect()
 }
 
 /// Leave-one-model-out cross-validation: for each model, every engine's
@@ -413,26 +473,9 @@ pub fn cross_validate(
     let mut models: Vec<&str> = runs.iter().map(|r| r.model.as_str()).collect();
     models.sort_unstable();
     models.dedup();
-    type Fits = Vec<(Engine, Fitted)>;
-    let fits: Vec<(&str, Fits, Fits)> = models
+    let fits: Vec<(&str, Vec<(Engine, Layers)>)> = models
         .iter()
-        .map(|m| {
-            let agg = fit_engines(
-                runs,
-                outcomes,
-                samples,
-                |r| r.model != *m && is_aggregated(r),
-                |_| ServingParams::default(),
-            );
-            let dis = fit_engines(
-                runs,
-                outcomes,
-                samples,
-                |r| r.model != *m && !is_aggregated(r),
-                |_| ServingParams::default(),
-            );
-            (*m, agg, dis)
-        })
+        .map(|m| (*m, layers(runs, outcomes, samples, |r| r.model != *m)))
         .collect();
     outcomes
         .iter()
@@ -440,16 +483,13 @@ pub fn cross_validate(
             let run = &runs[o.run];
             let predicted = match (&o.predicted, &samples[o.run]) {
                 (Ok(_), Some(s)) => {
-                    let (_, agg, dis) = fits
-                        .iter()
-                        .find(|(m, _, _)| *m == run.model)
-                        .expect("listed");
-                    let per_engine = if is_aggregated(run) { agg } else { dis };
-                    let (_, f) = per_engine
+                    let (_, per_engine) =
+                        fits.iter().find(|(m, _)| *m == run.model).expect("listed");
+                    let (_, l) = per_engine
                         .iter()
                         .find(|(e, _)| *e == run.engine)
                         .expect("measured engine");
-                    let (ttft, tpot) = s.predict(&f.params);
+                    let (ttft, tpot) = s.predict(&l.of(run).params);
                     Ok(Predicted { ttft, tpot })
                 }
                 (p, _) => p.clone(),

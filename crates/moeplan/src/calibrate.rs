@@ -20,7 +20,7 @@ use crate::engine::Engine;
 use crate::fit::{self, Sample};
 use crate::profile::{self, MovedParam, UserFit, UserProfile, UserStack};
 use crate::runs::{Run, RunDeployment};
-use crate::serving::estimate_summary;
+use crate::serving::{estimate_summary, Client};
 use crate::units::{Bytes, Seconds};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -131,7 +131,7 @@ pub fn suspects(runs: &[Run]) -> Vec<Suspect> {
 }
 
 /// Runs grouped by (stack, engine, mode), each with its configuration.
-type Configured<'a> = BTreeMap<(String, Engine, Mode), Vec<(String, &'a Sample)>>;
+type Configured<'a> = BTreeMap<(String, Engine, Mode, Client), Vec<(String, &'a Sample)>>;
 
 /// The mode of a run, for grouping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -147,11 +147,12 @@ fn mode(r: &Run) -> Mode {
     }
 }
 
-/// The built-in serving layer a fit of `engine`'s runs in `mode` starts from.
-fn built_in(engine: Engine, mode: Mode) -> ServingParams {
+/// The built-in serving layer a fit of `engine`'s runs in `mode`, measured
+/// by `client`, starts from.
+fn built_in(engine: Engine, mode: Mode, client: Client) -> ServingParams {
     let table = profile::serving_table().get(engine.name());
     match mode {
-        Mode::Aggregated => table.map(|s| s.params),
+        Mode::Aggregated => Some(profile::serving_params(engine, client)),
         Mode::Disaggregated => table
             .and_then(|s| s.disaggregated.as_ref())
             .map(|d| d.params)
@@ -202,19 +203,21 @@ pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams) -> UserFit {
 }
 
 /// The runs of each stack and mode that are fitted: answered, not suspect.
+/// Each group's client is its first run's (a stack's runs come from one client).
 fn groups<'a>(
     runs: &'a [Run],
     samples: &'a [Option<Sample>],
     suspect: &[Suspect],
-) -> BTreeMap<(String, Engine, Mode), Vec<&'a Sample>> {
-    let mut g: BTreeMap<(String, Engine, Mode), Vec<&Sample>> = BTreeMap::new();
+) -> BTreeMap<(String, Engine, Mode), (Client, Vec<&'a Sample>)> {
+    let mut g: BTreeMap<(String, Engine, Mode), (Client, Vec<&Sample>)> = BTreeMap::new();
     for (i, (r, s)) in runs.iter().zip(samples).enumerate() {
         let Some(s) = s else { continue };
         if suspect.iter().any(|x| x.run == i) {
             continue;
         }
         g.entry((r.gpu.clone(), r.engine, mode(r)))
-            .or_default()
+            .or_insert_with(|| (r.client, Vec::new()))
+            .1
             .push(s);
     }
     g
@@ -222,13 +225,21 @@ fn groups<'a>(
 
 /// Where a group's fit starts: the stack's layer in `base` (an earlier
 /// profile, to recalibrate), else the built-in one.
-fn start(base: Option<&UserProfile>, gpu: &str, engine: Engine, mode: Mode) -> ServingParams {
-    let stack = base.and_then(|b| b.stack.iter().find(|s| s.gpu == gpu && s.engine == engine));
+fn start(
+    base: Option<&UserProfile>,
+    (gpu, engine, mode): &(String, Engine, Mode),
+    client: Client,
+) -> ServingParams {
+    let stack = base.and_then(|b| {
+        b.stack
+            .iter()
+            .find(|s| s.gpu == *gpu && s.engine == *engine)
+    });
     let fit = stack.and_then(|s| match mode {
         Mode::Aggregated => s.aggregated.as_ref(),
         Mode::Disaggregated => s.disaggregated.as_ref(),
     });
-    fit.map_or_else(|| built_in(engine, mode), |f| f.params)
+    fit.map_or_else(|| built_in(*engine, *mode, client), |f| f.params)
 }
 
 /// moeplan's built-in serving layer fitted to `runs` (`calibrate
@@ -258,7 +269,7 @@ pub fn recalibrate(runs: &[Run], source: &str, base: Option<&UserProfile>) -> Us
     let groups = groups(runs, &samples, &suspect);
     let fits: Vec<((String, Engine, Mode), UserFit)> = groups
         .par_iter()
-        .map(|(k, v)| (k.clone(), fit_group(v, &start(base, &k.0, k.1, k.2))))
+        .map(|(k, (client, v))| (k.clone(), fit_group(v, &start(base, k, *client))))
         .collect();
     let mut stacks: Vec<UserStack> = Vec::new();
     for ((gpu, engine, m), f) in fits {
@@ -390,7 +401,7 @@ pub fn validate(runs: &[Run]) -> Vec<Validation> {
             continue;
         }
         let stack = format!("{} {} {}", r.model, r.gpu, r.engine_version);
-        by.entry((stack, r.engine, mode(r)))
+        by.entry((stack, r.engine, mode(r), r.client))
             .or_default()
             .push((configuration(r), s));
     }
@@ -409,7 +420,7 @@ pub fn validate(runs: &[Run]) -> Vec<Validation> {
 
 /// One stack's split: None when it has fewer than two configurations.
 fn split_and_fit(
-    k: &(String, Engine, Mode),
+    k: &(String, Engine, Mode, Client),
     v: &[(String, &Sample)],
 ) -> Option<(Validation, Vec<[f64; 4]>)> {
     let mut configs: Vec<&str> = v.iter().map(|(c, _)| c.as_str()).collect();
@@ -434,7 +445,7 @@ fn split_and_fit(
         .filter(|(c, _)| !fit_half(c))
         .map(|(_, s)| *s)
         .collect();
-    let start = built_in(k.1, k.2);
+    let start = built_in(k.1, k.2, k.3);
     let fitted = fit_group(&train, &start).params;
     let abs = |s: &Sample, sv: &ServingParams| {
         let (t, p) = s.predict(sv);
@@ -452,7 +463,11 @@ fn split_and_fit(
         Mode::Aggregated => "aggregated",
         Mode::Disaggregated => "disaggregated",
     };
-    let stack = format!("{} {} {mode}", k.0, k.1.name());
+    let client = match k.3 {
+        Client::Fixed => String::new(),
+        c => format!(" ({})", c.name()),
+    };
+    let stack = format!("{} {} {mode}{client}", k.0, k.1.name());
     Some((Validation::of(stack, train.len(), &errors), errors))
 }
 
@@ -482,12 +497,12 @@ pub fn explain(runs: &[Run], profile: &UserProfile, base: Option<&UserProfile>) 
         .enumerate()
         .filter_map(|(i, (r, s))| {
             let s = s.as_ref()?;
-            let m = mode(r);
-            let fitted = start(Some(profile), &r.gpu, r.engine, m);
+            let key = (r.gpu.clone(), r.engine, mode(r));
+            let fitted = start(Some(profile), &key, r.client);
             Some(RunFit {
                 run: format!("{}:{}", r.file, r.line),
                 measured: (r.ttft, r.tpot),
-                before: s.predict(&start(base, &r.gpu, r.engine, m)),
+                before: s.predict(&start(base, &key, r.client)),
                 after: s.predict(&fitted),
                 suspect: suspect.iter().any(|x| x.run == i),
             })

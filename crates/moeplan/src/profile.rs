@@ -19,6 +19,7 @@ use crate::calibration::{Calibration, ServingParams};
 use crate::dtype::Precision;
 use crate::hardware::Gpu;
 use crate::memory::Engine;
+use crate::serving::Client;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -131,6 +132,10 @@ pub struct EngineServing {
     pub(crate) loss_after: f64,
     /// The parameters.
     pub params: ServingParams,
+    /// The aggregated serving layer fitted to InferenceMAX's runs (the
+    /// table's own is fitted to fixed-length runs), where there are some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inferencemax: Option<ServingFit>,
     /// The serving layer fitted to disaggregated runs, where there are some.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disaggregated: Option<ServingFit>,
@@ -160,13 +165,17 @@ pub fn serving_table() -> &'static BTreeMap<String, EngineServing> {
     })
 }
 
-/// The serving layer of `engine` (the kernels alone for `Engine::Neutral`
-/// or an engine not fitted).
-pub fn serving_params(engine: Engine) -> ServingParams {
-    serving_table()
-        .get(engine.name())
-        .map(|s| s.params)
-        .unwrap_or_default()
+/// The aggregated serving layer of `engine` under `client` (the kernels
+/// alone for `Engine::Neutral` or an engine not fitted; the fixed-length
+/// client's where the client has none).
+pub fn serving_params(engine: Engine, client: Client) -> ServingParams {
+    let Some(s) = serving_table().get(engine.name()) else {
+        return ServingParams::default();
+    };
+    match client {
+        Client::Fixed => s.params,
+        Client::InferenceMax => s.inferencemax.as_ref().map_or(s.params, |f| f.params),
+    }
 }
 
 /// The serving table as the file `moeplan calibrate --built-in` writes.
@@ -423,6 +432,11 @@ fn default_choice(gpu: &Gpu) -> (&'static Profile, f64, usize) {
 /// GPU spec's efficiency overrides applied. `Engine::Neutral` takes the
 /// profile of the default engine (`default_engine`), and its `source` says so.
 pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
+    resolve_for(gpu, engine, Client::Fixed)
+}
+
+/// `resolve` with the serving layer fitted to `client`'s runs.
+pub fn resolve_for(gpu: &Gpu, engine: Engine, client: Client) -> Profile {
     let base = match engine {
         Engine::Neutral => default_choice(gpu).0,
         e => nearest(gpu, Some(e)),
@@ -444,7 +458,14 @@ pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
             base.id, p.source, gpu.id
         );
     }
-    p.kernels.serving = serving_params(engine);
+    p.kernels.serving = serving_params(engine, client);
+    if client != Client::Fixed && engine != Engine::Neutral {
+        p.source = format!(
+            "{}, with the serving layer fitted to {} runs",
+            p.source,
+            client.name()
+        );
+    }
     apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
     p.kernels.source = p.source.clone();
     gpu.efficiency.apply(&mut p.kernels);

@@ -4,12 +4,15 @@
 //!
 //! Each run is one benchmark at a fixed concurrency: the client keeps
 //! `concurrency` requests in flight (a new one starts when one finishes),
-//! every request has exactly `isl` prompt and `osl` output tokens, and the
-//! figures are means over the run. Two CSV formats are read, recognised by
+//! every request has `isl` prompt and `osl` output tokens (exactly, or drawn
+//! from a range, as the run's benchmark `Client` does), and the figures are
+//! means over the run. Two CSV formats are read, recognised by
 //! their header:
 //! - **native**: `model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms`
 //!   (`concurrency`: requests in flight on one replica; `model` a catalog id,
-//!   a Hugging Face id or a `config.json` path relative to the CSV);
+//!   a Hugging Face id or a `config.json` path relative to the CSV), and an
+//!   optional `client` column (`fixed`, the default, or `inferencemax`:
+//!   lengths drawn in [0.8, 1] × isl/osl);
 //! - **silicon**: the columns of AIConfigurator's `silicon_sample.csv`
 //!   (`id,silicon_data_source,backend,backend_version,model_path,system,...`),
 //!   aggregated and disaggregated rows.
@@ -31,7 +34,7 @@ use crate::model::Model;
 use crate::profile;
 use crate::replica::{Disaggregated, PoolRole, Replica};
 use crate::serving::disagg::Pool;
-use crate::serving::Workload;
+use crate::serving::{Client, Workload};
 use crate::spec::source::{read_text, Limit};
 use crate::spec::{Problem, SpecError, SpecErrors};
 use crate::units::{Fraction, Seconds, Tokens};
@@ -113,6 +116,8 @@ pub struct Run {
     pub ttft: Seconds,
     /// Measured mean time per output token.
     pub tpot: Seconds,
+    /// The benchmark client that drove it.
+    pub client: Client,
 }
 
 /// Which rows a reader accepts.
@@ -327,6 +332,24 @@ enum Format {
     Silicon,
 }
 
+/// The benchmark client of a silicon row, from its provenance: InferenceMAX
+/// runs carry their workflow (`wip=` in its result exports, `workflow_run_id=`
+/// in its database dumps) and were driven by its client, which draws lengths
+/// in [0.8, 1] × isl/osl (`--random-range-ratio 0.8`); any other row (such
+/// as AIConfigurator's gap-analysis harness) is read as fixed lengths, as
+/// the format documents.
+fn silicon_client(provenance: &str) -> Client {
+    let inferencemax = provenance
+        .split(';')
+        .map(str::trim)
+        .any(|kv| kv.starts_with("wip=") || kv.starts_with("workflow_run_id="));
+    if inferencemax {
+        Client::InferenceMax
+    } else {
+        Client::Fixed
+    }
+}
+
 /// The catalog GPU of a silicon `system` name.
 pub(crate) fn gpu_of_system(system: &str) -> Option<&'static str> {
     Some(match system {
@@ -501,6 +524,23 @@ impl Cells<'_> {
         }
     }
 
+    /// The optional `client` column: `fixed` when blank.
+    fn client(&mut self, col: &str) -> Option<Client> {
+        let s = self.s(col).to_ascii_lowercase();
+        match Client::ALL.into_iter().find(|c| c.name() == s) {
+            Some(c) => Some(c),
+            None if s.is_empty() => Some(Client::Fixed),
+            None => {
+                self.problem(
+                    col,
+                    format!("unknown benchmark client `{s}`"),
+                    "fixed (every request exactly isl/osl tokens) or inferencemax (lengths in [0.8, 1] × isl/osl), or leave it blank",
+                );
+                None
+            }
+        }
+    }
+
     /// A catalog GPU, as its catalog id (aliases such as `h200` resolved).
     fn catalog_gpu(&mut self, col: &str) -> Option<String> {
         let s = self.s(col).to_string();
@@ -572,6 +612,7 @@ impl Cells<'_> {
         let deployment = self.native_deployment(concurrency);
         let ttft = self.millis("ttft_ms");
         let tpot = self.millis("tpot_ms");
+        let client = self.client("client");
         if model.is_empty() {
             self.problem(
                 "model",
@@ -595,6 +636,7 @@ impl Cells<'_> {
             deployment: deployment?,
             ttft: ttft?,
             tpot: tpot?,
+            client: client?,
         })
     }
 
@@ -688,6 +730,7 @@ impl Cells<'_> {
             deployment: deployment?,
             ttft: ttft?,
             tpot: tpot?,
+            client: silicon_client(self.s("silicon_data_source")),
         })
     }
 
@@ -1034,6 +1077,7 @@ impl Run {
                     osl: Tokens::new(self.osl),
                     concurrency,
                     cache_hit_rate: Fraction::ZERO,
+                    client: self.client,
                 },
                 engine,
                 routing_skew: 0.0,
@@ -1063,13 +1107,14 @@ impl Run {
             self.isl + self.osl,
         );
         Ok(Replica {
-            calibration: profile::resolve(&gpu, self.engine).kernels,
+            calibration: profile::resolve_for(&gpu, self.engine, self.client).kernels,
             layout,
             workload: Workload {
                 isl: Tokens::new(self.isl),
                 osl: Tokens::new(self.osl),
                 concurrency,
                 cache_hit_rate: Fraction::ZERO,
+                client: self.client,
             },
             engine,
             redundant_experts: redundant,

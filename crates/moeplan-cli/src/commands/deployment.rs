@@ -335,7 +335,7 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
     kv_dtype_on_engine(&a.levers, &model, engine.engine, format)?;
     Degrees::replica(a).within_bounds(Layout::default(), format)?;
     Ok(Deployment {
-        calibration: moeplan::profile::resolve(&gpu, engine.engine)
+        calibration: moeplan::profile::resolve_for(&gpu, engine.engine, workload.client)
             .kernels
             .flat(mfu, bw),
         layout: Degrees::replica(a).layout(&model),
@@ -385,6 +385,7 @@ fn workload(a: &DeploymentArgs, format: Format) -> Result<Workload, Failure> {
         osl: moeplan::units::Tokens::new(within("osl", a.osl, TOKENS, format)?.unwrap_or(1)),
         concurrency: within("concurrency", a.concurrency, CONCURRENCY, format)?.unwrap_or(1),
         cache_hit_rate: cache_hit_rate(a.cache_hit_rate, format)?.unwrap_or(Fraction::ZERO),
+        client: a.client.unwrap_or_default(),
     })
 }
 
@@ -700,6 +701,9 @@ pub fn apply_to_scenario(
     }
     if let Some(h) = cache_hit_rate(f.cache_hit_rate, format)? {
         s.workload.cache_hit_rate = h;
+    }
+    if let Some(c) = f.client {
+        s.workload.client = c;
     }
     if let Some(m) = f.mfu {
         s.mfu = fraction(Some(m), "mfu", format)?;

@@ -118,6 +118,9 @@ fn apply_workload(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), 
     if let Some(h) = crate::commands::deployment::cache_hit_rate(a.cache_hit_rate, format)? {
         s.workload.cache_hit_rate = h;
     }
+    if let Some(c) = a.client {
+        s.workload.client = c;
+    }
     Ok(())
 }
 
@@ -528,7 +531,7 @@ fn header(s: &Scenario, r: &PlanResult, engine: EngineConfig) -> String {
         o,
         "engine: {} ({})",
         engine.engine.name(),
-        moeplan::profile::resolve(&s.gpu, engine.engine).source
+        moeplan::profile::resolve_for(&s.gpu, engine.engine, s.workload.client).source
     );
     if let (Some(m), Some(b)) = (s.mfu, s.bandwidth_utilization) {
         let _ = writeln!(

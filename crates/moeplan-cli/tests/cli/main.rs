@@ -1231,9 +1231,11 @@ fn calibrate_built_in_writes_the_serving_layer_file() {
     assert!(first.contains("sglang runs of silicon.csv\""), "{first}");
     // An engine with no runs keeps the kernel tables' defaults.
     assert!(
-        first.contains("fitted to the 0 answered aggregated vllm runs"),
+        first.contains("fitted to the 0 answered aggregated fixed-length vllm runs"),
         "{first}"
     );
+    // No InferenceMAX rows in the fixture: no layer of that client.
+    assert!(!first.contains(".inferencemax"), "{first}");
     let both = moeplan(&[
         "calibrate",
         runs.to_str().unwrap(),
@@ -1835,6 +1837,63 @@ fn overlap_and_cache_hit_rate_flags() {
     let out = run(&["--cache-hit-rate", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("0.99"), "{}", stderr(&out));
+}
+
+/// `--client` picks the benchmark client whose measurements `estimate`
+/// predicts: InferenceMAX's spread lengths change a prefill-first engine's
+/// loop and its serving layer, the output says which layer it used and how
+/// later rounds arrive, and an unknown client is bad input.
+#[test]
+fn client_flag() {
+    let base = [
+        "estimate",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h200-sxm",
+        "--tp",
+        "8",
+        "--engine",
+        "sglang",
+        "--isl",
+        "1000",
+        "--osl",
+        "1000",
+        "--concurrency",
+        "64",
+        "--json",
+    ];
+    let run = |extra: &[&str]| moeplan(&[&base[..], extra].concat());
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let out = run(extra);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let fixed = json(&[]);
+    let imax = json(&["--client", "inferencemax"]);
+    assert_eq!(fixed["benchmark"]["arrivals"], "grouped");
+    assert_eq!(imax["benchmark"]["arrivals"], "spread");
+    assert!(imax["efficiency_source"]
+        .as_str()
+        .unwrap()
+        .contains("inferencemax"));
+    assert_ne!(fixed["ttft_ms"], imax["ttft_ms"]);
+    assert!(imax["explain"]["ttft"]["formula"]
+        .as_str()
+        .unwrap()
+        .contains("spread arrivals"));
+    let text = stdout(&moeplan(
+        &[&base[..base.len() - 1], &["--client", "inferencemax"]].concat(),
+    ));
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains("serving layer fitted to inferencemax runs"),
+        "{text}"
+    );
+    // With --json the diagnostic is JSON on stdout.
+    let out = run(&["--client", "sharegpt"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("inferencemax"), "{}", stdout(&out));
 }
 
 mod flag_values {

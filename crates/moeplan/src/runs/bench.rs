@@ -35,6 +35,10 @@ struct Sidecar {
     dp: Option<u32>,
     ep: Option<u32>,
     etp: Option<u32>,
+    /// The client's lengths: fixed (the default: `--random-range-ratio` 0
+    /// for vLLM, 1 for SGLang) or inferencemax (drawn in [0.8, 1] × the
+    /// stated lengths).
+    client: Option<crate::serving::Client>,
 }
 
 /// The fields of one benchmark result that make a run (others are ignored).
@@ -247,6 +251,7 @@ fn template(side: &Sidecar, client: Client, base: &Path, name: &str) -> Result<R
         },
         ttft: Seconds(1.0),
         tpot: Seconds(1.0),
+        client: side.client.unwrap_or_default(),
     })
 }
 

@@ -20,6 +20,7 @@ impl Eval<'_> {
                 osl: Tokens::new(osl),
                 concurrency,
                 cache_hit_rate: self.s.workload.cache_hit_rate,
+                client: self.s.workload.client,
             },
             engine: self.engine,
             redundant_experts: self.s.redundant_experts_for(&l),

@@ -60,6 +60,7 @@ impl Eval<'_> {
                 osl: Tokens::new(osl),
                 concurrency,
                 cache_hit_rate: self.s.workload.cache_hit_rate,
+                client: self.s.workload.client,
             },
             engine: self.engine,
             routing_skew: self.s.routing_skew,

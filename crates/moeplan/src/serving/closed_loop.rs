@@ -2,19 +2,25 @@
 //!
 //! A benchmark at concurrency `n` (per attention-DP rank) starts `n`
 //! requests at once and starts a new one whenever one finishes, for
-//! `rounds × n` requests; every request has exactly `isl` prompt and `osl`
-//! output tokens. Because every request is the same length, the requests
-//! stay in groups: those whose prompts were prefilled in the same step
-//! finish in the same step, and their successors arrive together. The
-//! engine's scheduler decides what a step holds:
+//! `rounds × n` requests. The client decides the lengths (`Arrivals`):
+//! when every request has exactly `isl` prompt and `osl` output tokens, the
+//! requests stay in groups: those whose prompts were prefilled in the same
+//! step finish in the same step, and their successors arrive together.
+//! When it draws lengths from a range, requests finish at different steps
+//! and later arrivals spread out. The engine's scheduler decides what a
+//! step holds:
 //!
 //! - **prefill first** (SGLang): a step runs either waiting prompts (up to
 //!   the step budget, chunking a long one) or the decodes, never both. All
-//!   `n` prompts of a round are prefilled back to back, then all `n`
-//!   requests decode together and finish together: every round repeats the
-//!   first one. Request `j`'s TTFT is the time of the prefill steps up to
-//!   the one that completes its prompt; its TPOT also pays the prefill
-//!   steps of the requests behind it.
+//!   `n` prompts of the first round are prefilled back to back, then the
+//!   requests decode together. With fixed lengths they finish together and
+//!   every round repeats the first one: request `j`'s TTFT is the time of
+//!   the prefill steps up to the one that completes its prompt; its TPOT
+//!   also pays the prefill steps of the requests behind it. With spread
+//!   arrivals, `(n − 1) / (osl − 1)` prompts arrive per decode step, and a
+//!   prefill step between two decodes takes those that arrived during the
+//!   step before: TTFT is a wait for the step in progress plus that step,
+//!   and every decode waits for the share of prefill steps.
 //! - **mixed** (vLLM's chunked prefill, TensorRT-LLM's in-flight batching):
 //!   every step carries one token of each running decode, and the rest of
 //!   the budget takes waiting prompts (vLLM chunks a prompt across steps;
@@ -57,6 +63,21 @@ pub enum Policy {
     MixedWhole,
 }
 
+/// How requests arrive after the first round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrivals {
+    /// Together: with every request the same length, those that started
+    /// together finish together, so a prefill-first engine repeats the
+    /// first round.
+    Grouped,
+    /// Spread out: lengths differ, requests finish at different steps, and
+    /// each new prompt arrives with the few that arrived during the step
+    /// before it. Mixed schedulers are read this way whatever the client
+    /// (the runs say so).
+    Spread,
+}
+
 /// What the loop is run with.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub(crate) struct Loop {
@@ -72,6 +93,8 @@ pub(crate) struct Loop {
     pub budget: f64,
     /// The scheduler.
     pub policy: Policy,
+    /// How later rounds arrive (the benchmark client's lengths).
+    pub(crate) arrivals: Arrivals,
 }
 
 /// One step the loop needs costed: `decodes` running decodes and
@@ -174,6 +197,8 @@ pub struct LoopResult {
     pub group: f64,
     /// The regime.
     pub regime: Regime,
+    /// How later rounds arrived.
+    pub arrivals: Arrivals,
 }
 
 /// Requests a mixed step takes per step at most, with every step full:
@@ -208,6 +233,17 @@ pub(crate) fn shapes(l: &Loop) -> Shapes {
         prefill_tokens: 0.0,
     };
     match l.policy {
+        Policy::PrefillFirst if l.arrivals == Arrivals::Spread => Shapes {
+            decode,
+            prefill: Shape {
+                decodes: 0.0,
+                prefill_tokens: (spread_group(l) * l.isl).min(l.budget),
+            },
+            burst: Shape {
+                decodes: 0.0,
+                prefill_tokens: l.budget.min(n * l.isl),
+            },
+        },
         Policy::PrefillFirst => {
             let total = n * l.isl;
             let full = l.budget.min(total);
@@ -255,6 +291,21 @@ pub(crate) fn shapes(l: &Loop) -> Shapes {
     }
 }
 
+/// Prompts that arrive per decode step in a spread steady state: each of
+/// the other `n − 1` requests arrives once per `osl − 1` decode steps.
+fn arrivals_per_step(l: &Loop) -> f64 {
+    (l.running.max(1.0) - 1.0) / (l.osl - 1.0).max(1.0)
+}
+
+/// Prompts one prefill step takes in a spread steady state (prefill
+/// first): those that arrived during the step before, at least the one
+/// waiting, at most what the budget holds.
+fn spread_group(l: &Loop) -> f64 {
+    arrivals_per_step(l)
+        .max(1.0)
+        .min((l.budget / l.isl).max(1.0))
+}
+
 /// Prompt tokens of the other requests that a steady-state step carries
 /// (mixed): each of the other `n − 1` requests brings `isl` tokens once per
 /// cycle of `osl − 1` decode steps and the steps carrying its prompt.
@@ -279,6 +330,24 @@ fn own_chunk(l: &Loop) -> f64 {
 /// Fraction of steady-state steps that carry a prompt chunk (mixed).
 pub(crate) fn stream_share(l: &Loop) -> f64 {
     (stream_tokens(l) / own_chunk(l)).min(1.0)
+}
+
+/// Steps carrying prompts per decode step in the steady state: the share
+/// of mixed steps carrying a chunk; for prefill first, the spread groups'
+/// steps between two decodes, or the round's prefill steps over its
+/// decode steps when rounds stay grouped.
+pub(crate) fn prefill_steps_per_decode(l: &Loop) -> f64 {
+    let decodes = (l.osl - 1.0).max(1.0);
+    match (l.policy, l.arrivals) {
+        (Policy::MixedChunked | Policy::MixedWhole, _) => stream_share(l),
+        (Policy::PrefillFirst, Arrivals::Spread) => {
+            let group = spread_group(l);
+            arrivals_per_step(l) / group * (group * l.isl / l.budget).ceil().max(1.0)
+        }
+        (Policy::PrefillFirst, Arrivals::Grouped) => {
+            (l.running.max(1.0) * l.isl / l.budget).ceil().max(1.0) / decodes
+        }
+    }
 }
 
 /// The steady-state step time (mixed): the decode step, and the fraction
@@ -314,7 +383,10 @@ pub(crate) fn solve(l: &Loop, t: &StepTimes, p: &LoopParams) -> LoopResult {
     let n = l.running.max(1.0);
     let decode_steps = (l.osl - 1.0).max(0.0);
     let mut r = match l.policy {
-        Policy::PrefillFirst => prefill_first(l, t, p, n, decode_steps),
+        Policy::PrefillFirst => match l.arrivals {
+            Arrivals::Grouped => prefill_first(l, t, p, n, decode_steps),
+            Arrivals::Spread => prefill_first_spread(l, t, p, n, decode_steps),
+        },
         Policy::MixedChunked | Policy::MixedWhole => mixed(l, t, p, n, decode_steps),
     };
     // Requests above what runs at once wait for a slot (Little's law).
@@ -356,6 +428,47 @@ fn prefill_first(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -
         prefill_steps: steps,
         group: n,
         regime: Regime::Decode,
+        arrivals: l.arrivals,
+    }
+}
+
+/// Prefill first with spread arrivals. The first round is prefilled back
+/// to back in full-budget steps (`burst`). Later, a prefill step (`prefill`)
+/// runs the `g` prompts that arrived during the step before, in
+/// `⌈g · isl / budget⌉` steps; `a` prompts arrive per decode step, so
+/// `a / g` of those groups fall between two decode steps, and every decode
+/// waits for them: TPOT = decode + (a / g) · steps · prefill. A new
+/// request waits `arrival_wait` steady steps for its turn, then its
+/// group's steps.
+fn prefill_first_spread(
+    l: &Loop,
+    t: &StepTimes,
+    p: &LoopParams,
+    n: f64,
+    dsteps: f64,
+) -> LoopResult {
+    let group = spread_group(l);
+    let steps = (group * l.isl / l.budget).ceil().max(1.0);
+    let tpot = if dsteps > 0.0 {
+        t.decode + t.prefill * prefill_steps_per_decode(l)
+    } else {
+        Seconds::ZERO
+    };
+    let first = t.burst * mean_completion_step(n, l.budget / l.isl) + p.request_overhead;
+    let steady = t.prefill * steps + tpot * p.arrival_wait + p.request_overhead;
+    let rounds = p.rounds.max(1.0);
+    let cycle = steady + tpot * dsteps;
+    LoopResult {
+        ttft: (first + steady * (rounds - 1.0)) / rounds,
+        tpot,
+        output_rate: n * l.osl / cycle.0.max(1e-12),
+        first_round_ttft: first,
+        steady_ttft: steady,
+        slot_wait: Seconds::ZERO,
+        prefill_steps: (n * l.isl / l.budget).ceil().max(1.0),
+        group,
+        regime: Regime::Decode,
+        arrivals: l.arrivals,
     }
 }
 
@@ -382,6 +495,7 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
             prefill_steps: cycle_steps,
             group: x,
             regime: Regime::Prefill,
+            arrivals: l.arrivals,
         };
     }
     let per_step = prompts_per_step(l, n / 2.0);
@@ -406,6 +520,7 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
         prefill_steps: steps,
         group: stream_tokens(l) / l.isl,
         regime: Regime::Decode,
+        arrivals: l.arrivals,
     }
 }
 
@@ -444,6 +559,7 @@ mod tests {
             osl: 101.0,
             budget: 8192.0,
             policy: Policy::PrefillFirst,
+            arrivals: Arrivals::Grouped,
         };
         let s = shapes(&l);
         assert_eq!(s.prefill.prefill_tokens, 8192.0);
@@ -475,6 +591,7 @@ mod tests {
             osl: 1000.0,
             budget: 4004.0,
             policy: Policy::MixedChunked,
+            arrivals: Arrivals::Spread,
         };
         let sh = shapes(&l);
         assert_eq!(sh.prefill.decodes, 7.0);
@@ -497,6 +614,62 @@ mod tests {
     }
 
     #[test]
+    fn prefill_first_spread_by_hand() {
+        // 9 requests of 1000 prompt and 101 output tokens, budget 8192,
+        // lengths spread. First round: 8192 / 1000 = 8.192 prompts per full
+        // step, so 8 complete in step 1 and one in step 2: mean 10/9 steps
+        // of 100 ms = 111.11 ms. Later: the other 8 arrive once per 100
+        // decode steps, 0.08 per decode step, each prefilled alone in one
+        // 20 ms step (1000 tokens): TPOT = 10 + 0.08 × 20 = 11.6 ms, and a
+        // new request waits 0.5 steady steps (5.8 ms) then its 20 ms step:
+        // 25.8 ms. Over 3 rounds: (111.11 + 2 × 25.8) / 3 = 54.237 ms.
+        let l = Loop {
+            in_flight: 9.0,
+            running: 9.0,
+            isl: 1000.0,
+            osl: 101.0,
+            budget: 8192.0,
+            policy: Policy::PrefillFirst,
+            arrivals: Arrivals::Spread,
+        };
+        let sh = shapes(&l);
+        assert_eq!(sh.prefill.prefill_tokens, 1000.0);
+        assert_eq!(sh.burst.prefill_tokens, 8192.0);
+        let t = StepTimes {
+            decode: Seconds(0.010),
+            prefill: Seconds(0.020),
+            burst: Seconds(0.100),
+        };
+        let p = LoopParams {
+            rounds: 3.0,
+            arrival_wait: 0.5,
+            ..params()
+        };
+        let r = solve(&l, &t, &p);
+        assert!((r.tpot.0 - 0.0116).abs() < 1e-12, "{:?}", r.tpot);
+        assert!((r.first_round_ttft.0 - 0.1 * 10.0 / 9.0).abs() < 1e-12);
+        assert!((r.steady_ttft.0 - 0.0258).abs() < 1e-12);
+        assert!((r.ttft.0 - (0.1 * 10.0 / 9.0 + 2.0 * 0.0258) / 3.0).abs() < 1e-12);
+        // 301 requests: 300 / 100 = 3 arrive per decode step and share one
+        // 3000-token prefill step between every two decodes: TPOT = 10 + 20.
+        let busy = Loop {
+            in_flight: 301.0,
+            running: 301.0,
+            ..l
+        };
+        assert_eq!(shapes(&busy).prefill.prefill_tokens, 3000.0);
+        assert!((solve(&busy, &t, &p).tpot.0 - 0.030).abs() < 1e-12);
+        // The same requests with fixed lengths stay grouped: a round of 9
+        // prompts repeats, whatever the rounds.
+        let grouped = Loop {
+            arrivals: Arrivals::Grouped,
+            ..l
+        };
+        let g = solve(&grouped, &t, &p);
+        assert_eq!(g.first_round_ttft, g.steady_ttft);
+    }
+
+    #[test]
     fn one_request_pays_no_stream() {
         // Alone, a request decodes with nobody else's prompt in its steps:
         // TPOT is the decode step, and its own 128k prompt is paid once, in
@@ -508,6 +681,7 @@ mod tests {
             osl: 1000.0,
             budget: 8192.0,
             policy: Policy::MixedChunked,
+            arrivals: Arrivals::Spread,
         };
         assert_eq!(stream_share(&l), 0.0);
         let sh = shapes(&l);
@@ -533,6 +707,7 @@ mod tests {
             osl: 11.0,
             budget: 8192.0,
             policy: Policy::PrefillFirst,
+            arrivals: Arrivals::Grouped,
         };
         let t = StepTimes {
             decode: Seconds(0.010),

@@ -27,7 +27,7 @@ use crate::model::Model;
 use crate::ops::{Bound, Op};
 use crate::report::Derivation;
 use crate::units::{Bytes, Flop, Fraction, Seconds, Tokens, TokensPerSecond};
-use closed_loop::{Loop, LoopParams, LoopResult, Policy, StepTimes};
+use closed_loop::{Arrivals, Loop, LoopParams, LoopResult, Policy, StepTimes};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use steps::{Step, StepKind, Stepper};
@@ -45,6 +45,72 @@ pub struct Workload {
     /// (within `bounds::CACHE_HIT_RATE`; 0: none).
     #[serde(skip_serializing_if = "Fraction::is_zero")]
     pub cache_hit_rate: Fraction,
+    /// The benchmark client that drives the loop.
+    #[serde(skip_serializing_if = "Client::is_fixed")]
+    pub client: Client,
+}
+
+/// The benchmark client that drives the closed loop: how it draws request
+/// lengths, and so whether requests that start together stay together.
+/// Each client has its own fitted serving layer (`profiles/serving.toml`):
+/// besides the lengths, a benchmark suite brings its engine recipes and
+/// timing conventions, which the kernel tables cannot show.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Client {
+    /// Every request has exactly `isl` prompt and `osl` output tokens:
+    /// `vllm bench serve` and SGLang's `bench_serving` as `moeplan launch`
+    /// writes them, AIConfigurator's benchmark harness. Requests prefilled
+    /// in the same step finish in the same step, so a prefill-first
+    /// engine's rounds stay grouped.
+    #[default]
+    Fixed,
+    /// InferenceMAX (InferenceX): `benchmark_serving.py --random-range-ratio
+    /// 0.8`, lengths drawn uniformly in [0.8, 1] × `isl` and × `osl`,
+    /// 10 × concurrency prompts. Requests finish at different steps, so
+    /// after the first round new prompts arrive spread out.
+    #[serde(rename = "inferencemax")]
+    InferenceMax,
+}
+
+impl Client {
+    /// Every client, in the order of the serving table.
+    pub const ALL: [Client; 2] = [Client::Fixed, Client::InferenceMax];
+
+    /// Its name in flags, files and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::Fixed => "fixed",
+            Client::InferenceMax => "inferencemax",
+        }
+    }
+
+    /// Whether this is the default client (for `skip_serializing_if`).
+    pub fn is_fixed(&self) -> bool {
+        *self == Client::Fixed
+    }
+
+    /// Whether requests that start together finish together, so that
+    /// later rounds arrive grouped (fixed lengths) rather than spread.
+    pub(crate) fn arrivals(self) -> closed_loop::Arrivals {
+        match self {
+            Client::Fixed => closed_loop::Arrivals::Grouped,
+            Client::InferenceMax => closed_loop::Arrivals::Spread,
+        }
+    }
 }
 
 impl Workload {
@@ -466,6 +532,7 @@ fn closed_loop_of(inp: &EstimateInput, load: &Load) -> Loop {
         osl: inp.workload.osl.get().max(1) as f64,
         budget,
         policy: inp.engine.policy,
+        arrivals: inp.workload.client.arrivals(),
     }
 }
 
@@ -898,9 +965,10 @@ pub(crate) fn explain_overlap(steps: &[(&str, &Step)]) -> Option<Derivation> {
 /// How TTFT comes out of the loop, for the scheduler's policy.
 fn explain_ttft(lp: &Loop, st: &LoopSteps, res: &LoopResult, sv: &ServingParams) -> Derivation {
     Derivation::new(
-        match lp.policy {
-            Policy::PrefillFirst => "prefill first: a round's prompts are prefilled back to back (every round repeats the first); TTFT = mean over the round of the prefill steps up to the one completing each prompt + request overhead + wait for a running slot",
-            Policy::MixedChunked | Policy::MixedWhole => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step(s) carrying the prompt's chunks beside the other requests' stream + arrival wait × steady step; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
+        match (lp.policy, lp.arrivals) {
+            (Policy::PrefillFirst, Arrivals::Grouped) => "prefill first, fixed lengths: a round's prompts are prefilled back to back (every round repeats the first); TTFT = mean over the round of the prefill steps up to the one completing each prompt + request overhead + wait for a running slot",
+            (Policy::PrefillFirst, Arrivals::Spread) => "prefill first, spread arrivals: first round = mean over the round of the full prefill steps up to each prompt's; later rounds = arrival wait × steady step + the prefill step(s) of the prompts that arrived during the step before; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
+            (Policy::MixedChunked | Policy::MixedWhole, _) => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step(s) carrying the prompt's chunks beside the other requests' stream + arrival wait × steady step; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
         },
         &[
             ("first_round", res.first_round_ttft.to_string()),
@@ -918,13 +986,14 @@ fn explain_ttft(lp: &Loop, st: &LoopSteps, res: &LoopResult, sv: &ServingParams)
 /// How TPOT comes out of the loop, for the scheduler's policy.
 fn explain_tpot(lp: &Loop, st: &LoopSteps, sv: &ServingParams) -> Derivation {
     Derivation::new(
-        match lp.policy {
-            Policy::PrefillFirst => "decode step + (the round's prefill time − the request's own) / (osl − 1): decodes wait while later prompts prefill",
-            Policy::MixedChunked | Policy::MixedWhole => "the steady-state step: the decode step + (step carrying a prompt chunk − decode step) × the share of steps that carry one (the other requests' prompts: (n − 1) × isl per cycle of osl − 1 decode steps, in chunks of the room the decodes leave, or whole prompts)",
+        match (lp.policy, lp.arrivals) {
+            (Policy::PrefillFirst, Arrivals::Grouped) => "decode step + (the round's prefill time − the request's own) / (osl − 1): decodes wait while later prompts prefill",
+            (Policy::PrefillFirst, Arrivals::Spread) => "decode step + prefill step × prefill steps per decode step: the (n − 1) / (osl − 1) prompts arriving per decode step are prefilled in groups of what arrived during the step before, and the decodes wait for them",
+            (Policy::MixedChunked | Policy::MixedWhole, _) => "the steady-state step: the decode step + (step carrying a prompt chunk − decode step) × the share of steps that carry one (the other requests' prompts: (n − 1) × isl per cycle of osl − 1 decode steps, in chunks of the room the decodes leave, or whole prompts)",
         },
         &[
             ("decode_step", format!("{} ({})", st.decode.time(sv), describe(&st.decode))),
-            ("share_of_steps_carrying_a_prompt", format!("{:.4}", closed_loop::stream_share(lp))),
+            ("prefill_steps_per_decode_step", format!("{:.4}", closed_loop::prefill_steps_per_decode(lp))),
             ("prefill_step", st.prefill.time(sv).to_string()),
             ("micro_batches", format!("{:.0}", st.decode.micro_batches)),
             ("step_overhead", sv.step_overhead.to_string()),

@@ -884,11 +884,14 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
         request_overhead: inp.calibration.serving.request_overhead,
         decode_reserve: inp.engine.decode_reserve,
-        // The fitted arrival wait; the prefill-first loop has none (its
-        // fitted closed form does not use it).
-        arrival_wait_steps: match inp.engine.policy {
-            Policy::PrefillFirst => 0.0,
-            Policy::MixedChunked | Policy::MixedWhole => inp.calibration.serving.arrival_wait,
+        // The fitted arrival wait; the prefill-first loop has none when its
+        // rounds stay grouped (its closed form does not use it there).
+        arrival_wait_steps: match (inp.engine.policy, inp.workload.client.arrivals()) {
+            (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Grouped) => 0.0,
+            (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Spread)
+            | (Policy::MixedChunked | Policy::MixedWhole, _) => {
+                inp.calibration.serving.arrival_wait
+            }
         },
     }
 }

@@ -22,6 +22,7 @@ use crate::catalog;
 use crate::hardware::Gpu;
 use crate::model::Model;
 use crate::quantity::{parse_fraction, parse_time, parse_token_rate};
+use crate::serving::Client;
 use crate::spec::gpu::RawGpu;
 use crate::spec::model::RawModel;
 use crate::spec::source::Source;
@@ -155,6 +156,10 @@ pub struct RawWorkload {
     /// "56%" or 0.56 (default 0): prefill computes only the rest, which still
     /// attend the whole context; decode and KV memory are unchanged.
     pub cache_hit_rate: Option<serde_json::Value>,
+    /// The benchmark client that measures the deployment: `fixed` (every
+    /// request exactly its lengths, the default) or `inferencemax` (lengths
+    /// drawn in [0.8, 1] × the stated ones). As `--client`.
+    pub client: Option<crate::serving::Client>,
     /// Power-law exponent of expert popularity: 0 routes tokens uniformly
     /// (the default), 0.5 is a mild skew; the skew sets the expert load
     /// imbalance. As `--routing-skew`.
@@ -222,6 +227,9 @@ pub struct WorkloadSpec {
     /// Share of prompt tokens served from the prefix cache (0 when not stated).
     #[serde(skip_serializing_if = "Fraction::is_zero")]
     pub cache_hit_rate: Fraction,
+    /// The benchmark client that measures it.
+    #[serde(skip_serializing_if = "Client::is_fixed")]
+    pub client: Client,
 }
 
 impl WorkloadSpec {
@@ -404,10 +412,11 @@ impl Scenario {
     }
 
     /// The efficiency curves and serving layer of `engine` on the
-    /// scenario's GPU, with its flat assumptions (`mfu`,
-    /// `bandwidth_utilization`) applied, when it states any.
+    /// scenario's GPU (the layer fitted to its workload's client), with its
+    /// flat assumptions (`mfu`, `bandwidth_utilization`) applied, when it
+    /// states any.
     pub fn calibration(&self, engine: crate::memory::Engine) -> crate::calibration::Calibration {
-        crate::profile::resolve(&self.gpu, engine)
+        crate::profile::resolve_for(&self.gpu, engine, self.workload.client)
             .kernels
             .flat(self.mfu, self.bandwidth_utilization)
     }
@@ -450,6 +459,7 @@ impl Scenario {
                 concurrency: None,
                 request_rate: None,
                 cache_hit_rate: Fraction::ZERO,
+                client: Client::Fixed,
             },
             slo: Slo::default(),
             assumptions: Vec::new(),
@@ -707,6 +717,7 @@ pub fn workload(w: &RawWorkload, pr: &mut Problems) -> WorkloadSpec {
             .as_ref()
             .and_then(|v| cache_hit_rate(v, pr))
             .unwrap_or(Fraction::ZERO),
+        client: w.client.unwrap_or_default(),
     }
 }
 

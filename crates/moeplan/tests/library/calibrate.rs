@@ -33,6 +33,7 @@ fn synthetic(layout: Layout, isl: u64, osl: u64, concurrency: u64, truth: &Servi
         },
         ttft: Seconds::new(1.0),
         tpot: Seconds::new(1.0),
+        client: moeplan::serving::Client::Fixed,
     };
     let (ttft, tpot) = Sample::of(&run).expect("estimable").predict(truth);
     run.ttft = ttft;
@@ -60,7 +61,7 @@ fn layouts() -> Vec<Layout> {
 /// A serving layer unlike the built-in one: kernels 30% slower to decode,
 /// 20% faster to prefill, 40 ms per request.
 fn truth() -> ServingParams {
-    let base = moeplan::profile::serving_params(Engine::Vllm);
+    let base = moeplan::profile::serving_params(Engine::Vllm, moeplan::serving::Client::Fixed);
     ServingParams {
         decode_scale: base.decode_scale * 1.3,
         prefill_scale: base.prefill_scale * 0.8,
@@ -106,7 +107,7 @@ fn one_run_moves_only_the_two_kernel_scales() {
     let fit = p.stack[0].aggregated.as_ref().unwrap();
     let moved: Vec<&str> = fit.moved.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(moved, ["prefill_scale", "decode_scale"]);
-    let base = moeplan::profile::serving_params(Engine::Vllm);
+    let base = moeplan::profile::serving_params(Engine::Vllm, moeplan::serving::Client::Fixed);
     assert_eq!(fit.params.request_overhead, base.request_overhead);
     assert_eq!(fit.params.step_overhead, base.step_overhead);
     assert_eq!(fit.params.rounds, base.rounds);

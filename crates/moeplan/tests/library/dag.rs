@@ -68,6 +68,7 @@ fn seed(granularity: Granularity) -> Dag {
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
         cache_hit_rate: moeplan::units::Fraction::ZERO,
+        client: moeplan::serving::Client::Fixed,
     };
     build(&m, &g, l, 0, w, granularity, false, BOTH.to_vec())
 }
@@ -85,6 +86,7 @@ fn deepseek(granularity: Granularity) -> Dag {
         osl: moeplan::units::Tokens::new(2000),
         concurrency: 1024,
         cache_hit_rate: moeplan::units::Fraction::ZERO,
+        client: moeplan::serving::Client::Fixed,
     };
     build(&m, &g, l, 0, w, granularity, false, BOTH.to_vec())
 }
@@ -128,6 +130,7 @@ fn deepseek_dp8_ep8_formats() {
         osl: moeplan::units::Tokens::new(2000),
         concurrency: 1024,
         cache_hit_rate: moeplan::units::Fraction::ZERO,
+        client: moeplan::serving::Client::Fixed,
     };
     // One phase keeps the JSON snapshot short.
     let decode = build(
@@ -221,6 +224,7 @@ fn redundant_slots_are_drawn() {
         osl: moeplan::units::Tokens::new(128),
         concurrency: 16,
         cache_hit_rate: moeplan::units::Fraction::ZERO,
+        client: moeplan::serving::Client::Fixed,
     };
     let d = build(&m, &g, l, 4, w, Granularity::Op, true, vec![Phase::Decode]);
     assert_clean(&d);
@@ -375,7 +379,7 @@ proptest! {
             return Ok(());
         }
         let granularity = if op { Granularity::Op } else { Granularity::Layer };
-        let d = build(&m, &g, l, redundant, Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: conc, cache_hit_rate: moeplan::units::Fraction::ZERO,
+        let d = build(&m, &g, l, redundant, Workload { isl: moeplan::units::Tokens::new(isl), osl: moeplan::units::Tokens::new(osl), concurrency: conc, cache_hit_rate: moeplan::units::Fraction::ZERO, client: moeplan::serving::Client::Fixed,
  }, granularity, expand, BOTH.to_vec());
         let r = dag::check(&d);
         prop_assert!(r.ok(), "{l}: {}", export::summary(&d, &r));
@@ -406,6 +410,7 @@ fn the_dag_draws_the_estimates_named_steps() {
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
         cache_hit_rate: moeplan::units::Fraction::ZERO,
+        client: moeplan::serving::Client::Fixed,
     };
     let d = build(&m, &g, l, 0, w, Granularity::Op, false, BOTH.to_vec());
     let inp = EstimateInput {
@@ -458,6 +463,7 @@ fn each_phase_carries_the_engines_step_time() {
         osl: moeplan::units::Tokens::new(256),
         concurrency: 64,
         cache_hit_rate: moeplan::units::Fraction::ZERO,
+        client: moeplan::serving::Client::Fixed,
     };
     let inp = EstimateInput {
         model: &m,

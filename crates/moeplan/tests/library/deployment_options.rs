@@ -127,6 +127,7 @@ fn deepseek_input<'a>(
             osl: moeplan::units::Tokens::new(1000),
             concurrency: 1024,
             cache_hit_rate: moeplan::units::Fraction::new(cache_hit_rate).expect("a fraction"),
+            client: moeplan::serving::Client::Fixed,
         },
         engine: moeplan::engine::Engine::Sglang.config(gpu.memory),
         redundant_experts: 0,

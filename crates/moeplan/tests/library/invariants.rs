@@ -367,6 +367,7 @@ fn the_decode_ceiling_per_gpu_does_not_grow_with_tp() {
                 osl: moeplan::units::Tokens::new(1000),
                 concurrency: 64,
                 cache_hit_rate: moeplan::units::Fraction::ZERO,
+                client: moeplan::serving::Client::Fixed,
             },
             engine: moeplan::engine::EngineConfig::default(),
             redundant_experts: 0,

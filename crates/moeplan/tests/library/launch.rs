@@ -60,6 +60,7 @@ fn disaggregated(
             osl: Tokens::new(500),
             concurrency,
             cache_hit_rate: moeplan::units::Fraction::ZERO,
+            client: moeplan::serving::Client::Fixed,
         },
         engine: engine.config(g.memory),
         routing_skew: 0.0,

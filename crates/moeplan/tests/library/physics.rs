@@ -395,6 +395,7 @@ fn seed_decode_is_kv_bound_at_long_context() {
             osl: moeplan::units::Tokens::new(1024),
             concurrency: 128,
             cache_hit_rate: moeplan::units::Fraction::ZERO,
+            client: moeplan::serving::Client::Fixed,
         },
         engine: EngineConfig::default(),
         redundant_experts: 0,
@@ -556,7 +557,7 @@ proptest! {
         let m = model("qwen3-30b-a3b");
         let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
         let l = Layout { pp: 1 << pp, tp: 1 << tp, dp: 1 << dp, ep: 1 << ep, ..Layout::default() };
-        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc, cache_hit_rate: moeplan::units::Fraction::ZERO,
+        let inp = EstimateInput { model: &m, gpu: &gpu, calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Neutral).kernels, layout: l, workload: Workload { isl: moeplan::units::Tokens::new(2000), osl: moeplan::units::Tokens::new(200), concurrency: conc, cache_hit_rate: moeplan::units::Fraction::ZERO, client: moeplan::serving::Client::Fixed,
  }, engine: EngineConfig::default(), redundant_experts: 0, routing_skew: 0.0, overlap: moeplan::ops::Overlap::None,
  };
         if let Ok(e) = estimate(&inp) {
@@ -631,6 +632,7 @@ fn summary_equals_full_estimate() {
                 osl: moeplan::units::Tokens::new(1000),
                 concurrency: 256,
                 cache_hit_rate: moeplan::units::Fraction::ZERO,
+                client: moeplan::serving::Client::Fixed,
             },
             engine: EngineConfig::default(),
             redundant_experts: redundant * 8,
@@ -704,6 +706,7 @@ fn running_cap_queues_the_rest() {
                 osl: moeplan::units::Tokens::new(100),
                 concurrency,
                 cache_hit_rate: moeplan::units::Fraction::ZERO,
+                client: moeplan::serving::Client::Fixed,
             },
             engine,
             redundant_experts: 0,
@@ -738,6 +741,7 @@ fn running_cap_queues_the_rest() {
                 osl: moeplan::units::Tokens::new(100),
                 concurrency: 128,
                 cache_hit_rate: moeplan::units::Fraction::ZERO,
+                client: moeplan::serving::Client::Fixed,
             },
             engine,
             redundant_experts: 0,
@@ -794,6 +798,7 @@ fn pure_phases_bound_the_mixed_step() {
                 osl: moeplan::units::Tokens::new(500),
                 concurrency: 64,
                 cache_hit_rate: moeplan::units::Fraction::ZERO,
+                client: moeplan::serving::Client::Fixed,
             },
             engine: EngineConfig::default(),
             redundant_experts: 0,

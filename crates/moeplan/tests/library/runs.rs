@@ -30,6 +30,13 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "`-3` is not a positive time",
         ],
     ),
+    (
+        "bad-client.csv",
+        &[
+            "line 2 column `client`",
+            "unknown benchmark client `sharegpt`",
+        ],
+    ),
     ("empty.csv", &["the file is empty"]),
     (
         "silicon-bad-system.csv",
@@ -146,6 +153,29 @@ fn silicon_rows_read_as_the_file_documents_them() {
         panic!("disaggregated")
     };
     assert_eq!((prefill.workers, decode.workers), (None, None));
+}
+
+/// The benchmark client of a run: a native file's `client` column (blank:
+/// fixed lengths); a silicon row's provenance, InferenceMAX's workflow
+/// markers (`wip=` in its exports, `workflow_run_id=` in its dumps) against
+/// anything else (AIConfigurator's gap-analysis harness). The client picks
+/// the serving layer and, for a prefill-first engine, whether later rounds
+/// arrive grouped: the same run predicts differently under each.
+#[test]
+fn each_run_knows_its_benchmark_client() {
+    use moeplan::serving::Client;
+    let native = runs::read(&fixtures().join("native-client.csv")).unwrap();
+    let clients: Vec<Client> = native.iter().map(|r| r.client).collect();
+    assert_eq!(clients, [Client::InferenceMax, Client::Fixed]);
+    let silicon = runs::read(&fixtures().join("silicon-clients.csv")).unwrap();
+    let clients: Vec<Client> = silicon.iter().map(|r| r.client).collect();
+    assert_eq!(
+        clients,
+        [Client::InferenceMax, Client::InferenceMax, Client::Fixed]
+    );
+    let spread = moeplan::accuracy::predict(&silicon[0]).unwrap();
+    let grouped = moeplan::accuracy::predict(&silicon[2]).unwrap();
+    assert_ne!(spread.ttft, grouped.ttft);
 }
 
 /// Unstated worker counts are filled and said: the decode pool holds the

@@ -127,6 +127,7 @@ fn published_figures() {
                 osl: moeplan::units::Tokens::new(osl),
                 concurrency,
                 cache_hit_rate: moeplan::units::Fraction::ZERO,
+                client: moeplan::serving::Client::Fixed,
             },
             engine,
             redundant_experts: 0,
