@@ -183,10 +183,9 @@ pub fn simulate(run: &Run) -> Result<Predicted, String> {
 
 /// The lengths `client` draws for a stated length of `tokens`.
 fn client_lengths(client: Client, tokens: u64) -> crate::simulate::Lengths {
-    match client {
-        Client::Fixed => crate::simulate::Lengths::Fixed(tokens),
-        // `--random-range-ratio 0.8`: uniform in [0.8 · tokens, tokens].
-        Client::InferenceMax => crate::simulate::Lengths::Uniform((tokens * 4).div_ceil(5), tokens),
+    match client.shortest(tokens) {
+        shortest if shortest == tokens => crate::simulate::Lengths::Fixed(tokens),
+        shortest => crate::simulate::Lengths::Uniform(shortest, tokens),
     }
 }
 

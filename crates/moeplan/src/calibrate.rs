@@ -150,15 +150,11 @@ fn mode(r: &Run) -> Mode {
 /// The built-in serving layer a fit of `engine`'s runs in `mode`, measured
 /// by `client`, starts from.
 fn built_in(engine: Engine, mode: Mode, client: Client) -> ServingParams {
-    let table = profile::serving_table().get(engine.name());
     match mode {
-        Mode::Aggregated => Some(profile::serving_params(engine, client)),
-        Mode::Disaggregated => table
-            .and_then(|s| s.disaggregated.as_ref())
-            .map(|d| d.params)
-            .or_else(|| table.map(|s| s.params)),
+        Mode::Aggregated => profile::serving_params(engine, client),
+        Mode::Disaggregated => profile::disaggregated_serving_params(engine)
+            .unwrap_or_else(|| profile::serving_params(engine, Client::Fixed)),
     }
-    .unwrap_or_default()
 }
 
 /// |error| statistics of TTFT and TPOT of `samples` under `sv`.

@@ -178,6 +178,15 @@ pub fn serving_params(engine: Engine, client: Client) -> ServingParams {
     }
 }
 
+/// The serving layer of `engine` fitted to disaggregated runs, where there
+/// is one.
+pub(crate) fn disaggregated_serving_params(engine: Engine) -> Option<ServingParams> {
+    serving_table()
+        .get(engine.name())
+        .and_then(|s| s.disaggregated.as_ref())
+        .map(|d| d.params)
+}
+
 /// The serving table as the file `moeplan calibrate --built-in` writes.
 pub fn serving_file(table: &BTreeMap<String, EngineServing>) -> String {
     let body = toml::to_string(table).expect("serving parameters serialise");
@@ -498,11 +507,8 @@ fn apply_user(
 /// runs where there is one.
 pub fn resolve_disaggregated(gpu: &Gpu, engine: Engine) -> Profile {
     let mut p = resolve(gpu, engine);
-    if let Some(d) = serving_table()
-        .get(engine.name())
-        .and_then(|s| s.disaggregated.as_ref())
-    {
-        p.kernels.serving = d.params;
+    if let Some(d) = disaggregated_serving_params(engine) {
+        p.kernels.serving = d;
     }
     apply_user(
         &mut p,

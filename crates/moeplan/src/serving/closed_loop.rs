@@ -306,6 +306,16 @@ fn spread_group(l: &Loop) -> f64 {
         .min((l.budget / l.isl).max(1.0))
 }
 
+/// Prefill steps of a spread group: `⌈g · isl / budget⌉`.
+fn spread_steps(l: &Loop) -> f64 {
+    (spread_group(l) * l.isl / l.budget).ceil().max(1.0)
+}
+
+/// Prefill steps of a whole round (prefill first): `⌈n · isl / budget⌉`.
+fn round_steps(l: &Loop) -> f64 {
+    (l.running.max(1.0) * l.isl / l.budget).ceil().max(1.0)
+}
+
 /// Prompt tokens of the other requests that a steady-state step carries
 /// (mixed): each of the other `n − 1` requests brings `isl` tokens once per
 /// cycle of `osl − 1` decode steps and the steps carrying its prompt.
@@ -337,16 +347,12 @@ pub(crate) fn stream_share(l: &Loop) -> f64 {
 /// steps between two decodes, or the round's prefill steps over its
 /// decode steps when rounds stay grouped.
 pub(crate) fn prefill_steps_per_decode(l: &Loop) -> f64 {
-    let decodes = (l.osl - 1.0).max(1.0);
     match (l.policy, l.arrivals) {
         (Policy::MixedChunked | Policy::MixedWhole, _) => stream_share(l),
         (Policy::PrefillFirst, Arrivals::Spread) => {
-            let group = spread_group(l);
-            arrivals_per_step(l) / group * (group * l.isl / l.budget).ceil().max(1.0)
+            arrivals_per_step(l) / spread_group(l) * spread_steps(l)
         }
-        (Policy::PrefillFirst, Arrivals::Grouped) => {
-            (l.running.max(1.0) * l.isl / l.budget).ceil().max(1.0) / decodes
-        }
+        (Policy::PrefillFirst, Arrivals::Grouped) => round_steps(l) / (l.osl - 1.0).max(1.0),
     }
 }
 
@@ -400,7 +406,7 @@ pub(crate) fn solve(l: &Loop, t: &StepTimes, p: &LoopParams) -> LoopResult {
 
 fn prefill_first(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopResult {
     let per_step = l.budget / l.isl;
-    let steps = (n * l.isl / l.budget).ceil().max(1.0);
+    let steps = round_steps(l);
     let mean_step = mean_completion_step(n, per_step);
     // Full steps take `prefill`, the last (partial) one `burst`; a request
     // completing in step s has waited s full steps, or all full steps and
@@ -447,15 +453,13 @@ fn prefill_first_spread(
     n: f64,
     dsteps: f64,
 ) -> LoopResult {
-    let group = spread_group(l);
-    let steps = (group * l.isl / l.budget).ceil().max(1.0);
     let tpot = if dsteps > 0.0 {
         t.decode + t.prefill * prefill_steps_per_decode(l)
     } else {
         Seconds::ZERO
     };
     let first = t.burst * mean_completion_step(n, l.budget / l.isl) + p.request_overhead;
-    let steady = t.prefill * steps + tpot * p.arrival_wait + p.request_overhead;
+    let steady = t.prefill * spread_steps(l) + tpot * p.arrival_wait + p.request_overhead;
     let rounds = p.rounds.max(1.0);
     let cycle = steady + tpot * dsteps;
     LoopResult {
@@ -465,8 +469,8 @@ fn prefill_first_spread(
         first_round_ttft: first,
         steady_ttft: steady,
         slot_wait: Seconds::ZERO,
-        prefill_steps: (n * l.isl / l.budget).ceil().max(1.0),
-        group,
+        prefill_steps: round_steps(l),
+        group: spread_group(l),
         regime: Regime::Decode,
         arrivals: l.arrivals,
     }

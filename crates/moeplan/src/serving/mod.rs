@@ -98,6 +98,16 @@ impl Client {
         }
     }
 
+    /// The shortest length the client draws for a stated `tokens` (it
+    /// draws uniformly up to `tokens`): all of it (fixed), or 0.8 of it
+    /// rounded up (InferenceMAX's `--random-range-ratio 0.8`).
+    pub fn shortest(self, tokens: u64) -> u64 {
+        match self {
+            Client::Fixed => tokens,
+            Client::InferenceMax => (tokens * 4).div_ceil(5),
+        }
+    }
+
     /// Whether this is the default client (for `skip_serializing_if`).
     pub fn is_fixed(&self) -> bool {
         *self == Client::Fixed
