@@ -18,7 +18,7 @@ use crate::accuracy::ErrorStats;
 use crate::calibration::ServingParams;
 use crate::engine::Engine;
 use crate::fit::{self, Sample};
-use crate::profile::{self, MovedParam, UserFit, UserProfile, UserStack};
+use crate::profile::{self, MovedParam, ServingMode as Mode, UserFit, UserProfile, UserStack};
 use crate::runs::{Run, RunDeployment};
 use crate::serving::{estimate_summary, Client};
 use crate::units::{Bytes, Seconds};
@@ -132,13 +132,6 @@ pub fn suspects(runs: &[Run]) -> Vec<Suspect> {
 
 /// Runs grouped by (stack, engine, mode), each with its configuration.
 type Configured<'a> = BTreeMap<(String, Engine, Mode, Client), Vec<(String, &'a Sample)>>;
-
-/// The mode of a run, for grouping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Mode {
-    Aggregated,
-    Disaggregated,
-}
 
 fn mode(r: &Run) -> Mode {
     match r.deployment {
@@ -384,8 +377,9 @@ fn configuration(r: &Run) -> String {
 }
 
 /// Splits each stack's runs by configuration (every other one, in sorted
-/// order), calibrates on one half and predicts the other; the last row
-/// pools every stack's predicted runs.
+/// order), calibrates on one half and predicts the other; the last rows
+/// pool the predicted runs of every aggregated stack, every disaggregated
+/// one, and every stack.
 pub fn validate(runs: &[Run]) -> Vec<Validation> {
     let samples = crate::accuracy::samples(runs);
     let suspect = suspects(runs);
@@ -401,16 +395,23 @@ pub fn validate(runs: &[Run]) -> Vec<Validation> {
             .or_default()
             .push((configuration(r), s));
     }
-    let rows: Vec<(Validation, Vec<[f64; 4]>)> = by
+    let rows: Vec<(Mode, Validation, Vec<[f64; 4]>)> = by
         .par_iter()
-        .filter_map(|(k, v)| split_and_fit(k, v))
+        .filter_map(|(k, v)| split_and_fit(k, v).map(|(val, e)| (k.2, val, e)))
         .collect();
-    let pooled: Vec<[f64; 4]> = rows.iter().flat_map(|(_, e)| e.clone()).collect();
-    let mut out: Vec<Validation> = rows.into_iter().map(|(v, _)| v).collect();
-    if !pooled.is_empty() {
-        let fitted = out.iter().map(|v| v.fitted).sum();
-        out.push(Validation::of("every stack".into(), fitted, &pooled));
-    }
+    let pooled = |label: &str, keep: &dyn Fn(Mode) -> bool| {
+        let kept = rows.iter().filter(|(m, _, _)| keep(*m));
+        let fitted = kept.clone().map(|(_, v, _)| v.fitted).sum();
+        let errors: Vec<[f64; 4]> = kept.flat_map(|(_, _, e)| e.clone()).collect();
+        (!errors.is_empty()).then(|| Validation::of(label.into(), fitted, &errors))
+    };
+    let totals = [
+        pooled("every aggregated stack", &|m| m == Mode::Aggregated),
+        pooled("every disaggregated stack", &|m| m == Mode::Disaggregated),
+        pooled("every stack", &|_| true),
+    ];
+    let mut out: Vec<Validation> = rows.into_iter().map(|(_, v, _)| v).collect();
+    out.extend(totals.into_iter().flatten());
     out
 }
 

@@ -340,7 +340,7 @@ fn user_stack(gpu: &Gpu, engine: Engine) -> Option<(&'static str, &'static UserS
 }
 
 /// Which of a stack's serving layers a deployment uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum ServingMode {
     /// One pool doing prefill and decode (`resolve`).
     Aggregated,
