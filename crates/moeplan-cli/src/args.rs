@@ -253,7 +253,7 @@ pub struct DeploymentArgs {
     /// Share of prompt tokens served from the prefix cache, 0 to 0.99 (e.g. 0.56): prefill computes only the rest, attending the whole context; decode and KV memory unchanged.
     #[arg(long)]
     pub cache_hit_rate: Option<f64>,
-    /// The benchmark client whose measurements to predict: fixed (every request exactly --isl/--osl tokens: `vllm bench serve`, SGLang `bench_serving` as `moeplan launch` writes them, AIConfigurator's harness) or inferencemax (InferenceMAX's client: lengths drawn in [0.8, 1] × --isl/--osl, so a prefill-first engine's arrivals spread out); each has its own fitted serving layer. Default: the plan's or scenario's `workload.client`, else fixed.
+    /// The benchmark client whose measurements to predict: fixed (every request exactly --isl/--osl tokens: `vllm bench serve`, SGLang `bench_serving` with fixed lengths, AIConfigurator's harness) or inferencemax (InferenceMAX's client: lengths drawn in [0.8, 1] × --isl/--osl, so a prefill-first engine's arrivals spread out); each has its own fitted serving layer, and `moeplan launch` writes a benchmark that draws lengths as it does. Default: the plan's or scenario's `workload.client`, else fixed.
     #[arg(long, value_parser = choice(&moeplan::serving::Client::ALL, moeplan::serving::Client::name))]
     pub client: Option<moeplan::serving::Client>,
     /// Pipeline stages (default 1).

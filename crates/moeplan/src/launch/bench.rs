@@ -1,6 +1,7 @@
 //! The benchmark beside a launch: the engine's own client driving the
 //! plan's workload as a closed loop (`concurrency` requests in flight, the
-//! figures moeplan predicts), and a converter of its result into a row of
+//! figures moeplan predicts, lengths drawn as the workload's benchmark
+//! `Client` draws them), and a converter of its result into a row of
 //! the runs CSV that `moeplan calibrate` reads. Plan → launch → bench →
 //! calibrate → plan closes the loop.
 
@@ -8,6 +9,7 @@ use super::{Ctx, File, Request, RolePlan};
 use crate::engine::Engine;
 use crate::layout::Layout;
 use crate::replica::PoolRole;
+use crate::serving::Client;
 
 /// `bench.sh` and `bench_to_csv.py`.
 pub(crate) fn files(ctx: &Ctx, plans: &[RolePlan], req: &Request) -> Vec<File> {
@@ -30,9 +32,18 @@ pub(crate) fn files(ctx: &Ctx, plans: &[RolePlan], req: &Request) -> Vec<File> {
         Engine::Sglang => "result.jsonl",
         Engine::Vllm | Engine::Trtllm | Engine::Neutral => "result.json",
     };
+    let drawn = match w.client {
+        Client::Fixed => format!("{isl} tokens in, {osl} out"),
+        Client::InferenceMax => format!(
+            "prompts drawn in [{}, {isl}] tokens, outputs in [{}, {osl}] (InferenceMAX's client)",
+            w.client.shortest(isl),
+            w.client.shortest(osl)
+        ),
+    };
     let script = format!(
-        "#!/usr/bin/env bash\n# The plan's workload as a closed loop: {isl} tokens in, {osl} out, {total} requests in flight,\n# against the deployment's endpoint; then its result as a row of runs.csv for `moeplan calibrate`.\nset -euo pipefail\nURL=${{URL:-http://localhost:{port}}}\nCONC=${{CONC:-{total}}}\nPROMPTS=${{PROMPTS:-$((CONC * 8))}}\n{}\npython3 bench_to_csv.py {result} \"$CONC\" >> runs.csv\necho \"appended to runs.csv: moeplan calibrate runs.csv\" >&2\n",
-        client(ctx, isl, osl)
+        "#!/usr/bin/env bash\n# The plan's workload as a closed loop: {drawn}, {total} requests in flight,\n# against the deployment's endpoint; then its result as a row of runs.csv for `moeplan calibrate`.\nset -euo pipefail\nURL=${{URL:-http://localhost:{port}}}\nCONC=${{CONC:-{total}}}\nPROMPTS=${{PROMPTS:-$((CONC * {}))}}\n{}\npython3 bench_to_csv.py {result} \"$CONC\" >> runs.csv\necho \"appended to runs.csv: moeplan calibrate runs.csv\" >&2\n",
+        w.client.prompts_per_concurrency(),
+        client(ctx, isl, osl, w.client)
     );
     vec![
         File {
@@ -41,19 +52,47 @@ pub(crate) fn files(ctx: &Ctx, plans: &[RolePlan], req: &Request) -> Vec<File> {
         },
         File {
             path: "bench_to_csv.py".into(),
-            content: converter(ctx, plans, (isl, osl), replicas),
+            content: converter(ctx, plans, (isl, osl), replicas, w.client),
         },
     ]
 }
 
-/// The engine's benchmark client, writing its result file.
-fn client(ctx: &Ctx, isl: u64, osl: u64) -> String {
+/// The engine's benchmark client, writing its result file, drawing lengths
+/// as `drawn` does.
+fn client(ctx: &Ctx, isl: u64, osl: u64, drawn: Client) -> String {
     let m = ctx.model_path;
-    let common = format!("--base-url \"$URL\" --model {m} --dataset-name random --random-input-len {isl} --random-output-len {osl} --max-concurrency \"$CONC\" --num-prompts \"$PROMPTS\"");
+    let common = format!("--base-url \"$URL\" --model {m} --dataset-name random {} --max-concurrency \"$CONC\" --num-prompts \"$PROMPTS\"", lengths(ctx.engine, drawn, isl, osl));
     match ctx.engine {
-        Engine::Vllm => format!("vllm bench serve --backend vllm {common} --random-range-ratio 0 --ignore-eos --save-result --result-filename result.json"),
-        Engine::Sglang => format!("python3 -m sglang.bench_serving --backend sglang {common} --random-range-ratio 1 --output-file result.jsonl"),
+        Engine::Vllm => format!("vllm bench serve --backend vllm {common} --ignore-eos --save-result --result-filename result.json"),
+        Engine::Sglang => format!("python3 -m sglang.bench_serving --backend sglang {common} --output-file result.jsonl"),
         Engine::Trtllm | Engine::Neutral => format!("python3 -m tensorrt_llm.serve.scripts.benchmark_serving --backend openai {common} --random-ids --ignore-eos --save-result --result-filename result.json"),
+    }
+}
+
+/// The length flags that make the engine's client draw each request's
+/// lengths uniformly in [`Client::shortest`, stated]. SGLang's
+/// `bench_serving` draws in [ratio × len, len]; vLLM's `vllm bench serve`
+/// and TensorRT-LLM's `benchmark_serving` (a copy of vLLM's) in
+/// [len × (1 − ratio), len × (1 + ratio)], so they get the range's middle
+/// and half-width over it (to within a token).
+fn lengths(engine: Engine, drawn: Client, isl: u64, osl: u64) -> String {
+    let (num, den) = drawn.shortest_fraction();
+    match engine {
+        Engine::Sglang => {
+            let ratio = num as f64 / den as f64;
+            format!(
+                "--random-input-len {isl} --random-output-len {osl} --random-range-ratio {ratio}"
+            )
+        }
+        Engine::Vllm | Engine::Trtllm | Engine::Neutral => {
+            let middle = |len: u64| ((len * (num + den)) as f64 / (2 * den) as f64).round() as u64;
+            let ratio = (den - num) as f64 / (den + num) as f64;
+            format!(
+                "--random-input-len {} --random-output-len {} --random-range-ratio {ratio}",
+                middle(isl),
+                middle(osl)
+            )
+        }
     }
 }
 
@@ -62,12 +101,12 @@ fn client(ctx: &Ctx, isl: u64, osl: u64) -> String {
 /// release's own client (vLLM's `vllm bench serve`, SGLang's
 /// `bench_serving`). A table without them (TensorRT-LLM's, read from a
 /// branch without its client) checks nothing here.
-pub(crate) fn check_client(ctx: &Ctx) -> Result<(), String> {
+pub(crate) fn check_client(ctx: &Ctx, drawn: Client) -> Result<(), String> {
     let t = ctx.table;
     if !t.flag.iter().any(|f| f.name.starts_with("bench ")) {
         return Ok(());
     }
-    let line = client(ctx, 1, 1);
+    let line = client(ctx, 1, 1, drawn);
     let words: Vec<String> = super::flags::words(&line)
         .into_iter()
         .map(|w| w.trim_matches('"').to_string())
@@ -83,7 +122,13 @@ fn cells(l: &Layout) -> String {
 
 /// A Python converter from the client's result (JSON, or the last line of
 /// JSON lines) to a native runs-CSV row with this deployment's columns.
-fn converter(ctx: &Ctx, plans: &[RolePlan], (isl, osl): (u64, u64), replicas: u64) -> String {
+fn converter(
+    ctx: &Ctx,
+    plans: &[RolePlan],
+    (isl, osl): (u64, u64),
+    replicas: u64,
+    drawn: Client,
+) -> String {
     let gpu = plans.first().map_or("", |p| p.gpu.id.as_str());
     let mut header = String::from("model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms");
     let mut row = format!(
@@ -104,6 +149,8 @@ fn converter(ctx: &Ctx, plans: &[RolePlan], (isl, osl): (u64, u64), replicas: u6
             }
         }
     }
+    header += ",client";
+    row += &format!(", '{}'", drawn.name());
     format!(
         "#!/usr/bin/env python3\n\"\"\"A benchmark result ({}'s client) as a row of the runs CSV that `moeplan calibrate` reads.\n\nusage: bench_to_csv.py RESULT CONCURRENCY >> runs.csv (prints the header first when runs.csv is empty)\n\"\"\"\nimport json, os, sys\n\npath, total = sys.argv[1], int(sys.argv[2])\nwith open(path) as f:\n    lines = [line for line in f.read().splitlines() if line.strip()]\nr = json.loads(lines[-1]) if path.endswith('.jsonl') else json.loads('\\n'.join(lines))\nttft, tpot = r['mean_ttft_ms'], r['mean_tpot_ms']\n# concurrency per replica of an aggregated deployment; the whole deployment's when disaggregated\nconcurrency = max(1, round(total / {replicas}))\nif not os.path.exists('runs.csv') or os.path.getsize('runs.csv') == 0:\n    print('{header}')\nprint(','.join(str(c) for c in [{row}]))\n",
         ctx.engine.name()

@@ -318,7 +318,7 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
                 .map_err(LaunchError::Unchecked)?;
         }
     }
-    bench::check_client(&ctx).map_err(LaunchError::Unchecked)?;
+    bench::check_client(&ctx, req.deployment.workload().client).map_err(LaunchError::Unchecked)?;
     if req.target == Target::Dynamo {
         for p in &roles {
             k8s::check_dynamo_worker(&ctx, p).map_err(LaunchError::Unchecked)?;

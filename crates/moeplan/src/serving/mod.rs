@@ -72,8 +72,8 @@ pub struct Workload {
 #[serde(rename_all = "snake_case")]
 pub enum Client {
     /// Every request has exactly `isl` prompt and `osl` output tokens:
-    /// `vllm bench serve` and SGLang's `bench_serving` as `moeplan launch`
-    /// writes them, AIConfigurator's benchmark harness. Requests prefilled
+    /// `vllm bench serve` and SGLang's `bench_serving` with fixed lengths,
+    /// AIConfigurator's benchmark harness. Requests prefilled
     /// in the same step finish in the same step, so a prefill-first
     /// engine's rounds stay grouped.
     #[default]
@@ -98,13 +98,30 @@ impl Client {
         }
     }
 
-    /// The shortest length the client draws for a stated `tokens` (it
-    /// draws uniformly up to `tokens`): all of it (fixed), or 0.8 of it
-    /// rounded up (InferenceMAX's `--random-range-ratio 0.8`).
-    pub fn shortest(self, tokens: u64) -> u64 {
+    /// The shortest length the client draws, as a fraction `(num, den)` of
+    /// the stated one: it draws uniformly from there up to the stated
+    /// length. All of it (fixed), or 4/5 (InferenceMAX's
+    /// `--random-range-ratio 0.8`).
+    pub fn shortest_fraction(self) -> (u64, u64) {
         match self {
-            Client::Fixed => tokens,
-            Client::InferenceMax => (tokens * 4).div_ceil(5),
+            Client::Fixed => (1, 1),
+            Client::InferenceMax => (4, 5),
+        }
+    }
+
+    /// The shortest length the client draws for a stated `tokens`
+    /// (`shortest_fraction` of it, rounded up).
+    pub fn shortest(self, tokens: u64) -> u64 {
+        let (num, den) = self.shortest_fraction();
+        (tokens * num).div_ceil(den)
+    }
+
+    /// Prompts one benchmark run sends per request kept in flight: what
+    /// `moeplan launch`'s benchmark sends (8), or InferenceMAX's 10.
+    pub fn prompts_per_concurrency(self) -> u64 {
+        match self {
+            Client::Fixed => 8,
+            Client::InferenceMax => 10,
         }
     }
 

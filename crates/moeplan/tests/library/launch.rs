@@ -889,3 +889,87 @@ fn dynamo_wrapper_flags_come_from_its_release() {
         .check_flags(&w("--is-prefill-worker"), lookup("dynamo.trtllm"))
         .is_err());
 }
+
+/// The drawn range `[low, high]` of one length that a benchmark client's
+/// flags ask for: SGLang's `bench_serving` draws in
+/// `[max(int(len × ratio), 1), len]`; vLLM's `vllm bench serve` in
+/// `[floor(len × (1 − ratio)), ceil(len × (1 + ratio))]`; TensorRT-LLM's
+/// `benchmark_serving` in `[int(len × (1 − ratio)), int(len × (1 + ratio))]`
+/// (each client's dataset sampler).
+fn drawn_range(engine: Engine, len: f64, ratio: f64) -> (f64, f64) {
+    match engine {
+        Engine::Sglang => ((len * ratio).floor().max(1.0), len),
+        Engine::Vllm => ((len * (1.0 - ratio)).floor(), (len * (1.0 + ratio)).ceil()),
+        Engine::Trtllm | Engine::Neutral => {
+            ((len * (1.0 - ratio)).floor(), (len * (1.0 + ratio)).floor())
+        }
+    }
+}
+
+/// The value after `flag` in a command line.
+fn flag_value(line: &str, flag: &str) -> f64 {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == flag);
+    words
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{flag} with a number in {line}"))
+}
+
+/// Under InferenceMAX's client the benchmark a launch writes draws each
+/// request's lengths as that client does ([0.8, 1] × 2,000 and × 500, to
+/// within a token), sends 10 prompts per request in flight, and its
+/// converter writes rows that read back as InferenceMAX runs, so that
+/// `calibrate` fits them to that client's serving layer.
+#[test]
+fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
+    use moeplan::serving::Client;
+    for engine in ENGINES {
+        let mut d = aggregated("deepseek-v3", "h200-sxm", layout(1, 8, 1, 8, 1), 16, engine);
+        let Deployment::Aggregated(r) = &mut d else {
+            unreachable!()
+        };
+        r.workload.client = Client::InferenceMax;
+        let l = launch::launch(&request(&d, 1, engine, Target::Shell)).unwrap();
+        let file = |name: &str| {
+            l.files
+                .iter()
+                .find(|f| f.path.ends_with(name))
+                .map(|f| f.content.clone())
+                .unwrap_or_else(|| panic!("{name} in {engine:?}'s launch"))
+        };
+        let script = file("bench.sh");
+        let ratio = flag_value(&script, "--random-range-ratio");
+        for (flag, stated) in [("--random-input-len", 2000), ("--random-output-len", 500)] {
+            let (low, high) = drawn_range(engine, flag_value(&script, flag), ratio);
+            let want = (Client::InferenceMax.shortest(stated) as f64, stated as f64);
+            assert!(
+                (low - want.0).abs() <= 1.0 && (high - want.1).abs() <= 1.0,
+                "{engine:?} {flag}: draws [{low}, {high}], InferenceMAX [{}, {}]",
+                want.0,
+                want.1
+            );
+        }
+        assert!(script.contains("$((CONC * 10))"), "{script}");
+        // The converter's header and row, with a result's figures filled in.
+        let converter = file("bench_to_csv.py");
+        let quoted = |start: &str, end: &str| {
+            let i = converter.find(start).expect("start") + start.len();
+            let j = i + converter[i..].find(end).expect("end");
+            converter[i..j].to_string()
+        };
+        let header = quoted("print('", "')");
+        let row = quoted("for c in [", "]))")
+            .replace("concurrency", "16")
+            .replace("ttft", "250")
+            .replace("tpot", "20")
+            .replace(['\'', ' '], "");
+        let runs = moeplan::runs::parse(
+            "runs.csv",
+            &format!("{header}\n{row}\n"),
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{engine:?}: {e:?}\n{header}\n{row}"));
+        assert_eq!(runs[0].client, Client::InferenceMax, "{engine:?}");
+    }
+}
