@@ -275,8 +275,78 @@ pub(crate) fn is_aggregated(r: &Run) -> bool {
     matches!(r.deployment, RunDeployment::Aggregated { .. })
 }
 
+/// One slice of the standard report below its headline slices.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Slice {
+    /// Aggregated or disaggregated.
+    Mode(&'static str),
+    /// The benchmark client.
+    Client(Client),
+    /// The engine.
+    Engine(Engine),
+    /// Concurrency up to this bound (and above the previous one), which
+    /// shows where a bias grows or shrinks with load.
+    Concurrency(u64),
+    /// The GPU.
+    Gpu(String),
+    /// The model.
+    Model(String),
+}
+
+/// The upper bounds of the concurrency slices.
+const CONCURRENCY_BOUNDS: [u64; 6] = [4, 16, 64, 256, 1024, u64::MAX];
+
+impl Slice {
+    /// Every slice `r` belongs to.
+    fn of(r: &Run) -> [Slice; 6] {
+        let c = r.deployment.concurrency();
+        let bound = CONCURRENCY_BOUNDS
+            .into_iter()
+            .find(|b| c <= *b)
+            .unwrap_or(u64::MAX);
+        [
+            Slice::Mode(mode_name(r)),
+            Slice::Client(r.client),
+            Slice::Engine(r.engine),
+            Slice::Concurrency(bound),
+            Slice::Gpu(r.gpu.clone()),
+            Slice::Model(r.model.clone()),
+        ]
+    }
+
+    /// Its row label.
+    fn label(&self) -> String {
+        match self {
+            Slice::Mode(m) => format!("mode {m}"),
+            Slice::Client(c) => format!("client {}", c.name()),
+            Slice::Engine(e) => format!("engine {}", e.name()),
+            Slice::Concurrency(bound) => {
+                let i = CONCURRENCY_BOUNDS.iter().position(|b| b == bound);
+                let low = i
+                    .filter(|i| *i > 0)
+                    .map_or(1, |i| CONCURRENCY_BOUNDS[i - 1] + 1);
+                match *bound {
+                    u64::MAX => format!("concurrency {low}+"),
+                    b => format!("concurrency {low}-{b}"),
+                }
+            }
+            Slice::Gpu(g) => format!("gpu {g}"),
+            Slice::Model(m) => format!("model {m}"),
+        }
+    }
+}
+
+/// "agg" or "disagg".
+fn mode_name(r: &Run) -> &'static str {
+    if is_aggregated(r) {
+        "agg"
+    } else {
+        "disagg"
+    }
+}
+
 /// The standard report: the headline slices, then by mode, benchmark
-/// client, engine, GPU and model.
+/// client, engine, concurrency, GPU and model.
 pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
     let hopper = |r: &Run| r.gpu == "h100-sxm" || r.gpu == "h200-sxm";
     let blackwell = |r: &Run| r.gpu == "b200" || r.gpu == "gb200";
@@ -290,39 +360,10 @@ pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
         }),
         summarize("disaggregated", runs, outcomes, |r, _| !is_aggregated(r)),
     ];
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for r in runs {
-        let mode = if is_aggregated(r) { "agg" } else { "disagg" };
-        for k in [
-            ("mode", mode.to_string()),
-            ("client", r.client.name().to_string()),
-            ("engine", r.engine.name().to_string()),
-            ("gpu", r.gpu.clone()),
-            ("model", r.model.clone()),
-        ] {
-            let key = (k.0.to_string(), k.1);
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-    }
-    let order = |k: &str| {
-        ["mode", "client", "engine", "gpu", "model"]
-            .iter()
-            .position(|x| *x == k)
-    };
-    keys.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.1.cmp(&b.1)));
-    for (kind, value) in keys {
-        let group = format!("{kind} {value}");
-        out.push(summarize(&group, runs, outcomes, |r, _| {
-            let mode = if is_aggregated(r) { "agg" } else { "disagg" };
-            match kind.as_str() {
-                "mode" => mode == value,
-                "client" => r.client.name() == value,
-                "engine" => r.engine.name() == value,
-                "gpu" => r.gpu == value,
-                _ => r.model == value,
-            }
+    let slices: std::collections::BTreeSet<Slice> = runs.iter().flat_map(Slice::of).collect();
+    for slice in slices {
+        out.push(summarize(&slice.label(), runs, outcomes, |r, _| {
+            Slice::of(r).contains(&slice)
         }));
     }
     out

@@ -84,6 +84,17 @@ pub enum RunDeployment {
     },
 }
 
+impl RunDeployment {
+    /// Requests in flight: on one replica (aggregated) or on the whole
+    /// deployment (disaggregated).
+    pub fn concurrency(&self) -> u64 {
+        match self {
+            RunDeployment::Aggregated { concurrency, .. }
+            | RunDeployment::Disaggregated { concurrency, .. } => *concurrency,
+        }
+    }
+}
+
 /// One measured benchmark run.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Run {

@@ -457,3 +457,40 @@ fn benchmark_sidecars_that_cannot_be_estimated_are_located() {
     );
     assert!(e.positions().iter().all(Option::is_some), "{text}");
 }
+
+/// The report's concurrency slices partition the runs: each run counts in
+/// exactly one, the one whose bounds hold its concurrency (per replica
+/// when aggregated, on the whole deployment when disaggregated).
+#[test]
+fn the_concurrency_slices_partition_the_runs() {
+    let mut runs = Vec::new();
+    for f in ["native.csv", "native-disaggregated.csv", "silicon.csv"] {
+        runs.extend(moeplan::runs::read(&fixtures().join(f)).unwrap());
+    }
+    let outcomes = moeplan::accuracy::evaluate(&runs);
+    let report = moeplan::accuracy::report(&runs, &outcomes);
+    let slices: Vec<_> = report
+        .iter()
+        .filter(|s| s.group.starts_with("concurrency "))
+        .collect();
+    assert_eq!(
+        slices.iter().map(|s| s.runs).sum::<usize>(),
+        runs.len(),
+        "{slices:?}"
+    );
+    for r in &runs {
+        let c = r.deployment.concurrency();
+        let holding: Vec<&str> = slices
+            .iter()
+            .map(|s| s.group.trim_start_matches("concurrency "))
+            .filter(|range| {
+                let (low, high) = match range.split_once('-') {
+                    Some((l, h)) => (l.parse::<u64>().unwrap(), h.parse::<u64>().unwrap()),
+                    None => (range.trim_end_matches('+').parse().unwrap(), u64::MAX),
+                };
+                (low..=high).contains(&c)
+            })
+            .collect();
+        assert_eq!(holding.len(), 1, "concurrency {c}: {holding:?}");
+    }
+}
