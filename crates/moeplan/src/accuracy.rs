@@ -12,6 +12,7 @@
 use crate::calibration::ServingParams;
 use crate::fit::{self, Fitted, Sample};
 use crate::memory::Engine;
+use crate::profile::ServingMode;
 use crate::runs::{Run, RunDeployment};
 use crate::serving::disagg::estimate_disaggregated;
 use crate::serving::{estimate_summary, Client};
@@ -279,7 +280,7 @@ pub(crate) fn is_aggregated(r: &Run) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Slice {
     /// Aggregated or disaggregated.
-    Mode(&'static str),
+    Mode(ServingMode),
     /// The benchmark client.
     Client(Client),
     /// The engine.
@@ -305,7 +306,7 @@ impl Slice {
             .find(|b| c <= *b)
             .unwrap_or(u64::MAX);
         [
-            Slice::Mode(mode_name(r)),
+            Slice::Mode(r.deployment.mode()),
             Slice::Client(r.client),
             Slice::Engine(r.engine),
             Slice::Concurrency(bound),
@@ -317,7 +318,10 @@ impl Slice {
     /// Its row label.
     fn label(&self) -> String {
         match self {
-            Slice::Mode(m) => format!("mode {m}"),
+            // "agg" and "disagg": tools/accuracy.sh reads the audit's error
+            // band from these rows of docs/accuracy.md.
+            Slice::Mode(ServingMode::Aggregated) => "mode agg".to_string(),
+            Slice::Mode(ServingMode::Disaggregated) => "mode disagg".to_string(),
             Slice::Client(c) => format!("client {}", c.name()),
             Slice::Engine(e) => format!("engine {}", e.name()),
             Slice::Concurrency(bound) => {
@@ -333,15 +337,6 @@ impl Slice {
             Slice::Gpu(g) => format!("gpu {g}"),
             Slice::Model(m) => format!("model {m}"),
         }
-    }
-}
-
-/// "agg" or "disagg".
-fn mode_name(r: &Run) -> &'static str {
-    if is_aggregated(r) {
-        "agg"
-    } else {
-        "disagg"
     }
 }
 

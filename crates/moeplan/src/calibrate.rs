@@ -133,13 +133,6 @@ pub fn suspects(runs: &[Run]) -> Vec<Suspect> {
 /// Runs grouped by (stack, engine, mode), each with its configuration.
 type Configured<'a> = BTreeMap<(String, Engine, Mode, Client), Vec<(String, &'a Sample)>>;
 
-fn mode(r: &Run) -> Mode {
-    match r.deployment {
-        RunDeployment::Aggregated { .. } => Mode::Aggregated,
-        RunDeployment::Disaggregated { .. } => Mode::Disaggregated,
-    }
-}
-
 /// The built-in serving layer a fit of `engine`'s runs in `mode`, measured
 /// by `client`, starts from.
 fn built_in(engine: Engine, mode: Mode, client: Client) -> ServingParams {
@@ -204,7 +197,7 @@ fn groups<'a>(
         if suspect.iter().any(|x| x.run == i) {
             continue;
         }
-        g.entry((r.gpu.clone(), r.engine, mode(r)))
+        g.entry((r.gpu.clone(), r.engine, r.deployment.mode()))
             .or_insert_with(|| (r.client, Vec::new()))
             .1
             .push(s);
@@ -378,8 +371,8 @@ fn configuration(r: &Run) -> String {
 
 /// Splits each stack's runs by configuration (every other one, in sorted
 /// order), calibrates on one half and predicts the other; the last rows
-/// pool the predicted runs of every aggregated stack, every disaggregated
-/// one, and every stack.
+/// pool the predicted runs of every aggregated stack and every
+/// disaggregated one (when there are both), then of every stack.
 pub fn validate(runs: &[Run]) -> Vec<Validation> {
     let samples = crate::accuracy::samples(runs);
     let suspect = suspects(runs);
@@ -391,7 +384,7 @@ pub fn validate(runs: &[Run]) -> Vec<Validation> {
             continue;
         }
         let stack = format!("{} {} {}", r.model, r.gpu, r.engine_version);
-        by.entry((stack, r.engine, mode(r), r.client))
+        by.entry((stack, r.engine, r.deployment.mode(), r.client))
             .or_default()
             .push((configuration(r), s));
     }
@@ -405,11 +398,18 @@ pub fn validate(runs: &[Run]) -> Vec<Validation> {
         let errors: Vec<[f64; 4]> = kept.flat_map(|(_, _, e)| e.clone()).collect();
         (!errors.is_empty()).then(|| Validation::of(label.into(), fitted, &errors))
     };
-    let totals = [
-        pooled("every aggregated stack", &|m| m == Mode::Aggregated),
-        pooled("every disaggregated stack", &|m| m == Mode::Disaggregated),
-        pooled("every stack", &|_| true),
-    ];
+    // Each mode's pool where both are present (else it is "every stack").
+    let both = [Mode::Aggregated, Mode::Disaggregated]
+        .iter()
+        .all(|m| rows.iter().any(|(k, _, _)| k == m));
+    let mut totals = Vec::new();
+    if both {
+        totals.push(pooled("every aggregated stack", &|m| m == Mode::Aggregated));
+        totals.push(pooled("every disaggregated stack", &|m| {
+            m == Mode::Disaggregated
+        }));
+    }
+    totals.push(pooled("every stack", &|_| true));
     let mut out: Vec<Validation> = rows.into_iter().map(|(_, v, _)| v).collect();
     out.extend(totals.into_iter().flatten());
     out
@@ -456,10 +456,7 @@ fn split_and_fit(
             [t0, t1, p0, p1]
         })
         .collect();
-    let mode = match k.2 {
-        Mode::Aggregated => "aggregated",
-        Mode::Disaggregated => "disaggregated",
-    };
+    let mode = k.2.name();
     let client = match k.3 {
         Client::Fixed => String::new(),
         c => format!(" ({})", c.name()),
@@ -494,7 +491,7 @@ pub fn explain(runs: &[Run], profile: &UserProfile, base: Option<&UserProfile>) 
         .enumerate()
         .filter_map(|(i, (r, s))| {
             let s = s.as_ref()?;
-            let key = (r.gpu.clone(), r.engine, mode(r));
+            let key = (r.gpu.clone(), r.engine, r.deployment.mode());
             let fitted = start(Some(profile), &key, r.client);
             Some(RunFit {
                 run: format!("{}:{}", r.file, r.line),

@@ -348,6 +348,16 @@ pub(crate) enum ServingMode {
     Disaggregated,
 }
 
+impl ServingMode {
+    /// Its name in prose and reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ServingMode::Aggregated => "aggregated",
+            ServingMode::Disaggregated => "disaggregated",
+        }
+    }
+}
+
 /// The user profile (`--profile`) as a command's output names it.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ProfileUse {
@@ -370,10 +380,7 @@ impl std::fmt::Display for ProfileUse {
 /// `resolve_disaggregated`: a stack's fit of that mode, or nothing.
 pub(crate) fn user_profile_use(gpu: &Gpu, engine: Engine, mode: ServingMode) -> Option<ProfileUse> {
     let (file, p) = USER.get()?;
-    let mode_name = match mode {
-        ServingMode::Aggregated => "aggregated",
-        ServingMode::Disaggregated => "disaggregated",
-    };
+    let mode_name = mode.name();
     let fit = user_stack(gpu, engine).and_then(|(_, s)| match mode {
         ServingMode::Aggregated => s.aggregated.as_ref(),
         ServingMode::Disaggregated => s.disaggregated.as_ref(),

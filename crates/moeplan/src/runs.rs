@@ -85,6 +85,14 @@ pub enum RunDeployment {
 }
 
 impl RunDeployment {
+    /// Which serving layer it ran under.
+    pub(crate) fn mode(&self) -> crate::profile::ServingMode {
+        match self {
+            RunDeployment::Aggregated { .. } => crate::profile::ServingMode::Aggregated,
+            RunDeployment::Disaggregated { .. } => crate::profile::ServingMode::Disaggregated,
+        }
+    }
+
     /// Requests in flight: on one replica (aggregated) or on the whole
     /// deployment (disaggregated).
     pub fn concurrency(&self) -> u64 {

@@ -84,12 +84,19 @@ fn many_runs() -> Vec<Run> {
 }
 
 /// Fitted on half of the layouts and lengths, the calibration predicts the
-/// other half better than the built-in serving layer, within 10%.
+/// other half better than the built-in serving layer, within 10%; with
+/// aggregated runs alone the pooled row is the only one.
 #[test]
 fn a_calibration_generalises_to_configurations_it_did_not_see() {
     let runs = many_runs();
     let v = calibrate::validate(&runs);
     let all = v.last().expect("a pooled row");
+    // Aggregated runs alone: one pool, no per-mode pools beside it.
+    assert_eq!(all.stack, "every stack");
+    assert_eq!(
+        v.iter().filter(|r| r.stack.starts_with("every ")).count(),
+        1
+    );
     assert!(all.predicted > 0 && all.fitted > 0, "{all:?}");
     assert!(all.ttft_after <= 0.10 && all.tpot_after <= 0.10, "{all:?}");
     assert!(

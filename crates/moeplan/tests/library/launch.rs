@@ -940,9 +940,12 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
         };
         let script = file("bench.sh");
         let ratio = flag_value(&script, "--random-range-ratio");
-        for (flag, stated) in [("--random-input-len", 2000), ("--random-output-len", 500)] {
+        // 0.8 × 2,000 and 0.8 × 500: InferenceMAX's `--random-range-ratio 0.8`.
+        for (flag, want) in [
+            ("--random-input-len", (1600.0, 2000.0)),
+            ("--random-output-len", (400.0, 500.0)),
+        ] {
             let (low, high) = drawn_range(engine, flag_value(&script, flag), ratio);
-            let want = (Client::InferenceMax.shortest(stated) as f64, stated as f64);
             assert!(
                 (low - want.0).abs() <= 1.0 && (high - want.1).abs() <= 1.0,
                 "{engine:?} {flag}: draws [{low}, {high}], InferenceMAX [{}, {}]",
@@ -959,7 +962,9 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
             converter[i..j].to_string()
         };
         let header = quoted("print('", "')");
-        let row = quoted("for c in [", "]))")
+        let literal = quoted("for c in [", "]))");
+        assert!(literal.ends_with(", 'inferencemax'"), "{literal}");
+        let row = literal
             .replace("concurrency", "16")
             .replace("ttft", "250")
             .replace("tpot", "20")

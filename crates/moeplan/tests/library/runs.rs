@@ -478,19 +478,26 @@ fn the_concurrency_slices_partition_the_runs() {
         runs.len(),
         "{slices:?}"
     );
-    for r in &runs {
-        let c = r.deployment.concurrency();
-        let holding: Vec<&str> = slices
+    // Each slice holds exactly the runs whose concurrency its label's
+    // bounds hold, and no run is in two.
+    let bounds = |group: &str| -> (u64, u64) {
+        let range = group.trim_start_matches("concurrency ");
+        match range.split_once('-') {
+            Some((l, h)) => (l.parse().unwrap(), h.parse().unwrap()),
+            None => (range.trim_end_matches('+').parse().unwrap(), u64::MAX),
+        }
+    };
+    for s in &slices {
+        let (low, high) = bounds(&s.group);
+        let held = runs
             .iter()
-            .map(|s| s.group.trim_start_matches("concurrency "))
-            .filter(|range| {
-                let (low, high) = match range.split_once('-') {
-                    Some((l, h)) => (l.parse::<u64>().unwrap(), h.parse::<u64>().unwrap()),
-                    None => (range.trim_end_matches('+').parse().unwrap(), u64::MAX),
-                };
-                (low..=high).contains(&c)
-            })
-            .collect();
-        assert_eq!(holding.len(), 1, "concurrency {c}: {holding:?}");
+            .filter(|r| (low..=high).contains(&r.deployment.concurrency()))
+            .count();
+        assert_eq!(s.runs, held, "{}", s.group);
     }
+    let concurrencies: Vec<u64> = runs.iter().map(|r| r.deployment.concurrency()).collect();
+    assert!(
+        concurrencies.iter().any(|c| [4, 16, 64, 256].contains(c)),
+        "the fixtures should hold a run on a bound: {concurrencies:?}"
+    );
 }
