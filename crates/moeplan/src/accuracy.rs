@@ -132,8 +132,8 @@ pub fn simulate(run: &Run) -> Result<Predicted, String> {
         let clients = inp_workload.concurrency.max(1);
         crate::simulate::Traffic {
             arrivals: crate::simulate::Arrivals::Closed { clients },
-            isl: client_lengths(run.client, inp_workload.isl.get()),
-            osl: client_lengths(run.client, inp_workload.osl.get()),
+            isl: crate::simulate::Lengths::drawn_by(run.client, inp_workload.isl.get()),
+            osl: crate::simulate::Lengths::drawn_by(run.client, inp_workload.osl.get()),
             requests: clients * rounds.round().max(2.0) as u64,
             duration: None,
             seed: 1,
@@ -180,14 +180,6 @@ pub fn simulate(run: &Run) -> Result<Predicted, String> {
         ttft: Seconds::new(r.ttft_ms.mean / 1000.0),
         tpot: Seconds::new(r.tpot_ms.mean / 1000.0),
     })
-}
-
-/// The lengths `client` draws for a stated length of `tokens`.
-fn client_lengths(client: Client, tokens: u64) -> crate::simulate::Lengths {
-    match client.shortest(tokens) {
-        shortest if shortest == tokens => crate::simulate::Lengths::Fixed(tokens),
-        shortest => crate::simulate::Lengths::Uniform(shortest, tokens),
-    }
 }
 
 /// Median and 90th percentile of |error|, and the median signed error.
@@ -273,7 +265,7 @@ pub(crate) fn summarize(
 
 /// Whether a run is aggregated.
 pub(crate) fn is_aggregated(r: &Run) -> bool {
-    matches!(r.deployment, RunDeployment::Aggregated { .. })
+    r.deployment.mode() == ServingMode::Aggregated
 }
 
 /// One slice of the standard report below its headline slices.
@@ -355,10 +347,12 @@ pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
         }),
         summarize("disaggregated", runs, outcomes, |r, _| !is_aggregated(r)),
     ];
-    let slices: std::collections::BTreeSet<Slice> = runs.iter().flat_map(Slice::of).collect();
+    // Each run's slices, once (summarize looks them up by the run's index).
+    let of_run: Vec<[Slice; 6]> = runs.iter().map(Slice::of).collect();
+    let slices: std::collections::BTreeSet<&Slice> = of_run.iter().flatten().collect();
     for slice in slices {
-        out.push(summarize(&slice.label(), runs, outcomes, |r, _| {
-            Slice::of(r).contains(&slice)
+        out.push(summarize(&slice.label(), runs, outcomes, |_, o| {
+            of_run[o.run].contains(slice)
         }));
     }
     out
@@ -449,10 +443,10 @@ pub(crate) struct Layers {
 impl Layers {
     /// The layer that predicts `run`.
     fn of(&self, run: &Run) -> &Fitted {
-        match (is_aggregated(run), run.client) {
-            (false, _) => &self.disaggregated,
-            (true, Client::Fixed) => &self.fixed,
-            (true, Client::InferenceMax) => &self.inferencemax,
+        match (run.deployment.mode(), run.client) {
+            (ServingMode::Disaggregated, _) => &self.disaggregated,
+            (ServingMode::Aggregated, Client::Fixed) => &self.fixed,
+            (ServingMode::Aggregated, Client::InferenceMax) => &self.inferencemax,
         }
     }
 }

@@ -102,6 +102,15 @@ pub enum Lengths {
 }
 
 impl Lengths {
+    /// The lengths `client` draws for a stated length of `tokens`: all of
+    /// them, or uniformly from `Client::shortest` up to `tokens`.
+    pub fn drawn_by(client: crate::serving::Client, tokens: u64) -> Lengths {
+        match client.shortest(tokens) {
+            shortest if shortest == tokens => Lengths::Fixed(tokens),
+            shortest => Lengths::Uniform(shortest, tokens),
+        }
+    }
+
     /// A distribution around `mean` as the command line writes it: `fixed`,
     /// `uniform:MIN-MAX`, `lognormal:CV`, or a CSV histogram file of
     /// `tokens,weight` lines.
