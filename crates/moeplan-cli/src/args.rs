@@ -617,7 +617,7 @@ pub struct SimulateArgs {
     /// A trace of requests: CSV `arrival_s,isl,osl`, Azure's `TIMESTAMP,ContextTokens,GeneratedTokens`, or Mooncake JSON lines.
     #[arg(long)]
     pub trace: Option<std::path::PathBuf>,
-    /// Prompt lengths around --isl: fixed, uniform:MIN-MAX, lognormal:CV, or a CSV histogram file `tokens,weight`.
+    /// Prompt lengths around --isl: fixed, uniform:MIN-MAX, lognormal:CV, or a CSV histogram file `tokens,weight`. Left fixed, a scenario's length range applies, else the --client's lengths (inferencemax: uniform in [0.8, 1] × --isl).
     #[arg(long, default_value = "fixed")]
     pub isl_dist: String,
     /// Output lengths around --osl (as --isl-dist).

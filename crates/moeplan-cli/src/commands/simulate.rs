@@ -158,7 +158,8 @@ fn resolve(
 
 /// The traffic the flags describe, over a file's workload: its request
 /// rate (Poisson) when no --rate or --trace is given, its length ranges
-/// (uniform) where --isl-dist/--osl-dist are left fixed.
+/// (uniform) where --isl-dist/--osl-dist are left fixed, else the lengths
+/// the workload's benchmark client draws.
 fn traffic(
     a: &SimulateArgs,
     w: moeplan::serving::Workload,
@@ -179,13 +180,18 @@ fn traffic(
             "fixed, uniform:MIN-MAX, lognormal:CV or a tokens,weight CSV",
         )
     })?;
-    // A file's length range, where the flags leave the lengths fixed.
-    let range = |dist: &str, l: Option<moeplan::spec::scenario::Lengths>, parsed: Lengths| match l {
+    // Where the flags leave the lengths fixed: a file's length range, else
+    // the lengths the benchmark client draws (InferenceMAX's range).
+    let range = |dist: &str,
+                 l: Option<moeplan::spec::scenario::Lengths>,
+                 parsed: Lengths,
+                 stated: u64| match l {
         Some(l) if dist == "fixed" && l.min < l.max => Lengths::Uniform(l.min, l.max),
+        _ if dist == "fixed" => Lengths::drawn_by(w.client, stated),
         _ => parsed,
     };
-    let isl = range(&a.isl_dist, file.map(|w| w.isl), isl);
-    let osl = range(&a.osl_dist, file.map(|w| w.osl), osl);
+    let isl = range(&a.isl_dist, file.map(|w| w.isl), isl, w.isl.get());
+    let osl = range(&a.osl_dist, file.map(|w| w.osl), osl, w.osl.get());
     if !(a.cv.is_finite() && a.cv > 0.0 && a.cv <= 100.0) {
         return Err(bad(
             format!("--cv {} is not a coefficient of variation", a.cv),

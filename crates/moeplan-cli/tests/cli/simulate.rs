@@ -336,3 +336,50 @@ fn progress_goes_to_stderr_only() {
         assert_eq!(err.contains("requests ["), drawn, "{flag:?}: {err}");
     }
 }
+
+/// Left fixed, the lengths are the benchmark client's: InferenceMAX's
+/// client draws them in [0.8, 1] × --isl/--osl (800-1000 and 160-200
+/// here), the fixed client sends exactly 1000 and 200; an explicit
+/// distribution still wins.
+#[test]
+fn the_client_draws_the_lengths_left_fixed() {
+    let traffic = |extra: &[&str]| {
+        let args = [
+            &[
+                "simulate",
+                "--model",
+                "qwen3-30b-a3b",
+                "--gpu",
+                "h100-sxm",
+                "--tp",
+                "2",
+                "--engine",
+                "sglang",
+                "--isl",
+                "1000",
+                "--osl",
+                "200",
+                "--concurrency",
+                "16",
+                "--requests",
+                "64",
+                "--json",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let o = moeplan(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["traffic"].as_str().unwrap().to_string()
+    };
+    let drawn = traffic(&["--client", "inferencemax"]);
+    assert!(
+        drawn.contains("prompts uniform 800-1000") && drawn.contains("outputs uniform 160-200"),
+        "{drawn}"
+    );
+    let fixed = traffic(&[]);
+    assert!(fixed.contains("prompts 1000 tokens"), "{fixed}");
+    let stated = traffic(&["--client", "inferencemax", "--isl-dist", "uniform:500-1500"]);
+    assert!(stated.contains("prompts uniform 500-1500"), "{stated}");
+}
