@@ -11,7 +11,7 @@
 
 use crate::hardware::Gpu;
 use crate::layout::Layout;
-use crate::model::{Attention, Component, Ffn, LayerParamsMemo, Mixer, Model};
+use crate::model::{Attention, Component, Ffn, Layer, LayerParamsMemo, Mixer, Model};
 use crate::units::Bytes;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -115,33 +115,20 @@ fn stage_weights(
     let range = stages[stage.min(stages.len() - 1)].clone();
     let tp = layout.tp as f64;
     let mut w = [0.0f64; 10];
-    let mut add =
-        |c: Component, params: f64| w[c as usize] += params * m.component_dtype(c).bytes();
+    // Models repeat a few layer kinds: each kind's contributions are
+    // computed once and added layer by layer (the same sums, in order).
+    let mut kinds = LayerKinds::new();
     let mut memo = LayerParamsMemo::new(m);
     for layer in &m.layers[range] {
-        let p = memo.get(layer);
-        let kv_split = kv_split(m, layer.mixer, tp);
-        add(
-            Component::Attention,
-            p.attn_sharded / tp + p.attn_kv / kv_split + p.attn_replicated,
-        );
-        add(Component::LinearAttention, p.linear_attn / tp);
-        add(Component::Router, p.router);
-        if let Some(moe) = &m.moe {
-            let slots = moe.n_routed_experts as f64 + redundant_experts as f64;
-            let per_gpu_experts = slots / layout.ep as f64;
-            // The latent projections around the experts are replicated.
-            add(
-                Component::RoutedExperts,
-                p.per_expert * per_gpu_experts * (p.routed_experts > 0.0) as u8 as f64
-                    / layout.etp as f64
-                    + p.latent,
-            );
+        let adds = kinds.get(layer, || {
+            layer_weights(m, layout, &mut memo, layer, redundant_experts, tp)
+        });
+        for (c, bytes) in adds {
+            w[c as usize] += bytes;
         }
-        add(Component::SharedExperts, p.shared / tp);
-        add(Component::DenseMlp, p.dense / tp);
-        add(Component::Norms, p.norms);
     }
+    let mut add =
+        |c: Component, params: f64| w[c as usize] += params * m.component_dtype(c).bytes();
     let vh = (m.vocab_size * m.hidden_size) as f64;
     let last = stages.len() - 1;
     if stage == 0 {
@@ -161,6 +148,68 @@ fn stage_weights(
         add(Component::Norms, m.hidden_size as f64);
     }
     w
+}
+
+/// The weight bytes one layer adds on one GPU, by component, in the order
+/// `stage_weights` adds them.
+fn layer_weights(
+    m: &Model,
+    layout: &Layout,
+    memo: &mut LayerParamsMemo,
+    layer: &Layer,
+    redundant_experts: u32,
+    tp: f64,
+) -> Vec<(Component, f64)> {
+    let p = memo.get(layer);
+    let bytes = |c: Component, params: f64| (c, params * m.component_dtype(c).bytes());
+    let kv_split = kv_split(m, layer.mixer, tp);
+    let mut adds = vec![
+        bytes(
+            Component::Attention,
+            p.attn_sharded / tp + p.attn_kv / kv_split + p.attn_replicated,
+        ),
+        bytes(Component::LinearAttention, p.linear_attn / tp),
+        bytes(Component::Router, p.router),
+    ];
+    if let Some(moe) = &m.moe {
+        let slots = moe.n_routed_experts as f64 + redundant_experts as f64;
+        let per_gpu_experts = slots / layout.ep as f64;
+        // The latent projections around the experts are replicated.
+        adds.push(bytes(
+            Component::RoutedExperts,
+            p.per_expert * per_gpu_experts * (p.routed_experts > 0.0) as u8 as f64
+                / layout.etp as f64
+                + p.latent,
+        ));
+    }
+    adds.push(bytes(Component::SharedExperts, p.shared / tp));
+    adds.push(bytes(Component::DenseMlp, p.dense / tp));
+    adds.push(bytes(Component::Norms, p.norms));
+    adds
+}
+
+/// A value per kind of layer, computed at the kind's first layer: models
+/// repeat a few kinds (dense/MoE, full/sliding/linear), and consecutive
+/// layers are mostly of one kind.
+struct LayerKinds<T> {
+    seen: Vec<(Layer, T)>,
+}
+
+impl<T: Clone> LayerKinds<T> {
+    fn new() -> Self {
+        LayerKinds {
+            seen: Vec::with_capacity(4),
+        }
+    }
+
+    fn get(&mut self, layer: &Layer, compute: impl FnOnce() -> T) -> T {
+        if let Some((_, v)) = self.seen.iter().rev().find(|(l, _)| l == layer) {
+            return v.clone();
+        }
+        let v = compute();
+        self.seen.push((*layer, v.clone()));
+        v
+    }
 }
 
 /// Sum of the components with weights, in report order (what
@@ -188,24 +237,26 @@ pub(crate) fn kv_bytes_per_request(
 
 fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, context: u64) -> Bytes {
     let mut b = Bytes::ZERO;
+    let mut kinds = LayerKinds::new();
     for layer in &m.layers[range] {
-        match layer.mixer {
-            Mixer::Linear | Mixer::Mamba => {
-                b += m.state_bytes_per_layer(layer.mixer) / layout.tp as f64
-            }
-            Mixer::Absent | Mixer::Projection => {}
-            mixer @ (Mixer::Full
-            | Mixer::FullDense
-            | Mixer::FullKv { .. }
-            | Mixer::Sliding { .. }) => {
-                b += kv_bytes_per_token_layer_gpu(m, layout, mixer)
-                    * (layer.kept_tokens(context) as f64 / layout.cp as f64).ceil()
-            }
-            // One shared key-value head: every TP rank holds it whole.
-            Mixer::Compressed { .. } => b += m.kv_bytes_layer_context(layer, context, layout.cp),
-        }
+        b += kinds.get(layer, || layer_kv_bytes(m, layout, layer, context));
     }
     b
+}
+
+/// KV cache (and linear state) one request of `context` tokens holds in
+/// one layer on one GPU.
+fn layer_kv_bytes(m: &Model, layout: &Layout, layer: &Layer, context: u64) -> Bytes {
+    match layer.mixer {
+        Mixer::Linear | Mixer::Mamba => m.state_bytes_per_layer(layer.mixer) / layout.tp as f64,
+        Mixer::Absent | Mixer::Projection => Bytes::ZERO,
+        mixer @ (Mixer::Full | Mixer::FullDense | Mixer::FullKv { .. } | Mixer::Sliding { .. }) => {
+            kv_bytes_per_token_layer_gpu(m, layout, mixer)
+                * (layer.kept_tokens(context) as f64 / layout.cp as f64).ceil()
+        }
+        // One shared key-value head: every TP rank holds it whole.
+        Mixer::Compressed { .. } => m.kv_bytes_layer_context(layer, context, layout.cp),
+    }
 }
 
 /// Columns of a layer's q, k and v on one GPU (MLA: its decompressed q,
@@ -326,7 +377,7 @@ pub fn max_concurrency(
 }
 
 /// `memory` and `max_concurrency` at once, computing each stage's weights
-/// and per-request KV once (what `serving::estimate` needs).
+/// and per-request KV once.
 pub(crate) fn memory_and_max_concurrency(
     m: &Model,
     gpu: &Gpu,
@@ -336,63 +387,138 @@ pub(crate) fn memory_and_max_concurrency(
     concurrency: u64,
     context: u64,
 ) -> (MemoryBreakdown, u64) {
-    let stages = layout.stages(m);
-    let seqs_per_rank = (concurrency as f64 / layout.dp as f64).ceil();
-    let act_step = activation_bytes(m, layout, cfg);
-    let logits_row = logits_bytes_per_request(m, layout);
-    let comm = comm_buffer_bytes(m, layout, cfg);
-    let other = comm + cfg.runtime_reserve;
-    let usable = gpu.memory.0 * cfg.max_memory_fraction.value();
-    // (stage, weights, total, per_request, weights_bytes, activations) of the fullest GPU so far.
-    let mut worst: Option<(usize, [f64; 10], Bytes, Bytes, Bytes, Bytes)> = None;
-    let mut best = u64::MAX;
-    let last = stages.len() - 1;
-    for (stage, range) in stages.iter().enumerate() {
-        let weights = stage_weights(m, layout, &stages, stage, redundant_experts);
-        let weights_bytes = weights_total(&weights);
-        let per_request = kv_bytes_per_request_in(m, layout, range.clone(), context);
-        let logits = if stage == last {
-            logits_row
-        } else {
-            Bytes::ZERO
-        };
-        let kv = per_request * seqs_per_rank;
-        let act = act_step + logits * seqs_per_rank;
-        let total = weights_bytes + kv + act + other;
-        if worst.as_ref().is_none_or(|w| total.0 > w.2 .0) {
-            worst = Some((stage, weights, total, per_request, weights_bytes, act));
-        }
-        let fixed = weights_bytes + act_step + comm + cfg.runtime_reserve;
-        let free = usable - fixed.0;
-        if free <= 0.0 {
-            best = 0;
-            continue;
-        }
-        let per_rank_cost = per_request + logits;
-        let per_rank = if per_rank_cost.0 > 0.0 {
-            (free / per_rank_cost.0).floor()
-        } else {
-            1e9
-        };
-        best = best.min((per_rank as u64).saturating_mul(layout.dp as u64));
-    }
-    let (stage, weights, total, per_request, weights_bytes, act) =
-        worst.expect("a layout has at least one stage");
-    let breakdown = MemoryBreakdown {
-        weights_bytes,
-        weights_by_component: Component::ALL
+    let f = Footprint::of(m, gpu, layout, cfg, redundant_experts, context);
+    (f.at(concurrency), f.max_concurrency())
+}
+
+/// What each pipeline stage's GPU holds whatever the number of requests in
+/// flight (weights, activations, buffers) and what each request adds (its
+/// KV cache of `context` tokens, its logits row): `serving::estimate`
+/// computes it once for the concurrency that fits and the memory at the
+/// concurrency it runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Footprint {
+    stages: Vec<StageFootprint>,
+    /// Activations and workspace of the largest step.
+    act_step: Bytes,
+    /// Communication buffers.
+    comm: Bytes,
+    /// Communication buffers and the runtime reserve.
+    other: Bytes,
+    /// Bytes the engine may use (capacity × its fraction).
+    usable: f64,
+    capacity: Bytes,
+    usable_bytes: Bytes,
+    runtime_reserve: Bytes,
+    dp: u32,
+}
+
+#[derive(Clone, Debug)]
+struct StageFootprint {
+    weights: [f64; 10],
+    weights_bytes: Bytes,
+    /// KV cache (and linear state) of one request.
+    per_request: Bytes,
+    /// The logits row of one running request (last stage only).
+    logits: Bytes,
+}
+
+impl Footprint {
+    /// The footprint of `layout` with requests of `context` tokens.
+    pub(crate) fn of(
+        m: &Model,
+        gpu: &Gpu,
+        layout: &Layout,
+        cfg: &EngineConfig,
+        redundant_experts: u32,
+        context: u64,
+    ) -> Footprint {
+        let stages = layout.stages(m);
+        let logits_row = logits_bytes_per_request(m, layout);
+        let comm = comm_buffer_bytes(m, layout, cfg);
+        let last = stages.len() - 1;
+        let per_stage = stages
             .iter()
-            .filter(|c| weights[**c as usize] > 0.0)
-            .map(|c| (c.name().to_string(), Bytes(weights[*c as usize])))
-            .collect(),
-        kv_cache_bytes: per_request * seqs_per_rank,
-        activation_bytes: act,
-        other_bytes: other,
-        total_bytes: total,
-        capacity_bytes: gpu.memory,
-        usable_bytes: gpu.memory * cfg.max_memory_fraction,
-        stage,
-        kv_bytes_per_request: per_request,
-    };
-    (breakdown, best)
+            .enumerate()
+            .map(|(stage, range)| {
+                let weights = stage_weights(m, layout, &stages, stage, redundant_experts);
+                StageFootprint {
+                    weights,
+                    weights_bytes: weights_total(&weights),
+                    per_request: kv_bytes_per_request_in(m, layout, range.clone(), context),
+                    logits: if stage == last {
+                        logits_row
+                    } else {
+                        Bytes::ZERO
+                    },
+                }
+            })
+            .collect();
+        Footprint {
+            stages: per_stage,
+            act_step: activation_bytes(m, layout, cfg),
+            comm,
+            other: comm + cfg.runtime_reserve,
+            usable: gpu.memory.0 * cfg.max_memory_fraction.value(),
+            capacity: gpu.memory,
+            usable_bytes: gpu.memory * cfg.max_memory_fraction,
+            runtime_reserve: cfg.runtime_reserve,
+            dp: layout.dp,
+        }
+    }
+
+    /// The most requests the replica can hold in flight.
+    pub(crate) fn max_concurrency(&self) -> u64 {
+        let mut best = u64::MAX;
+        for s in &self.stages {
+            let fixed = s.weights_bytes + self.act_step + self.comm + self.runtime_reserve;
+            let free = self.usable - fixed.0;
+            if free <= 0.0 {
+                best = 0;
+                continue;
+            }
+            let per_rank_cost = s.per_request + s.logits;
+            let per_rank = if per_rank_cost.0 > 0.0 {
+                (free / per_rank_cost.0).floor()
+            } else {
+                1e9
+            };
+            best = best.min((per_rank as u64).saturating_mul(self.dp as u64));
+        }
+        best
+    }
+
+    /// Memory of the fullest GPU with `concurrency` requests in flight on
+    /// the replica.
+    pub(crate) fn at(&self, concurrency: u64) -> MemoryBreakdown {
+        let seqs_per_rank = (concurrency as f64 / self.dp as f64).ceil();
+        // (stage, total, activations) of the fullest GPU so far.
+        let mut worst: Option<(usize, Bytes, Bytes)> = None;
+        for (stage, s) in self.stages.iter().enumerate() {
+            let kv = s.per_request * seqs_per_rank;
+            let act = self.act_step + s.logits * seqs_per_rank;
+            let total = s.weights_bytes + kv + act + self.other;
+            if worst.as_ref().is_none_or(|w| total.0 > w.1 .0) {
+                worst = Some((stage, total, act));
+            }
+        }
+        let (stage, total, act) = worst.expect("a layout has at least one stage");
+        let s = &self.stages[stage];
+        MemoryBreakdown {
+            weights_bytes: s.weights_bytes,
+            weights_by_component: Component::ALL
+                .iter()
+                .filter(|c| s.weights[**c as usize] > 0.0)
+                .map(|c| (c.name().to_string(), Bytes(s.weights[*c as usize])))
+                .collect(),
+            kv_cache_bytes: s.per_request * seqs_per_rank,
+            activation_bytes: act,
+            other_bytes: self.other,
+            total_bytes: total,
+            capacity_bytes: self.capacity,
+            usable_bytes: self.usable_bytes,
+            stage,
+            kv_bytes_per_request: s.per_request,
+        }
+    }
 }

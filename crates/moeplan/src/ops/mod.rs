@@ -384,6 +384,7 @@ impl StepCost {
 }
 
 /// Everything the cost of a step depends on besides its shape.
+#[derive(Clone)]
 pub struct CostContext<'a> {
     /// The model.
     pub model: &'a Model,

@@ -309,15 +309,18 @@ struct Pools {
 }
 
 impl Pools {
-    fn of(inp: &DisaggInput) -> Pools {
+    /// The pools, and the decode pool's memory footprint that sized them.
+    fn of(inp: &DisaggInput) -> (Pools, memory::Footprint) {
         let w = inp.workload;
-        let (_, most) = pool_memory(inp, &inp.decode, 1.0, w.steady_context());
-        Pools {
+        let decode = pool_footprint(inp, &inp.decode, w.steady_context());
+        let most = decode.max_concurrency();
+        let pools = Pools {
             workload: w,
             prefill: inp.prefill,
             decode: inp.decode,
             decode_room: (most as f64 / inp.decode.layout.dp as f64).max(1.0),
-        }
+        };
+        (pools, decode)
     }
 }
 
@@ -394,20 +397,15 @@ fn solve(
     out.expect("at least one iteration")
 }
 
-/// Memory and fit of one pool with `requests` in flight per worker.
-fn pool_memory(
-    inp: &DisaggInput,
-    pool: &Pool,
-    requests: f64,
-    context: u64,
-) -> (MemoryBreakdown, u64) {
-    memory::memory_and_max_concurrency(
+/// The memory footprint of one of a pool's workers with requests of
+/// `context` tokens.
+fn pool_footprint(inp: &DisaggInput, pool: &Pool, context: u64) -> memory::Footprint {
+    memory::Footprint::of(
         inp.model,
         inp.gpu,
         &pool.layout,
         &inp.engine,
         pool.redundant_experts,
-        requests.ceil() as u64,
         context,
     )
 }
@@ -418,6 +416,8 @@ fn pool_memory(
 /// parameters re-solves without re-costing.
 pub(crate) struct PreparedDisagg {
     pools: Pools,
+    /// The decode pool's memory footprint (at the steady context).
+    decode_footprint: memory::Footprint,
     prefill_step: Step,
     transfer: Seconds,
     /// (requests per decode rank, decode step) at powers of two.
@@ -463,7 +463,7 @@ impl PreparedDisagg {
         let ranks = inp.decode.workers as f64 * inp.decode.layout.dp as f64;
         let din = pool_input(inp, &inp.decode, c.div_ceil(inp.decode.workers as u64));
         let stepper = Stepper::new(&din, inp.decode.layout.dp as f64);
-        let pools = Pools::of(inp);
+        let (pools, decode_footprint) = Pools::of(inp);
         let most = (c as f64 / ranks).min(pools.decode_room).max(1.0);
         let mut decode_steps = Vec::new();
         let mut n: f64 = 1.0;
@@ -486,6 +486,7 @@ impl PreparedDisagg {
         }
         Ok(PreparedDisagg {
             pools,
+            decode_footprint,
             prefill_step,
             transfer: kv_transfer(inp),
             decode_steps,
@@ -575,7 +576,7 @@ pub fn estimate_disaggregated(
         &prep.prefill_step,
         &decode,
         &solved,
-        prep.transfer,
+        (prep.transfer, &prep.decode_footprint),
         prep.warnings,
     ))
 }
@@ -587,13 +588,13 @@ fn assemble(
     prefill_step: &Step,
     decode_step: &Step,
     s: &Solved,
-    transfer: Seconds,
+    (transfer, decode_footprint): (Seconds, &memory::Footprint),
     mut warnings: Vec<String>,
 ) -> DisaggEstimate {
     let sv = inp.calibration.serving;
     let w = inp.workload;
     let (p, d) = (&inp.prefill, &inp.decode);
-    let mem = PoolMemories::of(inp);
+    let mem = PoolMemories::of(inp, decode_footprint);
     let gpus = p.gpus() + d.gpus();
     pool_warnings(inp, s, &mem, &mut warnings);
     super::overlap_warnings(
@@ -729,23 +730,21 @@ struct PoolMemories {
 
 impl PoolMemories {
     /// Both pools' memory at the requests each holds.
-    fn of(inp: &DisaggInput) -> PoolMemories {
+    /// `decode` is the decode pool's footprint at the steady context.
+    fn of(inp: &DisaggInput, decode: &memory::Footprint) -> PoolMemories {
         let w = inp.workload;
         let (p, d) = (&inp.prefill, &inp.decode);
-        let context = w.steady_context();
         // A decode worker holds the KV cache of every request it was handed,
         // decoding or about to: its share of the deployment's requests, up to
         // what its memory holds (the rest wait for a slot, in TTFT).
-        let (_, decode_max) = pool_memory(inp, d, 1.0, context);
+        let decode_max = decode.max_concurrency();
         let per_decode_worker =
             (w.concurrency as f64 / d.workers.max(1) as f64).min(decode_max.max(1) as f64);
-        let (prefill, prefill_max) = pool_memory(
-            inp,
-            p,
-            p.prompts_per_rank as f64 * p.layout.dp as f64,
-            w.isl.get(),
-        );
-        let (decode, _) = pool_memory(inp, d, per_decode_worker, context);
+        let prefill_footprint = pool_footprint(inp, p, w.isl.get());
+        let prompts = p.prompts_per_rank as f64 * p.layout.dp as f64;
+        let prefill = prefill_footprint.at(prompts.ceil() as u64);
+        let prefill_max = prefill_footprint.max_concurrency();
+        let decode = decode.at(per_decode_worker.ceil() as u64);
         PoolMemories {
             prefill,
             prefill_max,

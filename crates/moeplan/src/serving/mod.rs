@@ -498,7 +498,8 @@ struct Load {
 }
 
 impl Load {
-    fn of(inp: &EstimateInput) -> Load {
+    /// The load, and the memory footprint it was sized by.
+    fn of(inp: &EstimateInput) -> (Load, memory::Footprint) {
         let w = inp.workload;
         let dp = inp.layout.dp as f64;
         let c = w.concurrency.max(1) as f64;
@@ -517,23 +518,25 @@ impl Load {
             .engine
             .max_running_requests
             .map_or(f64::INFINITY, |c| c.max(1) as f64);
+        let footprint = memory::Footprint::of(
+            inp.model,
+            inp.gpu,
+            &inp.layout,
+            &inp.engine,
+            inp.redundant_experts,
+            context,
+        );
         if !neutral {
-            let fit = memory::max_concurrency(
-                inp.model,
-                inp.gpu,
-                &inp.layout,
-                &inp.engine,
-                inp.redundant_experts,
-                context,
-            );
+            let fit = footprint.max_concurrency();
             cap = cap.min((fit as f64 / dp).floor().max(1.0));
         }
-        Load {
+        let load = Load {
             active_ranks,
             in_flight,
             running: in_flight.min(cap),
             context,
-        }
+        };
+        (load, footprint)
     }
 }
 
@@ -597,6 +600,7 @@ fn cost_steps(stepper: &Stepper, lp: &Loop) -> LoopSteps {
 /// layer: what a fit of serving parameters re-solves without re-costing.
 pub(crate) struct Prepared {
     load: Load,
+    footprint: memory::Footprint,
     lp: Loop,
     steps: LoopSteps,
 }
@@ -608,10 +612,16 @@ impl Prepared {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let load = Load::of(inp);
+        let (load, footprint) = Load::of(inp);
         let lp = closed_loop_of(inp, &load);
         let steps = cost_steps(&Stepper::new(inp, load.active_ranks), &lp);
-        Ok((Prepared { load, lp, steps }, warnings))
+        let prep = Prepared {
+            load,
+            footprint,
+            lp,
+            steps,
+        };
+        Ok((prep, warnings))
     }
 
     /// The benchmark's figures under a serving layer.
@@ -635,13 +645,13 @@ impl Prepared {
 /// The estimate of one replica: the loop solved under the serving layer,
 /// memory, the derived figures and, in full detail, their derivations.
 fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<LayoutProblem>> {
-    let m = inp.model;
     let l = inp.layout;
     let (prep, mut warnings) = Prepared::new(inp)?;
     let serving = inp.calibration.serving;
     let res = prep.solve(&serving);
     let Prepared {
         load,
+        footprint,
         lp,
         steps: st,
     } = prep;
@@ -650,15 +660,8 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
         &[("decode step", &st.decode), ("prefill step", &st.prefill)],
         &mut warnings,
     );
-    let (mem, max_concurrency) = memory::memory_and_max_concurrency(
-        m,
-        inp.gpu,
-        &l,
-        &inp.engine,
-        inp.redundant_experts,
-        (load.running * load.active_ranks).round() as u64,
-        load.context,
-    );
+    let mem = footprint.at((load.running * load.active_ranks).round() as u64);
+    let max_concurrency = footprint.max_concurrency();
     if !mem.fits() {
         warnings.push(format!(
             "does not fit: the fullest GPU needs {} of {} usable ({:.0}% of {}); at most {} requests of {} tokens fit",

@@ -116,6 +116,9 @@ pub struct Stepper<'a> {
     active_ranks: f64,
     /// Mean context of a decoding request.
     context: f64,
+    /// The cost context of its steps, built once (its load imbalance is
+    /// each step's own).
+    ctx: CostContext<'a>,
 }
 
 impl<'a> Stepper<'a> {
@@ -126,6 +129,14 @@ impl<'a> Stepper<'a> {
             inp,
             active_ranks,
             context: w.isl.get().max(1) as f64 + w.osl.get().max(1) as f64 / 2.0,
+            ctx: CostContext::new(
+                inp.model,
+                inp.gpu,
+                inp.layout,
+                inp.redundant_experts,
+                0.0,
+                &inp.calibration,
+            ),
         }
     }
 
@@ -262,14 +273,9 @@ impl<'a> Stepper<'a> {
     /// tokens to split.
     fn cost(&self, micro: &StepShape, tokens: f64) -> (StepCost, f64, Option<OverlapCost>) {
         let ctx = |imbalance| {
-            CostContext::new(
-                self.inp.model,
-                self.inp.gpu,
-                self.inp.layout,
-                self.inp.redundant_experts,
-                imbalance,
-                &self.inp.calibration,
-            )
+            let mut c = self.ctx.clone();
+            c.load_imbalance = imbalance;
+            c
         };
         let imbalance = self.imbalance(tokens);
         let single = ctx(imbalance).step(micro);
