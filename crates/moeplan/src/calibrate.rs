@@ -109,7 +109,7 @@ fn suspicion(run: &Run) -> Option<String> {
     }
     if under(run.tpot, tpot_floor) {
         return Some(format!(
-            "{}:{}: TPOT {} is under the {} a decode step needs to read its bytes at full HBM bandwidth",
+            "{}:{}: TPOT {} is under the {} a decode step needs to read its bytes at full HBM bandwidth; only speculative decoding (MTP, EAGLE: several tokens per step, which moeplan does not model) or a wrong row explains it",
             run.file, run.line, run.tpot, tpot_floor
         ));
     }

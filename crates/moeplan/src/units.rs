@@ -15,6 +15,33 @@ use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, Sub};
 
 /// Formats `value` with an SI prefix chosen so the mantissa is in [1, 1000).
+/// `value` with `precision` decimals, exactly as `{:.precision$}` writes
+/// it. Integral values (counts, whole tokens, round quantities) are the
+/// slow case of the standard library's exact formatting, which falls back
+/// to big-number arithmetic for them; they are written as integers here.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fixed(pub f64, pub usize);
+
+impl fmt::Display for Fixed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Fixed(x, precision) = *self;
+        // Below 2^53 every integral f64 is an exact i64; -0.0 keeps its sign
+        // through the standard path.
+        if x.fract() == 0.0 && x.abs() < 9.0e15 && !(x == 0.0 && x.is_sign_negative()) {
+            write!(f, "{}", x as i64)?;
+            if precision > 0 {
+                f.write_str(".")?;
+                for _ in 0..precision {
+                    f.write_str("0")?;
+                }
+            }
+            Ok(())
+        } else {
+            write!(f, "{x:.precision$}")
+        }
+    }
+}
+
 fn si(f: &mut fmt::Formatter<'_>, value: f64, unit: &str) -> fmt::Result {
     if unit.is_empty() {
         return count(f, value);
@@ -42,7 +69,7 @@ fn si(f: &mut fmt::Formatter<'_>, value: f64, unit: &str) -> fmt::Result {
     } else {
         3
     });
-    write!(f, "{mantissa:.precision$} {prefix}{unit}")
+    write!(f, "{} {prefix}{unit}", Fixed(mantissa, precision))
 }
 
 /// A plain count with K/M/B/T suffixes (B = billion, as model sizes are quoted).
@@ -61,7 +88,7 @@ fn count(f: &mut fmt::Formatter<'_>, value: f64) -> fmt::Result {
     } else {
         3
     });
-    write!(f, "{m:.precision$}{suffix}")
+    write!(f, "{}{suffix}", Fixed(m, precision))
 }
 
 /// How a quantity is written in JSON (also for the plain `f64` fields of
@@ -347,7 +374,7 @@ impl fmt::Display for Seconds {
         } else {
             3
         });
-        write!(f, "{v:.precision$} {unit}")
+        write!(f, "{} {unit}", Fixed(v, precision))
     }
 }
 
@@ -408,6 +435,49 @@ pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `Fixed` writes what `{:.p$}` writes: integral values (its fast
+    /// path), halves and quarters (exact binary fractions), signed zeros,
+    /// values past 2^53, and any other.
+    #[test]
+    fn fixed_writes_what_the_standard_format_writes() {
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            128.0,
+            2000.0,
+            0.5,
+            2.5,
+            -3.5,
+            61.25,
+            1e15,
+            9.0e15,
+            1e16,
+            1e20,
+            -7e18,
+            0.1,
+            1234.5678,
+            9.99995,
+            f64::MAX,
+        ];
+        for v in values {
+            for p in 0..4 {
+                assert_eq!(Fixed(v, p).to_string(), format!("{v:.p$}"), "{v} at {p}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fixed_matches_the_standard_format(whole in -1e7f64..1e7, scale in 0u32..4, p in 0usize..4) {
+            // Integral values and values with a few decimals, both common.
+            let v = (whole * 10f64.powi(scale as i32)).round() / 10f64.powi(scale as i32);
+            prop_assert_eq!(Fixed(v, p).to_string(), format!("{v:.p$}"));
+        }
+    }
 
     #[test]
     fn display_picks_readable_scale() {
@@ -502,7 +572,7 @@ impl<'de> Deserialize<'de> for Fraction {
 
 impl fmt::Display for Fraction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.0}%", self.0 * 100.0)
+        write!(f, "{}%", Fixed(self.0 * 100.0, 0))
     }
 }
 

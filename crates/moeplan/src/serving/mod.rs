@@ -427,26 +427,27 @@ pub(crate) fn phase(step: &Step, serving: &ServingParams, detail: Detail) -> Pha
 }
 
 pub(crate) fn describe(step: &Step) -> String {
+    use crate::units::Fixed;
     let s = step.shape;
     match (s.decodes > 0.0, s.prefill_tokens > 0.0) {
         (true, true) => format!(
-            "{}: {:.1} decoding requests and {:.0} prompt tokens per rank",
+            "{}: {} decoding requests and {} prompt tokens per rank",
             step.kind.describe(),
-            s.decodes,
-            s.prefill_tokens
+            Fixed(s.decodes, 1),
+            Fixed(s.prefill_tokens, 0)
         ),
         (false, true) => format!(
-            "{}: {:.0} prompt tokens per rank",
+            "{}: {} prompt tokens per rank",
             step.kind.describe(),
-            s.prefill_tokens
+            Fixed(s.prefill_tokens, 0)
         ),
         _ => format!(
-            "{}: {:.1} decoding requests per rank at context {:.0}{}",
+            "{}: {} decoding requests per rank at context {}{}",
             step.kind.describe(),
-            s.decodes,
-            step.micro.decode_context,
+            Fixed(s.decodes, 1),
+            Fixed(step.micro.decode_context, 0),
             if step.micro_batches > 1.0 {
-                format!(", in {:.0} micro-batches", step.micro_batches)
+                format!(", in {} micro-batches", Fixed(step.micro_batches, 0))
             } else {
                 String::new()
             }
