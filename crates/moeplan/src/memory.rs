@@ -11,7 +11,7 @@
 
 use crate::hardware::Gpu;
 use crate::layout::Layout;
-use crate::model::{Attention, Component, Ffn, Layer, LayerParamsMemo, Mixer, Model};
+use crate::model::{Attention, Component, Ffn, Layer, Mixer, Model};
 use crate::units::Bytes;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -118,12 +118,11 @@ fn stage_weights(
     // Models repeat a few layer kinds: each kind's contributions are
     // computed once and added layer by layer (the same sums, in order).
     let mut kinds = LayerKinds::new();
-    let mut memo = LayerParamsMemo::new(m);
     for layer in &m.layers[range] {
         let adds = kinds.get(layer, || {
-            layer_weights(m, layout, &mut memo, layer, redundant_experts, tp)
+            layer_weights(m, layout, layer, redundant_experts, tp)
         });
-        for (c, bytes) in adds {
+        for &(c, bytes) in adds {
             w[c as usize] += bytes;
         }
     }
@@ -155,12 +154,11 @@ fn stage_weights(
 fn layer_weights(
     m: &Model,
     layout: &Layout,
-    memo: &mut LayerParamsMemo,
     layer: &Layer,
     redundant_experts: u32,
     tp: f64,
 ) -> Vec<(Component, f64)> {
-    let p = memo.get(layer);
+    let p = m.layer_params(layer);
     let bytes = |c: Component, params: f64| (c, params * m.component_dtype(c).bytes());
     let kv_split = kv_split(m, layer.mixer, tp);
     let mut adds = vec![
@@ -192,23 +190,29 @@ fn layer_weights(
 /// repeat a few kinds (dense/MoE, full/sliding/linear), and consecutive
 /// layers are mostly of one kind.
 struct LayerKinds<T> {
+    /// Each kind met so far with its value, in the order met.
     seen: Vec<(Layer, T)>,
 }
 
-impl<T: Clone> LayerKinds<T> {
+impl<T> LayerKinds<T> {
+    /// No kind met yet.
     fn new() -> Self {
         LayerKinds {
             seen: Vec::with_capacity(4),
         }
     }
 
-    fn get(&mut self, layer: &Layer, compute: impl FnOnce() -> T) -> T {
-        if let Some((_, v)) = self.seen.iter().rev().find(|(l, _)| l == layer) {
-            return v.clone();
-        }
-        let v = compute();
-        self.seen.push((*layer, v.clone()));
-        v
+    /// The value of `layer`'s kind, computed by `compute` the first time
+    /// the kind is met.
+    fn get(&mut self, layer: &Layer, compute: impl FnOnce() -> T) -> &T {
+        let i = match self.seen.iter().rposition(|(l, _)| l == layer) {
+            Some(i) => i,
+            None => {
+                self.seen.push((*layer, compute()));
+                self.seen.len() - 1
+            }
+        };
+        &self.seen[i].1
     }
 }
 
@@ -239,7 +243,7 @@ fn kv_bytes_per_request_in(m: &Model, layout: &Layout, range: Range<usize>, cont
     let mut b = Bytes::ZERO;
     let mut kinds = LayerKinds::new();
     for layer in &m.layers[range] {
-        b += kinds.get(layer, || layer_kv_bytes(m, layout, layer, context));
+        b += *kinds.get(layer, || layer_kv_bytes(m, layout, layer, context));
     }
     b
 }
@@ -361,7 +365,7 @@ pub fn memory(
     concurrency: u64,
     context: u64,
 ) -> MemoryBreakdown {
-    memory_and_max_concurrency(m, gpu, layout, cfg, redundant_experts, concurrency, context).0
+    Footprint::of(m, gpu, layout, cfg, redundant_experts, context).at(concurrency)
 }
 
 /// The most requests of `context` tokens the replica can hold in flight.
@@ -373,31 +377,22 @@ pub fn max_concurrency(
     redundant_experts: u32,
     context: u64,
 ) -> u64 {
-    memory_and_max_concurrency(m, gpu, layout, cfg, redundant_experts, 1, context).1
-}
-
-/// `memory` and `max_concurrency` at once, computing each stage's weights
-/// and per-request KV once.
-pub(crate) fn memory_and_max_concurrency(
-    m: &Model,
-    gpu: &Gpu,
-    layout: &Layout,
-    cfg: &EngineConfig,
-    redundant_experts: u32,
-    concurrency: u64,
-    context: u64,
-) -> (MemoryBreakdown, u64) {
-    let f = Footprint::of(m, gpu, layout, cfg, redundant_experts, context);
-    (f.at(concurrency), f.max_concurrency())
+    Footprint::of(m, gpu, layout, cfg, redundant_experts, context).max_concurrency()
 }
 
 /// What each pipeline stage's GPU holds whatever the number of requests in
 /// flight (weights, activations, buffers) and what each request adds (its
-/// KV cache of `context` tokens, its logits row): `serving::estimate`
-/// computes it once for the concurrency that fits and the memory at the
-/// concurrency it runs.
+/// KV cache of `context` tokens; on the last stage its logits row too).
+/// `memory` and `max_concurrency` read it; an estimate, aggregated or
+/// disaggregated, computes it once for both the concurrency that fits and
+/// the memory at the concurrency it runs.
+///
+/// Some sums are kept both whole and in parts (`other` and `comm` +
+/// `runtime_reserve`, `usable` and `usable_bytes`) because each figure adds
+/// them in the order it always has, so every result stays bit-identical.
 #[derive(Clone, Debug)]
 pub(crate) struct Footprint {
+    /// Each pipeline stage's GPU, in stage order.
     stages: Vec<StageFootprint>,
     /// Activations and workspace of the largest step.
     act_step: Bytes,
@@ -405,17 +400,24 @@ pub(crate) struct Footprint {
     comm: Bytes,
     /// Communication buffers and the runtime reserve.
     other: Bytes,
-    /// Bytes the engine may use (capacity × its fraction).
+    /// Bytes the engine may use (capacity × its fraction), as a number.
     usable: f64,
+    /// The GPU's capacity.
     capacity: Bytes,
+    /// Bytes the engine may use (capacity × its fraction).
     usable_bytes: Bytes,
+    /// The engine's runtime reserve.
     runtime_reserve: Bytes,
+    /// Attention-DP ranks of the replica (each holds its own requests).
     dp: u32,
 }
 
+/// One pipeline stage's GPU in a `Footprint`.
 #[derive(Clone, Debug)]
 struct StageFootprint {
+    /// Weight bytes by component (indexed by `Component as usize`).
     weights: [f64; 10],
+    /// Their sum over the components with weights, in report order.
     weights_bytes: Bytes,
     /// KV cache (and linear state) of one request.
     per_request: Bytes,
@@ -467,7 +469,8 @@ impl Footprint {
         }
     }
 
-    /// The most requests the replica can hold in flight.
+    /// The most requests (of the footprint's context) the replica can hold
+    /// in flight.
     pub(crate) fn max_concurrency(&self) -> u64 {
         let mut best = u64::MAX;
         for s in &self.stages {

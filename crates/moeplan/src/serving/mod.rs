@@ -499,7 +499,8 @@ struct Load {
 }
 
 impl Load {
-    /// The load, and the memory footprint it was sized by.
+    /// The load, and the memory footprint at its context (which caps the
+    /// running requests, except under the engine-neutral estimate).
     fn of(inp: &EstimateInput) -> (Load, memory::Footprint) {
         let w = inp.workload;
         let dp = inp.layout.dp as f64;
