@@ -188,6 +188,20 @@ pub struct EstimateInput<'a> {
     pub overlap: crate::ops::Overlap,
 }
 
+impl EstimateInput<'_> {
+    /// The replica's memory footprint with requests of `context` tokens.
+    pub(crate) fn footprint(&self, context: u64) -> memory::Footprint {
+        memory::Footprint::of(
+            self.model,
+            self.gpu,
+            &self.layout,
+            &self.engine,
+            self.redundant_experts,
+            context,
+        )
+    }
+}
+
 /// Expert load imbalance: max/mean − 1 of the EP ranks' routed rows.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LoadImbalance {
@@ -520,14 +534,7 @@ impl Load {
             .engine
             .max_running_requests
             .map_or(f64::INFINITY, |c| c.max(1) as f64);
-        let footprint = memory::Footprint::of(
-            inp.model,
-            inp.gpu,
-            &inp.layout,
-            &inp.engine,
-            inp.redundant_experts,
-            context,
-        );
+        let footprint = inp.footprint(context);
         if !neutral {
             let fit = footprint.max_concurrency();
             cap = cap.min((fit as f64 / dp).floor().max(1.0));

@@ -869,14 +869,7 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
     // KV tokens are linear in the context: count them at the prompt's length,
     // so a long output does not make the capacity look like zero.
     let context = inp.workload.isl.get().max(1);
-    let fit = crate::memory::max_concurrency(
-        inp.model,
-        inp.gpu,
-        &inp.layout,
-        &inp.engine,
-        inp.redundant_experts,
-        context,
-    );
+    let fit = inp.footprint(context).max_concurrency();
     RankLimits {
         policy: inp.engine.policy,
         budget: crate::serving::rank_budget(inp).floor() as u64,
