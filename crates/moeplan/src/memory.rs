@@ -387,9 +387,9 @@ pub fn max_concurrency(
 /// disaggregated, computes it once for both the concurrency that fits and
 /// the memory at the concurrency it runs.
 ///
-/// Some sums are kept both whole and in parts (`other` and `comm` +
-/// `runtime_reserve`, `usable` and `usable_bytes`) because each figure adds
-/// them in the order it always has, so every result stays bit-identical.
+/// The buffers and the runtime reserve are kept apart: the fixed bytes
+/// that bound the concurrency add them one by one, the breakdown as their
+/// sum, each in the order it always has (bit-identical results).
 #[derive(Clone, Debug)]
 pub(crate) struct Footprint {
     /// Each pipeline stage's GPU, in stage order.
@@ -398,10 +398,6 @@ pub(crate) struct Footprint {
     act_step: Bytes,
     /// Communication buffers.
     comm: Bytes,
-    /// Communication buffers and the runtime reserve.
-    other: Bytes,
-    /// Bytes the engine may use (capacity × its fraction), as a number.
-    usable: f64,
     /// The GPU's capacity.
     capacity: Bytes,
     /// Bytes the engine may use (capacity × its fraction).
@@ -460,8 +456,6 @@ impl Footprint {
             stages: per_stage,
             act_step: activation_bytes(m, layout, cfg),
             comm,
-            other: comm + cfg.runtime_reserve,
-            usable: gpu.memory.0 * cfg.max_memory_fraction.value(),
             capacity: gpu.memory,
             usable_bytes: gpu.memory * cfg.max_memory_fraction,
             runtime_reserve: cfg.runtime_reserve,
@@ -475,7 +469,7 @@ impl Footprint {
         let mut best = u64::MAX;
         for s in &self.stages {
             let fixed = s.weights_bytes + self.act_step + self.comm + self.runtime_reserve;
-            let free = self.usable - fixed.0;
+            let free = self.usable_bytes.0 - fixed.0;
             if free <= 0.0 {
                 best = 0;
                 continue;
@@ -495,12 +489,13 @@ impl Footprint {
     /// the replica.
     pub(crate) fn at(&self, concurrency: u64) -> MemoryBreakdown {
         let seqs_per_rank = (concurrency as f64 / self.dp as f64).ceil();
+        let other = self.comm + self.runtime_reserve;
         // (stage, total, activations) of the fullest GPU so far.
         let mut worst: Option<(usize, Bytes, Bytes)> = None;
         for (stage, s) in self.stages.iter().enumerate() {
             let kv = s.per_request * seqs_per_rank;
             let act = self.act_step + s.logits * seqs_per_rank;
-            let total = s.weights_bytes + kv + act + self.other;
+            let total = s.weights_bytes + kv + act + other;
             if worst.as_ref().is_none_or(|w| total.0 > w.1 .0) {
                 worst = Some((stage, total, act));
             }
@@ -516,7 +511,7 @@ impl Footprint {
                 .collect(),
             kv_cache_bytes: s.per_request * seqs_per_rank,
             activation_bytes: act,
-            other_bytes: self.other,
+            other_bytes: other,
             total_bytes: total,
             capacity_bytes: self.capacity,
             usable_bytes: self.usable_bytes,

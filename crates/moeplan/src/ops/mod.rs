@@ -400,7 +400,9 @@ pub struct CostContext<'a> {
     pub cal: &'a Calibration,
     /// How tokens pick their experts (`Routing::Random` unless set).
     pub routing: Routing,
-    stages: Vec<Vec<(Layer, u32)>>,
+    /// Each pipeline stage's layer classes with their counts (shared: a
+    /// context cloned for another load imbalance does not copy them).
+    stages: std::sync::Arc<[Vec<(Layer, u32)>]>,
 }
 
 /// How a step's tokens are spread over the routed experts, which sets how

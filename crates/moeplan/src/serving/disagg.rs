@@ -571,30 +571,30 @@ pub fn estimate_disaggregated(
         tpot: decode.time(&sv),
         ..solved
     };
-    Ok(assemble(
-        inp,
-        &prep.prefill_step,
-        &decode,
-        &solved,
-        (prep.transfer, &prep.decode_footprint),
-        prep.warnings,
-    ))
+    Ok(assemble(inp, prep, &decode, &solved))
 }
 
-/// The disaggregated estimate from the solved loop and both pools' steps:
-/// memory, warnings, headline figures and each pool's part.
+/// The disaggregated estimate from the solved loop, the prepared prefill
+/// step, transfer and decode memory, and the decode step at the solved
+/// batch: memory, warnings, headline figures and each pool's part.
 fn assemble(
     inp: &DisaggInput,
-    prefill_step: &Step,
+    prep: PreparedDisagg,
     decode_step: &Step,
     s: &Solved,
-    (transfer, decode_footprint): (Seconds, &memory::Footprint),
-    mut warnings: Vec<String>,
 ) -> DisaggEstimate {
+    let PreparedDisagg {
+        prefill_step,
+        transfer,
+        decode_footprint,
+        mut warnings,
+        ..
+    } = prep;
+    let prefill_step = &prefill_step;
     let sv = inp.calibration.serving;
     let w = inp.workload;
     let (p, d) = (&inp.prefill, &inp.decode);
-    let mem = PoolMemories::of(inp, decode_footprint);
+    let mem = PoolMemories::of(inp, &decode_footprint);
     let gpus = p.gpus() + d.gpus();
     pool_warnings(inp, s, &mem, &mut warnings);
     super::overlap_warnings(
@@ -614,11 +614,7 @@ fn assemble(
     };
     let (decode_imbalance, ceilings) = decode_figures(inp, decode_step);
     let explain = explain(inp, s, transfer, (prefill_step, decode_step), &ceilings);
-    let decode_utilization = if mem.decode_max > 0 {
-        mem.per_decode_worker / mem.decode_max as f64
-    } else {
-        f64::INFINITY
-    };
+    let decode_utilization = mem.decode_utilization();
     DisaggEstimate {
         workload: inp.workload,
         gpus,
@@ -729,6 +725,16 @@ struct PoolMemories {
 }
 
 impl PoolMemories {
+    /// The share of a decode worker's request slots its requests fill
+    /// (infinite where its memory holds none).
+    fn decode_utilization(&self) -> f64 {
+        if self.decode_max > 0 {
+            self.per_decode_worker / self.decode_max as f64
+        } else {
+            f64::INFINITY
+        }
+    }
+
     /// Both pools' memory at the requests each holds.
     /// `decode` is the decode pool's footprint at the steady context.
     fn of(inp: &DisaggInput, decode: &memory::Footprint) -> PoolMemories {
