@@ -21,7 +21,7 @@ use crate::fit::{self, Sample};
 use crate::profile::{self, MovedParam, ServingMode as Mode, UserFit, UserProfile, UserStack};
 use crate::runs::{Run, RunDeployment};
 use crate::serving::{estimate_summary, Client};
-use crate::units::{Bytes, Seconds};
+use crate::units::{Bytes, Seconds, TokensPerSecond};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -119,7 +119,49 @@ fn suspicion(run: &Run) -> Option<String> {
             run.file, run.line, run.ttft, ttft_floor, run.isl
         ));
     }
-    None
+    littles_law(run)
+}
+
+/// How far a run's stated throughput may stray from what its concurrency
+/// and latencies give by Little's law before it is suspect: above, more
+/// output than the requests in flight can produce (the run's ramp and drain
+/// only lower the measured rate); below, the client kept far fewer
+/// requests in flight than the row says.
+const THROUGHPUT_ABOVE: f64 = 1.25;
+const THROUGHPUT_BELOW: f64 = 0.5;
+
+/// The output throughput a closed loop of `concurrency` requests sustains at
+/// a run's measured latencies (Little's law): each request holds its slot
+/// for TTFT + (output − 1) × TPOT and yields its output tokens, at the mean
+/// output length the client draws.
+fn closed_loop_throughput(run: &Run) -> TokensPerSecond {
+    let osl = (run.client.shortest(run.osl) + run.osl) as f64 / 2.0;
+    let latency = run.ttft + run.tpot * (osl - 1.0).max(0.0);
+    TokensPerSecond::from_tokens(run.deployment.concurrency() as f64 * osl, latency)
+}
+
+/// Why a run's stated throughput contradicts its own concurrency and
+/// latencies (None: it does not, or it states none).
+fn littles_law(run: &Run) -> Option<String> {
+    let stated = run.throughput?;
+    let law = closed_loop_throughput(run);
+    let ratio = stated.0 / law.0;
+    let why = if ratio > THROUGHPUT_ABOVE {
+        "more output than its requests in flight can produce at its latencies"
+    } else if ratio < THROUGHPUT_BELOW {
+        "the client kept far fewer requests in flight than its concurrency says, or the throughput is of another deployment"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{}:{}: throughput {stated} is {} the {law} that {} requests in flight give at TTFT {} and TPOT {} (Little's law): {why}",
+        run.file,
+        run.line,
+        if ratio > 1.0 { "above" } else { "below" },
+        run.deployment.concurrency(),
+        run.ttft,
+        run.tpot
+    ))
 }
 
 /// Every run that contradicts the physics.

@@ -10,9 +10,15 @@
 //! their header:
 //! - **native**: `model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms`
 //!   (`concurrency`: requests in flight on one replica; `model` a catalog id,
-//!   a Hugging Face id or a `config.json` path relative to the CSV), and an
-//!   optional `client` column (`fixed`, the default, or `inferencemax`:
-//!   lengths drawn in [0.8, 1] × isl/osl);
+//!   a Hugging Face id or a `config.json` path relative to the CSV), and
+//!   the optional columns (`OPTIONAL`): `client` (`fixed`, the default, or
+//!   `inferencemax`: lengths drawn in [0.8, 1] × isl/osl), `kv_dtype` (the
+//!   KV cache's type; blank or `auto`: the checkpoint's), `gpus_per_node`
+//!   (blank: the catalog GPU's node), `throughput_tok_s` (measured output
+//!   tokens per second, which `calibrate` checks against the latencies),
+//!   and `mode = disaggregated` with the `prefill_*`/`decode_*` layouts and
+//!   `*_workers`; any other column is a problem (a misspelt optional column
+//!   would otherwise be read as absent);
 //! - **silicon**: the columns of AIConfigurator's `silicon_sample.csv`
 //!   (`id,silicon_data_source,backend,backend_version,model_path,system,...`),
 //!   aggregated and disaggregated rows.
@@ -24,6 +30,7 @@ mod usable;
 
 pub(crate) use usable::{Column, RunProblem};
 
+use crate::bounds;
 use crate::catalog;
 use crate::dtype::DType;
 use crate::engine::{Engine, EngineConfig};
@@ -37,7 +44,7 @@ use crate::serving::disagg::Pool;
 use crate::serving::{Client, Workload};
 use crate::spec::source::{read_text, Limit};
 use crate::spec::{Problem, SpecError, SpecErrors};
-use crate::units::{Fraction, Seconds, Tokens};
+use crate::units::{Fraction, Seconds, Tokens, TokensPerSecond};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -137,6 +144,14 @@ pub struct Run {
     pub tpot: Seconds,
     /// The benchmark client that drove it.
     pub client: Client,
+    /// The KV cache's stored type, when stated (None: the checkpoint's).
+    pub kv_dtype: Option<DType>,
+    /// GPUs in one NVLink node, when stated (None: the catalog GPU's).
+    pub gpus_per_node: Option<u32>,
+    /// Measured output tokens per second of the deployment the run describes
+    /// (one replica when aggregated, the whole deployment when
+    /// disaggregated), when stated.
+    pub throughput: Option<TokensPerSecond>,
 }
 
 /// Which rows a reader accepts.
@@ -254,7 +269,10 @@ fn parse_rows(name: &str, text: &str, base: &Path, accept: Rows) -> Result<Vec<R
             }],
         ));
     };
-    let mut problems = Vec::new();
+    let mut problems = match format {
+        Format::Native => unknown_columns(header),
+        Format::Silicon => Vec::new(),
+    };
     let mut runs = Vec::new();
     for row in &rows[1..] {
         if row.cells.iter().all(|c| c.text.trim().is_empty()) {
@@ -309,6 +327,7 @@ fn column_name(format: Format, column: Column) -> String {
     match (format, column) {
         (Format::Native, Column::Model) => "model".into(),
         (Format::Native, Column::Gpu) => "gpu".into(),
+        (Format::Native | Format::Silicon, Column::KvDtype) => "kv_dtype".into(),
         (Format::Native, Column::Degree { pool, degree: d }) => degree(pool, d),
         (Format::Silicon, Column::Model) => "model_path".into(),
         (Format::Silicon, Column::Gpu) => "system".into(),
@@ -344,6 +363,50 @@ pub(crate) const NATIVE: [&str; 15] = [
     "ttft_ms",
     "tpot_ms",
 ];
+
+/// The native format's optional columns (`POOL_OPTIONAL` under each pool's
+/// prefix besides).
+pub(crate) const OPTIONAL: [&str; 5] = [
+    "client",
+    "mode",
+    "kv_dtype",
+    "gpus_per_node",
+    "throughput_tok_s",
+];
+
+/// A disaggregated native row's columns of each pool, as `prefill_<c>` and
+/// `decode_<c>`.
+const POOL_OPTIONAL: [&str; 6] = ["tp", "pp", "dp", "ep", "etp", "workers"];
+
+/// Whether `col` is a column the native format reads.
+fn native_column(col: &str) -> bool {
+    let pooled = ["prefill_", "decode_"]
+        .iter()
+        .filter_map(|p| col.strip_prefix(p))
+        .any(|c| POOL_OPTIONAL.contains(&c));
+    NATIVE.contains(&col) || OPTIONAL.contains(&col) || pooled
+}
+
+/// A problem for each column of a native header that the format does not
+/// read, at its cell.
+fn unknown_columns(header: &CsvRow) -> Vec<Problem> {
+    header
+        .cells
+        .iter()
+        .filter(|c| !c.text.trim().is_empty() && !native_column(c.text.trim()))
+        .map(|c| Problem {
+            path: format!("line {} column `{}`", header.line, c.text.trim()),
+            message: format!("unknown column `{}`", c.text.trim()),
+            hint: Some(format!(
+                "the native columns are {}; optional: {}, and prefill_/decode_ {} (disaggregated rows); remove or rename it",
+                NATIVE.join(","),
+                OPTIONAL.join(", "),
+                POOL_OPTIONAL.join(", ")
+            )),
+            span: Some((c.start, (c.end - c.start).max(1))),
+        })
+        .collect()
+}
 
 #[derive(Clone, Copy)]
 enum Format {
@@ -560,6 +623,57 @@ impl Cells<'_> {
         }
     }
 
+    /// The optional `kv_dtype` column: None when blank or `auto` (the
+    /// checkpoint's type).
+    fn kv_dtype(&mut self, col: &str) -> Option<Option<DType>> {
+        let s = self.s(col).to_ascii_lowercase();
+        if s.is_empty() || s == "auto" {
+            return Some(None);
+        }
+        match s.parse::<DType>() {
+            Ok(d) => Some(Some(d)),
+            Err(m) => {
+                self.problem(
+                    col,
+                    m,
+                    "the KV cache's type: bf16, fp16, fp8 (nvfp4 with TensorRT-LLM on Blackwell), or blank for the checkpoint's",
+                );
+                None
+            }
+        }
+    }
+
+    /// The optional `gpus_per_node` column, within its bound.
+    fn node_size(&mut self, col: &str) -> Option<Option<u32>> {
+        let n = self.optional_count(col)?;
+        match n.map(|n| bounds::GPUS_PER_NODE.check_count(n)).transpose() {
+            Ok(n) => Some(n.map(|n| n as u32)),
+            Err(m) => {
+                self.problem(col, m, bounds::GPUS_PER_NODE.why);
+                None
+            }
+        }
+    }
+
+    /// The optional `throughput_tok_s` column: None when blank.
+    fn throughput(&mut self, col: &str) -> Option<Option<TokensPerSecond>> {
+        let s = self.s(col).to_string();
+        if s.is_empty() {
+            return Some(None);
+        }
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Some(Some(TokensPerSecond(v))),
+            _ => {
+                self.problem(
+                    col,
+                    format!("`{s}` is not a positive rate in output tokens per second"),
+                    "the client's output throughput, e.g. 5120.5, or blank",
+                );
+                None
+            }
+        }
+    }
+
     /// A catalog GPU, as its catalog id (aliases such as `h200` resolved).
     fn catalog_gpu(&mut self, col: &str) -> Option<String> {
         let s = self.s(col).to_string();
@@ -632,6 +746,9 @@ impl Cells<'_> {
         let ttft = self.millis("ttft_ms");
         let tpot = self.millis("tpot_ms");
         let client = self.client("client");
+        let kv_dtype = self.kv_dtype("kv_dtype");
+        let gpus_per_node = self.node_size("gpus_per_node");
+        let throughput = self.throughput("throughput_tok_s");
         if model.is_empty() {
             self.problem(
                 "model",
@@ -656,6 +773,9 @@ impl Cells<'_> {
             ttft: ttft?,
             tpot: tpot?,
             client: client?,
+            kv_dtype: kv_dtype?,
+            gpus_per_node: gpus_per_node?,
+            throughput: throughput?,
         })
     }
 
@@ -750,6 +870,9 @@ impl Cells<'_> {
             ttft: ttft?,
             tpot: tpot?,
             client: silicon_client(self.s("silicon_data_source")),
+            kv_dtype: None,
+            gpus_per_node: None,
+            throughput: None,
         })
     }
 
@@ -1024,11 +1147,27 @@ impl Run {
         Some(self.replica_of(layout, concurrency))
     }
 
-    /// The run's GPU from the catalog.
-    fn gpu(&self) -> Result<crate::hardware::Gpu, String> {
-        catalog::gpu(&self.gpu)
+    /// The run's GPU from the catalog, in nodes of the run's stated size.
+    fn gpu(&self) -> Result<Gpu, String> {
+        let mut gpu = catalog::gpu(&self.gpu)
             .ok_or_else(|| format!("GPU `{}` is not in the catalog", self.gpu))?
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if let Some(n) = self.gpus_per_node {
+            gpu.gpus_per_node = n;
+        }
+        Ok(gpu)
+    }
+
+    /// `model()` on `gpu` with the run's KV cache type, which the GPU and
+    /// the engine must both store.
+    fn model_on(&self, gpu: &Gpu) -> Result<Model, String> {
+        let mut m = self.model()?;
+        if let Some(k) = self.kv_dtype {
+            m.store_kv_cache(k, gpu)
+                .and_then(|()| self.engine.stores_kv_cache(m.dtypes.kv_cache))
+                .map_err(|e| format!("KV cache {k}: {e}"))?;
+        }
+        Ok(m)
     }
 
     /// The disaggregated deployment of a disaggregated run (None for an
@@ -1043,8 +1182,8 @@ impl Run {
             return None;
         };
         Some((|| {
-            let model = self.model()?;
             let gpu = self.gpu()?;
+            let model = self.model_on(&gpu)?;
             let context = self.isl + self.osl;
             let mut engine = self.engine.config(gpu.memory);
             let mut assumed = Vec::new();
@@ -1112,8 +1251,8 @@ impl Run {
     /// A replica of `layout` with `concurrency` requests in flight, on the
     /// run's model, GPU and engine.
     pub(crate) fn replica_of(&self, layout: Layout, concurrency: u64) -> Result<Replica, String> {
-        let model = self.model()?;
         let gpu = self.gpu()?;
+        let model = self.model_on(&gpu)?;
         let layout = as_deployed(&model, layout);
         let redundant = redundant_slots(&model, &[layout.ep]);
         let mut engine = self.engine.config(gpu.memory);

@@ -149,10 +149,13 @@ fn converter(
             }
         }
     }
-    header += ",client";
-    row += &format!(", '{}'", drawn.name());
+    header += ",client,kv_dtype,gpus_per_node,throughput_tok_s";
+    let (kv, node) = plans.first().map_or((String::new(), 0), |p| {
+        (p.settings.kv_cache_dtype.to_string(), p.gpu.gpus_per_node)
+    });
+    row += &format!(", '{}', '{kv}', {node}, throughput", drawn.name());
     format!(
-        "#!/usr/bin/env python3\n\"\"\"A benchmark result ({}'s client) as a row of the runs CSV that `moeplan calibrate` reads.\n\nusage: bench_to_csv.py RESULT CONCURRENCY >> runs.csv (prints the header first when runs.csv is empty;\na runs.csv begun by a converter without the client column needs a new file)\n\"\"\"\nimport json, os, sys\n\npath, total = sys.argv[1], int(sys.argv[2])\nwith open(path) as f:\n    lines = [line for line in f.read().splitlines() if line.strip()]\nr = json.loads(lines[-1]) if path.endswith('.jsonl') else json.loads('\\n'.join(lines))\nttft, tpot = r['mean_ttft_ms'], r['mean_tpot_ms']\n# concurrency per replica of an aggregated deployment; the whole deployment's when disaggregated\nconcurrency = max(1, round(total / {replicas}))\nif not os.path.exists('runs.csv') or os.path.getsize('runs.csv') == 0:\n    print('{header}')\nprint(','.join(str(c) for c in [{row}]))\n",
+        "#!/usr/bin/env python3\n\"\"\"A benchmark result ({}'s client) as a row of the runs CSV that `moeplan calibrate` reads.\n\nusage: bench_to_csv.py RESULT CONCURRENCY >> runs.csv (prints the header first when runs.csv is empty;\na runs.csv begun by a converter with other columns needs a new file)\n\"\"\"\nimport json, os, sys\n\npath, total = sys.argv[1], int(sys.argv[2])\nwith open(path) as f:\n    lines = [line for line in f.read().splitlines() if line.strip()]\nr = json.loads(lines[-1]) if path.endswith('.jsonl') else json.loads('\\n'.join(lines))\nttft, tpot = r['mean_ttft_ms'], r['mean_tpot_ms']\n# output tokens per second of one replica (aggregated) or of the whole deployment (disaggregated)\nthroughput = (r.get('output_throughput') or 0) / {replicas} or ''\n# concurrency per replica of an aggregated deployment; the whole deployment's when disaggregated\nconcurrency = max(1, round(total / {replicas}))\nif not os.path.exists('runs.csv') or os.path.getsize('runs.csv') == 0:\n    print('{header}')\nprint(','.join(str(c) for c in [{row}]))\n",
         ctx.engine.name()
     )
 }

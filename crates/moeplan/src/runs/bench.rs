@@ -8,11 +8,13 @@
 
 use super::usable::{gpu_hint, Column};
 use super::{model_ref, quant_dtype, Rows, Run, RunDeployment};
+use crate::bounds;
+use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::layout::Layout;
 use crate::spec::source::{read_text, SPEC_FILE};
 use crate::spec::{Problem, SpecError};
-use crate::units::Seconds;
+use crate::units::{Seconds, TokensPerSecond};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,10 @@ struct Sidecar {
     engine_version: Option<String>,
     /// The weights' quantisation (default: the checkpoint's).
     weight_dtype: Option<String>,
+    /// The KV cache's type (`--kv-cache-dtype`; default: the checkpoint's).
+    kv_dtype: Option<String>,
+    /// GPUs in one NVLink node (default: the catalog GPU's).
+    gpus_per_node: Option<u32>,
     tp: Option<u32>,
     pp: Option<u32>,
     dp: Option<u32>,
@@ -50,6 +56,8 @@ struct Record {
     max_concurrency: Option<u64>,
     mean_ttft_ms: f64,
     mean_tpot_ms: f64,
+    /// Output tokens per second over the run (both clients write it).
+    output_throughput: Option<f64>,
 }
 
 const SIDECAR_EXAMPLE: &str =
@@ -148,6 +156,7 @@ fn usable(runs: Vec<Run>, side_name: &str, side_text: String) -> Result<Vec<Run>
             let key = match p.column {
                 Column::Model => "model",
                 Column::Gpu => "gpu",
+                Column::KvDtype => "kv_dtype",
                 Column::Degree { degree, .. } => degree,
             };
             let message = format!("{}: {}", r.id, p.message);
@@ -222,6 +231,20 @@ fn template(side: &Sidecar, client: Client, base: &Path, name: &str) -> Result<R
             .to_ascii_lowercase(),
     )
     .map_err(|m| bad(m, "bf16, fp8, nvfp4, mxfp4 or int4_wo"))?;
+    let kv_dtype = match side.kv_dtype.as_deref().map(str::to_ascii_lowercase) {
+        None => None,
+        Some(k) if k.is_empty() || k == "auto" => None,
+        Some(k) => Some(
+            k.parse::<DType>()
+                .map_err(|m| bad(m, "kv_dtype: bf16, fp16 or fp8 (nvfp4 with TensorRT-LLM)"))?,
+        ),
+    };
+    let gpus_per_node = side
+        .gpus_per_node
+        .map(|n| bounds::GPUS_PER_NODE.check_count(n.into()))
+        .transpose()
+        .map_err(|m| bad(format!("gpus_per_node {m}"), bounds::GPUS_PER_NODE.why))?
+        .map(|n| n as u32);
     let d = |v: Option<u32>| v.unwrap_or(1).max(1);
     let (tp, dp) = (d(side.tp), d(side.dp));
     let ep = d(side.ep);
@@ -252,6 +275,9 @@ fn template(side: &Sidecar, client: Client, base: &Path, name: &str) -> Result<R
         ttft: Seconds(1.0),
         tpot: Seconds(1.0),
         client: side.client.unwrap_or_default(),
+        kv_dtype,
+        gpus_per_node,
+        throughput: None,
     })
 }
 
@@ -281,6 +307,10 @@ fn run_of(t: &Run, r: &Record, name: &str, line: usize) -> Result<Run, String> {
         },
         ttft: Seconds::from_ms(r.mean_ttft_ms),
         tpot: Seconds::from_ms(r.mean_tpot_ms),
+        throughput: r
+            .output_throughput
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .map(TokensPerSecond),
         ..t.clone()
     })
 }

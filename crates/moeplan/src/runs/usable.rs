@@ -15,6 +15,8 @@ pub enum Column {
     Model,
     /// The GPU.
     Gpu,
+    /// The KV cache's type.
+    KvDtype,
     /// One degree (`tp`, `pp`, `dp`, `ep`, `etp`) of one pool's layout.
     Degree {
         /// Which pool (`Aggregated` for an aggregated run).
@@ -35,6 +37,9 @@ pub struct RunProblem {
     pub hint: String,
 }
 
+const KV_HINT: &str =
+    "bf16, fp16 or fp8 (nvfp4 with TensorRT-LLM on Blackwell), or blank for the checkpoint's";
+
 const MODEL_HINT: &str =
     "a catalog id (`moeplan catalog`), a Hugging Face id of one, or a config.json path relative to the file";
 
@@ -50,12 +55,22 @@ impl Run {
                 hint: MODEL_HINT.into(),
             });
         }
-        if let Err(message) = self.gpu() {
-            out.push(RunProblem {
+        match self.gpu() {
+            Err(message) => out.push(RunProblem {
                 column: Column::Gpu,
                 message,
                 hint: gpu_hint(),
-            });
+            }),
+            Ok(gpu) if out.is_empty() => {
+                if let Err(message) = self.model_on(&gpu) {
+                    out.push(RunProblem {
+                        column: Column::KvDtype,
+                        message,
+                        hint: KV_HINT.into(),
+                    });
+                }
+            }
+            Ok(_) => {}
         }
         if out.is_empty() {
             out = self.layout_problems();

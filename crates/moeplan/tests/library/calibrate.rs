@@ -34,6 +34,9 @@ fn synthetic(layout: Layout, isl: u64, osl: u64, concurrency: u64, truth: &Servi
         ttft: Seconds::new(1.0),
         tpot: Seconds::new(1.0),
         client: moeplan::serving::Client::Fixed,
+        kv_dtype: None,
+        gpus_per_node: None,
+        throughput: None,
     };
     let (ttft, tpot) = Sample::of(&run).expect("estimable").predict(truth);
     run.ttft = ttft;
@@ -159,6 +162,45 @@ fn a_run_whose_weights_cannot_fit_is_left_out_and_named() {
     assert!(s[0].why.contains("no room for one request"), "{}", s[0].why);
     let p = calibrate(&runs, "with a run that cannot fit");
     assert_eq!(p.stack[0].aggregated.as_ref().unwrap().runs, runs.len() - 1);
+}
+
+/// A stated throughput is checked against the run's own concurrency and
+/// latencies by Little's law: c requests in flight, each holding its slot
+/// for TTFT + (osl − 1) × TPOT and yielding osl tokens, give
+/// c × osl / (TTFT + (osl − 1) × TPOT) output tokens per second. A run
+/// stating 95% of that (a benchmark's drain lowers it) is kept; twice that
+/// (more than its requests can produce) and a third of it (far fewer in
+/// flight than its concurrency says) are left out, named.
+#[test]
+fn a_throughput_that_contradicts_littles_law_is_left_out_and_named() {
+    use moeplan::units::TokensPerSecond;
+    let mut runs = many_runs();
+    let base = runs[2].clone();
+    let c = base.deployment.concurrency() as f64;
+    let osl = base.osl as f64;
+    let law = c * osl / (base.ttft.value() + (osl - 1.0) * base.tpot.value());
+    let stating = |line: usize, share: f64| {
+        let mut r = base.clone();
+        r.line = line;
+        r.throughput = Some(TokensPerSecond::new(law * share));
+        r
+    };
+    runs.extend([stating(70, 0.95), stating(71, 2.0), stating(72, 1.0 / 3.0)]);
+    let s = calibrate::suspects(&runs);
+    let named: Vec<&str> = s.iter().map(|x| x.why.as_str()).collect();
+    assert_eq!(s.len(), 2, "{named:?}");
+    assert!(
+        named[0].contains("synthetic.csv:71") && named[0].contains("above"),
+        "{named:?}"
+    );
+    assert!(
+        named[1].contains("synthetic.csv:72") && named[1].contains("below"),
+        "{named:?}"
+    );
+    assert!(
+        named.iter().all(|w| w.contains("Little's law")),
+        "{named:?}"
+    );
 }
 
 /// Same runs, same file; and the file reads back as the same profile.

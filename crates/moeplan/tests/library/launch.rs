@@ -963,8 +963,9 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
         };
         let header = quoted("print('", "')");
         let literal = quoted("for c in [", "]))");
-        assert!(literal.ends_with(", 'inferencemax'"), "{literal}");
+        assert!(literal.contains(", 'inferencemax', "), "{literal}");
         let row = literal
+            .replace("throughput", "1500.5")
             .replace("concurrency", "16")
             .replace("ttft", "250")
             .replace("tpot", "20")
@@ -976,5 +977,17 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
         )
         .unwrap_or_else(|e| panic!("{engine:?}: {e:?}\n{header}\n{row}"));
         assert_eq!(runs[0].client, Client::InferenceMax, "{engine:?}");
+        // The plan's KV cache type and node size, and the client's throughput.
+        assert_eq!(
+            runs[0].kv_dtype,
+            Some(moeplan::dtype::DType::Bf16),
+            "{engine:?}"
+        );
+        assert_eq!(runs[0].gpus_per_node, Some(8), "{engine:?}");
+        assert_eq!(
+            runs[0].throughput.map(|t| t.value()),
+            Some(1500.5),
+            "{engine:?}"
+        );
     }
 }

@@ -51,6 +51,29 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["line 2 column `gpu`", "unknown GPU `h999`"],
     ),
     (
+        "unknown-column.csv",
+        &[
+            "line 1 column `kv_dtyp`",
+            "unknown column `kv_dtyp`",
+            "line 1 column `notes`",
+        ],
+    ),
+    (
+        "bad-options.csv",
+        &[
+            "line 2 column `kv_dtype`",
+            "unknown dtype `fp9`",
+            "line 2 column `gpus_per_node`",
+            "2000 is outside [1, 1024]",
+            "line 2 column `throughput_tok_s`",
+            "`-5` is not a positive rate",
+            "line 3 column `gpus_per_node`",
+            "`eight` is not a positive whole number",
+            "line 3 column `throughput_tok_s`",
+            "`fast` is not a positive rate",
+        ],
+    ),
+    (
         "unknown-header.csv",
         &["missing columns engine, engine_version, weight_dtype"],
     ),
@@ -113,6 +136,96 @@ fn native_rows_read_with_their_layouts() {
     assert_eq!((layout.tp, layout.ep, layout.etp), (2, 1, 2));
     assert_eq!((concurrency, replicas), (64, 1));
     assert_eq!(runs[1].moe_dtype, Some(moeplan::dtype::DType::Fp8));
+}
+
+/// The native optional columns are what the run is estimated with: a
+/// stated KV cache type and node size replace the checkpoint's and the
+/// catalog GPU's; blank or `auto` keep them. Qwen3-30B-A3B caches
+/// 48 layers × 4 KV heads × 128 × 2 (K and V) = 49,152 values a token:
+/// 96 KiB in BF16, 48 KiB in FP8, so the FP8 row holds more requests in the
+/// same memory.
+#[test]
+fn optional_columns_set_the_kv_cache_node_and_throughput() {
+    use moeplan::dtype::DType;
+    let runs = runs::read(&fixtures().join("native-options.csv")).unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0].kv_dtype, Some(DType::Fp8));
+    assert_eq!(runs[0].gpus_per_node, Some(4));
+    assert_eq!(
+        runs[0].throughput.map(|t| t.value()),
+        Some(2480.5),
+        "output tokens per second"
+    );
+    assert_eq!(
+        (runs[1].kv_dtype, runs[1].gpus_per_node, runs[1].throughput),
+        (None, None, None)
+    );
+    assert_eq!(runs[2].kv_dtype, None, "`auto` is the checkpoint's");
+    let fp8 = runs[0].replica().unwrap().unwrap();
+    let bf16 = runs[1].replica().unwrap().unwrap();
+    assert_eq!(fp8.model.dtypes.kv_cache, DType::Fp8);
+    assert_eq!(bf16.model.dtypes.kv_cache, DType::Bf16);
+    assert_eq!(fp8.gpu.gpus_per_node, 4);
+    assert_eq!(bf16.gpu.gpus_per_node, 8, "the catalog H200's node");
+    assert_eq!(
+        bf16.model.kv_bytes_per_token().value(),
+        48.0 * 4.0 * 128.0 * 2.0 * 2.0
+    );
+    assert_eq!(
+        fp8.model.kv_bytes_per_token().value() * 2.0,
+        bf16.model.kv_bytes_per_token().value()
+    );
+    let fits = |r: &moeplan::replica::Replica| {
+        moeplan::serving::estimate_summary(&r.input())
+            .unwrap()
+            .max_concurrency
+    };
+    assert!(
+        fits(&fp8) > fits(&bf16),
+        "{} vs {}",
+        fits(&fp8),
+        fits(&bf16)
+    );
+}
+
+/// A column the native format does not read is a problem, not a column
+/// silently ignored (`kv_dtyp` would be read as the checkpoint's cache);
+/// the hint lists what the format reads.
+#[test]
+fn an_unknown_native_column_names_the_columns_read() {
+    let e = runs::read(&fixtures().join("invalid/unknown-column.csv")).unwrap_err();
+    let hint = e.problems[0].hint.as_deref().unwrap_or("");
+    for column in [
+        "ttft_ms",
+        "kv_dtype",
+        "gpus_per_node",
+        "throughput_tok_s",
+        "workers",
+    ] {
+        assert!(hint.contains(column), "`{column}` missing from {hint}");
+    }
+}
+
+/// A KV cache type the GPU or the engine cannot store reads (`accuracy`
+/// counts the row unanswered) but a fit refuses it at its cell.
+#[test]
+fn a_kv_cache_type_nothing_stores_is_located_for_a_fit() {
+    let dir = std::env::temp_dir().join(format!("moeplan-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("runs.csv");
+    std::fs::write(
+        &path,
+        "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms,kv_dtype\n\
+         qwen3-30b-a3b,h200-sxm,vllm,0.19.0,,1000,1000,32,2,1,1,,,150.2,12.1,nvfp4\n",
+    )
+    .unwrap();
+    assert_eq!(runs::read(&path).unwrap().len(), 1);
+    let e = runs::read_usable(&path).unwrap_err();
+    let text = e.to_string();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(text.contains("line 2 column `kv_dtype`"), "{text}");
+    assert!(text.contains("NVFP4 KV cache needs FP4 hardware"), "{text}");
+    assert!(e.positions().iter().all(Option::is_some), "{text}");
 }
 
 #[test]
@@ -341,7 +454,8 @@ fn bench_fixture(name: &str) -> PathBuf {
 
 /// `vllm bench serve --save-result` JSON and SGLang's bench_serving JSONL
 /// read as runs: lengths are the tokens per completed request, concurrency
-/// the client's max_concurrency, the deployment the sidecar's.
+/// the client's max_concurrency, the throughput its output_throughput, the
+/// deployment (and KV cache type) the sidecar's.
 #[test]
 fn benchmark_client_results_read_with_their_sidecar() {
     let v = runs::read(&bench_fixture("vllm-result.json")).unwrap();
@@ -358,6 +472,8 @@ fn benchmark_client_results_read_with_their_sidecar() {
         panic!("aggregated")
     };
     assert_eq!((layout.tp, layout.etp, concurrency), (2, 2, 32));
+    assert_eq!(r.throughput.map(|t| t.value()), Some(1419.7));
+    assert_eq!(r.kv_dtype, None, "the sidecar states none");
     assert!(moeplan::accuracy::predict(r).is_ok());
     let s = runs::read(&bench_fixture("sglang-results.jsonl")).unwrap();
     assert_eq!(s.len(), 2);
@@ -366,6 +482,12 @@ fn benchmark_client_results_read_with_their_sidecar() {
         (s[1].engine, s[1].isl, s[1].osl, s[1].line),
         (Engine::Sglang, 2000, 500, 2)
     );
+    assert_eq!(
+        s[1].kv_dtype,
+        Some(moeplan::dtype::DType::Fp8),
+        "the sidecar's"
+    );
+    assert_eq!(s[1].throughput.map(|t| t.value()), Some(2660.0));
 }
 
 /// A result without its sidecar, or from an open-loop run (no
