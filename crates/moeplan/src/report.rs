@@ -9,6 +9,7 @@ use crate::dtype::DType;
 use crate::model::{Attention, Ffn, Gating, Layer, Mixer, Model, ParamReport, Selection, Values};
 use crate::units::{Flop, Params};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A count of parameters, computed in f64, written as the integer it is.
@@ -57,20 +58,22 @@ impl std::fmt::Display for ModelFigure {
 /// How a figure was derived.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Derivation {
+    // Formulas and input names are mostly constant text: borrowed, not
+    // copied into every estimate.
     /// The formula, in words and symbols.
-    pub formula: String,
+    pub formula: Cow<'static, str>,
     /// The inputs by name, with their values as shown.
-    pub inputs: Vec<(String, String)>,
+    pub inputs: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Derivation {
     /// A formula with its inputs.
-    pub fn new(formula: impl Into<String>, inputs: &[(&str, String)]) -> Self {
+    pub fn new(formula: impl Into<Cow<'static, str>>, inputs: &[(&'static str, String)]) -> Self {
         Derivation {
             formula: formula.into(),
             inputs: inputs
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
                 .collect(),
         }
     }

@@ -16,18 +16,30 @@ use std::ops::{Add, AddAssign, Div, Mul, Sub};
 
 /// Formats `value` with an SI prefix chosen so the mantissa is in [1, 1000).
 /// `value` with `precision` decimals, exactly as `{:.precision$}` writes
-/// it. Integral values (counts, whole tokens, round quantities) are the
-/// slow case of the standard library's exact formatting, which falls back
-/// to big-number arithmetic for them; they are written as integers here.
+/// it, without the standard library's exact float formatting where the
+/// answer is certain: integral values (counts, whole tokens, round
+/// quantities: its slowest case, big-number arithmetic) are written as
+/// integers, and any other value whose scaled form `value × 10^precision`
+/// is not within its rounding error of a half is rounded to an integer and
+/// written as one with the decimal point put back. The rest (ties, values
+/// too large for an exact integer, many decimals) go through `{:.p$}`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fixed(pub f64, pub usize);
+
+/// The largest integer an f64 holds exactly and then some margin: scaled
+/// values below it round to an exact u64.
+const EXACT_INTEGERS: f64 = 4.0e15;
+
+/// Powers of ten an f64 holds exactly, for the decimals `Fixed` scales by.
+const POW10: [f64; 7] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
 
 impl fmt::Display for Fixed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Fixed(x, precision) = *self;
-        // Below 2^53 every integral f64 is an exact i64; -0.0 keeps its sign
-        // through the standard path.
-        if x.fract() == 0.0 && x.abs() < 9.0e15 && !(x == 0.0 && x.is_sign_negative()) {
+        let negative = x.is_sign_negative();
+        // Below 2^53 every integral f64 is an exact integer; -0.0 keeps its
+        // sign through the standard path.
+        if x.fract() == 0.0 && x.abs() < 9.0e15 && !(x == 0.0 && negative) {
             write!(f, "{}", x as i64)?;
             if precision > 0 {
                 f.write_str(".")?;
@@ -35,9 +47,27 @@ impl fmt::Display for Fixed {
                     f.write_str("0")?;
                 }
             }
-            Ok(())
+            return Ok(());
+        }
+        let Some(scale) = POW10.get(precision) else {
+            return write!(f, "{x:.precision$}");
+        };
+        // |x| × 10^p is within |x| × 10^p × 2^-52 of the exact decimal
+        // shift (one rounding in the product, 10^p itself exact): where its
+        // fraction is farther than that from a half, rounding it rounds the
+        // exact value the same way.
+        let y = x.abs() * scale;
+        let margin = y * 4.0e-16 + 1e-300;
+        if !(y < EXACT_INTEGERS && ((y.fract() - 0.5).abs() > margin)) {
+            return write!(f, "{x:.precision$}");
+        }
+        let n = y.round() as u64;
+        let unit = *scale as u64;
+        let sign = if negative { "-" } else { "" };
+        if precision == 0 {
+            write!(f, "{sign}{n}")
         } else {
-            write!(f, "{x:.precision$}")
+            write!(f, "{sign}{}.{:0precision$}", n / unit, n % unit)
         }
     }
 }
@@ -470,7 +500,50 @@ mod tests {
         }
     }
 
+    /// Values near a rounding half at each precision, whose scaled form is
+    /// within a few ulps of x.5: the fast path must leave them to `{:.p$}`.
+    #[test]
+    fn fixed_leaves_near_halves_to_the_standard_format() {
+        for p in 0..7usize {
+            for k in 0..2000u64 {
+                let half = (k as f64 + 0.5) / 10f64.powi(p as i32);
+                let mut v = half;
+                for _ in 0..4 {
+                    for w in [v, -v] {
+                        assert_eq!(Fixed(w, p).to_string(), format!("{w:.p$}"), "{w:e} at {p}");
+                    }
+                    v = f64::from_bits(v.to_bits() + 1);
+                }
+                let mut v = half;
+                for _ in 0..4 {
+                    v = f64::from_bits(v.to_bits() - 1);
+                    assert_eq!(Fixed(v, p).to_string(), format!("{v:.p$}"), "{v:e} at {p}");
+                }
+            }
+        }
+    }
+
     proptest! {
+        /// Any finite value at any precision the estimate writes.
+        #[test]
+        fn fixed_matches_the_standard_format_anywhere(
+            v in prop::num::f64::POSITIVE
+                | prop::num::f64::NEGATIVE
+                | prop::num::f64::NORMAL
+                | prop::num::f64::SUBNORMAL
+                | prop::num::f64::ZERO,
+            p in 0usize..8,
+        ) {
+            prop_assert_eq!(Fixed(v, p).to_string(), format!("{v:.p$}"));
+        }
+
+        /// Magnitudes the estimate writes: 1e-6 to 1e12, any mantissa.
+        #[test]
+        fn fixed_matches_the_standard_format_in_range(m in 1.0f64..10.0, e in -6i32..12, neg in any::<bool>(), p in 0usize..7) {
+            let v = m * 10f64.powi(e) * if neg { -1.0 } else { 1.0 };
+            prop_assert_eq!(Fixed(v, p).to_string(), format!("{v:.p$}"));
+        }
+
         #[test]
         fn fixed_matches_the_standard_format(whole in -1e7f64..1e7, scale in 0u32..4, p in 0usize..4) {
             // Integral values and values with a few decimals, both common.

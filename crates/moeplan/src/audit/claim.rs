@@ -340,7 +340,8 @@ pub(super) fn set_key(field: &str, value: impl std::fmt::Display) -> String {
 /// The derivation the estimate gives for a figure, or a bare `fallback`
 /// formula when it gives none.
 pub(super) fn explained(d: Option<&Derivation>, fallback: &str) -> Derivation {
-    d.cloned().unwrap_or_else(|| Derivation::new(fallback, &[]))
+    d.cloned()
+        .unwrap_or_else(|| Derivation::new(fallback.to_string(), &[]))
 }
 
 /// The layout figures were computed for, as evidence input.
@@ -358,6 +359,6 @@ pub(super) fn layout_input(e: &PoolEval) -> (&'static str, String) {
 /// A derivation with the layout its figures were computed for added.
 pub(super) fn with_layout(mut d: Derivation, e: &PoolEval) -> Derivation {
     let (k, v) = layout_input(e);
-    d.inputs.push((k.to_string(), v));
+    d.inputs.push((k.into(), v));
     d
 }

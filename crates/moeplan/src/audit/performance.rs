@@ -407,7 +407,8 @@ fn prefill_only_evidence(p: &Estimate) -> Derivation {
             d.formula = format!(
                 "prefill only (osl = 1): prompt tokens per step / step time / GPUs ({})",
                 d.formula
-            );
+            )
+            .into();
             d
         }
         None => Derivation::new("estimate", &[]),

@@ -33,7 +33,7 @@ use crate::memory::{self, EngineConfig, MemoryBreakdown};
 use crate::model::Model;
 pub use crate::replica::PoolRole;
 use crate::report::Derivation;
-use crate::units::{Bytes, Seconds, TokensPerSecond};
+use crate::units::{Bytes, Fixed, Seconds, TokensPerSecond};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -813,7 +813,7 @@ fn explain(
             &[
                 ("prefill_step", service.to_string()),
                 ("queue_wait", s.wait.to_string()),
-                ("prefill_utilization", format!("{:.2}", s.rho)),
+                ("prefill_utilization", Fixed(s.rho, 2).to_string()),
                 ("kv_transfer", transfer.to_string()),
                 ("first_round", s.first.to_string()),
                 ("steady", s.steady.to_string()),
@@ -828,7 +828,7 @@ fn explain(
             "decode step at the decode batch; the batch = throughput × (osl − 1) × TPOT over the decode ranks (solved together)",
             &[
                 ("decode_step", decode.to_string()),
-                ("decode_batch_per_rank", format!("{:.1}", s.decode_batch)),
+                ("decode_batch_per_rank", Fixed(s.decode_batch, 1).to_string()),
                 ("decode_ranks", (inp.decode.workers as u64 * inp.decode.layout.dp as u64).to_string()),
             ],
         ),
@@ -838,7 +838,7 @@ fn explain(
         Derivation::new(
             "requests per second × osl / GPUs of both pools; requests per second = concurrency / (TTFT + (osl − 1) × TPOT)",
             &[
-                ("requests_per_s", format!("{:.2}", s.throughput)),
+                ("requests_per_s", Fixed(s.throughput, 2).to_string()),
                 ("concurrency", inp.workload.concurrency.to_string()),
             ],
         ),

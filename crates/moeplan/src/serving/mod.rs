@@ -26,7 +26,7 @@ use crate::memory::{self, EngineConfig, MemoryBreakdown};
 use crate::model::Model;
 use crate::ops::{Bound, Op};
 use crate::report::Derivation;
-use crate::units::{Bytes, Flop, Fraction, Seconds, Tokens, TokensPerSecond};
+use crate::units::{Bytes, Fixed, Flop, Fraction, Seconds, Tokens, TokensPerSecond};
 use closed_loop::{Arrivals, Loop, LoopParams, LoopResult, Policy, StepTimes};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -441,7 +441,6 @@ pub(crate) fn phase(step: &Step, serving: &ServingParams, detail: Detail) -> Pha
 }
 
 pub(crate) fn describe(step: &Step) -> String {
-    use crate::units::Fixed;
     let s = step.shape;
     match (s.decodes > 0.0, s.prefill_tokens > 0.0) {
         (true, true) => format!(
@@ -922,9 +921,9 @@ fn explain(
         Derivation::new(
             "running requests per rank × osl / (TTFT + (osl − 1) × TPOT, without the slot wait) × active attention-DP ranks / GPUs",
             &[
-                ("running_per_rank", format!("{:.1}", load.running)),
-                ("active_ranks", format!("{:.0}", load.active_ranks)),
-                ("output_rate_per_rank", format!("{:.1} tokens/s", res.output_rate)),
+                ("running_per_rank", Fixed(load.running, 1).to_string()),
+                ("active_ranks", Fixed(load.active_ranks, 0).to_string()),
+                ("output_rate_per_rank", format!("{} tokens/s", Fixed(res.output_rate, 1))),
                 ("gpus", l.gpus().to_string()),
             ],
         ),
@@ -945,7 +944,7 @@ fn explain(
             &[
                 ("stage", mem.stage.to_string()),
                 ("kv_per_request", mem.kv_bytes_per_request.to_string()),
-                ("requests_per_rank", format!("{:.0}", load.running)),
+                ("requests_per_rank", Fixed(load.running, 0).to_string()),
                 ("buffers_and_reserve", mem.other_bytes.to_string()),
                 ("runtime_reserve", inp.engine.runtime_reserve.to_string()),
                 (
@@ -969,10 +968,10 @@ pub(crate) fn explain_prefix_cache(w: &Workload) -> Option<Derivation> {
         Derivation::new(
             "a prompt of isl tokens computes (1 − hit rate) × isl of them after its cached prefix of hit rate × isl: the linear layers and the step budget count only the computed tokens, whose attention still covers the whole context (the cached KV is read, not recomputed); decode steps and KV memory are those of the full prompt",
             &[
-                ("cache_hit_rate", format!("{:.1}%", w.cache_hit_rate.value() * 100.0)),
+                ("cache_hit_rate", format!("{}%", Fixed(w.cache_hit_rate.value() * 100.0, 1))),
                 ("isl", w.isl.to_string()),
-                ("computed_tokens_per_prompt", format!("{:.0}", w.computed_prompt())),
-                ("cached_tokens_per_prompt", format!("{:.0}", w.cached_prompt())),
+                ("computed_tokens_per_prompt", Fixed(w.computed_prompt(), 0).to_string()),
+                ("cached_tokens_per_prompt", Fixed(w.cached_prompt(), 0).to_string()),
             ],
         )
     })
@@ -981,12 +980,12 @@ pub(crate) fn explain_prefix_cache(w: &Workload) -> Option<Derivation> {
 /// What two-batch overlap did to each named step (kernel times of the
 /// slowest stage); None when no step overlaps.
 pub(crate) fn explain_overlap(steps: &[(&str, &Step)]) -> Option<Derivation> {
-    let inputs: Vec<(String, String)> = steps
+    let inputs: Vec<(std::borrow::Cow<'static, str>, String)> = steps
         .iter()
         .filter_map(|(name, s)| {
             s.overlap.map(|o| {
                 (
-                    name.to_string(),
+                    name.to_string().into(),
                     format!(
                         "{} communication of which {} hidden behind {} of compute and memory; {} in sequence; stage {} with overlap, {} as one batch",
                         o.communication, o.hidden, o.compute, o.serial, o.overlapped, o.single_batch
@@ -1013,7 +1012,7 @@ fn explain_ttft(lp: &Loop, st: &LoopSteps, res: &LoopResult, sv: &ServingParams)
             ("first_round", res.first_round_ttft.to_string()),
             ("later_rounds", res.steady_ttft.to_string()),
             ("rounds", format!("{}", sv.rounds)),
-            ("prefill_steps_per_round", format!("{:.1}", res.prefill_steps)),
+            ("prefill_steps_per_round", Fixed(res.prefill_steps, 1).to_string()),
             ("prefill_step", format!("{} ({})", st.prefill.time(sv), describe(&st.prefill))),
             ("burst_step", format!("{} ({})", st.burst.time(sv), describe(&st.burst))),
             ("request_overhead", sv.request_overhead.to_string()),
@@ -1032,11 +1031,11 @@ fn explain_tpot(lp: &Loop, st: &LoopSteps, sv: &ServingParams) -> Derivation {
         },
         &[
             ("decode_step", format!("{} ({})", st.decode.time(sv), describe(&st.decode))),
-            ("prefill_steps_per_decode_step", format!("{:.4}", closed_loop::prefill_steps_per_decode(lp))),
+            ("prefill_steps_per_decode_step", Fixed(closed_loop::prefill_steps_per_decode(lp), 4).to_string()),
             ("prefill_step", st.prefill.time(sv).to_string()),
-            ("micro_batches", format!("{:.0}", st.decode.micro_batches)),
+            ("micro_batches", Fixed(st.decode.micro_batches, 0).to_string()),
             ("step_overhead", sv.step_overhead.to_string()),
-            ("kernel_time_ratio", format!("prefill {:.3}, decode {:.3}", sv.prefill_scale, sv.decode_scale)),
+            ("kernel_time_ratio", format!("prefill {}, decode {}", Fixed(sv.prefill_scale, 3), Fixed(sv.decode_scale, 3))),
         ],
     )
 }
