@@ -16,7 +16,7 @@ use crate::profile::ServingMode;
 use crate::runs::{Run, RunDeployment};
 use crate::serving::disagg::estimate_disaggregated;
 use crate::serving::{estimate_summary, Client};
-use crate::units::Seconds;
+use crate::units::{Seconds, TokensPerSecond};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -46,6 +46,29 @@ impl Outcome {
         let p = self.predicted.as_ref().ok()?;
         Some((p.ttft / run.ttft - 1.0, p.tpot / run.tpot - 1.0))
     }
+
+    /// The output throughput the predicted latencies give the run's closed
+    /// loop (`Run::closed_loop_throughput`), when answered.
+    pub fn throughput(&self, run: &Run) -> Option<TokensPerSecond> {
+        let p = self.predicted.as_ref().ok()?;
+        Some(run.closed_loop_throughput(p.ttft, p.tpot))
+    }
+
+    /// Relative error of that throughput against the run's stated one, when
+    /// answered and stated.
+    pub fn throughput_error(&self, run: &Run) -> Option<f64> {
+        Some(self.throughput(run)?.value() / run.throughput?.value() - 1.0)
+    }
+}
+
+/// The throughput errors of the answered runs that state a throughput
+/// (None when none does).
+pub fn throughput_errors(runs: &[Run], outcomes: &[Outcome]) -> Option<(usize, ErrorStats)> {
+    let errors: Vec<f64> = outcomes
+        .iter()
+        .filter_map(|o| o.throughput_error(&runs[o.run]))
+        .collect();
+    (!errors.is_empty()).then(|| (errors.len(), ErrorStats::of(&errors)))
 }
 
 /// Predicts one run as it was deployed.

@@ -21,7 +21,7 @@ use crate::fit::{self, Sample};
 use crate::profile::{self, MovedParam, ServingMode as Mode, UserFit, UserProfile, UserStack};
 use crate::runs::{Run, RunDeployment};
 use crate::serving::{estimate_summary, Client};
-use crate::units::{Bytes, Seconds, TokensPerSecond};
+use crate::units::{Bytes, Seconds};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -130,21 +130,11 @@ fn suspicion(run: &Run) -> Option<String> {
 const THROUGHPUT_ABOVE: f64 = 1.25;
 const THROUGHPUT_BELOW: f64 = 0.5;
 
-/// The output throughput a closed loop of `concurrency` requests sustains at
-/// a run's measured latencies (Little's law): each request holds its slot
-/// for TTFT + (output − 1) × TPOT and yields its output tokens, at the mean
-/// output length the client draws.
-fn closed_loop_throughput(run: &Run) -> TokensPerSecond {
-    let osl = (run.client.shortest(run.osl) + run.osl) as f64 / 2.0;
-    let latency = run.ttft + run.tpot * (osl - 1.0).max(0.0);
-    TokensPerSecond::from_tokens(run.deployment.concurrency() as f64 * osl, latency)
-}
-
 /// Why a run's stated throughput contradicts its own concurrency and
 /// latencies (None: it does not, or it states none).
 fn littles_law(run: &Run) -> Option<String> {
     let stated = run.throughput?;
-    let law = closed_loop_throughput(run);
+    let law = run.closed_loop_throughput(run.ttft, run.tpot);
     let ratio = stated.0 / law.0;
     let why = if ratio > THROUGHPUT_ABOVE {
         "more output than its requests in flight can produce at its latencies"

@@ -344,6 +344,11 @@ pub struct AccuracyRun<'a> {
     pub cross_validated_ttft_ms: Option<f64>,
     /// With `--cv`: the TPOT so predicted.
     pub cross_validated_tpot_ms: Option<f64>,
+    /// Output tokens per second the run states (absent when it states none).
+    pub measured_throughput_tok_s: Option<f64>,
+    /// Output tokens per second the predicted TTFT and TPOT give the run's
+    /// closed loop by Little's law (absent when unanswered).
+    pub predicted_throughput_tok_s: Option<f64>,
 }
 
 /// The JSON of a failed command (`--json`, exit 2).

@@ -1133,6 +1133,18 @@ impl Run {
         Ok(m)
     }
 
+    /// The output throughput a closed loop of the run's requests in flight
+    /// sustains at `ttft` and `tpot` (Little's law): each request holds its
+    /// slot for TTFT + (output − 1) × TPOT and yields its output tokens, at
+    /// the mean output length the client draws. With the measured latencies
+    /// it checks a stated throughput (`calibrate`); with predicted ones it is
+    /// the predicted throughput (`accuracy`).
+    pub fn closed_loop_throughput(&self, ttft: Seconds, tpot: Seconds) -> TokensPerSecond {
+        let osl = self.client.mean(self.osl);
+        let latency = ttft + tpot * (osl - 1.0).max(0.0);
+        TokensPerSecond::from_tokens(self.deployment.concurrency() as f64 * osl, latency)
+    }
+
     /// One replica of an aggregated run, ready to estimate (None for a
     /// disaggregated run).
     pub fn replica(&self) -> Option<Result<Replica, String>> {

@@ -45,6 +45,9 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
             output::print("\nleave-one-model-out cross-validation:");
             output::print(&output::fit(&table(cv)));
         }
+        if let Some(line) = throughput_line(&all, &outcomes) {
+            output::print(&format!("\n{line}"));
+        }
         if a.runs {
             output::print(&runs_table(&all, &outcomes, left_out));
         }
@@ -118,6 +121,9 @@ fn markdown(
         );
     }
     markdown_table(&mut o, report);
+    if let Some(line) = throughput_line(runs, outcomes) {
+        let _ = writeln!(o, "\n{line}");
+    }
     let mut reasons: Vec<(String, usize)> = Vec::new();
     for out in outcomes {
         if let Err(e) = &out.predicted {
@@ -187,6 +193,8 @@ fn run_rows<'a>(
                 predicted_ttft_ms: o.predicted.as_ref().ok().map(|p| p.ttft.ms()),
                 predicted_tpot_ms: o.predicted.as_ref().ok().map(|p| p.tpot.ms()),
                 unanswered: o.predicted.as_ref().err().map(|e| e.as_str()),
+                measured_throughput_tok_s: r.throughput.map(|t| t.value()),
+                predicted_throughput_tok_s: o.throughput(r).map(|t| t.value()),
             }
         })
         .collect()
@@ -202,6 +210,10 @@ fn runs_table(runs: &[Run], outcomes: &[Outcome], left_out: Option<&[Outcome]>) 
         "predicted",
         "error",
     ];
+    let stated = runs.iter().any(|r| r.throughput.is_some());
+    if stated {
+        head.extend(["tokens/s", "predicted", "error"]);
+    }
     if left_out.is_some() {
         head.extend(["TTFT error, model left out", "TPOT error, model left out"]);
     }
@@ -227,6 +239,9 @@ fn runs_table(runs: &[Run], outcomes: &[Outcome], left_out: Option<&[Outcome]>) 
             pp,
             ep,
         ];
+        if stated {
+            row.extend(throughput_cells(r, o));
+        }
         if let Some(l) = left_out {
             let (t, p) = l[i]
                 .errors(r)
@@ -236,4 +251,27 @@ fn runs_table(runs: &[Run], outcomes: &[Outcome], left_out: Option<&[Outcome]>) 
         t.add_row(row);
     }
     output::fit(&t)
+}
+
+/// A run's stated throughput, the predicted one and the error (blank where
+/// the run states none or is unanswered).
+fn throughput_cells(r: &Run, o: &Outcome) -> [String; 3] {
+    let show = |t: Option<f64>| t.map_or_else(String::new, |t| format!("{t:.1}"));
+    [
+        show(r.throughput.map(|t| t.value())),
+        show(o.throughput(r).map(|t| t.value())),
+        o.throughput_error(r).map_or_else(String::new, signed),
+    ]
+}
+
+/// The throughput errors of the runs that state a throughput, in a line
+/// (None when none does).
+fn throughput_line(runs: &[Run], outcomes: &[Outcome]) -> Option<String> {
+    let (n, s) = accuracy::throughput_errors(runs, outcomes)?;
+    Some(format!(
+        "output throughput of the {n} answered runs that state one (predicted by Little's law from the predicted TTFT and TPOT): median |error| {}, p90 {}, bias {}",
+        pct(s.median),
+        pct(s.p90),
+        signed(s.signed_median)
+    ))
 }

@@ -1146,6 +1146,29 @@ fn every_command_names_the_profile_it_uses_and_dag_uses_it() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A runs file that states throughputs gets their error too: the JSON's
+/// predicted throughput over the stated one is the error the text reports
+/// (one run of the fixture states one).
+#[test]
+fn accuracy_reports_the_throughput_error_of_runs_that_state_one() {
+    let runs = crate_dir().join("../moeplan/tests/fixtures/runs/native-options.csv");
+    let o = moeplan(&["accuracy", runs.to_str().unwrap(), "--runs", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let first = &v["runs"][0];
+    let error = first["predicted_throughput_tok_s"].as_f64().unwrap()
+        / first["measured_throughput_tok_s"].as_f64().unwrap()
+        - 1.0;
+    assert!(v["runs"][1]["measured_throughput_tok_s"].is_null());
+    let o = moeplan(&["accuracy", runs.to_str().unwrap()]);
+    let text = stdout(&o);
+    let line = format!(
+        "output throughput of the 1 answered runs that state one (predicted by Little's law from the predicted TTFT and TPOT): median |error| {:.1}%",
+        error.abs() * 100.0
+    );
+    assert!(text.contains(&line), "`{line}` missing from\n{text}");
+}
+
 /// `accuracy --cv --runs --json` gives each run its leave-one-model-out
 /// prediction, and they are what the cross-validated summary counts: the
 /// median |error| of TTFT and TPOT over the rows is the summary's `all`

@@ -116,6 +116,12 @@ impl Client {
         (tokens * num).div_ceil(den)
     }
 
+    /// The mean length the client draws for a stated `tokens`: uniform
+    /// from `shortest` to `tokens`, so their midpoint (`tokens` when fixed).
+    pub fn mean(self, tokens: u64) -> f64 {
+        (self.shortest(tokens) + tokens) as f64 / 2.0
+    }
+
     /// Prompts one benchmark run sends per request kept in flight: what
     /// `moeplan launch`'s benchmark sends (8), or InferenceMAX's 10.
     pub fn prompts_per_concurrency(self) -> u64 {

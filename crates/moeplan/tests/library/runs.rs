@@ -188,6 +188,28 @@ fn optional_columns_set_the_kv_cache_node_and_throughput() {
     );
 }
 
+/// A stated throughput is compared with the one the predicted latencies
+/// give the run's closed loop by Little's law: 32 requests of 1,000 output
+/// tokens each, each holding its slot for TTFT + 999 × TPOT, yield
+/// 32 × 1,000 / (TTFT + 999 × TPOT) tokens per second.
+#[test]
+fn the_predicted_throughput_is_littles_law_at_the_predicted_latencies() {
+    let runs = runs::read(&fixtures().join("native-options.csv")).unwrap();
+    let outcomes = moeplan::accuracy::evaluate(&runs);
+    let p = outcomes[0].predicted.as_ref().unwrap();
+    let by_hand = 32.0 * 1000.0 / (p.ttft.value() + 999.0 * p.tpot.value());
+    let predicted = outcomes[0].throughput(&runs[0]).unwrap().value();
+    assert!(
+        (predicted / by_hand - 1.0).abs() < 1e-12,
+        "{predicted} vs {by_hand}"
+    );
+    let error = outcomes[0].throughput_error(&runs[0]).unwrap();
+    assert!((error - (by_hand / 2480.5 - 1.0)).abs() < 1e-12);
+    assert_eq!(outcomes[1].throughput_error(&runs[1]), None, "states none");
+    let (n, _) = moeplan::accuracy::throughput_errors(&runs, &outcomes).unwrap();
+    assert_eq!(n, 1);
+}
+
 /// A column the native format does not read is a problem, not a column
 /// silently ignored (`kv_dtyp` would be read as the checkpoint's cache);
 /// the hint lists what the format reads.
