@@ -88,13 +88,18 @@ fn physics(run: &Run) -> Option<Physics> {
     })
 }
 
-/// Why a run contradicts the physics (None: it does not). A measurement
+/// Why a run contradicts the physics or itself (None: it does not): a
+/// stated throughput its own concurrency and latencies cannot give
+/// (`littles_law`, which needs no estimate), then the floors. A measurement
 /// may sit a little under a floor computed from datasheet figures; 10% under
 /// is a contradiction. A layout moeplan's memory model cannot run (not one
 /// request fits beside the weights) ran all the same: moeplan misreads that
 /// run (its checkpoint or layout), so fitting to it would teach the serving
 /// layer its own error.
 fn suspicion(run: &Run) -> Option<String> {
+    if let Some(why) = littles_law(run) {
+        return Some(why);
+    }
     let Physics {
         ttft_floor,
         tpot_floor,
@@ -119,15 +124,18 @@ fn suspicion(run: &Run) -> Option<String> {
             run.file, run.line, run.ttft, ttft_floor, run.isl
         ));
     }
-    littles_law(run)
+    None
 }
 
-/// How far a run's stated throughput may stray from what its concurrency
-/// and latencies give by Little's law before it is suspect: above, more
-/// output than the requests in flight can produce (the run's ramp and drain
-/// only lower the measured rate); below, the client kept far fewer
-/// requests in flight than the row says.
+/// How far above what its concurrency and latencies give by Little's law a
+/// run's stated throughput may be before it is suspect: more output than the
+/// requests in flight can produce (the run's ramp and drain only lower the
+/// measured rate).
 const THROUGHPUT_ABOVE: f64 = 1.25;
+
+/// How far below: the client kept far fewer requests in flight than the row
+/// says, or the run was one short wave of requests (the ramp and drain of a
+/// run of 8-10 prompts per request in flight cost under a quarter).
 const THROUGHPUT_BELOW: f64 = 0.5;
 
 /// Why a run's stated throughput contradicts its own concurrency and
@@ -139,7 +147,7 @@ fn littles_law(run: &Run) -> Option<String> {
     let why = if ratio > THROUGHPUT_ABOVE {
         "more output than its requests in flight can produce at its latencies"
     } else if ratio < THROUGHPUT_BELOW {
-        "the client kept far fewer requests in flight than its concurrency says, or the throughput is of another deployment"
+        "the client kept far fewer requests in flight than its concurrency says, the run was too short to reach them (one wave of requests), or the throughput is of another deployment (an aggregated row's is one replica's)"
     } else {
         return None;
     };

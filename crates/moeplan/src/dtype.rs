@@ -69,6 +69,25 @@ impl DType {
         }
     }
 
+    /// The KV cache types an engine stores, as a hint.
+    pub const KV_HINT: &'static str = "bf16, fp16 or fp8 (nvfp4 on Blackwell with TensorRT-LLM)";
+
+    /// A KV cache type as a runs file or sidecar states it: blank or `auto`
+    /// is the checkpoint's (None); a type no engine stores its cache in is
+    /// refused here, before any GPU or engine is known.
+    pub fn kv_cache(s: &str) -> Result<Option<DType>, String> {
+        let s = s.trim();
+        if s.is_empty() || s.eq_ignore_ascii_case("auto") {
+            return Ok(None);
+        }
+        match s.parse::<DType>()? {
+            d @ (DType::Bf16 | DType::Fp16 | DType::Fp8 | DType::Nvfp4) => Ok(Some(d)),
+            d @ (DType::Fp32 | DType::Int8 | DType::Int4 | DType::Mxfp4) => {
+                Err(format!("no engine stores the KV cache as {d}"))
+            }
+        }
+    }
+
     /// Every accepted name, for diagnostics.
     pub(crate) const NAMES: &'static str =
         "fp32, bf16, fp16, fp8, int8, int4, mxfp4, nvfp4 (fp4 = nvfp4)";

@@ -855,6 +855,19 @@ impl Model {
         Ok(())
     }
 
+    /// Stores the KV cache as `k` where the GPU and the serving engine can
+    /// both hold it: the one check of a scenario's `model.kv_cache_dtype`
+    /// and a measured run's `kv_dtype`; else why not.
+    pub fn store_kv_cache_on(
+        &mut self,
+        k: DType,
+        gpu: &crate::hardware::Gpu,
+        engine: crate::engine::Engine,
+    ) -> Result<(), String> {
+        self.store_kv_cache(k, gpu)?;
+        engine.stores_kv_cache(self.dtypes.kv_cache)
+    }
+
     /// The warning for a request of `isl` prompt and `osl` output tokens
     /// longer than the context the model was trained for
     /// (`max_position_embeddings`); None when it fits or the config is silent.

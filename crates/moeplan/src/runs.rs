@@ -15,7 +15,9 @@
 //!   `inferencemax`: lengths drawn in [0.8, 1] × isl/osl), `kv_dtype` (the
 //!   KV cache's type; blank or `auto`: the checkpoint's), `gpus_per_node`
 //!   (blank: the catalog GPU's node), `throughput_tok_s` (measured output
-//!   tokens per second, which `calibrate` checks against the latencies),
+//!   tokens per second of one replica when aggregated, as `concurrency` is,
+//!   of the whole deployment when disaggregated; `calibrate` checks it
+//!   against the latencies),
 //!   and `mode = disaggregated` with the `prefill_*`/`decode_*` layouts and
 //!   `*_workers`; any other column is a problem (a misspelt optional column
 //!   would otherwise be read as absent);
@@ -278,6 +280,7 @@ fn parse_rows(name: &str, text: &str, base: &Path, accept: Rows) -> Result<Vec<R
         if row.cells.iter().all(|c| c.text.trim().is_empty()) {
             continue;
         }
+        problems.extend(cells_past_header(header, row));
         let mut cells = Cells {
             cols: &cols,
             row,
@@ -388,13 +391,24 @@ fn native_column(col: &str) -> bool {
 }
 
 /// A problem for each column of a native header that the format does not
-/// read, at its cell.
+/// read, or that it names twice, at its cell.
 fn unknown_columns(header: &CsvRow) -> Vec<Problem> {
-    header
-        .cells
+    let cells = &header.cells;
+    let twice = cells.iter().enumerate().filter(|(i, c)| {
+        let name = c.text.trim();
+        !name.is_empty() && cells[..*i].iter().any(|d| d.text.trim() == name)
+    });
+    let twice = twice.map(|(_, c)| Problem {
+        path: format!("line {} column `{}`", header.line, c.text.trim()),
+        message: format!("column `{}` named twice", c.text.trim()),
+        hint: Some("name each column once".into()),
+        span: Some((c.start, (c.end - c.start).max(1))),
+    });
+    let unknown = cells
         .iter()
-        .filter(|c| !c.text.trim().is_empty() && !native_column(c.text.trim()))
-        .map(|c| Problem {
+        .filter(|c| !c.text.trim().is_empty() && !native_column(c.text.trim()));
+    twice
+        .chain(unknown.map(|c| Problem {
             path: format!("line {} column `{}`", header.line, c.text.trim()),
             message: format!("unknown column `{}`", c.text.trim()),
             hint: Some(format!(
@@ -404,8 +418,29 @@ fn unknown_columns(header: &CsvRow) -> Vec<Problem> {
                 POOL_OPTIONAL.join(", ")
             )),
             span: Some((c.start, (c.end - c.start).max(1))),
-        })
+        }))
         .collect()
+}
+
+/// A problem for a row with cells past the header's columns (a row from a
+/// converter that writes more columns than the file was begun with): they
+/// would be read as absent.
+fn cells_past_header(header: &CsvRow, row: &CsvRow) -> Option<Problem> {
+    let n = header.cells.len();
+    let extra = row.cells.get(n..)?;
+    let first = extra.iter().find(|c| !c.text.trim().is_empty())?;
+    let last = extra.last().unwrap_or(first);
+    Some(Problem {
+        path: format!("line {}", row.line),
+        message: format!(
+            "{} cells, past the header's {n} columns: they have no column and would be read as absent",
+            row.cells.len()
+        ),
+        hint: Some(
+            "give the header every column the rows write (a row from a newer bench_to_csv.py belongs in a new file)".into(),
+        ),
+        span: Some((first.start, (last.end - first.start).max(1))),
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -626,18 +661,11 @@ impl Cells<'_> {
     /// The optional `kv_dtype` column: None when blank or `auto` (the
     /// checkpoint's type).
     fn kv_dtype(&mut self, col: &str) -> Option<Option<DType>> {
-        let s = self.s(col).to_ascii_lowercase();
-        if s.is_empty() || s == "auto" {
-            return Some(None);
-        }
-        match s.parse::<DType>() {
-            Ok(d) => Some(Some(d)),
+        match DType::kv_cache(self.s(col)) {
+            Ok(d) => Some(d),
             Err(m) => {
-                self.problem(
-                    col,
-                    m,
-                    "the KV cache's type: bf16, fp16, fp8 (nvfp4 with TensorRT-LLM on Blackwell), or blank for the checkpoint's",
-                );
+                let hint = format!("{}, or blank for the checkpoint's", DType::KV_HINT);
+                self.problem(col, m, &hint);
                 None
             }
         }
@@ -645,9 +673,12 @@ impl Cells<'_> {
 
     /// The optional `gpus_per_node` column, within its bound.
     fn node_size(&mut self, col: &str) -> Option<Option<u32>> {
-        let n = self.optional_count(col)?;
-        match n.map(|n| bounds::GPUS_PER_NODE.check_count(n)).transpose() {
-            Ok(n) => Some(n.map(|n| n as u32)),
+        if self.s(col).is_empty() {
+            return Some(None);
+        }
+        let n = self.count(col, None)?;
+        match bounds::GPUS_PER_NODE.check_count(n) {
+            Ok(n) => Some(Some(n as u32)),
             Err(m) => {
                 self.problem(col, m, bounds::GPUS_PER_NODE.why);
                 None
@@ -667,7 +698,7 @@ impl Cells<'_> {
                 self.problem(
                     col,
                     format!("`{s}` is not a positive rate in output tokens per second"),
-                    "the client's output throughput, e.g. 5120.5, or blank",
+                    "the client's output tokens per second (one replica's when aggregated), e.g. 5120.5, or blank",
                 );
                 None
             }
@@ -1175,8 +1206,7 @@ impl Run {
     fn model_on(&self, gpu: &Gpu) -> Result<Model, String> {
         let mut m = self.model()?;
         if let Some(k) = self.kv_dtype {
-            m.store_kv_cache(k, gpu)
-                .and_then(|()| self.engine.stores_kv_cache(m.dtypes.kv_cache))
+            m.store_kv_cache_on(k, gpu, self.engine)
                 .map_err(|e| format!("KV cache {k}: {e}"))?;
         }
         Ok(m)

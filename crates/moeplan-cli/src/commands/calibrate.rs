@@ -195,7 +195,7 @@ fn render(p: &UserProfile) -> String {
     let mut o = output::fit(&t);
     for s in &p.suspect {
         o.push_str(&format!(
-            "\nwarning: left out, contradicts the physics: {s}"
+            "\nwarning: left out, contradicts the physics or itself: {s}"
         ));
     }
     o

@@ -113,7 +113,7 @@ pub(crate) fn read(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let template = template(&side, client, &base, &side_name)?;
+    let template = template(&side, client, &base, (&side_name, &side_text))?;
     let mut problems = Vec::new();
     let mut runs = Vec::new();
     let records: Vec<(usize, &str)> = if client == Client::SglangBenchServing {
@@ -211,17 +211,26 @@ enum Client {
 }
 
 /// A run with the sidecar's deployment and placeholder figures; the engine
-/// defaults to the client's own when the sidecar does not name one.
-fn template(side: &Sidecar, client: Client, base: &Path, name: &str) -> Result<Run, SpecError> {
-    let bad = |m: String, hint: &str| SpecError::whole_file(name, m, hint);
+/// defaults to the client's own when the sidecar does not name one. Every
+/// bad key of the sidecar is a problem located at it, all at once.
+fn template(
+    side: &Sidecar,
+    client: Client,
+    base: &Path,
+    (name, text): (&str, &str),
+) -> Result<Run, SpecError> {
+    let mut problems = Vec::new();
+    let mut check = |key: &str, r: Result<(), String>, hint: &str| {
+        if let Err(m) = r {
+            problems.push(Problem::at(key, m).hint(hint));
+        }
+    };
     let engine = match &side.engine {
-        Some(e) => e
-            .parse::<Engine>()
-            .map_err(|m| bad(m, "vllm, sglang or trtllm"))?,
-        None => match client {
+        Some(e) => e.parse::<Engine>(),
+        None => Ok(match client {
             Client::SglangBenchServing => Engine::Sglang,
             Client::VllmBenchServe => Engine::Vllm,
-        },
+        }),
     };
     let dtype = quant_dtype(
         &side
@@ -229,22 +238,41 @@ fn template(side: &Sidecar, client: Client, base: &Path, name: &str) -> Result<R
             .clone()
             .unwrap_or_default()
             .to_ascii_lowercase(),
-    )
-    .map_err(|m| bad(m, "bf16, fp8, nvfp4, mxfp4 or int4_wo"))?;
-    let kv_dtype = match side.kv_dtype.as_deref().map(str::to_ascii_lowercase) {
-        None => None,
-        Some(k) if k.is_empty() || k == "auto" => None,
-        Some(k) => Some(
-            k.parse::<DType>()
-                .map_err(|m| bad(m, "kv_dtype: bf16, fp16 or fp8 (nvfp4 with TensorRT-LLM)"))?,
-        ),
-    };
+    );
+    let kv_dtype = DType::kv_cache(side.kv_dtype.as_deref().unwrap_or(""));
     let gpus_per_node = side
         .gpus_per_node
-        .map(|n| bounds::GPUS_PER_NODE.check_count(n.into()))
-        .transpose()
-        .map_err(|m| bad(format!("gpus_per_node {m}"), bounds::GPUS_PER_NODE.why))?
-        .map(|n| n as u32);
+        .map(|n| {
+            bounds::GPUS_PER_NODE
+                .check_count(n.into())
+                .map(|n| n as u32)
+        })
+        .transpose();
+    check(
+        "engine",
+        engine.as_ref().map(|_| ()).map_err(Clone::clone),
+        "vllm, sglang or trtllm",
+    );
+    check(
+        "weight_dtype",
+        dtype.as_ref().map(|_| ()).map_err(Clone::clone),
+        "bf16, fp8, nvfp4, mxfp4 or int4_wo",
+    );
+    check(
+        "kv_dtype",
+        kv_dtype.as_ref().map(|_| ()).map_err(Clone::clone),
+        DType::KV_HINT,
+    );
+    check(
+        "gpus_per_node",
+        gpus_per_node.as_ref().map(|_| ()).map_err(Clone::clone),
+        bounds::GPUS_PER_NODE.why,
+    );
+    let (Ok(engine), Ok(dtype), Ok(kv_dtype), Ok(gpus_per_node)) =
+        (engine, dtype, kv_dtype, gpus_per_node)
+    else {
+        return Err(SpecError::new(name, text.to_string(), problems));
+    };
     let d = |v: Option<u32>| v.unwrap_or(1).max(1);
     let (tp, dp) = (d(side.tp), d(side.dp));
     let ep = d(side.ep);

@@ -37,9 +37,6 @@ pub struct RunProblem {
     pub hint: String,
 }
 
-const KV_HINT: &str =
-    "bf16, fp16 or fp8 (nvfp4 with TensorRT-LLM on Blackwell), or blank for the checkpoint's";
-
 const MODEL_HINT: &str =
     "a catalog id (`moeplan catalog`), a Hugging Face id of one, or a config.json path relative to the file";
 
@@ -66,7 +63,10 @@ impl Run {
                     out.push(RunProblem {
                         column: Column::KvDtype,
                         message,
-                        hint: KV_HINT.into(),
+                        hint: format!(
+                            "{}, or blank for the checkpoint's",
+                            crate::dtype::DType::KV_HINT
+                        ),
                     });
                 }
             }

@@ -1102,7 +1102,6 @@ pub(crate) fn model_dtypes(
     let RawModelSection::Ref(r) = sec else {
         return KvCache::Stated;
     };
-    let hint = "bf16, fp16 or fp8 (nvfp4 on Blackwell with TensorRT-LLM)";
     if let Some(w) = &r.weight_dtype {
         match w.parse() {
             Ok(w) => model.store_weights(w),
@@ -1120,13 +1119,12 @@ pub(crate) fn model_dtypes(
     let engine = engine.unwrap_or_else(|| crate::profile::default_engine(gpu));
     let stored = k
         .parse()
-        .and_then(|k| model.store_kv_cache(k, gpu))
-        .and_then(|()| engine.stores_kv_cache(model.dtypes.kv_cache));
+        .and_then(|k| model.store_kv_cache_on(k, gpu, engine));
     if let Err(m) = stored {
-        pr.push(
-            Problem::at("model.kv_cache_dtype", m)
-                .hint(format!("{hint}, or \"auto\" to let the planner choose")),
-        );
+        pr.push(Problem::at("model.kv_cache_dtype", m).hint(format!(
+            "{}, or \"auto\" to let the planner choose",
+            crate::dtype::DType::KV_HINT
+        )));
     }
     KvCache::Stated
 }

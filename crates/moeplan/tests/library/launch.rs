@@ -961,7 +961,7 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
             let j = i + converter[i..].find(end).expect("end");
             converter[i..j].to_string()
         };
-        let header = quoted("print('", "')");
+        let header = quoted("header = '", "'\n");
         let literal = quoted("for c in [", "]))");
         assert!(literal.contains(", 'inferencemax', "), "{literal}");
         let row = literal

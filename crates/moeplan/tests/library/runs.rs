@@ -71,7 +71,19 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "`eight` is not a positive whole number",
             "line 3 column `throughput_tok_s`",
             "`fast` is not a positive rate",
+            "line 4 column `kv_dtype`",
+            "no engine stores the KV cache as int8",
+            "line 4 column `gpus_per_node`",
+            "`0` is not a positive whole number",
         ],
+    ),
+    (
+        "cells-past-header.csv",
+        &["line 2", "19 cells, past the header's 16 columns"],
+    ),
+    (
+        "duplicate-column.csv",
+        &["line 1 column `isl`", "column `isl` named twice"],
     ),
     (
         "unknown-header.csv",
@@ -579,6 +591,18 @@ fn rows_that_cannot_be_estimated_are_located_for_a_fit() {
         !text.contains("line 2 "),
         "the good row is not blamed:\n{text}"
     );
+    assert!(e.positions().iter().all(Option::is_some), "{text}");
+    assert!(e.problems.iter().all(|p| p.hint.is_some()), "{text}");
+}
+
+/// Every bad key of a sidecar is reported at once, each located at its key.
+#[test]
+fn a_sidecars_bad_keys_are_all_located() {
+    let e = runs::read(&bench_fixture("bad-keys.json")).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.problems.len(), 2, "{text}");
+    assert!(text.contains("unknown dtype `fp9`"), "{text}");
+    assert!(text.contains("0 is outside [1, 1024]"), "{text}");
     assert!(e.positions().iter().all(Option::is_some), "{text}");
     assert!(e.problems.iter().all(|p| p.hint.is_some()), "{text}");
 }
