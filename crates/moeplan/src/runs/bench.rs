@@ -220,11 +220,6 @@ fn template(
     (name, text): (&str, &str),
 ) -> Result<Run, SpecError> {
     let mut problems = Vec::new();
-    let mut check = |key: &str, r: Result<(), String>, hint: &str| {
-        if let Err(m) = r {
-            problems.push(Problem::at(key, m).hint(hint));
-        }
-    };
     let engine = match &side.engine {
         Some(e) => e.parse::<Engine>(),
         None => Ok(match client {
@@ -232,43 +227,24 @@ fn template(
             Client::VllmBenchServe => Engine::Vllm,
         }),
     };
-    let dtype = quant_dtype(
-        &side
-            .weight_dtype
-            .clone()
-            .unwrap_or_default()
-            .to_ascii_lowercase(),
-    );
-    let kv_dtype = DType::kv_cache(side.kv_dtype.as_deref().unwrap_or(""));
-    let gpus_per_node = side
-        .gpus_per_node
-        .map(|n| {
-            bounds::GPUS_PER_NODE
-                .check_count(n.into())
-                .map(|n| n as u32)
-        })
-        .transpose();
-    check(
-        "engine",
-        engine.as_ref().map(|_| ()).map_err(Clone::clone),
-        "vllm, sglang or trtllm",
-    );
-    check(
+    let weights = side.weight_dtype.clone().unwrap_or_default();
+    let node = side.gpus_per_node.map(|n| {
+        bounds::GPUS_PER_NODE
+            .check_count(n.into())
+            .map(|n| n as u32)
+    });
+    let engine = keyed(&mut problems, "engine", engine, "vllm, sglang or trtllm");
+    let dtype = keyed(
+        &mut problems,
         "weight_dtype",
-        dtype.as_ref().map(|_| ()).map_err(Clone::clone),
+        quant_dtype(&weights.to_ascii_lowercase()),
         "bf16, fp8, nvfp4, mxfp4 or int4_wo",
     );
-    check(
-        "kv_dtype",
-        kv_dtype.as_ref().map(|_| ()).map_err(Clone::clone),
-        DType::KV_HINT,
-    );
-    check(
-        "gpus_per_node",
-        gpus_per_node.as_ref().map(|_| ()).map_err(Clone::clone),
-        bounds::GPUS_PER_NODE.why,
-    );
-    let (Ok(engine), Ok(dtype), Ok(kv_dtype), Ok(gpus_per_node)) =
+    let kv = DType::kv_cache(side.kv_dtype.as_deref().unwrap_or(""));
+    let kv_dtype = keyed(&mut problems, "kv_dtype", kv, DType::KV_HINT);
+    let why = bounds::GPUS_PER_NODE.why;
+    let gpus_per_node = keyed(&mut problems, "gpus_per_node", node.transpose(), why);
+    let (Some(engine), Some(dtype), Some(kv_dtype), Some(gpus_per_node)) =
         (engine, dtype, kv_dtype, gpus_per_node)
     else {
         return Err(SpecError::new(name, text.to_string(), problems));
@@ -307,6 +283,12 @@ fn template(
         gpus_per_node,
         throughput: None,
     })
+}
+
+/// `r`'s value, or None with its problem recorded at the sidecar's `key`.
+fn keyed<T>(problems: &mut Vec<Problem>, key: &str, r: Result<T, String>, hint: &str) -> Option<T> {
+    r.map_err(|m| problems.push(Problem::at(key, m).hint(hint)))
+        .ok()
 }
 
 /// One record as a run of the template's deployment.
