@@ -394,32 +394,42 @@ fn native_column(col: &str) -> bool {
 /// read, or that it names twice, at its cell.
 fn unknown_columns(header: &CsvRow) -> Vec<Problem> {
     let cells = &header.cells;
+    let at = |c: &Cell, message: String, hint: String| Problem {
+        path: format!("line {} column `{}`", header.line, c.text.trim()),
+        message,
+        hint: Some(hint),
+        span: Some((c.start, (c.end - c.start).max(1))),
+    };
     let twice = cells.iter().enumerate().filter(|(i, c)| {
         let name = c.text.trim();
         !name.is_empty() && cells[..*i].iter().any(|d| d.text.trim() == name)
     });
-    let twice = twice.map(|(_, c)| Problem {
-        path: format!("line {} column `{}`", header.line, c.text.trim()),
-        message: format!("column `{}` named twice", c.text.trim()),
-        hint: Some("name each column once".into()),
-        span: Some((c.start, (c.end - c.start).max(1))),
+    let twice = twice.map(|(_, c)| {
+        let message = format!("column `{}` named twice", c.text.trim());
+        at(c, message, "name each column once".into())
     });
     let unknown = cells
         .iter()
         .filter(|c| !c.text.trim().is_empty() && !native_column(c.text.trim()));
-    twice
-        .chain(unknown.map(|c| Problem {
-            path: format!("line {} column `{}`", header.line, c.text.trim()),
-            message: format!("unknown column `{}`", c.text.trim()),
-            hint: Some(format!(
-                "the native columns are {}; optional: {}, and prefill_/decode_ {} (disaggregated rows); remove or rename it",
-                NATIVE.join(","),
-                OPTIONAL.join(", "),
-                POOL_OPTIONAL.join(", ")
-            )),
-            span: Some((c.start, (c.end - c.start).max(1))),
-        }))
-        .collect()
+    let hint = format!(
+        "the native columns are {}; optional: {}, and prefill_/decode_ {} (disaggregated rows); remove or rename it",
+        NATIVE.join(","),
+        OPTIONAL.join(", "),
+        POOL_OPTIONAL.join(", ")
+    );
+    let unknown = unknown.map(|c| {
+        at(
+            c,
+            format!("unknown column `{}`", c.text.trim()),
+            hint.clone(),
+        )
+    });
+    twice.chain(unknown).collect()
+}
+
+/// The hint of a run's KV cache type that cannot be stored.
+fn kv_hint() -> String {
+    format!("{}, or blank for the checkpoint's", DType::KV_HINT)
 }
 
 /// A problem for a row with cells past the header's columns (a row from a
@@ -664,8 +674,7 @@ impl Cells<'_> {
         match DType::kv_cache(self.s(col)) {
             Ok(d) => Some(d),
             Err(m) => {
-                let hint = format!("{}, or blank for the checkpoint's", DType::KV_HINT);
-                self.problem(col, m, &hint);
+                self.problem(col, m, &kv_hint());
                 None
             }
         }

@@ -63,10 +63,7 @@ impl Run {
                     out.push(RunProblem {
                         column: Column::KvDtype,
                         message,
-                        hint: format!(
-                            "{}, or blank for the checkpoint's",
-                            crate::dtype::DType::KV_HINT
-                        ),
+                        hint: super::kv_hint(),
                     });
                 }
             }
