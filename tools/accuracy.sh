@@ -49,8 +49,9 @@ What is fitted, and to what:
   fixed costs), to these runs: aggregated runs of each benchmark client
   apart (fixed lengths: AIConfigurator's gap-analysis harness; InferenceMAX,
   whose client draws lengths in [0.8, 1] × isl/osl, known by the workflow
-  markers of its provenance), disaggregated runs together: 7 numbers per
-  engine, client and mode.
+  markers of its provenance), disaggregated runs together, each model's
+  runs weighing the square root of their number (DeepSeek-R1 is 79% of
+  them): 7 numbers per engine, client and mode.
 
 The first table is the one to read: each model's runs predicted by a serving
 layer fitted without any of that model's runs (leave one model out). The

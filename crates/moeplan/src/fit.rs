@@ -9,10 +9,12 @@
 //! kernel times); a fit then only re-solves the closed loop, so thousands
 //! of runs fit in a fraction of a second.
 //!
-//! The objective is the sum over runs of a robust loss of
+//! The objective is the weighted mean over runs of a robust loss of
 //! log(predicted / measured) for TTFT and for TPOT: quadratic for small
 //! errors, linear beyond 10%, so the bulk of the runs is fitted and no run
-//! can dominate. Parameters are searched in a
+//! can dominate (`Weighting`: every run alike, or each model's runs
+//! weighing the square root of their number, so that no model dominates
+//! either). Parameters are searched in a
 //! transformed space (logarithms) by Nelder–Mead from the current values.
 
 use crate::calibration::ServingParams;
@@ -136,6 +138,59 @@ pub(crate) fn loss(samples: &[&Sample], sv: &ServingParams) -> f64 {
         return 0.0;
     }
     samples.iter().map(|s| s.loss(sv)).sum::<f64>() / samples.len() as f64
+}
+
+/// How the runs of one fit weigh against each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Weighting {
+    /// Every run alike: a model with ten times the runs pulls ten times as hard.
+    PerRun,
+    /// Each run `1 / √m`, `m` the runs of its model in the fit: a model's
+    /// runs together weigh `√m`, so a model with many runs still counts
+    /// more than one with few, but cannot make the fit its own (train.csv's
+    /// disaggregated runs are 79% DeepSeek-R1).
+    SqrtPerModel,
+}
+
+impl Weighting {
+    /// What a fitted layer's source says of it.
+    pub(crate) fn note(self) -> &'static str {
+        match self {
+            Weighting::PerRun => "",
+            Weighting::SqrtPerModel => {
+                ", each model's runs weighing the square root of their number"
+            }
+        }
+    }
+}
+
+/// Each run's weight under `w`, the runs named by their models.
+fn weights(models: &[&str], w: Weighting) -> Vec<f64> {
+    match w {
+        Weighting::PerRun => vec![1.0; models.len()],
+        Weighting::SqrtPerModel => {
+            let mut count: std::collections::BTreeMap<&str, f64> = Default::default();
+            for m in models {
+                *count.entry(m).or_default() += 1.0;
+            }
+            models.iter().map(|m| 1.0 / count[m].sqrt()).collect()
+        }
+    }
+}
+
+/// Weighted mean loss of `samples` under `sv`.
+fn weighted_loss(samples: &[&Sample], weights: &[f64], sv: &ServingParams) -> f64 {
+    let total: f64 = weights.iter().sum();
+    if samples.is_empty() || total <= 0.0 {
+        return 0.0;
+    }
+    samples
+        .iter()
+        .zip(weights)
+        .map(|(s, w)| w * s.loss(sv))
+        .sum::<f64>()
+        / total
 }
 
 /// How far a parameter set strays from what the kernel tables and the
@@ -294,14 +349,15 @@ pub(crate) fn fit_free(
     merged(&x)
 }
 
-/// The serving parameters that fit `samples` best, starting from `start`.
-pub fn fit_serving(samples: &[&Sample], start: &ServingParams) -> ServingParams {
+/// The serving parameters that fit `samples` (weighing `weights`) best,
+/// starting from `start`.
+fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> ServingParams {
     if samples.is_empty() {
         return *start;
     }
     let f = |x: &[f64; 7]| {
         let p = decode(x);
-        loss(samples, &p) + prior(&p)
+        weighted_loss(samples, weights, &p) + prior(&p)
     };
     // Starts: the given values, and the same with fixed costs of a few
     // orders of magnitude (a fixed cost near zero leaves the simplex on a
@@ -405,20 +461,31 @@ pub struct Fitted {
     pub params: ServingParams,
     /// Runs fitted.
     pub runs: usize,
-    /// Mean |log error| before (from the starting values) and after.
+    /// How they weighed.
+    pub(crate) weighting: Weighting,
+    /// Weighted mean loss before (from the starting values) and after.
     pub(crate) loss_before: f64,
     /// After.
     pub(crate) loss_after: f64,
 }
 
-/// Fits `samples` from `start` and reports the loss before and after.
-pub fn fit(samples: &[&Sample], start: &ServingParams) -> Fitted {
-    let params = fit_serving(samples, start);
+/// Fits `samples` (each run of the model `models` names, weighed as
+/// `weighting` says) from `start`, and reports the weighted loss before
+/// and after.
+pub(crate) fn fit(
+    samples: &[&Sample],
+    models: &[&str],
+    weighting: Weighting,
+    start: &ServingParams,
+) -> Fitted {
+    let weights = weights(models, weighting);
+    let params = fit_serving(samples, &weights, start);
     Fitted {
         params,
         runs: samples.len(),
-        loss_before: loss(samples, start),
-        loss_after: loss(samples, &params),
+        weighting,
+        loss_before: weighted_loss(samples, &weights, start),
+        loss_after: weighted_loss(samples, &weights, &params),
     }
 }
 
@@ -434,6 +501,24 @@ mod tests {
             (x[0] - 3.0).abs() < 1e-4 && (x[1] + 1.0).abs() < 1e-4,
             "{x:?}"
         );
+    }
+
+    #[test]
+    fn a_models_runs_weigh_the_square_root_of_their_number() {
+        // Three runs of A and one of B: each A run weighs 1/√3, so A's
+        // runs together weigh √3 ≈ 1.732 against B's 1.
+        let models = ["a", "b", "a", "a"];
+        let w = weights(&models, Weighting::SqrtPerModel);
+        let third = 1.0 / 3f64.sqrt();
+        assert_eq!(w, vec![third, 1.0, third, third]);
+        let a: f64 = w
+            .iter()
+            .zip(&models)
+            .filter(|(_, m)| **m == "a")
+            .map(|(w, _)| w)
+            .sum();
+        assert!((a - 3f64.sqrt()).abs() < 1e-12, "{a}");
+        assert_eq!(weights(&models, Weighting::PerRun), vec![1.0; 4]);
     }
 
     #[test]

@@ -126,7 +126,8 @@ pub struct EngineServing {
     pub source: String,
     /// Runs fitted.
     pub runs: usize,
-    /// Mean |log error| (TTFT + TPOT) before and after the fit.
+    /// Mean loss of the log errors (TTFT + TPOT) before and after the fit,
+    /// weighted as `source` says.
     pub(crate) loss_before: f64,
     /// After.
     pub(crate) loss_after: f64,
