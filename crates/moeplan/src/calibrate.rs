@@ -6,7 +6,9 @@
 //! engine (`profile::serving_params`) and lets move only what its number of
 //! runs can pin down (`fit::identifiable`: the two kernel scales from one
 //! run, the fixed costs from three, everything from ten), with a prior
-//! centred on the built-in values: a fit of a few runs generalises to
+//! centred on the built-in values (`fit::Anchor`: on the kernel scales and
+//! step overhead; for a disaggregated group on the loop's shape too, whose
+//! TTFT the runs' unstated worker counts decide): a fit of a few runs generalises to
 //! layouts, lengths and concurrencies it has not seen instead of memorising
 //! them. Runs that contradict the physics (a TPOT under the time to read the
 //! bytes a decode step must read, a TTFT under the time the prompt's FLOP
@@ -17,7 +19,7 @@
 use crate::accuracy::ErrorStats;
 use crate::calibration::ServingParams;
 use crate::engine::Engine;
-use crate::fit::{self, Sample};
+use crate::fit::{self, Anchor, Sample};
 use crate::profile::{self, MovedParam, ServingMode as Mode, UserFit, UserProfile, UserStack};
 use crate::runs::{Run, RunDeployment};
 use crate::serving::{estimate_summary, Client};
@@ -195,10 +197,14 @@ fn errors(samples: &[&Sample], sv: &ServingParams) -> (ErrorStats, ErrorStats) {
     (ErrorStats::of(&t), ErrorStats::of(&p))
 }
 
-/// Fits one group of runs from `start`.
-pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams) -> UserFit {
+/// Fits one group of runs in `mode` from `start`.
+pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams, mode: Mode) -> UserFit {
     let free = fit::identifiable(samples.len());
-    let params = fit::fit_free(samples, start, &free);
+    let anchor = match mode {
+        Mode::Aggregated => Anchor::Kernels,
+        Mode::Disaggregated => Anchor::Loop,
+    };
+    let params = fit::fit_free(samples, start, &free, anchor);
     let (t0, p0) = errors(samples, start);
     let (t1, p1) = errors(samples, &params);
     UserFit {
@@ -291,7 +297,7 @@ pub fn recalibrate(runs: &[Run], source: &str, base: Option<&UserProfile>) -> Us
     let groups = groups(runs, &samples, &suspect);
     let fits: Vec<((String, Engine, Mode), UserFit)> = groups
         .par_iter()
-        .map(|(k, (client, v))| (k.clone(), fit_group(v, &start(base, k, *client))))
+        .map(|(k, (client, v))| (k.clone(), fit_group(v, &start(base, k, *client), k.2)))
         .collect();
     let mut stacks: Vec<UserStack> = Vec::new();
     for ((gpu, engine, m), f) in fits {
@@ -483,7 +489,7 @@ fn split_and_fit(
         .map(|(_, s)| *s)
         .collect();
     let start = built_in(k.1, k.2, k.3);
-    let fitted = fit_group(&train, &start).params;
+    let fitted = fit_group(&train, &start, k.2).params;
     let abs = |s: &Sample, sv: &ServingParams| {
         let (t, p) = s.predict(sv);
         ((t / s.ttft - 1.0).abs(), (p / s.tpot - 1.0).abs())

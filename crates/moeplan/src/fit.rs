@@ -208,12 +208,57 @@ pub(crate) fn prior(p: &ServingParams) -> f64 {
 /// calibration from a user's few runs stays near the profile it starts from.
 pub(crate) fn prior_around(p: &ServingParams, c: &ServingParams) -> f64 {
     const WEIGHT: f64 = 0.1;
-    let ln2 = |x: f64, y: f64| ((x.max(1e-6) / y.max(1e-6)).ln() / std::f64::consts::LN_2).powi(2);
     let step = (p.step_overhead - c.step_overhead).ms() / 2.0;
     WEIGHT
-        * (ln2(p.prefill_scale, c.prefill_scale)
-            + ln2(p.decode_scale, c.decode_scale)
+        * (doublings_squared(p.prefill_scale, c.prefill_scale)
+            + doublings_squared(p.decode_scale, c.decode_scale)
             + step * step)
+}
+
+/// (log₂(x / y))²: how many factors of two `x` is from `y`, squared.
+fn doublings_squared(x: f64, y: f64) -> f64 {
+    ((x.max(1e-6) / y.max(1e-6)).ln() / std::f64::consts::LN_2).powi(2)
+}
+
+/// How firmly a calibration holds to the serving layer it starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Anchor {
+    /// The kernel scales and the step overhead (`prior_around`): an
+    /// aggregated stack's runs pin the closed loop's shape themselves.
+    Kernels,
+    /// Those, and the loop's shape (rounds, arrival wait, request
+    /// overhead) and the kernel scales once more, `LOOP_ANCHOR` per factor
+    /// of two (per 20 ms of request overhead). A disaggregated run's TTFT
+    /// is mostly the queue in front of the prefill pool, which depends on
+    /// worker counts and a router the runs seldom state: on train.csv's
+    /// disaggregated stacks, fitted on half of their layouts and lengths
+    /// with only `Kernels`, the other half's TTFT went from 50.4% off
+    /// (built in) to 57.9% (median; p90 141% to 256%); anchored, 49.1%
+    /// (p90 172%), TPOT 23.5% to 19.4%.
+    Loop,
+}
+
+/// Weight of `Anchor::Loop`'s terms: a factor of two in one of them costs
+/// about as much as a 30% error on every run's TTFT. Chosen among 0.3,
+/// 0.5, 1, 3 and 10 by `calibrate --validate` on train.csv, whose
+/// disaggregated TTFT moved within 49–53% across them (p90 172% to 133%).
+const LOOP_ANCHOR: f64 = 0.3;
+
+/// What straying from `c` costs a calibration held by `anchor`.
+fn anchor_cost(p: &ServingParams, c: &ServingParams, anchor: Anchor) -> f64 {
+    match anchor {
+        Anchor::Kernels => prior_around(p, c),
+        Anchor::Loop => {
+            let request = (p.request_overhead - c.request_overhead).ms() / 20.0;
+            prior_around(p, c)
+                + LOOP_ANCHOR
+                    * (doublings_squared(p.rounds - 1.0, c.rounds - 1.0)
+                        + doublings_squared(p.arrival_wait, c.arrival_wait)
+                        + request * request
+                        + doublings_squared(p.prefill_scale, c.prefill_scale)
+                        + doublings_squared(p.decode_scale, c.decode_scale))
+        }
+    }
 }
 
 /// One parameter of the serving layer.
@@ -318,11 +363,12 @@ pub(crate) fn identifiable(runs: usize) -> Vec<Param> {
 }
 
 /// The serving parameters that fit `samples` best when only `free` may
-/// move from `start`, with the prior centred on `start`.
+/// move from `start`, held to `start` as `anchor` says.
 pub(crate) fn fit_free(
     samples: &[&Sample],
     start: &ServingParams,
     free: &[Param],
+    anchor: Anchor,
 ) -> ServingParams {
     if samples.is_empty() || free.is_empty() {
         return *start;
@@ -340,7 +386,7 @@ pub(crate) fn fit_free(
     };
     let f = |x: &[f64; 7]| {
         let p = merged(x);
-        loss(samples, &p) + prior_around(&p, start)
+        loss(samples, &p) + anchor_cost(&p, start, anchor)
     };
     let mut x = x0;
     for _ in 0..3 {
@@ -519,6 +565,37 @@ mod tests {
             .sum();
         assert!((a - 3f64.sqrt()).abs() < 1e-12, "{a}");
         assert_eq!(weights(&models, Weighting::PerRun), vec![1.0; 4]);
+    }
+
+    #[test]
+    fn the_loop_anchor_prices_the_loops_shape_and_the_kernel_anchor_does_not() {
+        let c = ServingParams {
+            rounds: 5.0,
+            arrival_wait: 2.0,
+            request_overhead: Seconds::from_ms(10.0),
+            ..ServingParams::default()
+        };
+        // Rounds − 1 from 4 to 8 (one factor of two), arrival wait 2 to 1
+        // (one), request overhead 10 ms to 30 ms (20 ms): 3 × LOOP_ANCHOR
+        // for the loop anchor, nothing for the kernel anchor, which prices
+        // only the kernel scales and the step overhead.
+        let p = ServingParams {
+            rounds: 9.0,
+            arrival_wait: 1.0,
+            request_overhead: Seconds::from_ms(30.0),
+            ..c
+        };
+        assert_eq!(anchor_cost(&c, &c, Anchor::Loop), 0.0);
+        assert!((anchor_cost(&p, &c, Anchor::Loop) - 3.0 * LOOP_ANCHOR).abs() < 1e-12);
+        assert_eq!(anchor_cost(&p, &c, Anchor::Kernels), 0.0);
+        // A decode scale twice the start's: 0.1 under the kernel prior, and
+        // LOOP_ANCHOR more under the loop anchor.
+        let q = ServingParams {
+            decode_scale: 2.0 * c.decode_scale,
+            ..c
+        };
+        assert!((anchor_cost(&q, &c, Anchor::Kernels) - 0.1).abs() < 1e-12);
+        assert!((anchor_cost(&q, &c, Anchor::Loop) - 0.1 - LOOP_ANCHOR).abs() < 1e-12);
     }
 
     #[test]
