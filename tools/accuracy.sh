@@ -89,6 +89,8 @@ a GPU with an engine version, aggregated or disaggregated) fitted on half of
 its layouts and lengths, predicting the other half. "Built in" is the
 embedded serving layer, itself fitted to every run of train.csv (so the
 held-out half is in-sample for it); "calibrated" saw only the other half.
+A disaggregated stack's fit is held to the loop shape it starts from
+(`fit::Anchor::Loop`), with a weight chosen on this same split.
 
 ```
 CAL

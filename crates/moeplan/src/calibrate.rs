@@ -6,9 +6,10 @@
 //! engine (`profile::serving_params`) and lets move only what its number of
 //! runs can pin down (`fit::identifiable`: the two kernel scales from one
 //! run, the fixed costs from three, everything from ten), with a prior
-//! centred on the built-in values (`fit::Anchor`: on the kernel scales and
-//! step overhead; for a disaggregated group on the loop's shape too, whose
-//! TTFT the runs' unstated worker counts decide): a fit of a few runs generalises to
+//! centred on the values it starts from, built in or `--base`'s
+//! (`fit::Anchor`: on the kernel scales and step overhead; for a
+//! disaggregated group on the loop's shape too, whose TTFT the runs'
+//! unstated worker counts decide): a fit of a few runs generalises to
 //! layouts, lengths and concurrencies it has not seen instead of memorising
 //! them. Runs that contradict the physics (a TPOT under the time to read the
 //! bytes a decode step must read, a TTFT under the time the prompt's FLOP
@@ -197,14 +198,20 @@ fn errors(samples: &[&Sample], sv: &ServingParams) -> (ErrorStats, ErrorStats) {
     (ErrorStats::of(&t), ErrorStats::of(&p))
 }
 
+/// How a group's fit is held to where it starts: an aggregated group's
+/// runs pin the loop's shape themselves, a disaggregated group's TTFT hangs
+/// on worker counts its runs seldom state (`fit::Anchor`).
+fn anchor(mode: Mode) -> Anchor {
+    match mode {
+        Mode::Aggregated => Anchor::Kernels,
+        Mode::Disaggregated => Anchor::Loop,
+    }
+}
+
 /// Fits one group of runs in `mode` from `start`.
 pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams, mode: Mode) -> UserFit {
     let free = fit::identifiable(samples.len());
-    let anchor = match mode {
-        Mode::Aggregated => Anchor::Kernels,
-        Mode::Disaggregated => Anchor::Loop,
-    };
-    let params = fit::fit_free(samples, start, &free, anchor);
+    let params = fit::fit_free(samples, start, &free, anchor(mode));
     let (t0, p0) = errors(samples, start);
     let (t1, p1) = errors(samples, &params);
     UserFit {
@@ -548,4 +555,15 @@ pub fn explain(runs: &[Run], profile: &UserProfile, base: Option<&UserProfile>) 
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_disaggregated_fit_is_held_to_its_loop_shape() {
+        assert_eq!(anchor(Mode::Aggregated), Anchor::Kernels);
+        assert_eq!(anchor(Mode::Disaggregated), Anchor::Loop);
+    }
 }

@@ -126,8 +126,7 @@ pub struct EngineServing {
     pub source: String,
     /// Runs fitted.
     pub runs: usize,
-    /// Mean loss of the log errors (TTFT + TPOT) before and after the fit,
-    /// weighted as `source` says.
+    /// Mean loss of the log errors (TTFT + TPOT) before and after the fit.
     pub(crate) loss_before: f64,
     /// After.
     pub(crate) loss_after: f64,
@@ -150,7 +149,7 @@ pub struct ServingFit {
     pub source: String,
     /// Runs fitted.
     pub runs: usize,
-    /// Mean loss before and after the fit.
+    /// Mean loss before and after the fit, weighted as `source` says.
     pub(crate) loss_before: f64,
     /// After.
     pub(crate) loss_after: f64,
