@@ -506,9 +506,9 @@ fn layers(
     // disaggregated run, each predicted by a layer fitted without its
     // model's runs, was 56% / 41% off (TTFT / TPOT median) that way, and
     // 54% / 35% with each model's runs weighing the square root of their
-    // number. The aggregated layers'
-    // models are more even, and weighing them so made the left-out
-    // H100/H200 MoE models' TTFT worse (21% to 23%).
+    // number. The aggregated layers' models are more even, and weighing
+    // them so made the left-out H100/H200 MoE models' TTFT worse (21% to
+    // 23%).
     let dis = fitted(&|r| !is_aggregated(r), Weighting::SqrtPerModel);
     fixed
         .into_iter()

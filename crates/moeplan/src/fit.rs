@@ -231,9 +231,9 @@ pub(crate) enum Anchor {
     Kernels,
     /// Those, and the loop's shape (rounds after the first, arrival wait,
     /// request overhead) and the kernel scales once more, `LOOP_ANCHOR` per
-    /// factor of two (per 20 ms of request overhead). A disaggregated run's TTFT
-    /// is mostly the queue in front of the prefill pool, which depends on
-    /// worker counts and a router the runs seldom state: on train.csv's
+    /// factor of two (per 20 ms of request overhead). A disaggregated run's
+    /// TTFT is mostly the queue in front of the prefill pool, which depends
+    /// on worker counts and a router the runs seldom state: on train.csv's
     /// disaggregated stacks, fitted on half of their layouts and lengths
     /// with only `Kernels`, the other half's TTFT went from 50.4% off
     /// (built in) to 57.9% (median; p90 141% to 256%); anchored, 49.1%
@@ -243,25 +243,18 @@ pub(crate) enum Anchor {
 
 /// Weight of `Anchor::Loop`'s terms: a factor of two in one of them costs
 /// about as much as a 26% error on every run's TTFT (`soft_l1` is 0.3 at a
-/// log error of 0.229). Chosen among 0.3,
-/// 0.5, 1, 3 and 10 by `calibrate --validate` on train.csv, whose
-/// disaggregated TTFT moved within 49–53% across them (p90 172% to 133%).
+/// log error of 0.229). Chosen among 0.3, 0.5, 1, 3 and 10 by `calibrate
+/// --validate` on train.csv, whose disaggregated TTFT moved within 49–53%
+/// across them (p90 172% to 133%).
 const LOOP_ANCHOR: f64 = 0.3;
 
-/// What straying from `c` costs a calibration held by `anchor`; the loop
-/// anchor's own terms are centred on `centre`, `c` as the search space
-/// holds it (its bounds on rounds and arrival wait), so that the start
-/// costs nothing.
-fn anchor_cost(
-    p: &ServingParams,
-    c: &ServingParams,
-    centre: &ServingParams,
-    anchor: Anchor,
-) -> f64 {
+/// What straying from `c` costs a calibration held by `anchor`: `c` is the
+/// start as the search space holds it (its bounds on rounds and arrival
+/// wait), so that the start costs nothing.
+fn anchor_cost(p: &ServingParams, c: &ServingParams, anchor: Anchor) -> f64 {
     match anchor {
         Anchor::Kernels => prior_around(p, c),
         Anchor::Loop => {
-            let c = centre;
             let request = (p.request_overhead - c.request_overhead).ms() / 20.0;
             prior_around(p, c)
                 + LOOP_ANCHOR
@@ -400,7 +393,7 @@ pub(crate) fn fit_free(
     let centre = merged(&x0);
     let f = |x: &[f64; 7]| {
         let p = merged(x);
-        loss(samples, &p) + anchor_cost(&p, start, &centre, anchor)
+        loss(samples, &p) + anchor_cost(&p, &centre, anchor)
     };
     let mut x = x0;
     for _ in 0..3 {
@@ -599,17 +592,17 @@ mod tests {
             request_overhead: Seconds::from_ms(30.0),
             ..c
         };
-        assert_eq!(anchor_cost(&c, &c, &c, Anchor::Loop), 0.0);
-        assert!((anchor_cost(&p, &c, &c, Anchor::Loop) - 3.0 * LOOP_ANCHOR).abs() < 1e-12);
-        assert_eq!(anchor_cost(&p, &c, &c, Anchor::Kernels), 0.0);
+        assert_eq!(anchor_cost(&c, &c, Anchor::Loop), 0.0);
+        assert!((anchor_cost(&p, &c, Anchor::Loop) - 3.0 * LOOP_ANCHOR).abs() < 1e-12);
+        assert_eq!(anchor_cost(&p, &c, Anchor::Kernels), 0.0);
         // A decode scale twice the start's: 0.1 under the kernel prior, and
         // LOOP_ANCHOR more under the loop anchor.
         let q = ServingParams {
             decode_scale: 2.0 * c.decode_scale,
             ..c
         };
-        assert!((anchor_cost(&q, &c, &c, Anchor::Kernels) - 0.1).abs() < 1e-12);
-        assert!((anchor_cost(&q, &c, &c, Anchor::Loop) - 0.1 - LOOP_ANCHOR).abs() < 1e-12);
+        assert!((anchor_cost(&q, &c, Anchor::Kernels) - 0.1).abs() < 1e-12);
+        assert!((anchor_cost(&q, &c, Anchor::Loop) - 0.1 - LOOP_ANCHOR).abs() < 1e-12);
     }
 
     #[test]
@@ -628,8 +621,8 @@ mod tests {
             rounds: held.rounds,
             ..start
         };
-        assert_eq!(anchor_cost(&p, &start, &p, Anchor::Loop), 0.0);
-        assert!(anchor_cost(&p, &start, &start, Anchor::Loop) > 29.0);
+        assert_eq!(anchor_cost(&p, &p, Anchor::Loop), 0.0);
+        assert!(anchor_cost(&p, &start, Anchor::Loop) > 29.0);
     }
 
     #[test]
