@@ -235,9 +235,9 @@ pub(crate) enum Anchor {
     /// TTFT is mostly the queue in front of the prefill pool, which depends
     /// on worker counts and a router the runs seldom state: on train.csv's
     /// disaggregated stacks, fitted on half of their layouts and lengths
-    /// with only `Kernels`, the other half's TTFT went from 50.4% off
-    /// (built in) to 57.9% (median; p90 141% to 256%); anchored, 49.1%
-    /// (p90 172%), TPOT 23.5% to 19.4%.
+    /// with only `Kernels`, the other half's TTFT goes from 48.8% off
+    /// (built in) to 60.2% (median; p90 101% to 256%); anchored, 50.2%
+    /// (p90 127%), TPOT 22.8% to 18.9%.
     Loop,
 }
 

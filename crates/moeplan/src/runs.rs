@@ -1145,8 +1145,8 @@ fn model_ref(s: &str, base: &Path) -> String {
 impl Run {
     /// The model the run names, with the run's weight types applied: the
     /// GEMM type to attention and dense layers, the MoE type to the routed
-    /// experts. A 4-bit checkpoint keeps its own 4-bit format (the silicon
-    /// files label gpt-oss's MXFP4 experts `nvfp4`).
+    /// experts. An MXFP4 checkpoint keeps its format under another 4-bit
+    /// label (the silicon files label gpt-oss's MXFP4 experts `nvfp4`).
     pub fn model(&self) -> Result<Model, String> {
         let mut m = catalog::resolve_model(&self.model).map_err(|e| {
             let messages: Vec<&str> = e.problems.iter().map(|p| p.message.as_str()).collect();
@@ -1163,7 +1163,10 @@ impl Run {
         }
         if let Some(e) = self.moe_dtype {
             let four_bit = |d: DType| d.bits() < 8.0;
-            if !(four_bit(e) && four_bit(m.dtypes.experts)) {
+            // An MXFP4 checkpoint (gpt-oss) labelled with another FP4
+            // format runs its own; an INT4 one labelled NVFP4 (Kimi-K2.5)
+            // is NVIDIA's NVFP4 re-quantisation, a checkpoint of its own.
+            if !(four_bit(e) && m.dtypes.experts == DType::Mxfp4) {
                 m.dtypes.experts = e;
             }
             if m.moe.is_none() {

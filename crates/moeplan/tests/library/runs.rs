@@ -669,3 +669,30 @@ fn the_concurrency_slices_partition_the_runs() {
         "the fixtures should hold a run on a bound: {concurrencies:?}"
     );
 }
+
+/// A run's MoE type names the checkpoint it served. Kimi-K2.5's own
+/// checkpoint is INT4; its runs labelled `nvfp4` served NVIDIA's NVFP4
+/// re-quantisation, a checkpoint of its own (FP4 tensor-core kernels, not
+/// INT4's). gpt-oss ships only MXFP4, which the silicon files also label
+/// `nvfp4`: its runs keep MXFP4.
+#[test]
+fn a_runs_moe_type_picks_the_checkpoint_it_served() {
+    use moeplan::dtype::DType;
+    let header = "id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,prefill_batch_size,prefill_num_workers,prefill_tp_size,prefill_pp_size,prefill_attention_dp_size,prefill_moe_tp_size,prefill_moe_ep_size,decode_batch_size,decode_num_workers,decode_tp_size,decode_pp_size,decode_attention_dp_size,decode_moe_tp_size,decode_moe_ep_size,silicon_ttft_ms,silicon_tpot_ms";
+    let row = |id: &str, model: &str, precision: &str, quant: &str| {
+        format!("{id},silicon_concurrency=4,vllm,0.17.0,{model},b200_sxm,{precision},agg,1024,1024,{quant},{quant},4,8,1,1,8,1,,,,,,,,,,,,,,,150.0,8.0")
+    };
+    let text = [
+        header.to_string(),
+        row("kimi-fp4", "moonshotai/Kimi-K2.5", "fp4", "nvfp4"),
+        row("kimi-int4", "moonshotai/Kimi-K2.5", "int4", "int4_wo"),
+        row("gpt-oss-fp4", "openai/gpt-oss-120b", "fp4", "nvfp4"),
+    ]
+    .join("\n");
+    let runs = runs::parse("runs.csv", &text, Path::new(".")).unwrap();
+    let experts: Vec<DType> = runs
+        .iter()
+        .map(|r| r.model().unwrap().dtypes.experts)
+        .collect();
+    assert_eq!(experts, [DType::Nvfp4, DType::Int4, DType::Mxfp4]);
+}
