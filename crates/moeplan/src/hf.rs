@@ -483,6 +483,7 @@ fn base_with_layers(c: &Cfg, arch: &str, n_layers: u64, pr: &mut Problems) -> Mo
         assumptions: Vec::new(),
         max_context: c.obj.get("max_position_embeddings").and_then(Value::as_u64),
         hyper_connections: None,
+        checkpoint_weights: None,
     }
 }
 

@@ -663,6 +663,12 @@ pub struct Model {
     /// Hyper-connections in place of the plain residual (DeepSeek-V4), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hyper_connections: Option<HyperConnections>,
+    /// The attention, expert and dense weight types of the checkpoint the
+    /// model was read from, where `store_weights` stored them otherwise
+    /// (None: as the checkpoint stores them).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) checkpoint_weights: Option<[DType; 3]>,
 }
 
 /// Manifold-constrained hyper-connections (DeepSeek-V4's `hc_mult`): the
@@ -843,9 +849,30 @@ impl Model {
     /// `--weight-dtype` and a scenario's `model.weight_dtype` mean;
     /// embedding and output projection keep their type).
     pub fn store_weights(&mut self, w: DType) {
+        let d = &self.dtypes;
+        let checkpoint = self
+            .checkpoint_weights
+            .unwrap_or([d.attention, d.experts, d.dense]);
+        self.checkpoint_weights = (checkpoint != [w; 3]).then_some(checkpoint);
         self.dtypes.attention = w;
         self.dtypes.experts = w;
         self.dtypes.dense = w;
+    }
+
+    /// The first weight group (attention, experts, dense) `store_weights`
+    /// stores otherwise than the checkpoint the model was read from: its
+    /// name, the checkpoint's type and the stored one. An engine loads a
+    /// checkpoint's weights as they are stored, so a launch of such a model
+    /// needs weights stored as planned.
+    pub fn requantised(&self) -> Option<(&'static str, DType, DType)> {
+        let d = &self.dtypes;
+        let stored = [d.attention, d.experts, d.dense];
+        let checkpoint = self.checkpoint_weights?;
+        ["attention", "expert", "dense"]
+            .into_iter()
+            .zip(checkpoint.into_iter().zip(stored))
+            .find(|(_, (c, s))| c != s)
+            .map(|(group, (c, s))| (group, c, s))
     }
 
     /// Stores the KV cache as `k`, where `gpu` can hold it

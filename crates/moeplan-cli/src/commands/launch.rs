@@ -2,7 +2,7 @@
 use crate::args::LaunchArgs;
 use crate::commands::deployment::{self, PlanFacts};
 use crate::output::{self, ArgError, Failure, Format};
-use moeplan::launch::{self, Launch, LaunchError, Request};
+use moeplan::launch::{self, Launch, LaunchError, Request, Weights};
 use moeplan::replica::Deployment;
 use std::fmt::Write;
 
@@ -15,7 +15,7 @@ pub fn run(a: &LaunchArgs) -> Result<(), Failure> {
     let replicas =
         deployment::at_least_one("replicas", a.replicas, format)?.unwrap_or(facts.replicas);
     let (model, engine) = (d.model(), d.engine().engine);
-    let model_path = model_path(a, model, format)?;
+    let weights = weights(a, model, format)?;
     let req = Request {
         deployment: &d,
         replicas,
@@ -29,7 +29,7 @@ pub fn run(a: &LaunchArgs) -> Result<(), Failure> {
                 .map(|(_, v)| v)
         }),
         target: a.target,
-        model_path,
+        weights,
         max_context: facts.max_context,
         image: a.image.clone(),
     };
@@ -64,15 +64,15 @@ fn resolve(
     Ok((d, None, facts))
 }
 
-/// The weights to load: `--model-path`, the Hugging Face id typed as
-/// `--model`, or the catalog model's Hugging Face id.
-fn model_path(
+/// The weights to load: `--model-path`, else the model's own checkpoint:
+/// the Hugging Face id typed as `--model`, or the catalog model's.
+fn weights(
     a: &LaunchArgs,
     model: &moeplan::model::Model,
     format: Format,
-) -> Result<String, Failure> {
+) -> Result<Weights, Failure> {
     if let Some(p) = &a.model_path {
-        return Ok(p.clone());
+        return Ok(Weights::Given(p.clone()));
     }
     let typed = a
         .deployment
@@ -84,7 +84,7 @@ fn model_path(
         .map(String::from)
         .or_else(|| moeplan::catalog::hf_id(&model.name).map(String::from))
         .or_else(|| model.name.contains('/').then(|| model.name.clone()));
-    known.ok_or_else(|| {
+    known.map(Weights::Checkpoint).ok_or_else(|| {
         ArgError::failure(
             format!("{} has no known Hugging Face id to load", model.name),
             Some("give the weights with --model-path (a Hugging Face id or a directory)".into()),
@@ -113,6 +113,12 @@ fn refusal(e: LaunchError, format: Format) -> Failure {
             ArgError::failure(e.to_string(), help, format)
         }
         LaunchError::Unchecked(msg) => panic!("{msg}"),
+        LaunchError::Weights { planned, .. } => {
+            let help = format!(
+                "give weights stored as {planned} with --model-path (a Hugging Face id or a directory), or plan with the checkpoint's own types (without --weight-dtype or model.weight_dtype)"
+            );
+            ArgError::failure(e.to_string(), Some(help), format)
+        }
         LaunchError::NoEngine
         | LaunchError::UnknownVersion { .. }
         | LaunchError::TargetEngine { .. }

@@ -403,3 +403,47 @@ fn every_example_scenario_launches_its_recommendation() {
         assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr(&out));
     }
 }
+
+/// Weights planned in another type than the checkpoint stores are bad
+/// input (exit 2) without `--model-path`: the engine would serve the
+/// checkpoint's FP8 weights, not the NVFP4 ones the plan costed. With the
+/// weights named, the launch serves them.
+#[test]
+fn weights_stored_otherwise_than_the_checkpoint_need_a_model_path() {
+    let args = [
+        "launch",
+        "--engine",
+        "vllm",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "b200",
+        "--tp",
+        "8",
+        "--weight-dtype",
+        "nvfp4",
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--concurrency",
+        "16",
+    ];
+    let o = moeplan(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = unwrapped(&stderr(&o));
+    assert!(
+        err.contains("the attention weights as nvfp4")
+            && err.contains("deepseek-ai/DeepSeek-V3 stores them as fp8"),
+        "{err}"
+    );
+    assert!(err.contains("--model-path"), "{err}");
+    let named = [&args[..], &["--model-path", "nvidia/DeepSeek-V3-NVFP4"]].concat();
+    let o = moeplan(&named);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("vllm serve nvidia/DeepSeek-V3-NVFP4 "),
+        "{}",
+        stdout(&o)
+    );
+}

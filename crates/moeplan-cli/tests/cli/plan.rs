@@ -325,7 +325,14 @@ fn every_command_reading_a_scenario_honours_its_levers() {
         &["estimate", "--json"],
         &["dag", "--format", "json"],
         &["simulate", "--requests", "200", "--json"],
-        &["launch", "--json"],
+        // FP8 weights are not the checkpoint's: launch serves weights named
+        // as stored so (without them it refuses, exit 2).
+        &[
+            "launch",
+            "--json",
+            "--model-path",
+            "neuralmagic/Mixtral-8x7B-Instruct-v0.1-FP8",
+        ],
     ];
     for cmd in commands {
         let run = |file: &std::path::Path, flags: &[&str]| {

@@ -75,12 +75,32 @@ pub struct Request<'a> {
     pub engine_version: Option<String>,
     /// What to write.
     pub target: Target,
-    /// The weights: a Hugging Face id or a directory the engine can read.
-    pub model_path: String,
+    /// The weights the engine loads.
+    pub weights: Weights,
     /// The longest prompt + output a request may have (the engine's maximum model length).
     pub max_context: u64,
     /// The container image (default: the engine's release image of its version).
     pub image: Option<String>,
+}
+
+/// The weights a launch loads: a Hugging Face id or a directory the engine
+/// can read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// The model's own checkpoint: it stores the weights as it was
+    /// published, so the plan must store them so too.
+    Checkpoint(String),
+    /// Weights the user names, taken to be stored as the plan stores them.
+    Given(String),
+}
+
+impl Weights {
+    /// Where the engine reads them.
+    pub fn path(&self) -> &str {
+        match self {
+            Weights::Checkpoint(p) | Weights::Given(p) => p,
+        }
+    }
 }
 
 /// The engine settings of one role, each derived from moeplan's memory
@@ -214,6 +234,19 @@ pub enum LaunchError {
         /// The rule and the nearest layout the engine can run.
         refusal: Refusal,
     },
+    /// The plan stores weights otherwise than the checkpoint the engine
+    /// would load, which it serves as stored.
+    #[error("the plan stores the {group} weights as {planned}, but {checkpoint} stores them as {stored}, and the engine serves a checkpoint's weights as they are stored")]
+    Weights {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The first weight group stored otherwise.
+        group: &'static str,
+        /// Its type in the checkpoint.
+        stored: DType,
+        /// Its type in the plan.
+        planned: DType,
+    },
     /// moeplan emitted a flag its table does not hold (a bug: exit 3).
     #[error("internal: an emitted command breaks the engine's flag table: {0}")]
     Unchecked(String),
@@ -289,6 +322,7 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
             engine: req.engine.name(),
         });
     }
+    checkpoint_stores_the_plan(req)?;
     let roles = role_plans(req, version)?;
     target_limits(req, table, &roles)?;
     let ctx = Ctx {
@@ -296,7 +330,7 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
         version,
         table,
         target: req.target,
-        model_path: &req.model_path,
+        model_path: req.weights.path(),
         config_dir: match req.target {
             Target::Shell => ".",
             Target::Lws | Target::Dynamo | Target::LlmD => target::CONFIG_MOUNT,
@@ -340,6 +374,24 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
         files,
         profile: req.deployment.profile_use(),
     })
+}
+
+/// A launch of the model's own checkpoint needs a plan that stores the
+/// weights as the checkpoint does (`Model::requantised`): the engines load
+/// weights as stored.
+fn checkpoint_stores_the_plan(req: &Request) -> Result<(), LaunchError> {
+    let Weights::Checkpoint(checkpoint) = &req.weights else {
+        return Ok(());
+    };
+    match req.deployment.model().requantised() {
+        None => Ok(()),
+        Some((group, stored, planned)) => Err(LaunchError::Weights {
+            checkpoint: checkpoint.clone(),
+            group,
+            stored,
+            planned,
+        }),
+    }
 }
 
 /// What a target cannot do: llm-d's chart passes no node rank to a

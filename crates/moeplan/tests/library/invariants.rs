@@ -539,7 +539,7 @@ fn each_disaggregated_pool_keeps_its_own_redundant_experts() {
         engine: moeplan::engine::Engine::Sglang,
         engine_version: None,
         target: moeplan::launch::Target::Shell,
-        model_path: "deepseek-ai/DeepSeek-V3".into(),
+        weights: moeplan::launch::Weights::Checkpoint("deepseek-ai/DeepSeek-V3".into()),
         max_context: 3000,
         image: None,
     })

@@ -5,7 +5,7 @@
 //! memory settings hold the planned requests.
 
 use moeplan::engine::Engine;
-use moeplan::launch::{self, Launch, LaunchError, Request, Target};
+use moeplan::launch::{self, Launch, LaunchError, Request, Target, Weights};
 use moeplan::layout::Layout;
 use moeplan::replica::{Deployment, Disaggregated, PoolRole, Replica};
 use moeplan::serving::disagg::Pool;
@@ -88,7 +88,7 @@ fn request<'a>(d: &'a Deployment, replicas: u32, engine: Engine, target: Target)
         engine,
         engine_version: None,
         target,
-        model_path: "deepseek-ai/DeepSeek-V3".into(),
+        weights: Weights::Checkpoint("deepseek-ai/DeepSeek-V3".into()),
         max_context: 2500,
         // TensorRT-LLM's table was read from unreleased source: Kubernetes targets need an image.
         image: (engine == Engine::Trtllm)
@@ -990,4 +990,53 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
             "{engine:?}"
         );
     }
+}
+
+/// Engines serve a checkpoint's weights as it stores them: a plan that
+/// stores DeepSeek-V3's weights (FP8 throughout, as published) as NVFP4 is
+/// not launched from that checkpoint, which would run FP8. Named weights
+/// (`--model-path`) are taken to be stored as planned, and a plan that
+/// stores the checkpoint's own type launches from it.
+#[test]
+fn a_plan_stored_otherwise_than_its_checkpoint_needs_named_weights() {
+    use moeplan::dtype::DType;
+    let stored_as = |w: DType| {
+        let mut d = aggregated(
+            "deepseek-v3",
+            "b200",
+            layout(1, 8, 1, 1, 8),
+            32,
+            Engine::Vllm,
+        );
+        if let Deployment::Aggregated(r) = &mut d {
+            r.model.store_weights(w);
+        }
+        d
+    };
+    let nvfp4 = stored_as(DType::Nvfp4);
+    let refused = launch::launch(&request(&nvfp4, 1, Engine::Vllm, Target::Shell));
+    assert!(
+        matches!(
+            &refused,
+            Err(LaunchError::Weights {
+                group: "attention",
+                stored: DType::Fp8,
+                planned: DType::Nvfp4,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let named = Request {
+        weights: Weights::Given("nvidia/DeepSeek-V3-NVFP4".into()),
+        ..request(&nvfp4, 1, Engine::Vllm, Target::Shell)
+    };
+    let l = launch::launch(&named).unwrap();
+    let command = &l.roles[0].nodes[0].command;
+    assert!(
+        command.starts_with("vllm serve nvidia/DeepSeek-V3-NVFP4 "),
+        "{command}"
+    );
+    let fp8 = stored_as(DType::Fp8);
+    assert!(launch::launch(&request(&fp8, 1, Engine::Vllm, Target::Shell)).is_ok());
 }
