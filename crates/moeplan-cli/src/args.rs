@@ -582,7 +582,7 @@ pub struct LaunchArgs {
     /// What to write: shell scripts, a LeaderWorkerSet per role (lws), a DynamoGraphDeployment (dynamo), or llm-d modelservice values (llm-d, vLLM only).
     #[arg(long, default_value = "shell", value_parser = choice(&Target::ALL, Target::name))]
     pub target: Target,
-    /// The weights the engine loads: a Hugging Face id or a directory, stored as the plan stores them (default: the model's own checkpoint by its Hugging Face id, which must store the weights as the plan does: a plan with --weight-dtype or model.weight_dtype other than the checkpoint's needs this flag).
+    /// The weights the engine loads: a Hugging Face id or a directory, taken to be stored as the plan stores them (one the catalog knows is checked). Default: the model's own checkpoint by its Hugging Face id, which must store the expert and dense weights as the plan does: a plan that stores them otherwise (--weight-dtype, model.weight_dtype) needs this flag.
     #[arg(long)]
     pub model_path: Option<String>,
     /// The container image of the engine (default: its release image of the version its flags were checked against).

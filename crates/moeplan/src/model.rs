@@ -614,6 +614,37 @@ impl Dtypes {
     }
 }
 
+/// A group of weights stored in one type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightGroup {
+    /// The routed experts.
+    Experts,
+    /// The shared experts and dense MLPs.
+    Dense,
+}
+
+impl WeightGroup {
+    /// Its name in prose.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightGroup::Experts => "expert",
+            WeightGroup::Dense => "dense MLP",
+        }
+    }
+}
+
+/// A weight group a plan stores otherwise than the checkpoint
+/// (`Model::requantised`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requantised {
+    /// The group.
+    pub group: WeightGroup,
+    /// Its type in the checkpoint.
+    pub checkpoint: DType,
+    /// Its type in the plan.
+    pub planned: DType,
+}
+
 /// A validated model.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Model {
@@ -859,20 +890,38 @@ impl Model {
         self.dtypes.dense = w;
     }
 
-    /// The first weight group (attention, experts, dense) `store_weights`
-    /// stores otherwise than the checkpoint the model was read from: its
-    /// name, the checkpoint's type and the stored one. An engine loads a
-    /// checkpoint's weights as they are stored, so a launch of such a model
-    /// needs weights stored as planned.
-    pub fn requantised(&self) -> Option<(&'static str, DType, DType)> {
-        let d = &self.dtypes;
-        let stored = [d.attention, d.experts, d.dense];
-        let checkpoint = self.checkpoint_weights?;
-        ["attention", "expert", "dense"]
-            .into_iter()
-            .zip(checkpoint.into_iter().zip(stored))
-            .find(|(_, (c, s))| c != s)
-            .map(|(group, (c, s))| (group, c, s))
+    /// The first weight group `store_weights` stores otherwise than the
+    /// checkpoint the model was read from: the routed experts (of an MoE
+    /// model), then the dense MLPs. An engine loads a checkpoint's weights
+    /// as they are stored, so a launch of such a model needs weights stored
+    /// as planned. Attention is not compared: a quantised re-release's
+    /// attention type is not known (NVIDIA's NVFP4 checkpoints keep it in
+    /// FP8, others quantise it with the rest).
+    pub fn requantised(&self) -> Option<Requantised> {
+        let [_, experts, dense] = self.checkpoint_weights?;
+        self.stored_otherwise_than(experts, dense)
+    }
+
+    /// `requantised` against another checkpoint of this model (`weights`,
+    /// as the catalog knows it): where this model stores its weights
+    /// otherwise than that checkpoint does.
+    pub fn requantised_against(&self, weights: &Model) -> Option<Requantised> {
+        self.stored_otherwise_than(weights.dtypes.experts, weights.dtypes.dense)
+    }
+
+    fn stored_otherwise_than(&self, experts: DType, dense: DType) -> Option<Requantised> {
+        let moe = self.moe.is_some();
+        [
+            (WeightGroup::Experts, experts, self.dtypes.experts, moe),
+            (WeightGroup::Dense, dense, self.dtypes.dense, true),
+        ]
+        .into_iter()
+        .find(|&(_, checkpoint, planned, held)| held && checkpoint != planned)
+        .map(|(group, checkpoint, planned, _)| Requantised {
+            group,
+            checkpoint,
+            planned,
+        })
     }
 
     /// Stores the KV cache as `k`, where `gpu` can hold it

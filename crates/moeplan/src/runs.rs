@@ -1163,9 +1163,9 @@ impl Run {
         }
         if let Some(e) = self.moe_dtype {
             let four_bit = |d: DType| d.bits() < 8.0;
-            // An MXFP4 checkpoint (gpt-oss) labelled with another FP4
-            // format runs its own; an INT4 one labelled NVFP4 (Kimi-K2.5)
-            // is NVIDIA's NVFP4 re-quantisation, a checkpoint of its own.
+            // An MXFP4 checkpoint (gpt-oss) under any 4-bit label runs its
+            // own; an INT4 one labelled NVFP4 (Kimi-K2.5) is NVIDIA's NVFP4
+            // re-quantisation, a checkpoint of its own.
             if !(four_bit(e) && m.dtypes.experts == DType::Mxfp4) {
                 m.dtypes.experts = e;
             }

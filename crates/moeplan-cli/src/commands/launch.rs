@@ -65,7 +65,8 @@ fn resolve(
 }
 
 /// The weights to load: `--model-path`, else the model's own checkpoint:
-/// the Hugging Face id typed as `--model`, or the catalog model's.
+/// the folder or Hugging Face id typed as `--model` (a folder is its own
+/// checkpoint, whatever its name), or the catalog model's.
 fn weights(
     a: &LaunchArgs,
     model: &moeplan::model::Model,
@@ -73,6 +74,15 @@ fn weights(
 ) -> Result<Weights, Failure> {
     if let Some(p) = &a.model_path {
         return Ok(Weights::Given(p.clone()));
+    }
+    let folder = a
+        .deployment
+        .model
+        .as_deref()
+        .map(std::path::Path::new)
+        .filter(|m| m.is_dir());
+    if let Some(dir) = folder {
+        return Ok(Weights::Checkpoint(dir.display().to_string()));
     }
     let typed = a
         .deployment
@@ -113,9 +123,11 @@ fn refusal(e: LaunchError, format: Format) -> Failure {
             ArgError::failure(e.to_string(), help, format)
         }
         LaunchError::Unchecked(msg) => panic!("{msg}"),
-        LaunchError::Weights { planned, .. } => {
+        LaunchError::Weights { requantised, .. } => {
             let help = format!(
-                "give weights stored as {planned} with --model-path (a Hugging Face id or a directory), or plan with the checkpoint's own types (without --weight-dtype or model.weight_dtype)"
+                "give weights whose {} weights are stored as {} with --model-path (a Hugging Face id or a directory; moeplan takes them to be stored as planned), or plan with the checkpoint's own types (without --weight-dtype or model.weight_dtype)",
+                requantised.group.name(),
+                requantised.planned
             );
             ArgError::failure(e.to_string(), Some(help), format)
         }

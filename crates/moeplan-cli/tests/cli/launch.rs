@@ -406,8 +406,8 @@ fn every_example_scenario_launches_its_recommendation() {
 
 /// Weights planned in another type than the checkpoint stores are bad
 /// input (exit 2) without `--model-path`: the engine would serve the
-/// checkpoint's FP8 weights, not the NVFP4 ones the plan costed. With the
-/// weights named, the launch serves them.
+/// checkpoint's FP8 weights, not the NVFP4 ones the plan costed. With
+/// weights named (a directory), the launch serves them.
 #[test]
 fn weights_stored_otherwise_than_the_checkpoint_need_a_model_path() {
     let args = [
@@ -433,16 +433,57 @@ fn weights_stored_otherwise_than_the_checkpoint_need_a_model_path() {
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     let err = unwrapped(&stderr(&o));
     assert!(
-        err.contains("the attention weights as nvfp4")
+        err.contains("the expert weights as nvfp4")
             && err.contains("deepseek-ai/DeepSeek-V3 stores them as fp8"),
         "{err}"
     );
     assert!(err.contains("--model-path"), "{err}");
-    let named = [&args[..], &["--model-path", "nvidia/DeepSeek-V3-NVFP4"]].concat();
+    let named = [&args[..], &["--model-path", "/models/deepseek-v3-nvfp4"]].concat();
     let o = moeplan(&named);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("vllm serve nvidia/DeepSeek-V3-NVFP4 "),
+        stdout(&o).contains("vllm serve /models/deepseek-v3-nvfp4 "),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// A checkpoint folder typed as `--model` is what the engine loads, even
+/// when its name is a catalog key (it was served the catalog's checkpoint:
+/// another checkpoint, perhaps stored otherwise).
+#[test]
+fn a_checkpoint_folder_is_served_as_itself() {
+    let dir = std::env::temp_dir()
+        .join(format!("moeplan-folder-{}", std::process::id()))
+        .join("qwen3-235b-a22b");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        crate_dir().join("../moeplan/tests/fixtures/hf/nvidia--Qwen3-235B-A22B-NVFP4_config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
+    let path = dir.to_str().unwrap();
+    let o = moeplan(&[
+        "launch",
+        "--engine",
+        "vllm",
+        "--model",
+        path,
+        "--gpu",
+        "b200",
+        "--tp",
+        "8",
+        "--isl",
+        "1000",
+        "--osl",
+        "1000",
+        "--concurrency",
+        "8",
+    ]);
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("vllm serve {path} ")),
         "{}",
         stdout(&o)
     );

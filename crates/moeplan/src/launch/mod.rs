@@ -23,7 +23,7 @@ use crate::engine::Engine;
 use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::memory::EngineConfig;
-use crate::model::Model;
+use crate::model::{Model, Requantised};
 use crate::replica::{Deployment, PoolRole};
 use crate::units::Tokens;
 use serde::Serialize;
@@ -235,17 +235,14 @@ pub enum LaunchError {
         refusal: Refusal,
     },
     /// The plan stores weights otherwise than the checkpoint the engine
-    /// would load, which it serves as stored.
-    #[error("the plan stores the {group} weights as {planned}, but {checkpoint} stores them as {stored}, and the engine serves a checkpoint's weights as they are stored")]
+    /// would load: moeplan's commands load a checkpoint as it is stored
+    /// (they pass no online quantisation).
+    #[error("the plan stores the {} weights as {}, but {checkpoint} stores them as {}, and the commands moeplan writes load a checkpoint as it is stored", .requantised.group.name(), .requantised.planned, .requantised.checkpoint)]
     Weights {
         /// The checkpoint.
         checkpoint: String,
-        /// The first weight group stored otherwise.
-        group: &'static str,
-        /// Its type in the checkpoint.
-        stored: DType,
-        /// Its type in the plan.
-        planned: DType,
+        /// The first group stored otherwise, in both types.
+        requantised: Requantised,
     },
     /// moeplan emitted a flag its table does not hold (a bug: exit 3).
     #[error("internal: an emitted command breaks the engine's flag table: {0}")]
@@ -376,20 +373,27 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
     })
 }
 
-/// A launch of the model's own checkpoint needs a plan that stores the
-/// weights as the checkpoint does (`Model::requantised`): the engines load
-/// weights as stored.
+/// A launch needs weights stored as the plan stores them
+/// (`Model::requantised`): the model's own checkpoint, unless the plan
+/// changed its types; named weights that the catalog knows (a Hugging Face
+/// id of the model or of a quantised re-release), unless their types
+/// differ from the plan's. Other named weights are taken as planned.
 fn checkpoint_stores_the_plan(req: &Request) -> Result<(), LaunchError> {
-    let Weights::Checkpoint(checkpoint) = &req.weights else {
-        return Ok(());
+    let model = req.deployment.model();
+    let (checkpoint, requantised) = match &req.weights {
+        Weights::Checkpoint(c) => (c, model.requantised()),
+        Weights::Given(g) => {
+            let Some(Ok(known)) = crate::catalog::model_by_hf_id(g) else {
+                return Ok(());
+            };
+            (g, model.requantised_against(&known))
+        }
     };
-    match req.deployment.model().requantised() {
+    match requantised {
         None => Ok(()),
-        Some((group, stored, planned)) => Err(LaunchError::Weights {
+        Some(requantised) => Err(LaunchError::Weights {
             checkpoint: checkpoint.clone(),
-            group,
-            stored,
-            planned,
+            requantised,
         }),
     }
 }

@@ -992,51 +992,68 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
     }
 }
 
-/// Engines serve a checkpoint's weights as it stores them: a plan that
-/// stores DeepSeek-V3's weights (FP8 throughout, as published) as NVFP4 is
-/// not launched from that checkpoint, which would run FP8. Named weights
-/// (`--model-path`) are taken to be stored as planned, and a plan that
-/// stores the checkpoint's own type launches from it.
+/// The commands moeplan writes load a checkpoint as it is stored: a plan
+/// that stores DeepSeek-V3's weights (FP8 as published) as NVFP4 is not
+/// launched from that checkpoint, which would run FP8; the routed experts
+/// are named first. Weights named by a Hugging Face id the catalog knows are
+/// checked the same way; other named weights (a directory) are taken as
+/// planned. A plan stored back to the checkpoint's own type launches from
+/// it. Kimi-K2.5 (INT4 experts, BF16 dense layers as published) planned
+/// as INT4 throughout is refused for its dense layers.
 #[test]
 fn a_plan_stored_otherwise_than_its_checkpoint_needs_named_weights() {
     use moeplan::dtype::DType;
-    let stored_as = |w: DType| {
-        let mut d = aggregated(
-            "deepseek-v3",
-            "b200",
-            layout(1, 8, 1, 1, 8),
-            32,
-            Engine::Vllm,
-        );
+    use moeplan::model::{Requantised, WeightGroup};
+    let stored_as = |model: &str, types: &[DType]| {
+        let mut d = aggregated(model, "b200", layout(1, 8, 1, 1, 8), 32, Engine::Vllm);
         if let Deployment::Aggregated(r) = &mut d {
-            r.model.store_weights(w);
+            for w in types {
+                r.model.store_weights(*w);
+            }
         }
         d
     };
-    let nvfp4 = stored_as(DType::Nvfp4);
-    let refused = launch::launch(&request(&nvfp4, 1, Engine::Vllm, Target::Shell));
-    assert!(
-        matches!(
-            &refused,
-            Err(LaunchError::Weights {
-                group: "attention",
-                stored: DType::Fp8,
-                planned: DType::Nvfp4,
-                ..
-            })
-        ),
-        "{refused:?}"
-    );
-    let named = Request {
-        weights: Weights::Given("nvidia/DeepSeek-V3-NVFP4".into()),
-        ..request(&nvfp4, 1, Engine::Vllm, Target::Shell)
+    let refusal = |d: &Deployment, weights: Weights| match launch::launch(&Request {
+        weights,
+        ..request(d, 1, Engine::Vllm, Target::Shell)
+    }) {
+        Err(LaunchError::Weights { requantised, .. }) => Some(requantised),
+        Ok(_) => None,
+        Err(e) => panic!("{e}"),
     };
-    let l = launch::launch(&named).unwrap();
+    let checkpoint = |id: &str| Weights::Checkpoint(id.into());
+    let nvfp4 = stored_as("deepseek-v3", &[DType::Nvfp4]);
+    let experts = Some(Requantised {
+        group: WeightGroup::Experts,
+        checkpoint: DType::Fp8,
+        planned: DType::Nvfp4,
+    });
+    assert_eq!(
+        refusal(&nvfp4, checkpoint("deepseek-ai/DeepSeek-V3")),
+        experts
+    );
+    let given = |id: &str| Weights::Given(id.into());
+    assert_eq!(refusal(&nvfp4, given("deepseek-ai/DeepSeek-V3")), experts);
+    assert_eq!(refusal(&nvfp4, given("/models/deepseek-v3-nvfp4")), None);
+    let l = launch::launch(&Request {
+        weights: given("/models/deepseek-v3-nvfp4"),
+        ..request(&nvfp4, 1, Engine::Vllm, Target::Shell)
+    })
+    .unwrap();
     let command = &l.roles[0].nodes[0].command;
     assert!(
-        command.starts_with("vllm serve nvidia/DeepSeek-V3-NVFP4 "),
+        command.starts_with("vllm serve /models/deepseek-v3-nvfp4 "),
         "{command}"
     );
-    let fp8 = stored_as(DType::Fp8);
-    assert!(launch::launch(&request(&fp8, 1, Engine::Vllm, Target::Shell)).is_ok());
+    let back = stored_as("deepseek-v3", &[DType::Nvfp4, DType::Fp8]);
+    assert_eq!(refusal(&back, checkpoint("deepseek-ai/DeepSeek-V3")), None);
+    let kimi = stored_as("kimi-k2.5", &[DType::Int4]);
+    assert_eq!(
+        refusal(&kimi, checkpoint("moonshotai/Kimi-K2.5")),
+        Some(Requantised {
+            group: WeightGroup::Dense,
+            checkpoint: DType::Bf16,
+            planned: DType::Int4,
+        })
+    );
 }

@@ -94,10 +94,10 @@ fn deployment(
 /// closed loop of fixed-length requests both describe: prefill-first rounds
 /// stay grouped (fixed lengths); mixed schedulers see a spread stream, the
 /// arrivals of InferenceMAX's client, whose serving layer is fitted to them.
-/// (Under the fixed-length vLLM layer's arrival wait of a fifth of a step,
-/// the simulator's stream clumps, several prompts in one step, and its
-/// steady TTFT runs 19-31% above the closed form's, which prices one prompt
-/// per step: a known gap, not what this check is about.)
+/// (Under the fixed-length vLLM layer of before bc614de, an arrival wait of
+/// a fifth of a step, the simulator's stream clumped, several prompts in
+/// one step, and its steady TTFT ran 19-31% above the closed form's, which
+/// prices one prompt per step: a known gap, not what this check is about.)
 fn client_of(policy: Policy) -> moeplan::serving::Client {
     match policy {
         Policy::PrefillFirst => moeplan::serving::Client::Fixed,
@@ -107,7 +107,7 @@ fn client_of(policy: Policy) -> moeplan::serving::Client {
 
 /// A closed loop of N clients in the simulator against `estimate` at
 /// concurrency N, across engines and layouts, within 5% on each part of the
-/// closed form: the first round (every client starts at once, the prompts
+/// closed form (one case 15%, below): the first round (every client starts at once, the prompts
 /// queue behind each other: `first_round_ttft`), and, after a warm-up of two
 /// rounds, the steady TTFT (`steady_ttft`) and TPOT. Both price the same
 /// steps; what the simulation must reproduce is how the requests fall:
@@ -116,12 +116,12 @@ fn client_of(policy: Policy) -> moeplan::serving::Client {
 /// steps that carry one, and a request arriving mid-step spends the serving
 /// layer's arrival wait (the step in progress included) outside the steps
 /// carrying its prompt. Sixteen rounds keep the drain at the end (fewer
-/// requests decoding) a small share. The steady TTFT is held to 15%: where
-/// prompts arrive near one per step (Qwen3-30B-A3B on 4 × H100, 128
-/// clients, 200 output tokens: 0.64 per step) the simulated stream clumps,
-/// two prompts sharing a step, which the closed form, pricing one, does
-/// not; under the serving layer fitted at this commit that case runs 14%
-/// above it (0.3% under the previous fit), every other within 3.2%.
+/// requests decoding) a small share. One case's steady TTFT is held to 15%:
+/// where prompts arrive near one per step (Qwen3-30B-A3B on 4 × H100, vLLM,
+/// 128 clients, 200 output tokens: 0.64 per step) the simulated stream
+/// clumps, two prompts sharing a step, which the closed form, pricing one,
+/// does not; under the vLLM InferenceMAX layer refitted in bc614de it runs
+/// 14% above it (0.3% under the fit before), every other case within 3.2%.
 /// Figures with --nocapture.
 #[test]
 fn a_closed_loop_agrees_with_estimate() {
@@ -301,8 +301,9 @@ fn a_closed_loop_agrees_with_estimate() {
             osl,
         };
         for (what, e) in c.errors() {
-            let tolerance = match what {
-                "steady TTFT" => 0.15,
+            // The one case whose stream clumps (see above).
+            let tolerance = match (what, c.engine, c.clients, c.osl) {
+                ("steady TTFT", Engine::Vllm, 128, 200) => 0.15,
                 _ => 0.05,
             };
             assert!(e.abs() < tolerance, "{c}: {what} {e:+.3}");
