@@ -125,7 +125,7 @@ fn refusal(e: LaunchError, format: Format) -> Failure {
         LaunchError::Unchecked(msg) => panic!("{msg}"),
         LaunchError::Weights { requantised, .. } => {
             let help = format!(
-                "give weights whose {} weights are stored as {} with --model-path (a Hugging Face id or a directory; moeplan takes them to be stored as planned), or plan with the checkpoint's own types (without --weight-dtype or model.weight_dtype)",
+                "give a checkpoint whose {} weights are stored as {} with --model-path (a Hugging Face id or a directory; moeplan takes it to be stored as planned), or plan with the checkpoint's own types (without --weight-dtype or model.weight_dtype)",
                 requantised.group.name(),
                 requantised.planned
             );

@@ -107,22 +107,22 @@ fn client_of(policy: Policy) -> moeplan::serving::Client {
 
 /// A closed loop of N clients in the simulator against `estimate` at
 /// concurrency N, across engines and layouts, within 5% on each part of the
-/// closed form (one case 15%, below): the first round (every client starts at once, the prompts
-/// queue behind each other: `first_round_ttft`), and, after a warm-up of two
-/// rounds, the steady TTFT (`steady_ttft`) and TPOT. Both price the same
-/// steps; what the simulation must reproduce is how the requests fall:
-/// prefill-first rounds stay grouped (SGLang), mixed schedulers (vLLM,
-/// TensorRT-LLM) see a stream with one prompt per attention-DP rank in the
-/// steps that carry one, and a request arriving mid-step spends the serving
-/// layer's arrival wait (the step in progress included) outside the steps
-/// carrying its prompt. Sixteen rounds keep the drain at the end (fewer
-/// requests decoding) a small share. One case's steady TTFT is held to 15%:
-/// where prompts arrive near one per step (Qwen3-30B-A3B on 4 × H100, vLLM,
-/// 128 clients, 200 output tokens: 0.64 per step) the simulated stream
-/// clumps, two prompts sharing a step, which the closed form, pricing one,
-/// does not; under the vLLM InferenceMAX layer refitted in bc614de it runs
-/// 14% above it (0.3% under the fit before), every other case within 3.2%.
-/// Figures with --nocapture.
+/// closed form (one case 15%, below): the first round (every client starts
+/// at once, the prompts queue behind each other: `first_round_ttft`), and,
+/// after a warm-up of two rounds, the steady TTFT (`steady_ttft`) and TPOT.
+/// Both price the same steps; what the simulation must reproduce is how the
+/// requests fall: prefill-first rounds stay grouped (SGLang), mixed
+/// schedulers (vLLM, TensorRT-LLM) see a stream with one prompt per
+/// attention-DP rank in the steps that carry one, and a request arriving
+/// mid-step spends the serving layer's arrival wait (the step in progress
+/// included) outside the steps carrying its prompt. Sixteen rounds keep the
+/// drain at the end (fewer requests decoding) a small share. One case's
+/// steady TTFT is held to 15%: where prompts arrive near one per step
+/// (Qwen3-30B-A3B on 4 × H100, vLLM, 128 clients, 200 output tokens: 0.64
+/// per step) the simulated stream clumps, two prompts sharing a step, which
+/// the closed form, pricing one, does not; under the vLLM InferenceMAX
+/// layer refitted in bc614de it runs 14% above it (0.3% under the fit
+/// before), every other case within 3.2%. Figures with --nocapture.
 #[test]
 fn a_closed_loop_agrees_with_estimate() {
     let l = |tp: u32, dp: u32, ep: u32| Layout {
