@@ -285,6 +285,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) table: &'static flags::FlagTable,
     pub(crate) target: Target,
     pub(crate) model_path: &'a str,
+    /// What a benchmark row names as the model and its weight type
+    /// (`measured_as`).
+    pub(crate) measured_as: (String, Option<DType>),
     /// Where TensorRT-LLM's YAML configs are read from.
     pub(crate) config_dir: &'a str,
     /// The container image asked for.
@@ -293,25 +296,7 @@ pub(crate) struct Ctx<'a> {
 
 /// The engine commands and files of a deployment.
 pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
-    // Dynamo's runtime images run the engine release Dynamo pins: its flags by default.
-    let bundled = (req.target == Target::Dynamo)
-        .then(|| flags::dynamo().bundles.get(req.engine.name()))
-        .flatten();
-    let asked = req
-        .engine_version
-        .as_ref()
-        .or(bundled.filter(|v| flags::select(req.engine, v).is_ok_and(|t| &t.version == *v)));
-    let table = match asked {
-        None => flags::table(req.engine).ok_or(LaunchError::NoEngine)?,
-        Some(v) => flags::select(req.engine, v).map_err(|known| match known.as_slice() {
-            [] => LaunchError::NoEngine,
-            _ => LaunchError::UnknownVersion {
-                engine: req.engine.name(),
-                asked: v.clone(),
-                known,
-            },
-        })?,
-    };
+    let table = flag_table(req)?;
     let version = table.version.as_str();
     if req.target == Target::LlmD && req.engine != Engine::Vllm {
         return Err(LaunchError::TargetEngine {
@@ -328,6 +313,7 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
         table,
         target: req.target,
         model_path: req.weights.path(),
+        measured_as: measured_as(req),
         config_dir: match req.target {
             Target::Shell => ".",
             Target::Lws | Target::Dynamo | Target::LlmD => target::CONFIG_MOUNT,
@@ -373,6 +359,29 @@ pub fn launch(req: &Request) -> Result<Launch, LaunchError> {
     })
 }
 
+/// The flag table of the engine version asked for; by default the newest,
+/// or for Dynamo the release its runtime image pins.
+fn flag_table(req: &Request) -> Result<&'static flags::FlagTable, LaunchError> {
+    let bundled = (req.target == Target::Dynamo)
+        .then(|| flags::dynamo().bundles.get(req.engine.name()))
+        .flatten();
+    let asked = req
+        .engine_version
+        .as_ref()
+        .or(bundled.filter(|v| flags::select(req.engine, v).is_ok_and(|t| &t.version == *v)));
+    match asked {
+        None => flags::table(req.engine).ok_or(LaunchError::NoEngine),
+        Some(v) => flags::select(req.engine, v).map_err(|known| match known.as_slice() {
+            [] => LaunchError::NoEngine,
+            _ => LaunchError::UnknownVersion {
+                engine: req.engine.name(),
+                asked: v.clone(),
+                known,
+            },
+        }),
+    }
+}
+
 /// A launch needs weights stored as the plan stores them
 /// (`Model::requantised`): the model's own checkpoint, unless the plan
 /// changed its types; named weights that the catalog knows (a Hugging Face
@@ -395,6 +404,25 @@ fn checkpoint_stores_the_plan(req: &Request) -> Result<(), LaunchError> {
             checkpoint: checkpoint.clone(),
             requantised,
         }),
+    }
+}
+
+/// What the benchmark's row (`bench_to_csv.py`) names as the model and its
+/// weight type, for `calibrate` to estimate the run: the checkpoint
+/// launched, as it stores them; named weights as the catalog model (where
+/// the catalog knows it, else their path) stored as the plan stores them.
+fn measured_as(req: &Request) -> (String, Option<DType>) {
+    let model = req.deployment.model();
+    match &req.weights {
+        Weights::Checkpoint(p) => (p.clone(), None),
+        Weights::Given(p) => {
+            let name = crate::catalog::hf_id(&model.name).map_or_else(|| p.clone(), String::from);
+            let stored = match model.moe {
+                Some(_) => model.dtypes.experts,
+                None => model.dtypes.dense,
+            };
+            (name, model.checkpoint_weights.map(|_| stored))
+        }
     }
 }
 

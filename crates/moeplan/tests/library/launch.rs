@@ -1045,8 +1045,33 @@ fn a_plan_stored_otherwise_than_its_checkpoint_needs_named_weights() {
         command.starts_with("vllm serve /models/deepseek-v3-nvfp4 "),
         "{command}"
     );
+    // The benchmark's row names the model as the catalog knows it, stored
+    // as planned, so `calibrate` estimates the model the plan costed.
+    let converter = &l
+        .files
+        .iter()
+        .find(|f| f.path == "bench_to_csv.py")
+        .unwrap()
+        .content;
+    assert!(
+        converter.contains("['deepseek-ai/DeepSeek-V3', 'b200', 'vllm', '0.19.1', 'nvfp4', "),
+        "{converter}"
+    );
     let back = stored_as("deepseek-v3", &[DType::Nvfp4, DType::Fp8]);
     assert_eq!(refusal(&back, checkpoint("deepseek-ai/DeepSeek-V3")), None);
+    let l = launch::launch(&request(&back, 1, Engine::Vllm, Target::Shell)).unwrap();
+    let converter = &l
+        .files
+        .iter()
+        .find(|f| f.path == "bench_to_csv.py")
+        .unwrap();
+    assert!(
+        converter
+            .content
+            .contains("['deepseek-ai/DeepSeek-V3', 'b200', 'vllm', '0.19.1', '', "),
+        "{}",
+        converter.content
+    );
     let kimi = stored_as("kimi-k2.5", &[DType::Int4]);
     assert_eq!(
         refusal(&kimi, checkpoint("moonshotai/Kimi-K2.5")),
