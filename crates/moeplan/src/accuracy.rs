@@ -502,13 +502,13 @@ fn layers(
         Weighting::PerRun,
     );
     // One model is most of the disaggregated runs (DeepSeek-R1, 79% of
-    // train.csv's): fitted run by run, the layer is that model's. Every
-    // disaggregated run, each predicted by a layer fitted without its
-    // model's runs, was 56% / 41% off (TTFT / TPOT median) that way, and
-    // 54% / 35% with each model's runs weighing the square root of their
-    // number. The aggregated layers' models are more even, and weighing
-    // them so made the left-out H100/H200 MoE models' TTFT worse (21% to
-    // 23%).
+    // train.csv's): fitted run by run, the layer is that model's. When this
+    // was chosen (b60bed8), every disaggregated run, each predicted by a
+    // layer fitted without its model's runs, was 56% / 41% off (TTFT / TPOT
+    // median) that way, and 54% / 35% with each model's runs weighing the
+    // square root of their number (docs/accuracy.md has today's figures).
+    // The aggregated layers' models are more even, and weighing them so
+    // made the left-out H100/H200 MoE models' TTFT worse (21% to 23%).
     let dis = fitted(&|r| !is_aggregated(r), Weighting::SqrtPerModel);
     fixed
         .into_iter()

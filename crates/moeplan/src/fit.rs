@@ -244,8 +244,8 @@ pub(crate) enum Anchor {
 /// Weight of `Anchor::Loop`'s terms: a factor of two in one of them costs
 /// about as much as a 26% error on every run's TTFT (`soft_l1` is 0.3 at a
 /// log error of 0.229). Chosen among 0.3, 0.5, 1, 3 and 10 by `calibrate
-/// --validate` on train.csv, whose disaggregated TTFT moved within 49–53%
-/// across them (p90 172% to 133%).
+/// --validate` on train.csv (at e54bc37), whose disaggregated TTFT moved
+/// within 49–53% across them (p90 172% to 133%).
 const LOOP_ANCHOR: f64 = 0.3;
 
 /// What straying from `c` costs a calibration held by `anchor`: `c` is the

@@ -902,6 +902,17 @@ impl Model {
         self.stored_otherwise_than(experts, dense)
     }
 
+    /// The type `store_weights` stored the weights in, where it changed
+    /// the checkpoint's (the routed experts' of an MoE model, else the
+    /// dense layers'; all three groups hold it).
+    pub fn weights_stored_as(&self) -> Option<DType> {
+        self.checkpoint_weights?;
+        Some(match self.moe {
+            Some(_) => self.dtypes.experts,
+            None => self.dtypes.dense,
+        })
+    }
+
     /// `requantised` against another checkpoint of this model (`weights`,
     /// as the catalog knows it): where this model stores its weights
     /// otherwise than that checkpoint does.

@@ -131,8 +131,11 @@ fn converter(
 ) -> String {
     let gpu = plans.first().map_or("", |p| p.gpu.id.as_str());
     let mut header = String::from("model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms");
-    let (model, weights) = &ctx.measured_as;
-    let weights = weights.map_or_else(String::new, |w| w.to_string());
+    let model = &ctx.measured_as.model;
+    let weights = ctx
+        .measured_as
+        .weight_dtype
+        .map_or_else(String::new, |w| w.to_string());
     let mut row = format!(
         "'{model}', '{gpu}', '{}', '{}', '{weights}', {isl}, {osl}, concurrency, ",
         ctx.engine.name(),

@@ -285,9 +285,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) table: &'static flags::FlagTable,
     pub(crate) target: Target,
     pub(crate) model_path: &'a str,
-    /// What a benchmark row names as the model and its weight type
-    /// (`measured_as`).
-    pub(crate) measured_as: (String, Option<DType>),
+    /// What a benchmark row names as the model and its weight type.
+    pub(crate) measured_as: MeasuredAs,
     /// Where TensorRT-LLM's YAML configs are read from.
     pub(crate) config_dir: &'a str,
     /// The container image asked for.
@@ -408,21 +407,29 @@ fn checkpoint_stores_the_plan(req: &Request) -> Result<(), LaunchError> {
 }
 
 /// What the benchmark's row (`bench_to_csv.py`) names as the model and its
-/// weight type, for `calibrate` to estimate the run: the checkpoint
-/// launched, as it stores them; named weights as the catalog model (where
-/// the catalog knows it, else their path) stored as the plan stores them.
-fn measured_as(req: &Request) -> (String, Option<DType>) {
+/// weight type, for `calibrate` to estimate the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MeasuredAs {
+    /// The model cell: a catalog-resolvable id, or the weights' path.
+    pub(crate) model: String,
+    /// The weight-type cell (None: the checkpoint's own, left blank).
+    pub(crate) weight_dtype: Option<DType>,
+}
+
+/// The checkpoint launched, as it stores its weights; named weights as the
+/// catalog model (where the catalog knows it, else their path) stored as
+/// the plan stores them.
+fn measured_as(req: &Request) -> MeasuredAs {
     let model = req.deployment.model();
     match &req.weights {
-        Weights::Checkpoint(p) => (p.clone(), None),
-        Weights::Given(p) => {
-            let name = crate::catalog::hf_id(&model.name).map_or_else(|| p.clone(), String::from);
-            let stored = match model.moe {
-                Some(_) => model.dtypes.experts,
-                None => model.dtypes.dense,
-            };
-            (name, model.checkpoint_weights.map(|_| stored))
-        }
+        Weights::Checkpoint(p) => MeasuredAs {
+            model: p.clone(),
+            weight_dtype: None,
+        },
+        Weights::Given(p) => MeasuredAs {
+            model: crate::catalog::hf_id(&model.name).map_or_else(|| p.clone(), String::from),
+            weight_dtype: model.weights_stored_as(),
+        },
     }
 }
 
