@@ -410,24 +410,21 @@ fn pool_footprint(inp: &DisaggInput, pool: &Pool, context: u64) -> memory::Footp
     )
 }
 
-/// A disaggregated estimate's steps before the serving layer: the prefill
-/// step, the KV transfer, and decode steps at batches 1, 2, 4, … (the loop
-/// reads the decode step at its batch between them). What a fit of serving
-/// parameters re-solves without re-costing.
-pub(crate) struct PreparedDisagg {
+/// What both pools cost before the serving layer, besides the decode
+/// steps: the pools, the decode pool's memory, the prefill step and the KV
+/// transfer.
+struct Costed {
     pools: Pools,
     /// The decode pool's memory footprint (at the steady context).
     decode_footprint: memory::Footprint,
     prefill_step: Step,
     transfer: Seconds,
-    /// (requests per decode rank, decode step) at powers of two.
-    decode_steps: Vec<(f64, Step)>,
     warnings: Vec<String>,
 }
 
-impl PreparedDisagg {
-    /// Checks both pools' layouts and costs their steps.
-    pub(crate) fn new(inp: &DisaggInput) -> Result<PreparedDisagg, Vec<(PoolRole, LayoutProblem)>> {
+impl Costed {
+    /// Checks both pools' layouts and costs the prefill step.
+    fn new(inp: &DisaggInput) -> Result<Costed, Vec<(PoolRole, LayoutProblem)>> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         for (role, pool) in [
@@ -459,61 +456,105 @@ impl PreparedDisagg {
             },
             Seconds::ZERO,
         );
-        let c = inp.workload.concurrency.max(1);
-        let ranks = inp.decode.workers as f64 * inp.decode.layout.dp as f64;
-        let din = pool_input(inp, &inp.decode, c.div_ceil(inp.decode.workers as u64));
-        let stepper = Stepper::new(&din, inp.decode.layout.dp as f64);
         let (pools, decode_footprint) = Pools::of(inp);
-        let most = (c as f64 / ranks).min(pools.decode_room).max(1.0);
-        let mut decode_steps = Vec::new();
-        let mut n: f64 = 1.0;
-        loop {
-            let at = n.min(most);
-            let mut st = stepper.step(
-                StepKind::Decode,
-                Shape {
-                    decodes: at,
-                    prefill_tokens: 0.0,
-                },
-                Seconds::ZERO,
-            );
-            st.decode_part = st.kernels;
-            decode_steps.push((at, st));
-            if at >= most {
-                break;
-            }
-            n *= 2.0;
-        }
-        Ok(PreparedDisagg {
+        Ok(Costed {
             pools,
             decode_footprint,
             prefill_step,
             transfer: kv_transfer(inp),
-            decode_steps,
             warnings,
         })
     }
 
-    /// The decode step time at `n` requests per rank (linear between the
-    /// costed batches).
-    fn decode_time(&self, n: f64, sv: &ServingParams) -> Seconds {
-        let s = &self.decode_steps;
-        let i = s.iter().position(|(b, _)| *b >= n).unwrap_or(s.len() - 1);
-        if i == 0 {
-            return s[0].1.time(sv);
+    /// The requests per decode rank at which the loop reads the decode step:
+    /// 1, 2, 4, … up to the most a rank holds (its share of the requests in
+    /// flight, within its memory).
+    fn decode_batches(&self) -> Vec<f64> {
+        let p = &self.pools;
+        let ranks = p.decode.workers as f64 * p.decode.layout.dp as f64;
+        let c = p.workload.concurrency.max(1) as f64;
+        let most = (c / ranks).min(p.decode_room).max(1.0);
+        let mut out = Vec::new();
+        let mut n: f64 = 1.0;
+        loop {
+            let at = n.min(most);
+            out.push(at);
+            if at >= most {
+                return out;
+            }
+            n *= 2.0;
         }
-        let (b0, s0) = (&s[i - 1].0, &s[i - 1].1);
-        let (b1, s1) = (&s[i].0, &s[i].1);
-        let f = ((n - b0) / (b1 - b0)).clamp(0.0, 1.0);
-        s0.time(sv) + (s1.time(sv) - s0.time(sv)) * f
+    }
+}
+
+/// The pure decode step of one decode rank at `n` requests.
+fn decode_step(stepper: &Stepper, n: f64) -> Step {
+    let mut st = stepper.step(
+        StepKind::Decode,
+        Shape {
+            decodes: n,
+            prefill_tokens: 0.0,
+        },
+        Seconds::ZERO,
+    );
+    st.decode_part = st.kernels;
+    st
+}
+
+/// The decode step time at `n` requests per rank, linear between the step
+/// times `time(i)` at the `batches` the loop reads (the first below 1).
+fn interpolate(batches: &[f64], n: f64, time: impl Fn(usize) -> Seconds) -> Seconds {
+    let i = batches
+        .iter()
+        .position(|b| *b >= n)
+        .unwrap_or(batches.len() - 1);
+    if i == 0 {
+        return time(0);
+    }
+    let (b0, b1) = (batches[i - 1], batches[i]);
+    let f = ((n - b0) / (b1 - b0)).clamp(0.0, 1.0);
+    time(i - 1) + (time(i) - time(i - 1)) * f
+}
+
+/// A disaggregated estimate's steps before the serving layer: the prefill
+/// step, the KV transfer, and decode steps at batches 1, 2, 4, … (the loop
+/// reads the decode step at its batch between them), all costed. What a fit
+/// of serving parameters re-solves without re-costing.
+pub(crate) struct PreparedDisagg {
+    costed: Costed,
+    /// The batches of `decode_steps`.
+    batches: Vec<f64>,
+    /// The decode step at each of `batches`.
+    decode_steps: Vec<Step>,
+}
+
+impl PreparedDisagg {
+    /// Checks both pools' layouts and costs their steps.
+    pub(crate) fn new(inp: &DisaggInput) -> Result<PreparedDisagg, Vec<(PoolRole, LayoutProblem)>> {
+        let costed = Costed::new(inp)?;
+        let din = decode_pool_input(inp);
+        let stepper = Stepper::new(&din, inp.decode.layout.dp as f64);
+        let batches = costed.decode_batches();
+        let decode_steps = batches.iter().map(|&n| decode_step(&stepper, n)).collect();
+        Ok(PreparedDisagg {
+            costed,
+            batches,
+            decode_steps,
+        })
+    }
+
+    /// The decode step time at `n` requests per rank.
+    fn decode_time(&self, n: f64, sv: &ServingParams) -> Seconds {
+        interpolate(&self.batches, n, |i| self.decode_steps[i].time(sv))
     }
 
     /// TTFT and TPOT under a serving layer (what a fit compares).
     pub(crate) fn figures(&self, sv: &ServingParams) -> (Seconds, Seconds) {
+        let c = &self.costed;
         let s = solve(
-            &self.pools,
-            self.prefill_step.time(sv),
-            self.transfer,
+            &c.pools,
+            c.prefill_step.time(sv),
+            c.transfer,
             &|n| self.decode_time(n, sv),
             sv,
         );
@@ -528,18 +569,50 @@ impl PreparedDisagg {
 /// inferred for a measured run does not depend on a serving layer fitted to
 /// it). 1 when the layouts are invalid.
 pub(crate) fn rate_matched_prefill_workers(inp: &DisaggInput) -> u32 {
-    let Ok(prep) = PreparedDisagg::new(inp) else {
+    let Ok(costed) = Costed::new(inp) else {
         return 1;
     };
+    let din = decode_pool_input(inp);
+    let decode = LazyDecode::new(&din, &costed);
     let sv = ServingParams::default();
     let c = inp.workload.concurrency.max(1) as f64;
     let ranks = inp.decode.workers as f64 * inp.decode.layout.dp as f64;
-    let service = prep.prefill_step.time(&sv);
-    let tpot = prep.decode_time((c / ranks).max(1.0), &sv);
+    let service = costed.prefill_step.time(&sv);
+    let tpot = decode.time((c / ranks).max(1.0), &sv);
     let dsteps = (inp.workload.osl.get().max(1) - 1) as f64;
     let x = c / (service + tpot * dsteps).0.max(1e-12);
     let per_worker = (inp.prefill.layout.dp as u64 * inp.prefill.prompts_per_rank.max(1)) as f64;
     (x * service.0 / per_worker).ceil().clamp(1.0, 1e6) as u32
+}
+
+/// The decode steps the loop reads, each costed when first read: a single
+/// estimate's loop reads two or three of them, a fit (`PreparedDisagg`)
+/// every one.
+struct LazyDecode<'s> {
+    stepper: Stepper<'s>,
+    batches: Vec<f64>,
+    steps: Vec<std::cell::OnceCell<Step>>,
+}
+
+impl<'s> LazyDecode<'s> {
+    /// The decode pool's steps for `din`, the decode pool's input.
+    fn new(din: &'s EstimateInput<'s>, costed: &Costed) -> Self {
+        let batches = costed.decode_batches();
+        LazyDecode {
+            stepper: Stepper::new(din, din.layout.dp as f64),
+            steps: batches.iter().map(|_| std::cell::OnceCell::new()).collect(),
+            batches,
+        }
+    }
+
+    /// The decode step time at `n` requests per rank.
+    fn time(&self, n: f64, sv: &ServingParams) -> Seconds {
+        interpolate(&self.batches, n, |i| {
+            self.steps[i]
+                .get_or_init(|| decode_step(&self.stepper, self.batches[i]))
+                .time(sv)
+        })
+    }
 }
 
 /// Predicts a disaggregated deployment. Fails for an invalid layout of
@@ -547,49 +620,37 @@ pub(crate) fn rate_matched_prefill_workers(inp: &DisaggInput) -> u32 {
 pub fn estimate_disaggregated(
     inp: &DisaggInput,
 ) -> Result<DisaggEstimate, Vec<(PoolRole, LayoutProblem)>> {
-    let prep = PreparedDisagg::new(inp)?;
+    let costed = Costed::new(inp)?;
     let sv = inp.calibration.serving;
+    let din = decode_pool_input(inp);
+    let ladder = LazyDecode::new(&din, &costed);
     let solved = solve(
-        &prep.pools,
-        prep.prefill_step.time(&sv),
-        prep.transfer,
-        &|n| prep.decode_time(n, &sv),
+        &costed.pools,
+        costed.prefill_step.time(&sv),
+        costed.transfer,
+        &|n| ladder.time(n, &sv),
         &sv,
     );
     // The decode step at the solved batch, costed exactly: TPOT is its time.
-    let din = decode_pool_input(inp);
-    let mut decode = Stepper::new(&din, inp.decode.layout.dp as f64).step(
-        StepKind::Decode,
-        Shape {
-            decodes: solved.decode_batch,
-            prefill_tokens: 0.0,
-        },
-        Seconds::ZERO,
-    );
-    decode.decode_part = decode.kernels;
+    let decode = decode_step(&ladder.stepper, solved.decode_batch);
     let solved = Solved {
         tpot: decode.time(&sv),
         ..solved
     };
-    Ok(assemble(inp, prep, &decode, &solved))
+    Ok(assemble(inp, costed, &decode, &solved))
 }
 
 /// The disaggregated estimate from the solved loop, the prepared prefill
 /// step, transfer and decode memory, and the decode step at the solved
 /// batch: memory, warnings, headline figures and each pool's part.
-fn assemble(
-    inp: &DisaggInput,
-    prep: PreparedDisagg,
-    decode_step: &Step,
-    s: &Solved,
-) -> DisaggEstimate {
-    let PreparedDisagg {
+fn assemble(inp: &DisaggInput, costed: Costed, decode_step: &Step, s: &Solved) -> DisaggEstimate {
+    let Costed {
         prefill_step,
         transfer,
         decode_footprint,
         mut warnings,
         ..
-    } = prep;
+    } = costed;
     let prefill_step = &prefill_step;
     let sv = inp.calibration.serving;
     let w = inp.workload;
@@ -924,4 +985,55 @@ pub(crate) fn decode_step_time(inp: &DisaggInput, pool: &Pool, n: f64) -> Second
     );
     s.decode_part = s.kernels;
     s.time(&inp.calibration.serving)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serving::Client;
+    use crate::units::{Fraction, Tokens};
+
+    /// The estimate costs only the decode steps its loop reads; a fit's
+    /// `PreparedDisagg` costs them all. Both loops read the same steps, so
+    /// their TTFT is the same number, from one request per decode rank to
+    /// more than the decode pool's memory holds.
+    #[test]
+    fn the_estimate_reads_the_decode_steps_a_fit_costs() {
+        let m = crate::catalog::model("deepseek-v3").unwrap().unwrap();
+        let gpu = crate::catalog::gpu("h200-sxm").unwrap().unwrap();
+        let engine = crate::profile::default_engine(&gpu);
+        let pool = |dp: u32, workers: u32| Pool {
+            layout: Layout {
+                dp,
+                ep: dp,
+                ..Layout::default()
+            },
+            workers,
+            prompts_per_rank: 1,
+            redundant_experts: 0,
+            overlap: crate::ops::Overlap::None,
+        };
+        for concurrency in [1, 7, 64, 1000, 100_000] {
+            let inp = DisaggInput {
+                model: &m,
+                gpu: &gpu,
+                calibration: crate::profile::resolve_disaggregated(&gpu, engine).kernels,
+                prefill: pool(8, 2),
+                decode: pool(16, 1),
+                workload: Workload {
+                    isl: Tokens::new(4000),
+                    osl: Tokens::new(500),
+                    concurrency,
+                    cache_hit_rate: Fraction::ZERO,
+                    client: Client::Fixed,
+                },
+                engine: engine.config(gpu.memory),
+                routing_skew: 0.0,
+            };
+            let sv = inp.calibration.serving;
+            let (fit, _) = PreparedDisagg::new(&inp).unwrap().figures(&sv);
+            let e = estimate_disaggregated(&inp).unwrap();
+            assert_eq!(fit, e.ttft, "concurrency {concurrency}");
+        }
+    }
 }
