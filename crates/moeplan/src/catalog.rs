@@ -378,16 +378,13 @@ pub fn hf_id(key: &str) -> Option<&'static str> {
         .map(|(h, _, _)| *h)
 }
 
-/// A catalog model by Hugging Face id (case-insensitive), with the weight
-/// type of a quantised re-release applied to its experts and dense MLPs.
+/// A catalog model by Hugging Face id (case-insensitive); a quantised
+/// re-release stores its weights as `Model::store_weights` says.
 pub(crate) fn model_by_hf_id(id: &str) -> Option<Result<Model, SpecError>> {
     let (_, key, dtype) = HF_IDS.iter().find(|(h, _, _)| h.eq_ignore_ascii_case(id))?;
-    Some(model(key)?.map(|mut m| {
-        if let Some(d) = dtype {
-            m.dtypes.experts = *d;
-            m.dtypes.dense = *d;
-        }
-        m
+    Some(model(key)?.map(|m| match dtype {
+        Some(d) => m.released_as(*d),
+        None => m,
     }))
 }
 

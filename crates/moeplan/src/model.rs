@@ -876,18 +876,51 @@ pub struct ParamReport {
 }
 
 impl Model {
-    /// Stores attention, routed-expert and dense weights as `w` (what
-    /// `--weight-dtype` and a scenario's `model.weight_dtype` mean;
-    /// embedding and output projection keep their type).
+    /// Stores the weights as a re-quantisation to `w` stores them: what
+    /// `--weight-dtype`, a scenario's `model.weight_dtype`, a runs file's
+    /// weight type and a catalog id of a quantised re-release mean, one rule
+    /// for all. At 8 bits or more, attention, routed experts and dense MLPs
+    /// (shared experts included) take `w`. Under a 4-bit type the routed
+    /// experts (and a dense model's MLPs) take `w`, and attention and an MoE
+    /// model's dense MLPs stay in 8 bits (FP8, or the checkpoint's type where
+    /// narrower), as NVIDIA's NVFP4 re-quantisations keep them: their
+    /// `hf_quant_config.json` excludes the attention projections of
+    /// DeepSeek-V3.1, GLM-5, Kimi-K2.6, MiniMax-M2.5 and Qwen3.5, and the
+    /// shared experts of Kimi-K2.6, GLM-5.1 and Qwen3.5 (DeepSeek-V3.1's are
+    /// NVFP4). Embedding and output projection keep their type.
     pub fn store_weights(&mut self, w: DType) {
         let d = &self.dtypes;
         let checkpoint = self
             .checkpoint_weights
             .unwrap_or([d.attention, d.experts, d.dense]);
-        self.checkpoint_weights = (checkpoint != [w; 3]).then_some(checkpoint);
-        self.dtypes.attention = w;
-        self.dtypes.experts = w;
-        self.dtypes.dense = w;
+        let eight_bit = |kept: DType| if kept.bits() <= 8.0 { kept } else { DType::Fp8 };
+        let four_bit = w.bits() < 8.0;
+        let attention = if four_bit {
+            eight_bit(checkpoint[0])
+        } else {
+            w
+        };
+        let dense = if four_bit && self.moe.is_some() {
+            eight_bit(checkpoint[2])
+        } else {
+            w
+        };
+        let stored = [attention, w, dense];
+        self.checkpoint_weights = (checkpoint != stored).then_some(checkpoint);
+        [
+            self.dtypes.attention,
+            self.dtypes.experts,
+            self.dtypes.dense,
+        ] = stored;
+    }
+
+    /// This model as a quantised re-release of its checkpoint stores it
+    /// (`store_weights`): a checkpoint of its own, so nothing is
+    /// re-quantised at launch.
+    pub(crate) fn released_as(mut self, w: DType) -> Model {
+        self.store_weights(w);
+        self.checkpoint_weights = None;
+        self
     }
 
     /// The first weight group `store_weights` stores otherwise than the

@@ -1144,33 +1144,31 @@ fn model_ref(s: &str, base: &Path) -> String {
 
 impl Run {
     /// The model the run names, with the run's weight types applied: the
-    /// GEMM type to attention and dense layers, the MoE type to the routed
-    /// experts. An MXFP4 checkpoint keeps its format under another 4-bit
+    /// GEMM type as `Model::store_weights` stores a weight type, then the
+    /// MoE type to the routed experts. An MXFP4 checkpoint keeps its format under another 4-bit
     /// label (the silicon files label gpt-oss's MXFP4 experts `nvfp4`).
     pub fn model(&self) -> Result<Model, String> {
         let mut m = catalog::resolve_model(&self.model).map_err(|e| {
             let messages: Vec<&str> = e.problems.iter().map(|p| p.message.as_str()).collect();
             messages.join("; ")
         })?;
+        // The checkpoint's experts, before the labels re-quantise them.
+        let experts = m.dtypes.experts;
         if let Some(g) = self.gemm_dtype {
-            // NVFP4 checkpoints keep attention in FP8.
-            m.dtypes.attention = if g.bits() < 8.0 { DType::Fp8 } else { g };
-            m.dtypes.dense = if m.moe.is_some() && g.bits() < 8.0 {
-                DType::Fp8
-            } else {
-                g
-            };
+            m.store_weights(g);
         }
         if let Some(e) = self.moe_dtype {
             let four_bit = |d: DType| d.bits() < 8.0;
             // An MXFP4 checkpoint (gpt-oss) under any 4-bit label runs its
             // own; an INT4 one labelled NVFP4 (Kimi-K2.5) is NVIDIA's NVFP4
             // re-quantisation, a checkpoint of its own.
-            if !(four_bit(e) && m.dtypes.experts == DType::Mxfp4) {
-                m.dtypes.experts = e;
-            }
-            if m.moe.is_none() {
-                m.dtypes.dense = if four_bit(e) { e } else { m.dtypes.dense };
+            m.dtypes.experts = if four_bit(e) && experts == DType::Mxfp4 {
+                experts
+            } else {
+                e
+            };
+            if m.moe.is_none() && four_bit(e) {
+                m.dtypes.dense = e;
             }
         }
         Ok(m)

@@ -77,8 +77,11 @@ pub struct RawModelRef {
     /// it and the engine stores it) and each candidate says which it uses.
     /// As `--kv-dtype`. (An inline model states its own `[dtypes]`.)
     pub kv_cache_dtype: Option<String>,
-    /// Store attention, expert and dense weights in this type (bf16, fp16,
-    /// fp8, fp4, int4, mxfp4, nvfp4), over the model config's. As `--weight-dtype`.
+    /// Store the weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4,
+    /// nvfp4), over the model config's: all of them at 8 bits or more; a
+    /// 4-bit type stores the routed experts (a dense model's MLPs too), and
+    /// attention and an MoE model's dense MLPs stay in 8 bits (fp8, or the
+    /// checkpoint's narrower type). As `--weight-dtype`.
     pub weight_dtype: Option<String>,
 }
 

@@ -999,7 +999,8 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
 /// checked the same way; other named weights (a directory) are taken as
 /// planned. A plan stored back to the checkpoint's own type launches from
 /// it. Kimi-K2.5 (INT4 experts, BF16 dense layers as published) planned
-/// as INT4 throughout is refused for its dense layers.
+/// as INT4 keeps its experts' type but stores its dense layers in 8 bits
+/// (`Model::store_weights`), FP8, so it is refused for its dense layers.
 #[test]
 fn a_plan_stored_otherwise_than_its_checkpoint_needs_named_weights() {
     use moeplan::dtype::DType;
@@ -1078,7 +1079,7 @@ fn a_plan_stored_otherwise_than_its_checkpoint_needs_named_weights() {
         Some(Requantised {
             group: WeightGroup::Dense,
             checkpoint: DType::Bf16,
-            planned: DType::Int4,
+            planned: DType::Fp8,
         })
     );
 }

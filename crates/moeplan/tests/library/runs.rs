@@ -675,6 +675,50 @@ fn the_concurrency_slices_partition_the_runs() {
 /// re-quantisation, a checkpoint of its own (FP4 tensor-core kernels, not
 /// INT4's). gpt-oss ships only MXFP4, which the silicon files also label
 /// `nvfp4`: its runs keep MXFP4.
+/// A weight type means one storage wherever a user names it: `--weight-dtype`
+/// (`Model::store_weights`), a runs file's label and the catalog id of a
+/// quantised re-release. By hand: DeepSeek-R1's checkpoint stores attention,
+/// experts and dense MLPs in FP8; NVFP4 stores the routed experts in NVFP4
+/// and keeps attention and dense MLPs in FP8. Kimi-K2.5's attention and
+/// dense MLPs are BF16: under NVFP4 they are stored in 8 bits, FP8. Stored
+/// as FP8, every group is FP8.
+#[test]
+fn a_weight_type_stores_a_model_alike_in_a_plan_a_run_and_the_catalog() {
+    use moeplan::dtype::DType;
+    let header = "id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,prefill_batch_size,prefill_num_workers,prefill_tp_size,prefill_pp_size,prefill_attention_dp_size,prefill_moe_tp_size,prefill_moe_ep_size,decode_batch_size,decode_num_workers,decode_tp_size,decode_pp_size,decode_attention_dp_size,decode_moe_tp_size,decode_moe_ep_size,silicon_ttft_ms,silicon_tpot_ms";
+    let row = |id: &str, model: &str, quant: &str| {
+        format!("{id},silicon_concurrency=4,trtllm,1.2.0,{model},b200_sxm,fp4,agg,1024,1024,{quant},{quant},4,8,1,1,8,1,,,,,,,,,,,,,,,150.0,8.0")
+    };
+    let text = [
+        header.to_string(),
+        row("r1", "deepseek-ai/DeepSeek-R1", "nvfp4"),
+        row("kimi", "moonshotai/Kimi-K2.5", "nvfp4"),
+        row("r1-fp8", "deepseek-ai/DeepSeek-R1", "fp8"),
+    ]
+    .join("\n");
+    let runs = runs::parse("runs.csv", &text, Path::new(".")).unwrap();
+    let stored = |m: &moeplan::model::Model| [m.dtypes.attention, m.dtypes.experts, m.dtypes.dense];
+    let planned = |key: &str, w: DType| {
+        let mut m = moeplan::catalog::model(key).unwrap().unwrap();
+        m.store_weights(w);
+        stored(&m)
+    };
+    let (fp4, fp8) = (DType::Nvfp4, DType::Fp8);
+    let cases = [
+        ("deepseek-r1", fp4, [fp8, fp4, fp8]),
+        ("kimi-k2.5", fp4, [fp8, fp4, fp8]),
+        ("deepseek-r1", fp8, [fp8, fp8, fp8]),
+    ];
+    for (run, (key, w, by_hand)) in runs.iter().zip(cases) {
+        assert_eq!(planned(key, w), by_hand, "{key} planned as {w:?}");
+        assert_eq!(stored(&run.model().unwrap()), by_hand, "run {}", run.id);
+    }
+    let release = moeplan::catalog::resolve_model("nvidia/DeepSeek-R1-NVFP4").unwrap();
+    assert_eq!(stored(&release), [fp8, fp4, fp8]);
+    // The re-release is a checkpoint of its own: nothing to re-quantise.
+    assert_eq!(release.requantised(), None);
+}
+
 #[test]
 fn a_runs_moe_type_picks_the_checkpoint_it_served() {
     use moeplan::dtype::DType;
