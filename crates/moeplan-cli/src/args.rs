@@ -306,7 +306,7 @@ pub struct DeploymentArgs {
 /// `workload.routing_skew`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct LeverArgs {
-    /// Store the weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4, nvfp4): all of them at 8 bits or more; a 4-bit type stores the routed experts (a dense model's MLPs too), and attention and an MoE model's dense MLPs stay in 8 bits (fp8, or the checkpoint's narrower type), as NVIDIA's NVFP4 checkpoints keep them.
+    /// Store the weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4, nvfp4): the checkpoint's own type (its routed experts') leaves it as it is; otherwise all weights at 8 bits or more, and a 4-bit type stores the routed experts (a dense model's MLPs too) while attention and an MoE model's dense MLPs stay in 8 bits (fp8, or the checkpoint's type where it has at most 8), as NVIDIA's NVFP4 checkpoints keep them.
     #[arg(long)]
     pub weight_dtype: Option<String>,
     /// KV cache type: bf16, fp16, fp8 (nvfp4 on Blackwell GPUs, which TensorRT-LLM offers); with a scenario, auto: the planner searches the model's type and fp8, and says which each candidate uses.

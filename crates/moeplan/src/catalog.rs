@@ -211,8 +211,8 @@ pub const GPUS: &[(&str, &str)] = &[
 
 /// Hugging Face ids of the catalog's checkpoints, and of checkpoints
 /// published with the same architecture under other ids, with the weight
-/// type they store where it differs from the catalog config's (quantised
-/// re-releases store routed experts and dense MLPs in it).
+/// type they store where it differs from the catalog config's (a quantised
+/// re-release stores its weights as `Model::store_weights` says).
 pub(crate) const HF_IDS: &[(&str, &str, Option<DType>)] = &[
     ("deepseek-ai/DeepSeek-R1", "deepseek-r1", None),
     ("deepseek-ai/DeepSeek-R1-0528", "deepseek-r1", None),

@@ -879,11 +879,13 @@ impl Model {
     /// Stores the weights as a re-quantisation to `w` stores them: what
     /// `--weight-dtype`, a scenario's `model.weight_dtype`, a runs file's
     /// weight type and a catalog id of a quantised re-release mean, one rule
-    /// for all. At 8 bits or more, attention, routed experts and dense MLPs
-    /// (shared experts included) take `w`. Under a 4-bit type the routed
-    /// experts (and a dense model's MLPs) take `w`, and attention and an MoE
-    /// model's dense MLPs stay in 8 bits (FP8, or the checkpoint's type where
-    /// narrower), as NVIDIA's NVFP4 re-quantisations keep them: their
+    /// for all. The checkpoint's own type (its routed experts', or a dense
+    /// model's MLPs') is the checkpoint as it is. Otherwise, at 8 bits or
+    /// more, attention, routed experts and dense MLPs (shared experts
+    /// included) take `w`; under a 4-bit type the routed experts (and a
+    /// dense model's MLPs) take `w`, and attention and an MoE model's dense
+    /// MLPs stay in 8 bits: FP8, or the checkpoint's type where that has at
+    /// most 8 bits. So NVIDIA's NVFP4 re-quantisations keep them: their
     /// `hf_quant_config.json` excludes the attention projections of
     /// DeepSeek-V3.1, GLM-5, Kimi-K2.6, MiniMax-M2.5 and Qwen3.5, and the
     /// shared experts of Kimi-K2.6, GLM-5.1 and Qwen3.5 (DeepSeek-V3.1's are
@@ -893,19 +895,26 @@ impl Model {
         let checkpoint = self
             .checkpoint_weights
             .unwrap_or([d.attention, d.experts, d.dense]);
-        let eight_bit = |kept: DType| if kept.bits() <= 8.0 { kept } else { DType::Fp8 };
+        let own = if self.moe.is_some() {
+            checkpoint[1]
+        } else {
+            checkpoint[2]
+        };
+        let at_most_eight_bit = |kept: DType| if kept.bits() <= 8.0 { kept } else { DType::Fp8 };
         let four_bit = w.bits() < 8.0;
-        let attention = if four_bit {
-            eight_bit(checkpoint[0])
+        let stored = if w == own {
+            checkpoint
+        } else if four_bit && self.moe.is_some() {
+            [
+                at_most_eight_bit(checkpoint[0]),
+                w,
+                at_most_eight_bit(checkpoint[2]),
+            ]
+        } else if four_bit {
+            [at_most_eight_bit(checkpoint[0]), w, w]
         } else {
-            w
+            [w; 3]
         };
-        let dense = if four_bit && self.moe.is_some() {
-            eight_bit(checkpoint[2])
-        } else {
-            w
-        };
-        let stored = [attention, w, dense];
         self.checkpoint_weights = (checkpoint != stored).then_some(checkpoint);
         [
             self.dtypes.attention,
@@ -936,8 +945,9 @@ impl Model {
     }
 
     /// The type `store_weights` stored the weights in, where it changed
-    /// the checkpoint's (the routed experts' of an MoE model, else the
-    /// dense layers'; all three groups hold it).
+    /// the checkpoint's: the routed experts' of an MoE model, else the
+    /// dense layers' (under a 4-bit type attention, and an MoE model's
+    /// dense layers, hold 8 bits).
     pub fn weights_stored_as(&self) -> Option<DType> {
         self.checkpoint_weights?;
         Some(match self.moe {

@@ -1145,8 +1145,9 @@ fn model_ref(s: &str, base: &Path) -> String {
 impl Run {
     /// The model the run names, with the run's weight types applied: the
     /// GEMM type as `Model::store_weights` stores a weight type, then the
-    /// MoE type to the routed experts. An MXFP4 checkpoint keeps its format under another 4-bit
-    /// label (the silicon files label gpt-oss's MXFP4 experts `nvfp4`).
+    /// MoE type to the routed experts. An MXFP4 checkpoint keeps its format
+    /// under another 4-bit label (the silicon files label gpt-oss's MXFP4
+    /// experts `nvfp4`).
     pub fn model(&self) -> Result<Model, String> {
         let mut m = catalog::resolve_model(&self.model).map_err(|e| {
             let messages: Vec<&str> = e.problems.iter().map(|p| p.message.as_str()).collect();
@@ -1157,20 +1158,21 @@ impl Run {
         if let Some(g) = self.gemm_dtype {
             m.store_weights(g);
         }
-        if let Some(e) = self.moe_dtype {
-            let four_bit = |d: DType| d.bits() < 8.0;
-            // An MXFP4 checkpoint (gpt-oss) under any 4-bit label runs its
-            // own; an INT4 one labelled NVFP4 (Kimi-K2.5) is NVIDIA's NVFP4
-            // re-quantisation, a checkpoint of its own.
-            m.dtypes.experts = if four_bit(e) && experts == DType::Mxfp4 {
-                experts
-            } else {
-                e
-            };
-            if m.moe.is_none() && four_bit(e) {
-                m.dtypes.dense = e;
-            }
+        // An MXFP4 checkpoint (gpt-oss) under any 4-bit label runs its own;
+        // an INT4 one labelled NVFP4 (Kimi-K2.5) is NVIDIA's NVFP4
+        // re-quantisation, a checkpoint of its own. Without a MoE label the
+        // experts are the checkpoint's.
+        let four_bit = |d: DType| d.bits() < 8.0;
+        m.dtypes.experts = match self.moe_dtype {
+            Some(e) if four_bit(e) && experts == DType::Mxfp4 => experts,
+            Some(e) => e,
+            None => experts,
+        };
+        if let Some(e) = self.moe_dtype.filter(|e| m.moe.is_none() && four_bit(*e)) {
+            m.dtypes.dense = e;
         }
+        // A measured run served the weights it names: nothing re-quantised.
+        m.checkpoint_weights = None;
         Ok(m)
     }
 

@@ -502,7 +502,8 @@ fn decode_step(stepper: &Stepper, n: f64) -> Step {
 }
 
 /// The decode step time at `n` requests per rank, linear between the step
-/// times `time(i)` at the `batches` the loop reads (the first below 1).
+/// times `time(i)` at the `batches` the loop reads; below the first batch
+/// the first's time, above the last the last's.
 fn interpolate(batches: &[f64], n: f64, time: impl Fn(usize) -> Seconds) -> Seconds {
     let i = batches
         .iter()

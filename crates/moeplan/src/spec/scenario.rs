@@ -78,10 +78,12 @@ pub struct RawModelRef {
     /// As `--kv-dtype`. (An inline model states its own `[dtypes]`.)
     pub kv_cache_dtype: Option<String>,
     /// Store the weights in this type (bf16, fp16, fp8, fp4, int4, mxfp4,
-    /// nvfp4), over the model config's: all of them at 8 bits or more; a
-    /// 4-bit type stores the routed experts (a dense model's MLPs too), and
-    /// attention and an MoE model's dense MLPs stay in 8 bits (fp8, or the
-    /// checkpoint's narrower type). As `--weight-dtype`.
+    /// nvfp4), over the model config's: the checkpoint's own type (its
+    /// routed experts') leaves it as it is; otherwise all weights at 8 bits
+    /// or more, and a 4-bit type stores the routed experts (a dense model's
+    /// MLPs too) while attention and an MoE model's dense MLPs stay in 8 bits
+    /// (fp8, or the checkpoint's type where it has at most 8). As
+    /// `--weight-dtype`.
     pub weight_dtype: Option<String>,
 }
 

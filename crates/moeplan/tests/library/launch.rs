@@ -999,8 +999,8 @@ fn the_benchmark_draws_lengths_as_the_predicted_client_does() {
 /// checked the same way; other named weights (a directory) are taken as
 /// planned. A plan stored back to the checkpoint's own type launches from
 /// it. Kimi-K2.5 (INT4 experts, BF16 dense layers as published) planned
-/// as INT4 keeps its experts' type but stores its dense layers in 8 bits
-/// (`Model::store_weights`), FP8, so it is refused for its dense layers.
+/// as INT4, its own experts' type, is its checkpoint and launches; planned
+/// as NVFP4 it is refused for its experts.
 #[test]
 fn a_plan_stored_otherwise_than_its_checkpoint_needs_named_weights() {
     use moeplan::dtype::DType;
@@ -1073,13 +1073,17 @@ fn a_plan_stored_otherwise_than_its_checkpoint_needs_named_weights() {
         "{}",
         converter.content
     );
+    // Kimi-K2.5 stored as INT4, its own experts' type, is its checkpoint.
     let kimi = stored_as("kimi-k2.5", &[DType::Int4]);
+    assert_eq!(refusal(&kimi, checkpoint("moonshotai/Kimi-K2.5")), None);
+    // Stored as NVFP4 (dense layers BF16 -> FP8 too), the experts are named.
+    let kimi = stored_as("kimi-k2.5", &[DType::Nvfp4]);
     assert_eq!(
         refusal(&kimi, checkpoint("moonshotai/Kimi-K2.5")),
         Some(Requantised {
-            group: WeightGroup::Dense,
-            checkpoint: DType::Bf16,
-            planned: DType::Fp8,
+            group: WeightGroup::Experts,
+            checkpoint: DType::Int4,
+            planned: DType::Nvfp4,
         })
     );
 }

@@ -670,18 +670,15 @@ fn the_concurrency_slices_partition_the_runs() {
     );
 }
 
-/// A run's MoE type names the checkpoint it served. Kimi-K2.5's own
-/// checkpoint is INT4; its runs labelled `nvfp4` served NVIDIA's NVFP4
-/// re-quantisation, a checkpoint of its own (FP4 tensor-core kernels, not
-/// INT4's). gpt-oss ships only MXFP4, which the silicon files also label
-/// `nvfp4`: its runs keep MXFP4.
 /// A weight type means one storage wherever a user names it: `--weight-dtype`
 /// (`Model::store_weights`), a runs file's label and the catalog id of a
 /// quantised re-release. By hand: DeepSeek-R1's checkpoint stores attention,
 /// experts and dense MLPs in FP8; NVFP4 stores the routed experts in NVFP4
 /// and keeps attention and dense MLPs in FP8. Kimi-K2.5's attention and
-/// dense MLPs are BF16: under NVFP4 they are stored in 8 bits, FP8. Stored
-/// as FP8, every group is FP8.
+/// dense MLPs are BF16: under NVFP4 they are stored in 8 bits, FP8; stored
+/// as INT4, its own experts' type, it is its own checkpoint (BF16, INT4,
+/// BF16). Stored as FP8, every group is FP8. A row with a GEMM label only
+/// keeps the checkpoint's experts.
 #[test]
 fn a_weight_type_stores_a_model_alike_in_a_plan_a_run_and_the_catalog() {
     use moeplan::dtype::DType;
@@ -693,6 +690,7 @@ fn a_weight_type_stores_a_model_alike_in_a_plan_a_run_and_the_catalog() {
         header.to_string(),
         row("r1", "deepseek-ai/DeepSeek-R1", "nvfp4"),
         row("kimi", "moonshotai/Kimi-K2.5", "nvfp4"),
+        row("kimi-int4", "moonshotai/Kimi-K2.5", "int4_wo"),
         row("r1-fp8", "deepseek-ai/DeepSeek-R1", "fp8"),
     ]
     .join("\n");
@@ -703,10 +701,11 @@ fn a_weight_type_stores_a_model_alike_in_a_plan_a_run_and_the_catalog() {
         m.store_weights(w);
         stored(&m)
     };
-    let (fp4, fp8) = (DType::Nvfp4, DType::Fp8);
+    let (fp4, fp8, int4, bf16) = (DType::Nvfp4, DType::Fp8, DType::Int4, DType::Bf16);
     let cases = [
         ("deepseek-r1", fp4, [fp8, fp4, fp8]),
         ("kimi-k2.5", fp4, [fp8, fp4, fp8]),
+        ("kimi-k2.5", int4, [bf16, int4, bf16]),
         ("deepseek-r1", fp8, [fp8, fp8, fp8]),
     ];
     for (run, (key, w, by_hand)) in runs.iter().zip(cases) {
@@ -717,8 +716,19 @@ fn a_weight_type_stores_a_model_alike_in_a_plan_a_run_and_the_catalog() {
     assert_eq!(stored(&release), [fp8, fp4, fp8]);
     // The re-release is a checkpoint of its own: nothing to re-quantise.
     assert_eq!(release.requantised(), None);
+    let gemm_only = format!(
+        "{header}\n{}",
+        row("kimi-gemm", "moonshotai/Kimi-K2.5", "fp8").replace("fp8,fp8,", "fp8,,")
+    );
+    let runs = runs::parse("runs.csv", &gemm_only, Path::new(".")).unwrap();
+    assert_eq!(stored(&runs[0].model().unwrap()), [fp8, int4, fp8]);
 }
 
+/// A run's MoE type names the checkpoint it served. Kimi-K2.5's own
+/// checkpoint is INT4; its runs labelled `nvfp4` served NVIDIA's NVFP4
+/// re-quantisation, a checkpoint of its own (FP4 tensor-core kernels, not
+/// INT4's). gpt-oss ships only MXFP4, which the silicon files also label
+/// `nvfp4`: its runs keep MXFP4.
 #[test]
 fn a_runs_moe_type_picks_the_checkpoint_it_served() {
     use moeplan::dtype::DType;
