@@ -153,12 +153,8 @@ pub struct PoolFigures {
     pub concurrency: u64,
     /// Redundant expert slots (EPLB) per worker, as the deployment states
     /// them (written only when there are some).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::model::is_zero")]
     pub redundant_experts: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 fn as_ms<S: Serializer>(t: &Seconds, s: S) -> Result<S::Ok, S::Error> {

@@ -483,6 +483,7 @@ fn base_with_layers(c: &Cfg, arch: &str, n_layers: u64, pr: &mut Problems) -> Mo
         assumptions: Vec::new(),
         max_context: c.obj.get("max_position_embeddings").and_then(Value::as_u64),
         hyper_connections: None,
+        mtp_layers: 0,
         checkpoint_weights: None,
     }
 }
@@ -701,6 +702,7 @@ fn mtp_not_counted(m: &mut Model, c: &Cfg) {
     .filter_map(|k| c.obj.get(*k).and_then(Value::as_u64))
     .max()
     .unwrap_or(0);
+    m.mtp_layers = u32::try_from(mtp).unwrap_or(u32::MAX);
     if mtp > 0 {
         m.assumptions.push("the multi-token-prediction (MTP) module is not counted: published totals exclude it and engines load it only for speculative decoding".into());
     }

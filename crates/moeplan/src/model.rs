@@ -694,12 +694,22 @@ pub struct Model {
     /// Hyper-connections in place of the plain residual (DeepSeek-V4), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hyper_connections: Option<HyperConnections>,
+    /// Multi-token-prediction layers the checkpoint ships for speculative
+    /// decoding (`num_nextn_predict_layers` and the like; 0: none). Not
+    /// counted in the parameters, and not costed: an estimate says so.
+    #[serde(skip_serializing_if = "crate::model::is_zero")]
+    pub mtp_layers: u32,
     /// The attention, expert and dense weight types of the checkpoint the
     /// model was read from, where `store_weights` stored them otherwise
     /// (None: as the checkpoint stores them).
     #[serde(skip)]
     #[schemars(skip)]
     pub(crate) checkpoint_weights: Option<[DType; 3]>,
+}
+
+/// Whether a count is zero (a field left out of JSON when it is).
+pub(crate) fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Manifold-constrained hyper-connections (DeepSeek-V4's `hc_mult`): the

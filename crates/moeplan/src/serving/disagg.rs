@@ -659,6 +659,7 @@ fn assemble(inp: &DisaggInput, costed: Costed, decode_step: &Step, s: &Solved) -
     let mem = PoolMemories::of(inp, &decode_footprint);
     let gpus = p.gpus() + d.gpus();
     pool_warnings(inp, s, &mem, &mut warnings);
+    warnings.extend(super::speculative_warning(inp.model));
     super::overlap_warnings(
         &[
             ("prefill pool's step", prefill_step),

@@ -674,6 +674,7 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
         &[("decode step", &st.decode), ("prefill step", &st.prefill)],
         &mut warnings,
     );
+    warnings.extend(speculative_warning(inp.model));
     let mem = footprint.at((load.running * load.active_ranks).round() as u64);
     let max_concurrency = footprint.max_concurrency();
     if !mem.fits() {
@@ -731,6 +732,18 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
 /// A warning for each step that two-batch overlap makes slower than one
 /// batch: halves too small to keep the GPU busy, and collectives' latencies
 /// paid twice, cost more than the communication hidden.
+/// Says that the model's multi-token-prediction layers are not costed: a
+/// deployment that runs them for speculative decoding emits several tokens
+/// per decode step.
+pub(crate) fn speculative_warning(m: &crate::model::Model) -> Option<String> {
+    (m.mtp_layers > 0).then(|| {
+        format!(
+            "the checkpoint ships {} multi-token-prediction (MTP) layer(s) for speculative decoding, which this estimate does not model: run with it, a decode step emits more than one token per request, so TPOT is lower than this and prompts arrive faster",
+            m.mtp_layers
+        )
+    })
+}
+
 pub(crate) fn overlap_warnings(steps: &[(&str, &Step)], warnings: &mut Vec<String>) {
     for (name, s) in steps {
         if let Some(o) = s.overlap.filter(|o| o.overlapped.0 > o.single_batch.0) {

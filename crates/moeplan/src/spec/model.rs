@@ -204,6 +204,7 @@ pub fn convert(raw: &RawModel, default_name: &str, pr: &mut Problems) -> Model {
         assumptions: raw.assumptions.clone().unwrap_or_default(),
         max_context: None,
         hyper_connections: None,
+        mtp_layers: 0,
         checkpoint_weights: None,
     }
 }
