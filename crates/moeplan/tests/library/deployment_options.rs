@@ -411,29 +411,11 @@ fn memory_explanation_names_the_engine_buffers() {
 fn an_estimate_of_a_model_with_mtp_layers_says_speculative_decoding_is_not_modelled() {
     let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
     let layout = Layout::folded(1, 1, 1, 8, Some(8), None);
-    let mtp = |e: &moeplan::serving::Estimate| e.warnings.iter().any(|w| w.contains("(MTP)"));
-    let deepseek = catalog::model("deepseek-v3").unwrap().unwrap();
-    assert_eq!(deepseek.mtp_layers, 1);
-    let e = estimate(&deepseek_input(
-        &deepseek,
-        &gpu,
-        layout,
-        2000,
-        0.0,
-        Overlap::None,
-    ))
-    .unwrap();
-    assert!(mtp(&e), "{:?}", e.warnings);
-    let mixtral = catalog::model("mixtral-8x7b").unwrap().unwrap();
-    assert_eq!(mixtral.mtp_layers, 0);
-    let e = estimate(&deepseek_input(
-        &mixtral,
-        &gpu,
-        layout,
-        2000,
-        0.0,
-        Overlap::None,
-    ))
-    .unwrap();
-    assert!(!mtp(&e), "{:?}", e.warnings);
+    for (key, layers) in [("deepseek-v3", 1), ("mixtral-8x7b", 0)] {
+        let m = catalog::model(key).unwrap().unwrap();
+        assert_eq!(m.mtp_layers, layers, "{key}");
+        let e = estimate(&deepseek_input(&m, &gpu, layout, 2000, 0.0, Overlap::None)).unwrap();
+        let warned = e.warnings.iter().any(|w| w.contains("(MTP)"));
+        assert_eq!(warned, layers > 0, "{key}: {:?}", e.warnings);
+    }
 }
