@@ -514,7 +514,8 @@ fn interpolate(batches: &[f64], n: f64, time: impl Fn(usize) -> Seconds) -> Seco
     }
     let (b0, b1) = (batches[i - 1], batches[i]);
     let f = ((n - b0) / (b1 - b0)).clamp(0.0, 1.0);
-    time(i - 1) + (time(i) - time(i - 1)) * f
+    let (t0, t1) = (time(i - 1), time(i));
+    t0 + (t1 - t0) * f
 }
 
 /// A disaggregated estimate's steps before the serving layer: the prefill
@@ -977,16 +978,7 @@ pub(crate) fn prefill_step_time(inp: &DisaggInput, pool: &Pool) -> Seconds {
 /// `inp`'s serving layer.
 pub(crate) fn decode_step_time(inp: &DisaggInput, pool: &Pool, n: f64) -> Seconds {
     let din = pool_input(inp, pool, (n * pool.layout.dp as f64).ceil() as u64);
-    let mut s = Stepper::new(&din, pool.layout.dp as f64).step(
-        StepKind::Decode,
-        Shape {
-            decodes: n,
-            prefill_tokens: 0.0,
-        },
-        Seconds::ZERO,
-    );
-    s.decode_part = s.kernels;
-    s.time(&inp.calibration.serving)
+    decode_step(&Stepper::new(&din, pool.layout.dp as f64), n).time(&inp.calibration.serving)
 }
 
 #[cfg(test)]
