@@ -5,7 +5,9 @@
 //! disaggregated). Each group starts from the built-in serving layer of its
 //! engine (`profile::serving_params`) and lets move only what its number of
 //! runs can pin down (`fit::identifiable`: the two kernel scales from one
-//! run, the fixed costs from three, everything from ten), with a prior
+//! run, the fixed costs from three, everything from ten, the slots a
+//! benchmark held above the engine's batch only where some runs differ in
+//! their output length alone), with a prior
 //! centred on the values it starts from, built in or `--base`'s
 //! (`fit::Anchor`: on the kernel scales and step overhead; for a
 //! disaggregated group on the loop's shape too, whose TTFT the runs'
@@ -210,7 +212,7 @@ fn anchor(mode: Mode) -> Anchor {
 
 /// Fits one group of runs in `mode` from `start`.
 pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams, mode: Mode) -> UserFit {
-    let free = fit::identifiable(samples.len());
+    let free = fit::identifiable(samples, mode);
     let params = fit::fit_free(samples, start, &free, anchor(mode));
     let (t0, p0) = errors(samples, start);
     let (t1, p1) = errors(samples, &params);

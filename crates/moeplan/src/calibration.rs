@@ -314,6 +314,19 @@ pub struct ServingParams {
     /// costs measured on isolated launches (≤ 1).
     #[serde(default = "one")]
     pub graph_fixed_scale: f64,
+    /// Requests per attention-DP rank that wait for a running slot even
+    /// when the engine's cap holds every request the benchmark keeps in
+    /// flight: a harness that runs its client one request above the
+    /// engine's batch size (each waits one completion interval, so TTFT
+    /// grows with the output length at a fixed batch). A property of one
+    /// benchmark set-up, not of an engine: `moeplan calibrate` fits it to a
+    /// stack's own runs; the built-in layers hold it at 0.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub held_slots: f64,
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn one() -> f64 {
@@ -332,6 +345,7 @@ impl Default for ServingParams {
             prefill_scale: 1.0,
             decode_scale: 1.0,
             graph_fixed_scale: 1.0,
+            held_slots: 0.0,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! kernel tables cannot show (the scheduler's per-step overhead, the fixed
 //! cost of a request, how many rounds a benchmark runs, how long a new
 //! request waits for a step, and the ratio of measured to modelled kernel
-//! time in prefill and decode steps) is fitted here to end-to-end runs.
+//! time in prefill and decode steps; for a user's stack, the requests its
+//! benchmark held above the engine's batch) is fitted here to end-to-end
+//! runs.
 //! Each run is prepared once (`serving::Prepared`: its loop and its steps'
 //! kernel times); a fit then only re-solves the closed loop, so thousands
 //! of runs fit in a fraction of a second.
@@ -20,6 +22,7 @@
 //! transformed space (logarithms) by Nelder–Mead from the current values.
 
 use crate::calibration::ServingParams;
+use crate::profile::ServingMode;
 use crate::runs::{Run, RunDeployment};
 use crate::serving::disagg::PreparedDisagg;
 use crate::serving::Prepared;
@@ -42,6 +45,10 @@ pub struct Sample {
     pub ttft: Seconds,
     /// Measured mean TPOT.
     pub tpot: Seconds,
+    /// An aggregated run's setting but for its output length (model,
+    /// engine version, layout, concurrency, prompt length) and that length:
+    /// runs that share the first tell a held slot from a fixed cost.
+    setting: Option<(String, u64)>,
 }
 
 impl Sample {
@@ -57,10 +64,28 @@ impl Sample {
                 Prep::Disaggregated(Box::new(PreparedDisagg::new(&d.input()).ok()?))
             }
         };
+        let setting = match &run.deployment {
+            RunDeployment::Aggregated {
+                layout,
+                concurrency,
+                ..
+            } => Some((
+                format!(
+                    "{} {} {} {layout:?} {concurrency} {}",
+                    run.model,
+                    run.engine_version,
+                    run.client.name(),
+                    run.isl
+                ),
+                run.osl,
+            )),
+            RunDeployment::Disaggregated { .. } => None,
+        };
         Some(Sample {
             prepared,
             ttft: run.ttft,
             tpot: run.tpot,
+            setting,
         })
     }
 
@@ -105,8 +130,16 @@ fn soft_l1(x: f64) -> f64 {
     2.0 * LOSS_SCALE * ((1.0 + z * z).sqrt() - 1.0)
 }
 
+/// Coordinates of the searched space: the built-in layers' seven, then
+/// the held slots a user's calibration may move (`Param::HeldSlots`).
+const DIMS: usize = 8;
+
+/// The most held slots per rank a calibration may fit: a benchmark whose
+/// client ran that far above the engine's batch is a queue, not a quirk.
+const MAX_HELD_SLOTS: f64 = 64.0;
+
 /// The parameters in the searched space.
-fn encode(p: &ServingParams) -> [f64; 7] {
+fn encode(p: &ServingParams) -> [f64; DIMS] {
     let logit = |x: f64| {
         let x = x.clamp(1e-4, 1.0 - 1e-4);
         (x / (1.0 - x)).ln()
@@ -119,10 +152,11 @@ fn encode(p: &ServingParams) -> [f64; 7] {
         p.prefill_scale.max(1e-3).ln(),
         p.decode_scale.max(1e-3).ln(),
         logit(p.graph_fixed_scale),
+        p.held_slots,
     ]
 }
 
-fn decode(x: &[f64; 7]) -> ServingParams {
+fn decode(x: &[f64; DIMS]) -> ServingParams {
     ServingParams {
         graph_fixed_scale: 1.0 / (1.0 + (-x[6]).exp()),
         step_overhead: Seconds::from_us((x[0].exp() - 1.0).max(0.0)),
@@ -131,6 +165,7 @@ fn decode(x: &[f64; 7]) -> ServingParams {
         arrival_wait: x[3].exp().min(1e3),
         prefill_scale: x[4].exp(),
         decode_scale: x[5].exp(),
+        held_slots: x[7].clamp(0.0, MAX_HELD_SLOTS),
     }
 }
 
@@ -285,11 +320,13 @@ pub(crate) enum Param {
     DecodeScale,
     /// Share of per-kernel fixed costs a CUDA graph keeps.
     GraphFixedScale,
+    /// Requests per rank waiting for a slot above the engine's batch.
+    HeldSlots,
 }
 
 impl Param {
     /// In the order of the searched space.
-    pub(crate) const ALL: [Param; 7] = [
+    pub(crate) const ALL: [Param; DIMS] = [
         Param::StepOverhead,
         Param::RequestOverhead,
         Param::Rounds,
@@ -297,6 +334,7 @@ impl Param {
         Param::PrefillScale,
         Param::DecodeScale,
         Param::GraphFixedScale,
+        Param::HeldSlots,
     ];
 
     /// Its field name in a profile.
@@ -309,6 +347,7 @@ impl Param {
             Param::PrefillScale => "prefill_scale",
             Param::DecodeScale => "decode_scale",
             Param::GraphFixedScale => "graph_fixed_scale",
+            Param::HeldSlots => "held_slots",
         }
     }
 
@@ -322,6 +361,7 @@ impl Param {
             Param::PrefillScale => p.prefill_scale,
             Param::DecodeScale => p.decode_scale,
             Param::GraphFixedScale => p.graph_fixed_scale,
+            Param::HeldSlots => p.held_slots,
         }
     }
 
@@ -334,6 +374,7 @@ impl Param {
             Param::PrefillScale => "TTFT",
             Param::DecodeScale => "TPOT",
             Param::GraphFixedScale => "TPOT at small batches",
+            Param::HeldSlots => "how TTFT grows with the output length at a fixed batch",
         }
     }
 
@@ -347,15 +388,19 @@ impl Param {
             Param::PrefillScale => to.prefill_scale = from.prefill_scale,
             Param::DecodeScale => to.decode_scale = from.decode_scale,
             Param::GraphFixedScale => to.graph_fixed_scale = from.graph_fixed_scale,
+            Param::HeldSlots => to.held_slots = from.held_slots,
         }
     }
 }
 
 /// The parameters `runs` runs can pin down: with one or two, the two
 /// kernel scales (TTFT and TPOT are two numbers per run); with fewer than
-/// ten, the fixed costs too; with ten or more, every one.
-pub(crate) fn identifiable(runs: usize) -> Vec<Param> {
-    match runs {
+/// ten, the fixed costs too; with ten or more, every one that enters the
+/// mode's figures (a disaggregated deployment's decode pool has no running
+/// cap to hold slots under: its queue is the M/D/c of `serving::disagg`).
+pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param> {
+    let output_varies = output_length_varies(samples);
+    match samples.len() {
         0 => Vec::new(),
         1..=2 => vec![Param::PrefillScale, Param::DecodeScale],
         3..=9 => vec![
@@ -364,8 +409,31 @@ pub(crate) fn identifiable(runs: usize) -> Vec<Param> {
             Param::PrefillScale,
             Param::DecodeScale,
         ],
-        _ => Param::ALL.to_vec(),
+        _ => Param::ALL
+            .into_iter()
+            .filter(|p| match (p, mode) {
+                (Param::HeldSlots, ServingMode::Aggregated) => output_varies,
+                (Param::HeldSlots, ServingMode::Disaggregated) => false,
+                (_, ServingMode::Aggregated | ServingMode::Disaggregated) => true,
+            })
+            .collect(),
     }
+}
+
+/// Whether two of `samples` share a setting (model, engine version,
+/// client, layout, concurrency, prompt length) at different output
+/// lengths: only such runs tell a held slot, a wait of one completion
+/// interval that grows with the output, from a fixed cost per request.
+/// Without them the fit would trade one for the other and extrapolate
+/// the trade to other lengths: on train.csv's stacks fitted on half of
+/// their layouts and lengths, freeing held slots regardless took Kimi-K2.5
+/// on B200 (vLLM 0.15.1) from 4.3% to 56% TTFT error on the other half.
+fn output_length_varies(samples: &[&Sample]) -> bool {
+    let mut seen: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    samples
+        .iter()
+        .filter_map(|s| s.setting.as_ref())
+        .any(|(k, osl)| seen.insert(k, *osl).is_some_and(|other| other != *osl))
 }
 
 /// The serving parameters that fit `samples` best when only `free` may
@@ -382,7 +450,7 @@ pub(crate) fn fit_free(
     let x0 = encode(start);
     // The free coordinates from the search, the others exactly as given
     // (not through the search space's clamps).
-    let merged = |x: &[f64; 7]| {
+    let merged = |x: &[f64; DIMS]| {
         let moved = decode(x);
         let mut p = *start;
         for f in free {
@@ -391,7 +459,7 @@ pub(crate) fn fit_free(
         p
     };
     let centre = merged(&x0);
-    let f = |x: &[f64; 7]| {
+    let f = |x: &[f64; DIMS]| {
         let p = merged(x);
         loss(samples, &p) + anchor_cost(&p, &centre, anchor)
     };
@@ -408,8 +476,22 @@ fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> S
     if samples.is_empty() {
         return *start;
     }
+    // The built-in layers search the first seven coordinates: held slots
+    // stay where `start` has them (0), since across train.csv's stacks they
+    // are one harness's quirk, not an engine's (`ServingParams::held_slots`).
+    let held = encode(start)[DIMS - 1];
+    let full = |x: &[f64; 7]| {
+        let mut f = [held; DIMS];
+        f[..7].copy_from_slice(x);
+        f
+    };
+    let head = |p: &ServingParams| -> [f64; 7] {
+        let mut x = [0.0; 7];
+        x.copy_from_slice(&encode(p)[..7]);
+        x
+    };
     let f = |x: &[f64; 7]| {
-        let p = decode(x);
+        let p = decode(&full(x));
         weighted_loss(samples, weights, &p) + prior(&p)
     };
     // Starts: the given values, and the same with fixed costs of a few
@@ -435,9 +517,9 @@ fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> S
             ..*start
         },
     ];
-    let mut best = (f64::INFINITY, encode(start));
+    let mut best = (f64::INFINITY, head(start));
     for s0 in starts {
-        let mut x = encode(&s0);
+        let mut x = head(&s0);
         for _ in 0..3 {
             x = nelder_mead(&f, x, 1.0, 400);
         }
@@ -446,7 +528,7 @@ fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> S
             best = (fx, x);
         }
     }
-    decode(&best.1)
+    decode(&full(&best.1))
 }
 
 /// Nelder–Mead minimisation of `f` from `x0` with initial steps `step`.
@@ -649,6 +731,7 @@ mod tests {
             prefill_scale: 0.8,
             decode_scale: 1.2,
             graph_fixed_scale: 0.4,
+            held_slots: 1.5,
         };
         let q = decode(&encode(&p));
         assert!((q.step_overhead.us() - 250.0).abs() < 1e-6);
@@ -657,6 +740,18 @@ mod tests {
         assert!((q.arrival_wait - 0.3).abs() < 1e-9);
         assert!((q.prefill_scale - 0.8).abs() < 1e-9 && (q.decode_scale - 1.2).abs() < 1e-9);
         assert!((q.graph_fixed_scale - 0.4).abs() < 1e-9);
+        assert!((q.held_slots - 1.5).abs() < 1e-12);
+        // Held slots stay in [0, 64]: none below, a queue above.
+        let below = decode(&encode(&ServingParams {
+            held_slots: -2.0,
+            ..p
+        }));
+        assert_eq!(below.held_slots, 0.0);
+        let above = decode(&encode(&ServingParams {
+            held_slots: 1e3,
+            ..p
+        }));
+        assert_eq!(above.held_slots, MAX_HELD_SLOTS);
         // 10,000 rounds read as the most a benchmark runs.
         let many = decode(&encode(&ServingParams { rounds: 1e4, ..p }));
         assert_eq!(many.rounds, MAX_ROUNDS);

@@ -145,6 +145,9 @@ pub(crate) struct LoopParams {
     /// the steps that carry its prompt: the step in progress when it
     /// arrives, output processing and streaming of its first token.
     pub(crate) arrival_wait: f64,
+    /// Requests per rank that wait for a running slot although the cap
+    /// holds every request in flight (`ServingParams::held_slots`).
+    pub(crate) held_slots: f64,
 }
 
 /// Which part of the loop limits it.
@@ -395,10 +398,12 @@ pub(crate) fn solve(l: &Loop, t: &StepTimes, p: &LoopParams) -> LoopResult {
         },
         Policy::MixedChunked | Policy::MixedWhole => mixed(l, t, p, n, decode_steps),
     };
-    // Requests above what runs at once wait for a slot (Little's law).
-    if l.in_flight > n {
+    // Requests above what runs at once, and those the serving layer holds
+    // back, wait for a slot: `n` slots free once per cycle (Little's law).
+    let waiting = (l.in_flight - n).max(0.0) + p.held_slots;
+    if waiting > 0.0 {
         let cycle = r.ttft + r.tpot * decode_steps;
-        r.slot_wait = cycle * ((l.in_flight - n) / n);
+        r.slot_wait = cycle * (waiting / n);
         r.ttft += r.slot_wait;
     }
     r
@@ -537,6 +542,7 @@ mod tests {
             rounds: 1.0,
             request_overhead: Seconds::ZERO,
             arrival_wait: 0.0,
+            held_slots: 0.0,
         }
     }
 
@@ -721,5 +727,43 @@ mod tests {
         let r = solve(&l, &t, &params());
         // One prefill step (20 ms) then 10 decode steps (100 ms): cycle 120 ms.
         assert!((r.slot_wait.0 - 0.120).abs() < 1e-12, "{:?}", r.slot_wait);
+    }
+
+    #[test]
+    fn a_held_slot_waits_one_completion_interval() {
+        // 4 in flight, 4 run, one held: the held request waits for one of
+        // the 4 slots that free once per 120 ms cycle, 30 ms; TTFT is the
+        // loop's own 20 ms prefill step plus it, and TPOT does not move.
+        let l = Loop {
+            in_flight: 4.0,
+            running: 4.0,
+            isl: 100.0,
+            osl: 11.0,
+            budget: 8192.0,
+            policy: Policy::PrefillFirst,
+            arrivals: Arrivals::Grouped,
+        };
+        let t = StepTimes {
+            decode: Seconds(0.010),
+            prefill: Seconds(0.020),
+            burst: Seconds(0.020),
+        };
+        let free = solve(&l, &t, &params());
+        let held = solve(
+            &l,
+            &t,
+            &LoopParams {
+                held_slots: 1.0,
+                ..params()
+            },
+        );
+        assert_eq!(free.slot_wait, Seconds::ZERO);
+        assert!(
+            (held.slot_wait.0 - 0.030).abs() < 1e-12,
+            "{:?}",
+            held.slot_wait
+        );
+        assert!((held.ttft.0 - free.ttft.0 - 0.030).abs() < 1e-12);
+        assert_eq!(held.tpot, free.tpot);
     }
 }

@@ -651,6 +651,7 @@ impl Prepared {
                 rounds: sv.rounds,
                 request_overhead: sv.request_overhead,
                 arrival_wait: sv.arrival_wait,
+                held_slots: sv.held_slots,
             },
         )
     }
@@ -761,6 +762,12 @@ fn load_warnings(inp: &EstimateInput, load: &Load, res: &LoopResult, warnings: &
     let l = inp.layout;
     if l.pp > 1 && load.running < l.pp as f64 {
         warnings.push(format!("{:.0} sequences per rank cannot fill {} pipeline stages: the pipeline runs with bubbles", load.running, l.pp));
+    }
+    if inp.calibration.serving.held_slots > 0.0 {
+        warnings.push(format!(
+            "the serving layer holds {:.2} requests per attention-DP rank waiting for a running slot (fitted by `moeplan calibrate` to a benchmark that kept them above the engine's batch): the wait for a slot adds {} to TTFT",
+            inp.calibration.serving.held_slots, res.slot_wait
+        ));
     }
     if load.in_flight > load.running {
         warnings.push(format!(
@@ -1035,7 +1042,8 @@ fn explain_ttft(lp: &Loop, st: &LoopSteps, res: &LoopResult, sv: &ServingParams)
             ("prefill_step", format!("{} ({})", st.prefill.time(sv), describe(&st.prefill))),
             ("burst_step", format!("{} ({})", st.burst.time(sv), describe(&st.burst))),
             ("request_overhead", sv.request_overhead.to_string()),
-            ("slot_wait", res.slot_wait.to_string()),
+            ("slot_wait", format!("{} (one cycle × (requests in flight above those running + held slots) / running)", res.slot_wait)),
+            ("held_slots", format!("{} per rank (requests a calibrated benchmark kept above the engine's batch)", sv.held_slots)),
         ],
     )
 }

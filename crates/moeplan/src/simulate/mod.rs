@@ -889,6 +889,35 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
     }
 }
 
+/// `limits` under a closed loop whose serving layer holds slots
+/// (`ServingParams::held_slots`, fitted by `moeplan calibrate` to a
+/// benchmark that kept requests above the engine's batch): each rank runs
+/// its share of the clients less the held slots (rounded, at least one),
+/// so the rest wait for a slot as the estimate's slot wait says. Open
+/// traffic has no clients to hold back: `limits` as they are.
+fn held_back(
+    limits: RankLimits,
+    inp: &EstimateInput,
+    replicas: u32,
+    traffic: &Traffic,
+) -> RankLimits {
+    let held = inp.calibration.serving.held_slots.round() as u64;
+    match traffic.arrivals {
+        Arrivals::Closed { clients } if held > 0 => {
+            let ranks = u64::from(replicas.max(1)) * u64::from(inp.layout.dp.max(1));
+            let per_rank = clients.div_ceil(ranks);
+            RankLimits {
+                max_running: limits.max_running.min(per_rank.saturating_sub(held).max(1)),
+                ..limits
+            }
+        }
+        Arrivals::Closed { .. }
+        | Arrivals::Poisson { .. }
+        | Arrivals::Gamma { .. }
+        | Arrivals::Trace(_) => limits,
+    }
+}
+
 /// Simulates replicas of `inp` under `traffic`.
 pub fn simulate(
     inp: &EstimateInput,
@@ -911,7 +940,7 @@ pub fn simulate_observed(
     let setup = Setup {
         replicas,
         dp: inp.layout.dp,
-        limits: rank_limits(inp),
+        limits: held_back(rank_limits(inp), inp, replicas, &traffic),
         router,
         traffic,
         levels,

@@ -108,6 +108,44 @@ fn a_calibration_generalises_to_configurations_it_did_not_see() {
     );
 }
 
+/// A benchmark that kept one request per rank above the engine's batch:
+/// its TTFT carries one completion interval, (TTFT + (osl − 1) × TPOT) /
+/// concurrency, which grows with the output length at a fixed batch. Runs
+/// that vary only the output length pin it: the fit finds the held slot
+/// (within a quarter of one); runs that never do (`many_runs`: each
+/// output length has its own prompt length) leave it where it starts.
+#[test]
+fn a_held_slot_is_fitted_only_from_runs_that_vary_the_output_alone() {
+    let t = ServingParams {
+        held_slots: 1.0,
+        ..truth()
+    };
+    let mut runs = Vec::new();
+    for l in layouts() {
+        for osl in [100, 400, 1600] {
+            for c in [4, 16, 64] {
+                runs.push(synthetic(l, 1000, osl, c, &t));
+            }
+        }
+    }
+    let fit = calibrate(&runs, "held").stack[0]
+        .aggregated
+        .clone()
+        .unwrap();
+    assert!(
+        (fit.params.held_slots - 1.0).abs() < 0.25,
+        "{:?}",
+        fit.params
+    );
+    assert!(fit.ttft_median_after < 0.05, "{fit:?}");
+    let plain = calibrate(&many_runs(), "plain").stack[0]
+        .aggregated
+        .clone()
+        .unwrap();
+    assert!(plain.moved.iter().all(|m| m.name != "held_slots"));
+    assert_eq!(plain.params.held_slots, 0.0);
+}
+
 /// One run pins two numbers: only the two kernel scales move, every other
 /// parameter stays the built-in one.
 #[test]

@@ -394,6 +394,58 @@ impl Case {
     }
 }
 
+/// A serving layer that holds one slot per rank (`ServingParams::held_slots`,
+/// which `moeplan calibrate` fits): the estimate adds one completion
+/// interval, a cycle / 8 with 8 running, to TTFT; the simulated closed loop
+/// of 8 clients runs 7 at once, so the eighth waits for one of 7 slots
+/// (a cycle / 7 of a slightly shorter cycle). Under the mixed schedulers,
+/// whose completions the stream spreads, their extra TTFT agrees within
+/// 20%, TPOT moves by under 15% in the simulation (it decodes 7, not 8) and
+/// not at all in the estimate, and with no held slot neither waits. (Under
+/// SGLang's prefill-first rounds the simulated wait is a third below the
+/// estimate's, 564 against 837 ms here: its rounds do not stay grouped
+/// around the held request, a known gap, not what this check is about.)
+#[test]
+fn a_held_slot_waits_alike_in_the_estimate_and_the_simulation() {
+    for engine in [Engine::Vllm, Engine::Trtllm] {
+        let d = deployment(
+            "qwen3-30b-a3b",
+            "h100-sxm",
+            Layout::default(),
+            engine,
+            8,
+            1000,
+            400,
+        );
+        let free = d.input();
+        let mut held = d.input();
+        held.calibration.serving.held_slots = 1.0;
+        let steady = |inp: &moeplan::serving::EstimateInput| {
+            let t = Traffic {
+                warmup: 16,
+                ..traffic(Arrivals::Closed { clients: 8 }, 1000, 400, 16 * 8)
+            };
+            simulate::simulate(inp, 1, Router::RoundRobin, t, Levels::default())
+        };
+        let (e0, e1) = (
+            moeplan::serving::estimate(&free).unwrap(),
+            moeplan::serving::estimate(&held).unwrap(),
+        );
+        let (s0, s1) = (steady(&free), steady(&held));
+        assert_eq!(e0.benchmark.slot_wait.ms(), 0.0, "{engine:?}");
+        let est_wait = e1.ttft.ms() - e0.ttft.ms();
+        let sim_wait = s1.ttft_ms.mean - s0.ttft_ms.mean;
+        println!("{engine:?}: simulated {sim_wait:.1} ms, estimated {est_wait:.1} ms");
+        assert!(est_wait > 0.0, "{engine:?}: {est_wait}");
+        assert!(
+            (sim_wait / est_wait - 1.0).abs() < 0.2,
+            "{engine:?}: simulated {sim_wait:.1} ms against estimated {est_wait:.1} ms"
+        );
+        assert!((e1.tpot.ms() / e0.tpot.ms() - 1.0).abs() < 1e-12);
+        assert!((s1.tpot_ms.mean / s0.tpot_ms.mean - 1.0).abs() < 0.15);
+    }
+}
+
 /// The same seed gives the same figures; another seed other ones.
 #[test]
 fn runs_are_deterministic() {
