@@ -359,7 +359,21 @@ pub fn to_toml(p: &UserProfile) -> String {
 
 /// Reads a profile file's text.
 pub fn from_toml(text: &str) -> Result<UserProfile, String> {
-    toml::from_str(text).map_err(|e| e.to_string())
+    let p: UserProfile = toml::from_str(text).map_err(|e| e.to_string())?;
+    for s in &p.stack {
+        let fits = [
+            ("aggregated", &s.aggregated),
+            ("disaggregated", &s.disaggregated),
+        ];
+        for (mode, fit) in fits {
+            if let Some(f) = fit {
+                f.params.check().map_err(|m| {
+                    format!("stack {} {} {mode}: params.{m}", s.gpu, s.engine.name())
+                })?;
+            }
+        }
+    }
+    Ok(p)
 }
 
 /// How a calibration of one stack generalises: fitted on half of its

@@ -325,8 +325,62 @@ pub struct ServingParams {
     pub held_slots: f64,
 }
 
+/// The most held slots per rank a serving layer may have: a benchmark
+/// whose client ran that far above the engine's batch is a queue, not a
+/// quirk.
+pub(crate) const MAX_HELD_SLOTS: f64 = 64.0;
+
 fn is_zero_f64(x: &f64) -> bool {
     *x == 0.0
+}
+
+impl ServingParams {
+    /// The first value outside what the serving layer can mean, named with
+    /// its key and range (a hand-edited profile's typo, say): fixed costs
+    /// and waits are finite and not negative, a benchmark runs at least one
+    /// round, kernel-time ratios are positive, the CUDA-graph share lies in
+    /// [0, 1] and held slots in [0, 64].
+    pub fn check(&self) -> Result<(), String> {
+        let ranges = [
+            ("step_overhead_us", self.step_overhead.us(), 0.0, f64::MAX),
+            (
+                "request_overhead_us",
+                self.request_overhead.us(),
+                0.0,
+                f64::MAX,
+            ),
+            ("rounds", self.rounds, 1.0, f64::MAX),
+            ("arrival_wait", self.arrival_wait, 0.0, f64::MAX),
+            (
+                "prefill_scale",
+                self.prefill_scale,
+                f64::MIN_POSITIVE,
+                f64::MAX,
+            ),
+            (
+                "decode_scale",
+                self.decode_scale,
+                f64::MIN_POSITIVE,
+                f64::MAX,
+            ),
+            ("graph_fixed_scale", self.graph_fixed_scale, 0.0, 1.0),
+            ("held_slots", self.held_slots, 0.0, MAX_HELD_SLOTS),
+        ];
+        match ranges
+            .iter()
+            .find(|(_, v, lo, hi)| !(v.is_finite() && (*lo..=*hi).contains(v)))
+        {
+            Some((key, v, lo, hi)) => Err(format!(
+                "{key} = {v} lies outside [{lo}, {}]",
+                if *hi == f64::MAX {
+                    "∞".to_string()
+                } else {
+                    hi.to_string()
+                }
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 fn one() -> f64 {

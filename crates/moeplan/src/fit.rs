@@ -21,7 +21,7 @@
 //! layer it starts from as `Anchor` says. Parameters are searched in a
 //! transformed space (logarithms) by Nelder–Mead from the current values.
 
-use crate::calibration::ServingParams;
+use crate::calibration::{ServingParams, MAX_HELD_SLOTS};
 use crate::profile::ServingMode;
 use crate::runs::{Run, RunDeployment};
 use crate::serving::disagg::PreparedDisagg;
@@ -45,9 +45,9 @@ pub struct Sample {
     pub ttft: Seconds,
     /// Measured mean TPOT.
     pub tpot: Seconds,
-    /// An aggregated run's setting but for its output length (model,
-    /// engine version, layout, concurrency, prompt length) and that length:
-    /// runs that share the first tell a held slot from a fixed cost.
+    /// An aggregated run's setting but for its output length, and that
+    /// length (`setting_of`): runs that share the first tell a held slot
+    /// from a fixed cost.
     setting: Option<(String, u64)>,
 }
 
@@ -64,28 +64,11 @@ impl Sample {
                 Prep::Disaggregated(Box::new(PreparedDisagg::new(&d.input()).ok()?))
             }
         };
-        let setting = match &run.deployment {
-            RunDeployment::Aggregated {
-                layout,
-                concurrency,
-                ..
-            } => Some((
-                format!(
-                    "{} {} {} {layout:?} {concurrency} {}",
-                    run.model,
-                    run.engine_version,
-                    run.client.name(),
-                    run.isl
-                ),
-                run.osl,
-            )),
-            RunDeployment::Disaggregated { .. } => None,
-        };
         Some(Sample {
             prepared,
             ttft: run.ttft,
             tpot: run.tpot,
-            setting,
+            setting: setting_of(run),
         })
     }
 
@@ -113,6 +96,42 @@ impl Sample {
     }
 }
 
+/// An aggregated run's setting but for its output length (every column
+/// that describes what ran, except the output length and what was
+/// measured), and that length; None for a disaggregated run.
+fn setting_of(run: &Run) -> Option<(String, u64)> {
+    match &run.deployment {
+        RunDeployment::Aggregated {
+            layout,
+            concurrency,
+            replicas,
+        } => Some((
+            format!(
+                "{:?} {:?}",
+                (
+                    &run.model,
+                    &run.gpu,
+                    run.engine,
+                    &run.engine_version,
+                    run.gemm_dtype,
+                    run.moe_dtype,
+                    run.kv_dtype,
+                ),
+                (
+                    run.gpus_per_node,
+                    run.client,
+                    run.isl,
+                    layout,
+                    concurrency,
+                    replicas,
+                ),
+            ),
+            run.osl,
+        )),
+        RunDeployment::Disaggregated { .. } => None,
+    }
+}
+
 /// Scale of the robust loss: log errors well above it count linearly.
 const LOSS_SCALE: f64 = 0.1;
 
@@ -133,10 +152,6 @@ fn soft_l1(x: f64) -> f64 {
 /// Coordinates of the searched space: the built-in layers' seven, then
 /// the held slots a user's calibration may move (`Param::HeldSlots`).
 const DIMS: usize = 8;
-
-/// The most held slots per rank a calibration may fit: a benchmark whose
-/// client ran that far above the engine's batch is a queue, not a quirk.
-const MAX_HELD_SLOTS: f64 = 64.0;
 
 /// The parameters in the searched space.
 fn encode(p: &ServingParams) -> [f64; DIMS] {
@@ -414,15 +429,24 @@ pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param>
             .filter(|p| match (p, mode) {
                 (Param::HeldSlots, ServingMode::Aggregated) => output_varies,
                 (Param::HeldSlots, ServingMode::Disaggregated) => false,
-                (_, ServingMode::Aggregated | ServingMode::Disaggregated) => true,
+                (
+                    Param::StepOverhead
+                    | Param::RequestOverhead
+                    | Param::Rounds
+                    | Param::ArrivalWait
+                    | Param::PrefillScale
+                    | Param::DecodeScale
+                    | Param::GraphFixedScale,
+                    ServingMode::Aggregated | ServingMode::Disaggregated,
+                ) => true,
             })
             .collect(),
     }
 }
 
-/// Whether two of `samples` share a setting (model, engine version,
-/// client, layout, concurrency, prompt length) at different output
-/// lengths: only such runs tell a held slot, a wait of one completion
+/// Whether two of `samples` share a setting (`setting_of`: model, GPU,
+/// engine and version, weight and KV types, node size, client, prompt
+/// length, layout, concurrency, replicas) at different output lengths: only such runs tell a held slot, a wait of one completion
 /// interval that grows with the output, from a fixed cost per request.
 /// Without them the fit would trade one for the other and extrapolate
 /// the trade to other lengths: on train.csv's stacks fitted on half of
@@ -463,11 +487,50 @@ pub(crate) fn fit_free(
         let p = merged(x);
         loss(samples, &p) + anchor_cost(&p, &centre, anchor)
     };
+    // Held slots are searched only where they are free: a coordinate that
+    // cannot move would reshape the simplex, and every other fit with it.
+    let x = if free.contains(&Param::HeldSlots) {
+        restarts(&f, x0, 0.5, 300)
+    } else {
+        let held = x0[DIMS - 1];
+        with_held(
+            &restarts(&|x| f(&with_held(x, held)), head(&x0), 0.5, 300),
+            held,
+        )
+    };
+    merged(&x)
+}
+
+/// Three Nelder–Mead runs, each from where the last ended: restarts shake
+/// the simplex loose from the kinks of a robust loss.
+fn restarts<const N: usize>(
+    f: &impl Fn(&[f64; N]) -> f64,
+    x0: [f64; N],
+    step: f64,
+    iterations: usize,
+) -> [f64; N] {
     let mut x = x0;
     for _ in 0..3 {
-        x = nelder_mead(&f, x, 0.5, 300);
+        x = nelder_mead(f, x, step, iterations);
     }
-    merged(&x)
+    x
+}
+
+/// Coordinates the built-in layers search: all but the held slots.
+const BUILT_IN_DIMS: usize = DIMS - 1;
+
+/// The built-in layers' coordinates of an encoding.
+fn head(x: &[f64; DIMS]) -> [f64; BUILT_IN_DIMS] {
+    let mut h = [0.0; BUILT_IN_DIMS];
+    h.copy_from_slice(&x[..BUILT_IN_DIMS]);
+    h
+}
+
+/// The built-in layers' coordinates completed with held slots `held`.
+fn with_held(x: &[f64; BUILT_IN_DIMS], held: f64) -> [f64; DIMS] {
+    let mut full = [held; DIMS];
+    full[..BUILT_IN_DIMS].copy_from_slice(x);
+    full
 }
 
 /// The serving parameters that fit `samples` (weighing `weights`) best,
@@ -476,22 +539,12 @@ fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> S
     if samples.is_empty() {
         return *start;
     }
-    // The built-in layers search the first seven coordinates: held slots
-    // stay where `start` has them (0), since across train.csv's stacks they
-    // are one harness's quirk, not an engine's (`ServingParams::held_slots`).
+    // The built-in layers search all but the held slots, which stay where
+    // `start` has them (0): across train.csv's stacks they are one
+    // harness's quirk, not an engine's (`ServingParams::held_slots`).
     let held = encode(start)[DIMS - 1];
-    let full = |x: &[f64; 7]| {
-        let mut f = [held; DIMS];
-        f[..7].copy_from_slice(x);
-        f
-    };
-    let head = |p: &ServingParams| -> [f64; 7] {
-        let mut x = [0.0; 7];
-        x.copy_from_slice(&encode(p)[..7]);
-        x
-    };
-    let f = |x: &[f64; 7]| {
-        let p = decode(&full(x));
+    let f = |x: &[f64; BUILT_IN_DIMS]| {
+        let p = decode(&with_held(x, held));
         weighted_loss(samples, weights, &p) + prior(&p)
     };
     // Starts: the given values, and the same with fixed costs of a few
@@ -517,18 +570,15 @@ fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> S
             ..*start
         },
     ];
-    let mut best = (f64::INFINITY, head(start));
+    let mut best = (f64::INFINITY, head(&encode(start)));
     for s0 in starts {
-        let mut x = head(&s0);
-        for _ in 0..3 {
-            x = nelder_mead(&f, x, 1.0, 400);
-        }
+        let x = restarts(&f, head(&encode(&s0)), 1.0, 400);
         let fx = f(&x);
         if fx < best.0 {
             best = (fx, x);
         }
     }
-    decode(&full(&best.1))
+    decode(&with_held(&best.1, held))
 }
 
 /// Nelder–Mead minimisation of `f` from `x0` with initial steps `step`.

@@ -40,7 +40,9 @@
 //!   requests per step.
 //!
 //! Requests beyond what runs at once (the engine's cap, or what fits in KV
-//! memory) wait for a slot; Little's law gives that wait from the cycle.
+//! memory), and the ones a calibrated benchmark kept above the engine's
+//! batch (`ServingParams::held_slots`), wait for a slot; Little's law gives
+//! that wait from the cycle: `n` slots free once per cycle.
 //!
 //! This module is pure arithmetic on step times: `shapes` says which steps
 //! the loop needs, the caller costs them (`super::steps`), `solve` returns
@@ -190,7 +192,8 @@ pub struct LoopResult {
     pub first_round_ttft: Seconds,
     /// Mean TTFT of the later rounds.
     pub steady_ttft: Seconds,
-    /// Wait for a running slot (requests above the cap or memory).
+    /// Wait for a running slot (requests above the cap or memory, and
+    /// those the serving layer holds: `ServingParams::held_slots`).
     pub slot_wait: Seconds,
     /// Steps that carry prompts in one round.
     #[serde(serialize_with = "crate::units::json::count")]
@@ -707,11 +710,12 @@ mod tests {
         assert!((r.steady_ttft.0 - 16.0 * 0.5).abs() < 1e-9);
     }
 
-    #[test]
-    fn slot_wait_is_littles_law() {
-        // 4 run, 8 in flight: the 4 waiting leave at 4 per cycle → they wait one cycle.
+    /// `in_flight` requests of 100 prompt and 11 output tokens with 4
+    /// running, prefill first: one 20 ms prefill step, then 10 decode
+    /// steps of 10 ms, a cycle of 120 ms.
+    fn four_running(in_flight: f64) -> (Loop, StepTimes) {
         let l = Loop {
-            in_flight: 8.0,
+            in_flight,
             running: 4.0,
             isl: 100.0,
             osl: 11.0,
@@ -724,8 +728,15 @@ mod tests {
             prefill: Seconds(0.020),
             burst: Seconds(0.020),
         };
+        (l, t)
+    }
+
+    #[test]
+    fn slot_wait_is_littles_law() {
+        // 4 run, 8 in flight: the 4 waiting leave at 4 per 120 ms cycle →
+        // they wait one cycle.
+        let (l, t) = four_running(8.0);
         let r = solve(&l, &t, &params());
-        // One prefill step (20 ms) then 10 decode steps (100 ms): cycle 120 ms.
         assert!((r.slot_wait.0 - 0.120).abs() < 1e-12, "{:?}", r.slot_wait);
     }
 
@@ -734,20 +745,7 @@ mod tests {
         // 4 in flight, 4 run, one held: the held request waits for one of
         // the 4 slots that free once per 120 ms cycle, 30 ms; TTFT is the
         // loop's own 20 ms prefill step plus it, and TPOT does not move.
-        let l = Loop {
-            in_flight: 4.0,
-            running: 4.0,
-            isl: 100.0,
-            osl: 11.0,
-            budget: 8192.0,
-            policy: Policy::PrefillFirst,
-            arrivals: Arrivals::Grouped,
-        };
-        let t = StepTimes {
-            decode: Seconds(0.010),
-            prefill: Seconds(0.020),
-            burst: Seconds(0.020),
-        };
+        let (l, t) = four_running(4.0);
         let free = solve(&l, &t, &params());
         let held = solve(
             &l,
@@ -764,6 +762,32 @@ mod tests {
             held.slot_wait
         );
         assert!((held.ttft.0 - free.ttft.0 - 0.030).abs() < 1e-12);
+        assert_eq!(held.tpot, free.tpot);
+    }
+
+    #[test]
+    fn held_slots_add_to_the_requests_above_the_cap_in_a_mixed_loop() {
+        // 6 in flight on 4 running under a chunked mixed scheduler: 2 wait,
+        // half a cycle. One held slot makes 3 wait on the same 4 slots and
+        // cycle: three quarters of it, 3/2 of the wait without it.
+        let (l, t) = four_running(6.0);
+        let l = Loop {
+            policy: Policy::MixedChunked,
+            arrivals: Arrivals::Spread,
+            ..l
+        };
+        let free = solve(&l, &t, &params());
+        let held = solve(
+            &l,
+            &t,
+            &LoopParams {
+                held_slots: 1.0,
+                ..params()
+            },
+        );
+        let cycle = free.ttft - free.slot_wait + free.tpot * 10.0;
+        assert!((free.slot_wait.0 - cycle.0 * 0.5).abs() < 1e-12);
+        assert!((held.slot_wait.0 - cycle.0 * 0.75).abs() < 1e-12);
         assert_eq!(held.tpot, free.tpot);
     }
 }

@@ -763,16 +763,20 @@ fn load_warnings(inp: &EstimateInput, load: &Load, res: &LoopResult, warnings: &
     if l.pp > 1 && load.running < l.pp as f64 {
         warnings.push(format!("{:.0} sequences per rank cannot fill {} pipeline stages: the pipeline runs with bubbles", load.running, l.pp));
     }
-    if inp.calibration.serving.held_slots > 0.0 {
+    // The slot wait's shares: requests above what runs, and held ones.
+    let held = inp.calibration.serving.held_slots;
+    let above = (load.in_flight - load.running).max(0.0);
+    let share = |n: f64| res.slot_wait * (n / (above + held).max(f64::MIN_POSITIVE));
+    if held > 0.0 {
         warnings.push(format!(
-            "the serving layer holds {:.2} requests per attention-DP rank waiting for a running slot (fitted by `moeplan calibrate` to a benchmark that kept them above the engine's batch): the wait for a slot adds {} to TTFT",
-            inp.calibration.serving.held_slots, res.slot_wait
+            "the serving layer holds {held:.2} requests per attention-DP rank waiting for a running slot (fitted by `moeplan calibrate` to a benchmark that kept them above the engine's batch): they add {} to TTFT",
+            share(held)
         ));
     }
-    if load.in_flight > load.running {
+    if above > 0.0 {
         warnings.push(format!(
             "{:.0} requests per attention-DP rank exceed the {:.0} that {} runs at once (its request limit, or what fits in memory): the rest wait for a slot, which adds {} to TTFT",
-            load.in_flight, load.running, inp.engine.engine.name(), res.slot_wait
+            load.in_flight, load.running, inp.engine.engine.name(), share(above)
         ));
     }
     warnings.extend(

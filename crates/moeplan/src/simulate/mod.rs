@@ -889,32 +889,38 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
     }
 }
 
-/// `limits` under a closed loop whose serving layer holds slots
-/// (`ServingParams::held_slots`, fitted by `moeplan calibrate` to a
-/// benchmark that kept requests above the engine's batch): each rank runs
-/// its share of the clients less the held slots (rounded, at least one),
-/// so the rest wait for a slot as the estimate's slot wait says. Open
-/// traffic has no clients to hold back: `limits` as they are.
+/// The limits and traffic of a closed loop whose serving layer holds
+/// slots (`ServingParams::held_slots`, fitted by `moeplan calibrate` to a
+/// benchmark that kept requests above the engine's batch), as the
+/// estimate reads them: each rank runs what it would for the clients
+/// given (their share, or its cap where that binds), and the benchmark
+/// keeps the held slots (rounded) more clients per rank in flight, who
+/// wait for a slot. Open traffic has no clients to hold: both as given.
 fn held_back(
     limits: RankLimits,
     inp: &EstimateInput,
     replicas: u32,
-    traffic: &Traffic,
-) -> RankLimits {
+    traffic: Traffic,
+) -> (RankLimits, Traffic) {
     let held = inp.calibration.serving.held_slots.round() as u64;
     match traffic.arrivals {
         Arrivals::Closed { clients } if held > 0 => {
             let ranks = u64::from(replicas.max(1)) * u64::from(inp.layout.dp.max(1));
-            let per_rank = clients.div_ceil(ranks);
-            RankLimits {
-                max_running: limits.max_running.min(per_rank.saturating_sub(held).max(1)),
+            let limits = RankLimits {
+                max_running: limits.max_running.min(clients.div_ceil(ranks)),
                 ..limits
-            }
+            };
+            let clients = clients + held * ranks;
+            let traffic = Traffic {
+                arrivals: Arrivals::Closed { clients },
+                ..traffic
+            };
+            (limits, traffic)
         }
         Arrivals::Closed { .. }
         | Arrivals::Poisson { .. }
         | Arrivals::Gamma { .. }
-        | Arrivals::Trace(_) => limits,
+        | Arrivals::Trace(_) => (limits, traffic),
     }
 }
 
@@ -937,10 +943,11 @@ pub fn simulate_observed(
     levels: Levels,
     observe: &mut dyn FnMut(Progress),
 ) -> SimResult {
+    let (limits, traffic) = held_back(rank_limits(inp), inp, replicas, traffic);
     let setup = Setup {
         replicas,
         dp: inp.layout.dp,
-        limits: held_back(rank_limits(inp), inp, replicas, &traffic),
+        limits,
         router,
         traffic,
         levels,

@@ -146,6 +146,34 @@ fn a_held_slot_is_fitted_only_from_runs_that_vary_the_output_alone() {
     assert_eq!(plain.params.held_slots, 0.0);
 }
 
+/// Every profile in `tests/fixtures/profiles/invalid/` holds one serving
+/// parameter outside its range, named by the file (`<key>__<why>.toml`):
+/// reading it fails naming that key, its stack and its mode; the same file
+/// with the value in range (`profiles/held.toml`) reads.
+#[test]
+fn a_profile_value_out_of_range_is_refused_naming_its_key() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profiles");
+    let good = calibrate::from_toml(&std::fs::read_to_string(dir.join("held.toml")).unwrap())
+        .expect("the valid profile reads");
+    assert_eq!(
+        good.stack[0].aggregated.as_ref().unwrap().params.held_slots,
+        0.75
+    );
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir.join("invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let key = stem.split("__").next().unwrap();
+        let err = calibrate::from_toml(&std::fs::read_to_string(&path).unwrap()).expect_err(&stem);
+        assert!(
+            err.contains(&format!("params.{key} = ")) && err.contains("h100-sxm trtllm aggregated"),
+            "{stem}: {err}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 4, "{seen} invalid profiles");
+}
+
 /// One run pins two numbers: only the two kernel scales move, every other
 /// parameter stays the built-in one.
 #[test]
