@@ -731,6 +731,15 @@ mod tests {
         (l, t)
     }
 
+    /// `l` solved with no held slot, and with one.
+    fn free_and_one_held(l: &Loop, t: &StepTimes) -> (LoopResult, LoopResult) {
+        let held = LoopParams {
+            held_slots: 1.0,
+            ..params()
+        };
+        (solve(l, t, &params()), solve(l, t, &held))
+    }
+
     #[test]
     fn slot_wait_is_littles_law() {
         // 4 run, 8 in flight: the 4 waiting leave at 4 per 120 ms cycle →
@@ -746,15 +755,7 @@ mod tests {
         // the 4 slots that free once per 120 ms cycle, 30 ms; TTFT is the
         // loop's own 20 ms prefill step plus it, and TPOT does not move.
         let (l, t) = four_running(4.0);
-        let free = solve(&l, &t, &params());
-        let held = solve(
-            &l,
-            &t,
-            &LoopParams {
-                held_slots: 1.0,
-                ..params()
-            },
-        );
+        let (free, held) = free_and_one_held(&l, &t);
         assert_eq!(free.slot_wait, Seconds::ZERO);
         assert!(
             (held.slot_wait.0 - 0.030).abs() < 1e-12,
@@ -776,15 +777,7 @@ mod tests {
             arrivals: Arrivals::Spread,
             ..l
         };
-        let free = solve(&l, &t, &params());
-        let held = solve(
-            &l,
-            &t,
-            &LoopParams {
-                held_slots: 1.0,
-                ..params()
-            },
-        );
+        let (free, held) = free_and_one_held(&l, &t);
         let cycle = free.ttft - free.slot_wait + free.tpot * 10.0;
         assert!((free.slot_wait.0 - cycle.0 * 0.5).abs() < 1e-12);
         assert!((held.slot_wait.0 - cycle.0 * 0.75).abs() < 1e-12);
