@@ -446,8 +446,9 @@ pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param>
 
 /// Whether two of `samples` share a setting (`setting_of`: model, GPU,
 /// engine and version, weight and KV types, node size, client, prompt
-/// length, layout, concurrency, replicas) at different output lengths: only such runs tell a held slot, a wait of one completion
-/// interval that grows with the output, from a fixed cost per request.
+/// length, layout, concurrency, replicas) at different output lengths:
+/// only such runs tell a held slot, a wait of one completion interval that
+/// grows with the output, from a fixed cost per request.
 /// Without them the fit would trade one for the other and extrapolate
 /// the trade to other lengths: on train.csv's stacks fitted on half of
 /// their layouts and lengths, freeing held slots regardless took Kimi-K2.5
