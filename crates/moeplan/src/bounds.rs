@@ -83,6 +83,9 @@ impl Range {
                 format!("{x:e}")
             };
         }
+        if x == 0.0 {
+            return format!("0 {}", self.unit);
+        }
         let abs = x.abs();
         // Seconds take no prefix above one: "86400 s", not "86.4 ks".
         let up = if self.unit == "s" { &UP[5..] } else { &UP[..] };
@@ -335,6 +338,73 @@ pub const CACHE_HIT_RATE: Range = Range {
     unit: "",
 };
 
+// The serving layer (`calibration::ServingParams`): what `moeplan
+// calibrate` fits and a profile file states. The fit's search space stops at
+// these bounds, and a profile read from a file is checked against them.
+
+/// The scheduler's and launches' time per step outside the kernels.
+pub const STEP_OVERHEAD: Range = Range {
+    what: "a serving layer's step overhead",
+    min: 0.0,
+    max: 1.0,
+    why: "engines spend tens to hundreds of microseconds per step outside the kernels; a second per step is a stall, not an overhead",
+    unit: "s",
+};
+
+/// The fixed time of a request outside the steps.
+pub const REQUEST_OVERHEAD: Range = Range {
+    what: "a serving layer's request overhead",
+    min: 0.0,
+    max: 60.0,
+    why: "HTTP, tokenisation and the first detokenisation take milliseconds; a minute per request is a queue the runs did not state",
+    unit: "s",
+};
+
+/// Rounds of `concurrency` requests a benchmark runs.
+pub const BENCHMARK_ROUNDS: Range = Range {
+    what: "a benchmark's rounds of concurrency requests",
+    min: 1.0,
+    max: 100.0,
+    why: "clients send a few to about ten times their concurrency (InferenceMAX: ten); past 100 the first round weighs under 1% of the mean TTFT, so runs cannot tell more apart, and the simulator, which sends that many rounds, would run 10,000 of them when a fit drifts to the bound (SGLang's aggregated fit did once the MoE kernels' width terms came in)",
+    unit: "",
+};
+
+/// Steady-state steps a new request spends outside the steps carrying its prompt.
+pub const ARRIVAL_WAIT: Range = Range {
+    what: "a serving layer's arrival wait (steps)",
+    min: 0.0,
+    max: 1000.0,
+    why: "a request waits for the step in progress and its first token's streaming, a few steps; a thousand is the whole of a long output",
+    unit: "",
+};
+
+/// A ratio of measured to modelled kernel time (prefill or decode steps).
+pub const KERNEL_TIME_RATIO: Range = Range {
+    what: "a ratio of measured to modelled kernel time",
+    min: 1e-3,
+    max: 1e3,
+    why: "the kernel tables put it at 1 and the fitted layers at 0.5-1.3; a factor of a thousand either way is a unit slip",
+    unit: "",
+};
+
+/// The share of the kernels' fixed costs a CUDA-graph step keeps.
+pub const GRAPH_FIXED_SHARE: Range = Range {
+    what: "the CUDA-graph share of kernels' fixed costs",
+    min: 0.0,
+    max: 1.0,
+    why: "a graph replays launches without the CPU: it keeps at most all of their fixed cost",
+    unit: "",
+};
+
+/// Requests per rank a benchmark kept waiting above the engine's batch.
+pub const HELD_SLOTS: Range = Range {
+    what: "held slots (requests per rank above the engine's batch)",
+    min: 0.0,
+    max: 64.0,
+    why: "a harness that runs its client a request or two above the engine's batch holds them; 64 more per rank is a queue, not a quirk",
+    unit: "",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +428,9 @@ mod tests {
     /// Quantities are shown with their unit, counts whole.
     #[test]
     fn messages_show_units_and_whole_counts() {
+        // Zero in a unit is "0 s", not scientific notation.
+        let e = STEP_OVERHEAD.check(2.0).expect_err("outside");
+        assert!(e.starts_with("2 s is outside [0 s, 1 s]"), "{e}");
         let e = GPU_MEMORY.check(1e39).expect_err("outside");
         assert!(e.contains("1e39 B is outside [1 GB, 100 TB]"), "{e}");
         let e = PEAK_FLOPS.check(1e3).expect_err("outside");

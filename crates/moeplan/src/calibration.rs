@@ -325,61 +325,48 @@ pub struct ServingParams {
     pub held_slots: f64,
 }
 
-/// The most held slots per rank a serving layer may have: a benchmark
-/// whose client ran that far above the engine's batch is a queue, not a
-/// quirk.
-pub(crate) const MAX_HELD_SLOTS: f64 = 64.0;
-
 fn is_zero_f64(x: &f64) -> bool {
     *x == 0.0
 }
 
 impl ServingParams {
-    /// The first value outside what the serving layer can mean, named with
-    /// its key and range (a hand-edited profile's typo, say): fixed costs
-    /// and waits are finite and not negative, a benchmark runs at least one
-    /// round, kernel-time ratios are positive, the CUDA-graph share lies in
-    /// [0, 1] and held slots in [0, 64].
+    /// The first value outside its bound (`bounds`: the serving layer's
+    /// table, which the fit's search space also stops at), named with its
+    /// key: a hand-edited profile's typo, say.
     pub fn check(&self) -> Result<(), String> {
-        let ranges = [
-            ("step_overhead_us", self.step_overhead.us(), 0.0, f64::MAX),
+        use crate::bounds;
+        let values = [
+            (
+                "step_overhead_us",
+                self.step_overhead.0,
+                bounds::STEP_OVERHEAD,
+            ),
             (
                 "request_overhead_us",
-                self.request_overhead.us(),
-                0.0,
-                f64::MAX,
+                self.request_overhead.0,
+                bounds::REQUEST_OVERHEAD,
             ),
-            ("rounds", self.rounds, 1.0, f64::MAX),
-            ("arrival_wait", self.arrival_wait, 0.0, f64::MAX),
+            ("rounds", self.rounds, bounds::BENCHMARK_ROUNDS),
+            ("arrival_wait", self.arrival_wait, bounds::ARRIVAL_WAIT),
             (
                 "prefill_scale",
                 self.prefill_scale,
-                f64::MIN_POSITIVE,
-                f64::MAX,
+                bounds::KERNEL_TIME_RATIO,
             ),
+            ("decode_scale", self.decode_scale, bounds::KERNEL_TIME_RATIO),
             (
-                "decode_scale",
-                self.decode_scale,
-                f64::MIN_POSITIVE,
-                f64::MAX,
+                "graph_fixed_scale",
+                self.graph_fixed_scale,
+                bounds::GRAPH_FIXED_SHARE,
             ),
-            ("graph_fixed_scale", self.graph_fixed_scale, 0.0, 1.0),
-            ("held_slots", self.held_slots, 0.0, MAX_HELD_SLOTS),
+            ("held_slots", self.held_slots, bounds::HELD_SLOTS),
         ];
-        match ranges
-            .iter()
-            .find(|(_, v, lo, hi)| !(v.is_finite() && (*lo..=*hi).contains(v)))
-        {
-            Some((key, v, lo, hi)) => Err(format!(
-                "{key} = {v} lies outside [{lo}, {}]",
-                if *hi == f64::MAX {
-                    "∞".to_string()
-                } else {
-                    hi.to_string()
-                }
-            )),
-            None => Ok(()),
-        }
+        values.iter().try_for_each(|(key, v, range)| {
+            range
+                .check(*v)
+                .map(|_| ())
+                .map_err(|m| format!("{key} = {m}"))
+        })
     }
 }
 

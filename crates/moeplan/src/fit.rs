@@ -21,7 +21,8 @@
 //! layer it starts from as `Anchor` says. Parameters are searched in a
 //! transformed space (logarithms) by Nelder–Mead from the current values.
 
-use crate::calibration::{ServingParams, MAX_HELD_SLOTS};
+use crate::bounds::{self, Range};
+use crate::calibration::ServingParams;
 use crate::profile::ServingMode;
 use crate::runs::{Run, RunDeployment};
 use crate::serving::disagg::PreparedDisagg;
@@ -135,14 +136,6 @@ fn setting_of(run: &Run) -> Option<(String, u64)> {
 /// Scale of the robust loss: log errors well above it count linearly.
 const LOSS_SCALE: f64 = 0.1;
 
-/// The most rounds of `concurrency` requests a fitted benchmark runs.
-/// Clients send a few to about ten times their concurrency (InferenceMAX:
-/// ten); past 100 the first round weighs under 1% of the mean TTFT, so the
-/// runs cannot tell more apart, and the simulator, which sends `rounds`
-/// rounds, would run 10,000 of them when a fit drifts to the bound (SGLang's
-/// aggregated fit did once the MoE kernels' width terms came in).
-const MAX_ROUNDS: f64 = 100.0;
-
 /// A smooth |x|: quadratic below `LOSS_SCALE`, linear above (pseudo-Huber).
 fn soft_l1(x: f64) -> f64 {
     let z = x / LOSS_SCALE;
@@ -171,16 +164,21 @@ fn encode(p: &ServingParams) -> [f64; DIMS] {
     ]
 }
 
+/// The parameters at `x`, each within its bound (`bounds`, the table a
+/// profile read from a file is checked against).
 fn decode(x: &[f64; DIMS]) -> ServingParams {
+    let within = |r: Range, v: f64| v.clamp(r.min, r.max);
+    // Microseconds, at most the bound (a bound in seconds).
+    let us = |r: Range, v: f64| Seconds::from_us((v.exp() - 1.0).max(0.0).min(r.max * 1e6));
     ServingParams {
         graph_fixed_scale: 1.0 / (1.0 + (-x[6]).exp()),
-        step_overhead: Seconds::from_us((x[0].exp() - 1.0).max(0.0)),
-        request_overhead: Seconds::from_us((x[1].exp() - 1.0).max(0.0)),
-        rounds: 1.0 + x[2].exp().min(MAX_ROUNDS - 1.0),
-        arrival_wait: x[3].exp().min(1e3),
-        prefill_scale: x[4].exp(),
-        decode_scale: x[5].exp(),
-        held_slots: x[7].clamp(0.0, MAX_HELD_SLOTS),
+        step_overhead: us(bounds::STEP_OVERHEAD, x[0]),
+        request_overhead: us(bounds::REQUEST_OVERHEAD, x[1]),
+        rounds: 1.0 + x[2].exp().min(bounds::BENCHMARK_ROUNDS.max - 1.0),
+        arrival_wait: x[3].exp().min(bounds::ARRIVAL_WAIT.max),
+        prefill_scale: within(bounds::KERNEL_TIME_RATIO, x[4].exp()),
+        decode_scale: within(bounds::KERNEL_TIME_RATIO, x[5].exp()),
+        held_slots: within(bounds::HELD_SLOTS, x[7]),
     }
 }
 
@@ -414,7 +412,6 @@ impl Param {
 /// mode's figures (a disaggregated deployment's decode pool has no running
 /// cap to hold slots under: its queue is the M/D/c of `serving::disagg`).
 pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param> {
-    let output_varies = output_length_varies(samples);
     match samples.len() {
         0 => Vec::new(),
         1..=2 => vec![Param::PrefillScale, Param::DecodeScale],
@@ -424,23 +421,26 @@ pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param>
             Param::PrefillScale,
             Param::DecodeScale,
         ],
-        _ => Param::ALL
-            .into_iter()
-            .filter(|p| match (p, mode) {
-                (Param::HeldSlots, ServingMode::Aggregated) => output_varies,
-                (Param::HeldSlots, ServingMode::Disaggregated) => false,
-                (
-                    Param::StepOverhead
-                    | Param::RequestOverhead
-                    | Param::Rounds
-                    | Param::ArrivalWait
-                    | Param::PrefillScale
-                    | Param::DecodeScale
-                    | Param::GraphFixedScale,
-                    ServingMode::Aggregated | ServingMode::Disaggregated,
-                ) => true,
-            })
-            .collect(),
+        _ => {
+            let output_varies = output_length_varies(samples);
+            Param::ALL
+                .into_iter()
+                .filter(|p| match (p, mode) {
+                    (Param::HeldSlots, ServingMode::Aggregated) => output_varies,
+                    (Param::HeldSlots, ServingMode::Disaggregated) => false,
+                    (
+                        Param::StepOverhead
+                        | Param::RequestOverhead
+                        | Param::Rounds
+                        | Param::ArrivalWait
+                        | Param::PrefillScale
+                        | Param::DecodeScale
+                        | Param::GraphFixedScale,
+                        ServingMode::Aggregated | ServingMode::Disaggregated,
+                    ) => true,
+                })
+                .collect()
+        }
     }
 }
 
@@ -802,9 +802,9 @@ mod tests {
             held_slots: 1e3,
             ..p
         }));
-        assert_eq!(above.held_slots, MAX_HELD_SLOTS);
+        assert_eq!(above.held_slots, bounds::HELD_SLOTS.max);
         // 10,000 rounds read as the most a benchmark runs.
         let many = decode(&encode(&ServingParams { rounds: 1e4, ..p }));
-        assert_eq!(many.rounds, MAX_ROUNDS);
+        assert_eq!(many.rounds, bounds::BENCHMARK_ROUNDS.max);
     }
 }
