@@ -351,6 +351,15 @@ pub const STEP_OVERHEAD: Range = Range {
     unit: "s",
 };
 
+/// The scheduler's time per running request in a step.
+pub const SEQUENCE_OVERHEAD: Range = Range {
+    what: "a serving layer's sequence overhead",
+    min: 0.0,
+    max: 1e-3,
+    why: "engines spend microseconds to tens of microseconds per running request per step on the CPU; a millisecond each would make a batch of a hundred take a tenth of a second outside the kernels",
+    unit: "s",
+};
+
 /// The fixed time of a request outside the steps.
 pub const REQUEST_OVERHEAD: Range = Range {
     what: "a serving layer's request overhead",

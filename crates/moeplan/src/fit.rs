@@ -5,8 +5,8 @@
 //! cost of a request, how many rounds a benchmark runs, how long a new
 //! request waits for a step, and the ratio of measured to modelled kernel
 //! time in prefill and decode steps; for a user's stack, the requests its
-//! benchmark held above the engine's batch) is fitted here to end-to-end
-//! runs.
+//! benchmark held above the engine's batch and the scheduler's time per
+//! running request in a step) is fitted here to end-to-end runs.
 //! Each run is prepared once (`serving::Prepared`: its loop and its steps'
 //! kernel times); a fit then only re-solves the closed loop, so thousands
 //! of runs fit in a fraction of a second.
@@ -50,6 +50,8 @@ pub struct Sample {
     /// length (`setting_of`): runs that share the first tell a held slot
     /// from a fixed cost.
     setting: Option<(String, u64)>,
+    /// Requests in flight it ran at (`RunDeployment::concurrency`).
+    concurrency: u64,
 }
 
 impl Sample {
@@ -70,6 +72,7 @@ impl Sample {
             ttft: run.ttft,
             tpot: run.tpot,
             setting: setting_of(run),
+            concurrency: run.deployment.concurrency(),
         })
     }
 
@@ -143,8 +146,8 @@ fn soft_l1(x: f64) -> f64 {
 }
 
 /// Coordinates of the searched space: the built-in layers' seven, then
-/// the held slots a user's calibration may move (`Param::HeldSlots`).
-const DIMS: usize = 8;
+/// the two a user's calibration may move (`USER_ONLY`).
+const DIMS: usize = 9;
 
 /// The parameters in the searched space.
 fn encode(p: &ServingParams) -> [f64; DIMS] {
@@ -160,6 +163,7 @@ fn encode(p: &ServingParams) -> [f64; DIMS] {
         p.prefill_scale.max(1e-3).ln(),
         p.decode_scale.max(1e-3).ln(),
         logit(p.graph_fixed_scale),
+        (p.sequence_overhead.us() + 1.0).ln(),
         p.held_slots,
     ]
 }
@@ -178,7 +182,8 @@ fn decode(x: &[f64; DIMS]) -> ServingParams {
         arrival_wait: x[3].exp().min(bounds::ARRIVAL_WAIT.max),
         prefill_scale: within(bounds::KERNEL_TIME_RATIO, x[4].exp()),
         decode_scale: within(bounds::KERNEL_TIME_RATIO, x[5].exp()),
-        held_slots: within(bounds::HELD_SLOTS, x[7]),
+        sequence_overhead: us(bounds::SEQUENCE_OVERHEAD, x[7]),
+        held_slots: within(bounds::HELD_SLOTS, x[8]),
     }
 }
 
@@ -333,6 +338,8 @@ pub(crate) enum Param {
     DecodeScale,
     /// Share of per-kernel fixed costs a CUDA graph keeps.
     GraphFixedScale,
+    /// Scheduler time per running request in a step.
+    SequenceOverhead,
     /// Requests per rank waiting for a slot above the engine's batch.
     HeldSlots,
 }
@@ -347,6 +354,7 @@ impl Param {
         Param::PrefillScale,
         Param::DecodeScale,
         Param::GraphFixedScale,
+        Param::SequenceOverhead,
         Param::HeldSlots,
     ];
 
@@ -360,6 +368,7 @@ impl Param {
             Param::PrefillScale => "prefill_scale",
             Param::DecodeScale => "decode_scale",
             Param::GraphFixedScale => "graph_fixed_scale",
+            Param::SequenceOverhead => "sequence_overhead_us",
             Param::HeldSlots => "held_slots",
         }
     }
@@ -374,6 +383,7 @@ impl Param {
             Param::PrefillScale => p.prefill_scale,
             Param::DecodeScale => p.decode_scale,
             Param::GraphFixedScale => p.graph_fixed_scale,
+            Param::SequenceOverhead => p.sequence_overhead.us(),
             Param::HeldSlots => p.held_slots,
         }
     }
@@ -387,6 +397,7 @@ impl Param {
             Param::PrefillScale => "TTFT",
             Param::DecodeScale => "TPOT",
             Param::GraphFixedScale => "TPOT at small batches",
+            Param::SequenceOverhead => "how TPOT grows with the batch",
             Param::HeldSlots => "how TTFT grows with the output length at a fixed batch",
         }
     }
@@ -401,6 +412,7 @@ impl Param {
             Param::PrefillScale => to.prefill_scale = from.prefill_scale,
             Param::DecodeScale => to.decode_scale = from.decode_scale,
             Param::GraphFixedScale => to.graph_fixed_scale = from.graph_fixed_scale,
+            Param::SequenceOverhead => to.sequence_overhead = from.sequence_overhead,
             Param::HeldSlots => to.held_slots = from.held_slots,
         }
     }
@@ -423,11 +435,15 @@ pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param>
         ],
         _ => {
             let output_varies = output_length_varies(samples);
+            let load_varies = samples
+                .iter()
+                .any(|s| s.concurrency != samples[0].concurrency);
             Param::ALL
                 .into_iter()
                 .filter(|p| match (p, mode) {
                     (Param::HeldSlots, ServingMode::Aggregated) => output_varies,
                     (Param::HeldSlots, ServingMode::Disaggregated) => false,
+                    (Param::SequenceOverhead, _) => load_varies,
                     (
                         Param::StepOverhead
                         | Param::RequestOverhead
@@ -488,17 +504,17 @@ pub(crate) fn fit_free(
         let p = merged(x);
         loss(samples, &p) + anchor_cost(&p, &centre, anchor)
     };
-    // Held slots are searched only where they are free: a coordinate that
-    // cannot move would reshape the simplex, and every other fit with it.
-    let x = if free.contains(&Param::HeldSlots) {
-        restarts(&f, x0, 0.5, 300)
-    } else {
-        let held = x0[DIMS - 1];
-        with_held(
-            &restarts(&|x| f(&with_held(x, held)), head(&x0), 0.5, 300),
-            held,
-        )
-    };
+    // A user's own coordinates (held slots, the sequence overhead) are
+    // searched only where they are free: a coordinate that cannot move would
+    // reshape the simplex, and every other fit with it.
+    let mut coords: Vec<usize> = (0..BUILT_IN_DIMS).collect();
+    coords.extend(
+        USER_ONLY
+            .iter()
+            .filter(|(p, _)| free.contains(p))
+            .map(|(_, i)| *i),
+    );
+    let x = search(&f, x0, &coords, 0.5, 300);
     merged(&x)
 }
 
@@ -517,21 +533,53 @@ fn restarts<const N: usize>(
     x
 }
 
-/// Coordinates the built-in layers search: all but the held slots.
-const BUILT_IN_DIMS: usize = DIMS - 1;
+/// Coordinates the built-in layers search: the first seven. A user's
+/// calibration may move the others too (`USER_ONLY`).
+const BUILT_IN_DIMS: usize = 7;
 
-/// The built-in layers' coordinates of an encoding.
-fn head(x: &[f64; DIMS]) -> [f64; BUILT_IN_DIMS] {
-    let mut h = [0.0; BUILT_IN_DIMS];
-    h.copy_from_slice(&x[..BUILT_IN_DIMS]);
-    h
+/// The parameters only a user's calibration moves, with their coordinates:
+/// across train.csv's stacks they are properties of one set-up (a harness,
+/// a host), not of an engine, and the built-in layers hold them at 0.
+const USER_ONLY: [(Param, usize); 2] = [(Param::SequenceOverhead, 7), (Param::HeldSlots, 8)];
+
+/// `restarts` over the coordinates `coords` of `x0` (the others stay as
+/// they are), as many as there are: 7 to `DIMS`.
+fn search(
+    f: &impl Fn(&[f64; DIMS]) -> f64,
+    x0: [f64; DIMS],
+    coords: &[usize],
+    step: f64,
+    iterations: usize,
+) -> [f64; DIMS] {
+    match coords.len() {
+        BUILT_IN_DIMS => search_n::<BUILT_IN_DIMS>(f, x0, coords, step, iterations),
+        8 => search_n::<8>(f, x0, coords, step, iterations),
+        _ => search_n::<DIMS>(f, x0, coords, step, iterations),
+    }
 }
 
-/// The built-in layers' coordinates completed with held slots `held`.
-fn with_held(x: &[f64; BUILT_IN_DIMS], held: f64) -> [f64; DIMS] {
-    let mut full = [held; DIMS];
-    full[..BUILT_IN_DIMS].copy_from_slice(x);
-    full
+/// `search` in the `N` coordinates `coords`.
+fn search_n<const N: usize>(
+    f: &impl Fn(&[f64; DIMS]) -> f64,
+    x0: [f64; DIMS],
+    coords: &[usize],
+    step: f64,
+    iterations: usize,
+) -> [f64; DIMS] {
+    let embed = |y: &[f64; N]| {
+        let mut x = x0;
+        for (c, v) in coords.iter().zip(y) {
+            x[*c] = *v;
+        }
+        x
+    };
+    let y0: [f64; N] = std::array::from_fn(|i| x0[coords[i]]);
+    embed(&restarts(
+        &|y: &[f64; N]| f(&embed(y)),
+        y0,
+        step,
+        iterations,
+    ))
 }
 
 /// The serving parameters that fit `samples` (weighing `weights`) best,
@@ -540,14 +588,13 @@ fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> S
     if samples.is_empty() {
         return *start;
     }
-    // The built-in layers search all but the held slots, which stay where
-    // `start` has them (0): across train.csv's stacks they are one
-    // harness's quirk, not an engine's (`ServingParams::held_slots`).
-    let held = encode(start)[DIMS - 1];
-    let f = |x: &[f64; BUILT_IN_DIMS]| {
-        let p = decode(&with_held(x, held));
+    // The built-in layers search their seven coordinates; a user's own
+    // (`USER_ONLY`) stay where `start` has them (0).
+    let f = |x: &[f64; DIMS]| {
+        let p = decode(x);
         weighted_loss(samples, weights, &p) + prior(&p)
     };
+    let coords: Vec<usize> = (0..BUILT_IN_DIMS).collect();
     // Starts: the given values, and the same with fixed costs of a few
     // orders of magnitude (a fixed cost near zero leaves the simplex on a
     // flat floor it never leaves). The best end point wins; restarts shake
@@ -571,15 +618,15 @@ fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> S
             ..*start
         },
     ];
-    let mut best = (f64::INFINITY, head(&encode(start)));
+    let mut best = (f64::INFINITY, encode(start));
     for s0 in starts {
-        let x = restarts(&f, head(&encode(&s0)), 1.0, 400);
+        let x = search(&f, encode(&s0), &coords, 1.0, 400);
         let fx = f(&x);
         if fx < best.0 {
             best = (fx, x);
         }
     }
-    decode(&with_held(&best.1, held))
+    decode(&best.1)
 }
 
 /// Nelder–Mead minimisation of `f` from `x0` with initial steps `step`.
@@ -776,6 +823,7 @@ mod tests {
     fn parameters_round_trip_through_the_search_space() {
         let p = ServingParams {
             step_overhead: Seconds::from_us(250.0),
+            sequence_overhead: Seconds::from_us(35.0),
             request_overhead: Seconds::from_us(12_000.0),
             rounds: 7.5,
             arrival_wait: 0.3,
@@ -786,6 +834,7 @@ mod tests {
         };
         let q = decode(&encode(&p));
         assert!((q.step_overhead.us() - 250.0).abs() < 1e-6);
+        assert!((q.sequence_overhead.us() - 35.0).abs() < 1e-9);
         assert!((q.request_overhead.us() - 12_000.0).abs() < 1e-6);
         assert!((q.rounds - 7.5).abs() < 1e-9);
         assert!((q.arrival_wait - 0.3).abs() < 1e-9);

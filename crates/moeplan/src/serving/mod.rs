@@ -1066,6 +1066,7 @@ fn explain_tpot(lp: &Loop, st: &LoopSteps, sv: &ServingParams) -> Derivation {
             ("prefill_step", st.prefill.time(sv).to_string()),
             ("micro_batches", Fixed(st.decode.micro_batches, 0).to_string()),
             ("step_overhead", sv.step_overhead.to_string()),
+            ("sequence_overhead", format!("{} per request in a step ({} in the decode step)", sv.sequence_overhead, Fixed(st.decode.requests(), 1))),
             ("kernel_time_ratio", format!("prefill {}, decode {}", Fixed(sv.prefill_scale, 3), Fixed(sv.decode_scale, 3))),
         ],
     )

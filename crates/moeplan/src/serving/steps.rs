@@ -4,8 +4,8 @@
 //! they carry (decodes, prompt tokens); this module turns each into the
 //! cost model's per-micro-batch `StepShape`, prices it with the expert load
 //! imbalance of its own routed rows, and applies the profile's serving
-//! layer (`Step::time`): the kernel-time ratio of its kind and the per-step
-//! overhead.
+//! layer (`Step::time`): the kernel-time ratio of its kind, the per-step
+//! overhead and the per-request one.
 //! With PP, a step of `d` decodes runs as `min(pp, d)` micro-batches and
 //! takes `max(traversal, micro-batches × slowest stage)`.
 
@@ -89,7 +89,8 @@ impl Step {
     /// Step time under a serving layer: the kernels' fixed costs (× the
     /// graph ratio when the step is a CUDA graph), the rest split into the
     /// decodes' share (× the decode ratio) and the prompt tokens' (× the
-    /// prefill ratio), + the per-step overhead.
+    /// prefill ratio), + the per-step overhead, + the sequence overhead of
+    /// each request it carries (`requests`).
     pub fn time(&self, serving: &ServingParams) -> Seconds {
         let fixed = self.fixed.min(self.kernels);
         let variable = self.kernels - fixed;
@@ -106,6 +107,13 @@ impl Step {
             * (decode_share * serving.decode_scale + (1.0 - decode_share) * serving.prefill_scale)
             + fixed * fixed_ratio
             + serving.step_overhead
+            + serving.sequence_overhead * self.requests()
+    }
+
+    /// Requests per attention-DP rank the step carries: its decodes and the
+    /// prompts (whole or a chunk) it computes.
+    pub(crate) fn requests(&self) -> f64 {
+        (self.micro.decode_seqs + self.micro.prefill_seqs) * self.micro_batches
     }
 }
 
