@@ -299,7 +299,7 @@ pub struct ServingParams {
     /// preparation, sampling bookkeeping, output processing of each running
     /// request): a step of `n` requests per rank adds `n` of it (µs). What
     /// `moeplan calibrate` fits to a stack's own runs at more than one
-    /// concurrency; the built-in layers hold it at 0: fitted to every
+    /// batch per rank; the built-in layers hold it at 0: fitted to every
     /// engine's runs across train.csv's models (8-25 µs) it improved the
     /// in-sample TPOT error (14.7% to 14.2%) but not the leave-one-model-out
     /// one (16.5% to 17.1%): a host's and a build's figure, not an engine's.

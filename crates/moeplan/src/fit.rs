@@ -50,8 +50,10 @@ pub struct Sample {
     /// length (`setting_of`): runs that share the first tell a held slot
     /// from a fixed cost.
     setting: Option<(String, u64)>,
-    /// Requests in flight it ran at (`RunDeployment::concurrency`).
-    concurrency: u64,
+    /// The load it ran at: an aggregated run's requests running per rank,
+    /// a disaggregated run's requests in flight on the deployment (its
+    /// decode batch is solved with the serving layer).
+    load: f64,
 }
 
 impl Sample {
@@ -67,12 +69,16 @@ impl Sample {
                 Prep::Disaggregated(Box::new(PreparedDisagg::new(&d.input()).ok()?))
             }
         };
+        let load = match &prepared {
+            Prep::Aggregated(p) => p.running(),
+            Prep::Disaggregated(_) => run.deployment.concurrency() as f64,
+        };
         Some(Sample {
             prepared,
             ttft: run.ttft,
             tpot: run.tpot,
             setting: setting_of(run),
-            concurrency: run.deployment.concurrency(),
+            load,
         })
     }
 
@@ -391,7 +397,7 @@ impl Param {
     /// What in the runs pins it down.
     pub(crate) fn determined_by(self) -> &'static str {
         match self {
-            Param::StepOverhead => "TPOT across batch sizes",
+            Param::StepOverhead => "TPOT at every batch size alike",
             Param::RequestOverhead => "TTFT at low concurrency",
             Param::Rounds | Param::ArrivalWait => "how TTFT grows with concurrency",
             Param::PrefillScale => "TTFT",
@@ -421,8 +427,12 @@ impl Param {
 /// The parameters `runs` runs can pin down: with one or two, the two
 /// kernel scales (TTFT and TPOT are two numbers per run); with fewer than
 /// ten, the fixed costs too; with ten or more, every one that enters the
-/// mode's figures (a disaggregated deployment's decode pool has no running
-/// cap to hold slots under: its queue is the M/D/c of `serving::disagg`).
+/// mode's figures, where the runs can tell it apart: held slots only from
+/// aggregated runs that differ in output length alone
+/// (`output_length_varies`; a disaggregated deployment's decode pool has
+/// no running cap to hold slots under: its queue is the M/D/c of
+/// `serving::disagg`), the sequence overhead only from runs at more than
+/// one load (`Sample::load`; at one, it is the step overhead's twin).
 pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param> {
     match samples.len() {
         0 => Vec::new(),
@@ -435,15 +445,16 @@ pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param>
         ],
         _ => {
             let output_varies = output_length_varies(samples);
-            let load_varies = samples
-                .iter()
-                .any(|s| s.concurrency != samples[0].concurrency);
+            let load_varies = samples.iter().any(|s| s.load != samples[0].load);
             Param::ALL
                 .into_iter()
                 .filter(|p| match (p, mode) {
                     (Param::HeldSlots, ServingMode::Aggregated) => output_varies,
                     (Param::HeldSlots, ServingMode::Disaggregated) => false,
-                    (Param::SequenceOverhead, _) => load_varies,
+                    (
+                        Param::SequenceOverhead,
+                        ServingMode::Aggregated | ServingMode::Disaggregated,
+                    ) => load_varies,
                     (
                         Param::StepOverhead
                         | Param::RequestOverhead
@@ -554,7 +565,8 @@ fn search(
     match coords.len() {
         BUILT_IN_DIMS => search_n::<BUILT_IN_DIMS>(f, x0, coords, step, iterations),
         8 => search_n::<8>(f, x0, coords, step, iterations),
-        _ => search_n::<DIMS>(f, x0, coords, step, iterations),
+        DIMS => search_n::<DIMS>(f, x0, coords, step, iterations),
+        n => unreachable!("{n} coordinates: the built-in seven and up to two of a user's"),
     }
 }
 

@@ -894,6 +894,7 @@ fn explain(
                 ("decode_step", decode.to_string()),
                 ("decode_batch_per_rank", Fixed(s.decode_batch, 1).to_string()),
                 ("decode_ranks", (inp.decode.workers as u64 * inp.decode.layout.dp as u64).to_string()),
+                ("sequence_overhead", format!("{} per request in a step", sv.sequence_overhead)),
             ],
         ),
     );

@@ -638,6 +638,12 @@ impl Prepared {
         Ok((prep, warnings))
     }
 
+    /// Requests each attention-DP rank runs at once (whatever the serving
+    /// layer: the client's share, the engine's cap, KV memory).
+    pub(crate) fn running(&self) -> f64 {
+        self.lp.running
+    }
+
     /// The benchmark's figures under a serving layer.
     pub(crate) fn solve(&self, sv: &ServingParams) -> LoopResult {
         closed_loop::solve(

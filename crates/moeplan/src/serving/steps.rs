@@ -111,7 +111,10 @@ impl Step {
     }
 
     /// Requests per attention-DP rank the step carries: its decodes and the
-    /// prompts (whole or a chunk) it computes.
+    /// prompts it computes, as the cost model reads them (a chunk is one;
+    /// a budget filled with whole prompts carries its tokens / the prompt
+    /// length, fractional where prompts straddle steps; `simulate` reads
+    /// its steps by their token counts the same way).
     pub(crate) fn requests(&self) -> f64 {
         (self.micro.decode_seqs + self.micro.prefill_seqs) * self.micro_batches
     }

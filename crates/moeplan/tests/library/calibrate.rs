@@ -155,7 +155,9 @@ fn a_held_slot_is_fitted_only_from_runs_that_vary_the_output_alone() {
 /// carries the 16 requests and a step carrying a prompt chunk those still
 /// decoding plus the chunk's: TPOT, the decode step plus the steps carrying
 /// chunks in their share, grows by 16 × 20 µs = 320 µs, plus at most one
-/// more request's in the share of chunk steps (under 340 µs).
+/// more request's in the share of chunk steps (under 340 µs). Two pipeline
+/// stages run the 16 as two micro-batches of 8: still 16 in the step. Two
+/// attention-DP ranks hold 8 each, and each rank's scheduler sees its 8.
 #[test]
 fn each_request_in_a_step_costs_the_sequence_overhead_once() {
     let base = truth();
@@ -164,19 +166,31 @@ fn each_request_in_a_step_costs_the_sequence_overhead_once() {
         sequence_overhead: per,
         ..base
     };
-    let run = synthetic(layouts()[0], 1000, 500, 16, &base);
-    let sample = Sample::of(&run).unwrap();
-    let grown = (sample.predict(&with).1 - sample.predict(&base).1) / per;
-    assert!((16.0..17.0).contains(&grown), "{grown} requests");
+    let grown = |layout: Layout| {
+        let run = synthetic(layout, 1000, 500, 16, &base);
+        let sample = Sample::of(&run).unwrap();
+        (sample.predict(&with).1 - sample.predict(&base).1) / per
+    };
+    let one = grown(layouts()[0]);
+    assert!((16.0..17.0).contains(&one), "{one} requests");
+    let pp = grown(Layout {
+        pp: 2,
+        ..Layout::default()
+    });
+    assert!((16.0..17.0).contains(&pp), "{pp} requests in two stages");
+    let dp = grown(layouts()[3]);
+    assert!((8.0..9.0).contains(&dp), "{dp} requests per rank");
 }
 
 /// A scheduler that spends 30 µs per running request in each step: runs at
 /// several concurrencies pin it within a third (the decode time grows with
 /// the batch too, and the prior that holds the decode scale near where it
 /// starts, 1.3 times below the truth here, leaves part of it to the
-/// sequence overhead: 38 µs), with TPOT within 3%; runs at one concurrency
-/// cannot tell it from the per-step overhead, and leave it where it starts
-/// (0).
+/// sequence overhead: 38 µs), with TPOT within 3%; runs that all run the
+/// same batch per rank (concurrency 32 on one attention-DP rank) cannot
+/// tell it from the per-step overhead, and leave it where it starts (0),
+/// while the same concurrency spread over two ranks (16 each) beside them
+/// frees it.
 #[test]
 fn a_sequence_overhead_is_fitted_only_from_runs_at_more_than_one_load() {
     let t = ServingParams {
@@ -194,16 +208,34 @@ fn a_sequence_overhead_is_fitted_only_from_runs_at_more_than_one_load() {
         fit.params
     );
     assert!(fit.tpot_median_after < 0.03, "{fit:?}");
-    let one_load: Vec<Run> = runs
-        .into_iter()
-        .filter(|r| r.deployment.concurrency() == 32)
-        .collect();
+    // Short contexts: every layout holds the 32 (KV memory would cap the
+    // longest prompts on one GPU, and so vary the batch).
+    let mut at_32 = Vec::new();
+    for l in layouts() {
+        for (isl, osl) in [(500, 200), (1000, 500), (2000, 200)] {
+            at_32.push(synthetic(l, isl, osl, 32, &t));
+        }
+    }
+    let one_rank = |r: &&Run| match r.deployment {
+        RunDeployment::Aggregated { layout, .. } => layout.dp == 1,
+        RunDeployment::Disaggregated { .. } => false,
+    };
+    let one_load: Vec<Run> = at_32.iter().filter(one_rank).cloned().collect();
+    assert!(one_load.len() >= 10 && one_load.len() < at_32.len());
     let fixed = calibrate(&one_load, "one load").stack[0]
         .aggregated
         .clone()
         .unwrap();
     assert!(fixed.moved.iter().all(|m| m.name != "sequence_overhead_us"));
     assert_eq!(fixed.params.sequence_overhead.us(), 0.0);
+    let two_loads = calibrate(&at_32, "two loads").stack[0]
+        .aggregated
+        .clone()
+        .unwrap();
+    assert!(two_loads
+        .moved
+        .iter()
+        .any(|m| m.name == "sequence_overhead_us"));
 }
 
 /// Every profile in `tests/fixtures/profiles/invalid/` holds one serving
