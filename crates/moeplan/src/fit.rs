@@ -525,7 +525,17 @@ pub(crate) fn fit_free(
             .filter(|(p, _)| free.contains(p))
             .map(|(_, i)| *i),
     );
-    let x = search(&f, x0, &coords, 0.5, 300);
+    let space = Subspace {
+        x0,
+        coords: &coords,
+    };
+    let x = space.search(
+        &f,
+        Schedule {
+            step: 0.5,
+            iterations: 300,
+        },
+    );
     merged(&x)
 }
 
@@ -553,45 +563,50 @@ const BUILT_IN_DIMS: usize = 7;
 /// a host), not of an engine, and the built-in layers hold them at 0.
 const USER_ONLY: [(Param, usize); 2] = [(Param::SequenceOverhead, 7), (Param::HeldSlots, 8)];
 
-/// `restarts` over the coordinates `coords` of `x0` (the others stay as
-/// they are), as many as there are: 7 to `DIMS`.
-fn search(
-    f: &impl Fn(&[f64; DIMS]) -> f64,
+/// Where a search moves: the coordinates `coords` of `x0`, the others
+/// staying as they are.
+struct Subspace<'a> {
     x0: [f64; DIMS],
-    coords: &[usize],
-    step: f64,
-    iterations: usize,
-) -> [f64; DIMS] {
-    match coords.len() {
-        BUILT_IN_DIMS => search_n::<BUILT_IN_DIMS>(f, x0, coords, step, iterations),
-        8 => search_n::<8>(f, x0, coords, step, iterations),
-        DIMS => search_n::<DIMS>(f, x0, coords, step, iterations),
-        n => unreachable!("{n} coordinates: the built-in seven and up to two of a user's"),
-    }
+    coords: &'a [usize],
 }
 
-/// `search` in the `N` coordinates `coords`.
-fn search_n<const N: usize>(
-    f: &impl Fn(&[f64; DIMS]) -> f64,
-    x0: [f64; DIMS],
-    coords: &[usize],
+/// How a search steps: Nelder–Mead's initial step and iterations per
+/// restart.
+#[derive(Clone, Copy)]
+struct Schedule {
     step: f64,
     iterations: usize,
-) -> [f64; DIMS] {
-    let embed = |y: &[f64; N]| {
-        let mut x = x0;
-        for (c, v) in coords.iter().zip(y) {
-            x[*c] = *v;
+}
+
+impl Subspace<'_> {
+    /// `restarts` of `f` in the subspace, in as many coordinates as it has:
+    /// 7 to `DIMS`.
+    fn search(&self, f: &impl Fn(&[f64; DIMS]) -> f64, s: Schedule) -> [f64; DIMS] {
+        match self.coords.len() {
+            BUILT_IN_DIMS => self.search_n::<BUILT_IN_DIMS>(f, s),
+            8 => self.search_n::<8>(f, s),
+            DIMS => self.search_n::<DIMS>(f, s),
+            n => unreachable!("{n} coordinates: the built-in seven and up to two of a user's"),
         }
-        x
-    };
-    let y0: [f64; N] = std::array::from_fn(|i| x0[coords[i]]);
-    embed(&restarts(
-        &|y: &[f64; N]| f(&embed(y)),
-        y0,
-        step,
-        iterations,
-    ))
+    }
+
+    /// `search` in exactly `N` coordinates.
+    fn search_n<const N: usize>(
+        &self,
+        f: &impl Fn(&[f64; DIMS]) -> f64,
+        s: Schedule,
+    ) -> [f64; DIMS] {
+        let embed = |y: &[f64; N]| {
+            let mut x = self.x0;
+            for (c, v) in self.coords.iter().zip(y) {
+                x[*c] = *v;
+            }
+            x
+        };
+        let y0: [f64; N] = std::array::from_fn(|i| self.x0[self.coords[i]]);
+        let g = |y: &[f64; N]| f(&embed(y));
+        embed(&restarts(&g, y0, s.step, s.iterations))
+    }
 }
 
 /// The serving parameters that fit `samples` (weighing `weights`) best,
@@ -632,7 +647,17 @@ fn fit_serving(samples: &[&Sample], weights: &[f64], start: &ServingParams) -> S
     ];
     let mut best = (f64::INFINITY, encode(start));
     for s0 in starts {
-        let x = search(&f, encode(&s0), &coords, 1.0, 400);
+        let space = Subspace {
+            x0: encode(&s0),
+            coords: &coords,
+        };
+        let x = space.search(
+            &f,
+            Schedule {
+                step: 1.0,
+                iterations: 400,
+            },
+        );
         let fx = f(&x);
         if fx < best.0 {
             best = (fx, x);
