@@ -90,7 +90,10 @@ its layouts and lengths, predicting the other half. "Built in" is the
 embedded serving layer, itself fitted to every run of train.csv (so the
 held-out half is in-sample for it); "calibrated" saw only the other half.
 A disaggregated stack's fit is held to the loop shape it starts from
-(`fit::Anchor::Loop`), with a weight chosen on this same split.
+(`fit::Anchor::Loop`), with a weight chosen on this same split, and every
+stack's TTFT errors beyond about 22% pull the fit less the larger they are
+(`fit::fading`, kept where it fits the median run at least as well as a fit
+that every run pulls), with a scale chosen on this split too.
 
 ```
 CAL

@@ -238,6 +238,36 @@ fn a_sequence_overhead_is_fitted_only_from_runs_at_more_than_one_load() {
         .any(|m| m.name == "sequence_overhead_us"));
 }
 
+/// A third of the runs stalled in the harness: their TTFT is 8 times what
+/// the engine gave, which no serving layer explains at these loads. The
+/// calibration follows the other runs (their median TTFT error is 2.8%,
+/// under 10%) instead of bending toward the stalls (48.7% with TTFT's loss
+/// as TPOT's): a TTFT loss whose pull fades.
+#[test]
+fn stalled_runs_do_not_bend_a_calibration() {
+    let clean = many_runs();
+    let mut runs = clean.clone();
+    for r in runs.iter_mut().step_by(3) {
+        r.ttft = r.ttft * 8.0;
+    }
+    let fit = calibrate(&runs, "stalls").stack[0]
+        .aggregated
+        .clone()
+        .unwrap();
+    let mut errors: Vec<f64> = clean
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, r)| {
+            let (ttft, _) = Sample::of(r).unwrap().predict(&fit.params);
+            (ttft / r.ttft - 1.0).abs()
+        })
+        .collect();
+    errors.sort_by(f64::total_cmp);
+    let median = errors[errors.len() / 2];
+    assert!(median < 0.10, "{median} {:?}", fit.params);
+}
+
 /// Every profile in `tests/fixtures/profiles/invalid/` holds one serving
 /// parameter outside its range, named by the file (`<key>__<why>.toml`):
 /// reading it fails naming that key, its stack and its mode; the same file
