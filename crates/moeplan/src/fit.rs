@@ -95,8 +95,8 @@ impl Sample {
         }
     }
 
-    /// A calibration's loss under `sv`: TPOT's log error as `loss` has it,
-    /// TTFT's as `ttft` says.
+    /// The loss of the log errors under `sv`: TPOT's through `soft_l1`,
+    /// TTFT's as `ttft` says (10 where a prediction is not finite).
     fn calibration_loss(&self, sv: &ServingParams, ttft: TtftLoss) -> f64 {
         let (t_pred, p_pred) = self.predict(sv);
         let t = (t_pred / self.ttft).ln();
@@ -117,16 +117,10 @@ impl Sample {
         (self.predict(sv).0 / self.ttft).ln().abs()
     }
 
-    /// Robust loss of the log errors of TTFT and TPOT under `sv`.
+    /// Robust loss of the log errors of TTFT and TPOT under `sv`: both
+    /// through `soft_l1` (the built-in layers' fit).
     fn loss(&self, sv: &ServingParams) -> f64 {
-        let (ttft, tpot) = self.predict(sv);
-        let t = (ttft / self.ttft).ln();
-        let p = (tpot / self.tpot).ln();
-        if t.is_finite() && p.is_finite() {
-            soft_l1(t) + soft_l1(p)
-        } else {
-            10.0
-        }
+        self.calibration_loss(sv, TtftLoss::SoftL1)
     }
 }
 
