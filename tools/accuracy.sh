@@ -2,7 +2,8 @@
 # Regenerates docs/accuracy.md and the audit's error band
 # (crates/moeplan/profiles/error_band.toml) from the shared benchmark runs,
 # after refitting the serving layer (crates/moeplan/profiles/serving.toml)
-# to them with `moeplan calibrate --built-in`.
+# to them with `moeplan calibrate --built-in`, then each model's own stacks
+# (crates/moeplan/profiles/stacks.toml) with `--built-in-stacks`.
 #
 #   tools/accuracy.sh             refit, rebuild, report (about 13 minutes on 2 cores)
 #   tools/accuracy.sh --no-fit    report with the embedded serving layer
@@ -26,6 +27,9 @@ build() {
 build
 if [[ ${1:-} != --no-fit ]]; then
     "$bin" calibrate "$runs" --built-in crates/moeplan/profiles/serving.toml 2>/dev/null
+    build
+    # Each model's own stacks start from the engines' layers just written.
+    "$bin" calibrate "$runs" --built-in-stacks crates/moeplan/profiles/stacks.toml 2>/dev/null
     build
 fi
 {
@@ -51,11 +55,18 @@ What is fitted, and to what:
   whose client draws lengths in [0.8, 1] × isl/osl, known by the workflow
   markers of its provenance), disaggregated runs together, each model's
   runs weighing the square root of their number (DeepSeek-R1 is 79% of
-  them): 7 numbers per engine, client and mode.
+  them): 7 numbers per engine, client and mode;
+- each model's own serving layer on a GPU × engine × mode (× client,
+  aggregated) where it has at least 5 runs (`crates/moeplan/profiles/stacks.toml`):
+  those runs calibrated as `moeplan calibrate` calibrates a
+  user's, from the engine's layer, moving only what they pin down. An
+  estimate of such a model on such a stack uses it and says so.
 
-The first table is the one to read: each model's runs predicted by a serving
-layer fitted without any of that model's runs (leave one model out). The
-second is in-sample. Where a row's columns cannot describe what ran, the
+The first table is the one to read for a model nobody fitted to: each
+model's runs predicted by a serving layer fitted without any of that
+model's runs (leave one model out). The second is in-sample, with each
+model's own stack; how such a stack generalises to layouts and lengths it
+did not see is the calibration split at the end ("calibrated" column). Where a row's columns cannot describe what ran, the
 reading taken is in `crates/moeplan/src/runs.rs` and tested in
 `crates/moeplan/tests/library/runs.rs`.
 

@@ -167,8 +167,15 @@ pub struct CalibrateArgs {
     /// apart), from the kernel tables' defaults, written to FILE in the
     /// format of crates/moeplan/profiles/serving.toml (tools/accuracy.sh
     /// regenerates that file this way from the shared train.csv).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["out", "validate", "base", "explain", "json"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["out", "validate", "base", "explain", "json", "built_in_stacks"])]
     pub built_in: Option<std::path::PathBuf>,
+    /// Fit moeplan's built-in model stacks: each model's runs on one GPU ×
+    /// engine × mode (of at least 5 runs) calibrated as a user's stack is,
+    /// from the embedded serving layer, written to FILE in the format of
+    /// crates/moeplan/profiles/stacks.toml (tools/accuracy.sh regenerates
+    /// that file this way, after serving.toml).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["out", "validate", "base", "explain", "json"])]
+    pub built_in_stacks: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -165,6 +165,89 @@ pub fn serving_table() -> &'static BTreeMap<String, EngineServing> {
     })
 }
 
+/// Serving layers fitted to one model's own runs on one GPU × engine,
+/// written by `moeplan calibrate --built-in-stacks` from `train.csv`.
+pub const STACKS: &str = include_str!("../profiles/stacks.toml");
+
+/// The file of built-in model stacks (`profiles/stacks.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StackTable {
+    /// What the layers were fitted to, and how.
+    pub source: String,
+    /// One entry per model × GPU × engine × mode (× client, aggregated).
+    #[serde(default)]
+    pub stack: Vec<ModelStack>,
+}
+
+/// A model's serving layer on one GPU × engine, fitted to its own runs as
+/// `moeplan calibrate` fits a user's (from the engine's layer, moving only
+/// what the runs pin down).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelStack {
+    /// The model (`Model::name`: a catalog id).
+    pub model: String,
+    /// The catalog GPU.
+    pub gpu: String,
+    /// The engine.
+    pub engine: Engine,
+    /// Aggregated or disaggregated.
+    pub mode: ServingMode,
+    /// The benchmark client of the runs (aggregated layers are per client;
+    /// the disaggregated ones are not, and say `fixed`).
+    pub client: Client,
+    /// The runs' engine versions, as they state them.
+    pub versions: Vec<String>,
+    /// The fit.
+    pub fit: UserFit,
+}
+
+/// The embedded model stacks, parsed once.
+pub fn stack_table() -> &'static StackTable {
+    static ALL: OnceLock<StackTable> = OnceLock::new();
+    ALL.get_or_init(|| {
+        toml::from_str(STACKS).unwrap_or_else(|e| panic!("profiles/stacks.toml: {e}"))
+    })
+}
+
+/// The built-in layer fitted to `model`'s runs on `gpu` × `engine` in
+/// `mode` under `client` (any client for a disaggregated one).
+fn model_stack(
+    model: &str,
+    gpu: &Gpu,
+    engine: Engine,
+    mode: ServingMode,
+    client: Client,
+) -> Option<&'static ModelStack> {
+    stack_table().stack.iter().find(|s| {
+        s.model == model
+            && s.gpu == gpu.id
+            && s.engine == engine
+            && s.mode == mode
+            && match mode {
+                ServingMode::Aggregated => s.client == client,
+                ServingMode::Disaggregated => true,
+            }
+    })
+}
+
+/// `stack`'s serving layer over `p`'s, named in its source.
+fn apply_stack(p: &mut Profile, stack: Option<&ModelStack>) {
+    let Some(s) = stack else { return };
+    p.kernels.serving = s.fit.params;
+    p.source = format!(
+        "{}, with the {} serving layer fitted to {} runs of {} on {} × {} (built-in stacks, profiles/stacks.toml)",
+        p.source,
+        s.mode.name(),
+        s.fit.runs,
+        s.model,
+        s.gpu,
+        s.engine.name()
+    );
+    p.kernels.source = p.source.clone();
+}
+
 /// The aggregated serving layer of `engine` under `client` (the kernels
 /// alone for `Engine::Neutral` or an engine not fitted; the fixed-length
 /// client's where the client has none).
@@ -340,8 +423,11 @@ fn user_stack(gpu: &Gpu, engine: Engine) -> Option<(&'static str, &'static UserS
 }
 
 /// Which of a stack's serving layers a deployment uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum ServingMode {
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ServingMode {
     /// One pool doing prefill and decode (`resolve`).
     Aggregated,
     /// Prefill and decode pools (`resolve_disaggregated`).
@@ -350,7 +436,7 @@ pub(crate) enum ServingMode {
 
 impl ServingMode {
     /// Its name in prose and reports.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ServingMode::Aggregated => "aggregated",
             ServingMode::Disaggregated => "disaggregated",
@@ -448,11 +534,30 @@ fn default_choice(gpu: &Gpu) -> (&'static Profile, f64, usize) {
 /// GPU spec's efficiency overrides applied. `Engine::Neutral` takes the
 /// profile of the default engine (`default_engine`), and its `source` says so.
 pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
-    resolve_for(gpu, engine, Client::Fixed)
+    let mut p = engine_profile(gpu, engine, Client::Fixed);
+    apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
+    p
 }
 
-/// `resolve` with the serving layer fitted to `client`'s runs.
-pub fn resolve_for(gpu: &Gpu, engine: Engine, client: Client) -> Profile {
+/// `resolve` with the serving layer fitted to `client`'s runs, and where
+/// the built-in stacks (`profiles/stacks.toml`) hold one for `model` on
+/// this GPU × engine × client, the layer fitted to that model's own runs
+/// (`model` is `Model::name`; a user profile's layer wins over both).
+pub fn resolve_for(model: &str, gpu: &Gpu, engine: Engine, client: Client) -> Profile {
+    let mut p = engine_profile(gpu, engine, client);
+    if user_fit(gpu, engine, ServingMode::Aggregated).is_none() {
+        apply_stack(
+            &mut p,
+            model_stack(model, gpu, engine, ServingMode::Aggregated, client),
+        );
+    }
+    apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
+    p
+}
+
+/// The profile of `engine` on `gpu` with the engine's serving layer for
+/// `client` (no model's own layer, no user profile).
+fn engine_profile(gpu: &Gpu, engine: Engine, client: Client) -> Profile {
     let base = match engine {
         Engine::Neutral => default_choice(gpu).0,
         e => nearest(gpu, Some(e)),
@@ -482,10 +587,17 @@ pub fn resolve_for(gpu: &Gpu, engine: Engine, client: Client) -> Profile {
             client.name()
         );
     }
-    apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
     p.kernels.source = p.source.clone();
     gpu.efficiency.apply(&mut p.kernels);
     p
+}
+
+/// The user profile's fit of `mode` for `gpu` × `engine`, when it has one.
+fn user_fit(gpu: &Gpu, engine: Engine, mode: ServingMode) -> Option<&'static UserFit> {
+    user_stack(gpu, engine).and_then(|(_, s)| match mode {
+        ServingMode::Aggregated => s.aggregated.as_ref(),
+        ServingMode::Disaggregated => s.disaggregated.as_ref(),
+    })
 }
 
 /// The user's serving layer for `gpu` × `engine` (the mode `pick` chooses)
@@ -509,13 +621,26 @@ fn apply_user(
     p.kernels.source = p.source.clone();
 }
 
-/// The profile of `engine` on `gpu` for a disaggregated deployment: the
-/// same kernels, with the engine's serving layer fitted to disaggregated
-/// runs where there is one.
-pub fn resolve_disaggregated(gpu: &Gpu, engine: Engine) -> Profile {
+/// The profile of `engine` on `gpu` for a disaggregated deployment of
+/// `model`: the same kernels, with the engine's serving layer fitted to
+/// disaggregated runs where there is one, the model's own (built-in
+/// stacks) where there is one, and the user profile's over both.
+pub fn resolve_disaggregated(model: &str, gpu: &Gpu, engine: Engine) -> Profile {
     let mut p = resolve(gpu, engine);
     if let Some(d) = disaggregated_serving_params(engine) {
         p.kernels.serving = d;
+    }
+    if user_fit(gpu, engine, ServingMode::Disaggregated).is_none() {
+        apply_stack(
+            &mut p,
+            model_stack(
+                model,
+                gpu,
+                engine,
+                ServingMode::Disaggregated,
+                Client::Fixed,
+            ),
+        );
     }
     apply_user(
         &mut p,

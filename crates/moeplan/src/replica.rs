@@ -287,9 +287,10 @@ impl Deployment {
                     redundant_experts: p.redundant_experts,
                     overlap: p.overlap,
                 };
-                let calibration = crate::profile::resolve_disaggregated(&s.gpu, engine.engine)
-                    .kernels
-                    .flat(s.mfu, s.bandwidth_utilization);
+                let calibration =
+                    crate::profile::resolve_disaggregated(&s.model.name, &s.gpu, engine.engine)
+                        .kernels
+                        .flat(s.mfu, s.bandwidth_utilization);
                 Deployment::Disaggregated(Disaggregated {
                     model: s.model.clone(),
                     gpu: s.gpu.clone(),

@@ -113,11 +113,11 @@ fn markdown(
 ) -> String {
     let mut o = String::new();
     if let Some(cv) = cv {
-        let _ = writeln!(o, "### Leave-one-model-out cross-validation\n\nEach model's runs predicted by serving layers fitted without them: the figure for runs nobody fitted to.\n");
+        let _ = writeln!(o, "### Leave-one-model-out cross-validation\n\nEach model's runs predicted by the engines' serving layers fitted without them (and so without a stack of that model's own): the figure for models nobody fitted to.\n");
         markdown_table(&mut o, cv);
         let _ = writeln!(
             o,
-            "\n### With the embedded serving layer (fitted to every run)\n"
+            "\n### With the embedded serving layers (fitted to every run)\n\nThe engines' layers, and each model's own where the built-in stacks hold one (`profiles/stacks.toml`): what `moeplan estimate` predicts for these deployments. In-sample; how a stack's layer does on layouts and lengths it was not fitted to is the calibration split at the end.\n"
         );
     }
     markdown_table(&mut o, report);

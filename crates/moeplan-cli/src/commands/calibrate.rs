@@ -13,7 +13,10 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Input(e.into_diagnostic(), format))?;
     let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
     if let Some(path) = &a.built_in {
-        return write_built_in(path, &all, &a.files);
+        return write_built_in(path, &all, &a.files, calibrate::built_in_serving);
+    }
+    if let Some(path) = &a.built_in_stacks {
+        return write_built_in(path, &all, &a.files, calibrate::built_in_stacks);
     }
     let source = format!("{} runs of {}", all.len(), names.join(", "));
     let base = match &a.base {
@@ -65,10 +68,16 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Fits the built-in serving layer to `runs` and writes it (`--built-in`);
-/// the file names the runs files by their names alone, so the same runs
-/// give the same bytes wherever they lie.
-fn write_built_in(path: &Path, runs: &[Run], files: &[std::path::PathBuf]) -> Result<(), Failure> {
+/// Fits a built-in file to `runs` with `fit` and writes it (`--built-in`:
+/// the serving layers, `--built-in-stacks`: the model stacks); the file
+/// names the runs files by their names alone, so the same runs give the
+/// same bytes wherever they lie.
+fn write_built_in(
+    path: &Path,
+    runs: &[Run],
+    files: &[std::path::PathBuf],
+    fit: fn(&[Run], &str) -> String,
+) -> Result<(), Failure> {
     let names: Vec<String> = files
         .iter()
         .map(|f| {
@@ -76,7 +85,7 @@ fn write_built_in(path: &Path, runs: &[Run], files: &[std::path::PathBuf]) -> Re
                 .map_or(String::new(), |n| n.to_string_lossy().into_owned())
         })
         .collect();
-    let text = calibrate::built_in_serving(runs, &names.join(", "));
+    let text = fit(runs, &names.join(", "));
     std::fs::write(path, text).map_err(|e| {
         ArgError::failure(
             format!("cannot write {}: {e}", path.display()),

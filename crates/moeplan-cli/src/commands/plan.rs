@@ -531,7 +531,8 @@ fn header(s: &Scenario, r: &PlanResult, engine: EngineConfig) -> String {
         o,
         "engine: {} ({})",
         engine.engine.name(),
-        moeplan::profile::resolve_for(&s.gpu, engine.engine, s.workload.client).source
+        moeplan::profile::resolve_for(&s.model.name, &s.gpu, engine.engine, s.workload.client)
+            .source
     );
     if let (Some(m), Some(b)) = (s.mfu, s.bandwidth_utilization) {
         let _ = writeln!(

@@ -1040,6 +1040,88 @@ fn calibrate_writes_a_profile_that_estimates_then_use() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A model that the built-in stacks hold is estimated with its own layer,
+/// and the output says so; a user profile of that GPU × engine wins over
+/// it, and the output names the profile instead.
+#[test]
+fn a_built_in_stack_serves_its_model_unless_a_profile_covers_it() {
+    use moeplan::profile::{stack_table, ServingMode};
+    use moeplan::serving::Client;
+    let s = stack_table()
+        .stack
+        .iter()
+        .find(|s| s.mode == ServingMode::Aggregated && s.client == Client::Fixed)
+        .expect("a fixed-length aggregated stack");
+    let gpu = moeplan::catalog::gpu(&s.gpu).unwrap().unwrap();
+    let tp = gpu.gpus_per_node.to_string();
+    let args = [
+        "estimate",
+        "--model",
+        &s.model,
+        "--gpu",
+        &s.gpu,
+        "--engine",
+        s.engine.name(),
+        "--tp",
+        &tp,
+        "--isl",
+        "1024",
+        "--osl",
+        "256",
+        "--concurrency",
+        "16",
+    ];
+    let o = moeplan(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        unwrapped(&stdout(&o)).contains("built-in stacks"),
+        "{}",
+        stdout(&o)
+    );
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let j: serde_json::Value = serde_json::from_str(&stdout(&moeplan(&json_args))).unwrap();
+    let (ttft, tpot) = (
+        j["ttft_ms"].as_f64().unwrap(),
+        j["tpot_ms"].as_f64().unwrap(),
+    );
+    // Three runs of that stack, 10% slower than the estimate: a profile.
+    let dir = std::env::temp_dir().join(format!("moeplan-stack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("mine.csv");
+    let mut text =
+        "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms\n".to_string();
+    for c in [8, 16, 32] {
+        text += &format!(
+            "{},{},{},,,1024,256,{c},{tp},1,1,1,{tp},{},{}\n",
+            s.model,
+            s.gpu,
+            s.engine.name(),
+            ttft * 1.1,
+            tpot * 1.1
+        );
+    }
+    std::fs::write(&csv, text).unwrap();
+    let profile = dir.join("mine.toml");
+    let c = moeplan(&[
+        "calibrate",
+        csv.to_str().unwrap(),
+        "--out",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+    let mut with = vec!["--profile", profile.to_str().unwrap()];
+    with.extend_from_slice(&args);
+    let mine = moeplan(&with);
+    assert_eq!(mine.status.code(), Some(0), "{}", stderr(&mine));
+    let text = unwrapped(&stdout(&mine));
+    assert!(
+        text.contains("mine.toml") && !text.contains("built-in stacks"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `audit`, `simulate`, `launch` and `dag` name the profile in use (text
 /// and JSON), and whether it applies; `dag` prices its phases' estimate
 /// steps with it, in every format.

@@ -458,13 +458,29 @@ fn the_p90_error_is_reported_beside_the_median() {
 #[test]
 #[ignore = "needs ../shared/validation/silicon/train.csv; refits every engine (minutes in a debug build): cargo test --release -- --ignored"]
 fn the_embedded_serving_layer_is_regenerated_from_train_csv() {
+    assert_eq!(
+        calibrate::built_in_serving(&train_csv(), "train.csv"),
+        moeplan::profile::SERVING
+    );
+}
+
+/// The shared train.csv, read as `calibrate` reads it (the ignored tests
+/// that need ../shared).
+fn train_csv() -> Vec<Run> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/validation/silicon/train.csv");
-    let runs =
-        moeplan::runs::read_each(&[path], moeplan::runs::Usability::Estimable).expect("train.csv");
+    moeplan::runs::read_each(&[path], moeplan::runs::Usability::Estimable).expect("train.csv")
+}
+
+/// The embedded model stacks are what `moeplan calibrate
+/// --built-in-stacks` (tools/accuracy.sh) makes of train.csv with the
+/// embedded serving layer. Needs ../shared.
+#[test]
+#[ignore = "needs ../shared/validation/silicon/train.csv; calibrates every model's stacks (minutes in a debug build): cargo test --release -- --ignored"]
+fn the_embedded_model_stacks_are_regenerated_from_train_csv() {
     assert_eq!(
-        calibrate::built_in_serving(&runs, "train.csv"),
-        moeplan::profile::SERVING
+        calibrate::built_in_stacks(&train_csv(), "train.csv"),
+        moeplan::profile::STACKS
     );
 }
 
@@ -484,4 +500,78 @@ fn recalibrating_from_a_profile_starts_from_it() {
     }
     assert!(b.tpot_median_after <= a.tpot_median_after + 1e-3);
     assert!(second.stack[0].base.contains("first"));
+}
+
+/// The built-in model stacks hold only layers `calibrate` could write: each
+/// names a catalog model and GPU, was fitted to at least five runs of the
+/// versions it lists, keeps every parameter within its bounds, and is the
+/// only stack of its model × GPU × engine × mode (× client, aggregated).
+#[test]
+fn every_built_in_stack_is_a_valid_calibration_of_a_catalog_model() {
+    use moeplan::profile::{stack_table, ServingMode};
+    let table = stack_table();
+    assert!(!table.stack.is_empty(), "the embedded stacks are empty");
+    let mut keys = std::collections::BTreeSet::new();
+    for s in &table.stack {
+        let what = format!(
+            "{} {} {} {}",
+            s.model,
+            s.gpu,
+            s.engine.name(),
+            s.mode.name()
+        );
+        assert!(
+            matches!(moeplan::catalog::model(&s.model), Some(Ok(_))),
+            "{what}: not a catalog model"
+        );
+        assert!(
+            matches!(moeplan::catalog::gpu(&s.gpu), Some(Ok(_))),
+            "{what}: not a catalog GPU"
+        );
+        assert!(s.fit.runs >= 5 && !s.versions.is_empty(), "{what}");
+        s.fit
+            .params
+            .check()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let client = match s.mode {
+            ServingMode::Aggregated => s.client.name(),
+            ServingMode::Disaggregated => "any",
+        };
+        assert!(keys.insert((what.clone(), client)), "{what}: twice");
+    }
+}
+
+/// An estimate of a model that the built-in stacks hold on its GPU ×
+/// engine (under its benchmark client, aggregated) is served by that
+/// model's own layer and its source says so; a model they do not hold
+/// keeps the engine's layer.
+#[test]
+fn a_model_with_a_built_in_stack_is_served_by_its_own_layer() {
+    use moeplan::profile::{resolve_disaggregated, resolve_for, stack_table, ServingMode};
+    for s in &stack_table().stack {
+        let gpu = moeplan::catalog::gpu(&s.gpu).unwrap().unwrap();
+        let (own, other) = match s.mode {
+            ServingMode::Aggregated => (
+                resolve_for(&s.model, &gpu, s.engine, s.client),
+                resolve_for("a-model-no-stack-holds", &gpu, s.engine, s.client),
+            ),
+            ServingMode::Disaggregated => (
+                resolve_disaggregated(&s.model, &gpu, s.engine),
+                resolve_disaggregated("a-model-no-stack-holds", &gpu, s.engine),
+            ),
+        };
+        let what = format!("{} {} {}", s.model, s.gpu, s.engine.name());
+        assert_eq!(own.kernels.serving, s.fit.params, "{what}");
+        assert!(
+            own.source.contains(&format!("runs of {}", s.model)),
+            "{what}: {}",
+            own.source
+        );
+        assert!(
+            !other.source.contains("built-in stacks"),
+            "{what}: {}",
+            other.source
+        );
+        assert_ne!(other.kernels.serving, s.fit.params, "{what}");
+    }
 }

@@ -82,7 +82,12 @@ fn deployment(
     isl: u64,
     osl: u64,
 ) -> Replica {
-    let m = moeplan::catalog::resolve_model(model).unwrap();
+    let mut m = moeplan::catalog::resolve_model(model).unwrap();
+    // The loop's mechanics under the engines' serving layers, the ones the
+    // figures below were taken with: renamed, the model matches none of the
+    // built-in stacks (`profiles/stacks.toml`), whose layers are fitted to
+    // one model's runs.
+    m.name = format!("{model} (engine layer)");
     let g = moeplan::catalog::resolve_gpu(gpu).unwrap();
     let cfg = engine.config(g.memory);
     let mut s = Scenario::fixed("simulate", m, g, layout.gpus(), isl, osl);
@@ -630,7 +635,7 @@ fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
     for (model, gpu, engine, prefill, decode, n, isl, osl) in cases {
         let g = moeplan::catalog::resolve_gpu(gpu).unwrap();
         let d = moeplan::replica::Disaggregated {
-            calibration: moeplan::profile::resolve_disaggregated(&g, engine)
+            calibration: moeplan::profile::resolve_disaggregated(model, &g, engine)
                 .kernels
                 .flat(None, None),
             prefill,
