@@ -303,7 +303,7 @@ const MIN_STACK_RUNS: usize = 5;
 /// each model's runs on one GPU × engine × mode (× client, aggregated)
 /// fitted as `calibrate` fits a user's stack, from the engine's built-in
 /// layer, suspect runs left out; a stack of fewer than `MIN_STACK_RUNS`
-/// runs gets none. `names` names the runs files. On train.csv this is
+/// runs, or whose fit moved nothing, gets none. `names` names the runs files. On train.csv this is
 /// `profiles/stacks.toml` (`tests/library/calibrate.rs` checks it).
 pub fn built_in_stacks(runs: &[Run], names: &str) -> String {
     let samples = crate::accuracy::samples(runs);
@@ -311,7 +311,8 @@ pub fn built_in_stacks(runs: &[Run], names: &str) -> String {
     type Key = (String, String, Engine, Mode, Client);
     let mut g: BTreeMap<Key, (Vec<String>, Vec<&Sample>)> = BTreeMap::new();
     for (i, (r, s)) in runs.iter().zip(&samples).enumerate() {
-        let (Some(s), Ok(model)) = (s, r.model()) else {
+        let gpu = crate::catalog::gpu(&r.gpu).and_then(Result::ok);
+        let (Some(s), Ok(model), Some(gpu)) = (s, r.model(), gpu) else {
             continue;
         };
         if suspect.iter().any(|x| x.run == i) {
@@ -323,7 +324,7 @@ pub fn built_in_stacks(runs: &[Run], names: &str) -> String {
             Mode::Disaggregated => Client::Fixed,
         };
         let e = g
-            .entry((model.name, r.gpu.clone(), r.engine, mode, client))
+            .entry((model.name, gpu.id, r.engine, mode, client))
             .or_default();
         if !e.0.contains(&r.engine_version) {
             e.0.push(r.engine_version.clone());
@@ -333,17 +334,20 @@ pub fn built_in_stacks(runs: &[Run], names: &str) -> String {
     let stack: Vec<profile::ModelStack> = g
         .into_par_iter()
         .filter(|(_, (_, v))| v.len() >= MIN_STACK_RUNS)
-        .map(|((model, gpu, engine, mode, client), (mut versions, v))| {
+        .filter_map(|((model, gpu, engine, mode, client), (mut versions, v))| {
             versions.sort_unstable();
-            profile::ModelStack {
-                fit: fit_group(&v, &built_in(engine, mode, client), mode),
+            let start = built_in(engine, mode, client);
+            let fit = fit_group(&v, &start, mode);
+            // A fit that moved nothing is the engine's layer again.
+            (fit.params != start).then_some(profile::ModelStack {
+                fit,
                 model,
                 gpu,
                 engine,
                 mode,
                 client,
                 versions,
-            }
+            })
         })
         .collect();
     let table = profile::StackTable {

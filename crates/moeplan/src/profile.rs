@@ -245,7 +245,6 @@ fn apply_stack(p: &mut Profile, stack: Option<&ModelStack>) {
         s.gpu,
         s.engine.name()
     );
-    p.kernels.source = p.source.clone();
 }
 
 /// The aggregated serving layer of `engine` under `client` (the kernels
@@ -533,10 +532,11 @@ fn default_choice(gpu: &Gpu) -> (&'static Profile, f64, usize) {
 /// nearest measured GPU's for that engine (else for any engine), with the
 /// GPU spec's efficiency overrides applied. `Engine::Neutral` takes the
 /// profile of the default engine (`default_engine`), and its `source` says so.
+/// No model's own stack: `resolve_for` adds it.
 pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
     let mut p = engine_profile(gpu, engine, Client::Fixed);
     apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
-    p
+    finish(p, gpu)
 }
 
 /// `resolve` with the serving layer fitted to `client`'s runs, and where
@@ -552,11 +552,20 @@ pub fn resolve_for(model: &str, gpu: &Gpu, engine: Engine, client: Client) -> Pr
         );
     }
     apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
+    finish(p, gpu)
+}
+
+/// `p` with its curves named by its source and the GPU spec's efficiency
+/// overrides applied, last (their note is the curves' source where they
+/// give one).
+fn finish(mut p: Profile, gpu: &Gpu) -> Profile {
+    p.kernels.source = p.source.clone();
+    gpu.efficiency.apply(&mut p.kernels);
     p
 }
 
 /// The profile of `engine` on `gpu` with the engine's serving layer for
-/// `client` (no model's own layer, no user profile).
+/// `client` (no model's own layer, no user profile; `finish` completes it).
 fn engine_profile(gpu: &Gpu, engine: Engine, client: Client) -> Profile {
     let base = match engine {
         Engine::Neutral => default_choice(gpu).0,
@@ -587,8 +596,6 @@ fn engine_profile(gpu: &Gpu, engine: Engine, client: Client) -> Profile {
             client.name()
         );
     }
-    p.kernels.source = p.source.clone();
-    gpu.efficiency.apply(&mut p.kernels);
     p
 }
 
@@ -618,7 +625,6 @@ fn apply_user(
         "{}, with the {mode}serving layer of {name} (fitted to {} of your runs)",
         p.source, fit.runs
     );
-    p.kernels.source = p.source.clone();
 }
 
 /// The profile of `engine` on `gpu` for a disaggregated deployment of
@@ -626,9 +632,12 @@ fn apply_user(
 /// disaggregated runs where there is one, the model's own (built-in
 /// stacks) where there is one, and the user profile's over both.
 pub fn resolve_disaggregated(model: &str, gpu: &Gpu, engine: Engine) -> Profile {
-    let mut p = resolve(gpu, engine);
-    if let Some(d) = disaggregated_serving_params(engine) {
-        p.kernels.serving = d;
+    let mut p = engine_profile(gpu, engine, Client::Fixed);
+    match disaggregated_serving_params(engine) {
+        Some(d) => p.kernels.serving = d,
+        // No disaggregated layer (no engine named): the aggregated one,
+        // the user's where the profile has it.
+        None => apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), ""),
     }
     if user_fit(gpu, engine, ServingMode::Disaggregated).is_none() {
         apply_stack(
@@ -649,7 +658,7 @@ pub fn resolve_disaggregated(model: &str, gpu: &Gpu, engine: Engine) -> Profile 
         |s| s.disaggregated.as_ref(),
         "disaggregated ",
     );
-    p
+    finish(p, gpu)
 }
 
 /// The profile measured on `gpu`'s id, or on the GPU closest to it by

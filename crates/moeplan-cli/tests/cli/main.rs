@@ -1042,7 +1042,8 @@ fn calibrate_writes_a_profile_that_estimates_then_use() {
 
 /// A model that the built-in stacks hold is estimated with its own layer,
 /// and the output says so; a user profile of that GPU × engine wins over
-/// it, and the output names the profile instead.
+/// it, and the output names the profile instead. A disaggregated estimate
+/// takes the model's disaggregated stack.
 #[test]
 fn a_built_in_stack_serves_its_model_unless_a_profile_covers_it() {
     use moeplan::profile::{stack_table, ServingMode};
@@ -1120,6 +1121,43 @@ fn a_built_in_stack_serves_its_model_unless_a_profile_covers_it() {
         "{text}"
     );
     std::fs::remove_dir_all(&dir).ok();
+    // A disaggregated estimate of a model with a disaggregated stack uses it.
+    let d = stack_table()
+        .stack
+        .iter()
+        .find(|s| s.mode == ServingMode::Disaggregated)
+        .expect("a disaggregated stack");
+    let n = moeplan::catalog::gpu(&d.gpu)
+        .unwrap()
+        .unwrap()
+        .gpus_per_node
+        .to_string();
+    let o = moeplan(&[
+        "estimate",
+        "--model",
+        &d.model,
+        "--gpu",
+        &d.gpu,
+        "--engine",
+        d.engine.name(),
+        "--prefill-tp",
+        &n,
+        "--prefill-etp",
+        &n,
+        "--decode-tp",
+        &n,
+        "--decode-etp",
+        &n,
+        "--isl",
+        "1024",
+        "--osl",
+        "256",
+        "--concurrency",
+        "64",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = unwrapped(&stdout(&o));
+    assert!(text.contains(&format!("runs of {}", d.model)), "{text}");
 }
 
 /// `audit`, `simulate`, `launch` and `dag` name the profile in use (text

@@ -541,15 +541,27 @@ fn every_built_in_stack_is_a_valid_calibration_of_a_catalog_model() {
     }
 }
 
-/// An estimate of a model that the built-in stacks hold on its GPU ×
-/// engine (under its benchmark client, aggregated) is served by that
-/// model's own layer and its source says so; a model they do not hold
-/// keeps the engine's layer.
+/// A model that the built-in stacks hold on its GPU × engine (under its
+/// benchmark client, aggregated) is resolved to that model's own layer and
+/// its source says so, and so is a scenario of it (what `plan` and
+/// `estimate` price); a model they do not hold keeps the engine's layer.
 #[test]
 fn a_model_with_a_built_in_stack_is_served_by_its_own_layer() {
     use moeplan::profile::{resolve_disaggregated, resolve_for, stack_table, ServingMode};
     for s in &stack_table().stack {
         let gpu = moeplan::catalog::gpu(&s.gpu).unwrap().unwrap();
+        if s.mode == ServingMode::Aggregated {
+            let model = moeplan::catalog::model(&s.model).unwrap().unwrap();
+            let mut scenario =
+                moeplan::spec::scenario::Scenario::fixed("stack", model, gpu.clone(), 8, 1024, 256);
+            scenario.workload.client = s.client;
+            assert_eq!(
+                scenario.calibration(s.engine).serving,
+                s.fit.params,
+                "{}",
+                s.model
+            );
+        }
         let (own, other) = match s.mode {
             ServingMode::Aggregated => (
                 resolve_for(&s.model, &gpu, s.engine, s.client),

@@ -634,8 +634,10 @@ fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
     ];
     for (model, gpu, engine, prefill, decode, n, isl, osl) in cases {
         let g = moeplan::catalog::resolve_gpu(gpu).unwrap();
+        // Under the engines' layers, as `deployment` (no model's own stack).
+        let engine_layer = format!("{model} (engine layer)");
         let d = moeplan::replica::Disaggregated {
-            calibration: moeplan::profile::resolve_disaggregated(model, &g, engine)
+            calibration: moeplan::profile::resolve_disaggregated(&engine_layer, &g, engine)
                 .kernels
                 .flat(None, None),
             prefill,
