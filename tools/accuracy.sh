@@ -64,9 +64,12 @@ What is fitted, and to what:
 
 The first table is the one to read for a model nobody fitted to: each
 model's runs predicted by a serving layer fitted without any of that
-model's runs (leave one model out). The second is in-sample, with each
-model's own stack; how such a stack generalises to layouts and lengths it
-did not see is the calibration split at the end ("calibrated" column). Where a row's columns cannot describe what ran, the
+model's runs (leave one model out). The second is for unseen runs of the
+models and stacks moeplan was fitted to: a fifth of the runs held back,
+everything refitted to the rest (`moeplan accuracy --holdout`). The third
+is in-sample, with each model's own stack; how a stack generalises to
+layouts and lengths it did not see is the calibration split at the end
+("calibrated" column). Where a row's columns cannot describe what ran, the
 reading taken is in `crates/moeplan/src/runs.rs` and tested in
 `crates/moeplan/tests/library/runs.rs`.
 
@@ -76,7 +79,7 @@ best-known planner (AIConfigurator 0.12) on the held-back runs: TTFT 37% /
 TPOT 16%.
 
 HEAD
-    "$bin" accuracy "$runs" --cv --markdown
+    "$bin" accuracy "$runs" --cv --holdout --markdown
     cat <<'SIM'
 
 ### Simulated step by step

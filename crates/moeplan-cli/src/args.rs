@@ -194,8 +194,14 @@ pub struct AccuracyArgs {
     /// predicted by serving layers fitted without them.
     #[arg(long)]
     pub cv: bool,
+    /// Also report a fifth of the runs held back (chosen by their ids): the
+    /// engines' serving layers and the model stacks fitted to the other
+    /// runs, the held ones predicted with them; what moeplan does on unseen
+    /// runs of the models and stacks it was fitted to.
+    #[arg(long)]
+    pub holdout: bool,
     /// Predict each run with `moeplan simulate`'s step-level closed loop instead of the estimate's closed form.
-    #[arg(long, conflicts_with = "cv")]
+    #[arg(long, conflicts_with_all = ["cv", "holdout"])]
     pub simulate: bool,
     /// Print JSON.
     #[arg(long)]

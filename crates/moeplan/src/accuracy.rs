@@ -476,6 +476,64 @@ impl Layers {
     }
 }
 
+/// Whether `run` is in the held-back fifth of `hold_out`: chosen by its id
+/// (FNV-1a), so a run is held wherever it lies in its file and whatever
+/// else the file holds.
+pub fn held_back(run: &Run) -> bool {
+    let hash = run.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % 5 == 0
+}
+
+/// A fifth of the runs held back (`held_back`): the engines' serving
+/// layers and the model stacks fitted to the other runs as `calibrate
+/// --built-in` and `--built-in-stacks` fit them to every run, and each held
+/// run predicted with its stack's layer where the others gave its stack
+/// one, else its engine's. One outcome per held run: what moeplan does on
+/// runs of the models and stacks it was fitted to that it did not see.
+pub fn hold_out(runs: &[Run], outcomes: &[Outcome], samples: &[Option<Sample>]) -> Vec<Outcome> {
+    let kept = |r: &Run| !held_back(r);
+    let fits = layers(runs, outcomes, samples, kept);
+    let layer = |engine: Engine, run: &Run| {
+        fits.iter()
+            .find(|(e, _)| *e == engine)
+            .map(|(_, l)| l.of(run).params)
+    };
+    let stacks = crate::calibrate::fit_stacks(runs, samples, kept, |k| {
+        let first = runs
+            .iter()
+            .find(|r| kept(r) && crate::calibrate::StackKey::of(r).as_ref() == Some(k))
+            .expect("a stack has runs");
+        layer(k.engine, first).unwrap_or_default()
+    });
+    outcomes
+        .iter()
+        .filter(|o| held_back(&runs[o.run]))
+        .map(|o| {
+            let run = &runs[o.run];
+            let params = crate::calibrate::StackKey::of(run)
+                .and_then(|k| stacks.iter().find(|s| k.matches(s)))
+                .map(|s| s.fit.params)
+                .or_else(|| layer(run.engine, run));
+            let predicted = match (&o.predicted, &samples[o.run], params) {
+                (Ok(_), Some(s), Some(sv)) => {
+                    let (ttft, tpot) = s.predict(&sv);
+                    Ok(Predicted { ttft, tpot })
+                }
+                // Never the in-sample prediction: it saw this run.
+                (Ok(_), _, _) => Err("no serving layer was fitted without this run".to_string()),
+                (Err(e), _, _) => Err(e.clone()),
+            };
+            Outcome {
+                run: o.run,
+                predicted,
+                moe: o.moe,
+            }
+        })
+        .collect()
+}
+
 /// Every engine's serving layers fitted from the defaults to the answered
 /// runs that `members` keeps.
 fn layers(

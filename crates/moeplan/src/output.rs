@@ -309,6 +309,10 @@ pub struct AccuracyOutput<'a> {
     pub summaries: &'a [AccuracySummary],
     /// Errors by group, leaving each model out (`--cv`).
     pub cross_validated: Option<&'a [AccuracySummary]>,
+    /// Errors by group on the held-back fifth of the runs, everything
+    /// fitted to the rest (`--holdout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<&'a [AccuracySummary]>,
     /// Each run (`--runs`).
     pub runs: Option<Vec<AccuracyRun<'a>>>,
     /// Every run not answered, with why (also warned of on stderr in text).

@@ -16,7 +16,7 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     };
     let outcomes = accuracy::evaluate_with(&all, predictor);
     let report = accuracy::report(&all, &outcomes);
-    let samples = if a.cv {
+    let samples = if a.cv || a.holdout {
         accuracy::samples(&all)
     } else {
         Vec::new()
@@ -25,10 +25,14 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
         a.cv.then(|| accuracy::cross_validate(&all, &outcomes, &samples));
     let cv = left_out.as_ref().map(|o| accuracy::report(&all, o));
     let left_out = left_out.as_deref();
+    let held = a
+        .holdout
+        .then(|| accuracy::report(&all, &accuracy::hold_out(&all, &outcomes, &samples)));
     if a.json {
         output::json(&AccuracyOutput {
             summaries: &report,
             cross_validated: cv.as_deref(),
+            held_out: held.as_deref(),
             runs: a.runs.then(|| run_rows(&all, &outcomes, left_out)),
             unanswered: unanswered(&all, &outcomes),
         });
@@ -38,12 +42,21 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
         output::note(&format!("warning: {}: not answered: {}", u.id, u.why));
     }
     if a.markdown {
-        output::print(&markdown(&report, cv.as_deref(), &all, &outcomes));
+        let tables = Tables {
+            report: &report,
+            cv: cv.as_deref(),
+            held: held.as_deref(),
+        };
+        output::print(&markdown(&tables, &all, &outcomes));
     } else {
         output::print(&output::fit(&table(&report)));
         if let Some(cv) = &cv {
             output::print("\nleave-one-model-out cross-validation:");
             output::print(&output::fit(&table(cv)));
+        }
+        if let Some(held) = &held {
+            output::print("\nheld-back fifth (everything fitted to the other runs):");
+            output::print(&output::fit(&table(held)));
         }
         if let Some(line) = throughput_line(&all, &outcomes) {
             output::print(&format!("\n{line}"));
@@ -105,16 +118,25 @@ fn markdown_table(o: &mut String, report: &[Summary]) {
     }
 }
 
-fn markdown(
-    report: &[Summary],
-    cv: Option<&[Summary]>,
-    runs: &[Run],
-    outcomes: &[Outcome],
-) -> String {
+/// The report's tables: in-sample, and those `--cv` and `--holdout` add.
+struct Tables<'a> {
+    report: &'a [Summary],
+    cv: Option<&'a [Summary]>,
+    held: Option<&'a [Summary]>,
+}
+
+fn markdown(t: &Tables, runs: &[Run], outcomes: &[Outcome]) -> String {
+    let (report, cv) = (t.report, t.cv);
     let mut o = String::new();
     if let Some(cv) = cv {
         let _ = writeln!(o, "### Leave-one-model-out cross-validation\n\nEach model's runs predicted by the engines' serving layers fitted without them (and so without a stack of that model's own): the figure for models nobody fitted to.\n");
         markdown_table(&mut o, cv);
+    }
+    if let Some(held) = t.held {
+        let _ = writeln!(o, "\n### A fifth of the runs held back\n\nA fifth of the runs held back, chosen by a hash of their ids; the engines' serving layers and the model stacks fitted to the other four fifths as the embedded ones are fitted to every run, the held runs predicted with them: the figure for unseen runs of the models and stacks moeplan was fitted to.\n");
+        markdown_table(&mut o, held);
+    }
+    if cv.is_some() || t.held.is_some() {
         let _ = writeln!(
             o,
             "\n### With the embedded serving layers (fitted to every run)\n\nThe engines' layers, and each model's own where the built-in stacks hold one (`profiles/stacks.toml`): what `moeplan estimate` predicts for these deployments. In-sample; how a stack's layer does on layouts and lengths it was not fitted to is the calibration split at the end.\n"
