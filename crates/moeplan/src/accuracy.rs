@@ -468,7 +468,12 @@ pub(crate) struct Layers {
 impl Layers {
     /// The layer that predicts `run`.
     fn of(&self, run: &Run) -> &Fitted {
-        match (run.deployment.mode(), run.client) {
+        self.of_kind(run.deployment.mode(), run.client)
+    }
+
+    /// The layer of runs in `mode` under `client`.
+    fn of_kind(&self, mode: ServingMode, client: Client) -> &Fitted {
+        match (mode, client) {
             (ServingMode::Disaggregated, _) => &self.disaggregated,
             (ServingMode::Aggregated, Client::Fixed) => &self.fixed,
             (ServingMode::Aggregated, Client::InferenceMax) => &self.inferencemax,
@@ -495,27 +500,23 @@ pub fn held_back(run: &Run) -> bool {
 pub fn hold_out(runs: &[Run], outcomes: &[Outcome], samples: &[Option<Sample>]) -> Vec<Outcome> {
     let kept = |r: &Run| !held_back(r);
     let fits = layers(runs, outcomes, samples, kept);
-    let layer = |engine: Engine, run: &Run| {
+    let layer = |engine: Engine, mode: ServingMode, client: Client| {
         fits.iter()
             .find(|(e, _)| *e == engine)
-            .map(|(_, l)| l.of(run).params)
+            .map(|(_, l)| l.of_kind(mode, client).params)
     };
     let stacks = crate::calibrate::fit_stacks(runs, samples, kept, |k| {
-        let first = runs
-            .iter()
-            .find(|r| kept(r) && crate::calibrate::StackKey::of(r).as_ref() == Some(k))
-            .expect("a stack has runs");
-        layer(k.engine, first).unwrap_or_default()
+        layer(k.engine, k.mode, k.client).unwrap_or_default()
     });
     outcomes
         .iter()
         .filter(|o| held_back(&runs[o.run]))
         .map(|o| {
             let run = &runs[o.run];
-            let params = crate::calibrate::StackKey::of(run)
-                .and_then(|k| stacks.iter().find(|s| k.matches(s)))
+            let params = crate::calibrate::stack_key(run)
+                .and_then(|k| stacks.iter().find(|s| s.is(&k)))
                 .map(|s| s.fit.params)
-                .or_else(|| layer(run.engine, run));
+                .or_else(|| layer(run.engine, run.deployment.mode(), run.client));
             let predicted = match (&o.predicted, &samples[o.run], params) {
                 (Ok(_), Some(s), Some(sv)) => {
                     let (ttft, tpot) = s.predict(&sv);

@@ -23,12 +23,14 @@ use crate::accuracy::ErrorStats;
 use crate::calibration::ServingParams;
 use crate::engine::Engine;
 use crate::fit::{self, Anchor, Sample};
-use crate::profile::{self, MovedParam, ServingMode as Mode, UserFit, UserProfile, UserStack};
+use crate::profile::{
+    self, MovedParam, ServingMode as Mode, StackKey, UserFit, UserProfile, UserStack,
+};
 use crate::runs::{Run, RunDeployment};
 use crate::serving::{estimate_summary, Client};
 use crate::units::{Bytes, Seconds};
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A run left out of the fit.
 #[derive(Clone, Debug, PartialEq)]
@@ -319,45 +321,17 @@ pub fn built_in_stacks(runs: &[Run], names: &str) -> String {
     )
 }
 
-/// What a model stack is the layer of: the model (`Model::name`), the
-/// catalog GPU, the engine, the mode and, aggregated, the benchmark client
-/// (`Client::Fixed` for every disaggregated run).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct StackKey {
-    pub(crate) model: String,
-    pub(crate) gpu: String,
-    pub(crate) engine: Engine,
-    pub(crate) mode: Mode,
-    pub(crate) client: Client,
-}
-
-impl StackKey {
-    /// `run`'s stack (None where its model or GPU is unknown).
-    pub(crate) fn of(run: &Run) -> Option<StackKey> {
-        let gpu = crate::catalog::gpu(&run.gpu).and_then(Result::ok)?;
-        let model = run.model().ok()?;
-        let mode = run.deployment.mode();
-        let client = match mode {
-            Mode::Aggregated => run.client,
-            Mode::Disaggregated => Client::Fixed,
-        };
-        Some(StackKey {
-            model: model.name,
-            gpu: gpu.id,
-            engine: run.engine,
-            mode,
-            client,
-        })
-    }
-
-    /// Whether `stack` is this stack's layer.
-    pub(crate) fn matches(&self, stack: &profile::ModelStack) -> bool {
-        stack.model == self.model
-            && stack.gpu == self.gpu
-            && stack.engine == self.engine
-            && stack.mode == self.mode
-            && stack.client == self.client
-    }
+/// `run`'s stack (None where its model or GPU is not in the catalog).
+pub(crate) fn stack_key(run: &Run) -> Option<StackKey> {
+    let gpu = crate::catalog::gpu(&run.gpu).and_then(Result::ok)?;
+    let model = run.model().ok()?;
+    Some(StackKey::new(
+        &model.name,
+        &gpu,
+        run.engine,
+        run.deployment.mode(),
+        run.client,
+    ))
 }
 
 /// The model stacks of the runs `members` keeps (answered, not suspect):
@@ -371,24 +345,21 @@ pub(crate) fn fit_stacks(
     start: impl Fn(&StackKey) -> ServingParams + Sync,
 ) -> Vec<profile::ModelStack> {
     let suspect = suspects(runs);
-    let mut g: BTreeMap<StackKey, (Vec<String>, Vec<&Sample>)> = BTreeMap::new();
+    let mut g: BTreeMap<StackKey, (BTreeSet<String>, Vec<&Sample>)> = BTreeMap::new();
     for (i, (r, s)) in runs.iter().zip(samples).enumerate() {
-        let (Some(s), Some(key)) = (s, StackKey::of(r)) else {
-            continue;
-        };
         if !members(r) || suspect.iter().any(|x| x.run == i) {
             continue;
         }
+        let (Some(s), Some(key)) = (s, stack_key(r)) else {
+            continue;
+        };
         let e = g.entry(key).or_default();
-        if !e.0.contains(&r.engine_version) {
-            e.0.push(r.engine_version.clone());
-        }
+        e.0.insert(r.engine_version.clone());
         e.1.push(s);
     }
     g.into_par_iter()
         .filter(|(_, (_, v))| v.len() >= MIN_STACK_RUNS)
-        .filter_map(|(k, (mut versions, v))| {
-            versions.sort_unstable();
+        .filter_map(|(k, (versions, v))| {
             let start = start(&k);
             let fit = fit_group(&v, &start, k.mode);
             (fit.params != start).then_some(profile::ModelStack {
@@ -398,7 +369,7 @@ pub(crate) fn fit_stacks(
                 engine: k.engine,
                 mode: k.mode,
                 client: k.client,
-                versions,
+                versions: versions.into_iter().collect(),
             })
         })
         .collect()

@@ -211,25 +211,60 @@ pub fn stack_table() -> &'static StackTable {
     })
 }
 
-/// The built-in layer fitted to `model`'s runs on `gpu` × `engine` in
-/// `mode` under `client` (any client for a disaggregated one).
-fn model_stack(
-    model: &str,
-    gpu: &Gpu,
-    engine: Engine,
-    mode: ServingMode,
-    client: Client,
-) -> Option<&'static ModelStack> {
-    stack_table().stack.iter().find(|s| {
-        s.model == model
-            && s.gpu == gpu.id
-            && s.engine == engine
-            && s.mode == mode
-            && match mode {
-                ServingMode::Aggregated => s.client == client,
-                ServingMode::Disaggregated => true,
-            }
-    })
+/// What a model stack is the layer of: the model (`Model::name`), the
+/// catalog GPU, the engine, the mode and the benchmark client
+/// (`Client::Fixed` for every disaggregated one: those layers are not per
+/// client). `calibrate::stack_key` reads a run's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct StackKey {
+    /// `Model::name`.
+    pub(crate) model: String,
+    /// The catalog GPU's id.
+    pub(crate) gpu: String,
+    /// The engine.
+    pub(crate) engine: Engine,
+    /// Aggregated or disaggregated.
+    pub(crate) mode: ServingMode,
+    /// The benchmark client (fixed for a disaggregated stack).
+    pub(crate) client: Client,
+}
+
+impl StackKey {
+    /// The key of `model` on `gpu` × `engine` in `mode` under `client`.
+    pub(crate) fn new(
+        model: &str,
+        gpu: &Gpu,
+        engine: Engine,
+        mode: ServingMode,
+        client: Client,
+    ) -> StackKey {
+        StackKey {
+            model: model.to_string(),
+            gpu: gpu.id.clone(),
+            engine,
+            mode,
+            client: match mode {
+                ServingMode::Aggregated => client,
+                ServingMode::Disaggregated => Client::Fixed,
+            },
+        }
+    }
+}
+
+impl ModelStack {
+    /// Whether this is the layer of `key`.
+    pub(crate) fn is(&self, key: &StackKey) -> bool {
+        self.model == key.model
+            && self.gpu == key.gpu
+            && self.engine == key.engine
+            && self.mode == key.mode
+            && self.client == key.client
+    }
+}
+
+/// The built-in layer of `key`, where the embedded stacks hold one.
+fn model_stack(key: &StackKey) -> Option<&'static ModelStack> {
+    stack_table().stack.iter().find(|s| s.is(key))
 }
 
 /// `stack`'s serving layer over `p`'s, named in its source.
@@ -548,7 +583,13 @@ pub fn resolve_for(model: &str, gpu: &Gpu, engine: Engine, client: Client) -> Pr
     if user_fit(gpu, engine, ServingMode::Aggregated).is_none() {
         apply_stack(
             &mut p,
-            model_stack(model, gpu, engine, ServingMode::Aggregated, client),
+            model_stack(&StackKey::new(
+                model,
+                gpu,
+                engine,
+                ServingMode::Aggregated,
+                client,
+            )),
         );
     }
     apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
@@ -642,13 +683,13 @@ pub fn resolve_disaggregated(model: &str, gpu: &Gpu, engine: Engine) -> Profile 
     if user_fit(gpu, engine, ServingMode::Disaggregated).is_none() {
         apply_stack(
             &mut p,
-            model_stack(
+            model_stack(&StackKey::new(
                 model,
                 gpu,
                 engine,
                 ServingMode::Disaggregated,
                 Client::Fixed,
-            ),
+            )),
         );
     }
     apply_user(
