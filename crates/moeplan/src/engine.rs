@@ -152,6 +152,7 @@ impl Engine {
             runtime_reserve: Bytes(s.runtime_reserve_gib * GIB),
             allreduce_workspace: Bytes(s.allreduce_workspace_mib * MIB),
             max_memory_fraction: s.memory_fraction,
+            memory_share: s.memory_share,
             cuda_graphs: s.cuda_graphs,
             decode_reserve: s.decode_reserve.unwrap_or(Fraction::ZERO),
         }
@@ -214,8 +215,10 @@ pub struct EngineSpec {
     pub policy: Policy,
     /// Whom the step budget is for under attention DP.
     pub(crate) budget_scope: BudgetScope,
-    /// Fraction of GPU memory the engine takes.
+    /// Fraction of memory the engine takes by default.
     pub memory_fraction: Fraction,
+    /// What `memory_fraction` is a fraction of.
+    pub memory_share: MemoryShare,
     /// CUDA context, workspaces and graph pool per GPU, GiB.
     pub(crate) runtime_reserve_gib: f64,
     /// All-reduce workspace a TP group keeps per GPU, MiB.
@@ -243,6 +246,42 @@ pub(crate) enum BudgetScope {
     PerRank,
     /// The budget is divided among the attention-DP ranks (SGLang's `chunked_prefill_size`).
     PerReplica,
+}
+
+/// What an engine's memory fraction is a fraction of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryShare {
+    /// The GPU's memory: weights, activations and KV cache all fit in it
+    /// (vLLM `gpu_memory_utilization`, SGLang `mem_fraction_static`, a
+    /// service level's memory limit).
+    Capacity,
+    /// The memory weights, activations and buffers leave: the KV cache takes
+    /// that share of it (TensorRT-LLM `kv_cache_config.free_gpu_memory_fraction`).
+    Free,
+}
+
+impl MemoryShare {
+    /// Bytes the engine may use on a GPU of `capacity` where `fixed` bytes
+    /// (weights, activations, buffers, runtime) do not depend on the requests,
+    /// with `fraction` of the share.
+    pub(crate) fn usable(self, fraction: Fraction, capacity: Bytes, fixed: Bytes) -> Bytes {
+        match self {
+            MemoryShare::Capacity => capacity * fraction,
+            MemoryShare::Free => fixed + Bytes((capacity.0 - fixed.0).max(0.0)) * fraction,
+        }
+    }
+
+    /// `fraction` of this share in words ("90% of memory").
+    pub fn describe(self, fraction: Fraction) -> String {
+        let pct = fraction.value() * 100.0;
+        match self {
+            MemoryShare::Capacity => format!("{pct:.0}% of memory"),
+            MemoryShare::Free => {
+                format!("{pct:.0}% of the memory weights and activations leave, for the KV cache")
+            }
+        }
+    }
 }
 
 /// Which steps an engine captures as CUDA graphs.
@@ -301,9 +340,12 @@ pub struct EngineConfig {
     /// `allreduce_workspace_mib`; not in the JSON, which predates it).
     #[serde(skip)]
     pub allreduce_workspace: Bytes,
-    /// Fraction of the GPU's memory the engine may use (vLLM
-    /// `gpu_memory_utilization`; the seeds' "< 90%").
+    /// Fraction of memory the engine may use (vLLM
+    /// `gpu_memory_utilization`; the seeds' "< 90%"), of `memory_share`.
     pub max_memory_fraction: Fraction,
+    /// What `max_memory_fraction` is a fraction of: the GPU's memory, or
+    /// (TensorRT-LLM's default) what weights and activations leave.
+    pub memory_share: MemoryShare,
     /// Which steps run as CUDA graphs.
     pub(crate) cuda_graphs: CudaGraphs,
     /// Share of the running requests' remaining output a prefill-first
@@ -311,6 +353,18 @@ pub struct EngineConfig {
     /// `decode_reserve`; not in the JSON, which predates it).
     #[serde(skip)]
     pub decode_reserve: Fraction,
+}
+
+impl EngineConfig {
+    /// These settings limited to `fraction` of the GPU's memory (a stated
+    /// limit: `--max-memory-fraction`, a service level's).
+    pub fn limited_to(self, fraction: Fraction) -> EngineConfig {
+        EngineConfig {
+            max_memory_fraction: fraction,
+            memory_share: MemoryShare::Capacity,
+            ..self
+        }
+    }
 }
 
 impl Default for EngineConfig {

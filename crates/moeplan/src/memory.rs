@@ -9,10 +9,11 @@
 //! requests, CP splits a sequence's tokens). Then activations for the
 //! largest step, communication buffers, and a runtime reserve.
 
+use crate::engine::MemoryShare;
 use crate::hardware::Gpu;
 use crate::layout::Layout;
 use crate::model::{Attention, Component, Ffn, Layer, Mixer, Model};
-use crate::units::Bytes;
+use crate::units::{Bytes, Fraction};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -400,8 +401,10 @@ pub(crate) struct Footprint {
     comm: Bytes,
     /// The GPU's capacity.
     capacity: Bytes,
-    /// Bytes the engine may use (capacity × its fraction).
-    usable_bytes: Bytes,
+    /// The engine's memory fraction.
+    fraction: Fraction,
+    /// What the fraction is of.
+    share: MemoryShare,
     /// The engine's runtime reserve.
     runtime_reserve: Bytes,
     /// Attention-DP ranks of the replica (each holds its own requests).
@@ -457,7 +460,8 @@ impl Footprint {
             act_step: activation_bytes(m, layout, cfg),
             comm,
             capacity: gpu.memory,
-            usable_bytes: gpu.memory * cfg.max_memory_fraction,
+            fraction: cfg.max_memory_fraction,
+            share: cfg.memory_share,
             runtime_reserve: cfg.runtime_reserve,
             dp: layout.dp,
         }
@@ -468,8 +472,8 @@ impl Footprint {
     pub(crate) fn max_concurrency(&self) -> u64 {
         let mut best = u64::MAX;
         for s in &self.stages {
-            let fixed = s.weights_bytes + self.act_step + self.comm + self.runtime_reserve;
-            let free = self.usable_bytes.0 - fixed.0;
+            let fixed = self.fixed(s);
+            let free = self.usable(fixed).0 - fixed.0;
             if free <= 0.0 {
                 best = 0;
                 continue;
@@ -483,6 +487,17 @@ impl Footprint {
             best = best.min((per_rank as u64).saturating_mul(self.dp as u64));
         }
         best
+    }
+
+    /// What a stage's GPU holds whatever the requests: weights,
+    /// activations of the largest step, buffers and the runtime reserve.
+    fn fixed(&self, s: &StageFootprint) -> Bytes {
+        s.weights_bytes + self.act_step + self.comm + self.runtime_reserve
+    }
+
+    /// Bytes the engine may use on a GPU holding `fixed` bytes.
+    fn usable(&self, fixed: Bytes) -> Bytes {
+        self.share.usable(self.fraction, self.capacity, fixed)
     }
 
     /// Memory of the fullest GPU with `concurrency` requests in flight on
@@ -514,7 +529,7 @@ impl Footprint {
             other_bytes: other,
             total_bytes: total,
             capacity_bytes: self.capacity,
-            usable_bytes: self.usable_bytes,
+            usable_bytes: self.usable(self.fixed(s)),
             stage,
             kv_bytes_per_request: s.per_request,
         }

@@ -471,7 +471,7 @@ pub fn overrides(
         moeplan::bounds::MEMORY_FRACTION,
         format,
     )? {
-        c.max_memory_fraction = memory_fraction(f);
+        c = c.limited_to(memory_fraction(f));
     }
     Ok(c)
 }

@@ -299,11 +299,13 @@ fn phases(e: &Estimate) -> String {
     );
     let _ = writeln!(
         s,
-        "  engine            {}: {} tokens per step, {} running requests per rank, {:.0}% of memory",
+        "  engine            {}: {} tokens per step, {} running requests per rank, {}",
         e.engine.engine.name(),
         e.engine.max_step_tokens,
-        e.engine.max_running_requests.map_or("unlimited".to_string(), |r| r.to_string()),
-        e.engine.max_memory_fraction.value() * 100.0
+        e.engine
+            .max_running_requests
+            .map_or("unlimited".to_string(), |r| r.to_string()),
+        e.engine.memory_share.describe(e.engine.max_memory_fraction)
     );
     s
 }

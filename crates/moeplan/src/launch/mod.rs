@@ -575,6 +575,9 @@ fn at_version(engine: Engine, version: &str, deployed: &EngineConfig, gpu: &Gpu)
     }
     let base = engine.config(gpu.memory);
     let at = engine.config_of(engine.spec_at(version), gpu.memory);
+    // The memory fraction and what it is a fraction of go together.
+    let share = |c: &EngineConfig| (c.max_memory_fraction, c.memory_share);
+    let (max_memory_fraction, memory_share) = pick(share(deployed), share(&base), share(&at));
     EngineConfig {
         max_step_tokens: pick(
             deployed.max_step_tokens,
@@ -586,11 +589,8 @@ fn at_version(engine: Engine, version: &str, deployed: &EngineConfig, gpu: &Gpu)
             base.max_running_requests,
             at.max_running_requests,
         ),
-        max_memory_fraction: pick(
-            deployed.max_memory_fraction,
-            base.max_memory_fraction,
-            at.max_memory_fraction,
-        ),
+        max_memory_fraction,
+        memory_share,
         runtime_reserve: pick(
             deployed.runtime_reserve,
             base.runtime_reserve,

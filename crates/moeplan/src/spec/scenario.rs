@@ -440,10 +440,7 @@ impl Scenario {
 
     /// Engine settings with the scenario's memory limit.
     pub fn engine(&self, base: crate::memory::EngineConfig) -> crate::memory::EngineConfig {
-        crate::memory::EngineConfig {
-            max_memory_fraction: self.slo.max_memory_fraction,
-            ..base
-        }
+        base.limited_to(self.slo.max_memory_fraction)
     }
 
     /// A scenario of fixed lengths with no service level but the memory

@@ -530,6 +530,63 @@ fn tp_halves_the_weights() {
     assert!(within(l1, p.weight_bytes.value(), 1e-9));
 }
 
+/// TensorRT-LLM's `free_gpu_memory_fraction` is a share of what the model
+/// leaves, vLLM's `gpu_memory_utilization` a share of the whole GPU. By hand,
+/// for DeepSeek-R1 in FP8 on 4 × B200 (TP4), one request of 9216 tokens:
+/// fixed F = weights + activations + buffers + runtime (about 171 GB of
+/// the 193.3 GB); TensorRT-LLM's KV pool is 0.9 × (193.3 GB − F), so
+/// floor(0.9 (C − F) / kv) requests fit, where a 90% share of the GPU
+/// (0.9 C − F) leaves room for only a few.
+#[test]
+fn tensorrt_llm_takes_its_share_of_the_free_memory() {
+    let m = model("deepseek-r1");
+    let gpu = catalog::gpu("b200").unwrap().unwrap();
+    let l = Layout {
+        tp: 4,
+        etp: 4,
+        ..Layout::default()
+    };
+    let ctx = 9216;
+    let trt = memory::Engine::Trtllm.config(gpu.memory);
+    assert_eq!(trt.memory_share, moeplan::engine::MemoryShare::Free);
+    // With no request: weights, activations of the largest step, buffers.
+    let none = memory::memory(&m, &gpu, &l, &trt, 0, 0, ctx);
+    let one = memory::memory(&m, &gpu, &l, &trt, 0, 1, ctx);
+    let capacity = one.capacity_bytes.value();
+    let fixed = none.total_bytes.value();
+    // A request adds its KV cache and its logits row.
+    let per_request = one.total_bytes.value() - fixed;
+    assert!(per_request > one.kv_bytes_per_request.value());
+    let f = trt.max_memory_fraction.value();
+    let by_hand = (f * (capacity - fixed) / per_request).floor() as u64;
+    let free_share = memory::max_concurrency(&m, &gpu, &l, &trt, 0, ctx);
+    assert_eq!(free_share, by_hand);
+    let usable = fixed + f * (capacity - fixed);
+    assert!(
+        within(none.usable_bytes.value(), usable, 1e-9),
+        "{} vs {usable}",
+        none.usable_bytes.value()
+    );
+    // The same fraction of the whole GPU holds fewer requests.
+    let whole = trt.limited_to(trt.max_memory_fraction);
+    let by_hand = ((f * capacity - fixed) / per_request).floor().max(0.0) as u64;
+    assert_eq!(
+        memory::max_concurrency(&m, &gpu, &l, &whole, 0, ctx),
+        by_hand
+    );
+    assert!(
+        0 < by_hand && by_hand < free_share,
+        "{by_hand} vs {free_share}"
+    );
+    // Where the model leaves nothing, no request fits under either share.
+    let tp2 = Layout {
+        tp: 2,
+        etp: 2,
+        ..Layout::default()
+    };
+    assert_eq!(memory::max_concurrency(&m, &gpu, &tp2, &trt, 0, ctx), 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Memory never decreases with more requests or longer contexts, and the
