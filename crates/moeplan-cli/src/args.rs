@@ -464,7 +464,8 @@ pub struct PlanArgs {
     /// Least output throughput each request sees, with its unit (e.g. "50 tokens/s").
     #[arg(long)]
     pub min_throughput_per_user: Option<String>,
-    /// Largest fraction of GPU memory used.
+    /// Largest fraction of GPU memory used (default: the scenario's, else
+    /// the engine's own limit).
     #[arg(long)]
     pub max_memory_fraction: Option<f64>,
     /// Flat compute efficiency instead of the calibrated curves.

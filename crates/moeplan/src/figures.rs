@@ -201,6 +201,10 @@ pub struct Figures {
     pub memory_per_gpu: Bytes,
     /// That memory as a fraction of capacity.
     pub memory_fraction: f64,
+    /// What the engine may use of that GPU, as a fraction of capacity (its
+    /// memory limit: a service level's, else the engine's own).
+    #[serde(skip)]
+    pub usable_fraction: f64,
     /// Expert load imbalance applied (max/mean − 1).
     pub load_imbalance: f64,
     /// Whether every pool fits in memory at the longest context.
@@ -282,6 +286,7 @@ impl Figures {
             tpot: worst.tpot.max(mean.tpot),
             memory_per_gpu: worst.memory.total_bytes,
             memory_fraction: worst.memory.total_bytes.0 / worst.memory.capacity_bytes.0,
+            usable_fraction: worst.memory.usable_bytes.0 / worst.memory.capacity_bytes.0,
             load_imbalance: mean.load_imbalance.used.max(worst.load_imbalance.used),
             fits: worst.fits,
             bottleneck: mean.bottleneck.decode,
@@ -332,6 +337,7 @@ impl Figures {
             tpot: worst.tpot.max(mean.tpot),
             memory_per_gpu: fullest.total_bytes,
             memory_fraction: fullest.total_bytes.0 / fullest.capacity_bytes.0,
+            usable_fraction: fullest.usable_bytes.0 / fullest.capacity_bytes.0,
             load_imbalance: mean.load_imbalance.max(worst.load_imbalance),
             fits: worst.fits,
             bottleneck: mean.decode.step.bottleneck,
@@ -343,6 +349,7 @@ impl Figures {
     pub(crate) fn judged(&self) -> Judged {
         Judged {
             memory_fraction: self.memory_fraction,
+            usable_fraction: self.usable_fraction,
             ttft_ms: self.ttft.ms(),
             tpot_ms: self.tpot.ms(),
             throughput_per_gpu: self.output_tokens_per_s_per_gpu.0,

@@ -117,6 +117,9 @@ impl schemars::JsonSchema for Level {
 pub struct Judged {
     /// Memory of the fullest GPU over its capacity (worst case).
     pub memory_fraction: f64,
+    /// What the engine may use of that GPU over its capacity: the memory
+    /// limit where the service levels state none.
+    pub usable_fraction: f64,
     /// TTFT in ms (worst case).
     pub ttft_ms: f64,
     /// TPOT in ms (worst case).
@@ -182,7 +185,7 @@ impl std::fmt::Display for Violation {
 /// The limit a scenario sets for a level, in the level's unit (None: no limit).
 pub fn limit(slo: &Slo, level: Level, gpu_budget: Option<u64>) -> Option<f64> {
     match level {
-        Level::Memory => Some(slo.max_memory_fraction.value()),
+        Level::Memory => slo.max_memory_fraction.map(|f| f.value()),
         Level::Ttft => slo.ttft.map(|t| t.ms()),
         Level::Tpot => slo.tpot.map(|t| t.ms()),
         Level::ThroughputPerGpu => slo.min_throughput_per_gpu.map(|r| r.0),
@@ -210,7 +213,11 @@ pub fn evaluate(slo: &Slo, f: &Judged, gpu_budget: Option<u64>) -> Vec<Violation
     Level::ALL
         .iter()
         .filter_map(|&level| {
-            let limit = limit(slo, level, gpu_budget)?;
+            let limit = match level {
+                // No stated limit: what the engine holds.
+                Level::Memory => limit(slo, level, gpu_budget).unwrap_or(f.usable_fraction),
+                _ => limit(slo, level, gpu_budget)?,
+            };
             let value = value(f, level);
             let missed = match level.bound() {
                 Bound::AtMost => value > limit,
@@ -235,6 +242,7 @@ mod tests {
     fn judged() -> Judged {
         Judged {
             memory_fraction: 0.5,
+            usable_fraction: 0.9,
             ttft_ms: 200.0,
             tpot_ms: 20.0,
             throughput_per_gpu: 1000.0,
@@ -251,7 +259,7 @@ mod tests {
             tpot: Some(Seconds(0.03)),
             min_throughput_per_gpu: Some(TokensPerSecond(2000.0)),
             min_throughput_per_user: Some(TokensPerSecond(60.0)),
-            max_memory_fraction: Fraction::known(0.4),
+            max_memory_fraction: Some(Fraction::known(0.4)),
             max_load_imbalance: Some(0.01),
             percentiles: Vec::new(),
         };
@@ -283,9 +291,22 @@ mod tests {
     #[test]
     fn no_limit_no_violation() {
         let slo = Slo {
-            max_memory_fraction: Fraction::known(0.9),
+            max_memory_fraction: Some(Fraction::known(0.9)),
             ..Slo::default()
         };
         assert!(evaluate(&slo, &judged(), None).is_empty());
+        // Without a stated memory limit, the engine's holds: 50% of the GPU
+        // used of the 90% it may use meets it, 95% does not.
+        assert!(evaluate(&Slo::default(), &judged(), None).is_empty());
+        let full = Judged {
+            memory_fraction: 0.95,
+            ..judged()
+        };
+        let v = evaluate(&Slo::default(), &full, None);
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].level, v[0].limit, v[0].value),
+            (Level::Memory, 0.9, 0.95)
+        );
     }
 }

@@ -867,13 +867,9 @@ fn plan_deployment(
     pools: &PoolArgs,
     format: Format,
 ) -> Result<ReplicaDeployment, Failure> {
-    let engine = overrides(
-        f,
-        plan.scenario
-            .serving_engine()
-            .config(plan.scenario.gpu.memory),
-        format,
-    )?;
+    // The plan's memory limit, as `plan` and `audit` price it and as
+    // `launch` writes it into the engine's flags.
+    let engine = overrides(f, plan.scenario.engine_config(), format)?;
     match ReplicaDeployment::from_plan(&plan, engine) {
         ReplicaDeployment::Aggregated(r) => {
             over_aggregated(r, path, f, pools, format).map(ReplicaDeployment::Aggregated)

@@ -159,7 +159,7 @@ fn apply_slo(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failu
         moeplan::bounds::MEMORY_FRACTION,
         format,
     )? {
-        s.slo.max_memory_fraction = super::deployment::memory_fraction(f);
+        s.slo.max_memory_fraction = Some(super::deployment::memory_fraction(f));
     }
     Ok(())
 }
@@ -400,10 +400,9 @@ fn slo_line(s: &Scenario) -> String {
     if let Some(r) = s.slo.min_throughput_per_user {
         parts.push(format!("≥ {:.1} tokens/s per user", r.value()));
     }
-    parts.push(format!(
-        "memory ≤ {:.0}%",
-        s.slo.max_memory_fraction.value() * 100.0
-    ));
+    if let Some(f) = s.slo.max_memory_fraction {
+        parts.push(format!("memory ≤ {:.0}%", f.value() * 100.0));
+    }
     if let Some(l) = s.slo.max_load_imbalance {
         parts.push(format!("load imbalance ≤ {:.0}%", l * 100.0));
     }

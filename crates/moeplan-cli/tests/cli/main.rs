@@ -883,6 +883,84 @@ fn estimate_of_a_plan_file_equals_its_flags() {
     }
 }
 
+/// The memory limit is one figure for every command: a plan that states
+/// none runs under its engine's own (TensorRT-LLM's KV cache takes 90% of
+/// what DeepSeek-R1's 169 GB of FP8 weights leave on a B200: 28 requests of
+/// 8704 tokens fit), and `estimate` of the file, `estimate` by flags and
+/// `audit` agree on it; a plan that states `slo.max_memory_fraction = 0.9`
+/// holds 90% of the GPU, where 16 such requests do not fit, and `estimate`
+/// of the file and `audit` agree on that too (they did not: the file's
+/// estimate ignored the stated limit, the audit applied 90% to an unstated one).
+#[test]
+fn every_command_applies_the_same_memory_limit() {
+    let body = r#"
+name = "r1-tp4-b200"
+[model]
+catalog = "deepseek-r1"
+[hardware]
+gpu = "b200"
+engine = "trtllm"
+[workload]
+isl = 8192
+osl = 1024
+concurrency = 16
+[deployment]
+tp = 4
+ep = 4
+"#;
+    let figures = |body: &str| {
+        let plan = TempFile::new("memory-limit", "toml");
+        fs::write(&plan.0, body).unwrap();
+        let est = moeplan(&["estimate", plan.path(), "--json"]);
+        // 1: it does not fit.
+        assert!(
+            est.status.code().is_some_and(|c| c <= 1),
+            "{}",
+            stderr(&est)
+        );
+        let est: serde_json::Value = serde_json::from_str(&stdout(&est)).unwrap();
+        let audit = moeplan(&["audit", plan.path(), "--json"]);
+        let audit: serde_json::Value = serde_json::from_str(&stdout(&audit)).unwrap();
+        let computed = &audit["computed"];
+        let ttft = computed["ttft"].as_f64().unwrap() * 1e3;
+        assert!(
+            (ttft - est["ttft_ms"].as_f64().unwrap()).abs() <= 1e-9 * ttft,
+            "{est} vs {computed}"
+        );
+        (est, computed["pools"][0]["fits"].as_bool().unwrap())
+    };
+    let (engines_own, fits) = figures(body);
+    assert!(fits);
+    assert_eq!(engines_own["max_concurrency"], 28);
+    let flags = moeplan(&[
+        "estimate",
+        "--model",
+        "deepseek-r1",
+        "--gpu",
+        "b200",
+        "--tp",
+        "4",
+        "--ep",
+        "4",
+        "--isl",
+        "8192",
+        "--osl",
+        "1024",
+        "--concurrency",
+        "16",
+        "--engine",
+        "trtllm",
+        "--json",
+    ]);
+    let flags: serde_json::Value = serde_json::from_str(&stdout(&flags)).unwrap();
+    for key in ["ttft_ms", "tpot_ms", "max_concurrency"] {
+        assert_eq!(engines_own[key], flags[key], "{key}");
+    }
+    let (stated, fits) = figures(&format!("{body}[slo]\nmax_memory_fraction = 0.9\n"));
+    assert!(!fits);
+    assert_eq!(stated["max_concurrency"], 0);
+}
+
 /// Review of issue 11, gap 1: each pool of a disaggregated plan keeps its
 /// own redundant experts. DeepSeek-V3's 256 experts over a prefill pool of
 /// ep64 without redundant experts are 4 a GPU; 256 + 32 over a decode pool of

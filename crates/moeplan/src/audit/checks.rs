@@ -727,7 +727,10 @@ fn memory_limit(plan: &Plan, evals: &[PoolEval], missed: &mut Vec<String>, out: 
                     "at the longest prompt the fullest GPU needs {} of the {} allowed ({} of {}); at most {} requests fit",
                     m.total_bytes,
                     m.usable_bytes,
-                    pct(plan.scenario.slo.max_memory_fraction.value()),
+                    {
+                        let e = plan.scenario.engine_config();
+                        e.memory_share.describe(e.max_memory_fraction)
+                    },
                     m.capacity_bytes,
                     w.max_concurrency
                 ),

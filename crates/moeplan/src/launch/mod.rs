@@ -649,7 +649,9 @@ fn settings(
         step_tokens: cfg.max_step_tokens,
         max_context: context,
         kv_cache_dtype: model.dtypes.kv_cache,
-        memory_fraction: ceil3(cfg.max_memory_fraction.value()),
+        // vLLM's share of the whole GPU: the engine's own where it states
+        // one, else (TensorRT-LLM's share of the free memory) its equivalent.
+        memory_fraction: ceil3(usable / capacity),
         // SGLang's pool is this share of the GPU less what is in use when it
         // profiles (weights, CUDA context, buffers): activations stay outside.
         static_fraction: ceil3((usable - mem.activation_bytes.0) / capacity)

@@ -183,7 +183,9 @@ pub struct RawSlo {
     pub min_throughput_per_gpu: Option<String>,
     /// Least output tokens/s each request sees.
     pub min_throughput_per_user: Option<String>,
-    /// Largest fraction of GPU memory used (default 0.9).
+    /// Largest fraction of GPU memory used, e.g. 0.9 (default: the serving
+    /// engine's own limit: vLLM 90% of the GPU, SGLang 88%, TensorRT-LLM's KV
+    /// cache 90% of what the model leaves).
     pub max_memory_fraction: Option<serde_json::Value>,
     /// Largest expert load imbalance (max/mean − 1), e.g. "10%".
     pub max_load_imbalance: Option<serde_json::Value>,
@@ -301,8 +303,8 @@ impl PercentileLevel {
     }
 }
 
-/// The validated service levels.
-#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+/// The validated service levels (by default none).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Slo {
     /// Longest TTFT.
     pub ttft: Option<Seconds>,
@@ -312,27 +314,14 @@ pub struct Slo {
     pub min_throughput_per_gpu: Option<TokensPerSecond>,
     /// Least output tokens/s per request.
     pub min_throughput_per_user: Option<TokensPerSecond>,
-    /// Largest memory fraction.
-    pub max_memory_fraction: Fraction,
+    /// Largest share of the GPU's memory a plan may use (None: the serving
+    /// engine's own default limit, as it runs unless told otherwise).
+    pub max_memory_fraction: Option<Fraction>,
     /// Largest expert load imbalance.
     pub max_load_imbalance: Option<f64>,
     /// Percentile levels at the workload's request rate, judged by simulation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub percentiles: Vec<PercentileLevel>,
-}
-
-impl Default for Slo {
-    fn default() -> Self {
-        Slo {
-            ttft: None,
-            tpot: None,
-            min_throughput_per_gpu: None,
-            min_throughput_per_user: None,
-            max_memory_fraction: Fraction::known(0.9),
-            max_load_imbalance: None,
-            percentiles: Vec::new(),
-        }
-    }
 }
 
 /// Which KV cache types the planner may choose.
@@ -438,9 +427,13 @@ impl Scenario {
         self.engine(self.serving_engine().config(self.gpu.memory))
     }
 
-    /// Engine settings with the scenario's memory limit.
+    /// Engine settings with the scenario's memory limit, where it states
+    /// one (else the engine's own).
     pub fn engine(&self, base: crate::memory::EngineConfig) -> crate::memory::EngineConfig {
-        base.limited_to(self.slo.max_memory_fraction)
+        match self.slo.max_memory_fraction {
+            Some(f) => base.limited_to(f),
+            None => base,
+        }
     }
 
     /// A scenario of fixed lengths with no service level but the memory
@@ -909,8 +902,7 @@ pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
             .max_memory_fraction
             .as_ref()
             .and_then(|v| fraction_value(v, "slo.max_memory_fraction", pr))
-            .and_then(Fraction::new)
-            .unwrap_or(Fraction::known(0.9)),
+            .and_then(Fraction::new),
         max_load_imbalance: s
             .max_load_imbalance
             .as_ref()

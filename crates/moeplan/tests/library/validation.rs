@@ -140,7 +140,6 @@ fn published_figures() {
         let unstated = get("dp_attn").is_empty() || get("ep").is_empty();
         let (per_gpu_predicted, how) = if unstated {
             let mut sc = Scenario::fixed("validation", m.clone(), gpu.clone(), gpus, isl, osl);
-            sc.slo.max_memory_fraction = engine.max_memory_fraction;
             sc.engine = Some(kind);
             let opts = PlanOptions {
                 modes: Modes::Aggregated,

@@ -179,7 +179,11 @@ fn checklist(s: &Scenario, rec: &Candidate) -> String {
         rec,
         "memory (fullest GPU of any pool, longest lengths)",
         "memory",
-        format!("{:.0}%", s.slo.max_memory_fraction.value() * 100.0),
+        s.slo
+            .max_memory_fraction
+            .map_or("what the engine holds".to_string(), |f| {
+                format!("{:.0}%", f.value() * 100.0)
+            }),
         format!("{:.1}%", f.memory_fraction * 100.0),
     );
     if let Some(l) = s.slo.max_load_imbalance {
