@@ -301,17 +301,43 @@ pub fn built_in_serving(runs: &[Run], names: &str) -> String {
 /// rather than the runs.
 const MIN_STACK_RUNS: usize = 5;
 
+/// The median |error| of TPOT a built-in stack's fit may leave on its own
+/// runs when it puts the kernels' time `STACK_KERNEL_RATIO` times off the
+/// kernel tables. Such a fit does not describe its runs: they measured
+/// something the model does not represent (speculative decoding they do
+/// not state, a harness's own timing: on train.csv, DeepSeek-R1-NVFP4 on
+/// B200 at 85-92 ms per token whatever the layout and load, where the
+/// engine's layer gives 11-33 ms; its fit put decode kernels at 5.1× their
+/// measured time and still missed by 63%), and the layer it bends would
+/// serve every other estimate of the model.
+const MAX_STACK_TPOT_ERROR: f64 = 0.5;
+
+/// How far from the kernel tables (a ratio either way) a built-in stack
+/// may put its kernel time and still be kept when it misses its runs
+/// (`MAX_STACK_TPOT_ERROR`); the engines' layers are fitted at 0.5-1.3.
+const STACK_KERNEL_RATIO: f64 = 2.0;
+
+/// Whether a stack's fit describes its runs well enough to serve its model:
+/// not both off its runs' TPOT by more than `MAX_STACK_TPOT_ERROR` and its
+/// kernel time more than `STACK_KERNEL_RATIO` times off the tables.
+pub fn describes_its_runs(fit: &UserFit) -> bool {
+    let off = |r: f64| !(1.0 / STACK_KERNEL_RATIO..=STACK_KERNEL_RATIO).contains(&r);
+    let bent = off(fit.params.prefill_scale) || off(fit.params.decode_scale);
+    !(bent && fit.tpot_median_after > MAX_STACK_TPOT_ERROR)
+}
+
 /// The built-in stacks fitted to `runs` (`calibrate --built-in-stacks`):
 /// each model's runs on one GPU × engine × mode (× client, aggregated)
 /// fitted as `calibrate` fits a user's stack, from the engine's built-in
 /// layer, suspect runs left out; a stack of fewer than `MIN_STACK_RUNS`
-/// runs, or whose fit moved nothing, gets none. `names` names the runs files. On train.csv this is
+/// runs, whose fit moved nothing or does not describe its runs
+/// (`describes_its_runs`), gets none. `names` names the runs files. On train.csv this is
 /// `profiles/stacks.toml` (`tests/library/calibrate.rs` checks it).
 pub fn built_in_stacks(runs: &[Run], names: &str) -> String {
     let samples = crate::accuracy::samples(runs);
     let table = profile::StackTable {
         source: format!(
-            "fitted by `moeplan calibrate --built-in-stacks` to {names}: each model's runs on one GPU × engine × mode (× benchmark client, aggregated) of at least {MIN_STACK_RUNS} runs, as `moeplan calibrate` fits a user's stack, from the engine's built-in serving layer, suspect runs left out"
+            "fitted by `moeplan calibrate --built-in-stacks` to {names}: each model's runs on one GPU × engine × mode (× benchmark client, aggregated) of at least {MIN_STACK_RUNS} runs, as `moeplan calibrate` fits a user's stack, from the engine's built-in serving layer, suspect runs left out, and so is a fit that misses its runs' median TPOT by more than {:.0}% with kernel times more than {STACK_KERNEL_RATIO}× off the kernel tables", MAX_STACK_TPOT_ERROR * 100.0
         ),
         stack: fit_stacks(runs, &samples, |_| true, |k| built_in(k.engine, k.mode, k.client)),
     };
@@ -337,7 +363,8 @@ pub(crate) fn stack_key(run: &Run) -> Option<StackKey> {
 /// The model stacks of the runs `members` keeps (answered, not suspect):
 /// each stack of at least `MIN_STACK_RUNS` runs fitted as a user's stack
 /// from `start` of its key; a fit that moved nothing is left out (it is
-/// the starting layer again).
+/// the starting layer again), and so is one that does not describe its
+/// runs (`describes_its_runs`).
 pub(crate) fn fit_stacks(
     runs: &[Run],
     samples: &[Option<Sample>],
@@ -362,7 +389,8 @@ pub(crate) fn fit_stacks(
         .filter_map(|(k, (versions, v))| {
             let start = start(&k);
             let fit = fit_group(&v, &start, k.mode);
-            (fit.params != start).then_some(profile::ModelStack {
+            let keep = fit.params != start && describes_its_runs(&fit);
+            keep.then_some(profile::ModelStack {
                 fit,
                 model: k.model,
                 gpu: k.gpu,

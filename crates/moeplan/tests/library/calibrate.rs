@@ -538,7 +538,28 @@ fn every_built_in_stack_is_a_valid_calibration_of_a_catalog_model() {
             ServingMode::Disaggregated => "any",
         };
         assert!(keys.insert((what.clone(), client)), "{what}: twice");
+        assert!(moeplan::calibrate::describes_its_runs(&s.fit), "{what}");
     }
+}
+
+/// A stack's fit that both misses its runs' TPOT by more than 50% and
+/// puts the kernels' time more than 2× off the tables describes something
+/// else than the model (DeepSeek-R1-NVFP4 on B200 at 85-92 ms per token:
+/// decode 5.1× the tables, still 63% off); either alone is a stack.
+#[test]
+fn a_stack_that_bends_the_kernels_and_still_misses_is_not_kept() {
+    use moeplan::calibrate::describes_its_runs;
+    let base = moeplan::profile::stack_table().stack[0].fit.clone();
+    let fit = |decode_scale: f64, tpot_median_after: f64| {
+        let mut f = base.clone();
+        f.params.decode_scale = decode_scale;
+        f.tpot_median_after = tpot_median_after;
+        f
+    };
+    assert!(!describes_its_runs(&fit(5.08, 0.63)));
+    assert!(!describes_its_runs(&fit(0.4, 0.63)));
+    assert!(describes_its_runs(&fit(5.08, 0.3)));
+    assert!(describes_its_runs(&fit(1.02, 0.54)));
 }
 
 /// A model that the built-in stacks hold on its GPU × engine (under its
