@@ -38,7 +38,8 @@ pub struct MemoryBreakdown {
     pub total_bytes: Bytes,
     /// The GPU's capacity.
     pub capacity_bytes: Bytes,
-    /// Capacity × the allowed fraction.
+    /// What the engine may use (`MemoryShare::usable`): capacity × its
+    /// fraction, or what the model holds and its fraction of the rest.
     pub usable_bytes: Bytes,
     /// Pipeline stage of this GPU (the fullest).
     pub stage: usize,

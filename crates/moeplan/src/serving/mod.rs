@@ -982,6 +982,16 @@ fn explain(
                 ("kv_per_request", mem.kv_bytes_per_request.to_string()),
                 ("requests_per_rank", Fixed(load.running, 0).to_string()),
                 ("buffers_and_reserve", mem.other_bytes.to_string()),
+                (
+                    "usable",
+                    format!(
+                        "{} ({})",
+                        mem.usable_bytes,
+                        inp.engine
+                            .memory_share
+                            .describe(inp.engine.max_memory_fraction)
+                    ),
+                ),
                 ("runtime_reserve", inp.engine.runtime_reserve.to_string()),
                 (
                     "allreduce_workspace",
@@ -1206,7 +1216,8 @@ pub(crate) struct MemoryJson<'a> {
     /// The GPU's capacity.
     #[serde(serialize_with = "crate::units::json::count")]
     capacity_bytes: f64,
-    /// Capacity × the allowed fraction.
+    /// What the engine may use: capacity × its fraction, or (TensorRT-LLM)
+    /// what the model holds and its fraction of the rest.
     #[serde(serialize_with = "crate::units::json::count")]
     usable_bytes: f64,
     /// Pipeline stage of the fullest GPU.
