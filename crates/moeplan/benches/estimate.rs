@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
     let disagg = moeplan::serving::disagg::DisaggInput {
         model: &m,
         gpu: &gpu,
-        calibration: moeplan::profile::resolve_disaggregated(&m.name, &gpu, engine).kernels,
+        calibration: moeplan::profile::resolve_disaggregated(&m, &gpu, engine).kernels,
         prefill: pool(8, 2),
         decode: pool(16, 1),
         workload: inp.workload,

@@ -327,7 +327,8 @@ pub fn describes_its_runs(fit: &UserFit) -> bool {
 }
 
 /// The built-in stacks fitted to `runs` (`calibrate --built-in-stacks`):
-/// each model's runs on one GPU × engine × mode (× client, aggregated)
+/// each model's runs in one precision of its weights (`profile::stack_weights`)
+/// on one GPU × engine × mode (× client, aggregated)
 /// fitted as `calibrate` fits a user's stack, from the engine's built-in
 /// layer, suspect runs left out; a stack of fewer than `MIN_STACK_RUNS`
 /// runs, whose fit moved nothing or does not describe its runs
@@ -337,7 +338,7 @@ pub fn built_in_stacks(runs: &[Run], names: &str) -> String {
     let samples = crate::accuracy::samples(runs);
     let table = profile::StackTable {
         source: format!(
-            "fitted by `moeplan calibrate --built-in-stacks` to {names}: each model's runs on one GPU × engine × mode (× benchmark client, aggregated) of at least {MIN_STACK_RUNS} runs, as `moeplan calibrate` fits a user's stack, from the engine's built-in serving layer, suspect runs left out, and so is a fit that misses its runs' median TPOT by more than {:.0}% with kernel times more than {STACK_KERNEL_RATIO}× off the kernel tables", MAX_STACK_TPOT_ERROR * 100.0
+            "fitted by `moeplan calibrate --built-in-stacks` to {names}: each model's runs on one GPU × engine × mode (× benchmark client, aggregated) in one precision of its weights, of at least {MIN_STACK_RUNS} runs, as `moeplan calibrate` fits a user's stack, from the engine's built-in serving layer, suspect runs left out, and so is a fit that misses its runs' median TPOT by more than {:.0}% with kernel times more than {STACK_KERNEL_RATIO}× off the kernel tables", MAX_STACK_TPOT_ERROR * 100.0
         ),
         stack: fit_stacks(runs, &samples, |_| true, |k| built_in(k.engine, k.mode, k.client)),
     };
@@ -352,7 +353,7 @@ pub(crate) fn stack_key(run: &Run) -> Option<StackKey> {
     let gpu = crate::catalog::gpu(&run.gpu).and_then(Result::ok)?;
     let model = run.model().ok()?;
     Some(StackKey::new(
-        &model.name,
+        &model,
         &gpu,
         run.engine,
         run.deployment.mode(),
@@ -393,6 +394,7 @@ pub(crate) fn fit_stacks(
             keep.then_some(profile::ModelStack {
                 fit,
                 model: k.model,
+                weights: k.weights,
                 gpu: k.gpu,
                 engine: k.engine,
                 mode: k.mode,

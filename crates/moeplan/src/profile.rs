@@ -16,9 +16,10 @@
 //! resolved profile's `source` says which profile, why, and what was scaled.
 
 use crate::calibration::{Calibration, ServingParams};
-use crate::dtype::Precision;
+use crate::dtype::{DType, Precision};
 use crate::hardware::Gpu;
 use crate::memory::Engine;
+use crate::model::Model;
 use crate::serving::Client;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -188,6 +189,8 @@ pub struct StackTable {
 pub struct ModelStack {
     /// The model (`Model::name`: a catalog id).
     pub model: String,
+    /// The precision its runs stored the weights in (`stack_weights`).
+    pub weights: DType,
     /// The catalog GPU.
     pub gpu: String,
     /// The engine.
@@ -211,14 +214,28 @@ pub fn stack_table() -> &'static StackTable {
     })
 }
 
-/// What a model stack is the layer of: the model (`Model::name`), the
-/// catalog GPU, the engine, the mode and the benchmark client
-/// (`Client::Fixed` for every disaggregated one: those layers are not per
-/// client). `calibrate::stack_key` reads a run's.
+/// The precision a model stack is keyed by: the routed experts' for a MoE
+/// model (most of its bytes and FLOPs), the dense MLPs' otherwise. An FP4
+/// and an FP8 checkpoint of one model run other kernels, and their runs
+/// leave the kernel tables off by other amounts.
+pub fn stack_weights(m: &Model) -> DType {
+    match m.moe {
+        Some(_) => m.dtypes.experts,
+        None => m.dtypes.dense,
+    }
+}
+
+/// What a model stack is the layer of: the model (`Model::name`) and the
+/// precision of its weights (`stack_weights`), the catalog GPU, the
+/// engine, the mode and the benchmark client (`Client::Fixed` for every
+/// disaggregated one: those layers are not per client).
+/// `calibrate::stack_key` reads a run's.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct StackKey {
     /// `Model::name`.
     pub(crate) model: String,
+    /// `stack_weights` of the model.
+    pub(crate) weights: DType,
     /// The catalog GPU's id.
     pub(crate) gpu: String,
     /// The engine.
@@ -232,14 +249,15 @@ pub(crate) struct StackKey {
 impl StackKey {
     /// The key of `model` on `gpu` × `engine` in `mode` under `client`.
     pub(crate) fn new(
-        model: &str,
+        model: &Model,
         gpu: &Gpu,
         engine: Engine,
         mode: ServingMode,
         client: Client,
     ) -> StackKey {
         StackKey {
-            model: model.to_string(),
+            model: model.name.clone(),
+            weights: stack_weights(model),
             gpu: gpu.id.clone(),
             engine,
             mode,
@@ -255,6 +273,7 @@ impl ModelStack {
     /// Whether this is the layer of `key`.
     pub(crate) fn is(&self, key: &StackKey) -> bool {
         self.model == key.model
+            && self.weights == key.weights
             && self.gpu == key.gpu
             && self.engine == key.engine
             && self.mode == key.mode
@@ -272,11 +291,12 @@ fn apply_stack(p: &mut Profile, stack: Option<&ModelStack>) {
     let Some(s) = stack else { return };
     p.kernels.serving = s.fit.params;
     p.source = format!(
-        "{}, with the {} serving layer fitted to {} runs of {} on {} × {} (built-in stacks, profiles/stacks.toml)",
+        "{}, with the {} serving layer fitted to {} runs of {} ({} weights) on {} × {} (built-in stacks, profiles/stacks.toml)",
         p.source,
         s.mode.name(),
         s.fit.runs,
         s.model,
+        s.weights,
         s.gpu,
         s.engine.name()
     );
@@ -576,9 +596,9 @@ pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
 
 /// `resolve` with the serving layer fitted to `client`'s runs, and where
 /// the built-in stacks (`profiles/stacks.toml`) hold one for `model` on
-/// this GPU × engine × client, the layer fitted to that model's own runs
-/// (`model` is `Model::name`; a user profile's layer wins over both).
-pub fn resolve_for(model: &str, gpu: &Gpu, engine: Engine, client: Client) -> Profile {
+/// this GPU × engine × client (in its weights' precision), the layer fitted
+/// to that model's own runs (a user profile's layer wins over both).
+pub fn resolve_for(model: &Model, gpu: &Gpu, engine: Engine, client: Client) -> Profile {
     let mut p = engine_profile(gpu, engine, client);
     if user_fit(gpu, engine, ServingMode::Aggregated).is_none() {
         apply_stack(
@@ -672,7 +692,7 @@ fn apply_user(
 /// `model`: the same kernels, with the engine's serving layer fitted to
 /// disaggregated runs where there is one, the model's own (built-in
 /// stacks) where there is one, and the user profile's over both.
-pub fn resolve_disaggregated(model: &str, gpu: &Gpu, engine: Engine) -> Profile {
+pub fn resolve_disaggregated(model: &Model, gpu: &Gpu, engine: Engine) -> Profile {
     let mut p = engine_profile(gpu, engine, Client::Fixed);
     match disaggregated_serving_params(engine) {
         Some(d) => p.kernels.serving = d,

@@ -288,7 +288,7 @@ impl Deployment {
                     overlap: p.overlap,
                 };
                 let calibration =
-                    crate::profile::resolve_disaggregated(&s.model.name, &s.gpu, engine.engine)
+                    crate::profile::resolve_disaggregated(&s.model, &s.gpu, engine.engine)
                         .kernels
                         .flat(s.mfu, s.bandwidth_utilization);
                 Deployment::Disaggregated(Disaggregated {

@@ -1281,7 +1281,7 @@ impl Run {
                 context,
             );
             let mut d = Disaggregated {
-                calibration: profile::resolve_disaggregated(&model.name, &gpu, self.engine).kernels,
+                calibration: profile::resolve_disaggregated(&model, &gpu, self.engine).kernels,
                 prefill,
                 decode,
                 workload: Workload {
@@ -1319,7 +1319,7 @@ impl Run {
             self.isl + self.osl,
         );
         Ok(Replica {
-            calibration: profile::resolve_for(&model.name, &gpu, self.engine, self.client).kernels,
+            calibration: profile::resolve_for(&model, &gpu, self.engine, self.client).kernels,
             layout,
             workload: Workload {
                 isl: Tokens::new(self.isl),

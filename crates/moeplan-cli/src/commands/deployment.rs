@@ -335,14 +335,9 @@ pub fn resolve(a: &DeploymentArgs, command: &str, format: Format) -> Result<Depl
     kv_dtype_on_engine(&a.levers, &model, engine.engine, format)?;
     Degrees::replica(a).within_bounds(Layout::default(), format)?;
     Ok(Deployment {
-        calibration: moeplan::profile::resolve_for(
-            &model.name,
-            &gpu,
-            engine.engine,
-            workload.client,
-        )
-        .kernels
-        .flat(mfu, bw),
+        calibration: moeplan::profile::resolve_for(&model, &gpu, engine.engine, workload.client)
+            .kernels
+            .flat(mfu, bw),
         layout: Degrees::replica(a).layout(&model),
         workload,
         engine,
@@ -621,13 +616,9 @@ fn disaggregate(
     let prefill = Degrees::prefill(p).layout(&r.model);
     let decode = Degrees::decode(p).layout(&r.model);
     let mut d = Disaggregated {
-        calibration: moeplan::profile::resolve_disaggregated(
-            &r.model.name,
-            &r.gpu,
-            r.engine.engine,
-        )
-        .kernels
-        .flat(mfu, bw),
+        calibration: moeplan::profile::resolve_disaggregated(&r.model, &r.gpu, r.engine.engine)
+            .kernels
+            .flat(mfu, bw),
         prefill: Pool {
             layout: prefill,
             workers: p.prefill_workers.unwrap_or(0),

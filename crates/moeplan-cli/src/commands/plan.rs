@@ -530,8 +530,7 @@ fn header(s: &Scenario, r: &PlanResult, engine: EngineConfig) -> String {
         o,
         "engine: {} ({})",
         engine.engine.name(),
-        moeplan::profile::resolve_for(&s.model.name, &s.gpu, engine.engine, s.workload.client)
-            .source
+        moeplan::profile::resolve_for(&s.model, &s.gpu, engine.engine, s.workload.client).source
     );
     if let (Some(m), Some(b)) = (s.mfu, s.bandwidth_utilization) {
         let _ = writeln!(

@@ -281,7 +281,7 @@ fn eval<'a>(s: &'a Scenario, opts: &PlanOptions, budget: u32, count: &'a AtomicU
     Eval {
         s,
         cal: s.calibration(engine.engine),
-        cal_disagg: crate::profile::resolve_disaggregated(&s.model.name, &s.gpu, engine.engine)
+        cal_disagg: crate::profile::resolve_disaggregated(&s.model, &s.gpu, engine.engine)
             .kernels
             .flat(s.mfu, s.bandwidth_utilization),
         engine,

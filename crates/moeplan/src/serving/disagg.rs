@@ -1012,7 +1012,7 @@ mod tests {
             let inp = DisaggInput {
                 model: &m,
                 gpu: &gpu,
-                calibration: crate::profile::resolve_disaggregated(&m.name, &gpu, engine).kernels,
+                calibration: crate::profile::resolve_disaggregated(&m, &gpu, engine).kernels,
                 prefill: pool(8, 2),
                 decode: pool(16, 1),
                 workload: Workload {

@@ -410,7 +410,7 @@ impl Scenario {
     /// flat assumptions (`mfu`, `bandwidth_utilization`) applied, when it
     /// states any.
     pub fn calibration(&self, engine: crate::memory::Engine) -> crate::calibration::Calibration {
-        crate::profile::resolve_for(&self.model.name, &self.gpu, engine, self.workload.client)
+        crate::profile::resolve_for(&self.model, &self.gpu, engine, self.workload.client)
             .kernels
             .flat(self.mfu, self.bandwidth_utilization)
     }

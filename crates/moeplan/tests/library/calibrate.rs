@@ -514,8 +514,9 @@ fn every_built_in_stack_is_a_valid_calibration_of_a_catalog_model() {
     let mut keys = std::collections::BTreeSet::new();
     for s in &table.stack {
         let what = format!(
-            "{} {} {} {}",
+            "{} {} {} {} {}",
             s.model,
+            s.weights,
             s.gpu,
             s.engine.name(),
             s.mode.name()
@@ -562,19 +563,43 @@ fn a_stack_that_bends_the_kernels_and_still_misses_is_not_kept() {
     assert!(describes_its_runs(&fit(1.02, 0.54)));
 }
 
+/// The catalog model `s` is the stack of, its weights in the stack's precision.
+fn stack_model(
+    s: &moeplan::profile::ModelStack,
+    weights: moeplan::dtype::DType,
+) -> moeplan::model::Model {
+    let mut m = moeplan::catalog::model(&s.model).unwrap().unwrap();
+    match m.moe {
+        Some(_) => m.dtypes.experts = weights,
+        None => m.dtypes.dense = weights,
+    }
+    m
+}
+
 /// A model that the built-in stacks hold on its GPU × engine (under its
-/// benchmark client, aggregated) is resolved to that model's own layer and
-/// its source says so, and so is a scenario of it (what `plan` and
-/// `estimate` price); a model they do not hold keeps the engine's layer.
+/// benchmark client, aggregated), in the precision of its weights, is
+/// resolved to that model's own layer and its source says so, and so is a
+/// scenario of it (what `plan` and `estimate` price); a model they do not
+/// hold, or the same model in a precision they do not hold it in, keeps
+/// the engine's layer.
 #[test]
 fn a_model_with_a_built_in_stack_is_served_by_its_own_layer() {
+    use moeplan::dtype::DType;
     use moeplan::profile::{resolve_disaggregated, resolve_for, stack_table, ServingMode};
-    for s in &stack_table().stack {
+    let table = stack_table();
+    for s in &table.stack {
         let gpu = moeplan::catalog::gpu(&s.gpu).unwrap().unwrap();
+        let model = stack_model(s, s.weights);
+        assert_eq!(moeplan::profile::stack_weights(&model), s.weights);
         if s.mode == ServingMode::Aggregated {
-            let model = moeplan::catalog::model(&s.model).unwrap().unwrap();
-            let mut scenario =
-                moeplan::spec::scenario::Scenario::fixed("stack", model, gpu.clone(), 8, 1024, 256);
+            let mut scenario = moeplan::spec::scenario::Scenario::fixed(
+                "stack",
+                model.clone(),
+                gpu.clone(),
+                8,
+                1024,
+                256,
+            );
             scenario.workload.client = s.client;
             assert_eq!(
                 scenario.calibration(s.engine).serving,
@@ -583,29 +608,41 @@ fn a_model_with_a_built_in_stack_is_served_by_its_own_layer() {
                 s.model
             );
         }
-        let (own, other) = match s.mode {
-            ServingMode::Aggregated => (
-                resolve_for(&s.model, &gpu, s.engine, s.client),
-                resolve_for("a-model-no-stack-holds", &gpu, s.engine, s.client),
-            ),
-            ServingMode::Disaggregated => (
-                resolve_disaggregated(&s.model, &gpu, s.engine),
-                resolve_disaggregated("a-model-no-stack-holds", &gpu, s.engine),
-            ),
+        let mut unknown = model.clone();
+        unknown.name = "a-model-no-stack-holds".into();
+        // A precision no stack of this model, GPU, engine, mode and client holds.
+        let held = |d: DType| {
+            table.stack.iter().any(|o| {
+                (&o.model, &o.gpu, o.engine, o.mode, o.client, o.weights)
+                    == (&s.model, &s.gpu, s.engine, s.mode, s.client, d)
+            })
         };
-        let what = format!("{} {} {}", s.model, s.gpu, s.engine.name());
+        let other_precision = [DType::Bf16, DType::Fp8, DType::Nvfp4, DType::Int4]
+            .into_iter()
+            .find(|d| !held(*d))
+            .map(|d| stack_model(s, d))
+            .expect("a precision without a stack");
+        let resolve = |m: &moeplan::model::Model| match s.mode {
+            ServingMode::Aggregated => resolve_for(m, &gpu, s.engine, s.client),
+            ServingMode::Disaggregated => resolve_disaggregated(m, &gpu, s.engine),
+        };
+        let what = format!("{} {} {} {}", s.model, s.weights, s.gpu, s.engine.name());
+        let own = resolve(&model);
         assert_eq!(own.kernels.serving, s.fit.params, "{what}");
         assert!(
-            own.source.contains(&format!("runs of {}", s.model)),
+            own.source
+                .contains(&format!("runs of {} ({} weights)", s.model, s.weights)),
             "{what}: {}",
             own.source
         );
-        assert!(
-            !other.source.contains("built-in stacks"),
-            "{what}: {}",
-            other.source
-        );
-        assert_ne!(other.kernels.serving, s.fit.params, "{what}");
+        for other in [resolve(&unknown), resolve(&other_precision)] {
+            assert!(
+                !other.source.contains("built-in stacks"),
+                "{what}: {}",
+                other.source
+            );
+            assert_ne!(other.kernels.serving, s.fit.params, "{what}");
+        }
     }
 }
 

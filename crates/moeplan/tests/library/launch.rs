@@ -50,7 +50,7 @@ fn disaggregated(
 ) -> Deployment {
     let (m, g) = catalog(model, gpu);
     Deployment::Disaggregated(Disaggregated {
-        calibration: moeplan::profile::resolve_disaggregated(&m.name, &g, engine)
+        calibration: moeplan::profile::resolve_disaggregated(&m, &g, engine)
             .kernels
             .flat(None, None),
         prefill,

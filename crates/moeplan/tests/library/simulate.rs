@@ -635,7 +635,8 @@ fn a_disaggregated_closed_loop_agrees_with_its_estimate() {
     for (model, gpu, engine, prefill, decode, n, isl, osl) in cases {
         let g = moeplan::catalog::resolve_gpu(gpu).unwrap();
         // Under the engines' layers, as `deployment` (no model's own stack).
-        let engine_layer = format!("{model} (engine layer)");
+        let mut engine_layer = moeplan::catalog::model(model).unwrap().unwrap();
+        engine_layer.name = format!("{model} (engine layer)");
         let d = moeplan::replica::Disaggregated {
             calibration: moeplan::profile::resolve_disaggregated(&engine_layer, &g, engine)
                 .kernels
