@@ -307,7 +307,9 @@ pub struct DeploymentArgs {
     /// Requests one attention-DP rank runs at once; more wait for a slot (default: the engine's).
     #[arg(long)]
     pub max_running_requests: Option<u64>,
-    /// Fraction of GPU memory the engine may use (default: the engine's).
+    /// Fraction of the GPU's memory the engine may use, weights included
+    /// (default: a plan file's `slo.max_memory_fraction`, else the engine's
+    /// own limit; TensorRT-LLM's is 90% of what the model leaves, for its KV cache).
     #[arg(long)]
     pub max_memory_fraction: Option<f64>,
 }

@@ -102,8 +102,9 @@ pub fn predict(run: &Run) -> Result<Predicted, String> {
             })?;
             if !e.fits {
                 return Err(format!(
-                    "predicted not to fit: prefill {} / decode {} of {} usable",
+                    "predicted not to fit: prefill {} of {} usable / decode {} of {} usable",
                     e.prefill.memory.total_bytes,
+                    e.prefill.memory.usable_bytes,
                     e.decode.memory.total_bytes,
                     e.decode.memory.usable_bytes
                 ));

@@ -253,8 +253,10 @@ pub(crate) enum BudgetScope {
 #[serde(rename_all = "snake_case")]
 pub enum MemoryShare {
     /// The GPU's memory: weights, activations and KV cache all fit in it
-    /// (vLLM `gpu_memory_utilization`, SGLang `mem_fraction_static`, a
-    /// service level's memory limit).
+    /// (vLLM `gpu_memory_utilization`, a service level's memory limit).
+    /// SGLang's `mem_fraction_static` leaves the activations outside; it is
+    /// read as this share all the same, a few GB on the safe side (`launch`
+    /// writes the exact static share).
     Capacity,
     /// The memory weights, activations and buffers leave: the KV cache takes
     /// that share of it (TensorRT-LLM `kv_cache_config.free_gpu_memory_fraction`).
@@ -268,7 +270,10 @@ impl MemoryShare {
     pub(crate) fn usable(self, fraction: Fraction, capacity: Bytes, fixed: Bytes) -> Bytes {
         match self {
             MemoryShare::Capacity => capacity * fraction,
-            MemoryShare::Free => fixed + Bytes((capacity.0 - fixed.0).max(0.0)) * fraction,
+            // Never more than the GPU holds, however much the model needs.
+            MemoryShare::Free => {
+                Bytes(fixed.0.min(capacity.0)) + Bytes((capacity.0 - fixed.0).max(0.0)) * fraction
+            }
         }
     }
 

@@ -312,9 +312,12 @@ impl Figures {
             .workload
             .concurrency
             .div_ceil(mean.decode.workers.max(1) as u64);
+        // The pool with the least room left under what its engine may use
+        // (under a share of the GPU, the fuller one).
         let mem = |e: &DisaggEstimate| {
             let (p, d) = (&e.prefill.memory, &e.decode.memory);
-            if p.total_bytes.0 / p.capacity_bytes.0 >= d.total_bytes.0 / d.capacity_bytes.0 {
+            let room = |m: &crate::memory::MemoryBreakdown| m.usable_bytes.0 - m.total_bytes.0;
+            if room(p) <= room(d) {
                 p.clone()
             } else {
                 d.clone()

@@ -502,21 +502,24 @@ impl Footprint {
     }
 
     /// Memory of the fullest GPU with `concurrency` requests in flight on
-    /// the replica.
+    /// the replica: the one with the least room left under what the engine
+    /// may use (under a share of the GPU, the one holding the most; under
+    /// TensorRT-LLM's share of the free memory each stage may use its own).
     pub(crate) fn at(&self, concurrency: u64) -> MemoryBreakdown {
         let seqs_per_rank = (concurrency as f64 / self.dp as f64).ceil();
         let other = self.comm + self.runtime_reserve;
-        // (stage, total, activations) of the fullest GPU so far.
-        let mut worst: Option<(usize, Bytes, Bytes)> = None;
+        // (stage, total, activations, room left) of the fullest GPU so far.
+        let mut worst: Option<(usize, Bytes, Bytes, f64)> = None;
         for (stage, s) in self.stages.iter().enumerate() {
             let kv = s.per_request * seqs_per_rank;
             let act = self.act_step + s.logits * seqs_per_rank;
             let total = s.weights_bytes + kv + act + other;
-            if worst.as_ref().is_none_or(|w| total.0 > w.1 .0) {
-                worst = Some((stage, total, act));
+            let room = self.usable(self.fixed(s)).0 - total.0;
+            if worst.as_ref().is_none_or(|w| room < w.3) {
+                worst = Some((stage, total, act, room));
             }
         }
-        let (stage, total, act) = worst.expect("a layout has at least one stage");
+        let (stage, total, act, _) = worst.expect("a layout has at least one stage");
         let s = &self.stages[stage];
         MemoryBreakdown {
             weights_bytes: s.weights_bytes,

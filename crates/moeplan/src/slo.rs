@@ -182,7 +182,9 @@ impl std::fmt::Display for Violation {
     }
 }
 
-/// The limit a scenario sets for a level, in the level's unit (None: no limit).
+/// The limit a scenario sets for a level, in the level's unit (None: no
+/// limit; for memory, `evaluate` then holds the deployment to what its
+/// engine may use, `Judged::usable_fraction`).
 pub fn limit(slo: &Slo, level: Level, gpu_budget: Option<u64>) -> Option<f64> {
     match level {
         Level::Memory => slo.max_memory_fraction.map(|f| f.value()),

@@ -714,6 +714,16 @@ pub fn apply_to_scenario(
     if let Some(n) = within("gpus-per-node", f.gpus_per_node, GPUS_PER_NODE, format)? {
         s.gpu.gpus_per_node = n;
     }
+    // The file's memory limit is the scenario's (`Scenario::engine` applies
+    // it to every pool): the flag replaces it there.
+    if let Some(m) = bounded(
+        f.max_memory_fraction,
+        "max-memory-fraction",
+        moeplan::bounds::MEMORY_FRACTION,
+        format,
+    )? {
+        s.slo.max_memory_fraction = Some(memory_fraction(m));
+    }
     apply_engine(f.engine, s);
     apply_levers(&f.levers, s, format)
 }

@@ -932,7 +932,7 @@ ep = 4
     let (engines_own, fits) = figures(body);
     assert!(fits);
     assert_eq!(engines_own["max_concurrency"], 28);
-    let flags = moeplan(&[
+    let args = [
         "estimate",
         "--model",
         "deepseek-r1",
@@ -951,14 +951,29 @@ ep = 4
         "--engine",
         "trtllm",
         "--json",
-    ]);
+    ];
+    let flags = moeplan(&args);
     let flags: serde_json::Value = serde_json::from_str(&stdout(&flags)).unwrap();
     for key in ["ttft_ms", "tpot_ms", "max_concurrency"] {
         assert_eq!(engines_own[key], flags[key], "{key}");
     }
-    let (stated, fits) = figures(&format!("{body}[slo]\nmax_memory_fraction = 0.9\n"));
+    let stated_body = format!("{body}[slo]\nmax_memory_fraction = 0.9\n");
+    let (stated, fits) = figures(&stated_body);
     assert!(!fits);
     assert_eq!(stated["max_concurrency"], 0);
+    // `--max-memory-fraction` replaces the file's limit (it was put back
+    // under it), as it sets the limit of an estimate by flags.
+    let plan = TempFile::new("memory-limit-flag", "toml");
+    fs::write(&plan.0, &stated_body).unwrap();
+    let flag = ["--max-memory-fraction", "0.95"];
+    let file = moeplan(&[&["estimate", plan.path(), "--json"][..], &flag].concat());
+    let file: serde_json::Value = serde_json::from_str(&stdout(&file)).unwrap();
+    let by_flags = moeplan(&[&args[..], &flag].concat());
+    let by_flags: serde_json::Value = serde_json::from_str(&stdout(&by_flags)).unwrap();
+    assert_eq!(file["max_concurrency"], 15);
+    for key in ["ttft_ms", "tpot_ms", "max_concurrency"] {
+        assert_eq!(file[key], by_flags[key], "{key}");
+    }
 }
 
 /// Review of issue 11, gap 1: each pool of a disaggregated plan keeps its

@@ -724,14 +724,14 @@ fn memory_limit(plan: &Plan, evals: &[PoolEval], missed: &mut Vec<String>, out: 
                 c.overall.memory_per_gpu.map(|b| b.to_string()),
                 Some(m.total_bytes.to_string()),
                 format!(
-                    "at the longest prompt the fullest GPU needs {} of the {} allowed ({} of {}); at most {} requests fit",
+                    "at the longest prompt the fullest GPU needs {} of the {} allowed (of {}: {}); at most {} requests fit",
                     m.total_bytes,
                     m.usable_bytes,
+                    m.capacity_bytes,
                     {
                         let e = plan.scenario.engine_config();
                         e.memory_share.describe(e.max_memory_fraction)
                     },
-                    m.capacity_bytes,
                     w.max_concurrency
                 ),
                 w.explain.get(&ExplainKey::Memory).cloned().map(|d| with_layout(d, e)).unwrap_or_else(|| Derivation::new("estimate", &[])),

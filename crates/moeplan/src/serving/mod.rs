@@ -686,11 +686,11 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
     let max_concurrency = footprint.max_concurrency();
     if !mem.fits() {
         warnings.push(format!(
-            "does not fit: the fullest GPU needs {} of {} usable ({} of {}); at most {} requests of {} tokens fit",
+            "does not fit: the fullest GPU needs {} of {} usable (of {}: {}); at most {} requests of {} tokens fit",
             mem.total_bytes,
             mem.usable_bytes,
-            inp.engine.memory_share.describe(inp.engine.max_memory_fraction),
             mem.capacity_bytes,
+            inp.engine.memory_share.describe(inp.engine.max_memory_fraction),
             max_concurrency,
             load.context
         ));

@@ -436,8 +436,8 @@ impl Scenario {
         }
     }
 
-    /// A scenario of fixed lengths with no service level but the memory
-    /// limit, for programs that build scenarios rather than read them.
+    /// A scenario of fixed lengths with no service level (the engine's own
+    /// memory limit), for programs that build scenarios rather than read them.
     pub fn fixed(name: &str, model: Model, gpu: Gpu, gpus: u32, isl: u64, osl: u64) -> Scenario {
         Scenario {
             name: name.to_string(),
