@@ -133,10 +133,17 @@ fn skew(a: &LeverArgs, format: Format) -> Result<f64, Failure> {
     .unwrap_or(0.0))
 }
 
-/// A memory fraction `bounded` has already checked (within
-/// `bounds::MEMORY_FRACTION`, so within [0, 1]).
-pub fn memory_fraction(f: f64) -> moeplan::units::Fraction {
-    moeplan::units::Fraction::new(f).expect("bounded to [0.05, 1] before")
+/// `--max-memory-fraction`: the share of the GPU's memory a deployment may
+/// use, within `bounds::MEMORY_FRACTION`.
+pub fn memory_limit(v: Option<f64>, format: Format) -> Result<Option<Fraction>, Failure> {
+    let f = bounded(
+        v,
+        "max-memory-fraction",
+        moeplan::bounds::MEMORY_FRACTION,
+        format,
+    )?;
+    // Within [0.05, 1], so a fraction.
+    Ok(f.and_then(Fraction::new))
 }
 
 /// An efficiency flag (`--mfu`, `--bandwidth-utilization`): 0.6 means 60% of peak.
@@ -460,13 +467,8 @@ pub fn overrides(
     if let Some(r) = a.max_running_requests {
         c.max_running_requests = Some(r);
     }
-    if let Some(f) = bounded(
-        a.max_memory_fraction,
-        "max-memory-fraction",
-        moeplan::bounds::MEMORY_FRACTION,
-        format,
-    )? {
-        c = c.limited_to(memory_fraction(f));
+    if let Some(f) = memory_limit(a.max_memory_fraction, format)? {
+        c = c.limited_to(f);
     }
     Ok(c)
 }
@@ -716,13 +718,8 @@ pub fn apply_to_scenario(
     }
     // The file's memory limit is the scenario's (`Scenario::engine` applies
     // it to every pool): the flag replaces it there.
-    if let Some(m) = bounded(
-        f.max_memory_fraction,
-        "max-memory-fraction",
-        moeplan::bounds::MEMORY_FRACTION,
-        format,
-    )? {
-        s.slo.max_memory_fraction = Some(memory_fraction(m));
+    if let Some(m) = memory_limit(f.max_memory_fraction, format)? {
+        s.slo.max_memory_fraction = Some(m);
     }
     apply_engine(f.engine, s);
     apply_levers(&f.levers, s, format)

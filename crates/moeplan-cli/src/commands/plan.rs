@@ -153,13 +153,8 @@ fn apply_slo(a: &PlanArgs, s: &mut Scenario, format: Format) -> Result<(), Failu
             *slot = Some(r);
         }
     }
-    if let Some(f) = super::deployment::bounded(
-        a.max_memory_fraction,
-        "max-memory-fraction",
-        moeplan::bounds::MEMORY_FRACTION,
-        format,
-    )? {
-        s.slo.max_memory_fraction = Some(super::deployment::memory_fraction(f));
+    if let Some(f) = super::deployment::memory_limit(a.max_memory_fraction, format)? {
+        s.slo.max_memory_fraction = Some(f);
     }
     Ok(())
 }

@@ -887,10 +887,10 @@ fn estimate_of_a_plan_file_equals_its_flags() {
 /// none runs under its engine's own (TensorRT-LLM's KV cache takes 90% of
 /// what DeepSeek-R1's 169 GB of FP8 weights leave on a B200: 28 requests of
 /// 8704 tokens fit), and `estimate` of the file, `estimate` by flags and
-/// `audit` agree on it; a plan that states `slo.max_memory_fraction = 0.9`
-/// holds 90% of the GPU, where 16 such requests do not fit, and `estimate`
-/// of the file and `audit` agree on that too (they did not: the file's
-/// estimate ignored the stated limit, the audit applied 90% to an unstated one).
+/// `audit` agree on it (a file held 90% of the GPU where the same flags held
+/// the engine's own share); a plan that states `slo.max_memory_fraction =
+/// 0.9` holds 90% of the GPU, where 16 such requests do not fit, and
+/// `estimate` of the file and `audit` agree on that too.
 #[test]
 fn every_command_applies_the_same_memory_limit() {
     let body = r#"
