@@ -286,9 +286,13 @@ fn model_stack(key: &StackKey) -> Option<&'static ModelStack> {
     stack_table().stack.iter().find(|s| s.is(key))
 }
 
-/// `stack`'s serving layer over `p`'s, named in its source.
-fn apply_stack(p: &mut Profile, stack: Option<&ModelStack>) {
-    let Some(s) = stack else { return };
+/// The built-in layer of `key` over `p`'s, named in its source, unless a
+/// user profile covers its GPU × engine × mode (which wins over both).
+fn apply_model_stack(p: &mut Profile, key: &StackKey) {
+    if user_fit(&key.gpu, key.engine, key.mode).is_some() {
+        return;
+    }
+    let Some(s) = model_stack(key) else { return };
     p.kernels.serving = s.fit.params;
     p.source = format!(
         "{}, with the {} serving layer fitted to {} runs of {} ({} weights) on {} × {} (built-in stacks, profiles/stacks.toml)",
@@ -468,11 +472,11 @@ pub fn use_user_profile(name: &str, profile: UserProfile) -> Result<(), String> 
 }
 
 /// The user's stack for `gpu` and `engine`, with the profile's name.
-fn user_stack(gpu: &Gpu, engine: Engine) -> Option<(&'static str, &'static UserStack)> {
+fn user_stack(gpu: &str, engine: Engine) -> Option<(&'static str, &'static UserStack)> {
     let (name, p) = USER.get()?;
     p.stack
         .iter()
-        .find(|s| s.gpu == gpu.id && s.engine == engine)
+        .find(|s| s.gpu == gpu && s.engine == engine)
         .map(|s| (name.as_str(), s))
 }
 
@@ -521,10 +525,7 @@ impl std::fmt::Display for ProfileUse {
 pub(crate) fn user_profile_use(gpu: &Gpu, engine: Engine, mode: ServingMode) -> Option<ProfileUse> {
     let (file, p) = USER.get()?;
     let mode_name = mode.name();
-    let fit = user_stack(gpu, engine).and_then(|(_, s)| match mode {
-        ServingMode::Aggregated => s.aggregated.as_ref(),
-        ServingMode::Disaggregated => s.disaggregated.as_ref(),
-    });
+    let fit = user_fit(&gpu.id, engine, mode);
     let detail = match fit {
         Some(f) => format!(
             "its {mode_name} serving layer of {} × {} (fitted to {} of your runs)",
@@ -600,18 +601,10 @@ pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
 /// to that model's own runs (a user profile's layer wins over both).
 pub fn resolve_for(model: &Model, gpu: &Gpu, engine: Engine, client: Client) -> Profile {
     let mut p = engine_profile(gpu, engine, client);
-    if user_fit(gpu, engine, ServingMode::Aggregated).is_none() {
-        apply_stack(
-            &mut p,
-            model_stack(&StackKey::new(
-                model,
-                gpu,
-                engine,
-                ServingMode::Aggregated,
-                client,
-            )),
-        );
-    }
+    apply_model_stack(
+        &mut p,
+        &StackKey::new(model, gpu, engine, ServingMode::Aggregated, client),
+    );
     apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
     finish(p, gpu)
 }
@@ -660,8 +653,9 @@ fn engine_profile(gpu: &Gpu, engine: Engine, client: Client) -> Profile {
     p
 }
 
-/// The user profile's fit of `mode` for `gpu` × `engine`, when it has one.
-fn user_fit(gpu: &Gpu, engine: Engine, mode: ServingMode) -> Option<&'static UserFit> {
+/// The user profile's fit of `mode` for the GPU `gpu` (its id) × `engine`,
+/// when it has one.
+fn user_fit(gpu: &str, engine: Engine, mode: ServingMode) -> Option<&'static UserFit> {
     user_stack(gpu, engine).and_then(|(_, s)| match mode {
         ServingMode::Aggregated => s.aggregated.as_ref(),
         ServingMode::Disaggregated => s.disaggregated.as_ref(),
@@ -677,7 +671,7 @@ fn apply_user(
     pick: impl Fn(&UserStack) -> Option<&UserFit>,
     mode: &str,
 ) {
-    let Some((name, fit)) = user_stack(gpu, engine).and_then(|(n, s)| pick(s).map(|f| (n, f)))
+    let Some((name, fit)) = user_stack(&gpu.id, engine).and_then(|(n, s)| pick(s).map(|f| (n, f)))
     else {
         return;
     };
@@ -700,18 +694,14 @@ pub fn resolve_disaggregated(model: &Model, gpu: &Gpu, engine: Engine) -> Profil
         // the user's where the profile has it.
         None => apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), ""),
     }
-    if user_fit(gpu, engine, ServingMode::Disaggregated).is_none() {
-        apply_stack(
-            &mut p,
-            model_stack(&StackKey::new(
-                model,
-                gpu,
-                engine,
-                ServingMode::Disaggregated,
-                Client::Fixed,
-            )),
-        );
-    }
+    let key = StackKey::new(
+        model,
+        gpu,
+        engine,
+        ServingMode::Disaggregated,
+        Client::Fixed,
+    );
+    apply_model_stack(&mut p, &key);
     apply_user(
         &mut p,
         gpu,

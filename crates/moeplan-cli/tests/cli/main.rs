@@ -397,6 +397,18 @@ fn invalid_fixtures() -> Vec<PathBuf> {
     files
 }
 
+/// `moeplan calibrate RUNS --out PROFILE`, which must succeed.
+fn calibrate_out(runs: &Path, profile: &Path) -> std::process::Output {
+    let o = moeplan(&[
+        "calibrate",
+        runs.to_str().unwrap(),
+        "--out",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name().unwrap().to_str().unwrap().to_string()
 }
@@ -1084,13 +1096,7 @@ fn calibrate_writes_a_profile_that_estimates_then_use() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("mine.toml");
     let runs = crate_dir().join("../moeplan/tests/fixtures/runs/silicon.csv");
-    let o = moeplan(&[
-        "calibrate",
-        runs.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = calibrate_out(&runs, &out);
     assert!(stdout(&o).contains("h200-sxm trtllm"), "{}", stdout(&o));
     let args = [
         "estimate",
@@ -1197,13 +1203,7 @@ fn a_built_in_stack_serves_its_model_unless_a_profile_covers_it() {
     }
     std::fs::write(&csv, text).unwrap();
     let profile = dir.join("mine.toml");
-    let c = moeplan(&[
-        "calibrate",
-        csv.to_str().unwrap(),
-        "--out",
-        profile.to_str().unwrap(),
-    ]);
-    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+    calibrate_out(&csv, &profile);
     let mut with = vec!["--profile", profile.to_str().unwrap()];
     with.extend_from_slice(&args);
     let mine = moeplan(&with);
@@ -1262,13 +1262,7 @@ fn every_command_names_the_profile_it_uses_and_dag_uses_it() {
     std::fs::create_dir_all(&dir).unwrap();
     let profile = dir.join("mine.toml");
     let runs = crate_dir().join("../moeplan/tests/fixtures/runs/silicon.csv");
-    let o = moeplan(&[
-        "calibrate",
-        runs.to_str().unwrap(),
-        "--out",
-        profile.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    calibrate_out(&runs, &profile);
     let p = profile.to_str().unwrap();
     let deployment = "--model deepseek-r1 --gpu h200 --engine trtllm --dp 8 --ep 8 --isl 1024 --osl 1024 --concurrency 256";
     let plan = root().join("examples/audit/deepseek-v3-dp8-ep8-8xh200.yaml");

@@ -179,11 +179,11 @@ fn checklist(s: &Scenario, rec: &Candidate) -> String {
         rec,
         "memory (fullest GPU of any pool, longest lengths)",
         "memory",
-        s.slo
-            .max_memory_fraction
-            .map_or("what the engine holds".to_string(), |f| {
-                format!("{:.0}%", f.value() * 100.0)
-            }),
+        match s.slo.max_memory_fraction {
+            Some(l) => format!("{:.0}%", l.value() * 100.0),
+            // What the engine may use of that GPU, as `slo::evaluate` judges it.
+            None => format!("{:.1}% (the engine's own)", f.usable_fraction * 100.0),
+        },
         format!("{:.1}%", f.memory_fraction * 100.0),
     );
     if let Some(l) = s.slo.max_load_imbalance {
