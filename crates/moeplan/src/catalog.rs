@@ -451,12 +451,29 @@ pub fn gpu(id: &str) -> Option<Result<Gpu, SpecError>> {
 }
 
 /// Reads a model from a source: a Hugging Face config when it names
-/// `architectures`, a native spec otherwise.
+/// `architectures`, a native spec otherwise. A ModelOpt quantization file
+/// (`hf_quant_config.json`: `producer` and `quantization`, no model
+/// dimensions) given in the config's place is refused as such: read as a
+/// native spec it would only list the dimensions it lacks.
 pub fn load_model_source(source: &Source) -> Result<Model, SpecError> {
     if source.format == Format::Json {
         let value = source.parse()?;
         if value.get("architectures").is_some() || value.get("model_type").is_some() {
             return crate::hf::load(source);
+        }
+        if value
+            .get("quantization")
+            .is_some_and(serde_json::Value::is_object)
+            && value.get("producer").is_some()
+        {
+            return Err(SpecError::in_source(
+                source,
+                vec![Problem::at(
+                    "quantization",
+                    "this is a checkpoint's quantization file (ModelOpt's hf_quant_config.json), not its config",
+                )
+                .hint("give the config.json beside it: moeplan reads the quantization from this file there (`<id>_hf_quant_config.json` beside `<id>_config.json`, or both in the snapshot folder)")],
+            ));
         }
     }
     crate::spec::model::load(source)

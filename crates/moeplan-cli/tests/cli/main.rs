@@ -139,6 +139,14 @@ const EXPECTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "hf-quant-config-as-model.json",
+        &[
+            "quantization file",
+            "hf_quant_config.json",
+            "give the config.json beside it",
+        ],
+    ),
+    (
         "hf-unknown-architecture.json",
         &[
             "unsupported",
