@@ -676,14 +676,14 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
         lp,
         steps: st,
     } = prep;
-    load_warnings(inp, &load, &res, &mut warnings);
+    let max_concurrency = footprint.max_concurrency();
+    load_warnings(inp, &load, &res, max_concurrency, &mut warnings);
     overlap_warnings(
         &[("decode step", &st.decode), ("prefill step", &st.prefill)],
         &mut warnings,
     );
     warnings.extend(speculative_warning(inp.model));
     let mem = footprint.at((load.running * load.active_ranks).round() as u64);
-    let max_concurrency = footprint.max_concurrency();
     if !mem.fits() {
         warnings.push(format!(
             "does not fit: the fullest GPU needs {} of {} usable (of {}: {}); at most {} requests of {} tokens fit",
@@ -763,8 +763,15 @@ pub(crate) fn overlap_warnings(steps: &[(&str, &Step)], warnings: &mut Vec<Strin
 }
 
 /// Warnings about where the requests sit: pipeline bubbles, requests
-/// waiting for a running slot, attention-DP ranks left empty.
-fn load_warnings(inp: &EstimateInput, load: &Load, res: &LoopResult, warnings: &mut Vec<String>) {
+/// waiting for a running slot (unless not one request fits: memory's
+/// warning says so, and no slot ever frees), attention-DP ranks left empty.
+fn load_warnings(
+    inp: &EstimateInput,
+    load: &Load,
+    res: &LoopResult,
+    max_concurrency: u64,
+    warnings: &mut Vec<String>,
+) {
     let l = inp.layout;
     if l.pp > 1 && load.running < l.pp as f64 {
         warnings.push(format!("{:.0} sequences per rank cannot fill {} pipeline stages: the pipeline runs with bubbles", load.running, l.pp));
@@ -779,7 +786,7 @@ fn load_warnings(inp: &EstimateInput, load: &Load, res: &LoopResult, warnings: &
             share(held)
         ));
     }
-    if above > 0.0 {
+    if above > 0.0 && max_concurrency > 0 {
         warnings.push(format!(
             "{:.0} requests per attention-DP rank exceed the {:.0} that {} runs at once (its request limit, or what fits in memory): the rest wait for a slot, which adds {} to TTFT",
             load.in_flight, load.running, inp.engine.engine.name(), share(above)

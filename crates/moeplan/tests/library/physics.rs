@@ -776,6 +776,46 @@ fn summary_equals_full_estimate() {
     assert_eq!(a.to_bits(), b.to_bits());
 }
 
+/// Where not one request fits beside the weights (qwen3-235b-a22b in BF16
+/// is 470 GB: 470 GB on one 80 GB H100), the estimate says it does not fit
+/// and how many do (0), and not that the requests above a running slot
+/// wait for one: no slot ever frees.
+#[test]
+fn no_room_for_one_request_is_not_a_queue() {
+    let m = model("qwen3-235b-a22b");
+    let gpu = catalog::gpu("h100-sxm").unwrap().unwrap();
+    let e = estimate(&EstimateInput {
+        model: &m,
+        gpu: &gpu,
+        calibration: moeplan::profile::resolve(&gpu, moeplan::memory::Engine::Vllm).kernels,
+        layout: Layout::default(),
+        workload: Workload {
+            isl: moeplan::units::Tokens::new(1000),
+            osl: moeplan::units::Tokens::new(100),
+            concurrency: 8,
+            cache_hit_rate: moeplan::units::Fraction::ZERO,
+            client: moeplan::serving::Client::Fixed,
+        },
+        engine: moeplan::memory::Engine::Vllm.config(gpu.memory),
+        redundant_experts: 0,
+        routing_skew: 0.0,
+        overlap: moeplan::ops::Overlap::None,
+    })
+    .unwrap();
+    assert!(!e.fits);
+    assert_eq!(e.max_concurrency, 0);
+    assert!(
+        e.warnings.iter().any(|w| w.starts_with("does not fit")),
+        "{:?}",
+        e.warnings
+    );
+    assert!(
+        !e.warnings.iter().any(|w| w.contains("wait for a slot")),
+        "{:?}",
+        e.warnings
+    );
+}
+
 /// An engine runs at most `max_running_requests` per attention-DP rank; the
 /// others wait for a slot. With 128 requests in flight and a cap of 64, 64
 /// run and 64 wait; the 64 running ones leave once per request latency
@@ -812,6 +852,10 @@ fn running_cap_queues_the_rest() {
     };
     let alone = run(64);
     let queued = run(128);
+    assert!(queued
+        .warnings
+        .iter()
+        .any(|w| w.contains("wait for a slot")));
     assert_eq!(queued.decoding_requests, 64.0);
     assert!(within(queued.tpot.value(), alone.tpot.value(), 1e-12));
     let extra = queued.ttft.value() - alone.ttft.value();
