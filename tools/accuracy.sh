@@ -69,7 +69,10 @@ models and stacks moeplan was fitted to: a fifth of the runs held back,
 everything refitted to the rest (`moeplan accuracy --holdout`). The third
 is in-sample, with each model's own stack; how a stack generalises to
 layouts and lengths it did not see is the calibration split at the end
-("calibrated" column). Where a row's columns cannot describe what ran, the
+("calibrated" column). The fourth, "Runs against their repeats", is the
+floor: how far runs that state the same configuration are from their own
+median, what a predictor that sees only the columns cannot explain.
+Where a row's columns cannot describe what ran, the
 reading taken is in `crates/moeplan/src/runs.rs` and tested in
 `crates/moeplan/tests/library/runs.rs`.
 
@@ -79,7 +82,7 @@ best-known planner (AIConfigurator 0.12) on the held-back runs: TTFT 37% /
 TPOT 16%.
 
 HEAD
-    "$bin" accuracy "$runs" --cv --holdout --markdown
+    "$bin" accuracy "$runs" --cv --holdout --repeats --markdown
     cat <<'SIM'
 
 ### Simulated step by step

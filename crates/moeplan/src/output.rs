@@ -313,6 +313,11 @@ pub struct AccuracyOutput<'a> {
     /// fitted to the rest (`--holdout`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_out: Option<&'a [AccuracySummary]>,
+    /// How far runs of the same stated configuration are from each other
+    /// (`--repeats`): each run against the geometric median of its
+    /// configuration's measurements; runs without a repeat unanswered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<&'a [AccuracySummary]>,
     /// Each run (`--runs`).
     pub runs: Option<Vec<AccuracyRun<'a>>>,
     /// Every run not answered, with why (also warned of on stderr in text).

@@ -28,11 +28,15 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
     let held = a
         .holdout
         .then(|| accuracy::report(&all, &accuracy::hold_out(&all, &outcomes, &samples)));
+    let repeats = a
+        .repeats
+        .then(|| accuracy::report(&all, &accuracy::repeats(&all, &outcomes)));
     if a.json {
         output::json(&AccuracyOutput {
             summaries: &report,
             cross_validated: cv.as_deref(),
             held_out: held.as_deref(),
+            repeats: repeats.as_deref(),
             runs: a.runs.then(|| run_rows(&all, &outcomes, left_out)),
             unanswered: unanswered(&all, &outcomes),
         });
@@ -46,6 +50,7 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
             report: &report,
             cv: cv.as_deref(),
             held: held.as_deref(),
+            repeats: repeats.as_deref(),
         };
         output::print(&markdown(&tables, &all, &outcomes));
     } else {
@@ -57,6 +62,10 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
         if let Some(held) = &held {
             output::print("\nheld-back fifth (everything fitted to the other runs):");
             output::print(&output::fit(&table(held)));
+        }
+        if let Some(repeats) = &repeats {
+            output::print("\nrepeats (each run with a repeat against the geometric median of its stated configuration's measurements):");
+            output::print(&output::fit(&table(repeats)));
         }
         if let Some(line) = throughput_line(&all, &outcomes) {
             output::print(&format!("\n{line}"));
@@ -118,11 +127,13 @@ fn markdown_table(o: &mut String, report: &[Summary]) {
     }
 }
 
-/// The report's tables: in-sample, and those `--cv` and `--holdout` add.
+/// The report's tables: in-sample, and those `--cv`, `--holdout` and
+/// `--repeats` add.
 struct Tables<'a> {
     report: &'a [Summary],
     cv: Option<&'a [Summary]>,
     held: Option<&'a [Summary]>,
+    repeats: Option<&'a [Summary]>,
 }
 
 fn markdown(t: &Tables, runs: &[Run], outcomes: &[Outcome]) -> String {
@@ -145,6 +156,10 @@ fn markdown(t: &Tables, runs: &[Run], outcomes: &[Outcome]) -> String {
     markdown_table(&mut o, report);
     if let Some(line) = throughput_line(runs, outcomes) {
         let _ = writeln!(o, "\n{line}");
+    }
+    if let Some(repeats) = t.repeats {
+        let _ = writeln!(o, "\n### Runs against their repeats\n\nRuns whose every stated column (model, GPU, engine and version, weight and KV types, node size, lengths, layout, concurrency, workers, client) is another run's with a different measurement, each against the geometric median of its configuration's measurements, its own included (`moeplan accuracy --repeats`; a measurement listed twice counts once; \"answered\" counts the runs that have a repeat). That median is the one prediction that minimises the summed log error over the configuration's runs: a predictor that sees only these columns gives all of them one figure, and these errors are what that leaves unexplained, which depends on what the rows do not state (worker counts, speculative decoding, the harness) or on chance.\n");
+        markdown_table(&mut o, repeats);
     }
     let mut reasons: Vec<(String, usize)> = Vec::new();
     for out in outcomes {

@@ -222,6 +222,55 @@ fn the_predicted_throughput_is_littles_law_at_the_predicted_latencies() {
     assert_eq!(n, 1);
 }
 
+/// Runs of one stated configuration are scored against the geometric
+/// median of its distinct measurements. By hand: TTFT 1.00 s and 1.21 s
+/// (and 1.21 s once more, rounded differently in the sixth digit: one
+/// measurement reported twice) have the median sqrt(1.00 × 1.21) = 1.10 s,
+/// so +10% for the first and 1.10 / 1.21 − 1 = −9.09% for the others; TPOT
+/// 20 ms everywhere, 0%. A run at another concurrency has no repeat and is
+/// unanswered; so are two copies of one measurement of a third one.
+#[test]
+fn repeats_are_scored_against_their_configurations_median() {
+    use moeplan::units::Seconds;
+    let base = runs::read(&fixtures().join("native.csv")).unwrap()[0].clone();
+    let with = |line: usize, ttft: f64| {
+        let mut r = base.clone();
+        r.line = line;
+        r.ttft = Seconds::new(ttft);
+        r.tpot = Seconds::from_ms(20.0);
+        r
+    };
+    let mut other = with(5, 1.0);
+    if let RunDeployment::Aggregated { concurrency, .. } = &mut other.deployment {
+        *concurrency += 1;
+    }
+    let mut copy = with(7, 0.5);
+    copy.isl += 1;
+    let runs = vec![
+        with(2, 1.0),
+        with(3, 1.21),
+        with(4, 1.21 * (1.0 + 1e-6)),
+        other,
+        copy.clone(),
+        copy,
+    ];
+    let outcomes = moeplan::accuracy::evaluate(&runs);
+    let scored = moeplan::accuracy::repeats(&runs, &outcomes);
+    let ttft = |i: usize| scored[i].errors(&runs[i]).map(|(t, _)| t);
+    assert!((ttft(0).unwrap() - 0.10).abs() < 1e-9, "{:?}", ttft(0));
+    for i in [1, 2] {
+        assert!(
+            (ttft(i).unwrap() - (1.1 / 1.21 - 1.0)).abs() < 1e-5,
+            "{:?}",
+            ttft(i)
+        );
+        assert!(scored[i].errors(&runs[i]).unwrap().1.abs() < 1e-12);
+    }
+    for i in [3, 4, 5] {
+        assert!(scored[i].predicted.is_err(), "run {i}: {:?}", scored[i]);
+    }
+}
+
 /// A column the native format does not read is a problem, not a column
 /// silently ignored (`kv_dtyp` would be read as the checkpoint's cache);
 /// the hint lists what the format reads.
