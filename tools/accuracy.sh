@@ -69,9 +69,9 @@ models and stacks moeplan was fitted to: a fifth of the runs held back,
 everything refitted to the rest (`moeplan accuracy --holdout`). The third
 is in-sample, with each model's own stack; how a stack generalises to
 layouts and lengths it did not see is the calibration split at the end
-("calibrated" column). The fourth, "Runs against their repeats", is the
-floor: how far runs that state the same configuration are from their own
-median, what a predictor that sees only the columns cannot explain.
+("calibrated" column). The fourth, "Runs against their repeats", is a
+reference: how far measurements of one stated configuration are from their
+own median, what depends on something the columns do not state.
 Where a row's columns cannot describe what ran, the
 reading taken is in `crates/moeplan/src/runs.rs` and tested in
 `crates/moeplan/tests/library/runs.rs`.

@@ -200,10 +200,10 @@ pub struct AccuracyArgs {
     /// runs of the models and stacks it was fitted to.
     #[arg(long)]
     pub holdout: bool,
-    /// Also report how far runs of the same stated configuration are from
-    /// each other: each run with a repeat against the geometric median of
-    /// its configuration's measurements: what a prediction from the columns
-    /// alone (one figure per configuration) leaves unexplained.
+    /// Also report how far measurements of one stated configuration are from
+    /// each other: each distinct measurement of a configuration measured
+    /// more than once against their geometric median, a reference for how
+    /// much of the figures depends on what the rows do not state.
     #[arg(long)]
     pub repeats: bool,
     /// Predict each run with `moeplan simulate`'s step-level closed loop instead of the estimate's closed form.

@@ -397,60 +397,79 @@ fn stated(r: &Run) -> String {
 }
 
 /// Whether two (TTFT, TPOT) pairs are one measurement reported twice: both
-/// within 0.1% (train.csv repeats a run from one source file in another,
-/// rounded differently in the sixth digit; two benchmark runs do not agree
-/// that closely on both figures).
+/// within 0.1% or 10 µs (train.csv repeats rows of one source file in
+/// another, rounded to two decimals of a millisecond; two benchmark runs
+/// seldom agree that closely on both figures, and where they do they count
+/// as one measurement).
 fn same_measurement(a: (f64, f64), b: (f64, f64)) -> bool {
-    let close = |x: f64, y: f64| (x / y - 1.0).abs() < 1e-3;
+    let close = |x: f64, y: f64| (x - y).abs() <= (1e-3 * x.abs().max(y.abs())).max(1e-5);
     close(a.0, b.0) && close(a.1, b.1)
 }
 
+/// The geometric median of `v` (not empty): for an even count, the
+/// geometric mean of the two middle values.
+fn geometric_median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let ln = |i: usize| v[i].max(f64::MIN_POSITIVE).ln();
+    ((ln((n - 1) / 2) + ln(n / 2)) / 2.0).exp()
+}
+
 /// How far runs of the same stated configuration (`stated`) are from each
-/// other: each run that has a repeat against the geometric median of its
-/// configuration's distinct measurements, its own included (a measurement
-/// listed twice, `same_measurement`, counts once). That median minimises
-/// the summed log error over the configuration's runs, and a predictor that
-/// sees only the stated columns gives them all one figure: these errors are
-/// what the columns leave unexplained, the part of the figures that depends
-/// on something they do not say (worker counts, speculative decoding, a
-/// harness) or on chance. A run with no other measurement is unanswered.
-/// `outcomes` (of the same runs, in order) give each run's MoE flag.
+/// other, a reference beside moeplan's errors (not a bound on them): each
+/// configuration's distinct measurements (a measurement reported twice,
+/// `same_measurement`, is one, scored at its first run; the copies are
+/// unanswered) against their geometric median, the figure that minimises
+/// their summed absolute log error. A predictor that sees only the stated
+/// columns gives a configuration one figure, so these errors show how much
+/// of the figures the columns leave to something they do not say (worker
+/// counts, speculative decoding, a harness) or to chance. A configuration
+/// measured once is unanswered. `outcomes` (of the same runs, in order)
+/// give each run's MoE flag.
 pub fn repeats(runs: &[Run], outcomes: &[Outcome]) -> Vec<Outcome> {
     let keys: Vec<String> = runs.iter().map(stated).collect();
     let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, k) in keys.iter().enumerate() {
         by.entry(k).or_default().push(i);
     }
-    let geometric_median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let mid = |i: usize| v[i].max(f64::MIN_POSITIVE).ln();
-        ((mid((n - 1) / 2) + mid(n / 2)) / 2.0).exp()
-    };
+    let mut scored: Vec<Result<Predicted, String>> =
+        vec![Err("no other measurement of its stated configuration".into()); runs.len()];
+    for members in by.values() {
+        // The distinct measurements, each with the first run that reports it.
+        let mut distinct: Vec<(usize, (f64, f64))> = Vec::new();
+        for &j in members {
+            let m = (runs[j].ttft.0, runs[j].tpot.0);
+            match distinct.iter().find(|(_, x)| same_measurement(*x, m)) {
+                Some(&(first, _)) => {
+                    scored[j] = Err(format!(
+                        "a copy of {}'s measurement, which is scored once",
+                        runs[first].id
+                    ));
+                }
+                None => distinct.push((j, m)),
+            }
+        }
+        if distinct.len() < 2 {
+            continue;
+        }
+        let median = Predicted {
+            ttft: Seconds(geometric_median(
+                distinct.iter().map(|(_, m)| m.0).collect(),
+            )),
+            tpot: Seconds(geometric_median(
+                distinct.iter().map(|(_, m)| m.1).collect(),
+            )),
+        };
+        for (j, _) in distinct {
+            scored[j] = Ok(median);
+        }
+    }
     outcomes
         .iter()
-        .map(|o| {
-            let r = &runs[o.run];
-            // The configuration's measurements, each once, the run's first.
-            let mut distinct: Vec<(f64, f64)> = vec![(r.ttft.0, r.tpot.0)];
-            for &j in &by[keys[o.run].as_str()] {
-                let m = (runs[j].ttft.0, runs[j].tpot.0);
-                if !distinct.iter().any(|x| same_measurement(*x, m)) {
-                    distinct.push(m);
-                }
-            }
-            let predicted = match distinct.len() {
-                1 => Err("no other measurement of its stated configuration".to_string()),
-                _ => Ok(Predicted {
-                    ttft: Seconds(geometric_median(distinct.iter().map(|m| m.0).collect())),
-                    tpot: Seconds(geometric_median(distinct.iter().map(|m| m.1).collect())),
-                }),
-            };
-            Outcome {
-                run: o.run,
-                predicted,
-                moe: o.moe,
-            }
+        .map(|o| Outcome {
+            run: o.run,
+            predicted: scored[o.run].clone(),
+            moe: o.moe,
         })
         .collect()
 }

@@ -313,9 +313,10 @@ pub struct AccuracyOutput<'a> {
     /// fitted to the rest (`--holdout`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_out: Option<&'a [AccuracySummary]>,
-    /// How far runs of the same stated configuration are from each other
-    /// (`--repeats`): each run against the geometric median of its
-    /// configuration's measurements; runs without a repeat unanswered.
+    /// How far measurements of one stated configuration are from each other
+    /// (`--repeats`): each distinct measurement against the geometric median
+    /// of its configuration's; runs without a repeat, and copies of a
+    /// measurement, unanswered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeats: Option<&'a [AccuracySummary]>,
     /// Each run (`--runs`).

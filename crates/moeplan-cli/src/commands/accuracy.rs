@@ -64,7 +64,7 @@ pub fn run(a: &AccuracyArgs) -> Result<(), Failure> {
             output::print(&output::fit(&table(held)));
         }
         if let Some(repeats) = &repeats {
-            output::print("\nrepeats (each run with a repeat against the geometric median of its stated configuration's measurements):");
+            output::print("\nrepeats (each distinct measurement of a stated configuration measured more than once against their geometric median):");
             output::print(&output::fit(&table(repeats)));
         }
         if let Some(line) = throughput_line(&all, &outcomes) {
@@ -103,18 +103,21 @@ fn table(report: &[Summary]) -> comfy_table::Table {
     t
 }
 
+/// A summary's row; a group with no answered run has no errors to show.
 fn summary_cells(s: &Summary) -> Vec<String> {
-    vec![
-        s.group.clone(),
-        s.runs.to_string(),
-        s.answered.to_string(),
-        pct(s.ttft.median),
-        pct(s.ttft.p90),
-        signed(s.ttft.signed_median),
-        pct(s.tpot.median),
-        pct(s.tpot.p90),
-        signed(s.tpot.signed_median),
-    ]
+    let mut cells = vec![s.group.clone(), s.runs.to_string(), s.answered.to_string()];
+    cells.extend(match s.answered {
+        0 => vec!["–".to_string(); 6],
+        _ => vec![
+            pct(s.ttft.median),
+            pct(s.ttft.p90),
+            signed(s.ttft.signed_median),
+            pct(s.tpot.median),
+            pct(s.tpot.p90),
+            signed(s.tpot.signed_median),
+        ],
+    });
+    cells
 }
 
 fn markdown_table(o: &mut String, report: &[Summary]) {
@@ -158,7 +161,7 @@ fn markdown(t: &Tables, runs: &[Run], outcomes: &[Outcome]) -> String {
         let _ = writeln!(o, "\n{line}");
     }
     if let Some(repeats) = t.repeats {
-        let _ = writeln!(o, "\n### Runs against their repeats\n\nRuns whose every stated column (model, GPU, engine and version, weight and KV types, node size, lengths, layout, concurrency, workers, client) is another run's with a different measurement, each against the geometric median of its configuration's measurements, its own included (`moeplan accuracy --repeats`; a measurement listed twice counts once; \"answered\" counts the runs that have a repeat). That median is the one prediction that minimises the summed log error over the configuration's runs: a predictor that sees only these columns gives all of them one figure, and these errors are what that leaves unexplained, which depends on what the rows do not state (worker counts, speculative decoding, the harness) or on chance.\n");
+        let _ = writeln!(o, "\n### Runs against their repeats\n\nRuns whose every stated column (model, GPU, engine and version, weight and KV types, node size, lengths, layout, concurrency, replicas or workers, client) is another run's, with a different measurement: each configuration's distinct measurements against their geometric median (`moeplan accuracy --repeats`; a measurement reported twice is scored once, so \"answered\" counts the distinct measurements of configurations measured more than once). A predictor that sees only these columns gives a configuration one figure: this spread is a reference for how much of the figures depends on what the rows do not state (worker counts, speculative decoding, the harness) or on chance, not a bound on any predictor's median error.\n");
         markdown_table(&mut o, repeats);
     }
     let mut reasons: Vec<(String, usize)> = Vec::new();

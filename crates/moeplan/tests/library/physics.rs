@@ -776,8 +776,8 @@ fn summary_equals_full_estimate() {
     assert_eq!(a.to_bits(), b.to_bits());
 }
 
-/// Where not one request fits beside the weights (qwen3-235b-a22b in BF16
-/// is 470 GB: 470 GB on one 80 GB H100), the estimate says it does not fit
+/// Where not one request fits beside the weights (qwen3-235b-a22b in BF16:
+/// 470 GB of weights on one 80 GB H100), the estimate says it does not fit
 /// and how many do (0), and not that the requests above a running slot
 /// wait for one: no slot ever frees.
 #[test]

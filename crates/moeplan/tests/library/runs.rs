@@ -223,52 +223,77 @@ fn the_predicted_throughput_is_littles_law_at_the_predicted_latencies() {
 }
 
 /// Runs of one stated configuration are scored against the geometric
-/// median of its distinct measurements. By hand: TTFT 1.00 s and 1.21 s
-/// (and 1.21 s once more, rounded differently in the sixth digit: one
-/// measurement reported twice) have the median sqrt(1.00 × 1.21) = 1.10 s,
-/// so +10% for the first and 1.10 / 1.21 − 1 = −9.09% for the others; TPOT
-/// 20 ms everywhere, 0%. A run at another concurrency has no repeat and is
-/// unanswered; so are two copies of one measurement of a third one.
+/// median of its distinct measurements; the id, line and stated throughput
+/// are not part of what a run states. By hand: TTFT 1.00 s and 1.21 s (and
+/// 1.21 s once more, rounded differently in the sixth digit: one
+/// measurement reported twice, unanswered) have the median
+/// sqrt(1.00 × 1.21) = 1.10 s, so +10% for the first and
+/// 1.10 / 1.21 − 1 = −9.09% for the second; TPOT 20 ms everywhere, 0%. At
+/// another concurrency, 1, 2 and 8 s have the median 2 s: +100%, 0%, −75%.
+/// Two copies of one measurement at another prompt length repeat nothing:
+/// unanswered.
 #[test]
 fn repeats_are_scored_against_their_configurations_median() {
-    use moeplan::units::Seconds;
+    use moeplan::units::{Seconds, TokensPerSecond};
     let base = runs::read(&fixtures().join("native.csv")).unwrap()[0].clone();
     let with = |line: usize, ttft: f64| {
         let mut r = base.clone();
         r.line = line;
+        r.id = format!("run {line}");
+        r.throughput = Some(TokensPerSecond::new(100.0 * line as f64));
         r.ttft = Seconds::new(ttft);
         r.tpot = Seconds::from_ms(20.0);
         r
     };
-    let mut other = with(5, 1.0);
-    if let RunDeployment::Aggregated { concurrency, .. } = &mut other.deployment {
-        *concurrency += 1;
-    }
-    let mut copy = with(7, 0.5);
-    copy.isl += 1;
+    let busier = |line: usize, ttft: f64| {
+        let mut r = with(line, ttft);
+        if let RunDeployment::Aggregated { concurrency, .. } = &mut r.deployment {
+            *concurrency += 1;
+        }
+        r
+    };
+    let longer = |line: usize| {
+        let mut r = with(line, 0.5);
+        r.isl += 1;
+        r
+    };
     let runs = vec![
         with(2, 1.0),
         with(3, 1.21),
         with(4, 1.21 * (1.0 + 1e-6)),
-        other,
-        copy.clone(),
-        copy,
+        busier(5, 1.0),
+        busier(6, 2.0),
+        busier(7, 8.0),
+        longer(8),
+        longer(9),
     ];
     let outcomes = moeplan::accuracy::evaluate(&runs);
     let scored = moeplan::accuracy::repeats(&runs, &outcomes);
     let ttft = |i: usize| scored[i].errors(&runs[i]).map(|(t, _)| t);
-    assert!((ttft(0).unwrap() - 0.10).abs() < 1e-9, "{:?}", ttft(0));
-    for i in [1, 2] {
-        assert!(
-            (ttft(i).unwrap() - (1.1 / 1.21 - 1.0)).abs() < 1e-5,
-            "{:?}",
-            ttft(i)
-        );
+    let expected = [
+        (0, 0.10),
+        (1, 1.1 / 1.21 - 1.0),
+        (3, 1.0),
+        (4, 0.0),
+        (5, -0.75),
+    ];
+    for (i, e) in expected {
+        let got = ttft(i).unwrap_or_else(|| panic!("run {i} unanswered: {:?}", scored[i]));
+        assert!((got - e).abs() < 1e-9, "run {i}: {got} vs {e}");
         assert!(scored[i].errors(&runs[i]).unwrap().1.abs() < 1e-12);
     }
-    for i in [3, 4, 5] {
+    for i in [2, 6, 7] {
         assert!(scored[i].predicted.is_err(), "run {i}: {:?}", scored[i]);
     }
+    assert!(
+        scored[2]
+            .predicted
+            .as_ref()
+            .unwrap_err()
+            .contains("copy of run 3"),
+        "{:?}",
+        scored[2]
+    );
 }
 
 /// A column the native format does not read is a problem, not a column
