@@ -383,19 +383,6 @@ pub fn report(runs: &[Run], outcomes: &[Outcome]) -> Vec<Summary> {
     out
 }
 
-/// Every column of a run that states what ran (all but the measurements
-/// and where the row came from): two runs that share it are repeats.
-fn stated(r: &Run) -> String {
-    format!(
-        "{:?}",
-        (
-            (&r.model, &r.gpu, r.engine, &r.engine_version),
-            (r.gemm_dtype, r.moe_dtype, r.kv_dtype, r.gpus_per_node),
-            (r.isl, r.osl, &r.deployment, r.client),
-        )
-    )
-}
-
 /// Whether two (TTFT, TPOT) pairs are one measurement reported twice: both
 /// within 0.1% or 10 µs (train.csv repeats rows of one source file in
 /// another, rounded to two decimals of a millisecond; two benchmark runs
@@ -415,19 +402,23 @@ fn geometric_median(mut v: Vec<f64>) -> f64 {
     ((ln((n - 1) / 2) + ln(n / 2)) / 2.0).exp()
 }
 
-/// How far runs of the same stated configuration (`stated`) are from each
-/// other, a reference beside moeplan's errors (not a bound on them): each
-/// configuration's distinct measurements (a measurement reported twice,
-/// `same_measurement`, is one, scored at its first run; the copies are
-/// unanswered) against their geometric median, the figure that minimises
-/// their summed absolute log error. A predictor that sees only the stated
-/// columns gives a configuration one figure, so these errors show how much
-/// of the figures the columns leave to something they do not say (worker
-/// counts, speculative decoding, a harness) or to chance. A configuration
-/// measured once is unanswered. `outcomes` (of the same runs, in order)
-/// give each run's MoE flag.
+/// How far runs of the same stated configuration (`Run::setting` and the
+/// output length) are from each other, a reference beside moeplan's errors
+/// (not a bound on them): each configuration's distinct measurements (a
+/// measurement reported twice, `same_measurement`, is one, scored at its
+/// first run; the copies are unanswered) against their geometric median,
+/// the figure that minimises their summed absolute log error. A predictor
+/// that sees only the stated columns gives a configuration one figure, so
+/// these errors show how much of the figures the columns leave to
+/// something they do not say (worker counts, speculative decoding, a
+/// harness) or to chance. A configuration measured once is unanswered.
+/// `outcomes` (of the same runs, in order) give each run's MoE flag.
 pub fn repeats(runs: &[Run], outcomes: &[Outcome]) -> Vec<Outcome> {
-    let keys: Vec<String> = runs.iter().map(stated).collect();
+    // Runs that state the same setting and output length are repeats.
+    let keys: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{} {}", r.setting(), r.osl))
+        .collect();
     let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, k) in keys.iter().enumerate() {
         by.entry(k).or_default().push(i);

@@ -278,7 +278,7 @@ impl MemoryShare {
     }
 
     /// `fraction` of this share in words ("90% of memory").
-    pub fn describe(self, fraction: Fraction) -> String {
+    fn describe(self, fraction: Fraction) -> String {
         let pct = fraction.value() * 100.0;
         match self {
             MemoryShare::Capacity => format!("{pct:.0}% of memory"),
@@ -369,6 +369,12 @@ impl EngineConfig {
             memory_share: MemoryShare::Capacity,
             ..self
         }
+    }
+
+    /// The memory limit in words: its fraction and what it is a fraction
+    /// of ("90% of memory").
+    pub fn describe_memory(&self) -> String {
+        self.memory_share.describe(self.max_memory_fraction)
     }
 }
 

@@ -316,8 +316,7 @@ impl Figures {
         // (under a share of the GPU, the fuller one).
         let mem = |e: &DisaggEstimate| {
             let (p, d) = (&e.prefill.memory, &e.decode.memory);
-            let room = |m: &crate::memory::MemoryBreakdown| m.usable_bytes.0 - m.total_bytes.0;
-            if room(p) <= room(d) {
+            if p.room().0 <= d.room().0 {
                 p.clone()
             } else {
                 d.clone()

@@ -124,38 +124,11 @@ impl Sample {
     }
 }
 
-/// An aggregated run's setting but for its output length (every column
-/// that describes what ran, except the output length and what was
-/// measured), and that length; None for a disaggregated run.
+/// An aggregated run's setting but for its output length
+/// (`Run::setting`), and that length; None for a disaggregated run.
 fn setting_of(run: &Run) -> Option<(String, u64)> {
-    match &run.deployment {
-        RunDeployment::Aggregated {
-            layout,
-            concurrency,
-            replicas,
-        } => Some((
-            format!(
-                "{:?} {:?}",
-                (
-                    &run.model,
-                    &run.gpu,
-                    run.engine,
-                    &run.engine_version,
-                    run.gemm_dtype,
-                    run.moe_dtype,
-                    run.kv_dtype,
-                ),
-                (
-                    run.gpus_per_node,
-                    run.client,
-                    run.isl,
-                    layout,
-                    concurrency,
-                    replicas,
-                ),
-            ),
-            run.osl,
-        )),
+    match run.deployment {
+        RunDeployment::Aggregated { .. } => Some((run.setting(), run.osl)),
         RunDeployment::Disaggregated { .. } => None,
     }
 }

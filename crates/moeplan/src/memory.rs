@@ -52,6 +52,11 @@ impl MemoryBreakdown {
     pub fn fits(&self) -> bool {
         self.total_bytes.0 <= self.usable_bytes.0
     }
+
+    /// What is left of what the engine may use (negative: does not fit).
+    pub fn room(&self) -> Bytes {
+        Bytes(self.usable_bytes.0 - self.total_bytes.0)
+    }
 }
 
 /// KV cache bytes one token adds on one GPU in one layer, after the TP split.
@@ -508,18 +513,20 @@ impl Footprint {
     pub(crate) fn at(&self, concurrency: u64) -> MemoryBreakdown {
         let seqs_per_rank = (concurrency as f64 / self.dp as f64).ceil();
         let other = self.comm + self.runtime_reserve;
-        // (stage, total, activations, room left) of the fullest GPU so far.
-        let mut worst: Option<(usize, Bytes, Bytes, f64)> = None;
+        // (stage, total, activations, usable) of the fullest GPU so far.
+        let mut worst: Option<(usize, Bytes, Bytes, Bytes)> = None;
         for (stage, s) in self.stages.iter().enumerate() {
             let kv = s.per_request * seqs_per_rank;
             let act = self.act_step + s.logits * seqs_per_rank;
             let total = s.weights_bytes + kv + act + other;
-            let room = self.usable(self.fixed(s)).0 - total.0;
-            if worst.as_ref().is_none_or(|w| room < w.3) {
-                worst = Some((stage, total, act, room));
+            let usable = self.usable(self.fixed(s));
+            let room = |(_, t, _, u): &(usize, Bytes, Bytes, Bytes)| u.0 - t.0;
+            let this = (stage, total, act, usable);
+            if worst.as_ref().is_none_or(|w| room(&this) < room(w)) {
+                worst = Some(this);
             }
         }
-        let (stage, total, act, _) = worst.expect("a layout has at least one stage");
+        let (stage, total, act, usable) = worst.expect("a layout has at least one stage");
         let s = &self.stages[stage];
         MemoryBreakdown {
             weights_bytes: s.weights_bytes,
@@ -533,7 +540,7 @@ impl Footprint {
             other_bytes: other,
             total_bytes: total,
             capacity_bytes: self.capacity,
-            usable_bytes: self.usable(self.fixed(s)),
+            usable_bytes: usable,
             stage,
             kv_bytes_per_request: s.per_request,
         }

@@ -1143,6 +1143,23 @@ fn model_ref(s: &str, base: &Path) -> String {
 }
 
 impl Run {
+    /// Every column that states what ran but the output length (model, GPU,
+    /// engine and version, weight and KV types, node size, client, prompt
+    /// length, deployment), as a key: not where the row came from, nor what
+    /// it measured. Runs that share it and the output length are repeats
+    /// (`accuracy::repeats`); runs that share only it tell a wait that grows
+    /// with the output from a fixed cost (`fit`).
+    pub(crate) fn setting(&self) -> String {
+        format!(
+            "{:?}",
+            (
+                (&self.model, &self.gpu, self.engine, &self.engine_version),
+                (self.gemm_dtype, self.moe_dtype, self.kv_dtype),
+                (self.gpus_per_node, self.client, self.isl, &self.deployment),
+            )
+        )
+    }
+
     /// The model the run names, with the run's weight types applied: the
     /// GEMM type as `Model::store_weights` stores a weight type, then the
     /// MoE type to the routed experts. An MXFP4 checkpoint keeps its format

@@ -305,7 +305,7 @@ fn phases(e: &Estimate) -> String {
         e.engine
             .max_running_requests
             .map_or("unlimited".to_string(), |r| r.to_string()),
-        e.engine.memory_share.describe(e.engine.max_memory_fraction)
+        e.engine.describe_memory()
     );
     s
 }

@@ -728,10 +728,7 @@ fn memory_limit(plan: &Plan, evals: &[PoolEval], missed: &mut Vec<String>, out: 
                     m.total_bytes,
                     m.usable_bytes,
                     m.capacity_bytes,
-                    {
-                        let e = plan.scenario.engine_config();
-                        e.memory_share.describe(e.max_memory_fraction)
-                    },
+                    plan.scenario.engine_config().describe_memory(),
                     w.max_concurrency
                 ),
                 w.explain.get(&ExplainKey::Memory).cloned().map(|d| with_layout(d, e)).unwrap_or_else(|| Derivation::new("estimate", &[])),

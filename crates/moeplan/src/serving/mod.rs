@@ -690,7 +690,7 @@ fn estimate_with(inp: &EstimateInput, detail: Detail) -> Result<Estimate, Vec<La
             mem.total_bytes,
             mem.usable_bytes,
             mem.capacity_bytes,
-            inp.engine.memory_share.describe(inp.engine.max_memory_fraction),
+            inp.engine.describe_memory(),
             max_concurrency,
             load.context
         ));
@@ -994,9 +994,7 @@ fn explain(
                     format!(
                         "{} ({})",
                         mem.usable_bytes,
-                        inp.engine
-                            .memory_share
-                            .describe(inp.engine.max_memory_fraction)
+                        inp.engine.describe_memory()
                     ),
                 ),
                 ("runtime_reserve", inp.engine.runtime_reserve.to_string()),
