@@ -1002,3 +1002,70 @@ fn every_profile_against_its_own_measurements() {
     println!();
     assert!(checked > 0, "no profile had its measurements");
 }
+
+/// Dense GEMMs timed on an H200 outside any engine (`tools/device/gemm.py`:
+/// cuBLAS through PyTorch, bf16 and per-tensor FP8; provenance in the README
+/// beside the file): an independent check of the H200 profiles' GEMM curves,
+/// which were fitted to the engines' own kernel tables. In the project, so it
+/// always runs.
+const H200_TORCH_GEMM: &str = "tests/fixtures/silicon/h200-torch-gemm.csv";
+
+/// Bounds on each H200 profile's predicted / measured time of those GEMMs
+/// (median over the file's rows of a dtype). bf16: the engines run the same
+/// cuBLAS kernel for unquantised linears (their tables and this file agree
+/// to a median ratio of 0.97–1.01 at the shapes both hold), so the curves
+/// must land within 15% of it (7–9% when this was written). FP8: cuBLASLt
+/// with per-tensor scales is the fastest FP8 GEMM measured on this chip; the
+/// engines' FP8 kernels (block-scaled DeepGEMM and CUTLASS, their per-tensor
+/// paths) took 1.24–1.72× its time at the same shapes, so a curve fitted to
+/// them predicts slower, but never faster, and not twice as slow.
+const H200_GEMM_RATIO: [(&str, f64, f64); 2] = [("bfloat16", 0.85, 1.15), ("fp8", 1.0, 2.0)];
+
+#[test]
+fn h200_profiles_predict_gemms_timed_on_an_h200() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(H200_TORCH_GEMM);
+    let t = Table::read(&path).expect("the committed measurements");
+    let gpu = moeplan::catalog::gpu("h200-sxm")
+        .expect("catalog GPU")
+        .expect("loads");
+    let model = base_model("mixtral-8x7b");
+    let profiles: Vec<&Profile> = moeplan::profile::embedded()
+        .iter()
+        .filter(|p| p.gpu == "h200-sxm")
+        .collect();
+    assert!(!profiles.is_empty(), "no embedded H200 profile");
+    let mut rep = Report::default();
+    for p in &profiles {
+        let ctx = CostContext::new(&model, &gpu, Layout::default(), 0, 0.0, &p.kernels);
+        let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for r in t.all() {
+            let (dtype, w) = match r.s("gemm_dtype") {
+                "bfloat16" => ("bfloat16", DType::Bf16),
+                "fp8" => ("fp8", DType::Fp8),
+                other => panic!("{H200_TORCH_GEMM}: gemm_dtype `{other}`"),
+            };
+            let (m, n, k) = (r.f("m"), r.f("n"), r.f("k"));
+            let pred = ctx
+                .gemm(OpKind::MlpGateUp, 1, m, n, k, w, FixedCost::Own)
+                .time
+                .value();
+            let meas = r.f("latency") * 1e-3;
+            rep.add(&p.id, dtype, pred, meas);
+            ratios.entry(dtype).or_default().push(pred / meas);
+        }
+        rep.print(&p.id);
+        for (dtype, lo, hi) in H200_GEMM_RATIO {
+            let mut v = ratios.remove(dtype).expect("rows of each dtype");
+            v.sort_by(f64::total_cmp);
+            let median = percentile(&v, 0.5);
+            println!("{} {dtype}: predicted / measured, median {median:.3}", p.id);
+            assert!(
+                (lo..=hi).contains(&median),
+                "{}: {dtype} GEMMs timed on an H200 predicted at {median:.2}× their time \
+                 (median of {}), outside [{lo}, {hi}]",
+                p.id,
+                v.len()
+            );
+        }
+    }
+}
