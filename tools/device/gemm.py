@@ -6,7 +6,10 @@ linear layers of Llama-3.1-8B, Llama-3.1-70B and Qwen3-32B under tensor
 parallelism 1, 2, 4 and 8, at m = 1 .. 16384 tokens:
 
 - bf16: `torch.matmul` (cuBLAS), the kernel vLLM runs for unquantised linears;
-- fp8: `torch._scaled_mm` with per-tensor scales (cuBLASLt), m >= 16.
+- fp8: `torch._scaled_mm` with per-tensor scales (cuBLASLt), m >= 16;
+- fp8_block: `torch._scaled_mm` with 1×128 activation and 128×128 weight
+  scales (cuBLASLt's block-scaled FP8, the scheme of DeepSeek's and Qwen's
+  FP8 checkpoints), m >= 16, where this PyTorch and cuBLAS run it.
 
 Each shape is timed as a CUDA graph of R back-to-back GEMMs (R so that one
 replay lasts about 2 ms, at least 3), over enough copies of the weight that
@@ -27,6 +30,7 @@ SHAPES = {  # model: (hidden, intermediate, query heads, kv heads, head dim)
 TPS = (1, 2, 4, 8)
 MS = (1, 4, 16, 64, 256, 1024, 4096, 16384)
 L2_SPAN = 256 << 20
+KERNELS = [("bfloat16", "torch.matmul"), ("fp8", "torch._scaled_mm"), ("fp8_block", "torch._scaled_mm")]
 
 
 def linears(h, inter, q, kv, d, tp):
@@ -60,6 +64,20 @@ def timed(fn, reps):
     return sorted(times)[2]
 
 
+LAYOUTS = []  # the scale layout that ran (probed in main)
+
+
+def block_scales(m, n, k, layout=None):
+    """Scales of a 1×128 (activations) by 128×128 (weights) block-scaled GEMM:
+    each either outer-dimension-major (`t`) or row-major (`r`)."""
+    la, lb = layout or LAYOUTS[0]
+    kb, nb = k // 128, n // 128
+    dev, f32 = "cuda", torch.float32
+    sa = torch.ones(kb, m, device=dev, dtype=f32).t() if la == "t" else torch.ones(m, kb, device=dev, dtype=f32)
+    sb = torch.ones(nb, kb, device=dev, dtype=f32).t() if lb == "t" else torch.ones(kb, nb, device=dev, dtype=f32)
+    return sa, sb
+
+
 def measure(m, n, k, dtype):
     """Median ms of one m×n×k GEMM in `dtype` ('bfloat16' or 'fp8')."""
     dev = "cuda"
@@ -69,11 +87,16 @@ def measure(m, n, k, dtype):
         ws = [torch.randn(k, n, device=dev, dtype=torch.bfloat16)]
         out = torch.empty(m, n, device=dev, dtype=torch.bfloat16)
         call = lambda i: torch.matmul(a, ws[i % len(ws)], out=out)  # noqa: E731
-    else:
+    elif dtype == "fp8":
         a = a.to(torch.float8_e4m3fn)
         ws = [torch.randn(n, k, device=dev, dtype=torch.bfloat16).to(torch.float8_e4m3fn).t()]
         one = torch.ones((), device=dev, dtype=torch.float32)
         call = lambda i: torch._scaled_mm(a, ws[i % len(ws)], one, one, out_dtype=torch.bfloat16)  # noqa: E731
+    else:
+        a = a.to(torch.float8_e4m3fn)
+        ws = [torch.randn(n, k, device=dev, dtype=torch.bfloat16).to(torch.float8_e4m3fn).t()]
+        sa, sb = block_scales(m, n, k)
+        call = lambda i: torch._scaled_mm(a, ws[i % len(ws)], sa, sb, out_dtype=torch.bfloat16)  # noqa: E731
     rough = timed(call, 3)
     reps = max(3, min(64, math.ceil(2.0 / max(rough, 1e-4))))
     copies = max(1, min(reps, math.ceil(L2_SPAN / wbytes)))
@@ -84,6 +107,19 @@ def measure(m, n, k, dtype):
 
 def main(path):
     torch.backends.cuda.matmul.allow_tf32 = False
+    for layout in (("t", "t"), ("r", "r"), ("t", "r"), ("r", "t")):  # which scale layout cuBLASLt takes
+        try:
+            a = torch.randn(128, 1024, device="cuda").to(torch.float8_e4m3fn)
+            b = torch.randn(1024, 1024, device="cuda").to(torch.float8_e4m3fn).t()
+            torch._scaled_mm(a, b, *block_scales(128, 1024, 1024, layout), out_dtype=torch.bfloat16)
+            torch.cuda.synchronize()
+            LAYOUTS.append(layout)
+            print(f"block-scaled FP8 runs with scale layout {layout}", file=sys.stderr)
+            break
+        except (RuntimeError, ValueError) as e:
+            print(f"block-scaled FP8 with scale layout {layout}: {str(e).splitlines()[0]}", file=sys.stderr)
+    if not LAYOUTS:
+        KERNELS.pop()
     version = f"torch-{torch.__version__.split('+')[0]}"
     rows = ["version,kernel_source,gemm_dtype,m,n,k,latency"]
     seen = set()
@@ -91,13 +127,13 @@ def main(path):
         for tp in TPS:
             for n, k in linears(h, inter, q, kv, d, tp):
                 for m in MS:
-                    for dtype, source in (("bfloat16", "torch.matmul"), ("fp8", "torch._scaled_mm")):
-                        if (dtype, m, n, k) in seen or (dtype == "fp8" and m < 16):
+                    for dtype, source in KERNELS:
+                        if (dtype, m, n, k) in seen or (dtype != "bfloat16" and m < 16):
                             continue
                         seen.add((dtype, m, n, k))
                         try:
                             ms = measure(m, n, k, dtype)
-                        except RuntimeError as e:  # a shape the library refuses: say so, go on
+                        except (RuntimeError, ValueError) as e:  # a shape the library refuses: say so, go on
                             print(f"skipped {dtype} {m}x{n}x{k}: {e}", file=sys.stderr)
                             continue
                         rows.append(f"{version},{source},{dtype},{m},{n},{k},{ms:.6f}")
