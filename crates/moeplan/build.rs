@@ -7,7 +7,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("engines");
+    // The manifest directory as cargo gives it to this run, not as it was
+    // when the script was compiled: a build script compiled for another
+    // checkout of the crate (same target directory, same hash) would read
+    // that checkout's files, or none.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("engines");
     println!("cargo:rerun-if-changed={}", root.join("flags").display());
     println!("cargo:rerun-if-changed={}", root.join("versions").display());
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
@@ -22,7 +27,13 @@ fn main() {
         )
         .unwrap();
         writeln!(out, "pub(crate) const {name}: &[(&str, &str, &str)] = &[").unwrap();
-        for (engine, version, path) in files(&root.join(dir)) {
+        let found = files(&root.join(dir));
+        assert!(
+            !found.is_empty(),
+            "no engines/{dir}/<engine>/<version>.toml under {}",
+            root.display()
+        );
+        for (engine, version, path) in found {
             writeln!(
                 out,
                 "    ({engine:?}, {version:?}, include_str!({path:?})),"
@@ -38,9 +49,7 @@ fn main() {
 /// under `dir`, in name order (the build is deterministic).
 fn files(dir: &Path) -> Vec<(String, String, String)> {
     let mut found = Vec::new();
-    let Ok(engines) = std::fs::read_dir(dir) else {
-        return found;
-    };
+    let engines = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for engine in engines.flatten().filter(|e| e.path().is_dir()) {
         println!("cargo:rerun-if-changed={}", engine.path().display());
         let name = engine.file_name().to_string_lossy().into_owned();
