@@ -52,7 +52,8 @@ fn pool_worker(
             Phase::Prefill => e.prefill,
             Phase::Decode => e.decode,
         };
-        (pool.step, e.load_imbalance)
+        let imbalance = pool.step.load_imbalance;
+        (pool.step, imbalance)
     });
     let pool = match a.pool {
         Phase::Prefill => d.prefill,

@@ -140,3 +140,49 @@ fn schema_plan_prints_the_plan_schema() {
     assert!(v["properties"]["claims"].is_object());
     assert!(v["properties"]["deployment"].is_object());
 }
+
+/// DeepSeek-V3 dp8 ep8 on 8 × H200 with skewed routing: the corrected plan's
+/// claims carry the expert imbalance `estimate` applies (87.8% at skew 0.8),
+/// not the uniform-routing floor the audit checks claims against (11.9%).
+const SKEWED: &str = r#"
+name = "skewed"
+[model]
+catalog = "deepseek-v3"
+[hardware]
+gpu = "h200-sxm"
+engine = "sglang"
+[workload]
+isl = 2000
+osl = 1000
+concurrency = 256
+routing_skew = 0.8
+[deployment]
+mode = "aggregated"
+dp = 8
+ep = 8
+"#;
+
+fn json_of(args: &[&str]) -> serde_json::Value {
+    let o = moeplan(args);
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{args:?}: {}",
+        stderr(&o)
+    );
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+#[test]
+fn the_corrected_plan_claims_the_imbalance_the_estimate_applies() {
+    let s = Scratch::new("skew");
+    let plan = s.file("skewed.toml");
+    std::fs::write(&plan, SKEWED).unwrap();
+    let est = json_of(&["estimate", &plan, "--json"]);
+    let audit = json_of(&["audit", &plan, "--json"]);
+    let used = &est["load_imbalance"]["used"];
+    assert!(
+        used.as_f64().unwrap() > est["load_imbalance"]["uniform"].as_f64().unwrap(),
+        "the skew raises the imbalance above uniform routing's: {est}"
+    );
+    assert_eq!(&audit["corrected"]["claims"]["load_imbalance"], used);
+}

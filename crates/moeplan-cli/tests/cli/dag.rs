@@ -226,6 +226,12 @@ fn a_disaggregated_plan_draws_each_pool_with_the_estimates_step() {
             phase["description"], est[pool]["step"]["description"],
             "{pool}"
         );
+        // And the pool's own expert imbalance (the prefill pool showed the
+        // decode pool's: 0.060 for a step the estimate costs at 0.015).
+        assert_eq!(
+            d["load_imbalance"], est[pool]["step"]["load_imbalance"],
+            "{pool}"
+        );
     }
     let out = moeplan(&["dag", plan, "--pool", "prefill", "--granularity", "layer"]);
     let s = text(&out.stdout);

@@ -68,7 +68,8 @@ pub struct CorrectedClaims {
     pub ttft: Seconds,
     /// TPOT: the worse of the longest and the mean lengths.
     pub tpot: Seconds,
-    /// Expert load imbalance (uniform routing).
+    /// Expert load imbalance the estimate applies (at the plan's routing
+    /// skew and redundant experts), as `estimate`, `plan` and `dag` show it.
     pub load_imbalance: f64,
     /// Communication share of a steady-state step.
     pub comm_overhead: f64,
@@ -432,7 +433,7 @@ fn build(
             throughput_per_gpu: typical.output_tokens_per_s_per_gpu,
             ttft: worst.ttft.max(typical.ttft),
             tpot: worst.tpot.max(typical.tpot),
-            load_imbalance: typical.load_imbalance.uniform,
+            load_imbalance: typical.load_imbalance.used,
             comm_overhead: comm / typical.decode.time.0.max(f64::MIN_POSITIVE),
             meets_slo: unmet.is_empty(),
         },

@@ -204,7 +204,7 @@ fn claims(plan: &Plan, mean: &DisaggEstimate, worst: &DisaggEstimate) -> Correct
         throughput_per_gpu: mean.output_tokens_per_s_per_gpu,
         ttft: worst.ttft,
         tpot: worst.tpot,
-        load_imbalance: mean.decode_imbalance.uniform,
+        load_imbalance: mean.decode_imbalance.used,
         comm_overhead: comm / step.time.0.max(f64::MIN_POSITIVE),
         // Set from the service levels by `correct`.
         meets_slo: false,
