@@ -11,9 +11,12 @@
 //!   service time `S` (one prefill step), so its utilisation is
 //!   `ρ = X · S / (c · prompts per step)`; in steady state a prompt waits
 //!   the M/D/c queue (Sakasegawa's approximation, halved for a
-//!   deterministic service); when `ρ` would exceed 1 the prefill pool sets
-//!   the pace and the remaining requests queue: TTFT is the loop's
-//!   residual `concurrency / X − (osl − 1) · TPOT`;
+//!   deterministic service); `X` is the throughput at which the loop holds
+//!   its `concurrency` requests (what it holds grows with `X`: a root, by
+//!   false position); where even the most the pools pass (the prefill
+//!   pool's capacity, or the decode pool's pace with its memory full)
+//!   holds fewer, the rest queue: TTFT is the loop's residual
+//!   `concurrency / X − (osl − 1) · TPOT`;
 //! - in the first round every prompt arrives at once and queues behind the
 //!   others (request `j` is served in round `⌈(j + 1) / (c · prompts)⌉`);
 //!   the benchmark's mean weighs it as one round of `rounds`;
@@ -324,6 +327,74 @@ impl Pools {
     }
 }
 
+/// The closed loop at one throughput: what `solve` searches over.
+#[derive(Clone, Copy)]
+struct LoopAt {
+    /// Requests per decode rank decoding.
+    batch: f64,
+    tpot: Seconds,
+    /// Prefill utilisation.
+    rho: f64,
+    /// TTFT of a request that meets only the queue that throughput makes.
+    ttft: Seconds,
+    /// Requests the loop holds at that throughput (Little's law over
+    /// TTFT and the decode).
+    held: f64,
+}
+
+/// The loop's quantities the search does not change.
+struct Loop<'a> {
+    c: f64,
+    dsteps: f64,
+    servers: f64,
+    service: Seconds,
+    capacity: f64,
+    decode_ranks: f64,
+    room: f64,
+    fixed: Seconds,
+    arrival_wait: f64,
+    decode_time: &'a dyn Fn(f64) -> Seconds,
+}
+
+impl Loop<'_> {
+    /// The loop at throughput `x` (requests/s), its decode batch found from
+    /// `batch` (the batch that throughput decodes: `x × (osl − 1) × TPOT`,
+    /// capped by the requests and the decode pool's memory).
+    fn at(&self, x: f64, mut batch: f64) -> LoopAt {
+        for _ in 0..6 {
+            let decoding = x * (self.decode_time)(batch).0 * self.dsteps;
+            batch = (decoding.min(self.c).min(self.room) / self.decode_ranks).max(1.0);
+        }
+        let tpot = (self.decode_time)(batch);
+        let rho = x / self.capacity;
+        let wait = self.service * mdc_wait(rho, self.servers);
+        let ttft = self.service + wait + tpot * self.arrival_wait + self.fixed;
+        LoopAt {
+            batch,
+            tpot,
+            rho,
+            ttft,
+            held: x * (ttft + tpot * self.dsteps).0,
+        }
+    }
+
+    /// The most the pools pass: the prefill pool's capacity, or the decode
+    /// pool's pace with its memory full.
+    fn most(&self) -> f64 {
+        let full = (self.room / self.decode_ranks).max(1.0);
+        let paced = self.room / ((self.decode_time)(full) * self.dsteps).0.max(1e-12);
+        self.capacity.min(paced)
+    }
+}
+
+/// Solves the closed loop: the throughput at which the requests in flight
+/// are those the loop holds (each waits for the prefill pool, M/D/c, then
+/// decodes at the batch that throughput makes), found by false position
+/// since what the loop holds grows with the throughput. Where even the most
+/// the pools pass holds fewer requests than are in flight, the rest queue
+/// (for the prefill pool, or for a decode slot): TTFT is what Little's law
+/// leaves of the cycle after the decode. TTFT averages the first round (every
+/// prompt at once) over the benchmark's rounds in both cases.
 fn solve(
     inp: &Pools,
     service: Seconds,
@@ -331,70 +402,80 @@ fn solve(
     decode_time: &dyn Fn(f64) -> Seconds,
     sv: &ServingParams,
 ) -> Solved {
-    let c = inp.workload.concurrency.max(1) as f64;
-    let dsteps = (inp.workload.osl.get().max(1) - 1) as f64;
     let servers = inp.prefill.workers as f64 * inp.prefill.layout.dp as f64;
     let per_step = servers * inp.prefill.prompts_per_rank.max(1) as f64;
-    let capacity = per_step / service.0.max(1e-12);
     let decode_ranks = inp.decode.workers as f64 * inp.decode.layout.dp as f64;
-    // Requests the decode pool's memory holds; the rest wait for a slot.
-    let room = inp.decode_room * decode_ranks;
-    let fixed = transfer + sv.request_overhead;
-    let first = service * super::closed_loop::mean_completion_step(c, per_step) + fixed;
-    let mut n = (c.min(room) / decode_ranks).max(1.0);
-    let mut out = None;
-    for _ in 0..6 {
-        let tpot = decode_time(n);
-        let decode_only = c / (service + fixed + tpot * dsteps).0.max(1e-12);
-        // With the decode pool's memory full, requests leave at its pace.
-        let decode_only = decode_only.min(room / (tpot * dsteps).0.max(1e-12));
-        let (ttft_steady, x, rho, wait, bound) = if decode_only >= capacity {
-            // The prefill pool sets the pace; the rest queue for it.
-            let ttft = Seconds(c / capacity) - tpot * dsteps;
-            (
-                ttft.max(service + fixed),
-                capacity,
-                1.0,
-                ttft - service - fixed,
-                true,
-            )
-        } else {
-            // Requests that wait or prefill do not decode: iterate on the
-            // queue wait at this throughput.
-            let mut x = decode_only;
-            let mut wait = Seconds::ZERO;
-            for _ in 0..4 {
-                let rho = x / capacity;
-                wait = service * mdc_wait(rho, servers);
-                x = c / (service + wait + tpot * sv.arrival_wait + fixed + tpot * dsteps).0;
-                x = x.min(decode_only);
-            }
-            // Little's law: what the loop does not spend decoding it waits.
-            let ttft = (service + wait + tpot * sv.arrival_wait + fixed)
-                .max(Seconds(c / x.max(1e-12)) - tpot * dsteps);
-            (ttft, x, x / capacity, wait, false)
-        };
-        let rounds = sv.rounds.max(1.0);
-        let ttft = if bound {
-            ttft_steady
-        } else {
-            (first + ttft_steady * (rounds - 1.0)) / rounds
-        };
-        let decoding = (x * (tpot * dsteps).0).min(c).min(room);
-        n = (decoding / decode_ranks).max(1.0);
-        out = Some(Solved {
-            ttft,
-            tpot,
-            throughput: x,
-            decode_batch: n,
-            rho,
-            wait,
-            first,
-            steady: ttft_steady,
-            prefill_bound: bound,
-        });
+    let lp = Loop {
+        c: inp.workload.concurrency.max(1) as f64,
+        dsteps: (inp.workload.osl.get().max(1) - 1) as f64,
+        servers,
+        service,
+        capacity: per_step / service.0.max(1e-12),
+        decode_ranks,
+        room: inp.decode_room * decode_ranks,
+        fixed: transfer + sv.request_overhead,
+        arrival_wait: sv.arrival_wait,
+        decode_time,
+    };
+    let first = service * super::closed_loop::mean_completion_step(lp.c, per_step) + lp.fixed;
+    let most = lp.most();
+    let start = (lp.c.min(lp.room) / decode_ranks).max(1.0);
+    let top = lp.at(most, start);
+    let (x, at, steady) = if top.held <= lp.c {
+        // Saturated: the excess queues in front of the slower pool.
+        let steady = Seconds(lp.c / most) - top.tpot * lp.dsteps;
+        (most, top, steady.max(top.ttft))
+    } else {
+        let (x, at) = false_position(&lp, most, top);
+        let steady = at.ttft;
+        (x, at, steady)
+    };
+    let rounds = sv.rounds.max(1.0);
+    Solved {
+        ttft: (first + steady * (rounds - 1.0)) / rounds,
+        tpot: at.tpot,
+        throughput: x,
+        decode_batch: at.batch,
+        rho: at.rho,
+        wait: steady - service - at.tpot * lp.arrival_wait - lp.fixed,
+        first,
+        steady,
+        prefill_bound: at.rho >= 0.95,
     }
-    out.expect("at least one iteration")
+}
+
+/// The throughput in (0, `most`) at which the loop holds its requests, by
+/// false position (Illinois), from the loop at `most` (`top`, which holds
+/// more).
+fn false_position(lp: &Loop, most: f64, top: LoopAt) -> (f64, LoopAt) {
+    let (mut lo, mut f_lo) = (0.0, -lp.c);
+    let (mut hi, mut f_hi) = (most, top.held - lp.c);
+    let mut best = (most, top);
+    let mut side = 0i8;
+    for _ in 0..40 {
+        let x = (lo * f_hi - hi * f_lo) / (f_hi - f_lo);
+        let at = lp.at(x, best.1.batch);
+        let f = at.held - lp.c;
+        let done = f.abs() <= 1e-6 * lp.c || (hi - lo) <= 1e-9 * most;
+        best = (x, at);
+        if done {
+            break;
+        }
+        if f > 0.0 {
+            (hi, f_hi) = (x, f);
+            if side == 1 {
+                f_lo /= 2.0;
+            }
+            side = 1;
+        } else {
+            (lo, f_lo) = (x, f);
+            if side == -1 {
+                f_hi /= 2.0;
+            }
+            side = -1;
+        }
+    }
+    best
 }
 
 /// The memory footprint of one of a pool's workers with requests of
@@ -873,7 +954,7 @@ fn explain(
     e.insert(
         super::ExplainKey::Ttft,
         Derivation::new(
-            "(first round + (rounds − 1) × steady) / rounds; steady = prefill step + M/D/c queue wait + arrival wait × decode step + KV transfer + request overhead; when the prefill pool sets the pace: concurrency / throughput − (osl − 1) × TPOT",
+            "(first round + (rounds − 1) × steady) / rounds; steady = prefill step + M/D/c queue wait at the throughput + arrival wait × decode step + KV transfer + request overhead, at the throughput where concurrency = throughput × (steady + (osl − 1) × TPOT); where the most the pools pass holds fewer: concurrency / throughput − (osl − 1) × TPOT",
             &[
                 ("prefill_step", service.to_string()),
                 ("queue_wait", s.wait.to_string()),
