@@ -186,3 +186,41 @@ fn the_corrected_plan_claims_the_imbalance_the_estimate_applies() {
     );
     assert_eq!(&audit["corrected"]["claims"]["load_imbalance"], used);
 }
+
+/// The corrected plan keeps the plan's redundant experts and overlap: the
+/// file `--fix` writes estimates to the figures the audit claims for it
+/// (Mixtral-8x22B tp4 ep4 with 4 redundant experts was corrected at TPOT
+/// 68.8 ms for an estimate of 81.6 ms; DeepSeek-V3 dp8 ep8 with two-batch
+/// overlap was written without it).
+#[test]
+fn the_fixed_plan_estimates_to_the_claims_the_audit_made() {
+    let s = Scratch::new("keep");
+    let plan = s.file("kept.toml");
+    let fixed = s.file("fixed.toml");
+    let text = SKEWED.replace(
+        "ep = 8\n",
+        "ep = 8\nredundant_experts = 8\noverlap = \"two-batch\"\n",
+    );
+    std::fs::write(&plan, text).unwrap();
+    let audit = json_of(&["audit", &plan, "--json"]);
+    let o = moeplan(&["audit", &plan, "--fix", &fixed]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let written = std::fs::read_to_string(&fixed).unwrap();
+    assert!(
+        written.contains("redundant_experts = 8") && written.contains("overlap = \"two-batch\""),
+        "{written}"
+    );
+    let original = json_of(&["estimate", &plan, "--json"]);
+    let again = json_of(&["estimate", &fixed, "--json"]);
+    let claims = &audit["corrected"]["claims"];
+    for (figure, ms) in [("ttft", "ttft_ms"), ("tpot", "tpot_ms")] {
+        let claimed = claims[figure].as_f64().unwrap() * 1e3;
+        for e in [&original, &again] {
+            let est = e[ms].as_f64().unwrap();
+            assert!(
+                (claimed / est - 1.0).abs() < 1e-9,
+                "{figure}: the audit claims {claimed} ms, the estimate {est} ms"
+            );
+        }
+    }
+}

@@ -88,6 +88,13 @@ pub struct Corrected {
     pub layout: Layout,
     /// Replicas.
     pub replicas: u32,
+    /// Redundant expert slots per replica (EPLB): the plan's, where the
+    /// layout has expert parallelism.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub redundant_experts: u32,
+    /// Whether its steps overlap communication with computation (the plan's).
+    #[serde(skip_serializing_if = "crate::ops::Overlap::is_none")]
+    pub overlap: crate::ops::Overlap,
     /// GPUs in all.
     pub gpus: u64,
     /// Requirements the corrected plan still misses (empty when it meets them all).
@@ -105,6 +112,19 @@ pub struct Corrected {
 }
 
 const POW2: [u32; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The redundant expert slots a corrected aggregated layout keeps: the
+/// plan's, where the layout spreads experts over ranks (EP > 1).
+fn redundant_for(plan: &Plan, l: Layout) -> u32 {
+    match plan.deployment {
+        Deployment::Aggregated { pool } if l.ep > 1 => pool.redundant_experts,
+        _ => 0,
+    }
+}
 
 /// Valid aggregated layouts with experts folded over every GPU of a stage
 /// (edp = 1), in a fixed order, of at most `max_gpus` GPUs.
@@ -250,7 +270,9 @@ fn search(plan: &Plan, origin: Layout, mut budget: u32) -> (Vec<Candidate>, u32)
             if !seen.insert(l) {
                 continue;
             }
-            let (Some(typical), Some(worst)) = evaluate_layout(plan, l, PoolRole::Aggregated, 0)
+            let redundant = redundant_for(plan, l);
+            let (Some(typical), Some(worst)) =
+                evaluate_layout(plan, l, PoolRole::Aggregated, redundant)
             else {
                 continue;
             };
@@ -363,7 +385,8 @@ pub fn correct(
 }
 
 fn planned(plan: &Plan, l: Layout, replicas: u32, n: usize) -> Option<Corrected> {
-    let (Some(t), Some(w)) = evaluate_layout(plan, l, PoolRole::Aggregated, 0) else {
+    let (Some(t), Some(w)) = evaluate_layout(plan, l, PoolRole::Aggregated, redundant_for(plan, l))
+    else {
         return None;
     };
     let (u, _) = unmet(plan, &t, &w);
@@ -418,6 +441,8 @@ fn build(
         reason,
         layout,
         replicas,
+        redundant_experts: redundant_for(plan, layout),
+        overlap: super::overlap_of(plan, PoolRole::Aggregated),
         gpus: replicas as u64 * layout.gpus() as u64,
         min_gpus_per_replica: min_gpus,
         candidates_evaluated: n,
@@ -534,19 +559,33 @@ fn deployment_tree(c: &Corrected) -> serde_json::Value {
         }
         v
     };
+    let overlap = |o: crate::ops::Overlap| match o {
+        crate::ops::Overlap::None => serde_json::json!({}),
+        crate::ops::Overlap::TwoBatch => serde_json::json!({ "overlap": o.name() }),
+    };
     match &c.pools {
         None => with(
-            degrees(c.layout),
-            serde_json::json!({ "mode": "aggregated", "replicas": c.replicas }),
+            with(
+                degrees(c.layout),
+                serde_json::json!({
+                    "mode": "aggregated",
+                    "replicas": c.replicas,
+                    "redundant_experts": c.redundant_experts,
+                }),
+            ),
+            overlap(c.overlap),
         ),
         Some(p) => {
             let pool = |x: &super::CorrectedPool| {
                 with(
-                    degrees(x.layout),
-                    serde_json::json!({
-                        "replicas": x.workers,
-                        "redundant_experts": x.redundant_experts,
-                    }),
+                    with(
+                        degrees(x.layout),
+                        serde_json::json!({
+                            "replicas": x.workers,
+                            "redundant_experts": x.redundant_experts,
+                        }),
+                    ),
+                    overlap(x.overlap),
                 )
             };
             serde_json::json!({

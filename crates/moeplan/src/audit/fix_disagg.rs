@@ -32,6 +32,9 @@ pub struct CorrectedPool {
     pub workers: u32,
     /// Redundant expert slots (EPLB) per worker.
     pub redundant_experts: u32,
+    /// Whether its steps overlap communication with computation (the plan's).
+    #[serde(skip_serializing_if = "crate::ops::Overlap::is_none")]
+    pub overlap: crate::ops::Overlap,
 }
 
 /// Both pools of a corrected disaggregated plan.
@@ -117,6 +120,7 @@ pub(super) fn correct(plan: &Plan, evals: &[PoolEval]) -> Option<Corrected> {
         layout: p.layout,
         workers: p.workers,
         redundant_experts: p.redundant_experts,
+        overlap: p.overlap,
     };
     let pools = CorrectedPools {
         prefill: pool(&d.prefill),
@@ -130,6 +134,8 @@ pub(super) fn correct(plan: &Plan, evals: &[PoolEval]) -> Option<Corrected> {
         reason,
         layout: pools.decode.layout,
         replicas: pools.decode.workers,
+        redundant_experts: pools.decode.redundant_experts,
+        overlap: pools.decode.overlap,
         gpus: f.gpus,
         unmet,
         min_gpus_per_replica: None,

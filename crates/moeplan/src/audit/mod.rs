@@ -266,7 +266,7 @@ pub(crate) fn input<'a>(
 }
 
 /// The overlap the plan states for the pool that runs `phase`.
-fn overlap_of(plan: &Plan, phase: PoolRole) -> crate::ops::Overlap {
+pub(crate) fn overlap_of(plan: &Plan, phase: PoolRole) -> crate::ops::Overlap {
     match (plan.deployment, phase) {
         (Deployment::Aggregated { pool }, _) => pool.overlap,
         (Deployment::Disaggregated { prefill, .. }, PoolRole::Prefill) => prefill.overlap,
