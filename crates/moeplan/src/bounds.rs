@@ -169,6 +169,24 @@ pub const CONCURRENCY: Range = Range {
     unit: "",
 };
 
+/// A measured mean latency (TTFT or TPOT) of a benchmark run.
+pub const MEASURED_LATENCY: Range = Range {
+    what: "a measured mean latency",
+    min: 1e-6,
+    max: 86_400.0,
+    why: "no GPU step is faster than a microsecond, and a benchmark whose mean latency is above a day measured something else",
+    unit: "s",
+};
+
+/// Requests a simulation sends.
+pub const SIMULATED_REQUESTS: Range = Range {
+    what: "requests to simulate",
+    min: 1.0,
+    max: 10_000_000.0,
+    why: "benchmarks send thousands of requests; ten million take about half a minute to simulate, and percentiles have long settled",
+    unit: "",
+};
+
 /// Requests per second a deployment must serve.
 pub const REQUEST_RATE: Range = Range {
     what: "a request rate (requests/s)",

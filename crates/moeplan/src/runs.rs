@@ -624,7 +624,13 @@ impl Cells<'_> {
     fn millis(&mut self, col: &str) -> Option<Seconds> {
         let s = self.s(col).to_string();
         match s.parse::<f64>() {
-            Ok(v) if v.is_finite() && v > 0.0 => Some(Seconds(v / 1e3)),
+            Ok(v) if v.is_finite() && v > 0.0 => match bounds::MEASURED_LATENCY.check(v / 1e3) {
+                Ok(t) => Some(Seconds(t)),
+                Err(m) => {
+                    self.problem(col, m, bounds::MEASURED_LATENCY.why);
+                    None
+                }
+            },
             _ => {
                 self.problem(
                     col,
@@ -685,11 +691,17 @@ impl Cells<'_> {
         if self.s(col).is_empty() {
             return Some(None);
         }
+        self.within(col, bounds::GPUS_PER_NODE)
+            .map(|n| Some(n as u32))
+    }
+
+    /// A positive integer within `range` (a length, a concurrency).
+    fn within(&mut self, col: &str, range: bounds::Range) -> Option<u64> {
         let n = self.count(col, None)?;
-        match bounds::GPUS_PER_NODE.check_count(n) {
-            Ok(n) => Some(Some(n as u32)),
+        match range.check_count(n) {
+            Ok(n) => Some(n),
             Err(m) => {
-                self.problem(col, m, bounds::GPUS_PER_NODE.why);
+                self.problem(col, m, range.why);
                 None
             }
         }
@@ -779,9 +791,9 @@ impl Cells<'_> {
         let engine = self.engine("engine");
         let version = self.s("engine_version").to_string();
         let weights = self.dtype("weight_dtype");
-        let isl = self.count("isl", None);
-        let osl = self.count("osl", None);
-        let concurrency = self.count("concurrency", None);
+        let isl = self.within("isl", bounds::TOKENS);
+        let osl = self.within("osl", bounds::TOKENS);
+        let concurrency = self.within("concurrency", bounds::CONCURRENCY);
         let deployment = self.native_deployment(concurrency);
         let ttft = self.millis("ttft_ms");
         let tpot = self.millis("tpot_ms");
@@ -877,8 +889,8 @@ impl Cells<'_> {
         let engine = self.engine("backend");
         let gemm = self.dtype("gemm_quant_mode");
         let moe = self.dtype("moe_quant_mode");
-        let isl = self.count("isl", None);
-        let osl = self.count("osl", None);
+        let isl = self.within("isl", bounds::TOKENS);
+        let osl = self.within("osl", bounds::TOKENS);
         let client = self
             .s("silicon_data_source")
             .split(';')

@@ -219,9 +219,23 @@ fn traffic(
             "seconds, above 0",
         ));
     }
-    let requests = deployment::at_least_one("requests", a.requests, format)?;
+    let requests = deployment::within(
+        "requests",
+        a.requests,
+        moeplan::bounds::SIMULATED_REQUESTS,
+        format,
+    )?;
     let requests =
         requests.unwrap_or_else(|| trace.as_ref().map_or(DEFAULT_REQUESTS, |t| t.len() as u64));
+    if a.warmup >= requests {
+        return Err(bad(
+            format!(
+                "--warmup {} leaves none of the {requests} requests sent to measure",
+                a.warmup
+            ),
+            "fewer warm-up requests than --requests (or the trace's length)",
+        ));
+    }
     Ok(Traffic {
         arrivals,
         isl,

@@ -107,6 +107,16 @@ fn bad_traffic_flags_are_refused() {
             "coefficient of variation",
         ),
         (vec!["--rate", "5", "--duration=-3"], "not a duration"),
+        // A warm-up as long as the run left every figure 0 (exit 0); a
+        // trillion requests ran for ever.
+        (
+            vec!["--rate", "5", "--requests", "100", "--warmup", "100"],
+            "leaves none of the 100 requests",
+        ),
+        (
+            vec!["--rate", "5", "--requests", "1000000000000"],
+            "the range of requests to simulate",
+        ),
     ] {
         let mut args = extra.clone();
         args.extend(["--isl", "2000", "--osl", "500"]);

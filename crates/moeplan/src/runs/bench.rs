@@ -301,6 +301,22 @@ fn run_of(t: &Run, r: &Record, name: &str, line: usize) -> Result<Run, String> {
     if r.completed < 1.0 || r.mean_ttft_ms <= 0.0 || r.mean_tpot_ms <= 0.0 {
         return Err("no completed request, or a non-positive mean TTFT/TPOT".into());
     }
+    crate::bounds::CONCURRENCY.check_count(concurrency)?;
+    for ms in [r.mean_ttft_ms, r.mean_tpot_ms] {
+        crate::bounds::MEASURED_LATENCY.check(ms / 1e3)?;
+    }
+    let per_request = |total: f64, what: &str| {
+        let n = (total / r.completed).round();
+        if n < 1.0 {
+            return Err(format!(
+                "{what} is {total} over {} completed requests: under one token each",
+                r.completed
+            ));
+        }
+        crate::bounds::TOKENS.check_count(n as u64)
+    };
+    let isl = per_request(r.total_input_tokens, "total_input_tokens")?;
+    let osl = per_request(r.total_output_tokens, "total_output_tokens")?;
     let RunDeployment::Aggregated { layout, .. } = t.deployment else {
         unreachable!("the template is aggregated")
     };
@@ -308,8 +324,8 @@ fn run_of(t: &Run, r: &Record, name: &str, line: usize) -> Result<Run, String> {
         file: name.to_string(),
         line,
         id: format!("{name}:{line}"),
-        isl: (r.total_input_tokens / r.completed).round().max(1.0) as u64,
-        osl: (r.total_output_tokens / r.completed).round().max(1.0) as u64,
+        isl,
+        osl,
         deployment: RunDeployment::Aggregated {
             layout,
             concurrency,

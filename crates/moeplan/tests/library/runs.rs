@@ -39,6 +39,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     ("empty.csv", &["the file is empty"]),
     (
+        "out-of-range.csv",
+        &[
+            "line 2 column `concurrency`",
+            "1000000000000 is outside [1, 1048576]",
+            "line 3 column `isl`",
+            "99999999999 is outside",
+            "line 3 column `ttft_ms`",
+            "the range of a measured mean latency",
+        ],
+    ),
+    (
         "silicon-bad-system.csv",
         &[
             "unknown system `tpu_v5`",
@@ -609,6 +620,13 @@ fn benchmark_results_without_what_moeplan_needs_are_rejected() {
     let text = format!("{:?}", e.problems);
     assert!(
         text.contains("line 1") && text.contains("max_concurrency"),
+        "{text}"
+    );
+    // No prompt tokens over 80 requests was read as 1-token prompts.
+    let e = runs::read(&bench_fixture("no-tokens.jsonl")).unwrap_err();
+    let text = format!("{:?}", e.problems);
+    assert!(
+        text.contains("line 1") && text.contains("total_input_tokens is 0"),
         "{text}"
     );
 }
