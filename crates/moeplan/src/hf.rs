@@ -229,6 +229,39 @@ impl Cfg<'_> {
     }
 }
 
+/// The type the checkpoint stores its weights as: `torch_dtype` (or the
+/// newer `dtype`), in the text config or at the top; bf16 when none is
+/// written. A value moeplan cannot read is a problem, not a silent bf16
+/// (`"float7"` was read as bf16, half of float32's bytes).
+fn stored_dtype(c: &Cfg, root: &Map<String, Value>, pr: &mut Problems) -> DType {
+    let found = ["torch_dtype", "dtype"].iter().find_map(|&k| {
+        let at_text = c
+            .obj
+            .get(k)
+            .filter(|v| !v.is_null())
+            .map(|v| (c.path(k), v));
+        at_text.or_else(|| {
+            root.get(k)
+                .filter(|v| !v.is_null())
+                .map(|v| (k.to_string(), v))
+        })
+    });
+    let Some((key, v)) = found else {
+        return DType::Bf16;
+    };
+    let read = v
+        .as_str()
+        .map(|s| s.strip_prefix("torch.").unwrap_or(s))
+        .and_then(|s| s.parse::<DType>().ok());
+    read.unwrap_or_else(|| {
+        pr.push(
+            Problem::at(key, format!("`{v}` is not a weight type moeplan reads"))
+                .hint("the type the checkpoint stores its weights as: \"bfloat16\", \"float16\" or \"float32\""),
+        );
+        DType::Bf16
+    })
+}
+
 /// Reads a `config.json`.
 pub fn load(source: &Source) -> Result<Model, SpecError> {
     let mut value = source.parse()?;
@@ -355,13 +388,7 @@ pub fn from_value(value: &Value, name: &str, pr: &mut Problems) -> Option<Model>
         .get("quantization_config")
         .or_else(|| root.get("quantization_config"))
         .and_then(Value::as_object);
-    let torch_dtype = c
-        .str("torch_dtype")
-        .or_else(|| c.str("dtype"))
-        .or_else(|| root.get("torch_dtype").and_then(Value::as_str))
-        .or_else(|| root.get("dtype").and_then(Value::as_str))
-        .and_then(|s| s.parse::<DType>().ok())
-        .unwrap_or(DType::Bf16);
+    let torch_dtype = stored_dtype(&c, root, pr);
 
     let mut m = family(arch, &c, root, pr);
     m.name = name.to_string();

@@ -139,6 +139,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "hf-unknown-torch-dtype.json",
+        &["`torch_dtype`", "`\"float7\"` is not a weight type", "\"bfloat16\""],
+    ),
+    (
         "hf-quant-config-as-model.json",
         &[
             "quantization file",
