@@ -196,6 +196,15 @@ pub const REQUEST_RATE: Range = Range {
     unit: "",
 };
 
+/// A throughput service level (output tokens/s per GPU or per user).
+pub const TOKEN_RATE_LEVEL: Range = Range {
+    what: "a throughput level (output tokens/s)",
+    min: 1e-6,
+    max: 1e8,
+    why: "a GPU decodes at most a few hundred thousand tokens per second; a hundred million is a unit slip",
+    unit: "",
+};
+
 /// A latency service level (TTFT, TPOT, end to end, percentiles).
 pub const LATENCY_LIMIT: Range = Range {
     what: "a latency limit",

@@ -251,6 +251,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "`slo.ttft`: 1000000000 s is outside [1 µs, 86400 s], the range of a latency limit",
             "`slo.tpot`: 1e-12 s is outside [1 µs, 86400 s]",
             "`slo.ttft_p99`: 1000000 s is outside [1 µs, 86400 s]",
+            "`slo.min_throughput_per_gpu`: -1000 is outside",
+            "`slo.min_throughput_per_user`: inf is outside",
         ],
     ),
     (

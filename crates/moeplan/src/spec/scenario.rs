@@ -866,8 +866,15 @@ pub fn slo(s: &RawSlo, pr: &mut Problems) -> Slo {
         })
     };
     let rate = |pr: &mut Problems, key: &str, v: &Option<String>| {
+        let range = crate::bounds::TOKEN_RATE_LEVEL;
         v.as_ref().and_then(|s| match parse_token_rate(s) {
-            Ok(r) => Some(r),
+            Ok(r) => match range.check(r.0) {
+                Ok(_) => Some(r),
+                Err(m) => {
+                    pr.push(Problem::at(format!("slo.{key}"), m).hint(range.hint()));
+                    None
+                }
+            },
             Err(e) => {
                 pr.push(
                     Problem::at(format!("slo.{key}"), e)
