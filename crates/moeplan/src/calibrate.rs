@@ -471,7 +471,23 @@ pub fn to_toml(p: &UserProfile) -> String {
 
 /// Reads a profile file's text.
 pub fn from_toml(text: &str) -> Result<UserProfile, String> {
-    let p: UserProfile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut p: UserProfile = toml::from_str(text).map_err(|e| e.to_string())?;
+    for s in &mut p.stack {
+        // A stack is matched by the catalog id of the GPU an estimate runs
+        // on: an alias is read as its id, and a GPU the catalog does not
+        // know would match nothing (the profile silently unused).
+        match crate::catalog::gpu(&s.gpu) {
+            Some(Ok(g)) => s.gpu = g.id,
+            _ => {
+                return Err(format!(
+                    "stack {} {}: unknown GPU `{}` (`moeplan catalog` lists the GPUs)",
+                    s.gpu,
+                    s.engine.name(),
+                    s.gpu
+                ))
+            }
+        }
+    }
     for s in &p.stack {
         let fits = [
             ("aggregated", &s.aggregated),

@@ -296,6 +296,21 @@ fn a_profile_value_out_of_range_is_refused_naming_its_key() {
     assert!(seen >= 5, "{seen} invalid profiles");
 }
 
+/// A stack is matched by its GPU's catalog id: an alias reads as the id,
+/// and a GPU the catalog does not know is refused (it matched nothing, so
+/// the profile went unused without a word).
+#[test]
+fn a_profile_stack_names_a_catalog_gpu() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profiles");
+    let text = std::fs::read_to_string(dir.join("held.toml")).unwrap();
+    let alias = calibrate::from_toml(&text.replace("gpu = \"h100-sxm\"", "gpu = \"h100\""))
+        .expect("an alias reads");
+    assert_eq!(alias.stack[0].gpu, "h100-sxm");
+    let err = calibrate::from_toml(&text.replace("gpu = \"h100-sxm\"", "gpu = \"nope\""))
+        .expect_err("an unknown GPU");
+    assert!(err.contains("unknown GPU `nope`"), "{err}");
+}
+
 /// One run pins two numbers: only the two kernel scales move, every other
 /// parameter stays the built-in one.
 #[test]
