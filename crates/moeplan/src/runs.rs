@@ -298,6 +298,16 @@ fn parse_rows(name: &str, text: &str, base: &Path, accept: Rows) -> Result<Vec<R
         Rows::Usable => unusable(format, &cols, &runs, &mut problems),
         Rows::WellFormed => {}
     }
+    if runs.is_empty() && problems.is_empty() {
+        // A header alone: nothing to compare or fit (reported 0% errors
+        // and wrote an empty profile).
+        problems.push(Problem {
+            path: String::new(),
+            message: "no run after the header".into(),
+            hint: Some("one row per benchmark run, under the header".into()),
+            span: Some((0, header.end)),
+        });
+    }
     if problems.is_empty() {
         Ok(runs.into_iter().map(|(r, _)| r).collect())
     } else {

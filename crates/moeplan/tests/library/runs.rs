@@ -39,6 +39,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     ("empty.csv", &["the file is empty"]),
     (
+        "header-only.csv",
+        &["header-only.csv:1:1", "no run after the header"],
+    ),
+    (
         "out-of-range.csv",
         &[
             "line 2 column `concurrency`",
