@@ -274,6 +274,13 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["toml-duplicate-key.toml:5:1", "invalid TOML: duplicate key"],
     ),
     (
+        "plan-count-beyond-its-type.toml",
+        &[
+            "`deployment.tp`: 10000000000 is above the largest value this key holds, 4294967295",
+            "`deployment.replicas`: 5000000000 is above",
+        ],
+    ),
+    (
         "plan-workload-beyond-bounds.toml",
         &[
             "`hardware.gpus`: 20000000 is outside [1, 10000000]",

@@ -490,6 +490,27 @@ fn walk(v: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<Probl
             );
         }
     }
+    // An integer the field's Rust type cannot hold (schemars writes the
+    // type as `format`): serde would refuse it with no key or line.
+    let widest = match s.get("format").and_then(Value::as_str) {
+        Some("uint8") => Some(u8::MAX as u64),
+        Some("uint16") => Some(u16::MAX as u64),
+        Some("uint32") => Some(u32::MAX as u64),
+        _ => None,
+    };
+    if let (Some(max), Some(x)) = (widest, v.as_f64()) {
+        if x > max as f64 {
+            out.push(
+                Problem::at(
+                    path,
+                    format!("{x} is above the largest value this key holds, {max}"),
+                )
+                .hint(
+                    "a count or degree far beyond any deployment: check for a typo or extra digits",
+                ),
+            );
+        }
+    }
     if let (Some(items), Some(arr)) = (s.get("items"), v.as_array()) {
         for (i, item) in arr.iter().enumerate() {
             walk(item, items, root, &format!("{path}[{i}]"), out);
