@@ -169,6 +169,15 @@ pub const CONCURRENCY: Range = Range {
     unit: "",
 };
 
+/// Workers of a disaggregated pool (each at least one GPU).
+pub const WORKERS: Range = Range {
+    what: "workers of a pool",
+    min: 1.0,
+    max: 10_000_000.0,
+    why: "each worker holds at least one GPU, and the largest GPU fleets hold about a million",
+    unit: "",
+};
+
 /// A measured mean latency (TTFT or TPOT) of a benchmark run.
 pub const MEASURED_LATENCY: Range = Range {
     what: "a measured mean latency",

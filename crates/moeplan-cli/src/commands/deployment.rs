@@ -3,7 +3,7 @@
 //! the layout folded, every flag checked.
 use crate::args::{DeploymentArgs, EngineFlag, EstimateArgs, LeverArgs, PoolArgs};
 use crate::output::{ArgError, Failure, Format};
-use moeplan::bounds::{CONCURRENCY, GPUS_PER_NODE, TOKENS};
+use moeplan::bounds::{CONCURRENCY, GPUS_PER_NODE, TOKENS, WORKERS};
 use moeplan::dtype::DType;
 use moeplan::hardware::Gpu;
 use moeplan::layout::{Layout, LayoutProblem};
@@ -608,8 +608,8 @@ fn disaggregate(
     p: &PoolArgs,
     format: Format,
 ) -> Result<Disaggregated, Failure> {
-    at_least_one("prefill-workers", p.prefill_workers, format)?;
-    at_least_one("decode-workers", p.decode_workers, format)?;
+    within("prefill-workers", p.prefill_workers, WORKERS, format)?;
+    within("decode-workers", p.decode_workers, WORKERS, format)?;
     at_least_one("prefill-batch", p.prefill_batch, format)?;
     let mfu = fraction(a.mfu, "mfu", format)?;
     let bw = fraction(a.bandwidth_utilization, "bandwidth-utilization", format)?;

@@ -880,6 +880,28 @@ fn estimate_disaggregated_from_pool_flags() {
         .as_str()
         .unwrap()
         .starts_with("prefill workers not stated"));
+    // A billion decode workers was estimated (exit 0, 8 billion GPUs).
+    let o = moeplan(&[
+        "estimate",
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h200-sxm",
+        "--isl",
+        "1024",
+        "--osl",
+        "1024",
+        "--concurrency",
+        "288",
+        "--decode-dp",
+        "8",
+        "--decode-ep",
+        "8",
+        "--decode-workers",
+        "1000000000",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(unwrapped(&stderr(&o)).contains("the range of workers of a pool"));
 }
 
 /// A plan file estimates as the same deployment given by flags.
