@@ -837,9 +837,10 @@ fn schema_commands_print_json() {
 /// `estimate` with pool flags is disaggregated: its GPUs are both pools',
 /// TPOT is the decode pool's step, and unstated worker counts are assumed
 /// and said.
-#[test]
-fn estimate_disaggregated_from_pool_flags() {
-    let o = moeplan(&[
+/// `estimate` of DeepSeek-V3 on H200 at 1024/1024 and 288 in flight, with
+/// `pools`' flags.
+fn estimate_deepseek_pools(pools: &[&str]) -> Output {
+    let mut args = vec![
         "estimate",
         "--model",
         "deepseek-v3",
@@ -851,6 +852,14 @@ fn estimate_disaggregated_from_pool_flags() {
         "1024",
         "--concurrency",
         "288",
+    ];
+    args.extend_from_slice(pools);
+    moeplan(&args)
+}
+
+#[test]
+fn estimate_disaggregated_from_pool_flags() {
+    let o = estimate_deepseek_pools(&[
         "--prefill-tp",
         "8",
         "--prefill-ep",
@@ -881,18 +890,7 @@ fn estimate_disaggregated_from_pool_flags() {
         .unwrap()
         .starts_with("prefill workers not stated"));
     // A billion decode workers was estimated (exit 0, 8 billion GPUs).
-    let o = moeplan(&[
-        "estimate",
-        "--model",
-        "deepseek-v3",
-        "--gpu",
-        "h200-sxm",
-        "--isl",
-        "1024",
-        "--osl",
-        "1024",
-        "--concurrency",
-        "288",
+    let o = estimate_deepseek_pools(&[
         "--decode-dp",
         "8",
         "--decode-ep",

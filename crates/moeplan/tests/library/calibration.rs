@@ -246,6 +246,16 @@ impl Ctx<'_> {
     }
 }
 
+/// (predicted, measured) seconds of a gemm.csv row's m × n × k GEMM in `w`.
+fn gemm_row(ctx: &CostContext, r: Row, w: DType) -> (f64, f64) {
+    let (m, n, k) = (r.f("m"), r.f("n"), r.f("k"));
+    let pred = ctx
+        .gemm(OpKind::MlpGateUp, 1, m, n, k, w, FixedCost::Own)
+        .time
+        .value();
+    (pred, r.f("latency") * 1e-3)
+}
+
 fn gemm(c: &mut Ctx) {
     let Some(t) = c.table("gemm.csv") else { return };
     let model = base_model("mixtral-8x7b");
@@ -283,11 +293,7 @@ fn gemm(c: &mut Ctx) {
         });
         for r in rows {
             let (m, nn, k) = (r.f("m"), r.f("n"), r.f("k"));
-            let pred = ctx
-                .gemm(OpKind::MlpGateUp, 1, m, nn, k, w, FixedCost::Own)
-                .time
-                .value();
-            let meas = r.f("latency") * 1e-3;
+            let (pred, meas) = gemm_row(&ctx, r, w);
             c.add(family, pred, meas);
             if 2.0 * m * nn * k > 1e11 {
                 c.add(&format!("{family} [F > 1e11]"), pred, meas);
@@ -1051,14 +1057,13 @@ fn h200_profiles_predict_gemms_timed_on_an_h200() {
                 "fp8_block" => ("fp8_block", DType::Fp8),
                 other => panic!("{H200_TORCH_GEMM}: gemm_dtype `{other}`"),
             };
-            let (m, n, k) = (r.f("m"), r.f("n"), r.f("k"));
-            let pred = ctx
-                .gemm(OpKind::MlpGateUp, 1, m, n, k, w, FixedCost::Own)
-                .time
-                .value();
-            let meas = r.f("latency") * 1e-3;
+            let (pred, meas) = gemm_row(&ctx, r, w);
             rep.add(&p.id, dtype, pred, meas);
-            let regime = if m <= 64.0 { "m ≤ 64" } else { "m > 64" };
+            let regime = if r.f("m") <= 64.0 {
+                "m ≤ 64"
+            } else {
+                "m > 64"
+            };
             rep.add(&p.id, &format!("{dtype} [{regime}]"), pred, meas);
             ratios.entry(dtype).or_default().push(pred / meas);
         }
