@@ -60,6 +60,46 @@ struct Record {
     output_throughput: Option<f64>,
 }
 
+/// The numbers of a result that make a run, the optional ones last.
+const NUMBERS: [&str; 7] = [
+    "completed",
+    "total_input_tokens",
+    "total_output_tokens",
+    "mean_ttft_ms",
+    "mean_tpot_ms",
+    "max_concurrency",
+    "output_throughput",
+];
+
+/// One result's record: a JSON object whose numbers are numbers, each that
+/// is not named (NaN is written `null` by `python_json`).
+fn record(json: &str) -> Result<Record, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let Some(obj) = v.as_object() else {
+        return Err(format!(
+            "a benchmark result is one JSON object, not {}",
+            match v {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                _ => "a bare value",
+            }
+        ));
+    };
+    for (i, key) in NUMBERS.iter().enumerate() {
+        let optional = i >= 5;
+        match obj.get(*key) {
+            Some(x) if x.is_null() && !optional => {
+                return Err(format!("`{key}` is null or NaN, not a number"));
+            }
+            Some(x) if !x.is_number() && !x.is_null() => {
+                return Err(format!("`{key}` is {x}, not a number"));
+            }
+            _ => {}
+        }
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
 const SIDECAR_EXAMPLE: &str =
     "model = \"qwen3-30b-a3b\"\ngpu = \"h100-sxm\"\nengine = \"vllm\"\ntp = 2";
 
@@ -126,9 +166,7 @@ pub(crate) fn read(
         vec![(1, text)]
     };
     for (line, json) in records {
-        match serde_json::from_str::<Record>(&python_json(json))
-            .map_err(|e| e.to_string())
-            .and_then(|r| run_of(&template, &r, name, line))
+        match record(&python_json(json)).and_then(|r| run_of(&template, &r, name, line))
         {
             Ok(run) => runs.push(run),
             Err(m) => problems.push(

@@ -633,6 +633,16 @@ fn benchmark_results_without_what_moeplan_needs_are_rejected() {
         text.contains("line 1") && text.contains("total_input_tokens is 0"),
         "{text}"
     );
+    // An array named an internal type; a NaN was 'invalid type: null'
+    // with no key.
+    for (file, says) in [
+        ("not-an-object.json", "one JSON object, not an array"),
+        ("nan-ttft.jsonl", "`mean_ttft_ms` is null or NaN"),
+    ] {
+        let e = runs::read(&bench_fixture(file)).unwrap_err();
+        let text = format!("{:?}", e.problems);
+        assert!(text.contains(says), "{file}: {text}");
+    }
 }
 
 /// The native format's disaggregated rows: `mode = disaggregated`, each
