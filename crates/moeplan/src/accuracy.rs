@@ -252,10 +252,10 @@ pub struct Summary {
     pub runs: usize,
     /// Of which answered.
     pub answered: usize,
-    /// TTFT errors of the answered runs.
-    pub ttft: ErrorStats,
-    /// TPOT errors of the answered runs.
-    pub tpot: ErrorStats,
+    /// TTFT errors of the answered runs (none when no run is answered).
+    pub ttft: Option<ErrorStats>,
+    /// TPOT errors of the answered runs (none when no run is answered).
+    pub tpot: Option<ErrorStats>,
 }
 
 /// Summarises the outcomes of the runs `members` selects.
@@ -283,8 +283,8 @@ pub(crate) fn summarize(
         group: group.to_string(),
         runs: total,
         answered: ttft.len(),
-        ttft: ErrorStats::of(&ttft),
-        tpot: ErrorStats::of(&tpot),
+        ttft: (!ttft.is_empty()).then(|| ErrorStats::of(&ttft)),
+        tpot: (!tpot.is_empty()).then(|| ErrorStats::of(&tpot)),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `moeplan accuracy`: predictions against measured benchmark runs.
 use crate::args::AccuracyArgs;
 use crate::output::{self, Failure, Format};
-use moeplan::accuracy::{self, Outcome, Summary};
+use moeplan::accuracy::{self, ErrorStats, Outcome, Summary};
 use moeplan::output::{AccuracyOutput, AccuracyRun, AccuracyUnanswered};
 use moeplan::runs::{self, Run};
 use std::fmt::Write;
@@ -105,18 +105,13 @@ fn table(report: &[Summary]) -> comfy_table::Table {
 
 /// A summary's row; a group with no answered run has no errors to show.
 fn summary_cells(s: &Summary) -> Vec<String> {
+    let stats = |e: Option<ErrorStats>| match e {
+        Some(e) => [pct(e.median), pct(e.p90), signed(e.signed_median)],
+        None => ["–".to_string(), "–".to_string(), "–".to_string()],
+    };
     let mut cells = vec![s.group.clone(), s.runs.to_string(), s.answered.to_string()];
-    cells.extend(match s.answered {
-        0 => vec!["–".to_string(); 6],
-        _ => vec![
-            pct(s.ttft.median),
-            pct(s.ttft.p90),
-            signed(s.ttft.signed_median),
-            pct(s.tpot.median),
-            pct(s.tpot.p90),
-            signed(s.tpot.signed_median),
-        ],
-    });
+    cells.extend(stats(s.ttft));
+    cells.extend(stats(s.tpot));
     cells
 }
 
