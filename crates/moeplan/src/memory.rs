@@ -55,7 +55,7 @@ impl MemoryBreakdown {
 
     /// What is left of what the engine may use (negative: does not fit).
     pub fn room(&self) -> Bytes {
-        Bytes(self.usable_bytes.0 - self.total_bytes.0)
+        self.usable_bytes - self.total_bytes
     }
 }
 
@@ -513,20 +513,20 @@ impl Footprint {
     pub(crate) fn at(&self, concurrency: u64) -> MemoryBreakdown {
         let seqs_per_rank = (concurrency as f64 / self.dp as f64).ceil();
         let other = self.comm + self.runtime_reserve;
-        // (stage, total, activations, usable) of the fullest GPU so far.
-        let mut worst: Option<(usize, Bytes, Bytes, Bytes)> = None;
-        for (stage, s) in self.stages.iter().enumerate() {
-            let kv = s.per_request * seqs_per_rank;
-            let act = self.act_step + s.logits * seqs_per_rank;
-            let total = s.weights_bytes + kv + act + other;
-            let usable = self.usable(self.fixed(s));
-            let room = |(_, t, _, u): &(usize, Bytes, Bytes, Bytes)| u.0 - t.0;
-            let this = (stage, total, act, usable);
-            if worst.as_ref().is_none_or(|w| room(&this) < room(w)) {
-                worst = Some(this);
-            }
-        }
-        let (stage, total, act, usable) = worst.expect("a layout has at least one stage");
+        // (stage, total, activations, usable) of the fullest GPU: the least
+        // room left, the first stage on a tie.
+        let (stage, total, act, usable) = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(stage, s)| {
+                let kv = s.per_request * seqs_per_rank;
+                let act = self.act_step + s.logits * seqs_per_rank;
+                let total = s.weights_bytes + kv + act + other;
+                (stage, total, act, self.usable(self.fixed(s)))
+            })
+            .min_by(|a, b| (a.3 - a.1).0.total_cmp(&(b.3 - b.1).0))
+            .expect("a layout has at least one stage");
         let s = &self.stages[stage];
         MemoryBreakdown {
             weights_bytes: s.weights_bytes,

@@ -60,16 +60,15 @@ struct Record {
     output_throughput: Option<f64>,
 }
 
-/// The numbers of a result that make a run, the optional ones last.
-const NUMBERS: [&str; 7] = [
+/// The numbers of a result that make a run, and those it may leave null.
+const NUMBERS: [&str; 5] = [
     "completed",
     "total_input_tokens",
     "total_output_tokens",
     "mean_ttft_ms",
     "mean_tpot_ms",
-    "max_concurrency",
-    "output_throughput",
 ];
+const OPTIONAL_NUMBERS: [&str; 2] = ["max_concurrency", "output_throughput"];
 
 /// One result's record: a JSON object whose numbers are numbers, each that
 /// is not named (NaN is written `null` by `python_json`).
@@ -85,10 +84,9 @@ fn record(json: &str) -> Result<Record, String> {
             }
         ));
     };
-    for (i, key) in NUMBERS.iter().enumerate() {
-        let optional = i >= 5;
+    for key in NUMBERS.iter().chain(&OPTIONAL_NUMBERS) {
         match obj.get(*key) {
-            Some(x) if x.is_null() && !optional => {
+            Some(x) if x.is_null() && NUMBERS.contains(key) => {
                 return Err(format!("`{key}` is null or NaN, not a number"));
             }
             Some(x) if !x.is_number() && !x.is_null() => {
