@@ -393,13 +393,11 @@ fn same_measurement(a: (f64, f64), b: (f64, f64)) -> bool {
     close(a.0, b.0) && close(a.1, b.1)
 }
 
-/// The geometric median of `v` (not empty): for an even count, the
-/// geometric mean of the two middle values.
-fn geometric_median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let ln = |i: usize| v[i].max(f64::MIN_POSITIVE).ln();
-    ((ln((n - 1) / 2) + ln(n / 2)) / 2.0).exp()
+/// The geometric median of `v` (not empty): the median of the logs (for an
+/// even count, the geometric mean of the two middle values).
+fn geometric_median(v: impl Iterator<Item = f64>) -> f64 {
+    let logs: Vec<f64> = v.map(|x| x.max(f64::MIN_POSITIVE).ln()).collect();
+    quantile(&logs, 0.5).exp()
 }
 
 /// How far runs of the same stated configuration (`Run::setting` and the
@@ -444,12 +442,8 @@ pub fn repeats(runs: &[Run], outcomes: &[Outcome]) -> Vec<Outcome> {
             continue;
         }
         let median = Predicted {
-            ttft: Seconds(geometric_median(
-                distinct.iter().map(|(_, m)| m.0).collect(),
-            )),
-            tpot: Seconds(geometric_median(
-                distinct.iter().map(|(_, m)| m.1).collect(),
-            )),
+            ttft: Seconds(geometric_median(distinct.iter().map(|(_, m)| m.0))),
+            tpot: Seconds(geometric_median(distinct.iter().map(|(_, m)| m.1))),
         };
         for (j, _) in distinct {
             scored[j] = Ok(median);

@@ -90,7 +90,7 @@ pub struct Corrected {
     pub replicas: u32,
     /// Redundant expert slots per replica (EPLB): the plan's, where the
     /// layout has expert parallelism.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::model::is_zero")]
     pub redundant_experts: u32,
     /// Whether its steps overlap communication with computation (the plan's).
     #[serde(skip_serializing_if = "crate::ops::Overlap::is_none")]
@@ -112,10 +112,6 @@ pub struct Corrected {
 }
 
 const POW2: [u32; 7] = [1, 2, 4, 8, 16, 32, 64];
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
 
 /// The redundant expert slots a corrected aggregated layout keeps: the
 /// plan's, where the layout spreads experts over ranks (EP > 1).
