@@ -198,6 +198,16 @@ impl Cfg<'_> {
         }
     }
     fn u64(&self, key: &str, pr: &mut Problems) -> u64 {
+        if self.obj.get(key).is_some_and(Value::is_null) {
+            pr.push(
+                Problem::at(
+                    self.path(key),
+                    "expected a positive integer, found null (or NaN)",
+                )
+                .hint("this architecture needs the value; write the size the checkpoint has"),
+            );
+            return 1;
+        }
         self.opt_u64(key, pr).unwrap_or_else(|| {
             pr.push(
                 Problem::at(self.prefix, format!("missing key `{}`", self.path(key)))

@@ -176,6 +176,19 @@ impl Layout {
         (self.gpus_per_stage() / (self.ep * self.etp).max(1)).max(1)
     }
 
+    /// The redundant expert slots (EPLB) a replica of this layout holds when
+    /// `requested` are asked for: they replicate hot experts on other EP
+    /// ranks, so without expert parallelism (ep = 1, every GPU holding every
+    /// expert) there is nowhere to put them and none are held. The one rule
+    /// the planner, `estimate`, the audit and memory apply.
+    pub fn redundant_slots(&self, requested: u32) -> u32 {
+        if self.ep > 1 {
+            requested
+        } else {
+            0
+        }
+    }
+
     /// Checks every rule of `../shared/domain.md` §2; returns all violations
     /// (empty = valid) and warnings (valid but costly).
     pub fn check(
@@ -192,6 +205,12 @@ impl Layout {
         self.check_folding(&mut bad);
         self.check_heads(m, &mut bad, &mut warn);
         self.check_experts(m, redundant_experts, &mut bad);
+        if redundant_experts > 0 && m.moe.is_some() && self.redundant_slots(redundant_experts) == 0
+        {
+            warn.push(format!(
+                "{redundant_experts} redundant expert slots ignored: at ep = 1 every GPU holds (a part of) every expert, so there is no EP rank to replicate one on (use ep > 1 for EPLB)"
+            ));
+        }
         let n_layers = m.n_layers() as u32;
         if self.pp > n_layers {
             bad.push(LayoutProblem::new(

@@ -177,7 +177,7 @@ fn layer_weights(
         bytes(Component::Router, p.router),
     ];
     if let Some(moe) = &m.moe {
-        let slots = moe.n_routed_experts as f64 + redundant_experts as f64;
+        let slots = moe.n_routed_experts as f64 + layout.redundant_slots(redundant_experts) as f64;
         let per_gpu_experts = slots / layout.ep as f64;
         // The latent projections around the experts are replicated.
         adds.push(bytes(

@@ -143,6 +143,13 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["`torch_dtype`", "`\"float7\"` is not a weight type", "\"bfloat16\""],
     ),
     (
+        "hf-nan-size.json",
+        &[
+            "`hidden_size`: expected a positive integer, found null (or NaN)",
+            "write the size the checkpoint has",
+        ],
+    ),
+    (
         "hf-quant-config-as-model.json",
         &[
             "quantization file",

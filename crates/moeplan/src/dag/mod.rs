@@ -573,7 +573,7 @@ impl<'a> Builder<'a> {
         let n_gpus = per_stage * ranges.len() as u32;
         let n_experts = m.moe.as_ref().map_or(0, |x| x.n_routed_experts as u32);
         let n_slots = if n_experts > 0 {
-            n_experts + redundant
+            n_experts + l.redundant_slots(redundant)
         } else {
             0
         };

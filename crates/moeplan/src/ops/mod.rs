@@ -1467,7 +1467,7 @@ impl<'a> CostContext<'a> {
         let h = moe.expert_width(m.hidden_size) as f64;
         let k = moe.experts_per_token as f64;
         let e = moe.n_routed_experts as f64;
-        let slots = e + self.redundant_experts as f64;
+        let slots = e + l.redundant_slots(self.redundant_experts) as f64;
         let e_local = slots / l.ep as f64;
         let i_local = moe.expert_intermediate_size as f64 / l.etp as f64;
         let rows_mean = group_tokens * k / l.ep as f64;

@@ -1100,7 +1100,10 @@ pub(crate) fn explain_imbalance(inp: &EstimateInput) -> Derivation {
         "max/mean − 1 of EP ranks' routed rows: popularity ∝ rank^−skew placed on ranks (EPLB greedy with redundant slots), times the busiest-of-ep fluctuation σ·√(2 ln ep)",
         &[
             ("ep", inp.layout.ep.to_string()),
-            ("redundant_slots", inp.redundant_experts.to_string()),
+            (
+                "redundant_slots",
+                inp.layout.redundant_slots(inp.redundant_experts).to_string(),
+            ),
             ("skew", format!("{}", inp.routing_skew)),
         ],
     )

@@ -373,11 +373,7 @@ impl Scenario {
     /// The redundant expert slots a replica of `layout` gets: the
     /// scenario's where experts are split over EP ranks, none otherwise.
     pub(crate) fn redundant_experts_for(&self, layout: &crate::layout::Layout) -> u32 {
-        if layout.ep > 1 {
-            self.redundant_experts
-        } else {
-            0
-        }
+        layout.redundant_slots(self.redundant_experts)
     }
 
     /// The KV cache types the planner tries, the model's first: with

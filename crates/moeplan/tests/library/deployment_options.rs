@@ -419,3 +419,36 @@ fn an_estimate_of_a_model_with_mtp_layers_says_speculative_decoding_is_not_model
         assert_eq!(warned, layers > 0, "{key}: {:?}", e.warnings);
     }
 }
+
+/// Redundant expert slots replicate hot experts on other EP ranks: at
+/// ep = 1 there is none, so the estimate holds none (memory and steps as
+/// without them, as the planner's candidates have it) and says so, while
+/// at ep 8 the 32 slots add 32/8 = 4 experts per GPU to its weights.
+#[test]
+fn redundant_experts_need_expert_parallelism() {
+    let m = catalog::model("deepseek-v3").unwrap().unwrap();
+    let gpu = catalog::gpu("h200-sxm").unwrap().unwrap();
+    let with = |layout: Layout, redundant: u32| {
+        let mut inp = deepseek_input(&m, &gpu, layout, 2000, 0.0, Overlap::None);
+        inp.redundant_experts = redundant;
+        estimate(&inp).unwrap()
+    };
+    let tp8 = Layout::folded(8, 1, 1, 1, Some(1), None);
+    let (plain, asked) = (with(tp8, 0), with(tp8, 32));
+    assert_eq!(plain.memory, asked.memory);
+    assert_eq!(plain.decode.time, asked.decode.time);
+    assert!(!plain.warnings.iter().any(|w| w.contains("redundant")));
+    assert!(asked
+        .warnings
+        .iter()
+        .any(|w| w.contains("32 redundant expert slots ignored")));
+    let ep8 = Layout::folded(1, 1, 1, 8, Some(8), None);
+    let (plain, asked) = (with(ep8, 0), with(ep8, 32));
+    // 4 more experts per GPU on each of the 58 MoE layers, each expert
+    // 3 × 7168 × 2048 = 44,040,192 FP8 parameters (1 byte, block scales
+    // 0.02% more): 4 × 58 × 44.04 MB = 10.22 GB.
+    let grown = asked.memory.weights_bytes.value() - plain.memory.weights_bytes.value();
+    let hand = 4.0 * 58.0 * 3.0 * 7168.0 * 2048.0;
+    assert!((grown / hand - 1.0).abs() < 0.005, "{grown} vs {hand}");
+    assert!(!asked.warnings.iter().any(|w| w.contains("redundant")));
+}
