@@ -575,6 +575,17 @@ fn csv_rows(text: &str) -> Vec<CsvRow> {
     rows
 }
 
+/// A whole number as a cell writes it: `8`, or `8.0` as a spreadsheet or
+/// pandas writes an integer column that once held a blank (a whole value
+/// up to 2⁵³, where a double still counts exactly); None otherwise.
+fn whole(s: &str) -> Option<u64> {
+    s.parse::<u64>().ok().or_else(|| {
+        let v = s.parse::<f64>().ok()?;
+        (v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_992.0)
+            .then_some(v as u64)
+    })
+}
+
 /// Typed access to the cells of one row, collecting problems.
 struct Cells<'a> {
     cols: &'a [&'a str],
@@ -608,9 +619,9 @@ impl Cells<'_> {
     /// A positive integer; `default` when blank or 0 and a default is given.
     fn count(&mut self, col: &str, default: Option<u64>) -> Option<u64> {
         let s = self.s(col).to_string();
-        match (s.parse::<u64>(), default) {
-            (Ok(v), _) if v > 0 => Some(v),
-            (Ok(0), Some(d)) | (Err(_), Some(d)) if s.is_empty() || s == "0" => Some(d),
+        match (whole(&s), default) {
+            (Some(v), _) if v > 0 => Some(v),
+            (Some(0), Some(d)) | (None, Some(d)) if s.is_empty() || whole(&s) == Some(0) => Some(d),
             _ => {
                 self.problem(
                     col,
@@ -626,7 +637,8 @@ impl Cells<'_> {
     /// marks a bad cell (reported).
     fn optional_count(&mut self, col: &str) -> Option<Option<u64>> {
         match self.s(col) {
-            "" | "0" => Some(None),
+            "" => Some(None),
+            s if whole(s) == Some(0) => Some(None),
             _ => self.count(col, None).map(Some),
         }
     }

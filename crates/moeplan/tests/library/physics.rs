@@ -156,6 +156,39 @@ fn a_modelopt_sidecar_sets_the_precision_and_says_so() {
     assert!(within(bare.params().weight_bytes.value(), 470e9, 0.01));
 }
 
+/// An exclusion list names modules layer by layer, under the family's
+/// root: Qwen3.5-122B-A10B-NVFP4 leaves `model.language_model.layers.N.
+/// self_attn*` (its 12 full-attention layers), `linear_attn*` (the 36
+/// Gated-DeltaNet ones) and `mlp.shared_expert*` in bf16, Kimi-K2.6-NVFP4
+/// `language_model.model.layers.N.self_attn*`, layer 0's dense MLP and every
+/// shared expert. Each group takes NVFP4 (0.5625 bytes a parameter) only
+/// where most of its parameters are not excluded (before, a module had to
+/// be excluded at layer 10 under `model.layers`: all these read as NVFP4).
+/// Qwen3.5: attention 0.9437B + linear 3.187B + shared 0.4531B in bf16 =
+/// 9.17 GB, experts 116.0B × 0.5625 = 65.23 GB, embedding and LM head
+/// 2 × 0.7628B × 2 = 3.05 GB, routers and norms 0.98 GB → 78.43 GB (71.84
+/// before). Kimi-K2.6: attention 6.168B, dense 0.3964B and shared 2.642B in
+/// bf16 = 18.41 GB, experts 1.015T × 0.5625 = 570.8 GB, embedding and LM
+/// head 4.70 GB, the rest 0.3 GB → 594.2 GB (581.0 before).
+#[test]
+fn exclusions_are_read_layer_by_layer_under_any_root() {
+    use moeplan::dtype::DType;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/");
+    for (id, bytes) in [
+        ("nvidia--Qwen3.5-122B-A10B-NVFP4", 78.43e9),
+        ("nvidia--Kimi-K2.6-NVFP4", 594.2e9),
+    ] {
+        let m = catalog::resolve_model(format!("{dir}{id}_config.json")).expect("loads");
+        assert_eq!(
+            (m.dtypes.attention, m.dtypes.experts, m.dtypes.dense),
+            (DType::Bf16, DType::Nvfp4, DType::Bf16),
+            "{id}"
+        );
+        let got = m.params().weight_bytes.value();
+        assert!(within(got, bytes, 0.002), "{id}: {got}");
+    }
+}
+
 /// Nemotron-H's published config holds Python's `Infinity`
 /// (`time_step_limit`): it is read, and the hybrid Mamba-2 model loads.
 #[test]

@@ -329,6 +329,45 @@ fn an_unknown_native_column_names_the_columns_read() {
     }
 }
 
+/// A spreadsheet or pandas writes an integer column that once held a blank
+/// as `8.0`: a whole value reads as the count (`8.0` = 8, `0.0` unstated),
+/// a fraction is still refused at its cell.
+#[test]
+fn whole_numbers_written_as_decimals_read_as_counts() {
+    let dir = std::env::temp_dir().join(format!("moeplan-whole-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms\n";
+    let whole = dir.join("whole.csv");
+    std::fs::write(
+        &whole,
+        format!("{header}qwen3-30b-a3b,h200-sxm,vllm,0.19.0,,1000.0,1000,32.0,2.0,1.0,1.0,0.0,,150.2,12.1\n"),
+    )
+    .unwrap();
+    let part = dir.join("part.csv");
+    std::fs::write(
+        &part,
+        format!("{header}qwen3-30b-a3b,h200-sxm,vllm,0.19.0,,1000,1000,32,2.5,1,1,,,150.2,12.1\n"),
+    )
+    .unwrap();
+    let read = runs::read(&whole);
+    let refused = runs::read(&part).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).ok();
+    let r = &read.expect("whole decimals read")[0];
+    assert_eq!(r.isl, 1000);
+    match r.deployment {
+        runs::RunDeployment::Aggregated {
+            layout,
+            concurrency,
+            ..
+        } => assert_eq!((layout.tp, layout.ep, concurrency), (2, 1, 32)),
+        runs::RunDeployment::Disaggregated { .. } => panic!("an aggregated row"),
+    }
+    assert!(
+        refused.contains("`2.5` is not a positive whole number"),
+        "{refused}"
+    );
+}
+
 /// A KV cache type the GPU or the engine cannot store reads (`accuracy`
 /// counts the row unanswered) but a fit refuses it at its cell.
 #[test]
