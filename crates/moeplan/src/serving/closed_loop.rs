@@ -402,10 +402,11 @@ pub(crate) fn solve(l: &Loop, t: &StepTimes, p: &LoopParams) -> LoopResult {
         Policy::MixedChunked | Policy::MixedWhole => mixed(l, t, p, n, decode_steps),
     };
     // Requests above what runs at once, and those the serving layer holds
-    // back, wait for a slot: `n` slots free once per cycle (Little's law).
+    // back, wait for a slot: `n` slots free once per steady cycle, the one
+    // the sustained rate is taken over (Little's law).
     let waiting = (l.in_flight - n).max(0.0) + p.held_slots;
     if waiting > 0.0 {
-        let cycle = r.ttft + r.tpot * decode_steps;
+        let cycle = r.steady_ttft + r.tpot * decode_steps;
         r.slot_wait = cycle * (waiting / n);
         r.ttft += r.slot_wait;
     }
@@ -431,7 +432,10 @@ fn prefill_first(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -
     } else {
         Seconds::ZERO
     };
-    let cycle = round_prefill + t.decode * dsteps;
+    // A round's clients spend the request overhead outside the steps
+    // before their round starts: the cycle each slot takes holds it too
+    // (Little's law: n = rate × (TTFT + (osl − 1) · TPOT)).
+    let cycle = round_prefill + t.decode * dsteps + p.request_overhead;
     LoopResult {
         ttft,
         tpot,

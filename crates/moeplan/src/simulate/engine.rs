@@ -632,14 +632,28 @@ fn admissible(rank: &Rank, slots: &[Req], p: &Plan, l: &RankLimits) -> bool {
         + rank.prefilling.len() as u64
         + p.prefilled.len() as u64
         + p.joining.len() as u64;
-    let reserve = match l.policy {
-        Policy::PrefillFirst => {
-            (rank.output_left() as f64 * l.decode_reserve.value()).ceil() as u64
-        }
-        Policy::MixedWhole => rank.output_left() + r.osl.saturating_sub(r.generated.max(1)),
-        Policy::MixedChunked => 0,
+    // A prefill-first step runs no decodes, so the room it leaves must hold
+    // the next step's: one token for every running request and this one
+    // (without it a recomputed request is preempted again before it
+    // decodes, and the rank never advances).
+    let (reserve, next_decodes) = match l.policy {
+        Policy::PrefillFirst => (
+            (rank.output_left() as f64 * l.decode_reserve.value()).ceil() as u64,
+            started + 1,
+        ),
+        Policy::MixedWhole => (
+            rank.output_left() + r.osl.saturating_sub(r.generated.max(1)),
+            0,
+        ),
+        Policy::MixedChunked => (0, 0),
     };
     started < l.max_running
-        && rank.kv_used + p.decodes + p.prefill_tokens + p.resident_tokens + tokens + reserve
+        && rank.kv_used
+            + p.decodes
+            + next_decodes
+            + p.prefill_tokens
+            + p.resident_tokens
+            + tokens
+            + reserve
             <= l.kv_tokens
 }

@@ -654,10 +654,18 @@ impl<'s> Sim<'s> {
         let slots = self.slots;
         // A queue four times what runs at once, holding a quarter of all
         // sent so far, grows without bound; stop once enough requests
-        // completed since the first one to measure the rate served.
+        // completed since the first one to measure the rate served. A
+        // closed loop's queue is bounded by its clients: it never overflows.
         let Some((t0, n0)) = st.first_done else {
             return;
         };
+        let closed = match self.setup.traffic.arrivals {
+            Arrivals::Closed { .. } => true,
+            Arrivals::Poisson { .. } | Arrivals::Gamma { .. } | Arrivals::Trace(_) => false,
+        };
+        if closed {
+            return;
+        }
         let unbounded = queue > 4 * slots + 100 && queue * 4 > self.sent;
         if unbounded && st.done >= n0 + 100 && st.stopped.is_none() {
             st.stopped = Some(Stopped {
