@@ -452,8 +452,8 @@ pub fn gpu(id: &str) -> Option<Result<Gpu, SpecError>> {
 
 /// Reads a model from a source: a Hugging Face config when it names
 /// `architectures`, a native spec otherwise. A ModelOpt quantization file
-/// (`hf_quant_config.json`: `producer` and `quantization`, no model
-/// dimensions) given in the config's place is refused as such: read as a
+/// (`hf_quant_config.json`: `quantization` with its `quant_algo`, often a
+/// `producer`, no model dimensions) given in the config's place is refused as such: read as a
 /// native spec it would only list the dimensions it lacks.
 pub fn load_model_source(source: &Source) -> Result<Model, SpecError> {
     if source.format == Format::Json {
@@ -461,10 +461,11 @@ pub fn load_model_source(source: &Source) -> Result<Model, SpecError> {
         if value.get("architectures").is_some() || value.get("model_type").is_some() {
             return crate::hf::load(source);
         }
-        if value
-            .get("quantization")
-            .is_some_and(serde_json::Value::is_object)
-            && value.get("producer").is_some()
+        // Nemotron-3 Super's and Ultra's files hold only the quantization.
+        let quantization = value.get("quantization");
+        if quantization.is_some_and(serde_json::Value::is_object)
+            && (value.get("producer").is_some()
+                || quantization.is_some_and(|q| q.get("quant_algo").is_some()))
         {
             return Err(SpecError::in_source(
                 source,

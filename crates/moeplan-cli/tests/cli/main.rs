@@ -150,6 +150,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "hf-quant-config-bare.json",
+        &["quantization file", "give the config.json beside it"],
+    ),
+    (
         "hf-quant-config-as-model.json",
         &[
             "quantization file",
