@@ -433,7 +433,7 @@ fn redundant_experts_need_expert_parallelism() {
         inp.redundant_experts = redundant;
         estimate(&inp).unwrap()
     };
-    let tp8 = Layout::folded(8, 1, 1, 1, Some(1), None);
+    let tp8 = Layout::folded(1, 8, 1, 1, Some(1), None);
     let (plain, asked) = (with(tp8, 0), with(tp8, 32));
     assert_eq!(plain.memory, asked.memory);
     assert_eq!(plain.decode.time, asked.decode.time);
