@@ -6,14 +6,28 @@ use std::process::ExitCode;
 
 /// Runs the command; all output goes through `output`.
 pub fn run(cli: Cli) -> ExitCode {
-    let profile = cli
-        .profile
-        .clone()
-        .or_else(|| std::env::var_os("MOEPLAN_PROFILE").map(std::path::PathBuf::from));
+    // An empty MOEPLAN_PROFILE (`MOEPLAN_PROFILE=`) is no profile.
+    let profile = cli.profile.clone().or_else(|| {
+        std::env::var_os("MOEPLAN_PROFILE")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    });
     output::set_tables(match cli.wide {
         true => output::Tables::Wide,
         false => output::Tables::FitTerminal,
     });
+    // A calibration fits from the built-in layer or its --base: a profile
+    // in use would change nothing it writes, so it is said, not loaded.
+    let profile = match (&cli.command, profile) {
+        (Command::Calibrate(_), Some(path)) => {
+            output::note(&format!(
+                "profile {} not used: calibrate fits from the built-in serving layer, or from the profile given as --base",
+                path.display()
+            ));
+            None
+        }
+        (_, p) => p,
+    };
     if let Some(path) = profile {
         if let Err(f) = commands::calibrate::use_profile(&path) {
             return output::failure(f);

@@ -238,6 +238,7 @@ pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams, mode: Mode) 
         ttft_p90_after: t1.p90,
         tpot_p90_before: p0.p90,
         tpot_p90_after: p1.p90,
+        models: Vec::new(),
     }
 }
 
@@ -442,10 +443,63 @@ pub fn recalibrate(runs: &[Run], source: &str, base: Option<&UserProfile>) -> Us
             Mode::Disaggregated => s.disaggregated = Some(f),
         }
     }
+    record_models(&mut stacks, runs, &samples, &suspect);
+    carry_over(&mut stacks, base);
     UserProfile {
         source: source.to_string(),
         suspect: suspect.into_iter().map(|s| s.why).collect(),
         stack: stacks,
+    }
+}
+
+/// Each fit's models: those of the runs it was fitted to (answered, not
+/// suspect), by the names the built-in stacks match.
+fn record_models(
+    stacks: &mut [UserStack],
+    runs: &[Run],
+    samples: &[Option<Sample>],
+    suspect: &[Suspect],
+) {
+    for (i, (r, sample)) in runs.iter().zip(samples).enumerate() {
+        if sample.is_none() || suspect.iter().any(|x| x.run == i) {
+            continue;
+        }
+        let Some(key) = stack_key(r) else { continue };
+        let Some(s) = stacks
+            .iter_mut()
+            .find(|s| s.gpu == r.gpu && s.engine == r.engine)
+        else {
+            continue;
+        };
+        let fit = match r.deployment.mode() {
+            Mode::Aggregated => s.aggregated.as_mut(),
+            Mode::Disaggregated => s.disaggregated.as_mut(),
+        };
+        if let Some(f) = fit.filter(|f| !f.models.contains(&key.model)) {
+            f.models.push(key.model);
+            f.models.sort();
+        }
+    }
+}
+
+/// What `base` has that the new runs did not refit, kept as it was: its
+/// other stacks, and a refitted stack's other mode.
+fn carry_over(stacks: &mut Vec<UserStack>, base: Option<&UserProfile>) {
+    for b in base.map_or(&[][..], |b| &b.stack[..]) {
+        match stacks
+            .iter_mut()
+            .find(|s| s.gpu == b.gpu && s.engine == b.engine)
+        {
+            Some(s) => {
+                if s.aggregated.is_none() {
+                    s.aggregated = b.aggregated.clone();
+                }
+                if s.disaggregated.is_none() {
+                    s.disaggregated = b.disaggregated.clone();
+                }
+            }
+            None => stacks.push(b.clone()),
+        }
     }
 }
 
@@ -488,7 +542,17 @@ pub fn from_toml(text: &str) -> Result<UserProfile, String> {
             }
         }
     }
-    for s in &p.stack {
+    for (i, s) in p.stack.iter().enumerate() {
+        if p.stack[..i]
+            .iter()
+            .any(|t| t.gpu == s.gpu && t.engine == s.engine)
+        {
+            return Err(format!(
+                "stack {} {} appears twice: a profile holds one layer per GPU × engine (merge them by calibrating their runs together, or --base the earlier)",
+                s.gpu,
+                s.engine.name()
+            ));
+        }
         let fits = [
             ("aggregated", &s.aggregated),
             ("disaggregated", &s.disaggregated),

@@ -289,10 +289,21 @@ fn model_stack(key: &StackKey) -> Option<&'static ModelStack> {
 /// The built-in layer of `key` over `p`'s, named in its source, unless a
 /// user profile covers its GPU × engine × mode (which wins over both).
 fn apply_model_stack(p: &mut Profile, key: &StackKey) {
-    if user_fit(&key.gpu, key.engine, key.mode).is_some() {
+    let user = user_fit(&key.gpu, key.engine, key.mode);
+    if user.is_some_and(|f| f.covers(&key.model)) {
         return;
     }
     let Some(s) = model_stack(key) else { return };
+    if let (Some(f), Some((name, _))) = (user, user_stack(&key.gpu, key.engine)) {
+        p.source = format!(
+            "{} (the {name} profile's layer of {} × {} was fitted to runs of {}, not {}: the model's own built-in layer serves it)",
+            p.source,
+            key.gpu,
+            key.engine.name(),
+            f.models.join(", "),
+            key.model
+        );
+    }
     p.kernels.serving = s.fit.params;
     p.source = format!(
         "{}, with the {} serving layer fitted to {} runs of {} ({} weights) on {} × {} (built-in stacks, profiles/stacks.toml)",
@@ -432,6 +443,20 @@ pub struct UserFit {
     /// TPOT after.
     #[serde(default)]
     pub tpot_p90_after: f64,
+    /// The models whose runs it was fitted to (their catalog names): for
+    /// another model with a built-in stack of its own on this GPU × engine,
+    /// that stack serves it. Empty (a profile written before it was
+    /// recorded): every model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+}
+
+impl UserFit {
+    /// Whether the fit serves `model`: fitted to its runs, or recorded
+    /// without its models.
+    pub(crate) fn covers(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == model)
+    }
 }
 
 /// A parameter a calibration let move.
@@ -591,7 +616,7 @@ fn default_choice(gpu: &Gpu) -> (&'static Profile, f64, usize) {
 /// No model's own stack: `resolve_for` adds it.
 pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
     let mut p = engine_profile(gpu, engine, Client::Fixed);
-    apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
+    apply_user(&mut p, (gpu, engine, None), |s| s.aggregated.as_ref(), "");
     finish(p, gpu)
 }
 
@@ -601,11 +626,14 @@ pub fn resolve(gpu: &Gpu, engine: Engine) -> Profile {
 /// to that model's own runs (a user profile's layer wins over both).
 pub fn resolve_for(model: &Model, gpu: &Gpu, engine: Engine, client: Client) -> Profile {
     let mut p = engine_profile(gpu, engine, client);
-    apply_model_stack(
+    let key = StackKey::new(model, gpu, engine, ServingMode::Aggregated, client);
+    apply_model_stack(&mut p, &key);
+    apply_user(
         &mut p,
-        &StackKey::new(model, gpu, engine, ServingMode::Aggregated, client),
+        (gpu, engine, Some(&key)),
+        |s| s.aggregated.as_ref(),
+        "",
     );
-    apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), "");
     finish(p, gpu)
 }
 
@@ -666,8 +694,7 @@ fn user_fit(gpu: &str, engine: Engine, mode: ServingMode) -> Option<&'static Use
 /// over `p`'s, named in its source.
 fn apply_user(
     p: &mut Profile,
-    gpu: &Gpu,
-    engine: Engine,
+    (gpu, engine, key): (&Gpu, Engine, Option<&StackKey>),
     pick: impl Fn(&UserStack) -> Option<&UserFit>,
     mode: &str,
 ) {
@@ -675,6 +702,10 @@ fn apply_user(
     else {
         return;
     };
+    // Another model's calibration yields to this model's own built-in layer.
+    if key.is_some_and(|k| !fit.covers(&k.model) && model_stack(k).is_some()) {
+        return;
+    }
     p.kernels.serving = fit.params;
     p.source = format!(
         "{}, with the {mode}serving layer of {name} (fitted to {} of your runs)",
@@ -688,12 +719,6 @@ fn apply_user(
 /// stacks) where there is one, and the user profile's over both.
 pub fn resolve_disaggregated(model: &Model, gpu: &Gpu, engine: Engine) -> Profile {
     let mut p = engine_profile(gpu, engine, Client::Fixed);
-    match disaggregated_serving_params(engine) {
-        Some(d) => p.kernels.serving = d,
-        // No disaggregated layer (no engine named): the aggregated one,
-        // the user's where the profile has it.
-        None => apply_user(&mut p, gpu, engine, |s| s.aggregated.as_ref(), ""),
-    }
     let key = StackKey::new(
         model,
         gpu,
@@ -701,11 +726,21 @@ pub fn resolve_disaggregated(model: &Model, gpu: &Gpu, engine: Engine) -> Profil
         ServingMode::Disaggregated,
         Client::Fixed,
     );
+    match disaggregated_serving_params(engine) {
+        Some(d) => p.kernels.serving = d,
+        // No disaggregated layer (no engine named): the aggregated one,
+        // the user's where the profile has it.
+        None => apply_user(
+            &mut p,
+            (gpu, engine, Some(&key)),
+            |s| s.aggregated.as_ref(),
+            "",
+        ),
+    }
     apply_model_stack(&mut p, &key);
     apply_user(
         &mut p,
-        gpu,
-        engine,
+        (gpu, engine, Some(&key)),
         |s| s.disaggregated.as_ref(),
         "disaggregated ",
     );

@@ -18,6 +18,15 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     if let Some(path) = &a.built_in_stacks {
         return write_built_in(path, &all, &a.files, calibrate::built_in_stacks);
     }
+    if !a.validate && calibrate::suspects(&all).len() == all.len() {
+        for s in calibrate::suspects(&all) {
+            output::note(&format!("warning: {}", s.why));
+        }
+        output::note(
+            "nothing fitted: every run contradicts the physics (above); no profile written",
+        );
+        return Err(Failure::Negative);
+    }
     let source = format!("{} runs of {}", all.len(), names.join(", "));
     let base = match &a.base {
         Some(path) => Some(read_profile(path, format)?),

@@ -15,14 +15,23 @@ use std::fmt::Write;
 /// does not fit in memory.
 pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
     let format = Format::from(a.output.json);
-    let d = match deployment::resolve_estimate(a, format)? {
+    let dep = deployment::resolve_estimate(a, format)?;
+    // A profile in use that has no layer for this deployment is said.
+    let unused = dep
+        .profile_use()
+        .filter(|u| !u.applied)
+        .map(|u| u.to_string());
+    let d = match dep {
         ReplicaDeployment::Aggregated(d) => d,
-        ReplicaDeployment::Disaggregated(d) => return run_disaggregated(&d, a, format),
+        ReplicaDeployment::Disaggregated(d) => {
+            return run_disaggregated(&d, a, format, unused);
+        }
     };
     let input = d.input();
-    let est = estimate(&input).map_err(|problems| {
+    let mut est = estimate(&input).map_err(|problems| {
         deployment::invalid_layout(&d.layout, &d.model.name, &d.gpu.id, &problems, format)
     })?;
+    est.warnings.extend(unused);
     if format == Format::Json {
         output::json(&EstimateOutput::Aggregated(est.json(JsonDetail::Full)));
     } else {
@@ -43,14 +52,20 @@ pub fn run(a: &EstimateArgs) -> Result<(), Failure> {
 }
 
 /// Estimates a disaggregated deployment and prints it.
-fn run_disaggregated(d: &Disaggregated, a: &EstimateArgs, format: Format) -> Result<(), Failure> {
-    let est = estimate_disaggregated(&d.input()).map_err(|problems| {
+fn run_disaggregated(
+    d: &Disaggregated,
+    a: &EstimateArgs,
+    format: Format,
+    unused_profile: Option<String>,
+) -> Result<(), Failure> {
+    let mut est = estimate_disaggregated(&d.input()).map_err(|problems| {
         let msg: Vec<String> = problems
             .iter()
             .map(|(role, p)| format!("{} pool: [{}] {}", role.name(), p.rule, p.message))
             .collect();
         crate::output::ArgError::failure(msg.join("\n"), None, format)
     })?;
+    est.warnings.extend(unused_profile);
     if format == Format::Json {
         output::json(&EstimateOutput::Disaggregated(DisaggOutput {
             estimate: est.json(JsonDetail::Full),

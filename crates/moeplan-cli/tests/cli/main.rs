@@ -2643,3 +2643,217 @@ fn a_bottleneck_is_the_largest_of_the_four_times() {
         assert_eq!(largest, Some(expected), "{times:?}");
     }
 }
+
+/// Three runs of `model` on `gpu` × `engine` at tp `tp`, 10% slower than
+/// the estimate of the first: a runs file `calibrate` fits.
+fn slower_runs(dir: &Path, model: &str, gpu: &str, engine: &str, tp: &str) -> PathBuf {
+    let args = [
+        "estimate",
+        "--model",
+        model,
+        "--gpu",
+        gpu,
+        "--engine",
+        engine,
+        "--tp",
+        tp,
+        "--isl",
+        "1024",
+        "--osl",
+        "256",
+        "--concurrency",
+        "16",
+        "--json",
+    ];
+    let j: serde_json::Value = serde_json::from_str(&stdout(&moeplan(&args))).unwrap();
+    let (ttft, tpot) = (
+        j["ttft_ms"].as_f64().unwrap(),
+        j["tpot_ms"].as_f64().unwrap(),
+    );
+    let mut text =
+        "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms\n".to_string();
+    for c in [8, 16, 32] {
+        text += &format!(
+            "{model},{gpu},{engine},,,1024,256,{c},{tp},1,1,1,{tp},{},{}\n",
+            ttft * 1.1,
+            tpot * 1.1
+        );
+    }
+    let csv = dir.join(format!("{}-{gpu}-{engine}.csv", model.replace('/', "_")));
+    std::fs::write(&csv, text).unwrap();
+    csv
+}
+
+/// A profile fitted to one model's runs serves that model; another model
+/// with a built-in stack of its own on the same GPU × engine keeps it (a
+/// MiniMax-M2.5 calibration on B200 × vLLM took gpt-oss-120b's TPOT error
+/// there from 5% to 35%), and says why. `--base` keeps the stacks the new
+/// runs do not refit (a one-run recalibration of one stack dropped every
+/// other stack of the earlier profile).
+#[test]
+fn a_profile_serves_the_models_it_was_fitted_to_and_base_keeps_the_rest() {
+    use moeplan::profile::{stack_table, ServingMode};
+    use moeplan::serving::Client;
+    let fixed: Vec<_> = stack_table()
+        .stack
+        .iter()
+        .filter(|s| s.mode == ServingMode::Aggregated && s.client == Client::Fixed)
+        .collect();
+    let (a, b) = fixed
+        .iter()
+        .find_map(|a| {
+            fixed
+                .iter()
+                .find(|b| b.gpu == a.gpu && b.engine == a.engine && b.model != a.model)
+                .map(|b| (*a, *b))
+        })
+        .expect("two models with built-in stacks on one GPU × engine");
+    let tp = moeplan::catalog::gpu(&a.gpu)
+        .unwrap()
+        .unwrap()
+        .gpus_per_node
+        .to_string();
+    let dir = std::env::temp_dir().join(format!("moeplan-cover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = slower_runs(&dir, &a.model, &a.gpu, a.engine.name(), &tp);
+    let profile = dir.join("a.toml");
+    calibrate_out(&csv, &profile);
+    let p = profile.to_str().unwrap();
+    let estimate = |model: &str| {
+        let o = moeplan(&[
+            "--profile",
+            p,
+            "estimate",
+            "--model",
+            model,
+            "--gpu",
+            &a.gpu,
+            "--engine",
+            a.engine.name(),
+            "--tp",
+            &tp,
+            "--isl",
+            "1024",
+            "--osl",
+            "256",
+            "--concurrency",
+            "16",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        unwrapped(&stdout(&o))
+    };
+    let own = estimate(&a.model);
+    assert!(
+        own.contains("a.toml") && !own.contains("built-in stacks"),
+        "{own}"
+    );
+    let other = estimate(&b.model);
+    assert!(other.contains("built-in stacks"), "{other}");
+    assert!(
+        other.contains(&format!("fitted to runs of {}, not {}", a.model, b.model)),
+        "{other}"
+    );
+    // Recalibrating another GPU × engine from this profile keeps its stack.
+    let c = fixed
+        .iter()
+        .find(|c| c.gpu != a.gpu || c.engine != a.engine)
+        .expect("a stack on another GPU × engine");
+    let tp_c = moeplan::catalog::gpu(&c.gpu)
+        .unwrap()
+        .unwrap()
+        .gpus_per_node
+        .to_string();
+    let more = slower_runs(&dir, &c.model, &c.gpu, c.engine.name(), &tp_c);
+    let both = dir.join("both.toml");
+    let o = moeplan(&[
+        "calibrate",
+        more.to_str().unwrap(),
+        "--base",
+        p,
+        "--out",
+        both.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&both).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(text.matches("[[stack]]").count(), 2, "{text}");
+    assert!(text.contains(&format!("gpu = \"{}\"", a.gpu)), "{text}");
+}
+
+/// How a profile in use meets a command that cannot use it: `estimate` of
+/// a GPU × engine it has no layer for says so among its warnings (text and
+/// JSON), `calibrate` says it fits from the built-in layer or `--base`
+/// (the profile was silently ignored), an empty `MOEPLAN_PROFILE` is no
+/// profile (it was a file with no name), and a calibration whose every run
+/// contradicts the physics writes nothing and exits 1 (it wrote an empty
+/// profile and exited 0).
+#[test]
+fn a_profile_that_cannot_apply_is_said() {
+    let dir = std::env::temp_dir().join(format!("moeplan-unused-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = crate_dir().join("../moeplan/tests/fixtures/profiles/held.toml");
+    let p = profile.to_str().unwrap();
+    let h200 = [
+        "estimate",
+        "--model",
+        "qwen3-30b-a3b",
+        "--gpu",
+        "h200-sxm",
+        "--engine",
+        "vllm",
+        "--tp",
+        "1",
+        "--isl",
+        "1000",
+        "--osl",
+        "100",
+        "--concurrency",
+        "8",
+    ];
+    let o = moeplan(&[&["--profile", p][..], &h200[..]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("not used: it has no aggregated fit of h200-sxm × vllm"),
+        "{}",
+        stdout(&o)
+    );
+    let j = moeplan(&[&["--profile", p][..], &h200[..], &["--json"][..]].concat());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&j)).unwrap();
+    assert!(v["warnings"].to_string().contains("not used"), "{v}");
+    let empty = command(crate_dir(), &h200)
+        .env("MOEPLAN_PROFILE", "")
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(0), "{}", stderr(&empty));
+    // Every run faster than its weights can be read.
+    let csv = dir.join("fast.csv");
+    std::fs::write(
+        &csv,
+        "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms\n\
+         qwen3-30b-a3b,h100-sxm,vllm,,,1000,100,8,1,1,1,,,150,0.1\n\
+         qwen3-30b-a3b,h100-sxm,vllm,,,1000,100,16,1,1,1,,,180,0.1\n",
+    )
+    .unwrap();
+    let out = dir.join("fast.toml");
+    let o = moeplan(&[
+        "--profile",
+        p,
+        "calibrate",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let written = out.exists();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!written);
+    let said = stderr(&o);
+    assert!(
+        said.contains("calibrate fits from the built-in serving layer"),
+        "{said}"
+    );
+    assert!(
+        said.contains("nothing fitted: every run contradicts the physics"),
+        "{said}"
+    );
+}

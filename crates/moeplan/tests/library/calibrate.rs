@@ -296,6 +296,36 @@ fn a_profile_value_out_of_range_is_refused_naming_its_key() {
     assert!(seen >= 5, "{seen} invalid profiles");
 }
 
+/// A profile holds one layer per GPU × engine: two stacks of the same
+/// (two profiles' files pasted together) are refused, naming it (the first
+/// silently won, `--base` too), as is a stack written under an alias of
+/// the other's GPU.
+#[test]
+fn a_profile_with_a_stack_twice_is_refused() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profiles");
+    let text = std::fs::read_to_string(dir.join("held.toml")).unwrap();
+    let stack = &text[text.find("[[stack]]").unwrap()..];
+    let twice = format!("{text}\n{stack}");
+    let err = calibrate::from_toml(&twice).expect_err("a stack twice");
+    assert!(err.contains("stack h100-sxm trtllm appears twice"), "{err}");
+    let alias = format!(
+        "{text}\n{}",
+        stack.replace("gpu = \"h100-sxm\"", "gpu = \"h100\"")
+    );
+    assert!(calibrate::from_toml(&alias).is_err());
+    let other = format!(
+        "{text}\n{}",
+        stack.replace("engine = \"trtllm\"", "engine = \"vllm\"")
+    );
+    assert_eq!(
+        calibrate::from_toml(&other)
+            .expect("two engines")
+            .stack
+            .len(),
+        2
+    );
+}
+
 /// A stack is matched by its GPU's catalog id: an alias reads as the id,
 /// and a GPU the catalog does not know is refused (it matched nothing, so
 /// the profile went unused without a word).
