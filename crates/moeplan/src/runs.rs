@@ -154,6 +154,21 @@ pub struct Run {
     /// (one replica when aggregated, the whole deployment when
     /// disaggregated), when stated.
     pub throughput: Option<TokensPerSecond>,
+    /// How its layout is read.
+    pub reading: Reading,
+}
+
+/// How a run's stated layout is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reading {
+    /// As stated (moeplan's CSV, a benchmark result's sidecar): a layout
+    /// invalid for its model is one the user wrote, bad input.
+    #[default]
+    AsStated,
+    /// As AIConfigurator's silicon file documents its rows (`as_deployed`:
+    /// a MoE tp N that does not divide the heads ran wide EP).
+    Silicon,
 }
 
 /// Which rows a reader accepts.
@@ -850,6 +865,7 @@ impl Cells<'_> {
             kv_dtype: kv_dtype?,
             gpus_per_node: gpus_per_node?,
             throughput: throughput?,
+            reading: Reading::AsStated,
         })
     }
 
@@ -947,6 +963,7 @@ impl Cells<'_> {
             kv_dtype: None,
             gpus_per_node: None,
             throughput: None,
+            reading: Reading::Silicon,
         })
     }
 
@@ -1036,7 +1053,7 @@ fn world_counted_twice(l: Layout) -> Layout {
 /// deployments run wide expert parallelism, attention data-parallel over the
 /// N GPUs and the experts spread over them, with redundant expert slots
 /// where N does not divide the experts (EPLB, `redundant_slots`).
-fn as_deployed(model: &Model, layout: Layout) -> Layout {
+fn as_deployed(model: &Model, layout: Layout, reading: Reading) -> Layout {
     let Some(_) = &model.moe else {
         return Layout {
             ep: 1,
@@ -1046,7 +1063,11 @@ fn as_deployed(model: &Model, layout: Layout) -> Layout {
     };
     let heads = model.attention.n_heads() as u32;
     let world = layout.tp * layout.dp;
-    if layout.ep * layout.etp == world && heads % layout.tp != 0 {
+    let silicon = match reading {
+        Reading::Silicon => true,
+        Reading::AsStated => false,
+    };
+    if silicon && layout.ep * layout.etp == world && heads % layout.tp != 0 {
         wide_ep(layout, world)
     } else {
         layout
@@ -1301,7 +1322,7 @@ impl Run {
                 decode.layout = l;
             }
             let mut pool = |p: PoolRun, role: &str| {
-                let mut layout = as_deployed(&model, p.layout);
+                let mut layout = as_deployed(&model, p.layout, self.reading);
                 if let Some(l) = unstated_pool(&model, &gpu, layout, &engine, context) {
                     assumed.push(format!(
                         "{role} layout stated as one GPU, which cannot hold {}: dp {} ep {} assumed (the fewest GPUs in wide EP that do)",
@@ -1358,7 +1379,7 @@ impl Run {
     pub(crate) fn replica_of(&self, layout: Layout, concurrency: u64) -> Result<Replica, String> {
         let gpu = self.gpu()?;
         let model = self.model_on(&gpu)?;
-        let layout = as_deployed(&model, layout);
+        let layout = as_deployed(&model, layout, self.reading);
         let redundant = redundant_slots(&model, &[layout.ep]);
         let mut engine = self.engine.config(gpu.memory);
         measured_share(

@@ -280,8 +280,21 @@ fn template(
     let kv_dtype = keyed(&mut problems, "kv_dtype", kv, DType::KV_HINT);
     let why = bounds::GPUS_PER_NODE.why;
     let gpus_per_node = keyed(&mut problems, "gpus_per_node", node.transpose(), why);
-    let (Some(engine), Some(dtype), Some(kv_dtype), Some(gpus_per_node)) =
-        (engine, dtype, kv_dtype, gpus_per_node)
+    let degrees = [
+        ("tp", side.tp),
+        ("pp", side.pp),
+        ("dp", side.dp),
+        ("ep", side.ep),
+        ("etp", side.etp),
+    ];
+    for (key, _) in degrees.iter().filter(|(_, v)| *v == Some(0)) {
+        problems.push(
+            Problem::at(*key, format!("{key} = 0: a degree is at least 1"))
+                .hint("leave the key out for 1"),
+        );
+    }
+    let (Some(engine), Some(dtype), Some(kv_dtype), Some(gpus_per_node), true) =
+        (engine, dtype, kv_dtype, gpus_per_node, problems.is_empty())
     else {
         return Err(SpecError::new(name, text.to_string(), problems));
     };
@@ -318,6 +331,7 @@ fn template(
         kv_dtype,
         gpus_per_node,
         throughput: None,
+        reading: crate::runs::Reading::AsStated,
     })
 }
 

@@ -37,6 +37,7 @@ fn synthetic(layout: Layout, isl: u64, osl: u64, concurrency: u64, truth: &Servi
         kv_dtype: None,
         gpus_per_node: None,
         throughput: None,
+        reading: moeplan::runs::Reading::AsStated,
     };
     let (ttft, tpot) = Sample::of(&run).expect("estimable").predict(truth);
     run.ttft = ttft;

@@ -769,6 +769,14 @@ fn benchmark_sidecars_that_cannot_be_estimated_are_located() {
         "{text}"
     );
     assert!(e.positions().iter().all(Option::is_some), "{text}");
+    // A MoE layout the user wrote is refused as written, not read as the
+    // wide EP a silicon row so written documents.
+    let e = runs::read_usable(&bench_fixture("invalid-moe-layout.json")).unwrap_err();
+    assert!(e.to_string().contains("over tp = 3"), "{e}");
+    // A degree of 0 was read as 1.
+    let e = runs::read(&bench_fixture("zero-degree.json")).unwrap_err();
+    assert!(e.to_string().contains("ep = 0: a degree is at least 1"), "{e}");
+    assert!(e.positions().iter().all(Option::is_some), "{e}");
 }
 
 /// The report's concurrency slices partition the runs: each run counts in
