@@ -24,7 +24,7 @@ use crate::calibration::ServingParams;
 use crate::engine::Engine;
 use crate::fit::{self, Anchor, Sample};
 use crate::profile::{
-    self, MovedParam, ServingMode as Mode, StackKey, UserFit, UserProfile, UserStack,
+    self, ModelStack, MovedParam, ServingMode as Mode, StackKey, UserFit, UserProfile, UserStack,
 };
 use crate::runs::{Run, RunDeployment};
 use crate::serving::{estimate_summary, Client};
@@ -177,6 +177,9 @@ pub fn suspects(runs: &[Run]) -> Vec<Suspect> {
         .collect()
 }
 
+/// A user's stack and mode: GPU, engine, aggregated or disaggregated.
+type Group = (String, Engine, Mode);
+
 /// Runs grouped by (stack, engine, mode), each with its configuration.
 type Configured<'a> = BTreeMap<(String, Engine, Mode, Client), Vec<(String, &'a Sample)>>;
 
@@ -269,6 +272,7 @@ fn start(
     base: Option<&UserProfile>,
     (gpu, engine, mode): &(String, Engine, Mode),
     client: Client,
+    own: Option<&ModelStack>,
 ) -> ServingParams {
     let stack = base.and_then(|b| {
         b.stack
@@ -279,7 +283,34 @@ fn start(
         Mode::Aggregated => s.aggregated.as_ref(),
         Mode::Disaggregated => s.disaggregated.as_ref(),
     });
-    fit.map_or_else(|| built_in(*engine, *mode, client), |f| f.params)
+    match (fit, own) {
+        (Some(f), _) => f.params,
+        (None, Some(m)) => m.fit.params,
+        (None, None) => built_in(*engine, *mode, client),
+    }
+}
+
+/// The built-in stack (`profiles/stacks.toml`) that serves every fitted run
+/// of a group today, when they are one model's on one stack: the layer
+/// their estimates use now, where a calibration of them starts, so that
+/// its "before" is what moeplan predicts for them.
+fn own_stack(
+    runs: &[Run],
+    samples: &[Option<Sample>],
+    suspect: &[Suspect],
+    (gpu, engine, mode): &(String, Engine, Mode),
+) -> Option<&'static ModelStack> {
+    let mut keys = runs.iter().zip(samples).enumerate().filter(|(i, (r, s))| {
+        s.is_some()
+            && !suspect.iter().any(|x| x.run == *i)
+            && r.gpu == *gpu
+            && r.engine == *engine
+            && r.deployment.mode() == *mode
+    });
+    let first = stack_key(keys.next()?.1 .0)?;
+    keys.all(|(_, (r, _))| stack_key(r).as_ref() == Some(&first))
+        .then(|| profile::model_stack(&first))
+        .flatten()
 }
 
 /// moeplan's built-in serving layer fitted to `runs` (`calibrate
@@ -417,19 +448,29 @@ pub fn recalibrate(runs: &[Run], source: &str, base: Option<&UserProfile>) -> Us
     let samples = crate::accuracy::samples(runs);
     let suspect = suspects(runs);
     let groups = groups(runs, &samples, &suspect);
-    let fits: Vec<((String, Engine, Mode), UserFit)> = groups
+    let fits: Vec<(Group, UserFit, Option<&ModelStack>)> = groups
         .par_iter()
-        .map(|(k, (client, v))| (k.clone(), fit_group(v, &start(base, k, *client), k.2)))
+        .map(|(k, (client, v))| {
+            let own = own_stack(runs, &samples, &suspect, k);
+            let fit = fit_group(v, &start(base, k, *client, own), k.2);
+            (k.clone(), fit, own)
+        })
         .collect();
     let mut stacks: Vec<UserStack> = Vec::new();
-    for ((gpu, engine, m), f) in fits {
+    for ((gpu, engine, m), f, own) in fits {
         if !stacks.iter().any(|s| s.gpu == gpu && s.engine == engine) {
+            let earlier =
+                base.filter(|b| b.stack.iter().any(|s| s.gpu == gpu && s.engine == engine));
             stacks.push(UserStack {
-                base: match base
-                    .filter(|b| b.stack.iter().any(|s| s.gpu == gpu && s.engine == engine))
-                {
-                    Some(b) => format!("the earlier profile of {}", b.source),
-                    None => base_of(&gpu, engine),
+                base: match (earlier, own) {
+                    (Some(b), _) => format!("the earlier profile of {}", b.source),
+                    (None, Some(o)) => format!(
+                        "{}, with the built-in stack of {} ({} runs, profiles/stacks.toml)",
+                        base_of(&gpu, engine),
+                        o.model,
+                        o.fit.runs
+                    ),
+                    (None, None) => base_of(&gpu, engine),
                 },
                 gpu: gpu.clone(),
                 engine,
@@ -753,11 +794,14 @@ pub fn explain(runs: &[Run], profile: &UserProfile, base: Option<&UserProfile>) 
         .filter_map(|(i, (r, s))| {
             let s = s.as_ref()?;
             let key = (r.gpu.clone(), r.engine, r.deployment.mode());
-            let fitted = start(Some(profile), &key, r.client);
+            let fitted = start(Some(profile), &key, r.client, None);
+            // What moeplan predicted for it: the earlier profile's layer,
+            // else its model's built-in stack, else the engine's.
+            let own = stack_key(r).and_then(|k| profile::model_stack(&k));
             Some(RunFit {
                 run: format!("{}:{}", r.file, r.line),
                 measured: (r.ttft, r.tpot),
-                before: s.predict(&start(base, &key, r.client)),
+                before: s.predict(&start(base, &key, r.client, own)),
                 after: s.predict(&fitted),
                 suspect: suspect.iter().any(|x| x.run == i),
             })

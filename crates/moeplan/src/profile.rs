@@ -282,7 +282,7 @@ impl ModelStack {
 }
 
 /// The built-in layer of `key`, where the embedded stacks hold one.
-fn model_stack(key: &StackKey) -> Option<&'static ModelStack> {
+pub(crate) fn model_stack(key: &StackKey) -> Option<&'static ModelStack> {
     stack_table().stack.iter().find(|s| s.is(key))
 }
 

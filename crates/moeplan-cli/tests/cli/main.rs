@@ -2719,6 +2719,29 @@ fn a_profile_serves_the_models_it_was_fitted_to_and_base_keeps_the_rest() {
     let profile = dir.join("a.toml");
     calibrate_out(&csv, &profile);
     let p = profile.to_str().unwrap();
+    // The fit starts from the model's own stack, so its "before" is what
+    // moeplan predicted: the runs are the c16 estimate × 1.1, and the c16
+    // run (line 3) was predicted at measured / 1.1 (it was the engine's
+    // layer, not what any command printed).
+    let explained: serde_json::Value = serde_json::from_str(&stdout(&moeplan(&[
+        "calibrate",
+        csv.to_str().unwrap(),
+        "--explain",
+        "--json",
+    ])))
+    .unwrap();
+    let c16 = &explained["runs"][1];
+    assert!(c16["run"].as_str().unwrap().ends_with(":3"), "{c16}");
+    for i in 0..2 {
+        let (before, measured) = (
+            c16["before"][i].as_f64().unwrap(),
+            c16["measured"][i].as_f64().unwrap(),
+        );
+        assert!((before * 1.1 / measured - 1.0).abs() < 1e-6, "{c16}");
+    }
+    assert!(std::fs::read_to_string(&profile)
+        .unwrap()
+        .contains("with the built-in stack of"));
     let estimate = |model: &str| {
         let o = moeplan(&[
             "--profile",

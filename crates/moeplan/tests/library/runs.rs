@@ -775,7 +775,10 @@ fn benchmark_sidecars_that_cannot_be_estimated_are_located() {
     assert!(e.to_string().contains("over tp = 3"), "{e}");
     // A degree of 0 was read as 1.
     let e = runs::read(&bench_fixture("zero-degree.json")).unwrap_err();
-    assert!(e.to_string().contains("ep = 0: a degree is at least 1"), "{e}");
+    assert!(
+        e.to_string().contains("ep = 0: a degree is at least 1"),
+        "{e}"
+    );
     assert!(e.positions().iter().all(Option::is_some), "{e}");
 }
 
