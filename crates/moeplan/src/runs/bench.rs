@@ -4,7 +4,9 @@
 //! `max_concurrency`, `completed` requests, `total_input_tokens`,
 //! `total_output_tokens`, `mean_ttft_ms` and `mean_tpot_ms`; neither says how
 //! the server was deployed, so a sidecar next to the file,
-//! `<file>.moeplan.toml`, does (`Sidecar`).
+//! `<file>.moeplan.toml`, does (`Sidecar`). A run is a closed loop of
+//! `max_concurrency` requests in flight (at most `completed`); a finite
+//! `request_rate` (Poisson arrivals, an open loop) is refused.
 
 use super::usable::{gpu_hint, Column};
 use super::{model_ref, quant_dtype, Rows, Run, RunDeployment};
@@ -58,6 +60,21 @@ struct Record {
     mean_tpot_ms: f64,
     /// Output tokens per second over the run (both clients write it).
     output_throughput: Option<f64>,
+    /// The arrival rate asked for: `"inf"` (vLLM) or `Infinity` (SGLang)
+    /// for a closed loop, a number for Poisson arrivals.
+    #[serde(default)]
+    request_rate: Option<serde_json::Value>,
+}
+
+impl Record {
+    /// The finite arrival rate of an open-loop run (None: a closed loop,
+    /// every request sent at once and held to `max_concurrency`).
+    fn open_loop_rate(&self) -> Option<f64> {
+        self.request_rate
+            .as_ref()
+            .and_then(serde_json::Value::as_f64)
+            .filter(|r| *r < 1e300)
+    }
 }
 
 /// The numbers of a result that make a run, and those it may leave null.
@@ -355,6 +372,8 @@ fn run_of(t: &Run, r: &Record, name: &str, line: usize) -> Result<Run, String> {
     for ms in [r.mean_ttft_ms, r.mean_tpot_ms] {
         crate::bounds::MEASURED_LATENCY.check(ms / 1e3)?;
     }
+    // A run of fewer requests than its cap never held more in flight.
+    let concurrency = concurrency.min(r.completed as u64).max(1);
     let per_request = |total: f64, what: &str| {
         let n = (total / r.completed).round();
         if n < 1.0 {
@@ -367,6 +386,11 @@ fn run_of(t: &Run, r: &Record, name: &str, line: usize) -> Result<Run, String> {
     };
     let isl = per_request(r.total_input_tokens, "total_input_tokens")?;
     let osl = per_request(r.total_output_tokens, "total_output_tokens")?;
+    if let Some(rate) = r.open_loop_rate() {
+        return Err(format!(
+            "request_rate {rate} requests/s: an open-loop run (Poisson arrivals), whose latencies depend on the rate, not on max_concurrency alone; moeplan calibrates closed loops (--request-rate inf with --max-concurrency N); `moeplan simulate --rate` predicts open loops"
+        ));
+    }
     let RunDeployment::Aggregated { layout, .. } = t.deployment else {
         unreachable!("the template is aggregated")
     };

@@ -773,6 +773,20 @@ fn benchmark_sidecars_that_cannot_be_estimated_are_located() {
     // wide EP a silicon row so written documents.
     let e = runs::read_usable(&bench_fixture("invalid-moe-layout.json")).unwrap_err();
     assert!(e.to_string().contains("over tp = 3"), "{e}");
+    // An open loop's latencies hang on its rate: refused, naming it (it
+    // was estimated as a closed loop of max_concurrency).
+    let e = runs::read(&bench_fixture("open-loop.json")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("request_rate 2 requests/s: an open-loop run"),
+        "{e}"
+    );
+    // 320 requests under a cap of 1280 never held more than 320 in flight.
+    let r = &runs::read(&bench_fixture("fewer-than-cap.json")).unwrap()[0];
+    let RunDeployment::Aggregated { concurrency, .. } = r.deployment else {
+        panic!("aggregated")
+    };
+    assert_eq!(concurrency, 320);
     // A degree of 0 was read as 1.
     let e = runs::read(&bench_fixture("zero-degree.json")).unwrap_err();
     assert!(
