@@ -1206,23 +1206,8 @@ fn a_built_in_stack_serves_its_model_unless_a_profile_covers_it() {
         .expect("a fixed-length aggregated stack");
     let gpu = moeplan::catalog::gpu(&s.gpu).unwrap().unwrap();
     let tp = gpu.gpus_per_node.to_string();
-    let args = [
-        "estimate",
-        "--model",
-        &s.model,
-        "--gpu",
-        &s.gpu,
-        "--engine",
-        s.engine.name(),
-        "--tp",
-        &tp,
-        "--isl",
-        "1024",
-        "--osl",
-        "256",
-        "--concurrency",
-        "16",
-    ];
+    let owned = stack_estimate(&s.model, &s.gpu, s.engine.name(), &tp);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let o = moeplan(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
@@ -1230,30 +1215,10 @@ fn a_built_in_stack_serves_its_model_unless_a_profile_covers_it() {
         "{}",
         stdout(&o)
     );
-    let mut json_args = args.to_vec();
-    json_args.push("--json");
-    let j: serde_json::Value = serde_json::from_str(&stdout(&moeplan(&json_args))).unwrap();
-    let (ttft, tpot) = (
-        j["ttft_ms"].as_f64().unwrap(),
-        j["tpot_ms"].as_f64().unwrap(),
-    );
     // Three runs of that stack, 10% slower than the estimate: a profile.
     let dir = std::env::temp_dir().join(format!("moeplan-stack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let csv = dir.join("mine.csv");
-    let mut text =
-        "model,gpu,engine,engine_version,weight_dtype,isl,osl,concurrency,tp,pp,dp,ep,etp,ttft_ms,tpot_ms\n".to_string();
-    for c in [8, 16, 32] {
-        text += &format!(
-            "{},{},{},,,1024,256,{c},{tp},1,1,1,{tp},{},{}\n",
-            s.model,
-            s.gpu,
-            s.engine.name(),
-            ttft * 1.1,
-            tpot * 1.1
-        );
-    }
-    std::fs::write(&csv, text).unwrap();
+    let csv = slower_runs(&dir, &s.model, &s.gpu, s.engine.name(), &tp);
     let profile = dir.join("mine.toml");
     calibrate_out(&csv, &profile);
     let mut with = vec!["--profile", profile.to_str().unwrap()];
@@ -2644,10 +2609,10 @@ fn a_bottleneck_is_the_largest_of_the_four_times() {
     }
 }
 
-/// Three runs of `model` on `gpu` × `engine` at tp `tp`, 10% slower than
-/// the estimate of the first: a runs file `calibrate` fits.
-fn slower_runs(dir: &Path, model: &str, gpu: &str, engine: &str, tp: &str) -> PathBuf {
-    let args = [
+/// `estimate` of `model` on `gpu` × `engine` at tp `tp`: 1024 + 256 tokens,
+/// 16 in flight.
+fn stack_estimate(model: &str, gpu: &str, engine: &str, tp: &str) -> Vec<String> {
+    [
         "estimate",
         "--model",
         model,
@@ -2663,8 +2628,17 @@ fn slower_runs(dir: &Path, model: &str, gpu: &str, engine: &str, tp: &str) -> Pa
         "256",
         "--concurrency",
         "16",
-        "--json",
-    ];
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Three runs of `model` on `gpu` × `engine` at tp `tp`, 10% slower than
+/// its `stack_estimate`: a runs file `calibrate` fits.
+fn slower_runs(dir: &Path, model: &str, gpu: &str, engine: &str, tp: &str) -> PathBuf {
+    let mut args = stack_estimate(model, gpu, engine, tp);
+    args.push("--json".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let j: serde_json::Value = serde_json::from_str(&stdout(&moeplan(&args))).unwrap();
     let (ttft, tpot) = (
         j["ttft_ms"].as_f64().unwrap(),
@@ -2743,25 +2717,9 @@ fn a_profile_serves_the_models_it_was_fitted_to_and_base_keeps_the_rest() {
         .unwrap()
         .contains("with the built-in stack of"));
     let estimate = |model: &str| {
-        let o = moeplan(&[
-            "--profile",
-            p,
-            "estimate",
-            "--model",
-            model,
-            "--gpu",
-            &a.gpu,
-            "--engine",
-            a.engine.name(),
-            "--tp",
-            &tp,
-            "--isl",
-            "1024",
-            "--osl",
-            "256",
-            "--concurrency",
-            "16",
-        ]);
+        let mut args = vec!["--profile".to_string(), p.to_string()];
+        args.extend(stack_estimate(model, &a.gpu, a.engine.name(), &tp));
+        let o = moeplan(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         unwrapped(&stdout(&o))
     };
@@ -2816,23 +2774,8 @@ fn a_profile_that_cannot_apply_is_said() {
     std::fs::create_dir_all(&dir).unwrap();
     let profile = crate_dir().join("../moeplan/tests/fixtures/profiles/held.toml");
     let p = profile.to_str().unwrap();
-    let h200 = [
-        "estimate",
-        "--model",
-        "qwen3-30b-a3b",
-        "--gpu",
-        "h200-sxm",
-        "--engine",
-        "vllm",
-        "--tp",
-        "1",
-        "--isl",
-        "1000",
-        "--osl",
-        "100",
-        "--concurrency",
-        "8",
-    ];
+    let owned = stack_estimate("qwen3-30b-a3b", "h200-sxm", "vllm", "1");
+    let h200: Vec<&str> = owned.iter().map(String::as_str).collect();
     let o = moeplan(&[&["--profile", p][..], &h200[..]].concat());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
