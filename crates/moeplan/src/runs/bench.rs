@@ -64,9 +64,27 @@ struct Record {
     /// for a closed loop, a number for Poisson arrivals.
     #[serde(default)]
     request_rate: Option<serde_json::Value>,
+    /// The server the client spoke to (`vllm`, `sglang`, `trt`, or an API
+    /// such as `openai` that names none).
+    #[serde(default)]
+    backend: Option<String>,
 }
 
 impl Record {
+    /// The engine the record's `backend` names, if it names one.
+    fn engine(&self) -> Option<Engine> {
+        let b = self.backend.as_deref()?.to_ascii_lowercase();
+        if b.starts_with("sglang") {
+            Some(Engine::Sglang)
+        } else if b.starts_with("vllm") {
+            Some(Engine::Vllm)
+        } else if b.starts_with("trt") || b.starts_with("tensorrt") {
+            Some(Engine::Trtllm)
+        } else {
+            None
+        }
+    }
+
     /// The finite arrival rate of an open-loop run (None: a closed loop,
     /// every request sent at once and held to `max_concurrency`).
     fn open_loop_rate(&self) -> Option<f64> {
@@ -181,7 +199,16 @@ pub(crate) fn read(
         vec![(1, text)]
     };
     for (line, json) in records {
-        match record(&python_json(json)).and_then(|r| run_of(&template, &r, name, line))
+        // Without an engine in the sidecar, the server the record names
+        // (else the client's own).
+        let served = |r: &Record, mut run: Run| {
+            if side.engine.is_none() {
+                run.engine = r.engine().unwrap_or(run.engine);
+            }
+            run
+        };
+        match record(&python_json(json))
+            .and_then(|r| run_of(&template, &r, name, line).map(|run| served(&r, run)))
         {
             Ok(run) => runs.push(run),
             Err(m) => problems.push(
@@ -264,7 +291,8 @@ enum Client {
 }
 
 /// A run with the sidecar's deployment and placeholder figures; the engine
-/// defaults to the client's own when the sidecar does not name one. Every
+/// defaults to the client's own when the sidecar does not name one (each
+/// record's `backend`, where it names a server, then overrides it). Every
 /// bad key of the sidecar is a problem located at it, all at once.
 fn template(
     side: &Sidecar,

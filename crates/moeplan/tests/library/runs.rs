@@ -787,6 +787,10 @@ fn benchmark_sidecars_that_cannot_be_estimated_are_located() {
         panic!("aggregated")
     };
     assert_eq!(concurrency, 320);
+    // The server a record names when the sidecar names none (a vLLM
+    // client's result against SGLang was estimated as vLLM).
+    let r = &runs::read(&bench_fixture("backend-sglang.json")).unwrap()[0];
+    assert_eq!(r.engine, Engine::Sglang);
     // A degree of 0 was read as 1.
     let e = runs::read(&bench_fixture("zero-degree.json")).unwrap_err();
     assert!(
