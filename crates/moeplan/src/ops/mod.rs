@@ -1476,13 +1476,7 @@ impl<'a> CostContext<'a> {
         let (precision, peak) = self.moe_precision(w);
         let curve: &MoeCurve = self.moe_curve(w, precision);
         let touched = self.routing.touched(e_local, e, group_tokens * k);
-        // Tokens per expert on the busiest rank, where the step waits: its
-        // extra rows fill its experts' tiles as well as cost FLOP, so the
-        // imbalance adds their marginal time, not a multiple of the
-        // grouped GEMM's latency at a few tokens per expert (which made a
-        // decode step with 2 requests faster than with 1). Under balanced
-        // routing, as the kernel tables were measured, the mean's.
-        let tpe = group_tokens * k / e * (1.0 + self.load_imbalance);
+        let tpe = group_tokens * k / e;
         let (matrices, inputs) = (m.gating.matrices(), m.gating.input_matrices());
         let flop = Flop(2.0 * matrices * h * i_local * rows);
         let bytes = Bytes(
