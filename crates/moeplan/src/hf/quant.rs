@@ -390,13 +390,24 @@ pub(super) fn dtypes(
         }
         _ => return (d, Vec::new()),
     };
-    let ex = Exclusions::new(&ignore);
+    let notes = exclude(&mut d, (base, qtype), &Exclusions::new(&ignore), (m, arch));
+    (d, notes)
+}
+
+/// Each group of `d` in `qtype` unless `ex` leaves most of its parameters
+/// in `base`; what the model's assumptions say of a group it splits.
+fn exclude(
+    d: &mut Dtypes,
+    (base, qtype): (DType, DType),
+    ex: &Exclusions,
+    (m, arch): (&Model, &str),
+) -> Vec<String> {
     let names = naming(arch);
     let mut notes = Vec::new();
     for g in Group::ALL {
         let kept = ex.share(m, names.of(g), g);
         let (stored, other, split) = if kept < 0.5 {
-            g.set(&mut d, qtype);
+            g.set(d, qtype);
             (qtype, base, kept)
         } else {
             (base, qtype, 1.0 - kept)
@@ -409,7 +420,7 @@ pub(super) fn dtypes(
             ));
         }
     }
-    (d, notes)
+    notes
 }
 
 #[cfg(test)]

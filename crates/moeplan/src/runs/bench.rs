@@ -325,19 +325,7 @@ fn template(
     let kv_dtype = keyed(&mut problems, "kv_dtype", kv, DType::KV_HINT);
     let why = bounds::GPUS_PER_NODE.why;
     let gpus_per_node = keyed(&mut problems, "gpus_per_node", node.transpose(), why);
-    let degrees = [
-        ("tp", side.tp),
-        ("pp", side.pp),
-        ("dp", side.dp),
-        ("ep", side.ep),
-        ("etp", side.etp),
-    ];
-    for (key, _) in degrees.iter().filter(|(_, v)| *v == Some(0)) {
-        problems.push(
-            Problem::at(*key, format!("{key} = 0: a degree is at least 1"))
-                .hint("leave the key out for 1"),
-        );
-    }
+    problems.extend(zero_degrees(side));
     let (Some(engine), Some(dtype), Some(kv_dtype), Some(gpus_per_node), true) =
         (engine, dtype, kv_dtype, gpus_per_node, problems.is_empty())
     else {
@@ -378,6 +366,24 @@ fn template(
         throughput: None,
         reading: crate::runs::Reading::AsStated,
     })
+}
+
+/// A problem at each degree the sidecar states as 0 (it was read as 1).
+fn zero_degrees(side: &Sidecar) -> Vec<Problem> {
+    [
+        ("tp", side.tp),
+        ("pp", side.pp),
+        ("dp", side.dp),
+        ("ep", side.ep),
+        ("etp", side.etp),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v == Some(0))
+    .map(|(key, _)| {
+        Problem::at(key, format!("{key} = 0: a degree is at least 1"))
+            .hint("leave the key out for 1")
+    })
+    .collect()
 }
 
 /// `r`'s value, or None with its problem recorded at the sidecar's `key`.
