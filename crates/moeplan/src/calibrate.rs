@@ -524,7 +524,8 @@ fn record_models(
 }
 
 /// What `base` has that the new runs did not refit, kept as it was: its
-/// other stacks, and a refitted stack's other mode.
+/// other stacks, and a refitted stack's other mode; a fit refitted from
+/// the earlier one serves the earlier one's models too.
 fn carry_over(stacks: &mut Vec<UserStack>, base: Option<&UserProfile>) {
     for b in base.map_or(&[][..], |b| &b.stack[..]) {
         match stacks
@@ -532,11 +533,22 @@ fn carry_over(stacks: &mut Vec<UserStack>, base: Option<&UserProfile>) {
             .find(|s| s.gpu == b.gpu && s.engine == b.engine)
         {
             Some(s) => {
-                if s.aggregated.is_none() {
-                    s.aggregated = b.aggregated.clone();
-                }
-                if s.disaggregated.is_none() {
-                    s.disaggregated = b.disaggregated.clone();
+                for (new, old) in [
+                    (&mut s.aggregated, &b.aggregated),
+                    (&mut s.disaggregated, &b.disaggregated),
+                ] {
+                    match (new.as_mut(), old) {
+                        (None, _) => new.clone_from(old),
+                        // Refitted from the earlier fit: it serves its models
+                        // too (all of them where it did not record them).
+                        (Some(n), Some(o)) if o.models.is_empty() => n.models.clear(),
+                        (Some(n), Some(o)) => {
+                            n.models.extend(o.models.iter().cloned());
+                            n.models.sort();
+                            n.models.dedup();
+                        }
+                        (Some(_), None) => {}
+                    }
                 }
             }
             None => stacks.push(b.clone()),

@@ -2756,9 +2756,29 @@ fn a_profile_serves_the_models_it_was_fitted_to_and_base_keeps_the_rest() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = std::fs::read_to_string(&both).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
     assert_eq!(text.matches("[[stack]]").count(), 2, "{text}");
     assert!(text.contains(&format!("gpu = \"{}\"", a.gpu)), "{text}");
+    // Recalibrating the same stack with the other model's runs: the fit,
+    // refitted from the first, serves both models.
+    let other = slower_runs(&dir, &b.model, &a.gpu, a.engine.name(), &tp);
+    let merged = dir.join("merged.toml");
+    let o = moeplan(&[
+        "calibrate",
+        other.to_str().unwrap(),
+        "--base",
+        p,
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&merged).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let mut models = [a.model.as_str(), b.model.as_str()];
+    models.sort_unstable();
+    assert!(
+        text.contains(&format!("models = [\"{}\", \"{}\"]", models[0], models[1])),
+        "{text}"
+    );
 }
 
 /// How a profile in use meets a command that cannot use it: `estimate` of
