@@ -246,24 +246,66 @@ pub(crate) fn fit_group(samples: &[&Sample], start: &ServingParams, mode: Mode) 
 }
 
 /// The runs of each stack and mode that are fitted: answered, not suspect.
-/// Each group's client is its first run's (a stack's runs come from one client).
+/// Each group's client is its first run's (a stack's runs come from one
+/// client), with its runs' samples and their model stacks' keys.
 fn groups<'a>(
     runs: &'a [Run],
     samples: &'a [Option<Sample>],
     suspect: &[Suspect],
-) -> BTreeMap<(String, Engine, Mode), (Client, Vec<&'a Sample>)> {
-    let mut g: BTreeMap<(String, Engine, Mode), (Client, Vec<&Sample>)> = BTreeMap::new();
+) -> BTreeMap<Group, Fitted<'a>> {
+    let mut g: BTreeMap<Group, Fitted> = BTreeMap::new();
     for (i, (r, s)) in runs.iter().zip(samples).enumerate() {
         let Some(s) = s else { continue };
         if suspect.iter().any(|x| x.run == i) {
             continue;
         }
-        g.entry((r.gpu.clone(), r.engine, r.deployment.mode()))
-            .or_insert_with(|| (r.client, Vec::new()))
-            .1
-            .push(s);
+        let f = g
+            .entry((r.gpu.clone(), r.engine, r.deployment.mode()))
+            .or_insert_with(|| Fitted {
+                client: r.client,
+                samples: Vec::new(),
+                keys: Vec::new(),
+            });
+        f.samples.push(s);
+        f.keys.push(stack_key(r));
     }
     g
+}
+
+/// One group's fitted runs.
+struct Fitted<'a> {
+    client: Client,
+    samples: Vec<&'a Sample>,
+    /// Each run's model stack (None where its model is not in the catalog).
+    keys: Vec<Option<StackKey>>,
+}
+
+impl Fitted<'_> {
+    /// The built-in stack (`profiles/stacks.toml`) that serves every run
+    /// today, when they are one model's on one stack: the layer their
+    /// estimates use now, where a calibration of them starts, so that its
+    /// "before" is what moeplan predicts for them.
+    fn own_stack(&self) -> Option<&'static ModelStack> {
+        let first = self.keys.first()?.as_ref()?;
+        self.keys
+            .iter()
+            .all(|k| k.as_ref() == Some(first))
+            .then(|| profile::model_stack(first))
+            .flatten()
+    }
+
+    /// Its runs' models, by the names the built-in stacks match.
+    fn models(&self) -> Vec<String> {
+        let mut m: Vec<String> = self
+            .keys
+            .iter()
+            .flatten()
+            .map(|k| k.model.clone())
+            .collect();
+        m.sort();
+        m.dedup();
+        m
+    }
 }
 
 /// Where a group's fit starts: the stack's layer in `base` (an earlier
@@ -288,29 +330,6 @@ fn start(
         (None, Some(m)) => m.fit.params,
         (None, None) => built_in(*engine, *mode, client),
     }
-}
-
-/// The built-in stack (`profiles/stacks.toml`) that serves every fitted run
-/// of a group today, when they are one model's on one stack: the layer
-/// their estimates use now, where a calibration of them starts, so that
-/// its "before" is what moeplan predicts for them.
-fn own_stack(
-    runs: &[Run],
-    samples: &[Option<Sample>],
-    suspect: &[Suspect],
-    (gpu, engine, mode): &(String, Engine, Mode),
-) -> Option<&'static ModelStack> {
-    let mut keys = runs.iter().zip(samples).enumerate().filter(|(i, (r, s))| {
-        s.is_some()
-            && !suspect.iter().any(|x| x.run == *i)
-            && r.gpu == *gpu
-            && r.engine == *engine
-            && r.deployment.mode() == *mode
-    });
-    let first = stack_key(keys.next()?.1 .0)?;
-    keys.all(|(_, (r, _))| stack_key(r).as_ref() == Some(&first))
-        .then(|| profile::model_stack(&first))
-        .flatten()
 }
 
 /// moeplan's built-in serving layer fitted to `runs` (`calibrate
@@ -450,9 +469,12 @@ pub fn recalibrate(runs: &[Run], source: &str, base: Option<&UserProfile>) -> Us
     let groups = groups(runs, &samples, &suspect);
     let fits: Vec<(Group, UserFit, Option<&ModelStack>)> = groups
         .par_iter()
-        .map(|(k, (client, v))| {
-            let own = own_stack(runs, &samples, &suspect, k);
-            let fit = fit_group(v, &start(base, k, *client, own), k.2);
+        .map(|(k, g)| {
+            let own = g.own_stack();
+            let fit = UserFit {
+                models: g.models(),
+                ..fit_group(&g.samples, &start(base, k, g.client, own), k.2)
+            };
             (k.clone(), fit, own)
         })
         .collect();
@@ -484,42 +506,11 @@ pub fn recalibrate(runs: &[Run], source: &str, base: Option<&UserProfile>) -> Us
             Mode::Disaggregated => s.disaggregated = Some(f),
         }
     }
-    record_models(&mut stacks, runs, &samples, &suspect);
     carry_over(&mut stacks, base);
     UserProfile {
         source: source.to_string(),
         suspect: suspect.into_iter().map(|s| s.why).collect(),
         stack: stacks,
-    }
-}
-
-/// Each fit's models: those of the runs it was fitted to (answered, not
-/// suspect), by the names the built-in stacks match.
-fn record_models(
-    stacks: &mut [UserStack],
-    runs: &[Run],
-    samples: &[Option<Sample>],
-    suspect: &[Suspect],
-) {
-    for (i, (r, sample)) in runs.iter().zip(samples).enumerate() {
-        if sample.is_none() || suspect.iter().any(|x| x.run == i) {
-            continue;
-        }
-        let Some(key) = stack_key(r) else { continue };
-        let Some(s) = stacks
-            .iter_mut()
-            .find(|s| s.gpu == r.gpu && s.engine == r.engine)
-        else {
-            continue;
-        };
-        let fit = match r.deployment.mode() {
-            Mode::Aggregated => s.aggregated.as_mut(),
-            Mode::Disaggregated => s.disaggregated.as_mut(),
-        };
-        if let Some(f) = fit.filter(|f| !f.models.contains(&key.model)) {
-            f.models.push(key.model);
-            f.models.sort();
-        }
     }
 }
 

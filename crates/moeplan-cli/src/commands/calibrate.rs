@@ -18,8 +18,9 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     if let Some(path) = &a.built_in_stacks {
         return write_built_in(path, &all, &a.files, calibrate::built_in_stacks);
     }
-    if !a.validate && calibrate::suspects(&all).len() == all.len() {
-        for s in calibrate::suspects(&all) {
+    let suspect = calibrate::suspects(&all);
+    if !a.validate && suspect.len() == all.len() {
+        for s in suspect {
             output::note(&format!("warning: {}", s.why));
         }
         output::note(

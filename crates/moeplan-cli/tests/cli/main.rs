@@ -2658,6 +2658,20 @@ fn slower_runs(dir: &Path, model: &str, gpu: &str, engine: &str, tp: &str) -> Pa
     csv
 }
 
+/// `calibrate runs --base base --out out`, succeeding; the profile written.
+fn recalibrated(runs: &Path, base: &Path, out: &Path) -> String {
+    let o = moeplan(&[
+        "calibrate",
+        runs.to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::read_to_string(out).unwrap()
+}
+
 /// A profile fitted to one model's runs serves that model; another model
 /// with a built-in stack of its own on the same GPU × engine keeps it (a
 /// MiniMax-M2.5 calibration on B200 × vLLM took gpt-oss-120b's TPOT error
@@ -2745,33 +2759,13 @@ fn a_profile_serves_the_models_it_was_fitted_to_and_base_keeps_the_rest() {
         .gpus_per_node
         .to_string();
     let more = slower_runs(&dir, &c.model, &c.gpu, c.engine.name(), &tp_c);
-    let both = dir.join("both.toml");
-    let o = moeplan(&[
-        "calibrate",
-        more.to_str().unwrap(),
-        "--base",
-        p,
-        "--out",
-        both.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let text = std::fs::read_to_string(&both).unwrap();
+    let text = recalibrated(&more, &profile, &dir.join("both.toml"));
     assert_eq!(text.matches("[[stack]]").count(), 2, "{text}");
     assert!(text.contains(&format!("gpu = \"{}\"", a.gpu)), "{text}");
     // Recalibrating the same stack with the other model's runs: the fit,
     // refitted from the first, serves both models.
     let other = slower_runs(&dir, &b.model, &a.gpu, a.engine.name(), &tp);
-    let merged = dir.join("merged.toml");
-    let o = moeplan(&[
-        "calibrate",
-        other.to_str().unwrap(),
-        "--base",
-        p,
-        "--out",
-        merged.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let text = std::fs::read_to_string(&merged).unwrap();
+    let text = recalibrated(&other, &profile, &dir.join("merged.toml"));
     std::fs::remove_dir_all(&dir).ok();
     let mut models = [a.model.as_str(), b.model.as_str()];
     models.sort_unstable();
