@@ -257,14 +257,16 @@ fn a_disaggregated_decode_pool_is_not_charged_with_prefill() {
 /// its pools' own steps. SGLang's DeepSeek-V3 on 104 H100
 /// (`examples/audit/published/`) with claims of 90% communication, 90% GPU
 /// utilisation of each pool and 0% imbalance: the audit read the decode
-/// layout run as an aggregated replica (a 108.3 ms step with prompt chunks,
-/// 870 prompt tokens/s per decode GPU) while the decode pool's step is the
-/// disaggregated estimate's pure decode step (25.69 ms). Now, by hand from
-/// that estimate:
+/// layout run as an aggregated replica (a step with prompt chunks, prompt
+/// tokens/s per decode GPU) while the decode pool's step is the
+/// disaggregated estimate's pure decode step. At 2048 requests in flight,
+/// where both pools' utilisation is far below the claims (at the published
+/// 18432 the prefill pool's is within the 3× the audit lets pass), by hand
+/// from that estimate:
 /// - communication share = the decode step's communication time / its time;
-/// - decode pool utilisation = requests/s × osl / 72 decode GPUs (64.95 ×
-///   1800 / 72 = 1624 output tokens/s, no prompt tokens) × linear FLOP per
-///   token / peak (≈ 6%);
+/// - decode pool utilisation = requests/s × osl / 72 decode GPUs (41.62 ×
+///   1800 / 72 = 1041 output tokens/s, no prompt tokens) × linear FLOP per
+///   token / peak (≈ 4%);
 /// - prefill pool utilisation = requests/s × isl / 32 prefill GPUs, prompt
 ///   tokens only, with the prefill step's bottleneck;
 /// - the imbalance floor = uniform routing at the decode pool's batch.
@@ -278,6 +280,7 @@ fn a_disaggregated_plans_soft_figures_are_its_pools_own_steps() {
             "[claims]\n",
             "[claims]\ncomm_overhead = \"90%\"\nload_imbalance = \"0%\"\n",
         )
+        .replace("concurrency = 18432", "concurrency = 2048")
         .replace(
             "[claims.prefill]\n",
             "[claims.prefill]\ngpu_utilization = \"90%\"\n",
