@@ -104,13 +104,8 @@ impl Sample {
         let ratio = t_pred / self.ttft;
         let t = ratio.ln();
         let p = (p_pred / self.tpot).ln();
-        let t_loss = match ttft {
-            TtftLoss::SoftL1 => soft_l1(t),
-            TtftLoss::Fading => fading(t),
-            TtftLoss::Relative => soft_l1(ratio - 1.0),
-        };
         if t.is_finite() && p.is_finite() {
-            t_loss + soft_l1(p)
+            ttft_term(ratio, ttft) + soft_l1(p)
         } else {
             10.0
         }
@@ -230,6 +225,16 @@ pub(crate) enum TtftLoss {
     /// (`fit_free`), 37.7% (signed −24%) and TPOT 23.1%; on aggregated runs
     /// it lost (B200/GB200 14.8% to 15.6%).
     Relative,
+}
+
+/// The loss of a TTFT predicted at `ratio` × the measured one, as `ttft`
+/// weighs it.
+fn ttft_term(ratio: f64, ttft: TtftLoss) -> f64 {
+    match ttft {
+        TtftLoss::SoftL1 => soft_l1(ratio.ln()),
+        TtftLoss::Fading => fading(ratio.ln()),
+        TtftLoss::Relative => soft_l1(ratio - 1.0),
+    }
 }
 
 /// Mean calibration loss of `samples` under `sv`
@@ -839,6 +844,25 @@ mod tests {
             (x[0] - 3.0).abs() < 1e-4 && (x[1] + 1.0).abs() < 1e-4,
             "{x:?}"
         );
+    }
+
+    #[test]
+    fn a_relative_ttft_error_costs_an_under_prediction_at_most_a_doubled_one() {
+        // soft_l1(x) = 0.2 (√(1 + (x / 0.1)²) − 1). Relative: x = ratio − 1,
+        // so a prediction twice the measured TTFT costs 0.2 (√101 − 1) =
+        // 1.810, and no under-prediction more (x ≥ −1): one ten times too
+        // short (x = −0.9) costs 0.2 (√82 − 1) = 1.611, where the log error
+        // (x = ln 0.1) costs 0.2 (√531.2 − 1) = 4.410; ten times too long
+        // costs 0.2 (√8101 − 1) = 17.801 (log error: 4.410 too).
+        let twice = 0.2 * (101f64.sqrt() - 1.0);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-3;
+        assert!(close(ttft_term(2.0, TtftLoss::Relative), twice));
+        assert!(ttft_term(1e-12, TtftLoss::Relative) <= twice);
+        assert!(close(ttft_term(0.1, TtftLoss::Relative), 1.611));
+        assert!(close(ttft_term(0.1, TtftLoss::SoftL1), 4.410));
+        assert!(close(ttft_term(10.0, TtftLoss::Relative), 17.801));
+        assert!(close(ttft_term(10.0, TtftLoss::SoftL1), 4.410));
+        assert_eq!(ttft_term(1.0, TtftLoss::Relative), 0.0);
     }
 
     #[test]
