@@ -55,7 +55,10 @@ What is fitted, and to what:
   whose client draws lengths in [0.8, 1] × isl/osl, known by the workflow
   markers of its provenance), disaggregated runs together, each model's
   runs weighing the square root of their number (DeepSeek-R1 is 79% of
-  them): 7 numbers per engine, client and mode;
+  them) and their TTFT error counted as this report counts it
+  (predicted / measured − 1: a run many times slower than its stated
+  deployment explains costs at most a whole prediction; log errors
+  elsewhere): 7 numbers per engine, client and mode;
 - each model's own serving layer on a GPU × engine × mode (× client,
   aggregated) where it has at least 5 runs (`crates/moeplan/profiles/stacks.toml`):
   those runs calibrated as `moeplan calibrate` calibrates a
