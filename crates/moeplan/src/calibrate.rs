@@ -296,15 +296,8 @@ impl Fitted<'_> {
 
     /// Its runs' models, by the names the built-in stacks match.
     fn models(&self) -> Vec<String> {
-        let mut m: Vec<String> = self
-            .keys
-            .iter()
-            .flatten()
-            .map(|k| k.model.clone())
-            .collect();
-        m.sort();
-        m.dedup();
-        m
+        let m: BTreeSet<&String> = self.keys.iter().flatten().map(|k| &k.model).collect();
+        m.into_iter().cloned().collect()
     }
 }
 
@@ -534,9 +527,9 @@ fn carry_over(stacks: &mut Vec<UserStack>, base: Option<&UserProfile>) {
                         // too (all of them where it did not record them).
                         (Some(n), Some(o)) if o.models.is_empty() => n.models.clear(),
                         (Some(n), Some(o)) => {
-                            n.models.extend(o.models.iter().cloned());
-                            n.models.sort();
-                            n.models.dedup();
+                            let both: BTreeSet<&String> =
+                                n.models.iter().chain(&o.models).collect();
+                            n.models = both.into_iter().cloned().collect();
                         }
                         (Some(_), None) => {}
                     }

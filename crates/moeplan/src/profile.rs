@@ -290,7 +290,7 @@ pub(crate) fn model_stack(key: &StackKey) -> Option<&'static ModelStack> {
 /// user profile covers its GPU × engine × mode (which wins over both).
 fn apply_model_stack(p: &mut Profile, key: &StackKey) {
     let user = user_fit(&key.gpu, key.engine, key.mode);
-    if user.is_some_and(|f| f.covers(&key.model)) {
+    if user.is_some_and(|f| serves(f, Some(key))) {
         return;
     }
     let Some(s) = model_stack(key) else { return };
@@ -690,6 +690,13 @@ fn user_fit(gpu: &str, engine: Engine, mode: ServingMode) -> Option<&'static Use
     })
 }
 
+/// Whether a user's fit serves the deployment of `key` (None: no model
+/// named): its own runs' model, or a model without a built-in stack of its
+/// own there; another model's calibration yields to that model's stack.
+fn serves(fit: &UserFit, key: Option<&StackKey>) -> bool {
+    key.is_none_or(|k| fit.covers(&k.model) || model_stack(k).is_none())
+}
+
 /// The user's serving layer for `gpu` × `engine` (the mode `pick` chooses)
 /// over `p`'s, named in its source.
 fn apply_user(
@@ -702,8 +709,7 @@ fn apply_user(
     else {
         return;
     };
-    // Another model's calibration yields to this model's own built-in layer.
-    if key.is_some_and(|k| !fit.covers(&k.model) && model_stack(k).is_some()) {
+    if !serves(fit, key) {
         return;
     }
     p.kernels.serving = fit.params;

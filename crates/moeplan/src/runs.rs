@@ -636,7 +636,8 @@ impl Cells<'_> {
         let s = self.s(col).to_string();
         match (whole(&s), default) {
             (Some(v), _) if v > 0 => Some(v),
-            (Some(0), Some(d)) | (None, Some(d)) if s.is_empty() || whole(&s) == Some(0) => Some(d),
+            (Some(0), Some(d)) => Some(d),
+            (None, Some(d)) if s.is_empty() => Some(d),
             _ => {
                 self.problem(
                     col,

@@ -429,16 +429,16 @@ fn invalid_fixtures() -> Vec<PathBuf> {
     files
 }
 
-/// `moeplan calibrate RUNS --out PROFILE`, which must succeed.
-fn calibrate_out(runs: &Path, profile: &Path) -> std::process::Output {
-    let o = moeplan(&[
-        "calibrate",
-        runs.to_str().unwrap(),
-        "--out",
-        profile.to_str().unwrap(),
-    ]);
+/// `moeplan calibrate ARGS`, which must succeed.
+fn calibrate_ok(args: &[&str]) -> std::process::Output {
+    let o = moeplan(&[&["calibrate"], args].concat());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     o
+}
+
+/// `moeplan calibrate RUNS --out PROFILE`, which must succeed.
+fn calibrate_out(runs: &Path, profile: &Path) -> std::process::Output {
+    calibrate_ok(&[runs.to_str().unwrap(), "--out", profile.to_str().unwrap()])
 }
 
 fn file_name(p: &Path) -> String {
@@ -1453,13 +1453,7 @@ fn calibrate_built_in_writes_the_serving_layer_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = |name: &str| {
         let path = dir.join(name);
-        let o = moeplan(&[
-            "calibrate",
-            runs.to_str().unwrap(),
-            "--built-in",
-            path.to_str().unwrap(),
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        calibrate_ok(&[runs.to_str().unwrap(), "--built-in", path.to_str().unwrap()]);
         std::fs::read_to_string(path).unwrap()
     };
     let (first, second) = (out("a.toml"), out("b.toml"));
@@ -2660,15 +2654,13 @@ fn slower_runs(dir: &Path, model: &str, gpu: &str, engine: &str, tp: &str) -> Pa
 
 /// `calibrate runs --base base --out out`, succeeding; the profile written.
 fn recalibrated(runs: &Path, base: &Path, out: &Path) -> String {
-    let o = moeplan(&[
-        "calibrate",
+    calibrate_ok(&[
         runs.to_str().unwrap(),
         "--base",
         base.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     std::fs::read_to_string(out).unwrap()
 }
 
