@@ -319,8 +319,10 @@ pub struct ServingParams {
     /// Rounds of `concurrency` requests a benchmark runs (its first round is
     /// the transient where every prompt arrives at once).
     pub rounds: f64,
-    /// Steady-state steps a new request spends outside the steps that carry
-    /// its prompt (the step in progress, output processing, streaming).
+    /// Steps a new request spends outside the steps that carry its prompt
+    /// (the step in progress, output processing, streaming): steady-state
+    /// steps, or prompt-carrying steps where a mixed scheduler's fixed-length
+    /// requests arrive in groups (`serving::closed_loop::wait_unit`).
     pub arrival_wait: f64,
     /// Ratio of measured to modelled kernel time in steps that carry prompts.
     pub prefill_scale: f64,

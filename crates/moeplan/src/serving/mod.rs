@@ -1057,7 +1057,7 @@ fn explain_ttft(lp: &Loop, st: &LoopSteps, res: &LoopResult, sv: &ServingParams)
         match (lp.policy, lp.arrivals) {
             (Policy::PrefillFirst, Arrivals::Grouped) => "prefill first, fixed lengths: a round's prompts are prefilled back to back (every round repeats the first); TTFT = mean over the round of the prefill steps up to the one completing each prompt + request overhead + wait for a running slot",
             (Policy::PrefillFirst, Arrivals::Spread) => "prefill first, spread arrivals: first round = mean over the round of the full prefill steps up to each prompt's; later rounds = arrival wait × steady step + the prefill step(s) of the prompts that arrived during the step before; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
-            (Policy::MixedChunked | Policy::MixedWhole, _) => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step(s) carrying the prompt's chunks beside the other requests' stream + arrival wait × steady step; TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
+            (Policy::MixedChunked | Policy::MixedWhole, _) => "mixed steps: first round (every prompt at once) = mean over the round of the burst steps up to each prompt's; later rounds = the step(s) carrying the prompt's chunks beside the other requests' stream + arrival wait × steady step (× prefill step with fixed lengths: the group's other prompts); TTFT = (first + (rounds − 1) × later) / rounds + request overhead + wait for a running slot",
         },
         &[
             ("first_round", res.first_round_ttft.to_string()),

@@ -8,7 +8,7 @@
 //! KV accounting is exact: a request holds the tokens it was prefilled with
 //! plus one per decode step since it joined, and gives back exactly that.
 
-use crate::serving::closed_loop::Policy;
+use crate::serving::closed_loop::{Policy, WaitUnit};
 use crate::units::{Fraction, Seconds};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -40,6 +40,9 @@ pub struct RankLimits {
     /// request that finds the replica between steps (the first round of a
     /// closed loop) pays none of it, as in the estimate's first round.
     pub arrival_wait_steps: f64,
+    /// What those steps are: every step, or those that carry prompts
+    /// (`serving::closed_loop::wait_unit`).
+    pub arrival_wait_unit: WaitUnit,
     /// Time a request spends outside the engine's steps before its client
     /// sees the first token (HTTP, tokenisation, the first detokenisation):
     /// the serving layer's per-request overhead, added to TTFT as the
@@ -188,8 +191,27 @@ pub struct Replica {
     pub(crate) preemptions: u64,
     /// Mean duration of its steps since the first request that arrived
     /// while a step ran (a closed loop's first round left out), over the
-    /// last 1,024 steps at most; and the steps counted.
-    mean_step: Option<(f64, u64)>,
+    /// last 1,024 steps at most; and of those that carried prompts.
+    mean_step: Option<(RecentMean, RecentMean)>,
+}
+
+/// A running mean over the last 1,024 values at most.
+#[derive(Clone, Copy, Debug, Default)]
+struct RecentMean {
+    mean: f64,
+    count: u64,
+}
+
+impl RecentMean {
+    fn push(&mut self, x: f64) {
+        self.count += 1;
+        self.mean += (x - self.mean) / self.count.min(1024) as f64;
+    }
+
+    /// The mean, None before the first value.
+    fn get(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.mean)
+    }
 }
 
 /// What one step carried and produced.
@@ -246,7 +268,7 @@ impl Replica {
 
     fn admit_holding(&mut self, mut r: Req, compute: u64, held: u64) {
         if let (Arrived::MidStep(_), None) = (r.arrived, self.mean_step) {
-            self.mean_step = Some((0.0, 0));
+            self.mean_step = Some(Default::default());
         }
         self.serials += 1;
         r.serial = self.serials;
@@ -309,10 +331,20 @@ impl Replica {
             n => total.saturating_sub(decodes + tokens) / (n - 1),
         };
         out.duration = cost.time(decodes, tokens, peers).max(1e-9);
-        let mean = self.mean_step.map_or(out.duration, |(m, _)| m);
-        if let Some((m, n)) = &mut self.mean_step {
-            *n += 1;
-            *m += (out.duration - *m) / (*n).min(1024) as f64;
+        // The wait's unit, over the steps before this one (this one's
+        // length before any).
+        let mean = self
+            .mean_step
+            .and_then(|(every, prompts)| match self.limits.arrival_wait_unit {
+                WaitUnit::Step => every.get(),
+                WaitUnit::PromptStep => prompts.get().or(every.get()),
+            })
+            .unwrap_or(out.duration);
+        if let Some((every, prompts)) = &mut self.mean_step {
+            every.push(out.duration);
+            if tokens > 0 {
+                prompts.push(out.duration);
+            }
         }
         let end = now + out.duration;
         let delay = (

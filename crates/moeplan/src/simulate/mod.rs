@@ -894,6 +894,10 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
                 inp.calibration.serving.arrival_wait
             }
         },
+        arrival_wait_unit: crate::serving::closed_loop::wait_unit(
+            inp.engine.policy,
+            inp.workload.client.arrivals(),
+        ),
     }
 }
 
@@ -1017,6 +1021,7 @@ pub fn simulate_disaggregated_observed(
             // scheduler: the disaggregated estimate's steady TTFT has it.
             limits: RankLimits {
                 arrival_wait_steps: inp.calibration.serving.arrival_wait,
+                arrival_wait_unit: crate::serving::closed_loop::WaitUnit::Step,
                 ..rank_limits(&din)
             },
             transfer_latency: latency,

@@ -5,7 +5,7 @@
 use moeplan::engine::Engine;
 use moeplan::layout::Layout;
 use moeplan::replica::Replica;
-use moeplan::serving::closed_loop::Policy;
+use moeplan::serving::closed_loop::{Policy, WaitUnit};
 use moeplan::simulate::engine::{RankLimits, StepTime};
 use moeplan::simulate::{self, Arrivals, Lengths, Levels, Router, Setup, Traffic};
 use moeplan::spec::scenario::Scenario;
@@ -54,6 +54,7 @@ fn a_single_server_matches_md1_within_2_percent() {
                 max_running: 1,
                 kv_tokens: 1 << 40,
                 arrival_wait_steps: 0.0,
+                arrival_wait_unit: WaitUnit::Step,
                 request_overhead: moeplan::units::Seconds::new(0.0),
                 decode_reserve: moeplan::units::Fraction::ZERO,
             },
@@ -736,6 +737,7 @@ fn a_shared_prefix_is_prefilled_once() {
                 max_running: 64,
                 kv_tokens: 1 << 20,
                 arrival_wait_steps: 0.0,
+                arrival_wait_unit: WaitUnit::Step,
                 request_overhead: moeplan::units::Seconds::new(0.0),
                 decode_reserve: moeplan::units::Fraction::ZERO,
             },
@@ -781,6 +783,7 @@ fn a_prefill_first_scheduler_keeps_the_engines_decode_reserve() {
                 max_running: 1 << 20,
                 kv_tokens: 1000,
                 arrival_wait_steps: 0.0,
+                arrival_wait_unit: WaitUnit::Step,
                 request_overhead: moeplan::units::Seconds::new(0.0),
                 decode_reserve,
             },
