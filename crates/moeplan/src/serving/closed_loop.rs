@@ -632,6 +632,29 @@ mod tests {
         assert!((r.tpot.0 - 0.0105).abs() < 1e-12, "{:?}", r.tpot);
     }
 
+    /// 8 requests of 1000 + 1000 tokens under a chunked mixed scheduler
+    /// with a budget of 4004 tokens, lengths drawn (spread arrivals).
+    fn eight_of_1000() -> Loop {
+        Loop {
+            in_flight: 8.0,
+            running: 8.0,
+            isl: 1000.0,
+            osl: 1000.0,
+            budget: 4004.0,
+            policy: Policy::MixedChunked,
+            arrivals: Arrivals::Spread,
+        }
+    }
+
+    /// Decode 10 ms, a step carrying a prompt 30 ms, a burst step 40 ms.
+    fn times_10_30_40() -> StepTimes {
+        StepTimes {
+            decode: Seconds(0.010),
+            prefill: Seconds(0.030),
+            burst: Seconds(0.040),
+        }
+    }
+
     #[test]
     fn mixed_rounds_by_hand() {
         // 8 prompts of 1000 tokens, budget 4004, 1000 output tokens. The
@@ -642,24 +665,12 @@ mod tests {
         // step; a prompt (1000 ≤ 4004 − 7 tokens of room) rides one 30 ms
         // step. Over 3 rounds: (60 + 2 × 30) / 3 = 40 ms. TPOT: 7/1000 of
         // the steps carry a prompt: 10 + 0.007 × (30 − 10) = 10.14 ms.
-        let l = Loop {
-            in_flight: 8.0,
-            running: 8.0,
-            isl: 1000.0,
-            osl: 1000.0,
-            budget: 4004.0,
-            policy: Policy::MixedChunked,
-            arrivals: Arrivals::Spread,
-        };
+        let l = eight_of_1000();
         let sh = shapes(&l);
         assert_eq!(sh.prefill.decodes, 7.0);
         assert_eq!(sh.prefill.prefill_tokens, 1000.0);
         assert!((stream_share(&l) - 0.007).abs() < 1e-12);
-        let t = StepTimes {
-            decode: Seconds(0.010),
-            prefill: Seconds(0.030),
-            burst: Seconds(0.040),
-        };
+        let t = times_10_30_40();
         let p = LoopParams {
             rounds: 3.0,
             ..params()
@@ -679,24 +690,12 @@ mod tests {
         // (grouped): the wait is 2 prompt steps, 30 + 2 × 30 = 90 ms. TPOT
         // is the steady step either way (10.14 ms), and the first round
         // (60 ms) has no wait.
-        let spread = Loop {
-            in_flight: 8.0,
-            running: 8.0,
-            isl: 1000.0,
-            osl: 1000.0,
-            budget: 4004.0,
-            policy: Policy::MixedChunked,
-            arrivals: Arrivals::Spread,
-        };
+        let spread = eight_of_1000();
         let grouped = Loop {
             arrivals: Arrivals::Grouped,
             ..spread
         };
-        let t = StepTimes {
-            decode: Seconds(0.010),
-            prefill: Seconds(0.030),
-            burst: Seconds(0.040),
-        };
+        let t = times_10_30_40();
         let p = LoopParams {
             arrival_wait: 2.0,
             ..params()
