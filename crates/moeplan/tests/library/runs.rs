@@ -7,6 +7,7 @@
 //! that each carry a hint; `EXPECTED` lists what each must say.
 
 use moeplan::accuracy::{quantile, ErrorStats};
+use moeplan::dtype::DType;
 use moeplan::memory::Engine;
 use moeplan::runs::{self, RunDeployment};
 use std::path::{Path, PathBuf};
@@ -388,6 +389,32 @@ fn a_kv_cache_type_nothing_stores_is_located_for_a_fit() {
     assert!(text.contains("line 2 column `kv_dtype`"), "{text}");
     assert!(text.contains("NVFP4 KV cache needs FP4 hardware"), "{text}");
     assert!(e.positions().iter().all(Option::is_some), "{text}");
+}
+
+/// A silicon row states no KV cache type: an aggregated FP8 row is read as
+/// storing an FP8 KV cache (InferenceMAX's FP8 recipes do), any other row
+/// (disaggregated, FP4, unstated precision) as the checkpoint's. The FP8
+/// cache halves what a decode step reads of it, so the same run read with
+/// the checkpoint's BF16 cache is predicted slower per token.
+#[test]
+fn silicon_rows_kv_cache_type() {
+    let runs = runs::read(&fixtures().join("silicon.csv")).unwrap();
+    let run = |id: &str| runs.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(run("agg-dp").kv_dtype, Some(DType::Fp8));
+    assert_eq!(run("agg-full").kv_dtype, Some(DType::Fp8));
+    for other in [
+        "dense-zeros",
+        "agg-world-twice",
+        "disagg",
+        "disagg-unstated",
+    ] {
+        assert_eq!(run(other).kv_dtype, None, "{other}");
+    }
+    let mut checkpoint = run("agg-full").clone();
+    checkpoint.kv_dtype = None;
+    let fp8 = moeplan::accuracy::predict(run("agg-full")).unwrap();
+    let bf16 = moeplan::accuracy::predict(&checkpoint).unwrap();
+    assert!(fp8.tpot < bf16.tpot, "{:?} vs {:?}", fp8.tpot, bf16.tpot);
 }
 
 #[test]
