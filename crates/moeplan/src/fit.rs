@@ -102,9 +102,9 @@ impl Sample {
     fn calibration_loss(&self, sv: &ServingParams, ttft: TtftLoss) -> f64 {
         let (t_pred, p_pred) = self.predict(sv);
         let ratio = t_pred / self.ttft;
-        let t = ratio.ln();
         let p = (p_pred / self.tpot).ln();
-        if t.is_finite() && p.is_finite() {
+        // A ratio whose log is finite (`ttft_term` takes it where it weighs logs).
+        if ratio > 0.0 && ratio.is_finite() && p.is_finite() {
             ttft_term(ratio, ttft) + soft_l1(p)
         } else {
             10.0

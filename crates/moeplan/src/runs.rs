@@ -495,11 +495,10 @@ enum Format {
 /// Disaggregated rows keep the checkpoint's (FP8 lost there: 37.3% to 40.9%
 /// TTFT), and so do FP4 rows (gpt-oss's recipes keep `auto`; FP8 lost on
 /// H100/H200, 10.9% to 12.6%).
-fn silicon_kv_dtype(precision: &str, mode: &str) -> Option<DType> {
-    match (precision, mode) {
-        ("fp8", "disagg") => None,
-        ("fp8", _) => Some(DType::Fp8),
-        _ => None,
+fn silicon_kv_dtype(precision: &str, deployment: &RunDeployment) -> Option<DType> {
+    match deployment {
+        RunDeployment::Aggregated { .. } => (precision == "fp8").then_some(DType::Fp8),
+        RunDeployment::Disaggregated { .. } => None,
     }
 }
 
@@ -964,6 +963,7 @@ impl Cells<'_> {
             "" => format!("{name}:{}", self.row.line),
             s => s.to_string(),
         };
+        let deployment = deployment?;
         Some(Run {
             file: name.to_string(),
             line: self.row.line,
@@ -976,11 +976,11 @@ impl Cells<'_> {
             moe_dtype: moe?,
             isl: isl?,
             osl: osl?,
-            deployment: deployment?,
+            kv_dtype: silicon_kv_dtype(self.s("precision"), &deployment),
+            deployment,
             ttft: ttft?,
             tpot: tpot?,
             client: silicon_client(self.s("silicon_data_source")),
-            kv_dtype: silicon_kv_dtype(self.s("precision"), self.s("mode")),
             gpus_per_node: None,
             throughput: None,
             reading: Reading::Silicon,

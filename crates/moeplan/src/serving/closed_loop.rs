@@ -232,6 +232,10 @@ pub struct LoopResult {
     /// Wait for a running slot (requests above the cap or memory, and
     /// those the serving layer holds: `ServingParams::held_slots`).
     pub slot_wait: Seconds,
+    /// A later round's wait for its turn: the arrival wait's steps × the
+    /// step they are counted in (`wait_unit`); zero where every round
+    /// repeats the first.
+    pub arrival_wait: Seconds,
     /// Steps that carry prompts in one round.
     #[serde(serialize_with = "crate::units::json::count")]
     pub(crate) prefill_steps: f64,
@@ -480,6 +484,7 @@ fn prefill_first(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -
         first_round_ttft: ttft,
         steady_ttft: ttft,
         slot_wait: Seconds::ZERO,
+        arrival_wait: Seconds::ZERO,
         prefill_steps: steps,
         group: n,
         regime: Regime::Decode,
@@ -508,7 +513,8 @@ fn prefill_first_spread(
         Seconds::ZERO
     };
     let first = t.burst * mean_completion_step(n, l.budget / l.isl) + p.request_overhead;
-    let steady = t.prefill * spread_steps(l) + tpot * p.arrival_wait + p.request_overhead;
+    let wait = tpot * p.arrival_wait;
+    let steady = t.prefill * spread_steps(l) + wait + p.request_overhead;
     let rounds = p.rounds.max(1.0);
     let cycle = steady + tpot * dsteps;
     LoopResult {
@@ -518,6 +524,7 @@ fn prefill_first_spread(
         first_round_ttft: first,
         steady_ttft: steady,
         slot_wait: Seconds::ZERO,
+        arrival_wait: wait,
         prefill_steps: round_steps(l),
         group: spread_group(l),
         regime: Regime::Decode,
@@ -532,8 +539,10 @@ fn last_step_share(n: f64, per_step: f64, steps: f64) -> f64 {
 }
 
 fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopResult {
+    // The steady step: TPOT, and the arrival wait's unit unless lengths are fixed.
+    let steady_step = steady_time(l, t);
     let unit = match wait_unit(l.policy, l.arrivals) {
-        WaitUnit::Step => steady_time(l, t),
+        WaitUnit::Step => steady_step,
         WaitUnit::PromptStep => t.prefill,
     };
     let wait = unit * p.arrival_wait;
@@ -549,6 +558,7 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
             first_round_ttft: ttft,
             steady_ttft: ttft,
             slot_wait: Seconds::ZERO,
+            arrival_wait: wait,
             prefill_steps: cycle_steps,
             group: x,
             regime: Regime::Prefill,
@@ -562,7 +572,7 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
     // Later rounds: the step in progress, then the step(s) carrying the
     // prompt's chunks alongside the stream.
     let chunks = (l.isl / own_chunk(l)).max(1.0);
-    let tpot = steady_time(l, t);
+    let tpot = steady_step;
     let steady = t.prefill * chunks + wait + p.request_overhead;
     let rounds = p.rounds.max(1.0);
     let ttft = (first + steady * (rounds - 1.0)) / rounds;
@@ -574,6 +584,7 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
         first_round_ttft: first,
         steady_ttft: steady,
         slot_wait: Seconds::ZERO,
+        arrival_wait: wait,
         prefill_steps: steps,
         group: stream_tokens(l) / l.isl,
         regime: Regime::Decode,
@@ -714,6 +725,9 @@ mod tests {
         assert!((a.tpot.0 - 0.01014).abs() < 1e-12 && (b.tpot.0 - a.tpot.0).abs() < 1e-15);
         assert!((a.first_round_ttft.0 - 0.060).abs() < 1e-12);
         assert_eq!(a.first_round_ttft, b.first_round_ttft);
+        // The wait the loop reports is the part of the later rounds it added.
+        assert!((a.arrival_wait.0 - 0.02028).abs() < 1e-12);
+        assert!((b.arrival_wait.0 - 0.060).abs() < 1e-12);
         // SGLang's prefill-first loop counts steady steps whatever the client.
         assert_eq!(
             wait_unit(Policy::PrefillFirst, Arrivals::Grouped),

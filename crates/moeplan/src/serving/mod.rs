@@ -1051,6 +1051,25 @@ pub(crate) fn explain_overlap(steps: &[(&str, &Step)]) -> Option<Derivation> {
     })
 }
 
+/// The later rounds' arrival wait as the loop counted it: its steps and
+/// the step they are counted in (`closed_loop::wait_unit`).
+fn arrival_wait_explained(lp: &Loop, res: &LoopResult, sv: &ServingParams) -> String {
+    let steps = Fixed(sv.arrival_wait, 2);
+    match (lp.policy, lp.arrivals) {
+        (Policy::PrefillFirst, Arrivals::Grouped) => {
+            "none (fixed lengths: every round repeats the first)".to_string()
+        }
+        (Policy::PrefillFirst, Arrivals::Spread)
+        | (Policy::MixedChunked | Policy::MixedWhole, _) => {
+            let unit = match closed_loop::wait_unit(lp.policy, lp.arrivals) {
+                closed_loop::WaitUnit::Step => "steady steps (the step in progress, streaming)",
+                closed_loop::WaitUnit::PromptStep => "prompt-carrying steps (fixed lengths: requests arrive in groups and wait for the group's other prompts)",
+            };
+            format!("{} = {steps} {unit}", res.arrival_wait)
+        }
+    }
+}
+
 /// How TTFT comes out of the loop, for the scheduler's policy.
 fn explain_ttft(lp: &Loop, st: &LoopSteps, res: &LoopResult, sv: &ServingParams) -> Derivation {
     Derivation::new(
@@ -1062,6 +1081,7 @@ fn explain_ttft(lp: &Loop, st: &LoopSteps, res: &LoopResult, sv: &ServingParams)
         &[
             ("first_round", res.first_round_ttft.to_string()),
             ("later_rounds", res.steady_ttft.to_string()),
+            ("arrival_wait", arrival_wait_explained(lp, res, sv)),
             ("rounds", format!("{}", sv.rounds)),
             ("prefill_steps_per_round", Fixed(res.prefill_steps, 1).to_string()),
             ("prefill_step", format!("{} ({})", st.prefill.time(sv), describe(&st.prefill))),

@@ -189,10 +189,37 @@ pub struct Replica {
     pub(crate) outstanding: u64,
     /// Preemptions so far.
     pub(crate) preemptions: u64,
-    /// Mean duration of its steps since the first request that arrived
-    /// while a step ran (a closed loop's first round left out), over the
-    /// last 1,024 steps at most; and of those that carried prompts.
-    mean_step: Option<(RecentMean, RecentMean)>,
+    /// Mean durations of its steps since the first request that arrived
+    /// while a step ran (a closed loop's first round left out).
+    mean_step: Option<StepMeans>,
+}
+
+/// Mean step durations of a replica, the units of its arrival wait.
+#[derive(Clone, Copy, Debug, Default)]
+struct StepMeans {
+    /// Of every step.
+    every: RecentMean,
+    /// Of the steps that carried prompt tokens.
+    prompts: RecentMean,
+}
+
+impl StepMeans {
+    /// The mean step `unit` counts (None before any step; the mean of every
+    /// step until one carries prompts).
+    fn of(&self, unit: WaitUnit) -> Option<f64> {
+        match unit {
+            WaitUnit::Step => self.every.get(),
+            WaitUnit::PromptStep => self.prompts.get().or(self.every.get()),
+        }
+    }
+
+    /// Counts a step of `duration` seconds that carried `prompt_tokens`.
+    fn push(&mut self, duration: f64, prompt_tokens: u64) {
+        self.every.push(duration);
+        if prompt_tokens > 0 {
+            self.prompts.push(duration);
+        }
+    }
 }
 
 /// A running mean over the last 1,024 values at most.
@@ -335,16 +362,10 @@ impl Replica {
         // length before any).
         let mean = self
             .mean_step
-            .and_then(|(every, prompts)| match self.limits.arrival_wait_unit {
-                WaitUnit::Step => every.get(),
-                WaitUnit::PromptStep => prompts.get().or(every.get()),
-            })
+            .and_then(|m| m.of(self.limits.arrival_wait_unit))
             .unwrap_or(out.duration);
-        if let Some((every, prompts)) = &mut self.mean_step {
-            every.push(out.duration);
-            if tokens > 0 {
-                prompts.push(out.duration);
-            }
+        if let Some(m) = &mut self.mean_step {
+            m.push(out.duration, tokens);
         }
         let end = now + out.duration;
         let delay = (
