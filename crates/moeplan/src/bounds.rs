@@ -423,6 +423,15 @@ pub const ARRIVAL_WAIT: Range = Range {
     unit: "",
 };
 
+/// Steps of arrival wait per request running on the rank.
+pub const ARRIVAL_WAIT_PER_REQUEST: Range = Range {
+    what: "a serving layer's arrival wait per running request (steps)",
+    min: 0.0,
+    max: 1.0,
+    why: "fitted stacks wait a few hundredths of a step more per running request; a whole step each would make a batch of a hundred wait a hundred steps for its first token",
+    unit: "",
+};
+
 /// A ratio of measured to modelled kernel time (prefill or decode steps).
 pub const KERNEL_TIME_RATIO: Range = Range {
     what: "a ratio of measured to modelled kernel time",

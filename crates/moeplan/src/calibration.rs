@@ -324,6 +324,20 @@ pub struct ServingParams {
     /// steps, or prompt-carrying steps where a mixed scheduler's fixed-length
     /// requests arrive in groups (`serving::closed_loop::wait_unit`).
     pub arrival_wait: f64,
+    /// Steps of arrival wait added per request running on the rank: a
+    /// later round's request waits `arrival_wait + arrival_wait_per_request
+    /// × running` steps (`serving::closed_loop::wait_steps`). Runs of one
+    /// stack measure a wait that grows with the batch (MiniMax-M2.5 on 4×B200,
+    /// vLLM 0.19: TTFT 7.5 steady steps at 4 requests, 23 at 512), where a
+    /// fixed number of steps stays flat. What `moeplan calibrate` fits to a
+    /// stack's aggregated runs at more than one load; the built-in engine
+    /// layers hold it at 0.
+    #[serde(
+        rename = "arrival_wait_per_request",
+        default,
+        skip_serializing_if = "is_zero_f64"
+    )]
+    pub wait_per_request: f64,
     /// Ratio of measured to modelled kernel time in steps that carry prompts.
     pub prefill_scale: f64,
     /// Ratio of measured to modelled kernel time in decode steps.
@@ -376,6 +390,11 @@ impl ServingParams {
             ("rounds", self.rounds, bounds::BENCHMARK_ROUNDS),
             ("arrival_wait", self.arrival_wait, bounds::ARRIVAL_WAIT),
             (
+                "arrival_wait_per_request",
+                self.wait_per_request,
+                bounds::ARRIVAL_WAIT_PER_REQUEST,
+            ),
+            (
                 "prefill_scale",
                 self.prefill_scale,
                 bounds::KERNEL_TIME_RATIO,
@@ -411,6 +430,7 @@ impl Default for ServingParams {
             request_overhead: Seconds::ZERO,
             rounds: 20.0,
             arrival_wait: 0.5,
+            wait_per_request: 0.0,
             prefill_scale: 1.0,
             decode_scale: 1.0,
             graph_fixed_scale: 1.0,

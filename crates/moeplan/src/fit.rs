@@ -163,8 +163,15 @@ fn fading(x: f64) -> f64 {
 }
 
 /// Coordinates of the searched space: the built-in layers' seven, then
-/// the two a user's calibration may move (`USER_ONLY`).
-const DIMS: usize = 9;
+/// the three a user's calibration may move (`USER_ONLY`).
+const DIMS: usize = 10;
+
+/// Arrival wait per running request in the searched space: a coordinate
+/// of this many times the value, so that the search's first step (0.5)
+/// moves it by 0.005 steps per request, a tenth of what fitted stacks take.
+/// Chosen among 10, 30, 100 and 300 by `calibrate --validate` on train.csv
+/// (aggregated stacks' held-out TTFT 12.4, 12.1, 11.9 and 12.3%).
+const WAIT_PER_REQUEST_SCALE: f64 = 100.0;
 
 /// The parameters in the searched space.
 fn encode(p: &ServingParams) -> [f64; DIMS] {
@@ -182,6 +189,7 @@ fn encode(p: &ServingParams) -> [f64; DIMS] {
         logit(p.graph_fixed_scale),
         (p.sequence_overhead.us() + 1.0).ln(),
         p.held_slots,
+        p.wait_per_request * WAIT_PER_REQUEST_SCALE,
     ]
 }
 
@@ -201,6 +209,10 @@ fn decode(x: &[f64; DIMS]) -> ServingParams {
         decode_scale: within(bounds::KERNEL_TIME_RATIO, x[5].exp()),
         sequence_overhead: us(bounds::SEQUENCE_OVERHEAD, x[7]),
         held_slots: within(bounds::HELD_SLOTS, x[8]),
+        wait_per_request: within(
+            bounds::ARRIVAL_WAIT_PER_REQUEST,
+            x[9] / WAIT_PER_REQUEST_SCALE,
+        ),
     }
 }
 
@@ -404,6 +416,8 @@ pub(crate) enum Param {
     SequenceOverhead,
     /// Requests per rank waiting for a slot above the engine's batch.
     HeldSlots,
+    /// Steps of arrival wait per request running on the rank.
+    WaitPerRequest,
 }
 
 impl Param {
@@ -418,6 +432,7 @@ impl Param {
         Param::GraphFixedScale,
         Param::SequenceOverhead,
         Param::HeldSlots,
+        Param::WaitPerRequest,
     ];
 
     /// Its field name in a profile.
@@ -432,6 +447,7 @@ impl Param {
             Param::GraphFixedScale => "graph_fixed_scale",
             Param::SequenceOverhead => "sequence_overhead_us",
             Param::HeldSlots => "held_slots",
+            Param::WaitPerRequest => "arrival_wait_per_request",
         }
     }
 
@@ -447,6 +463,7 @@ impl Param {
             Param::GraphFixedScale => p.graph_fixed_scale,
             Param::SequenceOverhead => p.sequence_overhead.us(),
             Param::HeldSlots => p.held_slots,
+            Param::WaitPerRequest => p.wait_per_request,
         }
     }
 
@@ -461,6 +478,7 @@ impl Param {
             Param::GraphFixedScale => "TPOT at small batches",
             Param::SequenceOverhead => "how TPOT grows with the batch",
             Param::HeldSlots => "how TTFT grows with the output length at a fixed batch",
+            Param::WaitPerRequest => "how TTFT grows with concurrency beyond the arrival wait",
         }
     }
 
@@ -476,6 +494,7 @@ impl Param {
             Param::GraphFixedScale => to.graph_fixed_scale = from.graph_fixed_scale,
             Param::SequenceOverhead => to.sequence_overhead = from.sequence_overhead,
             Param::HeldSlots => to.held_slots = from.held_slots,
+            Param::WaitPerRequest => to.wait_per_request = from.wait_per_request,
         }
     }
 }
@@ -488,7 +507,10 @@ impl Param {
 /// (`output_length_varies`; a disaggregated deployment's decode pool has
 /// no running cap to hold slots under: its queue is the M/D/c of
 /// `serving::disagg`), the sequence overhead only from runs at more than
-/// one load (`Sample::load`; at one, it is the step overhead's twin).
+/// one load (`Sample::load`; at one, it is the step overhead's twin), the
+/// arrival wait per running request only from aggregated runs at more than
+/// one load (at one, the arrival wait's twin; a disaggregated run's TTFT is
+/// the prefill pool's queue, which the loop's anchor holds).
 pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param> {
     match samples.len() {
         0 => Vec::new(),
@@ -506,7 +528,8 @@ pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param>
                 .into_iter()
                 .filter(|p| match (p, mode) {
                     (Param::HeldSlots, ServingMode::Aggregated) => output_varies,
-                    (Param::HeldSlots, ServingMode::Disaggregated) => false,
+                    (Param::HeldSlots | Param::WaitPerRequest, ServingMode::Disaggregated) => false,
+                    (Param::WaitPerRequest, ServingMode::Aggregated) => load_varies,
                     (
                         Param::SequenceOverhead,
                         ServingMode::Aggregated | ServingMode::Disaggregated,
@@ -634,7 +657,11 @@ const BUILT_IN_DIMS: usize = 7;
 /// The parameters only a user's calibration moves, with their coordinates:
 /// across train.csv's stacks they are properties of one set-up (a harness,
 /// a host), not of an engine, and the built-in layers hold them at 0.
-const USER_ONLY: [(Param, usize); 2] = [(Param::SequenceOverhead, 7), (Param::HeldSlots, 8)];
+const USER_ONLY: [(Param, usize); 3] = [
+    (Param::SequenceOverhead, 7),
+    (Param::HeldSlots, 8),
+    (Param::WaitPerRequest, 9),
+];
 
 /// Where a search moves: the coordinates `coords` of `x0`, the others
 /// staying as they are.
@@ -658,8 +685,9 @@ impl Subspace<'_> {
         match self.coords.len() {
             BUILT_IN_DIMS => self.search_n::<BUILT_IN_DIMS>(f, s),
             8 => self.search_n::<8>(f, s),
+            9 => self.search_n::<9>(f, s),
             DIMS => self.search_n::<DIMS>(f, s),
-            n => unreachable!("{n} coordinates: the built-in seven and up to two of a user's"),
+            n => unreachable!("{n} coordinates: the built-in seven and up to three of a user's"),
         }
     }
 
@@ -960,6 +988,7 @@ mod tests {
             decode_scale: 1.2,
             graph_fixed_scale: 0.4,
             held_slots: 1.5,
+            wait_per_request: 0.02,
         };
         let q = decode(&encode(&p));
         assert!((q.step_overhead.us() - 250.0).abs() < 1e-6);
@@ -970,6 +999,7 @@ mod tests {
         assert!((q.prefill_scale - 0.8).abs() < 1e-9 && (q.decode_scale - 1.2).abs() < 1e-9);
         assert!((q.graph_fixed_scale - 0.4).abs() < 1e-9);
         assert!((q.held_slots - 1.5).abs() < 1e-12);
+        assert!((q.wait_per_request - 0.02).abs() < 1e-12);
         // Held slots stay in [0, 64]: none below, a queue above.
         let below = decode(&encode(&ServingParams {
             held_slots: -2.0,

@@ -116,6 +116,15 @@ pub(crate) fn wait_unit(policy: Policy, arrivals: Arrivals) -> WaitUnit {
     }
 }
 
+/// Steps of arrival wait a later round's request spends where `running`
+/// requests run on its rank: the serving layer's fixed `steps`, and
+/// `per_request` more for each running request
+/// (`ServingParams::wait_per_request`). The loop, the disaggregated loop's
+/// decode stage and the simulator all count it here.
+pub(crate) fn wait_steps(steps: f64, per_request: f64, running: f64) -> f64 {
+    steps + per_request * running.max(0.0)
+}
+
 /// What the loop is run with.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub(crate) struct Loop {
@@ -184,6 +193,8 @@ pub(crate) struct LoopParams {
     /// it arrives, its group's other prompts, output processing and
     /// streaming of its first token.
     pub(crate) arrival_wait: f64,
+    /// Steps of arrival wait per running request (`wait_steps`).
+    pub(crate) wait_per_request: f64,
     /// Requests per rank that wait for a running slot although the cap
     /// holds every request in flight (`ServingParams::held_slots`).
     pub(crate) held_slots: f64,
@@ -513,7 +524,7 @@ fn prefill_first_spread(
         Seconds::ZERO
     };
     let first = t.burst * mean_completion_step(n, l.budget / l.isl) + p.request_overhead;
-    let wait = tpot * p.arrival_wait;
+    let wait = tpot * wait_steps(p.arrival_wait, p.wait_per_request, n);
     let steady = t.prefill * spread_steps(l) + wait + p.request_overhead;
     let rounds = p.rounds.max(1.0);
     let cycle = steady + tpot * dsteps;
@@ -545,7 +556,7 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
         WaitUnit::Step => steady_step,
         WaitUnit::PromptStep => t.prefill,
     };
-    let wait = unit * p.arrival_wait;
+    let wait = unit * wait_steps(p.arrival_wait, p.wait_per_request, n);
     if mixed_saturated(l) {
         // Every step full: x requests complete per step.
         let x = saturated_rate(l);
@@ -601,6 +612,7 @@ mod tests {
             rounds: 1.0,
             request_overhead: Seconds::ZERO,
             arrival_wait: 0.0,
+            wait_per_request: 0.0,
             held_slots: 0.0,
         }
     }
@@ -737,6 +749,43 @@ mod tests {
             wait_unit(Policy::MixedWhole, Arrivals::Grouped),
             WaitUnit::PromptStep
         );
+    }
+
+    #[test]
+    fn arrival_wait_grows_with_the_running_requests() {
+        // The loop of `mixed_rounds_by_hand` (8 requests running on the
+        // rank) with an arrival wait of 2 steps and 0.25 more per running
+        // request: 2 + 0.25 × 8 = 4 steady steps of 10.14 ms, so later
+        // rounds = the 30 ms prompt step + 40.56 ms = 70.56 ms; with fixed
+        // lengths, 4 prompt steps: 30 + 4 × 30 = 150 ms. TPOT (10.14 ms)
+        // and the first round (60 ms) do not move.
+        let spread = eight_of_1000();
+        let grouped = Loop {
+            arrivals: Arrivals::Grouped,
+            ..spread
+        };
+        let t = times_10_30_40();
+        let p = LoopParams {
+            arrival_wait: 2.0,
+            wait_per_request: 0.25,
+            ..params()
+        };
+        let (a, b) = (solve(&spread, &t, &p), solve(&grouped, &t, &p));
+        assert!(
+            (a.steady_ttft.0 - 0.07056).abs() < 1e-12,
+            "{:?}",
+            a.steady_ttft
+        );
+        assert!(
+            (b.steady_ttft.0 - 0.150).abs() < 1e-12,
+            "{:?}",
+            b.steady_ttft
+        );
+        assert!((a.arrival_wait.0 - 0.04056).abs() < 1e-12);
+        assert!((a.tpot.0 - 0.01014).abs() < 1e-12);
+        assert!((a.first_round_ttft.0 - 0.060).abs() < 1e-12);
+        // Without running requests only the fixed steps remain.
+        assert_eq!(wait_steps(2.0, 0.25, 0.0), 2.0);
     }
 
     #[test]

@@ -353,6 +353,7 @@ struct Loop<'a> {
     room: f64,
     fixed: Seconds,
     arrival_wait: f64,
+    wait_per_request: f64,
     decode_time: &'a dyn Fn(f64) -> Seconds,
 }
 
@@ -368,7 +369,7 @@ impl Loop<'_> {
         let tpot = (self.decode_time)(batch);
         let rho = x / self.capacity;
         let wait = self.service * mdc_wait(rho, self.servers);
-        let ttft = self.service + wait + tpot * self.arrival_wait + self.fixed;
+        let ttft = self.service + wait + tpot * self.wait_steps(batch) + self.fixed;
         LoopAt {
             batch,
             tpot,
@@ -376,6 +377,12 @@ impl Loop<'_> {
             ttft,
             held: x * (ttft + tpot * self.dsteps).0,
         }
+    }
+
+    /// Steps of decode a request joining a batch of `batch` per rank waits
+    /// before its client sees the first token.
+    fn wait_steps(&self, batch: f64) -> f64 {
+        super::closed_loop::wait_steps(self.arrival_wait, self.wait_per_request, batch)
     }
 
     /// The most the pools pass: the prefill pool's capacity, or the decode
@@ -415,6 +422,7 @@ fn solve(
         room: inp.decode_room * decode_ranks,
         fixed: transfer + sv.request_overhead,
         arrival_wait: sv.arrival_wait,
+        wait_per_request: sv.wait_per_request,
         decode_time,
     };
     let first = service * super::closed_loop::mean_completion_step(lp.c, per_step) + lp.fixed;
@@ -437,7 +445,7 @@ fn solve(
         throughput: x,
         decode_batch: at.batch,
         rho: at.rho,
-        wait: steady - service - at.tpot * lp.arrival_wait - lp.fixed,
+        wait: steady - service - at.tpot * lp.wait_steps(at.batch) - lp.fixed,
         first,
         steady,
         prefill_bound: at.rho >= 0.95,

@@ -657,6 +657,7 @@ impl Prepared {
                 rounds: sv.rounds,
                 request_overhead: sv.request_overhead,
                 arrival_wait: sv.arrival_wait,
+                wait_per_request: sv.wait_per_request,
                 held_slots: sv.held_slots,
             },
         )
@@ -1054,7 +1055,17 @@ pub(crate) fn explain_overlap(steps: &[(&str, &Step)]) -> Option<Derivation> {
 /// The later rounds' arrival wait as the loop counted it: its steps and
 /// the step they are counted in (`closed_loop::wait_unit`).
 fn arrival_wait_explained(lp: &Loop, res: &LoopResult, sv: &ServingParams) -> String {
-    let steps = Fixed(sv.arrival_wait, 2);
+    let n = lp.running.max(1.0);
+    let steps = match sv.wait_per_request {
+        0.0 => Fixed(sv.arrival_wait, 2).to_string(),
+        per => format!(
+            "{} ({} + {} per running request × {})",
+            Fixed(closed_loop::wait_steps(sv.arrival_wait, per, n), 2),
+            Fixed(sv.arrival_wait, 2),
+            Fixed(per, 4),
+            Fixed(n, 1)
+        ),
+    };
     match (lp.policy, lp.arrivals) {
         (Policy::PrefillFirst, Arrivals::Grouped) => {
             "none (fixed lengths: every round repeats the first)".to_string()

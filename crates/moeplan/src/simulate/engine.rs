@@ -40,6 +40,10 @@ pub struct RankLimits {
     /// request that finds the replica between steps (the first round of a
     /// closed loop) pays none of it, as in the estimate's first round.
     pub arrival_wait_steps: f64,
+    /// Steps more per request running on the rank
+    /// (`ServingParams::wait_per_request`, counted by
+    /// `serving::closed_loop::wait_steps`).
+    pub arrival_wait_per_request: f64,
     /// What those steps are: every step, or those that carry prompts
     /// (`serving::closed_loop::wait_unit`).
     pub arrival_wait_unit: WaitUnit,
@@ -368,13 +372,15 @@ impl Replica {
             m.push(out.duration, tokens);
         }
         let end = now + out.duration;
-        let delay = (
-            self.limits.request_overhead.value(),
-            self.limits.arrival_wait_steps * mean,
-        );
+        let overhead = self.limits.request_overhead.value();
         let mut gap_sum = 0.0;
         for (i, p) in plans.into_iter().enumerate() {
-            gap_sum += self.finish_step(i, p, (end, delay), &mut out);
+            let steps = crate::serving::closed_loop::wait_steps(
+                self.limits.arrival_wait_steps,
+                self.limits.arrival_wait_per_request,
+                self.ranks[i].running as f64,
+            );
+            gap_sum += self.finish_step(i, p, (end, (overhead, steps * mean)), &mut out);
         }
         if out.decode_tokens > 0 {
             out.gap = gap_sum / out.decode_tokens as f64;

@@ -878,22 +878,23 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
     // so a long output does not make the capacity look like zero.
     let context = inp.workload.isl.get().max(1);
     let fit = inp.footprint(context).max_concurrency();
+    let sv = &inp.calibration.serving;
+    // The fitted arrival wait; the prefill-first loop has none when its
+    // rounds stay grouped (its closed form does not use it there).
+    let (wait_steps, wait_per_request) = match (inp.engine.policy, inp.workload.client.arrivals()) {
+        (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Grouped) => (0.0, 0.0),
+        (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Spread)
+        | (Policy::MixedChunked | Policy::MixedWhole, _) => (sv.arrival_wait, sv.wait_per_request),
+    };
     RankLimits {
         policy: inp.engine.policy,
         budget: crate::serving::rank_budget(inp).floor() as u64,
         max_running: inp.engine.max_running_requests.unwrap_or(u64::MAX),
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
-        request_overhead: inp.calibration.serving.request_overhead,
+        request_overhead: sv.request_overhead,
         decode_reserve: inp.engine.decode_reserve,
-        // The fitted arrival wait; the prefill-first loop has none when its
-        // rounds stay grouped (its closed form does not use it there).
-        arrival_wait_steps: match (inp.engine.policy, inp.workload.client.arrivals()) {
-            (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Grouped) => 0.0,
-            (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Spread)
-            | (Policy::MixedChunked | Policy::MixedWhole, _) => {
-                inp.calibration.serving.arrival_wait
-            }
-        },
+        arrival_wait_steps: wait_steps,
+        arrival_wait_per_request: wait_per_request,
         arrival_wait_unit: crate::serving::closed_loop::wait_unit(
             inp.engine.policy,
             inp.workload.client.arrivals(),
@@ -1021,6 +1022,7 @@ pub fn simulate_disaggregated_observed(
             // scheduler: the disaggregated estimate's steady TTFT has it.
             limits: RankLimits {
                 arrival_wait_steps: inp.calibration.serving.arrival_wait,
+                arrival_wait_per_request: inp.calibration.serving.wait_per_request,
                 arrival_wait_unit: crate::serving::closed_loop::WaitUnit::Step,
                 ..rank_limits(&din)
             },
