@@ -329,9 +329,10 @@ pub struct ServingParams {
     /// × running` steps (`serving::closed_loop::wait_steps`). Runs of one
     /// stack measure a wait that grows with the batch (MiniMax-M2.5 on 4×B200,
     /// vLLM 0.19: TTFT 7.5 steady steps at 4 requests, 23 at 512), where a
-    /// fixed number of steps stays flat. What `moeplan calibrate` fits to a
-    /// stack's aggregated runs at more than one load; the built-in engine
-    /// layers hold it at 0.
+    /// fixed number of steps stays flat. Mixed schedulers only (a
+    /// prefill-first loop's wait grows with its groups already). What
+    /// `moeplan calibrate` fits to a stack's aggregated runs at more than one
+    /// load; the built-in engine layers hold it at 0.
     #[serde(
         rename = "arrival_wait_per_request",
         default,

@@ -29,6 +29,7 @@ use crate::bounds::{self, Range};
 use crate::calibration::ServingParams;
 use crate::profile::ServingMode;
 use crate::runs::{Run, RunDeployment};
+use crate::serving::closed_loop::Policy;
 use crate::serving::disagg::PreparedDisagg;
 use crate::serving::Prepared;
 use crate::units::Seconds;
@@ -84,6 +85,19 @@ impl Sample {
             setting: setting_of(run),
             load,
         })
+    }
+
+    /// Whether the run's scheduler takes prompts beside decodes: the only
+    /// loop whose arrival wait grows with the running requests
+    /// (`serving::closed_loop::wait_steps`).
+    fn mixed_steps(&self) -> bool {
+        match &self.prepared {
+            Prep::Aggregated(p) => match p.policy() {
+                Policy::MixedChunked | Policy::MixedWhole => true,
+                Policy::PrefillFirst => false,
+            },
+            Prep::Disaggregated(_) => false,
+        }
     }
 
     /// Predicted TTFT and TPOT under `sv`.
@@ -508,9 +522,11 @@ impl Param {
 /// no running cap to hold slots under: its queue is the M/D/c of
 /// `serving::disagg`), the sequence overhead only from runs at more than
 /// one load (`Sample::load`; at one, it is the step overhead's twin), the
-/// arrival wait per running request only from aggregated runs at more than
-/// one load (at one, the arrival wait's twin; a disaggregated run's TTFT is
-/// the prefill pool's queue, which the loop's anchor holds).
+/// arrival wait per running request only from aggregated runs of a mixed
+/// scheduler at more than one load (at one, the arrival wait's twin; a
+/// prefill-first loop does not read it, `closed_loop::wait_steps`; a
+/// disaggregated run's TTFT is the prefill pool's queue, which the loop's
+/// anchor holds).
 pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param> {
     match samples.len() {
         0 => Vec::new(),
@@ -524,12 +540,13 @@ pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param>
         _ => {
             let output_varies = output_length_varies(samples);
             let load_varies = samples.iter().any(|s| s.load != samples[0].load);
+            let mixed = samples.iter().all(|s| s.mixed_steps());
             Param::ALL
                 .into_iter()
                 .filter(|p| match (p, mode) {
                     (Param::HeldSlots, ServingMode::Aggregated) => output_varies,
                     (Param::HeldSlots | Param::WaitPerRequest, ServingMode::Disaggregated) => false,
-                    (Param::WaitPerRequest, ServingMode::Aggregated) => load_varies,
+                    (Param::WaitPerRequest, ServingMode::Aggregated) => load_varies && mixed,
                     (
                         Param::SequenceOverhead,
                         ServingMode::Aggregated | ServingMode::Disaggregated,

@@ -644,6 +644,11 @@ impl Prepared {
         self.lp.running
     }
 
+    /// The engine's scheduler.
+    pub(crate) fn policy(&self) -> Policy {
+        self.lp.policy
+    }
+
     /// The benchmark's figures under a serving layer.
     pub(crate) fn solve(&self, sv: &ServingParams) -> LoopResult {
         closed_loop::solve(
@@ -1056,7 +1061,7 @@ pub(crate) fn explain_overlap(steps: &[(&str, &Step)]) -> Option<Derivation> {
 /// the step they are counted in (`closed_loop::wait_unit`).
 fn arrival_wait_explained(lp: &Loop, res: &LoopResult, sv: &ServingParams) -> String {
     let n = lp.running.max(1.0);
-    let steps = match sv.wait_per_request {
+    let steps = match closed_loop::per_request_wait(lp.policy, sv.wait_per_request) {
         0.0 => Fixed(sv.arrival_wait, 2).to_string(),
         per => format!(
             "{} ({} + {} per running request × {})",

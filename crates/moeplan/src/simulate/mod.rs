@@ -884,7 +884,10 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
     let (wait_steps, wait_per_request) = match (inp.engine.policy, inp.workload.client.arrivals()) {
         (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Grouped) => (0.0, 0.0),
         (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Spread)
-        | (Policy::MixedChunked | Policy::MixedWhole, _) => (sv.arrival_wait, sv.wait_per_request),
+        | (Policy::MixedChunked | Policy::MixedWhole, _) => (
+            sv.arrival_wait,
+            crate::serving::closed_loop::per_request_wait(inp.engine.policy, sv.wait_per_request),
+        ),
     };
     RankLimits {
         policy: inp.engine.policy,
