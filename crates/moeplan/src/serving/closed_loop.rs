@@ -722,6 +722,25 @@ mod tests {
         assert!((r.tpot.0 - 0.01014).abs() < 1e-12, "{:?}", r.tpot);
     }
 
+    /// `eight_of_1000` with drawn (spread) and fixed (grouped) lengths,
+    /// solved under `p` with the steps of `times_10_30_40`.
+    fn spread_and_grouped(p: &LoopParams) -> (LoopResult, LoopResult) {
+        let spread = eight_of_1000();
+        let grouped = Loop {
+            arrivals: Arrivals::Grouped,
+            ..spread
+        };
+        let t = times_10_30_40();
+        (solve(&spread, &t, p), solve(&grouped, &t, p))
+    }
+
+    fn assert_seconds(got: Seconds, expected: f64) {
+        assert!(
+            (got.0 - expected).abs() < 1e-12,
+            "{got:?} against {expected}"
+        );
+    }
+
     #[test]
     fn fixed_lengths_wait_in_prompt_steps() {
         // The loop of `mixed_rounds_by_hand` with an arrival wait of 2 steps.
@@ -730,33 +749,19 @@ mod tests {
         // (grouped): the wait is 2 prompt steps, 30 + 2 × 30 = 90 ms. TPOT
         // is the steady step either way (10.14 ms), and the first round
         // (60 ms) has no wait.
-        let spread = eight_of_1000();
-        let grouped = Loop {
-            arrivals: Arrivals::Grouped,
-            ..spread
-        };
-        let t = times_10_30_40();
-        let p = LoopParams {
+        let (a, b) = spread_and_grouped(&LoopParams {
             arrival_wait: 2.0,
             ..params()
-        };
-        let (a, b) = (solve(&spread, &t, &p), solve(&grouped, &t, &p));
-        assert!(
-            (a.steady_ttft.0 - 0.05028).abs() < 1e-12,
-            "{:?}",
-            a.steady_ttft
-        );
-        assert!(
-            (b.steady_ttft.0 - 0.090).abs() < 1e-12,
-            "{:?}",
-            b.steady_ttft
-        );
-        assert!((a.tpot.0 - 0.01014).abs() < 1e-12 && (b.tpot.0 - a.tpot.0).abs() < 1e-15);
-        assert!((a.first_round_ttft.0 - 0.060).abs() < 1e-12);
+        });
+        assert_seconds(a.steady_ttft, 0.05028);
+        assert_seconds(b.steady_ttft, 0.090);
+        assert_seconds(a.tpot, 0.01014);
+        assert_eq!(a.tpot, b.tpot);
+        assert_seconds(a.first_round_ttft, 0.060);
         assert_eq!(a.first_round_ttft, b.first_round_ttft);
         // The wait the loop reports is the part of the later rounds it added.
-        assert!((a.arrival_wait.0 - 0.02028).abs() < 1e-12);
-        assert!((b.arrival_wait.0 - 0.060).abs() < 1e-12);
+        assert_seconds(a.arrival_wait, 0.02028);
+        assert_seconds(b.arrival_wait, 0.060);
         // SGLang's prefill-first loop counts steady steps whatever the client.
         assert_eq!(
             wait_unit(Policy::PrefillFirst, Arrivals::Grouped),
@@ -776,35 +781,23 @@ mod tests {
         // rounds = the 30 ms prompt step + 40.56 ms = 70.56 ms; with fixed
         // lengths, 4 prompt steps: 30 + 4 × 30 = 150 ms. TPOT (10.14 ms)
         // and the first round (60 ms) do not move.
-        let spread = eight_of_1000();
-        let grouped = Loop {
-            arrivals: Arrivals::Grouped,
-            ..spread
-        };
-        let t = times_10_30_40();
         let p = LoopParams {
             arrival_wait: 2.0,
             wait_per_request: 0.25,
             ..params()
         };
-        let (a, b) = (solve(&spread, &t, &p), solve(&grouped, &t, &p));
-        assert!(
-            (a.steady_ttft.0 - 0.07056).abs() < 1e-12,
-            "{:?}",
-            a.steady_ttft
-        );
-        assert!(
-            (b.steady_ttft.0 - 0.150).abs() < 1e-12,
-            "{:?}",
-            b.steady_ttft
-        );
-        assert!((a.arrival_wait.0 - 0.04056).abs() < 1e-12);
-        assert!((a.tpot.0 - 0.01014).abs() < 1e-12);
-        assert!((a.first_round_ttft.0 - 0.060).abs() < 1e-12);
+        let (a, b) = spread_and_grouped(&p);
+        assert_seconds(a.steady_ttft, 0.07056);
+        assert_seconds(b.steady_ttft, 0.150);
+        assert_seconds(a.arrival_wait, 0.04056);
+        assert_seconds(a.tpot, 0.01014);
+        assert_seconds(a.first_round_ttft, 0.060);
         // Without running requests only the fixed steps remain.
         assert_eq!(wait_steps(2.0, 0.25, 0.0), 2.0);
         // A prefill-first loop keeps the fixed steps: its later rounds are
         // those without the wait per request.
+        let spread = eight_of_1000();
+        let t = times_10_30_40();
         let first = Loop {
             policy: Policy::PrefillFirst,
             ..spread

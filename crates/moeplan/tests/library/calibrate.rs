@@ -45,6 +45,14 @@ fn synthetic(layout: Layout, isl: u64, osl: u64, concurrency: u64, truth: &Servi
     run
 }
 
+/// The aggregated fit of the first stack `runs` calibrate to.
+fn aggregated_fit(runs: &[Run], name: &str) -> moeplan::profile::UserFit {
+    calibrate(runs, name).stack[0]
+        .aggregated
+        .clone()
+        .expect("an aggregated fit")
+}
+
 fn layouts() -> Vec<Layout> {
     let l = |tp: u32, dp: u32, ep: u32, etp: u32| Layout {
         tp,
@@ -133,20 +141,14 @@ fn a_held_slot_is_fitted_only_from_runs_that_vary_the_output_alone() {
             }
         }
     }
-    let fit = calibrate(&runs, "held").stack[0]
-        .aggregated
-        .clone()
-        .unwrap();
+    let fit = aggregated_fit(&runs, "held");
     assert!(
         (fit.params.held_slots - 1.0).abs() < 0.25,
         "{:?}",
         fit.params
     );
     assert!(fit.ttft_median_after < 0.05, "{fit:?}");
-    let plain = calibrate(&many_runs(), "plain").stack[0]
-        .aggregated
-        .clone()
-        .unwrap();
+    let plain = aggregated_fit(&many_runs(), "plain");
     assert!(plain.moved.iter().all(|m| m.name != "held_slots"));
     assert_eq!(plain.params.held_slots, 0.0);
 }
@@ -199,10 +201,7 @@ fn a_sequence_overhead_is_fitted_only_from_runs_at_more_than_one_load() {
         ..truth()
     };
     let runs = many_runs_under(&t);
-    let fit = calibrate(&runs, "per request").stack[0]
-        .aggregated
-        .clone()
-        .unwrap();
+    let fit = aggregated_fit(&runs, "per request");
     assert!(
         (fit.params.sequence_overhead.us() - 30.0).abs() < 10.0,
         "{:?}",
@@ -223,16 +222,10 @@ fn a_sequence_overhead_is_fitted_only_from_runs_at_more_than_one_load() {
     };
     let one_load: Vec<Run> = at_32.iter().filter(one_rank).cloned().collect();
     assert!(one_load.len() >= 10 && one_load.len() < at_32.len());
-    let fixed = calibrate(&one_load, "one load").stack[0]
-        .aggregated
-        .clone()
-        .unwrap();
+    let fixed = aggregated_fit(&one_load, "one load");
     assert!(fixed.moved.iter().all(|m| m.name != "sequence_overhead_us"));
     assert_eq!(fixed.params.sequence_overhead.us(), 0.0);
-    let two_loads = calibrate(&at_32, "two loads").stack[0]
-        .aggregated
-        .clone()
-        .unwrap();
+    let two_loads = aggregated_fit(&at_32, "two loads");
     assert!(two_loads
         .moved
         .iter()
@@ -251,10 +244,7 @@ fn a_wait_per_running_request_is_fitted_only_from_runs_at_more_than_one_load() {
         arrival_wait: 1.0,
         ..truth()
     };
-    let fit = calibrate(&many_runs_under(&t), "growing wait").stack[0]
-        .aggregated
-        .clone()
-        .unwrap();
+    let fit = aggregated_fit(&many_runs_under(&t), "growing wait");
     assert!(
         (fit.params.wait_per_request - 0.02).abs() < 0.005,
         "{:?}",
@@ -267,10 +257,7 @@ fn a_wait_per_running_request_is_fitted_only_from_runs_at_more_than_one_load() {
             at_32.push(synthetic(l, isl, osl, 32, &t));
         }
     }
-    let fixed = calibrate(&at_32, "one load").stack[0]
-        .aggregated
-        .clone()
-        .unwrap();
+    let fixed = aggregated_fit(&at_32, "one load");
     assert!(fixed
         .moved
         .iter()
@@ -290,10 +277,7 @@ fn stalled_runs_do_not_bend_a_calibration() {
     for r in runs.iter_mut().step_by(3) {
         r.ttft = r.ttft * 8.0;
     }
-    let fit = calibrate(&runs, "stalls").stack[0]
-        .aggregated
-        .clone()
-        .unwrap();
+    let fit = aggregated_fit(&runs, "stalls");
     let mut errors: Vec<f64> = clean
         .iter()
         .enumerate()
