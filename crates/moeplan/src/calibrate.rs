@@ -7,7 +7,9 @@
 //! runs can pin down (`fit::identifiable`: the two kernel scales from one
 //! run, the fixed costs from three, everything from ten, the slots a
 //! benchmark held above the engine's batch only where some runs differ in
-//! their output length alone), with a prior
+//! their output length alone, the sequence overhead only from runs at more
+//! than one load, the arrival wait per running request only from
+//! aggregated runs of a mixed scheduler at more than one load), with a prior
 //! centred on the values it starts from, built in or `--base`'s
 //! (`fit::Anchor`: on the kernel scales and step overhead; for a
 //! disaggregated group on the loop's shape too, whose TTFT the runs'

@@ -324,13 +324,15 @@ pub struct ServingParams {
     /// steps, or prompt-carrying steps where a mixed scheduler's fixed-length
     /// requests arrive in groups (`serving::closed_loop::wait_unit`).
     pub arrival_wait: f64,
-    /// Steps of arrival wait added per request running on the rank: a
-    /// later round's request waits `arrival_wait + arrival_wait_per_request
-    /// × running` steps (`serving::closed_loop::wait_steps`). Runs of one
+    /// Steps of arrival wait added per request running on the rank: a new
+    /// request waits `arrival_wait + arrival_wait_per_request × running`
+    /// steps (`serving::closed_loop::wait_steps`). Runs of one
     /// stack measure a wait that grows with the batch (MiniMax-M2.5 on 4×B200,
     /// vLLM 0.19: TTFT 7.5 steady steps at 4 requests, 23 at 512), where a
-    /// fixed number of steps stays flat. Mixed schedulers only (a
-    /// prefill-first loop's wait grows with its groups already). What
+    /// fixed number of steps stays flat. Read by mixed schedulers' loops
+    /// and by a disaggregated decode pool, whose requests join a decode
+    /// batch whatever the scheduler; an aggregated prefill-first loop keeps
+    /// the fixed steps (its wait grows with its groups already). What
     /// `moeplan calibrate` fits to a stack's aggregated runs at more than one
     /// load; the built-in engine layers hold it at 0.
     #[serde(

@@ -182,7 +182,8 @@ const DIMS: usize = 10;
 
 /// Arrival wait per running request in the searched space: a coordinate
 /// of this many times the value, so that the search's first step (0.5)
-/// moves it by 0.005 steps per request, a tenth of what fitted stacks take.
+/// moves it by 0.005 steps per request, about a sixth of what the built-in
+/// stacks take (0.003-0.52, median 0.03).
 /// Chosen among 10, 30, 100 and 300 by `calibrate --validate` on train.csv
 /// (aggregated stacks' held-out TTFT 12.4, 12.1, 11.9 and 12.3%).
 const WAIT_PER_REQUEST_SCALE: f64 = 100.0;
@@ -613,7 +614,8 @@ pub(crate) fn fit_free(
             loss(samples, &p, ttft) + anchor_cost(&p, &centre, anchor)
         }
     };
-    // A user's own coordinates (held slots, the sequence overhead) are
+    // A user's own coordinates (held slots, the sequence overhead, the
+    // arrival wait per running request) are
     // searched only where they are free: a coordinate that cannot move would
     // reshape the simplex, and every other fit with it.
     let mut coords: Vec<usize> = (0..BUILT_IN_DIMS).collect();

@@ -120,8 +120,9 @@ pub(crate) fn wait_unit(policy: Policy, arrivals: Arrivals) -> WaitUnit {
 /// requests run on its rank: the serving layer's fixed `steps`, and
 /// `per_request` more for each running request
 /// (`ServingParams::wait_per_request`). The mixed loop, the disaggregated
-/// loop's decode stage and the simulator all count it here. A prefill-first
-/// scheduler's later rounds keep the fixed steps: their wait for the group
+/// loop's decode stage (a decode batch whatever the scheduler) and the
+/// simulator all count it here. An aggregated prefill-first scheduler's
+/// later rounds keep the fixed steps (`per_request_wait`): their wait for the group
 /// prefilled in one step already grows with the load (`spread_group`), and
 /// a wait per request beside it lost on train.csv's SGLang stacks
 /// (`calibrate --validate`: 17.4% against 19.3% TTFT, aggregated stacks

@@ -962,7 +962,7 @@ fn explain(
     e.insert(
         super::ExplainKey::Ttft,
         Derivation::new(
-            "(first round + (rounds − 1) × steady) / rounds; steady = prefill step + M/D/c queue wait at the throughput + arrival wait × decode step + KV transfer + request overhead, at the throughput where concurrency = throughput × (steady + (osl − 1) × TPOT); where the most the pools pass holds fewer: concurrency / throughput − (osl − 1) × TPOT",
+            "(first round + (rounds − 1) × steady) / rounds; steady = prefill step + M/D/c queue wait at the throughput + (arrival wait + wait per request × decode batch per rank) × decode step + KV transfer + request overhead, at the throughput where concurrency = throughput × (steady + (osl − 1) × TPOT); where the most the pools pass holds fewer: concurrency / throughput − (osl − 1) × TPOT",
             &[
                 ("prefill_step", service.to_string()),
                 ("queue_wait", s.wait.to_string()),
@@ -972,6 +972,17 @@ fn explain(
                 ("steady", s.steady.to_string()),
                 ("rounds", format!("{}", sv.rounds)),
                 ("request_overhead", sv.request_overhead.to_string()),
+                (
+                    "arrival_wait",
+                    format!(
+                        "{} decode steps",
+                        super::wait_steps_explained(
+                            sv.arrival_wait,
+                            sv.wait_per_request,
+                            s.decode_batch
+                        )
+                    ),
+                ),
             ],
         ),
     );

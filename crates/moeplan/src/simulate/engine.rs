@@ -40,9 +40,10 @@ pub struct RankLimits {
     /// request that finds the replica between steps (the first round of a
     /// closed loop) pays none of it, as in the estimate's first round.
     pub arrival_wait_steps: f64,
-    /// Steps more per request running on the rank
-    /// (`ServingParams::wait_per_request`, counted by
-    /// `serving::closed_loop::wait_steps`).
+    /// Steps more per request the rank runs in the step, the arriving one
+    /// included (`ServingParams::wait_per_request`, counted by
+    /// `serving::closed_loop::wait_steps`; none for a prefill-first
+    /// replica, `closed_loop::per_request_wait`).
     pub arrival_wait_per_request: f64,
     /// What those steps are: every step, or those that carry prompts
     /// (`serving::closed_loop::wait_unit`).
@@ -378,7 +379,7 @@ impl Replica {
             let steps = crate::serving::closed_loop::wait_steps(
                 self.limits.arrival_wait_steps,
                 self.limits.arrival_wait_per_request,
-                self.ranks[i].running as f64,
+                started(&self.ranks[i], &p) as f64,
             );
             gap_sum += self.finish_step(i, p, (end, (overhead, steps * mean)), &mut out);
         }
@@ -677,6 +678,13 @@ fn plan(rank: &mut Rank, slots: &[Req], l: &RankLimits) -> Plan {
     p
 }
 
+/// Requests a rank runs once `p` is planned: those decoding, those
+/// prefilling, and those whose prompt completes or that join in `p` (the
+/// estimate's running requests per rank).
+fn started(rank: &Rank, p: &Plan) -> u64 {
+    rank.running + rank.prefilling.len() as u64 + p.prefilled.len() as u64 + p.joining.len() as u64
+}
+
 /// Whether the next waiting request may start: a running slot under the cap, and KV room for its
 /// prompt and this step's decodes beside what the scheduler keeps for the
 /// running requests' output (SGLang a share, TensorRT-LLM's default
@@ -687,10 +695,7 @@ fn admissible(rank: &Rank, slots: &[Req], p: &Plan, l: &RankLimits) -> bool {
         return false;
     };
     let r = &slots[*slot];
-    let started = rank.running
-        + rank.prefilling.len() as u64
-        + p.prefilled.len() as u64
-        + p.joining.len() as u64;
+    let started = started(rank, p);
     // A prefill-first step runs no decodes, so the room it leaves must hold
     // the next step's: one token for every running request and this one
     // (without it a recomputed request is preempted again before it

@@ -462,6 +462,57 @@ fn a_held_slot_waits_alike_in_the_estimate_and_the_simulation() {
     }
 }
 
+/// A serving layer whose arrival wait grows by a quarter of a step per
+/// running request (`ServingParams::wait_per_request`, which `moeplan
+/// calibrate` fits): with 8 requests running on the rank, a later round's
+/// request waits 2 steps more, in the estimate and in the simulated closed
+/// loop alike (within 20% of the estimate's added TTFT, the stream's own
+/// spread of steps aside); TPOT does not move in the estimate. SGLang's
+/// prefill-first loop does not read it (`closed_loop::per_request_wait`):
+/// neither figure moves.
+#[test]
+fn a_wait_per_running_request_adds_alike_in_the_estimate_and_the_simulation() {
+    for engine in [Engine::Vllm, Engine::Trtllm, Engine::Sglang] {
+        let d = deployment(
+            "qwen3-30b-a3b",
+            "h100-sxm",
+            Layout::default(),
+            engine,
+            8,
+            1000,
+            400,
+        );
+        let flat = d.input();
+        let mut grows = flat.clone();
+        grows.calibration.serving.wait_per_request = 0.25;
+        let steady = |inp: &moeplan::serving::EstimateInput| {
+            let t = Traffic {
+                warmup: 16,
+                ..traffic(Arrivals::Closed { clients: 8 }, 1000, 400, 16 * 8)
+            };
+            simulate::simulate(inp, 1, Router::RoundRobin, t, Levels::default())
+        };
+        let (e0, e1) = (
+            moeplan::serving::estimate(&flat).unwrap(),
+            moeplan::serving::estimate(&grows).unwrap(),
+        );
+        let est = e1.benchmark.steady_ttft.ms() - e0.benchmark.steady_ttft.ms();
+        let sim = steady(&grows).ttft_ms.mean - steady(&flat).ttft_ms.mean;
+        println!("{engine:?}: simulated {sim:.2} ms, estimated {est:.2} ms");
+        assert!((e1.tpot.ms() / e0.tpot.ms() - 1.0).abs() < 1e-12);
+        match engine {
+            Engine::Sglang => assert!(est == 0.0 && sim == 0.0, "{engine:?}: {est} {sim}"),
+            Engine::Vllm | Engine::Trtllm | Engine::Neutral => {
+                assert!(est > 0.0, "{engine:?}: {est}");
+                assert!(
+                    (sim / est - 1.0).abs() < 0.2,
+                    "{engine:?}: simulated {sim:.2} ms against estimated {est:.2} ms"
+                );
+            }
+        }
+    }
+}
+
 /// The same seed gives the same figures; another seed other ones.
 #[test]
 fn runs_are_deterministic() {
