@@ -401,6 +401,29 @@ impl Case {
     }
 }
 
+/// qwen3-30b-a3b on one H100 under `engine`, 8 clients of 1000 prompt and
+/// 400 output tokens.
+fn eight_clients(engine: Engine) -> Replica {
+    deployment(
+        "qwen3-30b-a3b",
+        "h100-sxm",
+        Layout::default(),
+        engine,
+        8,
+        1000,
+        400,
+    )
+}
+
+/// `eight_clients`'s closed loop simulated for 16 rounds after 2 of warm-up.
+fn steady_of_eight(inp: &moeplan::serving::EstimateInput) -> simulate::SimResult {
+    let t = Traffic {
+        warmup: 16,
+        ..traffic(Arrivals::Closed { clients: 8 }, 1000, 400, 16 * 8)
+    };
+    simulate::simulate(inp, 1, Router::RoundRobin, t, Levels::default())
+}
+
 /// A serving layer that holds one slot per rank (`ServingParams::held_slots`,
 /// which `moeplan calibrate` fits): the estimate adds one completion
 /// interval, a cycle / 8 with 8 running, to TTFT; the simulated closed loop
@@ -419,31 +442,16 @@ impl Case {
 fn a_held_slot_waits_alike_in_the_estimate_and_the_simulation() {
     let engines = [Engine::Vllm, Engine::Trtllm];
     for (engine, cap) in engines.iter().flat_map(|e| [(*e, None), (*e, Some(6))]) {
-        let d = deployment(
-            "qwen3-30b-a3b",
-            "h100-sxm",
-            Layout::default(),
-            engine,
-            8,
-            1000,
-            400,
-        );
+        let d = eight_clients(engine);
         let mut free = d.input();
         free.engine.max_running_requests = cap;
         let mut held = free.clone();
         held.calibration.serving.held_slots = 1.0;
-        let steady = |inp: &moeplan::serving::EstimateInput| {
-            let t = Traffic {
-                warmup: 16,
-                ..traffic(Arrivals::Closed { clients: 8 }, 1000, 400, 16 * 8)
-            };
-            simulate::simulate(inp, 1, Router::RoundRobin, t, Levels::default())
-        };
         let (e0, e1) = (
             moeplan::serving::estimate(&free).unwrap(),
             moeplan::serving::estimate(&held).unwrap(),
         );
-        let (s0, s1) = (steady(&free), steady(&held));
+        let (s0, s1) = (steady_of_eight(&free), steady_of_eight(&held));
         assert_eq!(
             e0.benchmark.slot_wait.ms() == 0.0,
             cap.is_none(),
@@ -473,31 +481,16 @@ fn a_held_slot_waits_alike_in_the_estimate_and_the_simulation() {
 #[test]
 fn a_wait_per_running_request_adds_alike_in_the_estimate_and_the_simulation() {
     for engine in [Engine::Vllm, Engine::Trtllm, Engine::Sglang] {
-        let d = deployment(
-            "qwen3-30b-a3b",
-            "h100-sxm",
-            Layout::default(),
-            engine,
-            8,
-            1000,
-            400,
-        );
+        let d = eight_clients(engine);
         let flat = d.input();
         let mut grows = flat.clone();
         grows.calibration.serving.wait_per_request = 0.25;
-        let steady = |inp: &moeplan::serving::EstimateInput| {
-            let t = Traffic {
-                warmup: 16,
-                ..traffic(Arrivals::Closed { clients: 8 }, 1000, 400, 16 * 8)
-            };
-            simulate::simulate(inp, 1, Router::RoundRobin, t, Levels::default())
-        };
         let (e0, e1) = (
             moeplan::serving::estimate(&flat).unwrap(),
             moeplan::serving::estimate(&grows).unwrap(),
         );
         let est = e1.benchmark.steady_ttft.ms() - e0.benchmark.steady_ttft.ms();
-        let sim = steady(&grows).ttft_ms.mean - steady(&flat).ttft_ms.mean;
+        let sim = steady_of_eight(&grows).ttft_ms.mean - steady_of_eight(&flat).ttft_ms.mean;
         println!("{engine:?}: simulated {sim:.2} ms, estimated {est:.2} ms");
         assert!((e1.tpot.ms() / e0.tpot.ms() - 1.0).abs() < 1e-12);
         match engine {
