@@ -334,7 +334,8 @@ pub struct ServingParams {
     /// batch whatever the scheduler; an aggregated prefill-first loop keeps
     /// the fixed steps (its wait grows with its groups already). What
     /// `moeplan calibrate` fits to a stack's aggregated runs at more than one
-    /// load; the built-in engine layers hold it at 0.
+    /// load, and the built-in aggregated layers of mixed schedulers to
+    /// theirs; other layers hold it at 0.
     #[serde(
         rename = "arrival_wait_per_request",
         default,
