@@ -326,7 +326,7 @@ pub struct ServingParams {
     pub arrival_wait: f64,
     /// Steps of arrival wait added per request running on the rank: a new
     /// request waits `arrival_wait + arrival_wait_per_request × running`
-    /// steps (`serving::closed_loop::wait_steps`). Runs of one
+    /// steps (`serving::closed_loop::ArrivalWait`). Runs of one
     /// stack measure a wait that grows with the batch (MiniMax-M2.5 on 4×B200,
     /// vLLM 0.19: TTFT 7.5 steady steps at 4 requests, 23 at 512), where a
     /// fixed number of steps stays flat. Read by mixed schedulers' loops

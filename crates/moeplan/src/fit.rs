@@ -29,7 +29,7 @@ use crate::bounds::{self, Range};
 use crate::calibration::ServingParams;
 use crate::profile::ServingMode;
 use crate::runs::{Run, RunDeployment};
-use crate::serving::closed_loop::Policy;
+use crate::serving::closed_loop;
 use crate::serving::disagg::PreparedDisagg;
 use crate::serving::Prepared;
 use crate::units::Seconds;
@@ -89,13 +89,10 @@ impl Sample {
 
     /// Whether the run is aggregated under a scheduler that takes prompts
     /// beside decodes: the only loop whose fitted arrival wait grows with
-    /// the running requests (`serving::closed_loop::wait_steps`).
+    /// the running requests (`closed_loop::reads_wait_per_request`).
     fn mixed_steps(&self) -> bool {
         match &self.prepared {
-            Prep::Aggregated(p) => match p.policy() {
-                Policy::MixedChunked | Policy::MixedWhole => true,
-                Policy::PrefillFirst => false,
-            },
+            Prep::Aggregated(p) => closed_loop::reads_wait_per_request(p.policy()),
             Prep::Disaggregated(_) => false,
         }
     }
@@ -525,7 +522,7 @@ impl Param {
 /// one load (`Sample::load`; at one, it is the step overhead's twin), the
 /// arrival wait per running request only from aggregated runs of a mixed
 /// scheduler at more than one load (at one, the arrival wait's twin; a
-/// prefill-first loop does not read it, `closed_loop::wait_steps`; a
+/// prefill-first loop does not read it, `closed_loop::reads_wait_per_request`; a
 /// disaggregated run's TTFT is the prefill pool's queue, which the loop's
 /// anchor holds).
 pub(crate) fn identifiable(samples: &[&Sample], mode: ServingMode) -> Vec<Param> {

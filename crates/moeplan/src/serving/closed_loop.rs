@@ -52,7 +52,8 @@
 //! the loop needs, the caller costs them (`super::steps`), `solve` returns
 //! the figures. Fitting serving parameters re-runs `solve` only.
 
-use crate::units::Seconds;
+use crate::calibration::ServingParams;
+use crate::units::{Fixed, Seconds};
 use serde::Serialize;
 
 /// How an engine's scheduler fills a step.
@@ -116,28 +117,78 @@ pub(crate) fn wait_unit(policy: Policy, arrivals: Arrivals) -> WaitUnit {
     }
 }
 
-/// Steps of arrival wait a later round's request spends where `running`
-/// requests run on its rank: the serving layer's fixed `steps`, and
-/// `per_request` more for each running request
-/// (`ServingParams::wait_per_request`). The mixed loop, the disaggregated
-/// loop's decode stage (a decode batch whatever the scheduler) and the
-/// simulator all count it here. An aggregated prefill-first scheduler's
-/// later rounds keep the fixed steps (`per_request_wait`): their wait for the group
-/// prefilled in one step already grows with the load (`spread_group`), and
-/// a wait per request beside it lost on train.csv's SGLang stacks
-/// (`calibrate --validate`: 17.4% against 19.3% TTFT, aggregated stacks
-/// 11.8% against 11.9%).
-pub(crate) fn wait_steps(steps: f64, per_request: f64, running: f64) -> f64 {
-    steps + per_request * running.max(0.0)
+/// The arrival wait a loop counts, in the steps `wait_unit` names: `steps`
+/// whatever the load, and `per_request` more for each request running on
+/// the rank (`ServingParams::wait_per_request`). The loop, the
+/// disaggregated decode stage and the simulator all count it here.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ArrivalWait {
+    /// Steps whatever the load.
+    pub steps: f64,
+    /// Steps more per request running on the rank.
+    pub per_request: f64,
 }
 
-/// Steps of arrival wait per running request that `policy`'s loop counts
-/// (`wait_steps`): the serving layer's `per_request` under mixed steps,
-/// none under prefill first.
-pub(crate) fn per_request_wait(policy: Policy, per_request: f64) -> f64 {
+impl ArrivalWait {
+    /// No wait: every round repeats the first.
+    pub const NONE: ArrivalWait = ArrivalWait {
+        steps: 0.0,
+        per_request: 0.0,
+    };
+
+    /// The serving layer's wait, both parts.
+    pub(crate) fn of(sv: &ServingParams) -> ArrivalWait {
+        ArrivalWait {
+            steps: sv.arrival_wait,
+            per_request: sv.wait_per_request,
+        }
+    }
+
+    /// The part of it an aggregated loop under `policy` counts: both parts
+    /// under mixed steps, the fixed steps alone under prefill first
+    /// (`reads_wait_per_request`). A disaggregated decode batch counts both,
+    /// whatever the scheduler.
+    pub(crate) fn under(self, policy: Policy) -> ArrivalWait {
+        if reads_wait_per_request(policy) {
+            self
+        } else {
+            ArrivalWait {
+                per_request: 0.0,
+                ..self
+            }
+        }
+    }
+
+    /// Steps where `running` requests run on the rank.
+    pub(crate) fn at(&self, running: f64) -> f64 {
+        self.steps + self.per_request * running.max(0.0)
+    }
+
+    /// `at(running)`, and how it adds up where it grows with the load.
+    pub(crate) fn explained(&self, running: f64) -> String {
+        let total = Fixed(self.at(running), 2);
+        match self.per_request {
+            0.0 => total.to_string(),
+            per => format!(
+                "{total} ({} + {} per running request × {})",
+                Fixed(self.steps, 2),
+                Fixed(per, 4),
+                Fixed(running, 1)
+            ),
+        }
+    }
+}
+
+/// Whether `policy`'s aggregated loop reads a wait per running request.
+/// An aggregated prefill-first scheduler's later rounds keep the fixed
+/// steps: their wait for the group prefilled in one step already grows with
+/// the load (`spread_group`), and a wait per request beside it lost on
+/// train.csv's SGLang stacks (`calibrate --validate`: 17.4% against 19.3%
+/// TTFT, aggregated stacks 11.8% against 11.9%).
+pub(crate) fn reads_wait_per_request(policy: Policy) -> bool {
     match policy {
-        Policy::MixedChunked | Policy::MixedWhole => per_request,
-        Policy::PrefillFirst => 0.0,
+        Policy::MixedChunked | Policy::MixedWhole => true,
+        Policy::PrefillFirst => false,
     }
 }
 
@@ -208,9 +259,7 @@ pub(crate) struct LoopParams {
     /// outside the steps that carry its prompt: the step in progress when
     /// it arrives, its group's other prompts, output processing and
     /// streaming of its first token.
-    pub(crate) arrival_wait: f64,
-    /// Steps of arrival wait per running request (`wait_steps`).
-    pub(crate) wait_per_request: f64,
+    pub(crate) arrival_wait: ArrivalWait,
     /// Requests per rank that wait for a running slot although the cap
     /// holds every request in flight (`ServingParams::held_slots`).
     pub(crate) held_slots: f64,
@@ -540,8 +589,7 @@ fn prefill_first_spread(
         Seconds::ZERO
     };
     let first = t.burst * mean_completion_step(n, l.budget / l.isl) + p.request_overhead;
-    let per_request = per_request_wait(l.policy, p.wait_per_request);
-    let wait = tpot * wait_steps(p.arrival_wait, per_request, n);
+    let wait = tpot * p.arrival_wait.under(l.policy).at(n);
     let steady = t.prefill * spread_steps(l) + wait + p.request_overhead;
     let rounds = p.rounds.max(1.0);
     let cycle = steady + tpot * dsteps;
@@ -573,8 +621,7 @@ fn mixed(l: &Loop, t: &StepTimes, p: &LoopParams, n: f64, dsteps: f64) -> LoopRe
         WaitUnit::Step => steady_step,
         WaitUnit::PromptStep => t.prefill,
     };
-    let per_request = per_request_wait(l.policy, p.wait_per_request);
-    let wait = unit * wait_steps(p.arrival_wait, per_request, n);
+    let wait = unit * p.arrival_wait.under(l.policy).at(n);
     if mixed_saturated(l) {
         // Every step full: x requests complete per step.
         let x = saturated_rate(l);
@@ -629,8 +676,7 @@ mod tests {
         LoopParams {
             rounds: 1.0,
             request_overhead: Seconds::ZERO,
-            arrival_wait: 0.0,
-            wait_per_request: 0.0,
+            arrival_wait: ArrivalWait::NONE,
             held_slots: 0.0,
         }
     }
@@ -751,7 +797,10 @@ mod tests {
         // is the steady step either way (10.14 ms), and the first round
         // (60 ms) has no wait.
         let (a, b) = spread_and_grouped(&LoopParams {
-            arrival_wait: 2.0,
+            arrival_wait: ArrivalWait {
+                steps: 2.0,
+                per_request: 0.0,
+            },
             ..params()
         });
         assert_seconds(a.steady_ttft, 0.05028);
@@ -782,9 +831,12 @@ mod tests {
         // rounds = the 30 ms prompt step + 40.56 ms = 70.56 ms; with fixed
         // lengths, 4 prompt steps: 30 + 4 × 30 = 150 ms. TPOT (10.14 ms)
         // and the first round (60 ms) do not move.
+        let grows = ArrivalWait {
+            steps: 2.0,
+            per_request: 0.25,
+        };
         let p = LoopParams {
-            arrival_wait: 2.0,
-            wait_per_request: 0.25,
+            arrival_wait: grows,
             ..params()
         };
         let (a, b) = spread_and_grouped(&p);
@@ -794,7 +846,7 @@ mod tests {
         assert_seconds(a.tpot, 0.01014);
         assert_seconds(a.first_round_ttft, 0.060);
         // Without running requests only the fixed steps remain.
-        assert_eq!(wait_steps(2.0, 0.25, 0.0), 2.0);
+        assert_eq!(grows.at(0.0), 2.0);
         // A prefill-first loop keeps the fixed steps: its later rounds are
         // those without the wait per request.
         let spread = eight_of_1000();
@@ -804,7 +856,10 @@ mod tests {
             ..spread
         };
         let fixed = LoopParams {
-            wait_per_request: 0.0,
+            arrival_wait: ArrivalWait {
+                per_request: 0.0,
+                ..grows
+            },
             ..p
         };
         assert_eq!(solve(&first, &t, &p), solve(&first, &t, &fixed));
@@ -840,7 +895,10 @@ mod tests {
         };
         let p = LoopParams {
             rounds: 3.0,
-            arrival_wait: 0.5,
+            arrival_wait: ArrivalWait {
+                steps: 0.5,
+                per_request: 0.0,
+            },
             ..params()
         };
         let r = solve(&l, &t, &p);

@@ -352,8 +352,7 @@ struct Loop<'a> {
     decode_ranks: f64,
     room: f64,
     fixed: Seconds,
-    arrival_wait: f64,
-    wait_per_request: f64,
+    arrival_wait: super::closed_loop::ArrivalWait,
     decode_time: &'a dyn Fn(f64) -> Seconds,
 }
 
@@ -369,7 +368,7 @@ impl Loop<'_> {
         let tpot = (self.decode_time)(batch);
         let rho = x / self.capacity;
         let wait = self.service * mdc_wait(rho, self.servers);
-        let ttft = self.service + wait + tpot * self.wait_steps(batch) + self.fixed;
+        let ttft = self.service + wait + tpot * self.arrival_wait.at(batch) + self.fixed;
         LoopAt {
             batch,
             tpot,
@@ -377,12 +376,6 @@ impl Loop<'_> {
             ttft,
             held: x * (ttft + tpot * self.dsteps).0,
         }
-    }
-
-    /// Steps of decode a request joining a batch of `batch` per rank waits
-    /// before its client sees the first token.
-    fn wait_steps(&self, batch: f64) -> f64 {
-        super::closed_loop::wait_steps(self.arrival_wait, self.wait_per_request, batch)
     }
 
     /// The most the pools pass: the prefill pool's capacity, or the decode
@@ -421,8 +414,7 @@ fn solve(
         decode_ranks,
         room: inp.decode_room * decode_ranks,
         fixed: transfer + sv.request_overhead,
-        arrival_wait: sv.arrival_wait,
-        wait_per_request: sv.wait_per_request,
+        arrival_wait: super::closed_loop::ArrivalWait::of(sv),
         decode_time,
     };
     let first = service * super::closed_loop::mean_completion_step(lp.c, per_step) + lp.fixed;
@@ -445,7 +437,7 @@ fn solve(
         throughput: x,
         decode_batch: at.batch,
         rho: at.rho,
-        wait: steady - service - at.tpot * lp.wait_steps(at.batch) - lp.fixed,
+        wait: steady - service - at.tpot * lp.arrival_wait.at(at.batch) - lp.fixed,
         first,
         steady,
         prefill_bound: at.rho >= 0.95,
@@ -976,11 +968,7 @@ fn explain(
                     "arrival_wait",
                     format!(
                         "{} decode steps",
-                        super::wait_steps_explained(
-                            sv.arrival_wait,
-                            sv.wait_per_request,
-                            s.decode_batch
-                        )
+                        super::closed_loop::ArrivalWait::of(&sv).explained(s.decode_batch)
                     ),
                 ),
             ],

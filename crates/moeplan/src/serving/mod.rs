@@ -661,8 +661,7 @@ impl Prepared {
             &LoopParams {
                 rounds: sv.rounds,
                 request_overhead: sv.request_overhead,
-                arrival_wait: sv.arrival_wait,
-                wait_per_request: sv.wait_per_request,
+                arrival_wait: closed_loop::ArrivalWait::of(sv),
                 held_slots: sv.held_slots,
             },
         )
@@ -1057,26 +1056,12 @@ pub(crate) fn explain_overlap(steps: &[(&str, &Step)]) -> Option<Derivation> {
     })
 }
 
-/// The arrival wait's steps (`closed_loop::wait_steps`) with `running`
-/// requests on the rank, and how they add up where they grow with them.
-pub(crate) fn wait_steps_explained(steps: f64, per_request: f64, running: f64) -> String {
-    let total = Fixed(closed_loop::wait_steps(steps, per_request, running), 2);
-    match per_request {
-        0.0 => total.to_string(),
-        per => format!(
-            "{total} ({} + {} per running request × {})",
-            Fixed(steps, 2),
-            Fixed(per, 4),
-            Fixed(running, 1)
-        ),
-    }
-}
-
 /// The later rounds' arrival wait as the loop counted it: its steps and
 /// the step they are counted in (`closed_loop::wait_unit`).
 fn arrival_wait_explained(lp: &Loop, res: &LoopResult, sv: &ServingParams) -> String {
-    let per = closed_loop::per_request_wait(lp.policy, sv.wait_per_request);
-    let steps = wait_steps_explained(sv.arrival_wait, per, lp.running.max(1.0));
+    let steps = closed_loop::ArrivalWait::of(sv)
+        .under(lp.policy)
+        .explained(lp.running.max(1.0));
     match (lp.policy, lp.arrivals) {
         (Policy::PrefillFirst, Arrivals::Grouped) => {
             "none (fixed lengths: every round repeats the first)".to_string()

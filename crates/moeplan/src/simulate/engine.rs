@@ -8,7 +8,7 @@
 //! KV accounting is exact: a request holds the tokens it was prefilled with
 //! plus one per decode step since it joined, and gives back exactly that.
 
-use crate::serving::closed_loop::{Policy, WaitUnit};
+use crate::serving::closed_loop::{ArrivalWait, Policy, WaitUnit};
 use crate::units::{Fraction, Seconds};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -38,13 +38,10 @@ pub struct RankLimits {
     /// serving layer's arrival wait). The simulation runs the step in
     /// progress itself; its client sees the first token the rest later. A
     /// request that finds the replica between steps (the first round of a
-    /// closed loop) pays none of it, as in the estimate's first round.
-    pub arrival_wait_steps: f64,
-    /// Steps more per request the rank runs in the step, the arriving one
-    /// included (`ServingParams::wait_per_request`, counted by
-    /// `serving::closed_loop::wait_steps`; none for a prefill-first
-    /// replica, `closed_loop::per_request_wait`).
-    pub arrival_wait_per_request: f64,
+    /// closed loop) pays none of it, as in the estimate's first round. Its
+    /// part per running request counts the requests the rank runs in the
+    /// step, the arriving one included (`started`).
+    pub arrival_wait: ArrivalWait,
     /// What those steps are: every step, or those that carry prompts
     /// (`serving::closed_loop::wait_unit`).
     pub arrival_wait_unit: WaitUnit,
@@ -376,11 +373,10 @@ impl Replica {
         let overhead = self.limits.request_overhead.value();
         let mut gap_sum = 0.0;
         for (i, p) in plans.into_iter().enumerate() {
-            let steps = crate::serving::closed_loop::wait_steps(
-                self.limits.arrival_wait_steps,
-                self.limits.arrival_wait_per_request,
-                started(&self.ranks[i], &p) as f64,
-            );
+            let steps = self
+                .limits
+                .arrival_wait
+                .at(started(&self.ranks[i], &p) as f64);
             gap_sum += self.finish_step(i, p, (end, (overhead, steps * mean)), &mut out);
         }
         if out.decode_tokens > 0 {

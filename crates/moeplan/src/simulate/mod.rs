@@ -16,7 +16,7 @@ pub mod stats;
 pub mod traffic;
 
 use crate::calibration::ServingParams;
-use crate::serving::closed_loop::{Policy, Shape};
+use crate::serving::closed_loop::{ArrivalWait, Policy, Shape};
 use crate::serving::disagg::{self, DisaggInput};
 use crate::serving::steps::{StepKind, Stepper};
 use crate::serving::EstimateInput;
@@ -879,16 +879,6 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
     let context = inp.workload.isl.get().max(1);
     let fit = inp.footprint(context).max_concurrency();
     let sv = &inp.calibration.serving;
-    // The fitted arrival wait; the prefill-first loop has none when its
-    // rounds stay grouped (its closed form does not use it there).
-    let (wait_steps, wait_per_request) = match (inp.engine.policy, inp.workload.client.arrivals()) {
-        (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Grouped) => (0.0, 0.0),
-        (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Spread)
-        | (Policy::MixedChunked | Policy::MixedWhole, _) => (
-            sv.arrival_wait,
-            crate::serving::closed_loop::per_request_wait(inp.engine.policy, sv.wait_per_request),
-        ),
-    };
     RankLimits {
         policy: inp.engine.policy,
         budget: crate::serving::rank_budget(inp).floor() as u64,
@@ -896,8 +886,18 @@ pub fn rank_limits(inp: &EstimateInput) -> RankLimits {
         kv_tokens: fit.saturating_mul(context) / inp.layout.dp.max(1) as u64,
         request_overhead: sv.request_overhead,
         decode_reserve: inp.engine.decode_reserve,
-        arrival_wait_steps: wait_steps,
-        arrival_wait_per_request: wait_per_request,
+        // The fitted arrival wait as the aggregated loop counts it; the
+        // prefill-first loop has none when its rounds stay grouped (its
+        // closed form does not use it there).
+        arrival_wait: match (inp.engine.policy, inp.workload.client.arrivals()) {
+            (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Grouped) => {
+                ArrivalWait::NONE
+            }
+            (Policy::PrefillFirst, crate::serving::closed_loop::Arrivals::Spread)
+            | (Policy::MixedChunked | Policy::MixedWhole, _) => {
+                ArrivalWait::of(sv).under(inp.engine.policy)
+            }
+        },
         arrival_wait_unit: crate::serving::closed_loop::wait_unit(
             inp.engine.policy,
             inp.workload.client.arrivals(),
@@ -1024,8 +1024,7 @@ pub fn simulate_disaggregated_observed(
             // token) before its client sees the first token, whatever the
             // scheduler: the disaggregated estimate's steady TTFT has it.
             limits: RankLimits {
-                arrival_wait_steps: inp.calibration.serving.arrival_wait,
-                arrival_wait_per_request: inp.calibration.serving.wait_per_request,
+                arrival_wait: ArrivalWait::of(&inp.calibration.serving),
                 arrival_wait_unit: crate::serving::closed_loop::WaitUnit::Step,
                 ..rank_limits(&din)
             },

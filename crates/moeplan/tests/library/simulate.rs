@@ -5,7 +5,7 @@
 use moeplan::engine::Engine;
 use moeplan::layout::Layout;
 use moeplan::replica::Replica;
-use moeplan::serving::closed_loop::{Policy, WaitUnit};
+use moeplan::serving::closed_loop::{ArrivalWait, Policy, WaitUnit};
 use moeplan::simulate::engine::{RankLimits, StepTime};
 use moeplan::simulate::{self, Arrivals, Lengths, Levels, Router, Setup, Traffic};
 use moeplan::spec::scenario::Scenario;
@@ -53,8 +53,7 @@ fn a_single_server_matches_md1_within_2_percent() {
                 budget: 1 << 20,
                 max_running: 1,
                 kv_tokens: 1 << 40,
-                arrival_wait_steps: 0.0,
-                arrival_wait_per_request: 0.0,
+                arrival_wait: ArrivalWait::NONE,
                 arrival_wait_unit: WaitUnit::Step,
                 request_overhead: moeplan::units::Seconds::new(0.0),
                 decode_reserve: moeplan::units::Fraction::ZERO,
@@ -476,7 +475,7 @@ fn a_held_slot_waits_alike_in_the_estimate_and_the_simulation() {
 /// request waits 2 steps more, in the estimate and in the simulated closed
 /// loop alike (within 20% of the estimate's added TTFT, the stream's own
 /// spread of steps aside); TPOT does not move in the estimate. SGLang's
-/// prefill-first loop does not read it (`closed_loop::per_request_wait`):
+/// prefill-first loop does not read it (`closed_loop::reads_wait_per_request`):
 /// neither figure moves.
 #[test]
 fn a_wait_per_running_request_adds_alike_in_the_estimate_and_the_simulation() {
@@ -781,8 +780,7 @@ fn a_shared_prefix_is_prefilled_once() {
                 budget: 8192,
                 max_running: 64,
                 kv_tokens: 1 << 20,
-                arrival_wait_steps: 0.0,
-                arrival_wait_per_request: 0.0,
+                arrival_wait: ArrivalWait::NONE,
                 arrival_wait_unit: WaitUnit::Step,
                 request_overhead: moeplan::units::Seconds::new(0.0),
                 decode_reserve: moeplan::units::Fraction::ZERO,
@@ -828,8 +826,7 @@ fn a_prefill_first_scheduler_keeps_the_engines_decode_reserve() {
                 budget: 8192,
                 max_running: 1 << 20,
                 kv_tokens: 1000,
-                arrival_wait_steps: 0.0,
-                arrival_wait_per_request: 0.0,
+                arrival_wait: ArrivalWait::NONE,
                 arrival_wait_unit: WaitUnit::Step,
                 request_overhead: moeplan::units::Seconds::new(0.0),
                 decode_reserve,
